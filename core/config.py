@@ -1,0 +1,198 @@
+"""Validated pretraining configuration.
+
+A config is loaded from YAML, patched with dotted ``key=value`` overrides from the command line, and validated
+in one place, so that a bad value fails before any compute with one line that names the field.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ENCODERS = ("resnet18", "resnet34", "resnet50", "resnet101")
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message names the field and says why."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(_Section):
+    encoder: str = "resnet18"
+    weights: str | None = Field(None, description="local safetensors checkpoint to start the encoder from")
+    proj_hidden: int = Field(2048, ge=1)
+    proj_dim: int = Field(128, ge=1)
+    moco_momentum: float = Field(0.99, ge=0.0, le=1.0)
+    queue_size: int = Field(4096, ge=1)
+
+    @field_validator("encoder")
+    @classmethod
+    def _known_encoder(cls, v: str) -> str:
+        if v not in ENCODERS:
+            raise ValueError(f"unknown encoder {v!r}; choose one of {', '.join(ENCODERS)}")
+        return v
+
+
+class LossConfig(_Section):
+    name: Literal["info_nce", "false"] = "false"
+    temperature: float = 0.5
+    alpha: float = 1.0
+    threshold: float = 0.9
+    selection: Literal["global", "per_anchor"] = "global"
+    topk: int = Field(1, ge=1)
+    symmetric: bool = False
+
+    @field_validator("temperature")
+    @classmethod
+    def _positive_temperature(cls, v: float) -> float:
+        if not v > 0:
+            raise ValueError(f"must be > 0, got {v}")
+        return v
+
+    @field_validator("alpha")
+    @classmethod
+    def _alpha_range(cls, v: float) -> float:
+        if not 0.0 <= v <= 1.0:
+            raise ValueError(f"must be in [0, 1], got {v}")
+        return v
+
+    @field_validator("threshold")
+    @classmethod
+    def _threshold_range(cls, v: float) -> float:
+        if not 0.0 < v <= 1.0:
+            raise ValueError(f"must be in (0, 1], got {v}")
+        return v
+
+
+class DataConfig(_Section):
+    name: Literal["synthetic", "folder"] = "synthetic"
+    root: str | None = Field(None, description="image folder for name=folder")
+    num_tiles: int = Field(2000, ge=2, description="synthetic set size")
+    tile_size: int = Field(256, ge=16)
+    image_size: int = Field(96, ge=16, description="side of each augmented view")
+    crop_scale_min: float = Field(0.2, gt=0.0, le=1.0)
+    color_strength: float = Field(1.0, ge=0.0)
+    blur_prob: float = Field(0.5, ge=0.0, le=1.0)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _folder_needs_root(self) -> "DataConfig":
+        if self.name == "folder" and not self.root:
+            raise ValueError("data.root: name=folder needs data.root, the image folder to pretrain on")
+        return self
+
+
+class TrainConfig(_Section):
+    batch_size: int = Field(64, description="images per step; each gives two views")
+    epochs: float | None = Field(None, gt=0)
+    max_steps: int | None = Field(None, ge=1)
+    optimizer: Literal["lars", "adamw", "sgd"] = "lars"
+    lr: float = Field(0.3, gt=0.0, description="base learning rate for batch 256 (scaled linearly)")
+    weight_decay: float = Field(1e-6, ge=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    warmup_steps: int = Field(10, ge=0)
+    log_every: int = Field(1, ge=1)
+    ckpt_every: int = Field(50, ge=1)
+    device: str = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    channels_last: bool = True
+    compile: bool = False
+    num_workers: int = Field(0, ge=0)
+
+    @field_validator("batch_size")
+    @classmethod
+    def _batch_at_least_two(cls, v: int) -> int:
+        if v < 2:
+            raise ValueError(f"must be at least 2 (a contrastive batch needs negatives), got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _has_length(self) -> "TrainConfig":
+        if self.epochs is None and self.max_steps is None:
+            raise ValueError("train: set train.epochs or train.max_steps")
+        return self
+
+
+class PretrainConfig(_Section):
+    method: Literal["simclr", "moco"] = "simclr"
+    seed: int = 0
+    name: str | None = Field(None, description="run name; a unique suffix is added")
+    model: ModelConfig = ModelConfig()
+    loss: LossConfig = LossConfig()
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig(max_steps=100)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Loading
+
+def _parse_value(text: str) -> Any:
+    """Read an override value the way YAML would (numbers, booleans, null), strings otherwise."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b.c=value`` overrides to a nested dict (in place) and return it."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected key=value, e.g. loss.alpha=0.9")
+        key, value = item.split("=", 1)
+        parts = key.strip().split(".")
+        node = raw
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {key}: {part} is not a section")
+            node = child
+        node[parts[-1]] = _parse_value(value)
+    return raw
+
+
+def _format_error(err: ValidationError) -> str:
+    first = err.errors()[0]
+    field = ".".join(str(p) for p in first["loc"]) or "config"
+    msg = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        msg = "unknown setting"
+    if first["type"] == "literal_error":
+        msg = f"{msg}, got {first.get('input')!r}"
+    return f"{field}: {msg}"
+
+
+def validate_config(raw: dict[str, Any], model: type[BaseModel] = PretrainConfig) -> Any:
+    """Validate a nested dict; raise ConfigError with a one-line message that names the field."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_error(err)) from None
+
+
+def load_config(path: str | os.PathLike | None, overrides: list[str] | None = None,
+                model: type[BaseModel] = PretrainConfig) -> Any:
+    """Load a YAML config file (or the defaults when path is None), apply overrides, validate."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            raw = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"config file {p} is not valid YAML: {err}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config file {p} must hold a mapping of settings")
+    apply_overrides(raw, overrides or [])
+    return validate_config(raw, model)
+
+
+def config_to_yaml(cfg: BaseModel) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,395 @@
+"""Contrastive losses: InfoNCE (NT-Xent) and FALSE (false-negative-aware InfoNCE).
+
+FALSE (Zhang et al., IEEE GRSL 2022) flags likely false negatives in a batch without labels (FNSD: the negative
+whose exp-scaled similarity is closest to the anchor's positive similarity) and calibrates them (FNCC: a flagged
+pair of a confident anchor counts as ``alpha`` positive and ``1 - alpha`` negative). See docs/FALSE_SPEC.md.
+
+Everything is vectorised over the batch and computed in fp32 log-sum-exp arithmetic, also under autocast.
+One identity keeps it cheap: a calibrated candidate moves weight ``alpha`` from the negatives to the positives,
+so the denominator ``P + N`` is the plain InfoNCE denominator and only the numerator changes:
+
+    L_i = logsumexp_{j != i} l_ij  -  log( exp(l_i,pos) + alpha * sum_{m in cal(i)} exp(l_im) )
+
+Example::
+
+    >>> z = torch.randn(8, 128)                     # two views of 4 images, any row order
+    >>> ids = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])
+    >>> loss, info = false_loss(z, ids, temperature=0.5, alpha=1.0, threshold=0.9)
+    >>> info.num_flagged, info.num_calibrated
+"""
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, fields
+from typing import Any, Literal
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor
+
+Selection = Literal["global", "per_anchor"]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Diagnostics
+
+@dataclass
+class ContrastiveInfo:
+    """What FNSD flagged and how the batch looks; no gradient. Row indices are global (over all ranks)."""
+
+    anchor: Tensor          # (K,) anchor row
+    candidate: Tensor       # (K,) flagged column: a batch row (SimCLR) or a queue slot (MoCo)
+    distance: Tensor        # (K,) D = |S_ac - s_a| on exp-scaled similarities
+    cos: Tensor             # (K,) cosine of anchor and candidate
+    cos_pos: Tensor         # (K,) cosine of the anchor and its own positive
+    calibrated: Tensor      # (K,) bool: the gate opened and FNCC reweighted the pair
+    mirrored: Tensor        # (K,) bool: added in the candidate's row by symmetric=True
+    num_flagged: int = 0
+    num_calibrated: int = 0
+    pos_cos_mean: float = float("nan")
+    neg_cos_mean: float = float("nan")
+    frac_above_threshold: float = float("nan")
+
+    PAIR_FIELDS = ("anchor", "candidate", "distance", "cos", "cos_pos", "calibrated", "mirrored")
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One JSON-serialisable dict per flagged pair."""
+        cols = {name: getattr(self, name).detach().cpu().tolist() for name in self.PAIR_FIELDS}
+        return [dict(zip(cols, values)) for values in zip(*cols.values())]
+
+    def counts(self) -> dict[str, float]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in self.PAIR_FIELDS}
+
+
+def _empty_info(device: torch.device) -> ContrastiveInfo:
+    e_long = torch.empty(0, dtype=torch.long, device=device)
+    e_float = torch.empty(0, dtype=torch.float32, device=device)
+    e_bool = torch.empty(0, dtype=torch.bool, device=device)
+    return ContrastiveInfo(e_long, e_long, e_float, e_float, e_float, e_bool, e_bool)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Distributed helpers
+
+def _use_distributed(flag: bool | None) -> bool:
+    available = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    if flag is None:
+        return available
+    if flag and not available:
+        return False  # one process is a world of one: gathering is the identity
+    return flag
+
+
+def _gather_with_grad(x: Tensor) -> Tensor:
+    """All-gather along dim 0 with gradient (rank order); equal sizes on every rank."""
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(x), dim=0)
+
+
+def _gather_no_grad(x: Tensor) -> Tensor:
+    """All-gather tensors of different lengths along dim 0 (rank order)."""
+    world = dist.get_world_size()
+    n = torch.tensor([x.shape[0]], device=x.device)
+    sizes = [torch.zeros_like(n) for _ in range(world)]
+    dist.all_gather(sizes, n)
+    longest = int(max(s.item() for s in sizes))
+    padded = x.new_zeros((longest, *x.shape[1:]))
+    padded[: x.shape[0]] = x
+    out = [torch.zeros_like(padded) for _ in range(world)]
+    dist.all_gather(out, padded)
+    return torch.cat([o[: int(s.item())] for o, s in zip(out, sizes)], dim=0)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Argument checks
+
+def _check_common(temperature: float, alpha: float, selection: str, topk: int) -> None:
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    if selection not in ("global", "per_anchor"):
+        raise ValueError(f"selection must be 'global' or 'per_anchor', got {selection!r}")
+    if int(topk) != topk or topk < 1:
+        raise ValueError(f"topk must be an integer >= 1, got {topk}")
+
+
+def _check_embeddings(embeddings: Tensor, sample_ids: Tensor) -> None:
+    if embeddings.ndim != 2:
+        raise ValueError(f"embeddings must be (M, D), got shape {tuple(embeddings.shape)}")
+    if sample_ids.ndim != 1 or sample_ids.shape[0] != embeddings.shape[0]:
+        raise ValueError(f"sample_ids must be (M,) with M = {embeddings.shape[0]}, got {tuple(sample_ids.shape)}")
+
+
+def _positive_columns(ids_all: Tensor, row_offset: int, m: int) -> Tensor:
+    """For each local row, the global column of the other view with the same sample id (sort, no M x M work)."""
+    order = torch.argsort(ids_all, stable=True)
+    first, second = order[0::2], order[1::2]
+    sorted_ids = ids_all[order]
+    ok = ids_all.numel() % 2 == 0 and bool((ids_all[first] == ids_all[second]).all()) and bool(
+        (sorted_ids[2::2] != sorted_ids[1:-1:2]).all())
+    if not ok:
+        raise ValueError("sample_ids: every sample id must appear exactly twice (two views per image)")
+    partner = torch.empty_like(order)
+    partner[first] = second
+    partner[second] = first
+    return partner[row_offset: row_offset + m]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The shared core: rows are anchors, columns are candidates
+
+def _calibrated_numerator(logits: Tensor, pos_logit: Tensor, rows: Tensor, cols: Tensor, alpha: float) -> Tensor:
+    """log( exp(l_pos) + alpha * sum exp(l_rc) ) per row, stable, differentiable through ``logits``."""
+    if rows.numel() == 0 or alpha == 0.0:
+        return pos_logit
+    cand = logits[rows, cols]
+    row_max = pos_logit.detach().clone().scatter_reduce(0, rows, cand.detach(), reduce="amax")
+    terms = torch.zeros_like(pos_logit).index_add(0, rows, alpha * torch.exp(cand - row_max[rows]))
+    return row_max + torch.log(torch.exp(pos_logit - row_max) + terms)
+
+
+@functools.lru_cache(maxsize=16)
+def _lower_triangle(m: int, c: int, offset: int, device: torch.device) -> Tensor:
+    """True where global column <= global row: the half that the reference's "global" search leaves out."""
+    rows = torch.arange(m, device=device)[:, None] + offset
+    cols = torch.arange(c, device=device)[None, :]
+    return cols <= rows
+
+
+def _fnsd_select(rel: Tensor, pos_logit: Tensor, selection: Selection, topk: int,
+                 reduce_min: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """Return (rows, cols, log D) of the flagged pairs.
+
+    ``rel`` holds |expm1(l_ij - l_ip)| with +inf where a row may not flag: D_ij = exp(l_ip) * rel_ij, so the row
+    factor is kept apart and very small temperatures neither overflow nor lose the ordering.
+    """
+    if selection == "per_anchor":
+        rel_k, cols = torch.topk(rel, topk, dim=1, largest=False)
+        rows = torch.arange(rel.shape[0], device=rel.device)[:, None].expand_as(cols)
+        keep = torch.isfinite(rel_k)
+        rows, cols, rel_k = rows[keep], cols[keep], rel_k[keep]
+        return rows, cols, pos_logit[rows] + torch.log(rel_k)
+    # global: one minimum over the whole (possibly multi-rank) batch; ties are all kept
+    row_min = rel.amin(dim=1)
+    log_d_row = pos_logit + torch.log(row_min)
+    best = log_d_row.min() if log_d_row.numel() else torch.tensor(math.inf, device=rel.device)
+    if reduce_min:
+        dist.all_reduce(best, op=dist.ReduceOp.MIN)
+    tie_rows = torch.nonzero((log_d_row == best) & torch.isfinite(best)).flatten()
+    r, cols = torch.nonzero(rel[tie_rows] == row_min[tie_rows, None], as_tuple=True)
+    rows = tie_rows[r]
+    return rows, cols, pos_logit[rows] + torch.log(rel[rows, cols])
+
+
+@dataclass
+class _Layout:
+    """Which entries of the (anchors x columns) logits play which role."""
+
+    pos_col: Tensor                  # (m,) column of each anchor's positive
+    self_col: Tensor | None          # (m,) column of the anchor itself (SimCLR), left out everywhere
+    excluded: Tensor | None          # (m, C) bool: further entries left out everywhere (MoCo: same tile in queue)
+    row_offset: int                  # global index of local row 0
+    triangle: bool                   # global search only over columns after the anchor (the reference)
+
+
+def _contrastive_core(logits: Tensor, lay: _Layout, *, temperature: float, alpha: float, threshold: float,
+                      selection: Selection, topk: int, symmetric: bool, fnsd: bool,
+                      distributed: bool) -> tuple[Tensor, ContrastiveInfo]:
+    m, c = logits.shape
+    arange = torch.arange(m, device=logits.device)
+    pos_logit = logits[arange, lay.pos_col]
+    dropped = logits
+    if lay.self_col is not None:
+        dropped = dropped.index_put((arange, lay.self_col), torch.tensor(-math.inf, device=logits.device))
+    if lay.excluded is not None:
+        dropped = dropped.masked_fill(lay.excluded, -math.inf)
+    log_denominator = torch.logsumexp(dropped, dim=1)
+
+    with torch.no_grad():
+        lg = logits.detach()
+        lp = pos_logit.detach()
+        cos_pos = lp * temperature
+        gate = cos_pos >= threshold
+        empty = torch.empty(0, dtype=torch.long, device=logits.device)
+        rows, cols, log_d = empty, empty, lg.new_empty(0)
+        if fnsd:
+            rel = (lg - lp[:, None]).exp_().sub_(1.0).abs_()  # expm1 is ~30x slower than exp on CPU
+            inf = torch.tensor(math.inf, device=rel.device)
+            rel.index_put_((arange, lay.pos_col), inf)
+            if lay.self_col is not None:
+                rel.index_put_((arange, lay.self_col), inf)
+            if lay.excluded is not None:
+                rel.masked_fill_(lay.excluded, math.inf)
+            if lay.triangle and selection == "global":
+                rel.masked_fill_(_lower_triangle(m, c, lay.row_offset, rel.device), math.inf)
+            rows, cols, log_d = _fnsd_select(rel, lp, selection, topk,
+                                             reduce_min=distributed and selection == "global")
+        calibrated = gate[rows]
+        mirrored = torch.zeros_like(calibrated)
+        if symmetric and fnsd:
+            g_rows, g_cols, g_cal = rows + lay.row_offset, cols, calibrated
+            if distributed:
+                g_rows, g_cols = _gather_no_grad(g_rows), _gather_no_grad(g_cols)
+            # a flagged (a, m) whose m is one of my rows also flags (m, a) in my row, gated by m's own positive
+            mine = (g_cols >= lay.row_offset) & (g_cols < lay.row_offset + m)
+            m_rows, m_cols = g_cols[mine] - lay.row_offset, g_rows[mine]
+            log_d_m = lp[m_rows] + torch.log(torch.expm1(lg[m_rows, m_cols] - lp[m_rows]).abs())
+            rows, cols = torch.cat([rows, m_rows]), torch.cat([cols, m_cols])
+            log_d = torch.cat([log_d, log_d_m])
+            calibrated = torch.cat([calibrated, gate[m_rows]])
+            mirrored = torch.cat([mirrored, torch.ones_like(gate[m_rows])])
+
+    log_numerator = _calibrated_numerator(logits, pos_logit, rows[calibrated], cols[calibrated], alpha)
+    loss = (log_denominator - log_numerator).mean()
+
+    with torch.no_grad():
+        info = ContrastiveInfo(
+            anchor=rows + lay.row_offset, candidate=cols, distance=torch.exp(log_d.double()).float(),
+            cos=lg[rows, cols] * temperature, cos_pos=cos_pos[rows], calibrated=calibrated, mirrored=mirrored,
+        )
+        info = _finish_info(info, lg, lp, lay, gate, temperature, distributed)
+    return loss, info
+
+
+def _finish_info(info: ContrastiveInfo, lg: Tensor, lp: Tensor, lay: _Layout, gate: Tensor, temperature: float,
+                 distributed: bool) -> ContrastiveInfo:
+    """Counts and mean cosines (over all ranks); pairs gathered so that every rank holds the full list."""
+    m, c = lg.shape
+    arange = torch.arange(m, device=lg.device)
+    neg_sum = lg.sum() - lp.sum()
+    neg_n = torch.tensor(float(m * (c - 1)), device=lg.device)
+    if lay.self_col is not None:
+        neg_sum = neg_sum - lg[arange, lay.self_col].sum()
+        neg_n = neg_n - m
+    if lay.excluded is not None:
+        neg_sum = neg_sum - (lg * lay.excluded).sum()
+        neg_n = neg_n - lay.excluded.sum()
+    stats = torch.stack([neg_sum * temperature, neg_n, lp.sum() * temperature, gate.sum().to(lg.dtype),
+                         torch.tensor(float(m), device=lg.device)])
+    if distributed:
+        dist.all_reduce(stats)
+        info = ContrastiveInfo(*(_gather_no_grad(getattr(info, n)) for n in ContrastiveInfo.PAIR_FIELDS))
+    neg_sum, neg_n, pos_sum, above, total = stats.tolist()
+    info.num_flagged = int(info.anchor.numel())
+    info.num_calibrated = int(info.calibrated.sum().item())
+    info.neg_cos_mean = neg_sum / max(neg_n, 1.0)
+    info.pos_cos_mean = pos_sum / max(total, 1.0)
+    info.frac_above_threshold = above / max(total, 1.0)
+    return info
+
+
+def _prepare_simclr(embeddings: Tensor, sample_ids: Tensor, temperature: float,
+                    distributed: bool) -> tuple[Tensor, _Layout]:
+    _check_embeddings(embeddings, sample_ids)
+    with torch.autocast(embeddings.device.type, enabled=False):
+        z = F.normalize(embeddings.float(), dim=1)
+        ids = sample_ids.to(z.device)
+        if distributed:
+            z_all = _gather_with_grad(z)
+            ids_all = _gather_no_grad(ids)
+            row_offset = dist.get_rank() * z.shape[0]
+        else:
+            z_all, ids_all, row_offset = z, ids, 0
+        logits = (z / temperature) @ z_all.T  # scale the (M, D) side, not the (M, M) product
+    m = z.shape[0]
+    lay = _Layout(pos_col=_positive_columns(ids_all, row_offset, m),
+                  self_col=torch.arange(m, device=z.device) + row_offset, excluded=None,
+                  row_offset=row_offset, triangle=True)
+    return logits, lay
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Public losses
+
+def info_nce(embeddings: Tensor, sample_ids: Tensor, temperature: float = 0.5, *,
+             distributed: bool | None = None) -> tuple[Tensor, ContrastiveInfo]:
+    """NT-Xent / InfoNCE over a batch of views; rows sharing a sample id are positives.
+
+    Args:
+        embeddings: (M, D) raw projections (normalised here).
+        sample_ids: (M,) image id of each row; every id appears exactly twice.
+        temperature: tau > 0.
+        distributed: gather across ranks (default: when torch.distributed is initialised with > 1 rank).
+    Returns:
+        The mean loss over this rank's anchors and a ContrastiveInfo with no flagged pairs.
+    Raises:
+        ValueError: a bad argument; the message names it.
+    """
+    _check_common(temperature, 0.0, "global", 1)
+    use_dist = _use_distributed(distributed)
+    logits, lay = _prepare_simclr(embeddings, sample_ids, temperature, use_dist)
+    return _contrastive_core(logits, lay, temperature=temperature, alpha=0.0, threshold=math.inf,
+                             selection="global", topk=1, symmetric=False, fnsd=False, distributed=use_dist)
+
+
+def false_loss(embeddings: Tensor, sample_ids: Tensor, *, temperature: float = 0.5, alpha: float = 1.0,
+               threshold: float = 0.9, selection: Selection = "global", topk: int = 1, symmetric: bool = False,
+               distributed: bool | None = None) -> tuple[Tensor, ContrastiveInfo]:
+    """FALSE loss: InfoNCE with false-negative self-determination (FNSD) and calibration (FNCC).
+
+    Args:
+        embeddings: (M, D) raw projections of M views (normalised here).
+        sample_ids: (M,) image id of each view; every id appears exactly twice, in any order.
+        temperature: tau > 0 (paper: 0.5).
+        alpha: weight in [0, 1] moved from negative to positive for a calibrated pair (paper: 1.0).
+        threshold: gate T on the anchor's positive cosine; a value > 1 never opens it (paper: 0.9).
+        selection: "global" flags the pair(s) with the smallest D in the whole batch among j > i (the reference);
+            "per_anchor" lets every anchor flag its own ``topk`` nearest negatives (both triangles).
+        topk: flags per anchor for "per_anchor".
+        symmetric: also calibrate the mirror pair (m, a) in row m, gated by m's own positive.
+        distributed: gather embeddings (with gradient) and ids across ranks and reduce the global minimum.
+    Returns:
+        (loss, info): the mean loss over this rank's anchors and the flagged pairs with diagnostics.
+    Raises:
+        ValueError: a bad argument; the message names it.
+    """
+    _check_common(temperature, alpha, selection, topk)
+    use_dist = _use_distributed(distributed)
+    logits, lay = _prepare_simclr(embeddings, sample_ids, temperature, use_dist)
+    if topk > logits.shape[1] - 2:
+        raise ValueError(f"topk must be at most the number of negatives per anchor ({logits.shape[1] - 2}), got {topk}")
+    return _contrastive_core(logits, lay, temperature=temperature, alpha=alpha, threshold=threshold,
+                             selection=selection, topk=topk, symmetric=symmetric, fnsd=True, distributed=use_dist)
+
+
+def false_loss_moco(queries: Tensor, keys: Tensor, queue: Tensor, *, query_ids: Tensor, queue_ids: Tensor,
+                    temperature: float = 0.2, alpha: float = 1.0, threshold: float = 0.9,
+                    selection: Selection = "global", topk: int = 1,
+                    distributed: bool | None = None) -> tuple[Tensor, ContrastiveInfo]:
+    """MoCo v2 InfoNCE with FALSE applied to the queue.
+
+    Anchors are the queries, each one's positive is its own momentum key, negatives are the queue entries.
+    Queue entries with the query's own dataset id (the same tile seen at an earlier step) are left out of the
+    negatives. With alpha = 0 or a threshold > 1 this is the plain MoCo loss. Candidate indices in the returned
+    info are queue slots; pass ``distributed`` only to reduce the global minimum across ranks (queries stay local).
+    """
+    _check_common(temperature, alpha, selection, topk)
+    if queries.shape != keys.shape or queries.ndim != 2:
+        raise ValueError(f"queries and keys must both be (N, D), got {tuple(queries.shape)} and {tuple(keys.shape)}")
+    if queue.ndim != 2 or queue.shape[1] != queries.shape[1]:
+        raise ValueError(f"queue must be (K, {queries.shape[1]}), got {tuple(queue.shape)}")
+    if query_ids.shape != (queries.shape[0],) or queue_ids.shape != (queue.shape[0],):
+        raise ValueError("query_ids must be (N,) and queue_ids (K,) to match queries and queue")
+    use_dist = _use_distributed(distributed)
+    with torch.autocast(queries.device.type, enabled=False):
+        q = F.normalize(queries.float(), dim=1)
+        k = F.normalize(keys.float(), dim=1)
+        bank = F.normalize(queue.float(), dim=1)
+        qs = q / temperature
+        logits = torch.cat([(qs * k).sum(dim=1, keepdim=True), qs @ bank.T], dim=1)
+    n = q.shape[0]
+    if topk > queue.shape[0]:
+        raise ValueError(f"topk must be at most the queue size ({queue.shape[0]}), got {topk}")
+    excluded = torch.zeros_like(logits, dtype=torch.bool)
+    excluded[:, 1:] = query_ids.to(q.device)[:, None] == queue_ids.to(q.device)[None, :]
+    lay = _Layout(pos_col=torch.zeros(n, dtype=torch.long, device=q.device), self_col=None, excluded=excluded,
+                  row_offset=dist.get_rank() * n if use_dist else 0, triangle=False)
+    loss, info = _contrastive_core(logits, lay, temperature=temperature, alpha=alpha, threshold=threshold,
+                                   selection=selection, topk=topk, symmetric=False, fnsd=True,
+                                   distributed=use_dist)
+    info.candidate = info.candidate - 1  # column 0 is the positive; report queue slots
+    return loss, info
