@@ -97,6 +97,7 @@ class TrainConfig(_Section):
     weight_decay: float = Field(1e-6, ge=0.0)
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     warmup_steps: int = Field(10, ge=0)
+    warmup_epochs: float | None = Field(None, ge=0, description="overrides warmup_steps when set")
     log_every: int = Field(1, ge=1)
     ckpt_every: int = Field(50, ge=1)
     device: str = "auto"

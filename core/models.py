@@ -1,0 +1,139 @@
+"""Encoders, projection heads, SimCLR and MoCo v2.
+
+Encoders come from segmentation-models-pytorch's encoder factory, so pretrained weights load unchanged into
+smp segmentation models (``model.encoder.load_state_dict``). Nothing is downloaded: encoders start random or
+from a local safetensors file.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from segmentation_models_pytorch.encoders import get_encoder
+from torch import Tensor, nn
+
+from .config import ENCODERS
+
+ENCODER_PREFIX = "encoder."
+
+
+def build_encoder(name: str, weights: str | Path | None = None, in_channels: int = 3) -> nn.Module:
+    """An smp encoder, random or loaded from a local safetensors file (encoder keys, or ``encoder.``-prefixed)."""
+    if name not in ENCODERS:
+        raise ValueError(f"model.encoder: unknown encoder {name!r}; choose one of {', '.join(ENCODERS)}")
+    encoder = get_encoder(name, in_channels=in_channels, depth=5, weights=None)
+    if weights is not None:
+        load_encoder_weights(encoder, weights)
+    return encoder
+
+
+def load_encoder_weights(encoder: nn.Module, path: str | Path) -> None:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model.weights: checkpoint not found: {path}")
+    state = load_file(str(path))
+    if any(k.startswith(ENCODER_PREFIX) for k in state):
+        state = {k[len(ENCODER_PREFIX):]: v for k, v in state.items() if k.startswith(ENCODER_PREFIX)}
+    missing, unexpected = encoder.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"model.weights: {path} does not fit this encoder "
+                         f"({len(missing)} missing keys, {len(unexpected)} unexpected keys)")
+
+
+def feature_dim(encoder: nn.Module) -> int:
+    return int(encoder.out_channels[-1])
+
+
+def pooled_features(encoder: nn.Module, x: Tensor) -> Tensor:
+    """Global-average-pooled last feature map: the representation the projection head and embeddings use."""
+    return F.adaptive_avg_pool2d(encoder(x)[-1], 1).flatten(1)
+
+
+class ProjectionHead(nn.Module):
+    """SimCLR MLP head: Linear-BN-ReLU then Linear (hidden 2048, out 128 by default)."""
+
+    def __init__(self, in_dim: int, hidden_dim: int = 2048, out_dim: int = 128) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(in_dim, hidden_dim, bias=False),
+            nn.BatchNorm1d(hidden_dim),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden_dim, out_dim),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class SimCLR(nn.Module):
+    """Encoder plus projection head; both views go through the same network."""
+
+    def __init__(self, encoder: str = "resnet18", weights: str | None = None, proj_hidden: int = 2048,
+                 proj_dim: int = 128) -> None:
+        super().__init__()
+        self.encoder = build_encoder(encoder, weights)
+        self.head = ProjectionHead(feature_dim(self.encoder), proj_hidden, proj_dim)
+
+    def forward(self, views: Tensor) -> Tensor:
+        return self.head(pooled_features(self.encoder, views))
+
+
+class MoCoV2(nn.Module):
+    """MoCo v2: a query network, its momentum copy for keys, and a queue of past keys with their dataset indices.
+
+    The queue remembers which tile each key came from, so the loss can leave a query's own tile out of its
+    negatives and the trainer can log FNSD flags as pairs of dataset tiles.
+    """
+
+    def __init__(self, encoder: str = "resnet18", weights: str | None = None, proj_hidden: int = 2048,
+                 proj_dim: int = 128, momentum: float = 0.99, queue_size: int = 4096) -> None:
+        super().__init__()
+        self.momentum = momentum
+        self.encoder = build_encoder(encoder, weights)
+        self.head = ProjectionHead(feature_dim(self.encoder), proj_hidden, proj_dim)
+        self.key_encoder = copy.deepcopy(self.encoder)
+        self.key_head = copy.deepcopy(self.head)
+        for p in self.key_params():
+            p.requires_grad_(False)
+        self.register_buffer("queue", F.normalize(torch.randn(queue_size, proj_dim), dim=1))
+        self.register_buffer("queue_ids", torch.full((queue_size,), -1, dtype=torch.long))
+        self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+
+    def key_params(self) -> list[nn.Parameter]:
+        return [*self.key_encoder.parameters(), *self.key_head.parameters()]
+
+    def query_params(self) -> list[nn.Parameter]:
+        return [*self.encoder.parameters(), *self.head.parameters()]
+
+    @torch.no_grad()
+    def momentum_update(self) -> None:
+        torch._foreach_lerp_(self.key_params(), self.query_params(), 1.0 - self.momentum)
+
+    @torch.no_grad()
+    def enqueue(self, keys: Tensor, ids: Tensor) -> None:
+        """Write keys (already gathered across ranks) into the ring buffer."""
+        n, size = keys.shape[0], self.queue.shape[0]
+        slots = (self.queue_ptr + torch.arange(n, device=keys.device)) % size
+        self.queue[slots] = F.normalize(keys.detach().float(), dim=1).to(self.queue.dtype)
+        self.queue_ids[slots] = ids.to(self.queue_ids.device)
+        self.queue_ptr.copy_((self.queue_ptr + n) % size)
+
+    def forward(self, queries: Tensor) -> Tensor:
+        return self.head(pooled_features(self.encoder, queries))
+
+    @torch.no_grad()
+    def keys(self, views: Tensor) -> Tensor:
+        return self.key_head(pooled_features(self.key_encoder, views))
+
+
+def build_pretrain_model(method: str, model_cfg) -> nn.Module:
+    common = dict(encoder=model_cfg.encoder, weights=model_cfg.weights, proj_hidden=model_cfg.proj_hidden,
+                  proj_dim=model_cfg.proj_dim)
+    if method == "simclr":
+        return SimCLR(**common)
+    if method == "moco":
+        return MoCoV2(**common, momentum=model_cfg.moco_momentum, queue_size=model_cfg.queue_size)
+    raise ValueError(f"method: unknown method {method!r}; choose simclr or moco")

@@ -1,0 +1,434 @@
+"""Contrastive pretraining (SimCLR or MoCo v2, with or without FALSE), from the command line.
+
+    python -m core.pretrain --config configs/demo_cpu.yaml [key=value ...] [--resume RUN_DIR]
+    torchrun --nproc-per-node 4 -m core.pretrain --config configs/false_simclr_paper.yaml
+
+The loop below is the whole method; everything optional (AMP, channels_last, DDP, compile) is a named switch
+around it. A run is resumable: the data order and the augmentations of step s depend only on (seed, s), so a
+resumed run continues exactly where its last checkpoint left off.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import signal
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import DistributedSampler
+from tqdm import tqdm
+
+from .checkpoint import CheckpointError, export_encoder, load_checkpoint, read_metadata, save_checkpoint
+from .config import ConfigError, PretrainConfig, apply_overrides, config_to_yaml, load_config, validate_config
+from .data import DataError, TwoViewAugment, build_dataset
+from .device import Precision, pick_device, pick_precision
+from .losses import ContrastiveInfo, false_loss, false_loss_moco, info_nce
+from .models import MoCoV2, build_pretrain_model
+from .optim import build_optimizer, warmup_cosine
+from .runs import NotARunError, Run, atomic_write_bytes, create_run, open_run
+
+import yaml
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Pieces of one training step
+
+def contrastive_loss(cfg: PretrainConfig, embeddings: torch.Tensor, ids: torch.Tensor,
+                     distributed: bool) -> tuple[torch.Tensor, ContrastiveInfo]:
+    """The configured SimCLR loss (InfoNCE or FALSE)."""
+    lc = cfg.loss
+    if lc.name == "info_nce":
+        return info_nce(embeddings, ids, lc.temperature, distributed=distributed)
+    return false_loss(embeddings, ids, temperature=lc.temperature, alpha=lc.alpha, threshold=lc.threshold,
+                      selection=lc.selection, topk=lc.topk, symmetric=lc.symmetric, distributed=distributed)
+
+
+def moco_loss(cfg: PretrainConfig, moco: MoCoV2, q: torch.Tensor, k: torch.Tensor, ids: torch.Tensor,
+              distributed: bool) -> tuple[torch.Tensor, ContrastiveInfo]:
+    """MoCo v2 loss against the queue; InfoNCE is FALSE with alpha 0 (the gate never matters)."""
+    lc = cfg.loss
+    use_false = lc.name == "false"
+    return false_loss_moco(q, k, moco.queue.clone(), query_ids=ids, queue_ids=moco.queue_ids.clone(),
+                           temperature=lc.temperature, alpha=lc.alpha if use_false else 0.0,
+                           threshold=lc.threshold if use_false else math.inf, selection=lc.selection,
+                           topk=lc.topk, distributed=distributed)
+
+
+def fns_records(step: int, info: ContrastiveInfo, row_ids: torch.Tensor, rows_per_rank: int,
+                candidate_ids: torch.Tensor | None = None) -> list[dict[str, Any]]:
+    """Flagged pairs as pairs of dataset tiles.
+
+    Global row r of the loss is local row r % rows_per_rank of rank r // rows_per_rank, whose first half holds
+    view 0 of each image and the second half view 1. For MoCo, candidates are queue slots and
+    ``candidate_ids`` maps them to tiles (their view is unknown: None).
+    """
+    half = max(rows_per_rank // 2, 1)
+
+    def view(row: int) -> int:
+        return (row % rows_per_rank) // half
+
+    out = []
+    for rec in info.to_records():
+        a, c = rec["anchor"], rec["candidate"]
+        moco = candidate_ids is not None
+        out.append({
+            "step": step, "anchor_index": int(row_ids[a]), "anchor_view": 0 if moco else view(a),
+            "candidate_index": int(candidate_ids[c] if moco else row_ids[c]),
+            "candidate_view": None if moco else view(c),
+            "distance": rec["distance"], "cos": rec["cos"], "cos_pos": rec["cos_pos"],
+            "calibrated": rec["calibrated"], "mirrored": rec["mirrored"],
+        })
+    return out
+
+
+@dataclass
+class DistEnv:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed() -> DistEnv:
+    """Join the process group when launched by torchrun; one process otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistEnv()
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local)
+    dist.init_process_group(backend=backend)
+    return DistEnv(rank=dist.get_rank(), world=dist.get_world_size(), local_rank=local)
+
+
+class StopFlag:
+    """Turns SIGTERM / Ctrl-C into a request to stop at the next step boundary, with a checkpoint."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old: dict[int, Any] = {}
+
+    def install(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread (e.g. inside a test runner thread)
+                pass
+
+    def _handle(self, signum, frame) -> None:  # noqa: ARG002
+        if self.requested:  # a second Ctrl-C means now
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def restore(self) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The trainer
+
+@dataclass
+class Trainer:
+    cfg: PretrainConfig
+    run: Run | None
+    env: DistEnv = field(default_factory=DistEnv)
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        cfg = self.cfg
+        self.device = pick_device(cfg.train.device, self.env.local_rank)
+        self.precision: Precision = pick_precision(cfg.train.precision, self.device)
+        torch.manual_seed(cfg.seed)
+        self.dataset = build_dataset(cfg.data)
+        if len(self.dataset) < 2:
+            raise DataError(f"data: the data set has {len(self.dataset)} tile(s); pretraining needs at least 2")
+        self.local_batch = cfg.train.batch_size // self.env.world
+        if self.local_batch < 2:
+            raise ConfigError(f"train.batch_size: {cfg.train.batch_size} images over {self.env.world} ranks "
+                              "leaves fewer than 2 per rank")
+        self.sampler = DistributedSampler(self.dataset, num_replicas=self.env.world, rank=self.env.rank,
+                                          shuffle=True, seed=cfg.seed, drop_last=True)
+        self.steps_per_epoch = len(self.sampler) // self.local_batch
+        if self.steps_per_epoch < 1:
+            raise ConfigError(f"train.batch_size: {cfg.train.batch_size} is larger than the data set "
+                              f"({len(self.dataset)} tiles)")
+        if cfg.train.max_steps is not None:
+            self.total_steps = cfg.train.max_steps
+        else:
+            self.total_steps = max(1, math.ceil(cfg.train.epochs * self.steps_per_epoch))
+        self.warmup_steps = cfg.train.warmup_steps if cfg.train.warmup_epochs is None \
+            else round(cfg.train.warmup_epochs * self.steps_per_epoch)
+        self.augment = TwoViewAugment(output_size=cfg.data.image_size, crop_scale=(cfg.data.crop_scale_min, 1.0),
+                                      color_strength=cfg.data.color_strength, blur_prob=cfg.data.blur_prob)
+        model = build_pretrain_model(cfg.method, cfg.model)
+        if self.env.active:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = model.to(self.device)
+        if self.precision.channels_last and cfg.train.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model  # the bare module: checkpoints, momentum update, queue
+        self.lr = cfg.train.lr * cfg.train.batch_size / 256
+        self.optimizer = build_optimizer(cfg.train.optimizer, model, self.lr, cfg.train.weight_decay,
+                                         cfg.train.momentum)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.dtype == torch.float16)
+        self.net: nn.Module = DDP(model, device_ids=[self.device.index] if self.device.type == "cuda" else None) \
+            if self.env.active else model
+        if cfg.train.compile:
+            self.net = torch.compile(self.net)
+        self.step = 0
+        self._order_epoch = -1
+        self._order: list[int] = []
+
+    # ------------------------------------------------------------------ data
+    def batch_indices(self, step: int) -> list[int]:
+        """This rank's dataset indices for a step: a pure function of (seed, epoch, position)."""
+        epoch, pos = divmod(step, self.steps_per_epoch)
+        if epoch != self._order_epoch:
+            self.sampler.set_epoch(epoch)
+            self._order = list(self.sampler)
+            self._order_epoch = epoch
+        return self._order[pos * self.local_batch:(pos + 1) * self.local_batch]
+
+    def views(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = self.batch_indices(step)
+        images = self.dataset.get_images(idx).to(self.device, non_blocking=True)
+        gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + step * 97 + self.env.rank)
+        views, ids = self.augment(images, torch.as_tensor(idx, dtype=torch.long), gen)
+        if self.precision.channels_last and self.cfg.train.channels_last:
+            views = views.contiguous(memory_format=torch.channels_last)
+        return views, ids.to(self.device)
+
+    # ------------------------------------------------------------------ one step
+    def train_step(self, step: int) -> tuple[float, ContrastiveInfo, list[dict[str, Any]]]:
+        cfg = self.cfg
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr * warmup_cosine(step, self.total_steps, self.warmup_steps)
+        views, ids = self.views(step)
+        b = ids.shape[0] // 2
+        with torch.autocast(self.device.type, dtype=self.precision.dtype, enabled=self.precision.autocast):
+            if cfg.method == "moco":
+                assert isinstance(self.model, MoCoV2)
+                q = self.net(views[:b])
+                self.model.momentum_update()
+                k = self.model.keys(views[b:])
+                loss, info = moco_loss(cfg, self.model, q, k, ids[:b], self.env.active)
+            else:
+                z = self.net(views)
+                loss, info = contrastive_loss(cfg, z, ids, self.env.active)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        records: list[dict[str, Any]] = []
+        if info.num_flagged and self.env.main:
+            if cfg.method == "moco":
+                records = fns_records(step + 1, info, self._all(ids[:b]), 2 * b, self.model.queue_ids.cpu())
+            else:
+                records = fns_records(step + 1, info, self._all(ids), 2 * b)
+        if cfg.method == "moco":
+            self.model.enqueue(self._all_tensor(k), self._all_tensor(ids[:b]))
+        return float(loss.detach()), info, records
+
+    def _all_tensor(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.env.active:
+            return x
+        parts = [torch.empty_like(x) for _ in range(self.env.world)]
+        dist.all_gather(parts, x.contiguous())
+        return torch.cat(parts)
+
+    def _all(self, ids: torch.Tensor) -> torch.Tensor:
+        """Ids of the gathered batch in the loss's global row order (rank-major), on the CPU."""
+        return self._all_tensor(ids).cpu()
+
+    # ------------------------------------------------------------------ checkpoints
+    def card(self) -> dict[str, Any]:
+        cfg = self.cfg
+        return {"kind": "pretrain", "method": cfg.method, "loss": cfg.loss.name, "encoder": cfg.model.encoder,
+                "step": self.step, "total_steps": self.total_steps, "image_size": cfg.data.image_size,
+                "data": cfg.data.name, "config": cfg.model_dump(mode="json"), "created": time.time(),
+                "command": " ".join([Path(sys.executable).name, "-m", "core.pretrain", *sys.argv[1:]])}
+
+    def save(self) -> None:
+        if self.run is None or not self.env.main:
+            return
+        card = self.card()
+        save_checkpoint(self.run.checkpoint_dir / "last.safetensors", model=self.model, card=card,
+                        optimizer=self.optimizer, extra_state={"step": self.step, "scaler": self.scaler.state_dict()})
+        export_encoder(self.run.checkpoint_dir / "encoder.safetensors", self.model.encoder, card)
+
+    def restore(self, path: Path) -> None:
+        meta = load_checkpoint(path, model=self.model, optimizer=self.optimizer, map_location=self.device)
+        self.step = int(meta["state"]["step"])
+        if meta["state"].get("scaler"):
+            self.scaler.load_state_dict(meta["state"]["scaler"])
+
+    # ------------------------------------------------------------------ loop
+    def fit(self, stop: StopFlag | None = None) -> str:
+        cfg, run = self.cfg, self.run
+        main = self.env.main
+        if run is not None and main:
+            run.write_status(state="running", pid=os.getpid(), step=self.step, total_steps=self.total_steps,
+                             error=None, ended=None)
+            run.log(f"training {cfg.method}/{cfg.loss.name} {cfg.model.encoder} on {self.device} "
+                    f"({self.precision.name}), {len(self.dataset)} tiles, batch {cfg.train.batch_size}, "
+                    f"steps {self.step}->{self.total_steps}")
+            for path, reason in getattr(self.dataset, "skipped", []):
+                run.log(f"skipped unreadable image {path}: {reason}")
+        self.model.train()
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not (self.progress and main),
+                   desc=f"{cfg.method}+{cfg.loss.name}", unit="step", dynamic_ncols=True)
+        metrics: list[dict[str, Any]] = []
+        fns: list[dict[str, Any]] = []
+        t_last, steps_since = time.perf_counter(), 0
+        state = "completed"
+        try:
+            while self.step < self.total_steps:
+                if stop is not None and stop.requested:
+                    state = "stopped"
+                    break
+                loss, info, records = self.train_step(self.step)
+                if not math.isfinite(loss):
+                    raise FloatingPointError(f"loss became {loss} at step {self.step + 1}; "
+                                             "try a lower train.lr or a higher loss.temperature")
+                self.step += 1
+                steps_since += 1
+                fns.extend(records)
+                bar.update(1)
+                if main and (self.step % cfg.train.log_every == 0 or self.step == self.total_steps):
+                    now = time.perf_counter()
+                    ips = steps_since * cfg.train.batch_size / max(now - t_last, 1e-9)
+                    t_last, steps_since = now, 0
+                    metrics.append({"step": self.step, "epoch": self.step / self.steps_per_epoch, "loss": loss,
+                                    "lr": self.optimizer.param_groups[0]["lr"], "images_per_s": ips,
+                                    "flagged": info.num_flagged, "calibrated": info.num_calibrated,
+                                    "pos_cos": info.pos_cos_mean, "neg_cos": info.neg_cos_mean,
+                                    "frac_above_threshold": info.frac_above_threshold, "time": time.time()})
+                    bar.set_postfix(loss=f"{loss:.3f}", cal=info.num_calibrated, ips=f"{ips:.0f}")
+                if self.step % cfg.train.ckpt_every == 0 or self.step == self.total_steps:
+                    self._flush(metrics, fns)
+                    self.save()
+                    if run is not None and main:
+                        run.write_status(step=self.step)
+            self._flush(metrics, fns)
+            if state == "stopped":
+                self.save()
+                if run is not None and main:
+                    run.log(f"stopped at step {self.step}; last checkpoint kept")
+        except BaseException as err:
+            self._flush(metrics, fns)
+            if run is not None and main:
+                state = "stopped" if isinstance(err, KeyboardInterrupt) else "failed"
+                run.write_status(state=state, step=self.step, ended=time.time(),
+                                 error=None if state == "stopped" else f"{type(err).__name__}: {err}")
+                run.log(traceback.format_exc() if state == "failed" else "interrupted")
+            raise
+        finally:
+            bar.close()
+        if run is not None and main:
+            run.write_status(state=state, step=self.step, ended=time.time())
+            run.log(f"{state} at step {self.step}")
+        return state
+
+    def _flush(self, metrics: list[dict[str, Any]], fns: list[dict[str, Any]]) -> None:
+        if self.run is not None and self.env.main:
+            self.run.append_jsonl("metrics.jsonl", metrics)
+            self.run.append_jsonl("fns.jsonl", fns)
+        metrics.clear()
+        fns.clear()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Command line
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m core.pretrain", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help="YAML config (see configs/)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    p.add_argument("--runs-root", help="where run folders go (default runs/ or $FALSE_WB_RUNS)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. loss.alpha=0.9 train.max_steps=50")
+    return p.parse_args(argv)
+
+
+def prepare(args: argparse.Namespace) -> tuple[PretrainConfig, Run | None, Path | None]:
+    """Validate everything that can be checked before compute; touch no existing run folder."""
+    if args.resume:
+        run = open_run(args.resume)
+        ckpt = run.last_checkpoint()
+        if ckpt is None:
+            raise NotARunError(f"run {run.path} has no checkpoint to resume from (checkpoints/last.safetensors)")
+        read_metadata(ckpt)  # readable?
+        raw = yaml.safe_load(run.config_text()) or {}
+        cfg = validate_config(apply_overrides(raw, args.overrides))
+        return cfg, run, ckpt
+    if not args.config and not args.overrides:
+        raise ConfigError("give --config FILE (see configs/) or --resume RUN_DIR")
+    cfg = load_config(args.config, args.overrides)
+    return cfg, None, None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        cfg, run, ckpt = prepare(args)
+        env = init_distributed()
+        if run is None:
+            trainer = Trainer(cfg, None, env, progress=not args.no_progress)  # builds data: fails before a folder
+            if env.main:
+                run = create_run(cfg.name or f"{cfg.method}-{cfg.loss.name}", config_to_yaml(cfg),
+                                 Path(args.runs_root) if args.runs_root else None)
+            if env.active:
+                box = [str(run.path) if run else None]
+                dist.broadcast_object_list(box, src=0)
+                run = Run(Path(box[0]))
+            trainer.run = run
+        else:
+            trainer = Trainer(cfg, run, env, progress=not args.no_progress)
+            trainer.restore(ckpt)
+            if env.main:
+                run.truncate_after(trainer.step)
+                run.log(f"resumed from step {trainer.step}")
+                if cfg != validate_config(yaml.safe_load(run.config_text())):
+                    atomic_write_bytes(run.path / "config.yaml", config_to_yaml(cfg).encode())
+    except (ConfigError, DataError, NotARunError, CheckpointError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    stop = StopFlag()
+    stop.install()
+    try:
+        state = trainer.fit(stop)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as err:  # recorded in status.json and log.txt by fit()
+        print(f"error: training failed: {type(err).__name__}: {err} (see {run.path / 'log.txt'})", file=sys.stderr)
+        return 1
+    finally:
+        stop.restore()
+        if env.active:
+            dist.destroy_process_group()
+    if env.main:
+        print(f"{state}: {run.path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Install what the project needs into the current Python (idempotent; pip skips what is already there).
+# torch and torchvision are pinned exactly: a looser pin downloads several GB.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+stamp=.setup-done
+req_hash=$(cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$req_hash" ]; then
+  "$PY" -m pip install --disable-pip-version-check -q -r requirements-dev.txt
+  echo "$req_hash" > "$stamp"
+fi

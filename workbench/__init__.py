@@ -1,0 +1,1 @@
+"""The FALSE workbench: Streamlit pages and the Gradio demo over the engine in ``core``."""
