@@ -48,6 +48,12 @@ class LossConfig(_Section):
     topk: int = Field(1, ge=1)
     symmetric: bool = False
 
+    @field_validator("name", mode="before")
+    @classmethod
+    def _yaml_false_is_a_name(cls, v: Any) -> Any:
+        """YAML reads ``name: false`` as the boolean; here it names the FALSE loss."""
+        return "false" if v is False else v
+
     @field_validator("temperature")
     @classmethod
     def _positive_temperature(cls, v: float) -> float:
@@ -84,7 +90,7 @@ class DataConfig(_Section):
     @model_validator(mode="after")
     def _folder_needs_root(self) -> "DataConfig":
         if self.name == "folder" and not self.root:
-            raise ValueError("data.root: name=folder needs data.root, the image folder to pretrain on")
+            raise ValueError("name=folder needs data.root, the image folder to pretrain on")
         return self
 
 
@@ -116,7 +122,7 @@ class TrainConfig(_Section):
     @model_validator(mode="after")
     def _has_length(self) -> "TrainConfig":
         if self.epochs is None and self.max_steps is None:
-            raise ValueError("train: set train.epochs or train.max_steps")
+            raise ValueError("set train.epochs or train.max_steps")
         return self
 
 

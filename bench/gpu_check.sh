@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# GPU check for whoever holds a CUDA GPU (about 5 minutes on an H100): the loss tests on CUDA, the loss benchmark
+# in bf16, and the trainer against the bare loop with a ResNet-50 at 224 px in bf16 with channels_last.
+#   bash bench/gpu_check.sh            (writes its log to ${OUT:-.}/gpu_check.log)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+log="${OUT:-.}/gpu_check.log"
+export PYTHONUNBUFFERED=1 FALSE_WB_DATA="${FALSE_WB_DATA:-/tmp/false_wb_data}"
+python -c "import torch; assert torch.cuda.is_available(), 'no CUDA GPU'; print(torch.cuda.get_device_name(0))" | tee "$log"
+FALSE_WB_TEST_DEVICE=cuda python -m pytest -q -x tests/test_losses.py 2>&1 | tee -a "$log"
+python bench/loss.py --device cuda --sizes 512 1024 4096 --dtype bf16 2>&1 | tee -a "$log"
+# The synthetic tiles are generated (and cached) first, in well under a minute.
+python bench/train.py --steps 40 model.encoder=resnet50 model.proj_hidden=2048 data.num_tiles=1200 \
+  data.image_size=224 train.batch_size=256 train.precision=bf16 train.channels_last=true train.ckpt_every=1000 \
+  2>&1 | tee -a "$log"
+echo "target: bare >= 2500 views/s on an H100, trainer within 15% of it" | tee -a "$log"

@@ -1,0 +1,106 @@
+"""Trainer overhead: the trainer's images/s against a bare loop on the same model and batch, in one run.
+
+    python bench/train.py [--config configs/demo_cpu.yaml] [--steps 40] [key=value ...]
+
+The bare loop is forward, loss, backward, optimizer step on one fixed, already augmented batch: nothing else.
+The trainer does everything a real run does (data fetch, two-view augmentation, FNSD bookkeeping, metrics and
+fns logging, checkpoints). The order is bare, trainer, bare; the bare figure is the mean of its two halves.
+Target (issue 2): trainer >= 85% of the bare loop on the CPU with the demo preset.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from core.config import config_to_yaml, load_config  # noqa: E402
+from core.models import MoCoV2, build_pretrain_model  # noqa: E402
+from core.optim import build_optimizer  # noqa: E402
+from core.pretrain import Trainer, contrastive_loss, moco_loss  # noqa: E402
+from core.runs import create_run  # noqa: E402
+
+
+def bare_loop(trainer: Trainer, steps: int) -> float:
+    """Images per second of forward + loss + backward + step on one fixed batch."""
+    cfg = trainer.cfg
+    model = build_pretrain_model(cfg.method, cfg.model).to(trainer.device)
+    if trainer.precision.channels_last and cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    model.train()
+    opt = build_optimizer(cfg.train.optimizer, model, trainer.lr, cfg.train.weight_decay, cfg.train.momentum)
+    views, ids = trainer.views(0)
+    b = ids.shape[0] // 2
+    autocast = torch.autocast(trainer.device.type, dtype=trainer.precision.dtype, enabled=trainer.precision.autocast)
+
+    def step() -> None:
+        with autocast:
+            if isinstance(model, MoCoV2):
+                q = model(views[:b])
+                model.momentum_update()
+                k = model.keys(views[b:])
+                loss, _ = moco_loss(cfg, model, q, k, ids[:b], False)
+            else:
+                loss, _ = contrastive_loss(cfg, model(views), ids, False)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if isinstance(model, MoCoV2):
+            model.enqueue(k, ids[:b])
+
+    for _ in range(3):
+        step()
+    sync(trainer.device)
+    t = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync(trainer.device)
+    return steps * cfg.train.batch_size / (time.perf_counter() - t)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def trainer_loop(trainer: Trainer, steps: int) -> float:
+    """Images per second of Trainer.fit over ``steps`` steps, all of its bookkeeping included."""
+    trainer.total_steps = trainer.step + 3
+    trainer.fit()  # warm-up, like the bare loop's
+    trainer.total_steps = trainer.step + steps
+    sync(trainer.device)
+    t = time.perf_counter()
+    trainer.fit()
+    sync(trainer.device)
+    return steps * trainer.cfg.train.batch_size / (time.perf_counter() - t)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", default=str(Path(__file__).resolve().parent.parent / "configs/demo_cpu.yaml"))
+    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("overrides", nargs="*")
+    args = p.parse_args()
+    cfg = load_config(args.config, ["train.max_steps=100000", *args.overrides])
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(cfg, create_run("bench", config_to_yaml(cfg), Path(tmp)), progress=False)
+        print(f"device={trainer.device} precision={trainer.precision.name} method={cfg.method} loss={cfg.loss.name} "
+              f"encoder={cfg.model.encoder} views={cfg.data.image_size}px batch={cfg.train.batch_size} "
+              f"threads={torch.get_num_threads()} steps={args.steps}")
+        bare_a = bare_loop(trainer, args.steps // 2)
+        tr = trainer_loop(trainer, args.steps)
+        bare_b = bare_loop(trainer, args.steps - args.steps // 2)
+    bare = (bare_a + bare_b) / 2
+    ratio = tr / bare
+    print(f"bare loop: {bare:8.1f} images/s ({bare_a:.1f} before, {bare_b:.1f} after)")
+    print(f"trainer:   {tr:8.1f} images/s")
+    print(f"trainer / bare = {ratio:.3f}  (target >= 0.85 on the CPU: {'MET' if ratio >= 0.85 else 'NOT MET'})")
+    print(f"views/s: bare {2 * bare:.1f}, trainer {2 * tr:.1f}")
+
+
+if __name__ == "__main__":
+    main()

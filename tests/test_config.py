@@ -1,0 +1,70 @@
+"""Config validation: every bad value fails at load with one line that names the field."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core.config import ConfigError, PretrainConfig, apply_overrides, load_config
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+@pytest.mark.parametrize("preset", sorted(p.name for p in CONFIGS.glob("*.yaml")))
+def test_presets_load(preset: str) -> None:
+    cfg = load_config(CONFIGS / preset)
+    assert isinstance(cfg, PretrainConfig)
+
+
+def test_paper_presets_match_the_published_settings() -> None:
+    cfg = load_config(CONFIGS / "false_simclr_paper.yaml")
+    assert (cfg.model.encoder, cfg.data.image_size, cfg.train.batch_size) == ("resnet50", 224, 256)
+    assert (cfg.loss.name, cfg.loss.temperature, cfg.loss.alpha, cfg.loss.threshold) == ("false", 0.5, 1.0, 0.9)
+    assert (cfg.train.optimizer, cfg.train.epochs) == ("lars", 200)
+    base = load_config(CONFIGS / "simclr_paper.yaml")
+    assert base.loss.name == "info_nce"
+    assert base.model_dump(exclude={"loss", "name"}) == cfg.model_dump(exclude={"loss", "name"})
+    moco = load_config(CONFIGS / "false_moco_paper.yaml")
+    assert moco.method == "moco" and moco.loss.name == "false"
+    assert load_config(CONFIGS / "moco_paper.yaml").loss.name == "info_nce"
+
+
+def test_overrides_are_typed() -> None:
+    cfg = load_config(CONFIGS / "demo_cpu.yaml", ["loss.alpha=0.9", "loss.selection=per_anchor", "train.max_steps=7",
+                                                   "loss.symmetric=true", "model.encoder=resnet34"])
+    assert cfg.loss.alpha == 0.9 and cfg.loss.selection == "per_anchor" and cfg.train.max_steps == 7
+    assert cfg.loss.symmetric is True and cfg.model.encoder == "resnet34"
+
+
+@pytest.mark.parametrize("override, field", [
+    ("loss.alpha=1.5", "loss.alpha"),
+    ("loss.alpha=-0.1", "loss.alpha"),
+    ("loss.threshold=0", "loss.threshold"),
+    ("loss.threshold=1.2", "loss.threshold"),
+    ("loss.temperature=0", "loss.temperature"),
+    ("loss.temperature=-1", "loss.temperature"),
+    ("model.encoder=vgg99", "model.encoder"),
+    ("method=byol", "method"),
+    ("train.batch_size=1", "train.batch_size"),
+    ("loss.selection=local", "loss.selection"),
+    ("loss.topk=0", "loss.topk"),
+    ("train.bogus=3", "train.bogus"),
+    ("data.name=folder", "data.root"),
+])
+def test_bad_values_name_the_field(override: str, field: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(CONFIGS / "demo_cpu.yaml", [override])
+    message = str(err.value)
+    assert field in message
+    assert "\n" not in message
+
+
+def test_bad_override_syntax_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="key=value"):
+        apply_overrides({}, ["loss.alpha"])
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- a list\n- not a mapping\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(bad)

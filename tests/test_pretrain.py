@@ -1,0 +1,219 @@
+"""The pretraining command end to end, on tiny models and images: run folder, resume, stop, bad input."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from core.pretrain import main
+from core.runs import list_runs, open_run
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["model.encoder=resnet18", "model.proj_hidden=32", "model.proj_dim=16", "data.name=synthetic",
+        "data.num_tiles=24", "data.tile_size=48", "data.image_size=32", "train.batch_size=8",
+        "train.optimizer=adamw", "train.lr=0.001", "train.warmup_steps=2", "train.log_every=1", "seed=3"]
+
+
+@pytest.fixture()
+def roots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    runs, data = tmp_path / "runs", tmp_path / "data"
+    monkeypatch.setenv("FALSE_WB_RUNS", str(runs))
+    monkeypatch.setenv("FALSE_WB_DATA", str(data))
+    return runs, data
+
+
+def only_run(runs: Path):
+    found = list_runs(runs)
+    assert len(found) == 1, found
+    return found[0]
+
+
+@pytest.mark.parametrize("method, loss, extra", [
+    ("simclr", "false", ["loss.threshold=0.5"]),
+    ("simclr", "false", ["loss.selection=per_anchor", "loss.topk=2", "loss.symmetric=true", "loss.threshold=0.5"]),
+    ("simclr", "info_nce", []),
+    ("moco", "false", ["model.queue_size=32", "loss.threshold=0.5"]),
+])
+def test_run_folder_contract(roots, method: str, loss: str, extra: list[str]) -> None:
+    runs, _ = roots
+    code = main(["--config", str(ROOT / "configs/demo_cpu.yaml"), "--no-progress", *TINY, f"method={method}",
+                 f"loss.name={loss}", "train.max_steps=4", "train.ckpt_every=2", *extra])
+    assert code == 0
+    run = only_run(runs)
+    status = run.status()
+    assert status["state"] == "completed" and status["step"] == 4 and status["total_steps"] == 4
+    metrics = run.metrics()
+    assert [m["step"] for m in metrics] == [1, 2, 3, 4]
+    for key in ("loss", "lr", "images_per_s", "flagged", "calibrated", "pos_cos", "neg_cos"):
+        assert all(key in m for m in metrics), key
+    assert all(torch.isfinite(torch.tensor(m["loss"])) for m in metrics)
+    pairs = run.flagged_pairs()
+    if loss == "false":
+        assert pairs, "FALSE runs log their flagged pairs"
+        n_tiles = 24
+        for p in pairs:
+            assert 0 <= p["anchor_index"] < n_tiles and 0 <= p["candidate_index"] < n_tiles
+            assert p["anchor_index"] != p["candidate_index"], "a tile is never its own false negative"
+            assert 1 <= p["step"] <= 4
+        assert sum(m["flagged"] for m in metrics) == len(pairs)
+    else:
+        assert pairs == []
+    assert (run.path / "config.yaml").read_text().startswith("method: " + method)
+    ckpt = run.last_checkpoint()
+    assert ckpt is not None and ckpt.with_suffix(".json").exists()
+    card = json.loads(ckpt.with_suffix(".json").read_text())
+    assert card["step"] == 4 and len(card["sha256"]) == 64
+    enc = load_file(str(run.checkpoint_dir / "encoder.safetensors"))
+    assert all(k.startswith("encoder.") for k in enc)
+    assert "completed" in (run.path / "log.txt").read_text()
+
+
+def test_encoder_loads_into_smp_segmentation_model(roots) -> None:
+    import segmentation_models_pytorch as smp
+
+    runs, _ = roots
+    assert main(["--config", str(ROOT / "configs/demo_cpu.yaml"), "--no-progress", *TINY, "train.max_steps=1"]) == 0
+    enc = load_file(str(only_run(runs).checkpoint_dir / "encoder.safetensors"))
+    model = smp.DeepLabV3Plus("resnet18", encoder_weights=None, classes=6)
+    missing, unexpected = model.load_state_dict(enc, strict=False)
+    assert not unexpected and not [k for k in missing if k.startswith("encoder.")]
+    assert torch.equal(model.encoder.conv1.weight, enc["encoder.conv1.weight"])
+
+
+def _cli(*args: str, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "core.pretrain", "--no-progress", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _env(roots) -> dict[str, str]:
+    runs, data = roots
+    return {**os.environ, "FALSE_WB_RUNS": str(runs), "FALSE_WB_DATA": str(data), "OMP_NUM_THREADS": "1"}
+
+
+def _wait_for(cond, timeout: float = 120.0) -> None:
+    end = time.time() + timeout
+    while time.time() < end:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise TimeoutError("condition not reached")
+
+
+@pytest.mark.slow
+def test_kill_and_resume_matches_an_uninterrupted_run(roots, tmp_path: Path) -> None:
+    """SIGKILL mid-run never corrupts the checkpoint; --resume continues and ends where a straight run ends."""
+    env = _env(roots)
+    args = ["--config", str(ROOT / "configs/demo_cpu.yaml"), *TINY, "train.max_steps=10", "train.ckpt_every=3"]
+    straight_runs = tmp_path / "straight"
+    p = subprocess.run([sys.executable, "-m", "core.pretrain", "--no-progress", "--runs-root", str(straight_runs),
+                        *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    straight = only_run(straight_runs)
+
+    proc = _cli(*args, env=env)
+    runs = roots[0]
+    _wait_for(lambda: list_runs(runs) and (list_runs(runs)[0].status().get("step", 0) >= 4))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    run = only_run(runs)
+    killed_at = run.status()["step"]
+    assert run.status()["state"] == "running" and 3 <= killed_at < 10  # a killed process cannot say more
+    open_run(run.path)
+    res = _cli("--resume", str(run.path), env=env)
+    out, err = res.communicate(timeout=300)
+    assert res.returncode == 0, err
+    assert run.status()["state"] == "completed" and run.status()["step"] == 10
+    steps = [m["step"] for m in run.metrics()]
+    assert steps == list(range(1, 11)), "records past the last checkpoint were dropped, none duplicated"
+    a = load_file(str(straight.last_checkpoint()))
+    b = load_file(str(run.last_checkpoint()))
+    for k in a:
+        if k.startswith("model."):
+            assert torch.allclose(a[k].float(), b[k].float(), atol=1e-5, rtol=1e-4), k
+    la = [m["loss"] for m in straight.metrics()]
+    lb = [m["loss"] for m in run.metrics()]
+    assert la == pytest.approx(lb, rel=1e-4, abs=1e-5)
+
+
+@pytest.mark.slow
+def test_sigterm_stops_cleanly_and_resume_finishes(roots) -> None:
+    env = _env(roots)
+    proc = _cli("--config", str(ROOT / "configs/demo_cpu.yaml"), *TINY, "train.max_steps=200", "train.ckpt_every=100",
+                env=env)
+    runs = roots[0]
+    _wait_for(lambda: list_runs(runs) and len(list_runs(runs)[0].metrics()) == 0 and
+              (list_runs(runs)[0].path / "log.txt").exists())
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    run = only_run(runs)
+    status = run.status()
+    assert status["state"] == "stopped" and 0 < status["step"] < 200
+    assert run.last_checkpoint() is not None
+    res = _cli("--resume", str(run.path), "train.max_steps=" + str(status["step"] + 2), env=env)
+    res.communicate(timeout=120)
+    assert res.returncode == 0
+    assert run.status()["state"] == "completed" and run.status()["step"] == status["step"] + 2
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["loss.alpha=2"], "loss.alpha"),
+    (["loss.threshold=0"], "loss.threshold"),
+    (["loss.temperature=0"], "loss.temperature"),
+    (["model.encoder=alexnet"], "model.encoder"),
+    (["method=byol"], "method"),
+    (["train.batch_size=1"], "train.batch_size"),
+    (["data.name=folder", "data.root=/nonexistent/folder"], "/nonexistent/folder"),
+])
+def test_bad_input_exits_2_with_one_line_and_touches_no_run(roots, capsys, args: list[str], needle: str) -> None:
+    runs, _ = roots
+    runs.mkdir(parents=True)
+    keep = runs / "existing-run"
+    keep.mkdir()
+    (keep / "config.yaml").write_text("method: simclr\n")
+    before = sorted(p.name for p in runs.rglob("*"))
+    code = main(["--config", str(ROOT / "configs/demo_cpu.yaml"), "--no-progress", *TINY, *args])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1, err
+    assert sorted(p.name for p in runs.rglob("*")) == before
+
+
+def test_empty_data_folder_and_bad_resume(roots, tmp_path: Path, capsys) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["--config", str(ROOT / "configs/demo_cpu.yaml"), *TINY, "data.name=folder",
+                 f"data.root={empty}"]) == 2
+    assert "no images" in capsys.readouterr().err
+    assert main(["--resume", str(tmp_path)]) == 2
+    assert "not a run folder" in capsys.readouterr().err
+    assert main(["--resume", str(tmp_path / "missing")]) == 2
+    assert "not a run folder" in capsys.readouterr().err
+
+
+def test_unreadable_image_is_skipped_and_logged(roots, tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)).save(folder / f"t{i}.png")
+    (folder / "broken.png").write_bytes(b"not an image at all")
+    with pytest.warns(UserWarning, match="broken.png"):
+        code = main(["--config", str(ROOT / "configs/demo_cpu.yaml"), "--no-progress", *TINY, "data.name=folder",
+                     f"data.root={folder}", "data.tile_size=48", "train.batch_size=4", "train.max_steps=2"])
+    assert code == 0
+    run = only_run(roots[0])
+    assert run.status()["state"] == "completed"
+    assert "broken.png" in (run.path / "log.txt").read_text()
