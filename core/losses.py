@@ -179,7 +179,7 @@ def _fnsd_select(rel: Tensor, pos_logit: Tensor, selection: Selection, topk: int
     best = log_d_row.min() if log_d_row.numel() else torch.tensor(math.inf, device=rel.device)
     if reduce_min:
         dist.all_reduce(best, op=dist.ReduceOp.MIN)
-    tie_rows = torch.nonzero((log_d_row == best) & torch.isfinite(best)).flatten()
+    tie_rows = torch.nonzero((log_d_row == best) & (best < math.inf)).flatten()  # D = 0 (log -inf) counts
     r, cols = torch.nonzero(rel[tie_rows] == row_min[tie_rows, None], as_tuple=True)
     rows = tie_rows[r]
     return rows, cols, pos_logit[rows] + torch.log(rel[rows, cols])
@@ -231,17 +231,8 @@ def _contrastive_core(logits: Tensor, lay: _Layout, *, temperature: float, alpha
         calibrated = gate[rows]
         mirrored = torch.zeros_like(calibrated)
         if symmetric and fnsd:
-            g_rows, g_cols, g_cal = rows + lay.row_offset, cols, calibrated
-            if distributed:
-                g_rows, g_cols = _gather_no_grad(g_rows), _gather_no_grad(g_cols)
-            # a flagged (a, m) whose m is one of my rows also flags (m, a) in my row, gated by m's own positive
-            mine = (g_cols >= lay.row_offset) & (g_cols < lay.row_offset + m)
-            m_rows, m_cols = g_cols[mine] - lay.row_offset, g_rows[mine]
-            log_d_m = lp[m_rows] + torch.log(torch.expm1(lg[m_rows, m_cols] - lp[m_rows]).abs())
-            rows, cols = torch.cat([rows, m_rows]), torch.cat([cols, m_cols])
-            log_d = torch.cat([log_d, log_d_m])
-            calibrated = torch.cat([calibrated, gate[m_rows]])
-            mirrored = torch.cat([mirrored, torch.ones_like(gate[m_rows])])
+            rows, cols, log_d, calibrated, mirrored = _add_mirrors(rows, cols, log_d, calibrated, lg, lp, gate,
+                                                                   lay.row_offset, distributed)
 
     log_numerator = _calibrated_numerator(logits, pos_logit, rows[calibrated], cols[calibrated], alpha)
     loss = (log_denominator - log_numerator).mean()
@@ -253,6 +244,27 @@ def _contrastive_core(logits: Tensor, lay: _Layout, *, temperature: float, alpha
         )
         info = _finish_info(info, lg, lp, lay, gate, temperature, distributed)
     return loss, info
+
+
+def _add_mirrors(rows: Tensor, cols: Tensor, log_d: Tensor, calibrated: Tensor, lg: Tensor, lp: Tensor,
+                 gate: Tensor, row_offset: int, distributed: bool) -> tuple[Tensor, ...]:
+    """symmetric=True: a calibrated (a, m) whose m is one of my rows adds (m, a) to row m, gated by m's positive.
+
+    A mirror that row m flagged by itself already is not added again (its weight *becomes* alpha once).
+    """
+    m, c = lg.shape
+    g_rows, g_cols = rows[calibrated] + row_offset, cols[calibrated]
+    if distributed:
+        g_rows, g_cols = _gather_no_grad(g_rows), _gather_no_grad(g_cols)
+    mine = (g_cols >= row_offset) & (g_cols < row_offset + m)
+    m_rows, m_cols = g_cols[mine] - row_offset, g_rows[mine]
+    fresh = ~torch.isin(m_rows * c + m_cols, rows * c + cols)
+    m_rows, m_cols = m_rows[fresh], m_cols[fresh]
+    log_d_m = lp[m_rows] + torch.log((lg[m_rows, m_cols] - lp[m_rows]).exp().sub(1.0).abs())
+    n_own = rows.numel()
+    mirrored = torch.arange(n_own + m_rows.numel(), device=lg.device) >= n_own
+    return (torch.cat([rows, m_rows]), torch.cat([cols, m_cols]), torch.cat([log_d, log_d_m]),
+            torch.cat([calibrated, gate[m_rows]]), mirrored)
 
 
 def _finish_info(info: ContrastiveInfo, lg: Tensor, lp: Tensor, lay: _Layout, gate: Tensor, temperature: float,

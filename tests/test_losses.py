@@ -375,27 +375,108 @@ def test_per_anchor_matches_loop_reference(n_images, tau, alpha, topk, symmetric
     assert_close_to_ref(loss, grad, ref)
 
 
+def _pm(*signs: int) -> torch.Tensor:
+    """A unit vector with entries +-0.5 (4-D): every cosine between two of them is an exact multiple of 0.25."""
+    return 0.5 * torch.tensor(signs, dtype=torch.float32)
+
+
 def test_global_ties_are_all_kept():
-    """Exact ties (one-hot embeddings: every dot product is exactly 0 or 1) are all flagged."""
+    """Exact ties (entries +-0.5, row scales powers of two: all cosines exact) are all flagged; min D > 0."""
+    a, b, c, d, e = _pm(1, -1, 1, -1), _pm(-1, 1, 1, 1), _pm(-1, 1, 1, -1), _pm(1, -1, -1, -1), _pm(1, -1, 1, 1)
+    # views of one image are not adjacent; rows 6, 7 (the image with views e, d) come last so that their
+    # D = 0 entries lie in the excluded lower triangle and the minimum over j > i is > 0
+    views = [c, a, b, a, c, b, e, d]
+    ids = torch.tensor([500, 31, 8, 31, 500, 8, 2, 2])
+    scales = [1.0, 2.0, 0.5, 4.0, 0.25, 1.0, 8.0, 2.0]
+    emb = torch.stack([s * v for s, v in zip(scales, views)])
+    kw = dict(temperature=0.5, alpha=1.0, threshold=0.9, selection="global")
+    ref = ref_false_loss(emb, ids, **kw)
+    assert len(ref.flagged) == 8 and min(ref.dist[k] for k in ref.flagged) > 1.0
+    loss, info, grad = run_false(emb, ids, **kw)
+    assert_pairs_match(info, ref)
+    assert info.num_calibrated == len(ref.calibrated) > 0
+    assert_close_to_ref(loss, grad, ref)
+
+
+def test_global_selects_exact_zero_distance_unique():
+    """A negative whose similarity equals the anchor's positive similarity exactly (D = 0) is THE minimum."""
+    emb = torch.stack([_pm(1, 1, 1, 1), _pm(1, 1, 1, -1), 2.0 * _pm(1, 1, -1, 1), _pm(-1, -1, 1, 1)])
+    ids = torch.tensor([1, 1, 2, 2])
+    kw = dict(temperature=0.5, alpha=1.0, threshold=0.9, selection="global")
+    ref = ref_false_loss(emb, ids, **kw)
+    assert ref.flagged == [(0, 2)] and ref.dist[(0, 2)] == 0.0  # c_02 = c_01 = 0.5
+    loss, info, grad = run_false(emb, ids, **kw)
+    assert [(a, m) for a, m, *_ in rows(info)] == [(0, 2)], "the D = 0 pair must be flagged"
+    assert info.num_flagged == 1 and info.num_calibrated == 0  # gate closed: c_01 = 0.5 < 0.9
+    assert_close_to_ref(loss, grad, ref)
+
+
+def test_global_exact_duplicate_tiles_are_flagged():
+    """Exact duplicate tiles (identical views, e.g. repeated blank tiles) give D = 0 ties; all are flagged."""
     dim = 8
     e = torch.eye(dim)
-    # images: A, B share direction e0; C, D share e1; E -> e2; F -> e3.  Both views of an image identical.
-    dirs = [0, 0, 1, 1, 2, 3]
+    dirs = [0, 0, 1, 1, 2, 3]  # images A, B share e0; C, D share e1; E, F unique
     img_ids = [11, 5, 42, 7, 100, 3]
     rows_, ids_ = [], []
-    for d, i in zip(dirs, img_ids):
-        rows_ += [3.0 * e[d], 0.5 * e[d]]
+    for dd, i in zip(dirs, img_ids):
+        rows_ += [3.0 * e[dd], 0.5 * e[dd]]
         ids_ += [i, i]
     perm = torch.tensor([5, 0, 9, 2, 11, 7, 1, 4, 10, 3, 8, 6])
     emb = torch.stack(rows_)[perm].contiguous()
     ids = torch.tensor(ids_)[perm].contiguous()
     kw = dict(temperature=0.5, alpha=1.0, threshold=0.9, selection="global")
     ref = ref_false_loss(emb, ids, **kw)
-    assert len(ref.flagged) == 8  # 4 cross-image pairs within {A, B} and 4 within {C, D}, j > i
+    assert len(ref.flagged) == 8  # the 4 cross-image pairs within {A, B} and within {C, D}, j > i
     loss, info, grad = run_false(emb, ids, **kw)
     assert_pairs_match(info, ref)
     assert info.num_calibrated == 8
     assert_close_to_ref(loss, grad, ref)
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_all_negatives_calibrated_gives_zero_loss(symmetric):
+    """M = 4, both images confident, per_anchor topk = 2 flags every negative, alpha = 1: every numerator equals
+    the denominator, so the loss is exactly 0 -- a mutual pair must not be counted twice under symmetric=True."""
+    emb, ids = make_batch(2, dim=16, seed=5, n_dup=2)
+    kw = dict(temperature=0.5, alpha=1.0, threshold=0.9, selection="per_anchor", topk=2, symmetric=symmetric)
+    ref = ref_false_loss(emb, ids, **kw)
+    assert len(ref.calibrated) == 8 and ref.loss.item() == pytest.approx(0.0, abs=1e-12)
+    loss, info, grad = run_false(emb, ids, **kw)
+    assert loss.item() == pytest.approx(0.0, abs=1e-6)
+    assert grad.abs().max().item() < 1e-5
+
+
+def test_symmetric_mirrors_only_calibrated_pairs():
+    """symmetric=True mirrors a CALIBRATED pair (a, m) into row m.  Here the single globally flagged pair has a
+    closed gate in row a (c_{a,pos(a)} < T) and an open one in row m: nothing is calibrated, in either row."""
+    kw = dict(temperature=0.5, alpha=1.0, threshold=0.9, selection="global", symmetric=True)
+
+    def wanted(r: Ref) -> bool:
+        if len(r.flagged) != 1:
+            return False
+        a, m = r.flagged[0]
+        return r.cos_pos[a] < 0.85 and r.cos_pos[m] > 0.95
+
+    emb, ids, ref = find_batch(8, kw, n_dup=0, view_noise=(0.02, 0.6), require=wanted)
+    assert not ref.calibrated
+    loss, info, grad = run_false(emb, ids, **kw)
+    (a, m) = ref.flagged[0]
+    assert (m, a) not in {(x, y) for x, y, c, _ in rows(info) if c}, "mirror of an uncalibrated pair calibrated"
+    assert info.num_calibrated == 0
+    plain, _ = info_nce(emb, ids, temperature=0.5)
+    torch.testing.assert_close(loss.detach(), plain, rtol=1e-6, atol=1e-6)
+    assert_close_to_ref(loss, grad, ref)
+
+
+@pytest.mark.parametrize("selection", ["global", "per_anchor"])
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_loss_is_never_negative(selection, symmetric):
+    """P_i <= P_i + N_i since every weight is >= 0, so L_i >= 0 for every anchor and the mean is >= 0."""
+    for seed in range(5):
+        emb, ids = make_batch(6, dim=16, seed=seed, n_dup=6, dup_spread=0.05)
+        loss, _ = false_loss(emb, ids, temperature=0.5, alpha=1.0, threshold=0.5, selection=selection, topk=3,
+                             symmetric=symmetric)
+        assert loss.item() >= -1e-6, (seed, loss.item())
 
 
 def test_row_permutation_equivariance():
@@ -695,6 +776,20 @@ def test_moco_same_tile_excluded_even_when_it_would_win():
     for a, m, *_ in rows(info):
         assert not same[a, m]
     assert sorted((a, m) for a, m, *_ in rows(info)) == sorted(ref.flagged)
+
+
+def test_moco_global_selects_exact_zero_distance():
+    """Queue entry with c(q_0, u_0) == c(q_0, k_0) exactly (+-0.5 vectors): D = 0 is the global minimum."""
+    queries = torch.stack([_pm(1, 1, 1, 1), 3.0 * _pm(1, -1, 1, -1)])
+    keys = torch.stack([2.0 * _pm(1, 1, 1, -1), _pm(1, -1, 1, -1)])
+    queue = torch.stack([_pm(1, 1, -1, 1), _pm(-1, -1, 1, 1), _pm(-1, 1, -1, 1)])
+    qids, uids = torch.tensor([10, 20]), torch.tensor([30, 40, 50])
+    kw = dict(temperature=0.2, alpha=1.0, threshold=0.9, selection="global")
+    ref = ref_moco(queries, keys, queue, qids, uids, **kw)
+    assert ref.flagged == [(0, 0)] and ref.dist[(0, 0)] == 0.0
+    loss, info = false_loss_moco(queries, keys, queue, query_ids=qids, queue_ids=uids, **kw)
+    assert [(a, m) for a, m, *_ in rows(info)] == [(0, 0)], "the D = 0 pair must be flagged"
+    torch.testing.assert_close(loss.double(), ref.loss.detach(), rtol=1e-5, atol=1e-6)
 
 
 def moco_cross_entropy(q, k, queue, qids, uids, tau):

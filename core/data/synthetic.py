@@ -12,7 +12,6 @@ never change the label (the Potsdam convention). Sizes are in pixels at roughly 
 """
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
@@ -23,6 +22,7 @@ from statistics import NormalDist
 
 import numpy as np
 import torch
+from PIL import Image, ImageFilter
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
@@ -39,26 +39,21 @@ CLASSES: list[tuple[str, tuple[int, int, int]]] = [
 IMPERVIOUS, BUILDING, LOW_VEG, TREE, CAR, CLUTTER = range(6)
 GENERATOR_VERSION = 1  # bump when the look of the scenes changes (recorded in meta.json)
 
-_KINDS = ("urban", "suburban", "park", "forest", "field", "parking")
-_KIND_P = (0.30, 0.24, 0.14, 0.10, 0.10, 0.12)
+_KINDS = ("downtown", "urban", "suburban", "park", "forest", "field", "parking")
+_KIND_P = (0.16, 0.24, 0.2, 0.1, 0.08, 0.1, 0.12)
 _CAR_COLOURS = np.array([[.92, .92, .92], [.08, .08, .09], [.62, .63, .65], [.38, .39, .41], [.12, .2, .45],
                          [.6, .08, .07], [.85, .85, .8], [.2, .3, .22], [.75, .6, .2], [.3, .45, .7]], np.float32)
 
 
 # ------------------------------------------------------------------------------------------------ noise fields
-@functools.lru_cache(maxsize=64)
-def _interp_matrix(size: int, cells: int) -> np.ndarray:
-    """Rows of Gaussian weights that upsample a (cells+3)^2 random grid to a smooth size^2 field."""
-    pos = (np.arange(size, dtype=np.float32) + 0.5) / size * cells
-    knots = np.arange(-1, cells + 2, dtype=np.float32)
-    w = np.exp(-0.5 * ((pos[:, None] - knots[None, :]) / 0.6) ** 2)
-    return (w / w.sum(1, keepdims=True)).astype(np.float32)
-
-
 def _noise(rng: np.random.Generator, size: int, period: float) -> np.ndarray:
-    """Smooth unit-variance noise with blobs about ``period`` pixels across (two small matmuls)."""
-    a = _interp_matrix(size, max(1, round(size / period)))
-    n = a @ rng.standard_normal((a.shape[1], a.shape[1]), dtype=np.float32) @ a.T
+    """Smooth unit-variance noise with blobs about ``period`` pixels across (bicubic upsampled grid).
+
+    PIL's resize, not a matmul: multithreaded BLAS on tiny matrices is slow and not bit-reproducible.
+    """
+    cells = max(2, round(size / period) + 1)
+    grid = rng.standard_normal((cells, cells), dtype=np.float32)
+    n = np.asarray(Image.fromarray(grid, mode="F").resize((size, size), Image.BICUBIC))
     return n / (n.std() + 1e-6)
 
 
@@ -67,11 +62,17 @@ def _fbm(rng: np.random.Generator, size: int, period: float, octaves: int = 3) -
     return n / (n.std() + 1e-6)
 
 
-def _box3(a: np.ndarray) -> np.ndarray:
-    """3x3 mean filter with edge replication, for soft shadow edges and optics blur."""
-    p = np.pad(a, [(1, 1), (1, 1)] + [(0, 0)] * (a.ndim - 2), mode="edge")
-    r = p[:-2] + p[1:-1] + p[2:]
-    return (r[:, :-2] + r[:, 1:-1] + r[:, 2:]) / 9.0
+def _blur(a: np.ndarray) -> np.ndarray:
+    """Separable [1, 2, 1] / 4 blur over the last two axes (edges replicated): soft shadow edges, optics."""
+    p = np.pad(a, [(0, 0)] * (a.ndim - 2) + [(1, 1), (1, 1)], mode="edge")
+    r = p[..., 1:-1, :] * 2
+    r += p[..., :-2, :]
+    r += p[..., 2:, :]
+    out = r[..., 1:-1] * 2
+    out += r[..., :-2]
+    out += r[..., 2:]
+    out *= 1 / 16
+    return out
 
 
 def _rot(x: np.ndarray, y: np.ndarray, ang: float) -> tuple[np.ndarray, np.ndarray]:
@@ -81,27 +82,34 @@ def _rot(x: np.ndarray, y: np.ndarray, ang: float) -> tuple[np.ndarray, np.ndarr
 
 
 # ------------------------------------------------------------------------------------------------ the canvas
+def _rgb(rng: np.random.Generator, rgb, amount: float = 0.03) -> np.ndarray:
+    """A colour jittered per scene/object, shaped (3, 1, 1) to broadcast over channel-first images."""
+    c = np.asarray(rgb, np.float32) + rng.normal(0, amount, 3).astype(np.float32)
+    return np.clip(c, 0, 1).reshape(3, 1, 1)
+
+
 class _Scene:
-    """Image, label, height map and shared noise of one scene being drawn."""
+    """Image (channel-first, float), label, height map (a z-buffer) and shared noise of one scene.
+
+    Channel-first because numpy is slow on a trailing axis of length 3.
+    """
 
     def __init__(self, rng: np.random.Generator, size: int):
-        self.rng, self.size = rng, size
-        self.img = np.zeros((size, size, 3), np.float32)
+        self.rng, self.size, self.half = rng, size, (size - 1) / 2
+        self.img = np.zeros((3, size, size), np.float32)
         self.label = np.full((size, size), LOW_VEG, np.uint8)
         self.height = np.zeros((size, size), np.float32)
         self.occupied = np.zeros((size, size), bool)  # roads, lots and buildings: where no building may go
         self.asphalt = np.zeros((size, size), bool)
-        c = np.arange(size, dtype=np.float32) - (size - 1) / 2  # pixel centres, origin at the tile centre
+        c = np.arange(size, dtype=np.float32) - self.half  # pixel centres, origin at the tile centre
         self.ys, self.xs = c[:, None], c[None, :]
         self.fine = rng.standard_normal((size, size), dtype=np.float32)
         self.clump = _noise(rng, size, 3.5)
         self.mid = _noise(rng, size, 9)
-        self.low = _fbm(rng, size, 90)
-        self.low2 = _fbm(rng, size, 60)
-        az, el = rng.uniform(0, 2 * math.pi), math.radians(rng.uniform(35, 65))
-        self.sun = (math.cos(az), math.sin(az))  # towards the sun, image plane
-        self.sun_el = el
-        self.half = (size - 1) / 2
+        self.low = _fbm(rng, size, 90, octaves=2)
+        self.low2 = _noise(rng, size, 50)
+        az, self.sun_el = rng.uniform(0, 2 * math.pi), math.radians(rng.uniform(35, 65))
+        self.sun = (math.cos(az), math.sin(az))  # towards the sun, in the image plane
 
     def window(self, cx: float, cy: float, r: float):
         """Slices and local coordinates of the square of radius r around (cx, cy), clipped; None if outside."""
@@ -111,59 +119,62 @@ class _Scene:
             return None
         return (slice(y0, y1), slice(x0, x1)), self.xs[:, x0:x1] - cx, self.ys[y0:y1] - cy
 
-    def paint(self, sl, mask: np.ndarray, rgb: np.ndarray, label: int, height=None) -> np.ndarray:
+    def paint(self, sl, mask: np.ndarray, rgb: np.ndarray, label: int, height=None) -> None:
         """Draw where ``mask``; raised objects (height given) only where they are the highest thing."""
         if height is not None:
             height = np.broadcast_to(np.asarray(height, np.float32), mask.shape)
             mask = mask & (height >= self.height[sl])
-        if rgb.ndim == 3:
-            self.img[sl][mask] = rgb[mask]
-        else:
-            self.img[sl][mask] = rgb
-        self.label[sl][mask] = label
-        if height is not None:
             self.height[sl][mask] = height[mask]
-        return mask
+        view = self.img[:, sl[0], sl[1]]
+        view[:, mask] = rgb[:, mask] if rgb.shape[1:] == mask.shape else rgb.reshape(3, 1)
+        self.label[sl][mask] = label
 
     def pos(self, margin: float = 0.0) -> tuple[float, float]:
         """A random point of the tile (extended by ``margin`` pixels beyond the border)."""
-        return tuple(self.rng.uniform(-self.half - margin, self.half + margin, 2))
+        x, y = self.rng.uniform(-self.half - margin, self.half + margin, 2)
+        return float(x), float(y)
 
-
-def _jitter(rng: np.random.Generator, rgb, amount: float = 0.04) -> np.ndarray:
-    return np.clip(np.asarray(rgb, np.float32) + rng.normal(0, amount, 3).astype(np.float32), 0, 1)
+    def free(self, cx: float, cy: float) -> bool:
+        iy, ix = int(round(cy + self.half)), int(round(cx + self.half))
+        return not (0 <= iy < self.size and 0 <= ix < self.size and self.occupied[iy, ix])
 
 
 # ------------------------------------------------------------------------------------------------ ground
 def _ground(sc: _Scene, kind: str) -> None:
-    """Lawn with bare-soil patches (low vegetation / clutter), textured at several scales."""
+    """Lawn (low vegetation) with bare-soil patches (clutter), textured at several scales."""
     rng = sc.rng
     soil_frac = {"field": rng.uniform(0.45, 0.9), "urban": rng.uniform(0.0, 0.15),
                  "forest": rng.uniform(0.0, 0.2)}.get(kind, rng.uniform(0.0, 0.08))
-    grass = _jitter(rng, rng.choice([[.36, .47, .22], [.42, .5, .25], [.3, .42, .2], [.5, .52, .3]]), 0.03)
-    dry = _jitter(rng, [.58, .55, .36], 0.03)
-    soil = _jitter(rng, rng.choice([[.55, .46, .36], [.48, .41, .33], [.62, .55, .45]]), 0.03)
+    grass = _rgb(rng, [[.36, .47, .22], [.4, .5, .24], [.3, .42, .2], [.44, .5, .28]][rng.integers(4)])
+    dry = _rgb(rng, [.52, .52, .33])
+    soil = _rgb(rng, [[.5, .4, .31], [.44, .37, .3], [.58, .5, .42], [.4, .36, .33]][rng.integers(4)])
+    dryness = np.clip(0.5 * sc.low2 - rng.uniform(0.0, 0.6), 0, 0.8)
     tex = 1 + 0.05 * sc.fine + 0.06 * sc.clump + 0.05 * sc.mid
-    dryness = np.clip(0.5 + 0.5 * sc.low2 - rng.uniform(0.2, 0.8), 0, 1)[..., None]
-    lawn = grass + (dry - grass) * dryness
     if kind == "park" and rng.random() < 0.6:  # mowing stripes
         u, _ = _rot(sc.xs, sc.ys, rng.uniform(0, math.pi))
-        lawn = lawn * (1 + 0.045 * np.sign(np.sin(u * math.pi / rng.uniform(6, 10))))[..., None]
-    soil_img = soil * (1 + 0.08 * sc.mid + 0.06 * sc.fine)[..., None]
+        tex = tex + 0.045 * np.sign(np.sin(u * (math.pi / rng.uniform(6, 10))))
+    lawn = (grass + (dry - grass) * dryness) * tex
+    soil_tex = 1 + 0.1 * sc.mid + 0.07 * sc.fine
     if kind == "field" and rng.random() < 0.6:  # ploughed furrows
         u, _ = _rot(sc.xs, sc.ys, rng.uniform(0, math.pi))
-        soil_img = soil_img * (1 + 0.07 * np.sin(u * 2 * math.pi / rng.uniform(3.5, 6)))[..., None]
+        soil_tex = soil_tex + 0.08 * np.sin(u * (2 * math.pi / rng.uniform(3.5, 6)))
     thr = NormalDist().inv_cdf(1 - float(np.clip(soil_frac, 1e-3, 1 - 1e-3)))
-    blend = np.clip((sc.low - thr) * 4 + 0.5, 0, 1)[..., None]
-    sc.img[:] = (lawn + (soil_img - lawn) * blend) * tex[..., None]
+    blend = np.clip((sc.low - thr) * 5 + 0.5, 0, 1)
+    sc.img[:] = lawn + (soil * soil_tex - lawn) * blend
     sc.label[sc.low > thr] = CLUTTER
+    if kind == "downtown":  # paved courtyards with patches of lawn
+        paved = sc.low2 < NormalDist().inv_cdf(rng.uniform(0.5, 0.85))
+        pave = _rgb(rng, [[.62, .6, .57], [.55, .55, .56], [.66, .6, .54]][rng.integers(3)]).reshape(3, 1)
+        sc.img[:, paved] = pave * (1 + 0.05 * sc.fine + 0.04 * sc.mid)[paved]
+        sc.label[paved] = IMPERVIOUS
 
 
 # ------------------------------------------------------------------------------------------------ roads
-def _roads(sc: _Scene, kind: str, theta: float) -> list[tuple]:
+def _roads(sc: _Scene, kind: str, theta: float) -> list[dict]:
     """A few straight roads on the scene's grid, some crossing; sidewalks, markings, zebra crossings."""
     rng = sc.rng
-    n = {"urban": rng.integers(2, 5), "suburban": rng.integers(1, 3), "park": rng.integers(0, 2),
+    n = {"downtown": rng.integers(1, 4), "urban": rng.integers(2, 5), "suburban": rng.integers(1, 3),
+         "park": rng.integers(0, 2),
          "forest": rng.integers(0, 2), "field": rng.integers(0, 2), "parking": rng.integers(1, 3)}[kind]
     n_paths = rng.integers(1, 4) if kind == "park" else int(kind == "forest" and rng.random() < 0.5)
     roads = []
@@ -176,67 +187,77 @@ def _roads(sc: _Scene, kind: str, theta: float) -> list[tuple]:
         width = rng.uniform(3, 6) if path else rng.uniform(10, 26)
         walk = 0.0 if path or kind in ("field", "forest") else rng.uniform(3, 7)
         along, d = _rot(sc.xs, sc.ys, ang)
-        d = d - off
-        roads.append(dict(ang=ang, off=off, w=width, walk=walk, d=d, along=along, path=path))
-
-    walk_rgb = _jitter(rng, rng.choice([[.62, .6, .56], [.66, .62, .56], [.55, .55, .55]]), 0.03)
-    for r in roads:  # sidewalks first, so crossing asphalt covers them
-        m = np.abs(r["d"]) < r["w"] / 2 + r["walk"]
-        sc.paint((slice(None), slice(None)), m, walk_rgb * (1 + 0.05 * sc.fine + 0.04 * sc.mid)[..., None],
-                 IMPERVIOUS)
-    asphalt = _jitter(rng, [.36, .36, .37], 0.04) * rng.uniform(0.8, 1.15)
-    path_rgb = _jitter(rng, rng.choice([[.7, .66, .58], [.6, .57, .52]]), 0.03)
+        roads.append(dict(ang=ang, off=off, w=width, walk=walk, ad=np.abs(d - off), d=d - off, along=along,
+                          path=path))
+    if not roads:
+        return roads
+    # Masks first (sidewalks under any asphalt, paths under roads), then one colouring pass per surface.
+    walk = np.zeros_like(sc.asphalt)
+    paths = np.zeros_like(sc.asphalt)
+    curb = np.zeros_like(sc.asphalt)
+    tracks = np.zeros(sc.asphalt.shape, np.float32)
     for r in roads:
-        ad = np.abs(r["d"])
-        m = ad < r["w"] / 2
+        ad = r["ad"]
         if r["path"]:
-            sc.paint((slice(None), slice(None)), m, path_rgb * (1 + 0.06 * sc.fine)[..., None], IMPERVIOUS)
+            paths |= ad < r["w"] / 2
             continue
-        tracks = np.exp(-(((ad - r["w"] / 4) / (r["w"] / 12)) ** 2))
-        tex = 1 + 0.04 * sc.fine + 0.05 * sc.mid - 0.06 * tracks - 0.08 * (sc.low2 > 1.3)
-        sc.paint((slice(None), slice(None)), m, asphalt * tex[..., None], IMPERVIOUS)
-        sc.asphalt |= m
-        if r["walk"] > 0:  # curb line
-            curb = np.abs(ad - r["w"] / 2) < 0.6
-            sc.img[curb] = sc.img[curb] * 0.6 + 0.35
+        walk |= ad < r["w"] / 2 + r["walk"]
+        sc.asphalt |= ad < r["w"] / 2
+        np.maximum(tracks, 1 - ((ad - r["w"] / 4) * (10 / r["w"])) ** 2, out=tracks)  # tyre tracks
+        if r["walk"] > 0:
+            curb |= np.abs(ad - r["w"] / 2 - 0.5) < 0.6
+    asphalt = sc.asphalt
+    paths &= ~walk
+    walk &= ~asphalt
+    curb &= walk
+    tex = 1 + 0.05 * sc.fine + 0.04 * sc.mid
+    walk_rgb = _rgb(rng, [[.62, .6, .56], [.66, .62, .56], [.55, .55, .55]][rng.integers(3)]).reshape(3, 1)
+    path_rgb = _rgb(rng, [[.7, .66, .58], [.6, .57, .52]][rng.integers(2)]).reshape(3, 1)
+    asphalt_rgb = (_rgb(rng, [.36, .36, .37], 0.04) * rng.uniform(0.8, 1.15)).reshape(3, 1)
+    sc.img[:, walk] = walk_rgb * tex[walk]
+    sc.img[:, paths] = path_rgb * tex[paths]
+    sc.img[:, asphalt] = asphalt_rgb * (tex - 0.06 * tracks - 0.08 * (sc.low2 > 1.3))[asphalt]
+    sc.img[:, curb] = sc.img[:, curb] * 0.6 + 0.35
+    sc.label[walk | paths | asphalt] = IMPERVIOUS
+    paint = _rgb(rng, [.88, .88, .86], 0.02).reshape(3, 1)
     for i, r in enumerate(roads):
-        sc.occupied |= np.abs(r["d"]) < r["w"] / 2 + r["walk"] + 1.5
+        sc.occupied |= r["ad"] < r["w"] / 2 + r["walk"] + 1.5
         if r["path"] or r["w"] < 12:
             continue
-        ad, along = np.abs(r["d"]), r["along"]
+        ad = r["ad"]
         period = rng.uniform(9, 14)
-        dash = (along % period) < period * 0.5
+        dash = (r["along"] % period) < period * 0.5
         if r["w"] >= 20:
             mark = (ad < 0.55) | ((np.abs(ad - r["w"] / 4) < 0.5) & dash)
         else:
             mark = (ad < 0.55) & dash
         if rng.random() < 0.6:
             mark |= np.abs(ad - (r["w"] / 2 - 1.5)) < 0.5
-        others = [o for j, o in enumerate(roads) if j != i and not o["path"]]
-        for o in others:
-            band = np.abs(o["d"]) - (o["w"] / 2 + o["walk"])
+        for j, o in enumerate(roads):
+            if j == i or o["path"]:
+                continue
+            band = o["ad"] - (o["w"] / 2 + o["walk"])  # no markings across the crossing road
             mark &= band > 0
-            if rng.random() < 0.5:  # zebra crossing just outside the crossing road
+            if rng.random() < 0.5:  # zebra crossing just before the crossing road
                 mark |= (band > 1.5) & (band < 6) & (ad < r["w"] / 2 - 1) & ((r["d"] % 2.6) < 1.3)
         mark &= ad < r["w"] / 2
-        sc.img[mark] = _jitter(rng, [.88, .88, .86], 0.02)
+        sc.img[:, mark] = paint
     return roads
 
 
 def _cars_on_roads(sc: _Scene, roads: list[dict], traffic: float) -> None:
+    """Cars in both lanes (right-hand traffic) and parked at the curb, aligned with the road."""
     rng = sc.rng
     for r in roads:
         if r["path"]:
             continue
-        n = rng.poisson(traffic * sc.size / 45)
         c, s = math.cos(r["ang"]), math.sin(r["ang"])
-        for _ in range(n):
+        for _ in range(rng.poisson(traffic * sc.size / 45)):
             t = rng.uniform(-0.75, 0.75) * sc.size
-            side = rng.choice([-1.0, 1.0])
+            side = 1.0 if rng.random() < 0.5 else -1.0
             lane = (r["w"] / 2 - 2.8) if rng.random() < 0.35 and r["w"] > 14 else r["w"] / 4
             o = r["off"] + side * lane
-            cx, cy = t * c - o * s, t * s + o * c
-            _car(sc, cx, cy, r["ang"] + (0 if side > 0 else math.pi) + rng.normal(0, 0.02))
+            _car(sc, t * c - o * s, t * s + o * c, r["ang"] + (0 if side > 0 else math.pi) + rng.normal(0, 0.02))
 
 
 def _car(sc: _Scene, cx: float, cy: float, ang: float) -> bool:
@@ -254,64 +275,55 @@ def _car(sc: _Scene, cx: float, cy: float, ang: float) -> bool:
     body = du * du + dv * dv < cr * cr
     if (sc.label[sl][body] == CAR).any():
         return False
-    colour = _jitter(rng, _CAR_COLOURS[rng.integers(len(_CAR_COLOURS))], 0.03)
-    rgb = np.broadcast_to(colour, body.shape + (3,)).copy()
+    colour = _rgb(rng, _CAR_COLOURS[rng.integers(len(_CAR_COLOURS))])
+    rgb = colour * (1 + 0.12 * np.clip(1 - np.abs(v) / (width / 2), 0, 1))  # rounded roof highlight
     inner = np.abs(v) < width / 2 - 0.7
     glass = inner & (((u > 0.12 * length) & (u < 0.32 * length)) | ((u < -0.3 * length) & (u > -0.42 * length)))
-    rgb[glass] = (0.1, 0.11, 0.13)
-    rgb *= (1 + 0.12 * np.clip(1 - np.abs(v) / (width / 2), 0, 1))[..., None]  # rounded roof highlight
+    rgb[:, glass] = np.array([[0.1], [0.11], [0.13]], np.float32)
     sc.paint(sl, body, rgb, CAR, 3.0)
     return True
 
 
 # ------------------------------------------------------------------------------------------------ lots, plazas
 def _plazas(sc: _Scene, kind: str, theta: float) -> None:
-    """Paved squares (urban) and parking lots with painted stalls and parked cars."""
+    """Paved squares and courtyards (urban) and parking lots with painted stalls and parked cars."""
     rng = sc.rng
-    n_plaza = rng.integers(0, 3) if kind == "urban" else 0
-    pave = _jitter(rng, rng.choice([[.7, .66, .6], [.6, .6, .6], [.68, .6, .55]]), 0.03)
-    for _ in range(n_plaza):
+    pave = _rgb(rng, [[.7, .66, .6], [.6, .6, .6], [.68, .6, .55]][rng.integers(3)])
+    for _ in range(rng.integers(1, 5) if kind in ("urban", "downtown") else 0):
         cx, cy = sc.pos()
-        a, b = rng.uniform(15, 50), rng.uniform(15, 40)
-        win = sc.window(cx, cy, math.hypot(a, b))
-        sl, x, y = win
+        a, b = rng.uniform(15, 55), rng.uniform(12, 40)
+        sl, x, y = sc.window(cx, cy, math.hypot(a, b))
         u, v = _rot(x, y, theta)
         m = (np.abs(u) < a) & (np.abs(v) < b)
-        tiles = 1 + 0.04 * sc.fine[sl] + 0.03 * ((np.abs(u) % 6 < 0.6) | (np.abs(v) % 6 < 0.6))
-        sc.paint(sl, m, pave * tiles[..., None], IMPERVIOUS)
+        joints = ((np.abs(u) % 6) < 0.6) | ((np.abs(v) % 6) < 0.6)
+        sc.paint(sl, m, pave * (1 + 0.04 * sc.fine[sl] - 0.04 * joints), IMPERVIOUS)
     n_lots = {"parking": rng.integers(1, 3), "urban": int(rng.random() < 0.3)}.get(kind, 0)
     for _ in range(n_lots):
-        cx, cy = sc.pos() if kind != "parking" else rng.uniform(-0.2, 0.2, 2) * sc.size
+        cx, cy = sc.pos() if kind != "parking" else tuple(rng.uniform(-0.2, 0.2, 2) * sc.size)
         a = rng.uniform(40, 110) if kind == "parking" else rng.uniform(25, 50)
         b = rng.uniform(30, 80) if kind == "parking" else rng.uniform(18, 35)
-        win = sc.window(cx, cy, math.hypot(a, b))
-        if win is None:
-            continue
-        sl, x, y = win
+        sl, x, y = sc.window(cx, cy, math.hypot(a, b))
         u, v = _rot(x, y, theta)
         lot = (np.abs(u) < a) & (np.abs(v) < b)
-        rgb = _jitter(rng, [.33, .33, .34], 0.03) * (1 + 0.04 * sc.fine[sl] + 0.05 * sc.mid[sl])[..., None]
-        sc.paint(sl, lot, rgb, IMPERVIOUS)
+        sc.paint(sl, lot, _rgb(rng, [.33, .33, .34]) * (1 + 0.04 * sc.fine[sl] + 0.05 * sc.mid[sl]), IMPERVIOUS)
         sc.occupied[sl] |= lot
         stall_w, stall_l, aisle = rng.uniform(5.5, 6.5), rng.uniform(11, 13), rng.uniform(14, 18)
-        row_pitch = 2 * stall_l + aisle
-        vv = (v + b) % row_pitch  # per row: stalls, stalls, aisle
-        in_stall = (vv < 2 * stall_l) & lot & (np.abs(u) < a - 2)
-        line = in_stall & ((u % stall_w) < 0.6)
-        sc.img[sl][line] = (0.85, 0.85, 0.83)
-        occupancy = rng.uniform(0.3, 0.95)
+        pitch = 2 * stall_l + aisle  # per row: stalls facing stalls, then an aisle
+        in_stall = ((v + b) % pitch < 2 * stall_l) & lot & (np.abs(u) < a - 2)
+        sc.img[:, sl[0], sl[1]][:, in_stall & ((u % stall_w) < 0.6)] = 0.85
+        full = rng.uniform(0.3, 0.95)
         c, s = math.cos(theta), math.sin(theta)
-        for row in range(int(2 * b // row_pitch) + 1):
-            for half in (0, 1):
-                vc = -b + row * row_pitch + stall_l * (half + 0.5)
+        for row in range(int(2 * b // pitch) + 1):
+            for half in (0.5, 1.5):
+                vc = -b + row * pitch + stall_l * half
                 if vc > b - stall_l / 2:
                     continue
-                for k in range(int(2 * a // stall_w)):
-                    uc = -a + 2 + (k + 0.5) * stall_w - ((-a + 2) % stall_w)
-                    if abs(uc) > a - 4 or rng.random() > occupancy:
+                for k in range(int(2 * a // stall_w) + 1):
+                    uc = (math.floor(-a / stall_w) + k + 0.5) * stall_w
+                    if abs(uc) > a - 4 or rng.random() > full:
                         continue
-                    px, py = cx + uc * c - vc * s, cy + uc * s + vc * c
-                    _car(sc, px, py, theta + math.pi / 2 + (math.pi if rng.random() < 0.5 else 0)
+                    flip = math.pi if rng.random() < 0.5 else 0.0
+                    _car(sc, cx + uc * c - vc * s, cy + uc * s + vc * c, theta + math.pi / 2 + flip
                          + rng.normal(0, 0.03))
 
 
@@ -324,15 +336,21 @@ _ROOFS = {  # material: (base rgb, pitched?)
 
 
 def _buildings(sc: _Scene, kind: str, theta: float) -> None:
+    """Blocks (urban, industrial) or houses (suburban) placed off roads, lots and each other."""
     rng = sc.rng
-    attempts = {"urban": 70, "suburban": 40, "park": 3, "forest": 0, "field": 4, "parking": 6}[kind]
-    big = kind in ("urban", "field", "parking")
+    attempts = {"downtown": 90, "urban": 80, "suburban": 45, "park": 3, "forest": 0, "field": 4,
+                "parking": 6}[kind]
+    big = kind in ("downtown", "urban", "field", "parking")
     for _ in range(attempts):
         cx, cy = sc.pos(margin=10)
-        if big:
-            a, b = rng.uniform(10, 38), rng.uniform(8, 22)
+        if not sc.free(cx, cy):
+            continue  # cheap early reject on a crowded tile
+        if kind == "downtown":
+            a, b = rng.uniform(20, 60), rng.uniform(14, 40)
+        elif big:
+            a, b = rng.uniform(10, 40), rng.uniform(8, 24)
         else:
-            a, b = rng.uniform(7, 14), rng.uniform(5, 9)
+            a, b = rng.uniform(7, 15), rng.uniform(5, 10)
         ang = theta + (math.pi / 2 if rng.random() < 0.5 else 0) + rng.normal(0, 0.05)
         shape = "L" if rng.random() < (0.35 if big else 0.15) else "rect"
         if big:
@@ -340,7 +358,8 @@ def _buildings(sc: _Scene, kind: str, theta: float) -> None:
                              p=[.3, .2, .15, .1, .15, .1])
         else:
             mat = rng.choice(["red tile", "brown tile", "slate", "concrete"], p=[.5, .2, .2, .1])
-        _building(sc, cx, cy, ang, a, b, shape, mat, margin=rng.uniform(2, 8))
+        margin = rng.uniform(1, 4) if kind == "downtown" else rng.uniform(2, 7)
+        _building(sc, cx, cy, ang, a, b, shape, str(mat), margin)
 
 
 def _building(sc: _Scene, cx, cy, ang, a, b, shape, mat, margin) -> bool:
@@ -351,12 +370,13 @@ def _building(sc: _Scene, cx, cy, ang, a, b, shape, mat, margin) -> bool:
         return False
     sl, x, y = win
     u, v = _rot(x, y, ang)
-    d = np.minimum(a - np.abs(u), b - np.abs(v))  # inner distance to the edge (negative outside)
+    du, dv = a - np.abs(u), b - np.abs(v)
+    d = np.minimum(du, dv)  # inner distance to the edge (negative outside)
     if shape == "L":
         b1, a2 = b * rng.uniform(0.35, 0.6), a * rng.uniform(0.25, 0.45)
-        sgn = rng.choice([-1.0, 1.0])
-        arm1 = np.minimum(a - np.abs(u), b1 - np.abs(v + sgn * (b - b1)))
-        arm2 = np.minimum(a2 - np.abs(u - (a - a2)), b - np.abs(v))
+        sgn = 1.0 if rng.random() < 0.5 else -1.0
+        arm1 = np.minimum(du, b1 - np.abs(v + sgn * (b - b1)))
+        arm2 = np.minimum(a2 - np.abs(u - (a - a2)), dv)
         d = np.maximum(arm1, arm2)
     if (sc.occupied[sl] & (d > -margin)).any():
         return False
@@ -364,29 +384,24 @@ def _building(sc: _Scene, cx, cy, ang, a, b, shape, mat, margin) -> bool:
     if not foot.any():
         return False
     base, pitched = _ROOFS[mat]
-    base = _jitter(rng, base, 0.03)
-    cos_el = math.cos(sc.sun_el)
-    vx, vy = -math.sin(ang), math.cos(ang)  # v axis in the image
-    ux, uy = math.cos(ang), math.sin(ang)
-    h0 = rng.uniform(14, 40) if mat in ("concrete", "bitumen", "metal", "gravel") else rng.uniform(10, 18)
+    base = _rgb(rng, base)
     tex = 1 + 0.04 * sc.fine[sl]
     if pitched and shape == "rect":
-        pitch = rng.uniform(0.5, 0.9)
-        hip = rng.random() < 0.4
-        du, dv = a - np.abs(u), b - np.abs(v)
-        along_u = (du < dv) if hip else np.zeros_like(foot)
-        height = h0 + pitch * (np.minimum(du, dv) if hip else dv)
-        facing = np.where(along_u, np.sign(u) * (ux * sc.sun[0] + uy * sc.sun[1]),
-                          np.sign(v) * (vx * sc.sun[0] + vy * sc.sun[1]))
-        shade = 1 + 0.32 * cos_el * facing
-        rows = np.where(along_u, u, v)
-        tex = tex + 0.07 * np.sin(rows * 2 * math.pi / 2.3) + 0.05 * sc.mid[sl]
-        ridge = (np.abs(v) < 0.7) & (du > b) if hip else np.abs(v) < 0.7
+        h0, pitch, hip = rng.uniform(10, 18), rng.uniform(0.5, 0.9), rng.random() < 0.4
+        along_u = du < dv if hip else np.zeros_like(foot)
+        height = h0 + pitch * (d if hip else dv)
+        sun_u = math.cos(ang) * sc.sun[0] + math.sin(ang) * sc.sun[1]
+        sun_v = math.cos(ang) * sc.sun[1] - math.sin(ang) * sc.sun[0]
+        facing = np.where(along_u, np.sign(u) * sun_u, np.sign(v) * sun_v)  # facet normal . sun
+        rows = np.where(along_u, u, v)  # tile rows run parallel to the eaves
+        tex = (tex + 0.07 * np.sin(rows * (2 * math.pi / 2.3)) + 0.05 * sc.mid[sl])
+        tex *= 1 + 0.32 * math.cos(sc.sun_el) * facing
+        ridge = np.abs(v) < 0.7
         if hip:
-            ridge |= np.abs(du - dv) < 0.6
-        rgb = base * (tex * shade)[..., None]
-        rgb[ridge & foot] *= 1.1
+            ridge = (ridge & (du > b)) | (np.abs(du - dv) < 0.6)
+        tex[ridge] *= 1.1
     else:
+        h0 = rng.uniform(14, 40)
         height = np.full(foot.shape, h0, np.float32)
         if mat == "metal":
             tex = tex + 0.05 * ((u % 3.5) < 1.0)
@@ -394,96 +409,89 @@ def _building(sc: _Scene, cx, cy, ang, a, b, shape, mat, margin) -> bool:
             tex = tex + 0.07 * sc.fine[sl] + 0.04 * sc.clump[sl]
         else:
             tex = tex + 0.05 * sc.mid[sl] + 0.03 * sc.low2[sl]
-        rgb = base * tex[..., None]
-        rgb[(d < 1.6) & foot] *= 1.18 if mat != "metal" else 0.9  # parapet
-        rgb[(d >= 1.6) & (d < 2.6)] *= 0.88
+        tex[d < 1.6] *= 1.18 if mat != "metal" else 0.9  # parapet
+        tex[(d >= 1.6) & (d < 2.6)] *= 0.88
+    tex[d < 0.8] *= 0.75  # gutter / edge
+    rgb = base * tex
+    if not pitched or shape != "rect":
         for _ in range(rng.integers(0, 5)):  # rooftop units, skylights
             ku, kv = rng.uniform(-a + 4, a - 4), rng.uniform(-b + 4, b - 4)
-            ka, kb = rng.uniform(1.5, 4), rng.uniform(1.5, 3.5)
-            unit = (np.abs(u - ku) < ka) & (np.abs(v - kv) < kb) & (d > 2.6)
-            rgb[unit] = _jitter(rng, [.8, .8, .8] if rng.random() < 0.7 else [.3, .35, .45], 0.05)
+            unit = (np.abs(u - ku) < rng.uniform(1.5, 4)) & (np.abs(v - kv) < rng.uniform(1.5, 3.5)) & (d > 2.6)
+            rgb[:, unit] = _rgb(rng, [.8, .8, .8] if rng.random() < 0.7 else [.3, .35, .45], 0.05).reshape(3, 1)
             height = np.where(unit, h0 + rng.uniform(2, 5), height)
-    rgb[(d < 0.8) & foot] *= 0.75  # gutter / edge
     sc.paint(sl, foot, np.clip(rgb, 0, 1), BUILDING, height.astype(np.float32))
     sc.occupied[sl] |= foot
     return True
 
 
 # ------------------------------------------------------------------------------------------------ trees, clutter
+_GREENS = ([.17, .3, .12], [.22, .33, .13], [.13, .24, .12], [.28, .36, .16], [.2, .28, .17])
+
+
 def _trees(sc: _Scene, kind: str, roads: list[dict]) -> None:
+    """Clustered trees, scattered trees and rows of street trees along sidewalks."""
     rng = sc.rng
-    n = {"urban": rng.integers(2, 16), "suburban": rng.integers(15, 45), "park": rng.integers(15, 45),
-         "forest": rng.integers(70, 130), "field": rng.integers(0, 8), "parking": rng.integers(4, 16)}[kind]
-    greens = np.array([[.17, .3, .12], [.22, .33, .13], [.13, .24, .12], [.28, .36, .16], [.2, .28, .17]])
+    n = {"downtown": rng.integers(0, 8), "urban": rng.integers(2, 16), "suburban": rng.integers(15, 45), "park": rng.integers(15, 45),
+         "forest": rng.integers(110, 200), "field": rng.integers(0, 8), "parking": rng.integers(4, 16)}[kind]
+    clusters = [sc.pos() for _ in range(rng.integers(1, 5))]
     centres = []
-    n_clusters = rng.integers(1, 5)
-    cluster = [sc.pos() for _ in range(n_clusters)]
-    for i in range(n):
-        if rng.random() < 0.6:
-            k = cluster[rng.integers(n_clusters)]
-            centres.append((k[0] + rng.normal(0, 30), k[1] + rng.normal(0, 30)))
+    for _ in range(n):
+        if rng.random() < (0.15 if kind == "forest" else 0.6):
+            kx, ky = clusters[rng.integers(len(clusters))]
+            centres.append((kx + rng.normal(0, 30), ky + rng.normal(0, 30)))
         else:
             centres.append(sc.pos(margin=8))
-    for r in roads:  # rows of street trees
-        if r["path"] or r["walk"] == 0 or rng.random() > (0.5 if kind in ("urban", "suburban") else 0.15):
+    for r in roads:
+        if r["path"] or r["walk"] == 0 or rng.random() > (0.5 if kind in ("urban", "suburban", "downtown") else 0.15):
             continue
-        side = rng.choice([-1.0, 1.0])
-        o = r["off"] + side * (r["w"] / 2 + r["walk"] + rng.uniform(2, 6))
+        o = r["off"] + (1 if rng.random() < 0.5 else -1) * (r["w"] / 2 + r["walk"] + rng.uniform(2, 6))
         c, s = math.cos(r["ang"]), math.sin(r["ang"])
         step = rng.uniform(14, 22)
         for t in np.arange(-sc.size * 0.72, sc.size * 0.72, step) + rng.uniform(0, step):
             centres.append((t * c - o * s, t * s + o * c))
-    big = kind == "forest"
     for cx, cy in centres:
         iy, ix = int(round(cy + sc.half)), int(round(cx + sc.half))
         if 0 <= iy < sc.size and 0 <= ix < sc.size and sc.asphalt[iy, ix]:
             continue
-        radius = rng.uniform(7, 15) if big else rng.uniform(4.5, 12)
-        rgb = _jitter(rng, greens[rng.integers(len(greens))], 0.025)
-        _tree(sc, cx, cy, radius, rng.uniform(10, 28), rgb)
+        radius = rng.uniform(7, 15) if kind == "forest" else rng.uniform(4.5, 12)
+        _tree(sc, cx, cy, radius, rng.uniform(10, 28), _rgb(rng, _GREENS[rng.integers(len(_GREENS))], 0.025))
 
 
 def _tree(sc: _Scene, cx, cy, radius, top, rgb) -> None:
-    """A round crown: lumpy outline, dome height, sun-side lit, leafy texture."""
+    """A round crown: lumpy outline, dome height, lit on the sun side, leafy texture."""
     win = sc.window(cx, cy, radius * 1.35 + 1)
     if win is None:
         return
     sl, x, y = win
     rr = radius * (1 + 0.14 * sc.mid[sl] + 0.07 * sc.clump[sl])
     q = (x * x + y * y) / (rr * rr)
-    crown = q < 1
     z = np.sqrt(np.clip(1 - q, 0, 1))
     lam = (x * sc.sun[0] + y * sc.sun[1]) / rr * math.cos(sc.sun_el) + z * math.sin(sc.sun_el)
-    shade = 0.55 + 0.55 * np.clip(lam, 0, 1)
-    tex = 1 + 0.2 * sc.clump[sl] + 0.08 * sc.fine[sl]
-    sc.paint(sl, crown, rgb * (shade * tex)[..., None], TREE, top * (0.6 + 0.4 * z))
+    shade = (0.55 + 0.55 * np.clip(lam, 0, 1)) * (1 + 0.2 * sc.clump[sl] + 0.08 * sc.fine[sl])
+    sc.paint(sl, q < 1, rgb * shade, TREE, top * (0.6 + 0.4 * z))
 
 
 def _clutter(sc: _Scene, kind: str) -> None:
-    """Containers, piles and sheds of no class of their own (Potsdam's 'clutter/background')."""
+    """Containers and material piles: Potsdam's 'clutter/background' class."""
     rng = sc.rng
-    n = {"field": rng.integers(2, 14), "urban": rng.integers(0, 4), "parking": rng.integers(0, 3)}.get(kind, 0)
+    n = {"field": rng.integers(2, 14), "urban": rng.integers(0, 4), "downtown": rng.integers(0, 3), "parking": rng.integers(0, 3)}.get(kind, 0)
     for _ in range(n):
         cx, cy = sc.pos()
-        if rng.random() < 0.6:  # container / box
+        if rng.random() < 0.6:  # container
             a, b, ang = rng.uniform(4, 8), rng.uniform(2, 3.5), rng.uniform(0, math.pi)
-            win = sc.window(cx, cy, math.hypot(a, b))
-            sl, x, y = win
+            sl, x, y = sc.window(cx, cy, math.hypot(a, b))
             u, v = _rot(x, y, ang)
-            m = (np.abs(u) < a) & (np.abs(v) < b)
-            base = _jitter(rng, rng.choice([[.2, .35, .6], [.6, .25, .15], [.5, .3, .2], [.25, .45, .3],
-                                            [.8, .7, .3]]), 0.05)
-            rgb = base * (1 + 0.08 * np.sin(u * 2 * math.pi / 1.5))[..., None]
-            sc.paint(sl, m, rgb, CLUTTER, rng.uniform(4, 7))
-        else:  # pile of material
+            base = _rgb(rng, [[.2, .35, .6], [.6, .25, .15], [.5, .3, .2], [.25, .45, .3], [.8, .7, .3]]
+                        [rng.integers(5)], 0.05)
+            rgb = base * (1 + 0.08 * np.sin(u * (2 * math.pi / 1.5)))
+            sc.paint(sl, (np.abs(u) < a) & (np.abs(v) < b), rgb, CLUTTER, rng.uniform(4, 7))
+        else:  # pile of earth, gravel or rubble
             r = rng.uniform(4, 10)
-            win = sc.window(cx, cy, r * 1.4)
-            sl, x, y = win
+            sl, x, y = sc.window(cx, cy, r * 1.4)
             q = (x * x + y * y) / (r * r * (1 + 0.3 * sc.mid[sl]) ** 2)
-            m = q < 1
-            base = _jitter(rng, rng.choice([[.5, .45, .38], [.35, .33, .32], [.65, .6, .5]]), 0.04)
-            rgb = base * (1 + 0.12 * sc.fine[sl] + 0.1 * sc.clump[sl])[..., None]
-            sc.paint(sl, m, rgb, CLUTTER, 3 * np.sqrt(np.clip(1 - q, 0, 1)) + 0.5)
+            base = _rgb(rng, [[.5, .45, .38], [.35, .33, .32], [.65, .6, .5]][rng.integers(3)], 0.04)
+            rgb = base * (1 + 0.12 * sc.fine[sl] + 0.1 * sc.clump[sl])
+            sc.paint(sl, q < 1, rgb, CLUTTER, 3 * np.sqrt(np.clip(1 - q, 0, 1)) + 0.5)
 
 
 # ------------------------------------------------------------------------------------------------ light
@@ -492,13 +500,11 @@ def _shadows(sc: _Scene) -> np.ndarray:
     size, h = sc.size, sc.height
     shadow = np.zeros((size, size), bool)
     hmax = float(h.max())
-    if hmax <= 0:
-        return shadow.astype(np.float32)
     tan_el = math.tan(sc.sun_el)
     seen = set()
-    for k in range(1, int(hmax / tan_el) + 2):
+    for k in range(1, int(hmax / tan_el) + 2 if hmax > 0 else 0):
         dx, dy = int(round(k * sc.sun[0])), int(round(k * sc.sun[1]))
-        if (dx, dy) in seen or (dx, dy) == (0, 0):
+        if (dx, dy) in seen:
             continue
         seen.add((dx, dy))
         if abs(dx) >= size or abs(dy) >= size:
@@ -507,36 +513,40 @@ def _shadows(sc: _Scene) -> np.ndarray:
         dst = (slice(max(0, -dy), size - max(0, dy)), slice(max(0, -dx), size - max(0, dx)))
         src = (slice(max(0, dy), size - max(0, -dy)), slice(max(0, dx), size - max(0, -dx)))
         shadow[dst] |= h[src] > h[dst] + rise
-    return _box3(shadow.astype(np.float32))
+    return _blur(shadow.astype(np.float32))
 
 
 def _finish(sc: _Scene) -> np.ndarray:
-    """Shadows, scene-wide illumination and colour cast, optics blur and sensor noise; to uint8."""
+    """Shadows, scene-wide illumination and colour cast, haze, sensor noise and optics blur; to uint8 HWC."""
     rng = sc.rng
-    shade = _shadows(sc)[..., None]
-    dark = np.array([0.38, 0.42, 0.52], np.float32) * rng.uniform(0.85, 1.2)  # shadows are bluish
-    img = sc.img * (1 - shade * (1 - dark))
-    img = img * rng.uniform(0.85, 1.12) * (1 + rng.normal(0, 0.035, 3)).astype(np.float32)
-    img = np.clip(img, 0, 1) ** rng.uniform(0.88, 1.12)
+    shade = _shadows(sc)
+    dark = np.array([0.38, 0.42, 0.52], np.float32).reshape(3, 1, 1) * rng.uniform(0.85, 1.2)  # bluish
+    gain = (rng.uniform(0.85, 1.12) * (1 + rng.normal(0, 0.035, 3))).astype(np.float32).reshape(3, 1, 1)
     haze = rng.uniform(0, 0.08)
-    img = img * (1 - haze) + haze * np.array([0.7, 0.74, 0.8], np.float32)
-    sharp = rng.uniform(0.2, 0.7)
-    img = sharp * img + (1 - sharp) * _box3(img)
-    img += rng.standard_normal(img.shape, dtype=np.float32) * rng.uniform(0.006, 0.018)
-    return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
+    img = sc.img
+    img *= 1 - shade * (1 - dark)
+    img *= gain * (1 - haze)
+    img += haze * np.array([0.7, 0.74, 0.8], np.float32).reshape(3, 1, 1)
+    sharp = rng.uniform(0.1, 0.6)
+    img = sharp * img + (1 - sharp) * _blur(img)
+    img += rng.standard_normal(img.shape[1:], dtype=np.float32) * rng.uniform(0.006, 0.016)
+    np.clip(img, 0, 1, out=img)
+    img += rng.uniform(-0.12, 0.12) * img * (1 - img)  # a cheap gamma: x + k x (1 - x)
+    img *= 255
+    img += 0.5
+    return np.ascontiguousarray(img.astype(np.uint8).transpose(1, 2, 0))
 
 
 def generate_scene(seed: int, size: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """One synthetic aerial tile: (image uint8 (H, W, 3), label uint8 (H, W) in 0..5), deterministic in seed."""
     rng = np.random.default_rng(int(seed) & 0xFFFF_FFFF_FFFF_FFFF)
     sc = _Scene(rng, size)
-    kind = str(rng.choice(_KINDS, p=_KIND_P))
+    kind = _KINDS[rng.choice(len(_KINDS), p=_KIND_P)]
     theta = rng.uniform(0, math.pi)
     _ground(sc, kind)
     roads = _roads(sc, kind, theta)
     _plazas(sc, kind, theta)
-    traffic = {"urban": 1.2, "suburban": 0.5, "parking": 0.8}.get(kind, 0.25)
-    _cars_on_roads(sc, roads, traffic)
+    _cars_on_roads(sc, roads, {"urban": 1.2, "downtown": 1.4, "suburban": 0.5, "parking": 0.8}.get(kind, 0.25))
     _buildings(sc, kind, theta)
     _clutter(sc, kind)
     _trees(sc, kind, roads)
