@@ -168,7 +168,10 @@ def _fnsd_select(rel: Tensor, pos_logit: Tensor, selection: Selection, topk: int
     factor is kept apart and very small temperatures neither overflow nor lose the ordering.
     """
     if selection == "per_anchor":
-        rel_k, cols = torch.topk(rel, topk, dim=1, largest=False)
+        if topk == 1:  # min is a cheaper pass than topk
+            rel_k, cols = rel.min(dim=1, keepdim=True)
+        else:
+            rel_k, cols = torch.topk(rel, topk, dim=1, largest=False)
         rows = torch.arange(rel.shape[0], device=rel.device)[:, None].expand_as(cols)
         keep = torch.isfinite(rel_k)
         rows, cols, rel_k = rows[keep], cols[keep], rel_k[keep]
@@ -375,8 +378,8 @@ def false_loss_moco(queries: Tensor, keys: Tensor, queue: Tensor, *, query_ids: 
     """MoCo v2 InfoNCE with FALSE applied to the queue.
 
     Anchors are the queries, each one's positive is its own momentum key, negatives are the queue entries.
-    Queue entries with the query's own dataset id (the same tile seen at an earlier step) are left out of the
-    negatives. With alpha = 0 or a threshold > 1 this is the plain MoCo loss. Candidate indices in the returned
+    Queue entries with the query's own dataset id (the same tile seen at an earlier step) and slots that hold no
+    key yet (id < 0) are left out of the negatives. With alpha = 0 or a threshold > 1 this is the plain MoCo loss. Candidate indices in the returned
     info are queue slots; pass ``distributed`` only to reduce the global minimum across ranks (queries stay local).
     """
     _check_common(temperature, alpha, selection, topk)
@@ -397,7 +400,9 @@ def false_loss_moco(queries: Tensor, keys: Tensor, queue: Tensor, *, query_ids: 
     if topk > queue.shape[0]:
         raise ValueError(f"topk must be at most the queue size ({queue.shape[0]}), got {topk}")
     excluded = torch.zeros_like(logits, dtype=torch.bool)
-    excluded[:, 1:] = query_ids.to(q.device)[:, None] == queue_ids.to(q.device)[None, :]
+    qids = queue_ids.to(q.device)
+    # the query's own tile, and slots never filled (id < 0: the random initial queue), are not negatives
+    excluded[:, 1:] = (query_ids.to(q.device)[:, None] == qids[None, :]) | (qids < 0)[None, :]
     lay = _Layout(pos_col=torch.zeros(n, dtype=torch.long, device=q.device), self_col=None, excluded=excluded,
                   row_offset=dist.get_rank() * n if use_dist else 0, triangle=False)
     loss, info = _contrastive_core(logits, lay, temperature=temperature, alpha=alpha, threshold=threshold,

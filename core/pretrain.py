@@ -16,6 +16,7 @@ import signal
 import sys
 import time
 import traceback
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -179,7 +180,7 @@ class Trainer:
         self.augment = TwoViewAugment(output_size=cfg.data.image_size, crop_scale=(cfg.data.crop_scale_min, 1.0),
                                       color_strength=cfg.data.color_strength, blur_prob=cfg.data.blur_prob)
         model = build_pretrain_model(cfg.method, cfg.model)
-        if self.env.active:
+        if self.env.active and self.device.type == "cuda":  # SyncBatchNorm runs on GPUs only
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         model = model.to(self.device)
         if self.precision.channels_last and cfg.train.channels_last:
@@ -196,6 +197,8 @@ class Trainer:
         self.step = 0
         self._order_epoch = -1
         self._order: list[int] = []
+        self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tile-loader")
+        self._pending: tuple[int, Future] | None = None
 
     # ------------------------------------------------------------------ data
     def batch_indices(self, step: int) -> list[int]:
@@ -207,9 +210,25 @@ class Trainer:
             self._order_epoch = epoch
         return self._order[pos * self.local_batch:(pos + 1) * self.local_batch]
 
+    def _load(self, idx: list[int]) -> torch.Tensor:
+        images = self.dataset.get_images(idx)
+        return images.pin_memory() if self.device.type == "cuda" else images
+
+    def _images(self, step: int, idx: list[int]) -> torch.Tensor:
+        """This step's tiles; the next step's are read in a background thread meanwhile."""
+        if self._pending is not None and self._pending[0] == step:
+            images = self._pending[1].result()
+        else:
+            images = self._load(idx)
+        if step + 1 < self.total_steps:
+            self._pending = (step + 1, self._loader.submit(self._load, self.batch_indices(step + 1)))
+        else:
+            self._pending = None
+        return images
+
     def views(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         idx = self.batch_indices(step)
-        images = self.dataset.get_images(idx).to(self.device, non_blocking=True)
+        images = self._images(step, idx).to(self.device, non_blocking=True)
         gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + step * 97 + self.env.rank)
         views, ids = self.augment(images, torch.as_tensor(idx, dtype=torch.long), gen)
         if self.precision.channels_last and self.cfg.train.channels_last:

@@ -1,14 +1,20 @@
-"""Where data and caches live, and the one error type for bad data.
+"""Where data and caches live, how cache folders are published, and the one error type for bad data.
 
 Why: every dataset writes its cache under one root that a user (or a test) can move with an environment
-variable, and every data problem surfaces as one clear line that the CLI can turn into exit code 2.
+variable; caches appear atomically so concurrent runs never read half-written arrays; and every data problem
+surfaces as one clear line that the CLI can turn into exit code 2.
 """
 from __future__ import annotations
 
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
 
 ENV_VAR = "FALSE_WB_DATA"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -43,3 +49,46 @@ def publish_dir(tmp: Path, final: Path) -> None:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+class CachedTiles(Dataset):
+    """Base for datasets backed by a cache folder holding ``images.npy`` (N, H, W, 3) uint8.
+
+    Arrays are memory-mapped on first use and dropped when pickled, so DataLoader workers (fork or spawn)
+    reopen the file instead of copying gigabytes through a pipe.
+    """
+
+    has_labels = False
+    cache_dir: Path
+
+    def _array(self, name: str) -> np.ndarray:
+        arrays = self.__dict__.setdefault("_arrays", {})
+        if name not in arrays:
+            arrays[name] = np.load(self.cache_dir / name, mmap_mode="r")
+        return arrays[name]
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_arrays", None)
+        return state
+
+    @property
+    def images(self) -> np.ndarray:
+        """All tiles, (N, H, W, 3) uint8, memory-mapped (read-only)."""
+        return self._array("images.npy")
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def tile_size(self) -> int:
+        return int(self.images.shape[1])
+
+    def image(self, i: int) -> torch.Tensor:
+        """Tile i as a uint8 tensor (3, H, W)."""
+        return torch.from_numpy(np.array(self.images[i])).permute(2, 0, 1).contiguous()
+
+    def get_images(self, indices: Sequence[int] | np.ndarray | torch.Tensor) -> torch.Tensor:
+        """A batch of tiles as one contiguous uint8 tensor (B, 3, H, W): one fancy index of the memmap."""
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        return torch.from_numpy(self.images[idx]).permute(0, 3, 1, 2).contiguous()

@@ -2,9 +2,9 @@
 
 Why: the workbench must run end to end on a fresh laptop with no downloads. These scenes are cheap, deterministic
 and look enough like a top-down orthophoto (roads with markings, roofs with cast shadows, trees, cars) that
-contrastive pretraining and segmentation have real structure to learn. Scenes come in kinds (urban, suburban,
-park, forest, field, parking) so tiles differ in their dominant class and same-class "false negatives" are common,
-as in real imagery.
+contrastive pretraining and segmentation have real structure to learn. Scenes come in kinds (downtown, urban,
+suburban, park, forest, field, parking) so tiles differ in their dominant class and same-class "false negatives"
+are common, as in real imagery.
 
 Rendering is vectorised numpy: every object is drawn in a small window from coordinate grids, a height map acts
 as a z-buffer, and shadows are cast by marching the height map towards the sun. Shadows darken the image but
@@ -12,21 +12,23 @@ never change the label (the Potsdam convention). Sizes are in pixels at roughly 
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import multiprocessing as mp
 import os
 import shutil
-from collections.abc import Sequence
+import time
+import warnings
 from pathlib import Path
 from statistics import NormalDist
 
 import numpy as np
 import torch
-from PIL import Image, ImageFilter
-from torch.utils.data import Dataset
+from PIL import Image
 from tqdm.auto import tqdm
 
-from .paths import DataError, data_root, publish_dir, temp_dir_for
+from .paths import CachedTiles, DataError, data_root, publish_dir, temp_dir_for
 
 CLASSES: list[tuple[str, tuple[int, int, int]]] = [
     ("impervious surfaces", (255, 255, 255)),
@@ -39,8 +41,28 @@ CLASSES: list[tuple[str, tuple[int, int, int]]] = [
 IMPERVIOUS, BUILDING, LOW_VEG, TREE, CAR, CLUTTER = range(6)
 GENERATOR_VERSION = 1  # bump when the look of the scenes changes (recorded in meta.json)
 
-_KINDS = ("downtown", "urban", "suburban", "park", "forest", "field", "parking")
-_KIND_P = (0.16, 0.24, 0.2, 0.1, 0.08, 0.1, 0.12)
+# Scene kinds: how often each occurs and what it holds. Ranges are [low, high) for counts and fractions.
+_KINDS = {  # p, roads, paths, plazas, lots, building tries, trees, clutter, soil fraction, traffic
+    "downtown": dict(p=.16, roads=(1, 4), paths=(0, 1), plazas=(1, 5), lots=(0, 1), tries=70, trees=(0, 8),
+                     clutter=(0, 3), soil=(0, .08), traffic=1.4),
+    "urban": dict(p=.24, roads=(2, 5), paths=(0, 1), plazas=(1, 5), lots=(0, 2), tries=70, trees=(2, 16),
+                  clutter=(0, 4), soil=(0, .15), traffic=1.2),
+    "suburban": dict(p=.2, roads=(1, 3), paths=(0, 1), plazas=(0, 1), lots=(0, 1), tries=45, trees=(15, 45),
+                     clutter=(0, 1), soil=(0, .08), traffic=.5),
+    "park": dict(p=.1, roads=(0, 2), paths=(1, 4), plazas=(0, 1), lots=(0, 1), tries=3, trees=(15, 45),
+                 clutter=(0, 1), soil=(0, .08), traffic=.25),
+    "forest": dict(p=.08, roads=(0, 2), paths=(0, 2), plazas=(0, 1), lots=(0, 1), tries=0, trees=(110, 200),
+                   clutter=(0, 1), soil=(0, .2), traffic=.25),
+    "field": dict(p=.1, roads=(0, 2), paths=(0, 1), plazas=(0, 1), lots=(0, 1), tries=4, trees=(0, 8),
+                  clutter=(2, 14), soil=(.45, .9), traffic=.25),
+    "parking": dict(p=.12, roads=(1, 3), paths=(0, 1), plazas=(0, 1), lots=(1, 3), tries=6, trees=(4, 16),
+                    clutter=(0, 3), soil=(0, .08), traffic=.8),
+}
+
+
+def _count(rng: np.random.Generator, kind: str, what: str) -> int:
+    lo, hi = _KINDS[kind][what]
+    return int(rng.integers(lo, hi)) if hi > lo else lo
 _CAR_COLOURS = np.array([[.92, .92, .92], [.08, .08, .09], [.62, .63, .65], [.38, .39, .41], [.12, .2, .45],
                          [.6, .08, .07], [.85, .85, .8], [.2, .3, .22], [.75, .6, .2], [.3, .45, .7]], np.float32)
 
@@ -143,8 +165,7 @@ class _Scene:
 def _ground(sc: _Scene, kind: str) -> None:
     """Lawn (low vegetation) with bare-soil patches (clutter), textured at several scales."""
     rng = sc.rng
-    soil_frac = {"field": rng.uniform(0.45, 0.9), "urban": rng.uniform(0.0, 0.15),
-                 "forest": rng.uniform(0.0, 0.2)}.get(kind, rng.uniform(0.0, 0.08))
+    soil_frac = rng.uniform(*_KINDS[kind]["soil"])
     grass = _rgb(rng, [[.36, .47, .22], [.4, .5, .24], [.3, .42, .2], [.44, .5, .28]][rng.integers(4)])
     dry = _rgb(rng, [.52, .52, .33])
     soil = _rgb(rng, [[.5, .4, .31], [.44, .37, .3], [.58, .5, .42], [.4, .36, .33]][rng.integers(4)])
@@ -173,10 +194,7 @@ def _ground(sc: _Scene, kind: str) -> None:
 def _roads(sc: _Scene, kind: str, theta: float) -> list[dict]:
     """A few straight roads on the scene's grid, some crossing; sidewalks, markings, zebra crossings."""
     rng = sc.rng
-    n = {"downtown": rng.integers(1, 4), "urban": rng.integers(2, 5), "suburban": rng.integers(1, 3),
-         "park": rng.integers(0, 2),
-         "forest": rng.integers(0, 2), "field": rng.integers(0, 2), "parking": rng.integers(1, 3)}[kind]
-    n_paths = rng.integers(1, 4) if kind == "park" else int(kind == "forest" and rng.random() < 0.5)
+    n, n_paths = _count(rng, kind, "roads"), _count(rng, kind, "paths")
     roads = []
     for i in range(n + n_paths):
         path = i >= n
@@ -289,7 +307,7 @@ def _plazas(sc: _Scene, kind: str, theta: float) -> None:
     """Paved squares and courtyards (urban) and parking lots with painted stalls and parked cars."""
     rng = sc.rng
     pave = _rgb(rng, [[.7, .66, .6], [.6, .6, .6], [.68, .6, .55]][rng.integers(3)])
-    for _ in range(rng.integers(1, 5) if kind in ("urban", "downtown") else 0):
+    for _ in range(_count(rng, kind, "plazas")):
         cx, cy = sc.pos()
         a, b = rng.uniform(15, 55), rng.uniform(12, 40)
         sl, x, y = sc.window(cx, cy, math.hypot(a, b))
@@ -297,8 +315,7 @@ def _plazas(sc: _Scene, kind: str, theta: float) -> None:
         m = (np.abs(u) < a) & (np.abs(v) < b)
         joints = ((np.abs(u) % 6) < 0.6) | ((np.abs(v) % 6) < 0.6)
         sc.paint(sl, m, pave * (1 + 0.04 * sc.fine[sl] - 0.04 * joints), IMPERVIOUS)
-    n_lots = {"parking": rng.integers(1, 3), "urban": int(rng.random() < 0.3)}.get(kind, 0)
-    for _ in range(n_lots):
+    for _ in range(_count(rng, kind, "lots")):
         cx, cy = sc.pos() if kind != "parking" else tuple(rng.uniform(-0.2, 0.2, 2) * sc.size)
         a = rng.uniform(40, 110) if kind == "parking" else rng.uniform(25, 50)
         b = rng.uniform(30, 80) if kind == "parking" else rng.uniform(18, 35)
@@ -336,12 +353,16 @@ _ROOFS = {  # material: (base rgb, pitched?)
 
 
 def _buildings(sc: _Scene, kind: str, theta: float) -> None:
-    """Blocks (urban, industrial) or houses (suburban) placed off roads, lots and each other."""
+    """Blocks (urban, industrial) or houses (suburban) placed off roads, lots and each other.
+
+    In town, big candidates come first and are cut back where they meet a road or a neighbour, so blocks fill up
+    to the sidewalk and terraces share walls; detached houses are simply rejected when they do not fit.
+    """
     rng = sc.rng
-    attempts = {"downtown": 90, "urban": 80, "suburban": 45, "park": 3, "forest": 0, "field": 4,
-                "parking": 6}[kind]
+    attempts = _KINDS[kind]["tries"]
     big = kind in ("downtown", "urban", "field", "parking")
-    for _ in range(attempts):
+    clip = kind in ("downtown", "urban")
+    for k in range(attempts):
         cx, cy = sc.pos(margin=10)
         if not sc.free(cx, cy):
             continue  # cheap early reject on a crowded tile
@@ -351,6 +372,8 @@ def _buildings(sc: _Scene, kind: str, theta: float) -> None:
             a, b = rng.uniform(10, 40), rng.uniform(8, 24)
         else:
             a, b = rng.uniform(7, 15), rng.uniform(5, 10)
+        if clip:
+            a, b = max(6.0, a * (1 - 0.6 * k / attempts)), max(5.0, b * (1 - 0.6 * k / attempts))
         ang = theta + (math.pi / 2 if rng.random() < 0.5 else 0) + rng.normal(0, 0.05)
         shape = "L" if rng.random() < (0.35 if big else 0.15) else "rect"
         if big:
@@ -358,11 +381,11 @@ def _buildings(sc: _Scene, kind: str, theta: float) -> None:
                              p=[.3, .2, .15, .1, .15, .1])
         else:
             mat = rng.choice(["red tile", "brown tile", "slate", "concrete"], p=[.5, .2, .2, .1])
-        margin = rng.uniform(1, 4) if kind == "downtown" else rng.uniform(2, 7)
-        _building(sc, cx, cy, ang, a, b, shape, str(mat), margin)
+        margin = rng.uniform(0, 3) if clip else rng.uniform(2, 7)
+        _building(sc, cx, cy, ang, a, b, shape, str(mat), margin, clip)
 
 
-def _building(sc: _Scene, cx, cy, ang, a, b, shape, mat, margin) -> bool:
+def _building(sc: _Scene, cx, cy, ang, a, b, shape, mat, margin, clip=False) -> bool:
     """One roof: rectangle or L, flat (parapet, rooftop units) or pitched (gable/hip, sun-shaded facets)."""
     rng = sc.rng
     win = sc.window(cx, cy, math.hypot(a, b) + margin + 1)
@@ -378,12 +401,23 @@ def _building(sc: _Scene, cx, cy, ang, a, b, shape, mat, margin) -> bool:
         arm1 = np.minimum(du, b1 - np.abs(v + sgn * (b - b1)))
         arm2 = np.minimum(a2 - np.abs(u - (a - a2)), dv)
         d = np.maximum(arm1, arm2)
-    if (sc.occupied[sl] & (d > -margin)).any():
-        return False
+    if shape == "L" and _ROOFS[mat][1]:
+        mat = "concrete" if rng.random() < 0.6 else "bitumen"  # pitched roofs here are plain rectangles
+    base, pitched = _ROOFS[mat]
     foot = d > 0
+    blocked = sc.occupied[sl]
+    if clip:  # cut back where it meets a road or a neighbour; keep it if most of it is left
+        full = np.count_nonzero(foot)
+        foot &= ~blocked
+        kept = np.count_nonzero(foot)
+        if kept < 0.45 * full or (kept < full and pitched):
+            return False
+    elif (blocked & (d > -margin)).any():
+        return False
     if not foot.any():
         return False
-    base, pitched = _ROOFS[mat]
+    f = np.pad(foot, 1, mode="edge")
+    edge = foot & ~(f[:-2, 1:-1] & f[2:, 1:-1] & f[1:-1, :-2] & f[1:-1, 2:])
     base = _rgb(rng, base)
     tex = 1 + 0.04 * sc.fine[sl]
     if pitched and shape == "rect":
@@ -411,16 +445,16 @@ def _building(sc: _Scene, cx, cy, ang, a, b, shape, mat, margin) -> bool:
             tex = tex + 0.05 * sc.mid[sl] + 0.03 * sc.low2[sl]
         tex[d < 1.6] *= 1.18 if mat != "metal" else 0.9  # parapet
         tex[(d >= 1.6) & (d < 2.6)] *= 0.88
-    tex[d < 0.8] *= 0.75  # gutter / edge
+    tex[edge] *= 0.75  # gutter / outline
     rgb = base * tex
     if not pitched or shape != "rect":
         for _ in range(rng.integers(0, 5)):  # rooftop units, skylights
-            ku, kv = rng.uniform(-a + 4, a - 4), rng.uniform(-b + 4, b - 4)
+            ku, kv = rng.uniform(-1, 1) * max(a - 4, 0), rng.uniform(-1, 1) * max(b - 4, 0)
             unit = (np.abs(u - ku) < rng.uniform(1.5, 4)) & (np.abs(v - kv) < rng.uniform(1.5, 3.5)) & (d > 2.6)
             rgb[:, unit] = _rgb(rng, [.8, .8, .8] if rng.random() < 0.7 else [.3, .35, .45], 0.05).reshape(3, 1)
             height = np.where(unit, h0 + rng.uniform(2, 5), height)
     sc.paint(sl, foot, np.clip(rgb, 0, 1), BUILDING, height.astype(np.float32))
-    sc.occupied[sl] |= foot
+    sc.occupied[sl] |= (d > -margin) if not clip else foot | ((d > -margin) & (d <= 0))
     return True
 
 
@@ -431,8 +465,7 @@ _GREENS = ([.17, .3, .12], [.22, .33, .13], [.13, .24, .12], [.28, .36, .16], [.
 def _trees(sc: _Scene, kind: str, roads: list[dict]) -> None:
     """Clustered trees, scattered trees and rows of street trees along sidewalks."""
     rng = sc.rng
-    n = {"downtown": rng.integers(0, 8), "urban": rng.integers(2, 16), "suburban": rng.integers(15, 45), "park": rng.integers(15, 45),
-         "forest": rng.integers(110, 200), "field": rng.integers(0, 8), "parking": rng.integers(4, 16)}[kind]
+    n = _count(rng, kind, "trees")
     clusters = [sc.pos() for _ in range(rng.integers(1, 5))]
     centres = []
     for _ in range(n):
@@ -442,7 +475,8 @@ def _trees(sc: _Scene, kind: str, roads: list[dict]) -> None:
         else:
             centres.append(sc.pos(margin=8))
     for r in roads:
-        if r["path"] or r["walk"] == 0 or rng.random() > (0.5 if kind in ("urban", "suburban", "downtown") else 0.15):
+        street = 0.5 if kind in ("urban", "suburban", "downtown") else 0.15
+        if r["path"] or r["walk"] == 0 or rng.random() > street:
             continue
         o = r["off"] + (1 if rng.random() < 0.5 else -1) * (r["w"] / 2 + r["walk"] + rng.uniform(2, 6))
         c, s = math.cos(r["ang"]), math.sin(r["ang"])
@@ -474,8 +508,7 @@ def _tree(sc: _Scene, cx, cy, radius, top, rgb) -> None:
 def _clutter(sc: _Scene, kind: str) -> None:
     """Containers and material piles: Potsdam's 'clutter/background' class."""
     rng = sc.rng
-    n = {"field": rng.integers(2, 14), "urban": rng.integers(0, 4), "downtown": rng.integers(0, 3), "parking": rng.integers(0, 3)}.get(kind, 0)
-    for _ in range(n):
+    for _ in range(_count(rng, kind, "clutter")):
         cx, cy = sc.pos()
         if rng.random() < 0.6:  # container
             a, b, ang = rng.uniform(4, 8), rng.uniform(2, 3.5), rng.uniform(0, math.pi)
@@ -541,13 +574,145 @@ def generate_scene(seed: int, size: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """One synthetic aerial tile: (image uint8 (H, W, 3), label uint8 (H, W) in 0..5), deterministic in seed."""
     rng = np.random.default_rng(int(seed) & 0xFFFF_FFFF_FFFF_FFFF)
     sc = _Scene(rng, size)
-    kind = _KINDS[rng.choice(len(_KINDS), p=_KIND_P)]
+    kinds = list(_KINDS)
+    kind = kinds[rng.choice(len(kinds), p=[_KINDS[k]["p"] for k in kinds])]
     theta = rng.uniform(0, math.pi)
     _ground(sc, kind)
     roads = _roads(sc, kind, theta)
     _plazas(sc, kind, theta)
-    _cars_on_roads(sc, roads, {"urban": 1.2, "downtown": 1.4, "suburban": 0.5, "parking": 0.8}.get(kind, 0.25))
+    _cars_on_roads(sc, roads, _KINDS[kind]["traffic"])
     _buildings(sc, kind, theta)
     _clutter(sc, kind)
     _trees(sc, kind, roads)
     return _finish(sc), sc.label
+
+
+# ------------------------------------------------------------------------------------------------ the dataset
+def tile_seed(seed: int, index: int) -> int:
+    """The scene seed of tile ``index`` of a dataset with ``seed``: a hash, so datasets do not overlap."""
+    digest = hashlib.blake2b(f"synthetic:{seed}:{index}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+def _render_chunk(job: tuple[int, int, int, int]) -> tuple[int, np.ndarray, np.ndarray]:
+    """Worker: tiles [start, stop) of a dataset (top-level so a process pool can pickle it)."""
+    seed, start, stop, size = job
+    pairs = [generate_scene(tile_seed(seed, i), size) for i in range(start, stop)]
+    return start, np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+
+
+def _workers() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+class SyntheticAerial(CachedTiles):
+    """Synthetic aerial tiles with ISPRS Potsdam labels, generated once and cached as memory-mapped arrays.
+
+    On disk, ``<root>/synthetic/n{num_tiles}_s{tile_size}_seed{seed}/`` holds ``images.npy`` (N, H, W, 3) uint8,
+    ``labels.npy`` (N, H, W) uint8 (class indices into :data:`CLASSES`) and ``meta.json``. The folder appears
+    atomically; concurrent constructions generate in private temp folders and the first to finish wins.
+
+    Items are ``dict(image=uint8 (3, H, W), mask=int64 (H, W), index=int)``; the trainer uses
+    :meth:`get_images` for whole batches.
+    """
+
+    has_labels = True
+    classes = CLASSES
+
+    def __init__(self, root: str | Path | None = None, num_tiles: int = 2000, tile_size: int = 256, seed: int = 0,
+                 progress: bool = True):
+        if num_tiles < 1 or tile_size < 8:
+            raise DataError(f"synthetic data: need num_tiles >= 1 and tile_size >= 8, got {num_tiles}, {tile_size}")
+        self.num_tiles, self.seed, self.progress = int(num_tiles), int(seed), progress
+        base = Path(root) if root is not None else data_root()
+        self.cache_dir = base / "synthetic" / f"n{num_tiles}_s{tile_size}_seed{seed}"
+        if not self._cache_ok():
+            self._discard_stale()
+            if not self._cache_ok():
+                self._generate(int(tile_size))
+        self.meta = json.loads((self.cache_dir / "meta.json").read_text())
+
+    # -------------------------------------------------------------- cache
+    def _cache_ok(self) -> bool:
+        try:
+            meta = json.loads((self.cache_dir / "meta.json").read_text())
+            ok = meta.get("generator_version") == GENERATOR_VERSION and self.images.shape[0] == self.num_tiles
+            return ok and self.labels.shape[0] == self.num_tiles
+        except (OSError, ValueError):
+            return False
+        finally:
+            self.__dict__.pop("_arrays", None)
+
+    def _discard_stale(self) -> None:
+        """Move an outdated or broken cache folder aside (one rename) and delete it."""
+        if self.cache_dir.exists() and not self._cache_ok():  # not just published by another process
+            stale = self.cache_dir.with_name(f".{self.cache_dir.name}.stale-{os.getpid()}-{time.time_ns()}")
+            try:
+                os.replace(self.cache_dir, stale)
+            except OSError:
+                return  # someone else moved it
+            shutil.rmtree(stale, ignore_errors=True)
+
+    def _generate(self, size: int) -> None:
+        n, t0 = self.num_tiles, time.time()
+        tmp = temp_dir_for(self.cache_dir)
+        try:
+            images = np.lib.format.open_memmap(tmp / "images.npy", "w+", np.uint8, (n, size, size, 3))
+            labels = np.lib.format.open_memmap(tmp / "labels.npy", "w+", np.uint8, (n, size, size))
+            chunk = 16
+            jobs = [(self.seed, s, min(n, s + chunk), size) for s in range(0, n, chunk)]
+            done: set[int] = set()
+
+            def store(start: int, imgs: np.ndarray, labs: np.ndarray) -> None:
+                images[start:start + len(imgs)], labels[start:start + len(imgs)] = imgs, labs
+                done.add(start)
+                bar.update(len(imgs))
+
+            workers = min(_workers(), 8, len(jobs)) if n >= 400 else 1
+            with tqdm(total=n, desc=f"generating {n} synthetic tiles", unit="tile",
+                      disable=not self.progress) as bar:
+                if workers > 1:
+                    try:  # spawn: safe in threaded parents (Streamlit) and the same on every OS
+                        with mp.get_context("spawn").Pool(workers) as pool:
+                            for result in pool.imap_unordered(_render_chunk, jobs):
+                                store(*result)
+                    except (OSError, RuntimeError, EOFError) as err:  # no subprocesses here: go on serially
+                        warnings.warn(f"synthetic data: parallel generation failed ({err}); continuing in "
+                                      "one process", stacklevel=3)
+                for job in jobs:
+                    if job[1] not in done:
+                        store(*_render_chunk(job))
+            images.flush()
+            labels.flush()
+            del images, labels
+            meta = dict(generator_version=GENERATOR_VERSION, num_tiles=n, tile_size=size, seed=self.seed,
+                        classes=[{"name": c, "color": list(rgb)} for c, rgb in CLASSES],
+                        seconds=round(time.time() - t0, 2), created=time.time())
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+            publish_dir(tmp, self.cache_dir)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    # -------------------------------------------------------------- access
+    @property
+    def labels(self) -> np.ndarray:
+        """All label maps, (N, H, W) uint8, memory-mapped (read-only)."""
+        return self._array("labels.npy")
+
+    def __getitem__(self, i: int) -> dict:
+        i = int(i)
+        mask = torch.from_numpy(np.asarray(self.labels[i], dtype=np.int64))
+        return dict(image=self.image(i), mask=mask, index=i)
+
+    def class_histogram(self, i: int) -> np.ndarray:
+        """Fraction of tile i's pixels in each class, shape (6,), summing to 1."""
+        counts = np.bincount(np.asarray(self.labels[int(i)]).ravel(), minlength=len(CLASSES))
+        return counts / counts.sum()
+
+    def dominant_class(self, i: int) -> int:
+        """The class covering most of tile i (ties: the lower index)."""
+        return int(np.argmax(self.class_histogram(i)))

@@ -1,0 +1,246 @@
+"""The paper's two-view SimCLR augmentation, done on whole batches of tensors.
+
+Why batched: per-image PIL/torchvision transforms in DataLoader workers cost more CPU than the model on a small
+GPU run and starve it. Here one batch of uint8 tiles (on any device) becomes 2B augmented views with a handful of
+batched ops: one ``grid_sample`` for crop + flip + resize, one 3x3 colour matrix per view (brightness, contrast,
+saturation, hue, grayscale folded together), one grouped separable convolution for the blur.
+
+Random numbers are drawn on the CPU from the given generator, so a run is reproducible from (seed, step) and the
+views do not depend on the device. Differences from torchvision, on purpose: colour ops are composed as one affine
+map and clamped once at the end (torchvision clamps after each op), hue is a rotation about the grey axis in YIQ
+(torchvision rotates HSV hue), and crops are continuous rather than whole pixels. Vertical flips and 90-degree
+rotations are not in the paper and are left out.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_LUMA = (0.299, 0.587, 0.114)
+_RGB2YIQ = ((0.299, 0.587, 0.114), (0.596, -0.274, -0.322), (0.211, -0.523, 0.312))
+
+
+def _to_float(images: Tensor) -> Tensor:
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
+    if images.dtype == torch.uint8:
+        return images.float().div_(255)
+    return images.float()
+
+
+def _normalise(x: Tensor) -> Tensor:
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+class TwoViewAugment(nn.Module):
+    """Two random views of every image: random resized crop + horizontal flip, colour distortion, grayscale,
+    Gaussian blur, ImageNet normalisation (SimCLR, Chen et al. 2020, as used by the FALSE paper).
+
+    Args:
+        output_size: side of each square view, pixels.
+        crop_scale, crop_ratio: area fraction and aspect-ratio range of the crop (torchvision semantics).
+        color_strength: s; brightness, contrast and saturation factors in [1 - 0.8s, 1 + 0.8s], hue in
+            [-0.2s, 0.2s] of a full turn; applied with ``color_prob``.
+        gray_prob: probability of converting a view to grey (luma replicated).
+        blur_prob, blur_sigma: probability and sigma range (output pixels) of the Gaussian blur; the kernel is
+            about 10% of the view side, odd.
+        flip_prob: probability of a horizontal flip.
+
+    Example::
+
+        >>> aug = TwoViewAugment(output_size=96)
+        >>> views, ids = aug(images_uint8, indices, torch.Generator().manual_seed(step))
+        >>> views.shape  # (2B, 3, 96, 96); rows [0, B) are view 1, rows [B, 2B) view 2; ids = cat([indices] * 2)
+    """
+
+    def __init__(self, output_size: int = 96, crop_scale: tuple[float, float] = (0.2, 1.0),
+                 crop_ratio: tuple[float, float] = (3 / 4, 4 / 3), color_strength: float = 1.0,
+                 color_prob: float = 0.8, gray_prob: float = 0.2, blur_prob: float = 0.5,
+                 blur_sigma: tuple[float, float] = (0.1, 2.0), flip_prob: float = 0.5):
+        super().__init__()
+        if output_size < 8:
+            raise ValueError(f"output_size must be at least 8, got {output_size}")
+        if not 0 < crop_scale[0] <= crop_scale[1] <= 1:
+            raise ValueError(f"crop_scale must satisfy 0 < min <= max <= 1, got {crop_scale}")
+        if not 0 < crop_ratio[0] <= crop_ratio[1]:
+            raise ValueError(f"crop_ratio must satisfy 0 < min <= max, got {crop_ratio}")
+        if not 0 < blur_sigma[0] <= blur_sigma[1]:
+            raise ValueError(f"blur_sigma must satisfy 0 < min <= max, got {blur_sigma}")
+        for name, p in (("color_prob", color_prob), ("gray_prob", gray_prob), ("blur_prob", blur_prob),
+                        ("flip_prob", flip_prob)):
+            if not 0 <= p <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {p}")
+        if color_strength < 0:
+            raise ValueError(f"color_strength must be >= 0, got {color_strength}")
+        self.output_size = int(output_size)
+        self.crop_scale, self.crop_ratio = tuple(crop_scale), tuple(crop_ratio)
+        self.color_strength, self.color_prob, self.gray_prob = color_strength, color_prob, gray_prob
+        self.blur_prob, self.blur_sigma, self.flip_prob = blur_prob, tuple(blur_sigma), flip_prob
+        self.kernel_size = max(3, int(0.1 * self.output_size) // 2 * 2 + 1)
+
+    def extra_repr(self) -> str:
+        return (f"output_size={self.output_size}, crop_scale={self.crop_scale}, color_strength="
+                f"{self.color_strength}, blur_prob={self.blur_prob}, kernel_size={self.kernel_size}")
+
+    # -------------------------------------------------------------- public
+    def forward(self, images: Tensor, indices: Tensor, generator: torch.Generator | None = None
+                ) -> tuple[Tensor, Tensor]:
+        """(B, 3, H, W) uint8 (or float in [0, 1]) -> views float32 (2B, 3, S, S), ids (2B,)."""
+        x = _to_float(images)
+        b, _, h, w = x.shape
+        indices = torch.as_tensor(indices, dtype=torch.long)
+        if indices.shape != (b,):
+            raise ValueError(f"indices must have shape ({b},), got {tuple(indices.shape)}")
+        p = self._sample(2 * b, h, w, generator)
+        max_level = int(math.log2(max(1, min(h, w) // self.output_size)))
+        p["level"] = p["level"].clamp_max(max_level)
+        levels = sorted(set(p["level"].tolist()))  # decided on the CPU: no device sync
+        p["blur_rows"] = p["blur"].nonzero().squeeze(1)
+        p = {k: v.to(x.device, non_blocking=True) for k, v in p.items()}
+        p["levels"] = levels
+        views = self._crop(x, p)
+        views = self._colour(views, p)
+        views = self._blur(views, p)
+        return _normalise(views), torch.cat([indices, indices])
+
+    @torch.no_grad()
+    def single_view(self, images: Tensor) -> Tensor:
+        """Deterministic view for evaluation and embedding: whole image resized to S x S, normalised."""
+        x = _to_float(images)
+        s = self.output_size
+        if x.shape[-2:] != (s, s):
+            x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
+        return _normalise(x)
+
+    # -------------------------------------------------------------- random parameters (CPU)
+    def _sample(self, n: int, h: int, w: int, g: torch.Generator | None) -> dict[str, Tensor]:
+        """Every random number of a batch, drawn on the CPU in a fixed order."""
+        def rand(*shape: int) -> Tensor:
+            return torch.rand(*shape, generator=g, dtype=torch.float32)
+
+        tries = 10
+        lo, hi = self.crop_scale
+        scale = lo + (hi - lo) * rand(n, tries)
+        log_r = math.log(self.crop_ratio[0]) + (math.log(self.crop_ratio[1]) - math.log(self.crop_ratio[0])) \
+            * rand(n, tries)
+        pos = rand(n, 2)
+        flip = rand(n) < self.flip_prob
+        color = rand(n) < self.color_prob
+        s = self.color_strength
+        factors = 1 + 0.8 * s * (2 * rand(n, 3) - 1)  # brightness, contrast, saturation
+        factors = factors.clamp_min(0)
+        hue = min(0.2 * s, 0.5) * (2 * rand(n) - 1)
+        order = rand(n, 4).argsort(dim=1)  # random order of the four colour ops, per view
+        gray = rand(n) < self.gray_prob
+        blur = rand(n) < self.blur_prob
+        sigma = self.blur_sigma[0] + (self.blur_sigma[1] - self.blur_sigma[0]) * rand(n)
+
+        # crop size: first of 10 tries that fits (torchvision's rule), else the whole image at a clamped ratio
+        area, ratio = h * w * scale, log_r.exp()
+        cw, ch = (area * ratio).sqrt(), (area / ratio).sqrt()
+        ok = (cw <= w) & (ch <= h)
+        first = ok.float().argmax(dim=1, keepdim=True)
+        cw, ch = cw.gather(1, first).squeeze(1), ch.gather(1, first).squeeze(1)
+        in_ratio = w / h
+        fb_w = w if self.crop_ratio[0] <= in_ratio <= self.crop_ratio[1] else \
+            (w if in_ratio < self.crop_ratio[0] else h * self.crop_ratio[1])
+        fb_h = h if self.crop_ratio[0] <= in_ratio <= self.crop_ratio[1] else \
+            (w / self.crop_ratio[0] if in_ratio < self.crop_ratio[0] else h)
+        any_ok = ok.any(dim=1)
+        cw = torch.where(any_ok, cw, torch.full_like(cw, fb_w))
+        ch = torch.where(any_ok, ch, torch.full_like(ch, fb_h))
+        x0 = pos[:, 0] * (w - cw)
+        y0 = pos[:, 1] * (h - ch)
+        sx, sy = cw / w, ch / h
+        theta = torch.zeros(n, 2, 3)
+        theta[:, 0, 0] = torch.where(flip, -sx, sx)
+        theta[:, 0, 2] = 2 * (x0 + cw / 2) / w - 1
+        theta[:, 1, 1] = sy
+        theta[:, 1, 2] = 2 * (y0 + ch / 2) / h - 1
+        # pyramid level: halve the source until the crop is less than twice the view (cheap antialiasing)
+        shrink = (cw * ch).sqrt() / self.output_size
+        level = shrink.clamp_min(1).log2().floor().long()
+        return dict(theta=theta, level=level, color=color, factors=factors, hue=hue, order=order, gray=gray,
+                    blur=blur, sigma=sigma)
+
+    # -------------------------------------------------------------- ops (any device)
+    def _crop(self, x: Tensor, p: dict) -> Tensor:
+        """Crop + flip + resize of both views: one affine ``grid_sample`` per view and pyramid level.
+
+        Sampling the whole batch and keeping the rows of that level wastes a little arithmetic on small
+        outputs but never copies the large source images.
+        """
+        b, s = x.shape[0], self.output_size
+        grid = F.affine_grid(p["theta"], [2 * b, 3, s, s], align_corners=False)
+        level, levels = p["level"], p["levels"]
+        out: Tensor | None = None
+        src = x
+        for lvl in range(max(levels) + 1):
+            if lvl > 0:
+                src = F.avg_pool2d(src, 2)
+            if lvl not in levels:
+                continue
+            views = torch.cat([F.grid_sample(src, g, mode="bilinear", padding_mode="border",
+                                             align_corners=False) for g in grid.split(b)])
+            out = views if out is None else torch.where((level == lvl).view(-1, 1, 1, 1), views, out)
+        assert out is not None
+        return out
+
+    def _colour(self, v: Tensor, p: dict) -> Tensor:
+        """Brightness, contrast, saturation, hue (random order) and grayscale as one affine colour map."""
+        n, dev = v.shape[0], v.device
+        eye = torch.eye(3, device=dev).expand(n, 3, 3)
+        luma = torch.tensor(_LUMA, device=dev)
+        grey = luma.expand(3, 3)  # every output channel = luma
+        mean = v.mean(dim=(2, 3))  # per view, per channel: for contrast
+        bri, con, sat = p["factors"].unbind(1)
+        ang = 2 * math.pi * p["hue"]
+        t = torch.tensor(_RGB2YIQ, device=dev)
+        rot = torch.zeros(n, 3, 3, device=dev)
+        rot[:, 0, 0] = 1
+        rot[:, 1, 1], rot[:, 1, 2] = ang.cos(), -ang.sin()
+        rot[:, 2, 1], rot[:, 2, 2] = ang.sin(), ang.cos()
+        hue_m = torch.linalg.inv(t) @ rot @ t
+        sat_m = sat.view(n, 1, 1) * eye + (1 - sat).view(n, 1, 1) * grey
+        bri_m = bri.view(n, 1, 1) * eye
+        m, o = eye.clone(), torch.zeros(n, 3, device=dev)
+        for k in range(4):
+            op = p["order"][:, k]
+            # contrast blends with the mean grey of the image as transformed so far
+            cur_grey = ((m @ mean.unsqueeze(2)).squeeze(2) + o) @ luma
+            con_m = con.view(n, 1, 1) * eye
+            a = torch.stack([bri_m, con_m, sat_m, hue_m], dim=1)[torch.arange(n, device=dev), op]
+            c = torch.where((op == 1).unsqueeze(1), ((1 - con) * cur_grey).unsqueeze(1).expand(n, 3),
+                            torch.zeros(n, 3, device=dev))
+            m, o = a @ m, (a @ o.unsqueeze(2)).squeeze(2) + c
+        keep = p["color"].view(n, 1, 1)
+        m, o = torch.where(keep, m, eye), torch.where(keep.view(n, 1), o, torch.zeros_like(o))
+        g = p["gray"].view(n, 1, 1)
+        m, o = torch.where(g, grey @ m, m), torch.where(g.view(n, 1), o @ grey.T, o)
+        out = torch.bmm(m, v.flatten(2)) + o.unsqueeze(2)
+        return out.view_as(v).clamp_(0, 1)
+
+    def _blur(self, v: Tensor, p: dict) -> Tensor:
+        """Gaussian blur of the selected views: separable, one grouped conv per direction."""
+        rows = p["blur_rows"]
+        if rows.numel() == 0:
+            return v
+        k, s = self.kernel_size, v.shape[-1]
+        r = k // 2
+        t = torch.arange(-r, r + 1, device=v.device, dtype=v.dtype)
+        ker = torch.exp(-0.5 * (t / p["sigma"][rows].unsqueeze(1)) ** 2)
+        ker = (ker / ker.sum(1, keepdim=True)).repeat_interleave(3, dim=0)  # (m*3, k)
+        x = v[rows].reshape(1, -1, s, s)
+        groups = x.shape[1]
+        x = F.conv2d(F.pad(x, (0, 0, r, r), mode="reflect"), ker.view(groups, 1, k, 1), groups=groups)
+        x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="reflect"), ker.view(groups, 1, 1, k), groups=groups)
+        v = v.clone()
+        v[rows] = x.view(-1, 3, s, s)
+        return v

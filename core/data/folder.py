@@ -1,0 +1,267 @@
+"""Unlabeled tiles cut from a folder of the user's own imagery, for pretraining.
+
+Why: real aerial data arrives as a folder of mixed files (8-bit JPEGs, 16-bit or grey TIFFs, PNGs with alpha,
+the odd broken download). We decode each file once, normalise it to 8-bit RGB, cut it into fixed-size tiles and
+cache them as one memory-mapped array, so training reads batches at memory speed. A bad file is skipped with a
+warning and listed in ``skipped``; it never stops a run halfway.
+
+Cache: ``<cache_root or data_root()>/cache/folder-<hash>/`` with ``images.npy`` (N, T, T, 3) uint8 and
+``meta.json`` (sources, per-tile source file and position, skipped files). The hash covers the folder's absolute
+path, every file's relative path, size and mtime, the tile size and the stride, so editing the folder makes a
+new cache instead of serving stale tiles.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from tqdm.auto import tqdm
+
+from .paths import CachedTiles, DataError, data_root, publish_dir, temp_dir_for
+
+try:  # optional: multi-band / exotic TIFFs that PIL cannot decode
+    import tifffile
+except ImportError:  # pragma: no cover - depends on the environment
+    tifffile = None
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+MAX_PIXELS = 178_956_970  # PIL's decompression-bomb error limit; our own check, whatever PIL is set to
+CACHE_VERSION = 1
+
+
+class _Unreadable(Exception):
+    """Internal: this file cannot be used; the message is the reason shown to the user."""
+
+
+# ------------------------------------------------------------------------------------------------ decoding
+def find_images(folder: Path) -> list[Path]:
+    """Image files under ``folder`` (recursive, case-insensitive suffixes, hidden folders skipped), sorted."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        found += [Path(dirpath) / f for f in filenames
+                  if f.lower().endswith(IMAGE_SUFFIXES) and not f.startswith(".")]
+    return sorted(found)
+
+
+def _stretch(a: np.ndarray) -> np.ndarray:
+    """Any-depth band to uint8 by its 2nd-98th percentile (what GIS viewers do for 16-bit imagery)."""
+    a = a.astype(np.float32, copy=False)
+    step = max(1, int(math.sqrt(a.size / 1e6)))  # percentiles from at most ~1M samples
+    sample = a[::step, ::step]
+    sample = sample[np.isfinite(sample)]
+    if sample.size == 0:
+        return np.zeros(a.shape, np.uint8)
+    lo, hi = np.percentile(sample, [2, 98])
+    if hi <= lo:
+        hi = lo + 1.0
+    out = np.nan_to_num((a - lo) * (255.0 / (hi - lo)), nan=0.0)
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def _grey3(a: np.ndarray) -> np.ndarray:
+    return np.repeat(a[..., None], 3, axis=2)
+
+
+def _pil_to_rgb(img: Image.Image) -> np.ndarray:
+    """Decoded PIL image to (H, W, 3) uint8: grey replicated, alpha dropped, 16-bit stretched, palette expanded."""
+    mode = img.mode
+    if mode.startswith("I") or mode == "F":  # 16/32-bit integer or float, single band
+        return _grey3(_stretch(np.asarray(img)))
+    if mode == "1":
+        return _grey3(np.asarray(img.convert("L")))
+    if mode in ("L", "LA", "La"):
+        return _grey3(np.asarray(img.getchannel(0)))
+    if mode in ("P", "PA"):
+        img = img.convert("RGBA")
+    return np.asarray(img.convert("RGB"))
+
+
+def _tiff_to_rgb(path: Path) -> np.ndarray:
+    """Fallback for TIFFs PIL cannot read (e.g. 4+ bands, 16-bit RGB): first three bands, each stretched."""
+    a = np.asarray(tifffile.imread(path))
+    while a.ndim > 3:
+        a = a[0]
+    if a.ndim == 3 and a.shape[0] <= 16 and a.shape[0] < a.shape[2]:  # bands first -> bands last
+        a = np.moveaxis(a, 0, -1)
+    if a.ndim == 2:
+        a = a[..., None]
+    if a.ndim != 3 or a.shape[0] < 1 or a.shape[1] < 1:
+        raise _Unreadable(f"unsupported TIFF layout {a.shape}")
+    bands = [a[..., k] for k in range(min(3, a.shape[2]))] if a.shape[2] >= 3 else [a[..., 0]] * 3
+    if a.dtype == np.uint8:
+        return np.ascontiguousarray(np.stack(bands, axis=2))
+    return np.stack([_stretch(b) for b in bands], axis=2)
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    """Fully decode one image file to (H, W, 3) uint8; raises _Unreadable with a short reason."""
+    is_tiff = path.suffix.lower() in (".tif", ".tiff")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we check the size ourselves
+            with Image.open(path) as img:
+                w, h = img.size
+                if w * h > MAX_PIXELS:
+                    raise _Unreadable(f"image too large ({w}x{h} pixels, limit {MAX_PIXELS}); "
+                                      "cut it into smaller files")
+                img.load()
+                return _pil_to_rgb(img)
+    except _Unreadable:
+        raise
+    except Image.DecompressionBombError as err:
+        raise _Unreadable(f"image too large (decompression bomb check: {err})") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, TypeError) as err:
+        if is_tiff and tifffile is not None:
+            try:
+                return _tiff_to_rgb(path)
+            except _Unreadable:
+                raise
+            except Exception as err2:  # noqa: BLE001 - any decoder failure is a skip, not a crash
+                raise _Unreadable(f"PIL: {err}; tifffile: {err2}") from None
+        hint = " (install tifffile to read multi-band TIFFs)" if is_tiff else ""
+        raise _Unreadable(f"{type(err).__name__}: {err}{hint}") from None
+    except MemoryError:
+        raise _Unreadable("out of memory while decoding") from None
+
+
+# ------------------------------------------------------------------------------------------------ tiling
+def _starts(length: int, tile: int, stride: int) -> list[int]:
+    """Tile origins along one axis; the last tile is aligned to the edge so the whole length is covered."""
+    starts = list(range(0, length - tile + 1, stride))
+    if starts[-1] != length - tile:
+        starts.append(length - tile)
+    return starts
+
+
+def prepare(arr: np.ndarray, tile: int) -> tuple[np.ndarray, float, tuple[int, int]]:
+    """Make an image at least one tile in each direction. A chip under half a tile is resized up so its longer
+    side is one tile; a strip thinner than half a tile is resized up so its short side is one tile (and then
+    tiled along its length); whatever is still short is reflect-padded. Small images thus give exactly one tile.
+    Returns (image, scale applied, (top, left) padding)."""
+    h, w = arr.shape[:2]
+    scale = 1.0
+    if max(h, w) < tile / 2:
+        scale = tile / max(h, w)
+    elif min(h, w) < tile / 2 and max(h, w) >= tile:
+        scale = tile / min(h, w)
+    if scale != 1.0:
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        arr = np.asarray(Image.fromarray(arr).resize(size, Image.BICUBIC))
+        h, w = arr.shape[:2]
+    py, px = max(0, tile - h), max(0, tile - w)
+    if py or px:
+        arr = np.pad(arr, ((py // 2, py - py // 2), (px // 2, px - px // 2), (0, 0)), mode="reflect")
+    return arr, scale, (py // 2, px // 2)
+
+
+def cut_tiles(arr: np.ndarray, tile: int, stride: int) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """All tiles of a prepared image, (n, tile, tile, 3), and their (x, y) origins."""
+    xy = [(x, y) for y in _starts(arr.shape[0], tile, stride) for x in _starts(arr.shape[1], tile, stride)]
+    return np.stack([arr[y:y + tile, x:x + tile] for x, y in xy]), xy
+
+
+# ------------------------------------------------------------------------------------------------ the dataset
+class ImageFolderTiles(CachedTiles):
+    """Tiles of every PNG/JPEG/TIFF under a folder (recursive), as uint8 RGB, cached as a memmap.
+
+    Items are ``dict(image=uint8 (3, T, T), index=int, source=relative file path)``. ``skipped`` lists
+    ``(relative path, reason)`` for files that could not be used (also after a cached load).
+    Raises :class:`DataError` when the folder is missing, holds no images, or none of them is readable.
+    """
+
+    has_labels = False
+
+    def __init__(self, folder: str | Path, tile_size: int = 256, stride: int | None = None,
+                 cache_root: str | Path | None = None, progress: bool = True):
+        self.folder = Path(folder).expanduser().resolve()
+        self.stride = int(stride or tile_size)
+        self._tile = int(tile_size)
+        if self._tile < 8 or self.stride < 1:
+            raise DataError(f"data folder {self.folder}: need tile_size >= 8 and stride >= 1, "
+                            f"got {tile_size} and {stride}")
+        if not self.folder.is_dir():
+            raise DataError(f"data folder not found: {self.folder}")
+        files = find_images(self.folder)
+        if not files:
+            raise DataError(f"no images (PNG, JPEG, TIFF) in data folder: {self.folder}")
+        listing = []
+        for f in files:
+            st = f.stat()
+            listing.append([f.relative_to(self.folder).as_posix(), st.st_size, st.st_mtime_ns])
+        key = json.dumps(dict(folder=str(self.folder), files=listing, tile=self._tile, stride=self.stride,
+                              version=CACHE_VERSION))
+        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+        self.cache_dir = Path(cache_root or data_root()) / "cache" / f"folder-{digest}"
+        built = not (self.cache_dir / "meta.json").is_file()
+        if built:
+            self._build(files, progress)
+        self.meta = json.loads((self.cache_dir / "meta.json").read_text())
+        self.skipped: list[tuple[str, str]] = [tuple(s) for s in self.meta["skipped"]]
+        if not (self.cache_dir / "images.npy").is_file():
+            raise DataError(f"tile cache is incomplete: {self.cache_dir}; delete it to rebuild")
+        if not built:  # a cached load reports the same skips as the first build
+            for rel, reason in self.skipped:
+                warnings.warn(f"skipping unreadable image {self.folder / rel}: {reason}", stacklevel=2)
+
+    def _build(self, files: list[Path], progress: bool) -> None:
+        t0, tile = time.time(), self._tile
+        tmp = temp_dir_for(self.cache_dir)
+        try:
+            sources, tiles, skipped = [], [], []
+            raw_path = tmp / "tiles.raw"
+            with open(raw_path, "wb") as raw:
+                for path in tqdm(files, desc=f"tiling {self.folder.name}", unit="file", disable=not progress):
+                    rel = path.relative_to(self.folder).as_posix()
+                    try:
+                        arr = load_rgb(path)
+                    except _Unreadable as err:
+                        skipped.append((rel, str(err)))
+                        warnings.warn(f"skipping unreadable image {path}: {err}", stacklevel=3)
+                        continue
+                    h0, w0 = arr.shape[:2]
+                    arr, scale, (top, left) = prepare(arr, tile)
+                    cut, xy = cut_tiles(arr, tile, self.stride)
+                    raw.write(np.ascontiguousarray(cut).tobytes())
+                    src = len(sources)
+                    sources.append(dict(file=rel, width=w0, height=h0, scale=scale, pad=[top, left]))
+                    # origin in the source file's pixels (negative where padded)
+                    tiles += [[src, round((x - left) / scale), round((y - top) / scale)] for x, y in xy]
+            if not tiles:
+                rel, reason = skipped[0]
+                raise DataError(f"no readable images in data folder: {self.folder} ({len(skipped)} skipped; "
+                                f"{rel}: {reason})")
+            n = len(tiles)
+            out = np.lib.format.open_memmap(tmp / "images.npy", "w+", np.uint8, (n, tile, tile, 3))
+            src = np.memmap(raw_path, np.uint8, "r", shape=(n, tile, tile, 3))
+            for s in range(0, n, 256):
+                out[s:s + 256] = src[s:s + 256]
+            out.flush()
+            del out, src
+            raw_path.unlink()
+            meta = dict(version=CACHE_VERSION, folder=str(self.folder), tile_size=tile, stride=self.stride,
+                        num_tiles=n, sources=sources, tiles=tiles, skipped=skipped,
+                        seconds=round(time.time() - t0, 2), created=time.time())
+            (tmp / "meta.json").write_text(json.dumps(meta))
+            publish_dir(tmp, self.cache_dir)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    def tile_info(self, i: int) -> dict:
+        """Where tile i comes from: source file (relative), x, y (origin in source pixels), scale."""
+        src, x, y = self.meta["tiles"][int(i)]
+        s = self.meta["sources"][src]
+        return dict(source=s["file"], x=x, y=y, scale=s["scale"])
+
+    def __getitem__(self, i: int) -> dict:
+        i = int(i)
+        return dict(image=self.image(i), index=i, source=self.meta["sources"][self.meta["tiles"][i][0]]["file"])

@@ -1,0 +1,257 @@
+"""Data layer: synthetic scenes and their cache, folder tiling with bad files, batched two-view augmentation."""
+from __future__ import annotations
+
+import json
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import core.data.synthetic as synthetic
+from core.data.paths import publish_dir, temp_dir_for
+from core.config import DataConfig
+from core.data import (CLASSES, IMAGENET_MEAN, IMAGENET_STD, DataError, ImageFolderTiles, SyntheticAerial,
+                       TwoViewAugment, build_dataset, data_root, generate_scene)
+
+
+@pytest.fixture(autouse=True)
+def _data_root(tmp_path, monkeypatch):
+    """Every test writes its caches under its own temp folder, never the repository's data/."""
+    monkeypatch.setenv("FALSE_WB_DATA", str(tmp_path / "data"))
+
+
+# ------------------------------------------------------------------------------------------------ paths
+def test_data_root_follows_env(tmp_path, monkeypatch):
+    assert data_root() == tmp_path / "data"
+    monkeypatch.delenv("FALSE_WB_DATA")
+    assert data_root().name == "data" and (data_root().parent / "core").is_dir()
+
+
+# ------------------------------------------------------------------------------------------------ synthetic
+def test_generate_scene_is_deterministic_and_labelled():
+    img, lab = generate_scene(7, 64)
+    img2, lab2 = generate_scene(7, 64)
+    assert img.shape == (64, 64, 3) and img.dtype == np.uint8
+    assert lab.shape == (64, 64) and lab.dtype == np.uint8
+    assert np.array_equal(img, img2) and np.array_equal(lab, lab2)
+    img3, _ = generate_scene(8, 64)
+    assert not np.array_equal(img, img3)
+    assert len(CLASSES) == 6 and CLASSES[1] == ("building", (0, 0, 255))
+
+
+def test_scenes_cover_several_classes_and_vary():
+    present, dominant = set(), set()
+    for seed in range(8):
+        img, lab = generate_scene(seed, 128)
+        assert lab.max() <= 5
+        assert img.std() > 10  # texture, not a flat colour
+        present |= set(np.unique(lab).tolist())
+        dominant.add(int(np.bincount(lab.ravel(), minlength=6).argmax()))
+    assert len(present) >= 5, present
+    assert len(dominant) >= 2, dominant
+
+
+def test_synthetic_dataset_items_and_batches(tmp_path):
+    ds = SyntheticAerial(num_tiles=8, tile_size=64, seed=3, progress=False)
+    assert ds.cache_dir == tmp_path / "data" / "synthetic" / "n8_s64_seed3"
+    assert {p.name for p in ds.cache_dir.iterdir()} == {"images.npy", "labels.npy", "meta.json"}
+    assert len(ds) == 8 and ds.has_labels and ds.classes == CLASSES
+    item = ds[2]
+    assert item["image"].shape == (3, 64, 64) and item["image"].dtype == torch.uint8
+    assert item["mask"].shape == (64, 64) and item["mask"].dtype == torch.long
+    assert item["index"] == 2
+    batch = ds.get_images(np.array([5, 2, 2]))
+    assert batch.shape == (3, 3, 64, 64) and batch.dtype == torch.uint8 and batch.is_contiguous()
+    assert torch.equal(batch[1], item["image"]) and torch.equal(batch[2], item["image"])
+    hist = ds.class_histogram(2)
+    assert hist.shape == (6,) and hist.sum() == pytest.approx(1.0)
+    assert ds.dominant_class(2) == int(np.argmax(hist))
+    img, lab = generate_scene(synthetic.tile_seed(3, 2), 64)  # the cache holds exactly the generated scene
+    assert np.array_equal(ds.images[2], img) and np.array_equal(ds.labels[2], lab)
+    clone = pickle.loads(pickle.dumps(ds))  # DataLoader workers: small pickle, memmap reopened
+    assert len(pickle.dumps(ds)) < 10_000 and torch.equal(clone.get_images([2])[0], item["image"])
+
+
+def test_synthetic_cache_is_reused_and_seeds_differ(tmp_path, monkeypatch):
+    first = SyntheticAerial(num_tiles=4, tile_size=32, seed=0, progress=False)
+    mtime = (first.cache_dir / "images.npy").stat().st_mtime_ns
+
+    def boom(*args, **kwargs):
+        raise AssertionError("the cache should have been reused")
+
+    monkeypatch.setattr(synthetic, "generate_scene", boom)
+    again = SyntheticAerial(num_tiles=4, tile_size=32, seed=0, progress=False)
+    assert (again.cache_dir / "images.npy").stat().st_mtime_ns == mtime
+    assert np.array_equal(first.images, again.images)
+    monkeypatch.undo()
+    monkeypatch.setenv("FALSE_WB_DATA", str(tmp_path / "data"))
+    other = SyntheticAerial(num_tiles=4, tile_size=32, seed=1, progress=False)
+    assert other.cache_dir != first.cache_dir and not np.array_equal(first.images, other.images)
+    assert not list(other.cache_dir.parent.glob(".*"))  # no temp folders left behind
+
+
+def test_synthetic_rebuilds_a_broken_cache(tmp_path):
+    broken = tmp_path / "data" / "synthetic" / "n4_s32_seed0"
+    broken.mkdir(parents=True)
+    (broken / "images.npy").write_bytes(b"not an array")
+    ds = SyntheticAerial(num_tiles=4, tile_size=32, seed=0, progress=False)
+    assert ds.images.shape == (4, 32, 32, 3)
+    assert json.loads((broken / "meta.json").read_text())["num_tiles"] == 4
+
+
+def test_publish_keeps_the_first_complete_cache(tmp_path):
+    final = tmp_path / "cache" / "x"
+    for payload in ("first", "second"):
+        tmp = temp_dir_for(final)
+        (tmp / "meta.json").write_text(payload)
+        publish_dir(tmp, final)
+        assert not tmp.exists()
+    assert (final / "meta.json").read_text() == "first"
+
+
+def test_build_dataset_from_config(tmp_path):
+    ds = build_dataset(DataConfig(name="synthetic", num_tiles=4, tile_size=32, seed=5), progress=False)
+    assert isinstance(ds, SyntheticAerial) and len(ds) == 4
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(folder / "a.png")  # 2 x 2 overlapping tiles
+    ds = build_dataset(DataConfig(name="folder", root=str(folder), tile_size=32), progress=False)
+    assert isinstance(ds, ImageFolderTiles) and len(ds) == 4
+
+
+# ------------------------------------------------------------------------------------------------ folder
+@pytest.fixture
+def messy_folder(tmp_path):
+    """A folder like a real download: mixed formats and depths, a big scene, a tiny chip, two broken files."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "imagery"
+    (root / "sub" / "deeper").mkdir(parents=True)
+    Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(root / "a.png")
+    Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(root / "sub" / "b.JPG", quality=90)
+    grey16 = (np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 7 + 1000).astype(np.uint16)
+    Image.fromarray(grey16).save(root / "sub" / "c.tif")
+    rgba = rng.integers(0, 255, (64, 64, 4), dtype=np.uint8)
+    Image.fromarray(rgba, "RGBA").save(root / "sub" / "deeper" / "d.png")
+    Image.fromarray(rng.integers(0, 255, (100, 150, 3), dtype=np.uint8)).save(root / "big.png")
+    Image.fromarray(rng.integers(0, 255, (10, 12), dtype=np.uint8)).save(root / "tiny.png")
+    (root / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 50)
+    Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(root / "cut.jpg", quality=95)
+    data = (root / "cut.jpg").read_bytes()
+    (root / "cut.jpg").write_bytes(data[: len(data) // 2])
+    (root / "notes.txt").write_text("not an image")
+    return root
+
+
+def test_folder_tiles_every_readable_image(messy_folder, tmp_path):
+    with pytest.warns(UserWarning, match="skipping unreadable image") as record:
+        ds = ImageFolderTiles(messy_folder, tile_size=64, progress=False)
+    warned = " ".join(str(w.message) for w in record)
+    assert "corrupt.png" in warned and "cut.jpg" in warned
+    assert sorted(rel for rel, _ in ds.skipped) == ["corrupt.png", "cut.jpg"]
+    assert all(reason for _, reason in ds.skipped)
+    # a.png, b.JPG, c.tif, d.png, tiny.png: one tile each; big.png 100x150 -> 2 rows x 3 columns (edge-aligned)
+    sources = [ds[i]["source"] for i in range(len(ds))]
+    assert sources.count("big.png") == 6 and len(ds) == 11
+    assert {"a.png", "sub/b.JPG", "sub/c.tif", "sub/deeper/d.png", "tiny.png"} <= set(sources)
+    assert [ds.tile_info(i)["x"] for i in range(len(ds)) if sources[i] == "big.png"] == [0, 64, 86] * 2
+    batch = ds.get_images(range(len(ds)))
+    assert batch.shape == (11, 3, 64, 64) and batch.dtype == torch.uint8
+    assert not ds.has_labels and ds.cache_dir.parent == tmp_path / "data" / "cache"
+    grey = ds[sources.index("sub/c.tif")]["image"]
+    assert torch.equal(grey[0], grey[1]) and grey.min() == 0 and grey.max() == 255  # 16-bit stretched
+    a = np.asarray(Image.open(messy_folder / "a.png"))
+    assert np.array_equal(ds[sources.index("a.png")]["image"].permute(1, 2, 0).numpy(), a)
+
+
+def test_folder_cache_is_reused_and_still_reports_skips(messy_folder):
+    with pytest.warns(UserWarning):
+        first = ImageFolderTiles(messy_folder, tile_size=64, progress=False)
+    mtime = (first.cache_dir / "images.npy").stat().st_mtime_ns
+    with pytest.warns(UserWarning, match="skipping unreadable image") as record:
+        again = ImageFolderTiles(messy_folder, tile_size=64, progress=False)
+    assert sum("corrupt.png" in str(w.message) or "cut.jpg" in str(w.message) for w in record) == 2
+    assert again.cache_dir == first.cache_dir and again.skipped == first.skipped
+    assert (again.cache_dir / "images.npy").stat().st_mtime_ns == mtime
+    with pytest.warns(UserWarning):
+        strided = ImageFolderTiles(messy_folder, tile_size=64, stride=32, progress=False)
+    assert strided.cache_dir != first.cache_dir and len(strided) > len(first)
+
+
+def test_folder_errors_name_the_path(tmp_path, monkeypatch):
+    missing = tmp_path / "nope"
+    with pytest.raises(DataError, match="data folder not found: .*nope"):
+        ImageFolderTiles(missing)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "readme.md").write_text("no pictures here")
+    with pytest.raises(DataError, match="no images .* in data folder: .*empty"):
+        ImageFolderTiles(empty)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "x.jpg").write_bytes(b"nope")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(DataError, match="no readable images in data folder: .*broken"):
+            ImageFolderTiles(broken, progress=False)
+    huge = tmp_path / "huge"
+    huge.mkdir()
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(huge / "bomb.png")
+    monkeypatch.setattr("core.data.folder.MAX_PIXELS", 1000)
+    with pytest.warns(UserWarning, match="too large"), pytest.raises(DataError):
+        ImageFolderTiles(huge, tile_size=32, progress=False)
+
+
+# ------------------------------------------------------------------------------------------------ augment
+def _images(b=6, size=64, seed=0):
+    return torch.from_numpy(np.stack([generate_scene(seed + i, size)[0] for i in range(b)])).permute(0, 3, 1, 2)
+
+
+def test_two_views_shapes_ids_and_reproducibility():
+    images, idx = _images(), torch.tensor([10, 11, 12, 13, 14, 15])
+    aug = TwoViewAugment(output_size=32)
+    views, ids = aug(images, idx, torch.Generator().manual_seed(1))
+    assert views.shape == (12, 3, 32, 32) and views.dtype == torch.float32 and views.is_contiguous()
+    assert torch.equal(ids, torch.cat([idx, idx]))
+    assert torch.isfinite(views).all()
+    assert abs(views.mean().item()) < 1.0 and 0.3 < views.std().item() < 2.0
+    again, _ = aug(images, idx, torch.Generator().manual_seed(1))
+    assert torch.equal(views, again)
+    other, _ = aug(images, idx, torch.Generator().manual_seed(2))
+    assert not torch.equal(views, other)
+    for i in range(6):  # the two views of one image differ
+        assert not torch.allclose(views[i], views[6 + i], atol=1e-3)
+
+
+def test_augment_identity_settings_and_flip_are_exact():
+    images = _images(b=3, size=32)
+    plain = dict(output_size=32, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), color_prob=0.0, gray_prob=0.0,
+                 blur_prob=0.0)
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    expected = (images.float() / 255 - mean) / std
+    views, _ = TwoViewAugment(flip_prob=0.0, **plain)(images, torch.arange(3))
+    assert torch.allclose(views, torch.cat([expected, expected]), atol=1e-5)
+    views, _ = TwoViewAugment(flip_prob=1.0, **plain)(images, torch.arange(3))
+    assert torch.allclose(views[:3], expected.flip(-1), atol=1e-5)
+    no_op_colour = TwoViewAugment(flip_prob=0.0, **{**plain, "color_prob": 1.0}, color_strength=0.0)
+    assert torch.allclose(no_op_colour(images, torch.arange(3))[0][:3], expected, atol=1e-4)
+    grey, _ = TwoViewAugment(flip_prob=0.0, **{**plain, "gray_prob": 1.0})(images, torch.arange(3))
+    grey = grey * std + mean
+    assert torch.allclose(grey[:, 0], grey[:, 1], atol=1e-5) and torch.allclose(grey[:, 1], grey[:, 2], atol=1e-5)
+    single = TwoViewAugment(output_size=16).single_view(images)
+    assert single.shape == (3, 3, 16, 16) and torch.isfinite(single).all()
+
+
+def test_augment_downscales_large_tiles_and_blurs():
+    images = _images(b=4, size=128)
+    aug = TwoViewAugment(output_size=24, blur_prob=1.0)
+    assert aug.kernel_size % 2 == 1
+    views, ids = aug(images, torch.arange(4), torch.Generator().manual_seed(0))
+    assert views.shape == (8, 3, 24, 24) and torch.isfinite(views).all()
+    with pytest.raises(ValueError, match="crop_scale"):
+        TwoViewAugment(crop_scale=(0.0, 1.0))
+    with pytest.raises(ValueError, match="shape"):
+        aug(images[0], torch.arange(1))
