@@ -309,8 +309,11 @@ class Trainer:
             run.log(f"training {cfg.method}/{cfg.loss.name} {cfg.model.encoder} on {self.device} "
                     f"({self.precision.name}), {len(self.dataset)} tiles, batch {cfg.train.batch_size}, "
                     f"steps {self.step}->{self.total_steps}")
-            for path, reason in getattr(self.dataset, "skipped", []):
+            skipped = getattr(self.dataset, "skipped", [])
+            for path, reason in skipped:
                 run.log(f"skipped unreadable image {path}: {reason}")
+            if skipped:
+                run.log(f"{len(skipped)} unreadable image(s) skipped in total")
         self.model.train()
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not (self.progress and main),
                    desc=f"{cfg.method}+{cfg.loss.name}", unit="step", dynamic_ncols=True)
