@@ -257,14 +257,18 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         records: list[dict[str, Any]] = []
-        if info.num_flagged and self.env.main:
-            if cfg.method == "moco":
-                records = fns_records(step + 1, info, self._all(ids[:b]), 2 * b, self.model.queue_ids.cpu())
-            else:
-                records = fns_records(step + 1, info, self._all(ids), 2 * b)
+        if info.num_flagged:  # the same on every rank, so every rank joins the gather
+            row_ids = self._all(ids[:b] if cfg.method == "moco" else ids)
+            if self.env.main:
+                queue_ids = self.model.queue_ids.cpu() if cfg.method == "moco" else None
+                records = fns_records(step + 1, info, row_ids, 2 * b, queue_ids)
         if cfg.method == "moco":
             self.model.enqueue(self._all_tensor(k), self._all_tensor(ids[:b]))
-        return float(loss.detach()), info, records
+        loss_value = loss.detach()
+        if self.env.active:  # log the loss of the whole batch, not of this rank's anchors
+            dist.all_reduce(loss_value)
+            loss_value /= self.env.world
+        return float(loss_value), info, records
 
     def _all_tensor(self, x: torch.Tensor) -> torch.Tensor:
         if not self.env.active:

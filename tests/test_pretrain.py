@@ -217,3 +217,21 @@ def test_unreadable_image_is_skipped_and_logged(roots, tmp_path: Path) -> None:
     run = only_run(roots[0])
     assert run.status()["state"] == "completed"
     assert "broken.png" in (run.path / "log.txt").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["simclr", "moco"])
+def test_torchrun_two_cpu_processes(roots, method: str) -> None:
+    """Launched by torchrun: DDP over gloo, one run folder written by rank 0, every step logged once."""
+    env = {**_env(roots), "OMP_NUM_THREADS": "1"}
+    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                        "-m", "core.pretrain", "--no-progress", "--config", str(ROOT / "configs/demo_cpu.yaml"),
+                        *TINY, f"method={method}", "model.queue_size=32", "loss.threshold=0.3",
+                        "train.max_steps=3"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    run = only_run(roots[0])
+    assert run.status()["state"] == "completed"
+    assert [m["step"] for m in run.metrics()] == [1, 2, 3]
+    pairs = run.flagged_pairs()
+    assert pairs and all(0 <= r["anchor_index"] < 24 and 0 <= r["candidate_index"] < 24 for r in pairs)
+    assert "DistributedDataParallel" not in p.stderr
