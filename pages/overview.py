@@ -25,4 +25,4 @@ else:
         s = run.status()
         rows.append({"run": run.id, "state": s.get("state"), "step": s.get("step"),
                      "of": s.get("total_steps"), "error": s.get("error")})
-    st.dataframe(pd.DataFrame(rows), hide_index=True, use_container_width=True)
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
