@@ -203,3 +203,76 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
 
 def config_to_yaml(cfg: BaseModel) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Segmentation (fine-tuning and evaluation)
+
+SEG_DATASETS = ("synthetic", "potsdam", "vaihingen", "deepglobe", "loveda", "folder")
+
+
+class SegDataConfig(_Section):
+    name: Literal["synthetic", "potsdam", "vaihingen", "deepglobe", "loveda", "folder"] = "synthetic"
+    root: str | None = Field(None, description="data set folder in its published layout")
+    class_table: str | None = Field(None, description="YAML class table for name=folder")
+    num_tiles: int = Field(2000, ge=2, description="synthetic set size")
+    tile_size: int = Field(256, ge=16, description="tiles cut from whole scenes")
+    tile_overlap: int = Field(0, ge=0)
+    crop_size: int = Field(256, ge=16, description="training crop")
+    label_fraction: float = Field(1.0, gt=0.0, le=1.0, description="seeded fraction of training tiles with labels")
+    val_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="held-out share when the data set has no split")
+    test_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    eroded: bool = Field(False, description="Potsdam/Vaihingen: use the eroded-boundary labels")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _needs_root(self) -> "SegDataConfig":
+        if self.name != "synthetic" and not self.root:
+            raise ValueError(f"name={self.name} needs data.root, the data set folder")
+        if self.name == "folder" and not self.class_table:
+            raise ValueError("name=folder needs data.class_table, a YAML table of class names and colours")
+        if self.tile_overlap >= self.tile_size:
+            raise ValueError("data.tile_overlap must be smaller than data.tile_size")
+        return self
+
+
+class SegModelConfig(_Section):
+    arch: Literal["deeplabv3plus", "unet", "fpn"] = "deeplabv3plus"
+    encoder: str = "resnet18"
+    init: str = Field("random", description="'random', a pretraining run folder, or a checkpoint file")
+    output_stride: Literal[8, 16] = 16
+    aux_head: bool = False
+
+    @field_validator("encoder")
+    @classmethod
+    def _known_encoder(cls, v: str) -> str:
+        return ModelConfig._known_encoder(v)
+
+
+class FinetuneTrainConfig(_Section):
+    protocol: Literal["frozen", "full"] = Field("full", description="frozen: the paper's linear-style protocol")
+    batch_size: int = Field(16, ge=1)
+    epochs: float | None = Field(None, gt=0)
+    max_steps: int | None = Field(None, ge=1)
+    lr: float = Field(1e-3, gt=0.0)
+    encoder_lr_scale: float = Field(0.1, ge=0.0, description="full protocol: encoder lr = lr * this")
+    weight_decay: float = Field(1e-4, ge=0.0)
+    eval_every: int = Field(100, ge=1, description="steps between validations")
+    log_every: int = Field(10, ge=1)
+    device: str = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    num_workers: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _has_length(self) -> "FinetuneTrainConfig":
+        if self.epochs is None and self.max_steps is None:
+            raise ValueError("set train.epochs or train.max_steps")
+        return self
+
+
+class FinetuneConfig(_Section):
+    seed: int = 0
+    name: str | None = None
+    model: SegModelConfig = SegModelConfig()
+    data: SegDataConfig = SegDataConfig()
+    train: FinetuneTrainConfig = FinetuneTrainConfig(max_steps=200)

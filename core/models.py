@@ -17,7 +17,6 @@ from torch import Tensor, nn
 
 from .config import ENCODERS
 
-ENCODER_PREFIX = "encoder."
 
 
 def build_encoder(name: str, weights: str | Path | None = None, in_channels: int = 3) -> nn.Module:
@@ -30,17 +29,26 @@ def build_encoder(name: str, weights: str | Path | None = None, in_channels: int
     return encoder
 
 
+ENCODER_PREFIXES = ("encoder.", "model.encoder.", "net.encoder.")  # encoder export, pretraining, segmentation
+
+
 def load_encoder_weights(encoder: nn.Module, path: str | Path) -> None:
+    """Load an encoder from any of our checkpoints: an encoder export, a pretraining or a segmentation one."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model.weights: checkpoint not found: {path}")
-    state = load_file(str(path))
-    if any(k.startswith(ENCODER_PREFIX) for k in state):
-        state = {k[len(ENCODER_PREFIX):]: v for k, v in state.items() if k.startswith(ENCODER_PREFIX)}
+    try:
+        state = load_file(str(path))
+    except Exception as err:  # safetensors raises several types for a torn or foreign file
+        raise ValueError(f"model.weights: {path} is not a readable safetensors file ({err})") from None
+    for prefix in ENCODER_PREFIXES:
+        if any(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            break
     missing, unexpected = encoder.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ValueError(f"model.weights: {path} does not fit this encoder "
-                         f"({len(missing)} missing keys, {len(unexpected)} unexpected keys)")
+                         f"({len(missing)} missing keys, {len(unexpected)} unexpected keys; another encoder type?)")
 
 
 def feature_dim(encoder: nn.Module) -> int:

@@ -1,0 +1,114 @@
+"""Segmentation models and their checkpoints (safetensors + a JSON card that says what the model is).
+
+The card is the contract between fine-tuning and inference: architecture, encoder, classes with colours,
+normalisation, the data it was trained on, its metrics and the command that made it. Loading checks the card
+before any weight is touched and refuses a mismatch with a message that says what differs.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import segmentation_models_pytorch as smp
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .checkpoint import CheckpointError, load_checkpoint, read_metadata, save_checkpoint
+from .config import ENCODERS
+from .data.augment import IMAGENET_MEAN, IMAGENET_STD
+from .models import load_encoder_weights
+
+ARCHITECTURES = {"deeplabv3plus": smp.DeepLabV3Plus, "unet": smp.Unet, "fpn": smp.FPN}
+
+
+class SegModel(nn.Module):
+    """An smp segmentation network, plus the optional auxiliary FCN head of the paper's protocol.
+
+    In training mode with an aux head, ``forward`` returns ``(logits, aux_logits)``; otherwise the logits alone.
+    """
+
+    def __init__(self, arch: str, encoder: str, num_classes: int, output_stride: int = 16,
+                 aux_head: bool = False, decoder_channels: int | None = None) -> None:
+        super().__init__()
+        if arch not in ARCHITECTURES:
+            raise ValueError(f"model.arch: unknown architecture {arch!r}; choose {', '.join(ARCHITECTURES)}")
+        if encoder not in ENCODERS:
+            raise ValueError(f"model.encoder: unknown encoder {encoder!r}; choose one of {', '.join(ENCODERS)}")
+        kwargs: dict[str, Any] = dict(encoder_name=encoder, encoder_weights=None, classes=num_classes)
+        if arch == "deeplabv3plus":
+            kwargs["encoder_output_stride"] = output_stride
+            kwargs["decoder_aspp_dropout"] = 0.1
+            if decoder_channels:
+                kwargs["decoder_channels"] = decoder_channels
+        self.net = ARCHITECTURES[arch](**kwargs)
+        self.aux: nn.Module | None = None
+        if aux_head:
+            stage3 = int(self.net.encoder.out_channels[-2])
+            self.aux = nn.Sequential(nn.Conv2d(stage3, 256, 3, padding=1, bias=False), nn.BatchNorm2d(256),
+                                     nn.ReLU(inplace=True), nn.Dropout2d(0.1), nn.Conv2d(256, num_classes, 1))
+
+    @property
+    def encoder(self) -> nn.Module:
+        return self.net.encoder
+
+    def forward(self, x: Tensor) -> Tensor | tuple[Tensor, Tensor]:
+        if self.aux is None or not self.training:
+            return self.net(x)
+        feats = self.net.encoder(x)
+        logits = self.net.segmentation_head(self.net.decoder(feats))
+        aux = F.interpolate(self.aux(feats[-2]), size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return logits, aux
+
+
+def build_seg_model(card: dict[str, Any], encoder_weights: str | Path | None = None) -> SegModel:
+    """A model as a card describes it; the encoder optionally from a pretraining checkpoint."""
+    model = SegModel(card["arch"], card["encoder"], len(card["classes"]), card.get("output_stride", 16),
+                     card.get("aux_head", False), card.get("decoder_channels"))
+    if encoder_weights is not None:
+        load_encoder_weights(model.net.encoder, encoder_weights)
+    return model
+
+
+def make_card(*, arch: str, encoder: str, classes: list[dict[str, Any]], ignore_index: int = 255,
+              output_stride: int = 16, aux_head: bool = False, decoder_channels: int | None = None,
+              **extra: Any) -> dict[str, Any]:
+    """A segmentation card. ``classes`` is a list of {"name": str, "color": [r, g, b]}."""
+    return {"kind": "segmentation", "arch": arch, "encoder": encoder, "classes": classes,
+            "ignore_index": ignore_index, "output_stride": output_stride, "aux_head": aux_head,
+            "decoder_channels": decoder_channels,
+            "normalization": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}, **extra}
+
+
+def save_seg_checkpoint(path: Path, model: SegModel, card: dict[str, Any]) -> str:
+    return save_checkpoint(Path(path), model=model, card=card)
+
+
+def check_card(card: Any, path: Path, expect_classes: list[str] | None = None) -> dict[str, Any]:
+    """Refuse a checkpoint that is not a segmentation model we can build, or whose classes differ."""
+    if not isinstance(card, dict) or card.get("kind") != "segmentation":
+        kind = card.get("kind") if isinstance(card, dict) else None
+        raise CheckpointError(f"{path} is not a segmentation checkpoint (its card says kind={kind!r})")
+    for key in ("arch", "encoder", "classes"):
+        if key not in card:
+            raise CheckpointError(f"{path}: its card has no {key!r}")
+    if card["arch"] not in ARCHITECTURES:
+        raise CheckpointError(f"{path}: unknown architecture {card['arch']!r} in its card")
+    if card["encoder"] not in ENCODERS:
+        raise CheckpointError(f"{path}: unknown encoder {card['encoder']!r} in its card")
+    if expect_classes is not None:
+        names = [c["name"] for c in card["classes"]]
+        if names != list(expect_classes):
+            raise CheckpointError(f"{path}: its classes {names} do not match the expected {list(expect_classes)}")
+    return card
+
+
+def load_seg_model(path: str | Path, expect_classes: list[str] | None = None,
+                   device: str | torch.device = "cpu") -> tuple[SegModel, dict[str, Any]]:
+    """Load a segmentation checkpoint after checking its card; the model comes back in eval mode."""
+    path = Path(path)
+    meta = read_metadata(path)
+    card = check_card(meta.get("card"), path, expect_classes)
+    model = build_seg_model(card)
+    load_checkpoint(path, model=model, map_location="cpu")
+    return model.to(device).eval(), card
