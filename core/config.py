@@ -242,6 +242,7 @@ class SegModelConfig(_Section):
     init: str = Field("random", description="'random', a pretraining run folder, or a checkpoint file")
     output_stride: Literal[8, 16] = 16
     aux_head: bool = False
+    decoder_channels: int | None = Field(None, ge=8, description="DeepLabV3+ ASPP width (paper: 512)")
 
     @field_validator("encoder")
     @classmethod

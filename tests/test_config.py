@@ -5,15 +5,16 @@ from pathlib import Path
 
 import pytest
 
-from core.config import ConfigError, PretrainConfig, apply_overrides, load_config
+from core.config import ConfigError, FinetuneConfig, PretrainConfig, apply_overrides, load_config
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 
 @pytest.mark.parametrize("preset", sorted(p.name for p in CONFIGS.glob("*.yaml")))
 def test_presets_load(preset: str) -> None:
-    cfg = load_config(CONFIGS / preset)
-    assert isinstance(cfg, PretrainConfig)
+    model = FinetuneConfig if preset.startswith("finetune") else PretrainConfig
+    cfg = load_config(CONFIGS / preset, model=model)
+    assert isinstance(cfg, model)
 
 
 def test_paper_presets_match_the_published_settings() -> None:
@@ -68,3 +69,11 @@ def test_bad_override_syntax_and_missing_file(tmp_path: Path) -> None:
     bad.write_text("- a list\n- not a mapping\n")
     with pytest.raises(ConfigError, match="mapping"):
         load_config(bad)
+
+
+def test_finetune_paper_preset_is_the_papers_protocol() -> None:
+    cfg = load_config(CONFIGS / "finetune_paper_frozen.yaml", model=FinetuneConfig)
+    assert (cfg.model.arch, cfg.model.encoder, cfg.model.output_stride, cfg.model.aux_head) == \
+        ("deeplabv3plus", "resnet50", 8, True)
+    assert (cfg.train.protocol, cfg.train.batch_size, cfg.train.max_steps, cfg.train.lr) == ("frozen", 16, 1300, 0.01)
+    assert cfg.data.crop_size == 256 and cfg.model.decoder_channels == 512
