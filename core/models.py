@@ -29,7 +29,7 @@ def build_encoder(name: str, weights: str | Path | None = None, in_channels: int
     return encoder
 
 
-ENCODER_PREFIXES = ("encoder.", "model.encoder.", "net.encoder.")  # encoder export, pretraining, segmentation
+ENCODER_PREFIXES = ("encoder.", "model.encoder.", "model.net.encoder.")  # export, pretraining, segmentation
 
 
 def load_encoder_weights(encoder: nn.Module, path: str | Path) -> None:
@@ -45,10 +45,23 @@ def load_encoder_weights(encoder: nn.Module, path: str | Path) -> None:
         if any(k.startswith(prefix) for k in state):
             state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
             break
-    missing, unexpected = encoder.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = nn.Module.load_state_dict(encoder, state, strict=False)  # smp overrides it
+    except RuntimeError:
+        raise ValueError(f"model.weights: {path} holds {_encoder_name(path) or 'another'} encoder weights of "
+                         "other shapes than this encoder's") from None
     if missing or unexpected:
         raise ValueError(f"model.weights: {path} does not fit this encoder "
                          f"({len(missing)} missing keys, {len(unexpected)} unexpected keys; another encoder type?)")
+
+
+def _encoder_name(path: Path) -> str | None:
+    try:
+        from .checkpoint import read_metadata
+
+        return read_metadata(path).get("card", {}).get("encoder")
+    except Exception:  # an informative extra only
+        return None
 
 
 def feature_dim(encoder: nn.Module) -> int:
