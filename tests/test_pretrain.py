@@ -235,3 +235,22 @@ def test_torchrun_two_cpu_processes(roots, method: str) -> None:
     pairs = run.flagged_pairs()
     assert pairs and all(0 <= r["anchor_index"] < 24 and 0 <= r["candidate_index"] < 24 for r in pairs)
     assert "DistributedDataParallel" not in p.stderr
+
+
+def test_export_encoder_is_small_and_loads(roots, tmp_path: Path) -> None:
+    from core.export import main as export_main
+    from core.models import build_encoder
+
+    runs, _ = roots
+    assert main(["--config", str(ROOT / "configs/demo_cpu.yaml"), "--no-progress", *TINY, "train.max_steps=1"]) == 0
+    run = only_run(runs)
+    out = tmp_path / "enc.safetensors"
+    assert export_main([str(run.path), "--out", str(out)]) == 0
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["kind"] == "encoder" and card["dtype"] == "float16" and len(card["sha256"]) == 64
+    enc = build_encoder("resnet18", out)
+    full = load_file(str(run.checkpoint_dir / "encoder.safetensors"))
+    assert torch.allclose(enc.conv1.weight, full["encoder.conv1.weight"], atol=1e-3)
+    with pytest.raises(ValueError, match="resnet18"):
+        build_encoder("resnet50", out)
+    assert export_main([str(tmp_path), "--out", str(out)]) == 2
