@@ -12,7 +12,10 @@ CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 @pytest.mark.parametrize("preset", sorted(p.name for p in CONFIGS.glob("*.yaml")))
 def test_presets_load(preset: str) -> None:
-    model = FinetuneConfig if preset.startswith("finetune") else PretrainConfig
+    from core.compare import CompareConfig
+
+    model = FinetuneConfig if preset.startswith("finetune") else CompareConfig if preset.startswith("compare") \
+        else PretrainConfig
     cfg = load_config(CONFIGS / preset, model=model)
     assert isinstance(cfg, model)
 

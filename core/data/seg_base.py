@@ -1,0 +1,592 @@
+"""The machinery under every labeled segmentation data set: reading, mask decoding, tiling, the tile cache, views.
+
+Why: each published data set has its own folder layout and label encoding, but once a scene is found and its mask
+decoded to class indices, everything else is the same. A format class (see ``seg_formats.py``) only says where its
+scenes are (:meth:`SegTiles.find_scenes`) and how a mask decodes (:meth:`SegTiles.decode_mask`); this module cuts
+every scene into tiles once, caches them as memory-mapped arrays, and serves them.
+
+Cache: ``<data_root()>/cache/<format>-<hash>/`` with ``images.npy`` (N, T, T, 3) uint8, ``masks.npy`` (N, T, T)
+uint8 (class indices, ``ignore_index`` for unlabeled pixels), ``counts.npy`` (N, C) int64 (pixels of each class
+per tile) and ``meta.json`` (scenes with their files, given split, group and class pixel counts; tiles as
+``[scene, x, y]``; the split of each tile). The hash covers the root, every file's relative path, size and mtime,
+the tile size, the overlap and the decoding settings, so changed data makes a new cache instead of stale tiles.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from tqdm.auto import tqdm
+
+from .paths import REPO_ROOT, CachedTiles, DataError, data_root, publish_dir, temp_dir_for
+
+CACHE_VERSION = 1
+IGNORE_INDEX = 255
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+MAX_PIXELS = 400_000_000  # a whole-scene orthophoto may be large; beyond this we ask the user to cut it
+SPLITS = ("train", "val", "test")
+
+
+# ------------------------------------------------------------------------------------------------ reading
+def _stretch(a: np.ndarray) -> np.ndarray:
+    """Any-depth band to uint8 by its 2nd-98th percentile (what GIS viewers do for 16-bit imagery)."""
+    a = a.astype(np.float32, copy=False)
+    step = max(1, int(math.sqrt(a.size / 1e6)))  # percentiles from at most ~1M samples
+    sample = a[::step, ::step]
+    sample = sample[np.isfinite(sample)]
+    if sample.size == 0:
+        return np.zeros(a.shape, np.uint8)
+    lo, hi = np.percentile(sample, [2, 98])
+    if hi <= lo:
+        hi = lo + 1.0
+    out = np.nan_to_num((a - lo) * (255.0 / (hi - lo)), nan=0.0)
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def _bands_to_rgb(bands: list[np.ndarray]) -> np.ndarray:
+    """One to many bands to (H, W, 3) uint8: grey replicated, extra bands (alpha, NIR) dropped, >8 bit stretched."""
+    bands = bands[:3] if len(bands) >= 3 else [bands[0]] * 3
+    if all(b.dtype == np.uint8 for b in bands):
+        return np.ascontiguousarray(np.stack(bands, axis=2))
+    if all(b.dtype == bool for b in bands):
+        return np.stack(bands, axis=2).astype(np.uint8) * 255
+    return np.stack([_stretch(b) for b in bands], axis=2)
+
+
+def _open_pil(path: Path) -> Image.Image:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we check the size ourselves
+        img = Image.open(path)
+    w, h = img.size
+    if w * h > MAX_PIXELS:
+        img.close()
+        raise DataError(f"{path}: image too large ({w}x{h} pixels, limit {MAX_PIXELS}); cut it into smaller files")
+    return img
+
+
+def _rasterio_bands(path: Path) -> list[np.ndarray]:
+    import rasterio  # imported lazily: only GeoTIFFs that PIL cannot read need it
+    from rasterio.errors import NotGeoreferencedWarning
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(path) as src:
+            if src.width * src.height > MAX_PIXELS:
+                raise DataError(f"{path}: image too large ({src.width}x{src.height} pixels)")
+            a = src.read(indexes=list(range(1, min(src.count, 3) + 1)))
+    return [a[k] for k in range(a.shape[0])]
+
+
+_PIL_ERRORS = (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, TypeError, KeyError)
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the file header, without decoding the pixels."""
+    try:
+        with _open_pil(path) as img:
+            return img.size
+    except DataError:
+        raise
+    except _PIL_ERRORS as err:
+        try:
+            import rasterio
+            with rasterio.open(path) as src:
+                return src.width, src.height
+        except Exception as err2:  # noqa: BLE001 - any decoder failure is one clear error
+            raise DataError(f"cannot read {path}: PIL: {err}; rasterio: {err2}") from None
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """Decode an image to (H, W, 3) uint8: PNG/JPEG/TIFF via PIL, GeoTIFFs PIL cannot read via rasterio;
+    16-bit (and float) bands stretched to 8 bit by their 2-98 percentiles, grey replicated, alpha dropped."""
+    try:
+        with _open_pil(path) as img:
+            img.load()
+            mode = img.mode
+            if mode.startswith("I") or mode == "F":
+                return _bands_to_rgb([np.asarray(img)])
+            if mode == "1":
+                return _bands_to_rgb([np.asarray(img.convert("L"))])
+            if mode in ("L", "LA", "La"):
+                return _bands_to_rgb([np.asarray(img.getchannel(0))])
+            if mode in ("P", "PA"):
+                img = img.convert("RGBA")
+            return np.ascontiguousarray(np.asarray(img.convert("RGB")))
+    except DataError:
+        raise
+    except _PIL_ERRORS as err:
+        try:
+            return _bands_to_rgb(_rasterio_bands(path))
+        except DataError:
+            raise
+        except Exception as err2:  # noqa: BLE001
+            raise DataError(f"cannot read image {path}: PIL: {err}; rasterio: {err2}") from None
+
+
+def read_mask_rgb(path: Path) -> np.ndarray:
+    """A colour-coded mask as (H, W, 3) uint8. Always ``convert("RGB")``: palette order differs between files."""
+    try:
+        with _open_pil(path) as img:
+            return np.ascontiguousarray(np.asarray(img.convert("RGB")))
+    except DataError:
+        raise
+    except _PIL_ERRORS as err:
+        try:
+            bands = _rasterio_bands(path)
+        except Exception as err2:  # noqa: BLE001
+            raise DataError(f"cannot read mask {path}: PIL: {err}; rasterio: {err2}") from None
+        if any(b.dtype != np.uint8 for b in bands):
+            raise DataError(f"mask {path}: colour masks must be 8-bit, got {bands[0].dtype}")
+        return _bands_to_rgb(bands)
+
+
+def read_mask_index(path: Path) -> np.ndarray:
+    """An index-coded mask as (H, W) int64 raw values (palette PNGs give their indices, not colours)."""
+    try:
+        with _open_pil(path) as img:
+            img.load()
+            if img.mode in ("RGB", "RGBA"):
+                a = np.asarray(img.convert("RGB"))
+                if not (np.array_equal(a[..., 0], a[..., 1]) and np.array_equal(a[..., 0], a[..., 2])):
+                    raise DataError(f"mask {path}: an index mask must have one band (or three equal ones); "
+                                    "is it colour-coded? then set mask_format: color")
+                return a[..., 0].astype(np.int64)
+            if img.mode in ("LA", "PA"):
+                img = img.getchannel(0)
+            return np.asarray(img).astype(np.int64)
+    except DataError:
+        raise
+    except _PIL_ERRORS as err:
+        try:
+            return _rasterio_bands(path)[0].astype(np.int64)
+        except Exception as err2:  # noqa: BLE001
+            raise DataError(f"cannot read mask {path}: PIL: {err}; rasterio: {err2}") from None
+
+
+# ------------------------------------------------------------------------------------------------ decoding
+def _rgb_key(rgb: np.ndarray) -> np.ndarray:
+    return (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2].astype(np.int32)
+
+
+@dataclass
+class Decoded:
+    """A decoded mask: class indices (uint8, ignore where unlabeled), and pixels of unknown colour or value."""
+    labels: np.ndarray
+    unknown: int = 0
+    example: Any = None  # one unknown colour (list) or value (int), for the message
+
+
+class ColorCode:
+    """Colour-coded masks to class indices.
+
+    ``threshold=True`` reads each channel as on/off at 128 (the DeepGlobe challenge's rule; right for the ISPRS
+    sets too, whose colours are all 0/255), else colours must match exactly (or within ``tolerance`` per channel,
+    the nearest class winning). ``ignore_colors`` map to ``ignore_index`` quietly; any other colour maps to ignore
+    too but is counted, so the caller can warn.
+    """
+
+    def __init__(self, colors: Sequence[Sequence[int]], ignore_colors: Sequence[Sequence[int]] = (),
+                 ignore_index: int = IGNORE_INDEX, threshold: bool = False, tolerance: int = 0):
+        self.colors = np.asarray(colors, np.int32).reshape(-1, 3)
+        self.ignore_colors = np.asarray(list(ignore_colors), np.int32).reshape(-1, 3)
+        self.ignore_index, self.threshold, self.tolerance = int(ignore_index), bool(threshold), int(tolerance)
+
+    def decode(self, rgb: np.ndarray) -> Decoded:
+        if self.threshold:
+            return self._decode_threshold(rgb)
+        return self._decode_exact(rgb)
+
+    def _decode_threshold(self, rgb: np.ndarray) -> Decoded:
+        def bits(c: np.ndarray) -> np.ndarray:
+            c = (np.asarray(c) >= 128).astype(np.int64)
+            return (c[..., 0] << 2) | (c[..., 1] << 1) | c[..., 2]
+        lut = np.full(8, -1, np.int16)
+        if len(self.ignore_colors):
+            lut[bits(self.ignore_colors)] = self.ignore_index
+        lut[bits(self.colors)] = np.arange(len(self.colors))
+        code = (rgb[..., 0] >= 128).astype(np.uint8) << 2
+        code |= (rgb[..., 1] >= 128).astype(np.uint8) << 1
+        code |= (rgb[..., 2] >= 128).astype(np.uint8)
+        out = lut[code]
+        bad = out < 0
+        n = int(bad.sum())
+        example = None
+        if n:
+            example = [int(v) for v in rgb[bad][0]]
+            out[bad] = self.ignore_index
+        return Decoded(out.astype(np.uint8), n, example)
+
+    def _decode_exact(self, rgb: np.ndarray) -> Decoded:
+        keys = np.concatenate([_rgb_key(self.colors), _rgb_key(self.ignore_colors)])
+        vals = np.concatenate([np.arange(len(self.colors)), np.full(len(self.ignore_colors), self.ignore_index)])
+        order = np.argsort(keys, kind="stable")
+        keys, vals = keys[order], vals[order]
+        k = _rgb_key(rgb)
+        pos = np.clip(np.searchsorted(keys, k), 0, len(keys) - 1)
+        hit = keys[pos] == k
+        out = np.where(hit, vals[pos], self.ignore_index).astype(np.uint8)
+        bad = ~hit
+        if self.tolerance > 0 and bad.any():
+            miss, inverse = np.unique(k[bad], return_inverse=True)
+            miss_rgb = np.stack([(miss >> 16) & 255, (miss >> 8) & 255, miss & 255], axis=1)
+            table = np.concatenate([self.colors, self.ignore_colors])
+            d = np.abs(miss_rgb[:, None, :] - table[None, :, :]).max(axis=2)  # (unknown colours, table)
+            best = d.argmin(axis=1)
+            ok = d[np.arange(len(miss)), best] <= self.tolerance
+            best_val = np.where(best < len(self.colors), best, self.ignore_index)
+            fixed = ok[inverse]
+            sub = out[bad]
+            sub[fixed] = best_val[inverse][fixed]
+            out[bad] = sub
+            still = np.zeros_like(bad)
+            still[bad] = ~fixed
+            bad = still
+        n = int(bad.sum())
+        example = [int(v) for v in rgb[bad][0]] if n else None
+        return Decoded(out, n, example)
+
+
+class IndexCode:
+    """Index-coded masks to class indices: ``mapping`` raw value -> class, ``ignore_values`` -> ignore quietly,
+    anything else -> ignore and counted."""
+
+    def __init__(self, mapping: dict[int, int], ignore_values: Sequence[int] = (), ignore_index: int = IGNORE_INDEX):
+        self.mapping = {int(k): int(v) for k, v in mapping.items()}
+        self.ignore_values = [int(v) for v in ignore_values]
+        self.ignore_index = int(ignore_index)
+
+    def decode(self, raw: np.ndarray) -> Decoded:
+        raw = np.asarray(raw, np.int64)
+        hi = max([*self.mapping, *self.ignore_values, 0]) + 1
+        lut = np.full(hi, -1, np.int16)
+        for v in self.ignore_values:
+            lut[v] = self.ignore_index
+        for k, v in self.mapping.items():
+            lut[k] = v
+        inside = (raw >= 0) & (raw < hi)
+        out = np.full(raw.shape, -1, np.int16)
+        out[inside] = lut[raw[inside]]
+        bad = out < 0
+        n = int(bad.sum())
+        example = int(raw[bad][0]) if n else None
+        out[bad] = self.ignore_index
+        return Decoded(out.astype(np.uint8), n, example)
+
+
+def class_table(classes: Sequence[tuple[str, Sequence[int]]]) -> list[dict]:
+    return [{"name": str(n), "color": [int(c) for c in rgb]} for n, rgb in classes]
+
+
+# ------------------------------------------------------------------------------------------------ tiling
+def tile_origins(length: int, tile: int, stride: int) -> list[int]:
+    """Tile origins along one axis; the last tile is aligned to the edge so the whole length is covered.
+    A side shorter than a tile gives one tile at 0 (the scene is padded at its end)."""
+    if length <= tile:
+        return [0]
+    starts = list(range(0, length - tile + 1, stride))
+    if starts[-1] != length - tile:
+        starts.append(length - tile)
+    return starts
+
+
+def _pad_to(img: np.ndarray, lab: np.ndarray, tile: int, ignore: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pad a scene smaller than a tile at its bottom/right: image reflected, mask with ``ignore``."""
+    h, w = lab.shape
+    py, px = max(0, tile - h), max(0, tile - w)
+    if py or px:
+        mode = "reflect" if py < h and px < w else "symmetric"
+        img = np.pad(img, ((0, py), (0, px), (0, 0)), mode=mode)
+        lab = np.pad(lab, ((0, py), (0, px)), constant_values=ignore)
+    return img, lab
+
+
+def resolve_root(root: str | Path) -> Path:
+    """A data set folder: as given (``~`` expanded), else relative to the repository (configs say data/...)."""
+    p = Path(root).expanduser()
+    if not p.is_absolute() and not p.exists() and (REPO_ROOT / p).exists():
+        p = REPO_ROOT / p
+    return p.resolve()
+
+
+# ------------------------------------------------------------------------------------------------ scenes
+@dataclass
+class Scene:
+    """One image with its mask. ``split`` is the data set's own split (train/val/test) or None; ``group`` is the
+    unit that must never be divided between splits (a scene, or e.g. a folder of adjacent crops)."""
+    name: str
+    image: Path
+    mask: Path
+    split: str | None = None
+    group: str | None = None
+
+
+class SegTiles(CachedTiles):
+    """Base of the labeled tile sets: whole scenes cut into ``tile_size`` tiles with ``tile_overlap``, cached.
+
+    Items are ``dict(image=uint8 (3, T, T), mask=int64 (T, T), index=int)``; masks hold class indices 0..C-1 and
+    ``ignore_index`` (255) where unlabeled. Subclasses set ``format_name`` (the cache prefix), ``title`` (used in
+    messages) and ``classes``, and implement :meth:`find_scenes` and :meth:`decode_mask`.
+    """
+
+    has_labels = True
+    ignore_index = IGNORE_INDEX
+    format_name = "seg"
+    title = "Segmentation data"
+    classes: list[dict] = []
+
+    def __init__(self, root: str | Path, tile_size: int = 256, tile_overlap: int = 0, *,
+                 cache_root: str | Path | None = None, progress: bool = True):
+        self.root = resolve_root(root)
+        self.tile = int(tile_size)
+        self.overlap = int(tile_overlap)
+        if self.tile < 8 or not 0 <= self.overlap < self.tile:
+            raise DataError(f"{self.title}: need tile_size >= 8 and 0 <= tile_overlap < tile_size, "
+                            f"got {tile_size} and {tile_overlap}")
+        if not self.root.is_dir():
+            raise DataError(f"{self.title}: data set folder not found: {self.root}")
+        if not 0 < len(self.classes) <= 255 or not len(self.classes) <= self.ignore_index <= 255:
+            raise DataError(f"{self.title}: need 1-255 classes and an ignore_index in {len(self.classes)}..255")
+        scenes = self.find_scenes()
+        if not scenes:
+            raise DataError(f"{self.title}: no scenes found in {self.root}")
+        names = [s.name for s in scenes]
+        if len(set(names)) != len(names):
+            dup = sorted({n for n in names if names.count(n) > 1})[:3]
+            raise DataError(f"{self.title}: scene names occur twice in {self.root}: {', '.join(dup)}")
+        listing = []
+        for s in scenes:
+            row = [s.name, s.split, s.group]
+            for f in (s.image, s.mask):
+                st = f.stat()
+                row += [self._rel(f), st.st_size, st.st_mtime_ns]
+            listing.append(row)
+        key = json.dumps(dict(format=self.format_name, root=str(self.root), scenes=listing, tile=self.tile,
+                              overlap=self.overlap, classes=self.classes, ignore=self.ignore_index,
+                              decode=self.cache_params(), version=CACHE_VERSION), sort_keys=True, default=str)
+        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+        self.cache_dir = Path(cache_root or data_root()) / "cache" / f"{self.format_name}-{digest}"
+        built = not (self.cache_dir / "meta.json").is_file()
+        if built:
+            self._build(scenes, progress)
+        for name in ("images.npy", "masks.npy", "counts.npy"):
+            if not (self.cache_dir / name).is_file():
+                raise DataError(f"{self.title}: tile cache is incomplete: {self.cache_dir}; delete it to rebuild")
+        self.meta = json.loads((self.cache_dir / "meta.json").read_text())
+        tiles = np.asarray(self.meta["tiles"], np.int64).reshape(-1, 3)
+        self._scene_of, self._xy = tiles[:, 0], tiles[:, 1:]
+        if not built:  # a cached load reports the same unknown colours as the first build
+            self._warn_unknown()
+
+    # -------------------------------------------------------------- for subclasses
+    def find_scenes(self) -> list[Scene]:
+        """Every scene of the data set in a stable order; raise DataError naming what is missing."""
+        raise NotImplementedError
+
+    def decode_mask(self, path: Path) -> Decoded:
+        """A mask file to class indices (uint8, ignore_index where unlabeled)."""
+        raise NotImplementedError
+
+    def read_image(self, path: Path) -> np.ndarray:
+        return read_rgb(path)
+
+    def cache_params(self) -> Any:
+        """Anything besides files, tile size and classes that changes the cached tiles (e.g. eroded labels)."""
+        return None
+
+    # -------------------------------------------------------------- building
+    def _rel(self, p: Path) -> str:
+        try:
+            return p.resolve().relative_to(self.root).as_posix()
+        except ValueError:
+            return str(p)
+
+    def _build(self, scenes: list[Scene], progress: bool) -> None:
+        t0, tile, stride, ignore = time.time(), self.tile, self.tile - self.overlap, self.ignore_index
+        n_cls = len(self.classes)
+        sizes, layout = [], []
+        for s in scenes:  # headers only: sizes checked and tiles counted before any decoding
+            wh = image_size(s.image)
+            mwh = image_size(s.mask)
+            if wh != mwh:
+                raise DataError(f"{self.title}: image {s.image} is {wh[0]}x{wh[1]} but its mask {s.mask} is "
+                                f"{mwh[0]}x{mwh[1]}")
+            sizes.append(wh)
+            layout.append([(x, y) for y in tile_origins(wh[1], tile, stride)
+                           for x in tile_origins(wh[0], tile, stride)])
+        n = sum(len(xy) for xy in layout)
+        tmp = temp_dir_for(self.cache_dir)
+        try:
+            images = np.lib.format.open_memmap(tmp / "images.npy", "w+", np.uint8, (n, tile, tile, 3))
+            masks = np.lib.format.open_memmap(tmp / "masks.npy", "w+", np.uint8, (n, tile, tile))
+            counts = np.zeros((n, n_cls), np.int64)
+            tiles, tile_split, scene_meta, k = [], [], [], 0
+            jobs = tqdm(list(zip(scenes, sizes, layout)), desc=f"tiling {self.name} ({n} tiles)", unit="scene",
+                        disable=not progress)
+            for si, (s, (w, h), xy) in enumerate(jobs):
+                img = self.read_image(s.image)
+                dec = self.decode_mask(s.mask)
+                lab = dec.labels
+                if img.shape[:2] != (h, w) or lab.shape != (h, w):
+                    raise DataError(f"{self.title}: {s.image} decodes to {img.shape[1]}x{img.shape[0]} and its mask "
+                                    f"to {lab.shape[1]}x{lab.shape[0]}, expected {w}x{h}")
+                hist = np.bincount(lab.ravel(), minlength=256)
+                img, lab = _pad_to(img, lab, tile, ignore)
+                for x, y in xy:
+                    t = lab[y:y + tile, x:x + tile]
+                    images[k] = img[y:y + tile, x:x + tile]
+                    masks[k] = t
+                    counts[k] = np.bincount(t.ravel(), minlength=256)[:n_cls]
+                    tiles.append([si, x, y])
+                    tile_split.append(s.split)
+                    k += 1
+                scene_meta.append(dict(name=s.name, image=self._rel(s.image), mask=self._rel(s.mask), split=s.split,
+                                       group=s.group or s.name, width=w, height=h,
+                                       class_pixels=[int(c) for c in hist[:n_cls]],
+                                       ignored_pixels=int(hist[ignore]), unknown_pixels=dec.unknown,
+                                       unknown_example=dec.example))
+                del img, lab, dec
+            images.flush()
+            masks.flush()
+            del images, masks
+            np.save(tmp / "counts.npy", counts)
+            meta = dict(version=CACHE_VERSION, format=self.format_name, root=str(self.root), tile_size=tile,
+                        tile_overlap=self.overlap, num_tiles=n, classes=self.classes, ignore_index=ignore,
+                        decode=self.cache_params(), scenes=scene_meta, tiles=tiles, tile_split=tile_split,
+                        seconds=round(time.time() - t0, 2), created=time.time())
+            (tmp / "meta.json").write_text(json.dumps(meta, default=str))
+            publish_dir(tmp, self.cache_dir)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        self.meta = meta
+        self._warn_unknown()
+
+    def _warn_unknown(self) -> None:
+        bad = [s for s in self.meta["scenes"] if s["unknown_pixels"]]
+        if not bad:
+            return
+        total = sum(s["unknown_pixels"] for s in bad)
+        what = "values" if isinstance(bad[0]["unknown_example"], int) else "colours"
+        ex = ", ".join(f"{s['mask']} ({s['unknown_pixels']} px, e.g. {s['unknown_example']})" for s in bad[:3])
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        warnings.warn(f"{self.title}: {total} mask pixels in {len(bad)} file(s) have {what} not in the class table, "
+                      f"mapped to ignore ({self.ignore_index}): {ex}{more}", stacklevel=3)
+
+    # -------------------------------------------------------------- access
+    @property
+    def name(self) -> str:
+        return self.format_name
+
+    @property
+    def masks(self) -> np.ndarray:
+        """All tile masks, (N, T, T) uint8, memory-mapped (read-only)."""
+        return self._array("masks.npy")
+
+    @property
+    def counts(self) -> np.ndarray:
+        """Pixels of each class in each tile, (N, C) int64 (ignored pixels not counted)."""
+        return self._array("counts.npy")
+
+    def __getitem__(self, i: int) -> dict:
+        i = int(i)
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"tile {i} out of range for {len(self)} tiles")
+        i %= len(self)
+        return dict(image=self.image(i), mask=torch.from_numpy(self.masks[i].astype(np.int64)), index=i)
+
+    def get_masks(self, indices: Sequence[int] | np.ndarray | torch.Tensor) -> torch.Tensor:
+        """A batch of masks as one int64 tensor (B, T, T)."""
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        return torch.from_numpy(self.masks[idx].astype(np.int64))
+
+    def dominant_class(self, i: int) -> int:
+        """The most frequent non-ignored class of tile i (ties: the lower index); ``ignore_index`` if none."""
+        c = self.counts[int(i)]
+        return int(np.argmax(c)) if c.sum() > 0 else self.ignore_index
+
+    def tile_info(self, i: int) -> dict:
+        """Where tile i comes from: scene name, image file (relative to the root), x, y, given split."""
+        si, (x, y) = int(self._scene_of[int(i)]), self._xy[int(i)]
+        s = self.meta["scenes"][si]
+        return dict(scene=s["name"], source=s["image"], x=int(x), y=int(y), split=s["split"], group=s["group"])
+
+    def split_info(self) -> dict[str, Any]:
+        """For splitting: per tile its group id, given split (or None), scene id and (x, y) origin."""
+        scenes = self.meta["scenes"]
+        groups = sorted({s["group"] for s in scenes})
+        gid = {g: k for k, g in enumerate(groups)}
+        scene_group = np.array([gid[s["group"]] for s in scenes], np.int64)
+        return dict(group=scene_group[self._scene_of], group_names=groups,
+                    split=np.array([s["split"] or "" for s in scenes], object)[self._scene_of],
+                    scene=self._scene_of, xy=self._xy, tile_size=self.tile)
+
+    def class_shares(self) -> dict[str, float]:
+        """Share of each class among the labeled pixels of all scenes (each pixel once, overlap or not)."""
+        px = np.sum([s["class_pixels"] for s in self.meta["scenes"]], axis=0)
+        return {c["name"]: float(v) / max(1, float(px.sum())) for c, v in zip(self.classes, px)}
+
+
+# ------------------------------------------------------------------------------------------------ views
+class SegSubset(torch.utils.data.Dataset):
+    """A view of some tiles of a labeled set with the same interface (a split, or a label fraction of one).
+
+    ``index`` in an item is the position in this view; ``tile`` is the tile index in the underlying set.
+    """
+
+    has_labels = True
+
+    def __init__(self, base: Any, indices: Sequence[int] | np.ndarray, name: str = ""):
+        self.base = base
+        self.indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        self.name = name or getattr(base, "name", "")
+
+    @property
+    def classes(self) -> list[dict]:
+        return self.base.classes
+
+    @property
+    def ignore_index(self) -> int:
+        return self.base.ignore_index
+
+    @property
+    def tile_size(self) -> int:
+        return self.base.tile_size
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def _map(self, indices: Any) -> np.ndarray:
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        return self.indices[idx]
+
+    def __getitem__(self, i: int) -> dict:
+        i = int(i)
+        t = int(self.indices[i])
+        item = self.base[t]
+        item["index"], item["tile"] = i % len(self), t
+        return item
+
+    def get_images(self, indices: Any) -> torch.Tensor:
+        return self.base.get_images(self._map(indices))
+
+    def get_masks(self, indices: Any) -> torch.Tensor:
+        return self.base.get_masks(self._map(indices))
+
+    def dominant_class(self, i: int) -> int:
+        return self.base.dominant_class(int(self.indices[int(i)]))
+
+    def tile_info(self, i: int) -> dict:
+        return self.base.tile_info(int(self.indices[int(i)]))
+
+    def __repr__(self) -> str:
+        return f"SegSubset({self.name!r}, {len(self)} of {len(self.base)} tiles)"

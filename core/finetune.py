@@ -1,0 +1,338 @@
+"""Segmentation fine-tuning and evaluation of a (pretrained) encoder.
+
+    python -m core.finetune --config configs/finetune_demo_cpu.yaml [key=value ...] [--resume RUN_DIR]
+
+Two protocols. ``frozen`` is the paper's: the encoder is not trained (BatchNorm in eval mode too), only the
+DeepLabV3+ decoder (and the auxiliary FCN head) learn, so the score measures the pretrained features; SGD with
+polynomial decay. ``full`` is what practitioners do: everything trains with AdamW, the encoder at a lower rate.
+The run folder holds last and best checkpoints (segmentation cards), metrics per evaluation, the confusion matrix
+of the best evaluation and the test scores of the best model.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+from tqdm import tqdm
+
+from .checkpoint import CheckpointError, load_checkpoint, read_metadata, save_checkpoint
+from .config import ConfigError, FinetuneConfig, apply_overrides, config_to_yaml, load_config, validate_config
+from .data import DataError
+from .data.labeled import build_seg_splits
+from .data.seg_augment import SegAugment, eval_transform
+from .device import pick_device, pick_precision
+from .metrics import SegScores, confusion_matrix, scores_from_confusion
+from .pretrain import StopFlag
+from .runs import NotARunError, Run, atomic_write_json, create_run, open_run
+from .segmodel import SegModel, build_seg_model, make_card
+
+AUX_WEIGHT = 0.4
+
+
+def resolve_init(init: str) -> Path | None:
+    """'random', a pretraining run folder (its encoder export), or a checkpoint file holding an encoder."""
+    if init == "random":
+        return None
+    p = Path(init)
+    if p.is_dir():
+        enc = p / "checkpoints" / "encoder.safetensors"
+        if not enc.is_file():
+            raise NotARunError(f"model.init: {p} is not a pretraining run with an encoder checkpoint "
+                               "(checkpoints/encoder.safetensors)")
+        return enc
+    if not p.is_file():
+        raise ConfigError(f"model.init: no such run folder or checkpoint: {p}")
+    return p
+
+
+def _pad_to(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, int]:
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph), mode="reflect")
+    return x, h, w
+
+
+@torch.inference_mode()
+def evaluate(model: SegModel, split, num_classes: int, ignore_index: int, device: torch.device,
+             batch_size: int = 8, autocast: tuple[bool, torch.dtype] = (False, torch.float32)) -> SegScores:
+    """Scores of the model on every tile of a split, from one confusion matrix."""
+    model.eval()
+    cm = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+    for start in range(0, len(split), batch_size):
+        idx = list(range(start, min(start + batch_size, len(split))))
+        x = eval_transform(split.get_images(idx).to(device))
+        x, h, w = _pad_to(x, 32)
+        with torch.autocast(device.type, dtype=autocast[1], enabled=autocast[0]):
+            logits = model(x)
+        pred = logits[..., :h, :w].argmax(1).cpu()
+        cm += confusion_matrix(pred, split.get_masks(idx), num_classes, ignore_index)
+    return scores_from_confusion(cm)
+
+
+class FinetuneTrainer:
+    def __init__(self, cfg: FinetuneConfig, run: Run | None, progress: bool = True) -> None:
+        self.cfg, self.run, self.progress = cfg, run, progress
+        tc = cfg.train
+        self.device = pick_device(tc.device)
+        self.precision = pick_precision(tc.precision, self.device)
+        torch.manual_seed(cfg.seed)
+        self.splits = build_seg_splits(cfg.data, progress=progress)
+        if len(self.splits.train) == 0 or len(self.splits.val) == 0:
+            raise DataError(f"data: the {cfg.data.name} set gave {len(self.splits.train)} training and "
+                            f"{len(self.splits.val)} validation tiles; both must be non-empty")
+        self.classes = self.splits.classes
+        self.ignore_index = self.splits.ignore_index
+        init = resolve_init(cfg.model.init)
+        self.card = make_card(arch=cfg.model.arch, encoder=cfg.model.encoder, classes=self.classes,
+                              ignore_index=self.ignore_index, output_stride=cfg.model.output_stride,
+                              aux_head=cfg.model.aux_head, decoder_channels=cfg.model.decoder_channels,
+                              init=cfg.model.init, protocol=tc.protocol, training_data=self._data_text(),
+                              input_size=cfg.data.crop_size)
+        self.model = build_seg_model(self.card, encoder_weights=init).to(self.device)
+        if self.precision.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        if tc.protocol == "frozen":
+            self.model.encoder.requires_grad_(False)
+        self.optimizer = self._optimizer()
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.dtype == torch.float16)
+        self.augment = SegAugment(cfg.data.crop_size)
+        n = len(self.splits.train)
+        self.batch = min(tc.batch_size, n)
+        self.steps_per_epoch = max(1, n // self.batch)
+        self.total_steps = tc.max_steps if tc.max_steps is not None else max(1, math.ceil(tc.epochs * self.steps_per_epoch))
+        self.step = 0
+        self.best_miou = -1.0
+
+    def _data_text(self) -> str:
+        d = self.cfg.data
+        return f"{d.name}" + (f" ({d.root})" if d.root else "") + f", label fraction {d.label_fraction}"
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        tc = self.cfg.train
+        enc = [p for p in self.model.encoder.parameters() if p.requires_grad]
+        enc_ids = {id(p) for p in self.model.encoder.parameters()}
+        head = [p for p in self.model.parameters() if p.requires_grad and id(p) not in enc_ids]
+        if tc.protocol == "frozen":
+            return torch.optim.SGD(head, lr=tc.lr, momentum=0.9, weight_decay=tc.weight_decay)
+        return torch.optim.AdamW([{"params": head, "lr": tc.lr, "base_lr": tc.lr},
+                                  {"params": enc, "lr": tc.lr * tc.encoder_lr_scale,
+                                   "base_lr": tc.lr * tc.encoder_lr_scale}], weight_decay=tc.weight_decay)
+
+    def _set_lr(self, step: int) -> None:
+        factor = (1 - step / self.total_steps) ** 0.9  # polynomial decay, as the paper's protocol
+        for g in self.optimizer.param_groups:
+            g["lr"] = g.get("base_lr", self.cfg.train.lr) * factor
+
+    def _train_mode(self) -> None:
+        self.model.train()
+        if self.cfg.train.protocol == "frozen":
+            self.model.encoder.eval()  # BatchNorm statistics of the pretrained encoder stay as they are
+
+    def batch_indices(self, step: int) -> list[int]:
+        epoch, pos = divmod(step, self.steps_per_epoch)
+        order = np.random.default_rng([self.cfg.seed, epoch]).permutation(len(self.splits.train))
+        return order[pos * self.batch:(pos + 1) * self.batch].tolist()
+
+    def train_step(self, step: int) -> float:
+        self._set_lr(step)
+        idx = self.batch_indices(step)
+        split = self.splits.train
+        images, masks = split.get_images(idx).to(self.device), split.get_masks(idx).to(self.device)
+        gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + step)
+        x, y = self.augment(images, masks, gen)
+        if self.precision.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=self.precision.dtype, enabled=self.precision.autocast):
+            out = self.model(x)
+            if isinstance(out, tuple):
+                loss = F.cross_entropy(out[0].float(), y, ignore_index=self.ignore_index) + \
+                    AUX_WEIGHT * F.cross_entropy(out[1].float(), y, ignore_index=self.ignore_index)
+            else:
+                loss = F.cross_entropy(out.float(), y, ignore_index=self.ignore_index)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return float(loss.detach())
+
+    # ------------------------------------------------------------------ checkpoints
+    def _card(self, scores: SegScores | None) -> dict[str, Any]:
+        card = {**self.card, "step": self.step, "created": time.time(), "config": self.cfg.model_dump(mode="json"),
+                "command": " ".join([Path(sys.executable).name, "-m", "core.finetune", *sys.argv[1:]])}
+        if scores is not None:
+            card["metrics"] = {"split": "val", **scores.summary()}
+        return card
+
+    def save(self, name: str, scores: SegScores | None, with_optimizer: bool) -> None:
+        if self.run is None:
+            return
+        save_checkpoint(self.run.checkpoint_dir / f"{name}.safetensors", model=self.model, card=self._card(scores),
+                        optimizer=self.optimizer if with_optimizer else None,
+                        extra_state={"step": self.step, "best_miou": self.best_miou})
+
+    def restore(self, path: Path) -> None:
+        meta = load_checkpoint(path, model=self.model, optimizer=self.optimizer, map_location=self.device)
+        self.step = int(meta["state"]["step"])
+        self.best_miou = float(meta["state"].get("best_miou", -1.0))
+
+    def _evaluate(self, split) -> SegScores:
+        return evaluate(self.model, split, len(self.classes), self.ignore_index, self.device,
+                        autocast=(self.precision.autocast, self.precision.dtype))
+
+    # ------------------------------------------------------------------ loop
+    def fit(self, stop: StopFlag | None = None) -> str:
+        run, tc = self.run, self.cfg.train
+        names = [c["name"] for c in self.classes]
+        if run is not None:
+            run.write_status(state="running", pid=os.getpid(), step=self.step, total_steps=self.total_steps,
+                             error=None, ended=None, kind="finetune")
+            run.log(f"fine-tuning {self.cfg.model.arch}/{self.cfg.model.encoder} ({tc.protocol}) from "
+                    f"{self.cfg.model.init} on {self._data_text()}: {len(self.splits.train)} train, "
+                    f"{len(self.splits.val)} val, {len(self.splits.test)} test tiles")
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress, desc="finetune",
+                   unit="step", dynamic_ncols=True)
+        state, losses = "completed", []
+        t0 = time.perf_counter()
+        try:
+            self._train_mode()
+            while self.step < self.total_steps:
+                if stop is not None and stop.requested:
+                    state = "stopped"
+                    break
+                loss = self.train_step(self.step)
+                if not math.isfinite(loss):
+                    raise FloatingPointError(f"loss became {loss} at step {self.step + 1}; try a lower train.lr")
+                losses.append(loss)
+                self.step += 1
+                bar.update(1)
+                if run is not None and (self.step % tc.log_every == 0 or self.step == self.total_steps):
+                    run.append_jsonl("metrics.jsonl", [{
+                        "step": self.step, "loss": float(np.mean(losses)), "lr": self.optimizer.param_groups[0]["lr"],
+                        "images_per_s": len(losses) * self.batch / max(time.perf_counter() - t0, 1e-9),
+                        "time": time.time()}])
+                    bar.set_postfix(loss=f"{np.mean(losses):.3f}")
+                    losses, t0 = [], time.perf_counter()
+                if self.step % tc.eval_every == 0 or self.step == self.total_steps:
+                    self._validate(names)
+                    self._train_mode()
+                    t0 = time.perf_counter()  # throughput counts training steps only
+            if state == "stopped":
+                self.save("last", None, with_optimizer=True)
+            elif run is not None:
+                self._test(names)
+        except BaseException as err:
+            if run is not None:
+                failed = not isinstance(err, KeyboardInterrupt)
+                run.write_status(state="failed" if failed else "stopped", step=self.step, ended=time.time(),
+                                 error=f"{type(err).__name__}: {err}" if failed else None)
+                run.log(traceback.format_exc() if failed else "interrupted")
+            raise
+        finally:
+            bar.close()
+        if run is not None:
+            run.write_status(state=state, step=self.step, ended=time.time())
+            run.log(f"{state} at step {self.step}")
+        return state
+
+    def _validate(self, names: list[str]) -> None:
+        scores = self._evaluate(self.splits.val)
+        if self.run is None:
+            return
+        self.run.append_jsonl("metrics.jsonl", [{"step": self.step, "split": "val", **scores.summary(),
+                                                 "iou": dict(zip(names, scores.iou)), "time": time.time()}])
+        if scores.miou > self.best_miou:
+            self.best_miou = scores.miou
+            self.save("best", scores, with_optimizer=False)
+            atomic_write_json(self.run.path / "confusion.json",
+                              {"split": "val", "step": self.step, "classes": names, **scores.as_dict(names)})
+        self.save("last", scores, with_optimizer=True)
+        self.run.write_status(step=self.step, best_miou=self.best_miou)
+        self.run.log(f"step {self.step}: val mIoU {scores.miou:.4f} OA {scores.overall_accuracy:.4f}")
+
+    def _test(self, names: list[str]) -> None:
+        best = self.run.checkpoint_dir / "best.safetensors"
+        if best.exists():
+            load_checkpoint(best, model=self.model, map_location=self.device)
+        split = self.splits.test if len(self.splits.test) else self.splits.val
+        scores = self._evaluate(split)
+        which = "test" if len(self.splits.test) else "val"
+        atomic_write_json(self.run.path / "test_metrics.json",
+                          {"split": which, "tiles": len(split), "classes": names, **scores.as_dict(names)})
+        self.run.log(f"best model on {which}: mIoU {scores.miou:.4f} OA {scores.overall_accuracy:.4f} "
+                     f"kappa {scores.kappa:.4f}")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m core.finetune", description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", help="YAML config (see configs/finetune_*.yaml)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a fine-tuning run from its last checkpoint")
+    p.add_argument("--runs-root", help="where run folders go (default runs/ or $FALSE_WB_RUNS)")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    return p.parse_args(argv)
+
+
+def run_finetune(cfg: FinetuneConfig, runs_root: Path | None = None, progress: bool = True) -> Run:
+    """Fine-tune and evaluate in this process; returns the run folder (used by the comparison)."""
+    trainer = FinetuneTrainer(cfg, None, progress=progress)
+    trainer.run = create_run(cfg.name or f"finetune-{cfg.model.arch}", config_to_yaml(cfg), runs_root)
+    trainer.fit()
+    return trainer.run
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        if args.resume:
+            run = open_run(args.resume)
+            ckpt = run.checkpoint_dir / "last.safetensors"
+            read_metadata(ckpt)
+            cfg = validate_config(apply_overrides(yaml.safe_load(run.config_text()) or {}, args.overrides),
+                                  FinetuneConfig)
+            trainer = FinetuneTrainer(cfg, run, progress=not args.no_progress)
+            trainer.restore(ckpt)
+            run.truncate_after(trainer.step)
+        else:
+            if not args.config and not args.overrides:
+                raise ConfigError("give --config FILE (see configs/finetune_*.yaml) or --resume RUN_DIR")
+            cfg = load_config(args.config, args.overrides, FinetuneConfig)
+            trainer = FinetuneTrainer(cfg, None, progress=not args.no_progress)
+            trainer.run = create_run(cfg.name or f"finetune-{cfg.model.arch}", config_to_yaml(cfg),
+                                     Path(args.runs_root) if args.runs_root else None)
+    except (ConfigError, DataError, NotARunError, CheckpointError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    stop = StopFlag()
+    stop.install()
+    try:
+        state = trainer.fit(stop)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as err:
+        print(f"error: fine-tuning failed: {type(err).__name__}: {err} (see {trainer.run.path / 'log.txt'})",
+              file=sys.stderr)
+        return 1
+    finally:
+        stop.restore()
+    print(f"{state}: {trainer.run.path}")
+    test = trainer.run.path / "test_metrics.json"
+    if test.exists():
+        t = json.loads(test.read_text())
+        print(f"{t['split']} mIoU {t['miou']:.4f}  OA {t['oa']:.4f}  kappa {t['kappa']:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""Fine-tuning, evaluation and the comparison, end to end on tiny synthetic data."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from core.compare import main as compare_main
+from core.finetune import main as finetune_main
+from core.pretrain import main as pretrain_main
+from core.runs import list_runs
+from core.segmodel import load_seg_model
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY_DATA = ["data.num_tiles=40", "data.tile_size=64", "data.crop_size=64", "data.val_fraction=0.2",
+             "data.test_fraction=0.2"]
+TINY_FT = ["--config", str(ROOT / "configs/finetune_demo_cpu.yaml"), "--no-progress", *TINY_DATA,
+           "data.label_fraction=1.0", "train.batch_size=4", "train.max_steps=4", "train.eval_every=2"]
+TINY_PRE = ["--config", str(ROOT / "configs/demo_cpu.yaml"), "--no-progress", "model.proj_hidden=32",
+            "model.proj_dim=16", "data.num_tiles=40", "data.tile_size=64", "data.image_size=32",
+            "train.batch_size=8", "train.max_steps=2", "train.optimizer=adamw"]
+
+
+@pytest.fixture()
+def roots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("FALSE_WB_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("FALSE_WB_DATA", str(tmp_path / "data"))
+    return tmp_path / "runs"
+
+
+def _by_kind(runs: Path, prefix: str):
+    return [r for r in list_runs(runs) if prefix in r.id]
+
+
+def test_finetune_from_pretraining_run_writes_everything(roots: Path) -> None:
+    assert pretrain_main([*TINY_PRE, "name=pre"]) == 0
+    pre = _by_kind(roots, "pre")[0]
+    assert finetune_main([*TINY_FT, f"model.init={pre.path}", "name=ft"]) == 0
+    ft = _by_kind(roots, "ft")[0]
+    assert ft.status()["state"] == "completed"
+    for name in ("confusion.json", "test_metrics.json", "checkpoints/best.safetensors", "checkpoints/last.safetensors"):
+        assert (ft.path / name).exists(), name
+    test = json.loads((ft.path / "test_metrics.json").read_text())
+    assert 0 <= test["miou"] <= 1 and 0 <= test["oa"] <= 1 and set(test["iou"]) == {
+        "impervious surfaces", "building", "low vegetation", "tree", "car", "clutter"}
+    cm = json.loads((ft.path / "confusion.json").read_text())["confusion"]
+    assert len(cm) == 6 and all(len(r) == 6 for r in cm)
+    evals = [m for m in ft.metrics() if m.get("split") == "val"]
+    assert [m["step"] for m in evals] == [2, 4]
+    model, card = load_seg_model(ft.path / "checkpoints/best.safetensors")
+    assert card["kind"] == "segmentation" and card["metrics"]["split"] == "val" and len(card["classes"]) == 6
+    assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 6, 64, 64)
+
+
+def test_frozen_protocol_leaves_the_encoder_untouched(roots: Path) -> None:
+    assert pretrain_main([*TINY_PRE, "name=pre"]) == 0
+    pre = _by_kind(roots, "pre")[0]
+    assert finetune_main([*TINY_FT, f"model.init={pre.path}", "name=ft", "train.protocol=frozen",
+                          "model.aux_head=true", "train.lr=0.01"]) == 0
+    ft = _by_kind(roots, "ft")[0]
+    enc = load_file(str(pre.checkpoint_dir / "encoder.safetensors"))
+    seg = load_file(str(ft.checkpoint_dir / "last.safetensors"))
+    for k, v in enc.items():
+        assert torch.equal(seg["model.net." + k], v), k  # weights and BatchNorm statistics alike
+    assert any(k.startswith("model.aux.") for k in seg)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["model.init=/no/such/run"], "model.init"),
+    (["model.arch=segformer"], "model.arch"),
+    (["data.name=potsdam"], "data"),
+    (["data.name=potsdam", "data.root=/no/potsdam"], "/no/potsdam"),
+])
+def test_bad_input_exits_2(roots: Path, capsys, args: list[str], needle: str) -> None:
+    assert finetune_main([*TINY_FT, *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1, err
+    assert list_runs(roots) == []
+
+
+def test_compare_writes_a_table(roots: Path, tmp_path: Path) -> None:
+    cfg = tmp_path / "compare.yaml"
+    cfg.write_text(
+        "name: tiny-compare\n"
+        f"pretrain_config: {ROOT / 'configs/demo_cpu.yaml'}\n"
+        "pretrain_overrides: [model.proj_hidden=32, model.proj_dim=16, data.num_tiles=40, data.tile_size=64,\n"
+        "  data.image_size=32, train.batch_size=8, train.max_steps=2, model.queue_size=16]\n"
+        f"finetune_config: {ROOT / 'configs/finetune_demo_cpu.yaml'}\n"
+        f"finetune_overrides: [{', '.join(TINY_DATA)}, train.batch_size=4, train.max_steps=2, train.eval_every=2]\n"
+        "methods: [random, simclr, simclr_false]\nseeds: [0, 1]\n")
+    out = tmp_path / "table.md"
+    assert compare_main(["--config", str(cfg), "--out", str(out)]) == 0
+    table = out.read_text()
+    for method in ("random", "simclr", "simclr_false"):
+        assert f"| {method} | 2 |" in table
+    assert "Command: `python -m core.compare" in table
+    gain_row = [line for line in table.splitlines() if line.startswith("| simclr_false")][0]
+    assert gain_row.rstrip(" |").split("|")[-1].strip().startswith(("+", "-"))
