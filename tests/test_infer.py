@@ -1,0 +1,368 @@
+"""Sliding-window inference, image reading rules and the ``core.segment`` command line.
+
+A tiny random resnet18 DeepLabV3+ (3 classes, through ``core.segmodel``) stands in for a trained model; where the
+test is about blending arithmetic, small convolutional "models" whose answer we can compute directly are used.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from PIL import Image
+from affine import Affine
+from torch import nn
+
+from core.checkpoint import CheckpointError, save_checkpoint
+from core.data.augment import IMAGENET_MEAN, IMAGENET_STD
+from core.imageio import ImageError, read_image, write_mask_geotiff
+from core.infer import (axis_positions, class_areas, colorize, count_windows, overlay, predict,
+                        predict_logits, ramp)
+from core.segment import default_checkpoint, main
+from core.segmodel import build_seg_model, make_card, save_seg_checkpoint
+
+CLASSES = [{"name": "building", "color": [255, 0, 0]}, {"name": "tree", "color": [0, 255, 0]},
+           {"name": "water", "color": [0, 0, 255]}]
+
+
+# ------------------------------------------------------------------------------------------------ fixtures
+@pytest.fixture(scope="module")
+def seg(tmp_path_factory):
+    """(model, card, checkpoint path) of a random 3-class resnet18 DeepLabV3+."""
+    torch.manual_seed(0)
+    card = make_card(arch="deeplabv3plus", encoder="resnet18", classes=CLASSES)
+    model = build_seg_model(card).eval()
+    path = tmp_path_factory.mktemp("ckpt") / "seg.safetensors"
+    save_seg_checkpoint(path, model, card)
+    return model, card, path
+
+
+def pointwise(classes: int = 3) -> nn.Module:
+    """A 1x1 convolution: every pixel's logits depend on that pixel only, so any window sees the same values."""
+    torch.manual_seed(1)
+    return nn.Conv2d(3, classes, 1).eval()
+
+
+def context_net(classes: int = 3) -> nn.Module:
+    """Small CNN with a 7x7 receptive field and zero padding: windows disagree near their edges."""
+    torch.manual_seed(2)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+                         nn.Conv2d(8, classes, 3, padding=1)).eval()
+
+
+def normalised(image: np.ndarray) -> torch.Tensor:
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+    return (x - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+
+
+def rand_image(h: int, w: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def write_tiff(path: Path, data: np.ndarray, **kw) -> Path:
+    """data: (bands, H, W)."""
+    profile = dict(driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0],
+                   dtype=data.dtype.name, **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(data)
+    return path
+
+
+# ------------------------------------------------------------------------------------------------ predict
+def test_window_geometry():
+    assert axis_positions(100, 128, 32) == [0]
+    assert axis_positions(512, 512, 128) == [0]
+    pos = axis_positions(1000, 256, 64)
+    assert pos[0] == 0 and pos[-1] == 1000 - 256
+    assert all(0 < b - a <= 256 - 64 for a, b in zip(pos, pos[1:]))
+    w = ramp(64, 16)
+    assert w.min() > 0 and w.max() == 1 and np.allclose(w, w[::-1])
+    assert count_windows(2048, 2048, 512, 0.25) == 25
+
+
+@pytest.mark.parametrize("shape", [(20, 37), (64, 64), (65, 64), (150, 97), (31, 200)])
+def test_predict_shape_any_size(shape):
+    image = rand_image(*shape)
+    out = predict(context_net(), image, tile=64, overlap=0.25, batch_size=3)
+    assert out.shape == shape and out.dtype == np.uint8 and out.max() < 3
+
+
+def test_pixel_overlap_with_an_axis_shorter_than_the_tile():
+    out = predict(context_net(), rand_image(20, 200), tile=64, overlap=40)  # 40 px > the 32-px short axis
+    assert out.shape == (20, 200)
+
+
+def test_predict_real_model_smaller_and_larger_than_tile(seg):
+    model, card, _ = seg
+    for shape in [(40, 50), (97, 70)]:
+        calls = []
+        out = predict(model, rand_image(*shape), tile=64, overlap=0.25, card=card,
+                      progress=lambda d, t: calls.append((d, t)))
+        assert out.shape == shape and out.max() < 3
+        assert calls[-1][0] == calls[-1][1] == count_windows(*shape, 64, 0.25)
+
+
+def test_blending_equals_single_forward_pass():
+    """With a per-pixel model every window agrees, so the blended result must be the full-image forward pass."""
+    model = pointwise()
+    image = rand_image(157, 203, seed=3)
+    with torch.inference_mode():
+        full = model(normalised(image))[0].numpy()
+    blended = predict_logits(model, image, tile=64, overlap=0.3, batch_size=5)
+    np.testing.assert_allclose(blended, full, rtol=1e-5, atol=1e-5)
+    mask = predict(model, image, tile=64, overlap=0.3, batch_size=5)
+    top2 = np.sort(full, axis=0)[-2:]
+    clear = (top2[1] - top2[0]) > 1e-4
+    assert clear.mean() > 0.99
+    assert (mask == full.argmax(0))[clear].all()
+
+
+def test_strips_equal_full_accumulator_reference():
+    """The rolling-strip accumulator gives the same classes as the whole-image accumulator (a model with context,
+    so windows disagree and the weights matter), for fractional, pixel and zero overlap."""
+    model = context_net()
+    image = rand_image(301, 259, seed=4)
+    for overlap in (0.25, 20, 0.0):
+        ref = predict_logits(model, image, tile=64, overlap=overlap, batch_size=4)
+        mask = predict(model, image, tile=64, overlap=overlap, batch_size=4)
+        top2 = np.sort(ref, axis=0)[-2:]
+        clear = (top2[1] - top2[0]) > 1e-4
+        assert clear.mean() > 0.99
+        assert (mask == ref.argmax(0))[clear].all(), overlap
+
+
+def test_overlap_blends_windows():
+    """Sanity of the reference itself: with context, overlapped windows differ from no overlap near seams."""
+    model = context_net()
+    image = rand_image(128, 128, seed=5)
+    a = predict_logits(model, image, tile=64, overlap=0.0)
+    b = predict_logits(model, image, tile=64, overlap=0.5)
+    assert not np.allclose(a, b)
+
+
+def test_tta_flip(seg):
+    model, card, _ = seg
+    out = predict(model, rand_image(70, 90), tile=64, tta_flip=True, card=card)
+    assert out.shape == (70, 90)
+    pw = pointwise()  # a 1x1 conv commutes with the flip: TTA changes nothing
+    image = rand_image(80, 100, seed=6)
+    np.testing.assert_allclose(predict_logits(pw, image, tile=64, tta_flip=True),
+                               predict_logits(pw, image, tile=64), rtol=1e-5, atol=1e-5)
+
+
+def test_predict_refuses_bad_arguments():
+    with pytest.raises(ValueError, match="multiple of 32"):
+        predict(pointwise(), rand_image(40, 40), tile=50)
+    with pytest.raises(ValueError, match="uint8"):
+        predict(pointwise(), rand_image(40, 40).astype(np.float32))
+    with pytest.raises(ValueError, match="overlap"):
+        predict(pointwise(), rand_image(40, 40), tile=32, overlap=40)
+    with pytest.raises(ValueError, match="classes"):
+        predict(pointwise(3), rand_image(40, 40), tile=32, num_classes=5)
+
+
+def test_areas_colorize_overlay():
+    mask = np.array([[0, 0, 1, 2]] * 4, np.uint8)
+    rows = class_areas(mask, CLASSES, pixel_size_m=0.5)
+    assert [r["pixels"] for r in rows] == [8, 4, 4]
+    assert [r["percent"] for r in rows] == [50.0, 25.0, 25.0]
+    assert [r["square_metres"] for r in rows] == [2.0, 1.0, 1.0]
+    assert class_areas(mask, CLASSES)[0]["square_metres"] is None
+    col = colorize(mask, CLASSES)
+    assert col.shape == (4, 4, 3) and tuple(col[0, 3]) == (0, 0, 255)
+    ov = overlay(np.zeros((4, 4, 3), np.uint8), mask, CLASSES, opacity=0.5)
+    assert tuple(ov[0, 0]) == (128, 0, 0)
+
+
+# ------------------------------------------------------------------------------------------------ imageio
+def test_tiff_band_rules(tmp_path):
+    rng = np.random.default_rng(0)
+    b = rng.integers(0, 256, (5, 16, 20), dtype=np.uint8)
+
+    one = read_image(write_tiff(tmp_path / "one.tif", b[:1]))
+    assert one.rgb.shape == (16, 20, 3) and (one.rgb == b[0][..., None]).all()
+    assert "grey band replicated to RGB" in one.notes
+
+    two = read_image(write_tiff(tmp_path / "two.tif", b[:2]))
+    assert (two.rgb == b[0][..., None]).all()
+    assert "grey band replicated to RGB" in two.notes and "alpha band dropped" in two.notes
+
+    three = read_image(write_tiff(tmp_path / "three.tif", b[:3]))
+    assert (three.rgb == np.moveaxis(b[:3], 0, -1)).all() and three.notes == [] and three.profile is None
+
+    four = read_image(write_tiff(tmp_path / "four.tif", b[:4], photometric="MINISBLACK"))  # band 4: not alpha
+    assert (four.rgb == np.moveaxis(b[:3], 0, -1)).all()
+    assert any("4 bands" in n and "RGB-IR" in n for n in four.notes)
+
+    rgba = read_image(write_tiff(tmp_path / "rgba.tif", b[:4]))  # GDAL's default for 4 x uint8: RGBA
+    assert (rgba.rgb == np.moveaxis(b[:3], 0, -1)).all()
+    assert any("4 bands" in n and "alpha band dropped" in n for n in rgba.notes)
+
+    five = read_image(write_tiff(tmp_path / "five.tif", b))
+    assert (five.rgb == np.moveaxis(b[:3], 0, -1)).all()
+    assert any(n.startswith("5 bands: used bands 1-3") for n in five.notes)
+
+
+def test_tiff_16bit_float_nodata(tmp_path):
+    rng = np.random.default_rng(1)
+    d16 = rng.integers(1000, 4000, (3, 32, 32)).astype(np.uint16)
+    d16[:, 0, 0] = 0
+    img = read_image(write_tiff(tmp_path / "d16.tif", d16, nodata=0))
+    assert any("16-bit data rescaled to 8 bit by its 2nd-98th percentiles" in n for n in img.notes)
+    assert any("nodata" in n for n in img.notes) and (img.rgb[0, 0] == 0).all()
+    assert img.rgb.min() == 0 and img.rgb.max() == 255 and img.rgb.dtype == np.uint8
+
+    i16 = read_image(write_tiff(tmp_path / "i16.tif", (d16.astype(np.int16) - 2000)))
+    assert any("16-bit data rescaled" in n for n in i16.notes)
+
+    f = rng.random((1, 32, 32)).astype(np.float32)
+    f[0, 3, 4] = np.nan
+    fl = read_image(write_tiff(tmp_path / "f.tif", f))
+    assert any("float data rescaled" in n for n in fl.notes) and any("NaN" in n for n in fl.notes)
+    assert (fl.rgb[3, 4] == 0).all() and fl.rgb.max() == 255
+
+
+def test_png_rules(tmp_path):
+    rng = np.random.default_rng(2)
+    rgba = rng.integers(0, 256, (20, 24, 4), dtype=np.uint8)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    img = read_image(tmp_path / "a.png")
+    assert (img.rgb == rgba[..., :3]).all() and img.notes == ["alpha band dropped"] and img.profile is None
+
+    grey = rgba[..., 0]
+    Image.fromarray(grey).save(tmp_path / "g.png")
+    img = read_image(tmp_path / "g.png")
+    assert (img.rgb == grey[..., None]).all() and img.notes == ["grey band replicated to RGB"]
+
+    Image.fromarray((grey.astype(np.uint16) * 200)).save(tmp_path / "g16.png")
+    img = read_image(tmp_path / "g16.png")
+    assert any("16-bit data rescaled" in n for n in img.notes) and img.rgb.max() == 255
+
+    Image.fromarray(rgba[..., :3]).save(tmp_path / "c.jpg", quality=95)
+    img = read_image(tmp_path / "c.jpg")
+    assert img.rgb.shape == (20, 24, 3) and img.notes == []
+
+
+def test_pil_decompression_bomb_guard(tmp_path, monkeypatch):
+    Image.fromarray(rand_image(64, 64)).save(tmp_path / "x.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # PIL would warn / refuse; our own limit decides
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_image(tmp_path / "x.png").rgb.shape == (64, 64, 3)
+    with pytest.raises(ImageError, match="too large"):
+        read_image(tmp_path / "x.png", max_pixels=1000)
+    assert Image.MAX_IMAGE_PIXELS == 100
+
+
+def test_refusals_are_one_line(tmp_path):
+    (tmp_path / "notes.png").write_text("these are not pixels\n" * 10)
+    buf = tmp_path / "full.png"
+    Image.fromarray(rand_image(64, 64)).save(buf)
+    (tmp_path / "cut.png").write_bytes(buf.read_bytes()[:len(buf.read_bytes()) // 2])
+    Image.fromarray(rand_image(32, 32)).save(tmp_path / "whole.tif")
+    (tmp_path / "cut.tif").write_bytes((tmp_path / "whole.tif").read_bytes()[:600])
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    Image.fromarray(rand_image(1, 1)).save(tmp_path / "dot.png")
+    cases = {"notes.png": "not an image", "cut.png": "truncated or corrupt", "cut.tif": "truncated or corrupt",
+             "empty.jpg": "empty file", "dot.png": "too small", "missing.png": "no such file",
+             "full.png": "too large"}
+    for name, reason in cases.items():
+        with pytest.raises(ImageError) as info:
+            read_image(tmp_path / name, max_pixels=1000 if name == "full.png" else 10**8)
+        msg = str(info.value)
+        assert reason in msg and "\n" not in msg, (name, msg)
+
+
+def test_geotiff_write_round_trip(tmp_path):
+    transform = Affine(0.5, 0.0, 500000.0, 0.0, -0.5, 4100000.0)
+    data = np.random.default_rng(3).integers(0, 256, (3, 40, 48), dtype=np.uint8)
+    src = write_tiff(tmp_path / "geo.tif", data, crs="EPSG:32611", transform=transform)
+    img = read_image(src)
+    assert img.profile is not None and img.pixel_size_m == pytest.approx(0.5)
+    mask = np.zeros((40, 48), np.uint8)
+    write_mask_geotiff(tmp_path / "m.tif", mask, img.profile, CLASSES)
+    with rasterio.open(tmp_path / "m.tif") as m:
+        assert m.crs == img.profile["crs"] and m.transform == transform and m.count == 1 and m.dtypes[0] == "uint8"
+    with pytest.raises(ValueError):
+        write_mask_geotiff(tmp_path / "bad.tif", np.zeros((10, 10), np.uint8), img.profile)
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+def test_cli_writes_everything_georeferenced(seg, tmp_path, capsys):
+    _, _, ckpt = seg
+    transform = Affine(0.25, 0.0, 300000.0, 0.0, -0.25, 5000000.0)
+    data = np.random.default_rng(4).integers(0, 256, (3, 48, 56), dtype=np.uint8)
+    geo = write_tiff(tmp_path / "scene.tif", data, crs="EPSG:32618", transform=transform)
+    Image.fromarray(rand_image(40, 60)).convert("L").save(tmp_path / "grey.png")
+    out = tmp_path / "out"
+    rc = main([str(geo), str(tmp_path / "grey.png"), "--checkpoint", str(ckpt), "--out", str(out),
+               "--tile", "64", "--tta"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "Traceback" not in captured.err
+    assert "grey band replicated to RGB" in captured.out
+    for stem in ("scene", "grey"):
+        for suffix in ("_mask.png", "_color.png", "_overlay.png", "_areas.csv"):
+            assert (out / f"{stem}{suffix}").is_file(), stem + suffix
+    assert not (out / "grey_mask.tif").exists()
+    mask = np.asarray(Image.open(out / "scene_mask.png"))
+    assert Image.open(out / "scene_mask.png").mode == "L" and mask.shape == (48, 56) and mask.max() < 3
+    with rasterio.open(out / "scene_mask.tif") as m:
+        assert m.crs.to_epsg() == 32618 and m.transform == transform
+        assert (m.read(1) == mask).all()
+    lines = (out / "scene_areas.csv").read_text().strip().splitlines()
+    assert lines[0] == "class,pixels,percent,square_metres" and len(lines) == 4
+    for line in lines[1:]:
+        name, pixels, _, sqm = line.split(",")
+        assert float(sqm) == pytest.approx(int(pixels) * 0.0625, abs=1e-3)
+    assert all(line.endswith(",") for line in (out / "grey_areas.csv").read_text().strip().splitlines()[1:])
+
+
+def test_cli_bad_image_among_good(seg, tmp_path, capsys):
+    _, _, ckpt = seg
+    Image.fromarray(rand_image(40, 40)).save(tmp_path / "a.png")
+    Image.fromarray(rand_image(36, 44)).save(tmp_path / "b.jpg")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
+    out = tmp_path / "out"
+    rc = main([str(tmp_path / "a.png"), str(tmp_path / "broken.png"), str(tmp_path / "b.jpg"),
+               "--checkpoint", str(ckpt), "--out", str(out), "--tile", "64"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {tmp_path / 'broken.png'}: ")
+    assert (out / "a_mask.png").is_file() and (out / "b_mask.png").is_file()
+
+
+def test_cli_bad_checkpoints(seg, tmp_path, capsys):
+    model, card, _ = seg
+    Image.fromarray(rand_image(40, 40)).save(tmp_path / "a.png")
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"not a checkpoint at all")
+    pre = tmp_path / "pretrain.safetensors"
+    save_checkpoint(pre, model=nn.Linear(2, 2), card={"kind": "pretrain", "encoder": "resnet18"})
+    mismatch = tmp_path / "mismatch.safetensors"  # a 3-class network under a 4-class card
+    save_seg_checkpoint(mismatch, model, {**card, "classes": CLASSES + [{"name": "road", "color": [9, 9, 9]}]})
+    for ckpt in (tmp_path / "missing.safetensors", garbage, pre, mismatch):
+        rc = main([str(tmp_path / "a.png"), "--checkpoint", str(ckpt), "--out", str(tmp_path / "out")])
+        err = capsys.readouterr().err
+        assert rc == 2, ckpt
+        assert "Traceback" not in err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error:") and str(ckpt) in lines[0], err
+    assert not (tmp_path / "out" / "a_mask.png").exists()
+
+
+def test_default_checkpoint(tmp_path):
+    with pytest.raises(CheckpointError, match="--checkpoint"):
+        default_checkpoint(tmp_path)
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "synthetic_seg.safetensors").write_bytes(b"x")
+    assert default_checkpoint(tmp_path).name == "synthetic_seg.safetensors"
+    (tmp_path / "checkpoints" / "dubai_seg.safetensors").write_bytes(b"x")
+    assert default_checkpoint(tmp_path).name == "dubai_seg.safetensors"
