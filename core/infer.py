@@ -13,11 +13,12 @@ How ``predict`` works:
   separable, the denominator is ``W_y(y) * W_x(x)`` > 0, which cannot change the argmax; ``predict`` therefore
   takes the argmax of the numerator alone, and ``predict_logits`` divides (it is also the plain, full-image
   reference the tests compare the strip path against).
-- Memory. ``predict`` walks the image in horizontal strips, one row of windows at a time, batched across the
-  strip. It keeps a rolling (C, T, W) float32 accumulator on the model's device: after a row of windows, the rows
-  that no later window touches are turned into class indices and written to the uint8 output, and the rows still
-  shared with the next strip move to the top. For a 10000 x 10000 image, 6 classes and T = 512 that is 123 MB,
-  beside the 300 MB image and the 100 MB mask; no (C, H, W) map is ever held.
+- Memory. ``predict`` walks the image in horizontal strips: windows go in row-major order, in batches that
+  may straddle two rows of windows (so every forward pass is full). It keeps a rolling (C, ~T + stride, W)
+  float32 accumulator on the model's device: once a row of windows is done, the rows that no later window
+  touches are turned into class indices and written to the uint8 output, and the rows still shared with the next
+  row of windows move to the top. For a 10000 x 10000 image, 6 classes and T = 512 that is about 215 MB, beside
+  the 300 MB image and the 100 MB mask; no (C, H, W) map is ever held.
 - Inference runs under ``torch.inference_mode()`` with the model in eval mode; inputs are scaled to [0, 1] and
   normalised with the card's mean and std. ``tta_flip`` adds a horizontally flipped pass and averages the logits.
 
@@ -203,33 +204,38 @@ def predict(model: nn.Module, image: np.ndarray, *, tile: int = 512, overlap: fl
         raise ValueError(f"{plan.num_classes} classes do not fit a uint8 mask")
     height, width, th = plan.height, plan.width, plan.th
     out = np.empty((height, width), np.uint8)
+    # Windows in row-major order; a batch may hold the end of one row of windows and the start of the next, so
+    # every forward pass is full. ``acc`` holds rows [base, base + acc rows); it grows to cover the lowest window
+    # of a batch (th rows plus a stride when a batch straddles two rows of windows).
+    stream = [(k, y, x) for k, y in enumerate(plan.ys) for x in plan.xs]
     acc: Tensor | None = None
-    base = emitted = done = 0
+    base = 0
     with torch.inference_mode():
-        for k, y in enumerate(plan.ys):
-            if acc is not None:  # move the rows shared with this strip to the top, clear the rest
-                shift = y - base
-                if shift < th:
-                    acc[:, :th - shift] = acc[:, shift:].clone()
-                    acc[:, th - shift:] = 0
-                else:
-                    acc.zero_()
-            base = y
-            for chunk, logits in plan.batches([(y, x) for x in plan.xs]):
-                if acc is None:
-                    acc = torch.zeros((logits.shape[1], th, plan.image.shape[1]), dtype=torch.float32,
-                                      device=plan.device)
-                logits.mul_(plan.weight)
-                for j, (_, x) in enumerate(chunk):
-                    acc[:, :, x:x + plan.tw] += logits[j]
-                done += len(chunk)
-                if progress is not None:
-                    progress(done, plan.total)
-            finished = min(plan.ys[k + 1] if k + 1 < len(plan.ys) else height, height)
-            if finished > emitted:
-                rows = acc[:, emitted - base:finished - base, :width]
-                out[emitted:finished] = _argmax_classes(rows).cpu().numpy()
-                emitted = finished
+        for i in range(0, len(stream), plan.batch_size):
+            chunk = stream[i:i + plan.batch_size]
+            logits = plan.forward([plan.image[y:y + th, x:x + plan.tw] for _, y, x in chunk])
+            need = chunk[-1][1] + th - base
+            if acc is None or acc.shape[1] < need:
+                grown = torch.zeros((logits.shape[1], need, plan.image.shape[1]), dtype=torch.float32,
+                                    device=plan.device)
+                if acc is not None:
+                    grown[:, :acc.shape[1]] = acc
+                acc = grown
+            logits.mul_(plan.weight)
+            for j, (_, y, x) in enumerate(chunk):
+                acc[:, y - base:y - base + th, x:x + plan.tw] += logits[j]
+            done = i + len(chunk)
+            if progress is not None:
+                progress(done, plan.total)
+            # Rows above the next window's row are final: no later window touches them.
+            finished = min(plan.ys[stream[done][0]], height) if done < len(stream) else height
+            if finished > base:
+                out[base:finished] = _argmax_classes(acc[:, :finished - base, :width]).cpu().numpy()
+                live = acc.shape[1] - (finished - base)  # move the rows still open to the top, clear the rest
+                if live > 0:
+                    acc[:, :live] = acc[:, finished - base:].clone()
+                acc[:, max(live, 0):] = 0
+                base = finished
     return out
 
 

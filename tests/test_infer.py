@@ -126,14 +126,16 @@ def test_strips_equal_full_accumulator_reference():
     """The rolling-strip accumulator gives the same classes as the whole-image accumulator (a model with context,
     so windows disagree and the weights matter), for fractional, pixel and zero overlap."""
     model = context_net()
-    image = rand_image(301, 259, seed=4)
-    for overlap in (0.25, 20, 0.0):
-        ref = predict_logits(model, image, tile=64, overlap=overlap, batch_size=4)
-        mask = predict(model, image, tile=64, overlap=overlap, batch_size=4)
+    cases = [((301, 259), 0.25, 4), ((301, 259), 20, 4), ((301, 259), 0.0, 4),  # batches straddle two rows
+             ((250, 100), 0.25, 5), ((97, 300), 0.5, 1)]  # a batch spans three rows; one window per batch
+    for shape, overlap, batch in cases:
+        image = rand_image(*shape, seed=4)
+        ref = predict_logits(model, image, tile=64, overlap=overlap, batch_size=batch)
+        mask = predict(model, image, tile=64, overlap=overlap, batch_size=batch)
         top2 = np.sort(ref, axis=0)[-2:]
         clear = (top2[1] - top2[0]) > 1e-4
         assert clear.mean() > 0.99
-        assert (mask == ref.argmax(0))[clear].all(), overlap
+        assert (mask == ref.argmax(0))[clear].all(), (shape, overlap, batch)
 
 
 def test_overlap_blends_windows():
