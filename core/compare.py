@@ -20,8 +20,8 @@ from typing import Any
 
 from pydantic import Field
 
-from .config import (ConfigError, FinetuneConfig, PretrainConfig, _Section, apply_overrides, config_to_yaml,
-                     load_config, validate_config)
+from .config import (ConfigError, FinetuneConfig, PretrainConfig, _Section, config_to_yaml,
+                     load_config)
 from .data import DataError
 from .finetune import run_finetune
 from .pretrain import Trainer

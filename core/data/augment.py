@@ -33,6 +33,21 @@ def _to_float(images: Tensor) -> Tensor:
     return images.float()
 
 
+def hue_saturation_matrices(angle: Tensor, saturation: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-sample 3x3 colour maps: hue as a rotation about the grey axis (in YIQ), saturation as a blend with luma."""
+    n, dev = angle.shape[0], angle.device
+    eye = torch.eye(3, device=dev).expand(n, 3, 3)
+    grey = torch.tensor(_LUMA, device=dev).expand(3, 3)
+    t = torch.tensor(_RGB2YIQ, device=dev)
+    rot = torch.zeros(n, 3, 3, device=dev)
+    rot[:, 0, 0] = 1
+    rot[:, 1, 1], rot[:, 1, 2] = angle.cos(), -angle.sin()
+    rot[:, 2, 1], rot[:, 2, 2] = angle.sin(), angle.cos()
+    hue_m = torch.linalg.inv(t) @ rot @ t
+    sat_m = saturation.view(n, 1, 1) * eye + (1 - saturation).view(n, 1, 1) * grey
+    return hue_m, sat_m
+
+
 def _normalise(x: Tensor) -> Tensor:
     mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
@@ -202,13 +217,7 @@ class TwoViewAugment(nn.Module):
         mean = v.mean(dim=(2, 3))  # per view, per channel: for contrast
         bri, con, sat = p["factors"].unbind(1)
         ang = 2 * math.pi * p["hue"]
-        t = torch.tensor(_RGB2YIQ, device=dev)
-        rot = torch.zeros(n, 3, 3, device=dev)
-        rot[:, 0, 0] = 1
-        rot[:, 1, 1], rot[:, 1, 2] = ang.cos(), -ang.sin()
-        rot[:, 2, 1], rot[:, 2, 2] = ang.sin(), ang.cos()
-        hue_m = torch.linalg.inv(t) @ rot @ t
-        sat_m = sat.view(n, 1, 1) * eye + (1 - sat).view(n, 1, 1) * grey
+        hue_m, sat_m = hue_saturation_matrices(ang, sat)
         bri_m = bri.view(n, 1, 1) * eye
         m, o = eye.clone(), torch.zeros(n, 3, device=dev)
         for k in range(4):

@@ -19,10 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .augment import IMAGENET_MEAN, IMAGENET_STD
+from .augment import _LUMA, IMAGENET_MEAN, IMAGENET_STD, hue_saturation_matrices
 
-_LUMA = (0.299, 0.587, 0.114)
-_RGB2YIQ = ((0.299, 0.587, 0.114), (0.596, -0.274, -0.322), (0.211, -0.523, 0.312))
 
 
 def _to_float(images: Tensor) -> Tensor:
@@ -127,14 +125,7 @@ class SegAugment(nn.Module):
         ang = torch.where(on[:, 3], 2 * math.pi * self.hue * f[:, 3], torch.zeros(n, device=dev))
         eye = torch.eye(3, device=dev).expand(n, 3, 3)
         luma = torch.tensor(_LUMA, device=dev)
-        grey = luma.expand(3, 3)
-        t = torch.tensor(_RGB2YIQ, device=dev)
-        rot = torch.zeros(n, 3, 3, device=dev)
-        rot[:, 0, 0] = 1
-        rot[:, 1, 1], rot[:, 1, 2] = ang.cos(), -ang.sin()
-        rot[:, 2, 1], rot[:, 2, 2] = ang.sin(), ang.cos()
-        hue_m = torch.linalg.inv(t) @ rot @ t
-        sat_m = sat.view(n, 1, 1) * eye + (1 - sat).view(n, 1, 1) * grey
+        hue_m, sat_m = hue_saturation_matrices(ang, sat)
         m = bri.view(n, 1, 1) * eye
         mean_grey = (v.mean(dim=(2, 3)) @ luma) * bri  # grey level after brightness
         o = ((1 - con) * mean_grey).unsqueeze(1).expand(n, 3)  # contrast blends towards the mean grey

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import shutil
 import time
 import warnings
@@ -29,6 +28,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
+from .folder import _stretch  # one rule for >8-bit bands, shared with the pretraining folder
 from .paths import REPO_ROOT, CachedTiles, DataError, data_root, publish_dir, temp_dir_for
 
 CACHE_VERSION = 1
@@ -39,21 +39,6 @@ SPLITS = ("train", "val", "test")
 
 
 # ------------------------------------------------------------------------------------------------ reading
-def _stretch(a: np.ndarray) -> np.ndarray:
-    """Any-depth band to uint8 by its 2nd-98th percentile (what GIS viewers do for 16-bit imagery)."""
-    a = a.astype(np.float32, copy=False)
-    step = max(1, int(math.sqrt(a.size / 1e6)))  # percentiles from at most ~1M samples
-    sample = a[::step, ::step]
-    sample = sample[np.isfinite(sample)]
-    if sample.size == 0:
-        return np.zeros(a.shape, np.uint8)
-    lo, hi = np.percentile(sample, [2, 98])
-    if hi <= lo:
-        hi = lo + 1.0
-    out = np.nan_to_num((a - lo) * (255.0 / (hi - lo)), nan=0.0)
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
-
-
 def _bands_to_rgb(bands: list[np.ndarray]) -> np.ndarray:
     """One to many bands to (H, W, 3) uint8: grey replicated, extra bands (alpha, NIR) dropped, >8 bit stretched."""
     bands = bands[:3] if len(bands) >= 3 else [bands[0]] * 3
