@@ -33,7 +33,7 @@ from .data.labeled import build_seg_splits
 from .data.seg_augment import SegAugment, eval_transform
 from .device import pick_device, pick_precision
 from .metrics import SegScores, confusion_matrix, scores_from_confusion
-from .pretrain import StopFlag
+from .pretrain import StopFlag, fit_from_cli
 from .runs import NotARunError, Run, atomic_write_json, create_run, open_run
 from .segmodel import SegModel, build_seg_model, make_card
 
@@ -314,18 +314,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataError, NotARunError, CheckpointError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    stop = StopFlag()
-    stop.install()
-    try:
-        state = trainer.fit(stop)
-    except KeyboardInterrupt:
-        return 130
-    except Exception as err:
-        print(f"error: fine-tuning failed: {type(err).__name__}: {err} (see {trainer.run.path / 'log.txt'})",
-              file=sys.stderr)
-        return 1
-    finally:
-        stop.restore()
+    code, state = fit_from_cli(trainer, "fine-tuning")
+    if code:
+        return code
     print(f"{state}: {trainer.run.path}")
     test = trainer.run.path / "test_metrics.json"
     if test.exists():

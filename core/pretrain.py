@@ -384,6 +384,22 @@ class Trainer:
 # ----------------------------------------------------------------------------------------------------------------
 # Command line
 
+def fit_from_cli(trainer: Any, what: str) -> tuple[int, str]:
+    """``trainer.fit`` with SIGTERM / Ctrl-C as a clean stop; (exit code, final state). Shared by the CLIs."""
+    stop = StopFlag()
+    stop.install()
+    try:
+        return 0, trainer.fit(stop)
+    except KeyboardInterrupt:
+        return 130, "stopped"
+    except Exception as err:  # recorded in status.json and log.txt by fit()
+        log = trainer.run.path / "log.txt" if trainer.run is not None else "the run's log.txt"
+        print(f"error: {what} failed: {type(err).__name__}: {err} (see {log})", file=sys.stderr)
+        return 1, "failed"
+    finally:
+        stop.restore()
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m core.pretrain", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -438,19 +454,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataError, NotARunError, CheckpointError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    stop = StopFlag()
-    stop.install()
     try:
-        state = trainer.fit(stop)
-    except KeyboardInterrupt:
-        return 130
-    except Exception as err:  # recorded in status.json and log.txt by fit()
-        print(f"error: training failed: {type(err).__name__}: {err} (see {run.path / 'log.txt'})", file=sys.stderr)
-        return 1
+        code, state = fit_from_cli(trainer, "training")
     finally:
-        stop.restore()
         if env.active:
             dist.destroy_process_group()
+    if code:
+        return code
     if env.main:
         print(f"{state}: {run.path}")
     return 0
