@@ -12,6 +12,7 @@ import argparse
 import csv
 import io
 import json
+import os
 import statistics
 import sys
 import time
@@ -24,7 +25,7 @@ from .config import (ConfigError, FinetuneConfig, PretrainConfig, _Section, conf
                      load_config)
 from .data import DataError
 from .finetune import run_finetune
-from .pretrain import Trainer
+from .pretrain import Trainer, prepared_run, record_early_failure
 from .runs import NotARunError, atomic_write_bytes, create_run, open_run, runs_root
 
 
@@ -142,18 +143,30 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m core.compare", description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", required=True)
+    p.add_argument("--config", help="comparison config (see configs/compare_cpu.yaml)")
+    p.add_argument("--run-dir", metavar="RUN_DIR",
+                   help="write into this run folder made by the workbench's launcher (its config.yaml is used)")
     p.add_argument("--out", help="also write the Markdown table (with the command) to this file")
     p.add_argument("--runs-root")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     args = p.parse_args(argv)
     try:
-        cfg = _load_compare(args.config, args.overrides)
+        if args.run_dir:
+            out_run = prepared_run(args.run_dir)
+            cfg = _load_compare(str(out_run.path / "config.yaml"), args.overrides)
+            root = out_run.path.parent
+            out_run.write_status(state="running", pid=os.getpid(), kind="compare")
+        elif not args.config:
+            raise ConfigError("give --config FILE (see configs/compare_cpu.yaml)")
+        else:
+            cfg = _load_compare(args.config, args.overrides)
+            root = Path(args.runs_root) if args.runs_root else runs_root()
         load_config(cfg.pretrain_config, cfg.pretrain_overrides)
         load_config(cfg.finetune_config, cfg.finetune_overrides, FinetuneConfig)
-        root = Path(args.runs_root) if args.runs_root else runs_root()
-        out_run = create_run(cfg.name, config_to_yaml(cfg), root)
+        if not args.run_dir:
+            out_run = create_run(cfg.name, config_to_yaml(cfg), root, kind="compare")
     except (ConfigError, DataError, NotARunError, FileNotFoundError) as err:
+        record_early_failure(args, err)
         print(f"error: {err}", file=sys.stderr)
         return 2
     t0 = time.time()
@@ -169,6 +182,11 @@ def main(argv: list[str] | None = None) -> int:
         out_run.write_status(state="failed", error=str(err), ended=time.time())
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except BaseException as err:
+        out_run.write_status(state="stopped" if isinstance(err, KeyboardInterrupt) else "failed",
+                             error=None if isinstance(err, KeyboardInterrupt) else f"{type(err).__name__}: {err}",
+                             ended=time.time())
+        raise
     summary = summarise(rows)
     minutes = (time.time() - t0) / 60
     command = " ".join(["python -m core.compare", *(argv if argv is not None else sys.argv[1:])])

@@ -33,7 +33,7 @@ from .data.labeled import build_seg_splits
 from .data.seg_augment import SegAugment, eval_transform
 from .device import pick_device, pick_precision
 from .metrics import SegScores, confusion_matrix, scores_from_confusion
-from .pretrain import StopFlag, fit_from_cli
+from .pretrain import StopFlag, fit_from_cli, prepared_run, record_early_failure
 from .runs import NotARunError, Run, atomic_write_json, create_run, open_run
 from .segmodel import SegModel, build_seg_model, make_card
 
@@ -278,6 +278,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m core.finetune", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", help="YAML config (see configs/finetune_*.yaml)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a fine-tuning run from its last checkpoint")
+    p.add_argument("--run-dir", metavar="RUN_DIR",
+                   help="start a new run in this empty run folder (made by the workbench's launcher)")
     p.add_argument("--runs-root", help="where run folders go (default runs/ or $FALSE_WB_RUNS)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("overrides", nargs="*", metavar="key=value")
@@ -304,6 +306,10 @@ def main(argv: list[str] | None = None) -> int:
             trainer = FinetuneTrainer(cfg, run, progress=not args.no_progress)
             trainer.restore(ckpt)
             run.truncate_after(trainer.step)
+        elif args.run_dir:
+            run = prepared_run(args.run_dir)
+            cfg = validate_config(apply_overrides(run.config(), args.overrides), FinetuneConfig)
+            trainer = FinetuneTrainer(cfg, run, progress=not args.no_progress)
         else:
             if not args.config and not args.overrides:
                 raise ConfigError("give --config FILE (see configs/finetune_*.yaml) or --resume RUN_DIR")
@@ -312,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
             trainer.run = create_run(cfg.name or f"finetune-{cfg.model.arch}", config_to_yaml(cfg),
                                      Path(args.runs_root) if args.runs_root else None)
     except (ConfigError, DataError, NotARunError, CheckpointError, FileNotFoundError, ValueError) as err:
+        record_early_failure(args, err)
         print(f"error: {err}", file=sys.stderr)
         return 2
     code, state = fit_from_cli(trainer, "fine-tuning")

@@ -405,6 +405,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="YAML config (see configs/)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    p.add_argument("--run-dir", metavar="RUN_DIR",
+                   help="start a new run in this empty run folder (made by the workbench's launcher)")
     p.add_argument("--runs-root", help="where run folders go (default runs/ or $FALSE_WB_RUNS)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. loss.alpha=0.9 train.max_steps=50")
@@ -422,10 +424,30 @@ def prepare(args: argparse.Namespace) -> tuple[PretrainConfig, Run | None, Path 
         raw = yaml.safe_load(run.config_text()) or {}
         cfg = validate_config(apply_overrides(raw, args.overrides))
         return cfg, run, ckpt
+    if args.run_dir:
+        run = prepared_run(args.run_dir)
+        return validate_config(apply_overrides(run.config(), args.overrides)), run, None
     if not args.config and not args.overrides:
         raise ConfigError("give --config FILE (see configs/) or --resume RUN_DIR")
     cfg = load_config(args.config, args.overrides)
     return cfg, None, None
+
+
+def prepared_run(path: str) -> Run:
+    """A launcher-made run folder that has not trained yet (its config.yaml says what to do)."""
+    run = open_run(path)
+    if run.last_checkpoint() is not None:
+        raise NotARunError(f"run {run.path} has already trained; continue it with --resume")
+    return run
+
+
+def record_early_failure(args: argparse.Namespace, err: BaseException) -> None:
+    """A run folder given on the command line learns why its process stopped before training."""
+    folder = getattr(args, "resume", None) or getattr(args, "run_dir", None)
+    if folder and (Path(folder) / "status.json").is_file():
+        run = Run(Path(folder))
+        run.write_status(state="failed", error=str(err), ended=time.time())
+        run.log(f"could not start: {err}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -433,9 +455,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg, run, ckpt = prepare(args)
         env = init_distributed()
-        if run is None:
+        if ckpt is None:
             trainer = Trainer(cfg, None, env, progress=not args.no_progress)  # builds data: fails before a folder
-            if env.main:
+            if run is None and env.main:
                 run = create_run(cfg.name or f"{cfg.method}-{cfg.loss.name}", config_to_yaml(cfg),
                                  Path(args.runs_root) if args.runs_root else None)
             if env.active:
@@ -452,6 +474,7 @@ def main(argv: list[str] | None = None) -> int:
                 if cfg != validate_config(yaml.safe_load(run.config_text())):
                     atomic_write_bytes(run.path / "config.yaml", config_to_yaml(cfg).encode())
     except (ConfigError, DataError, NotARunError, CheckpointError, FileNotFoundError) as err:
+        record_early_failure(args, err)
         print(f"error: {err}", file=sys.stderr)
         return 2
     try:

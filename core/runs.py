@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import tempfile
 import time
@@ -22,7 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-STATES = ("running", "completed", "failed", "stopped")
+import yaml
+
+STATES = ("starting", "running", "completed", "failed", "stopped")
+KINDS = ("pretrain", "finetune", "compare")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -53,6 +57,31 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 class NotARunError(ValueError):
     """A folder that is not a run folder was given where one is needed."""
+
+
+class RunBusyError(RuntimeError):
+    """The run is live (its process is running); the action would pull data from under it."""
+
+
+def pid_alive(pid: Any) -> bool:
+    """Whether a process with this id exists on this machine (zombies count as dead)."""
+    try:
+        pid = int(pid)
+    except (TypeError, ValueError):
+        return False
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a finished child that nobody has waited for yet is still in the process table
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return True
 
 
 @dataclass
@@ -117,6 +146,74 @@ class Run:
         p = self.checkpoint_dir / "last.safetensors"
         return p if p.exists() else None
 
+    def config(self) -> dict[str, Any]:
+        """The run's config as a dict ({} when config.yaml is missing or unreadable)."""
+        try:
+            raw = yaml.safe_load(self.config_text())
+        except (OSError, yaml.YAMLError):
+            return {}
+        return raw if isinstance(raw, dict) else {}
+
+    def kind(self) -> str:
+        """pretrain, finetune or compare: from status.json, else from the shape of the config."""
+        kind = self.status().get("kind")
+        if kind in KINDS:
+            return kind
+        cfg = self.config()
+        if "pretrain_config" in cfg:
+            return "compare"
+        if isinstance(cfg.get("model"), dict) and "arch" in cfg["model"]:
+            return "finetune"
+        return "pretrain"
+
+    def state(self) -> str:
+        """The recorded state, except that a 'running' run whose process is gone on this host is 'died'."""
+        s = self.status()
+        state = s.get("state") or "failed"
+        if state in ("running", "starting") and s.get("host") in (None, socket.gethostname()) \
+                and not pid_alive(s.get("pid")):
+            return "died"
+        return state
+
+    def is_live(self) -> bool:
+        return self.state() in ("running", "starting")
+
+    def log_text(self, max_chars: int = 200_000) -> str:
+        p = self.path / "log.txt"
+        if not p.exists():
+            return ""
+        with open(p, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - max_chars))
+            return f.read().decode(errors="replace")
+
+    def summary(self) -> dict[str, Any]:
+        """One row for a table of runs: what it is, where it stands, its best number."""
+        s, cfg, kind = self.status(), self.config(), self.kind()
+        if kind == "pretrain":
+            loss = cfg.get("loss", {}) if isinstance(cfg.get("loss"), dict) else {}
+            method = f"{cfg.get('method', '?')}+{'FALSE' if loss.get('name') == 'false' else 'InfoNCE'}"
+            encoder = (cfg.get("model") or {}).get("encoder")
+            data = (cfg.get("data") or {}).get("name")
+        elif kind == "finetune":
+            model = cfg.get("model") or {}
+            method = f"{model.get('arch', '?')} ({(cfg.get('train') or {}).get('protocol', '?')})"
+            encoder, data = model.get("encoder"), (cfg.get("data") or {}).get("name")
+        else:
+            method, encoder, data = "comparison", None, None
+        step, total = s.get("step") or 0, s.get("total_steps")
+        best = None
+        if kind == "pretrain":
+            last = _last_record(self.path / "metrics.jsonl")
+            best = None if last is None else last.get("loss")
+        elif s.get("best_miou") is not None:
+            best = s.get("best_miou")
+        return {"run": self.id, "kind": kind, "state": self.state(), "method": method, "encoder": encoder,
+                "data": data, "step": step, "total_steps": total,
+                "progress": min(1.0, step / total) if total else (1.0 if s.get("state") == "completed" else 0.0),
+                "metric": "last loss" if kind == "pretrain" else "best val mIoU", "value": best,
+                "started": s.get("started") or s.get("created"), "error": s.get("error")}
+
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """Read a JSON-lines file, skipping a torn last line (a run killed mid-write)."""
@@ -131,12 +228,32 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return out
 
 
+def _last_record(path: Path) -> dict[str, Any] | None:
+    """The last whole JSON line of a file, reading only its tail."""
+    if not path.exists():
+        return None
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - 65536))
+        lines = f.read().decode(errors="replace").splitlines()
+    for line in reversed(lines):
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict) and "loss" in rec:
+            return rec
+    return None
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[:60] or "run"
 
 
-def create_run(name: str, config_yaml: str, root: Path | None = None) -> Run:
-    """Make a new, uniquely named run folder (mkdir is atomic, so two launches never share one)."""
+def create_run(name: str, config_yaml: str, root: Path | None = None, **status: Any) -> Run:
+    """Make a new, uniquely named run folder (mkdir is atomic, so two launches never share one).
+
+    ``status`` fields (e.g. ``state="starting"``, ``kind="pretrain"``) go into the first status.json."""
     root = Path(root) if root else runs_root()
     root.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -149,8 +266,9 @@ def create_run(name: str, config_yaml: str, root: Path | None = None) -> Run:
         run = Run(path)
         atomic_write_bytes(path / "config.yaml", config_yaml.encode())
         run.checkpoint_dir.mkdir()
-        run.write_status(state="running", pid=os.getpid(), host=socket.gethostname(), created=time.time(),
-                         started=time.time(), ended=None, step=0, total_steps=None, error=None)
+        run.write_status(**{"state": "running", "pid": os.getpid(), "host": socket.gethostname(),
+                            "created": time.time(), "started": time.time(), "ended": None, "step": 0,
+                            "total_steps": None, "error": None, **status})
         return run
     raise RuntimeError(f"could not create a unique run folder under {root}")
 
@@ -166,8 +284,26 @@ def open_run(path: str | Path) -> Run:
 
 
 def list_runs(root: Path | None = None) -> list[Run]:
+    """Run folders under the root, oldest first (folder names start with a time stamp)."""
     root = Path(root) if root else runs_root()
     if not root.is_dir():
         return []
     runs = [Run(p) for p in sorted(root.iterdir()) if p.is_dir() and (p / "config.yaml").is_file()]
     return runs
+
+
+def find_run(run_id: str, root: Path | None = None) -> Run:
+    """The run folder called ``run_id`` directly under the root; NotARunError for anything else."""
+    root = Path(root) if root else runs_root()
+    if not run_id or "/" in run_id or "\\" in run_id or run_id in (".", ".."):
+        raise NotARunError(f"not a run name: {run_id!r}")
+    return open_run(root / run_id)
+
+
+def delete_run(run: Run) -> None:
+    """Delete a finished run folder; RunBusyError for a live one. Renamed aside first, so it vanishes whole."""
+    if run.is_live():
+        raise RunBusyError(f"run {run.id} is {run.state()}; stop it before deleting it")
+    trash = run.path.with_name(f".deleted-{run.id}-{time.time_ns()}")
+    os.replace(run.path, trash)
+    shutil.rmtree(trash, ignore_errors=True)

@@ -19,11 +19,15 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 from tqdm.auto import tqdm
@@ -47,13 +51,71 @@ def default_checkpoint(root: Path = ROOT) -> Path:
                           + ", ".join(str(root / r) for r in DEFAULT_CHECKPOINTS) + "); pass --checkpoint PATH")
 
 
+def _write_areas(f: Any, areas: list[dict[str, Any]]) -> None:
+    w = csv.writer(f)
+    w.writerow(["class", "pixels", "percent", "square_metres"])
+    for row in areas:
+        sq = row["square_metres"]
+        w.writerow([row["name"], row["pixels"], f"{row['percent']:.4f}", "" if sq is None else f"{sq:.4f}"])
+
+
 def write_areas_csv(path: Path, areas: list[dict[str, Any]]) -> None:
     with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["class", "pixels", "percent", "square_metres"])
-        for row in areas:
-            sq = row["square_metres"]
-            w.writerow([row["name"], row["pixels"], f"{row['percent']:.4f}", "" if sq is None else f"{sq:.4f}"])
+        _write_areas(f, areas)
+
+
+@dataclass
+class Segmentation:
+    """One image's prediction and everything the interfaces show or offer for download."""
+
+    rgb: np.ndarray
+    mask: np.ndarray
+    classes: list[dict[str, Any]]
+    areas: list[dict[str, Any]]
+    profile: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def overlay(self, opacity: float = 0.5) -> np.ndarray:
+        return overlay(self.rgb, self.mask, self.classes, opacity)
+
+    def color(self) -> np.ndarray:
+        return colorize(self.mask, self.classes)
+
+    def mask_png(self) -> bytes:
+        return _png(self.mask)
+
+    def areas_csv(self) -> str:
+        buf = io.StringIO()
+        _write_areas(buf, self.areas)
+        return buf.getvalue()
+
+    def geotiff(self) -> bytes | None:
+        """The mask as a GeoTIFF with the input's CRS and transform; None when the input had no georeference."""
+        if self.profile is None:
+            return None
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "mask.tif"
+            write_mask_geotiff(path, self.mask, self.profile, self.classes)
+            return path.read_bytes()
+
+
+def _png(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def segment_loaded(loaded: LoadedImage, model: torch.nn.Module, card: dict[str, Any], *, tile: int = 512,
+                   overlap: float = 0.25, batch_size: int = 4, tta: bool = False,
+                   device: torch.device | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> Segmentation:
+    """Predict one loaded image in memory: what the workbench's Segment page and the Gradio demo call."""
+    classes = card["classes"]
+    mask = predict(model, loaded.rgb, tile=tile, overlap=overlap, batch_size=batch_size, tta_flip=tta,
+                   device=device, progress=progress, card=card)
+    return Segmentation(rgb=loaded.rgb, mask=mask, classes=classes,
+                        areas=class_areas(mask, classes, loaded.pixel_size_m), profile=loaded.profile,
+                        notes=list(loaded.notes))
 
 
 def segment_image(loaded: LoadedImage, model: torch.nn.Module, card: dict[str, Any], out_dir: Path, stem: str, *,
@@ -61,19 +123,18 @@ def segment_image(loaded: LoadedImage, model: torch.nn.Module, card: dict[str, A
                   device: torch.device | None = None,
                   progress: Callable[[int, int], None] | None = None) -> dict[str, Path]:
     """Predict one loaded image and write its outputs as ``out_dir/<stem>_*``; return them by kind."""
-    classes = card["classes"]
-    mask = predict(model, loaded.rgb, tile=tile, overlap=overlap, batch_size=batch_size, tta_flip=tta,
-                   device=device, progress=progress, card=card)
+    seg = segment_loaded(loaded, model, card, tile=tile, overlap=overlap, batch_size=batch_size, tta=tta,
+                         device=device, progress=progress)
     out_dir = Path(out_dir)
     outputs = {"mask": out_dir / f"{stem}_mask.png", "color": out_dir / f"{stem}_color.png",
                "overlay": out_dir / f"{stem}_overlay.png", "areas": out_dir / f"{stem}_areas.csv"}
-    Image.fromarray(mask).save(outputs["mask"])  # 2-D uint8: mode L
-    Image.fromarray(colorize(mask, classes)).save(outputs["color"])
-    Image.fromarray(overlay(loaded.rgb, mask, classes, 0.5)).save(outputs["overlay"])
-    write_areas_csv(outputs["areas"], class_areas(mask, classes, loaded.pixel_size_m))
+    Image.fromarray(seg.mask).save(outputs["mask"])  # 2-D uint8: mode L
+    Image.fromarray(seg.color()).save(outputs["color"])
+    Image.fromarray(seg.overlay(0.5)).save(outputs["overlay"])
+    write_areas_csv(outputs["areas"], seg.areas)
     if loaded.profile is not None:
         outputs["geotiff"] = out_dir / f"{stem}_mask.tif"
-        write_mask_geotiff(outputs["geotiff"], mask, loaded.profile, classes)
+        write_mask_geotiff(outputs["geotiff"], seg.mask, loaded.profile, seg.classes)
     return outputs
 
 

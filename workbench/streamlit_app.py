@@ -1,4 +1,7 @@
-"""Router of the workbench: ``streamlit run workbench`` starts this file."""
+"""Router of the workbench: ``streamlit run workbench`` starts this file.
+
+Each page is one file in ``pages/``; an error a page did not expect is shown as one line, never a traceback.
+"""
 from __future__ import annotations
 
 import sys
@@ -10,6 +13,24 @@ if str(ROOT) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
+from workbench.common import show_error  # noqa: E402
+from workbench.warmup import start_warmup  # noqa: E402
+
+PAGES = [  # file, title, icon
+    ("overview.py", "Overview", "🏠"),
+    ("pretrain.py", "Pretrain", "🧪"),
+    ("runs.py", "Runs", "📋"),
+    ("false_negatives.py", "False negatives", "🔍"),
+    ("embeddings.py", "Embeddings", "🌌"),
+    ("finetune.py", "Fine-tune", "🎯"),
+    ("segment.py", "Segment", "🗺️"),
+]
+
 st.set_page_config(page_title="FALSE workbench", page_icon="🛰️", layout="wide")
-pages = [st.Page(str(ROOT / "pages" / "overview.py"), title="Overview", icon="🏠", default=True)]
-st.navigation(pages).run()
+start_warmup()
+pages = [st.Page(str(ROOT / "pages" / f), title=t, icon=i, default=n == 0) for n, (f, t, i) in enumerate(PAGES)]
+page = st.navigation(pages)
+try:
+    page.run()
+except Exception as err:  # noqa: BLE001 - st.stop/st.rerun are BaseExceptions and pass through
+    show_error(err, f"{page.title} failed")

@@ -1,0 +1,66 @@
+"""Which models exist on this machine: the shipped checkpoints and those the runs wrote.
+
+Why one place: the Segment, Embeddings and Fine-tune pages, the Gradio demo and the benchmarks all offer the same
+choices, labelled the same way, and read the cards from the ``.json`` beside each file (cheap: no tensors).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .runs import REPO_ROOT, list_runs
+
+SHIPPED = REPO_ROOT / "checkpoints"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    label: str
+    path: Path
+    card: dict[str, Any]
+
+    @property
+    def kind(self) -> str:
+        return str(self.card.get("kind", "?"))
+
+
+def _card(path: Path) -> dict[str, Any]:
+    side = path.with_suffix(".json")
+    try:
+        card = json.loads(side.read_text())
+        return card if isinstance(card, dict) else {}
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _shipped(kind: str) -> list[ModelEntry]:
+    out = []
+    for p in sorted(SHIPPED.glob("*.safetensors")):
+        card = _card(p)
+        if card.get("kind") == kind:
+            out.append(ModelEntry(f"shipped: {p.stem}", p, card))
+    return out
+
+
+def segmentation_models(root: Path | None = None) -> list[ModelEntry]:
+    """Shipped segmentation checkpoints (the default first), then each fine-tuning run's best model."""
+    shipped = _shipped("segmentation")
+    shipped.sort(key=lambda e: e.path.name != "dubai_seg.safetensors")
+    runs = []
+    for run in reversed(list_runs(root)):
+        best = run.checkpoint_dir / "best.safetensors"
+        if best.is_file() and run.kind() == "finetune":
+            runs.append(ModelEntry(f"run: {run.id}", best, _card(best)))
+    return shipped + runs
+
+
+def encoder_models(root: Path | None = None) -> list[ModelEntry]:
+    """Pretrained encoders: each pretraining run's latest encoder, then the shipped ones."""
+    runs = []
+    for run in reversed(list_runs(root)):
+        enc = run.checkpoint_dir / "encoder.safetensors"
+        if enc.is_file() and run.kind() == "pretrain":
+            runs.append(ModelEntry(f"run: {run.id}", enc, _card(enc)))
+    return runs + _shipped("encoder")

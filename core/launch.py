@@ -1,0 +1,97 @@
+"""Start, stop and resume runs as background processes that outlive the browser tab and the app.
+
+The launcher makes the run folder itself (so the caller knows it at once and two launches never share one), then
+starts ``python -m core.<pretrain|finetune|compare> --run-dir FOLDER`` in its own session: closing the page,
+reloading it or restarting the app does not touch the run, and the app finds it again through ``status.json``.
+Stop sends SIGTERM, which the trainers turn into a clean stop at the next step with a checkpoint.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from .config import config_to_yaml
+from .runs import REPO_ROOT, NotARunError, Run, RunBusyError, create_run, pid_alive
+
+MODULES = {"pretrain": "core.pretrain", "finetune": "core.finetune", "compare": "core.compare"}
+CONSOLE = "console.txt"
+
+
+def _spawn(run: Run, args: list[str], kind: str) -> None:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", MODULES[kind], *args]
+    run.log("launched: " + " ".join(cmd[1:]))
+    with open(run.path / CONSOLE, "ab") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    run.write_status(pid=proc.pid, host=socket.gethostname())
+
+
+def launch(kind: str, cfg: BaseModel, root: Path | None = None, name: str | None = None) -> Run:
+    """A new run of ``kind`` with this (already validated) config, started in the background."""
+    if kind not in MODULES:
+        raise ValueError(f"unknown run kind {kind!r}; choose one of {', '.join(MODULES)}")
+    name = name or getattr(cfg, "name", None) or kind
+    run = create_run(name, config_to_yaml(cfg), root, state="starting", kind=kind)
+    _spawn(run, ["--run-dir", str(run.path), "--no-progress"] if kind != "compare" else ["--run-dir", str(run.path)],
+           kind)
+    return run
+
+
+def resume(run: Run) -> Run:
+    """Continue a stopped, failed or died run from its last checkpoint, in the background."""
+    kind = run.kind()
+    if kind == "compare":
+        raise NotARunError("a comparison cannot be resumed; launch it again (finished pretraining runs are reused "
+                           "through its reuse: setting)")
+    if run.is_live():
+        raise RunBusyError(f"run {run.id} is already {run.state()}")
+    if run.last_checkpoint() is None:
+        raise NotARunError(f"run {run.id} has no checkpoint to resume from yet")
+    run.write_status(state="starting", error=None, ended=None)
+    _spawn(run, ["--resume", str(run.path), "--no-progress"], kind)
+    return run
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def stop(run: Run) -> bool:
+    """Ask a live run to stop at its next step (it keeps a checkpoint); False when it is not running."""
+    status = run.status()
+    pid = status.get("pid")
+    if not run.is_live() or status.get("host") not in (None, socket.gethostname()):
+        return False
+    cmd = _cmdline(int(pid))
+    if cmd and "core." not in cmd:  # the id was recycled by an unrelated process
+        return False
+    try:
+        os.kill(int(pid), signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    run.log("stop requested")
+    return True
+
+
+def console_tail(run: Run, max_chars: int = 20_000) -> str:
+    """The end of what the run's process printed (errors that happened before its log was set up)."""
+    p = run.path / CONSOLE
+    if not p.exists():
+        return ""
+    with open(p, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - max_chars))
+        return f.read().decode(errors="replace")
+
+
+__all__ = ["launch", "resume", "stop", "console_tail", "pid_alive"]

@@ -1,0 +1,42 @@
+"""Paths typed into the workbench are resolved and refused outside the roots it may use.
+
+Why: the app runs on a researcher's machine, and a text box that takes a path must not become a way to read or
+write anywhere else. Symlinks and ``..`` are resolved before the check.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .data.paths import data_root
+from .runs import REPO_ROOT, runs_root
+
+
+class PathRefused(ValueError):
+    """The path leads outside the allowed roots (or does not exist when it must)."""
+
+
+def allowed_roots() -> list[Path]:
+    """The runs root, the data root and the shipped checkpoints: all the workbench reads from or writes to."""
+    return [runs_root(), data_root(), REPO_ROOT / "checkpoints"]
+
+
+def resolve_under(text: str | Path, roots: list[Path] | None = None, must_exist: bool = True) -> Path:
+    """The resolved path, if it lies under one of ``roots`` (default :func:`allowed_roots`); else PathRefused."""
+    roots = allowed_roots() if roots is None else roots
+    raw = str(text).strip()
+    if not raw:
+        raise PathRefused("no path given")
+    if "\0" in raw:
+        raise PathRefused("the path contains a NUL character")
+    p = Path(raw).expanduser()
+    if not p.is_absolute():  # relative paths are read from the repository, like the command line tools do
+        p = REPO_ROOT / p
+    resolved = p.resolve()
+    for root in roots:
+        r = Path(root).expanduser().resolve()
+        if resolved == r or r in resolved.parents:
+            if must_exist and not resolved.exists():
+                raise PathRefused(f"{raw}: no such file or folder")
+            return resolved
+    names = ", ".join(str(Path(r)) for r in roots)
+    raise PathRefused(f"{raw}: outside the folders the workbench may use ({names})")

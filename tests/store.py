@@ -1,0 +1,50 @@
+"""A small but real run store for page tests: made once per session by the engine itself.
+
+Contents (under ``<base>/runs``, synthetic data cached under ``<base>/data``):
+  - ``*-tiny-false``   a completed SimCLR+FALSE pretraining run with flagged pairs in fns.jsonl
+  - ``*-tiny-infonce`` a completed SimCLR (InfoNCE) pretraining run
+  - ``*-tiny-ft``      a completed fine-tuning run from the FALSE run (best.safetensors, confusion, test metrics)
+  - ``*-broken``       a folder with an unreadable status.json and config.yaml
+  - ``*-died``         a run whose status says running but whose process is gone
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from core.finetune import main as finetune_main
+from core.pretrain import main as pretrain_main
+from core.runs import atomic_write_bytes, create_run, list_runs
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY_PRE = ["--config", str(ROOT / "configs/demo_cpu.yaml"), "--no-progress", "model.proj_hidden=32",
+            "model.proj_dim=16", "data.num_tiles=48", "data.tile_size=64", "data.image_size=32",
+            "train.batch_size=16", "train.max_steps=6", "train.ckpt_every=3", "train.log_every=1",
+            "train.optimizer=adamw", "loss.threshold=0.5"]
+TINY_FT = ["--config", str(ROOT / "configs/finetune_demo_cpu.yaml"), "--no-progress", "data.num_tiles=48",
+           "data.tile_size=64", "data.crop_size=64", "data.val_fraction=0.2", "data.test_fraction=0.2",
+           "data.label_fraction=1.0", "train.batch_size=4", "train.max_steps=4", "train.eval_every=2",
+           "train.log_every=1"]
+
+
+def build_store(base: Path) -> Path:
+    """Make the store under ``base`` (FALSE_WB_RUNS / FALSE_WB_DATA must point there) and return the runs root."""
+    runs = base / "runs"
+    assert pretrain_main([*TINY_PRE, "name=tiny-false", "loss.name=false"]) == 0
+    assert pretrain_main([*TINY_PRE, "name=tiny-infonce", "loss.name=info_nce"]) == 0
+    false_run = next(r for r in list_runs(runs) if r.id.endswith("tiny-false"))
+    assert finetune_main([*TINY_FT, f"model.init={false_run.path}", "name=tiny-ft"]) == 0
+    broken = create_run("broken", "method: simclr\n", runs)
+    atomic_write_bytes(broken.path / "status.json", b"{not json")
+    atomic_write_bytes(broken.path / "config.yaml", b"method: [unclosed\n")
+    died = create_run("died", (false_run.path / "config.yaml").read_text(), runs, kind="pretrain")
+    died.write_status(state="running", pid=2**22 + 12345, total_steps=10, step=3)
+    return runs
+
+
+def copy_store(src_base: Path, dst_base: Path) -> Path:
+    """A private copy for a test that changes the store (delete, launch)."""
+    shutil.copytree(src_base / "runs", dst_base / "runs", symlinks=True)
+    if not (dst_base / "data").exists():
+        (dst_base / "data").symlink_to(src_base / "data")
+    return dst_base / "runs"

@@ -1,0 +1,108 @@
+"""Small pieces every page uses: readable errors, cached models, run pickers, curves.
+
+Pages stay thin: they turn widgets into a core config or call, and draw what comes back. Nothing here trains or
+scores; it only adapts core's results to Streamlit.
+"""
+from __future__ import annotations
+
+import functools
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from core.runs import Run, list_runs
+
+F = TypeVar("F", bound=Callable[..., Any])
+STATE_ICONS = {"starting": "⏳", "running": "🏃", "completed": "✅", "stopped": "⏸️", "failed": "❌", "died": "💀"}
+
+
+def show_error(err: BaseException, what: str = "") -> None:
+    """One readable line in the page; the traceback goes to the server's console, not to the user."""
+    prefix = f"{what}: " if what else ""
+    text = str(err).strip() or type(err).__name__
+    st.error(prefix + text, icon="🚫")
+    print(traceback.format_exc(), flush=True)
+
+
+def shows_errors(fn: F) -> F:
+    """Wrap a page section (or a fragment, which reruns on its own) so an error becomes st.error."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as err:  # noqa: BLE001 - the page must show a message, never a traceback
+            show_error(err, type(err).__name__)
+            return None
+    return wrapper  # type: ignore[return-value]
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=4)
+def _seg_model(path: str, mtime: float) -> tuple[Any, dict[str, Any]]:  # noqa: ARG001 - mtime keys the cache
+    from core.segmodel import load_seg_model
+
+    return load_seg_model(path)
+
+
+def seg_model(path: Path) -> tuple[Any, dict[str, Any]]:
+    """A segmentation model and its card, loaded once per file version for the whole server."""
+    return _seg_model(str(path), Path(path).stat().st_mtime)
+
+
+def runs_of(kind: str | None = None) -> list[Run]:
+    """Runs on disk, newest first, optionally of one kind."""
+    runs = list(reversed(list_runs()))
+    return [r for r in runs if kind is None or r.kind() == kind]
+
+
+def run_label(run: Run) -> str:
+    state = run.state()
+    return f"{STATE_ICONS.get(state, '•')} {run.id}"
+
+
+def pick_run(label: str, runs: Sequence[Run], key: str, empty: str) -> Run | None:
+    """A select box of runs (newest first); shows ``empty`` as info when there are none."""
+    if not runs:
+        st.info(empty)
+        return None
+    ids = [r.id for r in runs]
+    wanted = st.query_params.get("run")
+    index = ids.index(wanted) if wanted in ids else 0
+    chosen = st.selectbox(label, ids, index=index, key=key, format_func=lambda i: run_label(runs[ids.index(i)]))
+    return runs[ids.index(chosen)]
+
+
+def runs_frame(runs: Sequence[Run]) -> pd.DataFrame:
+    rows = [r.summary() for r in runs]
+    frame = pd.DataFrame(rows, columns=["run", "kind", "state", "method", "encoder", "data", "step", "total_steps",
+                                        "progress", "metric", "value", "started", "error"])
+    frame["started"] = pd.to_datetime(frame["started"], unit="s", errors="coerce")
+    frame["state"] = [f"{STATE_ICONS.get(s, '')} {s}" for s in frame["state"]]
+    return frame
+
+
+def curves_figure(series: dict[str, pd.DataFrame], key: str, title: str, x: str = "step",
+                  log_y: bool = False) -> go.Figure:
+    """One line per run (or per name) of column ``key`` against ``x``."""
+    fig = go.Figure()
+    for name, frame in series.items():
+        if key in frame and frame[key].notna().any():
+            part = frame[[x, key]].dropna()
+            fig.add_trace(go.Scatter(x=part[x], y=part[key], mode="lines", name=name))
+    fig.update_layout(title=title, height=280, margin=dict(l=10, r=10, t=40, b=10), xaxis_title=x,
+                      legend=dict(orientation="h", y=-0.25), showlegend=len(series) > 1)
+    if log_y:
+        fig.update_yaxes(type="log")
+    return fig
+
+
+def metrics_frame(run: Run) -> pd.DataFrame:
+    """A run's training records (validation rows of fine-tuning runs left out)."""
+    frame = pd.DataFrame(run.metrics())
+    if "split" in frame:
+        frame = frame[frame["split"].isna()]
+    return frame
