@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .runs import REPO_ROOT, list_runs
+from .runs import REPO_ROOT, kind_of_config, list_runs
 
 SHIPPED = REPO_ROOT / "checkpoints"
 
@@ -64,3 +64,23 @@ def encoder_models(root: Path | None = None) -> list[ModelEntry]:
         if enc.is_file() and run.kind() == "pretrain":
             runs.append(ModelEntry(f"run: {run.id}", enc, _card(enc)))
     return runs + _shipped("encoder")
+
+
+CONFIGS = REPO_ROOT / "configs"
+
+
+def config_presets(kind: str) -> dict[str, Path]:
+    """The YAML presets in ``configs/`` for one run kind (pretrain, finetune, compare), by file stem."""
+    import yaml
+
+    out: dict[str, Path] = {}
+    for p in sorted(CONFIGS.glob("*.yaml")):
+        try:
+            raw = yaml.safe_load(p.read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            continue
+        if not isinstance(raw, dict):
+            continue
+        if kind_of_config(raw) == kind:
+            out[p.stem] = p
+    return out

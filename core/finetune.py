@@ -223,6 +223,7 @@ class FinetuneTrainer:
                         "images_per_s": len(losses) * self.batch / max(time.perf_counter() - t0, 1e-9),
                         "time": time.time()}])
                     bar.set_postfix(loss=f"{np.mean(losses):.3f}")
+                    run.write_status(step=self.step)  # live progress between validations
                     losses, t0 = [], time.perf_counter()
                 if self.step % tc.eval_every == 0 or self.step == self.total_steps:
                     self._validate(names)

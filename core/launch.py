@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -75,11 +76,14 @@ def stop(run: Run) -> bool:
     cmd = _cmdline(int(pid))
     if cmd and "core." not in cmd:  # the id was recycled by an unrelated process
         return False
+    starting = status.get("state") == "starting"
     try:
         os.kill(int(pid), signal.SIGTERM)
     except ProcessLookupError:
         return False
     run.log("stop requested")
+    if starting:  # not training yet: it may die from the signal before it can record anything itself
+        run.write_status(state="stopped", ended=time.time())
     return True
 
 

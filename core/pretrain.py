@@ -40,6 +40,8 @@ from .runs import NotARunError, Run, atomic_write_bytes, create_run, open_run
 import yaml
 
 
+LIVE_EVERY_S = 1.0  # how often logged records and the step reach the run folder between checkpoints
+
 # ----------------------------------------------------------------------------------------------------------------
 # Pieces of one training step
 
@@ -324,6 +326,7 @@ class Trainer:
         metrics: list[dict[str, Any]] = []
         fns: list[dict[str, Any]] = []
         t_last, steps_since = time.perf_counter(), 0
+        t_shown = t_last
         state = "completed"
         try:
             while self.step < self.total_steps:
@@ -348,6 +351,11 @@ class Trainer:
                                     "pos_cos": info.pos_cos_mean, "neg_cos": info.neg_cos_mean,
                                     "frac_above_threshold": info.frac_above_threshold, "time": time.time()})
                     bar.set_postfix(loss=f"{loss:.3f}", cal=info.num_calibrated, ips=f"{ips:.0f}")
+                    if now - t_shown >= LIVE_EVERY_S:  # records on disk for live curves, at most once a second
+                        t_shown = now
+                        self._flush(metrics, fns)
+                        if run is not None:
+                            run.write_status(step=self.step)
                 if self.step % cfg.train.ckpt_every == 0 or self.step == self.total_steps:
                     self._flush(metrics, fns)
                     self.save()

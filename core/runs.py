@@ -157,14 +157,7 @@ class Run:
     def kind(self) -> str:
         """pretrain, finetune or compare: from status.json, else from the shape of the config."""
         kind = self.status().get("kind")
-        if kind in KINDS:
-            return kind
-        cfg = self.config()
-        if "pretrain_config" in cfg:
-            return "compare"
-        if isinstance(cfg.get("model"), dict) and "arch" in cfg["model"]:
-            return "finetune"
-        return "pretrain"
+        return kind if kind in KINDS else kind_of_config(self.config())
 
     def state(self) -> str:
         """The recorded state, except that a 'running' run whose process is gone on this host is 'died'."""
@@ -226,6 +219,15 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             continue
     return out
+
+
+def kind_of_config(raw: dict[str, Any]) -> str:
+    """Which run a config describes, from its shape: compare, finetune or pretrain."""
+    if "pretrain_config" in raw:
+        return "compare"
+    if isinstance(raw.get("model"), dict) and "arch" in raw["model"]:
+        return "finetune"
+    return "pretrain"
 
 
 def _last_record(path: Path) -> dict[str, Any] | None:

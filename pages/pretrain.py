@@ -1,5 +1,135 @@
-"""Placeholder page (being built)."""
+"""Pretrain: every setting in one form, checked by core's config before anything starts; then the run, live."""
+from __future__ import annotations
+
+from typing import Any
+
 import streamlit as st
 
-st.title("pretrain")
-st.info("This page is being built.")
+from core import launch
+from core.catalog import config_presets
+from core.config import ENCODERS, ConfigError, PretrainConfig, load_config, validate_config
+from core.safepaths import PathRefused, resolve_under
+from workbench.common import pick_run, runs_of, show_error
+from workbench.monitor import watch
+
+st.title("🧪 Pretrain")
+st.caption("SimCLR or MoCo v2, with or without FALSE (FNSD flags likely false negatives, FNCC calibrates them). "
+           "The run goes on in the background: close the tab, come back, it is still there.")
+
+presets = config_presets("pretrain")
+names = list(presets)
+preset = st.selectbox("Start from a preset", names, index=names.index("demo_cpu") if "demo_cpu" in names else 0,
+                      help="Files in configs/; every value below can be changed.")
+try:
+    base: PretrainConfig = load_config(presets[preset])
+except ConfigError as err:
+    show_error(err, f"preset {preset}")
+    base = PretrainConfig()
+
+
+def k(name: str) -> str:
+    """Widget keys depend on the preset, so picking another preset resets the form to its values."""
+    return f"pre-{preset}-{name}"
+
+
+def _index(options: list[Any], value: Any) -> int:
+    return options.index(value) if value in options else 0
+
+
+with st.form("pretrain-form"):
+    st.subheader("Method")
+    c1, c2, c3 = st.columns(3)
+    method = c1.radio("Method", ["simclr", "moco"], index=_index(["simclr", "moco"], base.method), key=k("method"),
+                      format_func={"simclr": "SimCLR", "moco": "MoCo v2"}.get, horizontal=True)
+    use_false = c2.toggle("FALSE (FNSD + FNCC)", value=base.loss.name == "false", key=k("false"),
+                          help="Off: plain InfoNCE")
+    run_name = c3.text_input("Run name", value=base.name or "", key=k("name"),
+                             help="A time stamp is put in front; two runs never share a folder")
+    c1, c2, c3, c4, c5 = st.columns(5)
+    alpha = c1.number_input("alpha (FNCC)", 0.0, 1.0, float(base.loss.alpha), 0.05, key=k("alpha"),
+                            help="How far a calibrated pair is pulled towards being a positive")
+    threshold = c2.number_input("threshold (FNSD)", 0.0, 1.0, float(base.loss.threshold), 0.05, key=k("threshold"),
+                                help="Cosine above which a flagged pair is calibrated; must be in (0, 1]")
+    temperature = c3.number_input("temperature", 0.0, 10.0, float(base.loss.temperature), 0.05, format="%.3f",
+                                  key=k("temperature"))
+    selection = c4.selectbox("selection", ["global", "per_anchor"], index=_index(["global", "per_anchor"],
+                             base.loss.selection), key=k("selection"))
+    topk = c5.number_input("top-k", 1, 4096, int(base.loss.topk), key=k("topk"))
+
+    st.subheader("Model and data")
+    c1, c2, c3, c4 = st.columns(4)
+    encoder = c1.selectbox("Encoder", list(ENCODERS), index=_index(list(ENCODERS), base.model.encoder),
+                           key=k("encoder"))
+    proj_dim = c2.number_input("Projection dim", 1, 4096, int(base.model.proj_dim), key=k("proj_dim"))
+    proj_hidden = c3.number_input("Projection hidden", 1, 8192, int(base.model.proj_hidden), key=k("proj_hidden"))
+    queue = c4.number_input("MoCo queue", 1, 1 << 20, int(base.model.queue_size), key=k("queue"))
+    c1, c2, c3, c4 = st.columns(4)
+    data_name = c1.selectbox("Data set", ["synthetic", "folder"], index=_index(["synthetic", "folder"],
+                             base.data.name), key=k("data"),
+                             help="synthetic: generated aerial-like tiles with labels; folder: your images")
+    num_tiles = c2.number_input("Synthetic tiles", 2, 1_000_000, int(base.data.num_tiles), key=k("tiles"))
+    tile_size = c3.number_input("Tile size (px)", 16, 4096, int(base.data.tile_size), key=k("tile_size"))
+    image_size = c4.number_input("View size (px)", 16, 1024, int(base.data.image_size), key=k("image_size"))
+    folder = st.text_input("Image folder (data set = folder)", value=base.data.root or "", key=k("folder"),
+                           help="Under the data root or the runs root; PNG, JPEG or TIFF files")
+
+    st.subheader("Training")
+    c1, c2, c3, c4, c5 = st.columns(5)
+    batch = c1.number_input("Batch size", 1, 65536, int(base.train.batch_size), key=k("batch"))
+    by = c2.radio("Length in", ["steps", "epochs"], index=1 if base.train.max_steps is None else 0,
+                  key=k("by"), horizontal=True)
+    steps = c3.number_input("Steps", 1, 10_000_000, int(base.train.max_steps or 100), key=k("steps"))
+    epochs = c4.number_input("Epochs", 0.01, 10_000.0, float(base.train.epochs or 1.0), key=k("epochs"))
+    optimizer = c5.selectbox("Optimizer", ["lars", "adamw", "sgd"],
+                             index=_index(["lars", "adamw", "sgd"], base.train.optimizer), key=k("opt"))
+    c1, c2, c3, c4, c5 = st.columns(5)
+    lr = c1.number_input("Base lr (batch 256)", 0.0, 100.0, float(base.train.lr), format="%.5f", key=k("lr"))
+    wd = c2.number_input("Weight decay", 0.0, 1.0, float(base.train.weight_decay), format="%.6f", key=k("wd"))
+    warmup = c3.number_input("Warm-up steps", 0, 1_000_000, int(base.train.warmup_steps), key=k("warmup"))
+    ckpt_every = c4.number_input("Checkpoint every", 1, 1_000_000, int(base.train.ckpt_every), key=k("ckpt"))
+    seed = c5.number_input("Seed", 0, 2**31 - 1, int(base.seed), key=k("seed"))
+    c1, c2, c3 = st.columns(3)
+    device = c1.selectbox("Device", ["auto", "cpu", "cuda"], index=_index(["auto", "cpu", "cuda"],
+                          base.train.device), key=k("device"))
+    precision = c2.selectbox("Precision", ["auto", "fp32", "bf16", "fp16"],
+                             index=_index(["auto", "fp32", "bf16", "fp16"], base.train.precision), key=k("prec"))
+    log_every = c3.number_input("Log every (steps)", 1, 100_000, int(base.train.log_every), key=k("log"))
+    submitted = st.form_submit_button("🚀 Launch", type="primary")
+
+
+def form_config() -> PretrainConfig:
+    """The form as a validated config (ConfigError / PathRefused name what is wrong)."""
+    raw = base.model_dump(mode="json")
+    raw.update(method=method, seed=int(seed), name=run_name.strip() or None)
+    raw["loss"].update(name="false" if use_false else "info_nce", alpha=alpha, threshold=threshold,
+                       temperature=temperature, selection=selection, topk=int(topk))
+    raw["model"].update(encoder=encoder, proj_dim=int(proj_dim), proj_hidden=int(proj_hidden), queue_size=int(queue))
+    raw["data"].update(name=data_name, num_tiles=int(num_tiles), tile_size=int(tile_size), image_size=int(image_size),
+                       root=str(resolve_under(folder)) if data_name == "folder" and folder.strip() else None)
+    raw["train"].update(batch_size=int(batch), optimizer=optimizer, lr=lr, weight_decay=wd, warmup_steps=int(warmup),
+                        ckpt_every=int(ckpt_every), device=device, precision=precision, log_every=int(log_every),
+                        max_steps=int(steps) if by == "steps" else None,
+                        epochs=float(epochs) if by == "epochs" else None)
+    if raw["train"]["warmup_epochs"] is not None and by == "steps":
+        raw["train"]["warmup_epochs"] = None
+    return validate_config(raw)
+
+
+if submitted:
+    try:
+        cfg = form_config()
+        run = launch.launch("pretrain", cfg, name=cfg.name or f"{cfg.method}-{cfg.loss.name}")
+    except (ConfigError, PathRefused) as err:
+        show_error(err, "Not launched")
+    except OSError as err:
+        show_error(err, "Could not start the run")
+    else:
+        st.session_state["pretrain-run"] = run.id  # the watcher below shows the new run
+        st.success(f"Launched {run.id}. It keeps running if you close this tab.")
+
+st.divider()
+st.subheader("Watch a run")
+runs = runs_of("pretrain")
+chosen = pick_run("Pretraining run", runs, "pretrain-run", "No pretraining runs yet: launch one above.")
+if chosen is not None:
+    watch(str(chosen.path), key="pretrain")

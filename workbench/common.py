@@ -59,11 +59,6 @@ def runs_of(kind: str | None = None) -> list[Run]:
     return [r for r in runs if kind is None or r.kind() == kind]
 
 
-def run_label(run: Run) -> str:
-    state = run.state()
-    return f"{STATE_ICONS.get(state, '•')} {run.id}"
-
-
 def pick_run(label: str, runs: Sequence[Run], key: str, empty: str) -> Run | None:
     """A select box of runs (newest first); shows ``empty`` as info when there are none."""
     if not runs:
@@ -72,7 +67,8 @@ def pick_run(label: str, runs: Sequence[Run], key: str, empty: str) -> Run | Non
     ids = [r.id for r in runs]
     wanted = st.query_params.get("run")
     index = ids.index(wanted) if wanted in ids else 0
-    chosen = st.selectbox(label, ids, index=index, key=key, format_func=lambda i: run_label(runs[ids.index(i)]))
+    # Labels are the bare ids: a label that changed with the run's state would reset the choice.
+    chosen = st.selectbox(label, ids, index=index, key=key)
     return runs[ids.index(chosen)]
 
 
@@ -94,10 +90,16 @@ def curves_figure(series: dict[str, pd.DataFrame], key: str, title: str, x: str 
             part = frame[[x, key]].dropna()
             fig.add_trace(go.Scatter(x=part[x], y=part[key], mode="lines", name=name))
     fig.update_layout(title=title, height=280, margin=dict(l=10, r=10, t=40, b=10), xaxis_title=x,
-                      legend=dict(orientation="h", y=-0.25), showlegend=len(series) > 1)
+                      legend=dict(orientation="h", y=-0.3), showlegend=len(series) > 1)
     if log_y:
         fig.update_yaxes(type="log")
     return fig
+
+
+def columns_figure(frame: pd.DataFrame, keys: Sequence[str], title: str, x: str = "step",
+                   log_y: bool = False) -> go.Figure:
+    """One line per column of one run's records."""
+    return curves_figure({k: frame.rename(columns={k: "_y"}) for k in keys if k in frame}, "_y", title, x, log_y)
 
 
 def metrics_frame(run: Run) -> pd.DataFrame:

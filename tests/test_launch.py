@@ -1,0 +1,77 @@
+"""Background runs: launched in their own folders, stopped cleanly, resumed, deleted only when finished."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from core import launch
+from core.config import load_config
+from core.runs import NotARunError, RunBusyError, delete_run, list_runs
+from core.safepaths import PathRefused, resolve_under
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["model.proj_hidden=32", "model.proj_dim=16", "data.num_tiles=24", "data.tile_size=48", "data.image_size=32",
+        "train.batch_size=8", "train.optimizer=adamw", "train.log_every=1"]
+
+
+def _wait(run, pred, timeout: float = 240) -> None:
+    deadline = time.time() + timeout
+    while not pred() and time.time() < deadline:
+        time.sleep(0.2)
+    assert pred(), (run.status(), launch.console_tail(run)[-2000:])
+
+
+def test_stop_keeps_a_checkpoint_and_resume_finishes(empty_store: Path) -> None:
+    cfg = load_config(ROOT / "configs/demo_cpu.yaml", [*TINY, "train.max_steps=400", "train.ckpt_every=1000"])
+    run = launch.launch("pretrain", cfg, name="stoppable")
+    assert run.state() in ("starting", "running")
+    _wait(run, lambda: len(run.metrics()) >= 2)  # records reach the folder between checkpoints
+    with pytest.raises(RunBusyError):
+        delete_run(run)
+    with pytest.raises(RunBusyError):
+        launch.resume(run)
+    assert launch.stop(run)
+    _wait(run, lambda: not run.is_live())
+    assert run.state() == "stopped" and run.last_checkpoint() is not None
+    stopped_at = run.status()["step"]
+    assert 0 < stopped_at < 400
+    launch.resume(run)
+    assert launch.stop(run) in (True, False)  # a second stop request is harmless
+    _wait(run, lambda: not run.is_live())
+    assert run.state() == "stopped" and run.status()["step"] >= stopped_at
+    delete_run(run)
+    assert not run.path.exists()
+
+
+def test_two_launches_at_once_get_two_folders(empty_store: Path) -> None:
+    cfg = load_config(ROOT / "configs/demo_cpu.yaml", [*TINY, "train.max_steps=1", "name=same"])
+    a = launch.launch("pretrain", cfg)
+    b = launch.launch("pretrain", cfg)
+    assert a.path != b.path and {r.path for r in list_runs(empty_store)} == {a.path, b.path}
+    for run in (a, b):
+        _wait(run, lambda run=run: not run.is_live())
+        assert run.state() == "completed", launch.console_tail(run)
+
+
+def test_a_run_that_cannot_start_says_why(empty_store: Path) -> None:
+    cfg = load_config(ROOT / "configs/demo_cpu.yaml", [*TINY, "train.max_steps=1", "train.batch_size=64"])
+    run = launch.launch("pretrain", cfg)
+    _wait(run, lambda: not run.is_live())
+    assert run.state() == "failed" and "larger than the data set" in run.status()["error"]
+    with pytest.raises(NotARunError):
+        launch.resume(run)  # nothing to resume from
+
+
+def test_typed_paths_stay_under_the_roots(empty_store: Path, tmp_path: Path) -> None:
+    empty_store.mkdir(parents=True)
+    inside = empty_store / "x"
+    inside.mkdir()
+    assert resolve_under(str(inside)) == inside.resolve()
+    for bad in ("/etc/passwd", str(empty_store / ".." / ".."), "", "core"):
+        with pytest.raises(PathRefused):
+            resolve_under(bad)
+    (empty_store / "link").symlink_to("/etc")
+    with pytest.raises(PathRefused):
+        resolve_under(str(empty_store / "link" / "passwd"))

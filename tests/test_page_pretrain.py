@@ -1,0 +1,69 @@
+"""The Pretrain page: the form refuses bad values before launch; Launch starts a real background run."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from core.runs import list_runs
+from tests.pages import errors, open_page, texts
+
+TINY = {"tiles": 24, "tile_size": 48, "image_size": 32, "batch": 8, "steps": 2, "proj_dim": 16,
+        "proj_hidden": 32, "ckpt": 1, "log": 1}
+
+
+def _set(at, **values) -> None:
+    for name, value in values.items():
+        at.number_input(key=f"pre-demo_cpu-{name}").set_value(value)
+
+
+def test_renders_with_an_empty_store(empty_store: Path) -> None:
+    at = open_page("pretrain")
+    assert not at.exception
+    assert "No pretraining runs yet" in texts(at)
+    assert [b.label for b in at.button] == ["🚀 Launch"]
+
+
+def test_renders_with_a_populated_store(populated_store: Path) -> None:
+    at = open_page("pretrain")
+    assert not at.exception and not errors(at)
+    assert "tiny-false" in at.selectbox(key="pretrain-run").value or "died" in at.selectbox(key="pretrain-run").value
+    assert len(at.get("plotly_chart")) >= 1 or "No curves yet" in texts(at)
+
+
+def test_a_bad_value_is_refused_before_launch(empty_store: Path) -> None:
+    at = open_page("pretrain")
+    _set(at, threshold=0.0)
+    at.button[0].click().run()
+    assert not at.exception
+    assert any("loss.threshold" in e and "(0, 1]" in e for e in errors(at)), errors(at)
+    assert list_runs(empty_store) == []
+
+
+def test_a_folder_outside_the_roots_is_refused(empty_store: Path) -> None:
+    at = open_page("pretrain")
+    at.selectbox(key="pre-demo_cpu-data").set_value("folder")
+    at.text_input(key="pre-demo_cpu-folder").set_value("/etc")
+    at.button[0].click().run()
+    assert any("outside the folders" in e for e in errors(at)), errors(at)
+    assert list_runs(empty_store) == []
+
+
+def test_launch_creates_a_run_that_trains_in_the_background(empty_store: Path) -> None:
+    at = open_page("pretrain")
+    _set(at, **TINY)
+    at.selectbox(key="pre-demo_cpu-opt").set_value("adamw")
+    at.text_input(key="pre-demo_cpu-name").set_value("page-launch")
+    at.button[0].click().run()
+    assert not at.exception and not errors(at), errors(at)
+    runs = list_runs(empty_store)
+    assert len(runs) == 1 and runs[0].id.endswith("page-launch")
+    run = runs[0]
+    assert (run.path / "config.yaml").is_file() and run.status()["pid"]
+    deadline = time.time() + 240
+    while run.is_live() and time.time() < deadline:
+        time.sleep(0.5)
+    assert run.state() == "completed", (run.status(), (run.path / "console.txt").read_text()[-2000:])
+    assert [m["step"] for m in run.metrics()] == [1, 2]
+    assert run.last_checkpoint() is not None
+    at.run()  # the watcher now shows the finished run
+    assert "completed" in texts(at)

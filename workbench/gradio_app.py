@@ -1,0 +1,318 @@
+"""A one-page Gradio demo of the segmentation model: upload an image, get the overlay, legend, areas and mask.
+
+    python -m workbench.gradio_app [--port 7860] [--host 127.0.0.1] [--checkpoint PATH]
+
+Without ``--checkpoint`` the shipped demo model is used (``core.segment.default_checkpoint``). The image goes
+through the same two calls as the ``segment`` CLI and the workbench's Segment page: ``core.imageio.read_image``
+(any PNG/JPEG/TIFF/GeoTIFF by one band rule) and ``core.segment.segment_loaded`` (sliding windows).
+
+The endpoint is also an API: ``gradio_client.Client(url).predict(handle_file(path), api_name="/segment")`` returns
+(overlay image path, legend HTML, area table, mask PNG path, [areas CSV, mask GeoTIFF], info Markdown). A file
+that cannot be used comes back as an error with one line saying why, never a traceback.
+
+Offline by design: analytics off, bound to 127.0.0.1 unless ``--host`` says otherwise, no share link, system
+fonts (no font CDN), uploads capped at ``MAX_FILE_SIZE``.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # read when gradio is imported: no calls home, ever
+
+import argparse  # noqa: E402
+import html  # noqa: E402
+import shutil  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import uuid  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from core.checkpoint import CheckpointError  # noqa: E402
+from core.device import pick_device  # noqa: E402
+from core.imageio import ImageError, read_image  # noqa: E402
+from core.infer import check_tile, overlap_pixels  # noqa: E402
+from core.segment import Segmentation, default_checkpoint, segment_loaded  # noqa: E402
+from core.segmodel import load_seg_model  # noqa: E402
+
+MAX_FILE_SIZE = "200mb"  # per upload, enforced by the server before our code sees the file
+MAX_PIXELS = 100_000_000  # a browser demo; bigger scenes belong to `python -m core.segment`
+DISPLAY_SIDE = 2048  # the overlay shown in the page is at most this many pixels on its longer side
+TILES = [256, 384, 512, 768, 1024]
+SAMPLE_SEED = 2  # a generated scene with roads, buildings and trees
+KEEP_CALLS = 16  # output folders of this many recent calls are kept (gradio has copied older ones to its cache)
+THEME_FONT = ["system-ui", "-apple-system", "Segoe UI", "Roboto", "sans-serif"]
+THEME_MONO = ["ui-monospace", "SFMono-Regular", "Menlo", "monospace"]
+
+
+# ------------------------------------------------------------------------------------------------ model
+class _Model:
+    """The checkpoint loaded once per process, with a lock so two sessions never share a forward pass."""
+
+    def __init__(self, checkpoint: Path) -> None:
+        self.path = Path(checkpoint)
+        self.device = pick_device()
+        self.model, self.card = load_seg_model(self.path, device=self.device)
+        classes = self.card.get("classes")
+        if not isinstance(classes, list) or not classes or not all(isinstance(c, dict) and "name" in c
+                                                                     for c in classes):
+            raise CheckpointError(f"{self.path}: its card's classes are not a list of {{'name', 'color'}} entries")
+        if len(classes) > 256:
+            raise CheckpointError(f"{self.path}: {len(classes)} classes do not fit an 8-bit mask")
+        self.lock = threading.Lock()
+
+    @property
+    def description(self) -> str:
+        c = self.card
+        return (f"`{self.path.name}`: {c.get('arch')} / {c.get('encoder')}, {len(c['classes'])} classes, "
+                f"on {self.device}")
+
+
+# ------------------------------------------------------------------------------------------------ outputs
+def legend_html(seg: Segmentation) -> str:
+    """Colour swatches with each class's share of the image (HTML, escaped)."""
+    items = []
+    for cls, row in zip(seg.classes, seg.areas):
+        r, g, b = (int(v) for v in (cls.get("color") or (0, 0, 0))[:3])
+        items.append(
+            "<span style='display:inline-flex;align-items:center;gap:6px;margin:2px 14px 2px 0'>"
+            f"<span style='width:14px;height:14px;border-radius:3px;background:rgb({r},{g},{b});"
+            "border:1px solid rgba(0,0,0,.25)'></span>"
+            f"{html.escape(str(row['name']))} <span style='opacity:.65'>{row['percent']:.1f}%</span></span>")
+    return "<div style='display:flex;flex-wrap:wrap;font-size:0.95em'>" + "".join(items) + "</div>"
+
+
+def areas_frame(seg: Segmentation) -> pd.DataFrame:
+    """The per-class table: pixels, percent and, when the pixel size is known, square metres."""
+    frame = pd.DataFrame([{"class": a["name"], "pixels": a["pixels"], "percent": round(a["percent"], 3),
+                           "square_metres": None if a["square_metres"] is None else round(a["square_metres"], 1)}
+                          for a in seg.areas])
+    if frame["square_metres"].isna().all():
+        frame = frame.drop(columns="square_metres")
+    return frame
+
+
+def display_overlay(seg: Segmentation, opacity: float) -> np.ndarray:
+    """The overlay at ``opacity``, from a copy at most DISPLAY_SIDE pixels on a side (nearest for the mask)."""
+    h, w = seg.mask.shape
+    scale = DISPLAY_SIDE / max(h, w)
+    if scale >= 1:
+        return seg.overlay(opacity)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    small = Segmentation(rgb=np.asarray(Image.fromarray(seg.rgb).resize(size, Image.BILINEAR)),
+                         mask=np.asarray(Image.fromarray(seg.mask).resize(size, Image.NEAREST)),
+                         classes=seg.classes, areas=seg.areas)
+    return small.overlay(opacity)
+
+
+def info_markdown(name: str, seg: Segmentation, pixel_size_m: float | None) -> str:
+    h, w = seg.mask.shape
+    parts = [f"**{name}**: {w} × {h} pixels"]
+    if seg.profile is not None:
+        parts.append("georeferenced" + (f", {pixel_size_m:.3g} m/pixel" if pixel_size_m else ""))
+    if max(h, w) > DISPLAY_SIDE:
+        parts.append(f"overlay shown at {DISPLAY_SIDE} pixels on the longer side; the downloads are full size")
+    lines = ["; ".join(parts)]
+    lines += [f"- {note}" for note in seg.notes]
+    return "\n".join(lines)
+
+
+class _Outputs:
+    """A folder per call for the files the page offers; only the last KEEP_CALLS folders are kept."""
+
+    def __init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="false_wb_gradio_"))
+        self.calls = self.root / "calls"
+        self.calls.mkdir()
+        self.lock = threading.Lock()
+
+    def new(self) -> Path:
+        with self.lock:
+            folders = sorted(self.calls.iterdir(), key=lambda p: p.stat().st_mtime)
+            for old in folders[:max(0, len(folders) - KEEP_CALLS + 1)]:
+                shutil.rmtree(old, ignore_errors=True)
+            out = self.calls / uuid.uuid4().hex[:12]
+            out.mkdir()
+            return out
+
+    def close(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def write_downloads(seg: Segmentation, stem: str, out: Path) -> tuple[str, list[str]]:
+    """The mask PNG, and the areas CSV plus the GeoTIFF (when georeferenced), written under ``out``."""
+    mask = out / f"{stem}_mask.png"
+    mask.write_bytes(seg.mask_png())
+    extras = [out / f"{stem}_areas.csv"]
+    extras[0].write_text(seg.areas_csv())
+    tif = seg.geotiff()
+    if tif is not None:
+        extras.append(out / f"{stem}_mask.tif")
+        extras[-1].write_bytes(tif)
+    return str(mask), [str(p) for p in extras]
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+# ------------------------------------------------------------------------------------------------ the app
+def build_demo(checkpoint: Path | None = None) -> gr.Blocks:
+    """The Blocks app around one checkpoint (default: the shipped demo model); CheckpointError if unusable."""
+    try:
+        net = _Model(Path(checkpoint) if checkpoint is not None else default_checkpoint())
+    except CheckpointError:
+        raise
+    except Exception as err:  # noqa: BLE001 - a card that builds no model, odd files: one line
+        raise CheckpointError(f"checkpoint {checkpoint}: cannot be used ({type(err).__name__}: "
+                              f"{_one_line(err)})") from None
+    outputs = _Outputs()
+
+    def segment(path: str | None, opacity: float = 0.5, tile: int = 512, overlap: float = 0.25,
+                tta: bool = False, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
+        """One uploaded file -> overlay, legend, areas, mask file, other files, info, the result for re-blending."""
+        if not path:
+            raise gr.Error("Upload an image first.", print_exception=False)
+        name = Path(path).name
+        try:
+            tile = check_tile(int(tile))
+            overlap_pixels(float(overlap), tile)
+        except (TypeError, ValueError) as err:
+            raise gr.Error(f"settings: {err}", print_exception=False) from None
+        try:
+            loaded = read_image(path, max_pixels=MAX_PIXELS)
+        except ImageError as err:
+            raise gr.Error(f"{name}: {err}", print_exception=False) from None
+        except Exception as err:  # noqa: BLE001 - never a traceback for one bad file
+            raise gr.Error(f"{name}: cannot be read ({type(err).__name__}: {_one_line(err)})",
+                           print_exception=False) from None
+        progress(0.0, desc="Segmenting")
+        try:
+            with net.lock:
+                seg = segment_loaded(loaded, net.model, net.card, tile=tile, overlap=float(overlap), tta=bool(tta),
+                                     device=net.device,
+                                     progress=lambda done, total: progress((done, total), desc="Segmenting",
+                                                                           unit="windows"))
+        except MemoryError:
+            raise gr.Error(f"{name}: out of memory (try a smaller tile)", print_exception=False) from None
+        except Exception as err:  # noqa: BLE001 - e.g. CUDA out of memory: one line
+            raise gr.Error(f"{name}: segmentation failed ({type(err).__name__}: {_one_line(err)})") from None
+        mask, extras = write_downloads(seg, Path(name).stem or "image", outputs.new())
+        return (display_overlay(seg, float(opacity)), legend_html(seg), areas_frame(seg), mask, extras,
+                info_markdown(name, seg, loaded.pixel_size_m), seg)
+
+    def reblend(seg: Segmentation | None, opacity: float) -> Any:
+        """A new opacity re-blends the kept result; the model does not run again."""
+        return gr.skip() if seg is None else display_overlay(seg, float(opacity))
+
+    with gr.Blocks(title="FALSE segmentation demo", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
+        gr.Markdown("## 🛰️ Aerial image segmentation\n"
+                    f"Upload an aerial tile (PNG, JPEG, TIFF or GeoTIFF). Model: {net.description}.")
+        result = gr.State(None)
+        with gr.Row():
+            with gr.Column(scale=2, min_width=280):
+                upload = gr.File(label="Image", file_count="single", type="filepath", height=140)
+                opacity = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Overlay opacity")
+                with gr.Accordion("Inference settings", open=False):
+                    tile = gr.Dropdown(TILES, value=512, label="Tile (pixels)",
+                                       info="window side of the sliding-window inference")
+                    overlap = gr.Slider(0.0, 0.5, value=0.25, step=0.05, label="Overlap (fraction of the tile)")
+                    tta = gr.Checkbox(False, label="Flip test-time augmentation (2x slower)")
+                run = gr.Button("Segment", variant="primary")
+                info = gr.Markdown()
+            with gr.Column(scale=3):
+                overlay = gr.Image(label="Overlay", type="numpy", format="png", interactive=False,
+                                   buttons=["download", "fullscreen"])
+                legend = gr.HTML()
+        with gr.Row():
+            areas = gr.Dataframe(label="Area per class", interactive=False, scale=3)
+            with gr.Column(scale=2):
+                mask_file = gr.File(label="Mask (PNG, class indices)", interactive=False)
+                extra_files = gr.File(label="Areas CSV, GeoTIFF mask", file_count="multiple", interactive=False)
+        gr.Examples([[_sample_tile(outputs.root)]], inputs=[upload], label=_sample_label(net.card))
+
+        gr.on([upload.upload, run.click], segment, inputs=[upload, opacity, tile, overlap, tta],
+              outputs=[overlay, legend, areas, mask_file, extra_files, info, result], api_name="segment")
+        opacity.release(reblend, inputs=[result, opacity], outputs=[overlay], api_visibility="private",
+                        show_progress="hidden")
+    demo._false_outputs = outputs  # type: ignore[attr-defined] - closed by stop()
+    return demo
+
+
+def _sample_tile(root: Path) -> str:
+    """A synthetic aerial scene (core.data.generate_scene) as a PNG, so a first visitor can try it in one click."""
+    from core.data import generate_scene
+
+    path = root / "sample_scene.png"
+    Image.fromarray(generate_scene(SAMPLE_SEED, 512)[0]).save(path)
+    return str(path)
+
+
+def _sample_label(card: dict[str, Any]) -> str:
+    """Say so when the model was not trained on the synthetic classes: its answer on the sample will be rough."""
+    from core.data import CLASSES
+
+    if [c.get("name") for c in card["classes"]] == [name for name, _ in CLASSES]:
+        return "Try a generated sample tile (a synthetic scene like this model's training data)"
+    return "Try a generated sample tile (a synthetic scene: this model was trained on other imagery)"
+
+
+def theme() -> gr.themes.Base:
+    """A quiet theme in the system fonts: nothing is fetched from a font CDN."""
+    return gr.themes.Soft(primary_hue="indigo", font=THEME_FONT, font_mono=THEME_MONO)
+
+
+def serve(demo: gr.Blocks, *, host: str = "127.0.0.1", port: int | None = None, block: bool = True) -> str:
+    """Launch ``demo`` locally (no share link, upload cap, queue of one forward at a time); return its URL."""
+    demo.queue(default_concurrency_limit=1)
+    _, url, _ = demo.launch(server_name=host, server_port=port, share=False, prevent_thread_lock=not block,
+                            max_file_size=MAX_FILE_SIZE, theme=theme(), footer_links=["api"], quiet=not block,
+                            show_error=True, ssr_mode=False, mcp_server=False, inbrowser=False)
+    return url
+
+
+def stop(demo: gr.Blocks) -> None:
+    """Close the server and remove the files this demo wrote."""
+    demo.close()
+    outputs = getattr(demo, "_false_outputs", None)
+    if outputs is not None:
+        outputs.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m workbench.gradio_app", description=__doc__.split("\n\n")[0])
+    p.add_argument("--port", type=int, default=None, help="port (default: 7860 or the next free one)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1: this machine only)")
+    p.add_argument("--checkpoint", type=Path, default=None,
+                   help="segmentation checkpoint (.safetensors); default: the shipped demo model")
+    try:
+        args = p.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code) if isinstance(exc.code, int) else 2
+    try:
+        demo = build_demo(args.checkpoint)
+    except CheckpointError as err:
+        print(f"error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    try:
+        serve(demo, host=args.host, port=args.port, block=True)
+    except OSError as err:
+        print(f"error: cannot start the server on {args.host}:{args.port}: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop(demo)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""The live view of one run: state, progress, Stop / Resume, and its curves, refreshed by a fragment.
+
+Only this fragment reruns every few seconds, so a watched run never makes the rest of the page flicker, and the
+view reattaches to any run on disk (it reads the run folder, not a process handle).
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import pandas as pd
+import streamlit as st
+
+from core import launch
+from core.runs import NotARunError, Run, RunBusyError, open_run
+from workbench.common import STATE_ICONS, columns_figure, metrics_frame, show_error
+
+# (column, title, log scale) per chart, by run kind
+CHARTS: dict[str, Sequence[tuple[Sequence[str], str, bool]]] = {
+    "pretrain": ((("loss",), "Loss", False), (("lr",), "Learning rate", False), (("images_per_s",), "Images / s", False),
+                 (("flagged", "calibrated"), "Flagged and calibrated pairs per step", False)),
+    "finetune": ((("loss",), "Training loss", False), (("lr",), "Learning rate", False),
+                 (("miou",), "Validation mIoU", False), (("images_per_s",), "Images / s", False)),
+}
+REFRESH_S = 2.0
+
+
+def _controls(run: Run, state: str, key: str) -> None:
+    left, right, _ = st.columns([1, 1, 4])
+    if state in ("running", "starting"):
+        if left.button("⏹ Stop", key=f"{key}-stop", help="Stop at the next step; the last checkpoint is kept"):
+            if launch.stop(run):
+                st.toast(f"Stop requested for {run.id}")
+            else:
+                st.warning("The run is not running any more.")
+    elif run.kind() != "compare" and state in ("stopped", "failed", "died") and run.last_checkpoint() is not None:
+        if left.button("▶ Resume", key=f"{key}-resume", help="Continue from the last checkpoint"):
+            try:
+                launch.resume(run)
+            except (RunBusyError, NotARunError) as err:
+                show_error(err)
+                return
+            st.rerun(scope="app")  # the live view refreshes only when drawn for a live run
+
+
+def _charts(run: Run, kind: str) -> None:
+    frame = metrics_frame(run)
+    if kind == "finetune":
+        val = pd.DataFrame([m for m in run.metrics() if m.get("split") == "val"])
+        if not val.empty:
+            frame = pd.concat([frame, val[["step", "miou"]]], ignore_index=True)
+    if frame.empty:
+        st.caption("No curves yet: the first records appear after the first logged step.")
+        return
+    cols = st.columns(2)
+    for n, (keys, title, log_y) in enumerate(CHARTS.get(kind, CHARTS["pretrain"])):
+        fig = columns_figure(frame, keys, title, log_y=log_y)
+        cols[n % 2].plotly_chart(fig, width="stretch", key=f"chart-{run.id}-{n}")
+
+
+def run_header(run: Run) -> str:
+    """State, progress bar and error line of a run; returns its state."""
+    status, state = run.status(), run.state()
+    step, total = status.get("step") or 0, status.get("total_steps")
+    st.markdown(f"**{run.id}** — {STATE_ICONS.get(state, '')} {state}")
+    if total:
+        st.progress(min(1.0, step / total), text=f"step {step} / {total}")
+    if status.get("error"):
+        st.error(status["error"])
+    if state == "died":
+        st.warning("Its process is gone without a final status (killed, or the machine restarted). "
+                   "Resume continues from the last checkpoint.")
+    return state
+
+
+def watch(run_path: str, key: str = "watch") -> None:
+    """Draw the run now and, while it is live, redraw it every few seconds."""
+    try:
+        live_now = open_run(run_path).is_live()
+    except NotARunError as err:
+        show_error(err)
+        return
+
+    @st.fragment(run_every=REFRESH_S if live_now else None)
+    def body() -> None:
+        try:
+            run = open_run(run_path)
+        except NotARunError as err:
+            show_error(err)
+            return
+        state = run_header(run)
+        _controls(run, state, key)
+        _charts(run, run.kind())
+        if state in ("running", "starting"):
+            st.caption(f"Live: refreshed every {REFRESH_S:.0f} s · {time.strftime('%H:%M:%S')}")
+
+    body()
