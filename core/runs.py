@@ -146,6 +146,14 @@ class Run:
         p = self.checkpoint_dir / "last.safetensors"
         return p if p.exists() else None
 
+    def read_json(self, name: str) -> dict[str, Any] | None:
+        """A JSON result file of the run (test_metrics.json, confusion.json, ...), None if absent or torn."""
+        try:
+            data = json.loads((self.path / name).read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+        return data if isinstance(data, dict) else None
+
     def config(self) -> dict[str, Any]:
         """The run's config as a dict ({} when config.yaml is missing or unreadable)."""
         try:

@@ -16,8 +16,8 @@ class PathRefused(ValueError):
 
 
 def allowed_roots() -> list[Path]:
-    """The runs root, the data root and the shipped checkpoints: all the workbench reads from or writes to."""
-    return [runs_root(), data_root(), REPO_ROOT / "checkpoints"]
+    """The runs root, the data root, the shipped checkpoints and the presets: all the workbench touches."""
+    return [runs_root(), data_root(), REPO_ROOT / "checkpoints", REPO_ROOT / "configs"]
 
 
 def resolve_under(text: str | Path, roots: list[Path] | None = None, must_exist: bool = True) -> Path:

@@ -1,28 +1,62 @@
-"""Overview: what this machine can do, and the runs on disk."""
+"""Overview: this machine, the runs at a glance, the shipped models, and on a fresh machine the way in."""
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 import torch
 
+from core.catalog import encoder_models, segmentation_models
 from core.device import describe_device, pick_device
-from core.runs import list_runs, runs_root
+from core.runs import runs_root
+from workbench.common import go_to, runs_frame, runs_of
 
 st.title("FALSE workbench")
-st.caption("False-negative-aware contrastive pretraining (SimCLR, MoCo v2 + FNSD/FNCC) for aerial imagery.")
+st.caption("False-negative-aware contrastive pretraining (SimCLR, MoCo v2 + FNSD/FNCC) for aerial imagery: "
+           "pretrain, inspect the flagged false negatives, explore embeddings, fine-tune and segment.")
 
 device = pick_device()
-st.metric("Compute device", describe_device(device), help=f"torch {torch.__version__}")
+c1, c2, c3 = st.columns(3)
+c1.metric("Compute device", describe_device(device), help=f"torch {torch.__version__}")
+runs = runs_of()
+states = pd.Series([r.state() for r in runs], dtype=object)
+c2.metric("Runs", len(runs), help=f"in {runs_root()}")
+c3.metric("Live now", int(states.isin(["running", "starting"]).sum()) if len(runs) else 0)
 
-runs = list_runs()
-st.subheader(f"Runs in {runs_root()}")
 if not runs:
-    st.info("No runs yet. Start a demo pretraining run from a terminal:\n\n"
-            "`python -m core.pretrain --config configs/demo_cpu.yaml`")
+    st.subheader("Start here")
+    left, right = st.columns(2)
+    with left.container(border=True):
+        st.markdown("**Segment an aerial tile** with the shipped model (trained on real Dubai imagery): "
+                    "upload a PNG, JPEG or GeoTIFF, or try a generated sample.")
+        if st.button("🗺️ Segment a tile", type="primary", key="go-segment"):
+            go_to("segment")
+    with right.container(border=True):
+        st.markdown("**Pretrain with FALSE** on the generated synthetic aerial set (the CPU demo preset: a few "
+                    "minutes on a laptop), then look at the false negatives it flagged.")
+        if st.button("🧪 Pretrain the demo", key="go-pretrain"):
+            go_to("pretrain")
 else:
-    rows = []
-    for run in runs:
-        s = run.status()
-        rows.append({"run": run.id, "state": s.get("state"), "step": s.get("step"),
-                     "of": s.get("total_steps"), "error": s.get("error")})
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    st.subheader("Runs at a glance")
+    frame = runs_frame(runs[:10])
+    st.dataframe(frame[["run", "kind", "state", "method", "progress", "metric", "value", "started"]],
+                 hide_index=True, width="stretch", column_config={
+                     "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0,
+                                                                 format="percent"),
+                     "value": st.column_config.NumberColumn("value", format="%.4f"),
+                     "started": st.column_config.DatetimeColumn("started", format="YYYY-MM-DD HH:mm")})
+    if len(runs) > 10:
+        st.caption(f"The 10 newest of {len(runs)} runs; all of them on the Runs page.")
+
+st.subheader("Models on this machine")
+rows = []
+for entry in segmentation_models() + encoder_models():
+    card = entry.card
+    metrics = card.get("test_metrics") or card.get("metrics") or {}
+    rows.append({"model": entry.label, "kind": entry.kind, "encoder": card.get("encoder"),
+                 "classes": ", ".join(c["name"] for c in card.get("classes", [])) or None,
+                 "mIoU": metrics.get("miou"), "size (MB)": round(entry.path.stat().st_size / 2**20, 1)})
+if rows:
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
+                 column_config={"mIoU": st.column_config.NumberColumn("mIoU", format="%.3f")})
+else:
+    st.info("No models yet: the shipped checkpoints/ folder is missing.")

@@ -1,29 +1,32 @@
-"""The start page of `streamlit run workbench` renders, with and without runs on disk."""
+"""The start page of `streamlit run workbench`: a way in on a fresh machine, the runs at a glance otherwise."""
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.runs import create_run
-
-APP = str(Path(__file__).resolve().parent.parent / "workbench" / "streamlit_app.py")
+from tests.pages import APP, errors, texts
 
 
-def test_start_page_empty_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FALSE_WB_RUNS", str(tmp_path / "runs"))
+def test_fresh_machine_leads_to_the_demo(empty_store: Path) -> None:
     at = AppTest.from_file(APP, default_timeout=60).run()
-    assert not at.exception
+    assert not at.exception and not errors(at)
     assert at.title[0].value == "FALSE workbench"
-    assert any("No runs yet" in i.value for i in at.info)
-
-
-def test_start_page_lists_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FALSE_WB_RUNS", str(tmp_path / "runs"))
-    run = create_run("demo", "method: simclr\n", tmp_path / "runs")
-    run.write_status(state="completed", step=5, total_steps=5)
-    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert "Start here" in [s.value for s in at.subheader]
+    assert {b.key for b in at.button} >= {"go-segment", "go-pretrain"}
+    models = at.dataframe[0].value
+    assert "shipped: dubai_seg" in list(models["model"])
+    at.button(key="go-segment").click().run()
     assert not at.exception
-    table = at.dataframe[0].value
-    assert list(table["run"]) == [run.id] and list(table["state"]) == ["completed"]
+    assert any("Segment" in t.value for t in at.title)
+
+
+def test_lists_runs_and_models(populated_store: Path) -> None:
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception and not errors(at)
+    runs = at.dataframe[0].value
+    assert len(runs) == 5 and any(r.endswith("tiny-ft") for r in runs["run"])
+    assert "Start here" not in texts(at)
+    models = at.dataframe[1].value
+    assert any(m.startswith("run: ") and m.endswith("tiny-ft") for m in models["model"])
+    assert any(m.endswith("tiny-false") for m in models["model"])

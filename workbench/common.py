@@ -53,6 +53,14 @@ def seg_model(path: Path) -> tuple[Any, dict[str, Any]]:
     return _seg_model(str(path), Path(path).stat().st_mtime)
 
 
+PAGES_DIR = Path(__file__).resolve().parent.parent / "pages"
+
+
+def go_to(page: str) -> None:
+    """Switch to ``pages/<page>.py`` (paths are resolved against the router's folder, hence the absolute one)."""
+    st.switch_page(str(PAGES_DIR / f"{page}.py"))
+
+
 def runs_of(kind: str | None = None) -> list[Run]:
     """Runs on disk, newest first, optionally of one kind."""
     runs = list(reversed(list_runs()))

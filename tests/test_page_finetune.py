@@ -1,0 +1,50 @@
+"""The Fine-tune page: launch form, scores of a finished run (IoU bars, confusion heatmap), comparisons."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from core.runs import list_runs
+from tests.pages import errors, open_page, texts
+
+
+def test_renders_with_an_empty_store(empty_store: Path) -> None:
+    at = open_page("finetune")
+    assert not at.exception and not errors(at)
+    assert "No fine-tuning runs yet" in texts(at) and "No comparison yet" in texts(at)
+
+
+def test_shows_the_scores_of_a_finished_run(populated_store: Path) -> None:
+    at = open_page("finetune")
+    assert not at.exception and not errors(at), errors(at)
+    assert at.selectbox(key="ft-run").value.endswith("tiny-ft")
+    labels = [m.label for m in at.metric]
+    assert any(label.startswith("mIoU (test)") for label in labels), labels
+    assert len(at.get("plotly_chart")) >= 3  # curves, IoU bars, confusion heatmap
+
+
+def test_a_bad_value_is_refused(empty_store: Path) -> None:
+    at = open_page("finetune")
+    at.selectbox(key="ft-data").set_value("potsdam")
+    at.button[0].click().run()
+    assert any("data.root" in e for e in errors(at)), errors(at)
+    assert list_runs(empty_store) == []
+
+
+def test_launch_creates_a_finetuning_run(populated_store: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("FALSE_WB_RUNS", str(tmp_path / "runs"))  # data stays the shared cache
+    at = open_page("finetune")
+    for key, value in {"ft-steps": 2, "ft-batch": 4, "ft-crop": 64, "ft-eval": 2, "ft-tiles": 48,
+                       "ft-tile-size": 64, "ft-fraction": 1.0}.items():
+        at.number_input(key=key).set_value(value)
+    at.text_input(key="ft-name").set_value("page-ft")
+    at.button[0].click().run()
+    assert not at.exception and not errors(at), errors(at)
+    runs = list_runs(tmp_path / "runs")
+    assert len(runs) == 1 and runs[0].kind() == "finetune"
+    run = runs[0]
+    deadline = time.time() + 240
+    while run.is_live() and time.time() < deadline:
+        time.sleep(0.5)
+    assert run.state() == "completed", (run.path / "console.txt").read_text()[-2000:]
+    assert run.read_json("test_metrics.json") is not None
