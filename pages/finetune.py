@@ -83,8 +83,8 @@ def finetune_form() -> None:
     except (ConfigError, PathRefused, OSError) as err:
         show_error(err, "Not launched")
         return
-    st.session_state["ft-run"] = run.id
-    st.success(f"Launched {run.id}; it keeps running if you close this tab.")
+    st.session_state["ft-select-next"] = run.id
+    st.success(f"Launched {run.id}; it keeps running if you close this tab. Watch it in the next tab.")
 
 
 def compare_form() -> None:
@@ -177,6 +177,8 @@ with launch_tab:
     kind = st.radio("Launch", ["Fine-tuning run", "Comparison of methods"], horizontal=True, key="ft-kind")
     finetune_form() if kind == "Fine-tuning run" else compare_form()
 with watch_tab:
+    if "ft-select-next" in st.session_state:
+        st.session_state["ft-run"] = st.session_state.pop("ft-select-next")
     chosen = pick_run("Fine-tuning run", runs_of("finetune"), "ft-run", "No fine-tuning runs yet.")
     if chosen is not None:
         watch(str(chosen.path), key="ft")

@@ -16,6 +16,22 @@ st.title("🧪 Pretrain")
 st.caption("SimCLR or MoCo v2, with or without FALSE (FNSD flags likely false negatives, FNCC calibrates them). "
            "The run goes on in the background: close the tab, come back, it is still there.")
 
+runs = runs_of("pretrain")
+flash = st.session_state.pop("pretrain-flash", None)
+if flash:
+    st.success(flash)
+if "pretrain-select-next" in st.session_state:  # a run just launched: watch it (set before the widget exists)
+    st.session_state["pretrain-run"] = st.session_state.pop("pretrain-select-next")
+if runs:
+    st.subheader("Watch a run")
+    chosen = pick_run("Pretraining run", runs, "pretrain-run", "")
+    if chosen is not None:
+        watch(str(chosen.path), key="pretrain")
+    st.divider()
+else:
+    st.info("No pretraining runs yet: set one up below and launch it.")
+
+st.subheader("New run")
 presets = config_presets("pretrain")
 names = list(presets)
 preset = st.selectbox("Start from a preset", names, index=names.index("demo_cpu") if "demo_cpu" in names else 0,
@@ -36,7 +52,7 @@ def _index(options: list[Any], value: Any) -> int:
     return options.index(value) if value in options else 0
 
 
-with st.form("pretrain-form"):
+with st.expander("Settings", expanded=not runs), st.form("pretrain-form"):
     st.subheader("Method")
     c1, c2, c3 = st.columns(3)
     method = c1.radio("Method", ["simclr", "moco"], index=_index(["simclr", "moco"], base.method), key=k("method"),
@@ -124,12 +140,6 @@ if submitted:
     except OSError as err:
         show_error(err, "Could not start the run")
     else:
-        st.session_state["pretrain-run"] = run.id  # the watcher below shows the new run
-        st.success(f"Launched {run.id}. It keeps running if you close this tab.")
-
-st.divider()
-st.subheader("Watch a run")
-runs = runs_of("pretrain")
-chosen = pick_run("Pretraining run", runs, "pretrain-run", "No pretraining runs yet: launch one above.")
-if chosen is not None:
-    watch(str(chosen.path), key="pretrain")
+        st.session_state["pretrain-select-next"] = run.id
+        st.session_state["pretrain-flash"] = f"Launched {run.id}. It keeps running if you close this tab."
+        st.rerun()

@@ -20,6 +20,7 @@ def test_renders_with_an_empty_store(empty_store: Path) -> None:
     at = open_page("pretrain")
     assert not at.exception
     assert "No pretraining runs yet" in texts(at)
+    assert at.expander[0].proto.expanded  # nothing to watch: the form is open
     assert [b.label for b in at.button] == ["🚀 Launch"]
 
 

@@ -8,13 +8,20 @@ import streamlit as st
 
 @st.cache_resource(show_spinner=False)
 def start_warmup() -> threading.Thread:
-    """Compile umap-learn's numba code in a daemon thread (the first UMAP would otherwise wait for it)."""
+    """Compile umap-learn's numba code in a daemon thread (the first UMAP would otherwise wait for it).
+
+    torch and the engine are imported here, in the calling thread, before the thread starts: two threads importing
+    torch at the same time can see it half-initialised. umap (2 s to import) is left to the thread; pages that
+    need it join the thread first (:func:`wait_for_warmup`).
+    """
+    import torch  # noqa: F401
+
+    from core.embeddings import warm_up
+
     def work() -> None:
         try:
-            from core.embeddings import warm_up
-        except ImportError:
-            return
-        try:
+            import umap  # noqa: F401
+
             warm_up()
         except Exception as err:  # noqa: BLE001 - a failed warm-up only costs time later
             print(f"warm-up failed: {err}", flush=True)
@@ -22,3 +29,8 @@ def start_warmup() -> threading.Thread:
     thread = threading.Thread(target=work, name="umap-warmup", daemon=True)
     thread.start()
     return thread
+
+
+def wait_for_warmup() -> None:
+    """Block until the warm-up is over (a UMAP started meanwhile would compile the same code again)."""
+    start_warmup().join()

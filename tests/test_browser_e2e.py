@@ -1,0 +1,132 @@
+"""End to end in a real browser: every page opens, a tile is segmented, a pretraining run starts and moves.
+
+Needs Debian's chromium and the playwright package (``.ci/run`` installs both). Screenshots of the main pages go
+to test-artifacts/screenshots/ (the README shows them); a failing step leaves test-artifacts/failures/<step>.png.
+"""
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core.data import generate_scene
+from core.runs import list_runs
+from tests.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, screenshot_on_failure, streamlit_server, wait_until_idle
+from tests.store import copy_store
+
+playwright = pytest.importorskip("playwright.sync_api", reason="playwright comes with requirements-dev.txt")
+if not Path(CHROMIUM).exists():
+    if os.environ.get("CI"):
+        raise RuntimeError(f"no chromium at {CHROMIUM}: .ci/run installs Debian's chromium with apt-get")
+    pytest.skip(f"no chromium at {CHROMIUM} (.ci/run installs it with apt-get)", allow_module_level=True)
+
+PAGES = [("", "FALSE workbench"), ("pretrain", "Pretrain"), ("runs", "Runs"),
+         ("false_negatives", "False negatives"), ("embeddings", "Embeddings"), ("finetune", "Fine-tune"),
+         ("segment", "Segment")]
+SHOTS = ARTIFACTS / "screenshots"
+
+
+@pytest.fixture(scope="module")
+def app(store_base: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """The app over a private copy of the test run store; yields (url, runs root)."""
+    base = tmp_path_factory.mktemp("e2e")
+    runs = copy_store(store_base, base)
+    env = {"FALSE_WB_RUNS": str(runs), "FALSE_WB_DATA": str(base / "data")}
+    with streamlit_server(env, base / "server.log") as url:
+        yield url, runs
+    for run in list_runs(runs):  # never leave a training process behind
+        from core import launch
+        launch.stop(run)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture()
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1600})
+    pg = context.new_page()
+    pg.set_default_timeout(60_000)
+    yield pg
+    context.close()
+
+
+def _no_exception(page) -> None:
+    assert page.locator('[data-testid="stException"]').count() == 0, page.locator(
+        '[data-testid="stException"]').first.inner_text()
+
+
+def test_every_page_opens(app, page) -> None:
+    url, _ = app
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    for path, title in PAGES:
+        with screenshot_on_failure(page, f"open-{path or 'overview'}"):
+            page.goto(f"{url}/{path}")
+            page.get_by_role("heading", name=re.compile(re.escape(title))).first.wait_for()
+            wait_until_idle(page)
+            _no_exception(page)
+            page.screenshot(path=str(SHOTS / f"{path or 'overview'}.png"), full_page=True)
+
+
+def test_segment_an_uploaded_tile(app, page, tmp_path: Path) -> None:
+    url, _ = app
+    rgb, _ = generate_scene(7, 256)
+    tile = tmp_path / "tile.png"
+    Image.fromarray(np.ascontiguousarray(rgb)).save(tile)
+    with screenshot_on_failure(page, "segment-upload"):
+        page.goto(f"{url}/segment")
+        page.get_by_role("heading", name=re.compile("Segment")).first.wait_for()
+        page.locator('input[type="file"]').first.set_input_files(str(tile))
+        page.get_by_text(re.compile("Opacity", re.I)).first.wait_for(timeout=120_000)
+        wait_until_idle(page, 120_000)
+        _no_exception(page)
+        assert page.locator('[data-testid="stImage"] img').count() >= 1
+        page.screenshot(path=str(SHOTS / "segment-result.png"), full_page=True)
+
+
+def _step(page) -> int:
+    text = page.get_by_text(re.compile(r"step \d+ / 400")).first.inner_text()
+    return int(re.search(r"step (\d+) / 400", text).group(1))
+
+
+def test_launch_a_tiny_run_and_see_it_move(app, page) -> None:
+    url, runs_root = app
+    with screenshot_on_failure(page, "pretrain-launch"):
+        page.goto(f"{url}/pretrain")
+        page.get_by_role("heading", name=re.compile("Pretrain")).first.wait_for()
+        wait_until_idle(page)
+        page.get_by_text("Settings").click()  # the form is folded away when there are runs to watch
+        values = {"Synthetic tiles": 48, "Tile size (px)": 64, "View size (px)": 32, "Batch size": 16,
+                  "Steps": 400, "Projection dim": 16, "Projection hidden": 32, "Log every (steps)": 1,
+                  "Checkpoint every": 1000}
+        for label, value in values.items():
+            box = page.locator(f'input[aria-label="{label}"]')
+            box.fill(str(value))
+            box.press("Tab")
+        page.locator('input[aria-label="Run name"]').fill("browser-run")
+        page.get_by_role("button", name=re.compile("Launch")).click()
+        page.get_by_text(re.compile("Launched .*browser-run")).wait_for(timeout=60_000)
+        page.get_by_text(re.compile(r"step \d+ / 400")).first.wait_for(timeout=180_000)
+        first = _step(page)
+        deadline = time.time() + 180
+        while _step(page) <= first and time.time() < deadline:
+            time.sleep(1)
+        assert _step(page) > first, "the progress did not move"
+        _no_exception(page)
+        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= 4")
+        page.screenshot(path=str(SHOTS / "pretrain-live.png"), full_page=True)
+        page.get_by_role("button", name=re.compile("Stop")).click()
+        page.get_by_text(re.compile(r"stopped")).first.wait_for(timeout=120_000)
+    run = next(r for r in list_runs(runs_root) if r.id.endswith("browser-run"))
+    assert run.state() == "stopped" and run.last_checkpoint() is not None
