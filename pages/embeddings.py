@@ -1,5 +1,216 @@
-"""Placeholder page (being built)."""
+"""Embeddings: tiles mapped to 2-D by UMAP of an encoder's features; one checkpoint, or two side by side.
+
+Features, map, clusters and quality come from core.embeddings (disk-cached); this page turns widgets into a
+request, runs it on "Compute" with a progress bar, and draws the maps, the flagged pairs and selected tiles.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import plotly.express as px
+import plotly.graph_objects as go
 import streamlit as st
 
-st.title("embeddings")
-st.info("This page is being built.")
+from core import embeddings as E
+from core.catalog import ModelEntry, encoder_models
+from core.config import DataConfig
+from workbench.common import dataset_of, go_to, show_error, shows_errors
+from workbench.warmup import wait_for_warmup
+
+INPUT_SIZES = [32, 48, 64, 96, 128]
+TILE_SIZES = [64, 128, 256]
+MAX_SHOWN = 24  # selected tiles drawn at most
+PALETTE = px.colors.qualitative.Bold + px.colors.qualitative.Pastel
+
+
+def results() -> dict[str, E.Embedding]:
+    """Embeddings computed or loaded in this session, by cache key (reruns on selection must not reload)."""
+    return st.session_state.setdefault("emb-results", {})
+
+
+def lookup(entry: ModelEntry, request: dict[str, Any]) -> E.Embedding | None:
+    """This session's result, else the disk cache's (instant); None when it still has to be computed."""
+    key = E.embedding_key(entry.path, **request)
+    if key not in results():
+        hit = E.find_cached(entry.path, **request)
+        if hit is None:
+            return None
+        results()[key] = hit
+    return results()[key]
+
+
+def compute(entry: ModelEntry, request: dict[str, Any]) -> E.Embedding | None:
+    """Run one embedding with a status box and a progress bar; errors become one line."""
+    with st.status(f"Embedding with {entry.label}…", expanded=True) as status:
+        bar = st.progress(0.0, text="waiting for the data set")
+        wait_for_warmup()  # numba compiles UMAP once per server, in the background since start-up
+        try:
+            emb = E.compute_embedding(
+                entry.path, **request, stage=lambda text: status.update(label=f"{entry.label}: {text}…"),
+                progress=lambda done, total: bar.progress(done / total, text=f"features of {done}/{total} tiles"))
+        except Exception as err:  # noqa: BLE001 - bad checkpoint, missing data: one line, never a traceback
+            status.update(label=f"{entry.label}: failed", state="error")
+            show_error(err, "Embedding failed")
+            return None
+        seconds = sum(emb.meta.get("seconds", {}).values())
+        status.update(label=f"{entry.label}: {len(emb.indices)} tiles in {seconds:.1f} s", state="complete",
+                      expanded=False)
+    results()[emb.key] = emb
+    return emb
+
+
+def data_choice(entries: list[ModelEntry]) -> tuple[DataConfig, int]:
+    """The data set to embed and how many of its tiles: a synthetic set, or the first checkpoint's own data."""
+    own = E.checkpoint_data(entries[0].path)
+    options = ["synthetic"] + (["own"] if own is not None else [])
+    labels = {"synthetic": "a synthetic aerial set",
+              "own": f"the pretraining data of {entries[0].label}" + (f" ({describe(own)})" if own else "")}
+    c1, c2, c3 = st.columns([2, 2, 1])
+    source = c1.radio("Data set", options, format_func=labels.get, key="emb-source",
+                      help="flagged pairs can be drawn only on the data set their run trained on")
+    if source == "synthetic" or own is None:
+        n = c2.slider("Tiles", 200, 5000, 500, step=100, key="emb-tiles")
+        tile = c3.selectbox("Tile size", TILE_SIZES, key="emb-tile-size")
+        return DataConfig(name="synthetic", num_tiles=n, tile_size=tile, seed=0), n
+    total = own.num_tiles if own.name == "synthetic" else 5000
+    if total <= 200:
+        c2.caption(f"All {total} tiles of this set are embedded.")
+        return own, total
+    upper = min(5000, total)
+    step = max(1, min(100, (upper - 200) // 4))  # a small set still gets a usable slider
+    n = c2.slider("Tiles (a seeded sample of the set)", 200, upper, min(500, upper), step=step, key="emb-own-tiles")
+    return own, n
+
+
+def describe(data: DataConfig) -> str:
+    if data.name == "synthetic":
+        return f"synthetic, {data.num_tiles} tiles of {data.tile_size} px, seed {data.seed}"
+    return f"folder {data.root}, {data.tile_size} px tiles"
+
+
+def scatter(emb: E.Embedding, colour_by: str, segments: Any | None) -> go.Figure:
+    """One WebGL trace per colour group (so the legend names classes); each point carries its tile index."""
+    names = emb.meta.get("class_names") or []
+    by_class = colour_by == "class" and emb.dominant is not None
+    groups = emb.dominant if by_class else emb.clusters
+    fig = go.Figure()
+    if segments is not None:
+        for calibrated, colour in ((False, "rgba(120,120,120,0.45)"), (True, "rgba(214,39,40,0.8)")):
+            part = segments[segments["calibrated"] == calibrated]
+            if part.empty:
+                continue
+            xs = np.column_stack([part["x0"], part["x1"], np.full(len(part), np.nan)]).ravel()
+            ys = np.column_stack([part["y0"], part["y1"], np.full(len(part), np.nan)]).ravel()
+            fig.add_trace(go.Scattergl(x=xs, y=ys, mode="lines", line=dict(color=colour, width=1),
+                                       name="flagged (calibrated)" if calibrated else "flagged", hoverinfo="skip"))
+    for n, group in enumerate(np.unique(groups)):
+        mask = groups == group
+        name = (names[group] if group < len(names) else f"class {group}") if by_class else f"cluster {group}"
+        fig.add_trace(go.Scattergl(
+            x=emb.coords[mask, 0], y=emb.coords[mask, 1], mode="markers", name=name,
+            marker=dict(size=5, color=PALETTE[n % len(PALETTE)], opacity=0.8),
+            customdata=emb.indices[mask], hovertemplate=f"tile #%{{customdata}}<br>{name}<extra></extra>"))
+    fig.update_layout(height=520, margin=dict(l=10, r=10, t=10, b=10), dragmode="lasso",
+                      legend=dict(orientation="h", y=-0.08), xaxis=dict(showticklabels=False, title=None),
+                      yaxis=dict(showticklabels=False, title=None))
+    return fig
+
+
+def quality_metric(emb: E.Embedding, other: E.Embedding | None) -> None:
+    name, value, help_text = emb.quality.headline()
+    delta = None
+    if other is not None and value is not None:
+        other_name, other_value, _ = other.quality.headline()
+        if other_name == name and other_value is not None:
+            delta = f"{value - other_value:+.3f} vs the other"
+    st.metric(name, "n/a" if value is None else f"{value:.3f}", delta=delta, help=help_text)
+
+
+@shows_errors
+def show_selection(event: Any, data: DataConfig) -> None:
+    try:
+        points = event["selection"]["points"]
+    except (TypeError, KeyError):
+        points = []
+    chosen = E.selected_tiles(points)
+    if not chosen:
+        st.caption("Select points (click, box or lasso) to see their tiles.")
+        return
+    dataset = dataset_of(data)
+    images = dataset.get_images(chosen[:MAX_SHOWN]).permute(0, 2, 3, 1).numpy()
+    more = f" (the first {MAX_SHOWN} shown)" if len(chosen) > MAX_SHOWN else ""
+    st.markdown(f"**{len(chosen)} selected tiles**{more}")
+    st.image(list(images), caption=[f"#{i}" for i in chosen[:MAX_SHOWN]], width=88)
+
+
+@shows_errors
+def panel(n: int, entry: ModelEntry, emb: E.Embedding | None, other: E.Embedding | None, data: DataConfig,
+          colour_by: str, draw_pairs: bool) -> None:
+    """One checkpoint's column: its number, its map, its flagged pairs and the tiles selected on it."""
+    st.markdown(f"**{entry.label}** · {entry.card.get('method', '?')}+"
+                f"{'FALSE' if entry.card.get('loss') == 'false' else entry.card.get('loss', '?')}")
+    if emb is None:
+        st.info("Not computed yet for these settings: press **Compute**.")
+        return
+    quality_metric(emb, other)
+    seconds = sum(emb.meta.get("seconds", {}).values())
+    st.caption(f"{len(emb.indices)} tiles at {emb.meta.get('input_size')} px, {emb.meta.get('precision')}; "
+               + ("from the cache" if emb.from_cache else f"computed in {seconds:.1f} s"))
+    segments = None
+    if draw_pairs:
+        segments, message = E.segments_for(entry.path, data, emb)
+        st.caption(("🔗 " if segments is not None else "ℹ️ Flagged pairs not drawn: ") + message)
+    if colour_by == "class" and emb.dominant is None:
+        st.caption("This data set has no labels: coloured by k-means cluster.")
+    event = st.plotly_chart(scatter(emb, colour_by, segments), key=f"emb-map-{n}", on_select="rerun",
+                            selection_mode=("points", "box", "lasso"), width="stretch")
+    show_selection(event, data)
+
+
+def page() -> None:
+    st.title("🌌 Embeddings")
+    st.caption("Each tile is a point: UMAP of the encoder's pooled features. Tiles of one class should gather; "
+               "compare two checkpoints (e.g. SimCLR vs SimCLR+FALSE) side by side on the same tiles.")
+    models = encoder_models()
+    if not models:
+        st.info("No pretrained encoders on this machine yet: pretrain one on the Pretrain page.")
+        if st.button("🧪 Go to the Pretrain page", key="emb-go-pretrain"):
+            go_to("pretrain")
+        return
+    labels = [m.label for m in models]
+    picked = st.multiselect("Encoder checkpoints (two to compare)", labels, default=labels[:1], max_selections=2,
+                            key="emb-models")
+    if not picked:
+        st.info("Pick one checkpoint, or two to compare.")
+        return
+    entries = [models[labels.index(label)] for label in picked]
+    data, n_tiles = data_choice(entries)
+    c1, c2, c3 = st.columns([1, 2, 2])
+    card_size = entries[0].card.get("image_size")
+    size = c1.selectbox("Input size (px)", INPUT_SIZES, key="emb-size",
+                        index=INPUT_SIZES.index(card_size) if card_size in INPUT_SIZES else INPUT_SIZES.index(64),
+                        help="tiles are resized to this before the encoder; its pretraining view size by default")
+    colour_by = c2.radio("Colour by", ["class", "cluster"], horizontal=True, key="emb-colour",
+                         format_func={"class": "dominant class", "cluster": "k-means cluster"}.get)
+    draw_pairs = c3.checkbox("Draw flagged pairs", key="emb-pairs",
+                             help="lines between the tiles FNSD flagged, for a checkpoint of a FALSE run")
+    request = dict(data=data, n_tiles=n_tiles, input_size=size)
+    try:
+        found = [lookup(entry, request) for entry in entries]
+    except Exception as err:  # noqa: BLE001 - an unreadable checkpoint file: one line
+        show_error(err, "Checkpoint")
+        return
+    missing = [n for n, emb in enumerate(found) if emb is None]
+    if st.button("Compute", type="primary", disabled=not missing, key="emb-compute",
+                 help="features, UMAP and cluster quality; results are cached on disk"):
+        for n in missing:
+            found[n] = compute(entries[n], request)
+    columns = st.columns(len(entries))
+    for n, (column, entry) in enumerate(zip(columns, entries)):
+        other = found[1 - n] if len(entries) == 2 else None
+        with column:
+            panel(n, entry, found[n], other, data, colour_by, draw_pairs)
+
+
+page()

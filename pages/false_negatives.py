@@ -1,5 +1,161 @@
-"""Placeholder page (being built)."""
+"""False negatives: which pairs FNSD flagged in a pretraining run, how many over training, whether they are right.
+
+All counting and scoring is in core.fn_scoring; this page picks a run, turns widgets into filters and draws.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
-st.title("false_negatives")
-st.info("This page is being built.")
+from core import fn_scoring as fn
+from core.config import ConfigError, DataConfig
+from core.runs import Run
+from workbench.common import columns_figure, dataset_of, go_to, pick_run, runs_of, show_error, shows_errors
+
+PER_PAGE = 12
+PER_ROW = 3
+SORT_LABELS = {"distance": "distance D (smallest first)", "cos": "cos (largest first)", "step": "step"}
+
+
+def precision_figure(report: fn.PrecisionReport) -> go.Figure:
+    bins = report.by_bin
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(
+        x=bins["step_mid"], y=bins["precision"], mode="lines+markers", name="precision of the flags",
+        error_y=dict(type="data", symmetric=False, array=bins["ci_high"] - bins["precision"],
+                     arrayminus=bins["precision"] - bins["ci_low"], thickness=1),
+        customdata=np.stack([bins["step_start"], bins["step_end"], bins["pairs"]], axis=1),
+        hovertemplate="steps %{customdata[0]}–%{customdata[1]}: %{y:.2f} of %{customdata[2]} pairs<extra></extra>"))
+    fig.add_hline(y=report.base_rate, line_dash="dash", line_color="grey",
+                  annotation_text=f"base rate {report.base_rate:.2f} (random pair)", annotation_position="top left")
+    fig.update_layout(title="Flags sharing the dominant class, per step bin (95% Wilson interval)", height=320,
+                      xaxis_title="step", yaxis_title="precision", yaxis_range=[0, 1.05],
+                      margin=dict(l=10, r=10, t=40, b=10), showlegend=False)
+    return fig
+
+
+def filters(pairs: pd.DataFrame, run: Run) -> pd.DataFrame:
+    """Step range, calibrated only, order: the pairs the precision and the gallery below are about."""
+    c1, c2, c3 = st.columns([3, 1, 2])
+    lo, hi = int(pairs["step"].min()), int(pairs["step"].max())
+    steps = (lo, hi)
+    if hi > lo:
+        steps = c1.slider("Steps", lo, hi, (lo, hi), key=f"fn-steps-{run.id}")
+    else:
+        c1.caption(f"All flags are from step {lo}.")
+    calibrated_only = c2.checkbox("Calibrated only", key="fn-calibrated",
+                                  help="pairs whose anchor's positive passed the FNCC gate (cos_pos ≥ threshold)")
+    sort_by = c3.selectbox("Sort by", list(SORT_LABELS), format_func=SORT_LABELS.get, key="fn-sort")
+    return fn.filter_pairs(pairs, steps, calibrated_only, sort_by)
+
+
+@shows_errors
+def precision_section(shown: pd.DataFrame, dataset: Any, data: DataConfig) -> np.ndarray | None:
+    """Precision against the base rate where the data set has labels; returns the dominant classes."""
+    st.subheader("Are the flags real false negatives?")
+    dominant = fn.dominant_classes(dataset)
+    report = fn.precision_over_training(shown, dominant)
+    if report is None:
+        st.info(f"The data set ({data.name}) has no labels, so the flags cannot be scored. Pretrain on the "
+                "synthetic set (it has per-pixel labels) to see how often FNSD picks same-class tiles.")
+        return None
+    if report.pairs == 0:
+        st.info("No flagged pair of two distinct tiles matches the filters.")
+        return dominant
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Precision", f"{report.precision:.3f}", help=f"{report.correct} of {report.pairs} flagged pairs "
+              "share their tiles' dominant class")
+    c2.metric("Base rate", f"{report.base_rate:.3f}", help="chance that two distinct tiles drawn at random share "
+              f"their dominant class (exact, over all {report.n_tiles} tiles)")
+    c3.metric("Lift over chance", f"{report.lift:.2f}×", help="precision / base rate: above 1 beats chance")
+    st.plotly_chart(precision_figure(report), width="stretch", key="fn-precision-chart")
+    return dominant
+
+
+@shows_errors
+def gallery(shown: pd.DataFrame, dataset: Any, dominant: np.ndarray | None, run: Run) -> None:
+    """Anchor tile | flagged candidate, a page of pairs at a time."""
+    st.subheader(f"Flagged pairs ({len(shown)})")
+    if shown.empty:
+        st.info("No flagged pair matches the filters.")
+        return
+    n_pages = math.ceil(len(shown) / PER_PAGE)
+    page = 1
+    if n_pages > 1:
+        page = int(st.number_input(f"Page (of {n_pages})", 1, n_pages, 1, key=f"fn-page-{run.id}-{n_pages}"))
+    rows = shown.iloc[(page - 1) * PER_PAGE: page * PER_PAGE]
+    anchors, candidates = fn.pair_tiles(dataset, rows)
+    names = fn.class_names(dataset)
+    cols = st.columns(PER_ROW)
+    for n, (rec, a_img, c_img) in enumerate(zip(rows.itertuples(index=False), anchors, candidates)):
+        with cols[n % PER_ROW].container(border=True):
+            left, right = st.columns(2)
+            left.image(a_img, caption=f"anchor tile #{rec.anchor_index} (its positive is another view of it)",
+                       width="stretch")
+            right.image(c_img, caption=f"flagged candidate #{rec.candidate_index}", width="stretch")
+            st.caption(pair_caption(rec, dominant, names))
+
+
+def class_name(k: int, names: list[str]) -> str:
+    return names[k] if k < len(names) else str(k)
+
+
+def pair_caption(rec: Any, dominant: np.ndarray | None, names: list[str]) -> str:
+    text = (f"step {rec.step} · cos {rec.cos:.3f} · cos_pos {rec.cos_pos:.3f} · D {rec.distance:.2e} · "
+            f"{'calibrated ✅' if rec.calibrated else 'not calibrated'}")
+    if dominant is not None:
+        a, c = int(dominant[rec.anchor_index]), int(dominant[rec.candidate_index])
+        text += f" · {'same class ✅' if a == c else 'different class ❌'} ({class_name(a, names)} / " \
+                f"{class_name(c, names)})"
+    return text
+
+
+def overview(run: Run, pairs: pd.DataFrame) -> None:
+    c1, c2, c3, c4 = st.columns(4)
+    calibrated = int(pairs["calibrated"].sum())
+    c1.metric("Flagged pairs", len(pairs))
+    c2.metric("Calibrated", calibrated, help="flags whose anchor passed the FNCC gate and changed the loss")
+    c3.metric("Steps with a flag", pairs["step"].nunique(), help=f"of {run.status().get('step') or '?'} steps")
+    c4.metric("Distinct tiles", len(set(pairs["anchor_index"]) | set(pairs["candidate_index"])))
+    counts = fn.flag_counts(pairs, run.status().get("step"))
+    st.plotly_chart(columns_figure(counts, ["flagged", "calibrated"], "Flagged and calibrated pairs per step"),
+                    width="stretch", key="fn-counts-chart")
+
+
+def page() -> None:
+    st.title("🔍 False negatives")
+    st.caption("The pairs FNSD flagged as likely false negatives while pretraining, the anchor's tile beside "
+               "the flagged candidate, and, where the data has labels, how often the two share a class.")
+    run = pick_run("Pretraining run", runs_of("pretrain"), key="fn-run",
+                   empty="No pretraining runs yet. Start one on the Pretrain page; its flagged pairs show here.")
+    if run is None:
+        if st.button("🧪 Go to the Pretrain page", key="fn-go-pretrain"):
+            go_to("pretrain")
+        return
+    try:
+        cfg = fn.run_config(run)
+    except ConfigError as err:
+        show_error(err, "Cannot read this run")
+        return
+    pairs = fn.load_pairs(run)
+    reason = fn.nothing_flagged_reason(run, cfg, pairs)
+    if reason:
+        st.info(reason)
+        return
+    overview(run, pairs)
+    shown = filters(pairs, run)
+    try:
+        dataset = dataset_of(cfg.data)
+    except Exception as err:  # noqa: BLE001 - a missing folder or broken cache is one line, not a traceback
+        show_error(err, "data set")
+        return
+    dominant = precision_section(shown, dataset, cfg.data)
+    gallery(shown, dataset, dominant, run)
+
+
+page()

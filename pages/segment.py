@@ -1,5 +1,330 @@
-"""Placeholder page (being built)."""
-import streamlit as st
+"""Segment: upload aerial tiles (or try a generated one), pick a checkpoint, see the classes and their areas.
 
-st.title("segment")
-st.info("This page is being built.")
+A thin adapter over the engine: ``core.imageio.read_image`` reads each upload (TIFF/GeoTIFF recognised by its
+bytes, the georeference kept) and ``core.segment.segment_loaded`` predicts it with sliding windows. Results are kept
+in ``st.session_state`` by (file, checkpoint version, settings), so moving the opacity slider, switching tabs or
+downloading never runs the model again. A file that cannot be used is one ``st.error`` line; the others go on.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import tempfile
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import plotly.graph_objects as go
+import streamlit as st
+from PIL import Image
+
+from core.catalog import ModelEntry, segmentation_models
+from core.device import pick_device
+from core.imageio import ImageError, LoadedImage, read_image
+from core.segment import Segmentation, segment_loaded
+from workbench.common import seg_model, show_error
+from workbench.segment_view import areas_frame, class_rgb, legend_html, one_line, screen_copy
+
+MAX_PIXELS = 100_000_000  # a browser session keeps the image and mask in memory; bigger scenes: the CLI
+PREVIEW_SIDE = 1600  # the overlay is blended and sent at most this large on its longer side
+TYPES = ["png", "jpg", "jpeg", "tif", "tiff"]
+TILES = [256, 384, 512, 768, 1024]
+RESULTS = "segment_results"  # session_state: {result key: Result}
+SAMPLE = "segment_sample_seed"  # session_state: the seed of the generated sample tile on show, if any
+SAMPLE_SIZE = 512
+FIRST_SAMPLE_SEED = 2  # a scene with roads, buildings and trees
+
+
+@dataclass(frozen=True)
+class Settings:
+    tile: int = 512
+    overlap: float = 0.25
+    tta: bool = False
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One file to segment: an uploaded file or the generated sample (its bytes made only when needed)."""
+
+    id: str
+    name: str
+    read: Callable[[], bytes]
+
+
+@dataclass
+class Result:
+    """What one file gave: the segmentation and a small copy for the screen, or the one-line reason it failed."""
+
+    name: str
+    seg: Segmentation | None = None
+    preview: Segmentation | None = None
+    pixel_size_m: float | None = None
+    error: str | None = None
+
+
+# ------------------------------------------------------------------------------------------------ work
+def read_upload(upload: Upload) -> LoadedImage:
+    """The upload's bytes through a temporary file into read_image (which reads files, and sniffs TIFFs)."""
+    suffix = "".join(ch for ch in Path(upload.name).suffix.lower() if ch.isalnum() or ch == ".")[:8]
+    with tempfile.TemporaryDirectory(prefix="false_wb_upload_") as tmp:
+        path = Path(tmp) / f"upload{suffix}"
+        path.write_bytes(upload.read())
+        return read_image(path, max_pixels=MAX_PIXELS)
+
+
+def segment_upload(upload: Upload, model: Any, card: dict[str, Any], settings: Settings, device: Any,
+                   bar: Any) -> Result:
+    """Read and segment one file, feeding ``bar``; any failure becomes Result.error, never an exception."""
+    try:
+        loaded = read_upload(upload)
+    except ImageError as err:
+        return Result(upload.name, error=str(err))
+    except Exception as err:  # noqa: BLE001 - one bad file must not stop the others
+        print(traceback.format_exc(), flush=True)
+        return Result(upload.name, error=f"cannot be read ({type(err).__name__}: {one_line(err)})")
+
+    def progress(done: int, total: int) -> None:
+        bar.progress(done / max(total, 1), text=f"Segmenting {upload.name}: window {done} of {total}")
+
+    try:
+        seg = segment_loaded(loaded, model, card, tile=settings.tile, overlap=settings.overlap, tta=settings.tta,
+                             device=device, progress=progress)
+    except MemoryError:
+        return Result(upload.name, error="out of memory (try a smaller tile)")
+    except Exception as err:  # noqa: BLE001 - e.g. CUDA out of memory: one line, go on with the next file
+        print(traceback.format_exc(), flush=True)
+        return Result(upload.name, error=f"segmentation failed ({type(err).__name__}: {one_line(err)})")
+    return Result(upload.name, seg=seg, preview=screen_copy(seg, PREVIEW_SIDE), pixel_size_m=loaded.pixel_size_m)
+
+
+def result_key(upload: Upload, entry: ModelEntry, settings: Settings) -> str:
+    """Same file, same checkpoint version and same settings: same result."""
+    try:
+        mtime = entry.path.stat().st_mtime
+    except OSError:
+        mtime = 0.0
+    raw = repr((upload.id, str(entry.path), mtime, settings))
+    return hashlib.blake2b(raw.encode(), digest_size=8).hexdigest()
+
+
+def process(uploads: list[Upload], entry: ModelEntry, model: Any, card: dict[str, Any],
+            settings: Settings) -> list[tuple[str, Result]]:
+    """Each upload's result, from session_state when it is there, else computed with a progress bar."""
+    cache: dict[str, Result] = st.session_state.setdefault(RESULTS, {})
+    keys = [result_key(u, entry, settings) for u in uploads]
+    todo = [(k, u) for k, u in zip(keys, uploads) if k not in cache]
+    if todo:
+        device = pick_device()
+        for k, u in todo:
+            bar = st.progress(0.0, text=f"Reading {u.name}…")
+            cache[k] = segment_upload(u, model, card, settings, device, bar)
+            bar.empty()
+    for stale in set(cache) - set(keys):  # only what is on screen stays in memory
+        del cache[stale]
+    return [(k, cache[k]) for k in keys]
+
+
+# ------------------------------------------------------------------------------------------------ views
+def areas_figure(seg: Segmentation) -> go.Figure:
+    """Horizontal bars of each class's percent, in the class colours."""
+    rows = list(zip(seg.classes, seg.areas))[::-1]  # plotly draws the first bar at the bottom
+    hover = [f"{a['pixels']:,} px" + (f" · {a['square_metres']:,.0f} m²" if a["square_metres"] is not None else "")
+             for _, a in rows]
+    fig = go.Figure(go.Bar(x=[a["percent"] for _, a in rows], y=[a["name"] for _, a in rows], orientation="h",
+                           marker=dict(color=[class_rgb(c) for c, _ in rows],
+                                       line=dict(color="rgba(128,128,128,0.6)", width=1)),  # white classes too
+                           customdata=hover,
+                           hovertemplate="%{y}: %{x:.2f}%<br>%{customdata}<extra></extra>"))
+    fig.update_layout(height=60 + 28 * len(rows), margin=dict(l=10, r=10, t=10, b=30), xaxis_title="% of image",
+                      xaxis_range=[0, 100], showlegend=False)
+    return fig
+
+
+def _csv_bytes(seg: Segmentation) -> Callable[[], bytes]:
+    return lambda: seg.areas_csv().encode()
+
+
+def _geotiff_bytes(seg: Segmentation) -> Callable[[], bytes]:
+    return lambda: seg.geotiff() or b""
+
+
+def show_downloads(seg: Segmentation, stem: str, key: str) -> None:
+    """Mask PNG, areas CSV and, for georeferenced input, the GeoTIFF: made when clicked, not on every rerun."""
+    cols = st.columns(3)
+    cols[0].download_button("Mask PNG", data=seg.mask_png, file_name=f"{stem}_mask.png", mime="image/png",
+                            key=f"dl_mask_{key}", on_click="ignore", icon="⬇️", width="stretch",
+                            help="class indices as 8-bit grey, in the model's class order")
+    cols[1].download_button("Areas CSV", data=_csv_bytes(seg), file_name=f"{stem}_areas.csv", mime="text/csv",
+                            key=f"dl_csv_{key}", on_click="ignore", icon="⬇️", width="stretch")
+    if seg.profile is not None:
+        cols[2].download_button("GeoTIFF mask", data=_geotiff_bytes(seg), file_name=f"{stem}_mask.tif",
+                                mime="image/tiff", key=f"dl_tif_{key}", on_click="ignore", icon="🌍",
+                                width="stretch", help="the mask with the input's CRS and transform")
+
+
+def show_result(result: Result, key: str) -> None:
+    """One image: the overlay with its opacity slider, the legend, the areas (table and chart), notes, downloads."""
+    seg, preview = result.seg, result.preview
+    assert seg is not None and preview is not None
+    h, w = seg.mask.shape
+    left, right = st.columns([3, 2], gap="large")
+    with left:
+        opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key=f"opacity_{key}")
+        shown = "" if preview is seg else f", shown at {preview.mask.shape[1]}×{preview.mask.shape[0]}"
+        st.image(preview.overlay(opacity), caption=f"{result.name}: {w}×{h} pixels{shown}", width="stretch")
+    with right:
+        st.html(legend_html(seg))
+        geo = "not georeferenced"
+        if seg.profile is not None:
+            geo = "georeferenced" + (f", {result.pixel_size_m:.3g} m/pixel" if result.pixel_size_m else "")
+        st.caption(f"{w}×{h} pixels · {geo}")
+        st.dataframe(areas_frame(seg), hide_index=True, width="stretch", key=f"areas_{key}",
+                     column_config={"pixels": st.column_config.NumberColumn(format="localized"),
+                                    "percent": st.column_config.ProgressColumn("percent", format="%.2f%%",
+                                                                               min_value=0, max_value=100),
+                                    "m²": st.column_config.NumberColumn(format="localized")})
+        st.plotly_chart(areas_figure(seg), key=f"chart_{key}", config={"displayModeBar": False})
+    for note in seg.notes:
+        st.caption(f"ℹ️ {note}")
+    show_downloads(seg, Path(result.name).stem or "image", key)
+
+
+def show_results(results: list[tuple[str, Result]]) -> None:
+    for _, r in results:
+        if r.error is not None:
+            st.error(f"{r.name}: {r.error}", icon="🚫")
+    good = [(k, r) for k, r in results if r.seg is not None]
+    if not good:
+        return
+    if len(good) == 1:
+        show_result(good[0][1], good[0][0])
+        return
+    for tab, (k, r) in zip(st.tabs([r.name for _, r in good]), good):
+        with tab:
+            show_result(r, k)
+
+
+# ------------------------------------------------------------------------------------------------ controls
+def sample_upload(seed: int) -> Upload:
+    """A generated aerial-like scene (core.data.generate_scene) as a PNG upload."""
+    def make() -> bytes:
+        from core.data import generate_scene
+
+        buf = io.BytesIO()
+        Image.fromarray(generate_scene(seed, SAMPLE_SIZE)[0]).save(buf, format="PNG")
+        return buf.getvalue()
+
+    return Upload(id=f"sample-{seed}", name=f"sample_scene_{seed}.png", read=make)
+
+
+def synthetic_model(entries: list[ModelEntry]) -> str | None:
+    """The label of the first model trained on the synthetic classes (the sample tile's), if there is one."""
+    from core.data import CLASSES
+
+    names = [name for name, _ in CLASSES]
+    for e in entries:
+        if [c.get("name") for c in e.card.get("classes") or [] if isinstance(c, dict)] == names:
+            return e.label
+    return None
+
+
+def _next_sample(model_label: str | None) -> None:
+    """Show a (new) sample; the first time, also switch to a model that knows such scenes."""
+    if SAMPLE not in st.session_state and model_label is not None:
+        st.session_state["segment_model"] = model_label
+    st.session_state[SAMPLE] = st.session_state.get(SAMPLE, FIRST_SAMPLE_SEED - 1) + 1
+
+
+def _drop_sample() -> None:
+    st.session_state.pop(SAMPLE, None)
+
+
+def pick_model(entries: list[ModelEntry]) -> ModelEntry:
+    labels = [e.label for e in entries]
+    label = st.selectbox("Model", labels, index=0, key="segment_model",
+                         help="shipped checkpoints first (the real-imagery demo model is the default), then the "
+                              "best model of each fine-tuning run")
+    entry = entries[labels.index(label)]
+    classes = entry.card.get("classes") or []
+    if classes:
+        st.caption(f"{entry.card.get('arch', '?')} · {entry.card.get('encoder', '?')} · "
+                   + ", ".join(str(c.get("name")) for c in classes if isinstance(c, dict)))
+    return entry
+
+
+def pick_settings() -> Settings:
+    with st.expander("Inference settings"):
+        tile = st.select_slider("Tile (pixels)", TILES, value=512, key="segment_tile",
+                                help="side of the sliding window; images larger than this are cut into windows")
+        overlap = st.slider("Overlap", 0.0, 0.5, 0.25, 0.05, key="segment_overlap",
+                            help="fraction of the tile that neighbouring windows share (blended)")
+        tta = st.checkbox("Flip test-time augmentation", key="segment_tta",
+                          help="average with a horizontally flipped pass (twice the time)")
+    return Settings(int(tile), float(overlap), bool(tta))
+
+
+def load_model(entry: ModelEntry) -> tuple[Any, dict[str, Any]] | None:
+    """The cached model and card; a missing or broken checkpoint is one st.error line."""
+    try:
+        model, card = seg_model(entry.path)
+    except Exception as err:  # noqa: BLE001 - CheckpointError, a missing file, a card that builds no model
+        show_error(err, f"Model {entry.label} cannot be used")
+        return None
+    classes = card.get("classes")
+    if not isinstance(classes, list) or not classes or len(classes) > 256 \
+            or not all(isinstance(c, dict) and "name" in c for c in classes):
+        st.error(f"Model {entry.label} cannot be used: its card's classes are not a list of up to 256 "
+                 "{'name', 'color'} entries", icon="🚫")
+        return None
+    return model, card
+
+
+def main() -> None:
+    st.title("Segment")
+    st.caption("Upload aerial tiles: PNG, JPEG, TIFF or GeoTIFF (the georeference is kept, areas in m² when the "
+               "pixel size is known). Large images are cut into blended sliding windows.")
+    entries = segmentation_models()
+    if not entries:
+        st.error("No segmentation checkpoint found: neither a shipped one in checkpoints/ nor a fine-tuning run.",
+                 icon="🚫")
+        return
+    left, right = st.columns([3, 2], gap="large")
+    with left:
+        files = st.file_uploader("Aerial tiles", type=TYPES, accept_multiple_files=True, key="segment_files",
+                                 help=f"up to {MAX_PIXELS // 1_000_000} M pixels each")
+        shown = SAMPLE in st.session_state
+        row = st.container(horizontal=True)
+        synth = synthetic_model(entries)
+        row.button("Another sample tile" if shown else "Try a generated sample tile", icon="🎲",
+                   on_click=_next_sample, args=(synth,), key="segment_sample",
+                   type="secondary" if shown else "primary",
+                   help="a synthetic aerial scene" + (f"; switches the model to {synth}, trained on such scenes"
+                                                      if synth and not shown else ""))
+        if shown:
+            row.button("Remove the sample", on_click=_drop_sample, key="segment_sample_drop", type="tertiary")
+        sample_note = st.empty()
+    with right:
+        entry = pick_model(entries)
+        settings = pick_settings()
+    if SAMPLE in st.session_state and entry.label != synth:
+        sample_note.caption(f"The sample is a synthetic scene; {entry.label} was not trained on such scenes"
+                            + (f" ({synth} was)." if synth else "."))
+    uploads = [Upload(f.file_id, f.name, f.getvalue) for f in files or []]
+    if SAMPLE in st.session_state:
+        uploads.append(sample_upload(int(st.session_state[SAMPLE])))
+    if not uploads:
+        st.info("Drop one or more aerial tiles above, or try a generated sample tile (a synthetic aerial scene"
+                + (f", segmented with {synth}, which was trained on such scenes)." if synth else ").")
+                + " Results stay while you change the opacity or switch tabs.", icon="👆")
+        return
+    loaded = load_model(entry)
+    if loaded is None:
+        return
+    st.divider()
+    show_results(process(uploads, entry, *loaded, settings))
+
+
+if __name__ == "__main__":  # Streamlit runs a page as __main__; bench/segment_ui.py imports its functions
+    main()

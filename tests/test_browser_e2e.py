@@ -88,10 +88,11 @@ def test_segment_an_uploaded_tile(app, page, tmp_path: Path) -> None:
         page.goto(f"{url}/segment")
         page.get_by_role("heading", name=re.compile("Segment")).first.wait_for()
         page.locator('input[type="file"]').first.set_input_files(str(tile))
-        page.get_by_text(re.compile("Opacity", re.I)).first.wait_for(timeout=120_000)
+        page.get_by_text("Overlay opacity").first.wait_for(timeout=120_000)
+        page.locator('[data-testid="stImage"] img').first.wait_for(timeout=60_000)
         wait_until_idle(page, 120_000)
         _no_exception(page)
-        assert page.locator('[data-testid="stImage"] img').count() >= 1
+        assert page.get_by_text("tile.png").count() >= 1
         page.screenshot(path=str(SHOTS / "segment-result.png"), full_page=True)
 
 

@@ -43,9 +43,25 @@ def shows_errors(fn: F) -> F:
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=4)
 def _seg_model(path: str, mtime: float) -> tuple[Any, dict[str, Any]]:  # noqa: ARG001 - mtime keys the cache
+    from core.device import pick_device
     from core.segmodel import load_seg_model
 
-    return load_seg_model(path)
+    return load_seg_model(path, device=pick_device())
+
+
+@st.cache_resource(show_spinner="Loading the data set…", max_entries=4)
+def _dataset(data_json: str, root: str) -> Any:  # noqa: ARG001 - the data root only keys the cache
+    from core.config import DataConfig
+    from core.data import build_dataset
+
+    return build_dataset(DataConfig.model_validate_json(data_json), progress=False)
+
+
+def dataset_of(data: Any) -> Any:
+    """A pretraining data set (a ``DataConfig``), built or generated once per config for the whole server."""
+    from core.data import data_root
+
+    return _dataset(data.model_dump_json(), str(data_root()))
 
 
 def seg_model(path: Path) -> tuple[Any, dict[str, Any]]:

@@ -7,7 +7,8 @@ through the same two calls as the ``segment`` CLI and the workbench's Segment pa
 (any PNG/JPEG/TIFF/GeoTIFF by one band rule) and ``core.segment.segment_loaded`` (sliding windows).
 
 The endpoint is also an API: ``gradio_client.Client(url).predict(handle_file(path), api_name="/segment")`` returns
-(overlay image path, legend HTML, area table, mask PNG path, [areas CSV, mask GeoTIFF], info Markdown). A file
+(overlay image path, legend HTML, area table, mask PNG path, [areas CSV, mask GeoTIFF], info Markdown). Moving the
+opacity slider calls ``/overlay``, which re-blends the session's last result without running the model. A file
 that cannot be used comes back as an error with one line saying why, never a traceback.
 
 Offline by design: analytics off, bound to 127.0.0.1 unless ``--host`` says otherwise, no share link, system
@@ -20,8 +21,8 @@ import os
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # read when gradio is imported: no calls home, ever
 
 import argparse  # noqa: E402
-import html  # noqa: E402
 import shutil  # noqa: E402
+import signal  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
@@ -31,8 +32,6 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import gradio as gr  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from core.checkpoint import CheckpointError  # noqa: E402
@@ -41,6 +40,7 @@ from core.imageio import ImageError, read_image  # noqa: E402
 from core.infer import check_tile, overlap_pixels  # noqa: E402
 from core.segment import Segmentation, default_checkpoint, segment_loaded  # noqa: E402
 from core.segmodel import load_seg_model  # noqa: E402
+from workbench.segment_view import areas_frame, legend_html, one_line, screen_copy  # noqa: E402
 
 MAX_FILE_SIZE = "200mb"  # per upload, enforced by the server before our code sees the file
 MAX_PIXELS = 100_000_000  # a browser demo; bigger scenes belong to `python -m core.segment`
@@ -76,42 +76,6 @@ class _Model:
 
 
 # ------------------------------------------------------------------------------------------------ outputs
-def legend_html(seg: Segmentation) -> str:
-    """Colour swatches with each class's share of the image (HTML, escaped)."""
-    items = []
-    for cls, row in zip(seg.classes, seg.areas):
-        r, g, b = (int(v) for v in (cls.get("color") or (0, 0, 0))[:3])
-        items.append(
-            "<span style='display:inline-flex;align-items:center;gap:6px;margin:2px 14px 2px 0'>"
-            f"<span style='width:14px;height:14px;border-radius:3px;background:rgb({r},{g},{b});"
-            "border:1px solid rgba(0,0,0,.25)'></span>"
-            f"{html.escape(str(row['name']))} <span style='opacity:.65'>{row['percent']:.1f}%</span></span>")
-    return "<div style='display:flex;flex-wrap:wrap;font-size:0.95em'>" + "".join(items) + "</div>"
-
-
-def areas_frame(seg: Segmentation) -> pd.DataFrame:
-    """The per-class table: pixels, percent and, when the pixel size is known, square metres."""
-    frame = pd.DataFrame([{"class": a["name"], "pixels": a["pixels"], "percent": round(a["percent"], 3),
-                           "square_metres": None if a["square_metres"] is None else round(a["square_metres"], 1)}
-                          for a in seg.areas])
-    if frame["square_metres"].isna().all():
-        frame = frame.drop(columns="square_metres")
-    return frame
-
-
-def display_overlay(seg: Segmentation, opacity: float) -> np.ndarray:
-    """The overlay at ``opacity``, from a copy at most DISPLAY_SIDE pixels on a side (nearest for the mask)."""
-    h, w = seg.mask.shape
-    scale = DISPLAY_SIDE / max(h, w)
-    if scale >= 1:
-        return seg.overlay(opacity)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    small = Segmentation(rgb=np.asarray(Image.fromarray(seg.rgb).resize(size, Image.BILINEAR)),
-                         mask=np.asarray(Image.fromarray(seg.mask).resize(size, Image.NEAREST)),
-                         classes=seg.classes, areas=seg.areas)
-    return small.overlay(opacity)
-
-
 def info_markdown(name: str, seg: Segmentation, pixel_size_m: float | None) -> str:
     h, w = seg.mask.shape
     parts = [f"**{name}**: {w} × {h} pixels"]
@@ -159,11 +123,6 @@ def write_downloads(seg: Segmentation, stem: str, out: Path) -> tuple[str, list[
     return str(mask), [str(p) for p in extras]
 
 
-def _one_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
-
-
 # ------------------------------------------------------------------------------------------------ the app
 def build_demo(checkpoint: Path | None = None) -> gr.Blocks:
     """The Blocks app around one checkpoint (default: the shipped demo model); CheckpointError if unusable."""
@@ -173,7 +132,7 @@ def build_demo(checkpoint: Path | None = None) -> gr.Blocks:
         raise
     except Exception as err:  # noqa: BLE001 - a card that builds no model, odd files: one line
         raise CheckpointError(f"checkpoint {checkpoint}: cannot be used ({type(err).__name__}: "
-                              f"{_one_line(err)})") from None
+                              f"{one_line(err)})") from None
     outputs = _Outputs()
 
     def segment(path: str | None, opacity: float = 0.5, tile: int = 512, overlap: float = 0.25,
@@ -192,7 +151,7 @@ def build_demo(checkpoint: Path | None = None) -> gr.Blocks:
         except ImageError as err:
             raise gr.Error(f"{name}: {err}", print_exception=False) from None
         except Exception as err:  # noqa: BLE001 - never a traceback for one bad file
-            raise gr.Error(f"{name}: cannot be read ({type(err).__name__}: {_one_line(err)})",
+            raise gr.Error(f"{name}: cannot be read ({type(err).__name__}: {one_line(err)})",
                            print_exception=False) from None
         progress(0.0, desc="Segmenting")
         try:
@@ -204,14 +163,15 @@ def build_demo(checkpoint: Path | None = None) -> gr.Blocks:
         except MemoryError:
             raise gr.Error(f"{name}: out of memory (try a smaller tile)", print_exception=False) from None
         except Exception as err:  # noqa: BLE001 - e.g. CUDA out of memory: one line
-            raise gr.Error(f"{name}: segmentation failed ({type(err).__name__}: {_one_line(err)})") from None
+            raise gr.Error(f"{name}: segmentation failed ({type(err).__name__}: {one_line(err)})") from None
         mask, extras = write_downloads(seg, Path(name).stem or "image", outputs.new())
-        return (display_overlay(seg, float(opacity)), legend_html(seg), areas_frame(seg), mask, extras,
-                info_markdown(name, seg, loaded.pixel_size_m), seg)
+        view = screen_copy(seg, DISPLAY_SIDE)
+        return (view.overlay(float(opacity)), legend_html(seg), areas_frame(seg, "square_metres"), mask, extras,
+                info_markdown(name, seg, loaded.pixel_size_m), view)
 
-    def reblend(seg: Segmentation | None, opacity: float) -> Any:
-        """A new opacity re-blends the kept result; the model does not run again."""
-        return gr.skip() if seg is None else display_overlay(seg, float(opacity))
+    def reblend(view: Segmentation | None, opacity: float) -> Any:
+        """A new opacity re-blends the kept screen copy; the model does not run again."""
+        return gr.skip() if view is None else view.overlay(float(opacity))
 
     with gr.Blocks(title="FALSE segmentation demo", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         gr.Markdown("## 🛰️ Aerial image segmentation\n"
@@ -229,7 +189,7 @@ def build_demo(checkpoint: Path | None = None) -> gr.Blocks:
                 run = gr.Button("Segment", variant="primary")
                 info = gr.Markdown()
             with gr.Column(scale=3):
-                overlay = gr.Image(label="Overlay", type="numpy", format="png", interactive=False,
+                overlay = gr.Image(label="Overlay", type="numpy", format="png", interactive=False, height=480,
                                    buttons=["download", "fullscreen"])
                 legend = gr.HTML()
         with gr.Row():
@@ -241,8 +201,8 @@ def build_demo(checkpoint: Path | None = None) -> gr.Blocks:
 
         gr.on([upload.upload, run.click], segment, inputs=[upload, opacity, tile, overlap, tta],
               outputs=[overlay, legend, areas, mask_file, extra_files, info, result], api_name="segment")
-        opacity.release(reblend, inputs=[result, opacity], outputs=[overlay], api_visibility="private",
-                        show_progress="hidden")
+        opacity.release(reblend, inputs=[result, opacity], outputs=[overlay], api_name="overlay",
+                        api_visibility="undocumented", show_progress="hidden")
     demo._false_outputs = outputs  # type: ignore[attr-defined] - closed by stop()
     return demo
 
@@ -287,9 +247,19 @@ def stop(demo: gr.Blocks) -> None:
         outputs.close()
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number from 1 to 65535, got {text!r}")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m workbench.gradio_app", description=__doc__.split("\n\n")[0])
-    p.add_argument("--port", type=int, default=None, help="port (default: 7860 or the next free one)")
+    p.add_argument("--port", type=_port, default=None, help="port (default: 7860 or the next free one)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1: this machine only)")
     p.add_argument("--checkpoint", type=Path, default=None,
                    help="segmentation checkpoint (.safetensors); default: the shipped demo model")
@@ -300,15 +270,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         demo = build_demo(args.checkpoint)
     except CheckpointError as err:
-        print(f"error: {_one_line(err)}", file=sys.stderr)
+        print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a service stop closes and cleans up like Ctrl-C
     try:
         serve(demo, host=args.host, port=args.port, block=True)
-    except OSError as err:
-        print(f"error: cannot start the server on {args.host}:{args.port}: {err}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         pass
+    except Exception as err:  # noqa: BLE001 - a taken port, an unknown host: one line, no traceback
+        print(f"error: cannot start the server on {args.host}:{args.port or 'default port'}: {one_line(err)}",
+              file=sys.stderr)
+        return 2
     finally:
         stop(demo)
     return 0

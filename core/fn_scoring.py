@@ -1,0 +1,274 @@
+"""Flagged false-negative pairs of a pretraining run: loading, counting, and scoring them against labels.
+
+Why: FNSD flags pairs without labels. Whether it finds real false negatives can only be judged where the data set
+has labels, and only against chance: on a set where most tiles are buildings, a random pair already shares its
+dominant class half of the time. So precision is always reported beside the base rate of a random pair of distinct
+tiles, per step bin over training.
+
+The UI calls these functions and draws what they return; nothing here imports streamlit.
+"""
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .config import ConfigError, PretrainConfig, validate_config
+from .runs import Run, read_jsonl
+
+PAIR_COLUMNS = ("step", "anchor_index", "anchor_view", "candidate_index", "candidate_view", "distance", "cos",
+                "cos_pos", "calibrated", "mirrored")
+SORTS = {  # the gallery's orders: most confident flags first
+    "distance": ("distance", True),
+    "cos": ("cos", False),
+    "step": ("step", True),
+}
+_LABEL_CHUNK = 256  # tiles per bincount: bounded memory whatever the tile size
+
+
+# ------------------------------------------------------------------------------------------------ the run
+def run_config(run: Run) -> PretrainConfig:
+    """The run's validated config; ConfigError (one line) when config.yaml is missing, torn or invalid.
+
+    Why not validate ``{}``: an unreadable file would silently become the defaults and show the wrong data set.
+    """
+    raw = run.config()
+    if not raw:
+        raise ConfigError(f"config.yaml of run {run.id} is missing or unreadable")
+    return validate_config(raw)
+
+
+def nothing_flagged_reason(run: Run, cfg: PretrainConfig, pairs: pd.DataFrame) -> str | None:
+    """Why a run has no pairs to show (FALSE off, no fns.jsonl yet, none flagged), or None when it has some."""
+    if cfg.loss.name != "false":
+        return (f"FALSE was off in this run (loss: {cfg.loss.name}), so FNSD flagged nothing. "
+                "Pretrain with loss.name=false to see false negatives.")
+    if not pairs.empty:
+        return None
+    live = " yet; they appear as training goes on" if run.is_live() else ""
+    if not (run.path / "fns.jsonl").exists():
+        return f"This run has no fns.jsonl: no pair was flagged{live or ' before it ended'}."
+    return f"FNSD flagged no pairs in this run{live}."
+
+
+def load_pairs(run: Run) -> pd.DataFrame:
+    """All flagged pairs of a run as typed columns (:data:`PAIR_COLUMNS`); an empty frame when there are none.
+
+    Records without both tile indices are dropped (a torn or foreign line); missing optional fields are filled.
+    """
+    frame = pd.DataFrame(read_jsonl(run.path / "fns.jsonl"), columns=list(PAIR_COLUMNS))
+    frame = frame.dropna(subset=["step", "anchor_index", "candidate_index"])
+    return pd.DataFrame({
+        "step": frame["step"].astype("int64"),
+        "anchor_index": frame["anchor_index"].astype("int64"),
+        "anchor_view": frame["anchor_view"].astype("Int64"),
+        "candidate_index": frame["candidate_index"].astype("int64"),
+        "candidate_view": frame["candidate_view"].astype("Int64"),  # None for MoCo (a queue entry)
+        "distance": frame["distance"].astype("float64"),
+        "cos": frame["cos"].astype("float64"),
+        "cos_pos": frame["cos_pos"].astype("float64"),
+        "calibrated": frame["calibrated"].fillna(False).astype(bool),
+        "mirrored": frame["mirrored"].fillna(False).astype(bool),
+    }).reset_index(drop=True)
+
+
+def filter_pairs(pairs: pd.DataFrame, steps: tuple[int, int] | None = None, calibrated_only: bool = False,
+                 sort_by: str = "distance") -> pd.DataFrame:
+    """The pairs within a step range (inclusive), optionally calibrated ones only, in the order ``sort_by``."""
+    if sort_by not in SORTS:
+        raise ValueError(f"sort_by: choose one of {', '.join(SORTS)}, got {sort_by!r}")
+    keep = pd.Series(True, index=pairs.index)
+    if steps is not None:
+        keep &= pairs["step"].between(steps[0], steps[1])
+    if calibrated_only:
+        keep &= pairs["calibrated"]
+    column, ascending = SORTS[sort_by]
+    return pairs[keep].sort_values([column, "step"], ascending=[ascending, True], kind="stable")
+
+
+def flag_counts(pairs: pd.DataFrame, last_step: int | None = None, max_points: int = 1000) -> pd.DataFrame:
+    """Flagged and calibrated pairs per step, steps without flags included as zeros.
+
+    Why from fns.jsonl and not metrics.jsonl: the trainer writes every flagged pair but logs metrics only every
+    ``log_every`` steps. Long runs are summed into at most ``max_points`` equal step bins and reported per step
+    (the mean over the bin), so the chart stays readable and light.
+    """
+    last = int(max(last_step or 0, pairs["step"].max() if not pairs.empty else 0))
+    if last < 1:
+        return pd.DataFrame({"step": pd.Series(dtype="int64"), "flagged": pd.Series(dtype="float64"),
+                             "calibrated": pd.Series(dtype="float64")})
+    width = max(1, math.ceil(last / max_points))
+    bins = np.clip(pairs["step"].to_numpy() - 1, 0, last - 1) // width
+    n_bins = math.ceil(last / width)
+    flagged = np.bincount(bins, minlength=n_bins)[:n_bins]
+    calibrated = np.bincount(bins, weights=pairs["calibrated"].to_numpy(float), minlength=n_bins)[:n_bins]
+    starts = np.arange(n_bins) * width + 1
+    steps_in_bin = np.minimum(starts + width - 1, last) - starts + 1
+    return pd.DataFrame({"step": np.minimum(starts + width - 1, last), "flagged": flagged / steps_in_bin,
+                         "calibrated": calibrated / steps_in_bin})
+
+
+# ------------------------------------------------------------------------------------------------ labels
+_DOMINANT: dict[tuple[str, Any], np.ndarray] = {}
+_DOMINANT_LOCK = threading.Lock()
+
+
+def _dataset_key(dataset: Any) -> tuple[str, Any]:
+    """Which cached tiles a dataset object reads: its cache folder and when that cache was made."""
+    meta = getattr(dataset, "meta", {}) or {}
+    return str(getattr(dataset, "cache_dir", id(dataset))), meta.get("created")
+
+
+def dominant_classes(dataset: Any) -> np.ndarray | None:
+    """The dominant class of every tile (ties: the lower class, as ``dominant_class``), or None without labels.
+
+    Vectorised over chunks of tiles (one ``bincount`` per chunk, labels offset per tile) and cached per data set
+    in this process, since precision and embeddings ask for it on every page run.
+    """
+    if not getattr(dataset, "has_labels", False) or not hasattr(dataset, "labels"):
+        return None
+    key = _dataset_key(dataset)
+    with _DOMINANT_LOCK:
+        if key in _DOMINANT:
+            return _DOMINANT[key]
+    classes = getattr(dataset, "classes", None)
+    labels = dataset.labels
+    n_classes = len(classes) if classes else int(np.max(labels)) + 1
+    out = np.empty(len(labels), np.int64)
+    for start in range(0, len(labels), _LABEL_CHUNK):
+        out[start:start + _LABEL_CHUNK] = _dominant_of_chunk(np.asarray(labels[start:start + _LABEL_CHUNK]),
+                                                             n_classes)
+    out.setflags(write=False)
+    with _DOMINANT_LOCK:
+        _DOMINANT[key] = out
+    return out
+
+
+def _dominant_of_chunk(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """Argmax of per-tile class counts; values outside the class table (e.g. 255 = ignore) count for none."""
+    b = labels.shape[0]
+    flat = labels.reshape(b, -1).astype(np.int64)
+    flat = np.where(flat < n_classes, flat, n_classes)  # one extra bin for "no class"
+    bins = n_classes + 1
+    counts = np.bincount((flat + np.arange(b)[:, None] * bins).ravel(), minlength=b * bins).reshape(b, bins)
+    return counts[:, :n_classes].argmax(axis=1)
+
+
+def base_rate(dominant: np.ndarray) -> float:
+    """P(two distinct tiles drawn at random share their dominant class) = sum_c n_c (n_c - 1) / (N (N - 1)).
+
+    Exact for sampling without replacement (sum p_c^2 would count a tile paired with itself).
+    """
+    n = len(dominant)
+    if n < 2:
+        return float("nan")
+    counts = np.bincount(np.asarray(dominant, np.int64)).astype(np.float64)
+    return float((counts * (counts - 1)).sum() / (n * (n - 1)))
+
+
+def wilson_interval(correct: np.ndarray, total: np.ndarray, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:
+    """95% Wilson score interval of a proportion: honest for the handful of flags a short run makes per bin."""
+    correct, total = np.asarray(correct, float), np.asarray(total, float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = correct / total
+        denom = 1 + z * z / total
+        centre = (p + z * z / (2 * total)) / denom
+        half = z * np.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denom
+    return centre - half, centre + half
+
+
+@dataclass(frozen=True)
+class PrecisionReport:
+    """How often flagged pairs share their dominant class, per step bin and overall, against chance."""
+
+    by_bin: pd.DataFrame  # step_start, step_end, step_mid, pairs, correct, precision, ci_low, ci_high
+    pairs: int  # scored pairs (distinct tiles, both within the data set)
+    correct: int
+    base_rate: float
+    n_tiles: int
+
+    @property
+    def precision(self) -> float:
+        return self.correct / self.pairs if self.pairs else float("nan")
+
+    @property
+    def lift(self) -> float:
+        """Precision over the base rate: above 1 means FNSD beats picking a random negative."""
+        return self.precision / self.base_rate if self.base_rate > 0 else float("nan")
+
+
+def same_class(pairs: pd.DataFrame, dominant: np.ndarray) -> pd.Series:
+    """Whether anchor and candidate tile share their dominant class (a "correct" flag), per pair.
+
+    Raises ValueError when a pair names a tile the data set does not have: the data set changed since the run.
+    """
+    n = len(dominant)
+    idx = pairs[["anchor_index", "candidate_index"]].to_numpy()
+    if idx.size and (idx.max() >= n or idx.min() < 0):
+        bad = int(idx.max() if idx.max() >= n else idx.min())
+        raise ValueError(f"fns.jsonl names tile {bad}, but the data set has {n} tiles: "
+                         "was it rebuilt with other settings since the run?")
+    return pd.Series(dominant[idx[:, 0]] == dominant[idx[:, 1]], index=pairs.index)
+
+
+def precision_over_training(pairs: pd.DataFrame, dominant: np.ndarray | None, bins: int = 10) -> \
+        PrecisionReport | None:
+    """Precision of the flags per equal-width step bin, overall, and the base rate; None without labels.
+
+    Pairs of a tile with itself (possible only for a foreign record) are left out: the base rate is for
+    distinct tiles, so they must be too.
+    """
+    if dominant is None:
+        return None
+    scored = pairs[pairs["anchor_index"] != pairs["candidate_index"]]
+    correct = same_class(scored, dominant).to_numpy()
+    rate = base_rate(dominant)
+    if scored.empty:
+        empty = pd.DataFrame(columns=["step_start", "step_end", "step_mid", "pairs", "correct", "precision",
+                                      "ci_low", "ci_high"])
+        return PrecisionReport(empty, 0, 0, rate, len(dominant))
+    steps = scored["step"].to_numpy()
+    lo, hi = int(steps.min()), int(steps.max())
+    n_bins = max(1, min(bins, hi - lo + 1))
+    edges = np.linspace(lo, hi + 1, n_bins + 1)
+    which = np.clip(np.searchsorted(edges, steps, side="right") - 1, 0, n_bins - 1)
+    total = np.bincount(which, minlength=n_bins)
+    hits = np.bincount(which, weights=correct.astype(float), minlength=n_bins).astype(np.int64)
+    start = np.ceil(edges[:-1]).astype(np.int64)
+    end = np.ceil(edges[1:]).astype(np.int64) - 1
+    ci_low, ci_high = wilson_interval(hits, total)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = hits / total
+    by_bin = pd.DataFrame({"step_start": start, "step_end": end, "step_mid": (start + end) / 2, "pairs": total,
+                           "correct": hits, "precision": precision, "ci_low": ci_low, "ci_high": ci_high})
+    by_bin = by_bin[by_bin["pairs"] > 0].reset_index(drop=True)
+    return PrecisionReport(by_bin, int(total.sum()), int(hits.sum()), rate, len(dominant))
+
+
+# ------------------------------------------------------------------------------------------------ images
+def pair_tiles(dataset: Any, pairs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Anchor and candidate tiles of the given pairs as uint8 (K, H, W, 3) arrays, in two batched fetches.
+
+    The anchor's positive is another augmented view of the anchor tile itself, so the tile stands for both.
+    """
+    n = len(dataset)
+    for column in ("anchor_index", "candidate_index"):
+        if len(pairs) and (pairs[column].max() >= n or pairs[column].min() < 0):
+            raise ValueError(f"fns.jsonl names tile {int(pairs[column].max())}, but the data set has {n} tiles: "
+                             "was it rebuilt with other settings since the run?")
+    return _hwc(dataset.get_images(pairs["anchor_index"].to_numpy())), \
+        _hwc(dataset.get_images(pairs["candidate_index"].to_numpy()))
+
+
+def _hwc(images: torch.Tensor) -> np.ndarray:
+    return images.permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def class_names(dataset: Any) -> list[str]:
+    """Names of the data set's classes (empty when it has none), for captions."""
+    return [c[0] if isinstance(c, (tuple, list)) else str(c) for c in (getattr(dataset, "classes", None) or [])]

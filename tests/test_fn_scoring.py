@@ -1,0 +1,194 @@
+"""Flagged pairs: loading, filters, counts, dominant classes, base rate and precision against hand-made cases."""
+from __future__ import annotations
+
+import itertools
+import json
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from core import fn_scoring as fn
+from core.config import ConfigError, validate_config
+from core.data import SyntheticAerial
+from core.runs import create_run
+
+CONFIG = "method: simclr\nloss:\n  name: false\ndata:\n  name: synthetic\n  num_tiles: 8\n  tile_size: 16\n"
+
+
+def pair(step: int, a: int, c: int, calibrated: bool = False, **extra) -> dict:
+    rec = {"step": step, "anchor_index": a, "anchor_view": 0, "candidate_index": c, "candidate_view": 1,
+           "distance": 0.01 * step, "cos": 0.5, "cos_pos": 0.9, "calibrated": calibrated, "mirrored": False}
+    return {**rec, **extra}
+
+
+def make_run(tmp_path: Path, records: list[dict] | None, config: str = CONFIG, torn: bool = False):
+    run = create_run("fn", config, tmp_path / "runs", kind="pretrain", state="completed")
+    if records is not None:
+        text = "".join(json.dumps(r) + "\n" for r in records) + ('{"step": 9, "anch' if torn else "")
+        (run.path / "fns.jsonl").write_text(text)
+    return run
+
+
+class FakeLabelled:
+    """A labelled data set of hand-made label maps (what dominant_classes reads), with tiles to fetch."""
+
+    has_labels = True
+    classes = (("a", (0, 0, 0)), ("b", (0, 0, 0)), ("c", (0, 0, 0)))
+
+    def __init__(self, labels: np.ndarray):
+        self.labels = labels
+        self.cache_dir = Path(f"/fake/{uuid.uuid4()}")  # a fresh key for the per-dataset cache
+        self.meta = {"created": 0}
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def get_images(self, indices) -> torch.Tensor:
+        idx = torch.tensor(np.array(indices, np.int64))
+        return idx.view(-1, 1, 1, 1).expand(-1, 3, 2, 2).to(torch.uint8).clone()  # tile i is filled with i
+
+
+def labelled(dominant: list[int], size: int = 4) -> FakeLabelled:
+    """Tiles whose dominant class is given: 3/4 of the pixels that class, the rest class 2 (or 0)."""
+    maps = np.zeros((len(dominant), size, size), np.uint8)
+    for i, c in enumerate(dominant):
+        maps[i] = c
+        maps[i, 0] = 2 if c != 2 else 0
+    return FakeLabelled(maps)
+
+
+# ------------------------------------------------------------------------------------------------ loading
+def test_load_pairs_types_moco_none_and_torn_line(tmp_path: Path) -> None:
+    run = make_run(tmp_path, [pair(1, 0, 3, True), pair(2, 4, 5, candidate_view=None)], torn=True)
+    pairs = fn.load_pairs(run)
+    assert len(pairs) == 2 and list(pairs.columns) == list(fn.PAIR_COLUMNS)
+    assert pairs["candidate_view"].isna().tolist() == [False, True]
+    assert pairs["calibrated"].tolist() == [True, False] and pairs["step"].dtype == np.int64
+
+
+def test_load_pairs_without_file_is_empty(tmp_path: Path) -> None:
+    pairs = fn.load_pairs(make_run(tmp_path, None))
+    assert pairs.empty and list(pairs.columns) == list(fn.PAIR_COLUMNS)
+
+
+def test_filter_steps_calibrated_and_orders(tmp_path: Path) -> None:
+    recs = [pair(s, s, s + 1, calibrated=s % 2 == 0, cos=c, distance=d)
+            for s, c, d in [(1, 0.1, 0.5), (2, 0.9, 0.3), (3, 0.5, 0.1), (4, 0.7, 0.2)]]
+    pairs = fn.load_pairs(make_run(tmp_path, recs))
+    assert fn.filter_pairs(pairs, (2, 3))["step"].tolist() == [3, 2]  # distance ascending
+    assert fn.filter_pairs(pairs, None, sort_by="cos")["step"].tolist() == [2, 4, 3, 1]
+    assert fn.filter_pairs(pairs, (1, 4), calibrated_only=True, sort_by="step")["step"].tolist() == [2, 4]
+    with pytest.raises(ValueError, match="sort_by"):
+        fn.filter_pairs(pairs, sort_by="nope")
+
+
+def test_flag_counts_fill_zero_steps_and_bin_long_runs(tmp_path: Path) -> None:
+    recs = [pair(2, 0, 1, True), pair(2, 2, 3), pair(5, 0, 1)]
+    pairs = fn.load_pairs(make_run(tmp_path, recs))
+    counts = fn.flag_counts(pairs, last_step=6)
+    assert counts["step"].tolist() == [1, 2, 3, 4, 5, 6]
+    assert counts["flagged"].tolist() == [0, 2, 0, 0, 1, 0] and counts["calibrated"].tolist() == [0, 1, 0, 0, 0, 0]
+    binned = fn.flag_counts(pairs, last_step=6, max_points=2)  # steps 1-3 and 4-6, per-step means
+    assert binned["step"].tolist() == [3, 6]
+    assert binned["flagged"].tolist() == pytest.approx([2 / 3, 1 / 3])
+    assert fn.flag_counts(pairs.iloc[:0]).empty
+
+
+def test_nothing_flagged_reasons(tmp_path: Path) -> None:
+    off = make_run(tmp_path, None, CONFIG.replace("name: false", "name: info_nce"))
+    assert "FALSE was off" in fn.nothing_flagged_reason(off, fn.run_config(off), fn.load_pairs(off))
+    missing = make_run(tmp_path, None)
+    assert "no fns.jsonl" in fn.nothing_flagged_reason(missing, fn.run_config(missing), fn.load_pairs(missing))
+    empty = make_run(tmp_path, [])
+    assert "flagged no pairs" in fn.nothing_flagged_reason(empty, fn.run_config(empty), fn.load_pairs(empty))
+    some = make_run(tmp_path, [pair(1, 0, 1)])
+    assert fn.nothing_flagged_reason(some, fn.run_config(some), fn.load_pairs(some)) is None
+
+
+def test_unreadable_config_is_an_error_not_the_defaults(tmp_path: Path) -> None:
+    run = make_run(tmp_path, None, "method: [unclosed\n")
+    with pytest.raises(ConfigError, match="missing or unreadable"):
+        fn.run_config(run)
+
+
+# ------------------------------------------------------------------------------------------------ labels
+def test_dominant_classes_match_the_dataset_per_tile(tmp_path: Path) -> None:
+    ds = SyntheticAerial(tmp_path, num_tiles=20, tile_size=16, seed=3, progress=False)
+    dominant = fn.dominant_classes(ds)
+    assert dominant.tolist() == [ds.dominant_class(i) for i in range(len(ds))]
+    assert fn.dominant_classes(ds) is dominant  # cached per data set
+
+
+def test_dominant_ties_go_low_and_ignore_values_count_for_none() -> None:
+    maps = np.array([[[1, 1, 0, 0]], [[255, 255, 255, 2]], [[2, 2, 1, 255]]], np.uint8)
+    fake = FakeLabelled(maps)
+    fn._LABEL_CHUNK, old = 2, fn._LABEL_CHUNK  # several chunks, so the per-tile offsets are exercised
+    try:
+        assert fn.dominant_classes(fake).tolist() == [0, 2, 2]
+    finally:
+        fn._LABEL_CHUNK = old
+
+
+def test_no_labels_no_dominant_and_no_precision() -> None:
+    class Unlabelled:
+        has_labels = False
+
+    assert fn.dominant_classes(Unlabelled()) is None
+    assert fn.precision_over_training(pd.DataFrame(columns=fn.PAIR_COLUMNS), None) is None
+
+
+def test_base_rate_equals_brute_force_over_all_pairs() -> None:
+    rng = np.random.default_rng(0)
+    for n in (2, 7, 40):
+        dominant = rng.integers(0, 4, n)
+        same = [dominant[i] == dominant[j] for i, j in itertools.combinations(range(n), 2)]
+        assert fn.base_rate(dominant) == pytest.approx(np.mean(same))
+    assert np.isnan(fn.base_rate(np.array([1])))
+
+
+def test_precision_per_bin_against_a_hand_computed_case() -> None:
+    dominant = np.array([0, 0, 1, 1, 1, 2])  # tiles 0-1 class 0, 2-4 class 1, 5 class 2
+    recs = [pair(1, 0, 1), pair(2, 0, 2), pair(3, 2, 3),  # bin 1 (steps 1-3): right, wrong, right
+            pair(4, 5, 0), pair(5, 3, 4), pair(6, 1, 5),  # bin 2 (steps 4-6): wrong, right, wrong
+            pair(6, 4, 4)]  # a tile with itself: not scored
+    pairs = pd.DataFrame(recs)
+    report = fn.precision_over_training(pairs, dominant, bins=2)
+    assert report.by_bin["step_start"].tolist() == [1, 4] and report.by_bin["step_end"].tolist() == [3, 6]
+    assert report.by_bin["pairs"].tolist() == [3, 3] and report.by_bin["correct"].tolist() == [2, 1]
+    assert report.by_bin["precision"].tolist() == pytest.approx([2 / 3, 1 / 3])
+    assert (report.pairs, report.correct) == (6, 3) and report.precision == pytest.approx(0.5)
+    assert report.base_rate == pytest.approx((2 * 1 + 3 * 2) / (6 * 5))  # sum n_c (n_c - 1) / N (N - 1)
+    assert report.lift == pytest.approx(0.5 / (8 / 30))
+    low, high = report.by_bin["ci_low"], report.by_bin["ci_high"]
+    assert ((low <= report.by_bin["precision"]) & (report.by_bin["precision"] <= high)).all()
+
+
+def test_wilson_interval_known_value() -> None:
+    low, high = fn.wilson_interval(np.array([5]), np.array([10]))
+    assert (low[0], high[0]) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+
+
+def test_pairs_naming_missing_tiles_are_refused() -> None:
+    fake = labelled([0, 1, 2])
+    pairs = pd.DataFrame([pair(1, 0, 7)])
+    with pytest.raises(ValueError, match="names tile 7, but the data set has 3 tiles"):
+        fn.same_class(pairs, fn.dominant_classes(fake))
+    with pytest.raises(ValueError, match="names tile 7"):
+        fn.pair_tiles(fake, pairs)
+
+
+def test_pair_tiles_fetch_anchor_and_candidate_images() -> None:
+    fake = labelled([0, 1, 2, 0, 1])
+    anchors, candidates = fn.pair_tiles(fake, pd.DataFrame([pair(1, 4, 2), pair(2, 1, 3)]))
+    assert anchors.shape == (2, 2, 2, 3) and anchors.dtype == np.uint8
+    assert anchors[:, 0, 0, 0].tolist() == [4, 1] and candidates[:, 0, 0, 0].tolist() == [2, 3]
+
+
+def test_real_run_config_validates(tmp_path: Path) -> None:
+    cfg = fn.run_config(make_run(tmp_path, None))
+    assert cfg == validate_config({"method": "simclr", "loss": {"name": "false"},
+                                   "data": {"name": "synthetic", "num_tiles": 8, "tile_size": 16}})

@@ -1,0 +1,178 @@
+"""The Gradio demo, served on a free localhost port and called as an API with gradio_client: overlay, legend, area
+table and mask for a PNG and a GeoTIFF; a file that is not an image comes back as an error, not a hang."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core.checkpoint import CheckpointError
+from core.infer import palette
+
+# gradio's own queue code on pandas 3: not ours to fix
+pytestmark = pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword is deprecated)")
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CARD = json.loads((ROOT / "checkpoints" / "dubai_seg.json").read_text())
+NAMES = [c["name"] for c in DEFAULT_CARD["classes"]]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[tuple[object, str]]:
+    from workbench.gradio_app import build_demo, serve, stop
+
+    demo = build_demo(None)
+    url = serve(demo, port=free_port(), block=False)
+    try:
+        yield demo, url
+    finally:
+        stop(demo)
+
+
+@pytest.fixture(scope="module")
+def client(served: tuple[object, str], tmp_path_factory: pytest.TempPathFactory):
+    from gradio_client import Client
+
+    return Client(served[1], download_files=str(tmp_path_factory.mktemp("downloads")), verbose=False,
+                  analytics_enabled=False)
+
+
+def write_png(path: Path, h: int, w: int) -> np.ndarray:
+    rgb = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(path)
+    return rgb
+
+
+def test_offline_settings(served: tuple[object, str]) -> None:
+    import httpx
+
+    demo, url = served
+    assert os.environ["GRADIO_ANALYTICS_ENABLED"] == "False" and demo.analytics_enabled is False
+    assert url.startswith("http://127.0.0.1:")
+    css = httpx.get(url + "theme.css", timeout=30).text
+    assert "system-ui" in css and "fonts.googleapis" not in css
+
+
+def test_segment_png_returns_overlay_legend_areas_and_mask(client, tmp_path: Path) -> None:
+    from gradio_client import handle_file
+
+    rgb = write_png(tmp_path / "tile.png", 80, 96)
+    overlay, legend, table, mask, extras, info = client.predict(handle_file(str(tmp_path / "tile.png")),
+                                                                api_name="/segment")
+    assert Image.open(overlay).size == (96, 80)
+    with Image.open(mask) as m:
+        assert m.mode == "L" and m.size == (96, 80)
+        labels = np.asarray(m)
+    assert Path(mask).name == "tile_mask.png" and labels.max() < len(NAMES)
+    assert table["headers"] == ["class", "pixels", "percent"]  # no pixel size, no square metres
+    rows = table["data"]
+    assert [r[0] for r in rows] == NAMES
+    assert sum(r[1] for r in rows) == 80 * 96
+    assert sum(r[2] for r in rows) == pytest.approx(100.0, abs=0.01)
+    assert [r[1] for r in rows] == [int((labels == k).sum()) for k in range(len(NAMES))]
+    assert all(name in legend for name in NAMES)
+    assert [Path(p).name for p in extras] == ["tile_areas.csv"]
+    with open(extras[0], newline="") as f:
+        assert next(csv.reader(f)) == ["class", "pixels", "percent", "square_metres"]
+    assert info.startswith("**tile.png**: 96 × 80 pixels")
+    # opacity 0 shows the image itself, opacity 1 the class colours of the returned mask
+    clear = client.predict(handle_file(str(tmp_path / "tile.png")), opacity=0.0, api_name="/segment")[0]
+    assert np.array_equal(np.asarray(Image.open(clear).convert("RGB")), rgb)
+    solid = client.predict(handle_file(str(tmp_path / "tile.png")), opacity=1.0, api_name="/segment")[0]
+    colours = palette(DEFAULT_CARD["classes"])[labels]
+    assert np.array_equal(np.asarray(Image.open(solid).convert("RGB")), colours)
+
+
+def test_opacity_reblends_the_last_result_of_the_session(served: tuple[object, str], tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from gradio_client import Client, handle_file
+
+    import workbench.gradio_app as app
+
+    client = Client(served[1], download_files=str(tmp_path / "dl"), verbose=False, analytics_enabled=False)
+    assert client.predict(0.3, api_name="/overlay") == {"__type__": "update"}  # nothing to re-blend yet: no change
+    rgb = write_png(tmp_path / "tile.png", 50, 70)
+    client.predict(handle_file(str(tmp_path / "tile.png")), opacity=0.5, api_name="/segment")
+    monkeypatch.setattr(app, "segment_loaded", None)  # a second model run would now fail
+    clear = client.predict(0.0, api_name="/overlay")
+    assert np.array_equal(np.asarray(Image.open(clear).convert("RGB")), rgb)
+
+
+def test_geotiff_gets_square_metres_and_a_georeferenced_mask(client, tmp_path: Path) -> None:
+    import rasterio
+    from gradio_client import handle_file
+    from rasterio.transform import Affine
+
+    path = tmp_path / "scene.tif"
+    data = np.random.default_rng(1).integers(0, 4000, (3, 80, 120)).astype("uint16")
+    transform = Affine(0.5, 0, 500000, 0, -0.5, 2800000)
+    with rasterio.open(path, "w", driver="GTiff", width=120, height=80, count=3, dtype="uint16", crs="EPSG:32640",
+                       transform=transform) as dst:
+        dst.write(data)
+    overlay, _, table, mask, extras, info = client.predict(handle_file(str(path)), api_name="/segment")
+    assert Image.open(overlay).size == (120, 80)
+    assert table["headers"][-1] == "square_metres"
+    assert sum(r[3] for r in table["data"]) == pytest.approx(120 * 80 * 0.25, rel=1e-3)
+    assert "georeferenced, 0.5 m/pixel" in info and "16-bit data rescaled" in info
+    tif = next(p for p in extras if p.endswith(".tif"))
+    with rasterio.open(tif) as src:
+        assert src.crs.to_epsg() == 32640 and src.transform == transform
+        assert np.array_equal(src.read(1), np.asarray(Image.open(mask)))
+
+
+def test_bad_files_are_errors_with_the_reason(client, tmp_path: Path) -> None:
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    (tmp_path / "notes.png").write_text("this is text, not an image")
+    with pytest.raises(AppError, match=r"notes\.png: not an image"):
+        client.predict(handle_file(str(tmp_path / "notes.png")), api_name="/segment")
+    Image.new("RGB", (4, 4)).save(tmp_path / "tiny.png")
+    with pytest.raises(AppError, match=r"tiny\.png: image too small"):
+        client.predict(handle_file(str(tmp_path / "tiny.png")), api_name="/segment")
+    write_png(tmp_path / "ok.png", 40, 40)  # the server is still fine afterwards
+    assert Image.open(client.predict(handle_file(str(tmp_path / "ok.png")), api_name="/segment")[0]).size == (40, 40)
+
+
+def test_unusable_checkpoint_is_one_line_and_exit_code_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from workbench.gradio_app import build_demo, main
+
+    bad = tmp_path / "broken.safetensors"
+    bad.write_bytes(b"\x00" * 64)
+    with pytest.raises(CheckpointError):
+        build_demo(bad)
+    assert main(["--checkpoint", str(bad), "--port", str(free_port())]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_screen_copy_and_legend() -> None:
+    from core.segment import Segmentation
+    from workbench.gradio_app import DISPLAY_SIDE
+    from workbench.segment_view import legend_html, screen_copy
+
+    classes = [{"name": "<b>roof</b>", "color": [1, 2, 3]}, {"name": "water", "color": [4, 5, 6]}]
+    mask = np.zeros((30, 3000), np.uint8)
+    mask[:, 1500:] = 1
+    seg = Segmentation(rgb=np.zeros((30, 3000, 3), np.uint8), mask=mask, classes=classes,
+                       areas=[{"name": c["name"], "pixels": 45000, "percent": 50.0, "square_metres": None}
+                              for c in classes])
+    view = screen_copy(seg, DISPLAY_SIDE)
+    assert view.mask.shape == (20, DISPLAY_SIDE) and set(np.unique(view.mask)) == {0, 1}
+    small = Segmentation(rgb=seg.rgb[:, :100], mask=mask[:, :100], classes=classes, areas=seg.areas)
+    assert screen_copy(small, DISPLAY_SIDE) is small
+    legend = legend_html(seg)
+    assert "&lt;b&gt;roof&lt;/b&gt;" in legend and "<b>" not in legend and "rgb(4,5,6)" in legend

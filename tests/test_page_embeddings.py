@@ -1,0 +1,81 @@
+"""The Embeddings page: renders without runs, computes two maps side by side, selects tiles, reads the cache,
+and turns a bad checkpoint or missing data into one error line."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from core.runs import list_runs
+from tests.pages import errors, open_page, texts
+from tests.store import copy_store
+
+
+def label_of(at, suffix: str) -> str:
+    return next(o for o in at.multiselect(key="emb-models").options if o.endswith(suffix))
+
+
+def choose(at, suffixes: list[str], pairs: bool = True):
+    at.multiselect(key="emb-models").set_value([label_of(at, s) for s in suffixes]).run()
+    at.radio(key="emb-source").set_value("own").run()
+    if pairs:
+        at.checkbox(key="emb-pairs").check().run()
+    return at
+
+
+@pytest.fixture()
+def private_data(populated_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The shared runs, but a private data root: the embeddings cache must not change the shared store."""
+    monkeypatch.setenv("FALSE_WB_DATA", str(tmp_path / "data"))
+    return populated_store
+
+
+def test_renders_without_runs(empty_store: Path) -> None:
+    at = open_page("embeddings")
+    assert not at.exception and not errors(at)
+    assert "press **Compute**" in texts(at) or "No pretrained encoders" in texts(at)
+
+
+def test_two_checkpoints_side_by_side_then_selection_then_cache(private_data: Path) -> None:
+    at = choose(open_page("embeddings"), ["tiny-false", "tiny-infonce"])
+    assert texts(at).count("press **Compute**") == 2
+    at.button(key="emb-compute").click().run(timeout=180)
+    assert not at.exception and not errors(at)
+    shown = [m for m in at.metric if m.label == "5-NN accuracy"]
+    assert len(shown) == 2 and all(0 <= float(m.value) <= 1 for m in shown)
+    assert all(m.proto.delta.endswith("vs the other") for m in shown)  # each compared with the other one
+    assert len(at.get("plotly_chart")) == 2
+    false_run = next(r for r in list_runs(private_data) if r.id.endswith("tiny-false"))
+    n_pairs = len({tuple(sorted((r["anchor_index"], r["candidate_index"]))) for r in false_run.flagged_pairs()})
+    page = texts(at)
+    assert f"{n_pairs} flagged pairs of run {false_run.id}" in page and "FALSE was off" in page
+    assert "computed in" in page
+    at.session_state["emb-map-0"] = {"selection": {"points": [{"customdata": 3}, {"customdata": 5}],
+                                                   "point_indices": [], "box": [], "lasso": []}}
+    at.run()
+    assert not at.exception and "2 selected tiles" in texts(at) and len(at.get("image")) == 1
+
+    again = choose(open_page("embeddings"), ["tiny-false", "tiny-infonce"])  # a new session: from disk
+    assert not again.exception and texts(again).count("from the cache") == 2
+
+
+@pytest.mark.parametrize("damage, says", [("weights", "not a readable safetensors"), ("data", "not found")])
+def test_bad_checkpoint_or_missing_data_is_one_error_line(store_base: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch, damage: str,
+                                                          says: str) -> None:
+    runs = copy_store(store_base, tmp_path)
+    monkeypatch.setenv("FALSE_WB_RUNS", str(runs))
+    monkeypatch.setenv("FALSE_WB_DATA", str(tmp_path / "private-data"))
+    run = next(r for r in list_runs(runs) if r.id.endswith("tiny-false"))
+    ckpt = run.checkpoint_dir / "encoder.safetensors"
+    if damage == "weights":
+        ckpt.write_bytes(b"torn")
+    else:
+        card = json.loads(ckpt.with_suffix(".json").read_text())
+        card["config"]["data"] = {**card["config"]["data"], "name": "folder", "root": str(tmp_path / "gone")}
+        ckpt.with_suffix(".json").write_text(json.dumps(card))
+    at = choose(open_page("embeddings"), ["tiny-false"], pairs=False)
+    at.button(key="emb-compute").click().run(timeout=120)
+    assert not at.exception
+    assert len(errors(at)) == 1 and says in errors(at)[0] and "\n" not in errors(at)[0]

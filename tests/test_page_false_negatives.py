@@ -1,0 +1,89 @@
+"""The False negatives page: empty store, a FALSE run (counts, precision vs base rate, gallery), other runs."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from core import fn_scoring as fn
+from core.data import build_dataset
+from core.runs import list_runs
+from tests.pages import errors, open_page, texts
+from tests.store import copy_store
+
+
+def run_named(runs_root: Path, suffix: str) -> str:
+    return next(r.id for r in list_runs(runs_root) if r.id.endswith(suffix))
+
+
+def metrics(at) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def test_empty_store_leads_to_the_pretrain_page(empty_store: Path) -> None:
+    at = open_page("false_negatives")
+    assert not at.exception
+    assert any("Pretrain page" in i.value for i in at.info)
+    assert at.button(key="fn-go-pretrain")
+
+
+def test_false_run_shows_counts_precision_and_gallery(populated_store: Path) -> None:
+    at = open_page("false_negatives")
+    run_id = run_named(populated_store, "tiny-false")
+    at.selectbox(key="fn-run").set_value(run_id).run()
+    assert not at.exception and not errors(at)
+    run = next(r for r in list_runs(populated_store) if r.id == run_id)
+    records = run.flagged_pairs()
+    shown = metrics(at)
+    assert shown["Flagged pairs"] == str(len(records))
+    assert shown["Calibrated"] == str(sum(r["calibrated"] for r in records))
+    dataset = build_dataset(fn.run_config(run).data, progress=False)
+    dominant = [dataset.dominant_class(i) for i in range(len(dataset))]
+    correct = sum(dominant[r["anchor_index"]] == dominant[r["candidate_index"]] for r in records)
+    assert shown["Precision"] == f"{correct / len(records):.3f}"
+    assert shown["Base rate"] == f"{fn.base_rate(fn.dominant_classes(dataset)):.3f}"
+    assert len(at.get("plotly_chart")) == 2  # counts over training, precision per step bin
+    assert len(at.get("image")) == 2 * min(len(records), 12)  # anchor tile | candidate per pair
+    assert "its positive is another view of it" in str(at.get("image")[0].proto)
+    calibrated = sum(r["calibrated"] for r in records)
+    at.checkbox(key="fn-calibrated").check().run()
+    assert not at.exception and len(at.get("image")) == 2 * calibrated
+
+
+@pytest.mark.parametrize("suffix, says", [("tiny-infonce", "FALSE was off"), ("died", "no fns.jsonl")])
+def test_runs_without_pairs_say_why(populated_store: Path, suffix: str, says: str) -> None:
+    at = open_page("false_negatives")
+    at.selectbox(key="fn-run").set_value(run_named(populated_store, suffix)).run()
+    assert not at.exception and not errors(at)
+    assert any(says in i.value for i in at.info)
+
+
+def test_broken_run_is_one_error_line(populated_store: Path) -> None:
+    at = open_page("false_negatives")
+    at.selectbox(key="fn-run").set_value(run_named(populated_store, "broken")).run()
+    assert not at.exception
+    assert len(errors(at)) == 1 and "unreadable" in errors(at)[0] and "Traceback" not in texts(at)
+
+
+def test_many_pairs_paginate_and_foreign_indices_are_one_error(store_base: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    runs = copy_store(store_base, tmp_path)
+    monkeypatch.setenv("FALSE_WB_RUNS", str(runs))
+    monkeypatch.setenv("FALSE_WB_DATA", str(tmp_path / "data"))
+    run = next(r for r in list_runs(runs) if r.id.endswith("tiny-false"))
+    recs = [{"step": 1 + s % 6, "anchor_index": s % 48, "anchor_view": 0, "candidate_index": (s * 7 + 1) % 48,
+             "candidate_view": 1, "distance": s / 100, "cos": 0.5, "cos_pos": 0.95, "calibrated": True,
+             "mirrored": False} for s in range(30)]
+    (run.path / "fns.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    at = open_page("false_negatives")
+    at.selectbox(key="fn-run").set_value(run.id).run()
+    assert not at.exception and len(at.get("image")) == 24
+    at.number_input[0].set_value(3).run()  # 30 pairs: pages of 12, 12 and 6
+    assert not at.exception and len(at.get("image")) == 12
+    recs[0]["candidate_index"] = 480  # the data set has 48 tiles
+    (run.path / "fns.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    at = open_page("false_negatives")
+    at.selectbox(key="fn-run").set_value(run.id).run()
+    assert not at.exception
+    assert any("names tile 480" in e for e in errors(at)) and all("\n" not in e for e in errors(at))

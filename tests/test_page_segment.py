@@ -1,0 +1,164 @@
+"""The Segment page, driven through the router as a user would: sample tile, uploads (good, corrupt, GeoTIFF),
+the opacity slider (no second model run), model choice, and a broken checkpoint (one st.error, no traceback)."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+import core.segment
+from core.catalog import ModelEntry
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "workbench" / "streamlit_app.py")
+PAGE = "../pages/segment.py"  # relative to the router's folder
+
+
+def open_page() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.switch_page(PAGE).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def png_bytes(h: int, w: int, seed: int = 0) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def geotiff_bytes(tmp_path: Path) -> bytes:
+    import rasterio
+    from rasterio.transform import Affine
+
+    path = tmp_path / "scene.tif"
+    data = np.random.default_rng(1).integers(0, 4000, (3, 80, 120)).astype("uint16")
+    with rasterio.open(path, "w", driver="GTiff", width=120, height=80, count=3, dtype="uint16", crs="EPSG:32640",
+                       transform=Affine(0.5, 0, 500000, 0, -0.5, 2800000)) as dst:
+        dst.write(data)
+    return path.read_bytes()
+
+
+def areas(at: AppTest, i: int = 0):
+    return at.dataframe[i].value
+
+
+def test_empty_page_shows_a_hint_and_the_default_model(empty_store: Path) -> None:
+    at = open_page()
+    assert at.title[0].value == "Segment"
+    assert not at.error
+    assert any("sample tile" in i.value for i in at.info)
+    up = at.file_uploader(key="segment_files")
+    assert up.accept_multiple_files and {"png", "jpg", "jpeg", "tif", "tiff"} <= {t.lstrip(".") for t in
+                                                                                 up.allowed_type}
+    model = at.selectbox(key="segment_model")
+    assert model.options[0] == "shipped: dubai_seg" and model.value == "shipped: dubai_seg"
+    assert not at.image and not at.dataframe
+
+
+def test_sample_tile_is_segmented_with_areas_chart_and_downloads(empty_store: Path) -> None:
+    at = open_page()
+    at.button(key="segment_sample").click().run()
+    assert not at.exception and not at.error
+    assert at.selectbox(key="segment_model").value == "shipped: synthetic_seg"  # the model that knows such scenes
+    assert len(at.image) == 1 and "512×512" in at.image[0].captions[0]
+    table = areas(at)
+    assert list(table["class"])[:2] == ["impervious surfaces", "building"]
+    assert int(table["pixels"].sum()) == 512 * 512
+    assert table["percent"].sum() == pytest.approx(100.0)
+    assert "m²" not in table  # no georeference, no pixel size
+    assert len(at.get("plotly_chart")) == 1
+    assert [d.label for d in at.download_button] == ["Mask PNG", "Areas CSV"]
+    assert len(at.html) == 1 and "low vegetation" in at.html[0].proto.body
+
+
+def test_opacity_reblends_without_running_the_model_again(empty_store: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    real = core.segment.segment_loaded
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(core.segment, "segment_loaded", counting)
+    at = open_page()
+    at.file_uploader(key="segment_files").set_value(("tile.png", png_bytes(64, 96), "image/png")).run()
+    assert len(calls) == 1 and len(at.image) == 1
+    before = at.image[0].value
+    opacity = next(s for s in at.slider if s.key.startswith("opacity_"))
+    opacity.set_value(1.0).run()
+    assert not at.exception
+    assert at.image[0].value != before  # a new blend was sent ...
+    assert len(calls) == 1  # ... from the kept result
+    at.slider(key="segment_overlap").set_value(0.5).run()  # new settings: a new prediction
+    assert len(calls) == 2
+
+
+def test_bad_uploads_are_one_line_errors_and_the_others_still_run(empty_store: Path) -> None:
+    good = png_bytes(70, 90)
+    at = open_page()
+    at.file_uploader(key="segment_files").set_value([
+        ("notes.png", b"this is text, not an image", "image/png"),
+        ("cut.png", good[: len(good) // 2], "image/png"),
+        ("empty.tif", b"", "image/tiff"),
+        ("good.png", good, "image/png"),
+    ]).run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == 3
+    assert errors[0].startswith("notes.png: not an image")
+    assert errors[1].startswith("cut.png: ") and "truncated or corrupt" in errors[1]
+    assert errors[2].startswith("empty.tif: empty file")
+    assert all("Traceback" not in e and "\n" not in e for e in errors)
+    assert len(at.image) == 1 and at.image[0].captions[0].startswith("good.png: 90×70")
+    assert int(areas(at)["pixels"].sum()) == 70 * 90
+
+
+def test_geotiff_gets_square_metres_notes_and_a_geotiff_download(populated_store: Path, tmp_path: Path) -> None:
+    at = open_page()
+    labels = at.selectbox(key="segment_model").options
+    assert labels[0] == "shipped: dubai_seg" and any(label.startswith("run: ") for label in labels)
+    at.file_uploader(key="segment_files").set_value(("scene.tif", geotiff_bytes(tmp_path), "image/tiff")).run()
+    assert not at.exception and not at.error
+    table = areas(at)
+    assert table["m²"].sum() == pytest.approx(120 * 80 * 0.25)
+    assert any("16-bit data rescaled" in c.value for c in at.caption)
+    assert any("georeferenced, 0.5 m/pixel" in c.value for c in at.caption)
+    assert [d.label for d in at.download_button] == ["Mask PNG", "Areas CSV", "GeoTIFF mask"]
+
+
+def test_two_files_get_tabs_and_a_run_model_can_be_chosen(populated_store: Path) -> None:
+    at = open_page()
+    run_label = next(o for o in at.selectbox(key="segment_model").options if o.startswith("run: "))
+    at.selectbox(key="segment_model").set_value(run_label).run()
+    at.file_uploader(key="segment_files").set_value([("a.png", png_bytes(64, 64, 1), "image/png"),
+                                                     ("b.jpg", png_bytes(48, 80, 2), "image/jpeg")]).run()
+    assert not at.exception and not at.error
+    assert [t.label for t in at.tabs] == ["a.png", "b.jpg"]
+    assert len(at.image) == 2 and len(at.dataframe) == 2
+
+
+def test_broken_checkpoint_is_an_error_not_a_traceback(empty_store: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    bad = tmp_path / "broken.safetensors"
+    bad.write_bytes(b"\x00" * 64)
+    monkeypatch.setattr("core.catalog.segmentation_models",
+                        lambda root=None: [ModelEntry("shipped: broken", bad, {})])
+    at = open_page()
+    at.file_uploader(key="segment_files").set_value(("tile.png", png_bytes(40, 40), "image/png")).run()
+    assert not at.exception
+    assert len(at.error) == 1 and at.error[0].value.startswith("Model shipped: broken cannot be used: ")
+    assert not at.image
+
+
+def test_a_wide_image_is_shown_reduced_but_counted_in_full(empty_store: Path) -> None:
+    at = open_page()
+    at.file_uploader(key="segment_files").set_value(("strip.png", png_bytes(40, 1700), "image/png")).run()
+    assert not at.exception and not at.error
+    assert at.image[0].captions[0] == "strip.png: 1700×40 pixels, shown at 1600×38"
+    assert int(areas(at)["pixels"].sum()) == 1700 * 40

@@ -1,0 +1,57 @@
+"""What the Segment page and the Gradio demo both show of a Segmentation: legend, area table, screen copy.
+
+Neither streamlit nor gradio is imported here, so both front ends draw a result the same way.
+"""
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from core.segment import Segmentation
+
+
+def class_rgb(cls: dict[str, Any]) -> str:
+    r, g, b = (int(v) for v in (cls.get("color") or (0, 0, 0))[:3])
+    return f"rgb({r},{g},{b})"
+
+
+def legend_html(seg: Segmentation) -> str:
+    """Colour swatches with each class's share of the image, in one wrapping line (names escaped)."""
+    items = "".join(
+        "<span style='display:inline-flex;align-items:center;gap:6px;margin:2px 16px 2px 0'>"
+        f"<span style='width:14px;height:14px;border-radius:3px;background:{class_rgb(cls)};"
+        "border:1px solid rgba(128,128,128,.5)'></span>"
+        f"{html.escape(str(row['name']))} <span style='opacity:.6'>{row['percent']:.1f}%</span></span>"
+        for cls, row in zip(seg.classes, seg.areas))
+    return f"<div style='display:flex;flex-wrap:wrap;font-size:0.92rem'>{items}</div>"
+
+
+def areas_frame(seg: Segmentation, area_column: str = "m²") -> pd.DataFrame:
+    """Per class: pixels, percent and square metres (that column only when the pixel size is known)."""
+    frame = pd.DataFrame([{"class": a["name"], "pixels": a["pixels"], "percent": a["percent"],
+                           area_column: a["square_metres"]} for a in seg.areas])
+    if frame[area_column].isna().all():
+        frame = frame.drop(columns=area_column)
+    return frame
+
+
+def screen_copy(seg: Segmentation, side: int) -> Segmentation:
+    """The result at most ``side`` pixels on its longer side (nearest for the mask), so re-blending on a slider
+    move stays instant; the downloads use the full-size result."""
+    h, w = seg.mask.shape
+    scale = side / max(h, w)
+    if scale >= 1:
+        return seg
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return Segmentation(rgb=np.asarray(Image.fromarray(seg.rgb).resize(size, Image.BILINEAR)),
+                        mask=np.asarray(Image.fromarray(seg.mask).resize(size, Image.NEAREST)),
+                        classes=seg.classes, areas=seg.areas)
+
+
+def one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
