@@ -18,7 +18,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from .config import config_to_yaml
-from .runs import REPO_ROOT, NotARunError, Run, RunBusyError, create_run, pid_alive
+from .runs import REPO_ROOT, NotARunError, Run, RunBusyError, create_run, pid_alive, tail_text
 
 MODULES = {"pretrain": "core.pretrain", "finetune": "core.finetune", "compare": "core.compare"}
 CONSOLE = "console.txt"
@@ -89,13 +89,7 @@ def stop(run: Run) -> bool:
 
 def console_tail(run: Run, max_chars: int = 20_000) -> str:
     """The end of what the run's process printed (errors that happened before its log was set up)."""
-    p = run.path / CONSOLE
-    if not p.exists():
-        return ""
-    with open(p, "rb") as f:
-        f.seek(0, os.SEEK_END)
-        f.seek(max(0, f.tell() - max_chars))
-        return f.read().decode(errors="replace")
+    return tail_text(run.path / CONSOLE, max_chars)
 
 
 __all__ = ["launch", "resume", "stop", "console_tail", "pid_alive"]

@@ -180,18 +180,14 @@ class Run:
         return self.state() in ("running", "starting")
 
     def log_text(self, max_chars: int = 200_000) -> str:
-        p = self.path / "log.txt"
-        if not p.exists():
-            return ""
-        with open(p, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - max_chars))
-            return f.read().decode(errors="replace")
+        return tail_text(self.path / "log.txt", max_chars)
 
     def summary(self) -> dict[str, Any]:
         """One row for a table of runs: what it is, where it stands, its best number."""
         s, cfg, kind = self.status(), self.config(), self.kind()
-        if kind == "pretrain":
+        if not cfg:
+            method, encoder, data = "? (config.yaml unreadable)", None, None
+        elif kind == "pretrain":
             loss = cfg.get("loss", {}) if isinstance(cfg.get("loss"), dict) else {}
             method = f"{cfg.get('method', '?')}+{'FALSE' if loss.get('name') == 'false' else 'InfoNCE'}"
             encoder = (cfg.get("model") or {}).get("encoder")
@@ -227,6 +223,16 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             continue
     return out
+
+
+def tail_text(path: Path, max_chars: int) -> str:
+    """The last ``max_chars`` bytes of a text file (a log may be long; only its end matters), '' if absent."""
+    if not path.exists():
+        return ""
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - max_chars))
+        return f.read().decode(errors="replace")
 
 
 def kind_of_config(raw: dict[str, Any]) -> str:

@@ -175,7 +175,10 @@ def comparisons() -> None:
 launch_tab, watch_tab, compare_tab = st.tabs(["Launch", "Watch and scores", "Comparisons"])
 with launch_tab:
     kind = st.radio("Launch", ["Fine-tuning run", "Comparison of methods"], horizontal=True, key="ft-kind")
-    finetune_form() if kind == "Fine-tuning run" else compare_form()
+    if kind == "Fine-tuning run":
+        finetune_form()
+    else:
+        compare_form()
 with watch_tab:
     if "ft-select-next" in st.session_state:
         st.session_state["ft-run"] = st.session_state.pop("ft-select-next")

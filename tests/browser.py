@@ -75,3 +75,12 @@ def wait_until_idle(page, timeout_ms: float = 60_000) -> None:
         "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
         " || !document.querySelector('[data-testid=\"stStatusWidget\"]').innerText.includes('Running')",
         timeout=timeout_ms)
+
+
+def settle(page, timeout_ms: float = 60_000) -> None:
+    """Script finished, every image decoded and every plotly chart drawn: what a screenshot should show."""
+    wait_until_idle(page, timeout_ms)
+    page.wait_for_function("() => [...document.images].every(i => i.complete && i.naturalWidth > 0)",
+                           timeout=timeout_ms)
+    page.wait_for_function("() => [...document.querySelectorAll('[data-testid=\"stPlotlyChart\"]')]"
+                           ".every(c => c.querySelector('.main-svg'))", timeout=timeout_ms)

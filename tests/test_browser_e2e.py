@@ -17,7 +17,8 @@ from PIL import Image
 
 from core.data import generate_scene
 from core.runs import list_runs
-from tests.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, screenshot_on_failure, streamlit_server, wait_until_idle
+from tests.browser import (ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, screenshot_on_failure, settle, streamlit_server,
+                           wait_until_idle)
 from tests.store import copy_store
 
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright comes with requirements-dev.txt")
@@ -62,21 +63,34 @@ def page(browser):
     context.close()
 
 
+def _open(page, url: str, path: str, title: str) -> None:
+    """Go to a page and wait until its heading is there and its script has finished."""
+    page.goto(f"{url}/{path}")
+    page.get_by_role("heading", name=re.compile(re.escape(title))).first.wait_for()
+    wait_until_idle(page)
+
+
 def _no_exception(page) -> None:
     assert page.locator('[data-testid="stException"]').count() == 0, page.locator(
         '[data-testid="stException"]').first.inner_text()
 
 
 def test_every_page_opens(app, page) -> None:
-    url, _ = app
+    url, runs_root = app
     SHOTS.mkdir(parents=True, exist_ok=True)
+    false_run = next(r.id for r in list_runs(runs_root) if r.id.endswith("tiny-false"))
     for path, title in PAGES:
         with screenshot_on_failure(page, f"open-{path or 'overview'}"):
-            page.goto(f"{url}/{path}")
-            page.get_by_role("heading", name=re.compile(re.escape(title))).first.wait_for()
-            wait_until_idle(page)
+            query = f"?run={false_run}" if path == "false_negatives" else ""  # pages honour ?run= links
+            _open(page, url, path + query, title)
+            settle(page)
             _no_exception(page)
             page.screenshot(path=str(SHOTS / f"{path or 'overview'}.png"), full_page=True)
+            if path == "finetune":  # the finished fine-tuning run's scores
+                page.get_by_role("tab", name="Watch and scores").click()
+                page.get_by_text(re.compile(r"mIoU \(test\)")).first.wait_for()
+                settle(page)
+                page.screenshot(path=str(SHOTS / "finetune-scores.png"), full_page=True)
 
 
 def test_segment_an_uploaded_tile(app, page, tmp_path: Path) -> None:
@@ -85,15 +99,26 @@ def test_segment_an_uploaded_tile(app, page, tmp_path: Path) -> None:
     tile = tmp_path / "tile.png"
     Image.fromarray(np.ascontiguousarray(rgb)).save(tile)
     with screenshot_on_failure(page, "segment-upload"):
-        page.goto(f"{url}/segment")
-        page.get_by_role("heading", name=re.compile("Segment")).first.wait_for()
+        _open(page, url, "segment", "Segment")
         page.locator('input[type="file"]').first.set_input_files(str(tile))
         page.get_by_text("Overlay opacity").first.wait_for(timeout=120_000)
         page.locator('[data-testid="stImage"] img').first.wait_for(timeout=60_000)
-        wait_until_idle(page, 120_000)
+        settle(page, 120_000)
         _no_exception(page)
         assert page.get_by_text("tile.png").count() >= 1
         page.screenshot(path=str(SHOTS / "segment-result.png"), full_page=True)
+
+
+def test_embeddings_are_computed_and_drawn(app, page) -> None:
+    url, _ = app
+    with screenshot_on_failure(page, "embeddings-compute"):
+        _open(page, url, "embeddings", "Embeddings")
+        page.get_by_role("button", name="Compute").click()
+        page.locator('[data-testid="stMetric"]').first.wait_for(timeout=300_000)
+        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 1")
+        settle(page)
+        _no_exception(page)
+        page.screenshot(path=str(SHOTS / "embeddings-umap.png"), full_page=True)
 
 
 def _step(page) -> int:
@@ -104,9 +129,7 @@ def _step(page) -> int:
 def test_launch_a_tiny_run_and_see_it_move(app, page) -> None:
     url, runs_root = app
     with screenshot_on_failure(page, "pretrain-launch"):
-        page.goto(f"{url}/pretrain")
-        page.get_by_role("heading", name=re.compile("Pretrain")).first.wait_for()
-        wait_until_idle(page)
+        _open(page, url, "pretrain", "Pretrain")
         page.get_by_text("Settings").click()  # the form is folded away when there are runs to watch
         values = {"Synthetic tiles": 48, "Tile size (px)": 64, "View size (px)": 32, "Batch size": 16,
                   "Steps": 400, "Projection dim": 16, "Projection hidden": 32, "Log every (steps)": 1,
