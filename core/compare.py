@@ -50,6 +50,8 @@ class CompareConfig(_Section):
     reuse: dict[str, str] = Field(default_factory=dict, description="method -> existing pretraining run folder")
 
     def model_post_init(self, __context: Any) -> None:
+        if not self.methods:
+            raise ValueError("methods: pick at least one method")
         for m in self.methods:
             if m not in METHODS:
                 raise ValueError(f"methods: unknown method {m!r}; choose from {', '.join(METHODS)}")

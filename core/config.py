@@ -135,6 +135,13 @@ class PretrainConfig(_Section):
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig(max_steps=100)
 
+    @model_validator(mode="after")
+    def _queue_holds_a_batch(self) -> "PretrainConfig":
+        if self.method == "moco" and self.model.queue_size < self.train.batch_size:
+            raise ValueError(f"model.queue_size ({self.model.queue_size}) must hold at least one batch "
+                             f"(train.batch_size {self.train.batch_size})")
+        return self
+
 
 # ----------------------------------------------------------------------------------------------------------------
 # Loading

@@ -148,11 +148,7 @@ class Run:
 
     def read_json(self, name: str) -> dict[str, Any] | None:
         """A JSON result file of the run (test_metrics.json, confusion.json, ...), None if absent or torn."""
-        try:
-            data = json.loads((self.path / name).read_text())
-        except (OSError, json.JSONDecodeError):
-            return None
-        return data if isinstance(data, dict) else None
+        return read_json_file(self.path / name)
 
     def config(self) -> dict[str, Any]:
         """The run's config as a dict ({} when config.yaml is missing or unreadable)."""
@@ -223,6 +219,15 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             continue
     return out
+
+
+def read_json_file(path: Path) -> dict[str, Any] | None:
+    """A JSON object from a file; None when it is absent, torn or not an object."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def tail_text(path: Path, max_chars: int) -> str:

@@ -29,14 +29,14 @@ def resolve_under(text: str | Path, roots: list[Path] | None = None, must_exist:
     if "\0" in raw:
         raise PathRefused("the path contains a NUL character")
     p = Path(raw).expanduser()
-    if not p.is_absolute():  # relative paths are read from the repository, like the command line tools do
-        p = REPO_ROOT / p
+    if not p.is_absolute():  # relative: under the data root, unless only the repository has it (configs/...)
+        p = REPO_ROOT / p if (REPO_ROOT / p).exists() and not (data_root() / p).exists() else data_root() / p
     resolved = p.resolve()
     for root in roots:
         r = Path(root).expanduser().resolve()
         if resolved == r or r in resolved.parents:
             if must_exist and not resolved.exists():
-                raise PathRefused(f"{raw}: no such file or folder")
+                raise PathRefused(f"{raw}: no such file or folder ({resolved})")
             return resolved
     names = ", ".join(str(Path(r)) for r in roots)
-    raise PathRefused(f"{raw}: outside the folders the workbench may use ({names})")
+    raise PathRefused(f"{raw} (= {resolved}): outside the folders the workbench may use ({names})")

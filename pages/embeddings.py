@@ -179,7 +179,7 @@ def page() -> None:
             go_to("pretrain")
         return
     labels = [m.label for m in models]
-    picked = st.multiselect("Encoder checkpoints (two to compare)", labels, default=labels[:1], max_selections=2,
+    picked = st.multiselect("Encoder checkpoints (two to compare)", labels, default=labels[:2], max_selections=2,
                             key="emb-models")
     if not picked:
         st.info("Pick one checkpoint, or two to compare.")

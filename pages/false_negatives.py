@@ -91,13 +91,15 @@ def gallery(shown: pd.DataFrame, dataset: Any, dominant: np.ndarray | None, run:
     rows = shown.iloc[(page - 1) * PER_PAGE: page * PER_PAGE]
     anchors, candidates = fn.pair_tiles(dataset, rows)
     names = fn.class_names(dataset)
+    st.caption("Each card: the anchor's tile (its positive is another augmented view of the same tile) beside the "
+               "candidate FNSD flagged as a likely false negative.")
     cols = st.columns(PER_ROW)
     for n, (rec, a_img, c_img) in enumerate(zip(rows.itertuples(index=False), anchors, candidates)):
         with cols[n % PER_ROW].container(border=True):
             left, right = st.columns(2)
-            left.image(a_img, caption=f"anchor tile #{rec.anchor_index} (its positive is another view of it)",
+            left.image(a_img, caption=f"anchor #{rec.anchor_index}",
                        width="stretch")
-            right.image(c_img, caption=f"flagged candidate #{rec.candidate_index}", width="stretch")
+            right.image(c_img, caption=f"flagged #{rec.candidate_index}", width="stretch")
             st.caption(pair_caption(rec, dominant, names))
 
 
@@ -132,6 +134,7 @@ def page() -> None:
     st.caption("The pairs FNSD flagged as likely false negatives while pretraining, the anchor's tile beside "
                "the flagged candidate, and, where the data has labels, how often the two share a class.")
     run = pick_run("Pretraining run", runs_of("pretrain"), key="fn-run",
+                   prefer=lambda r: (r.path / "fns.jsonl").is_file() and (r.path / "fns.jsonl").stat().st_size > 0,
                    empty="No pretraining runs yet. Start one on the Pretrain page; its flagged pairs show here.")
     if run is None:
         if st.button("🧪 Go to the Pretrain page", key="fn-go-pretrain"):

@@ -14,7 +14,7 @@ from core.compare import METHODS, CompareConfig
 from core.config import SEG_DATASETS, ConfigError, FinetuneConfig, load_config, validate_config
 from core.runs import Run
 from core.safepaths import PathRefused, resolve_under
-from workbench.common import pick_run, runs_of, show_error
+from workbench.common import has_records, pick_run, runs_of, show_error
 from workbench.monitor import run_header, watch
 
 st.title("🎯 Fine-tune")
@@ -182,9 +182,9 @@ with launch_tab:
 with watch_tab:
     if "ft-select-next" in st.session_state:
         st.session_state["ft-run"] = st.session_state.pop("ft-select-next")
-    chosen = pick_run("Fine-tuning run", runs_of("finetune"), "ft-run", "No fine-tuning runs yet.")
+    chosen = pick_run("Fine-tuning run", runs_of("finetune"), "ft-run", "No fine-tuning runs yet.",
+                      prefer=lambda r: r.is_live() or has_records(r))
     if chosen is not None:
-        watch(str(chosen.path), key="ft")
-        scores(chosen)
+        watch(str(chosen.path), key="ft", extra=scores)  # scores appear in the live view when they are written
 with compare_tab:
     comparisons()

@@ -7,7 +7,7 @@ import torch
 
 from core.catalog import encoder_models, segmentation_models
 from core.device import describe_device, pick_device
-from core.runs import runs_root
+from core.runs import read_json_file, runs_root
 from workbench.common import go_to, runs_frame, runs_of
 
 st.title("FALSE workbench")
@@ -51,10 +51,12 @@ st.subheader("Models on this machine")
 rows = []
 for entry in segmentation_models() + encoder_models():
     card = entry.card
-    metrics = card.get("test_metrics") or card.get("metrics") or {}
+    run_test = read_json_file(entry.path.parent.parent / "test_metrics.json") if entry.label.startswith("run:") else None
+    metrics = card.get("test_metrics") or run_test or card.get("metrics") or {}
     rows.append({"model": entry.label, "kind": entry.kind, "encoder": card.get("encoder"),
                  "classes": ", ".join(c["name"] for c in card.get("classes", [])) or None,
-                 "mIoU": metrics.get("miou"), "size (MB)": round(entry.path.stat().st_size / 2**20, 1)})
+                 "mIoU": metrics.get("miou"), "on": metrics.get("split"),
+                 "size (MB)": round(entry.path.stat().st_size / 2**20, 1)})
 if rows:
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
                  column_config={"mIoU": st.column_config.NumberColumn("mIoU", format="%.3f")})

@@ -9,7 +9,7 @@ from core import launch
 from core.catalog import config_presets
 from core.config import ENCODERS, ConfigError, PretrainConfig, load_config, validate_config
 from core.safepaths import PathRefused, resolve_under
-from workbench.common import pick_run, runs_of, show_error
+from workbench.common import has_records, pick_run, runs_of, show_error
 from workbench.monitor import watch
 
 st.title("🧪 Pretrain")
@@ -24,7 +24,7 @@ if "pretrain-select-next" in st.session_state:  # a run just launched: watch it 
     st.session_state["pretrain-run"] = st.session_state.pop("pretrain-select-next")
 if runs:
     st.subheader("Watch a run")
-    chosen = pick_run("Pretraining run", runs, "pretrain-run", "")
+    chosen = pick_run("Pretraining run", runs, "pretrain-run", "", prefer=lambda r: r.is_live() or has_records(r))
     if chosen is not None:
         watch(str(chosen.path), key="pretrain")
     st.divider()

@@ -5,7 +5,7 @@ import streamlit as st
 
 from core import launch
 from core.runs import RunBusyError, delete_run, runs_root
-from workbench.common import curves_figure, metrics_frame, pick_run, runs_frame, runs_of, show_error
+from workbench.common import curve_frame, curves_figure, has_records, pick_run, runs_frame, runs_of, show_error
 from workbench.monitor import run_header, watch
 
 st.title("📋 Runs")
@@ -38,18 +38,20 @@ st.dataframe(shown, hide_index=True, width="stretch", column_config={
 })
 
 st.subheader("Curves")
-with_curves = [r for r in runs if r.id in set(shown["run"]) and r.kind() in ("pretrain", "finetune")]
+with_curves = [r for r in runs if r.kind() in ("pretrain", "finetune") and has_records(r)]
 c1, c2 = st.columns([3, 1])
 picked = c1.multiselect("Runs", [r.id for r in with_curves], default=[r.id for r in with_curves[:2]],
-                        key="runs-curves")
-metric = c2.selectbox("Value", ["loss", "lr", "images_per_s", "flagged", "calibrated", "pos_cos", "neg_cos"],
-                      key="runs-metric")
+                        key="runs-curves", help="Runs that logged training records (not only the filtered ones)")
+metric = c2.selectbox("Value", ["loss", "lr", "images_per_s", "flagged", "calibrated", "pos_cos", "neg_cos",
+                                "miou"], key="runs-metric", help="miou: validation mIoU of fine-tuning runs")
 if picked:
-    series = {r.id: metrics_frame(r) for r in with_curves if r.id in picked}
+    series = {r.id: curve_frame(r) for r in with_curves if r.id in picked}
     st.plotly_chart(curves_figure(series, metric, metric), width="stretch", key="runs-curves-chart")
+elif not with_curves:
+    st.caption("No run has logged training records yet.")
 
 st.subheader("One run")
-run = pick_run("Run", runs, "runs-one", "")
+run = pick_run("Run", [r for r in runs if r.id in set(shown["run"])], "runs-one", "No run matches the filters.")
 if run is not None:
     tab_live, tab_cfg, tab_log, tab_delete = st.tabs(["Status", "Config", "Log", "Delete"])
     with tab_live:

@@ -282,7 +282,7 @@ def load_model(entry: ModelEntry) -> tuple[Any, dict[str, Any]] | None:
 
 
 def main() -> None:
-    st.title("Segment")
+    st.title("🗺️ Segment")
     st.caption("Upload aerial tiles: PNG, JPEG, TIFF or GeoTIFF (the georeference is kept, areas in m² when the "
                "pixel size is known). Large images are cut into blended sliding windows.")
     entries = segmentation_models()

@@ -80,3 +80,20 @@ def test_finetune_paper_preset_is_the_papers_protocol() -> None:
         ("deeplabv3plus", "resnet50", 8, True)
     assert (cfg.train.protocol, cfg.train.batch_size, cfg.train.max_steps, cfg.train.lr) == ("frozen", 16, 1300, 0.01)
     assert cfg.data.crop_size == 256 and cfg.model.decoder_channels == 512
+
+
+def test_a_moco_queue_must_hold_a_batch() -> None:
+    from core.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="model.queue_size"):
+        load_config(None, ["method=moco", "model.queue_size=3", "train.batch_size=16", "train.max_steps=1"])
+    assert load_config(None, ["method=simclr", "model.queue_size=3", "train.batch_size=16",
+                                   "train.max_steps=1"]).model.queue_size == 3
+
+
+def test_a_comparison_needs_a_method() -> None:
+    from core.compare import CompareConfig
+    from core.config import ConfigError, validate_config
+
+    with pytest.raises(ConfigError, match="methods: pick at least one"):
+        validate_config({"pretrain_config": "a.yaml", "finetune_config": "b.yaml", "methods": []}, CompareConfig)

@@ -75,3 +75,11 @@ def test_typed_paths_stay_under_the_roots(empty_store: Path, tmp_path: Path) -> 
     (empty_store / "link").symlink_to("/etc")
     with pytest.raises(PathRefused):
         resolve_under(str(empty_store / "link" / "passwd"))
+
+
+def test_relative_paths_are_read_under_the_data_root(empty_store: Path, tmp_path: Path) -> None:
+    (tmp_path / "data" / "imgs").mkdir(parents=True)
+    assert resolve_under("imgs") == (tmp_path / "data" / "imgs").resolve()
+    assert resolve_under("configs/classes/dubai.yaml") == (ROOT / "configs/classes/dubai.yaml").resolve()
+    with pytest.raises(PathRefused, match="no such file"):
+        resolve_under("not-there")

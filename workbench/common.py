@@ -18,6 +18,7 @@ import streamlit as st
 from core.runs import Run, list_runs
 
 F = TypeVar("F", bound=Callable[..., Any])
+COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 STATE_ICONS = {"starting": "⏳", "running": "🏃", "completed": "✅", "stopped": "⏸️", "failed": "❌", "died": "💀"}
 
 
@@ -83,14 +84,19 @@ def runs_of(kind: str | None = None) -> list[Run]:
     return [r for r in runs if kind is None or r.kind() == kind]
 
 
-def pick_run(label: str, runs: Sequence[Run], key: str, empty: str) -> Run | None:
-    """A select box of runs (newest first); shows ``empty`` as info when there are none."""
+def pick_run(label: str, runs: Sequence[Run], key: str, empty: str,
+             prefer: Callable[[Run], bool] | None = None) -> Run | None:
+    """A select box of runs (newest first); shows ``empty`` as info when there are none.
+
+    The first choice is the run named by ``?run=`` in the address, else the newest run that ``prefer`` likes
+    (a live run, one with flagged pairs, ...), else the newest."""
     if not runs:
         st.info(empty)
         return None
     ids = [r.id for r in runs]
     wanted = st.query_params.get("run")
-    index = ids.index(wanted) if wanted in ids else 0
+    liked = [n for n, r in enumerate(runs) if prefer(r)] if prefer is not None else []
+    index = ids.index(wanted) if wanted in ids else (liked[0] if liked else 0)
     # Labels are the bare ids: a label that changed with the run's state would reset the choice.
     chosen = st.selectbox(label, ids, index=index, key=key)
     return runs[ids.index(chosen)]
@@ -109,10 +115,12 @@ def curves_figure(series: dict[str, pd.DataFrame], key: str, title: str, x: str 
                   log_y: bool = False) -> go.Figure:
     """One line per run (or per name) of column ``key`` against ``x``."""
     fig = go.Figure()
-    for name, frame in series.items():
+    for n, (name, frame) in enumerate(series.items()):
         if key in frame and frame[key].notna().any():
             part = frame[[x, key]].dropna()
-            fig.add_trace(go.Scatter(x=part[x], y=part[key], mode="lines", name=name))
+            mode = "lines+markers" if len(part) < 30 else "lines"  # a run with one record still shows a dot
+            fig.add_trace(go.Scatter(x=part[x], y=part[key], mode=mode, name=name,
+                                     line=dict(color=COLOURS[n % len(COLOURS)])))
     fig.update_layout(title=title, height=280, margin=dict(l=10, r=10, t=40, b=10), xaxis_title=x,
                       legend=dict(orientation="h", y=-0.3), showlegend=len(series) > 1)
     if log_y:
@@ -126,9 +134,24 @@ def columns_figure(frame: pd.DataFrame, keys: Sequence[str], title: str, x: str 
     return curves_figure({k: frame.rename(columns={k: "_y"}) for k in keys if k in frame}, "_y", title, x, log_y)
 
 
+def has_records(run: Run) -> bool:
+    """The run logged at least one training record (it has curves to draw)."""
+    p = run.path / "metrics.jsonl"
+    return p.is_file() and p.stat().st_size > 0
+
+
 def metrics_frame(run: Run) -> pd.DataFrame:
     """A run's training records (validation rows of fine-tuning runs left out)."""
     frame = pd.DataFrame(run.metrics())
     if "split" in frame:
         frame = frame[frame["split"].isna()]
+    return frame
+
+
+def curve_frame(run: Run) -> pd.DataFrame:
+    """Training records plus, for fine-tuning runs, the validation mIoU at its steps (column ``miou``)."""
+    frame = metrics_frame(run)
+    val = pd.DataFrame([m for m in run.metrics() if m.get("split") == "val"])
+    if not val.empty and "miou" in val:
+        frame = pd.concat([frame, val[["step", "miou"]]], ignore_index=True)
     return frame

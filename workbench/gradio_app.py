@@ -166,7 +166,7 @@ def build_demo(checkpoint: Path | None = None) -> gr.Blocks:
             raise gr.Error(f"{name}: segmentation failed ({type(err).__name__}: {one_line(err)})") from None
         mask, extras = write_downloads(seg, Path(name).stem or "image", outputs.new())
         view = screen_copy(seg, DISPLAY_SIDE)
-        return (view.overlay(float(opacity)), legend_html(seg), areas_frame(seg, "square_metres"), mask, extras,
+        return (view.overlay(float(opacity)), legend_html(seg), areas_frame(seg, "square_metres").round({"percent": 3, "square_metres": 1}), mask, extras,
                 info_markdown(name, seg, loaded.pixel_size_m), view)
 
     def reblend(view: Segmentation | None, opacity: float) -> Any:
@@ -187,20 +187,21 @@ def build_demo(checkpoint: Path | None = None) -> gr.Blocks:
                     overlap = gr.Slider(0.0, 0.5, value=0.25, step=0.05, label="Overlap (fraction of the tile)")
                     tta = gr.Checkbox(False, label="Flip test-time augmentation (2x slower)")
                 run = gr.Button("Segment", variant="primary")
-                info = gr.Markdown()
+                info = gr.Markdown(label="About the image")
             with gr.Column(scale=3):
                 overlay = gr.Image(label="Overlay", type="numpy", format="png", interactive=False, height=480,
                                    buttons=["download", "fullscreen"])
-                legend = gr.HTML()
+                legend = gr.HTML(label="Legend")
         with gr.Row():
             areas = gr.Dataframe(label="Area per class", interactive=False, scale=3)
             with gr.Column(scale=2):
                 mask_file = gr.File(label="Mask (PNG, class indices)", interactive=False)
                 extra_files = gr.File(label="Areas CSV, GeoTIFF mask", file_count="multiple", interactive=False)
-        gr.Examples([[_sample_tile(outputs.root)]], inputs=[upload], label=_sample_label(net.card))
-
-        gr.on([upload.upload, run.click], segment, inputs=[upload, opacity, tile, overlap, tta],
-              outputs=[overlay, legend, areas, mask_file, extra_files, info, result], api_name="segment")
+        shown = [overlay, legend, areas, mask_file, extra_files, info, result]
+        gr.on([upload.upload, run.click], segment, inputs=[upload, opacity, tile, overlap, tta], outputs=shown,
+              api_name="segment")  # before the examples, which would otherwise take the name
+        gr.Examples([[_sample_tile(outputs.root)]], inputs=[upload], label=_sample_label(net.card), fn=segment,
+                    outputs=shown, run_on_click=True, cache_examples=False, api_visibility="private")
         opacity.release(reblend, inputs=[result, opacity], outputs=[overlay], api_name="overlay",
                         api_visibility="undocumented", show_progress="hidden")
     demo._false_outputs = outputs  # type: ignore[attr-defined] - closed by stop()

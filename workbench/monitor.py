@@ -6,14 +6,13 @@ view reattaches to any run on disk (it reads the run folder, not a process handl
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-import pandas as pd
 import streamlit as st
 
 from core import launch
 from core.runs import NotARunError, Run, RunBusyError, open_run
-from workbench.common import STATE_ICONS, columns_figure, metrics_frame, show_error
+from workbench.common import STATE_ICONS, columns_figure, curve_frame, show_error
 
 # (column, title, log scale) per chart, by run kind
 CHARTS: dict[str, Sequence[tuple[Sequence[str], str, bool]]] = {
@@ -44,11 +43,7 @@ def _controls(run: Run, state: str, key: str) -> None:
 
 
 def _charts(run: Run, kind: str) -> None:
-    frame = metrics_frame(run)
-    if kind == "finetune":
-        val = pd.DataFrame([m for m in run.metrics() if m.get("split") == "val"])
-        if not val.empty:
-            frame = pd.concat([frame, val[["step", "miou"]]], ignore_index=True)
+    frame = curve_frame(run)
     if frame.empty:
         st.caption("No curves yet: the first records appear after the first logged step.")
         return
@@ -68,13 +63,16 @@ def run_header(run: Run) -> str:
     if status.get("error"):
         st.error(status["error"])
     if state == "died":
+        resumable = run.kind() != "compare" and run.last_checkpoint() is not None
         st.warning("Its process is gone without a final status (killed, or the machine restarted). "
-                   "Resume continues from the last checkpoint.")
+                   + ("Resume continues from the last checkpoint." if resumable else
+                      "It wrote no checkpoint to resume from: launch it again." if run.kind() != "compare" else
+                      "A comparison cannot be resumed: launch it again (finished pretraining runs can be reused)."))
     return state
 
 
-def watch(run_path: str, key: str = "watch") -> None:
-    """Draw the run now and, while it is live, redraw it every few seconds."""
+def watch(run_path: str, key: str = "watch", extra: Callable[[Run], None] | None = None) -> None:
+    """Draw the run now and, while it is live, redraw it every few seconds (``extra`` too: e.g. its scores)."""
     try:
         live_now = open_run(run_path).is_live()
     except NotARunError as err:
@@ -91,6 +89,8 @@ def watch(run_path: str, key: str = "watch") -> None:
         state = run_header(run)
         _controls(run, state, key)
         _charts(run, run.kind())
+        if extra is not None:
+            extra(run)
         if state in ("running", "starting"):
             st.caption(f"Live: refreshed every {REFRESH_S:.0f} s · {time.strftime('%H:%M:%S')}")
 
