@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import os
+import signal
 import statistics
 import sys
 import time
@@ -143,6 +144,10 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
+def _interrupt(signum: int, frame: Any) -> None:  # noqa: ARG001
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m core.compare", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", help="comparison config (see configs/compare_cpu.yaml)")
@@ -177,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         out_run.log(msg)
         print(msg, flush=True)
 
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # the workbench's Stop: a recorded stop, not a death
     try:
         encoders = pretrain_all(cfg, root, log)
         rows = finetune_all(cfg, encoders, root, log)
@@ -184,11 +190,15 @@ def main(argv: list[str] | None = None) -> int:
         out_run.write_status(state="failed", error=str(err), ended=time.time())
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        out_run.write_status(state="stopped", ended=time.time())
+        log("stopped; finished pretraining runs can be reused with reuse: in a new comparison")
+        return 130
     except BaseException as err:
-        out_run.write_status(state="stopped" if isinstance(err, KeyboardInterrupt) else "failed",
-                             error=None if isinstance(err, KeyboardInterrupt) else f"{type(err).__name__}: {err}",
-                             ended=time.time())
+        out_run.write_status(state="failed", error=f"{type(err).__name__}: {err}", ended=time.time())
         raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     summary = summarise(rows)
     minutes = (time.time() - t0) / 60
     command = " ".join(["python -m core.compare", *(argv if argv is not None else sys.argv[1:])])

@@ -83,3 +83,43 @@ def test_relative_paths_are_read_under_the_data_root(empty_store: Path, tmp_path
     assert resolve_under("configs/classes/dubai.yaml") == (ROOT / "configs/classes/dubai.yaml").resolve()
     with pytest.raises(PathRefused, match="no such file"):
         resolve_under("not-there")
+
+
+def test_a_comparison_launched_in_the_background_shows_its_table(empty_store: Path, tmp_path: Path) -> None:
+    from core.compare import CompareConfig
+    from core.config import validate_config
+    from tests.pages import open_page
+
+    cfg = validate_config({
+        "name": "bg-compare", "pretrain_config": str(ROOT / "configs/demo_cpu.yaml"),
+        "pretrain_overrides": [*TINY, "train.max_steps=1"],
+        "finetune_config": str(ROOT / "configs/finetune_demo_cpu.yaml"),
+        "finetune_overrides": ["data.num_tiles=24", "data.tile_size=48", "data.crop_size=48", "data.val_fraction=0.25",
+                               "data.test_fraction=0.25", "data.label_fraction=1.0", "train.batch_size=4",
+                               "train.max_steps=1", "train.eval_every=1"],
+        "methods": ["random", "simclr_false"], "seeds": [0]}, CompareConfig)
+    run = launch.launch("compare", cfg)
+    _wait(run, lambda: not run.is_live(), timeout=300)
+    assert run.state() == "completed", launch.console_tail(run)[-3000:]
+    assert (run.path / "summary.csv").is_file() and "simclr_false" in (run.path / "table.md").read_text()
+    at = open_page("finetune")
+    assert not at.exception
+    assert at.selectbox(key="cmp-run").value == run.id
+    assert list(at.dataframe[0].value["method"]) == ["random", "simclr_false"]
+
+
+def test_stopping_a_comparison_records_a_stop(empty_store: Path) -> None:
+    from core.compare import CompareConfig
+    from core.config import validate_config
+
+    cfg = validate_config({
+        "name": "stop-compare", "pretrain_config": str(ROOT / "configs/demo_cpu.yaml"),
+        "pretrain_overrides": [*TINY, "train.max_steps=500"],
+        "finetune_config": str(ROOT / "configs/finetune_demo_cpu.yaml"), "methods": ["simclr"], "seeds": [0]},
+        CompareConfig)
+    run = launch.launch("compare", cfg)
+    children = lambda: [r for r in list_runs(empty_store) if r.id.endswith("stop-compare-simclr")]  # noqa: E731
+    _wait(run, lambda: bool(children()) and len(children()[0].metrics()) >= 1)
+    assert launch.stop(run)
+    _wait(run, lambda: not run.is_live())
+    assert run.state() == "stopped" and children()[0].state() == "stopped"
