@@ -6,7 +6,7 @@ from typing import Any
 import streamlit as st
 
 from core import launch
-from core.catalog import config_presets
+from core.catalog import config_presets, encoder_models
 from core.config import ENCODERS, ConfigError, PretrainConfig, load_config, validate_config
 from core.safepaths import PathRefused, resolve_under
 from workbench.common import has_records, pick_run, runs_of, show_error
@@ -110,6 +110,23 @@ with st.expander("Settings", expanded=not runs), st.form("pretrain-form"):
     precision = c2.selectbox("Precision", ["auto", "fp32", "bf16", "fp16"],
                              index=_index(["auto", "fp32", "bf16", "fp16"], base.train.precision), key=k("prec"))
     log_every = c3.number_input("Log every (steps)", 1, 100_000, int(base.train.log_every), key=k("log"))
+    st.subheader("Advanced")
+    c1, c2, c3, c4, c5 = st.columns(5)
+    symmetric = c1.checkbox("Symmetric FNCC", value=base.loss.symmetric, key=k("symmetric"),
+                            help="Also calibrate the mirrored pair (j, i)")
+    moco_m = c2.number_input("MoCo momentum", 0.0, 1.0, float(base.model.moco_momentum), 0.001, format="%.4f",
+                             key=k("moco_m"))
+    sgd_m = c3.number_input("SGD/LARS momentum", 0.0, 0.999, float(base.train.momentum), 0.01, key=k("sgd_m"))
+    crop_min = c4.number_input("Crop scale min", 0.01, 1.0, float(base.data.crop_scale_min), 0.05, key=k("crop"))
+    color = c5.number_input("Colour jitter strength", 0.0, 2.0, float(base.data.color_strength), 0.1, key=k("color"))
+    c1, c2, c3, c4 = st.columns(4)
+    blur = c1.number_input("Blur probability", 0.0, 1.0, float(base.data.blur_prob), 0.1, key=k("blur"))
+    data_seed = c2.number_input("Data seed", 0, 2**31 - 1, int(base.data.seed), key=k("data_seed"),
+                                help="Which synthetic set (generated once, then cached)")
+    starts = {"": "random"} | {str(e.path): e.label for e in encoder_models()}
+    weights = c3.selectbox("Encoder starts from", list(starts), format_func=starts.get, key=k("weights"),
+                           index=_index(list(starts), base.model.weights or ""))
+    channels_last = c4.checkbox("channels_last (GPU)", value=base.train.channels_last, key=k("cl"))
     submitted = st.form_submit_button("🚀 Launch", type="primary")
 
 
@@ -118,10 +135,13 @@ def form_config() -> PretrainConfig:
     raw = base.model_dump(mode="json")
     raw.update(method=method, seed=int(seed), name=run_name.strip() or None)
     raw["loss"].update(name="false" if use_false else "info_nce", alpha=alpha, threshold=threshold,
-                       temperature=temperature, selection=selection, topk=int(topk))
-    raw["model"].update(encoder=encoder, proj_dim=int(proj_dim), proj_hidden=int(proj_hidden), queue_size=int(queue))
+                       temperature=temperature, selection=selection, topk=int(topk), symmetric=symmetric)
+    raw["model"].update(encoder=encoder, proj_dim=int(proj_dim), proj_hidden=int(proj_hidden), queue_size=int(queue),
+                        moco_momentum=moco_m, weights=weights or None)
+    raw["data"].update(crop_scale_min=crop_min, color_strength=color, blur_prob=blur, seed=int(data_seed))
     raw["data"].update(name=data_name, num_tiles=int(num_tiles), tile_size=int(tile_size), image_size=int(image_size),
                        root=str(resolve_under(folder)) if data_name == "folder" and folder.strip() else None)
+    raw["train"].update(momentum=sgd_m, channels_last=channels_last)
     raw["train"].update(batch_size=int(batch), optimizer=optimizer, lr=lr, weight_decay=wd, warmup_steps=int(warmup),
                         ckpt_every=int(ckpt_every), device=device, precision=precision, log_every=int(log_every),
                         max_steps=int(steps) if by == "steps" else None,
