@@ -22,6 +22,7 @@ from PIL import Image
 
 from core.catalog import ModelEntry, segmentation_models
 from core.device import pick_device
+from core.data.paths import scratch_dir
 from core.imageio import ImageError, LoadedImage, read_image
 from core.segment import Segmentation, segment_loaded
 from workbench.common import seg_model, show_error
@@ -68,7 +69,7 @@ class Result:
 def read_upload(upload: Upload) -> LoadedImage:
     """The upload's bytes through a temporary file into read_image (which reads files, and sniffs TIFFs)."""
     suffix = "".join(ch for ch in Path(upload.name).suffix.lower() if ch.isalnum() or ch == ".")[:8]
-    with tempfile.TemporaryDirectory(prefix="false_wb_upload_") as tmp:
+    with tempfile.TemporaryDirectory(prefix="upload-", dir=scratch_dir()) as tmp:
         path = Path(tmp) / f"upload{suffix}"
         path.write_bytes(upload.read())
         return read_image(path, max_pixels=MAX_PIXELS)

@@ -19,6 +19,9 @@ from __future__ import annotations
 import os
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # read when gradio is imported: no calls home, ever
+from core.data.paths import scratch_dir  # noqa: E402
+
+os.environ.setdefault("GRADIO_TEMP_DIR", str(scratch_dir() / "gradio-cache"))  # uploads stay under the data root
 
 import argparse  # noqa: E402
 import shutil  # noqa: E402
@@ -92,7 +95,7 @@ class _Outputs:
     """A folder per call for the files the page offers; only the last KEEP_CALLS folders are kept."""
 
     def __init__(self) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="false_wb_gradio_"))
+        self.root = Path(tempfile.mkdtemp(prefix="gradio-", dir=scratch_dir()))
         self.calls = self.root / "calls"
         self.calls.mkdir()
         self.lock = threading.Lock()

@@ -30,6 +30,14 @@ def data_root() -> Path:
     return Path(env).expanduser() if env else REPO_ROOT / "data"
 
 
+def scratch_dir() -> Path:
+    """Where the apps put short-lived files (uploads being read, files offered for download): under the data
+    root, so the workbench writes nowhere else."""
+    path = data_root() / "tmp"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def temp_dir_for(final: Path) -> Path:
     """A fresh private folder next to ``final`` (same file system, so publishing it is one rename)."""
     final.parent.mkdir(parents=True, exist_ok=True)
