@@ -80,7 +80,9 @@ def wait_until_idle(page, timeout_ms: float = 60_000) -> None:
 def settle(page, timeout_ms: float = 60_000) -> None:
     """Script finished, every image decoded and every plotly chart drawn: what a screenshot should show."""
     wait_until_idle(page, timeout_ms)
-    page.wait_for_function("() => [...document.images].every(i => i.complete && i.naturalWidth > 0)",
-                           timeout=timeout_ms)
+    for _ in range(2):  # elements still arriving after the first check get a second look
+        page.wait_for_function("() => [...document.images].every(i => i.complete && i.naturalWidth > 0)",
+                               timeout=timeout_ms)
+        page.wait_for_timeout(400)
     page.wait_for_function("() => [...document.querySelectorAll('[data-testid=\"stPlotlyChart\"]')]"
                            ".every(c => c.querySelector('.main-svg'))", timeout=timeout_ms)
