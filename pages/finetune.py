@@ -1,7 +1,6 @@
 """Fine-tune: a segmentation model from a pretraining run (or a comparison of all methods); its scores, drawn."""
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -14,16 +13,12 @@ from core.compare import METHODS, CompareConfig
 from core.config import SEG_DATASETS, ConfigError, FinetuneConfig, load_config, validate_config
 from core.runs import Run
 from core.safepaths import PathRefused, resolve_under
-from workbench.common import has_records, pick_run, runs_of, show_error
+from workbench.common import has_records, index_of, pick_run, runs_of, show_error
 from workbench.monitor import run_header, watch
 
 st.title("🎯 Fine-tune")
 st.caption("Segmentation from a pretrained encoder: the paper's frozen protocol or full fine-tuning, scored on a "
            "held-out split. A comparison runs every method with the same labels and seeds.")
-
-
-def _index(options: list[Any], value: Any) -> int:
-    return options.index(value) if value in options else 0
 
 
 def finetune_form() -> None:
@@ -43,10 +38,10 @@ def finetune_form() -> None:
                             help="A pretraining run (its encoder) or a shipped encoder checkpoint")
         c1, c2, c3, c4 = st.columns(4)
         arch = c1.selectbox("Architecture", ["deeplabv3plus", "unet", "fpn"],
-                            index=_index(["deeplabv3plus", "unet", "fpn"], base.model.arch), key="ft-arch")
-        protocol = c2.radio("Protocol", ["frozen", "full"], index=_index(["frozen", "full"], base.train.protocol),
+                            index=index_of(["deeplabv3plus", "unet", "fpn"], base.model.arch), key="ft-arch")
+        protocol = c2.radio("Protocol", ["frozen", "full"], index=index_of(["frozen", "full"], base.train.protocol),
                             key="ft-protocol", horizontal=True, help="frozen: only the decoder learns (the paper)")
-        data_name = c3.selectbox("Data set", list(SEG_DATASETS), index=_index(list(SEG_DATASETS), base.data.name),
+        data_name = c3.selectbox("Data set", list(SEG_DATASETS), index=index_of(list(SEG_DATASETS), base.data.name),
                                  key="ft-data")
         fraction = c4.number_input("Label fraction", 0.001, 1.0, float(base.data.label_fraction), 0.01,
                                    format="%.3f", key="ft-fraction")

@@ -1,7 +1,6 @@
 """Pretrain: every setting in one form, checked by core's config before anything starts; then the run, live."""
 from __future__ import annotations
 
-from typing import Any
 
 import streamlit as st
 
@@ -9,7 +8,7 @@ from core import launch
 from core.catalog import config_presets, encoder_models
 from core.config import ENCODERS, ConfigError, PretrainConfig, load_config, validate_config
 from core.safepaths import PathRefused, resolve_under
-from workbench.common import has_records, pick_run, runs_of, show_error
+from workbench.common import has_records, index_of, pick_run, runs_of, show_error
 from workbench.monitor import watch
 
 st.title("🧪 Pretrain")
@@ -48,14 +47,10 @@ def k(name: str) -> str:
     return f"pre-{preset}-{name}"
 
 
-def _index(options: list[Any], value: Any) -> int:
-    return options.index(value) if value in options else 0
-
-
 with st.expander("Settings", expanded=not runs), st.form("pretrain-form"):
     st.subheader("Method")
     c1, c2, c3 = st.columns(3)
-    method = c1.radio("Method", ["simclr", "moco"], index=_index(["simclr", "moco"], base.method), key=k("method"),
+    method = c1.radio("Method", ["simclr", "moco"], index=index_of(["simclr", "moco"], base.method), key=k("method"),
                       format_func={"simclr": "SimCLR", "moco": "MoCo v2"}.get, horizontal=True)
     use_false = c2.toggle("FALSE (FNSD + FNCC)", value=base.loss.name == "false", key=k("false"),
                           help="Off: plain InfoNCE")
@@ -68,19 +63,19 @@ with st.expander("Settings", expanded=not runs), st.form("pretrain-form"):
                                 help="Cosine above which a flagged pair is calibrated; must be in (0, 1]")
     temperature = c3.number_input("temperature", 0.0, 10.0, float(base.loss.temperature), 0.05, format="%.3f",
                                   key=k("temperature"))
-    selection = c4.selectbox("selection", ["global", "per_anchor"], index=_index(["global", "per_anchor"],
+    selection = c4.selectbox("selection", ["global", "per_anchor"], index=index_of(["global", "per_anchor"],
                              base.loss.selection), key=k("selection"))
     topk = c5.number_input("top-k", 1, 4096, int(base.loss.topk), key=k("topk"))
 
     st.subheader("Model and data")
     c1, c2, c3, c4 = st.columns(4)
-    encoder = c1.selectbox("Encoder", list(ENCODERS), index=_index(list(ENCODERS), base.model.encoder),
+    encoder = c1.selectbox("Encoder", list(ENCODERS), index=index_of(list(ENCODERS), base.model.encoder),
                            key=k("encoder"))
     proj_dim = c2.number_input("Projection dim", 1, 4096, int(base.model.proj_dim), key=k("proj_dim"))
     proj_hidden = c3.number_input("Projection hidden", 1, 8192, int(base.model.proj_hidden), key=k("proj_hidden"))
     queue = c4.number_input("MoCo queue", 1, 1 << 20, int(base.model.queue_size), key=k("queue"))
     c1, c2, c3, c4 = st.columns(4)
-    data_name = c1.selectbox("Data set", ["synthetic", "folder"], index=_index(["synthetic", "folder"],
+    data_name = c1.selectbox("Data set", ["synthetic", "folder"], index=index_of(["synthetic", "folder"],
                              base.data.name), key=k("data"),
                              help="synthetic: generated aerial-like tiles with labels; folder: your images")
     num_tiles = c2.number_input("Synthetic tiles", 2, 1_000_000, int(base.data.num_tiles), key=k("tiles"))
@@ -97,7 +92,7 @@ with st.expander("Settings", expanded=not runs), st.form("pretrain-form"):
     steps = c3.number_input("Steps", 1, 10_000_000, int(base.train.max_steps or 100), key=k("steps"))
     epochs = c4.number_input("Epochs", 0.01, 10_000.0, float(base.train.epochs or 1.0), key=k("epochs"))
     optimizer = c5.selectbox("Optimizer", ["lars", "adamw", "sgd"],
-                             index=_index(["lars", "adamw", "sgd"], base.train.optimizer), key=k("opt"))
+                             index=index_of(["lars", "adamw", "sgd"], base.train.optimizer), key=k("opt"))
     c1, c2, c3, c4, c5 = st.columns(5)
     lr = c1.number_input("Base lr (batch 256)", 0.0, 100.0, float(base.train.lr), format="%.5f", key=k("lr"))
     wd = c2.number_input("Weight decay", 0.0, 1.0, float(base.train.weight_decay), format="%.6f", key=k("wd"))
@@ -105,10 +100,10 @@ with st.expander("Settings", expanded=not runs), st.form("pretrain-form"):
     ckpt_every = c4.number_input("Checkpoint every", 1, 1_000_000, int(base.train.ckpt_every), key=k("ckpt"))
     seed = c5.number_input("Seed", 0, 2**31 - 1, int(base.seed), key=k("seed"))
     c1, c2, c3 = st.columns(3)
-    device = c1.selectbox("Device", ["auto", "cpu", "cuda"], index=_index(["auto", "cpu", "cuda"],
+    device = c1.selectbox("Device", ["auto", "cpu", "cuda"], index=index_of(["auto", "cpu", "cuda"],
                           base.train.device), key=k("device"))
     precision = c2.selectbox("Precision", ["auto", "fp32", "bf16", "fp16"],
-                             index=_index(["auto", "fp32", "bf16", "fp16"], base.train.precision), key=k("prec"))
+                             index=index_of(["auto", "fp32", "bf16", "fp16"], base.train.precision), key=k("prec"))
     log_every = c3.number_input("Log every (steps)", 1, 100_000, int(base.train.log_every), key=k("log"))
     st.subheader("Advanced")
     c1, c2, c3, c4, c5 = st.columns(5)
@@ -125,7 +120,7 @@ with st.expander("Settings", expanded=not runs), st.form("pretrain-form"):
                                 help="Which synthetic set (generated once, then cached)")
     starts = {"": "random"} | {str(e.path): e.label for e in encoder_models()}
     weights = c3.selectbox("Encoder starts from", list(starts), format_func=starts.get, key=k("weights"),
-                           index=_index(list(starts), base.model.weights or ""))
+                           index=index_of(list(starts), base.model.weights or ""))
     channels_last = c4.checkbox("channels_last (GPU)", value=base.train.channels_last, key=k("cl"))
     submitted = st.form_submit_button("🚀 Launch", type="primary")
 

@@ -78,6 +78,11 @@ def go_to(page: str) -> None:
     st.switch_page(str(PAGES_DIR / f"{page}.py"))
 
 
+def index_of(options: Sequence[Any], value: Any) -> int:
+    """Where a config's value sits among a widget's options (the first option when it is not there)."""
+    return list(options).index(value) if value in options else 0
+
+
 def runs_of(kind: str | None = None) -> list[Run]:
     """Runs on disk, newest first, optionally of one kind."""
     runs = list(reversed(list_runs()))
