@@ -23,6 +23,15 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+def distinct(values: list[Any], at_least: int, what: str) -> list[Any]:
+    """A list setting that needs ``at_least`` entries, none twice; the ValueError says which rule broke."""
+    if len(values) < at_least:
+        raise ValueError(f"name at least {at_least} {what}, got {values}")
+    if len(set(values)) != len(values):
+        raise ValueError(f"a value is named twice: {values}")
+    return values
+
+
 class ModelConfig(_Section):
     encoder: str = "resnet18"
     weights: str | None = Field(None, description="local safetensors checkpoint to start the encoder from")
@@ -76,22 +85,70 @@ class LossConfig(_Section):
         return v
 
 
+PRETRAIN_DATASETS = ("synthetic", "folder", "deepglobe", "potsdam", "vaihingen", "loveda")
+SPLIT_NAMES = ("train", "val", "test")
+
+
 class DataConfig(_Section):
-    name: Literal["synthetic", "folder"] = "synthetic"
-    root: str | None = Field(None, description="image folder for name=folder")
-    num_tiles: int = Field(2000, ge=2, description="synthetic set size")
-    tile_size: int = Field(256, ge=16)
-    image_size: int = Field(96, ge=16, description="side of each augmented view")
+    """What pretraining reads. Labeled sets (every name but ``folder`` without a class table) are split by scene
+    exactly as fine-tuning splits them (same ``seed``, ``val_fraction``, ``test_fraction``), and only the scenes
+    of ``pretrain_splits`` enter pretraining, so test scenes never reach the encoder. The loss never sees a label;
+    they are kept to score the flagged pairs."""
+
+    name: Literal["synthetic", "folder", "deepglobe", "potsdam", "vaihingen", "loveda"] = "synthetic"
+    root: str | None = Field(None, description="image folder (folder) or data set folder in its published layout")
+    class_table: str | None = Field(None, description="YAML class table: makes a folder a labeled set")
+    num_tiles: int = Field(2000, ge=2, le=10_000_000, description="synthetic set size")
+    tile_size: int = Field(256, ge=16, le=8192)
+    tile_overlap: int = Field(0, ge=0, description="labeled sets: overlap of tiles cut from whole scenes")
+    val_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="labeled sets: validation share of the scenes")
+    test_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="labeled sets: test share of the scenes")
+    pretrain_splits: list[Literal["train", "val", "test"]] = Field(
+        default_factory=lambda: ["train"], description="labeled sets: the splits whose scenes are pretrained on")
+    image_size: int = Field(96, ge=16, le=4096, description="side of each augmented view")
     crop_scale_min: float = Field(0.2, gt=0.0, le=1.0)
     color_strength: float = Field(1.0, ge=0.0)
     blur_prob: float = Field(0.5, ge=0.0, le=1.0)
-    seed: int = 0
+    seed: int = Field(0, description="synthetic generation and the scene split (not the training seed)")
+
+    @field_validator("pretrain_splits")
+    @classmethod
+    def _some_splits(cls, v: list[str]) -> list[str]:
+        distinct(v, 1, "of train, val, test")
+        return [s for s in SPLIT_NAMES if s in v]
 
     @model_validator(mode="after")
-    def _folder_needs_root(self) -> "DataConfig":
+    def _needs_root(self) -> "DataConfig":
         if self.name == "folder" and not self.root:
             raise ValueError("name=folder needs data.root, the image folder to pretrain on")
+        if self.name not in ("synthetic", "folder") and not self.root:
+            raise ValueError(f"name={self.name} needs data.root, the data set folder")
+        if self.tile_overlap >= self.tile_size:
+            raise ValueError("data.tile_overlap must be smaller than data.tile_size")
         return self
+
+    @property
+    def labeled(self) -> bool:
+        """Whether tiles carry labels (for scoring flags; the loss never sees them) and a scene split."""
+        return self.name != "folder" or bool(self.class_table)
+
+    def as_seg(self) -> "SegDataConfig":
+        """The labeled-set view of these tiles: the same scenes, tiles and split as fine-tuning would see."""
+        return SegDataConfig(name=self.name, root=self.root, class_table=self.class_table, num_tiles=self.num_tiles,
+                             tile_size=self.tile_size, tile_overlap=self.tile_overlap, val_fraction=self.val_fraction,
+                             test_fraction=self.test_fraction, seed=self.seed)
+
+
+def upgrade_run_config(raw: dict[str, Any]) -> dict[str, Any]:
+    """A pretraining run's stored config as today's schema reads it (in place).
+
+    Runs made before ``data.pretrain_splits`` existed pretrained on every tile; without this they would be read
+    with today's default (the training split) and their tile indices would point at other tiles.
+    """
+    data = raw.get("data")
+    if isinstance(data, dict) and "pretrain_splits" not in data:
+        data["pretrain_splits"] = list(SPLIT_NAMES)
+    return raw
 
 
 class TrainConfig(_Section):
@@ -155,19 +212,27 @@ def _parse_value(text: str) -> Any:
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``a.b.c=value`` overrides to a nested dict (in place) and return it."""
+    """Apply ``a.b.c=value`` overrides to a nested dict (in place) and return it. ``key+=[x, y]`` extends a list
+    setting instead of replacing it (e.g. a comparison's ``pretrain_overrides``)."""
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r}: expected key=value, e.g. loss.alpha=0.9")
         key, value = item.split("=", 1)
-        parts = key.strip().split(".")
+        extend = key.endswith("+")
+        parts = key.strip().rstrip("+").split(".")
         node = raw
         for part in parts[:-1]:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
                 raise ConfigError(f"override {key}: {part} is not a section")
             node = child
-        node[parts[-1]] = _parse_value(value)
+        parsed = _parse_value(value)
+        if extend:
+            current = node.get(parts[-1]) or []
+            if not isinstance(current, list):
+                raise ConfigError(f"override {key}: {'.'.join(parts)} is not a list, so it cannot be extended")
+            parsed = [*current, *(parsed if isinstance(parsed, list) else [parsed])]
+        node[parts[-1]] = parsed
     return raw
 
 
@@ -266,6 +331,8 @@ class FinetuneTrainConfig(_Section):
     encoder_lr_scale: float = Field(0.1, ge=0.0, description="full protocol: encoder lr = lr * this")
     weight_decay: float = Field(1e-4, ge=0.0)
     eval_every: int = Field(100, ge=1, description="steps between validations")
+    test_tile: int = Field(512, ge=32, le=8192, multiple_of=32, description="test: sliding window side (core.segment's)")
+    test_overlap: float = Field(0.25, ge=0.0, lt=1.0, description="test: window overlap, a fraction of the window")
     log_every: int = Field(10, ge=1)
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
@@ -284,3 +351,38 @@ class FinetuneConfig(_Section):
     model: SegModelConfig = SegModelConfig()
     data: SegDataConfig = SegDataConfig()
     train: FinetuneTrainConfig = FinetuneTrainConfig(max_steps=200)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Linear probe (fast evaluation of a frozen encoder)
+
+class ProbeModelConfig(_Section):
+    encoder: str = "resnet18"
+    init: str = Field("random", description="'random', a pretraining run folder, or a checkpoint file")
+    input_scale: float = Field(1.0, gt=0.0, le=1.0, description="resize images by this before the encoder")
+
+    @field_validator("encoder")
+    @classmethod
+    def _known_encoder(cls, v: str) -> str:
+        return ModelConfig._known_encoder(v)
+
+
+class ProbeTrainConfig(_Section):
+    epochs: int = Field(30, ge=1, le=10_000, description="passes of the linear head over the cached features")
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(0.01, gt=0.0, le=10.0)
+    weight_decay: float = Field(1e-4, ge=0.0)
+    label_stride: int = Field(4, ge=1, le=32, description="train against labels subsampled by this factor")
+    device: str = "auto"
+    test_tile: int = Field(512, ge=32, le=8192, multiple_of=32, description="test: sliding window side (core.segment's)")
+    test_overlap: float = Field(0.25, ge=0.0, lt=1.0, description="test: window overlap, a fraction of the window")
+
+
+class ProbeConfig(_Section):
+    """A per-pixel linear probe: frozen encoder features (last two stages, stride 16), a 1x1 convolution."""
+
+    seed: int = 0
+    name: str | None = None
+    model: ProbeModelConfig = ProbeModelConfig()
+    data: SegDataConfig = SegDataConfig()
+    train: ProbeTrainConfig = ProbeTrainConfig()

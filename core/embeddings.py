@@ -39,7 +39,7 @@ from torch import nn
 
 from . import fn_scoring
 from .checkpoint import CheckpointError, read_metadata
-from .config import ConfigError, DataConfig
+from .config import SPLIT_NAMES, ConfigError, DataConfig, upgrade_run_config
 from .data import IMAGENET_MEAN, IMAGENET_STD, build_dataset, data_root
 from .data.paths import publish_dir, temp_dir_for
 from .device import pick_device
@@ -123,7 +123,8 @@ def checkpoint_card(path: str | Path) -> dict[str, Any]:
 def checkpoint_data(path: str | Path) -> DataConfig | None:
     """The data set the checkpoint was pretrained on (from its card), or None when the card does not say."""
     try:
-        raw = (checkpoint_card(path).get("config") or {}).get("data")
+        config = checkpoint_card(path).get("config") or {}
+        raw = upgrade_run_config(dict(config)).get("data") if isinstance(config, dict) else None
         return DataConfig.model_validate(raw) if isinstance(raw, dict) else None
     except (CheckpointError, ValueError):
         return None
@@ -159,30 +160,39 @@ def file_sha256(path: str | Path) -> str:
 # ------------------------------------------------------------------------------------------------ data
 def data_identity(data: DataConfig) -> dict[str, Any]:
     """What determines the tiles of a data config (augmentation settings do not), for cache keys."""
+    split = {"pretrain_splits": data.pretrain_splits, "val_fraction": data.val_fraction,
+             "test_fraction": data.test_fraction, "seed": data.seed} if data.labeled else {}
     if data.name == "synthetic":
         from .data.synthetic import GENERATOR_VERSION
 
         return {"name": "synthetic", "num_tiles": data.num_tiles, "tile_size": data.tile_size, "seed": data.seed,
-                "generator": GENERATOR_VERSION}
+                "generator": GENERATOR_VERSION, **split}
     from .data.folder import find_images
 
     root = Path(data.root or "").expanduser().resolve()
     listing = [[str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns]
                for p in (find_images(root) if root.is_dir() else [])]
     digest = hashlib.sha256(json.dumps(listing).encode()).hexdigest()[:16]
-    return {"name": data.name, "root": str(root), "tile_size": data.tile_size, "files": digest}
+    return {"name": data.name, "root": str(root), "tile_size": data.tile_size, "files": digest,
+            "tile_overlap": data.tile_overlap, "class_table": data.class_table, **split}
 
 
 def same_tiles(a: DataConfig, b: DataConfig) -> bool:
     """Whether tile i means the same tile in both data sets (so one's pair indices apply to the other).
 
-    Synthetic tile i is rendered from (seed, i) at the tile size alone, so sets differing only in size share
-    their tiles up to the smaller size.
+    Synthetic tile i is rendered from (seed, i) at the tile size alone; a labeled set's tile i depends on its split
+    too (pretraining reads only the scenes of ``pretrain_splits``).
     """
-    if a.name != b.name or a.tile_size != b.tile_size:
+    if a.name != b.name or a.tile_size != b.tile_size or a.labeled != b.labeled:
+        return False
+    every = list(SPLIT_NAMES)
+    if a.name == "synthetic" and a.pretrain_splits == every and b.pretrain_splits == every:
+        return a.seed == b.seed  # no split applied: tile i is generated tile i, whatever the set size
+    if a.labeled and (a.pretrain_splits, a.val_fraction, a.test_fraction, a.seed, a.tile_overlap) != \
+            (b.pretrain_splits, b.val_fraction, b.test_fraction, b.seed, b.tile_overlap):
         return False
     if a.name == "synthetic":
-        return a.seed == b.seed
+        return a.num_tiles == b.num_tiles
     return Path(a.root or "").expanduser().resolve() == Path(b.root or "").expanduser().resolve()
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .config import ConfigError, PretrainConfig, validate_config
+from .config import ConfigError, PretrainConfig, upgrade_run_config, validate_config
 from .runs import Run, read_jsonl
 
 PAIR_COLUMNS = ("step", "anchor_index", "anchor_view", "candidate_index", "candidate_view", "distance", "cos",
@@ -40,7 +40,7 @@ def run_config(run: Run) -> PretrainConfig:
     raw = run.config()
     if not raw:
         raise ConfigError(f"config.yaml of run {run.id} is missing or unreadable")
-    return validate_config(raw)
+    return validate_config(upgrade_run_config(raw))
 
 
 def nothing_flagged_reason(run: Run, cfg: PretrainConfig, pairs: pd.DataFrame) -> str | None:
@@ -114,38 +114,55 @@ def flag_counts(pairs: pd.DataFrame, last_step: int | None = None, max_points: i
 
 
 # ------------------------------------------------------------------------------------------------ labels
-_DOMINANT: dict[tuple[str, Any], np.ndarray] = {}
+_DOMINANT: dict[tuple, np.ndarray] = {}
 _DOMINANT_LOCK = threading.Lock()
 
 
-def _dataset_key(dataset: Any) -> tuple[str, Any]:
-    """Which cached tiles a dataset object reads: its cache folder and when that cache was made."""
+def _dataset_key(dataset: Any) -> tuple:
+    """Which cached tiles a dataset object reads: its cache folder and when that cache was made (a view of some
+    tiles says which ones through ``cache_key``)."""
+    key = getattr(dataset, "cache_key", None)
+    if key is not None:
+        return key
     meta = getattr(dataset, "meta", {}) or {}
     return str(getattr(dataset, "cache_dir", id(dataset))), meta.get("created")
 
 
-def dominant_classes(dataset: Any) -> np.ndarray | None:
-    """The dominant class of every tile (ties: the lower class, as ``dominant_class``), or None without labels.
+NO_CLASS = -1  # the dominant class of a tile without a single labeled pixel: it has none, and is never scored
 
-    Vectorised over chunks of tiles (one ``bincount`` per chunk, labels offset per tile) and cached per data set
-    in this process, since precision and embeddings ask for it on every page run.
+
+def dominant_classes(dataset: Any) -> np.ndarray | None:
+    """The dominant class of every tile (ties: the lower class), :data:`NO_CLASS` for a tile whose pixels are all
+    ignored, or None for a data set without labels.
+
+    From the data set's per-tile class counts where it keeps them, else vectorised over chunks of label maps (one
+    ``bincount`` per chunk); cached per data set in this process, since the pages ask on every run.
     """
-    if not getattr(dataset, "has_labels", False) or not hasattr(dataset, "labels"):
+    if not getattr(dataset, "has_labels", False) or not (hasattr(dataset, "counts") or hasattr(dataset, "labels")):
         return None
     key = _dataset_key(dataset)
     with _DOMINANT_LOCK:
         if key in _DOMINANT:
             return _DOMINANT[key]
-    classes = getattr(dataset, "classes", None)
-    labels = dataset.labels
-    n_classes = len(classes) if classes else int(np.max(labels)) + 1
-    out = np.empty(len(labels), np.int64)
-    for start in range(0, len(labels), _LABEL_CHUNK):
-        out[start:start + _LABEL_CHUNK] = _dominant_of_chunk(np.asarray(labels[start:start + _LABEL_CHUNK]),
-                                                             n_classes)
+    if hasattr(dataset, "counts"):
+        out = _dominant_of_counts(np.asarray(dataset.counts))
+    else:
+        classes = getattr(dataset, "classes", None)
+        labels = dataset.labels
+        n_classes = len(classes) if classes else int(np.max(labels)) + 1
+        out = np.empty(len(labels), np.int64)
+        for start in range(0, len(labels), _LABEL_CHUNK):
+            out[start:start + _LABEL_CHUNK] = _dominant_of_chunk(np.asarray(labels[start:start + _LABEL_CHUNK]),
+                                                                 n_classes)
     out.setflags(write=False)
     with _DOMINANT_LOCK:
         _DOMINANT[key] = out
+    return out
+
+
+def _dominant_of_counts(counts: np.ndarray) -> np.ndarray:
+    out = counts.argmax(axis=1).astype(np.int64)
+    out[counts.sum(axis=1) == 0] = NO_CLASS
     return out
 
 
@@ -156,18 +173,21 @@ def _dominant_of_chunk(labels: np.ndarray, n_classes: int) -> np.ndarray:
     flat = np.where(flat < n_classes, flat, n_classes)  # one extra bin for "no class"
     bins = n_classes + 1
     counts = np.bincount((flat + np.arange(b)[:, None] * bins).ravel(), minlength=b * bins).reshape(b, bins)
-    return counts[:, :n_classes].argmax(axis=1)
+    return _dominant_of_counts(counts[:, :n_classes])
 
 
 def base_rate(dominant: np.ndarray) -> float:
     """P(two distinct tiles drawn at random share their dominant class) = sum_c n_c (n_c - 1) / (N (N - 1)).
 
-    Exact for sampling without replacement (sum p_c^2 would count a tile paired with itself).
+    Exact for sampling without replacement (sum p_c^2 would count a tile paired with itself); tiles without a
+    class are left out, as they are from the flags' precision.
     """
+    dominant = np.asarray(dominant, np.int64)
+    dominant = dominant[dominant != NO_CLASS]
     n = len(dominant)
     if n < 2:
         return float("nan")
-    counts = np.bincount(np.asarray(dominant, np.int64)).astype(np.float64)
+    counts = np.bincount(dominant).astype(np.float64)
     return float((counts * (counts - 1)).sum() / (n * (n - 1)))
 
 
@@ -221,11 +241,14 @@ def precision_over_training(pairs: pd.DataFrame, dominant: np.ndarray | None, bi
     """Precision of the flags per equal-width step bin, overall, and the base rate; None without labels.
 
     Pairs of a tile with itself (possible only for a foreign record) are left out: the base rate is for
-    distinct tiles, so they must be too.
+    distinct tiles, so they must be too. So are pairs with a tile that has no labeled pixel (no class).
     """
     if dominant is None:
         return None
     scored = pairs[pairs["anchor_index"] != pairs["candidate_index"]]
+    same_class(scored, dominant)  # range check: the data set must be the run's
+    idx = scored[["anchor_index", "candidate_index"]].to_numpy()
+    scored = scored[(dominant[idx[:, 0]] != NO_CLASS) & (dominant[idx[:, 1]] != NO_CLASS)] if len(idx) else scored
     correct = same_class(scored, dominant).to_numpy()
     rate = base_rate(dominant)
     if scored.empty:

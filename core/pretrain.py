@@ -25,17 +25,18 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
-from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
+from .batch_order import BatchOrder
 from .checkpoint import CheckpointError, export_encoder, load_checkpoint, read_metadata, save_checkpoint
-from .config import ConfigError, PretrainConfig, apply_overrides, config_to_yaml, load_config, validate_config
+from .config import (ConfigError, PretrainConfig, apply_overrides, config_to_yaml, load_config, upgrade_run_config,
+                     validate_config)
 from .data import DataError, TwoViewAugment, build_dataset
 from .device import Precision, pick_device, pick_precision
 from .losses import ContrastiveInfo, false_loss, false_loss_moco, info_nce
 from .models import MoCoV2, build_pretrain_model
 from .optim import build_optimizer, warmup_cosine
-from .runs import NotARunError, Run, atomic_write_bytes, create_run, open_run
+from .runs import NotARunError, Run, atomic_write_bytes, atomic_write_json, create_run, open_run
 
 import yaml
 
@@ -91,6 +92,15 @@ def fns_records(step: int, info: ContrastiveInfo, row_ids: torch.Tensor, rows_pe
             "calibrated": rec["calibrated"], "mirrored": rec["mirrored"],
         })
     return out
+
+
+def data_record(cfg: PretrainConfig, dataset: Any) -> dict[str, Any]:
+    """What the run trained on, for whoever rebuilds its batches later (``data.json`` of the run folder)."""
+    scenes = getattr(dataset, "split_scenes", None)
+    used = getattr(dataset, "pretrain_splits", None)
+    return {"name": cfg.data.name, "tiles": len(dataset), "labeled": bool(getattr(dataset, "has_labels", False)),
+            "pretrain_splits": used, "split_scenes": scenes,
+            "pretrain_scenes": sorted(s for k in (used or []) for s in (scenes or {}).get(k, []))}
 
 
 @dataclass
@@ -167,9 +177,8 @@ class Trainer:
         if self.local_batch < 2:
             raise ConfigError(f"train.batch_size: {cfg.train.batch_size} images over {self.env.world} ranks "
                               "leaves fewer than 2 per rank")
-        self.sampler = DistributedSampler(self.dataset, num_replicas=self.env.world, rank=self.env.rank,
-                                          shuffle=True, seed=cfg.seed, drop_last=True)
-        self.steps_per_epoch = len(self.sampler) // self.local_batch
+        self.order = BatchOrder(len(self.dataset), cfg.train.batch_size, cfg.seed, self.env.world)
+        self.steps_per_epoch = self.order.steps_per_epoch
         if self.steps_per_epoch < 1:
             raise ConfigError(f"train.batch_size: {cfg.train.batch_size} is larger than the data set "
                               f"({len(self.dataset)} tiles)")
@@ -197,20 +206,13 @@ class Trainer:
         if cfg.train.compile:
             self.net = torch.compile(self.net)
         self.step = 0
-        self._order_epoch = -1
-        self._order: list[int] = []
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tile-loader")
         self._pending: tuple[int, Future] | None = None
 
     # ------------------------------------------------------------------ data
     def batch_indices(self, step: int) -> list[int]:
         """This rank's dataset indices for a step: a pure function of (seed, epoch, position)."""
-        epoch, pos = divmod(step, self.steps_per_epoch)
-        if epoch != self._order_epoch:
-            self.sampler.set_epoch(epoch)
-            self._order = list(self.sampler)
-            self._order_epoch = epoch
-        return self._order[pos * self.local_batch:(pos + 1) * self.local_batch]
+        return self.order.rank_batch(step, self.env.rank)
 
     def _load(self, idx: list[int]) -> torch.Tensor:
         images = self.dataset.get_images(idx)
@@ -311,10 +313,16 @@ class Trainer:
         main = self.env.main
         if run is not None and main:
             run.write_status(state="running", pid=os.getpid(), step=self.step, total_steps=self.total_steps,
-                             error=None, ended=None)
+                             error=None, ended=None, world_size=self.env.world)
+            atomic_write_json(run.path / "data.json", data_record(cfg, self.dataset))
             run.log(f"training {cfg.method}/{cfg.loss.name} {cfg.model.encoder} on {self.device} "
                     f"({self.precision.name}), {len(self.dataset)} tiles, batch {cfg.train.batch_size}, "
                     f"steps {self.step}->{self.total_steps}")
+            scenes = getattr(self.dataset, "split_scenes", None)
+            if scenes:
+                used = getattr(self.dataset, "pretrain_splits", [])
+                run.log("scenes: " + "; ".join(f"{k} {len(v)}{' (pretrained on)' if k in used else ''}"
+                                               for k, v in scenes.items()))
             skipped = getattr(self.dataset, "skipped", [])
             for path, reason in skipped:
                 run.log(f"skipped unreadable image {path}: {reason}")
@@ -429,7 +437,7 @@ def prepare(args: argparse.Namespace) -> tuple[PretrainConfig, Run | None, Path 
         if ckpt is None:
             raise NotARunError(f"run {run.path} has no checkpoint to resume from (checkpoints/last.safetensors)")
         read_metadata(ckpt)  # readable?
-        raw = yaml.safe_load(run.config_text()) or {}
+        raw = upgrade_run_config(yaml.safe_load(run.config_text()) or {})
         cfg = validate_config(apply_overrides(raw, args.overrides))
         return cfg, run, ckpt
     if args.run_dir:
@@ -479,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
             if env.main:
                 run.truncate_after(trainer.step)
                 run.log(f"resumed from step {trainer.step}")
-                if cfg != validate_config(yaml.safe_load(run.config_text())):
+                if cfg != validate_config(upgrade_run_config(yaml.safe_load(run.config_text()) or {})):
                     atomic_write_bytes(run.path / "config.yaml", config_to_yaml(cfg).encode())
     except (ConfigError, DataError, NotARunError, CheckpointError, FileNotFoundError) as err:
         record_early_failure(args, err)

@@ -7,6 +7,9 @@
         fns.jsonl       flagged pairs with both tiles' dataset indices
         checkpoints/    last.safetensors (+ last.json card), written atomically
         log.txt         human-readable log
+        data.json       pretraining: tiles, split scenes and the scenes trained on (to rebuild its batches)
+        flag_quality.json  pretraining: the cached flag report of core.fn_report
+        units.jsonl     comparison: finished pretraining and evaluation units (kept by --resume)
 
 The UI reads runs only through this module.
 """
@@ -241,11 +244,14 @@ def tail_text(path: Path, max_chars: int) -> str:
 
 
 def kind_of_config(raw: dict[str, Any]) -> str:
-    """Which run a config describes, from its shape: compare, finetune or pretrain."""
+    """Which run a config describes, from its shape: compare, finetune, probe (a preset, not a run) or pretrain."""
     if "pretrain_config" in raw:
         return "compare"
-    if isinstance(raw.get("model"), dict) and "arch" in raw["model"]:
+    model = raw.get("model")
+    if isinstance(model, dict) and "arch" in model:
         return "finetune"
+    if isinstance(model, dict) and "init" in model:
+        return "probe"
     return "pretrain"
 
 

@@ -72,8 +72,9 @@ def data_choice(entries: list[ModelEntry]) -> tuple[DataConfig, int]:
     if source == "synthetic" or own is None:
         n = c2.slider("Tiles", 200, 5000, 500, step=100, key="emb-tiles")
         tile = c3.selectbox("Tile size", TILE_SIZES, key="emb-tile-size")
-        return DataConfig(name="synthetic", num_tiles=n, tile_size=tile, seed=0), n
-    total = own.num_tiles if own.name == "synthetic" else 5000
+        return DataConfig(name="synthetic", num_tiles=n, tile_size=tile, seed=0,
+                          pretrain_splits=["train", "val", "test"]), n
+    total = len(dataset_of(own)) if own.labeled else 5000
     if total <= 200:
         c2.caption(f"All {total} tiles of this set are embedded.")
         return own, total
@@ -84,9 +85,10 @@ def data_choice(entries: list[ModelEntry]) -> tuple[DataConfig, int]:
 
 
 def describe(data: DataConfig) -> str:
+    scenes = f", scenes of {'+'.join(data.pretrain_splits)}" if data.labeled else ""
     if data.name == "synthetic":
-        return f"synthetic, {data.num_tiles} tiles of {data.tile_size} px, seed {data.seed}"
-    return f"folder {data.root}, {data.tile_size} px tiles"
+        return f"synthetic, {data.num_tiles} tiles of {data.tile_size} px, seed {data.seed}{scenes}"
+    return f"{data.name} {data.root}, {data.tile_size} px tiles{scenes}"
 
 
 def scatter(emb: E.Embedding, colour_by: str, segments: Any | None) -> go.Figure:
@@ -106,7 +108,8 @@ def scatter(emb: E.Embedding, colour_by: str, segments: Any | None) -> go.Figure
                                        name="flagged (calibrated)" if calibrated else "flagged", hoverinfo="skip"))
     for n, group in enumerate(np.unique(groups)):
         mask = groups == group
-        name = (names[group] if group < len(names) else f"class {group}") if by_class else f"cluster {group}"
+        name = (("no labeled pixel" if group < 0 else names[group] if group < len(names) else f"class {group}")
+                if by_class else f"cluster {group}")
         fig.add_trace(go.Scattergl(
             x=emb.coords[mask, 0], y=emb.coords[mask, 1], mode="markers", name=name,
             marker=dict(size=5, color=PALETTE[n % len(PALETTE)], opacity=0.8),

@@ -6,10 +6,14 @@ import streamlit as st
 
 from core import launch
 from core.catalog import config_presets, encoder_models
-from core.config import ENCODERS, ConfigError, PretrainConfig, load_config, validate_config
+from core.config import ENCODERS, PRETRAIN_DATASETS, ConfigError, PretrainConfig, load_config, validate_config
 from core.safepaths import PathRefused, resolve_under
 from workbench.common import has_records, index_of, pick_run, runs_of, show_error
 from workbench.monitor import watch
+
+DATASET_LABELS = {"synthetic": "synthetic (generated, labeled)", "folder": "folder of my images",
+                  "deepglobe": "DeepGlobe land cover (DGLC)", "potsdam": "ISPRS Potsdam", "vaihingen": "ISPRS Vaihingen",
+                  "loveda": "LoveDA"}
 
 st.title("🧪 Pretrain")
 st.caption("SimCLR or MoCo v2, with or without FALSE (FNSD flags likely false negatives, FNCC calibrates them). "
@@ -75,14 +79,28 @@ with st.expander("Settings", expanded=not runs), st.form("pretrain-form"):
     proj_hidden = c3.number_input("Projection hidden", 1, 8192, int(base.model.proj_hidden), key=k("proj_hidden"))
     queue = c4.number_input("MoCo queue", 1, 1 << 20, int(base.model.queue_size), key=k("queue"))
     c1, c2, c3, c4 = st.columns(4)
-    data_name = c1.selectbox("Data set", ["synthetic", "folder"], index=index_of(["synthetic", "folder"],
-                             base.data.name), key=k("data"),
-                             help="synthetic: generated aerial-like tiles with labels; folder: your images")
+    data_name = c1.selectbox("Data set", list(PRETRAIN_DATASETS), index=index_of(list(PRETRAIN_DATASETS),
+                             base.data.name), key=k("data"), format_func=DATASET_LABELS.get,
+                             help="Labeled sets keep their labels to score the flags (the loss never sees them)")
     num_tiles = c2.number_input("Synthetic tiles", 2, 1_000_000, int(base.data.num_tiles), key=k("tiles"))
     tile_size = c3.number_input("Tile size (px)", 16, 4096, int(base.data.tile_size), key=k("tile_size"))
     image_size = c4.number_input("View size (px)", 16, 1024, int(base.data.image_size), key=k("image_size"))
-    folder = st.text_input("Image folder (data set = folder)", value=base.data.root or "", key=k("folder"),
-                           help="Under the data root or the runs root; PNG, JPEG or TIFF files")
+    c1, c2 = st.columns(2)
+    folder = c1.text_input("Data folder (all but synthetic)", value=base.data.root or "", key=k("folder"),
+                           help="An image folder, or a data set in its published layout; under the data root or "
+                                "the runs root (a preset's own folder is kept as it is)")
+    class_table = c2.text_input("Class table (folder only, optional)", value=base.data.class_table or "",
+                                key=k("class_table"),
+                                help="A YAML table in configs/classes/: makes an images/ + masks/ folder labeled")
+    c1, c2, c3 = st.columns([2, 1, 1])
+    pretrain_splits = c1.multiselect(
+        "Pretrain on the scenes of", ["train", "val", "test"], default=base.data.pretrain_splits, key=k("splits"),
+        help="Labeled sets are split by scene exactly as fine-tuning splits them; keep test out so that test "
+             "scenes never reach the encoder")
+    val_fraction = c2.number_input("Validation share of scenes", 0.01, 0.99, float(base.data.val_fraction), 0.01,
+                                   key=k("val_fraction"))
+    test_fraction = c3.number_input("Test share of scenes", 0.0, 0.99, float(base.data.test_fraction), 0.01,
+                                    key=k("test_fraction"))
 
     st.subheader("Training")
     c1, c2, c3, c4, c5 = st.columns(5)
@@ -117,12 +135,22 @@ with st.expander("Settings", expanded=not runs), st.form("pretrain-form"):
     c1, c2, c3, c4 = st.columns(4)
     blur = c1.number_input("Blur probability", 0.0, 1.0, float(base.data.blur_prob), 0.1, key=k("blur"))
     data_seed = c2.number_input("Data seed", 0, 2**31 - 1, int(base.data.seed), key=k("data_seed"),
-                                help="Which synthetic set (generated once, then cached)")
+                                help="Which synthetic set, and the seeded split of scenes of a labeled set")
     starts = {"": "random"} | {str(e.path): e.label for e in encoder_models()}
     weights = c3.selectbox("Encoder starts from", list(starts), format_func=starts.get, key=k("weights"),
                            index=index_of(list(starts), base.model.weights or ""))
     channels_last = c4.checkbox("channels_last (GPU)", value=base.train.channels_last, key=k("cl"))
     submitted = st.form_submit_button("🚀 Launch", type="primary")
+
+
+def typed_path(text: str, preset_value: str | None) -> str | None:
+    """A folder or file typed in the form, checked by the path guard; the preset's own value is kept as written."""
+    text = text.strip()
+    if not text:
+        return None
+    if text == (preset_value or ""):
+        return text
+    return str(resolve_under(text))
 
 
 def form_config() -> PretrainConfig:
@@ -135,7 +163,9 @@ def form_config() -> PretrainConfig:
                         moco_momentum=moco_m, weights=weights or None)
     raw["data"].update(crop_scale_min=crop_min, color_strength=color, blur_prob=blur, seed=int(data_seed))
     raw["data"].update(name=data_name, num_tiles=int(num_tiles), tile_size=int(tile_size), image_size=int(image_size),
-                       root=str(resolve_under(folder)) if data_name == "folder" and folder.strip() else None)
+                       root=typed_path(folder, base.data.root) if data_name != "synthetic" else None,
+                       class_table=typed_path(class_table, base.data.class_table) if data_name == "folder" else None,
+                       pretrain_splits=pretrain_splits, val_fraction=val_fraction, test_fraction=test_fraction)
     raw["train"].update(momentum=sgd_m, channels_last=channels_last)
     raw["train"].update(batch_size=int(batch), optimizer=optimizer, lr=lr, weight_decay=wd, warmup_steps=int(warmup),
                         ckpt_every=int(ckpt_every), device=device, precision=precision, log_every=int(log_every),

@@ -4,8 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
-from core.config import ConfigError, FinetuneConfig, PretrainConfig, apply_overrides, load_config
+from core.config import ConfigError, FinetuneConfig, PretrainConfig, ProbeConfig, apply_overrides, load_config
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -14,8 +15,12 @@ CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 def test_presets_load(preset: str) -> None:
     from core.compare import CompareConfig
 
-    model = FinetuneConfig if preset.startswith("finetune") else CompareConfig if preset.startswith("compare") \
-        else PretrainConfig
+    from core.runs import kind_of_config
+
+    raw = yaml.safe_load((CONFIGS / preset).read_text())
+    model = {"finetune": FinetuneConfig, "compare": CompareConfig, "probe": ProbeConfig,
+             "pretrain": PretrainConfig}[kind_of_config(raw)]
+    assert kind_of_config(raw) == preset.split("_")[0] or model is PretrainConfig
     cfg = load_config(CONFIGS / preset, model=model)
     assert isinstance(cfg, model)
 
@@ -95,5 +100,13 @@ def test_a_comparison_needs_a_method() -> None:
     from core.compare import CompareConfig
     from core.config import ConfigError, validate_config
 
-    with pytest.raises(ConfigError, match="methods: pick at least one"):
+    with pytest.raises(ConfigError, match="methods: name at least 1 method"):
         validate_config({"pretrain_config": "a.yaml", "finetune_config": "b.yaml", "methods": []}, CompareConfig)
+
+
+def test_plus_equals_extends_a_list_setting() -> None:
+    raw = apply_overrides({"pretrain_overrides": ["a=1"], "x": {"y": 1}}, ["pretrain_overrides+=[b=2, c=3]",
+                                                                          "new+=d=4"])
+    assert raw["pretrain_overrides"] == ["a=1", "b=2", "c=3"] and raw["new"] == ["d=4"]
+    with pytest.raises(ConfigError, match="x.y is not a list"):
+        apply_overrides(raw, ["x.y+=[1]"])

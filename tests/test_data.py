@@ -113,8 +113,14 @@ def test_publish_keeps_the_first_complete_cache(tmp_path):
 
 
 def test_build_dataset_from_config(tmp_path):
-    ds = build_dataset(DataConfig(name="synthetic", num_tiles=4, tile_size=32, seed=5), progress=False)
-    assert isinstance(ds, SyntheticAerial) and len(ds) == 4
+    every = build_dataset(DataConfig(name="synthetic", num_tiles=10, tile_size=32, seed=5,
+                                     pretrain_splits=["train", "val", "test"]), progress=False)
+    assert len(every) == 10 and every.has_labels
+    ds = build_dataset(DataConfig(name="synthetic", num_tiles=10, tile_size=32, seed=5), progress=False)
+    assert len(ds) == 8 and ds.pretrain_splits == ["train"]  # one validation and one test tile never pretrained on
+    held = set(ds.split_scenes["val"]) | set(ds.split_scenes["test"])
+    assert len(held) == 2 and not held & {ds.scene_names[s] for s in ds.scene_ids}
+    assert np.array_equal(ds.get_images([0, 3]).numpy(), every.get_images(ds.indices[[0, 3]]).numpy())
     folder = tmp_path / "imgs"
     folder.mkdir()
     Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(folder / "a.png")  # 2 x 2 overlapping tiles

@@ -17,7 +17,7 @@ from core.data import IMAGENET_MEAN, IMAGENET_STD, SyntheticAerial, data_root
 from core.models import build_encoder, pooled_features
 from core.runs import list_runs
 
-TINY = DataConfig(name="synthetic", num_tiles=40, tile_size=32, seed=0)
+TINY = DataConfig(name="synthetic", num_tiles=40, tile_size=32, seed=0, pretrain_splits=["train", "val", "test"])
 
 
 @pytest.fixture()
@@ -165,10 +165,13 @@ def test_synthetic_tiles_do_not_depend_on_the_set_size(data_dir: Path) -> None:
     small = SyntheticAerial(num_tiles=6, tile_size=16, seed=2, progress=False)
     large = SyntheticAerial(num_tiles=9, tile_size=16, seed=2, progress=False)
     assert np.array_equal(small.images[:], large.images[:6])
-    cfg = DataConfig(name="synthetic", num_tiles=6, tile_size=16, seed=2)
+    cfg = DataConfig(name="synthetic", num_tiles=6, tile_size=16, seed=2, pretrain_splits=["train", "val", "test"])
     assert E.same_tiles(cfg, cfg.model_copy(update={"num_tiles": 9}))
     assert not E.same_tiles(cfg, cfg.model_copy(update={"seed": 3}))
     assert not E.same_tiles(cfg, cfg.model_copy(update={"tile_size": 32}))
+    train_only = cfg.model_copy(update={"pretrain_splits": ["train"]})  # the split depends on the set size
+    assert E.same_tiles(train_only, train_only) and not E.same_tiles(train_only, cfg)
+    assert not E.same_tiles(train_only, train_only.model_copy(update={"num_tiles": 9}))
 
 
 # ------------------------------------------------------------------------------------------------ flagged pairs

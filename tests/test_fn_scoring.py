@@ -190,5 +190,8 @@ def test_pair_tiles_fetch_anchor_and_candidate_images() -> None:
 
 def test_real_run_config_validates(tmp_path: Path) -> None:
     cfg = fn.run_config(make_run(tmp_path, None))
+    # a run made before data.pretrain_splits existed trained on every tile, and is read that way
     assert cfg == validate_config({"method": "simclr", "loss": {"name": "false"},
-                                   "data": {"name": "synthetic", "num_tiles": 8, "tile_size": 16}})
+                                   "data": {"name": "synthetic", "num_tiles": 8, "tile_size": 16,
+                                            "pretrain_splits": ["train", "val", "test"]}})
+    assert validate_config({"data": {"name": "synthetic"}}).data.pretrain_splits == ["train"]  # new runs: train only

@@ -69,3 +69,40 @@ def test_launch_creates_a_run_that_trains_in_the_background(empty_store: Path) -
     assert run.last_checkpoint() is not None
     at.run()  # the watcher now shows the finished run
     assert "completed" in texts(at)
+
+
+def test_a_labeled_data_set_pretrains_on_its_training_scenes_only(empty_store: Path, tmp_path: Path) -> None:
+    import numpy as np
+    import yaml
+    from PIL import Image
+
+    from core import launch
+
+    root = tmp_path / "data" / "dg" / "train"
+    root.mkdir(parents=True)
+    for k in range(5):
+        Image.fromarray(np.full((64, 64, 3), 40 * k, np.uint8)).save(root / f"{k}_sat.jpg")
+        Image.fromarray(np.full((64, 64, 3), (0, 255, 255), np.uint8)).save(root / f"{k}_mask.png")
+    at = open_page("pretrain")
+    _set(at, **TINY)
+    at.selectbox(key="pre-demo_cpu-data").set_value("deepglobe")
+    at.text_input(key="pre-demo_cpu-folder").set_value("dg")
+    _set(at, tile_size=32, batch=4, val_fraction=0.2, test_fraction=0.2)
+    at.text_input(key="pre-demo_cpu-name").set_value("dg-page")
+    at.button[0].click().run()
+    assert not at.exception and not errors(at), errors(at)
+    (run,) = list_runs(empty_store)
+    try:
+        cfg = yaml.safe_load((run.path / "config.yaml").read_text())
+        assert cfg["data"]["name"] == "deepglobe" and cfg["data"]["pretrain_splits"] == ["train"]
+        assert cfg["data"]["root"] == str(root.parent.resolve())
+        deadline = time.time() + 120
+        while not (run.path / "data.json").is_file() and run.is_live() and time.time() < deadline:
+            time.sleep(0.5)
+        import json
+
+        record = json.loads((run.path / "data.json").read_text())
+        assert record["pretrain_scenes"] == record["split_scenes"]["train"] and len(record["pretrain_scenes"]) == 3
+        assert record["tiles"] == 3 * 4  # 3 training scenes of 2 x 2 tiles
+    finally:
+        launch.stop(run)

@@ -19,16 +19,17 @@ __all__ = ["CLASSES", "DataError", "IMAGENET_MEAN", "IMAGENET_STD", "ImageFolder
 
 
 def build_dataset(cfg: Any, progress: bool = True) -> Dataset:
-    """The dataset a ``DataConfig`` asks for.
+    """The tiles a pretraining ``DataConfig`` asks for.
 
-    ``name="synthetic"``: :class:`SyntheticAerial` (num_tiles, tile_size, seed), cached under ``data_root()``;
-    ``cfg.root`` is ignored there, since it names the image folder of ``name="folder"``.
-    ``name="folder"``: :class:`ImageFolderTiles` of ``cfg.root`` at ``cfg.tile_size``.
+    ``name="folder"`` without a class table: :class:`ImageFolderTiles` of ``cfg.root`` (unlabeled, every tile).
+    Every labeled set (``synthetic``, ``deepglobe``, ``potsdam``, ``vaihingen``, ``loveda``, ``folder`` with
+    ``class_table``): the scenes of ``cfg.pretrain_splits`` only, split as fine-tuning splits them
+    (:func:`~core.data.labeled.pretrain_tiles`); the view keeps the labels for scoring flags, never for the loss.
     """
-    if cfg.name == "synthetic":
-        return SyntheticAerial(num_tiles=cfg.num_tiles, tile_size=cfg.tile_size, seed=cfg.seed, progress=progress)
-    if cfg.name == "folder":
+    if cfg.name == "folder" and not getattr(cfg, "class_table", None):
         if not cfg.root:
             raise DataError("data.root: name=folder needs data.root, the image folder to pretrain on")
         return ImageFolderTiles(cfg.root, tile_size=cfg.tile_size, progress=progress)
-    raise DataError(f"data.name: unknown data set {cfg.name!r}; choose synthetic or folder")
+    from .labeled import pretrain_tiles  # the labeled formats load only when asked for
+
+    return pretrain_tiles(cfg, progress=progress)

@@ -43,7 +43,8 @@ from .synthetic import CLASSES, SyntheticAerial
 
 __all__ = ["DEEPGLOBE_CLASSES", "ISPRS_CLASSES", "LOVEDA_CLASSES", "POTSDAM_TEST_IDS", "VAIHINGEN_TEST_AREAS",
            "ClassTable", "DeepGlobe", "FolderSeg", "LoveDA", "Potsdam", "SegSplits", "SegSubset", "SegTiles",
-           "SyntheticSeg", "Vaihingen", "build_seg_dataset", "build_seg_splits", "label_subset", "load_class_table"]
+           "SyntheticSeg", "Vaihingen", "build_seg_dataset", "build_seg_splits", "label_subset", "load_class_table",
+           "pretrain_tiles"]
 
 
 class SyntheticSeg(torch.utils.data.Dataset):
@@ -83,6 +84,32 @@ class SyntheticSeg(torch.utils.data.Dataset):
 
     def dominant_class(self, i: int) -> int:
         return self.base.dominant_class(i)
+
+    @property
+    def counts(self) -> np.ndarray:
+        """Pixels of each class in each tile, (N, C) int64, counted once per process in chunks."""
+        if "_counts" not in self.__dict__:
+            labels, n_cls = self.base.labels, len(self.classes)
+            out = np.zeros((len(labels), n_cls), np.int64)
+            for start in range(0, len(labels), 256):
+                chunk = np.asarray(labels[start:start + 256]).reshape(min(256, len(labels) - start), -1)
+                offset = (chunk.astype(np.int64) + np.arange(len(chunk))[:, None] * 256).ravel()
+                out[start:start + len(chunk)] = np.bincount(offset, minlength=len(chunk) * 256).reshape(-1, 256)[:, :n_cls]
+            self.__dict__["_counts"] = out
+        return self.__dict__["_counts"]
+
+    @property
+    def scene_ids(self) -> np.ndarray:
+        """Each generated tile is its own scene."""
+        return np.arange(len(self), dtype=np.int64)
+
+    @property
+    def scene_names(self) -> list[str]:
+        return [f"synthetic-{i}" for i in range(len(self))]
+
+    def scene_arrays(self, scene: int) -> tuple[np.ndarray, np.ndarray]:
+        i = int(scene)
+        return np.asarray(self.base.images[i]), np.asarray(self.base.labels[i])
 
     def tile_info(self, i: int) -> dict:
         return dict(scene=f"synthetic-{int(i)}", source=None, x=0, y=0, split=None, group=f"synthetic-{int(i)}")
@@ -227,3 +254,22 @@ def build_seg_splits(cfg: Any, progress: bool = True, dataset: Any = None) -> Se
                      name=name, dataset=ds,
                      scenes=dict(train=scenes_of(train_idx), val=scenes_of(val_idx), test=scenes_of(test_idx)),
                      train_all=SegSubset(ds, train_idx, f"{name}/train_all"))
+
+
+def pretrain_tiles(data: Any, progress: bool = True) -> SegSubset:
+    """The tiles a pretraining ``DataConfig`` of a labeled set trains on: the scenes of ``data.pretrain_splits``.
+
+    The split is the one fine-tuning draws from the same settings (``build_seg_splits`` of ``data.as_seg()``), so
+    with the default ``pretrain_splits=[train]`` no validation or test scene reaches the encoder. Tile i of the
+    returned view is what the trainer's (and ``fns.jsonl``'s) index i means. ``split_scenes`` names the scenes of
+    every split and ``pretrain_splits`` the ones used.
+    """
+    splits = build_seg_splits(data.as_seg(), progress=progress)
+    parts = {"train": splits.train_all, "val": splits.val, "test": splits.test}
+    idx = np.sort(np.concatenate([parts[s].indices for s in data.pretrain_splits]))
+    if len(idx) == 0:
+        raise DataError(f"data.pretrain_splits: the {splits.name} set has no tiles in {', '.join(data.pretrain_splits)}")
+    view = SegSubset(splits.dataset, idx, f"{splits.name}/pretrain[{'+'.join(data.pretrain_splits)}]")
+    view.split_scenes = dict(splits.scenes)  # type: ignore[attr-defined]
+    view.pretrain_splits = list(data.pretrain_splits)  # type: ignore[attr-defined]
+    return view

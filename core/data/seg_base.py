@@ -494,6 +494,28 @@ class SegTiles(CachedTiles):
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         return torch.from_numpy(self.masks[idx].astype(np.int64))
 
+    @property
+    def scene_ids(self) -> np.ndarray:
+        """The scene of every tile, (N,) int64: index into :attr:`scene_names`."""
+        return self._scene_of
+
+    @property
+    def scene_names(self) -> list[str]:
+        return [s["name"] for s in self.meta["scenes"]]
+
+    def scene_arrays(self, scene: int) -> tuple[np.ndarray, np.ndarray]:
+        """Whole scene ``scene``: its image (H, W, 3) uint8 and labels (H, W) uint8, decoded as the tiles were.
+
+        Why: test scores are computed over whole scenes (each pixel once), not over overlapping tiles.
+        """
+        s = self.meta["scenes"][int(scene)]
+        img = self.read_image(self.root / s["image"])
+        lab = self.decode_mask(self.root / s["mask"]).labels
+        if img.shape[:2] != lab.shape or lab.shape != (s["height"], s["width"]):
+            raise DataError(f"{self.title}: scene {s['name']} changed on disk since it was tiled; delete "
+                            f"{self.cache_dir} to rebuild")
+        return img, lab
+
     def dominant_class(self, i: int) -> int:
         """The most frequent non-ignored class of tile i (ties: the lower index); ``ignore_index`` if none."""
         c = self.counts[int(i)]
@@ -566,6 +588,32 @@ class SegSubset(torch.utils.data.Dataset):
 
     def get_masks(self, indices: Any) -> torch.Tensor:
         return self.base.get_masks(self._map(indices))
+
+    @property
+    def cache_key(self) -> tuple:
+        """Which tiles this view holds, for caches keyed by data set (never ``id()``: objects come and go)."""
+        inner = getattr(self.base, "base", None)
+        where = getattr(self.base, "cache_dir", None) or getattr(inner, "cache_dir", None)
+        meta = getattr(self.base, "meta", None) or getattr(inner, "meta", None) or {}
+        digest = hashlib.sha256(self.indices.tobytes()).hexdigest()[:16]
+        return str(where), meta.get("created"), len(self.indices), digest
+
+    @property
+    def counts(self) -> np.ndarray:
+        """Pixels of each class in each tile of this view, (n, C) int64."""
+        return np.asarray(self.base.counts[self.indices])
+
+    @property
+    def scene_ids(self) -> np.ndarray:
+        """The scene of every tile of this view (ids of the underlying set's :attr:`scene_names`)."""
+        return np.asarray(self.base.scene_ids)[self.indices]
+
+    @property
+    def scene_names(self) -> list[str]:
+        return self.base.scene_names
+
+    def scene_arrays(self, scene: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.base.scene_arrays(scene)
 
     def dominant_class(self, i: int) -> int:
         return self.base.dominant_class(int(self.indices[int(i)]))
