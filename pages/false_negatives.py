@@ -12,6 +12,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from core import fn_quality as fq
+from core import fn_report
 from core import fn_scoring as fn
 from core.config import ConfigError, DataConfig
 from core.runs import Run
@@ -61,8 +63,9 @@ def precision_section(shown: pd.DataFrame, dataset: Any, data: DataConfig) -> np
     dominant = fn.dominant_classes(dataset)
     report = fn.precision_over_training(shown, dominant)
     if report is None:
-        st.info(f"The data set ({data.name}) has no labels, so the flags cannot be scored. Pretrain on the "
-                "synthetic set (it has per-pixel labels) to see how often FNSD picks same-class tiles.")
+        st.info(f"The data set ({data.name}, no class table) has no labels, so the flags cannot be scored. "
+                "Pretrain on a labeled set (DeepGlobe, Potsdam, Vaihingen, LoveDA, the synthetic set, or a folder "
+                "with a class table) to see how often FNSD picks same-class tiles.")
         return None
     if report.pairs == 0:
         st.info("No flagged pair of two distinct tiles matches the filters.")
@@ -72,9 +75,112 @@ def precision_section(shown: pd.DataFrame, dataset: Any, data: DataConfig) -> np
               "share their tiles' dominant class")
     c2.metric("Base rate", f"{report.base_rate:.3f}", help="chance that two distinct tiles drawn at random share "
               f"their dominant class (exact, over all {report.n_tiles} tiles)")
-    c3.metric("Lift over chance", f"{report.lift:.2f}×", help="precision / base rate: above 1 beats chance")
+    lo, hi = fn.wilson_interval(np.array([report.correct]), np.array([report.pairs]))
+    c3.metric("95 % interval", f"{lo[0]:.3f}–{hi[0]:.3f}", help="Wilson score interval of the precision; beating "
+              "chance is not enough: compare with the reference selectors below")
     st.plotly_chart(precision_figure(report), width="stretch", key="fn-precision-chart")
     return dominant
+
+
+SELECTOR_COLOURS = {"fnsd": "#d62728", "random": "#7f7f7f", "colour": "#ff7f0e", "encoder": "#1f77b4",
+                    "oracle": "#2ca02c"}
+
+
+def selectors_figure(report: dict[str, Any]) -> go.Figure:
+    """Precision of FNSD and of the reference selectors, all pairs and cross-scene pairs, 95 % intervals."""
+    fig = go.Figure()
+    for group, entries in (("all pairs", report["selectors"]), ("cross-scene pairs", report["cross_scene"])):
+        names = [n for n in fq.SELECTORS if n in entries and entries[n]["pairs"]]
+        values = [entries[n]["precision"] for n in names]
+        fig.add_trace(go.Bar(
+            x=[fn_report.SELECTOR_LABELS[n] for n in names], y=values, name=group,
+            marker_color=[SELECTOR_COLOURS[n] for n in names], opacity=1.0 if group == "all pairs" else 0.55,
+            marker_pattern_shape="" if group == "all pairs" else "/",
+            error_y=dict(type="data", symmetric=False, array=[entries[n]["ci"][1] - entries[n]["precision"] for n in names],
+                         arrayminus=[entries[n]["precision"] - entries[n]["ci"][0] for n in names], thickness=1),
+            customdata=[entries[n]["pairs"] for n in names],
+            hovertemplate="%{x}, " + group + ": %{y:.3f} of %{customdata} pairs<extra></extra>"))
+    fig.add_hline(y=report["base_rate"], line_dash="dash", line_color="grey",
+                  annotation_text=f"base rate {report['base_rate']:.2f}", annotation_position="top left")
+    fig.update_layout(barmode="group", height=340, yaxis_range=[0, 1.05], yaxis_title="same dominant class",
+                      title="Same-class share of the picks, on the run's own batches (95 % Wilson intervals)",
+                      margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def quality_verdict(report: dict[str, Any]) -> str:
+    """One sentence: where FNSD stands between chance, the trivial colour selector and the ceiling."""
+    sel = report["selectors"]
+    p, lo, hi = report["precision"], *report["precision_ci"]
+    parts = [f"FNSD's flags share their class {p:.0%} of the time (95 % interval {lo:.0%}–{hi:.0%})"]
+    for name, what in (("random", "a random negative"), ("colour", "the nearest tile by colour")):
+        other = sel.get(name)
+        if other and other["pairs"]:
+            olo, ohi = other["ci"]
+            rel = "above" if lo > ohi else "below" if hi < olo else "level with"
+            parts.append(f"{rel} {what} ({other['precision']:.0%})")
+    return ", ".join(parts) + "."
+
+
+@shows_errors
+def quality_section(run: Run) -> None:
+    """FNSD against reference selectors on the same batches (``core.fn_report``), computed on request and cached."""
+    st.subheader("Better than a trivial selector?")
+    st.caption("Precision alone flatters: on aerial imagery the tile with the closest colours, or one from the same "
+               "scene, often shares the class too. Here the batches the run trained on are rebuilt and other "
+               "selectors pick from them for the same anchors: a random negative, the nearest by colour "
+               "statistics, the nearest by the encoder, and an oracle that knows the labels.")
+    report = fn_report.cached_report(run)
+    label = "📐 Score the flags against reference selectors" if report is None else "🔄 Score again"
+    if st.button(label, key=f"fn-quality-{run.id}", type="primary" if report is None else "secondary",
+                 help="Rebuilds every batch of the run and computes encoder features of its tiles (seconds to a "
+                      "minute); the result is kept in the run folder"):
+        bar = st.progress(0.0, text="starting…")
+
+        def progress(stage: str, done: int, total: int) -> None:
+            bar.progress(min(1.0, done / max(total, 1)), text=f"{stage}: {done} / {total}")
+
+        try:
+            report = fn_report.compute_report(run, progress=progress)
+        except fn_report.FlagReportError as err:
+            bar.empty()
+            show_error(err, "Cannot score the flags")
+            return
+        bar.empty()
+    if report is None:
+        return
+    if run.is_live() and report.get("step", 0) < (run.status().get("step") or 0):
+        st.caption(f"Scored at step {report['step']}; the run has gone on since. Score again for its newer flags.")
+    st.markdown(quality_verdict(report))
+    sel = report["selectors"]
+    cols = st.columns(5)
+    for col, name in zip(cols, fq.SELECTORS):
+        entry = sel.get(name)
+        if entry and entry["pairs"]:
+            lo, hi = entry["ci"]
+            col.metric(fn_report.SELECTOR_LABELS[name], f"{entry['precision']:.3f}",
+                       help=f"95 % interval {lo:.3f}–{hi:.3f}, {entry['pairs']} picks")
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Recall", f"{report['recall']:.4f}" if report["recall"] is not None else "n/a",
+              help=f"flagged same-class tile pairs over the {report['recall_detail']['pairs']} same-class pairs the "
+                   "batches offered")
+    cross = report["cross_scene"].get("fnsd", {})
+    c2.metric("Cross-scene precision", f"{report['cross_scene_precision']:.3f}"
+              if report["cross_scene_precision"] is not None else "n/a",
+              help=f"flags between tiles of different scenes ({cross.get('pairs', 0)} pairs)")
+    same = report["same_scene"]
+    c3.metric("Same-scene precision", f"{same['precision']:.3f}" if same["pairs"] else "n/a",
+              help=f"flags between tiles of one scene ({same['pairs']} pairs): neighbours share classes easily")
+    cal = report["calibrated"]
+    c4.metric("Calibrated flags", f"{cal['precision']:.3f}" if cal["pairs"] else "n/a",
+              help=f"precision of the {cal['pairs']} pairs FNCC actually reweighted")
+    st.plotly_chart(selectors_figure(report), width="stretch", key=f"fn-selectors-{run.id}")
+    notes = [*report.get("notes", [])]
+    if report["excluded_unlabeled"]:
+        notes.append(f"{report['excluded_unlabeled']} pairs with a tile without labeled pixels are left out "
+                     f"({report['tiles_without_class']} such tiles)")
+    if notes:
+        st.caption(" · ".join(notes) + f" · the same report: `python -m core.fn_report {run.path}`")
 
 
 @shows_errors
@@ -104,7 +210,9 @@ def gallery(shown: pd.DataFrame, dataset: Any, dominant: np.ndarray | None, run:
 
 
 def class_name(k: int, names: list[str]) -> str:
-    return names[k] if k < len(names) else str(k)
+    if k == fn.NO_CLASS:
+        return "no labeled pixel"
+    return names[k] if 0 <= k < len(names) else str(k)
 
 
 def pair_caption(rec: Any, dominant: np.ndarray | None, names: list[str]) -> str:
@@ -112,8 +220,8 @@ def pair_caption(rec: Any, dominant: np.ndarray | None, names: list[str]) -> str
             f"{'calibrated ✅' if rec.calibrated else 'not calibrated'}")
     if dominant is not None:
         a, c = int(dominant[rec.anchor_index]), int(dominant[rec.candidate_index])
-        text += f" · {'same class ✅' if a == c else 'different class ❌'} ({class_name(a, names)} / " \
-                f"{class_name(c, names)})"
+        verdict = "not scored" if fn.NO_CLASS in (a, c) else "same class ✅" if a == c else "different class ❌"
+        text += f" · {verdict} ({class_name(a, names)} / {class_name(c, names)})"
     return text
 
 
@@ -158,6 +266,8 @@ def page() -> None:
         show_error(err, "data set")
         return
     dominant = precision_section(shown, dataset, cfg.data)
+    if dominant is not None:
+        quality_section(run)
     gallery(shown, dataset, dominant, run)
 
 

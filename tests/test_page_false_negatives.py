@@ -72,7 +72,9 @@ def test_many_pairs_paginate_and_foreign_indices_are_one_error(store_base: Path,
     monkeypatch.setenv("FALSE_WB_RUNS", str(runs))
     monkeypatch.setenv("FALSE_WB_DATA", str(tmp_path / "data"))
     run = next(r for r in list_runs(runs) if r.id.endswith("tiny-false"))
-    recs = [{"step": 1 + s % 6, "anchor_index": s % 48, "anchor_view": 0, "candidate_index": (s * 7 + 1) % 48,
+    n = len(build_dataset(fn.run_config(run).data, progress=False))  # its training scenes: 48 tiles less val, test
+    assert n == 38
+    recs = [{"step": 1 + s % 6, "anchor_index": s % n, "anchor_view": 0, "candidate_index": (s * 7 + 1) % n,
              "candidate_view": 1, "distance": s / 100, "cos": 0.5, "cos_pos": 0.95, "calibrated": True,
              "mirrored": False} for s in range(30)]
     (run.path / "fns.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
@@ -81,9 +83,37 @@ def test_many_pairs_paginate_and_foreign_indices_are_one_error(store_base: Path,
     assert not at.exception and len(at.get("image")) == 24
     at.number_input[0].set_value(3).run()  # 30 pairs: pages of 12, 12 and 6
     assert not at.exception and len(at.get("image")) == 12
-    recs[0]["candidate_index"] = 480  # the data set has 48 tiles
+    recs[0]["candidate_index"] = 480  # the data set has 38 tiles
     (run.path / "fns.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     at = open_page("false_negatives")
     at.selectbox(key="fn-run").set_value(run.id).run()
     assert not at.exception
     assert any("names tile 480" in e for e in errors(at)) and all("\n" not in e for e in errors(at))
+
+
+def test_flags_are_scored_against_reference_selectors(store_base: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    runs = copy_store(store_base, tmp_path)  # the report is written into the run folder
+    monkeypatch.setenv("FALSE_WB_RUNS", str(runs))
+    monkeypatch.setenv("FALSE_WB_DATA", str(store_base / "data"))
+    run_id = run_named(runs, "tiny-false")
+    at = open_page("false_negatives")
+    at.selectbox(key="fn-run").set_value(run_id).run()
+    assert "Better than a trivial selector?" in [s.value for s in at.subheader]
+    assert "FNSD flags" not in metrics(at)  # computed on request only
+    at.button(key=f"fn-quality-{run_id}").click().run()
+    assert not at.exception and not errors(at), errors(at)
+    shown = metrics(at)
+    for label in ("FNSD flags", "random negative (expected)", "colour-statistics nearest",
+                  "encoder nearest (final encoder)", "oracle ceiling (labels known)", "Recall",
+                  "Cross-scene precision", "Calibrated flags"):
+        assert label in shown, (label, shown)
+    stored = json.loads((runs / run_id / "flag_quality.json").read_text())["report"]
+    assert shown["FNSD flags"] == f"{stored['precision']:.3f}"
+    assert shown["colour-statistics nearest"] == f"{stored['selectors']['colour']['precision']:.3f}"
+    assert "FNSD's flags share their class" in texts(at)
+    assert len(at.get("plotly_chart")) == 3  # counts, precision per bin, selectors
+    again = open_page("false_negatives")  # a new session: the stored report is shown at once
+    again.selectbox(key="fn-run").set_value(run_id).run()
+    assert metrics(again)["FNSD flags"] == shown["FNSD flags"]
+    assert again.button(key=f"fn-quality-{run_id}").label.startswith("🔄")

@@ -1,0 +1,360 @@
+"""Are FNSD's flags real false negatives? Their precision beside reference selectors on the very same batches.
+
+Why: precision against the base rate of a random pair flatters. On aerial imagery a trivial selector (the tile
+whose colour statistics are closest) already finds same-class tiles far more often than chance, and adjacent
+tiles of one scene share their class almost always. So every figure here is measured on the batches the run
+actually trained on (rebuilt by :class:`~core.batch_order.BatchOrder`), for the same anchors and the same number
+of picks as FNSD made, and split into same-scene and cross-scene pairs:
+
+- ``fnsd``: the flagged pairs themselves (mirrored duplicates of a symmetric run are left out: same tile pair).
+- ``random``: a uniformly random negative of the same anchor (global mode: a random pair of the batch); its
+  expected precision, computed exactly, not sampled.
+- ``colour``: the nearest negative by per-channel colour mean and standard deviation of the whole tile.
+- ``encoder``: the nearest negative by cosine of the run's final encoder features (pooled, unaugmented tile).
+- ``oracle``: a selector that knows the labels: the share of picks that could have been same-class at all
+  (per anchor: whether any same-class negative was in the batch). The ceiling of any selector.
+
+A pair is correct when both tiles share their dominant class; pairs with a tile that has no labeled pixel are left
+out. Recall is the flagged same-class tile pairs over all same-class pairs that the batches offered, over every
+step. Intervals are 95 % Wilson score intervals. Nothing here reads files: :mod:`core.fn_report` does.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .fn_scoring import NO_CLASS, wilson_interval
+
+SELECTORS = ("fnsd", "random", "colour", "encoder", "oracle")
+
+
+# ------------------------------------------------------------------------------------------------ proportions
+@dataclass(frozen=True)
+class Proportion:
+    """``hits`` of ``total`` picks were correct (hits may be an expectation), with a 95 % Wilson interval."""
+
+    hits: float
+    total: int
+
+    @property
+    def value(self) -> float:
+        return self.hits / self.total if self.total else float("nan")
+
+    @property
+    def ci(self) -> tuple[float, float]:
+        if not self.total:
+            return float("nan"), float("nan")
+        lo, hi = wilson_interval(np.array([self.hits]), np.array([self.total]))
+        return float(lo[0]), float(hi[0])
+
+    def to_json(self) -> dict[str, Any]:
+        lo, hi = self.ci
+        return {"precision": _num(self.value), "ci": [_num(lo), _num(hi)], "pairs": self.total,
+                "hits": round(float(self.hits), 4)}
+
+    def text(self) -> str:
+        if not self.total:
+            return "n/a (no pairs)"
+        lo, hi = self.ci
+        return f"{self.value:.3f} [{lo:.3f}, {hi:.3f}] of {self.total}"
+
+
+def _num(x: float) -> float | None:
+    return None if x != x else round(float(x), 4)  # NaN -> null in JSON
+
+
+class _Tally:
+    """Hits and totals of one selector, overall and for cross-scene pairs."""
+
+    def __init__(self) -> None:
+        self.hits = self.total = 0.0
+        self.x_hits = self.x_total = 0.0
+
+    def add(self, hits: float, total: float, x_hits: float = 0.0, x_total: float = 0.0) -> None:
+        self.hits += hits
+        self.total += total
+        self.x_hits += x_hits
+        self.x_total += x_total
+
+    def overall(self) -> Proportion:
+        return Proportion(self.hits, int(round(self.total)))
+
+    def cross(self) -> Proportion:
+        return Proportion(self.x_hits, int(round(self.x_total)))
+
+
+# ------------------------------------------------------------------------------------------------ batches
+@dataclass(frozen=True)
+class StepCandidates:
+    """The tiles of one step: anchors (rows of the loss) and the negatives they were compared with.
+
+    SimCLR: both are the batch (an anchor's negatives are the other tiles of it). MoCo: anchors are the batch's
+    queries, candidates the tiles in the queue (slots never filled are not there).
+    """
+
+    step: int  # 1-based, as in fns.jsonl
+    anchors: np.ndarray
+    candidates: np.ndarray
+    ordered: bool = False  # MoCo: (anchor, queue tile) pairs are directed; SimCLR pairs are not
+
+
+def simclr_candidates(order: Any, last_step: int) -> Iterator[StepCandidates]:
+    """Every step's batch of a SimCLR run (``order`` a :class:`~core.batch_order.BatchOrder`)."""
+    for s in range(last_step):
+        batch = order.batch(s)
+        yield StepCandidates(s + 1, batch, batch)
+
+
+def moco_candidates(order: Any, last_step: int, queue_size: int) -> Iterator[StepCandidates]:
+    """Every step of a MoCo run: the batch and the queue as it stood when the loss was computed.
+
+    The queue is a ring buffer that holds the last ``queue_size`` keys, each written with its tile after the step
+    that made it, so at step s it holds the tiles of the latest ``queue_size`` images of steps before s.
+    """
+    ring = np.full(queue_size, -1, np.int64)
+    ptr = 0
+    for s in range(last_step):
+        batch = order.batch(s)
+        queue = np.unique(ring[ring >= 0])
+        yield StepCandidates(s + 1, batch, queue, ordered=True)
+        slots = (ptr + np.arange(len(batch))) % queue_size
+        ring[slots] = batch
+        ptr = (ptr + len(batch)) % queue_size
+
+
+# ------------------------------------------------------------------------------------------------ report
+@dataclass
+class FlagQuality:
+    """Everything :func:`score_flags` measured; ``to_json`` gives the report's keys."""
+
+    selection: str
+    selectors: dict[str, Proportion]
+    cross_scene: dict[str, Proportion]
+    calibrated: Proportion
+    same_scene: Proportion
+    recall: Proportion
+    base_rate: float
+    pairs_flagged: int
+    pairs_scored: int
+    excluded_unlabeled: int
+    excluded_mirrored: int
+    steps_with_flags: int
+    steps_rebuilt: int
+    tiles: int
+    tiles_without_class: int
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def precision(self) -> Proportion:
+        return self.selectors["fnsd"]
+
+    def to_json(self) -> dict[str, Any]:
+        p = self.precision
+        return {
+            "precision": _num(p.value), "precision_ci": [_num(x) for x in p.ci], "pairs": p.total,
+            "base_rate": _num(self.base_rate),
+            "selectors": {k: v.to_json() for k, v in self.selectors.items()},
+            "recall": _num(self.recall.value), "recall_detail": self.recall.to_json(),
+            "cross_scene_precision": _num(self.cross_scene["fnsd"].value),
+            "cross_scene": {k: v.to_json() for k, v in self.cross_scene.items()},
+            "same_scene": self.same_scene.to_json(), "calibrated": self.calibrated.to_json(),
+            "selection": self.selection, "pairs_flagged": self.pairs_flagged, "pairs_scored": self.pairs_scored,
+            "excluded_unlabeled": self.excluded_unlabeled, "excluded_mirrored": self.excluded_mirrored,
+            "steps_with_flags": self.steps_with_flags, "steps_rebuilt": self.steps_rebuilt, "tiles": self.tiles,
+            "tiles_without_class": self.tiles_without_class, "notes": list(self.notes),
+        }
+
+
+def _nearest(features: np.ndarray, metric: str, anchor: int, candidates: np.ndarray, k: int) -> np.ndarray:
+    """The k candidates closest to ``anchor`` (ties: the lower tile index)."""
+    if metric == "cosine":
+        d = -(features[candidates] @ features[anchor])
+    else:
+        d = ((features[candidates] - features[anchor]) ** 2).sum(axis=1)
+    order = np.lexsort((candidates, d))
+    return candidates[order[:k]]
+
+
+def _closest_pairs(features: np.ndarray, metric: str, anchors: np.ndarray, candidates: np.ndarray, k: int,
+                   ordered: bool) -> list[tuple[int, int]]:
+    """The k closest (anchor, candidate) tile pairs of a batch, distinct tiles, each unordered pair once."""
+    fa, fc = features[anchors], features[candidates]
+    if metric == "cosine":
+        d = -(fa @ fc.T)
+    else:
+        d = ((fa[:, None, :] - fc[None, :, :]) ** 2).sum(axis=2)
+    a_idx, c_idx = np.meshgrid(np.arange(len(anchors)), np.arange(len(candidates)), indexing="ij")
+    ok = anchors[a_idx] != candidates[c_idx]
+    if not ordered:
+        ok &= anchors[a_idx] < candidates[c_idx]
+    flat = np.flatnonzero(ok.ravel())
+    order = flat[np.lexsort((flat, d.ravel()[flat]))][:k]
+    return [(int(anchors[a_idx.ravel()[i]]), int(candidates[c_idx.ravel()[i]])) for i in order]
+
+
+class _Scorer:
+    """Scores pairs of tiles by class and scene."""
+
+    def __init__(self, classes: np.ndarray, scenes: np.ndarray) -> None:
+        self.classes, self.scenes = classes, scenes
+
+    def labeled(self, a: int, c: int) -> bool:
+        return self.classes[a] != NO_CLASS and self.classes[c] != NO_CLASS
+
+    def add_pairs(self, tally: _Tally, pairs: Iterable[tuple[int, int]]) -> None:
+        for a, c in pairs:
+            if a == c or not self.labeled(a, c):  # a tile is not its own negative
+                continue
+            hit = float(self.classes[a] == self.classes[c])
+            cross = float(self.scenes[a] != self.scenes[c])
+            tally.add(hit, 1.0, hit * cross, cross)
+
+    def chance(self, a: int, candidates: np.ndarray) -> tuple[float, float, float, float] | None:
+        """Expected hit of one random labeled negative of ``a``: overall and among cross-scene negatives; and
+        whether any same-class negative exists (the oracle). None when ``a`` has no class or no negative."""
+        if self.classes[a] == NO_CLASS:
+            return None
+        cand = candidates[(candidates != a) & (self.classes[candidates] != NO_CLASS)]
+        if len(cand) == 0:
+            return None
+        same = self.classes[cand] == self.classes[a]
+        cross = self.scenes[cand] != self.scenes[a]
+        x_rate = float(same[cross].mean()) if cross.any() else float("nan")
+        return float(same.mean()), x_rate, float(cross.mean()), float(same.any())
+
+
+def score_flags(pairs: pd.DataFrame, steps: Iterable[StepCandidates], classes: np.ndarray, scenes: np.ndarray,
+                features: dict[str, tuple[np.ndarray, str]], selection: str, base_rate: float) -> FlagQuality:
+    """Precision of the flags and of the reference selectors on the same batches; recall over every step.
+
+    Args:
+        pairs: flagged pairs (``core.fn_scoring.load_pairs``); steps: every step's candidates, in order;
+        classes: dominant class per tile (``NO_CLASS`` for none); scenes: scene id per tile;
+        features: selector name -> (per-tile features, "cosine" or "euclidean"), e.g. ``colour`` and ``encoder``;
+        selection: the run's ``loss.selection`` (global picks pairs per batch, per_anchor per anchor).
+
+    Raises ValueError when a flagged tile is not in its step's rebuilt batch: the data set or the batch rule
+    is not the run's, and no figure would mean anything.
+    """
+    classes = np.asarray(classes, np.int64)
+    scenes = np.asarray(scenes, np.int64)
+    scorer = _Scorer(classes, scenes)
+    mirrored = pairs["mirrored"].to_numpy(bool) if len(pairs) else np.zeros(0, bool)
+    own = pairs[~mirrored]
+    by_step = {int(s): g for s, g in own.groupby("step")} if len(own) else {}
+    tallies = {name: _Tally() for name in ["fnsd", "random", *features, "oracle"]}
+    calibrated, same_scene = _Tally(), _Tally()
+    available = flagged_same = 0
+    n_rebuilt = 0
+    unlabeled = 0
+    for sc in steps:
+        n_rebuilt += 1
+        available += _same_class_pairs(sc, classes)
+        group = by_step.get(sc.step)
+        if group is None:
+            continue
+        anchors_t = group["anchor_index"].to_numpy(np.int64)
+        cands_t = group["candidate_index"].to_numpy(np.int64)
+        _check_in_batch(sc, anchors_t, cands_t)
+        flagged = list(zip(anchors_t.tolist(), cands_t.tolist()))
+        unlabeled += sum(not scorer.labeled(a, c) for a, c in flagged)
+        scorer.add_pairs(tallies["fnsd"], flagged)
+        scorer.add_pairs(calibrated, [p for p, cal in zip(flagged, group["calibrated"].to_numpy(bool)) if cal])
+        for a, c in flagged:
+            if scorer.labeled(a, c) and scenes[a] == scenes[c]:
+                same_scene.add(float(classes[a] == classes[c]), 1.0)
+        flagged_same += len({_key(a, c, sc.ordered) for a, c in flagged
+                             if a != c and scorer.labeled(a, c) and classes[a] == classes[c]})
+        if selection == "global":
+            _global_selectors(sc, len(flagged), scorer, tallies, features)
+        else:
+            picks = group.groupby(["anchor_index", "anchor_view"], dropna=False).size()
+            for (a, _view), k in picks.items():
+                _anchor_selectors(sc, int(a), int(k), scorer, tallies, features)
+    recall = Proportion(float(flagged_same), int(available))
+    selectors = {k: t.overall() for k, t in tallies.items()}
+    cross = {k: t.cross() for k, t in tallies.items() if k != "oracle"}
+    notes = []
+    if selection == "global":
+        notes.append("global selection: each reference selector picks, per step, as many pairs of the batch as FNSD "
+                     "flagged (the closest ones); random is a random pair of the batch")
+    else:
+        notes.append("per-anchor selection: each reference selector picks as many negatives per anchor as FNSD did")
+    return FlagQuality(
+        selection=selection, selectors=selectors, cross_scene=cross, calibrated=calibrated.overall(),
+        same_scene=same_scene.overall(), recall=recall, base_rate=base_rate, pairs_flagged=len(pairs),
+        pairs_scored=selectors["fnsd"].total, excluded_unlabeled=int(unlabeled), excluded_mirrored=int(mirrored.sum()),
+        steps_with_flags=len(by_step), steps_rebuilt=n_rebuilt, tiles=len(classes),
+        tiles_without_class=int((classes == NO_CLASS).sum()), notes=notes)
+
+
+def _key(a: int, c: int, ordered: bool) -> tuple[int, int]:
+    return (a, c) if ordered or a < c else (c, a)
+
+
+def _check_in_batch(sc: StepCandidates, anchors: np.ndarray, cands: np.ndarray) -> None:
+    bad_a = ~np.isin(anchors, sc.anchors)
+    bad_c = ~np.isin(cands, sc.candidates)
+    if bad_a.any() or bad_c.any():
+        tile = int(anchors[bad_a][0]) if bad_a.any() else int(cands[bad_c][0])
+        raise ValueError(f"step {sc.step}: flagged tile {tile} is not in the rebuilt batch; the data set or the run's "
+                         "settings (seed, batch size, ranks) differ from those it trained with")
+
+
+def _same_class_pairs(sc: StepCandidates, classes: np.ndarray) -> int:
+    """Same-class pairs of distinct labeled tiles the step offered (unordered for SimCLR, anchor -> queue for MoCo)."""
+    ca = classes[sc.anchors]
+    ca = ca[ca != NO_CLASS]
+    if not sc.ordered:
+        n = np.bincount(ca) if len(ca) else np.zeros(0, np.int64)
+        return int((n * (n - 1) // 2).sum())
+    cc = classes[sc.candidates]
+    cc = cc[cc != NO_CLASS]
+    size = int(max(ca.max(initial=-1), cc.max(initial=-1))) + 1
+    if size <= 0:
+        return 0
+    na, nc = np.bincount(ca, minlength=size), np.bincount(cc, minlength=size)
+    both = np.isin(sc.anchors, sc.candidates) & (classes[sc.anchors] != NO_CLASS)  # a tile is not its own negative
+    return int((na * nc).sum() - both.sum())
+
+
+def _anchor_selectors(sc: StepCandidates, a: int, k: int, scorer: _Scorer, tallies: dict[str, _Tally],
+                      features: dict[str, tuple[np.ndarray, str]]) -> None:
+    negatives = sc.candidates[sc.candidates != a]
+    for name, (feats, metric) in features.items():
+        scorer.add_pairs(tallies[name], [(a, int(c)) for c in _nearest(feats, metric, a, negatives, k)])
+    chance = scorer.chance(a, sc.candidates)
+    if chance is None:
+        return
+    rate, x_rate, x_share, any_same = chance
+    tallies["random"].add(k * rate, k, k * x_share * (0.0 if x_rate != x_rate else x_rate), k * x_share)
+    tallies["oracle"].add(k * any_same, k)
+
+
+def _global_selectors(sc: StepCandidates, k: int, scorer: _Scorer, tallies: dict[str, _Tally],
+                      features: dict[str, tuple[np.ndarray, str]]) -> None:
+    for name, (feats, metric) in features.items():
+        scorer.add_pairs(tallies[name], _closest_pairs(feats, metric, sc.anchors, sc.candidates, k, sc.ordered))
+    a, c = np.meshgrid(sc.anchors, sc.candidates, indexing="ij")
+    ok = (a != c) & (scorer.classes[a] != NO_CLASS) & (scorer.classes[c] != NO_CLASS)
+    if not sc.ordered:
+        ok &= a < c
+    if not ok.any():
+        return
+    same = (scorer.classes[a] == scorer.classes[c])[ok]
+    cross = (scorer.scenes[a] != scorer.scenes[c])[ok]
+    x_rate = float(same[cross].mean()) if cross.any() else 0.0
+    tallies["random"].add(k * float(same.mean()), k, k * float(cross.mean()) * x_rate, k * float(cross.mean()))
+    tallies["oracle"].add(float(min(k, int(same.sum()))), k)
+
+
+# ------------------------------------------------------------------------------------------------ features
+def colour_features(images: np.ndarray) -> np.ndarray:
+    """Per-channel mean and standard deviation of uint8 tiles (B, 3, H, W) in [0, 1]: (B, 6) float32."""
+    x = np.asarray(images, np.float32).reshape(images.shape[0], images.shape[1], -1) / 255.0
+    return np.concatenate([x.mean(axis=2), x.std(axis=2)], axis=1).astype(np.float32)
+
