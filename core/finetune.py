@@ -17,6 +17,7 @@ import os
 import sys
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from .device import pick_device, pick_precision
 from .metrics import SegScores, confusion_matrix, scores_from_confusion
 from .pretrain import StopFlag, fit_from_cli, prepared_run, record_early_failure
 from .runs import NotARunError, Run, atomic_write_json, create_run, open_run
+from .scene_eval import SceneEval, evaluate_scenes, whole_scenes_possible
 from .segmodel import SegModel, build_seg_model, make_card
 
 AUX_WEIGHT = 0.4
@@ -266,13 +268,44 @@ class FinetuneTrainer:
         best = self.run.checkpoint_dir / "best.safetensors"
         if best.exists():
             load_checkpoint(best, model=self.model, map_location=self.device)
-        split = self.splits.test if len(self.splits.test) else self.splits.val
-        scores = self._evaluate(split)
-        which = "test" if len(self.splits.test) else "val"
-        atomic_write_json(self.run.path / "test_metrics.json",
-                          {"split": which, "tiles": len(split), "classes": names, **scores.as_dict(names)})
-        self.run.log(f"best model on {which}: mIoU {scores.miou:.4f} OA {scores.overall_accuracy:.4f} "
-                     f"kappa {scores.kappa:.4f}")
+        self.run.log("testing the best model on whole scenes")
+        result = test_scores(self.model, self.splits, self.device, self.cfg.train.test_tile,
+                             self.cfg.train.test_overlap, card=self.card)
+        scores = result.scores
+        atomic_write_json(self.run.path / "test_metrics.json", {
+            "split": result.split, "tiles": result.tiles, **result.how.record(), "classes": names,
+            **scores.as_dict(names)})
+        self.run.log(f"best model on {result.split} ({result.how.method}, {len(result.how.scenes)} scenes): mIoU "
+                     f"{scores.miou:.4f} OA {scores.overall_accuracy:.4f} kappa {scores.kappa:.4f}")
+
+
+@dataclass
+class TestResult:
+    split: str  # "test", or "val" when the data set gave no test split
+    tiles: int
+    how: SceneEval
+
+    @property
+    def scores(self) -> SegScores:
+        return self.how.scores
+
+
+def test_scores(model: torch.nn.Module, splits: Any, device: torch.device, tile: int, overlap: float,
+                card: dict[str, Any] | None = None) -> TestResult:
+    """Scores of a model on the test split (the validation split when there is none), over whole scenes where
+    the split holds whole scenes (see :mod:`core.scene_eval`), else over its tiles."""
+    which = "test" if len(splits.test) else "val"
+    split = splits.test if which == "test" else splits.val
+    others = [splits.train_all if splits.train_all is not None else splits.train,
+              splits.val if which == "test" else splits.test]
+    n = len(splits.classes)
+    if whole_scenes_possible(split, others):
+        how = evaluate_scenes(model, split, n, splits.ignore_index, device=device, tile=tile, overlap=overlap,
+                              card=card)
+    else:
+        scores = evaluate(model, split, n, splits.ignore_index, device)
+        how = SceneEval(scores, "tiles", [], 0, 0, 0.0)
+    return TestResult(which, len(split), how)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -1,0 +1,72 @@
+"""Test scores over whole scenes, by the same sliding-window inference that ``core.segment`` runs.
+
+Why: tiles cut from a scene overlap at its edges (the last tile is aligned to the border), so scoring tiles
+counts some pixels twice, and a model is never used on isolated tiles anyway. Here every test scene is read
+whole, segmented by :func:`core.infer.predict` (blended windows, the defaults of ``core.segment``) and compared
+with its full label map: each pixel counts once.
+
+A split cut by tile from a single scene (the fallback when a data set has one scene) cannot be scored this way
+without scoring training pixels too; there the tiles are scored and the result says so.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .infer import predict
+from .metrics import SegScores, confusion_matrix, scores_from_confusion
+
+DEFAULT_TILE = 512  # as core.segment
+DEFAULT_OVERLAP = 0.25
+
+
+@dataclass
+class SceneEval:
+    scores: SegScores
+    method: str  # "whole scenes" or "tiles"
+    scenes: list[str]
+    pixels: int
+    tile: int
+    overlap: float
+
+    def record(self) -> dict[str, Any]:
+        """What ``test_metrics.json`` says about how the scores were computed."""
+        how = (f"whole scenes by sliding-window inference (window {self.tile} px, overlap {self.overlap}, as "
+               "core.segment), each pixel counted once") if self.method == "whole scenes" else \
+            "tiles of a split cut by tile from one scene (edge tiles overlap: some pixels counted twice)"
+        return {"evaluation": self.method, "evaluation_detail": how, "scenes": self.scenes, "pixels": self.pixels,
+                "window": self.tile, "overlap": self.overlap}
+
+
+def whole_scenes_possible(split: Any, others: list[Any]) -> bool:
+    """Whether no scene of ``split`` has tiles in the other splits (so its scenes can be scored whole)."""
+    if not hasattr(split, "scene_ids") or not hasattr(split, "scene_arrays"):
+        return False
+    mine = set(np.unique(split.scene_ids).tolist())
+    return all(not (mine & set(np.unique(o.scene_ids).tolist())) for o in others if len(o))
+
+
+def evaluate_scenes(model: nn.Module, split: Any, num_classes: int, ignore_index: int, *,
+                    device: torch.device | str | None = None, tile: int = DEFAULT_TILE,
+                    overlap: float = DEFAULT_OVERLAP, batch_size: int = 4, card: dict[str, Any] | None = None,
+                    progress: Callable[[int, int], None] | None = None) -> SceneEval:
+    """Scores of ``model`` over every whole scene that has tiles in ``split``."""
+    scene_ids = [int(s) for s in np.unique(split.scene_ids)]
+    names = split.scene_names
+    cm = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+    pixels = 0
+    for k, si in enumerate(scene_ids):
+        image, labels = split.scene_arrays(si)
+        pred = predict(model, image, tile=tile, overlap=overlap, batch_size=batch_size, device=device, card=card,
+                       num_classes=num_classes)
+        target = torch.from_numpy(labels.astype(np.int64))
+        cm += confusion_matrix(torch.from_numpy(pred), target, num_classes, ignore_index)
+        pixels += int((target != ignore_index).sum())
+        if progress is not None:
+            progress(k + 1, len(scene_ids))
+    return SceneEval(scores_from_confusion(cm), "whole scenes", [names[s] for s in scene_ids], pixels, tile, overlap)
