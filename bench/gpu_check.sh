@@ -14,3 +14,18 @@ python bench/train.py --steps 40 model.encoder=resnet50 model.proj_hidden=2048 d
   data.image_size=224 train.batch_size=256 train.precision=bf16 train.channels_last=true train.ckpt_every=1000 \
   2>&1 | tee -a "$log"
 echo "target: bare >= 2500 views/s on an H100, trainer within 15% of it" | tee -a "$log"
+# A short version of the paper's DGLC comparison (configs/compare_dglc_gpu.yaml): ResNet-50 at 224 px, batch 256,
+# bf16; 2 pretraining seeds of SimCLR and SimCLR + FALSE, each scored by the frozen DeepLabV3+ protocol. On the
+# DeepGlobe scenes when DGLC_ROOT (default ../shared/data/deepglobe_landcover) holds them, else on the synthetic set.
+dglc="${DGLC_ROOT:-../shared/data/deepglobe_landcover}"
+if [ -d "$dglc" ]; then
+  data=(data.root="$dglc")
+else
+  echo "no DeepGlobe scenes at $dglc: the short comparison runs on the synthetic set instead" | tee -a "$log"
+  data=(data.name=synthetic data.root=null data.num_tiles=900)
+fi
+pre="[$(IFS=,; echo "${data[*]}"),train.epochs=3,train.warmup_epochs=1,train.precision=bf16]"
+ft="[$(IFS=,; echo "${data[*]}"),train.max_steps=60,train.eval_every=60]"
+python -m core.compare --config configs/compare_dglc_gpu.yaml --runs-root "${OUT:-.}/gpu_runs" \
+  "pretrain_overrides+=$pre" "finetune_overrides+=$ft" "methods=[simclr,simclr_false]" "pretrain_seeds=[0,1]" \
+  --out "${OUT:-.}/comparison_dglc_gpu_short.md" 2>&1 | grep -v "it/s\]" | tail -40 | tee -a "$log"

@@ -1,10 +1,18 @@
-"""The paper's comparison: does FALSE improve its base method's segmentation after fine-tuning?
+"""The paper's comparison, with the statistics a reviewer asks for: does FALSE improve its base method?
 
-    python -m core.compare --config configs/compare_cpu.yaml [--out docs/comparison_synthetic.md]
+    python -m core.compare --config configs/compare_dglc_cpu.yaml [--out docs/comparison_dglc.md]
+    python -m core.compare --resume RUN_DIR        # continue a stopped comparison; finished units are kept
 
-Pretrains (or reuses) SimCLR, SimCLR+FALSE, MoCo v2 and MoCo v2+FALSE with the same settings, fine-tunes each
-(and a randomly initialised encoder) on the same labelled subset with several seeds, and writes a table of the mean
-and standard deviation of mIoU, overall accuracy and kappa, with the FALSE gain over its base method.
+Crosses methods x pretraining seeds x evaluation seeds. Every method is pretrained once per pretraining seed (the
+same seed gives SimCLR and SimCLR+FALSE the same start, batches and augmentations), then evaluated on the same
+labeled split by ``eval: probe`` (a linear probe of the frozen encoder, :mod:`core.probe`) or ``eval: finetune``
+(the fine-tuning preset, e.g. the paper's frozen DeepLabV3+ protocol), once per evaluation seed. Test scores are
+over whole held-out scenes. For every FALSE variant against its base method the table gives the mean paired
+difference with a 95 % t interval over pretraining seeds and a plain verdict ("within noise" when the interval
+holds 0), the scenes and tiles of every split, and the run writes JSON, CSV and Markdown.
+
+Pretraining reads only the scenes of its ``data.pretrain_splits`` and, when it uses the evaluation's data set, its
+split settings are set to the evaluation's: test scenes never reach an encoder (checked for every run).
 """
 from __future__ import annotations
 
@@ -14,166 +22,436 @@ import io
 import json
 import os
 import signal
-import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
-from .config import (ConfigError, FinetuneConfig, PretrainConfig, _Section, config_to_yaml,
-                     load_config)
+from .config import (ConfigError, FinetuneConfig, PretrainConfig, ProbeConfig, _Section, config_to_yaml, distinct,
+                     load_config, validate_config)
 from .data import DataError
-from .finetune import run_finetune
-from .pretrain import Trainer, prepared_run, record_early_failure
-from .runs import NotARunError, atomic_write_bytes, create_run, open_run, runs_root
-
+from .data.seg_base import resolve_root
+from .runs import NotARunError, Run, atomic_write_bytes, atomic_write_json, create_run, open_run, read_jsonl, runs_root
+from .stats import mean_sd, paired_difference
 
 METHODS: dict[str, list[str]] = {
     "random": [],
     "simclr": ["method=simclr", "loss.name=info_nce"],
-    "simclr_false": ["method=simclr", "loss.name=false"],
+    "simclr_false": ["method=simclr", "loss.name=false", "loss.selection=global"],
+    "simclr_false_pa": ["method=simclr", "loss.name=false", "loss.selection=per_anchor"],
     "moco": ["method=moco", "loss.name=info_nce"],
-    "moco_false": ["method=moco", "loss.name=false"],
+    "moco_false": ["method=moco", "loss.name=false", "loss.selection=global"],
+    "moco_false_pa": ["method=moco", "loss.name=false", "loss.selection=per_anchor"],
 }
-BASE_OF = {"simclr_false": "simclr", "moco_false": "moco"}
+LABELS = {"random": "random init", "simclr": "SimCLR", "simclr_false": "SimCLR + FALSE (global)",
+          "simclr_false_pa": "SimCLR + FALSE (per anchor)", "moco": "MoCo v2", "moco_false": "MoCo v2 + FALSE (global)",
+          "moco_false_pa": "MoCo v2 + FALSE (per anchor)"}
+BASE_OF = {"simclr_false": "simclr", "simclr_false_pa": "simclr", "moco_false": "moco", "moco_false_pa": "moco"}
+RANDOM_SEED_STRIDE = 1000  # random init: the encoder of pretraining seed p, evaluation seed s is drawn from 1000 p + s
 
 
 class CompareConfig(_Section):
     name: str = "compare"
     pretrain_config: str = Field(description="pretraining preset (YAML) shared by every method")
     pretrain_overrides: list[str] = []
-    finetune_config: str = Field(description="fine-tuning preset (YAML) shared by every method")
+    eval: Literal["finetune", "probe"] = Field("finetune", description="probe: linear probe; finetune: the preset")
+    finetune_config: str | None = Field(None, description="fine-tuning preset (YAML), for eval: finetune")
     finetune_overrides: list[str] = []
+    probe_config: str | None = Field(None, description="probe preset (YAML), for eval: probe")
+    probe_overrides: list[str] = []
     methods: list[str] = list(METHODS)
-    seeds: list[int] = [0, 1]
-    reuse: dict[str, str] = Field(default_factory=dict, description="method -> existing pretraining run folder")
+    pretrain_seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], description="at least 2, for an interval")
+    seeds: list[int] = Field(default_factory=lambda: [0], description="evaluation (fine-tuning or probe) seeds")
+    reuse: dict[str, str] = Field(default_factory=dict,
+                                  description="'method@seed' (or 'method' for the first seed) -> pretraining run")
 
-    def model_post_init(self, __context: Any) -> None:
-        if not self.methods:
-            raise ValueError("methods: pick at least one method")
-        for m in self.methods:
+    @field_validator("methods")
+    @classmethod
+    def _known_methods(cls, v: list[str]) -> list[str]:
+        for m in distinct(v, 1, "method"):
             if m not in METHODS:
-                raise ValueError(f"methods: unknown method {m!r}; choose from {', '.join(METHODS)}")
-        if not self.seeds:
-            raise ValueError("seeds: give at least one seed")
+                raise ValueError(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
+        return v
+
+    @field_validator("pretrain_seeds")
+    @classmethod
+    def _two_pretrain_seeds(cls, v: list[int]) -> list[int]:
+        return distinct(v, 2, "pretraining seeds (a paired interval needs them; e.g. [0, 1, 2])")
+
+    @field_validator("seeds")
+    @classmethod
+    def _some_seeds(cls, v: list[int]) -> list[int]:
+        return distinct(v, 1, "evaluation seed")
+
+    @model_validator(mode="after")
+    def _eval_preset(self) -> "CompareConfig":
+        if self.eval == "finetune" and not self.finetune_config:
+            raise ValueError("eval: finetune needs finetune_config, a fine-tuning preset")
+        if self.eval == "probe" and not self.probe_config:
+            raise ValueError("eval: probe needs probe_config, a probe preset (e.g. configs/probe_dglc_cpu.yaml)")
+        return self
 
 
-def _load_compare(path: str, overrides: list[str]) -> CompareConfig:
-    try:
-        return load_config(path, overrides, CompareConfig)
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
+class CompareError(RuntimeError):
+    """The comparison cannot go on; one line says why (finished units stay in the run folder)."""
 
 
-def pretrain_all(cfg: CompareConfig, root: Path, log) -> dict[str, Path | None]:
-    """One pretraining run per method (or the reused one)."""
-    encoders: dict[str, Path | None] = {}
-    for method in cfg.methods:
-        if method == "random":
-            encoders[method] = None
-            continue
-        if method in cfg.reuse:
-            encoders[method] = open_run(cfg.reuse[method]).path
-            log(f"{method}: reusing {encoders[method]}")
-            continue
-        pcfg: PretrainConfig = load_config(cfg.pretrain_config, [*cfg.pretrain_overrides, *METHODS[method],
-                                                                  f"name={cfg.name}-{method}"])
-        trainer = Trainer(pcfg, None, progress=True)
-        trainer.run = create_run(pcfg.name, config_to_yaml(pcfg), root)
-        log(f"{method}: pretraining into {trainer.run.path}")
-        if trainer.fit() != "completed":
-            raise RuntimeError(f"{method}: pretraining did not complete")
-        encoders[method] = trainer.run.path
-    return encoders
+# ------------------------------------------------------------------------------------------------ configs
+def eval_config(cfg: CompareConfig, method: str, pretrain_seed: int, seed: int, encoder: Path | None) -> Any:
+    """The fine-tuning or probe config of one evaluation unit."""
+    init = str(encoder) if encoder is not None else "random"
+    run_seed = RANDOM_SEED_STRIDE * pretrain_seed + seed if encoder is None else seed
+    common = [f"seed={run_seed}", f"model.init={init}", f"name={cfg.name}-{method}-p{pretrain_seed}-s{seed}"]
+    if cfg.eval == "probe":
+        return load_config(cfg.probe_config, [*cfg.probe_overrides, *common], ProbeConfig)
+    return load_config(cfg.finetune_config, [*cfg.finetune_overrides, *common], FinetuneConfig)
 
 
-def finetune_all(cfg: CompareConfig, encoders: dict[str, Path | None], root: Path, log) -> list[dict[str, Any]]:
-    rows = []
-    for method, enc in encoders.items():
-        for seed in cfg.seeds:
-            fcfg: FinetuneConfig = load_config(cfg.finetune_config, [
-                *cfg.finetune_overrides, f"seed={seed}", f"model.init={enc if enc else 'random'}",
-                f"name={cfg.name}-ft-{method}-s{seed}"], FinetuneConfig)
-            run = run_finetune(fcfg, root, progress=True)
-            scores = json.loads((run.path / "test_metrics.json").read_text())
-            rows.append({"method": method, "seed": seed, "miou": scores["miou"], "oa": scores["oa"],
-                         "kappa": scores["kappa"], "split": scores["split"], "run": str(run.path)})
-            log(f"{method} seed {seed}: mIoU {scores['miou']:.4f} OA {scores['oa']:.4f} ({run.path.name})")
-    return rows
-
-
-def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean and standard deviation per method, and the FALSE gain (mIoU points) over its base method."""
-    out = []
-    by_method: dict[str, list[dict[str, Any]]] = {}
-    for r in rows:
-        by_method.setdefault(r["method"], []).append(r)
-    means = {}
-    for method, rs in by_method.items():
-        row: dict[str, Any] = {"method": method, "seeds": len(rs)}
-        for key in ("miou", "oa", "kappa"):
-            vals = [r[key] for r in rs]
-            row[f"{key}_mean"] = statistics.fmean(vals)
-            row[f"{key}_std"] = statistics.stdev(vals) if len(vals) > 1 else 0.0
-        means[method] = row["miou_mean"]
-        out.append(row)
-    for row in out:
-        base = BASE_OF.get(row["method"])
-        row["false_gain_miou_points"] = 100 * (row["miou_mean"] - means[base]) if base in means else None
+def split_overrides(cfg: CompareConfig, pretrain: PretrainConfig, evaluation: Any) -> list[str]:
+    """Pretraining on the evaluation's data set splits its scenes exactly as the evaluation does."""
+    p, e = pretrain.data, evaluation.data
+    same_root = p.root and e.root and resolve_root(p.root) == resolve_root(e.root)
+    if p.name != e.name or (p.name != "synthetic" and not same_root):
+        return []
+    out = [f"data.seed={e.seed}", f"data.val_fraction={e.val_fraction}", f"data.test_fraction={e.test_fraction}"]
+    if p.name == "synthetic":
+        out += [f"data.num_tiles={e.num_tiles}", f"data.tile_size={e.tile_size}"]
     return out
 
 
-def to_markdown(summary: list[dict[str, Any]], title: str) -> str:
-    lines = [f"### {title}", "", "| method | seeds | mIoU (%) | OA (%) | kappa | FALSE gain (mIoU points) |",
+def pretrain_config(cfg: CompareConfig, method: str, pretrain_seed: int, extra: list[str]) -> PretrainConfig:
+    return load_config(cfg.pretrain_config, [*cfg.pretrain_overrides, *extra, *METHODS[method],
+                                             f"seed={pretrain_seed}", f"name={cfg.name}-{method}-p{pretrain_seed}"])
+
+
+# ------------------------------------------------------------------------------------------------ units
+class Units:
+    """The finished pieces of a comparison (``units.jsonl`` of its run folder), so a resumed one skips them."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.done = {self._key(u): u for u in read_jsonl(run.path / "units.jsonl")}
+        self.added = 0  # units computed by this process (0: a resumed comparison that was already complete)
+
+    @staticmethod
+    def _key(u: dict[str, Any]) -> tuple:
+        return (u.get("kind"), u.get("method"), u.get("pretrain_seed"), u.get("seed"))
+
+    def get(self, kind: str, method: str, pretrain_seed: int, seed: int | None = None) -> dict[str, Any] | None:
+        return self.done.get((kind, method, pretrain_seed, seed))
+
+    def add(self, unit: dict[str, Any]) -> None:
+        self.run.append_jsonl("units.jsonl", [unit])
+        self.done[self._key(unit)] = unit
+        self.added += 1
+
+
+def reused_run(cfg: CompareConfig, method: str, pretrain_seed: int) -> Path | None:
+    key = f"{method}@{pretrain_seed}"
+    if key in cfg.reuse:
+        return open_run(cfg.reuse[key]).path
+    if method in cfg.reuse and pretrain_seed == cfg.pretrain_seeds[0]:
+        return open_run(cfg.reuse[method]).path
+    return None
+
+
+def check_no_leak(run_path: Path, test_scenes: list[str], method: str) -> None:
+    """A pretraining run that saw a test scene would make every score of its encoder meaningless."""
+    record = json.loads((run_path / "data.json").read_text()) if (run_path / "data.json").is_file() else {}
+    seen = set(record.get("pretrain_scenes") or [])
+    leaked = sorted(seen & set(test_scenes))
+    if leaked:
+        raise CompareError(f"{method}: pretraining run {run_path.name} trained on test scene(s) "
+                           f"{', '.join(leaked[:5])}; set its data.pretrain_splits to [train] (or [train, val])")
+
+
+class Comparison:
+    """Runs the units of a comparison in an order that completes whole pretraining seeds first."""
+
+    def __init__(self, cfg: CompareConfig, out: Run, root: Path, log: Any) -> None:
+        self.cfg, self.out, self.root, self.log = cfg, out, root, log
+        self.units = Units(out)
+        probe0 = eval_config(cfg, "random", cfg.pretrain_seeds[0], cfg.seeds[0], None)
+        self.eval_data = probe0.data
+        self.extra = split_overrides(cfg, load_config(cfg.pretrain_config, cfg.pretrain_overrides), probe0)
+        self.splits = None
+
+    @property
+    def total(self) -> int:
+        pre = sum(m != "random" for m in self.cfg.methods) * len(self.cfg.pretrain_seeds)
+        return pre + len(self.cfg.methods) * len(self.cfg.pretrain_seeds) * len(self.cfg.seeds)
+
+    def _progress(self) -> None:
+        self.out.write_status(step=len(self.units.done), total_steps=self.total)
+
+    def eval_splits(self) -> Any:
+        if self.splits is None:
+            from .data.labeled import build_seg_splits
+
+            self.splits = build_seg_splits(self.eval_data, progress=True)
+        return self.splits
+
+    def pretrain(self, method: str, pseed: int) -> Path | None:
+        if method == "random":
+            return None
+        done = self.units.get("pretrain", method, pseed)
+        if done:
+            return Path(done["run"])
+        from .pretrain import Trainer
+
+        path = reused_run(self.cfg, method, pseed)
+        if path is None:
+            pcfg = pretrain_config(self.cfg, method, pseed, self.extra)
+            trainer = Trainer(pcfg, None, progress=True)
+            trainer.run = create_run(pcfg.name, config_to_yaml(pcfg), self.root)
+            self.log(f"{method} p{pseed}: pretraining into {trainer.run.path.name}")
+            if trainer.fit() != "completed":
+                raise CompareError(f"{method} p{pseed}: pretraining did not complete")
+            path = trainer.run.path
+        else:
+            self.log(f"{method} p{pseed}: reusing {path}")
+        check_no_leak(path, self.eval_splits().scenes.get("test", []), method)
+        self.units.add({"kind": "pretrain", "method": method, "pretrain_seed": pseed, "seed": None, "run": str(path)})
+        self._progress()
+        return path
+
+    def evaluate(self, method: str, pseed: int, seed: int, encoder: Path | None) -> None:
+        if self.units.get("eval", method, pseed, seed):
+            return
+        ecfg = eval_config(self.cfg, method, pseed, seed, encoder)
+        if self.cfg.eval == "probe":
+            from .probe import run_probe
+
+            result = run_probe(ecfg, splits=self.eval_splits(), progress=True)
+            record = result.record(ecfg)
+            where = self.out.path / "probes" / f"{method}-p{pseed}-s{seed}.json"
+            atomic_write_json(where, record)
+        else:
+            from .finetune import run_finetune
+
+            run = run_finetune(ecfg, self.root, progress=True)
+            record = json.loads((run.path / "test_metrics.json").read_text())
+            where = run.path
+        unit = {"kind": "eval", "method": method, "pretrain_seed": pseed, "seed": seed, "miou": record["miou"],
+                "oa": record["oa"], "kappa": record["kappa"], "iou": record.get("iou"), "split": record["split"],
+                "evaluation": record.get("evaluation", "tiles"), "record": str(where),
+                "pretrain_run": str(encoder.parent.parent) if encoder is not None else None}
+        self.units.add(unit)
+        self._progress()
+        self.log(f"{method} p{pseed} s{seed}: mIoU {unit['miou']:.4f} OA {unit['oa']:.4f} ({where.name})")
+
+    def run_all(self) -> list[dict[str, Any]]:
+        self._progress()
+        for pseed in self.cfg.pretrain_seeds:
+            for method in self.cfg.methods:
+                path = self.pretrain(method, pseed)
+                encoder = path / "checkpoints" / "encoder.safetensors" if path is not None else None
+                for seed in self.cfg.seeds:
+                    self.evaluate(method, pseed, seed, encoder)
+        return [u for u in self.units.done.values() if u["kind"] == "eval"]
+
+
+# ------------------------------------------------------------------------------------------------ tables
+def flag_counts(run_path: str | Path) -> tuple[int, int]:
+    """Pairs FNSD flagged and pairs FNCC calibrated in a pretraining run (mirrored records not counted)."""
+    records = [r for r in read_jsonl(Path(run_path) / "fns.jsonl") if not r.get("mirrored")]
+    return len(records), sum(bool(r.get("calibrated")) for r in records)
+
+
+def calibrations(units: list[dict[str, Any]]) -> dict[str, float]:
+    """Mean number of calibrated pairs per pretraining run, per method: FALSE can only matter where it is > 0."""
+    per: dict[str, list[int]] = {}
+    for u in units:
+        if u["kind"] == "pretrain" and u.get("run"):
+            per.setdefault(u["method"], []).append(flag_counts(u["run"])[1])
+    return {m: sum(v) / len(v) for m, v in per.items()}
+
+
+def summarise(rows: list[dict[str, Any]], methods: list[str], calibrated: dict[str, float] | None = None) -> \
+        tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Per method: mean and sd over pretraining seeds (of the mean over evaluation seeds), mean IoU per class and
+    calibrated pairs per run; per FALSE variant: the paired difference from its base method over the pretraining
+    seeds both have."""
+    calibrated = calibrated or {}
+    per_seed: dict[str, dict[int, dict[str, float]]] = {}
+    for r in rows:
+        cell = per_seed.setdefault(r["method"], {}).setdefault(r["pretrain_seed"], {"miou": [], "oa": [], "kappa": []})
+        for k in ("miou", "oa", "kappa"):
+            cell[k].append(r[k])
+    means = {m: {p: {k: sum(v) / len(v) for k, v in cell.items()} for p, cell in seeds.items()}
+             for m, seeds in per_seed.items()}
+    summary = []
+    for m in methods:
+        if m not in means:
+            continue
+        row: dict[str, Any] = {"method": m, "label": LABELS[m], "pretrain_seeds": len(means[m]),
+                               "runs": sum(len(c["miou"]) for c in per_seed[m].values())}
+        for k in ("miou", "oa", "kappa"):
+            row[f"{k}_mean"], row[f"{k}_sd"] = mean_sd([v[k] for v in means[m].values()])
+        ious = [r["iou"] for r in rows if r["method"] == m and r.get("iou")]
+        row["iou_mean"] = {c: mean_sd([x[c] for x in ious if x[c] == x[c]])[0] for c in (ious[0] if ious else {})}
+        row["calibrated_per_run"] = calibrated.get(m)
+        summary.append(row)
+    diffs = []
+    for m in methods:
+        base = BASE_OF.get(m)
+        if base is None or m not in means or base not in means:
+            continue
+        common = sorted(set(means[m]) & set(means[base]))
+        if not common:
+            continue
+        d = paired_difference([means[base][p]["miou"] for p in common], [means[m][p]["miou"] for p in common])
+        diffs.append({"method": m, "base": base, "pretrain_seeds": common, "miou_points": {
+            k: (100 * v if isinstance(v, float) else v) for k, v in d.to_json().items()}, "verdict": d.verdict,
+            "calibrated_per_run": calibrated.get(m)})
+    return summary, diffs
+
+
+def split_facts(splits: Any, data: Any) -> dict[str, Any]:
+    """Scenes and tiles of every split (and of the labeled training subset), for the table's header."""
+    facts = {k: {"scenes": len(splits.scenes.get(k, [])), "tiles": len(getattr(splits, k)),
+                 "scene_names": list(splits.scenes.get(k, []))} for k in ("train", "val", "test")}
+    if splits.train_all is not None:
+        facts["train"]["tiles"] = len(splits.train_all)
+        facts["train"]["labeled_tiles"] = len(splits.train)
+    facts["data"] = f"{data.name}" + (f" ({Path(data.root).name})" if data.root else "")
+    return facts
+
+
+def verdict_text(d: dict[str, Any]) -> str:
+    text = {"better": "FALSE better", "worse": "FALSE worse"}.get(d["verdict"], d["verdict"])
+    if d.get("calibrated_per_run") == 0:
+        text += " (FNCC calibrated no pair: the runs equal the base's)"
+    return text
+
+
+def to_markdown(cfg: CompareConfig, summary: list[dict[str, Any]], diffs: list[dict[str, Any]],
+                facts: dict[str, Any], pretrain_facts: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    how = {"probe": "linear probe of the frozen encoder", "finetune": "fine-tuning preset"}[cfg.eval]
+    evaluation = rows[0].get("evaluation", "tiles") if rows else "?"
+    t = facts["test"]
+    lines = [f"### {cfg.name}: {how}, {len(cfg.pretrain_seeds)} pretraining seeds x {len(cfg.seeds)} evaluation "
+             "seed(s)", "",
+             f"Data: {facts['data']}. Evaluation splits by scene: train {facts['train']['scenes']} scenes / "
+             f"{facts['train']['tiles']} tiles, val {facts['val']['scenes']} / {facts['val']['tiles']}, test "
+             f"{t['scenes']} scenes ({', '.join(t['scene_names'])}), scored on {evaluation}. "
+             f"Pretraining: {pretrain_facts.get('text', 'see the runs')}.", "",
+             "| method | runs | mIoU (%) mean ± sd | OA (%) | kappa | calibrated pairs per run |",
              "|---|---|---|---|---|---|"]
     for r in summary:
-        gain = "" if r["false_gain_miou_points"] is None else f"{r['false_gain_miou_points']:+.2f}"
-        lines.append(f"| {r['method']} | {r['seeds']} | {100 * r['miou_mean']:.2f} ± {100 * r['miou_std']:.2f} | "
-                     f"{100 * r['oa_mean']:.2f} ± {100 * r['oa_std']:.2f} | {r['kappa_mean']:.3f} ± "
-                     f"{r['kappa_std']:.3f} | {gain} |")
+        cal = r.get("calibrated_per_run")
+        lines.append(f"| {r['label']} | {r['runs']} | {100 * r['miou_mean']:.2f} ± {100 * r['miou_sd']:.2f} | "
+                     f"{100 * r['oa_mean']:.2f} ± {100 * r['oa_sd']:.2f} | {r['kappa_mean']:.3f} ± "
+                     f"{r['kappa_sd']:.3f} | {'' if cal is None else f'{cal:.0f}'} |")
+    lines += ["", "sd: over pretraining seeds (each the mean over evaluation seeds). Calibrated pairs: those FNCC "
+              "reweighted during pretraining (a baseline's are 0).", ""]
+    classes = list(summary[0].get("iou_mean") or {}) if summary else []
+    if classes:
+        lines += ["Mean IoU per class (%), over every run of a method:", "",
+                  "| method | " + " | ".join(classes) + " |", "|---|" + "---|" * len(classes)]
+        for r in summary:
+            cells = [r["iou_mean"].get(c) for c in classes]
+            lines.append(f"| {r['label']} | " + " | ".join("" if v is None or v != v else f"{100 * v:.1f}"
+                                                           for v in cells) + " |")
+        lines.append("")
+    if diffs:
+        lines += ["| FALSE variant | vs | Δ mIoU (points), paired | 95 % interval | verdict |", "|---|---|---|---|---|"]
+        for d in diffs:
+            p = d["miou_points"]
+            ci = "n/a" if p["low"] is None or p["low"] != p["low"] else f"[{p['low']:+.2f}, {p['high']:+.2f}]"
+            lines.append(f"| {LABELS[d['method']]} | {LABELS[d['base']]} | {p['mean']:+.2f} | {ci} | "
+                         f"{verdict_text(d)} |")
+        lines += ["", f"Paired by pretraining seed (same start, batches and augmentations); Student-t interval over "
+                  f"{len(cfg.pretrain_seeds)} seeds. \"within noise\": the interval holds 0."]
     return "\n".join(lines) + "\n"
 
 
 def to_csv(rows: list[dict[str, Any]]) -> str:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    flat = [{k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in r.items()} for r in rows]
+    writer = csv.DictWriter(buf, fieldnames=list(flat[0]))
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows(flat)
     return buf.getvalue()
 
 
+def pretrain_summary(units: Units) -> dict[str, Any]:
+    """Scenes and tiles the encoders were pretrained on (from the first pretraining run's data.json)."""
+    for u in units.done.values():
+        if u["kind"] == "pretrain":
+            rec = json.loads((Path(u["run"]) / "data.json").read_text()) if (Path(u["run"]) / "data.json").is_file() \
+                else {}
+            scenes = rec.get("pretrain_scenes") or []
+            text = f"{rec.get('tiles', '?')} tiles" + (f" of {len(scenes)} scenes ({'+'.join(rec.get('pretrain_splits') or [])})"
+                                                        if scenes else "")
+            return {"tiles": rec.get("tiles"), "scenes": scenes, "splits": rec.get("pretrain_splits"), "text": text}
+    return {"text": "no pretrained method"}
+
+
+# ------------------------------------------------------------------------------------------------ CLI
 def _interrupt(signum: int, frame: Any) -> None:  # noqa: ARG001
     raise KeyboardInterrupt
 
 
+def _load(args: argparse.Namespace) -> tuple[CompareConfig, Run, Path]:
+    if args.resume:
+        out = open_run(args.resume)
+        if out.kind() != "compare":
+            raise NotARunError(f"{out.path} is not a comparison run")
+        if out.is_live() and out.status().get("pid") != os.getpid():  # the launcher's resume names this process
+            raise NotARunError(f"comparison {out.id} is still running")
+        cfg = validate_config(out.config(), CompareConfig)
+        out.write_status(state="running", pid=os.getpid(), kind="compare", error=None, ended=None)
+        out.log("resumed; finished units are kept")
+        return cfg, out, out.path.parent
+    if args.run_dir:
+        from .pretrain import prepared_run
+
+        out = prepared_run(args.run_dir)
+        cfg = validate_config(out.config(), CompareConfig)
+        out.write_status(state="running", pid=os.getpid(), kind="compare")
+        return cfg, out, out.path.parent
+    if not args.config:
+        raise ConfigError("give --config FILE (see configs/compare_*.yaml) or --resume RUN_DIR")
+    try:
+        cfg = load_config(args.config, args.overrides, CompareConfig)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    check_presets(cfg)
+    root = Path(args.runs_root) if args.runs_root else runs_root()
+    out = create_run(cfg.name, config_to_yaml(cfg), root, kind="compare", state="running", pid=os.getpid())
+    return cfg, out, root
+
+
+def check_presets(cfg: CompareConfig) -> None:
+    """Every config the comparison will build, validated before any compute."""
+    for method in cfg.methods:
+        if method != "random":
+            pretrain_config(cfg, method, cfg.pretrain_seeds[0], [])
+    eval_config(cfg, "random", cfg.pretrain_seeds[0], cfg.seeds[0], None)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m core.compare", description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", help="comparison config (see configs/compare_cpu.yaml)")
+    p.add_argument("--config", help="comparison config (see configs/compare_*.yaml)")
     p.add_argument("--run-dir", metavar="RUN_DIR",
                    help="write into this run folder made by the workbench's launcher (its config.yaml is used)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped or failed comparison")
     p.add_argument("--out", help="also write the Markdown table (with the command) to this file")
     p.add_argument("--runs-root")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     args = p.parse_args(argv)
     try:
+        cfg, out_run, root = _load(args)
+        if args.run_dir or args.resume:
+            check_presets(cfg)
+    except (ConfigError, DataError, NotARunError, FileNotFoundError, ValueError) as err:
         if args.run_dir:
-            out_run = prepared_run(args.run_dir)
-            cfg = _load_compare(str(out_run.path / "config.yaml"), args.overrides)
-            root = out_run.path.parent
-            out_run.write_status(state="running", pid=os.getpid(), kind="compare")
-        elif not args.config:
-            raise ConfigError("give --config FILE (see configs/compare_cpu.yaml)")
-        else:
-            cfg = _load_compare(args.config, args.overrides)
-            root = Path(args.runs_root) if args.runs_root else runs_root()
-        load_config(cfg.pretrain_config, cfg.pretrain_overrides)
-        load_config(cfg.finetune_config, cfg.finetune_overrides, FinetuneConfig)
-        if not args.run_dir:
-            out_run = create_run(cfg.name, config_to_yaml(cfg), root, kind="compare")
-    except (ConfigError, DataError, NotARunError, FileNotFoundError) as err:
-        record_early_failure(args, err)
+            from .pretrain import record_early_failure
+
+            record_early_failure(args, err)
         print(f"error: {err}", file=sys.stderr)
         return 2
     t0 = time.time()
@@ -184,31 +462,49 @@ def main(argv: list[str] | None = None) -> int:
 
     previous = signal.signal(signal.SIGTERM, _interrupt)  # the workbench's Stop: a recorded stop, not a death
     try:
-        encoders = pretrain_all(cfg, root, log)
-        rows = finetune_all(cfg, encoders, root, log)
-    except (ConfigError, DataError, NotARunError) as err:
+        comparison = Comparison(cfg, out_run, root, log)
+        facts = split_facts(comparison.eval_splits(), comparison.eval_data)
+        log(f"evaluation data {facts['data']}: " + ", ".join(f"{k} {facts[k]['scenes']} scenes / {facts[k]['tiles']} "
+                                                             "tiles" for k in ("train", "val", "test")))
+        if comparison.extra:
+            log("pretraining splits its scenes as the evaluation does: " + " ".join(comparison.extra))
+        rows = comparison.run_all()
+    except (ConfigError, DataError, NotARunError, CompareError) as err:
         out_run.write_status(state="failed", error=str(err), ended=time.time())
+        out_run.log(f"failed: {err}")
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         out_run.write_status(state="stopped", ended=time.time())
-        log("stopped; finished pretraining runs can be reused with reuse: in a new comparison")
+        log(f"stopped; continue with: python -m core.compare --resume {out_run.path}")
         return 130
     except BaseException as err:
         out_run.write_status(state="failed", error=f"{type(err).__name__}: {err}", ended=time.time())
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
-    summary = summarise(rows)
+    summary, diffs = summarise(rows, cfg.methods, calibrations(list(comparison.units.done.values())))
+    pre = pretrain_summary(comparison.units)
     minutes = (time.time() - t0) / 60
     command = " ".join(["python -m core.compare", *(argv if argv is not None else sys.argv[1:])])
-    md = to_markdown(summary, f"{cfg.name}: fine-tuned on the same labels, {len(cfg.seeds)} seed(s)")
-    md += f"\nCommand: `{command}` ({minutes:.1f} min on this machine). Scores on the {rows[0]['split']} split.\n"
+    earlier = out_run.read_json("comparison.json") if args.resume else None
+    if earlier and comparison.units.added == 0:  # a finished comparison drawn again: its own time and command
+        minutes, command = earlier.get("minutes", minutes), earlier.get("command", command)
+        how_long = f"{minutes:.1f} min on this machine"
+    else:
+        how_long = f"{minutes:.1f} min on this machine" + (" since the last resume" if args.resume else "")
+    md = to_markdown(cfg, summary, diffs, facts, pre, rows)
+    md += f"\nCommand: `{command}` ({how_long}).\n"
+    result = {"name": cfg.name, "eval": cfg.eval, "config": cfg.model_dump(mode="json"), "splits": facts,
+              "pretraining": pre, "methods": summary, "differences": diffs, "units": rows, "minutes": round(minutes, 2),
+              "command": command}
     atomic_write_bytes(out_run.path / "results.csv", to_csv(rows).encode())
     atomic_write_bytes(out_run.path / "summary.csv", to_csv(summary).encode())
+    atomic_write_json(out_run.path / "comparison.json", result)
     atomic_write_bytes(out_run.path / "table.md", md.encode())
     if args.out:
         atomic_write_bytes(Path(args.out), md.encode())
+        atomic_write_json(Path(args.out).with_suffix(".json"), result)
     out_run.write_status(state="completed", ended=time.time(), kind="compare")
     print(md)
     return 0

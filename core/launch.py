@@ -46,17 +46,16 @@ def launch(kind: str, cfg: BaseModel, root: Path | None = None, name: str | None
 
 
 def resume(run: Run) -> Run:
-    """Continue a stopped, failed or died run from its last checkpoint, in the background."""
+    """Continue a stopped, failed or died run in the background: a trainer from its last checkpoint, a comparison
+    from its finished units (``units.jsonl``)."""
     kind = run.kind()
-    if kind == "compare":
-        raise NotARunError("a comparison cannot be resumed; launch it again (finished pretraining runs are reused "
-                           "through its reuse: setting)")
     if run.is_live():
         raise RunBusyError(f"run {run.id} is already {run.state()}")
-    if run.last_checkpoint() is None:
+    if kind != "compare" and run.last_checkpoint() is None:
         raise NotARunError(f"run {run.id} has no checkpoint to resume from yet")
     run.write_status(state="starting", error=None, ended=None)
-    _spawn(run, ["--resume", str(run.path), "--no-progress"], kind)
+    _spawn(run, ["--resume", str(run.path)] if kind == "compare" else ["--resume", str(run.path), "--no-progress"],
+           kind)
     return run
 
 

@@ -1,15 +1,17 @@
 """Fine-tune: a segmentation model from a pretraining run (or a comparison of all methods); its scores, drawn."""
 from __future__ import annotations
 
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import plotly.express as px
+import plotly.graph_objects as go
 import streamlit as st
 
 from core import launch
 from core.catalog import config_presets, encoder_models
-from core.compare import METHODS, CompareConfig
+from core.compare import LABELS, METHODS, CompareConfig, check_presets
 from core.config import SEG_DATASETS, ConfigError, FinetuneConfig, load_config, validate_config
 from core.runs import Run
 from core.safepaths import PathRefused, resolve_under
@@ -18,7 +20,8 @@ from workbench.monitor import run_header, watch
 
 st.title("🎯 Fine-tune")
 st.caption("Segmentation from a pretrained encoder: the paper's frozen protocol or full fine-tuning, scored on a "
-           "held-out split. A comparison runs every method with the same labels and seeds.")
+           "held-out split (whole scenes). A comparison crosses methods with pretraining and evaluation seeds and says whether "
+           "a FALSE gain is more than noise.")
 
 
 def finetune_form() -> None:
@@ -82,41 +85,76 @@ def finetune_form() -> None:
     st.success(f"Launched {run.id}; it keeps running if you close this tab. Watch it in the next tab.")
 
 
+def _replace(overrides: list[str], key: str, value: Any) -> list[str]:
+    return [o for o in overrides if not o.startswith(f"{key}=")] + [f"{key}={value}"]
+
+
 def compare_form() -> None:
     presets = config_presets("compare")
     if not presets:
         st.info("No comparison preset in configs/.")
         return
-    preset = st.selectbox("Preset", list(presets), key="cmp-preset")
+    names = list(presets)
+    preset = st.selectbox("Preset", names, key="cmp-preset",
+                          index=names.index("compare_cpu") if "compare_cpu" in names else 0,
+                          help="compare_cpu runs anywhere (synthetic data); compare_dglc_cpu needs the DeepGlobe scenes")
     try:
         base: CompareConfig = load_config(presets[preset], model=CompareConfig)
     except (ConfigError, ValueError) as err:
         show_error(err, f"preset {preset}")
         return
+    how = {"probe": "a linear probe of the frozen encoder, tested on whole held-out scenes",
+           "finetune": "the fine-tuning preset, tested on whole held-out scenes"}[base.eval]
+    st.caption(f"Evaluation: {how}. Every FALSE variant is paired with its base method by pretraining seed; the "
+               "table gives the mean difference with a 95 % interval and says \"within noise\" when it holds 0.")
     with st.form("cmp-form"):
-        methods = st.multiselect("Methods", list(METHODS), default=base.methods, key="cmp-methods")
-        c1, c2, c3 = st.columns(3)
-        seeds = c1.number_input("Seeds", 1, 10, len(base.seeds), key="cmp-seeds")
-        pre_steps = c2.number_input("Pretraining steps", 1, 1_000_000, 120, key="cmp-pre-steps")
-        ft_steps = c3.number_input("Fine-tuning steps", 1, 1_000_000, 80, key="cmp-ft-steps")
+        methods = st.multiselect("Methods", list(METHODS), default=base.methods, key="cmp-methods",
+                                 format_func=LABELS.get)
+        c1, c2, c3, c4 = st.columns(4)
+        pseeds = c1.number_input("Pretraining seeds", 2, 20, len(base.pretrain_seeds), key="cmp-pseeds",
+                                 help="At least 2: the interval of a FALSE gain is over pretraining seeds")
+        seeds = c2.number_input("Evaluation seeds", 1, 10, len(base.seeds), key="cmp-seeds")
+        pre_steps = c3.number_input("Pretraining steps", 1, 1_000_000, _steps(base.pretrain_overrides, 120),
+                                    key="cmp-pre-steps")
+        if base.eval == "probe":
+            eval_len = c4.number_input("Probe epochs", 1, 10_000, _value(base.probe_overrides, "train.epochs", 30),
+                                       key="cmp-probe-epochs")
+        else:
+            eval_len = c4.number_input("Fine-tuning steps", 1, 1_000_000, _steps(base.finetune_overrides, 80),
+                                       key="cmp-ft-steps")
         go = st.form_submit_button("🚀 Launch comparison", type="primary")
     if not go:
         return
     try:
         raw = base.model_dump(mode="json")
-        raw.update(methods=methods, seeds=list(range(int(seeds))))
-        raw["pretrain_overrides"] = [o for o in raw["pretrain_overrides"] if not o.startswith("train.max_steps=")]
-        raw["pretrain_overrides"].append(f"train.max_steps={int(pre_steps)}")
-        raw["finetune_overrides"] = [o for o in raw["finetune_overrides"] if not o.startswith("train.max_steps=")]
-        raw["finetune_overrides"].append(f"train.max_steps={int(ft_steps)}")
+        raw.update(methods=methods, pretrain_seeds=list(range(int(pseeds))), seeds=list(range(int(seeds))))
+        raw["pretrain_overrides"] = _replace(raw["pretrain_overrides"], "train.max_steps", int(pre_steps))
+        if base.eval == "probe":
+            raw["probe_overrides"] = _replace(raw["probe_overrides"], "train.epochs", int(eval_len))
+        else:
+            raw["finetune_overrides"] = _replace(raw["finetune_overrides"], "train.max_steps", int(eval_len))
         cfg = validate_config(raw, CompareConfig)
-        load_config(cfg.pretrain_config, cfg.pretrain_overrides)
-        load_config(cfg.finetune_config, cfg.finetune_overrides, FinetuneConfig)
+        check_presets(cfg)
         run = launch.launch("compare", cfg, name=cfg.name)
     except (ConfigError, ValueError, OSError) as err:
         show_error(err, "Not launched")
         return
-    st.success(f"Launched {run.id}: its pretraining and fine-tuning runs appear on the Runs page as they start.")
+    st.success(f"Launched {run.id}: its pretraining runs appear on the Runs page as they start; the table below "
+               "fills in when every unit has finished.")
+
+
+def _value(overrides: list[str], key: str, default: int) -> int:
+    for o in reversed(overrides):
+        if o.startswith(f"{key}="):
+            try:
+                return int(float(o.split("=", 1)[1]))
+            except ValueError:
+                return default
+    return default
+
+
+def _steps(overrides: list[str], default: int) -> int:
+    return _value(overrides, "train.max_steps", default)
 
 
 def scores(run: Run) -> None:
@@ -133,6 +171,9 @@ def scores(run: Run) -> None:
     c[1].metric("Overall accuracy", f"{100 * result['oa']:.1f} %")
     c[2].metric("Kappa", f"{result['kappa']:.3f}")
     c[3].metric("Mean F1", f"{100 * result['mean_f1']:.1f} %")
+    if result.get("evaluation_detail"):
+        scenes = result.get("scenes") or []
+        st.caption(f"Scored on {result['evaluation_detail']}" + (f": {len(scenes)} scenes" if scenes else "") + ".")
     iou = pd.DataFrame({"class": list(result["iou"]), "IoU": [100 * (v if v == v else 0) for v in
                                                                result["iou"].values()]})
     left, right = st.columns(2)
@@ -146,25 +187,63 @@ def scores(run: Run) -> None:
     right.plotly_chart(fig, width="stretch", key=f"cm-{run.id}")
 
 
+def comparison_figure(result: dict[str, Any]) -> go.Figure:
+    frame = pd.DataFrame(result["methods"])
+    fig = px.bar(frame, x="label", y=100 * frame["miou_mean"], error_y=100 * frame["miou_sd"], color="label",
+                 labels={"y": "mIoU (%)", "label": ""},
+                 title="mIoU by method: mean ± sd over pretraining seeds")
+    fig.update_layout(showlegend=False, height=340, margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
+def differences_figure(result: dict[str, Any]) -> go.Figure:
+    """Each FALSE variant's paired gain over its base with its 95 % interval; the zero line is 'no effect'."""
+    rows = result["differences"]
+    labels = [f"{LABELS[d['method']]} vs {LABELS[d['base']]}" for d in rows]
+    mean = [d["miou_points"]["mean"] for d in rows]
+    low = [d["miou_points"]["low"] for d in rows]
+    high = [d["miou_points"]["high"] for d in rows]
+    colours = ["#2ca02c" if d["verdict"] == "better" else "#d62728" if d["verdict"] == "worse" else "#7f7f7f"
+               for d in rows]
+    fig = go.Figure(go.Scatter(
+        x=mean, y=labels, mode="markers", marker=dict(size=12, color=colours),
+        error_x=dict(type="data", symmetric=False, array=[h - m for h, m in zip(high, mean)],
+                     arrayminus=[m - lo for m, lo in zip(mean, low)], thickness=2),
+        customdata=[d["verdict"] for d in rows], hovertemplate="%{y}: %{x:+.2f} points (%{customdata})<extra></extra>"))
+    fig.add_vline(x=0, line_dash="dash", line_color="grey")
+    fig.update_layout(title="FALSE gain in mIoU points, paired by pretraining seed (95 % interval)", height=120 + 50 *
+                      len(rows), xaxis_title="Δ mIoU (points)", margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
 def comparisons() -> None:
     runs = runs_of("compare")
     if not runs:
-        st.info("No comparison yet: launch one in the first tab (CPU preset: about 20 minutes on 2 cores).")
+        st.info("No comparison yet: launch one in the first tab (the DGLC CPU preset takes under an hour on 2 cores).")
         return
     run = pick_run("Comparison", runs, "cmp-run", "")
     if run is None:
         return
     run_header(run)
-    summary = run.path / "summary.csv"
-    if not summary.exists():
-        st.caption("The table appears when every fine-tuning run has finished. Its log so far:")
+    result = run.read_json("comparison.json")
+    if result is None:
+        st.caption("The table appears when every unit has finished; a stopped comparison resumes where it was. "
+                   "Its log so far:")
         st.code(run.log_text()[-4000:] or "(empty)", language="text")
         return
-    frame = pd.read_csv(summary)
-    st.dataframe(frame, hide_index=True, width="stretch")
-    fig = px.bar(frame, x="method", y=100 * frame["miou_mean"], error_y=100 * frame["miou_std"],
-                 labels={"y": "mIoU (%)"}, title="mIoU by method (mean ± std over seeds)", color="method")
-    st.plotly_chart(fig, width="stretch", key=f"cmp-{run.id}")
+    table = run.path / "table.md"
+    if result.get("differences"):
+        verdicts = ", ".join(f"{LABELS[d['method']]}: {d['verdict']}" for d in result["differences"])
+        st.markdown(f"**Verdicts** ({len(result['config']['pretrain_seeds'])} pretraining seeds): {verdicts}")
+    left, right = st.columns(2)
+    left.plotly_chart(comparison_figure(result), width="stretch", key=f"cmp-{run.id}")
+    if result.get("differences"):
+        right.plotly_chart(differences_figure(result), width="stretch", key=f"cmp-diff-{run.id}")
+    frame = pd.DataFrame(result["methods"])[["label", "runs", "miou_mean", "miou_sd", "oa_mean", "kappa_mean"]]
+    st.dataframe(frame.rename(columns={"label": "method"}), hide_index=True, width="stretch")
+    if table.is_file():
+        with st.expander("The table as Markdown (with the data splits and the command)"):
+            st.markdown(table.read_text())
 
 
 launch_tab, watch_tab, compare_tab = st.tabs(["Launch", "Watch and scores", "Comparisons"])

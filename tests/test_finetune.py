@@ -44,6 +44,8 @@ def test_finetune_from_pretraining_run_writes_everything(roots: Path) -> None:
     for name in ("confusion.json", "test_metrics.json", "checkpoints/best.safetensors", "checkpoints/last.safetensors"):
         assert (ft.path / name).exists(), name
     test = json.loads((ft.path / "test_metrics.json").read_text())
+    assert test["evaluation"] == "whole scenes" and "each pixel counted once" in test["evaluation_detail"]
+    assert len(test["scenes"]) == test["tiles"] == 8 and test["pixels"] == 8 * 64 * 64  # a synthetic tile is a scene
     assert 0 <= test["miou"] <= 1 and 0 <= test["oa"] <= 1 and set(test["iou"]) == {
         "impervious surfaces", "building", "low vegetation", "tree", "car", "clutter"}
     cm = json.loads((ft.path / "confusion.json").read_text())["confusion"]
@@ -81,21 +83,65 @@ def test_bad_input_exits_2(roots: Path, capsys, args: list[str], needle: str) ->
     assert list_runs(roots) == []
 
 
-def test_compare_writes_a_table(roots: Path, tmp_path: Path) -> None:
+TINY_PROBE = ["data.name=synthetic", "data.root=null", "data.num_tiles=40", "data.tile_size=64",
+              "data.val_fraction=0.2", "data.test_fraction=0.2", "train.epochs=2", "model.input_scale=1.0"]
+
+
+def compare_yaml(tmp_path: Path, extra: str = "") -> Path:
     cfg = tmp_path / "compare.yaml"
     cfg.write_text(
         "name: tiny-compare\n"
         f"pretrain_config: {ROOT / 'configs/demo_cpu.yaml'}\n"
         "pretrain_overrides: [model.proj_hidden=32, model.proj_dim=16, data.num_tiles=40, data.tile_size=64,\n"
-        "  data.image_size=32, train.batch_size=8, train.max_steps=2, model.queue_size=16]\n"
-        f"finetune_config: {ROOT / 'configs/finetune_demo_cpu.yaml'}\n"
-        f"finetune_overrides: [{', '.join(TINY_DATA)}, train.batch_size=4, train.max_steps=2, train.eval_every=2]\n"
-        "methods: [random, simclr, simclr_false]\nseeds: [0, 1]\n")
+        "  data.image_size=32, train.batch_size=8, train.max_steps=2, model.queue_size=16, loss.threshold=0.1]\n"
+        "eval: probe\n"
+        f"probe_config: {ROOT / 'configs/probe_dglc_cpu.yaml'}\n"
+        f"probe_overrides: [{', '.join(TINY_PROBE)}]\n"
+        "methods: [random, simclr, simclr_false]\npretrain_seeds: [0, 1]\nseeds: [0]\n" + extra)
+    return cfg
+
+
+def test_compare_crosses_seeds_reports_paired_intervals_and_resumes(roots: Path, tmp_path: Path) -> None:
     out = tmp_path / "table.md"
-    assert compare_main(["--config", str(cfg), "--out", str(out)]) == 0
+    assert compare_main(["--config", str(compare_yaml(tmp_path)), "--out", str(out)]) == 0
     table = out.read_text()
-    for method in ("random", "simclr", "simclr_false"):
-        assert f"| {method} | 2 |" in table
+    result = json.loads(out.with_suffix(".json").read_text())
+    assert [m["method"] for m in result["methods"]] == ["random", "simclr", "simclr_false"]
+    assert all(m["pretrain_seeds"] == 2 and m["runs"] == 2 for m in result["methods"])
+    (diff,) = result["differences"]
+    assert diff["method"] == "simclr_false" and diff["base"] == "simclr" and diff["pretrain_seeds"] == [0, 1]
+    assert diff["calibrated_per_run"] > 0  # FNCC reweighted pairs, so FALSE's encoders differ from SimCLR's
+    assert diff["verdict"] in ("better", "worse", "within noise") and diff["verdict"] in table.replace("FALSE ", "")
+    assert result["splits"]["test"]["scenes"] == 8 and result["splits"]["train"]["tiles"] == 24
+    assert all(u["evaluation"] == "whole scenes" for u in result["units"])
+    assert "| SimCLR + FALSE (global) | SimCLR |" in table and "95 % interval" in table
     assert "Command: `python -m core.compare" in table
-    gain_row = [line for line in table.splitlines() if line.startswith("| simclr_false")][0]
-    assert gain_row.rstrip(" |").split("|")[-1].strip().startswith(("+", "-"))
+    cmp_run = next(r for r in list_runs(roots) if r.kind() == "compare")
+    for name in ("results.csv", "summary.csv", "comparison.json", "table.md", "units.jsonl"):
+        assert (cmp_run.path / name).is_file(), name
+    test_scenes = set(result["splits"]["test"]["scene_names"])
+    pretrain_runs = [r for r in list_runs(roots) if r.kind() == "pretrain"]
+    assert len(pretrain_runs) == 4  # 2 methods x 2 pretraining seeds; random needs none
+    for r in pretrain_runs:  # the pretraining split is the evaluation's: no test scene reached an encoder
+        seen = set(json.loads((r.path / "data.json").read_text())["pretrain_scenes"])
+        assert seen and not seen & test_scenes
+    before = len(list_runs(roots))
+    assert compare_main(["--resume", str(cmp_run.path)]) == 0  # everything done: nothing is computed again
+    assert len(list_runs(roots)) == before
+    assert json.loads((cmp_run.path / "comparison.json").read_text())["methods"] == result["methods"]
+
+
+def test_compare_refuses_one_seed_and_an_encoder_that_saw_test_scenes(roots: Path, tmp_path: Path, capsys) -> None:
+    assert compare_main(["--config", str(compare_yaml(tmp_path)), "pretrain_seeds=[0]"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "pretrain_seeds" in err and "at least 2" in err and len(err.splitlines()) == 1
+    assert list_runs(roots) == []
+    assert pretrain_main([*TINY_PRE, "name=leaky", "data.val_fraction=0.2", "data.test_fraction=0.2",
+                          "data.pretrain_splits=[train,val,test]"]) == 0
+    leaky = list_runs(roots)[0]
+    cfg = compare_yaml(tmp_path, f"reuse: {{simclr@0: {leaky.path}}}\n")
+    assert compare_main(["--config", str(cfg), "methods=[simclr]"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "trained on test scene" in err
+    cmp_run = next(r for r in list_runs(roots) if r.kind() == "compare")
+    assert cmp_run.state() == "failed"

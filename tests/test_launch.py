@@ -97,15 +97,15 @@ def test_a_comparison_launched_in_the_background_shows_its_table(empty_store: Pa
         "finetune_overrides": ["data.num_tiles=24", "data.tile_size=48", "data.crop_size=48", "data.val_fraction=0.25",
                                "data.test_fraction=0.25", "data.label_fraction=1.0", "train.batch_size=4",
                                "train.max_steps=1", "train.eval_every=1"],
-        "methods": ["random", "simclr_false"], "seeds": [0]}, CompareConfig)
+        "methods": ["random", "simclr_false"], "pretrain_seeds": [0, 1], "seeds": [0]}, CompareConfig)
     run = launch.launch("compare", cfg)
     _wait(run, lambda: not run.is_live(), timeout=300)
     assert run.state() == "completed", launch.console_tail(run)[-3000:]
-    assert (run.path / "summary.csv").is_file() and "simclr_false" in (run.path / "table.md").read_text()
+    assert (run.path / "summary.csv").is_file() and "SimCLR + FALSE (global)" in (run.path / "table.md").read_text()
     at = open_page("finetune")
     assert not at.exception
     assert at.selectbox(key="cmp-run").value == run.id
-    assert list(at.dataframe[0].value["method"]) == ["random", "simclr_false"]
+    assert list(at.dataframe[0].value["method"]) == ["random init", "SimCLR + FALSE (global)"]
 
 
 def test_stopping_a_comparison_records_a_stop(empty_store: Path) -> None:
@@ -115,11 +115,19 @@ def test_stopping_a_comparison_records_a_stop(empty_store: Path) -> None:
     cfg = validate_config({
         "name": "stop-compare", "pretrain_config": str(ROOT / "configs/demo_cpu.yaml"),
         "pretrain_overrides": [*TINY, "train.max_steps=500"],
-        "finetune_config": str(ROOT / "configs/finetune_demo_cpu.yaml"), "methods": ["simclr"], "seeds": [0]},
-        CompareConfig)
+        "finetune_config": str(ROOT / "configs/finetune_demo_cpu.yaml"),
+        "finetune_overrides": ["data.num_tiles=24", "data.tile_size=48", "data.val_fraction=0.25",
+                               "data.test_fraction=0.25"],
+        "methods": ["simclr"], "pretrain_seeds": [0, 1], "seeds": [0]}, CompareConfig)
     run = launch.launch("compare", cfg)
-    children = lambda: [r for r in list_runs(empty_store) if r.id.endswith("stop-compare-simclr")]  # noqa: E731
+    children = lambda: [r for r in list_runs(empty_store) if r.id.endswith("stop-compare-simclr-p0")]  # noqa: E731
     _wait(run, lambda: bool(children()) and len(children()[0].metrics()) >= 1)
     assert launch.stop(run)
     _wait(run, lambda: not run.is_live())
     assert run.state() == "stopped" and children()[0].state() == "stopped"
+    assert "--resume" in run.log_text()  # the log says how to continue; the app's Resume does the same
+    launch.resume(run)
+    _wait(run, lambda: run.state() == "running" or not run.is_live())
+    assert launch.stop(run)
+    _wait(run, lambda: not run.is_live())
+    assert run.state() == "stopped"

@@ -32,8 +32,10 @@ def _controls(run: Run, state: str, key: str) -> None:
                 st.toast(f"Stop requested for {run.id}")
             else:
                 st.warning("The run is not running any more.")
-    elif run.kind() != "compare" and state in ("stopped", "failed", "died") and run.last_checkpoint() is not None:
-        if left.button("▶ Resume", key=f"{key}-resume", help="Continue from the last checkpoint"):
+    elif state in ("stopped", "failed", "died") and resumable(run):
+        help_text = "Continue: finished pretraining and evaluation units are kept" if run.kind() == "compare" \
+            else "Continue from the last checkpoint"
+        if left.button("▶ Resume", key=f"{key}-resume", help=help_text):
             try:
                 launch.resume(run)
             except (RunBusyError, NotARunError) as err:
@@ -59,16 +61,21 @@ def run_header(run: Run) -> str:
     step, total = status.get("step") or 0, status.get("total_steps")
     st.markdown(f"**{run.id}** — {STATE_ICONS.get(state, '')} {state}")
     if total:
-        st.progress(min(1.0, step / total), text=f"step {step} / {total}")
+        unit = "unit" if run.kind() == "compare" else "step"
+        st.progress(min(1.0, step / total), text=f"{unit} {step} / {total}")
     if status.get("error"):
         st.error(status["error"])
     if state == "died":
-        resumable = run.kind() != "compare" and run.last_checkpoint() is not None
         st.warning("Its process is gone without a final status (killed, or the machine restarted). "
-                   + ("Resume continues from the last checkpoint." if resumable else
-                      "It wrote no checkpoint to resume from: launch it again." if run.kind() != "compare" else
-                      "A comparison cannot be resumed: launch it again (finished pretraining runs can be reused)."))
+                   + ("Resume continues; finished units are kept." if run.kind() == "compare" else
+                      "Resume continues from the last checkpoint." if resumable(run) else
+                      "It wrote no checkpoint to resume from: launch it again."))
     return state
+
+
+def resumable(run: Run) -> bool:
+    """A comparison always (its finished units are kept); a trainer when it has a checkpoint."""
+    return run.kind() == "compare" or run.last_checkpoint() is not None
 
 
 def watch(run_path: str, key: str = "watch", extra: Callable[[Run], None] | None = None) -> None:
