@@ -14,6 +14,10 @@ of picks as FNSD made, and split into same-scene and cross-scene pairs:
 - ``oracle``: a selector that knows the labels: the share of picks that could have been same-class at all
   (per anchor: whether any same-class negative was in the batch). The ceiling of any selector.
 
+Cross-scene figures: for FNSD, its flags between tiles of different scenes; for every reference selector, the
+same picks made among the negatives of other scenes only (neighbouring and overlapping edge tiles of one scene
+share their class almost always, so a selector unrestricted would mostly pick those).
+
 A pair is correct when both tiles share their dominant class; pairs with a tile that has no labeled pixel are left
 out. Recall is the flagged same-class tile pairs over all same-class pairs that the batches offered, over every
 step. Intervals are 95 % Wilson score intervals. Nothing here reads files: :mod:`core.fn_report` does.
@@ -180,8 +184,9 @@ def _nearest(features: np.ndarray, metric: str, anchor: int, candidates: np.ndar
 
 
 def _closest_pairs(features: np.ndarray, metric: str, anchors: np.ndarray, candidates: np.ndarray, k: int,
-                   ordered: bool) -> list[tuple[int, int]]:
-    """The k closest (anchor, candidate) tile pairs of a batch, distinct tiles, each unordered pair once."""
+                   ordered: bool, scenes: np.ndarray | None = None) -> list[tuple[int, int]]:
+    """The k closest (anchor, candidate) tile pairs of a batch, distinct tiles, each unordered pair once; with
+    ``scenes``, pairs of tiles from different scenes only."""
     fa, fc = features[anchors], features[candidates]
     if metric == "cosine":
         d = -(fa @ fc.T)
@@ -189,6 +194,8 @@ def _closest_pairs(features: np.ndarray, metric: str, anchors: np.ndarray, candi
         d = ((fa[:, None, :] - fc[None, :, :]) ** 2).sum(axis=2)
     a_idx, c_idx = np.meshgrid(np.arange(len(anchors)), np.arange(len(candidates)), indexing="ij")
     ok = anchors[a_idx] != candidates[c_idx]
+    if scenes is not None:
+        ok &= scenes[anchors[a_idx]] != scenes[candidates[c_idx]]
     if not ordered:
         ok &= anchors[a_idx] < candidates[c_idx]
     flat = np.flatnonzero(ok.ravel())
@@ -205,17 +212,25 @@ class _Scorer:
     def labeled(self, a: int, c: int) -> bool:
         return self.classes[a] != NO_CLASS and self.classes[c] != NO_CLASS
 
-    def add_pairs(self, tally: _Tally, pairs: Iterable[tuple[int, int]]) -> None:
+    def add_pairs(self, tally: _Tally, pairs: Iterable[tuple[int, int]], part: str = "both") -> None:
+        """Score picks: ``both`` counts every pair overall and its cross-scene ones apart (FNSD's own flags);
+        ``overall`` or ``cross`` count them in one tally only (a selector's unrestricted and cross-scene picks)."""
         for a, c in pairs:
             if a == c or not self.labeled(a, c):  # a tile is not its own negative
                 continue
             hit = float(self.classes[a] == self.classes[c])
-            cross = float(self.scenes[a] != self.scenes[c])
-            tally.add(hit, 1.0, hit * cross, cross)
+            if part == "overall":
+                tally.add(hit, 1.0)
+            elif part == "cross":
+                tally.add(0.0, 0.0, hit, 1.0)
+            else:
+                cross = float(self.scenes[a] != self.scenes[c])
+                tally.add(hit, 1.0, hit * cross, cross)
 
     def chance(self, a: int, candidates: np.ndarray) -> tuple[float, float, float, float] | None:
-        """Expected hit of one random labeled negative of ``a``: overall and among cross-scene negatives; and
-        whether any same-class negative exists (the oracle). None when ``a`` has no class or no negative."""
+        """For one random labeled negative of ``a``: the expected hit overall and among other scenes' negatives
+        (NaN when there are none), and whether a same-class negative exists at all, overall and in other scenes
+        (the oracle). None when ``a`` has no class or no labeled negative."""
         if self.classes[a] == NO_CLASS:
             return None
         cand = candidates[(candidates != a) & (self.classes[candidates] != NO_CLASS)]
@@ -224,7 +239,7 @@ class _Scorer:
         same = self.classes[cand] == self.classes[a]
         cross = self.scenes[cand] != self.scenes[a]
         x_rate = float(same[cross].mean()) if cross.any() else float("nan")
-        return float(same.mean()), x_rate, float(cross.mean()), float(same.any())
+        return float(same.mean()), x_rate, float(same.any()), float((same & cross).any())
 
 
 def score_flags(pairs: pd.DataFrame, steps: Iterable[StepCandidates], classes: np.ndarray, scenes: np.ndarray,
@@ -277,7 +292,7 @@ def score_flags(pairs: pd.DataFrame, steps: Iterable[StepCandidates], classes: n
                 _anchor_selectors(sc, int(a), int(k), scorer, tallies, features)
     recall = Proportion(float(flagged_same), int(available))
     selectors = {k: t.overall() for k, t in tallies.items()}
-    cross = {k: t.cross() for k, t in tallies.items() if k != "oracle"}
+    cross = {k: t.cross() for k, t in tallies.items()}
     notes = []
     if selection == "global":
         notes.append("global selection: each reference selector picks, per step, as many pairs of the batch as FNSD "
@@ -324,21 +339,31 @@ def _same_class_pairs(sc: StepCandidates, classes: np.ndarray) -> int:
 
 def _anchor_selectors(sc: StepCandidates, a: int, k: int, scorer: _Scorer, tallies: dict[str, _Tally],
                       features: dict[str, tuple[np.ndarray, str]]) -> None:
+    """k picks for anchor ``a`` by every reference selector: among all its negatives, and (for the cross-scene
+    figures) among the negatives from other scenes only."""
     negatives = sc.candidates[sc.candidates != a]
+    other = negatives[scorer.scenes[negatives] != scorer.scenes[a]]
     for name, (feats, metric) in features.items():
-        scorer.add_pairs(tallies[name], [(a, int(c)) for c in _nearest(feats, metric, a, negatives, k)])
+        scorer.add_pairs(tallies[name], [(a, int(c)) for c in _nearest(feats, metric, a, negatives, k)], "overall")
+        if len(other):
+            scorer.add_pairs(tallies[name], [(a, int(c)) for c in _nearest(feats, metric, a, other, k)], "cross")
     chance = scorer.chance(a, sc.candidates)
     if chance is None:
         return
-    rate, x_rate, x_share, any_same = chance
-    tallies["random"].add(k * rate, k, k * x_share * (0.0 if x_rate != x_rate else x_rate), k * x_share)
-    tallies["oracle"].add(k * any_same, k)
+    rate, x_rate, any_same, x_any_same = chance
+    has_other = x_rate == x_rate
+    tallies["random"].add(k * rate, k, k * x_rate if has_other else 0.0, k if has_other else 0)
+    tallies["oracle"].add(k * any_same, k, k * x_any_same if has_other else 0.0, k if has_other else 0)
 
 
 def _global_selectors(sc: StepCandidates, k: int, scorer: _Scorer, tallies: dict[str, _Tally],
                       features: dict[str, tuple[np.ndarray, str]]) -> None:
+    """The k pairs of the batch every reference selector picks: among all pairs, and among cross-scene pairs."""
     for name, (feats, metric) in features.items():
-        scorer.add_pairs(tallies[name], _closest_pairs(feats, metric, sc.anchors, sc.candidates, k, sc.ordered))
+        scorer.add_pairs(tallies[name], _closest_pairs(feats, metric, sc.anchors, sc.candidates, k, sc.ordered),
+                         "overall")
+        scorer.add_pairs(tallies[name], _closest_pairs(feats, metric, sc.anchors, sc.candidates, k, sc.ordered,
+                                                       scorer.scenes), "cross")
     a, c = np.meshgrid(sc.anchors, sc.candidates, indexing="ij")
     ok = (a != c) & (scorer.classes[a] != NO_CLASS) & (scorer.classes[c] != NO_CLASS)
     if not sc.ordered:
@@ -347,9 +372,11 @@ def _global_selectors(sc: StepCandidates, k: int, scorer: _Scorer, tallies: dict
         return
     same = (scorer.classes[a] == scorer.classes[c])[ok]
     cross = (scorer.scenes[a] != scorer.scenes[c])[ok]
-    x_rate = float(same[cross].mean()) if cross.any() else 0.0
-    tallies["random"].add(k * float(same.mean()), k, k * float(cross.mean()) * x_rate, k * float(cross.mean()))
+    tallies["random"].add(k * float(same.mean()), k)
     tallies["oracle"].add(float(min(k, int(same.sum()))), k)
+    if cross.any():
+        tallies["random"].add(0.0, 0, k * float(same[cross].mean()), k)
+        tallies["oracle"].add(0.0, 0, float(min(k, int((same & cross).sum()))), k)
 
 
 # ------------------------------------------------------------------------------------------------ features

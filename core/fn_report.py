@@ -28,7 +28,7 @@ from .fn_scoring import NO_CLASS, base_rate, dominant_classes, load_pairs, run_c
 from .runs import NotARunError, Run, atomic_write_json, open_run, read_json_file
 
 CACHE_NAME = "flag_quality.json"
-REPORT_VERSION = 1
+REPORT_VERSION = 2  # 2: selectors' cross-scene picks are made among other scenes only
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 

@@ -294,4 +294,9 @@ def _hwc(images: torch.Tensor) -> np.ndarray:
 
 def class_names(dataset: Any) -> list[str]:
     """Names of the data set's classes (empty when it has none), for captions."""
-    return [c[0] if isinstance(c, (tuple, list)) else str(c) for c in (getattr(dataset, "classes", None) or [])]
+    def name(c: Any) -> str:
+        if isinstance(c, dict):  # labeled sets: {"name", "color"}
+            return str(c.get("name"))
+        return str(c[0]) if isinstance(c, (tuple, list)) else str(c)  # the synthetic table: (name, rgb)
+
+    return [name(c) for c in (getattr(dataset, "classes", None) or [])]

@@ -82,6 +82,8 @@ def precision_section(shown: pd.DataFrame, dataset: Any, data: DataConfig) -> np
     return dominant
 
 
+SHORT_LABELS = {"fnsd": "FNSD flags", "random": "Random negative", "colour": "Colour nearest",
+                "encoder": "Encoder nearest", "oracle": "Oracle ceiling"}
 SELECTOR_COLOURS = {"fnsd": "#d62728", "random": "#7f7f7f", "colour": "#ff7f0e", "encoder": "#1f77b4",
                     "oracle": "#2ca02c"}
 
@@ -93,7 +95,7 @@ def selectors_figure(report: dict[str, Any]) -> go.Figure:
         names = [n for n in fq.SELECTORS if n in entries and entries[n]["pairs"]]
         values = [entries[n]["precision"] for n in names]
         fig.add_trace(go.Bar(
-            x=[fn_report.SELECTOR_LABELS[n] for n in names], y=values, name=group,
+            x=[SHORT_LABELS[n] for n in names], y=values, name=group,
             marker_color=[SELECTOR_COLOURS[n] for n in names], opacity=1.0 if group == "all pairs" else 0.55,
             marker_pattern_shape="" if group == "all pairs" else "/",
             error_y=dict(type="data", symmetric=False, array=[entries[n]["ci"][1] - entries[n]["precision"] for n in names],
@@ -119,7 +121,15 @@ def quality_verdict(report: dict[str, Any]) -> str:
             olo, ohi = other["ci"]
             rel = "above" if lo > ohi else "below" if hi < olo else "level with"
             parts.append(f"{rel} {what} ({other['precision']:.0%})")
-    return ", ".join(parts) + "."
+    text = ", ".join(parts) + "."
+    cross = report.get("cross_scene", {})
+    mine, colour = cross.get("fnsd"), cross.get("colour")
+    if mine and mine["pairs"] and colour and colour["pairs"]:
+        rel = "above" if mine["ci"][0] > colour["ci"][1] else "below" if mine["ci"][1] < colour["ci"][0] \
+            else "level with"
+        text += (f" Across scenes (neighbouring tiles share classes easily), {mine['precision']:.0%} of its flags, "
+                 f"{rel} the colour selector picking from other scenes ({colour['precision']:.0%}).")
+    return text
 
 
 @shows_errors
@@ -129,7 +139,8 @@ def quality_section(run: Run) -> None:
     st.caption("Precision alone flatters: on aerial imagery the tile with the closest colours, or one from the same "
                "scene, often shares the class too. Here the batches the run trained on are rebuilt and other "
                "selectors pick from them for the same anchors: a random negative, the nearest by colour "
-               "statistics, the nearest by the encoder, and an oracle that knows the labels.")
+               "statistics, the nearest by the encoder, and an oracle that knows the labels. Their cross-scene "
+               "figures come from the same picks made among other scenes' tiles only.")
     report = fn_report.cached_report(run)
     label = "📐 Score the flags against reference selectors" if report is None else "🔄 Score again"
     if st.button(label, key=f"fn-quality-{run.id}", type="primary" if report is None else "secondary",
@@ -158,8 +169,9 @@ def quality_section(run: Run) -> None:
         entry = sel.get(name)
         if entry and entry["pairs"]:
             lo, hi = entry["ci"]
-            col.metric(fn_report.SELECTOR_LABELS[name], f"{entry['precision']:.3f}",
-                       help=f"95 % interval {lo:.3f}–{hi:.3f}, {entry['pairs']} picks")
+            col.metric(SHORT_LABELS[name], f"{entry['precision']:.3f}",
+                       help=f"{fn_report.SELECTOR_LABELS[name]}: 95 % interval {lo:.3f}–{hi:.3f}, "
+                            f"{entry['pairs']} picks")
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Recall", f"{report['recall']:.4f}" if report["recall"] is not None else "n/a",
               help=f"flagged same-class tile pairs over the {report['recall_detail']['pairs']} same-class pairs the "

@@ -119,11 +119,12 @@ def test_per_anchor_selectors_pick_for_the_same_anchor() -> None:
     assert (s["encoder"].hits, s["encoder"].total) == (1, 1)  # the encoder picks tile 1: class 0, right
     assert s["random"].hits == pytest.approx(0.25) and s["random"].total == 1  # 1 of tiles 1-4 (5 has no class)
     assert (s["oracle"].hits, s["oracle"].total) == (1, 1)  # tile 1 was there to be found
-    x = q.cross_scene
+    x = q.cross_scene  # picks among the other scenes' negatives: tiles 1, 3, 4 and 5 (no class)
     assert (x["fnsd"].hits, x["fnsd"].total) == (0, 1)  # scenes 0 and 1
-    assert x["colour"].total == 0  # tile 2 is in tile 0's scene
+    assert x["colour"].total == 0  # restricted to other scenes, colour picks tile 5: no class, not scored
     assert (x["encoder"].hits, x["encoder"].total) == (1, 1)
-    assert x["random"].hits == pytest.approx(0.25)  # 3/4 of the negatives are cross-scene, 1/3 of those right
+    assert x["random"].hits == pytest.approx(1 / 3) and x["random"].total == 1  # tile 1 of tiles 1, 3, 4
+    assert (x["oracle"].hits, x["oracle"].total) == (1, 1)
     assert (q.recall.hits, q.recall.total) == (0, 2)  # the batch offered {0, 1} and {2, 3}
     assert q.excluded_unlabeled == 0 and q.tiles_without_class == 1
 
@@ -146,6 +147,10 @@ def test_global_selection_picks_the_closest_pairs_of_the_batch() -> None:
     assert (s["encoder"].hits, s["encoder"].total) == (1, 1)  # closest encoder pair (0, 1): both class 0
     assert s["random"].hits == pytest.approx(2 / 10)  # 2 same-class of the 10 pairs of labeled tiles
     assert s["oracle"].hits == 1
+    x = q.cross_scene
+    assert x["colour"].total == 0  # closest cross-scene colour pair (0, 5): tile 5 has no class
+    assert (x["encoder"].hits, x["encoder"].total) == (1, 1)  # (0, 1) is cross-scene too
+    assert x["random"].hits == pytest.approx(2 / 8)  # 8 cross-scene labeled pairs, (0, 1) and (2, 3) same class
 
 
 def test_moco_queue_holds_the_latest_keys_and_a_flag_outside_the_batch_is_refused() -> None:

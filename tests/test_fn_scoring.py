@@ -195,3 +195,13 @@ def test_real_run_config_validates(tmp_path: Path) -> None:
                                    "data": {"name": "synthetic", "num_tiles": 8, "tile_size": 16,
                                             "pretrain_splits": ["train", "val", "test"]}})
     assert validate_config({"data": {"name": "synthetic"}}).data.pretrain_splits == ["train"]  # new runs: train only
+
+
+def test_class_names_of_every_kind_of_class_table() -> None:
+    class Table:
+        def __init__(self, classes):
+            self.classes = classes
+
+    assert fn.class_names(Table([{"name": "urban_land", "color": [0, 255, 255]}])) == ["urban_land"]
+    assert fn.class_names(Table([("building", (0, 0, 255))])) == ["building"]
+    assert fn.class_names(Table(None)) == []

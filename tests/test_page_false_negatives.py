@@ -46,6 +46,7 @@ def test_false_run_shows_counts_precision_and_gallery(populated_store: Path) -> 
     assert len(at.get("plotly_chart")) == 2  # counts over training, precision per step bin
     assert len(at.get("image")) == 2 * min(len(records), 12)  # anchor tile | candidate per pair
     assert "anchor #" in str(at.get("image")[0].proto) and "another augmented view" in texts(at)
+    assert "{'name'" not in texts(at) and any(f"({c} / " in texts(at) for c in fn.class_names(dataset))
     calibrated = sum(r["calibrated"] for r in records)
     at.checkbox(key="fn-calibrated").check().run()
     assert not at.exception and len(at.get("image")) == 2 * calibrated
@@ -104,13 +105,12 @@ def test_flags_are_scored_against_reference_selectors(store_base: Path, tmp_path
     at.button(key=f"fn-quality-{run_id}").click().run()
     assert not at.exception and not errors(at), errors(at)
     shown = metrics(at)
-    for label in ("FNSD flags", "random negative (expected)", "colour-statistics nearest",
-                  "encoder nearest (final encoder)", "oracle ceiling (labels known)", "Recall",
+    for label in ("FNSD flags", "Random negative", "Colour nearest", "Encoder nearest", "Oracle ceiling", "Recall",
                   "Cross-scene precision", "Calibrated flags"):
         assert label in shown, (label, shown)
     stored = json.loads((runs / run_id / "flag_quality.json").read_text())["report"]
     assert shown["FNSD flags"] == f"{stored['precision']:.3f}"
-    assert shown["colour-statistics nearest"] == f"{stored['selectors']['colour']['precision']:.3f}"
+    assert shown["Colour nearest"] == f"{stored['selectors']['colour']['precision']:.3f}"
     assert "FNSD's flags share their class" in texts(at)
     assert len(at.get("plotly_chart")) == 3  # counts, precision per bin, selectors
     again = open_page("false_negatives")  # a new session: the stored report is shown at once
