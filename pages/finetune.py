@@ -211,9 +211,21 @@ def differences_figure(result: dict[str, Any]) -> go.Figure:
                      arrayminus=[m - lo for m, lo in zip(mean, low)], thickness=2),
         customdata=[d["verdict"] for d in rows], hovertemplate="%{y}: %{x:+.2f} points (%{customdata})<extra></extra>"))
     fig.add_vline(x=0, line_dash="dash", line_color="grey")
-    fig.update_layout(title="FALSE gain in mIoU points, paired by pretraining seed (95 % interval)", height=120 + 50 *
+    fig.update_layout(title="FALSE gain (mIoU points, 95 % interval)", height=120 + 50 *
                       len(rows), xaxis_title="Δ mIoU (points)", margin=dict(l=10, r=10, t=40, b=10))
     return fig
+
+
+def methods_table(result: dict[str, Any]) -> pd.DataFrame:
+    """One row per method, in percent, as people read such tables."""
+    rows = []
+    for m in result["methods"]:
+        cal = m.get("calibrated_per_run")
+        rows.append({"method": m["label"], "runs": m["runs"], "mIoU %": round(100 * m["miou_mean"], 2),
+                     "± sd": round(100 * m["miou_sd"], 2), "OA %": round(100 * m["oa_mean"], 2),
+                     "kappa": round(m["kappa_mean"], 3),
+                     "calibrated pairs / run": None if cal is None else round(cal)})
+    return pd.DataFrame(rows)
 
 
 def comparisons() -> None:
@@ -239,8 +251,7 @@ def comparisons() -> None:
     left.plotly_chart(comparison_figure(result), width="stretch", key=f"cmp-{run.id}")
     if result.get("differences"):
         right.plotly_chart(differences_figure(result), width="stretch", key=f"cmp-diff-{run.id}")
-    frame = pd.DataFrame(result["methods"])[["label", "runs", "miou_mean", "miou_sd", "oa_mean", "kappa_mean"]]
-    st.dataframe(frame.rename(columns={"label": "method"}), hide_index=True, width="stretch")
+    st.dataframe(methods_table(result), hide_index=True, width="stretch")
     if table.is_file():
         with st.expander("The table as Markdown (with the data splits and the command)"):
             st.markdown(table.read_text())
