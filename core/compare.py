@@ -327,6 +327,10 @@ def verdict_text(d: dict[str, Any]) -> str:
     return text
 
 
+def scene_list(names: list[str], most: int = 12) -> str:
+    return ", ".join(names) if len(names) <= most else f"{', '.join(names[:most])}, ... (all in comparison.json)"
+
+
 def to_markdown(cfg: CompareConfig, summary: list[dict[str, Any]], diffs: list[dict[str, Any]],
                 facts: dict[str, Any], pretrain_facts: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     how = {"probe": "linear probe of the frozen encoder", "finetune": "fine-tuning preset"}[cfg.eval]
@@ -336,7 +340,7 @@ def to_markdown(cfg: CompareConfig, summary: list[dict[str, Any]], diffs: list[d
              "seed(s)", "",
              f"Data: {facts['data']}. Evaluation splits by scene: train {facts['train']['scenes']} scenes / "
              f"{facts['train']['tiles']} tiles, val {facts['val']['scenes']} / {facts['val']['tiles']}, test "
-             f"{t['scenes']} scenes ({', '.join(t['scene_names'])}), scored on {evaluation}. "
+             f"{t['scenes']} scenes ({scene_list(t['scene_names'])}), scored on {evaluation}. "
              f"Pretraining: {pretrain_facts.get('text', 'see the runs')}.", "",
              "| method | runs | mIoU (%) mean ± sd | OA (%) | kappa | calibrated pairs per run |",
              "|---|---|---|---|---|---|"]
