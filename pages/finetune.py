@@ -231,7 +231,8 @@ def methods_table(result: dict[str, Any]) -> pd.DataFrame:
 def comparisons() -> None:
     runs = runs_of("compare")
     if not runs:
-        st.info("No comparison yet: launch one in the first tab (the DGLC CPU preset takes under an hour on 2 cores).")
+        st.info("No comparison yet: launch one in the first tab (compare_cpu: about 25 minutes on 2 cores; the DGLC "
+                "preset: under an hour).")
         return
     run = pick_run("Comparison", runs, "cmp-run", "")
     if run is None:
