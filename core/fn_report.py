@@ -193,7 +193,7 @@ def report_lines(r: dict[str, Any]) -> list[str]:
     """The report as the lines the CLI prints."""
     lines = [f"run {r.get('run')}: {r.get('method')} on {r.get('data')}, selection {r['selection']}, "
              f"{r['pairs_flagged']} flagged pairs over {r['steps_with_flags']} of {r['steps_rebuilt']} steps",
-             f"same dominant class, 95% Wilson interval, on the run's own batches:"]
+             "same dominant class, 95% Wilson interval, on the run's own batches:"]
     cross = r.get("cross_scene", {})
     for name, label in SELECTOR_LABELS.items():
         if name in r["selectors"]:
