@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .checkpoint import CheckpointError, read_metadata
 from .runs import REPO_ROOT, kind_of_config, list_runs
 
 SHIPPED = REPO_ROOT / "checkpoints"
@@ -27,12 +28,18 @@ class ModelEntry:
 
 
 def _card(path: Path) -> dict[str, Any]:
+    """The card from the ``.json`` beside the file, else from the file's header (runs write no ``.json``)."""
     side = path.with_suffix(".json")
     try:
         card = json.loads(side.read_text())
         return card if isinstance(card, dict) else {}
     except (OSError, json.JSONDecodeError):
+        pass
+    try:
+        card = read_metadata(path).get("card")
+    except (CheckpointError, json.JSONDecodeError):
         return {}
+    return card if isinstance(card, dict) else {}
 
 
 def _shipped(kind: str) -> list[ModelEntry]:

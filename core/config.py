@@ -32,6 +32,13 @@ def distinct(values: list[Any], at_least: int, what: str) -> list[Any]:
     return values
 
 
+def held_out_scenes(test: list[str], val: list[str]) -> None:
+    """``test_scenes`` and ``val_scenes`` name disjoint scenes; the ValueError says which name is in both."""
+    both = sorted(set(test) & set(val))
+    if both:
+        raise ValueError(f"{', '.join(both)} is named in both test_scenes and val_scenes")
+
+
 class ModelConfig(_Section):
     encoder: str = "resnet18"
     weights: str | None = Field(None, description="local safetensors checkpoint to start the encoder from")
@@ -103,6 +110,10 @@ class DataConfig(_Section):
     tile_overlap: int = Field(0, ge=0, description="labeled sets: overlap of tiles cut from whole scenes")
     val_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="labeled sets: validation share of the scenes")
     test_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="labeled sets: test share of the scenes")
+    test_scenes: list[str] = Field(default_factory=list, description="labeled sets: scenes held out for test, by "
+                                   "name or folder (e.g. tile_3); overrides test_fraction")
+    val_scenes: list[str] = Field(default_factory=list, description="labeled sets: scenes for validation, by name or "
+                                  "folder; overrides val_fraction")
     pretrain_splits: list[Literal["train", "val", "test"]] = Field(
         default_factory=lambda: ["train"], description="labeled sets: the splits whose scenes are pretrained on")
     image_size: int = Field(96, ge=16, le=4096, description="side of each augmented view")
@@ -119,6 +130,7 @@ class DataConfig(_Section):
 
     @model_validator(mode="after")
     def _needs_root(self) -> "DataConfig":
+        held_out_scenes(self.test_scenes, self.val_scenes)
         if self.name == "folder" and not self.root:
             raise ValueError("name=folder needs data.root, the image folder to pretrain on")
         if self.name not in ("synthetic", "folder") and not self.root:
@@ -136,7 +148,8 @@ class DataConfig(_Section):
         """The labeled-set view of these tiles: the same scenes, tiles and split as fine-tuning would see."""
         return SegDataConfig(name=self.name, root=self.root, class_table=self.class_table, num_tiles=self.num_tiles,
                              tile_size=self.tile_size, tile_overlap=self.tile_overlap, val_fraction=self.val_fraction,
-                             test_fraction=self.test_fraction, seed=self.seed)
+                             test_fraction=self.test_fraction, test_scenes=self.test_scenes,
+                             val_scenes=self.val_scenes, seed=self.seed)
 
 
 def upgrade_run_config(raw: dict[str, Any]) -> dict[str, Any]:
@@ -294,11 +307,16 @@ class SegDataConfig(_Section):
     label_fraction: float = Field(1.0, gt=0.0, le=1.0, description="seeded fraction of training tiles with labels")
     val_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="held-out share when the data set has no split")
     test_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    test_scenes: list[str] = Field(default_factory=list, description="labeled sets: scenes held out for test, by "
+                                   "name or folder (e.g. tile_3); overrides test_fraction")
+    val_scenes: list[str] = Field(default_factory=list, description="labeled sets: scenes for validation, by name or "
+                                  "folder; overrides val_fraction")
     eroded: bool = Field(False, description="Potsdam/Vaihingen: use the eroded-boundary labels")
     seed: int = 0
 
     @model_validator(mode="after")
     def _needs_root(self) -> "SegDataConfig":
+        held_out_scenes(self.test_scenes, self.val_scenes)
         if self.name != "synthetic" and not self.root:
             raise ValueError(f"name={self.name} needs data.root, the data set folder")
         if self.name == "folder" and not self.class_table:
@@ -330,6 +348,8 @@ class FinetuneTrainConfig(_Section):
     lr: float = Field(1e-3, gt=0.0)
     encoder_lr_scale: float = Field(0.1, ge=0.0, description="full protocol: encoder lr = lr * this")
     weight_decay: float = Field(1e-4, ge=0.0)
+    class_weights: Literal["none", "balanced"] = Field(
+        "none", description="balanced: loss weight per class ~ 1/sqrt(its pixel share in training), for rare classes")
     eval_every: int = Field(100, ge=1, description="steps between validations")
     test_tile: int = Field(512, ge=32, le=8192, multiple_of=32, description="test: sliding window side (core.segment's)")
     test_overlap: float = Field(0.25, ge=0.0, lt=1.0, description="test: window overlap, a fraction of the window")

@@ -31,6 +31,7 @@ from .checkpoint import CheckpointError, load_checkpoint, read_metadata, save_ch
 from .config import ConfigError, FinetuneConfig, apply_overrides, config_to_yaml, load_config, validate_config
 from .data import DataError
 from .data.labeled import build_seg_splits
+from .fingerprint import domain_section, rewrite_card
 from .data.seg_augment import SegAugment, eval_transform
 from .device import pick_device, pick_precision
 from .metrics import SegScores, confusion_matrix, scores_from_confusion
@@ -83,6 +84,22 @@ def evaluate(model: SegModel, split, num_classes: int, ignore_index: int, device
     return scores_from_confusion(cm)
 
 
+def class_weights(train: Any, how: str) -> torch.Tensor | None:
+    """Loss weights per class from the training tiles' pixel counts. Why 1/sqrt and not 1/share: inverse shares
+    of a 1 % class (roads) are 50x and make training unstable; the square root still lifts rare classes a lot.
+    Normalised to mean 1 over the classes present; a class absent from training keeps weight 1."""
+    if how == "none":
+        return None
+    counts = np.asarray(train.counts, np.float64).sum(axis=0)
+    share = counts / max(1.0, counts.sum())
+    w = np.ones_like(share)
+    present = share > 0
+    if present.any():
+        w[present] = 1.0 / np.sqrt(share[present])
+        w[present] /= w[present].mean()
+    return torch.tensor(w, dtype=torch.float32)
+
+
 class FinetuneTrainer:
     def __init__(self, cfg: FinetuneConfig, run: Run | None, progress: bool = True) -> None:
         self.cfg, self.run, self.progress = cfg, run, progress
@@ -116,6 +133,9 @@ class FinetuneTrainer:
         self.total_steps = tc.max_steps if tc.max_steps is not None else max(1, math.ceil(tc.epochs * self.steps_per_epoch))
         self.step = 0
         self.best_miou = -1.0
+        self.class_weight = class_weights(self.splits.train, tc.class_weights)
+        if self.class_weight is not None:
+            self.class_weight = self.class_weight.to(self.device)
 
     def _data_text(self) -> str:
         d = self.cfg.data
@@ -147,6 +167,9 @@ class FinetuneTrainer:
         order = np.random.default_rng([self.cfg.seed, epoch]).permutation(len(self.splits.train))
         return order[pos * self.batch:(pos + 1) * self.batch].tolist()
 
+    def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits.float(), y, weight=self.class_weight, ignore_index=self.ignore_index)
+
     def train_step(self, step: int) -> float:
         self._set_lr(step)
         idx = self.batch_indices(step)
@@ -159,10 +182,9 @@ class FinetuneTrainer:
         with torch.autocast(self.device.type, dtype=self.precision.dtype, enabled=self.precision.autocast):
             out = self.model(x)
             if isinstance(out, tuple):
-                loss = F.cross_entropy(out[0].float(), y, ignore_index=self.ignore_index) + \
-                    AUX_WEIGHT * F.cross_entropy(out[1].float(), y, ignore_index=self.ignore_index)
+                loss = self._loss(out[0], y) + AUX_WEIGHT * self._loss(out[1], y)
             else:
-                loss = F.cross_entropy(out.float(), y, ignore_index=self.ignore_index)
+                loss = self._loss(out, y)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
@@ -277,6 +299,16 @@ class FinetuneTrainer:
             **scores.as_dict(names)})
         self.run.log(f"best model on {result.split} ({result.how.method}, {len(result.how.scenes)} scenes): mIoU "
                      f"{scores.miou:.4f} OA {scores.overall_accuracy:.4f} kappa {scores.kappa:.4f}")
+        if best.exists():
+            self._add_domain(best)
+
+    def _add_domain(self, best: Path) -> None:
+        """The best model's card gets its domain section (``core.fingerprint``): what ``--checkpoint auto`` and
+        the out-of-domain warnings read."""
+        card = read_metadata(best)["card"]
+        card["domain"] = domain_section(self.cfg.data, self.splits, self.model, self.classes, self.device)
+        rewrite_card(best, card)
+        self.run.log(f"domain fingerprint from {card['domain']['fingerprint']['note']} written into the best model")
 
 
 @dataclass

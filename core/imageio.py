@@ -25,6 +25,9 @@ Depth
     NaN / nodata      NaN and (for rescaled data) pixels equal to the file's nodata value are left out of the
                       percentiles and written as 0. In 8-bit data the nodata value is kept as a colour: orthophotos
                       often declare nodata=255 while their white roofs are 255 too (the NEON tiles do).
+    no-data masks     ``declared_nodata``: alpha 0 (PNG, TIFF alpha band), a GeoTIFF's mask, NaN, the nodata value
+                      of non-8-bit data. ``nodata_value_pixels``: pixels equal to an 8-bit nodata value, which
+                      ``core.nodata`` treats as no data only where they reach the border.
 
 Georeference
     ``profile`` (only for a raster with a CRS): ``crs``, ``transform``, ``width``, ``height``, what
@@ -39,6 +42,7 @@ Refusals
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import threading
@@ -69,6 +73,10 @@ class LoadedImage:
     profile: dict[str, Any] | None = None  # crs, transform, width, height when georeferenced
     pixel_size_m: float | None = None
     notes: list[str] = field(default_factory=list)
+    # Pixels the file itself declares empty (alpha 0, a mask, NaN, nodata of non-8-bit data): True = no data.
+    declared_nodata: np.ndarray | None = None
+    # Pixels equal to an 8-bit nodata value: only no-data where they reach the border (white roofs are 255 too).
+    nodata_value_pixels: np.ndarray | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -197,6 +205,12 @@ def _read_rasterio(src: Any, max_pixels: int, ColorInterp: Any, Resampling: Any,
             lohi[b] = _percentiles(sample)
 
     rgb = np.empty((height, width, 3), np.uint8)
+    flags = [set(f) for f in src.mask_flag_enums]
+    from rasterio.enums import MaskFlags
+    only_nodata = all(f == {MaskFlags.nodata} for f in flags)
+    has_mask = not all(f == {MaskFlags.all_valid} for f in flags)
+    declared = np.zeros((height, width), bool) if has_mask and not (only_nodata and dtype == np.uint8) else None
+    value_px = np.zeros((height, width), bool) if has_mask and only_nodata and dtype == np.uint8 else None
     rows = max(1, STRIP_PIXELS // width)
     n_nodata = 0
     n_nan = 0
@@ -204,6 +218,9 @@ def _read_rasterio(src: Any, max_pixels: int, ColorInterp: Any, Resampling: Any,
         h = min(rows, height - y0)
         win = Window(0, y0, width, h)
         data = src.read(distinct, window=win)  # (len(distinct), h, W)
+        if declared is not None or value_px is not None:
+            empty = src.dataset_mask(window=win) == 0
+            (declared if declared is not None else value_px)[y0:y0 + h] = empty
         if colormap is not None:
             lut = np.zeros((256, 3), np.uint8)
             for k, v in colormap.items():
@@ -218,6 +235,10 @@ def _read_rasterio(src: Any, max_pixels: int, ColorInterp: Any, Resampling: Any,
                 nan = np.isnan(data).any(axis=0)
                 n_nan += int(nan.sum())
                 invalid = nan
+                if nan.any():
+                    if declared is None:
+                        declared = np.zeros((height, width), bool)
+                    declared[y0:y0 + h] |= nan
             if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):
                 nd = (data == nodata).all(axis=0)
                 n_nodata += int(nd.sum())
@@ -243,7 +264,11 @@ def _read_rasterio(src: Any, max_pixels: int, ColorInterp: Any, Resampling: Any,
             notes.append("georeferenced, but not in a projected CRS with metric units: areas in pixels only")
     elif not src.transform.is_identity:
         notes.append("has a transform but no CRS: not treated as georeferenced")
-    return LoadedImage(rgb, profile, pixel_size_m, notes)
+    if declared is not None and not declared.any():
+        declared = None
+    if value_px is not None and not value_px.any():
+        value_px = None
+    return LoadedImage(rgb, profile, pixel_size_m, notes, declared_nodata=declared, nodata_value_pixels=value_px)
 
 
 def _pixel_size_m(crs: Any, transform: Any) -> float | None:
@@ -301,6 +326,7 @@ def _read_pil(path: Path, max_pixels: int) -> LoadedImage:
                     notes.append(f"EXIF orientation {orientation} applied")
                     _check_size(img.size[0], img.size[1], max_pixels)
                 rgb = _pil_to_rgb(img, notes)
+                alpha = _pil_alpha(img)
         except ImageError:
             raise
         except MemoryError:
@@ -309,7 +335,20 @@ def _read_pil(path: Path, max_pixels: int) -> LoadedImage:
             raise ImageError(f"truncated or corrupt {fmt} file ({_one_line(err)})") from None
         except Exception as err:  # noqa: BLE001 - decoders raise odd types on malformed files: still one line
             raise ImageError(f"unreadable {fmt} file ({type(err).__name__}: {_one_line(err)})") from None
-    return LoadedImage(np.ascontiguousarray(rgb), None, None, notes)
+    declared = None if alpha is None or not (alpha == 0).any() else alpha == 0
+    if declared is not None:
+        notes.append(f"{int(declared.sum()):,} transparent pixels treated as no data")
+    return LoadedImage(np.ascontiguousarray(rgb), None, None, notes, declared_nodata=declared)
+
+
+def _pil_alpha(img: Image.Image) -> np.ndarray | None:
+    """The alpha channel (H, W) uint8 of an image that has one, else None."""
+    mode = img.mode
+    if mode in ("RGBA", "LA", "PA"):
+        return np.asarray(img.getchannel("A"))
+    if mode == "P" and "transparency" in img.info:
+        return np.asarray(img.convert("RGBA").getchannel("A"))
+    return None
 
 
 def _pil_to_rgb(img: Image.Image, notes: list[str]) -> np.ndarray:
@@ -377,7 +416,8 @@ def read_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
 
 def write_mask_geotiff(path: str | os.PathLike[str], mask: np.ndarray, profile: dict[str, Any],
                        classes: list[dict[str, Any]] | None = None) -> None:
-    """A single-band uint8 GeoTIFF (LZW) with the CRS and transform of ``profile``; a colour map if ``classes``."""
+    """A single-band uint8 GeoTIFF (LZW) with the CRS and transform of ``profile``. With ``classes``: their colour
+    table, their names as tags (``CLASS_NAMES`` as JSON, ``CLASS_<i>``) and in the band description, nodata 255."""
     import rasterio
 
     mask = np.asarray(mask)
@@ -388,6 +428,8 @@ def write_mask_geotiff(path: str | os.PathLike[str], mask: np.ndarray, profile: 
         raise ValueError(f"mask is {w}x{h} but the georeference is for {profile.get('width')}x{profile.get('height')}")
     opts: dict[str, Any] = dict(driver="GTiff", width=w, height=h, count=1, dtype="uint8",
                                 crs=profile.get("crs"), transform=profile["transform"], compress="lzw")
+    if classes and len(classes) < 256:
+        opts["nodata"] = 255  # core.infer.NODATA: pixels without data
     if w >= 256 and h >= 256:
         opts.update(tiled=True, blockxsize=256, blockysize=256)
     with rasterio.open(Path(path), "w", **opts) as dst:
@@ -396,3 +438,8 @@ def write_mask_geotiff(path: str | os.PathLike[str], mask: np.ndarray, profile: 
             cmap = {i: tuple(int(v) for v in c.get("color", (0, 0, 0))[:3]) + (255,)
                     for i, c in enumerate(classes[:256])}
             dst.write_colormap(1, cmap)
+            names = [str(c.get("name", f"class {i}")) for i, c in enumerate(classes[:256])]
+            dst.update_tags(CLASS_NAMES=json.dumps(names),
+                            **{f"CLASS_{i}": name for i, name in enumerate(names)})
+            dst.update_tags(1, CLASS_NAMES=json.dumps(names))
+            dst.set_band_description(1, "class index: " + ", ".join(f"{i}={n}" for i, n in enumerate(names)))

@@ -37,6 +37,7 @@ from torch import Tensor, nn
 
 from .data.augment import IMAGENET_MEAN, IMAGENET_STD
 
+NODATA = 255  # mask value of pixels without data (transparent in overlays, left out of the areas)
 MULTIPLE = 32  # window sides are multiples of this (smp encoders downsample by 32)
 Progress = Callable[[int, int], None]
 
@@ -269,7 +270,8 @@ def predict_logits(model: nn.Module, image: np.ndarray, *, tile: int = 512, over
 # ------------------------------------------------------------------------------------------------ reporting
 def class_areas(mask: np.ndarray, classes: Sequence[dict[str, Any] | str],
                 pixel_size_m: float | None = None) -> list[dict[str, Any]]:
-    """Per class: name, pixels, percent of the image, square metres (None when the pixel size is unknown).
+    """Per class: name, pixels, percent of the image's data pixels, square metres (None when the pixel size is
+    unknown). ``NODATA`` pixels (with fewer than 256 classes) are left out, percent included.
 
     Indices past the class list (a mismatched mask) are reported as ``class <i>``."""
     mask = np.asarray(mask)
@@ -278,8 +280,10 @@ def class_areas(mask: np.ndarray, classes: Sequence[dict[str, Any] | str],
     for i in range(0, flat.size, 1 << 24):  # bincount casts to int64: do it in slices
         counts += np.bincount(flat[i:i + (1 << 24)].astype(np.uint8, copy=False), minlength=256)
     names = [c["name"] if isinstance(c, dict) else str(c) for c in classes]
+    if len(names) < 256:
+        counts[NODATA] = 0
     n = max(len(names), int(np.flatnonzero(counts).max()) + 1 if counts.any() else 0)
-    total = max(1, int(flat.size))
+    total = max(1, int(counts.sum()))
     px_area = pixel_size_m ** 2 if pixel_size_m else None
     rows = []
     for i in range(n):
@@ -300,6 +304,8 @@ def palette(classes: Sequence[dict[str, Any] | str]) -> np.ndarray:
                 pal[i] = np.clip(np.asarray(color[:3], dtype=np.int64), 0, 255)
         except (TypeError, ValueError):
             pass
+    if len(list(classes)) < 256:
+        pal[NODATA] = 0
     return pal
 
 
@@ -310,7 +316,8 @@ def colorize(mask: np.ndarray, classes: Sequence[dict[str, Any] | str]) -> np.nd
 
 def overlay(rgb: np.ndarray, mask: np.ndarray, classes: Sequence[dict[str, Any] | str],
             opacity: float = 0.5) -> np.ndarray:
-    """The image with the class colours blended over it at ``opacity`` (done in row slices to bound memory)."""
+    """The image with the class colours blended over it at ``opacity``; no-data pixels left as they are (done in
+    row slices to bound memory)."""
     if rgb.shape[:2] != mask.shape:
         raise ValueError(f"image {rgb.shape[:2]} and mask {mask.shape} differ in size")
     a = float(min(max(opacity, 0.0), 1.0))
@@ -319,6 +326,8 @@ def overlay(rgb: np.ndarray, mask: np.ndarray, classes: Sequence[dict[str, Any] 
     step = max(1, (1 << 22) // max(1, rgb.shape[1]))
     for y in range(0, rgb.shape[0], step):
         img = rgb[y:y + step, :, :3].astype(np.float32)
-        blend = img * (1.0 - a) + pal[mask[y:y + step]] * a
+        m = mask[y:y + step]
+        alpha = np.where(m == NODATA, 0.0, a)[..., None] if len(pal) and len(classes) < 256 else a
+        blend = img * (1.0 - alpha) + pal[m] * alpha
         out[y:y + step] = np.clip(blend + 0.5, 0, 255).astype(np.uint8)
     return out

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import json
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -34,9 +35,15 @@ from tqdm.auto import tqdm
 
 from .checkpoint import CheckpointError
 from .device import pick_device
+from .domain import DomainScore, score_image
 from .imageio import DEFAULT_MAX_PIXELS, ImageError, LoadedImage, read_image, write_mask_geotiff
-from .infer import check_tile, class_areas, colorize, count_windows, overlap_pixels, overlay, predict
+from .infer import NODATA, check_tile, class_areas, colorize, overlap_pixels, overlay, palette, predict
+from .model_choice import Choice, ModelCache, choose_model, given_model, score_for_model
+from .nodata import nodata_mask
+from .resample import model_pixel_size, pixel_size_reason, resample_factor, resample_mask, resample_rgb
 from .segmodel import load_seg_model
+
+REPORT_VERSION = 1
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CHECKPOINTS = ("checkpoints/dubai_seg.safetensors", "checkpoints/synthetic_seg.safetensors")
@@ -66,14 +73,24 @@ def write_areas_csv(path: Path, areas: list[dict[str, Any]]) -> None:
 
 @dataclass
 class Segmentation:
-    """One image's prediction and everything the interfaces show or offer for download."""
+    """One image's prediction and everything the interfaces show, offer for download and write in the report."""
 
     rgb: np.ndarray
-    mask: np.ndarray
+    mask: np.ndarray  # class indices; NODATA where the image holds no data
     classes: list[dict[str, Any]]
     areas: list[dict[str, Any]]
     profile: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+    domain: DomainScore | None = None
+    pixel_size_m: float | None = None  # the image's, when known
+    pixel_size_used_m: float | None = None  # what the model saw (differs when resampled)
+    resampled: float | None = None  # scale applied for inference, None when not resampled
+    nodata_share: float = 0.0
+    model: dict[str, Any] = field(default_factory=dict)  # name, path, how chosen and why
+
+    @property
+    def warning(self) -> str | None:
+        return self.domain.warning() if self.domain is not None else None
 
     def overlay(self, opacity: float = 0.5) -> np.ndarray:
         return overlay(self.rgb, self.mask, self.classes, opacity)
@@ -82,7 +99,7 @@ class Segmentation:
         return colorize(self.mask, self.classes)
 
     def mask_png(self) -> bytes:
-        return _png(self.mask)
+        return palette_png(self.mask, self.classes)
 
     def areas_csv(self) -> str:
         buf = io.StringIO()
@@ -98,44 +115,122 @@ class Segmentation:
             write_mask_geotiff(path, self.mask, self.profile, self.classes)
             return path.read_bytes()
 
+    def report(self, image: str = "") -> dict[str, Any]:
+        """What ``<stem>_report.json`` holds (the contract is in this module's docstring)."""
+        return {"version": REPORT_VERSION, "image": image, "width": int(self.mask.shape[1]),
+                "height": int(self.mask.shape[0]), "model": self.model,
+                "domain": self.domain.as_dict() if self.domain is not None else None,
+                "classes": [c["name"] for c in self.classes], "areas": self.areas,
+                "pixel_size_m": self.pixel_size_m, "pixel_size_used_m": self.pixel_size_used_m,
+                "resampled": self.resampled, "nodata_share": round(float(self.nodata_share), 6),
+                "warning": self.warning, "notes": list(self.notes)}
 
-def _png(array: np.ndarray) -> bytes:
+
+def palette_png(mask: np.ndarray, classes: list[dict[str, Any]]) -> bytes:
+    """The mask as a palette PNG: pixel values are class indices, shown in the class colours; no data (255) is
+    transparent. Why: a plain 8-bit mask of indices 0-5 opens as an all-black image."""
+    img = Image.fromarray(np.asarray(mask, np.uint8), mode="L").convert("P")
+    img.putpalette(palette(classes).reshape(-1).tolist())
     buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG")
+    img.save(buf, format="PNG", transparency=NODATA if len(classes) < 256 else None)
     return buf.getvalue()
 
 
 def segment_loaded(loaded: LoadedImage, model: torch.nn.Module, card: dict[str, Any], *, tile: int = 512,
                    overlap: float = 0.25, batch_size: int = 4, tta: bool = False,
                    device: torch.device | None = None,
-                   progress: Callable[[int, int], None] | None = None) -> Segmentation:
-    """Predict one loaded image in memory: what the workbench's Segment page and the Gradio demo call."""
+                   progress: Callable[[int, int], None] | None = None, resample: bool = True,
+                   borders: bool = True, domain: DomainScore | None = None,
+                   model_info: dict[str, Any] | None = None) -> Segmentation:
+    """Predict one loaded image in memory: what the workbench's Segment page and the Gradio demo call.
+
+    No-data pixels (``core.nodata``) are left out; the image runs at the model's pixel size when both are known
+    and differ (``core.resample``; ``resample=False`` switches it off) and the mask comes back on the image's grid;
+    the image is scored against the model's domain unless ``domain`` is given. ImageError when nothing is left.
+    """
     classes = card["classes"]
-    mask = predict(model, loaded.rgb, tile=tile, overlap=overlap, batch_size=batch_size, tta_flip=tta,
+    notes = list(loaded.notes)
+    nodata = nodata_mask(loaded, borders=borders)
+    if nodata.all():
+        raise ImageError("every pixel is no data (nodata value, mask, transparency or uniform border): "
+                         "nothing to segment")
+    model_m = model_pixel_size(card)
+    factor = resample_factor(loaded.pixel_size_m, model_m) if resample else None
+    rgb = loaded.rgb if factor is None else resample_rgb(loaded.rgb, factor)
+    if domain is None:
+        small = nodata if factor is None else resample_mask(nodata, rgb.shape[:2])
+        domain = score_image(model, card, rgb, ~small, device or "cpu")
+    size_reason = pixel_size_reason(loaded.pixel_size_m, model_m, resampled=factor is not None)
+    if size_reason:
+        notes.append(size_reason)
+        if factor is None and domain.known:
+            domain.reasons.append(size_reason)
+            domain.in_domain = False
+    if nodata.any():
+        notes.append(f"{100 * nodata.mean():.1f} % of the pixels hold no data: left out")
+    if max(rgb.shape[:2]) < tile:
+        notes.append(f"the image ({rgb.shape[1]}x{rgb.shape[0]} px) is smaller than the {tile} px window: "
+                     "segmented in one window")
+    mask = predict(model, rgb, tile=tile, overlap=overlap, batch_size=batch_size, tta_flip=tta,
                    device=device, progress=progress, card=card)
+    if factor is not None:
+        mask = resample_mask(mask, loaded.shape)
+    mask[nodata] = NODATA
     return Segmentation(rgb=loaded.rgb, mask=mask, classes=classes,
                         areas=class_areas(mask, classes, loaded.pixel_size_m), profile=loaded.profile,
-                        notes=list(loaded.notes))
+                        notes=notes, domain=domain, pixel_size_m=loaded.pixel_size_m,
+                        pixel_size_used_m=model_m if factor is not None else loaded.pixel_size_m,
+                        resampled=round(factor, 6) if factor is not None else None,
+                        nodata_share=float(nodata.mean()), model=dict(model_info or {}))
+
+
+def segment_choosing(loaded: LoadedImage, entries: list[Any], cache: Any, *, given: Any = None,
+                     device: torch.device | None = None, resample: bool = True, borders: bool = True,
+                     **predict_options: Any) -> Segmentation:
+    """Segment with the model ``given`` (a ``ModelEntry``) or, when None, the best domain fit among ``entries``
+    (``core.model_choice``); ``cache.load(path, device)`` gives (model, card). The choice goes into the result."""
+    dev = device or torch.device("cpu")
+    nodata = nodata_mask(loaded, borders=borders)
+    if nodata.all():
+        raise ImageError("every pixel is no data (nodata value, mask, transparency or uniform border): "
+                         "nothing to segment")
+    if given is not None:
+        model, card = cache.load(given.path, dev)
+        domain = score_for_model(loaded.rgb, nodata, loaded.pixel_size_m, model, card, dev, resample)
+        choice = Choice(given, domain, "given", "chosen by the user")
+    else:
+        choice = choose_model(loaded.rgb, nodata, loaded.pixel_size_m, entries, cache, dev, resample)
+        model, card = cache.load(choice.entry.path, dev)
+    return segment_loaded(loaded, model, card, device=device, resample=resample, borders=borders,
+                          domain=choice.domain, model_info=choice.as_dict(), **predict_options)
+
+
+def write_outputs(seg: Segmentation, out_dir: Path, stem: str, image: str = "") -> dict[str, Path]:
+    """Write one result as ``out_dir/<stem>_*`` (mask, colour, overlay, areas, report, GeoTIFF); return them."""
+    out_dir = Path(out_dir)
+    outputs = {"mask": out_dir / f"{stem}_mask.png", "color": out_dir / f"{stem}_color.png",
+               "overlay": out_dir / f"{stem}_overlay.png", "areas": out_dir / f"{stem}_areas.csv",
+               "report": out_dir / f"{stem}_report.json"}
+    outputs["mask"].write_bytes(seg.mask_png())
+    Image.fromarray(seg.color()).save(outputs["color"])
+    Image.fromarray(seg.overlay(0.5)).save(outputs["overlay"])
+    write_areas_csv(outputs["areas"], seg.areas)
+    if seg.profile is not None:
+        outputs["geotiff"] = out_dir / f"{stem}_mask.tif"
+        write_mask_geotiff(outputs["geotiff"], seg.mask, seg.profile, seg.classes)
+    outputs["report"].write_text(json.dumps(seg.report(image), indent=1))
+    return outputs
 
 
 def segment_image(loaded: LoadedImage, model: torch.nn.Module, card: dict[str, Any], out_dir: Path, stem: str, *,
                   tile: int = 512, overlap: float = 0.25, batch_size: int = 4, tta: bool = False,
                   device: torch.device | None = None,
-                  progress: Callable[[int, int], None] | None = None) -> dict[str, Path]:
+                  progress: Callable[[int, int], None] | None = None, image: str = "",
+                  **options: Any) -> dict[str, Path]:
     """Predict one loaded image and write its outputs as ``out_dir/<stem>_*``; return them by kind."""
     seg = segment_loaded(loaded, model, card, tile=tile, overlap=overlap, batch_size=batch_size, tta=tta,
-                         device=device, progress=progress)
-    out_dir = Path(out_dir)
-    outputs = {"mask": out_dir / f"{stem}_mask.png", "color": out_dir / f"{stem}_color.png",
-               "overlay": out_dir / f"{stem}_overlay.png", "areas": out_dir / f"{stem}_areas.csv"}
-    Image.fromarray(seg.mask).save(outputs["mask"])  # 2-D uint8: mode L
-    Image.fromarray(seg.color()).save(outputs["color"])
-    Image.fromarray(seg.overlay(0.5)).save(outputs["overlay"])
-    write_areas_csv(outputs["areas"], seg.areas)
-    if loaded.profile is not None:
-        outputs["geotiff"] = out_dir / f"{stem}_mask.tif"
-        write_mask_geotiff(outputs["geotiff"], seg.mask, loaded.profile, seg.classes)
-    return outputs
+                         device=device, progress=progress, **options)
+    return write_outputs(seg, out_dir, stem, image)
 
 
 # ------------------------------------------------------------------------------------------------ CLI
@@ -168,8 +263,9 @@ def _positive(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m core.segment", description=__doc__.split("\n\n")[0])
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (TIFF/GeoTIFF, PNG, JPEG, ...)")
-    p.add_argument("--checkpoint", type=Path, default=None,
-                   help="segmentation checkpoint (.safetensors); default: the shipped demo model")
+    p.add_argument("--checkpoint", default="auto",
+                   help="segmentation checkpoint (.safetensors), or auto (default): per image the shipped or "
+                        "fine-tuned model whose training domain fits it best")
     p.add_argument("--out", type=Path, required=True, help="output folder (created)")
     p.add_argument("--tile", type=_tile, default=512, help="window side in pixels, a multiple of 32 (512)")
     p.add_argument("--overlap", type=_overlap, default=0.25,
@@ -179,6 +275,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pixels", type=_positive, default=DEFAULT_MAX_PIXELS,
                    help=f"refuse images with more pixels ({DEFAULT_MAX_PIXELS:,})")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    p.add_argument("--no-resample", action="store_true",
+                   help="run at the image's own pixel size even when the model's differs by more than 1.5x")
+    p.add_argument("--keep-borders", action="store_true",
+                   help="classify uniform white/black borders too (declared no-data is always left out)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -209,6 +309,53 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def _check_classes(card: dict[str, Any], ckpt: Path) -> None:
+    classes = card["classes"]
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, dict) and "name" in c
+                                                                 for c in classes):
+        raise CheckpointError(f"{ckpt}: its card's classes are not a list of {{'name', 'color'}} entries")
+    if len(classes) > 256:
+        raise CheckpointError(f"{ckpt}: {len(classes)} classes do not fit an 8-bit mask")
+
+
+def _load_given(ckpt: Path, device: torch.device) -> tuple[torch.nn.Module, dict[str, Any]]:
+    try:
+        model, card = load_seg_model(ckpt, device=device)
+        _check_classes(card, ckpt)
+    except CheckpointError:
+        raise
+    except Exception as err:  # noqa: BLE001 - a card that builds no model, odd files: one line, never a traceback
+        raise CheckpointError(f"checkpoint {ckpt}: cannot be used ({type(err).__name__}: {err})") from None
+    return model, card
+
+
+class _Models:
+    """The candidates for ``--checkpoint auto`` or the one model ``--checkpoint PATH`` names, loaded once each."""
+
+    def __init__(self, checkpoint: str, device: torch.device) -> None:
+        self.cache = ModelCache()
+        self.entries: list[Any] = []
+        self.given = None
+        if checkpoint == "auto":
+            from .catalog import segmentation_models
+
+            self.entries = [e for e in segmentation_models() if e.card.get("kind") == "segmentation"]
+            if not self.entries:
+                raise CheckpointError("--checkpoint auto: no segmentation model in checkpoints/ nor in runs/; "
+                                      "pass --checkpoint PATH")
+            print(f"checkpoint auto: choosing per image among {len(self.entries)} model(s): "
+                  + ", ".join(e.label for e in self.entries[:6]) + (" ..." if len(self.entries) > 6 else ""),
+                  flush=True)
+            return
+        path = Path(checkpoint)
+        model, card = _load_given(path, device)
+        self.cache.put(path, device, model, card)
+        self.given = given_model(path, card)
+        classes = card["classes"]
+        print(f"checkpoint {path} ({card['arch']}, {card['encoder']}, {len(classes)} classes: "
+              f"{', '.join(c['name'] for c in classes)}) on {device}", flush=True)
+
+
 def _run(args: argparse.Namespace) -> int:
     try:
         overlap_pixels(args.overlap, args.tile)
@@ -220,21 +367,10 @@ def _run(args: argparse.Namespace) -> int:
     except (ValueError, RuntimeError) as err:
         _err(f"--device {args.device}: {str(err).removeprefix('train.device: ')}")
         return 2
-    ckpt = args.checkpoint
     try:
-        ckpt = ckpt if ckpt is not None else default_checkpoint()
-        model, card = load_seg_model(ckpt, device=device)
-        classes = card["classes"]
-        if not isinstance(classes, list) or not classes or not all(isinstance(c, dict) and "name" in c
-                                                                     for c in classes):
-            raise CheckpointError(f"{ckpt}: its card's classes are not a list of {{'name', 'color'}} entries")
-        if len(classes) > 256:
-            raise CheckpointError(f"{ckpt}: {len(classes)} classes do not fit an 8-bit mask")
+        models = _Models(str(args.checkpoint), device)
     except CheckpointError as err:
         _err(err)
-        return 2
-    except Exception as err:  # noqa: BLE001 - a card that builds no model, odd files: one line, never a traceback
-        _err(f"checkpoint {ckpt}: cannot be used ({type(err).__name__}: {err})")
         return 2
     try:
         args.out.mkdir(parents=True, exist_ok=True)
@@ -242,8 +378,6 @@ def _run(args: argparse.Namespace) -> int:
         _err(f"--out {args.out}: {err.strerror or err}")
         return 2
 
-    print(f"checkpoint {ckpt} ({card['arch']}, {card['encoder']}, {len(classes)} classes: "
-          f"{', '.join(c['name'] for c in classes)}) on {device}", flush=True)
     failed = 0
     used: set[str] = set()
     for raw in args.images:
@@ -262,40 +396,51 @@ def _run(args: argparse.Namespace) -> int:
         geo = "" if loaded.profile is None else (
             f", georeferenced, {loaded.pixel_size_m:.3g} m/pixel" if loaded.pixel_size_m else ", georeferenced")
         print(f"{path}: {w}x{h} pixels{geo}", flush=True)
-        for note in loaded.notes:
-            print(f"  note: {note}", flush=True)
         stem = _unique_stem(path, used)
-        total = count_windows(h, w, args.tile, args.overlap)
-        bar = tqdm(total=total, desc=stem, unit="win", file=sys.stderr, disable=args.no_progress or None,
-                   leave=False, dynamic_ncols=True)
-
-        def progress(done: int, _total: int, bar: Any = bar) -> None:
-            bar.update(done - bar.n)
-
+        bar = None
         try:
-            outputs = segment_image(loaded, model, card, args.out, stem, tile=args.tile, overlap=args.overlap,
-                                    batch_size=args.batch_size, tta=args.tta, device=device, progress=progress)
+            bar = tqdm(desc=stem, unit="win", file=sys.stderr, disable=args.no_progress or None, leave=False,
+                       dynamic_ncols=True)
+
+            def progress(done: int, total: int, bar: Any = bar) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+            seg = segment_choosing(loaded, models.entries, models.cache, given=models.given, device=device,
+                                   resample=not args.no_resample, borders=not args.keep_borders, tile=args.tile,
+                                   overlap=args.overlap, batch_size=args.batch_size, tta=args.tta,
+                                   progress=progress)
+            outputs = write_outputs(seg, args.out, stem, str(path))
         except KeyboardInterrupt:
             raise
+        except (ImageError, CheckpointError) as err:
+            _err(f"{path}: {err}")
+            failed += 1
+            continue
         except MemoryError:
-            bar.close()
             _err(f"{path}: out of memory (try a smaller --tile or --batch-size)")
             failed += 1
             continue
         except OSError as err:
-            bar.close()
             _err(f"{path}: cannot write outputs ({err.strerror or err})")
             failed += 1
             continue
         except Exception as err:  # noqa: BLE001 - e.g. CUDA out of memory: one line, go on with the next image
-            bar.close()
             first = (str(err).strip().splitlines() or [type(err).__name__])[0]
             _err(f"{path}: segmentation failed ({type(err).__name__}: {first})")
             failed += 1
             continue
         finally:
+            if bar is not None:
+                bar.close()
             del loaded
-        bar.close()
+        score = seg.domain.score if seg.domain is not None else None
+        print(f"  model {seg.model['name']} ({seg.model['how']}: {seg.model['why']}); in-domain score "
+              + (f"{score:.2f}" if score is not None else "unknown"), flush=True)
+        for note in seg.notes:
+            print(f"  note: {note}", flush=True)
+        if seg.warning:
+            print(f"  warning: {seg.warning}", flush=True)
         print(f"  wrote {', '.join(p.name for p in outputs.values())}", flush=True)
     n = len(args.images)
     print(f"{n - failed} of {n} image(s) segmented into {args.out}" + (f"; {failed} failed" if failed else ""),

@@ -234,7 +234,10 @@ def test_png_rules(tmp_path):
     rgba = rng.integers(0, 256, (20, 24, 4), dtype=np.uint8)
     Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
     img = read_image(tmp_path / "a.png")
-    assert (img.rgb == rgba[..., :3]).all() and img.notes == ["alpha band dropped"] and img.profile is None
+    assert (img.rgb == rgba[..., :3]).all() and img.profile is None
+    transparent = rgba[..., 3] == 0
+    assert img.notes == ["alpha band dropped", f"{int(transparent.sum())} transparent pixels treated as no data"]
+    assert (img.declared_nodata == transparent).all()
 
     grey = rgba[..., 0]
     Image.fromarray(grey).save(tmp_path / "g.png")
@@ -309,11 +312,11 @@ def test_cli_writes_everything_georeferenced(seg, tmp_path, capsys):
     assert "Traceback" not in captured.err
     assert "grey band replicated to RGB" in captured.out
     for stem in ("scene", "grey"):
-        for suffix in ("_mask.png", "_color.png", "_overlay.png", "_areas.csv"):
+        for suffix in ("_mask.png", "_color.png", "_overlay.png", "_areas.csv", "_report.json"):
             assert (out / f"{stem}{suffix}").is_file(), stem + suffix
     assert not (out / "grey_mask.tif").exists()
     mask = np.asarray(Image.open(out / "scene_mask.png"))
-    assert Image.open(out / "scene_mask.png").mode == "L" and mask.shape == (48, 56) and mask.max() < 3
+    assert Image.open(out / "scene_mask.png").mode == "P" and mask.shape == (48, 56) and mask.max() < 3
     with rasterio.open(out / "scene_mask.tif") as m:
         assert m.crs.to_epsg() == 32618 and m.transform == transform
         assert (m.read(1) == mask).all()

@@ -200,11 +200,41 @@ def _drop_overlaps(keep: np.ndarray, held: np.ndarray, scene: np.ndarray, xy: np
     return keep[ok]
 
 
+def _tile_scene_labels(ds: Any, info: dict[str, Any]) -> list[tuple[str, str]]:
+    """Per scene id: its name and its group, the two things a held-out scene may be named by."""
+    names = list(getattr(ds, "scene_names", []) or info["group_names"])
+    group_of_scene: dict[int, str] = {}
+    for sc, g in zip(np.asarray(info["scene"]), np.asarray(info["group"])):
+        group_of_scene.setdefault(int(sc), str(info["group_names"][int(g)]))
+    return [(str(names[k]) if k < len(names) else "", group_of_scene.get(k, "")) for k in range(len(names))]
+
+
+def _named(labels: list[tuple[str, str]], wanted: list[str], title: str, split: str) -> np.ndarray:
+    """Tiles whose scene is named in ``wanted``: its name, its group, or a folder above it (``tile_3`` takes
+    ``tile_3/image_part_001``). A name that matches nothing is an error, not a silently empty split."""
+    hits = np.zeros(len(labels), bool)
+    for w in wanted:
+        key = w.strip("/").lower()
+        m = np.array([n.lower() == key or g.lower() == key or n.lower().startswith(key + "/")
+                      for n, g in labels], bool)
+        if not m.any():
+            shown = ", ".join(sorted({g for _, g in labels})[:6])
+            raise DataError(f"data.{split}_scenes: {w!r} names no scene of {title} (its scenes/folders include "
+                            f"{shown})")
+        hits |= m
+    return hits
+
+
 def build_seg_splits(cfg: Any, progress: bool = True, dataset: Any = None) -> SegSplits:
     """Train / val / test views for a ``SegDataConfig`` (see the module docstring for the rules)."""
     ds = dataset if dataset is not None else build_seg_dataset(cfg, progress=progress)
     info = ds.split_info()
-    group, given = np.asarray(info["group"]), np.asarray(info["split"], object)
+    group, given = np.asarray(info["group"]), np.array(info["split"], object)
+    names_of_tiles = _tile_scene_labels(ds, info)
+    for split, wanted in (("test", getattr(cfg, "test_scenes", [])), ("val", getattr(cfg, "val_scenes", []))):
+        if wanted:
+            given[(given == split)] = ""  # named scenes replace the data set's own split of that kind
+            given[_named(names_of_tiles, wanted, ds.name, split)[np.asarray(info["scene"])]] = split
     n = len(ds)
     all_idx = np.arange(n)
     test_idx, val_idx = all_idx[given == "test"], all_idx[given == "val"]

@@ -312,7 +312,8 @@ _PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 1
 MASK_SUFFIXES = ("_mask", "_masks", "_label", "_labels", "_gt", "_seg", "_segmentation", "_annotation", "-mask",
                  "-label")
 TABLE_KEYS = {"name", "description", "source", "classes", "ignore_index", "ignore_colors", "ignore_values",
-              "mask_format", "color_tolerance", "images", "masks", "mask_suffixes", "image_suffixes", "group_by"}
+              "mask_format", "color_tolerance", "images", "masks", "mask_suffixes", "image_suffixes", "group_by",
+              "domain"}
 
 
 @dataclass
@@ -332,6 +333,7 @@ class ClassTable:
     image_suffixes: list[str] = field(default_factory=lambda: ["_sat", "_image", "_img", "_rgb"])
     group_by: str = "file"
     name: str = "folder"
+    domain: dict = field(default_factory=dict)  # platform, gsd_m, region, source: what model cards state
 
     def to_json(self) -> dict:
         d = dict(self.__dict__)
@@ -417,8 +419,14 @@ def _parse_table(p: Path, raw: Any) -> ClassTable:
     group_by = raw.get("group_by", "file")
     if group_by not in ("file", "folder"):
         raise ValueError(f"group_by must be 'file' or 'folder', got {group_by!r}")
+    domain = raw.get("domain") or {}
+    if not isinstance(domain, dict):
+        raise ValueError(f"domain must be a mapping (platform, gsd_m, region, source), got {domain!r}")
+    gsd = domain.get("gsd_m")
+    if gsd is not None and (isinstance(gsd, bool) or not isinstance(gsd, (int, float)) or not gsd > 0):
+        raise ValueError(f"domain.gsd_m must be a positive number of metres per pixel or null, got {gsd!r}")
     table = ClassTable(p, classes, values, ignore, ignore_colors, [int(v) for v in ignore_values], fmt, tol,
-                       group_by=group_by, name=str(raw.get("name") or "folder"))
+                       group_by=group_by, name=str(raw.get("name") or "folder"), domain=dict(domain))
     for key in ("images", "masks"):
         if key in raw:
             if not isinstance(raw[key], str) or not raw[key]:

@@ -1,0 +1,119 @@
+"""``--checkpoint auto``: the segmentation model whose training domain fits an image best.
+
+Why: a visitor uploads a farmland satellite scene and the default (a Dubai city model) calls it water. Every
+candidate (the shipped models and the user's fine-tuning runs, from ``core.catalog``) is scored on the image
+against its card's fingerprint (``core.domain``), at the pixel size it would run at (``core.resample``). The
+choice: the highest in-domain score, ties (typically several models at 0) broken by the lower distance relative
+to each model's own training tiles. Models without a fingerprint are scored as unknown and chosen only when no
+candidate has one. The choice, its score and the others' scores go into the image's report.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .catalog import ModelEntry, segmentation_models
+from .domain import DomainScore, card_fingerprint, score_image
+from .resample import model_pixel_size, resample_factor, resample_mask, resample_rgb
+from .segmodel import load_seg_model
+
+
+class ModelCache:
+    """The last few loaded models by path, so scoring several images against the same candidates loads each once."""
+
+    def __init__(self, size: int = 4) -> None:
+        self.size = size
+        self._models: OrderedDict[tuple[str, str], tuple[torch.nn.Module, dict[str, Any]]] = OrderedDict()
+
+    @staticmethod
+    def _key(path: Path, device: torch.device | str) -> tuple[str, str]:
+        return str(Path(path).resolve()), str(device)
+
+    def put(self, path: Path, device: torch.device | str, model: torch.nn.Module, card: dict[str, Any]) -> None:
+        """Keep a model loaded elsewhere (e.g. checked by the caller first)."""
+        self._models[self._key(path, device)] = (model, card)
+
+    def load(self, path: Path, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
+        key = self._key(path, device)
+        if key in self._models:
+            self._models.move_to_end(key)
+            return self._models[key]
+        model, card = load_seg_model(path, device=device)
+        self._models[key] = (model, card)
+        while len(self._models) > self.size:
+            self._models.popitem(last=False)
+        return model, card
+
+
+@dataclass
+class Choice:
+    """The model to use for one image and why."""
+
+    entry: ModelEntry
+    domain: DomainScore
+    how: str  # "auto" or "given"
+    why: str
+    table: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.entry.label, "path": str(self.entry.path), "how": self.how, "why": self.why,
+                "candidates": self.table}
+
+
+def score_for_model(rgb: np.ndarray, nodata: np.ndarray, pixel_size_m: float | None, model: torch.nn.Module,
+                    card: dict[str, Any], device: torch.device | str = "cpu", resample: bool = True) -> DomainScore:
+    """The image's domain score against one model, at the pixel size that model would segment it at."""
+    factor = resample_factor(pixel_size_m, model_pixel_size(card)) if resample else None
+    if factor is not None:
+        rgb = resample_rgb(rgb, factor)
+        nodata = resample_mask(nodata, rgb.shape[:2])
+    return score_image(model, card, rgb, ~nodata, device)
+
+
+def _rank_key(item: tuple[int, DomainScore]) -> tuple[float, float, float, int]:
+    order, d = item
+    if not d.known:
+        return (1.0, 0.0, 0.0, order)
+    return (0.0, -(d.score or 0.0), d.fit if d.fit is not None else float("inf"), order)
+
+
+def choose_model(rgb: np.ndarray, nodata: np.ndarray, pixel_size_m: float | None,
+                 entries: list[ModelEntry] | None = None, cache: ModelCache | None = None,
+                 device: torch.device | str = "cpu", resample: bool = True) -> Choice:
+    """Score every candidate on the image and pick the best fit (see the module docstring)."""
+    entries = segmentation_models() if entries is None else entries
+    if not entries:
+        raise FileNotFoundError("no segmentation model to choose from (none shipped in checkpoints/, no fine-tuning run)")
+    cache = cache or ModelCache()
+    scored: list[tuple[int, DomainScore]] = []
+    for k, e in enumerate(entries):
+        if card_fingerprint(e.card) is None:
+            scored.append((k, DomainScore(known=False, reasons=["no domain fingerprint in its card"])))
+            continue
+        try:
+            model, card = cache.load(e.path, device)
+        except Exception as err:  # noqa: BLE001 - one unusable candidate must not stop the others
+            scored.append((k, DomainScore(known=False, reasons=[f"cannot be loaded ({type(err).__name__})"])))
+            continue
+        scored.append((k, score_for_model(rgb, nodata, pixel_size_m, model, card, device, resample)))
+    ranked = sorted(scored, key=_rank_key)
+    best_k, best = ranked[0]
+    table = [{"name": entries[k].label, "score": d.as_dict()["score"], "fit": d.as_dict()["fit"],
+              "in_domain": d.in_domain, "known": d.known} for k, d in ranked]
+    if best.known:
+        others = ", ".join(f"{t['name']} {t['score']:.2f}" for t in table[1:] if t["known"])
+        why = (f"best domain fit of {len(entries)} model(s): score {best.score:.2f}"
+               + (f" (others: {others})" if others else ""))
+    else:
+        why = "no candidate has a domain fingerprint: the default model"
+    return Choice(entries[best_k], best, "auto", why, table)
+
+
+def given_model(path: Path, card: dict[str, Any]) -> ModelEntry:
+    """A model named by the user (``--checkpoint PATH``), as a catalog entry."""
+    return ModelEntry(f"file: {Path(path).name}", Path(path), card)

@@ -1,0 +1,58 @@
+"""Which pixels of an uploaded image hold no data, so they are neither classified nor counted in the areas.
+
+Why: scanned or reprojected tiles come with white or black collars, GeoTIFFs declare a nodata value or carry a
+mask, PNGs an alpha channel; a model labels all of them ("land") and the areas table then counts the collar.
+
+Rules (True = no data):
+- what the file declares: alpha 0, a GeoTIFF's internal or per-dataset mask, NaN, the nodata value of non-8-bit
+  data (``LoadedImage.declared_nodata``);
+- an 8-bit nodata value only where those pixels reach the image border (orthophotos declare nodata=255 while
+  their white roofs are 255 too);
+- uniform borders: near-white (all bands >= 250) or near-black (all <= 5) regions connected to the border that
+  cover at least ``MIN_BORDER_SHARE`` of the image (a white roof cut by the image edge is far smaller).
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from .imageio import LoadedImage
+
+MIN_BORDER_SHARE = 0.01
+WHITE, BLACK = 250, 5
+
+
+def _border_connected(candidate: np.ndarray, min_pixels: int = 1) -> np.ndarray:
+    """The parts of ``candidate`` connected to the image border (each part at least ``min_pixels``)."""
+    if not candidate.any():
+        return np.zeros_like(candidate)
+    labels, n = ndimage.label(candidate)
+    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    edge = edge[edge > 0]
+    if len(edge) == 0:
+        return np.zeros_like(candidate)
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    keep = np.zeros(n + 1, bool)
+    keep[edge[sizes[edge] >= min_pixels]] = True
+    return keep[labels]
+
+
+def uniform_borders(rgb: np.ndarray, min_share: float = MIN_BORDER_SHARE) -> np.ndarray:
+    """Near-white or near-black regions touching the border, each at least ``min_share`` of the image."""
+    min_px = max(1, int(min_share * rgb.shape[0] * rgb.shape[1]))
+    white = (rgb >= WHITE).all(axis=2)
+    black = (rgb <= BLACK).all(axis=2)
+    return _border_connected(white, min_px) | _border_connected(black, min_px)
+
+
+def nodata_mask(loaded: LoadedImage, borders: bool = True) -> np.ndarray:
+    """(H, W) bool, True where the image holds no data, by the rules of this module's docstring."""
+    h, w = loaded.shape
+    mask = np.zeros((h, w), bool)
+    if loaded.declared_nodata is not None:
+        mask |= loaded.declared_nodata
+    if loaded.nodata_value_pixels is not None:
+        mask |= _border_connected(loaded.nodata_value_pixels)
+    if borders:
+        mask |= uniform_borders(loaded.rgb)
+    return mask
