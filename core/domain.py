@@ -130,7 +130,8 @@ def _plain(a: np.ndarray, decimals: int) -> list:
 
 
 def _project(feats: np.ndarray, fp: dict[str, Any]) -> np.ndarray:
-    return ((feats - np.asarray(fp["feature_mean"])) @ np.asarray(fp["components"]).T) / np.asarray(fp["scales"])
+    scales = np.maximum(np.asarray(fp["scales"], np.float64), 1e-6)
+    return ((feats - np.asarray(fp["feature_mean"])) @ np.asarray(fp["components"]).T) / scales
 
 
 def fingerprint(model: nn.Module, tiles: Iterable[np.ndarray], device: torch.device | str = "cpu",
@@ -146,7 +147,7 @@ def fingerprint(model: nn.Module, tiles: Iterable[np.ndarray], device: torch.dev
     scales = np.maximum(sing[:k] / np.sqrt(len(feats)), 1e-6)
     fp: dict[str, Any] = {"version": FINGERPRINT_VERSION, "side": FEATURE_SIDE, "tiles": int(len(crops)),
                           "note": note, "feature_mean": _plain(mean, 5), "components": _plain(axes[:k], 5),
-                          "scales": _plain(scales, 5)}
+                          "scales": [float(f"{v:.4g}") for v in scales]}
     points = _project(feats, fp)
     hists = np.stack([colour_histogram(c) for c in crops])
     fp.update(points=_plain(points, 2), colour_histograms=_plain(hists, 3),

@@ -184,6 +184,17 @@ def segment_loaded(loaded: LoadedImage, model: torch.nn.Module, card: dict[str, 
                         nodata_share=float(nodata.mean()), model=dict(model_info or {}))
 
 
+def _load_entry(cache: Any, entry: Any, device: torch.device) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """A model through ``cache``, its classes checked; CheckpointError names the model and says why not."""
+    try:
+        model, card = cache.load(entry.path, device)
+        _check_classes(card, entry.path)
+    except Exception as err:  # noqa: BLE001 - a missing file, a card that builds no model: one line
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise CheckpointError(f"Model {entry.label} cannot be used: {first}") from None
+    return model, card
+
+
 def segment_choosing(loaded: LoadedImage, entries: list[Any], cache: Any, *, given: Any = None,
                      device: torch.device | None = None, resample: bool = True, borders: bool = True,
                      **predict_options: Any) -> Segmentation:
@@ -195,12 +206,12 @@ def segment_choosing(loaded: LoadedImage, entries: list[Any], cache: Any, *, giv
         raise ImageError("every pixel is no data (nodata value, mask, transparency or uniform border): "
                          "nothing to segment")
     if given is not None:
-        model, card = cache.load(given.path, dev)
+        model, card = _load_entry(cache, given, dev)
         domain = score_for_model(loaded.rgb, nodata, loaded.pixel_size_m, model, card, dev, resample)
         choice = Choice(given, domain, "given", "chosen by the user")
     else:
         choice = choose_model(loaded.rgb, nodata, loaded.pixel_size_m, entries, cache, dev, resample)
-        model, card = cache.load(choice.entry.path, dev)
+        model, card = _load_entry(cache, choice.entry, dev)
     return segment_loaded(loaded, model, card, device=device, resample=resample, borders=borders,
                           domain=choice.domain, model_info=choice.as_dict(), **predict_options)
 

@@ -1,9 +1,11 @@
 """Segment: upload aerial tiles (or try a generated one), pick a checkpoint, see the classes and their areas.
 
 A thin adapter over the engine: ``core.imageio.read_image`` reads each upload (TIFF/GeoTIFF recognised by its
-bytes, the georeference kept) and ``core.segment.segment_loaded`` predicts it with sliding windows. Results are kept
-in ``st.session_state`` by (file, checkpoint version, settings), so moving the opacity slider, switching tabs or
-downloading never runs the model again. A file that cannot be used is one ``st.error`` line; the others go on.
+bytes, the georeference kept) and ``core.segment.segment_choosing`` picks the model (``auto``: the best domain fit,
+``core.model_choice``) and predicts with sliding windows, no-data left out and the pixel size matched. Results are
+kept in ``st.session_state`` by (file content, model version, settings), so moving the opacity slider, switching
+tabs, downloading, uploading the same file again or coming back to the page never runs the model again. A file
+that cannot be used is one ``st.error`` line; the others go on.
 """
 from __future__ import annotations
 
@@ -21,10 +23,11 @@ import streamlit as st
 from PIL import Image
 
 from core.catalog import ModelEntry, segmentation_models
+from core.checkpoint import CheckpointError
 from core.device import pick_device
 from core.data.paths import scratch_dir
 from core.imageio import ImageError, LoadedImage, read_image
-from core.segment import Segmentation, segment_loaded
+from core.segment import Segmentation, segment_choosing
 from workbench.common import seg_model, show_error
 from workbench.segment_view import areas_frame, class_rgb, legend_html, one_line, screen_copy
 
@@ -32,7 +35,10 @@ MAX_PIXELS = 100_000_000  # a browser session keeps the image and mask in memory
 PREVIEW_SIDE = 1600  # the overlay is blended and sent at most this large on its longer side
 TYPES = ["png", "jpg", "jpeg", "tif", "tiff"]
 TILES = [256, 384, 512, 768, 1024]
-RESULTS = "segment_results"  # session_state: {result key: Result}
+RESULTS = "segment_results"  # session_state: {result key: Result}, the KEEP_RESULTS most recent
+LAST = "segment_last"  # session_state: the result keys last on screen (shown again on a return to the page)
+KEEP_RESULTS = 8
+AUTO = "auto: best domain fit"
 SAMPLE = "segment_sample_seed"  # session_state: the seed of the generated sample tile on show, if any
 SAMPLE_SIZE = 512
 FIRST_SAMPLE_SEED = 2  # a scene with roads, buildings and trees
@@ -43,6 +49,8 @@ class Settings:
     tile: int = 512
     overlap: float = 0.25
     tta: bool = False
+    resample: bool = True
+    borders: bool = True
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,11 @@ class Result:
 
 
 # ------------------------------------------------------------------------------------------------ work
+def content_id(data: bytes) -> str:
+    """What a file is, whatever its name or upload: a digest of its bytes (fast: about 1 GB/s)."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
 def read_upload(upload: Upload) -> LoadedImage:
     """The upload's bytes through a temporary file into read_image (which reads files, and sniffs TIFFs)."""
     suffix = "".join(ch for ch in Path(upload.name).suffix.lower() if ch.isalnum() or ch == ".")[:8]
@@ -75,8 +88,16 @@ def read_upload(upload: Upload) -> LoadedImage:
         return read_image(path, max_pixels=MAX_PIXELS)
 
 
-def segment_upload(upload: Upload, model: Any, card: dict[str, Any], settings: Settings, device: Any,
-                   bar: Any) -> Result:
+class _PageModels:
+    """What ``core.segment.segment_choosing`` loads models through: the app's cached loader."""
+
+    @staticmethod
+    def load(path: Path, device: Any) -> tuple[Any, dict[str, Any]]:  # noqa: ARG004 - the loader picks the device
+        return seg_model(Path(path))
+
+
+def segment_upload(upload: Upload, entry: ModelEntry | None, entries: list[ModelEntry], settings: Settings,
+                   device: Any, bar: Any) -> Result:
     """Read and segment one file, feeding ``bar``; any failure becomes Result.error, never an exception."""
     try:
         loaded = read_upload(upload)
@@ -90,8 +111,12 @@ def segment_upload(upload: Upload, model: Any, card: dict[str, Any], settings: S
         bar.progress(done / max(total, 1), text=f"Segmenting {upload.name}: window {done} of {total}")
 
     try:
-        seg = segment_loaded(loaded, model, card, tile=settings.tile, overlap=settings.overlap, tta=settings.tta,
-                             device=device, progress=progress)
+        bar.progress(0.0, text=f"Choosing the model for {upload.name}…" if entry is None else f"Segmenting {upload.name}…")
+        seg = segment_choosing(loaded, entries, _PageModels(), given=entry, device=device, resample=settings.resample,
+                               borders=settings.borders, tile=settings.tile, overlap=settings.overlap,
+                               tta=settings.tta, progress=progress)
+    except (ImageError, CheckpointError) as err:
+        return Result(upload.name, error=str(err))
     except MemoryError:
         return Result(upload.name, error="out of memory (try a smaller tile)")
     except Exception as err:  # noqa: BLE001 - e.g. CUDA out of memory: one line, go on with the next file
@@ -100,30 +125,38 @@ def segment_upload(upload: Upload, model: Any, card: dict[str, Any], settings: S
     return Result(upload.name, seg=seg, preview=screen_copy(seg, PREVIEW_SIDE), pixel_size_m=loaded.pixel_size_m)
 
 
-def result_key(upload: Upload, entry: ModelEntry, settings: Settings) -> str:
-    """Same file, same checkpoint version and same settings: same result."""
+def _version(entry: ModelEntry) -> tuple[str, float]:
     try:
-        mtime = entry.path.stat().st_mtime
+        return str(entry.path), entry.path.stat().st_mtime
     except OSError:
-        mtime = 0.0
-    raw = repr((upload.id, str(entry.path), mtime, settings))
+        return str(entry.path), 0.0
+
+
+def result_key(upload: Upload, entry: ModelEntry | None, entries: list[ModelEntry], settings: Settings) -> str:
+    """Same file content, same model(s) and versions, same settings: same result (a re-upload included)."""
+    models = [_version(entry)] if entry is not None else ["auto", *(_version(e) for e in entries)]
+    raw = repr((upload.id, models, settings))
     return hashlib.blake2b(raw.encode(), digest_size=8).hexdigest()
 
 
-def process(uploads: list[Upload], entry: ModelEntry, model: Any, card: dict[str, Any],
+def process(uploads: list[Upload], entry: ModelEntry | None, entries: list[ModelEntry],
             settings: Settings) -> list[tuple[str, Result]]:
-    """Each upload's result, from session_state when it is there, else computed with a progress bar."""
+    """Each upload's result, from session_state when it is there, else computed with a progress bar. The
+    ``KEEP_RESULTS`` most recent results stay, so a file uploaded again shows at once."""
     cache: dict[str, Result] = st.session_state.setdefault(RESULTS, {})
-    keys = [result_key(u, entry, settings) for u in uploads]
+    keys = [result_key(u, entry, entries, settings) for u in uploads]
     todo = [(k, u) for k, u in zip(keys, uploads) if k not in cache]
     if todo:
         device = pick_device()
         for k, u in todo:
             bar = st.progress(0.0, text=f"Reading {u.name}…")
-            cache[k] = segment_upload(u, model, card, settings, device, bar)
+            cache[k] = segment_upload(u, entry, entries, settings, device, bar)
             bar.empty()
-    for stale in set(cache) - set(keys):  # only what is on screen stays in memory
+    for k in keys:  # most recent last
+        cache[k] = cache.pop(k)
+    for stale in list(cache)[:max(0, len(cache) - max(KEEP_RESULTS, len(keys)))]:
         del cache[stale]
+    st.session_state[LAST] = keys
     return [(k, cache[k]) for k in keys]
 
 
@@ -156,13 +189,26 @@ def show_downloads(seg: Segmentation, stem: str, key: str) -> None:
     cols = st.columns(3)
     cols[0].download_button("Mask PNG", data=seg.mask_png, file_name=f"{stem}_mask.png", mime="image/png",
                             key=f"dl_mask_{key}", on_click="ignore", icon="⬇️", width="stretch",
-                            help="class indices as 8-bit grey, in the model's class order")
+                            help="class indices in the model's class order, shown in the class colours (a palette "
+                                 "PNG); no-data pixels are transparent")
     cols[1].download_button("Areas CSV", data=_csv_bytes(seg), file_name=f"{stem}_areas.csv", mime="text/csv",
                             key=f"dl_csv_{key}", on_click="ignore", icon="⬇️", width="stretch")
     if seg.profile is not None:
         cols[2].download_button("GeoTIFF mask", data=_geotiff_bytes(seg), file_name=f"{stem}_mask.tif",
                                 mime="image/tiff", key=f"dl_tif_{key}", on_click="ignore", icon="🌍",
                                 width="stretch", help="the mask with the input's CRS and transform")
+
+
+def show_model(seg: Segmentation) -> None:
+    """Which model segmented the image, why, how well the image fits its domain, and the warning if it does not."""
+    if seg.warning:
+        st.warning(seg.warning, icon="⚠️")
+    if not seg.model:
+        return
+    d = seg.domain
+    score = "unknown (no fingerprint)" if d is None or d.score is None else f"{d.score:.2f}"
+    st.caption(f"🧭 Model **{seg.model['name']}** ({seg.model['how']}: {seg.model['why']}) · in-domain score "
+               f"{score}" + (f" · run at {seg.pixel_size_used_m:.2g} m/pixel" if seg.resampled else ""))
 
 
 def show_result(result: Result, key: str) -> None:
@@ -187,6 +233,7 @@ def show_result(result: Result, key: str) -> None:
                                                                                min_value=0, max_value=100),
                                     "m²": st.column_config.NumberColumn(format="localized")})
         st.plotly_chart(areas_figure(seg), key=f"chart_{key}", config={"displayModeBar": False})
+    show_model(seg)
     for note in seg.notes:
         st.caption(f"ℹ️ {note}")
     show_downloads(seg, Path(result.name).stem or "image", key)
@@ -242,12 +289,16 @@ def _drop_sample() -> None:
     st.session_state.pop(SAMPLE, None)
 
 
-def pick_model(entries: list[ModelEntry]) -> ModelEntry:
-    labels = [e.label for e in entries]
+def pick_model(entries: list[ModelEntry]) -> ModelEntry | None:
+    """The model the user picked, or None for auto (the best domain fit per image)."""
+    labels = [AUTO] + [e.label for e in entries]
     label = st.selectbox("Model", labels, index=0, key="segment_model",
-                         help="shipped checkpoints first (the real-imagery demo model is the default), then the "
-                              "best model of each fine-tuning run")
-    entry = entries[labels.index(label)]
+                         help="auto: per image, the model whose training imagery it resembles most (its score "
+                              "and the reason are shown); else shipped checkpoints, then each fine-tuning run's best")
+    if label == AUTO:
+        st.caption(f"Chooses among {len(entries)} model(s) by their domain fingerprints.")
+        return None
+    entry = entries[labels.index(label) - 1]
     classes = entry.card.get("classes") or []
     if classes:
         st.caption(f"{entry.card.get('arch', '?')} · {entry.card.get('encoder', '?')} · "
@@ -263,7 +314,12 @@ def pick_settings() -> Settings:
                             help="fraction of the tile that neighbouring windows share (blended)")
         tta = st.checkbox("Flip test-time augmentation", key="segment_tta",
                           help="average with a horizontally flipped pass (twice the time)")
-    return Settings(int(tile), float(overlap), bool(tta))
+        resample = st.checkbox("Match the model's pixel size", value=True, key="segment_resample",
+                               help="when a GeoTIFF's pixel size differs from the model's by more than 1.5x, run "
+                                    "at the model's and bring the mask back to the image's grid")
+        borders = st.checkbox("Uniform white/black borders are no data", value=True, key="segment_borders",
+                              help="declared no-data (nodata value, mask, transparency) is always left out")
+    return Settings(int(tile), float(overlap), bool(tta), bool(resample), bool(borders))
 
 
 def load_model(entry: ModelEntry) -> tuple[Any, dict[str, Any]] | None:
@@ -309,22 +365,28 @@ def main() -> None:
     with right:
         entry = pick_model(entries)
         settings = pick_settings()
-    if SAMPLE in st.session_state and entry.label != synth:
+    if SAMPLE in st.session_state and entry is not None and entry.label != synth:
         sample_note.caption(f"The sample is a synthetic scene; {entry.label} was not trained on such scenes"
                             + (f" ({synth} was)." if synth else "."))
-    uploads = [Upload(f.file_id, f.name, f.getvalue) for f in files or []]
+    uploads = [Upload(content_id(f.getvalue()), f.name, f.getvalue) for f in files or []]
     if SAMPLE in st.session_state:
         uploads.append(sample_upload(int(st.session_state[SAMPLE])))
     if not uploads:
+        last = [(k, r) for k, r in ((k, st.session_state.get(RESULTS, {}).get(k)) for k in st.session_state.get(LAST, []))
+                if r is not None]
+        if last:
+            st.caption("Your last results (upload files to segment others):")
+            st.divider()
+            show_results(last)
+            return
         st.info("Drop one or more aerial tiles above, or try a generated sample tile (a synthetic aerial scene"
                 + (f", segmented with {synth}, which was trained on such scenes)." if synth else ").")
-                + " Results stay while you change the opacity or switch tabs.", icon="👆")
+                + " Results stay while you change the opacity, switch tabs or visit other pages.", icon="👆")
         return
-    loaded = load_model(entry)
-    if loaded is None:
+    if entry is not None and load_model(entry) is None:
         return
     st.divider()
-    show_results(process(uploads, entry, *loaded, settings))
+    show_results(process(uploads, entry, entries, settings))
 
 
 if __name__ == "__main__":  # Streamlit runs a page as __main__; bench/segment_ui.py imports its functions

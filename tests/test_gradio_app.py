@@ -20,8 +20,6 @@ from core.infer import palette
 pytestmark = pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword is deprecated)")
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CARD = json.loads((ROOT / "checkpoints" / "dubai_seg.json").read_text())
-NAMES = [c["name"] for c in DEFAULT_CARD["classes"]]
 
 
 def free_port() -> int:
@@ -31,10 +29,13 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def served() -> Iterator[tuple[object, str]]:
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[object, str]]:
     from workbench.gradio_app import build_demo, serve, stop
 
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FALSE_WB_RUNS", str(tmp_path_factory.mktemp("no-runs")))  # auto: among the shipped models only
     demo = build_demo(None)
+    mp.undo()
     url = serve(demo, port=free_port(), block=False)
     try:
         yield demo, url
@@ -73,26 +74,34 @@ def test_segment_png_returns_overlay_legend_areas_and_mask(client, tmp_path: Pat
     overlay, legend, table, mask, extras, info = client.predict(handle_file(str(tmp_path / "tile.png")),
                                                                 api_name="/segment")
     assert Image.open(overlay).size == (96, 80)
-    with Image.open(mask) as m:
-        assert m.mode == "L" and m.size == (96, 80)
+    assert [Path(p).name for p in extras] == ["tile_areas.csv", "tile_report.json"]
+    report = json.loads(Path(extras[1]).read_text())
+    assert report["model"]["how"] == "auto" and report["model"]["name"].startswith("shipped: ")
+    assert report["image"] == "tile.png" and report["nodata_share"] == 0.0
+    card = json.loads(Path(report["model"]["path"]).with_suffix(".json").read_text())
+    names = [c["name"] for c in card["classes"]]
+    assert report["classes"] == names and f"model **{report['model']['name']}** (auto: " in info
+    with Image.open(mask) as m:  # a palette PNG: indices that show in the class colours
+        assert m.mode == "P" and m.size == (96, 80)
         labels = np.asarray(m)
-    assert Path(mask).name == "tile_mask.png" and labels.max() < len(NAMES)
+        assert np.array_equal(np.asarray(m.getpalette()[:3 * len(names)]).reshape(-1, 3),
+                              palette(card["classes"])[:len(names)])
+    assert Path(mask).name == "tile_mask.png" and labels.max() < len(names)
     assert table["headers"] == ["class", "pixels", "percent"]  # no pixel size, no square metres
     rows = table["data"]
-    assert [r[0] for r in rows] == NAMES
+    assert [r[0] for r in rows] == names
     assert sum(r[1] for r in rows) == 80 * 96
     assert sum(r[2] for r in rows) == pytest.approx(100.0, abs=0.01)
-    assert [r[1] for r in rows] == [int((labels == k).sum()) for k in range(len(NAMES))]
-    assert all(name in legend for name in NAMES)
-    assert [Path(p).name for p in extras] == ["tile_areas.csv"]
+    assert [r[1] for r in rows] == [int((labels == k).sum()) for k in range(len(names))]
+    assert all(name in legend for name in names)
     with open(extras[0], newline="") as f:
         assert next(csv.reader(f)) == ["class", "pixels", "percent", "square_metres"]
-    assert info.startswith("**tile.png**: 96 × 80 pixels")
+    assert "**tile.png**: 96 × 80 pixels" in info
     # opacity 0 shows the image itself, opacity 1 the class colours of the returned mask
     clear = client.predict(handle_file(str(tmp_path / "tile.png")), opacity=0.0, api_name="/segment")[0]
     assert np.array_equal(np.asarray(Image.open(clear).convert("RGB")), rgb)
     solid = client.predict(handle_file(str(tmp_path / "tile.png")), opacity=1.0, api_name="/segment")[0]
-    colours = palette(DEFAULT_CARD["classes"])[labels]
+    colours = palette(card["classes"])[labels]
     assert np.array_equal(np.asarray(Image.open(solid).convert("RGB")), colours)
 
 
@@ -106,7 +115,7 @@ def test_opacity_reblends_the_last_result_of_the_session(served: tuple[object, s
     assert client.predict(0.3, api_name="/overlay") == {"__type__": "update"}  # nothing to re-blend yet: no change
     rgb = write_png(tmp_path / "tile.png", 50, 70)
     client.predict(handle_file(str(tmp_path / "tile.png")), opacity=0.5, api_name="/segment")
-    monkeypatch.setattr(app, "segment_loaded", None)  # a second model run would now fail
+    monkeypatch.setattr(app, "segment_choosing", None)  # a second model run would now fail
     clear = client.predict(0.0, api_name="/overlay")
     assert np.array_equal(np.asarray(Image.open(clear).convert("RGB")), rgb)
 

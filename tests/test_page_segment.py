@@ -56,7 +56,8 @@ def test_empty_page_shows_a_hint_and_the_default_model(empty_store: Path) -> Non
     assert up.accept_multiple_files and {"png", "jpg", "jpeg", "tif", "tiff"} <= {t.lstrip(".") for t in
                                                                                  up.allowed_type}
     model = at.selectbox(key="segment_model")
-    assert model.options[0] == "shipped: dubai_seg" and model.value == "shipped: dubai_seg"
+    assert model.options[:2] == ["auto: best domain fit", "shipped: dubai_seg"]
+    assert model.value == "auto: best domain fit"
     assert not at.image and not at.dataframe
 
 
@@ -122,7 +123,7 @@ def test_bad_uploads_are_one_line_errors_and_the_others_still_run(empty_store: P
 def test_geotiff_gets_square_metres_notes_and_a_geotiff_download(populated_store: Path, tmp_path: Path) -> None:
     at = open_page()
     labels = at.selectbox(key="segment_model").options
-    assert labels[0] == "shipped: dubai_seg" and any(label.startswith("run: ") for label in labels)
+    assert labels[1] == "shipped: dubai_seg" and any(label.startswith("run: ") for label in labels)
     at.file_uploader(key="segment_files").set_value(("scene.tif", geotiff_bytes(tmp_path), "image/tiff")).run()
     assert not at.exception and not at.error
     table = areas(at)
@@ -152,8 +153,11 @@ def test_broken_checkpoint_is_an_error_not_a_traceback(empty_store: Path, tmp_pa
     at = open_page()
     at.file_uploader(key="segment_files").set_value(("tile.png", png_bytes(40, 40), "image/png")).run()
     assert not at.exception
-    assert len(at.error) == 1 and at.error[0].value.startswith("Model shipped: broken cannot be used: ")
+    assert len(at.error) == 1 and at.error[0].value.startswith("tile.png: Model shipped: broken cannot be used: ")
     assert not at.image
+    at.selectbox(key="segment_model").set_value("shipped: broken").run()  # named: refused before any upload runs
+    assert not at.exception
+    assert len(at.error) == 1 and at.error[0].value.startswith("Model shipped: broken cannot be used: ")
 
 
 def test_a_wide_image_is_shown_reduced_but_counted_in_full(empty_store: Path) -> None:

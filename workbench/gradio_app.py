@@ -1,15 +1,17 @@
 """A one-page Gradio demo of the segmentation model: upload an image, get the overlay, legend, areas and mask.
 
-    python -m workbench.gradio_app [--port 7860] [--host 127.0.0.1] [--checkpoint PATH]
+    python -m workbench.gradio_app [--port 7860] [--host 127.0.0.1] [--checkpoint auto|PATH]
 
-Without ``--checkpoint`` the shipped demo model is used (``core.segment.default_checkpoint``). The image goes
-through the same two calls as the ``segment`` CLI and the workbench's Segment page: ``core.imageio.read_image``
-(any PNG/JPEG/TIFF/GeoTIFF by one band rule) and ``core.segment.segment_loaded`` (sliding windows).
+With ``--checkpoint auto`` (the default) each image is segmented by the model whose training domain fits it best
+among the shipped ones and the fine-tuning runs (``core.model_choice``); the choice, its score and an out-of-domain
+warning are in the info. The image goes through the same calls as the ``segment`` CLI and the workbench's Segment
+page: ``core.imageio.read_image`` and ``core.segment.segment_choosing``. Results are kept per file content and
+settings (the last ``KEEP_RESULTS``), so the same file uploaded again comes back at once.
 
 The endpoint is also an API: ``gradio_client.Client(url).predict(handle_file(path), api_name="/segment")`` returns
-(overlay image path, legend HTML, area table, mask PNG path, [areas CSV, mask GeoTIFF], info Markdown). Moving the
-opacity slider calls ``/overlay``, which re-blends the session's last result without running the model. A file
-that cannot be used comes back as an error with one line saying why, never a traceback.
+(overlay image path, legend HTML, area table, mask PNG path, [areas CSV, report JSON, mask GeoTIFF], info
+Markdown). Moving the opacity slider calls ``/overlay``, which re-blends the session's last result without running
+the model. A file that cannot be used comes back as an error with one line saying why, never a traceback.
 
 Offline by design: analytics off, bound to 127.0.0.1 unless ``--host`` says otherwise, no share link, system
 fonts (no font CDN), uploads capped at ``MAX_FILE_SIZE``.
@@ -24,6 +26,8 @@ from core.data.paths import scratch_dir  # noqa: E402
 os.environ.setdefault("GRADIO_TEMP_DIR", str(scratch_dir() / "gradio-cache"))  # uploads stay under the data root
 
 import argparse  # noqa: E402
+import hashlib  # noqa: E402
+import json  # noqa: E402
 import shutil  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
@@ -41,7 +45,9 @@ from core.checkpoint import CheckpointError  # noqa: E402
 from core.device import pick_device  # noqa: E402
 from core.imageio import ImageError, read_image  # noqa: E402
 from core.infer import check_tile, overlap_pixels  # noqa: E402
-from core.segment import Segmentation, default_checkpoint, segment_loaded  # noqa: E402
+from core.catalog import ModelEntry, segmentation_models  # noqa: E402
+from core.model_choice import ModelCache, given_model  # noqa: E402
+from core.segment import Segmentation, segment_choosing  # noqa: E402
 from core.segmodel import load_seg_model  # noqa: E402
 from workbench.segment_view import areas_frame, legend_html, one_line, screen_copy  # noqa: E402
 
@@ -50,32 +56,67 @@ MAX_PIXELS = 100_000_000  # a browser demo; bigger scenes belong to `python -m c
 DISPLAY_SIDE = 2048  # the overlay shown in the page is at most this many pixels on its longer side
 TILES = [256, 384, 512, 768, 1024]
 SAMPLE_SEED = 2  # a generated scene with roads, buildings and trees
+KEEP_RESULTS = 8  # results kept per (file content, settings) so a re-upload is instant
 KEEP_CALLS = 16  # output folders of this many recent calls are kept (gradio has copied older ones to its cache)
 THEME_FONT = ["system-ui", "-apple-system", "Segoe UI", "Roboto", "sans-serif"]
 THEME_MONO = ["ui-monospace", "SFMono-Regular", "Menlo", "monospace"]
 
 
 # ------------------------------------------------------------------------------------------------ model
-class _Model:
-    """The checkpoint loaded once per process, with a lock so two sessions never share a forward pass."""
+class _Models:
+    """The model the demo was started with, or every candidate for ``auto``; loaded once per process, with a lock
+    so two sessions never share a forward pass, and the last results by file content."""
 
-    def __init__(self, checkpoint: Path) -> None:
-        self.path = Path(checkpoint)
+    def __init__(self, checkpoint: Path | str | None) -> None:
         self.device = pick_device()
-        self.model, self.card = load_seg_model(self.path, device=self.device)
-        classes = self.card.get("classes")
-        if not isinstance(classes, list) or not classes or not all(isinstance(c, dict) and "name" in c
-                                                                     for c in classes):
-            raise CheckpointError(f"{self.path}: its card's classes are not a list of {{'name', 'color'}} entries")
-        if len(classes) > 256:
-            raise CheckpointError(f"{self.path}: {len(classes)} classes do not fit an 8-bit mask")
+        self.cache = ModelCache()
+        self.given: ModelEntry | None = None
+        self.entries: list[ModelEntry] = []
+        if checkpoint is None or str(checkpoint) == "auto":
+            self.entries = [e for e in segmentation_models() if e.card.get("kind") == "segmentation"]
+            if not self.entries:
+                raise CheckpointError("no segmentation model in checkpoints/ nor in runs/; pass --checkpoint PATH")
+        else:
+            path = Path(checkpoint)
+            model, card = load_seg_model(path, device=self.device)
+            classes = card.get("classes")
+            if not isinstance(classes, list) or not classes or not all(isinstance(c, dict) and "name" in c
+                                                                         for c in classes):
+                raise CheckpointError(f"{path}: its card's classes are not a list of {{'name', 'color'}} entries")
+            if len(classes) > 256:
+                raise CheckpointError(f"{path}: {len(classes)} classes do not fit an 8-bit mask")
+            self.cache.put(path, self.device, model, card)
+            self.given = given_model(path, card)
         self.lock = threading.Lock()
+        self.results: dict[tuple[str, Any], Segmentation] = {}
 
     @property
     def description(self) -> str:
-        c = self.card
-        return (f"`{self.path.name}`: {c.get('arch')} / {c.get('encoder')}, {len(c['classes'])} classes, "
+        if self.given is None:
+            return (f"auto: per image, the best domain fit of {len(self.entries)} model(s) "
+                    f"({', '.join(e.label.removeprefix('shipped: ') for e in self.entries[:4])}"
+                    f"{', ...' if len(self.entries) > 4 else ''}), on {self.device}")
+        c = self.given.card
+        return (f"`{self.given.path.name}`: {c.get('arch')} / {c.get('encoder')}, {len(c['classes'])} classes, "
                 f"on {self.device}")
+
+    @property
+    def card(self) -> dict[str, Any] | None:
+        return self.given.card if self.given is not None else None
+
+    def remember(self, key: tuple[str, Any], seg: Segmentation) -> None:
+        self.results[key] = seg
+        while len(self.results) > KEEP_RESULTS:
+            self.results.pop(next(iter(self.results)))
+
+
+def file_digest(path: str | Path) -> str:
+    """What a file is, whatever its upload name: a digest of its bytes."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 # ------------------------------------------------------------------------------------------------ outputs
@@ -87,6 +128,13 @@ def info_markdown(name: str, seg: Segmentation, pixel_size_m: float | None) -> s
     if max(h, w) > DISPLAY_SIDE:
         parts.append(f"overlay shown at {DISPLAY_SIDE} pixels on the longer side; the downloads are full size")
     lines = ["; ".join(parts)]
+    if seg.warning:
+        lines.insert(0, f"⚠️ **{seg.warning}**\n")
+    if seg.model:
+        d = seg.domain
+        score = "unknown" if d is None or d.score is None else f"{d.score:.2f}"
+        lines.append(f"- model **{seg.model['name']}** ({seg.model['how']}: {seg.model['why']}); in-domain score "
+                     f"{score}")
     lines += [f"- {note}" for note in seg.notes]
     return "\n".join(lines)
 
@@ -113,12 +161,13 @@ class _Outputs:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def write_downloads(seg: Segmentation, stem: str, out: Path) -> tuple[str, list[str]]:
-    """The mask PNG, and the areas CSV plus the GeoTIFF (when georeferenced), written under ``out``."""
+def write_downloads(seg: Segmentation, stem: str, out: Path, name: str = "") -> tuple[str, list[str]]:
+    """The mask PNG, and the areas CSV, the report and the GeoTIFF (when georeferenced), written under ``out``."""
     mask = out / f"{stem}_mask.png"
     mask.write_bytes(seg.mask_png())
-    extras = [out / f"{stem}_areas.csv"]
+    extras = [out / f"{stem}_areas.csv", out / f"{stem}_report.json"]
     extras[0].write_text(seg.areas_csv())
+    extras[1].write_text(json.dumps(seg.report(name), indent=1))
     tif = seg.geotiff()
     if tif is not None:
         extras.append(out / f"{stem}_mask.tif")
@@ -128,9 +177,10 @@ def write_downloads(seg: Segmentation, stem: str, out: Path) -> tuple[str, list[
 
 # ------------------------------------------------------------------------------------------------ the app
 def build_demo(checkpoint: Path | None = None) -> gr.Blocks:
-    """The Blocks app around one checkpoint (default: the shipped demo model); CheckpointError if unusable."""
+    """The Blocks app around one checkpoint, or ``auto`` (default): the best domain fit per image; CheckpointError
+    if unusable."""
     try:
-        net = _Model(Path(checkpoint) if checkpoint is not None else default_checkpoint())
+        net = _Models(checkpoint)
     except CheckpointError:
         raise
     except Exception as err:  # noqa: BLE001 - a card that builds no model, odd files: one line
@@ -156,18 +206,22 @@ def build_demo(checkpoint: Path | None = None) -> gr.Blocks:
         except Exception as err:  # noqa: BLE001 - never a traceback for one bad file
             raise gr.Error(f"{name}: cannot be read ({type(err).__name__}: {one_line(err)})",
                            print_exception=False) from None
-        progress(0.0, desc="Segmenting")
+        key = (file_digest(path), (tile, float(overlap), bool(tta)))
+        progress(0.0, desc="Choosing the model" if net.given is None else "Segmenting")
         try:
             with net.lock:
-                seg = segment_loaded(loaded, net.model, net.card, tile=tile, overlap=float(overlap), tta=bool(tta),
-                                     device=net.device,
-                                     progress=lambda done, total: progress((done, total), desc="Segmenting",
-                                                                           unit="windows"))
+                seg = net.results.get(key) or segment_choosing(
+                    loaded, net.entries, net.cache, given=net.given, device=net.device, tile=tile,
+                    overlap=float(overlap), tta=bool(tta),
+                    progress=lambda done, total: progress((done, total), desc="Segmenting", unit="windows"))
+                net.remember(key, seg)
+        except (ImageError, CheckpointError) as err:
+            raise gr.Error(f"{name}: {err}", print_exception=False) from None
         except MemoryError:
             raise gr.Error(f"{name}: out of memory (try a smaller tile)", print_exception=False) from None
         except Exception as err:  # noqa: BLE001 - e.g. CUDA out of memory: one line
             raise gr.Error(f"{name}: segmentation failed ({type(err).__name__}: {one_line(err)})") from None
-        mask, extras = write_downloads(seg, Path(name).stem or "image", outputs.new())
+        mask, extras = write_downloads(seg, Path(name).stem or "image", outputs.new(), name)
         view = screen_copy(seg, DISPLAY_SIDE)
         return (view.overlay(float(opacity)), legend_html(seg), areas_frame(seg, "square_metres").round({"percent": 3, "square_metres": 1}), mask, extras,
                 info_markdown(name, seg, loaded.pixel_size_m), view)
@@ -198,8 +252,8 @@ def build_demo(checkpoint: Path | None = None) -> gr.Blocks:
         with gr.Row():
             areas = gr.Dataframe(label="Area per class", interactive=False, scale=3)
             with gr.Column(scale=2):
-                mask_file = gr.File(label="Mask (PNG, class indices)", interactive=False)
-                extra_files = gr.File(label="Areas CSV, GeoTIFF mask", file_count="multiple", interactive=False)
+                mask_file = gr.File(label="Mask (palette PNG: class indices in the class colours)", interactive=False)
+                extra_files = gr.File(label="Areas CSV, report JSON, GeoTIFF mask", file_count="multiple", interactive=False)
         shown = [overlay, legend, areas, mask_file, extra_files, info, result]
         gr.on([upload.upload, run.click], segment, inputs=[upload, opacity, tile, overlap, tta], outputs=shown,
               api_name="segment")  # before the examples, which would otherwise take the name
@@ -220,10 +274,12 @@ def _sample_tile(root: Path) -> str:
     return str(path)
 
 
-def _sample_label(card: dict[str, Any]) -> str:
+def _sample_label(card: dict[str, Any] | None) -> str:
     """Say so when the model was not trained on the synthetic classes: its answer on the sample will be rough."""
     from core.data import CLASSES
 
+    if card is None:
+        return "Try a generated sample tile (a synthetic scene; auto picks the model that fits it)"
     if [c.get("name") for c in card["classes"]] == [name for name, _ in CLASSES]:
         return "Try a generated sample tile (a synthetic scene like this model's training data)"
     return "Try a generated sample tile (a synthetic scene: this model was trained on other imagery)"
@@ -265,8 +321,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m workbench.gradio_app", description=__doc__.split("\n\n")[0])
     p.add_argument("--port", type=_port, default=None, help="port (default: 7860 or the next free one)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1: this machine only)")
-    p.add_argument("--checkpoint", type=Path, default=None,
-                   help="segmentation checkpoint (.safetensors); default: the shipped demo model")
+    p.add_argument("--checkpoint", default="auto",
+                   help="segmentation checkpoint (.safetensors), or auto (default): per image the model whose "
+                        "training domain fits it best")
     try:
         args = p.parse_args(argv)
     except SystemExit as exc:
