@@ -143,7 +143,9 @@ def fingerprint(model: nn.Module, tiles: Iterable[np.ndarray], device: torch.dev
     feats = pooled_features(model, crops, device)
     mean = feats.mean(axis=0)
     _, sing, axes = np.linalg.svd(feats - mean, full_matrices=False)
-    k = min(COMPONENTS, len(sing))
+    # Axes with real spread only: with few tiles the trailing ones are numerical noise, and whitening them would
+    # blow any new image up to an enormous distance.
+    k = max(1, min(COMPONENTS, len(feats) - 1, int((sing > 1e-3 * max(sing[0], 1e-12)).sum())))
     scales = np.maximum(sing[:k] / np.sqrt(len(feats)), 1e-6)
     fp: dict[str, Any] = {"version": FINGERPRINT_VERSION, "side": FEATURE_SIDE, "tiles": int(len(crops)),
                           "note": note, "feature_mean": _plain(mean, 5), "components": _plain(axes[:k], 5),

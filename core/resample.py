@@ -52,12 +52,12 @@ def resample_rgb(rgb: np.ndarray, factor: float, min_side: int = 32) -> np.ndarr
     return np.asarray(Image.fromarray(rgb).resize(size, method))
 
 
-def resample_mask(mask: np.ndarray, shape: tuple[int, int], fill: int | None = None) -> np.ndarray:
+def resample_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """A class or boolean mask brought to ``shape`` (H, W) by nearest neighbour, dtype kept."""
     if mask.shape == tuple(shape):
         return mask
     m = np.asarray(mask)
     as_bool = m.dtype == bool
     img = Image.fromarray(m.astype(np.uint8))
-    out = np.asarray(img.resize((shape[1], shape[0]), Image.NEAREST))
+    out = np.array(img.resize((shape[1], shape[0]), Image.NEAREST))  # writable: no-data is written into it
     return out.astype(bool) if as_bool else out

@@ -1,0 +1,256 @@
+"""Domain awareness of segmentation: fingerprints, auto model choice, out-of-domain warnings, pixel-size resampling,
+no-data masks, the per-image report and palette masks (issue 9), on small fixtures from two made-up domains."""
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from PIL import Image
+from rasterio.transform import Affine
+
+from core.catalog import ModelEntry
+from core.config import SegDataConfig
+from core.data.labeled import build_seg_splits
+from core.domain import card_fingerprint, fingerprint, score_image
+from core.finetune import class_weights
+from core.imageio import read_image
+from core.infer import NODATA, class_areas, palette
+from core.model_choice import ModelCache, choose_model
+from core.nodata import nodata_mask
+from core.resample import resample_factor, resample_mask, resample_rgb
+from core.segment import main, palette_png
+from core.segmodel import build_seg_model, make_card, save_seg_checkpoint
+
+CLASSES = [{"name": "a", "color": [200, 30, 30]}, {"name": "b", "color": [30, 200, 30]},
+           {"name": "c", "color": [30, 30, 200]}]
+
+
+def scene(kind: str, h: int, w: int, seed: int) -> np.ndarray:
+    """Two made-up domains: 'green' (dark vegetation-like texture) and 'sand' (bright desert-like texture)."""
+    rng = np.random.default_rng(seed)
+    base = np.array([40, 110, 40]) if kind == "green" else np.array([210, 185, 140])
+    noise = rng.normal(0, 18, (h // 8 + 1, w // 8 + 1, 3)).repeat(8, 0).repeat(8, 1)[:h, :w]
+    return np.clip(base + noise + rng.normal(0, 6, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+def model_for(kind: str, folder: Path, gsd: float | None = None, seed: int = 0) -> ModelEntry:
+    torch.manual_seed(seed)
+    card = make_card(arch="deeplabv3plus", encoder="resnet18", classes=CLASSES)
+    model = build_seg_model(card).eval()
+    tiles = [scene(kind, 256, 256, 100 + i) for i in range(12)]
+    card["domain"] = {"platform": f"test {kind}", "gsd_m": gsd, "region": kind, "classes": ["a", "b", "c"],
+                      "training_scenes": 12, "test_scenes": [], "fingerprint": fingerprint(model, tiles)}
+    path = folder / f"{kind}.safetensors"
+    save_seg_checkpoint(path, model, card)
+    path.with_suffix(".json").write_text(json.dumps(card))
+    return ModelEntry(f"shipped: {kind}", path, card)
+
+
+@pytest.fixture(scope="module")
+def two_domains(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModelEntry, ModelEntry]:
+    folder = tmp_path_factory.mktemp("models")
+    return model_for("green", folder, gsd=0.5), model_for("sand", folder, gsd=None, seed=1)
+
+
+def write_tiff(path: Path, data: np.ndarray, **kw) -> Path:
+    profile = dict(driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0],
+                   dtype=data.dtype.name, **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(data)
+    return path
+
+
+# ------------------------------------------------------------------------------------------------ scores
+def test_auto_choice_picks_the_fitting_domain_and_warns_for_neither(two_domains) -> None:
+    green, sand = two_domains
+    entries = [sand, green]  # the order must not decide
+    cache = ModelCache()
+    for kind, want in (("green", green), ("sand", sand)):
+        img = scene(kind, 300, 340, 7)
+        choice = choose_model(img, np.zeros(img.shape[:2], bool), None, entries, cache)
+        assert choice.entry.label == want.label and choice.how == "auto"
+        assert choice.domain.in_domain is True and choice.domain.score > 0.05
+        assert [t["name"] for t in choice.table][0] == want.label and "best domain fit of 2" in choice.why
+    purple = np.zeros((300, 300, 3), np.uint8)
+    purple[..., 0], purple[..., 2] = 180, 220
+    choice = choose_model(purple, np.zeros((300, 300), bool), None, entries, cache)
+    assert choice.domain.in_domain is False and choice.domain.score == 0.0
+    assert "colours are unlike any training tile" in choice.domain.warning()
+
+
+def test_a_card_without_fingerprint_is_unknown_never_an_error(two_domains, tmp_path: Path) -> None:
+    green, _ = two_domains
+    model = build_seg_model(green.card).eval()
+    old = {k: v for k, v in green.card.items() if k != "domain"}
+    d = score_image(model, old, scene("green", 256, 256, 3))
+    assert d.known is False and d.score is None and d.in_domain is None and d.warning() is None
+    assert card_fingerprint(old) is None
+    old_entry = ModelEntry("shipped: old", green.path, old)
+    choice = choose_model(scene("green", 256, 256, 3), np.zeros((256, 256), bool), None, [old_entry, green])
+    assert choice.entry.label == green.label  # a known fit beats an unknown one
+    choice = choose_model(scene("green", 256, 256, 3), np.zeros((256, 256), bool), None, [old_entry])
+    assert choice.entry.label == "shipped: old" and "no candidate has a domain fingerprint" in choice.why
+
+
+# ------------------------------------------------------------------------------------------------ pixel size
+def test_resampling_helpers_round_trip() -> None:
+    assert resample_factor(0.1, 0.5) == pytest.approx(0.2)
+    assert resample_factor(0.4, 0.5) is None  # within 1.5x
+    assert resample_factor(None, 0.5) is None and resample_factor(0.1, None) is None
+    rgb = scene("green", 400, 300, 1)
+    small = resample_rgb(rgb, 0.2)
+    assert small.shape == (80, 60, 3)
+    mask = np.random.default_rng(0).integers(0, 3, (80, 60)).astype(np.uint8)
+    back = resample_mask(mask, (400, 300))
+    assert back.shape == (400, 300) and back.dtype == np.uint8 and set(np.unique(back)) <= {0, 1, 2}
+    assert back[::5, ::5].shape == mask.shape and (back[2::5, 2::5] == mask).all()
+
+
+def test_cli_resamples_a_fine_geotiff_and_keeps_its_grid(two_domains, tmp_path: Path) -> None:
+    green, _ = two_domains
+    transform = Affine(0.1, 0.0, 300000.0, 0.0, -0.1, 5000000.0)
+    img = scene("green", 320, 400, 5).transpose(2, 0, 1).copy()
+    src = write_tiff(tmp_path / "fine.tif", img, crs="EPSG:32618", transform=transform)
+    out = tmp_path / "out"
+    assert main([str(src), "--checkpoint", str(green.path), "--out", str(out), "--tile", "128", "--no-progress"]) == 0
+    report = json.loads((out / "fine_report.json").read_text())
+    assert report["pixel_size_m"] == pytest.approx(0.1) and report["pixel_size_used_m"] == pytest.approx(0.5)
+    assert report["resampled"] == pytest.approx(0.2) and (report["width"], report["height"]) == (400, 320)
+    assert any("resampled to the model's pixel size" in n for n in report["notes"])
+    with rasterio.open(out / "fine_mask.tif") as m:
+        assert m.transform == transform and (m.width, m.height) == (400, 320) and m.crs.to_epsg() == 32618
+        assert json.loads(m.tags()["CLASS_NAMES"]) == ["a", "b", "c"] and m.nodata == 255
+        assert m.colormap(1)[1][:3] == (30, 200, 30)
+    assert main([str(src), "--checkpoint", str(green.path), "--out", str(tmp_path / "raw"), "--tile", "128",
+                 "--no-progress", "--no-resample"]) == 0
+    raw = json.loads((tmp_path / "raw" / "fine_report.json").read_text())
+    assert raw["resampled"] is None and raw["pixel_size_used_m"] == pytest.approx(0.1)
+    assert raw["warning"] is not None and "not resampled" in raw["warning"]
+
+
+# ------------------------------------------------------------------------------------------------ no data
+def test_nodata_from_geotiff_value_alpha_and_borders(tmp_path: Path) -> None:
+    data = np.random.default_rng(0).integers(100, 4000, (3, 60, 80)).astype("uint16")
+    data[:, :, :20] = 0
+    t = write_tiff(tmp_path / "nd.tif", data, nodata=0, crs="EPSG:32618",
+                   transform=Affine(0.5, 0, 300000, 0, -0.5, 5000000))
+    m = nodata_mask(read_image(t))
+    assert m[:, :20].all() and not m[:, 20:].any()
+
+    rgba = np.dstack([scene("sand", 50, 60, 1), np.full((50, 60), 255, np.uint8)])
+    rgba[10:20, 10:30, 3] = 0
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    m = nodata_mask(read_image(tmp_path / "a.png"))
+    assert m[10:20, 10:30].all() and m.sum() == 200
+
+    rgb = scene("green", 100, 120, 2)
+    rgb[:30] = 255  # a white collar along the top
+    rgb[60:64, 50:54] = 255  # a small white roof inside: data
+    Image.fromarray(rgb).save(tmp_path / "collar.png")
+    loaded = read_image(tmp_path / "collar.png")
+    m = nodata_mask(loaded)
+    assert m[:30].all() and not m[30:].any()
+    assert not nodata_mask(loaded, borders=False).any()
+
+    eight = scene("green", 60, 60, 3).transpose(2, 0, 1).copy()
+    eight[:, :, :10] = 255  # border region equal to the declared nodata value: no data
+    eight[:, 30:34, 30:34] = 255  # a white roof inside: kept
+    t = write_tiff(tmp_path / "eight.tif", eight, nodata=255, crs="EPSG:32618",
+                   transform=Affine(0.5, 0, 300000, 0, -0.5, 5000000))
+    m = nodata_mask(read_image(t), borders=False)
+    assert m[:, :10].all() and not m[30:34, 30:34].any() and m.sum() == 600
+
+
+def test_nodata_is_transparent_and_left_out_of_the_areas(two_domains, tmp_path: Path) -> None:
+    green, _ = two_domains
+    rgba = np.dstack([scene("green", 64, 80, 4), np.full((64, 80), 255, np.uint8)])
+    rgba[:, :20, 3] = 0
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "alpha.png")
+    out = tmp_path / "out"
+    assert main([str(tmp_path / "alpha.png"), "--checkpoint", str(green.path), "--out", str(out), "--tile", "64",
+                 "--no-progress"]) == 0
+    report = json.loads((out / "alpha_report.json").read_text())
+    assert report["nodata_share"] == pytest.approx(0.25)
+    assert sum(a["pixels"] for a in report["areas"]) == 64 * 60
+    assert sum(a["percent"] for a in report["areas"]) == pytest.approx(100.0)
+    with Image.open(out / "alpha_mask.png") as m:
+        idx = np.asarray(m)
+        assert m.mode == "P" and m.info.get("transparency") == NODATA
+    assert (idx[:, :20] == NODATA).all() and (idx[:, 20:] < 3).all()
+    over = np.asarray(Image.open(out / "alpha_overlay.png"))
+    assert (over[:, :20] == rgba[:, :20, :3]).all()  # no class colour over no data
+
+
+def test_palette_png_opens_in_class_colours() -> None:
+    mask = np.array([[0, 1], [2, NODATA]], np.uint8)
+    import io
+
+    with Image.open(io.BytesIO(palette_png(mask, CLASSES))) as img:
+        assert img.mode == "P" and (np.asarray(img) == mask).all()
+        rgb = np.asarray(img.convert("RGB"))
+    assert (rgb[0, 0] == CLASSES[0]["color"]).all() and (rgb[1, 0] == CLASSES[2]["color"]).all()
+    assert (palette(CLASSES)[:3] == np.array([c["color"] for c in CLASSES])).all()
+    areas = class_areas(mask, CLASSES)
+    assert [a["pixels"] for a in areas] == [1, 1, 1] and len(areas) == 3
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+def test_bad_inputs_are_one_line_each_and_the_others_still_run(two_domains, tmp_path: Path, capsys) -> None:
+    green, _ = two_domains
+    empty = np.zeros((3, 40, 40), np.uint16)
+    write_tiff(tmp_path / "allnodata.tif", empty, nodata=0, crs="EPSG:32618",
+               transform=Affine(0.5, 0, 300000, 0, -0.5, 5000000))
+    write_tiff(tmp_path / "nogeo.tif", scene("green", 50, 70, 1).transpose(2, 0, 1).copy())
+    Image.fromarray(scene("green", 40, 48, 2)).save(tmp_path / "small.png")
+    out = tmp_path / "out"
+    rc = main([str(tmp_path / "allnodata.tif"), str(tmp_path / "nogeo.tif"), str(tmp_path / "small.png"),
+               "--checkpoint", str(green.path), "--out", str(out), "--no-progress"])
+    captured = capsys.readouterr()
+    assert rc == 2 and "Traceback" not in captured.err
+    errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "allnodata.tif: every pixel is no data" in errors[0]
+    nogeo = json.loads((out / "nogeo_report.json").read_text())
+    assert nogeo["pixel_size_m"] is None and nogeo["resampled"] is None and not (out / "nogeo_mask.tif").exists()
+    small = json.loads((out / "small_report.json").read_text())
+    assert any("smaller than the 512 px window" in n for n in small["notes"])
+    assert set(small) >= {"version", "image", "model", "domain", "classes", "areas", "pixel_size_m",
+                          "pixel_size_used_m", "nodata_share", "warning", "notes"}
+    assert small["model"]["how"] == "given" and small["domain"]["known"] is True
+
+
+# ------------------------------------------------------------------------------------------------ training side
+def test_named_test_scenes_hold_out_whole_folders(tmp_path: Path) -> None:
+    table = tmp_path / "t.yaml"
+    table.write_text("classes:\n  - {name: a, color: [255, 0, 0]}\n  - {name: b, color: [0, 255, 0]}\n"
+                     "domain: {platform: test, gsd_m: 0.3, region: nowhere}\n")
+    for tile in ("tile_1", "tile_2", "tile_3"):
+        for k in range(3):
+            (tmp_path / "images" / tile).mkdir(parents=True, exist_ok=True)
+            (tmp_path / "masks" / tile).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(scene("green", 64, 64, k)).save(tmp_path / "images" / tile / f"p{k}.png")
+            lab = np.zeros((64, 64, 3), np.uint8)
+            lab[:, :32] = [255, 0, 0]
+            lab[:, 32:] = [0, 255, 0] if k else [255, 0, 0]
+            Image.fromarray(lab).save(tmp_path / "masks" / tile / f"p{k}.png")
+    cfg = SegDataConfig(name="folder", root=str(tmp_path), class_table=str(table), tile_size=32, seed=0,
+                        test_scenes=["tile_2"], val_fraction=0.15)
+    splits = build_seg_splits(cfg, progress=False)
+    assert splits.scenes["test"] == ["tile_2/p0", "tile_2/p1", "tile_2/p2"]
+    assert not any(s.startswith("tile_2/") for s in splits.scenes["train"] + splits.scenes["val"])
+    assert splits.dataset.table.domain["gsd_m"] == 0.3
+    with pytest.raises(Exception, match="test_scenes: 'tile_9' names no scene"):
+        build_seg_splits(cfg.model_copy(update={"test_scenes": ["tile_9"]}), progress=False)
+    with pytest.raises(ValueError, match="tile_2 is named in both"):
+        SegDataConfig(name="folder", root=str(tmp_path), class_table=str(table), test_scenes=["tile_2"],
+                      val_scenes=["tile_2"])
+    w = class_weights(splits.train, "balanced")
+    counts = splits.train.counts.sum(axis=0)
+    assert counts[0] > counts[1] and w[1] > w[0] and w.mean().item() == pytest.approx(1.0)
+    assert class_weights(splits.train, "none") is None
