@@ -1,7 +1,7 @@
 """Sliding-window inference cost and memory, side by side in one run.
 
     python bench/infer.py [--tile 512] [--overlap 0.25] [--batch-size 4] [--repeats 3] [--size 10000]
-                          [--skip-memory] [--device cpu]
+                          [--pipeline-size 2448] [--skip-speed] [--skip-pipeline] [--skip-memory] [--device cpu]
 
 1. Speed, on a 2048 x 2048 random-texture image with a random resnet18 DeepLabV3+ (6 classes): ``predict`` (window
    cutting, normalisation, forward, weighted blending, argmax) against plain forward passes of (B, 3, T, T) float
@@ -12,7 +12,13 @@
        overlap: about (1 + overlap / (1 - overlap))^2 for large images).
    ``predict`` with a near-free 1x1-conv model is timed too: its own work alone, which machine noise (other
    processes on the cores) cannot hide the way it can hide in the difference of two long timings.
-2. Peak memory of ``predict`` on a ``--size`` x ``--size`` image (default 10000, i.e. 100 M pixels), run in a child
+2. The whole upload-to-result pipeline on a ``--pipeline-size`` (default 2448, a DeepGlobe scene) JPEG, against
+   plain forward passes over the same windows, interleaved: reading the file (``core.imageio``), the no-data mask,
+   the domain score (``core.domain``, ``MAX_CROPS`` encoder crops), ``predict`` and the areas
+   (``core.segment.segment_loaded`` with a fingerprinted model); also in seconds per megapixel (target: within 1.1x
+   of the bare forwards). ``--checkpoint auto`` choice among the shipped models is timed beside it (scoring every
+   candidate costs extra encoder crops).
+3. Peak memory of ``predict`` on a ``--size`` x ``--size`` image (default 10000, i.e. 100 M pixels), run in a child
    process; its peak resident set (``ru_maxrss``) is printed beside its RSS before ``predict`` (model + image)
    (target < 4 GiB). On 2 CPU cores, 10000 x 10000 at T = 512 / overlap 0.25 is 676 windows: roughly 4-10 minutes
    depending on the machine; ``--size 4000`` (121 windows) takes about a minute. The accumulator is (C, T, W), so
@@ -134,6 +140,61 @@ def speed(args: argparse.Namespace, device: torch.device) -> None:
           f"{med['predict'] / med['forward_hw']:.3f}x (includes the overlap)", flush=True)
 
 
+def pipeline(args: argparse.Namespace, device: torch.device) -> None:
+    import tempfile
+
+    from PIL import Image
+
+    from core.catalog import segmentation_models
+    from core.domain import MAX_CROPS, fingerprint
+    from core.imageio import read_image
+    from core.model_choice import ModelCache, choose_model
+    from core.nodata import nodata_mask
+    from core.segment import segment_loaded
+
+    model, card = small_model()
+    model.to(device)
+    size = args.pipeline_size
+    image = texture(size, seed=3)
+    card["domain"] = {"gsd_m": None, "fingerprint": fingerprint(model, [texture(256, seed=k) for k in range(16)],
+                                                                device)}
+    n_win = count_windows(size, size, args.tile, args.overlap)
+    mpix = size * size / 1e6
+    shipped = [e for e in segmentation_models() if e.label.startswith("shipped: ")]
+    print(f"pipeline: {size}x{size} JPEG ({mpix:.1f} Mpx), tile {args.tile}, overlap {args.overlap}: {n_win} windows; "
+          f"domain score from {MAX_CROPS} crops; auto among {len(shipped)} shipped models; device={device} "
+          f"threads={torch.get_num_threads()} repeats={args.repeats}", flush=True)
+    times: dict[str, list[float]] = {"pipeline": [], "forward_windows": [], "auto_choice": []}
+    cache = ModelCache()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "scene.jpg"
+        Image.fromarray(image).save(path, quality=92)
+        forward_tiles(model, args.batch_size, args.tile, args.batch_size, device)  # warm-up
+        for r in range(args.repeats):
+            sync(device)
+            t = time.perf_counter()
+            loaded = read_image(path)
+            segment_loaded(loaded, model, card, tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
+                           device=device)
+            sync(device)
+            times["pipeline"].append(time.perf_counter() - t)
+            times["forward_windows"].append(forward_tiles(model, n_win, args.tile, args.batch_size, device))
+            t = time.perf_counter()
+            if shipped:
+                choose_model(loaded.rgb, nodata_mask(loaded), None, shipped, cache, device)
+            times["auto_choice"].append(time.perf_counter() - t)
+            print(f"  round {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()), flush=True)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    ratio = med["pipeline"] / med["forward_windows"]
+    print(f"pipeline (read + no-data + domain score + predict + areas): {med['pipeline']:.2f}s = "
+          f"{med['pipeline'] / mpix:.2f} s/Mpx; bare forward over the {n_win} windows: {med['forward_windows']:.2f}s "
+          f"= {med['forward_windows'] / mpix:.2f} s/Mpx; ratio {ratio:.3f}x (target <= 1.1x: "
+          f"{'met' if ratio <= 1.1 else 'NOT met'})")
+    print(f"auto choice among {len(shipped)} shipped models (scoring each, loads cached): {med['auto_choice']:.2f}s "
+          f"more = {(med['pipeline'] + med['auto_choice']) / med['forward_windows']:.3f}x of the bare forwards "
+          "with --checkpoint auto", flush=True)
+
+
 def rss_now_kib() -> int:
     with open("/proc/self/status") as f:
         for line in f:
@@ -199,7 +260,9 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--speed-size", type=int, default=2048)
     p.add_argument("--size", type=int, default=10000, help="side of the image for the memory run (10000)")
+    p.add_argument("--pipeline-size", type=int, default=2448, help="side of the pipeline run's JPEG (2448)")
     p.add_argument("--skip-speed", action="store_true")
+    p.add_argument("--skip-pipeline", action="store_true")
     p.add_argument("--skip-memory", action="store_true")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=2)
@@ -212,6 +275,8 @@ def main() -> None:
         return
     if not args.skip_speed:
         speed(args, device)
+    if not args.skip_pipeline:
+        pipeline(args, device)
     if not args.skip_memory:
         memory(args)
 
