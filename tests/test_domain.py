@@ -226,7 +226,8 @@ def test_bad_inputs_are_one_line_each_and_the_others_still_run(two_domains, tmp_
 
 
 # ------------------------------------------------------------------------------------------------ training side
-def test_named_test_scenes_hold_out_whole_folders(tmp_path: Path) -> None:
+def folder_set(tmp_path: Path) -> Path:
+    """Three 'tiles' of three labeled images each, with a class table; returns the table's path."""
     table = tmp_path / "t.yaml"
     table.write_text("classes:\n  - {name: a, color: [255, 0, 0]}\n  - {name: b, color: [0, 255, 0]}\n"
                      "domain: {platform: test, gsd_m: 0.3, region: nowhere}\n")
@@ -239,6 +240,11 @@ def test_named_test_scenes_hold_out_whole_folders(tmp_path: Path) -> None:
             lab[:, :32] = [255, 0, 0]
             lab[:, 32:] = [0, 255, 0] if k else [255, 0, 0]
             Image.fromarray(lab).save(tmp_path / "masks" / tile / f"p{k}.png")
+    return table
+
+
+def test_named_test_scenes_hold_out_whole_folders(tmp_path: Path) -> None:
+    table = folder_set(tmp_path)
     cfg = SegDataConfig(name="folder", root=str(tmp_path), class_table=str(table), tile_size=32, seed=0,
                         test_scenes=["tile_2"], val_fraction=0.15)
     splits = build_seg_splits(cfg, progress=False)
@@ -254,3 +260,28 @@ def test_named_test_scenes_hold_out_whole_folders(tmp_path: Path) -> None:
     counts = splits.train.counts.sum(axis=0)
     assert counts[0] > counts[1] and w[1] > w[0] and w.mean().item() == pytest.approx(1.0)
     assert class_weights(splits.train, "none") is None
+
+
+def test_evaluate_scores_the_scenes_the_card_names(tmp_path: Path, capsys) -> None:
+    from core.config import FinetuneConfig
+    from core.evaluate import main as evaluate_main
+
+    table = folder_set(tmp_path)
+    cfg = FinetuneConfig.model_validate({"data": {"name": "folder", "root": str(tmp_path), "class_table": str(table),
+                                                  "tile_size": 32, "test_scenes": ["tile_3"]},
+                                         "train": {"max_steps": 1}})
+    torch.manual_seed(0)
+    card = make_card(arch="deeplabv3plus", encoder="resnet18", classes=CLASSES[:2])
+    card["config"] = cfg.model_dump(mode="json")
+    path = tmp_path / "m.safetensors"
+    save_seg_checkpoint(path, build_seg_model(card).eval(), card)
+    assert evaluate_main([str(path), "--no-progress", "--write-card"]) == 0
+    out = capsys.readouterr().out
+    assert "3 scenes it never saw: tile_3/p0, tile_3/p1, tile_3/p2" in out and "IoU a" in out
+    from core.checkpoint import read_metadata
+
+    ev = read_metadata(path)["card"]["evaluation"]
+    assert ev["scenes"] == ["tile_3/p0", "tile_3/p1", "tile_3/p2"] and ev["pixels"] == 3 * 64 * 64
+    assert not set(ev["scenes"]) & set(ev["training_scenes"]) and ev["command"].startswith("python -m core.evaluate")
+    assert evaluate_main([str(tmp_path / "missing.safetensors"), "--no-progress"]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
