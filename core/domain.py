@@ -22,6 +22,7 @@ Measured on the real data (``docs/model_cards.md``): colour alone separates Duba
 """
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -129,9 +130,22 @@ def _plain(a: np.ndarray, decimals: int) -> list:
     return np.round(np.asarray(a, np.float64), decimals).tolist()
 
 
+def _pack(a: np.ndarray) -> dict[str, Any]:
+    """A float array as float16 bytes in base64: the card stays a small JSON (a list of 20,000 numbers would not)."""
+    a = np.ascontiguousarray(np.asarray(a, np.float16))
+    return {"dtype": "float16", "shape": list(a.shape), "b64": base64.b64encode(a.tobytes()).decode("ascii")}
+
+
+def _unpack(d: Any) -> np.ndarray:
+    if isinstance(d, list):
+        return np.asarray(d, np.float64)
+    raw = base64.b64decode(d["b64"])
+    return np.frombuffer(raw, np.float16).reshape(d["shape"]).astype(np.float64)
+
+
 def _project(feats: np.ndarray, fp: dict[str, Any]) -> np.ndarray:
     scales = np.maximum(np.asarray(fp["scales"], np.float64), 1e-6)
-    return ((feats - np.asarray(fp["feature_mean"])) @ np.asarray(fp["components"]).T) / scales
+    return ((feats - _unpack(fp["feature_mean"])) @ _unpack(fp["components"]).T) / scales
 
 
 def fingerprint(model: nn.Module, tiles: Iterable[np.ndarray], device: torch.device | str = "cpu",
@@ -148,11 +162,11 @@ def fingerprint(model: nn.Module, tiles: Iterable[np.ndarray], device: torch.dev
     k = max(1, min(COMPONENTS, len(feats) - 1, int((sing > 1e-3 * max(sing[0], 1e-12)).sum())))
     scales = np.maximum(sing[:k] / np.sqrt(len(feats)), 1e-6)
     fp: dict[str, Any] = {"version": FINGERPRINT_VERSION, "side": FEATURE_SIDE, "tiles": int(len(crops)),
-                          "note": note, "feature_mean": _plain(mean, 5), "components": _plain(axes[:k], 5),
+                          "note": note, "feature_mean": _plain(mean, 5), "components": _pack(axes[:k]),
                           "scales": [float(f"{v:.4g}") for v in scales]}
     points = _project(feats, fp)
     hists = np.stack([colour_histogram(c) for c in crops])
-    fp.update(points=_plain(points, 2), colour_histograms=_plain(hists, 3),
+    fp.update(points=_pack(points), colour_histograms=_pack(hists),
               distance_quantiles=_plain(np.quantile(_knn(points, points, leave_one_out=True), QUANTILES), 4),
               colour_quantiles=_plain(np.quantile(_knn_l1(hists, hists, leave_one_out=True), QUANTILES), 4),
               colour_mean_rgb=_plain(crops.reshape(-1, 3).mean(axis=0), 1))
@@ -197,7 +211,7 @@ def card_fingerprint(card: dict[str, Any]) -> dict[str, Any] | None:
         return None
     needed = ("feature_mean", "components", "scales", "points", "colour_histograms", "distance_quantiles",
               "colour_quantiles")
-    return fp if all(isinstance(fp.get(k), list) and fp.get(k) for k in needed) else None
+    return fp if all(isinstance(fp.get(k), (list, dict)) and fp.get(k) for k in needed) else None
 
 
 def _share_farther(d: float, quantiles: list[float]) -> float:
@@ -216,11 +230,11 @@ def score_image(model: nn.Module, card: dict[str, Any], rgb: np.ndarray, valid: 
     if len(crops) == 0:
         return DomainScore(known=False, reasons=["too little valid imagery to compare"])
     feats = pooled_features(model, crops, device)
-    if feats.shape[1] != len(fp["feature_mean"]):
+    if feats.shape[1] != _unpack(fp["feature_mean"]).shape[-1]:
         return DomainScore(known=False, reasons=["the fingerprint does not match the model's encoder"])
-    dist = float(np.median(_knn(_project(feats, fp), np.asarray(fp["points"]))))
+    dist = float(np.median(_knn(_project(feats, fp), _unpack(fp["points"]))))
     hists = np.stack([colour_histogram(c) for c in crops])
-    cdist = float(np.median(_knn_l1(hists, np.asarray(fp["colour_histograms"]))))
+    cdist = float(np.median(_knn_l1(hists, _unpack(fp["colour_histograms"]))))
     dq, cq = fp["distance_quantiles"], fp["colour_quantiles"]
     reasons = []
     if dist > OOD_MARGIN * float(dq[99]):

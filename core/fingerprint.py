@@ -128,8 +128,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     d = card["domain"]
+    test = d["test_scenes"]
+    shown = ", ".join(test[:6]) + (f" and {len(test) - 6} more" if len(test) > 6 else "") if test else "none"
     print(f"domain of {args.out or args.checkpoint}: {d['fingerprint']['note']}, {d['training_scenes']} training "
-          f"scenes, test scenes {', '.join(d['test_scenes']) or 'none'}, gsd {d['gsd_m']} m")
+          f"scenes, test scenes {shown}, gsd {d['gsd_m']} m")
     return 0
 
 
