@@ -17,8 +17,9 @@ mean distance to its ``NEIGHBOURS`` nearest training tiles; the image's is the m
 crops (crops mostly no-data are skipped). The training tiles' own distances (leave-one-out) are kept as 101
 quantiles. The image's score is the share of training tiles at least as far from their neighbours as the image
 is (1 = typical, 0 = farther than every training tile), the lower of content and colour. It is out of the domain
-when either distance exceeds ``OOD_MARGIN`` times the 99th percentile of the training tiles'.
-Measured on the real data (``docs/model_cards.md``): colour alone separates Dubai, DeepGlobe and NEON imagery.
+when either distance exceeds ``OOD_MARGIN`` times the ``OOD_PERCENTILE``-th percentile of the training tiles'.
+Measured on the real data (``docs/model_cards.md``): unseen Dubai and DeepGlobe scenes score 0.07-0.52 against
+their own models, NEON 10 cm forest and orchards at most 0.01 against every shipped model.
 """
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ COMPONENTS = 32
 NEIGHBOURS = 5
 COLOUR_BINS = 4
 OOD_MARGIN = 1.0
+OOD_PERCENTILE = 98  # out of the domain: farther than this percentile of the training tiles' own distances
 QUANTILES = np.linspace(0.0, 1.0, 101)
 
 
@@ -237,10 +239,11 @@ def score_image(model: nn.Module, card: dict[str, Any], rgb: np.ndarray, valid: 
     cdist = float(np.median(_knn_l1(hists, _unpack(fp["colour_histograms"]))))
     dq, cq = fp["distance_quantiles"], fp["colour_quantiles"]
     reasons = []
-    if dist > OOD_MARGIN * float(dq[99]):
-        reasons.append(f"its content is farther from the training tiles than 99 % of them are from each other "
+    if dist > OOD_MARGIN * float(dq[OOD_PERCENTILE]):
+        reasons.append(f"its content is farther from the training tiles than {OOD_PERCENTILE} % of them are from "
+                       "each other "
                        f"({dist / max(float(dq[50]), 1e-9):.1f}x the typical distance)")
-    if cdist > OOD_MARGIN * float(cq[99]):
+    if cdist > OOD_MARGIN * float(cq[OOD_PERCENTILE]):
         mean_rgb = crops.reshape(-1, 3).mean(axis=0)
         ref = fp.get("colour_mean_rgb")
         ref_text = f" vs {tuple(int(v) for v in ref)} in training" if ref else ""
