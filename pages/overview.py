@@ -52,10 +52,18 @@ rows = []
 for entry in segmentation_models() + encoder_models():
     card = entry.card
     run_test = read_json_file(entry.path.parent.parent / "test_metrics.json") if entry.label.startswith("run:") else None
-    metrics = card.get("test_metrics") or run_test or card.get("metrics") or {}
+    metrics = card.get("evaluation") or card.get("test_metrics") or run_test or card.get("metrics") or {}
+    domain = card.get("domain") if isinstance(card.get("domain"), dict) else {}
+    scenes = metrics.get("scenes") or []
+    on = metrics.get("split")
+    if on and scenes:
+        on = f"{on}: {', '.join(scenes[:3])}{' …' if len(scenes) > 3 else ''}"
     rows.append({"model": entry.label, "kind": entry.kind, "encoder": card.get("encoder"),
                  "classes": ", ".join(c["name"] for c in card.get("classes", [])) or None,
-                 "mIoU": metrics.get("miou"), "on": metrics.get("split"),
+                 "mIoU": metrics.get("miou"), "on": on,
+                 "domain": ", ".join(str(v) for v in (domain.get("region"),
+                                                      f"{domain['gsd_m']} m/px" if domain.get("gsd_m") else None) if v)
+                 or None,
                  "size (MB)": round(entry.path.stat().st_size / 2**20, 1)})
 if rows:
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
