@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import CheckpointError
-from .config import ConfigError, FinetuneConfig, load_config, validate_config
+from .config import ConfigError
 from .data import DataError
 from .device import pick_device
 
@@ -29,17 +29,13 @@ def evaluate_checkpoint(path: Path, split: str = "test", data_root: str | None =
     from tqdm import tqdm
 
     from .data.labeled import build_seg_splits
+    from .fingerprint import training_config
     from .scene_eval import DEFAULT_OVERLAP, DEFAULT_TILE, evaluate_scenes
     from .segmodel import load_seg_model
 
     device = pick_device("auto")
     model, card = load_seg_model(path, device=device)
-    if config is not None:
-        cfg = load_config(config, None, FinetuneConfig)
-    elif isinstance(card.get("config"), dict):
-        cfg = validate_config(card["config"], FinetuneConfig)
-    else:
-        raise CheckpointError(f"{path}: its card names no training config; pass --config FINETUNE.yaml")
+    cfg = training_config(card, path, config)
     if data_root:
         cfg.data.root = data_root
     splits = build_seg_splits(cfg.data, progress=progress)

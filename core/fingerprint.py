@@ -93,18 +93,22 @@ def rewrite_card(path: Path, card: dict[str, Any]) -> str:
     return digest
 
 
+def training_config(card: dict[str, Any], path: Path, config: Path | None = None) -> FinetuneConfig:
+    """The fine-tuning config a checkpoint was trained with: ``config`` when given, else the one in its card."""
+    if config is not None:
+        return load_config(config, None, FinetuneConfig)
+    if isinstance(card.get("config"), dict):
+        return validate_config(card["config"], FinetuneConfig)
+    raise CheckpointError(f"{path}: its card names no training config; pass --config FINETUNE.yaml")
+
+
 def add_domain(path: Path, config: Path | None = None, out: Path | None = None) -> dict[str, Any]:
     """Compute the domain section of a segmentation checkpoint and write it into its card."""
     from .data.labeled import build_seg_splits
     from .segmodel import load_seg_model
 
     model, card = load_seg_model(path)
-    if config is not None:
-        cfg = load_config(config, None, FinetuneConfig)
-    elif isinstance(card.get("config"), dict):
-        cfg = validate_config(card["config"], FinetuneConfig)
-    else:
-        raise CheckpointError(f"{path}: its card names no training config; pass --config FINETUNE.yaml")
+    cfg = training_config(card, path, config)
     splits = build_seg_splits(cfg.data, progress=True)
     card["domain"] = domain_section(cfg.data, splits, model, card["classes"])
     target = out or path

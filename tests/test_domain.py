@@ -3,7 +3,6 @@ no-data masks, the per-image report and palette masks (issue 9), on small fixtur
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ from core.nodata import nodata_mask
 from core.resample import resample_factor, resample_mask, resample_rgb
 from core.segment import main, palette_png
 from core.segmodel import build_seg_model, make_card, save_seg_checkpoint
+from test_infer import write_tiff  # noqa: E402 - the tests' GeoTIFF writer
 
 CLASSES = [{"name": "a", "color": [200, 30, 30]}, {"name": "b", "color": [30, 200, 30]},
            {"name": "c", "color": [30, 30, 200]}]
@@ -55,16 +55,6 @@ def model_for(kind: str, folder: Path, gsd: float | None = None, seed: int = 0) 
 def two_domains(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModelEntry, ModelEntry]:
     folder = tmp_path_factory.mktemp("models")
     return model_for("green", folder, gsd=0.5), model_for("sand", folder, gsd=None, seed=1)
-
-
-def write_tiff(path: Path, data: np.ndarray, **kw) -> Path:
-    profile = dict(driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0],
-                   dtype=data.dtype.name, **kw)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with rasterio.open(path, "w", **profile) as dst:
-            dst.write(data)
-    return path
 
 
 # ------------------------------------------------------------------------------------------------ scores
