@@ -1,0 +1,53 @@
+"""Print the shipped segmentation models' cards as Markdown (what checkpoints/README.md shows), from the cards only.
+
+    python scripts/model_table.py
+
+Why: the README's figures must be the cards' figures, and the cards' come from ``core.evaluate --write-card`` on
+the shipped file; copying numbers by hand is how a card and its README drift apart.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pct(v: float | None) -> str:
+    return "n/a" if v is None or v != v else f"{100 * v:.1f} %"
+
+
+def describe(path: Path) -> str:
+    card = json.loads(path.read_text())
+    d = card.get("domain") or {}
+    ev = card.get("evaluation") or {}
+    lines = [f"### `{path.with_suffix('.safetensors').name}`", ""]
+    lines.append(f"- domain: {d.get('platform') or 'unknown platform'}; pixel size "
+                 f"{str(d.get('gsd_m')) + ' m' if d.get('gsd_m') else 'not published'}; region {d.get('region')}")
+    lines.append(f"- classes: {', '.join(c['name'] for c in card['classes'])}")
+    train_n, val = d.get("training_scenes"), d.get("validation_scenes") or []
+    lines.append(f"- trained on {train_n} scenes, checkpoint chosen on {len(val)} validation scenes; domain "
+                 f"fingerprint from {(d.get('fingerprint') or {}).get('note', 'none')}")
+    if ev:
+        scenes = ev["scenes"]
+        shown = ", ".join(scenes[:9]) + (f" and {len(scenes) - 9} more" if len(scenes) > 9 else "")
+        lines.append(f"- **{ev['split']} scenes it never saw in any stage** ({len(scenes)}): {shown}")
+        lines.append(f"- on them: mIoU **{pct(ev['miou'])}**, OA {pct(ev['oa'])}, kappa {ev['kappa']:.3f} "
+                     f"({ev['method']}, {ev['pixels']:,} labeled pixels)")
+        lines.append("- IoU per class: " + ", ".join(f"{k} {pct(v)}" for k, v in ev["iou"].items()))
+        lines.append(f"- reproduce: `{ev['command']}`")
+    else:
+        lines.append("- no held-out evaluation in the card")
+    lines.append(f"- made by: `{card.get('command', '?')}`")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    for path in sorted((ROOT / "checkpoints").glob("*.json")):
+        card = json.loads(path.read_text())
+        if card.get("kind") == "segmentation":
+            print(describe(path) + "\n")
+
+
+if __name__ == "__main__":
+    main()
