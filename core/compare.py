@@ -33,7 +33,8 @@ from .config import (ConfigError, FinetuneConfig, PretrainConfig, ProbeConfig, _
                      load_config, validate_config)
 from .data import DataError
 from .data.seg_base import resolve_root
-from .runs import NotARunError, Run, atomic_write_bytes, atomic_write_json, create_run, open_run, read_jsonl, runs_root
+from .runs import (NotARunError, Run, RunBusyError, atomic_write_bytes, atomic_write_json, create_run, lock_run, open_run,
+                   read_jsonl, runs_root, unlock_run)
 from .stats import mean_sd, paired_difference
 
 METHODS: dict[str, list[str]] = {
@@ -404,6 +405,7 @@ def _load(args: argparse.Namespace) -> tuple[CompareConfig, Run, Path]:
         out = open_run(args.resume)
         if out.kind() != "compare":
             raise NotARunError(f"{out.path} is not a comparison run")
+        lock_run(out)
         if out.is_live() and out.status().get("pid") != os.getpid():  # the launcher's resume names this process
             raise NotARunError(f"comparison {out.id} is still running")
         cfg = validate_config(out.config(), CompareConfig)
@@ -414,6 +416,7 @@ def _load(args: argparse.Namespace) -> tuple[CompareConfig, Run, Path]:
         from .pretrain import prepared_run
 
         out = prepared_run(args.run_dir)
+        lock_run(out)
         cfg = validate_config(out.config(), CompareConfig)
         out.write_status(state="running", pid=os.getpid(), kind="compare")
         return cfg, out, out.path.parent
@@ -426,6 +429,7 @@ def _load(args: argparse.Namespace) -> tuple[CompareConfig, Run, Path]:
     check_presets(cfg)
     root = Path(args.runs_root) if args.runs_root else runs_root()
     out = create_run(cfg.name, config_to_yaml(cfg), root, kind="compare", state="running", pid=os.getpid())
+    lock_run(out)
     return cfg, out, root
 
 
@@ -451,6 +455,9 @@ def main(argv: list[str] | None = None) -> int:
         cfg, out_run, root = _load(args)
         if args.run_dir or args.resume:
             check_presets(cfg)
+    except RunBusyError as err:  # another process writes this comparison: touch nothing of it
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     except (ConfigError, DataError, NotARunError, FileNotFoundError, ValueError) as err:
         if args.run_dir:
             from .pretrain import record_early_failure
@@ -481,9 +488,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         out_run.write_status(state="stopped", ended=time.time())
         log(f"stopped; continue with: python -m core.compare --resume {out_run.path}")
+        unlock_run(out_run)
         return 130
     except BaseException as err:
         out_run.write_status(state="failed", error=f"{type(err).__name__}: {err}", ended=time.time())
+        unlock_run(out_run)
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -510,6 +519,7 @@ def main(argv: list[str] | None = None) -> int:
         atomic_write_bytes(Path(args.out), md.encode())
         atomic_write_json(Path(args.out).with_suffix(".json"), result)
     out_run.write_status(state="completed", ended=time.time(), kind="compare")
+    unlock_run(out_run)
     print(md)
     return 0
 

@@ -36,7 +36,7 @@ from .data.seg_augment import SegAugment, eval_transform
 from .device import pick_device, pick_precision
 from .metrics import SegScores, confusion_matrix, scores_from_confusion
 from .pretrain import StopFlag, fit_from_cli, prepared_run, record_early_failure
-from .runs import NotARunError, Run, atomic_write_json, create_run, open_run
+from .runs import NotARunError, Run, RunBusyError, atomic_write_json, create_run, lock_run, open_run, unlock_run
 from .scene_eval import SceneEval, evaluate_scenes, whole_scenes_possible
 from .segmodel import SegModel, build_seg_model, make_card
 
@@ -365,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.resume:
             run = open_run(args.resume)
+            lock_run(run)  # before anything is read or truncated: a second writer is refused here
             ckpt = run.checkpoint_dir / "last.safetensors"
             read_metadata(ckpt)
             cfg = validate_config(apply_overrides(yaml.safe_load(run.config_text()) or {}, args.overrides),
@@ -374,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
             run.truncate_after(trainer.step)
         elif args.run_dir:
             run = prepared_run(args.run_dir)
+            lock_run(run)
             cfg = validate_config(apply_overrides(run.config(), args.overrides), FinetuneConfig)
             trainer = FinetuneTrainer(cfg, run, progress=not args.no_progress)
         else:
@@ -383,11 +385,18 @@ def main(argv: list[str] | None = None) -> int:
             trainer = FinetuneTrainer(cfg, None, progress=not args.no_progress)
             trainer.run = create_run(cfg.name or f"finetune-{cfg.model.arch}", config_to_yaml(cfg),
                                      Path(args.runs_root) if args.runs_root else None)
+            lock_run(trainer.run)
+    except RunBusyError as err:  # another process trains in this folder: touch nothing of it
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     except (ConfigError, DataError, NotARunError, CheckpointError, FileNotFoundError, ValueError) as err:
         record_early_failure(args, err)
         print(f"error: {err}", file=sys.stderr)
         return 2
-    code, state = fit_from_cli(trainer, "fine-tuning")
+    try:
+        code, state = fit_from_cli(trainer, "fine-tuning")
+    finally:
+        unlock_run(trainer.run)
     if code:
         return code
     print(f"{state}: {trainer.run.path}")

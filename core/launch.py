@@ -50,7 +50,9 @@ def resume(run: Run) -> Run:
     from its finished units (``units.jsonl``)."""
     kind = run.kind()
     if run.is_live():
-        raise RunBusyError(f"run {run.id} is already {run.state()}")
+        state = run.state()
+        raise RunBusyError(f"run {run.id} is already {state}" if state in ("running", "starting") else
+                           f"run {run.id} is being trained by another process (e.g. a command line)")
     if kind != "compare" and run.last_checkpoint() is None:
         raise NotARunError(f"run {run.id} has no checkpoint to resume from yet")
     run.write_status(state="starting", error=None, ended=None)

@@ -36,7 +36,8 @@ from .device import Precision, pick_device, pick_precision
 from .losses import ContrastiveInfo, false_loss, false_loss_moco, info_nce
 from .models import MoCoV2, build_pretrain_model
 from .optim import build_optimizer, warmup_cosine
-from .runs import NotARunError, Run, atomic_write_bytes, atomic_write_json, create_run, open_run
+from .runs import (NotARunError, Run, RunBusyError, atomic_write_bytes, atomic_write_json, create_run, lock_run,
+                   open_run, unlock_run)
 
 import yaml
 
@@ -433,6 +434,7 @@ def prepare(args: argparse.Namespace) -> tuple[PretrainConfig, Run | None, Path 
     """Validate everything that can be checked before compute; touch no existing run folder."""
     if args.resume:
         run = open_run(args.resume)
+        lock_run(run)  # before anything is read or truncated: a second writer is refused here
         ckpt = run.last_checkpoint()
         if ckpt is None:
             raise NotARunError(f"run {run.path} has no checkpoint to resume from (checkpoints/last.safetensors)")
@@ -442,6 +444,7 @@ def prepare(args: argparse.Namespace) -> tuple[PretrainConfig, Run | None, Path 
         return cfg, run, ckpt
     if args.run_dir:
         run = prepared_run(args.run_dir)
+        lock_run(run)
         return validate_config(apply_overrides(run.config(), args.overrides)), run, None
     if not args.config and not args.overrides:
         raise ConfigError("give --config FILE (see configs/) or --resume RUN_DIR")
@@ -476,6 +479,7 @@ def main(argv: list[str] | None = None) -> int:
             if run is None and env.main:
                 run = create_run(cfg.name or f"{cfg.method}-{cfg.loss.name}", config_to_yaml(cfg),
                                  Path(args.runs_root) if args.runs_root else None)
+                lock_run(run)
             if env.active:
                 box = [str(run.path) if run else None]
                 dist.broadcast_object_list(box, src=0)
@@ -489,6 +493,9 @@ def main(argv: list[str] | None = None) -> int:
                 run.log(f"resumed from step {trainer.step}")
                 if cfg != validate_config(upgrade_run_config(yaml.safe_load(run.config_text()) or {})):
                     atomic_write_bytes(run.path / "config.yaml", config_to_yaml(cfg).encode())
+    except RunBusyError as err:  # another process trains in this folder: touch nothing of it
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     except (ConfigError, DataError, NotARunError, CheckpointError, FileNotFoundError) as err:
         record_early_failure(args, err)
         print(f"error: {err}", file=sys.stderr)
@@ -498,6 +505,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if env.active:
             dist.destroy_process_group()
+        if run is not None:
+            unlock_run(run)
     if code:
         return code
     if env.main:

@@ -87,6 +87,69 @@ def pid_alive(pid: Any) -> bool:
         return True
 
 
+LOCK_FILE = ".lock"
+_HELD: list[Any] = []  # locks this process holds: kept open (and so held) until the process ends
+
+
+def _lock_holder(path: Path) -> str:
+    try:
+        pid = (path / LOCK_FILE).read_text().strip()
+    except OSError:
+        return "another process"
+    return f"process {pid}" if pid.isdigit() else "another process"
+
+
+def lock_run(run: "Run") -> None:
+    """Make this process the run's only writer, until it ends. Why a lock and not the pid in ``status.json``: the
+    OS drops a ``flock`` when its process dies, even by kill -9, so there is no stale claim and no race between
+    two starting processes. RunBusyError (one line) when another process holds it. Ranks other than 0 of a
+    distributed run do not lock (rank 0 writes for all)."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    if any(getattr(f, "name", None) == str(run.path / LOCK_FILE) for f in _HELD):
+        return  # this process holds it already
+    import fcntl
+
+    f = open(run.path / LOCK_FILE, "a+")
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        raise RunBusyError(f"run {run.id} is being written by {_lock_holder(run.path)}; stop it (or wait for it) "
+                           "before resuming, relaunching or deleting it") from None
+    f.seek(0)
+    f.truncate()
+    f.write(str(os.getpid()))
+    f.flush()
+    _HELD.append(f)
+
+
+def unlock_run(run: "Run") -> None:
+    """Give up this process's lock on the run (when its training ends inside a longer-lived process)."""
+    lock = str(run.path / LOCK_FILE)
+    for f in [f for f in _HELD if getattr(f, "name", None) == lock]:
+        _HELD.remove(f)
+        f.close()
+
+
+def run_locked(path: Path) -> bool:
+    """Whether some process holds the run's lock (is training in it right now)."""
+    import fcntl
+
+    lock = Path(path) / LOCK_FILE
+    if not lock.is_file():
+        return False
+    if any(getattr(f, "name", None) == str(lock) for f in _HELD):
+        return True
+    with open(lock, "a+") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    return False
+
+
 @dataclass
 class Run:
     """A run folder on disk."""
@@ -176,7 +239,8 @@ class Run:
         return state
 
     def is_live(self) -> bool:
-        return self.state() in ("running", "starting")
+        """Being trained now: its writer holds the lock, or its status says so and its process exists."""
+        return run_locked(self.path) or self.state() in ("running", "starting")
 
     def log_text(self, max_chars: int = 200_000) -> str:
         return tail_text(self.path / "log.txt", max_chars)
@@ -330,7 +394,9 @@ def find_run(run_id: str, root: Path | None = None) -> Run:
 def delete_run(run: Run) -> None:
     """Delete a finished run folder; RunBusyError for a live one. Renamed aside first, so it vanishes whole."""
     if run.is_live():
-        raise RunBusyError(f"run {run.id} is {run.state()}; stop it before deleting it")
+        state = run.state()
+        busy = state if state in ("running", "starting") else "being trained by another process"
+        raise RunBusyError(f"run {run.id} is {busy}; stop it before deleting it")
     trash = run.path.with_name(f".deleted-{run.id}-{time.time_ns()}")
     os.replace(run.path, trash)
     shutil.rmtree(trash, ignore_errors=True)

@@ -1,0 +1,58 @@
+"""One writer per run (issue 10): a second resume of a live run is refused in one line and leaves its records
+intact; the lock dies with its process (kill -9 included); the app's resume and delete see it too."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from core.launch import resume as app_resume
+from core.pretrain import main as pretrain_main
+from core.runs import RunBusyError, delete_run, open_run, run_locked
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["data.num_tiles=16", "data.image_size=32", "train.batch_size=8", "model.proj_hidden=32", "model.proj_dim=16",
+        "train.log_every=1", "train.ckpt_every=2"]
+
+
+def holder(run: Path) -> subprocess.Popen:
+    """Another process that holds the run's lock (as a training process does) until it is killed."""
+    code = ("import sys, time; from core.runs import open_run, lock_run; lock_run(open_run(sys.argv[1])); "
+            "print('locked', flush=True); time.sleep(600)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(run)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_a_second_writer_is_refused_and_the_records_stay_intact(tmp_path: Path, capsys) -> None:
+    assert pretrain_main(["--config", str(ROOT / "configs" / "demo_cpu.yaml"), "--runs-root", str(tmp_path),
+                          "--no-progress", "train.max_steps=4", *TINY]) == 0
+    run = next(p for p in tmp_path.iterdir() if p.is_dir())
+    capsys.readouterr()
+    before = {name: (run / name).read_bytes() for name in ("metrics.jsonl", "status.json", "log.txt")}
+    proc = holder(run)
+    try:
+        assert run_locked(run) and open_run(run).is_live()
+        assert pretrain_main(["--resume", str(run), "--no-progress", "train.max_steps=8"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"is being written by process {proc.pid}" in err and "Traceback" not in err
+        assert {name: (run / name).read_bytes() for name in before} == before  # nothing touched
+        with pytest.raises(RunBusyError, match="another process"):
+            app_resume(open_run(run))
+        with pytest.raises(RunBusyError, match="stop it before deleting"):
+            delete_run(open_run(run))
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)  # the lock dies with its process, kill -9 included
+        proc.wait()
+    deadline = time.time() + 10
+    while run_locked(run) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not run_locked(run)
+    assert pretrain_main(["--resume", str(run), "--no-progress", "train.max_steps=6"]) == 0
+    steps = [r["step"] for r in open_run(run).metrics() if "loss" in r]
+    assert steps == sorted(set(steps)) and steps[-1] == 6  # one record per step, in order
