@@ -20,7 +20,8 @@ class ConfigError(ValueError):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: an infinite learning rate or a NaN threshold fails at load, not after a run folder exists
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 def distinct(values: list[Any], at_least: int, what: str) -> list[Any]:
@@ -42,10 +43,10 @@ def held_out_scenes(test: list[str], val: list[str]) -> None:
 class ModelConfig(_Section):
     encoder: str = "resnet18"
     weights: str | None = Field(None, description="local safetensors checkpoint to start the encoder from")
-    proj_hidden: int = Field(2048, ge=1)
-    proj_dim: int = Field(128, ge=1)
+    proj_hidden: int = Field(2048, ge=1, le=65536)
+    proj_dim: int = Field(128, ge=1, le=65536)
     moco_momentum: float = Field(0.99, ge=0.0, le=1.0)
-    queue_size: int = Field(4096, ge=1)
+    queue_size: int = Field(4096, ge=1, le=1_048_576, description="MoCo negatives kept (at most about a million)")
 
     @field_validator("encoder")
     @classmethod
@@ -165,7 +166,7 @@ def upgrade_run_config(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 class TrainConfig(_Section):
-    batch_size: int = Field(64, description="images per step; each gives two views")
+    batch_size: int = Field(64, le=65536, description="images per step; each gives two views")
     epochs: float | None = Field(None, gt=0)
     max_steps: int | None = Field(None, ge=1)
     optimizer: Literal["lars", "adamw", "sgd"] = "lars"
@@ -277,9 +278,16 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
         if not p.is_file():
             raise ConfigError(f"config file not found: {p}")
         try:
-            raw = yaml.safe_load(p.read_text()) or {}
+            raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"config file {p} is not UTF-8 text (byte {err.start}); save it as UTF-8") from None
         except yaml.YAMLError as err:
-            raise ConfigError(f"config file {p} is not valid YAML: {err}") from None
+            first = " ".join(str(err).split())
+            raise ConfigError(f"config file {p} is not valid YAML: {first}") from None
+        except OSError as err:
+            raise ConfigError(f"config file {p} cannot be read: {err.strerror or err}") from None
+        if raw is None:
+            raise ConfigError(f"config file {p} is empty; start from one of configs/*.yaml")
         if not isinstance(raw, dict):
             raise ConfigError(f"config file {p} must hold a mapping of settings")
     apply_overrides(raw, overrides or [])
@@ -300,10 +308,10 @@ class SegDataConfig(_Section):
     name: Literal["synthetic", "potsdam", "vaihingen", "deepglobe", "loveda", "folder"] = "synthetic"
     root: str | None = Field(None, description="data set folder in its published layout")
     class_table: str | None = Field(None, description="YAML class table for name=folder")
-    num_tiles: int = Field(2000, ge=2, description="synthetic set size")
-    tile_size: int = Field(256, ge=16, description="tiles cut from whole scenes")
+    num_tiles: int = Field(2000, ge=2, le=10_000_000, description="synthetic set size")
+    tile_size: int = Field(256, ge=16, le=8192, description="tiles cut from whole scenes")
     tile_overlap: int = Field(0, ge=0)
-    crop_size: int = Field(256, ge=16, description="training crop")
+    crop_size: int = Field(256, ge=16, le=8192, description="training crop")
     label_fraction: float = Field(1.0, gt=0.0, le=1.0, description="seeded fraction of training tiles with labels")
     val_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="held-out share when the data set has no split")
     test_fraction: float = Field(0.1, ge=0.0, lt=1.0)
@@ -342,7 +350,7 @@ class SegModelConfig(_Section):
 
 class FinetuneTrainConfig(_Section):
     protocol: Literal["frozen", "full"] = Field("full", description="frozen: the paper's linear-style protocol")
-    batch_size: int = Field(16, ge=1)
+    batch_size: int = Field(16, ge=1, le=65536)
     epochs: float | None = Field(None, gt=0)
     max_steps: int | None = Field(None, ge=1)
     lr: float = Field(1e-3, gt=0.0)

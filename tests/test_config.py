@@ -110,3 +110,29 @@ def test_plus_equals_extends_a_list_setting() -> None:
     assert raw["pretrain_overrides"] == ["a=1", "b=2", "c=3"] and raw["new"] == ["d=4"]
     with pytest.raises(ConfigError, match="x.y is not a list"):
         apply_overrides(raw, ["x.y+=[1]"])
+
+
+@pytest.mark.parametrize("override", ["model.proj_dim=1000000000", "model.queue_size=1000000000000", "train.lr=.inf",
+                                      "train.lr=nan", "loss.threshold=nan", "data.image_size=1000000",
+                                      "data.num_tiles=1000000000", "data.tile_size=1000000"])
+def test_absurd_values_exit_2_in_one_line_without_a_run_folder(override, tmp_path, capsys) -> None:
+    from core.pretrain import main
+
+    root = Path(__file__).resolve().parent.parent
+    assert main(["--config", str(root / "configs" / "demo_cpu.yaml"), "--runs-root", str(tmp_path / "runs"),
+                 "--no-progress", override]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and override.split("=")[0] in err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_undecodable_and_empty_config_files_are_one_line(tmp_path, capsys) -> None:
+    from core.pretrain import main
+
+    (tmp_path / "bad.yaml").write_bytes(b"\xff\xfe name: x")
+    (tmp_path / "empty.yaml").write_text("")
+    for name, why in (("bad.yaml", "is not UTF-8 text"), ("empty.yaml", "is empty")):
+        assert main(["--config", str(tmp_path / name), "--runs-root", str(tmp_path / "runs"), "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert why in err and err.count("\n") == 1
+    assert not (tmp_path / "runs").exists()
