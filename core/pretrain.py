@@ -496,9 +496,9 @@ def main(argv: list[str] | None = None) -> int:
     except RunBusyError as err:  # another process trains in this folder: touch nothing of it
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except (ConfigError, DataError, NotARunError, CheckpointError, FileNotFoundError) as err:
-        record_early_failure(args, err)
-        print(f"error: {err}", file=sys.stderr)
+    except (ConfigError, DataError, NotARunError, CheckpointError, FileNotFoundError, ValueError) as err:
+        record_early_failure(args, err)  # ValueError: e.g. model.weights that are no safetensors or fit no encoder
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     try:
         code, state = fit_from_cli(trainer, "training")

@@ -136,3 +136,23 @@ def test_undecodable_and_empty_config_files_are_one_line(tmp_path, capsys) -> No
         err = capsys.readouterr().err
         assert why in err and err.count("\n") == 1
     assert not (tmp_path / "runs").exists()
+
+
+def test_unusable_encoder_weights_are_one_line_in_pretraining(tmp_path, capsys) -> None:
+    import torch
+
+    from core.pretrain import main
+
+    root = Path(__file__).resolve().parent.parent
+    torch.save({"a": 1}, tmp_path / "evil.pt")  # a pickle: never loaded
+    good = root / "checkpoints" / "synthetic_false_encoder.safetensors"
+    (tmp_path / "cut.safetensors").write_bytes(good.read_bytes()[:100])
+    cases = [(["model.weights=" + str(tmp_path / "evil.pt")], "not a readable safetensors file"),
+             (["model.weights=" + str(tmp_path / "cut.safetensors")], "not a readable safetensors file"),
+             (["model.weights=" + str(good), "model.encoder=resnet34"], "does not fit this encoder")]
+    for overrides, why in cases:
+        assert main(["--config", str(root / "configs" / "demo_cpu.yaml"), "--runs-root", str(tmp_path / "runs"),
+                     "--no-progress", "data.num_tiles=16", "train.batch_size=8", *overrides]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: model.weights: ") and why in err and err.count("\n") == 1
+    assert not (tmp_path / "runs").exists()
