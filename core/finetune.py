@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 from tqdm import tqdm
 
 from .checkpoint import CheckpointError, load_checkpoint, read_metadata, save_checkpoint
@@ -368,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
             lock_run(run)  # before anything is read or truncated: a second writer is refused here
             ckpt = run.checkpoint_dir / "last.safetensors"
             read_metadata(ckpt)
-            cfg = validate_config(apply_overrides(yaml.safe_load(run.config_text()) or {}, args.overrides),
+            cfg = validate_config(apply_overrides(run.stored_config(), args.overrides),
                                   FinetuneConfig)
             trainer = FinetuneTrainer(cfg, run, progress=not args.no_progress)
             trainer.restore(ckpt)

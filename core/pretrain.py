@@ -439,7 +439,7 @@ def prepare(args: argparse.Namespace) -> tuple[PretrainConfig, Run | None, Path 
         if ckpt is None:
             raise NotARunError(f"run {run.path} has no checkpoint to resume from (checkpoints/last.safetensors)")
         read_metadata(ckpt)  # readable?
-        raw = upgrade_run_config(yaml.safe_load(run.config_text()) or {})
+        raw = upgrade_run_config(run.stored_config())
         cfg = validate_config(apply_overrides(raw, args.overrides))
         return cfg, run, ckpt
     if args.run_dir:

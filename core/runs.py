@@ -216,6 +216,24 @@ class Run:
         """A JSON result file of the run (test_metrics.json, confusion.json, ...), None if absent or torn."""
         return read_json_file(self.path / name)
 
+    def stored_config(self) -> dict[str, Any]:
+        """The run's config.yaml for resuming it; NotARunError in one line when it is missing, not UTF-8, not
+        YAML (a python tag included) or not a mapping."""
+        where = self.path / "config.yaml"
+        try:
+            raw = yaml.safe_load(where.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise NotARunError(f"run {self.path} has no config.yaml") from None
+        except UnicodeDecodeError:
+            raise NotARunError(f"{where} is not UTF-8 text") from None
+        except OSError as err:
+            raise NotARunError(f"{where} cannot be read: {err.strerror or err}") from None
+        except yaml.YAMLError as err:
+            raise NotARunError(f"{where} is not valid YAML: {' '.join(str(err).split())}") from None
+        if not isinstance(raw, dict) or not raw:
+            raise NotARunError(f"{where} does not hold a config (a mapping of settings)")
+        return raw
+
     def config(self) -> dict[str, Any]:
         """The run's config as a dict ({} when config.yaml is missing or unreadable)."""
         try:

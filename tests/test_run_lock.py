@@ -56,3 +56,22 @@ def test_a_second_writer_is_refused_and_the_records_stay_intact(tmp_path: Path, 
     assert pretrain_main(["--resume", str(run), "--no-progress", "train.max_steps=6"]) == 0
     steps = [r["step"] for r in open_run(run).metrics() if "loss" in r]
     assert steps == sorted(set(steps)) and steps[-1] == 6  # one record per step, in order
+
+
+def test_resume_with_a_broken_config_or_checkpoint_is_one_line(tmp_path: Path, capsys) -> None:
+    assert pretrain_main(["--config", str(ROOT / "configs" / "demo_cpu.yaml"), "--runs-root", str(tmp_path),
+                          "--no-progress", "train.max_steps=2", *TINY]) == 0
+    run = next(p for p in tmp_path.iterdir() if p.is_dir())
+    good = (run / "config.yaml").read_text()
+    for text, why in (("!!python/object/apply:os.system ['echo hi']\n", "is not valid YAML"),
+                      ("name: [unclosed\n", "is not valid YAML"), ("", "does not hold a config")):
+        (run / "config.yaml").write_text(text)
+        capsys.readouterr()
+        assert pretrain_main(["--resume", str(run), "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert why in err and err.count("\n") == 1 and "Traceback" not in err
+    (run / "config.yaml").write_text(good)
+    (run / "checkpoints" / "last.safetensors").write_bytes(b"\x00" * 40)
+    assert pretrain_main(["--resume", str(run), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "unreadable" in err and err.count("\n") == 1
