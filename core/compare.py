@@ -450,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help="also write the Markdown table (with the command) to this file")
     p.add_argument("--runs-root")
     p.add_argument("overrides", nargs="*", metavar="key=value")
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)  # overrides may come before, between and after the flags
     try:
         cfg, out_run, root = _load(args)
         if args.run_dir or args.resume:

@@ -348,7 +348,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--runs-root", help="where run folders go (default runs/ or $FALSE_WB_RUNS)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("overrides", nargs="*", metavar="key=value")
-    return p.parse_args(argv)
+    return p.parse_intermixed_args(argv)  # overrides may come before, between and after the flags
 
 
 def run_finetune(cfg: FinetuneConfig, runs_root: Path | None = None, progress: bool = True) -> Run:

@@ -32,15 +32,16 @@ def build_encoder(name: str, weights: str | Path | None = None, in_channels: int
 ENCODER_PREFIXES = ("encoder.", "model.encoder.", "model.net.encoder.")  # export, pretraining, segmentation
 
 
-def load_encoder_weights(encoder: nn.Module, path: str | Path) -> None:
-    """Load an encoder from any of our checkpoints: an encoder export, a pretraining or a segmentation one."""
+def load_encoder_weights(encoder: nn.Module, path: str | Path, field: str = "model.weights") -> None:
+    """Load an encoder from any of our checkpoints: an encoder export, a pretraining or a segmentation one.
+    Errors name ``field``, the setting the path came from."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"model.weights: checkpoint not found: {path}")
+        raise FileNotFoundError(f"{field}: checkpoint not found: {path}")
     try:
         state = load_file(str(path))
     except Exception as err:  # safetensors raises several types for a torn or foreign file
-        raise ValueError(f"model.weights: {path} is not a readable safetensors file ({err})") from None
+        raise ValueError(f"{field}: {path} is not a readable safetensors file ({err})") from None
     for prefix in ENCODER_PREFIXES:
         if any(k.startswith(prefix) for k in state):
             state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
@@ -48,10 +49,10 @@ def load_encoder_weights(encoder: nn.Module, path: str | Path) -> None:
     try:
         missing, unexpected = nn.Module.load_state_dict(encoder, state, strict=False)  # smp overrides it
     except RuntimeError:
-        raise ValueError(f"model.weights: {path} holds {_encoder_name(path) or 'another'} encoder weights of "
+        raise ValueError(f"{field}: {path} holds {_encoder_name(path) or 'another'} encoder weights of "
                          "other shapes than this encoder's") from None
     if missing or unexpected:
-        raise ValueError(f"model.weights: {path} does not fit this encoder "
+        raise ValueError(f"{field}: {path} does not fit this encoder "
                          f"({len(missing)} missing keys, {len(unexpected)} unexpected keys; another encoder type?)")
 
 

@@ -427,7 +427,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--runs-root", help="where run folders go (default runs/ or $FALSE_WB_RUNS)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. loss.alpha=0.9 train.max_steps=50")
-    return p.parse_args(argv)
+    return p.parse_intermixed_args(argv)  # overrides may come before, between and after the flags
 
 
 def prepare(args: argparse.Namespace) -> tuple[PretrainConfig, Run | None, Path | None]:

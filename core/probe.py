@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help="also write the result as JSON to this file")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. model.init=runs/<run> seed=1")
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)  # overrides may come before, between and after the flags
     try:
         if not args.config and not args.overrides:
             raise ConfigError("give --config FILE (see configs/probe_*.yaml)")

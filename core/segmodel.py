@@ -66,7 +66,7 @@ def build_seg_model(card: dict[str, Any], encoder_weights: str | Path | None = N
     model = SegModel(card["arch"], card["encoder"], len(card["classes"]), card.get("output_stride", 16),
                      card.get("aux_head", False), card.get("decoder_channels"))
     if encoder_weights is not None:
-        load_encoder_weights(model.net.encoder, encoder_weights)
+        load_encoder_weights(model.net.encoder, encoder_weights, field="model.init")
     return model
 
 
