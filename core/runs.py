@@ -122,6 +122,21 @@ def lock_run(run: "Run") -> None:
     f.write(str(os.getpid()))
     f.flush()
     _HELD.append(f)
+    remove_stale_temps(run.path)
+
+
+def remove_stale_temps(folder: Path) -> list[Path]:
+    """Delete the temp files a killed writer left (``atomic_write_bytes``'s ``.<name>.*.tmp``) in a run folder and
+    its checkpoints; only safe while holding the run's lock (no other writer can be mid-write)."""
+    gone = []
+    for where in (folder, folder / "checkpoints"):
+        for p in where.glob(".*.tmp") if where.is_dir() else []:
+            try:
+                p.unlink()
+                gone.append(p)
+            except OSError:
+                pass
+    return gone
 
 
 def unlock_run(run: "Run") -> None:

@@ -53,7 +53,11 @@ def test_a_second_writer_is_refused_and_the_records_stay_intact(tmp_path: Path, 
     while run_locked(run) and time.time() < deadline:
         time.sleep(0.05)
     assert not run_locked(run)
+    stale = [run / "checkpoints" / ".last.safetensors.k1ll3d.tmp", run / ".status.json.k1ll3d.tmp"]
+    for p in stale:  # what a kill -9 in the middle of an atomic write leaves
+        p.write_bytes(b"half")
     assert pretrain_main(["--resume", str(run), "--no-progress", "train.max_steps=6"]) == 0
+    assert not any(p.exists() for p in stale)
     steps = [r["step"] for r in open_run(run).metrics() if "loss" in r]
     assert steps == sorted(set(steps)) and steps[-1] == 6  # one record per step, in order
 
