@@ -171,7 +171,7 @@ class Trainer:
         self.device = pick_device(cfg.train.device, self.env.local_rank)
         self.precision: Precision = pick_precision(cfg.train.precision, self.device)
         torch.manual_seed(cfg.seed)
-        self.dataset = build_dataset(cfg.data)
+        self.dataset = build_dataset(cfg.data, progress=self.progress and self.env.main)  # --no-progress: quiet
         if len(self.dataset) < 2:
             raise DataError(f"data: the data set has {len(self.dataset)} tile(s); pretraining needs at least 2")
         self.local_batch = cfg.train.batch_size // self.env.world
