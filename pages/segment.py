@@ -216,6 +216,7 @@ def show_result(result: Result, key: str) -> None:
     seg, preview = result.seg, result.preview
     assert seg is not None and preview is not None
     h, w = seg.mask.shape
+    show_model(seg)  # the warning first: it changes how everything below should be read
     left, right = st.columns([3, 2], gap="large")
     with left:
         opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key=f"opacity_{key}")
@@ -233,7 +234,6 @@ def show_result(result: Result, key: str) -> None:
                                                                                min_value=0, max_value=100),
                                     "m²": st.column_config.NumberColumn(format="localized")})
         st.plotly_chart(areas_figure(seg), key=f"chart_{key}", config={"displayModeBar": False})
-    show_model(seg)
     for note in seg.notes:
         st.caption(f"ℹ️ {note}")
     show_downloads(seg, Path(result.name).stem or "image", key)
