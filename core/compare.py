@@ -400,6 +400,14 @@ def _interrupt(signum: int, frame: Any) -> None:  # noqa: ARG001
     raise KeyboardInterrupt
 
 
+_early_stop: list[int] = []
+
+
+def _note_stop(signum: int, frame: Any) -> None:  # noqa: ARG001
+    """While the run folder is being opened: remember the Stop and honour it once the run can record it."""
+    _early_stop.append(signum)
+
+
 def _load(args: argparse.Namespace) -> tuple[CompareConfig, Run, Path]:
     if args.resume:
         out = open_run(args.resume)
@@ -451,11 +459,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs-root")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     args = p.parse_intermixed_args(argv)  # overrides may come before, between and after the flags
+    previous = signal.signal(signal.SIGTERM, _note_stop)  # a Stop while loading must not kill a 'running' run
     try:
         cfg, out_run, root = _load(args)
         if args.run_dir or args.resume:
             check_presets(cfg)
     except RunBusyError as err:  # another process writes this comparison: touch nothing of it
+        signal.signal(signal.SIGTERM, previous)
         print(f"error: {err}", file=sys.stderr)
         return 2
     except (ConfigError, DataError, NotARunError, FileNotFoundError, ValueError) as err:
@@ -463,6 +473,7 @@ def main(argv: list[str] | None = None) -> int:
             from .pretrain import record_early_failure
 
             record_early_failure(args, err)
+        signal.signal(signal.SIGTERM, previous)
         print(f"error: {err}", file=sys.stderr)
         return 2
     t0 = time.time()
@@ -471,8 +482,10 @@ def main(argv: list[str] | None = None) -> int:
         out_run.log(msg)
         print(msg, flush=True)
 
-    previous = signal.signal(signal.SIGTERM, _interrupt)  # the workbench's Stop: a recorded stop, not a death
+    signal.signal(signal.SIGTERM, _interrupt)  # the workbench's Stop: a recorded stop, not a death
     try:
+        if _early_stop:
+            raise KeyboardInterrupt
         comparison = Comparison(cfg, out_run, root, log)
         facts = split_facts(comparison.eval_splits(), comparison.eval_data)
         log(f"evaluation data {facts['data']}: " + ", ".join(f"{k} {facts[k]['scenes']} scenes / {facts[k]['tiles']} "

@@ -131,3 +131,22 @@ def test_stopping_a_comparison_records_a_stop(empty_store: Path) -> None:
     assert launch.stop(run)
     _wait(run, lambda: not run.is_live())
     assert run.state() == "stopped"
+
+
+def test_a_stop_right_as_a_comparison_starts_is_a_stop(empty_store: Path) -> None:
+    """The Stop may land while the comparison opens its folder: it must end 'stopped', never 'died'."""
+    from core.compare import CompareConfig
+    from core.config import validate_config
+
+    cfg = validate_config({
+        "name": "early-stop", "pretrain_config": str(ROOT / "configs/demo_cpu.yaml"),
+        "pretrain_overrides": [*TINY, "train.max_steps=500"],
+        "finetune_config": str(ROOT / "configs/finetune_demo_cpu.yaml"),
+        "methods": ["simclr"], "pretrain_seeds": [0, 1], "seeds": [0]}, CompareConfig)
+    run = launch.launch("compare", cfg)
+    deadline = time.time() + 120
+    while run.status().get("state") != "running" and time.time() < deadline:
+        time.sleep(0.005)
+    assert launch.stop(run)
+    _wait(run, lambda: not run.is_live())
+    assert run.state() == "stopped", launch.console_tail(run)[-2000:]
