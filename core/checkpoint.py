@@ -6,14 +6,17 @@ moment leaves the previous checkpoint or the new one, never a torn file.
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import random
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save
+from safetensors.torch import load, save
 
 from .runs import atomic_write_bytes, atomic_write_json
 
@@ -76,14 +79,20 @@ def read_metadata(path: Path) -> dict[str, Any]:
     return {k: json.loads(v) for k, v in meta.items()}
 
 
+def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """All tensors of a safetensors file, read into memory. Why not ``load_file``: it maps the file, and a
+    resumed run that later replaces the file would keep the old one's disk space held until it ends."""
+    try:
+        return load(Path(path).read_bytes())
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"checkpoint {path} is unreadable: {err}") from None
+
+
 def load_checkpoint(path: Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
                     map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load weights (strict) and optimizer state into the given objects; return the metadata."""
     meta = read_metadata(path)
-    try:
-        tensors = load_file(str(path), device=str(map_location))
-    except (SafetensorError, OSError, ValueError) as err:
-        raise CheckpointError(f"checkpoint {path} is unreadable: {err}") from None
+    tensors = {k: v.to(map_location) for k, v in read_tensors(path).items()}
     model_sd = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     try:
         model.load_state_dict(model_sd, strict=True)
@@ -104,3 +113,56 @@ def export_encoder(path: Path, encoder: torch.nn.Module, card: dict[str, Any]) -
     atomic_write_bytes(path, blob)
     atomic_write_json(path.with_suffix(".json"), {**card, "sha256": digest, "file": path.name})
     return digest
+
+
+def repair_card(path: Path) -> bool:
+    """Rewrite the ``.json`` beside a checkpoint from the card inside it when a kill between the two writes left
+    it missing or describing an older file; True when it was repaired. Only its writer (lock holder) calls this."""
+    path = Path(path)
+    side = path.with_suffix(".json")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    try:
+        if json.loads(side.read_text()).get("sha256") == digest:
+            return False
+    except (OSError, ValueError, AttributeError):
+        pass
+    card = read_metadata(path).get("card") or {}
+    atomic_write_json(side, {**card, "sha256": digest, "file": path.name})
+    return True
+
+
+# ------------------------------------------------------------------ random state, for exact resume
+def _b64(t: torch.Tensor) -> str:
+    return base64.b64encode(t.cpu().numpy().tobytes()).decode("ascii")
+
+
+def _tensor(text: str) -> torch.Tensor:
+    return torch.frombuffer(bytearray(base64.b64decode(text)), dtype=torch.uint8)
+
+
+def rng_state() -> dict[str, Any]:
+    """Every global random stream a training step may draw on (dropout, numpy, Python, CUDA), as JSON."""
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": _b64(torch.get_rng_state()),
+        "numpy": [np_state[0], np_state[1].tolist(), *(float(x) if i == 2 else int(x)
+                                                        for i, x in enumerate(np_state[2:]))],
+        "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = [_b64(s) for s in torch.cuda.get_rng_state_all()]
+    return state
+
+
+def set_rng_state(state: dict[str, Any] | None) -> None:
+    """Restore what ``rng_state`` saved (older checkpoints without it: nothing to do)."""
+    if not state:
+        return
+    torch.set_rng_state(_tensor(state["torch"]))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), int(pos), int(has_gauss), float(cached)))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if state.get("cuda") and torch.cuda.is_available():
+        for i, s in enumerate(state["cuda"][:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(_tensor(s), i)

@@ -26,7 +26,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .checkpoint import CheckpointError, load_checkpoint, read_metadata, save_checkpoint
+from .checkpoint import (CheckpointError, load_checkpoint, read_metadata, rng_state, save_checkpoint,
+                         set_rng_state)
+from .resume import open_for_resume
 from .config import ConfigError, FinetuneConfig, apply_overrides, config_to_yaml, load_config, validate_config
 from .data import DataError
 from .data.labeled import build_seg_splits
@@ -35,7 +37,7 @@ from .data.seg_augment import SegAugment, eval_transform
 from .device import pick_device, pick_precision
 from .metrics import SegScores, confusion_matrix, scores_from_confusion
 from .pretrain import StopFlag, fit_from_cli, prepared_run, record_early_failure
-from .runs import NotARunError, Run, RunBusyError, atomic_write_json, create_run, lock_run, open_run, unlock_run
+from .runs import NotARunError, Run, RunBusyError, atomic_write_json, create_run, lock_run, unlock_run
 from .scene_eval import SceneEval, evaluate_scenes, whole_scenes_possible
 from .segmodel import SegModel, build_seg_model, make_card
 
@@ -203,12 +205,13 @@ class FinetuneTrainer:
             return
         save_checkpoint(self.run.checkpoint_dir / f"{name}.safetensors", model=self.model, card=self._card(scores),
                         optimizer=self.optimizer if with_optimizer else None,
-                        extra_state={"step": self.step, "best_miou": self.best_miou})
+                        extra_state={"step": self.step, "best_miou": self.best_miou, "rng": rng_state()})
 
     def restore(self, path: Path) -> None:
         meta = load_checkpoint(path, model=self.model, optimizer=self.optimizer, map_location=self.device)
         self.step = int(meta["state"]["step"])
         self.best_miou = float(meta["state"].get("best_miou", -1.0))
+        set_rng_state(meta["state"].get("rng"))  # dropout draws on it: without it a resume is not exact
 
     def _evaluate(self, split) -> SegScores:
         return evaluate(self.model, split, len(self.classes), self.ignore_index, self.device,
@@ -363,15 +366,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         if args.resume:
-            run = open_run(args.resume)
-            lock_run(run)  # before anything is read or truncated: a second writer is refused here
-            ckpt = run.checkpoint_dir / "last.safetensors"
-            read_metadata(ckpt)
-            cfg = validate_config(apply_overrides(run.stored_config(), args.overrides),
-                                  FinetuneConfig)
+            run, ckpt = open_for_resume(args.resume)
+            cfg = validate_config(apply_overrides(run.stored_config(), args.overrides), FinetuneConfig)
             trainer = FinetuneTrainer(cfg, run, progress=not args.no_progress)
-            trainer.restore(ckpt)
-            run.truncate_after(trainer.step)
+            if ckpt is not None:
+                trainer.restore(ckpt)
+                run.truncate_after(trainer.step)
         elif args.run_dir:
             run = prepared_run(args.run_dir)
             lock_run(run)

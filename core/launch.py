@@ -18,7 +18,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from .config import config_to_yaml
-from .runs import REPO_ROOT, NotARunError, Run, RunBusyError, create_run, pid_alive, tail_text
+from .runs import REPO_ROOT, Run, RunBusyError, create_run, pid_alive, tail_text
 
 MODULES = {"pretrain": "core.pretrain", "finetune": "core.finetune", "compare": "core.compare"}
 CONSOLE = "console.txt"
@@ -46,15 +46,13 @@ def launch(kind: str, cfg: BaseModel, root: Path | None = None, name: str | None
 
 
 def resume(run: Run) -> Run:
-    """Continue a stopped, failed or died run in the background: a trainer from its last checkpoint, a comparison
-    from its finished units (``units.jsonl``)."""
+    """Continue a stopped, failed or died run in the background: a trainer from its last checkpoint (from step 0
+    when it ended before writing one), a comparison from its finished units (``units.jsonl``)."""
     kind = run.kind()
     if run.is_live():
         state = run.state()
         raise RunBusyError(f"run {run.id} is already {state}" if state in ("running", "starting") else
                            f"run {run.id} is being trained by another process (e.g. a command line)")
-    if kind != "compare" and run.last_checkpoint() is None:
-        raise NotARunError(f"run {run.id} has no checkpoint to resume from yet")
     run.write_status(state="starting", error=None, ended=None)
     _spawn(run, ["--resume", str(run.path)] if kind == "compare" else ["--resume", str(run.path), "--no-progress"],
            kind)

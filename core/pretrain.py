@@ -28,7 +28,9 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from .batch_order import BatchOrder
-from .checkpoint import CheckpointError, export_encoder, load_checkpoint, read_metadata, save_checkpoint
+from .checkpoint import (CheckpointError, export_encoder, load_checkpoint, rng_state, save_checkpoint,
+                         set_rng_state)
+from .resume import open_for_resume
 from .config import (ConfigError, PretrainConfig, apply_overrides, config_to_yaml, load_config, upgrade_run_config,
                      validate_config)
 from .data import DataError, TwoViewAugment, build_dataset
@@ -299,7 +301,8 @@ class Trainer:
             return
         card = self.card()
         save_checkpoint(self.run.checkpoint_dir / "last.safetensors", model=self.model, card=card,
-                        optimizer=self.optimizer, extra_state={"step": self.step, "scaler": self.scaler.state_dict()})
+                        optimizer=self.optimizer, extra_state={"step": self.step, "scaler": self.scaler.state_dict(),
+                                                               "rng": rng_state()})
         export_encoder(self.run.checkpoint_dir / "encoder.safetensors", self.model.encoder, card)
 
     def restore(self, path: Path) -> None:
@@ -307,6 +310,9 @@ class Trainer:
         self.step = int(meta["state"]["step"])
         if meta["state"].get("scaler"):
             self.scaler.load_state_dict(meta["state"]["scaler"])
+        set_rng_state(meta["state"].get("rng"))
+        if self.run is not None and self.env.main:  # a kill between the two writes left an older encoder export
+            export_encoder(self.run.checkpoint_dir / "encoder.safetensors", self.model.encoder, meta["card"])
 
     # ------------------------------------------------------------------ loop
     def fit(self, stop: StopFlag | None = None) -> str:
@@ -433,12 +439,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def prepare(args: argparse.Namespace) -> tuple[PretrainConfig, Run | None, Path | None]:
     """Validate everything that can be checked before compute; touch no existing run folder."""
     if args.resume:
-        run = open_run(args.resume)
-        lock_run(run)  # before anything is read or truncated: a second writer is refused here
-        ckpt = run.last_checkpoint()
-        if ckpt is None:
-            raise NotARunError(f"run {run.path} has no checkpoint to resume from (checkpoints/last.safetensors)")
-        read_metadata(ckpt)  # readable?
+        run, ckpt = open_for_resume(args.resume)
         raw = upgrade_run_config(run.stored_config())
         cfg = validate_config(apply_overrides(raw, args.overrides))
         return cfg, run, ckpt

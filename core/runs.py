@@ -374,27 +374,53 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[:60] or "run"
 
 
-def create_run(name: str, config_yaml: str, root: Path | None = None, **status: Any) -> Run:
-    """Make a new, uniquely named run folder (mkdir is atomic, so two launches never share one).
+STAGING_PREFIX = ".creating-"
 
-    ``status`` fields (e.g. ``state="starting"``, ``kind="pretrain"``) go into the first status.json."""
+
+def create_run(name: str, config_yaml: str, root: Path | None = None, **status: Any) -> Run:
+    """Make a new, uniquely named run folder, whole or not at all.
+
+    Why staged: the folder is filled under a hidden name and renamed into place, so a kill during creation never
+    leaves a half folder among the runs. The rename cannot land on another run: renaming a folder onto an existing
+    non-empty one fails, and the next name is tried. ``status`` fields (e.g. ``state="starting"``,
+    ``kind="pretrain"``) go into the first status.json."""
     root = Path(root) if root else runs_root()
     root.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    for n in range(1000):
-        path = root / (f"{stamp}-{_slug(name)}" + ("" if n == 0 else f"-{n}"))
-        try:
-            path.mkdir()
-        except FileExistsError:
-            continue
-        run = Run(path)
-        atomic_write_bytes(path / "config.yaml", config_yaml.encode())
-        run.checkpoint_dir.mkdir()
-        run.write_status(**{"state": "running", "pid": os.getpid(), "host": socket.gethostname(),
-                            "created": time.time(), "started": time.time(), "ended": None, "step": 0,
-                            "total_steps": None, "error": None, **status})
-        return run
+    remove_stale_staging(root)
+    stage = Path(tempfile.mkdtemp(dir=root, prefix=STAGING_PREFIX))
+    try:
+        atomic_write_bytes(stage / "config.yaml", config_yaml.encode())
+        (stage / "checkpoints").mkdir()
+        Run(stage).write_status(**{"state": "running", "pid": os.getpid(), "host": socket.gethostname(),
+                                   "created": time.time(), "started": time.time(), "ended": None, "step": 0,
+                                   "total_steps": None, "error": None, **status})
+        os.chmod(stage, 0o755)  # mkdtemp makes 0700
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        for n in range(1000):
+            path = root / (f"{stamp}-{_slug(name)}" + ("" if n == 0 else f"-{n}"))
+            if path.exists() and any(path.iterdir()):
+                continue
+            try:
+                os.rename(stage, path)
+            except OSError:  # taken in between by another launch
+                continue
+            return Run(path)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    shutil.rmtree(stage, ignore_errors=True)
     raise RuntimeError(f"could not create a unique run folder under {root}")
+
+
+def remove_stale_staging(root: Path, older_than_s: float = 3600.0) -> None:
+    """Delete the staging folders of run creations that were killed (an hour old: no creation takes that long)."""
+    now = time.time()
+    for p in root.glob(STAGING_PREFIX + "*"):
+        try:
+            if now - p.stat().st_mtime > older_than_s:
+                shutil.rmtree(p, ignore_errors=True)
+        except OSError:
+            pass
 
 
 def open_run(path: str | Path) -> Run:
@@ -412,7 +438,8 @@ def list_runs(root: Path | None = None) -> list[Run]:
     root = Path(root) if root else runs_root()
     if not root.is_dir():
         return []
-    runs = [Run(p) for p in sorted(root.iterdir()) if p.is_dir() and (p / "config.yaml").is_file()]
+    runs = [Run(p) for p in sorted(root.iterdir())
+            if p.is_dir() and not p.name.startswith(".") and (p / "config.yaml").is_file()]
     return runs
 
 

@@ -32,7 +32,7 @@ def _controls(run: Run, state: str, key: str) -> None:
                 st.toast(f"Stop requested for {run.id}")
             else:
                 st.warning("The run is not running any more.")
-    elif state in ("stopped", "failed", "died") and resumable(run):
+    elif state in ("stopped", "failed", "died"):
         help_text = "Continue: finished pretraining and evaluation units are kept" if run.kind() == "compare" \
             else "Continue from the last checkpoint"
         if left.button("▶ Resume", key=f"{key}-resume", help=help_text):
@@ -68,14 +68,9 @@ def run_header(run: Run) -> str:
     if state == "died":
         st.warning("Its process is gone without a final status (killed, or the machine restarted). "
                    + ("Resume continues; finished units are kept." if run.kind() == "compare" else
-                      "Resume continues from the last checkpoint." if resumable(run) else
-                      "It wrote no checkpoint to resume from: launch it again."))
+                      "Resume continues from the last checkpoint." if run.last_checkpoint() is not None else
+                      "It wrote no checkpoint yet: Resume starts it again from step 0 in the same folder."))
     return state
-
-
-def resumable(run: Run) -> bool:
-    """A comparison always (its finished units are kept); a trainer when it has a checkpoint."""
-    return run.kind() == "compare" or run.last_checkpoint() is not None
 
 
 def watch(run_path: str, key: str = "watch", extra: Callable[[Run], None] | None = None) -> None:

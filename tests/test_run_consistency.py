@@ -1,0 +1,109 @@
+"""A run folder stays consistent whatever write a kill -9 lands on (issue 10): it resumes, ends with no temp file,
+cards that match their checkpoints and an encoder export from the same step; and fine-tuning resumes bit for bit.
+
+The kills are real: a child process whose ``os.replace`` (the last act of every atomic write) exits on the spot
+with ``os._exit`` at the chosen write, so nothing is cleaned up, as with kill -9."""
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from core.finetune import main as finetune_main
+from core.pretrain import main as pretrain_main
+from core.runs import list_runs
+
+ROOT = Path(__file__).resolve().parent.parent
+PRE = ["--config", str(ROOT / "configs/demo_cpu.yaml"), "--no-progress", "data.num_tiles=16", "data.image_size=32",
+       "train.batch_size=8", "model.proj_hidden=32", "model.proj_dim=16", "train.log_every=1", "train.ckpt_every=2",
+       "train.max_steps=6", "name=kill"]
+FT = ["--config", str(ROOT / "configs/finetune_demo_cpu.yaml"), "--no-progress", "data.num_tiles=24",
+      "data.tile_size=64", "data.crop_size=64", "data.val_fraction=0.25", "data.test_fraction=0.25",
+      "data.label_fraction=1.0", "train.batch_size=4", "train.max_steps=6", "train.eval_every=2", "train.log_every=1",
+      "name=ftkill"]
+KILLER = """
+import os, sys
+target, nth, seen, real = sys.argv[1], int(sys.argv[2]), [0], os.replace
+def replace(src, dst, *a, **k):
+    if os.path.basename(str(dst)) == target:
+        seen[0] += 1
+        if seen[0] == nth:
+            os._exit(137)  # no cleanup, no status: what kill -9 leaves
+    return real(src, dst, *a, **k)
+os.replace = replace
+module = __import__("core." + sys.argv[3], fromlist=["main"])
+sys.exit(module.main(sys.argv[4:]))
+"""
+
+
+def killed_at(target: str, nth: int, module: str, args: list[str], runs: Path) -> int:
+    env = {"FALSE_WB_RUNS": str(runs), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "2", "PYTHONHASHSEED": "0"}
+    proc = subprocess.run([sys.executable, "-c", KILLER, target, str(nth), module, "--runs-root", str(runs), *args],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    return proc.returncode
+
+
+def assert_consistent(run: Path, last_step: int) -> None:
+    assert not [p for p in run.rglob("*.tmp")], "temp files left behind"
+    ckpts = run / "checkpoints"
+    for f in ckpts.glob("*.safetensors"):
+        card = json.loads(f.with_suffix(".json").read_text())
+        assert card["sha256"] == hashlib.sha256(f.read_bytes()).hexdigest(), f"{f.name}: its card is of another file"
+    last = json.loads((ckpts / "last.json").read_text())
+    assert last["step"] == last_step
+    if (ckpts / "encoder.json").exists():
+        assert json.loads((ckpts / "encoder.json").read_text())["step"] == last_step
+    steps = [r["step"] for r in (json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines())
+             if "loss" in r]
+    assert steps == sorted(set(steps)), "records duplicated or out of order"
+
+
+@pytest.mark.parametrize("target,nth,what", [
+    ("last.safetensors", 2, "inside the second checkpoint write"),
+    ("last.json", 2, "between the second checkpoint and its card"),
+    ("encoder.safetensors", 2, "between the second checkpoint and its encoder export"),
+    ("last.safetensors", 1, "before the first checkpoint"),
+])
+def test_a_kill_at_any_write_of_pretraining_leaves_a_run_that_resumes(tmp_path: Path, target: str, nth: int,
+                                                                      what: str, monkeypatch) -> None:
+    runs = tmp_path / "runs"
+    monkeypatch.setenv("FALSE_WB_RUNS", str(runs))
+    assert killed_at(target, nth, "pretrain", PRE, runs) == 137, what
+    [run] = list_runs(runs)
+    assert run.state() == "died" and not run.is_live()
+    assert pretrain_main(["--resume", str(run.path), "--no-progress"]) == 0, what
+    assert run.state() == "completed" and run.status()["step"] == 6
+    assert_consistent(run.path, 6)
+
+
+def test_a_kill_inside_run_creation_leaves_no_half_run(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    assert killed_at("config.yaml", 1, "pretrain", PRE, runs) == 137
+    assert list_runs(runs) == []  # only a hidden staging folder, which a later creation clears when it is stale
+    assert [p.name.startswith(".creating-") for p in runs.iterdir()] == [True]
+
+
+def test_fine_tuning_killed_and_resumed_equals_the_uninterrupted_run(tmp_path: Path, monkeypatch) -> None:
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    assert killed_at("never", 1, "finetune", FT, whole) == 0
+    assert killed_at("last.safetensors", 2, "finetune", FT, broken) == 137  # during the step-4 save: resumes from 2
+    [run] = list_runs(broken)
+    assert json.loads((run.path / "checkpoints/last.json").read_text())["step"] == 2
+    monkeypatch.setenv("FALSE_WB_RUNS", str(broken))
+    torch.manual_seed(12345)  # this process's random state is not the killed one's: the checkpoint must restore it
+    assert finetune_main(["--resume", str(run.path), "--no-progress"]) == 0
+    [ref] = list_runs(whole)
+    a = load_file(str(ref.path / "checkpoints/last.safetensors"))
+    b = load_file(str(run.path / "checkpoints/last.safetensors"))
+    assert a.keys() == b.keys()
+    differ = [k for k in a if not torch.equal(a[k], b[k])]
+    assert differ == [], f"{len(differ)} of {len(a)} tensors differ, e.g. {differ[:3]}"
+    losses = lambda r: [m["loss"] for m in r.metrics() if "loss" in m]  # noqa: E731
+    assert losses(run) == losses(ref)
+    assert_consistent(run.path, 6)
