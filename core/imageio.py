@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-DEFAULT_MAX_PIXELS = 400_000_000
+DEFAULT_MAX_PIXELS = 50_000_000  # core.budget's default pixel budget; callers pass core.budget.max_pixels()
 MIN_SIDE = 8
 STRIP_PIXELS = 16_000_000  # rasterio reads at most about this many pixels per band at a time
 SAMPLE_PIXELS = 1_000_000  # percentiles from at most about this many samples per band
@@ -95,8 +95,9 @@ def _check_size(width: int, height: int, max_pixels: int) -> None:
     if width < MIN_SIDE or height < MIN_SIDE:
         raise ImageError(f"image too small ({width}x{height} pixels; at least {MIN_SIDE}x{MIN_SIDE} needed)")
     if width * height > max_pixels:
-        raise ImageError(f"image too large ({width}x{height} = {width * height:,} pixels; the limit is "
-                         f"{max_pixels:,})")
+        raise ImageError(f"image too large ({width}x{height} = {width * height / 1e6:.1f} megapixels; the pixel "
+                         f"budget is {max_pixels / 1e6:g}): refused from its header, before decoding; raise the "
+                         "budget with --max-megapixels or $FALSE_WB_MAX_MEGAPIXELS")
 
 
 def _percentiles(sample: np.ndarray) -> tuple[float, float] | None:

@@ -9,6 +9,7 @@ candidate has one. The choice, its score and the others' scores go into the imag
 """
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ class ModelCache:
     def __init__(self, size: int = 4) -> None:
         self.size = size
         self._models: OrderedDict[tuple[str, str], tuple[torch.nn.Module, dict[str, Any]]] = OrderedDict()
+        self._lock = threading.Lock()  # servers segment several requests at once; each model is loaded once
 
     @staticmethod
     def _key(path: Path, device: torch.device | str) -> tuple[str, str]:
@@ -36,18 +38,20 @@ class ModelCache:
 
     def put(self, path: Path, device: torch.device | str, model: torch.nn.Module, card: dict[str, Any]) -> None:
         """Keep a model loaded elsewhere (e.g. checked by the caller first)."""
-        self._models[self._key(path, device)] = (model, card)
+        with self._lock:
+            self._models[self._key(path, device)] = (model, card)
 
     def load(self, path: Path, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
         key = self._key(path, device)
-        if key in self._models:
-            self._models.move_to_end(key)
-            return self._models[key]
-        model, card = load_seg_model(path, device=device)
-        self._models[key] = (model, card)
-        while len(self._models) > self.size:
-            self._models.popitem(last=False)
-        return model, card
+        with self._lock:
+            if key in self._models:
+                self._models.move_to_end(key)
+                return self._models[key]
+            model, card = load_seg_model(path, device=device)
+            self._models[key] = (model, card)
+            while len(self._models) > self.size:
+                self._models.popitem(last=False)
+            return model, card
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Segment image files with a segmentation checkpoint, from the shell.
 
     python -m core.segment IMAGE [IMAGE ...] [--checkpoint PATH] --out DIR [--tile 512] [--overlap 0.25]
-                           [--batch-size 4] [--tta] [--max-pixels N] [--device auto]
+                           [--batch-size 4] [--tta] [--max-megapixels 50] [--device auto]
 
 Without ``--checkpoint`` the first existing of ``checkpoints/dubai_seg.safetensors`` (the real-imagery demo model)
 and ``checkpoints/synthetic_seg.safetensors`` in the repository is used.
@@ -36,7 +36,8 @@ from tqdm.auto import tqdm
 from .checkpoint import CheckpointError
 from .device import pick_device
 from .domain import DomainScore, score_image
-from .imageio import DEFAULT_MAX_PIXELS, ImageError, LoadedImage, read_image, write_mask_geotiff
+from .budget import DEFAULT_MAX_MEGAPIXELS, MAX_MEGAPIXELS_ENV, max_pixels
+from .imageio import ImageError, LoadedImage, read_image, write_mask_geotiff
 from .infer import NODATA, check_tile, class_areas, colorize, overlap_pixels, overlay, palette, predict
 from .model_choice import Choice, ModelCache, choose_model, given_model, score_for_model
 from .nodata import nodata_mask
@@ -271,6 +272,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _megapixels(text: str) -> float:
+    try:
+        value = float(text)
+        max_pixels(value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err).split(":")[-1].strip() if "budget" in str(err) else
+                                         f"must be a number of megapixels, got {text!r}") from None
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m core.segment", description=__doc__.split("\n\n")[0])
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (TIFF/GeoTIFF, PNG, JPEG, ...)")
@@ -283,8 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="window overlap: a fraction of the tile below 1, else pixels (0.25)")
     p.add_argument("--batch-size", type=_positive, default=4, help="windows per forward pass (4)")
     p.add_argument("--tta", action="store_true", help="average with a horizontally flipped pass")
-    p.add_argument("--max-pixels", type=_positive, default=DEFAULT_MAX_PIXELS,
-                   help=f"refuse images with more pixels ({DEFAULT_MAX_PIXELS:,})")
+    p.add_argument("--max-megapixels", type=_megapixels, default=None,
+                   help=f"pixel budget per image, checked from the file's header before decoding (default "
+                        f"${MAX_MEGAPIXELS_ENV} or {DEFAULT_MAX_MEGAPIXELS:g})")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     p.add_argument("--no-resample", action="store_true",
                    help="run at the image's own pixel size even when the model's differs by more than 1.5x")
@@ -374,6 +386,11 @@ def _run(args: argparse.Namespace) -> int:
         _err(f"--overlap: {err}")
         return 2
     try:
+        budget = max_pixels(args.max_megapixels)
+    except ValueError as err:
+        _err(f"pixel budget: {err}")
+        return 2
+    try:
         device = pick_device(args.device)
     except (ValueError, RuntimeError) as err:
         _err(f"--device {args.device}: {str(err).removeprefix('train.device: ')}")
@@ -394,7 +411,7 @@ def _run(args: argparse.Namespace) -> int:
     for raw in args.images:
         path = Path(raw)
         try:
-            loaded = read_image(path, max_pixels=args.max_pixels)
+            loaded = read_image(path, max_pixels=budget)
         except ImageError as err:
             _err(f"{path}: {err}")
             failed += 1

@@ -22,6 +22,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from PIL import Image
 
+from core.budget import DEFAULT_MAX_MEGAPIXELS, max_pixels
 from core.catalog import ModelEntry, segmentation_models
 from core.checkpoint import CheckpointError
 from core.device import pick_device
@@ -31,7 +32,6 @@ from core.segment import Segmentation, segment_choosing
 from workbench.common import seg_model, show_error
 from workbench.segment_view import areas_frame, class_rgb, legend_html, one_line, screen_copy
 
-MAX_PIXELS = 100_000_000  # a browser session keeps the image and mask in memory; bigger scenes: the CLI
 PREVIEW_SIDE = 1600  # the overlay is blended and sent at most this large on its longer side
 TYPES = ["png", "jpg", "jpeg", "tif", "tiff"]
 TILES = [256, 384, 512, 768, 1024]
@@ -51,6 +51,7 @@ class Settings:
     tta: bool = False
     resample: bool = True
     borders: bool = True
+    max_megapixels: float = DEFAULT_MAX_MEGAPIXELS  # the pixel budget, checked from the header before decoding
 
 
 @dataclass(frozen=True)
@@ -79,13 +80,13 @@ def content_id(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-def read_upload(upload: Upload) -> LoadedImage:
+def read_upload(upload: Upload, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS) -> LoadedImage:
     """The upload's bytes through a temporary file into read_image (which reads files, and sniffs TIFFs)."""
     suffix = "".join(ch for ch in Path(upload.name).suffix.lower() if ch.isalnum() or ch == ".")[:8]
     with tempfile.TemporaryDirectory(prefix="upload-", dir=scratch_dir()) as tmp:
         path = Path(tmp) / f"upload{suffix}"
         path.write_bytes(upload.read())
-        return read_image(path, max_pixels=MAX_PIXELS)
+        return read_image(path, max_pixels=max_pixels(max_megapixels))
 
 
 class _PageModels:
@@ -100,7 +101,7 @@ def segment_upload(upload: Upload, entry: ModelEntry | None, entries: list[Model
                    device: Any, bar: Any) -> Result:
     """Read and segment one file, feeding ``bar``; any failure becomes Result.error, never an exception."""
     try:
-        loaded = read_upload(upload)
+        loaded = read_upload(upload, settings.max_megapixels)
     except ImageError as err:
         return Result(upload.name, error=str(err))
     except Exception as err:  # noqa: BLE001 - one bad file must not stop the others
@@ -319,7 +320,19 @@ def pick_settings() -> Settings:
                                     "at the model's and bring the mask back to the image's grid")
         borders = st.checkbox("Uniform white/black borders are no data", value=True, key="segment_borders",
                               help="declared no-data (nodata value, mask, transparency) is always left out")
-    return Settings(int(tile), float(overlap), bool(tta), bool(resample), bool(borders))
+        budget = st.number_input("Largest image (megapixels)", 1.0, 2000.0, value=page_budget(), step=10.0,
+                                 key="segment_max_mp",
+                                 help="larger files are refused from their header, before decoding; a 50 MP image "
+                                      "takes a few minutes on 2 CPU cores")
+    return Settings(int(tile), float(overlap), bool(tta), bool(resample), bool(borders), float(budget))
+
+
+def page_budget() -> float:
+    """The default pixel budget in megapixels ($FALSE_WB_MAX_MEGAPIXELS, else 50), kept inside the input's range."""
+    try:
+        return min(2000.0, max(1.0, max_pixels() / 1e6))
+    except ValueError:
+        return DEFAULT_MAX_MEGAPIXELS
 
 
 def load_model(entry: ModelEntry) -> tuple[Any, dict[str, Any]] | None:
@@ -350,7 +363,8 @@ def main() -> None:
     left, right = st.columns([3, 2], gap="large")
     with left:
         files = st.file_uploader("Aerial tiles", type=TYPES, accept_multiple_files=True, key="segment_files",
-                                 help=f"up to {MAX_PIXELS // 1_000_000} M pixels each")
+                                 help="up to the pixel budget in the inference settings (50 megapixels unless "
+                                      "changed)")
         shown = SAMPLE in st.session_state
         row = st.container(horizontal=True)
         synth = synthetic_model(entries)

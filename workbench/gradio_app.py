@@ -1,6 +1,7 @@
 """A one-page Gradio demo of the segmentation model: upload an image, get the overlay, legend, areas and mask.
 
     python -m workbench.gradio_app [--port 7860] [--host 127.0.0.1] [--checkpoint auto|PATH]
+                                   [--max-megapixels 50] [--time-budget 120] [--concurrency 2]
 
 With ``--checkpoint auto`` (the default) each image is segmented by the model whose training domain fits it best
 among the shipped ones and the fine-tuning runs (``core.model_choice``); the choice, its score and an out-of-domain
@@ -15,6 +16,11 @@ the model. A file that cannot be used comes back as an error with one line sayin
 
 Offline by design: analytics off, bound to 127.0.0.1 unless ``--host`` says otherwise, no share link, system
 fonts (no font CDN), uploads capped at ``MAX_FILE_SIZE``.
+
+Bounded work (``core.budget``): an image over the pixel budget is refused from its header before it is decoded;
+a request that will not finish within the time budget is stopped as soon as its first windows show it, and the
+work of a client that went away stops at its next batch of windows. Two requests run at once by default; more
+wait in a bounded queue whose position and expected wait the page shows.
 """
 from __future__ import annotations
 
@@ -34,13 +40,14 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 import uuid  # noqa: E402
-from collections.abc import Sequence  # noqa: E402
+from collections.abc import Callable, Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import gradio as gr  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from core.budget import Deadline, WorkStopped, max_pixels  # noqa: E402
 from core.checkpoint import CheckpointError  # noqa: E402
 from core.device import pick_device  # noqa: E402
 from core.imageio import ImageError, read_image  # noqa: E402
@@ -52,7 +59,9 @@ from core.segmodel import load_seg_model  # noqa: E402
 from workbench.segment_view import areas_frame, legend_html, one_line, screen_copy  # noqa: E402
 
 MAX_FILE_SIZE = "200mb"  # per upload, enforced by the server before our code sees the file
-MAX_PIXELS = 100_000_000  # a browser demo; bigger scenes belong to `python -m core.segment`
+TIME_BUDGET_S = 120.0  # per request; bigger scenes belong to `python -m core.segment`
+CONCURRENCY = 2  # requests segmented at once: a small request is not stuck behind a big one
+MAX_QUEUE = 16  # requests waiting beyond this are refused at once (the page shows the queue and its wait)
 DISPLAY_SIDE = 2048  # the overlay shown in the page is at most this many pixels on its longer side
 TILES = [256, 384, 512, 768, 1024]
 SAMPLE_SEED = 2  # a generated scene with roads, buildings and trees
@@ -64,8 +73,9 @@ THEME_MONO = ["ui-monospace", "SFMono-Regular", "Menlo", "monospace"]
 
 # ------------------------------------------------------------------------------------------------ model
 class _Models:
-    """The model the demo was started with, or every candidate for ``auto``; loaded once per process, with a lock
-    so two sessions never share a forward pass, and the last results by file content."""
+    """The model the demo was started with, or every candidate for ``auto``; loaded once per process (the cache
+    has its own lock; forward passes of concurrent requests run side by side), and the last results by file
+    content."""
 
     def __init__(self, checkpoint: Path | str | None) -> None:
         self.device = pick_device()
@@ -176,9 +186,33 @@ def write_downloads(seg: Segmentation, stem: str, out: Path, name: str = "") -> 
 
 
 # ------------------------------------------------------------------------------------------------ the app
-def build_demo(checkpoint: Path | None = None) -> gr.Blocks:
+def client_gone() -> Callable[[], bool] | None:
+    """For the request being served: whether its client went away (gradio marks its event dead when the
+    client's stream closes; the work itself runs on, in a thread, unless it asks). None outside a request."""
+    try:
+        from gradio.context import LocalContext
+
+        blocks, event_id = LocalContext.blocks.get(None), LocalContext.event_id.get(None)
+    except Exception:  # noqa: BLE001 - gradio internals moved: no cancellation, never an error
+        return None
+    if blocks is None or not event_id:
+        return None
+
+    def gone() -> bool:
+        for jobs in getattr(getattr(blocks, "_queue", None), "active_jobs", None) or []:
+            for event in jobs or []:
+                if getattr(event, "_id", None) == event_id:
+                    return not getattr(event, "alive", True)
+        return False
+    return gone
+
+
+def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None = None,
+               time_budget_s: float | None = TIME_BUDGET_S) -> gr.Blocks:
     """The Blocks app around one checkpoint, or ``auto`` (default): the best domain fit per image; CheckpointError
-    if unusable."""
+    if unusable. Each request: at most ``max_megapixels`` (checked from the header; default 50 or
+    $FALSE_WB_MAX_MEGAPIXELS) and ``time_budget_s`` seconds (None: no limit)."""
+    budget_px = max_pixels(max_megapixels)
     try:
         net = _Models(checkpoint)
     except CheckpointError:
@@ -200,7 +234,7 @@ def build_demo(checkpoint: Path | None = None) -> gr.Blocks:
         except (TypeError, ValueError) as err:
             raise gr.Error(f"settings: {err}", print_exception=False) from None
         try:
-            loaded = read_image(path, max_pixels=MAX_PIXELS)
+            loaded = read_image(path, max_pixels=budget_px)
         except ImageError as err:
             raise gr.Error(f"{name}: {err}", print_exception=False) from None
         except Exception as err:  # noqa: BLE001 - never a traceback for one bad file
@@ -208,13 +242,19 @@ def build_demo(checkpoint: Path | None = None) -> gr.Blocks:
                            print_exception=False) from None
         key = (file_digest(path), (tile, float(overlap), bool(tta)))
         progress(0.0, desc="Choosing the model" if net.given is None else "Segmenting")
+        deadline = Deadline(time_budget_s, client_gone())
         try:
             with net.lock:
-                seg = net.results.get(key) or segment_choosing(
+                seg = net.results.get(key)
+            if seg is None:
+                seg = segment_choosing(
                     loaded, net.entries, net.cache, given=net.given, device=net.device, tile=tile,
-                    overlap=float(overlap), tta=bool(tta),
-                    progress=lambda done, total: progress((done, total), desc="Segmenting", unit="windows"))
-                net.remember(key, seg)
+                    overlap=float(overlap), tta=bool(tta), progress=deadline.wrap(
+                        lambda done, total: progress((done, total), desc="Segmenting", unit="windows")))
+                with net.lock:
+                    net.remember(key, seg)
+        except WorkStopped as err:
+            raise gr.Error(f"{name}: {err}", print_exception=False) from None
         except (ImageError, CheckpointError) as err:
             raise gr.Error(f"{name}: {err}", print_exception=False) from None
         except MemoryError:
@@ -290,9 +330,11 @@ def theme() -> gr.themes.Base:
     return gr.themes.Soft(primary_hue="indigo", font=THEME_FONT, font_mono=THEME_MONO)
 
 
-def serve(demo: gr.Blocks, *, host: str = "127.0.0.1", port: int | None = None, block: bool = True) -> str:
-    """Launch ``demo`` locally (no share link, upload cap, queue of one forward at a time); return its URL."""
-    demo.queue(default_concurrency_limit=1)
+def serve(demo: gr.Blocks, *, host: str = "127.0.0.1", port: int | None = None, block: bool = True,
+          concurrency: int = CONCURRENCY, max_queue: int = MAX_QUEUE) -> str:
+    """Launch ``demo`` locally (no share link, upload cap, ``concurrency`` requests at once and a bounded queue);
+    return its URL."""
+    demo.queue(default_concurrency_limit=concurrency, max_size=max_queue)
     _, url, _ = demo.launch(server_name=host, server_port=port, share=False, prevent_thread_lock=not block,
                             max_file_size=MAX_FILE_SIZE, theme=theme(), footer_links=["api"], quiet=not block,
                             show_error=True, ssr_mode=False, mcp_server=False, inbrowser=False)
@@ -324,18 +366,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--checkpoint", default="auto",
                    help="segmentation checkpoint (.safetensors), or auto (default): per image the model whose "
                         "training domain fits it best")
+    p.add_argument("--max-megapixels", type=float, default=None,
+                   help="pixel budget per image, checked from the header before decoding (default "
+                        "$FALSE_WB_MAX_MEGAPIXELS or 50)")
+    p.add_argument("--time-budget", type=float, default=TIME_BUDGET_S, metavar="SECONDS",
+                   help=f"stop a request that will take longer ({TIME_BUDGET_S:g}; 0: no limit)")
+    p.add_argument("--concurrency", type=int, default=CONCURRENCY,
+                   help=f"requests segmented at once ({CONCURRENCY}); more wait in a queue of {MAX_QUEUE}")
     try:
         args = p.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code) if isinstance(exc.code, int) else 2
+    if args.time_budget < 0 or not 1 <= args.concurrency <= 64:
+        print("error: --time-budget must be >= 0 and --concurrency from 1 to 64", file=sys.stderr)
+        return 2
     try:
-        demo = build_demo(args.checkpoint)
-    except CheckpointError as err:
+        demo = build_demo(args.checkpoint, max_megapixels=args.max_megapixels,
+                          time_budget_s=args.time_budget or None)
+    except ValueError as err:  # a pixel budget out of range (CheckpointError is one too)
+        print(f"error: {one_line(err)}", file=sys.stderr)
+        return 2
         print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a service stop closes and cleans up like Ctrl-C
     try:
-        serve(demo, host=args.host, port=args.port, block=True)
+        serve(demo, host=args.host, port=args.port, block=True, concurrency=args.concurrency)
     except KeyboardInterrupt:
         pass
     except Exception as err:  # noqa: BLE001 - a taken port, an unknown host: one line, no traceback

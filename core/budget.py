@@ -1,0 +1,81 @@
+"""Bounded work per image: a pixel budget checked from the file's header, and a time budget with cancellation.
+
+Why: one upload that decodes to 100 megapixels held a server's only worker for minutes and gigabytes while small
+requests waited; the same file in the CLI grew to gigabytes before anything was said. The pixel budget refuses
+such files before they are decoded (``core.imageio`` reads the size from the header); the time budget stops a
+request that will not finish in time, as soon as its first windows show how long it needs, and stops the work
+of a client that went away.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+DEFAULT_MAX_MEGAPIXELS = 50.0
+MAX_MEGAPIXELS_ENV = "FALSE_WB_MAX_MEGAPIXELS"
+
+
+class WorkStopped(RuntimeError):
+    """A request stopped before its end (time budget, or its client went away); the message is one line."""
+
+
+def max_pixels(megapixels: float | None = None) -> int:
+    """The pixel budget: ``megapixels`` when given, else $FALSE_WB_MAX_MEGAPIXELS, else 50 megapixels."""
+    if megapixels is None:
+        text = os.environ.get(MAX_MEGAPIXELS_ENV, "").strip()
+        try:
+            megapixels = float(text) if text else DEFAULT_MAX_MEGAPIXELS
+        except ValueError:
+            raise ValueError(f"{MAX_MEGAPIXELS_ENV}={text!r} is not a number of megapixels") from None
+    if not 0 < megapixels < 1e6:
+        raise ValueError(f"the pixel budget must be between 0 and 1,000,000 megapixels, got {megapixels}")
+    return int(megapixels * 1_000_000)
+
+
+def megapixels_text(pixels: int) -> str:
+    return f"{pixels / 1e6:g} MP"
+
+
+@dataclass
+class Deadline:
+    """``check(done, total)`` after each batch of windows raises WorkStopped when the request is over its time
+    budget, will clearly be (projected from the windows done so far), or ``cancelled()`` says its client left."""
+
+    seconds: float | None
+    cancelled: Callable[[], bool] | None = None
+    started: float = field(default_factory=time.monotonic)
+    min_evidence_s: float = 3.0  # project only after this long: the first batch carries warm-up costs
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def check(self, done: int, total: int) -> None:
+        if self.cancelled is not None and self.cancelled():
+            raise WorkStopped("cancelled: the client went away, so the work was stopped")
+        if self.seconds is None:
+            return
+        elapsed = self.elapsed()
+        if elapsed > self.seconds:
+            raise WorkStopped(f"stopped after {elapsed:.0f} s, the time budget of a request here "
+                              f"({self.seconds:.0f} s), at window {done} of {total}: use a smaller image or "
+                              "`python -m core.segment`, which has no time budget")
+        if done and total and elapsed >= self.min_evidence_s:
+            projected = elapsed / done * total
+            if projected > 1.25 * self.seconds:
+                raise WorkStopped(f"stopped early: this image needs about {projected:.0f} s on this machine, over "
+                                  f"the time budget of a request here ({self.seconds:.0f} s): use a smaller image "
+                                  "or `python -m core.segment`, which has no time budget")
+
+    def wrap(self, progress: Callable[[int, int], None] | None) -> Callable[[int, int], None]:
+        """A progress callback that checks the budget first."""
+        def both(done: int, total: int) -> None:
+            self.check(done, total)
+            if progress is not None:
+                progress(done, total)
+        return both
+
+
+__all__ = ["DEFAULT_MAX_MEGAPIXELS", "MAX_MEGAPIXELS_ENV", "WorkStopped", "max_pixels", "megapixels_text",
+           "Deadline"]

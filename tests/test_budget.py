@@ -1,0 +1,115 @@
+"""Bounded work per request (issue 10): a decompression-bomb PNG is refused from its header by the CLI, the Segment
+page and the Gradio API while small images are answered; a request over its time budget stops early with the
+reason; a small request is answered while a big one runs; a client that goes away stops the work."""
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core.budget import Deadline, WorkStopped, max_pixels
+from core.segment import main as segment_main
+from tests.oversized import bomb_png, bomb_png_bytes
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword is deprecated)")
+ROOT = Path(__file__).resolve().parent.parent
+SYNTH = str(ROOT / "checkpoints/synthetic_seg.safetensors")
+
+
+def small_png(path: Path, h: int = 48, w: int = 64, seed: int = 0) -> Path:
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def test_the_budget_comes_from_the_argument_the_environment_or_50_megapixels(monkeypatch) -> None:
+    monkeypatch.delenv("FALSE_WB_MAX_MEGAPIXELS", raising=False)
+    assert max_pixels() == 50_000_000 and max_pixels(2.5) == 2_500_000
+    monkeypatch.setenv("FALSE_WB_MAX_MEGAPIXELS", "120")
+    assert max_pixels() == 120_000_000
+    monkeypatch.setenv("FALSE_WB_MAX_MEGAPIXELS", "lots")
+    with pytest.raises(ValueError, match="FALSE_WB_MAX_MEGAPIXELS='lots' is not a number"):
+        max_pixels()
+    for bad in (0.0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="pixel budget"):
+            max_pixels(bad)
+
+
+def test_the_cli_refuses_a_bomb_from_its_header_and_segments_the_rest(tmp_path: Path, capsys) -> None:
+    bomb, ok = bomb_png(tmp_path / "bomb.png"), small_png(tmp_path / "ok.png")
+    t0 = time.perf_counter()
+    code = segment_main([str(bomb), str(ok), "--checkpoint", SYNTH, "--out", str(tmp_path / "out"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and time.perf_counter() - t0 < 60  # 2: some image failed; the others are written
+    [line] = [x for x in err.splitlines() if "bomb.png" in x]
+    assert "image too large (10000x9999 = 100.0 megapixels; the pixel budget is 50)" in line
+    assert "before decoding" in line and "--max-megapixels" in line
+    assert (tmp_path / "out" / "ok_mask.png").is_file() and not (tmp_path / "out" / "bomb_mask.png").exists()
+    assert segment_main([str(ok), "--checkpoint", SYNTH, "--out", str(tmp_path / "o2"), "--max-megapixels",
+                         "0.001", "--no-progress"]) == 2  # 3072 px > 1000: the budget is the user's to set
+    assert "the pixel budget is 0.001" in capsys.readouterr().err
+
+
+def test_the_segment_page_refuses_a_bomb_and_segments_the_other_file(empty_store: Path) -> None:
+    from tests.pages import open_page
+
+    at = open_page("segment")
+    assert at.number_input(key="segment_max_mp").value == 50.0
+    ok = small_png(empty_store.parent / "ok.png").read_bytes()
+    at.file_uploader(key="segment_files").set_value([("bomb.png", bomb_png_bytes(), "image/png"),
+                                                      ("ok.png", ok, "image/png")]).run()
+    assert not at.exception
+    [error] = [e.value for e in at.error]
+    assert error.startswith("bomb.png: image too large") and "before decoding" in error
+    assert len(at.image) == 1 and at.image[0].captions[0].startswith("ok.png")
+
+
+def test_a_deadline_stops_work_that_will_not_fit_and_work_whose_client_left() -> None:
+    d = Deadline(10.0, started=time.monotonic() - 4.0)
+    d.check(1, 3)  # 4 s for a third: about 12 s projected, within 1.25 x 10 s
+    with pytest.raises(WorkStopped, match=r"needs about 40 s on this machine, over the time budget .* \(10 s\)"):
+        d.check(1, 10)
+    with pytest.raises(WorkStopped, match="stopped after 11 s"):
+        Deadline(10.0, started=time.monotonic() - 11).check(9, 10)
+    gone = [False]
+    c = Deadline(None, cancelled=lambda: gone[0])
+    c.check(1, 100)
+    gone[0] = True
+    with pytest.raises(WorkStopped, match="client went away"):
+        c.wrap(None)(2, 100)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_the_gradio_api_answers_small_requests_while_a_big_one_runs_and_stops_it_on_time(tmp_path: Path) -> None:
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    from workbench.gradio_app import build_demo, client_gone, serve, stop
+
+    assert client_gone() is None  # outside a request: nothing to ask
+    demo = build_demo(SYNTH, time_budget_s=4.0)
+    url = serve(demo, port=_free_port(), block=False, concurrency=2)
+    try:
+        client = Client(url, download_files=str(tmp_path / "dl"), verbose=False, analytics_enabled=False)
+        with pytest.raises(AppError, match=r"bomb\.png: image too large .* before decoding"):
+            client.predict(handle_file(str(bomb_png(tmp_path / "bomb.png"))), api_name="/segment")
+        big = small_png(tmp_path / "big.png", 2400, 2400, seed=1)  # 5.8 MP: far over 4 s on 2 cores
+        t0 = time.perf_counter()
+        job = client.submit(handle_file(str(big)), api_name="/segment")
+        time.sleep(0.5)
+        small = client.predict(handle_file(str(small_png(tmp_path / "s.png"))), api_name="/segment")
+        big_still_running = not job.done()  # the small one did not wait for the big one to end
+        assert Image.open(small[0]).size == (64, 48) and big_still_running
+        with pytest.raises(AppError, match=r"big\.png: stopped (early: this image needs about|after)"):
+            job.result(timeout=120)
+        assert time.perf_counter() - t0 < 30  # stopped on time, not after its whole ~30 s
+    finally:
+        stop(demo)
