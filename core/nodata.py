@@ -24,7 +24,8 @@ WHITE, BLACK = 250, 5
 
 def _border_connected(candidate: np.ndarray, min_pixels: int = 1) -> np.ndarray:
     """The parts of ``candidate`` connected to the image border (each part at least ``min_pixels``)."""
-    if not candidate.any():
+    border = np.concatenate([candidate[0], candidate[-1], candidate[:, 0], candidate[:, -1]])
+    if not border.any():  # the usual case, and cheap: labelling a 50 MP image takes seconds
         return np.zeros_like(candidate)
     labels, n = ndimage.label(candidate)
     edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
@@ -40,9 +41,13 @@ def _border_connected(candidate: np.ndarray, min_pixels: int = 1) -> np.ndarray:
 def uniform_borders(rgb: np.ndarray, min_share: float = MIN_BORDER_SHARE) -> np.ndarray:
     """Near-white or near-black regions touching the border, each at least ``min_share`` of the image."""
     min_px = max(1, int(min_share * rgb.shape[0] * rgb.shape[1]))
-    white = (rgb >= WHITE).all(axis=2)
-    black = (rgb <= BLACK).all(axis=2)
-    return _border_connected(white, min_px) | _border_connected(black, min_px)
+    edges = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])
+    out = np.zeros(rgb.shape[:2], bool)
+    if (edges >= WHITE).all(axis=1).any():  # only then is the whole image worth a look
+        out |= _border_connected((rgb >= WHITE).all(axis=2), min_px)
+    if (edges <= BLACK).all(axis=1).any():
+        out |= _border_connected((rgb <= BLACK).all(axis=2), min_px)
+    return out
 
 
 def nodata_mask(loaded: LoadedImage, borders: bool = True) -> np.ndarray:

@@ -142,16 +142,17 @@ def segment_loaded(loaded: LoadedImage, model: torch.nn.Module, card: dict[str, 
                    device: torch.device | None = None,
                    progress: Callable[[int, int], None] | None = None, resample: bool = True,
                    borders: bool = True, domain: DomainScore | None = None,
-                   model_info: dict[str, Any] | None = None) -> Segmentation:
+                   model_info: dict[str, Any] | None = None, nodata: np.ndarray | None = None) -> Segmentation:
     """Predict one loaded image in memory: what the workbench's Segment page and the Gradio demo call.
 
     No-data pixels (``core.nodata``) are left out; the image runs at the model's pixel size when both are known
     and differ (``core.resample``; ``resample=False`` switches it off) and the mask comes back on the image's grid;
-    the image is scored against the model's domain unless ``domain`` is given. ImageError when nothing is left.
+    the image is scored against the model's domain unless ``domain`` is given (and its no-data mask computed
+    unless ``nodata`` is). ImageError when nothing is left.
     """
     classes = card["classes"]
     notes = list(loaded.notes)
-    nodata = nodata_mask(loaded, borders=borders)
+    nodata = nodata_mask(loaded, borders=borders) if nodata is None else nodata
     if nodata.all():
         raise ImageError("every pixel is no data (nodata value, mask, transparency or uniform border): "
                          "nothing to segment")
@@ -214,7 +215,7 @@ def segment_choosing(loaded: LoadedImage, entries: list[Any], cache: Any, *, giv
         choice = choose_model(loaded.rgb, nodata, loaded.pixel_size_m, entries, cache, dev, resample)
         model, card = _load_entry(cache, choice.entry, dev)
     return segment_loaded(loaded, model, card, device=device, resample=resample, borders=borders,
-                          domain=choice.domain, model_info=choice.as_dict(), **predict_options)
+                          domain=choice.domain, model_info=choice.as_dict(), nodata=nodata, **predict_options)
 
 
 def write_outputs(seg: Segmentation, out_dir: Path, stem: str, image: str = "") -> dict[str, Path]:

@@ -61,6 +61,7 @@ from workbench.segment_view import areas_frame, legend_html, one_line, screen_co
 MAX_FILE_SIZE = "200mb"  # per upload, enforced by the server before our code sees the file
 TIME_BUDGET_S = 120.0  # per request; bigger scenes belong to `python -m core.segment`
 CONCURRENCY = 2  # requests segmented at once: a small request is not stuck behind a big one
+CACHED_MODELS = 12  # auto scores every candidate per image: keep them all loaded rather than reload them
 MAX_QUEUE = 16  # requests waiting beyond this are refused at once (the page shows the queue and its wait)
 DISPLAY_SIDE = 2048  # the overlay shown in the page is at most this many pixels on its longer side
 TILES = [256, 384, 512, 768, 1024]
@@ -79,7 +80,7 @@ class _Models:
 
     def __init__(self, checkpoint: Path | str | None) -> None:
         self.device = pick_device()
-        self.cache = ModelCache()
+        self.cache = ModelCache(size=CACHED_MODELS)
         self.given: ModelEntry | None = None
         self.entries: list[ModelEntry] = []
         if checkpoint is None or str(checkpoint) == "auto":
