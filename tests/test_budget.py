@@ -113,3 +113,18 @@ def test_the_gradio_api_answers_small_requests_while_a_big_one_runs_and_stops_it
         assert time.perf_counter() - t0 < 30  # stopped on time, not after its whole ~30 s
     finally:
         stop(demo)
+
+
+def test_empty_upload_leftovers_are_swept_but_fresh_or_real_files_stay(tmp_path: Path) -> None:
+    import os
+
+    from workbench.gradio_app import sweep_upload_leftovers
+
+    old, fresh, real = tmp_path / "tmpold", tmp_path / "tmpfresh", tmp_path / "tmpreal"
+    old.touch()
+    fresh.touch()
+    real.write_bytes(b"data")
+    for p in (old, real):
+        os.utime(p, (time.time() - 600, time.time() - 600))
+    assert sweep_upload_leftovers(tmp_path) == 1
+    assert not old.exists() and fresh.exists() and real.exists()

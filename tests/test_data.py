@@ -261,3 +261,19 @@ def test_augment_downscales_large_tiles_and_blurs():
         TwoViewAugment(crop_scale=(0.0, 1.0))
     with pytest.raises(ValueError, match="shape"):
         aug(images[0], torch.arange(1))
+
+
+def test_symlinks_out_of_the_data_folder_are_not_followed(tmp_path, monkeypatch):
+    monkeypatch.setenv("FALSE_WB_DATA", str(tmp_path / "data"))
+    root, elsewhere = tmp_path / "imgs", tmp_path / "private"
+    root.mkdir()
+    elsewhere.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(root / "own.png")
+    Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(elsewhere / "secret.png")
+    (root / "secret.png").symlink_to(elsewhere / "secret.png")
+    (root / "copy.png").symlink_to(root / "own.png")  # a link that stays inside is fine
+    with pytest.warns(UserWarning, match="leads outside the data folder"):
+        ds = ImageFolderTiles(root, tile_size=64, progress=False)
+    assert sorted(ds[i]["source"] for i in range(len(ds))) == ["copy.png", "own.png"]
+    assert ds.skipped == [("secret.png", "a symlink that leads outside the data folder")]

@@ -495,3 +495,16 @@ def test_eval_transform_normalises():
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     assert torch.allclose(out, (images.float() / 255 - mean) / std) and SegAugment(8).eval_transform(images).shape \
         == images.shape
+
+
+def test_folder_scenes_whose_files_link_outside_are_skipped(folder, tmp_path):
+    root, table = folder
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    target = root / "images" / "tile_0" / "part_0.jpg"
+    moved = outside / "part_0.jpg"
+    target.rename(moved)
+    target.symlink_to(moved)
+    with pytest.warns(UserWarning, match=r"skipping scene tile_0/part_0: .* symlink that leads outside"):
+        ds = FolderSeg(root, table, tile_size=T, progress=False)
+    assert "tile_0/part_0" not in {ds.tile_info(i)["scene"] for i in range(len(ds))} and len(ds) == 5 * 12

@@ -39,6 +39,7 @@ import signal  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
+import time  # noqa: E402
 import uuid  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -208,12 +209,31 @@ def client_gone() -> Callable[[], bool] | None:
     return gone
 
 
+def sweep_upload_leftovers(folder: Path | str | None = None, min_age_s: float = 60.0) -> int:
+    """Delete the empty ``tmp*`` files gradio's upload parser leaves in its cache folder (hundreds after a few
+    runs); only files untouched for ``min_age_s``, so an upload in progress is never touched. Returns how many."""
+    folder = Path(folder or os.environ.get("GRADIO_TEMP_DIR", ""))
+    if not folder.is_dir():
+        return 0
+    now, gone = time.time(), 0
+    for p in folder.glob("tmp*"):
+        try:
+            st = p.lstat()
+            if p.is_file() and not p.is_symlink() and st.st_size == 0 and now - st.st_mtime >= min_age_s:
+                p.unlink()
+                gone += 1
+        except OSError:
+            pass
+    return gone
+
+
 def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None = None,
                time_budget_s: float | None = TIME_BUDGET_S) -> gr.Blocks:
     """The Blocks app around one checkpoint, or ``auto`` (default): the best domain fit per image; CheckpointError
     if unusable. Each request: at most ``max_megapixels`` (checked from the header; default 50 or
     $FALSE_WB_MAX_MEGAPIXELS) and ``time_budget_s`` seconds (None: no limit)."""
     budget_px = max_pixels(max_megapixels)
+    sweep_upload_leftovers()
     try:
         net = _Models(checkpoint)
     except CheckpointError:
@@ -345,6 +365,7 @@ def serve(demo: gr.Blocks, *, host: str = "127.0.0.1", port: int | None = None, 
 def stop(demo: gr.Blocks) -> None:
     """Close the server and remove the files this demo wrote."""
     demo.close()
+    sweep_upload_leftovers()
     outputs = getattr(demo, "_false_outputs", None)
     if outputs is not None:
         outputs.close()

@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
-from .paths import CachedTiles, DataError, data_root, publish_dir, temp_dir_for
+from .paths import CachedTiles, DataError, data_root, leads_outside, publish_dir, temp_dir_for
 
 try:  # optional: multi-band / exotic TIFFs that PIL cannot decode
     import tifffile
@@ -221,6 +221,11 @@ class ImageFolderTiles(CachedTiles):
             with open(raw_path, "wb") as raw:
                 for path in tqdm(files, desc=f"tiling {self.folder.name}", unit="file", disable=not progress):
                     rel = path.relative_to(self.folder).as_posix()
+                    if leads_outside(path, self.folder):
+                        skipped.append((rel, "a symlink that leads outside the data folder"))
+                        warnings.warn(f"skipping image {path}: a symlink that leads outside the data folder",
+                                      stacklevel=3)
+                        continue
                     try:
                         arr = load_rgb(path)
                     except _Unreadable as err:

@@ -24,6 +24,16 @@ class DataError(ValueError):
     """A data problem (missing folder, no readable images, broken cache); the message names the path."""
 
 
+def leads_outside(path: Path, root: Path) -> bool:
+    """Whether ``path``, its symlinks resolved, lies outside ``root`` (resolved). Why: a link inside a data folder
+    must not read files from elsewhere on the machine, the rule typed paths follow (``core.safepaths``)."""
+    try:
+        resolved, base = Path(path).resolve(), Path(root).resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        return True
+    return resolved != base and base not in resolved.parents
+
+
 def data_root() -> Path:
     """The data root: ``$FALSE_WB_DATA`` if set, else ``<repo>/data`` (git-ignored)."""
     env = os.environ.get(ENV_VAR)

@@ -29,7 +29,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from .folder import _stretch  # one rule for >8-bit bands, shared with the pretraining folder
-from .paths import REPO_ROOT, CachedTiles, DataError, data_root, publish_dir, temp_dir_for
+from .paths import REPO_ROOT, CachedTiles, DataError, data_root, leads_outside, publish_dir, temp_dir_for
 
 CACHE_VERSION = 1
 IGNORE_INDEX = 255
@@ -342,6 +342,11 @@ class SegTiles(CachedTiles):
         if not 0 < len(self.classes) <= 255 or not len(self.classes) <= self.ignore_index <= 255:
             raise DataError(f"{self.title}: need 1-255 classes and an ignore_index in {len(self.classes)}..255")
         scenes = self.find_scenes()
+        escaped = [s for s in scenes if leads_outside(s.image, self.root) or leads_outside(s.mask, self.root)]
+        for s in escaped:
+            warnings.warn(f"{self.title}: skipping scene {s.name}: its image or mask is a symlink that leads outside "
+                          f"{self.root}", stacklevel=2)
+        scenes = [s for s in scenes if s not in escaped]
         if not scenes:
             raise DataError(f"{self.title}: no scenes found in {self.root}")
         names = [s.name for s in scenes]
