@@ -10,16 +10,14 @@ in/out verdict and the model auto picks. Not a test: the data is not in the repo
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from core.catalog import segmentation_models  # noqa: E402
-from core.imageio import read_image  # noqa: E402
-from core.model_choice import ModelCache, choose_model, score_for_model  # noqa: E402
-from core.nodata import nodata_mask  # noqa: E402
+from core.catalog import segmentation_models
+from core.imageio import read_image
+from core.model_choice import ModelCache, choose_model, score_for_model
+from core.nodata import nodata_mask
 
 
 def images(data: Path) -> list[tuple[str, Path]]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,11 +19,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from core.config import FinetuneConfig, config_to_yaml, load_config  # noqa: E402
-from core.finetune import FinetuneTrainer  # noqa: E402
-from core.runs import create_run  # noqa: E402
-from core.segmodel import build_seg_model  # noqa: E402
+from core.config import FinetuneConfig, config_to_yaml, load_config
+from core.finetune import FinetuneTrainer
+from core.runs import create_run
+from core.segmodel import build_seg_model
 
 
 def bare_loop(trainer: FinetuneTrainer, steps: int) -> float:

@@ -39,9 +39,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from core.infer import count_windows, predict  # noqa: E402
-from core.segmodel import build_seg_model, make_card  # noqa: E402
+from core.infer import count_windows, predict
+from core.segmodel import build_seg_model, make_card
 
 CLASSES = [{"name": n, "color": c} for n, c in [("building", [60, 16, 152]), ("land", [132, 41, 246]),
                                                 ("road", [110, 193, 228]), ("vegetation", [254, 221, 58]),

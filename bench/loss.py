@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from core.losses import false_loss, info_nce  # noqa: E402
+from core.losses import false_loss, info_nce
 
 
 def ntxent_cross_entropy(h: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:

@@ -14,10 +14,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from core.config import ProbeConfig, load_config  # noqa: E402
-from core.data.labeled import build_seg_splits  # noqa: E402
-from core.probe import _CACHE, run_probe  # noqa: E402
+from core.config import ProbeConfig, load_config
+from core.data.labeled import build_seg_splits
+from core.probe import _CACHE, run_probe
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_S = 180.0

@@ -33,10 +33,9 @@ import torch
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from core.data import generate_scene  # noqa: E402
-from core.segment import segment_loaded  # noqa: E402
-from core.segmodel import load_seg_model  # noqa: E402
+from core.data import generate_scene
+from core.segment import segment_loaded
+from core.segmodel import load_seg_model
 
 TARGET_S = 1.0
 

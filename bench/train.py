@@ -10,19 +10,17 @@ Target (issue 2): trainer >= 85% of the bare loop on the CPU with the demo prese
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from core.config import config_to_yaml, load_config  # noqa: E402
-from core.models import MoCoV2, build_pretrain_model  # noqa: E402
-from core.optim import build_optimizer  # noqa: E402
-from core.pretrain import Trainer, contrastive_loss, moco_loss  # noqa: E402
-from core.runs import create_run  # noqa: E402
+from core.config import config_to_yaml, load_config
+from core.models import MoCoV2, build_pretrain_model
+from core.optim import build_optimizer
+from core.pretrain import Trainer, contrastive_loss, moco_loss
+from core.runs import create_run
 
 
 def bare_loop(trainer: Trainer, steps: int) -> float:

@@ -28,7 +28,6 @@ ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
 # This file is called umap.py: with its folder on the path, "import umap" would import it instead of umap-learn.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
-sys.path.insert(0, str(ROOT))
 COLD_TARGET_S, WARM_TARGET_S = 60.0, 20.0
 
 

@@ -12,6 +12,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+REPO_ROOT = Path(__file__).resolve().parent.parent  # the presets in configs/ are found from any folder
+
 ENCODERS = ("resnet18", "resnet34", "resnet50", "resnet101")
 
 
@@ -274,7 +276,9 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
     """Load a YAML config file (or the defaults when path is None), apply overrides, validate."""
     raw: dict[str, Any] = {}
     if path is not None:
-        p = Path(path)
+        p = Path(path).expanduser()
+        if not p.is_file() and not p.is_absolute() and (REPO_ROOT / p).is_file():
+            p = REPO_ROOT / p  # a preset named as in the README (configs/...) from any folder
         if not p.is_file():
             raise ConfigError(f"config file not found: {p}")
         try:

@@ -5,8 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 stamp=.setup-done
-req_hash=$(cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)
+req_hash=$( (cat requirements.txt requirements-dev.txt pyproject.toml; pwd) | sha256sum | cut -c1-16)  # this clone: its own install
 if [ "$(cat "$stamp" 2>/dev/null)" != "$req_hash" ]; then
   "$PY" -m pip install --disable-pip-version-check -q -r requirements-dev.txt
+  # the project itself, editable: `import core` from anywhere and the `false-wb` command
+  "$PY" -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e . 2>/dev/null \
+    || "$PY" -m pip install --disable-pip-version-check -q --no-deps -e .
   echo "$req_hash" > "$stamp"
 fi

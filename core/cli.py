@@ -1,0 +1,59 @@
+"""``false-wb``: one command for the engine and the apps, installed by ``pip install -e .``.
+
+    false-wb pretrain --config configs/demo_cpu.yaml train.max_steps=3
+    false-wb finetune | compare | probe | segment | evaluate | export | fingerprint | fn-report ...
+    false-wb app      (the Streamlit workbench)        false-wb demo   (the Gradio demo)
+
+Each subcommand is the module's own command line (``python -m core.<module>`` keeps working); ``false-wb <cmd> -h``
+shows its options. A relative ``--config`` that is not found from the current folder is read from the project's
+``configs/`` (so the presets work from anywhere).
+"""
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+
+from .runs import REPO_ROOT
+
+COMMANDS = {
+    "pretrain": ("core.pretrain", "contrastive pretraining (SimCLR / MoCo v2, with or without FALSE)"),
+    "finetune": ("core.finetune", "segmentation fine-tuning of a pretrained encoder"),
+    "compare": ("core.compare", "methods x seeds with paired intervals"),
+    "probe": ("core.probe", "linear probe of a frozen encoder on whole held-out scenes"),
+    "segment": ("core.segment", "segment image files (auto model choice, reports, GeoTIFF masks)"),
+    "evaluate": ("core.evaluate", "a segmentation checkpoint's scores on the held-out scenes its card names"),
+    "export": ("core.export", "a run's model as a small shipped checkpoint"),
+    "fingerprint": ("core.fingerprint", "give a checkpoint a domain fingerprint"),
+    "fn-report": ("core.fn_report", "how good a run's false-negative flags are, against reference selectors"),
+    "demo": ("workbench.gradio_app", "the Gradio upload-and-segment demo with its HTTP API"),
+}
+
+
+def _usage() -> str:
+    width = max(map(len, COMMANDS)) + 2
+    lines = ["usage: false-wb COMMAND [options]   (false-wb COMMAND -h for its options)", "", "commands:"]
+    lines += [f"  {name:<{width}}{what}" for name, (_, what) in COMMANDS.items()]
+    lines.append(f"  {'app':<{width}}the Streamlit workbench (extra options go to `streamlit run`)")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0 if args else 2
+    cmd, rest = args[0], args[1:]
+    if cmd == "app":
+        return subprocess.call([sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "workbench"), *rest])
+    if cmd not in COMMANDS:
+        print(f"error: unknown command {cmd!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[cmd][0])
+    sys.argv = [f"false-wb {cmd}", *rest]  # argparse's usage line names the command as typed
+    result = module.main(rest)
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

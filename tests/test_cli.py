@@ -1,0 +1,39 @@
+"""The installed project (issue 11): ``false-wb`` runs the engine from any folder, presets found by their README
+names; ``python -m core.<x>`` keeps working beside it."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from core.cli import COMMANDS, main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_false_wb_pretrains_from_another_folder(tmp_path: Path) -> None:
+    exe = shutil.which("false-wb")
+    assert exe, "false-wb is not installed: run scripts/setup.sh (it does pip install -e .)"
+    away = tmp_path / "elsewhere"
+    away.mkdir()
+    env = {"PATH": str(Path(exe).parent) + ":/usr/bin:/bin", "FALSE_WB_DATA": str(tmp_path / "data"),
+           "OMP_NUM_THREADS": "2", "HOME": str(tmp_path)}
+    proc = subprocess.run([exe, "pretrain", "--config", "configs/demo_cpu.yaml", "--runs-root", str(tmp_path / "runs"),
+                           "--no-progress", "train.max_steps=3", "data.num_tiles=16", "data.image_size=32",
+                           "train.batch_size=8"], cwd=away, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    [run] = list((tmp_path / "runs").iterdir())
+    assert (run / "checkpoints" / "encoder.safetensors").is_file() and proc.stdout.startswith("completed: ")
+
+
+def test_usage_and_unknown_commands(capsys) -> None:
+    assert main([]) == 2 and "usage: false-wb COMMAND" in capsys.readouterr().out
+    assert main(["--help"]) == 0
+    listed = capsys.readouterr().out
+    assert all(f"  {name} " in listed for name in [*COMMANDS, "app"])
+    assert main(["pretrian"]) == 2 and "unknown command 'pretrian'" in capsys.readouterr().err
+    for module, _ in COMMANDS.values():  # every subcommand is a module with a main(argv)
+        assert callable(getattr(__import__(module, fromlist=["main"]), "main"))
+    out = subprocess.run([sys.executable, "-m", "core.pretrain", "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0 and "--resume" in out.stdout
