@@ -33,6 +33,7 @@ from .config import (ConfigError, FinetuneConfig, PretrainConfig, ProbeConfig, _
                      load_config, validate_config)
 from .data import DataError
 from .data.seg_base import resolve_root
+from .portable import portable
 from .runs import (NotARunError, Run, RunBusyError, atomic_write_bytes, atomic_write_json, create_run, lock_run, open_run,
                    read_jsonl, runs_root, unlock_run)
 from .stats import mean_sd, paired_difference
@@ -530,7 +531,7 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_bytes(out_run.path / "table.md", md.encode())
     if args.out:
         atomic_write_bytes(Path(args.out), md.encode())
-        atomic_write_json(Path(args.out).with_suffix(".json"), result)
+        atomic_write_json(Path(args.out).with_suffix(".json"), portable(result))  # shared: no machine paths
     out_run.write_status(state="completed", ended=time.time(), kind="compare")
     unlock_run(out_run)
     print(md)

@@ -19,6 +19,7 @@ import torch
 from safetensors.torch import load_file, save
 
 from .checkpoint import CheckpointError, read_metadata
+from .portable import portable
 from .runs import NotARunError, atomic_write_bytes, atomic_write_json, open_run
 
 
@@ -31,7 +32,7 @@ def export_checkpoint(src: Path, out: Path, keep: str, strip: str, card: dict[st
         if fp16 and t.is_floating_point():
             t = t.to(torch.float16)
         tensors[name[len(strip):]] = t.contiguous()
-    card = {**card, "dtype": "float16" if fp16 else "float32"}
+    card = portable({**card, "dtype": "float16" if fp16 else "float32"})  # published: no machine paths
     blob = save(tensors, metadata={"card": json.dumps(card)})
     digest = hashlib.sha256(blob).hexdigest()
     atomic_write_bytes(out, blob)

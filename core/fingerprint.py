@@ -25,7 +25,8 @@ from .checkpoint import CheckpointError, read_metadata
 from .config import ConfigError, FinetuneConfig, load_config, validate_config
 from .data import DataError
 from .domain import MAX_TILES, fingerprint
-from .runs import atomic_write_bytes, atomic_write_json
+from .portable import portable
+from .runs import REPO_ROOT, atomic_write_bytes, atomic_write_json
 
 # What is known of the imagery of the built-in data sets (a folder set states its own in its class table).
 KNOWN_DOMAINS: dict[str, dict[str, Any]] = {
@@ -79,7 +80,10 @@ def domain_section(data: Any, splits: Any, model: torch.nn.Module, classes: list
 
 
 def rewrite_card(path: Path, card: dict[str, Any]) -> str:
-    """Rewrite a checkpoint file with a new card, tensors unchanged (and its ``.json`` beside it, if any)."""
+    """Rewrite a checkpoint file with a new card, tensors unchanged (and its ``.json`` beside it, if any). A shipped
+    checkpoint (under ``checkpoints/``) gets a card without machine paths."""
+    if (REPO_ROOT / "checkpoints") in Path(path).resolve().parents:
+        card = portable(card)
     meta = read_metadata(path)
     tensors = load_file(str(path))
     meta_out = {k: json.dumps(v) for k, v in meta.items()}
