@@ -297,12 +297,13 @@ def umap_2d(features: np.ndarray, params: UmapParams = UmapParams(),
     return np.asarray(coords, np.float32)
 
 
-def warm_up() -> None:
-    """Compile umap-learn's numba functions once (a tiny map with the same settings), e.g. at app start."""
+def warm_up() -> np.ndarray:
+    """Compile umap-learn's numba functions once (a tiny map with the same settings), e.g. at app start; returns
+    that map (300 points of 4 clusters) so a caller can check it."""
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(4, 32))
     points = (centres[rng.integers(0, 4, 300)] + 0.5 * rng.normal(size=(300, 32))).astype(np.float32)
-    umap_2d(points)
+    return umap_2d(points)
 
 
 # ------------------------------------------------------------------------------------------------ quality

@@ -122,6 +122,12 @@ def _gather_no_grad(x: Tensor) -> Tensor:
 # ----------------------------------------------------------------------------------------------------------------
 # Argument checks
 
+def _check_threshold(threshold: float) -> None:
+    """The config's rule (0 < T <= 1), plus ``math.inf``: FNSD switched off, the plain loss."""
+    if not (0.0 < threshold <= 1.0 or threshold == math.inf):
+        raise ValueError(f"threshold must be in (0, 1] (or math.inf to switch FNSD off), got {threshold}")
+
+
 def _check_common(temperature: float, alpha: float, selection: str, topk: int) -> None:
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
@@ -367,7 +373,7 @@ def false_loss(embeddings: Tensor, sample_ids: Tensor, *, temperature: float = 0
         sample_ids: (M,) image id of each view; every id appears exactly twice, in any order.
         temperature: tau > 0 (paper: 0.5).
         alpha: weight in [0, 1] moved from negative to positive for a calibrated pair (paper: 1.0).
-        threshold: gate T on the anchor's positive cosine; a value > 1 never opens it (paper: 0.9).
+        threshold: gate T in (0, 1] on the anchor's positive cosine (paper: 0.9); ``math.inf`` never opens it.
         selection: "global" flags the pair(s) with the smallest D in the whole batch among j > i (the reference);
             "per_anchor" lets every anchor flag its own ``topk`` nearest negatives (both triangles).
         topk: flags per anchor for "per_anchor".
@@ -379,6 +385,7 @@ def false_loss(embeddings: Tensor, sample_ids: Tensor, *, temperature: float = 0
         ValueError: a bad argument; the message names it.
     """
     _check_common(temperature, alpha, selection, topk)
+    _check_threshold(threshold)
     use_dist = _use_distributed(distributed)
     logits, lay = _prepare_simclr(embeddings, sample_ids, temperature, use_dist)
     if topk > logits.shape[1] - 2:
@@ -395,10 +402,11 @@ def false_loss_moco(queries: Tensor, keys: Tensor, queue: Tensor, *, query_ids: 
 
     Anchors are the queries, each one's positive is its own momentum key, negatives are the queue entries.
     Queue entries with the query's own dataset id (the same tile seen at an earlier step) and slots that hold no
-    key yet (id < 0) are left out of the negatives. With alpha = 0 or a threshold > 1 this is the plain MoCo loss. Candidate indices in the returned
-    info are queue slots; pass ``distributed`` only to reduce the global minimum across ranks (queries stay local).
+    key yet (id < 0) are left out of the negatives. With alpha = 0 or ``threshold=math.inf`` this is the plain MoCo
+    loss. Candidate indices in the returned info are queue slots; pass ``distributed`` only to reduce the global minimum across ranks (queries stay local).
     """
     _check_common(temperature, alpha, selection, topk)
+    _check_threshold(threshold)
     if queries.shape != keys.shape or queries.ndim != 2:
         raise ValueError(f"queries and keys must both be (N, D), got {tuple(queries.shape)} and {tuple(keys.shape)}")
     if queue.ndim != 2 or queue.shape[1] != queries.shape[1]:

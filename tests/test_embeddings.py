@@ -118,8 +118,15 @@ def test_umap_is_deterministic_and_keeps_blobs_apart() -> None:
         E.umap_2d(x[:3])
 
 
-def test_warm_up_takes_no_arguments_and_runs() -> None:
-    E.warm_up()
+def test_warm_up_makes_a_real_map_of_its_clusters() -> None:
+    coords = E.warm_up()
+    assert coords.shape == (300, 2) and np.isfinite(coords).all()
+    rng = np.random.default_rng(0)  # the same draw as warm_up: the points' cluster labels
+    rng.normal(size=(4, 32))
+    labels = rng.integers(0, 4, 300)
+    d = ((coords[:, None, :] - coords[None, :, :]) ** 2).sum(-1)
+    np.fill_diagonal(d, -1.0)  # each point itself first, as knn_accuracy expects
+    assert E.knn_accuracy(np.argsort(d, axis=1)[:, :6], labels, k=5) > 0.9  # the 4 clusters stay apart
 
 
 # ------------------------------------------------------------------------------------------------ the pipeline, cache

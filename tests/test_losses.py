@@ -22,6 +22,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from pydantic import ValidationError
+
+from core.config import PretrainConfig
 from core.losses import ContrastiveInfo, false_loss, false_loss_moco, info_nce
 
 PAIR_FIELDS = ("anchor", "candidate", "distance", "cos", "cos_pos", "calibrated", "mirrored")
@@ -497,7 +500,7 @@ def test_row_permutation_equivariance():
 
 @pytest.mark.parametrize("selection", ["global", "per_anchor"])
 @pytest.mark.parametrize("symmetric", [False, True])
-@pytest.mark.parametrize("override", [{"alpha": 0.0}, {"threshold": 1.5}])
+@pytest.mark.parametrize("override", [{"alpha": 0.0}, {"threshold": math.inf}])
 def test_no_calibration_equals_info_nce_exactly(selection, symmetric, override):
     base = dict(temperature=0.5, alpha=1.0, threshold=0.9, selection=selection, topk=2, symmetric=symmetric)
     emb, ids, ref = find_batch(12, base, require=gate_mixed)  # with the defaults the gate WOULD open
@@ -800,7 +803,7 @@ def moco_cross_entropy(q, k, queue, qids, uids, tau):
     return F.cross_entropy(logits, torch.zeros(q.shape[0], dtype=torch.long))
 
 
-@pytest.mark.parametrize("override", [{"alpha": 0.0}, {"threshold": 1.5}])
+@pytest.mark.parametrize("override", [{"alpha": 0.0}, {"threshold": math.inf}])
 @pytest.mark.parametrize("selection", ["global", "per_anchor"])
 def test_moco_no_calibration_is_plain_moco(override, selection):
     base = dict(temperature=0.2, alpha=1.0, threshold=0.9, selection=selection, topk=2)
@@ -878,11 +881,17 @@ def test_false_loss_bad_ids_and_shapes():
         info_nce(emb, ids[:-2])
 
 
-def test_threshold_is_not_restricted_by_the_function():
+def test_the_function_refuses_the_thresholds_the_config_refuses():
     emb, ids = _batch()
-    for t in (1.5, 2.0, 0.0, -1.0):
-        loss, _ = false_loss(emb, ids, threshold=t)
-        assert torch.isfinite(loss)
+    for t in (1.5, 2.0, 0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match=r"threshold must be in \(0, 1\]"):
+            false_loss(emb, ids, threshold=t)
+    with pytest.raises(ValidationError, match="threshold"):
+        PretrainConfig.model_validate({"loss": {"threshold": 1.5}})
+    off, info = false_loss(emb, ids, threshold=math.inf)  # the one value beyond the config's: FNSD switched off
+    assert info.num_calibrated == 0 and torch.allclose(off, info_nce(emb, ids)[0])
+    loss, _ = false_loss(emb, ids, threshold=1.0)
+    assert torch.isfinite(loss)
 
 
 @pytest.mark.parametrize(
