@@ -1,0 +1,89 @@
+"""The pretraining parts that had no test of their own (issue 11): MoCo's queue as a ring with its tile ids, the
+momentum update, LARS's trust ratio and parameter groups, and the warm-up + cosine schedule."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core.models import MoCoV2
+from core.optim import LARS, build_optimizer, param_groups, warmup_cosine
+
+
+@pytest.fixture(scope="module")
+def moco() -> MoCoV2:
+    torch.manual_seed(0)
+    return MoCoV2("resnet18", proj_hidden=16, proj_dim=4, momentum=0.9, queue_size=5)
+
+
+def test_the_queue_is_a_ring_that_keeps_each_keys_tile(moco: MoCoV2) -> None:
+    assert moco.queue_ids.tolist() == [-1] * 5 and int(moco.queue_ptr) == 0  # empty slots: not negatives yet
+    a, b = torch.randn(3, 4), torch.randn(4, 4)
+    moco.enqueue(a, torch.tensor([10, 11, 12]))
+    assert int(moco.queue_ptr) == 3 and moco.queue_ids.tolist() == [10, 11, 12, -1, -1]
+    moco.enqueue(b, torch.tensor([13, 14, 15, 16]))  # 4 more into 2 free slots: wraps to the front
+    assert int(moco.queue_ptr) == 2 and moco.queue_ids.tolist() == [15, 16, 12, 13, 14]
+    expect = F.normalize(torch.cat([b[2:], a[2:], b[:2]]), dim=1)
+    assert torch.allclose(moco.queue, expect) and torch.allclose(moco.queue.norm(dim=1), torch.ones(5))
+
+
+def test_the_momentum_update_moves_keys_towards_queries_only(moco: MoCoV2) -> None:
+    assert all(not p.requires_grad for p in moco.key_params()) and all(p.requires_grad for p in moco.query_params())
+    with torch.no_grad():
+        for k, q in zip(moco.key_params(), moco.query_params()):
+            k.fill_(1.0)
+            q.fill_(3.0)
+    moco.momentum_update()
+    keys, queries = moco.key_params(), moco.query_params()
+    assert all(torch.allclose(k, torch.full_like(k, 0.9 * 1.0 + 0.1 * 3.0)) for k in keys)
+    assert all(torch.equal(q, torch.full_like(q, 3.0)) for q in queries)
+
+
+def test_lars_scales_weight_matrices_by_their_trust_ratio_and_leaves_biases_to_sgd() -> None:
+    layer = nn.Linear(3, 2)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[1.0, 2.0, 2.0], [0.0, 0.0, 0.0]]))
+        layer.bias.copy_(torch.tensor([0.5, -0.5]))
+    groups = param_groups(layer, weight_decay=0.1)
+    assert [len(g["params"]) for g in groups] == [1, 1] and groups[1]["weight_decay"] == 0.0
+    opt = LARS(groups, lr=0.5, momentum=0.9, trust_coefficient=0.01)
+    gw, gb = torch.tensor([[0.3, 0.0, 0.4], [1.0, 1.0, 1.0]]), torch.tensor([1.0, 2.0])
+    w0, b0 = layer.weight.detach().clone(), layer.bias.detach().clone()
+    layer.weight.grad, layer.bias.grad = gw.clone(), gb.clone()
+    opt.step()
+    g = gw + 0.1 * w0  # weight decay enters the gradient before the trust ratio
+    trust = 0.01 * w0.norm() / g.norm()
+    assert torch.allclose(layer.weight, w0 - 0.5 * trust * g)
+    assert torch.allclose(layer.bias, b0 - 0.5 * gb)  # no decay, no trust ratio
+    layer.weight.grad, layer.bias.grad = gw.clone(), gb.clone()
+    w1, b1 = layer.weight.detach().clone(), layer.bias.detach().clone()
+    opt.step()  # momentum: the buffer holds the last step and adds this one
+    assert torch.allclose(layer.bias, b1 - 0.5 * (0.9 * gb + gb))
+    g1 = gw + 0.1 * w1
+    assert torch.allclose(layer.weight, w1 - 0.5 * (0.9 * trust * g + 0.01 * w1.norm() / g1.norm() * g1), atol=1e-6)
+
+
+def test_lars_leaves_a_zero_weight_to_plain_sgd_and_build_optimizer_names_its_choices() -> None:
+    layer = nn.Linear(2, 2, bias=False)
+    with torch.no_grad():
+        layer.weight.zero_()
+    opt = LARS(param_groups(layer, 0.0), lr=1.0, momentum=0.0)
+    layer.weight.grad = torch.ones(2, 2)
+    opt.step()
+    assert torch.allclose(layer.weight, -torch.ones(2, 2))  # ||w|| = 0: trust 1, not 0
+    assert isinstance(build_optimizer("lars", layer, 0.1, 0.0, 0.9), LARS)
+    with pytest.raises(ValueError, match="train.optimizer: unknown optimizer 'adam'"):
+        build_optimizer("adam", layer, 0.1, 0.0, 0.9)
+
+
+def test_warmup_then_cosine_to_zero() -> None:
+    f = [warmup_cosine(s, 110, 10) for s in range(111)]
+    assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)  # linear warm-up, reaching 1 at its end
+    assert f[10] == pytest.approx(1.0) and f[60] == pytest.approx(0.5) and f[110] == pytest.approx(0.0, abs=1e-12)
+    assert all(a >= b for a, b in zip(f[10:], f[11:]))  # never rises after the warm-up
+    assert warmup_cosine(500, 110, 10) == pytest.approx(0.0, abs=1e-12)  # past the end: stays at zero
+    assert [warmup_cosine(s, 4, 0) for s in range(5)] == pytest.approx(
+        [0.5 * (1 + math.cos(math.pi * s / 4)) for s in range(5)])
