@@ -96,6 +96,12 @@ def check_card(card: Any, path: Path, expect_classes: list[str] | None = None) -
         raise CheckpointError(f"{path}: unknown architecture {card['arch']!r} in its card")
     if card["encoder"] not in ENCODERS:
         raise CheckpointError(f"{path}: unknown encoder {card['encoder']!r} in its card")
+    classes = card["classes"]
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, dict) and "name" in c
+                                                                 for c in classes):
+        raise CheckpointError(f"{path}: its card's classes are not a list of {{'name', 'color'}} entries")
+    if len(classes) > 256:
+        raise CheckpointError(f"{path}: {len(classes)} classes do not fit an 8-bit mask")
     if expect_classes is not None:
         names = [c["name"] for c in card["classes"]]
         if names != list(expect_classes):

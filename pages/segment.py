@@ -342,13 +342,7 @@ def load_model(entry: ModelEntry) -> tuple[Any, dict[str, Any]] | None:
     except Exception as err:  # noqa: BLE001 - CheckpointError, a missing file, a card that builds no model
         show_error(err, f"Model {entry.label} cannot be used")
         return None
-    classes = card.get("classes")
-    if not isinstance(classes, list) or not classes or len(classes) > 256 \
-            or not all(isinstance(c, dict) and "name" in c for c in classes):
-        st.error(f"Model {entry.label} cannot be used: its card's classes are not a list of up to 256 "
-                 "{'name', 'color'} entries", icon="🚫")
-        return None
-    return model, card
+    return model, card  # its card, classes included, was checked by core.segmodel.check_card
 
 
 def main() -> None:

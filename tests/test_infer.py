@@ -5,6 +5,7 @@ test is about blending arithmetic, small convolutional "models" whose answer we 
 """
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -371,3 +372,19 @@ def test_default_checkpoint(tmp_path):
     assert default_checkpoint(tmp_path).name == "synthetic_seg.safetensors"
     (tmp_path / "checkpoints" / "dubai_seg.safetensors").write_bytes(b"x")
     assert default_checkpoint(tmp_path).name == "dubai_seg.safetensors"
+
+
+@pytest.mark.parametrize("classes,needle", [
+    ("water", "not a list of {'name', 'color'} entries"),
+    ([], "not a list of {'name', 'color'} entries"),
+    ([{"colour": [0, 0, 0]}], "not a list of {'name', 'color'} entries"),
+    ([{"name": f"c{i}", "color": [0, 0, 0]} for i in range(300)], "300 classes do not fit an 8-bit mask"),
+])
+def test_the_card_check_refuses_classes_no_mask_can_hold(classes, needle: str) -> None:
+    """One check, in core.segmodel, for the CLI, the Segment page and the Gradio demo alike."""
+    from core.checkpoint import CheckpointError
+    from core.segmodel import check_card
+
+    card = {"kind": "segmentation", "arch": "deeplabv3plus", "encoder": "resnet18", "classes": classes}
+    with pytest.raises(CheckpointError, match=re.escape(needle)):
+        check_card(card, Path("m.safetensors"))
