@@ -27,11 +27,23 @@ def pick_device(requested: str = "auto", local_rank: int = 0) -> torch.device:
     return dev
 
 
-def pick_precision(requested: str, device: torch.device) -> Precision:
-    """fp32 on the CPU by default (bf16 autocast is slower there); bf16, else fp16, on a GPU."""
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX: the CPUs on which bf16 matrix products beat fp32."""
+    return bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+                or getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+
+
+def pick_precision(requested: str, device: torch.device, inference: bool = False) -> Precision:
+    """The one precision policy. "auto": on a GPU bf16, else fp16; on the CPU fp32 for training (bf16 autocast is
+    slower there and its gradients coarser), and for inference bf16 only where the CPU has native bf16."""
     on_gpu = device.type == "cuda"
     if requested == "auto":
-        requested = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if on_gpu else "fp32"
+        if on_gpu:
+            requested = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        else:
+            requested = "bf16" if inference and device.type == "cpu" and cpu_has_native_bf16() else "fp32"
+    if requested not in ("fp32", "bf16", "fp16"):
+        raise ValueError(f"precision: choose auto, fp32, bf16 or fp16, got {requested!r}")
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[requested]
     return Precision(requested, dtype, autocast=dtype != torch.float32, channels_last=on_gpu)
 

@@ -42,7 +42,7 @@ from .checkpoint import CheckpointError, read_metadata
 from .config import SPLIT_NAMES, ConfigError, DataConfig, upgrade_run_config
 from .data import IMAGENET_MEAN, IMAGENET_STD, build_dataset, data_root
 from .data.paths import publish_dir, temp_dir_for
-from .device import pick_device
+from .device import pick_device, pick_precision
 from .runs import NotARunError, Run, open_run
 
 CACHE_VERSION = 1
@@ -206,18 +206,12 @@ def tile_subset(n_total: int, n: int, seed: int = SUBSET_SEED) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------------ features
 def resolve_precision(requested: str, device: torch.device) -> str:
-    """fp32 or bf16. "auto": bf16 on a GPU that has it or a CPU with native bf16 instructions, else fp32."""
-    if requested in ("fp32", "bf16"):
-        return requested
-    if requested != "auto":
+    """fp32 or bf16 for the encoder's features, by ``core.device.pick_precision``'s inference rule (fp16 becomes
+    fp32: its range does not suit unnormalised features)."""
+    if requested not in ("auto", "fp32", "bf16"):
         raise ValueError(f"precision: choose auto, fp32 or bf16, got {requested!r}")
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    if device.type == "cpu":
-        native = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)() or \
-            getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
-        return "bf16" if native else "fp32"
-    return "fp32"
+    name = pick_precision(requested, device, inference=True).name
+    return "bf16" if name == "bf16" else "fp32"
 
 
 def _prepare(images: torch.Tensor, input_size: int, device: torch.device) -> torch.Tensor:

@@ -87,3 +87,20 @@ def test_warmup_then_cosine_to_zero() -> None:
     assert warmup_cosine(500, 110, 10) == pytest.approx(0.0, abs=1e-12)  # past the end: stays at zero
     assert [warmup_cosine(s, 4, 0) for s in range(5)] == pytest.approx(
         [0.5 * (1 + math.cos(math.pi * s / 4)) for s in range(5)])
+
+
+def test_one_precision_policy_for_training_and_inference(monkeypatch) -> None:
+    from core import device as D
+    from core.embeddings import resolve_precision
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(D, "cpu_has_native_bf16", lambda: True)
+    assert D.pick_precision("auto", cpu).name == "fp32"  # training on a CPU: fp32 even with native bf16
+    assert D.pick_precision("auto", cpu, inference=True).name == "bf16" == resolve_precision("auto", cpu)
+    monkeypatch.setattr(D, "cpu_has_native_bf16", lambda: False)
+    assert D.pick_precision("auto", cpu, inference=True).name == "fp32" == resolve_precision("auto", cpu)
+    assert D.pick_precision("bf16", cpu).autocast and not D.pick_precision("fp32", cpu).autocast
+    with pytest.raises(ValueError, match="precision: choose auto, fp32, bf16 or fp16"):
+        D.pick_precision("fp8", cpu)
+    with pytest.raises(ValueError, match="choose auto, fp32 or bf16"):
+        resolve_precision("fp16", cpu)
