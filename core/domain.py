@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data.augment import IMAGENET_MEAN, IMAGENET_STD
+from .data.augment import normalise
 
 FINGERPRINT_VERSION = 2
 FEATURE_SIDE = 256
@@ -83,13 +83,11 @@ def pooled_features(model: nn.Module, crops: np.ndarray, device: torch.device | 
     encoder = model.encoder if hasattr(model, "encoder") else model
     was_training = encoder.training
     encoder.eval()
-    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
     out = []
     try:
         for i in range(0, len(crops), batch_size):
             x = torch.from_numpy(np.ascontiguousarray(crops[i:i + batch_size])).to(device)
-            x = (x.permute(0, 3, 1, 2).float() / 255.0 - mean) / std
+            x = normalise(x.permute(0, 3, 1, 2).float() / 255.0)
             feats = encoder(x)
             last = feats[-1] if isinstance(feats, (list, tuple)) else feats
             out.append(last.float().mean(dim=(2, 3)).cpu().double().numpy())

@@ -40,7 +40,8 @@ from torch import nn
 from . import fn_scoring
 from .checkpoint import CheckpointError, read_metadata
 from .config import SPLIT_NAMES, ConfigError, DataConfig, upgrade_run_config
-from .data import IMAGENET_MEAN, IMAGENET_STD, build_dataset, data_root
+from .data import build_dataset, data_root
+from .data.augment import normalise
 from .data.paths import publish_dir, temp_dir_for
 from .device import pick_device, pick_precision
 from .runs import NotARunError, Run, open_run
@@ -219,9 +220,7 @@ def _prepare(images: torch.Tensor, input_size: int, device: torch.device) -> tor
     x = images.to(device, non_blocking=True).float().div_(255)
     if x.shape[-1] != input_size or x.shape[-2] != input_size:
         x = F.interpolate(x, size=(input_size, input_size), mode="bilinear", antialias=True, align_corners=False)
-    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
-    return (x - mean) / std
+    return normalise(x)
 
 
 def encoder_features(encoder: nn.Module, dataset: Any, indices: Sequence[int] | np.ndarray, input_size: int = 64,

@@ -48,10 +48,13 @@ def hue_saturation_matrices(angle: Tensor, saturation: Tensor) -> tuple[Tensor, 
     return hue_m, sat_m
 
 
-def _normalise(x: Tensor) -> Tensor:
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+def normalise(x: Tensor) -> Tensor:
+    """(B, 3, H, W) float in [0, 1] to what every encoder here sees: ImageNet-normalised. The one place of it."""
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
     return (x - mean) / std
+
+
 
 
 class TwoViewAugment(nn.Module):
@@ -123,7 +126,7 @@ class TwoViewAugment(nn.Module):
         views = self._crop(x, p)
         views = self._colour(views, p)
         views = self._blur(views, p)
-        return _normalise(views), torch.cat([indices, indices])
+        return normalise(views), torch.cat([indices, indices])
 
     @torch.no_grad()
     def single_view(self, images: Tensor) -> Tensor:
@@ -132,7 +135,7 @@ class TwoViewAugment(nn.Module):
         s = self.output_size
         if x.shape[-2:] != (s, s):
             x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
-        return _normalise(x)
+        return normalise(x)
 
     # -------------------------------------------------------------- random parameters (CPU)
     def _sample(self, n: int, h: int, w: int, g: torch.Generator | None) -> dict[str, Tensor]:

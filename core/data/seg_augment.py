@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .augment import _LUMA, IMAGENET_MEAN, IMAGENET_STD, hue_saturation_matrices
+from .augment import _LUMA, hue_saturation_matrices, normalise
 
 
 
@@ -29,16 +29,10 @@ def _to_float(images: Tensor) -> Tensor:
     return images.float().div_(255) if images.dtype == torch.uint8 else images.float()
 
 
-def _normalise(x: Tensor) -> Tensor:
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
-    return (x - mean) / std
-
-
 @torch.no_grad()
 def eval_transform(images: Tensor) -> Tensor:
     """Evaluation input: uint8 (B, 3, H, W) (or float in [0, 1]) to float32 ImageNet-normalised; no randomness."""
-    return _normalise(_to_float(images))
+    return normalise(_to_float(images))
 
 
 class SegAugment(nn.Module):
@@ -113,7 +107,7 @@ class SegAugment(nn.Module):
         m = torch.where(valid.to(masks.device), m, torch.full_like(m, self.ignore_index))
         if self.photometric:
             out = self._colour(out, p)
-        return _normalise(out), m
+        return normalise(out), m
 
     def _colour(self, v: Tensor, p: dict[str, Tensor]) -> Tensor:
         """Brightness, contrast, saturation, hue (in this order, each with probability 0.5) as one affine map."""
