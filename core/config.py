@@ -21,9 +21,20 @@ class ConfigError(ValueError):
     """A configuration value is wrong; the message names the field and says why."""
 
 
+RETIRED_KEYS = ("num_workers",)  # settings that nothing read; old run configs still hold them
+
+
 class _Section(BaseModel):
     # allow_inf_nan=False: an infinite learning rate or a NaN threshold fails at load, not after a run folder exists
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_retired(cls, raw: Any) -> Any:
+        """Old run folders keep loading: a retired setting is dropped, not refused as unknown."""
+        if isinstance(raw, dict) and any(k in raw for k in RETIRED_KEYS):
+            raw = {k: v for k, v in raw.items() if k not in RETIRED_KEYS}
+        return raw
 
 
 def distinct(values: list[Any], at_least: int, what: str) -> list[Any]:
@@ -183,7 +194,6 @@ class TrainConfig(_Section):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     channels_last: bool = True
     compile: bool = False
-    num_workers: int = Field(0, ge=0)
 
     @field_validator("batch_size")
     @classmethod
@@ -368,7 +378,6 @@ class FinetuneTrainConfig(_Section):
     log_every: int = Field(10, ge=1)
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    num_workers: int = Field(0, ge=0)
 
     @model_validator(mode="after")
     def _has_length(self) -> "FinetuneTrainConfig":

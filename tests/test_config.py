@@ -156,3 +156,12 @@ def test_unusable_encoder_weights_are_one_line_in_pretraining(tmp_path, capsys) 
         errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and errors[0].startswith("error: model.weights: ") and why in errors[0]
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_retired_setting_in_an_old_run_config_is_dropped_not_refused() -> None:
+    from core.config import FinetuneConfig, PretrainConfig, config_to_yaml, validate_config
+
+    pre = validate_config({"train": {"num_workers": 4, "max_steps": 3}}, PretrainConfig)
+    ft = validate_config({"train": {"num_workers": 2, "max_steps": 3}}, FinetuneConfig)
+    assert pre.train.max_steps == 3 and ft.train.max_steps == 3
+    assert "num_workers" not in config_to_yaml(pre) + config_to_yaml(ft)  # nothing read it: it is gone
