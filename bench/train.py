@@ -19,7 +19,8 @@ import torch
 from core.config import config_to_yaml, load_config
 from core.models import MoCoV2, build_pretrain_model
 from core.optim import build_optimizer
-from core.pretrain import Trainer, contrastive_loss, moco_loss
+from core.methods import contrastive_loss, moco_loss
+from core.pretrain import Trainer
 from core.runs import create_run
 
 

@@ -35,8 +35,9 @@ from .config import (ConfigError, PretrainConfig, apply_overrides, config_to_yam
                      validate_config)
 from .data import DataError, TwoViewAugment, build_dataset
 from .device import Precision, pick_device, pick_precision
-from .losses import ContrastiveInfo, false_loss, false_loss_moco, info_nce
-from .models import MoCoV2, build_pretrain_model
+from .losses import ContrastiveInfo
+from .methods import method_step
+from .models import build_pretrain_model
 from .optim import build_optimizer, warmup_cosine
 from .runs import (NotARunError, Run, RunBusyError, atomic_write_bytes, atomic_write_json, create_run, lock_run,
                    open_run, unlock_run)
@@ -48,27 +49,6 @@ LIVE_EVERY_S = 1.0  # how often logged records and the step reach the run folder
 
 # ----------------------------------------------------------------------------------------------------------------
 # Pieces of one training step
-
-def contrastive_loss(cfg: PretrainConfig, embeddings: torch.Tensor, ids: torch.Tensor,
-                     distributed: bool) -> tuple[torch.Tensor, ContrastiveInfo]:
-    """The configured SimCLR loss (InfoNCE or FALSE)."""
-    lc = cfg.loss
-    if lc.name == "info_nce":
-        return info_nce(embeddings, ids, lc.temperature, distributed=distributed)
-    return false_loss(embeddings, ids, temperature=lc.temperature, alpha=lc.alpha, threshold=lc.threshold,
-                      selection=lc.selection, topk=lc.topk, symmetric=lc.symmetric, distributed=distributed)
-
-
-def moco_loss(cfg: PretrainConfig, moco: MoCoV2, q: torch.Tensor, k: torch.Tensor, ids: torch.Tensor,
-              distributed: bool) -> tuple[torch.Tensor, ContrastiveInfo]:
-    """MoCo v2 loss against the queue; InfoNCE is FALSE with alpha 0 (the gate never matters)."""
-    lc = cfg.loss
-    use_false = lc.name == "false"
-    return false_loss_moco(q, k, moco.queue.clone(), query_ids=ids, queue_ids=moco.queue_ids.clone(),
-                           temperature=lc.temperature, alpha=lc.alpha if use_false else 0.0,
-                           threshold=lc.threshold if use_false else math.inf, selection=lc.selection,
-                           topk=lc.topk, distributed=distributed)
-
 
 def fns_records(step: int, info: ContrastiveInfo, row_ids: torch.Tensor, rows_per_rank: int,
                 candidate_ids: torch.Tensor | None = None) -> list[dict[str, Any]]:
@@ -208,6 +188,7 @@ class Trainer:
             if self.env.active else model
         if cfg.train.compile:
             self.net = torch.compile(self.net)
+        self.method = method_step(cfg, model, self.net)  # the method's own loss and after-step work
         self.step = 0
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tile-loader")
         self._pending: tuple[int, Future] | None = None
@@ -244,33 +225,24 @@ class Trainer:
 
     # ------------------------------------------------------------------ one step
     def train_step(self, step: int) -> tuple[float, ContrastiveInfo, list[dict[str, Any]]]:
-        cfg = self.cfg
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr * warmup_cosine(step, self.total_steps, self.warmup_steps)
         views, ids = self.views(step)
         b = ids.shape[0] // 2
         with torch.autocast(self.device.type, dtype=self.precision.dtype, enabled=self.precision.autocast):
-            if cfg.method == "moco":
-                assert isinstance(self.model, MoCoV2)
-                q = self.net(views[:b])
-                self.model.momentum_update()
-                k = self.model.keys(views[b:])
-                loss, info = moco_loss(cfg, self.model, q, k, ids[:b], self.env.active)
-            else:
-                z = self.net(views)
-                loss, info = contrastive_loss(cfg, z, ids, self.env.active)
+            out = self.method.loss(views, ids, self.env.active)
+        loss, info = out.loss, out.info
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
         records: list[dict[str, Any]] = []
         if info.num_flagged:  # the same on every rank, so every rank joins the gather
-            row_ids = self._all(ids[:b] if cfg.method == "moco" else ids)
+            row_ids = self._all(out.row_ids)
             if self.env.main:
-                queue_ids = self.model.queue_ids.cpu() if cfg.method == "moco" else None
-                records = fns_records(step + 1, info, row_ids, 2 * b, queue_ids)
-        if cfg.method == "moco":
-            self.model.enqueue(self._all_tensor(k), self._all_tensor(ids[:b]))
+                candidates = out.candidate_ids() if out.candidate_ids is not None else None
+                records = fns_records(step + 1, info, row_ids, 2 * b, candidates)
+        self.method.after_step(self._all_tensor)
         loss_value = loss.detach()
         if self.env.active:  # log the loss of the whole batch, not of this rank's anchors
             dist.all_reduce(loss_value)

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from core import fn_quality as fq
-from core import pretrain as pretrain_mod
+from core import methods as methods_mod
 from core.batch_order import BatchOrder
 from core.fn_report import CACHE_NAME, FlagReportError, compute_report, flag_report
 from core.fn_report import main as report_main
@@ -61,7 +61,7 @@ def test_batch_order_is_the_distributed_sampler_split_over_ranks() -> None:
 def test_rebuilt_batches_equal_the_trainers(roots: Path, monkeypatch: pytest.MonkeyPatch, method: str,
                                             extra: list[str]) -> None:
     seen: list[tuple[list[int], list[int] | None]] = []
-    real_simclr, real_moco = pretrain_mod.contrastive_loss, pretrain_mod.moco_loss
+    real_simclr, real_moco = methods_mod.contrastive_loss, methods_mod.moco_loss
 
     def simclr_spy(cfg, z, ids, distributed):
         seen.append((ids.tolist(), None))
@@ -71,8 +71,8 @@ def test_rebuilt_batches_equal_the_trainers(roots: Path, monkeypatch: pytest.Mon
         seen.append((ids.tolist(), moco.queue_ids.tolist()))
         return real_moco(cfg, moco, q, k, ids, distributed)
 
-    monkeypatch.setattr(pretrain_mod, "contrastive_loss", simclr_spy)
-    monkeypatch.setattr(pretrain_mod, "moco_loss", moco_spy)
+    monkeypatch.setattr(methods_mod, "contrastive_loss", simclr_spy)
+    monkeypatch.setattr(methods_mod, "moco_loss", moco_spy)
     assert pretrain_main([*TINY, f"method={method}", "loss.name=false", *extra]) == 0
     run = list_runs(roots)[0]
     n_tiles = json.loads((run.path / "data.json").read_text())["tiles"]

@@ -1,0 +1,104 @@
+"""The contrastive methods, each owning its training step's loss: SimCLR and MoCo v2, with or without FALSE.
+
+Why here and not in the trainer: a method decides what its forward passes are, which rows its loss has and what
+happens after the optimizer step (MoCo: the momentum update, the keys, the queue and FALSE on the queue, together,
+as in facebookresearch/moco's builder). The trainer calls ``loss`` and ``after_step`` and has no method branches.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from .config import PretrainConfig
+from .losses import ContrastiveInfo, false_loss, false_loss_moco, info_nce
+from .models import MoCoV2
+
+Gather = Callable[[Tensor], Tensor]  # a tensor of this rank -> the same of every rank, concatenated (rank-major)
+
+
+def contrastive_loss(cfg: PretrainConfig, embeddings: Tensor, ids: Tensor,
+                     distributed: bool) -> tuple[Tensor, ContrastiveInfo]:
+    """The configured SimCLR loss (InfoNCE or FALSE)."""
+    lc = cfg.loss
+    if lc.name == "info_nce":
+        return info_nce(embeddings, ids, lc.temperature, distributed=distributed)
+    return false_loss(embeddings, ids, temperature=lc.temperature, alpha=lc.alpha, threshold=lc.threshold,
+                      selection=lc.selection, topk=lc.topk, symmetric=lc.symmetric, distributed=distributed)
+
+
+def moco_loss(cfg: PretrainConfig, moco: MoCoV2, q: Tensor, k: Tensor, ids: Tensor,
+              distributed: bool) -> tuple[Tensor, ContrastiveInfo]:
+    """MoCo v2 loss against the queue; InfoNCE is FALSE with alpha 0 (the gate never matters)."""
+    lc = cfg.loss
+    use_false = lc.name == "false"
+    return false_loss_moco(q, k, moco.queue.clone(), query_ids=ids, queue_ids=moco.queue_ids.clone(),
+                           temperature=lc.temperature, alpha=lc.alpha if use_false else 0.0,
+                           threshold=lc.threshold if use_false else math.inf, selection=lc.selection,
+                           topk=lc.topk, distributed=distributed)
+
+
+@dataclass
+class StepLoss:
+    """What one step's loss gives the trainer besides the loss: the flags, the dataset ids of this rank's loss
+    rows, and for MoCo the tile behind each queue slot (the flags' candidates), as the loss saw the queue."""
+
+    loss: Tensor
+    info: ContrastiveInfo
+    row_ids: Tensor
+    candidate_ids: Callable[[], Tensor] | None = None
+
+
+class SimCLRStep:
+    """Both views of every image through the network; InfoNCE or FALSE over the 2B rows."""
+
+    def __init__(self, cfg: PretrainConfig, model: nn.Module, net: nn.Module) -> None:
+        self.cfg, self.net = cfg, net
+
+    def loss(self, views: Tensor, ids: Tensor, distributed: bool) -> StepLoss:
+        loss, info = contrastive_loss(self.cfg, self.net(views), ids, distributed)
+        return StepLoss(loss, info, ids)
+
+    def after_step(self, gather: Gather) -> None:
+        pass
+
+
+class MoCoStep:
+    """Queries from the first views, keys from the momentum network on the second views, the queue as negatives;
+    after the optimizer step the keys (of every rank) join the queue with their tile ids."""
+
+    def __init__(self, cfg: PretrainConfig, model: nn.Module, net: nn.Module) -> None:
+        if not isinstance(model, MoCoV2):
+            raise TypeError("method moco needs a MoCoV2 model")
+        self.cfg, self.model, self.net = cfg, model, net
+        self._pending: tuple[Tensor, Tensor] | None = None
+
+    def loss(self, views: Tensor, ids: Tensor, distributed: bool) -> StepLoss:
+        b = ids.shape[0] // 2
+        q = self.net(views[:b])
+        self.model.momentum_update()
+        k = self.model.keys(views[b:])
+        loss, info = moco_loss(self.cfg, self.model, q, k, ids[:b], distributed)
+        self._pending = (k, ids[:b])
+        return StepLoss(loss, info, ids[:b], candidate_ids=lambda: self.model.queue_ids.cpu())
+
+    @torch.no_grad()
+    def after_step(self, gather: Gather) -> None:
+        assert self._pending is not None, "after_step without loss"
+        k, ids = self._pending
+        self.model.enqueue(gather(k), gather(ids))
+        self._pending = None
+
+
+METHODS = {"simclr": SimCLRStep, "moco": MoCoStep}
+
+
+def method_step(cfg: PretrainConfig, model: nn.Module, net: nn.Module) -> SimCLRStep | MoCoStep:
+    """The step of ``cfg.method`` over this model (``net``: the same, maybe wrapped in DDP or compiled)."""
+    return METHODS[cfg.method](cfg, model, net)
+
+
+__all__ = ["contrastive_loss", "moco_loss", "StepLoss", "SimCLRStep", "MoCoStep", "method_step"]
