@@ -393,6 +393,19 @@ def _sample(a: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------ public
+def plain_image_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """(width, height) of a PNG/JPEG/... from its header, without decoding; None for TIFFs (their pixel size may
+    change the work through resampling) and for anything unreadable (``read_image`` then says why)."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(4) in _TIFF_MAGIC:
+                return None
+        with _open_pil(Path(path)) as img:
+            return int(img.size[0]), int(img.size[1])
+    except Exception:  # noqa: BLE001 - the caller reads the file properly next
+        return None
+
+
 def read_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
     """Read one image file as 8-bit RGB by the rules in this module's docstring; ImageError says why not."""
     path = Path(path)

@@ -101,14 +101,20 @@ def test_the_gradio_api_answers_small_requests_while_a_big_one_runs_and_stops_it
         client = Client(url, download_files=str(tmp_path / "dl"), verbose=False, analytics_enabled=False)
         with pytest.raises(AppError, match=r"bomb\.png: image too large .* before decoding"):
             client.predict(handle_file(str(bomb_png(tmp_path / "bomb.png"))), api_name="/segment")
-        big = small_png(tmp_path / "big.png", 2400, 2400, seed=1)  # 5.8 MP: far over 4 s on 2 cores
+        big = small_png(tmp_path / "big.png", 2400, 2400, seed=1)  # 5.8 MP, 36 windows: far over 4 s on 2 cores
         t0 = time.perf_counter()
-        job = client.submit(handle_file(str(big)), api_name="/segment")
+        with pytest.raises(AppError, match=r"big\.png: this image \(2400x2400, 36 windows\) needs about \d+ s"):
+            client.predict(handle_file(str(big)), api_name="/segment")  # refused from its header's window count
+        assert time.perf_counter() - t0 < 20
+        tif = tmp_path / "big.tif"  # a TIFF may be resampled, so it is not estimated: the deadline watches it
+        Image.open(big).save(tif)
+        t0 = time.perf_counter()
+        job = client.submit(handle_file(str(tif)), api_name="/segment")
         time.sleep(0.5)
         small = client.predict(handle_file(str(small_png(tmp_path / "s.png"))), api_name="/segment")
         big_still_running = not job.done()  # the small one did not wait for the big one to end
         assert Image.open(small[0]).size == (64, 48) and big_still_running
-        with pytest.raises(AppError, match=r"big\.png: stopped (early: this image needs about|after)"):
+        with pytest.raises(AppError, match=r"big\.tif: stopped (early: this image needs about|after)"):
             job.result(timeout=120)
         assert time.perf_counter() - t0 < 30  # stopped on time, not after its whole ~30 s
     finally:

@@ -17,9 +17,11 @@ the model. A file that cannot be used comes back as an error with one line sayin
 Offline by design: analytics off, bound to 127.0.0.1 unless ``--host`` says otherwise, no share link, system
 fonts (no font CDN), uploads capped at ``MAX_FILE_SIZE``.
 
-Bounded work (``core.budget``): an image over the pixel budget is refused from its header before it is decoded;
-a request that will not finish within the time budget is stopped as soon as its first windows show it, and the
-work of a client that went away stops at its next batch of windows. Two requests run at once by default; more
+Bounded work (``core.budget``): an image over the pixel budget is refused from its header before it is decoded; a
+PNG/JPEG whose window count alone (from the header, times one timed batch of the model) clearly exceeds the time
+budget is refused before decoding too; any other request that will not finish in time is stopped as soon as its
+first windows show it, and the work of a client that went away stops at its next batch of windows. The cores are
+split between the requests served at once. Two requests run at once by default; more
 wait in a bounded queue whose position and expected wait the page shows.
 """
 from __future__ import annotations
@@ -46,13 +48,14 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import gradio as gr  # noqa: E402
+import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from core.budget import Deadline, WorkStopped, max_pixels  # noqa: E402
 from core.checkpoint import CheckpointError  # noqa: E402
 from core.device import pick_device  # noqa: E402
-from core.imageio import ImageError, read_image  # noqa: E402
-from core.infer import check_tile, overlap_pixels  # noqa: E402
+from core.imageio import ImageError, plain_image_size, read_image  # noqa: E402
+from core.infer import check_tile, count_windows, overlap_pixels  # noqa: E402
 from core.catalog import ModelEntry, segmentation_models  # noqa: E402
 from core.model_choice import ModelCache, given_model  # noqa: E402
 from core.segment import Segmentation, segment_choosing  # noqa: E402
@@ -62,6 +65,7 @@ from workbench.segment_view import areas_frame, legend_html, one_line, screen_co
 MAX_FILE_SIZE = "200mb"  # per upload, enforced by the server before our code sees the file
 TIME_BUDGET_S = 120.0  # per request; bigger scenes belong to `python -m core.segment`
 CONCURRENCY = 2  # requests segmented at once: a small request is not stuck behind a big one
+MIN_WINDOWS_TO_ESTIMATE = 16  # smaller images just run (the time budget still watches them)
 CACHED_MODELS = 12  # auto scores every candidate per image: keep them all loaded rather than reload them
 MAX_QUEUE = 16  # requests waiting beyond this are refused at once (the page shows the queue and its wait)
 DISPLAY_SIDE = 2048  # the overlay shown in the page is at most this many pixels on its longer side
@@ -95,6 +99,41 @@ class _Models:
             self.given = given_model(path, card)
         self.lock = threading.Lock()
         self.results: dict[tuple[str, Any], Segmentation] = {}
+        self._window_s: dict[int, float] = {}
+
+    def seconds_per_window(self, tile: int) -> float:
+        """What one window of ``tile`` pixels costs here (one timed batch of the first model, once per tile)."""
+        with self.lock:
+            if tile not in self._window_s:
+                entry = self.given or self.entries[0]
+                model, _ = self.cache.load(entry.path, self.device)
+                x = torch.zeros(2, 3, tile, tile, device=self.device)
+                with torch.inference_mode():
+                    model(x[:1])  # warm-up
+                    t0 = time.perf_counter()
+                    model(x)
+                    self._window_s[tile] = (time.perf_counter() - t0) / 2
+            return self._window_s[tile]
+
+    def refuse_if_too_slow(self, path: str, name: str, tile: int, overlap: float, tta: bool,
+                           budget_s: float | None, budget_px: int) -> None:
+        """gr.Error before decoding when a plain image's windows alone will clearly take longer than the budget
+        (an image over the pixel budget is left to ``read_image``, whose refusal says so)."""
+        size = plain_image_size(path)
+        if budget_s is None or size is None or size[0] * size[1] > budget_px:
+            return
+        windows = count_windows(size[1], size[0], tile, overlap) * (2 if tta else 1)
+        if windows < MIN_WINDOWS_TO_ESTIMATE:
+            return
+        try:
+            need = windows * self.seconds_per_window(tile)
+        except Exception:  # noqa: BLE001 - no estimate (e.g. a model that fails to load): the deadline watches
+            return
+        if need > 1.25 * budget_s:
+            raise gr.Error(f"{name}: this image ({size[0]}x{size[1]}, {windows} windows) needs about {need:.0f} s "
+                           f"on this machine, over the time budget of a request here ({budget_s:.0f} s): use a "
+                           "smaller image or `python -m core.segment`, which has no time budget",
+                           print_exception=False)
 
     @property
     def description(self) -> str:
@@ -248,6 +287,7 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
             overlap_pixels(float(overlap), tile)
         except (TypeError, ValueError) as err:
             raise gr.Error(f"settings: {err}", print_exception=False) from None
+        net.refuse_if_too_slow(path, name, tile, float(overlap), bool(tta), time_budget_s, budget_px)
         try:
             loaded = read_image(path, max_pixels=budget_px)
         except ImageError as err:
@@ -350,6 +390,8 @@ def serve(demo: gr.Blocks, *, host: str = "127.0.0.1", port: int | None = None, 
     """Launch ``demo`` locally (no share link, upload cap, ``concurrency`` requests at once and a bounded queue);
     return its URL."""
     demo.queue(default_concurrency_limit=concurrency, max_size=max_queue)
+    # the cores split between the requests served at once: oversubscribed threads slow every request down
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, concurrency)))
     _, url, _ = demo.launch(server_name=host, server_port=port, share=False, prevent_thread_lock=not block,
                             max_file_size=MAX_FILE_SIZE, theme=theme(), footer_links=["api"], quiet=not block,
                             show_error=True, ssr_mode=False, mcp_server=False, inbrowser=False)
