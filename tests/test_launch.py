@@ -8,7 +8,7 @@ import pytest
 
 from core import launch
 from core.config import load_config
-from core.runs import NotARunError, RunBusyError, delete_run, list_runs
+from core.runs import RunBusyError, delete_run, list_runs
 from core.safepaths import PathRefused, resolve_under
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,8 +60,9 @@ def test_a_run_that_cannot_start_says_why(empty_store: Path) -> None:
     run = launch.launch("pretrain", cfg)
     _wait(run, lambda: not run.is_live())
     assert run.state() == "failed" and "larger than the data set" in run.status()["error"]
-    with pytest.raises(NotARunError):
-        launch.resume(run)  # nothing to resume from
+    launch.resume(run)  # no checkpoint: it starts again from step 0, and says the same
+    _wait(run, lambda: not run.is_live())
+    assert run.state() == "failed" and "larger than the data set" in run.status()["error"]
 
 
 def test_typed_paths_stay_under_the_roots(empty_store: Path, tmp_path: Path) -> None:

@@ -390,8 +390,6 @@ def serve(demo: gr.Blocks, *, host: str = "127.0.0.1", port: int | None = None, 
     """Launch ``demo`` locally (no share link, upload cap, ``concurrency`` requests at once and a bounded queue);
     return its URL."""
     demo.queue(default_concurrency_limit=concurrency, max_size=max_queue)
-    # the cores split between the requests served at once: oversubscribed threads slow every request down
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, concurrency)))
     _, url, _ = demo.launch(server_name=host, server_port=port, share=False, prevent_thread_lock=not block,
                             max_file_size=MAX_FILE_SIZE, theme=theme(), footer_links=["api"], quiet=not block,
                             show_error=True, ssr_mode=False, mcp_server=False, inbrowser=False)
@@ -447,6 +445,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a service stop closes and cleans up like Ctrl-C
+    # this process serves requests only: the cores split between those served at once (oversubscribed threads
+    # slow every request down); set here, not in serve(), which may run inside another program
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // args.concurrency))
     try:
         serve(demo, host=args.host, port=args.port, block=True, concurrency=args.concurrency)
     except KeyboardInterrupt:
