@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -35,6 +35,19 @@ class _Section(BaseModel):
         if isinstance(raw, dict) and any(k in raw for k in RETIRED_KEYS):
             raw = {k: v for k, v in raw.items() if k not in RETIRED_KEYS}
         return raw
+
+
+def choices(model: type[BaseModel], field: str) -> list[str]:
+    """The allowed values of a ``Literal`` setting, e.g. ``choices(PretrainConfig, "train.optimizer")``: what a form
+    offers comes from the config itself, never retyped."""
+    cls: Any = model
+    *sections, name = field.split(".")
+    for section in sections:
+        cls = cls.model_fields[section].annotation
+    values = get_args(cls.model_fields[name].annotation)
+    if not values:
+        raise TypeError(f"{field} is not a Literal setting")
+    return list(values)
 
 
 def distinct(values: list[Any], at_least: int, what: str) -> list[Any]:

@@ -12,7 +12,7 @@ import streamlit as st
 from core import launch
 from core.catalog import config_presets, encoder_models
 from core.compare import LABELS, METHODS, CompareConfig, check_presets
-from core.config import SEG_DATASETS, ConfigError, FinetuneConfig, load_config, validate_config
+from core.config import SEG_DATASETS, ConfigError, FinetuneConfig, choices, load_config, validate_config
 from core.runs import Run
 from core.safepaths import PathRefused, resolve_under
 from workbench.common import has_records, index_of, pick_run, runs_of, show_error
@@ -40,9 +40,9 @@ def finetune_form() -> None:
         init = st.selectbox("Encoder from", list(inits), format_func=inits.get, key="ft-init",
                             help="A pretraining run (its encoder) or a shipped encoder checkpoint")
         c1, c2, c3, c4 = st.columns(4)
-        arch = c1.selectbox("Architecture", ["deeplabv3plus", "unet", "fpn"],
-                            index=index_of(["deeplabv3plus", "unet", "fpn"], base.model.arch), key="ft-arch")
-        protocol = c2.radio("Protocol", ["frozen", "full"], index=index_of(["frozen", "full"], base.train.protocol),
+        archs, protocols = choices(FinetuneConfig, "model.arch"), choices(FinetuneConfig, "train.protocol")
+        arch = c1.selectbox("Architecture", archs, index=index_of(archs, base.model.arch), key="ft-arch")
+        protocol = c2.radio("Protocol", protocols, index=index_of(protocols, base.train.protocol),
                             key="ft-protocol", horizontal=True, help="frozen: only the decoder learns (the paper)")
         data_name = c3.selectbox("Data set", list(SEG_DATASETS), index=index_of(list(SEG_DATASETS), base.data.name),
                                  key="ft-data")

@@ -6,7 +6,8 @@ import streamlit as st
 
 from core import launch
 from core.catalog import config_presets, encoder_models
-from core.config import ENCODERS, PRETRAIN_DATASETS, ConfigError, PretrainConfig, load_config, validate_config
+from core.config import (ENCODERS, PRETRAIN_DATASETS, ConfigError, PretrainConfig, choices, load_config,
+                         validate_config)
 from core.safepaths import PathRefused, resolve_under
 from workbench.common import has_records, index_of, pick_run, runs_of, show_error
 from workbench.monitor import watch
@@ -54,7 +55,8 @@ def k(name: str) -> str:
 with st.expander("Settings", expanded=not runs), st.form("pretrain-form"):
     st.subheader("Method")
     c1, c2, c3 = st.columns(3)
-    method = c1.radio("Method", ["simclr", "moco"], index=index_of(["simclr", "moco"], base.method), key=k("method"),
+    methods = choices(PretrainConfig, "method")
+    method = c1.radio("Method", methods, index=index_of(methods, base.method), key=k("method"),
                       format_func={"simclr": "SimCLR", "moco": "MoCo v2"}.get, horizontal=True)
     use_false = c2.toggle("FALSE (FNSD + FNCC)", value=base.loss.name == "false", key=k("false"),
                           help="Off: plain InfoNCE")
@@ -67,8 +69,9 @@ with st.expander("Settings", expanded=not runs), st.form("pretrain-form"):
                                 help="Cosine above which a flagged pair is calibrated; must be in (0, 1]")
     temperature = c3.number_input("temperature", 0.0, 10.0, float(base.loss.temperature), 0.05, format="%.3f",
                                   key=k("temperature"))
-    selection = c4.selectbox("selection", ["global", "per_anchor"], index=index_of(["global", "per_anchor"],
-                             base.loss.selection), key=k("selection"))
+    selections = choices(PretrainConfig, "loss.selection")
+    selection = c4.selectbox("selection", selections, index=index_of(selections, base.loss.selection),
+                             key=k("selection"))
     topk = c5.number_input("top-k", 1, 4096, int(base.loss.topk), key=k("topk"))
 
     st.subheader("Model and data")
@@ -109,8 +112,8 @@ with st.expander("Settings", expanded=not runs), st.form("pretrain-form"):
                   key=k("by"), horizontal=True)
     steps = c3.number_input("Steps", 1, 10_000_000, int(base.train.max_steps or 100), key=k("steps"))
     epochs = c4.number_input("Epochs", 0.01, 10_000.0, float(base.train.epochs or 1.0), key=k("epochs"))
-    optimizer = c5.selectbox("Optimizer", ["lars", "adamw", "sgd"],
-                             index=index_of(["lars", "adamw", "sgd"], base.train.optimizer), key=k("opt"))
+    optimizers = choices(PretrainConfig, "train.optimizer")
+    optimizer = c5.selectbox("Optimizer", optimizers, index=index_of(optimizers, base.train.optimizer), key=k("opt"))
     c1, c2, c3, c4, c5 = st.columns(5)
     lr = c1.number_input("Base lr (batch 256)", 0.0, 100.0, float(base.train.lr), format="%.5f", key=k("lr"))
     wd = c2.number_input("Weight decay", 0.0, 1.0, float(base.train.weight_decay), format="%.6f", key=k("wd"))
@@ -120,8 +123,9 @@ with st.expander("Settings", expanded=not runs), st.form("pretrain-form"):
     c1, c2, c3 = st.columns(3)
     device = c1.selectbox("Device", ["auto", "cpu", "cuda"], index=index_of(["auto", "cpu", "cuda"],
                           base.train.device), key=k("device"))
-    precision = c2.selectbox("Precision", ["auto", "fp32", "bf16", "fp16"],
-                             index=index_of(["auto", "fp32", "bf16", "fp16"], base.train.precision), key=k("prec"))
+    precisions = choices(PretrainConfig, "train.precision")
+    precision = c2.selectbox("Precision", precisions, index=index_of(precisions, base.train.precision),
+                             key=k("prec"))
     log_every = c3.number_input("Log every (steps)", 1, 100_000, int(base.train.log_every), key=k("log"))
     st.subheader("Advanced")
     c1, c2, c3, c4, c5 = st.columns(5)

@@ -165,3 +165,17 @@ def test_a_retired_setting_in_an_old_run_config_is_dropped_not_refused() -> None
     ft = validate_config({"train": {"num_workers": 2, "max_steps": 3}}, FinetuneConfig)
     assert pre.train.max_steps == 3 and ft.train.max_steps == 3
     assert "num_workers" not in config_to_yaml(pre) + config_to_yaml(ft)  # nothing read it: it is gone
+
+
+def test_forms_read_their_options_from_the_configs_literals() -> None:
+    import pytest as _pytest
+
+    from core.config import FinetuneConfig, PretrainConfig, choices
+
+    assert choices(PretrainConfig, "method") == ["simclr", "moco"]
+    assert choices(PretrainConfig, "train.optimizer") == ["lars", "adamw", "sgd"]
+    assert choices(FinetuneConfig, "train.protocol") == ["frozen", "full"]
+    for value in choices(FinetuneConfig, "model.arch"):  # every offered value validates
+        assert FinetuneConfig.model_validate({"model": {"arch": value}, "train": {"max_steps": 1}}).model.arch == value
+    with _pytest.raises(TypeError, match="train.lr is not a Literal setting"):
+        choices(PretrainConfig, "train.lr")
