@@ -220,21 +220,46 @@ def _share_farther(d: float, quantiles: list[float]) -> float:
     return float(1.0 - np.interp(d, q, QUANTILES, left=0.0, right=1.0))
 
 
-def score_image(model: nn.Module, card: dict[str, Any], rgb: np.ndarray, valid: np.ndarray | None = None,
-                device: torch.device | str = "cpu") -> DomainScore:
-    """Score an image (already at the pixel size the model will see) against the model's fingerprint."""
+@dataclass
+class ColourFit:
+    """The colour half of an image's score, which needs no network. The score is the lower of content and colour,
+    and the fit their mean, so ``share`` bounds the score from above and ``half_fit`` the fit from below: a
+    candidate model whose colour alone rules it out is never run (``core.model_choice``)."""
+
+    crops: np.ndarray
+    distance: float
+    share: float
+    half_fit: float
+
+
+def colour_fit(card: dict[str, Any], rgb: np.ndarray, valid: np.ndarray | None = None) -> ColourFit | DomainScore:
+    """The colour half against the card's fingerprint, or an unknown ``DomainScore`` saying why there is none."""
     fp = card_fingerprint(card)
     if fp is None:
         return DomainScore(known=False, reasons=["the model's card has no domain fingerprint (an older checkpoint)"])
     crops = image_crops(rgb, valid, int(fp.get("side", FEATURE_SIDE)))
     if len(crops) == 0:
         return DomainScore(known=False, reasons=["too little valid imagery to compare"])
+    hists = np.stack([colour_histogram(c) for c in crops])
+    cdist = float(np.median(_knn_l1(hists, _unpack(fp["colour_histograms"]))))
+    cq = fp["colour_quantiles"]
+    return ColourFit(crops, cdist, _share_farther(cdist, cq), 0.5 * cdist / max(float(cq[50]), 1e-9))
+
+
+def score_image(model: nn.Module, card: dict[str, Any], rgb: np.ndarray, valid: np.ndarray | None = None,
+                device: torch.device | str = "cpu", colour: ColourFit | None = None) -> DomainScore:
+    """Score an image (already at the pixel size the model will see) against the model's fingerprint
+    (``colour``: its colour half when already computed)."""
+    fitted = colour if colour is not None else colour_fit(card, rgb, valid)
+    if isinstance(fitted, DomainScore):
+        return fitted
+    fp = card_fingerprint(card)
+    assert fp is not None  # colour_fit checked it
+    crops, cdist = fitted.crops, fitted.distance
     feats = pooled_features(model, crops, device)
     if feats.shape[1] != _unpack(fp["feature_mean"]).shape[-1]:
         return DomainScore(known=False, reasons=["the fingerprint does not match the model's encoder"])
     dist = float(np.median(_knn(_project(feats, fp), _unpack(fp["points"]))))
-    hists = np.stack([colour_histogram(c) for c in crops])
-    cdist = float(np.median(_knn_l1(hists, _unpack(fp["colour_histograms"]))))
     dq, cq = fp["distance_quantiles"], fp["colour_quantiles"]
     reasons = []
     if dist > OOD_MARGIN * float(dq[OOD_PERCENTILE]):
@@ -247,6 +272,6 @@ def score_image(model: nn.Module, card: dict[str, Any], rgb: np.ndarray, valid: 
         ref_text = f" vs {tuple(int(v) for v in ref)} in training" if ref else ""
         reasons.append(f"its colours are unlike any training tile's (mean RGB {tuple(int(v) for v in mean_rgb)}"
                        f"{ref_text})")
-    fit = 0.5 * (dist / max(float(dq[50]), 1e-9) + cdist / max(float(cq[50]), 1e-9))
-    return DomainScore(known=True, score=min(_share_farther(dist, dq), _share_farther(cdist, cq)), distance=dist,
+    fit = 0.5 * dist / max(float(dq[50]), 1e-9) + fitted.half_fit
+    return DomainScore(known=True, score=min(_share_farther(dist, dq), fitted.share), distance=dist,
                        fit=fit, colour_distance=cdist, in_domain=not reasons, reasons=reasons)

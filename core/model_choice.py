@@ -5,10 +5,14 @@ candidate (the shipped models and the user's fine-tuning runs, from ``core.catal
 against its card's fingerprint (``core.domain``), at the pixel size it would run at (``core.resample``). The
 choice: the highest in-domain score, ties (typically several models at 0) broken by the lower distance relative
 to each model's own training tiles. Models without a fingerprint are scored as unknown and chosen only when no
-candidate has one. The choice, its score and the others' scores go into the image's report.
+candidate has one. The choice, its score and the others' scores go into the image's report. Only candidates that
+could still win run their encoder: the colour half of a score bounds the whole, and twins (equal fingerprints)
+share one scoring; the winner is the one full scoring would pick (``tests/test_domain.py``).
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -19,7 +23,7 @@ import numpy as np
 import torch
 
 from .catalog import ModelEntry, segmentation_models
-from .domain import DomainScore, card_fingerprint, score_image
+from .domain import ColourFit, DomainScore, card_fingerprint, colour_fit, score_image
 from .resample import model_pixel_size, resample_factor, resample_mask, resample_rgb
 from .segmodel import load_seg_model
 
@@ -69,13 +73,20 @@ class Choice:
                 "candidates": self.table}
 
 
+def _at_model_size(rgb: np.ndarray, nodata: np.ndarray, pixel_size_m: float | None, card: dict[str, Any],
+                   resample: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The image and its no-data mask at the pixel size the model would segment it at."""
+    factor = resample_factor(pixel_size_m, model_pixel_size(card)) if resample else None
+    if factor is None:
+        return rgb, nodata
+    small = resample_rgb(rgb, factor)
+    return small, resample_mask(nodata, small.shape[:2])
+
+
 def score_for_model(rgb: np.ndarray, nodata: np.ndarray, pixel_size_m: float | None, model: torch.nn.Module,
                     card: dict[str, Any], device: torch.device | str = "cpu", resample: bool = True) -> DomainScore:
     """The image's domain score against one model, at the pixel size that model would segment it at."""
-    factor = resample_factor(pixel_size_m, model_pixel_size(card)) if resample else None
-    if factor is not None:
-        rgb = resample_rgb(rgb, factor)
-        nodata = resample_mask(nodata, rgb.shape[:2])
+    rgb, nodata = _at_model_size(rgb, nodata, pixel_size_m, card, resample)
     return score_image(model, card, rgb, ~nodata, device)
 
 
@@ -86,33 +97,76 @@ def _rank_key(item: tuple[int, DomainScore]) -> tuple[float, float, float, int]:
     return (0.0, -(d.score or 0.0), d.fit if d.fit is not None else float("inf"), order)
 
 
+def _cannot_win(colour: ColourFit, best: DomainScore | None) -> bool:
+    """Whether a candidate's colour bounds alone put it behind the best score so far (exact: never prunes a model
+    that could rank first)."""
+    if best is None or not best.known or best.score is None or best.fit is None:
+        return False
+    return colour.share < best.score or (colour.share <= best.score and colour.half_fit > best.fit)
+
+
+def _domain_key(card: dict[str, Any], fp: dict[str, Any]) -> str:
+    """Equal for candidates that would score every image alike: the same fingerprint (the same encoder on the same
+    tiles, e.g. a shipped model and the run it came from) at the same pixel size."""
+    text = json.dumps([fp, model_pixel_size(card)], sort_keys=True)
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
 def choose_model(rgb: np.ndarray, nodata: np.ndarray, pixel_size_m: float | None,
                  entries: list[ModelEntry] | None = None, cache: ModelCache | None = None,
                  device: torch.device | str = "cpu", resample: bool = True) -> Choice:
-    """Score every candidate on the image and pick the best fit (see the module docstring)."""
+    """Score the candidates on the image and pick the best fit (see the module docstring). Why not run every
+    candidate's encoder: that cost grows with the user's runs. Candidates are taken in order of their colour bounds;
+    one whose colour alone cannot beat the best so far is skipped, and one whose fingerprint equals a scored one's
+    reuses its score, so the winner is the one a full scoring would pick."""
     entries = segmentation_models() if entries is None else entries
     if not entries:
         raise FileNotFoundError("no segmentation model to choose from (none shipped in checkpoints/, no fine-tuning run)")
     cache = cache or ModelCache()
-    scored: list[tuple[int, DomainScore]] = []
+    scored: dict[int, DomainScore] = {}
+    pending: list[tuple[int, ColourFit, np.ndarray, np.ndarray, str]] = []
     for k, e in enumerate(entries):
-        if card_fingerprint(e.card) is None:
-            scored.append((k, DomainScore(known=False, reasons=["no domain fingerprint in its card"])))
+        fp = card_fingerprint(e.card)
+        if fp is None:
+            scored[k] = DomainScore(known=False, reasons=["no domain fingerprint in its card"])
+            continue
+        rgb_k, nodata_k = _at_model_size(rgb, nodata, pixel_size_m, e.card, resample)
+        colour = colour_fit(e.card, rgb_k, ~nodata_k)
+        if isinstance(colour, DomainScore):
+            scored[k] = colour
+        else:
+            pending.append((k, colour, rgb_k, nodata_k, _domain_key(e.card, fp)))
+    pending.sort(key=lambda p: (-p[1].share, p[1].half_fit, p[0]))
+    by_domain: dict[str, DomainScore] = {}
+    skipped: dict[int, ColourFit] = {}
+    best: DomainScore | None = None
+    for k, colour, rgb_k, nodata_k, key in pending:
+        if key in by_domain:
+            scored[k] = by_domain[key]
+            continue
+        if _cannot_win(colour, best):
+            skipped[k] = colour
             continue
         try:
-            model, card = cache.load(e.path, device)
+            model, card = cache.load(entries[k].path, device)
         except Exception as err:  # noqa: BLE001 - one unusable candidate must not stop the others
-            scored.append((k, DomainScore(known=False, reasons=[f"cannot be loaded ({type(err).__name__})"])))
+            scored[k] = DomainScore(known=False, reasons=[f"cannot be loaded ({type(err).__name__})"])
             continue
-        scored.append((k, score_for_model(rgb, nodata, pixel_size_m, model, card, device, resample)))
-    ranked = sorted(scored, key=_rank_key)
+        scored[k] = by_domain[key] = score_image(model, card, rgb_k, ~nodata_k, device, colour)
+        if best is None or _rank_key((0, scored[k])) < _rank_key((0, best)):
+            best = scored[k]
+    ranked = sorted(scored.items(), key=_rank_key)
     best_k, best = ranked[0]
     table = [{"name": entries[k].label, "score": d.as_dict()["score"], "fit": d.as_dict()["fit"],
               "in_domain": d.in_domain, "known": d.known} for k, d in ranked]
+    table += [{"name": entries[k].label, "score": None, "fit": None, "in_domain": None, "known": True,
+               "skipped": f"not run: its colours alone cap its score at {c.share:.2f}"}
+              for k, c in sorted(skipped.items(), key=lambda kc: (-kc[1].share, kc[1].half_fit))]
     if best.known:
-        others = ", ".join(f"{t['name']} {t['score']:.2f}" for t in table[1:] if t["known"])
+        others = ", ".join(f"{t['name']} {t['score']:.2f}" for t in table[1:] if t["known"] and t["score"] is not None)
         why = (f"best domain fit of {len(entries)} model(s): score {best.score:.2f}"
-               + (f" (others: {others})" if others else ""))
+               + (f" (others: {others})" if others else "")
+               + (f"; {len(skipped)} ruled out by colour alone" if skipped else ""))
     else:
         why = "no candidate has a domain fingerprint: the default model"
     return Choice(entries[best_k], best, "auto", why, table)

@@ -89,6 +89,47 @@ def test_a_card_without_fingerprint_is_unknown_never_an_error(two_domains, tmp_p
     assert choice.entry.label == "shipped: old" and "no candidate has a domain fingerprint" in choice.why
 
 
+
+class CountingCache(ModelCache):
+    """A model cache that counts which candidates were loaded (i.e. had their encoder run)."""
+
+    def __init__(self) -> None:
+        super().__init__(size=8)
+        self.loaded: list[str] = []
+
+    def load(self, path: Path, device: torch.device | str = "cpu"):
+        self.loaded.append(Path(path).stem)
+        return super().load(path, device)
+
+
+def _full_choice(img: np.ndarray, entries: list[ModelEntry], cache: ModelCache) -> str:
+    """The winner by scoring every candidate's encoder (the rule the pruned choice must reproduce)."""
+    scores = [score_image(cache.load(e.path)[0], e.card, img) for e in entries]
+    best = min(range(len(entries)), key=lambda k: (-(scores[k].score or 0.0), scores[k].fit, k))
+    return entries[best].label
+
+
+def test_auto_choice_skips_candidates_that_cannot_win_and_scores_twins_once(two_domains, tmp_path: Path) -> None:
+    green, sand = two_domains
+    twin = ModelEntry("run: green again", tmp_path / "twin.safetensors", green.card)
+    twin.path.write_bytes(green.path.read_bytes())
+    entries = [sand, twin, green]
+    reference = ModelCache(size=8)
+    grey = np.full((256, 256, 3), 128, np.uint8)
+    for img in (scene("green", 300, 300, 11), scene("sand", 300, 300, 12), grey):
+        cache = CountingCache()
+        choice = choose_model(img, np.zeros(img.shape[:2], bool), None, entries, cache)
+        full = _full_choice(img, entries, reference)
+        assert choice.entry.label == full
+        assert choice.domain.score == score_image(reference.load(choice.entry.path)[0], choice.entry.card, img).score
+        assert cache.loaded.count("green") + cache.loaded.count("twin") <= 1  # twins share one scoring
+        assert len(choice.table) == 3
+    # An image in the green domain: sand's colours alone rule it out, so its encoder never runs.
+    cache = CountingCache()
+    choice = choose_model(scene("green", 300, 300, 13), np.zeros((300, 300), bool), None, entries, cache)
+    assert "sand" not in cache.loaded and "ruled out by colour alone" in choice.why
+    skipped = [t for t in choice.table if t.get("skipped")]
+    assert [t["name"] for t in skipped] == [sand.label] and skipped[0]["score"] is None
 # ------------------------------------------------------------------------------------------------ pixel size
 def test_resampling_helpers_round_trip() -> None:
     assert resample_factor(0.1, 0.5) == pytest.approx(0.2)
