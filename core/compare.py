@@ -21,7 +21,6 @@ import csv
 import io
 import json
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ from .config import (ConfigError, FinetuneConfig, PretrainConfig, ProbeConfig, _
                      load_config, validate_config)
 from .data import DataError
 from .data.seg_base import resolve_root
+from .lifecycle import StopFlag, parse_run_args, prepared_run, record_early_failure
 from .portable import portable
 from .runs import (NotARunError, Run, RunBusyError, atomic_write_bytes, atomic_write_json, create_run, lock_run, open_run,
                    read_jsonl, runs_root, unlock_run)
@@ -397,18 +397,6 @@ def pretrain_summary(units: Units) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------------ CLI
-def _interrupt(signum: int, frame: Any) -> None:  # noqa: ARG001
-    raise KeyboardInterrupt
-
-
-_early_stop: list[int] = []
-
-
-def _note_stop(signum: int, frame: Any) -> None:  # noqa: ARG001
-    """While the run folder is being opened: remember the Stop and honour it once the run can record it."""
-    _early_stop.append(signum)
-
-
 def _load(args: argparse.Namespace) -> tuple[CompareConfig, Run, Path]:
     if args.resume:
         out = open_run(args.resume)
@@ -422,8 +410,6 @@ def _load(args: argparse.Namespace) -> tuple[CompareConfig, Run, Path]:
         out.log("resumed; finished units are kept")
         return cfg, out, out.path.parent
     if args.run_dir:
-        from .pretrain import prepared_run
-
         out = prepared_run(args.run_dir)
         lock_run(out)
         cfg = validate_config(out.config(), CompareConfig)
@@ -459,22 +445,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help="also write the Markdown table (with the command) to this file")
     p.add_argument("--runs-root")
     p.add_argument("overrides", nargs="*", metavar="key=value")
-    args = p.parse_intermixed_args(argv)  # overrides may come before, between and after the flags
-    previous = signal.signal(signal.SIGTERM, _note_stop)  # a Stop while loading must not kill a 'running' run
+    stop = StopFlag().install()  # a Stop while the run is being opened is remembered, not fatal
+    args = parse_run_args(p, argv)
     try:
         cfg, out_run, root = _load(args)
         if args.run_dir or args.resume:
             check_presets(cfg)
     except RunBusyError as err:  # another process writes this comparison: touch nothing of it
-        signal.signal(signal.SIGTERM, previous)
+        stop.restore()
         print(f"error: {err}", file=sys.stderr)
         return 2
     except (ConfigError, DataError, NotARunError, FileNotFoundError, ValueError) as err:
         if args.run_dir:
-            from .pretrain import record_early_failure
-
             record_early_failure(args, err)
-        signal.signal(signal.SIGTERM, previous)
+        stop.restore()
         print(f"error: {err}", file=sys.stderr)
         return 2
     t0 = time.time()
@@ -483,10 +467,8 @@ def main(argv: list[str] | None = None) -> int:
         out_run.log(msg)
         print(msg, flush=True)
 
-    signal.signal(signal.SIGTERM, _interrupt)  # the workbench's Stop: a recorded stop, not a death
     try:
-        if _early_stop:
-            raise KeyboardInterrupt
+        stop.interrupt()  # the workbench's Stop (now, or already during loading): a recorded stop, not a death
         comparison = Comparison(cfg, out_run, root, log)
         facts = split_facts(comparison.eval_splits(), comparison.eval_data)
         log(f"evaluation data {facts['data']}: " + ", ".join(f"{k} {facts[k]['scenes']} scenes / {facts[k]['tiles']} "
@@ -509,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
         unlock_run(out_run)
         raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        stop.restore()
     summary, diffs = summarise(rows, cfg.methods, calibrations(list(comparison.units.done.values())))
     pre = pretrain_summary(comparison.units)
     minutes = (time.time() - t0) / 60

@@ -13,10 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,9 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
-from .checkpoint import (CheckpointError, load_checkpoint, read_metadata, rng_state, save_checkpoint,
+from .checkpoint import (load_checkpoint, read_metadata, rng_state, save_checkpoint,
                          set_rng_state)
 from .resume import open_for_resume
 from .config import ConfigError, FinetuneConfig, apply_overrides, config_to_yaml, load_config, validate_config
@@ -36,8 +33,9 @@ from .fingerprint import domain_section, rewrite_card
 from .data.seg_augment import SegAugment, eval_transform
 from .device import pick_device, pick_precision
 from .metrics import SegScores, confusion_matrix, scores_from_confusion
-from .pretrain import StopFlag, fit_from_cli, prepared_run, record_early_failure
-from .runs import NotARunError, Run, RunBusyError, atomic_write_json, create_run, lock_run, unlock_run
+from .lifecycle import (RunLife, StopFlag, check_finite, fit_from_cli, parse_run_args, prepared_run,
+                        run_arguments, start_or_exit)
+from .runs import NotARunError, Run, atomic_write_json, create_run, lock_run
 from .scene_eval import SceneEval, evaluate_scenes, whole_scenes_possible
 from .segmodel import SegModel, build_seg_model, make_card
 
@@ -219,59 +217,43 @@ class FinetuneTrainer:
 
     # ------------------------------------------------------------------ loop
     def fit(self, stop: StopFlag | None = None) -> str:
-        run, tc = self.run, self.cfg.train
+        tc = self.cfg.train
         names = [c["name"] for c in self.classes]
-        if run is not None:
-            run.write_status(state="running", pid=os.getpid(), step=self.step, total_steps=self.total_steps,
-                             error=None, ended=None, kind="finetune")
-            run.log(f"fine-tuning {self.cfg.model.arch}/{self.cfg.model.encoder} ({tc.protocol}) from "
-                    f"{self.cfg.model.init} on {self._data_text()}: {len(self.splits.train)} train, "
-                    f"{len(self.splits.val)} val, {len(self.splits.test)} test tiles")
-        bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress, desc="finetune",
-                   unit="step", dynamic_ncols=True)
-        state, losses = "completed", []
-        t0 = time.perf_counter()
-        try:
+        with RunLife(self.run, lambda: self.step, self.total_steps, stop=stop, progress=self.progress,
+                     desc="finetune", kind="finetune") as life:
+            life.log(f"fine-tuning {self.cfg.model.arch}/{self.cfg.model.encoder} ({tc.protocol}) from "
+                     f"{self.cfg.model.init} on {self._data_text()}: {len(self.splits.train)} train, "
+                     f"{len(self.splits.val)} val, {len(self.splits.test)} test tiles")
+            losses, t0 = [], time.perf_counter()
             self._train_mode()
-            while self.step < self.total_steps:
-                if stop is not None and stop.requested:
-                    state = "stopped"
-                    break
+            while self.step < self.total_steps and not life.stopping():
+                # one step: augmented crops, loss, backward, optimizer
                 loss = self.train_step(self.step)
-                if not math.isfinite(loss):
-                    raise FloatingPointError(f"loss became {loss} at step {self.step + 1}; try a lower train.lr")
+                check_finite(loss, self.step + 1, "try a lower train.lr")
                 losses.append(loss)
                 self.step += 1
-                bar.update(1)
-                if run is not None and (self.step % tc.log_every == 0 or self.step == self.total_steps):
-                    run.append_jsonl("metrics.jsonl", [{
+                # logging: the mean loss and throughput since the last record
+                if self.step % tc.log_every == 0 or self.step == self.total_steps:
+                    life.record("metrics.jsonl", [{
                         "step": self.step, "loss": float(np.mean(losses)), "lr": self.optimizer.param_groups[0]["lr"],
                         "images_per_s": len(losses) * self.batch / max(time.perf_counter() - t0, 1e-9),
                         "time": time.time()}])
-                    bar.set_postfix(loss=f"{np.mean(losses):.3f}")
-                    run.write_status(step=self.step)  # live progress between validations
+                    life.stepped(loss=f"{np.mean(losses):.3f}")
                     losses, t0 = [], time.perf_counter()
+                else:
+                    life.stepped()
+                # validation: best and last checkpoints
                 if self.step % tc.eval_every == 0 or self.step == self.total_steps:
+                    life.flush()
                     self._validate(names)
                     self._train_mode()
                     t0 = time.perf_counter()  # throughput counts training steps only
-            if state == "stopped":
+            life.flush()
+            if life.state == "stopped":
                 self.save("last", None, with_optimizer=True)
-            elif run is not None:
+            elif self.run is not None:
                 self._test(names)
-        except BaseException as err:
-            if run is not None:
-                failed = not isinstance(err, KeyboardInterrupt)
-                run.write_status(state="failed" if failed else "stopped", step=self.step, ended=time.time(),
-                                 error=f"{type(err).__name__}: {err}" if failed else None)
-                run.log(traceback.format_exc() if failed else "interrupted")
-            raise
-        finally:
-            bar.close()
-        if run is not None:
-            run.write_status(state=state, step=self.step, ended=time.time())
-            run.log(f"{state} at step {self.step}")
-        return state
+        return life.state
 
     def _validate(self, names: list[str]) -> None:
         scores = self._evaluate(self.splits.val)
@@ -343,15 +325,8 @@ def test_scores(model: torch.nn.Module, splits: Any, device: torch.device, tile:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m core.finetune", description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", help="YAML config (see configs/finetune_*.yaml)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue a fine-tuning run from its last checkpoint")
-    p.add_argument("--run-dir", metavar="RUN_DIR",
-                   help="start a new run in this empty run folder (made by the workbench's launcher)")
-    p.add_argument("--runs-root", help="where run folders go (default runs/ or $FALSE_WB_RUNS)")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("overrides", nargs="*", metavar="key=value")
-    return p.parse_intermixed_args(argv)  # overrides may come before, between and after the flags
+    p = run_arguments("python -m core.finetune", __doc__.split("\n\n")[0], "YAML config (see configs/finetune_*.yaml)")
+    return parse_run_args(p, argv)
 
 
 def run_finetune(cfg: FinetuneConfig, runs_root: Path | None = None, progress: bool = True) -> Run:
@@ -362,40 +337,39 @@ def run_finetune(cfg: FinetuneConfig, runs_root: Path | None = None, progress: b
     return trainer.run
 
 
+def start(args: argparse.Namespace) -> FinetuneTrainer:
+    """The trainer of a resumed, a launcher-made or a new run (data built before a new folder is made)."""
+    if args.resume:
+        run, ckpt = open_for_resume(args.resume)
+        cfg = validate_config(apply_overrides(run.stored_config(), args.overrides), FinetuneConfig)
+        trainer = FinetuneTrainer(cfg, run, progress=not args.no_progress)
+        if ckpt is not None:
+            trainer.restore(ckpt)
+            run.truncate_after(trainer.step)
+        return trainer
+    if args.run_dir:
+        run = prepared_run(args.run_dir)
+        lock_run(run)
+        cfg = validate_config(apply_overrides(run.config(), args.overrides), FinetuneConfig)
+        return FinetuneTrainer(cfg, run, progress=not args.no_progress)
+    if not args.config and not args.overrides:
+        raise ConfigError("give --config FILE (see configs/finetune_*.yaml) or --resume RUN_DIR")
+    cfg = load_config(args.config, args.overrides, FinetuneConfig)
+    trainer = FinetuneTrainer(cfg, None, progress=not args.no_progress)
+    trainer.run = create_run(cfg.name or f"finetune-{cfg.model.arch}", config_to_yaml(cfg),
+                             Path(args.runs_root) if args.runs_root else None)
+    lock_run(trainer.run)
+    return trainer
+
+
 def main(argv: list[str] | None = None) -> int:
+    stop = StopFlag().install()  # a Stop while the run is being opened is remembered, not fatal
     args = parse_args(argv)
-    try:
-        if args.resume:
-            run, ckpt = open_for_resume(args.resume)
-            cfg = validate_config(apply_overrides(run.stored_config(), args.overrides), FinetuneConfig)
-            trainer = FinetuneTrainer(cfg, run, progress=not args.no_progress)
-            if ckpt is not None:
-                trainer.restore(ckpt)
-                run.truncate_after(trainer.step)
-        elif args.run_dir:
-            run = prepared_run(args.run_dir)
-            lock_run(run)
-            cfg = validate_config(apply_overrides(run.config(), args.overrides), FinetuneConfig)
-            trainer = FinetuneTrainer(cfg, run, progress=not args.no_progress)
-        else:
-            if not args.config and not args.overrides:
-                raise ConfigError("give --config FILE (see configs/finetune_*.yaml) or --resume RUN_DIR")
-            cfg = load_config(args.config, args.overrides, FinetuneConfig)
-            trainer = FinetuneTrainer(cfg, None, progress=not args.no_progress)
-            trainer.run = create_run(cfg.name or f"finetune-{cfg.model.arch}", config_to_yaml(cfg),
-                                     Path(args.runs_root) if args.runs_root else None)
-            lock_run(trainer.run)
-    except RunBusyError as err:  # another process trains in this folder: touch nothing of it
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except (ConfigError, DataError, NotARunError, CheckpointError, FileNotFoundError, ValueError) as err:
-        record_early_failure(args, err)
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    try:
-        code, state = fit_from_cli(trainer, "fine-tuning")
-    finally:
-        unlock_run(trainer.run)
+    trainer, code = start_or_exit(args, lambda: start(args))
+    if trainer is None:
+        stop.restore()
+        return code
+    code, state = fit_from_cli(trainer, "fine-tuning", stop)
     if code:
         return code
     print(f"{state}: {trainer.run.path}")

@@ -12,10 +12,8 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import signal
 import sys
 import time
-import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +23,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
-from tqdm import tqdm
 
 from .batch_order import BatchOrder
-from .checkpoint import (CheckpointError, export_encoder, load_checkpoint, rng_state, save_checkpoint,
+from .checkpoint import (export_encoder, load_checkpoint, rng_state, save_checkpoint,
                          set_rng_state)
 from .resume import open_for_resume
 from .config import (ConfigError, PretrainConfig, apply_overrides, config_to_yaml, load_config, upgrade_run_config,
@@ -39,13 +36,12 @@ from .losses import ContrastiveInfo
 from .methods import method_step
 from .models import build_pretrain_model
 from .optim import build_optimizer, warmup_cosine
-from .runs import (NotARunError, Run, RunBusyError, atomic_write_bytes, atomic_write_json, create_run, lock_run,
-                   open_run, unlock_run)
+from .lifecycle import (RunLife, StopFlag, check_finite, fit_from_cli, parse_run_args, prepared_run, run_arguments,
+                        start_or_exit)
+from .runs import Run, atomic_write_bytes, atomic_write_json, create_run, lock_run
 
 import yaml
 
-
-LIVE_EVERY_S = 1.0  # how often logged records and the step reach the run folder between checkpoints
 
 # ----------------------------------------------------------------------------------------------------------------
 # Pieces of one training step
@@ -112,30 +108,6 @@ def init_distributed() -> DistEnv:
         torch.cuda.set_device(local)
     dist.init_process_group(backend=backend)
     return DistEnv(rank=dist.get_rank(), world=dist.get_world_size(), local_rank=local)
-
-
-class StopFlag:
-    """Turns SIGTERM / Ctrl-C into a request to stop at the next step boundary, with a checkpoint."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._old: dict[int, Any] = {}
-
-    def install(self) -> None:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
-                self._old[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread (e.g. inside a test runner thread)
-                pass
-
-    def _handle(self, signum, frame) -> None:  # noqa: ARG002
-        if self.requested:  # a second Ctrl-C means now
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def restore(self) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -288,124 +260,71 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def fit(self, stop: StopFlag | None = None) -> str:
-        cfg, run = self.cfg, self.run
-        main = self.env.main
-        if run is not None and main:
-            run.write_status(state="running", pid=os.getpid(), step=self.step, total_steps=self.total_steps,
-                             error=None, ended=None, world_size=self.env.world)
-            atomic_write_json(run.path / "data.json", data_record(cfg, self.dataset))
-            run.log(f"training {cfg.method}/{cfg.loss.name} {cfg.model.encoder} on {self.device} "
-                    f"({self.precision.name}), {len(self.dataset)} tiles, batch {cfg.train.batch_size}, "
-                    f"steps {self.step}->{self.total_steps}")
-            scenes = getattr(self.dataset, "split_scenes", None)
-            if scenes:
-                used = getattr(self.dataset, "pretrain_splits", [])
-                run.log("scenes: " + "; ".join(f"{k} {len(v)}{' (pretrained on)' if k in used else ''}"
-                                               for k, v in scenes.items()))
-            skipped = getattr(self.dataset, "skipped", [])
-            for path, reason in skipped:
-                run.log(f"skipped unreadable image {path}: {reason}")
-            if skipped:
-                run.log(f"{len(skipped)} unreadable image(s) skipped in total")
-        self.model.train()
-        bar = tqdm(total=self.total_steps, initial=self.step, disable=not (self.progress and main),
-                   desc=f"{cfg.method}+{cfg.loss.name}", unit="step", dynamic_ncols=True)
-        metrics: list[dict[str, Any]] = []
-        fns: list[dict[str, Any]] = []
-        t_last, steps_since = time.perf_counter(), 0
-        t_shown = t_last
-        state = "completed"
-        try:
-            while self.step < self.total_steps:
-                if stop is not None and stop.requested:
-                    state = "stopped"
-                    break
+        cfg, main = self.cfg, self.env.main
+        life = RunLife(self.run if main else None, lambda: self.step, self.total_steps, stop=stop,
+                       progress=self.progress and main, desc=f"{cfg.method}+{cfg.loss.name}",
+                       world_size=self.env.world)
+        with life:
+            self._log_start(life)
+            self.model.train()
+            t_last, steps_since = time.perf_counter(), 0
+            while self.step < self.total_steps and not life.stopping():
+                # one step: two views, the method's loss (FALSE inside), backward, optimizer, after-step work
                 loss, info, records = self.train_step(self.step)
-                if not math.isfinite(loss):
-                    raise FloatingPointError(f"loss became {loss} at step {self.step + 1}; "
-                                             "try a lower train.lr or a higher loss.temperature")
+                check_finite(loss, self.step + 1, "try a lower train.lr or a higher loss.temperature")
                 self.step += 1
                 steps_since += 1
-                fns.extend(records)
-                bar.update(1)
+                life.record("fns.jsonl", records)
+                # logging: a metrics record every log_every steps (throughput since the last one)
                 if main and (self.step % cfg.train.log_every == 0 or self.step == self.total_steps):
                     now = time.perf_counter()
                     ips = steps_since * cfg.train.batch_size / max(now - t_last, 1e-9)
                     t_last, steps_since = now, 0
-                    metrics.append({"step": self.step, "epoch": self.step / self.steps_per_epoch, "loss": loss,
-                                    "lr": self.optimizer.param_groups[0]["lr"], "images_per_s": ips,
-                                    "flagged": info.num_flagged, "calibrated": info.num_calibrated,
-                                    "pos_cos": info.pos_cos_mean, "neg_cos": info.neg_cos_mean,
-                                    "frac_above_threshold": info.frac_above_threshold, "time": time.time()})
-                    bar.set_postfix(loss=f"{loss:.3f}", cal=info.num_calibrated, ips=f"{ips:.0f}")
-                    if now - t_shown >= LIVE_EVERY_S:  # records on disk for live curves, at most once a second
-                        t_shown = now
-                        self._flush(metrics, fns)
-                        if run is not None:
-                            run.write_status(step=self.step)
+                    life.record("metrics.jsonl", [{
+                        "step": self.step, "epoch": self.step / self.steps_per_epoch, "loss": loss,
+                        "lr": self.optimizer.param_groups[0]["lr"], "images_per_s": ips,
+                        "flagged": info.num_flagged, "calibrated": info.num_calibrated, "pos_cos": info.pos_cos_mean,
+                        "neg_cos": info.neg_cos_mean, "frac_above_threshold": info.frac_above_threshold,
+                        "time": time.time()}])
+                    life.stepped(loss=f"{loss:.3f}", cal=info.num_calibrated, ips=f"{ips:.0f}")
+                else:
+                    life.stepped()
+                # checkpoint: records first, so a kill between the two leaves no gap after a resume
                 if self.step % cfg.train.ckpt_every == 0 or self.step == self.total_steps:
-                    self._flush(metrics, fns)
+                    life.flush()
                     self.save()
-                    if run is not None and main:
-                        run.write_status(step=self.step)
-            self._flush(metrics, fns)
-            if state == "stopped":
+            if life.state == "stopped":
+                life.flush()
                 self.save()
-                if run is not None and main:
-                    run.log(f"stopped at step {self.step}; last checkpoint kept")
-        except BaseException as err:
-            self._flush(metrics, fns)
-            if run is not None and main:
-                state = "stopped" if isinstance(err, KeyboardInterrupt) else "failed"
-                run.write_status(state=state, step=self.step, ended=time.time(),
-                                 error=None if state == "stopped" else f"{type(err).__name__}: {err}")
-                run.log(traceback.format_exc() if state == "failed" else "interrupted")
-            raise
-        finally:
-            bar.close()
-        if run is not None and main:
-            run.write_status(state=state, step=self.step, ended=time.time())
-            run.log(f"{state} at step {self.step}")
-        return state
+                life.log(f"stopped at step {self.step}; last checkpoint kept")
+        return life.state
 
-    def _flush(self, metrics: list[dict[str, Any]], fns: list[dict[str, Any]]) -> None:
-        if self.run is not None and self.env.main:
-            self.run.append_jsonl("metrics.jsonl", metrics)
-            self.run.append_jsonl("fns.jsonl", fns)
-        metrics.clear()
-        fns.clear()
+    def _log_start(self, life: RunLife) -> None:
+        cfg = self.cfg
+        if life.run is None:
+            return
+        atomic_write_json(life.run.path / "data.json", data_record(cfg, self.dataset))
+        life.log(f"training {cfg.method}/{cfg.loss.name} {cfg.model.encoder} on {self.device} "
+                 f"({self.precision.name}), {len(self.dataset)} tiles, batch {cfg.train.batch_size}, "
+                 f"steps {self.step}->{self.total_steps}")
+        scenes = getattr(self.dataset, "split_scenes", None)
+        if scenes:
+            used = getattr(self.dataset, "pretrain_splits", [])
+            life.log("scenes: " + "; ".join(f"{k} {len(v)}{' (pretrained on)' if k in used else ''}"
+                                            for k, v in scenes.items()))
+        skipped = getattr(self.dataset, "skipped", [])
+        for path, reason in skipped:
+            life.log(f"skipped unreadable image {path}: {reason}")
+        if skipped:
+            life.log(f"{len(skipped)} unreadable image(s) skipped in total")
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Command line
 
-def fit_from_cli(trainer: Any, what: str) -> tuple[int, str]:
-    """``trainer.fit`` with SIGTERM / Ctrl-C as a clean stop; (exit code, final state). Shared by the CLIs."""
-    stop = StopFlag()
-    stop.install()
-    try:
-        return 0, trainer.fit(stop)
-    except KeyboardInterrupt:
-        return 130, "stopped"
-    except Exception as err:  # recorded in status.json and log.txt by fit()
-        log = trainer.run.path / "log.txt" if trainer.run is not None else "the run's log.txt"
-        print(f"error: {what} failed: {type(err).__name__}: {err} (see {log})", file=sys.stderr)
-        return 1, "failed"
-    finally:
-        stop.restore()
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m core.pretrain", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", help="YAML config (see configs/)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
-    p.add_argument("--run-dir", metavar="RUN_DIR",
-                   help="start a new run in this empty run folder (made by the workbench's launcher)")
-    p.add_argument("--runs-root", help="where run folders go (default runs/ or $FALSE_WB_RUNS)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. loss.alpha=0.9 train.max_steps=50")
-    return p.parse_intermixed_args(argv)  # overrides may come before, between and after the flags
+    p = run_arguments("python -m core.pretrain", __doc__.split("\n\n")[0], "YAML config (see configs/)")
+    return parse_run_args(p, argv)
 
 
 def prepare(args: argparse.Namespace) -> tuple[PretrainConfig, Run | None, Path | None]:
@@ -425,65 +344,50 @@ def prepare(args: argparse.Namespace) -> tuple[PretrainConfig, Run | None, Path 
     return cfg, None, None
 
 
-def prepared_run(path: str) -> Run:
-    """A launcher-made run folder that has not trained yet (its config.yaml says what to do)."""
-    run = open_run(path)
-    if run.last_checkpoint() is not None:
-        raise NotARunError(f"run {run.path} has already trained; continue it with --resume")
-    return run
-
-
-def record_early_failure(args: argparse.Namespace, err: BaseException) -> None:
-    """A run folder given on the command line learns why its process stopped before training."""
-    folder = getattr(args, "resume", None) or getattr(args, "run_dir", None)
-    if folder and (Path(folder) / "status.json").is_file():
-        run = Run(Path(folder))
-        run.write_status(state="failed", error=str(err), ended=time.time())
-        run.log(f"could not start: {err}")
+def start(args: argparse.Namespace, env: DistEnv) -> Trainer:
+    """The trainer of a new run (data built before any folder is made) or of a resumed one."""
+    cfg, run, ckpt = prepare(args)
+    if ckpt is None:
+        trainer = Trainer(cfg, None, env, progress=not args.no_progress)  # builds data: fails before a folder
+        if run is None and env.main:
+            run = create_run(cfg.name or f"{cfg.method}-{cfg.loss.name}", config_to_yaml(cfg),
+                             Path(args.runs_root) if args.runs_root else None)
+            lock_run(run)
+        if env.active:
+            box = [str(run.path) if run else None]
+            dist.broadcast_object_list(box, src=0)
+            run = Run(Path(box[0]))
+        trainer.run = run
+        return trainer
+    trainer = Trainer(cfg, run, env, progress=not args.no_progress)
+    trainer.restore(ckpt)
+    if env.main:
+        run.truncate_after(trainer.step)
+        run.log(f"resumed from step {trainer.step}")
+        if cfg != validate_config(upgrade_run_config(yaml.safe_load(run.config_text()) or {})):
+            atomic_write_bytes(run.path / "config.yaml", config_to_yaml(cfg).encode())
+    return trainer
 
 
 def main(argv: list[str] | None = None) -> int:
+    stop = StopFlag().install()  # a Stop while the run is being opened is remembered, not fatal
     args = parse_args(argv)
+    env = init_distributed()
+    trainer, code = start_or_exit(args, lambda: start(args, env))
+    if trainer is None:
+        stop.restore()
+        if env.active:
+            dist.destroy_process_group()
+        return code
     try:
-        cfg, run, ckpt = prepare(args)
-        env = init_distributed()
-        if ckpt is None:
-            trainer = Trainer(cfg, None, env, progress=not args.no_progress)  # builds data: fails before a folder
-            if run is None and env.main:
-                run = create_run(cfg.name or f"{cfg.method}-{cfg.loss.name}", config_to_yaml(cfg),
-                                 Path(args.runs_root) if args.runs_root else None)
-                lock_run(run)
-            if env.active:
-                box = [str(run.path) if run else None]
-                dist.broadcast_object_list(box, src=0)
-                run = Run(Path(box[0]))
-            trainer.run = run
-        else:
-            trainer = Trainer(cfg, run, env, progress=not args.no_progress)
-            trainer.restore(ckpt)
-            if env.main:
-                run.truncate_after(trainer.step)
-                run.log(f"resumed from step {trainer.step}")
-                if cfg != validate_config(upgrade_run_config(yaml.safe_load(run.config_text()) or {})):
-                    atomic_write_bytes(run.path / "config.yaml", config_to_yaml(cfg).encode())
-    except RunBusyError as err:  # another process trains in this folder: touch nothing of it
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except (ConfigError, DataError, NotARunError, CheckpointError, FileNotFoundError, ValueError) as err:
-        record_early_failure(args, err)  # ValueError: e.g. model.weights that are no safetensors or fit no encoder
-        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
-        return 2
-    try:
-        code, state = fit_from_cli(trainer, "training")
+        code, state = fit_from_cli(trainer, "training", stop)
     finally:
         if env.active:
             dist.destroy_process_group()
-        if run is not None:
-            unlock_run(run)
     if code:
         return code
     if env.main:
-        print(f"{state}: {run.path}")
+        print(f"{state}: {trainer.run.path}")
     return 0
 
 

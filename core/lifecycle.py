@@ -1,0 +1,220 @@
+"""The life of a training run, written once for pretraining, fine-tuning and comparison.
+
+Why one module: every trainer needs the same frame around its loop: ``status.json`` says ``running`` and then
+exactly one of ``completed``, ``stopped`` (the workbench's Stop, SIGTERM or Ctrl-C) or ``failed`` (with the error, and
+the traceback in ``log.txt``); a progress bar; records reaching the run folder often enough for live curves but not
+on every step; a command line with the same flags (``--config``, ``--resume``, ``--run-dir``, ``--runs-root``,
+``--no-progress``, ``key=value`` overrides anywhere); a one-line error and exit 2 for anything wrong before compute.
+A trainer's ``fit`` is its loop inside ``with RunLife(...) as life``.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from .checkpoint import CheckpointError
+from .config import ConfigError
+from .data import DataError
+from .runs import NotARunError, Run, RunBusyError, open_run, unlock_run
+
+LIVE_EVERY_S = 1.0  # how often buffered records and the step reach the run folder between checkpoints
+# What a wrong command, config, data set or checkpoint raises before any compute: one line and exit 2.
+EARLY_ERRORS = (ConfigError, DataError, NotARunError, CheckpointError, FileNotFoundError, ValueError)
+
+
+class StopFlag:
+    """SIGTERM / Ctrl-C as a request to stop at the next step boundary (a second Ctrl-C means now).
+
+    Install it on the first line of a ``main``: a Stop that lands while the run is still being opened is then
+    remembered, not fatal. ``interrupt()`` switches to raising ``KeyboardInterrupt`` where the program is, for work
+    without step boundaries of its own (a comparison of whole runs); a request already noted raises at once.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._raise = False
+        self._old: dict[int, Any] = {}
+
+    def install(self) -> "StopFlag":
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread (e.g. inside a test runner thread)
+                pass
+        return self
+
+    def _handle(self, signum, frame) -> None:  # noqa: ARG002
+        if self.requested or self._raise:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def interrupt(self) -> None:
+        self._raise = True
+        if self.requested:
+            raise KeyboardInterrupt
+
+    def restore(self) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old.clear()
+
+
+class RunLife:
+    """``status.json``, ``log.txt``, the progress bar and buffered ``*.jsonl`` records around one training loop.
+
+    ``run`` None (no folder, or a rank other than the first) keeps only the bar. ``step`` reads the trainer's step,
+    so the final status names where it ended. Records given to ``record`` are written at most every
+    ``LIVE_EVERY_S`` (with the step in ``status.json``), at ``flush()`` and whatever way the loop ends.
+    """
+
+    def __init__(self, run: Run | None, step: Callable[[], int], total_steps: int, *, stop: StopFlag | None = None,
+                 progress: bool = True, desc: str = "train", **status: Any) -> None:
+        self.run, self._step, self.total_steps, self.stop = run, step, total_steps, stop
+        self.state = "completed"
+        self._buffers: dict[str, list[dict[str, Any]]] = {}
+        self._shown = time.perf_counter()
+        if run is not None:
+            run.write_status(state="running", pid=os.getpid(), step=step(), total_steps=total_steps, error=None,
+                             ended=None, **status)
+        self.bar = tqdm(total=total_steps, initial=step(), disable=not progress, desc=desc, unit="step",
+                        dynamic_ncols=True)
+
+    def __enter__(self) -> "RunLife":
+        return self
+
+    # ------------------------------------------------------------------ during the loop
+    def log(self, message: str) -> None:
+        if self.run is not None:
+            self.run.log(message)
+
+    def stopping(self) -> bool:
+        """Whether a stop was requested; the run then ends ``stopped``."""
+        if self.stop is not None and self.stop.requested:
+            self.state = "stopped"
+        return self.state == "stopped"
+
+    def stepped(self, **postfix: Any) -> None:
+        """One step done: the bar moves, and at most once a second the records and the step reach the folder."""
+        self.bar.update(1)
+        if postfix:
+            self.bar.set_postfix(**postfix)
+        if time.perf_counter() - self._shown >= LIVE_EVERY_S:
+            self.flush()
+
+    def record(self, name: str, rows: list[dict[str, Any]]) -> None:
+        self._buffers.setdefault(name, []).extend(rows)
+
+    def flush(self, **status: Any) -> None:
+        """Buffered records to disk now, and the step (plus ``status``) into ``status.json``."""
+        self._shown = time.perf_counter()
+        if self.run is None:
+            self._buffers.clear()
+            return
+        for name, rows in self._buffers.items():
+            if rows:
+                self.run.append_jsonl(name, rows)
+                rows.clear()
+        self.run.write_status(step=self._step(), **status)
+
+    # ------------------------------------------------------------------ the end
+    def __exit__(self, kind: type[BaseException] | None, err: BaseException | None, tb: Any) -> bool:
+        self.bar.close()
+        if self.run is None:
+            return False
+        try:
+            self.flush()
+        except Exception:  # noqa: BLE001 - e.g. a full disk: the status below matters more than the records
+            pass
+        if err is None:
+            self.run.write_status(state=self.state, step=self._step(), ended=time.time())
+            self.run.log(f"{self.state} at step {self._step()}")
+        else:
+            failed = not isinstance(err, KeyboardInterrupt)
+            self.state = "failed" if failed else "stopped"
+            self.run.write_status(state=self.state, step=self._step(), ended=time.time(),
+                                  error=f"{type(err).__name__}: {err}" if failed else None)
+            self.run.log(traceback.format_exc() if failed else "interrupted")
+        return False
+
+
+def check_finite(loss: float, step: int, hint: str) -> None:
+    """A non-finite loss ends the run as failed, with what to try."""
+    if not math.isfinite(loss):
+        raise FloatingPointError(f"loss became {loss} at step {step}; {hint}")
+
+
+# ------------------------------------------------------------------------------------------------ command line
+def run_arguments(prog: str, description: str, config_help: str) -> argparse.ArgumentParser:
+    """The flags every training command shares; callers add their own."""
+    p = argparse.ArgumentParser(prog=prog, description=description,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help=config_help)
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    p.add_argument("--run-dir", metavar="RUN_DIR",
+                   help="start a new run in this empty run folder (made by the workbench's launcher)")
+    p.add_argument("--runs-root", help="where run folders go (default runs/ or $FALSE_WB_RUNS)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. train.max_steps=50")
+    return p
+
+
+def parse_run_args(p: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    return p.parse_intermixed_args(argv)  # overrides may come before, between and after the flags
+
+
+def prepared_run(path: str) -> Run:
+    """A launcher-made run folder that has not trained yet (its config.yaml says what to do)."""
+    run = open_run(path)
+    if run.last_checkpoint() is not None:
+        raise NotARunError(f"run {run.path} has already trained; continue it with --resume")
+    return run
+
+
+def record_early_failure(args: argparse.Namespace, err: BaseException) -> None:
+    """A run folder given on the command line learns why its process stopped before training."""
+    folder = getattr(args, "resume", None) or getattr(args, "run_dir", None)
+    if folder and (Path(folder) / "status.json").is_file():
+        run = Run(Path(folder))
+        run.write_status(state="failed", error=str(err), ended=time.time())
+        run.log(f"could not start: {err}")
+
+
+def start_or_exit(args: argparse.Namespace, start: Callable[[], Any]) -> tuple[Any, int]:
+    """``start()`` (open or create the run, build the trainer) or exit code 2 with one line: a run another process
+    writes is left untouched; a run folder named on the command line records any other early error."""
+    try:
+        return start(), 0
+    except RunBusyError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return None, 2
+    except EARLY_ERRORS as err:
+        record_early_failure(args, err)
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
+        return None, 2
+
+
+def fit_from_cli(trainer: Any, what: str, stop: StopFlag | None = None) -> tuple[int, str]:
+    """``trainer.fit`` with SIGTERM / Ctrl-C as a clean stop; (exit code, final state); the run unlocked after."""
+    stop = stop or StopFlag().install()
+    try:
+        return 0, trainer.fit(stop)
+    except KeyboardInterrupt:
+        return 130, "stopped"
+    except Exception as err:  # recorded in status.json and log.txt by fit()
+        log = trainer.run.path / "log.txt" if trainer.run is not None else "the run's log.txt"
+        print(f"error: {what} failed: {type(err).__name__}: {err} (see {log})", file=sys.stderr)
+        return 1, "failed"
+    finally:
+        stop.restore()
+        if trainer.run is not None:
+            unlock_run(trainer.run)
