@@ -14,6 +14,8 @@ python bench/train.py --steps 40 model.encoder=resnet50 model.proj_hidden=2048 d
   data.image_size=224 train.batch_size=256 train.precision=bf16 train.channels_last=true train.ckpt_every=1000 \
   2>&1 | tee -a "$log"
 echo "target: bare >= 2500 views/s on an H100, trainer within 15% of it" | tee -a "$log"
+# The data path alone at the same size: does it feed 3,000 views/s, and which stage limits it?
+python bench/feed.py --steps 30 data.num_tiles=1200 data.image_size=224 train.batch_size=256 2>&1 | tee -a "$log"
 # A short version of the paper's DGLC comparison (configs/compare_dglc_gpu.yaml): ResNet-50 at 224 px, batch 256,
 # bf16; 2 pretraining seeds of SimCLR and SimCLR + FALSE, each scored by the frozen DeepLabV3+ protocol. On the
 # DeepGlobe scenes when DGLC_ROOT (default ../shared/data/deepglobe_landcover) holds them, else on the synthetic set.
