@@ -299,7 +299,7 @@ def _open_pil(path: Path) -> Image.Image:
             Image.MAX_IMAGE_PIXELS = old
 
 
-def _read_pil(path: Path, max_pixels: int) -> LoadedImage:
+def _read_pil(path: Path, max_pixels: int, orient: bool = True) -> LoadedImage:
     try:
         img = _open_pil(path)
     except UnidentifiedImageError:
@@ -322,7 +322,7 @@ def _read_pil(path: Path, max_pixels: int) -> LoadedImage:
                 if getattr(img, "n_frames", 1) > 1:
                     notes.append(f"{fmt} has {img.n_frames} frames: used the first")
                 orientation = img.getexif().get(0x0112, 1) if hasattr(img, "getexif") else 1
-                if orientation not in (None, 1):
+                if orient and orientation not in (None, 1):
                     img = ImageOps.exif_transpose(img)
                     notes.append(f"EXIF orientation {orientation} applied")
                     _check_size(img.size[0], img.size[1], max_pixels)
@@ -406,8 +406,10 @@ def plain_image_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
         return None
 
 
-def read_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
-    """Read one image file as 8-bit RGB by the rules in this module's docstring; ImageError says why not."""
+def read_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS, *, orient: bool = True) -> LoadedImage:
+    """Read one image file as 8-bit RGB by the rules in this module's docstring; ImageError says why not. Every
+    reader of images wraps this one (the data sets too). ``orient=False`` leaves an EXIF orientation unapplied:
+    label masks are drawn on the stored pixel grid."""
     path = Path(path)
     try:
         if not path.exists():
@@ -425,7 +427,7 @@ def read_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
         raise ImageError(f"cannot read the file ({err.strerror or _one_line(err)})") from None
     if head[:4] in _TIFF_MAGIC:
         return _read_tiff(path, max_pixels)
-    return _read_pil(path, max_pixels)
+    return _read_pil(path, max_pixels, orient)
 
 
 def write_mask_geotiff(path: str | os.PathLike[str], mask: np.ndarray, profile: dict[str, Any],

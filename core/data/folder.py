@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import shutil
 import time
@@ -22,19 +21,15 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from tqdm.auto import tqdm
 
+from ..imageio import ImageError, read_image
 from .paths import CachedTiles, DataError, data_root, leads_outside, publish_dir, temp_dir_for
-
-try:  # optional: multi-band / exotic TIFFs that PIL cannot decode
-    import tifffile
-except ImportError:  # pragma: no cover - depends on the environment
-    tifffile = None
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 MAX_PIXELS = 178_956_970  # PIL's decompression-bomb error limit; our own check, whatever PIL is set to
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: images decoded by core.imageio
 
 
 class _Unreadable(Exception):
@@ -52,88 +47,14 @@ def find_images(folder: Path) -> list[Path]:
     return sorted(found)
 
 
-def _stretch(a: np.ndarray) -> np.ndarray:
-    """Any-depth band to uint8 by its 2nd-98th percentile (what GIS viewers do for 16-bit imagery)."""
-    a = a.astype(np.float32, copy=False)
-    step = max(1, int(math.sqrt(a.size / 1e6)))  # percentiles from at most ~1M samples
-    sample = a[::step, ::step]
-    sample = sample[np.isfinite(sample)]
-    if sample.size == 0:
-        return np.zeros(a.shape, np.uint8)
-    lo, hi = np.percentile(sample, [2, 98])
-    if hi <= lo:
-        hi = lo + 1.0
-    out = np.nan_to_num((a - lo) * (255.0 / (hi - lo)), nan=0.0)
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
-
-
-def _grey3(a: np.ndarray) -> np.ndarray:
-    return np.repeat(a[..., None], 3, axis=2)
-
-
-def _pil_to_rgb(img: Image.Image) -> np.ndarray:
-    """Decoded PIL image to (H, W, 3) uint8: grey replicated, alpha dropped, 16-bit stretched, palette expanded."""
-    mode = img.mode
-    if mode.startswith("I") or mode == "F":  # 16/32-bit integer or float, single band
-        return _grey3(_stretch(np.asarray(img)))
-    if mode == "1":
-        return _grey3(np.asarray(img.convert("L")))
-    if mode in ("L", "LA", "La"):
-        return _grey3(np.asarray(img.getchannel(0)))
-    if mode in ("P", "PA"):
-        img = img.convert("RGBA")
-    return np.asarray(img.convert("RGB"))
-
-
-def _tiff_to_rgb(path: Path) -> np.ndarray:
-    """Fallback for TIFFs PIL cannot read (e.g. 4+ bands, 16-bit RGB): first three bands, each stretched."""
-    a = np.asarray(tifffile.imread(path))
-    while a.ndim > 3:
-        a = a[0]
-    if a.ndim == 3 and a.shape[0] <= 16 and a.shape[0] < a.shape[2]:  # bands first -> bands last
-        a = np.moveaxis(a, 0, -1)
-    if a.ndim == 2:
-        a = a[..., None]
-    if a.ndim != 3 or a.shape[0] < 1 or a.shape[1] < 1:
-        raise _Unreadable(f"unsupported TIFF layout {a.shape}")
-    bands = [a[..., k] for k in range(min(3, a.shape[2]))] if a.shape[2] >= 3 else [a[..., 0]] * 3
-    if a.dtype == np.uint8:
-        return np.ascontiguousarray(np.stack(bands, axis=2))
-    return np.stack([_stretch(b) for b in bands], axis=2)
-
-
 def load_rgb(path: Path) -> np.ndarray:
-    """Fully decode one image file to (H, W, 3) uint8; raises _Unreadable with a short reason."""
-    is_tiff = path.suffix.lower() in (".tif", ".tiff")
+    """Fully decode one image file to (H, W, 3) uint8 by the one rule of ``core.imageio``; _Unreadable says why."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we check the size ourselves
-            with Image.open(path) as img:
-                w, h = img.size
-                if w * h > MAX_PIXELS:
-                    raise _Unreadable(f"image too large ({w}x{h} pixels, limit {MAX_PIXELS}); "
-                                      "cut it into smaller files")
-                img.load()
-                return _pil_to_rgb(img)
-    except _Unreadable:
-        raise
-    except Image.DecompressionBombError as err:
-        raise _Unreadable(f"image too large (decompression bomb check: {err})") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, TypeError) as err:
-        if is_tiff and tifffile is not None:
-            try:
-                return _tiff_to_rgb(path)
-            except _Unreadable:
-                raise
-            except Exception as err2:  # noqa: BLE001 - any decoder failure is a skip, not a crash
-                raise _Unreadable(f"PIL: {err}; tifffile: {err2}") from None
-        hint = " (install tifffile to read multi-band TIFFs)" if is_tiff else ""
-        raise _Unreadable(f"{type(err).__name__}: {err}{hint}") from None
-    except MemoryError:
-        raise _Unreadable("out of memory while decoding") from None
+        return read_image(path, MAX_PIXELS, orient=False).rgb
+    except ImageError as err:
+        raise _Unreadable(str(err)) from None
 
 
-# ------------------------------------------------------------------------------------------------ tiling
 def _starts(length: int, tile: int, stride: int) -> list[int]:
     """Tile origins along one axis; the last tile is aligned to the edge so the whole length is covered."""
     starts = list(range(0, length - tile + 1, stride))

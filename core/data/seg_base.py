@@ -28,10 +28,10 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
-from .folder import _stretch  # one rule for >8-bit bands, shared with the pretraining folder
+from ..imageio import ImageError, read_image
 from .paths import REPO_ROOT, CachedTiles, DataError, data_root, leads_outside, publish_dir, temp_dir_for
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: images decoded by core.imageio
 IGNORE_INDEX = 255
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 MAX_PIXELS = 400_000_000  # a whole-scene orthophoto may be large; beyond this we ask the user to cut it
@@ -40,13 +40,9 @@ SPLITS = ("train", "val", "test")
 
 # ------------------------------------------------------------------------------------------------ reading
 def _bands_to_rgb(bands: list[np.ndarray]) -> np.ndarray:
-    """One to many bands to (H, W, 3) uint8: grey replicated, extra bands (alpha, NIR) dropped, >8 bit stretched."""
+    """8-bit mask bands to (H, W, 3) uint8: one band replicated, extra bands (alpha) dropped."""
     bands = bands[:3] if len(bands) >= 3 else [bands[0]] * 3
-    if all(b.dtype == np.uint8 for b in bands):
-        return np.ascontiguousarray(np.stack(bands, axis=2))
-    if all(b.dtype == bool for b in bands):
-        return np.stack(bands, axis=2).astype(np.uint8) * 255
-    return np.stack([_stretch(b) for b in bands], axis=2)
+    return np.ascontiguousarray(np.stack(bands, axis=2))
 
 
 def _open_pil(path: Path) -> Image.Image:
@@ -92,30 +88,12 @@ def image_size(path: Path) -> tuple[int, int]:
 
 
 def read_rgb(path: Path) -> np.ndarray:
-    """Decode an image to (H, W, 3) uint8: PNG/JPEG/TIFF via PIL, GeoTIFFs PIL cannot read via rasterio;
-    16-bit (and float) bands stretched to 8 bit by their 2-98 percentiles, grey replicated, alpha dropped."""
+    """An image as (H, W, 3) uint8 by the one decoding rule of ``core.imageio`` (16-bit and float bands stretched by
+    their 2-98 percentiles, grey replicated, alpha dropped); no EXIF rotation, as the masks are not rotated."""
     try:
-        with _open_pil(path) as img:
-            img.load()
-            mode = img.mode
-            if mode.startswith("I") or mode == "F":
-                return _bands_to_rgb([np.asarray(img)])
-            if mode == "1":
-                return _bands_to_rgb([np.asarray(img.convert("L"))])
-            if mode in ("L", "LA", "La"):
-                return _bands_to_rgb([np.asarray(img.getchannel(0))])
-            if mode in ("P", "PA"):
-                img = img.convert("RGBA")
-            return np.ascontiguousarray(np.asarray(img.convert("RGB")))
-    except DataError:
-        raise
-    except _PIL_ERRORS as err:
-        try:
-            return _bands_to_rgb(_rasterio_bands(path))
-        except DataError:
-            raise
-        except Exception as err2:  # noqa: BLE001
-            raise DataError(f"cannot read image {path}: PIL: {err}; rasterio: {err2}") from None
+        return read_image(path, MAX_PIXELS, orient=False).rgb
+    except ImageError as err:
+        raise DataError(f"cannot read image {path}: {err}") from None
 
 
 def read_mask_rgb(path: Path) -> np.ndarray:
