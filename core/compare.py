@@ -37,6 +37,7 @@ from .portable import portable
 from .runs import (NotARunError, Run, RunBusyError, atomic_write_bytes, atomic_write_json, create_run, lock_run, open_run,
                    read_jsonl, runs_root, unlock_run)
 from .stats import mean_sd, paired_difference
+from .data.labeled import SegSplits
 
 METHODS: dict[str, list[str]] = {
     "random": [],
@@ -311,7 +312,7 @@ def summarise(rows: list[dict[str, Any]], methods: list[str], calibrated: dict[s
     return summary, diffs
 
 
-def split_facts(splits: Any, data: Any) -> dict[str, Any]:
+def split_facts(splits: SegSplits, data: Any) -> dict[str, Any]:
     """Scenes and tiles of every split (and of the labeled training subset), for the table's header."""
     facts = {k: {"scenes": len(splits.scenes.get(k, [])), "tiles": len(getattr(splits, k)),
                  "scene_names": list(splits.scenes.get(k, []))} for k in ("train", "val", "test")}

@@ -45,6 +45,7 @@ from .data.augment import normalise
 from .data.paths import publish_dir, temp_dir_for
 from .device import pick_device, pick_precision
 from .runs import NotARunError, Run, open_run
+from .data.protocols import TileSet
 
 CACHE_VERSION = 1
 SUBSET_SEED = 0  # which tiles a "first n of N" request embeds: a seeded sample, the same every time
@@ -223,7 +224,7 @@ def _prepare(images: torch.Tensor, input_size: int, device: torch.device) -> tor
     return normalise(x)
 
 
-def encoder_features(encoder: nn.Module, dataset: Any, indices: Sequence[int] | np.ndarray, input_size: int = 64,
+def encoder_features(encoder: nn.Module, dataset: TileSet, indices: Sequence[int] | np.ndarray, input_size: int = 64,
                      batch_size: int = 128, precision: str = "auto", device: torch.device | None = None,
                      progress: Progress | None = None) -> np.ndarray:
     """Global-average-pooled features (n, D) float32 of the given tiles, in batches, without autograd."""

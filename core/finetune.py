@@ -38,6 +38,7 @@ from .lifecycle import (RunLife, StopFlag, check_finite, fit_from_cli, parse_run
 from .runs import NotARunError, Run, atomic_write_json, create_run, lock_run
 from .scene_eval import SceneEval, evaluate_scenes, whole_scenes_possible
 from .segmodel import SegModel, build_seg_model, make_card
+from .data.protocols import LabeledTiles
 
 AUX_WEIGHT = 0.4
 
@@ -67,7 +68,7 @@ def _pad_to(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, int]:
 
 
 @torch.inference_mode()
-def evaluate(model: SegModel, split, num_classes: int, ignore_index: int, device: torch.device,
+def evaluate(model: SegModel, split: LabeledTiles, num_classes: int, ignore_index: int, device: torch.device,
              batch_size: int = 8, autocast: tuple[bool, torch.dtype] = (False, torch.float32)) -> SegScores:
     """Scores of the model on every tile of a split, from one confusion matrix."""
     model.eval()
@@ -83,7 +84,7 @@ def evaluate(model: SegModel, split, num_classes: int, ignore_index: int, device
     return scores_from_confusion(cm)
 
 
-def class_weights(train: Any, how: str) -> torch.Tensor | None:
+def class_weights(train: LabeledTiles, how: str) -> torch.Tensor | None:
     """Loss weights per class from the training tiles' pixel counts. Why 1/sqrt and not 1/share: inverse shares
     of a 1 % class (roads) are 50x and make training unstable; the square root still lifts rare classes a lot.
     Normalised to mean 1 over the classes present; a class absent from training keeps weight 1."""

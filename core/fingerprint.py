@@ -27,6 +27,8 @@ from .data import DataError
 from .domain import MAX_TILES, fingerprint
 from .portable import portable
 from .runs import REPO_ROOT, atomic_write_bytes, atomic_write_json
+from .data.labeled import SegSplits
+from .data.protocols import TileSet
 
 # What is known of the imagery of the built-in data sets (a folder set states its own in its class table).
 KNOWN_DOMAINS: dict[str, dict[str, Any]] = {
@@ -55,7 +57,7 @@ def dataset_domain(data: Any, dataset: Any) -> dict[str, Any]:
             "source": info.get("source")}
 
 
-def training_tiles(train: Any, limit: int = MAX_TILES, seed: int = 0) -> list[np.ndarray]:
+def training_tiles(train: TileSet, limit: int = MAX_TILES, seed: int = 0) -> list[np.ndarray]:
     """Up to ``limit`` training tiles (seeded, spread over the set) as (H, W, 3) uint8 arrays."""
     n = len(train)
     idx = np.arange(n) if n <= limit else np.sort(np.random.default_rng(seed).choice(n, limit, replace=False))
@@ -66,7 +68,7 @@ def training_tiles(train: Any, limit: int = MAX_TILES, seed: int = 0) -> list[np
     return out
 
 
-def domain_section(data: Any, splits: Any, model: torch.nn.Module, classes: list[dict[str, Any]],
+def domain_section(data: Any, splits: SegSplits, model: torch.nn.Module, classes: list[dict[str, Any]],
                    device: torch.device | str = "cpu") -> dict[str, Any]:
     """The card's ``domain`` for a model trained on ``splits.train`` (all its training tiles, before
     ``label_fraction``, as the encoder saw them)."""

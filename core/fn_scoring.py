@@ -20,6 +20,7 @@ import torch
 
 from .config import ConfigError, PretrainConfig, upgrade_run_config, validate_config
 from .runs import Run, read_jsonl
+from .data.protocols import TileSet
 
 PAIR_COLUMNS = ("step", "anchor_index", "anchor_view", "candidate_index", "candidate_view", "distance", "cos",
                 "cos_pos", "calibrated", "mirrored")
@@ -131,7 +132,7 @@ def _dataset_key(dataset: Any) -> tuple:
 NO_CLASS = -1  # the dominant class of a tile without a single labeled pixel: it has none, and is never scored
 
 
-def dominant_classes(dataset: Any) -> np.ndarray | None:
+def dominant_classes(dataset: TileSet) -> np.ndarray | None:
     """The dominant class of every tile (ties: the lower class), :data:`NO_CLASS` for a tile whose pixels are all
     ignored, or None for a data set without labels.
 
@@ -274,7 +275,7 @@ def precision_over_training(pairs: pd.DataFrame, dominant: np.ndarray | None, bi
 
 
 # ------------------------------------------------------------------------------------------------ images
-def pair_tiles(dataset: Any, pairs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def pair_tiles(dataset: TileSet, pairs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Anchor and candidate tiles of the given pairs as uint8 (K, H, W, 3) arrays, in two batched fetches.
 
     The anchor's positive is another augmented view of the anchor tile itself, so the tile stands for both.

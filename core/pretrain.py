@@ -39,6 +39,7 @@ from .optim import build_optimizer, warmup_cosine
 from .lifecycle import (RunLife, StopFlag, check_finite, fit_from_cli, parse_run_args, prepared_run, run_arguments,
                         start_or_exit)
 from .runs import Run, atomic_write_bytes, atomic_write_json, create_run, lock_run
+from .data.protocols import TileSet
 
 import yaml
 
@@ -73,7 +74,7 @@ def fns_records(step: int, info: ContrastiveInfo, row_ids: torch.Tensor, rows_pe
     return out
 
 
-def data_record(cfg: PretrainConfig, dataset: Any) -> dict[str, Any]:
+def data_record(cfg: PretrainConfig, dataset: TileSet) -> dict[str, Any]:
     """What the run trained on, for whoever rebuilds its batches later (``data.json`` of the run folder)."""
     scenes = getattr(dataset, "split_scenes", None)
     used = getattr(dataset, "pretrain_splits", None)

@@ -20,6 +20,7 @@ from torch import nn
 
 from .infer import predict
 from .metrics import SegScores, confusion_matrix, scores_from_confusion
+from .data.protocols import SceneTiles, TileSet
 
 DEFAULT_TILE = 512  # as core.segment
 DEFAULT_OVERLAP = 0.25
@@ -43,15 +44,15 @@ class SceneEval:
                 "window": self.tile, "overlap": self.overlap}
 
 
-def whole_scenes_possible(split: Any, others: list[Any]) -> bool:
+def whole_scenes_possible(split: TileSet, others: list[TileSet]) -> bool:
     """Whether no scene of ``split`` has tiles in the other splits (so its scenes can be scored whole)."""
-    if not hasattr(split, "scene_ids") or not hasattr(split, "scene_arrays"):
+    if not isinstance(split, SceneTiles) or not all(isinstance(o, SceneTiles) for o in others if len(o)):
         return False
     mine = set(np.unique(split.scene_ids).tolist())
     return all(not (mine & set(np.unique(o.scene_ids).tolist())) for o in others if len(o))
 
 
-def evaluate_scenes(model: nn.Module, split: Any, num_classes: int, ignore_index: int, *,
+def evaluate_scenes(model: nn.Module, split: SceneTiles, num_classes: int, ignore_index: int, *,
                     device: torch.device | str | None = None, tile: int = DEFAULT_TILE,
                     overlap: float = DEFAULT_OVERLAP, batch_size: int = 4, card: dict[str, Any] | None = None,
                     progress: Callable[[int, int], None] | None = None) -> SceneEval:

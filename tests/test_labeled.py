@@ -17,6 +17,7 @@ from core.data.augment import IMAGENET_MEAN, IMAGENET_STD
 from core.data.labeled import (DeepGlobe, FolderSeg, LoveDA, Potsdam, SegTiles, SyntheticSeg, Vaihingen,
                                build_seg_splits, label_subset, load_class_table)
 from core.data.paths import DataError
+from core.data.protocols import LabeledTiles, SceneTiles, TileSet
 from core.data.seg_augment import SegAugment, eval_transform
 
 H, W, T = 90, 100, 32
@@ -160,6 +161,9 @@ def test_potsdam_standard_split_by_scene(potsdam):
             seen.setdefault(view.tile_info(i)["scene"], set()).add(part)
     assert all(len(v) == 1 for v in seen.values()) and len(seen) == 5  # no scene in two splits
     assert s.train.classes == s.dataset.classes and s.name == "potsdam" and s.ignore_index == 255
+    # the interface the engine types its parameters with (core.data.protocols)
+    assert all(isinstance(x, SceneTiles) for x in (s.dataset, s.train, s.val, s.test))
+    assert not isinstance(object(), TileSet) and not isinstance(np.zeros(3), LabeledTiles)
     again = build_seg_splits(cfg, progress=False)
     assert again.scenes == s.scenes and np.array_equal(again.train.indices, s.train.indices)
 

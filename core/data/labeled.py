@@ -40,6 +40,7 @@ from .seg_base import IGNORE_INDEX, SegSubset, SegTiles, class_table
 from .seg_formats import (DEEPGLOBE_CLASSES, ISPRS_CLASSES, LOVEDA_CLASSES, POTSDAM_TEST_IDS, VAIHINGEN_TEST_AREAS,
                           ClassTable, DeepGlobe, FolderSeg, LoveDA, Potsdam, Vaihingen, load_class_table)
 from .synthetic import CLASSES, SyntheticAerial
+from .protocols import SceneTiles
 
 __all__ = ["DEEPGLOBE_CLASSES", "ISPRS_CLASSES", "LOVEDA_CLASSES", "POTSDAM_TEST_IDS", "VAIHINGEN_TEST_AREAS",
            "ClassTable", "DeepGlobe", "FolderSeg", "LoveDA", "Potsdam", "SegSplits", "SegSubset", "SegTiles",
@@ -157,7 +158,7 @@ class SegSplits:
     classes: list[dict]
     ignore_index: int
     name: str
-    dataset: Any = None
+    dataset: SceneTiles | None = None
     scenes: dict[str, list[str]] = field(default_factory=dict)
     train_all: SegSubset | None = None  # every training tile, before label_fraction
 

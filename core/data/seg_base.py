@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from ..imageio import ImageError, read_image
 from .paths import REPO_ROOT, CachedTiles, DataError, data_root, leads_outside, publish_dir, temp_dir_for
+from .protocols import SceneTiles
 
 CACHE_VERSION = 2  # 2: images decoded by core.imageio
 IGNORE_INDEX = 255
@@ -535,7 +536,7 @@ class SegSubset(torch.utils.data.Dataset):
 
     has_labels = True
 
-    def __init__(self, base: Any, indices: Sequence[int] | np.ndarray, name: str = ""):
+    def __init__(self, base: SceneTiles, indices: Sequence[int] | np.ndarray, name: str = ""):
         self.base = base
         self.indices = np.asarray(indices, dtype=np.int64).reshape(-1)
         self.name = name or getattr(base, "name", "")
