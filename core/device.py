@@ -53,3 +53,8 @@ def describe_device(device: torch.device) -> str:
         props = torch.cuda.get_device_properties(device)
         return f"{props.name} ({props.total_memory / 2**30:.0f} GiB)"
     return str(device)
+
+
+def gpu_count() -> int:
+    """CUDA GPUs this process can see: how many ranks the Pretrain page offers to start (one per GPU)."""
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0

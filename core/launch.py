@@ -4,6 +4,11 @@ The launcher makes the run folder itself (so the caller knows it at once and two
 starts ``python -m core.<pretrain|finetune|compare> --run-dir FOLDER`` in its own session: closing the page,
 reloading it or restarting the app does not touch the run, and the app finds it again through ``status.json``.
 Stop sends SIGTERM, which the trainers turn into a clean stop at the next step with a checkpoint.
+
+Pretraining on several processes (``processes=N``, e.g. one per GPU) starts ``torchrun --standalone
+--nproc-per-node N -m core.pretrain ...`` (``torch.distributed.run``) on this machine; the first rank writes the run
+folder, and a Stop (to the first rank) stops every rank at the same step. Several machines: see the README
+("Several GPUs or machines").
 """
 from __future__ import annotations
 
@@ -24,9 +29,10 @@ MODULES = {"pretrain": "core.pretrain", "finetune": "core.finetune", "compare": 
 CONSOLE = "console.txt"
 
 
-def _spawn(run: Run, args: list[str], kind: str) -> None:
+def _spawn(run: Run, args: list[str], kind: str, processes: int = 1) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", MODULES[kind], *args]
+    runner = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"] if processes > 1 else []
+    cmd = [sys.executable, *runner, "-m", MODULES[kind], *args]
     run.log("launched: " + " ".join(cmd[1:]))
     with open(run.path / CONSOLE, "ab") as out:
         proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out,
@@ -34,14 +40,18 @@ def _spawn(run: Run, args: list[str], kind: str) -> None:
     run.write_status(pid=proc.pid, host=socket.gethostname())
 
 
-def launch(kind: str, cfg: BaseModel, root: Path | None = None, name: str | None = None) -> Run:
-    """A new run of ``kind`` with this (already validated) config, started in the background."""
+def launch(kind: str, cfg: BaseModel, root: Path | None = None, name: str | None = None,
+           processes: int = 1) -> Run:
+    """A new run of ``kind`` with this (already validated) config, started in the background; pretraining may run
+    on ``processes`` ranks (torchrun, one per GPU when there are GPUs)."""
     if kind not in MODULES:
         raise ValueError(f"unknown run kind {kind!r}; choose one of {', '.join(MODULES)}")
+    if processes < 1 or (processes > 1 and kind != "pretrain"):
+        raise ValueError(f"processes: {processes} for a {kind} run; only pretraining runs on several processes")
     name = name or getattr(cfg, "name", None) or kind
-    run = create_run(name, config_to_yaml(cfg), root, state="starting", kind=kind)
+    run = create_run(name, config_to_yaml(cfg), root, state="starting", kind=kind, processes=processes)
     _spawn(run, ["--run-dir", str(run.path), "--no-progress"] if kind != "compare" else ["--run-dir", str(run.path)],
-           kind)
+           kind, processes)
     return run
 
 
@@ -55,7 +65,7 @@ def resume(run: Run) -> Run:
                            f"run {run.id} is being trained by another process (e.g. a command line)")
     run.write_status(state="starting", error=None, ended=None)
     _spawn(run, ["--resume", str(run.path)] if kind == "compare" else ["--resume", str(run.path), "--no-progress"],
-           kind)
+           kind, int(run.status().get("processes") or 1))
     return run
 
 

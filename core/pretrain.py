@@ -269,7 +269,7 @@ class Trainer:
             self._log_start(life)
             self.model.train()
             t_last, steps_since = time.perf_counter(), 0
-            while self.step < self.total_steps and not life.stopping():
+            while self.step < self.total_steps and not self._stop_agreed(life):
                 # one step: two views, the method's loss (FALSE inside), backward, optimizer, after-step work
                 loss, info, records = self.train_step(self.step)
                 check_finite(loss, self.step + 1, "try a lower train.lr or a higher loss.temperature")
@@ -299,6 +299,18 @@ class Trainer:
                 self.save()
                 life.log(f"stopped at step {self.step}; last checkpoint kept")
         return life.state
+
+    def _stop_agreed(self, life: RunLife) -> bool:
+        """A stop seen by any rank (the app signals the first) stops every rank before the same step, so none is
+        left waiting in a collective."""
+        flag = life.stopping()
+        if self.env.active:
+            seen = torch.tensor([int(flag)], device=self.device)
+            dist.all_reduce(seen)
+            flag = bool(seen.item())
+        if flag:
+            life.state = "stopped"
+        return flag
 
     def _log_start(self, life: RunLife) -> None:
         cfg = self.cfg

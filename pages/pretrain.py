@@ -6,6 +6,7 @@ import streamlit as st
 
 from core import launch
 from core.catalog import config_presets, encoder_models
+from core.device import gpu_count
 from core.config import (ENCODERS, PRETRAIN_DATASETS, ConfigError, PretrainConfig, choices, load_config,
                          validate_config)
 from core.safepaths import PathRefused, resolve_under
@@ -120,13 +121,17 @@ with st.expander("Settings", expanded=not runs), st.form("pretrain-form"):
     warmup = c3.number_input("Warm-up steps", 0, 1_000_000, int(base.train.warmup_steps), key=k("warmup"))
     ckpt_every = c4.number_input("Checkpoint every", 1, 1_000_000, int(base.train.ckpt_every), key=k("ckpt"))
     seed = c5.number_input("Seed", 0, 2**31 - 1, int(base.seed), key=k("seed"))
-    c1, c2, c3 = st.columns(3)
+    c1, c2, c3, c4 = st.columns(4)
     device = c1.selectbox("Device", ["auto", "cpu", "cuda"], index=index_of(["auto", "cpu", "cuda"],
                           base.train.device), key=k("device"))
     precisions = choices(PretrainConfig, "train.precision")
     precision = c2.selectbox("Precision", precisions, index=index_of(precisions, base.train.precision),
                              key=k("prec"))
     log_every = c3.number_input("Log every (steps)", 1, 100_000, int(base.train.log_every), key=k("log"))
+    gpus = gpu_count()
+    processes = c4.number_input("GPUs (one process each)", 1, max(gpus, 1), max(gpus, 1), key=k("gpus"),
+                                disabled=gpus < 2, help="Data-parallel pretraining with torchrun: the batch is split "
+                                "over the GPUs. Several machines: see the README.")
     st.subheader("Advanced")
     c1, c2, c3, c4, c5 = st.columns(5)
     symmetric = c1.checkbox("Symmetric FNCC", value=base.loss.symmetric, key=k("symmetric"),
@@ -183,7 +188,8 @@ def form_config() -> PretrainConfig:
 if submitted:
     try:
         cfg = form_config()
-        run = launch.launch("pretrain", cfg, name=cfg.name or f"{cfg.method}-{cfg.loss.name}")
+        run = launch.launch("pretrain", cfg, name=cfg.name or f"{cfg.method}-{cfg.loss.name}",
+                            processes=int(processes) if device != "cpu" else 1)
     except (ConfigError, PathRefused) as err:
         show_error(err, "Not launched")
     except OSError as err:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from core import launch
-from core.config import load_config
+from core.config import FinetuneConfig, load_config
 from core.runs import RunBusyError, delete_run, list_runs
 from core.safepaths import PathRefused, resolve_under
 
@@ -151,3 +151,26 @@ def test_a_stop_right_as_a_comparison_starts_is_a_stop(empty_store: Path) -> Non
     assert launch.stop(run)
     _wait(run, lambda: not run.is_live())
     assert run.state() == "stopped", launch.console_tail(run)[-2000:]
+
+
+def test_pretraining_on_two_processes_through_the_launcher_stops_and_resumes_together(empty_store: Path) -> None:
+    """torchrun with 2 CPU ranks over gloo, as the Pretrain page starts it on 2 GPUs: one run folder, a Stop to the
+    first rank stops both at the same step with a checkpoint, and Resume continues on 2 ranks to the end."""
+    with pytest.raises(ValueError, match="only pretraining"):
+        launch.launch("finetune", load_config(ROOT / "configs/finetune_demo_cpu.yaml", [], FinetuneConfig), processes=2)
+    cfg = load_config(ROOT / "configs/demo_cpu.yaml", [*TINY, "train.max_steps=300", "train.ckpt_every=1000"])
+    run = launch.launch("pretrain", cfg, name="two-ranks", processes=2)
+    _wait(run, lambda: len(run.metrics()) >= 2)
+    assert run.status()["world_size"] == 2 and run.status()["processes"] == 2
+    assert launch.stop(run)
+    _wait(run, lambda: not run.is_live() and run.state() != "running")
+    assert run.state() == "stopped" and run.last_checkpoint() is not None, launch.console_tail(run)[-2000:]
+    stopped_at = run.status()["step"]
+    assert 0 < stopped_at < 300
+    cfg_short = run.path / "config.yaml"
+    cfg_short.write_text(cfg_short.read_text().replace("max_steps: 300", f"max_steps: {stopped_at + 2}"))
+    launch.resume(run)
+    _wait(run, lambda: run.state() == "completed")
+    assert run.status()["step"] == stopped_at + 2 and run.status()["world_size"] == 2
+    steps = [m["step"] for m in run.metrics()]
+    assert steps == sorted(set(steps)) and steps[-1] == stopped_at + 2  # one writer: no duplicated records
