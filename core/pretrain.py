@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,6 +30,7 @@ from .resume import open_for_resume
 from .config import (ConfigError, PretrainConfig, apply_overrides, config_to_yaml, load_config, upgrade_run_config,
                      validate_config)
 from .data import DataError, TwoViewAugment, build_dataset
+from .distributed import DistEnv, init_distributed
 from .device import Precision, pick_device, pick_precision
 from .losses import ContrastiveInfo
 from .methods import method_step
@@ -81,34 +81,6 @@ def data_record(cfg: PretrainConfig, dataset: TileSet) -> dict[str, Any]:
     return {"name": cfg.data.name, "tiles": len(dataset), "labeled": bool(getattr(dataset, "has_labels", False)),
             "pretrain_splits": used, "split_scenes": scenes,
             "pretrain_scenes": sorted(s for k in (used or []) for s in (scenes or {}).get(k, []))}
-
-
-@dataclass
-class DistEnv:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def active(self) -> bool:
-        return self.world > 1
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed() -> DistEnv:
-    """Join the process group when launched by torchrun; one process otherwise."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistEnv()
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    if torch.cuda.is_available():
-        torch.cuda.set_device(local)
-    dist.init_process_group(backend=backend)
-    return DistEnv(rank=dist.get_rank(), world=dist.get_world_size(), local_rank=local)
 
 
 # ----------------------------------------------------------------------------------------------------------------

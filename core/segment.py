@@ -18,33 +18,26 @@ exit code is 2 if any image failed or the checkpoint cannot be used, 0 otherwise
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import json
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm.auto import tqdm
 
 from .checkpoint import CheckpointError
 from .device import pick_device
 from .domain import DomainScore, score_image
 from .budget import DEFAULT_MAX_MEGAPIXELS, MAX_MEGAPIXELS_ENV, max_pixels
-from .imageio import ImageError, LoadedImage, read_image, write_mask_geotiff
-from .infer import NODATA, check_tile, class_areas, colorize, overlap_pixels, overlay, palette, predict
+from .imageio import ImageError, LoadedImage, read_image
+from .infer import NODATA, check_tile, class_areas, overlap_pixels, predict
 from .model_choice import Choice, ModelCache, choose_model, given_model, score_for_model
 from .nodata import nodata_mask
 from .resample import model_pixel_size, pixel_size_reason, resample_factor, resample_mask, resample_rgb
 from .segmodel import load_seg_model
-
-REPORT_VERSION = 1
+from .segmentation_result import Segmentation, write_outputs
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CHECKPOINTS = ("checkpoints/dubai_seg.safetensors", "checkpoints/synthetic_seg.safetensors")
@@ -57,84 +50,6 @@ def default_checkpoint(root: Path = ROOT) -> Path:
             return root / rel
     raise CheckpointError("no checkpoint given and none of the default ones exists ("
                           + ", ".join(str(root / r) for r in DEFAULT_CHECKPOINTS) + "); pass --checkpoint PATH")
-
-
-def _write_areas(f: Any, areas: list[dict[str, Any]]) -> None:
-    w = csv.writer(f)
-    w.writerow(["class", "pixels", "percent", "square_metres"])
-    for row in areas:
-        sq = row["square_metres"]
-        w.writerow([row["name"], row["pixels"], f"{row['percent']:.4f}", "" if sq is None else f"{sq:.4f}"])
-
-
-def write_areas_csv(path: Path, areas: list[dict[str, Any]]) -> None:
-    with open(path, "w", newline="") as f:
-        _write_areas(f, areas)
-
-
-@dataclass
-class Segmentation:
-    """One image's prediction and everything the interfaces show, offer for download and write in the report."""
-
-    rgb: np.ndarray
-    mask: np.ndarray  # class indices; NODATA where the image holds no data
-    classes: list[dict[str, Any]]
-    areas: list[dict[str, Any]]
-    profile: dict[str, Any] | None = None
-    notes: list[str] = field(default_factory=list)
-    domain: DomainScore | None = None
-    pixel_size_m: float | None = None  # the image's, when known
-    pixel_size_used_m: float | None = None  # what the model saw (differs when resampled)
-    resampled: float | None = None  # scale applied for inference, None when not resampled
-    nodata_share: float = 0.0
-    model: dict[str, Any] = field(default_factory=dict)  # name, path, how chosen and why
-
-    @property
-    def warning(self) -> str | None:
-        return self.domain.warning() if self.domain is not None else None
-
-    def overlay(self, opacity: float = 0.5) -> np.ndarray:
-        return overlay(self.rgb, self.mask, self.classes, opacity)
-
-    def color(self) -> np.ndarray:
-        return colorize(self.mask, self.classes)
-
-    def mask_png(self) -> bytes:
-        return palette_png(self.mask, self.classes)
-
-    def areas_csv(self) -> str:
-        buf = io.StringIO()
-        _write_areas(buf, self.areas)
-        return buf.getvalue()
-
-    def geotiff(self) -> bytes | None:
-        """The mask as a GeoTIFF with the input's CRS and transform; None when the input had no georeference."""
-        if self.profile is None:
-            return None
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "mask.tif"
-            write_mask_geotiff(path, self.mask, self.profile, self.classes)
-            return path.read_bytes()
-
-    def report(self, image: str = "") -> dict[str, Any]:
-        """What ``<stem>_report.json`` holds (the contract is in this module's docstring)."""
-        return {"version": REPORT_VERSION, "image": image, "width": int(self.mask.shape[1]),
-                "height": int(self.mask.shape[0]), "model": self.model,
-                "domain": self.domain.as_dict() if self.domain is not None else None,
-                "classes": [c["name"] for c in self.classes], "areas": self.areas,
-                "pixel_size_m": self.pixel_size_m, "pixel_size_used_m": self.pixel_size_used_m,
-                "resampled": self.resampled, "nodata_share": round(float(self.nodata_share), 6),
-                "warning": self.warning, "notes": list(self.notes)}
-
-
-def palette_png(mask: np.ndarray, classes: list[dict[str, Any]]) -> bytes:
-    """The mask as a palette PNG: pixel values are class indices, shown in the class colours; no data (255) is
-    transparent. Why: a plain 8-bit mask of indices 0-5 opens as an all-black image."""
-    img = Image.fromarray(np.asarray(mask, np.uint8), mode="L").convert("P")
-    img.putpalette(palette(classes).reshape(-1).tolist())
-    buf = io.BytesIO()
-    img.save(buf, format="PNG", transparency=NODATA if len(classes) < 256 else None)
-    return buf.getvalue()
 
 
 def segment_loaded(loaded: LoadedImage, model: torch.nn.Module, card: dict[str, Any], *, tile: int = 512,
@@ -215,23 +130,6 @@ def segment_choosing(loaded: LoadedImage, entries: list[Any], cache: Any, *, giv
         model, card = _load_entry(cache, choice.entry, dev)
     return segment_loaded(loaded, model, card, device=device, resample=resample, borders=borders,
                           domain=choice.domain, model_info=choice.as_dict(), nodata=nodata, **predict_options)
-
-
-def write_outputs(seg: Segmentation, out_dir: Path, stem: str, image: str = "") -> dict[str, Path]:
-    """Write one result as ``out_dir/<stem>_*`` (mask, colour, overlay, areas, report, GeoTIFF); return them."""
-    out_dir = Path(out_dir)
-    outputs = {"mask": out_dir / f"{stem}_mask.png", "color": out_dir / f"{stem}_color.png",
-               "overlay": out_dir / f"{stem}_overlay.png", "areas": out_dir / f"{stem}_areas.csv",
-               "report": out_dir / f"{stem}_report.json"}
-    outputs["mask"].write_bytes(seg.mask_png())
-    Image.fromarray(seg.color()).save(outputs["color"])
-    Image.fromarray(seg.overlay(0.5)).save(outputs["overlay"])
-    write_areas_csv(outputs["areas"], seg.areas)
-    if seg.profile is not None:
-        outputs["geotiff"] = out_dir / f"{stem}_mask.tif"
-        write_mask_geotiff(outputs["geotiff"], seg.mask, seg.profile, seg.classes)
-    outputs["report"].write_text(json.dumps(seg.report(image), indent=1))
-    return outputs
 
 
 def segment_image(loaded: LoadedImage, model: torch.nn.Module, card: dict[str, Any], out_dir: Path, stem: str, *,

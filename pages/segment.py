@@ -28,7 +28,8 @@ from core.checkpoint import CheckpointError
 from core.device import pick_device
 from core.data.paths import scratch_dir
 from core.imageio import ImageError, LoadedImage, read_image
-from core.segment import Segmentation, segment_choosing
+from core.segment import segment_choosing
+from core.segmentation_result import Segmentation
 from workbench.common import seg_model, show_error
 from workbench.segment_view import areas_frame, class_rgb, legend_html, one_line, screen_copy
 

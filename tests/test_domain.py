@@ -22,7 +22,8 @@ from core.infer import NODATA, class_areas, palette
 from core.model_choice import ModelCache, choose_model
 from core.nodata import nodata_mask
 from core.resample import resample_factor, resample_mask, resample_rgb
-from core.segment import main, palette_png
+from core.segment import main
+from core.segmentation_result import palette_png
 from core.segmodel import build_seg_model, make_card, save_seg_checkpoint
 from test_infer import write_tiff  # noqa: E402 - the tests' GeoTIFF writer
 

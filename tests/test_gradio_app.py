@@ -169,7 +169,7 @@ def test_unusable_checkpoint_is_one_line_and_exit_code_2(tmp_path: Path, capsys:
 
 
 def test_screen_copy_and_legend() -> None:
-    from core.segment import Segmentation
+    from core.segmentation_result import Segmentation
     from workbench.gradio_app import DISPLAY_SIDE
     from workbench.segment_view import legend_html, screen_copy
 

@@ -19,7 +19,8 @@ from torch import nn
 
 from core.checkpoint import CheckpointError, save_checkpoint
 from core.data.augment import IMAGENET_MEAN, IMAGENET_STD
-from core.imageio import ImageError, read_image, write_mask_geotiff
+from core.imageio import ImageError, read_image
+from core.tiffio import write_mask_geotiff
 from core.infer import (axis_positions, class_areas, colorize, count_windows, overlay, predict,
                         predict_logits, ramp)
 from core.segment import default_checkpoint, main

@@ -58,7 +58,8 @@ from core.imageio import ImageError, plain_image_size, read_image  # noqa: E402
 from core.infer import check_tile, count_windows, overlap_pixels  # noqa: E402
 from core.catalog import ModelEntry, segmentation_models  # noqa: E402
 from core.model_choice import ModelCache, given_model  # noqa: E402
-from core.segment import Segmentation, segment_choosing  # noqa: E402
+from core.segment import segment_choosing  # noqa: E402
+from core.segmentation_result import Segmentation  # noqa: E402
 from core.segmodel import load_seg_model  # noqa: E402
 from workbench.segment_view import areas_frame, legend_html, one_line, screen_copy  # noqa: E402
 

@@ -1,0 +1,119 @@
+"""One segmented image as the interfaces use it: the ``Segmentation`` result, its report (the JSON contract) and the
+files it is written to (palette mask PNG, colour and overlay PNGs, areas CSV, GeoTIFF with the class table).
+
+Why apart from ``core.segment``: the CLI, the Segment page and the Gradio demo all hold, show and write these;
+producing one (model choice, windows, no-data, resampling) is ``core.segment``'s job.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from .domain import DomainScore
+from .infer import NODATA, colorize, overlay, palette
+from .tiffio import write_mask_geotiff
+
+REPORT_VERSION = 1
+
+
+def _write_areas(f: Any, areas: list[dict[str, Any]]) -> None:
+    w = csv.writer(f)
+    w.writerow(["class", "pixels", "percent", "square_metres"])
+    for row in areas:
+        sq = row["square_metres"]
+        w.writerow([row["name"], row["pixels"], f"{row['percent']:.4f}", "" if sq is None else f"{sq:.4f}"])
+
+
+def write_areas_csv(path: Path, areas: list[dict[str, Any]]) -> None:
+    with open(path, "w", newline="") as f:
+        _write_areas(f, areas)
+
+
+@dataclass
+class Segmentation:
+    """One image's prediction and everything the interfaces show, offer for download and write in the report."""
+
+    rgb: np.ndarray
+    mask: np.ndarray  # class indices; NODATA where the image holds no data
+    classes: list[dict[str, Any]]
+    areas: list[dict[str, Any]]
+    profile: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+    domain: DomainScore | None = None
+    pixel_size_m: float | None = None  # the image's, when known
+    pixel_size_used_m: float | None = None  # what the model saw (differs when resampled)
+    resampled: float | None = None  # scale applied for inference, None when not resampled
+    nodata_share: float = 0.0
+    model: dict[str, Any] = field(default_factory=dict)  # name, path, how chosen and why
+
+    @property
+    def warning(self) -> str | None:
+        return self.domain.warning() if self.domain is not None else None
+
+    def overlay(self, opacity: float = 0.5) -> np.ndarray:
+        return overlay(self.rgb, self.mask, self.classes, opacity)
+
+    def color(self) -> np.ndarray:
+        return colorize(self.mask, self.classes)
+
+    def mask_png(self) -> bytes:
+        return palette_png(self.mask, self.classes)
+
+    def areas_csv(self) -> str:
+        buf = io.StringIO()
+        _write_areas(buf, self.areas)
+        return buf.getvalue()
+
+    def geotiff(self) -> bytes | None:
+        """The mask as a GeoTIFF with the input's CRS and transform; None when the input had no georeference."""
+        if self.profile is None:
+            return None
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "mask.tif"
+            write_mask_geotiff(path, self.mask, self.profile, self.classes)
+            return path.read_bytes()
+
+    def report(self, image: str = "") -> dict[str, Any]:
+        """What ``<stem>_report.json`` holds (the contract is in this module's docstring)."""
+        return {"version": REPORT_VERSION, "image": image, "width": int(self.mask.shape[1]),
+                "height": int(self.mask.shape[0]), "model": self.model,
+                "domain": self.domain.as_dict() if self.domain is not None else None,
+                "classes": [c["name"] for c in self.classes], "areas": self.areas,
+                "pixel_size_m": self.pixel_size_m, "pixel_size_used_m": self.pixel_size_used_m,
+                "resampled": self.resampled, "nodata_share": round(float(self.nodata_share), 6),
+                "warning": self.warning, "notes": list(self.notes)}
+
+
+def palette_png(mask: np.ndarray, classes: list[dict[str, Any]]) -> bytes:
+    """The mask as a palette PNG: pixel values are class indices, shown in the class colours; no data (255) is
+    transparent. Why: a plain 8-bit mask of indices 0-5 opens as an all-black image."""
+    img = Image.fromarray(np.asarray(mask, np.uint8), mode="L").convert("P")
+    img.putpalette(palette(classes).reshape(-1).tolist())
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", transparency=NODATA if len(classes) < 256 else None)
+    return buf.getvalue()
+
+
+def write_outputs(seg: Segmentation, out_dir: Path, stem: str, image: str = "") -> dict[str, Path]:
+    """Write one result as ``out_dir/<stem>_*`` (mask, colour, overlay, areas, report, GeoTIFF); return them."""
+    out_dir = Path(out_dir)
+    outputs = {"mask": out_dir / f"{stem}_mask.png", "color": out_dir / f"{stem}_color.png",
+               "overlay": out_dir / f"{stem}_overlay.png", "areas": out_dir / f"{stem}_areas.csv",
+               "report": out_dir / f"{stem}_report.json"}
+    outputs["mask"].write_bytes(seg.mask_png())
+    Image.fromarray(seg.color()).save(outputs["color"])
+    Image.fromarray(seg.overlay(0.5)).save(outputs["overlay"])
+    write_areas_csv(outputs["areas"], seg.areas)
+    if seg.profile is not None:
+        outputs["geotiff"] = out_dir / f"{stem}_mask.tif"
+        write_mask_geotiff(outputs["geotiff"], seg.mask, seg.profile, seg.classes)
+    outputs["report"].write_text(json.dumps(seg.report(image), indent=1))
+    return outputs

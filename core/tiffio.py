@@ -1,0 +1,202 @@
+"""TIFF and GeoTIFF through rasterio: reading any band layout and depth into ``core.imageio.LoadedImage`` (with the
+georeference, pixel size and no-data), and writing a class mask as a GeoTIFF with the class table.
+
+Why apart from ``core.imageio``: rasterio (GDAL) is heavy and only TIFFs need it; the rules are the same as for every
+other image and are written in ``core.imageio``'s docstring.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .imageio import (SAMPLE_PIXELS, STRIP_PIXELS, ImageError, LoadedImage, _check_size, _depth_note, _one_line,
+                      _percentiles, _stretch)
+
+
+def read_tiff(path: Path, max_pixels: int) -> LoadedImage:
+    import rasterio
+    from rasterio.enums import ColorInterp, Resampling
+    from rasterio.errors import RasterioError
+    from rasterio.windows import Window
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # NotGeoreferencedWarning and friends: we say it ourselves
+            with rasterio.open(path) as src:
+                return _read_rasterio(src, max_pixels, ColorInterp, Resampling, Window)
+    except ImageError:
+        raise
+    except MemoryError:
+        raise ImageError("not enough memory to read this image") from None
+    except RasterioError as err:
+        raise ImageError(f"truncated or corrupt TIFF ({_one_line(err)})") from None
+    except Exception as err:  # noqa: BLE001 - GDAL's odder errors on malformed files: still one line
+        raise ImageError(f"unreadable TIFF ({type(err).__name__}: {_one_line(err)})") from None
+
+
+def _read_rasterio(src: Any, max_pixels: int, ColorInterp: Any, Resampling: Any, Window: Any) -> LoadedImage:
+    width, height, count = int(src.width), int(src.height), int(src.count)
+    _check_size(width, height, max_pixels)
+    if count < 1:
+        raise ImageError("TIFF has no bands")
+    notes: list[str] = []
+    dtype = np.dtype(src.dtypes[0])
+    interp = list(src.colorinterp)
+    colormap = None
+    if count == 1:
+        bands = [1, 1, 1]
+        if interp and interp[0] == ColorInterp.palette:
+            try:
+                colormap = src.colormap(1)
+                notes.append("palette expanded to RGB")
+            except ValueError:
+                colormap = None
+        if colormap is None:
+            notes.append("grey band replicated to RGB")
+    elif count == 2:
+        bands = [1, 1, 1]
+        notes += ["grey band replicated to RGB", "alpha band dropped"]
+    elif count == 3:
+        bands = [1, 2, 3]
+    elif count == 4:
+        bands = [1, 2, 3]
+        if len(interp) == 4 and interp[3] == ColorInterp.alpha:
+            notes.append("4 bands: used bands 1-3 as RGB, alpha band dropped (RGBA)")
+        else:
+            notes.append("4 bands: used bands 1-3 as RGB (RGB-IR)")
+    else:
+        bands = [1, 2, 3]
+        notes.append(f"{count} bands: used bands 1-3 as RGB, bands 4-{count} ignored")
+
+    distinct = sorted(set(bands))
+    nodata = src.nodata
+    rescale = dtype != np.uint8 and colormap is None
+    lohi: dict[int, tuple[float, float] | None] = {}
+    if rescale:
+        notes.append(_depth_note(dtype))
+        step = max(1, int(math.sqrt(width * height / SAMPLE_PIXELS)))
+        shape = (max(1, height // step), max(1, width // step))
+        for b in distinct:
+            sample = src.read(b, out_shape=shape, resampling=Resampling.nearest).astype(np.float64)
+            if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):
+                sample = sample[sample != nodata]
+            lohi[b] = _percentiles(sample)
+
+    rgb = np.empty((height, width, 3), np.uint8)
+    flags = [set(f) for f in src.mask_flag_enums]
+    from rasterio.enums import MaskFlags
+    only_nodata = all(f == {MaskFlags.nodata} for f in flags)
+    has_mask = not all(f == {MaskFlags.all_valid} for f in flags)
+    declared = np.zeros((height, width), bool) if has_mask and not (only_nodata and dtype == np.uint8) else None
+    value_px = np.zeros((height, width), bool) if has_mask and only_nodata and dtype == np.uint8 else None
+    rows = max(1, STRIP_PIXELS // width)
+    n_nodata = 0
+    n_nan = 0
+    for y0 in range(0, height, rows):
+        h = min(rows, height - y0)
+        win = Window(0, y0, width, h)
+        data = src.read(distinct, window=win)  # (len(distinct), h, W)
+        if declared is not None or value_px is not None:
+            empty = src.dataset_mask(window=win) == 0
+            (declared if declared is not None else value_px)[y0:y0 + h] = empty
+        if colormap is not None:
+            lut = np.zeros((256, 3), np.uint8)
+            for k, v in colormap.items():
+                if 0 <= k < 256:
+                    lut[k] = v[:3]
+            rgb[y0:y0 + h] = lut[np.clip(data[0], 0, 255).astype(np.uint8)] if dtype != np.uint8 else lut[data[0]]
+            continue
+        planes: dict[int, np.ndarray] = {}
+        if rescale:
+            invalid = None
+            if np.issubdtype(dtype, np.floating):
+                nan = np.isnan(data).any(axis=0)
+                n_nan += int(nan.sum())
+                invalid = nan
+                if nan.any():
+                    if declared is None:
+                        declared = np.zeros((height, width), bool)
+                    declared[y0:y0 + h] |= nan
+            if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):
+                nd = (data == nodata).all(axis=0)
+                n_nodata += int(nd.sum())
+                invalid = nd if invalid is None else (invalid | nd)
+            for i, b in enumerate(distinct):
+                planes[b] = _stretch(data[i], lohi[b], invalid)
+        else:
+            for i, b in enumerate(distinct):
+                planes[b] = data[i]
+        for c, b in enumerate(bands):
+            rgb[y0:y0 + h, :, c] = planes[b]
+    if n_nan:
+        notes.append(f"{n_nan:,} NaN pixels set to 0")
+    if n_nodata:
+        notes.append(f"{n_nodata:,} nodata pixels (value {nodata:g}) set to 0")
+
+    profile = None
+    pixel_size_m = None
+    if src.crs is not None:
+        profile = {"crs": src.crs, "transform": src.transform, "width": width, "height": height}
+        pixel_size_m = _pixel_size_m(src.crs, src.transform)
+        if pixel_size_m is None:
+            notes.append("georeferenced, but not in a projected CRS with metric units: areas in pixels only")
+    elif not src.transform.is_identity:
+        notes.append("has a transform but no CRS: not treated as georeferenced")
+    if declared is not None and not declared.any():
+        declared = None
+    if value_px is not None and not value_px.any():
+        value_px = None
+    return LoadedImage(rgb, profile, pixel_size_m, notes, declared_nodata=declared, nodata_value_pixels=value_px)
+
+
+def _pixel_size_m(crs: Any, transform: Any) -> float | None:
+    try:
+        if not crs.is_projected:
+            return None
+        factor = float(crs.linear_units_factor[1])
+    except Exception:  # noqa: BLE001 - odd CRS definitions: no metric size, not an error
+        return None
+    area = abs(transform.a * transform.e - transform.b * transform.d)
+    if not area > 0 or not math.isfinite(area):
+        return None
+    return math.sqrt(area) * factor
+
+
+# ------------------------------------------------------------------------------------------------ PIL
+
+
+def write_mask_geotiff(path: str | os.PathLike[str], mask: np.ndarray, profile: dict[str, Any],
+                       classes: list[dict[str, Any]] | None = None) -> None:
+    """A single-band uint8 GeoTIFF (LZW) with the CRS and transform of ``profile``. With ``classes``: their colour
+    table, their names as tags (``CLASS_NAMES`` as JSON, ``CLASS_<i>``) and in the band description, nodata 255."""
+    import rasterio
+
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be 2-D, got shape {mask.shape}")
+    h, w = mask.shape
+    if profile.get("width", w) != w or profile.get("height", h) != h:
+        raise ValueError(f"mask is {w}x{h} but the georeference is for {profile.get('width')}x{profile.get('height')}")
+    opts: dict[str, Any] = dict(driver="GTiff", width=w, height=h, count=1, dtype="uint8",
+                                crs=profile.get("crs"), transform=profile["transform"], compress="lzw")
+    if classes and len(classes) < 256:
+        opts["nodata"] = 255  # core.infer.NODATA: pixels without data
+    if w >= 256 and h >= 256:
+        opts.update(tiled=True, blockxsize=256, blockysize=256)
+    with rasterio.open(Path(path), "w", **opts) as dst:
+        dst.write(mask.astype(np.uint8, copy=False), 1)
+        if classes:
+            cmap = {i: tuple(int(v) for v in c.get("color", (0, 0, 0))[:3]) + (255,)
+                    for i, c in enumerate(classes[:256])}
+            dst.write_colormap(1, cmap)
+            names = [str(c.get("name", f"class {i}")) for i, c in enumerate(classes[:256])]
+            dst.update_tags(CLASS_NAMES=json.dumps(names),
+                            **{f"CLASS_{i}": name for i, name in enumerate(names)})
+            dst.update_tags(1, CLASS_NAMES=json.dumps(names))
+            dst.set_band_description(1, "class index: " + ", ".join(f"{i}={n}" for i, n in enumerate(names)))
