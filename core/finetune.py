@@ -35,7 +35,8 @@ from .device import pick_device, pick_precision
 from .metrics import SegScores, confusion_matrix, scores_from_confusion
 from .lifecycle import (RunLife, StopFlag, check_finite, fit_from_cli, parse_run_args, prepared_run,
                         run_arguments, start_or_exit)
-from .runs import NotARunError, Run, atomic_write_json, create_run, lock_run
+from .runs import NotARunError, Run, atomic_write_json, create_run
+from .run_lock import lock_run
 from .scene_eval import SceneEval, evaluate_scenes, whole_scenes_possible
 from .segmodel import SegModel, build_seg_model, make_card
 from .data.protocols import LabeledTiles

@@ -23,7 +23,8 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from .config import config_to_yaml
-from .runs import REPO_ROOT, Run, RunBusyError, create_run, pid_alive, tail_text
+from .runs import REPO_ROOT, Run, create_run, tail_text
+from .run_lock import RunBusyError, pid_alive
 
 MODULES = {"pretrain": "core.pretrain", "finetune": "core.finetune", "compare": "core.compare"}
 CONSOLE = "console.txt"

@@ -25,7 +25,8 @@ from tqdm import tqdm
 from .checkpoint import CheckpointError
 from .config import ConfigError
 from .data import DataError
-from .runs import NotARunError, Run, RunBusyError, open_run, unlock_run
+from .runs import NotARunError, Run, open_run
+from .run_lock import RunBusyError, unlock_run
 
 LIVE_EVERY_S = 1.0  # how often buffered records and the step reach the run folder between checkpoints
 # What a wrong command, config, data set or checkpoint raises before any compute: one line and exit 2.

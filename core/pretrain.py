@@ -38,7 +38,8 @@ from .models import build_pretrain_model
 from .optim import build_optimizer, warmup_cosine
 from .lifecycle import (RunLife, StopFlag, check_finite, fit_from_cli, parse_run_args, prepared_run, run_arguments,
                         start_or_exit)
-from .runs import Run, atomic_write_bytes, atomic_write_json, create_run, lock_run
+from .runs import Run, atomic_write_bytes, atomic_write_json, create_run
+from .run_lock import lock_run
 from .data.protocols import TileSet
 
 import yaml

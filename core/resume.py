@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .checkpoint import CheckpointError, read_metadata, repair_card
-from .runs import Run, lock_run, open_run
+from .runs import Run, open_run
+from .run_lock import lock_run
 
 
 def open_for_resume(path: str | Path) -> tuple[Run, Path | None]:

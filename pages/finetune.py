@@ -11,7 +11,8 @@ import streamlit as st
 
 from core import launch
 from core.catalog import config_presets, encoder_models
-from core.compare import LABELS, METHODS, CompareConfig, check_presets
+from core.compare import METHODS, CompareConfig, check_presets
+from core.compare_report import LABELS
 from core.config import SEG_DATASETS, ConfigError, FinetuneConfig, choices, load_config, validate_config
 from core.runs import Run
 from core.safepaths import PathRefused, resolve_under

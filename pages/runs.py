@@ -4,7 +4,8 @@ from __future__ import annotations
 import streamlit as st
 
 from core import launch
-from core.runs import RunBusyError, delete_run, runs_root
+from core.runs import delete_run, runs_root
+from core.run_lock import RunBusyError
 from workbench.common import curve_frame, curves_figure, has_records, pick_run, runs_frame, runs_of, show_error
 from workbench.monitor import run_header, watch
 

@@ -8,7 +8,8 @@ import pytest
 
 from core import launch
 from core.config import FinetuneConfig, load_config
-from core.runs import RunBusyError, delete_run, list_runs
+from core.runs import delete_run, list_runs
+from core.run_lock import RunBusyError
 from core.safepaths import PathRefused, resolve_under
 
 ROOT = Path(__file__).resolve().parent.parent

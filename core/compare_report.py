@@ -1,0 +1,166 @@
+"""The comparison's results as people read them: per-method means and spreads over pretraining seeds, paired
+FALSE-vs-base differences with intervals and verdicts, the Markdown table, the CSV, the split and pretraining facts.
+
+Why apart from ``core.compare``: running the units and writing up their numbers change for different reasons; the
+write-up is pure (rows in, text out) and the Fine-tune page reads the same labels.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .data.labeled import SegSplits
+from .runs import read_jsonl
+from .stats import mean_sd, paired_difference
+
+if TYPE_CHECKING:
+    from .compare import CompareConfig, Units
+
+LABELS = {"random": "random init", "simclr": "SimCLR", "simclr_false": "SimCLR + FALSE (global)",
+          "simclr_false_pa": "SimCLR + FALSE (per anchor)", "moco": "MoCo v2", "moco_false": "MoCo v2 + FALSE (global)",
+          "moco_false_pa": "MoCo v2 + FALSE (per anchor)"}
+BASE_OF = {"simclr_false": "simclr", "simclr_false_pa": "simclr", "moco_false": "moco", "moco_false_pa": "moco"}
+
+
+# ------------------------------------------------------------------------------------------------ tables
+def flag_counts(run_path: str | Path) -> tuple[int, int]:
+    """Pairs FNSD flagged and pairs FNCC calibrated in a pretraining run (mirrored records not counted)."""
+    records = [r for r in read_jsonl(Path(run_path) / "fns.jsonl") if not r.get("mirrored")]
+    return len(records), sum(bool(r.get("calibrated")) for r in records)
+
+
+def calibrations(units: list[dict[str, Any]]) -> dict[str, float]:
+    """Mean number of calibrated pairs per pretraining run, per method: FALSE can only matter where it is > 0."""
+    per: dict[str, list[int]] = {}
+    for u in units:
+        if u["kind"] == "pretrain" and u.get("run"):
+            per.setdefault(u["method"], []).append(flag_counts(u["run"])[1])
+    return {m: sum(v) / len(v) for m, v in per.items()}
+
+
+def summarise(rows: list[dict[str, Any]], methods: list[str], calibrated: dict[str, float] | None = None) -> \
+        tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Per method: mean and sd over pretraining seeds (of the mean over evaluation seeds), mean IoU per class and
+    calibrated pairs per run; per FALSE variant: the paired difference from its base method over the pretraining
+    seeds both have."""
+    calibrated = calibrated or {}
+    per_seed: dict[str, dict[int, dict[str, float]]] = {}
+    for r in rows:
+        cell = per_seed.setdefault(r["method"], {}).setdefault(r["pretrain_seed"], {"miou": [], "oa": [], "kappa": []})
+        for k in ("miou", "oa", "kappa"):
+            cell[k].append(r[k])
+    means = {m: {p: {k: sum(v) / len(v) for k, v in cell.items()} for p, cell in seeds.items()}
+             for m, seeds in per_seed.items()}
+    summary = []
+    for m in methods:
+        if m not in means:
+            continue
+        row: dict[str, Any] = {"method": m, "label": LABELS[m], "pretrain_seeds": len(means[m]),
+                               "runs": sum(len(c["miou"]) for c in per_seed[m].values())}
+        for k in ("miou", "oa", "kappa"):
+            row[f"{k}_mean"], row[f"{k}_sd"] = mean_sd([v[k] for v in means[m].values()])
+        ious = [r["iou"] for r in rows if r["method"] == m and r.get("iou")]
+        row["iou_mean"] = {c: mean_sd([x[c] for x in ious if x[c] == x[c]])[0] for c in (ious[0] if ious else {})}
+        row["calibrated_per_run"] = calibrated.get(m)
+        summary.append(row)
+    diffs = []
+    for m in methods:
+        base = BASE_OF.get(m)
+        if base is None or m not in means or base not in means:
+            continue
+        common = sorted(set(means[m]) & set(means[base]))
+        if not common:
+            continue
+        d = paired_difference([means[base][p]["miou"] for p in common], [means[m][p]["miou"] for p in common])
+        diffs.append({"method": m, "base": base, "pretrain_seeds": common, "miou_points": {
+            k: (100 * v if isinstance(v, float) else v) for k, v in d.to_json().items()}, "verdict": d.verdict,
+            "calibrated_per_run": calibrated.get(m)})
+    return summary, diffs
+
+
+def split_facts(splits: SegSplits, data: Any) -> dict[str, Any]:
+    """Scenes and tiles of every split (and of the labeled training subset), for the table's header."""
+    facts = {k: {"scenes": len(splits.scenes.get(k, [])), "tiles": len(getattr(splits, k)),
+                 "scene_names": list(splits.scenes.get(k, []))} for k in ("train", "val", "test")}
+    if splits.train_all is not None:
+        facts["train"]["tiles"] = len(splits.train_all)
+        facts["train"]["labeled_tiles"] = len(splits.train)
+    facts["data"] = f"{data.name}" + (f" ({Path(data.root).name})" if data.root else "")
+    return facts
+
+
+def verdict_text(d: dict[str, Any]) -> str:
+    text = {"better": "FALSE better", "worse": "FALSE worse"}.get(d["verdict"], d["verdict"])
+    if d.get("calibrated_per_run") == 0:
+        text += " (FNCC calibrated no pair: the runs equal the base's)"
+    return text
+
+
+def scene_list(names: list[str], most: int = 12) -> str:
+    return ", ".join(names) if len(names) <= most else f"{', '.join(names[:most])}, ... (all in comparison.json)"
+
+
+def to_markdown(cfg: CompareConfig, summary: list[dict[str, Any]], diffs: list[dict[str, Any]],
+                facts: dict[str, Any], pretrain_facts: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    how = {"probe": "linear probe of the frozen encoder", "finetune": "fine-tuning preset"}[cfg.eval]
+    evaluation = rows[0].get("evaluation", "tiles") if rows else "?"
+    t = facts["test"]
+    lines = [f"### {cfg.name}: {how}, {len(cfg.pretrain_seeds)} pretraining seeds x {len(cfg.seeds)} evaluation "
+             "seed(s)", "",
+             f"Data: {facts['data']}. Evaluation splits by scene: train {facts['train']['scenes']} scenes / "
+             f"{facts['train']['tiles']} tiles, val {facts['val']['scenes']} / {facts['val']['tiles']}, test "
+             f"{t['scenes']} scenes ({scene_list(t['scene_names'])}), scored on {evaluation}. "
+             f"Pretraining: {pretrain_facts.get('text', 'see the runs')}.", "",
+             "| method | runs | mIoU (%) mean ± sd | OA (%) | kappa | calibrated pairs per run |",
+             "|---|---|---|---|---|---|"]
+    for r in summary:
+        cal = r.get("calibrated_per_run")
+        lines.append(f"| {r['label']} | {r['runs']} | {100 * r['miou_mean']:.2f} ± {100 * r['miou_sd']:.2f} | "
+                     f"{100 * r['oa_mean']:.2f} ± {100 * r['oa_sd']:.2f} | {r['kappa_mean']:.3f} ± "
+                     f"{r['kappa_sd']:.3f} | {'' if cal is None else f'{cal:.0f}'} |")
+    lines += ["", "sd: over pretraining seeds (each the mean over evaluation seeds). Calibrated pairs: those FNCC "
+              "reweighted during pretraining (a baseline's are 0).", ""]
+    classes = list(summary[0].get("iou_mean") or {}) if summary else []
+    if classes:
+        lines += ["Mean IoU per class (%), over every run of a method:", "",
+                  "| method | " + " | ".join(classes) + " |", "|---|" + "---|" * len(classes)]
+        for r in summary:
+            cells = [r["iou_mean"].get(c) for c in classes]
+            lines.append(f"| {r['label']} | " + " | ".join("" if v is None or v != v else f"{100 * v:.1f}"
+                                                           for v in cells) + " |")
+        lines.append("")
+    if diffs:
+        lines += ["| FALSE variant | vs | Δ mIoU (points), paired | 95 % interval | verdict |", "|---|---|---|---|---|"]
+        for d in diffs:
+            p = d["miou_points"]
+            ci = "n/a" if p["low"] is None or p["low"] != p["low"] else f"[{p['low']:+.2f}, {p['high']:+.2f}]"
+            lines.append(f"| {LABELS[d['method']]} | {LABELS[d['base']]} | {p['mean']:+.2f} | {ci} | "
+                         f"{verdict_text(d)} |")
+        lines += ["", f"Paired by pretraining seed (same start, batches and augmentations); Student-t interval over "
+                  f"{len(cfg.pretrain_seeds)} seeds. \"within noise\": the interval holds 0."]
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    flat = [{k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in r.items()} for r in rows]
+    writer = csv.DictWriter(buf, fieldnames=list(flat[0]))
+    writer.writeheader()
+    writer.writerows(flat)
+    return buf.getvalue()
+
+
+def pretrain_summary(units: Units) -> dict[str, Any]:
+    """Scenes and tiles the encoders were pretrained on (from the first pretraining run's data.json)."""
+    for u in units.done.values():
+        if u["kind"] == "pretrain":
+            rec = json.loads((Path(u["run"]) / "data.json").read_text()) if (Path(u["run"]) / "data.json").is_file() \
+                else {}
+            scenes = rec.get("pretrain_scenes") or []
+            text = f"{rec.get('tiles', '?')} tiles" + (f" of {len(scenes)} scenes ({'+'.join(rec.get('pretrain_splits') or [])})"
+                                                        if scenes else "")
+            return {"tiles": rec.get("tiles"), "scenes": scenes, "splits": rec.get("pretrain_splits"), "text": text}
+    return {"text": "no pretrained method"}
