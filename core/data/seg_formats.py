@@ -16,8 +16,9 @@ from typing import Any
 import yaml
 
 from .paths import DataError
-from .seg_base import (IGNORE_INDEX, IMAGE_SUFFIXES, ColorCode, Decoded, IndexCode, Scene, SegTiles, class_table,
-                       read_mask_index, read_mask_rgb, resolve_root)
+from .seg_base import IMAGE_SUFFIXES, Scene, SegTiles, resolve_root
+from .seg_files import (IGNORE_INDEX, ColorCode, Decoded, IndexCode, class_table, read_mask_index,
+                        read_mask_rgb)
 from .synthetic import CLASSES as _POTSDAM
 
 ISPRS_CLASSES = class_table(_POTSDAM)  # impervious surfaces, building, low vegetation, tree, car, clutter
