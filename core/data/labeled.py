@@ -38,8 +38,9 @@ import torch
 from .paths import DataError
 from .seg_base import SegSubset, SegTiles
 from .seg_files import IGNORE_INDEX, class_table
+from .seg_folder import ClassTable, FolderSeg, load_class_table
 from .seg_formats import (DEEPGLOBE_CLASSES, ISPRS_CLASSES, LOVEDA_CLASSES, POTSDAM_TEST_IDS, VAIHINGEN_TEST_AREAS,
-                          ClassTable, DeepGlobe, FolderSeg, LoveDA, Potsdam, Vaihingen, load_class_table)
+                          DeepGlobe, LoveDA, Potsdam, Vaihingen)
 from .synthetic import CLASSES, SyntheticAerial
 from .protocols import SceneTiles
 
