@@ -25,7 +25,6 @@ import hashlib
 import json
 import shutil
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -46,47 +45,13 @@ from .data.paths import publish_dir, temp_dir_for
 from .device import pick_device, pick_precision
 from .runs import NotARunError, Run, open_run
 from .data.protocols import TileSet
+from .embedding_map import (MIN_TILES, ClusterQuality, EmbeddingError, UmapParams, cluster_quality, kmeans_labels,
+                            knn_graph, umap_2d)
 
 CACHE_VERSION = 1
 SUBSET_SEED = 0  # which tiles a "first n of N" request embeds: a seeded sample, the same every time
-MIN_TILES = 5
 Progress = Callable[[int, int], None]
 Stage = Callable[[str], None]
-
-
-class EmbeddingError(ValueError):
-    """A request that cannot be embedded (unreadable checkpoint card, too few tiles); the message says why."""
-
-
-@dataclass(frozen=True)
-class UmapParams:
-    """umap-learn settings that change the map (and so the cache key)."""
-
-    n_neighbors: int = 15
-    min_dist: float = 0.1
-    n_epochs: int = 200
-    init: str = "spectral"
-    random_state: int = 0
-
-
-@dataclass(frozen=True)
-class ClusterQuality:
-    """How well the features separate the tiles: kNN accuracy on dominant classes where labels exist, else the
-    silhouette of k-means clusters (both always computed when possible)."""
-
-    knn_accuracy: float | None  # leave-one-out, k nearest by cosine, majority vote
-    majority_rate: float | None  # accuracy of always answering the most common class: the kNN's chance level
-    silhouette: float | None  # of the k-means clusters, cosine, on features
-    k: int
-
-    def headline(self) -> tuple[str, float | None, str]:
-        """(name, value, help) of the one number to show for a checkpoint."""
-        if self.knn_accuracy is not None:
-            return (f"{self.k}-NN accuracy", self.knn_accuracy,
-                    (f"leave-one-out {self.k}-NN on the dominant class (cosine); always guessing the most common "
-                     f"class scores {self.majority_rate:.3f}"))
-        return ("silhouette", self.silhouette,
-                "silhouette of the k-means clusters (cosine, -1..1; higher is better separated); no labels here")
 
 
 @dataclass
@@ -242,116 +207,6 @@ def encoder_features(encoder: nn.Module, dataset: TileSet, indices: Sequence[int
             if progress is not None:
                 progress(min(start + batch_size, len(idx)), len(idx))
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
-
-
-# ------------------------------------------------------------------------------------------------ neighbours, map
-def _unit(features: np.ndarray) -> torch.Tensor:
-    return F.normalize(torch.from_numpy(np.ascontiguousarray(features, np.float32)), dim=1)
-
-
-def knn_graph(features: np.ndarray, k: int, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """Exact k nearest neighbours by cosine distance (1 - cos), each point itself first at distance 0.
-
-    Row by row in chunks, so memory is chunk x n. Self is forced first even among duplicate points, since
-    umap-learn (and the leave-one-out kNN accuracy) expect column 0 to be the point itself.
-    """
-    z = _unit(features)
-    n = z.shape[0]
-    k = min(k, n)
-    idx = np.empty((n, k), np.int64)
-    dist = np.empty((n, k), np.float32)
-    for start in range(0, n, chunk):
-        sim = z[start:start + chunk] @ z.T
-        rows = torch.arange(sim.shape[0])
-        sim[rows, rows + start] = 2.0  # above any cosine: self first
-        top, which = torch.topk(sim, k, dim=1)
-        d = (1.0 - top).clamp_min_(0.0)
-        d[:, 0] = 0.0
-        idx[start:start + chunk], dist[start:start + chunk] = which.numpy(), d.numpy()
-    return idx, dist
-
-
-def umap_2d(features: np.ndarray, params: UmapParams = UmapParams(),
-            knn: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-    """2-D UMAP coordinates (n, 2) float32 from exact cosine neighbours (see the module notes for why)."""
-    import umap  # imported here: 2-4 s, and the pages must open fast
-
-    n = len(features)
-    if n < MIN_TILES:
-        raise EmbeddingError(f"a map needs at least {MIN_TILES} tiles, got {n}")
-    k = max(2, min(params.n_neighbors, n - 1))
-    idx, dist = knn if knn is not None else knn_graph(features, k)
-    reducer = umap.UMAP(n_components=2, n_neighbors=k, min_dist=params.min_dist, n_epochs=params.n_epochs,
-                        init=params.init, random_state=params.random_state, metric="cosine",
-                        precomputed_knn=(idx[:, :k].astype(np.int32), dist[:, :k].astype(np.float32), None),
-                        force_approximation_algorithm=True, verbose=False)
-    with warnings.catch_warnings():  # n_jobs overridden by random_state; no search index for transform()
-        warnings.simplefilter("ignore")
-        coords = reducer.fit_transform(np.ascontiguousarray(features, np.float32))
-    return np.asarray(coords, np.float32)
-
-
-def warm_up() -> np.ndarray:
-    """Compile umap-learn's numba functions once (a tiny map with the same settings), e.g. at app start; returns
-    that map (300 points of 4 clusters) so a caller can check it."""
-    rng = np.random.default_rng(0)
-    centres = rng.normal(size=(4, 32))
-    points = (centres[rng.integers(0, 4, 300)] + 0.5 * rng.normal(size=(300, 32))).astype(np.float32)
-    return umap_2d(points)
-
-
-# ------------------------------------------------------------------------------------------------ quality
-def knn_accuracy(neighbours: np.ndarray, labels: np.ndarray, k: int = 5) -> float:
-    """Leave-one-out kNN accuracy: each point's label predicted by the majority of its k nearest others.
-
-    ``neighbours`` is (n, >k) with the point itself in column 0 (as :func:`knn_graph` returns). Ties go to the
-    class of the nearer neighbours: each vote gets a bonus that falls with rank and sums to less than one vote.
-    """
-    labels = np.asarray(labels, np.int64)
-    n = len(labels)
-    k = min(k, neighbours.shape[1] - 1)
-    if n < 2 or k < 1:
-        return float("nan")
-    voters = labels[neighbours[:, 1:k + 1]]  # (n, k)
-    n_classes = int(labels.max()) + 1
-    weights = 1.0 + (k - np.arange(k)) / (k * k + 1.0)
-    votes = np.zeros((n, n_classes))
-    np.add.at(votes, (np.repeat(np.arange(n), k), voters.ravel()), np.tile(weights, n))
-    return float((votes.argmax(axis=1) == labels).mean())
-
-
-def majority_rate(labels: np.ndarray) -> float:
-    """Share of the most common label: what a classifier that ignores the features would score."""
-    counts = np.bincount(np.asarray(labels, np.int64))
-    return float(counts.max() / counts.sum()) if counts.sum() else float("nan")
-
-
-def kmeans_labels(features: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
-    """k-means clusters of the unit-normalised features (so Euclidean k-means follows cosine), fixed seed."""
-    from sklearn.cluster import KMeans
-
-    z = _unit(features).numpy()
-    k = max(1, min(k, len(z)))
-    return KMeans(n_clusters=k, n_init=3, random_state=seed).fit_predict(z).astype(np.int64)
-
-
-def silhouette(features: np.ndarray, labels: np.ndarray, sample: int = 2000, seed: int = 0) -> float | None:
-    """Cosine silhouette of a clustering (on a seeded sample of at most ``sample`` points); None if undefined."""
-    from sklearn.metrics import silhouette_score
-
-    n_labels = len(np.unique(labels))
-    if not 2 <= n_labels <= len(labels) - 1:
-        return None
-    return float(silhouette_score(features, labels, metric="cosine", sample_size=min(sample, len(labels)),
-                                  random_state=seed))
-
-
-def cluster_quality(features: np.ndarray, neighbours: np.ndarray, dominant: np.ndarray | None,
-                    clusters: np.ndarray, k: int = 5) -> ClusterQuality:
-    """kNN accuracy (with its chance level) where labels exist, and the k-means silhouette."""
-    acc = knn_accuracy(neighbours, dominant, k) if dominant is not None else None
-    return ClusterQuality(knn_accuracy=acc, majority_rate=majority_rate(dominant) if dominant is not None else None,
-                          silhouette=silhouette(features, clusters), k=k)
 
 
 # ------------------------------------------------------------------------------------------------ cache

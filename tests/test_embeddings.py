@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
+from core import embedding_map as M
 from core import embeddings as E
 from core.checkpoint import export_encoder
 from core.config import DataConfig
@@ -75,7 +76,7 @@ def test_bad_checkpoints_say_why(tmp_path: Path) -> None:
 def test_knn_graph_is_exact_and_puts_self_first() -> None:
     x, _ = blobs()
     x[5] = x[4]  # a duplicate: self must still come first
-    idx, dist = E.knn_graph(x, 6, chunk=7)
+    idx, dist = M.knn_graph(x, 6, chunk=7)
     z = x / np.linalg.norm(x, axis=1, keepdims=True)
     cos = z @ z.T
     assert (idx[:, 0] == np.arange(len(x))).all() and (dist[:, 0] == 0).all()
@@ -86,47 +87,47 @@ def test_knn_graph_is_exact_and_puts_self_first() -> None:
 
 def test_knn_accuracy_separable_random_and_ties() -> None:
     x, labels = blobs()
-    idx, _ = E.knn_graph(x, 6)
-    assert E.knn_accuracy(idx, labels, k=5) >= 0.99
+    idx, _ = M.knn_graph(x, 6)
+    assert M.knn_accuracy(idx, labels, k=5) >= 0.99
     shuffled = np.random.default_rng(1).permutation(labels)
-    assert E.knn_accuracy(idx, shuffled, k=5) < 0.7
+    assert M.knn_accuracy(idx, shuffled, k=5) < 0.7
     # point 0's neighbours (after itself): classes 1, 2, 2, 1 -> tie 2:2, the nearer (class 1) wins
     neighbours = np.array([[0, 1, 2, 3, 4], [1, 0, 2, 3, 4], [2, 3, 0, 1, 4], [3, 2, 0, 1, 4], [4, 1, 0, 2, 3]])
-    assert E.knn_accuracy(neighbours, np.array([1, 1, 2, 2, 1]), k=4) == pytest.approx(0.6)
+    assert M.knn_accuracy(neighbours, np.array([1, 1, 2, 2, 1]), k=4) == pytest.approx(0.6)
 
 
 def test_kmeans_and_silhouette_on_separable_blobs() -> None:
     x, labels = blobs()
-    clusters = E.kmeans_labels(x, 3)
+    clusters = M.kmeans_labels(x, 3)
     for c in range(3):  # every cluster is one class
         assert len(set(labels[clusters == c])) == 1
-    assert E.silhouette(x, clusters) > 0.5
-    assert E.silhouette(x, np.zeros(len(x), np.int64)) is None
-    quality = E.cluster_quality(x, E.knn_graph(x, 6)[0], None, clusters)
+    assert M.silhouette(x, clusters) > 0.5
+    assert M.silhouette(x, np.zeros(len(x), np.int64)) is None
+    quality = M.cluster_quality(x, M.knn_graph(x, 6)[0], None, clusters)
     assert quality.knn_accuracy is None and quality.headline()[0] == "silhouette"
 
 
 def test_umap_is_deterministic_and_keeps_blobs_apart() -> None:
     x, labels = blobs()
-    a, b = E.umap_2d(x), E.umap_2d(x)
+    a, b = M.umap_2d(x), M.umap_2d(x)
     assert a.shape == (len(x), 2) and np.array_equal(a, b)
     centres = np.stack([a[labels == c].mean(0) for c in range(3)])
     spread = max(np.linalg.norm(a[labels == c] - centres[c], axis=1).mean() for c in range(3))
     gaps = [np.linalg.norm(centres[i] - centres[j]) for i in range(3) for j in range(i + 1, 3)]
     assert min(gaps) > 2 * spread
     with pytest.raises(E.EmbeddingError, match="at least"):
-        E.umap_2d(x[:3])
+        M.umap_2d(x[:3])
 
 
 def test_warm_up_makes_a_real_map_of_its_clusters() -> None:
-    coords = E.warm_up()
+    coords = M.warm_up()
     assert coords.shape == (300, 2) and np.isfinite(coords).all()
     rng = np.random.default_rng(0)  # the same draw as warm_up: the points' cluster labels
     rng.normal(size=(4, 32))
     labels = rng.integers(0, 4, 300)
     d = ((coords[:, None, :] - coords[None, :, :]) ** 2).sum(-1)
     np.fill_diagonal(d, -1.0)  # each point itself first, as knn_accuracy expects
-    assert E.knn_accuracy(np.argsort(d, axis=1)[:, :6], labels, k=5) > 0.9  # the 4 clusters stay apart
+    assert M.knn_accuracy(np.argsort(d, axis=1)[:, :6], labels, k=5) > 0.9  # the 4 clusters stay apart
 
 
 # ------------------------------------------------------------------------------------------------ the pipeline, cache
