@@ -1,7 +1,8 @@
 """Where this process stands in a torchrun launch (rank, world size, local GPU): one process unless launched so.
 
 Why a module of its own: the trainer, the launcher's tests and anything that rebuilds a run's batches ask the same
-question; the answer (``DistEnv``) is plain data, and ``init_distributed`` the only place that joins a group.
+question; the answer (``DistEnv``) is plain data, and ``init_distributed`` the only place that joins a group. The
+losses gather embeddings over ranks with the helpers at the end (with gradient, or of unequal lengths).
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch import Tensor
 
 
 @dataclass
@@ -38,3 +40,50 @@ def init_distributed() -> DistEnv:
         torch.cuda.set_device(local)
     dist.init_process_group(backend=backend)
     return DistEnv(rank=dist.get_rank(), world=dist.get_world_size(), local_rank=local)
+
+
+# ------------------------------------------------------------------------------------------------ gathering
+def use_distributed(flag: bool | None) -> bool:
+    available = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    if flag is None:
+        return available
+    if flag and not available:
+        return False  # one process is a world of one: gathering is the identity
+    return flag
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    """All-gather whose backward sums every rank's gradient and returns this rank's slice."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:  # noqa: D102
+        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, x.contiguous())
+        ctx.rows = x.shape[0]
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # noqa: D102
+        grad = grad.contiguous()
+        dist.all_reduce(grad)
+        start = dist.get_rank() * ctx.rows
+        return grad[start:start + ctx.rows]
+
+
+def gather_with_grad(x: Tensor) -> Tensor:
+    """All-gather along dim 0 with gradient (rank order); equal sizes on every rank."""
+    return _GatherWithGrad.apply(x)
+
+
+def gather_no_grad(x: Tensor) -> Tensor:
+    """All-gather tensors of different lengths along dim 0 (rank order)."""
+    world = dist.get_world_size()
+    n = torch.tensor([x.shape[0]], device=x.device)
+    sizes = [torch.zeros_like(n) for _ in range(world)]
+    dist.all_gather(sizes, n)
+    longest = int(max(s.item() for s in sizes))
+    padded = x.new_zeros((longest, *x.shape[1:]))
+    padded[: x.shape[0]] = x
+    out = [torch.zeros_like(padded) for _ in range(world)]
+    dist.all_gather(out, padded)
+    return torch.cat([o[: int(s.item())] for o, s in zip(out, sizes)], dim=0)

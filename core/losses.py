@@ -29,6 +29,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
+from .distributed import gather_no_grad, gather_with_grad, use_distributed
+
 Selection = Literal["global", "per_anchor"]
 
 
@@ -68,55 +70,6 @@ def _empty_info(device: torch.device) -> ContrastiveInfo:
     e_float = torch.empty(0, dtype=torch.float32, device=device)
     e_bool = torch.empty(0, dtype=torch.bool, device=device)
     return ContrastiveInfo(e_long, e_long, e_float, e_float, e_float, e_bool, e_bool)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Distributed helpers
-
-def _use_distributed(flag: bool | None) -> bool:
-    available = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-    if flag is None:
-        return available
-    if flag and not available:
-        return False  # one process is a world of one: gathering is the identity
-    return flag
-
-
-class _GatherWithGrad(torch.autograd.Function):
-    """All-gather whose backward sums every rank's gradient and returns this rank's slice."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor) -> Tensor:  # noqa: D102
-        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
-        dist.all_gather(parts, x.contiguous())
-        ctx.rows = x.shape[0]
-        return torch.cat(parts, dim=0)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:  # noqa: D102
-        grad = grad.contiguous()
-        dist.all_reduce(grad)
-        start = dist.get_rank() * ctx.rows
-        return grad[start:start + ctx.rows]
-
-
-def _gather_with_grad(x: Tensor) -> Tensor:
-    """All-gather along dim 0 with gradient (rank order); equal sizes on every rank."""
-    return _GatherWithGrad.apply(x)
-
-
-def _gather_no_grad(x: Tensor) -> Tensor:
-    """All-gather tensors of different lengths along dim 0 (rank order)."""
-    world = dist.get_world_size()
-    n = torch.tensor([x.shape[0]], device=x.device)
-    sizes = [torch.zeros_like(n) for _ in range(world)]
-    dist.all_gather(sizes, n)
-    longest = int(max(s.item() for s in sizes))
-    padded = x.new_zeros((longest, *x.shape[1:]))
-    padded[: x.shape[0]] = x
-    out = [torch.zeros_like(padded) for _ in range(world)]
-    dist.all_gather(out, padded)
-    return torch.cat([o[: int(s.item())] for o, s in zip(out, sizes)], dim=0)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -280,7 +233,7 @@ def _add_mirrors(rows: Tensor, cols: Tensor, log_d: Tensor, calibrated: Tensor, 
     m, c = lg.shape
     g_rows, g_cols = rows[calibrated] + row_offset, cols[calibrated]
     if distributed:
-        g_rows, g_cols = _gather_no_grad(g_rows), _gather_no_grad(g_cols)
+        g_rows, g_cols = gather_no_grad(g_rows), gather_no_grad(g_cols)
     mine = (g_cols >= row_offset) & (g_cols < row_offset + m)
     m_rows, m_cols = g_cols[mine] - row_offset, g_rows[mine]
     fresh = ~torch.isin(m_rows * c + m_cols, rows * c + cols)
@@ -309,7 +262,7 @@ def _finish_info(info: ContrastiveInfo, lg: Tensor, lp: Tensor, lay: _Layout, ga
                          torch.tensor(float(m), device=lg.device)])
     if distributed:
         dist.all_reduce(stats)
-        info = ContrastiveInfo(*(_gather_no_grad(getattr(info, n)) for n in ContrastiveInfo.PAIR_FIELDS))
+        info = ContrastiveInfo(*(gather_no_grad(getattr(info, n)) for n in ContrastiveInfo.PAIR_FIELDS))
     neg_sum, neg_n, pos_sum, above, total = stats.tolist()
     info.num_flagged = int(info.anchor.numel())
     info.num_calibrated = int(info.calibrated.sum().item())
@@ -326,8 +279,8 @@ def _prepare_simclr(embeddings: Tensor, sample_ids: Tensor, temperature: float,
         z = F.normalize(embeddings.float(), dim=1)
         ids = sample_ids.to(z.device)
         if distributed:
-            z_all = _gather_with_grad(z)
-            ids_all = _gather_no_grad(ids)
+            z_all = gather_with_grad(z)
+            ids_all = gather_no_grad(ids)
             row_offset = dist.get_rank() * z.shape[0]
         else:
             z_all, ids_all, row_offset = z, ids, 0
@@ -357,7 +310,7 @@ def info_nce(embeddings: Tensor, sample_ids: Tensor, temperature: float = 0.5, *
         ValueError: a bad argument; the message names it.
     """
     _check_common(temperature, 0.0, "global", 1)
-    use_dist = _use_distributed(distributed)
+    use_dist = use_distributed(distributed)
     logits, lay = _prepare_simclr(embeddings, sample_ids, temperature, use_dist)
     return _contrastive_core(logits, lay, temperature=temperature, alpha=0.0, threshold=math.inf,
                              selection="global", topk=1, symmetric=False, fnsd=False, distributed=use_dist)
@@ -386,7 +339,7 @@ def false_loss(embeddings: Tensor, sample_ids: Tensor, *, temperature: float = 0
     """
     _check_common(temperature, alpha, selection, topk)
     _check_threshold(threshold)
-    use_dist = _use_distributed(distributed)
+    use_dist = use_distributed(distributed)
     logits, lay = _prepare_simclr(embeddings, sample_ids, temperature, use_dist)
     if topk > logits.shape[1] - 2:
         raise ValueError(f"topk must be at most the number of negatives per anchor ({logits.shape[1] - 2}), got {topk}")
@@ -413,7 +366,7 @@ def false_loss_moco(queries: Tensor, keys: Tensor, queue: Tensor, *, query_ids: 
         raise ValueError(f"queue must be (K, {queries.shape[1]}), got {tuple(queue.shape)}")
     if query_ids.shape != (queries.shape[0],) or queue_ids.shape != (queue.shape[0],):
         raise ValueError("query_ids must be (N,) and queue_ids (K,) to match queries and queue")
-    use_dist = _use_distributed(distributed)
+    use_dist = use_distributed(distributed)
     with torch.autocast(queries.device.type, enabled=False):
         q = F.normalize(queries.float(), dim=1)
         k = F.normalize(keys.float(), dim=1)

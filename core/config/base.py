@@ -1,0 +1,62 @@
+"""What every config section shares: strict sections (unknown keys are errors, retired keys dropped), the option
+lists read from their ``Literal``s, and the error type whose one line names the field.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, get_args
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent  # the presets in configs/ are found from any folder
+
+ENCODERS = ("resnet18", "resnet34", "resnet50", "resnet101")
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message names the field and says why."""
+
+
+RETIRED_KEYS = ("num_workers",)  # settings that nothing read; old run configs still hold them
+
+
+class _Section(BaseModel):
+    # allow_inf_nan=False: an infinite learning rate or a NaN threshold fails at load, not after a run folder exists
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_retired(cls, raw: Any) -> Any:
+        """Old run folders keep loading: a retired setting is dropped, not refused as unknown."""
+        if isinstance(raw, dict) and any(k in raw for k in RETIRED_KEYS):
+            raw = {k: v for k, v in raw.items() if k not in RETIRED_KEYS}
+        return raw
+
+
+def choices(model: type[BaseModel], field: str) -> list[str]:
+    """The allowed values of a ``Literal`` setting, e.g. ``choices(PretrainConfig, "train.optimizer")``: what a form
+    offers comes from the config itself, never retyped."""
+    cls: Any = model
+    *sections, name = field.split(".")
+    for section in sections:
+        cls = cls.model_fields[section].annotation
+    values = get_args(cls.model_fields[name].annotation)
+    if not values:
+        raise TypeError(f"{field} is not a Literal setting")
+    return list(values)
+
+
+def distinct(values: list[Any], at_least: int, what: str) -> list[Any]:
+    """A list setting that needs ``at_least`` entries, none twice; the ValueError says which rule broke."""
+    if len(values) < at_least:
+        raise ValueError(f"name at least {at_least} {what}, got {values}")
+    if len(set(values)) != len(values):
+        raise ValueError(f"a value is named twice: {values}")
+    return values
+
+
+def held_out_scenes(test: list[str], val: list[str]) -> None:
+    """``test_scenes`` and ``val_scenes`` name disjoint scenes; the ValueError says which name is in both."""
+    both = sorted(set(test) & set(val))
+    if both:
+        raise ValueError(f"{', '.join(both)} is named in both test_scenes and val_scenes")

@@ -1,0 +1,96 @@
+"""Loading a config: YAML (safe), dotted ``key=value`` overrides, validation whose one line names the field, and
+writing a config back as YAML."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from .base import REPO_ROOT, ConfigError
+from .pretrain import PretrainConfig
+
+
+def _parse_value(text: str) -> Any:
+    """Read an override value the way YAML would (numbers, booleans, null), strings otherwise."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b.c=value`` overrides to a nested dict (in place) and return it. ``key+=[x, y]`` extends a list
+    setting instead of replacing it (e.g. a comparison's ``pretrain_overrides``)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected key=value, e.g. loss.alpha=0.9")
+        key, value = item.split("=", 1)
+        extend = key.endswith("+")
+        parts = key.strip().rstrip("+").split(".")
+        node = raw
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {key}: {part} is not a section")
+            node = child
+        parsed = _parse_value(value)
+        if extend:
+            current = node.get(parts[-1]) or []
+            if not isinstance(current, list):
+                raise ConfigError(f"override {key}: {'.'.join(parts)} is not a list, so it cannot be extended")
+            parsed = [*current, *(parsed if isinstance(parsed, list) else [parsed])]
+        node[parts[-1]] = parsed
+    return raw
+
+
+def _format_error(err: ValidationError) -> str:
+    first = err.errors()[0]
+    field = ".".join(str(p) for p in first["loc"]) or "config"
+    msg = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        msg = "unknown setting"
+    if first["type"] == "literal_error":
+        msg = f"{msg}, got {first.get('input')!r}"
+    return f"{field}: {msg}"
+
+
+def validate_config(raw: dict[str, Any], model: type[BaseModel] = PretrainConfig) -> Any:
+    """Validate a nested dict; raise ConfigError with a one-line message that names the field."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_error(err)) from None
+
+
+def load_config(path: str | os.PathLike | None, overrides: list[str] | None = None,
+                model: type[BaseModel] = PretrainConfig) -> Any:
+    """Load a YAML config file (or the defaults when path is None), apply overrides, validate."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path).expanduser()
+        if not p.is_file() and not p.is_absolute() and (REPO_ROOT / p).is_file():
+            p = REPO_ROOT / p  # a preset named as in the README (configs/...) from any folder
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"config file {p} is not UTF-8 text (byte {err.start}); save it as UTF-8") from None
+        except yaml.YAMLError as err:
+            first = " ".join(str(err).split())
+            raise ConfigError(f"config file {p} is not valid YAML: {first}") from None
+        except OSError as err:
+            raise ConfigError(f"config file {p} cannot be read: {err.strerror or err}") from None
+        if raw is None:
+            raise ConfigError(f"config file {p} is empty; start from one of configs/*.yaml")
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config file {p} must hold a mapping of settings")
+    apply_overrides(raw, overrides or [])
+    return validate_config(raw, model)
+
+
+def config_to_yaml(cfg: BaseModel) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

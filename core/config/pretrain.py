@@ -1,0 +1,186 @@
+"""The pretraining config: model, FALSE loss, data and training sections of ``PretrainConfig``."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from .base import ENCODERS, _Section, distinct, held_out_scenes
+
+if TYPE_CHECKING:
+    from .seg import SegDataConfig
+
+
+class ModelConfig(_Section):
+    encoder: str = "resnet18"
+    weights: str | None = Field(None, description="local safetensors checkpoint to start the encoder from")
+    proj_hidden: int = Field(2048, ge=1, le=65536)
+    proj_dim: int = Field(128, ge=1, le=65536)
+    moco_momentum: float = Field(0.99, ge=0.0, le=1.0)
+    queue_size: int = Field(4096, ge=1, le=1_048_576, description="MoCo negatives kept (at most about a million)")
+
+    @field_validator("encoder")
+    @classmethod
+    def _known_encoder(cls, v: str) -> str:
+        if v not in ENCODERS:
+            raise ValueError(f"unknown encoder {v!r}; choose one of {', '.join(ENCODERS)}")
+        return v
+
+
+class LossConfig(_Section):
+    name: Literal["info_nce", "false"] = "false"
+    temperature: float = 0.5
+    alpha: float = 1.0
+    threshold: float = 0.9
+    selection: Literal["global", "per_anchor"] = "global"
+    topk: int = Field(1, ge=1)
+    symmetric: bool = False
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _yaml_false_is_a_name(cls, v: Any) -> Any:
+        """YAML reads ``name: false`` as the boolean; here it names the FALSE loss."""
+        return "false" if v is False else v
+
+    @field_validator("temperature")
+    @classmethod
+    def _positive_temperature(cls, v: float) -> float:
+        if not v > 0:
+            raise ValueError(f"must be > 0, got {v}")
+        return v
+
+    @field_validator("alpha")
+    @classmethod
+    def _alpha_range(cls, v: float) -> float:
+        if not 0.0 <= v <= 1.0:
+            raise ValueError(f"must be in [0, 1], got {v}")
+        return v
+
+    @field_validator("threshold")
+    @classmethod
+    def _threshold_range(cls, v: float) -> float:
+        if not 0.0 < v <= 1.0:
+            raise ValueError(f"must be in (0, 1], got {v}")
+        return v
+
+
+PRETRAIN_DATASETS = ("synthetic", "folder", "deepglobe", "potsdam", "vaihingen", "loveda")
+SPLIT_NAMES = ("train", "val", "test")
+
+
+class DataConfig(_Section):
+    """What pretraining reads. Labeled sets (every name but ``folder`` without a class table) are split by scene
+    exactly as fine-tuning splits them (same ``seed``, ``val_fraction``, ``test_fraction``), and only the scenes
+    of ``pretrain_splits`` enter pretraining, so test scenes never reach the encoder. The loss never sees a label;
+    they are kept to score the flagged pairs."""
+
+    name: Literal["synthetic", "folder", "deepglobe", "potsdam", "vaihingen", "loveda"] = "synthetic"
+    root: str | None = Field(None, description="image folder (folder) or data set folder in its published layout")
+    class_table: str | None = Field(None, description="YAML class table: makes a folder a labeled set")
+    num_tiles: int = Field(2000, ge=2, le=10_000_000, description="synthetic set size")
+    tile_size: int = Field(256, ge=16, le=8192)
+    tile_overlap: int = Field(0, ge=0, description="labeled sets: overlap of tiles cut from whole scenes")
+    val_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="labeled sets: validation share of the scenes")
+    test_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="labeled sets: test share of the scenes")
+    test_scenes: list[str] = Field(default_factory=list, description="labeled sets: scenes held out for test, by "
+                                   "name or folder (e.g. tile_3); overrides test_fraction")
+    val_scenes: list[str] = Field(default_factory=list, description="labeled sets: scenes for validation, by name or "
+                                  "folder; overrides val_fraction")
+    pretrain_splits: list[Literal["train", "val", "test"]] = Field(
+        default_factory=lambda: ["train"], description="labeled sets: the splits whose scenes are pretrained on")
+    image_size: int = Field(96, ge=16, le=4096, description="side of each augmented view")
+    crop_scale_min: float = Field(0.2, gt=0.0, le=1.0)
+    color_strength: float = Field(1.0, ge=0.0)
+    blur_prob: float = Field(0.5, ge=0.0, le=1.0)
+    seed: int = Field(0, description="synthetic generation and the scene split (not the training seed)")
+
+    @field_validator("pretrain_splits")
+    @classmethod
+    def _some_splits(cls, v: list[str]) -> list[str]:
+        distinct(v, 1, "of train, val, test")
+        return [s for s in SPLIT_NAMES if s in v]
+
+    @model_validator(mode="after")
+    def _needs_root(self) -> "DataConfig":
+        held_out_scenes(self.test_scenes, self.val_scenes)
+        if self.name == "folder" and not self.root:
+            raise ValueError("name=folder needs data.root, the image folder to pretrain on")
+        if self.name not in ("synthetic", "folder") and not self.root:
+            raise ValueError(f"name={self.name} needs data.root, the data set folder")
+        if self.tile_overlap >= self.tile_size:
+            raise ValueError("data.tile_overlap must be smaller than data.tile_size")
+        return self
+
+    @property
+    def labeled(self) -> bool:
+        """Whether tiles carry labels (for scoring flags; the loss never sees them) and a scene split."""
+        return self.name != "folder" or bool(self.class_table)
+
+    def as_seg(self) -> "SegDataConfig":
+        """The labeled-set view of these tiles: the same scenes, tiles and split as fine-tuning would see."""
+        from .seg import SegDataConfig  # the segmentation sections build on these
+
+        return SegDataConfig(name=self.name, root=self.root, class_table=self.class_table, num_tiles=self.num_tiles,
+                             tile_size=self.tile_size, tile_overlap=self.tile_overlap, val_fraction=self.val_fraction,
+                             test_fraction=self.test_fraction, test_scenes=self.test_scenes,
+                             val_scenes=self.val_scenes, seed=self.seed)
+
+
+def upgrade_run_config(raw: dict[str, Any]) -> dict[str, Any]:
+    """A pretraining run's stored config as today's schema reads it (in place).
+
+    Runs made before ``data.pretrain_splits`` existed pretrained on every tile; without this they would be read
+    with today's default (the training split) and their tile indices would point at other tiles.
+    """
+    data = raw.get("data")
+    if isinstance(data, dict) and "pretrain_splits" not in data:
+        data["pretrain_splits"] = list(SPLIT_NAMES)
+    return raw
+
+
+class TrainConfig(_Section):
+    batch_size: int = Field(64, le=65536, description="images per step; each gives two views")
+    epochs: float | None = Field(None, gt=0)
+    max_steps: int | None = Field(None, ge=1)
+    optimizer: Literal["lars", "adamw", "sgd"] = "lars"
+    lr: float = Field(0.3, gt=0.0, description="base learning rate for batch 256 (scaled linearly)")
+    weight_decay: float = Field(1e-6, ge=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    warmup_steps: int = Field(10, ge=0)
+    warmup_epochs: float | None = Field(None, ge=0, description="overrides warmup_steps when set")
+    log_every: int = Field(1, ge=1)
+    ckpt_every: int = Field(50, ge=1)
+    device: str = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    channels_last: bool = True
+    compile: bool = False
+
+    @field_validator("batch_size")
+    @classmethod
+    def _batch_at_least_two(cls, v: int) -> int:
+        if v < 2:
+            raise ValueError(f"must be at least 2 (a contrastive batch needs negatives), got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _has_length(self) -> "TrainConfig":
+        if self.epochs is None and self.max_steps is None:
+            raise ValueError("set train.epochs or train.max_steps")
+        return self
+
+
+class PretrainConfig(_Section):
+    method: Literal["simclr", "moco"] = "simclr"
+    seed: int = 0
+    name: str | None = Field(None, description="run name; a unique suffix is added")
+    model: ModelConfig = ModelConfig()
+    loss: LossConfig = LossConfig()
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig(max_steps=100)
+
+    @model_validator(mode="after")
+    def _queue_holds_a_batch(self) -> "PretrainConfig":
+        if self.method == "moco" and self.model.queue_size < self.train.batch_size:
+            raise ValueError(f"model.queue_size ({self.model.queue_size}) must hold at least one batch "
+                             f"(train.batch_size {self.train.batch_size})")
+        return self

@@ -1,0 +1,123 @@
+"""The segmentation configs: fine-tuning (data, model, training) and the linear probe."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from .base import _Section, held_out_scenes
+from .pretrain import ModelConfig
+
+
+SEG_DATASETS = ("synthetic", "potsdam", "vaihingen", "deepglobe", "loveda", "folder")
+
+
+class SegDataConfig(_Section):
+    name: Literal["synthetic", "potsdam", "vaihingen", "deepglobe", "loveda", "folder"] = "synthetic"
+    root: str | None = Field(None, description="data set folder in its published layout")
+    class_table: str | None = Field(None, description="YAML class table for name=folder")
+    num_tiles: int = Field(2000, ge=2, le=10_000_000, description="synthetic set size")
+    tile_size: int = Field(256, ge=16, le=8192, description="tiles cut from whole scenes")
+    tile_overlap: int = Field(0, ge=0)
+    crop_size: int = Field(256, ge=16, le=8192, description="training crop")
+    label_fraction: float = Field(1.0, gt=0.0, le=1.0, description="seeded fraction of training tiles with labels")
+    val_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="held-out share when the data set has no split")
+    test_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    test_scenes: list[str] = Field(default_factory=list, description="labeled sets: scenes held out for test, by "
+                                   "name or folder (e.g. tile_3); overrides test_fraction")
+    val_scenes: list[str] = Field(default_factory=list, description="labeled sets: scenes for validation, by name or "
+                                  "folder; overrides val_fraction")
+    eroded: bool = Field(False, description="Potsdam/Vaihingen: use the eroded-boundary labels")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _needs_root(self) -> "SegDataConfig":
+        held_out_scenes(self.test_scenes, self.val_scenes)
+        if self.name != "synthetic" and not self.root:
+            raise ValueError(f"name={self.name} needs data.root, the data set folder")
+        if self.name == "folder" and not self.class_table:
+            raise ValueError("name=folder needs data.class_table, a YAML table of class names and colours")
+        if self.tile_overlap >= self.tile_size:
+            raise ValueError("data.tile_overlap must be smaller than data.tile_size")
+        return self
+
+
+class SegModelConfig(_Section):
+    arch: Literal["deeplabv3plus", "unet", "fpn"] = "deeplabv3plus"
+    encoder: str = "resnet18"
+    init: str = Field("random", description="'random', a pretraining run folder, or a checkpoint file")
+    output_stride: Literal[8, 16] = 16
+    aux_head: bool = False
+    decoder_channels: int | None = Field(None, ge=8, description="DeepLabV3+ ASPP width (paper: 512)")
+
+    @field_validator("encoder")
+    @classmethod
+    def _known_encoder(cls, v: str) -> str:
+        return ModelConfig._known_encoder(v)
+
+
+class FinetuneTrainConfig(_Section):
+    protocol: Literal["frozen", "full"] = Field("full", description="frozen: the paper's linear-style protocol")
+    batch_size: int = Field(16, ge=1, le=65536)
+    epochs: float | None = Field(None, gt=0)
+    max_steps: int | None = Field(None, ge=1)
+    lr: float = Field(1e-3, gt=0.0)
+    encoder_lr_scale: float = Field(0.1, ge=0.0, description="full protocol: encoder lr = lr * this")
+    weight_decay: float = Field(1e-4, ge=0.0)
+    class_weights: Literal["none", "balanced"] = Field(
+        "none", description="balanced: loss weight per class ~ 1/sqrt(its pixel share in training), for rare classes")
+    eval_every: int = Field(100, ge=1, description="steps between validations")
+    test_tile: int = Field(512, ge=32, le=8192, multiple_of=32, description="test: sliding window side (core.segment's)")
+    test_overlap: float = Field(0.25, ge=0.0, lt=1.0, description="test: window overlap, a fraction of the window")
+    log_every: int = Field(10, ge=1)
+    device: str = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+
+    @model_validator(mode="after")
+    def _has_length(self) -> "FinetuneTrainConfig":
+        if self.epochs is None and self.max_steps is None:
+            raise ValueError("set train.epochs or train.max_steps")
+        return self
+
+
+class FinetuneConfig(_Section):
+    seed: int = 0
+    name: str | None = None
+    model: SegModelConfig = SegModelConfig()
+    data: SegDataConfig = SegDataConfig()
+    train: FinetuneTrainConfig = FinetuneTrainConfig(max_steps=200)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Linear probe (fast evaluation of a frozen encoder)
+
+class ProbeModelConfig(_Section):
+    encoder: str = "resnet18"
+    init: str = Field("random", description="'random', a pretraining run folder, or a checkpoint file")
+    input_scale: float = Field(1.0, gt=0.0, le=1.0, description="resize images by this before the encoder")
+
+    @field_validator("encoder")
+    @classmethod
+    def _known_encoder(cls, v: str) -> str:
+        return ModelConfig._known_encoder(v)
+
+
+class ProbeTrainConfig(_Section):
+    epochs: int = Field(30, ge=1, le=10_000, description="passes of the linear head over the cached features")
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(0.01, gt=0.0, le=10.0)
+    weight_decay: float = Field(1e-4, ge=0.0)
+    label_stride: int = Field(4, ge=1, le=32, description="train against labels subsampled by this factor")
+    device: str = "auto"
+    test_tile: int = Field(512, ge=32, le=8192, multiple_of=32, description="test: sliding window side (core.segment's)")
+    test_overlap: float = Field(0.25, ge=0.0, lt=1.0, description="test: window overlap, a fraction of the window")
+
+
+class ProbeConfig(_Section):
+    """A per-pixel linear probe: frozen encoder features (last two stages, stride 16), a 1x1 convolution."""
+
+    seed: int = 0
+    name: str | None = None
+    model: ProbeModelConfig = ProbeModelConfig()
+    data: SegDataConfig = SegDataConfig()
+    train: ProbeTrainConfig = ProbeTrainConfig()
