@@ -4,7 +4,7 @@
 
 Reads the Dubai test tile (tile_3, held out by the shipped Dubai model), the DeepGlobe scenes the shipped land-cover
 model held out, and the NEON 10 cm GeoTIFFs (no shipped model knows them); scores each against each shipped
-segmentation model (``core.model_choice.score_for_model``, as ``--checkpoint auto`` does) and prints the score, the
+segmentation model (``core.seg.model_choice.score_for_model``, as ``--checkpoint auto`` does) and prints the score, the
 in/out verdict and the model auto picks. Not a test: the data is not in the repository.
 """
 from __future__ import annotations
@@ -14,10 +14,10 @@ from pathlib import Path
 
 import torch
 
-from core.catalog import segmentation_models
-from core.imageio import read_image
-from core.model_choice import ModelCache, choose_model, score_for_model
-from core.nodata import nodata_mask
+from core.store.catalog import segmentation_models
+from core.imaging.imageio import read_image
+from core.seg.model_choice import ModelCache, choose_model, score_for_model
+from core.seg.nodata import nodata_mask
 
 
 def images(data: Path) -> list[tuple[str, Path]]:

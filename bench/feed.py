@@ -22,8 +22,8 @@ from typing import Callable
 import torch
 
 from core.config import config_to_yaml, load_config
-from core.pretrain import Trainer
-from core.runs import create_run
+from core.ssl.pretrain import Trainer
+from core.store.runs import create_run
 
 
 def _sync(device: torch.device) -> None:

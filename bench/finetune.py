@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 
 from core.config import FinetuneConfig, config_to_yaml, load_config
-from core.finetune import FinetuneTrainer
-from core.runs import create_run
-from core.segmodel import build_seg_model
+from core.seg.finetune import FinetuneTrainer
+from core.store.runs import create_run
+from core.seg.segmodel import build_seg_model
 
 
 def bare_loop(trainer: FinetuneTrainer, steps: int) -> float:

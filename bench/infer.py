@@ -13,9 +13,9 @@
    ``predict`` with a near-free 1x1-conv model is timed too: its own work alone, which machine noise (other
    processes on the cores) cannot hide the way it can hide in the difference of two long timings.
 2. The whole upload-to-result pipeline on a ``--pipeline-size`` (default 2448, a DeepGlobe scene) JPEG, against
-   plain forward passes over the same windows, interleaved: reading the file (``core.imageio``), the no-data mask,
-   the domain score (``core.domain``, ``MAX_CROPS`` encoder crops), ``predict`` and the areas
-   (``core.segment.segment_loaded`` with a fingerprinted model); also in seconds per megapixel (target: within 1.1x
+   plain forward passes over the same windows, interleaved: reading the file (``core.imaging.imageio``), the no-data mask,
+   the domain score (``core.seg.domain``, ``MAX_CROPS`` encoder crops), ``predict`` and the areas
+   (``core.seg.segment.segment_loaded`` with a fingerprinted model); also in seconds per megapixel (target: within 1.1x
    of the bare forwards). ``--checkpoint auto`` choice among the shipped models is timed beside it (scoring every
    candidate costs extra encoder crops).
 3. Peak memory of ``predict`` on a ``--size`` x ``--size`` image (default 10000, i.e. 100 M pixels), run in a child
@@ -39,8 +39,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.infer import count_windows, predict
-from core.segmodel import build_seg_model, make_card
+from core.seg.infer import count_windows, predict
+from core.seg.segmodel import build_seg_model, make_card
 
 CLASSES = [{"name": n, "color": c} for n, c in [("building", [60, 16, 152]), ("land", [132, 41, 246]),
                                                 ("road", [110, 193, 228]), ("vegetation", [254, 221, 58]),
@@ -144,12 +144,12 @@ def pipeline(args: argparse.Namespace, device: torch.device) -> None:
 
     from PIL import Image
 
-    from core.catalog import segmentation_models
-    from core.domain import MAX_CROPS, fingerprint
-    from core.imageio import read_image
-    from core.model_choice import ModelCache, choose_model
-    from core.nodata import nodata_mask
-    from core.segment import segment_loaded
+    from core.store.catalog import segmentation_models
+    from core.seg.domain import MAX_CROPS, fingerprint
+    from core.imaging.imageio import read_image
+    from core.seg.model_choice import ModelCache, choose_model
+    from core.seg.nodata import nodata_mask
+    from core.seg.segment import segment_loaded
 
     model, card = small_model()
     model.to(device)

@@ -15,7 +15,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from core.losses import false_loss, info_nce
+from core.ssl.losses import false_loss, info_nce
 
 
 def ntxent_cross_entropy(h: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:

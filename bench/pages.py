@@ -29,7 +29,7 @@ TARGET_S = 2.0
 
 def make_store(base: Path, n: int) -> Path:
     os.environ["FALSE_WB_RUNS"], os.environ["FALSE_WB_DATA"] = str(base / "runs"), str(base / "data")
-    from core.runs import list_runs
+    from core.store.runs import list_runs
     from tests.store import build_store
 
     runs = build_store(base)

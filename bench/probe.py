@@ -2,7 +2,7 @@
 
     python bench/probe.py [--root ../shared/data/deepglobe_landcover] [--init random|RUN|CHECKPOINT] [key=value ...]
 
-Runs ``core.probe`` with configs/probe_dglc_cpu.yaml in this process, from an empty feature cache, and prints the
+Runs ``core.seg.probe`` with configs/probe_dglc_cpu.yaml in this process, from an empty feature cache, and prints the
 seconds of each part against the target of issue 8 (under 3 minutes on 2 cores for the 9 DeepGlobe scenes), beside
 the machine's load. The data set is read, never downloaded: without it the benchmark says so and stops.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from core.config import ProbeConfig, load_config
 from core.data.labeled import build_seg_splits
-from core.probe import _CACHE, run_probe
+from core.seg.probe import _CACHE, run_probe
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_S = 180.0

@@ -7,7 +7,7 @@ Measured side by side, interleaved round by round so machine noise hits both ali
 
 (a) the floor: one forward pass of the model over a (1, 3, 512, 512) float tile under ``torch.inference_mode``;
 (b) the page's path, with the page's own functions (``pages/segment.py``) on the PNG bytes of a generated scene:
-    read (bytes -> temporary file -> ``core.imageio.read_image``), ``core.segment.segment_loaded`` (tile 512,
+    read (bytes -> temporary file -> ``core.imaging.imageio.read_image``), ``core.seg.segment.segment_loaded`` (tile 512,
     overlap 0.25: one window) and the screen copy, the overlay blend, the legend + area table + bar chart (with the
     chart's JSON, which ``st.plotly_chart`` sends), the mask PNG download and the overlay JPEG that ``st.image``
     makes of an RGB array.
@@ -34,8 +34,8 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 from core.data import generate_scene
-from core.segment import segment_loaded
-from core.segmodel import load_seg_model
+from core.seg.segment import segment_loaded
+from core.seg.segmodel import load_seg_model
 
 TARGET_S = 1.0
 

@@ -17,11 +17,11 @@ from pathlib import Path
 import torch
 
 from core.config import config_to_yaml, load_config
-from core.models import MoCoV2, build_pretrain_model
-from core.optim import build_optimizer
-from core.methods import contrastive_loss, moco_loss
-from core.pretrain import Trainer
-from core.runs import create_run
+from core.ssl.models import MoCoV2, build_pretrain_model
+from core.ssl.optim import build_optimizer
+from core.ssl.methods import contrastive_loss, moco_loss
+from core.ssl.pretrain import Trainer
+from core.store.runs import create_run
 
 
 def bare_loop(trainer: Trainer, steps: int) -> float:

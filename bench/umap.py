@@ -6,7 +6,7 @@
 Measured side by side in one run, on the same data and checkpoint, the disk cache bypassed (use_cache=False):
   - cold: a fresh Python process (interpreter start, imports, numba compiling umap-learn's functions, features,
     UMAP, clusters), timed from the parent as the child's whole wall time. Target: under 60 s on 2 CPU cores.
-  - warm: this process after ``core.embedding_map.warm_up()`` (what the app runs in a background thread at start).
+  - warm: this process after ``core.analysis.embedding_map.warm_up()`` (what the app runs in a background thread at start).
     Target: under 20 s.
 Each is printed as time / target (below 1 meets it). The synthetic set is generated first if it is not cached
 (untimed). The two maps are compared: the same settings must give the same coordinates.
@@ -44,7 +44,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 def embed(args: argparse.Namespace):
     from core.config import DataConfig
-    from core.embeddings import compute_embedding
+    from core.analysis.embeddings import compute_embedding
 
     data = DataConfig(name="synthetic", num_tiles=args.tiles, tile_size=args.tile_size, seed=0)
     t = time.perf_counter()
@@ -57,7 +57,7 @@ def child(args: argparse.Namespace) -> None:
     t = time.perf_counter()
     import umap  # noqa: F401 - timed: umap-learn, numba, pynndescent, scikit-learn
 
-    import core.embeddings  # noqa: F401 - timed: torch, pandas, the engine
+    import core.analysis.embeddings  # noqa: F401 - timed: torch, pandas, the engine
     imports = time.perf_counter() - t
     emb, total = embed(args)
     np.save(args.child + ".npy", emb.coords)
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
         cold = json.loads(result.read_text())
         cold_coords = np.load(str(result) + ".npy")
 
-    from core.embedding_map import warm_up
+    from core.analysis.embedding_map import warm_up
 
     t = time.perf_counter()
     warm_up()

@@ -14,18 +14,18 @@ import importlib
 import subprocess
 import sys
 
-from .runs import REPO_ROOT
+from .store.runs import REPO_ROOT
 
 COMMANDS = {
-    "pretrain": ("core.pretrain", "contrastive pretraining (SimCLR / MoCo v2, with or without FALSE)"),
-    "finetune": ("core.finetune", "segmentation fine-tuning of a pretrained encoder"),
-    "compare": ("core.compare", "methods x seeds with paired intervals"),
-    "probe": ("core.probe", "linear probe of a frozen encoder on whole held-out scenes"),
-    "segment": ("core.segment", "segment image files (auto model choice, reports, GeoTIFF masks)"),
-    "evaluate": ("core.evaluate", "a segmentation checkpoint's scores on the held-out scenes its card names"),
-    "export": ("core.export", "a run's model as a small shipped checkpoint"),
-    "fingerprint": ("core.fingerprint", "give a checkpoint a domain fingerprint"),
-    "fn-report": ("core.fn_report", "how good a run's false-negative flags are, against reference selectors"),
+    "pretrain": ("core.ssl.pretrain", "contrastive pretraining (SimCLR / MoCo v2, with or without FALSE)"),
+    "finetune": ("core.seg.finetune", "segmentation fine-tuning of a pretrained encoder"),
+    "compare": ("core.seg.compare", "methods x seeds with paired intervals"),
+    "probe": ("core.seg.probe", "linear probe of a frozen encoder on whole held-out scenes"),
+    "segment": ("core.seg.segment", "segment image files (auto model choice, reports, GeoTIFF masks)"),
+    "evaluate": ("core.seg.evaluate", "a segmentation checkpoint's scores on the held-out scenes its card names"),
+    "export": ("core.store.export", "a run's model as a small shipped checkpoint"),
+    "fingerprint": ("core.seg.fingerprint", "give a checkpoint a domain fingerprint"),
+    "fn-report": ("core.analysis.fn_report", "how good a run's false-negative flags are, against reference selectors"),
     "demo": ("workbench.gradio_app", "the Gradio upload-and-segment demo with its HTTP API"),
 }
 

@@ -1,6 +1,6 @@
 """Embeddings: tiles mapped to 2-D by UMAP of an encoder's features; one checkpoint, or two side by side.
 
-Features, map, clusters and quality come from core.embeddings (disk-cached); this page turns widgets into a
+Features, map, clusters and quality come from core.analysis.embeddings (disk-cached); this page turns widgets into a
 request, runs it on "Compute" with a progress bar, and draws the maps, the flagged pairs and selected tiles.
 """
 from __future__ import annotations
@@ -12,8 +12,8 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import embeddings as E
-from core.catalog import ModelEntry, encoder_models
+from core.analysis import embeddings as E
+from core.store.catalog import ModelEntry, encoder_models
 from core.config import DataConfig
 from workbench.common import dataset_of, go_to, show_error, shows_errors
 from workbench.warmup import wait_for_warmup

@@ -1,6 +1,6 @@
 """False negatives: which pairs FNSD flagged in a pretraining run, how many over training, whether they are right.
 
-All counting and scoring is in core.fn_scoring; this page picks a run, turns widgets into filters and draws.
+All counting and scoring is in core.analysis.fn_scoring; this page picks a run, turns widgets into filters and draws.
 """
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import fn_quality as fq
-from core import fn_report
-from core import fn_scoring as fn
+from core.analysis import fn_quality as fq
+from core.analysis import fn_report
+from core.analysis import fn_scoring as fn
 from core.config import ConfigError, DataConfig
-from core.runs import Run
+from core.store.runs import Run
 from workbench.common import columns_figure, dataset_of, go_to, pick_run, runs_of, show_error, shows_errors
 
 PER_PAGE = 12
@@ -134,7 +134,7 @@ def quality_verdict(report: dict[str, Any]) -> str:
 
 @shows_errors
 def quality_section(run: Run) -> None:
-    """FNSD against reference selectors on the same batches (``core.fn_report``), computed on request and cached."""
+    """FNSD against reference selectors on the same batches (``core.analysis.fn_report``), computed on request and cached."""
     st.subheader("Better than a trivial selector?")
     st.caption("Precision alone flatters: on aerial imagery the tile with the closest colours, or one from the same "
                "scene, often shares the class too. Here the batches the run trained on are rebuilt and other "

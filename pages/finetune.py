@@ -9,13 +9,13 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import launch
-from core.catalog import config_presets, encoder_models
-from core.compare import METHODS, CompareConfig, check_presets
-from core.compare_report import LABELS
+from core.store import launch
+from core.store.catalog import config_presets, encoder_models
+from core.seg.compare import METHODS, CompareConfig, check_presets
+from core.seg.compare_report import LABELS
 from core.config import SEG_DATASETS, ConfigError, FinetuneConfig, choices, load_config, validate_config
-from core.runs import Run
-from core.safepaths import PathRefused, resolve_under
+from core.store.runs import Run
+from core.store.safepaths import PathRefused, resolve_under
 from workbench.common import has_records, index_of, pick_run, runs_of, show_error
 from workbench.monitor import run_header, watch
 

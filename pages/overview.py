@@ -5,9 +5,9 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from core.catalog import encoder_models, segmentation_models
+from core.store.catalog import encoder_models, segmentation_models
 from core.device import describe_device, pick_device
-from core.runs import read_json_file, runs_root
+from core.store.runs import read_json_file, runs_root
 from workbench.common import go_to, runs_frame, runs_of
 
 st.title("FALSE workbench")

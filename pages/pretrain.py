@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import launch
-from core.catalog import config_presets, encoder_models
+from core.store import launch
+from core.store.catalog import config_presets, encoder_models
 from core.device import gpu_count
 from core.config import (ENCODERS, PRETRAIN_DATASETS, ConfigError, PretrainConfig, choices, load_config,
                          validate_config)
-from core.safepaths import PathRefused, resolve_under
+from core.store.safepaths import PathRefused, resolve_under
 from workbench.common import has_records, index_of, pick_run, runs_of, show_error
 from workbench.monitor import watch
 

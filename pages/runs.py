@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import launch
-from core.runs import delete_run, runs_root
-from core.run_lock import RunBusyError
+from core.store import launch
+from core.store.runs import delete_run, runs_root
+from core.store.run_lock import RunBusyError
 from workbench.common import curve_frame, curves_figure, has_records, pick_run, runs_frame, runs_of, show_error
 from workbench.monitor import run_header, watch
 

@@ -1,8 +1,8 @@
 """Segment: upload aerial tiles (or try a generated one), pick a checkpoint, see the classes and their areas.
 
-A thin adapter over the engine: ``core.imageio.read_image`` reads each upload (TIFF/GeoTIFF recognised by its
-bytes, the georeference kept) and ``core.segment.segment_choosing`` picks the model (``auto``: the best domain fit,
-``core.model_choice``) and predicts with sliding windows, no-data left out and the pixel size matched. Results are
+A thin adapter over the engine: ``core.imaging.imageio.read_image`` reads each upload (TIFF/GeoTIFF recognised by its
+bytes, the georeference kept) and ``core.seg.segment.segment_choosing`` picks the model (``auto``: the best domain fit,
+``core.seg.model_choice``) and predicts with sliding windows, no-data left out and the pixel size matched. Results are
 kept in ``st.session_state`` by (file content, model version, settings), so moving the opacity slider, switching
 tabs, downloading, uploading the same file again or coming back to the page never runs the model again. A file
 that cannot be used is one ``st.error`` line; the others go on.
@@ -22,14 +22,14 @@ import plotly.graph_objects as go
 import streamlit as st
 from PIL import Image
 
-from core.budget import DEFAULT_MAX_MEGAPIXELS, max_pixels
-from core.catalog import ModelEntry, segmentation_models
-from core.checkpoint import CheckpointError
+from core.imaging.budget import DEFAULT_MAX_MEGAPIXELS, max_pixels
+from core.store.catalog import ModelEntry, segmentation_models
+from core.store.checkpoint import CheckpointError
 from core.device import pick_device
 from core.data.paths import scratch_dir
-from core.imageio import ImageError, LoadedImage, read_image
-from core.segment import segment_choosing
-from core.segmentation_result import Segmentation
+from core.imaging.imageio import ImageError, LoadedImage, read_image
+from core.seg.segment import segment_choosing
+from core.seg.segmentation_result import Segmentation
 from workbench.common import seg_model, show_error
 from workbench.segment_view import areas_frame, class_rgb, legend_html, one_line, screen_copy
 
@@ -91,7 +91,7 @@ def read_upload(upload: Upload, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS) 
 
 
 class _PageModels:
-    """What ``core.segment.segment_choosing`` loads models through: the app's cached loader."""
+    """What ``core.seg.segment.segment_choosing`` loads models through: the app's cached loader."""
 
     @staticmethod
     def load(path: Path, device: Any) -> tuple[Any, dict[str, Any]]:  # noqa: ARG004 - the loader picks the device
@@ -343,7 +343,7 @@ def load_model(entry: ModelEntry) -> tuple[Any, dict[str, Any]] | None:
     except Exception as err:  # noqa: BLE001 - CheckpointError, a missing file, a card that builds no model
         show_error(err, f"Model {entry.label} cannot be used")
         return None
-    return model, card  # its card, classes included, was checked by core.segmodel.check_card
+    return model, card  # its card, classes included, was checked by core.seg.segmodel.check_card
 
 
 def main() -> None:

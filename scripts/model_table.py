@@ -2,7 +2,7 @@
 
     python scripts/model_table.py
 
-Why: the README's figures must be the cards' figures, and the cards' come from ``core.evaluate --write-card`` on
+Why: the README's figures must be the cards' figures, and the cards' come from ``core.seg.evaluate --write-card`` on
 the shipped file; copying numbers by hand is how a card and its README drift apart.
 """
 from __future__ import annotations

@@ -12,9 +12,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from core.finetune import main as finetune_main
-from core.pretrain import main as pretrain_main
-from core.runs import atomic_write_bytes, create_run, list_runs
+from core.seg.finetune import main as finetune_main
+from core.ssl.pretrain import main as pretrain_main
+from core.store.runs import atomic_write_bytes, create_run, list_runs
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY_PRE = ["--config", str(ROOT / "configs/demo_cpu.yaml"), "--no-progress", "model.proj_hidden=32",

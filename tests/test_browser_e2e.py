@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from core.data import generate_scene
-from core.runs import list_runs
+from core.store.runs import list_runs
 from tests.browser import (ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, screenshot_on_failure, settle, streamlit_server,
                            wait_until_idle)
 from tests.store import copy_store
@@ -42,7 +42,7 @@ def app(store_base: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     with streamlit_server(env, base / "server.log") as url:
         yield url, runs
     for run in list_runs(runs):  # never leave a training process behind
-        from core import launch
+        from core.store import launch
         launch.stop(run)
 
 

@@ -13,9 +13,9 @@ CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 @pytest.mark.parametrize("preset", sorted(p.name for p in CONFIGS.glob("*.yaml")))
 def test_presets_load(preset: str) -> None:
-    from core.compare import CompareConfig
+    from core.seg.compare import CompareConfig
 
-    from core.runs import kind_of_config
+    from core.store.runs import kind_of_config
 
     raw = yaml.safe_load((CONFIGS / preset).read_text())
     model = {"finetune": FinetuneConfig, "compare": CompareConfig, "probe": ProbeConfig,
@@ -97,7 +97,7 @@ def test_a_moco_queue_must_hold_a_batch() -> None:
 
 
 def test_a_comparison_needs_a_method() -> None:
-    from core.compare import CompareConfig
+    from core.seg.compare import CompareConfig
     from core.config import ConfigError, validate_config
 
     with pytest.raises(ConfigError, match="methods: name at least 1 method"):
@@ -116,7 +116,7 @@ def test_plus_equals_extends_a_list_setting() -> None:
                                       "train.lr=nan", "loss.threshold=nan", "data.image_size=1000000",
                                       "data.num_tiles=1000000000", "data.tile_size=1000000"])
 def test_absurd_values_exit_2_in_one_line_without_a_run_folder(override, tmp_path, capsys) -> None:
-    from core.pretrain import main
+    from core.ssl.pretrain import main
 
     root = Path(__file__).resolve().parent.parent
     assert main(["--config", str(root / "configs" / "demo_cpu.yaml"), "--runs-root", str(tmp_path / "runs"),
@@ -127,7 +127,7 @@ def test_absurd_values_exit_2_in_one_line_without_a_run_folder(override, tmp_pat
 
 
 def test_undecodable_and_empty_config_files_are_one_line(tmp_path, capsys) -> None:
-    from core.pretrain import main
+    from core.ssl.pretrain import main
 
     (tmp_path / "bad.yaml").write_bytes(b"\xff\xfe name: x")
     (tmp_path / "empty.yaml").write_text("")
@@ -141,7 +141,7 @@ def test_undecodable_and_empty_config_files_are_one_line(tmp_path, capsys) -> No
 def test_unusable_encoder_weights_are_one_line_in_pretraining(tmp_path, capsys) -> None:
     import torch
 
-    from core.pretrain import main
+    from core.ssl.pretrain import main
 
     root = Path(__file__).resolve().parent.parent
     torch.save({"a": 1}, tmp_path / "evil.pt")  # a pickle: never loaded

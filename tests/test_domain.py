@@ -12,19 +12,19 @@ import torch
 from PIL import Image
 from rasterio.transform import Affine
 
-from core.catalog import ModelEntry
+from core.store.catalog import ModelEntry
 from core.config import SegDataConfig
 from core.data.labeled import build_seg_splits
-from core.domain import card_fingerprint, fingerprint, score_image
-from core.finetune import class_weights
-from core.imageio import read_image
-from core.infer import NODATA, class_areas, palette
-from core.model_choice import ModelCache, choose_model
-from core.nodata import nodata_mask
-from core.resample import resample_factor, resample_mask, resample_rgb
-from core.segment import main
-from core.segmentation_result import palette_png
-from core.segmodel import build_seg_model, make_card, save_seg_checkpoint
+from core.seg.domain import card_fingerprint, fingerprint, score_image
+from core.seg.finetune import class_weights
+from core.imaging.imageio import read_image
+from core.seg.infer import NODATA, class_areas, palette
+from core.seg.model_choice import ModelCache, choose_model
+from core.seg.nodata import nodata_mask
+from core.seg.resample import resample_factor, resample_mask, resample_rgb
+from core.seg.segment import main
+from core.seg.segmentation_result import palette_png
+from core.seg.segmodel import build_seg_model, make_card, save_seg_checkpoint
 from test_infer import write_tiff  # noqa: E402 - the tests' GeoTIFF writer
 
 CLASSES = [{"name": "a", "color": [200, 30, 30]}, {"name": "b", "color": [30, 200, 30]},
@@ -296,7 +296,7 @@ def test_named_test_scenes_hold_out_whole_folders(tmp_path: Path) -> None:
 
 def test_evaluate_scores_the_scenes_the_card_names(tmp_path: Path, capsys) -> None:
     from core.config import FinetuneConfig
-    from core.evaluate import main as evaluate_main
+    from core.seg.evaluate import main as evaluate_main
 
     table = folder_set(tmp_path)
     cfg = FinetuneConfig.model_validate({"data": {"name": "folder", "root": str(tmp_path), "class_table": str(table),
@@ -310,7 +310,7 @@ def test_evaluate_scores_the_scenes_the_card_names(tmp_path: Path, capsys) -> No
     assert evaluate_main([str(path), "--no-progress", "--write-card"]) == 0
     out = capsys.readouterr().out
     assert "3 scenes it never saw: tile_3/p0, tile_3/p1, tile_3/p2" in out and "IoU a" in out
-    from core.checkpoint import read_metadata
+    from core.store.checkpoint import read_metadata
 
     ev = read_metadata(path)["card"]["evaluation"]
     assert ev["scenes"] == ["tile_3/p0", "tile_3/p1", "tile_3/p2"] and ev["pixels"] == 3 * 64 * 64

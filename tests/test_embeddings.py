@@ -10,13 +10,13 @@ import pandas as pd
 import pytest
 import torch
 
-from core import embedding_map as M
-from core import embeddings as E
-from core.checkpoint import export_encoder
+from core.analysis import embedding_map as M
+from core.analysis import embeddings as E
+from core.store.checkpoint import export_encoder
 from core.config import DataConfig
 from core.data import IMAGENET_MEAN, IMAGENET_STD, SyntheticAerial, data_root
-from core.models import build_encoder, pooled_features
-from core.runs import list_runs
+from core.ssl.models import build_encoder, pooled_features
+from core.store.runs import list_runs
 
 TINY = DataConfig(name="synthetic", num_tiles=40, tile_size=32, seed=0, pretrain_splits=["train", "val", "test"])
 

@@ -8,11 +8,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from core.compare import main as compare_main
-from core.finetune import main as finetune_main
-from core.pretrain import main as pretrain_main
-from core.runs import list_runs
-from core.segmodel import load_seg_model
+from core.seg.compare import main as compare_main
+from core.seg.finetune import main as finetune_main
+from core.ssl.pretrain import main as pretrain_main
+from core.store.runs import list_runs
+from core.seg.segmodel import load_seg_model
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY_DATA = ["data.num_tiles=40", "data.tile_size=64", "data.crop_size=64", "data.val_fraction=0.2",

@@ -11,14 +11,14 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from core import fn_quality as fq
-from core import methods as methods_mod
-from core.batch_order import BatchOrder
-from core.fn_report import CACHE_NAME, FlagReportError, compute_report, flag_report
-from core.fn_report import main as report_main
-from core.fn_scoring import NO_CLASS
-from core.pretrain import main as pretrain_main
-from core.runs import list_runs
+from core.analysis import fn_quality as fq
+from core.ssl import methods as methods_mod
+from core.ssl.batch_order import BatchOrder
+from core.analysis.fn_report import CACHE_NAME, FlagReportError, compute_report, flag_report
+from core.analysis.fn_report import main as report_main
+from core.analysis.fn_scoring import NO_CLASS
+from core.ssl.pretrain import main as pretrain_main
+from core.store.runs import list_runs
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--config", str(ROOT / "configs/demo_cpu.yaml"), "--no-progress", "model.proj_hidden=32", "model.proj_dim=16",
@@ -226,7 +226,7 @@ def test_report_of_an_infonce_run_says_false_was_off(roots: Path, capsys) -> Non
 
 
 def test_tile_without_labeled_pixels_has_no_class() -> None:
-    from core.fn_scoring import base_rate, dominant_classes
+    from core.analysis.fn_scoring import base_rate, dominant_classes
 
     class Counts:
         has_labels = True

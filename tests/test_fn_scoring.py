@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 import torch
 
-from core import fn_scoring as fn
+from core.analysis import fn_scoring as fn
 from core.config import ConfigError, validate_config
 from core.data import SyntheticAerial
-from core.runs import create_run
+from core.store.runs import create_run
 
 CONFIG = "method: simclr\nloss:\n  name: false\ndata:\n  name: synthetic\n  num_tiles: 8\n  tile_size: 16\n"
 

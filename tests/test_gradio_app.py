@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.checkpoint import CheckpointError
-from core.infer import palette
+from core.store.checkpoint import CheckpointError
+from core.seg.infer import palette
 
 # gradio's own queue code on pandas 3: not ours to fix
 pytestmark = pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword is deprecated)")
@@ -169,7 +169,7 @@ def test_unusable_checkpoint_is_one_line_and_exit_code_2(tmp_path: Path, capsys:
 
 
 def test_screen_copy_and_legend() -> None:
-    from core.segmentation_result import Segmentation
+    from core.seg.segmentation_result import Segmentation
     from workbench.gradio_app import DISPLAY_SIDE
     from workbench.segment_view import legend_html, screen_copy
 

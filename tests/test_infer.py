@@ -1,6 +1,6 @@
-"""Sliding-window inference, image reading rules and the ``core.segment`` command line.
+"""Sliding-window inference, image reading rules and the ``core.seg.segment`` command line.
 
-A tiny random resnet18 DeepLabV3+ (3 classes, through ``core.segmodel``) stands in for a trained model; where the
+A tiny random resnet18 DeepLabV3+ (3 classes, through ``core.seg.segmodel``) stands in for a trained model; where the
 test is about blending arithmetic, small convolutional "models" whose answer we can compute directly are used.
 """
 from __future__ import annotations
@@ -17,14 +17,14 @@ from PIL import Image
 from affine import Affine
 from torch import nn
 
-from core.checkpoint import CheckpointError, save_checkpoint
+from core.store.checkpoint import CheckpointError, save_checkpoint
 from core.data.augment import IMAGENET_MEAN, IMAGENET_STD
-from core.imageio import ImageError, read_image
-from core.tiffio import write_mask_geotiff
-from core.infer import (axis_positions, class_areas, colorize, count_windows, overlay, predict,
-                        predict_logits, ramp)
-from core.segment import default_checkpoint, main
-from core.segmodel import build_seg_model, make_card, save_seg_checkpoint
+from core.imaging.imageio import ImageError, read_image
+from core.imaging.tiffio import write_mask_geotiff
+from core.seg.infer import (axis_positions, class_areas, colorize, count_windows, overlay, predict,
+                            predict_logits, ramp)
+from core.seg.segment import default_checkpoint, main
+from core.seg.segmodel import build_seg_model, make_card, save_seg_checkpoint
 
 CLASSES = [{"name": "building", "color": [255, 0, 0]}, {"name": "tree", "color": [0, 255, 0]},
            {"name": "water", "color": [0, 0, 255]}]
@@ -382,9 +382,9 @@ def test_default_checkpoint(tmp_path):
     ([{"name": f"c{i}", "color": [0, 0, 0]} for i in range(300)], "300 classes do not fit an 8-bit mask"),
 ])
 def test_the_card_check_refuses_classes_no_mask_can_hold(classes, needle: str) -> None:
-    """One check, in core.segmodel, for the CLI, the Segment page and the Gradio demo alike."""
-    from core.checkpoint import CheckpointError
-    from core.segmodel import check_card
+    """One check, in core.seg.segmodel, for the CLI, the Segment page and the Gradio demo alike."""
+    from core.store.checkpoint import CheckpointError
+    from core.seg.segmodel import check_card
 
     card = {"kind": "segmentation", "arch": "deeplabv3plus", "encoder": "resnet18", "classes": classes}
     with pytest.raises(CheckpointError, match=re.escape(needle)):

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from core import launch
+from core.store import launch
 from core.config import FinetuneConfig, load_config
-from core.runs import delete_run, list_runs
-from core.run_lock import RunBusyError
-from core.safepaths import PathRefused, resolve_under
+from core.store.runs import delete_run, list_runs
+from core.store.run_lock import RunBusyError
+from core.store.safepaths import PathRefused, resolve_under
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["model.proj_hidden=32", "model.proj_dim=16", "data.num_tiles=24", "data.tile_size=48", "data.image_size=32",
@@ -88,7 +88,7 @@ def test_relative_paths_are_read_under_the_data_root(empty_store: Path, tmp_path
 
 
 def test_a_comparison_launched_in_the_background_shows_its_table(empty_store: Path, tmp_path: Path) -> None:
-    from core.compare import CompareConfig
+    from core.seg.compare import CompareConfig
     from core.config import validate_config
     from tests.pages import open_page
 
@@ -111,7 +111,7 @@ def test_a_comparison_launched_in_the_background_shows_its_table(empty_store: Pa
 
 
 def test_stopping_a_comparison_records_a_stop(empty_store: Path) -> None:
-    from core.compare import CompareConfig
+    from core.seg.compare import CompareConfig
     from core.config import validate_config
 
     cfg = validate_config({
@@ -137,7 +137,7 @@ def test_stopping_a_comparison_records_a_stop(empty_store: Path) -> None:
 
 def test_a_stop_right_as_a_comparison_starts_is_a_stop(empty_store: Path) -> None:
     """The Stop may land while the comparison opens its folder: it must end 'stopped', never 'died'."""
-    from core.compare import CompareConfig
+    from core.seg.compare import CompareConfig
     from core.config import validate_config
 
     cfg = validate_config({

@@ -1,4 +1,4 @@
-"""Tests of ``core.losses`` against the specification in FALSE_SPEC.md.
+"""Tests of ``core.ssl.losses`` against the specification in FALSE_SPEC.md.
 
 The centre of this file is a slow, deliberately naive reference: float64, explicit Python loops over anchors i
 and columns j, following the spec's numbered steps literally (s_i, D_ij, selection, gate, calibration of row a,
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from pydantic import ValidationError
 
 from core.config import PretrainConfig
-from core.losses import ContrastiveInfo, false_loss, false_loss_moco, info_nce
+from core.ssl.losses import ContrastiveInfo, false_loss, false_loss_moco, info_nce
 
 PAIR_FIELDS = ("anchor", "candidate", "distance", "cos", "cos_pos", "calibrated", "mirrored")
 

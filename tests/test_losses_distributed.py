@@ -1,4 +1,4 @@
-"""Data-parallel semantics of ``core.losses`` (FALSE_SPEC.md, "What this project builds").
+"""Data-parallel semantics of ``core.ssl.losses`` (FALSE_SPEC.md, "What this project builds").
 
 Two CPU processes (gloo) each pass their half of a fixed batch with ``distributed=True``.  The spec promises that
 W ranks give the same loss and the same flagged pairs as one process on the gathered batch:
@@ -18,7 +18,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from core.losses import false_loss, info_nce
+from core.ssl.losses import false_loss, info_nce
 
 WORLD = 2
 TIMEOUT_S = 60

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from core.metrics import confusion_matrix, scores_from_confusion
+from core.seg.metrics import confusion_matrix, scores_from_confusion
 
 
 def test_confusion_matrix_ignores_and_counts() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from core.runs import list_runs
+from core.store.runs import list_runs
 from tests.pages import errors, open_page, texts
 from tests.store import copy_store
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from core import fn_scoring as fn
+from core.analysis import fn_scoring as fn
 from core.data import build_dataset
-from core.runs import list_runs
+from core.store.runs import list_runs
 from tests.pages import errors, open_page, texts
 from tests.store import copy_store
 

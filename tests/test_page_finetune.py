@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from core.runs import list_runs
+from core.store.runs import list_runs
 from tests.pages import errors, open_page, texts
 
 

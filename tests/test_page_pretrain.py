@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from core.runs import list_runs
+from core.store.runs import list_runs
 from tests.pages import errors, open_page, texts
 
 TINY = {"tiles": 24, "tile_size": 48, "image_size": 32, "batch": 8, "steps": 2, "proj_dim": 16,
@@ -76,7 +76,7 @@ def test_a_labeled_data_set_pretrains_on_its_training_scenes_only(empty_store: P
     import yaml
     from PIL import Image
 
-    from core import launch
+    from core.store import launch
 
     root = tmp_path / "data" / "dg" / "train"
     root.mkdir(parents=True)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.runs import list_runs
+from core.store.runs import list_runs
 from tests.pages import errors, open_page, texts
 from tests.store import copy_store
 

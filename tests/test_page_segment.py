@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-import core.segment
-from core.catalog import ModelEntry
+import core.seg.segment
+from core.store.catalog import ModelEntry
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "workbench" / "streamlit_app.py")
@@ -80,13 +80,13 @@ def test_sample_tile_is_segmented_with_areas_chart_and_downloads(empty_store: Pa
 def test_opacity_reblends_without_running_the_model_again(empty_store: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
-    real = core.segment.segment_loaded
+    real = core.seg.segment.segment_loaded
 
     def counting(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(core.segment, "segment_loaded", counting)
+    monkeypatch.setattr(core.seg.segment, "segment_loaded", counting)
     at = open_page()
     at.file_uploader(key="segment_files").set_value(("tile.png", png_bytes(64, 96), "image/png")).run()
     assert len(calls) == 1 and len(at.image) == 1
@@ -148,7 +148,7 @@ def test_broken_checkpoint_is_an_error_not_a_traceback(empty_store: Path, tmp_pa
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     bad = tmp_path / "broken.safetensors"
     bad.write_bytes(b"\x00" * 64)
-    monkeypatch.setattr("core.catalog.segmentation_models",
+    monkeypatch.setattr("core.store.catalog.segmentation_models",
                         lambda root=None: [ModelEntry("shipped: broken", bad, {})])
     at = open_page()
     at.file_uploader(key="segment_files").set_value(("tile.png", png_bytes(40, 40), "image/png")).run()

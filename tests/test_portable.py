@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from core.checkpoint import read_metadata
-from core.portable import ELSEWHERE, machine_paths, portable
-from core.runs import REPO_ROOT
+from core.store.checkpoint import read_metadata
+from core.store.portable import ELSEWHERE, machine_paths, portable
+from core.store.runs import REPO_ROOT
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -13,8 +13,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from core.pretrain import main
-from core.runs import list_runs, open_run
+from core.ssl.pretrain import main
+from core.store.runs import list_runs, open_run
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["model.encoder=resnet18", "model.proj_hidden=32", "model.proj_dim=16", "data.name=synthetic",
@@ -238,8 +238,8 @@ def test_torchrun_two_cpu_processes(roots, method: str) -> None:
 
 
 def test_export_encoder_is_small_and_loads(roots, tmp_path: Path) -> None:
-    from core.export import main as export_main
-    from core.models import build_encoder
+    from core.store.export import main as export_main
+    from core.ssl.models import build_encoder
 
     runs, _ = roots
     assert main(["--config", str(ROOT / "configs/demo_cpu.yaml"), "--no-progress", *TINY, "train.max_steps=1"]) == 0

@@ -15,8 +15,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from core.pretrain import main as pretrain_main
-from core.runs import list_runs
+from core.ssl.pretrain import main as pretrain_main
+from core.store.runs import list_runs
 
 ROOT = Path(__file__).resolve().parent.parent
 PRE = ["--config", str(ROOT / "configs/demo_cpu.yaml"), "--no-progress", "data.num_tiles=16", "data.image_size=32",

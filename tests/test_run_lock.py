@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from core.launch import resume as app_resume
-from core.pretrain import main as pretrain_main
-from core.runs import delete_run, open_run
-from core.run_lock import RunBusyError, run_locked
+from core.store.launch import resume as app_resume
+from core.ssl.pretrain import main as pretrain_main
+from core.store.runs import delete_run, open_run
+from core.store.run_lock import RunBusyError, run_locked
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["data.num_tiles=16", "data.image_size=32", "train.batch_size=8", "model.proj_hidden=32", "model.proj_dim=16",
@@ -23,7 +23,7 @@ TINY = ["data.num_tiles=16", "data.image_size=32", "train.batch_size=8", "model.
 
 def holder(run: Path) -> subprocess.Popen:
     """Another process that holds the run's lock (as a training process does) until it is killed."""
-    code = ("import sys, time; from core.runs import open_run; from core.run_lock import lock_run; lock_run(open_run(sys.argv[1])); "
+    code = ("import sys, time; from core.store.runs import open_run; from core.store.run_lock import lock_run; lock_run(open_run(sys.argv[1])); "
             "print('locked', flush=True); time.sleep(600)")
     proc = subprocess.Popen([sys.executable, "-c", code, str(run)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "locked"

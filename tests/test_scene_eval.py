@@ -1,4 +1,4 @@
-"""Whole-scene test scores equal what core.segment's masks give; the linear probe end to end on tiny scenes."""
+"""Whole-scene test scores equal what core.seg.segment's masks give; the linear probe end to end on tiny scenes."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,11 +8,11 @@ from PIL import Image
 
 from core.config import ProbeConfig, SegDataConfig, validate_config
 from core.data.labeled import DEEPGLOBE_CLASSES, build_seg_splits
-from core.metrics import confusion_matrix, scores_from_confusion
-from core.probe import _CACHE, run_probe
-from core.scene_eval import evaluate_scenes, whole_scenes_possible
-from core.segment import main as segment_main
-from core.segmodel import build_seg_model, make_card, save_seg_checkpoint
+from core.seg.metrics import confusion_matrix, scores_from_confusion
+from core.seg.probe import _CACHE, run_probe
+from core.seg.scene_eval import evaluate_scenes, whole_scenes_possible
+from core.seg.segment import main as segment_main
+from core.seg.segmodel import build_seg_model, make_card, save_seg_checkpoint
 
 H, W = 90, 100
 DG = np.array([(0, 255, 255), (255, 255, 0), (255, 0, 255), (0, 255, 0), (0, 0, 255), (255, 255, 255)], np.uint8)
@@ -66,7 +66,7 @@ def test_whole_scene_scores_equal_the_segment_commands_masks(deepglobe, tmp_path
         labeled += int((target != 255).sum())
         cm += confusion_matrix(torch.from_numpy(pred.astype(np.int64)), torch.from_numpy(target), 6)
     assert len(np.unique(np.asarray(Image.open(out / f"{names[0]}_sat_mask.png")))) >= 1
-    assert result.scores.confusion == cm.tolist()  # each pixel once, as core.segment sees it
+    assert result.scores.confusion == cm.tolist()  # each pixel once, as core.seg.segment sees it
     assert result.pixels == labeled == 2 * (H - 5) * W
     assert result.scores.miou == scores_from_confusion(cm).miou
     assert result.record()["evaluation"] == "whole scenes"

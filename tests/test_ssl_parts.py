@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.models import MoCoV2
-from core.optim import LARS, build_optimizer, param_groups, warmup_cosine
+from core.ssl.models import MoCoV2
+from core.ssl.optim import LARS, build_optimizer, param_groups, warmup_cosine
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +91,7 @@ def test_warmup_then_cosine_to_zero() -> None:
 
 def test_one_precision_policy_for_training_and_inference(monkeypatch) -> None:
     from core import device as D
-    from core.embeddings import resolve_precision
+    from core.analysis.embeddings import resolve_precision
 
     cpu = torch.device("cpu")
     monkeypatch.setattr(D, "cpu_has_native_bf16", lambda: True)

@@ -6,9 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from core.fn_quality import Proportion
-from core.fn_scoring import wilson_interval
-from core.stats import mean_sd, paired_difference
+from core.analysis.fn_quality import Proportion
+from core.analysis.fn_scoring import wilson_interval
+from core.analysis.stats import mean_sd, paired_difference
 
 
 def test_wilson_interval_matches_the_textbook_values() -> None:

@@ -15,7 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.runs import Run, list_runs
+from core.store.runs import Run, list_runs
 
 F = TypeVar("F", bound=Callable[..., Any])
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
@@ -45,7 +45,7 @@ def shows_errors(fn: F) -> F:
 @st.cache_resource(show_spinner="Loading the model…", max_entries=4)
 def _seg_model(path: str, mtime: float) -> tuple[Any, dict[str, Any]]:  # noqa: ARG001 - mtime keys the cache
     from core.device import pick_device
-    from core.segmodel import load_seg_model
+    from core.seg.segmodel import load_seg_model
 
     return load_seg_model(path, device=pick_device())
 

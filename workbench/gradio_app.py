@@ -4,9 +4,9 @@
                                    [--max-megapixels 50] [--time-budget 120] [--concurrency 2]
 
 With ``--checkpoint auto`` (the default) each image is segmented by the model whose training domain fits it best
-among the shipped ones and the fine-tuning runs (``core.model_choice``); the choice, its score and an out-of-domain
+among the shipped ones and the fine-tuning runs (``core.seg.model_choice``); the choice, its score and an out-of-domain
 warning are in the info. The image goes through the same calls as the ``segment`` CLI and the workbench's Segment
-page: ``core.imageio.read_image`` and ``core.segment.segment_choosing``. Results are kept per file content and
+page: ``core.imaging.imageio.read_image`` and ``core.seg.segment.segment_choosing``. Results are kept per file content and
 settings (the last ``KEEP_RESULTS``), so the same file uploaded again comes back at once.
 
 The endpoint is also an API: ``gradio_client.Client(url).predict(handle_file(path), api_name="/segment")`` returns
@@ -17,7 +17,7 @@ the model. A file that cannot be used comes back as an error with one line sayin
 Offline by design: analytics off, bound to 127.0.0.1 unless ``--host`` says otherwise, no share link, system
 fonts (no font CDN), uploads capped at ``MAX_FILE_SIZE``.
 
-Bounded work (``core.budget``): an image over the pixel budget is refused from its header before it is decoded; a
+Bounded work (``core.imaging.budget``): an image over the pixel budget is refused from its header before it is decoded; a
 PNG/JPEG whose window count alone (from the header, times one timed batch of the model) clearly exceeds the time
 budget is refused before decoding too; any other request that will not finish in time is stopped as soon as its
 first windows show it, and the work of a client that went away stops at its next batch of windows. The cores are
@@ -51,16 +51,16 @@ import gradio as gr  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from core.budget import Deadline, WorkStopped, max_pixels  # noqa: E402
-from core.checkpoint import CheckpointError  # noqa: E402
+from core.imaging.budget import Deadline, WorkStopped, max_pixels  # noqa: E402
+from core.store.checkpoint import CheckpointError  # noqa: E402
 from core.device import pick_device  # noqa: E402
-from core.imageio import ImageError, plain_image_size, read_image  # noqa: E402
-from core.infer import check_tile, count_windows, overlap_pixels  # noqa: E402
-from core.catalog import ModelEntry, segmentation_models  # noqa: E402
-from core.model_choice import ModelCache, given_model  # noqa: E402
-from core.segment import segment_choosing  # noqa: E402
-from core.segmentation_result import Segmentation  # noqa: E402
-from core.segmodel import load_seg_model  # noqa: E402
+from core.imaging.imageio import ImageError, plain_image_size, read_image  # noqa: E402
+from core.seg.infer import check_tile, count_windows, overlap_pixels  # noqa: E402
+from core.store.catalog import ModelEntry, segmentation_models  # noqa: E402
+from core.seg.model_choice import ModelCache, given_model  # noqa: E402
+from core.seg.segment import segment_choosing  # noqa: E402
+from core.seg.segmentation_result import Segmentation  # noqa: E402
+from core.seg.segmodel import load_seg_model  # noqa: E402
 from workbench.segment_view import areas_frame, legend_html, one_line, screen_copy  # noqa: E402
 
 MAX_FILE_SIZE = "200mb"  # per upload, enforced by the server before our code sees the file

@@ -10,9 +10,9 @@ from collections.abc import Callable, Sequence
 
 import streamlit as st
 
-from core import launch
-from core.runs import NotARunError, Run, open_run
-from core.run_lock import RunBusyError
+from core.store import launch
+from core.store.runs import NotARunError, Run, open_run
+from core.store.run_lock import RunBusyError
 from workbench.common import STATE_ICONS, columns_figure, curve_frame, show_error
 
 # (column, title, log scale) per chart, by run kind

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from core.segmentation_result import Segmentation
+from core.seg.segmentation_result import Segmentation
 
 
 def class_rgb(cls: dict[str, Any]) -> str:

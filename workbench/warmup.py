@@ -16,7 +16,7 @@ def start_warmup() -> threading.Thread:
     """
     import torch  # noqa: F401
 
-    from core.embedding_map import warm_up
+    from core.analysis.embedding_map import warm_up
 
     def work() -> None:
         try:

@@ -1,4 +1,4 @@
-"""Validated configuration of every run: pretraining, fine-tuning and the linear probe (comparison: ``core.compare``).
+"""Validated configuration of every run: pretraining, fine-tuning, the linear probe (comparison: ``core.seg.compare``).
 
 A config is loaded from YAML, patched with dotted ``key=value`` overrides from the command line, and validated
 in one place, so that a bad value fails before any compute with one line that names the field. The sections live in
@@ -15,6 +15,6 @@ from .seg import (SEG_DATASETS, FinetuneConfig, FinetuneTrainConfig, ProbeConfig
 
 __all__ = ["ENCODERS", "RETIRED_KEYS", "ConfigError", "_Section", "choices", "distinct", "held_out_scenes",
            "apply_overrides", "config_to_yaml", "load_config", "validate_config",
-           "PRETRAIN_DATASETS", "SPLIT_NAMES", "DataConfig", "LossConfig", "ModelConfig", "PretrainConfig", "TrainConfig",
-           "upgrade_run_config", "SEG_DATASETS", "FinetuneConfig", "FinetuneTrainConfig", "ProbeConfig",
+           "PRETRAIN_DATASETS", "SPLIT_NAMES", "DataConfig", "LossConfig", "ModelConfig", "PretrainConfig",
+           "TrainConfig", "upgrade_run_config", "SEG_DATASETS", "FinetuneConfig", "FinetuneTrainConfig", "ProbeConfig",
            "ProbeModelConfig", "ProbeTrainConfig", "SegDataConfig", "SegModelConfig"]

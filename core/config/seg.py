@@ -67,7 +67,7 @@ class FinetuneTrainConfig(_Section):
     class_weights: Literal["none", "balanced"] = Field(
         "none", description="balanced: loss weight per class ~ 1/sqrt(its pixel share in training), for rare classes")
     eval_every: int = Field(100, ge=1, description="steps between validations")
-    test_tile: int = Field(512, ge=32, le=8192, multiple_of=32, description="test: sliding window side (core.segment's)")
+    test_tile: int = Field(512, ge=32, le=8192, multiple_of=32, description="test: sliding window side (as core.segment)")
     test_overlap: float = Field(0.25, ge=0.0, lt=1.0, description="test: window overlap, a fraction of the window")
     log_every: int = Field(10, ge=1)
     device: str = "auto"
@@ -109,7 +109,7 @@ class ProbeTrainConfig(_Section):
     weight_decay: float = Field(1e-4, ge=0.0)
     label_stride: int = Field(4, ge=1, le=32, description="train against labels subsampled by this factor")
     device: str = "auto"
-    test_tile: int = Field(512, ge=32, le=8192, multiple_of=32, description="test: sliding window side (core.segment's)")
+    test_tile: int = Field(512, ge=32, le=8192, multiple_of=32, description="test: sliding window side (as core.segment)")
     test_overlap: float = Field(0.25, ge=0.0, lt=1.0, description="test: window overlap, a fraction of the window")
 
 

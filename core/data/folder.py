@@ -24,12 +24,12 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ..imageio import ImageError, read_image
+from ..imaging.imageio import ImageError, read_image
 from .paths import CachedTiles, DataError, data_root, leads_outside, publish_dir, temp_dir_for
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 MAX_PIXELS = 178_956_970  # PIL's decompression-bomb error limit; our own check, whatever PIL is set to
-CACHE_VERSION = 2  # 2: images decoded by core.imageio
+CACHE_VERSION = 2  # 2: images decoded by core.imaging.imageio
 
 
 class _Unreadable(Exception):
@@ -48,7 +48,7 @@ def find_images(folder: Path) -> list[Path]:
 
 
 def load_rgb(path: Path) -> np.ndarray:
-    """Fully decode one image file to (H, W, 3) uint8 by the one rule of ``core.imageio``; _Unreadable says why."""
+    """Fully decode one image file to (H, W, 3) uint8 by the one rule of ``core.imaging.imageio``; _Unreadable says why."""
     try:
         return read_image(path, MAX_PIXELS, orient=False).rgb
     except ImageError as err:

@@ -26,7 +26,7 @@ class DataError(ValueError):
 
 def leads_outside(path: Path, root: Path) -> bool:
     """Whether ``path``, its symlinks resolved, lies outside ``root`` (resolved). Why: a link inside a data folder
-    must not read files from elsewhere on the machine, the rule typed paths follow (``core.safepaths``)."""
+    must not read files from elsewhere on the machine, the rule typed paths follow (``core.store.safepaths``)."""
     try:
         resolved, base = Path(path).resolve(), Path(root).resolve()
     except (OSError, RuntimeError):  # a symlink loop

@@ -31,7 +31,7 @@ from .paths import REPO_ROOT, CachedTiles, DataError, data_root, leads_outside, 
 from .protocols import SceneTiles
 from .seg_files import IGNORE_INDEX, Decoded, image_size, read_rgb
 
-CACHE_VERSION = 2  # 2: images decoded by core.imageio
+CACHE_VERSION = 2  # 2: images decoded by core.imaging.imageio
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 SPLITS = ("train", "val", "test")
 

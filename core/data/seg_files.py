@@ -1,4 +1,4 @@
-"""Reading a labeled scene's files and decoding its mask to class indices: images through ``core.imageio`` (one
+"""Reading a labeled scene's files and decoding its mask to class indices: images through ``core.imaging.imageio`` (one
 rule for every reader), colour-coded masks (exact colours, or on/off channels at 128 as DeepGlobe's scorer reads
 them), index-coded masks with a value mapping.
 
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ..imageio import ImageError, read_image
+from ..imaging.imageio import ImageError, read_image
 from .paths import DataError
 
 IGNORE_INDEX = 255
@@ -73,7 +73,7 @@ def image_size(path: Path) -> tuple[int, int]:
 
 
 def read_rgb(path: Path) -> np.ndarray:
-    """An image as (H, W, 3) uint8 by the one decoding rule of ``core.imageio`` (16-bit and float bands stretched by
+    """An image as (H, W, 3) uint8 by the one decoding rule of ``core.imaging.imageio`` (16-bit and float bands stretched by
     their 2-98 percentiles, grey replicated, alpha dropped); no EXIF rotation, as the masks are not rotated."""
     try:
         return read_image(path, MAX_PIXELS, orient=False).rgb

@@ -1,8 +1,8 @@
 """One segmented image as the interfaces use it: the ``Segmentation`` result, its report (the JSON contract) and the
 files it is written to (palette mask PNG, colour and overlay PNGs, areas CSV, GeoTIFF with the class table).
 
-Why apart from ``core.segment``: the CLI, the Segment page and the Gradio demo all hold, show and write these;
-producing one (model choice, windows, no-data, resampling) is ``core.segment``'s job.
+Why apart from ``core.seg.segment``: the CLI, the Segment page and the Gradio demo all hold, show and write these;
+producing one (model choice, windows, no-data, resampling) is ``core.seg.segment``'s job.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from PIL import Image
 
 from .domain import DomainScore
 from .infer import NODATA, colorize, overlay, palette
-from .tiffio import write_mask_geotiff
+from ..imaging.tiffio import write_mask_geotiff
 
 REPORT_VERSION = 1
 

@@ -1,8 +1,8 @@
-"""TIFF and GeoTIFF through rasterio: reading any band layout and depth into ``core.imageio.LoadedImage`` (with the
+"""TIFF and GeoTIFF through rasterio: reading any band layout and depth into ``core.imaging.imageio.LoadedImage`` (with the
 georeference, pixel size and no-data), and writing a class mask as a GeoTIFF with the class table.
 
-Why apart from ``core.imageio``: rasterio (GDAL) is heavy and only TIFFs need it; the rules are the same as for every
-other image and are written in ``core.imageio``'s docstring.
+Why apart from ``core.imaging.imageio``: rasterio (GDAL) is heavy and only TIFFs need it; the rules are the same as for every
+other image and are written in ``core.imaging.imageio``'s docstring.
 """
 from __future__ import annotations
 
@@ -186,7 +186,7 @@ def write_mask_geotiff(path: str | os.PathLike[str], mask: np.ndarray, profile: 
     opts: dict[str, Any] = dict(driver="GTiff", width=w, height=h, count=1, dtype="uint8",
                                 crs=profile.get("crs"), transform=profile["transform"], compress="lzw")
     if classes and len(classes) < 256:
-        opts["nodata"] = 255  # core.infer.NODATA: pixels without data
+        opts["nodata"] = 255  # core.seg.infer.NODATA: pixels without data
     if w >= 256 and h >= 256:
         opts.update(tiled=True, blockxsize=256, blockysize=256)
     with rasterio.open(Path(path), "w", **opts) as dst:

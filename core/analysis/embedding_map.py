@@ -1,8 +1,8 @@
 """From encoder features to what the Embeddings page draws and scores: the exact cosine kNN graph, a 2-D UMAP of
 it, and how well the features separate the tiles (kNN accuracy on dominant classes, k-means silhouette).
 
-Why apart from ``core.embeddings``: these are pure array functions (features in, numbers out); computing features
-from a checkpoint, caching and the flagged pairs are ``core.embeddings``'s.
+Why apart from ``core.analysis.embeddings``: these are pure array functions (features in, numbers out); computing features
+from a checkpoint, caching and the flagged pairs are ``core.analysis.embeddings``'s.
 """
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ def knn_graph(features: np.ndarray, k: int, chunk: int = 1024) -> tuple[np.ndarr
 
 def umap_2d(features: np.ndarray, params: UmapParams = UmapParams(),
             knn: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-    """2-D UMAP coordinates (n, 2) float32 from exact cosine neighbours (why: ``core.embeddings``' notes)."""
+    """2-D UMAP coordinates (n, 2) float32 from exact cosine neighbours (why: ``core.analysis.embeddings``' notes)."""
     import umap  # imported here: 2-4 s, and the pages must open fast
 
     n = len(features)

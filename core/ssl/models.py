@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from segmentation_models_pytorch.encoders import get_encoder
 from torch import Tensor, nn
 
-from .config import ENCODERS
+from ..config import ENCODERS
 
 
 
@@ -58,7 +58,7 @@ def load_encoder_weights(encoder: nn.Module, path: str | Path, field: str = "mod
 
 def _encoder_name(path: Path) -> str | None:
     try:
-        from .checkpoint import read_metadata
+        from ..store.checkpoint import read_metadata
 
         return read_metadata(path).get("card", {}).get("encoder")
     except Exception:  # an informative extra only

@@ -22,11 +22,11 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from .config import config_to_yaml
+from ..config import config_to_yaml
 from .runs import REPO_ROOT, Run, create_run, tail_text
 from .run_lock import RunBusyError, pid_alive
 
-MODULES = {"pretrain": "core.pretrain", "finetune": "core.finetune", "compare": "core.compare"}
+MODULES = {"pretrain": "core.ssl.pretrain", "finetune": "core.seg.finetune", "compare": "core.seg.compare"}
 CONSOLE = "console.txt"
 
 

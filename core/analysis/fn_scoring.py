@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .config import ConfigError, PretrainConfig, upgrade_run_config, validate_config
-from .runs import Run, read_jsonl
-from .data.protocols import TileSet
+from ..config import ConfigError, PretrainConfig, upgrade_run_config, validate_config
+from ..store.runs import Run, read_jsonl
+from ..data.protocols import TileSet
 
 PAIR_COLUMNS = ("step", "anchor_index", "anchor_view", "candidate_index", "candidate_view", "distance", "cos",
                 "cos_pos", "calibrated", "mirrored")

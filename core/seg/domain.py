@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data.augment import normalise
+from ..data.augment import normalise
 
 FINGERPRINT_VERSION = 2
 FEATURE_SIDE = 256
@@ -224,7 +224,7 @@ def _share_farther(d: float, quantiles: list[float]) -> float:
 class ColourFit:
     """The colour half of an image's score, which needs no network. The score is the lower of content and colour,
     and the fit their mean, so ``share`` bounds the score from above and ``half_fit`` the fit from below: a
-    candidate model whose colour alone rules it out is never run (``core.model_choice``)."""
+    candidate model whose colour alone rules it out is never run (``core.seg.model_choice``)."""
 
     crops: np.ndarray
     distance: float

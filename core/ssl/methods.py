@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from .config import PretrainConfig
+from ..config import PretrainConfig
 from .losses import ContrastiveInfo, false_loss, false_loss_moco, info_nce
 from .models import MoCoV2
 

@@ -1,8 +1,8 @@
 """``--checkpoint auto``: the segmentation model whose training domain fits an image best.
 
 Why: a visitor uploads a farmland satellite scene and the default (a Dubai city model) calls it water. Every
-candidate (the shipped models and the user's fine-tuning runs, from ``core.catalog``) is scored on the image
-against its card's fingerprint (``core.domain``), at the pixel size it would run at (``core.resample``). The
+candidate (the shipped models and the user's fine-tuning runs, from ``core.store.catalog``) is scored on the image
+against its card's fingerprint (``core.seg.domain``), at the pixel size it would run at (``core.seg.resample``). The
 choice: the highest in-domain score, ties (typically several models at 0) broken by the lower distance relative
 to each model's own training tiles. Models without a fingerprint are scored as unknown and chosen only when no
 candidate has one. The choice, its score and the others' scores go into the image's report. Only candidates that
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .catalog import ModelEntry, segmentation_models
+from ..store.catalog import ModelEntry, segmentation_models
 from .domain import ColourFit, DomainScore, card_fingerprint, colour_fit, score_image
 from .resample import model_pixel_size, resample_factor, resample_mask, resample_rgb
 from .segmodel import load_seg_model

@@ -23,8 +23,8 @@ from typing import Any
 from tqdm import tqdm
 
 from .checkpoint import CheckpointError
-from .config import ConfigError
-from .data import DataError
+from ..config import ConfigError
+from ..data import DataError
 from .runs import NotARunError, Run, open_run
 from .run_lock import RunBusyError, unlock_run
 

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .data.augment import IMAGENET_MEAN, IMAGENET_STD
+from ..data.augment import IMAGENET_MEAN, IMAGENET_STD
 
 NODATA = 255  # mask value of pixels without data (transparent in overlays, left out of the areas)
 MULTIPLE = 32  # window sides are multiples of this (smp encoders downsample by 32)

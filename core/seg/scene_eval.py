@@ -1,8 +1,8 @@
-"""Test scores over whole scenes, by the same sliding-window inference that ``core.segment`` runs.
+"""Test scores over whole scenes, by the same sliding-window inference that ``core.seg.segment`` runs.
 
 Why: tiles cut from a scene overlap at its edges (the last tile is aligned to the border), so scoring tiles
 counts some pixels twice, and a model is never used on isolated tiles anyway. Here every test scene is read
-whole, segmented by :func:`core.infer.predict` (blended windows, the defaults of ``core.segment``) and compared
+whole, segmented by :func:`core.seg.infer.predict` (blended windows, the defaults of ``core.seg.segment``) and compared
 with its full label map: each pixel counts once.
 
 A split cut by tile from a single scene (the fallback when a data set has one scene) cannot be scored this way
@@ -20,9 +20,9 @@ from torch import nn
 
 from .infer import predict
 from .metrics import SegScores, confusion_matrix, scores_from_confusion
-from .data.protocols import SceneTiles, TileSet
+from ..data.protocols import SceneTiles, TileSet
 
-DEFAULT_TILE = 512  # as core.segment
+DEFAULT_TILE = 512  # as core.seg.segment
 DEFAULT_OVERLAP = 0.25
 
 
@@ -38,7 +38,7 @@ class SceneEval:
     def record(self) -> dict[str, Any]:
         """What ``test_metrics.json`` says about how the scores were computed."""
         how = (f"whole scenes by sliding-window inference (window {self.tile} px, overlap {self.overlap}, as "
-               "core.segment), each pixel counted once") if self.method == "whole scenes" else \
+               "core.seg.segment), each pixel counted once") if self.method == "whole scenes" else \
             "tiles of a split cut by tile from one scene (edge tiles overlap: some pixels counted twice)"
         return {"evaluation": self.method, "evaluation_detail": how, "scenes": self.scenes, "pixels": self.pixels,
                 "window": self.tile, "overlap": self.overlap}

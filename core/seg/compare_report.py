@@ -1,7 +1,7 @@
 """The comparison's results as people read them: per-method means and spreads over pretraining seeds, paired
 FALSE-vs-base differences with intervals and verdicts, the Markdown table, the CSV, the split and pretraining facts.
 
-Why apart from ``core.compare``: running the units and writing up their numbers change for different reasons; the
+Why apart from ``core.seg.compare``: running the units and writing up their numbers change for different reasons; the
 write-up is pure (rows in, text out) and the Fine-tune page reads the same labels.
 """
 from __future__ import annotations
@@ -12,9 +12,9 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .data.labeled import SegSplits
-from .runs import read_jsonl
-from .stats import mean_sd, paired_difference
+from ..data.labeled import SegSplits
+from ..store.runs import read_jsonl
+from ..analysis.stats import mean_sd, paired_difference
 
 if TYPE_CHECKING:
     from .compare import CompareConfig, Units

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .imageio import LoadedImage
+from ..imaging.imageio import LoadedImage
 
 MIN_BORDER_SHARE = 0.01
 WHITE, BLACK = 250, 5

@@ -3,7 +3,7 @@
 Why: precision against the base rate of a random pair flatters. On aerial imagery a trivial selector (the tile
 whose colour statistics are closest) already finds same-class tiles far more often than chance, and adjacent
 tiles of one scene share their class almost always. So every figure here is measured on the batches the run
-actually trained on (rebuilt by :class:`~core.batch_order.BatchOrder`), for the same anchors and the same number
+actually trained on (rebuilt by :class:`~core.ssl.batch_order.BatchOrder`), for the same anchors and the same number
 of picks as FNSD made, and split into same-scene and cross-scene pairs:
 
 - ``fnsd``: the flagged pairs themselves (mirrored duplicates of a symmetric run are left out: same tile pair).
@@ -20,7 +20,7 @@ share their class almost always, so a selector unrestricted would mostly pick th
 
 A pair is correct when both tiles share their dominant class; pairs with a tile that has no labeled pixel are left
 out. Recall is the flagged same-class tile pairs over all same-class pairs that the batches offered, over every
-step. Intervals are 95 % Wilson score intervals. Nothing here reads files: :mod:`core.fn_report` does.
+step. Intervals are 95 % Wilson score intervals. Nothing here reads files: :mod:`core.analysis.fn_report` does.
 """
 from __future__ import annotations
 
@@ -107,7 +107,7 @@ class StepCandidates:
 
 
 def simclr_candidates(order: Any, last_step: int) -> Iterator[StepCandidates]:
-    """Every step's batch of a SimCLR run (``order`` a :class:`~core.batch_order.BatchOrder`)."""
+    """Every step's batch of a SimCLR run (``order`` a :class:`~core.ssl.batch_order.BatchOrder`)."""
     for s in range(last_step):
         batch = order.batch(s)
         yield StepCandidates(s + 1, batch, batch)
@@ -247,7 +247,7 @@ def score_flags(pairs: pd.DataFrame, steps: Iterable[StepCandidates], classes: n
     """Precision of the flags and of the reference selectors on the same batches; recall over every step.
 
     Args:
-        pairs: flagged pairs (``core.fn_scoring.load_pairs``); steps: every step's candidates, in order;
+        pairs: flagged pairs (``core.analysis.fn_scoring.load_pairs``); steps: every step's candidates, in order;
         classes: dominant class per tile (``NO_CLASS`` for none); scenes: scene id per tile;
         features: selector name -> (per-tile features, "cosine" or "euclidean"), e.g. ``colour`` and ``encoder``;
         selection: the run's ``loss.selection`` (global picks pairs per batch, per_anchor per anchor).

@@ -37,14 +37,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import fn_scoring
-from .checkpoint import CheckpointError, read_metadata
-from .config import SPLIT_NAMES, ConfigError, DataConfig, upgrade_run_config
-from .data import build_dataset, data_root
-from .data.augment import normalise
-from .data.paths import publish_dir, temp_dir_for
-from .device import pick_device, pick_precision
-from .runs import NotARunError, Run, open_run
-from .data.protocols import TileSet
+from ..store.checkpoint import CheckpointError, read_metadata
+from ..config import SPLIT_NAMES, ConfigError, DataConfig, upgrade_run_config
+from ..data import build_dataset, data_root
+from ..data.augment import normalise
+from ..data.paths import publish_dir, temp_dir_for
+from ..device import pick_device, pick_precision
+from ..store.runs import NotARunError, Run, open_run
+from ..data.protocols import TileSet
 from .embedding_map import (MIN_TILES, ClusterQuality, EmbeddingError, UmapParams, cluster_quality, kmeans_labels,
                             knn_graph, umap_2d)
 
@@ -99,7 +99,7 @@ def checkpoint_data(path: str | Path) -> DataConfig | None:
 
 def load_encoder(path: str | Path) -> nn.Module:
     """The encoder of a checkpoint (export, pretraining or segmentation), in eval mode."""
-    from .models import build_encoder  # smp, timm, torchvision: only when an encoder is needed
+    from ..ssl.models import build_encoder  # smp, timm, torchvision: only when an encoder is needed
 
     name = checkpoint_card(path).get("encoder")
     if not name:
@@ -130,11 +130,11 @@ def data_identity(data: DataConfig) -> dict[str, Any]:
     split = {"pretrain_splits": data.pretrain_splits, "val_fraction": data.val_fraction,
              "test_fraction": data.test_fraction, "seed": data.seed} if data.labeled else {}
     if data.name == "synthetic":
-        from .data.synthetic import GENERATOR_VERSION
+        from ..data.synthetic import GENERATOR_VERSION
 
         return {"name": "synthetic", "num_tiles": data.num_tiles, "tile_size": data.tile_size, "seed": data.seed,
                 "generator": GENERATOR_VERSION, **split}
-    from .data.folder import find_images
+    from ..data.folder import find_images
 
     root = Path(data.root or "").expanduser().resolve()
     listing = [[str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns]
@@ -193,7 +193,7 @@ def encoder_features(encoder: nn.Module, dataset: TileSet, indices: Sequence[int
                      batch_size: int = 128, precision: str = "auto", device: torch.device | None = None,
                      progress: Progress | None = None) -> np.ndarray:
     """Global-average-pooled features (n, D) float32 of the given tiles, in batches, without autograd."""
-    from .models import pooled_features
+    from ..ssl.models import pooled_features
 
     device = device or next(encoder.parameters()).device
     encoder = encoder.to(device).eval()

@@ -27,11 +27,11 @@ Depth
                       often declare nodata=255 while their white roofs are 255 too (the NEON tiles do).
     no-data masks     ``declared_nodata``: alpha 0 (PNG, TIFF alpha band), a GeoTIFF's mask, NaN, the nodata value
                       of non-8-bit data. ``nodata_value_pixels``: pixels equal to an 8-bit nodata value, which
-                      ``core.nodata`` treats as no data only where they reach the border.
+                      ``core.seg.nodata`` treats as no data only where they reach the border.
 
 Georeference
     ``profile`` (only for a raster with a CRS): ``crs``, ``transform``, ``width``, ``height``, what
-    :func:`core.tiffio.write_mask_geotiff` needs. ``pixel_size_m``: the side in metres of a square of the same area as one
+    :func:`core.imaging.tiffio.write_mask_geotiff` needs. ``pixel_size_m``: the side in metres of a square of the same area as one
     pixel, when the CRS is projected (metres or feet; not for degrees).
 
 Refusals
@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-DEFAULT_MAX_PIXELS = 50_000_000  # core.budget's default pixel budget; callers pass core.budget.max_pixels()
+DEFAULT_MAX_PIXELS = 50_000_000  # core.imaging.budget's default pixel budget; callers pass core.imaging.budget.max_pixels()
 MIN_SIDE = 8
 STRIP_PIXELS = 16_000_000  # rasterio reads at most about this many pixels per band at a time
 SAMPLE_PIXELS = 1_000_000  # percentiles from at most about this many samples per band

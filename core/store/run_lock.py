@@ -1,6 +1,6 @@
 """One writer per run folder, and whether a process still lives.
 
-Why apart from ``core.runs``: the lock is the one piece of the run-folder contract that talks to the OS
+Why apart from ``core.store.runs``: the lock is the one piece of the run-folder contract that talks to the OS
 (``flock``, ``/proc``); every trainer takes it before reading a run, and the UI asks it whether a run is live.
 """
 from __future__ import annotations

@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .checkpoint import CheckpointError, load_checkpoint, read_metadata, save_checkpoint
-from .config import ENCODERS
-from .data.augment import IMAGENET_MEAN, IMAGENET_STD
-from .models import load_encoder_weights
+from ..store.checkpoint import CheckpointError, load_checkpoint, read_metadata, save_checkpoint
+from ..config import ENCODERS
+from ..data.augment import IMAGENET_MEAN, IMAGENET_STD
+from ..ssl.models import load_encoder_weights
 
 ARCHITECTURES = {"deeplabv3plus": smp.DeepLabV3Plus, "unet": smp.Unet, "fpn": smp.FPN}
 

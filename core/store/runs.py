@@ -8,7 +8,7 @@
         checkpoints/    last.safetensors (+ last.json card), written atomically
         log.txt         human-readable log
         data.json       pretraining: tiles, split scenes and the scenes trained on (to rebuild its batches)
-        flag_quality.json  pretraining: the cached flag report of core.fn_report
+        flag_quality.json  pretraining: the cached flag report of core.analysis.fn_report
         units.jsonl     comparison: finished pretraining and evaluation units (kept by --resume)
 
 The UI reads runs only through this module.
@@ -32,7 +32,7 @@ from .run_lock import RunBusyError, pid_alive, run_locked
 
 STATES = ("starting", "running", "completed", "failed", "stopped")
 KINDS = ("pretrain", "finetune", "compare")
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def runs_root() -> Path:

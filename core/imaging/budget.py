@@ -2,7 +2,7 @@
 
 Why: one upload that decodes to 100 megapixels held a server's only worker for minutes and gigabytes while small
 requests waited; the same file in the CLI grew to gigabytes before anything was said. The pixel budget refuses
-such files before they are decoded (``core.imageio`` reads the size from the header); the time budget stops a
+such files before they are decoded (``core.imaging.imageio`` reads the size from the header); the time budget stops a
 request that will not finish in time, as soon as its first windows show how long it needs, and stops the work
 of a client that went away.
 """

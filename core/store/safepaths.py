@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .data.paths import data_root
+from ..data.paths import data_root
 from .runs import REPO_ROOT, runs_root
 
 

@@ -1,0 +1,377 @@
+"""The paper's comparison, with the statistics a reviewer asks for: does FALSE improve its base method?
+
+    python -m core.compare --config configs/compare_dglc_cpu.yaml [--out docs/comparison_dglc.md]
+    python -m core.compare --resume RUN_DIR        # continue a stopped comparison; finished units are kept
+
+Crosses methods x pretraining seeds x evaluation seeds. Every method is pretrained once per pretraining seed (the
+same seed gives SimCLR and SimCLR+FALSE the same start, batches and augmentations), then evaluated on the same
+labeled split by ``eval: probe`` (a linear probe of the frozen encoder, :mod:`core.seg.probe`) or ``eval: finetune``
+(the fine-tuning preset, e.g. the paper's frozen DeepLabV3+ protocol), once per evaluation seed. Test scores are
+over whole held-out scenes. For every FALSE variant against its base method the table gives the mean paired
+difference with a 95 % t interval over pretraining seeds and a plain verdict ("within noise" when the interval
+holds 0), the scenes and tiles of every split, and the run writes JSON, CSV and Markdown.
+
+Pretraining reads only the scenes of its ``data.pretrain_splits`` and, when it uses the evaluation's data set, its
+split settings are set to the evaluation's: test scenes never reach an encoder (checked for every run).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from ..config import (ConfigError, FinetuneConfig, PretrainConfig, ProbeConfig, _Section, config_to_yaml, distinct,
+                      load_config, validate_config)
+from ..data import DataError
+from ..data.seg_base import resolve_root
+from ..store.lifecycle import StopFlag, parse_run_args, prepared_run, record_early_failure
+from ..store.portable import portable
+from ..store.runs import NotARunError, Run, atomic_write_bytes, atomic_write_json, create_run, open_run, read_jsonl, runs_root
+from ..store.run_lock import RunBusyError, lock_run, unlock_run
+from .compare_report import calibrations, pretrain_summary, split_facts, summarise, to_csv, to_markdown
+
+METHODS: dict[str, list[str]] = {
+    "random": [],
+    "simclr": ["method=simclr", "loss.name=info_nce"],
+    "simclr_false": ["method=simclr", "loss.name=false", "loss.selection=global"],
+    "simclr_false_pa": ["method=simclr", "loss.name=false", "loss.selection=per_anchor"],
+    "moco": ["method=moco", "loss.name=info_nce"],
+    "moco_false": ["method=moco", "loss.name=false", "loss.selection=global"],
+    "moco_false_pa": ["method=moco", "loss.name=false", "loss.selection=per_anchor"],
+}
+RANDOM_SEED_STRIDE = 1000  # random init: the encoder of pretraining seed p, evaluation seed s is drawn from 1000 p + s
+
+
+class CompareConfig(_Section):
+    name: str = "compare"
+    pretrain_config: str = Field(description="pretraining preset (YAML) shared by every method")
+    pretrain_overrides: list[str] = []
+    eval: Literal["finetune", "probe"] = Field("finetune", description="probe: linear probe; finetune: the preset")
+    finetune_config: str | None = Field(None, description="fine-tuning preset (YAML), for eval: finetune")
+    finetune_overrides: list[str] = []
+    probe_config: str | None = Field(None, description="probe preset (YAML), for eval: probe")
+    probe_overrides: list[str] = []
+    methods: list[str] = list(METHODS)
+    pretrain_seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], description="at least 2, for an interval")
+    seeds: list[int] = Field(default_factory=lambda: [0], description="evaluation (fine-tuning or probe) seeds")
+    reuse: dict[str, str] = Field(default_factory=dict,
+                                  description="'method@seed' (or 'method' for the first seed) -> pretraining run")
+
+    @field_validator("methods")
+    @classmethod
+    def _known_methods(cls, v: list[str]) -> list[str]:
+        for m in distinct(v, 1, "method"):
+            if m not in METHODS:
+                raise ValueError(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
+        return v
+
+    @field_validator("pretrain_seeds")
+    @classmethod
+    def _two_pretrain_seeds(cls, v: list[int]) -> list[int]:
+        return distinct(v, 2, "pretraining seeds (a paired interval needs them; e.g. [0, 1, 2])")
+
+    @field_validator("seeds")
+    @classmethod
+    def _some_seeds(cls, v: list[int]) -> list[int]:
+        return distinct(v, 1, "evaluation seed")
+
+    @model_validator(mode="after")
+    def _eval_preset(self) -> "CompareConfig":
+        if self.eval == "finetune" and not self.finetune_config:
+            raise ValueError("eval: finetune needs finetune_config, a fine-tuning preset")
+        if self.eval == "probe" and not self.probe_config:
+            raise ValueError("eval: probe needs probe_config, a probe preset (e.g. configs/probe_dglc_cpu.yaml)")
+        return self
+
+
+class CompareError(RuntimeError):
+    """The comparison cannot go on; one line says why (finished units stay in the run folder)."""
+
+
+# ------------------------------------------------------------------------------------------------ configs
+def eval_config(cfg: CompareConfig, method: str, pretrain_seed: int, seed: int, encoder: Path | None) -> Any:
+    """The fine-tuning or probe config of one evaluation unit."""
+    init = str(encoder) if encoder is not None else "random"
+    run_seed = RANDOM_SEED_STRIDE * pretrain_seed + seed if encoder is None else seed
+    common = [f"seed={run_seed}", f"model.init={init}", f"name={cfg.name}-{method}-p{pretrain_seed}-s{seed}"]
+    if cfg.eval == "probe":
+        return load_config(cfg.probe_config, [*cfg.probe_overrides, *common], ProbeConfig)
+    return load_config(cfg.finetune_config, [*cfg.finetune_overrides, *common], FinetuneConfig)
+
+
+def split_overrides(cfg: CompareConfig, pretrain: PretrainConfig, evaluation: Any) -> list[str]:
+    """Pretraining on the evaluation's data set splits its scenes exactly as the evaluation does."""
+    p, e = pretrain.data, evaluation.data
+    same_root = p.root and e.root and resolve_root(p.root) == resolve_root(e.root)
+    if p.name != e.name or (p.name != "synthetic" and not same_root):
+        return []
+    out = [f"data.seed={e.seed}", f"data.val_fraction={e.val_fraction}", f"data.test_fraction={e.test_fraction}"]
+    if p.name == "synthetic":
+        out += [f"data.num_tiles={e.num_tiles}", f"data.tile_size={e.tile_size}"]
+    return out
+
+
+def pretrain_config(cfg: CompareConfig, method: str, pretrain_seed: int, extra: list[str]) -> PretrainConfig:
+    return load_config(cfg.pretrain_config, [*cfg.pretrain_overrides, *extra, *METHODS[method],
+                                             f"seed={pretrain_seed}", f"name={cfg.name}-{method}-p{pretrain_seed}"])
+
+
+# ------------------------------------------------------------------------------------------------ units
+class Units:
+    """The finished pieces of a comparison (``units.jsonl`` of its run folder), so a resumed one skips them."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.done = {self._key(u): u for u in read_jsonl(run.path / "units.jsonl")}
+        self.added = 0  # units computed by this process (0: a resumed comparison that was already complete)
+
+    @staticmethod
+    def _key(u: dict[str, Any]) -> tuple:
+        return (u.get("kind"), u.get("method"), u.get("pretrain_seed"), u.get("seed"))
+
+    def get(self, kind: str, method: str, pretrain_seed: int, seed: int | None = None) -> dict[str, Any] | None:
+        return self.done.get((kind, method, pretrain_seed, seed))
+
+    def add(self, unit: dict[str, Any]) -> None:
+        self.run.append_jsonl("units.jsonl", [unit])
+        self.done[self._key(unit)] = unit
+        self.added += 1
+
+
+def reused_run(cfg: CompareConfig, method: str, pretrain_seed: int) -> Path | None:
+    key = f"{method}@{pretrain_seed}"
+    if key in cfg.reuse:
+        return open_run(cfg.reuse[key]).path
+    if method in cfg.reuse and pretrain_seed == cfg.pretrain_seeds[0]:
+        return open_run(cfg.reuse[method]).path
+    return None
+
+
+def check_no_leak(run_path: Path, test_scenes: list[str], method: str) -> None:
+    """A pretraining run that saw a test scene would make every score of its encoder meaningless."""
+    record = json.loads((run_path / "data.json").read_text()) if (run_path / "data.json").is_file() else {}
+    seen = set(record.get("pretrain_scenes") or [])
+    leaked = sorted(seen & set(test_scenes))
+    if leaked:
+        raise CompareError(f"{method}: pretraining run {run_path.name} trained on test scene(s) "
+                           f"{', '.join(leaked[:5])}; set its data.pretrain_splits to [train] (or [train, val])")
+
+
+class Comparison:
+    """Runs the units of a comparison in an order that completes whole pretraining seeds first."""
+
+    def __init__(self, cfg: CompareConfig, out: Run, root: Path, log: Any) -> None:
+        self.cfg, self.out, self.root, self.log = cfg, out, root, log
+        self.units = Units(out)
+        probe0 = eval_config(cfg, "random", cfg.pretrain_seeds[0], cfg.seeds[0], None)
+        self.eval_data = probe0.data
+        self.extra = split_overrides(cfg, load_config(cfg.pretrain_config, cfg.pretrain_overrides), probe0)
+        self.splits = None
+
+    @property
+    def total(self) -> int:
+        pre = sum(m != "random" for m in self.cfg.methods) * len(self.cfg.pretrain_seeds)
+        return pre + len(self.cfg.methods) * len(self.cfg.pretrain_seeds) * len(self.cfg.seeds)
+
+    def _progress(self) -> None:
+        self.out.write_status(step=len(self.units.done), total_steps=self.total)
+
+    def eval_splits(self) -> Any:
+        if self.splits is None:
+            from ..data.labeled import build_seg_splits
+
+            self.splits = build_seg_splits(self.eval_data, progress=True)
+        return self.splits
+
+    def pretrain(self, method: str, pseed: int) -> Path | None:
+        if method == "random":
+            return None
+        done = self.units.get("pretrain", method, pseed)
+        if done:
+            return Path(done["run"])
+        from ..ssl.pretrain import Trainer
+
+        path = reused_run(self.cfg, method, pseed)
+        if path is None:
+            pcfg = pretrain_config(self.cfg, method, pseed, self.extra)
+            trainer = Trainer(pcfg, None, progress=True)
+            trainer.run = create_run(pcfg.name, config_to_yaml(pcfg), self.root)
+            self.log(f"{method} p{pseed}: pretraining into {trainer.run.path.name}")
+            if trainer.fit() != "completed":
+                raise CompareError(f"{method} p{pseed}: pretraining did not complete")
+            path = trainer.run.path
+        else:
+            self.log(f"{method} p{pseed}: reusing {path}")
+        check_no_leak(path, self.eval_splits().scenes.get("test", []), method)
+        self.units.add({"kind": "pretrain", "method": method, "pretrain_seed": pseed, "seed": None, "run": str(path)})
+        self._progress()
+        return path
+
+    def evaluate(self, method: str, pseed: int, seed: int, encoder: Path | None) -> None:
+        if self.units.get("eval", method, pseed, seed):
+            return
+        ecfg = eval_config(self.cfg, method, pseed, seed, encoder)
+        if self.cfg.eval == "probe":
+            from .probe import run_probe
+
+            result = run_probe(ecfg, splits=self.eval_splits(), progress=True)
+            record = result.record(ecfg)
+            where = self.out.path / "probes" / f"{method}-p{pseed}-s{seed}.json"
+            atomic_write_json(where, record)
+        else:
+            from .finetune import run_finetune
+
+            run = run_finetune(ecfg, self.root, progress=True)
+            record = json.loads((run.path / "test_metrics.json").read_text())
+            where = run.path
+        unit = {"kind": "eval", "method": method, "pretrain_seed": pseed, "seed": seed, "miou": record["miou"],
+                "oa": record["oa"], "kappa": record["kappa"], "iou": record.get("iou"), "split": record["split"],
+                "evaluation": record.get("evaluation", "tiles"), "record": str(where),
+                "pretrain_run": str(encoder.parent.parent) if encoder is not None else None}
+        self.units.add(unit)
+        self._progress()
+        self.log(f"{method} p{pseed} s{seed}: mIoU {unit['miou']:.4f} OA {unit['oa']:.4f} ({where.name})")
+
+    def run_all(self) -> list[dict[str, Any]]:
+        self._progress()
+        for pseed in self.cfg.pretrain_seeds:
+            for method in self.cfg.methods:
+                path = self.pretrain(method, pseed)
+                encoder = path / "checkpoints" / "encoder.safetensors" if path is not None else None
+                for seed in self.cfg.seeds:
+                    self.evaluate(method, pseed, seed, encoder)
+        return [u for u in self.units.done.values() if u["kind"] == "eval"]
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+def _load(args: argparse.Namespace) -> tuple[CompareConfig, Run, Path]:
+    if args.resume:
+        out = open_run(args.resume)
+        if out.kind() != "compare":
+            raise NotARunError(f"{out.path} is not a comparison run")
+        lock_run(out)
+        if out.is_live() and out.status().get("pid") != os.getpid():  # the launcher's resume names this process
+            raise NotARunError(f"comparison {out.id} is still running")
+        cfg = validate_config(out.config(), CompareConfig)
+        out.write_status(state="running", pid=os.getpid(), kind="compare", error=None, ended=None)
+        out.log("resumed; finished units are kept")
+        return cfg, out, out.path.parent
+    if args.run_dir:
+        out = prepared_run(args.run_dir)
+        lock_run(out)
+        cfg = validate_config(out.config(), CompareConfig)
+        out.write_status(state="running", pid=os.getpid(), kind="compare")
+        return cfg, out, out.path.parent
+    if not args.config:
+        raise ConfigError("give --config FILE (see configs/compare_*.yaml) or --resume RUN_DIR")
+    try:
+        cfg = load_config(args.config, args.overrides, CompareConfig)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    check_presets(cfg)
+    root = Path(args.runs_root) if args.runs_root else runs_root()
+    out = create_run(cfg.name, config_to_yaml(cfg), root, kind="compare", state="running", pid=os.getpid())
+    lock_run(out)
+    return cfg, out, root
+
+
+def check_presets(cfg: CompareConfig) -> None:
+    """Every config the comparison will build, validated before any compute."""
+    for method in cfg.methods:
+        if method != "random":
+            pretrain_config(cfg, method, cfg.pretrain_seeds[0], [])
+    eval_config(cfg, "random", cfg.pretrain_seeds[0], cfg.seeds[0], None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m core.compare", description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", help="comparison config (see configs/compare_*.yaml)")
+    p.add_argument("--run-dir", metavar="RUN_DIR",
+                   help="write into this run folder made by the workbench's launcher (its config.yaml is used)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped or failed comparison")
+    p.add_argument("--out", help="also write the Markdown table (with the command) to this file")
+    p.add_argument("--runs-root")
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    stop = StopFlag().install()  # a Stop while the run is being opened is remembered, not fatal
+    args = parse_run_args(p, argv)
+    try:
+        cfg, out_run, root = _load(args)
+        if args.run_dir or args.resume:
+            check_presets(cfg)
+    except RunBusyError as err:  # another process writes this comparison: touch nothing of it
+        stop.restore()
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except (ConfigError, DataError, NotARunError, FileNotFoundError, ValueError) as err:
+        if args.run_dir:
+            record_early_failure(args, err)
+        stop.restore()
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    t0 = time.time()
+
+    def log(msg: str) -> None:
+        out_run.log(msg)
+        print(msg, flush=True)
+
+    try:
+        stop.interrupt()  # the workbench's Stop (now, or already during loading): a recorded stop, not a death
+        comparison = Comparison(cfg, out_run, root, log)
+        facts = split_facts(comparison.eval_splits(), comparison.eval_data)
+        log(f"evaluation data {facts['data']}: " + ", ".join(f"{k} {facts[k]['scenes']} scenes / {facts[k]['tiles']} "
+                                                             "tiles" for k in ("train", "val", "test")))
+        if comparison.extra:
+            log("pretraining splits its scenes as the evaluation does: " + " ".join(comparison.extra))
+        rows = comparison.run_all()
+    except (ConfigError, DataError, NotARunError, CompareError) as err:
+        out_run.write_status(state="failed", error=str(err), ended=time.time())
+        out_run.log(f"failed: {err}")
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        out_run.write_status(state="stopped", ended=time.time())
+        log(f"stopped; continue with: python -m core.compare --resume {out_run.path}")
+        unlock_run(out_run)
+        return 130
+    except BaseException as err:
+        out_run.write_status(state="failed", error=f"{type(err).__name__}: {err}", ended=time.time())
+        unlock_run(out_run)
+        raise
+    finally:
+        stop.restore()
+    summary, diffs = summarise(rows, cfg.methods, calibrations(list(comparison.units.done.values())))
+    pre = pretrain_summary(comparison.units)
+    minutes = (time.time() - t0) / 60
+    command = " ".join(["python -m core.compare", *(argv if argv is not None else sys.argv[1:])])
+    earlier = out_run.read_json("comparison.json") if args.resume else None
+    if earlier and comparison.units.added == 0:  # a finished comparison drawn again: its own time and command
+        minutes, command = earlier.get("minutes", minutes), earlier.get("command", command)
+        how_long = f"{minutes:.1f} min on this machine"
+    else:
+        how_long = f"{minutes:.1f} min on this machine" + (" since the last resume" if args.resume else "")
+    md = to_markdown(cfg, summary, diffs, facts, pre, rows)
+    md += f"\nCommand: `{command}` ({how_long}).\n"
+    result = {"name": cfg.name, "eval": cfg.eval, "config": cfg.model_dump(mode="json"), "splits": facts,
+              "pretraining": pre, "methods": summary, "differences": diffs, "units": rows, "minutes": round(minutes, 2),
+              "command": command}
+    atomic_write_bytes(out_run.path / "results.csv", to_csv(rows).encode())
+    atomic_write_bytes(out_run.path / "summary.csv", to_csv(summary).encode())
+    atomic_write_json(out_run.path / "comparison.json", result)
+    atomic_write_bytes(out_run.path / "table.md", md.encode())
+    if args.out:
+        atomic_write_bytes(Path(args.out), md.encode())
+        atomic_write_json(Path(args.out).with_suffix(".json"), portable(result))  # shared: no machine paths
+    out_run.write_status(state="completed", ended=time.time(), kind="compare")
+    unlock_run(out_run)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""Score a segmentation checkpoint on the held-out scenes its card names, as the card's figures were made.
+
+    python -m core.evaluate CHECKPOINT [--split test] [--data-root DIR] [--config FINETUNE.yaml] [--json]
+                            [--write-card]
+
+Why: a model card's quality figures must come from scenes the model never saw and be reproducible by anyone with
+the data. The card's training config rebuilds the same scene split (``data.test_scenes`` or the seeded split);
+every scene of ``--split`` is segmented whole by ``core.seg.infer.predict`` (the windows of ``core.seg.segment``) and
+compared with its labels, each pixel once. The scene names are printed with the scores. ``--write-card`` stores
+the result as the card's ``evaluation`` (with the command that reproduces it), in the file and its ``.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..store.checkpoint import CheckpointError
+from ..config import ConfigError
+from ..data import DataError
+from ..device import pick_device
+
+
+def evaluate_checkpoint(path: Path, split: str = "test", data_root: str | None = None,
+                        config: Path | None = None, progress: bool = True) -> dict[str, Any]:
+    """Whole-scene scores of a checkpoint on one split of the data its card (or ``config``) names."""
+    from tqdm import tqdm
+
+    from ..data.labeled import build_seg_splits
+    from .fingerprint import training_config
+    from .scene_eval import DEFAULT_OVERLAP, DEFAULT_TILE, evaluate_scenes
+    from .segmodel import load_seg_model
+
+    device = pick_device("auto")
+    model, card = load_seg_model(path, device=device)
+    cfg = training_config(card, path, config)
+    if data_root:
+        cfg.data.root = data_root
+    splits = build_seg_splits(cfg.data, progress=progress)
+    part = getattr(splits, split)
+    if len(part) == 0:
+        raise DataError(f"the {split} split of {splits.name} is empty")
+    names = [c["name"] for c in splits.classes]
+    bar = tqdm(total=None, desc=f"{split} scenes", unit="scene", disable=not progress)
+
+    def tick(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    how = evaluate_scenes(model, part, len(names), splits.ignore_index, device=device, tile=DEFAULT_TILE,
+                          overlap=DEFAULT_OVERLAP, card=card, progress=tick)
+    bar.close()
+    scores = how.scores.as_dict(names)
+    return {"split": split, "data": cfg.data.name, "scenes": how.scenes, "pixels": how.pixels,
+            "training_scenes": splits.scenes.get("train", []), "classes": names,
+            "miou": scores["miou"], "oa": scores["oa"], "kappa": scores["kappa"], "iou": scores["iou"],
+            "confusion": scores.get("confusion"), "method": f"{how.method}, window {how.tile}, overlap {how.overlap}"}
+
+
+def _reproduce(path: Path, split: str) -> str:
+    return f"python -m core.evaluate {path.as_posix()} --split {split} [--data-root DIR]"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m core.evaluate", description=__doc__.split("\n\n")[0])
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--split", choices=["test", "val"], default="test")
+    p.add_argument("--data-root", default=None, help="where the data set is on this machine (else the card's)")
+    p.add_argument("--config", type=Path, default=None, help="the fine-tuning config, when the card has none")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--write-card", action="store_true", help="store the result in the checkpoint's card")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    try:
+        res = evaluate_checkpoint(args.checkpoint, args.split, args.data_root, args.config, not args.no_progress)
+        if args.write_card:
+            from ..store.checkpoint import read_metadata
+            from .fingerprint import rewrite_card
+
+            card = read_metadata(args.checkpoint)["card"]
+            card["evaluation"] = {k: v for k, v in res.items() if k != "confusion"} | {
+                "command": _reproduce(args.checkpoint, args.split), "confusion": res["confusion"]}
+            rewrite_card(args.checkpoint, card)
+    except (CheckpointError, ConfigError, DataError, FileNotFoundError, ValueError) as err:
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(res, indent=1))
+        return 0
+    print(f"{args.checkpoint} on the {res['split']} split of {res['data']} ({len(res['scenes'])} scenes it never "
+          f"saw: {', '.join(res['scenes'])}; {res['pixels']:,} labeled pixels; {res['method']})")
+    print(f"mIoU {100 * res['miou']:.1f} %  OA {100 * res['oa']:.1f} %  kappa {res['kappa']:.3f}")
+    for name, v in res["iou"].items():
+        print(f"  IoU {name:<14} {100 * v:5.1f} %")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,386 @@
+"""Segmentation fine-tuning and evaluation of a (pretrained) encoder.
+
+    python -m core.finetune --config configs/finetune_demo_cpu.yaml [key=value ...] [--resume RUN_DIR]
+
+Two protocols. ``frozen`` is the paper's: the encoder is not trained (BatchNorm in eval mode too), only the
+DeepLabV3+ decoder (and the auxiliary FCN head) learn, so the score measures the pretrained features; SGD with
+polynomial decay. ``full`` is what practitioners do: everything trains with AdamW, the encoder at a lower rate.
+The run folder holds last and best checkpoints (segmentation cards), metrics per evaluation, the confusion matrix
+of the best evaluation and the test scores of the best model.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..store.checkpoint import (load_checkpoint, read_metadata, rng_state, save_checkpoint,
+                                set_rng_state)
+from ..store.resume import open_for_resume
+from ..config import ConfigError, FinetuneConfig, apply_overrides, config_to_yaml, load_config, validate_config
+from ..data import DataError
+from ..data.labeled import build_seg_splits
+from .fingerprint import domain_section, rewrite_card
+from ..data.seg_augment import SegAugment, eval_transform
+from ..device import pick_device, pick_precision
+from .metrics import SegScores, confusion_matrix, scores_from_confusion
+from ..store.lifecycle import (RunLife, StopFlag, check_finite, fit_from_cli, parse_run_args, prepared_run,
+                               run_arguments, start_or_exit)
+from ..store.runs import NotARunError, Run, atomic_write_json, create_run
+from ..store.run_lock import lock_run
+from .scene_eval import SceneEval, evaluate_scenes, whole_scenes_possible
+from .segmodel import SegModel, build_seg_model, make_card
+from ..data.protocols import LabeledTiles
+
+AUX_WEIGHT = 0.4
+
+
+def resolve_init(init: str) -> Path | None:
+    """'random', a pretraining run folder (its encoder export), or a checkpoint file holding an encoder."""
+    if init == "random":
+        return None
+    p = Path(init)
+    if p.is_dir():
+        enc = p / "checkpoints" / "encoder.safetensors"
+        if not enc.is_file():
+            raise NotARunError(f"model.init: {p} is not a pretraining run with an encoder checkpoint "
+                               "(checkpoints/encoder.safetensors)")
+        return enc
+    if not p.is_file():
+        raise ConfigError(f"model.init: no such run folder or checkpoint: {p}")
+    return p
+
+
+def _pad_to(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, int]:
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph), mode="reflect")
+    return x, h, w
+
+
+@torch.inference_mode()
+def evaluate(model: SegModel, split: LabeledTiles, num_classes: int, ignore_index: int, device: torch.device,
+             batch_size: int = 8, autocast: tuple[bool, torch.dtype] = (False, torch.float32)) -> SegScores:
+    """Scores of the model on every tile of a split, from one confusion matrix."""
+    model.eval()
+    cm = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+    for start in range(0, len(split), batch_size):
+        idx = list(range(start, min(start + batch_size, len(split))))
+        x = eval_transform(split.get_images(idx).to(device))
+        x, h, w = _pad_to(x, 32)
+        with torch.autocast(device.type, dtype=autocast[1], enabled=autocast[0]):
+            logits = model(x)
+        pred = logits[..., :h, :w].argmax(1).cpu()
+        cm += confusion_matrix(pred, split.get_masks(idx), num_classes, ignore_index)
+    return scores_from_confusion(cm)
+
+
+def class_weights(train: LabeledTiles, how: str) -> torch.Tensor | None:
+    """Loss weights per class from the training tiles' pixel counts. Why 1/sqrt and not 1/share: inverse shares
+    of a 1 % class (roads) are 50x and make training unstable; the square root still lifts rare classes a lot.
+    Normalised to mean 1 over the classes present; a class absent from training keeps weight 1."""
+    if how == "none":
+        return None
+    counts = np.asarray(train.counts, np.float64).sum(axis=0)
+    share = counts / max(1.0, counts.sum())
+    w = np.ones_like(share)
+    present = share > 0
+    if present.any():
+        w[present] = 1.0 / np.sqrt(share[present])
+        w[present] /= w[present].mean()
+    return torch.tensor(w, dtype=torch.float32)
+
+
+class FinetuneTrainer:
+    def __init__(self, cfg: FinetuneConfig, run: Run | None, progress: bool = True) -> None:
+        self.cfg, self.run, self.progress = cfg, run, progress
+        tc = cfg.train
+        self.device = pick_device(tc.device)
+        self.precision = pick_precision(tc.precision, self.device)
+        torch.manual_seed(cfg.seed)
+        self.splits = build_seg_splits(cfg.data, progress=progress)
+        if len(self.splits.train) == 0 or len(self.splits.val) == 0:
+            raise DataError(f"data: the {cfg.data.name} set gave {len(self.splits.train)} training and "
+                            f"{len(self.splits.val)} validation tiles; both must be non-empty")
+        self.classes = self.splits.classes
+        self.ignore_index = self.splits.ignore_index
+        init = resolve_init(cfg.model.init)
+        self.card = make_card(arch=cfg.model.arch, encoder=cfg.model.encoder, classes=self.classes,
+                              ignore_index=self.ignore_index, output_stride=cfg.model.output_stride,
+                              aux_head=cfg.model.aux_head, decoder_channels=cfg.model.decoder_channels,
+                              init=cfg.model.init, protocol=tc.protocol, training_data=self._data_text(),
+                              input_size=cfg.data.crop_size)
+        self.model = build_seg_model(self.card, encoder_weights=init).to(self.device)
+        if self.precision.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        if tc.protocol == "frozen":
+            self.model.encoder.requires_grad_(False)
+        self.optimizer = self._optimizer()
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.dtype == torch.float16)
+        self.augment = SegAugment(cfg.data.crop_size)
+        n = len(self.splits.train)
+        self.batch = min(tc.batch_size, n)
+        self.steps_per_epoch = max(1, n // self.batch)
+        self.total_steps = tc.max_steps if tc.max_steps is not None else max(1, math.ceil(tc.epochs * self.steps_per_epoch))
+        self.step = 0
+        self.best_miou = -1.0
+        self.class_weight = class_weights(self.splits.train, tc.class_weights)
+        if self.class_weight is not None:
+            self.class_weight = self.class_weight.to(self.device)
+
+    def _data_text(self) -> str:
+        d = self.cfg.data
+        return f"{d.name}" + (f" ({d.root})" if d.root else "") + f", label fraction {d.label_fraction}"
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        tc = self.cfg.train
+        enc = [p for p in self.model.encoder.parameters() if p.requires_grad]
+        enc_ids = {id(p) for p in self.model.encoder.parameters()}
+        head = [p for p in self.model.parameters() if p.requires_grad and id(p) not in enc_ids]
+        if tc.protocol == "frozen":
+            return torch.optim.SGD(head, lr=tc.lr, momentum=0.9, weight_decay=tc.weight_decay)
+        return torch.optim.AdamW([{"params": head, "lr": tc.lr, "base_lr": tc.lr},
+                                  {"params": enc, "lr": tc.lr * tc.encoder_lr_scale,
+                                   "base_lr": tc.lr * tc.encoder_lr_scale}], weight_decay=tc.weight_decay)
+
+    def _set_lr(self, step: int) -> None:
+        factor = (1 - step / self.total_steps) ** 0.9  # polynomial decay, as the paper's protocol
+        for g in self.optimizer.param_groups:
+            g["lr"] = g.get("base_lr", self.cfg.train.lr) * factor
+
+    def _train_mode(self) -> None:
+        self.model.train()
+        if self.cfg.train.protocol == "frozen":
+            self.model.encoder.eval()  # BatchNorm statistics of the pretrained encoder stay as they are
+
+    def batch_indices(self, step: int) -> list[int]:
+        epoch, pos = divmod(step, self.steps_per_epoch)
+        order = np.random.default_rng([self.cfg.seed, epoch]).permutation(len(self.splits.train))
+        return order[pos * self.batch:(pos + 1) * self.batch].tolist()
+
+    def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits.float(), y, weight=self.class_weight, ignore_index=self.ignore_index)
+
+    def train_step(self, step: int) -> float:
+        self._set_lr(step)
+        idx = self.batch_indices(step)
+        split = self.splits.train
+        images, masks = split.get_images(idx).to(self.device), split.get_masks(idx).to(self.device)
+        gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + step)
+        x, y = self.augment(images, masks, gen)
+        if self.precision.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=self.precision.dtype, enabled=self.precision.autocast):
+            out = self.model(x)
+            if isinstance(out, tuple):
+                loss = self._loss(out[0], y) + AUX_WEIGHT * self._loss(out[1], y)
+            else:
+                loss = self._loss(out, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return float(loss.detach())
+
+    # ------------------------------------------------------------------ checkpoints
+    def _card(self, scores: SegScores | None) -> dict[str, Any]:
+        card = {**self.card, "step": self.step, "created": time.time(), "config": self.cfg.model_dump(mode="json"),
+                "command": " ".join([Path(sys.executable).name, "-m", "core.finetune", *sys.argv[1:]])}
+        if scores is not None:
+            card["metrics"] = {"split": "val", **scores.summary()}
+        return card
+
+    def save(self, name: str, scores: SegScores | None, with_optimizer: bool) -> None:
+        if self.run is None:
+            return
+        save_checkpoint(self.run.checkpoint_dir / f"{name}.safetensors", model=self.model, card=self._card(scores),
+                        optimizer=self.optimizer if with_optimizer else None,
+                        extra_state={"step": self.step, "best_miou": self.best_miou, "rng": rng_state()})
+
+    def restore(self, path: Path) -> None:
+        meta = load_checkpoint(path, model=self.model, optimizer=self.optimizer, map_location=self.device)
+        self.step = int(meta["state"]["step"])
+        self.best_miou = float(meta["state"].get("best_miou", -1.0))
+        set_rng_state(meta["state"].get("rng"))  # dropout draws on it: without it a resume is not exact
+
+    def _evaluate(self, split) -> SegScores:
+        return evaluate(self.model, split, len(self.classes), self.ignore_index, self.device,
+                        autocast=(self.precision.autocast, self.precision.dtype))
+
+    # ------------------------------------------------------------------ loop
+    def fit(self, stop: StopFlag | None = None) -> str:
+        tc = self.cfg.train
+        names = [c["name"] for c in self.classes]
+        with RunLife(self.run, lambda: self.step, self.total_steps, stop=stop, progress=self.progress,
+                     desc="finetune", kind="finetune") as life:
+            life.log(f"fine-tuning {self.cfg.model.arch}/{self.cfg.model.encoder} ({tc.protocol}) from "
+                     f"{self.cfg.model.init} on {self._data_text()}: {len(self.splits.train)} train, "
+                     f"{len(self.splits.val)} val, {len(self.splits.test)} test tiles")
+            losses, t0 = [], time.perf_counter()
+            self._train_mode()
+            while self.step < self.total_steps and not life.stopping():
+                # one step: augmented crops, loss, backward, optimizer
+                loss = self.train_step(self.step)
+                check_finite(loss, self.step + 1, "try a lower train.lr")
+                losses.append(loss)
+                self.step += 1
+                # logging: the mean loss and throughput since the last record
+                if self.step % tc.log_every == 0 or self.step == self.total_steps:
+                    life.record("metrics.jsonl", [{
+                        "step": self.step, "loss": float(np.mean(losses)), "lr": self.optimizer.param_groups[0]["lr"],
+                        "images_per_s": len(losses) * self.batch / max(time.perf_counter() - t0, 1e-9),
+                        "time": time.time()}])
+                    life.stepped(loss=f"{np.mean(losses):.3f}")
+                    losses, t0 = [], time.perf_counter()
+                else:
+                    life.stepped()
+                # validation: best and last checkpoints
+                if self.step % tc.eval_every == 0 or self.step == self.total_steps:
+                    life.flush()
+                    self._validate(names)
+                    self._train_mode()
+                    t0 = time.perf_counter()  # throughput counts training steps only
+            life.flush()
+            if life.state == "stopped":
+                self.save("last", None, with_optimizer=True)
+            elif self.run is not None:
+                self._test(names)
+        return life.state
+
+    def _validate(self, names: list[str]) -> None:
+        scores = self._evaluate(self.splits.val)
+        if self.run is None:
+            return
+        self.run.append_jsonl("metrics.jsonl", [{"step": self.step, "split": "val", **scores.summary(),
+                                                 "iou": dict(zip(names, scores.iou)), "time": time.time()}])
+        if scores.miou > self.best_miou:
+            self.best_miou = scores.miou
+            self.save("best", scores, with_optimizer=False)
+            atomic_write_json(self.run.path / "confusion.json",
+                              {"split": "val", "step": self.step, "classes": names, **scores.as_dict(names)})
+        self.save("last", scores, with_optimizer=True)
+        self.run.write_status(step=self.step, best_miou=self.best_miou)
+        self.run.log(f"step {self.step}: val mIoU {scores.miou:.4f} OA {scores.overall_accuracy:.4f}")
+
+    def _test(self, names: list[str]) -> None:
+        best = self.run.checkpoint_dir / "best.safetensors"
+        if best.exists():
+            load_checkpoint(best, model=self.model, map_location=self.device)
+        self.run.log("testing the best model on whole scenes")
+        result = test_scores(self.model, self.splits, self.device, self.cfg.train.test_tile,
+                             self.cfg.train.test_overlap, card=self.card)
+        scores = result.scores
+        atomic_write_json(self.run.path / "test_metrics.json", {
+            "split": result.split, "tiles": result.tiles, **result.how.record(), "classes": names,
+            **scores.as_dict(names)})
+        self.run.log(f"best model on {result.split} ({result.how.method}, {len(result.how.scenes)} scenes): mIoU "
+                     f"{scores.miou:.4f} OA {scores.overall_accuracy:.4f} kappa {scores.kappa:.4f}")
+        if best.exists():
+            self._add_domain(best)
+
+    def _add_domain(self, best: Path) -> None:
+        """The best model's card gets its domain section (``core.seg.fingerprint``): what ``--checkpoint auto`` and
+        the out-of-domain warnings read."""
+        card = read_metadata(best)["card"]
+        card["domain"] = domain_section(self.cfg.data, self.splits, self.model, self.classes, self.device)
+        rewrite_card(best, card)
+        self.run.log(f"domain fingerprint from {card['domain']['fingerprint']['note']} written into the best model")
+
+
+@dataclass
+class TestResult:
+    split: str  # "test", or "val" when the data set gave no test split
+    tiles: int
+    how: SceneEval
+
+    @property
+    def scores(self) -> SegScores:
+        return self.how.scores
+
+
+def test_scores(model: torch.nn.Module, splits: Any, device: torch.device, tile: int, overlap: float,
+                card: dict[str, Any] | None = None) -> TestResult:
+    """Scores of a model on the test split (the validation split when there is none), over whole scenes where
+    the split holds whole scenes (see :mod:`core.seg.scene_eval`), else over its tiles."""
+    which = "test" if len(splits.test) else "val"
+    split = splits.test if which == "test" else splits.val
+    others = [splits.train_all if splits.train_all is not None else splits.train,
+              splits.val if which == "test" else splits.test]
+    n = len(splits.classes)
+    if whole_scenes_possible(split, others):
+        how = evaluate_scenes(model, split, n, splits.ignore_index, device=device, tile=tile, overlap=overlap,
+                              card=card)
+    else:
+        scores = evaluate(model, split, n, splits.ignore_index, device)
+        how = SceneEval(scores, "tiles", [], 0, 0, 0.0)
+    return TestResult(which, len(split), how)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = run_arguments("python -m core.finetune", __doc__.split("\n\n")[0], "YAML config (see configs/finetune_*.yaml)")
+    return parse_run_args(p, argv)
+
+
+def run_finetune(cfg: FinetuneConfig, runs_root: Path | None = None, progress: bool = True) -> Run:
+    """Fine-tune and evaluate in this process; returns the run folder (used by the comparison)."""
+    trainer = FinetuneTrainer(cfg, None, progress=progress)
+    trainer.run = create_run(cfg.name or f"finetune-{cfg.model.arch}", config_to_yaml(cfg), runs_root)
+    trainer.fit()
+    return trainer.run
+
+
+def start(args: argparse.Namespace) -> FinetuneTrainer:
+    """The trainer of a resumed, a launcher-made or a new run (data built before a new folder is made)."""
+    if args.resume:
+        run, ckpt = open_for_resume(args.resume)
+        cfg = validate_config(apply_overrides(run.stored_config(), args.overrides), FinetuneConfig)
+        trainer = FinetuneTrainer(cfg, run, progress=not args.no_progress)
+        if ckpt is not None:
+            trainer.restore(ckpt)
+            run.truncate_after(trainer.step)
+        return trainer
+    if args.run_dir:
+        run = prepared_run(args.run_dir)
+        lock_run(run)
+        cfg = validate_config(apply_overrides(run.config(), args.overrides), FinetuneConfig)
+        return FinetuneTrainer(cfg, run, progress=not args.no_progress)
+    if not args.config and not args.overrides:
+        raise ConfigError("give --config FILE (see configs/finetune_*.yaml) or --resume RUN_DIR")
+    cfg = load_config(args.config, args.overrides, FinetuneConfig)
+    trainer = FinetuneTrainer(cfg, None, progress=not args.no_progress)
+    trainer.run = create_run(cfg.name or f"finetune-{cfg.model.arch}", config_to_yaml(cfg),
+                             Path(args.runs_root) if args.runs_root else None)
+    lock_run(trainer.run)
+    return trainer
+
+
+def main(argv: list[str] | None = None) -> int:
+    stop = StopFlag().install()  # a Stop while the run is being opened is remembered, not fatal
+    args = parse_args(argv)
+    trainer, code = start_or_exit(args, lambda: start(args))
+    if trainer is None:
+        stop.restore()
+        return code
+    code, state = fit_from_cli(trainer, "fine-tuning", stop)
+    if code:
+        return code
+    print(f"{state}: {trainer.run.path}")
+    test = trainer.run.path / "test_metrics.json"
+    if test.exists():
+        t = json.loads(test.read_text())
+        print(f"{t['split']} mIoU {t['miou']:.4f}  OA {t['oa']:.4f}  kappa {t['kappa']:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

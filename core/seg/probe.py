@@ -1,0 +1,287 @@
+"""A fast, honest score for a frozen encoder: a per-pixel linear probe, tested on whole held-out scenes.
+
+    python -m core.probe --config configs/probe_dglc_cpu.yaml model.init=runs/<pretraining-run> [--out probe.json]
+
+Why: fine-tuning DeepLabV3+ costs seconds per step on a CPU, so comparing several pretraining methods over
+several seeds that way does not fit in an hour. A linear probe measures the same thing the paper's frozen
+protocol does (how good the pretrained features are for segmentation) at a fraction of the cost:
+
+1. the encoder is frozen; its last two feature maps (strides 16 and 32, the coarser upsampled) are computed once
+   per encoder and split for every training tile and kept in memory (:func:`cached_features`), optionally from
+   the image resized by ``model.input_scale`` (pretraining sees resized crops: 64-px views of 256-px tiles);
+2. a 1x1 convolution on those features, standardised per channel, is trained with cross-entropy against the
+   labels subsampled by ``train.label_stride`` (logits upsampled bilinearly to that grid);
+3. encoder and head together are a segmentation network: the test split is scored over whole scenes by the same
+   sliding-window inference as ``core.seg.segment`` (:mod:`core.seg.scene_eval`).
+
+Seeds: ``seed`` draws a random encoder (``model.init=random``), the head's start and the order of its batches.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from ..store.checkpoint import CheckpointError
+from ..config import ConfigError, ProbeConfig, load_config
+from ..data import DataError
+from ..data.labeled import SegSplits, build_seg_splits
+from ..data.seg_augment import eval_transform
+from ..device import pick_device
+from .metrics import SegScores, confusion_matrix, scores_from_confusion
+from ..store.runs import NotARunError, atomic_write_json
+from .scene_eval import SceneEval, evaluate_scenes
+
+FEATURE_BATCH = 16
+_CACHE: OrderedDict[tuple, Tensor] = OrderedDict()  # features of the latest encoders, reused across probe seeds
+_CACHE_SIZE = 2
+
+
+class ProbeModel(nn.Module):
+    """Frozen encoder + standardisation + 1x1 convolution; logits at stride 16 (``core.seg.infer`` upsamples them)."""
+
+    def __init__(self, encoder: nn.Module, num_classes: int, channels: int, input_scale: float = 1.0) -> None:
+        super().__init__()
+        self.input_scale = float(input_scale)
+        self.encoder = encoder.requires_grad_(False).eval()
+        self.register_buffer("mean", torch.zeros(channels))
+        self.register_buffer("std", torch.ones(channels))
+        self.head = nn.Conv2d(channels, num_classes, 1)
+
+    def train(self, mode: bool = True) -> "ProbeModel":
+        super().train(mode)
+        self.encoder.eval()  # BatchNorm statistics of the pretrained encoder stay as they are
+        return self
+
+    @torch.no_grad()
+    def features(self, x: Tensor) -> Tensor:
+        if self.input_scale != 1.0:  # the scale the encoder was pretrained at (its views are resized crops)
+            size = [max(32, round(s * self.input_scale / 32) * 32) for s in x.shape[-2:]]
+            x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+        feats = self.encoder(x.contiguous(memory_format=torch.channels_last))  # ~20 % faster on CPUs too
+        fine, coarse = feats[-2], feats[-1]
+        coarse = F.interpolate(coarse, size=fine.shape[-2:], mode="bilinear", align_corners=False)
+        return torch.cat([fine, coarse], dim=1)
+
+    def classify(self, features: Tensor) -> Tensor:
+        z = (features.float() - self.mean.view(1, -1, 1, 1)) / self.std.view(1, -1, 1, 1)
+        return self.head(z)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classify(self.features(x))
+
+
+def build_probe_encoder(cfg: ProbeConfig) -> tuple[nn.Module, str]:
+    """The frozen encoder (random from ``seed``, or a run's / checkpoint's) and a key naming its weights."""
+    from ..analysis.embeddings import file_sha256
+    from .finetune import resolve_init
+    from ..ssl.models import build_encoder
+
+    path = resolve_init(cfg.model.init)
+    torch.manual_seed(cfg.seed)
+    encoder = build_encoder(cfg.model.encoder, path)
+    key = f"random-{cfg.model.encoder}-seed{cfg.seed}" if path is None else file_sha256(path)
+    return encoder.eval(), key
+
+
+def cached_features(model: ProbeModel, key: tuple, split: Any, device: torch.device,
+                    progress: Callable[[int, int], None] | None = None) -> Tensor:
+    """Stride-16 features (N, C, h, w) float16 on the CPU of every tile of ``split``, computed once per key."""
+    if key in _CACHE:
+        _CACHE.move_to_end(key)
+        return _CACHE[key]
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(split), FEATURE_BATCH):
+            idx = list(range(start, min(start + FEATURE_BATCH, len(split))))
+            x = eval_transform(split.get_images(idx).to(device))
+            out.append(model.features(x).to("cpu", torch.float16))
+            if progress is not None:
+                progress(idx[-1] + 1, len(split))
+    feats = torch.cat(out)
+    _CACHE[key] = feats
+    while len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return feats
+
+
+def _subsample(masks: Tensor, stride: int) -> Tensor:
+    return masks[:, stride // 2::stride, stride // 2::stride] if stride > 1 else masks
+
+
+def _standardise(model: ProbeModel, feats: Tensor) -> None:
+    f = feats.float().transpose(0, 1).reshape(feats.shape[1], -1)
+    model.mean.copy_(f.mean(dim=1).to(model.mean.device))
+    model.std.copy_(f.std(dim=1).clamp_min(1e-6).to(model.std.device))
+
+
+def train_head(model: ProbeModel, feats: Tensor, masks: Tensor, cfg: ProbeConfig, ignore_index: int,
+               device: torch.device, progress: Callable[[int, int], None] | None = None) -> list[float]:
+    """AdamW on the 1x1 convolution, cosine schedule; returns the mean loss of every epoch."""
+    tc = cfg.train
+    _standardise(model, feats)
+    targets = _subsample(masks, tc.label_stride)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    nn.init.normal_(model.head.weight, std=0.01, generator=gen)
+    nn.init.zeros_(model.head.bias)
+    opt = torch.optim.AdamW(model.head.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    n = len(feats)
+    steps_per_epoch = max(1, math.ceil(n / tc.batch_size))
+    total = tc.epochs * steps_per_epoch
+    losses = []
+    model.train()
+    for epoch in range(tc.epochs):
+        order = torch.randperm(n, generator=gen)
+        epoch_loss = []
+        for k in range(steps_per_epoch):
+            step = epoch * steps_per_epoch + k
+            for g in opt.param_groups:
+                g["lr"] = tc.lr * 0.5 * (1 + math.cos(math.pi * step / total))
+            idx = order[k * tc.batch_size:(k + 1) * tc.batch_size]
+            y = targets[idx].to(device)
+            logits = model.classify(feats[idx].to(device))
+            logits = F.interpolate(logits, size=y.shape[-2:], mode="bilinear", align_corners=False)
+            loss = F.cross_entropy(logits, y, ignore_index=ignore_index)
+            if not torch.isfinite(loss):  # a batch without a single labeled pixel
+                continue
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            epoch_loss.append(float(loss.detach()))
+        losses.append(float(np.mean(epoch_loss)) if epoch_loss else float("nan"))
+        if progress is not None:
+            progress(epoch + 1, tc.epochs)
+    model.eval()
+    return losses
+
+
+@torch.inference_mode()
+def score_tiles(model: ProbeModel, feats: Tensor, split: Any, num_classes: int, ignore_index: int,
+                device: torch.device) -> SegScores:
+    """Scores over the tiles of a split from their cached features (quick; for validation only)."""
+    cm = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+    for start in range(0, len(split), 64):
+        idx = list(range(start, min(start + 64, len(split))))
+        masks = split.get_masks(idx)
+        logits = model.classify(feats[idx].to(device))
+        logits = F.interpolate(logits, size=masks.shape[-2:], mode="bilinear", align_corners=False)
+        cm += confusion_matrix(logits.argmax(1).cpu(), masks, num_classes, ignore_index)
+    return scores_from_confusion(cm)
+
+
+@dataclass
+class ProbeResult:
+    test: SceneEval
+    split: str
+    val: SegScores | None
+    splits: SegSplits
+    losses: list[float]
+    seconds: dict[str, float]
+
+    def record(self, cfg: ProbeConfig) -> dict[str, Any]:
+        names = [c["name"] for c in self.splits.classes]
+        scores = self.test.scores
+        return {"protocol": "probe", "split": self.split, "tiles": len(getattr(self.splits, self.split)),
+                **self.test.record(), "classes": names, **scores.as_dict(names),
+                "val": self.val.summary() if self.val is not None else None,
+                "scenes_per_split": {k: len(v) for k, v in self.splits.scenes.items()},
+                "losses": [round(x, 5) for x in self.losses], "seconds": self.seconds,
+                "encoder": cfg.model.encoder, "init": cfg.model.init, "seed": cfg.seed}
+
+
+def run_probe(cfg: ProbeConfig, splits: SegSplits | None = None, progress: bool = True) -> ProbeResult:
+    """Probe one encoder: features, head, validation on tiles, test on whole scenes."""
+    t0 = time.perf_counter()
+    device = pick_device(cfg.train.device)
+    splits = splits if splits is not None else build_seg_splits(cfg.data, progress=progress)
+    if len(splits.train) == 0:
+        raise DataError(f"data: the {cfg.data.name} set gave no training tiles")
+    encoder, enc_key = build_probe_encoder(cfg)
+    channels = _channels(encoder)
+    model = ProbeModel(encoder, len(splits.classes), channels, cfg.model.input_scale).to(device)
+    model.encoder.to(memory_format=torch.channels_last)
+    data_key = (cfg.data.model_dump_json(), enc_key)
+    bar = _bar(progress)
+    train_feats = cached_features(model, (*data_key, "train", tuple(splits.train.indices.tolist())), splits.train,
+                                  device, bar("features (train tiles)"))
+    t_feat = time.perf_counter()
+    train_masks = splits.train.get_masks(np.arange(len(splits.train)))
+    losses = train_head(model, train_feats, train_masks, cfg, splits.ignore_index, device, bar("linear head"))
+    t_head = time.perf_counter()
+    val = None
+    if len(splits.val):
+        val_feats = cached_features(model, (*data_key, "val", tuple(splits.val.indices.tolist())), splits.val,
+                                    device, bar("features (val tiles)"))
+        val = score_tiles(model, val_feats, splits.val, len(splits.classes), splits.ignore_index, device)
+    which = "test" if len(splits.test) else "val"
+    test = evaluate_scenes(model, getattr(splits, which), len(splits.classes), splits.ignore_index, device=device,
+                           tile=cfg.train.test_tile, overlap=cfg.train.test_overlap, progress=bar("test scenes"))
+    t_end = time.perf_counter()
+    seconds = {"features": round(t_feat - t0, 2), "head": round(t_head - t_feat, 2),
+               "evaluation": round(t_end - t_head, 2), "total": round(t_end - t0, 2)}
+    return ProbeResult(test, which, val, splits, losses, seconds)
+
+
+def _channels(encoder: nn.Module) -> int:
+    chans = list(getattr(encoder, "out_channels"))
+    return int(chans[-2] + chans[-1])
+
+
+def _bar(enabled: bool) -> Callable[[str], Callable[[int, int], None] | None]:
+    def make(desc: str) -> Callable[[int, int], None] | None:
+        if not enabled:
+            return None
+        holder: dict[str, Any] = {}
+
+        def update(done: int, total: int) -> None:
+            if "bar" not in holder:
+                holder["bar"] = tqdm(total=total, desc=desc, leave=False, file=sys.stderr)
+            holder["bar"].n = done
+            holder["bar"].refresh()
+            if done >= total:
+                holder["bar"].close()
+        return update
+    return make
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m core.probe", description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", help="YAML probe config (see configs/probe_*.yaml)")
+    p.add_argument("--out", help="also write the result as JSON to this file")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. model.init=runs/<run> seed=1")
+    args = p.parse_intermixed_args(argv)  # overrides may come before, between and after the flags
+    try:
+        if not args.config and not args.overrides:
+            raise ConfigError("give --config FILE (see configs/probe_*.yaml)")
+        cfg = load_config(args.config, args.overrides, ProbeConfig)
+        result = run_probe(cfg, progress=not args.no_progress)
+    except (ConfigError, DataError, NotARunError, CheckpointError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    record = result.record(cfg)
+    if args.out:
+        atomic_write_json(Path(args.out), record)
+    s = result.test.scores
+    print(f"{result.split} ({len(result.test.scenes)} whole scenes): mIoU {s.miou:.4f}  OA {s.overall_accuracy:.4f}  "
+          f"kappa {s.kappa:.4f}  ({result.seconds['total']:.0f} s: features {result.seconds['features']:.0f}, "
+          f"head {result.seconds['head']:.0f}, test {result.seconds['evaluation']:.0f})")
+    print(json.dumps({k: record[k] for k in ("iou",)}, indent=None))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,381 @@
+"""Contrastive pretraining (SimCLR or MoCo v2, with or without FALSE), from the command line.
+
+    python -m core.pretrain --config configs/demo_cpu.yaml [key=value ...] [--resume RUN_DIR]
+    torchrun --nproc-per-node 4 -m core.pretrain --config configs/false_simclr_paper.yaml
+
+The loop below is the whole method; everything optional (AMP, channels_last, DDP, compile) is a named switch
+around it. A run is resumable: the data order and the augmentations of step s depend only on (seed, s), so a
+resumed run continues exactly where its last checkpoint left off.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from .batch_order import BatchOrder
+from ..store.checkpoint import (export_encoder, load_checkpoint, rng_state, save_checkpoint,
+                                set_rng_state)
+from ..store.resume import open_for_resume
+from ..config import (ConfigError, PretrainConfig, apply_overrides, config_to_yaml, load_config, upgrade_run_config,
+                      validate_config)
+from ..data import DataError, TwoViewAugment, build_dataset
+from .distributed import DistEnv, init_distributed
+from ..device import Precision, pick_device, pick_precision
+from .losses import ContrastiveInfo
+from .methods import method_step
+from .models import build_pretrain_model
+from .optim import build_optimizer, warmup_cosine
+from ..store.lifecycle import (RunLife, StopFlag, check_finite, fit_from_cli, parse_run_args, prepared_run, run_arguments,
+                               start_or_exit)
+from ..store.runs import Run, atomic_write_bytes, atomic_write_json, create_run
+from ..store.run_lock import lock_run
+from ..data.protocols import TileSet
+
+import yaml
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Pieces of one training step
+
+def fns_records(step: int, info: ContrastiveInfo, row_ids: torch.Tensor, rows_per_rank: int,
+                candidate_ids: torch.Tensor | None = None) -> list[dict[str, Any]]:
+    """Flagged pairs as pairs of dataset tiles.
+
+    Global row r of the loss is local row r % rows_per_rank of rank r // rows_per_rank, whose first half holds
+    view 0 of each image and the second half view 1. For MoCo, candidates are queue slots and
+    ``candidate_ids`` maps them to tiles (their view is unknown: None).
+    """
+    half = max(rows_per_rank // 2, 1)
+
+    def view(row: int) -> int:
+        return (row % rows_per_rank) // half
+
+    out = []
+    for rec in info.to_records():
+        a, c = rec["anchor"], rec["candidate"]
+        moco = candidate_ids is not None
+        out.append({
+            "step": step, "anchor_index": int(row_ids[a]), "anchor_view": 0 if moco else view(a),
+            "candidate_index": int(candidate_ids[c] if moco else row_ids[c]),
+            "candidate_view": None if moco else view(c),
+            "distance": rec["distance"], "cos": rec["cos"], "cos_pos": rec["cos_pos"],
+            "calibrated": rec["calibrated"], "mirrored": rec["mirrored"],
+        })
+    return out
+
+
+def data_record(cfg: PretrainConfig, dataset: TileSet) -> dict[str, Any]:
+    """What the run trained on, for whoever rebuilds its batches later (``data.json`` of the run folder)."""
+    scenes = getattr(dataset, "split_scenes", None)
+    used = getattr(dataset, "pretrain_splits", None)
+    return {"name": cfg.data.name, "tiles": len(dataset), "labeled": bool(getattr(dataset, "has_labels", False)),
+            "pretrain_splits": used, "split_scenes": scenes,
+            "pretrain_scenes": sorted(s for k in (used or []) for s in (scenes or {}).get(k, []))}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The trainer
+
+@dataclass
+class Trainer:
+    cfg: PretrainConfig
+    run: Run | None
+    env: DistEnv = field(default_factory=DistEnv)
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        cfg = self.cfg
+        self.device = pick_device(cfg.train.device, self.env.local_rank)
+        self.precision: Precision = pick_precision(cfg.train.precision, self.device)
+        torch.manual_seed(cfg.seed)
+        self.dataset = build_dataset(cfg.data, progress=self.progress and self.env.main)  # --no-progress: quiet
+        if len(self.dataset) < 2:
+            raise DataError(f"data: the data set has {len(self.dataset)} tile(s); pretraining needs at least 2")
+        self.local_batch = cfg.train.batch_size // self.env.world
+        if self.local_batch < 2:
+            raise ConfigError(f"train.batch_size: {cfg.train.batch_size} images over {self.env.world} ranks "
+                              "leaves fewer than 2 per rank")
+        self.order = BatchOrder(len(self.dataset), cfg.train.batch_size, cfg.seed, self.env.world)
+        self.steps_per_epoch = self.order.steps_per_epoch
+        if self.steps_per_epoch < 1:
+            raise ConfigError(f"train.batch_size: {cfg.train.batch_size} is larger than the data set "
+                              f"({len(self.dataset)} tiles)")
+        if cfg.train.max_steps is not None:
+            self.total_steps = cfg.train.max_steps
+        else:
+            self.total_steps = max(1, math.ceil(cfg.train.epochs * self.steps_per_epoch))
+        self.warmup_steps = cfg.train.warmup_steps if cfg.train.warmup_epochs is None \
+            else round(cfg.train.warmup_epochs * self.steps_per_epoch)
+        self.augment = TwoViewAugment(output_size=cfg.data.image_size, crop_scale=(cfg.data.crop_scale_min, 1.0),
+                                      color_strength=cfg.data.color_strength, blur_prob=cfg.data.blur_prob)
+        model = build_pretrain_model(cfg.method, cfg.model)
+        if self.env.active and self.device.type == "cuda":  # SyncBatchNorm runs on GPUs only
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = model.to(self.device)
+        if self.precision.channels_last and cfg.train.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model  # the bare module: checkpoints, momentum update, queue
+        self.lr = cfg.train.lr * cfg.train.batch_size / 256
+        self.optimizer = build_optimizer(cfg.train.optimizer, model, self.lr, cfg.train.weight_decay,
+                                         cfg.train.momentum)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.dtype == torch.float16)
+        self.net: nn.Module = DDP(model, device_ids=[self.device.index] if self.device.type == "cuda" else None) \
+            if self.env.active else model
+        if cfg.train.compile:
+            self.net = torch.compile(self.net)
+        self.method = method_step(cfg, model, self.net)  # the method's own loss and after-step work
+        self.step = 0
+        self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tile-loader")
+        self._pending: tuple[int, Future] | None = None
+
+    # ------------------------------------------------------------------ data
+    def batch_indices(self, step: int) -> list[int]:
+        """This rank's dataset indices for a step: a pure function of (seed, epoch, position)."""
+        return self.order.rank_batch(step, self.env.rank)
+
+    def _load(self, idx: list[int]) -> torch.Tensor:
+        images = self.dataset.get_images(idx)
+        return images.pin_memory() if self.device.type == "cuda" else images
+
+    def _images(self, step: int, idx: list[int]) -> torch.Tensor:
+        """This step's tiles; the next step's are read in a background thread meanwhile."""
+        if self._pending is not None and self._pending[0] == step:
+            images = self._pending[1].result()
+        else:
+            images = self._load(idx)
+        if step + 1 < self.total_steps:
+            self._pending = (step + 1, self._loader.submit(self._load, self.batch_indices(step + 1)))
+        else:
+            self._pending = None
+        return images
+
+    def views(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = self.batch_indices(step)
+        images = self._images(step, idx).to(self.device, non_blocking=True)
+        gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + step * 97 + self.env.rank)
+        views, ids = self.augment(images, torch.as_tensor(idx, dtype=torch.long), gen)
+        if self.precision.channels_last and self.cfg.train.channels_last:
+            views = views.contiguous(memory_format=torch.channels_last)
+        return views, ids.to(self.device)
+
+    # ------------------------------------------------------------------ one step
+    def train_step(self, step: int) -> tuple[float, ContrastiveInfo, list[dict[str, Any]]]:
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr * warmup_cosine(step, self.total_steps, self.warmup_steps)
+        views, ids = self.views(step)
+        b = ids.shape[0] // 2
+        with torch.autocast(self.device.type, dtype=self.precision.dtype, enabled=self.precision.autocast):
+            out = self.method.loss(views, ids, self.env.active)
+        loss, info = out.loss, out.info
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        records: list[dict[str, Any]] = []
+        if info.num_flagged:  # the same on every rank, so every rank joins the gather
+            row_ids = self._all(out.row_ids)
+            if self.env.main:
+                candidates = out.candidate_ids() if out.candidate_ids is not None else None
+                records = fns_records(step + 1, info, row_ids, 2 * b, candidates)
+        self.method.after_step(self._all_tensor)
+        loss_value = loss.detach()
+        if self.env.active:  # log the loss of the whole batch, not of this rank's anchors
+            dist.all_reduce(loss_value)
+            loss_value /= self.env.world
+        return float(loss_value), info, records
+
+    def _all_tensor(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.env.active:
+            return x
+        parts = [torch.empty_like(x) for _ in range(self.env.world)]
+        dist.all_gather(parts, x.contiguous())
+        return torch.cat(parts)
+
+    def _all(self, ids: torch.Tensor) -> torch.Tensor:
+        """Ids of the gathered batch in the loss's global row order (rank-major), on the CPU."""
+        return self._all_tensor(ids).cpu()
+
+    # ------------------------------------------------------------------ checkpoints
+    def card(self) -> dict[str, Any]:
+        cfg = self.cfg
+        return {"kind": "pretrain", "method": cfg.method, "loss": cfg.loss.name, "encoder": cfg.model.encoder,
+                "step": self.step, "total_steps": self.total_steps, "image_size": cfg.data.image_size,
+                "data": cfg.data.name, "config": cfg.model_dump(mode="json"), "created": time.time(),
+                "command": " ".join([Path(sys.executable).name, "-m", "core.pretrain", *sys.argv[1:]])}
+
+    def save(self) -> None:
+        if self.run is None or not self.env.main:
+            return
+        card = self.card()
+        save_checkpoint(self.run.checkpoint_dir / "last.safetensors", model=self.model, card=card,
+                        optimizer=self.optimizer, extra_state={"step": self.step, "scaler": self.scaler.state_dict(),
+                                                               "rng": rng_state()})
+        export_encoder(self.run.checkpoint_dir / "encoder.safetensors", self.model.encoder, card)
+
+    def restore(self, path: Path) -> None:
+        meta = load_checkpoint(path, model=self.model, optimizer=self.optimizer, map_location=self.device)
+        self.step = int(meta["state"]["step"])
+        if meta["state"].get("scaler"):
+            self.scaler.load_state_dict(meta["state"]["scaler"])
+        set_rng_state(meta["state"].get("rng"))
+        if self.run is not None and self.env.main:  # a kill between the two writes left an older encoder export
+            export_encoder(self.run.checkpoint_dir / "encoder.safetensors", self.model.encoder, meta["card"])
+
+    # ------------------------------------------------------------------ loop
+    def fit(self, stop: StopFlag | None = None) -> str:
+        cfg, main = self.cfg, self.env.main
+        life = RunLife(self.run if main else None, lambda: self.step, self.total_steps, stop=stop,
+                       progress=self.progress and main, desc=f"{cfg.method}+{cfg.loss.name}",
+                       world_size=self.env.world)
+        with life:
+            self._log_start(life)
+            self.model.train()
+            t_last, steps_since = time.perf_counter(), 0
+            while self.step < self.total_steps and not self._stop_agreed(life):
+                # one step: two views, the method's loss (FALSE inside), backward, optimizer, after-step work
+                loss, info, records = self.train_step(self.step)
+                check_finite(loss, self.step + 1, "try a lower train.lr or a higher loss.temperature")
+                self.step += 1
+                steps_since += 1
+                life.record("fns.jsonl", records)
+                # logging: a metrics record every log_every steps (throughput since the last one)
+                if main and (self.step % cfg.train.log_every == 0 or self.step == self.total_steps):
+                    now = time.perf_counter()
+                    ips = steps_since * cfg.train.batch_size / max(now - t_last, 1e-9)
+                    t_last, steps_since = now, 0
+                    life.record("metrics.jsonl", [{
+                        "step": self.step, "epoch": self.step / self.steps_per_epoch, "loss": loss,
+                        "lr": self.optimizer.param_groups[0]["lr"], "images_per_s": ips,
+                        "flagged": info.num_flagged, "calibrated": info.num_calibrated, "pos_cos": info.pos_cos_mean,
+                        "neg_cos": info.neg_cos_mean, "frac_above_threshold": info.frac_above_threshold,
+                        "time": time.time()}])
+                    life.stepped(loss=f"{loss:.3f}", cal=info.num_calibrated, ips=f"{ips:.0f}")
+                else:
+                    life.stepped()
+                # checkpoint: records first, so a kill between the two leaves no gap after a resume
+                if self.step % cfg.train.ckpt_every == 0 or self.step == self.total_steps:
+                    life.flush()
+                    self.save()
+            if life.state == "stopped":
+                life.flush()
+                self.save()
+                life.log(f"stopped at step {self.step}; last checkpoint kept")
+        return life.state
+
+    def _stop_agreed(self, life: RunLife) -> bool:
+        """A stop seen by any rank (the app signals the first) stops every rank before the same step, so none is
+        left waiting in a collective."""
+        flag = life.stopping()
+        if self.env.active:
+            seen = torch.tensor([int(flag)], device=self.device)
+            dist.all_reduce(seen)
+            flag = bool(seen.item())
+        if flag:
+            life.state = "stopped"
+        return flag
+
+    def _log_start(self, life: RunLife) -> None:
+        cfg = self.cfg
+        if life.run is None:
+            return
+        atomic_write_json(life.run.path / "data.json", data_record(cfg, self.dataset))
+        life.log(f"training {cfg.method}/{cfg.loss.name} {cfg.model.encoder} on {self.device} "
+                 f"({self.precision.name}), {len(self.dataset)} tiles, batch {cfg.train.batch_size}, "
+                 f"steps {self.step}->{self.total_steps}")
+        scenes = getattr(self.dataset, "split_scenes", None)
+        if scenes:
+            used = getattr(self.dataset, "pretrain_splits", [])
+            life.log("scenes: " + "; ".join(f"{k} {len(v)}{' (pretrained on)' if k in used else ''}"
+                                            for k, v in scenes.items()))
+        skipped = getattr(self.dataset, "skipped", [])
+        for path, reason in skipped:
+            life.log(f"skipped unreadable image {path}: {reason}")
+        if skipped:
+            life.log(f"{len(skipped)} unreadable image(s) skipped in total")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Command line
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = run_arguments("python -m core.pretrain", __doc__.split("\n\n")[0], "YAML config (see configs/)")
+    return parse_run_args(p, argv)
+
+
+def prepare(args: argparse.Namespace) -> tuple[PretrainConfig, Run | None, Path | None]:
+    """Validate everything that can be checked before compute; touch no existing run folder."""
+    if args.resume:
+        run, ckpt = open_for_resume(args.resume)
+        raw = upgrade_run_config(run.stored_config())
+        cfg = validate_config(apply_overrides(raw, args.overrides))
+        return cfg, run, ckpt
+    if args.run_dir:
+        run = prepared_run(args.run_dir)
+        lock_run(run)
+        return validate_config(apply_overrides(run.config(), args.overrides)), run, None
+    if not args.config and not args.overrides:
+        raise ConfigError("give --config FILE (see configs/) or --resume RUN_DIR")
+    cfg = load_config(args.config, args.overrides)
+    return cfg, None, None
+
+
+def start(args: argparse.Namespace, env: DistEnv) -> Trainer:
+    """The trainer of a new run (data built before any folder is made) or of a resumed one."""
+    cfg, run, ckpt = prepare(args)
+    if ckpt is None:
+        trainer = Trainer(cfg, None, env, progress=not args.no_progress)  # builds data: fails before a folder
+        if run is None and env.main:
+            run = create_run(cfg.name or f"{cfg.method}-{cfg.loss.name}", config_to_yaml(cfg),
+                             Path(args.runs_root) if args.runs_root else None)
+            lock_run(run)
+        if env.active:
+            box = [str(run.path) if run else None]
+            dist.broadcast_object_list(box, src=0)
+            run = Run(Path(box[0]))
+        trainer.run = run
+        return trainer
+    trainer = Trainer(cfg, run, env, progress=not args.no_progress)
+    trainer.restore(ckpt)
+    if env.main:
+        run.truncate_after(trainer.step)
+        run.log(f"resumed from step {trainer.step}")
+        if cfg != validate_config(upgrade_run_config(yaml.safe_load(run.config_text()) or {})):
+            atomic_write_bytes(run.path / "config.yaml", config_to_yaml(cfg).encode())
+    return trainer
+
+
+def main(argv: list[str] | None = None) -> int:
+    stop = StopFlag().install()  # a Stop while the run is being opened is remembered, not fatal
+    args = parse_args(argv)
+    env = init_distributed()
+    trainer, code = start_or_exit(args, lambda: start(args, env))
+    if trainer is None:
+        stop.restore()
+        if env.active:
+            dist.destroy_process_group()
+        return code
+    try:
+        code, state = fit_from_cli(trainer, "training", stop)
+    finally:
+        if env.active:
+            dist.destroy_process_group()
+    if code:
+        return code
+    if env.main:
+        print(f"{state}: {trainer.run.path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

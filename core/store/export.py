@@ -1,0 +1,81 @@
+"""Export a run's model as a small, self-describing checkpoint (what ``checkpoints/`` ships).
+
+    python -m core.export RUN_DIR --out checkpoints/NAME.safetensors [--fp32]
+
+A pretraining run gives its encoder; a fine-tuning run its best segmentation model. Weights are stored in
+float16 by default (half the size; they load into float32 models unchanged) with the card inside the file and
+beside it, including the sha256 of the file.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save
+
+from .checkpoint import CheckpointError, read_metadata
+from .portable import portable
+from .runs import NotARunError, atomic_write_bytes, atomic_write_json, open_run
+
+
+def export_checkpoint(src: Path, out: Path, keep: str, strip: str, card: dict[str, Any], fp16: bool) -> str:
+    """Copy the tensors of ``src`` whose names start with ``keep`` (minus ``strip``), optionally as float16."""
+    tensors = {}
+    for name, t in load_file(str(src)).items():
+        if not name.startswith(keep):
+            continue
+        if fp16 and t.is_floating_point():
+            t = t.to(torch.float16)
+        tensors[name[len(strip):]] = t.contiguous()
+    card = portable({**card, "dtype": "float16" if fp16 else "float32"})  # published: no machine paths
+    blob = save(tensors, metadata={"card": json.dumps(card)})
+    digest = hashlib.sha256(blob).hexdigest()
+    atomic_write_bytes(out, blob)
+    atomic_write_json(out.with_suffix(".json"), {**card, "sha256": digest, "file": out.name,
+                                                 "size_mb": round(len(blob) / 2**20, 1)})
+    return digest
+
+
+def export_run(run_dir: str | Path, out: Path, fp16: bool = True) -> dict[str, Any]:
+    run = open_run(run_dir)
+    best = run.checkpoint_dir / "best.safetensors"
+    if best.exists():  # fine-tuning run: the whole segmentation model, keys as the model has them
+        card = read_metadata(best)["card"]
+        card.update(source_run=str(run.path), test_metrics=_read_json(run.path / "test_metrics.json"))
+        export_checkpoint(best, out, "model.", "", card, fp16)
+    else:
+        last = run.checkpoint_dir / "last.safetensors"
+        if not last.exists():
+            raise NotARunError(f"run {run.path} has no checkpoint to export")
+        card = read_metadata(last)["card"]
+        card.update(kind="encoder", source_run=str(run.path))
+        export_checkpoint(last, out, "model.encoder.", "model.", card, fp16)
+    return json.loads(out.with_suffix(".json").read_text())
+
+
+def _read_json(p: Path) -> Any:
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m core.export", description=__doc__.split("\n\n")[0])
+    p.add_argument("run_dir")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--fp32", action="store_true", help="keep float32 weights")
+    args = p.parse_args(argv)
+    try:
+        card = export_run(args.run_dir, args.out, fp16=not args.fp32)
+    except (NotARunError, CheckpointError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out} ({card['size_mb']} MB, sha256 {card['sha256'][:12]}…)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
