@@ -1,6 +1,6 @@
 """Time of an embedding map (features + exact kNN + UMAP + clusters) of 5,000 synthetic tiles, cold and warm.
 
-    python bench/umap.py [--tiles 5000] [--tile-size 64] [--input-size 64]
+    python bench/embedding_map.py [--tiles 5000] [--tile-size 64] [--input-size 64]
                          [--checkpoint checkpoints/synthetic_false_encoder.safetensors] [--data-root DIR]
 
 Measured side by side in one run, on the same data and checkpoint, the disk cache bypassed (use_cache=False):
@@ -25,9 +25,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-HERE = Path(__file__).resolve().parent
-# This file is called umap.py: with its folder on the path, "import umap" would import it instead of umap-learn.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 COLD_TARGET_S, WARM_TARGET_S = 60.0, 20.0
 
 
