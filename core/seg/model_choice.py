@@ -105,11 +105,23 @@ def _cannot_win(colour: ColourFit, best: DomainScore | None) -> bool:
     return colour.share < best.score or (colour.share <= best.score and colour.half_fit > best.fit)
 
 
+_DOMAIN_KEYS: dict[int, tuple[dict[str, Any], Any, str]] = {}  # id(fingerprint) -> (it, pixel size, key)
+
+
 def _domain_key(card: dict[str, Any], fp: dict[str, Any]) -> str:
     """Equal for candidates that would score every image alike: the same fingerprint (the same encoder on the same
-    tiles, e.g. a shipped model and the run it came from) at the same pixel size."""
-    text = json.dumps([fp, model_pixel_size(card)], sort_keys=True)
-    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+    tiles, e.g. a shipped model and the run it came from) at the same pixel size. Kept per fingerprint object, so a
+    server's requests do not serialise every card again (~1 ms each)."""
+    gsd = model_pixel_size(card)
+    known = _DOMAIN_KEYS.get(id(fp))
+    if known is not None and known[0] is fp and known[1] == gsd:
+        return known[2]
+    text = json.dumps([fp, gsd], sort_keys=True)
+    key = hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+    if len(_DOMAIN_KEYS) > 256:
+        _DOMAIN_KEYS.clear()
+    _DOMAIN_KEYS[id(fp)] = (fp, gsd, key)
+    return key
 
 
 def choose_model(rgb: np.ndarray, nodata: np.ndarray, pixel_size_m: float | None,
