@@ -16,7 +16,7 @@ from core.seg.compare_report import LABELS
 from core.config import SEG_DATASETS, ConfigError, FinetuneConfig, choices, load_config, validate_config
 from core.store.runs import Run
 from core.store.safepaths import PathRefused, resolve_under
-from workbench.common import has_records, index_of, pick_run, runs_of, show_error
+from workbench.common import gpu_processes, has_records, index_of, pick_run, runs_of, show_error
 from workbench.monitor import run_header, watch
 
 st.title("🎯 Fine-tune")
@@ -37,7 +37,7 @@ def finetune_form() -> None:
     encoders = encoder_models()
     inits = {"random": "random (no pretraining)", **{str(e.path.parent.parent) if e.label.startswith("run:")
                                                      else str(e.path): e.label for e in encoders}}
-    with st.form("ft-form"):
+    with st.form("ft-form", enter_to_submit=False):
         init = st.selectbox("Encoder from", list(inits), format_func=inits.get, key="ft-init",
                             help="A pretraining run (its encoder) or a shipped encoder checkpoint")
         c1, c2, c3, c4 = st.columns(4)
@@ -64,6 +64,13 @@ def finetune_form() -> None:
         tiles = c1.number_input("Synthetic tiles", 2, 1_000_000, int(base.data.num_tiles), key="ft-tiles")
         tile_size = c2.number_input("Tile size", 16, 4096, int(base.data.tile_size), key="ft-tile-size")
         name = c3.text_input("Run name", value=base.name or "", key="ft-name")
+        c1, c2, c3 = st.columns(3)
+        devices = ["auto", "cpu", "cuda"]
+        device = c1.selectbox("Device", devices, index=index_of(devices, base.train.device), key="ft-device")
+        processes = gpu_processes(c2, "ft-gpus", "fine-tuning")
+        jitter = c3.number_input("Colour jitter", 0.0, 4.0, float(base.data.colour_jitter), 0.5, key="ft-jitter",
+                                 help="Strength of the photometric distortion: 1 = mild (the default), 0 = none, "
+                                 "2-3 when the scenes to segment differ in colour from the training scenes")
         go = st.form_submit_button("🚀 Launch fine-tuning", type="primary")
     if not go:
         return
@@ -72,13 +79,14 @@ def finetune_form() -> None:
         raw["name"] = name.strip() or None
         raw["model"].update(arch=arch, init=init)
         raw["data"].update(name=data_name, label_fraction=fraction, crop_size=int(crop), num_tiles=int(tiles),
-                           tile_size=int(tile_size),
+                           tile_size=int(tile_size), colour_jitter=float(jitter),
                            root=str(resolve_under(root)) if root.strip() and data_name != "synthetic" else None,
                            class_table=str(resolve_under(table)) if table.strip() else None)
         raw["train"].update(protocol=protocol, max_steps=int(steps), epochs=None, batch_size=int(batch), lr=lr,
-                            eval_every=int(eval_every))
+                            eval_every=int(eval_every), device=device)
         cfg = validate_config(raw, FinetuneConfig)
-        run = launch.launch("finetune", cfg, name=cfg.name or f"finetune-{arch}")
+        run = launch.launch("finetune", cfg, name=cfg.name or f"finetune-{arch}",
+                            processes=processes if device != "cpu" else 1)
     except (ConfigError, PathRefused, OSError) as err:
         show_error(err, "Not launched")
         return
@@ -108,7 +116,7 @@ def compare_form() -> None:
            "finetune": "the fine-tuning preset, tested on whole held-out scenes"}[base.eval]
     st.caption(f"Evaluation: {how}. Every FALSE variant is paired with its base method by pretraining seed; the "
                "table gives the mean difference with a 95 % interval and says \"within noise\" when it holds 0.")
-    with st.form("cmp-form"):
+    with st.form("cmp-form", enter_to_submit=False):
         methods = st.multiselect("Methods", list(METHODS), default=base.methods, key="cmp-methods",
                                  format_func=LABELS.get)
         c1, c2, c3, c4 = st.columns(4)

@@ -6,11 +6,10 @@ import streamlit as st
 
 from core.store import launch
 from core.store.catalog import config_presets, encoder_models
-from core.device import gpu_count
 from core.config import (ENCODERS, PRETRAIN_DATASETS, ConfigError, PretrainConfig, choices, load_config,
                          validate_config)
 from core.store.safepaths import PathRefused, resolve_under
-from workbench.common import has_records, index_of, pick_run, runs_of, show_error
+from workbench.common import gpu_processes, has_records, index_of, pick_run, runs_of, show_error
 from workbench.monitor import watch
 
 DATASET_LABELS = {"synthetic": "synthetic (generated, labeled)", "folder": "folder of my images",
@@ -53,7 +52,7 @@ def k(name: str) -> str:
     return f"pre-{preset}-{name}"
 
 
-with st.expander("Settings", expanded=not runs), st.form("pretrain-form"):
+with st.expander("Settings", expanded=not runs, key="pretrain-settings"), st.form("pretrain-form", enter_to_submit=False):
     st.subheader("Method")
     c1, c2, c3 = st.columns(3)
     methods = choices(PretrainConfig, "method")
@@ -128,10 +127,7 @@ with st.expander("Settings", expanded=not runs), st.form("pretrain-form"):
     precision = c2.selectbox("Precision", precisions, index=index_of(precisions, base.train.precision),
                              key=k("prec"))
     log_every = c3.number_input("Log every (steps)", 1, 100_000, int(base.train.log_every), key=k("log"))
-    gpus = gpu_count()
-    processes = c4.number_input("GPUs (one process each)", 1, max(gpus, 1), max(gpus, 1), key=k("gpus"),
-                                disabled=gpus < 2, help="Data-parallel pretraining with torchrun: the batch is split "
-                                "over the GPUs. Several machines: see the README.")
+    processes = gpu_processes(c4, k("gpus"), "pretraining")
     st.subheader("Advanced")
     c1, c2, c3, c4, c5 = st.columns(5)
     symmetric = c1.checkbox("Symmetric FNCC", value=base.loss.symmetric, key=k("symmetric"),

@@ -18,7 +18,7 @@ from core.data.labeled import (DeepGlobe, FolderSeg, LoveDA, Potsdam, SegTiles, 
                                build_seg_splits, label_subset, load_class_table)
 from core.data.paths import DataError
 from core.data.protocols import LabeledTiles, SceneTiles, TileSet
-from core.data.seg_augment import SegAugment, eval_transform
+from core.data.seg_augment import SegAugment, eval_transform, jitter_strengths
 
 H, W, T = 90, 100, 32
 ISPRS = [(255, 255, 255), (0, 0, 255), (0, 255, 255), (0, 255, 0), (255, 255, 0), (255, 0, 0)]
@@ -490,6 +490,25 @@ def test_seg_augment_flips_only_and_padding():
     assert x.shape == (4, 3, 48, 48)
     assert ((m == 255).float().mean(dim=(1, 2)) == 1 - (16 * 16) / (48 * 48)).all()  # 16x16 scaled image, rest pad
     assert torch.isfinite(x).all()
+
+
+def test_colour_jitter_strength_widens_the_colour_spread_and_is_validated():
+    """``data.colour_jitter``: 1 is the mild default, 0 none, 3 a wider spread of brightness per crop (what lets a
+    model trained on blue-cast scenes meet brighter, neutral ones)."""
+    assert jitter_strengths(1.0) == {"brightness": 0.125, "contrast": 0.25, "saturation": 0.25, "hue": 0.05}
+    assert jitter_strengths(10.0)["contrast"] == 0.9 and jitter_strengths(10.0)["hue"] == 0.5  # capped
+    grey = torch.full((64, 3, 16, 16), 128, dtype=torch.uint8)
+    masks = torch.zeros(64, 16, 16, dtype=torch.long)
+
+    def spread(strength: float) -> float:
+        aug = SegAugment(16, scale=(1.0, 1.0), photometric=strength > 0, **jitter_strengths(strength))
+        x, _ = aug(grey, masks, torch.Generator().manual_seed(0))
+        return float(x.mean(dim=(1, 2, 3)).std())
+
+    assert spread(0.0) < 1e-6 < spread(1.0) < spread(3.0) / 2
+    assert SegDataConfig(colour_jitter=3).colour_jitter == 3.0
+    with pytest.raises(ValueError, match="colour_jitter"):
+        SegDataConfig(colour_jitter=-1)
 
 
 def test_eval_transform_normalises():

@@ -154,24 +154,48 @@ def test_a_stop_right_as_a_comparison_starts_is_a_stop(empty_store: Path) -> Non
     assert run.state() == "stopped", launch.console_tail(run)[-2000:]
 
 
-def test_pretraining_on_two_processes_through_the_launcher_stops_and_resumes_together(empty_store: Path) -> None:
-    """torchrun with 2 CPU ranks over gloo, as the Pretrain page starts it on 2 GPUs: one run folder, a Stop to the
-    first rank stops both at the same step with a checkpoint, and Resume continues on 2 ranks to the end."""
-    with pytest.raises(ValueError, match="only pretraining"):
-        launch.launch("finetune", load_config(ROOT / "configs/finetune_demo_cpu.yaml", [], FinetuneConfig), processes=2)
-    cfg = load_config(ROOT / "configs/demo_cpu.yaml", [*TINY, "train.max_steps=300", "train.ckpt_every=1000"])
-    run = launch.launch("pretrain", cfg, name="two-ranks", processes=2)
+def _stop_and_resume_on_two_ranks(kind: str, cfg, steps: int) -> tuple:
+    """Launch on 2 ranks, Stop once records arrive, check the stop, Resume to 2 steps past it; (run, stopped at)."""
+    run = launch.launch(kind, cfg, name=f"two-ranks-{kind}", processes=2)
     _wait(run, lambda: len(run.metrics()) >= 2)
     assert run.status()["world_size"] == 2 and run.status()["processes"] == 2
     assert launch.stop(run)
     _wait(run, lambda: not run.is_live() and run.state() != "running")
     assert run.state() == "stopped" and run.last_checkpoint() is not None, launch.console_tail(run)[-2000:]
     stopped_at = run.status()["step"]
-    assert 0 < stopped_at < 300
+    assert 0 < stopped_at < steps
     cfg_short = run.path / "config.yaml"
-    cfg_short.write_text(cfg_short.read_text().replace("max_steps: 300", f"max_steps: {stopped_at + 2}"))
+    cfg_short.write_text(cfg_short.read_text().replace(f"max_steps: {steps}", f"max_steps: {stopped_at + 2}"))
     launch.resume(run)
     _wait(run, lambda: run.state() == "completed")
     assert run.status()["step"] == stopped_at + 2 and run.status()["world_size"] == 2
+    return run, stopped_at
+
+
+def test_pretraining_on_two_processes_through_the_launcher_stops_and_resumes_together(empty_store: Path) -> None:
+    """torchrun with 2 CPU ranks over gloo, as the Pretrain page starts it on 2 GPUs: one run folder, a Stop to the
+    first rank stops both at the same step with a checkpoint, and Resume continues on 2 ranks to the end."""
+    with pytest.raises(ValueError, match="only pretraining and fine-tuning"):
+        launch.launch("compare", load_config(ROOT / "configs/finetune_demo_cpu.yaml", [], FinetuneConfig), processes=2)
+    cfg = load_config(ROOT / "configs/demo_cpu.yaml", [*TINY, "train.max_steps=300", "train.ckpt_every=1000"])
+    run, stopped_at = _stop_and_resume_on_two_ranks("pretrain", cfg, 300)
     steps = [m["step"] for m in run.metrics()]
     assert steps == sorted(set(steps)) and steps[-1] == stopped_at + 2  # one writer: no duplicated records
+
+
+TINY_FT = ["data.num_tiles=40", "data.tile_size=64", "data.crop_size=64", "data.val_fraction=0.2",
+           "data.test_fraction=0.2", "data.label_fraction=1.0", "train.batch_size=4", "train.log_every=1",
+           "train.eval_every=1000", "train.device=cpu"]
+
+
+def test_fine_tuning_on_two_processes_stops_resumes_and_tests_once(empty_store: Path) -> None:
+    """The Fine-tune page's launch on 2 GPUs, here 2 CPU ranks over gloo: one run folder and one writer, a Stop to
+    the first rank stops both with a checkpoint, Resume continues on 2 ranks, and the first rank alone validates
+    and tests the best model."""
+    cfg = load_config(ROOT / "configs/finetune_demo_cpu.yaml", [*TINY_FT, "train.max_steps=400"], FinetuneConfig)
+    run, stopped_at = _stop_and_resume_on_two_ranks("finetune", cfg, 400)
+    train = [m["step"] for m in run.metrics() if "loss" in m]
+    assert train == sorted(set(train)) and train[-1] == stopped_at + 2  # one writer: no duplicated records
+    assert [m["step"] for m in run.metrics() if m.get("split") == "val"] == [stopped_at + 2]
+    assert (run.path / "test_metrics.json").exists() and (run.checkpoint_dir / "best.safetensors").exists()
+    assert run.log_text().count("testing the best model") == 1, run.log_text()

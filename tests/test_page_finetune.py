@@ -48,3 +48,32 @@ def test_launch_creates_a_finetuning_run(populated_store: Path, tmp_path: Path, 
         time.sleep(0.5)
     assert run.state() == "completed", (run.path / "console.txt").read_text()[-2000:]
     assert run.read_json("test_metrics.json") is not None
+
+
+def test_with_two_gpus_the_launch_uses_two_processes_and_the_colour_jitter(empty_store: Path, monkeypatch) -> None:
+    """On a machine with 2 GPUs the form offers "GPUs" (both by default) and the launch is a torchrun of 2
+    processes (tests/test_launch.py runs such a launch on 2 CPU ranks); the colour jitter reaches the config."""
+    import core.device
+    from core.store import launch
+
+    seen: dict = {}
+
+    def fake_launch(kind, cfg, root=None, name=None, processes=1):
+        seen.update(kind=kind, cfg=cfg, processes=processes)
+        raise OSError("not started in this test")
+
+    monkeypatch.setattr(core.device, "gpu_count", lambda: 2)
+    monkeypatch.setattr(launch, "launch", fake_launch)
+    at = open_page("finetune")
+    assert at.number_input(key="ft-gpus").value == 2 and not at.number_input(key="ft-gpus").disabled
+    at.number_input(key="ft-jitter").set_value(3.0)
+    at.button[0].click().run()
+    assert seen["kind"] == "finetune" and seen["processes"] == 2 and seen["cfg"].data.colour_jitter == 3.0
+    at.selectbox(key="ft-device").set_value("cpu")
+    at.button[0].click().run()
+    assert seen["processes"] == 1  # the CPU is one process
+
+
+def test_with_one_gpu_or_none_the_gpu_count_is_fixed_at_one(empty_store: Path) -> None:
+    at = open_page("finetune")
+    assert at.number_input(key="ft-gpus").value == 1 and at.number_input(key="ft-gpus").disabled

@@ -73,6 +73,16 @@ def seg_model(path: Path) -> tuple[Any, dict[str, Any]]:
 PAGES_DIR = Path(__file__).resolve().parent.parent / "pages"
 
 
+def gpu_processes(container: Any, key: str, what: str) -> int:
+    """How many processes (one per GPU) a launch uses: disabled below 2 GPUs, all of them by default."""
+    from core.device import gpu_count
+
+    gpus = gpu_count()
+    return int(container.number_input("GPUs (one process each)", 1, max(gpus, 1), max(gpus, 1), key=key,
+                                      disabled=gpus < 2, help=f"Data-parallel {what} with torchrun: the batch is "
+                                      "split over the GPUs. Several machines: see the README."))
+
+
 def go_to(page: str) -> None:
     """Switch to ``pages/<page>.py`` (paths are resolved against the router's folder, hence the absolute one)."""
     st.switch_page(str(PAGES_DIR / f"{page}.py"))

@@ -28,6 +28,9 @@ class SegDataConfig(_Section):
     val_scenes: list[str] = Field(default_factory=list, description="labeled sets: scenes for validation, by name or "
                                   "folder; overrides val_fraction")
     eroded: bool = Field(False, description="Potsdam/Vaihingen: use the eroded-boundary labels")
+    colour_jitter: float = Field(1.0, ge=0.0, le=4.0, description="fine-tuning: strength of the photometric "
+                                 "distortion (1 = the mild MMSegmentation default, 0 = none, 3 = for scenes whose "
+                                 "colours differ from the training scenes')")
     seed: int = 0
 
     @model_validator(mode="after")

@@ -35,6 +35,14 @@ def eval_transform(images: Tensor) -> Tensor:
     return normalise(_to_float(images))
 
 
+def jitter_strengths(strength: float) -> dict[str, float]:
+    """Photometric ranges for a strength (1 = MMSegmentation's mild defaults), each capped where it stays an image."""
+    if not 0 <= strength:
+        raise ValueError(f"colour jitter strength must be >= 0, got {strength}")
+    return {"brightness": min(0.125 * strength, 0.9), "contrast": min(0.25 * strength, 0.9),
+            "saturation": min(0.25 * strength, 1.0), "hue": min(0.05 * strength, 0.5)}
+
+
 class SegAugment(nn.Module):
     """Random rescale + crop + flips + mild photometric distortion of images and masks together.
 

@@ -7,6 +7,9 @@ DeepLabV3+ decoder (and the auxiliary FCN head) learn, so the score measures the
 polynomial decay. ``full`` is what practitioners do: everything trains with AdamW, the encoder at a lower rate.
 The run folder holds last and best checkpoints (segmentation cards), metrics per evaluation, the confusion matrix
 of the best evaluation and the test scores of the best model.
+
+Under torchrun (``--nproc-per-node N``, one process per GPU) each rank trains on its share of every batch (DDP,
+SyncBatchNorm on GPUs); the first rank alone validates, writes the folder and tests, while the others wait.
 """
 from __future__ import annotations
 
@@ -15,13 +18,14 @@ import json
 import math
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ..store.checkpoint import (load_checkpoint, read_metadata, rng_state, save_checkpoint,
                                 set_rng_state)
@@ -30,15 +34,17 @@ from ..config import ConfigError, FinetuneConfig, apply_overrides, config_to_yam
 from ..data import DataError
 from ..data.labeled import build_seg_splits
 from .fingerprint import domain_section, rewrite_card
-from ..data.seg_augment import SegAugment, eval_transform
+from ..data.seg_augment import SegAugment, jitter_strengths
 from ..device import pick_device, pick_precision
-from .metrics import SegScores, confusion_matrix, scores_from_confusion
+from ..distributed import (DistEnv, agree, barrier, from_first, init_distributed, leave_distributed,
+                           mean_over_ranks)
+from .metrics import SegScores
 from ..store.lifecycle import (RunLife, StopFlag, check_finite, fit_from_cli, parse_run_args, prepared_run,
                                run_arguments, start_or_exit)
 from ..store.runs import NotARunError, Run, atomic_write_json, create_run
 from ..store.run_lock import lock_run
-from .scene_eval import SceneEval, evaluate_scenes, whole_scenes_possible
-from .segmodel import SegModel, build_seg_model, make_card
+from .scene_eval import evaluate, test_scores
+from .segmodel import build_seg_model, make_card
 from ..data.protocols import LabeledTiles
 
 AUX_WEIGHT = 0.4
@@ -60,31 +66,6 @@ def resolve_init(init: str) -> Path | None:
     return p
 
 
-def _pad_to(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, int]:
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph or pw:
-        x = F.pad(x, (0, pw, 0, ph), mode="reflect")
-    return x, h, w
-
-
-@torch.inference_mode()
-def evaluate(model: SegModel, split: LabeledTiles, num_classes: int, ignore_index: int, device: torch.device,
-             batch_size: int = 8, autocast: tuple[bool, torch.dtype] = (False, torch.float32)) -> SegScores:
-    """Scores of the model on every tile of a split, from one confusion matrix."""
-    model.eval()
-    cm = torch.zeros(num_classes, num_classes, dtype=torch.int64)
-    for start in range(0, len(split), batch_size):
-        idx = list(range(start, min(start + batch_size, len(split))))
-        x = eval_transform(split.get_images(idx).to(device))
-        x, h, w = _pad_to(x, 32)
-        with torch.autocast(device.type, dtype=autocast[1], enabled=autocast[0]):
-            logits = model(x)
-        pred = logits[..., :h, :w].argmax(1).cpu()
-        cm += confusion_matrix(pred, split.get_masks(idx), num_classes, ignore_index)
-    return scores_from_confusion(cm)
-
-
 def class_weights(train: LabeledTiles, how: str) -> torch.Tensor | None:
     """Loss weights per class from the training tiles' pixel counts. Why 1/sqrt and not 1/share: inverse shares
     of a 1 % class (roads) are 50x and make training unstable; the square root still lifts rare classes a lot.
@@ -102,13 +83,15 @@ def class_weights(train: LabeledTiles, how: str) -> torch.Tensor | None:
 
 
 class FinetuneTrainer:
-    def __init__(self, cfg: FinetuneConfig, run: Run | None, progress: bool = True) -> None:
-        self.cfg, self.run, self.progress = cfg, run, progress
+    def __init__(self, cfg: FinetuneConfig, run: Run | None, progress: bool = True,
+                 env: DistEnv | None = None) -> None:
+        self.cfg, self.run, self.env = cfg, run, env or DistEnv()
+        self.progress = progress and self.env.main
         tc = cfg.train
-        self.device = pick_device(tc.device)
+        self.device = pick_device(tc.device, self.env.local_rank)
         self.precision = pick_precision(tc.precision, self.device)
         torch.manual_seed(cfg.seed)
-        self.splits = build_seg_splits(cfg.data, progress=progress)
+        self.splits = build_seg_splits(cfg.data, progress=self.progress)
         if len(self.splits.train) == 0 or len(self.splits.val) == 0:
             raise DataError(f"data: the {cfg.data.name} set gave {len(self.splits.train)} training and "
                             f"{len(self.splits.val)} validation tiles; both must be non-empty")
@@ -120,16 +103,26 @@ class FinetuneTrainer:
                               aux_head=cfg.model.aux_head, decoder_channels=cfg.model.decoder_channels,
                               init=cfg.model.init, protocol=tc.protocol, training_data=self._data_text(),
                               input_size=cfg.data.crop_size)
-        self.model = build_seg_model(self.card, encoder_weights=init).to(self.device)
+        model = build_seg_model(self.card, encoder_weights=init)
+        if self.env.active and self.device.type == "cuda":  # SyncBatchNorm runs on GPUs only
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        self.model = model.to(self.device)  # the bare module: checkpoints, validation, test
         if self.precision.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         if tc.protocol == "frozen":
             self.model.encoder.requires_grad_(False)
         self.optimizer = self._optimizer()
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.dtype == torch.float16)
-        self.augment = SegAugment(cfg.data.crop_size)
+        jitter = cfg.data.colour_jitter
+        self.augment = SegAugment(cfg.data.crop_size, photometric=jitter > 0, **jitter_strengths(jitter))
+        # the net that trains: DDP over the ranks (it averages the gradients), else the model itself
+        self.net: nn.Module = DDP(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None) \
+            if self.env.active else self.model
         n = len(self.splits.train)
         self.batch = min(tc.batch_size, n)
+        if self.batch < self.env.world:
+            raise ConfigError(f"train.batch_size: {self.batch} tiles per step over {self.env.world} processes leaves "
+                              "some with none; give at least one per process")
         self.steps_per_epoch = max(1, n // self.batch)
         self.total_steps = tc.max_steps if tc.max_steps is not None else max(1, math.ceil(tc.epochs * self.steps_per_epoch))
         self.step = 0
@@ -164,24 +157,29 @@ class FinetuneTrainer:
             self.model.encoder.eval()  # BatchNorm statistics of the pretrained encoder stay as they are
 
     def batch_indices(self, step: int) -> list[int]:
+        """The whole batch of a step: a pure function of (seed, epoch, position), the same on every rank."""
         epoch, pos = divmod(step, self.steps_per_epoch)
         order = np.random.default_rng([self.cfg.seed, epoch]).permutation(len(self.splits.train))
         return order[pos * self.batch:(pos + 1) * self.batch].tolist()
+
+    def rank_indices(self, step: int) -> list[int]:
+        """This rank's share of the step's batch (all of it in one process)."""
+        return np.array_split(np.asarray(self.batch_indices(step)), self.env.world)[self.env.rank].tolist()
 
     def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits.float(), y, weight=self.class_weight, ignore_index=self.ignore_index)
 
     def train_step(self, step: int) -> float:
         self._set_lr(step)
-        idx = self.batch_indices(step)
+        idx = self.rank_indices(step)
         split = self.splits.train
         images, masks = split.get_images(idx).to(self.device), split.get_masks(idx).to(self.device)
-        gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + step)
+        gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + step + 7919 * self.env.rank)
         x, y = self.augment(images, masks, gen)
         if self.precision.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=self.precision.dtype, enabled=self.precision.autocast):
-            out = self.model(x)
+            out = self.net(x)
             if isinstance(out, tuple):
                 loss = self._loss(out[0], y) + AUX_WEIGHT * self._loss(out[1], y)
             else:
@@ -190,7 +188,7 @@ class FinetuneTrainer:
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        return float(loss.detach())
+        return float(mean_over_ranks(loss.detach(), self.env))
 
     # ------------------------------------------------------------------ checkpoints
     def _card(self, scores: SegScores | None) -> dict[str, Any]:
@@ -221,14 +219,15 @@ class FinetuneTrainer:
     def fit(self, stop: StopFlag | None = None) -> str:
         tc = self.cfg.train
         names = [c["name"] for c in self.classes]
-        with RunLife(self.run, lambda: self.step, self.total_steps, stop=stop, progress=self.progress,
-                     desc="finetune", kind="finetune") as life:
+        main = self.env.main
+        with RunLife(self.run if main else None, lambda: self.step, self.total_steps, stop=stop,
+                     progress=self.progress, desc="finetune", kind="finetune", world_size=self.env.world) as life:
             life.log(f"fine-tuning {self.cfg.model.arch}/{self.cfg.model.encoder} ({tc.protocol}) from "
                      f"{self.cfg.model.init} on {self._data_text()}: {len(self.splits.train)} train, "
                      f"{len(self.splits.val)} val, {len(self.splits.test)} test tiles")
             losses, t0 = [], time.perf_counter()
             self._train_mode()
-            while self.step < self.total_steps and not life.stopping():
+            while self.step < self.total_steps and not self._stop_agreed(life):
                 # one step: augmented crops, loss, backward, optimizer
                 loss = self.train_step(self.step)
                 check_finite(loss, self.step + 1, "try a lower train.lr")
@@ -247,15 +246,25 @@ class FinetuneTrainer:
                 # validation: best and last checkpoints
                 if self.step % tc.eval_every == 0 or self.step == self.total_steps:
                     life.flush()
-                    self._validate(names)
+                    if main:
+                        self._validate(names)
+                    barrier(self.env)  # the others wait while the first validates and saves
                     self._train_mode()
                     t0 = time.perf_counter()  # throughput counts training steps only
             life.flush()
-            if life.state == "stopped":
+            if not main:
+                pass  # the first rank saves and tests for all
+            elif life.state == "stopped":
                 self.save("last", None, with_optimizer=True)
             elif self.run is not None:
                 self._test(names)
         return life.state
+
+    def _stop_agreed(self, life: RunLife) -> bool:
+        """A stop seen by any rank stops every rank before the same step."""
+        if agree(life.stopping(), self.env, self.device):
+            life.state = "stopped"
+        return life.state == "stopped"
 
     def _validate(self, names: list[str]) -> None:
         scores = self._evaluate(self.splits.val)
@@ -297,35 +306,6 @@ class FinetuneTrainer:
         self.run.log(f"domain fingerprint from {card['domain']['fingerprint']['note']} written into the best model")
 
 
-@dataclass
-class TestResult:
-    split: str  # "test", or "val" when the data set gave no test split
-    tiles: int
-    how: SceneEval
-
-    @property
-    def scores(self) -> SegScores:
-        return self.how.scores
-
-
-def test_scores(model: torch.nn.Module, splits: Any, device: torch.device, tile: int, overlap: float,
-                card: dict[str, Any] | None = None) -> TestResult:
-    """Scores of a model on the test split (the validation split when there is none), over whole scenes where
-    the split holds whole scenes (see :mod:`core.seg.scene_eval`), else over its tiles."""
-    which = "test" if len(splits.test) else "val"
-    split = splits.test if which == "test" else splits.val
-    others = [splits.train_all if splits.train_all is not None else splits.train,
-              splits.val if which == "test" else splits.test]
-    n = len(splits.classes)
-    if whole_scenes_possible(split, others):
-        how = evaluate_scenes(model, split, n, splits.ignore_index, device=device, tile=tile, overlap=overlap,
-                              card=card)
-    else:
-        scores = evaluate(model, split, n, splits.ignore_index, device)
-        how = SceneEval(scores, "tiles", [], 0, 0, 0.0)
-    return TestResult(which, len(split), how)
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = run_arguments("python -m core.finetune", __doc__.split("\n\n")[0], "YAML config (see configs/finetune_*.yaml)")
     return parse_run_args(p, argv)
@@ -339,40 +319,51 @@ def run_finetune(cfg: FinetuneConfig, runs_root: Path | None = None, progress: b
     return trainer.run
 
 
-def start(args: argparse.Namespace) -> FinetuneTrainer:
+def start(args: argparse.Namespace, env: DistEnv | None = None) -> FinetuneTrainer:
     """The trainer of a resumed, a launcher-made or a new run (data built before a new folder is made)."""
+    env = env or DistEnv()
+    progress = not args.no_progress
     if args.resume:
         run, ckpt = open_for_resume(args.resume)
         cfg = validate_config(apply_overrides(run.stored_config(), args.overrides), FinetuneConfig)
-        trainer = FinetuneTrainer(cfg, run, progress=not args.no_progress)
+        trainer = FinetuneTrainer(cfg, run, progress=progress, env=env)
         if ckpt is not None:
             trainer.restore(ckpt)
-            run.truncate_after(trainer.step)
+            if env.main:
+                run.truncate_after(trainer.step)
         return trainer
     if args.run_dir:
         run = prepared_run(args.run_dir)
         lock_run(run)
         cfg = validate_config(apply_overrides(run.config(), args.overrides), FinetuneConfig)
-        return FinetuneTrainer(cfg, run, progress=not args.no_progress)
+        return FinetuneTrainer(cfg, run, progress=progress, env=env)
     if not args.config and not args.overrides:
         raise ConfigError("give --config FILE (see configs/finetune_*.yaml) or --resume RUN_DIR")
     cfg = load_config(args.config, args.overrides, FinetuneConfig)
-    trainer = FinetuneTrainer(cfg, None, progress=not args.no_progress)
-    trainer.run = create_run(cfg.name or f"finetune-{cfg.model.arch}", config_to_yaml(cfg),
-                             Path(args.runs_root) if args.runs_root else None)
-    lock_run(trainer.run)
+    trainer = FinetuneTrainer(cfg, None, progress=progress, env=env)
+    run = None
+    if env.main:
+        run = create_run(cfg.name or f"finetune-{cfg.model.arch}", config_to_yaml(cfg),
+                         Path(args.runs_root) if args.runs_root else None)
+        lock_run(run)
+    trainer.run = Run(Path(from_first(str(run.path) if run else None, env)))
     return trainer
 
 
 def main(argv: list[str] | None = None) -> int:
     stop = StopFlag().install()  # a Stop while the run is being opened is remembered, not fatal
     args = parse_args(argv)
-    trainer, code = start_or_exit(args, lambda: start(args))
+    env = init_distributed()
+    trainer, code = start_or_exit(args, lambda: start(args, env))
     if trainer is None:
         stop.restore()
+        leave_distributed(env)
         return code
-    code, state = fit_from_cli(trainer, "fine-tuning", stop)
-    if code:
+    try:
+        code, state = fit_from_cli(trainer, "fine-tuning", stop)
+    finally:
+        leave_distributed(env)
+    if code or not env.main:
         return code
     print(f"{state}: {trainer.run.path}")
     test = trainer.run.path / "test_metrics.json"

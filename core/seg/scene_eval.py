@@ -6,7 +6,8 @@ whole, segmented by :func:`core.seg.infer.predict` (blended windows, the default
 with its full label map: each pixel counts once.
 
 A split cut by tile from a single scene (the fallback when a data set has one scene) cannot be scored this way
-without scoring training pixels too; there the tiles are scored and the result says so.
+without scoring training pixels too; there the tiles are scored (``evaluate``, also the validation during
+fine-tuning) and the result says so. ``test_scores`` picks the way for a run's test split.
 """
 from __future__ import annotations
 
@@ -16,11 +17,13 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .infer import predict
 from .metrics import SegScores, confusion_matrix, scores_from_confusion
-from ..data.protocols import SceneTiles, TileSet
+from ..data.protocols import LabeledTiles, SceneTiles, TileSet
+from ..data.seg_augment import eval_transform
 
 DEFAULT_TILE = 512  # as core.seg.segment
 DEFAULT_OVERLAP = 0.25
@@ -71,3 +74,58 @@ def evaluate_scenes(model: nn.Module, split: SceneTiles, num_classes: int, ignor
         if progress is not None:
             progress(k + 1, len(scene_ids))
     return SceneEval(scores_from_confusion(cm), "whole scenes", [names[s] for s in scene_ids], pixels, tile, overlap)
+
+
+# ------------------------------------------------------------------------------------------------ tiles; a run's test
+def _pad_to(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, int]:
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph), mode="reflect")
+    return x, h, w
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, split: LabeledTiles, num_classes: int, ignore_index: int, device: torch.device,
+             batch_size: int = 8, autocast: tuple[bool, torch.dtype] = (False, torch.float32)) -> SegScores:
+    """Scores of the model on every tile of a split, from one confusion matrix."""
+    model.eval()
+    cm = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+    for start in range(0, len(split), batch_size):
+        idx = list(range(start, min(start + batch_size, len(split))))
+        x = eval_transform(split.get_images(idx).to(device))
+        x, h, w = _pad_to(x, 32)
+        with torch.autocast(device.type, dtype=autocast[1], enabled=autocast[0]):
+            logits = model(x)
+        pred = logits[..., :h, :w].argmax(1).cpu()
+        cm += confusion_matrix(pred, split.get_masks(idx), num_classes, ignore_index)
+    return scores_from_confusion(cm)
+
+
+@dataclass
+class TestResult:
+    split: str  # "test", or "val" when the data set gave no test split
+    tiles: int
+    how: SceneEval
+
+    @property
+    def scores(self) -> SegScores:
+        return self.how.scores
+
+
+def test_scores(model: torch.nn.Module, splits: Any, device: torch.device, tile: int, overlap: float,
+                card: dict[str, Any] | None = None) -> TestResult:
+    """Scores of a model on the test split (the validation split when there is none), over whole scenes where
+    the split holds whole scenes (see :mod:`core.seg.scene_eval`), else over its tiles."""
+    which = "test" if len(splits.test) else "val"
+    split = splits.test if which == "test" else splits.val
+    others = [splits.train_all if splits.train_all is not None else splits.train,
+              splits.val if which == "test" else splits.test]
+    n = len(splits.classes)
+    if whole_scenes_possible(split, others):
+        how = evaluate_scenes(model, split, n, splits.ignore_index, device=device, tile=tile, overlap=overlap,
+                              card=card)
+    else:
+        scores = evaluate(model, split, n, splits.ignore_index, device)
+        how = SceneEval(scores, "tiles", [], 0, 0, 0.0)
+    return TestResult(which, len(split), how)

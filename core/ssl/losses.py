@@ -29,7 +29,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
-from .distributed import gather_no_grad, gather_with_grad, use_distributed
+from ..distributed import gather_no_grad, gather_with_grad, use_distributed
 
 Selection = Literal["global", "per_anchor"]
 

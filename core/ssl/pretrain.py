@@ -30,7 +30,7 @@ from ..store.resume import open_for_resume
 from ..config import (ConfigError, PretrainConfig, apply_overrides, config_to_yaml, load_config, upgrade_run_config,
                       validate_config)
 from ..data import DataError, TwoViewAugment, build_dataset
-from .distributed import DistEnv, init_distributed
+from ..distributed import DistEnv, agree, from_first, init_distributed, leave_distributed, mean_over_ranks
 from ..device import Precision, pick_device, pick_precision
 from .losses import ContrastiveInfo
 from .methods import method_step
@@ -189,11 +189,7 @@ class Trainer:
                 candidates = out.candidate_ids() if out.candidate_ids is not None else None
                 records = fns_records(step + 1, info, row_ids, 2 * b, candidates)
         self.method.after_step(self._all_tensor)
-        loss_value = loss.detach()
-        if self.env.active:  # log the loss of the whole batch, not of this rank's anchors
-            dist.all_reduce(loss_value)
-            loss_value /= self.env.world
-        return float(loss_value), info, records
+        return float(mean_over_ranks(loss.detach(), self.env)), info, records
 
     def _all_tensor(self, x: torch.Tensor) -> torch.Tensor:
         if not self.env.active:
@@ -276,11 +272,7 @@ class Trainer:
     def _stop_agreed(self, life: RunLife) -> bool:
         """A stop seen by any rank (the app signals the first) stops every rank before the same step, so none is
         left waiting in a collective."""
-        flag = life.stopping()
-        if self.env.active:
-            seen = torch.tensor([int(flag)], device=self.device)
-            dist.all_reduce(seen)
-            flag = bool(seen.item())
+        flag = agree(life.stopping(), self.env, self.device)
         if flag:
             life.state = "stopped"
         return flag
@@ -340,9 +332,7 @@ def start(args: argparse.Namespace, env: DistEnv) -> Trainer:
                              Path(args.runs_root) if args.runs_root else None)
             lock_run(run)
         if env.active:
-            box = [str(run.path) if run else None]
-            dist.broadcast_object_list(box, src=0)
-            run = Run(Path(box[0]))
+            run = Run(Path(from_first(str(run.path) if run else None, env)))
         trainer.run = run
         return trainer
     trainer = Trainer(cfg, run, env, progress=not args.no_progress)
@@ -362,14 +352,12 @@ def main(argv: list[str] | None = None) -> int:
     trainer, code = start_or_exit(args, lambda: start(args, env))
     if trainer is None:
         stop.restore()
-        if env.active:
-            dist.destroy_process_group()
+        leave_distributed(env)
         return code
     try:
         code, state = fit_from_cli(trainer, "training", stop)
     finally:
-        if env.active:
-            dist.destroy_process_group()
+        leave_distributed(env)
     if code:
         return code
     if env.main:

@@ -5,9 +5,9 @@ starts ``python -m core.<pretrain|finetune|compare> --run-dir FOLDER`` in its ow
 reloading it or restarting the app does not touch the run, and the app finds it again through ``status.json``.
 Stop sends SIGTERM, which the trainers turn into a clean stop at the next step with a checkpoint.
 
-Pretraining on several processes (``processes=N``, e.g. one per GPU) starts ``torchrun --standalone
---nproc-per-node N -m core.pretrain ...`` (``torch.distributed.run``) on this machine; the first rank writes the run
-folder, and a Stop (to the first rank) stops every rank at the same step. Several machines: see the README
+Pretraining and fine-tuning on several processes (``processes=N``, e.g. one per GPU) start ``torchrun --standalone
+--nproc-per-node N -m core.<pretrain|finetune> ...`` (``torch.distributed.run``) on this machine; the first rank
+writes the run folder, and a Stop (to the first rank) stops every rank at the same step. Several machines: see the README
 ("Several GPUs or machines").
 """
 from __future__ import annotations
@@ -27,6 +27,7 @@ from .runs import REPO_ROOT, Run, create_run, tail_text
 from .run_lock import RunBusyError, pid_alive
 
 MODULES = {"pretrain": "core.ssl.pretrain", "finetune": "core.seg.finetune", "compare": "core.seg.compare"}
+SEVERAL_PROCESSES = ("pretrain", "finetune")  # the trainers that join a torchrun group
 CONSOLE = "console.txt"
 
 
@@ -44,11 +45,12 @@ def _spawn(run: Run, args: list[str], kind: str, processes: int = 1) -> None:
 def launch(kind: str, cfg: BaseModel, root: Path | None = None, name: str | None = None,
            processes: int = 1) -> Run:
     """A new run of ``kind`` with this (already validated) config, started in the background; pretraining may run
-    on ``processes`` ranks (torchrun, one per GPU when there are GPUs)."""
+    and fine-tuning may run on ``processes`` ranks (torchrun, one per GPU when there are GPUs)."""
     if kind not in MODULES:
         raise ValueError(f"unknown run kind {kind!r}; choose one of {', '.join(MODULES)}")
-    if processes < 1 or (processes > 1 and kind != "pretrain"):
-        raise ValueError(f"processes: {processes} for a {kind} run; only pretraining runs on several processes")
+    if processes < 1 or (processes > 1 and kind not in SEVERAL_PROCESSES):
+        raise ValueError(f"processes: {processes} for a {kind} run; only pretraining and fine-tuning run on several "
+                         "processes")
     name = name or getattr(cfg, "name", None) or kind
     run = create_run(name, config_to_yaml(cfg), root, state="starting", kind=kind, processes=processes)
     _spawn(run, ["--run-dir", str(run.path), "--no-progress"] if kind != "compare" else ["--run-dir", str(run.path)],

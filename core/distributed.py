@@ -1,8 +1,10 @@
 """Where this process stands in a torchrun launch (rank, world size, local GPU): one process unless launched so.
 
-Why a module of its own: the trainer, the launcher's tests and anything that rebuilds a run's batches ask the same
-question; the answer (``DistEnv``) is plain data, and ``init_distributed`` the only place that joins a group. The
-losses gather embeddings over ranks with the helpers at the end (with gradient, or of unequal lengths).
+Why a module of its own, beside ``device``: both trainers (pretraining and fine-tuning), the launcher's tests and
+anything that rebuilds a run's batches ask the same question; the answer (``DistEnv``) is plain data, and
+``init_distributed`` the only place that joins a group. ``agree`` and ``mean_over_ranks`` are what a training loop
+needs from the other ranks (a stop seen by one, the loss of the whole batch); the losses gather embeddings over ranks
+with the helpers at the end (with gradient, or of unequal lengths).
 """
 from __future__ import annotations
 
@@ -40,6 +42,46 @@ def init_distributed() -> DistEnv:
         torch.cuda.set_device(local)
     dist.init_process_group(backend=backend)
     return DistEnv(rank=dist.get_rank(), world=dist.get_world_size(), local_rank=local)
+
+
+def leave_distributed(env: DistEnv) -> None:
+    if env.active and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+# ------------------------------------------------------------------------------------------------ a training loop
+def agree(flag: bool, env: DistEnv, device: torch.device) -> bool:
+    """True on every rank when it is true on any: a stop signalled to the first rank stops all before the same step,
+    so none is left waiting in a collective."""
+    if not env.active:
+        return flag
+    seen = torch.tensor([int(flag)], device=device)
+    dist.all_reduce(seen)
+    return bool(seen.item())
+
+
+def mean_over_ranks(value: Tensor, env: DistEnv) -> Tensor:
+    """The mean of a (detached) scalar over the ranks: the loss of the whole batch, not of this rank's share."""
+    if env.active:
+        value = value.detach().clone()
+        dist.all_reduce(value)
+        value /= env.world
+    return value
+
+
+def from_first(value: object, env: DistEnv) -> object:
+    """The first rank's value on every rank (e.g. the run folder it made)."""
+    if not env.active:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def barrier(env: DistEnv) -> None:
+    """Wait for every rank (e.g. while the first validates and writes the checkpoints)."""
+    if env.active:
+        dist.barrier()
 
 
 # ------------------------------------------------------------------------------------------------ gathering
