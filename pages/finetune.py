@@ -15,7 +15,7 @@ from core.seg.compare import METHODS, CompareConfig, check_presets
 from core.seg.compare_report import LABELS
 from core.config import SEG_DATASETS, ConfigError, FinetuneConfig, choices, load_config, validate_config
 from core.store.runs import Run
-from core.store.safepaths import PathRefused, resolve_under
+from workbench.form_errors import FormErrors
 from workbench.common import gpu_processes, has_records, index_of, pick_run, runs_of, show_error
 from workbench.monitor import run_header, watch
 
@@ -23,6 +23,16 @@ st.title("🎯 Fine-tune")
 st.caption("Segmentation from a pretrained encoder: the paper's frozen protocol or full fine-tuning, scored on a "
            "held-out split (whole scenes). A comparison crosses methods with pretraining and evaluation seeds and says whether "
            "a FALSE gain is more than noise.")
+
+
+FT_FIELDS = {  # the form's labels and the config fields they set: errors are shown beside them, in these words
+    "Architecture": "model.arch", "Protocol": "train.protocol", "Data set": "data.name",
+    "Label fraction": "data.label_fraction", "Data set folder (not synthetic)": "data.root",
+    "Class table (folder sets)": "data.class_table", "Steps": "train.max_steps", "Batch": "train.batch_size",
+    "lr": "train.lr", "Crop (px)": "data.crop_size", "Validate every": "train.eval_every",
+    "Synthetic tiles": "data.num_tiles", "Tile size": "data.tile_size", "Run name": "name", "Device": "train.device",
+    "Colour jitter": "data.colour_jitter",
+}
 
 
 def finetune_form() -> None:
@@ -37,10 +47,11 @@ def finetune_form() -> None:
     encoders = encoder_models()
     inits = {"random": "random (no pretraining)", **{str(e.path.parent.parent) if e.label.startswith("run:")
                                                      else str(e.path): e.label for e in encoders}}
+    fe = FormErrors("ft", FT_FIELDS)
     with st.form("ft-form", enter_to_submit=False):
         init = st.selectbox("Encoder from", list(inits), format_func=inits.get, key="ft-init",
                             help="A pretraining run (its encoder) or a shipped encoder checkpoint")
-        c1, c2, c3, c4 = st.columns(4)
+        c1, c2, c3, c4 = fe.columns(4)
         archs, protocols = choices(FinetuneConfig, "model.arch"), choices(FinetuneConfig, "train.protocol")
         arch = c1.selectbox("Architecture", archs, index=index_of(archs, base.model.arch), key="ft-arch")
         protocol = c2.radio("Protocol", protocols, index=index_of(protocols, base.train.protocol),
@@ -49,29 +60,30 @@ def finetune_form() -> None:
                                  key="ft-data")
         fraction = c4.number_input("Label fraction", 0.001, 1.0, float(base.data.label_fraction), 0.01,
                                    format="%.3f", key="ft-fraction")
-        c1, c2 = st.columns(2)
+        c1, c2 = fe.columns(2)
         root = c1.text_input("Data set folder (not synthetic)", value=base.data.root or "", key="ft-root",
                              help="In its published layout, under the data root")
         table = c2.text_input("Class table (folder sets)", value=base.data.class_table or "", key="ft-table",
                               help="e.g. configs/classes/dubai.yaml")
-        c1, c2, c3, c4, c5 = st.columns(5)
+        c1, c2, c3, c4, c5 = fe.columns(5)
         steps = c1.number_input("Steps", 1, 10_000_000, int(base.train.max_steps or 200), key="ft-steps")
         batch = c2.number_input("Batch", 1, 4096, int(base.train.batch_size), key="ft-batch")
         lr = c3.number_input("lr", 0.0, 10.0, float(base.train.lr), format="%.5f", key="ft-lr")
         crop = c4.number_input("Crop (px)", 16, 2048, int(base.data.crop_size), key="ft-crop")
         eval_every = c5.number_input("Validate every", 1, 1_000_000, int(base.train.eval_every), key="ft-eval")
-        c1, c2, c3 = st.columns(3)
+        c1, c2, c3 = fe.columns(3)
         tiles = c1.number_input("Synthetic tiles", 2, 1_000_000, int(base.data.num_tiles), key="ft-tiles")
         tile_size = c2.number_input("Tile size", 16, 4096, int(base.data.tile_size), key="ft-tile-size")
         name = c3.text_input("Run name", value=base.name or "", key="ft-name")
-        c1, c2, c3 = st.columns(3)
+        c1, c2, c3 = fe.columns(3)
         devices = ["auto", "cpu", "cuda"]
         device = c1.selectbox("Device", devices, index=index_of(devices, base.train.device), key="ft-device")
         processes = gpu_processes(c2, "ft-gpus", "fine-tuning")
         jitter = c3.number_input("Colour jitter", 0.0, 4.0, float(base.data.colour_jitter), 0.5, key="ft-jitter",
                                  help="Strength of the photometric distortion: 1 = mild (the default), 0 = none, "
                                  "2-3 when the scenes to segment differ in colour from the training scenes")
-        go = st.form_submit_button("🚀 Launch fine-tuning", type="primary")
+        go = st.form_submit_button("🚀 Launch fine-tuning", type="primary", key=fe.submit_key)
+    fe.summary()
     if not go:
         return
     try:
@@ -80,14 +92,16 @@ def finetune_form() -> None:
         raw["model"].update(arch=arch, init=init)
         raw["data"].update(name=data_name, label_fraction=fraction, crop_size=int(crop), num_tiles=int(tiles),
                            tile_size=int(tile_size), colour_jitter=float(jitter),
-                           root=str(resolve_under(root)) if root.strip() and data_name != "synthetic" else None,
-                           class_table=str(resolve_under(table)) if table.strip() else None)
+                           root=fe.path(root, "data.root") if data_name != "synthetic" else None,
+                           class_table=fe.path(table, "data.class_table"))
         raw["train"].update(protocol=protocol, max_steps=int(steps), epochs=None, batch_size=int(batch), lr=lr,
                             eval_every=int(eval_every), device=device)
-        cfg = validate_config(raw, FinetuneConfig)
+        cfg = fe.checked(validate_config(raw, FinetuneConfig))
         run = launch.launch("finetune", cfg, name=cfg.name or f"finetune-{arch}",
                             processes=processes if device != "cpu" else 1)
-    except (ConfigError, PathRefused, OSError) as err:
+    except ConfigError as err:
+        fe.refuse(err)
+    except OSError as err:
         show_error(err, "Not launched")
         return
     st.session_state["ft-select-next"] = run.id

@@ -26,8 +26,12 @@ def test_shows_the_scores_of_a_finished_run(populated_store: Path) -> None:
 def test_a_bad_value_is_refused(empty_store: Path) -> None:
     at = open_page("finetune")
     at.selectbox(key="ft-data").set_value("potsdam")
+    at.number_input(key="ft-lr").set_value(0.0)
     at.button[0].click().run()
-    assert any("data.root" in e for e in errors(at)), errors(at)
+    assert len(errors(at)) == 1 and "2 settings to change" in errors(at)[0], errors(at)
+    summary = errors(at)[0]  # both at once, in the form's words
+    assert "**lr**" in summary and "“Data set folder (not synthetic)”" in summary and "data.root" not in summary
+    assert len([m for m in at.markdown if m.value.startswith(":red[⚠")]) == 1  # beside lr (the other is the form's)
     assert list_runs(empty_store) == []
 
 

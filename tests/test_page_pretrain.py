@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from core.store import launch
 from core.store.runs import list_runs
 from tests.pages import errors, open_page, texts
 
@@ -32,13 +33,29 @@ def test_renders_with_a_populated_store(populated_store: Path) -> None:
     assert len(at.get("plotly_chart")) == 4
 
 
-def test_a_bad_value_is_refused_before_launch(empty_store: Path) -> None:
+def test_every_bad_value_is_refused_at_once_in_the_forms_words(empty_store: Path, monkeypatch) -> None:
     at = open_page("pretrain")
-    _set(at, threshold=0.0)
+    _set(at, threshold=0.0, temperature=0.0, batch=1)
+    at.selectbox(key="pre-demo_cpu-data").set_value("folder")
+    at.text_input(key="pre-demo_cpu-folder").set_value("/etc")
     at.button[0].click().run()
     assert not at.exception
-    assert any("loss.threshold" in e and "(0, 1]" in e for e in errors(at)), errors(at)
+    assert len(errors(at)) == 1, errors(at)  # one list, every problem in it
+    summary = errors(at)[0]
+    assert "4 settings to change" in summary, summary
+    for label in ("threshold (FNSD)", "temperature", "Batch size", "Data folder (all but synthetic)"):
+        assert f"**{label}**" in summary, summary
+    assert "(0, 1]" in summary and "outside the folders" in summary
+    assert "loss.threshold" not in summary and "train.batch_size" not in summary  # labels, not config keys
+    beside = [m.value for m in at.markdown if m.value.startswith(":red[⚠")]
+    assert len(beside) == 4, beside  # and each beneath its own field
     assert list_runs(empty_store) == []
+    monkeypatch.setattr(launch, "launch", lambda *a, **k: (_ for _ in ()).throw(OSError("not started here")))
+    _set(at, threshold=0.5, temperature=0.2, batch=8)
+    at.selectbox(key="pre-demo_cpu-data").set_value("synthetic")
+    at.button[0].click().run()  # good values: the launch is tried and the old problems are gone
+    assert errors(at) == ["Could not start the run: not started here"], errors(at)
+    assert not [m for m in at.markdown if m.value.startswith(":red[⚠")]
 
 
 def test_a_folder_outside_the_roots_is_refused(empty_store: Path) -> None:

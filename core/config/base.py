@@ -14,7 +14,14 @@ ENCODERS = ("resnet18", "resnet34", "resnet50", "resnet101")
 
 
 class ConfigError(ValueError):
-    """A configuration value is wrong; the message names the field and says why."""
+    """A configuration value is wrong; the message names the field and says why.
+
+    ``problems`` holds every wrong field of one validation as (dotted field, reason), so a form can show each
+    beside its own widget at once; the message (what a command line prints) is the first of them."""
+
+    def __init__(self, message: str, problems: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.problems: list[tuple[str, str]] = problems if problems is not None else [("", message)]
 
 
 RETIRED_KEYS = ("num_workers",)  # settings that nothing read; old run configs still hold them

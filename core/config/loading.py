@@ -46,23 +46,28 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return raw
 
 
-def _format_error(err: ValidationError) -> str:
-    first = err.errors()[0]
-    field = ".".join(str(p) for p in first["loc"]) or "config"
-    msg = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
+def _problem(error: dict[str, Any]) -> tuple[str, str]:
+    field = ".".join(str(p) for p in error["loc"])
+    msg = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
         msg = "unknown setting"
-    if first["type"] == "literal_error":
-        msg = f"{msg}, got {first.get('input')!r}"
-    return f"{field}: {msg}"
+    if error["type"] == "literal_error":
+        msg = f"{msg}, got {error.get('input')!r}"
+    return field, msg
+
+
+def _format_error(err: ValidationError) -> str:
+    field, msg = _problem(err.errors()[0])
+    return f"{field or 'config'}: {msg}"
 
 
 def validate_config(raw: dict[str, Any], model: type[BaseModel] = PretrainConfig) -> Any:
-    """Validate a nested dict; raise ConfigError with a one-line message that names the field."""
+    """Validate a nested dict; raise ConfigError with a one-line message that names the (first) field, and every
+    wrong field in ``problems``."""
     try:
         return model.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(_format_error(err)) from None
+        raise ConfigError(_format_error(err), [_problem(e) for e in err.errors()]) from None
 
 
 def load_config(path: str | os.PathLike | None, overrides: list[str] | None = None,

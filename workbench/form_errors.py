@@ -1,0 +1,110 @@
+"""A refused launch shows every wrong setting at once: each under its own widget, and all in one list above the
+outcome, in the form's words (its labels), not the config's keys.
+
+A page names its fields once (``{label: config field}``), draws its widgets in ``fe.columns(...)`` instead of
+``st.columns(...)`` (a widget whose label is in the table gets the error of the last Launch beneath it) and gives its
+submit button ``key=fe.submit_key``. Why a rerun:
+a form is drawn before its Launch is handled, so the errors of a refused launch are kept in the session and the page
+is drawn again with them; the next Launch clears them.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import streamlit as st
+
+from core.config import ConfigError
+from core.store.safepaths import PathRefused, resolve_under
+
+WIDGETS = {"number_input", "text_input", "selectbox", "radio", "toggle", "checkbox", "multiselect", "slider"}
+
+
+class _Column:
+    """A Streamlit column whose input widgets show their field's error beneath them."""
+
+    def __init__(self, container: Any, form: "FormErrors") -> None:
+        self._container, self._form = container, form
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._container, name)
+        if name not in WIDGETS:
+            return attr
+
+        def widget(label: str, *args: Any, **kwargs: Any) -> Any:
+            value = attr(label, *args, **kwargs)
+            msg = self._form.error_of(label)
+            if msg:
+                self._container.markdown(f":red[⚠ {msg}]")
+            return value
+
+        return widget
+
+
+class FormErrors:
+    def __init__(self, form: str, fields: dict[str, str]) -> None:
+        self.state_key, self.submit_key = f"{form}-errors", f"{form}-launch"
+        self.fields = fields  # the form's label -> the config field it sets
+        self.labels = {key: label for label, key in fields.items()}
+        self.refused: list[tuple[str, str]] = []  # typed paths the guard refused in this Launch
+        if st.session_state.get(self.submit_key):  # Launch pressed: this run judges the form afresh
+            self.start()
+
+    def columns(self, spec: int | list[int]) -> list[_Column]:
+        return [_Column(c, self) for c in st.columns(spec)]
+
+    def _errors(self) -> dict[str, str]:
+        return st.session_state.get(self.state_key) or {}
+
+    def error_of(self, label: str) -> str | None:
+        key = self.fields.get(label)
+        msg = self._errors().get(key) if key else None
+        return self.in_words(msg) if msg else None
+
+    def in_words(self, text: str) -> str:
+        """Config keys inside a message become the form's labels ("data.tile_size" -> “Tile size (px)”)."""
+        def label(m: re.Match[str]) -> str:
+            return f"“{self.labels[m.group(0)]}”" if m.group(0) in self.labels else m.group(0)
+
+        return re.sub(r"\b[a-z_]+(?:\.[a-z_]+)+\b", label, text)
+
+    def start(self) -> None:
+        """A Launch was pressed: the errors of the previous one go."""
+        st.session_state.pop(self.state_key, None)
+
+    def path(self, text: str, field: str, keep: str | None = None) -> str | None:
+        """A folder or file typed in the form, checked by the path guard (``keep``: a preset's own value, taken as
+        written). A refused path is noted for ``refuse`` and returned as typed, so the rest is still checked."""
+        text = text.strip()
+        if not text:
+            return None
+        if keep is not None and text == keep:
+            return text
+        try:
+            return str(resolve_under(text))
+        except PathRefused as err:
+            self.refused.append((field, str(err)))
+            return text
+
+    def checked(self, cfg: Any) -> Any:
+        """The validated config, unless a typed path was refused."""
+        if self.refused:
+            raise ConfigError(self.refused[0][1], [])
+        return cfg
+
+    def refuse(self, err: ConfigError) -> None:
+        """Keep every problem of a refused launch and draw the page again, so each shows beside its field."""
+        errors: dict[str, str] = {}
+        for field, msg in [*self.refused, *err.problems]:
+            errors.setdefault(field or "", msg)  # the first reason per field
+        st.session_state[self.state_key] = errors
+        st.rerun()
+
+    def summary(self) -> None:
+        """All problems of the last Launch in one list, each named by its label (call after the form)."""
+        errors = self._errors()
+        if not errors:
+            return
+        lines = [f"- **{self.labels.get(f, f or 'settings')}**: {self.in_words(m)}" for f, m in errors.items()]
+        st.error(f"Not launched: {len(errors)} setting{'s' if len(errors) > 1 else ''} to change\n\n"
+                 + "\n".join(lines), icon="🚫")
