@@ -1,4 +1,5 @@
-"""End to end in a real browser: every page opens, a tile is segmented, a pretraining run starts and moves.
+"""End to end in a real browser: every page opens, a tile is segmented, Enter in a field launches nothing, a
+pretraining run starts and moves.
 
 Needs Debian's chromium and the playwright package (``.ci/run`` installs both). Screenshots of the main pages go
 to test-artifacts/screenshots/ (the README shows them); a failing step leaves test-artifacts/failures/<step>.png.
@@ -131,6 +132,14 @@ def test_launch_a_tiny_run_and_see_it_move(app, page) -> None:
     with screenshot_on_failure(page, "pretrain-launch"):
         _open(page, url, "pretrain", "Pretrain")
         page.get_by_text("Settings").click()  # the form is folded away when there are runs to watch
+        before = {r.id for r in list_runs(runs_root)}
+        box = page.locator('input[aria-label="Batch size"]')
+        box.fill("64")
+        box.press("Enter")  # Enter in a field must launch nothing (only the Launch button does)
+        wait_until_idle(page)
+        time.sleep(2)
+        assert {r.id for r in list_runs(runs_root)} == before, "Enter in a field launched a run"
+        assert page.locator('input[aria-label="Steps"]').is_visible()  # and the settings stay open
         values = {"Synthetic tiles": 48, "Tile size (px)": 64, "View size (px)": 32, "Batch size": 16,
                   "Steps": 400, "Projection dim": 16, "Projection hidden": 32, "Log every (steps)": 1,
                   "Checkpoint every": 1000}
