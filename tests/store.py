@@ -30,7 +30,8 @@ TINY_FT = ["--config", str(ROOT / "configs/finetune_demo_cpu.yaml"), "--no-progr
 def build_store(base: Path) -> Path:
     """Make the store under ``base`` (FALSE_WB_RUNS / FALSE_WB_DATA must point there) and return the runs root."""
     runs = base / "runs"
-    assert pretrain_main([*TINY_PRE, "name=tiny-false", "loss.name=false", "train.max_steps=16"]) == 0
+    assert pretrain_main([*TINY_PRE, "name=tiny-false", "loss.name=false", "train.max_steps=16",
+                          "train.log_every=4"]) == 0  # logged every 4th step: the pair counts are of every step
     assert pretrain_main([*TINY_PRE, "name=tiny-infonce", "loss.name=info_nce"]) == 0
     false_run = next(r for r in list_runs(runs) if r.id.endswith("tiny-false"))
     assert finetune_main([*TINY_FT, f"model.init={false_run.path}", "name=tiny-ft"]) == 0

@@ -123,3 +123,32 @@ def test_a_labeled_data_set_pretrains_on_its_training_scenes_only(empty_store: P
         assert record["tiles"] == 3 * 4  # 3 training scenes of 2 x 2 tiles
     finally:
         launch.stop(run)
+
+
+def _values(data) -> list:
+    """A plotly trace's values, whether a list or a typed array ({"dtype", "bdata"} in base64)."""
+    import base64
+
+    import numpy as np
+
+    if isinstance(data, dict):
+        return np.frombuffer(base64.b64decode(data["bdata"]), dtype=data["dtype"]).tolist()
+    return list(data)
+
+
+def test_the_flagged_pairs_curve_counts_every_step_from_fns_jsonl(populated_store: Path) -> None:
+    """tiny-false logs every 4th step; the curve still shows each of its 16 steps, equal to fns.jsonl's counts."""
+    import json
+
+    run = next(r for r in list_runs(populated_store) if r.id.endswith("tiny-false"))
+    pairs = run.flagged_pairs()
+    at = open_page("pretrain")
+    at.selectbox(key="pretrain-run").set_value(run.id).run()
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    chart = next(s for s in specs if "Flagged" in s["layout"]["title"]["text"])
+    traces = {t["name"]: {k: _values(t[k]) for k in ("x", "y")} for t in chart["data"]}
+    assert traces["flagged"]["x"] == list(range(1, 17))
+    per_step = [sum(p["step"] == s for p in pairs) for s in range(1, 17)]
+    assert traces["flagged"]["y"] == per_step and sum(per_step) == len(pairs) > 0
+    assert sum(traces["calibrated"]["y"]) == sum(bool(p["calibrated"]) for p in pairs)
+    assert len([m for m in run.metrics() if "flagged" in m]) == 4  # what the curve used to read

@@ -166,3 +166,31 @@ def test_a_wide_image_is_shown_reduced_but_counted_in_full(empty_store: Path) ->
     assert not at.exception and not at.error
     assert at.image[0].captions[0] == "strip.png: 1700×40 pixels, shown at 1600×38"
     assert int(areas(at)["pixels"].sum()) == 1700 * 40
+
+
+def test_model_settings_opacity_and_results_survive_a_visit_to_another_page(
+        populated_store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    real = core.seg.segment.segment_loaded
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(core.seg.segment, "segment_loaded", counting)
+    at = open_page()
+    model = next(o for o in at.selectbox(key="segment_model").options if o.startswith("shipped: synthetic"))
+    at.selectbox(key="segment_model").set_value(model).run()
+    at.slider(key="segment_overlap").set_value(0.4).run()
+    at.file_uploader(key="segment_files").set_value(("tile.png", png_bytes(64, 96), "image/png")).run()
+    opacity = next(s for s in at.slider if s.key.startswith("opacity_"))
+    opacity.set_value(0.8).run()
+    assert len(calls) == 1
+    at.switch_page("../pages/runs.py").run()
+    assert not at.exception
+    at.switch_page("../pages/segment.py").run()
+    assert not at.exception
+    assert at.selectbox(key="segment_model").value == model  # not back to auto
+    assert at.slider(key="segment_overlap").value == 0.4
+    assert next(s for s in at.slider if s.key.startswith("opacity_")).value == 0.8
+    assert len(at.image) == 1 and len(calls) == 1  # the result is shown again, not computed again

@@ -83,6 +83,20 @@ def gpu_processes(container: Any, key: str, what: str) -> int:
                                       "split over the GPUs. Several machines: see the README."))
 
 
+# widget values a visit to another page must not reset (Streamlit drops a widget's value when a run does not draw
+# it): the Segment page's model, inference settings and overlay opacities
+KEPT_WIDGETS = ("segment_model", "segment_tile", "segment_overlap", "segment_tta", "segment_resample",
+                "segment_borders", "segment_max_mp", "opacity_")
+
+
+def keep_widget_values() -> None:
+    """Re-assign the kept widgets' values before any page runs, so they outlive runs of other pages (the router
+    calls this on every run)."""
+    for key in list(st.session_state):
+        if isinstance(key, str) and key.startswith(KEPT_WIDGETS):
+            st.session_state[key] = st.session_state[key]
+
+
 def go_to(page: str) -> None:
     """Switch to ``pages/<page>.py`` (paths are resolved against the router's folder, hence the absolute one)."""
     st.switch_page(str(PAGES_DIR / f"{page}.py"))
@@ -161,6 +175,17 @@ def metrics_frame(run: Run) -> pd.DataFrame:
     if "split" in frame:
         frame = frame[frame["split"].isna()]
     return frame
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _pair_counts(path: str, size: int) -> pd.DataFrame:  # noqa: ARG001 - the file's size keys the cache
+    return pd.DataFrame(Run(Path(path)).pair_counts(), columns=["step", "flagged", "calibrated"])
+
+
+def pairs_frame(run: Run) -> pd.DataFrame:
+    """Flagged and calibrated pairs of every step, read again only when ``fns.jsonl`` or the records grew."""
+    sizes = sum(p.stat().st_size for p in (run.path / "fns.jsonl", run.path / "metrics.jsonl") if p.is_file())
+    return _pair_counts(str(run.path), sizes)
 
 
 def curve_frame(run: Run) -> pd.DataFrame:

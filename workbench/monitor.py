@@ -13,14 +13,16 @@ import streamlit as st
 from core.store import launch
 from core.store.runs import NotARunError, Run, open_run
 from core.store.run_lock import RunBusyError
-from workbench.common import STATE_ICONS, columns_figure, curve_frame, show_error
+from workbench.common import STATE_ICONS, columns_figure, curve_frame, pairs_frame, show_error
 
-# (column, title, log scale) per chart, by run kind
-CHARTS: dict[str, Sequence[tuple[Sequence[str], str, bool]]] = {
-    "pretrain": ((("loss",), "Loss", False), (("lr",), "Learning rate", False), (("images_per_s",), "Images / s", False),
-                 (("flagged", "calibrated"), "Flagged and calibrated pairs per step", False)),
-    "finetune": ((("loss",), "Training loss", False), (("lr",), "Learning rate", False),
-                 (("miou",), "Validation mIoU", False), (("images_per_s",), "Images / s", False)),
+# (columns, title, log scale, records) per chart, by run kind. "pairs": every step's counts from fns.jsonl (the
+# logged steps of metrics.jsonl would miss the steps between them)
+CHARTS: dict[str, Sequence[tuple[Sequence[str], str, bool, str]]] = {
+    "pretrain": ((("loss",), "Loss", False, "metrics"), (("lr",), "Learning rate", False, "metrics"),
+                 (("images_per_s",), "Images / s", False, "metrics"),
+                 (("flagged", "calibrated"), "Flagged and calibrated pairs per step", False, "pairs")),
+    "finetune": ((("loss",), "Training loss", False, "metrics"), (("lr",), "Learning rate", False, "metrics"),
+                 (("miou",), "Validation mIoU", False, "metrics"), (("images_per_s",), "Images / s", False, "metrics")),
 }
 REFRESH_S = 2.0
 
@@ -50,9 +52,12 @@ def _charts(run: Run, kind: str) -> None:
     if frame.empty:
         st.caption("No curves yet: the first records appear after the first logged step.")
         return
+    frames = {"metrics": frame}
     cols = st.columns(2)
-    for n, (keys, title, log_y) in enumerate(CHARTS.get(kind, CHARTS["pretrain"])):
-        fig = columns_figure(frame, keys, title, log_y=log_y)
+    for n, (keys, title, log_y, source) in enumerate(CHARTS.get(kind, CHARTS["pretrain"])):
+        if source not in frames:
+            frames[source] = pairs_frame(run)
+        fig = columns_figure(frames[source], keys, title, log_y=log_y)
         cols[n % 2].plotly_chart(fig, width="stretch", key=f"chart-{run.id}-{n}")
 
 

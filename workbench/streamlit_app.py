@@ -8,7 +8,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from workbench.common import show_error
+from workbench.common import keep_widget_values, show_error
 from workbench.warmup import start_warmup
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,6 +27,7 @@ st.set_page_config(page_title="FALSE workbench", page_icon="🛰️", layout="wi
 start_warmup()
 pages = [st.Page(str(ROOT / "pages" / f), title=t, icon=i, default=n == 0) for n, (f, t, i) in enumerate(PAGES)]
 page = st.navigation(pages)
+keep_widget_values()
 try:
     page.run()
 except Exception as err:  # noqa: BLE001 - st.stop/st.rerun are BaseExceptions and pass through

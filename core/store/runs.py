@@ -122,6 +122,18 @@ class Run:
     def flagged_pairs(self) -> list[dict[str, Any]]:
         return read_jsonl(self.path / "fns.jsonl")
 
+    def pair_counts(self) -> list[dict[str, int]]:
+        """Flagged and calibrated pairs of every step (from ``fns.jsonl``, which holds every step's pairs, not only
+        the logged steps of ``metrics.jsonl``), steps without pairs as zeros, up to the last step recorded."""
+        counts: dict[int, list[int]] = {}
+        for rec in self.flagged_pairs():
+            c = counts.setdefault(int(rec.get("step", 0)), [0, 0])
+            c[0] += 1
+            c[1] += bool(rec.get("calibrated"))
+        last = max([*counts, *(int(m["step"]) for m in self.metrics() if "step" in m and "split" not in m), 0])
+        return [{"step": s, "flagged": counts.get(s, [0, 0])[0], "calibrated": counts.get(s, [0, 0])[1]}
+                for s in range(1, last + 1)]
+
     def last_checkpoint(self) -> Path | None:
         p = self.checkpoint_dir / "last.safetensors"
         return p if p.exists() else None
