@@ -77,9 +77,9 @@ def test_sample_tile_is_segmented_with_areas_chart_and_downloads(empty_store: Pa
     assert len(at.html) == 1 and "low vegetation" in at.html[0].proto.body
 
 
-def test_opacity_reblends_without_running_the_model_again(empty_store: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = []
+def count_predictions(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A list that grows by one each time the page runs a model on an image."""
+    calls: list[int] = []
     real = core.seg.segment.segment_loaded
 
     def counting(*args, **kwargs):
@@ -87,6 +87,12 @@ def test_opacity_reblends_without_running_the_model_again(empty_store: Path,
         return real(*args, **kwargs)
 
     monkeypatch.setattr(core.seg.segment, "segment_loaded", counting)
+    return calls
+
+
+def test_opacity_reblends_without_running_the_model_again(empty_store: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = count_predictions(monkeypatch)
     at = open_page()
     at.file_uploader(key="segment_files").set_value(("tile.png", png_bytes(64, 96), "image/png")).run()
     assert len(calls) == 1 and len(at.image) == 1
@@ -170,14 +176,7 @@ def test_a_wide_image_is_shown_reduced_but_counted_in_full(empty_store: Path) ->
 
 def test_model_settings_opacity_and_results_survive_a_visit_to_another_page(
         populated_store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = []
-    real = core.seg.segment.segment_loaded
-
-    def counting(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(core.seg.segment, "segment_loaded", counting)
+    calls = count_predictions(monkeypatch)
     at = open_page()
     model = next(o for o in at.selectbox(key="segment_model").options if o.startswith("shipped: synthetic"))
     at.selectbox(key="segment_model").set_value(model).run()
