@@ -5,7 +5,8 @@ bytes, the georeference kept) and ``core.seg.segment.segment_choosing`` picks th
 ``core.seg.model_choice``) and predicts with sliding windows, no-data left out and the pixel size matched. Results are
 kept in ``st.session_state`` by (file content, model version, settings), so moving the opacity slider, switching
 tabs, downloading, uploading the same file again or coming back to the page never runs the model again. A file
-that cannot be used is one ``st.error`` line; the others go on.
+that cannot be used is one ``st.error`` line; the others go on. A label mask uploaded beside a result scores it
+(IoU per class, right/wrong overlay: ``workbench.label_view``).
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from core.imaging.imageio import ImageError, LoadedImage, read_image
 from core.seg.segment import segment_choosing
 from core.seg.segmentation_result import Segmentation
 from workbench.common import seg_model, show_error
+from workbench.label_view import show_label_score
 from workbench.segment_view import areas_frame, class_rgb, legend_html, one_line, screen_copy
 
 PREVIEW_SIDE = 1600  # the overlay is blended and sent at most this large on its longer side
@@ -239,6 +241,7 @@ def show_result(result: Result, key: str) -> None:
     for note in seg.notes:
         st.caption(f"ℹ️ {note}")
     show_downloads(seg, Path(result.name).stem or "image", key)
+    show_label_score(seg, key, PREVIEW_SIDE)
 
 
 def show_results(results: list[tuple[str, Result]]) -> None:

@@ -1,5 +1,5 @@
-"""End to end in a real browser: every page opens, a tile is segmented, Enter in a field launches nothing, a
-pretraining run starts and moves.
+"""End to end in a real browser: every page opens, a tile is segmented and scored against its label mask, Enter in
+a field launches nothing, a pretraining run starts and moves.
 
 Needs Debian's chromium and the playwright package (``.ci/run`` installs both). Screenshots of the main pages go
 to test-artifacts/screenshots/ (the README shows them); a failing step leaves test-artifacts/failures/<step>.png.
@@ -96,9 +96,10 @@ def test_every_page_opens(app, page) -> None:
 
 def test_segment_an_uploaded_tile(app, page, tmp_path: Path) -> None:
     url, _ = app
-    rgb, _ = generate_scene(7, 256)
-    tile = tmp_path / "tile.png"
+    rgb, labels = generate_scene(7, 256)
+    tile, labels_png = tmp_path / "tile.png", tmp_path / "labels.png"
     Image.fromarray(np.ascontiguousarray(rgb)).save(tile)
+    Image.fromarray(np.ascontiguousarray(labels).astype(np.uint8)).save(labels_png)
     with screenshot_on_failure(page, "segment-upload"):
         _open(page, url, "segment", "Segment")
         page.locator('input[type="file"]').first.set_input_files(str(tile))
@@ -108,6 +109,14 @@ def test_segment_an_uploaded_tile(app, page, tmp_path: Path) -> None:
         _no_exception(page)
         assert page.get_by_text("tile.png").count() >= 1
         page.screenshot(path=str(SHOTS / "segment-result.png"), full_page=True)
+        # the scene's own labels (class indices) as a label mask: IoU per class and the right/wrong overlay
+        page.get_by_text("Score against a label mask").click()
+        page.locator('input[type="file"]').nth(1).set_input_files(str(labels_png))
+        page.get_by_text("green: right").first.wait_for(timeout=120_000)
+        page.get_by_text("mIoU").first.wait_for()
+        settle(page)
+        _no_exception(page)
+        page.screenshot(path=str(SHOTS / "segment-label-score.png"), full_page=True)
 
 
 def test_embeddings_are_computed_and_drawn(app, page) -> None:
@@ -120,6 +129,24 @@ def test_embeddings_are_computed_and_drawn(app, page) -> None:
         settle(page)
         _no_exception(page)
         page.screenshot(path=str(SHOTS / "embeddings-umap.png"), full_page=True)
+
+
+def test_the_flagged_pairs_curve_equals_the_counts_in_fns_jsonl(app, page) -> None:
+    """The Pretrain page's live curve of a FALSE run logged every 4th step shows every step's flagged pairs."""
+    url, runs_root = app
+    run = next(r for r in list_runs(runs_root) if r.id.endswith("tiny-false"))
+    with screenshot_on_failure(page, "pretrain-pairs-curve"):
+        _open(page, url, f"pretrain?run={run.id}", "Pretrain")
+        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= 4")
+        charts = page.evaluate("""() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(el => ({
+            title: el.layout.title.text, data: el._fullData.map(t => ({name: t.name, x: Array.from(t.x),
+                                                                  y: Array.from(t.y)}))}))""")
+    chart = next(c for c in charts if "Flagged" in c["title"])
+    flagged = next(t for t in chart["data"] if t["name"] == "flagged")
+    pairs = run.flagged_pairs()
+    steps = sorted({int(m["step"]) for m in run.metrics()})
+    assert flagged["x"] == list(range(1, steps[-1] + 1))
+    assert flagged["y"] == [sum(p["step"] == s for p in pairs) for s in flagged["x"]] and sum(flagged["y"]) > 0
 
 
 def _step(page) -> int:

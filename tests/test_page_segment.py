@@ -193,3 +193,23 @@ def test_model_settings_opacity_and_results_survive_a_visit_to_another_page(
     assert at.slider(key="segment_overlap").value == 0.4
     assert next(s for s in at.slider if s.key.startswith("opacity_")).value == 0.8
     assert len(at.image) == 1 and len(calls) == 1  # the result is shown again, not computed again
+
+
+def test_a_label_mask_gives_iou_per_class_and_a_difference_overlay(empty_store: Path) -> None:
+    at = open_page()
+    at.file_uploader(key="segment_files").set_value(("tile.png", png_bytes(64, 96), "image/png")).run()
+    assert not at.exception and len(at.image) == 1
+    key = next(s for s in at.slider if s.key.startswith("opacity_")).key.removeprefix("opacity_")
+    seg = next(iter(at.session_state["segment_results"].values())).seg  # the kept result
+    buf = io.BytesIO()
+    Image.fromarray(seg.mask).save(buf, format="PNG")  # the prediction itself as labels: a perfect score
+    at.file_uploader(key=f"labels_{key}").set_value(("labels.png", buf.getvalue(), "image/png")).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["mIoU"] == "100.0 %" and shown["Pixel accuracy"] == "100.0 %"
+    assert len(at.image) == 2  # the overlay and the right/wrong image
+    assert any("green: right" in c for i in at.image for c in i.captions)
+    small = io.BytesIO()
+    Image.fromarray(seg.mask[:10, :10]).save(small, format="PNG")
+    at.file_uploader(key=f"labels_{key}").set_value(("small.png", small.getvalue(), "image/png")).run()
+    assert any("same size" in e.value for e in at.error), [e.value for e in at.error]

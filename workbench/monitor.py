@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import streamlit as st
 
+from core.phases import eta_seconds
 from core.store import launch
 from core.store.runs import NotARunError, Run, open_run
 from core.store.run_lock import RunBusyError
@@ -61,14 +63,39 @@ def _charts(run: Run, kind: str) -> None:
         cols[n % 2].plotly_chart(fig, width="stretch", key=f"chart-{run.id}-{n}")
 
 
+def duration(seconds: float) -> str:
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+def _left(done: float, total: float | None, started: Any) -> str:
+    eta = eta_seconds(done, total, float(started)) if isinstance(started, (int, float)) else None
+    return f" · about {duration(eta)} left" if eta is not None else ""
+
+
 def run_header(run: Run) -> str:
-    """State, progress bar and error line of a run; returns its state."""
+    """State, the current phase (generating data, tiling, testing) and the step progress, each with its ETA, and
+    the error line of a run; returns its state."""
     status, state = run.status(), run.state()
     step, total = status.get("step") or 0, status.get("total_steps")
     st.markdown(f"**{run.id}** — {STATE_ICONS.get(state, '')} {state}")
+    live = state in ("running", "starting")
+    phase = status.get("phase") if live else None
+    if isinstance(phase, dict) and phase.get("name"):
+        done, of = int(phase.get("done") or 0), phase.get("total")
+        text = f"{phase['name']}: {done}" + (f" / {of}" if of else "") + _left(done, of, phase.get("started"))
+        st.progress(min(1.0, done / of) if of else 0.0, text=text)
+    elif state == "starting":
+        st.caption("starting: loading Python and the engine (about 10-20 s) ...")
     if total:
         unit = "unit" if run.kind() == "compare" else "step"
-        st.progress(min(1.0, step / total), text=f"{unit} {step} / {total}")
+        left = _left(step - (status.get("loop_start_step") or 0), total - (status.get("loop_start_step") or 0),
+                     status.get("loop_started")) if live and step < total else ""
+        st.progress(min(1.0, step / total), text=f"{unit} {step} / {total}{left}")
     if status.get("error"):
         st.error(status["error"])
     if state == "died":

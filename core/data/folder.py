@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
+from ..phases import phase_bar
 
 from ..imaging.imageio import ImageError, read_image
 from .paths import CachedTiles, DataError, data_root, leads_outside, publish_dir, temp_dir_for
@@ -140,7 +140,10 @@ class ImageFolderTiles(CachedTiles):
             sources, tiles, skipped = [], [], []
             raw_path = tmp / "tiles.raw"
             with open(raw_path, "wb") as raw:
-                for path in tqdm(files, desc=f"tiling {self.folder.name}", unit="file", disable=not progress):
+                bar = phase_bar(total=len(files), desc=f"tiling {self.folder.name}", unit="file",
+                                disable=not progress)
+                for path in files:
+                    bar.update()
                     rel = path.relative_to(self.folder).as_posix()
                     if leads_outside(path, self.folder):
                         skipped.append((rel, "a symlink that leads outside the data folder"))
@@ -161,6 +164,7 @@ class ImageFolderTiles(CachedTiles):
                     sources.append(dict(file=rel, width=w0, height=h0, scale=scale, pad=[top, left]))
                     # origin in the source file's pixels (negative where padded)
                     tiles += [[src, round((x - left) / scale), round((y - top) / scale)] for x, y in xy]
+                bar.close()
             if not tiles:
                 rel, reason = skipped[0]
                 raise DataError(f"no readable images in data folder: {self.folder} ({len(skipped)} skipped; "

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from ..phases import phase_bar
 
 from .paths import REPO_ROOT, CachedTiles, DataError, data_root, leads_outside, publish_dir, temp_dir_for
 from .protocols import SceneTiles
@@ -184,9 +184,11 @@ class SegTiles(CachedTiles):
             masks = np.lib.format.open_memmap(tmp / "masks.npy", "w+", np.uint8, (n, tile, tile))
             counts = np.zeros((n, n_cls), np.int64)
             tiles, tile_split, scene_meta, k = [], [], [], 0
-            jobs = tqdm(list(zip(scenes, sizes, layout)), desc=f"tiling {self.name} ({n} tiles)", unit="scene",
-                        disable=not progress)
+            jobs = list(zip(scenes, sizes, layout))
+            bar = phase_bar(total=len(jobs), desc=f"tiling {self.name} ({n} tiles)", unit="scene",
+                            disable=not progress)
             for si, (s, (w, h), xy) in enumerate(jobs):
+                bar.update()
                 img = self.read_image(s.image)
                 dec = self.decode_mask(s.mask)
                 lab = dec.labels
@@ -209,6 +211,7 @@ class SegTiles(CachedTiles):
                                        ignored_pixels=int(hist[ignore]), unknown_pixels=dec.unknown,
                                        unknown_example=dec.example))
                 del img, lab, dec
+            bar.close()
             images.flush()
             masks.flush()
             del images, masks

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from ..phases import phase_bar
 
 from .paths import CachedTiles, DataError, data_root, publish_dir, temp_dir_for
 from .synthetic_canvas import CLASSES, GENERATOR_VERSION
@@ -106,7 +106,7 @@ class SyntheticAerial(CachedTiles):
                 bar.update(len(imgs))
 
             workers = min(_workers(), 8, len(jobs)) if n >= 400 else 1
-            with tqdm(total=n, desc=f"generating {n} synthetic tiles", unit="tile",
+            with phase_bar(total=n, desc=f"generating {n} synthetic tiles", unit="tile",
                       disable=not self.progress) as bar:
                 if workers > 1:
                     try:  # spawn: safe in threaded parents (Streamlit) and the same on every OS

@@ -36,6 +36,7 @@ from ..data.labeled import build_seg_splits
 from .fingerprint import domain_section, rewrite_card
 from ..data.seg_augment import SegAugment, jitter_strengths
 from ..device import pick_device, pick_precision
+from ..phases import phase_bar
 from ..distributed import (DistEnv, agree, barrier, from_first, init_distributed, leave_distributed,
                            mean_over_ranks)
 from .metrics import SegScores
@@ -286,8 +287,9 @@ class FinetuneTrainer:
         if best.exists():
             load_checkpoint(best, model=self.model, map_location=self.device)
         self.run.log("testing the best model on whole scenes")
-        result = test_scores(self.model, self.splits, self.device, self.cfg.train.test_tile,
-                             self.cfg.train.test_overlap, card=self.card)
+        with phase_bar(total=None, desc="testing the best model", unit="scene", disable=not self.progress) as bar:
+            result = test_scores(self.model, self.splits, self.device, self.cfg.train.test_tile,
+                                 self.cfg.train.test_overlap, card=self.card, progress=bar.step_to)
         scores = result.scores
         atomic_write_json(self.run.path / "test_metrics.json", {
             "split": result.split, "tiles": result.tiles, **result.how.record(), "classes": names,

@@ -114,7 +114,7 @@ class TestResult:
 
 
 def test_scores(model: torch.nn.Module, splits: Any, device: torch.device, tile: int, overlap: float,
-                card: dict[str, Any] | None = None) -> TestResult:
+                card: dict[str, Any] | None = None, progress: Callable[[int, int], None] | None = None) -> TestResult:
     """Scores of a model on the test split (the validation split when there is none), over whole scenes where
     the split holds whole scenes (see :mod:`core.seg.scene_eval`), else over its tiles."""
     which = "test" if len(splits.test) else "val"
@@ -124,7 +124,7 @@ def test_scores(model: torch.nn.Module, splits: Any, device: torch.device, tile:
     n = len(splits.classes)
     if whole_scenes_possible(split, others):
         how = evaluate_scenes(model, split, n, splits.ignore_index, device=device, tile=tile, overlap=overlap,
-                              card=card)
+                              card=card, progress=progress)
     else:
         scores = evaluate(model, split, n, splits.ignore_index, device)
         how = SceneEval(scores, "tiles", [], 0, 0, 0.0)

@@ -23,6 +23,7 @@ from typing import Any
 from tqdm import tqdm
 
 from .checkpoint import CheckpointError
+from ..phases import Listener, report_phases
 from ..config import ConfigError
 from ..data import DataError
 from .runs import NotARunError, Run, open_run
@@ -86,7 +87,7 @@ class RunLife:
         self._shown = time.perf_counter()
         if run is not None:
             run.write_status(state="running", pid=os.getpid(), step=step(), total_steps=total_steps, error=None,
-                             ended=None, **status)
+                             ended=None, phase=None, loop_started=time.time(), loop_start_step=step(), **status)
         self.bar = tqdm(total=total_steps, initial=step(), disable=not progress, desc=desc, unit="step",
                         dynamic_ncols=True)
 
@@ -190,11 +191,29 @@ def record_early_failure(args: argparse.Namespace, err: BaseException) -> None:
         run.log(f"could not start: {err}")
 
 
+def phase_listener(folder: str | Path | None) -> Listener | None:
+    """What tells a run folder's ``status.json`` the current phase (``core.phases``); None without a folder and on
+    ranks other than the first."""
+    if folder is None or int(os.environ.get("RANK", "0")) != 0:
+        return None
+    run = Run(Path(folder))
+
+    def tell(phase: dict[str, Any] | None) -> None:
+        try:
+            run.write_status(phase=phase)
+        except OSError:  # the phase is a courtesy to the watcher; training goes on without it
+            pass
+
+    return tell
+
+
 def start_or_exit(args: argparse.Namespace, start: Callable[[], Any]) -> tuple[Any, int]:
     """``start()`` (open or create the run, build the trainer) or exit code 2 with one line: a run another process
-    writes is left untouched; a run folder named on the command line records any other early error."""
+    writes is left untouched; a run folder named on the command line records any other early error. Its long
+    phases (generating data, tiling) reach that folder's status as they go."""
     try:
-        return start(), 0
+        with report_phases(phase_listener(getattr(args, "run_dir", None) or getattr(args, "resume", None))):
+            return start(), 0
     except RunBusyError as err:
         print(f"error: {err}", file=sys.stderr)
         return None, 2
@@ -208,7 +227,8 @@ def fit_from_cli(trainer: Any, what: str, stop: StopFlag | None = None) -> tuple
     """``trainer.fit`` with SIGTERM / Ctrl-C as a clean stop; (exit code, final state); the run unlocked after."""
     stop = stop or StopFlag().install()
     try:
-        return 0, trainer.fit(stop)
+        with report_phases(phase_listener(trainer.run.path if trainer.run is not None else None)):
+            return 0, trainer.fit(stop)
     except KeyboardInterrupt:
         return 130, "stopped"
     except Exception as err:  # recorded in status.json and log.txt by fit()

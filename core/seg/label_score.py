@@ -1,0 +1,100 @@
+"""Score one segmentation against a label mask the user brings (the Segment page's "score against labels").
+
+Why here and not in the page: reading a label mask has rules a user must be able to rely on everywhere. A mask is
+class indices (a greyscale or palette PNG/TIFF: value k is class k of the model) or the class colours of the model's
+card (an RGB image as data sets publish them: Potsdam, DeepGlobe, the Dubai set). The ignore value, colours that are
+no class's and the image's no-data are left out of the scores, and the answer says how much was left out.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from .infer import NODATA
+from .metrics import SegScores, confusion_matrix, scores_from_confusion
+
+IGNORE = 255
+RIGHT, WRONG = (46, 160, 67), (220, 38, 38)  # the difference overlay: green where right, red where wrong
+
+
+class LabelMaskError(ValueError):
+    """The label mask cannot be scored against this image (unreadable, another size, no class in it)."""
+
+
+@dataclass
+class LabelScore:
+    scores: SegScores
+    labels: np.ndarray  # class indices, IGNORE where left out
+    how: str  # "class indices" or "class colours"
+    left_out: float  # share of the image's pixels not scored (ignore value, unknown colours, no data)
+    unknown: float  # share of pixels whose value or colour is no class's
+
+    def iou_rows(self, classes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Per class: IoU (None where the class is in neither the labels nor the prediction) and its pixels."""
+        cm = np.asarray(self.scores.confusion)
+        return [{"class": str(c.get("name", k)), "iou": None if cm[k, :].sum() + cm[:, k].sum() == 0
+                 else float(self.scores.iou[k]), "label pixels": int(cm[k, :].sum())}
+                for k, c in enumerate(classes)]
+
+
+def read_label_mask(data: bytes, classes: list[dict[str, Any]], shape: tuple[int, int],
+                    ignore_index: int = IGNORE) -> tuple[np.ndarray, str, float]:
+    """(class indices with IGNORE where left out, how it was read, share of pixels of no class)."""
+    try:
+        img = Image.open(io.BytesIO(data))
+        img.load()
+    except (UnidentifiedImageError, OSError) as err:
+        raise LabelMaskError(f"the label mask is not an image PIL can read ({err})") from None
+    if (img.height, img.width) != tuple(shape):
+        raise LabelMaskError(f"the label mask is {img.width}×{img.height} pixels, the image {shape[1]}×{shape[0]}: "
+                             "they must be the same size")
+    n = len(classes)
+    if img.mode in ("L", "P", "I", "I;16", "1"):
+        values = np.asarray(img).astype(np.int64)
+        labels = np.where(values < n, values, IGNORE).astype(np.uint8)
+        unknown = float(((values >= n) & (values != ignore_index)).mean())
+        how = "class indices"
+    else:
+        rgb = np.asarray(img.convert("RGB")).astype(np.int64)
+        code = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+        labels = np.full(shape, IGNORE, np.uint8)
+        for k, c in enumerate(classes):
+            colour = c.get("color")
+            if colour is not None:
+                r, g, b = (int(v) for v in colour[:3])
+                labels[code == ((r << 16) | (g << 8) | b)] = k
+        unknown = float((labels == IGNORE).mean())
+        how = "class colours"
+    if not (labels != IGNORE).any():
+        names = ", ".join(str(c.get("name")) for c in classes)
+        raise LabelMaskError(f"no pixel of the label mask is one of the model's classes ({names}) as {how}; give "
+                             f"class indices 0-{n - 1} or the class colours of the legend")
+    return labels, how, unknown
+
+
+def score_labels(pred: np.ndarray, data: bytes, classes: list[dict[str, Any]],
+                 ignore_index: int = IGNORE) -> LabelScore:
+    """Scores of a predicted mask (class indices, NODATA where the image has none) against a label mask file."""
+    labels, how, unknown = read_label_mask(data, classes, pred.shape, ignore_index)
+    labels = np.where(pred == NODATA, IGNORE, labels).astype(np.uint8)
+    scored = labels != IGNORE
+    if not scored.any():
+        raise LabelMaskError("every labeled pixel lies in the image's no-data: nothing to score")
+    n = len(classes)
+    cm = confusion_matrix(torch.from_numpy(pred.astype(np.int64)), torch.from_numpy(labels.astype(np.int64)), n,
+                          IGNORE)
+    return LabelScore(scores_from_confusion(cm), labels, how, float(1 - scored.mean()), unknown)
+
+
+def difference_image(rgb: np.ndarray, pred: np.ndarray, labels: np.ndarray, opacity: float = 0.6) -> np.ndarray:
+    """The image with right pixels tinted green and wrong ones red; pixels left out stay as they are."""
+    out = rgb.astype(np.float32).copy()
+    scored = labels != IGNORE
+    for colour, where in ((RIGHT, scored & (pred == labels)), (WRONG, scored & (pred != labels))):
+        out[where] = (1 - opacity) * out[where] + opacity * np.asarray(colour, np.float32)
+    return out.round().clip(0, 255).astype(np.uint8)

@@ -1,0 +1,79 @@
+"""The Segment page's "score against a label mask": IoU per class and where the model was right or wrong.
+
+The scoring is ``core.seg.label_score``; this draws it. A score is kept per (result, mask content), so moving a
+slider or coming back to the page does not read the mask again.
+"""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+from PIL import Image
+
+from core.seg.label_score import LabelMaskError, LabelScore, difference_image, score_labels
+from core.seg.segmentation_result import Segmentation
+from workbench.segment_view import class_rgb
+
+SCORES = "segment_label_scores"  # session_state: {(result key, mask digest): LabelScore}
+
+
+def iou_figure(rows: list[dict], classes: list[dict]) -> go.Figure:
+    """IoU per class in the class colours (the same colours as the overlay and the legend)."""
+    shown = [(r, c) for r, c in zip(rows, classes) if r["iou"] is not None][::-1]
+    fig = go.Figure(go.Bar(x=[100 * r["iou"] for r, _ in shown], y=[r["class"] for r, _ in shown], orientation="h",
+                           marker=dict(color=[class_rgb(c) for _, c in shown],
+                                       line=dict(color="rgba(128,128,128,0.6)", width=1)),
+                           hovertemplate="%{y}: IoU %{x:.1f}%<extra></extra>"))
+    fig.update_layout(height=60 + 28 * len(shown), margin=dict(l=10, r=10, t=10, b=30), xaxis_title="IoU (%)",
+                      xaxis_range=[0, 100], showlegend=False)
+    return fig
+
+
+def _score(seg: Segmentation, data: bytes, key: str) -> LabelScore:
+    cache: dict = st.session_state.setdefault(SCORES, {})
+    k = (key, hashlib.sha1(data).hexdigest())
+    if k not in cache:
+        cache[k] = score_labels(seg.mask, data, seg.classes)
+    return cache[k]
+
+
+def show_label_score(seg: Segmentation, key: str, preview_side: int) -> None:
+    # keyed: the expander stays open across the rerun that an upload inside it starts
+    with st.expander("Score against a label mask", key=f"label_score_{key}"):
+        upload = st.file_uploader("Label mask (same size as the image)", type=["png", "tif", "tiff"],
+                                  key=f"labels_{key}",
+                                  help="class indices (value k = class k of the model: greyscale or palette) or the "
+                                       "class colours of the legend (RGB, as data sets publish them); other values "
+                                       "and the image's no-data are left out")
+        if upload is None:
+            st.caption("Upload the reference labels of this image to see the IoU of every class and where the "
+                       "model was right (green) or wrong (red).")
+            return
+        try:
+            result = _score(seg, upload.getvalue(), key)
+        except LabelMaskError as err:
+            st.error(f"{upload.name}: {err}", icon="🚫")
+            return
+        s = result.scores
+        c1, c2, c3 = st.columns(3)
+        c1.metric("mIoU", f"{100 * s.miou:.1f} %")
+        c2.metric("Pixel accuracy", f"{100 * s.overall_accuracy:.1f} %")
+        c3.metric("Left out", f"{100 * result.left_out:.1f} %", help="ignore value, colours of no class, no data")
+        rows = result.iou_rows(seg.classes)
+        left, right = st.columns([3, 2], gap="large")
+        diff = difference_image(seg.rgb, seg.mask, result.labels)
+        h, w = diff.shape[:2]
+        scale = min(1.0, preview_side / max(h, w))
+        if scale < 1:
+            diff = np.asarray(Image.fromarray(diff).resize((max(1, round(w * scale)), max(1, round(h * scale)))))
+        left.image(diff, caption=f"green: right · red: wrong · as is: not scored ({result.how})", width="stretch")
+        right.plotly_chart(iou_figure(rows, seg.classes), key=f"iou_{key}", config={"displayModeBar": False})
+        right.dataframe(pd.DataFrame(rows).assign(iou=lambda f: (100 * f["iou"].astype(float)).round(1)),
+                        hide_index=True, width="stretch", key=f"iou_table_{key}",
+                        column_config={"iou": st.column_config.NumberColumn("IoU (%)"),
+                                       "label pixels": st.column_config.NumberColumn(format="localized")})
+        if result.unknown > 0.001:
+            st.caption(f"ℹ️ {100 * result.unknown:.1f} % of the mask's pixels are no class of this model: left out.")
