@@ -167,7 +167,8 @@ def test_launch_a_tiny_run_and_see_it_move(app, page) -> None:
         time.sleep(2)
         assert {r.id for r in list_runs(runs_root)} == before, "Enter in a field launched a run"
         assert page.locator('input[aria-label="Steps"]').is_visible()  # and the settings stay open
-        values = {"Synthetic tiles": 48, "Tile size (px)": 64, "View size (px)": 32, "Batch size": 16,
+        # a set not generated yet (300 tiles of 256 px: ~10 s), so the run has a phase before its first step
+        values = {"Synthetic tiles": 300, "Tile size (px)": 256, "View size (px)": 32, "Batch size": 16,
                   "Steps": 400, "Projection dim": 16, "Projection hidden": 32, "Log every (steps)": 1,
                   "Checkpoint every": 1000}
         for label, value in values.items():
@@ -177,6 +178,8 @@ def test_launch_a_tiny_run_and_see_it_move(app, page) -> None:
         page.locator('input[aria-label="Run name"]').fill("browser-run")
         page.get_by_role("button", name=re.compile("Launch")).click()
         page.get_by_text(re.compile("Launched .*browser-run")).wait_for(timeout=60_000)
+        page.get_by_text(re.compile(r"generating 300 synthetic tiles: \d+ / 300")).first.wait_for(timeout=120_000)
+        page.screenshot(path=str(SHOTS / "pretrain-phase.png"), full_page=True)
         page.get_by_text(re.compile(r"step \d+ / 400")).first.wait_for(timeout=180_000)
         first = _step(page)
         deadline = time.time() + 180
