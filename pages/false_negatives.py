@@ -228,7 +228,10 @@ def class_name(k: int, names: list[str]) -> str:
 
 
 def pair_caption(rec: Any, dominant: np.ndarray | None, names: list[str]) -> str:
-    text = (f"step {rec.step} · cos {rec.cos:.3f} · cos_pos {rec.cos_pos:.3f} · D {rec.distance:.2e} · "
+    # FNSD picks the candidate whose cosine is closest to the positive's, so the two nearly always agree: the
+    # positive's is shown only where it differs at the shown precision (D says by how much)
+    pos = f" (positive {rec.cos_pos:.3f})" if f"{rec.cos:.3f}" != f"{rec.cos_pos:.3f}" else ""
+    text = (f"step {rec.step} · cos {rec.cos:.3f}{pos} · D {rec.distance:.2e} · "
             f"{'calibrated ✅' if rec.calibrated else 'not calibrated'}")
     if dominant is not None:
         a, c = int(dominant[rec.anchor_index]), int(dominant[rec.candidate_index])

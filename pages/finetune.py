@@ -49,8 +49,10 @@ def finetune_form() -> None:
                                                      else str(e.path): e.label for e in encoders}}
     fe = FormErrors("ft", FT_FIELDS)
     with st.form("ft-form", enter_to_submit=False):
+        newest_run = any(e.label.startswith("run:") for e in encoders)  # encoder_models lists the newest first
         init = st.selectbox("Encoder from", list(inits), format_func=inits.get, key="ft-init",
-                            help="A pretraining run (its encoder) or a shipped encoder checkpoint")
+                            index=1 if newest_run else 0,
+                            help="A pretraining run (its encoder; the newest first) or a shipped encoder checkpoint")
         c1, c2, c3, c4 = fe.columns(4)
         archs, protocols = choices(FinetuneConfig, "model.arch"), choices(FinetuneConfig, "train.protocol")
         arch = c1.selectbox("Architecture", archs, index=index_of(archs, base.model.arch), key="ft-arch")

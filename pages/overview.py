@@ -8,7 +8,7 @@ import torch
 from core.store.catalog import encoder_models, segmentation_models
 from core.device import describe_device, pick_device
 from core.store.runs import read_json_file, runs_root
-from workbench.common import go_to, runs_frame, runs_of
+from workbench.common import go_to, runs_frame, runs_of, text_cells
 
 st.title("FALSE workbench")
 st.caption("False-negative-aware contrastive pretraining (SimCLR, MoCo v2 + FNSD/FNCC) for aerial imagery: "
@@ -66,7 +66,7 @@ for entry in segmentation_models() + encoder_models():
                  or None,
                  "size (MB)": round(entry.path.stat().st_size / 2**20, 1)})
 if rows:
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
+    st.dataframe(text_cells(pd.DataFrame(rows)), hide_index=True, width="stretch",
                  column_config={"mIoU": st.column_config.NumberColumn("mIoU", format="%.3f")})
 else:
     st.info("No models yet: the shipped checkpoints/ folder is missing.")

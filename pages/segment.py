@@ -233,10 +233,11 @@ def show_result(result: Result, key: str) -> None:
             geo = "georeferenced" + (f", {result.pixel_size_m:.3g} m/pixel" if result.pixel_size_m else "")
         st.caption(f"{w}×{h} pixels · {geo}")
         st.dataframe(areas_frame(seg), hide_index=True, width="stretch", key=f"areas_{key}",
-                     column_config={"pixels": st.column_config.NumberColumn(format="localized"),
-                                    "percent": st.column_config.ProgressColumn("percent", format="%.2f%%",
-                                                                               min_value=0, max_value=100),
-                                    "m²": st.column_config.NumberColumn(format="localized")})
+                     column_config={"pixels": st.column_config.NumberColumn(format="localized", width="small"),
+                                    "percent": st.column_config.ProgressColumn("percent", format="%.1f%%",
+                                                                               min_value=0, max_value=100,
+                                                                               width="small"),
+                                    "m²": st.column_config.NumberColumn(format="localized", width="small")})
         st.plotly_chart(areas_figure(seg), key=f"chart_{key}", config={"displayModeBar": False})
     for note in seg.notes:
         st.caption(f"ℹ️ {note}")

@@ -12,11 +12,13 @@ def test_renders_with_an_empty_store(empty_store: Path) -> None:
     at = open_page("finetune")
     assert not at.exception and not errors(at)
     assert "No fine-tuning runs yet" in texts(at) and "No comparison yet" in texts(at)
+    assert at.selectbox(key="ft-init").value == "random"  # nothing pretrained yet
 
 
 def test_shows_the_scores_of_a_finished_run(populated_store: Path) -> None:
     at = open_page("finetune")
     assert not at.exception and not errors(at), errors(at)
+    assert at.selectbox(key="ft-init").value.endswith("tiny-infonce")  # the newest pretraining run, not random
     assert at.selectbox(key="ft-run").value.endswith("tiny-ft")
     labels = [m.label for m in at.metric]
     assert any(label.startswith("mIoU (test)") for label in labels), labels

@@ -23,6 +23,10 @@ def test_lists_filters_and_draws_runs(populated_store: Path) -> None:
     at.multiselect(key="runs-kind").set_value(["finetune"]).run()
     assert list(at.dataframe[0].value["kind"]) == ["finetune"]
     assert "loss" in at.code[0].value or "arch" in at.code[0].value  # the chosen run's config
+    curves = next(m for m in at.multiselect if m.label == "Runs")
+    assert curves.value and all(v.endswith("tiny-ft") for v in curves.value)  # the curves follow the filter
+    at.text_input(key="runs-text").set_value("no-such-run").run()
+    assert len(at.dataframe[0].value) == 0 and not at.get("plotly_chart")  # an empty table draws no curves
 
 
 def test_the_broken_run_shows_a_message_not_a_traceback(populated_store: Path) -> None:
@@ -42,6 +46,9 @@ def test_delete_needs_confirmation(populated_store: Path, tmp_path: Path, monkey
     button = at.button(key=f"runs-delete-{victim.id}")
     assert button.disabled
     at.checkbox(key=f"runs-sure-{victim.id}").check().run()
+    at.session_state["runs-tab"] = "Delete"
     at.button(key=f"runs-delete-{victim.id}").click().run()
     assert not at.exception
     assert not victim.path.exists() and len(list_runs(runs_root)) == 4
+    assert any(f"Deleted {victim.id}" in m.value for m in at.success)  # said, not only toasted
+    assert at.session_state["runs-tab"] == "Status"  # the next run is not left on its Delete tab

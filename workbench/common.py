@@ -137,7 +137,16 @@ def runs_frame(runs: Sequence[Run]) -> pd.DataFrame:
                                         "progress", "metric", "value", "started", "error"])
     frame["started"] = pd.to_datetime(frame["started"], unit="s", errors="coerce")
     frame["state"] = [f"{STATE_ICONS.get(s, '')} {s}" for s in frame["state"]]
-    return frame
+    return text_cells(frame)
+
+
+def text_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """Missing values of text columns shown as a dash, not as "None" (numbers stay empty cells)."""
+    out = frame.copy()
+    for col in out.columns:
+        if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
+            out[col] = out[col].astype(object).where(out[col].notna(), "—")
+    return out
 
 
 def curves_figure(series: dict[str, pd.DataFrame], key: str, title: str, x: str = "step",
@@ -154,7 +163,22 @@ def curves_figure(series: dict[str, pd.DataFrame], key: str, title: str, x: str 
                       legend=dict(orientation="h", y=-0.3), showlegend=len(series) > 1)
     if log_y:
         fig.update_yaxes(type="log")
+    else:
+        _one_point_axes(fig)
     return fig
+
+
+def _one_point_axes(fig: go.Figure) -> None:
+    """Axes that make sense for a single value (plotly's own pad a lone point to e.g. mIoU -1..4): the step
+    with its neighbours, the value between 0 and twice itself."""
+    xs = {float(v) for t in fig.data for v in (t.x if t.x is not None else [])}
+    ys = {float(v) for t in fig.data for v in (t.y if t.y is not None else [])}
+    if len(xs) == 1:
+        (x0,) = xs
+        fig.update_xaxes(range=[x0 - 1, x0 + 1], dtick=1)
+    if len(ys) == 1:
+        (y0,) = ys
+        fig.update_yaxes(range=[min(0.0, 2 * y0), max(0.0, 2 * y0)] if y0 else [0, 1])
 
 
 def columns_figure(frame: pd.DataFrame, keys: Sequence[str], title: str, x: str = "step",
