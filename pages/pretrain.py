@@ -9,6 +9,8 @@ from core.store.catalog import config_presets, encoder_models
 from core.config import (ENCODERS, PRETRAIN_DATASETS, ConfigError, PretrainConfig, choices, load_config,
                          validate_config)
 from workbench.form_errors import FormErrors
+from workbench.sources_view import data_sources
+from core.store.sources import SourceInfo
 from workbench.common import gpu_processes, has_records, index_of, pick_run, runs_of, show_error
 from workbench.monitor import watch
 
@@ -71,6 +73,17 @@ fe = FormErrors("pretrain", FIELDS)
 def k(name: str) -> str:
     """Widget keys depend on the preset, so picking another preset resets the form to its values."""
     return f"pre-{preset}-{name}"
+
+
+def use_source(source: SourceInfo) -> None:
+    """A data source's Use button: the form below reads that folder (its layout picks the data set kind)."""
+    st.session_state[k("data")] = "deepglobe" if source.format.startswith("DeepGlobe") else "folder"
+    st.session_state[k("folder")] = source.path
+    st.session_state["pretrain-source-flash"] = ("success", f"The form below now pretrains on {source.path} "
+                                                            "(Settings: Data set and Data folder).")
+
+
+data_sources("pretrain", use=use_source, use_label="Use for pretraining")
 
 
 with st.expander("Settings", expanded=not runs, key="pretrain-settings"), st.form("pretrain-form", enter_to_submit=False):

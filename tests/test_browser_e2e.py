@@ -149,6 +149,47 @@ def test_the_flagged_pairs_curve_equals_the_counts_in_fns_jsonl(app, page) -> No
     assert flagged["y"] == [sum(p["step"] == s for p in pairs) for s in flagged["x"]] and sum(flagged["y"]) > 0
 
 
+def _fill(page, values: dict, name: str) -> None:
+    """The Pretrain form's number fields (each confirmed with Tab) and its run name."""
+    for label, value in values.items():
+        box = page.locator(f'input[aria-label="{label}"]')
+        box.fill(str(value))
+        box.press("Tab")
+    page.locator('input[aria-label="Run name"]').fill(name)
+
+
+def test_a_folder_added_in_the_browser_is_pretrained_on(app, page, tmp_path: Path) -> None:
+    url, runs_root = app
+    mine = tmp_path / "my_tiles"
+    mine.mkdir()
+    for i in range(6):
+        rgb, _ = generate_scene(100 + i, 128)
+        Image.fromarray(np.ascontiguousarray(rgb)).save(mine / f"tile_{i}.png")
+    with screenshot_on_failure(page, "data-source"):
+        _open(page, url, "pretrain", "Pretrain")
+        page.get_by_text("Data sources: your own image folders").click()
+        page.locator('input[aria-label="Folder to add"]').fill(str(mine))
+        page.get_by_role("button", name=re.compile("Add")).click()
+        page.get_by_text(re.compile(r"Added .*6 image\(s\)")).wait_for(timeout=60_000)
+        page.get_by_role("button", name="Use for pretraining").click()
+        page.get_by_text("The form below now pretrains on").wait_for(timeout=60_000)
+        wait_until_idle(page)
+        page.screenshot(path=str(SHOTS / "pretrain-data-source.png"), full_page=True)
+        page.get_by_text("Settings", exact=True).click()  # folded away: the store has runs to watch
+        values = {"Tile size (px)": 64, "View size (px)": 32, "Batch size": 8, "Steps": 2, "Projection dim": 16,
+                  "Projection hidden": 32, "Checkpoint every": 1000}
+        _fill(page, values, "folder-run")
+        page.get_by_role("button", name=re.compile("Launch")).click()
+        page.get_by_text(re.compile("Launched .*folder-run")).wait_for(timeout=60_000)
+    run = next(r for r in list_runs(runs_root) if r.id.endswith("folder-run"))
+    deadline = time.time() + 240
+    while run.is_live() and time.time() < deadline:
+        time.sleep(1)
+    assert run.state() == "completed", run.log_text()[-2000:]
+    assert run.config()["data"]["name"] == "folder" and run.config()["data"]["root"] == str(mine.resolve())
+    assert "6 images" in run.log_text() or "tiles" in run.log_text()
+
+
 def _step(page) -> int:
     text = page.get_by_text(re.compile(r"step \d+ / 400")).first.inner_text()
     return int(re.search(r"step (\d+) / 400", text).group(1))
@@ -158,7 +199,7 @@ def test_launch_a_tiny_run_and_see_it_move(app, page) -> None:
     url, runs_root = app
     with screenshot_on_failure(page, "pretrain-launch"):
         _open(page, url, "pretrain", "Pretrain")
-        page.get_by_text("Settings").click()  # the form is folded away when there are runs to watch
+        page.get_by_text("Settings", exact=True).click()  # the form is folded away when there are runs to watch
         before = {r.id for r in list_runs(runs_root)}
         box = page.locator('input[aria-label="Batch size"]')
         box.fill("64")
@@ -171,11 +212,7 @@ def test_launch_a_tiny_run_and_see_it_move(app, page) -> None:
         values = {"Synthetic tiles": 300, "Tile size (px)": 256, "View size (px)": 32, "Batch size": 16,
                   "Steps": 400, "Projection dim": 16, "Projection hidden": 32, "Log every (steps)": 1,
                   "Checkpoint every": 1000}
-        for label, value in values.items():
-            box = page.locator(f'input[aria-label="{label}"]')
-            box.fill(str(value))
-            box.press("Tab")
-        page.locator('input[aria-label="Run name"]').fill("browser-run")
+        _fill(page, values, "browser-run")
         page.get_by_role("button", name=re.compile("Launch")).click()
         page.get_by_text(re.compile("Launched .*browser-run")).wait_for(timeout=60_000)
         page.get_by_text(re.compile(r"generating 300 synthetic tiles: \d+ / 300")).first.wait_for(timeout=120_000)

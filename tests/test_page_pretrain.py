@@ -21,8 +21,9 @@ def test_renders_with_an_empty_store(empty_store: Path) -> None:
     at = open_page("pretrain")
     assert not at.exception
     assert "No pretraining runs yet" in texts(at)
-    assert at.expander[0].proto.expanded  # nothing to watch: the form is open
-    assert [b.label for b in at.button] == ["🚀 Launch"]
+    settings = next(e for e in at.expander if e.label == "Settings")
+    assert settings.proto.expanded  # nothing to watch: the form is open
+    assert [b.label for b in at.button] == ["➕ Add", "🚀 Launch"]  # a data source, a run
 
 
 def test_renders_with_a_populated_store(populated_store: Path) -> None:
@@ -38,7 +39,7 @@ def test_every_bad_value_is_refused_at_once_in_the_forms_words(empty_store: Path
     _set(at, threshold=0.0, temperature=0.0, batch=1)
     at.selectbox(key="pre-demo_cpu-data").set_value("folder")
     at.text_input(key="pre-demo_cpu-folder").set_value("/etc")
-    at.button[0].click().run()
+    at.button(key="pretrain-launch").click().run()
     assert not at.exception
     assert len(errors(at)) == 1, errors(at)  # one list, every problem in it
     summary = errors(at)[0]
@@ -53,7 +54,7 @@ def test_every_bad_value_is_refused_at_once_in_the_forms_words(empty_store: Path
     monkeypatch.setattr(launch, "launch", lambda *a, **k: (_ for _ in ()).throw(OSError("not started here")))
     _set(at, threshold=0.5, temperature=0.2, batch=8)
     at.selectbox(key="pre-demo_cpu-data").set_value("synthetic")
-    at.button[0].click().run()  # good values: the launch is tried and the old problems are gone
+    at.button(key="pretrain-launch").click().run()  # good values: the launch is tried and the old problems are gone
     assert errors(at) == ["Could not start the run: not started here"], errors(at)
     assert not [m for m in at.markdown if m.value.startswith(":red[⚠")]
 
@@ -62,7 +63,7 @@ def test_a_folder_outside_the_roots_is_refused(empty_store: Path) -> None:
     at = open_page("pretrain")
     at.selectbox(key="pre-demo_cpu-data").set_value("folder")
     at.text_input(key="pre-demo_cpu-folder").set_value("/etc")
-    at.button[0].click().run()
+    at.button(key="pretrain-launch").click().run()
     assert any("outside the folders" in e for e in errors(at)), errors(at)
     assert list_runs(empty_store) == []
 
@@ -72,7 +73,7 @@ def test_launch_creates_a_run_that_trains_in_the_background(empty_store: Path) -
     _set(at, **TINY)
     at.selectbox(key="pre-demo_cpu-opt").set_value("adamw")
     at.text_input(key="pre-demo_cpu-name").set_value("page-launch")
-    at.button[0].click().run()
+    at.button(key="pretrain-launch").click().run()
     assert not at.exception and not errors(at), errors(at)
     runs = list_runs(empty_store)
     assert len(runs) == 1 and runs[0].id.endswith("page-launch")
@@ -106,7 +107,7 @@ def test_a_labeled_data_set_pretrains_on_its_training_scenes_only(empty_store: P
     at.text_input(key="pre-demo_cpu-folder").set_value("dg")
     _set(at, tile_size=32, batch=4, val_fraction=0.2, test_fraction=0.2)
     at.text_input(key="pre-demo_cpu-name").set_value("dg-page")
-    at.button[0].click().run()
+    at.button(key="pretrain-launch").click().run()
     assert not at.exception and not errors(at), errors(at)
     (run,) = list_runs(empty_store)
     try:
@@ -152,3 +153,35 @@ def test_the_flagged_pairs_curve_counts_every_step_from_fns_jsonl(populated_stor
     assert traces["flagged"]["y"] == per_step and sum(per_step) == len(pairs) > 0
     assert sum(traces["calibrated"]["y"]) == sum(bool(p["calibrated"]) for p in pairs)
     assert len([m for m in run.metrics() if "flagged" in m]) == 4  # what the curve used to read
+
+
+def test_a_folder_added_as_a_data_source_is_used_by_the_form(empty_store: Path, tmp_path: Path,
+                                                              monkeypatch) -> None:
+    import numpy as np
+    from PIL import Image
+
+    mine = tmp_path / "elsewhere" / "my_tiles"
+    mine.mkdir(parents=True)
+    for i in range(3):
+        Image.fromarray(np.full((64, 64, 3), 40 * i, np.uint8)).save(mine / f"t{i}.png")
+    at = open_page("pretrain")
+    at.selectbox(key="pre-demo_cpu-data").set_value("folder")
+    at.text_input(key="pre-demo_cpu-folder").set_value(str(mine))
+    at.button(key="pretrain-launch").click().run()
+    summary = errors(at)[0]
+    assert "outside the folders" in summary and "data source" in summary  # says how to add it
+    at.text_input(key="pretrain-source-path").set_value(str(mine))
+    at.button(key="pretrain-source-add").click().run()
+    assert not at.exception and any("Added" in s.value and "3 image(s)" in s.value for s in at.success)
+    at.button(key="pretrain-source-use").click().run()
+    assert at.selectbox(key="pre-demo_cpu-data").value == "folder"
+    assert at.text_input(key="pre-demo_cpu-folder").value == str(mine.resolve())
+    seen: dict = {}
+
+    def fake_launch(kind, cfg, root=None, name=None, processes=1):
+        seen["cfg"] = cfg
+        raise OSError("not started in this test")
+
+    monkeypatch.setattr(launch, "launch", fake_launch)
+    at.button(key="pretrain-launch").click().run()
+    assert seen["cfg"].data.name == "folder" and seen["cfg"].data.root == str(mine.resolve())

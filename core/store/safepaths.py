@@ -1,7 +1,8 @@
 """Paths typed into the workbench are resolved and refused outside the roots it may use.
 
 Why: the app runs on a researcher's machine, and a text box that takes a path must not become a way to read or
-write anywhere else. Symlinks and ``..`` are resolved before the check.
+write anywhere else. Symlinks and ``..`` are resolved before the check. The folders a user added as data sources
+(``core.store.sources``) are allowed too; the refusal says how to add one.
 """
 from __future__ import annotations
 
@@ -9,15 +10,20 @@ from pathlib import Path
 
 from ..data.paths import data_root
 from .runs import REPO_ROOT, runs_root
+from .sources import source_paths
 
 
 class PathRefused(ValueError):
     """The path leads outside the allowed roots (or does not exist when it must)."""
 
 
+HOW_TO_ADD = ("add the folder as a data source first (Pretrain page, \"Data sources\"), or put it under the data "
+              "root ($FALSE_WB_DATA)")
+
+
 def allowed_roots() -> list[Path]:
-    """The runs root, the data root, the shipped checkpoints and the presets: all the workbench touches."""
-    return [runs_root(), data_root(), REPO_ROOT / "checkpoints", REPO_ROOT / "configs"]
+    """The runs root, the data root, the shipped checkpoints, the presets and the added data sources."""
+    return [runs_root(), data_root(), REPO_ROOT / "checkpoints", REPO_ROOT / "configs", *source_paths()]
 
 
 def resolve_under(text: str | Path, roots: list[Path] | None = None, must_exist: bool = True) -> Path:
@@ -39,4 +45,4 @@ def resolve_under(text: str | Path, roots: list[Path] | None = None, must_exist:
                 raise PathRefused(f"{raw}: no such file or folder ({resolved})")
             return resolved
     names = ", ".join(str(Path(r)) for r in roots)
-    raise PathRefused(f"{raw} (= {resolved}): outside the folders the workbench may use ({names})")
+    raise PathRefused(f"{raw} (= {resolved}): outside the folders the workbench may use ({names}); {HOW_TO_ADD}")

@@ -1,0 +1,123 @@
+"""Data sources: folders of the user's own imagery that the workbench may read, added from the browser.
+
+Why a list and not "any path": the app runs on a researcher's machine and its text boxes must not read anywhere
+(``core.store.safepaths``). The user adds a folder once (the Pretrain page's "Data sources"); it is kept in
+``<data root>/sources.json`` and from then on every typed path under it passes the guard. Each source is described
+by what is in it (format, image count, labels) so a picker can show it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ..data.paths import data_root
+from .runs import atomic_write_json
+
+SETTINGS = "sources.json"
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
+COUNT_LIMIT = 100_000  # files looked at when counting a source's images (a huge tree stays quick)
+
+
+class SourceError(ValueError):
+    """A folder that cannot be a data source (missing, not a folder, the whole disk)."""
+
+
+@dataclass
+class SourceInfo:
+    path: str
+    format: str  # what the folder looks like, in words
+    images: int  # image files found (at most COUNT_LIMIT looked at)
+    labels: bool  # masks beside the images (an images/ + masks/ layout or DeepGlobe's *_mask.png)
+    added: float = 0.0
+
+
+def _settings_file() -> Path:
+    return data_root() / SETTINGS
+
+
+def _records() -> list[dict[str, Any]]:
+    try:
+        raw = json.loads(_settings_file().read_text())
+    except (OSError, ValueError):
+        return []
+    return [s for s in (raw.get("sources", []) if isinstance(raw, dict) else []) if isinstance(s, dict)]
+
+
+def source_paths() -> list[Path]:
+    """The registered folders (resolved); an unreadable settings file counts as none."""
+    return [Path(str(r["path"])) for r in _records() if r.get("path")]
+
+
+def describe(folder: Path) -> SourceInfo:
+    """Format, image count and whether labels are there, from the folder's layout."""
+    images, masks = 0, 0
+    looked = 0
+    for _, _, files in os.walk(folder):
+        for name in files:
+            looked += 1
+            suffix = Path(name).suffix.lower()
+            if suffix in IMAGE_SUFFIXES:
+                if name.lower().endswith("_mask.png"):
+                    masks += 1
+                else:
+                    images += 1
+        if looked >= COUNT_LIMIT:
+            break
+    if (folder / "images").is_dir() and (folder / "masks").is_dir():
+        n_img = sum(1 for p in (folder / "images").rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        return SourceInfo(str(folder), "images/ + masks/ (labeled with a class table)", n_img, True)
+    if masks:
+        return SourceInfo(str(folder), "DeepGlobe layout (*_sat.jpg + *_mask.png)", images, True)
+    return SourceInfo(str(folder), "a folder of images (unlabeled)", images, False)
+
+
+def add_source(text: str | Path) -> SourceInfo:
+    """Register a folder (kept in the settings file); one line when it cannot be one."""
+    raw = str(text).strip()
+    if not raw:
+        raise SourceError("give the folder's path, e.g. /data/my_tiles")
+    folder = Path(raw).expanduser()
+    if not folder.is_absolute():
+        raise SourceError(f"{raw}: give the full path of the folder (starting with /)")
+    folder = folder.resolve()
+    if not folder.exists():
+        raise SourceError(f"{raw}: no such folder")
+    if not folder.is_dir():
+        raise SourceError(f"{raw}: a file, not a folder; add the folder that holds the images")
+    if folder == Path(folder.anchor) or folder == Path.home().resolve():
+        raise SourceError(f"{raw}: the whole disk or home folder cannot be a data source; add the folder of images")
+    info = describe(folder)
+    records = [r for r in _records() if Path(str(r.get("path"))) != folder]
+    info.added = time.time()
+    records.append(asdict(info))
+    data_root().mkdir(parents=True, exist_ok=True)
+    atomic_write_json(_settings_file(), {"sources": records})
+    return info
+
+
+def remove_source(text: str | Path) -> bool:
+    """Forget a folder (its files are untouched); whether it was registered."""
+    folder = Path(str(text)).expanduser().resolve()
+    records = _records()
+    kept = [r for r in records if Path(str(r.get("path"))) != folder]
+    if len(kept) == len(records):
+        return False
+    atomic_write_json(_settings_file(), {"sources": kept})
+    return True
+
+
+def list_sources() -> list[SourceInfo]:
+    """The registered folders as described when added (a folder gone since is marked so)."""
+    out = []
+    for r in _records():
+        path = Path(str(r.get("path")))
+        if not path.is_dir():
+            out.append(SourceInfo(str(path), "missing: the folder is gone", 0, False, float(r.get("added", 0))))
+            continue
+        out.append(SourceInfo(str(path), str(r.get("format", "?")), int(r.get("images", 0)),
+                              bool(r.get("labels", False)), float(r.get("added", 0))))
+    return out

@@ -1,0 +1,73 @@
+"""Data sources: folders a user adds from the browser, what they hold, and the path guard that lets them in."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core.store.safepaths import PathRefused, resolve_under
+from core.store.sources import SourceError, add_source, describe, list_sources, remove_source
+
+
+@pytest.fixture(autouse=True)
+def _roots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FALSE_WB_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("FALSE_WB_RUNS", str(tmp_path / "runs"))
+
+
+def images(folder: Path, n: int, names: str = "tile_{}.png") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        Image.fromarray(np.full((8, 8, 3), i, np.uint8)).save(folder / names.format(i))
+    return folder
+
+
+def test_a_folder_is_described_by_its_layout(tmp_path: Path) -> None:
+    plain = describe(images(tmp_path / "plain", 3))
+    assert plain.images == 3 and not plain.labels and "unlabeled" in plain.format
+    pair = tmp_path / "pair"
+    images(pair / "images" / "a", 2)
+    images(pair / "masks" / "a", 2)
+    both = describe(pair)
+    assert both.images == 2 and both.labels and both.format.startswith("images/ + masks/")
+    dg = tmp_path / "dg"
+    images(dg, 2, "{}_sat.jpg")
+    images(dg, 2, "{}_mask.png")
+    deepglobe = describe(dg)
+    assert deepglobe.images == 2 and deepglobe.labels and deepglobe.format.startswith("DeepGlobe")
+
+
+def test_an_added_folder_passes_the_guard_until_removed(tmp_path: Path) -> None:
+    mine = images(tmp_path / "elsewhere" / "my_tiles", 4)
+    with pytest.raises(PathRefused, match="add the folder as a data source first"):
+        resolve_under(str(mine))
+    info = add_source(str(mine))
+    assert info.images == 4 and [s.path for s in list_sources()] == [str(mine.resolve())]
+    assert resolve_under(str(mine / "tile_0.png")) == (mine / "tile_0.png").resolve()
+    add_source(str(mine))  # twice: still one entry
+    assert len(list_sources()) == 1
+    assert remove_source(str(mine)) and not remove_source(str(mine))
+    with pytest.raises(PathRefused):
+        resolve_under(str(mine))
+    assert mine.is_dir() and len(list(mine.iterdir())) == 4  # its files untouched
+
+
+@pytest.mark.parametrize("given, says", [("", "give the folder's path"), ("relative/dir", "full path"),
+                                         ("/no/such/folder/here", "no such folder"), ("/", "whole disk")])
+def test_refusals_say_why(given: str, says: str) -> None:
+    with pytest.raises(SourceError, match=says):
+        add_source(given)
+
+
+def test_a_file_or_a_vanished_folder(tmp_path: Path) -> None:
+    f = tmp_path / "a.png"
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(f)
+    with pytest.raises(SourceError, match="a file, not a folder"):
+        add_source(str(f))
+    gone = images(tmp_path / "gone", 1)
+    add_source(str(gone))
+    (gone / "tile_0.png").unlink()
+    gone.rmdir()
+    assert list_sources()[0].format.startswith("missing")
