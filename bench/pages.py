@@ -1,6 +1,6 @@
 """First render of every workbench page with 20 runs on disk, in a real browser, side by side in one run.
 
-    python bench/pages.py [--runs 20] [--repeats 3]
+    python -m bench.pages [--runs 20] [--repeats 3]      # -m from the repository root: it uses tests/browser.py
 
 Builds a run store of ``--runs`` real runs (tiny pretraining and fine-tuning runs made by the engine, copied under
 new names), starts ``streamlit run workbench`` on a free port, warms the server with one visit, then for each page

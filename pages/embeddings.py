@@ -91,8 +91,9 @@ def describe(data: DataConfig) -> str:
     return f"{data.name} {data.root}, {data.tile_size} px tiles{scenes}"
 
 
-def scatter(emb: E.Embedding, colour_by: str, segments: Any | None) -> go.Figure:
-    """One WebGL trace per colour group (so the legend names classes); each point carries its tile index."""
+def scatter(emb: E.Embedding, colour_by: str, segments: Any | None, linked: list[int] | None = None) -> go.Figure:
+    """One WebGL trace per colour group (so the legend names classes); each point carries its tile index. ``linked``:
+    tiles selected in the other map, ringed here (the same tiles, where this encoder put them)."""
     names = emb.meta.get("class_names") or []
     by_class = colour_by == "class" and emb.dominant is not None
     groups = emb.dominant if by_class else emb.clusters
@@ -114,6 +115,11 @@ def scatter(emb: E.Embedding, colour_by: str, segments: Any | None) -> go.Figure
             x=emb.coords[mask, 0], y=emb.coords[mask, 1], mode="markers", name=name,
             marker=dict(size=5, color=PALETTE[n % len(PALETTE)], opacity=0.8),
             customdata=emb.indices[mask], hovertemplate=f"tile #%{{customdata}}<br>{name}<extra></extra>"))
+    if linked:
+        rows = np.isin(emb.indices, np.asarray(linked))
+        fig.add_trace(go.Scattergl(x=emb.coords[rows, 0], y=emb.coords[rows, 1], mode="markers",
+                                   name=f"selected in the other map ({int(rows.sum())})", hoverinfo="skip",
+                                   marker=dict(size=12, color="rgba(0,0,0,0)", line=dict(color="black", width=2))))
     fig.update_layout(height=520, margin=dict(l=10, r=10, t=10, b=10), dragmode="lasso",
                       legend=dict(orientation="h", y=-0.08), xaxis=dict(showticklabels=False, title=None),
                       yaxis=dict(showticklabels=False, title=None))
@@ -127,16 +133,25 @@ def quality_metric(emb: E.Embedding, other: E.Embedding | None) -> None:
         other_name, other_value, _ = other.quality.headline()
         if other_name == name and other_value is not None:
             delta = f"{value - other_value:+.3f} vs the other"
-    st.metric(name, "n/a" if value is None else f"{value:.3f}", delta=delta, help=help_text)
+    left, right = st.columns(2)
+    left.metric(name, "n/a" if value is None else f"{value:.3f}", delta=delta, help=help_text)
+    chance = emb.quality.majority_rate if emb.quality.knn_accuracy is not None else None
+    if chance is not None:
+        right.metric("majority-class baseline", f"{chance:.3f}", help="always answering the most common class: "
+                     "the kNN accuracy means something only above this")
+
+
+def _points(event: Any) -> list[Any]:
+    """The selected points of a chart's selection event (none when there is no event yet)."""
+    try:
+        return list(event["selection"]["points"])
+    except (TypeError, KeyError):
+        return []
 
 
 @shows_errors
 def show_selection(event: Any, data: DataConfig) -> None:
-    try:
-        points = event["selection"]["points"]
-    except (TypeError, KeyError):
-        points = []
-    chosen = E.selected_tiles(points)
+    chosen = E.selected_tiles(_points(event))
     if not chosen:
         st.caption("Select points (click, box or lasso) to see their tiles.")
         return
@@ -166,7 +181,10 @@ def panel(n: int, entry: ModelEntry, emb: E.Embedding | None, other: E.Embedding
         st.caption(("🔗 " if segments is not None else "ℹ️ Flagged pairs not drawn: ") + message)
     if colour_by == "class" and emb.dominant is None:
         st.caption("This data set has no labels: coloured by k-means cluster.")
-    event = st.plotly_chart(scatter(emb, colour_by, segments), key=f"emb-map-{n}", on_select="rerun",
+    linked = E.selected_tiles(_points(st.session_state.get(f"emb-map-{1 - n}"))) if other is not None else None
+    if linked:
+        st.caption(f"⭕ {len(linked)} tile(s) selected in the other map are ringed here.")
+    event = st.plotly_chart(scatter(emb, colour_by, segments, linked), key=f"emb-map-{n}", on_select="rerun",
                             selection_mode=("points", "box", "lasso"), width="stretch")
     show_selection(event, data)
 

@@ -55,6 +55,13 @@ def test_two_checkpoints_side_by_side_then_selection_then_cache(private_data: Pa
                                                    "point_indices": [], "box": [], "lasso": []}}
     at.run()
     assert not at.exception and "2 selected tiles" in texts(at) and len(at.get("image")) == 1
+    # linked: the other map rings the same two tiles where its encoder put them
+    assert "2 tile(s) selected in the other map are ringed here" in texts(at)
+    other = json.loads(at.get("plotly_chart")[1].proto.spec)
+    ring = next(t for t in other["data"] if str(t.get("name", "")).startswith("selected in the other map"))
+    assert ring["name"] == "selected in the other map (2)"
+    baselines = [m for m in at.metric if m.label == "majority-class baseline"]
+    assert len(baselines) == 2 and all(0 < float(m.value) <= 1 for m in baselines)  # beside the accuracy
 
     again = choose(open_page("embeddings"), ["tiny-false", "tiny-infonce"])  # a new session: from disk
     assert not again.exception and texts(again).count("from the cache") == 2

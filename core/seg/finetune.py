@@ -37,11 +37,10 @@ from .fingerprint import domain_section, rewrite_card
 from ..data.seg_augment import SegAugment, jitter_strengths
 from ..device import pick_device, pick_precision
 from ..phases import phase_bar
-from ..distributed import (DistEnv, agree, barrier, from_first, init_distributed, leave_distributed,
-                           mean_over_ranks)
+from ..distributed import DistEnv, agree, barrier, from_first, mean_over_ranks
 from .metrics import SegScores
-from ..store.lifecycle import (RunLife, StopFlag, check_finite, fit_from_cli, parse_run_args, prepared_run,
-                               run_arguments, start_or_exit)
+from ..store.lifecycle import (RunLife, StopFlag, check_finite, parse_run_args, prepared_run, run_arguments,
+                               train_from_cli)
 from ..store.runs import NotARunError, Run, atomic_write_json, create_run
 from ..store.run_lock import lock_run
 from .scene_eval import evaluate, test_scores
@@ -353,21 +352,9 @@ def start(args: argparse.Namespace, env: DistEnv | None = None) -> FinetuneTrain
 
 
 def main(argv: list[str] | None = None) -> int:
-    stop = StopFlag().install()  # a Stop while the run is being opened is remembered, not fatal
-    args = parse_args(argv)
-    env = init_distributed()
-    trainer, code = start_or_exit(args, lambda: start(args, env))
+    code, trainer = train_from_cli(argv, parse_args, start, "fine-tuning")
     if trainer is None:
-        stop.restore()
-        leave_distributed(env)
         return code
-    try:
-        code, state = fit_from_cli(trainer, "fine-tuning", stop)
-    finally:
-        leave_distributed(env)
-    if code or not env.main:
-        return code
-    print(f"{state}: {trainer.run.path}")
     test = trainer.run.path / "test_metrics.json"
     if test.exists():
         t = json.loads(test.read_text())

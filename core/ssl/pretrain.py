@@ -30,14 +30,14 @@ from ..store.resume import open_for_resume
 from ..config import (ConfigError, PretrainConfig, apply_overrides, config_to_yaml, load_config, upgrade_run_config,
                       validate_config)
 from ..data import DataError, TwoViewAugment, build_dataset
-from ..distributed import DistEnv, agree, from_first, init_distributed, leave_distributed, mean_over_ranks
+from ..distributed import DistEnv, agree, from_first, mean_over_ranks
 from ..device import Precision, pick_device, pick_precision
 from .losses import ContrastiveInfo
 from .methods import method_step
 from .models import build_pretrain_model
 from .optim import build_optimizer, warmup_cosine
-from ..store.lifecycle import (RunLife, StopFlag, check_finite, fit_from_cli, parse_run_args, prepared_run, run_arguments,
-                               start_or_exit)
+from ..store.lifecycle import (RunLife, StopFlag, check_finite, parse_run_args, prepared_run, run_arguments,
+                               train_from_cli)
 from ..store.runs import Run, atomic_write_bytes, atomic_write_json, create_run
 from ..store.run_lock import lock_run
 from ..data.protocols import TileSet
@@ -346,23 +346,7 @@ def start(args: argparse.Namespace, env: DistEnv) -> Trainer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    stop = StopFlag().install()  # a Stop while the run is being opened is remembered, not fatal
-    args = parse_args(argv)
-    env = init_distributed()
-    trainer, code = start_or_exit(args, lambda: start(args, env))
-    if trainer is None:
-        stop.restore()
-        leave_distributed(env)
-        return code
-    try:
-        code, state = fit_from_cli(trainer, "training", stop)
-    finally:
-        leave_distributed(env)
-    if code:
-        return code
-    if env.main:
-        print(f"{state}: {trainer.run.path}")
-    return 0
+    return train_from_cli(argv, parse_args, start, "training")[0]
 
 
 if __name__ == "__main__":

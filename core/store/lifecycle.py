@@ -23,6 +23,7 @@ from typing import Any
 from tqdm import tqdm
 
 from .checkpoint import CheckpointError
+from ..distributed import init_distributed, leave_distributed
 from ..phases import Listener, report_phases
 from ..config import ConfigError
 from ..data import DataError
@@ -239,3 +240,26 @@ def fit_from_cli(trainer: Any, what: str, stop: StopFlag | None = None) -> tuple
         stop.restore()
         if trainer.run is not None:
             unlock_run(trainer.run)
+
+
+def train_from_cli(argv: list[str] | None, parse: Callable[[list[str] | None], argparse.Namespace],
+                   start: Callable[[argparse.Namespace, Any], Any], what: str) -> tuple[int, Any | None]:
+    """A trainer's whole command line, alone or as one rank of a torchrun launch: a Stop is honoured from the first
+    line on, the run is opened (``start(args, env)``) or the command exits 2 with one line, trained, and the group
+    left. (exit code, the trainer on the first rank after a clean end, else None)."""
+    stop = StopFlag().install()  # a Stop while the run is being opened is remembered, not fatal
+    args = parse(argv)
+    env = init_distributed()
+    trainer, code = start_or_exit(args, lambda: start(args, env))
+    if trainer is None:
+        stop.restore()
+        leave_distributed(env)
+        return code, None
+    try:
+        code, state = fit_from_cli(trainer, what, stop)
+    finally:
+        leave_distributed(env)
+    if code or not env.main:
+        return code, None
+    print(f"{state}: {trainer.run.path}")
+    return 0, trainer
