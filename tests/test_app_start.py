@@ -31,5 +31,5 @@ def test_lists_runs_and_models(populated_store: Path) -> None:
     assert any(m.startswith("run: ") and m.endswith("tiny-ft") for m in models["model"])
     assert any(m.endswith("tiny-false") for m in models["model"])
     for table in (runs, models):  # missing text is a dash, never "None"
-        text = table.select_dtypes(include="object")
+        text = table.select_dtypes(include=["object", "str"])
         assert not text.isna().any().any() and not (text.astype(str) == "None").any().any()
