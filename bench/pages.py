@@ -1,22 +1,31 @@
-"""First render of every workbench page with 20 runs on disk, in a real browser, side by side in one run.
+"""Render time of every workbench page with N runs on disk, in a real browser, side by side in one run.
 
     python -m bench.pages [--runs 20] [--repeats 3]      # -m from the repository root: it uses tests/browser.py
 
 Builds a run store of ``--runs`` real runs (tiny pretraining and fine-tuning runs made by the engine, copied under
-new names), starts ``streamlit run workbench`` on a free port, warms the server with one visit, then for each page
-opens a fresh browser session (no Streamlit caches of that session) and times: navigation start -> page heading
-visible and the script finished. Also times the page script alone in AppTest (no browser, no network). Target:
-under 2 s per page on 2 cores. Needs chromium and playwright (see .ci/run).
+new names), starts ``streamlit run workbench`` on a free port, warms the server with one visit, then times for each
+page (target: under 2 s with 20 runs, under 3 s with 200, on 2 cores):
+
+- ``click``: a click on the page's link in the sidebar from another page -> heading visible and the script finished
+  (how people move through the app: the browser keeps its page and session);
+- ``fresh``: a new browser session loading the page's address (no HTTP cache, no Streamlit session), and beside it
+  the same for a bare two-page Streamlit app (a title and a line) served the same way: ``fresh - bare`` is what
+  the workbench adds to the browser's own cost of loading Streamlit's front end on this machine.
+
+Also times the page script alone in AppTest (no browser, no network). Prints the load average, since every
+figure here moves with what else the machine runs. Needs chromium and playwright (see .ci/run).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,30 +51,85 @@ def make_store(base: Path, n: int) -> Path:
     return runs
 
 
-def browser_times(url: str, repeats: int) -> dict[str, list[float]]:
+BARE_APP = """import streamlit as st
+st.set_page_config(page_title="bare", layout="wide")
+def first():
+    st.title("Bare first")
+    st.write("a line")
+def second():
+    st.title("Bare second")
+st.navigation([st.Page(first, title="first", default=True), st.Page(second, title="second", url_path="second")]).run()
+"""
+NAV_TITLES = {"": "Overview", "pretrain": "Pretrain", "runs": "Runs", "false_negatives": "False negatives",
+              "embeddings": "Embeddings", "finetune": "Fine-tune", "segment": "Segment"}
+
+
+def _shown(page, title: str, timeout_ms: float = 60_000) -> None:
+    page.get_by_role("heading", name=re.compile(re.escape(title))).first.wait_for(timeout=timeout_ms)
+    wait_until_idle(page, timeout_ms)
+
+
+def fresh_times(browser, url: str, pages: list[tuple[str, str]], repeats: int) -> dict[str, list[float]]:
+    """A new browser session per load: navigation start -> heading visible and the script finished."""
+    out: dict[str, list[float]] = {}
+    for _ in range(repeats):
+        for path, title in pages:
+            ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+            page = ctx.new_page()
+            t0 = time.perf_counter()
+            page.goto(f"{url}/{path}")
+            _shown(page, title)
+            out.setdefault(path or "overview", []).append(time.perf_counter() - t0)
+            ctx.close()
+    return out
+
+
+def click_times(browser, url: str, repeats: int) -> dict[str, list[float]]:
+    """One browser session moving through the sidebar: click -> heading visible and the script finished."""
+    out: dict[str, list[float]] = {}
+    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    page.goto(url)
+    _shown(page, PAGES[0][1], 120_000)
+    order = PAGES[1:] + PAGES[:1]  # every page entered from the one before it
+    for _ in range(repeats):
+        for path, title in order:
+            link = page.get_by_test_id("stSidebarNav").get_by_role("link", name=NAV_TITLES[path], exact=True)
+            t0 = time.perf_counter()
+            link.click()
+            page.wait_for_url(re.compile(re.escape(f"{url}/{path}") + r"/?$"), timeout=60_000)
+            _shown(page, title)
+            out.setdefault(path or "overview", []).append(time.perf_counter() - t0)
+    page.context.close()
+    return out
+
+
+def browser_times(url: str, bare_url: str, repeats: int) -> dict[str, dict[str, list[float]]]:
     from playwright.sync_api import sync_playwright
 
-    out: dict[str, list[float]] = {}
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         warm = browser.new_page()
         for path, title in PAGES:  # the server imports each page's modules once
             warm.goto(f"{url}/{path}")
-            warm.get_by_role("heading", name=re.compile(re.escape(title))).first.wait_for(timeout=120_000)
-            wait_until_idle(warm, 120_000)
+            _shown(warm, title, 120_000)
+        warm.goto(bare_url)
+        _shown(warm, "Bare first", 120_000)
         warm.close()
-        for _ in range(repeats):
-            for path, title in PAGES:
-                ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
-                page = ctx.new_page()
-                t0 = time.perf_counter()
-                page.goto(f"{url}/{path}")
-                page.get_by_role("heading", name=re.compile(re.escape(title))).first.wait_for(timeout=60_000)
-                wait_until_idle(page, 60_000)
-                out.setdefault(path or "overview", []).append(time.perf_counter() - t0)
-                ctx.close()
+        bare = fresh_times(browser, bare_url, [("", "Bare first"), ("second", "Bare second")], repeats)
+        out = {"fresh": fresh_times(browser, url, PAGES, repeats), "click": click_times(browser, url, repeats),
+               "bare": {"bare": bare["overview"] + bare["second"]}}
         browser.close()
     return out
+
+
+@contextlib.contextmanager
+def bare_server(base: Path) -> Iterator[str]:
+    """The bare two-page app, served like the workbench (same flags, same machine)."""
+    app = base / "bare" / "bare_app.py"
+    app.parent.mkdir(parents=True, exist_ok=True)
+    app.write_text(BARE_APP)
+    with streamlit_server({}, base / "bare.log", app=app) as url:
+        yield url
 
 
 def apptest_times(repeats: int) -> dict[str, list[float]]:
@@ -95,15 +159,19 @@ def main() -> None:
     try:
         runs = make_store(base, args.runs)
         env = {"FALSE_WB_RUNS": str(runs), "FALSE_WB_DATA": str(base / "data")}
-        with streamlit_server(env, base / "server.log") as url:
-            browser = browser_times(url, args.repeats)
+        load_before = os.getloadavg()
+        with streamlit_server(env, base / "server.log") as url, bare_server(base) as bare_url:
+            browser = browser_times(url, bare_url, args.repeats)
         script = apptest_times(1)
-        print(f"\nFirst render per page, {args.runs} runs on disk, median of {args.repeats} fresh browser sessions "
-              f"(target {TARGET_S:.0f} s):")
-        print(f"{'page':18s} {'browser s':>10s} {'/ target':>9s} {'script s':>9s}")
-        for name in browser:
-            med = statistics.median(browser[name])
-            print(f"{name:18s} {med:10.2f} {med / TARGET_S:8.2f}x {statistics.median(script[name]):9.2f}")
+        bare = statistics.median(browser["bare"]["bare"])
+        print(f"\nPage render, {args.runs} runs on disk, median of {args.repeats} (target {TARGET_S:.0f} s); "
+              f"load average before {load_before[0]:.1f}, after {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+        print(f"bare Streamlit app, fresh session: {bare:.2f} s (the browser's floor on this machine)")
+        print(f"{'page':18s} {'click s':>8s} {'/ target':>9s} {'fresh s':>8s} {'fresh-bare':>11s} {'script s':>9s}")
+        for name in browser["fresh"]:
+            click, fresh = statistics.median(browser["click"][name]), statistics.median(browser["fresh"][name])
+            print(f"{name:18s} {click:8.2f} {click / TARGET_S:8.2f}x {fresh:8.2f} {fresh - bare:11.2f} "
+                  f"{statistics.median(script[name]):9.2f}")
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

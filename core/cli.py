@@ -45,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if args else 2
     cmd, rest = args[0], args[1:]
     if cmd == "app":
-        return subprocess.call([sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "workbench"), *rest])
+        # from the repository, so that its .streamlit/config.toml (server, upload size, no post-run GC) applies
+        return subprocess.call([sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "workbench"), *rest],
+                               cwd=REPO_ROOT)
     if cmd not in COMMANDS:
         print(f"error: unknown command {cmd!r}\n\n{_usage()}", file=sys.stderr)
         return 2

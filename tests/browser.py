@@ -27,10 +27,12 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def streamlit_server(env: dict[str, str], log: Path, timeout: float = 90) -> Iterator[str]:
-    """``streamlit run workbench`` on a free port; yields its URL and stops it afterwards."""
+def streamlit_server(env: dict[str, str], log: Path, timeout: float = 90,
+                     app: str | Path = "workbench") -> Iterator[str]:
+    """``streamlit run workbench`` (or another ``app``, run from the repository with its settings) on a free port;
+    yields its URL and stops it afterwards."""
     port = free_port()
-    cmd = [sys.executable, "-m", "streamlit", "run", "workbench", "--server.port", str(port),
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
            "--server.address", "localhost", "--server.headless", "true", "--browser.gatherUsageStats", "false"]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
