@@ -61,7 +61,7 @@ FIELDS = {  # the form's labels and the config fields they set: errors are shown
     "Epochs": "train.epochs", "Optimizer": "train.optimizer", "Base lr (batch 256)": "train.lr",
     "Weight decay": "train.weight_decay", "Warm-up steps": "train.warmup_steps",
     "Checkpoint every": "train.ckpt_every", "Seed": "seed", "Device": "train.device", "Precision": "train.precision",
-    "Log every (steps)": "train.log_every", "Symmetric FNCC": "loss.symmetric",
+    "Log every (steps)": "train.log_every", "kNN monitor every (steps)": "train.knn_every", "Symmetric FNCC": "loss.symmetric",
     "MoCo momentum": "model.moco_momentum", "SGD/LARS momentum": "train.momentum",
     "Crop scale min": "data.crop_scale_min", "Colour jitter strength": "data.color_strength",
     "Blur probability": "data.blur_prob", "Data seed": "data.seed", "Encoder starts from": "model.weights",
@@ -154,7 +154,7 @@ with st.expander("Settings", expanded=not runs, key="pretrain-settings"), st.for
     warmup = c3.number_input("Warm-up steps", 0, 1_000_000, int(base.train.warmup_steps), key=k("warmup"))
     ckpt_every = c4.number_input("Checkpoint every", 1, 1_000_000, int(base.train.ckpt_every), key=k("ckpt"))
     seed = c5.number_input("Seed", 0, 2**31 - 1, int(base.seed), key=k("seed"))
-    c1, c2, c3, c4 = fe.columns(4)
+    c1, c2, c3, c4, c5 = fe.columns(5)
     device = c1.selectbox("Device", ["auto", "cpu", "cuda"], index=index_of(["auto", "cpu", "cuda"],
                           base.train.device), key=k("device"))
     precisions = choices(PretrainConfig, "train.precision")
@@ -162,6 +162,9 @@ with st.expander("Settings", expanded=not runs, key="pretrain-settings"), st.for
                              key=k("prec"))
     log_every = c3.number_input("Log every (steps)", 1, 100_000, int(base.train.log_every), key=k("log"))
     processes = gpu_processes(c4, k("gpus"), "pretraining")
+    knn_every = c5.number_input("kNN monitor every (steps)", 0, 1_000_000, int(base.train.knn_every), key=k("knn"),
+                                help="kNN accuracy of the encoder's features on held-out labeled tiles, plotted live "
+                                     "beside the loss (0 = off; data without labels: off, said in the run's log)")
     st.subheader("Advanced")
     c1, c2, c3, c4, c5 = fe.columns(5)
     symmetric = c1.checkbox("Symmetric FNCC", value=base.loss.symmetric, key=k("symmetric"),
@@ -198,7 +201,7 @@ def form_config() -> PretrainConfig:
                        pretrain_splits=pretrain_splits, val_fraction=val_fraction, test_fraction=test_fraction)
     raw["train"].update(momentum=sgd_m, channels_last=channels_last)
     raw["train"].update(batch_size=int(batch), optimizer=optimizer, lr=lr, weight_decay=wd, warmup_steps=int(warmup),
-                        ckpt_every=int(ckpt_every), device=device, precision=precision, log_every=int(log_every),
+                        ckpt_every=int(ckpt_every), knn_every=int(knn_every), device=device, precision=precision, log_every=int(log_every),
                         max_steps=int(steps) if by == "steps" else None,
                         epochs=float(epochs) if by == "epochs" else None)
     if raw["train"]["warmup_epochs"] is not None and by == "steps":

@@ -1,13 +1,16 @@
-"""Runs: every run on disk, filtered; several runs' curves on one chart; one run's config, log and actions."""
+"""Runs: every run on disk, filtered, with its settings and tags as columns; several runs' curves on one chart
+(smoothed, log scale, grouped by a setting); two runs' config diff; one run's config, log, notes and actions."""
 from __future__ import annotations
 
 import streamlit as st
 
 from core.store import launch
-from core.store.runs import delete_run, runs_root
+from core.store.run_compare import read_notes
 from core.store.run_lock import RunBusyError
-from workbench.common import curve_frame, curves_figure, has_records, pick_run, runs_frame, runs_of, show_error
+from core.store.runs import delete_run, runs_root
+from workbench.common import has_records, pick_run, runs_frame, runs_of, show_error
 from workbench.monitor import run_header, watch
+from workbench.run_compare_view import curve_controls, curves_chart, diff_section, notes_tab, settings_of, with_settings
 
 
 def delete(run_id: str) -> None:
@@ -21,14 +24,14 @@ def delete(run_id: str) -> None:
     except (RunBusyError, OSError) as err:
         st.session_state["runs-flash"] = ("error", f"Not deleted: {err}")
         return
-    st.session_state["runs-flash"] = ("success", f"Deleted {run_id} and all its files.")
+    st.session_state["runs-flash"] = ("success", f"Deleted {run_id} and all its files.", "🗑")
     st.session_state["runs-tab"] = "Status"
 
 
 st.title("📋 Runs")
 flash = st.session_state.pop("runs-flash", None)
 if flash:
-    (st.success if flash[0] == "success" else st.error)(flash[1], icon="🗑" if flash[0] == "success" else "🚫")
+    (st.success if flash[0] == "success" else st.error)(flash[1], icon=flash[2] if len(flash) > 2 else "🚫")
 runs = runs_of()
 st.caption(f"{len(runs)} run(s) in `{runs_root()}`")
 if not runs:
@@ -37,11 +40,14 @@ if not runs:
     st.stop()
 
 table = runs_frame(runs)
-c1, c2, c3, c4 = st.columns([1, 1, 1, 2])
+tags_of = {r.id: read_notes(r)["tags"] for r in runs}
+c1, c2, c3, c4, c5 = st.columns([1, 1, 1, 1, 2])
 kinds = c1.multiselect("Kind", sorted(table["kind"].unique()), key="runs-kind")
 states = c2.multiselect("State", sorted(table["state"].unique()), key="runs-state")
 methods = c3.multiselect("Method", sorted(table["method"].astype(str).unique()), key="runs-method")
-text = c4.text_input("Name contains", key="runs-text")
+tags = c4.multiselect("Tag", sorted({t for ts in tags_of.values() for t in ts}, key=str.lower), key="runs-tags",
+                      help="Runs with any of these tags (tag a run in its Notes tab below)")
+text = c5.text_input("Name contains", key="runs-text")
 shown = table
 if kinds:
     shown = shown[shown["kind"].isin(kinds)]
@@ -51,6 +57,12 @@ if methods:
     shown = shown[shown["method"].astype(str).isin(methods)]
 if text:
     shown = shown[shown["run"].str.contains(text, case=False, regex=False)]
+if tags:
+    shown = shown[[bool(set(tags_of[r]) & set(tags)) for r in shown["run"]]]
+filters = hash((tuple(kinds), tuple(states), tuple(methods), tuple(tags), text))
+shown_runs = [r for r in runs if r.id in set(shown["run"])]
+settings = settings_of(shown_runs)
+shown = with_settings(shown, shown_runs, settings, key=f"runs-columns-{filters}")
 st.dataframe(shown, hide_index=True, width="stretch", column_config={
     "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent"),
     "value": st.column_config.NumberColumn("value", format="%.4f"),
@@ -63,21 +75,27 @@ with_curves = [r for r in runs if r.id in listed and r.kind() in ("pretrain", "f
 c1, c2 = st.columns([3, 1])
 # the choice is kept per filter, so a filter that leaves out a chosen run never shows its curve
 picked = c1.multiselect("Runs", [r.id for r in with_curves], default=[r.id for r in with_curves[:2]],
-                        key=f"runs-curves-{hash((tuple(kinds), tuple(states), tuple(methods), text))}",
+                        key=f"runs-curves-{filters}",
                         help="The runs of the table above that logged training records")
 metric = c2.selectbox("Value", ["loss", "lr", "images_per_s", "flagged", "calibrated", "pos_cos", "neg_cos",
-                                "miou"], key="runs-metric", help="miou: validation mIoU of fine-tuning runs")
+                                "knn_acc", "miou"], key="runs-metric",
+                      help="miou: validation mIoU of fine-tuning runs; knn_acc: the kNN monitor of pretraining runs")
 if picked:
-    series = {r.id: curve_frame(r) for r in with_curves if r.id in picked}
-    st.plotly_chart(curves_figure(series, metric, metric), width="stretch", key="runs-curves-chart")
+    weight, log_y, group = curve_controls(settings, picked)
+    st.plotly_chart(curves_chart(with_curves, picked, metric, weight, log_y, group, settings), width="stretch",
+                    key="runs-curves-chart")
 elif not with_curves:
     st.caption("No run in the table has logged training records." if len(shown) < len(table) else
                "No run has logged training records yet.")
 
+st.subheader("Config diff")
+diff_section(shown_runs, settings, picked)
+
 st.subheader("One run")
 run = pick_run("Run", [r for r in runs if r.id in set(shown["run"])], "runs-one", "No run matches the filters.")
 if run is not None:
-    tab_live, tab_cfg, tab_log, tab_delete = st.tabs(["Status", "Config", "Log", "Delete"], key="runs-tab")
+    tab_live, tab_cfg, tab_log, tab_notes, tab_delete = st.tabs(["Status", "Config", "Log", "Notes", "Delete"],
+                                                                key="runs-tab")
     with tab_live:
         if run.kind() in ("pretrain", "finetune"):
             watch(str(run.path), key="runs")
@@ -98,6 +116,8 @@ if run is not None:
         if console:
             with st.expander("Console output of its process"):
                 st.code(console, language="text")
+    with tab_notes:
+        notes_tab(run, runs)
     with tab_delete:
         if run.is_live():
             st.info("This run is live; stop it before deleting it.")

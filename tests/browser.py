@@ -72,11 +72,12 @@ def screenshot_on_failure(page, name: str) -> Iterator[None]:
 
 
 def wait_until_idle(page, timeout_ms: float = 60_000) -> None:
-    """Wait until the app has finished running the script (Streamlit's 'running' widget is gone)."""
+    """Wait until the app has finished running the script: the app root's script state (which Streamlit's front
+    end keeps for tests) is "notRunning". (The "Running..." status widget appears only after a delay, so its
+    absence proves nothing about a script that has just started.)"""
     page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
-        " || !document.querySelector('[data-testid=\"stStatusWidget\"]').innerText.includes('Running')",
-        timeout=timeout_ms)
+        "() => { const app = document.querySelector('[data-testid=\"stApp\"]');"
+        " return app && app.getAttribute('data-test-script-state') === 'notRunning'; }", timeout=timeout_ms)
 
 
 def settle(page, timeout_ms: float = 60_000) -> None:

@@ -1,7 +1,8 @@
 """A small but real run store for page tests: made once per session by the engine itself.
 
 Contents (under ``<base>/runs``, synthetic data cached under ``<base>/data``):
-  - ``*-tiny-false``   a completed SimCLR+FALSE pretraining run (16 steps) with flagged pairs in fns.jsonl
+  - ``*-tiny-false``   a completed SimCLR+FALSE pretraining run (16 steps) with flagged pairs in fns.jsonl and the
+                       kNN monitor's records
   - ``*-tiny-infonce`` a completed SimCLR (InfoNCE) pretraining run
   - ``*-tiny-ft``      a completed fine-tuning run from the FALSE run (best.safetensors, confusion, test metrics)
   - ``*-broken``       a folder with an unreadable status.json and config.yaml
@@ -31,7 +32,8 @@ def build_store(base: Path) -> Path:
     """Make the store under ``base`` (FALSE_WB_RUNS / FALSE_WB_DATA must point there) and return the runs root."""
     runs = base / "runs"
     assert pretrain_main([*TINY_PRE, "name=tiny-false", "loss.name=false", "train.max_steps=16",
-                          "train.log_every=4"]) == 0  # logged every 4th step: the pair counts are of every step
+                          "train.log_every=4", "train.knn_every=8"]) == 0  # logged every 4th step: the pair
+    # counts are of every step; the kNN monitor at steps 8 and 16
     assert pretrain_main([*TINY_PRE, "name=tiny-infonce", "loss.name=info_nce"]) == 0
     false_run = next(r for r in list_runs(runs) if r.id.endswith("tiny-false"))
     assert finetune_main([*TINY_FT, f"model.init={false_run.path}", "name=tiny-ft"]) == 0

@@ -155,6 +155,27 @@ def test_the_flagged_pairs_curve_counts_every_step_from_fns_jsonl(populated_stor
     assert len([m for m in run.metrics() if "flagged" in m]) == 4  # what the curve used to read
 
 
+def test_the_knn_monitor_is_plotted_beside_the_loss(populated_store: Path) -> None:
+    import json
+
+    run = next(r for r in list_runs(populated_store) if r.id.endswith("tiny-false"))
+    knn = [m for m in run.metrics() if "knn_acc" in m]
+    assert [m["step"] for m in knn] == [8, 16]
+    at = open_page("pretrain")
+    at.selectbox(key="pretrain-run").set_value(run.id).run()
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    titles = [s["layout"]["title"]["text"] for s in specs]
+    # two columns, filled in turn: the loss first in the left one, the kNN curve first in the right one
+    knn_chart = next(s for s in specs if s["layout"]["title"]["text"].startswith("kNN accuracy"))
+    assert titles[0] == "Loss" and len(titles) == 5, titles
+    traces = {t["name"]: {k: _values(t[k]) for k in ("x", "y")} for t in knn_chart["data"]}
+    assert traces["knn_acc"] == {"x": [8, 16], "y": [m["knn_acc"] for m in knn]}
+    assert traces["knn_baseline"]["y"] == [m["knn_baseline"] for m in knn]
+    other = next(r for r in list_runs(populated_store) if r.id.endswith("tiny-infonce"))
+    at.selectbox(key="pretrain-run").set_value(other.id).run()
+    assert not any("kNN" in json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart"))
+
+
 def test_a_folder_added_as_a_data_source_is_used_by_the_form(empty_store: Path, tmp_path: Path,
                                                               monkeypatch) -> None:
     import numpy as np

@@ -52,3 +52,53 @@ def test_delete_needs_confirmation(populated_store: Path, tmp_path: Path, monkey
     assert not victim.path.exists() and len(list_runs(runs_root)) == 4
     assert any(f"Deleted {victim.id}" in m.value for m in at.success)  # said, not only toasted
     assert at.session_state["runs-tab"] == "Status"  # the next run is not left on its Delete tab
+
+
+def test_compares_runs_by_their_settings(populated_store: Path, tmp_path: Path, monkeypatch) -> None:
+    runs_root = copy_store(populated_store.parent, tmp_path)
+    monkeypatch.setenv("FALSE_WB_RUNS", str(runs_root))
+    at = open_page("runs")
+    at.multiselect(key="runs-kind").set_value(["pretrain"]).run()
+    table = at.dataframe[0].value
+    # the settings that differ between the pretraining runs are columns; the ones they share are not
+    assert "loss.name" in table and "train.max_steps" in table and "loss.temperature" not in table
+    by_run = dict(zip(table["run"], table["loss.name"]))
+    assert sorted(set(by_run.values())) == ["false", "info_nce", "—"]  # the broken run has no config: a dash
+    curves = next(m for m in at.multiselect if m.label == "Runs")
+    pre = sorted(r for r in curves.options if r.endswith(("tiny-false", "tiny-infonce")))
+    curves.set_value(pre).run()
+    raw = at.get("plotly_chart")[0].proto.spec
+    at.slider(key="runs-smooth").set_value(0.9).run()
+    assert at.get("plotly_chart")[0].proto.spec != raw and "smoothed 0.90" in at.get("plotly_chart")[0].proto.spec
+    at.selectbox(key="runs-group").set_value("loss.name").run()
+    spec = at.get("plotly_chart")[0].proto.spec
+    assert "loss.name=false (1 run)" in spec and "loss.name=info_nce (1 run)" in spec and "mean" in spec
+    # the diff of the two runs lists what differs and nothing else
+    at.selectbox(key="runs-diff-a").set_value(pre[0]).run()
+    at.selectbox(key="runs-diff-b").set_value(pre[1]).run()
+    diff = next(d.value for d in at.dataframe if "setting" in d.value)
+    assert {"loss.name", "train.max_steps", "train.log_every"} <= set(diff["setting"])
+    assert "loss.temperature" not in set(diff["setting"]) and "name" not in set(diff["setting"])
+
+
+def test_tags_and_notes_are_kept_and_filter_the_table(populated_store: Path, tmp_path: Path, monkeypatch) -> None:
+    runs_root = copy_store(populated_store.parent, tmp_path)
+    monkeypatch.setenv("FALSE_WB_RUNS", str(runs_root))
+    run = next(r for r in list_runs(runs_root) if r.id.endswith("tiny-ft"))
+    at = open_page("runs")
+    at.selectbox(key="runs-one").set_value(run.id).run()
+    at.session_state["runs-tab"] = "Notes"
+    at.multiselect(key=f"runs-tags-{run.id}").set_value(["keep", "dubai"])
+    at.text_area(key=f"runs-note-{run.id}").set_value("best so far")
+    at.button(key=f"runs-notes-save-{run.id}").click().run()
+    assert not at.exception, at.exception
+    assert (run.path / "notes.json").is_file()
+    assert any(f"Saved {run.id}: 2 tag(s)" in m.value for m in at.success)
+    table = at.dataframe[0].value
+    assert dict(zip(table["run"], table["tags"]))[run.id] == "keep, dubai"
+    at.multiselect(key="runs-tags").set_value(["dubai"]).run()
+    assert list(at.dataframe[0].value["run"]) == [run.id]  # the tag filters the table
+    fresh = open_page("runs")  # another session sees them too
+    fresh.selectbox(key="runs-one").set_value(run.id).run()
+    assert fresh.multiselect(key=f"runs-tags-{run.id}").value == ["keep", "dubai"]
+    assert fresh.text_area(key=f"runs-note-{run.id}").value == "best so far"

@@ -55,8 +55,12 @@ def _charts(run: Run, kind: str) -> None:
         st.caption("No curves yet: the first records appear after the first logged step.")
         return
     frames = {"metrics": frame}
+    charts = list(CHARTS.get(kind, CHARTS["pretrain"]))
+    if "knn_acc" in frame:  # the online kNN monitor, beside the loss
+        charts.insert(1, (("knn_acc", "knn_baseline"), "kNN accuracy on held-out tiles (baseline: majority class)",
+                          False, "metrics"))
     cols = st.columns(2)
-    for n, (keys, title, log_y, source) in enumerate(CHARTS.get(kind, CHARTS["pretrain"])):
+    for n, (keys, title, log_y, source) in enumerate(charts):
         if source not in frames:
             frames[source] = pairs_frame(run)
         fig = columns_figure(frames[source], keys, title, log_y=log_y)

@@ -32,6 +32,7 @@ from ..config import (ConfigError, PretrainConfig, apply_overrides, config_to_ya
 from ..data import DataError, TwoViewAugment, build_dataset
 from ..distributed import DistEnv, agree, from_first, mean_over_ranks
 from ..device import Precision, pick_device, pick_precision
+from .knn_monitor import KnnMonitor
 from .losses import ContrastiveInfo
 from .methods import method_step
 from .models import build_pretrain_model
@@ -135,6 +136,8 @@ class Trainer:
         if cfg.train.compile:
             self.net = torch.compile(self.net)
         self.method = method_step(cfg, model, self.net)  # the method's own loss and after-step work
+        self.knn, self.knn_note = KnnMonitor.for_run(self.dataset, cfg.train.knn_every if self.env.main else 0,
+                                                     cfg.data.image_size, cfg.seed, self.device)
         self.step = 0
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tile-loader")
         self._pending: tuple[int, Future] | None = None
@@ -245,17 +248,20 @@ class Trainer:
                 self.step += 1
                 steps_since += 1
                 life.record("fns.jsonl", records)
-                # logging: a metrics record every log_every steps (throughput since the last one)
-                if main and (self.step % cfg.train.log_every == 0 or self.step == self.total_steps):
+                # logging: a metrics record every log_every steps (throughput since the last one), and at every
+                # step of the kNN monitor (its time left out of the throughput)
+                knn_due = self.knn is not None and self.knn.due(self.step)
+                if main and (self.step % cfg.train.log_every == 0 or self.step == self.total_steps or knn_due):
                     now = time.perf_counter()
                     ips = steps_since * cfg.train.batch_size / max(now - t_last, 1e-9)
-                    t_last, steps_since = now, 0
+                    knn = self.knn.measure(self.model.encoder) if knn_due else {}
+                    t_last, steps_since = time.perf_counter(), 0
                     life.record("metrics.jsonl", [{
                         "step": self.step, "epoch": self.step / self.steps_per_epoch, "loss": loss,
                         "lr": self.optimizer.param_groups[0]["lr"], "images_per_s": ips,
                         "flagged": info.num_flagged, "calibrated": info.num_calibrated, "pos_cos": info.pos_cos_mean,
                         "neg_cos": info.neg_cos_mean, "frac_above_threshold": info.frac_above_threshold,
-                        "time": time.time()}])
+                        **knn, "time": time.time()}])
                     life.stepped(loss=f"{loss:.3f}", cal=info.num_calibrated, ips=f"{ips:.0f}")
                 else:
                     life.stepped()
@@ -285,6 +291,8 @@ class Trainer:
         life.log(f"training {cfg.method}/{cfg.loss.name} {cfg.model.encoder} on {self.device} "
                  f"({self.precision.name}), {len(self.dataset)} tiles, batch {cfg.train.batch_size}, "
                  f"steps {self.step}->{self.total_steps}")
+        if self.knn_note:
+            life.log(self.knn_note)
         scenes = getattr(self.dataset, "split_scenes", None)
         if scenes:
             used = getattr(self.dataset, "pretrain_splits", [])

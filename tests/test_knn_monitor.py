@@ -1,0 +1,76 @@
+"""The online kNN monitor of pretraining: its split, its vote, its records, and that it changes no training step."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from core.ssl.knn_monitor import MonitorUnavailable, knn_predict, knn_split
+from core.ssl.pretrain import main
+from core.store.runs import list_runs
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["--config", str(ROOT / "configs/demo_cpu.yaml"), "--no-progress", "model.proj_hidden=32", "model.proj_dim=16",
+        "data.num_tiles=40", "data.tile_size=48", "data.image_size=32", "train.batch_size=8", "train.optimizer=adamw",
+        "train.lr=0.001", "train.warmup_steps=2", "train.max_steps=4", "train.ckpt_every=4", "seed=5"]
+
+
+def test_queries_come_from_other_scenes_than_the_bank() -> None:
+    labels = np.array([0, 1, 2, -1] * 50)  # -1: a tile without a labeled pixel is never used
+    scenes = np.repeat(np.arange(10), 20)
+    split = knn_split(labels, scenes, seed=0, bank_tiles=60, query_tiles=20)
+    assert split.by_scene and len(split.bank) == 60 and len(split.queries) == 20
+    assert not set(scenes[split.bank]) & set(scenes[split.queries])
+    assert (labels[split.bank] >= 0).all() and (labels[split.queries] >= 0).all()
+    again = knn_split(labels, scenes, seed=0, bank_tiles=60, query_tiles=20)
+    assert (again.bank == split.bank).all() and (again.queries == split.queries).all()  # fixed for the run
+    one_scene = knn_split(labels, np.zeros(200, int), seed=0)
+    assert not one_scene.by_scene and not set(one_scene.bank) & set(one_scene.queries)
+    with pytest.raises(MonitorUnavailable, match="3 labeled"):
+        knn_split(np.array([0, 1, 0, -1, -1]), None, seed=0)
+
+
+def test_the_vote_weighs_the_nearest_bank_tiles() -> None:
+    bank = F.normalize(torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9], [0.2, 0.8]]), dim=1)
+    labels = torch.tensor([0, 0, 1, 1, 1])
+    queries = F.normalize(torch.tensor([[1.0, 0.05], [0.05, 1.0]]), dim=1)
+    assert knn_predict(bank, labels, queries, k=5, n_classes=2).tolist() == [0, 1]  # 2 near votes beat 3 far ones
+    assert knn_predict(bank, labels, queries, k=50, n_classes=2).tolist() == [0, 1]  # k capped at the bank
+
+
+def test_a_run_records_knn_accuracy_and_trains_exactly_as_without(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("FALSE_WB_DATA", str(tmp_path / "data"))
+    curves = {}
+    for every in (0, 2):
+        runs = tmp_path / f"runs{every}"
+        monkeypatch.setenv("FALSE_WB_RUNS", str(runs))
+        assert main([*TINY, "train.log_every=3", f"train.knn_every={every}", f"name=knn{every}"]) == 0
+        (run,) = list_runs(runs)
+        curves[every] = {m["step"]: m for m in run.metrics()}
+    with_knn = curves[2]
+    assert sorted(with_knn) == [2, 3, 4] and sorted(curves[0]) == [3, 4]  # the monitor's steps are logged too
+    assert "knn_acc" not in with_knn[3] and all("knn_acc" in with_knn[s] for s in (2, 4))
+    assert all(0.0 <= with_knn[s]["knn_acc"] <= 1.0 and 0.0 < with_knn[s]["knn_baseline"] <= 1.0 for s in (2, 4))
+    assert with_knn[2]["knn_baseline"] == with_knn[4]["knn_baseline"]  # the same tiles all run long
+    for s in (3, 4):  # turning the monitor on changes no training step
+        assert with_knn[s]["loss"] == curves[0][s]["loss"]
+    assert "kNN monitor every 2 steps" in run.log_text()  # run: the last one made, with the monitor
+
+
+def test_a_folder_without_labels_trains_without_the_monitor_and_says_so(tmp_path: Path, monkeypatch) -> None:
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    monkeypatch.setenv("FALSE_WB_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("FALSE_WB_DATA", str(tmp_path / "data"))
+    assert main([*TINY, "data.name=folder", f"data.root={folder}", "train.knn_every=2", "train.max_steps=2"]) == 0
+    (run,) = list_runs(tmp_path / "runs")
+    assert run.status()["state"] == "completed" and not any("knn_acc" in m for m in run.metrics())
+    assert "kNN monitor off: the data set has no labels" in run.log_text()

@@ -1,0 +1,61 @@
+"""Run comparison (core.store.run_compare): settings, diffs, smoothing, groups, tags and notes."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from core.store.run_compare import (all_tags, clean_tags, config_diff, differing_keys, flat_settings, group_curve,
+                                    groups_of, read_notes, smooth, write_notes)
+from core.store.runs import Run
+
+
+def test_flat_settings_and_what_differs() -> None:
+    a = {"name": "a", "loss": {"name": "false", "temperature": 0.5}, "data": {"test_scenes": ["t3"]}}
+    b = {"name": "b", "loss": {"name": "info_nce", "temperature": 0.5}, "data": {"test_scenes": ["t3"]}, "seed": 1}
+    fa = flat_settings(a)
+    assert fa == {"name": "a", "loss.name": "false", "loss.temperature": 0.5, "data.test_scenes": '["t3"]'}
+    assert differing_keys([fa, flat_settings(b)]) == ["loss.name", "seed"]  # the name always differs: left out
+    assert differing_keys([fa]) == []
+    assert config_diff(a, b) == [("loss.name", "false", "info_nce"), ("name", "a", "b"), ("seed", None, 1)]
+    assert config_diff({"x": None}, {}) == [("x", None, None)]  # a key one side lacks is a difference
+
+
+def test_smoothing_is_a_debiased_moving_average() -> None:
+    assert smooth([1.0, 3.0, 5.0], 0.0) == [1.0, 3.0, 5.0]
+    out = smooth([1.0, 3.0], 0.5)
+    assert out[0] == pytest.approx(1.0)  # not pulled towards 0
+    assert out[1] == pytest.approx((0.25 + 1.5) / 0.75)
+    gap = smooth([2.0, math.nan, 2.0], 0.9)
+    assert gap[0] == pytest.approx(2.0) and math.isnan(gap[1]) and gap[2] == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="smoothing"):
+        smooth([1.0], 1.0)
+
+
+def test_groups_take_mean_and_spread_over_the_steps_every_run_logged() -> None:
+    rows = group_curve([[(1, 1.0), (2, 2.0), (3, 9.0)], [(1, 3.0), (2, 4.0)]])
+    assert [r["step"] for r in rows] == [1, 2]  # step 3: only one run logged it
+    assert rows[0]["mean"] == 2.0 and rows[0]["std"] == pytest.approx(math.sqrt(2)) and rows[0]["n"] == 2
+    assert rows[1]["min"] == 2.0 and rows[1]["max"] == 4.0
+    assert group_curve([[(1, 5.0)]])[0]["std"] == 0.0 and group_curve([]) == []
+    assert groups_of({"r1": {"loss.name": "false"}, "r2": {"loss.name": "false"}, "r3": {}}, "loss.name") == \
+        {"false": ["r1", "r2"], "(not set)": ["r3"]}
+
+
+def test_tags_and_notes_round_trip(tmp_path: Path) -> None:
+    run = Run(tmp_path / "r1")
+    run.path.mkdir()
+    assert read_notes(run) == {"tags": [], "note": ""}
+    saved = write_notes(run, ["  baseline ", "Baseline", "", "lr   sweep", "x" * 60], "  first try \n")
+    assert saved == {"tags": ["baseline", "lr sweep", "x" * 40], "note": "first try"}
+    assert read_notes(run) == saved
+    other = Run(tmp_path / "r2")
+    other.path.mkdir()
+    write_notes(other, ["Alpha", "BASELINE"], "")
+    assert all_tags([run, other]) == ["Alpha", "baseline", "lr sweep", "x" * 40]
+    with pytest.raises(ValueError, match="at most 5,000"):
+        write_notes(run, [], "y" * 5001)
+    assert read_notes(run) == saved  # a refused note changes nothing
+    (run.path / "notes.json").write_text('{"tags": "not a list", "note": 3')
+    assert read_notes(run) == {"tags": [], "note": ""}  # a torn file reads as no notes
