@@ -14,7 +14,8 @@ from core.store.catalog import config_presets, encoder_models
 from core.seg.compare import METHODS, CompareConfig, check_presets
 from core.seg.compare_report import LABELS
 from core.config import SEG_DATASETS, ConfigError, FinetuneConfig, choices, load_config, validate_config
-from core.store.runs import Run
+from core.imaging.colours import css_rgb
+from core.store.runs import Run, read_json_file
 from workbench.form_errors import FormErrors
 from workbench.common import gpu_processes, has_records, index_of, pick_run, runs_of, show_error
 from workbench.monitor import run_header, watch
@@ -182,6 +183,13 @@ def _steps(overrides: list[str], default: int) -> int:
     return _value(overrides, "train.max_steps", default)
 
 
+def class_colours(run: Run) -> dict[str, str]:
+    """Each class's colour as the Segment page draws it (the model card's display colours)."""
+    card = read_json_file(run.checkpoint_dir / "best.json") or {}
+    classes = card.get("classes") if isinstance(card.get("classes"), list) else []
+    return {str(c.get("name")): css_rgb(c) for c in classes if isinstance(c, dict)}
+
+
 def scores(run: Run) -> None:
     result = run.read_json("test_metrics.json")
     which = "test"
@@ -202,8 +210,10 @@ def scores(run: Run) -> None:
     iou = pd.DataFrame({"class": list(result["iou"]), "IoU": [100 * (v if v == v else 0) for v in
                                                                result["iou"].values()]})
     left, right = st.columns(2)
-    left.plotly_chart(px.bar(iou, x="class", y="IoU", title=f"Per-class IoU (%), {split}", range_y=[0, 100],
-                             color="class"), width="stretch", key=f"iou-{run.id}")
+    bars = px.bar(iou, x="class", y="IoU", title=f"Per-class IoU (%), {split}", range_y=[0, 100], color="class",
+                  color_discrete_map=class_colours(run))
+    bars.update_traces(marker_line=dict(color="rgba(128,128,128,0.6)", width=1))  # white classes too
+    left.plotly_chart(bars, width="stretch", key=f"iou-{run.id}")
     cm = np.asarray(result["confusion"], dtype=float)
     norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
     names = list(result["iou"])

@@ -71,8 +71,8 @@ def test_segment_png_returns_overlay_legend_areas_and_mask(client, tmp_path: Pat
     from gradio_client import handle_file
 
     rgb = write_png(tmp_path / "tile.png", 80, 96)
-    overlay, legend, table, mask, extras, info = client.predict(handle_file(str(tmp_path / "tile.png")),
-                                                                api_name="/segment")
+    overlay, table, mask, extras, info = client.predict(handle_file(str(tmp_path / "tile.png")),
+                                                        api_name="/segment")  # no HTML among the API's outputs
     assert Image.open(overlay).size == (96, 80)
     assert [Path(p).name for p in extras] == ["tile_areas.csv", "tile_report.json"]
     report = json.loads(Path(extras[1]).read_text())
@@ -87,13 +87,13 @@ def test_segment_png_returns_overlay_legend_areas_and_mask(client, tmp_path: Pat
         assert np.array_equal(np.asarray(m.getpalette()[:3 * len(names)]).reshape(-1, 3),
                               palette(card["classes"])[:len(names)])
     assert Path(mask).name == "tile_mask.png" and labels.max() < len(names)
-    assert table["headers"] == ["class", "pixels", "percent"]  # no pixel size, no square metres
+    assert table["headers"] == ["class", "pixels", "percent", "colour"]  # no pixel size, no square metres
     rows = table["data"]
     assert [r[0] for r in rows] == names
     assert sum(r[1] for r in rows) == 80 * 96
     assert sum(r[2] for r in rows) == pytest.approx(100.0, abs=0.01)
     assert [r[1] for r in rows] == [int((labels == k).sum()) for k in range(len(names))]
-    assert all(name in legend for name in names)
+    assert [r[3] for r in rows] == ["#{:02x}{:02x}{:02x}".format(*rgb) for rgb in palette(card["classes"])[:len(names)]]
     with open(extras[0], newline="") as f:
         assert next(csv.reader(f)) == ["class", "pixels", "percent", "square_metres"]
     assert "**tile.png**: 96 × 80 pixels" in info
@@ -131,9 +131,9 @@ def test_geotiff_gets_square_metres_and_a_georeferenced_mask(client, tmp_path: P
     with rasterio.open(path, "w", driver="GTiff", width=120, height=80, count=3, dtype="uint16", crs="EPSG:32640",
                        transform=transform) as dst:
         dst.write(data)
-    overlay, _, table, mask, extras, info = client.predict(handle_file(str(path)), api_name="/segment")
+    overlay, table, mask, extras, info = client.predict(handle_file(str(path)), api_name="/segment")
     assert Image.open(overlay).size == (120, 80)
-    assert table["headers"][-1] == "square_metres"
+    assert table["headers"] == ["class", "pixels", "percent", "square_metres", "colour"]
     assert sum(r[3] for r in table["data"]) == pytest.approx(120 * 80 * 0.25, rel=1e-3)
     assert "georeferenced, 0.5 m/pixel" in info and "16-bit data rescaled" in info
     tif = next(p for p in extras if p.endswith(".tif"))

@@ -75,3 +75,33 @@ def test_difference_image_tints_right_green_and_wrong_red() -> None:
     out = difference_image(rgb, pred, labels, opacity=1.0)
     assert tuple(out[0, 0]) == RIGHT and tuple(out[0, 1]) == WRONG and tuple(out[0, 2]) == (100, 100, 100)
     assert tuple(out[1, 1]) == WRONG and tuple(out[1, 2]) == RIGHT
+
+
+def test_display_colours_draw_while_mask_colours_decode(tmp_path) -> None:
+    """A class's display colour is what overlays, palette PNGs and GeoTIFF colour tables show; label masks are
+    still read in the data set's own mask colours."""
+    from core.seg.infer import colorize, palette
+    from core.seg.segmentation_result import palette_png
+
+    shown = [{**c, "display": [10 * i, 20, 30]} for i, c in enumerate(CLASSES)]
+    assert palette(shown)[:3].tolist() == [[0, 20, 30], [10, 20, 30], [20, 20, 30]]
+    assert colorize(np.array([[1]], np.uint8), shown)[0, 0].tolist() == [10, 20, 30]
+    with Image.open(io.BytesIO(palette_png(np.array([[2]], np.uint8), shown))) as img:
+        assert np.asarray(img.convert("RGB"))[0, 0].tolist() == [20, 20, 30]
+    labels = truth()
+    in_mask_colours = np.asarray([c["color"] for c in CLASSES], np.uint8)[labels]
+    result = score_labels(labels, png(in_mask_colours), shown)
+    assert result.how == "class colours" and result.scores.miou == 1.0 and result.unknown == 0
+
+
+def test_the_dubai_model_draws_water_blue_and_decodes_its_orange_masks() -> None:
+    import json
+    from pathlib import Path
+
+    from core.imaging.colours import display_rgb
+
+    card = json.loads((Path(__file__).resolve().parent.parent / "checkpoints/dubai_seg.json").read_text())
+    water = next(c for c in card["classes"] if c["name"] == "water")
+    assert water["color"] == [226, 169, 41]  # the data set's mask colour, kept for decoding
+    r, g, b = display_rgb(water)
+    assert b > r and b > g  # drawn blue

@@ -364,6 +364,7 @@ def test_folder_per_part_layout(tmp_path):
     ("classes: [{name: a, color: [1, 2, 3]}]\nmask_format: rgb", "mask_format"),
     ("classes: [{name: a, color: [1, 2, 3]}]\ncolour_table: x", "unknown key"),
     ("classes: [{color: [1, 2, 3]}]", r"classes\[0\] needs a name"),
+    ("classes: [{name: a, color: [1, 2, 3], display: blue}]", r"classes\[0\] \(a\) display"),
     ("just text", "must hold a mapping"),
     ("classes: [a, b", "not valid YAML"),
 ])
@@ -374,6 +375,14 @@ def test_bad_class_tables(tmp_path, text, message):
         load_class_table(p)
     with pytest.raises(DataError, match="class table not found"):
         load_class_table(tmp_path / "missing.yaml")
+
+
+def test_a_class_table_may_name_display_colours(tmp_path):
+    p = tmp_path / "t.yaml"
+    p.write_text("classes: [{name: water, color: [226, 169, 41], display: [40, 110, 200]}, {name: land, color: [1, 2, 3]}]")
+    table = load_class_table(p)
+    assert table.classes == [{"name": "water", "color": [226, 169, 41], "display": [40, 110, 200]},
+                             {"name": "land", "color": [1, 2, 3]}]
 
 
 def test_folder_index_masks_16bit_images_and_suffixes(tmp_path):

@@ -6,8 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from core.store.run_compare import (all_tags, clean_tags, config_diff, differing_keys, flat_settings, group_curve,
-                                    groups_of, read_notes, smooth, write_notes)
+from core.store.run_compare import (
+    all_tags,
+    config_diff,
+    differing_keys,
+    flat_settings,
+    group_curve,
+    groups_of,
+    read_notes,
+    smooth,
+    write_notes,
+)
 from core.store.runs import Run
 
 

@@ -10,8 +10,8 @@ page: ``core.imaging.imageio.read_image`` and ``core.seg.segment.segment_choosin
 settings (the last ``KEEP_RESULTS``), so the same file uploaded again comes back at once.
 
 The endpoint is also an API: ``gradio_client.Client(url).predict(handle_file(path), api_name="/segment")`` returns
-(overlay image path, legend HTML, area table, mask PNG path, [areas CSV, report JSON, mask GeoTIFF], info
-Markdown). Moving the opacity slider calls ``/overlay``, which re-blends the session's last result without running
+(overlay image path, area table (class, pixels, percent, square metres where known, colour), mask PNG path,
+[areas CSV, report JSON, mask GeoTIFF], info Markdown); the legend's swatches are drawn on the page only. Moving the opacity slider calls ``/overlay``, which re-blends the session's last result without running
 the model. A file that cannot be used comes back as an error with one line saying why, never a traceback.
 
 Offline by design: analytics off, bound to 127.0.0.1 unless ``--host`` says otherwise, no share link, system
@@ -62,6 +62,7 @@ from core.seg.segment import segment_choosing  # noqa: E402
 from core.seg.segmentation_result import Segmentation  # noqa: E402
 from core.seg.segmodel import load_seg_model  # noqa: E402
 from workbench.segment_view import areas_frame, legend_html, one_line, screen_copy  # noqa: E402
+from core.imaging.colours import display_rgb  # noqa: E402
 
 MAX_FILE_SIZE = "200mb"  # per upload, enforced by the server before our code sees the file
 TIME_BUDGET_S = 120.0  # per request; bigger scenes belong to `python -m core.segment`
@@ -166,6 +167,15 @@ def file_digest(path: str | Path) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ outputs
+def api_areas(seg: Segmentation) -> Any:
+    """The area table as the page and the API give it: per class its pixels, percent, square metres (when the
+    pixel size is known) and the colour it is drawn in (hex), which is all the legend shows."""
+    frame = areas_frame(seg, "square_metres").round({"percent": 3, "square_metres": 1})
+    colours = {c.get("name"): display_rgb(c) or (0, 0, 0) for c in seg.classes}
+    frame["colour"] = ["#{:02x}{:02x}{:02x}".format(*colours.get(name, (0, 0, 0))) for name in frame["class"]]
+    return frame
+
+
 def info_markdown(name: str, seg: Segmentation, pixel_size_m: float | None) -> str:
     h, w = seg.mask.shape
     parts = [f"**{name}**: {w} × {h} pixels"]
@@ -319,8 +329,8 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
             raise gr.Error(f"{name}: segmentation failed ({type(err).__name__}: {one_line(err)})") from None
         mask, extras = write_downloads(seg, Path(name).stem or "image", outputs.new(), name)
         view = screen_copy(seg, DISPLAY_SIDE)
-        return (view.overlay(float(opacity)), legend_html(seg), areas_frame(seg, "square_metres").round({"percent": 3, "square_metres": 1}), mask, extras,
-                info_markdown(name, seg, loaded.pixel_size_m), view)
+        return (view.overlay(float(opacity)), api_areas(seg), mask, extras, info_markdown(name, seg, loaded.pixel_size_m),
+                view)
 
     def reblend(view: Segmentation | None, opacity: float) -> Any:
         """A new opacity re-blends the kept screen copy; the model does not run again."""
@@ -350,11 +360,14 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
             with gr.Column(scale=2):
                 mask_file = gr.File(label="Mask (palette PNG: class indices in the class colours)", interactive=False)
                 extra_files = gr.File(label="Areas CSV, report JSON, GeoTIFF mask", file_count="multiple", interactive=False)
-        shown = [overlay, legend, areas, mask_file, extra_files, info, result]
+        shown = [overlay, areas, mask_file, extra_files, info, result]
         gr.on([upload.upload, run.click], segment, inputs=[upload, opacity, tile, overlap, tta], outputs=shown,
               api_name="segment")  # before the examples, which would otherwise take the name
         gr.Examples([[_sample_tile(outputs.root)]], inputs=[upload], label=_sample_label(net.card), fn=segment,
                     outputs=shown, run_on_click=True, cache_examples=False, api_visibility="private")
+        # the legend's swatches follow the kept result; HTML is for the page, not an API output
+        result.change(lambda view: "" if view is None else legend_html(view), inputs=[result], outputs=[legend],
+                      api_visibility="private", show_progress="hidden")
         opacity.release(reblend, inputs=[result, opacity], outputs=[overlay], api_name="overlay",
                         api_visibility="undocumented", show_progress="hidden")
     demo._false_outputs = outputs  # type: ignore[attr-defined] - closed by stop()

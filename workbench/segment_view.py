@@ -11,12 +11,13 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from core.imaging.colours import css_rgb
 from core.seg.segmentation_result import Segmentation
 
 
 def class_rgb(cls: dict[str, Any]) -> str:
-    r, g, b = (int(v) for v in (cls.get("color") or (0, 0, 0))[:3])
-    return f"rgb({r},{g},{b})"
+    """The CSS colour a class is drawn in (its display colour: the overlay's, the legend's)."""
+    return css_rgb(cls)
 
 
 def legend_html(seg: Segmentation) -> str:

@@ -92,7 +92,7 @@ def _parse_table(p: Path, raw: Any) -> ClassTable:
             raise ValueError(f"classes[{k}] needs a name, got {c!r}")
         if "color" not in c and fmt == "color":
             raise ValueError(f"classes[{k}] ({c['name']}) needs a color [r, g, b]")
-        unknown = set(c) - {"name", "color", "value"}
+        unknown = set(c) - {"name", "color", "value", "display"}
         if unknown:
             raise ValueError(f"classes[{k}] ({c['name']}): unknown key(s) {', '.join(sorted(unknown))}")
         color = _rgb(c["color"], f"classes[{k}] ({c['name']})") if "color" in c else list(_PALETTE[k % 12])
@@ -100,6 +100,8 @@ def _parse_table(p: Path, raw: Any) -> ClassTable:
         if not isinstance(value, int) or value < 0:
             raise ValueError(f"classes[{k}] ({c['name']}): value must be an integer >= 0, got {value!r}")
         classes.append({"name": c["name"], "color": color})
+        if "display" in c:  # the colour it is drawn in, where the mask colour reads badly (imaging.colours)
+            classes[-1]["display"] = _rgb(c["display"], f"classes[{k}] ({c['name']}) display")
         values.append(int(value))
     names = [c["name"] for c in classes]
     if len(set(names)) != len(names):

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from .colours import display_rgb
 from .imageio import (SAMPLE_PIXELS, STRIP_PIXELS, ImageError, LoadedImage, _check_size, _depth_note, _one_line,
                       _percentiles, _stretch)
 
@@ -192,8 +193,7 @@ def write_mask_geotiff(path: str | os.PathLike[str], mask: np.ndarray, profile: 
     with rasterio.open(Path(path), "w", **opts) as dst:
         dst.write(mask.astype(np.uint8, copy=False), 1)
         if classes:
-            cmap = {i: tuple(int(v) for v in c.get("color", (0, 0, 0))[:3]) + (255,)
-                    for i, c in enumerate(classes[:256])}
+            cmap = {i: (display_rgb(c) or (0, 0, 0)) + (255,) for i, c in enumerate(classes[:256])}
             dst.write_colormap(1, cmap)
             names = [str(c.get("name", f"class {i}")) for i, c in enumerate(classes[:256])]
             dst.update_tags(CLASS_NAMES=json.dumps(names),

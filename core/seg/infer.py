@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..imaging.colours import display_rgb
 from ..data.augment import IMAGENET_MEAN, IMAGENET_STD
 
 NODATA = 255  # mask value of pixels without data (transparent in overlays, left out of the areas)
@@ -295,15 +296,12 @@ def class_areas(mask: np.ndarray, classes: Sequence[dict[str, Any] | str],
 
 
 def palette(classes: Sequence[dict[str, Any] | str]) -> np.ndarray:
-    """(256, 3) uint8 colours: the classes' own, else a fixed fallback palette."""
+    """(256, 3) uint8 colours: the classes' display colours (``imaging.colours``), else a fixed fallback palette."""
     pal = np.tile(_FALLBACK, (256 // len(_FALLBACK) + 1, 1))[:256].copy()
     for i, c in enumerate(list(classes)[:256]):
-        color = c.get("color") if isinstance(c, dict) else None
-        try:
-            if color is not None and len(color) >= 3:
-                pal[i] = np.clip(np.asarray(color[:3], dtype=np.int64), 0, 255)
-        except (TypeError, ValueError):
-            pass
+        rgb = display_rgb(c)
+        if rgb is not None:
+            pal[i] = rgb
     if len(list(classes)) < 256:
         pal[NODATA] = 0
     return pal
