@@ -11,8 +11,8 @@ settings (the last ``KEEP_RESULTS``), so the same file uploaded again comes back
 
 The endpoint is also an API: ``gradio_client.Client(url).predict(handle_file(path), api_name="/segment")`` returns
 (overlay image path, area table (class, pixels, percent, square metres where known, colour), mask PNG path,
-[areas CSV, report JSON, mask GeoTIFF], info Markdown); the legend's swatches are drawn on the page only. Moving the opacity slider calls ``/overlay``, which re-blends the session's last result without running
-the model. A file that cannot be used comes back as an error with one line saying why, never a traceback.
+[areas CSV, report JSON, mask GeoTIFF], info Markdown); the legend's swatches are drawn on the page only.
+Moving the opacity slider calls ``/overlay``, which re-blends the session's last result without running the model. A file that cannot be used comes back as an error with one line saying why, never a traceback.
 
 Offline by design: analytics off, bound to 127.0.0.1 unless ``--host`` says otherwise, no share link, system
 fonts (no font CDN), uploads capped at ``MAX_FILE_SIZE``.
@@ -329,8 +329,8 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
             raise gr.Error(f"{name}: segmentation failed ({type(err).__name__}: {one_line(err)})") from None
         mask, extras = write_downloads(seg, Path(name).stem or "image", outputs.new(), name)
         view = screen_copy(seg, DISPLAY_SIDE)
-        return (view.overlay(float(opacity)), api_areas(seg), mask, extras, info_markdown(name, seg, loaded.pixel_size_m),
-                view)
+        info_text = info_markdown(name, seg, loaded.pixel_size_m)
+        return view.overlay(float(opacity)), api_areas(seg), mask, extras, info_text, view
 
     def reblend(view: Segmentation | None, opacity: float) -> Any:
         """A new opacity re-blends the kept screen copy; the model does not run again."""
