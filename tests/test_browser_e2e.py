@@ -117,6 +117,20 @@ def test_segment_an_uploaded_tile(app, page, tmp_path: Path) -> None:
         settle(page)
         _no_exception(page)
         page.screenshot(path=str(SHOTS / "segment-label-score.png"), full_page=True)
+        # a trip to Runs and back through the sidebar: the result is still there (kept in the session; that it is
+        # not computed again is tests/test_page_segment.py's)
+        nav = page.get_by_test_id("stSidebarNav")
+        nav.get_by_role("link", name="Runs", exact=True).click()
+        page.get_by_role("heading", name=re.compile("Runs")).first.wait_for(timeout=60_000)
+        wait_until_idle(page)
+        nav.get_by_role("link", name="Segment", exact=True).click()
+        page.get_by_role("heading", name=re.compile("Segment")).first.wait_for(timeout=60_000)
+        wait_until_idle(page)
+        assert page.get_by_text("tile.png").count() >= 1
+        page.locator('[data-testid="stImage"] img').first.wait_for(timeout=10_000)
+        page.get_by_text("Overlay opacity").first.wait_for(timeout=10_000)
+        _no_exception(page)
+        page.screenshot(path=str(SHOTS / "segment-after-trip.png"), full_page=True)
 
 
 def test_embeddings_are_computed_and_drawn(app, page) -> None:
