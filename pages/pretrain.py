@@ -77,7 +77,7 @@ def k(name: str) -> str:
 
 def use_source(source: SourceInfo) -> None:
     """A data source's Use button: the form below reads that folder (its layout picks the data set kind)."""
-    st.session_state[k("data")] = "deepglobe" if source.format.startswith("DeepGlobe") else "folder"
+    st.session_state[k("data")] = source.kind
     st.session_state[k("folder")] = source.path
     st.session_state["pretrain-source-flash"] = ("success", f"The form below now pretrains on {source.path} "
                                                             "(Settings: Data set and Data folder).")

@@ -26,17 +26,20 @@ def images(folder: Path, n: int, names: str = "tile_{}.png") -> Path:
 
 def test_a_folder_is_described_by_its_layout(tmp_path: Path) -> None:
     plain = describe(images(tmp_path / "plain", 3))
-    assert plain.images == 3 and not plain.labels and "unlabeled" in plain.format
+    assert plain.images == 3 and not plain.labels and "unlabeled" in plain.format and plain.kind == "folder"
     pair = tmp_path / "pair"
     images(pair / "images" / "a", 2)
     images(pair / "masks" / "a", 2)
     both = describe(pair)
-    assert both.images == 2 and both.labels and both.format.startswith("images/ + masks/")
+    assert both.images == 2 and both.labels and both.format.startswith("images/ + masks/") and both.kind == "folder"
     dg = tmp_path / "dg"
     images(dg, 2, "{}_sat.jpg")
     images(dg, 2, "{}_mask.png")
     deepglobe = describe(dg)
     assert deepglobe.images == 2 and deepglobe.labels and deepglobe.format.startswith("DeepGlobe")
+    assert deepglobe.kind == "deepglobe"  # what the Pretrain form's data set becomes on Use
+    add_source(dg)
+    assert [s.kind for s in list_sources()] == ["deepglobe"]
 
 
 def test_an_added_folder_passes_the_guard_until_removed(tmp_path: Path) -> None:

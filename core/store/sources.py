@@ -33,6 +33,7 @@ class SourceInfo:
     images: int  # image files found (at most COUNT_LIMIT looked at)
     labels: bool  # masks beside the images (an images/ + masks/ layout or DeepGlobe's *_mask.png)
     added: float = 0.0
+    kind: str = "folder"  # the data set kind (config data.name) that reads it: "folder" or "deepglobe"
 
 
 def _settings_file() -> Path:
@@ -53,25 +54,29 @@ def source_paths() -> list[Path]:
 
 
 def describe(folder: Path) -> SourceInfo:
-    """Format, image count and whether labels are there, from the folder's layout."""
-    images, masks = 0, 0
+    """Format, image count and whether labels are there, from the folder's layout (one walk, at most COUNT_LIMIT
+    files looked at)."""
+    images, masks, under_images = 0, 0, 0
     looked = 0
-    for _, _, files in os.walk(folder):
+    images_dir = folder / "images"
+    layout = images_dir.is_dir() and (folder / "masks").is_dir()
+    for where, _, files in os.walk(folder):
+        inside = layout and Path(where).is_relative_to(images_dir)
         for name in files:
             looked += 1
-            suffix = Path(name).suffix.lower()
-            if suffix in IMAGE_SUFFIXES:
-                if name.lower().endswith("_mask.png"):
-                    masks += 1
-                else:
-                    images += 1
+            if Path(name).suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            if name.lower().endswith("_mask.png"):
+                masks += 1
+            else:
+                images += 1
+                under_images += inside
         if looked >= COUNT_LIMIT:
             break
-    if (folder / "images").is_dir() and (folder / "masks").is_dir():
-        n_img = sum(1 for p in (folder / "images").rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        return SourceInfo(str(folder), "images/ + masks/ (labeled with a class table)", n_img, True)
+    if layout:
+        return SourceInfo(str(folder), "images/ + masks/ (labeled with a class table)", under_images, True)
     if masks:
-        return SourceInfo(str(folder), "DeepGlobe layout (*_sat.jpg + *_mask.png)", images, True)
+        return SourceInfo(str(folder), "DeepGlobe layout (*_sat.jpg + *_mask.png)", images, True, kind="deepglobe")
     return SourceInfo(str(folder), "a folder of images (unlabeled)", images, False)
 
 
@@ -118,6 +123,9 @@ def list_sources() -> list[SourceInfo]:
         if not path.is_dir():
             out.append(SourceInfo(str(path), "missing: the folder is gone", 0, False, float(r.get("added", 0))))
             continue
-        out.append(SourceInfo(str(path), str(r.get("format", "?")), int(r.get("images", 0)),
-                              bool(r.get("labels", False)), float(r.get("added", 0))))
+        fmt = str(r.get("format", "?"))
+        kind = r.get("kind") if r.get("kind") in ("folder", "deepglobe") else \
+            "deepglobe" if fmt.startswith("DeepGlobe") else "folder"  # a record written before kinds were kept
+        out.append(SourceInfo(str(path), fmt, int(r.get("images", 0)), bool(r.get("labels", False)),
+                              float(r.get("added", 0)), kind=kind))
     return out
