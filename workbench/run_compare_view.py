@@ -46,8 +46,8 @@ def with_settings(table: pd.DataFrame, runs: Sequence[Run], settings: dict[str, 
              + (f"; the first {MAX_DEFAULT_COLUMNS} shown" if len(differ) > MAX_DEFAULT_COLUMNS else "") + ")")
     out = table.copy()
     out.insert(1, "tags", [", ".join(read_notes(r)["tags"]) for r in runs])
-    for col in columns:
-        out[col] = _column([settings.get(r.id, {}).get(col) for r in runs])
+    for i, col in enumerate(columns):  # right after the run and its tags, where they are read with the name
+        out.insert(2 + i, col, _column([settings.get(r.id, {}).get(col) for r in runs]))
     return out
 
 
