@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core.store import launch
-from core.store.run_compare import read_notes
+from core.store.run_compare import all_tags, read_notes
 from core.store.run_lock import RunBusyError
 from core.store.runs import delete_run, runs_root
 from workbench.common import has_records, pick_run, runs_frame, runs_of, show_error
@@ -45,7 +45,7 @@ c1, c2, c3, c4, c5 = st.columns([1, 1, 1, 1, 2])
 kinds = c1.multiselect("Kind", sorted(table["kind"].unique()), key="runs-kind")
 states = c2.multiselect("State", sorted(table["state"].unique()), key="runs-state")
 methods = c3.multiselect("Method", sorted(table["method"].astype(str).unique()), key="runs-method")
-tags = c4.multiselect("Tag", sorted({t for ts in tags_of.values() for t in ts}, key=str.lower), key="runs-tags",
+tags = c4.multiselect("Tag", all_tags(tags_of.values()), key="runs-tags",
                       help="Runs with any of these tags (tag a run in its Notes tab below)")
 text = c5.text_input("Name contains", key="runs-text")
 shown = table
@@ -62,7 +62,7 @@ if tags:
 filters = hash((tuple(kinds), tuple(states), tuple(methods), tuple(tags), text))
 shown_runs = [r for r in runs if r.id in set(shown["run"])]
 settings = settings_of(shown_runs)
-shown = with_settings(shown, shown_runs, settings, key=f"runs-columns-{filters}")
+shown = with_settings(shown, shown_runs, settings, tags_of, key=f"runs-columns-{filters}")
 st.dataframe(shown, hide_index=True, width="stretch", column_config={
     "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent"),
     "value": st.column_config.NumberColumn("value", format="%.4f"),
@@ -117,7 +117,7 @@ if run is not None:
             with st.expander("Console output of its process"):
                 st.code(console, language="text")
     with tab_notes:
-        notes_tab(run, runs)
+        notes_tab(run, tags_of)
     with tab_delete:
         if run.is_live():
             st.info("This run is live; stop it before deleting it.")

@@ -34,7 +34,7 @@ def settings_of(runs: Sequence[Run]) -> dict[str, dict[str, Any]]:
 
 
 def with_settings(table: pd.DataFrame, runs: Sequence[Run], settings: dict[str, dict[str, Any]],
-                  key: str) -> pd.DataFrame:
+                  tags_of: dict[str, list[str]], key: str) -> pd.DataFrame:
     """The runs table with tags and the settings the user picked as columns (by default the ones that differ
     between the runs shown)."""
     shown = [settings[r.id] for r in runs if settings.get(r.id)]  # a run whose config is unreadable has none
@@ -45,7 +45,7 @@ def with_settings(table: pd.DataFrame, runs: Sequence[Run], settings: dict[str, 
         help=f"By default the settings that differ between the runs listed ({len(differ)} of {len(every)}"
              + (f"; the first {MAX_DEFAULT_COLUMNS} shown" if len(differ) > MAX_DEFAULT_COLUMNS else "") + ")")
     out = table.copy()
-    out.insert(1, "tags", [", ".join(read_notes(r)["tags"]) for r in runs])
+    out.insert(1, "tags", [", ".join(tags_of.get(r.id, [])) for r in runs])
     for i, col in enumerate(columns):  # right after the run and its tags, where they are read with the name
         out.insert(2 + i, col, _column([settings.get(r.id, {}).get(col) for r in runs]))
     return out
@@ -154,11 +154,12 @@ def _save_notes(run: Run) -> None:
     st.session_state["runs-flash"] = ("success", done, "🏷️")
 
 
-def notes_tab(run: Run, runs: Sequence[Run]) -> None:
-    """Tags (new ones typed in) and a free note for one run, saved in its ``notes.json``."""
+def notes_tab(run: Run, tags_of: dict[str, list[str]]) -> None:
+    """Tags (new ones typed in: every run's tags are offered) and a free note for one run, saved in its
+    ``notes.json``."""
     notes = read_notes(run)
     with st.form(f"runs-notes-{run.id}", enter_to_submit=False, border=False):
-        st.multiselect("Tags", sorted(set(all_tags(runs)) | set(notes["tags"]), key=str.lower),
+        st.multiselect("Tags", all_tags([*tags_of.values(), notes["tags"]]),
                        default=notes["tags"], accept_new_options=True, key=f"runs-tags-{run.id}",
                        help="Type a new tag and press Enter to add it; tags can filter the table above")
         st.text_area("Note", notes["note"], key=f"runs-note-{run.id}", height=120)

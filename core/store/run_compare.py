@@ -128,10 +128,11 @@ def write_notes(run: Run, tags: Iterable[str], note: str) -> dict[str, Any]:
     return notes
 
 
-def all_tags(runs: Iterable[Run]) -> list[str]:
-    """Every tag used on any of the runs, sorted case-insensitively."""
+def all_tags(tag_lists: Iterable[Iterable[str]]) -> list[str]:
+    """Every tag of the given runs' tag lists (``read_notes(run)["tags"]``), once each whatever its case (the first
+    spelling kept), sorted case-insensitively."""
     seen: dict[str, str] = {}
-    for run in runs:
-        for t in read_notes(run)["tags"]:
+    for tags in tag_lists:
+        for t in tags:
             seen.setdefault(t.lower(), t)
     return sorted(seen.values(), key=str.lower)
