@@ -41,6 +41,7 @@ from ..store.checkpoint import CheckpointError, read_metadata
 from ..config import SPLIT_NAMES, ConfigError, DataConfig, upgrade_run_config
 from ..data import build_dataset, data_root
 from ..data.augment import normalise
+from ..imaging.bands import bands_of, is_rgb
 from ..data.paths import publish_dir, temp_dir_for
 from ..device import pick_device, pick_precision
 from ..store.runs import NotARunError, Run, open_run
@@ -104,7 +105,10 @@ def load_encoder(path: str | Path) -> nn.Module:
     name = checkpoint_card(path).get("encoder")
     if not name:
         raise CheckpointError(f"the card of {path} does not name its encoder")
-    return build_encoder(str(name), path).eval()
+    from ..ssl.models import checkpoint_bands
+
+    bands = checkpoint_bands(path)
+    return build_encoder(str(name), path, None if is_rgb(bands) else bands).eval()
 
 
 _SHA: dict[tuple[str, int, int], str] = {}
@@ -181,12 +185,13 @@ def resolve_precision(requested: str, device: torch.device) -> str:
     return "bf16" if name == "bf16" else "fp32"
 
 
-def _prepare(images: torch.Tensor, input_size: int, device: torch.device) -> torch.Tensor:
-    """uint8 (B, 3, H, W) -> float at ``input_size`` px, ImageNet-normalised, as the encoder was trained."""
+def _prepare(images: torch.Tensor, input_size: int, device: torch.device,
+             bands: Sequence[str] | None = None) -> torch.Tensor:
+    """uint8 (B, C, H, W) -> float at ``input_size`` px, normalised per band as the encoder was trained."""
     x = images.to(device, non_blocking=True).float().div_(255)
     if x.shape[-1] != input_size or x.shape[-2] != input_size:
         x = F.interpolate(x, size=(input_size, input_size), mode="bilinear", antialias=True, align_corners=False)
-    return normalise(x)
+    return normalise(x, bands)
 
 
 def encoder_features(encoder: nn.Module, dataset: TileSet, indices: Sequence[int] | np.ndarray, input_size: int = 64,
@@ -202,7 +207,7 @@ def encoder_features(encoder: nn.Module, dataset: TileSet, indices: Sequence[int
     out: list[np.ndarray] = []
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
         for start in range(0, len(idx), batch_size):
-            x = _prepare(dataset.get_images(idx[start:start + batch_size]), input_size, device)
+            x = _prepare(dataset.get_images(idx[start:start + batch_size]), input_size, device, bands_of(dataset))
             out.append(pooled_features(encoder, x).float().cpu().numpy())
             if progress is not None:
                 progress(min(start + batch_size, len(idx)), len(idx))

@@ -23,6 +23,7 @@ import numpy as np
 from ..ssl.batch_order import BatchOrder
 from ..config import ConfigError, PretrainConfig
 from ..data import DataError, build_dataset
+from ..imaging.bands import bands_of, preview_chw
 from .fn_quality import colour_features, moco_candidates, score_flags, simclr_candidates
 from .fn_scoring import NO_CLASS, base_rate, dominant_classes, load_pairs, run_config
 from ..store.runs import NotARunError, Run, atomic_write_json, open_run, read_json_file
@@ -96,7 +97,7 @@ def _colour(dataset: Any, progress: Progress | None, chunk: int = 256) -> np.nda
     out = []
     for start in range(0, len(dataset), chunk):
         idx = np.arange(start, min(start + chunk, len(dataset)))
-        out.append(colour_features(dataset.get_images(idx).numpy()))
+        out.append(colour_features(preview_chw(dataset.get_images(idx).numpy(), bands_of(dataset))))
         if progress:
             progress("colour statistics", int(idx[-1]) + 1, len(dataset))
     return np.concatenate(out)

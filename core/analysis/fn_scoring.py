@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ import torch
 from ..config import ConfigError, PretrainConfig, upgrade_run_config, validate_config
 from ..store.runs import Run, read_jsonl
 from ..data.protocols import TileSet
+from ..imaging.bands import RGB, bands_of, preview_chw
 
 PAIR_COLUMNS = ("step", "anchor_index", "anchor_view", "candidate_index", "candidate_view", "distance", "cos",
                 "cos_pos", "calibrated", "mirrored")
@@ -275,8 +277,9 @@ def precision_over_training(pairs: pd.DataFrame, dominant: np.ndarray | None, bi
 
 
 # ------------------------------------------------------------------------------------------------ images
-def pair_tiles(dataset: TileSet, pairs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Anchor and candidate tiles of the given pairs as uint8 (K, H, W, 3) arrays, in two batched fetches.
+def pair_tiles(dataset: TileSet, pairs: pd.DataFrame, mode: str = "true") -> tuple[np.ndarray, np.ndarray]:
+    """Anchor and candidate tiles of the given pairs as uint8 (K, H, W, 3) arrays, in two batched fetches; tiles of
+    more bands in ``mode`` colour (``core.imaging.bands.preview``: true or false colour).
 
     The anchor's positive is another augmented view of the anchor tile itself, so the tile stands for both.
     """
@@ -285,12 +288,13 @@ def pair_tiles(dataset: TileSet, pairs: pd.DataFrame) -> tuple[np.ndarray, np.nd
         if len(pairs) and (pairs[column].max() >= n or pairs[column].min() < 0):
             raise ValueError(f"fns.jsonl names tile {int(pairs[column].max())}, but the data set has {n} tiles: "
                              "was it rebuilt with other settings since the run?")
-    return _hwc(dataset.get_images(pairs["anchor_index"].to_numpy())), \
-        _hwc(dataset.get_images(pairs["candidate_index"].to_numpy()))
+    names = bands_of(dataset)
+    return _hwc(dataset.get_images(pairs["anchor_index"].to_numpy()), names, mode), \
+        _hwc(dataset.get_images(pairs["candidate_index"].to_numpy()), names, mode)
 
 
-def _hwc(images: torch.Tensor) -> np.ndarray:
-    return images.permute(0, 2, 3, 1).contiguous().numpy()
+def _hwc(images: torch.Tensor, names: Sequence[str] = RGB, mode: str = "true") -> np.ndarray:
+    return preview_chw(images, names, mode).permute(0, 2, 3, 1).contiguous().numpy()
 
 
 def class_names(dataset: Any) -> list[str]:

@@ -62,6 +62,17 @@ def distinct(values: list[Any], at_least: int, what: str) -> list[Any]:
     return values
 
 
+def bands_field(v: Any) -> Any:
+    """``data.bands`` as kept: names folded to ours (``near-infrared`` -> ``NIR``), indices as integers."""
+    from ..imaging.bands import check_request  # numpy only; keeps this module light
+
+    return check_request(v)
+
+
+BANDS_HELP = ("the file's bands to use, in order, by name ([R, G, B, NIR]) or 0-based index ([0, 1, 2, 3]); "
+              "unset: RGB by the one rule for every file")
+
+
 def held_out_scenes(test: list[str], val: list[str]) -> None:
     """``test_scenes`` and ``val_scenes`` name disjoint scenes; the ValueError says which name is in both."""
     both = sorted(set(test) & set(val))

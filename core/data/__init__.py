@@ -29,7 +29,7 @@ def build_dataset(cfg: Any, progress: bool = True) -> Dataset:
     if cfg.name == "folder" and not getattr(cfg, "class_table", None):
         if not cfg.root:
             raise DataError("data.root: name=folder needs data.root, the image folder to pretrain on")
-        return ImageFolderTiles(cfg.root, tile_size=cfg.tile_size, progress=progress)
+        return ImageFolderTiles(cfg.root, tile_size=cfg.tile_size, progress=progress, bands=getattr(cfg, "bands", None))
     from .labeled import pretrain_tiles  # the labeled formats load only when asked for
 
     return pretrain_tiles(cfg, progress=progress)

@@ -14,10 +14,13 @@ rotations are not in the paper and are left out.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from ..imaging.bands import RGB, band_norm, rgb_positions
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -25,12 +28,34 @@ _LUMA = (0.299, 0.587, 0.114)
 _RGB2YIQ = ((0.299, 0.587, 0.114), (0.596, -0.274, -0.322), (0.211, -0.523, 0.312))
 
 
-def _to_float(images: Tensor) -> Tensor:
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
+def to_float(images: Tensor, channels: int = 3) -> Tensor:
+    """uint8 (or float in [0, 1]) (B, C, H, W) to float32 in [0, 1]; ValueError for another layout."""
+    if images.ndim != 4 or images.shape[1] != channels:
+        raise ValueError(f"expected images of shape (B, {channels}, H, W), got {tuple(images.shape)}")
     if images.dtype == torch.uint8:
         return images.float().div_(255)
     return images.float()
+
+
+def band_jitter(v: Tensor, brightness: Tensor, contrast: Tensor) -> Tensor:
+    """Brightness then contrast (about the band's own mean) per view, for bands without a colour meaning (NIR...)."""
+    y = v * brightness.view(-1, 1, 1, 1)
+    mean = y.mean(dim=(2, 3), keepdim=True)
+    return (contrast.view(-1, 1, 1, 1) * (y - mean) + mean).clamp_(0, 1)
+
+
+def split_colour(v: Tensor, rgb: tuple[int, int, int] | None, colour_fn, other_fn) -> Tensor:
+    """``colour_fn`` on the R, G, B channels (3x3 colour maps mean something only there), ``other_fn`` on the rest."""
+    c = v.shape[1]
+    if rgb == (0, 1, 2) and c == 3:
+        return colour_fn(v)
+    out = v.clone()
+    rest = [i for i in range(c) if rgb is None or i not in rgb]
+    if rgb is not None:
+        out[:, list(rgb)] = colour_fn(v[:, list(rgb)])
+    if rest:
+        out[:, rest] = other_fn(v[:, rest])
+    return out
 
 
 def hue_saturation_matrices(angle: Tensor, saturation: Tensor) -> tuple[Tensor, Tensor]:
@@ -48,10 +73,16 @@ def hue_saturation_matrices(angle: Tensor, saturation: Tensor) -> tuple[Tensor, 
     return hue_m, sat_m
 
 
-def normalise(x: Tensor) -> Tensor:
-    """(B, 3, H, W) float in [0, 1] to what every encoder here sees: ImageNet-normalised. The one place of it."""
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+def normalise(x: Tensor, bands: Sequence[str] | None = None) -> Tensor:
+    """(B, C, H, W) float in [0, 1] to what every encoder here sees: R, G, B ImageNet-normalised, other bands by
+    ``core.imaging.bands.band_norm``. The one place of it."""
+    if bands is None:
+        mean_l, std_l = list(IMAGENET_MEAN), list(IMAGENET_STD)
+    else:
+        mean_l, std_l = band_norm(bands)
+    c = len(mean_l)
+    mean = torch.tensor(mean_l, device=x.device, dtype=x.dtype).view(1, c, 1, 1)
+    std = torch.tensor(std_l, device=x.device, dtype=x.dtype).view(1, c, 1, 1)
     return (x - mean) / std
 
 
@@ -70,6 +101,8 @@ class TwoViewAugment(nn.Module):
         blur_prob, blur_sigma: probability and sigma range (output pixels) of the Gaussian blur; the kernel is
             about 10% of the view side, odd.
         flip_prob: probability of a horizontal flip.
+        bands: the channels' names (default R, G, B). Crops, flips and blur act on every band; the colour map and
+            grayscale only on R, G, B; other bands (NIR, ...) get the view's brightness and contrast factors alone.
 
     Example::
 
@@ -81,8 +114,11 @@ class TwoViewAugment(nn.Module):
     def __init__(self, output_size: int = 96, crop_scale: tuple[float, float] = (0.2, 1.0),
                  crop_ratio: tuple[float, float] = (3 / 4, 4 / 3), color_strength: float = 1.0,
                  color_prob: float = 0.8, gray_prob: float = 0.2, blur_prob: float = 0.5,
-                 blur_sigma: tuple[float, float] = (0.1, 2.0), flip_prob: float = 0.5):
+                 blur_sigma: tuple[float, float] = (0.1, 2.0), flip_prob: float = 0.5,
+                 bands: Sequence[str] | None = None):
         super().__init__()
+        self.bands = tuple(bands) if bands is not None else RGB
+        self.rgb = rgb_positions(self.bands)
         if output_size < 8:
             raise ValueError(f"output_size must be at least 8, got {output_size}")
         if not 0 < crop_scale[0] <= crop_scale[1] <= 1:
@@ -111,7 +147,7 @@ class TwoViewAugment(nn.Module):
     def forward(self, images: Tensor, indices: Tensor, generator: torch.Generator | None = None
                 ) -> tuple[Tensor, Tensor]:
         """(B, 3, H, W) uint8 (or float in [0, 1]) -> views float32 (2B, 3, S, S), ids (2B,)."""
-        x = _to_float(images)
+        x = to_float(images, len(self.bands))
         b, _, h, w = x.shape
         indices = torch.as_tensor(indices, dtype=torch.long)
         if indices.shape != (b,):
@@ -126,16 +162,16 @@ class TwoViewAugment(nn.Module):
         views = self._crop(x, p)
         views = self._colour(views, p)
         views = self._blur(views, p)
-        return normalise(views), torch.cat([indices, indices])
+        return normalise(views, self.bands), torch.cat([indices, indices])
 
     @torch.no_grad()
     def single_view(self, images: Tensor) -> Tensor:
         """Deterministic view for evaluation and embedding: whole image resized to S x S, normalised."""
-        x = _to_float(images)
+        x = to_float(images, len(self.bands))
         s = self.output_size
         if x.shape[-2:] != (s, s):
             x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
-        return normalise(x)
+        return normalise(x, self.bands)
 
     # -------------------------------------------------------------- random parameters (CPU)
     def _sample(self, n: int, h: int, w: int, g: torch.Generator | None) -> dict[str, Tensor]:
@@ -196,7 +232,7 @@ class TwoViewAugment(nn.Module):
         outputs but never copies the large source images.
         """
         b, s = x.shape[0], self.output_size
-        grid = F.affine_grid(p["theta"], [2 * b, 3, s, s], align_corners=False)
+        grid = F.affine_grid(p["theta"], [2 * b, x.shape[1], s, s], align_corners=False)
         level, levels = p["level"], p["levels"]
         out: Tensor | None = None
         src = x
@@ -212,6 +248,15 @@ class TwoViewAugment(nn.Module):
         return out
 
     def _colour(self, v: Tensor, p: dict) -> Tensor:
+        """The colour map on R, G, B; brightness and contrast alone on other bands (only where colour applies)."""
+        def others(x: Tensor) -> Tensor:
+            bri, con = p["factors"][:, 0].to(x.device), p["factors"][:, 1].to(x.device)
+            on = p["color"].to(x.device).view(-1, 1, 1, 1)
+            return torch.where(on, band_jitter(x, bri, con), x)
+
+        return split_colour(v, self.rgb, lambda x: self._rgb_colour(x, p), others)
+
+    def _rgb_colour(self, v: Tensor, p: dict) -> Tensor:
         """Brightness, contrast, saturation, hue (random order) and grayscale as one affine colour map."""
         n, dev = v.shape[0], v.device
         eye = torch.eye(3, device=dev).expand(n, 3, 3)
@@ -248,11 +293,12 @@ class TwoViewAugment(nn.Module):
         r = k // 2
         t = torch.arange(-r, r + 1, device=v.device, dtype=v.dtype)
         ker = torch.exp(-0.5 * (t / p["sigma"][rows].unsqueeze(1)) ** 2)
-        ker = (ker / ker.sum(1, keepdim=True)).repeat_interleave(3, dim=0)  # (m*3, k)
+        c = v.shape[1]
+        ker = (ker / ker.sum(1, keepdim=True)).repeat_interleave(c, dim=0)  # (m*C, k)
         x = v[rows].reshape(1, -1, s, s)
         groups = x.shape[1]
         x = F.conv2d(F.pad(x, (0, 0, r, r), mode="reflect"), ker.view(groups, 1, k, 1), groups=groups)
         x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="reflect"), ker.view(groups, 1, 1, k), groups=groups)
         v = v.clone()
-        v[rows] = x.view(-1, 3, s, s)
+        v[rows] = x.view(-1, c, s, s)
         return v

@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 from ..phases import phase_bar
 
+from ..imaging.bands import BandError, dataset_stretch, describe, read_bands
 from ..imaging.imageio import ImageError, read_image
 from .paths import CachedTiles, DataError, data_root, leads_outside, publish_dir, temp_dir_for
 
@@ -55,6 +56,24 @@ def load_rgb(path: Path) -> np.ndarray:
         raise _Unreadable(str(err)) from None
 
 
+def load_bands(path: Path, bands: list, stretch: list | None) -> tuple[np.ndarray, list[str]]:
+    """The asked-for bands of one file as (H, W, C) uint8 and their names; _Unreadable names the missing band."""
+    try:
+        got = read_bands(path, bands, max_pixels=MAX_PIXELS, stretch=stretch)
+    except (BandError, ImageError) as err:
+        raise _Unreadable(str(err).removeprefix(f"{path.name}: ")) from None
+    return got.pixels, got.names
+
+
+def resize_bands(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bicubic resize of (H, W, C) uint8 to (width, height) ``size``; bands one by one beyond RGB (PIL would read
+    a 4th band as alpha)."""
+    if arr.shape[2] == 3:
+        return np.asarray(Image.fromarray(arr).resize(size, Image.BICUBIC))
+    return np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(arr[..., c])).resize(size, Image.BICUBIC))
+                     for c in range(arr.shape[2])], axis=2)
+
+
 def _starts(length: int, tile: int, stride: int) -> list[int]:
     """Tile origins along one axis; the last tile is aligned to the edge so the whole length is covered."""
     starts = list(range(0, length - tile + 1, stride))
@@ -76,7 +95,7 @@ def prepare(arr: np.ndarray, tile: int) -> tuple[np.ndarray, float, tuple[int, i
         scale = tile / min(h, w)
     if scale != 1.0:
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        arr = np.asarray(Image.fromarray(arr).resize(size, Image.BICUBIC))
+        arr = resize_bands(arr, size)
         h, w = arr.shape[:2]
     py, px = max(0, tile - h), max(0, tile - w)
     if py or px:
@@ -85,16 +104,18 @@ def prepare(arr: np.ndarray, tile: int) -> tuple[np.ndarray, float, tuple[int, i
 
 
 def cut_tiles(arr: np.ndarray, tile: int, stride: int) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """All tiles of a prepared image, (n, tile, tile, 3), and their (x, y) origins."""
+    """All tiles of a prepared image, (n, tile, tile, C), and their (x, y) origins."""
     xy = [(x, y) for y in _starts(arr.shape[0], tile, stride) for x in _starts(arr.shape[1], tile, stride)]
     return np.stack([arr[y:y + tile, x:x + tile] for x, y in xy]), xy
 
 
 # ------------------------------------------------------------------------------------------------ the dataset
 class ImageFolderTiles(CachedTiles):
-    """Tiles of every PNG/JPEG/TIFF under a folder (recursive), as uint8 RGB, cached as a memmap.
+    """Tiles of every PNG/JPEG/TIFF under a folder (recursive), as uint8 RGB (or the ``bands`` asked for), cached
+    as a memmap. With ``bands``: a file that lacks one, or whose bands differ from the first image's, is skipped
+    with the reason; files of more than 8 bits are stretched by the folder's own per-band percentiles.
 
-    Items are ``dict(image=uint8 (3, T, T), index=int, source=relative file path)``. ``skipped`` lists
+    Items are ``dict(image=uint8 (C, T, T), index=int, source=relative file path)``. ``skipped`` lists
     ``(relative path, reason)`` for files that could not be used (also after a cached load).
     Raises :class:`DataError` when the folder is missing, holds no images, or none of them is readable.
     """
@@ -102,7 +123,8 @@ class ImageFolderTiles(CachedTiles):
     has_labels = False
 
     def __init__(self, folder: str | Path, tile_size: int = 256, stride: int | None = None,
-                 cache_root: str | Path | None = None, progress: bool = True):
+                 cache_root: str | Path | None = None, progress: bool = True, bands: list | None = None):
+        self.bands = list(bands) if bands is not None else None
         self.folder = Path(folder).expanduser().resolve()
         self.stride = int(stride or tile_size)
         self._tile = int(tile_size)
@@ -118,8 +140,11 @@ class ImageFolderTiles(CachedTiles):
         for f in files:
             st = f.stat()
             listing.append([f.relative_to(self.folder).as_posix(), st.st_size, st.st_mtime_ns])
-        key = json.dumps(dict(folder=str(self.folder), files=listing, tile=self._tile, stride=self.stride,
-                              version=CACHE_VERSION))
+        spec = dict(folder=str(self.folder), files=listing, tile=self._tile, stride=self.stride,
+                    version=CACHE_VERSION)
+        if self.bands is not None:  # RGB caches keep their names
+            spec["bands"] = [str(b) if isinstance(b, str) else b for b in self.bands]
+        key = json.dumps(spec)
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
         self.cache_dir = Path(cache_root or data_root()) / "cache" / f"folder-{digest}"
         built = not (self.cache_dir / "meta.json").is_file()
@@ -138,6 +163,8 @@ class ImageFolderTiles(CachedTiles):
         tmp = temp_dir_for(self.cache_dir)
         try:
             sources, tiles, skipped = [], [], []
+            names: list[str] | None = None
+            stretch = dataset_stretch(files, self.bands) if self.bands is not None else None
             raw_path = tmp / "tiles.raw"
             with open(raw_path, "wb") as raw:
                 bar = phase_bar(total=len(files), desc=f"tiling {self.folder.name}", unit="file",
@@ -151,7 +178,15 @@ class ImageFolderTiles(CachedTiles):
                                       stacklevel=3)
                         continue
                     try:
-                        arr = load_rgb(path)
+                        if self.bands is None:
+                            arr = load_rgb(path)
+                        else:
+                            arr, got = load_bands(path, self.bands, stretch)
+                            if names is None:
+                                names = got
+                            elif got != names:
+                                raise _Unreadable(f"its bands are {describe(got)}, the folder's first image's "
+                                                  f"{describe(names)}")
                     except _Unreadable as err:
                         skipped.append((rel, str(err)))
                         warnings.warn(f"skipping unreadable image {path}: {err}", stacklevel=3)
@@ -169,9 +204,9 @@ class ImageFolderTiles(CachedTiles):
                 rel, reason = skipped[0]
                 raise DataError(f"no readable images in data folder: {self.folder} ({len(skipped)} skipped; "
                                 f"{rel}: {reason})")
-            n = len(tiles)
-            out = np.lib.format.open_memmap(tmp / "images.npy", "w+", np.uint8, (n, tile, tile, 3))
-            src = np.memmap(raw_path, np.uint8, "r", shape=(n, tile, tile, 3))
+            n, c = len(tiles), len(names) if names is not None else 3
+            out = np.lib.format.open_memmap(tmp / "images.npy", "w+", np.uint8, (n, tile, tile, c))
+            src = np.memmap(raw_path, np.uint8, "r", shape=(n, tile, tile, c))
             for s in range(0, n, 256):
                 out[s:s + 256] = src[s:s + 256]
             out.flush()
@@ -180,6 +215,8 @@ class ImageFolderTiles(CachedTiles):
             meta = dict(version=CACHE_VERSION, folder=str(self.folder), tile_size=tile, stride=self.stride,
                         num_tiles=n, sources=sources, tiles=tiles, skipped=skipped,
                         seconds=round(time.time() - t0, 2), created=time.time())
+            if names is not None:
+                meta.update(bands=names, band_stretch=stretch)
             (tmp / "meta.json").write_text(json.dumps(meta))
             publish_dir(tmp, self.cache_dir)
         finally:

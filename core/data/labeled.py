@@ -64,9 +64,18 @@ class SyntheticSeg(torch.utils.data.Dataset):
     name = "synthetic"
 
     def __init__(self, num_tiles: int = 2000, tile_size: int = 256, seed: int = 0, progress: bool = True,
-                 root: str | Path | None = None):
+                 root: str | Path | None = None, bands: list | None = None):
+        kw = {} if bands is None else {"bands": bands}  # the RGB set is built exactly as before bands existed
         self.base = SyntheticAerial(root=root, num_tiles=num_tiles, tile_size=tile_size, seed=seed,
-                                    progress=progress)
+                                    progress=progress, **kw)
+
+    @property
+    def band_names(self) -> tuple[str, ...]:
+        return self.base.band_names
+
+    @property
+    def band_stretch(self) -> None:
+        return None  # generated as 8-bit
 
     def __len__(self) -> int:
         return len(self.base)
@@ -131,10 +140,13 @@ class SyntheticSeg(torch.utils.data.Dataset):
 def build_seg_dataset(cfg: Any, progress: bool = True) -> Any:
     """The whole labeled data set a ``SegDataConfig`` names (tiled and cached on first use)."""
     if cfg.name == "synthetic":
-        return SyntheticSeg(num_tiles=cfg.num_tiles, tile_size=cfg.tile_size, seed=cfg.seed, progress=progress)
+        return SyntheticSeg(num_tiles=cfg.num_tiles, tile_size=cfg.tile_size, seed=cfg.seed, progress=progress,
+                            bands=getattr(cfg, "bands", None))
     if not cfg.root:
         raise DataError(f"data.root: name={cfg.name} needs data.root, the data set folder")
-    common = dict(tile_size=cfg.tile_size, tile_overlap=cfg.tile_overlap, progress=progress)
+    common: dict[str, Any] = dict(tile_size=cfg.tile_size, tile_overlap=cfg.tile_overlap, progress=progress)
+    if getattr(cfg, "bands", None) is not None:
+        common["bands"] = cfg.bands
     if cfg.name == "potsdam":
         return Potsdam(cfg.root, eroded=cfg.eroded, **common)
     if cfg.name == "vaihingen":

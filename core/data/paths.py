@@ -92,8 +92,20 @@ class CachedTiles(Dataset):
 
     @property
     def images(self) -> np.ndarray:
-        """All tiles, (N, H, W, 3) uint8, memory-mapped (read-only)."""
+        """All tiles, (N, H, W, C) uint8, memory-mapped (read-only); C = len(band_names)."""
         return self._array("images.npy")
+
+    @property
+    def band_names(self) -> tuple[str, ...]:
+        """The channels' names (``core.imaging.bands``): ``meta["bands"]`` of the cache, R, G, B when absent."""
+        meta = self.__dict__.get("meta") or {}
+        return tuple(meta.get("bands") or ("R", "G", "B"))
+
+    @property
+    def band_stretch(self) -> list[list[float] | None] | None:
+        """Per channel, the [lo, hi] that stretched non-8-bit files to 8 bit (computed once per data set)."""
+        meta = self.__dict__.get("meta") or {}
+        return meta.get("band_stretch")
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -103,10 +115,10 @@ class CachedTiles(Dataset):
         return int(self.images.shape[1])
 
     def image(self, i: int) -> torch.Tensor:
-        """Tile i as a uint8 tensor (3, H, W)."""
+        """Tile i as a uint8 tensor (C, H, W)."""
         return torch.from_numpy(np.array(self.images[i])).permute(2, 0, 1).contiguous()
 
     def get_images(self, indices: Sequence[int] | np.ndarray | torch.Tensor) -> torch.Tensor:
-        """A batch of tiles as one contiguous uint8 tensor (B, 3, H, W): one fancy index of the memmap."""
+        """A batch of tiles as one contiguous uint8 tensor (B, C, H, W): one fancy index of the memmap."""
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         return torch.from_numpy(self.images[idx]).permute(0, 3, 1, 2).contiguous()

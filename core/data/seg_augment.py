@@ -14,25 +14,21 @@ the default scales).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .augment import _LUMA, hue_saturation_matrices, normalise
-
-
-
-def _to_float(images: Tensor) -> Tensor:
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
-    return images.float().div_(255) if images.dtype == torch.uint8 else images.float()
+from ..imaging.bands import RGB, rgb_positions
+from .augment import _LUMA, band_jitter, hue_saturation_matrices, normalise, split_colour, to_float
 
 
 @torch.no_grad()
-def eval_transform(images: Tensor) -> Tensor:
-    """Evaluation input: uint8 (B, 3, H, W) (or float in [0, 1]) to float32 ImageNet-normalised; no randomness."""
-    return normalise(_to_float(images))
+def eval_transform(images: Tensor, bands: Sequence[str] | None = None) -> Tensor:
+    """Evaluation input: uint8 (B, C, H, W) (or float in [0, 1]) to float32 normalised as the encoder was trained
+    (``bands``: the channels' names, default R, G, B); no randomness."""
+    return normalise(to_float(images, 3 if bands is None else len(bands)), bands)
 
 
 def jitter_strengths(strength: float) -> dict[str, float]:
@@ -46,15 +42,19 @@ def jitter_strengths(strength: float) -> dict[str, float]:
 class SegAugment(nn.Module):
     """Random rescale + crop + flips + mild photometric distortion of images and masks together.
 
-    ``forward(images uint8 (B, 3, H, W), masks int64 (B, H, W), generator) -> (float32 (B, 3, S, S) normalised,
+    ``bands`` names the channels (default R, G, B): geometry acts on all, the colour map on R, G, B only.
+    ``forward(images uint8 (B, C, H, W), masks int64 (B, H, W), generator) -> (float32 (B, 3, S, S) normalised,
     int64 (B, S, S))`` with ``S = crop_size``. Masks are resampled with nearest neighbour and padded with
     ``ignore_index``; images are resampled bilinearly and padded by reflection.
     """
 
     def __init__(self, crop_size: int, scale: tuple[float, float] = (0.5, 2.0), flip: bool = True,
                  photometric: bool = True, ignore_index: int = 255, brightness: float = 0.125,
-                 contrast: float = 0.25, saturation: float = 0.25, hue: float = 0.05):
+                 contrast: float = 0.25, saturation: float = 0.25, hue: float = 0.05,
+                 bands: Sequence[str] | None = None):
         super().__init__()
+        self.bands = tuple(bands) if bands is not None else RGB
+        self.rgb = rgb_positions(self.bands)
         if crop_size < 1:
             raise ValueError(f"crop_size must be >= 1, got {crop_size}")
         if not 0 < scale[0] <= scale[1]:
@@ -68,7 +68,7 @@ class SegAugment(nn.Module):
                 f"photometric={self.photometric}, ignore_index={self.ignore_index}")
 
     def eval_transform(self, images: Tensor) -> Tensor:
-        return eval_transform(images)
+        return eval_transform(images, self.bands)
 
     def _sample(self, b: int, h: int, w: int, g: torch.Generator | None) -> dict[str, Tensor]:
         """Every random number of a batch, drawn on the CPU in a fixed order."""
@@ -92,7 +92,7 @@ class SegAugment(nn.Module):
 
     def forward(self, images: Tensor, masks: Tensor, generator: torch.Generator | None = None
                 ) -> tuple[Tensor, Tensor]:
-        x = _to_float(images)
+        x = to_float(images, len(self.bands))
         b, _, h, w = x.shape
         if masks.shape != (b, h, w):
             raise ValueError(f"masks must have shape {(b, h, w)}, got {tuple(masks.shape)}")
@@ -115,9 +115,20 @@ class SegAugment(nn.Module):
         m = torch.where(valid.to(masks.device), m, torch.full_like(m, self.ignore_index))
         if self.photometric:
             out = self._colour(out, p)
-        return normalise(out), m
+        return normalise(out, self.bands), m
 
     def _colour(self, v: Tensor, p: dict[str, Tensor]) -> Tensor:
+        """The colour map on R, G, B; brightness and contrast alone on other bands (NIR, ...)."""
+        def others(x: Tensor) -> Tensor:
+            n, dev = x.shape[0], x.device
+            on, f = p["apply"].to(dev), p["factors"].float().to(dev)
+            bri = torch.where(on[:, 0], 1 + self.brightness * f[:, 0], torch.ones(n, device=dev))
+            con = torch.where(on[:, 1], 1 + self.contrast * f[:, 1], torch.ones(n, device=dev))
+            return band_jitter(x, bri, con)
+
+        return split_colour(v, self.rgb, lambda x: self._rgb_colour(x, p), others)
+
+    def _rgb_colour(self, v: Tensor, p: dict[str, Tensor]) -> Tensor:
         """Brightness, contrast, saturation, hue (in this order, each with probability 0.5) as one affine map."""
         n, dev = v.shape[0], v.device
         on, f = p["apply"].to(dev), p["factors"].float().to(dev)

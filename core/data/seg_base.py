@@ -29,7 +29,9 @@ from ..phases import phase_bar
 
 from .paths import REPO_ROOT, CachedTiles, DataError, data_root, leads_outside, publish_dir, temp_dir_for
 from .protocols import SceneTiles
-from .seg_files import IGNORE_INDEX, Decoded, image_size, read_rgb
+from ..imaging.bands import BandError, dataset_stretch, describe, read_bands
+from ..imaging.imageio import ImageError
+from .seg_files import IGNORE_INDEX, MAX_PIXELS, Decoded, image_size, read_rgb
 
 CACHE_VERSION = 2  # 2: images decoded by core.imaging.imageio
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -94,7 +96,8 @@ class SegTiles(CachedTiles):
     classes: list[dict] = []
 
     def __init__(self, root: str | Path, tile_size: int = 256, tile_overlap: int = 0, *,
-                 cache_root: str | Path | None = None, progress: bool = True):
+                 cache_root: str | Path | None = None, progress: bool = True, bands: list | None = None):
+        self.bands = list(bands) if bands is not None else None
         self.root = resolve_root(root)
         self.tile = int(tile_size)
         self.overlap = int(tile_overlap)
@@ -124,9 +127,12 @@ class SegTiles(CachedTiles):
                 st = f.stat()
                 row += [self._rel(f), st.st_size, st.st_mtime_ns]
             listing.append(row)
-        key = json.dumps(dict(format=self.format_name, root=str(self.root), scenes=listing, tile=self.tile,
-                              overlap=self.overlap, classes=self.classes, ignore=self.ignore_index,
-                              decode=self.cache_params(), version=CACHE_VERSION), sort_keys=True, default=str)
+        spec = dict(format=self.format_name, root=str(self.root), scenes=listing, tile=self.tile,
+                    overlap=self.overlap, classes=self.classes, ignore=self.ignore_index,
+                    decode=self.cache_params(), version=CACHE_VERSION)
+        if self.bands is not None:  # RGB caches keep their names
+            spec["bands"] = self.bands
+        key = json.dumps(spec, sort_keys=True, default=str)
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
         self.cache_dir = Path(cache_root or data_root()) / "cache" / f"{self.format_name}-{digest}"
         built = not (self.cache_dir / "meta.json").is_file()
@@ -151,7 +157,20 @@ class SegTiles(CachedTiles):
         raise NotImplementedError
 
     def read_image(self, path: Path) -> np.ndarray:
-        return read_rgb(path)
+        """A scene's pixels: RGB by the one rule, or the ``bands`` asked for (the data set's stretch, once built)."""
+        if self.bands is None:
+            return read_rgb(path)
+        meta = self.__dict__.get("meta") or {}
+        pixels, _ = self._read_bands(path, meta.get("band_stretch", self.__dict__.get("_stretch")))
+        return pixels
+
+    def _read_bands(self, path: Path, stretch: list | None) -> tuple[np.ndarray, list[str]]:
+        try:
+            got = read_bands(path, self.bands or [], max_pixels=MAX_PIXELS, stretch=stretch)
+        except (BandError, ImageError) as err:
+            raise DataError(f"{self.title}: {err}" if path.name in str(err) else
+                            f"{self.title}: cannot read image {path}: {err}") from None
+        return got.pixels, got.names
 
     def cache_params(self) -> Any:
         """Anything besides files, tile size and classes that changes the cached tiles (e.g. eroded labels)."""
@@ -178,9 +197,14 @@ class SegTiles(CachedTiles):
             layout.append([(x, y) for y in tile_origins(wh[1], tile, stride)
                            for x in tile_origins(wh[0], tile, stride)])
         n = sum(len(xy) for xy in layout)
+        names: list[str] | None = None
+        if self.bands is not None:  # the bands' names and the data set's stretch, before any tile is cut
+            self._stretch = dataset_stretch([s.image for s in scenes], self.bands)
+            names = self._read_bands(scenes[0].image, self._stretch)[1]
         tmp = temp_dir_for(self.cache_dir)
         try:
-            images = np.lib.format.open_memmap(tmp / "images.npy", "w+", np.uint8, (n, tile, tile, 3))
+            images = np.lib.format.open_memmap(tmp / "images.npy", "w+", np.uint8,
+                                               (n, tile, tile, 3 if names is None else len(names)))
             masks = np.lib.format.open_memmap(tmp / "masks.npy", "w+", np.uint8, (n, tile, tile))
             counts = np.zeros((n, n_cls), np.int64)
             tiles, tile_split, scene_meta, k = [], [], [], 0
@@ -189,7 +213,13 @@ class SegTiles(CachedTiles):
                             disable=not progress)
             for si, (s, (w, h), xy) in enumerate(jobs):
                 bar.update()
-                img = self.read_image(s.image)
+                if names is None:
+                    img = self.read_image(s.image)
+                else:
+                    img, got = self._read_bands(s.image, self._stretch)
+                    if got != names:
+                        raise DataError(f"{self.title}: {s.image.name} has bands {describe(got)}, the data set's "
+                                        f"first scene {describe(names)}")
                 dec = self.decode_mask(s.mask)
                 lab = dec.labels
                 if img.shape[:2] != (h, w) or lab.shape != (h, w):
@@ -220,6 +250,8 @@ class SegTiles(CachedTiles):
                         tile_overlap=self.overlap, num_tiles=n, classes=self.classes, ignore_index=ignore,
                         decode=self.cache_params(), scenes=scene_meta, tiles=tiles, tile_split=tile_split,
                         seconds=round(time.time() - t0, 2), created=time.time())
+            if names is not None:
+                meta.update(bands=names, band_stretch=self._stretch)
             (tmp / "meta.json").write_text(json.dumps(meta, default=str))
             publish_dir(tmp, self.cache_dir)
         finally:
@@ -276,7 +308,7 @@ class SegTiles(CachedTiles):
         return [s["name"] for s in self.meta["scenes"]]
 
     def scene_arrays(self, scene: int) -> tuple[np.ndarray, np.ndarray]:
-        """Whole scene ``scene``: its image (H, W, 3) uint8 and labels (H, W) uint8, decoded as the tiles were.
+        """Whole scene ``scene``: its image (H, W, C) uint8 and labels (H, W) uint8, decoded as the tiles were.
 
         Why: test scores are computed over whole scenes (each pixel once), not over overlapping tiles.
         """
@@ -340,6 +372,14 @@ class SegSubset(torch.utils.data.Dataset):
     @property
     def tile_size(self) -> int:
         return self.base.tile_size
+
+    @property
+    def band_names(self) -> tuple[str, ...]:
+        return tuple(getattr(self.base, "band_names", ("R", "G", "B")))
+
+    @property
+    def band_stretch(self) -> list | None:
+        return getattr(self.base, "band_stretch", None)
 
     def __len__(self) -> int:
         return len(self.indices)

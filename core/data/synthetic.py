@@ -8,17 +8,24 @@ import json
 import multiprocessing as mp
 import os
 import shutil
+import tempfile
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-from ..phases import phase_bar
 
+from ..imaging.bands import check_request, resolve
+from ..phases import phase_bar
 from .paths import CachedTiles, DataError, data_root, publish_dir, temp_dir_for
 from .synthetic_canvas import CLASSES, GENERATOR_VERSION
+from .synthetic_nir import NIR_VERSION, nir_band, nir_seed
 from .synthetic_scene import generate_scene
+
+BANDS = ("R", "G", "B", "NIR")  # the bands the synthetic set has: images.npy holds R, G, B; nir.npy the NIR
+_CHUNK_BYTES = 64 << 20  # band files are built this much at a time
 
 
 # ------------------------------------------------------------------------------------------------ the dataset
@@ -49,17 +56,25 @@ class SyntheticAerial(CachedTiles):
     ``labels.npy`` (N, H, W) uint8 (class indices into :data:`CLASSES`) and ``meta.json``. The folder appears
     atomically; concurrent constructions generate in private temp folders and the first to finish wins.
 
-    Items are ``dict(image=uint8 (3, H, W), mask=int64 (H, W), index=int)``; the trainer uses
+    Items are ``dict(image=uint8 (C, H, W), mask=int64 (H, W), index=int)``; the trainer uses
     :meth:`get_images` for whole batches.
+
+    ``bands`` (``data.bands``): the channels, in order, of R, G, B and NIR (names or 0-based indices); ``None``
+    (the default) is R, G, B, exactly as before bands existed. A near-infrared band
+    (:func:`core.data.synthetic_nir.nir_band`) is built once from the cached tiles into ``nir.npy`` (N, H, W)
+    with ``nir.json`` recording its version; any other order than R, G, B is cached once as
+    ``images-<names>.npy`` (e.g. ``images-R-G-B-NIR.npy``). Both files appear atomically (one rename).
     """
 
     has_labels = True
     classes = CLASSES
 
     def __init__(self, root: str | Path | None = None, num_tiles: int = 2000, tile_size: int = 256, seed: int = 0,
-                 progress: bool = True):
+                 progress: bool = True, bands: Sequence[int | str] | None = None):
         if num_tiles < 1 or tile_size < 8:
             raise DataError(f"synthetic data: need num_tiles >= 1 and tile_size >= 8, got {num_tiles}, {tile_size}")
+        request = check_request(bands)
+        names = resolve(request, BANDS, "the synthetic set")[1] if request is not None else None  # before building
         self.num_tiles, self.seed, self.progress = int(num_tiles), int(seed), progress
         base = Path(root) if root is not None else data_root()
         self.cache_dir = base / "synthetic" / f"n{num_tiles}_s{tile_size}_seed{seed}"
@@ -68,12 +83,17 @@ class SyntheticAerial(CachedTiles):
             if not self._cache_ok():
                 self._generate(int(tile_size))
         self.meta = json.loads((self.cache_dir / "meta.json").read_text())
+        if names is not None:
+            self.meta["bands"] = names  # in memory only: meta.json describes images.npy (R, G, B)
+            if list(names) != ["R", "G", "B"]:
+                self._band_file = self._prepare_bands(names)
 
     # -------------------------------------------------------------- cache
     def _cache_ok(self) -> bool:
         try:
             meta = json.loads((self.cache_dir / "meta.json").read_text())
-            ok = meta.get("generator_version") == GENERATOR_VERSION and self.images.shape[0] == self.num_tiles
+            images = self._array("images.npy")  # the generated R, G, B, whatever bands are asked for
+            ok = meta.get("generator_version") == GENERATOR_VERSION and images.shape[0] == self.num_tiles
             return ok and self.labels.shape[0] == self.num_tiles
         except (OSError, ValueError):
             return False
@@ -131,7 +151,90 @@ class SyntheticAerial(CachedTiles):
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
 
+    # -------------------------------------------------------------- bands
+    def _nir_ok(self) -> bool:
+        try:
+            version = json.loads((self.cache_dir / "nir.json").read_text()).get("nir_version")
+            nir = np.load(self.cache_dir / "nir.npy", mmap_mode="r")
+            return version == NIR_VERSION and nir.dtype == np.uint8 and nir.shape == self.labels.shape
+        except (OSError, ValueError, AttributeError):
+            return False
+
+    def _prepare_bands(self, names: Sequence[str]) -> str:
+        """The cache file holding the channels ``names`` in order, built once (``nir.npy`` first if needed)."""
+        if "NIR" in names and not self._nir_ok():
+            self._build_nir()
+        name = "images-" + "-".join(names) + ".npy"
+        n, h, w, _ = self._array("images.npy").shape
+        try:
+            ok = np.load(self.cache_dir / name, mmap_mode="r").shape == (n, h, w, len(names))
+        except (OSError, ValueError):
+            ok = False
+        if not ok:
+            self._build_bands(name, names)
+        return name
+
+    def _chunk(self, tile_bytes: int) -> int:
+        return max(1, _CHUNK_BYTES // max(1, tile_bytes))
+
+    def _write_atomically(self, name: str, shape: tuple[int, ...], fill) -> None:
+        """Write ``name`` in the cache folder via a temp file next to it and one rename (readers never see half
+        a file; concurrent builders write the same bytes and the last rename wins)."""
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.tmp-", suffix=".npy", dir=self.cache_dir)
+        os.close(fd)
+        try:
+            out = np.lib.format.open_memmap(tmp, "w+", np.uint8, shape)
+            fill(out)
+            out.flush()
+            del out
+            os.replace(tmp, self.cache_dir / name)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def _build_nir(self) -> None:
+        images, labels = self._array("images.npy"), self._array("labels.npy")
+        n, step = len(labels), self._chunk(labels[0].nbytes * 4)
+
+        def fill(out: np.ndarray) -> None:
+            with phase_bar(total=n, desc=f"building the NIR band of {n} synthetic tiles", unit="tile",
+                           disable=not self.progress or n < 400) as bar:
+                for s in range(0, n, step):
+                    imgs, labs = np.asarray(images[s:s + step]), np.asarray(labels[s:s + step])
+                    for j in range(len(labs)):
+                        out[s + j] = nir_band(imgs[j], labs[j], nir_seed(self.seed, s + j))
+                    bar.update(len(labs))
+
+        self._write_atomically("nir.npy", labels.shape, fill)
+        for old in self.cache_dir.glob("images-*.npy"):  # built from an older NIR band, if any
+            if "NIR" in old.stem.split("-")[1:]:
+                old.unlink(missing_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".nir.json.tmp-", dir=self.cache_dir)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"nir_version": NIR_VERSION}, f)
+        os.replace(tmp, self.cache_dir / "nir.json")
+        self.__dict__.get("_arrays", {}).pop("nir.npy", None)
+
+    def _build_bands(self, name: str, names: Sequence[str]) -> None:
+        images = self._array("images.npy")
+        nir = np.load(self.cache_dir / "nir.npy", mmap_mode="r") if "NIR" in names else None
+        n, h, w, _ = images.shape
+        step = self._chunk(h * w * (len(names) + 4))
+
+        def fill(out: np.ndarray) -> None:
+            for s in range(0, n, step):
+                e = min(n, s + step)
+                for c, band in enumerate(names):
+                    out[s:e, :, :, c] = nir[s:e] if band == "NIR" else images[s:e, :, :, BANDS.index(band)]
+
+        self._write_atomically(name, (n, h, w, len(names)), fill)
+
     # -------------------------------------------------------------- access
+    @property
+    def images(self) -> np.ndarray:
+        """All tiles, (N, H, W, C) uint8, memory-mapped (read-only); channels in the order of ``band_names``."""
+        return self._array(self.__dict__.get("_band_file") or "images.npy")
+
     @property
     def labels(self) -> np.ndarray:
         """All label maps, (N, H, W) uint8, memory-mapped (read-only)."""

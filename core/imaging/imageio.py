@@ -76,6 +76,13 @@ class LoadedImage:
     declared_nodata: np.ndarray | None = None
     # Pixels equal to an 8-bit nodata value: only no-data where they reach the border (white roofs are 255 too).
     nodata_value_pixels: np.ndarray | None = None
+    # A file of more bands than RGB (RGB + NIR, multispectral): every band as uint8 (H, W, N) and their names
+    # (``core.imaging.bands``); ``raw_bands`` keeps the samples of a file of more than 8 bits, so a model can
+    # stretch them by its training data's percentiles. None for RGB files.
+    bands: np.ndarray | None = None
+    band_names: list[str] | None = None
+    raw_bands: np.ndarray | None = None
+    name: str = ""
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -275,7 +282,11 @@ def read_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
     except OSError as err:
         raise ImageError(f"cannot read the file ({err.strerror or _one_line(err)})") from None
     if head[:4] in _TIFF_MAGIC:
+        from .bands import attach_bands
         from .tiffio import read_tiff  # rasterio loads only for TIFFs
 
-        return read_tiff(path, max_pixels)
-    return _read_pil(path, max_pixels, orient)
+        loaded = attach_bands(read_tiff(path, max_pixels), path)
+    else:
+        loaded = _read_pil(path, max_pixels, orient)
+    loaded.name = path.name
+    return loaded

@@ -24,7 +24,7 @@ their own models, NEON 10 cm forest and orchards at most 0.01 against every ship
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from ..data.augment import normalise
+from ..imaging.bands import card_bands, is_rgb, preview
 
 FINGERPRINT_VERSION = 2
 FEATURE_SIDE = 256
@@ -57,6 +58,7 @@ class DomainScore:
     colour_distance: float | None = None
     in_domain: bool | None = None
     reasons: list[str] = field(default_factory=list)
+    usable: bool = True  # False: the model cannot read this image at all (it lacks one of the model's bands)
 
     def warning(self) -> str | None:
         """One sentence for the user when the image is out of the model's domain (None otherwise)."""
@@ -78,8 +80,9 @@ def _round(v: float | None) -> float | None:
 # ------------------------------------------------------------------------------------------------ measuring
 @torch.no_grad()
 def pooled_features(model: nn.Module, crops: np.ndarray, device: torch.device | str = "cpu",
-                    batch_size: int = 16) -> np.ndarray:
-    """(N, D) float64: the segmentation model's encoder, last stage, average-pooled, for (N, H, W, 3) uint8 crops."""
+                    batch_size: int = 16, bands: Sequence[str] | None = None) -> np.ndarray:
+    """(N, D) float64: the segmentation model's encoder, last stage, average-pooled, for (N, H, W, C) uint8 crops
+    of the model's ``bands`` (default R, G, B)."""
     encoder = model.encoder if hasattr(model, "encoder") else model
     was_training = encoder.training
     encoder.eval()
@@ -87,13 +90,22 @@ def pooled_features(model: nn.Module, crops: np.ndarray, device: torch.device | 
     try:
         for i in range(0, len(crops), batch_size):
             x = torch.from_numpy(np.ascontiguousarray(crops[i:i + batch_size])).to(device)
-            x = normalise(x.permute(0, 3, 1, 2).float() / 255.0)
+            x = normalise(x.permute(0, 3, 1, 2).float() / 255.0, None if is_rgb(bands) else bands)
             feats = encoder(x)
             last = feats[-1] if isinstance(feats, (list, tuple)) else feats
             out.append(last.float().mean(dim=(2, 3)).cpu().double().numpy())
     finally:
         encoder.train(was_training)
     return np.concatenate(out) if out else np.zeros((0, 0))
+
+
+def rgb_part(pixels: np.ndarray, bands: Sequence[str] | None) -> np.ndarray:
+    """The R, G, B channels of (..., C) pixels of ``bands`` (the first three where a colour band is missing): the
+    colour half of the fingerprint is about what the eye sees."""
+    if is_rgb(bands):
+        return pixels[..., :3]
+    return preview(pixels.reshape(-1, *pixels.shape[-2:]) if pixels.ndim > 3 else pixels,
+                   list(bands or [])).reshape(*pixels.shape[:-1], 3)
 
 
 def colour_histogram(pixels: np.ndarray) -> np.ndarray:
@@ -149,12 +161,14 @@ def _project(feats: np.ndarray, fp: dict[str, Any]) -> np.ndarray:
 
 
 def fingerprint(model: nn.Module, tiles: Iterable[np.ndarray], device: torch.device | str = "cpu",
-                note: str = "") -> dict[str, Any]:
-    """The card's ``domain.fingerprint`` from (H, W, 3) uint8 training tiles (centre-cropped to ``FEATURE_SIDE``)."""
+                note: str = "", bands: Sequence[str] | None = None) -> dict[str, Any]:
+    """The card's ``domain.fingerprint`` from (H, W, C) uint8 training tiles of ``bands`` (centre-cropped to
+    ``FEATURE_SIDE``); colours from their R, G, B."""
     crops = np.stack([_centre(t, FEATURE_SIDE) for t in tiles])
     if len(crops) < 2:
         raise ValueError("a fingerprint needs at least 2 training tiles")
-    feats = pooled_features(model, crops, device)
+    feats = pooled_features(model, crops, device, bands=bands)
+    crops = rgb_part(crops, bands)
     mean = feats.mean(axis=0)
     _, sing, axes = np.linalg.svd(feats - mean, full_matrices=False)
     # Axes with real spread only: with few tiles the trailing ones are numerical noise, and whitening them would
@@ -179,12 +193,12 @@ def _centre(tile: np.ndarray, side: int) -> np.ndarray:
         tile = np.pad(tile, ((0, max(0, side - h)), (0, max(0, side - w)), (0, 0)), mode="reflect")
         h, w = tile.shape[:2]
     y, x = (h - side) // 2, (w - side) // 2
-    return tile[y:y + side, x:x + side, :3]
+    return tile[y:y + side, x:x + side]
 
 
 def image_crops(rgb: np.ndarray, valid: np.ndarray | None = None, side: int = FEATURE_SIDE,
                 max_crops: int = MAX_CROPS) -> np.ndarray:
-    """Up to ``max_crops`` crops on an even grid, skipping those more than half no-data; (N, side, side, 3)."""
+    """Up to ``max_crops`` crops on an even grid, skipping those more than half no-data; (N, side, side, C)."""
     h, w = rgb.shape[:2]
     if h < side or w < side:
         return _centre(rgb, side)[None]
@@ -198,8 +212,8 @@ def image_crops(rgb: np.ndarray, valid: np.ndarray | None = None, side: int = FE
         keep = np.linspace(0, len(spots) - 1, max_crops).round().astype(int)
         spots = [spots[k] for k in keep]
     if not spots:
-        return np.zeros((0, side, side, 3), np.uint8)
-    return np.stack([rgb[y:y + side, x:x + side, :3] for y, x in spots])
+        return np.zeros((0, side, side, rgb.shape[2]), np.uint8)
+    return np.stack([rgb[y:y + side, x:x + side] for y, x in spots])
 
 
 # ------------------------------------------------------------------------------------------------ scoring
@@ -240,7 +254,7 @@ def colour_fit(card: dict[str, Any], rgb: np.ndarray, valid: np.ndarray | None =
     crops = image_crops(rgb, valid, int(fp.get("side", FEATURE_SIDE)))
     if len(crops) == 0:
         return DomainScore(known=False, reasons=["too little valid imagery to compare"])
-    hists = np.stack([colour_histogram(c) for c in crops])
+    hists = np.stack([colour_histogram(rgb_part(c, card_bands(card))) for c in crops])
     cdist = float(np.median(_knn_l1(hists, _unpack(fp["colour_histograms"]))))
     cq = fp["colour_quantiles"]
     return ColourFit(crops, cdist, _share_farther(cdist, cq), 0.5 * cdist / max(float(cq[50]), 1e-9))
@@ -256,7 +270,7 @@ def score_image(model: nn.Module, card: dict[str, Any], rgb: np.ndarray, valid: 
     fp = card_fingerprint(card)
     assert fp is not None  # colour_fit checked it
     crops, cdist = fitted.crops, fitted.distance
-    feats = pooled_features(model, crops, device)
+    feats = pooled_features(model, crops, device, bands=card_bands(card))
     if feats.shape[1] != _unpack(fp["feature_mean"]).shape[-1]:
         return DomainScore(known=False, reasons=["the fingerprint does not match the model's encoder"])
     dist = float(np.median(_knn(_project(feats, fp), _unpack(fp["points"]))))
@@ -267,7 +281,7 @@ def score_image(model: nn.Module, card: dict[str, Any], rgb: np.ndarray, valid: 
                        "each other "
                        f"({dist / max(float(dq[50]), 1e-9):.1f}x the typical distance)")
     if cdist > OOD_MARGIN * float(cq[OOD_PERCENTILE]):
-        mean_rgb = crops.reshape(-1, 3).mean(axis=0)
+        mean_rgb = rgb_part(crops, card_bands(card)).reshape(-1, 3).mean(axis=0)
         ref = fp.get("colour_mean_rgb")
         ref_text = f" vs {tuple(int(v) for v in ref)} in training" if ref else ""
         reasons.append(f"its colours are unlike any training tile's (mean RGB {tuple(int(v) for v in mean_rgb)}"

@@ -45,6 +45,7 @@ from ..store.runs import NotARunError, Run, atomic_write_json, create_run
 from ..store.run_lock import lock_run
 from .scene_eval import evaluate, test_scores
 from .segmodel import build_seg_model, make_card
+from ..imaging.bands import bands_of
 from ..data.protocols import LabeledTiles
 
 AUX_WEIGHT = 0.4
@@ -102,7 +103,8 @@ class FinetuneTrainer:
                               ignore_index=self.ignore_index, output_stride=cfg.model.output_stride,
                               aux_head=cfg.model.aux_head, decoder_channels=cfg.model.decoder_channels,
                               init=cfg.model.init, protocol=tc.protocol, training_data=self._data_text(),
-                              input_size=cfg.data.crop_size)
+                              input_size=cfg.data.crop_size, bands=bands_of(self.splits.train),
+                              band_stretch=getattr(self.splits.train, "band_stretch", None))
         model = build_seg_model(self.card, encoder_weights=init)
         if self.env.active and self.device.type == "cuda":  # SyncBatchNorm runs on GPUs only
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -114,7 +116,8 @@ class FinetuneTrainer:
         self.optimizer = self._optimizer()
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.dtype == torch.float16)
         jitter = cfg.data.colour_jitter
-        self.augment = SegAugment(cfg.data.crop_size, photometric=jitter > 0, **jitter_strengths(jitter))
+        self.augment = SegAugment(cfg.data.crop_size, photometric=jitter > 0, **jitter_strengths(jitter),
+                                  bands=bands_of(self.splits.train))
         # the net that trains: DDP over the ranks (it averages the gradients), else the model itself
         self.net: nn.Module = DDP(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None) \
             if self.env.active else self.model

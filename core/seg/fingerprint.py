@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save
 
+from ..imaging.bands import bands_of, is_rgb
 from ..store.checkpoint import CheckpointError, read_metadata
 from ..config import ConfigError, FinetuneConfig, load_config, validate_config
 from ..data import DataError
@@ -58,12 +59,12 @@ def dataset_domain(data: Any, dataset: Any) -> dict[str, Any]:
 
 
 def training_tiles(train: TileSet, limit: int = MAX_TILES, seed: int = 0) -> list[np.ndarray]:
-    """Up to ``limit`` training tiles (seeded, spread over the set) as (H, W, 3) uint8 arrays."""
+    """Up to ``limit`` training tiles (seeded, spread over the set) as (H, W, C) uint8 arrays."""
     n = len(train)
     idx = np.arange(n) if n <= limit else np.sort(np.random.default_rng(seed).choice(n, limit, replace=False))
     out = []
     for i in range(0, len(idx), 64):
-        batch = train.get_images(idx[i:i + 64].tolist())  # (B, 3, H, W) uint8
+        batch = train.get_images(idx[i:i + 64].tolist())  # (B, C, H, W) uint8
         out += [t.permute(1, 2, 0).numpy() for t in batch]
     return out
 
@@ -74,7 +75,9 @@ def domain_section(data: Any, splits: SegSplits, model: torch.nn.Module, classes
     ``label_fraction``, as the encoder saw them)."""
     train = splits.train_all if splits.train_all is not None else splits.train
     tiles = training_tiles(train)
-    fp = fingerprint(model, tiles, device, note=f"{len(tiles)} of {len(train)} training tiles")
+    names = bands_of(train)
+    fp = fingerprint(model, tiles, device, note=f"{len(tiles)} of {len(train)} training tiles",
+                     bands=None if is_rgb(names) else names)
     return {**dataset_domain(data, splits.dataset), "classes": [c["name"] for c in classes],
             "training_scenes": len(splits.scenes.get("train", [])),
             "validation_scenes": list(splits.scenes.get("val", [])),

@@ -106,9 +106,9 @@ class _Plan:
     def __init__(self, model: nn.Module, image: np.ndarray, tile: int, overlap: float, batch_size: int,
                  tta_flip: bool, device: str | torch.device | None, num_classes: int | None,
                  mean: Sequence[float] | None, std: Sequence[float] | None, card: dict[str, Any] | None) -> None:
-        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.dtype != np.uint8:
             desc = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
-            raise ValueError(f"image must be a (H, W, 3) uint8 array, got {desc}")
+            raise ValueError(f"image must be a (H, W, C) uint8 array, got {desc}")
         if image.shape[0] < 1 or image.shape[1] < 1:
             raise ValueError(f"image has no pixels: {image.shape}")
         check_tile(tile)
@@ -122,6 +122,8 @@ class _Plan:
                 num_classes = len(card["classes"])
         mean = list(mean) if mean is not None else list(IMAGENET_MEAN)
         std = list(std) if std is not None else list(IMAGENET_STD)
+        if len(mean) != image.shape[2] or len(std) != image.shape[2]:
+            raise ValueError(f"the image has {image.shape[2]} band(s) but the model reads {len(mean)}")
         if device is None:
             param = next(iter(model.parameters()), None)
             device = param.device if param is not None else torch.device("cpu")
@@ -140,8 +142,9 @@ class _Plan:
         self.batch_size = batch_size
         self.tta_flip = tta_flip
         self.num_classes = num_classes
-        self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1) * 255.0
-        self.std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1) * 255.0
+        c = len(mean)
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, c, 1, 1) * 255.0
+        self.std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, c, 1, 1) * 255.0
         self.total = len(self.ys) * len(self.xs)
 
     def _net(self, x: Tensor) -> Tensor:
@@ -153,7 +156,7 @@ class _Plan:
         return out.float()
 
     def forward(self, windows: list[np.ndarray]) -> Tensor:
-        """uint8 (h, w, 3) windows -> (B, C, h, w) float32 logits on the device."""
+        """uint8 (h, w, bands) windows -> (B, classes, h, w) float32 logits on the device."""
         batch = torch.from_numpy(np.stack(windows)).to(self.device, non_blocking=True)
         x = batch.permute(0, 3, 1, 2).float().sub_(self.mean).div_(self.std).contiguous()
         logits = self._net(x)
@@ -189,7 +192,8 @@ def predict(model: nn.Module, image: np.ndarray, *, tile: int = 512, overlap: fl
             tta_flip: bool = False, device: str | torch.device | None = None, progress: Progress | None = None,
             num_classes: int | None = None, mean: Sequence[float] | None = None,
             std: Sequence[float] | None = None, card: dict[str, Any] | None = None) -> np.ndarray:
-    """Class indices (H, W) uint8 for an (H, W, 3) uint8 RGB image, by blended sliding windows in strips.
+    """Class indices (H, W) uint8 for an (H, W, C) uint8 image (RGB, or the card's bands), by blended sliding
+    windows in strips.
 
     Args:
         model: a segmentation network returning (B, C, h, w) logits (a ``SegModel``); put in eval mode.

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..store.catalog import ModelEntry, segmentation_models
+from ..imaging.bands import BandError, card_bands, is_rgb, model_pixels
 from .domain import ColourFit, DomainScore, card_fingerprint, colour_fit, score_image
 from .resample import model_pixel_size, resample_factor, resample_mask, resample_rgb
 from .segmodel import load_seg_model
@@ -92,6 +93,8 @@ def score_for_model(rgb: np.ndarray, nodata: np.ndarray, pixel_size_m: float | N
 
 def _rank_key(item: tuple[int, DomainScore]) -> tuple[float, float, float, int]:
     order, d = item
+    if not d.usable:
+        return (2.0, 0.0, 0.0, order)
     if not d.known:
         return (1.0, 0.0, 0.0, order)
     return (0.0, -(d.score or 0.0), d.fit if d.fit is not None else float("inf"), order)
@@ -124,13 +127,24 @@ def _domain_key(card: dict[str, Any], fp: dict[str, Any]) -> str:
     return key
 
 
-def choose_model(rgb: np.ndarray, nodata: np.ndarray, pixel_size_m: float | None,
+@dataclass
+class _AsLoaded:
+    """An RGB array in the place of a ``LoadedImage`` (R, G, B only)."""
+    rgb: np.ndarray
+    bands: None = None
+    band_names: None = None
+    raw_bands: None = None
+    name: str = "the image"
+
+
+def choose_model(image: Any, nodata: np.ndarray, pixel_size_m: float | None,
                  entries: list[ModelEntry] | None = None, cache: ModelCache | None = None,
                  device: torch.device | str = "cpu", resample: bool = True) -> Choice:
     """Score the candidates on the image and pick the best fit (see the module docstring). Why not run every
     candidate's encoder: that cost grows with the user's runs. Candidates are taken in order of their colour bounds;
     one whose colour alone cannot beat the best so far is skipped, and one whose fingerprint equals a scored one's
-    reuses its score, so the winner is the one a full scoring would pick."""
+    reuses its score, so the winner is the one a full scoring would pick. ``image``: a ``LoadedImage`` (each
+    candidate reads its own bands; one whose bands the image lacks cannot be chosen) or an RGB array."""
     entries = segmentation_models() if entries is None else entries
     if not entries:
         raise FileNotFoundError("no segmentation model to choose from (none shipped in checkpoints/, no fine-tuning run)")
@@ -142,7 +156,13 @@ def choose_model(rgb: np.ndarray, nodata: np.ndarray, pixel_size_m: float | None
         if fp is None:
             scored[k] = DomainScore(known=False, reasons=["no domain fingerprint in its card"])
             continue
-        rgb_k, nodata_k = _at_model_size(rgb, nodata, pixel_size_m, e.card, resample)
+        try:
+            pixels = model_pixels(image, e.card) if not isinstance(image, np.ndarray) else \
+                image if is_rgb(card_bands(e.card)) else model_pixels(_AsLoaded(image), e.card)
+        except BandError as err:
+            scored[k] = DomainScore(known=False, reasons=[f"cannot read this image: {err}"], usable=False)
+            continue
+        rgb_k, nodata_k = _at_model_size(pixels, nodata, pixel_size_m, e.card, resample)
         colour = colour_fit(e.card, rgb_k, ~nodata_k)
         if isinstance(colour, DomainScore):
             scored[k] = colour
@@ -169,6 +189,8 @@ def choose_model(rgb: np.ndarray, nodata: np.ndarray, pixel_size_m: float | None
             best = scored[k]
     ranked = sorted(scored.items(), key=_rank_key)
     best_k, best = ranked[0]
+    if not best.usable:
+        raise BandError("no model reads this image's bands: " + best.reasons[0].removeprefix("cannot read this image: "))
     table = [{"name": entries[k].label, "score": d.as_dict()["score"], "fit": d.as_dict()["fit"],
               "in_domain": d.in_domain, "known": d.known} for k, d in ranked]
     table += [{"name": entries[k].label, "score": None, "fit": None, "in_domain": None, "known": True,

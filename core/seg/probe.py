@@ -24,7 +24,7 @@ import math
 import sys
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ from ..config import ConfigError, ProbeConfig, load_config
 from ..data import DataError
 from ..data.labeled import SegSplits, build_seg_splits
 from ..data.seg_augment import eval_transform
+from ..imaging.bands import bands_of, is_rgb
 from ..device import pick_device
 from .metrics import SegScores, confusion_matrix, scores_from_confusion
 from ..store.runs import NotARunError, atomic_write_json
@@ -84,7 +85,7 @@ class ProbeModel(nn.Module):
         return self.classify(self.features(x))
 
 
-def build_probe_encoder(cfg: ProbeConfig) -> tuple[nn.Module, str]:
+def build_probe_encoder(cfg: ProbeConfig, bands: Sequence[str] | None = None) -> tuple[nn.Module, str]:
     """The frozen encoder (random from ``seed``, or a run's / checkpoint's) and a key naming its weights."""
     from ..analysis.embeddings import file_sha256
     from .finetune import resolve_init
@@ -92,8 +93,11 @@ def build_probe_encoder(cfg: ProbeConfig) -> tuple[nn.Module, str]:
 
     path = resolve_init(cfg.model.init)
     torch.manual_seed(cfg.seed)
-    encoder = build_encoder(cfg.model.encoder, path)
+    rgb = bands is None or is_rgb(bands)
+    encoder = build_encoder(cfg.model.encoder, path, None if rgb else bands)
     key = f"random-{cfg.model.encoder}-seed{cfg.seed}" if path is None else file_sha256(path)
+    if not rgb:
+        key += "-" + "-".join(bands)
     return encoder.eval(), key
 
 
@@ -107,7 +111,7 @@ def cached_features(model: ProbeModel, key: tuple, split: Any, device: torch.dev
     with torch.inference_mode():
         for start in range(0, len(split), FEATURE_BATCH):
             idx = list(range(start, min(start + FEATURE_BATCH, len(split))))
-            x = eval_transform(split.get_images(idx).to(device))
+            x = eval_transform(split.get_images(idx).to(device), bands_of(split))
             out.append(model.features(x).to("cpu", torch.float16))
             if progress is not None:
                 progress(idx[-1] + 1, len(split))
@@ -209,7 +213,7 @@ def run_probe(cfg: ProbeConfig, splits: SegSplits | None = None, progress: bool 
     splits = splits if splits is not None else build_seg_splits(cfg.data, progress=progress)
     if len(splits.train) == 0:
         raise DataError(f"data: the {cfg.data.name} set gave no training tiles")
-    encoder, enc_key = build_probe_encoder(cfg)
+    encoder, enc_key = build_probe_encoder(cfg, bands_of(splits.train))
     channels = _channels(encoder)
     model = ProbeModel(encoder, len(splits.classes), channels, cfg.model.input_scale).to(device)
     model.encoder.to(memory_format=torch.channels_last)

@@ -49,6 +49,9 @@ def resample_rgb(rgb: np.ndarray, factor: float, min_side: int = 32) -> np.ndarr
     h, w = rgb.shape[:2]
     size = (max(min_side, int(round(w * factor))), max(min_side, int(round(h * factor))))
     method = Image.BOX if factor < 1 else Image.BILINEAR
+    if rgb.ndim == 3 and rgb.shape[2] != 3:  # more bands: one by one (PIL would take a 4th band for alpha)
+        return np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(rgb[..., c])).resize(size, method))
+                         for c in range(rgb.shape[2])], axis=-1)
     return np.asarray(Image.fromarray(rgb).resize(size, method))
 
 

@@ -24,6 +24,7 @@ from .infer import predict
 from .metrics import SegScores, confusion_matrix, scores_from_confusion
 from ..data.protocols import LabeledTiles, SceneTiles, TileSet
 from ..data.seg_augment import eval_transform
+from ..imaging.bands import bands_of
 
 DEFAULT_TILE = 512  # as core.seg.segment
 DEFAULT_OVERLAP = 0.25
@@ -93,7 +94,7 @@ def evaluate(model: nn.Module, split: LabeledTiles, num_classes: int, ignore_ind
     cm = torch.zeros(num_classes, num_classes, dtype=torch.int64)
     for start in range(0, len(split), batch_size):
         idx = list(range(start, min(start + batch_size, len(split))))
-        x = eval_transform(split.get_images(idx).to(device))
+        x = eval_transform(split.get_images(idx).to(device), bands_of(split))
         x, h, w = _pad_to(x, 32)
         with torch.autocast(device.type, dtype=autocast[1], enabled=autocast[0]):
             logits = model(x)

@@ -31,6 +31,7 @@ from ..store.checkpoint import CheckpointError
 from ..device import pick_device
 from .domain import DomainScore, score_image
 from ..imaging.budget import DEFAULT_MAX_MEGAPIXELS, MAX_MEGAPIXELS_ENV, max_pixels
+from ..imaging.bands import model_pixels
 from ..imaging.imageio import ImageError, LoadedImage, read_image
 from .infer import NODATA, check_tile, class_areas, overlap_pixels, predict
 from .model_choice import Choice, ModelCache, choose_model, given_model, score_for_model
@@ -73,7 +74,8 @@ def segment_loaded(loaded: LoadedImage, model: torch.nn.Module, card: dict[str, 
                          "nothing to segment")
     model_m = model_pixel_size(card)
     factor = resample_factor(loaded.pixel_size_m, model_m) if resample else None
-    rgb = loaded.rgb if factor is None else resample_rgb(loaded.rgb, factor)
+    pixels = model_pixels(loaded, card)  # RGB, or the card's bands (BandError when the image lacks one)
+    rgb = pixels if factor is None else resample_rgb(pixels, factor)
     if domain is None:
         small = nodata if factor is None else resample_mask(nodata, rgb.shape[:2])
         domain = score_image(model, card, rgb, ~small, device or "cpu")
@@ -123,10 +125,10 @@ def segment_choosing(loaded: LoadedImage, entries: list[Any], cache: Any, *, giv
                          "nothing to segment")
     if given is not None:
         model, card = _load_entry(cache, given, dev)
-        domain = score_for_model(loaded.rgb, nodata, loaded.pixel_size_m, model, card, dev, resample)
+        domain = score_for_model(model_pixels(loaded, card), nodata, loaded.pixel_size_m, model, card, dev, resample)
         choice = Choice(given, domain, "given", "chosen by the user")
     else:
-        choice = choose_model(loaded.rgb, nodata, loaded.pixel_size_m, entries, cache, dev, resample)
+        choice = choose_model(loaded, nodata, loaded.pixel_size_m, entries, cache, dev, resample)
         model, card = _load_entry(cache, choice.entry, dev)
     return segment_loaded(loaded, model, card, device=device, resample=resample, borders=borders,
                           domain=choice.domain, model_info=choice.as_dict(), nodata=nodata, **predict_options)

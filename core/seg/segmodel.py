@@ -6,6 +6,7 @@ before any weight is touched and refuses a mismatch with a message that says wha
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from torch import Tensor, nn
 from ..store.checkpoint import CheckpointError, load_checkpoint, read_metadata, save_checkpoint
 from ..config import ENCODERS
 from ..data.augment import IMAGENET_MEAN, IMAGENET_STD
+from ..imaging.bands import RGB, band_norm, card_bands, is_rgb
 from ..ssl.models import load_encoder_weights
 
 ARCHITECTURES = {"deeplabv3plus": smp.DeepLabV3Plus, "unet": smp.Unet, "fpn": smp.FPN}
@@ -29,13 +31,14 @@ class SegModel(nn.Module):
     """
 
     def __init__(self, arch: str, encoder: str, num_classes: int, output_stride: int = 16,
-                 aux_head: bool = False, decoder_channels: int | None = None) -> None:
+                 aux_head: bool = False, decoder_channels: int | None = None, in_channels: int = 3) -> None:
         super().__init__()
         if arch not in ARCHITECTURES:
             raise ValueError(f"model.arch: unknown architecture {arch!r}; choose {', '.join(ARCHITECTURES)}")
         if encoder not in ENCODERS:
             raise ValueError(f"model.encoder: unknown encoder {encoder!r}; choose one of {', '.join(ENCODERS)}")
-        kwargs: dict[str, Any] = dict(encoder_name=encoder, encoder_weights=None, classes=num_classes)
+        kwargs: dict[str, Any] = dict(encoder_name=encoder, encoder_weights=None, classes=num_classes,
+                                      in_channels=in_channels)
         if arch == "deeplabv3plus":
             kwargs["encoder_output_stride"] = output_stride
             kwargs["decoder_aspp_dropout"] = 0.1
@@ -63,21 +66,28 @@ class SegModel(nn.Module):
 
 def build_seg_model(card: dict[str, Any], encoder_weights: str | Path | None = None) -> SegModel:
     """A model as a card describes it; the encoder optionally from a pretraining checkpoint."""
+    bands = card_bands(card)
     model = SegModel(card["arch"], card["encoder"], len(card["classes"]), card.get("output_stride", 16),
-                     card.get("aux_head", False), card.get("decoder_channels"))
+                     card.get("aux_head", False), card.get("decoder_channels"), in_channels=len(bands))
     if encoder_weights is not None:
-        load_encoder_weights(model.net.encoder, encoder_weights, field="model.init")
+        load_encoder_weights(model.net.encoder, encoder_weights, field="model.init",
+                             bands=None if is_rgb(bands) else bands)
     return model
 
 
 def make_card(*, arch: str, encoder: str, classes: list[dict[str, Any]], ignore_index: int = 255,
               output_stride: int = 16, aux_head: bool = False, decoder_channels: int | None = None,
+              bands: Sequence[str] | None = None, band_stretch: list[Any] | None = None,
               **extra: Any) -> dict[str, Any]:
-    """A segmentation card. ``classes`` is a list of {"name": str, "color": [r, g, b]}."""
+    """A segmentation card. ``classes`` is a list of {"name": str, "color": [r, g, b]}; ``bands`` the input bands
+    (default R, G, B) with their normalisation, and ``band_stretch`` the training data's per-band [lo, hi] that
+    inference applies to files of more than 8 bits."""
+    names = list(bands) if bands is not None else list(RGB)
+    mean, std = (list(IMAGENET_MEAN), list(IMAGENET_STD)) if is_rgb(names) else band_norm(names)
     return {"kind": "segmentation", "arch": arch, "encoder": encoder, "classes": classes,
             "ignore_index": ignore_index, "output_stride": output_stride, "aux_head": aux_head,
-            "decoder_channels": decoder_channels,
-            "normalization": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}, **extra}
+            "decoder_channels": decoder_channels, "bands": names, "band_stretch": band_stretch,
+            "normalization": {"mean": mean, "std": std}, **extra}
 
 
 def save_seg_checkpoint(path: Path, model: SegModel, card: dict[str, Any]) -> str:

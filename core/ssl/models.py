@@ -7,6 +7,7 @@ from a local safetensors file.
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -16,24 +17,42 @@ from segmentation_models_pytorch.encoders import get_encoder
 from torch import Tensor, nn
 
 from ..config import ENCODERS
+from ..imaging.bands import RGB, card_bands
 
 
 
-def build_encoder(name: str, weights: str | Path | None = None, in_channels: int = 3) -> nn.Module:
-    """An smp encoder, random or loaded from a local safetensors file (encoder keys, or ``encoder.``-prefixed)."""
+def build_encoder(name: str, weights: str | Path | None = None, bands: Sequence[str] | None = None) -> nn.Module:
+    """An smp encoder for ``bands`` (default R, G, B), random or loaded from a local safetensors file (encoder
+    keys, or ``encoder.``-prefixed); an RGB checkpoint loads into more bands by ``adapt_first_conv``."""
     if name not in ENCODERS:
         raise ValueError(f"model.encoder: unknown encoder {name!r}; choose one of {', '.join(ENCODERS)}")
-    encoder = get_encoder(name, in_channels=in_channels, depth=5, weights=None)
+    encoder = get_encoder(name, in_channels=3 if bands is None else len(bands), depth=5, weights=None)
     if weights is not None:
-        load_encoder_weights(encoder, weights)
+        load_encoder_weights(encoder, weights, bands=bands)
     return encoder
+
+
+FIRST_CONV = "conv1.weight"  # the stem of every ResNet encoder here
+
+
+def adapt_first_conv(state: dict[str, Tensor], bands: Sequence[str] | None) -> dict[str, Tensor]:
+    """An RGB checkpoint's first layer for other bands: R, G and B keep their own filters, every other band (NIR,
+    ...) starts from the mean of the RGB filters, as is customary. Other checkpoints are returned as they are."""
+    w = state.get(FIRST_CONV)
+    if bands is None or w is None or w.shape[1] != 3 or list(bands) == list(RGB):
+        return state
+    mean = w.mean(dim=1)
+    cols = [w[:, RGB.index(b)] if b in RGB else mean for b in bands]
+    return {**state, FIRST_CONV: torch.stack(cols, dim=1).contiguous()}
 
 
 ENCODER_PREFIXES = ("encoder.", "model.encoder.", "model.net.encoder.")  # export, pretraining, segmentation
 
 
-def load_encoder_weights(encoder: nn.Module, path: str | Path, field: str = "model.weights") -> None:
+def load_encoder_weights(encoder: nn.Module, path: str | Path, field: str = "model.weights",
+                         bands: Sequence[str] | None = None) -> None:
     """Load an encoder from any of our checkpoints: an encoder export, a pretraining or a segmentation one.
+    ``bands``: the encoder's input bands; a checkpoint made for other bands is refused (RGB ones are adapted).
     Errors name ``field``, the setting the path came from."""
     path = Path(path)
     if not path.is_file():
@@ -46,6 +65,12 @@ def load_encoder_weights(encoder: nn.Module, path: str | Path, field: str = "mod
         if any(k.startswith(prefix) for k in state):
             state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
             break
+    made_for = checkpoint_bands(path)
+    want = list(bands) if bands is not None else list(RGB)
+    if made_for != list(RGB) and made_for != want:
+        raise ValueError(f"{field}: {path} was trained on bands {', '.join(made_for)}; this model reads "
+                         f"{', '.join(want)}")
+    state = adapt_first_conv(state, bands)
     try:
         missing, unexpected = nn.Module.load_state_dict(encoder, state, strict=False)  # smp overrides it
     except RuntimeError:
@@ -54,6 +79,18 @@ def load_encoder_weights(encoder: nn.Module, path: str | Path, field: str = "mod
     if missing or unexpected:
         raise ValueError(f"{field}: {path} does not fit this encoder "
                          f"({len(missing)} missing keys, {len(unexpected)} unexpected keys; another encoder type?)")
+
+
+def checkpoint_bands(path: str | Path) -> list[str]:
+    """The bands a checkpoint of ours was trained on (its card's ``bands``, or its run's ``data.bands``); R, G, B
+    for every checkpoint made before bands existed."""
+    try:
+        from ..store.checkpoint import read_metadata
+
+        card = read_metadata(Path(path)).get("card", {}) or {}
+    except Exception:  # noqa: BLE001 - a foreign file: its shapes decide
+        return list(RGB)
+    return card_bands(card)
 
 
 def _encoder_name(path: Path) -> str | None:
@@ -94,9 +131,9 @@ class SimCLR(nn.Module):
     """Encoder plus projection head; both views go through the same network."""
 
     def __init__(self, encoder: str = "resnet18", weights: str | None = None, proj_hidden: int = 2048,
-                 proj_dim: int = 128) -> None:
+                 proj_dim: int = 128, bands: Sequence[str] | None = None) -> None:
         super().__init__()
-        self.encoder = build_encoder(encoder, weights)
+        self.encoder = build_encoder(encoder, weights, bands)
         self.head = ProjectionHead(feature_dim(self.encoder), proj_hidden, proj_dim)
 
     def forward(self, views: Tensor) -> Tensor:
@@ -111,10 +148,11 @@ class MoCoV2(nn.Module):
     """
 
     def __init__(self, encoder: str = "resnet18", weights: str | None = None, proj_hidden: int = 2048,
-                 proj_dim: int = 128, momentum: float = 0.99, queue_size: int = 4096) -> None:
+                 proj_dim: int = 128, momentum: float = 0.99, queue_size: int = 4096,
+                 bands: Sequence[str] | None = None) -> None:
         super().__init__()
         self.momentum = momentum
-        self.encoder = build_encoder(encoder, weights)
+        self.encoder = build_encoder(encoder, weights, bands)
         self.head = ProjectionHead(feature_dim(self.encoder), proj_hidden, proj_dim)
         self.key_encoder = copy.deepcopy(self.encoder)
         self.key_head = copy.deepcopy(self.head)
@@ -151,9 +189,9 @@ class MoCoV2(nn.Module):
         return self.key_head(pooled_features(self.key_encoder, views))
 
 
-def build_pretrain_model(method: str, model_cfg) -> nn.Module:
+def build_pretrain_model(method: str, model_cfg, bands: Sequence[str] | None = None) -> nn.Module:
     common = dict(encoder=model_cfg.encoder, weights=model_cfg.weights, proj_hidden=model_cfg.proj_hidden,
-                  proj_dim=model_cfg.proj_dim)
+                  proj_dim=model_cfg.proj_dim, bands=bands)
     if method == "simclr":
         return SimCLR(**common)
     if method == "moco":

@@ -30,6 +30,7 @@ from ..store.resume import open_for_resume
 from ..config import (ConfigError, PretrainConfig, apply_overrides, config_to_yaml, load_config, upgrade_run_config,
                       validate_config)
 from ..data import DataError, TwoViewAugment, build_dataset
+from ..imaging.bands import bands_of, is_rgb
 from ..distributed import DistEnv, agree, from_first, mean_over_ranks
 from ..device import Precision, pick_device, pick_precision
 from .knn_monitor import KnnMonitor
@@ -118,9 +119,11 @@ class Trainer:
             self.total_steps = max(1, math.ceil(cfg.train.epochs * self.steps_per_epoch))
         self.warmup_steps = cfg.train.warmup_steps if cfg.train.warmup_epochs is None \
             else round(cfg.train.warmup_epochs * self.steps_per_epoch)
+        self.bands = bands_of(self.dataset)
         self.augment = TwoViewAugment(output_size=cfg.data.image_size, crop_scale=(cfg.data.crop_scale_min, 1.0),
-                                      color_strength=cfg.data.color_strength, blur_prob=cfg.data.blur_prob)
-        model = build_pretrain_model(cfg.method, cfg.model)
+                                      color_strength=cfg.data.color_strength, blur_prob=cfg.data.blur_prob,
+                                      bands=self.bands)
+        model = build_pretrain_model(cfg.method, cfg.model, None if is_rgb(self.bands) else self.bands)
         if self.env.active and self.device.type == "cuda":  # SyncBatchNorm runs on GPUs only
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         model = model.to(self.device)
@@ -210,6 +213,7 @@ class Trainer:
         cfg = self.cfg
         return {"kind": "pretrain", "method": cfg.method, "loss": cfg.loss.name, "encoder": cfg.model.encoder,
                 "step": self.step, "total_steps": self.total_steps, "image_size": cfg.data.image_size,
+                "bands": list(self.bands), "band_stretch": getattr(self.dataset, "band_stretch", None),
                 "data": cfg.data.name, "config": cfg.model_dump(mode="json"), "created": time.time(),
                 "command": " ".join([Path(sys.executable).name, "-m", "core.pretrain", *sys.argv[1:]])}
 

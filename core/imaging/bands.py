@@ -1,0 +1,399 @@
+"""Which bands of an image file a model sees: names, resolution against a file, reading, stretch, normalisation.
+
+Why: remote-sensing files carry more than RGB (RGB + near-infrared orthophotos, IRRG, multispectral). A run's
+``data.bands`` names the bands it uses, in order, either by name (``[R, G, B, NIR]``) or by the file's 0-based
+band index (``[0, 1, 2, 3]``); ``None`` keeps the one RGB rule of ``core.imaging.imageio`` for every file, exactly
+as before bands existed. The resolved names travel with the tiles, the run and the model's card, so inference
+reads a new file's bands by name and refuses a file that lacks one.
+
+A file's band names come from its band descriptions ("NIR", "near-infrared", "red", ...), else its colour
+interpretation (red, green, blue), else its band count by the usual convention: 3 bands R, G, B; 4 bands
+R, G, B, NIR (Potsdam's RGBIR files; a 4th band marked alpha is not a band). PNG and JPEG files have R, G, B.
+
+Pixels: every band becomes uint8. 8-bit bands are used as they are; other depths (uint16, float) are stretched by
+per-band 2nd and 98th percentiles: those of the data set (computed once, kept with its tile cache and in the
+model's card) when given, else the image's own. Normalisation: R, G and B by the ImageNet mean and std (so RGB
+models are unchanged and RGB weights stay meaningful), any other band by ``OTHER_MEAN`` / ``OTHER_STD``.
+"""
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .imageio import _TIFF_MAGIC, SAMPLE_PIXELS, ImageError, _check_size, _one_line, _percentiles, _stretch
+
+RGB = ("R", "G", "B")
+RGBN = ("R", "G", "B", "NIR")
+KNOWN = ("R", "G", "B", "NIR", "RE", "SWIR1", "SWIR2", "PAN")
+ALIASES = {"r": "R", "red": "R", "g": "G", "green": "G", "b": "B", "blue": "B", "nir": "NIR", "ir": "NIR",
+           "infrared": "NIR", "near-infrared": "NIR", "near infrared": "NIR", "nearinfrared": "NIR", "n": "NIR",
+           "re": "RE", "rededge": "RE", "red edge": "RE", "red-edge": "RE", "swir1": "SWIR1", "swir2": "SWIR2",
+           "pan": "PAN", "panchromatic": "PAN"}
+IMAGENET = {"R": (0.485, 0.229), "G": (0.456, 0.224), "B": (0.406, 0.225)}
+OTHER_MEAN, OTHER_STD = 0.5, 0.25  # a stretched band's rough centre and spread in [0, 1]
+FALSE_COLOUR = ("NIR", "R", "G")  # the usual colour-infrared composite: vegetation red
+
+
+class BandError(ImageError):
+    """A file lacks a band that is asked for, or a band holds nothing; the message names the file and the band."""
+
+
+BandRequest = Sequence["int | str"]
+
+
+def canonical(name: str) -> str:
+    """A band's name as we write it: aliases folded (``near-infrared`` -> ``NIR``), other names kept as given."""
+    key = str(name).strip()
+    return ALIASES.get(key.lower(), key)
+
+
+def check_request(bands: Sequence[Any] | None) -> list[int | str] | None:
+    """A ``data.bands`` value as the config keeps it; ValueError (one line) for a bad entry."""
+    if bands is None:
+        return None
+    out: list[int | str] = []
+    for b in bands:
+        if isinstance(b, bool):
+            raise ValueError(f"band {b!r} is neither a band index nor a name")  # noqa: TRY004 - pydantic wants it
+        if isinstance(b, int):
+            if b < 0:
+                raise ValueError(f"band index {b} is negative (indices start at 0)")
+            out.append(b)
+        elif isinstance(b, str) and b.strip():
+            text = b.strip()
+            out.append(int(text) if text.isdigit() else canonical(text))
+        else:
+            raise ValueError(f"band {b!r} is neither a band index nor a name")
+    if not out:
+        raise ValueError("name at least one band, e.g. [R, G, B, NIR], or leave it unset for RGB")
+    if len(set(map(str, out))) != len(out):
+        raise ValueError(f"a band is named twice: {out}")
+    return out
+
+
+def rgb_positions(names: Sequence[str]) -> tuple[int, int, int] | None:
+    """Where R, G and B sit among the channels (for colour jitter and previews), or None when one is missing."""
+    try:
+        return tuple(list(names).index(c) for c in RGB)  # type: ignore[return-value]
+    except ValueError:
+        return None
+
+
+def band_norm(names: Sequence[str]) -> tuple[list[float], list[float]]:
+    """Per-channel (mean, std) on the [0, 1] scale: ImageNet's for R, G, B, ``OTHER_*`` for the rest."""
+    mean = [IMAGENET.get(n, (OTHER_MEAN, OTHER_STD))[0] for n in names]
+    std = [IMAGENET.get(n, (OTHER_MEAN, OTHER_STD))[1] for n in names]
+    return mean, std
+
+
+def bands_of(dataset: Any) -> tuple[str, ...]:
+    """The channels' names of any tile set (R, G, B for sets made before bands existed)."""
+    return tuple(getattr(dataset, "band_names", None) or RGB)
+
+
+def card_bands(card: dict[str, Any]) -> list[str]:
+    """The bands a model or encoder reads, in order (R, G, B for checkpoints made before bands existed)."""
+    bands = card.get("bands") if isinstance(card, dict) else None
+    if isinstance(bands, dict):
+        bands = bands.get("names")
+    return [str(b) for b in bands] if bands else list(RGB)
+
+
+def is_rgb(names: Sequence[str] | None) -> bool:
+    """Whether channels named so are today's RGB input (every model and cache before bands existed)."""
+    return names is None or tuple(names) == RGB
+
+
+def describe(names: Sequence[str]) -> str:
+    return ", ".join(names)
+
+
+# ------------------------------------------------------------------------------------------------ a file's bands
+def file_band_names(count: int, descriptions: Sequence[str | None] = (), interp: Sequence[str] = ()) -> list[str]:
+    """Names of a file's bands (``band<k>`` where nothing says), by the rules of this module's docstring."""
+    names: list[str | None] = [None] * count
+    for i, d in enumerate(list(descriptions)[:count]):
+        if d and canonical(d) in KNOWN:
+            names[i] = canonical(d)
+    for i, ci in enumerate(list(interp)[:count]):
+        if names[i] is None and ci in ("red", "green", "blue"):
+            names[i] = ci[0].upper()
+    if all(n is None for n in names) or names[:3] == list(RGB):
+        if count == 3:
+            names = list(RGB)
+        elif count == 4 and not (len(interp) == 4 and interp[3] == "alpha"):
+            names = list(RGBN)
+        elif count == 4:
+            names = [*RGB, "alpha"]
+    return [n or f"band{i + 1}" for i, n in enumerate(names)]
+
+
+def resolve(request: Sequence[int | str], available: Sequence[str], file: str) -> tuple[list[int], list[str]]:
+    """The file's 0-based band indices and the channels' names for a request; BandError names file and band."""
+    indices, names = [], []
+    for b in request:
+        if isinstance(b, int):
+            if b >= len(available):
+                raise BandError(f"{file} has {len(available)} band(s) ({describe(available)}); band index {b} "
+                                "is asked for")
+            indices.append(b)
+            names.append(available[b])
+        else:
+            name = canonical(b)
+            if name not in available:
+                raise BandError(f"{file} has no {name} band (its bands: {describe(available)})")
+            indices.append(list(available).index(name))
+            names.append(name)
+    return indices, names
+
+
+@dataclass
+class BandPixels:
+    """The asked-for bands of one file as (H, W, C) uint8, their names, and what the reading needed."""
+    pixels: np.ndarray
+    names: list[str]
+    dtype: str  # the file's sample type, e.g. uint8, uint16
+    stretch: list[list[float] | None]  # per channel: [lo, hi] applied, None for 8-bit
+    profile: dict[str, Any] | None = None
+    pixel_size_m: float | None = None
+    declared_nodata: np.ndarray | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _is_tiff(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(4) in _TIFF_MAGIC
+
+
+def file_bands(path: str | os.PathLike[str]) -> list[str]:
+    """The band names of a file from its header alone (for pickers and checks before decoding)."""
+    path = Path(path)
+    if not _is_tiff(path):
+        return list(RGB)
+    import rasterio
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with rasterio.open(path) as src:
+            return file_band_names(src.count, src.descriptions, [c.name for c in src.colorinterp])
+
+
+def read_bands(path: str | os.PathLike[str], request: Sequence[int | str], *, max_pixels: int = 50_000_000,
+               stretch: Sequence[Sequence[float] | None] | None = None) -> BandPixels:
+    """The requested bands of ``path`` as uint8 (H, W, C). ``stretch``: the data set's per-channel [lo, hi] for
+    non-8-bit data (else the image's own percentiles). BandError for a missing or all-zero band, ImageError for an
+    unusable file; both one line naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(f"{path.name}: no such file")
+    if not _is_tiff(path):
+        from .imageio import read_image
+
+        img = read_image(path, max_pixels, orient=False)
+        idx, names = resolve(request, RGB, path.name)
+        pixels = np.ascontiguousarray(img.rgb[..., idx])
+        return BandPixels(pixels, names, "uint8", [None] * len(idx), img.profile, img.pixel_size_m,
+                          img.declared_nodata, img.notes)
+    import rasterio
+    from rasterio.errors import RasterioError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with rasterio.open(path) as src:
+                return _read_tiff_bands(src, path.name, request, max_pixels, stretch)
+    except ImageError:
+        raise
+    except MemoryError:
+        raise ImageError(f"{path.name}: not enough memory to read it") from None
+    except RasterioError as err:
+        raise ImageError(f"{path.name}: truncated or corrupt TIFF ({_one_line(err)})") from None
+
+
+def _read_tiff_bands(src: Any, file: str, request: Sequence[int | str], max_pixels: int,
+                     stretch: Sequence[Sequence[float] | None] | None) -> BandPixels:
+    from .tiffio import _pixel_size_m
+
+    _check_size(int(src.width), int(src.height), max_pixels)
+    available = file_band_names(src.count, src.descriptions, [c.name for c in src.colorinterp])
+    idx, names = resolve(request, available, file)
+    data = src.read([i + 1 for i in idx])  # (C, H, W)
+    dtype = np.dtype(src.dtypes[idx[0]])
+    nodata = src.nodata
+    invalid = None
+    if data.dtype.kind == "f":
+        invalid = np.isnan(data).any(axis=0)
+    if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)) and dtype != np.uint8:
+        nd = (data == nodata).all(axis=0)
+        invalid = nd if invalid is None else invalid | nd
+    for c, (i, name) in enumerate(zip(idx, names)):
+        band = data[c]
+        valid = band if invalid is None else band[~invalid]
+        if valid.size == 0 or not np.any(np.nan_to_num(valid.astype(np.float64))):
+            raise BandError(f"{file}: band {i + 1} ({name}) is zero everywhere (an empty or failed export?)")
+    out = np.empty((data.shape[1], data.shape[2], len(idx)), np.uint8)
+    applied: list[list[float] | None] = []
+    notes: list[str] = []
+    if dtype == np.uint8:
+        out[:] = np.moveaxis(data, 0, -1)
+        applied = [None] * len(idx)
+    else:
+        own = stretch is None
+        for c in range(len(idx)):
+            lohi = tuple(stretch[c]) if stretch is not None and stretch[c] is not None else \
+                _percentiles(_subsample(data[c], invalid))
+            out[..., c] = _stretch(data[c], lohi, invalid)  # type: ignore[arg-type]
+            applied.append(list(lohi) if lohi is not None else None)
+        notes.append(f"{dtype} bands stretched to 8 bit by " + ("the image's own" if own else "the training data's")
+                     + " 2nd-98th percentiles")
+    declared = None
+    masks = src.dataset_mask()
+    if (masks == 0).any() and dtype != np.uint8:
+        declared = masks == 0
+    if invalid is not None and invalid.any():
+        declared = invalid if declared is None else declared | invalid
+    profile = None
+    px = None
+    if src.crs is not None:
+        profile = {"crs": src.crs, "transform": src.transform, "width": int(src.width), "height": int(src.height)}
+        px = _pixel_size_m(src.crs, src.transform)
+    return BandPixels(out, names, str(dtype), applied, profile, px, declared, notes)
+
+
+def _subsample(band: np.ndarray, invalid: np.ndarray | None) -> np.ndarray:
+    step = max(1, int(math.sqrt(band.size / SAMPLE_PIXELS)))
+    a = band[::step, ::step].astype(np.float64)
+    if invalid is not None:
+        a = a[~invalid[::step, ::step]]
+    return a
+
+
+def dataset_stretch(paths: Sequence[Path], request: Sequence[int | str], per_file: int = 65_536
+                    ) -> list[list[float]] | None:
+    """Per-channel [lo, hi] (2nd and 98th percentiles) over samples of every non-8-bit file, or None when all
+    files are 8-bit (nothing to stretch). Files that cannot be read are left to the tiling to report."""
+    import rasterio
+    from rasterio.enums import Resampling
+
+    samples: list[list[np.ndarray]] = []
+    for p in paths:
+        try:
+            if not _is_tiff(p):
+                continue
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with rasterio.open(p) as src:
+                    idx, _ = resolve(request, file_band_names(src.count, src.descriptions,
+                                                              [c.name for c in src.colorinterp]), p.name)
+                    if np.dtype(src.dtypes[idx[0]]) == np.uint8:
+                        continue
+                    step = max(1, int(math.sqrt(src.width * src.height / per_file)))
+                    shape = (max(1, src.height // step), max(1, src.width // step))
+                    a = src.read([i + 1 for i in idx], out_shape=(len(idx), *shape),
+                                 resampling=Resampling.nearest).astype(np.float64)
+                    nd = src.nodata
+                    for c in range(len(idx)):
+                        v = a[c][np.isfinite(a[c])]
+                        if nd is not None and not (isinstance(nd, float) and math.isnan(nd)):
+                            v = v[v != nd]
+                        while len(samples) <= c:
+                            samples.append([])
+                        samples[c].append(v)
+        except Exception:  # noqa: BLE001, S112 - the tiling reports unreadable files by name
+            continue
+    if not samples:
+        return None
+    out = []
+    for vals in samples:
+        lohi = _percentiles(np.concatenate(vals)) if vals else None
+        out.append(list(lohi) if lohi else [0.0, 1.0])
+    return out
+
+
+def attach_bands(loaded: Any, path: Path) -> Any:
+    """A TIFF's every band beside its RGB picture, when it has more than R, G, B (an alpha band is not one)."""
+    import rasterio
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with rasterio.open(path) as src:
+            names = file_band_names(src.count, src.descriptions, [c.name for c in src.colorinterp])
+            keep = [i for i, n in enumerate(names) if n != "alpha"]
+            if len(keep) <= 3:
+                return loaded
+            raw = src.read([i + 1 for i in keep])
+            nodata = src.nodata
+    invalid = np.isnan(raw).any(axis=0) if raw.dtype.kind == "f" else None
+    if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)) and raw.dtype != np.uint8:
+        nd = (raw == nodata).all(axis=0)
+        invalid = nd if invalid is None else invalid | nd
+    if raw.dtype == np.uint8:
+        pixels = np.ascontiguousarray(np.moveaxis(raw, 0, -1))
+    else:
+        pixels = np.stack([_stretch(raw[c], _percentiles(_subsample(raw[c], invalid)), invalid)
+                           for c in range(len(keep))], axis=-1)
+        loaded.raw_bands = raw
+    loaded.bands, loaded.band_names = pixels, [names[i] for i in keep]
+    loaded.notes.append(f"{len(keep)} bands ({describe(loaded.band_names)}): models of more bands read them")
+    return loaded
+
+
+def model_pixels(loaded: Any, card: dict[str, Any]) -> np.ndarray:
+    """The image as a model reads it: its RGB picture for an RGB model (the rule of ``core.imaging.imageio``), else
+    the card's bands by name (files of more than 8 bits stretched by the card's training percentiles). BandError
+    when the image lacks one: it names the image, the missing band and what the model reads."""
+    want = card_bands(card)
+    if is_rgb(want):
+        return loaded.rgb
+    available = loaded.band_names or list(RGB)
+    try:
+        idx, _ = resolve(want, available, loaded.name or "the image")
+    except BandError as err:
+        raise BandError(f"{err}; the model reads {describe(want)}") from None
+    stretch = card.get("band_stretch")
+    if loaded.raw_bands is not None and stretch:
+        return np.stack([_stretch(loaded.raw_bands[i], tuple(lohi) if lohi else None, None)  # type: ignore[arg-type]
+                         for i, lohi in zip(idx, stretch)], axis=-1)
+    src = loaded.bands if loaded.bands is not None else loaded.rgb
+    return np.ascontiguousarray(src[..., idx])
+
+
+# ------------------------------------------------------------------------------------------------ previews
+def preview(pixels: np.ndarray, names: Sequence[str], mode: str = "true") -> np.ndarray:
+    """An (H, W, 3) uint8 picture of N-band pixels: ``true`` colour (R, G, B) or ``false`` colour (NIR, R, G).
+    Bands that are missing fall back to the first channels, so every image gets a picture."""
+    names = list(names)
+    if pixels.ndim != 3:
+        raise ValueError(f"pixels must be (H, W, C), got {pixels.shape}")
+    want = FALSE_COLOUR if mode == "false" else RGB
+    if all(w in names for w in want):
+        idx = [names.index(w) for w in want]
+    elif pixels.shape[2] >= 3:
+        idx = [0, 1, 2]
+    else:
+        idx = [0] * 3
+    return np.ascontiguousarray(pixels[..., idx])
+
+
+def preview_chw(images: Any, names: Sequence[str], mode: str = "true") -> Any:
+    """``preview`` for a batch laid out (B, C, H, W) (numpy or torch): the 3 channels to show."""
+    names = list(names)
+    if images.shape[1] == 3 and names == list(RGB):
+        return images
+    want = FALSE_COLOUR if mode == "false" else RGB
+    idx = [names.index(w) for w in want] if all(w in names for w in want) else \
+        ([0, 1, 2] if images.shape[1] >= 3 else [0, 0, 0])
+    return images[:, idx]
+
+
+def preview_modes(names: Sequence[str]) -> list[str]:
+    """The previews that exist for these bands: ``true`` when R, G, B are there, ``false`` when NIR, R, G are."""
+    modes = [m for m, want in (("true", RGB), ("false", FALSE_COLOUR)) if all(w in names for w in want)]
+    return modes or ["true"]

@@ -1,0 +1,207 @@
+"""Multi-band imagery: band names and reading, encoders and augmentation for N bands, and a folder of 4-band
+16-bit GeoTIFFs through pretraining, fine-tuning and ``core.segment`` (georeference kept, bands on the card)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from PIL import Image
+from rasterio.transform import from_origin
+
+from core.data.augment import TwoViewAugment
+from core.data.folder import ImageFolderTiles
+from core.data.seg_augment import SegAugment
+from core.imaging.bands import BandError, band_norm, file_band_names, model_pixels, preview, read_bands, resolve
+from core.imaging.imageio import read_image
+from core.seg.finetune import main as finetune_main
+from core.seg.segment import main as segment_main
+from core.seg.segmodel import load_seg_model
+from core.ssl.models import adapt_first_conv, build_encoder
+from core.ssl.pretrain import main as pretrain_main
+from core.store.checkpoint import read_metadata
+from core.store.runs import list_runs
+
+ROOT = Path(__file__).resolve().parent.parent
+SIDE = 64
+TRANSFORM = from_origin(500_000, 4_000_000, 0.5, 0.5)
+
+
+def scene(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A 4-band uint16 scene (R, G, B, NIR) and its labels: vegetation (1) bright in NIR, ground (0) dark; in RGB
+    the two are the same grey, so only NIR tells them apart."""
+    rng = np.random.default_rng(seed)
+    lab = np.zeros((SIDE, SIDE), np.uint8)
+    for _ in range(3):
+        y, x = rng.integers(0, SIDE - 20, 2)
+        lab[y:y + 20, x:x + 20] = 1
+    grey = rng.integers(9000, 11000, (SIDE, SIDE))
+    nir = np.where(lab == 1, 30000, 4000) + rng.integers(0, 2000, (SIDE, SIDE))
+    return np.stack([grey, grey, grey, nir]).astype(np.uint16), lab
+
+
+def write_tif(path: Path, bands: np.ndarray, descriptions: list[str] | None = None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with rasterio.open(path, "w", driver="GTiff", width=bands.shape[2], height=bands.shape[1], count=bands.shape[0],
+                       dtype=str(bands.dtype), crs="EPSG:32633", transform=TRANSFORM) as dst:
+        dst.write(bands)
+        for i, d in enumerate(descriptions or []):
+            dst.set_band_description(i + 1, d)
+
+
+@pytest.fixture()
+def roots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("FALSE_WB_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("FALSE_WB_DATA", str(tmp_path / "data"))
+    return tmp_path
+
+
+@pytest.fixture()
+def rgbn_folder(tmp_path: Path) -> tuple[Path, Path]:
+    root = tmp_path / "rgbn"
+    for k in range(6):
+        bands, lab = scene(k)
+        write_tif(root / "images" / f"scene_{k}.tif", bands)
+        (root / "masks").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(lab).save(root / "masks" / f"scene_{k}.png")
+    table = tmp_path / "veg.yaml"
+    table.write_text("name: veg\nmask_format: index\nclasses: [{name: ground, color: [200, 180, 140]}, "
+                     "{name: vegetation, color: [40, 160, 40]}]\nimages: images\nmasks: masks\n")
+    return root, table
+
+
+# ------------------------------------------------------------------------------------------------ names, reading
+def test_band_names_follow_descriptions_colour_and_count() -> None:
+    assert file_band_names(3) == ["R", "G", "B"]
+    assert file_band_names(4) == ["R", "G", "B", "NIR"]  # Potsdam's RGBIR
+    assert file_band_names(4, interp=["red", "green", "blue", "alpha"]) == ["R", "G", "B", "alpha"]
+    assert file_band_names(3, descriptions=["near-infrared", "Red", "green"]) == ["NIR", "R", "G"]  # IRRG
+    assert file_band_names(5) == ["band1", "band2", "band3", "band4", "band5"]
+    assert resolve(["NIR", "R"], ["R", "G", "B", "NIR"], "f.tif") == ([3, 0], ["NIR", "R"])
+    with pytest.raises(BandError, match=r"f.tif has no NIR band \(its bands: R, G, B\)"):
+        resolve(["R", "NIR"], ["R", "G", "B"], "f.tif")
+    with pytest.raises(BandError, match=r"f.tif has 3 band\(s\).*band index 5"):
+        resolve([5], ["R", "G", "B"], "f.tif")
+
+
+def test_reading_bands_stretches_16_bit_and_refuses_an_empty_band(tmp_path: Path) -> None:
+    bands, _ = scene(0)
+    path = tmp_path / "a.tif"
+    write_tif(path, bands)
+    got = read_bands(path, ["NIR", "R"])
+    assert got.names == ["NIR", "R"] and got.pixels.shape == (SIDE, SIDE, 2) and got.dtype == "uint16"
+    assert got.pixels[..., 0].max() == 255 and got.profile is not None and got.pixel_size_m == pytest.approx(0.5)
+    fixed = read_bands(path, ["NIR"], stretch=[[0.0, 65535.0]])  # the data set's stretch, not the image's
+    assert fixed.pixels.max() < 200
+    empty = bands.copy()
+    empty[3] = 0
+    write_tif(tmp_path / "zero.tif", empty)
+    with pytest.raises(BandError, match=r"zero.tif: band 4 \(NIR\) is zero everywhere"):
+        read_bands(tmp_path / "zero.tif", ["R", "G", "B", "NIR"])
+    jpg = tmp_path / "c.jpg"
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(jpg)
+    with pytest.raises(BandError, match=r"c.jpg has no NIR band"):
+        read_bands(jpg, ["R", "G", "B", "NIR"])
+
+
+def test_read_image_keeps_every_band_beside_the_rgb_picture(tmp_path: Path) -> None:
+    bands, _ = scene(1)
+    write_tif(tmp_path / "a.tif", bands)
+    loaded = read_image(tmp_path / "a.tif")
+    assert loaded.rgb.shape == (SIDE, SIDE, 3)  # the RGB rule as before: bands 1-3
+    assert loaded.band_names == ["R", "G", "B", "NIR"] and loaded.bands.shape == (SIDE, SIDE, 4)
+    card = {"bands": ["R", "G", "B", "NIR"], "band_stretch": [[0, 65535]] * 4}
+    px = model_pixels(loaded, card)
+    assert px.shape == (SIDE, SIDE, 4) and px[..., 3].max() < 200  # the card's stretch, from the raw samples
+    assert model_pixels(loaded, {}) is loaded.rgb  # an RGB model reads what it always read
+    false = preview(loaded.bands, loaded.band_names, "false")
+    assert np.array_equal(false[..., 0], loaded.bands[..., 3])
+
+
+def test_a_folder_with_mixed_band_counts_skips_the_file_naming_its_band(tmp_path: Path) -> None:
+    folder = tmp_path / "mixed"
+    write_tif(folder / "four.tif", scene(0)[0])
+    write_tif(folder / "three.tif", scene(1)[0][:3])
+    with pytest.warns(UserWarning, match=r"three.tif: .*no NIR band"):
+        ds = ImageFolderTiles(folder, tile_size=32, cache_root=tmp_path / "c", progress=False,
+                              bands=["R", "G", "B", "NIR"])
+    assert ds.band_names == ("R", "G", "B", "NIR") and ds.images.shape[-1] == 4
+    assert [s[0] for s in ds.skipped] == ["three.tif"] and "NIR" in ds.skipped[0][1]
+    assert ds.band_stretch is not None and len(ds.band_stretch) == 4
+
+
+# ------------------------------------------------------------------------------------------------ models, augmentation
+def test_an_rgb_checkpoint_starts_an_rgbn_encoder_with_the_rgb_mean_for_nir(tmp_path: Path) -> None:
+    rgb = build_encoder("resnet18")
+    state = adapt_first_conv(rgb.state_dict(), ["NIR", "R", "G", "B"])
+    w, w3 = state["conv1.weight"], rgb.state_dict()["conv1.weight"]
+    assert w.shape[1] == 4 and torch.equal(w[:, 1:], w3) and torch.allclose(w[:, 0], w3.mean(dim=1))
+    from safetensors.torch import save_file
+    save_file({f"encoder.{k}": v for k, v in rgb.state_dict().items()}, str(tmp_path / "enc.safetensors"))
+    enc = build_encoder("resnet18", tmp_path / "enc.safetensors", ["R", "G", "B", "NIR"])
+    assert enc.state_dict()["conv1.weight"].shape[1] == 4
+    assert enc.eval()(torch.zeros(1, 4, 64, 64))[-1].shape[1] == 512
+
+
+def test_rgb_normalisation_is_imagenet_and_other_bands_get_their_own() -> None:
+    mean, std = band_norm(["R", "G", "B", "NIR"])
+    assert mean[:3] == [0.485, 0.456, 0.406] and std[:3] == [0.229, 0.224, 0.225] and (mean[3], std[3]) == (0.5, 0.25)
+
+
+def test_colour_jitter_and_grey_touch_only_rgb_while_geometry_moves_every_band() -> None:
+    g = torch.Generator().manual_seed(0)
+    base = torch.randint(0, 256, (4, 3, 48, 48), dtype=torch.uint8, generator=g)
+    four = torch.cat([base, base[:, :1]], dim=1)  # NIR = R
+    aug = TwoViewAugment(output_size=24, color_strength=0.0, gray_prob=1.0, blur_prob=0.0,
+                         bands=["R", "G", "B", "NIR"])
+    views, _ = aug(four, torch.arange(4), torch.Generator().manual_seed(1))
+    mean, std = band_norm(["R", "G", "B", "NIR"])
+    px = views * torch.tensor(std).view(1, 4, 1, 1) + torch.tensor(mean).view(1, 4, 1, 1)
+    assert torch.allclose(px[:, 0], px[:, 1], atol=1e-5)  # R, G, B greyed
+    rgb_only = TwoViewAugment(output_size=24, color_strength=0.0, gray_prob=0.0, blur_prob=0.0)
+    ref, _ = rgb_only(base, torch.arange(4), torch.Generator().manual_seed(1))
+    red = ref[:, 0] * 0.229 + 0.485
+    assert torch.allclose(px[:, 3], red, atol=1e-5)  # NIR: the same crop as R, never greyed
+    seg = SegAugment(32, bands=["R", "G", "B", "NIR"])
+    x, m = seg(four, torch.zeros(4, 48, 48, dtype=torch.long), torch.Generator().manual_seed(2))
+    assert x.shape == (4, 4, 32, 32) and m.shape == (4, 32, 32)
+
+
+# ------------------------------------------------------------------------------------------------ end to end
+def test_rgbn_geotiffs_pretrain_finetune_and_segment_with_bands_on_the_card(roots: Path, rgbn_folder,
+                                                                            capsys: pytest.CaptureFixture) -> None:
+    root, table = rgbn_folder
+    bands = "data.bands=[R,G,B,NIR]"
+    assert pretrain_main(["--config", str(ROOT / "configs/demo_cpu.yaml"), "--no-progress", "name=pre4",
+                          "data.name=folder", f"data.root={root / 'images'}", "data.tile_size=32", bands,
+                          "data.image_size=32", "model.proj_hidden=32", "model.proj_dim=16", "train.batch_size=4",
+                          "train.max_steps=2", "train.optimizer=adamw", "train.knn_every=0"]) == 0
+    pre = next(r for r in list_runs(roots / "runs") if "pre4" in r.id)
+    enc_card = read_metadata(pre.path / "checkpoints" / "encoder.safetensors")["card"]
+    assert enc_card["bands"] == ["R", "G", "B", "NIR"] and len(enc_card["band_stretch"]) == 4
+    assert finetune_main(["--config", str(ROOT / "configs/finetune_demo_cpu.yaml"), "--no-progress", "name=ft4",
+                          "data.name=folder", f"data.root={root}", f"data.class_table={table}", bands,
+                          "data.tile_size=32", "data.crop_size=32", "data.val_fraction=0.2",
+                          "data.test_fraction=0.2", "train.batch_size=4", "train.max_steps=3",
+                          "train.eval_every=3", f"model.init={pre.path}", "train.test_tile=64"]) == 0
+    ft = next(r for r in list_runs(roots / "runs") if "ft4" in r.id)
+    best = ft.path / "checkpoints" / "best.safetensors"
+    model, card = load_seg_model(best)
+    assert card["bands"] == ["R", "G", "B", "NIR"] and len(card["normalization"]["mean"]) == 4
+    assert card["band_stretch"] == enc_card["band_stretch"]
+    assert model(torch.zeros(1, 4, 32, 32)).shape == (1, 2, 32, 32)
+
+    out = roots / "out"
+    rgb_png = roots / "plain.png"
+    Image.fromarray(np.full((40, 40, 3), 120, np.uint8)).save(rgb_png)
+    code = segment_main([str(root / "images" / "scene_0.tif"), str(rgb_png), "--checkpoint", str(best),
+                         "--out", str(out), "--tile", "64"])
+    err = capsys.readouterr().err
+    assert code != 0 and "plain.png has no NIR band" in err and "the model reads R, G, B, NIR" in err
+    report = json.loads((out / "scene_0_report.json").read_text())  # the other image was still segmented
+    assert report["model"]["name"].endswith("best.safetensors")
+    with rasterio.open(out / "scene_0_mask.tif") as src:
+        assert src.transform == TRANSFORM and src.crs.to_epsg() == 32633 and src.count == 1
