@@ -8,9 +8,12 @@ page (target: under 2 s with 20 runs, under 3 s with 200, on 2 cores):
 
 - ``click``: a click on the page's link in the sidebar from another page -> heading visible and the script finished
   (how people move through the app: the browser keeps its page and session);
-- ``fresh``: a new browser session loading the page's address (no HTTP cache, no Streamlit session), and beside it
-  the same for a bare two-page Streamlit app (a title and a line) served the same way: ``fresh - bare`` is what
-  the workbench adds to the browser's own cost of loading Streamlit's front end on this machine.
+- ``tab``: a new tab of a browser that has opened the app before loading the page's address (a new Streamlit
+  session and websocket; Streamlit's front-end files come from the browser's HTTP cache, as for anyone who has
+  used the app before);
+- ``fresh``: a new browser profile loading the page's address (no HTTP cache, no Streamlit session: a first visit
+  ever), and beside ``tab`` and ``fresh`` the same for a bare two-page Streamlit app (a title and a line) served the
+  same way: ``- bare`` is what the workbench adds to the browser's own cost of loading Streamlit's front end here.
 
 Also times the page script alone in AppTest (no browser, no network). Prints the load average, since every
 figure here moves with what else the machine runs. Needs chromium and playwright (see .ci/run).
@@ -85,6 +88,26 @@ def fresh_times(browser, url: str, pages: list[tuple[str, str]], repeats: int) -
     return out
 
 
+def tab_times(browser, url: str, pages: list[tuple[str, str]], repeats: int) -> dict[str, list[float]]:
+    """New tabs of one browser profile that has loaded the app once: navigation start -> heading visible and idle."""
+    out: dict[str, list[float]] = {}
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    first = ctx.new_page()
+    first.goto(f"{url}/{pages[0][0]}")
+    _shown(first, pages[0][1], 120_000)
+    first.close()
+    for _ in range(repeats):
+        for path, title in pages:
+            page = ctx.new_page()
+            t0 = time.perf_counter()
+            page.goto(f"{url}/{path}")
+            _shown(page, title)
+            out.setdefault(path or "overview", []).append(time.perf_counter() - t0)
+            page.close()
+    ctx.close()
+    return out
+
+
 def click_times(browser, url: str, repeats: int) -> dict[str, list[float]]:
     """One browser session moving through the sidebar: click -> heading visible and the script finished."""
     out: dict[str, list[float]] = {}
@@ -116,9 +139,12 @@ def browser_times(url: str, bare_url: str, repeats: int) -> dict[str, dict[str, 
         warm.goto(bare_url)
         _shown(warm, "Bare first", 120_000)
         warm.close()
-        bare = fresh_times(browser, bare_url, [("", "Bare first"), ("second", "Bare second")], repeats)
+        bare_pages = [("", "Bare first"), ("second", "Bare second")]
+        bare = fresh_times(browser, bare_url, bare_pages, repeats)
+        bare_tab = tab_times(browser, bare_url, bare_pages, repeats)
         out = {"fresh": fresh_times(browser, url, PAGES, repeats), "click": click_times(browser, url, repeats),
-               "bare": {"bare": bare["overview"] + bare["second"]}}
+               "tab": tab_times(browser, url, PAGES, repeats),
+               "bare": {"fresh": bare["overview"] + bare["second"], "tab": bare_tab["overview"] + bare_tab["second"]}}
         browser.close()
     return out
 
@@ -164,15 +190,17 @@ def main() -> None:
         with streamlit_server(env, base / "server.log") as url, bare_server(base) as bare_url:
             browser = browser_times(url, bare_url, args.repeats)
         script = apptest_times(1)
-        bare = statistics.median(browser["bare"]["bare"])
+        bare = {how: statistics.median(times) for how, times in browser["bare"].items()}
         print(f"\nPage render, {args.runs} runs on disk, median of {args.repeats} (target {TARGET_S:.0f} s); "
               f"load average before {load_before[0]:.1f}, after {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-        print(f"bare Streamlit app, fresh session: {bare:.2f} s (the browser's floor on this machine)")
-        print(f"{'page':18s} {'click s':>8s} {'/ target':>9s} {'fresh s':>8s} {'fresh-bare':>11s} {'script s':>9s}")
+        print(f"bare Streamlit app: new tab {bare['tab']:.2f} s, new profile {bare['fresh']:.2f} s "
+              "(the browser's floor on this machine)")
+        print(f"{'page':18s} {'click s':>8s} {'tab s':>7s} {'/ target':>9s} {'tab-bare':>9s} {'fresh s':>8s} "
+              f"{'fresh-bare':>11s} {'script s':>9s}")
         for name in browser["fresh"]:
-            click, fresh = statistics.median(browser["click"][name]), statistics.median(browser["fresh"][name])
-            print(f"{name:18s} {click:8.2f} {click / TARGET_S:8.2f}x {fresh:8.2f} {fresh - bare:11.2f} "
-                  f"{statistics.median(script[name]):9.2f}")
+            click, tab, fresh = (statistics.median(browser[how][name]) for how in ("click", "tab", "fresh"))
+            print(f"{name:18s} {click:8.2f} {tab:7.2f} {max(click, tab) / TARGET_S:8.2f}x {tab - bare['tab']:9.2f} "
+                  f"{fresh:8.2f} {fresh - bare['fresh']:11.2f} {statistics.median(script[name]):9.2f}")
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
