@@ -12,7 +12,7 @@ import streamlit as st
 from core.store import launch
 from core.store.catalog import config_presets, encoder_models
 from core.seg.compare import METHODS, CompareConfig, check_presets
-from core.seg.compare_report import LABELS
+from core.seg.compare_report import LABELS, label
 from core.config import SEG_DATASETS, ConfigError, FinetuneConfig, choices, load_config, validate_config
 from core.imaging.colours import css_rgb
 from core.store.runs import Run, read_json_file
@@ -234,7 +234,7 @@ def comparison_figure(result: dict[str, Any]) -> go.Figure:
 def differences_figure(result: dict[str, Any]) -> go.Figure:
     """Each FALSE variant's paired gain over its base with its 95 % interval; the zero line is 'no effect'."""
     rows = result["differences"]
-    labels = [f"{LABELS[d['method']]} vs {LABELS[d['base']]}" for d in rows]
+    labels = [f"{label(d['method'])} vs {label(d['base'])}" for d in rows]
     mean = [d["miou_points"]["mean"] for d in rows]
     low = [d["miou_points"]["low"] for d in rows]
     high = [d["miou_points"]["high"] for d in rows]
@@ -281,7 +281,7 @@ def comparisons() -> None:
         return
     table = run.path / "table.md"
     if result.get("differences"):
-        verdicts = ", ".join(f"{LABELS[d['method']]}: {d['verdict']}" for d in result["differences"])
+        verdicts = ", ".join(f"{label(d['method'])}: {d['verdict']}" for d in result["differences"])
         st.markdown(f"**Verdicts** ({len(result['config']['pretrain_seeds'])} pretraining seeds): {verdicts}")
     left, right = st.columns(2)
     left.plotly_chart(comparison_figure(result), width="stretch", key=f"cmp-{run.id}")

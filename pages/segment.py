@@ -28,6 +28,7 @@ from core.store.catalog import ModelEntry, segmentation_models
 from core.store.checkpoint import CheckpointError
 from core.device import pick_device
 from core.data.paths import scratch_dir
+from core.imaging.bands import card_bands, is_rgb
 from core.imaging.imageio import ImageError, LoadedImage, read_image
 from core.seg.segment import segment_choosing
 from core.seg.segmentation_result import Segmentation
@@ -89,7 +90,9 @@ def read_upload(upload: Upload, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS) 
     with tempfile.TemporaryDirectory(prefix="upload-", dir=scratch_dir()) as tmp:
         path = Path(tmp) / f"upload{suffix}"
         path.write_bytes(upload.read())
-        return read_image(path, max_pixels=max_pixels(max_megapixels))
+        loaded = read_image(path, max_pixels=max_pixels(max_megapixels))
+        loaded.name = upload.name  # messages name the user's file, not the temporary one
+        return loaded
 
 
 class _PageModels:
@@ -212,7 +215,20 @@ def show_model(seg: Segmentation) -> None:
     d = seg.domain
     score = "unknown (no fingerprint)" if d is None or d.score is None else f"{d.score:.2f}"
     st.caption(f"🧭 Model **{seg.model['name']}** ({seg.model['how']}: {seg.model['why']}) · in-domain score "
-               f"{score}" + (f" · run at {seg.pixel_size_used_m:.2g} m/pixel" if seg.resampled else ""))
+               f"{score}" + (f" · run at {seg.pixel_size_used_m:.2g} m/pixel" if seg.resampled else "")
+               + (f" · bands {', '.join(seg.bands)}" if seg.bands else ""))
+
+
+VIEW_LABELS = {"true": "true colour (R, G, B)", "false": "false colour (NIR, R, G: vegetation red)"}
+
+
+def pick_view(preview: Segmentation, key: str) -> str:
+    """True or false colour for an image with a near-infrared band (``core.imaging.bands``); true colour otherwise."""
+    if not preview.views:
+        return "true"
+    options = ["true", *preview.views]
+    return st.radio("Show as", options, format_func=VIEW_LABELS.get, horizontal=True, key=f"opacity_view_{key}",
+                    help="the picture under the classes; the model reads its own bands whatever is shown")
 
 
 def show_result(result: Result, key: str) -> None:
@@ -224,8 +240,11 @@ def show_result(result: Result, key: str) -> None:
     left, right = st.columns([3, 2], gap="large")
     with left:
         opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key=f"opacity_{key}")
+        view = pick_view(preview, key)
         shown = "" if preview is seg else f", shown at {preview.mask.shape[1]}×{preview.mask.shape[0]}"
-        st.image(preview.overlay(opacity), caption=f"{result.name}: {w}×{h} pixels{shown}", width="stretch")
+        colour = f", {VIEW_LABELS[view]}" if preview.views else ""
+        st.image(preview.overlay(opacity, view), caption=f"{result.name}: {w}×{h} pixels{shown}{colour}",
+                 width="stretch")
     with right:
         st.html(legend_html(seg))
         geo = "not georeferenced"
@@ -307,8 +326,10 @@ def pick_model(entries: list[ModelEntry]) -> ModelEntry | None:
     entry = entries[labels.index(label) - 1]
     classes = entry.card.get("classes") or []
     if classes:
+        bands = card_bands(entry.card)
         st.caption(f"{entry.card.get('arch', '?')} · {entry.card.get('encoder', '?')} · "
-                   + ", ".join(str(c.get("name")) for c in classes if isinstance(c, dict)))
+                   + ", ".join(str(c.get("name")) for c in classes if isinstance(c, dict))
+                   + ("" if is_rgb(bands) else f" · reads bands {', '.join(bands)} (GeoTIFFs with them)"))
     return entry
 
 

@@ -145,3 +145,20 @@ def test_compare_refuses_one_seed_and_an_encoder_that_saw_test_scenes(roots: Pat
     assert "trained on test scene" in err
     cmp_run = next(r for r in list_runs(roots) if r.kind() == "compare")
     assert cmp_run.state() == "failed"
+
+
+def test_compare_crosses_band_sets_and_pairs_each_with_the_first(roots: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bands.md"
+    cfg = compare_yaml(tmp_path, "bands: [[R, G, B], [R, G, B, NIR]]\n")
+    assert compare_main(["--config", str(cfg), "methods=[random,simclr]", "--out", str(out)]) == 0
+    result = json.loads(out.with_suffix(".json").read_text())
+    assert [m["method"] for m in result["methods"]] == ["random@R+G+B", "simclr@R+G+B", "random@R+G+B+NIR",
+                                                         "simclr@R+G+B+NIR"]
+    diffs = {(d["method"], d["base"]): d for d in result["differences"]}
+    assert set(diffs) == {("random@R+G+B+NIR", "random@R+G+B"), ("simclr@R+G+B+NIR", "simclr@R+G+B")}
+    assert all(d["compares"] == "bands" and d["pretrain_seeds"] == [0, 1] for d in diffs.values())
+    table = out.read_text()
+    assert "| SimCLR [R, G, B, NIR] | SimCLR [R, G, B] |" in table
+    pre = [r for r in list_runs(roots) if r.kind() == "pretrain"]
+    assert sorted(r.config()["data"]["bands"] or [] for r in pre) == [["R", "G", "B"]] * 2 + [["R", "G", "B", "NIR"]] * 2
+    assert all(u["split"] == "test" for u in result["units"]) and len(result["units"]) == 8

@@ -213,3 +213,51 @@ def test_a_label_mask_gives_iou_per_class_and_a_difference_overlay(empty_store: 
     Image.fromarray(seg.mask[:10, :10]).save(small, format="PNG")
     at.file_uploader(key=f"labels_{key}").set_value(("small.png", small.getvalue(), "image/png")).run()
     assert any("same size" in e.value for e in at.error), [e.value for e in at.error]
+
+
+def rgbn_model(tmp_path: Path) -> ModelEntry:
+    """An untrained 4-band (R, G, B, NIR) model with its card, as a fine-tuning run on RGB+NIR data leaves one."""
+    from core.seg.segmodel import SegModel, make_card, save_seg_checkpoint
+
+    card = make_card(arch="deeplabv3plus", encoder="resnet18", bands=["R", "G", "B", "NIR"],
+                     classes=[{"name": "ground", "color": [200, 180, 140]}, {"name": "vegetation", "color": [40, 160, 40]}])
+    path = tmp_path / "rgbn.safetensors"
+    save_seg_checkpoint(path, SegModel("deeplabv3plus", "resnet18", 2, in_channels=4), card)
+    return ModelEntry("run: rgbn", path, card)
+
+
+def rgbn_geotiff_bytes(tmp_path: Path) -> bytes:
+    import rasterio
+    from rasterio.transform import Affine
+
+    rng = np.random.default_rng(3)
+    data = rng.integers(60, 120, (4, 64, 80)).astype("uint8")
+    data[3, :, :40] = 220  # the left half is bright in near-infrared (vegetation)
+    path = tmp_path / "rgbn.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=80, height=64, count=4, dtype="uint8", crs="EPSG:32640",
+                       transform=Affine(0.5, 0, 500000, 0, -0.5, 2800000)) as dst:
+        dst.write(data)
+    return path.read_bytes()
+
+
+def test_a_4_band_upload_is_shown_in_true_and_false_colour_and_segmented_with_a_4_band_model(
+        empty_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    entry = rgbn_model(tmp_path)
+    monkeypatch.setattr("core.store.catalog.segmentation_models", lambda root=None: [entry])
+    calls = count_predictions(monkeypatch)
+    at = open_page()
+    at.selectbox(key="segment_model").set_value("run: rgbn").run()
+    assert any("reads bands R, G, B, NIR" in c.value for c in at.caption)
+    at.file_uploader(key="segment_files").set_value([("rgbn.tif", rgbn_geotiff_bytes(tmp_path), "image/tiff"),
+                                                     ("plain.png", png_bytes(40, 40), "image/png")]).run()
+    assert not at.exception
+    assert len(at.error) == 1 and "plain.png" in at.error[0].value and "no NIR band" in at.error[0].value \
+        and "the model reads R, G, B, NIR" in at.error[0].value
+    assert any("bands R, G, B, NIR" in c.value for c in at.caption)
+    view = next(r for r in at.radio if r.key.startswith("opacity_view_"))
+    assert view.options == ["true colour (R, G, B)", "false colour (NIR, R, G: vegetation red)"]
+    assert "true colour" in at.image[0].captions[0]
+    before = at.image[0].value
+    view.set_value("false").run()
+    assert not at.exception and "false colour" in at.image[0].captions[0] and at.image[0].value != before
+    assert len(calls) == 1 and int(areas(at)["pixels"].sum()) == 64 * 80  # the same result, another picture

@@ -48,9 +48,13 @@ def screen_copy(seg: Segmentation, side: int) -> Segmentation:
     if scale >= 1:
         return seg
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return Segmentation(rgb=np.asarray(Image.fromarray(seg.rgb).resize(size, Image.BILINEAR)),
-                        mask=np.asarray(Image.fromarray(seg.mask).resize(size, Image.NEAREST)),
-                        classes=seg.classes, areas=seg.areas)
+
+    def small(picture: np.ndarray) -> np.ndarray:
+        return np.asarray(Image.fromarray(picture).resize(size, Image.BILINEAR))
+
+    return Segmentation(rgb=small(seg.rgb), mask=np.asarray(Image.fromarray(seg.mask).resize(size, Image.NEAREST)),
+                        classes=seg.classes, areas=seg.areas, views={k: small(v) for k, v in seg.views.items()},
+                        bands=seg.bands)
 
 
 def one_line(err: BaseException) -> str:

@@ -167,6 +167,21 @@ class BandPixels:
     notes: list[str] = field(default_factory=list)
 
 
+def src_band_names(src: Any) -> list[str]:
+    """``file_band_names`` of an open rasterio file. A 4th band marked alpha that holds more than 0 and 255 is read
+    as NIR: GDAL marks the 4th band of every 4-band 8-bit GeoTIFF alpha unless told otherwise, RGB+NIR ones too."""
+    names = file_band_names(src.count, src.descriptions, [c.name for c in src.colorinterp])
+    if src.count == 4 and names[3] == "alpha":
+        from rasterio.enums import Resampling
+
+        step = max(1, int(math.sqrt(src.width * src.height / 65_536)))
+        sample = src.read(4, out_shape=(max(1, src.height // step), max(1, src.width // step)),
+                          resampling=Resampling.nearest)
+        if not np.isin(sample, (0, 255)).all():
+            names[3] = "NIR"
+    return names
+
+
 def _is_tiff(path: Path) -> bool:
     with open(path, "rb") as f:
         return f.read(4) in _TIFF_MAGIC
@@ -182,7 +197,7 @@ def file_bands(path: str | os.PathLike[str]) -> list[str]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with rasterio.open(path) as src:
-            return file_band_names(src.count, src.descriptions, [c.name for c in src.colorinterp])
+            return src_band_names(src)
 
 
 def read_bands(path: str | os.PathLike[str], request: Sequence[int | str], *, max_pixels: int = 50_000_000,
@@ -222,7 +237,7 @@ def _read_tiff_bands(src: Any, file: str, request: Sequence[int | str], max_pixe
     from .tiffio import _pixel_size_m
 
     _check_size(int(src.width), int(src.height), max_pixels)
-    available = file_band_names(src.count, src.descriptions, [c.name for c in src.colorinterp])
+    available = src_band_names(src)
     idx, names = resolve(request, available, file)
     data = src.read([i + 1 for i in idx])  # (C, H, W)
     dtype = np.dtype(src.dtypes[idx[0]])
@@ -290,8 +305,7 @@ def dataset_stretch(paths: Sequence[Path], request: Sequence[int | str], per_fil
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 with rasterio.open(p) as src:
-                    idx, _ = resolve(request, file_band_names(src.count, src.descriptions,
-                                                              [c.name for c in src.colorinterp]), p.name)
+                    idx, _ = resolve(request, src_band_names(src), p.name)
                     if np.dtype(src.dtypes[idx[0]]) == np.uint8:
                         continue
                     step = max(1, int(math.sqrt(src.width * src.height / per_file)))
@@ -324,7 +338,7 @@ def attach_bands(loaded: Any, path: Path) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with rasterio.open(path) as src:
-            names = file_band_names(src.count, src.descriptions, [c.name for c in src.colorinterp])
+            names = src_band_names(src)
             keep = [i for i, n in enumerate(names) if n != "alpha"]
             if len(keep) <= 3:
                 return loaded
@@ -391,6 +405,14 @@ def preview_chw(images: Any, names: Sequence[str], mode: str = "true") -> Any:
     idx = [names.index(w) for w in want] if all(w in names for w in want) else \
         ([0, 1, 2] if images.shape[1] >= 3 else [0, 0, 0])
     return images[:, idx]
+
+
+def picture_views(loaded: Any) -> dict[str, np.ndarray]:
+    """A loaded image's pictures besides its true-colour one: ``false`` colour (NIR, R, G) where it has those bands."""
+    names = loaded.band_names or []
+    if loaded.bands is None or "false" not in preview_modes(names):
+        return {}
+    return {"false": preview(loaded.bands, names, "false")}
 
 
 def preview_modes(names: Sequence[str]) -> list[str]:

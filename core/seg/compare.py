@@ -62,6 +62,28 @@ class CompareConfig(_Section):
     seeds: list[int] = Field(default_factory=lambda: [0], description="evaluation (fine-tuning or probe) seeds")
     reuse: dict[str, str] = Field(default_factory=dict,
                                   description="'method@seed' (or 'method' for the first seed) -> pretraining run")
+    bands: list[list[int | str] | None] = Field(
+        default_factory=lambda: [None], description="band sets to compare, e.g. [[R, G, B], [R, G, B, NIR]]: every "
+        "method is pretrained and evaluated on each; the first is the reference of the paired band differences")
+
+    @field_validator("bands", mode="before")
+    @classmethod
+    def _band_sets(cls, v: Any) -> Any:
+        from ..imaging.bands import check_request
+
+        if not isinstance(v, list) or not v:
+            raise ValueError("name at least one band set, e.g. [[R, G, B], [R, G, B, NIR]] (null: RGB)")
+        sets = [check_request(b) for b in v]
+        labels = [band_label(b) for b in sets]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"a band set is named twice: {labels}")
+        return sets
+
+    def variants(self) -> list[str]:
+        """Every method on every band set: ``method`` alone for one band set, else ``method@R+G+B+NIR``."""
+        if len(self.bands) == 1:
+            return list(self.methods)
+        return [f"{m}@{band_label(b)}" for b in self.bands for m in self.methods]
 
     @field_validator("methods")
     @classmethod
@@ -90,16 +112,42 @@ class CompareConfig(_Section):
         return self
 
 
+def band_label(bands: list[int | str] | None) -> str:
+    """A band set as a unit's name holds it: ``R+G+B+NIR`` (``RGB`` for the default rule)."""
+    return "RGB" if bands is None else "+".join(str(b) for b in bands)
+
+
+def split_variant(variant: str) -> tuple[str, str | None]:
+    """``method@bands`` -> (method, bands label); a plain method -> (method, None)."""
+    method, _, bands = variant.partition("@")
+    return method, bands or None
+
+
+def band_overrides(cfg: "CompareConfig", variant: str) -> list[str]:
+    """The ``data.bands=[...]`` override of a variant's band set (none for the default rule)."""
+    _, label = split_variant(variant)
+    if label is None:
+        return []
+    bands = next(b for b in cfg.bands if band_label(b) == label)
+    return [] if bands is None else ["data.bands=[" + ",".join(str(b) for b in bands) + "]"]
+
+
 class CompareError(RuntimeError):
     """The comparison cannot go on; one line says why (finished units stay in the run folder)."""
 
 
 # ------------------------------------------------------------------------------------------------ configs
+def _run_name(variant: str) -> str:
+    method, label = split_variant(variant)
+    return method if label is None else f"{method}-{label.replace('+', '')}"
+
+
 def eval_config(cfg: CompareConfig, method: str, pretrain_seed: int, seed: int, encoder: Path | None) -> Any:
-    """The fine-tuning or probe config of one evaluation unit."""
+    """The fine-tuning or probe config of one evaluation unit (``method``: a method or ``method@bands``)."""
     init = str(encoder) if encoder is not None else "random"
     run_seed = RANDOM_SEED_STRIDE * pretrain_seed + seed if encoder is None else seed
-    common = [f"seed={run_seed}", f"model.init={init}", f"name={cfg.name}-{method}-p{pretrain_seed}-s{seed}"]
+    common = [*band_overrides(cfg, method), f"seed={run_seed}", f"model.init={init}",
+              f"name={cfg.name}-{_run_name(method)}-p{pretrain_seed}-s{seed}"]
     if cfg.eval == "probe":
         return load_config(cfg.probe_config, [*cfg.probe_overrides, *common], ProbeConfig)
     return load_config(cfg.finetune_config, [*cfg.finetune_overrides, *common], FinetuneConfig)
@@ -118,8 +166,10 @@ def split_overrides(cfg: CompareConfig, pretrain: PretrainConfig, evaluation: An
 
 
 def pretrain_config(cfg: CompareConfig, method: str, pretrain_seed: int, extra: list[str]) -> PretrainConfig:
-    return load_config(cfg.pretrain_config, [*cfg.pretrain_overrides, *extra, *METHODS[method],
-                                             f"seed={pretrain_seed}", f"name={cfg.name}-{method}-p{pretrain_seed}"])
+    base, _ = split_variant(method)
+    return load_config(cfg.pretrain_config, [*cfg.pretrain_overrides, *extra, *METHODS[base],
+                                             *band_overrides(cfg, method), f"seed={pretrain_seed}",
+                                             f"name={cfg.name}-{_run_name(method)}-p{pretrain_seed}"])
 
 
 # ------------------------------------------------------------------------------------------------ units
@@ -169,28 +219,33 @@ class Comparison:
     def __init__(self, cfg: CompareConfig, out: Run, root: Path, log: Any) -> None:
         self.cfg, self.out, self.root, self.log = cfg, out, root, log
         self.units = Units(out)
-        probe0 = eval_config(cfg, "random", cfg.pretrain_seeds[0], cfg.seeds[0], None)
+        probe0 = eval_config(cfg, cfg.variants()[0], cfg.pretrain_seeds[0], cfg.seeds[0], None)
         self.eval_data = probe0.data
         self.extra = split_overrides(cfg, load_config(cfg.pretrain_config, cfg.pretrain_overrides), probe0)
-        self.splits = None
+        self.splits: dict[str, Any] = {}  # band set label -> the evaluation's splits read with those bands
 
     @property
     def total(self) -> int:
-        pre = sum(m != "random" for m in self.cfg.methods) * len(self.cfg.pretrain_seeds)
-        return pre + len(self.cfg.methods) * len(self.cfg.pretrain_seeds) * len(self.cfg.seeds)
+        variants = self.cfg.variants()
+        pre = sum(split_variant(m)[0] != "random" for m in variants) * len(self.cfg.pretrain_seeds)
+        return pre + len(variants) * len(self.cfg.pretrain_seeds) * len(self.cfg.seeds)
 
     def _progress(self) -> None:
         self.out.write_status(step=len(self.units.done), total_steps=self.total)
 
-    def eval_splits(self) -> Any:
-        if self.splits is None:
+    def eval_splits(self, variant: str | None = None) -> Any:
+        """The evaluation's splits, read with the band set of ``variant`` (the first band set when None)."""
+        key = split_variant(variant)[1] or "" if variant is not None else split_variant(self.cfg.variants()[0])[1] or ""
+        if key not in self.splits:
             from ..data.labeled import build_seg_splits
 
-            self.splits = build_seg_splits(self.eval_data, progress=True)
-        return self.splits
+            data = self.eval_data if variant is None else \
+                eval_config(self.cfg, variant, self.cfg.pretrain_seeds[0], self.cfg.seeds[0], None).data
+            self.splits[key] = build_seg_splits(data, progress=True)
+        return self.splits[key]
 
     def pretrain(self, method: str, pseed: int) -> Path | None:
-        if method == "random":
+        if split_variant(method)[0] == "random":
             return None
         done = self.units.get("pretrain", method, pseed)
         if done:
@@ -220,7 +275,7 @@ class Comparison:
         if self.cfg.eval == "probe":
             from .probe import run_probe
 
-            result = run_probe(ecfg, splits=self.eval_splits(), progress=True)
+            result = run_probe(ecfg, splits=self.eval_splits(method), progress=True)
             record = result.record(ecfg)
             where = self.out.path / "probes" / f"{method}-p{pseed}-s{seed}.json"
             atomic_write_json(where, record)
@@ -241,7 +296,7 @@ class Comparison:
     def run_all(self) -> list[dict[str, Any]]:
         self._progress()
         for pseed in self.cfg.pretrain_seeds:
-            for method in self.cfg.methods:
+            for method in self.cfg.variants():
                 path = self.pretrain(method, pseed)
                 encoder = path / "checkpoints" / "encoder.safetensors" if path is not None else None
                 for seed in self.cfg.seeds:
@@ -283,10 +338,10 @@ def _load(args: argparse.Namespace) -> tuple[CompareConfig, Run, Path]:
 
 def check_presets(cfg: CompareConfig) -> None:
     """Every config the comparison will build, validated before any compute."""
-    for method in cfg.methods:
-        if method != "random":
+    for method in cfg.variants():
+        if split_variant(method)[0] != "random":
             pretrain_config(cfg, method, cfg.pretrain_seeds[0], [])
-    eval_config(cfg, "random", cfg.pretrain_seeds[0], cfg.seeds[0], None)
+        eval_config(cfg, method, cfg.pretrain_seeds[0], cfg.seeds[0], None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -345,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
         raise
     finally:
         stop.restore()
-    summary, diffs = summarise(rows, cfg.methods, calibrations(list(comparison.units.done.values())))
+    summary, diffs = summarise(rows, cfg.variants(), calibrations(list(comparison.units.done.values())))
     pre = pretrain_summary(comparison.units)
     minutes = (time.time() - t0) / 60
     command = " ".join(["python -m core.compare", *(argv if argv is not None else sys.argv[1:])])

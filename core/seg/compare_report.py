@@ -25,6 +25,28 @@ LABELS = {"random": "random init", "simclr": "SimCLR", "simclr_false": "SimCLR +
 BASE_OF = {"simclr_false": "simclr", "simclr_false_pa": "simclr", "moco_false": "moco", "moco_false_pa": "moco"}
 
 
+def label(variant: str) -> str:
+    """A method's label; ``method@R+G+B+NIR`` (a band set of a bands comparison) gets the bands after it."""
+    method, _, bands = variant.partition("@")
+    return LABELS.get(method, method) + (f" [{bands.replace('+', ', ')}]" if bands else "")
+
+
+def base_of(variant: str) -> str | None:
+    """The base method of a FALSE variant on the same band set."""
+    method, at, bands = variant.partition("@")
+    base = BASE_OF.get(method)
+    return None if base is None else base + at + bands
+
+
+def band_reference(variant: str, variants: list[str]) -> str | None:
+    """In a bands comparison, the same method on the first band set (None for that set itself)."""
+    method, at, bands = variant.partition("@")
+    if not at:
+        return None
+    first = next((v for v in variants if v.partition("@")[0] == method), None)
+    return None if first in (None, variant) else first
+
+
 # ------------------------------------------------------------------------------------------------ tables
 def flag_counts(run_path: str | Path) -> tuple[int, int]:
     """Pairs FNSD flagged and pairs FNCC calibrated in a pretraining run (mirrored records not counted)."""
@@ -58,7 +80,7 @@ def summarise(rows: list[dict[str, Any]], methods: list[str], calibrated: dict[s
     for m in methods:
         if m not in means:
             continue
-        row: dict[str, Any] = {"method": m, "label": LABELS[m], "pretrain_seeds": len(means[m]),
+        row: dict[str, Any] = {"method": m, "label": label(m), "pretrain_seeds": len(means[m]),
                                "runs": sum(len(c["miou"]) for c in per_seed[m].values())}
         for k in ("miou", "oa", "kappa"):
             row[f"{k}_mean"], row[f"{k}_sd"] = mean_sd([v[k] for v in means[m].values()])
@@ -67,8 +89,8 @@ def summarise(rows: list[dict[str, Any]], methods: list[str], calibrated: dict[s
         row["calibrated_per_run"] = calibrated.get(m)
         summary.append(row)
     diffs = []
-    for m in methods:
-        base = BASE_OF.get(m)
+    pairs = [(m, base_of(m), "false") for m in methods] + [(m, band_reference(m, methods), "bands") for m in methods]
+    for m, base, what in pairs:
         if base is None or m not in means or base not in means:
             continue
         common = sorted(set(means[m]) & set(means[base]))
@@ -77,7 +99,7 @@ def summarise(rows: list[dict[str, Any]], methods: list[str], calibrated: dict[s
         d = paired_difference([means[base][p]["miou"] for p in common], [means[m][p]["miou"] for p in common])
         diffs.append({"method": m, "base": base, "pretrain_seeds": common, "miou_points": {
             k: (100 * v if isinstance(v, float) else v) for k, v in d.to_json().items()}, "verdict": d.verdict,
-            "calibrated_per_run": calibrated.get(m)})
+            "calibrated_per_run": calibrated.get(m) if what == "false" else None, "compares": what})
     return summary, diffs
 
 
@@ -93,7 +115,8 @@ def split_facts(splits: SegSplits, data: Any) -> dict[str, Any]:
 
 
 def verdict_text(d: dict[str, Any]) -> str:
-    text = {"better": "FALSE better", "worse": "FALSE worse"}.get(d["verdict"], d["verdict"])
+    who = "more bands" if d.get("compares") == "bands" else "FALSE"
+    text = {"better": f"{who} better", "worse": f"{who} worse"}.get(d["verdict"], d["verdict"])
     if d.get("calibrated_per_run") == 0:
         text += " (FNCC calibrated no pair: the runs equal the base's)"
     return text
@@ -133,11 +156,11 @@ def to_markdown(cfg: CompareConfig, summary: list[dict[str, Any]], diffs: list[d
                                                            for v in cells) + " |")
         lines.append("")
     if diffs:
-        lines += ["| FALSE variant | vs | Δ mIoU (points), paired | 95 % interval | verdict |", "|---|---|---|---|---|"]
+        lines += ["| variant | vs | Δ mIoU (points), paired | 95 % interval | verdict |", "|---|---|---|---|---|"]
         for d in diffs:
             p = d["miou_points"]
             ci = "n/a" if p["low"] is None or p["low"] != p["low"] else f"[{p['low']:+.2f}, {p['high']:+.2f}]"
-            lines.append(f"| {LABELS[d['method']]} | {LABELS[d['base']]} | {p['mean']:+.2f} | {ci} | "
+            lines.append(f"| {label(d['method'])} | {label(d['base'])} | {p['mean']:+.2f} | {ci} | "
                          f"{verdict_text(d)} |")
         lines += ["", f"Paired by pretraining seed (same start, batches and augmentations); Student-t interval over "
                   f"{len(cfg.pretrain_seeds)} seeds. \"within noise\": the interval holds 0."]

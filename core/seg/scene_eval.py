@@ -24,7 +24,7 @@ from .infer import predict
 from .metrics import SegScores, confusion_matrix, scores_from_confusion
 from ..data.protocols import LabeledTiles, SceneTiles, TileSet
 from ..data.seg_augment import eval_transform
-from ..imaging.bands import bands_of
+from ..imaging.bands import band_norm, bands_of
 
 DEFAULT_TILE = 512  # as core.seg.segment
 DEFAULT_OVERLAP = 0.25
@@ -65,6 +65,8 @@ def evaluate_scenes(model: nn.Module, split: SceneTiles, num_classes: int, ignor
     names = split.scene_names
     cm = torch.zeros(num_classes, num_classes, dtype=torch.int64)
     pixels = 0
+    if card is None:  # a bare model (the probe's): normalised as the split's bands are in training
+        card = {"normalization": dict(zip(("mean", "std"), band_norm(bands_of(split))))}
     for k, si in enumerate(scene_ids):
         image, labels = split.scene_arrays(si)
         pred = predict(model, image, tile=tile, overlap=overlap, batch_size=batch_size, device=device, card=card,

@@ -31,7 +31,7 @@ from ..store.checkpoint import CheckpointError
 from ..device import pick_device
 from .domain import DomainScore, score_image
 from ..imaging.budget import DEFAULT_MAX_MEGAPIXELS, MAX_MEGAPIXELS_ENV, max_pixels
-from ..imaging.bands import model_pixels
+from ..imaging.bands import card_bands, is_rgb, model_pixels, picture_views
 from ..imaging.imageio import ImageError, LoadedImage, read_image
 from .infer import NODATA, check_tile, class_areas, overlap_pixels, predict
 from .model_choice import Choice, ModelCache, choose_model, given_model, score_for_model
@@ -95,7 +95,8 @@ def segment_loaded(loaded: LoadedImage, model: torch.nn.Module, card: dict[str, 
     if factor is not None:
         mask = resample_mask(mask, loaded.shape)
     mask[nodata] = NODATA
-    return Segmentation(rgb=loaded.rgb, mask=mask, classes=classes,
+    return Segmentation(rgb=loaded.rgb, mask=mask, classes=classes, views=picture_views(loaded),
+                        bands=None if is_rgb(card_bands(card)) else card_bands(card),
                         areas=class_areas(mask, classes, loaded.pixel_size_m), profile=loaded.profile,
                         notes=notes, domain=domain, pixel_size_m=loaded.pixel_size_m,
                         pixel_size_used_m=model_m if factor is not None else loaded.pixel_size_m,

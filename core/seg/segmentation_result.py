@@ -53,13 +53,18 @@ class Segmentation:
     resampled: float | None = None  # scale applied for inference, None when not resampled
     nodata_share: float = 0.0
     model: dict[str, Any] = field(default_factory=dict)  # name, path, how chosen and why
+    # Other pictures of a multi-band image (``core.imaging.bands.preview``), e.g. {"false": NIR-R-G}; ``rgb`` is true
+    # colour. Only for the screen: reports and files are the same whatever is shown.
+    views: dict[str, np.ndarray] = field(default_factory=dict)
+    bands: list[str] | None = None  # the bands the model read, when not R, G, B
 
     @property
     def warning(self) -> str | None:
         return self.domain.warning() if self.domain is not None else None
 
-    def overlay(self, opacity: float = 0.5) -> np.ndarray:
-        return overlay(self.rgb, self.mask, self.classes, opacity)
+    def overlay(self, opacity: float = 0.5, view: str = "true") -> np.ndarray:
+        """The classes over the picture, ``view`` ``true`` colour (``rgb``) or another of ``views``."""
+        return overlay(self.views.get(view, self.rgb), self.mask, self.classes, opacity)
 
     def color(self) -> np.ndarray:
         return colorize(self.mask, self.classes)
