@@ -16,7 +16,8 @@ from core.seg.compare_report import LABELS, label
 from core.config import SEG_DATASETS, ConfigError, FinetuneConfig, choices, load_config, validate_config
 from core.imaging.colours import css_rgb
 from core.store.runs import Run, read_json_file
-from workbench.form_errors import FormErrors
+from core.imaging.bands import is_rgb
+from workbench.form_errors import BANDS_HELP, FormErrors, bands_to_text, text_to_bands
 from workbench.common import gpu_processes, has_records, index_of, pick_run, runs_of, show_error
 from workbench.monitor import run_header, watch
 
@@ -32,8 +33,23 @@ FT_FIELDS = {  # the form's labels and the config fields they set: errors are sh
     "Class table (folder sets)": "data.class_table", "Steps": "train.max_steps", "Batch": "train.batch_size",
     "lr": "train.lr", "Crop (px)": "data.crop_size", "Validate every": "train.eval_every",
     "Synthetic tiles": "data.num_tiles", "Tile size": "data.tile_size", "Run name": "name", "Device": "train.device",
-    "Colour jitter": "data.colour_jitter",
+    "Colour jitter": "data.colour_jitter", "Bands": "data.bands",
 }
+
+
+def encoder_bands(init: str) -> list[str] | None:
+    """The bands an encoder (a pretraining run or a checkpoint) was trained on; None for RGB ones and random."""
+    if init == "random":
+        return None
+    from core.seg.finetune import resolve_init
+    from core.ssl.models import checkpoint_bands
+
+    try:
+        path = resolve_init(init)
+    except Exception:  # noqa: BLE001 - the config's own check says what is wrong with init
+        return None
+    bands = checkpoint_bands(path) if path is not None else None
+    return None if bands is None or is_rgb(bands) else bands
 
 
 def finetune_form() -> None:
@@ -63,7 +79,10 @@ def finetune_form() -> None:
                                  key="ft-data")
         fraction = c4.number_input("Label fraction", 0.001, 1.0, float(base.data.label_fraction), 0.01,
                                    format="%.3f", key="ft-fraction")
-        c1, c2 = fe.columns(2)
+        c1, c2, c3 = fe.columns([2, 2, 1])
+        bands_text = c3.text_input("Bands", value=bands_to_text(base.data.bands), key="ft-bands",
+                                   placeholder="the encoder's", help=BANDS_HELP + ". Empty: the bands the chosen "
+                                   "encoder was pretrained on (RGB for a random one)")
         root = c1.text_input("Data set folder (not synthetic)", value=base.data.root or "", key="ft-root",
                              help="In its published layout, under the data root")
         table = c2.text_input("Class table (folder sets)", value=base.data.class_table or "", key="ft-table",
@@ -96,7 +115,8 @@ def finetune_form() -> None:
         raw["data"].update(name=data_name, label_fraction=fraction, crop_size=int(crop), num_tiles=int(tiles),
                            tile_size=int(tile_size), colour_jitter=float(jitter),
                            root=fe.path(root, "data.root") if data_name != "synthetic" else None,
-                           class_table=fe.path(table, "data.class_table"))
+                           class_table=fe.path(table, "data.class_table"),
+                           bands=text_to_bands(bands_text) or encoder_bands(init))
         raw["train"].update(protocol=protocol, max_steps=int(steps), epochs=None, batch_size=int(batch), lr=lr,
                             eval_every=int(eval_every), device=device)
         cfg = fe.checked(validate_config(raw, FinetuneConfig))

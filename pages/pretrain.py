@@ -8,7 +8,7 @@ from core.store import launch
 from core.store.catalog import config_presets, encoder_models
 from core.config import (ENCODERS, PRETRAIN_DATASETS, ConfigError, PretrainConfig, choices, load_config,
                          validate_config)
-from workbench.form_errors import FormErrors
+from workbench.form_errors import BANDS_HELP, FormErrors, bands_to_text, text_to_bands
 from workbench.sources_view import data_sources
 from core.store.sources import SourceInfo
 from workbench.common import gpu_processes, has_records, index_of, pick_run, runs_of, show_error
@@ -55,7 +55,7 @@ FIELDS = {  # the form's labels and the config fields they set: errors are shown
     "top-k": "loss.topk", "Encoder": "model.encoder", "Projection dim": "model.proj_dim",
     "Projection hidden": "model.proj_hidden", "MoCo queue": "model.queue_size", "Data set": "data.name",
     "Synthetic tiles": "data.num_tiles", "Tile size (px)": "data.tile_size", "View size (px)": "data.image_size",
-    "Data folder (all but synthetic)": "data.root", "Class table (folder only, optional)": "data.class_table",
+    "Data folder (all but synthetic)": "data.root", "Bands": "data.bands", "Class table (folder only, optional)": "data.class_table",
     "Pretrain on the scenes of": "data.pretrain_splits", "Validation share of scenes": "data.val_fraction",
     "Test share of scenes": "data.test_fraction", "Batch size": "train.batch_size", "Steps": "train.max_steps",
     "Epochs": "train.epochs", "Optimizer": "train.optimizer", "Base lr (batch 256)": "train.lr",
@@ -122,7 +122,9 @@ with st.expander("Settings", expanded=not runs, key="pretrain-settings"), st.for
     num_tiles = c2.number_input("Synthetic tiles", 2, 1_000_000, int(base.data.num_tiles), key=k("tiles"))
     tile_size = c3.number_input("Tile size (px)", 16, 4096, int(base.data.tile_size), key=k("tile_size"))
     image_size = c4.number_input("View size (px)", 16, 1024, int(base.data.image_size), key=k("image_size"))
-    c1, c2 = fe.columns(2)
+    c1, c2, c3 = fe.columns([2, 2, 1])
+    bands_text = c3.text_input("Bands", value=bands_to_text(base.data.bands), key=k("bands"),
+                               placeholder="R, G, B", help=BANDS_HELP)
     folder = c1.text_input("Data folder (all but synthetic)", value=base.data.root or "", key=k("folder"),
                            help="An image folder, or a data set in its published layout; under the data root or "
                                 "the runs root (a preset's own folder is kept as it is)")
@@ -198,7 +200,8 @@ def form_config() -> PretrainConfig:
                        root=fe.path(folder, "data.root", keep=base.data.root) if data_name != "synthetic" else None,
                        class_table=fe.path(class_table, "data.class_table", keep=base.data.class_table)
                        if data_name == "folder" else None,
-                       pretrain_splits=pretrain_splits, val_fraction=val_fraction, test_fraction=test_fraction)
+                       pretrain_splits=pretrain_splits, val_fraction=val_fraction, test_fraction=test_fraction,
+                       bands=text_to_bands(bands_text))
     raw["train"].update(momentum=sgd_m, channels_last=channels_last)
     raw["train"].update(batch_size=int(batch), optimizer=optimizer, lr=lr, weight_decay=wd, warmup_steps=int(warmup),
                         ckpt_every=int(ckpt_every), knn_every=int(knn_every), device=device, precision=precision, log_every=int(log_every),

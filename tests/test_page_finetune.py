@@ -83,3 +83,24 @@ def test_with_two_gpus_the_launch_uses_two_processes_and_the_colour_jitter(empty
 def test_with_one_gpu_or_none_the_gpu_count_is_fixed_at_one(empty_store: Path) -> None:
     at = open_page("finetune")
     assert at.number_input(key="ft-gpus").value == 1 and at.number_input(key="ft-gpus").disabled
+
+
+def test_an_rgbn_encoder_fine_tunes_on_its_bands_unless_others_are_typed(empty_store: Path, monkeypatch) -> None:
+    from core.ssl.pretrain import main as pretrain_main
+    from core.store import launch
+
+    root = Path(__file__).resolve().parent.parent
+    assert pretrain_main(["--config", str(root / "configs/demo_cpu_rgbn.yaml"), "--no-progress", "name=rgbn",
+                          "model.proj_hidden=32", "model.proj_dim=16", "data.num_tiles=24", "data.tile_size=64",
+                          "data.image_size=32", "train.batch_size=8", "train.max_steps=1", "train.optimizer=adamw",
+                          "train.knn_every=0"]) == 0
+    seen: list = []
+    monkeypatch.setattr(launch, "launch", lambda kind, cfg, *a, **k: seen.append(cfg) or
+                        (_ for _ in ()).throw(OSError("not started in this test")))
+    at = open_page("finetune")
+    assert at.selectbox(key="ft-init").value.endswith("rgbn")  # the newest pretraining run
+    at.button[0].click().run()
+    assert seen[-1].data.bands == ["R", "G", "B", "NIR"]  # the encoder's bands
+    at.text_input(key="ft-bands").set_value("NIR, R, G")
+    at.button[0].click().run()
+    assert seen[-1].data.bands == ["NIR", "R", "G"]

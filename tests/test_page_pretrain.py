@@ -206,3 +206,18 @@ def test_a_folder_added_as_a_data_source_is_used_by_the_form(empty_store: Path, 
     monkeypatch.setattr(launch, "launch", fake_launch)
     at.button(key="pretrain-launch").click().run()
     assert seen["cfg"].data.name == "folder" and seen["cfg"].data.root == str(mine.resolve())
+
+
+def test_bands_typed_in_the_form_reach_the_run_and_a_bad_band_is_refused_beside_the_field(
+        empty_store: Path, monkeypatch) -> None:
+    at = open_page("pretrain")
+    at.text_input(key="pre-demo_cpu-bands").set_value("R, R")
+    at.button(key="pretrain-launch").click().run()
+    assert not at.exception and len(errors(at)) == 1 and "**Bands**" in errors(at)[0]
+    assert "named twice" in errors(at)[0] and list_runs(empty_store) == []
+    launched: list = []
+    monkeypatch.setattr(launch, "launch", lambda kind, cfg, *a, **k: launched.append(cfg) or
+                        (_ for _ in ()).throw(OSError("not started here")))
+    at.text_input(key="pre-demo_cpu-bands").set_value("r, g, b, near-infrared")
+    at.button(key="pretrain-launch").click().run()
+    assert launched and launched[0].data.bands == ["R", "G", "B", "NIR"]

@@ -108,3 +108,18 @@ class FormErrors:
         lines = [f"- **{self.labels.get(f, f or 'settings')}**: {self.in_words(m)}" for f, m in errors.items()]
         st.error(f"Not launched: {len(errors)} setting{'s' if len(errors) > 1 else ''} to change\n\n"
                  + "\n".join(lines), icon="🚫")
+
+
+BANDS_HELP = ("The file's bands to use, in order: names (R, G, B, NIR) or 0-based indices (0, 1, 2, 3). Empty: RGB by "
+              "the usual rule. The synthetic set has R, G, B, NIR")
+
+
+def bands_to_text(bands: list | None) -> str:
+    """``data.bands`` as the form's text field shows it."""
+    return "" if not bands else ", ".join(str(b) for b in bands)
+
+
+def text_to_bands(text: str) -> list | None:
+    """``R, G, B, NIR`` or ``0 1 2 3`` as ``data.bands``; empty: None (RGB). The config checks each entry."""
+    parts = [p for p in text.replace(",", " ").split() if p]
+    return [int(p) if p.isdigit() else p for p in parts] or None
