@@ -15,7 +15,8 @@ import streamlit as st
 from core.analysis import embeddings as E
 from core.store.catalog import ModelEntry, encoder_models
 from core.config import DataConfig
-from workbench.common import dataset_of, go_to, show_error, shows_errors
+from core.imaging.bands import bands_of, card_bands, is_rgb, preview_chw
+from workbench.common import dataset_of, go_to, pick_picture, show_error, shows_errors
 from workbench.warmup import wait_for_warmup
 
 INPUT_SIZES = [32, 48, 64, 96, 128]
@@ -72,7 +73,8 @@ def data_choice(entries: list[ModelEntry]) -> tuple[DataConfig, int]:
     if source == "synthetic" or own is None:
         n = c2.slider("Tiles", 200, 5000, 500, step=100, key="emb-tiles")
         tile = c3.selectbox("Tile size", TILE_SIZES, key="emb-tile-size")
-        return DataConfig(name="synthetic", num_tiles=n, tile_size=tile, seed=0,
+        bands = card_bands(entries[0].card)  # the synthetic set has R, G, B and NIR
+        return DataConfig(name="synthetic", num_tiles=n, tile_size=tile, seed=0, bands=None if is_rgb(bands) else bands,
                           pretrain_splits=["train", "val", "test"]), n
     total = len(dataset_of(own)) if own.labeled else 5000
     if total <= 200:
@@ -86,6 +88,7 @@ def data_choice(entries: list[ModelEntry]) -> tuple[DataConfig, int]:
 
 def describe(data: DataConfig) -> str:
     scenes = f", scenes of {'+'.join(data.pretrain_splits)}" if data.labeled else ""
+    scenes += f", bands {', '.join(map(str, data.bands))}" if data.bands else ""
     if data.name == "synthetic":
         return f"synthetic, {data.num_tiles} tiles of {data.tile_size} px, seed {data.seed}{scenes}"
     return f"{data.name} {data.root}, {data.tile_size} px tiles{scenes}"
@@ -150,13 +153,15 @@ def _points(event: Any) -> list[Any]:
 
 
 @shows_errors
-def show_selection(event: Any, data: DataConfig) -> None:
+def show_selection(event: Any, data: DataConfig, n: int = 0) -> None:
     chosen = E.selected_tiles(_points(event))
     if not chosen:
         st.caption("Select points (click, box or lasso) to see their tiles.")
         return
     dataset = dataset_of(data)
-    images = dataset.get_images(chosen[:MAX_SHOWN]).permute(0, 2, 3, 1).numpy()
+    picture = pick_picture(bands_of(dataset), f"emb-picture-{n}")
+    images = preview_chw(dataset.get_images(chosen[:MAX_SHOWN]), bands_of(dataset), picture)
+    images = images.permute(0, 2, 3, 1).numpy()
     more = f" (the first {MAX_SHOWN} shown)" if len(chosen) > MAX_SHOWN else ""
     st.markdown(f"**{len(chosen)} selected tiles**{more}")
     st.image(list(images), caption=[f"#{i}" for i in chosen[:MAX_SHOWN]], width=88)
@@ -186,7 +191,7 @@ def panel(n: int, entry: ModelEntry, emb: E.Embedding | None, other: E.Embedding
         st.caption(f"⭕ {len(linked)} tile(s) selected in the other map are ringed here.")
     event = st.plotly_chart(scatter(emb, colour_by, segments, linked), key=f"emb-map-{n}", on_select="rerun",
                             selection_mode=("points", "box", "lasso"), width="stretch")
-    show_selection(event, data)
+    show_selection(event, data, n)
 
 
 def page() -> None:

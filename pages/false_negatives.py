@@ -17,7 +17,9 @@ from core.analysis import fn_report
 from core.analysis import fn_scoring as fn
 from core.config import ConfigError, DataConfig
 from core.store.runs import Run
-from workbench.common import columns_figure, dataset_of, go_to, pick_run, runs_of, show_error, shows_errors
+from core.imaging.bands import bands_of
+from workbench.common import (columns_figure, dataset_of, go_to, pick_picture, pick_run, runs_of, show_error,
+                              shows_errors)
 
 PER_PAGE = 12
 PER_ROW = 3
@@ -207,7 +209,8 @@ def gallery(shown: pd.DataFrame, dataset: Any, dominant: np.ndarray | None, run:
     if n_pages > 1:
         page = int(st.number_input(f"Page (of {n_pages})", 1, n_pages, 1, key=f"fn-page-{run.id}-{n_pages}"))
     rows = shown.iloc[(page - 1) * PER_PAGE: page * PER_PAGE]
-    anchors, candidates = fn.pair_tiles(dataset, rows)
+    picture = pick_picture(bands_of(dataset), f"fn-picture-{run.id}")
+    anchors, candidates = fn.pair_tiles(dataset, rows, picture)
     names = fn.class_names(dataset)
     st.caption("Each card: the anchor's tile (its positive is another augmented view of the same tile) beside the "
                "candidate FNSD flagged as a likely false negative.")

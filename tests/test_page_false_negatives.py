@@ -117,3 +117,21 @@ def test_flags_are_scored_against_reference_selectors(store_base: Path, tmp_path
     again.selectbox(key="fn-run").set_value(run_id).run()
     assert metrics(again)["FNSD flags"] == shown["FNSD flags"]
     assert again.button(key=f"fn-quality-{run_id}").label.startswith("🔄")
+
+
+def test_tiles_of_an_rgbn_run_are_shown_in_true_or_false_colour(empty_store: Path) -> None:
+    from core.ssl.pretrain import main as pretrain_main
+
+    root = Path(__file__).resolve().parent.parent
+    assert pretrain_main(["--config", str(root / "configs/demo_cpu_rgbn.yaml"), "--no-progress", "name=rgbn-false",
+                          "model.proj_hidden=32", "model.proj_dim=16", "data.num_tiles=24", "data.tile_size=64",
+                          "data.image_size=32", "train.batch_size=8", "train.max_steps=2", "train.optimizer=adamw",
+                          "train.knn_every=0", "loss.threshold=0.1"]) == 0
+    at = open_page("false_negatives")
+    at.selectbox(key="fn-run").set_value(run_named(empty_store, "rgbn-false")).run()
+    assert not at.exception and not errors(at), errors(at)
+    picture = next(r for r in at.radio if r.key.startswith("fn-picture-"))
+    assert picture.value == "true" and len(at.image) >= 2
+    before = [i.value for i in at.image]
+    picture.set_value("false").run()
+    assert not at.exception and not errors(at) and [i.value for i in at.image] != before

@@ -219,3 +219,17 @@ def curve_frame(run: Run) -> pd.DataFrame:
     if not val.empty and "miou" in val:
         frame = pd.concat([frame, val[["step", "miou"]]], ignore_index=True)
     return frame
+
+
+PICTURE_LABELS = {"true": "true colour (R, G, B)", "false": "false colour (NIR, R, G: vegetation red)"}
+
+
+def pick_picture(bands: Sequence[str], key: str) -> str:
+    """How to show tiles of these bands: true colour, or false colour (NIR, R, G) where there is a NIR band; a
+    radio only when there is a choice (``core.imaging.bands.preview_modes``)."""
+    from core.imaging.bands import preview_modes
+
+    modes = preview_modes(bands)
+    if len(modes) == 1:
+        return modes[0]
+    return st.radio("Show tiles as", modes, format_func=PICTURE_LABELS.get, horizontal=True, key=key)

@@ -123,7 +123,7 @@ def split_variant(variant: str) -> tuple[str, str | None]:
     return method, bands or None
 
 
-def band_overrides(cfg: "CompareConfig", variant: str) -> list[str]:
+def band_overrides(cfg: CompareConfig, variant: str) -> list[str]:
     """The ``data.bands=[...]`` override of a variant's band set (none for the default rule)."""
     _, label = split_variant(variant)
     if label is None:

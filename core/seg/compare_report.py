@@ -40,7 +40,7 @@ def base_of(variant: str) -> str | None:
 
 def band_reference(variant: str, variants: list[str]) -> str | None:
     """In a bands comparison, the same method on the first band set (None for that set itself)."""
-    method, at, bands = variant.partition("@")
+    method, at, _ = variant.partition("@")
     if not at:
         return None
     first = next((v for v in variants if v.partition("@")[0] == method), None)
