@@ -79,8 +79,10 @@ def use_source(source: SourceInfo) -> None:
     """A data source's Use button: the form below reads that folder (its layout picks the data set kind)."""
     st.session_state[k("data")] = source.kind
     st.session_state[k("folder")] = source.path
-    st.session_state["pretrain-source-flash"] = ("success", f"The form below now pretrains on {source.path} "
-                                                            "(Settings: Data set and Data folder).")
+    st.session_state[k("bands")] = bands_to_text(source.bands)
+    bands = f" on its bands {', '.join(source.bands)}" if source.bands else ""
+    st.session_state["pretrain-source-flash"] = ("success", f"The form below now pretrains on {source.path}{bands} "
+                                                            "(Settings: Data set, Data folder and Bands).")
 
 
 data_sources("pretrain", use=use_source, use_label="Use for pretraining")

@@ -74,3 +74,19 @@ def test_a_file_or_a_vanished_folder(tmp_path: Path) -> None:
     (gone / "tile_0.png").unlink()
     gone.rmdir()
     assert list_sources()[0].format.startswith("missing")
+
+
+def test_a_folder_of_4_band_geotiffs_is_described_with_its_bands(tmp_path: Path) -> None:
+    import rasterio
+
+    folder = tmp_path / "rgbn"
+    folder.mkdir()
+    with rasterio.open(folder / "a.tif", "w", driver="GTiff", width=16, height=16, count=4, dtype="uint16") as dst:
+        dst.write(np.random.default_rng(0).integers(0, 4000, (4, 16, 16)).astype("uint16"))
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "rgb.png")
+    info = describe(folder)
+    assert info.bands == ["R", "G", "B", "NIR"] and info.images == 1
+    rgb = tmp_path / "plain"
+    rgb.mkdir()
+    (tmp_path / "rgb.png").rename(rgb / "rgb.png")
+    assert describe(rgb).bands is None  # RGB: the default rule, nothing to say

@@ -14,7 +14,8 @@ from core.store.sources import SourceError, SourceInfo, add_source, list_sources
 
 
 def source_label(s: SourceInfo) -> str:
-    return f"{s.path} · {s.format} · {s.images} image(s) · {'labels' if s.labels else 'no labels'}"
+    bands = f" · bands {', '.join(s.bands)}" if s.bands else ""
+    return f"{s.path} · {s.format} · {s.images} image(s) · {'labels' if s.labels else 'no labels'}{bands}"
 
 
 def _add(key: str) -> None:
@@ -53,7 +54,8 @@ def data_sources(key: str, use: Callable[[SourceInfo], None] | None = None, use_
             st.caption("No data sources yet.")
             return
         st.dataframe(pd.DataFrame([{"folder": s.path, "format": s.format, "images": s.images,
-                                    "labels": "yes" if s.labels else "no"} for s in sources]),
+                                    "labels": "yes" if s.labels else "no",
+                                    "bands": ", ".join(s.bands) if s.bands else "R, G, B"} for s in sources]),
                      hide_index=True, width="stretch", key=f"{key}-sources-table")
         paths = [s.path for s in sources]
         if st.session_state.get(f"{key}-source-pick") not in paths:

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ..imaging.bands import file_bands
 from ..data.paths import data_root
 from .runs import atomic_write_json
 
@@ -34,6 +35,7 @@ class SourceInfo:
     labels: bool  # masks beside the images (an images/ + masks/ layout or DeepGlobe's *_mask.png)
     added: float = 0.0
     kind: str = "folder"  # the data set kind (config data.name) that reads it: "folder" or "deepglobe"
+    bands: list[str] | None = None  # the first image's bands when it has more than R, G, B (core.imaging.bands)
 
 
 def _settings_file() -> Path:
@@ -58,6 +60,7 @@ def describe(folder: Path) -> SourceInfo:
     files looked at)."""
     images, masks, under_images = 0, 0, 0
     looked = 0
+    first: Path | None = None
     images_dir = folder / "images"
     layout = images_dir.is_dir() and (folder / "masks").is_dir()
     for where, _, files in os.walk(folder):
@@ -71,13 +74,28 @@ def describe(folder: Path) -> SourceInfo:
             else:
                 images += 1
                 under_images += inside
+                if first is None and (inside or not layout):
+                    first = Path(where) / name
         if looked >= COUNT_LIMIT:
             break
+    bands = _bands(first)
     if layout:
-        return SourceInfo(str(folder), "images/ + masks/ (labeled with a class table)", under_images, True)
+        return SourceInfo(str(folder), "images/ + masks/ (labeled with a class table)", under_images, True,
+                          bands=bands)
     if masks:
         return SourceInfo(str(folder), "DeepGlobe layout (*_sat.jpg + *_mask.png)", images, True, kind="deepglobe")
-    return SourceInfo(str(folder), "a folder of images (unlabeled)", images, False)
+    return SourceInfo(str(folder), "a folder of images (unlabeled)", images, False, bands=bands)
+
+
+def _bands(image: Path | None) -> list[str] | None:
+    """An image's band names from its header when it has more than R, G, B (a 4-band GeoTIFF: R, G, B, NIR)."""
+    if image is None:
+        return None
+    try:
+        names = [n for n in file_bands(image) if n != "alpha"]
+    except Exception:  # noqa: BLE001 - an unreadable file is the tiling's to report
+        return None
+    return names if len(names) > 3 else None
 
 
 def add_source(text: str | Path) -> SourceInfo:
@@ -126,6 +144,7 @@ def list_sources() -> list[SourceInfo]:
         fmt = str(r.get("format", "?"))
         kind = r.get("kind") if r.get("kind") in ("folder", "deepglobe") else \
             "deepglobe" if fmt.startswith("DeepGlobe") else "folder"  # a record written before kinds were kept
+        bands = r.get("bands") if isinstance(r.get("bands"), list) else None
         out.append(SourceInfo(str(path), fmt, int(r.get("images", 0)), bool(r.get("labels", False)),
-                              float(r.get("added", 0)), kind=kind))
+                              float(r.get("added", 0)), kind=kind, bands=bands))
     return out
