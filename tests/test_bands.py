@@ -205,3 +205,29 @@ def test_rgbn_geotiffs_pretrain_finetune_and_segment_with_bands_on_the_card(root
     assert report["model"]["name"].endswith("best.safetensors")
     with rasterio.open(out / "scene_0_mask.tif") as src:
         assert src.transform == TRANSFORM and src.crs.to_epsg() == 32633 and src.count == 1
+
+
+def test_potsdam_reads_its_rgbir_orthophotos_and_vaihingen_names_its_irrg_bands(tmp_path: Path) -> None:
+    from core.data.seg_formats import Potsdam, Vaihingen
+
+    isprs = [(255, 255, 255), (0, 0, 255), (0, 255, 255), (0, 255, 0), (255, 255, 0), (255, 0, 0)]
+    rng = np.random.default_rng(0)
+    lab = np.asarray(isprs, np.uint8)[rng.integers(0, 6, (32, 32))]
+    pots = tmp_path / "potsdam"
+    for sid in ("2_10", "2_11", "3_10"):
+        write_tif(pots / "4_Ortho_RGBIR" / f"top_potsdam_{sid}_RGBIR.tif", rng.integers(0, 255, (4, 32, 32)).astype("uint8") | 1)
+        (pots / "5_Labels_all").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(lab).save(pots / "5_Labels_all" / f"top_potsdam_{sid}_label.tif")
+    ds = Potsdam(pots, tile_size=32, progress=False, bands=["R", "G", "B", "NIR"], cache_root=tmp_path / "c")
+    assert ds.band_names == ("R", "G", "B", "NIR") and ds.images.shape == (3, 32, 32, 4)
+    vai = tmp_path / "vaihingen"
+    for area in (1, 3, 5):
+        write_tif(vai / "top" / f"top_mosaic_09cm_area{area}.tif", rng.integers(1, 255, (3, 32, 32)).astype("uint8"))
+        (vai / "gts_for_participants").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(lab).save(vai / "gts_for_participants" / f"top_mosaic_09cm_area{area}.tif")
+    v = Vaihingen(vai, tile_size=32, progress=False, bands=["R", "G", "NIR"], cache_root=tmp_path / "c")
+    with rasterio.open(vai / "top" / "top_mosaic_09cm_area1.tif") as src:
+        irrg = src.read()
+    assert v.band_names == ("R", "G", "NIR")
+    tile = v.images[0]
+    assert np.array_equal(tile[..., 2], irrg[0]) and np.array_equal(tile[..., 0], irrg[1])  # IR is the 1st band

@@ -94,6 +94,7 @@ class SegTiles(CachedTiles):
     format_name = "seg"
     title = "Segmentation data"
     classes: list[dict] = []
+    file_bands: tuple[str, ...] | None = None  # the files' band names where the format knows them (Vaihingen: IRRG)
 
     def __init__(self, root: str | Path, tile_size: int = 256, tile_overlap: int = 0, *,
                  cache_root: str | Path | None = None, progress: bool = True, bands: list | None = None):
@@ -166,7 +167,7 @@ class SegTiles(CachedTiles):
 
     def _read_bands(self, path: Path, stretch: list | None) -> tuple[np.ndarray, list[str]]:
         try:
-            got = read_bands(path, self.bands or [], max_pixels=MAX_PIXELS, stretch=stretch)
+            got = read_bands(path, self.bands or [], max_pixels=MAX_PIXELS, stretch=stretch, names=self.file_bands)
         except (BandError, ImageError) as err:
             raise DataError(f"{self.title}: {err}" if path.name in str(err) else
                             f"{self.title}: cannot read image {path}: {err}") from None
@@ -199,7 +200,7 @@ class SegTiles(CachedTiles):
         n = sum(len(xy) for xy in layout)
         names: list[str] | None = None
         if self.bands is not None:  # the bands' names and the data set's stretch, before any tile is cut
-            self._stretch = dataset_stretch([s.image for s in scenes], self.bands)
+            self._stretch = dataset_stretch([s.image for s in scenes], self.bands, names=self.file_bands)
             names = self._read_bands(scenes[0].image, self._stretch)[1]
         tmp = temp_dir_for(self.cache_dir)
         try:

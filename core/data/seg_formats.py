@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from ..imaging.bands import RGB
 from .paths import DataError
 from .seg_base import Scene, SegTiles
 from .seg_files import ColorCode, Decoded, IndexCode, class_table, read_mask_index, read_mask_rgb
@@ -138,6 +139,15 @@ class Potsdam(_ISPRS):
     label_dirs = ("5_Labels_all", "5_Labels_for_participants")
     eroded_dirs = ("5_Labels_all_noBoundary", "5_Labels_for_participants_no_Boundary")
 
+    def __init__(self, root: str | Path, tile_size: int = 256, tile_overlap: int = 0, eroded: bool = False,
+                 **kwargs: Any):
+        bands = kwargs.get("bands")
+        if bands is not None and any(b not in RGB and not (isinstance(b, int) and b < 3) for b in bands):
+            # a band beyond R, G, B (NIR): the 4-band RGBIR orthophotos instead of the RGB ones
+            self.image_dir, self.image_glob = "4_Ortho_RGBIR", "top_potsdam_*_RGBIR.tif"
+            self.image_pattern = r"top_potsdam_(\d+_\d+)_RGBIR\.tif"
+        super().__init__(root, tile_size, tile_overlap, eroded, **kwargs)
+
     def _label_name(self, sid: str) -> str:
         return f"top_potsdam_{sid}_label_noBoundary.tif" if self.eroded else f"top_potsdam_{sid}_label.tif"
 
@@ -174,6 +184,7 @@ class Vaihingen(_ISPRS):
     title = "Vaihingen"
     image_dir = "top"
     image_pattern = r"top_mosaic_09cm_area(\d+)\.tif"
+    file_bands = ("NIR", "R", "G")  # IRRG false colour: data.bands names them so (unset: kept as they are)
     image_glob = "top_mosaic_09cm_area*.tif"
     label_dirs = ("gts_for_participants", "ISPRS_semantic_labeling_Vaihingen_ground_truth_COMPLETE")
     eroded_dirs = ("gts_eroded_for_participants", "ISPRS_semantic_labeling_Vaihingen_ground_truth_eroded_COMPLETE")

@@ -201,10 +201,12 @@ def file_bands(path: str | os.PathLike[str]) -> list[str]:
 
 
 def read_bands(path: str | os.PathLike[str], request: Sequence[int | str], *, max_pixels: int = 50_000_000,
-               stretch: Sequence[Sequence[float] | None] | None = None) -> BandPixels:
+               stretch: Sequence[Sequence[float] | None] | None = None,
+               names: Sequence[str] | None = None) -> BandPixels:
     """The requested bands of ``path`` as uint8 (H, W, C). ``stretch``: the data set's per-channel [lo, hi] for
-    non-8-bit data (else the image's own percentiles). BandError for a missing or all-zero band, ImageError for an
-    unusable file; both one line naming the file."""
+    non-8-bit data (else the image's own percentiles); ``names``: the file's band names where its format knows them
+    better than its header (Vaihingen's IRRG). BandError for a missing or all-zero band, ImageError for an unusable
+    file; both one line naming the file."""
     path = Path(path)
     if not path.is_file():
         raise ImageError(f"{path.name}: no such file")
@@ -212,9 +214,9 @@ def read_bands(path: str | os.PathLike[str], request: Sequence[int | str], *, ma
         from .imageio import read_image
 
         img = read_image(path, max_pixels, orient=False)
-        idx, names = resolve(request, RGB, path.name)
+        idx, got = resolve(request, list(names or RGB), path.name)
         pixels = np.ascontiguousarray(img.rgb[..., idx])
-        return BandPixels(pixels, names, "uint8", [None] * len(idx), img.profile, img.pixel_size_m,
+        return BandPixels(pixels, got, "uint8", [None] * len(idx), img.profile, img.pixel_size_m,
                           img.declared_nodata, img.notes)
     import rasterio
     from rasterio.errors import RasterioError
@@ -223,7 +225,7 @@ def read_bands(path: str | os.PathLike[str], request: Sequence[int | str], *, ma
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with rasterio.open(path) as src:
-                return _read_tiff_bands(src, path.name, request, max_pixels, stretch)
+                return _read_tiff_bands(src, path.name, request, max_pixels, stretch, names)
     except ImageError:
         raise
     except MemoryError:
@@ -233,11 +235,11 @@ def read_bands(path: str | os.PathLike[str], request: Sequence[int | str], *, ma
 
 
 def _read_tiff_bands(src: Any, file: str, request: Sequence[int | str], max_pixels: int,
-                     stretch: Sequence[Sequence[float] | None] | None) -> BandPixels:
+                     stretch: Sequence[Sequence[float] | None] | None, names: Sequence[str] | None) -> BandPixels:
     from .tiffio import _pixel_size_m
 
     _check_size(int(src.width), int(src.height), max_pixels)
-    available = src_band_names(src)
+    available = list(names) if names is not None and len(names) == src.count else src_band_names(src)
     idx, names = resolve(request, available, file)
     data = src.read([i + 1 for i in idx])  # (C, H, W)
     dtype = np.dtype(src.dtypes[idx[0]])
@@ -290,8 +292,8 @@ def _subsample(band: np.ndarray, invalid: np.ndarray | None) -> np.ndarray:
     return a
 
 
-def dataset_stretch(paths: Sequence[Path], request: Sequence[int | str], per_file: int = 65_536
-                    ) -> list[list[float]] | None:
+def dataset_stretch(paths: Sequence[Path], request: Sequence[int | str], per_file: int = 65_536,
+                    names: Sequence[str] | None = None) -> list[list[float]] | None:
     """Per-channel [lo, hi] (2nd and 98th percentiles) over samples of every non-8-bit file, or None when all
     files are 8-bit (nothing to stretch). Files that cannot be read are left to the tiling to report."""
     import rasterio
@@ -305,7 +307,8 @@ def dataset_stretch(paths: Sequence[Path], request: Sequence[int | str], per_fil
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 with rasterio.open(p) as src:
-                    idx, _ = resolve(request, src_band_names(src), p.name)
+                    known = list(names) if names is not None and len(names) == src.count else src_band_names(src)
+                    idx, _ = resolve(request, known, p.name)
                     if np.dtype(src.dtypes[idx[0]]) == np.uint8:
                         continue
                     step = max(1, int(math.sqrt(src.width * src.height / per_file)))
