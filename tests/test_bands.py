@@ -231,3 +231,20 @@ def test_potsdam_reads_its_rgbir_orthophotos_and_vaihingen_names_its_irrg_bands(
     assert v.band_names == ("R", "G", "NIR")
     tile = v.images[0]
     assert np.array_equal(tile[..., 2], irrg[0]) and np.array_equal(tile[..., 0], irrg[1])  # IR is the 1st band
+
+
+def test_an_8_bit_rgbn_geotiff_marked_rgba_keeps_its_dark_nir_pixels(tmp_path: Path) -> None:
+    data = np.full((4, 32, 32), 120, np.uint8)
+    data[3, :8] = 0  # water: black in near-infrared, not transparent
+    data[3, 8:] = 180
+    write_tif(tmp_path / "rgbn8.tif", data)  # GDAL marks the 4th band of a 4-band 8-bit file alpha
+    with rasterio.open(tmp_path / "rgbn8.tif") as src:
+        assert src.colorinterp[3].name == "alpha"
+    loaded = read_image(tmp_path / "rgbn8.tif")
+    assert loaded.declared_nodata is None and loaded.band_names == ["R", "G", "B", "NIR"]
+    assert any("read as near-infrared" in n for n in loaded.notes)
+    rgba = data.copy()
+    rgba[3] = np.where(np.arange(32)[None, :] < 4, 0, 255)  # a real alpha band: 0 and 255 only
+    write_tif(tmp_path / "rgba.tif", rgba)
+    real = read_image(tmp_path / "rgba.tif")
+    assert real.declared_nodata is not None and real.declared_nodata[:, :4].all() and real.band_names is None

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from .bands import src_band_names
 from .colours import display_rgb
 from .imageio import (SAMPLE_PIXELS, STRIP_PIXELS, ImageError, LoadedImage, _check_size, _depth_note, _one_line,
                       _percentiles, _stretch)
@@ -49,6 +50,11 @@ def _read_rasterio(src: Any, max_pixels: int, ColorInterp: Any, Resampling: Any,
     notes: list[str] = []
     dtype = np.dtype(src.dtypes[0])
     interp = list(src.colorinterp)
+    # GDAL marks the 4th band of a 4-band 8-bit GeoTIFF alpha by default, RGB + NIR ones too: a band holding more
+    # than 0 and 255 is near-infrared, and its dark pixels (water) are not transparent
+    nir_marked_alpha = count == 4 and src_band_names(src)[3] == "NIR" and interp[3] == ColorInterp.alpha
+    if nir_marked_alpha:
+        notes.append("band 4 is marked alpha but holds more than 0 and 255: read as near-infrared, not transparency")
     colormap = None
     if count == 1:
         bands = [1, 1, 1]
@@ -67,7 +73,7 @@ def _read_rasterio(src: Any, max_pixels: int, ColorInterp: Any, Resampling: Any,
         bands = [1, 2, 3]
     elif count == 4:
         bands = [1, 2, 3]
-        if len(interp) == 4 and interp[3] == ColorInterp.alpha:
+        if len(interp) == 4 and interp[3] == ColorInterp.alpha and not nir_marked_alpha:
             notes.append("4 bands: used bands 1-3 as RGB, alpha band dropped (RGBA)")
         else:
             notes.append("4 bands: used bands 1-3 as RGB (RGB-IR)")
@@ -93,7 +99,7 @@ def _read_rasterio(src: Any, max_pixels: int, ColorInterp: Any, Resampling: Any,
     flags = [set(f) for f in src.mask_flag_enums]
     from rasterio.enums import MaskFlags
     only_nodata = all(f == {MaskFlags.nodata} for f in flags)
-    has_mask = not all(f == {MaskFlags.all_valid} for f in flags)
+    has_mask = not all(f == {MaskFlags.all_valid} for f in flags) and not nir_marked_alpha
     declared = np.zeros((height, width), bool) if has_mask and not (only_nodata and dtype == np.uint8) else None
     value_px = np.zeros((height, width), bool) if has_mask and only_nodata and dtype == np.uint8 else None
     rows = max(1, STRIP_PIXELS // width)
