@@ -248,3 +248,45 @@ def test_an_8_bit_rgbn_geotiff_marked_rgba_keeps_its_dark_nir_pixels(tmp_path: P
     write_tif(tmp_path / "rgba.tif", rgba)
     real = read_image(tmp_path / "rgba.tif")
     assert real.declared_nodata is not None and real.declared_nodata[:, :4].all() and real.band_names is None
+
+
+def test_band_names_from_descriptions_are_kept_and_an_alpha_after_rgbn_is_not_a_band() -> None:
+    sentinel = file_band_names(4, descriptions=["B2", "B3", "B4", "B8"])
+    assert sentinel == ["B2", "B3", "B4", "B8"]  # not renamed R, G, B, NIR by their count
+    assert file_band_names(5, interp=["red", "green", "blue", "undefined", "alpha"]) == ["R", "G", "B", "NIR", "alpha"]
+    from workbench.form_errors import text_to_bands
+    assert text_to_bands("R, G, B, near infrared") == ["R", "G", "B", "near infrared"]
+    assert text_to_bands("0 1 2 3") == [0, 1, 2, 3] and text_to_bands("  ") is None
+
+
+def test_soft_alpha_edges_and_16_bit_alpha_stay_transparency(tmp_path: Path) -> None:
+    data = np.full((4, 32, 32), 120, np.uint8)
+    data[3] = 255
+    data[3, :, :8] = 0
+    data[3, :, 8] = 128  # a soft edge: 1 column of 32 in between
+    write_tif(tmp_path / "soft.tif", data)
+    soft = read_image(tmp_path / "soft.tif")
+    assert soft.declared_nodata is not None and soft.declared_nodata[:, :8].all() and soft.band_names is None
+
+
+def test_auto_choice_never_picks_a_model_that_cannot_read_the_image(tmp_path: Path) -> None:
+    from core.seg.model_choice import choose_model
+    from core.store.catalog import ModelEntry
+
+    rgbn = ModelEntry("run: rgbn", tmp_path / "a.safetensors", {"bands": ["R", "G", "B", "NIR"], "classes": []})
+    rgb = ModelEntry("run: rgb", tmp_path / "b.safetensors", {"classes": []})  # no fingerprint: "unknown"
+    image = np.zeros((64, 64, 3), np.uint8)
+    nodata = np.zeros((64, 64), bool)
+    choice = choose_model(image, nodata, None, [rgbn, rgb])
+    assert choice.entry.label == "run: rgb"
+    with pytest.raises(BandError, match="no model reads this image's bands.*no NIR band"):
+        choose_model(image, nodata, None, [rgbn])
+
+
+def test_a_vaihingen_model_reads_irrg_files_by_the_names_on_its_card(tmp_path: Path) -> None:
+    irrg = np.stack([np.full((16, 16), v, np.uint8) for v in (200, 90, 60)])  # NIR, R, G as the file holds them
+    write_tif(tmp_path / "area1.tif", irrg)
+    loaded = read_image(tmp_path / "area1.tif")
+    card = {"bands": ["R", "G", "NIR"], "file_bands": ["NIR", "R", "G"]}
+    px = model_pixels(loaded, card)
+    assert px[0, 0].tolist() == [90, 60, 200]

@@ -121,5 +121,5 @@ def bands_to_text(bands: list | None) -> str:
 
 def text_to_bands(text: str) -> list | None:
     """``R, G, B, NIR`` or ``0 1 2 3`` as ``data.bands``; empty: None (RGB). The config checks each entry."""
-    parts = [p for p in text.replace(",", " ").split() if p]
-    return [int(p) if p.isdigit() else p for p in parts] or None
+    parts = [p.strip() for p in (text.split(",") if "," in text else text.split())]  # "near infrared" is one band
+    return [int(p) if p.isdigit() else p for p in parts if p] or None

@@ -54,6 +54,7 @@ from PIL import Image  # noqa: E402
 from core.imaging.budget import Deadline, WorkStopped, max_pixels  # noqa: E402
 from core.store.checkpoint import CheckpointError  # noqa: E402
 from core.device import pick_device  # noqa: E402
+from core.imaging.bands import card_bands  # noqa: E402
 from core.imaging.imageio import ImageError, plain_image_size, read_image  # noqa: E402
 from core.seg.infer import check_tile, count_windows, overlap_pixels  # noqa: E402
 from core.store.catalog import ModelEntry, segmentation_models  # noqa: E402
@@ -108,8 +109,8 @@ class _Models:
         with self.lock:
             if tile not in self._window_s:
                 entry = self.given or self.entries[0]
-                model, _ = self.cache.load(entry.path, self.device)
-                x = torch.zeros(2, 3, tile, tile, device=self.device)
+                model, card = self.cache.load(entry.path, self.device)
+                x = torch.zeros(2, len(card_bands(card)), tile, tile, device=self.device)
                 with torch.inference_mode():
                     model(x[:1])  # warm-up
                     t0 = time.perf_counter()

@@ -133,6 +133,8 @@ def data_identity(data: DataConfig) -> dict[str, Any]:
     """What determines the tiles of a data config (augmentation settings do not), for cache keys."""
     split = {"pretrain_splits": data.pretrain_splits, "val_fraction": data.val_fraction,
              "test_fraction": data.test_fraction, "seed": data.seed} if data.labeled else {}
+    if data.bands is not None:  # RGB keys stay as they were
+        split["bands"] = [str(b) for b in data.bands]
     if data.name == "synthetic":
         from ..data.synthetic import GENERATOR_VERSION
 
@@ -154,8 +156,8 @@ def same_tiles(a: DataConfig, b: DataConfig) -> bool:
     Synthetic tile i is rendered from (seed, i) at the tile size alone; a labeled set's tile i depends on its split
     too (pretraining reads only the scenes of ``pretrain_splits``).
     """
-    if a.name != b.name or a.tile_size != b.tile_size or a.labeled != b.labeled:
-        return False
+    if a.name != b.name or a.tile_size != b.tile_size or a.labeled != b.labeled or a.bands != b.bands:
+        return False  # bands: a folder read with bands skips files that lack one, so tile i moves
     every = list(SPLIT_NAMES)
     if a.name == "synthetic" and a.pretrain_splits == every and b.pretrain_splits == every:
         return a.seed == b.seed  # no split applied: tile i is generated tile i, whatever the set size
@@ -292,6 +294,12 @@ def compute_embedding(checkpoint: str | Path, data: DataConfig, n_tiles: int, in
     if len(indices) < MIN_TILES:
         raise EmbeddingError(f"the data set has {len(indices)} tiles; a map needs at least {MIN_TILES}")
     say("Loading the encoder")
+    from ..ssl.models import checkpoint_bands
+
+    reads, has = checkpoint_bands(checkpoint), list(bands_of(dataset))
+    if reads != has:
+        raise EmbeddingError(f"{Path(checkpoint).name} reads bands {', '.join(reads)} but the data set gives "
+                             f"{', '.join(has)}: embed it on data of its own bands")
     device = pick_device()
     encoder = load_encoder(checkpoint).to(device)
     times["load"] = time.perf_counter() - t

@@ -49,7 +49,15 @@ def cache_key(run: Run, cfg: PretrainConfig, use_encoder: bool) -> dict[str, Any
     """What the report depends on: the flags, the encoder, the data settings and this code's version."""
     return {"version": REPORT_VERSION, "fns": _stat(run.path / "fns.jsonl"), "use_encoder": use_encoder,
             "encoder": _stat(run.checkpoint_dir / "encoder.safetensors") if use_encoder else None,
-            "data": cfg.data.model_dump(mode="json"), "seed": cfg.seed, "batch": cfg.train.batch_size}
+            "data": data_dump(cfg.data), "seed": cfg.seed, "batch": cfg.train.batch_size}
+
+
+def data_dump(data: Any) -> dict[str, Any]:
+    """The data settings as a key: ``bands`` only when set, so reports cached before bands existed stay valid."""
+    raw = data.model_dump(mode="json")
+    if raw.get("bands") is None:
+        raw.pop("bands", None)
+    return raw
 
 
 def cached_report(run: Run, use_encoder: bool = True) -> dict[str, Any] | None:

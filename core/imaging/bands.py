@@ -39,6 +39,7 @@ ALIASES = {"r": "R", "red": "R", "g": "G", "green": "G", "b": "B", "blue": "B", 
 IMAGENET = {"R": (0.485, 0.229), "G": (0.456, 0.224), "B": (0.406, 0.225)}
 OTHER_MEAN, OTHER_STD = 0.5, 0.25  # a stretched band's rough centre and spread in [0, 1]
 FALSE_COLOUR = ("NIR", "R", "G")  # the usual colour-infrared composite: vegetation red
+ALPHA_SHARE = 0.9  # a 4th band marked alpha is alpha when at least this share of it is 0 or 255
 
 
 class BandError(ImageError):
@@ -119,19 +120,20 @@ def describe(names: Sequence[str]) -> str:
 def file_band_names(count: int, descriptions: Sequence[str | None] = (), interp: Sequence[str] = ()) -> list[str]:
     """Names of a file's bands (``band<k>`` where nothing says), by the rules of this module's docstring."""
     names: list[str | None] = [None] * count
+    described = any(d and str(d).strip() for d in list(descriptions)[:count])
     for i, d in enumerate(list(descriptions)[:count]):
-        if d and canonical(d) in KNOWN:
-            names[i] = canonical(d)
+        if d and str(d).strip():
+            names[i] = canonical(d)  # a file that names its bands is taken at its word (B2, B8: kept as given)
     for i, ci in enumerate(list(interp)[:count]):
-        if names[i] is None and ci in ("red", "green", "blue"):
-            names[i] = ci[0].upper()
-    if all(n is None for n in names) or names[:3] == list(RGB):
-        if count == 3:
-            names = list(RGB)
-        elif count == 4 and not (len(interp) == 4 and interp[3] == "alpha"):
-            names = list(RGBN)
-        elif count == 4:
-            names = [*RGB, "alpha"]
+        if names[i] is None and ci in ("red", "green", "blue", "alpha"):
+            names[i] = "alpha" if ci == "alpha" else ci[0].upper()
+    if not described:
+        alpha_last = count > 3 and names[-1] == "alpha"
+        body = count - alpha_last
+        if body == 3:
+            names[:3] = list(RGB)
+        elif body == 4:  # Potsdam's RGBIR; an RGB+NIR file with an alpha band after them
+            names[:4] = list(RGBN)
     return [n or f"band{i + 1}" for i, n in enumerate(names)]
 
 
@@ -169,15 +171,16 @@ class BandPixels:
 
 def src_band_names(src: Any) -> list[str]:
     """``file_band_names`` of an open rasterio file. A 4th band marked alpha that holds more than 0 and 255 is read
-    as NIR: GDAL marks the 4th band of every 4-band 8-bit GeoTIFF alpha unless told otherwise, RGB+NIR ones too."""
+    as NIR: GDAL marks the 4th band of every 4-band 8-bit GeoTIFF alpha unless told otherwise, RGB+NIR ones too. Only 8-bit bands are second-guessed, and a band at least
+    ``ALPHA_SHARE`` 0 or 255 stays alpha (soft edges from resampling)."""
     names = file_band_names(src.count, src.descriptions, [c.name for c in src.colorinterp])
-    if src.count == 4 and names[3] == "alpha":
+    if src.count == 4 and names[3] == "alpha" and np.dtype(src.dtypes[3]) == np.uint8:
         from rasterio.enums import Resampling
 
         step = max(1, int(math.sqrt(src.width * src.height / 65_536)))
         sample = src.read(4, out_shape=(max(1, src.height // step), max(1, src.width // step)),
                           resampling=Resampling.nearest)
-        if not np.isin(sample, (0, 255)).all():
+        if np.isin(sample, (0, 255)).mean() < ALPHA_SHARE:  # soft alpha edges stay alpha
             names[3] = "NIR"
     return names
 
@@ -335,18 +338,26 @@ def dataset_stretch(paths: Sequence[Path], request: Sequence[int | str], per_fil
 
 
 def attach_bands(loaded: Any, path: Path) -> Any:
-    """A TIFF's every band beside its RGB picture, when it has more than R, G, B (an alpha band is not one)."""
+    """A TIFF's every band beside its RGB picture, when it has more than R, G, B (an alpha band is not one). A
+    band that cannot be read leaves the RGB picture as it is, with a note: RGB models never need it."""
     import rasterio
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with rasterio.open(path) as src:
-            names = src_band_names(src)
-            keep = [i for i, n in enumerate(names) if n != "alpha"]
-            if len(keep) <= 3:
-                return loaded
-            raw = src.read([i + 1 for i in keep])
-            nodata = src.nodata
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with rasterio.open(path) as src:
+                names = src_band_names(src)
+                keep = [i for i, n in enumerate(names) if n != "alpha"]
+                if len(keep) <= 3:
+                    return loaded
+                raw = src.read([i + 1 for i in keep])
+                nodata = src.nodata
+    except MemoryError:
+        loaded.notes.append("its bands beyond R, G, B were not read: not enough memory")
+        return loaded
+    except Exception as err:  # noqa: BLE001 - a damaged extra band: the RGB picture still serves RGB models
+        loaded.notes.append(f"its bands beyond R, G, B could not be read ({_one_line(err)})")
+        return loaded
     invalid = np.isnan(raw).any(axis=0) if raw.dtype.kind == "f" else None
     if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)) and raw.dtype != np.uint8:
         nd = (raw == nodata).all(axis=0)
@@ -369,14 +380,16 @@ def model_pixels(loaded: Any, card: dict[str, Any]) -> np.ndarray:
     want = card_bands(card)
     if is_rgb(want):
         return loaded.rgb
-    available = loaded.band_names or list(RGB)
+    known = card.get("file_bands")  # the training files' own names where their format knew them (Vaihingen: IRRG)
+    available = loaded.band_names or (list(known) if known and len(known) == 3 else list(RGB))
     try:
         idx, _ = resolve(want, available, loaded.name or "the image")
     except BandError as err:
         raise BandError(f"{err}; the model reads {describe(want)}") from None
     stretch = card.get("band_stretch")
     if loaded.raw_bands is not None and stretch:
-        return np.stack([_stretch(loaded.raw_bands[i], tuple(lohi) if lohi else None, None)  # type: ignore[arg-type]
+        invalid = loaded.declared_nodata  # no-data zeroed as in the training tiles
+        return np.stack([_stretch(loaded.raw_bands[i], tuple(lohi) if lohi else None, invalid)  # type: ignore[arg-type]
                          for i, lohi in zip(idx, stretch)], axis=-1)
     src = loaded.bands if loaded.bands is not None else loaded.rgb
     return np.ascontiguousarray(src[..., idx])

@@ -80,8 +80,8 @@ class CompareConfig(_Section):
         return sets
 
     def variants(self) -> list[str]:
-        """Every method on every band set: ``method`` alone for one band set, else ``method@R+G+B+NIR``."""
-        if len(self.bands) == 1:
+        """Every method on every band set: ``method`` alone for the default RGB rule only, else ``method@R+G+B+NIR``."""
+        if self.bands == [None]:
             return list(self.methods)
         return [f"{m}@{band_label(b)}" for b in self.bands for m in self.methods]
 
@@ -195,12 +195,32 @@ class Units:
 
 
 def reused_run(cfg: CompareConfig, method: str, pretrain_seed: int) -> Path | None:
+    """The pretraining run ``reuse`` names for a unit (``method@seed`` or ``method`` for the first seed; with band
+    sets the method is ``method@R+G+B+NIR``); one trained on other bands is refused."""
     key = f"{method}@{pretrain_seed}"
+    path = None
     if key in cfg.reuse:
-        return open_run(cfg.reuse[key]).path
-    if method in cfg.reuse and pretrain_seed == cfg.pretrain_seeds[0]:
-        return open_run(cfg.reuse[method]).path
-    return None
+        path = open_run(cfg.reuse[key]).path
+    elif method in cfg.reuse and pretrain_seed == cfg.pretrain_seeds[0]:
+        path = open_run(cfg.reuse[method]).path
+    if path is not None:
+        _check_reused_bands(cfg, method, path)
+    return path
+
+
+def _check_reused_bands(cfg: CompareConfig, method: str, path: Path) -> None:
+    from ..imaging.bands import RGB
+    from ..ssl.models import checkpoint_bands
+
+    label = split_variant(method)[1]
+    want = next((b for b in cfg.bands if band_label(b) == label), None) if label else None
+    if want is not None and not all(isinstance(b, str) for b in want):
+        return  # indices: the run's own names are what they resolved to
+    expected = list(want) if want is not None else list(RGB)
+    made = checkpoint_bands(path / "checkpoints" / "encoder.safetensors")
+    if made != expected:
+        raise CompareError(f"{method}: reused run {path.name} was pretrained on bands {', '.join(made)}, this "
+                           f"unit reads {', '.join(expected)}")
 
 
 def check_no_leak(run_path: Path, test_scenes: list[str], method: str) -> None:

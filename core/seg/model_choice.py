@@ -152,15 +152,15 @@ def choose_model(image: Any, nodata: np.ndarray, pixel_size_m: float | None,
     scored: dict[int, DomainScore] = {}
     pending: list[tuple[int, ColourFit, np.ndarray, np.ndarray, str]] = []
     for k, e in enumerate(entries):
-        fp = card_fingerprint(e.card)
-        if fp is None:
-            scored[k] = DomainScore(known=False, reasons=["no domain fingerprint in its card"])
-            continue
-        try:
+        try:  # first: a model that cannot read the image's bands is never chosen, fingerprint or not
             pixels = model_pixels(image, e.card) if not isinstance(image, np.ndarray) else \
                 image if is_rgb(card_bands(e.card)) else model_pixels(_AsLoaded(image), e.card)
         except BandError as err:
             scored[k] = DomainScore(known=False, reasons=[f"cannot read this image: {err}"], usable=False)
+            continue
+        fp = card_fingerprint(e.card)
+        if fp is None:
+            scored[k] = DomainScore(known=False, reasons=["no domain fingerprint in its card"])
             continue
         rgb_k, nodata_k = _at_model_size(pixels, nodata, pixel_size_m, e.card, resample)
         colour = colour_fit(e.card, rgb_k, ~nodata_k)

@@ -69,7 +69,7 @@ def load_encoder_weights(encoder: nn.Module, path: str | Path, field: str = "mod
     want = list(bands) if bands is not None else list(RGB)
     if made_for != list(RGB) and made_for != want:
         raise ValueError(f"{field}: {path} was trained on bands {', '.join(made_for)}; this model reads "
-                         f"{', '.join(want)}")
+                         f"{', '.join(want)} (set data.bands: [{', '.join(made_for)}] to use it)")
     state = adapt_first_conv(state, bands)
     try:
         missing, unexpected = nn.Module.load_state_dict(encoder, state, strict=False)  # smp overrides it
