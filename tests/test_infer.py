@@ -203,9 +203,15 @@ def test_tiff_band_rules(tmp_path):
     assert (four.rgb == np.moveaxis(b[:3], 0, -1)).all()
     assert any("4 bands" in n and "RGB-IR" in n for n in four.notes)
 
-    rgba = read_image(write_tiff(tmp_path / "rgba.tif", b[:4]))  # GDAL's default for 4 x uint8: RGBA
+    alpha = b[:4].copy()
+    alpha[3] = np.where(b[3] < 128, 0, 255)  # a real alpha band: 0 or 255
+    rgba = read_image(write_tiff(tmp_path / "rgba.tif", alpha))  # GDAL's default for 4 x uint8: RGBA
     assert (rgba.rgb == np.moveaxis(b[:3], 0, -1)).all()
     assert any("4 bands" in n and "alpha band dropped" in n for n in rgba.notes)
+    # GDAL marks the 4th band alpha whatever it holds: one of many values is near-infrared (docs/bands.md)
+    marked = read_image(write_tiff(tmp_path / "marked.tif", b[:4]))
+    assert (marked.rgb == np.moveaxis(b[:3], 0, -1)).all() and marked.declared_nodata is None
+    assert any("4 bands" in n and "RGB-IR" in n for n in marked.notes)
 
     five = read_image(write_tiff(tmp_path / "five.tif", b))
     assert (five.rgb == np.moveaxis(b[:3], 0, -1)).all()
