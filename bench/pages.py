@@ -73,17 +73,21 @@ def _shown(page, title: str, timeout_ms: float = 60_000) -> None:
     wait_until_idle(page, timeout_ms)
 
 
+def _load_time(page, url: str, path: str, title: str) -> float:
+    """Navigation start -> heading visible and the script finished."""
+    t0 = time.perf_counter()
+    page.goto(f"{url}/{path}")
+    _shown(page, title)
+    return time.perf_counter() - t0
+
+
 def fresh_times(browser, url: str, pages: list[tuple[str, str]], repeats: int) -> dict[str, list[float]]:
-    """A new browser session per load: navigation start -> heading visible and the script finished."""
+    """A new browser session (profile) per load."""
     out: dict[str, list[float]] = {}
     for _ in range(repeats):
         for path, title in pages:
             ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
-            page = ctx.new_page()
-            t0 = time.perf_counter()
-            page.goto(f"{url}/{path}")
-            _shown(page, title)
-            out.setdefault(path or "overview", []).append(time.perf_counter() - t0)
+            out.setdefault(path or "overview", []).append(_load_time(ctx.new_page(), url, path, title))
             ctx.close()
     return out
 
@@ -99,10 +103,7 @@ def tab_times(browser, url: str, pages: list[tuple[str, str]], repeats: int) -> 
     for _ in range(repeats):
         for path, title in pages:
             page = ctx.new_page()
-            t0 = time.perf_counter()
-            page.goto(f"{url}/{path}")
-            _shown(page, title)
-            out.setdefault(path or "overview", []).append(time.perf_counter() - t0)
+            out.setdefault(path or "overview", []).append(_load_time(page, url, path, title))
             page.close()
     ctx.close()
     return out

@@ -4,9 +4,9 @@ lists read from their ``Literal``s, and the error type whose one line names the 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, get_args
+from typing import Annotated, Any, get_args
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent  # the presets in configs/ are found from any folder
 
@@ -71,6 +71,8 @@ def bands_field(v: Any) -> Any:
 
 BANDS_HELP = ("the file's bands to use, in order, by name ([R, G, B, NIR]) or 0-based index ([0, 1, 2, 3]); "
               "unset: RGB by the one rule for every file")
+# the ``data.bands`` setting of pretraining and fine-tuning alike: checked (and names folded) before the type check
+Bands = Annotated[list[int | str] | None, BeforeValidator(bands_field), Field(description=BANDS_HELP)]
 
 
 def held_out_scenes(test: list[str], val: list[str]) -> None:

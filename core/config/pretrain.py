@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from .base import BANDS_HELP, bands_field, ENCODERS, _Section, distinct, held_out_scenes
+from .base import Bands, ENCODERS, _Section, distinct, held_out_scenes
 
 if TYPE_CHECKING:
     from .seg import SegDataConfig
@@ -88,7 +88,7 @@ class DataConfig(_Section):
                                   "folder; overrides val_fraction")
     pretrain_splits: list[Literal["train", "val", "test"]] = Field(
         default_factory=lambda: ["train"], description="labeled sets: the splits whose scenes are pretrained on")
-    bands: list[int | str] | None = Field(None, description=BANDS_HELP)
+    bands: Bands = None
     image_size: int = Field(96, ge=16, le=4096, description="side of each augmented view")
     crop_scale_min: float = Field(0.2, gt=0.0, le=1.0)
     color_strength: float = Field(1.0, ge=0.0)
@@ -100,14 +100,6 @@ class DataConfig(_Section):
     def _some_splits(cls, v: list[str]) -> list[str]:
         distinct(v, 1, "of train, val, test")
         return [s for s in SPLIT_NAMES if s in v]
-
-    @field_validator("bands", mode="before")
-    @classmethod
-    def _bands(cls, v: Any) -> Any:
-        try:
-            return bands_field(v)
-        except ValueError as err:
-            raise ValueError(str(err)) from None
 
     @model_validator(mode="after")
     def _needs_root(self) -> "DataConfig":

@@ -5,7 +5,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from .base import BANDS_HELP, bands_field, _Section, held_out_scenes
+from .base import Bands, _Section, held_out_scenes
 from .pretrain import ModelConfig
 
 
@@ -27,20 +27,12 @@ class SegDataConfig(_Section):
                                    "name or folder (e.g. tile_3); overrides test_fraction")
     val_scenes: list[str] = Field(default_factory=list, description="labeled sets: scenes for validation, by name or "
                                   "folder; overrides val_fraction")
-    bands: list[int | str] | None = Field(None, description=BANDS_HELP)
+    bands: Bands = None
     eroded: bool = Field(False, description="Potsdam/Vaihingen: use the eroded-boundary labels")
     colour_jitter: float = Field(1.0, ge=0.0, le=4.0, description="fine-tuning: strength of the photometric "
                                  "distortion (1 = the mild MMSegmentation default, 0 = none, 3 = for scenes whose "
                                  "colours differ from the training scenes')")
     seed: int = 0
-
-    @field_validator("bands", mode="before")
-    @classmethod
-    def _bands(cls, v: Any) -> Any:
-        try:
-            return bands_field(v)
-        except ValueError as err:
-            raise ValueError(str(err)) from None
 
     @model_validator(mode="after")
     def _needs_root(self) -> "SegDataConfig":
