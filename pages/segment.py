@@ -151,8 +151,11 @@ def process(uploads: list[Upload], entry: ModelEntry | None, entries: list[Model
     """Each upload's result, from session_state when it is there, else computed with a progress bar. The
     ``KEEP_RESULTS`` most recent results stay, so a file uploaded again shows at once."""
     cache: dict[str, Result] = st.session_state.setdefault(RESULTS, {})
-    keys = [result_key(u, entry, entries, settings) for u in uploads]
-    todo = [(k, u) for k, u in zip(keys, uploads) if k not in cache]
+    by_key: dict[str, Upload] = {}
+    for u in uploads:  # the same file added twice (under any name) is one result, shown once
+        by_key.setdefault(result_key(u, entry, entries, settings), u)
+    keys = list(by_key)
+    todo = [(k, u) for k, u in by_key.items() if k not in cache]
     if todo:
         device = pick_device()
         for k, u in todo:

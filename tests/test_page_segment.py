@@ -261,3 +261,12 @@ def test_a_4_band_upload_is_shown_in_true_and_false_colour_and_segmented_with_a_
     view.set_value("false").run()
     assert not at.exception and "false colour" in at.image[0].captions[0] and at.image[0].value != before
     assert len(calls) == 1 and int(areas(at)["pixels"].sum()) == 64 * 80  # the same result, another picture
+
+
+def test_the_same_file_added_twice_is_one_result(empty_store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = count_predictions(monkeypatch)
+    at = open_page()
+    tile = png_bytes(48, 48, 5)
+    at.file_uploader(key="segment_files").set_value([("a.png", tile, "image/png"), ("copy of a.png", tile, "image/png")]).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert len(at.image) == 1 and len(calls) == 1
