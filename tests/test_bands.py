@@ -200,7 +200,7 @@ def test_rgbn_geotiffs_pretrain_finetune_and_segment_with_bands_on_the_card(root
     code = segment_main([str(root / "images" / "scene_0.tif"), str(rgb_png), "--checkpoint", str(best),
                          "--out", str(out), "--tile", "64"])
     err = capsys.readouterr().err
-    assert code != 0 and "plain.png has no NIR band" in err and "the model reads R, G, B, NIR" in err
+    assert code != 0 and "plain.png: the image has no NIR band (its bands: R, G, B); the model reads R, G, B, NIR" in err
     report = json.loads((out / "scene_0_report.json").read_text())  # the other image was still segmented
     assert report["model"]["name"].endswith("best.safetensors")
     with rasterio.open(out / "scene_0_mask.tif") as src:

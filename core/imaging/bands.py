@@ -376,14 +376,14 @@ def attach_bands(loaded: Any, path: Path) -> Any:
 def model_pixels(loaded: Any, card: dict[str, Any]) -> np.ndarray:
     """The image as a model reads it: its RGB picture for an RGB model (the rule of ``core.imaging.imageio``), else
     the card's bands by name (files of more than 8 bits stretched by the card's training percentiles). BandError
-    when the image lacks one: it names the image, the missing band and what the model reads."""
+    when the image lacks one: it names the missing band and what the model reads (callers add the file's name)."""
     want = card_bands(card)
     if is_rgb(want):
         return loaded.rgb
     known = card.get("file_bands")  # the training files' own names where their format knew them (Vaihingen: IRRG)
     available = loaded.band_names or (list(known) if known and len(known) == 3 else list(RGB))
     try:
-        idx, _ = resolve(want, available, loaded.name or "the image")
+        idx, _ = resolve(want, available, "the image")  # callers put the file's name in front
     except BandError as err:
         raise BandError(f"{err}; the model reads {describe(want)}") from None
     stretch = card.get("band_stretch")
