@@ -290,3 +290,15 @@ def test_a_vaihingen_model_reads_irrg_files_by_the_names_on_its_card(tmp_path: P
     card = {"bands": ["R", "G", "NIR"], "file_bands": ["NIR", "R", "G"]}
     px = model_pixels(loaded, card)
     assert px[0, 0].tolist() == [90, 60, 200]
+
+
+def test_rgb_tile_caches_read_a_4_band_file_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import core.imaging.bands as bands_module
+
+    write_tif(tmp_path / "f" / "a.tif", scene(0)[0])
+    calls: list[int] = []
+    real = bands_module.attach_bands
+    monkeypatch.setattr(bands_module, "attach_bands", lambda *a, **k: calls.append(1) or real(*a, **k))
+    ds = ImageFolderTiles(tmp_path / "f", tile_size=32, cache_root=tmp_path / "c", progress=False)
+    assert ds.images.shape[-1] == 3 and calls == []  # the RGB picture alone: no second read of every band
+    assert read_image(tmp_path / "f" / "a.tif").band_names == ["R", "G", "B", "NIR"] and calls == [1]

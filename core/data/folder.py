@@ -51,7 +51,7 @@ def find_images(folder: Path) -> list[Path]:
 def load_rgb(path: Path) -> np.ndarray:
     """Fully decode one image file to (H, W, 3) uint8 by the one rule of ``core.imaging.imageio``; _Unreadable says why."""
     try:
-        return read_image(path, MAX_PIXELS, orient=False).rgb
+        return read_image(path, MAX_PIXELS, orient=False, extra_bands=False).rgb
     except ImageError as err:
         raise _Unreadable(str(err)) from None
 

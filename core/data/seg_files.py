@@ -76,7 +76,7 @@ def read_rgb(path: Path) -> np.ndarray:
     """An image as (H, W, 3) uint8 by the one decoding rule of ``core.imaging.imageio`` (16-bit and float bands stretched by
     their 2-98 percentiles, grey replicated, alpha dropped); no EXIF rotation, as the masks are not rotated."""
     try:
-        return read_image(path, MAX_PIXELS, orient=False).rgb
+        return read_image(path, MAX_PIXELS, orient=False, extra_bands=False).rgb
     except ImageError as err:
         raise DataError(f"cannot read image {path}: {err}") from None
 

@@ -262,10 +262,12 @@ def plain_image_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
         return None
 
 
-def read_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS, *, orient: bool = True) -> LoadedImage:
+def read_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS, *, orient: bool = True,
+               extra_bands: bool = True) -> LoadedImage:
     """Read one image file as 8-bit RGB by the rules in this module's docstring; ImageError says why not. Every
     reader of images wraps this one (the data sets too). ``orient=False`` leaves an EXIF orientation unapplied:
-    label masks are drawn on the stored pixel grid."""
+    label masks are drawn on the stored pixel grid. ``extra_bands=False`` skips reading a TIFF's bands beyond RGB
+    (``LoadedImage.bands``): RGB tile caches use the picture alone."""
     path = Path(path)
     try:
         if not path.exists():
@@ -285,7 +287,9 @@ def read_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
         from .bands import attach_bands
         from .tiffio import read_tiff  # rasterio loads only for TIFFs
 
-        loaded = attach_bands(read_tiff(path, max_pixels), path)
+        loaded = read_tiff(path, max_pixels)
+        if extra_bands:
+            loaded = attach_bands(loaded, path)
     else:
         loaded = _read_pil(path, max_pixels, orient)
     loaded.name = path.name
