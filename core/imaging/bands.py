@@ -246,13 +246,7 @@ def _read_tiff_bands(src: Any, file: str, request: Sequence[int | str], max_pixe
     idx, names = resolve(request, available, file)
     data = src.read([i + 1 for i in idx])  # (C, H, W)
     dtype = np.dtype(src.dtypes[idx[0]])
-    nodata = src.nodata
-    invalid = None
-    if data.dtype.kind == "f":
-        invalid = np.isnan(data).any(axis=0)
-    if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)) and dtype != np.uint8:
-        nd = (data == nodata).all(axis=0)
-        invalid = nd if invalid is None else invalid | nd
+    invalid = _invalid(data, src.nodata)
     for c, (i, name) in enumerate(zip(idx, names)):
         band = data[c]
         valid = band if invalid is None else band[~invalid]
@@ -285,6 +279,16 @@ def _read_tiff_bands(src: Any, file: str, request: Sequence[int | str], max_pixe
         profile = {"crs": src.crs, "transform": src.transform, "width": int(src.width), "height": int(src.height)}
         px = _pixel_size_m(src.crs, src.transform)
     return BandPixels(out, names, str(dtype), applied, profile, px, declared, notes)
+
+
+def _invalid(data: np.ndarray, nodata: Any) -> np.ndarray | None:
+    """(H, W) True where a (C, H, W) raster holds no data: NaN in any band, or the nodata value in every band of
+    data deeper than 8 bits (in 8-bit data it is a colour too: ``core.imaging.imageio``). None when there is none."""
+    invalid = np.isnan(data).any(axis=0) if data.dtype.kind == "f" else None
+    if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)) and data.dtype != np.uint8:
+        nd = (data == nodata).all(axis=0)
+        invalid = nd if invalid is None else invalid | nd
+    return invalid
 
 
 def _subsample(band: np.ndarray, invalid: np.ndarray | None) -> np.ndarray:
@@ -358,10 +362,7 @@ def attach_bands(loaded: Any, path: Path) -> Any:
     except Exception as err:  # noqa: BLE001 - a damaged extra band: the RGB picture still serves RGB models
         loaded.notes.append(f"its bands beyond R, G, B could not be read ({_one_line(err)})")
         return loaded
-    invalid = np.isnan(raw).any(axis=0) if raw.dtype.kind == "f" else None
-    if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)) and raw.dtype != np.uint8:
-        nd = (raw == nodata).all(axis=0)
-        invalid = nd if invalid is None else invalid | nd
+    invalid = _invalid(raw, nodata)
     if raw.dtype == np.uint8:
         pixels = np.ascontiguousarray(np.moveaxis(raw, 0, -1))
     else:
