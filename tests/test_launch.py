@@ -1,6 +1,8 @@
 """Background runs: launched in their own folders, stopped cleanly, resumed, deleted only when finished."""
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -8,6 +10,7 @@ import pytest
 
 from core.store import launch
 from core.config import FinetuneConfig, load_config
+from core.store.lifecycle import StopFlag
 from core.store.runs import delete_run, list_runs
 from core.store.run_lock import RunBusyError
 from core.store.safepaths import PathRefused, resolve_under
@@ -34,6 +37,8 @@ def test_stop_keeps_a_checkpoint_and_resume_finishes(empty_store: Path) -> None:
     with pytest.raises(RunBusyError):
         launch.resume(run)
     assert launch.stop(run)
+    time.sleep(0.3)
+    launch.stop(run)  # a double click on Stop: the second request must not kill the run before its checkpoint
     _wait(run, lambda: not run.is_live())
     assert run.state() == "stopped" and run.last_checkpoint() is not None
     stopped_at = run.status()["step"]
@@ -44,6 +49,20 @@ def test_stop_keeps_a_checkpoint_and_resume_finishes(empty_store: Path) -> None:
     assert run.state() == "stopped" and run.status()["step"] >= stopped_at
     delete_run(run)
     assert not run.path.exists()
+
+
+def test_a_repeated_sigterm_is_the_same_stop_request_and_a_second_ctrl_c_means_now() -> None:
+    flag = StopFlag().install()
+    try:
+        for _ in range(2):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)  # the handler runs between bytecodes
+        assert flag.requested
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+    finally:
+        flag.restore()
 
 
 def test_two_launches_at_once_get_two_folders(empty_store: Path) -> None:

@@ -38,6 +38,9 @@ EARLY_ERRORS = (ConfigError, DataError, NotARunError, CheckpointError, FileNotFo
 class StopFlag:
     """SIGTERM / Ctrl-C as a request to stop at the next step boundary (a second Ctrl-C means now).
 
+    A repeated SIGTERM is the same request again, never "now": the workbench's Stop may be pressed (or delivered)
+    twice, and a run killed mid-step by the second signal would lose the checkpoint the first one asked for.
+
     Install it on the first line of a ``main``: a Stop that lands while the run is still being opened is then
     remembered, not fatal. ``interrupt()`` switches to raising ``KeyboardInterrupt`` where the program is, for work
     without step boundaries of its own (a comparison of whole runs); a request already noted raises at once.
@@ -57,7 +60,7 @@ class StopFlag:
         return self
 
     def _handle(self, signum, frame) -> None:  # noqa: ARG002
-        if self.requested or self._raise:
+        if self._raise or (self.requested and signum == signal.SIGINT):
             raise KeyboardInterrupt
         self.requested = True
 
