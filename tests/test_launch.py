@@ -36,14 +36,16 @@ def test_stop_keeps_a_checkpoint_and_resume_finishes(empty_store: Path) -> None:
         delete_run(run)
     with pytest.raises(RunBusyError):
         launch.resume(run)
-    assert launch.stop(run)
+    assert not launch.stop_requested(run)
+    assert launch.stop(run) and launch.stop_requested(run)
     time.sleep(0.3)
-    launch.stop(run)  # a double click on Stop: the second request must not kill the run before its checkpoint
+    assert launch.stop(run)  # a double click on Stop: asked already, nothing more is sent
     _wait(run, lambda: not run.is_live())
     assert run.state() == "stopped" and run.last_checkpoint() is not None
     stopped_at = run.status()["step"]
     assert 0 < stopped_at < 400
     launch.resume(run)
+    assert not launch.stop_requested(run)  # the resumed process has not been asked
     assert launch.stop(run) in (True, False)  # a second stop request is harmless
     _wait(run, lambda: not run.is_live())
     assert run.state() == "stopped" and run.status()["step"] >= stopped_at

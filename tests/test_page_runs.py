@@ -102,3 +102,24 @@ def test_tags_and_notes_are_kept_and_filter_the_table(populated_store: Path, tmp
     fresh.selectbox(key="runs-one").set_value(run.id).run()
     assert fresh.multiselect(key=f"runs-tags-{run.id}").value == ["keep", "dubai"]
     assert fresh.text_area(key=f"runs-note-{run.id}").value == "best so far"
+
+
+def test_a_stop_already_asked_for_shows_stopping_instead_of_a_second_stop_button(populated_store: Path, tmp_path: Path,
+                                                                                 monkeypatch) -> None:
+    import json
+    import os
+
+    from core.store import launch
+
+    runs_root = copy_store(populated_store.parent, tmp_path)
+    monkeypatch.setenv("FALSE_WB_RUNS", str(runs_root))
+    live = next(r for r in list_runs(runs_root) if r.id.endswith("died"))
+    live.write_status(pid=os.getpid())  # a process that exists: the run counts as running
+    at = open_page("runs")
+    at.selectbox(key="runs-one").set_value(live.id).run()
+    assert not at.exception
+    assert at.button(key="runs-stop")  # not asked yet: the button
+    (live.path / launch.STOP_REQUEST).write_text(json.dumps({"pid": os.getpid()}))  # as launch.stop leaves it
+    at.run()
+    assert not any(b.key == "runs-stop" for b in at.button)
+    assert any("stopping at the next step" in c.value for c in at.caption)

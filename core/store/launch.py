@@ -23,12 +23,14 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from ..config import config_to_yaml
-from .runs import REPO_ROOT, Run, create_run, tail_text
+from .runs import REPO_ROOT, Run, atomic_write_json, create_run, read_json_file, tail_text
 from .run_lock import RunBusyError, pid_alive
 
 MODULES = {"pretrain": "core.ssl.pretrain", "finetune": "core.seg.finetune", "compare": "core.seg.compare"}
 SEVERAL_PROCESSES = ("pretrain", "finetune")  # the trainers that join a torchrun group
 CONSOLE = "console.txt"
+STOP_REQUEST = "stop_request.json"  # its own file: status.json belongs to the trainer, and a read-modify-write of it
+# here could put back a state the trainer had just left
 
 
 def _spawn(run: Run, args: list[str], kind: str, processes: int = 1) -> None:
@@ -88,7 +90,10 @@ def stop(run: Run) -> bool:
     cmd = _cmdline(int(pid))
     if cmd and "core." not in cmd:  # the id was recycled by an unrelated process
         return False
+    if stop_requested(run):  # asked already (a double click, or a page rerun that saw the click twice)
+        return True
     starting = status.get("state") == "starting"
+    atomic_write_json(run.path / STOP_REQUEST, {"pid": int(pid), "time": time.time()})
     try:
         os.kill(int(pid), signal.SIGTERM)
     except ProcessLookupError:
@@ -99,9 +104,17 @@ def stop(run: Run) -> bool:
     return True
 
 
+def stop_requested(run: Run) -> bool:
+    """Whether a Stop was sent to the run's current process (a resumed run has a new one, so an old Stop is
+    forgotten)."""
+    pid = run.status().get("pid")
+    asked = read_json_file(run.path / STOP_REQUEST) or {}
+    return pid is not None and asked.get("pid") == pid
+
+
 def console_tail(run: Run, max_chars: int = 20_000) -> str:
     """The end of what the run's process printed (errors that happened before its log was set up)."""
     return tail_text(run.path / CONSOLE, max_chars)
 
 
-__all__ = ["launch", "resume", "stop", "console_tail", "pid_alive"]
+__all__ = ["launch", "resume", "stop", "stop_requested", "console_tail", "pid_alive"]
