@@ -10,6 +10,7 @@
         data.json       pretraining: tiles, split scenes and the scenes trained on (to rebuild its batches)
         flag_quality.json  pretraining: the cached flag report of core.analysis.fn_report
         units.jsonl     comparison: finished pretraining and evaluation units (kept by --resume)
+        stop_request.json  the pid a Stop was sent to (launch.stop), so it is sent once
 
 The UI reads runs only through this module.
 """
