@@ -15,7 +15,8 @@ from rasterio.transform import from_origin
 from core.data.augment import TwoViewAugment
 from core.data.folder import ImageFolderTiles
 from core.data.seg_augment import SegAugment
-from core.imaging.bands import BandError, band_norm, file_band_names, model_pixels, preview, read_bands, resolve
+from core.imaging.bands import (BandError, band_norm, file_band_names, file_bands, model_pixels, preview, read_bands,
+                                resolve)
 from core.imaging.imageio import read_image
 from core.seg.finetune import main as finetune_main
 from core.seg.segment import main as segment_main
@@ -247,7 +248,17 @@ def test_an_8_bit_rgbn_geotiff_marked_rgba_keeps_its_dark_nir_pixels(tmp_path: P
     rgba[3] = np.where(np.arange(32)[None, :] < 4, 0, 255)  # a real alpha band: 0 and 255 only
     write_tif(tmp_path / "rgba.tif", rgba)
     real = read_image(tmp_path / "rgba.tif")
-    assert real.declared_nodata is not None and real.declared_nodata[:, :4].all() and real.band_names is None
+    assert real.declared_nodata is not None and real.declared_nodata[:, :4].all() and real.band_names == ["R", "G", "B"]
+    # a NIR band of 0 and 255 almost only is still NIR when it is not opaque where the picture is: a tile mostly
+    # outside its footprint (0 in every band there), and a water chip black in near-infrared
+    edge = np.zeros((4, 64, 64), np.uint8)
+    edge[:, :5] = np.random.default_rng(0).integers(1, 250, (4, 5, 64))
+    write_tif(tmp_path / "edge.tif", edge)
+    water = np.full((4, 32, 32), 90, np.uint8)
+    water[3] = 0
+    write_tif(tmp_path / "water.tif", water)
+    for name in ("edge.tif", "water.tif"):
+        assert file_bands(tmp_path / name) == ["R", "G", "B", "NIR"], name
 
 
 def test_band_names_from_descriptions_are_kept_and_an_alpha_after_rgbn_is_not_a_band() -> None:
@@ -266,7 +277,7 @@ def test_soft_alpha_edges_and_16_bit_alpha_stay_transparency(tmp_path: Path) -> 
     data[3, :, 8] = 128  # a soft edge: 1 column of 32 in between
     write_tif(tmp_path / "soft.tif", data)
     soft = read_image(tmp_path / "soft.tif")
-    assert soft.declared_nodata is not None and soft.declared_nodata[:, :8].all() and soft.band_names is None
+    assert soft.declared_nodata is not None and soft.declared_nodata[:, :8].all() and soft.band_names == ["R", "G", "B"]
 
 
 def test_auto_choice_never_picks_a_model_that_cannot_read_the_image(tmp_path: Path) -> None:
@@ -302,3 +313,65 @@ def test_rgb_tile_caches_read_a_4_band_file_once(tmp_path: Path, monkeypatch: py
     ds = ImageFolderTiles(tmp_path / "f", tile_size=32, cache_root=tmp_path / "c", progress=False)
     assert ds.images.shape[-1] == 3 and calls == []  # the RGB picture alone: no second read of every band
     assert read_image(tmp_path / "f" / "a.tif").band_names == ["R", "G", "B", "NIR"] and calls == [1]
+
+
+def _card(bands: list[str], stretch=None, **extra) -> dict:
+    return {"bands": bands, "band_stretch": stretch, **extra}
+
+
+def test_inference_reads_any_tiff_as_training_did(tmp_path: Path) -> None:
+    """model_pixels of the loaded file equals read_bands of the same file with the card's bands and stretch: for
+    1-band and 3-band 16-bit files, bands in another order, and an explicit [R, G, B] (by name, not by position)."""
+    rng = np.random.default_rng(3)
+    one = rng.integers(100, 4000, (1, 24, 24)).astype(np.uint16)
+    write_tif(tmp_path / "one.tif", one)
+    bgr16 = rng.integers(100, 4000, (3, 24, 24)).astype(np.uint16)
+    write_tif(tmp_path / "bgr16.tif", bgr16, ["Blue", "Green", "Red"])
+    bgrn = rng.integers(1, 250, (4, 24, 24)).astype(np.uint8)
+    write_tif(tmp_path / "bgrn.tif", bgrn, ["Blue", "Green", "Red", "NIR"])
+    cases = [("one.tif", ["band1"], [[150.0, 3900.0]]), ("bgr16.tif", ["B", "G", "R"], [[200.0, 3000.0]] * 3),
+             ("bgr16.tif", ["R", "G", "B"], [[300.0, 3500.0]] * 3), ("bgrn.tif", ["R", "G", "B"], None)]
+    for name, bands, stretch in cases:
+        trained = read_bands(tmp_path / name, bands, stretch=stretch).pixels
+        served = model_pixels(read_image(tmp_path / name), _card(bands, stretch, bands_by_name=True))
+        assert np.array_equal(served, trained), (name, bands)
+    assert np.array_equal(model_pixels(read_image(tmp_path / "bgrn.tif"), _card(["R", "G", "B"]))[..., 0], bgrn[0])
+    # ^ a plain RGB model (no data.bands) keeps the one RGB rule: the first three bands, as before bands existed
+
+
+def test_a_format_s_band_names_never_rename_a_jpeg(tmp_path: Path) -> None:
+    Image.fromarray(np.full((16, 16, 3), 90, np.uint8)).save(tmp_path / "photo.jpg")
+    vaihingen = _card(["R", "G", "NIR"], file_bands=["NIR", "R", "G"])
+    with pytest.raises(BandError, match="no NIR band"):
+        model_pixels(read_image(tmp_path / "photo.jpg"), vaihingen)
+    irrg = np.random.default_rng(0).integers(1, 250, (3, 16, 16)).astype(np.uint8)
+    write_tif(tmp_path / "irrg.tif", irrg)
+    assert np.array_equal(model_pixels(read_image(tmp_path / "irrg.tif"), vaihingen)[..., 2], irrg[0])
+
+
+def test_no_data_bands_empty_files_and_nan(tmp_path: Path) -> None:
+    empty = np.zeros((4, 16, 16), np.uint16)
+    with rasterio.open(tmp_path / "empty.tif", "w", driver="GTiff", width=16, height=16, count=4, dtype="uint16",
+                       nodata=0) as dst:
+        dst.write(empty)
+    assert not read_bands(tmp_path / "empty.tif", ["R", "G", "B", "NIR"]).pixels.any()  # empty tiles, no error
+    data = np.random.default_rng(1).integers(10, 900, (4, 16, 16)).astype(np.int16)
+    data[3] = -9999
+    with rasterio.open(tmp_path / "nd.tif", "w", driver="GTiff", width=16, height=16, count=4, dtype="int16",
+                       nodata=-9999) as dst:
+        dst.write(data)
+    with pytest.raises(BandError, match=r"band 4 \(NIR\) holds only its nodata value"):
+        read_bands(tmp_path / "nd.tif", ["R", "G", "B", "NIR"])
+    f = np.random.default_rng(2).random((4, 16, 16)).astype(np.float32)
+    f[3, :3] = np.nan
+    write_tif(tmp_path / "nan.tif", f)
+    loaded = read_image(tmp_path / "nan.tif")
+    assert loaded.declared_nodata is not None and loaded.declared_nodata[:3].all()  # NaN in NIR alone: no data
+    served = model_pixels(loaded, _card(["R", "G", "B", "NIR"], [[0.0, 1.0]] * 4))
+    trained = read_bands(tmp_path / "nan.tif", ["R", "G", "B", "NIR"], stretch=[[0.0, 1.0]] * 4).pixels
+    assert np.array_equal(served, trained) and not served[:3].any()
+
+
+def test_band_names_without_case_and_generic_descriptions(tmp_path: Path) -> None:
+    assert resolve(["b4", "b3", "b2", "b8"], ["B2", "B3", "B4", "B8"], "s2.tif") == ([2, 1, 0, 3], ["B4", "B3", "B2", "B8"])
+    assert file_band_names(4, ["Band 1", "band_2", "Band3", "BAND 4"]) == ["R", "G", "B", "NIR"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -39,7 +40,9 @@ ALIASES = {"r": "R", "red": "R", "g": "G", "green": "G", "b": "B", "blue": "B", 
 IMAGENET = {"R": (0.485, 0.229), "G": (0.456, 0.224), "B": (0.406, 0.225)}
 OTHER_MEAN, OTHER_STD = 0.5, 0.25  # a stretched band's rough centre and spread in [0, 1]
 FALSE_COLOUR = ("NIR", "R", "G")  # the usual colour-infrared composite: vegetation red
-ALPHA_SHARE = 0.9  # a 4th band marked alpha is alpha when at least this share of it is 0 or 255
+ALPHA_SHARE = 0.9  # a 4th band marked alpha is alpha when at least this share of it is 0 or 255 ...
+OPAQUE_SHARE = 0.01  # ... both judged where R, G, B hold something, and at least this share of it is 255 there
+_GENERIC = re.compile(r"^\s*band[\s_-]*\d+\s*$", re.IGNORECASE)  # "Band 1": a description that names nothing
 
 
 class BandError(ImageError):
@@ -120,8 +123,9 @@ def describe(names: Sequence[str]) -> str:
 def file_band_names(count: int, descriptions: Sequence[str | None] = (), interp: Sequence[str] = ()) -> list[str]:
     """Names of a file's bands (``band<k>`` where nothing says), by the rules of this module's docstring."""
     names: list[str | None] = [None] * count
-    described = any(d and str(d).strip() for d in list(descriptions)[:count])
-    for i, d in enumerate(list(descriptions)[:count]):
+    descriptions = [None if d is None or _GENERIC.match(str(d)) else d for d in list(descriptions)[:count]]
+    described = any(d and str(d).strip() for d in descriptions)
+    for i, d in enumerate(descriptions):
         if d and str(d).strip():
             names[i] = canonical(d)  # a file that names its bands is taken at its word (B2, B8: kept as given)
     for i, ci in enumerate(list(interp)[:count]):
@@ -149,10 +153,15 @@ def resolve(request: Sequence[int | str], available: Sequence[str], file: str) -
             names.append(available[b])
         else:
             name = canonical(b)
-            if name not in available:
-                raise BandError(f"{file} has no {name} band (its bands: {describe(available)})")
-            indices.append(list(available).index(name))
-            names.append(name)
+            if name in available:
+                at = list(available).index(name)
+            else:  # b4 asks for a file's B4: names are compared without case where that is unambiguous
+                folded = [i for i, a in enumerate(available) if a.lower() == name.lower()]
+                if len(folded) != 1:
+                    raise BandError(f"{file} has no {name} band (its bands: {describe(available)})")
+                at = folded[0]
+            indices.append(at)
+            names.append(available[at])
     return indices, names
 
 
@@ -178,11 +187,22 @@ def src_band_names(src: Any) -> list[str]:
         from rasterio.enums import Resampling
 
         step = max(1, int(math.sqrt(src.width * src.height / 65_536)))
-        sample = src.read(4, out_shape=(max(1, src.height // step), max(1, src.width // step)),
+        sample = src.read(out_shape=(4, max(1, src.height // step), max(1, src.width // step)),
                           resampling=Resampling.nearest)
-        if np.isin(sample, (0, 255)).mean() < ALPHA_SHARE:  # soft alpha edges stay alpha
+        if not looks_like_alpha(sample[3], sample[:3]):
             names[3] = "NIR"
     return names
+
+
+def looks_like_alpha(band: np.ndarray, rgb: np.ndarray) -> bool:
+    """Whether an 8-bit 4th band is transparency: where R, G, B hold something, almost only 0 and 255 (soft edges
+    allowed) and opaque somewhere. A NIR band that is 0 outside a footprint (0 in every band there) holds grey levels
+    inside it; one that is 0 over a whole water chip is opaque nowhere."""
+    picture = np.any(rgb != 0, axis=0)
+    if not picture.any():  # nothing anywhere: an empty (transparent) file, as GDAL says
+        return bool(np.isin(band, (0, 255)).mean() >= ALPHA_SHARE)
+    values = band[picture]
+    return bool(np.isin(values, (0, 255)).mean() >= ALPHA_SHARE and (values == 255).mean() >= OPAQUE_SHARE)
 
 
 def _is_tiff(path: Path) -> bool:
@@ -247,11 +267,7 @@ def _read_tiff_bands(src: Any, file: str, request: Sequence[int | str], max_pixe
     data = src.read([i + 1 for i in idx])  # (C, H, W)
     dtype = np.dtype(src.dtypes[idx[0]])
     invalid = _invalid(data, src.nodata)
-    for c, (i, name) in enumerate(zip(idx, names)):
-        band = data[c]
-        valid = band if invalid is None else band[~invalid]
-        if valid.size == 0 or not np.any(np.nan_to_num(valid.astype(np.float64))):
-            raise BandError(f"{file}: band {i + 1} ({name}) is zero everywhere (an empty or failed export?)")
+    check_bands(data, invalid, src.nodata, idx, names, file)
     out = np.empty((data.shape[1], data.shape[2], len(idx)), np.uint8)
     applied: list[list[float] | None] = []
     notes: list[str] = []
@@ -279,6 +295,29 @@ def _read_tiff_bands(src: Any, file: str, request: Sequence[int | str], max_pixe
         profile = {"crs": src.crs, "transform": src.transform, "width": int(src.width), "height": int(src.height)}
         px = _pixel_size_m(src.crs, src.transform)
     return BandPixels(out, names, str(dtype), applied, profile, px, declared, notes)
+
+
+def check_bands(data: np.ndarray, invalid: np.ndarray | None, nodata: Any, idx: Sequence[int],
+                names: Sequence[str], file: str) -> None:
+    """BandError for a band that holds nothing where the others hold data: zero, or only its nodata value. A file
+    that is no-data everywhere is no error here (its tiles are empty, as the RGB reading makes them)."""
+    if data.dtype.kind == "f":  # NaN in any band is no-data for all: a band of NaN alone would empty the image
+        empty = np.isnan(data).all(axis=(1, 2))
+        if empty.any() and not empty.all():
+            c = int(np.argmax(empty))
+            raise BandError(f"{file}: band {idx[c] + 1} ({names[c]}) holds no values (NaN everywhere) where the "
+                            "other bands have data")
+    if invalid is not None and invalid.all():
+        return
+    has_nodata = nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)) \
+        and data.dtype != np.uint8
+    for c, (i, name) in enumerate(zip(idx, names)):
+        valid = data[c] if invalid is None else data[c][~invalid]
+        if not np.any(np.nan_to_num(valid.astype(np.float64))):
+            raise BandError(f"{file}: band {i + 1} ({name}) is zero everywhere (an empty or failed export?)")
+        if has_nodata and bool(np.all(valid == nodata)):
+            raise BandError(f"{file}: band {i + 1} ({name}) holds only its nodata value ({nodata:g}) where the "
+                            "other bands have data")
 
 
 def _invalid(data: np.ndarray, nodata: Any) -> np.ndarray | None:
@@ -342,8 +381,10 @@ def dataset_stretch(paths: Sequence[Path], request: Sequence[int | str], per_fil
 
 
 def attach_bands(loaded: Any, path: Path) -> Any:
-    """A TIFF's every band beside its RGB picture, when it has more than R, G, B (an alpha band is not one). A
-    band that cannot be read leaves the RGB picture as it is, with a note: RGB models never need it."""
+    """A TIFF's band names (alpha left out) and, unless they are plain 8-bit R, G, B (the RGB picture is them then),
+    its raw samples and every band as uint8 for previews: a model of other bands, or of a stretch, then reads the file
+    as its training read it (``model_pixels``). A NaN in any band is no-data, as in training. A band that cannot be
+    read leaves the RGB picture as it is, with a note: RGB models never need it."""
     import rasterio
 
     try:
@@ -352,48 +393,66 @@ def attach_bands(loaded: Any, path: Path) -> Any:
             with rasterio.open(path) as src:
                 names = src_band_names(src)
                 keep = [i for i, n in enumerate(names) if n != "alpha"]
-                if len(keep) <= 3:
+                kept = [names[i] for i in keep]
+                if kept == list(RGB) and all(np.dtype(src.dtypes[i]) == np.uint8 for i in keep):
+                    loaded.band_names = kept
                     return loaded
                 raw = src.read([i + 1 for i in keep])
                 nodata = src.nodata
     except MemoryError:
-        loaded.notes.append("its bands beyond R, G, B were not read: not enough memory")
+        loaded.notes.append("its bands were not read apart from the RGB picture: not enough memory")
         return loaded
     except Exception as err:  # noqa: BLE001 - a damaged extra band: the RGB picture still serves RGB models
-        loaded.notes.append(f"its bands beyond R, G, B could not be read ({_one_line(err)})")
+        loaded.notes.append(f"its bands could not be read apart from the RGB picture ({_one_line(err)})")
         return loaded
     invalid = _invalid(raw, nodata)
+    if invalid is not None and invalid.any():
+        loaded.declared_nodata = invalid if loaded.declared_nodata is None else loaded.declared_nodata | invalid
     if raw.dtype == np.uint8:
         pixels = np.ascontiguousarray(np.moveaxis(raw, 0, -1))
     else:
         pixels = np.stack([_stretch(raw[c], _percentiles(_subsample(raw[c], invalid)), invalid)
                            for c in range(len(keep))], axis=-1)
-        loaded.raw_bands = raw
-    loaded.bands, loaded.band_names = pixels, [names[i] for i in keep]
-    loaded.notes.append(f"{len(keep)} bands ({describe(loaded.band_names)}): models of more bands read them")
+    loaded.raw_bands, loaded.band_nodata = raw, nodata
+    loaded.bands, loaded.band_names = pixels, kept
+    if kept != list(RGB):
+        loaded.notes.append(f"{len(keep)} band(s) ({describe(kept)}): models of these bands read them")
     return loaded
 
 
+def reads_plain_rgb(card: dict[str, Any]) -> bool:
+    """Whether a model reads the one RGB rule of ``core.imaging.imageio`` (every model made without ``data.bands``),
+    rather than bands found by name and stretched by its training data."""
+    return is_rgb(card_bands(card)) and not card.get("bands_by_name")
+
+
 def model_pixels(loaded: Any, card: dict[str, Any]) -> np.ndarray:
-    """The image as a model reads it: its RGB picture for an RGB model (the rule of ``core.imaging.imageio``), else
-    the card's bands by name (files of more than 8 bits stretched by the card's training percentiles). BandError
-    when the image lacks one: it names the missing band and what the model reads (callers add the file's name)."""
-    want = card_bands(card)
-    if is_rgb(want):
+    """The image as the model's training read its files: the RGB picture for a plain RGB model; else the card's bands
+    by name, from the raw samples (8-bit as they are, deeper ones stretched by the card's training percentiles, no-data
+    zeroed) as ``read_bands`` does. PNG and JPEG files have R, G, B; the card's ``file_bands`` rename the bands of a
+    TIFF of as many bands (Vaihingen's IRRG). BandError when the image lacks a band: it names the missing band and
+    what the model reads (callers add the file's name)."""
+    if reads_plain_rgb(card):
         return loaded.rgb
+    want = card_bands(card)
     known = card.get("file_bands")  # the training files' own names where their format knew them (Vaihingen: IRRG)
-    available = loaded.band_names or (list(known) if known and len(known) == 3 else list(RGB))
+    available = list(loaded.band_names or RGB)
+    if loaded.band_names is not None and known and len(known) == len(available):
+        available = list(known)
     try:
         idx, _ = resolve(want, available, "the image")  # callers put the file's name in front
     except BandError as err:
         raise BandError(f"{err}; the model reads {describe(want)}") from None
-    stretch = card.get("band_stretch")
-    if loaded.raw_bands is not None and stretch:
-        invalid = loaded.declared_nodata  # no-data zeroed as in the training tiles
-        return np.stack([_stretch(loaded.raw_bands[i], tuple(lohi) if lohi else None, invalid)  # type: ignore[arg-type]
-                         for i, lohi in zip(idx, stretch)], axis=-1)
-    src = loaded.bands if loaded.bands is not None else loaded.rgb
-    return np.ascontiguousarray(src[..., idx])
+    raw = getattr(loaded, "raw_bands", None)
+    if raw is None:  # a PNG, a JPEG or a plain 8-bit RGB TIFF: the picture is its bands
+        return np.ascontiguousarray(loaded.rgb[..., idx])
+    data = raw[idx]
+    if data.dtype == np.uint8:
+        return np.ascontiguousarray(np.moveaxis(data, 0, -1))
+    invalid = _invalid(data, getattr(loaded, "band_nodata", None))
+    stretch = card.get("band_stretch") or [None] * len(idx)
+    return np.stack([_stretch(data[c], tuple(lohi) if lohi else _percentiles(_subsample(data[c], invalid)), invalid)  # type: ignore[arg-type]
+                     for c, lohi in enumerate(stretch)], axis=-1)
 
 
 # ------------------------------------------------------------------------------------------------ previews

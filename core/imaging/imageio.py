@@ -76,12 +76,13 @@ class LoadedImage:
     declared_nodata: np.ndarray | None = None
     # Pixels equal to an 8-bit nodata value: only no-data where they reach the border (white roofs are 255 too).
     nodata_value_pixels: np.ndarray | None = None
-    # A file of more bands than RGB (RGB + NIR, multispectral): every band as uint8 (H, W, N) and their names
-    # (``core.imaging.bands``); ``raw_bands`` keeps the samples of a file of more than 8 bits, so a model can
-    # stretch them by its training data's percentiles. None for RGB files.
+    # A TIFF's band names (``core.imaging.bands``; None for PNG and JPEG: R, G, B). Unless they are plain 8-bit
+    # R, G, B: every band as uint8 (H, W, N) for previews, and ``raw_bands`` (N, H, W) as stored, with the file's
+    # nodata value, so a model reads them as its training did (by name, stretched by its training data).
     bands: np.ndarray | None = None
     band_names: list[str] | None = None
     raw_bands: np.ndarray | None = None
+    band_nodata: float | None = None
     name: str = ""
 
     @property

@@ -105,7 +105,8 @@ class FinetuneTrainer:
                               init=cfg.model.init, protocol=tc.protocol, training_data=self._data_text(),
                               input_size=cfg.data.crop_size, bands=bands_of(self.splits.train),
                               band_stretch=getattr(self.splits.train, "band_stretch", None),
-                              file_bands=getattr(self.splits.dataset, "file_bands", None))
+                              file_bands=getattr(self.splits.dataset, "file_bands", None),
+                              bands_by_name=cfg.data.bands is not None)
         model = build_seg_model(self.card, encoder_weights=init)
         if self.env.active and self.device.type == "cuda":  # SyncBatchNorm runs on GPUs only
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)

@@ -78,17 +78,21 @@ def build_seg_model(card: dict[str, Any], encoder_weights: str | Path | None = N
 def make_card(*, arch: str, encoder: str, classes: list[dict[str, Any]], ignore_index: int = 255,
               output_stride: int = 16, aux_head: bool = False, decoder_channels: int | None = None,
               bands: Sequence[str] | None = None, band_stretch: list[Any] | None = None,
-              file_bands: Sequence[str] | None = None, **extra: Any) -> dict[str, Any]:
+              file_bands: Sequence[str] | None = None, bands_by_name: bool = False,
+              **extra: Any) -> dict[str, Any]:
     """A segmentation card. ``classes`` is a list of {"name": str, "color": [r, g, b]}; ``bands`` the input bands
     (default R, G, B) with their normalisation, and ``band_stretch`` the training data's per-band [lo, hi] that
     inference applies to files of more than 8 bits; ``file_bands`` the training files' band names where their format
-    knew them better than the files say (Vaihingen's IRRG), so inference reads such files alike."""
+    knew them better than the files say (Vaihingen's IRRG), so inference reads such files alike; ``bands_by_name``
+    when the training asked for its bands (``data.bands``), R, G, B included: inference then finds them by name and
+    stretches them as the training did, instead of the one RGB rule."""
     names = list(bands) if bands is not None else list(RGB)
     mean, std = (list(IMAGENET_MEAN), list(IMAGENET_STD)) if is_rgb(names) else band_norm(names)
     return {"kind": "segmentation", "arch": arch, "encoder": encoder, "classes": classes,
             "ignore_index": ignore_index, "output_stride": output_stride, "aux_head": aux_head,
             "decoder_channels": decoder_channels, "bands": names, "band_stretch": band_stretch,
             **({"file_bands": list(file_bands)} if file_bands and not is_rgb(names) else {}),
+            **({"bands_by_name": True} if bands_by_name else {}),
             "normalization": {"mean": mean, "std": std}, **extra}
 
 
