@@ -15,7 +15,7 @@ from rasterio.transform import from_origin
 from core.data.augment import TwoViewAugment
 from core.data.folder import ImageFolderTiles
 from core.data.seg_augment import SegAugment
-from core.imaging.bands import (BandError, band_norm, file_band_names, file_bands, model_pixels, preview, read_bands,
+from core.imaging.bands import (BandError, band_nodata_mask, band_norm, file_band_names, file_bands, model_pixels, preview, read_bands,
                                 resolve)
 from core.imaging.imageio import read_image
 from core.seg.finetune import main as finetune_main
@@ -259,6 +259,15 @@ def test_an_8_bit_rgbn_geotiff_marked_rgba_keeps_its_dark_nir_pixels(tmp_path: P
     write_tif(tmp_path / "water.tif", water)
     for name in ("edge.tif", "water.tif"):
         assert file_bands(tmp_path / name) == ["R", "G", "B", "NIR"], name
+    # transparency over white fill stays transparency: all of it, or all but a small opaque patch
+    white = np.full((4, 32, 32), 255, np.uint8)
+    white[3] = 0
+    write_tif(tmp_path / "clear.tif", white)
+    white[:, :2, :2] = 77
+    white[3, :2, :2] = 255
+    write_tif(tmp_path / "patch.tif", white)
+    for name in ("clear.tif", "patch.tif"):
+        assert file_bands(tmp_path / name) == ["R", "G", "B", "alpha"], name
 
 
 def test_band_names_from_descriptions_are_kept_and_an_alpha_after_rgbn_is_not_a_band() -> None:
@@ -362,16 +371,23 @@ def test_no_data_bands_empty_files_and_nan(tmp_path: Path) -> None:
         dst.write(data)
     with pytest.raises(BandError, match=r"band 4 \(NIR\) holds only its nodata value"):
         read_bands(tmp_path / "nd.tif", ["R", "G", "B", "NIR"])
+    with pytest.raises(BandError, match=r"band 4 \(NIR\) holds only its nodata value"):  # and at inference
+        model_pixels(read_image(tmp_path / "nd.tif"), _card(["R", "G", "B", "NIR"], [[0.0, 900.0]] * 4))
     f = np.random.default_rng(2).random((4, 16, 16)).astype(np.float32)
     f[3, :3] = np.nan
     write_tif(tmp_path / "nan.tif", f)
     loaded = read_image(tmp_path / "nan.tif")
-    assert loaded.declared_nodata is not None and loaded.declared_nodata[:3].all()  # NaN in NIR alone: no data
-    served = model_pixels(loaded, _card(["R", "G", "B", "NIR"], [[0.0, 1.0]] * 4))
+    rgbn = _card(["R", "G", "B", "NIR"], [[0.0, 1.0]] * 4)
+    assert loaded.declared_nodata is None  # an RGB model reads R, G, B: NaN in NIR is nothing to it
+    assert band_nodata_mask(loaded, _card(["R", "G", "B"])) is None
+    assert band_nodata_mask(loaded, rgbn)[:3].all()  # a model that reads NIR: no data there (zeroed, as trained)
+    served = model_pixels(loaded, rgbn)
     trained = read_bands(tmp_path / "nan.tif", ["R", "G", "B", "NIR"], stretch=[[0.0, 1.0]] * 4).pixels
     assert np.array_equal(served, trained) and not served[:3].any()
 
 
 def test_band_names_without_case_and_generic_descriptions(tmp_path: Path) -> None:
-    assert resolve(["b4", "b3", "b2", "b8"], ["B2", "B3", "B4", "B8"], "s2.tif") == ([2, 1, 0, 3], ["B4", "B3", "B2", "B8"])
+    assert resolve(["b4", "b3", "b2", "b8"], ["B2", "B3", "B4", "B8"], "s2.tif") == ([2, 1, 0, 3], ["b4", "b3", "b2", "b8"])
+    # ^ the names as asked, so files spelling them differently still form one data set
+    assert resolve(["Band 4", "R"], ["R", "G", "B", "NIR"], "a.tif") == ([3, 0], ["Band 4", "R"])  # older cards
     assert file_band_names(4, ["Band 1", "band_2", "Band3", "BAND 4"]) == ["R", "G", "B", "NIR"]

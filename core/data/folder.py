@@ -31,6 +31,7 @@ from .paths import CachedTiles, DataError, data_root, leads_outside, publish_dir
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 MAX_PIXELS = 178_956_970  # PIL's decompression-bomb error limit; our own check, whatever PIL is set to
 CACHE_VERSION = 2  # 2: images decoded by core.imaging.imageio
+BAND_RULES = 2  # caches of data.bands only: 2: alpha-or-NIR judged where the picture is, "Band 1" names nothing
 
 
 class _Unreadable(Exception):
@@ -144,6 +145,7 @@ class ImageFolderTiles(CachedTiles):
                     version=CACHE_VERSION)
         if self.bands is not None:  # RGB caches keep their names
             spec["bands"] = [str(b) if isinstance(b, str) else b for b in self.bands]
+            spec["band_rules"] = BAND_RULES  # caches of bands named by older rules are rebuilt
         key = json.dumps(spec)
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
         self.cache_dir = Path(cache_root or data_root()) / "cache" / f"folder-{digest}"

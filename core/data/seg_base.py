@@ -34,6 +34,7 @@ from ..imaging.imageio import ImageError
 from .seg_files import IGNORE_INDEX, MAX_PIXELS, Decoded, image_size, read_rgb
 
 CACHE_VERSION = 2  # 2: images decoded by core.imaging.imageio
+BAND_RULES = 2  # caches of data.bands only: 2: alpha-or-NIR judged where the picture is, "Band 1" names nothing
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 SPLITS = ("train", "val", "test")
 
@@ -133,6 +134,7 @@ class SegTiles(CachedTiles):
                     decode=self.cache_params(), version=CACHE_VERSION)
         if self.bands is not None:  # RGB caches keep their names
             spec["bands"] = self.bands
+            spec["band_rules"] = BAND_RULES  # caches of bands named by older rules are rebuilt
         key = json.dumps(spec, sort_keys=True, default=str)
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
         self.cache_dir = Path(cache_root or data_root()) / "cache" / f"{self.format_name}-{digest}"

@@ -42,7 +42,7 @@ OTHER_MEAN, OTHER_STD = 0.5, 0.25  # a stretched band's rough centre and spread 
 FALSE_COLOUR = ("NIR", "R", "G")  # the usual colour-infrared composite: vegetation red
 ALPHA_SHARE = 0.9  # a 4th band marked alpha is alpha when at least this share of it is 0 or 255 ...
 OPAQUE_SHARE = 0.01  # ... both judged where R, G, B hold something, and at least this share of it is 255 there
-_GENERIC = re.compile(r"^\s*band[\s_-]*\d+\s*$", re.IGNORECASE)  # "Band 1": a description that names nothing
+_GENERIC = re.compile(r"^\s*band[\s_-]*(\d+)\s*$", re.IGNORECASE)  # "Band 1": a description that names nothing
 
 
 class BandError(ImageError):
@@ -153,15 +153,18 @@ def resolve(request: Sequence[int | str], available: Sequence[str], file: str) -
             names.append(available[b])
         else:
             name = canonical(b)
+            folded = [i for i, a in enumerate(available) if a.lower() == name.lower()]
+            generic = _GENERIC.match(name)
             if name in available:
                 at = list(available).index(name)
-            else:  # b4 asks for a file's B4: names are compared without case where that is unambiguous
-                folded = [i for i, a in enumerate(available) if a.lower() == name.lower()]
-                if len(folded) != 1:
-                    raise BandError(f"{file} has no {name} band (its bands: {describe(available)})")
+            elif len(folded) == 1:  # b4 asks for a file's B4: compared without case where that is unambiguous
                 at = folded[0]
+            elif generic and int(generic.group(1)) - 1 < len(available):  # "Band 3": the 3rd band, whatever it is
+                at = int(generic.group(1)) - 1   # (cards made before such names were read as none)
+            else:
+                raise BandError(f"{file} has no {name} band (its bands: {describe(available)})")
             indices.append(at)
-            names.append(available[at])
+            names.append(name)  # as asked: every file of a data set then gives the same names
     return indices, names
 
 
@@ -196,9 +199,10 @@ def src_band_names(src: Any) -> list[str]:
 
 def looks_like_alpha(band: np.ndarray, rgb: np.ndarray) -> bool:
     """Whether an 8-bit 4th band is transparency: where R, G, B hold something, almost only 0 and 255 (soft edges
-    allowed) and opaque somewhere. A NIR band that is 0 outside a footprint (0 in every band there) holds grey levels
-    inside it; one that is 0 over a whole water chip is opaque nowhere."""
-    picture = np.any(rgb != 0, axis=0)
+    allowed) and opaque somewhere; black or white fill is not picture. A NIR band that is 0 outside a footprint (0 in
+    every band there) holds grey levels inside it; one that is 0 over a whole water chip is opaque nowhere."""
+    fill = np.all(rgb == 0, axis=0) | np.all(rgb == 255, axis=0)  # black or white: what sits under transparency
+    picture = ~fill
     if not picture.any():  # nothing anywhere: an empty (transparent) file, as GDAL says
         return bool(np.isin(band, (0, 255)).mean() >= ALPHA_SHARE)
     values = band[picture]
@@ -382,9 +386,9 @@ def dataset_stretch(paths: Sequence[Path], request: Sequence[int | str], per_fil
 
 def attach_bands(loaded: Any, path: Path) -> Any:
     """A TIFF's band names (alpha left out) and, unless they are plain 8-bit R, G, B (the RGB picture is them then),
-    its raw samples and every band as uint8 for previews: a model of other bands, or of a stretch, then reads the file
-    as its training read it (``model_pixels``). A NaN in any band is no-data, as in training. A band that cannot be
-    read leaves the RGB picture as it is, with a note: RGB models never need it."""
+    its raw samples (and every band as uint8 where a false-colour picture exists): a model of other bands, or of a
+    stretch, then reads the file as its training read it (``model_pixels``). A band that cannot be read leaves the
+    RGB picture as it is, with a note and ``bands_error``: RGB models never need it, others are refused."""
     import rasterio
 
     try:
@@ -400,21 +404,19 @@ def attach_bands(loaded: Any, path: Path) -> Any:
                 raw = src.read([i + 1 for i in keep])
                 nodata = src.nodata
     except MemoryError:
+        loaded.bands_error = "not enough memory to read its bands"
         loaded.notes.append("its bands were not read apart from the RGB picture: not enough memory")
         return loaded
     except Exception as err:  # noqa: BLE001 - a damaged extra band: the RGB picture still serves RGB models
-        loaded.notes.append(f"its bands could not be read apart from the RGB picture ({_one_line(err)})")
+        loaded.bands_error = f"its bands could not be read ({_one_line(err)})"
+        loaded.notes.append(f"{loaded.bands_error}; the RGB picture is kept")
         return loaded
-    invalid = _invalid(raw, nodata)
-    if invalid is not None and invalid.any():
-        loaded.declared_nodata = invalid if loaded.declared_nodata is None else loaded.declared_nodata | invalid
-    if raw.dtype == np.uint8:
-        pixels = np.ascontiguousarray(np.moveaxis(raw, 0, -1))
-    else:
-        pixels = np.stack([_stretch(raw[c], _percentiles(_subsample(raw[c], invalid)), invalid)
-                           for c in range(len(keep))], axis=-1)
-    loaded.raw_bands, loaded.band_nodata = raw, nodata
-    loaded.bands, loaded.band_names = pixels, kept
+    if "false" in preview_modes(kept):  # the uint8 bands serve the false-colour picture only
+        invalid = _invalid(raw, nodata)
+        loaded.bands = np.ascontiguousarray(np.moveaxis(raw, 0, -1)) if raw.dtype == np.uint8 else \
+            np.stack([_stretch(raw[c], _percentiles(_subsample(raw[c], invalid)), invalid)
+                      for c in range(len(keep))], axis=-1)
+    loaded.raw_bands, loaded.band_nodata, loaded.band_names = raw, nodata, kept
     if kept != list(RGB):
         loaded.notes.append(f"{len(keep)} band(s) ({describe(kept)}): models of these bands read them")
     return loaded
@@ -434,25 +436,48 @@ def model_pixels(loaded: Any, card: dict[str, Any]) -> np.ndarray:
     what the model reads (callers add the file's name)."""
     if reads_plain_rgb(card):
         return loaded.rgb
+    if getattr(loaded, "bands_error", None):
+        raise BandError(f"the image's bands could not be read: {loaded.bands_error}")
     want = card_bands(card)
-    known = card.get("file_bands")  # the training files' own names where their format knew them (Vaihingen: IRRG)
-    available = list(loaded.band_names or RGB)
-    if loaded.band_names is not None and known and len(known) == len(available):
-        available = list(known)
     try:
-        idx, _ = resolve(want, available, "the image")  # callers put the file's name in front
+        idx, _ = resolve(want, _available(loaded, card), "the image")  # callers put the file's name in front
     except BandError as err:
         raise BandError(f"{err}; the model reads {describe(want)}") from None
     raw = getattr(loaded, "raw_bands", None)
     if raw is None:  # a PNG, a JPEG or a plain 8-bit RGB TIFF: the picture is its bands
         return np.ascontiguousarray(loaded.rgb[..., idx])
     data = raw[idx]
+    invalid = _invalid(data, getattr(loaded, "band_nodata", None))
+    check_bands(data, invalid, getattr(loaded, "band_nodata", None), idx, want, "the image")
     if data.dtype == np.uint8:
         return np.ascontiguousarray(np.moveaxis(data, 0, -1))
-    invalid = _invalid(data, getattr(loaded, "band_nodata", None))
     stretch = card.get("band_stretch") or [None] * len(idx)
     return np.stack([_stretch(data[c], tuple(lohi) if lohi else _percentiles(_subsample(data[c], invalid)), invalid)  # type: ignore[arg-type]
                      for c, lohi in enumerate(stretch)], axis=-1)
+
+
+def _available(loaded: Any, card: dict[str, Any]) -> list[str]:
+    """The image's band names as the model's training named its files' bands: a TIFF's own, renamed by the card's
+    ``file_bands`` when as many (Vaihingen's IRRG); R, G, B for PNG and JPEG."""
+    known = card.get("file_bands")
+    available = list(loaded.band_names or RGB)
+    if loaded.band_names is not None and known and len(known) == len(available):
+        available = list(known)
+    return available
+
+
+def band_nodata_mask(loaded: Any, card: dict[str, Any]) -> np.ndarray | None:
+    """Pixels that hold no data in the bands the model reads (NaN in one of them, the nodata value in all), beyond
+    what the RGB picture declares; None for a plain RGB model or when there are none. Training zeroed them."""
+    raw = getattr(loaded, "raw_bands", None)
+    if raw is None or reads_plain_rgb(card):
+        return None
+    try:
+        idx, _ = resolve(card_bands(card), _available(loaded, card), "the image")
+    except BandError:
+        return None
+    invalid = _invalid(raw[idx], getattr(loaded, "band_nodata", None))
+    return invalid if invalid is not None and invalid.any() else None
 
 
 # ------------------------------------------------------------------------------------------------ previews

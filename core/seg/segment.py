@@ -31,7 +31,7 @@ from ..store.checkpoint import CheckpointError
 from ..device import pick_device
 from .domain import DomainScore, score_image
 from ..imaging.budget import DEFAULT_MAX_MEGAPIXELS, MAX_MEGAPIXELS_ENV, max_pixels
-from ..imaging.bands import card_bands, is_rgb, model_pixels, picture_views
+from ..imaging.bands import band_nodata_mask, card_bands, is_rgb, model_pixels, picture_views
 from ..imaging.imageio import ImageError, LoadedImage, read_image
 from .infer import NODATA, check_tile, class_areas, overlap_pixels, predict
 from .model_choice import Choice, ModelCache, choose_model, given_model, score_for_model
@@ -69,12 +69,15 @@ def segment_loaded(loaded: LoadedImage, model: torch.nn.Module, card: dict[str, 
     classes = card["classes"]
     notes = list(loaded.notes)
     nodata = nodata_mask(loaded, borders=borders) if nodata is None else nodata
+    pixels = model_pixels(loaded, card)  # RGB, or the card's bands (BandError when the image lacks one)
+    empty_bands = band_nodata_mask(loaded, card)  # NaN or nodata in a band beyond the RGB picture (zeroed, as trained)
+    if empty_bands is not None:
+        nodata = nodata | empty_bands
     if nodata.all():
         raise ImageError("every pixel is no data (nodata value, mask, transparency or uniform border): "
                          "nothing to segment")
     model_m = model_pixel_size(card)
     factor = resample_factor(loaded.pixel_size_m, model_m) if resample else None
-    pixels = model_pixels(loaded, card)  # RGB, or the card's bands (BandError when the image lacks one)
     rgb = pixels if factor is None else resample_rgb(pixels, factor)
     if domain is None:
         small = nodata if factor is None else resample_mask(nodata, rgb.shape[:2])
