@@ -1,7 +1,7 @@
 """Build a labeled folder of the Dubai tiles plus the DeepGlobe scenes relabelled into Dubai's classes.
 
-    python scripts/dubai_with_deepglobe.py --out /tmp/dubai_dg
-    python -m core.finetune --config configs/finetune_dubai_cpu.yaml data.root=/tmp/dubai_dg ...
+    python scripts/dubai_with_deepglobe.py --out data/dubai_dg
+    python -m core.finetune --config configs/finetune_dubai_cpu.yaml data.root=data/dubai_dg ...
 
 Why: the Dubai model learns "vegetation" from tile 6's shallow-water plants and fails on the parks and trees of an
 unseen tile; DeepGlobe's farmland and forest are green vegetation seen from above at a similar pixel size. Its
