@@ -353,9 +353,18 @@ def test_a_format_s_band_names_never_rename_a_jpeg(tmp_path: Path) -> None:
     vaihingen = _card(["R", "G", "NIR"], file_bands=["NIR", "R", "G"])
     with pytest.raises(BandError, match="no NIR band"):
         model_pixels(read_image(tmp_path / "photo.jpg"), vaihingen)
+    with pytest.raises(BandError, match="no NIR band"):  # training reads it alike
+        read_bands(tmp_path / "photo.jpg", ["R", "G", "NIR"], names=["NIR", "R", "G"])
     irrg = np.random.default_rng(0).integers(1, 250, (3, 16, 16)).astype(np.uint8)
     write_tif(tmp_path / "irrg.tif", irrg)
     assert np.array_equal(model_pixels(read_image(tmp_path / "irrg.tif"), vaihingen)[..., 2], irrg[0])
+    rgba = np.concatenate([irrg, np.full((1, 16, 16), 255, np.uint8)])
+    rgba[3, :4] = 0
+    write_tif(tmp_path / "rgba.tif", rgba)  # R, G, B and a real alpha: 4 bands, not the format's 3
+    for read in (lambda: read_bands(tmp_path / "rgba.tif", ["R", "G", "NIR"], names=["NIR", "R", "G"]),
+                 lambda: model_pixels(read_image(tmp_path / "rgba.tif"), vaihingen)):
+        with pytest.raises(BandError, match="no NIR band"):
+            read()
 
 
 def test_no_data_bands_empty_files_and_nan(tmp_path: Path) -> None:

@@ -241,7 +241,7 @@ def read_bands(path: str | os.PathLike[str], request: Sequence[int | str], *, ma
         from .imageio import read_image
 
         img = read_image(path, max_pixels, orient=False)
-        idx, got = resolve(request, list(names or RGB), path.name)
+        idx, got = resolve(request, list(RGB), path.name)  # PNG and JPEG: R, G, B, whatever a format calls its TIFFs' bands
         pixels = np.ascontiguousarray(img.rgb[..., idx])
         return BandPixels(pixels, got, "uint8", [None] * len(idx), img.profile, img.pixel_size_m,
                           img.declared_nodata, img.notes)
@@ -398,6 +398,7 @@ def attach_bands(loaded: Any, path: Path) -> Any:
                 names = src_band_names(src)
                 keep = [i for i, n in enumerate(names) if n != "alpha"]
                 kept = [names[i] for i in keep]
+                loaded.band_count = len(names)  # alpha included: a format's names apply to files of its count
                 if kept == list(RGB) and all(np.dtype(src.dtypes[i]) == np.uint8 for i in keep):
                     loaded.band_names = kept
                     return loaded
@@ -461,8 +462,8 @@ def _available(loaded: Any, card: dict[str, Any]) -> list[str]:
     ``file_bands`` when as many (Vaihingen's IRRG); R, G, B for PNG and JPEG."""
     known = card.get("file_bands")
     available = list(loaded.band_names or RGB)
-    if loaded.band_names is not None and known and len(known) == len(available):
-        available = list(known)
+    if loaded.band_names is not None and known and len(known) == getattr(loaded, "band_count", len(available)):
+        available = list(known)  # as read_bands does: only for a file of as many bands, alpha included
     return available
 
 

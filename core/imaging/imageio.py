@@ -83,6 +83,7 @@ class LoadedImage:
     band_names: list[str] | None = None
     raw_bands: np.ndarray | None = None
     band_nodata: float | None = None
+    band_count: int | None = None  # a TIFF's bands, alpha included
     bands_error: str | None = None  # why a TIFF's bands beyond the RGB picture could not be read
     name: str = ""
 
