@@ -30,10 +30,11 @@ REFRESH_S = 2.0
 
 
 def _controls(run: Run, state: str, key: str) -> None:
-    left, right, _ = st.columns([1, 1, 4])
     if state in ("running", "starting") and launch.stop_requested(run):
-        left.caption("⏹ stopping at the next step (its checkpoint is written first) ...")
-    elif state in ("running", "starting"):
+        st.caption("⏹ stopping at the next step (its checkpoint is written first) ...")
+        return
+    left, right, _ = st.columns([1, 1, 4])
+    if state in ("running", "starting"):
         if left.button("⏹ Stop", key=f"{key}-stop", help="Stop at the next step; the last checkpoint is kept"):
             if launch.stop(run):
                 st.toast(f"Stop requested for {run.id}")
