@@ -272,21 +272,11 @@ def _read_tiff_bands(src: Any, file: str, request: Sequence[int | str], max_pixe
     dtype = np.dtype(src.dtypes[idx[0]])
     invalid = _invalid(data, src.nodata)
     check_bands(data, invalid, src.nodata, idx, names, file)
-    out = np.empty((data.shape[1], data.shape[2], len(idx)), np.uint8)
-    applied: list[list[float] | None] = []
+    out, applied = to_uint8(data, stretch, invalid)
     notes: list[str] = []
-    if dtype == np.uint8:
-        out[:] = np.moveaxis(data, 0, -1)
-        applied = [None] * len(idx)
-    else:
-        own = stretch is None
-        for c in range(len(idx)):
-            lohi = tuple(stretch[c]) if stretch is not None and stretch[c] is not None else \
-                _percentiles(_subsample(data[c], invalid))
-            out[..., c] = _stretch(data[c], lohi, invalid)  # type: ignore[arg-type]
-            applied.append(list(lohi) if lohi is not None else None)
-        notes.append(f"{dtype} bands stretched to 8 bit by " + ("the image's own" if own else "the training data's")
-                     + " 2nd-98th percentiles")
+    if dtype != np.uint8:
+        notes.append(f"{dtype} bands stretched to 8 bit by " + ("the image's own" if stretch is None else
+                                                                "the training data's") + " 2nd-98th percentiles")
     declared = None
     masks = src.dataset_mask()
     if (masks == 0).any() and dtype != np.uint8:
@@ -332,6 +322,23 @@ def _invalid(data: np.ndarray, nodata: Any) -> np.ndarray | None:
         nd = (data == nodata).all(axis=0)
         invalid = nd if invalid is None else invalid | nd
     return invalid
+
+
+def to_uint8(data: np.ndarray, stretch: Sequence[Sequence[float] | None] | None,
+             invalid: np.ndarray | None) -> tuple[np.ndarray, list[list[float] | None]]:
+    """(C, H, W) samples as (H, W, C) uint8 and the [lo, hi] applied per channel: 8-bit as they are, deeper ones
+    stretched by ``stretch`` (the data set's, channel by channel) or, where it has none, the image's own percentiles;
+    ``invalid`` pixels zeroed. The one conversion training and inference share."""
+    if data.dtype == np.uint8:
+        return np.ascontiguousarray(np.moveaxis(data, 0, -1)), [None] * len(data)
+    out = np.empty((data.shape[1], data.shape[2], len(data)), np.uint8)
+    applied: list[list[float] | None] = []
+    for c in range(len(data)):
+        lohi = tuple(stretch[c]) if stretch is not None and stretch[c] is not None else \
+            _percentiles(_subsample(data[c], invalid))
+        out[..., c] = _stretch(data[c], lohi, invalid)  # type: ignore[arg-type]
+        applied.append(list(lohi) if lohi is not None else None)
+    return out, applied
 
 
 def _subsample(band: np.ndarray, invalid: np.ndarray | None) -> np.ndarray:
@@ -413,10 +420,7 @@ def attach_bands(loaded: Any, path: Path) -> Any:
         loaded.notes.append(f"{loaded.bands_error}; the RGB picture is kept")
         return loaded
     if "false" in preview_modes(kept):  # the uint8 bands serve the false-colour picture only
-        invalid = _invalid(raw, nodata)
-        loaded.bands = np.ascontiguousarray(np.moveaxis(raw, 0, -1)) if raw.dtype == np.uint8 else \
-            np.stack([_stretch(raw[c], _percentiles(_subsample(raw[c], invalid)), invalid)
-                      for c in range(len(keep))], axis=-1)
+        loaded.bands = to_uint8(raw, None, _invalid(raw, nodata))[0]
     loaded.raw_bands, loaded.band_nodata, loaded.band_names = raw, nodata, kept
     if kept != list(RGB):
         loaded.notes.append(f"{len(keep)} band(s) ({describe(kept)}): models of these bands read them")
@@ -450,11 +454,7 @@ def model_pixels(loaded: Any, card: dict[str, Any]) -> np.ndarray:
     data = raw[idx]
     invalid = _invalid(data, getattr(loaded, "band_nodata", None))
     check_bands(data, invalid, getattr(loaded, "band_nodata", None), idx, want, "the image")
-    if data.dtype == np.uint8:
-        return np.ascontiguousarray(np.moveaxis(data, 0, -1))
-    stretch = card.get("band_stretch") or [None] * len(idx)
-    return np.stack([_stretch(data[c], tuple(lohi) if lohi else _percentiles(_subsample(data[c], invalid)), invalid)  # type: ignore[arg-type]
-                     for c, lohi in enumerate(stretch)], axis=-1)
+    return to_uint8(data, card.get("band_stretch"), invalid)[0]
 
 
 def _available(loaded: Any, card: dict[str, Any]) -> list[str]:
