@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -52,21 +53,40 @@ def _controls(run: Run, state: str, key: str) -> None:
             st.rerun(scope="app")  # the live view refreshes only when drawn for a live run
 
 
-def _charts(run: Run, kind: str) -> None:
+def _record_sizes(run: Run) -> tuple[int, int]:
+    """The sizes of the files the curves come from: they only grow while a run trains (a resume truncates them,
+    which changes the size too)."""
+    return tuple(p.stat().st_size if p.is_file() else -1 for p in (run.path / "metrics.jsonl", run.path / "fns.jsonl"))
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def _figures(run_path: str, kind: str, sizes: tuple[int, int]) -> list[Any]:  # noqa: ARG001 - sizes key the cache
+    """The run's charts, built once per version of its records for every session (building plotly figures is the
+    largest part of drawing this view, and it is redrawn every few seconds while the run trains)."""
+    run = Run(Path(run_path))
     frame = curve_frame(run)
     if frame.empty:
-        st.caption("No curves yet: the first records appear after the first logged step.")
-        return
+        return []
     frames = {"metrics": frame}
     charts = list(CHARTS.get(kind, CHARTS["pretrain"]))
     if "knn_acc" in frame:  # the online kNN monitor, beside the loss
         charts.insert(1, (("knn_acc", "knn_baseline"), "kNN accuracy on held-out tiles (baseline: majority class)",
                           False, "metrics"))
-    cols = st.columns(2)
-    for n, (keys, title, log_y, source) in enumerate(charts):
+    figures = []
+    for keys, title, log_y, source in charts:
         if source not in frames:
             frames[source] = pairs_frame(run)
-        fig = columns_figure(frames[source], keys, title, log_y=log_y)
+        figures.append(columns_figure(frames[source], keys, title, log_y=log_y))
+    return figures
+
+
+def _charts(run: Run, kind: str) -> None:
+    figures = _figures(str(run.path), kind, _record_sizes(run))
+    if not figures:
+        st.caption("No curves yet: the first records appear after the first logged step.")
+        return
+    cols = st.columns(2)
+    for n, fig in enumerate(figures):
         cols[n % 2].plotly_chart(fig, width="stretch", key=f"chart-{run.id}-{n}")
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import CheckpointError, read_metadata
+from .file_versions import json_file, read_once
 from .runs import REPO_ROOT, kind_of_config, list_runs
 
 SHIPPED = REPO_ROOT / "checkpoints"
@@ -29,15 +30,14 @@ class ModelEntry:
 
 def _card(path: Path) -> dict[str, Any]:
     """The card from the ``.json`` beside the file, else from the file's header (runs write no ``.json``)."""
-    side = path.with_suffix(".json")
     try:
-        card = json.loads(side.read_text())
+        card = json_file(path.with_suffix(".json"))
         return card if isinstance(card, dict) else {}
-    except (OSError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         pass
     try:
-        card = read_metadata(path).get("card")
-    except (CheckpointError, json.JSONDecodeError):
+        card = read_once(path, read_metadata, "header").get("card")
+    except (OSError, CheckpointError, json.JSONDecodeError):
         return {}
     return card if isinstance(card, dict) else {}
 
@@ -80,11 +80,13 @@ def config_presets(kind: str) -> dict[str, Path]:
     """The YAML presets in ``configs/`` for one run kind (pretrain, finetune, compare), by file stem."""
     import yaml
 
+    from .file_versions import yaml_file
+
     out: dict[str, Path] = {}
     for p in sorted(CONFIGS.glob("*.yaml")):
         try:
-            raw = yaml.safe_load(p.read_text()) or {}
-        except (OSError, yaml.YAMLError):
+            raw = yaml_file(p) or {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
             continue
         if not isinstance(raw, dict):
             continue

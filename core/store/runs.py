@@ -16,7 +16,6 @@ The UI reads runs only through this module.
 """
 from __future__ import annotations
 
-import copy
 import json
 import os
 import re
@@ -30,12 +29,11 @@ from typing import Any, Iterable
 
 import yaml
 
+from .file_versions import json_file, yaml_file
 from .run_lock import RunBusyError, pid_alive, run_locked
 
 STATES = ("starting", "running", "completed", "failed", "stopped")
 KINDS = ("pretrain", "finetune", "compare")
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: ~10x faster, same safe subset
-_CONFIGS: dict[str, tuple[tuple[int, int], Any]] = {}  # config.yaml parsed, by path and (mtime, size)
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -110,11 +108,11 @@ class Run:
     # ------------------------------------------------------------------ reading
     def status(self) -> dict[str, Any]:
         p = self.path / "status.json"
-        if not p.exists():
-            return {}
         try:
-            return json.loads(p.read_text())
-        except (json.JSONDecodeError, OSError):
+            return json_file(p)
+        except FileNotFoundError:
+            return {}
+        except (json.JSONDecodeError, OSError, UnicodeDecodeError):
             return {"state": "failed", "error": "status.json is unreadable"}
 
     def config_text(self) -> str:
@@ -167,19 +165,11 @@ class Run:
     def config(self) -> dict[str, Any]:
         """The run's config as a dict ({} when config.yaml is missing or unreadable); parsed once per file version
         in this process (the pages ask for every run on every view)."""
-        where = self.path / "config.yaml"
         try:
-            stat = where.stat()
-            version = (stat.st_mtime_ns, stat.st_size)
-            hit = _CONFIGS.get(str(where))
-            if hit is None or hit[0] != version:
-                raw = yaml.load(where.read_text(), Loader=_YAML_LOADER)  # noqa: S506 - a safe loader
-                if len(_CONFIGS) > 4096:
-                    _CONFIGS.clear()
-                hit = _CONFIGS[str(where)] = (version, raw if isinstance(raw, dict) else {})
+            raw = yaml_file(self.path / "config.yaml")
         except (OSError, UnicodeDecodeError, yaml.YAMLError):
             return {}
-        return copy.deepcopy(hit[1])
+        return raw if isinstance(raw, dict) else {}
 
     def kind(self) -> str:
         """pretrain, finetune or compare: from status.json, else from the shape of the config."""
