@@ -36,7 +36,11 @@ ROOT = Path(__file__).resolve().parent.parent
 from tests.browser import CHROMIUM, CHROMIUM_ARGS, streamlit_server, wait_until_idle
 from tests.test_browser_e2e import PAGES
 
-TARGET_S = 2.0
+
+
+def target_s(runs: int) -> float:
+    """Issue 12's targets: under 2 s with 20 runs on disk, under 3 s with 200."""
+    return 2.0 if runs <= 20 else 3.0
 
 
 def make_store(base: Path, n: int) -> Path:
@@ -192,7 +196,7 @@ def main() -> None:
             browser = browser_times(url, bare_url, args.repeats)
         script = apptest_times(1)
         bare = {how: statistics.median(times) for how, times in browser["bare"].items()}
-        print(f"\nPage render, {args.runs} runs on disk, median of {args.repeats} (target {TARGET_S:.0f} s); "
+        print(f"\nPage render, {args.runs} runs on disk, median of {args.repeats} (target {target_s(args.runs):.0f} s); "
               f"load average before {load_before[0]:.1f}, after {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
         print(f"bare Streamlit app: new tab {bare['tab']:.2f} s, new profile {bare['fresh']:.2f} s "
               "(the browser's floor on this machine)")
@@ -200,7 +204,7 @@ def main() -> None:
               f"{'fresh-bare':>11s} {'script s':>9s}")
         for name in browser["fresh"]:
             click, tab, fresh = (statistics.median(browser[how][name]) for how in ("click", "tab", "fresh"))
-            print(f"{name:18s} {click:8.2f} {tab:7.2f} {max(click, tab) / TARGET_S:8.2f}x {tab - bare['tab']:9.2f} "
+            print(f"{name:18s} {click:8.2f} {tab:7.2f} {max(click, tab) / target_s(args.runs):8.2f}x {tab - bare['tab']:9.2f} "
                   f"{fresh:8.2f} {fresh - bare['fresh']:11.2f} {statistics.median(script[name]):9.2f}")
     finally:
         shutil.rmtree(base, ignore_errors=True)
