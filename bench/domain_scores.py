@@ -2,14 +2,14 @@
 
     python bench/domain_scores.py [--data ../shared/data] [--markdown]
 
-Reads the Dubai test tile (tile_3, held out by the shipped Dubai model), the DeepGlobe scenes the shipped land-cover
-model held out, and the NEON 10 cm GeoTIFFs (no shipped model knows them); scores each against each shipped
-segmentation model (``core.seg.model_choice.score_for_model``, as ``--checkpoint auto`` does) and prints the score, the
+Reads the Dubai and DeepGlobe scenes that the shipped models' cards name as never seen and the NEON 10 cm
+GeoTIFFs (no shipped model knows them); scores each against each shipped segmentation model (``core.seg.model_choice.score_for_model``, as ``--checkpoint auto`` does) and prints the score, the
 in/out verdict and the model auto picks. Not a test: the data is not in the repository.
 """
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import torch
@@ -19,18 +19,27 @@ from core.imaging.imageio import read_image
 from core.seg.model_choice import ModelCache, choose_model, score_for_model
 from core.seg.nodata import nodata_mask
 
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def held_out(model: str) -> list[str]:
+    """The scenes a shipped model's card names as never seen (its evaluation's test scenes)."""
+    card = json.loads((ROOT / "checkpoints" / f"{model}.json").read_text())
+    return list((card.get("evaluation") or {}).get("scenes") or [])
+
 
 def images(data: Path) -> list[tuple[str, Path]]:
-    out = [("Dubai tile_3", p) for p in sorted((data / "dubai_aerial" / "images" / "tile_3").glob("*.jpg"))]
-    out += [("DeepGlobe test", data / "deepglobe_landcover" / "train" / f"{s}_sat.jpg")
-            for s in ("104113", "180902", "3484")]
+    dubai = held_out("dubai_seg")
+    tiles = sorted({s.split("/")[0] for s in dubai})
+    out = [(f"Dubai {', '.join(tiles)}", data / "dubai_aerial" / "images" / f"{s}.jpg") for s in dubai]
+    out += [("DeepGlobe test", data / "deepglobe_landcover" / f"{s}_sat.jpg") for s in held_out("deepglobe_seg")]
     out += [("NEON 10 cm", p) for p in sorted((data / "neon_unlabeled").glob("*.tif"))]
     return [(g, p) for g, p in out if p.is_file()]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parent.parent.parent / "shared" / "data")
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
