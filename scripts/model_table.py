@@ -36,11 +36,6 @@ def describe(path: Path) -> str:
                      f"({ev['method']}, {ev['pixels']:,} labeled pixels)")
         lines.append("- IoU per class: " + ", ".join(f"{k} {pct(v)}" for k, v in ev["iou"].items()))
         lines.append(f"- reproduce: `{ev['command']}`")
-    folds = card.get("recipe_folds")
-    if folds:
-        scores = ", ".join(f"{k} {pct(v)}" for k, v in folds["miou"].items())
-        lines.append(f"- **the same recipe, each scene group held out in turn** ({folds['what']}): {scores}; "
-                     f"mean **{pct(folds['mean'])}**: what to expect on an unseen one. {folds.get('note', '')}".rstrip())
     else:
         lines.append("- no held-out evaluation in the card")
     lines.append(f"- made by: `{card.get('command', '?')}`")
