@@ -1,6 +1,8 @@
 """Small pieces of the app that need no page: chart axes, form error wording."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
 from workbench.common import curves_figure
@@ -20,3 +22,20 @@ def test_config_keys_in_messages_become_the_forms_labels() -> None:
         "data.tile_overlap must be smaller than “Tile size (px)”"
     assert fe.in_words("name=folder needs data.root, the data set folder") == \
         "name=folder needs “Data folder”, the data set folder"
+
+
+def test_the_records_version_changes_when_a_resume_rewrites_the_records_at_the_same_size(tmp_path: Path) -> None:
+    import os
+
+    from core.store.runs import Run
+    from workbench.common import records_version
+
+    run = Run(tmp_path)
+    assert records_version(run) == ((-1, 0), (-1, 0))
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text('{"step": 1, "loss": 2.0}\n')
+    before = records_version(run)
+    metrics.write_text('{"step": 1, "loss": 3.0}\n')  # same size, as a resume's truncate-and-grow can leave it
+    stat = metrics.stat()
+    os.utime(metrics, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    assert records_version(run) != before

@@ -201,15 +201,27 @@ def metrics_frame(run: Run) -> pd.DataFrame:
     return frame
 
 
+def records_version(run: Run) -> tuple[tuple[int, int], ...]:
+    """Size and mtime of ``metrics.jsonl`` and ``fns.jsonl``: what the curves are drawn from. Caches key on it, so
+    a growing run is read again, and so is one a resume truncated (its mtime changes even at an equal size)."""
+    out = []
+    for p in (run.path / "metrics.jsonl", run.path / "fns.jsonl"):
+        try:
+            stat = p.stat()
+            out.append((stat.st_size, stat.st_mtime_ns))
+        except OSError:
+            out.append((-1, 0))
+    return tuple(out)
+
+
 @st.cache_data(max_entries=32, show_spinner=False)
-def _pair_counts(path: str, size: int) -> pd.DataFrame:  # noqa: ARG001 - the file's size keys the cache
+def _pair_counts(path: str, version: tuple) -> pd.DataFrame:  # noqa: ARG001 - the records' version keys the cache
     return pd.DataFrame(Run(Path(path)).pair_counts(), columns=["step", "flagged", "calibrated"])
 
 
 def pairs_frame(run: Run) -> pd.DataFrame:
-    """Flagged and calibrated pairs of every step, read again only when ``fns.jsonl`` or the records grew."""
-    sizes = sum(p.stat().st_size for p in (run.path / "fns.jsonl", run.path / "metrics.jsonl") if p.is_file())
-    return _pair_counts(str(run.path), sizes)
+    """Flagged and calibrated pairs of every step, read again only when ``fns.jsonl`` or the records changed."""
+    return _pair_counts(str(run.path), records_version(run))
 
 
 def curve_frame(run: Run) -> pd.DataFrame:

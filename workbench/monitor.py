@@ -16,7 +16,7 @@ from core.phases import eta_seconds
 from core.store import launch
 from core.store.runs import NotARunError, Run, open_run
 from core.store.run_lock import RunBusyError
-from workbench.common import STATE_ICONS, columns_figure, curve_frame, pairs_frame, show_error
+from workbench.common import STATE_ICONS, columns_figure, curve_frame, pairs_frame, records_version, show_error
 
 # (columns, title, log scale, records) per chart, by run kind. "pairs": every step's counts from fns.jsonl (the
 # logged steps of metrics.jsonl would miss the steps between them)
@@ -53,14 +53,8 @@ def _controls(run: Run, state: str, key: str) -> None:
             st.rerun(scope="app")  # the live view refreshes only when drawn for a live run
 
 
-def _record_sizes(run: Run) -> tuple[int, int]:
-    """The sizes of the files the curves come from: they only grow while a run trains (a resume truncates them,
-    which changes the size too)."""
-    return tuple(p.stat().st_size if p.is_file() else -1 for p in (run.path / "metrics.jsonl", run.path / "fns.jsonl"))
-
-
 @st.cache_resource(max_entries=64, show_spinner=False)
-def _figures(run_path: str, kind: str, sizes: tuple[int, int]) -> list[Any]:  # noqa: ARG001 - sizes key the cache
+def _figures(run_path: str, kind: str, version: tuple) -> list[Any]:  # noqa: ARG001 - the version keys the cache
     """The run's charts, built once per version of its records for every session (building plotly figures is the
     largest part of drawing this view, and it is redrawn every few seconds while the run trains)."""
     run = Run(Path(run_path))
@@ -81,7 +75,7 @@ def _figures(run_path: str, kind: str, sizes: tuple[int, int]) -> list[Any]:  # 
 
 
 def _charts(run: Run, kind: str) -> None:
-    figures = _figures(str(run.path), kind, _record_sizes(run))
+    figures = _figures(str(run.path), kind, records_version(run))
     if not figures:
         st.caption("No curves yet: the first records appear after the first logged step.")
         return
