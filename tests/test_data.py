@@ -277,3 +277,21 @@ def test_symlinks_out_of_the_data_folder_are_not_followed(tmp_path, monkeypatch)
         ds = ImageFolderTiles(root, tile_size=64, progress=False)
     assert sorted(ds[i]["source"] for i in range(len(ds))) == ["copy.png", "own.png"]
     assert ds.skipped == [("secret.png", "a symlink that leads outside the data folder")]
+
+
+def test_a_tiff_without_rasterio_is_skipped_with_the_way_to_get_it(tmp_path, monkeypatch):
+    """A trimmed environment without rasterio (a GPU image) once crashed the whole tiling on the first GeoTIFF."""
+    import sys
+
+    monkeypatch.setenv("FALSE_WB_DATA", str(tmp_path / "data"))
+    monkeypatch.setitem(sys.modules, "rasterio", None)  # import rasterio now raises ImportError
+    root = tmp_path / "imgs"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(root / "photo.png")
+    Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(root / "ortho.tif")
+    with pytest.warns(UserWarning, match="ortho.tif"):
+        ds = ImageFolderTiles(root, tile_size=64, progress=False)
+    assert [ds[i]["source"] for i in range(len(ds))] == ["photo.png"]
+    assert ds.skipped == [("ortho.tif", "reading TIFF files needs the rasterio package, which is not installed "
+                                        "here (pip install rasterio)")]

@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from .imageio import _TIFF_MAGIC, SAMPLE_PIXELS, ImageError, _check_size, _one_line, _percentiles, _stretch
+from .imageio import (_TIFF_MAGIC, SAMPLE_PIXELS, ImageError, _check_size, _one_line, _percentiles, _stretch,
+                      need_rasterio)
 
 RGB = ("R", "G", "B")
 RGBN = ("R", "G", "B", "NIR")
@@ -219,7 +220,7 @@ def file_bands(path: str | os.PathLike[str]) -> list[str]:
     path = Path(path)
     if not _is_tiff(path):
         return list(RGB)
-    import rasterio
+    rasterio = need_rasterio()
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -245,7 +246,10 @@ def read_bands(path: str | os.PathLike[str], request: Sequence[int | str], *, ma
         pixels = np.ascontiguousarray(img.rgb[..., idx])
         return BandPixels(pixels, got, "uint8", [None] * len(idx), img.profile, img.pixel_size_m,
                           img.declared_nodata, img.notes)
-    import rasterio
+    try:
+        rasterio = need_rasterio()
+    except ImageError as err:
+        raise ImageError(f"{path.name}: {err}") from None
     from rasterio.errors import RasterioError
 
     try:

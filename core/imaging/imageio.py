@@ -66,6 +66,17 @@ class ImageError(ValueError):
     """An image file cannot be used; the message is one line saying why."""
 
 
+def need_rasterio() -> Any:
+    """The rasterio module, or an ImageError saying how to get it: it is a requirement, but a trimmed environment
+    (a GPU image, a minimal container) may lack it, and a file it cannot read must be a reason, not a crash."""
+    try:
+        import rasterio
+    except ImportError:
+        raise ImageError("reading TIFF files needs the rasterio package, which is not installed here "
+                         "(pip install rasterio)") from None
+    return rasterio
+
+
 @dataclass
 class LoadedImage:
     rgb: np.ndarray  # (H, W, 3) uint8

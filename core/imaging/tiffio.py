@@ -18,11 +18,11 @@ import numpy as np
 from .bands import src_band_names
 from .colours import display_rgb
 from .imageio import (SAMPLE_PIXELS, STRIP_PIXELS, ImageError, LoadedImage, _check_size, _depth_note, _one_line,
-                      _percentiles, _stretch)
+                      _percentiles, _stretch, need_rasterio)
 
 
 def read_tiff(path: Path, max_pixels: int) -> LoadedImage:
-    import rasterio
+    rasterio = need_rasterio()
     from rasterio.enums import ColorInterp, Resampling
     from rasterio.errors import RasterioError
     from rasterio.windows import Window
