@@ -2,7 +2,7 @@
 # GPU check for whoever holds a CUDA GPU (about 5 minutes on an H100): the loss tests on CUDA, the loss benchmark
 # in bf16, and the trainer against the bare loop with a ResNet-50 at 224 px in bf16 with channels_last.
 #   bash bench/gpu_check.sh            (writes its log to ${OUT:-.}/gpu_check.log)
-#   GPU_CHECK_SKIP_COMPARE=1 bash bench/gpu_check.sh   (everything but the comparison: about 2 minutes)
+#   GPU_CHECK_SKIP_COMPARE=1 bash bench/gpu_check.sh   (everything but the comparison: 80 s on an H200)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 log="${OUT:-.}/gpu_check.log"
