@@ -8,7 +8,10 @@
 # The test tile is in no stage of any run; the fine-tuning runs of a stage share the GPU at once.
 #   DATA=../shared/data bash scripts/gpu_dubai_pretrain.sh     (results under ${OUT:-gpu_out})
 # Writes: dubai_pretrain.log, summary.json (each run's validation and test scores), and a bundle of the pretraining
-# encoder and the exported model, cut in 15 MB parts (cat bundle.tar.part* | tar x).
+# encoder and the exported model, cut in 15 MB parts (cat bundle.tar.part* | tar x; BUNDLE=0: no bundle).
+# Leave one tile out, the folds at once on one GPU (scores only; each fold pretrains without its own test tile):
+#   for t in tile_1 tile_5 tile_6; do TEST_TILE=$t WORK=/tmp/loto_$t OUT=$OUT/$t BUNDLE=0 LONG_STEPS=0 \
+#     bash scripts/gpu_dubai_pretrain.sh & done; wait
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="$(realpath -m "${OUT:-gpu_out}")"; mkdir -p "$out"
@@ -79,6 +82,7 @@ for d in sorted(Path(sys.argv[1]).glob("*dubai-ft-*")):
 Path(sys.argv[2]).write_text(json.dumps(rows, indent=1, default=str))
 EOF
 
+if [ "${BUNDLE:-1}" = 0 ]; then say "done (no bundle)"; exit 0; fi
 # The encoder and the exported models come back in parts under 16 MB.
 mkdir -p "$work/bundle"
 [ -n "$pre_run" ] && cp "$pre_run"/config.yaml "$pre_run"/metrics.jsonl "$work/bundle/" 2>/dev/null
