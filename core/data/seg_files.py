@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ..imaging.imageio import ImageError, read_image
+from ..imaging.imageio import ImageError, need_rasterio, read_image
 from .paths import DataError
 
 IGNORE_INDEX = 255
@@ -42,7 +42,10 @@ def _open_pil(path: Path) -> Image.Image:
 
 
 def _rasterio_bands(path: Path) -> list[np.ndarray]:
-    import rasterio  # imported lazily: only GeoTIFFs that PIL cannot read need it
+    try:  # imported lazily: only GeoTIFFs that PIL cannot read need it
+        rasterio = need_rasterio()
+    except ImageError as err:
+        raise DataError(f"{path}: {err}") from None
     from rasterio.errors import NotGeoreferencedWarning
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
@@ -65,7 +68,7 @@ def image_size(path: Path) -> tuple[int, int]:
         raise
     except _PIL_ERRORS as err:
         try:
-            import rasterio
+            rasterio = need_rasterio()
             with rasterio.open(path) as src:
                 return src.width, src.height
         except Exception as err2:  # noqa: BLE001 - any decoder failure is one clear error

@@ -357,7 +357,10 @@ def dataset_stretch(paths: Sequence[Path], request: Sequence[int | str], per_fil
                     names: Sequence[str] | None = None) -> list[list[float]] | None:
     """Per-channel [lo, hi] (2nd and 98th percentiles) over samples of every non-8-bit file, or None when all
     files are 8-bit (nothing to stretch). Files that cannot be read are left to the tiling to report."""
-    import rasterio
+    try:
+        rasterio = need_rasterio()
+    except ImageError:  # no TIFF can be read here: the tiling says so, file by file
+        return None
     from rasterio.enums import Resampling
 
     samples: list[list[np.ndarray]] = []
@@ -400,7 +403,7 @@ def attach_bands(loaded: Any, path: Path) -> Any:
     its raw samples (and every band as uint8 where a false-colour picture exists): a model of other bands, or of a
     stretch, then reads the file as its training read it (``model_pixels``). A band that cannot be read leaves the
     RGB picture as it is, with a note and ``bands_error``: RGB models never need it, others are refused."""
-    import rasterio
+    rasterio = need_rasterio()
 
     try:
         with warnings.catch_warnings():

@@ -182,7 +182,7 @@ def write_mask_geotiff(path: str | os.PathLike[str], mask: np.ndarray, profile: 
                        classes: list[dict[str, Any]] | None = None) -> None:
     """A single-band uint8 GeoTIFF (LZW) with the CRS and transform of ``profile``. With ``classes``: their colour
     table, their names as tags (``CLASS_NAMES`` as JSON, ``CLASS_<i>``) and in the band description, nodata 255."""
-    import rasterio
+    rasterio = need_rasterio()
 
     mask = np.asarray(mask)
     if mask.ndim != 2:
