@@ -73,6 +73,7 @@ def test_frozen_protocol_leaves_the_encoder_untouched(roots: Path) -> None:
 @pytest.mark.parametrize("args, needle", [
     (["model.init=/no/such/run"], "model.init"),
     (["model.arch=segformer"], "model.arch"),
+    (["train.loss=focal"], "train.loss"),
     (["data.name=potsdam"], "data"),
     (["data.name=potsdam", "data.root=/no/potsdam"], "/no/potsdam"),
 ])

@@ -70,6 +70,8 @@ class FinetuneTrainConfig(_Section):
     weight_decay: float = Field(1e-4, ge=0.0)
     class_weights: Literal["none", "balanced"] = Field(
         "none", description="balanced: loss weight per class ~ 1/sqrt(its pixel share in training), for rare classes")
+    loss: Literal["ce", "ce+dice"] = Field(
+        "ce", description="ce: pixel cross-entropy; ce+dice: plus a Dice term, so small classes count per class")
     eval_every: int = Field(100, ge=1, description="steps between validations")
     test_tile: int = Field(512, ge=32, le=8192, multiple_of=32, description="test: sliding window side (as core.segment)")
     test_overlap: float = Field(0.25, ge=0.0, lt=1.0, description="test: window overlap, a fraction of the window")

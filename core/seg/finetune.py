@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -44,6 +43,7 @@ from ..store.lifecycle import (RunLife, StopFlag, check_finite, parse_run_args, 
 from ..store.runs import NotARunError, Run, atomic_write_json, create_run
 from ..store.run_lock import lock_run
 from .scene_eval import evaluate, test_scores
+from .seg_loss import SegLoss
 from .segmodel import build_seg_model, make_card
 from ..imaging.bands import bands_of
 from ..data.protocols import LabeledTiles
@@ -132,9 +132,8 @@ class FinetuneTrainer:
         self.total_steps = tc.max_steps if tc.max_steps is not None else max(1, math.ceil(tc.epochs * self.steps_per_epoch))
         self.step = 0
         self.best_miou = -1.0
-        self.class_weight = class_weights(self.splits.train, tc.class_weights)
-        if self.class_weight is not None:
-            self.class_weight = self.class_weight.to(self.device)
+        weight = class_weights(self.splits.train, tc.class_weights)
+        self.loss_fn = SegLoss(tc.loss, self.ignore_index, None if weight is None else weight.to(self.device))
 
     def _data_text(self) -> str:
         d = self.cfg.data
@@ -171,9 +170,6 @@ class FinetuneTrainer:
         """This rank's share of the step's batch (all of it in one process)."""
         return np.array_split(np.asarray(self.batch_indices(step)), self.env.world)[self.env.rank].tolist()
 
-    def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits.float(), y, weight=self.class_weight, ignore_index=self.ignore_index)
-
     def train_step(self, step: int) -> float:
         self._set_lr(step)
         idx = self.rank_indices(step)
@@ -186,9 +182,9 @@ class FinetuneTrainer:
         with torch.autocast(self.device.type, dtype=self.precision.dtype, enabled=self.precision.autocast):
             out = self.net(x)
             if isinstance(out, tuple):
-                loss = self._loss(out[0], y) + AUX_WEIGHT * self._loss(out[1], y)
+                loss = self.loss_fn(out[0], y) + AUX_WEIGHT * self.loss_fn(out[1], y)
             else:
-                loss = self._loss(out, y)
+                loss = self.loss_fn(out, y)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
