@@ -63,7 +63,7 @@ filters = hash((tuple(kinds), tuple(states), tuple(methods), tuple(tags), text))
 shown_runs = [r for r in runs if r.id in set(shown["run"])]
 settings = settings_of(shown_runs)
 shown = with_settings(shown, shown_runs, settings, tags_of, key=f"runs-columns-{filters}")
-st.dataframe(shown, hide_index=True, width="stretch", column_config={
+st.dataframe(shown, hide_index=True, width="stretch", placeholder="—", column_config={
     "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent"),
     "value": st.column_config.NumberColumn("value", format="%.4f"),
     "started": st.column_config.DatetimeColumn("started", format="YYYY-MM-DD HH:mm"),

@@ -64,6 +64,8 @@ def test_compares_runs_by_their_settings(populated_store: Path, tmp_path: Path, 
     assert "loss.name" in table and "train.max_steps" in table and "loss.temperature" not in table
     by_run = dict(zip(table["run"], table["loss.name"]))
     assert sorted(set(by_run.values())) == ["false", "info_nce", "—"]  # the broken run has no config: a dash
+    steps = dict(zip(table["run"], table["train.max_steps"]))  # a number column: missing is empty, drawn as a dash
+    assert sum(s != s for s in steps.values()) == 1 and at.dataframe[0].proto.placeholder == "—"
     curves = next(m for m in at.multiselect if m.label == "Runs")
     pre = sorted(r for r in curves.options if r.endswith(("tiny-false", "tiny-infonce")))
     curves.set_value(pre).run()
