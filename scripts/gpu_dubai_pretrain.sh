@@ -24,6 +24,7 @@ pre_size="${PRETRAIN_VIEW:-160}"
 ft_steps="${FT_STEPS:-300}"
 long_steps="${LONG_STEPS:-2000}"
 ft_limit="${FT_LIMIT_S:-240}"
+# FT_ARGS: more fine-tuning overrides for every fine-tuning run, e.g. FT_ARGS="train.loss=ce+dice"
 seeds="${SEEDS:-0 1 2 3 4}"
 work="${WORK:-/tmp/dubai_gpu}"
 log="$out/dubai_pretrain.log"
@@ -52,7 +53,7 @@ finetune() {  # finetune TAG SEED INIT STEPS: one fine-tuning run, in the backgr
   OMP_NUM_THREADS=2 timeout -s TERM "$ft_limit" python -m core.finetune --config configs/finetune_dubai_cpu.yaml \
     --runs-root "$work/runs" --no-progress name="dubai-ft-$1-s$2" seed="$2" model.init="$3" \
     data.root="$data/dubai_aerial" "data.test_scenes=[$test_tile]" train.max_steps="$4" \
-    train.eval_every="$(( $4 > 300 ? 250 : 100 ))" >"$work/ft-$1-s$2.log" 2>&1 &
+    train.eval_every="$(( $4 > 300 ? 250 : 100 ))" ${FT_ARGS:-} >"$work/ft-$1-s$2.log" 2>&1 &
 }
 say "paired: $ft_steps fine-tuning steps, seeds $seeds, from random and from ${pre_run:-nothing}, at most $ft_limit s"
 for s in $seeds; do
