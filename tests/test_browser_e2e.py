@@ -96,7 +96,7 @@ def test_every_page_opens(app, page) -> None:
 
 def test_segment_an_uploaded_tile(app, page, tmp_path: Path) -> None:
     url, _ = app
-    rgb, labels = generate_scene(7, 256)
+    rgb, labels = generate_scene(1, 256)  # a scene auto sends to synthetic_seg, whose classes its labels are
     tile, labels_png = tmp_path / "tile.png", tmp_path / "labels.png"
     Image.fromarray(np.ascontiguousarray(rgb)).save(tile)
     Image.fromarray(np.ascontiguousarray(labels).astype(np.uint8)).save(labels_png)
@@ -108,6 +108,7 @@ def test_segment_an_uploaded_tile(app, page, tmp_path: Path) -> None:
         settle(page, 120_000)
         _no_exception(page)
         assert page.get_by_text("tile.png").count() >= 1
+        assert page.get_by_text("synthetic_seg").count() >= 1  # the model auto chose, named with its score
         page.screenshot(path=str(SHOTS / "segment-result.png"), full_page=True)
         # the scene's own labels (class indices) as a label mask: IoU per class and the right/wrong overlay
         page.get_by_text("Score against a label mask").click()
