@@ -60,6 +60,9 @@ class SegModelConfig(_Section):
         return ModelConfig._known_encoder(v)
 
 
+SegLossName = Literal["ce", "ce+dice"]  # the fine-tuning losses core.seg.seg_loss builds
+
+
 class FinetuneTrainConfig(_Section):
     protocol: Literal["frozen", "full"] = Field("full", description="frozen: the paper's linear-style protocol")
     batch_size: int = Field(16, ge=1, le=65536)
@@ -70,7 +73,7 @@ class FinetuneTrainConfig(_Section):
     weight_decay: float = Field(1e-4, ge=0.0)
     class_weights: Literal["none", "balanced"] = Field(
         "none", description="balanced: loss weight per class ~ 1/sqrt(its pixel share in training), for rare classes")
-    loss: Literal["ce", "ce+dice"] = Field(
+    loss: SegLossName = Field(
         "ce", description="ce: pixel cross-entropy; ce+dice: plus a Dice term, so small classes count per class")
     eval_every: int = Field(100, ge=1, description="steps between validations")
     test_tile: int = Field(512, ge=32, le=8192, multiple_of=32, description="test: sliding window side (as core.segment)")

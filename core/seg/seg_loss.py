@@ -8,21 +8,22 @@ left out; a class absent from the batch adds nothing).
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import get_args
 
 import torch
 import torch.nn.functional as F
 from segmentation_models_pytorch.losses import DiceLoss
 from torch import nn
 
-LossName = Literal["ce", "ce+dice"]
-LOSSES: tuple[str, ...] = ("ce", "ce+dice")
+from ..config.seg import SegLossName
+
+LOSSES: tuple[str, ...] = get_args(SegLossName)  # one list of names: the config's
 
 
 class SegLoss(nn.Module):
     """``ce``: cross-entropy; ``ce+dice``: cross-entropy + Dice (equal weights). Computed in float32."""
 
-    def __init__(self, name: LossName, ignore_index: int, class_weight: torch.Tensor | None = None) -> None:
+    def __init__(self, name: SegLossName, ignore_index: int, class_weight: torch.Tensor | None = None) -> None:
         super().__init__()
         if name not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {name!r}")
