@@ -74,6 +74,8 @@ def test_frozen_protocol_leaves_the_encoder_untouched(roots: Path) -> None:
     (["model.init=/no/such/run"], "model.init"),
     (["model.arch=segformer"], "model.arch"),
     (["train.loss=focal"], "train.loss"),
+    (["train.average_from=1.5"], "train.average_from"),
+    (["train.average_from=0.5", "train.protocol=frozen"], "train.average_from needs protocol full"),
     (["data.name=potsdam"], "data"),
     (["data.name=potsdam", "data.root=/no/potsdam"], "/no/potsdam"),
 ])

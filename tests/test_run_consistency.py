@@ -90,21 +90,29 @@ def test_a_kill_inside_run_creation_leaves_no_half_run(tmp_path: Path) -> None:
     assert [p.name.startswith(".creating-") for p in runs.iterdir()] == [True]
 
 
-def test_fine_tuning_killed_and_resumed_equals_the_uninterrupted_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("extra,target,nth", [
+    ([], "last.safetensors", 2),  # during the step-4 save: resumes from 2
+    # weight averaging from step 2 on: the running mean of step 2 must survive a kill in either step-4 write
+    (["train.average_from=0.3"], "last.safetensors", 2),
+    (["train.average_from=0.3"], "average-4.safetensors", 1),
+])
+def test_fine_tuning_killed_and_resumed_equals_the_uninterrupted_run(tmp_path: Path, extra: list[str], target: str,
+                                                                     nth: int) -> None:
     whole, broken = tmp_path / "whole", tmp_path / "broken"
-    assert killed_at("never", 1, "finetune", FT, whole) == 0
-    assert killed_at("last.safetensors", 2, "finetune", FT, broken) == 137  # during the step-4 save: resumes from 2
+    assert killed_at("never", 1, "finetune", [*FT, *extra], whole) == 0
+    assert killed_at(target, nth, "finetune", [*FT, *extra], broken) == 137
     [run] = list_runs(broken)
     assert json.loads((run.path / "checkpoints/last.json").read_text())["step"] == 2
     # resumed in a fresh process like the other two (same threads: the floats must match bit for bit), whose random
     # state is not the killed one's: the checkpoint must restore it
     assert killed_at("never", 1, "finetune", ["--resume", str(run.path), "--no-progress"], broken) == 0
     [ref] = list_runs(whole)
-    a = load_file(str(ref.path / "checkpoints/last.safetensors"))
-    b = load_file(str(run.path / "checkpoints/last.safetensors"))
-    assert a.keys() == b.keys()
-    differ = [k for k in a if not torch.equal(a[k], b[k])]
-    assert differ == [], f"{len(differ)} of {len(a)} tensors differ, e.g. {differ[:3]}"
+    for name in ("last", "best"):  # with averaging, best is the average
+        a = load_file(str(ref.path / f"checkpoints/{name}.safetensors"))
+        b = load_file(str(run.path / f"checkpoints/{name}.safetensors"))
+        assert a.keys() == b.keys()
+        differ = [k for k in a if not torch.equal(a[k], b[k])]
+        assert differ == [], f"{name}: {len(differ)} of {len(a)} tensors differ, e.g. {differ[:3]}"
     losses = lambda r: [m["loss"] for m in r.metrics() if "loss" in m]  # noqa: E731
     assert losses(run) == losses(ref)
     assert_consistent(run.path, 6)

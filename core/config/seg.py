@@ -75,6 +75,10 @@ class FinetuneTrainConfig(_Section):
         "none", description="balanced: loss weight per class ~ 1/sqrt(its pixel share in training), for rare classes")
     loss: SegLossName = Field(
         "ce", description="ce: pixel cross-entropy; ce+dice: plus a Dice term, so small classes count per class")
+    average_from: float | None = Field(
+        None, gt=0.0, lt=1.0, description="full protocol: average the weights of every step after this fraction of "
+        "the run (the learning rate stops decaying there) and use that mean, BatchNorm re-measured, as the run's "
+        "model instead of the checkpoint with the best validation mIoU")
     eval_every: int = Field(100, ge=1, description="steps between validations")
     test_tile: int = Field(512, ge=32, le=8192, multiple_of=32, description="test: sliding window side (as core.segment)")
     test_overlap: float = Field(0.25, ge=0.0, lt=1.0, description="test: window overlap, a fraction of the window")
@@ -86,6 +90,9 @@ class FinetuneTrainConfig(_Section):
     def _has_length(self) -> "FinetuneTrainConfig":
         if self.epochs is None and self.max_steps is None:
             raise ValueError("set train.epochs or train.max_steps")
+        if self.average_from is not None and self.protocol == "frozen":
+            raise ValueError("train.average_from needs protocol full: the frozen protocol keeps the encoder's "
+                             "BatchNorm statistics, which averaging would measure again")
         return self
 
 

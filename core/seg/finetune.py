@@ -6,7 +6,9 @@ Two protocols. ``frozen`` is the paper's: the encoder is not trained (BatchNorm 
 DeepLabV3+ decoder (and the auxiliary FCN head) learn, so the score measures the pretrained features; SGD with
 polynomial decay. ``full`` is what practitioners do: everything trains with AdamW, the encoder at a lower rate.
 The run folder holds last and best checkpoints (segmentation cards), metrics per evaluation, the confusion matrix
-of the best evaluation and the test scores of the best model.
+of the best evaluation and the test scores of the best model. With ``train.average_from`` the run's model
+(``best.safetensors``) is instead the mean of its last steps' weights (``core.seg.weight_average``), and
+``average-<step>.safetensors`` keeps the running mean for a resume.
 
 Under torchrun (``--nproc-per-node N``, one process per GPU) each rank trains on its share of every batch (DDP,
 SyncBatchNorm on GPUs); the first rank alone validates, writes the folder and tests, while the others wait.
@@ -44,6 +46,7 @@ from ..store.runs import NotARunError, Run, atomic_write_json, create_run
 from ..store.run_lock import lock_run
 from .scene_eval import evaluate, test_scores
 from .seg_loss import SegLoss
+from .weight_average import WeightAverage, bn_batch_count, training_batches
 from .segmodel import build_seg_model, make_card
 from ..imaging.bands import bands_of
 from ..data.protocols import LabeledTiles
@@ -134,6 +137,10 @@ class FinetuneTrainer:
         self.best_miou = -1.0
         weight = class_weights(self.splits.train, tc.class_weights)
         self.loss_fn = SegLoss(tc.loss, self.ignore_index, None if weight is None else weight.to(self.device))
+        self.averager = WeightAverage(self.model, tc.average_from, self.total_steps) \
+            if tc.average_from is not None else None
+        self.selection = (f"the evaluation with the best validation mIoU (every {tc.eval_every} steps and the last)"
+                          if self.averager is None else "")
 
     def _data_text(self) -> str:
         d = self.cfg.data
@@ -151,6 +158,8 @@ class FinetuneTrainer:
                                    "base_lr": tc.lr * tc.encoder_lr_scale}], weight_decay=tc.weight_decay)
 
     def _set_lr(self, step: int) -> None:
+        if self.averager is not None:
+            step = self.averager.lr_step(step)  # held steady while the weights are averaged
         factor = (1 - step / self.total_steps) ** 0.9  # polynomial decay, as the paper's protocol
         for g in self.optimizer.param_groups:
             g["lr"] = g.get("base_lr", self.cfg.train.lr) * factor
@@ -197,6 +206,8 @@ class FinetuneTrainer:
                 "command": " ".join([Path(sys.executable).name, "-m", "core.finetune", *sys.argv[1:]])}
         if scores is not None:
             card["metrics"] = {"split": "val", **scores.summary()}
+        if self.selection:
+            card["selection"] = self.selection
         return card
 
     def save(self, name: str, scores: SegScores | None, with_optimizer: bool) -> None:
@@ -211,6 +222,17 @@ class FinetuneTrainer:
         self.step = int(meta["state"]["step"])
         self.best_miou = float(meta["state"].get("best_miou", -1.0))
         set_rng_state(meta["state"].get("rng"))  # dropout draws on it: without it a resume is not exact
+        if self.averager is not None and self.run is not None:
+            self.averager.restore(self.run.checkpoint_dir, self.step, self.run.log)
+
+    def _save_last(self, scores: SegScores | None) -> None:
+        """``last`` with the optimizer, and the weight average of the same step around it (see WeightAverage)."""
+        averaging = self.averager is not None and self.averager.count > 0 and self.run is not None
+        if averaging:
+            self.averager.save(self.run.checkpoint_dir, self._card(None), self.step)
+        self.save("last", scores, with_optimizer=True)
+        if averaging:
+            self.averager.prune(self.run.checkpoint_dir, self.step)
 
     def _evaluate(self, split) -> SegScores:
         return evaluate(self.model, split, len(self.classes), self.ignore_index, self.device,
@@ -234,6 +256,8 @@ class FinetuneTrainer:
                 check_finite(loss, self.step + 1, "try a lower train.lr")
                 losses.append(loss)
                 self.step += 1
+                if self.averager is not None:
+                    self.averager.after_step(self.model, self.step)
                 # logging: the mean loss and throughput since the last record
                 if self.step % tc.log_every == 0 or self.step == self.total_steps:
                     life.record("metrics.jsonl", [{
@@ -253,11 +277,15 @@ class FinetuneTrainer:
                     self._train_mode()
                     t0 = time.perf_counter()  # throughput counts training steps only
             life.flush()
+            if life.state != "stopped" and self.averager is not None:
+                self._average_into_model()  # every rank: SyncBatchNorm measures across them
             if not main:
                 pass  # the first rank saves and tests for all
             elif life.state == "stopped":
-                self.save("last", None, with_optimizer=True)
+                self._save_last(None)
             elif self.run is not None:
+                if self.averager is not None:
+                    self._validate_average(names)
                 self._test(names)
         return life.state
 
@@ -278,9 +306,44 @@ class FinetuneTrainer:
             self.save("best", scores, with_optimizer=False)
             atomic_write_json(self.run.path / "confusion.json",
                               {"split": "val", "step": self.step, "classes": names, **scores.as_dict(names)})
-        self.save("last", scores, with_optimizer=True)
+        self._save_last(scores)
         self.run.write_status(step=self.step, best_miou=self.best_miou)
         self.run.log(f"step {self.step}: val mIoU {scores.miou:.4f} OA {scores.overall_accuracy:.4f}")
+
+    def _average_into_model(self) -> None:
+        """The model becomes the weight average, its BatchNorm statistics re-measured on training crops."""
+        n_bn = bn_batch_count(self.steps_per_epoch)
+        if self.run is not None and self.env.main:
+            self.run.log(f"weight average of {self.averager.count} steps: re-measuring BatchNorm on {n_bn} batches")
+        with phase_bar(total=n_bn, desc="BatchNorm of the weight average", unit="batch",
+                       disable=not self.progress) as bar:
+            def batch(i: int) -> torch.Tensor:
+                bar.update()
+                return self._bn_batch(i)
+            average = self.averager.finish(training_batches(batch, self.steps_per_epoch))
+        self.model.load_state_dict(average.state_dict())
+        self.selection = self.averager.describe(n_bn)
+
+    def _validate_average(self, names: list[str]) -> None:
+        """The averaged model is validated and saved as the run's model, ``best``."""
+        scores = self._evaluate(self.splits.val)
+        self.run.append_jsonl("metrics.jsonl", [{"step": self.step, "split": "val", "model": "weight average",
+                                                 **scores.summary(), "iou": dict(zip(names, scores.iou)),
+                                                 "time": time.time()}])
+        self.best_miou = scores.miou
+        self.save("best", scores, with_optimizer=False)
+        atomic_write_json(self.run.path / "confusion.json", {"split": "val", "step": self.step, "model": "weight average",
+                                                           "classes": names, **scores.as_dict(names)})
+        self.run.write_status(step=self.step, best_miou=self.best_miou)
+        self.run.log(f"weight average: val mIoU {scores.miou:.4f} OA {scores.overall_accuracy:.4f}")
+
+    def _bn_batch(self, i: int) -> torch.Tensor:
+        """Training crops of the first epoch's ``i``-th batch, augmented as in training (own seeded draws)."""
+        split = self.splits.train
+        idx = self.batch_indices(i)
+        images, masks = split.get_images(idx).to(self.device), split.get_masks(idx).to(self.device)
+        x, _ = self.augment(images, masks, torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + 104_729 + i))
+        return x.contiguous(memory_format=torch.channels_last) if self.precision.channels_last else x
 
     def _test(self, names: list[str]) -> None:
         best = self.run.checkpoint_dir / "best.safetensors"
