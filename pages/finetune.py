@@ -33,7 +33,7 @@ FT_FIELDS = {  # the form's labels and the config fields they set: errors are sh
     "Class table (folder sets)": "data.class_table", "Steps": "train.max_steps", "Batch": "train.batch_size",
     "lr": "train.lr", "Crop (px)": "data.crop_size", "Validate every": "train.eval_every",
     "Synthetic tiles": "data.num_tiles", "Tile size": "data.tile_size", "Run name": "name", "Device": "train.device",
-    "Colour jitter": "data.colour_jitter", "Bands": "data.bands",
+    "Colour jitter": "data.colour_jitter", "Bands": "data.bands", "Average weights from": "train.average_from",
 }
 
 
@@ -97,13 +97,18 @@ def finetune_form() -> None:
         tiles = c1.number_input("Synthetic tiles", 2, 1_000_000, int(base.data.num_tiles), key="ft-tiles")
         tile_size = c2.number_input("Tile size", 16, 4096, int(base.data.tile_size), key="ft-tile-size")
         name = c3.text_input("Run name", value=base.name or "", key="ft-name")
-        c1, c2, c3 = fe.columns(3)
+        c1, c2, c3, c4 = fe.columns(4)
         devices = ["auto", "cpu", "cuda"]
         device = c1.selectbox("Device", devices, index=index_of(devices, base.train.device), key="ft-device")
         processes = gpu_processes(c2, "ft-gpus", "fine-tuning")
         jitter = c3.number_input("Colour jitter", 0.0, 4.0, float(base.data.colour_jitter), 0.5, key="ft-jitter",
                                  help="Strength of the photometric distortion: 1 = mild (the default), 0 = none, "
                                  "2-3 when the scenes to segment differ in colour from the training scenes")
+        average_from = c4.number_input(
+            "Average weights from", 0.0, 0.95, float(base.train.average_from or 0.0), 0.05, key="ft-average",
+            help="0: the run's model is the checkpoint with the best validation mIoU. 0.5: the mean of the weights "
+            "of every step in the second half of the run (the learning rate holds there), which needs no choice "
+            "by a few validation images")
         go = st.form_submit_button("🚀 Launch fine-tuning", type="primary", key=fe.submit_key)
     fe.summary()
     if not go:
@@ -118,7 +123,8 @@ def finetune_form() -> None:
                            class_table=fe.path(table, "data.class_table"),
                            bands=text_to_bands(bands_text) or encoder_bands(init))
         raw["train"].update(protocol=protocol, max_steps=int(steps), epochs=None, batch_size=int(batch), lr=lr,
-                            eval_every=int(eval_every), device=device)
+                            eval_every=int(eval_every), device=device,
+                            average_from=float(average_from) if average_from > 0 else None)
         cfg = fe.checked(validate_config(raw, FinetuneConfig))
         run = launch.launch("finetune", cfg, name=cfg.name or f"finetune-{arch}",
                             processes=processes if device != "cpu" else 1)

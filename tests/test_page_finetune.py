@@ -58,7 +58,8 @@ def test_launch_creates_a_finetuning_run(populated_store: Path, tmp_path: Path, 
 
 def test_with_two_gpus_the_launch_uses_two_processes_and_the_colour_jitter(empty_store: Path, monkeypatch) -> None:
     """On a machine with 2 GPUs the form offers "GPUs" (both by default) and the launch is a torchrun of 2
-    processes (tests/test_launch.py runs such a launch on 2 CPU ranks); the colour jitter reaches the config."""
+    processes (tests/test_launch.py runs such a launch on 2 CPU ranks); the colour jitter and the weight averaging
+    reach the config."""
     import core.device
     from core.store import launch
 
@@ -75,9 +76,12 @@ def test_with_two_gpus_the_launch_uses_two_processes_and_the_colour_jitter(empty
     at.number_input(key="ft-jitter").set_value(3.0)
     at.button[0].click().run()
     assert seen["kind"] == "finetune" and seen["processes"] == 2 and seen["cfg"].data.colour_jitter == 3.0
+    assert seen["cfg"].train.average_from is None  # 0 in the form: the best validation chooses
     at.selectbox(key="ft-device").set_value("cpu")
+    at.number_input(key="ft-average").set_value(0.5)
     at.button[0].click().run()
     assert seen["processes"] == 1  # the CPU is one process
+    assert seen["cfg"].train.average_from == 0.5
 
 
 def test_with_one_gpu_or_none_the_gpu_count_is_fixed_at_one(empty_store: Path) -> None:
