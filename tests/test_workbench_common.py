@@ -39,3 +39,19 @@ def test_the_records_version_changes_when_a_resume_rewrites_the_records_at_the_s
     stat = metrics.stat()
     os.utime(metrics, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
     assert records_version(run) != before
+
+
+def test_the_weight_average_is_a_point_of_its_own_on_the_validation_curve(tmp_path: Path) -> None:
+    import json
+
+    from core.store.runs import Run
+    from workbench.common import AVERAGE_MIOU, columns_figure, curve_frame
+
+    rows = [{"step": 2, "loss": 1.0}, {"step": 2, "split": "val", "miou": 0.3},
+            {"step": 4, "split": "val", "miou": 0.4},
+            {"step": 4, "split": "val", "model": "weight average", "miou": 0.5}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    frame = curve_frame(Run(tmp_path))
+    assert frame["miou"].dropna().tolist() == [0.3, 0.4] and frame[AVERAGE_MIOU].dropna().tolist() == [0.5]
+    fig = columns_figure(frame, ("miou", AVERAGE_MIOU), "Validation mIoU")
+    assert [t.name for t in fig.data] == ["miou", AVERAGE_MIOU] and list(fig.data[1].y) == [0.5]

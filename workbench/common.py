@@ -224,12 +224,20 @@ def pairs_frame(run: Run) -> pd.DataFrame:
     return _pair_counts(str(run.path), records_version(run))
 
 
+AVERAGE_MIOU = "weight average"  # curve_frame's column for the validation mIoU of a run's averaged weights
+
+
 def curve_frame(run: Run) -> pd.DataFrame:
-    """Training records plus, for fine-tuning runs, the validation mIoU at its steps (column ``miou``)."""
+    """Training records plus, for fine-tuning runs, the validation mIoU at its steps (column ``miou``) and that of
+    the weight average at the end (column ``AVERAGE_MIOU``: a point of its own, not a jump of the curve)."""
     frame = metrics_frame(run)
     val = pd.DataFrame([m for m in run.metrics() if m.get("split") == "val"])
     if not val.empty and "miou" in val:
-        frame = pd.concat([frame, val[["step", "miou"]]], ignore_index=True)
+        averaged = val["model"] == "weight average" if "model" in val else pd.Series(False, index=val.index)
+        parts = [frame, val.loc[~averaged, ["step", "miou"]]]
+        if averaged.any():
+            parts.append(val.loc[averaged, ["step", "miou"]].rename(columns={"miou": AVERAGE_MIOU}))
+        frame = pd.concat(parts, ignore_index=True)
     return frame
 
 

@@ -16,7 +16,8 @@ from core.phases import eta_seconds
 from core.store import launch
 from core.store.runs import NotARunError, Run, open_run
 from core.store.run_lock import RunBusyError
-from workbench.common import STATE_ICONS, columns_figure, curve_frame, pairs_frame, records_version, show_error
+from workbench.common import (AVERAGE_MIOU, STATE_ICONS, columns_figure, curve_frame, pairs_frame, records_version,
+                              show_error)
 
 # (columns, title, log scale, records) per chart, by run kind. "pairs": every step's counts from fns.jsonl (the
 # logged steps of metrics.jsonl would miss the steps between them)
@@ -25,7 +26,8 @@ CHARTS: dict[str, Sequence[tuple[Sequence[str], str, bool, str]]] = {
                  (("images_per_s",), "Images / s", False, "metrics"),
                  (("flagged", "calibrated"), "Flagged and calibrated pairs per step", False, "pairs")),
     "finetune": ((("loss",), "Training loss", False, "metrics"), (("lr",), "Learning rate", False, "metrics"),
-                 (("miou",), "Validation mIoU", False, "metrics"), (("images_per_s",), "Images / s", False, "metrics")),
+                 (("miou", AVERAGE_MIOU), "Validation mIoU", False, "metrics"),
+                 (("images_per_s",), "Images / s", False, "metrics")),
 }
 REFRESH_S = 2.0
 

@@ -332,8 +332,9 @@ class FinetuneTrainer:
                                                  "time": time.time()}])
         self.best_miou = scores.miou
         self.save("best", scores, with_optimizer=False)
-        atomic_write_json(self.run.path / "confusion.json", {"split": "val", "step": self.step, "model": "weight average",
-                                                           "classes": names, **scores.as_dict(names)})
+        atomic_write_json(self.run.path / "confusion.json", {"split": "val", "step": self.step,
+                                                           "model": "weight average", "classes": names,
+                                                           **scores.as_dict(names)})
         self.run.write_status(step=self.step, best_miou=self.best_miou)
         self.run.log(f"weight average: val mIoU {scores.miou:.4f} OA {scores.overall_accuracy:.4f}")
 
