@@ -24,7 +24,8 @@ pre_size="${PRETRAIN_VIEW:-160}"
 ft_steps="${FT_STEPS:-300}"
 long_steps="${LONG_STEPS:-2000}"
 ft_limit="${FT_LIMIT_S:-240}"
-# FT_ARGS: more fine-tuning overrides for every fine-tuning run, e.g. FT_ARGS="train.loss=ce+dice"
+# FT_ARGS: more fine-tuning overrides for every fine-tuning run, e.g. FT_ARGS="train.loss=ce+dice" or
+# FT_ARGS="train.average_from=0.5" (the weight average of the second half of each run)
 seeds="${SEEDS:-0 1 2 3 4}"
 work="${WORK:-/tmp/dubai_gpu}"
 log="$out/dubai_pretrain.log"
