@@ -233,6 +233,9 @@ def scores(run: Run) -> None:
     if result.get("evaluation_detail"):
         scenes = result.get("scenes") or []
         st.caption(f"Scored on {result['evaluation_detail']}" + (f": {len(scenes)} scenes" if scenes else "") + ".")
+    selection = (read_json_file(run.checkpoint_dir / "best.json") or {}).get("selection")
+    if selection:
+        st.caption(f"The run's model: {selection}.")
     left, right = st.columns(2)
     left.plotly_chart(iou_figure(result, split, class_colours(run)), width="stretch", key=f"iou-{run.id}")
     right.plotly_chart(confusion_figure(result), width="stretch", key=f"cm-{run.id}")

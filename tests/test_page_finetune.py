@@ -23,6 +23,8 @@ def test_shows_the_scores_of_a_finished_run(populated_store: Path) -> None:
     labels = [m.label for m in at.metric]
     assert any(label.startswith("mIoU (test)") for label in labels), labels
     assert len(at.get("plotly_chart")) >= 3  # curves, IoU bars, confusion heatmap
+    assert any(c.value.startswith("The run's model: the evaluation with the best validation mIoU")
+               for c in at.caption), [c.value for c in at.caption]  # how the scored model was chosen
 
 
 def test_a_bad_value_is_refused(empty_store: Path) -> None:
