@@ -82,6 +82,7 @@ def test_a_fine_tuning_run_with_averaging_ships_the_average(tmp_path: Path, monk
     assert any(not torch.equal(best[k], last[k]) for k in weights)  # not simply the last step
     assert [p.name for p in ckpts.glob("average-*.safetensors")] == ["average-8.safetensors"]  # older ones pruned
     assert json.loads((run.path / "test_metrics.json").read_text())["miou"] >= 0
+    assert "testing the weight average on whole scenes" in run.log_text()
     assert model(torch.zeros(1, 3, 64, 64)).shape[1] == 6
 
 

@@ -350,15 +350,16 @@ class FinetuneTrainer:
         best = self.run.checkpoint_dir / "best.safetensors"
         if best.exists():
             load_checkpoint(best, model=self.model, map_location=self.device)
-        self.run.log("testing the best model on whole scenes")
-        with phase_bar(total=None, desc="testing the best model", unit="scene", disable=not self.progress) as bar:
+        what = "the best model" if self.averager is None else "the weight average"
+        self.run.log(f"testing {what} on whole scenes")
+        with phase_bar(total=None, desc=f"testing {what}", unit="scene", disable=not self.progress) as bar:
             result = test_scores(self.model, self.splits, self.device, self.cfg.train.test_tile,
                                  self.cfg.train.test_overlap, card=self.card, progress=bar.step_to)
         scores = result.scores
         atomic_write_json(self.run.path / "test_metrics.json", {
             "split": result.split, "tiles": result.tiles, **result.how.record(), "classes": names,
             **scores.as_dict(names)})
-        self.run.log(f"best model on {result.split} ({result.how.method}, {len(result.how.scenes)} scenes): mIoU "
+        self.run.log(f"{what} on {result.split} ({result.how.method}, {len(result.how.scenes)} scenes): mIoU "
                      f"{scores.miou:.4f} OA {scores.overall_accuracy:.4f} kappa {scores.kappa:.4f}")
         if best.exists():
             self._add_domain(best)
