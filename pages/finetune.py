@@ -209,9 +209,13 @@ def _steps(overrides: list[str], default: int) -> int:
     return _value(overrides, "train.max_steps", default)
 
 
-def class_colours(run: Run) -> dict[str, str]:
+def best_card(run: Run) -> dict[str, Any]:
+    """The card of the run's model (``best``), or {} before there is one."""
+    return read_json_file(run.checkpoint_dir / "best.json") or {}
+
+
+def class_colours(card: dict[str, Any]) -> dict[str, str]:
     """Each class's colour as the Segment page draws it (the model card's display colours)."""
-    card = read_json_file(run.checkpoint_dir / "best.json") or {}
     classes = card.get("classes") if isinstance(card.get("classes"), list) else []
     return {str(c.get("name")): css_rgb(c) for c in classes if isinstance(c, dict)}
 
@@ -233,11 +237,11 @@ def scores(run: Run) -> None:
     if result.get("evaluation_detail"):
         scenes = result.get("scenes") or []
         st.caption(f"Scored on {result['evaluation_detail']}" + (f": {len(scenes)} scenes" if scenes else "") + ".")
-    selection = (read_json_file(run.checkpoint_dir / "best.json") or {}).get("selection")
-    if selection:
-        st.caption(f"The run's model: {selection}.")
+    card = best_card(run)
+    if card.get("selection"):
+        st.caption(f"The run's model: {card['selection']}.")
     left, right = st.columns(2)
-    left.plotly_chart(iou_figure(result, split, class_colours(run)), width="stretch", key=f"iou-{run.id}")
+    left.plotly_chart(iou_figure(result, split, class_colours(card)), width="stretch", key=f"iou-{run.id}")
     right.plotly_chart(confusion_figure(result), width="stretch", key=f"cm-{run.id}")
 
 

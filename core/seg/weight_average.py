@@ -1,7 +1,7 @@
 """The mean of a fine-tuning run's weights over its last steps (stochastic weight averaging, Izmailov et al. 2018).
 
 Why: on a small labeled set the model picked by a few validation images is close to a coin toss (the Dubai runs'
-validation mIoU jumps between about 39 and 50 % from one evaluation to the next, and the best one was once the
+validation mIoU jumps between about 35 and 50 % from one evaluation to the next, and the best one was once the
 worst on the test tile). Averaging the weights of the last part of a run needs no choice: it lands in the middle
 of the region the run wanders in, which tends to generalise at least as well as any one point of it. BatchNorm
 statistics of an average are not the average of statistics, so they are measured again on training crops.
@@ -29,7 +29,6 @@ class WeightAverage:
 
     def __init__(self, model: nn.Module, fraction: float, total_steps: int) -> None:
         self.start = min(total_steps - 1, max(0, math.floor(fraction * total_steps)))
-        self.total_steps = total_steps
         self.average = AveragedModel(model, use_buffers=False)
 
     @property
