@@ -1,6 +1,7 @@
 """Helpers for page tests: open the app on one page with AppTest."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
@@ -25,3 +26,8 @@ def texts(at: AppTest) -> str:
     parts = [m.value for m in at.markdown] + [c.value for c in at.caption] + [i.value for i in at.info]
     parts += [s.value for s in at.success] + [w.value for w in at.warning] + [e.value for e in at.error]
     return "\n".join(str(p) for p in parts)
+
+
+def shown(markdown: str) -> str:
+    """Markdown with its backslash escapes undone: the text a reader sees."""
+    return re.sub(r"\\(.)", r"\1", markdown)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from core.store import launch
 from core.store.runs import list_runs
-from tests.pages import errors, open_page, texts
+from tests.pages import errors, open_page, shown, texts
 
 TINY = {"tiles": 24, "tile_size": 48, "image_size": 32, "batch": 8, "steps": 2, "proj_dim": 16,
         "proj_hidden": 32, "ckpt": 1, "log": 1}
@@ -42,7 +42,7 @@ def test_every_bad_value_is_refused_at_once_in_the_forms_words(empty_store: Path
     at.button(key="pretrain-launch").click().run()
     assert not at.exception
     assert len(errors(at)) == 1, errors(at)  # one list, every problem in it
-    summary = errors(at)[0]
+    summary = shown(errors(at)[0])
     assert "4 settings to change" in summary, summary
     for label in ("threshold (FNSD)", "temperature", "Batch size", "Data folder (all but synthetic)"):
         assert f"**{label}**" in summary, summary
@@ -50,6 +50,8 @@ def test_every_bad_value_is_refused_at_once_in_the_forms_words(empty_store: Path
     assert "loss.threshold" not in summary and "train.batch_size" not in summary  # labels, not config keys
     beside = [m.value for m in at.markdown if m.value.startswith(":red[⚠")]
     assert len(beside) == 4, beside  # and each beneath its own field
+    # the message's own "]" is escaped, so it cannot end the red span early and cut the message
+    assert any(b.endswith(r"(0, 1\], got 0\.0]") and "(0, 1], got 0.0" in shown(b) for b in beside), beside
     assert list_runs(empty_store) == []
     monkeypatch.setattr(launch, "launch", lambda *a, **k: (_ for _ in ()).throw(OSError("not started here")))
     _set(at, threshold=0.5, temperature=0.2, batch=8)

@@ -17,6 +17,15 @@ import streamlit as st
 from core.config import ConfigError
 from core.store.safepaths import PathRefused, resolve_under
 
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+\-.!|$~])")
+
+
+def literal(text: str) -> str:
+    """``text`` as Streamlit markdown shows it verbatim. Why: a message such as "must be in (0, 1]" inside
+    ``:red[...]`` would end the coloured span at its own bracket, and "$" would start LaTeX."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+
+
 WIDGETS = {"number_input", "text_input", "selectbox", "radio", "toggle", "checkbox", "multiselect", "slider"}
 
 
@@ -35,7 +44,7 @@ class _Column:
             value = attr(label, *args, **kwargs)
             msg = self._form.error_of(label)
             if msg:
-                self._container.markdown(f":red[⚠ {msg}]")
+                self._container.markdown(f":red[⚠ {literal(msg)}]")
             return value
 
         return widget
@@ -105,7 +114,8 @@ class FormErrors:
         errors = self._errors()
         if not errors:
             return
-        lines = [f"- **{self.labels.get(f, f or 'settings')}**: {self.in_words(m)}" for f, m in errors.items()]
+        lines = [f"- **{literal(self.labels.get(f, f or 'settings'))}**: {literal(self.in_words(m))}"
+                 for f, m in errors.items()]
         st.error(f"Not launched: {len(errors)} setting{'s' if len(errors) > 1 else ''} to change\n\n"
                  + "\n".join(lines), icon="🚫")
 
