@@ -215,10 +215,7 @@ def show_model(seg: Segmentation) -> None:
         st.warning(seg.warning, icon="⚠️")
     if not seg.model:
         return
-    d = seg.domain
-    score = "unknown (no fingerprint)" if d is None or d.score is None else f"{d.score:.2f}"
-    st.caption(f"🧭 Model **{seg.model['name']}** ({seg.model['how']}: {seg.model['why']}) · in-domain score "
-               f"{score}" + (f" · run at {seg.pixel_size_used_m:.2g} m/pixel" if seg.resampled else "")
+    st.caption(f"🧭 Model {seg.model_line('**')}" + (f" · run at {seg.pixel_size_used_m:.2g} m/pixel" if seg.resampled else "")
                + (f" · bands {', '.join(seg.bands)}" if seg.bands else ""))
 
 
@@ -306,10 +303,9 @@ def synthetic_model(entries: list[ModelEntry]) -> str | None:
     return None
 
 
-def _next_sample(model_label: str | None) -> None:
-    """Show a (new) sample; the first time, also switch to a model that knows such scenes."""
-    if SAMPLE not in st.session_state and model_label is not None:
-        st.session_state["segment_model"] = model_label
+def _next_sample() -> None:
+    """Show a (new) sample. The model choice stays the user's: auto sends the sample to the model that knows such
+    scenes, and a model the user picked is kept for every image (with a note beside the sample)."""
     st.session_state[SAMPLE] = st.session_state.get(SAMPLE, FIRST_SAMPLE_SEED - 1) + 1
 
 
@@ -392,10 +388,9 @@ def main() -> None:
         row = st.container(horizontal=True)
         synth = synthetic_model(entries)
         row.button("Another sample tile" if shown else "Try a generated sample tile", icon="🎲",
-                   on_click=_next_sample, args=(synth,), key="segment_sample",
-                   type="secondary" if shown else "primary",
-                   help="a synthetic aerial scene" + (f"; switches the model to {synth}, trained on such scenes"
-                                                      if synth and not shown else ""))
+                   on_click=_next_sample, key="segment_sample", type="secondary" if shown else "primary",
+                   help="a synthetic aerial scene" + (f"; auto segments it with {synth}, trained on such scenes"
+                                                      if synth else ""))
         if shown:
             row.button("Remove the sample", on_click=_drop_sample, key="segment_sample_drop", type="tertiary")
         sample_note = st.empty()
@@ -417,7 +412,7 @@ def main() -> None:
             show_results(last)
             return
         st.info("Drop one or more aerial tiles above, or try a generated sample tile (a synthetic aerial scene"
-                + (f", segmented with {synth}, which was trained on such scenes)." if synth else ").")
+                + (f"; auto segments it with {synth}, which was trained on such scenes)." if synth else ").")
                 + " Results stay while you change the opacity, switch tabs or visit other pages.", icon="👆")
         return
     if entry is not None and load_model(entry) is None:

@@ -90,6 +90,23 @@ def test_a_card_without_fingerprint_is_unknown_never_an_error(two_domains, tmp_p
     assert choice.entry.label == "shipped: old" and "no candidate has a domain fingerprint" in choice.why
 
 
+def test_the_model_line_states_the_score_once() -> None:
+    from core.seg.domain import DomainScore
+    from core.seg.segmentation_result import Segmentation
+
+    def line(how: str, why: str, score: float | None) -> str:
+        seg = Segmentation(rgb=np.zeros((2, 2, 3), np.uint8), mask=np.zeros((2, 2), np.uint8), classes=[], areas=[],
+                           domain=DomainScore(known=score is not None, score=score),
+                           model={"name": "m", "how": how, "why": why})
+        return seg.model_line("**")
+
+    auto = line("auto", "best domain fit of 2 model(s): score 0.70", 0.7)
+    assert auto == "**m** (auto: best domain fit of 2 model(s): score 0.70)" and auto.count("0.70") == 1
+    assert line("given", "chosen by the user", 0.24) == "**m** (given: chosen by the user); in-domain score 0.24"
+    assert line("auto", "no candidate has a domain fingerprint: the default model", None).endswith(
+        "; in-domain score unknown (no fingerprint)")
+
+
 
 class CountingCache(ModelCache):
     """A model cache that counts which candidates were loaded (i.e. had their encoder run)."""

@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 import core.seg.segment
 from core.store.catalog import ModelEntry
+from tests.pages import texts
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "workbench" / "streamlit_app.py")
@@ -65,7 +66,8 @@ def test_sample_tile_is_segmented_with_areas_chart_and_downloads(empty_store: Pa
     at = open_page()
     at.button(key="segment_sample").click().run()
     assert not at.exception and not at.error
-    assert at.selectbox(key="segment_model").value == "shipped: synthetic_seg"  # the model that knows such scenes
+    assert at.selectbox(key="segment_model").value == "auto: best domain fit"  # the choice stays the user's ...
+    assert "Model **shipped: synthetic_seg** (auto: " in texts(at)  # ... and auto sends it to the model that knows it
     assert len(at.image) == 1 and "512×512" in at.image[0].captions[0]
     table = areas(at)
     assert list(table["class"])[:2] == ["impervious surfaces", "building"]
@@ -75,6 +77,18 @@ def test_sample_tile_is_segmented_with_areas_chart_and_downloads(empty_store: Pa
     assert len(at.get("plotly_chart")) == 1
     assert [d.label for d in at.download_button] == ["Mask PNG", "Areas CSV"]
     assert len(at.html) == 1 and "low vegetation" in at.html[0].proto.body
+
+
+def test_a_sample_keeps_the_model_the_user_picked_for_every_image(empty_store: Path) -> None:
+    at = open_page()
+    at.selectbox(key="segment_model").set_value("shipped: dubai_seg").run()
+    at.file_uploader(key="segment_files").set_value(("tile.png", png_bytes(64, 96), "image/png")).run()
+    at.button(key="segment_sample").click().run()
+    assert not at.exception
+    assert at.selectbox(key="segment_model").value == "shipped: dubai_seg"
+    shown = texts(at)
+    assert shown.count("Model **shipped: dubai_seg** (given: ") == 2 and "synthetic_seg** (" not in shown
+    assert "shipped: dubai_seg was not trained on such scenes (shipped: synthetic_seg was)" in shown
 
 
 def count_predictions(monkeypatch: pytest.MonkeyPatch) -> list[int]:

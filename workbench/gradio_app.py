@@ -188,10 +188,7 @@ def info_markdown(name: str, seg: Segmentation, pixel_size_m: float | None) -> s
     if seg.warning:
         lines.insert(0, f"⚠️ **{seg.warning}**\n")
     if seg.model:
-        d = seg.domain
-        score = "unknown" if d is None or d.score is None else f"{d.score:.2f}"
-        lines.append(f"- model **{seg.model['name']}** ({seg.model['how']}: {seg.model['why']}); in-domain score "
-                     f"{score}")
+        lines.append(f"- model {seg.model_line('**')}")
     lines += [f"- {note}" for note in seg.notes]
     return "\n".join(lines)
 

@@ -356,9 +356,7 @@ def _run(args: argparse.Namespace) -> int:
             if bar is not None:
                 bar.close()
             del loaded
-        score = seg.domain.score if seg.domain is not None else None
-        print(f"  model {seg.model['name']} ({seg.model['how']}: {seg.model['why']}); in-domain score "
-              + (f"{score:.2f}" if score is not None else "unknown"), flush=True)
+        print(f"  model {seg.model_line()}", flush=True)
         for note in seg.notes:
             print(f"  note: {note}", flush=True)
         if seg.warning:

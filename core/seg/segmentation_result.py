@@ -62,6 +62,18 @@ class Segmentation:
     def warning(self) -> str | None:
         return self.domain.warning() if self.domain is not None else None
 
+    def model_line(self, emphasis: str = "") -> str:
+        """The model, how and why it was chosen, and the image's in-domain score, once: auto's reason already
+        states the score, so it is not repeated (one wording for the command line, the page and the demo).
+        ``emphasis`` wraps the model's name (``**`` for markdown)."""
+        if not self.model:
+            return ""
+        score = self.domain.score if self.domain is not None else None
+        line = f"{emphasis}{self.model['name']}{emphasis} ({self.model['how']}: {self.model['why']})"
+        if self.model["how"] == "auto" and score is not None:
+            return line
+        return line + "; in-domain score " + (f"{score:.2f}" if score is not None else "unknown (no fingerprint)")
+
     def overlay(self, opacity: float = 0.5, view: str = "true") -> np.ndarray:
         """The classes over the picture, ``view`` ``true`` colour (``rgb``) or another of ``views``."""
         return overlay(self.views.get(view, self.rgb), self.mask, self.classes, opacity)
