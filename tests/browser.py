@@ -89,3 +89,13 @@ def settle(page, timeout_ms: float = 60_000) -> None:
         page.wait_for_timeout(400)
     page.wait_for_function("() => [...document.querySelectorAll('[data-testid=\"stPlotlyChart\"]')]"
                            ".every(c => c.querySelector('.main-svg'))", timeout=timeout_ms)
+
+
+def require_chromium() -> None:
+    """Skip a browser test module without chromium, except in CI, where its absence is an error."""
+    import pytest
+
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            raise RuntimeError(f"no chromium at {CHROMIUM}: .ci/run installs Debian's chromium with apt-get")
+        pytest.skip(f"no chromium at {CHROMIUM} (.ci/run installs it with apt-get)", allow_module_level=True)

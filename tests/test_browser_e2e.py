@@ -6,7 +6,6 @@ to test-artifacts/screenshots/ (the README shows them); a failing step leaves te
 """
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections.abc import Iterator
@@ -18,15 +17,12 @@ from PIL import Image
 
 from core.data import generate_scene
 from core.store.runs import list_runs
-from tests.browser import (ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, screenshot_on_failure, settle, streamlit_server,
-                           wait_until_idle)
+from tests.browser import (ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, require_chromium, screenshot_on_failure, settle,
+                           streamlit_server, wait_until_idle)
 from tests.store import copy_store
 
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright comes with requirements-dev.txt")
-if not Path(CHROMIUM).exists():
-    if os.environ.get("CI"):
-        raise RuntimeError(f"no chromium at {CHROMIUM}: .ci/run installs Debian's chromium with apt-get")
-    pytest.skip(f"no chromium at {CHROMIUM} (.ci/run installs it with apt-get)", allow_module_level=True)
+require_chromium()
 
 PAGES = [("", "FALSE workbench"), ("pretrain", "Pretrain"), ("runs", "Runs"),
          ("false_negatives", "False negatives"), ("embeddings", "Embeddings"), ("finetune", "Fine-tune"),

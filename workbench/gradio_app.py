@@ -48,6 +48,7 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import gradio as gr  # noqa: E402
+import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
@@ -284,10 +285,31 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
         raise CheckpointError(f"checkpoint {checkpoint}: cannot be used ({type(err).__name__}: "
                               f"{one_line(err)})") from None
     outputs = _Outputs()
+    failed: dict[str, str] = {}  # browser session -> why its last file was not segmented (for the page, not the API)
 
     def segment(path: str | None, opacity: float = 0.5, tile: int = 512, overlap: float = 0.25,
-                tta: bool = False, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
+                tta: bool = False, request: gr.Request | None = None,
+                progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
         """One uploaded file -> overlay, legend, areas, mask file, other files, info, the result for re-blending."""
+        try:
+            return segment_file(path, opacity, tile, overlap, tta, progress)
+        except gr.Error as err:
+            session = getattr(request, "session_hash", None)
+            if session:
+                failed[session] = str(err.message)
+                while len(failed) > KEEP_RESULTS:
+                    failed.pop(next(iter(failed)))
+            raise
+
+    def not_segmented(request: gr.Request | None = None) -> tuple[Any, ...]:
+        """After a failed call the page shows no earlier image's result beside the error: all outputs are cleared
+        and the info box keeps the reason (the error message itself fades)."""
+        why = failed.pop(getattr(request, "session_hash", None) or "", None)
+        empty = pd.DataFrame(columns=["class", "pixels", "percent", "colour"])
+        return None, empty, None, None, "❌ **Not segmented**" + (f": {why}" if why else ""), None
+
+    def segment_file(path: str | None, opacity: float, tile: int, overlap: float, tta: bool,
+                     progress: gr.Progress) -> tuple[Any, ...]:
         if not path:
             raise gr.Error("Upload an image first.", print_exception=False)
         name = Path(path).name
@@ -340,14 +362,15 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
         result = gr.State(None)
         with gr.Row():
             with gr.Column(scale=2, min_width=280):
-                upload = gr.File(label="Image", file_count="single", type="filepath", height=140)
+                upload = gr.File(label="Image (segmented as soon as it is uploaded)", file_count="single",
+                                 type="filepath", height=140)
                 opacity = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Overlay opacity")
                 with gr.Accordion("Inference settings", open=False):
                     tile = gr.Dropdown(TILES, value=512, label="Tile (pixels)",
                                        info="window side of the sliding-window inference")
                     overlap = gr.Slider(0.0, 0.5, value=0.25, step=0.05, label="Overlap (fraction of the tile)")
                     tta = gr.Checkbox(False, label="Flip test-time augmentation (2x slower)")
-                run = gr.Button("Segment", variant="primary")
+                run = gr.Button("Segment again with these settings", variant="secondary")
                 info = gr.Markdown(label="About the image")
             with gr.Column(scale=3):
                 overlay = gr.Image(label="Overlay", type="numpy", format="png", interactive=False, height=480,
@@ -359,8 +382,9 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
                 mask_file = gr.File(label="Mask (palette PNG: class indices in the class colours)", interactive=False)
                 extra_files = gr.File(label="Areas CSV, report JSON, GeoTIFF mask", file_count="multiple", interactive=False)
         shown = [overlay, areas, mask_file, extra_files, info, result]
-        gr.on([upload.upload, run.click], segment, inputs=[upload, opacity, tile, overlap, tta], outputs=shown,
-              api_name="segment")  # before the examples, which would otherwise take the name
+        call = gr.on([upload.upload, run.click], segment, inputs=[upload, opacity, tile, overlap, tta],
+                     outputs=shown, api_name="segment")  # before the examples, which would otherwise take the name
+        call.failure(not_segmented, outputs=shown, api_visibility="private", show_progress="hidden")
         gr.Examples([[_sample_tile(outputs.root)]], inputs=[upload], label=_sample_label(net.card), fn=segment,
                     outputs=shown, run_on_click=True, cache_examples=False, api_visibility="private")
         # the legend's swatches follow the kept result; HTML is for the page, not an API output
