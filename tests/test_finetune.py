@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -131,6 +133,11 @@ def test_compare_crosses_seeds_reports_paired_intervals_and_resumes(roots: Path,
     before = len(list_runs(roots))
     assert compare_main(["--resume", str(cmp_run.path)]) == 0  # everything done: nothing is computed again
     assert len(list_runs(roots)) == before
+    # from the shell too: another process, whose pid the run's status does not name, resumes it
+    shell = subprocess.run([sys.executable, "-m", "core.compare", "--resume", str(cmp_run.path)], cwd=ROOT,
+                           capture_output=True, text=True, timeout=300)
+    assert shell.returncode == 0, shell.stderr[-2000:]
+    assert len(list_runs(roots)) == before and cmp_run.state() == "completed"
     assert json.loads((cmp_run.path / "comparison.json").read_text())["methods"] == result["methods"]
 
 

@@ -330,9 +330,7 @@ def _load(args: argparse.Namespace) -> tuple[CompareConfig, Run, Path]:
         out = open_run(args.resume)
         if out.kind() != "compare":
             raise NotARunError(f"{out.path} is not a comparison run")
-        lock_run(out)
-        if out.is_live() and out.status().get("pid") != os.getpid():  # the launcher's resume names this process
-            raise NotARunError(f"comparison {out.id} is still running")
+        lock_run(out)  # one line (RunBusyError) when another process still writes it; a dead one holds no lock
         cfg = validate_config(out.config(), CompareConfig)
         out.write_status(state="running", pid=os.getpid(), kind="compare", error=None, ended=None)
         out.log("resumed; finished units are kept")
