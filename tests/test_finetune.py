@@ -108,8 +108,11 @@ def compare_yaml(tmp_path: Path, extra: str = "") -> Path:
 
 def test_compare_crosses_seeds_reports_paired_intervals_and_resumes(roots: Path, tmp_path: Path) -> None:
     out = tmp_path / "table.md"
+    out.write_text("# Our reading\n\nKept when the table is drawn again.\n\n## Generated\n\nan older table\n")
     assert compare_main(["--config", str(compare_yaml(tmp_path)), "--out", str(out)]) == 0
     table = out.read_text()
+    assert table.startswith("# Our reading\n\nKept when the table is drawn again.\n\n## Generated\n\n### ")
+    assert "an older table" not in table
     result = json.loads(out.with_suffix(".json").read_text())
     assert [m["method"] for m in result["methods"]] == ["random", "simclr", "simclr_false"]
     assert all(m["pretrain_seeds"] == 2 and m["runs"] == 2 for m in result["methods"])

@@ -325,6 +325,24 @@ class Comparison:
 
 
 # ------------------------------------------------------------------------------------------------ CLI
+GENERATED = "## Generated"
+
+
+def keep_reading(path: Path, md: str) -> str:
+    """The new table under the ``## Generated`` heading of an existing ``--out`` file, with the reading written above
+    it kept. Why: the docs' comparison pages pair a human reading with the generated table, and running their own
+    reproduce command must not erase the reading. A file without that heading is replaced whole."""
+    try:
+        old = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return md
+    lines = old.splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        if line.strip() == GENERATED:
+            return "".join(lines[:i + 1]) + "\n" + md
+    return md
+
+
 def _load(args: argparse.Namespace) -> tuple[CompareConfig, Run, Path]:
     if args.resume:
         out = open_run(args.resume)
@@ -438,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_json(out_run.path / "comparison.json", result)
     atomic_write_bytes(out_run.path / "table.md", md.encode())
     if args.out:
-        atomic_write_bytes(Path(args.out), md.encode())
+        atomic_write_bytes(Path(args.out), keep_reading(Path(args.out), md).encode())
         atomic_write_json(Path(args.out).with_suffix(".json"), portable(result))  # shared: no machine paths
     out_run.write_status(state="completed", ended=time.time(), kind="compare")
     unlock_run(out_run)

@@ -1,0 +1,46 @@
+"""The README and the architecture page name code that exists: every ``core.…`` name resolves to a module (and
+attribute), every ``python -m core.…`` runs its module, and the README's Python example runs as written."""
+from __future__ import annotations
+
+import importlib
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = [ROOT / "README.md", ROOT / "docs" / "ARCHITECTURE.md"]
+NAME = re.compile(r"(?<![\w/.])core(?:\.[A-Za-z_]\w*)+")
+
+
+def resolves(dotted: str) -> bool:
+    """Whether ``dotted`` is a module, or a module followed by attributes of it."""
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ModuleNotFoundError:
+            continue
+        for attr in parts[cut:]:
+            if not hasattr(obj, attr):
+                return False
+            obj = getattr(obj, attr)
+        return True
+    return False
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_every_core_name_in_the_docs_exists(doc: Path) -> None:
+    text = doc.read_text(encoding="utf-8")
+    names = {m.group(0).rstrip(".") for m in NAME.finditer(text)}
+    names = {n.removesuffix(".py") for n in names}
+    assert names, "the page names no code"
+    missing = sorted(n for n in names if not resolves(n))
+    assert not missing, f"{doc.name} names code that does not exist: {missing}"
+
+
+def test_the_readme_python_example_runs() -> None:
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(encoding="utf-8"), re.S)
+    assert blocks
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {"__name__": "readme_example"})  # noqa: S102 - our own README
