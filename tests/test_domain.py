@@ -19,7 +19,7 @@ from core.seg.domain import card_fingerprint, fingerprint, score_image
 from core.seg.finetune import class_weights
 from core.imaging.imageio import read_image
 from core.seg.infer import NODATA, class_areas, palette
-from core.seg.model_choice import ModelCache, choose_model
+from core.seg.model_choice import ModelCache, best_tested_twin, choose_model
 from core.seg.nodata import nodata_mask
 from core.seg.resample import resample_factor, resample_mask, resample_rgb
 from core.seg.segment import main
@@ -39,17 +39,18 @@ def scene(kind: str, h: int, w: int, seed: int) -> np.ndarray:
     return np.clip(base + noise + rng.normal(0, 6, (h, w, 3)), 0, 255).astype(np.uint8)
 
 
-def model_for(kind: str, folder: Path, gsd: float | None = None, seed: int = 0) -> ModelEntry:
+def model_for(kind: str, folder: Path, gsd: float | None = None, seed: int = 0, name: str | None = None,
+              test_scenes: list[str] | None = None) -> ModelEntry:
     torch.manual_seed(seed)
     card = make_card(arch="deeplabv3plus", encoder="resnet18", classes=CLASSES)
     model = build_seg_model(card).eval()
     tiles = [scene(kind, 256, 256, 100 + i) for i in range(12)]
     card["domain"] = {"platform": f"test {kind}", "gsd_m": gsd, "region": kind, "classes": ["a", "b", "c"],
-                      "training_scenes": 12, "test_scenes": [], "fingerprint": fingerprint(model, tiles)}
-    path = folder / f"{kind}.safetensors"
+                      "training_scenes": 12, "test_scenes": test_scenes or [], "fingerprint": fingerprint(model, tiles)}
+    path = folder / f"{name or kind}.safetensors"
     save_seg_checkpoint(path, model, card)
     path.with_suffix(".json").write_text(json.dumps(card))
-    return ModelEntry(f"shipped: {kind}", path, card)
+    return ModelEntry(f"shipped: {name or kind}", path, card)
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +107,34 @@ def test_the_model_line_states_the_score_once() -> None:
     assert line("auto", "no candidate has a domain fingerprint: the default model", None).endswith(
         "; in-domain score unknown (no fingerprint)")
 
+
+
+def test_models_of_the_same_data_compete_on_their_test_scores_not_on_fingerprint_noise(two_domains,
+                                                                                        tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    green, sand = two_domains
+    tests = ["g1", "g2"]
+    a, b, c = (model_for("green", tmp_path, gsd=0.5, seed=s, name=f"green{s}", test_scenes=tests) for s in (2, 3, 4))
+    shipped = replace(a, card={**a.card, "evaluation": {"miou": 0.45, "scenes": tests}})  # its card's figure
+    run_low = replace(b, label="run: low", test={"miou": 0.30, "scenes": tests})
+    run_untested = replace(c, label="run: untested")
+    elsewhere = replace(run_untested, label="run: other split", test={"miou": 0.9, "scenes": ["x"]},
+                        card={**c.card, "domain": {**c.card["domain"], "test_scenes": ["x"]}})
+    img = scene("green", 300, 340, 7)
+    nodata = np.zeros(img.shape[:2], bool)
+    for order in ([run_low, run_untested, shipped, sand], [shipped, sand, run_untested, run_low]):
+        choice = choose_model(img, nodata, None, order, ModelCache())
+        assert choice.entry.label == shipped.label, choice.why  # the best tested twin, whichever fits best
+        assert "of the 3 models with its training data and test scenes" in choice.why and "45.0 %" in choice.why
+    better = replace(run_low, label="run: better", test={"miou": 0.60, "scenes": tests})
+    assert choose_model(img, nodata, None, [shipped, better, run_untested], ModelCache()).entry.label == "run: better"
+    assert choose_model(img, nodata, None, [run_untested, replace(shipped, card=a.card)],
+                        ModelCache()).entry.label == shipped.label  # no figures at all: the shipped one
+    # another split's figure is not comparable, and a card without test scenes has no twins
+    assert best_tested_twin(0, [elsewhere, shipped, run_low]) == (0, 1)
+    assert best_tested_twin(1, [elsewhere, run_low, shipped]) == (2, 2)
+    assert best_tested_twin(0, [green, sand]) == (0, 1)
 
 
 class CountingCache(ModelCache):

@@ -5,7 +5,9 @@ candidate (the shipped models and the user's fine-tuning runs, from ``core.store
 against its card's fingerprint (``core.seg.domain``), at the pixel size it would run at (``core.seg.resample``). The
 choice: the highest in-domain score, ties (typically several models at 0) broken by the lower distance relative
 to each model's own training tiles. Models without a fingerprint are scored as unknown and chosen only when no
-candidate has one. The choice, its score and the others' scores go into the image's report. Only candidates that
+candidate has one. Models trained on the same data as the best fit (the same classes, bands, platform and held-out
+scenes: a user's fine-tuning runs of a shipped recipe) compete on their mIoU on those scenes instead, a shipped one
+winning ties: their fingerprints differ only by noise. The choice, its score and the others' scores go into the image's report. Only candidates that
 could still win run their encoder: the colour half of a score bounds the whole, and twins (equal fingerprints)
 share one scoring; the winner is the one full scoring would pick (``tests/test_domain.py``).
 """
@@ -89,6 +91,9 @@ def score_for_model(rgb: np.ndarray, nodata: np.ndarray, pixel_size_m: float | N
     """The image's domain score against one model, at the pixel size that model would segment it at."""
     rgb, nodata = _at_model_size(rgb, nodata, pixel_size_m, card, resample)
     return score_image(model, card, rgb, ~nodata, device)
+
+
+SHOW_OTHERS = 3  # the reason names the next few candidates; the report's table holds them all
 
 
 def _rank_key(item: tuple[int, DomainScore]) -> tuple[float, float, float, int]:
@@ -196,14 +201,52 @@ def choose_model(image: Any, nodata: np.ndarray, pixel_size_m: float | None,
     table += [{"name": entries[k].label, "score": None, "fit": None, "in_domain": None, "known": True,
                "skipped": f"not run: its colours alone cap its score at {c.share:.2f}"}
               for k, c in sorted(skipped.items(), key=lambda kc: (-kc[1].share, kc[1].half_fit))]
+    pick, twins = best_tested_twin(best_k, entries)
     if best.known:
-        others = ", ".join(f"{t['name']} {t['score']:.2f}" for t in table[1:] if t["known"] and t["score"] is not None)
+        others = [f"{t['name']} {t['score']:.2f}" for t in table[1:] if t["known"] and t["score"] is not None]
+        listed = ", ".join(others[:SHOW_OTHERS]) + (f" and {len(others) - SHOW_OTHERS} more" if
+                                                    len(others) > SHOW_OTHERS else "")
         why = (f"best domain fit of {len(entries)} model(s): score {best.score:.2f}"
-               + (f" (others: {others})" if others else "")
+               + (f" by {entries[best_k].label}" if pick != best_k else "")
+               + (f" (others: {listed})" if others else "")
                + (f"; {len(skipped)} ruled out by colour alone" if skipped else ""))
     else:
         why = "no candidate has a domain fingerprint: the default model"
-    return Choice(entries[best_k], best, "auto", why, table)
+    if pick != best_k:
+        miou = entries[pick].test_miou()
+        why += (f"; of the {twins} models with its training data and test scenes, the best on those scenes"
+                + (f" (mIoU {100 * miou:.1f} %)" if miou is not None else " (a shipped one; the others have no score)"))
+    # a twin shares the fit winner's training data, so the winner's score stands for the domain of both
+    return Choice(entries[pick], best, "auto", why, table)
+
+
+def same_data(card: dict[str, Any]) -> tuple[Any, ...] | None:
+    """What makes two models' domains one: the classes, the bands, the platform and the held-out scenes (so also
+    the split); None when the card names no test scenes."""
+    domain = card.get("domain") or {}
+    tests = domain.get("test_scenes")
+    if not tests or not isinstance(tests, list):
+        return None
+    classes = tuple(str(c.get("name")) for c in card.get("classes") or [] if isinstance(c, dict))
+    return classes, tuple(card_bands(card) or ()), str(domain.get("platform")), tuple(map(str, tests))
+
+
+def best_tested_twin(k: int, entries: list[ModelEntry]) -> tuple[int, int]:
+    """Among the candidates trained on the same data as ``entries[k]`` (``same_data``), the one with the highest
+    mIoU on their shared test scenes; a shipped model on ties and over models with no such figure. Why: their
+    fingerprints come from the same training tiles, so their domain scores differ by noise, and a fit decided by
+    noise would send a scene's images to a different experiment each (often a worse one than the shipped). Returns
+    the pick and how many such twins there are."""
+    key = same_data(entries[k].card)
+    if key is None:
+        return k, 1
+    twins = [j for j, e in enumerate(entries) if j == k or same_data(e.card) == key]
+
+    def quality(j: int) -> tuple[float, int, int]:
+        miou = entries[j].test_miou()
+        return (-miou if miou is not None else 1.0, 0 if entries[j].shipped else 1, j)
+
+    return min(twins, key=quality), len(twins)
 
 
 def given_model(path: Path, card: dict[str, Any]) -> ModelEntry:

@@ -22,10 +22,24 @@ class ModelEntry:
     label: str
     path: Path
     card: dict[str, Any]
+    test: dict[str, Any] | None = None  # a run's test_metrics.json (a shipped card holds its own)
 
     @property
     def kind(self) -> str:
         return str(self.card.get("kind", "?"))
+
+    @property
+    def shipped(self) -> bool:
+        return self.label.startswith("shipped: ")
+
+    def test_miou(self) -> float | None:
+        """mIoU on the held-out scenes its card names (``domain.test_scenes``), when it was tested on exactly those."""
+        scenes = (self.card.get("domain") or {}).get("test_scenes")
+        for test in (self.test, self.card.get("evaluation"), self.card.get("test_metrics")):
+            miou = test.get("miou") if isinstance(test, dict) else None
+            if isinstance(miou, (int, float)) and scenes and list(test.get("scenes") or []) == list(scenes):
+                return float(miou)
+        return None
 
 
 def _card(path: Path) -> dict[str, Any]:
@@ -59,7 +73,8 @@ def segmentation_models(root: Path | None = None) -> list[ModelEntry]:
     for run in reversed(list_runs(root)):
         best = run.checkpoint_dir / "best.safetensors"
         if best.is_file() and run.kind() == "finetune":
-            runs.append(ModelEntry(f"run: {run.id}", best, _card(best)))
+            test = run.read_json("test_metrics.json")
+            runs.append(ModelEntry(f"run: {run.id}", best, _card(best), test if isinstance(test, dict) else None))
     return shipped + runs
 
 
