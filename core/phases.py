@@ -48,7 +48,7 @@ class phase_bar(tqdm):  # noqa: N801 - used like tqdm
     def __init__(self, *args: Any, desc: str | None = None, total: float | None = None, **kwargs: Any) -> None:
         super().__init__(*args, desc=desc, total=total, **kwargs)
         self._name, self._total, self._done = (desc or "working").rstrip(": "), total, 0
-        self._started, self._told = time.time(), 0.0
+        self._started, self._told, self._closed = time.time(), 0.0, False
         self._tell(force=True)
 
     def _tell(self, force: bool = False) -> None:
@@ -58,6 +58,14 @@ class phase_bar(tqdm):  # noqa: N801 - used like tqdm
         if force or now - self._told >= TELL_EVERY_S:
             self._told = now
             _listener({"name": self._name, "done": self._done, "total": self._total, "started": self._started})
+
+    def close(self) -> None:
+        """The phase is over: the watcher stops showing it (a validation between training steps must not stay
+        on screen as the current phase)."""
+        if not getattr(self, "_closed", True) and _listener is not None:
+            _listener(None)
+        self._closed = True
+        super().close()
 
     def step_to(self, done: int, total: int) -> None:
         """A ``progress(done, total)`` callback (as ``evaluate_scenes`` calls it) moving this bar."""

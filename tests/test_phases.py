@@ -24,7 +24,8 @@ def test_a_bar_tells_the_listener_and_the_phase_is_cleared_at_the_end() -> None:
             for _ in range(3):
                 bar.update()
     assert told[0]["name"] == "tiling x" and told[0]["done"] == 0 and told[0]["total"] == 3
-    assert told[-2]["done"] == 3 and told[-1] is None  # the end is always told, then the phase is cleared
+    assert told[-3]["done"] == 3 and told[-2] is None  # the end is always told, then the closed phase is cleared
+    assert told[-1] is None  # and again when the listener goes
     with phase_bar(total=2, disable=True) as bar:  # no listener: a plain bar
         bar.update(2)
     assert told[-1] is None

@@ -24,7 +24,7 @@ their own models, NEON 10 cm forest and orchards at most 0.01 against every ship
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,9 +80,10 @@ def _round(v: float | None) -> float | None:
 # ------------------------------------------------------------------------------------------------ measuring
 @torch.no_grad()
 def pooled_features(model: nn.Module, crops: np.ndarray, device: torch.device | str = "cpu",
-                    batch_size: int = 16, bands: Sequence[str] | None = None) -> np.ndarray:
+                    batch_size: int = 16, bands: Sequence[str] | None = None,
+                    progress: Callable[[int, int], None] | None = None) -> np.ndarray:
     """(N, D) float64: the segmentation model's encoder, last stage, average-pooled, for (N, H, W, C) uint8 crops
-    of the model's ``bands`` (default R, G, B)."""
+    of the model's ``bands`` (default R, G, B); ``progress(done, total)`` after each batch."""
     encoder = model.encoder if hasattr(model, "encoder") else model
     was_training = encoder.training
     encoder.eval()
@@ -94,6 +95,8 @@ def pooled_features(model: nn.Module, crops: np.ndarray, device: torch.device | 
             feats = encoder(x)
             last = feats[-1] if isinstance(feats, (list, tuple)) else feats
             out.append(last.float().mean(dim=(2, 3)).cpu().double().numpy())
+            if progress is not None:
+                progress(min(i + batch_size, len(crops)), len(crops))
     finally:
         encoder.train(was_training)
     return np.concatenate(out) if out else np.zeros((0, 0))
@@ -161,13 +164,14 @@ def _project(feats: np.ndarray, fp: dict[str, Any]) -> np.ndarray:
 
 
 def fingerprint(model: nn.Module, tiles: Iterable[np.ndarray], device: torch.device | str = "cpu",
-                note: str = "", bands: Sequence[str] | None = None) -> dict[str, Any]:
+                note: str = "", bands: Sequence[str] | None = None,
+                progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """The card's ``domain.fingerprint`` from (H, W, C) uint8 training tiles of ``bands`` (centre-cropped to
     ``FEATURE_SIDE``); colours from their R, G, B."""
     crops = np.stack([_centre(t, FEATURE_SIDE) for t in tiles])
     if len(crops) < 2:
         raise ValueError("a fingerprint needs at least 2 training tiles")
-    feats = pooled_features(model, crops, device, bands=bands)
+    feats = pooled_features(model, crops, device, bands=bands, progress=progress)
     crops = rgb_part(crops, bands)
     mean = feats.mean(axis=0)
     _, sing, axes = np.linalg.svd(feats - mean, full_matrices=False)

@@ -235,8 +235,10 @@ class FinetuneTrainer:
             self.averager.prune(self.run.checkpoint_dir, self.step)
 
     def _evaluate(self, split) -> SegScores:
-        return evaluate(self.model, split, len(self.classes), self.ignore_index, self.device,
-                        autocast=(self.precision.autocast, self.precision.dtype))
+        with phase_bar(total=len(split), desc="validating", unit="tile", leave=False,
+                       disable=not self.progress) as bar:
+            return evaluate(self.model, split, len(self.classes), self.ignore_index, self.device,
+                            autocast=(self.precision.autocast, self.precision.dtype), progress=bar.step_to)
 
     # ------------------------------------------------------------------ loop
     def fit(self, stop: StopFlag | None = None) -> str:
@@ -368,7 +370,9 @@ class FinetuneTrainer:
         """The best model's card gets its domain section (``core.seg.fingerprint``): what ``--checkpoint auto`` and
         the out-of-domain warnings read."""
         card = read_metadata(best)["card"]
-        card["domain"] = domain_section(self.cfg.data, self.splits, self.model, self.classes, self.device)
+        with phase_bar(total=None, desc="domain fingerprint", unit="tile", disable=not self.progress) as bar:
+            card["domain"] = domain_section(self.cfg.data, self.splits, self.model, self.classes, self.device,
+                                            progress=bar.step_to)
         rewrite_card(best, card)
         self.run.log(f"domain fingerprint from {card['domain']['fingerprint']['note']} written into the best model")
 

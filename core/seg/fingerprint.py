@@ -15,6 +15,7 @@ import hashlib
 import json
 import sys
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -70,14 +71,15 @@ def training_tiles(train: TileSet, limit: int = MAX_TILES, seed: int = 0) -> lis
 
 
 def domain_section(data: Any, splits: SegSplits, model: torch.nn.Module, classes: list[dict[str, Any]],
-                   device: torch.device | str = "cpu") -> dict[str, Any]:
+                   device: torch.device | str = "cpu",
+                   progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """The card's ``domain`` for a model trained on ``splits.train`` (all its training tiles, before
-    ``label_fraction``, as the encoder saw them)."""
+    ``label_fraction``, as the encoder saw them); ``progress(done, total)`` over the tiles."""
     train = splits.train_all if splits.train_all is not None else splits.train
     tiles = training_tiles(train)
     names = bands_of(train)
     fp = fingerprint(model, tiles, device, note=f"{len(tiles)} of {len(train)} training tiles",
-                     bands=None if is_rgb(names) else names)
+                     bands=None if is_rgb(names) else names, progress=progress)
     return {**dataset_domain(data, splits.dataset), "classes": [c["name"] for c in classes],
             "training_scenes": len(splits.scenes.get("train", [])),
             "validation_scenes": list(splits.scenes.get("val", [])),

@@ -90,8 +90,10 @@ def _pad_to(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, int]:
 
 @torch.inference_mode()
 def evaluate(model: nn.Module, split: LabeledTiles, num_classes: int, ignore_index: int, device: torch.device,
-             batch_size: int = 8, autocast: tuple[bool, torch.dtype] = (False, torch.float32)) -> SegScores:
-    """Scores of the model on every tile of a split, from one confusion matrix."""
+             batch_size: int = 8, autocast: tuple[bool, torch.dtype] = (False, torch.float32),
+             progress: Callable[[int, int], None] | None = None) -> SegScores:
+    """Scores of the model on every tile of a split, from one confusion matrix; ``progress(done, total)`` after
+    each batch."""
     model.eval()
     cm = torch.zeros(num_classes, num_classes, dtype=torch.int64)
     for start in range(0, len(split), batch_size):
@@ -102,6 +104,8 @@ def evaluate(model: nn.Module, split: LabeledTiles, num_classes: int, ignore_ind
             logits = model(x)
         pred = logits[..., :h, :w].argmax(1).cpu()
         cm += confusion_matrix(pred, split.get_masks(idx), num_classes, ignore_index)
+        if progress is not None:
+            progress(idx[-1] + 1, len(split))
     return scores_from_confusion(cm)
 
 
