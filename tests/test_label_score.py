@@ -60,8 +60,11 @@ def test_ignore_unknown_colours_and_no_data_are_left_out() -> None:
 def test_refusals_say_why() -> None:
     with pytest.raises(LabelMaskError, match=r"30×20.*31×20|31×20.*30×20"):
         score_labels(np.zeros((20, 31), np.uint8), png(truth()), CLASSES)
-    with pytest.raises(LabelMaskError, match="not an image"):
+    with pytest.raises(LabelMaskError, match="not an image") as err:
         score_labels(truth(), b"not a png at all", CLASSES)
+    assert "BytesIO" not in str(err.value) and " at 0x" not in str(err.value)  # nothing of Python's insides
+    with pytest.raises(LabelMaskError, match="cannot be read"):
+        score_labels(truth(), png(truth())[:60], CLASSES)  # a truncated PNG
     with pytest.raises(LabelMaskError, match="no pixel of the label mask is one of the model's classes"):
         score_labels(truth(), png(np.full((20, 30, 3), 77, np.uint8)), CLASSES)
     with pytest.raises(LabelMaskError, match="no-data"):

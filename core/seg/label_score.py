@@ -48,8 +48,11 @@ def read_label_mask(data: bytes, classes: list[dict[str, Any]], shape: tuple[int
     try:
         img = Image.open(io.BytesIO(data))
         img.load()
-    except (UnidentifiedImageError, OSError) as err:
-        raise LabelMaskError(f"the label mask is not an image PIL can read ({err})") from None
+    except UnidentifiedImageError:
+        raise LabelMaskError("the label mask is not an image (unknown or unsupported format); give a PNG or TIFF of "
+                             "class indices or class colours") from None
+    except OSError as err:  # a truncated or damaged file: PIL's reason names no object of ours
+        raise LabelMaskError(f"the label mask cannot be read ({err})") from None
     if (img.height, img.width) != tuple(shape):
         raise LabelMaskError(f"the label mask is {img.width}×{img.height} pixels, the image {shape[1]}×{shape[0]}: "
                              "they must be the same size")
