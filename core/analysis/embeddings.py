@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import fn_scoring
-from ..store.checkpoint import CheckpointError, read_metadata
+from ..store.checkpoint import CheckpointError, not_found, read_metadata
 from ..config import SPLIT_NAMES, ConfigError, DataConfig, upgrade_run_config
 from ..data import build_dataset, data_root
 from ..data.augment import normalise
@@ -75,7 +75,7 @@ def checkpoint_card(path: str | Path) -> dict[str, Any]:
     """The checkpoint's card: the .json beside it (cheap) or, failing that, the one inside the file."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+        raise CheckpointError(not_found(path))
     try:
         card = json.loads(path.with_suffix(".json").read_text())
         if isinstance(card, dict) and card.get("encoder"):

@@ -67,10 +67,20 @@ def save_checkpoint(path: Path, *, model: torch.nn.Module, card: dict[str, Any],
     return digest
 
 
+def not_found(path: str | Path) -> str:
+    """Why ``path`` is no checkpoint, in words that lead to one: a run folder names the files inside it."""
+    path = Path(path)
+    if not path.is_dir():
+        return f"checkpoint not found: {path}"
+    inside = [f for name in ("best.safetensors", "encoder.safetensors", "last.safetensors")
+              for f in (path / "checkpoints" / name, path / name) if f.is_file()]
+    return f"{path} is a folder, not a checkpoint file" + (f"; give {inside[0]}" if inside else "")
+
+
 def read_metadata(path: Path) -> dict[str, Any]:
     """The JSON metadata of a checkpoint (card, optimizer, state), without loading its tensors."""
     if not Path(path).is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+        raise CheckpointError(not_found(path))
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
