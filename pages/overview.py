@@ -7,7 +7,7 @@ import torch
 
 from core.store.catalog import encoder_models, segmentation_models
 from core.device import describe_device, pick_device
-from core.store.runs import read_json_file, runs_root
+from core.store.runs import runs_root
 from workbench.common import go_to, runs_frame, runs_of, text_cells
 
 st.title("FALSE workbench")
@@ -51,8 +51,8 @@ st.subheader("Models on this machine")
 rows = []
 for entry in segmentation_models() + encoder_models():
     card = entry.card
-    run_test = read_json_file(entry.path.parent.parent / "test_metrics.json") if entry.label.startswith("run:") else None
-    metrics = card.get("evaluation") or card.get("test_metrics") or run_test or card.get("metrics") or {}
+    metrics = card.get("evaluation") or card.get("test_metrics") or entry.test or card.get("metrics") or {}
+    miou = metrics.get("miou")
     domain = card.get("domain") if isinstance(card.get("domain"), dict) else {}
     scenes = metrics.get("scenes") or []
     on = metrics.get("split")
@@ -60,13 +60,12 @@ for entry in segmentation_models() + encoder_models():
         on = f"{on}: {', '.join(scenes[:3])}{' …' if len(scenes) > 3 else ''}"
     rows.append({"model": entry.label, "kind": entry.kind, "encoder": card.get("encoder"),
                  "classes": ", ".join(c["name"] for c in card.get("classes", [])) or None,
-                 "mIoU": metrics.get("miou"), "on": on,
+                 "mIoU": f"{100 * miou:.1f} %" if isinstance(miou, (int, float)) else None, "on": on,
                  "domain": ", ".join(str(v) for v in (domain.get("region"),
                                                       f"{domain['gsd_m']} m/px" if domain.get("gsd_m") else None) if v)
                  or None,
                  "size (MB)": round(entry.path.stat().st_size / 2**20, 1)})
 if rows:
-    st.dataframe(text_cells(pd.DataFrame(rows)), hide_index=True, width="stretch",
-                 column_config={"mIoU": st.column_config.NumberColumn("mIoU", format="%.3f")})
+    st.dataframe(text_cells(pd.DataFrame(rows)), hide_index=True, width="stretch")
 else:
     st.info("No models yet: the shipped checkpoints/ folder is missing.")

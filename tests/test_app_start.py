@@ -1,11 +1,12 @@
 """The start page of `streamlit run workbench`: a way in on a fresh machine, the runs at a glance otherwise."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from tests.pages import APP, errors, texts
+from tests.pages import APP, ROOT, errors, texts
 
 
 def test_fresh_machine_leads_to_the_demo(empty_store: Path) -> None:
@@ -14,8 +15,10 @@ def test_fresh_machine_leads_to_the_demo(empty_store: Path) -> None:
     assert at.title[0].value == "FALSE workbench"
     assert "Start here" in [s.value for s in at.subheader]
     assert {b.key for b in at.button} >= {"go-segment", "go-pretrain"}
-    models = at.dataframe[0].value
-    assert "shipped: dubai_seg" in list(models["model"])
+    models = at.dataframe[0].value.set_index("model")
+    card = json.loads((ROOT / "checkpoints" / "dubai_seg.json").read_text())
+    assert models.loc["shipped: dubai_seg", "mIoU"] == f"{100 * card['evaluation']['miou']:.1f} %"  # its card's
+    assert models.loc["shipped: synthetic_false_encoder", "mIoU"] == "—"  # an encoder has none: a dash, not None
     at.button(key="go-segment").click().run()
     assert not at.exception
     assert any("Segment" in t.value for t in at.title)

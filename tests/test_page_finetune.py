@@ -1,6 +1,8 @@
 """The Fine-tune page: launch form, scores of a finished run (IoU bars, confusion heatmap), comparisons."""
 from __future__ import annotations
 
+import json
+
 import time
 from pathlib import Path
 
@@ -22,7 +24,10 @@ def test_shows_the_scores_of_a_finished_run(populated_store: Path) -> None:
     assert at.selectbox(key="ft-run").value.endswith("tiny-ft")
     labels = [m.label for m in at.metric]
     assert any(label.startswith("mIoU (test)") for label in labels), labels
-    assert len(at.get("plotly_chart")) >= 3  # curves, IoU bars, confusion heatmap
+    charts = at.get("plotly_chart")
+    assert len(charts) >= 3  # curves, IoU bars, confusion heatmap
+    val = [json.loads(c.proto.spec) for c in charts if "Validation mIoU" in c.proto.spec]
+    assert len(val) == 1 and val[0]["layout"]["yaxis"]["tickformat"] == ".0%"  # in percent, as the scores beside it
     assert any(c.value.startswith("The run's model: the evaluation with the best validation mIoU")
                for c in at.caption), [c.value for c in at.caption]  # how the scored model was chosen
 

@@ -30,6 +30,7 @@ CHARTS: dict[str, Sequence[tuple[Sequence[str], str, bool, str]]] = {
                  (("images_per_s",), "Images / s", False, "metrics")),
 }
 REFRESH_S = 2.0
+SHARES = {"miou", "knn_acc"}  # charted values in [0, 1], shown in percent
 
 
 def _controls(run: Run, state: str, key: str) -> None:
@@ -72,7 +73,10 @@ def _figures(run_path: str, kind: str, version: tuple) -> list[Any]:  # noqa: AR
     for keys, title, log_y, source in charts:
         if source not in frames:
             frames[source] = pairs_frame(run)
-        figures.append(columns_figure(frames[source], keys, title, log_y=log_y))
+        fig = columns_figure(frames[source], keys, title, log_y=log_y)
+        if keys[0] in SHARES:  # scores as the page's other figures give them: in percent
+            fig.update_yaxes(tickformat=".0%")
+        figures.append(fig)
     return figures
 
 
