@@ -37,3 +37,23 @@ def test_usage_and_unknown_commands(capsys) -> None:
         assert callable(getattr(__import__(module, fromlist=["main"]), "main"))
     out = subprocess.run([sys.executable, "-m", "core.pretrain", "--help"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0 and "--resume" in out.stdout
+
+
+def test_a_skipped_file_is_one_plain_warning_line(tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for k in range(2):
+        Image.fromarray(np.random.default_rng(k).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(folder / f"{k}.png")
+    (folder / "bad.png").write_text("not an image")
+    proc = subprocess.run([sys.executable, "-m", "core.pretrain", "--config", "configs/demo_cpu.yaml", "--no-progress",
+                           "--runs-root", str(tmp_path / "runs"), "data.name=folder", f"data.root={folder}",
+                           "data.tile_size=32", "data.image_size=32", "train.batch_size=4", "train.max_steps=1"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    warned = [line for line in proc.stderr.splitlines() if "bad.png" in line]
+    assert warned == [f"warning: skipping unreadable image {folder / 'bad.png'}: not an image (unknown or unsupported "
+                      "format)"], proc.stderr[-2000:]
+    assert ".py:" not in proc.stderr  # no file and source line of our code

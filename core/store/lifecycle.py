@@ -16,7 +16,9 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -245,11 +247,29 @@ def fit_from_cli(trainer: Any, what: str, stop: StopFlag | None = None) -> tuple
             unlock_run(trainer.run)
 
 
+@contextmanager
+def plain_warnings() -> Iterator[None]:
+    """On a command line a warning is one line, ``warning: ...``: Python's default adds the file and the source line
+    of our code that warned (e.g. for every unreadable image skipped), which tells a user nothing."""
+    previous = warnings.formatwarning
+    warnings.formatwarning = lambda message, *_args, **_kwargs: f"warning: {message}\n"
+    try:
+        yield
+    finally:
+        warnings.formatwarning = previous
+
+
 def train_from_cli(argv: list[str] | None, parse: Callable[[list[str] | None], argparse.Namespace],
                    start: Callable[[argparse.Namespace, Any], Any], what: str) -> tuple[int, Any | None]:
     """A trainer's whole command line, alone or as one rank of a torchrun launch: a Stop is honoured from the first
     line on, the run is opened (``start(args, env)``) or the command exits 2 with one line, trained, and the group
     left. (exit code, the trainer on the first rank after a clean end, else None)."""
+    with plain_warnings():
+        return _train_from_cli(argv, parse, start, what)
+
+
+def _train_from_cli(argv: list[str] | None, parse: Callable[[list[str] | None], argparse.Namespace],
+                    start: Callable[[argparse.Namespace, Any], Any], what: str) -> tuple[int, Any | None]:
     stop = StopFlag().install()  # a Stop while the run is being opened is remembered, not fatal
     args = parse(argv)
     env = init_distributed()
