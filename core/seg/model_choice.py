@@ -206,7 +206,8 @@ def choose_model(image: Any, nodata: np.ndarray, pixel_size_m: float | None,
         others = [f"{t['name']} {t['score']:.2f}" for t in table[1:] if t["known"] and t["score"] is not None]
         listed = ", ".join(others[:SHOW_OTHERS]) + (f" and {len(others) - SHOW_OTHERS} more" if
                                                     len(others) > SHOW_OTHERS else "")
-        why = (f"best domain fit of {len(entries)} model(s): score {best.score:.2f}"
+        fits = "best domain fit" if best.in_domain is not False else "no domain fits this image; the closest"
+        why = (f"{fits} of {len(entries)} model(s): score {best.score:.2f}"
                + (f" by {entries[best_k].label}" if pick != best_k else "")
                + (f" (others: {listed})" if others else "")
                + (f"; {len(skipped)} ruled out by colour alone" if skipped else ""))
