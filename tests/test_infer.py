@@ -21,7 +21,7 @@ from core.store.checkpoint import CheckpointError, save_checkpoint
 from core.data.augment import IMAGENET_MEAN, IMAGENET_STD
 from core.imaging.imageio import ImageError, read_image
 from core.imaging.tiffio import write_mask_geotiff
-from core.seg.infer import (axis_positions, class_areas, colorize, count_windows, overlay, predict,
+from core.seg.infer import (axis_positions, class_areas, colorize, count_windows, overlap_pixels, overlay, predict,
                             predict_logits, ramp)
 from core.seg.segment import default_checkpoint, main
 from core.seg.segmodel import build_seg_model, make_card, save_seg_checkpoint
@@ -166,6 +166,9 @@ def test_predict_refuses_bad_arguments():
         predict(pointwise(), rand_image(40, 40).astype(np.float32))
     with pytest.raises(ValueError, match="overlap"):
         predict(pointwise(), rand_image(40, 40), tile=32, overlap=40)
+    with pytest.raises(ValueError, match="whole number of pixels"):  # 1.5: neither a fraction nor pixels
+        predict(pointwise(), rand_image(40, 40), tile=32, overlap=1.5)
+    assert overlap_pixels(8.0, 32) == 8 and overlap_pixels(0.25, 32) == 8
     with pytest.raises(ValueError, match="classes"):
         predict(pointwise(3), rand_image(40, 40), tile=32, num_classes=5)
 

@@ -55,6 +55,9 @@ def overlap_pixels(overlap: float, tile: int) -> int:
     if isinstance(overlap, bool) or not isinstance(overlap, (int, float)) or not math.isfinite(overlap) \
             or overlap < 0:
         raise ValueError(f"overlap must be a fraction in [0, 1) or a number of pixels, got {overlap!r}")
+    if overlap >= 1 and overlap != int(overlap):  # 1.5 is neither: a typo for a fraction, or half a pixel
+        raise ValueError(f"overlap {overlap!r}: below 1 it is a fraction of the tile (0.25 = a quarter), from 1 on "
+                         "a whole number of pixels")
     px = int(round(overlap * tile)) if overlap < 1 else int(round(overlap))
     if px >= tile:
         raise ValueError(f"overlap of {px} pixels leaves no stride for tile {tile}")
