@@ -364,3 +364,12 @@ def test_evaluate_scores_the_scenes_the_card_names(tmp_path: Path, capsys) -> No
     assert not set(ev["scenes"]) & set(ev["training_scenes"]) and ev["command"].startswith("python -m core.evaluate")
     assert evaluate_main([str(tmp_path / "missing.safetensors"), "--no-progress"]) == 2
     assert capsys.readouterr().err.startswith("error: ")
+    import core.seg.evaluate as evaluate_module  # many scenes: the first few named, the rest counted
+
+    many = {**ev, "scenes": [f"s{k}" for k in range(200)], "data": "folder", "split": "test"}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(evaluate_module, "evaluate_checkpoint", lambda *a, **k: many)
+        assert evaluate_main([str(path), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "200 scenes it never saw: s0, s1," in out and "s11 and 188 more (--json lists them all)" in out
+    assert "s12" not in out

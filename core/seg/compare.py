@@ -387,8 +387,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="write into this run folder made by the workbench's launcher (its config.yaml is used)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped or failed comparison")
     p.add_argument("--out", help="also write the Markdown table (with the command) to this file")
-    p.add_argument("--runs-root")
-    p.add_argument("overrides", nargs="*", metavar="key=value")
+    p.add_argument("--runs-root", help="where run folders go (default runs/ or $FALSE_WB_RUNS)")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="e.g. \"methods=[random,simclr_false]\" \"pretrain_seeds=[0,1]\"")
     stop = StopFlag().install()  # a Stop while the run is being opened is remembered, not fatal
     args = parse_run_args(p, argv)
     try:

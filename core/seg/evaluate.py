@@ -23,6 +23,9 @@ from ..data import DataError
 from ..device import pick_device
 
 
+SHOW_SCENES = 12  # scene names printed; --json gives them all
+
+
 def evaluate_checkpoint(path: Path, split: str = "test", data_root: str | None = None,
                         config: Path | None = None, progress: bool = True) -> dict[str, Any]:
     """Whole-scene scores of a checkpoint on one split of the data its card (or ``config``) names."""
@@ -66,7 +69,8 @@ def _reproduce(path: Path, split: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m core.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint", type=Path)
-    p.add_argument("--split", choices=["test", "val"], default="test")
+    p.add_argument("--split", choices=["test", "val"], default="test",
+                   help="the held-out scenes to score (test: the card's figures)")
     p.add_argument("--data-root", default=None, help="where the data set is on this machine (else the card's)")
     p.add_argument("--config", type=Path, default=None, help="the fine-tuning config, when the card has none")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -89,8 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(res, indent=1))
         return 0
+    scenes = ", ".join(res["scenes"][:SHOW_SCENES]) + (f" and {len(res['scenes']) - SHOW_SCENES} more (--json lists "
+                                                      "them all)" if len(res["scenes"]) > SHOW_SCENES else "")
     print(f"{args.checkpoint} on the {res['split']} split of {res['data']} ({len(res['scenes'])} scenes it never "
-          f"saw: {', '.join(res['scenes'])}; {res['pixels']:,} labeled pixels; {res['method']})")
+          f"saw: {scenes}; {res['pixels']:,} labeled pixels; {res['method']})")
     print(f"mIoU {100 * res['miou']:.1f} %  OA {100 * res['oa']:.1f} %  kappa {res['kappa']:.3f}")
     for name, v in res["iou"].items():
         print(f"  IoU {name:<14} {100 * v:5.1f} %")

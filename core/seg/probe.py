@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m core.probe", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", help="YAML probe config (see configs/probe_*.yaml)")
     p.add_argument("--out", help="also write the result as JSON to this file")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. model.init=runs/<run> seed=1")
     args = p.parse_intermixed_args(argv)  # overrides may come before, between and after the flags
     try:

@@ -160,9 +160,12 @@ def _tile(text: str) -> int:
 def _overlap(text: str) -> float:
     try:
         value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"overlap must be a fraction in [0, 1) or pixels, got {text!r}") from None
+    try:
         overlap_pixels(value, 1 << 30)  # range check only; the tile is checked later
     except ValueError as err:
-        raise argparse.ArgumentTypeError(f"overlap must be a fraction in [0, 1) or pixels: {err}") from None
+        raise argparse.ArgumentTypeError(str(err)) from None
     return value
 
 
