@@ -166,6 +166,11 @@ def test_unusable_checkpoint_is_one_line_and_exit_code_2(tmp_path: Path, capsys:
     assert main(["--checkpoint", str(bad), "--port", str(free_port())]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert main(["--concurrency", "0", "--port", str(free_port())]) == 2  # names only the flag that is wrong
+    assert capsys.readouterr().err == "error: --concurrency must be from 1 to 64, got 0\n"
+    assert main(["--time-budget", "-1", "--concurrency", "99", "--port", str(free_port())]) == 2
+    assert capsys.readouterr().err == ("error: --time-budget must be >= 0, got -1; --concurrency must be from 1 to 64, "
+                                       "got 99\n")
 
 
 def test_screen_copy_and_legend() -> None:

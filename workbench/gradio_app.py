@@ -469,8 +469,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = p.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code) if isinstance(exc.code, int) else 2
-    if args.time_budget < 0 or not 1 <= args.concurrency <= 64:
-        print("error: --time-budget must be >= 0 and --concurrency from 1 to 64", file=sys.stderr)
+    wrong = ([f"--time-budget must be >= 0, got {args.time_budget:g}"] if args.time_budget < 0 else []) + \
+        ([f"--concurrency must be from 1 to 64, got {args.concurrency}"] if not 1 <= args.concurrency <= 64 else [])
+    if wrong:
+        print("error: " + "; ".join(wrong), file=sys.stderr)
         return 2
     try:
         demo = build_demo(args.checkpoint, max_megapixels=args.max_megapixels,
