@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 Listener = Callable[[dict[str, Any] | None], None]
 _listener: Listener | None = None
+_current: Any = None  # the bar that told the listener last: only its close ends the phase shown
 TELL_EVERY_S = 1.0
 
 
@@ -52,17 +53,20 @@ class phase_bar(tqdm):  # noqa: N801 - used like tqdm
         self._tell(force=True)
 
     def _tell(self, force: bool = False) -> None:
+        global _current
         if _listener is None:
             return
         now = time.time()
         if force or now - self._told >= TELL_EVERY_S:
-            self._told = now
+            self._told, _current = now, self
             _listener({"name": self._name, "done": self._done, "total": self._total, "started": self._started})
 
     def close(self) -> None:
         """The phase is over: the watcher stops showing it (a validation between training steps must not stay
         on screen as the current phase)."""
-        if not getattr(self, "_closed", True) and _listener is not None:
+        global _current
+        if not getattr(self, "_closed", True) and _listener is not None and _current is self:
+            _current = None  # a bar left open on an error path and closed later by the collector clears nothing
             _listener(None)
         self._closed = True
         super().close()

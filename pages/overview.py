@@ -60,12 +60,13 @@ for entry in segmentation_models() + encoder_models():
         on = f"{on}: {', '.join(scenes[:3])}{' …' if len(scenes) > 3 else ''}"
     rows.append({"model": entry.label, "kind": entry.kind, "encoder": card.get("encoder"),
                  "classes": ", ".join(c["name"] for c in card.get("classes", [])) or None,
-                 "mIoU": f"{100 * miou:.1f} %" if isinstance(miou, (int, float)) else None, "on": on,
+                 "mIoU": 100 * miou if isinstance(miou, (int, float)) else None, "on": on,
                  "domain": ", ".join(str(v) for v in (domain.get("region"),
                                                       f"{domain['gsd_m']} m/px" if domain.get("gsd_m") else None) if v)
                  or None,
                  "size (MB)": round(entry.path.stat().st_size / 2**20, 1)})
 if rows:
-    st.dataframe(text_cells(pd.DataFrame(rows)), hide_index=True, width="stretch")
+    st.dataframe(text_cells(pd.DataFrame(rows)), hide_index=True, width="stretch", placeholder="—",
+                 column_config={"mIoU": st.column_config.NumberColumn("mIoU", format="%.1f %%")})
 else:
     st.info("No models yet: the shipped checkpoints/ folder is missing.")

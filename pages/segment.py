@@ -389,7 +389,7 @@ def main() -> None:
         synth = synthetic_model(entries)
         row.button("Another sample tile" if shown else "Try a generated sample tile", icon="🎲",
                    on_click=_next_sample, key="segment_sample", type="secondary" if shown else "primary",
-                   help="a synthetic aerial scene" + (f"; auto segments it with {synth}, trained on such scenes"
+                   help="a synthetic aerial scene" + (f"; auto picks a model trained on such scenes, like {synth}"
                                                       if synth else ""))
         if shown:
             row.button("Remove the sample", on_click=_drop_sample, key="segment_sample_drop", type="tertiary")
@@ -412,7 +412,7 @@ def main() -> None:
             show_results(last)
             return
         st.info("Drop one or more aerial tiles above, or try a generated sample tile (a synthetic aerial scene"
-                + (f"; auto segments it with {synth}, which was trained on such scenes)." if synth else ").")
+                + (f"; auto picks a model trained on such scenes, like {synth})." if synth else ").")
                 + " Results stay while you change the opacity, switch tabs or visit other pages.", icon="👆")
         return
     if entry is not None and load_model(entry) is None:

@@ -24,7 +24,7 @@ from core.seg.nodata import nodata_mask
 from core.seg.resample import resample_factor, resample_mask, resample_rgb
 from core.seg.segment import main
 from core.seg.segmentation_result import palette_png
-from core.seg.segmodel import build_seg_model, make_card, save_seg_checkpoint
+from core.seg.segmodel import build_seg_model, load_seg_model, make_card, save_seg_checkpoint
 from test_infer import write_tiff  # noqa: E402 - the tests' GeoTIFF writer
 
 CLASSES = [{"name": "a", "color": [200, 30, 30]}, {"name": "b", "color": [30, 200, 30]},
@@ -96,9 +96,9 @@ def test_the_model_line_states_the_score_once() -> None:
     from core.seg.domain import DomainScore
     from core.seg.segmentation_result import Segmentation
 
-    def line(how: str, why: str, score: float | None) -> str:
+    def line(how: str, why: str, score: float | None, reasons: list[str] | None = None) -> str:
         seg = Segmentation(rgb=np.zeros((2, 2, 3), np.uint8), mask=np.zeros((2, 2), np.uint8), classes=[], areas=[],
-                           domain=DomainScore(known=score is not None, score=score),
+                           domain=DomainScore(known=score is not None, score=score, reasons=reasons or []),
                            model={"name": "m", "how": how, "why": why})
         return seg.model_line("**")
 
@@ -107,6 +107,8 @@ def test_the_model_line_states_the_score_once() -> None:
     assert line("given", "chosen by the user", 0.24) == "**m** (given: chosen by the user); in-domain score 0.24"
     assert line("auto", "no candidate has a domain fingerprint: the default model", None).endswith(
         "; in-domain score unknown (no fingerprint)")
+    assert line("given", "chosen by the user", None, ["too little valid imagery to compare"]).endswith(
+        "; in-domain score unknown (too little valid imagery to compare)")  # the reason, not a guess
 
 
 
@@ -117,7 +119,11 @@ def test_models_of_the_same_data_compete_on_their_test_scores_not_on_fingerprint
     green, sand = two_domains
     tests = ["g1", "g2"]
     a, b, c = (model_for("green", tmp_path, gsd=0.5, seed=s, name=f"green{s}", test_scenes=tests) for s in (2, 3, 4))
-    shipped = replace(a, card={**a.card, "evaluation": {"miou": 0.45, "scenes": tests}})  # its card's figure
+    fp = a.card["domain"]["fingerprint"]  # the shipped twin's fingerprint made to fit worst: never the fit winner
+    far = {**a.card["domain"], "fingerprint": {**fp, "distance_quantiles": [1e-6] * len(fp["distance_quantiles"])}}
+    card = {**a.card, "domain": far, "evaluation": {"miou": 0.45, "scenes": tests}}  # and its card's own figure
+    save_seg_checkpoint(tmp_path / "shipped.safetensors", load_seg_model(a.path)[0], card)  # scoring reads the file
+    shipped = ModelEntry("shipped: green", tmp_path / "shipped.safetensors", card)
     run_low = replace(b, label="run: low", test={"miou": 0.30, "scenes": tests})
     run_untested = replace(c, label="run: untested")
     elsewhere = replace(run_untested, label="run: other split", test={"miou": 0.9, "scenes": ["x"]},
@@ -126,12 +132,22 @@ def test_models_of_the_same_data_compete_on_their_test_scores_not_on_fingerprint
     nodata = np.zeros(img.shape[:2], bool)
     for order in ([run_low, run_untested, shipped, sand], [shipped, sand, run_untested, run_low]):
         choice = choose_model(img, nodata, None, order, ModelCache())
-        assert choice.entry.label == shipped.label, choice.why  # the best tested twin, whichever fits best
-        assert "of the 3 models with its training data and test scenes" in choice.why and "45.0 %" in choice.why
+        assert choice.entry.label == shipped.label, choice.why  # the best tested twin, though it fits worst
+        assert choice.table[0]["name"] in (run_low.label, run_untested.label)
+        assert "of the 3 models with its training data and test scenes, the best on those scenes (mIoU 45.0 %), " \
+               "whose own score is 0.00" in choice.why
+        assert choice.domain.score == 0.0 and choice.domain.in_domain is False  # its own encoder's view
     better = replace(run_low, label="run: better", test={"miou": 0.60, "scenes": tests})
     assert choose_model(img, nodata, None, [shipped, better, run_untested], ModelCache()).entry.label == "run: better"
-    assert choose_model(img, nodata, None, [run_untested, replace(shipped, card=a.card)],
+    assert choose_model(img, nodata, None, [run_untested, replace(shipped, card={**card, "evaluation": None})],
                         ModelCache()).entry.label == shipped.label  # no figures at all: the shipped one
+    from core.store.runs import read_json_file  # a run's damaged test_metrics.json is no figure, not a crash
+
+    (tmp_path / "bad.json").write_bytes(b"\xff\xfe\x00{")
+    assert read_json_file(tmp_path / "bad.json") is None
+    # no figures and no shipped twin: the fit winner stays; a twin that cannot run the image is never switched to
+    assert best_tested_twin(1, [run_untested, replace(run_untested, label="run: fit winner")]) == (1, 2)
+    assert best_tested_twin(0, [run_untested, shipped, run_low], unusable={1}) == (2, 2)
     # another split's figure is not comparable, and a card without test scenes has no twins
     assert best_tested_twin(0, [elsewhere, shipped, run_low]) == (0, 1)
     assert best_tested_twin(1, [elsewhere, run_low, shipped]) == (2, 2)

@@ -29,6 +29,14 @@ def test_a_bar_tells_the_listener_and_the_phase_is_cleared_at_the_end() -> None:
     with phase_bar(total=2, disable=True) as bar:  # no listener: a plain bar
         bar.update(2)
     assert told[-1] is None
+    told.clear()
+    with report_phases(told.append):
+        stale = phase_bar(total=5, desc="left open by an error", disable=True)
+        with phase_bar(total=2, desc="validating", disable=True) as live:
+            stale.close()  # closed late (e.g. by the garbage collector): the live phase stays
+            assert told[-1]["name"] == "validating"
+            live.update(2)
+        assert told[-1] is None  # the live one's own close ends it
 
 
 def test_generating_the_synthetic_set_is_a_phase(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

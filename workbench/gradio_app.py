@@ -291,20 +291,24 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
                 tta: bool = False, request: gr.Request | None = None,
                 progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
         """One uploaded file -> overlay, legend, areas, mask file, other files, info, the result for re-blending."""
+        session = getattr(request, "session_hash", None)
+        with net.lock:
+            failed.pop(session or "", None)  # an earlier failure's reason never stands for this call's
         try:
             return segment_file(path, opacity, tile, overlap, tta, progress)
         except gr.Error as err:
-            session = getattr(request, "session_hash", None)
             if session:
-                failed[session] = str(err.message)
-                while len(failed) > KEEP_RESULTS:
-                    failed.pop(next(iter(failed)))
+                with net.lock:
+                    failed[session] = str(err.message)
+                    while len(failed) > KEEP_RESULTS:
+                        failed.pop(next(iter(failed)), None)
             raise
 
     def not_segmented(request: gr.Request | None = None) -> tuple[Any, ...]:
         """After a failed call the page shows no earlier image's result beside the error: all outputs are cleared
         and the info box keeps the reason (the error message itself fades)."""
-        why = failed.pop(getattr(request, "session_hash", None) or "", None)
+        with net.lock:
+            why = failed.pop(getattr(request, "session_hash", None) or "", None)
         empty = pd.DataFrame(columns=["class", "pixels", "percent", "colour"])
         return None, empty, None, None, "❌ **Not segmented**" + (f": {why}" if why else ""), None
 

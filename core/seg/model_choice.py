@@ -5,11 +5,12 @@ candidate (the shipped models and the user's fine-tuning runs, from ``core.store
 against its card's fingerprint (``core.seg.domain``), at the pixel size it would run at (``core.seg.resample``). The
 choice: the highest in-domain score, ties (typically several models at 0) broken by the lower distance relative
 to each model's own training tiles. Models without a fingerprint are scored as unknown and chosen only when no
-candidate has one. Models trained on the same data as the best fit (the same classes, bands, platform and held-out
-scenes: a user's fine-tuning runs of a shipped recipe) compete on their mIoU on those scenes instead, a shipped one
-winning ties: their fingerprints differ only by noise. The choice, its score and the others' scores go into the image's report. Only candidates that
-could still win run their encoder: the colour half of a score bounds the whole, and twins (equal fingerprints)
-share one scoring; the winner is the one full scoring would pick (``tests/test_domain.py``).
+candidate has one. Only candidates that could still win run their encoder: the colour half of a score bounds the
+whole, and twins (equal fingerprints) share one scoring; the fit winner is the one full scoring would pick
+(``tests/test_domain.py``). Models trained on the same data as the fit winner (the same classes, bands, platform,
+pixel size and held-out scenes: a user's fine-tuning runs of a shipped recipe) then compete on their mIoU on those
+scenes instead, a shipped one winning ties: their fingerprints differ only by noise. The choice, its score and the
+others' scores go into the image's report.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import hashlib
 import json
 import threading
 from collections import OrderedDict
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -176,6 +178,7 @@ def choose_model(image: Any, nodata: np.ndarray, pixel_size_m: float | None,
     pending.sort(key=lambda p: (-p[1].share, p[1].half_fit, p[0]))
     by_domain: dict[str, DomainScore] = {}
     skipped: dict[int, ColourFit] = {}
+    broken: set[int] = set()  # candidates whose file did not load: never switched to
     best: DomainScore | None = None
     for k, colour, rgb_k, nodata_k, key in pending:
         if key in by_domain:
@@ -188,6 +191,7 @@ def choose_model(image: Any, nodata: np.ndarray, pixel_size_m: float | None,
             model, card = cache.load(entries[k].path, device)
         except Exception as err:  # noqa: BLE001 - one unusable candidate must not stop the others
             scored[k] = DomainScore(known=False, reasons=[f"cannot be loaded ({type(err).__name__})"])
+            broken.add(k)
             continue
         scored[k] = by_domain[key] = score_image(model, card, rgb_k, ~nodata_k, device, colour)
         if best is None or _rank_key((0, scored[k])) < _rank_key((0, best)):
@@ -201,7 +205,7 @@ def choose_model(image: Any, nodata: np.ndarray, pixel_size_m: float | None,
     table += [{"name": entries[k].label, "score": None, "fit": None, "in_domain": None, "known": True,
                "skipped": f"not run: its colours alone cap its score at {c.share:.2f}"}
               for k, c in sorted(skipped.items(), key=lambda kc: (-kc[1].share, kc[1].half_fit))]
-    pick, twins = best_tested_twin(best_k, entries)
+    pick, twins = best_tested_twin(best_k, entries, broken | {k for k, d in scored.items() if not d.usable})
     if best.known:
         others = [f"{t['name']} {t['score']:.2f}" for t in table[1:] if t["known"] and t["score"] is not None]
         listed = ", ".join(others[:SHOW_OTHERS]) + (f" and {len(others) - SHOW_OTHERS} more" if
@@ -213,39 +217,45 @@ def choose_model(image: Any, nodata: np.ndarray, pixel_size_m: float | None,
                + (f"; {len(skipped)} ruled out by colour alone" if skipped else ""))
     else:
         why = "no candidate has a domain fingerprint: the default model"
+    domain = best
     if pick != best_k:
         miou = entries[pick].test_miou()
         why += (f"; of the {twins} models with its training data and test scenes, the best on those scenes"
                 + (f" (mIoU {100 * miou:.1f} %)" if miou is not None else " (a shipped one; the others have no score)"))
-    # a twin shares the fit winner's training data, so the winner's score stands for the domain of both
-    return Choice(entries[pick], best, "auto", why, table)
+        own = scored.get(pick)
+        if own is not None and own.known and own.score is not None:  # its own encoder's view: score and warning
+            domain = own
+            why += f", whose own score is {own.score:.2f}"
+    return Choice(entries[pick], domain, "auto", why, table)
 
 
 def same_data(card: dict[str, Any]) -> tuple[Any, ...] | None:
-    """What makes two models' domains one: the classes, the bands, the platform and the held-out scenes (so also
-    the split); None when the card names no test scenes."""
+    """What makes two models' domains one: the classes, the bands, the platform, the pixel size and the held-out
+    scenes (so also the split); None when the card names no test scenes."""
     domain = card.get("domain") or {}
     tests = domain.get("test_scenes")
     if not tests or not isinstance(tests, list):
         return None
     classes = tuple(str(c.get("name")) for c in card.get("classes") or [] if isinstance(c, dict))
-    return classes, tuple(card_bands(card) or ()), str(domain.get("platform")), tuple(map(str, tests))
+    return (classes, tuple(card_bands(card) or ()), str(domain.get("platform")), str(domain.get("gsd_m")),
+            tuple(map(str, tests)))
 
 
-def best_tested_twin(k: int, entries: list[ModelEntry]) -> tuple[int, int]:
+def best_tested_twin(k: int, entries: list[ModelEntry], unusable: Collection[int] = ()) -> tuple[int, int]:
     """Among the candidates trained on the same data as ``entries[k]`` (``same_data``), the one with the highest
     mIoU on their shared test scenes; a shipped model on ties and over models with no such figure. Why: their
     fingerprints come from the same training tiles, so their domain scores differ by noise, and a fit decided by
-    noise would send a scene's images to a different experiment each (often a worse one than the shipped). Returns
-    the pick and how many such twins there are."""
+    noise would send a scene's images to a different experiment each (often a worse one than the shipped). Without
+    figures and without a shipped twin, ``k`` (the fit winner) stays. ``unusable``: candidates that cannot run this
+    image (a file that did not load, bands it lacks). Returns the pick and how many such twins there are."""
     key = same_data(entries[k].card)
     if key is None:
         return k, 1
-    twins = [j for j, e in enumerate(entries) if j == k or same_data(e.card) == key]
+    twins = [j for j, e in enumerate(entries) if j == k or (j not in unusable and same_data(e.card) == key)]
 
-    def quality(j: int) -> tuple[float, int, int]:
+    def quality(j: int) -> tuple[float, int, int, int]:
         miou = entries[j].test_miou()
-        return (-miou if miou is not None else 1.0, 0 if entries[j].shipped else 1, j)
+        return (-miou if miou is not None else 1.0, 0 if entries[j].shipped else 1, 0 if j == k else 1, j)
 
     return min(twins, key=quality), len(twins)
 

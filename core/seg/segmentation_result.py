@@ -72,7 +72,10 @@ class Segmentation:
         line = f"{emphasis}{self.model['name']}{emphasis} ({self.model['how']}: {self.model['why']})"
         if self.model["how"] == "auto" and score is not None:
             return line
-        return line + "; in-domain score " + (f"{score:.2f}" if score is not None else "unknown (no fingerprint)")
+        if score is not None:
+            return line + f"; in-domain score {score:.2f}"
+        reasons = self.domain.reasons if self.domain is not None else []
+        return line + f"; in-domain score unknown ({reasons[0] if reasons else 'no fingerprint'})"
 
     def overlay(self, opacity: float = 0.5, view: str = "true") -> np.ndarray:
         """The classes over the picture, ``view`` ``true`` colour (``rgb``) or another of ``views``."""

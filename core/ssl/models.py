@@ -57,7 +57,7 @@ def load_encoder_weights(encoder: nn.Module, path: str | Path, field: str = "mod
     Errors name ``field``, the setting the path came from."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{field}: {not_found(path)}")
+        raise FileNotFoundError(f"{field}: {not_found(path, ('encoder.safetensors', 'best.safetensors'))}")
     try:
         state = load_file(str(path))
     except Exception as err:  # safetensors raises several types for a torn or foreign file

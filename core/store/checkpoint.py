@@ -67,13 +67,14 @@ def save_checkpoint(path: Path, *, model: torch.nn.Module, card: dict[str, Any],
     return digest
 
 
-def not_found(path: str | Path) -> str:
-    """Why ``path`` is no checkpoint, in words that lead to one: a run folder names the files inside it."""
+def not_found(path: str | Path, wanted: tuple[str, ...] = ("best.safetensors", "encoder.safetensors",
+                                                            "last.safetensors")) -> str:
+    """Why ``path`` is no checkpoint, in words that lead to one: a run folder names the file inside it that the
+    caller can use (``wanted``, in order of preference)."""
     path = Path(path)
     if not path.is_dir():
         return f"checkpoint not found: {path}"
-    inside = [f for name in ("best.safetensors", "encoder.safetensors", "last.safetensors")
-              for f in (path / "checkpoints" / name, path / name) if f.is_file()]
+    inside = [f for name in wanted for f in (path / "checkpoints" / name, path / name) if f.is_file()]
     return f"{path} is a folder, not a checkpoint file" + (f"; give {inside[0]}" if inside else "")
 
 

@@ -252,7 +252,8 @@ def plain_warnings() -> Iterator[None]:
     """On a command line a warning is one line, ``warning: ...``: Python's default adds the file and the source line
     of our code that warned (e.g. for every unreadable image skipped), which tells a user nothing."""
     previous = warnings.formatwarning
-    warnings.formatwarning = lambda message, *_args, **_kwargs: f"warning: {message}\n"
+    warnings.formatwarning = lambda message, category, *_args, **_kwargs: \
+        f"{'warning' if category is UserWarning else category.__name__}: {message}\n"  # a library's kind stays
     try:
         yield
     finally:

@@ -239,7 +239,7 @@ def read_json_file(path: Path) -> dict[str, Any] | None:
     """A JSON object from a file; None when it is absent, torn or not an object."""
     try:
         data = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         return None
     return data if isinstance(data, dict) else None
 
