@@ -32,7 +32,7 @@ from core.imaging.bands import card_bands, is_rgb
 from core.imaging.imageio import ImageError, LoadedImage, read_image
 from core.seg.segment import segment_choosing
 from core.seg.segmentation_result import Segmentation
-from workbench.common import seg_model, show_error
+from workbench.common import literal, seg_model, show_error
 from workbench.label_view import show_label_score
 from workbench.segment_view import areas_frame, class_rgb, legend_html, one_line, screen_copy
 
@@ -267,7 +267,7 @@ def show_result(result: Result, key: str) -> None:
 def show_results(results: list[tuple[str, Result]]) -> None:
     for _, r in results:
         if r.error is not None:
-            st.error(f"{r.name}: {r.error}", icon="🚫")
+            st.error(literal(f"{r.name}: {r.error}"), icon="🚫")
     good = [(k, r) for k, r in results if r.seg is not None]
     if not good:
         return

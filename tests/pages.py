@@ -18,7 +18,8 @@ def open_page(page: str, timeout: float = 90) -> AppTest:
 
 
 def errors(at: AppTest) -> list[str]:
-    return [e.value for e in at.error]
+    """The page's error boxes as a reader sees them (markdown escapes undone)."""
+    return [shown(e.value) for e in at.error]
 
 
 def texts(at: AppTest) -> str:

@@ -54,7 +54,7 @@ def test_the_cli_refuses_a_bomb_from_its_header_and_segments_the_rest(tmp_path: 
 
 
 def test_the_segment_page_refuses_a_bomb_and_segments_the_other_file(empty_store: Path) -> None:
-    from tests.pages import open_page
+    from tests.pages import errors, open_page
 
     at = open_page("segment")
     assert at.number_input(key="segment_max_mp").value == 50.0
@@ -62,7 +62,7 @@ def test_the_segment_page_refuses_a_bomb_and_segments_the_other_file(empty_store
     at.file_uploader(key="segment_files").set_value([("bomb.png", bomb_png_bytes(), "image/png"),
                                                       ("ok.png", ok, "image/png")]).run()
     assert not at.exception
-    [error] = [e.value for e in at.error]
+    [error] = errors(at)
     assert error.startswith("bomb.png: image too large") and "before decoding" in error
     assert len(at.image) == 1 and at.image[0].captions[0].startswith("ok.png")
 

@@ -38,7 +38,7 @@ def test_a_bad_value_is_refused(empty_store: Path) -> None:
     at.number_input(key="ft-lr").set_value(0.0)
     at.button[0].click().run()
     assert len(errors(at)) == 1 and "2 settings to change" in errors(at)[0], errors(at)
-    summary = shown(errors(at)[0])  # both at once, in the form's words
+    summary = errors(at)[0]  # both at once, in the form's words
     assert "**lr**" in summary and "“Data set folder (not synthetic)”" in summary and "data.root" not in summary
     assert len([m for m in at.markdown if m.value.startswith(":red[⚠")]) == 1  # beside lr (the other is the form's)
     assert list_runs(empty_store) == []

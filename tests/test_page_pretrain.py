@@ -42,7 +42,7 @@ def test_every_bad_value_is_refused_at_once_in_the_forms_words(empty_store: Path
     at.button(key="pretrain-launch").click().run()
     assert not at.exception
     assert len(errors(at)) == 1, errors(at)  # one list, every problem in it
-    summary = shown(errors(at)[0])
+    summary = errors(at)[0]
     assert "4 settings to change" in summary, summary
     for label in ("threshold (FNSD)", "temperature", "Batch size", "Data folder (all but synthetic)"):
         assert f"**{label}**" in summary, summary

@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 import core.seg.segment
 from core.store.catalog import ModelEntry
-from tests.pages import texts
+from tests.pages import errors as page_errors, texts
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "workbench" / "streamlit_app.py")
@@ -130,7 +130,7 @@ def test_bad_uploads_are_one_line_errors_and_the_others_still_run(empty_store: P
         ("good.png", good, "image/png"),
     ]).run()
     assert not at.exception
-    errors = [e.value for e in at.error]
+    errors = page_errors(at)
     assert len(errors) == 3
     assert errors[0].startswith("notes.png: not an image")
     assert errors[1].startswith("cut.png: ") and "truncated or corrupt" in errors[1]
@@ -173,11 +173,11 @@ def test_broken_checkpoint_is_an_error_not_a_traceback(empty_store: Path, tmp_pa
     at = open_page()
     at.file_uploader(key="segment_files").set_value(("tile.png", png_bytes(40, 40), "image/png")).run()
     assert not at.exception
-    assert len(at.error) == 1 and at.error[0].value.startswith("tile.png: Model shipped: broken cannot be used: ")
+    assert len(at.error) == 1 and page_errors(at)[0].startswith("tile.png: Model shipped: broken cannot be used: ")
     assert not at.image
     at.selectbox(key="segment_model").set_value("shipped: broken").run()  # named: refused before any upload runs
     assert not at.exception
-    assert len(at.error) == 1 and at.error[0].value.startswith("Model shipped: broken cannot be used: ")
+    assert len(at.error) == 1 and page_errors(at)[0].startswith("Model shipped: broken cannot be used: ")
 
 
 def test_a_wide_image_is_shown_reduced_but_counted_in_full(empty_store: Path) -> None:
@@ -226,7 +226,7 @@ def test_a_label_mask_gives_iou_per_class_and_a_difference_overlay(empty_store: 
     small = io.BytesIO()
     Image.fromarray(seg.mask[:10, :10]).save(small, format="PNG")
     at.file_uploader(key=f"labels_{key}").set_value(("small.png", small.getvalue(), "image/png")).run()
-    assert any("same size" in e.value for e in at.error), [e.value for e in at.error]
+    assert any("same size" in e for e in page_errors(at)), page_errors(at)
 
 
 def rgbn_model(tmp_path: Path) -> ModelEntry:
@@ -265,8 +265,8 @@ def test_a_4_band_upload_is_shown_in_true_and_false_colour_and_segmented_with_a_
     at.file_uploader(key="segment_files").set_value([("rgbn.tif", rgbn_geotiff_bytes(tmp_path), "image/tiff"),
                                                      ("plain.png", png_bytes(40, 40), "image/png")]).run()
     assert not at.exception
-    assert len(at.error) == 1 and "plain.png" in at.error[0].value and "no NIR band" in at.error[0].value \
-        and "the model reads R, G, B, NIR" in at.error[0].value
+    [error] = page_errors(at)
+    assert "plain.png" in error and "no NIR band" in error and "the model reads R, G, B, NIR" in error
     assert any("bands R, G, B, NIR" in c.value for c in at.caption)
     view = next(r for r in at.radio if r.key.startswith("opacity_view_"))
     assert view.options == ["true colour (R, G, B)", "false colour (NIR, R, G: vegetation red)"]

@@ -55,3 +55,19 @@ def test_the_weight_average_is_a_point_of_its_own_on_the_validation_curve(tmp_pa
     assert frame["miou"].dropna().tolist() == [0.3, 0.4] and frame[AVERAGE_MIOU].dropna().tolist() == [0.5]
     fig = columns_figure(frame, ("miou", AVERAGE_MIOU), "Validation mIoU")
     assert [t.name for t in fig.data] == ["miou", AVERAGE_MIOU] and list(fig.data[1].y) == [0.5]
+
+
+def test_errors_are_shown_verbatim() -> None:
+    from streamlit.testing.v1 import AppTest
+
+    def page() -> None:
+        from workbench.common import show_error
+
+        show_error(ValueError("must be in (0, 1], got $2 or $3 in runs/*_s1"), "Not launched")
+
+    at = AppTest.from_function(page).run()
+    [box] = at.error
+    from tests.pages import shown
+
+    assert shown(box.value) == "Not launched: must be in (0, 1], got $2 or $3 in runs/*_s1"
+    assert r"\$2" in box.value and r"\*\_s1" in box.value and r"1\]" in box.value  # no LaTeX, emphasis, link

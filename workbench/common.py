@@ -6,6 +6,7 @@ scores; it only adapts core's results to Streamlit.
 from __future__ import annotations
 
 import functools
+import re
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,11 +23,21 @@ COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e
 STATE_ICONS = {"starting": "⏳", "running": "🏃", "completed": "✅", "stopped": "⏸️", "failed": "❌", "died": "💀"}
 
 
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+\-.!|$~])")
+
+
+def literal(text: str) -> str:
+    """``text`` as Streamlit markdown shows it verbatim. Why: messages name paths and values ("must be in (0, 1]",
+    "$FALSE_WB_DATA", "runs/*_s1"): inside ``:red[...]`` a "]" would end the coloured span, "$...$" would become
+    LaTeX and "*" or "_" emphasis."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+
+
 def show_error(err: BaseException, what: str = "") -> None:
-    """One readable line in the page; the traceback goes to the server's console, not to the user."""
+    """One readable line in the page, shown verbatim; the traceback goes to the server's console, not to the user."""
     prefix = f"{what}: " if what else ""
     text = str(err).strip() or type(err).__name__
-    st.error(prefix + text, icon="🚫")
+    st.error(literal(prefix + text), icon="🚫")
     print(traceback.format_exc(), flush=True)
 
 

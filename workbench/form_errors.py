@@ -16,15 +16,7 @@ import streamlit as st
 
 from core.config import ConfigError
 from core.store.safepaths import PathRefused, resolve_under
-
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+\-.!|$~])")
-
-
-def literal(text: str) -> str:
-    """``text`` as Streamlit markdown shows it verbatim. Why: a message such as "must be in (0, 1]" inside
-    ``:red[...]`` would end the coloured span at its own bracket, and "$" would start LaTeX."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
-
+from workbench.common import literal
 
 WIDGETS = {"number_input", "text_input", "selectbox", "radio", "toggle", "checkbox", "multiselect", "slider"}
 

@@ -15,6 +15,7 @@ from PIL import Image
 
 from core.seg.label_score import LabelMaskError, LabelScore, difference_image, score_labels
 from core.seg.segmentation_result import Segmentation
+from workbench.common import literal
 from workbench.segment_view import class_rgb
 
 SCORES = "segment_label_scores"  # session_state: {(result key, mask digest): LabelScore}
@@ -55,7 +56,7 @@ def show_label_score(seg: Segmentation, key: str, preview_side: int) -> None:
         try:
             result = _score(seg, upload.getvalue(), key)
         except LabelMaskError as err:
-            st.error(f"{upload.name}: {err}", icon="🚫")
+            st.error(literal(f"{upload.name}: {err}"), icon="🚫")
             return
         s = result.scores
         c1, c2, c3 = st.columns(3)

@@ -17,7 +17,7 @@ from core.store import launch
 from core.store.runs import NotARunError, Run, open_run
 from core.store.run_lock import RunBusyError
 from workbench.common import (AVERAGE_MIOU, STATE_ICONS, columns_figure, curve_frame, pairs_frame, records_version,
-                              show_error)
+                              literal, show_error)
 
 # (columns, title, log scale, records) per chart, by run kind. "pairs": every step's counts from fns.jsonl (the
 # logged steps of metrics.jsonl would miss the steps between them)
@@ -124,7 +124,7 @@ def run_header(run: Run) -> str:
                      status.get("loop_started")) if live and step < total else ""
         st.progress(min(1.0, step / total), text=f"{unit} {step} / {total}{left}")
     if status.get("error"):
-        st.error(status["error"])
+        st.error(literal(str(status["error"])))
     if state == "died":
         st.warning("Its process is gone without a final status (killed, or the machine restarted). "
                    + ("Resume continues; finished units are kept." if run.kind() == "compare" else
