@@ -205,3 +205,71 @@ def test_class_names_of_every_kind_of_class_table() -> None:
     assert fn.class_names(Table([{"name": "urban_land", "color": [0, 255, 255]}])) == ["urban_land"]
     assert fn.class_names(Table([("building", (0, 0, 255))])) == ["building"]
     assert fn.class_names(Table(None)) == []
+
+
+# ------------------------------------------------------------------------------------------------ the treatment
+def counts(calibrated: dict[int, int], steps: int, flagged: int = 1) -> list[dict]:
+    """Pair counts as ``Run.pair_counts`` gives them: every step, ``flagged`` flags each, some calibrated."""
+    return [{"step": s, "flagged": flagged, "calibrated": calibrated.get(s, 0)} for s in range(1, steps + 1)]
+
+
+SIMCLR_FALSE = {"method": "simclr", "loss": {"name": "false", "alpha": 0.9, "threshold": 0.9}}
+
+
+def test_a_run_calibrated_once_in_40_steps_is_in_effect_its_base_method() -> None:
+    effect = fn.treatment_effect(SIMCLR_FALSE, counts({7: 1}, 40), steps=40)
+    assert (effect.steps, effect.steps_calibrated, effect.calibrated, effect.flagged) == (40, 1, 1, 40)
+    assert effect.per_step == pytest.approx(0.025) and effect.share == pytest.approx(0.025)
+    assert effect.negligible
+    assert effect.verdict() == ("Calibration fired in 1 of 40 steps (0.03 calibrated pairs per step): this run is, "
+                                "in effect, SimCLR.")
+    assert "lower threshold" in effect.advice()  # 39 of 40 flags stopped at the gate
+    assert effect.cell() == "1/40 steps, 0.03/step (≈ SimCLR)"
+
+
+def test_a_run_that_calibrates_often_gets_figures_and_no_verdict() -> None:
+    effect = fn.treatment_effect(SIMCLR_FALSE, counts({s: 2 for s in range(1, 41, 2)}, 40), steps=40)
+    assert effect.steps_calibrated == 20 and effect.calibrated == 40 and effect.per_step == 1.0
+    assert not effect.negligible and effect.verdict() is None and effect.advice() is None
+    assert effect.figures() == "calibration fired in 20 of 40 steps (1.00 calibrated pair per step)"
+    # a few steps with many pairs (per-anchor selection) are a real treatment, though rare
+    burst = fn.treatment_effect(SIMCLR_FALSE, counts({3: 60, 9: 40}, 40, flagged=64), steps=40)
+    assert burst.share == 0.05 and burst.per_step == 2.5 and not burst.negligible
+
+
+def test_never_calibrated_says_why_and_names_the_base_method() -> None:
+    moco = {"method": "moco", "loss": {"name": "false", "threshold": 0.8}}
+    gate = fn.treatment_effect(moco, counts({}, 30), steps=30, top_cos_pos=0.62)
+    assert gate.negligible and gate.verdict() == (
+        "Calibration never fired in 30 steps (FNSD flagged 30 pairs, but no anchor's positive reached the threshold "
+        "0.80: the highest was 0.62): this run is, in effect, MoCo v2.")
+    nothing = fn.treatment_effect(moco, counts({}, 30, flagged=0), steps=30)
+    assert nothing.figures() == "calibration never fired in 30 steps (FNSD flagged no pair)"
+    assert "per-anchor selection" in nothing.advice()  # global is the default selection
+
+
+def test_alpha_zero_is_the_base_loss_whatever_was_calibrated() -> None:
+    cfg = {"method": "simclr", "loss": {"name": "false", "alpha": 0.0}}
+    effect = fn.treatment_effect(cfg, counts({s: 1 for s in range(1, 6)}, 5), steps=5)
+    assert effect.negligible and "alpha is 0" in effect.verdict() and effect.advice() is None
+
+
+def test_too_few_steps_give_no_verdict_and_no_detector_gives_no_effect() -> None:
+    early = fn.treatment_effect(SIMCLR_FALSE, counts({}, 4), steps=4)
+    assert not early.negligible and early.verdict() is None  # 4 steps say too little
+    assert fn.treatment_effect(SIMCLR_FALSE, [], steps=0).figures() == "no step trained yet"
+    # the steps trained count even where the counts stop earlier (records are logged every few steps)
+    assert fn.treatment_effect(SIMCLR_FALSE, counts({2: 1}, 4), steps=50).steps == 50
+    for config in ({"method": "simclr", "loss": {"name": "info_nce"}}, {}, {"model": {"arch": "unet"}}):
+        assert fn.treatment_effect(config, counts({1: 1}, 20), steps=20) is None
+    assert fn.has_detector({"method": "moco", "loss": {"name": False}})  # YAML's bare false names the loss
+    assert fn.has_detector({"method": "simclr"})  # the default loss is FALSE
+
+
+def test_treatment_of_a_run_folder_reads_its_pairs_and_steps(tmp_path: Path) -> None:
+    run = make_run(tmp_path, [pair(3, 0, 1, calibrated=True), pair(3, 2, 3), pair(5, 1, 4)])
+    run.write_status(step=12)
+    effect = fn.treatment_of_run(run)
+    assert (effect.steps, effect.steps_calibrated, effect.calibrated, effect.flagged) == (12, 1, 1, 3)
+    assert effect.negligible and effect.verdict().startswith("Calibration fired in 1 of 12 steps (0.08 calibrated")
+    assert fn.amount(0.004) == "0.004" and fn.amount(12.4) == "12" and fn.amount(0) == "0"

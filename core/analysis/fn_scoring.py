@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from ..config import ConfigError, PretrainConfig, upgrade_run_config, validate_config
-from ..store.runs import Run, read_jsonl
+from ..store.runs import Run, kind_of_config, read_jsonl
 from ..data.protocols import TileSet
 from ..imaging.bands import RGB, bands_of, preview_chw
 
@@ -114,6 +114,154 @@ def flag_counts(pairs: pd.DataFrame, last_step: int | None = None, max_points: i
     steps_in_bin = np.minimum(starts + width - 1, last) - starts + 1
     return pd.DataFrame({"step": np.minimum(starts + width - 1, last), "flagged": flagged / steps_in_bin,
                          "calibrated": calibrated / steps_in_bin})
+
+
+# ------------------------------------------------------------------------------------------------ the treatment
+BASE_METHODS = {"simclr": "SimCLR", "moco": "MoCo v2"}
+NEAR_ZERO_SHARE = 0.1  # calibration in fewer than 1 step in 10 ...
+NEAR_ZERO_PER_STEP = 0.1  # ... and fewer than 0.1 calibrated pairs per step: the loss is the base method's to about
+# 4 decimals (a calibrated pair changes one anchor's term out of the 2 x batch of a step)
+VERDICT_MIN_STEPS = 10  # fewer steps say too little to call a run "in effect its base method" (unless alpha is 0)
+
+
+def has_detector(config: Mapping[str, Any]) -> bool:
+    """Whether a pretraining config runs FNSD (loss ``false``: the default; YAML's bare ``false`` counts too), read
+    from the raw dict of ``Run.config()``; an empty (unreadable) config and a fine-tuning or comparison config have
+    none."""
+    if not config or kind_of_config(dict(config)) != "pretrain":
+        return False
+    loss = config.get("loss") if isinstance(config.get("loss"), Mapping) else {}
+    name = loss.get("name", "false")
+    return name is False or name == "false"
+
+
+@dataclass(frozen=True)
+class TreatmentEffect:
+    """How much FNCC changed a FALSE run: calibrated pairs per step and the share of steps with any.
+
+    Why: FALSE only differs from its base method where a flagged pair passes the gate (the anchor's positive
+    cosine >= threshold) with alpha > 0. Under the reference's global selection that can be one pair in dozens of
+    steps, and the run is then, in effect, SimCLR or MoCo: its losses equal the baseline's to 4 decimals.
+    """
+
+    base: str  # the base method's name: SimCLR, MoCo v2
+    steps: int  # steps trained
+    steps_calibrated: int  # steps with at least one calibrated pair
+    calibrated: int
+    flagged: int
+    alpha: float
+    threshold: float
+    selection: str = "global"
+    top_cos_pos: float | None = None  # the highest anchor-positive cosine among the flags, where known
+
+    @property
+    def per_step(self) -> float:
+        return self.calibrated / self.steps if self.steps else 0.0
+
+    @property
+    def share(self) -> float:
+        """Share of the steps with any calibrated pair."""
+        return self.steps_calibrated / self.steps if self.steps else 0.0
+
+    @property
+    def negligible(self) -> bool:
+        """The treatment changed (almost) nothing: alpha is 0, or after enough steps calibration fired in fewer
+        than 1 step in 10 with fewer than 0.1 calibrated pairs per step."""
+        if self.alpha == 0:
+            return self.steps > 0
+        return self.steps >= VERDICT_MIN_STEPS and self.share < NEAR_ZERO_SHARE and \
+            self.per_step < NEAR_ZERO_PER_STEP
+
+    def figures(self) -> str:
+        """"calibration fired in 1 of 40 steps (0.03 calibrated pairs per step)", or why it never did."""
+        if self.steps == 0:
+            return "no step trained yet"
+        if self.calibrated == 0:
+            text = f"calibration never fired in {self.steps} step{_s(self.steps)}"
+            if self.flagged == 0:
+                return text + " (FNSD flagged no pair)"
+            why = f"FNSD flagged {self.flagged} pair{_s(self.flagged)}, but no anchor's positive reached the " \
+                  f"threshold {self.threshold:.2f}"
+            if self.top_cos_pos is not None:
+                why += f": the highest was {self.top_cos_pos:.2f}"
+            return f"{text} ({why})"
+        return (f"calibration fired in {self.steps_calibrated} of {self.steps} step{_s(self.steps)} "
+                f"({amount(self.per_step)} calibrated pair{'' if self.per_step == 1 else 's'} per step)")
+
+    def verdict(self) -> str | None:
+        """One plain sentence when the run is, in effect, its base method; None otherwise."""
+        if not self.negligible:
+            return None
+        if self.alpha == 0:
+            return (f"alpha is 0, so a calibrated pair still counts fully as a negative and the loss is exactly "
+                    f"{self.base}'s: this run is, in effect, {self.base}.")
+        text = self.figures()
+        return f"{text[0].upper()}{text[1:]}: this run is, in effect, {self.base}."
+
+    def advice(self) -> str | None:
+        """What would make FNCC calibrate more, for a negligible run."""
+        if not self.negligible or self.alpha == 0:
+            return None
+        if self.flagged and self.calibrated < self.flagged / 2:
+            return (f"Most flags did not pass the gate (the anchor's positive cosine ≥ threshold "
+                    f"{self.threshold:.2f}): a lower threshold calibrates more of them.")
+        if self.selection == "global":
+            return ("The global selection flags about one pair per batch: per-anchor selection (each anchor flags "
+                    "its own top-k) calibrates more.")
+        return None
+
+    def cell(self) -> str:
+        """The figures in a few characters, for a table: "1/40 steps, 0.03/step (≈ SimCLR)"."""
+        if self.steps == 0:
+            return "no step yet"
+        text = f"{self.steps_calibrated}/{self.steps} steps, {amount(self.per_step)}/step"
+        return text + (f" (≈ {self.base})" if self.negligible else "")
+
+
+def _s(n: float) -> str:
+    return "" if n == 1 else "s"
+
+
+def amount(value: float) -> str:
+    """A rate as people read it: 0.03, 1.50, 12; a small nonzero rate keeps one significant digit (0.004)."""
+    if value == 0:
+        return "0"
+    if value >= 10:
+        return f"{value:.0f}"
+    return f"{value:.2f}" if value >= 0.01 else f"{value:.1g}"
+
+
+def treatment_effect(config: Mapping[str, Any], counts: pd.DataFrame | Sequence[Mapping[str, Any]],
+                     steps: int | None = None, top_cos_pos: float | None = None) -> TreatmentEffect | None:
+    """The treatment effect of a run from its raw config (``Run.config()``) and its pair counts per step
+    (``Run.pair_counts()``: step, flagged, calibrated); ``steps`` trained (``status.json``'s step) when the counts
+    stop earlier. None for a run without a detector (loss ``info_nce``, or no readable config)."""
+    if not has_detector(config):
+        return None
+    loss = config.get("loss") if isinstance(config.get("loss"), Mapping) else {}
+    defaults = PretrainConfig.model_fields["loss"].default
+    frame = counts if isinstance(counts, pd.DataFrame) else pd.DataFrame(list(counts))
+    if frame.empty:
+        frame = pd.DataFrame({"step": [], "flagged": [], "calibrated": []})
+    last = int(frame["step"].max()) if len(frame) else 0
+    calibrated = frame["calibrated"].to_numpy(float)
+    method = str(config.get("method") or "simclr")
+    return TreatmentEffect(
+        base=BASE_METHODS.get(method, method), steps=max(int(steps or 0), last),
+        steps_calibrated=int((calibrated > 0).sum()), calibrated=int(calibrated.sum()),
+        flagged=int(frame["flagged"].to_numpy(float).sum()), alpha=float(loss.get("alpha", defaults.alpha)),
+        threshold=float(loss.get("threshold", defaults.threshold)),
+        selection=str(loss.get("selection", defaults.selection)), top_cos_pos=top_cos_pos)
+
+
+def treatment_of_run(run: Run, counts: pd.DataFrame | Sequence[Mapping[str, Any]] | None = None,
+                     top_cos_pos: float | None = None) -> TreatmentEffect | None:
+    """:func:`treatment_effect` of a run folder (its counts read from ``fns.jsonl`` unless given)."""
+    config = run.config()
+    if not has_detector(config):
+        return None
+    return treatment_effect(config, run.pair_counts() if counts is None else counts,
+                            run.status().get("step"), top_cos_pos)
 
 
 # ------------------------------------------------------------------------------------------------ labels
