@@ -198,7 +198,8 @@ def quality_section(run: Run) -> None:
 
 
 @shows_errors
-def gallery(shown: pd.DataFrame, dataset: Any, dominant: np.ndarray | None, run: Run) -> None:
+def gallery(shown: pd.DataFrame, dataset: Any, dominant: np.ndarray | None, run: Run,
+            threshold: float) -> None:
     """Anchor tile | flagged candidate, a page of pairs at a time."""
     st.subheader(f"Flagged pairs ({len(shown)})")
     if shown.empty:
@@ -213,7 +214,9 @@ def gallery(shown: pd.DataFrame, dataset: Any, dominant: np.ndarray | None, run:
     anchors, candidates = fn.pair_tiles(dataset, rows, picture)
     names = fn.class_names(dataset)
     st.caption("Each card: the anchor's tile (its positive is another augmented view of the same tile) beside the "
-               "candidate FNSD flagged as a likely false negative.")
+               "candidate FNSD flagged: the negative whose cosine to the anchor (cos) came closest to the anchor's "
+               f"cosine to its own positive (cos_pos). FNCC treats it as a false negative only when cos_pos ≥ "
+               f"the threshold {threshold:.2f}; below it the flag changed nothing in the loss, whatever its cosine.")
     cols = st.columns(PER_ROW)
     for n, (rec, a_img, c_img) in enumerate(zip(rows.itertuples(index=False), anchors, candidates)):
         with cols[n % PER_ROW].container(border=True):
@@ -221,7 +224,7 @@ def gallery(shown: pd.DataFrame, dataset: Any, dominant: np.ndarray | None, run:
             left.image(a_img, caption=f"anchor #{rec.anchor_index}",
                        width="stretch")
             right.image(c_img, caption=f"flagged #{rec.candidate_index}", width="stretch")
-            st.caption(pair_caption(rec, dominant, names))
+            st.caption(pair_caption(rec, dominant, names, threshold))
 
 
 def class_name(k: int, names: list[str]) -> str:
@@ -230,12 +233,14 @@ def class_name(k: int, names: list[str]) -> str:
     return names[k] if 0 <= k < len(names) else str(k)
 
 
-def pair_caption(rec: Any, dominant: np.ndarray | None, names: list[str]) -> str:
-    # FNSD picks the candidate whose cosine is closest to the positive's, so the two nearly always agree: the
-    # positive's is shown only where it differs at the shown precision (D says by how much)
-    pos = f" (positive {rec.cos_pos:.3f})" if f"{rec.cos:.3f}" != f"{rec.cos_pos:.3f}" else ""
-    text = (f"step {rec.step} · cos {rec.cos:.3f}{pos} · D {rec.distance:.2e} · "
-            f"{'calibrated ✅' if rec.calibrated else 'not calibrated'}")
+def pair_caption(rec: Any, dominant: np.ndarray | None, names: list[str], threshold: float | None = None) -> str:
+    """A card's line: the candidate's cosine and the anchor-positive cosine FNSD matched it to, the distance, and
+    whether the gate let FNCC calibrate it (with the threshold it was held to)."""
+    pos = f"{rec.cos_pos:.3f}" if rec.cos_pos == rec.cos_pos else "?"  # NaN: a record without it
+    gate = "" if threshold is None or pos == "?" else \
+        f" (cos_pos ≥ {threshold:.2f})" if rec.calibrated else f" (cos_pos < {threshold:.2f})"
+    text = (f"step {rec.step} · candidate cos {rec.cos:.3f} · anchor-positive cos_pos {pos} · "
+            f"D {rec.distance:.2e} · {'calibrated ✅' if rec.calibrated else 'not calibrated'}{gate}")
     if dominant is not None:
         a, c = int(dominant[rec.anchor_index]), int(dominant[rec.candidate_index])
         verdict = "not scored" if fn.NO_CLASS in (a, c) else "same class ✅" if a == c else "different class ❌"
@@ -243,7 +248,23 @@ def pair_caption(rec: Any, dominant: np.ndarray | None, names: list[str]) -> str
     return text
 
 
+def treatment(run: Run, pairs: pd.DataFrame) -> None:
+    """What the calibration changed: its figures, and a plain sentence when the run is, in effect, its base
+    method (``fn_scoring.treatment_effect``)."""
+    per_step = pairs.groupby("step").agg(flagged=("step", "size"), calibrated=("calibrated", "sum")).reset_index()
+    top = float(pairs["cos_pos"].max()) if pairs["cos_pos"].notna().any() else None
+    effect = fn.treatment_effect(run.config(), per_step, run.status().get("step"), top_cos_pos=top)
+    if effect is None:
+        return
+    verdict = effect.verdict()
+    if verdict:
+        st.warning(" ".join(filter(None, [verdict, effect.advice()])), icon="⚖️")
+    else:
+        st.caption(f"FNCC's treatment: {effect.figures()}.")
+
+
 def overview(run: Run, pairs: pd.DataFrame) -> None:
+    treatment(run, pairs)
     c1, c2, c3, c4 = st.columns(4)
     calibrated = int(pairs["calibrated"].sum())
     c1.metric("Flagged pairs", len(pairs))
@@ -275,6 +296,8 @@ def page() -> None:
     reason = fn.nothing_flagged_reason(run, cfg, pairs)
     if reason:
         st.info(reason)
+        if cfg.loss.name == "false":  # a FALSE run that flagged nothing: how long it went without a calibration
+            treatment(run, pairs)
         return
     overview(run, pairs)
     shown = filters(pairs, run)
@@ -286,7 +309,7 @@ def page() -> None:
     dominant = precision_section(shown, dataset, cfg.data)
     if dominant is not None:
         quality_section(run)
-    gallery(shown, dataset, dominant, run)
+    gallery(shown, dataset, dominant, run, cfg.loss.threshold)
 
 
 page()

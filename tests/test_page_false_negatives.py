@@ -135,3 +135,42 @@ def test_tiles_of_an_rgbn_run_are_shown_in_true_or_false_colour(empty_store: Pat
     before = [i.value for i in at.image]
     picture.set_value("false").run()
     assert not at.exception and not errors(at) and [i.value for i in at.image] != before
+
+
+def test_cards_show_the_anchor_positive_cosine_the_flag_was_matched_to(populated_store: Path) -> None:
+    run = next(r for r in list_runs(populated_store) if r.id.endswith("tiny-false"))
+    records = run.flagged_pairs()
+    at = open_page("false_negatives")
+    at.selectbox(key="fn-run").set_value(run.id).run()
+    cards = [c.value for c in at.caption if c.value.startswith("step ")]
+    assert len(cards) == min(len(records), 12)
+    first = min(records, key=lambda r: (r["distance"], r["step"]))  # the default order: smallest D first
+    assert cards[0].startswith(f"step {first['step']} · candidate cos {first['cos']:.3f} · "
+                               f"anchor-positive cos_pos {first['cos_pos']:.3f} · ")
+    gate = "≥" if first["calibrated"] else "<"
+    assert f"(cos_pos {gate} 0.50)" in cards[0]  # the store's runs use loss.threshold=0.5
+    assert "FNCC treats it as a false negative only when cos_pos ≥ the threshold 0.50" in texts(at)
+
+
+def test_a_run_calibrated_once_in_40_steps_says_it_is_in_effect_simclr(store_base: Path, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    runs = copy_store(store_base, tmp_path)
+    monkeypatch.setenv("FALSE_WB_RUNS", str(runs))
+    monkeypatch.setenv("FALSE_WB_DATA", str(store_base / "data"))
+    run = next(r for r in list_runs(runs) if r.id.endswith("tiny-false"))
+    recs = [{"step": s, "anchor_index": s % 30, "anchor_view": 0, "candidate_index": (s + 3) % 30,
+             "candidate_view": 1, "distance": 0.01, "cos": -0.045, "cos_pos": 0.9 if s == 7 else -0.04,
+             "calibrated": s == 7, "mirrored": False} for s in range(1, 41)]
+    (run.path / "fns.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    run.write_status(step=40)
+    at = open_page("false_negatives")
+    at.selectbox(key="fn-run").set_value(run.id).run()
+    assert not at.exception and not errors(at), errors(at)
+    (warning,) = [w.value for w in at.warning]
+    assert warning.startswith("Calibration fired in 1 of 40 steps (0.03 calibrated pairs per step): this run is, "
+                              "in effect, SimCLR.") and "lower threshold" in warning
+    recs = [dict(r, calibrated=True, cos_pos=0.9) for r in recs]  # calibrated in every step: figures, no warning
+    (run.path / "fns.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    at = open_page("false_negatives")
+    at.selectbox(key="fn-run").set_value(run.id).run()
+    assert not at.warning and "FNCC's treatment: calibration fired in 40 of 40 steps" in texts(at)
