@@ -5,6 +5,8 @@ Why: a first run spends minutes generating its data before step 1; the app saw "
 data builders and evaluators draw their bars with ``phase_bar`` (a tqdm); while a trainer has a listener installed
 (``report_phases``), every bar's progress also reaches it, throttled, as ``{name, done, total, started}``, which
 ``core.store.lifecycle`` writes into the run's ``status.json`` (``phase``) for the app's progress bar and ETA.
+``phase_text`` says a phase in words ("testing the best model: 3 / 9 scenes, about 1 min left"; a phase whose total
+is not known yet says so instead of showing a bare 0).
 """
 from __future__ import annotations
 
@@ -42,12 +44,64 @@ def eta_seconds(done: float, total: float | None, started: float, now: float | N
     return max(0.0, elapsed / done * (total - done))
 
 
+def rough_duration(seconds: float) -> str:
+    """An estimate as people say it: "5 s" to "55 s" in steps of 5, then whole minutes, then hours and minutes
+    (a time left read to the second pretends a precision the pace does not have)."""
+    s = max(0.0, float(seconds))
+    if s < 57.5:
+        return f"{max(5, round(s / 5) * 5)} s"
+    if s < 3570:
+        return f"{max(1, round(s / 60))} min"
+    h, m = divmod(round(s / 60), 60)
+    return f"{h} h {m:02d} min"
+
+
+def elapsed_text(seconds: float) -> str:
+    """Time spent so far, to the second: "42 s", "3 min 05 s", "1 h 02 min"."""
+    s = round(max(0.0, seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+def _units(unit: Any, n: float) -> str:
+    """A tqdm unit as a word after a count: "scene" -> "scenes"; tqdm's default "it" is no word."""
+    if not isinstance(unit, str) or not unit or unit == "it":
+        return ""
+    if n == 1:
+        return f" {unit}"
+    return f" {unit}es" if unit.endswith(("s", "sh", "ch", "x")) else f" {unit}s"
+
+
+def phase_text(phase: dict[str, Any], now: float | None = None) -> str:
+    """A phase of ``status.json`` in words: "testing the best model: 3 / 9 scenes, about 1 min left"; with no
+    total yet: "testing the best model: total not known yet, 12 s so far" (or "5 scenes done, ..."), never a
+    bare 0."""
+    name = str(phase.get("name") or "working")
+    done, total, started = int(phase.get("done") or 0), phase.get("total"), phase.get("started")
+    now = time.time() if now is None else now
+    spent = now - float(started) if isinstance(started, (int, float)) else None
+    so_far = f", {elapsed_text(spent)} so far" if spent is not None else ""
+    if not total:
+        counted = f"{done}{_units(phase.get('unit'), done)} done (total not known yet)" if done else \
+            "total not known yet"
+        return f"{name}: {counted}{so_far}"
+    text = f"{name}: {done} / {total}{_units(phase.get('unit'), total)}"
+    eta = eta_seconds(done, total, float(started), now) if isinstance(started, (int, float)) else None
+    if eta is not None and done < total:
+        return f"{text}, about {rough_duration(eta)} left"
+    return text + (so_far if done < total else "")
+
+
 class phase_bar(tqdm):  # noqa: N801 - used like tqdm
     """A tqdm whose progress also reaches the run's listener (at most once a second, and at its end), even when
     the console bar is off (``disable=True``, e.g. ``--no-progress`` in a launched run)."""
 
     def __init__(self, *args: Any, desc: str | None = None, total: float | None = None, **kwargs: Any) -> None:
         super().__init__(*args, desc=desc, total=total, **kwargs)
+        self._unit = kwargs.get("unit", "it")  # a disabled tqdm keeps no attributes of its own
         self._name, self._total, self._done = (desc or "working").rstrip(": "), total, 0
         self._started, self._told, self._closed = time.time(), 0.0, False
         self._tell(force=True)
@@ -59,7 +113,8 @@ class phase_bar(tqdm):  # noqa: N801 - used like tqdm
         now = time.time()
         if force or now - self._told >= TELL_EVERY_S:
             self._told, _current = now, self
-            _listener({"name": self._name, "done": self._done, "total": self._total, "started": self._started})
+            _listener({"name": self._name, "done": self._done, "total": self._total, "started": self._started,
+                       "unit": self._unit})
 
     def close(self) -> None:
         """The phase is over: the watcher stops showing it (a validation between training steps must not stay
@@ -73,8 +128,11 @@ class phase_bar(tqdm):  # noqa: N801 - used like tqdm
 
     def step_to(self, done: int, total: int) -> None:
         """A ``progress(done, total)`` callback (as ``evaluate_scenes`` calls it) moving this bar."""
-        if self._total != total:
+        if self._total != total:  # the total is known now: the watcher hears it at once, not a second later
             self._total = self.total = total
+            self.update(done - self._done)
+            self._tell(force=True)
+            return
         self.update(done - self._done)
 
     def update(self, n: float | None = 1) -> bool | None:

@@ -31,7 +31,37 @@ def test_renders_with_a_populated_store(populated_store: Path) -> None:
     assert not at.exception and not errors(at)
     # the newest run with curves is shown first, not the newer dead or broken ones
     assert at.selectbox(key="pretrain-run").value.endswith("tiny-infonce")
-    assert len(at.get("plotly_chart")) == 4
+    import json
+
+    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+    assert sorted(titles) == ["Images / s", "Learning rate", "Loss"]  # InfoNCE flags nothing: no chart of zeros
+    assert "FNCC's treatment" not in texts(at) and not at.warning
+
+
+def test_a_false_run_says_what_its_calibration_changed(populated_store: Path, tmp_path: Path, monkeypatch) -> None:
+    import json
+
+    from tests.store import copy_store
+
+    run = next(r for r in list_runs(populated_store) if r.id.endswith("tiny-false"))
+    pairs = run.flagged_pairs()
+    steps = {p["step"] for p in pairs if p["calibrated"]}
+    at = open_page("pretrain")
+    at.selectbox(key="pretrain-run").set_value(run.id).run()
+    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+    assert "Flagged and calibrated pairs per step" in titles
+    per_step = sum(p["calibrated"] for p in pairs) / 16
+    assert f"FNCC's treatment: calibration fired in {len(steps)} of 16 steps ({per_step:.2f} calibrated" in texts(at)
+    # the same run trained on to step 200 without another calibration (at most 16 pairs in 16 steps: under 0.1 per
+    # step and in under 1 step in 10): in effect SimCLR, said in plain words
+    runs_root = copy_store(populated_store.parent, tmp_path)
+    monkeypatch.setenv("FALSE_WB_RUNS", str(runs_root))
+    copy = next(r for r in list_runs(runs_root) if r.id == run.id)
+    copy.write_status(step=200)
+    at = open_page("pretrain")
+    at.selectbox(key="pretrain-run").set_value(run.id).run()
+    (warning,) = [w.value for w in at.warning]
+    assert "of 200 steps" in warning and "this run is, in effect, SimCLR." in warning, warning
 
 
 def test_every_bad_value_is_refused_at_once_in_the_forms_words(empty_store: Path, monkeypatch) -> None:

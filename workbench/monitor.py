@@ -12,7 +12,8 @@ from typing import Any
 
 import streamlit as st
 
-from core.phases import eta_seconds
+from core.analysis.fn_scoring import has_detector, treatment_effect
+from core.phases import eta_seconds, phase_text, rough_duration
 from core.store import launch
 from core.store.runs import NotARunError, Run, open_run
 from core.store.run_lock import RunBusyError
@@ -66,6 +67,8 @@ def _figures(run_path: str, kind: str, version: tuple) -> list[Any]:  # noqa: AR
         return []
     frames = {"metrics": frame}
     charts = list(CHARTS.get(kind, CHARTS["pretrain"]))
+    if kind == "pretrain" and not has_detector(run.config()):  # SimCLR / MoCo with InfoNCE flag nothing: no
+        charts = [c for c in charts if c[3] != "pairs"]  # chart of zeros
     if "knn_acc" in frame:  # the online kNN monitor, beside the loss
         charts.insert(1, (("knn_acc", "knn_baseline"), "kNN accuracy on held-out tiles (baseline: majority class)",
                           False, "metrics"))
@@ -90,18 +93,22 @@ def _charts(run: Run, kind: str) -> None:
         cols[n % 2].plotly_chart(fig, width="stretch", key=f"chart-{run.id}-{n}")
 
 
-def duration(seconds: float) -> str:
-    s = int(round(seconds))
-    if s < 60:
-        return f"{s} s"
-    if s < 3600:
-        return f"{s // 60} min {s % 60:02d} s"
-    return f"{s // 3600} h {s % 3600 // 60:02d} min"
-
-
 def _left(done: float, total: float | None, started: Any) -> str:
     eta = eta_seconds(done, total, float(started)) if isinstance(started, (int, float)) else None
-    return f" · about {duration(eta)} left" if eta is not None else ""
+    return f" · about {rough_duration(eta)} left" if eta is not None else ""
+
+
+def treatment(run: Run) -> None:
+    """A FALSE pretraining run's treatment: calibrated pairs per step and the share of steps with any, and a plain
+    sentence when it is, in effect, its base method (``core.analysis.fn_scoring.treatment_effect``)."""
+    effect = treatment_effect(run.config(), pairs_frame(run), run.status().get("step"))
+    if effect is None or effect.steps == 0:
+        return
+    verdict = effect.verdict()
+    if verdict:
+        st.warning(" ".join(filter(None, [verdict, effect.advice()])), icon="⚖️")
+    else:
+        st.caption(f"FNCC's treatment: {effect.figures()}.")
 
 
 def run_header(run: Run) -> str:
@@ -114,8 +121,7 @@ def run_header(run: Run) -> str:
     phase = status.get("phase") if live else None
     if isinstance(phase, dict) and phase.get("name"):
         done, of = int(phase.get("done") or 0), phase.get("total")
-        text = f"{phase['name']}: {done}" + (f" / {of}" if of else "") + _left(done, of, phase.get("started"))
-        st.progress(min(1.0, done / of) if of else 0.0, text=text)
+        st.progress(min(1.0, done / of) if of else 0.0, text=phase_text(phase))
     elif state == "starting":
         st.caption("starting: loading Python and the engine (about 10-20 s) ...")
     if total:
@@ -150,6 +156,8 @@ def watch(run_path: str, key: str = "watch", extra: Callable[[Run], None] | None
             return
         state = run_header(run)
         _controls(run, state, key)
+        if run.kind() == "pretrain":
+            treatment(run)
         _charts(run, run.kind())
         if extra is not None:
             extra(run)
