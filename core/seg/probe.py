@@ -1,6 +1,8 @@
 """A fast, honest score for a frozen encoder: a per-pixel linear probe, tested on whole held-out scenes.
 
     python -m core.probe --config configs/probe_dglc_cpu.yaml model.init=runs/<pretraining-run> [--out probe.json]
+    python -m core.probe --run-dir RUN_DIR     # a run folder made by the workbench's launcher (core.store.launch)
+    python -m core.probe --resume RUN_DIR      # the same probe again in its folder (a probe keeps no checkpoint)
 
 Why: fine-tuning DeepLabV3+ costs seconds per step on a CPU, so comparing several pretraining methods over
 several seeds that way does not fit in an hour. A linear probe measures the same thing the paper's frozen
@@ -15,6 +17,11 @@ protocol does (how good the pretrained features are for segmentation) at a fract
    sliding-window inference as ``core.seg.segment`` (:mod:`core.seg.scene_eval`).
 
 Seeds: ``seed`` draws a random encoder (``model.init=random``), the head's start and the order of its batches.
+
+In a run folder (``--run-dir``, ``--resume``) the probe is a background run like fine-tuning: ``status.json`` (state,
+epoch of the head, the phases: features, test scenes), ``metrics.jsonl`` (loss and lr per epoch) and
+``test_metrics.json`` (the record below, in the shape of fine-tuning's). A Stop ends it where it is: it is minutes
+long and keeps no checkpoint, so a resume runs it again from the start.
 """
 from __future__ import annotations
 
@@ -33,7 +40,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from ..store.checkpoint import CheckpointError
 from ..config import ConfigError, ProbeConfig, load_config
@@ -43,7 +49,9 @@ from ..data.seg_augment import eval_transform
 from ..imaging.bands import bands_of, is_rgb
 from ..device import pick_device
 from .metrics import SegScores, confusion_matrix, scores_from_confusion
-from ..store.runs import NotARunError, atomic_write_json
+from ..phases import phase_bar
+from ..store.lifecycle import RunLife, StopFlag
+from ..store.runs import NotARunError, Run, atomic_write_json
 from .scene_eval import SceneEval, evaluate_scenes
 
 FEATURE_BATCH = 16
@@ -132,8 +140,12 @@ def _standardise(model: ProbeModel, feats: Tensor) -> None:
     model.std.copy_(f.std(dim=1).clamp_min(1e-6).to(model.std.device))
 
 
+EpochHook = Callable[[int, float, float], None]  # (epochs done, that epoch's mean loss, its last lr)
+
+
 def train_head(model: ProbeModel, feats: Tensor, masks: Tensor, cfg: ProbeConfig, ignore_index: int,
-               device: torch.device, progress: Callable[[int, int], None] | None = None) -> list[float]:
+               device: torch.device, progress: Callable[[int, int], None] | None = None,
+               on_epoch: EpochHook | None = None) -> list[float]:
     """AdamW on the 1x1 convolution, cosine schedule; returns the mean loss of every epoch."""
     tc = cfg.train
     _standardise(model, feats)
@@ -150,10 +162,12 @@ def train_head(model: ProbeModel, feats: Tensor, masks: Tensor, cfg: ProbeConfig
     for epoch in range(tc.epochs):
         order = torch.randperm(n, generator=gen)
         epoch_loss = []
+        lr = tc.lr
         for k in range(steps_per_epoch):
             step = epoch * steps_per_epoch + k
+            lr = tc.lr * 0.5 * (1 + math.cos(math.pi * step / total))
             for g in opt.param_groups:
-                g["lr"] = tc.lr * 0.5 * (1 + math.cos(math.pi * step / total))
+                g["lr"] = lr
             idx = order[k * tc.batch_size:(k + 1) * tc.batch_size]
             y = targets[idx].to(device)
             logits = model.classify(feats[idx].to(device))
@@ -168,6 +182,8 @@ def train_head(model: ProbeModel, feats: Tensor, masks: Tensor, cfg: ProbeConfig
         losses.append(float(np.mean(epoch_loss)) if epoch_loss else float("nan"))
         if progress is not None:
             progress(epoch + 1, tc.epochs)
+        if on_epoch is not None:
+            on_epoch(epoch + 1, losses[-1], lr)
     model.eval()
     return losses
 
@@ -206,8 +222,10 @@ class ProbeResult:
                 "encoder": cfg.model.encoder, "init": cfg.model.init, "seed": cfg.seed}
 
 
-def run_probe(cfg: ProbeConfig, splits: SegSplits | None = None, progress: bool = True) -> ProbeResult:
-    """Probe one encoder: features, head, validation on tiles, test on whole scenes."""
+def run_probe(cfg: ProbeConfig, splits: SegSplits | None = None, progress: bool = True,
+              on_epoch: EpochHook | None = None) -> ProbeResult:
+    """Probe one encoder: features, head, validation on tiles, test on whole scenes. Its long parts are phases
+    (``core.phases``): a run folder's watcher sees them with their progress even without a console bar."""
     t0 = time.perf_counter()
     device = pick_device(cfg.train.device)
     splits = splits if splits is not None else build_seg_splits(cfg.data, progress=progress)
@@ -223,7 +241,8 @@ def run_probe(cfg: ProbeConfig, splits: SegSplits | None = None, progress: bool 
                                   device, bar("features (train tiles)"))
     t_feat = time.perf_counter()
     train_masks = splits.train.get_masks(np.arange(len(splits.train)))
-    losses = train_head(model, train_feats, train_masks, cfg, splits.ignore_index, device, bar("linear head"))
+    losses = train_head(model, train_feats, train_masks, cfg, splits.ignore_index, device, bar("linear head"),
+                        on_epoch=on_epoch)
     t_head = time.perf_counter()
     val = None
     if len(splits.val):
@@ -245,32 +264,108 @@ def _channels(encoder: nn.Module) -> int:
 
 
 def _bar(enabled: bool) -> Callable[[str], Callable[[int, int], None] | None]:
+    """A progress callback per phase: a console bar when ``enabled``, and in any case the phase told to the run's
+    watcher when one listens (``core.phases``; a launched probe runs with ``--no-progress``)."""
     def make(desc: str) -> Callable[[int, int], None] | None:
-        if not enabled:
-            return None
         holder: dict[str, Any] = {}
 
         def update(done: int, total: int) -> None:
             if "bar" not in holder:
-                holder["bar"] = tqdm(total=total, desc=desc, leave=False, file=sys.stderr)
-            holder["bar"].n = done
-            holder["bar"].refresh()
+                holder["bar"] = phase_bar(total=total, desc=desc, leave=False, file=sys.stderr, disable=not enabled)
+            holder["bar"].step_to(done, total)
             if done >= total:
                 holder["bar"].close()
         return update
     return make
 
 
-def main(argv: list[str] | None = None) -> int:
+RESULT = "test_metrics.json"  # the probe's record in its run folder, named and shaped as fine-tuning's
+
+
+class ProbeTrainer:
+    """A probe in a run folder, framed like the trainers (``core.store.lifecycle``): status, records, phases,
+    Stop. Its data are built when it is made (a wrong set exits 2 with one line before any compute)."""
+
+    def __init__(self, cfg: ProbeConfig, run: Run, progress: bool = True) -> None:
+        self.cfg, self.run, self.progress = cfg, run, progress
+        self.epoch = 0
+        self.splits = build_seg_splits(cfg.data, progress=progress)
+        if len(self.splits.train) == 0:
+            raise DataError(f"data: the {cfg.data.name} set gave no training tiles")
+
+    def fit(self, stop: StopFlag | None = None) -> str:
+        (self.run.path / RESULT).unlink(missing_ok=True)  # a resumed probe starts again: no stale score meanwhile
+        with RunLife(self.run, lambda: self.epoch, self.cfg.train.epochs, stop=stop, progress=self.progress,
+                     desc="probe head") as life:
+            if stop is not None:
+                stop.interrupt()  # no checkpoint to stop at: a Stop ends the probe where it is
+
+            def epoch_done(epoch: int, loss: float, lr: float) -> None:
+                self.epoch = epoch
+                life.record("metrics.jsonl", [{"step": epoch, "epoch": epoch, "loss": round(loss, 6),
+                                               "lr": lr, "time": time.time()}])
+                life.stepped(loss=f"{loss:.4f}")
+
+            life.log(f"linear probe of {self.cfg.model.init} ({self.cfg.model.encoder}) on {self.cfg.data.name}: "
+                     f"{len(self.splits.train)} training tiles, {self.cfg.train.epochs} epochs")
+            result = run_probe(self.cfg, splits=self.splits, progress=self.progress, on_epoch=epoch_done)
+            record = result.record(self.cfg)
+            atomic_write_json(self.run.path / RESULT, record)
+            s = result.test.scores
+            life.flush(best_miou=result.val.miou if result.val is not None else None, test_miou=s.miou)
+            life.log(f"{result.split} ({len(result.test.scenes)} {result.test.method}): mIoU {s.miou:.4f} "
+                     f"OA {s.overall_accuracy:.4f} kappa {s.kappa:.4f} ({result.seconds['total']:.0f} s)")
+        return life.state
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m core.probe", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", help="YAML probe config (see configs/probe_*.yaml)")
     p.add_argument("--out", help="also write the result as JSON to this file")
+    p.add_argument("--run-dir", metavar="RUN_DIR", help="probe in this run folder (made by the workbench's "
+                   "launcher; its config.yaml says what to do): status, records and test_metrics.json go there")
+    p.add_argument("--resume", metavar="RUN_DIR", help="run a stopped or failed probe of a run folder again")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. model.init=runs/<run> seed=1")
-    args = p.parse_intermixed_args(argv)  # overrides may come before, between and after the flags
+    return p.parse_intermixed_args(argv)  # overrides may come before, between and after the flags
+
+
+def start(args: argparse.Namespace, env: Any = None) -> ProbeTrainer:  # env: one process, no ranks
+    """The probe of a launcher-made or a resumed run folder (``train_from_cli``'s start)."""
+    from ..config import apply_overrides, validate_config
+    from ..store.lifecycle import prepared_run
+    from ..store.resume import open_for_resume
+    from ..store.run_lock import RunBusyError, lock_run
+
+    if args.resume:
+        run, _ = open_for_resume(args.resume)
+        raw = run.stored_config()
+    else:
+        run = prepared_run(args.run_dir)
+        if run.metrics() or (run.path / RESULT).exists():  # left as it is (an early error would mark it failed)
+            raise RunBusyError(f"run {run.path} has already been probed; run it again with --resume")
+        lock_run(run)
+        raw = run.config()
+    cfg = validate_config(apply_overrides(raw, args.overrides), ProbeConfig)
+    return ProbeTrainer(cfg, run, progress=not args.no_progress)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.run_dir or args.resume:
+        from ..store.lifecycle import train_from_cli
+
+        code, trainer = train_from_cli(argv, lambda _argv: args, start, "the probe")
+        if trainer is not None:
+            result = trainer.run.read_json(RESULT)
+            if result is not None:
+                print(f"{result['split']} mIoU {result['miou']:.4f}  OA {result['oa']:.4f}  kappa {result['kappa']:.4f}")
+                if args.out:
+                    atomic_write_json(Path(args.out), result)
+        return code
     try:
         if not args.config and not args.overrides:
-            raise ConfigError("give --config FILE (see configs/probe_*.yaml)")
+            raise ConfigError("give --config FILE (see configs/probe_*.yaml), --run-dir RUN_DIR or --resume RUN_DIR")
         cfg = load_config(args.config, args.overrides, ProbeConfig)
         result = run_probe(cfg, progress=not args.no_progress)
     except (ConfigError, DataError, NotARunError, CheckpointError, FileNotFoundError, ValueError) as err:

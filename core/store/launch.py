@@ -1,7 +1,7 @@
 """Start, stop and resume runs as background processes that outlive the browser tab and the app.
 
 The launcher makes the run folder itself (so the caller knows it at once and two launches never share one), then
-starts ``python -m core.<pretrain|finetune|compare> --run-dir FOLDER`` in its own session: closing the page,
+starts ``python -m core.<pretrain|finetune|compare|probe> --run-dir FOLDER`` in its own session: closing the page,
 reloading it or restarting the app does not touch the run, and the app finds it again through ``status.json``.
 Stop sends SIGTERM, which the trainers turn into a clean stop at the next step with a checkpoint.
 
@@ -26,7 +26,8 @@ from ..config import config_to_yaml
 from .runs import REPO_ROOT, Run, atomic_write_json, create_run, read_json_file, tail_text
 from .run_lock import RunBusyError, pid_alive
 
-MODULES = {"pretrain": "core.ssl.pretrain", "finetune": "core.seg.finetune", "compare": "core.seg.compare"}
+MODULES = {"pretrain": "core.ssl.pretrain", "finetune": "core.seg.finetune", "compare": "core.seg.compare",
+           "probe": "core.seg.probe"}  # a probe: minutes long, no checkpoint; a Stop ends it, a Resume runs it again
 SEVERAL_PROCESSES = ("pretrain", "finetune")  # the trainers that join a torchrun group
 CONSOLE = "console.txt"
 STOP_REQUEST = "stop_request.json"  # its own file: status.json belongs to the trainer, and a read-modify-write of it

@@ -33,7 +33,7 @@ from .file_versions import json_file, yaml_file
 from .run_lock import RunBusyError, pid_alive, run_locked
 
 STATES = ("starting", "running", "completed", "failed", "stopped")
-KINDS = ("pretrain", "finetune", "compare")
+KINDS = ("pretrain", "finetune", "compare", "probe")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -172,7 +172,7 @@ class Run:
         return raw if isinstance(raw, dict) else {}
 
     def kind(self) -> str:
-        """pretrain, finetune or compare: from status.json, else from the shape of the config."""
+        """pretrain, finetune, compare or probe: from status.json, else from the shape of the config."""
         kind = self.status().get("kind")
         return kind if kind in KINDS else kind_of_config(self.config())
 
@@ -206,6 +206,9 @@ class Run:
             model = cfg.get("model") or {}
             method = f"{model.get('arch', '?')} ({(cfg.get('train') or {}).get('protocol', '?')})"
             encoder, data = model.get("encoder"), (cfg.get("data") or {}).get("name")
+        elif kind == "probe":
+            model = cfg.get("model") or {}
+            method, encoder, data = "linear probe", model.get("encoder"), (cfg.get("data") or {}).get("name")
         else:
             method, encoder, data = "comparison", None, None
         step, total = s.get("step") or 0, s.get("total_steps")
