@@ -1,0 +1,154 @@
+"""Baselines beside a score (core.seg.baseline), the data a segmentation form starts from (core.seg.data_defaults),
+and the linear probe as a background run in a run folder (core.seg.probe --run-dir / --resume)."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core.config import FinetuneConfig, ProbeConfig, config_to_yaml, load_config
+from core.seg.baseline import baseline_config, random_baseline, recipe, shipped_scores
+from core.seg.data_defaults import encoder_seg_data, source_data
+from core.seg.probe import main as probe_main
+from core.store.catalog import ModelEntry
+from core.store.runs import REPO_ROOT, atomic_write_json, create_run
+from core.store.sources import SourceInfo, describe
+
+FT = REPO_ROOT / "configs/finetune_demo_cpu.yaml"
+DG = np.array([(0, 255, 255), (255, 255, 0), (255, 0, 255), (0, 255, 0), (0, 0, 255), (255, 255, 255)], np.uint8)
+
+
+def deepglobe_folder(root: Path, scenes: int = 4, size: int = 64) -> Path:
+    """A tiny folder in DeepGlobe's layout (``*_sat.jpg`` + ``*_mask.png``), lossless pixels."""
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for k in range(scenes):
+        lab = np.zeros((size, size), np.int64)
+        lab[:, size // 2:] = 1 + k % 3
+        img = (DG[lab] * 0.6 + rng.integers(0, 100, (size, size, 3))).clip(0, 255).astype(np.uint8)
+        Image.fromarray(img).save(root / f"{k}_sat.png")
+        Image.fromarray(DG[lab]).save(root / f"{k}_mask.png")
+    for p in root.glob("*_sat.png"):
+        p.rename(p.with_name(p.name.replace(".png", ".jpg")))
+    return root
+
+
+def _ft(overrides: list[str]) -> FinetuneConfig:
+    return load_config(FT, overrides, FinetuneConfig)
+
+
+def _run(root: Path, cfg, state: str = "completed", scenes: list[str] | None = None, miou: float | None = None,
+         kind: str = "finetune"):
+    run = create_run(cfg.name or kind, config_to_yaml(cfg), root, state=state, kind=kind)
+    run.write_status(state=state, pid=os.getpid() if state == "running" else 2**22 + 7)
+    if miou is not None:
+        atomic_write_json(run.path / "test_metrics.json", {"split": "test", "scenes": scenes or [], "miou": miou,
+                                                            "classes": ["a", "b"]})
+    return run
+
+
+def test_a_recipe_is_the_config_without_the_encoder_name_or_device() -> None:
+    a = _ft(["model.init=runs/x", "name=a", "train.device=cpu", "train.log_every=3"]).model_dump(mode="json")
+    b = _ft(["name=b"]).model_dump(mode="json")
+    assert recipe("finetune", a) == recipe("finetune", b)
+    for change in ("train.max_steps=201", "data.seed=1", "data.test_fraction=0.2", "seed=3", "train.protocol=frozen"):
+        assert recipe("finetune", _ft([change]).model_dump(mode="json")) != recipe("finetune", b), change
+    rel = _ft(["data.name=deepglobe", "data.root=../shared/data/deepglobe_landcover"]).model_dump(mode="json")
+    absolute = _ft(["data.name=deepglobe", f"data.root={(REPO_ROOT / '../shared/data/deepglobe_landcover').resolve()}"])
+    assert recipe("finetune", rel) == recipe("finetune", absolute.model_dump(mode="json"))  # the same folder
+    assert recipe("finetune", {"model": {"arch": "nope"}}) is None and recipe("pretrain", b) is None
+    twin = baseline_config("finetune", a)
+    assert twin.model.init == "random" and twin.name == "baseline-a" and recipe("finetune", twin.model_dump()) == \
+        recipe("finetune", a)
+
+
+def test_the_random_baseline_is_a_run_of_the_same_recipe_on_the_same_scenes(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    mine = _run(runs, _ft(["model.init=/some/encoder.safetensors", "name=mine"]), scenes=["s1", "s2"], miou=0.5)
+    assert random_baseline(mine, [mine]).state == "none"
+    _run(runs, _ft(["name=other-steps", "train.max_steps=50"]), scenes=["s1", "s2"], miou=0.1)  # another recipe
+    assert random_baseline(mine, _all(runs)).state == "none"
+    live = _run(runs, _ft(["name=live"]), state="running")
+    found = random_baseline(mine, _all(runs))
+    assert found.state == "running" and found.run.path == live.path
+    twin = _run(runs, _ft(["name=twin", "train.device=cpu"]), scenes=["s2", "s1"], miou=0.3)
+    found = random_baseline(mine, _all(runs))
+    assert found.state == "done" and found.run.path == twin.path and found.record["miou"] == 0.3
+    assert "the same 2 test scenes" in found.note and twin.id in found.note
+    assert random_baseline(twin, _all(runs)).state == "self"  # a random encoder is its own baseline
+    atomic_write_json(twin.path / "test_metrics.json", {"split": "test", "scenes": ["s9"], "miou": 0.3})
+    assert random_baseline(mine, _all(runs)).state == "other-scenes"  # never shown beside another split's score
+
+
+def _all(root: Path) -> list:
+    from core.store.runs import list_runs
+
+    return list_runs(root)
+
+
+def _entry(name: str, test_scenes: list[str], training: list[str], miou: float, data: dict) -> ModelEntry:
+    card = {"kind": "segmentation", "classes": [{"name": "a"}, {"name": "b"}], "config": {"data": data},
+            "domain": {"test_scenes": test_scenes}, "evaluation": {"training_scenes": training, "miou": miou,
+                                                                   "scenes": test_scenes}}
+    return ModelEntry(f"shipped: {name}", Path(f"/x/{name}.safetensors"), card)
+
+
+def test_a_shipped_model_scores_only_on_exactly_the_runs_scenes() -> None:
+    data = {"name": "deepglobe", "root": "/dg"}
+    record = {"split": "test", "scenes": ["t1", "t2"], "classes": ["a", "b"], "miou": 0.4}
+    models = [_entry("same", ["t2", "t1"], ["r1"], 0.61, data), _entry("saw", ["t9"], ["t1", "r1"], 0.9, data),
+              _entry("other", ["t3"], ["r1"], 0.7, data), _entry("elsewhere", ["t1", "t2"], [], 0.2,
+                                                                   {"name": "potsdam", "root": "/p"})]
+    got = {s.label: s for s in shipped_scores(record, data, models)}
+    assert set(got) == {"same", "saw", "other"}  # potsdam is another data set
+    assert got["same"].miou == pytest.approx(0.61) and "same 2 scenes" in got["same"].note
+    assert got["saw"].miou is None and "trained on 1 of these test scenes" in got["saw"].note
+    assert got["other"].miou is None and "other scenes" in got["other"].note
+
+
+def test_an_encoders_labeled_pretraining_set_is_its_data_default() -> None:
+    card = {"config": {"data": {"name": "deepglobe", "root": "/dg", "val_fraction": 0.12, "test_fraction": 0.34,
+                                "pretrain_splits": ["train", "val"], "tile_size": 128, "image_size": 64}}}
+    data = encoder_seg_data(card)
+    assert (data.name, data.root, data.val_fraction, data.test_fraction, data.tile_size) == \
+        ("deepglobe", "/dg", 0.12, 0.34, 128)
+    assert encoder_seg_data({"config": {"data": {"name": "folder", "root": "/imgs"}}}) is None  # unlabeled
+    assert encoder_seg_data({"kind": "encoder"}) is None and encoder_seg_data({"config": {"data": {"name": 3}}}) is None
+
+
+def test_a_source_takes_its_class_table_and_split_from_a_preset_of_the_same_folder(tmp_path: Path) -> None:
+    dubai = str((REPO_ROOT / "../shared/data/dubai_aerial").resolve())  # only compared as a path, never read
+    data, note = source_data(SourceInfo(dubai, "images/ + masks/", 9, True))
+    assert data.class_table == "configs/classes/dubai.yaml" and data.test_scenes == ["tile_3"] and data.labeled
+    assert "finetune_dubai_cpu" in note
+    mine = deepglobe_folder(tmp_path / "dg")
+    data, note = source_data(describe(mine))
+    assert data.name == "deepglobe" and data.root == str(mine) and data.labeled and "default" in note
+    assert data.pretrain_splits == ["train", "val", "test"]
+
+
+def test_a_probe_runs_in_a_run_folder_and_again_on_resume(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("FALSE_WB_DATA", str(tmp_path / "data"))
+    cfg = load_config(REPO_ROOT / "configs/probe_demo_cpu.yaml",
+                      ["data.num_tiles=24", "data.tile_size=64", "data.val_fraction=0.25", "data.test_fraction=0.25",
+                       "train.epochs=2", "train.batch_size=8", "train.test_tile=64"], ProbeConfig)
+    run = create_run("probe", config_to_yaml(cfg), tmp_path / "runs", state="starting", kind="probe")
+    assert probe_main(["--run-dir", str(run.path), "--no-progress"]) == 0
+    status = run.status()
+    assert status["state"] == "completed" and status["step"] == status["total_steps"] == 2 and run.kind() == "probe"
+    assert [m["step"] for m in run.metrics()] == [1, 2] and all(m["loss"] > 0 for m in run.metrics())
+    result = run.read_json("test_metrics.json")
+    assert result["protocol"] == "probe" and 0 <= result["miou"] <= 1 and len(result["scenes"]) == 6
+    assert status["test_miou"] == pytest.approx(result["miou"]) and "linear probe" in run.summary()["method"]
+    assert probe_main(["--run-dir", str(run.path), "--no-progress"]) == 2  # a folder is probed once; resume it
+    assert probe_main(["--resume", str(run.path), "--no-progress"]) == 0
+    assert [m["step"] for m in run.metrics()] == [1, 2]  # the records of the first pass are gone, not doubled
+    assert json.loads((run.path / "test_metrics.json").read_text())["miou"] == pytest.approx(result["miou"])
+    bad = create_run("probe", config_to_yaml(cfg).replace("epochs: 2", "epochs: 0"), tmp_path / "runs",
+                     state="starting", kind="probe")
+    assert probe_main(["--run-dir", str(bad.path), "--no-progress"]) == 2
+    assert bad.status()["state"] == "failed" and "epochs" in bad.status()["error"]
