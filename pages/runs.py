@@ -1,16 +1,20 @@
-"""Runs: every run on disk, filtered, with its settings and tags as columns; several runs' curves on one chart
-(smoothed, log scale, grouped by a setting); two runs' config diff; one run's config, log, notes and actions."""
+"""Runs: every run on disk, filtered, with what it is and how it ended first, then its settings and tags as columns;
+several runs' curves of one kind on one chart (smoothed, log scale, grouped by a setting); two runs' config diff;
+one run's config, log, notes and actions."""
 from __future__ import annotations
 
 import streamlit as st
 
+from core.analysis.fn_scoring import has_detector, treatment_effect
 from core.store import launch
 from core.store.run_compare import all_tags, read_notes
 from core.store.run_lock import RunBusyError
-from core.store.runs import delete_run, runs_root
-from workbench.common import has_records, pick_run, runs_frame, runs_of, show_error
+from core.store.runs import Run, delete_run, runs_root
+from workbench.common import has_records, pairs_frame, pick_run, runs_frame, runs_of, show_error
 from workbench.monitor import run_header, watch
-from workbench.run_compare_view import curve_controls, curves_chart, diff_section, notes_tab, settings_of, with_settings
+from workbench.run_compare_view import (compare_kind, curve_controls, curve_series, curves_chart, diff_section,
+                                        hidden_curves, hidden_note, metrics_of, notes_tab, settings_of,
+                                        with_settings)
 
 
 def delete(run_id: str) -> None:
@@ -28,6 +32,15 @@ def delete(run_id: str) -> None:
     st.session_state["runs-tab"] = "Status"
 
 
+def calibration(run: Run) -> str:
+    """A FALSE pretraining run's treatment in a table cell ("1/40 steps, 0.03/step (≈ SimCLR)"); a dash for the
+    others."""
+    if run.kind() != "pretrain" or not has_detector(run.config()):
+        return "—"
+    effect = treatment_effect(run.config(), pairs_frame(run), run.status().get("step"))
+    return "—" if effect is None else effect.cell()
+
+
 st.title("📋 Runs")
 flash = st.session_state.pop("runs-flash", None)
 if flash:
@@ -40,6 +53,7 @@ if not runs:
     st.stop()
 
 table = runs_frame(runs)
+table.insert(list(table.columns).index("value") + 1, "calibration", [calibration(r) for r in runs])
 tags_of = {r.id: read_notes(r)["tags"] for r in runs}
 c1, c2, c3, c4, c5 = st.columns([1, 1, 1, 1, 2])
 kinds = c1.multiselect("Kind", sorted(table["kind"].unique()), key="runs-kind")
@@ -64,32 +78,45 @@ shown_runs = [r for r in runs if r.id in set(shown["run"])]
 settings = settings_of(shown_runs)
 shown = with_settings(shown, shown_runs, settings, tags_of, key=f"runs-columns-{filters}")
 st.dataframe(shown, hide_index=True, width="stretch", placeholder="—", column_config={
+    "run": st.column_config.TextColumn("run", pinned=True),
+    "value": st.column_config.NumberColumn("value", format="%.4f", help="The final metric: a pretraining run's "
+                                           "last loss, a fine-tuning run's best validation mIoU"),
+    "calibration": st.column_config.TextColumn(
+        "calibration", help="FALSE runs: steps with a calibrated pair of the steps trained, and calibrated pairs "
+                            "per step; ≈ its base method where the calibration changed (almost) nothing"),
     "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent"),
-    "value": st.column_config.NumberColumn("value", format="%.4f"),
     "started": st.column_config.DatetimeColumn("started", format="YYYY-MM-DD HH:mm"),
 })
 
 st.subheader("Curves")
-listed = set(shown["run"])
-with_curves = [r for r in runs if r.id in listed and r.kind() in ("pretrain", "finetune") and has_records(r)]
+kind = compare_kind(shown_runs, [r for r in shown_runs if r.kind() in ("pretrain", "finetune") and has_records(r)],
+                    key=f"runs-compare-kind-{filters}")
+of_kind = [r for r in shown_runs if not kind or r.kind() == kind]
+with_curves = [r for r in of_kind if r.kind() in ("pretrain", "finetune") and has_records(r)]
 c1, c2 = st.columns([3, 1])
-# the choice is kept per filter, so a filter that leaves out a chosen run never shows its curve
+# the choice is kept per filter and kind, so a filter that leaves out a chosen run never shows its curve
 picked = c1.multiselect("Runs", [r.id for r in with_curves], default=[r.id for r in with_curves[:2]],
-                        key=f"runs-curves-{filters}",
-                        help="The runs of the table above that logged training records")
-metric = c2.selectbox("Value", ["loss", "lr", "images_per_s", "flagged", "calibrated", "pos_cos", "neg_cos",
-                                "knn_acc", "miou"], key="runs-metric",
-                      help="miou: validation mIoU of fine-tuning runs; knn_acc: the kNN monitor of pretraining runs")
+                        key=f"runs-curves-{filters}-{kind}",
+                        help="The runs of the table above, of the kind compared, that logged training records")
+metric = c2.selectbox("Value", metrics_of(kind, with_curves), key=f"runs-metric-{kind}",
+                      help="miou: validation mIoU of fine-tuning runs; knn_acc: the kNN monitor of pretraining runs; "
+                           "flagged, calibrated: FALSE runs' pairs at the logged steps")
 if picked:
     weight, log_y, group = curve_controls(settings, picked)
-    st.plotly_chart(curves_chart(with_curves, picked, metric, weight, log_y, group, settings), width="stretch",
+    series = curve_series(with_curves, picked, metric, weight)
+    hidden = hidden_curves(series, metric) if group is None else []
+    st.plotly_chart(curves_chart(series, metric, weight, log_y, group, settings, hidden), width="stretch",
                     key="runs-curves-chart")
+    note = hidden_note(hidden, metric)
+    if note:
+        st.info(note, icon="🫥")
 elif not with_curves:
-    st.caption("No run in the table has logged training records." if len(shown) < len(table) else
+    st.caption("No run of this kind in the table has logged training records." if kind else
+               "No run in the table has logged training records." if len(shown) < len(table) else
                "No run has logged training records yet.")
 
 st.subheader("Config diff")
-diff_section(shown_runs, settings, picked)
+diff_section(of_kind, settings, picked)
 
 st.subheader("One run")
 run = pick_run("Run", [r for r in runs if r.id in set(shown["run"])], "runs-one", "No run matches the filters.")

@@ -125,3 +125,97 @@ def test_a_stop_already_asked_for_shows_stopping_instead_of_a_second_stop_button
     at.run()
     assert not any(b.key == "runs-stop" for b in at.button)
     assert any("stopping at the next step" in c.value for c in at.caption)
+
+
+def _second_finetuning_run(runs_root: Path) -> str:
+    """A copy of tiny-ft as the newest run, trained 6 steps instead of 4 (by its config)."""
+    import shutil
+
+    import yaml
+
+    ft = next(r for r in list_runs(runs_root) if r.id.endswith("tiny-ft"))
+    copy = runs_root / ("2099" + ft.id[4:] + "-again")
+    shutil.copytree(ft.path, copy)
+    cfg = yaml.safe_load((copy / "config.yaml").read_text())
+    cfg["train"]["max_steps"] = 6
+    (copy / "config.yaml").write_text(yaml.safe_dump(cfg))
+    return copy.name
+
+
+def test_the_default_comparison_is_of_one_kind(populated_store: Path, tmp_path: Path, monkeypatch) -> None:
+    import json
+
+    from workbench.run_compare_view import FIRST_COLUMNS
+
+    runs_root = copy_store(populated_store.parent, tmp_path)
+    monkeypatch.setenv("FALSE_WB_RUNS", str(runs_root))
+    again = _second_finetuning_run(runs_root)
+    kinds = {r.id: r.kind() for r in list_runs(runs_root)}
+    at = open_page("runs")
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    assert list(table.columns)[:len(FIRST_COLUMNS)] == list(FIRST_COLUMNS)  # what a run is before its settings
+    # the settings that differ between runs of one kind, not the ~50 a pretraining and a fine-tuning run do not share
+    settings = [c for c in table.columns if "." in c]
+    assert "train.max_steps" in settings and "loss.name" in settings and "model.arch" not in settings
+    # the newest run with curves is a fine-tuning run: curves and diff compare fine-tuning runs only
+    assert at.selectbox(key=next(s.key for s in at.selectbox if s.label == "Compare runs of")).value == "finetune"
+    curves = next(m for m in at.multiselect if m.label == "Runs")
+    assert curves.value and {kinds[r] for r in curves.value} == {"finetune"} and again in curves.value
+    assert {kinds[r] for r in curves.options} == {"finetune"}
+    a, b = at.selectbox(key="runs-diff-a"), at.selectbox(key="runs-diff-b")
+    assert {kinds[a.value], kinds[b.value]} == {"finetune"} and {kinds[o] for o in a.options} == {"finetune"}
+    diff = next(d.value for d in at.dataframe if "setting" in d.value)
+    assert list(diff["setting"]) == ["train.max_steps"]
+    metric = next(s for s in at.selectbox if s.label == "Value")
+    assert "miou" in metric.options and "flagged" not in metric.options
+    # the user can still choose: pretraining runs, or every kind (then the diff says what mixing means)
+    kind = next(s for s in at.selectbox if s.label == "Compare runs of")
+    kind.set_value("pretrain").run()
+    curves = next(m for m in at.multiselect if m.label == "Runs")
+    assert {kinds[r] for r in curves.value} == {"pretrain"} and len(curves.value) == 2
+    assert "flagged" in next(s for s in at.selectbox if s.label == "Value").options
+    next(s for s in at.selectbox if s.label == "Compare runs of").set_value("").run()
+    assert {kinds[r] for r in next(m for m in at.multiselect if m.label == "Runs").options} == {"pretrain",
+                                                                                                "finetune"}
+    at.selectbox(key="runs-diff-a").set_value(again).run()
+    at.selectbox(key="runs-diff-b").set_value(next(r for r in kinds if r.endswith("tiny-false"))).run()
+    assert "most of their settings differ by nature" in texts(at)
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert spec["data"]
+
+
+def test_curves_on_top_of_each_other_are_said_and_dashed(populated_store: Path, tmp_path: Path,
+                                                         monkeypatch) -> None:
+    import json
+    import shutil
+
+    runs_root = copy_store(populated_store.parent, tmp_path)
+    monkeypatch.setenv("FALSE_WB_RUNS", str(runs_root))
+    false_run = next(r for r in list_runs(runs_root) if r.id.endswith("tiny-false"))
+    twin = runs_root / (false_run.id + "-twin")  # the same records under another name: one curve hides the other
+    shutil.copytree(false_run.path, twin)
+    at = open_page("runs")
+    next(s for s in at.selectbox if s.label == "Compare runs of").set_value("pretrain").run()
+    curves = next(m for m in at.multiselect if m.label == "Runs")
+    curves.set_value([false_run.id, twin.name]).run()
+    note = next(i.value for i in at.info if "coincide" in i.value)
+    assert f"The loss curves of {false_run.id} and {twin.name} coincide" in note
+    traces = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
+    assert [t["line"].get("dash") for t in traces] == [None, "dash"]  # the later one dashed
+    other = next(r.id for r in list_runs(runs_root) if r.id.endswith("tiny-infonce"))
+    next(m for m in at.multiselect if m.label == "Runs").set_value([false_run.id, other]).run()
+    assert next(m for m in at.multiselect if m.label == "Runs").value == [false_run.id, other]
+    assert not any("coincide" in i.value for i in at.info)
+
+
+def test_the_table_says_what_falses_calibration_changed(populated_store: Path) -> None:
+    from core.analysis import fn_scoring as fn
+
+    at = open_page("runs")
+    table = at.dataframe[0].value
+    cells = dict(zip(table["run"], table["calibration"]))
+    false_run = next(r for r in list_runs(populated_store) if r.id.endswith("tiny-false"))
+    assert cells[false_run.id] == fn.treatment_of_run(false_run).cell()
+    assert cells[false_run.id].endswith("/16 steps, " + cells[false_run.id].split(", ")[1])
+    assert all(v == "—" for r, v in cells.items() if r.endswith(("tiny-infonce", "tiny-ft", "broken")))

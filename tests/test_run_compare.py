@@ -8,8 +8,10 @@ import pytest
 
 from core.store.run_compare import (
     all_tags,
+    coinciding,
     config_diff,
     differing_keys,
+    differing_within_kinds,
     flat_settings,
     group_curve,
     groups_of,
@@ -68,3 +70,28 @@ def test_tags_and_notes_round_trip(tmp_path: Path) -> None:
     assert read_notes(run) == saved  # a refused note changes nothing
     (run.path / "notes.json").write_text('{"tags": "not a list", "note": 3')
     assert read_notes(run) == {"tags": [], "note": ""}  # a torn file reads as no notes
+
+
+def test_settings_that_differ_are_those_within_a_kind() -> None:
+    pre = {"loss.name": "false", "train.max_steps": 10, "model.encoder": "resnet18"}
+    settings = {"p1": pre, "p2": {**pre, "loss.name": "info_nce"}, "f1": {"model.arch": "unet", "train.max_steps": 4},
+                "broken": {}}
+    kinds = {"p1": "pretrain", "p2": "pretrain", "f1": "finetune", "broken": "pretrain"}
+    assert differing_within_kinds(settings, kinds) == ["loss.name"]  # not model.arch, nor every key of the other kind
+    assert differing_keys(list(settings.values())) == ["loss.name", "model.arch", "model.encoder", "train.max_steps"]
+    assert differing_within_kinds({"f1": settings["f1"]}, kinds) == []  # one run of a kind: nothing to compare
+
+
+def test_curves_on_top_of_each_other_are_found() -> None:
+    simclr = [(s, 5.0 - 0.1 * s) for s in range(1, 41)]
+    false_run = [(s, v + 4e-5) for s, v in simclr]  # equal to 4 decimals: drawn on top of each other
+    other = [(s, v + 0.3) for s, v in simclr]
+    assert coinciding({"simclr": simclr, "false": false_run, "other": other}) == [["simclr", "false"]]
+    assert coinciding({"simclr": simclr, "other": other}) == []
+    # a shorter curve equal to the start of a longer one is hidden under it; one common step of two is not enough
+    assert coinciding({"long": simclr, "short": simclr[:6]}) == [["long", "short"]]
+    assert coinciding({"a": [(1, 1.0), (2, 2.0)], "b": [(2, 2.0), (3, 9.0)]}) == []
+    # flat curves are compared at their own scale (a learning rate of 1e-4 against 1.01e-4 is not the same)
+    assert coinciding({"a": [(1, 1e-4), (2, 1e-4)], "b": [(1, 1.01e-4), (2, 1.01e-4)]}) == []
+    assert coinciding({"a": [(1, 1e-4), (2, 1e-4)], "b": [(1, 1e-4), (2, 1e-4)], "c": []}) == [["a", "b"]]
+    assert coinciding({"a": [(1, math.nan)], "b": []}) == []

@@ -1,6 +1,7 @@
-"""The Runs page's comparison parts: settings as table columns, curves smoothed / in log scale / grouped by a
-setting with mean and spread, the config diff of two runs, and the tags and note of one run
-(``core.store.run_compare`` does the work; this only draws it)."""
+"""The Runs page's comparison parts: settings as table columns (after what a run is and how it ended), the kind of
+runs compared, curves smoothed / in log scale / grouped by a setting with mean and spread (and a word when curves
+hide each other), the config diff of two runs, and the tags and note of one run (``core.store.run_compare`` does the
+work; this only draws it)."""
 from __future__ import annotations
 
 import math
@@ -12,9 +13,12 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core.store.run_compare import (
+    COINCIDE_TOL,
     all_tags,
+    coinciding,
     config_diff,
     differing_keys,
+    differing_within_kinds,
     flat_settings,
     group_curve,
     groups_of,
@@ -26,6 +30,12 @@ from core.store.runs import Run
 from workbench.common import COLOURS, curve_frame, curves_figure
 
 MAX_DEFAULT_COLUMNS = 10
+FIRST_COLUMNS = ("run", "kind", "state", "method", "metric", "value", "calibration", "tags")  # then the settings
+KIND_LABELS = {"pretrain": "pretraining", "finetune": "fine-tuning", "compare": "comparison", "": "every kind"}
+METRICS = {  # the values each kind logs, for the curves chart
+    "pretrain": ["loss", "lr", "images_per_s", "flagged", "calibrated", "pos_cos", "neg_cos", "knn_acc"],
+    "finetune": ["loss", "lr", "images_per_s", "miou"],
+}
 
 
 def settings_of(runs: Sequence[Run]) -> dict[str, dict[str, Any]]:
@@ -36,19 +46,25 @@ def settings_of(runs: Sequence[Run]) -> dict[str, dict[str, Any]]:
 def with_settings(table: pd.DataFrame, runs: Sequence[Run], settings: dict[str, dict[str, Any]],
                   tags_of: dict[str, list[str]], key: str) -> pd.DataFrame:
     """The runs table with tags and the settings the user picked as columns (by default the ones that differ
-    between the runs shown)."""
+    between listed runs of the same kind), after what a run is and how it ended: run, kind, state, method, its
+    final metric, FALSE's calibration, tags, then the settings, then the rest."""
     shown = [settings[r.id] for r in runs if settings.get(r.id)]  # a run whose config is unreadable has none
     every = sorted({k for s in shown for k in s})
-    differ = differing_keys(shown)
+    differ = differing_within_kinds({r.id: settings.get(r.id, {}) for r in runs}, {r.id: r.kind() for r in runs})
     columns = st.multiselect(
         "Settings as columns", every, default=differ[:MAX_DEFAULT_COLUMNS], key=key,
-        help=f"By default the settings that differ between the runs listed ({len(differ)} of {len(every)}"
-             + (f"; the first {MAX_DEFAULT_COLUMNS} shown" if len(differ) > MAX_DEFAULT_COLUMNS else "") + ")")
+        help=f"By default the settings that differ between listed runs of the same kind ({len(differ)} of "
+             f"{len(every)}" + (f"; the first {MAX_DEFAULT_COLUMNS} shown" if len(differ) > MAX_DEFAULT_COLUMNS
+                                else "") + ")")
     out = table.copy()
     out.insert(1, "tags", [", ".join(tags_of.get(r.id, [])) for r in runs])
-    for i, col in enumerate(columns):  # right after the run and its tags, where they are read with the name
-        out.insert(2 + i, col, _column([settings.get(r.id, {}).get(col) for r in runs]))
-    return out
+    first = [c for c in FIRST_COLUMNS if c in out]
+    rest = [c for c in out.columns if c not in first]
+    out = out[first]
+    for col in columns:  # a setting named like a column of the table (method, name) keeps both
+        out[col if col not in table and col not in out else f"{col} (config)"] = \
+            _column([settings.get(r.id, {}).get(col) for r in runs])
+    return pd.concat([out, table[[c for c in rest if c in table]]], axis=1) if rest else out
 
 
 def _column(values: list[Any]) -> list[Any]:
@@ -75,6 +91,31 @@ def curve_controls(settings: dict[str, dict[str, Any]], picked: Sequence[str]) -
     return weight, log_y, None if group == "(no grouping)" else group
 
 
+def compare_kind(runs: Sequence[Run], with_curves: Sequence[Run], key: str) -> str:
+    """Which kind of runs the curves and the config diff compare: by default the kind of the first listed run with
+    curves (else of the first run), as runs of different kinds share few settings and no curve; "" for every kind."""
+    kinds = [k for k in ("pretrain", "finetune", "compare") if any(r.kind() == k for r in runs)]
+    if not kinds:
+        return ""
+    first = (with_curves or runs)[0].kind()
+    options = kinds + [""] if len(kinds) > 1 else kinds
+    return st.selectbox("Compare runs of", options, index=options.index(first) if first in options else 0,
+                        format_func=lambda k: KIND_LABELS.get(k, k), key=key,
+                        help="Curves and the config diff compare runs of one kind (a pretraining and a fine-tuning "
+                             "run share few settings and no curve); choose every kind to mix them")
+
+
+def metrics_of(kind: str, runs: Sequence[Run]) -> list[str]:
+    """The values to chart for runs of ``kind`` ("" every kind); flagged and calibrated pairs only where a run
+    has a detector (FALSE)."""
+    from core.analysis.fn_scoring import has_detector
+
+    names = METRICS.get(kind) or list(dict.fromkeys(METRICS["pretrain"] + METRICS["finetune"]))
+    if not any(r.kind() == "pretrain" and has_detector(r.config()) for r in runs):
+        names = [n for n in names if n not in ("flagged", "calibrated")]
+    return names
+
+
 def _values(frame: pd.DataFrame, metric: str, weight: float) -> pd.DataFrame:
     part = frame[["step", metric]].dropna().sort_values("step") if metric in frame else pd.DataFrame()
     if part.empty:
@@ -82,15 +123,32 @@ def _values(frame: pd.DataFrame, metric: str, weight: float) -> pd.DataFrame:
     return pd.DataFrame({"step": part["step"].to_numpy(), metric: smooth(part[metric].tolist(), weight)})
 
 
-def curves_chart(runs: Sequence[Run], picked: Sequence[str], metric: str, weight: float, log_y: bool,
-                 group: str | None, settings: dict[str, dict[str, Any]]) -> go.Figure:
-    """The chosen runs' curves of ``metric``, smoothed; grouped when a setting is given."""
-    series = {r.id: _values(curve_frame(r), metric, weight) for r in runs if r.id in picked}
+def curve_series(runs: Sequence[Run], picked: Sequence[str], metric: str, weight: float) -> dict[str, pd.DataFrame]:
+    """The chosen runs' values of ``metric`` by step, smoothed, in the order chosen."""
+    by_id = {r.id: r for r in runs}
+    return {i: _values(curve_frame(by_id[i]), metric, weight) for i in picked if i in by_id}
+
+
+def hidden_curves(series: dict[str, pd.DataFrame], metric: str) -> list[list[str]]:
+    """Groups of the chosen runs whose curves lie on top of each other (``run_compare.coinciding``)."""
+    return coinciding({i: list(zip(f["step"], f[metric])) for i, f in series.items() if metric in f})
+
+
+def curves_chart(series: dict[str, pd.DataFrame], metric: str, weight: float, log_y: bool, group: str | None,
+                 settings: dict[str, dict[str, Any]], hidden: Sequence[Sequence[str]] = ()) -> go.Figure:
+    """The chosen runs' curves of ``metric``, smoothed; grouped when a setting is given. A curve that lies on an
+    earlier one (``hidden``) is dashed, so the one below shows through."""
     title = metric + (f" (smoothed {weight:.2f})" if weight else "")
     if group is None:
-        return curves_figure(series, metric, title, log_y=log_y)
+        fig = curves_figure(series, metric, title, log_y=log_y)
+        later = {i for g in hidden for i in g[1:]}
+        for trace in fig.data:
+            if trace.name in later:
+                trace.line.dash = "dash"
+                trace.line.width = 3
+        return fig
     fig = go.Figure()
-    for n, (value, ids) in enumerate(sorted(groups_of({i: settings[i] for i in series}, group).items())):
+    for n, (value, ids) in enumerate(sorted(groups_of({i: settings.get(i, {}) for i in series}, group).items())):
         rows = group_curve([list(zip(series[i]["step"], series[i][metric])) for i in ids])
         if not rows:
             continue
@@ -112,11 +170,22 @@ def curves_chart(runs: Sequence[Run], picked: Sequence[str], metric: str, weight
     return fig
 
 
+def hidden_note(hidden: Sequence[Sequence[str]], metric: str) -> str | None:
+    """Say which curves lie on top of each other, since a chart shows them as one."""
+    if not hidden:
+        return None
+    parts = [(" and ".join(g) if len(g) == 2 else ", ".join(g[:-1]) + f" and {g[-1]}") for g in hidden]
+    return (f"The {metric} curves of {'; of '.join(parts)} coincide (within {COINCIDE_TOL:.1%} of the chart's "
+            "range): one hides the other, so the later ones are dashed. Runs this alike changed nothing that "
+            f"{metric} shows.")
+
+
 def diff_section(runs: Sequence[Run], settings: dict[str, dict[str, Any]], picked: Sequence[str]) -> None:
     """Two runs' configs side by side, only the settings that differ."""
     ids = [r.id for r in runs]
     if len(ids) < 2:
-        st.caption("The config diff needs two runs in the table.")
+        st.caption("The config diff needs two runs of the kind compared." if ids else
+                   "The config diff needs two runs in the table.")
         return
     first = [i for i in picked if i in ids][:2]
     a0, b0 = (first + [i for i in ids if i not in first])[:2]
@@ -127,6 +196,10 @@ def diff_section(runs: Sequence[Run], settings: dict[str, dict[str, Any]], picke
         st.caption("Pick two different runs.")
         return
     by_id = {r.id: r for r in runs}
+    if by_id[a].kind() != by_id[b].kind():
+        st.caption(f"A is a {KIND_LABELS.get(by_id[a].kind(), by_id[a].kind())} run and B a "
+                   f"{KIND_LABELS.get(by_id[b].kind(), by_id[b].kind())} run: most of their settings differ by "
+                   "nature. Compare runs of one kind above to see what tells them apart.")
     rows = config_diff(by_id[a].config(), by_id[b].config())
     rows = [r for r in rows if r[0] != "name"]
     if not rows:

@@ -15,7 +15,8 @@ import yaml
 
 from .paths import DataError
 from .seg_base import IMAGE_SUFFIXES, Scene, SegTiles, resolve_root
-from .seg_files import IGNORE_INDEX, ColorCode, Decoded, IndexCode, read_mask_index, read_mask_rgb
+from .mask_read import MASK_RULE, MaskTable
+from .seg_files import IGNORE_INDEX
 
 
 # ------------------------------------------------------------------------------------------------ generic
@@ -203,6 +204,9 @@ class FolderSeg(SegTiles):
         masks: masks                    #   and the unit kept whole when splitting:
         group_by: file                  #   'file' (each image) or 'folder' (each folder of images)
 
+    Whatever ``mask_format`` says, a mask is read by what it shows (``core.data.mask_read``): a palette PNG through
+    its palette when its colours are class colours (the palette order may differ per file), else as indices; a
+    greyscale or 16-bit mask as indices (a colour-coded set tries its grey colours first); RGB by colour.
     Colours (or values) in neither list are mapped to ignore with a warning that counts their pixels.
     The split is seeded (by image, or by folder with ``group_by: folder``).
     """
@@ -224,6 +228,8 @@ class FolderSeg(SegTiles):
     def cache_params(self) -> Any:
         t = self.table.to_json()
         t.pop("path")
+        if self.table.mask_format == "index":  # palette masks are read by their colours since rule 2
+            t["mask_rule"] = MASK_RULE
         return t
 
     def _roots(self, sub: str) -> list[tuple[str, Path]]:
@@ -285,12 +291,8 @@ class FolderSeg(SegTiles):
             scenes.append(Scene(pre + rel.with_suffix("").as_posix(), img, cands[0], None, group))
         return scenes
 
-    def decode_mask(self, path: Path) -> Decoded:
+    def mask_table(self) -> MaskTable:
         t = self.table
-        if t.mask_format == "index":
-            code = IndexCode(dict(zip(t.values, range(len(t.classes)))), [*t.ignore_values, t.ignore_index],
-                             t.ignore_index)
-            return code.decode(read_mask_index(path))
-        code = ColorCode([c["color"] for c in t.classes], t.ignore_colors, t.ignore_index,
-                         tolerance=t.color_tolerance)
-        return code.decode(read_mask_rgb(path))
+        return MaskTable.of_classes(t.classes, t.ignore_index, ignore_colors=tuple(map(tuple, t.ignore_colors)),
+                                    values=tuple(t.values), ignore_values=tuple(t.ignore_values),
+                                    tolerance=t.color_tolerance, coding=t.mask_format)

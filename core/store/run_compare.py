@@ -41,6 +41,18 @@ def differing_keys(settings: Sequence[Mapping[str, Any]]) -> list[str]:
     return [k for k in keys if k != "name" and len({_hashable(s.get(k, missing)) for s in settings}) > 1]
 
 
+def differing_within_kinds(settings: Mapping[str, Mapping[str, Any]], kinds: Mapping[str, str]) -> list[str]:
+    """The dotted keys that differ between runs **of the same kind** (``kinds``: run id -> kind), over all kinds.
+
+    Why: a pretraining and a fine-tuning run share few settings, so across kinds nearly every key "differs" and
+    the ones that tell two runs of a kind apart drown among them."""
+    by_kind: dict[str, list[Mapping[str, Any]]] = {}
+    for run_id, s in settings.items():
+        if s:  # an unreadable config has no settings to compare
+            by_kind.setdefault(kinds.get(run_id, "?"), []).append(s)
+    return sorted({k for group in by_kind.values() if len(group) > 1 for k in differing_keys(group)})
+
+
 def _hashable(value: Any) -> Any:
     return value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
 
@@ -87,6 +99,42 @@ def group_curve(curves: Sequence[Sequence[tuple[int, float]]]) -> list[dict[str,
         sd = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else 0.0
         rows.append({"step": s, "mean": mean, "std": sd, "min": min(vals), "max": max(vals), "n": len(vals)})
     return rows
+
+
+COINCIDE_TOL = 1e-3  # of the chart's value range: less than a pixel apart on a 300-pixel chart
+
+
+def coinciding(curves: Mapping[str, Sequence[tuple[float, float]]], tol: float = COINCIDE_TOL) -> list[list[str]]:
+    """Groups of curves (``{run id: [(step, value), ...]}``) drawn on top of each other: at every step they share
+    (at least two, or all of a shorter curve's), their values are within ``tol`` of the range of all values shown
+    (of the largest value when they are all equal). Only groups of two or more, in the given order.
+
+    Why: on one chart a curve equal to another is hidden under it, so two runs look like one (a FALSE run that
+    never calibrated has exactly SimCLR's loss)."""
+    points = {k: {float(s): float(v) for s, v in c if v is not None and not math.isnan(float(v))}
+              for k, c in curves.items()}
+    values = [v for p in points.values() for v in p.values()]
+    if not values:
+        return []
+    span = max(values) - min(values)
+    atol = tol * (span if span > 0 else max(abs(v) for v in values) or 1.0)
+
+    def same(a: dict[float, float], b: dict[float, float]) -> bool:
+        common = set(a) & set(b)
+        if not common or len(common) < min(2, len(a), len(b)):
+            return False
+        return all(abs(a[s] - b[s]) <= atol for s in common)
+
+    groups: list[list[str]] = []
+    for key, p in points.items():
+        if not p:
+            continue
+        home = next((g for g in groups if same(points[g[0]], p)), None)
+        if home is None:
+            groups.append([key])
+        else:
+            home.append(key)
+    return [g for g in groups if len(g) > 1]
 
 
 def groups_of(settings: Mapping[str, Mapping[str, Any]], key: str) -> dict[str, list[str]]:
