@@ -2,7 +2,8 @@
 
 Why: each published data set has its own folder layout and label encoding, but once a scene is found and its mask
 decoded to class indices, everything else is the same. A format class (see ``seg_formats.py``) only says where its
-scenes are (:meth:`SegTiles.find_scenes`) and how a mask decodes (:meth:`SegTiles.decode_mask`); this module cuts
+scenes are (:meth:`SegTiles.find_scenes`) and what its masks hold (:meth:`SegTiles.mask_table`: class colours and
+values, read by the one rule of ``mask_read``, or its own :meth:`SegTiles.decode_mask`); this module cuts
 every scene into tiles once, caches them as memory-mapped arrays, and serves them.
 
 Cache: ``<data_root()>/cache/<format>-<hash>/`` with ``images.npy`` (N, T, T, 3) uint8, ``masks.npy`` (N, T, T)
@@ -31,6 +32,7 @@ from .paths import REPO_ROOT, CachedTiles, DataError, data_root, leads_outside, 
 from .protocols import SceneTiles
 from ..imaging.bands import BandError, dataset_stretch, describe, read_bands
 from ..imaging.imageio import ImageError
+from .mask_read import MaskTable, read_mask
 from .seg_files import IGNORE_INDEX, MAX_PIXELS, Decoded, image_size, read_rgb
 
 CACHE_VERSION = 2  # 2: images decoded by core.imaging.imageio
@@ -87,7 +89,7 @@ class SegTiles(CachedTiles):
 
     Items are ``dict(image=uint8 (3, T, T), mask=int64 (T, T), index=int)``; masks hold class indices 0..C-1 and
     ``ignore_index`` (255) where unlabeled. Subclasses set ``format_name`` (the cache prefix), ``title`` (used in
-    messages) and ``classes``, and implement :meth:`find_scenes` and :meth:`decode_mask`.
+    messages) and ``classes``, and implement :meth:`find_scenes` and :meth:`mask_table` (or :meth:`decode_mask`).
     """
 
     has_labels = True
@@ -155,9 +157,13 @@ class SegTiles(CachedTiles):
         """Every scene of the data set in a stable order; raise DataError naming what is missing."""
         raise NotImplementedError
 
-    def decode_mask(self, path: Path) -> Decoded:
-        """A mask file to class indices (uint8, ignore_index where unlabeled)."""
+    def mask_table(self) -> MaskTable:
+        """The class colours and values the masks hold, for :func:`core.data.mask_read.read_mask`."""
         raise NotImplementedError
+
+    def decode_mask(self, path: Path) -> Decoded:
+        """A mask file to class indices (uint8, ignore_index where unlabeled), by what it shows (``mask_read``)."""
+        return read_mask(path, self.mask_table())
 
     def read_image(self, path: Path) -> np.ndarray:
         """A scene's pixels: RGB by the one rule, or the ``bands`` asked for (the data set's stretch, once built)."""

@@ -1,6 +1,6 @@
-"""Reading a labeled scene's files and decoding its mask to class indices: images through ``core.imaging.imageio`` (one
-rule for every reader), colour-coded masks (exact colours, or on/off channels at 128 as DeepGlobe's scorer reads
-them), index-coded masks with a value mapping.
+"""Reading a labeled scene's files and the mask decoders: images through ``core.imaging.imageio`` (one rule for every
+reader), colours to class indices (exact colours, or on/off channels at 128 as DeepGlobe's scorer reads them),
+values to class indices with a value mapping. Which decoder a mask file needs is ``mask_read``'s rule.
 
 Why apart from ``seg_base``: the formats (``seg_formats``) and the tests need the readers and decoders alone; tiling
 and caching live in ``seg_base``.
@@ -24,12 +24,6 @@ MAX_PIXELS = 400_000_000  # a whole-scene orthophoto may be large; beyond this w
 
 
 # ------------------------------------------------------------------------------------------------ reading
-def _bands_to_rgb(bands: list[np.ndarray]) -> np.ndarray:
-    """8-bit mask bands to (H, W, 3) uint8: one band replicated, extra bands (alpha) dropped."""
-    bands = bands[:3] if len(bands) >= 3 else [bands[0]] * 3
-    return np.ascontiguousarray(np.stack(bands, axis=2))
-
-
 def _open_pil(path: Path) -> Image.Image:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we check the size ourselves
@@ -84,46 +78,6 @@ def read_rgb(path: Path) -> np.ndarray:
         raise DataError(f"cannot read image {path}: {err}") from None
 
 
-def read_mask_rgb(path: Path) -> np.ndarray:
-    """A colour-coded mask as (H, W, 3) uint8. Always ``convert("RGB")``: palette order differs between files."""
-    try:
-        with _open_pil(path) as img:
-            return np.ascontiguousarray(np.asarray(img.convert("RGB")))
-    except DataError:
-        raise
-    except _PIL_ERRORS as err:
-        try:
-            bands = _rasterio_bands(path)
-        except Exception as err2:  # noqa: BLE001
-            raise DataError(f"cannot read mask {path}: PIL: {err}; rasterio: {err2}") from None
-        if any(b.dtype != np.uint8 for b in bands):
-            raise DataError(f"mask {path}: colour masks must be 8-bit, got {bands[0].dtype}")
-        return _bands_to_rgb(bands)
-
-
-def read_mask_index(path: Path) -> np.ndarray:
-    """An index-coded mask as (H, W) int64 raw values (palette PNGs give their indices, not colours)."""
-    try:
-        with _open_pil(path) as img:
-            img.load()
-            if img.mode in ("RGB", "RGBA"):
-                a = np.asarray(img.convert("RGB"))
-                if not (np.array_equal(a[..., 0], a[..., 1]) and np.array_equal(a[..., 0], a[..., 2])):
-                    raise DataError(f"mask {path}: an index mask must have one band (or three equal ones); "
-                                    "is it colour-coded? then set mask_format: color")
-                return a[..., 0].astype(np.int64)
-            if img.mode in ("LA", "PA"):
-                img = img.getchannel(0)
-            return np.asarray(img).astype(np.int64)
-    except DataError:
-        raise
-    except _PIL_ERRORS as err:
-        try:
-            return _rasterio_bands(path)[0].astype(np.int64)
-        except Exception as err2:  # noqa: BLE001
-            raise DataError(f"cannot read mask {path}: PIL: {err}; rasterio: {err2}") from None
-
-
 # ------------------------------------------------------------------------------------------------ decoding
 def _rgb_key(rgb: np.ndarray) -> np.ndarray:
     return (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2].astype(np.int32)
@@ -135,6 +89,7 @@ class Decoded:
     labels: np.ndarray
     unknown: int = 0
     example: Any = None  # one unknown colour (list) or value (int), for the message
+    how: str = ""  # how the file was read ("class colours", "class indices", ...: ``mask_read``)
 
 
 class ColorCode:
@@ -153,11 +108,18 @@ class ColorCode:
         self.ignore_index, self.threshold, self.tolerance = int(ignore_index), bool(threshold), int(tolerance)
 
     def decode(self, rgb: np.ndarray) -> Decoded:
+        out, bad = self.classify(rgb)
+        n = int(bad.sum())
+        return Decoded(out, n, [int(v) for v in rgb[bad][0]] if n else None)
+
+    def classify(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(class indices, ignore_index where unlabeled or unknown; True where the colour is no class's nor an
+        ignore colour) of an (..., 3) array of colours."""
         if self.threshold:
             return self._decode_threshold(rgb)
         return self._decode_exact(rgb)
 
-    def _decode_threshold(self, rgb: np.ndarray) -> Decoded:
+    def _decode_threshold(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         def bits(c: np.ndarray) -> np.ndarray:
             c = (np.asarray(c) >= 128).astype(np.int64)
             return (c[..., 0] << 2) | (c[..., 1] << 1) | c[..., 2]
@@ -170,14 +132,10 @@ class ColorCode:
         code |= (rgb[..., 2] >= 128).astype(np.uint8)
         out = lut[code]
         bad = out < 0
-        n = int(bad.sum())
-        example = None
-        if n:
-            example = [int(v) for v in rgb[bad][0]]
-            out[bad] = self.ignore_index
-        return Decoded(out.astype(np.uint8), n, example)
+        out[bad] = self.ignore_index
+        return out.astype(np.uint8), bad
 
-    def _decode_exact(self, rgb: np.ndarray) -> Decoded:
+    def _decode_exact(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         keys = np.concatenate([_rgb_key(self.colors), _rgb_key(self.ignore_colors)])
         vals = np.concatenate([np.arange(len(self.colors)), np.full(len(self.ignore_colors), self.ignore_index)])
         order = np.argsort(keys, kind="stable")
@@ -202,9 +160,7 @@ class ColorCode:
             still = np.zeros_like(bad)
             still[bad] = ~fixed
             bad = still
-        n = int(bad.sum())
-        example = [int(v) for v in rgb[bad][0]] if n else None
-        return Decoded(out, n, example)
+        return out, bad
 
 
 class IndexCode:
@@ -217,6 +173,12 @@ class IndexCode:
         self.ignore_index = int(ignore_index)
 
     def decode(self, raw: np.ndarray) -> Decoded:
+        out, bad = self.classify(raw)
+        n = int(bad.sum())
+        return Decoded(out, n, int(np.asarray(raw)[bad][0]) if n else None)
+
+    def classify(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(class indices, ignore_index where unlabeled or unknown; True where the value is no class's nor ignored)."""
         raw = np.asarray(raw, np.int64)
         hi = max([*self.mapping, *self.ignore_values, 0]) + 1
         lut = np.full(hi, -1, np.int16)
@@ -228,10 +190,8 @@ class IndexCode:
         out = np.full(raw.shape, -1, np.int16)
         out[inside] = lut[raw[inside]]
         bad = out < 0
-        n = int(bad.sum())
-        example = int(raw[bad][0]) if n else None
         out[bad] = self.ignore_index
-        return Decoded(out.astype(np.uint8), n, example)
+        return out.astype(np.uint8), bad
 
 
 def class_table(classes: Sequence[tuple[str, Sequence[int]]]) -> list[dict]:

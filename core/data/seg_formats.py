@@ -15,7 +15,8 @@ from typing import Any
 from ..imaging.bands import RGB
 from .paths import DataError
 from .seg_base import Scene, SegTiles
-from .seg_files import ColorCode, Decoded, IndexCode, class_table, read_mask_index, read_mask_rgb
+from .mask_read import MASK_RULE, MaskTable
+from .seg_files import class_table
 from .synthetic import CLASSES as _POTSDAM
 
 ISPRS_CLASSES = class_table(_POTSDAM)  # impervious surfaces, building, low vegetation, tree, car, clutter
@@ -102,10 +103,9 @@ class _ISPRS(SegTiles):
         _warn_unlabeled_test(self.title, missing, str(found[0]))
         return scenes
 
-    def decode_mask(self, path: Path) -> Decoded:
-        code = ColorCode([c["color"] for c in self.classes], [(0, 0, 0)] if self.eroded else [],
-                         self.ignore_index, threshold=True)
-        return code.decode(read_mask_rgb(path))
+    def mask_table(self) -> MaskTable:
+        return MaskTable.of_classes(self.classes, self.ignore_index, ignore_colors=((0, 0, 0),) if self.eroded else (),
+                                    threshold=True, coding="color")
 
 
 class Potsdam(_ISPRS):
@@ -256,9 +256,9 @@ class DeepGlobe(SegTiles):
                           f"{', '.join(str(u) for u in unlabeled[:3])}", stacklevel=3)
         return scenes
 
-    def decode_mask(self, path: Path) -> Decoded:
-        code = ColorCode([c["color"] for c in self.classes], [(0, 0, 0)], self.ignore_index, threshold=True)
-        return code.decode(read_mask_rgb(path))
+    def mask_table(self) -> MaskTable:
+        return MaskTable.of_classes(self.classes, self.ignore_index, ignore_colors=((0, 0, 0),), threshold=True,
+                                    coding="color")
 
 
 class LoveDA(SegTiles):
@@ -310,8 +310,12 @@ class LoveDA(SegTiles):
             raise DataError(f"LoveDA: no Train/ or Val/ folders with Urban|Rural/images_png + masks_png in {self.root}")
         return scenes
 
-    def decode_mask(self, path: Path) -> Decoded:
-        return IndexCode({v + 1: v for v in range(7)}, [0], self.ignore_index).decode(read_mask_index(path))
+    def cache_params(self) -> Any:
+        return dict(mask_rule=MASK_RULE)  # palette masks are read by their colours since rule 2
+
+    def mask_table(self) -> MaskTable:
+        return MaskTable.of_classes(self.classes, self.ignore_index, values=tuple(range(1, 8)), ignore_values=(0,),
+                                    coding="index")
 
 
 __all__ = ["DeepGlobe", "LoveDA", "Potsdam", "Vaihingen", "ISPRS_CLASSES", "DEEPGLOBE_CLASSES", "LOVEDA_CLASSES",
