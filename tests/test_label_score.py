@@ -65,8 +65,12 @@ def test_refusals_say_why() -> None:
     assert "BytesIO" not in str(err.value) and " at 0x" not in str(err.value)  # nothing of Python's insides
     with pytest.raises(LabelMaskError, match="cannot be read"):
         score_labels(truth(), png(truth())[:60], CLASSES)  # a truncated PNG
+    with pytest.raises(LabelMaskError, match="matches neither the classes' colours nor their indices: its values 77"):
+        score_labels(truth(), png(np.full((20, 30, 3), 77, np.uint8)), CLASSES)  # grey: colours or values
+    with pytest.raises(LabelMaskError, match=r"matches none of the classes' colours: its colours \[70, 80, 90\]"):
+        score_labels(truth(), png(np.full((20, 30, 3), (70, 80, 90), np.uint8)), CLASSES)
     with pytest.raises(LabelMaskError, match="no pixel of the label mask is one of the model's classes"):
-        score_labels(truth(), png(np.full((20, 30, 3), 77, np.uint8)), CLASSES)
+        score_labels(truth(), png(np.full((20, 30), IGNORE, np.uint8)), CLASSES)  # all unlabeled
     with pytest.raises(LabelMaskError, match="no-data"):
         score_labels(np.full((20, 30), NODATA, np.uint8), png(truth()), CLASSES)
 
@@ -108,3 +112,132 @@ def test_the_dubai_model_draws_water_blue_and_decodes_its_orange_masks() -> None
     assert water["color"] == [226, 169, 41]  # the data set's mask colour, kept for decoding
     r, g, b = display_rgb(water)
     assert b > r and b > g  # drawn blue
+
+
+# ------------------------------------------------------------------------------------------------ every kind of mask
+def palette_png(labels: np.ndarray, seed: int, colours: list | None = None) -> bytes:
+    """The class colours in a palette of a seeded order (another per file, as the Dubai set's palette PNGs)."""
+    colours = colours or [c["color"] for c in CLASSES]
+    order = np.random.default_rng(seed).permutation(len(colours))  # entry j holds colours[order[j]]
+    img = Image.fromarray(np.argsort(order).astype(np.uint8)[labels], mode="P")
+    img.putpalette([v for j in order for v in colours[j]])
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def mask_kinds(labels: np.ndarray) -> dict[str, bytes]:
+    """The same labels as indices (L), colours (RGB), a shuffled palette (P) and 16-bit indices (I;16)."""
+    i16 = Image.fromarray(labels.astype(np.uint16))
+    assert i16.mode == "I;16"
+    buf = io.BytesIO()
+    i16.save(buf, format="PNG")
+    return {"L": png(labels), "RGB": png(np.asarray([c["color"] for c in CLASSES], np.uint8)[labels]),
+            "P": palette_png(labels, seed=5), "I;16": buf.getvalue()}
+
+
+def test_every_kind_of_mask_scores_the_same() -> None:
+    labels = truth()
+    pred = labels.copy()
+    pred[:8, :15] = (pred[:8, :15] + 1) % 3
+    with Image.open(io.BytesIO(mask_kinds(labels)["P"])) as img:
+        assert img.mode == "P" and not np.array_equal(np.asarray(img), labels)  # its indices are not the classes
+    scored = {kind: score_labels(pred, data, CLASSES) for kind, data in mask_kinds(labels).items()}
+    assert {k: s.how for k, s in scored.items()} == {"L": "class indices", "RGB": "class colours",
+                                                      "P": "class colours (palette)", "I;16": "class indices"}
+    for kind, s in scored.items():
+        assert s.scores.confusion == scored["RGB"].scores.confusion, kind
+        assert s.scores.overall_accuracy == pytest.approx((pred == labels).mean()) and s.unknown == 0, kind
+        assert s.report(CLASSES)["iou"] == scored["RGB"].report(CLASSES)["iou"], kind
+
+
+def test_a_palette_mask_that_matches_neither_is_refused_in_one_line() -> None:
+    img = Image.fromarray(np.where(truth() == 1, 9, 7).astype(np.uint8), mode="P")
+    img.putpalette([1, 2, 3] * 8 + [4, 5, 6] * 248)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    with pytest.raises(LabelMaskError) as err:
+        score_labels(truth(), buf.getvalue(), CLASSES)
+    msg = str(err.value)
+    assert msg.startswith("the palette mask matches neither the classes' colours nor their indices: its colours "
+                          "[1, 2, 3] (400 px), [4, 5, 6] (200 px)") and "\n" not in msg
+    assert msg.endswith("(the model's classes: road, building, tree)")
+
+
+# ------------------------------------------------------------------------------------------------ core.segment --labels
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A random 3-class resnet18 DeepLabV3+ with the classes above."""
+    import torch
+
+    from core.seg.segmodel import build_seg_model, make_card, save_seg_checkpoint
+
+    torch.manual_seed(0)
+    card = make_card(arch="deeplabv3plus", encoder="resnet18", classes=CLASSES)
+    path = tmp_path_factory.mktemp("ckpt") / "seg.safetensors"
+    save_seg_checkpoint(path, build_seg_model(card).eval(), card)
+    return path
+
+
+def test_segment_labels_scores_each_image_into_its_report(checkpoint, tmp_path, capsys) -> None:
+    import json
+
+    from core.seg.segment import main
+
+    rng = np.random.default_rng(0)
+    for name in ("a.png", "b.png"):
+        Image.fromarray(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)).save(tmp_path / name)
+    base = ["--checkpoint", str(checkpoint), "--tile", "64", "--no-progress"]
+    assert main([str(tmp_path / "a.png"), str(tmp_path / "b.png"), "--out", str(tmp_path / "plain"), *base]) == 0
+    assert json.loads((tmp_path / "plain" / "a_report.json").read_text())["label_score"] is None
+    pred = {s: np.asarray(Image.open(tmp_path / "plain" / f"{s}_mask.png")) for s in "ab"}
+    labels = truth()  # three classes in bands: the random model is right somewhere, wrong elsewhere
+    masks = {f"a_{kind}": data for kind, data in mask_kinds(labels).items()}
+    for kind, data in masks.items():
+        (tmp_path / f"{kind}.png").write_bytes(data)
+    order = ["a_RGB", "a_P", "a_L", "a_I;16"]
+    images = [str(tmp_path / "a.png")] * len(order)
+    capsys.readouterr()
+    rc = main([*images, "--out", str(tmp_path / "scored"), *base, "--labels",
+               *[str(tmp_path / f"{k}.png") for k in order]])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    lines = [line for line in out.out.splitlines() if line.startswith("  labels ")]
+    accuracy = (pred["a"] == labels).mean()
+    assert len(lines) == 4 and all(f"accuracy {100 * accuracy:.1f} %" in line for line in lines), lines
+    reports = [json.loads((tmp_path / "scored" / f"{stem}_report.json").read_text())["label_score"]
+               for stem in ("a", "a-2", "a-3", "a-4")]
+    expect = score_labels(pred["a"], masks["a_RGB"], CLASSES)
+    for kind, got in zip(order, reports):
+        assert got["labels"].endswith(f"{kind}.png") and set(got["iou"]) == {"road", "building", "tree"}, kind
+        assert got["miou"] == pytest.approx(expect.scores.miou) and got["accuracy"] == pytest.approx(accuracy), kind
+        assert got["iou"] == reports[0]["iou"], kind
+    assert [r["read_as"] for r in reports] == ["class colours", "class colours (palette)", "class indices",
+                                               "class indices"]
+
+
+def test_segment_labels_refusals_are_one_line(checkpoint, tmp_path, capsys) -> None:
+    from core.seg.segment import main
+
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8) + 90).save(tmp_path / "a.png")
+    base = ["--checkpoint", str(checkpoint), "--tile", "64", "--no-progress"]
+    assert main([str(tmp_path / "a.png"), str(tmp_path / "a.png"), "--out", str(tmp_path / "x"), *base,
+                 "--labels", str(tmp_path / "m.png")]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: --labels: 1 mask(s) for 2 image(s): give one mask per image, in the same order\n"
+    assert not (tmp_path / "x").exists()  # refused before any work
+    bad = Image.fromarray(np.full((20, 30), 7, np.uint8), mode="P")
+    bad.putpalette([1, 2, 3] * 256)
+    bad.save(tmp_path / "bad.png")
+    png_small = tmp_path / "small.png"
+    Image.fromarray(truth()[:10]).save(png_small)
+    rc = main([str(tmp_path / "a.png")] * 3 + ["--out", str(tmp_path / "y"), *base, "--labels",
+                                               str(tmp_path / "bad.png"), str(png_small), str(tmp_path / "none.png")])
+    out = capsys.readouterr()
+    assert rc == 2
+    errors = out.err.strip().splitlines()
+    assert len(errors) == 3 and all(e.startswith(f"error: {tmp_path / 'a.png'}: labels ") for e in errors), errors
+    assert "the palette mask matches neither the classes' colours nor their indices: its colours [1, 2, 3]" in errors[0]
+    assert "must be the same size" in errors[1] and "cannot be read (No such file or directory)" in errors[2]
+    assert "3 of 3 image(s) segmented" in out.out and "3 label mask(s) not scored" in out.out
+    assert (tmp_path / "y" / "a-3_report.json").is_file()  # the segmentations are written all the same

@@ -1,20 +1,25 @@
-"""Score one segmentation against a label mask the user brings (the Segment page's "score against labels").
+"""Score one segmentation against a label mask the user brings (the Segment page's "score against labels", the
+Gradio demo's, and ``python -m core.segment --labels``).
 
-Why here and not in the page: reading a label mask has rules a user must be able to rely on everywhere. A mask is
-class indices (a greyscale or palette PNG/TIFF: value k is class k of the model) or the class colours of the model's
-card (an RGB image as data sets publish them: Potsdam, DeepGlobe, the Dubai set). The ignore value, colours that are
-no class's and the image's no-data are left out of the scores, and the answer says how much was left out.
+Why here and not in the page: reading a label mask has rules a user must be able to rely on everywhere, and they are
+the data loaders' (``core.data.mask_read``): a mask is read by what it shows, the class indices of the model (a
+greyscale or 16-bit PNG/TIFF: value k is class k) or the class colours of the model's card (an RGB image as data
+sets publish them: Potsdam, DeepGlobe, the Dubai set); a palette PNG through its palette when its colours are the
+classes' (in any palette order), else as indices. The ignore value, colours that are no class's and the image's
+no-data are left out of the scores, and the answer says how much was left out.
 """
 from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from ..data.mask_read import MaskError, MaskTable, decode_image
 from .infer import NODATA
 from .metrics import SegScores, confusion_matrix, scores_from_confusion
 
@@ -30,7 +35,7 @@ class LabelMaskError(ValueError):
 class LabelScore:
     scores: SegScores
     labels: np.ndarray  # class indices, IGNORE where left out
-    how: str  # "class indices" or "class colours"
+    how: str  # "class indices", "class colours", "class colours (palette)", ... (``core.data.mask_read``)
     left_out: float  # share of the image's pixels not scored (ignore value, unknown colours, no data)
     unknown: float  # share of pixels whose value or colour is no class's
 
@@ -40,6 +45,18 @@ class LabelScore:
         return [{"class": str(c.get("name", k)), "iou": None if cm[k, :].sum() + cm[:, k].sum() == 0
                  else float(self.scores.iou[k]), "label pixels": int(cm[k, :].sum())}
                 for k, c in enumerate(classes)]
+
+    def report(self, classes: list[dict[str, Any]], labels: str = "") -> dict[str, Any]:
+        """What a segmentation report's ``label_score`` holds: mIoU, pixel accuracy, IoU per class name (None where
+        the class is in neither), how the mask was read and the shares left out."""
+        return {"labels": labels, "miou": float(self.scores.miou), "accuracy": float(self.scores.overall_accuracy),
+                "iou": {r["class"]: r["iou"] for r in self.iou_rows(classes)}, "read_as": self.how,
+                "left_out": round(self.left_out, 6), "unknown": round(self.unknown, 6)}
+
+    def line(self) -> str:
+        """The scores in one line, as the command line prints them."""
+        return (f"mIoU {100 * self.scores.miou:.1f} %, accuracy {100 * self.scores.overall_accuracy:.1f} % (read as "
+                f"{self.how}; {100 * self.left_out:.1f} % left out)")
 
 
 def read_label_mask(data: bytes, classes: list[dict[str, Any]], shape: tuple[int, int],
@@ -56,28 +73,20 @@ def read_label_mask(data: bytes, classes: list[dict[str, Any]], shape: tuple[int
     if (img.height, img.width) != tuple(shape):
         raise LabelMaskError(f"the label mask is {img.width}×{img.height} pixels, the image {shape[1]}×{shape[0]}: "
                              "they must be the same size")
-    n = len(classes)
-    if img.mode in ("L", "P", "I", "I;16", "1"):
-        values = np.asarray(img).astype(np.int64)
-        labels = np.where(values < n, values, IGNORE).astype(np.uint8)
-        unknown = float(((values >= n) & (values != ignore_index)).mean())
-        how = "class indices"
-    else:
-        rgb = np.asarray(img.convert("RGB")).astype(np.int64)
-        code = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
-        labels = np.full(shape, IGNORE, np.uint8)
-        for k, c in enumerate(classes):
-            colour = c.get("color")
-            if colour is not None:
-                r, g, b = (int(v) for v in colour[:3])
-                labels[code == ((r << 16) | (g << 8) | b)] = k
-        unknown = float((labels == IGNORE).mean())
-        how = "class colours"
+    try:
+        decoded = decode_image(img, MaskTable.of_classes(classes, ignore_index))
+    except MaskError as err:
+        raise LabelMaskError(f"{err} (the model's classes: {_names(classes)})") from None
+    labels = np.where(decoded.labels < len(classes), decoded.labels, IGNORE).astype(np.uint8)
     if not (labels != IGNORE).any():
-        names = ", ".join(str(c.get("name")) for c in classes)
-        raise LabelMaskError(f"no pixel of the label mask is one of the model's classes ({names}) as {how}; give "
-                             f"class indices 0-{n - 1} or the class colours of the legend")
-    return labels, how, unknown
+        raise LabelMaskError(f"no pixel of the label mask is one of the model's classes ({_names(classes)}) as "
+                             f"{decoded.how}; give class indices 0-{len(classes) - 1} or the class colours of the "
+                             "legend")
+    return labels, decoded.how, decoded.unknown / labels.size
+
+
+def _names(classes: list[dict[str, Any]]) -> str:
+    return ", ".join(str(c.get("name")) for c in classes)
 
 
 def score_labels(pred: np.ndarray, data: bytes, classes: list[dict[str, Any]],
@@ -92,6 +101,16 @@ def score_labels(pred: np.ndarray, data: bytes, classes: list[dict[str, Any]],
     cm = confusion_matrix(torch.from_numpy(pred.astype(np.int64)), torch.from_numpy(labels.astype(np.int64)), n,
                           IGNORE)
     return LabelScore(scores_from_confusion(cm), labels, how, float(1 - scored.mean()), unknown)
+
+
+def score_label_file(pred: np.ndarray, path: str | Path, classes: list[dict[str, Any]],
+                     ignore_index: int = IGNORE) -> LabelScore:
+    """:func:`score_labels` of a mask file on disk (``python -m core.segment --labels``)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as err:
+        raise LabelMaskError(f"the label mask cannot be read ({err.strerror or err})") from None
+    return score_labels(pred, data, classes, ignore_index)
 
 
 def difference_image(rgb: np.ndarray, pred: np.ndarray, labels: np.ndarray, opacity: float = 0.6) -> np.ndarray:

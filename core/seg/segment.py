@@ -1,7 +1,7 @@
 """Segment image files with a segmentation checkpoint, from the shell.
 
     python -m core.segment IMAGE [IMAGE ...] [--checkpoint PATH] --out DIR [--tile 512] [--overlap 0.25]
-                           [--batch-size 4] [--tta] [--max-megapixels 50] [--device auto]
+                           [--batch-size 4] [--tta] [--max-megapixels 50] [--device auto] [--labels MASK ...]
 
 Without ``--checkpoint`` the first existing of ``checkpoints/dubai_seg.safetensors`` (the real-imagery demo model)
 and ``checkpoints/synthetic_seg.safetensors`` in the repository is used.
@@ -11,6 +11,11 @@ Per image ``<stem>`` it writes into ``--out``: ``<stem>_mask.png`` (class indice
 percent, square_metres when the pixel size is known) and, for georeferenced input, ``<stem>_mask.tif`` (the mask
 with the input's CRS and transform). Two inputs with the same stem get ``<stem>-2`` and so on. Images are read by
 the rules of ``core.imaging.imageio``; what was done to each file's bands is printed.
+
+``--labels`` gives one label mask per image, in the same order: each prediction is scored against its mask as the
+Segment page scores it (``core.seg.label_score``: class indices or colours, a palette PNG by its colours), a line
+per image (mIoU, pixel accuracy) is printed and the report JSON holds ``label_score`` (``miou``, ``accuracy``,
+``iou`` per class name, how the mask was read, the shares left out).
 
 A bad image is reported as one line ``error: <path>: <reason>`` on stderr and the others are still processed; the
 exit code is 2 if any image failed or the checkpoint cannot be used, 0 otherwise. No tracebacks.
@@ -34,6 +39,7 @@ from ..imaging.budget import DEFAULT_MAX_MEGAPIXELS, MAX_MEGAPIXELS_ENV, max_pix
 from ..imaging.bands import band_nodata_mask, card_bands, is_rgb, model_pixels, picture_views
 from ..imaging.imageio import ImageError, LoadedImage, read_image
 from .infer import NODATA, check_tile, class_areas, overlap_pixels, predict
+from .label_score import LabelMaskError, LabelScore, score_label_file
 from .model_choice import Choice, ModelCache, choose_model, given_model, score_for_model
 from .nodata import nodata_mask
 from .resample import model_pixel_size, pixel_size_reason, resample_factor, resample_mask, resample_rgb
@@ -210,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-borders", action="store_true",
                    help="classify uniform white/black borders too (declared no-data is always left out)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--labels", nargs="+", metavar="MASK", default=None,
+                   help="a label mask per image, in the same order (class indices or class colours; a palette PNG "
+                        "by its colours): each image is scored against it and the report holds label_score")
     return p
 
 
@@ -276,7 +285,21 @@ class _Models:
               f"{', '.join(c['name'] for c in classes)}) on {device}", flush=True)
 
 
+def _score_labels(seg: Segmentation, mask: str) -> tuple[LabelScore | None, str | None]:
+    """``seg`` scored against the label mask file ``mask`` (into its report's ``label_score``), or why not."""
+    try:
+        scored = score_label_file(seg.mask, mask, seg.classes)
+    except LabelMaskError as err:
+        return None, str(err)
+    seg.label_score = scored.report(seg.classes, mask)
+    return scored, None
+
+
 def _run(args: argparse.Namespace) -> int:
+    if args.labels is not None and len(args.labels) != len(args.images):
+        _err(f"--labels: {len(args.labels)} mask(s) for {len(args.images)} image(s): give one mask per image, in "
+             "the same order")
+        return 2
     try:
         overlap_pixels(args.overlap, args.tile)
     except ValueError as err:
@@ -303,9 +326,9 @@ def _run(args: argparse.Namespace) -> int:
         _err(f"--out {args.out}: {err.strerror or err}")
         return 2
 
-    failed = 0
+    failed = unscored = 0
     used: set[str] = set()
-    for raw in args.images:
+    for k, raw in enumerate(args.images):
         path = Path(raw)
         try:
             loaded = read_image(path, max_pixels=budget)
@@ -335,6 +358,7 @@ def _run(args: argparse.Namespace) -> int:
                                    resample=not args.no_resample, borders=not args.keep_borders, tile=args.tile,
                                    overlap=args.overlap, batch_size=args.batch_size, tta=args.tta,
                                    progress=progress)
+            scored, why = _score_labels(seg, args.labels[k]) if args.labels else (None, None)
             outputs = write_outputs(seg, args.out, stem, str(path))
         except KeyboardInterrupt:
             raise
@@ -365,10 +389,15 @@ def _run(args: argparse.Namespace) -> int:
         if seg.warning:
             print(f"  warning: {seg.warning}", flush=True)
         print(f"  wrote {', '.join(p.name for p in outputs.values())}", flush=True)
+        if scored is not None:
+            print(f"  labels {args.labels[k]}: {scored.line()}", flush=True)
+        elif why is not None:
+            _err(f"{path}: labels {args.labels[k]}: {why}")
+            unscored += 1
     n = len(args.images)
-    print(f"{n - failed} of {n} image(s) segmented into {args.out}" + (f"; {failed} failed" if failed else ""),
-          flush=True)
-    return 2 if failed else 0
+    print(f"{n - failed} of {n} image(s) segmented into {args.out}" + (f"; {failed} failed" if failed else "")
+          + (f"; {unscored} label mask(s) not scored" if unscored else ""), flush=True)
+    return 2 if failed or unscored else 0
 
 
 if __name__ == "__main__":

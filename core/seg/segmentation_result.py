@@ -57,6 +57,7 @@ class Segmentation:
     # colour. Only for the screen: reports and files are the same whatever is shown.
     views: dict[str, np.ndarray] = field(default_factory=dict)
     bands: list[str] | None = None  # the bands the model read, when not R, G, B
+    label_score: dict[str, Any] | None = None  # against a label mask (``LabelScore.report``), when one was given
 
     @property
     def warning(self) -> str | None:
@@ -109,7 +110,7 @@ class Segmentation:
                 "classes": [c["name"] for c in self.classes], "areas": self.areas,
                 "pixel_size_m": self.pixel_size_m, "pixel_size_used_m": self.pixel_size_used_m,
                 "resampled": self.resampled, "nodata_share": round(float(self.nodata_share), 6),
-                "warning": self.warning, "notes": list(self.notes)}
+                "warning": self.warning, "notes": list(self.notes), "label_score": self.label_score}
 
 
 def palette_png(mask: np.ndarray, classes: list[dict[str, Any]]) -> bytes:
