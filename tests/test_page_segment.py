@@ -284,3 +284,44 @@ def test_the_same_file_added_twice_is_one_result(empty_store: Path, monkeypatch:
     at.file_uploader(key="segment_files").set_value([("a.png", tile, "image/png"), ("copy of a.png", tile, "image/png")]).run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert len(at.image) == 1 and len(calls) == 1
+
+
+def palette_png(labels: np.ndarray, colours: list[list[int]], seed: int) -> bytes:
+    """Class labels as a palette PNG holding the class colours in a shuffled order (as the Dubai set's files do)."""
+    order = np.random.default_rng(seed).permutation(len(colours))  # palette entry j holds class order[j]
+    img = Image.fromarray(np.argsort(order).astype(np.uint8)[labels], mode="P")
+    img.putpalette([v for j in order for v in colours[j]])
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_label_mask_and_its_scores_survive_a_visit_to_another_page(empty_store: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = count_predictions(monkeypatch)
+    at = open_page()
+    at.file_uploader(key="segment_files").set_value(("tile.png", png_bytes(64, 96), "image/png")).run()
+    key = next(s for s in at.slider if s.key.startswith("opacity_")).key.removeprefix("opacity_")
+    seg = next(iter(at.session_state["segment_results"].values())).seg
+    labels = seg.mask.copy()
+    labels[:32] = (labels[:32] + 1) % len(seg.classes)  # half of it wrong
+    colours = [c["color"] for c in seg.classes]
+    mask = palette_png(labels, colours, 3)
+    assert not np.array_equal(np.asarray(Image.open(io.BytesIO(mask))), labels)  # its indices are not the classes
+    at.file_uploader(key=f"labels_{key}").set_value(("labels.png", mask, "image/png")).run()
+    assert not at.exception and not at.error, page_errors(at)
+    before = {m.label: m.value for m in at.metric}
+    assert before["Pixel accuracy"] == f"{100 * (labels == seg.mask).mean():.1f} %"  # read by its colours
+    at.switch_page("../pages/runs.py").run()
+    assert not at.exception and not at.metric
+    at.switch_page(PAGE).run()
+    assert not at.exception and not at.error, page_errors(at)
+    assert at.file_uploader(key=f"labels_{key}").value is None  # the uploader forgot the file ...
+    assert {m.label: m.value for m in at.metric} == before  # ... the page did not
+    assert any(c.value.startswith("Scored against **labels\\.png**, uploaded before") for c in at.caption)
+    assert len(at.image) == 2 and len(calls) == 1
+    at.button(key=f"labels_forget_{key}").click().run()  # removed: the scores go
+    assert not at.exception and not at.metric
+    at.switch_page("../pages/runs.py").run()
+    at.switch_page(PAGE).run()
+    assert not at.metric and len(at.image) == 1

@@ -1,7 +1,9 @@
 """The Segment page's "score against a label mask": IoU per class and where the model was right or wrong.
 
 The scoring is ``core.seg.label_score``; this draws it. A score is kept per (result, mask content), so moving a
-slider or coming back to the page does not read the mask again.
+slider does not read the mask again. The mask itself is kept per result too: a file uploader forgets its file when
+its page is left, so coming back to the page shows the scores again from the kept mask (until the user removes it or
+uploads another).
 """
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ from workbench.common import literal
 from workbench.segment_view import class_rgb
 
 SCORES = "segment_label_scores"  # session_state: {(result key, mask digest): LabelScore}
+MASKS = "segment_label_masks"  # session_state: {result key: (file name, bytes)}, the mask last given per result
+KEEP_MASKS = 8
 
 
 def iou_figure(rows: list[dict], classes: list[dict]) -> go.Figure:
@@ -41,22 +45,49 @@ def _score(seg: Segmentation, data: bytes, key: str) -> LabelScore:
     return cache[k]
 
 
+def _keep(key: str) -> None:
+    """The user added, replaced or removed the label mask of result ``key`` (the uploader's on_change: a page trip,
+    which empties the uploader too, calls nothing)."""
+    upload = st.session_state.get(f"labels_{key}")
+    masks: dict = st.session_state.setdefault(MASKS, {})
+    masks.pop(key, None)
+    if upload is not None:
+        masks[key] = (upload.name, upload.getvalue())
+        for old in list(masks)[:-KEEP_MASKS]:  # the most recent few, as the page keeps a few results
+            del masks[old]
+
+
+def _forget(key: str) -> None:
+    st.session_state.get(MASKS, {}).pop(key, None)
+
+
 def show_label_score(seg: Segmentation, key: str, preview_side: int) -> None:
-    # keyed: the expander stays open across the rerun that an upload inside it starts
-    with st.expander("Score against a label mask", key=f"label_score_{key}"):
+    kept = st.session_state.get(MASKS, {}).get(key)
+    # keyed: the expander stays open across the rerun that an upload inside it starts; open when a mask is kept, so a
+    # return to the page shows its scores
+    with st.expander("Score against a label mask", expanded=kept is not None, key=f"label_score_{key}"):
         upload = st.file_uploader("Label mask (same size as the image)", type=["png", "tif", "tiff"],
-                                  key=f"labels_{key}",
-                                  help="class indices (value k = class k of the model: greyscale or palette) or the "
-                                       "class colours of the legend (RGB, as data sets publish them); other values "
-                                       "and the image's no-data are left out")
-        if upload is None:
+                                  key=f"labels_{key}", on_change=_keep, args=(key,),
+                                  help="class indices (value k = class k of the model: greyscale or 16-bit), the "
+                                       "class colours of the legend (RGB, as data sets publish them), or a palette "
+                                       "PNG (read by its colours when they are the classes', else as indices); other "
+                                       "values and the image's no-data are left out")
+        if upload is not None:
+            name, data = upload.name, upload.getvalue()
+        elif kept is not None:
+            name, data = kept
+            row = st.container(horizontal=True, vertical_alignment="center")
+            row.caption(f"Scored against **{literal(name)}**, uploaded before; upload another mask to replace it.")
+            row.button("Remove the label mask", key=f"labels_forget_{key}", on_click=_forget, args=(key,),
+                       type="tertiary", icon="✖️")
+        else:
             st.caption("Upload the reference labels of this image to see the IoU of every class and where the "
                        "model was right (green) or wrong (red).")
             return
         try:
-            result = _score(seg, upload.getvalue(), key)
+            result = _score(seg, data, key)
         except LabelMaskError as err:
-            st.error(literal(f"{upload.name}: {err}"), icon="🚫")
+            st.error(literal(f"{name}: {err}"), icon="🚫")
             return
         s = result.scores
         c1, c2, c3 = st.columns(3)
@@ -70,7 +101,8 @@ def show_label_score(seg: Segmentation, key: str, preview_side: int) -> None:
         scale = min(1.0, preview_side / max(h, w))
         if scale < 1:
             diff = np.asarray(Image.fromarray(diff).resize((max(1, round(w * scale)), max(1, round(h * scale)))))
-        left.image(diff, caption=f"green: right · red: wrong · as is: not scored ({result.how})", width="stretch")
+        left.image(diff, caption=f"green: right · red: wrong · as is: not scored (read as {result.how})",
+                   width="stretch")
         right.plotly_chart(iou_figure(rows, seg.classes), key=f"iou_{key}", config={"displayModeBar": False})
         right.dataframe(pd.DataFrame(rows).assign(iou=lambda f: (100 * f["iou"].astype(float)).round(1)),
                         hide_index=True, width="stretch", key=f"iou_table_{key}",
