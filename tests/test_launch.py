@@ -67,14 +67,39 @@ def test_a_repeated_sigterm_is_the_same_stop_request_and_a_second_ctrl_c_means_n
         flag.restore()
 
 
-def test_two_launches_at_once_get_two_folders(empty_store: Path) -> None:
+def _process_state(pid: int) -> str | None:
+    """The state letter of /proc/<pid>/stat ('Z': a zombie), None when the process is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+    except OSError:
+        return None
+
+
+def _assert_reaped(run, pid: int) -> None:
+    """The finished run's process is gone from the process table: reaped by the launcher, not left <defunct>."""
+    deadline, zombie_since = time.time() + 60, None
+    while (state := _process_state(pid)) is not None and time.time() < deadline:
+        if state == "Z":  # an instant between its exit and the reaping thread's waitpid is fine; seconds are not
+            zombie_since = zombie_since or time.time()
+            assert time.time() - zombie_since < 3, f"process {pid} of {run.id} is left a zombie"
+        time.sleep(0.05)
+    assert _process_state(pid) is None, f"process {pid} is still there ({_process_state(pid)})"
+    assert pid not in launch._CHILDREN and pid not in launch.reap()  # nothing left to collect
+
+
+def test_two_launches_at_once_get_two_folders_and_leave_no_zombie(empty_store: Path) -> None:
+    """Two tiny runs launched together; once finished, neither process stays a zombie under the launcher (the app
+    lives on after its runs)."""
     cfg = load_config(ROOT / "configs/demo_cpu.yaml", [*TINY, "train.max_steps=1", "name=same"])
     a = launch.launch("pretrain", cfg)
     b = launch.launch("pretrain", cfg)
     assert a.path != b.path and {r.path for r in list_runs(empty_store)} == {a.path, b.path}
+    pids = {run.id: int(run.status()["pid"]) for run in (a, b)}
     for run in (a, b):
         _wait(run, lambda run=run: not run.is_live())
         assert run.state() == "completed", launch.console_tail(run)
+    for run in (a, b):
+        _assert_reaped(run, pids[run.id])
 
 
 def test_a_run_that_cannot_start_says_why(empty_store: Path) -> None:

@@ -5,6 +5,9 @@ starts ``python -m core.<pretrain|finetune|compare|probe> --run-dir FOLDER`` in 
 reloading it or restarting the app does not touch the run, and the app finds it again through ``status.json``.
 Stop sends SIGTERM, which the trainers turn into a clean stop at the next step with a checkpoint.
 
+Each launched process is waited for by a daemon thread of the launching process (the app), so one that exits
+is reaped at once instead of staying ``<defunct>`` while the app runs.
+
 Pretraining and fine-tuning on several processes (``processes=N``, e.g. one per GPU) start ``torchrun --standalone
 --nproc-per-node N -m core.<pretrain|finetune> ...`` (``torch.distributed.run``) on this machine; the first rank
 writes the run folder, and a Stop (to the first rank) stops every rank at the same step. Several machines: see the README
@@ -17,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -34,6 +38,42 @@ STOP_REQUEST = "stop_request.json"  # its own file: status.json belongs to the t
 # here could put back a state the trainer had just left
 
 
+_CHILDREN: dict[int, subprocess.Popen] = {}  # launched processes not yet waited for, by pid
+_CHILDREN_LOCK = threading.Lock()
+
+
+def _reap_when_done(proc: subprocess.Popen) -> None:
+    """Wait for a launched process in a daemon thread, so it is reaped the moment it exits.
+
+    Why: a child nobody waits for stays in the process table as a zombie (``<defunct>``) for as long as the app
+    runs. A thread blocked in ``waitpid`` on that one pid reaps it at once; a SIGCHLD handler could not (signal
+    handlers belong to the main thread, which Streamlit does not give its scripts) and would steal the exit status
+    of other code's subprocesses."""
+    with _CHILDREN_LOCK:
+        _CHILDREN[proc.pid] = proc
+
+    def wait() -> None:
+        try:
+            proc.wait()
+        finally:
+            with _CHILDREN_LOCK:
+                _CHILDREN.pop(proc.pid, None)
+
+    threading.Thread(target=wait, name=f"reap-{proc.pid}", daemon=True).start()
+
+
+def reap() -> list[int]:
+    """Collect every launched process that has exited and not been waited for yet (``poll``); returns their pids.
+    The waiting threads do this already; this is the belt to their braces (e.g. a thread not started yet)."""
+    with _CHILDREN_LOCK:
+        children = list(_CHILDREN.values())
+    done = [p.pid for p in children if p.poll() is not None]
+    with _CHILDREN_LOCK:
+        for pid in done:
+            _CHILDREN.pop(pid, None)
+    return done
+
+
 def _spawn(run: Run, args: list[str], kind: str, processes: int = 1) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     runner = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"] if processes > 1 else []
@@ -42,6 +82,7 @@ def _spawn(run: Run, args: list[str], kind: str, processes: int = 1) -> None:
     with open(run.path / CONSOLE, "ab") as out:
         proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
+    _reap_when_done(proc)
     run.write_status(pid=proc.pid, host=socket.gethostname())
 
 
@@ -84,6 +125,7 @@ def _cmdline(pid: int) -> str:
 
 def stop(run: Run) -> bool:
     """Ask a live run to stop at its next step (it keeps a checkpoint); False when it is not running."""
+    reap()
     status = run.status()
     pid = status.get("pid")
     if not run.is_live() or status.get("host") not in (None, socket.gethostname()):
@@ -118,4 +160,4 @@ def console_tail(run: Run, max_chars: int = 20_000) -> str:
     return tail_text(run.path / CONSOLE, max_chars)
 
 
-__all__ = ["launch", "resume", "stop", "stop_requested", "console_tail", "pid_alive"]
+__all__ = ["launch", "resume", "stop", "stop_requested", "console_tail", "pid_alive", "reap"]
