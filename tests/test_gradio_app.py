@@ -190,3 +190,50 @@ def test_screen_copy_and_legend() -> None:
     assert screen_copy(small, DISPLAY_SIDE) is small
     legend = legend_html(seg)
     assert "&lt;b&gt;roof&lt;/b&gt;" in legend and "<b>" not in legend and "rgb(4,5,6)" in legend
+
+
+def palette_mask(labels: np.ndarray, colours: list[list[int]], seed: int) -> Image.Image:
+    """The labels as a palette PNG holding the class colours in a shuffled order (as the Dubai set's files do)."""
+    order = np.random.default_rng(seed).permutation(len(colours))  # palette entry j holds class order[j]
+    img = Image.fromarray(np.argsort(order).astype(np.uint8)[labels], mode="P")
+    img.putpalette([v for j in order for v in colours[j]])
+    return img
+
+
+def test_a_label_mask_of_any_kind_scores_the_kept_result(client, tmp_path: Path) -> None:
+    """/score reads masks by their meaning, as the Segment page and core.segment --labels do: indices (8- and
+    16-bit), class colours, and a palette PNG with the class colours in another order score alike."""
+    from gradio_client import handle_file
+
+    write_png(tmp_path / "tile.png", 48, 64)
+    _, _, mask, extras, _ = client.predict(handle_file(str(tmp_path / "tile.png")), api_name="/segment")
+    pred = np.asarray(Image.open(mask))
+    card = json.loads(Path(json.loads(Path(extras[1]).read_text())["model"]["path"]).with_suffix(".json").read_text())
+    colours = [c["color"] for c in card["classes"]]
+    labels = pred.copy()
+    labels[:, :20] = (labels[:, :20] + 1) % len(colours)  # a third of it wrong
+    kinds = {"indices.png": Image.fromarray(labels, mode="L"),
+             "colours.png": Image.fromarray(np.asarray(colours, np.uint8)[labels]),
+             "palette.png": palette_mask(labels, colours, seed=3),
+             "sixteen.png": Image.fromarray(labels.astype(np.uint16))}
+    assert not np.array_equal(np.asarray(kinds["palette.png"]), labels)  # its indices are not the classes
+    results = {}
+    for name, img in kinds.items():
+        img.save(tmp_path / name)
+        summary, table = client.predict(handle_file(str(tmp_path / "tile.png")), handle_file(str(tmp_path / name)),
+                                        api_name="/score")
+        results[name] = (summary, [tuple(r) for r in table["data"]])
+        assert table["headers"] == ["class", "IoU (%)", "label pixels"]
+        assert f"pixel accuracy **{100 * (labels == pred).mean():.1f} %**" in summary, (name, summary)
+    assert "read as class colours (palette)" in results["palette.png"][0]
+    assert "read as class indices" in results["sixteen.png"][0]
+    assert len({tuple(rows) for _, rows in results.values()}) == 1  # the same IoU per class for every kind
+    mislabeled = Image.fromarray(np.full(pred.shape, 7, np.uint8), mode="P")
+    mislabeled.putpalette([1, 2, 3] * 256)
+    mislabeled.save(tmp_path / "neither.png")
+    with pytest.raises(Exception) as err:  # gradio_client's AppError
+        client.predict(handle_file(str(tmp_path / "tile.png")), handle_file(str(tmp_path / "neither.png")),
+                       api_name="/score")
+    msg = str(err.value)
+    assert "neither.png: the palette mask matches neither the classes' colours nor their indices" in msg
+    assert "Traceback" not in msg

@@ -12,7 +12,11 @@ settings (the last ``KEEP_RESULTS``), so the same file uploaded again comes back
 The endpoint is also an API: ``gradio_client.Client(url).predict(handle_file(path), api_name="/segment")`` returns
 (overlay image path, area table (class, pixels, percent, square metres where known, colour), mask PNG path,
 [areas CSV, report JSON, mask GeoTIFF], info Markdown); the legend's swatches are drawn on the page only.
-Moving the opacity slider calls ``/overlay``, which re-blends the session's last result without running the model. A file that cannot be used comes back as an error with one line saying why, never a traceback.
+Moving the opacity slider calls ``/overlay``, which re-blends the session's last result without running the model.
+A label mask of the image ("Score against a label mask") calls ``/score`` (image, label mask), which scores the kept
+result as the workbench's Segment page does (``core.seg.label_score``: class indices or colours, a palette PNG by its
+colours) and returns (summary Markdown, IoU table: class, IoU (%), label pixels).
+A file that cannot be used comes back as an error with one line saying why, never a traceback.
 
 Offline by design: analytics off, bound to 127.0.0.1 unless ``--host`` says otherwise, no share link, system
 fonts (no font CDN), uploads capped at ``MAX_FILE_SIZE``.
@@ -60,6 +64,7 @@ from core.imaging.imageio import ImageError, plain_image_size, read_image  # noq
 from core.seg.infer import check_tile, count_windows, overlap_pixels  # noqa: E402
 from core.store.catalog import ModelEntry, segmentation_models  # noqa: E402
 from core.seg.model_choice import ModelCache, given_model  # noqa: E402
+from core.seg.label_score import LabelMaskError, LabelScore, score_label_file  # noqa: E402
 from core.seg.segment import segment_choosing  # noqa: E402
 from core.seg.segmentation_result import Segmentation  # noqa: E402
 from core.seg.segmodel import load_seg_model  # noqa: E402
@@ -176,6 +181,25 @@ def api_areas(seg: Segmentation) -> Any:
     colours = {c.get("name"): display_rgb(c) or (0, 0, 0) for c in seg.classes}
     frame["colour"] = ["#{:02x}{:02x}{:02x}".format(*colours.get(name, (0, 0, 0))) for name in frame["class"]]
     return frame
+
+
+LABEL_COLUMNS = ["class", "IoU (%)", "label pixels"]
+
+
+def label_markdown(name: str, scored: LabelScore) -> str:
+    """The scores against a label mask in a few words (the page's summary)."""
+    s = scored.scores
+    text = (f"**{name}**: mIoU **{100 * s.miou:.1f} %**, pixel accuracy **{100 * s.overall_accuracy:.1f} %** "
+            f"(read as {scored.how}; {100 * scored.left_out:.1f} % left out: ignore value, colours of no class, no data)")
+    return text + (f"\n\n{100 * scored.unknown:.1f} % of the mask's pixels are no class of this model."
+                   if scored.unknown > 0.001 else "")
+
+
+def label_table(scored: LabelScore, classes: list[dict[str, Any]]) -> Any:
+    """IoU per class (%; empty where the class is in neither the labels nor the prediction) and its label pixels."""
+    rows = scored.iou_rows(classes)
+    return pd.DataFrame([[r["class"], None if r["iou"] is None else round(100 * r["iou"], 2), r["label pixels"]]
+                         for r in rows], columns=LABEL_COLUMNS)
 
 
 def info_markdown(name: str, seg: Segmentation, pixel_size_m: float | None) -> str:
@@ -312,8 +336,10 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
         empty = pd.DataFrame(columns=["class", "pixels", "percent", "colour"])
         return None, empty, None, None, "❌ **Not segmented**" + (f": {why}" if why else ""), None
 
-    def segment_file(path: str | None, opacity: float, tile: int, overlap: float, tta: bool,
-                     progress: gr.Progress) -> tuple[Any, ...]:
+    def segmentation(path: str | None, tile: int, overlap: float, tta: bool,
+                     progress: gr.Progress) -> tuple[str, Segmentation, float | None]:
+        """(file name, segmentation, pixel size) of an upload: the kept result for its content and settings, else
+        computed within the budgets; gr.Error in one line when it cannot be."""
         if not path:
             raise gr.Error("Upload an image first.", print_exception=False)
         name = Path(path).name
@@ -351,10 +377,42 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
             raise gr.Error(f"{name}: out of memory (try a smaller tile)", print_exception=False) from None
         except Exception as err:  # noqa: BLE001 - e.g. CUDA out of memory: one line
             raise gr.Error(f"{name}: segmentation failed ({type(err).__name__}: {one_line(err)})") from None
+        return name, seg, loaded.pixel_size_m
+
+    def segment_file(path: str | None, opacity: float, tile: int, overlap: float, tta: bool,
+                     progress: gr.Progress) -> tuple[Any, ...]:
+        name, seg, pixel_size_m = segmentation(path, tile, overlap, tta, progress)
         mask, extras = write_downloads(seg, Path(name).stem or "image", outputs.new(), name)
         view = screen_copy(seg, DISPLAY_SIDE)
-        info_text = info_markdown(name, seg, loaded.pixel_size_m)
+        info_text = info_markdown(name, seg, pixel_size_m)
         return view.overlay(float(opacity)), api_areas(seg), mask, extras, info_text, view
+
+    def score(path: str | None, labels: str | None, tile: int = 512, overlap: float = 0.25, tta: bool = False,
+              request: gr.Request | None = None, progress: gr.Progress = gr.Progress()) -> tuple[str, Any]:
+        """The image (its kept result, or segmented now) scored against a label mask of it, as the Segment page and
+        ``core.segment --labels`` score (``core.seg.label_score``): a summary and the IoU per class."""
+        session = f"{getattr(request, 'session_hash', None) or ''}:score"
+        with net.lock:
+            failed.pop(session, None)
+        try:
+            if not labels:
+                raise gr.Error("Upload a label mask of the image.", print_exception=False)
+            _, seg, _ = segmentation(path, tile, overlap, tta, progress)
+            try:
+                scored = score_label_file(seg.mask, labels, seg.classes)
+            except LabelMaskError as err:
+                raise gr.Error(f"{Path(labels).name}: {err}", print_exception=False) from None
+        except gr.Error as err:
+            with net.lock:
+                failed[session] = str(err.message)
+            raise
+        return label_markdown(Path(labels).name, scored), label_table(scored, seg.classes)
+
+    def not_scored(request: gr.Request | None = None) -> tuple[str, Any]:
+        """After a failed scoring the reason stays in the page (the error message itself fades)."""
+        with net.lock:
+            why = failed.pop(f"{getattr(request, 'session_hash', None) or ''}:score", None)
+        return "❌ **Not scored**" + (f": {why}" if why else ""), pd.DataFrame(columns=LABEL_COLUMNS)
 
     def reblend(view: Segmentation | None, opacity: float) -> Any:
         """A new opacity re-blends the kept screen copy; the model does not run again."""
@@ -385,10 +443,20 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
             with gr.Column(scale=2):
                 mask_file = gr.File(label="Mask (palette PNG: class indices in the class colours)", interactive=False)
                 extra_files = gr.File(label="Areas CSV, report JSON, GeoTIFF mask", file_count="multiple", interactive=False)
+        with gr.Accordion("Score against a label mask", open=False):
+            labels = gr.File(label="Label mask of this image (class indices, class colours, or a palette PNG, read by "
+                             "its colours in any palette order)", file_count="single", type="filepath", height=100)
+            label_info = gr.Markdown()
+            label_iou = gr.Dataframe(label="IoU per class", interactive=False)
         shown = [overlay, areas, mask_file, extra_files, info, result]
         call = gr.on([upload.upload, run.click], segment, inputs=[upload, opacity, tile, overlap, tta],
                      outputs=shown, api_name="segment")  # before the examples, which would otherwise take the name
         call.failure(not_segmented, outputs=shown, api_visibility="private", show_progress="hidden")
+        scoring = labels.upload(score, inputs=[upload, labels, tile, overlap, tta], outputs=[label_info, label_iou],
+                                api_name="score")
+        scoring.failure(not_scored, outputs=[label_info, label_iou], api_visibility="private", show_progress="hidden")
+        upload.upload(lambda: (None, "", pd.DataFrame(columns=LABEL_COLUMNS)), outputs=[labels, label_info, label_iou],
+                      api_visibility="private", show_progress="hidden")  # another image: its own labels
         gr.Examples([[_sample_tile(outputs.root)]], inputs=[upload], label=_sample_label(net.card), fn=segment,
                     outputs=shown, run_on_click=True, cache_examples=False, api_visibility="private")
         # the legend's swatches follow the kept result; HTML is for the page, not an API output
