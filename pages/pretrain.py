@@ -41,7 +41,7 @@ st.subheader("New run")
 presets = config_presets("pretrain")
 names = list(presets)
 preset = st.selectbox("Start from a preset", names, index=names.index("demo_cpu") if "demo_cpu" in names else 0,
-                      help="Files in configs/; every value below can be changed.")
+                      key="pre-preset", help="Files in configs/; every value below can be changed.")
 try:
     base: PretrainConfig = load_config(presets[preset])
 except ConfigError as err:
@@ -88,7 +88,9 @@ def use_source(source: SourceInfo) -> None:
 data_sources("pretrain", use=use_source, use_label="Use for pretraining")
 
 
-with st.expander("Settings", expanded=not runs, key="pretrain-settings"), st.form("pretrain-form", enter_to_submit=False):
+# the expander tracks its state (a rerun when folded), so a visit to another page finds it as it was left
+with st.expander("Settings", expanded=not runs, key="pretrain-settings", on_change="rerun"), \
+        st.form("pretrain-form", enter_to_submit=False):
     st.subheader("Method")
     c1, c2, c3 = fe.columns(3)
     methods = choices(PretrainConfig, "method")

@@ -253,3 +253,37 @@ def test_bands_typed_in_the_form_reach_the_run_and_a_bad_band_is_refused_beside_
     at.text_input(key="pre-demo_cpu-bands").set_value("r, g, b, near-infrared")
     at.button(key="pretrain-launch").click().run()
     assert launched and launched[0].data.bands == ["R", "G", "B", "NIR"]
+
+
+def test_the_form_its_data_source_and_its_expanders_survive_a_page_trip(empty_store: Path, tmp_path: Path,
+                                                                       monkeypatch) -> None:
+    import numpy as np
+    from PIL import Image
+
+    mine = tmp_path / "elsewhere" / "trip_tiles"
+    mine.mkdir(parents=True)
+    for i in range(2):
+        Image.fromarray(np.full((64, 64, 3), 60 * i, np.uint8)).save(mine / f"t{i}.png")
+    at = open_page("pretrain")
+    at.text_input(key="pretrain-source-path").set_value(str(mine))
+    at.button(key="pretrain-source-add").click().run()
+    at.button(key="pretrain-source-use").click().run()  # the data source fills the form
+    _set(at, batch=24, steps=7)
+    at.text_input(key="pre-demo_cpu-name").set_value("kept")
+    monkeypatch.setattr(launch, "launch", lambda *a, **k: (_ for _ in ()).throw(OSError("not started here")))
+    at.button(key="pretrain-launch").click().run()  # a form's values reach the app when it is submitted
+    assert errors(at) == ["Could not start the run: not started here"], errors(at)
+    settings = next(e for e in at.expander if e.label == "Settings")
+    assert settings.proto.expanded  # an empty store opens it
+    at.session_state["pretrain-settings"] = False  # the user folds the form ...
+    at.session_state["pretrain-sources-open"] = True  # ... and unfolds the data sources
+    at.run()
+    at.switch_page("../pages/runs.py").run()
+    at.switch_page("../pages/pretrain.py").run()
+    assert not at.exception and not errors(at), errors(at)
+    assert at.selectbox(key="pre-demo_cpu-data").value == "folder"
+    assert at.text_input(key="pre-demo_cpu-folder").value == str(mine.resolve())
+    assert at.number_input(key="pre-demo_cpu-batch").value == 24 and at.number_input(key="pre-demo_cpu-steps").value == 7
+    assert at.text_input(key="pre-demo_cpu-name").value == "kept"
+    expanders = {e.label.split(":")[0]: e.proto.expanded for e in at.expander}
+    assert expanders == {"Settings": False, "📁 Data sources": True}, expanders

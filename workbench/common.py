@@ -95,9 +95,11 @@ def gpu_processes(container: Any, key: str, what: str) -> int:
 
 
 # widget values a visit to another page must not reset (Streamlit drops a widget's value when a run does not draw
-# it): the Segment page's model, inference settings and overlay opacities
+# it): the Segment page's model, inference settings and overlay opacities; the Pretrain page's preset and form
+# ("pre-": the data source Use filled in too), its data source pick and its two expanders
 KEPT_WIDGETS = ("segment_model", "segment_tile", "segment_overlap", "segment_tta", "segment_resample",
-                "segment_borders", "segment_max_mp", "opacity_")
+                "segment_borders", "segment_max_mp", "opacity_", "pre-", "pretrain-settings", "pretrain-sources-open",
+                "pretrain-source-pick")
 
 
 def keep_widget_values() -> None:

@@ -40,7 +40,9 @@ def _remove(key: str) -> None:
 def data_sources(key: str, use: Callable[[SourceInfo], None] | None = None, use_label: str = "Use") -> None:
     """The panel; ``use(source)`` runs when its Use button is pressed (e.g. filling a form's data fields)."""
     sources = list_sources()
-    with st.expander(f"📁 Data sources: your own image folders ({len(sources)})", key=f"{key}-sources-open"):
+    # tracked (a rerun when folded), so the page can keep it open across a visit to another page
+    with st.expander(f"📁 Data sources: your own image folders ({len(sources)})", key=f"{key}-sources-open",
+                     on_change="rerun"):
         st.caption("The workbench reads only its own folders and the folders added here (kept in sources.json "
                    "under the data root). Add the folder that holds your images (a folder of PNG/JPEG/TIFF, an "
                    "images/ + masks/ pair, or DeepGlobe's layout).")
