@@ -31,7 +31,8 @@ from workbench.common import COLOURS, curve_frame, curves_figure
 
 MAX_DEFAULT_COLUMNS = 10
 FIRST_COLUMNS = ("run", "kind", "state", "method", "metric", "value", "calibration", "tags")  # then the settings
-KIND_LABELS = {"pretrain": "pretraining", "finetune": "fine-tuning", "compare": "comparison", "": "every kind"}
+KIND_LABELS = {"pretrain": "pretraining", "finetune": "fine-tuning", "probe": "linear probe", "compare": "comparison",
+               "": "every kind"}
 METRICS = {  # the values each kind logs, for the curves chart
     "pretrain": ["loss", "lr", "images_per_s", "flagged", "calibrated", "pos_cos", "neg_cos", "knn_acc"],
     "finetune": ["loss", "lr", "images_per_s", "miou"],
@@ -94,7 +95,7 @@ def curve_controls(settings: dict[str, dict[str, Any]], picked: Sequence[str]) -
 def compare_kind(runs: Sequence[Run], with_curves: Sequence[Run], key: str) -> str:
     """Which kind of runs the curves and the config diff compare: by default the kind of the first listed run with
     curves (else of the first run), as runs of different kinds share few settings and no curve; "" for every kind."""
-    kinds = [k for k in ("pretrain", "finetune", "compare") if any(r.kind() == k for r in runs)]
+    kinds = [k for k in ("pretrain", "finetune", "probe", "compare") if any(r.kind() == k for r in runs)]
     if not kinds:
         return ""
     first = (with_curves or runs)[0].kind()
