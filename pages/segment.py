@@ -11,7 +11,6 @@ that cannot be used is one ``st.error`` line; the others go on. A label mask upl
 from __future__ import annotations
 
 import hashlib
-import io
 import tempfile
 import traceback
 from collections.abc import Callable
@@ -21,7 +20,6 @@ from typing import Any
 
 import plotly.graph_objects as go
 import streamlit as st
-from PIL import Image
 
 from core.imaging.budget import DEFAULT_MAX_MEGAPIXELS, max_pixels
 from core.store.catalog import ModelEntry, segmentation_models
@@ -29,7 +27,7 @@ from core.store.checkpoint import CheckpointError
 from core.device import pick_device
 from core.data.paths import scratch_dir
 from core.imaging.bands import card_bands, is_rgb
-from core.imaging.imageio import ImageError, LoadedImage, read_image
+from core.imaging.imageio import ImageError, LoadedImage, generated_png, read_image
 from core.seg.segment import segment_choosing
 from core.seg.segmentation_result import Segmentation
 from workbench.common import literal, seg_model, show_error
@@ -285,9 +283,7 @@ def sample_upload(seed: int) -> Upload:
     def make() -> bytes:
         from core.data import generate_scene
 
-        buf = io.BytesIO()
-        Image.fromarray(generate_scene(seed, SAMPLE_SIZE)[0]).save(buf, format="PNG")
-        return buf.getvalue()
+        return generated_png(generate_scene(seed, SAMPLE_SIZE)[0], f"core.data.generate_scene seed {seed}")
 
     return Upload(id=f"sample-{seed}", name=f"sample_scene_{seed}.png", read=make)
 

@@ -174,6 +174,8 @@ def _full_choice(img: np.ndarray, entries: list[ModelEntry], cache: ModelCache) 
 
 
 def test_auto_choice_skips_candidates_that_cannot_win_and_scores_twins_once(two_domains, tmp_path: Path) -> None:
+    from dataclasses import replace
+
     green, sand = two_domains
     twin = ModelEntry("run: green again", tmp_path / "twin.safetensors", green.card)
     twin.path.write_bytes(green.path.read_bytes())
@@ -188,12 +190,20 @@ def test_auto_choice_skips_candidates_that_cannot_win_and_scores_twins_once(two_
         assert choice.domain.score == score_image(reference.load(choice.entry.path)[0], choice.entry.card, img).score
         assert cache.loaded.count("green") + cache.loaded.count("twin") <= 1  # twins share one scoring
         assert len(choice.table) == 3
-    # An image in the green domain: sand's colours alone rule it out, so its encoder never runs.
+    # An image in the green domain: sand is the only model of its domain, so it is scored all the same; a model of
+    # the green data (same classes, platform, pixel size, test scenes) whose colours alone cannot win is not run.
+    tests = ["g1"]
+    green_t = model_for("green", tmp_path, gsd=0.5, seed=5, name="green-t", test_scenes=tests)
+    sandy = model_for("sand", tmp_path, gsd=0.5, seed=6, name="sandy", test_scenes=tests)
+    sandy = replace(sandy, card={**sandy.card, "domain": {**sandy.card["domain"], "platform": "test green"}})
     cache = CountingCache()
-    choice = choose_model(scene("green", 300, 300, 13), np.zeros((300, 300), bool), None, entries, cache)
-    assert "sand" not in cache.loaded and "ruled out by colour alone" in choice.why
+    choice = choose_model(scene("green", 300, 300, 13), np.zeros((300, 300), bool), None, [sand, sandy, green_t],
+                          cache)
+    assert choice.entry.label == green_t.label
+    assert "sand" in cache.loaded and "sandy" not in cache.loaded and "ruled out by colour alone" in choice.why
     skipped = [t for t in choice.table if t.get("skipped")]
-    assert [t["name"] for t in skipped] == [sand.label] and skipped[0]["score"] is None
+    assert [t["name"] for t in skipped] == [sandy.label] and skipped[0]["score"] is None
+    assert "below another model of its data" in skipped[0]["skipped"]
 # ------------------------------------------------------------------------------------------------ pixel size
 def test_resampling_helpers_round_trip() -> None:
     assert resample_factor(0.1, 0.5) == pytest.approx(0.2)

@@ -87,14 +87,19 @@ def test_segment_png_returns_overlay_legend_areas_and_mask(client, tmp_path: Pat
         assert np.array_equal(np.asarray(m.getpalette()[:3 * len(names)]).reshape(-1, 3),
                               palette(card["classes"])[:len(names)])
     assert Path(mask).name == "tile_mask.png" and labels.max() < len(names)
-    assert table["headers"] == ["class", "pixels", "percent", "colour"]  # no pixel size, no square metres
+    caution = ["caution"] if report["areas_relative_only"] else []  # out of domain: shares only, said beside them
+    assert table["headers"] == ["class", "pixels", "percent", *caution, "colour"]  # no pixel size, no square metres
+    assert report["areas_relative_only"] == (report["domain"]["in_domain"] is False)
     rows = table["data"]
     assert [r[0] for r in rows] == names
     assert sum(r[1] for r in rows) == 80 * 96
     assert sum(r[2] for r in rows) == pytest.approx(100.0, abs=0.01)
     assert [r[1] for r in rows] == [int((labels == k).sum()) for k in range(len(names))]
-    assert [r[3] for r in rows] == ["#{:02x}{:02x}{:02x}".format(*rgb) for rgb in palette(card["classes"])[:len(names)]]
+    assert [r[-1] for r in rows] == ["#{:02x}{:02x}{:02x}".format(*rgb) for rgb in palette(card["classes"])[:len(names)]]
     with open(extras[0], newline="") as f:
+        if caution:
+            assert f.readline() == f"# warning: {report['warning']}\n" and "shares" in report["warning"]
+            assert all(r[3].startswith("share only") for r in rows)
         assert next(csv.reader(f)) == ["class", "pixels", "percent", "square_metres"]
     assert "**tile.png**: 96 × 80 pixels" in info
     # opacity 0 shows the image itself, opacity 1 the class colours of the returned mask
@@ -133,9 +138,21 @@ def test_geotiff_gets_square_metres_and_a_georeferenced_mask(client, tmp_path: P
         dst.write(data)
     overlay, table, mask, extras, info = client.predict(handle_file(str(path)), api_name="/segment")
     assert Image.open(overlay).size == (120, 80)
-    assert table["headers"] == ["class", "pixels", "percent", "square_metres", "colour"]
-    assert sum(r[3] for r in table["data"]) == pytest.approx(120 * 80 * 0.25, rel=1e-3)
+    # noise fits no model's domain: shares only, the caution beside them, never square metres
+    assert table["headers"] == ["class", "pixels", "percent", "caution", "colour"]
     assert "georeferenced, 0.5 m/pixel" in info and "16-bit data rescaled" in info
+    # a scene that fits a model (a generated one, tagged so, for the model trained on such scenes): square metres
+    from core.data import generate_scene
+    from core.imaging.imageio import GENERATED_KEY
+
+    fits = tmp_path / "fits.tif"
+    with rasterio.open(fits, "w", driver="GTiff", width=256, height=256, count=3, dtype="uint8", crs="EPSG:32640",
+                       transform=transform) as dst:
+        dst.write(generate_scene(5, 256)[0].transpose(2, 0, 1))
+        dst.update_tags(**{GENERATED_KEY: "core.data.generate_scene seed 5"})
+    _, fit_table, _, _, fit_info = client.predict(handle_file(str(fits)), api_name="/segment")
+    assert fit_table["headers"] == ["class", "pixels", "percent", "square_metres", "colour"], fit_info
+    assert sum(r[3] for r in fit_table["data"]) == pytest.approx(256 * 256 * 0.25, rel=1e-3)
     tif = next(p for p in extras if p.endswith(".tif"))
     with rasterio.open(tif) as src:
         assert src.crs.to_epsg() == 32640 and src.transform == transform

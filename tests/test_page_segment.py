@@ -32,15 +32,24 @@ def png_bytes(h: int, w: int, seed: int = 0) -> bytes:
     return buf.getvalue()
 
 
-def geotiff_bytes(tmp_path: Path) -> bytes:
+def geotiff_bytes(tmp_path: Path, generated: bool = False) -> bytes:
+    """A 16-bit GeoTIFF of noise (no model's domain), or an 8-bit generated scene that says so (the synthetic
+    model's)."""
     import rasterio
     from rasterio.transform import Affine
 
+    from core.data import generate_scene
+    from core.imaging.imageio import GENERATED_KEY
+
     path = tmp_path / "scene.tif"
     data = np.random.default_rng(1).integers(0, 4000, (3, 80, 120)).astype("uint16")
-    with rasterio.open(path, "w", driver="GTiff", width=120, height=80, count=3, dtype="uint16", crs="EPSG:32640",
-                       transform=Affine(0.5, 0, 500000, 0, -0.5, 2800000)) as dst:
+    if generated:
+        data = generate_scene(5, 256)[0].transpose(2, 0, 1)
+    with rasterio.open(path, "w", driver="GTiff", width=data.shape[2], height=data.shape[1], count=3, dtype=data.dtype,
+                       crs="EPSG:32640", transform=Affine(0.5, 0, 500000, 0, -0.5, 2800000)) as dst:
         dst.write(data)
+        if generated:
+            dst.update_tags(**{GENERATED_KEY: "core.data.generate_scene seed 5"})
     return path.read_bytes()
 
 
@@ -146,9 +155,14 @@ def test_geotiff_gets_square_metres_notes_and_a_geotiff_download(populated_store
     assert labels[1] == "shipped: dubai_seg" and any(label.startswith("run: ") for label in labels)
     at.file_uploader(key="segment_files").set_value(("scene.tif", geotiff_bytes(tmp_path), "image/tiff")).run()
     assert not at.exception and not at.error
-    table = areas(at)
-    assert table["m²"].sum() == pytest.approx(120 * 80 * 0.25)
+    table = areas(at)  # noise fits no model: shares only, with the caution beside them and the warning above
+    assert "m²" not in table.columns and table["caution"].str.startswith("share only").all()
+    assert any("areas are given as shares of the image only" in w.value for w in at.warning)
     assert any("16-bit data rescaled" in c.value for c in at.caption)
+    at.file_uploader(key="segment_files").set_value(("fits.tif", geotiff_bytes(tmp_path, True), "image/tiff")).run()
+    assert not at.exception and not at.error
+    table = areas(at)
+    assert table["m²"].sum() == pytest.approx(256 * 256 * 0.25) and "caution" not in table.columns
     assert any("georeferenced, 0.5 m/pixel" in c.value for c in at.caption)
     assert [d.label for d in at.download_button] == ["Mask PNG", "Areas CSV", "GeoTIFF mask"]
 

@@ -54,13 +54,12 @@ from typing import Any  # noqa: E402
 import gradio as gr  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
-from PIL import Image  # noqa: E402
 
 from core.imaging.budget import Deadline, WorkStopped, max_pixels  # noqa: E402
 from core.store.checkpoint import CheckpointError  # noqa: E402
 from core.device import pick_device  # noqa: E402
 from core.imaging.bands import card_bands  # noqa: E402
-from core.imaging.imageio import ImageError, plain_image_size, read_image  # noqa: E402
+from core.imaging.imageio import ImageError, generated_png, plain_image_size, read_image  # noqa: E402
 from core.seg.infer import check_tile, count_windows, overlap_pixels  # noqa: E402
 from core.store.catalog import ModelEntry, segmentation_models  # noqa: E402
 from core.seg.model_choice import ModelCache, given_model  # noqa: E402
@@ -473,7 +472,7 @@ def _sample_tile(root: Path) -> str:
     from core.data import generate_scene
 
     path = root / "sample_scene.png"
-    Image.fromarray(generate_scene(SAMPLE_SEED, 512)[0]).save(path)
+    path.write_bytes(generated_png(generate_scene(SAMPLE_SEED, 512)[0], f"core.data.generate_scene seed {SAMPLE_SEED}"))
     return str(path)
 
 

@@ -31,12 +31,19 @@ def legend_html(seg: Segmentation) -> str:
     return f"<div style='display:flex;flex-wrap:wrap;font-size:0.92rem'>{items}</div>"
 
 
+RELATIVE_NOTE = "share only: the image is out of this model's domain"
+
+
 def areas_frame(seg: Segmentation, area_column: str = "m²") -> pd.DataFrame:
-    """Per class: pixels, percent and square metres (that column only when the pixel size is known)."""
+    """Per class: pixels, percent and square metres (that column only when the pixel size is known). An
+    out-of-domain result has no square metres and a ``caution`` column beside its shares, so the table says it even
+    when copied alone."""
     frame = pd.DataFrame([{"class": a["name"], "pixels": a["pixels"], "percent": a["percent"],
                            area_column: a["square_metres"]} for a in seg.areas])
     if frame[area_column].isna().all():
         frame = frame.drop(columns=area_column)
+    if seg.areas_relative_only:
+        frame["caution"] = RELATIVE_NOTE
     return frame
 
 
@@ -54,7 +61,7 @@ def screen_copy(seg: Segmentation, side: int) -> Segmentation:
 
     return Segmentation(rgb=small(seg.rgb), mask=np.asarray(Image.fromarray(seg.mask).resize(size, Image.NEAREST)),
                         classes=seg.classes, areas=seg.areas, views={k: small(v) for k, v in seg.views.items()},
-                        bands=seg.bands)
+                        bands=seg.bands, domain=seg.domain)
 
 
 def one_line(err: BaseException) -> str:

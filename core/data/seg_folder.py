@@ -136,10 +136,13 @@ def _parse_table(p: Path, raw: Any) -> ClassTable:
         raise ValueError(f"group_by must be 'file' or 'folder', got {group_by!r}")
     domain = raw.get("domain") or {}
     if not isinstance(domain, dict):
-        raise ValueError(f"domain must be a mapping (platform, gsd_m, region, source), got {domain!r}")
+        raise ValueError(f"domain must be a mapping (platform, gsd_m, region, source, data_kind), got {domain!r}")
     gsd = domain.get("gsd_m")
     if gsd is not None and (isinstance(gsd, bool) or not isinstance(gsd, (int, float)) or not gsd > 0):
         raise ValueError(f"domain.gsd_m must be a positive number of metres per pixel or null, got {gsd!r}")
+    if domain.get("data_kind", "real") not in ("real", "generated"):
+        raise ValueError(f"domain.data_kind must be 'real' (imagery of the ground) or 'generated' (made by a "
+                         f"program), got {domain.get('data_kind')!r}")
     table = ClassTable(p, classes, values, ignore, ignore_colors, [int(v) for v in ignore_values], fmt, tol,
                        group_by=group_by, name=str(raw.get("name") or "folder"), domain=dict(domain))
     for key in ("images", "masks"):

@@ -55,6 +55,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 DEFAULT_MAX_PIXELS = 50_000_000  # core.imaging.budget's default pixel budget; callers pass core.imaging.budget.max_pixels()
 MIN_SIDE = 8
+# A PNG text chunk our own generators write (the sample tiles): the image is a generated scene, not a photo of the
+# ground. Only such files may go to a model trained on generated scenes (``core.seg.model_choice``).
+GENERATED_KEY = "false-wb-generated"  # no colon: GDAL reads "a:b=c" as key "a"
 STRIP_PIXELS = 16_000_000  # rasterio reads at most about this many pixels per band at a time
 SAMPLE_PIXELS = 1_000_000  # percentiles from at most about this many samples per band
 
@@ -97,6 +100,7 @@ class LoadedImage:
     band_count: int | None = None  # a TIFF's bands, alpha included
     bands_error: str | None = None  # why a TIFF's bands beyond the RGB picture could not be read
     name: str = ""
+    generated: str | None = None  # what generated it, when the file says it is a generated scene (``GENERATED_KEY``)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -198,6 +202,7 @@ def _read_pil(path: Path, max_pixels: int, orient: bool = True) -> LoadedImage:
                     _check_size(img.size[0], img.size[1], max_pixels)
                 rgb = _pil_to_rgb(img, notes)
                 alpha = _pil_alpha(img)
+                generated = img.info.get(GENERATED_KEY) if isinstance(getattr(img, "info", None), dict) else None
         except ImageError:
             raise
         except MemoryError:
@@ -209,7 +214,22 @@ def _read_pil(path: Path, max_pixels: int, orient: bool = True) -> LoadedImage:
     declared = None if alpha is None or not (alpha == 0).any() else alpha == 0
     if declared is not None:
         notes.append(f"{int(declared.sum()):,} transparent pixels treated as no data")
-    return LoadedImage(np.ascontiguousarray(rgb), None, None, notes, declared_nodata=declared)
+    return LoadedImage(np.ascontiguousarray(rgb), None, None, notes, declared_nodata=declared,
+                       generated=str(generated)[:200] if generated else None)
+
+
+def generated_png(rgb: np.ndarray, generator: str) -> bytes:
+    """A generated scene as PNG bytes that say so (``GENERATED_KEY``), so the auto model choice knows it is not a
+    photo of the ground."""
+    import io
+
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text(GENERATED_KEY, generator)
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(rgb, np.uint8)).save(buf, format="PNG", pnginfo=info)
+    return buf.getvalue()
 
 
 def _pil_alpha(img: Image.Image) -> np.ndarray | None:

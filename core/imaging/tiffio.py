@@ -17,7 +17,7 @@ import numpy as np
 
 from .bands import src_band_names
 from .colours import display_rgb
-from .imageio import (SAMPLE_PIXELS, STRIP_PIXELS, ImageError, LoadedImage, _check_size, _depth_note, _one_line,
+from .imageio import (GENERATED_KEY, SAMPLE_PIXELS, STRIP_PIXELS, ImageError, LoadedImage, _check_size, _depth_note, _one_line,
                       _percentiles, _stretch, need_rasterio)
 
 
@@ -159,7 +159,9 @@ def _read_rasterio(src: Any, max_pixels: int, ColorInterp: Any, Resampling: Any,
         declared = None
     if value_px is not None and not value_px.any():
         value_px = None
-    return LoadedImage(rgb, profile, pixel_size_m, notes, declared_nodata=declared, nodata_value_pixels=value_px)
+    generated = src.tags().get(GENERATED_KEY)  # a dataset tag our generators may write, as in PNG
+    return LoadedImage(rgb, profile, pixel_size_m, notes, declared_nodata=declared, nodata_value_pixels=value_px,
+                       generated=str(generated)[:200] if generated else None)
 
 
 def _pixel_size_m(crs: Any, transform: Any) -> float | None:

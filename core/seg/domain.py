@@ -45,6 +45,7 @@ COLOUR_BINS = 4
 OOD_MARGIN = 1.0
 OOD_PERCENTILE = 98  # out of the domain: farther than this percentile of the training tiles' own distances
 QUANTILES = np.linspace(0.0, 1.0, 101)
+DATA_KINDS = ("real", "generated")  # a card's ``domain.data_kind``: imagery of the ground, or scenes a program made
 
 
 @dataclass
@@ -59,18 +60,48 @@ class DomainScore:
     in_domain: bool | None = None
     reasons: list[str] = field(default_factory=list)
     usable: bool = True  # False: the model cannot read this image at all (it lacks one of the model's bands)
+    trained_on: str | None = None  # the model's training data in words (``training_data_text``), for the warning
 
     def warning(self) -> str | None:
-        """One sentence for the user when the image is out of the model's domain (None otherwise)."""
+        """One sentence for the user when the image is out of the model's domain (None otherwise): what the model
+        was trained on, why the image differs, and that areas are shares only."""
         if self.in_domain is not False:
             return None
-        return "This image is far from what the model was trained on: " + "; ".join(self.reasons) + \
-            ". Treat its classes with care."
+        what = f" ({self.trained_on})" if self.trained_on else ""
+        return (f"This image is far from what the model was trained on{what}: " + "; ".join(self.reasons)
+                + ". Treat its classes with care; areas are given as shares of the image only.")
 
     def as_dict(self) -> dict[str, Any]:
         return {"known": self.known, "score": _round(self.score), "distance": _round(self.distance),
                 "fit": _round(self.fit), "colour_distance": _round(self.colour_distance),
-                "in_domain": self.in_domain, "reasons": list(self.reasons)}
+                "in_domain": self.in_domain, "reasons": list(self.reasons), "trained_on": self.trained_on}
+
+
+def training_data_kind(card: dict[str, Any]) -> str:
+    """``generated`` for a model trained on scenes a program made (our synthetic set), ``real`` otherwise. Why a kind
+    of its own: a fingerprint measures how close an image looks, not whether the model ever saw the ground; a real
+    photo can sit near generated tiles by colour, and a synthetic model then answers it with confidence. Cards made
+    before ``domain.data_kind`` existed are read from their training config."""
+    domain = card.get("domain") if isinstance(card, dict) else None
+    domain = domain if isinstance(domain, dict) else {}
+    if domain.get("data_kind") in DATA_KINDS:
+        return str(domain["data_kind"])
+    config = card.get("config") if isinstance(card, dict) else None
+    data = config.get("data") if isinstance(config, dict) else None
+    if isinstance(data, dict) and data.get("name") == "synthetic":
+        return "generated"
+    if "generated" in str(domain.get("platform") or "").lower():
+        return "generated"
+    return "real"
+
+
+def training_data_text(card: dict[str, Any]) -> str:
+    """What a model was trained on, in a few words for warnings: platform and region, and the kind when generated."""
+    domain = card.get("domain") if isinstance(card, dict) else None
+    domain = domain if isinstance(domain, dict) else {}
+    parts = [str(domain[k]) for k in ("platform", "region") if domain.get(k) and str(domain[k]) != "none (generated)"]
+    text = "; ".join(parts) or str(card.get("training_data") or "data its card does not name")
+    return text + (" (generated scenes, not imagery of the ground)" if training_data_kind(card) == "generated" else "")
 
 
 def _round(v: float | None) -> float | None:

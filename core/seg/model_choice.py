@@ -11,6 +11,13 @@ whole, and twins (equal fingerprints) share one scoring; the fit winner is the o
 pixel size and held-out scenes: a user's fine-tuning runs of a shipped recipe) then compete on their mIoU on those
 scenes instead, a shipped one winning ties: their fingerprints differ only by noise. The choice, its score and the
 others' scores go into the image's report.
+
+Never a synthetic answer to a real photo: a model trained on generated scenes (``domain.training_data_kind``) is a
+candidate only for an image that says it was generated (our sample tiles carry a PNG text chunk); a real image that
+fits no model goes to the closest model trained on real imagery, and the warning names that model's training data.
+The colour bound skips a candidate only when another model of its domain (the same data, else the same
+fingerprint) was scored, so a domain's only model is always scored. Scores of other domains within ``NEAR_TIE`` of
+the winner's are reported as a near tie.
 """
 from __future__ import annotations
 
@@ -19,7 +26,7 @@ import json
 import threading
 from collections import OrderedDict
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +35,9 @@ import torch
 
 from ..store.catalog import ModelEntry, segmentation_models
 from ..imaging.bands import BandError, card_bands, is_rgb, model_pixels
-from .domain import ColourFit, DomainScore, card_fingerprint, colour_fit, score_image
+from ..store.checkpoint import CheckpointError
+from .domain import (ColourFit, DomainScore, card_fingerprint, colour_fit, score_image, training_data_kind,
+                     training_data_text)
 from .resample import model_pixel_size, resample_factor, resample_mask, resample_rgb
 from .segmodel import load_seg_model
 
@@ -72,9 +81,12 @@ class Choice:
     how: str  # "auto" or "given"
     why: str
     table: list[dict[str, Any]] = field(default_factory=list)
+    near_tie: list[tuple[str, float | None]] = field(default_factory=list)  # other domains' models scoring about the same
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.entry.label, "path": str(self.entry.path), "how": self.how, "why": self.why,
+                "training_data": training_data_text(self.entry.card),
+                "near_tie": [{"name": n, "score": None if s is None else round(float(s), 4)} for n, s in self.near_tie],
                 "candidates": self.table}
 
 
@@ -144,21 +156,48 @@ class _AsLoaded:
     name: str = "the image"
 
 
+NEAR_TIE = 0.05  # in-domain scores (shares of training tiles) this close are a near tie: said so, decided by fit
+
+
+def image_is_generated(image: Any) -> bool:
+    """Whether an image says it is a generated scene (``LoadedImage.generated``, from our PNG text chunk). Anything
+    else, a bare array included, is taken as a photo of the ground: the safe side."""
+    return bool(getattr(image, "generated", None))
+
+
+def _group(card: dict[str, Any], domain_key: str) -> tuple[Any, ...]:
+    """Candidates of one domain: the same data (``same_data``), else the same fingerprint. Why: the colour bound may
+    skip a candidate only when another of its domain was scored, so no domain loses its only model to a bound."""
+    key = same_data(card)
+    return ("data", key) if key is not None else ("fingerprint", domain_key)
+
+
 def choose_model(image: Any, nodata: np.ndarray, pixel_size_m: float | None,
                  entries: list[ModelEntry] | None = None, cache: ModelCache | None = None,
-                 device: torch.device | str = "cpu", resample: bool = True) -> Choice:
-    """Score the candidates on the image and pick the best fit (see the module docstring). Why not run every
-    candidate's encoder: that cost grows with the user's runs. Candidates are taken in order of their colour bounds;
-    one whose colour alone cannot beat the best so far is skipped, and one whose fingerprint equals a scored one's
-    reuses its score, so the winner is the one a full scoring would pick. ``image``: a ``LoadedImage`` (each
+                 device: torch.device | str = "cpu", resample: bool = True,
+                 generated: bool | None = None) -> Choice:
+    """Score the candidates on the image and pick the best fit (see the module docstring). A model trained on
+    generated scenes is a candidate only for a generated image (``generated``: default from the image itself); a
+    real photo goes to the closest model trained on real imagery, with a warning when it fits none. Why not run
+    every candidate's encoder: that cost grows with the user's runs. Candidates are taken in order of their colour
+    bounds; one whose colour alone cannot beat the best so far is skipped when another model of its domain was
+    scored, and one whose fingerprint equals a scored one's reuses its score. ``image``: a ``LoadedImage`` (each
     candidate reads its own bands; one whose bands the image lacks cannot be chosen) or an RGB array."""
     entries = segmentation_models() if entries is None else entries
     if not entries:
         raise FileNotFoundError("no segmentation model to choose from (none shipped in checkpoints/, no fine-tuning run)")
+    generated = image_is_generated(image) if generated is None else generated
+    synthetic = set() if generated else {k for k, e in enumerate(entries) if training_data_kind(e.card) == "generated"}
+    if len(synthetic) == len(entries):
+        raise CheckpointError("no model trained on real imagery to choose from (only models trained on generated "
+                              "scenes: " + ", ".join(e.label for e in entries[:3]) + "); pick one by name to run "
+                              "it on this image anyway")
     cache = cache or ModelCache()
     scored: dict[int, DomainScore] = {}
     pending: list[tuple[int, ColourFit, np.ndarray, np.ndarray, str]] = []
     for k, e in enumerate(entries):
+        if k in synthetic:
+            continue
         try:  # first: a model that cannot read the image's bands is never chosen, fingerprint or not
             pixels = model_pixels(image, e.card) if not isinstance(image, np.ndarray) else \
                 image if is_rgb(card_bands(e.card)) else model_pixels(_AsLoaded(image), e.card)
@@ -177,6 +216,8 @@ def choose_model(image: Any, nodata: np.ndarray, pixel_size_m: float | None,
             pending.append((k, colour, rgb_k, nodata_k, _domain_key(e.card, fp)))
     pending.sort(key=lambda p: (-p[1].share, p[1].half_fit, p[0]))
     by_domain: dict[str, DomainScore] = {}
+    groups = {k: _group(entries[k].card, key) for k, _, _, _, key in pending}
+    scored_groups: set[tuple[Any, ...]] = set()
     skipped: dict[int, ColourFit] = {}
     broken: set[int] = set()  # candidates whose file did not load: never switched to
     best: DomainScore | None = None
@@ -184,7 +225,7 @@ def choose_model(image: Any, nodata: np.ndarray, pixel_size_m: float | None,
         if key in by_domain:
             scored[k] = by_domain[key]
             continue
-        if _cannot_win(colour, best):
+        if groups[k] in scored_groups and _cannot_win(colour, best):
             skipped[k] = colour
             continue
         try:
@@ -194,6 +235,7 @@ def choose_model(image: Any, nodata: np.ndarray, pixel_size_m: float | None,
             broken.add(k)
             continue
         scored[k] = by_domain[key] = score_image(model, card, rgb_k, ~nodata_k, device, colour)
+        scored_groups.add(groups[k])
         if best is None or _rank_key((0, scored[k])) < _rank_key((0, best)):
             best = scored[k]
     ranked = sorted(scored.items(), key=_rank_key)
@@ -203,18 +245,26 @@ def choose_model(image: Any, nodata: np.ndarray, pixel_size_m: float | None,
     table = [{"name": entries[k].label, "score": d.as_dict()["score"], "fit": d.as_dict()["fit"],
               "in_domain": d.in_domain, "known": d.known} for k, d in ranked]
     table += [{"name": entries[k].label, "score": None, "fit": None, "in_domain": None, "known": True,
-               "skipped": f"not run: its colours alone cap its score at {c.share:.2f}"}
+               "skipped": f"not run: its colours alone cap its score at {c.share:.2f}, below another model of "
+                          "its data"}
               for k, c in sorted(skipped.items(), key=lambda kc: (-kc[1].share, kc[1].half_fit))]
-    pick, twins = best_tested_twin(best_k, entries, broken | {k for k, d in scored.items() if not d.usable})
+    table += [{"name": entries[k].label, "score": None, "fit": None, "in_domain": None, "known": True,
+               "skipped": "trained on generated scenes: never chosen for a real image"} for k in sorted(synthetic)]
+    pick, twins = best_tested_twin(best_k, entries,
+                                   broken | synthetic | {k for k, d in scored.items() if not d.usable})
+    near = _near_ties(best_k, ranked, entries, groups)
     if best.known:
         others = [f"{t['name']} {t['score']:.2f}" for t in table[1:] if t["known"] and t["score"] is not None]
         listed = ", ".join(others[:SHOW_OTHERS]) + (f" and {len(others) - SHOW_OTHERS} more" if
                                                     len(others) > SHOW_OTHERS else "")
         fits = "best domain fit" if best.in_domain is not False else "no domain fits this image; the closest"
-        why = (f"{fits} of {len(entries)} model(s): score {best.score:.2f}"
+        real = " trained on real imagery" if synthetic else ""
+        why = (f"{fits} of {len(entries) - len(synthetic)} model(s){real}: score {best.score:.2f}"
                + (f" by {entries[best_k].label}" if pick != best_k else "")
                + (f" (others: {listed})" if others else "")
-               + (f"; {len(skipped)} ruled out by colour alone" if skipped else ""))
+               + (f"; a near tie with {_tie_text(best, near, entries)}" if near else "")
+               + (f"; {len(skipped)} ruled out by colour alone" if skipped else "")
+               + (f"; {len(synthetic)} trained on generated scenes left out" if synthetic else ""))
     else:
         why = "no candidate has a domain fingerprint: the default model"
     domain = best
@@ -226,7 +276,31 @@ def choose_model(image: Any, nodata: np.ndarray, pixel_size_m: float | None,
         if own is not None and own.known and own.score is not None:  # its own encoder's view: score and warning
             domain = own
             why += f", whose own score is {own.score:.2f}"
-    return Choice(entries[pick], domain, "auto", why, table)
+    domain = replace(domain, reasons=list(domain.reasons), trained_on=training_data_text(entries[pick].card))
+    return Choice(entries[pick], domain, "auto", why, table,
+                  near_tie=[(entries[k].label, d.score) for k, d in near])
+
+
+def _near_ties(best_k: int, ranked: list[tuple[int, DomainScore]], entries: list[ModelEntry],
+               groups: dict[int, tuple[Any, ...]]) -> list[tuple[int, DomainScore]]:
+    """The candidates of other domains whose score is within ``NEAR_TIE`` of the winner's: the choice between them
+    rests on the fit alone, and the user should know (two models at 0.02 each is no choice at all)."""
+    best = dict(ranked)[best_k]
+    if not best.known or best.score is None:
+        return []
+    mine = groups.get(best_k)
+    return [(k, d) for k, d in ranked if k != best_k and d.known and d.usable and d.score is not None
+            and (mine is None or groups.get(k) != mine) and abs(best.score - d.score) <= NEAR_TIE]
+
+
+def _tie_text(best: DomainScore, near: list[tuple[int, DomainScore]], entries: list[ModelEntry]) -> str:
+    k, d = near[0]
+    more = f" and {len(near) - 1} more" if len(near) > 1 else ""
+    if best.score == d.score and best.fit is not None and d.fit is not None:
+        how = f", decided by the closer fit ({best.fit:.2f} vs {d.fit:.2f})"
+    else:
+        how = f": scores {NEAR_TIE:.2f} or less apart, so either model may suit it"
+    return f"{entries[k].label} ({best.score:.3f} vs {d.score:.3f}{more}){how}"
 
 
 def same_data(card: dict[str, Any]) -> tuple[Any, ...] | None:

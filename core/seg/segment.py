@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,13 +35,13 @@ from tqdm.auto import tqdm
 
 from ..store.checkpoint import CheckpointError
 from ..device import pick_device
-from .domain import DomainScore, score_image
+from .domain import DomainScore, score_image, training_data_kind, training_data_text
 from ..imaging.budget import DEFAULT_MAX_MEGAPIXELS, MAX_MEGAPIXELS_ENV, max_pixels
 from ..imaging.bands import band_nodata_mask, card_bands, is_rgb, model_pixels, picture_views
 from ..imaging.imageio import ImageError, LoadedImage, read_image
 from .infer import NODATA, check_tile, class_areas, overlap_pixels, predict
 from .label_score import LabelMaskError, LabelScore, score_label_file
-from .model_choice import Choice, ModelCache, choose_model, given_model, score_for_model
+from .model_choice import Choice, ModelCache, choose_model, given_model, image_is_generated, score_for_model
 from .nodata import nodata_mask
 from .resample import model_pixel_size, pixel_size_reason, resample_factor, resample_mask, resample_rgb
 from .segmodel import load_seg_model
@@ -88,12 +89,16 @@ def segment_loaded(loaded: LoadedImage, model: torch.nn.Module, card: dict[str, 
     if domain is None:
         small = nodata if factor is None else resample_mask(nodata, rgb.shape[:2])
         domain = score_image(model, card, rgb, ~small, device or "cpu")
+    domain = replace(domain, reasons=list(domain.reasons), trained_on=domain.trained_on or training_data_text(card))
     size_reason = pixel_size_reason(loaded.pixel_size_m, model_m, resampled=factor is not None)
     if size_reason:
         notes.append(size_reason)
         if factor is None and domain.known:
             domain.reasons.append(size_reason)
             domain.in_domain = False
+    if training_data_kind(card) == "generated" and not image_is_generated(loaded):
+        domain.reasons.insert(0, "the model was trained on generated scenes, and this image does not say it is one")
+        domain.in_domain = False
     if nodata.any():
         notes.append(f"{100 * nodata.mean():.1f} % of the pixels hold no data: left out")
     if max(rgb.shape[:2]) < tile:
@@ -106,7 +111,8 @@ def segment_loaded(loaded: LoadedImage, model: torch.nn.Module, card: dict[str, 
     mask[nodata] = NODATA
     return Segmentation(rgb=loaded.rgb, mask=mask, classes=classes, views=picture_views(loaded),
                         bands=None if is_rgb(card_bands(card)) else card_bands(card),
-                        areas=class_areas(mask, classes, loaded.pixel_size_m), profile=loaded.profile,
+                        areas=class_areas(mask, classes, None if domain.in_domain is False else loaded.pixel_size_m),
+                        profile=loaded.profile,
                         notes=notes, domain=domain, pixel_size_m=loaded.pixel_size_m,
                         pixel_size_used_m=model_m if factor is not None else loaded.pixel_size_m,
                         resampled=round(factor, 6) if factor is not None else None,

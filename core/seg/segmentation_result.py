@@ -24,17 +24,15 @@ from ..imaging.tiffio import write_mask_geotiff
 REPORT_VERSION = 1
 
 
-def _write_areas(f: Any, areas: list[dict[str, Any]]) -> None:
+def _write_areas(f: Any, areas: list[dict[str, Any]], warning: str | None = None) -> None:
+    """The areas table; an out-of-domain result's warning goes first, as a ``#`` line (no square metres then)."""
+    if warning:
+        f.write("# warning: " + " ".join(warning.split()) + "\n")
     w = csv.writer(f)
     w.writerow(["class", "pixels", "percent", "square_metres"])
     for row in areas:
         sq = row["square_metres"]
         w.writerow([row["name"], row["pixels"], f"{row['percent']:.4f}", "" if sq is None else f"{sq:.4f}"])
-
-
-def write_areas_csv(path: Path, areas: list[dict[str, Any]]) -> None:
-    with open(path, "w", newline="") as f:
-        _write_areas(f, areas)
 
 
 @dataclass
@@ -63,6 +61,12 @@ class Segmentation:
     def warning(self) -> str | None:
         return self.domain.warning() if self.domain is not None else None
 
+    @property
+    def areas_relative_only(self) -> bool:
+        """Out of the model's domain: its classes are a guess, so areas are shares of the image, never square metres
+        (``core.seg.segment`` leaves them out), and every output carries the warning beside them."""
+        return self.domain is not None and self.domain.in_domain is False
+
     def model_line(self, emphasis: str = "") -> str:
         """The model, how and why it was chosen, and the image's in-domain score, once: auto's reason already
         states the score, so it is not repeated (one wording for the command line, the page and the demo).
@@ -90,7 +94,7 @@ class Segmentation:
 
     def areas_csv(self) -> str:
         buf = io.StringIO()
-        _write_areas(buf, self.areas)
+        _write_areas(buf, self.areas, self.warning if self.areas_relative_only else None)
         return buf.getvalue()
 
     def geotiff(self) -> bytes | None:
@@ -108,6 +112,7 @@ class Segmentation:
                 "height": int(self.mask.shape[0]), "model": self.model,
                 "domain": self.domain.as_dict() if self.domain is not None else None,
                 "classes": [c["name"] for c in self.classes], "areas": self.areas,
+                "areas_relative_only": self.areas_relative_only,
                 "pixel_size_m": self.pixel_size_m, "pixel_size_used_m": self.pixel_size_used_m,
                 "resampled": self.resampled, "nodata_share": round(float(self.nodata_share), 6),
                 "warning": self.warning, "notes": list(self.notes), "label_score": self.label_score}
@@ -132,7 +137,7 @@ def write_outputs(seg: Segmentation, out_dir: Path, stem: str, image: str = "") 
     outputs["mask"].write_bytes(seg.mask_png())
     Image.fromarray(seg.color()).save(outputs["color"])
     Image.fromarray(seg.overlay(0.5)).save(outputs["overlay"])
-    write_areas_csv(outputs["areas"], seg.areas)
+    outputs["areas"].write_text(seg.areas_csv())
     if seg.profile is not None:
         outputs["geotiff"] = out_dir / f"{stem}_mask.tif"
         write_mask_geotiff(outputs["geotiff"], seg.mask, seg.profile, seg.classes)

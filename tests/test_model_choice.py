@@ -1,0 +1,134 @@
+"""The auto model choice never says something untrue (issue 26): a model trained on generated scenes is never picked
+for a real photo, a real image that fits no model goes to the closest real one with a warning naming its training
+data, near ties are said, and an out-of-domain result gives areas as shares only, with the warning in every output."""
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core.imaging.imageio import LoadedImage, generated_png, read_image
+from core.seg.domain import training_data_kind, training_data_text
+from core.seg.fingerprint import rewrite_card
+from core.seg.model_choice import ModelCache, choose_model
+from core.seg.segment import segment_choosing
+from core.seg.segmentation_result import write_outputs
+from core.store.catalog import ModelEntry
+from core.store.checkpoint import CheckpointError
+from test_domain import model_for, scene  # noqa: E402 - the made-up green and sand domains
+from workbench.segment_view import RELATIVE_NOTE, areas_frame
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def generated_kind(entry: ModelEntry) -> ModelEntry:
+    """The same model, its card (in the file too) saying it was trained on generated scenes."""
+    card = {**entry.card, "domain": {**entry.card["domain"], "data_kind": "generated",
+                                     "platform": "generated test scenes"}}
+    rewrite_card(entry.path, card)
+    return replace(entry, label=entry.label.replace("shipped", "shipped synthetic"), card=card)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModelEntry, ModelEntry]:
+    folder = tmp_path_factory.mktemp("choice")
+    return generated_kind(model_for("green", folder, gsd=0.5)), model_for("sand", folder, gsd=0.5, seed=1)
+
+
+def loaded(rgb: np.ndarray, generated: str | None = None, pixel_size_m: float | None = None) -> LoadedImage:
+    return LoadedImage(rgb, pixel_size_m=pixel_size_m, generated=generated, name="tile.png")
+
+
+def test_a_generated_scene_model_is_never_chosen_for_a_real_image(models) -> None:
+    synthetic, sand = models
+    green = scene("green", 300, 340, 7)  # fits the synthetic model best by far
+    nodata = np.zeros(green.shape[:2], bool)
+    choice = choose_model(loaded(green), nodata, None, [synthetic, sand], ModelCache())
+    assert choice.entry.label == sand.label, choice.why
+    assert choice.domain.in_domain is False  # a green scene is far from the sand model's tiles
+    assert choice.why.startswith("no domain fits this image; the closest of 1 model(s) trained on real imagery")
+    assert "1 trained on generated scenes left out" in choice.why
+    assert "test sand" in choice.domain.warning() and "areas are given as shares" in choice.domain.warning()
+    left_out = [t for t in choice.table if t["name"] == synthetic.label]
+    assert left_out and left_out[0]["skipped"] == "trained on generated scenes: never chosen for a real image"
+    # the same pixels from a file that says it was generated may go to the generated-scene model
+    choice = choose_model(loaded(green, "core.data.generate_scene seed 1"), nodata, None, [synthetic, sand])
+    assert choice.entry.label == synthetic.label and choice.domain.in_domain is True
+    # no model of real imagery at all: refused in one line, never a synthetic answer
+    with pytest.raises(CheckpointError, match="no model trained on real imagery"):
+        choose_model(loaded(green), nodata, None, [synthetic], ModelCache())
+
+
+def test_near_ties_are_reported(models, tmp_path: Path) -> None:
+    synthetic, sand = models
+    real_green = model_for("green", tmp_path, gsd=0.5, seed=2, name="green-real")
+    purple = np.zeros((300, 300, 3), np.uint8)
+    purple[..., 0], purple[..., 2] = 180, 220  # unlike both: both score 0.00
+    choice = choose_model(loaded(purple), np.zeros((300, 300), bool), None, [sand, real_green], ModelCache())
+    other = ({sand.label, real_green.label} - {choice.entry.label}).pop()
+    assert f"a near tie with {other} (0.000 vs 0.000), decided by the closer fit" in choice.why
+    assert choice.as_dict()["near_tie"] == [{"name": other, "score": 0.0}]
+    clear = choose_model(loaded(scene("sand", 300, 300, 3)), np.zeros((300, 300), bool), None, [sand, real_green])
+    assert clear.entry.label == sand.label and clear.near_tie == [] and "near tie" not in clear.why
+
+
+def test_an_out_of_domain_result_gives_shares_only_with_the_warning_in_every_output(models, tmp_path: Path) -> None:
+    synthetic, sand = models
+    image = loaded(scene("green", 300, 300, 5), pixel_size_m=0.5)
+    seg = segment_choosing(image, [synthetic, sand], ModelCache(), tile=256)
+    assert seg.model["name"] == sand.label and seg.areas_relative_only
+    assert all(a["square_metres"] is None for a in seg.areas) and seg.warning
+    out = write_outputs(seg, tmp_path, "tile", "tile.png")
+    report = json.loads(out["report"].read_text())
+    assert report["areas_relative_only"] is True and report["warning"] == seg.warning
+    assert report["model"]["training_data"] == training_data_text(sand.card)
+    assert report["domain"]["trained_on"] == training_data_text(sand.card)
+    csv = out["areas"].read_text().splitlines()
+    assert csv[0] == "# warning: " + seg.warning and csv[1] == "class,pixels,percent,square_metres"
+    frame = areas_frame(seg)
+    assert "m²" not in frame.columns and set(frame["caution"]) == {RELATIVE_NOTE}
+    # in its domain: square metres and no caution
+    fit = segment_choosing(loaded(scene("sand", 300, 300, 6), pixel_size_m=0.5), [synthetic, sand], ModelCache(),
+                           tile=256)
+    assert fit.model["name"] == sand.label and not fit.areas_relative_only, fit.model["why"]
+    assert "caution" not in areas_frame(fit).columns and areas_frame(fit)["m²"].notna().all()
+    assert not fit.areas_csv().startswith("#")
+
+
+def test_a_generated_scene_model_picked_by_hand_warns_on_a_real_image(models) -> None:
+    synthetic, _ = models
+    green = scene("green", 300, 300, 8)
+    seg = segment_choosing(loaded(green, pixel_size_m=0.5), [], ModelCache(), given=synthetic, tile=256)
+    assert seg.areas_relative_only and "trained on generated scenes" in seg.warning
+    assert "(generated scenes, not imagery of the ground)" in seg.warning
+    same = segment_choosing(loaded(green, "a generator", 0.5), [], ModelCache(), given=synthetic, tile=256)
+    assert same.warning is None and not same.areas_relative_only
+
+
+def test_generated_pngs_say_so_and_other_files_do_not(tmp_path: Path) -> None:
+    rgb = scene("sand", 64, 64, 1)
+    (tmp_path / "gen.png").write_bytes(generated_png(rgb, "core.data.generate_scene seed 3"))
+    Image.fromarray(rgb).save(tmp_path / "plain.png")
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="JPEG")
+    (tmp_path / "photo.jpg").write_bytes(buf.getvalue())
+    assert read_image(tmp_path / "gen.png").generated == "core.data.generate_scene seed 3"
+    assert np.array_equal(read_image(tmp_path / "gen.png").rgb, rgb)
+    assert read_image(tmp_path / "plain.png").generated is None
+    assert read_image(tmp_path / "photo.jpg").generated is None
+
+
+def test_the_shipped_cards_say_what_their_training_data_is() -> None:
+    kinds = {p.stem: training_data_kind(json.loads(p.read_text())) for p in (ROOT / "checkpoints").glob("*_seg.json")}
+    assert kinds == {"synthetic_seg": "generated", "dubai_seg": "real", "deepglobe_seg": "real"}
+    synthetic = json.loads((ROOT / "checkpoints/synthetic_seg.json").read_text())
+    assert synthetic["domain"].get("data_kind") == "generated"  # stated on the card, not only inferred
+    assert training_data_text(synthetic).endswith("(generated scenes, not imagery of the ground)")
+    # a card without the field is read from its training config
+    assert training_data_kind({"config": {"data": {"name": "synthetic"}}}) == "generated"
+    assert training_data_kind({"config": {"data": {"name": "deepglobe"}}}) == "real"
