@@ -77,6 +77,25 @@ def test_near_ties_are_reported(models, tmp_path: Path) -> None:
     assert clear.entry.label == sand.label and clear.near_tie == [] and "near tie" not in clear.why
 
 
+def test_the_near_tie_rule() -> None:
+    from core.seg.domain import DomainScore
+    from core.seg.model_choice import _near_ties, _tie_text
+
+    def d(score: float, fit: float = 1.0) -> DomainScore:
+        return DomainScore(known=True, score=score, fit=fit, in_domain=True)
+
+    entries = [ModelEntry(f"m{k}", Path(f"m{k}"), {}) for k in range(4)]
+    groups = {0: ("a",), 1: ("b",), 2: ("c",), 3: ("a",)}
+    ranked = [(0, d(0.30)), (3, d(0.29)), (1, d(0.27)), (2, d(0.10))]
+    near = _near_ties(0, ranked, entries, groups)
+    assert [k for k, _ in near] == [1]  # a model of its own data is no rival; 0.10 is not near
+    assert _tie_text(ranked[0][1], near, entries) == \
+        "m1 (0.300 vs 0.270): the scores are within 0.05, too close to tell the domains apart"
+    assert _near_ties(0, [(0, d(0.021)), (1, d(0.0))], entries, groups) == []  # beyond all its tiles: no rival
+    tie = _near_ties(0, [(0, d(0.0, 2.0)), (1, d(0.0, 3.0))], entries, groups)
+    assert _tie_text(d(0.0, 2.0), tie, entries) == "m1 (0.000 vs 0.000), decided by the closer fit (2.00 vs 3.00)"
+
+
 def test_an_out_of_domain_result_gives_shares_only_with_the_warning_in_every_output(models, tmp_path: Path) -> None:
     synthetic, sand = models
     image = loaded(scene("green", 300, 300, 5), pixel_size_m=0.5)

@@ -283,14 +283,15 @@ def choose_model(image: Any, nodata: np.ndarray, pixel_size_m: float | None,
 
 def _near_ties(best_k: int, ranked: list[tuple[int, DomainScore]], entries: list[ModelEntry],
                groups: dict[int, tuple[Any, ...]]) -> list[tuple[int, DomainScore]]:
-    """The candidates of other domains whose score is within ``NEAR_TIE`` of the winner's: the choice between them
-    rests on the fit alone, and the user should know (two models at 0.02 each is no choice at all)."""
+    """The candidates of other domains whose score is within ``NEAR_TIE`` of the winner's (and above 0, unless equal to
+    it): the choice between them rests on noise, and the user should know (two models at 0.02 each is no choice)."""
     best = dict(ranked)[best_k]
     if not best.known or best.score is None:
         return []
     mine = groups.get(best_k)
     return [(k, d) for k, d in ranked if k != best_k and d.known and d.usable and d.score is not None
-            and (mine is None or groups.get(k) != mine) and abs(best.score - d.score) <= NEAR_TIE]
+            and (mine is None or groups.get(k) != mine) and abs(best.score - d.score) <= NEAR_TIE
+            and (d.score > 0 or d.score == best.score)]  # 0: farther than all its training tiles, no rival
 
 
 def _tie_text(best: DomainScore, near: list[tuple[int, DomainScore]], entries: list[ModelEntry]) -> str:
@@ -299,7 +300,7 @@ def _tie_text(best: DomainScore, near: list[tuple[int, DomainScore]], entries: l
     if best.score == d.score and best.fit is not None and d.fit is not None:
         how = f", decided by the closer fit ({best.fit:.2f} vs {d.fit:.2f})"
     else:
-        how = f": scores {NEAR_TIE:.2f} or less apart, so either model may suit it"
+        how = f": the scores are within {NEAR_TIE:.2f}, too close to tell the domains apart"
     return f"{entries[k].label} ({best.score:.3f} vs {d.score:.3f}{more}){how}"
 
 
