@@ -278,8 +278,9 @@ def overview(run: Run, pairs: pd.DataFrame) -> None:
 
 def page() -> None:
     st.title("🔍 False negatives")
-    st.caption("The pairs FNSD flagged as likely false negatives while pretraining, the anchor's tile beside "
-               "the flagged candidate, and, where the data has labels, how often the two share a class.")
+    st.caption("The pairs FNSD flagged while pretraining (candidate false negatives: only those FNCC calibrated "
+               "changed the loss), the anchor's tile beside the flagged candidate, and, where the data has labels, "
+               "how often the two share a class.")
     run = pick_run("Pretraining run", runs_of("pretrain"), key="fn-run",
                    prefer=lambda r: (r.path / "fns.jsonl").is_file() and (r.path / "fns.jsonl").stat().st_size > 0,
                    empty="No pretraining runs yet. Start one on the Pretrain page; its flagged pairs show here.")

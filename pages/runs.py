@@ -89,11 +89,11 @@ st.dataframe(shown, hide_index=True, width="stretch", placeholder="—", column_
 })
 
 st.subheader("Curves")
-kind = compare_kind(shown_runs, [r for r in shown_runs if r.kind() in ("pretrain", "finetune") and has_records(r)],
-                    key=f"runs-compare-kind-{filters}")
+c0, c1, c2 = st.columns([1, 3, 1])
+kind = compare_kind(c0, shown_runs, [r for r in shown_runs if r.kind() in ("pretrain", "finetune") and
+                                     has_records(r)], key=f"runs-compare-kind-{filters}")
 of_kind = [r for r in shown_runs if not kind or r.kind() == kind]
 with_curves = [r for r in of_kind if r.kind() in ("pretrain", "finetune") and has_records(r)]
-c1, c2 = st.columns([3, 1])
 # the choice is kept per filter and kind, so a filter that leaves out a chosen run never shows its curve
 picked = c1.multiselect("Runs", [r.id for r in with_curves], default=[r.id for r in with_curves[:2]],
                         key=f"runs-curves-{filters}-{kind}",

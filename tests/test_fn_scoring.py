@@ -241,8 +241,8 @@ def test_never_calibrated_says_why_and_names_the_base_method() -> None:
     moco = {"method": "moco", "loss": {"name": "false", "threshold": 0.8}}
     gate = fn.treatment_effect(moco, counts({}, 30), steps=30, top_cos_pos=0.62)
     assert gate.negligible and gate.verdict() == (
-        "Calibration never fired in 30 steps (FNSD flagged 30 pairs, but no anchor's positive reached the threshold "
-        "0.80: the highest was 0.62): this run is, in effect, MoCo v2.")
+        "Calibration never fired in 30 steps (FNSD flagged 30 pairs, but no flagged anchor's positive cosine reached "
+        "the threshold 0.80: the highest was 0.62): this run is, in effect, MoCo v2.")
     nothing = fn.treatment_effect(moco, counts({}, 30, flagged=0), steps=30)
     assert nothing.figures() == "calibration never fired in 30 steps (FNSD flagged no pair)"
     assert "per-anchor selection" in nothing.advice()  # global is the default selection

@@ -149,6 +149,13 @@ def test_the_default_comparison_is_of_one_kind(populated_store: Path, tmp_path: 
 
     runs_root = copy_store(populated_store.parent, tmp_path)
     monkeypatch.setenv("FALSE_WB_RUNS", str(runs_root))
+    kinds = {r.id: r.kind() for r in list_runs(runs_root)}
+    # the newest run with curves is the one fine-tuning run: one curve compares nothing, so the two pretraining
+    # runs are compared
+    at = open_page("runs")
+    assert next(s for s in at.selectbox if s.label == "Compare runs of").value == "pretrain"
+    curves = next(m for m in at.multiselect if m.label == "Runs")
+    assert len(curves.value) == 2 and {kinds[r] for r in curves.value} == {"pretrain"}
     again = _second_finetuning_run(runs_root)
     kinds = {r.id: r.kind() for r in list_runs(runs_root)}
     at = open_page("runs")
@@ -158,8 +165,8 @@ def test_the_default_comparison_is_of_one_kind(populated_store: Path, tmp_path: 
     # the settings that differ between runs of one kind, not the ~50 a pretraining and a fine-tuning run do not share
     settings = [c for c in table.columns if "." in c]
     assert "train.max_steps" in settings and "loss.name" in settings and "model.arch" not in settings
-    # the newest run with curves is a fine-tuning run: curves and diff compare fine-tuning runs only
-    assert at.selectbox(key=next(s.key for s in at.selectbox if s.label == "Compare runs of")).value == "finetune"
+    # now the newest runs with curves are two fine-tuning runs: curves and diff compare fine-tuning runs only
+    assert next(s for s in at.selectbox if s.label == "Compare runs of").value == "finetune"
     curves = next(m for m in at.multiselect if m.label == "Runs")
     assert curves.value and {kinds[r] for r in curves.value} == {"finetune"} and again in curves.value
     assert {kinds[r] for r in curves.options} == {"finetune"}

@@ -5,6 +5,7 @@ view reattaches to any run on disk (it reads the run folder, not a process handl
 """
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -77,8 +78,10 @@ def _figures(run_path: str, kind: str, version: tuple) -> list[Any]:  # noqa: AR
         if source not in frames:
             frames[source] = pairs_frame(run)
         fig = columns_figure(frames[source], keys, title, log_y=log_y)
-        if keys[0] in SHARES:  # scores as the page's other figures give them: in percent
-            fig.update_yaxes(tickformat=".0%")
+        if keys[0] in SHARES:  # scores as the page's other figures give them: in percent (a decimal where the values
+            ys = [v for t in fig.data for v in map(float, t.y if t.y is not None else []) if not math.isnan(v)]
+            close = bool(ys) and max(ys) - min(ys) < 0.1  # lie within 10 points: else every tick reads 9%)
+            fig.update_yaxes(tickformat=".1%" if close else ".0%")
         figures.append(fig)
     return figures
 

@@ -92,18 +92,27 @@ def curve_controls(settings: dict[str, dict[str, Any]], picked: Sequence[str]) -
     return weight, log_y, None if group == "(no grouping)" else group
 
 
-def compare_kind(runs: Sequence[Run], with_curves: Sequence[Run], key: str) -> str:
-    """Which kind of runs the curves and the config diff compare: by default the kind of the first listed run with
-    curves (else of the first run), as runs of different kinds share few settings and no curve; "" for every kind."""
+def default_kind(with_curves: Sequence[Run], runs: Sequence[Run]) -> str:
+    """The kind compared by default: that of the first listed run with curves whose kind has at least two such runs
+    (one curve compares nothing), else of the first run with curves, else of the first run."""
+    kinds = [r.kind() for r in with_curves]
+    several = [k for k in kinds if kinds.count(k) > 1]
+    return several[0] if several else kinds[0] if kinds else runs[0].kind() if runs else ""
+
+
+def compare_kind(container: Any, runs: Sequence[Run], with_curves: Sequence[Run], key: str) -> str:
+    """Which kind of runs the curves and the config diff compare: one kind by default (``default_kind``), as runs
+    of different kinds share few settings and no curve; "" for every kind."""
     kinds = [k for k in ("pretrain", "finetune", "probe", "compare") if any(r.kind() == k for r in runs)]
     if not kinds:
         return ""
-    first = (with_curves or runs)[0].kind()
+    first = default_kind(with_curves, runs)
     options = kinds + [""] if len(kinds) > 1 else kinds
-    return st.selectbox("Compare runs of", options, index=options.index(first) if first in options else 0,
-                        format_func=lambda k: KIND_LABELS.get(k, k), key=key,
-                        help="Curves and the config diff compare runs of one kind (a pretraining and a fine-tuning "
-                             "run share few settings and no curve); choose every kind to mix them")
+    return container.selectbox("Compare runs of", options, index=options.index(first) if first in options else 0,
+                               format_func=lambda k: KIND_LABELS.get(k, k), key=key,
+                               help="Curves and the config diff compare runs of one kind (a pretraining and a "
+                                    "fine-tuning run share few settings and no curve); choose every kind to mix "
+                                    "them")
 
 
 def metrics_of(kind: str, runs: Sequence[Run]) -> list[str]:

@@ -180,8 +180,8 @@ class TreatmentEffect:
             text = f"calibration never fired in {self.steps} step{_s(self.steps)}"
             if self.flagged == 0:
                 return text + " (FNSD flagged no pair)"
-            why = f"FNSD flagged {self.flagged} pair{_s(self.flagged)}, but no anchor's positive reached the " \
-                  f"threshold {self.threshold:.2f}"
+            why = f"FNSD flagged {self.flagged} pair{_s(self.flagged)}, but no flagged anchor's positive cosine " \
+                  f"reached the threshold {self.threshold:.2f}"
             if self.top_cos_pos is not None:
                 why += f": the highest was {self.top_cos_pos:.2f}"
             return f"{text} ({why})"
