@@ -27,8 +27,8 @@ def test_shows_the_scores_of_a_finished_run(populated_store: Path) -> None:
     charts = at.get("plotly_chart")
     assert len(charts) >= 3  # curves, IoU bars, confusion heatmap
     val = [json.loads(c.proto.spec) for c in charts if "Validation mIoU" in c.proto.spec]
-    # in percent, as the scores beside it (with a decimal where the values lie within 10 points)
-    assert len(val) == 1 and val[0]["layout"]["yaxis"]["tickformat"] in (".0%", ".1%")
+    # in percent, as the scores beside it (with the decimals the values' spread needs)
+    assert len(val) == 1 and val[0]["layout"]["yaxis"]["tickformat"].endswith("%")
     assert any(c.value.startswith("The run's model: the evaluation with the best validation mIoU")
                for c in at.caption), [c.value for c in at.caption]  # how the scored model was chosen
 

@@ -78,12 +78,20 @@ def _figures(run_path: str, kind: str, version: tuple) -> list[Any]:  # noqa: AR
         if source not in frames:
             frames[source] = pairs_frame(run)
         fig = columns_figure(frames[source], keys, title, log_y=log_y)
-        if keys[0] in SHARES:  # scores as the page's other figures give them: in percent (a decimal where the values
+        if keys[0] in SHARES:  # scores as the page's other figures give them: in percent
             ys = [v for t in fig.data for v in map(float, t.y if t.y is not None else []) if not math.isnan(v)]
-            close = bool(ys) and max(ys) - min(ys) < 0.1  # lie within 10 points: else every tick reads 9%)
-            fig.update_yaxes(tickformat=".1%" if close else ".0%")
+            fig.update_yaxes(tickformat=percent_ticks(ys))
         figures.append(fig)
     return figures
+
+
+def percent_ticks(values: Sequence[float]) -> str:
+    """A percent tick format with the decimals the values' spread needs (up to 3): mIoUs of 8.87 % to 8.89 % must
+    not all read "9%"."""
+    if len(values) < 2 or max(values) == min(values):
+        return ".0%"
+    step = (max(values) - min(values)) * 100 / 4  # about four ticks, in percent points
+    return f".{min(3, max(0, math.ceil(-math.log10(step))))}%"
 
 
 def _charts(run: Run, kind: str) -> None:
