@@ -187,6 +187,7 @@ def test_a_folder_added_in_the_browser_is_pretrained_on(app, page, tmp_path: Pat
         wait_until_idle(page)
         page.screenshot(path=str(SHOTS / "pretrain-data-source.png"), full_page=True)
         page.get_by_text("Settings", exact=True).click()  # folded away: the store has runs to watch
+        wait_until_idle(page)  # unfolding reruns the page (the expander keeps its state across pages)
         values = {"Tile size (px)": 64, "View size (px)": 32, "Batch size": 8, "Steps": 2, "Projection dim": 16,
                   "Projection hidden": 32, "Checkpoint every": 1000}
         _fill(page, values, "folder-run")
@@ -211,6 +212,7 @@ def test_launch_a_tiny_run_and_see_it_move(app, page) -> None:
     with screenshot_on_failure(page, "pretrain-launch"):
         _open(page, url, "pretrain", "Pretrain")
         page.get_by_text("Settings", exact=True).click()  # the form is folded away when there are runs to watch
+        wait_until_idle(page)  # unfolding reruns the page (the expander keeps its state across pages)
         before = {r.id for r in list_runs(runs_root)}
         box = page.locator('input[aria-label="Batch size"]')
         box.fill("64")
