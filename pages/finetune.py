@@ -1,4 +1,6 @@
-"""Fine-tune: a segmentation model from a pretraining run (or a comparison of all methods); its scores, drawn."""
+"""Fine-tune: a segmentation model from a pretraining run, a linear probe of it, or a comparison of all methods;
+their scores, drawn beside a random-encoder baseline (the launch form: ``workbench.seg_form``; the baselines:
+``workbench.baseline_view``)."""
 from __future__ import annotations
 
 from typing import Any
@@ -10,131 +12,22 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core.store import launch
-from core.store.catalog import config_presets, encoder_models
+from core.store.catalog import config_presets
+from core.seg.baseline import scores_of
 from core.seg.compare import METHODS, CompareConfig, check_presets
 from core.seg.compare_report import LABELS, label
-from core.config import SEG_DATASETS, ConfigError, FinetuneConfig, choices, load_config, validate_config
+from core.config import ConfigError, load_config, validate_config
 from core.imaging.colours import css_rgb
-from core.store.runs import Run, read_json_file
-from core.imaging.bands import is_rgb
-from workbench.form_errors import BANDS_HELP, FormErrors, bands_to_text, text_to_bands
-from workbench.common import gpu_processes, has_records, index_of, pick_run, runs_of, show_error
-from workbench.monitor import run_header, watch
+from core.store.run_lock import RunBusyError
+from core.store.runs import NotARunError, Run, open_run, read_json_file
+from workbench import baseline_view, seg_form
+from workbench.common import columns_figure, has_records, metrics_frame, pick_run, runs_of, show_error
+from workbench.monitor import REFRESH_S, run_header, watch
 
 st.title("🎯 Fine-tune")
-st.caption("Segmentation from a pretrained encoder: the paper's frozen protocol or full fine-tuning, scored on a "
-           "held-out split (whole scenes). A comparison crosses methods with pretraining and evaluation seeds and says whether "
-           "a FALSE gain is more than noise.")
-
-
-FT_FIELDS = {  # the form's labels and the config fields they set: errors are shown beside them, in these words
-    "Architecture": "model.arch", "Protocol": "train.protocol", "Data set": "data.name",
-    "Label fraction": "data.label_fraction", "Data set folder (not synthetic)": "data.root",
-    "Class table (folder sets)": "data.class_table", "Steps": "train.max_steps", "Batch": "train.batch_size",
-    "lr": "train.lr", "Crop (px)": "data.crop_size", "Validate every": "train.eval_every",
-    "Synthetic tiles": "data.num_tiles", "Tile size": "data.tile_size", "Run name": "name", "Device": "train.device",
-    "Colour jitter": "data.colour_jitter", "Bands": "data.bands", "Average weights from": "train.average_from",
-}
-
-
-def encoder_bands(init: str) -> list[str] | None:
-    """The bands an encoder (a pretraining run or a checkpoint) was trained on; None for RGB ones and random."""
-    if init == "random":
-        return None
-    from core.seg.finetune import resolve_init
-    from core.ssl.models import checkpoint_bands
-
-    try:
-        path = resolve_init(init)
-    except Exception:  # noqa: BLE001 - the config's own check says what is wrong with init
-        return None
-    bands = checkpoint_bands(path) if path is not None else None
-    return None if bands is None or is_rgb(bands) else bands
-
-
-def finetune_form() -> None:
-    presets = config_presets("finetune")
-    names = list(presets)
-    preset = st.selectbox("Preset", names, key="ft-preset")
-    try:
-        base: FinetuneConfig = load_config(presets[preset], model=FinetuneConfig)
-    except ConfigError as err:
-        show_error(err, f"preset {preset}")
-        return
-    encoders = encoder_models()
-    inits = {"random": "random (no pretraining)", **{str(e.path.parent.parent) if e.label.startswith("run:")
-                                                     else str(e.path): e.label for e in encoders}}
-    fe = FormErrors("ft", FT_FIELDS)
-    with st.form("ft-form", enter_to_submit=False):
-        newest_run = any(e.label.startswith("run:") for e in encoders)  # encoder_models lists the newest first
-        init = st.selectbox("Encoder from", list(inits), format_func=inits.get, key="ft-init",
-                            index=1 if newest_run else 0,
-                            help="A pretraining run (its encoder; the newest first) or a shipped encoder checkpoint")
-        c1, c2, c3, c4 = fe.columns(4)
-        archs, protocols = choices(FinetuneConfig, "model.arch"), choices(FinetuneConfig, "train.protocol")
-        arch = c1.selectbox("Architecture", archs, index=index_of(archs, base.model.arch), key="ft-arch")
-        protocol = c2.radio("Protocol", protocols, index=index_of(protocols, base.train.protocol),
-                            key="ft-protocol", horizontal=True, help="frozen: only the decoder learns (the paper)")
-        data_name = c3.selectbox("Data set", list(SEG_DATASETS), index=index_of(list(SEG_DATASETS), base.data.name),
-                                 key="ft-data")
-        fraction = c4.number_input("Label fraction", 0.001, 1.0, float(base.data.label_fraction), 0.01,
-                                   format="%.3f", key="ft-fraction")
-        c1, c2, c3 = fe.columns([2, 2, 1])
-        bands_text = c3.text_input("Bands", value=bands_to_text(base.data.bands), key="ft-bands",
-                                   placeholder="the encoder's", help=BANDS_HELP + ". Empty: the bands the chosen "
-                                   "encoder was pretrained on (RGB for a random one)")
-        root = c1.text_input("Data set folder (not synthetic)", value=base.data.root or "", key="ft-root",
-                             help="In its published layout, under the data root")
-        table = c2.text_input("Class table (folder sets)", value=base.data.class_table or "", key="ft-table",
-                              help="e.g. configs/classes/dubai.yaml")
-        c1, c2, c3, c4, c5 = fe.columns(5)
-        steps = c1.number_input("Steps", 1, 10_000_000, int(base.train.max_steps or 200), key="ft-steps")
-        batch = c2.number_input("Batch", 1, 4096, int(base.train.batch_size), key="ft-batch")
-        lr = c3.number_input("lr", 0.0, 10.0, float(base.train.lr), format="%.5f", key="ft-lr")
-        crop = c4.number_input("Crop (px)", 16, 2048, int(base.data.crop_size), key="ft-crop")
-        eval_every = c5.number_input("Validate every", 1, 1_000_000, int(base.train.eval_every), key="ft-eval")
-        c1, c2, c3 = fe.columns(3)
-        tiles = c1.number_input("Synthetic tiles", 2, 1_000_000, int(base.data.num_tiles), key="ft-tiles")
-        tile_size = c2.number_input("Tile size", 16, 4096, int(base.data.tile_size), key="ft-tile-size")
-        name = c3.text_input("Run name", value=base.name or "", key="ft-name")
-        c1, c2, c3, c4 = fe.columns(4)
-        devices = ["auto", "cpu", "cuda"]
-        device = c1.selectbox("Device", devices, index=index_of(devices, base.train.device), key="ft-device")
-        processes = gpu_processes(c2, "ft-gpus", "fine-tuning")
-        jitter = c3.number_input("Colour jitter", 0.0, 4.0, float(base.data.colour_jitter), 0.5, key="ft-jitter",
-                                 help="Strength of the photometric distortion: 1 = mild (the default), 0 = none, "
-                                 "2-3 when the scenes to segment differ in colour from the training scenes")
-        average_from = c4.number_input(
-            "Average weights from", 0.0, 0.95, float(base.train.average_from or 0.0), 0.05, key="ft-average",
-            help="0: the run's model is the checkpoint with the best validation mIoU. 0.5: the mean of the weights "
-            "of every step in the second half of the run (the learning rate holds there), which needs no choice "
-            "by a few validation images")
-        go = st.form_submit_button("🚀 Launch fine-tuning", type="primary", key=fe.submit_key)
-    fe.summary()
-    if not go:
-        return
-    try:
-        raw = base.model_dump(mode="json")
-        raw["name"] = name.strip() or None
-        raw["model"].update(arch=arch, init=init)
-        raw["data"].update(name=data_name, label_fraction=fraction, crop_size=int(crop), num_tiles=int(tiles),
-                           tile_size=int(tile_size), colour_jitter=float(jitter),
-                           root=fe.path(root, "data.root") if data_name != "synthetic" else None,
-                           class_table=fe.path(table, "data.class_table"),
-                           bands=text_to_bands(bands_text) or encoder_bands(init))
-        raw["train"].update(protocol=protocol, max_steps=int(steps), epochs=None, batch_size=int(batch), lr=lr,
-                            eval_every=int(eval_every), device=device,
-                            average_from=float(average_from) if average_from > 0 else None)
-        cfg = fe.checked(validate_config(raw, FinetuneConfig))
-        run = launch.launch("finetune", cfg, name=cfg.name or f"finetune-{arch}",
-                            processes=processes if device != "cpu" else 1)
-    except ConfigError as err:
-        fe.refuse(err)
-    except OSError as err:
-        show_error(err, "Not launched")
-        return
-    st.session_state["ft-select-next"] = run.id
-    st.success(f"Launched {run.id}; it keeps running if you close this tab. Watch it in the next tab.")
+st.caption("Segmentation from a pretrained encoder: the paper's frozen protocol, full fine-tuning or a linear probe, "
+           "scored on a held-out split (whole scenes) beside a random encoder trained the same way. A comparison "
+           "crosses methods with pretraining and evaluation seeds and says whether a FALSE gain is more than noise.")
 
 
 def _replace(overrides: list[str], key: str, value: Any) -> list[str]:
@@ -221,12 +114,10 @@ def class_colours(card: dict[str, Any]) -> dict[str, str]:
 
 
 def scores(run: Run) -> None:
-    result = run.read_json("test_metrics.json")
-    which = "test"
+    result, which = scores_of(run)
     if result is None:
-        result, which = run.read_json("confusion.json"), "best validation"
-    if result is None:
-        st.caption("Scores appear after the first validation.")
+        st.caption("Scores appear after the first validation." if run.kind() == "finetune" else
+                   "Scores appear when the probe has tested its head on the test scenes.")
         return
     split = result.get("split", which)
     c = st.columns(4)
@@ -237,12 +128,50 @@ def scores(run: Run) -> None:
     if result.get("evaluation_detail"):
         scenes = result.get("scenes") or []
         st.caption(f"Scored on {result['evaluation_detail']}" + (f": {len(scenes)} scenes" if scenes else "") + ".")
+    baseline_view.draw(run, result, which)
     card = best_card(run)
     if card.get("selection"):
         st.caption(f"The run's model: {card['selection']}.")
     left, right = st.columns(2)
     left.plotly_chart(iou_figure(result, split, class_colours(card)), width="stretch", key=f"iou-{run.id}")
     right.plotly_chart(confusion_figure(result), width="stretch", key=f"cm-{run.id}")
+
+
+def watch_probe(run_path: str) -> None:
+    """A probe run, live: state, phases (features, test scenes), the head's loss per epoch, Stop / Resume, scores."""
+    try:
+        live_now = open_run(run_path).is_live()
+    except NotARunError as err:
+        show_error(err)
+        return
+
+    @st.fragment(run_every=REFRESH_S if live_now else None)
+    def body() -> None:
+        run = open_run(run_path)
+        state = run_header(run)
+        left, _ = st.columns([1, 5])
+        if state in ("running", "starting"):
+            if launch.stop_requested(run):
+                st.caption("⏹ stopping ...")
+            elif left.button("⏹ Stop", key="pb-stop", help="A probe keeps no checkpoint: it ends where it is"):
+                launch.stop(run)
+        elif state in ("stopped", "failed", "died"):
+            if left.button("▶ Resume", key="pb-resume", help="A probe keeps no checkpoint: it runs again"):
+                try:
+                    launch.resume(run)
+                except (RunBusyError, NotARunError) as err:
+                    show_error(err)
+                    return
+                st.rerun(scope="app")
+        frame = metrics_frame(run)
+        if not frame.empty and "loss" in frame:
+            st.plotly_chart(columns_figure(frame, ["loss"], "Linear head: training loss per epoch", x="step"),
+                            width="stretch", key=f"pb-loss-{run.id}")
+        scores(run)
+        if state in ("running", "starting"):
+            st.caption(f"Live: refreshed every {REFRESH_S:.0f} s")
+
+    body()
 
 
 def iou_figure(result: dict[str, Any], split: str, colours: dict[str, str]) -> go.Figure:
@@ -342,19 +271,27 @@ def comparisons() -> None:
             st.markdown(table.read_text())
 
 
+KINDS = {**seg_form.MODES, "compare": "Comparison of methods"}
 launch_tab, watch_tab, compare_tab = st.tabs(["Launch", "Watch and scores", "Comparisons"])
 with launch_tab:
-    kind = st.radio("Launch", ["Fine-tuning run", "Comparison of methods"], horizontal=True, key="ft-kind")
-    if kind == "Fine-tuning run":
-        finetune_form()
+    kind = st.radio("Launch", list(KINDS), format_func=KINDS.get, horizontal=True, key="ft-kind",
+                    help="Fine-tuning trains a decoder (and, in full fine-tuning, the encoder); a linear probe "
+                         "trains a 1x1 convolution on the frozen encoder's features, in minutes")
+    seg_form.keep_values(kind)
+    if kind in seg_form.MODES:
+        seg_form.draw(kind)
     else:
         compare_form()
 with watch_tab:
     if "ft-select-next" in st.session_state:
         st.session_state["ft-run"] = st.session_state.pop("ft-select-next")
-    chosen = pick_run("Fine-tuning run", runs_of("finetune"), "ft-run", "No fine-tuning runs yet.",
+    runs = sorted(runs_of("finetune") + runs_of("probe"), key=lambda r: r.id, reverse=True)
+    chosen = pick_run("Fine-tuning or probe run", runs, "ft-run", "No fine-tuning or probe runs yet.",
                       prefer=lambda r: r.is_live() or has_records(r))
     if chosen is not None:
-        watch(str(chosen.path), key="ft", extra=scores)  # scores appear in the live view when they are written
+        if chosen.kind() == "probe":
+            watch_probe(str(chosen.path))
+        else:
+            watch(str(chosen.path), key="ft", extra=scores)  # scores appear in the live view when they are written
 with compare_tab:
     comparisons()

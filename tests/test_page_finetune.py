@@ -2,18 +2,22 @@
 from __future__ import annotations
 
 import json
-
 import time
 from pathlib import Path
 
+import pytest
+
 from core.store.runs import list_runs
 from tests.pages import errors, open_page, shown, texts
+from tests.store import copy_store
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_renders_with_an_empty_store(empty_store: Path) -> None:
     at = open_page("finetune")
     assert not at.exception and not errors(at)
-    assert "No fine-tuning runs yet" in texts(at) and "No comparison yet" in texts(at)
+    assert "No fine-tuning or probe runs yet" in texts(at) and "No comparison yet" in texts(at)
     assert at.selectbox(key="ft-init").value == "random"  # nothing pretrained yet
 
 
@@ -37,7 +41,7 @@ def test_a_bad_value_is_refused(empty_store: Path) -> None:
     at = open_page("finetune")
     at.selectbox(key="ft-data").set_value("potsdam")
     at.number_input(key="ft-lr").set_value(0.0)
-    at.button[0].click().run()
+    at.button(key="ft-launch").click().run()
     assert len(errors(at)) == 1 and "2 settings to change" in errors(at)[0], errors(at)
     summary = errors(at)[0]  # both at once, in the form's words
     assert "**lr**" in summary and "“Data set folder (not synthetic)”" in summary and "data.root" not in summary
@@ -52,7 +56,7 @@ def test_launch_creates_a_finetuning_run(populated_store: Path, tmp_path: Path, 
                        "ft-tile-size": 64, "ft-fraction": 1.0}.items():
         at.number_input(key=key).set_value(value)
     at.text_input(key="ft-name").set_value("page-ft")
-    at.button[0].click().run()
+    at.button(key="ft-launch").click().run()
     assert not at.exception and not errors(at), errors(at)
     runs = list_runs(tmp_path / "runs")
     assert len(runs) == 1 and runs[0].kind() == "finetune"
@@ -82,12 +86,12 @@ def test_with_two_gpus_the_launch_uses_two_processes_and_the_colour_jitter(empty
     at = open_page("finetune")
     assert at.number_input(key="ft-gpus").value == 2 and not at.number_input(key="ft-gpus").disabled
     at.number_input(key="ft-jitter").set_value(3.0)
-    at.button[0].click().run()
+    at.button(key="ft-launch").click().run()
     assert seen["kind"] == "finetune" and seen["processes"] == 2 and seen["cfg"].data.colour_jitter == 3.0
     assert seen["cfg"].train.average_from is None  # 0 in the form: the best validation chooses
     at.selectbox(key="ft-device").set_value("cpu")
     at.number_input(key="ft-average").set_value(0.5)
-    at.button[0].click().run()
+    at.button(key="ft-launch").click().run()
     assert seen["processes"] == 1  # the CPU is one process
     assert seen["cfg"].train.average_from == 0.5
 
@@ -111,8 +115,235 @@ def test_an_rgbn_encoder_fine_tunes_on_its_bands_unless_others_are_typed(empty_s
                         (_ for _ in ()).throw(OSError("not started in this test")))
     at = open_page("finetune")
     assert at.selectbox(key="ft-init").value.endswith("rgbn")  # the newest pretraining run
-    at.button[0].click().run()
+    at.button(key="ft-launch").click().run()
     assert seen[-1].data.bands == ["R", "G", "B", "NIR"]  # the encoder's bands
     at.text_input(key="ft-bands").set_value("NIR, R, G")
-    at.button[0].click().run()
+    at.button(key="ft-launch").click().run()
     assert seen[-1].data.bands == ["NIR", "R", "G"]
+
+
+# ---------------------------------------------------------------------------------------------- issue 26, point 4
+PRESET_FIELDS = {  # preset -> widget values the form must show once it is picked
+    "finetune_dglc_cpu": {"ft-data": "deepglobe", "ft-root": "../shared/data/deepglobe_landcover", "ft-table": "",
+                          "ft-steps": 400, "ft-batch": 8, "ft-lr": 0.001, "ft-crop": 256, "ft-tile-size": 256,
+                          "ft-val": 0.12, "ft-test": 0.34, "ft-class-weights": "balanced", "ft-protocol": "full",
+                          "ft-name": "dglc-seg", "ft-fraction": 1.0},
+    "finetune_dubai_cpu": {"ft-data": "folder", "ft-root": "../shared/data/dubai_aerial",
+                           "ft-table": "configs/classes/dubai.yaml", "ft-test-scenes": "tile_3", "ft-steps": 300,
+                           "ft-batch": 8, "ft-val": 0.1, "ft-class-weights": "balanced", "ft-name": "dubai-seg"},
+    "finetune_paper_frozen": {"ft-data": "potsdam", "ft-root": "data/potsdam", "ft-protocol": "frozen",
+                              "ft-steps": 1300, "ft-batch": 16, "ft-lr": 0.01, "ft-tile-size": 512, "ft-eval": 260},
+    "probe_dglc_cpu": {"ft-data": "deepglobe", "ft-root": "../shared/data/deepglobe_landcover", "ft-val": 0.12,
+                       "ft-test": 0.34, "pb-epochs": 30, "pb-batch": 32, "pb-lr": 0.01, "pb-stride": 4,
+                       "pb-scale": 0.5, "pb-name": "probe-dglc"},
+}
+
+
+def _capture_launches(monkeypatch) -> list:
+    from core.store import launch
+
+    seen: list = []
+
+    def fake_launch(kind, cfg, root=None, name=None, processes=1):
+        seen.append((kind, cfg))
+        raise OSError("not started in this test")
+
+    monkeypatch.setattr(launch, "launch", fake_launch)
+    return seen
+
+
+@pytest.mark.parametrize("preset", list(PRESET_FIELDS))
+def test_a_preset_fills_every_field_and_launches_exactly_itself(empty_store: Path, monkeypatch, preset: str) -> None:
+    """Picking a preset sets the form's fields to its values (they used to stay on the synthetic set and 200 steps
+    while the hidden settings came from the preset), and Launch runs the preset as written."""
+    from core.config import FinetuneConfig, ProbeConfig, load_config
+
+    seen = _capture_launches(monkeypatch)
+    probe = preset.startswith("probe")
+    at = open_page("finetune")
+    if probe:
+        at.radio(key="ft-kind").set_value("probe").run()
+    at.selectbox(key="pb-preset" if probe else "ft-preset").set_value(preset).run()
+    assert not at.exception and not errors(at), errors(at)
+    for key, value in PRESET_FIELDS[preset].items():
+        assert at.session_state[key] == value, key
+    assert f"Data fields from preset {preset}" in shown(texts(at))
+    at.button(key="pb-launch" if probe else "ft-launch").click().run()
+    assert errors(at) == ["Not launched: not started in this test"]  # the preset's own folders pass the path guard
+    kind, cfg = seen[-1]
+    assert kind == ("probe" if probe else "finetune")
+    assert cfg == load_config(ROOT / f"configs/{preset}.yaml", model=ProbeConfig if probe else FinetuneConfig)
+
+
+def test_the_form_keeps_its_values_across_kinds_and_launches_what_it_shows(empty_store: Path, monkeypatch) -> None:
+    seen = _capture_launches(monkeypatch)
+    at = open_page("finetune")
+    at.selectbox(key="ft-preset").set_value("finetune_dubai_cpu").run()
+    at.radio(key="ft-kind").set_value("compare").run()
+    at.radio(key="ft-kind").set_value("probe").run()  # the data fields stay; the probe's own come from its preset
+    assert at.session_state["ft-data"] == "folder" and at.session_state["pb-epochs"] == 20
+    at.number_input(key="pb-epochs").set_value(3)
+    at.text_input(key="ft-test-scenes").set_value("tile_3, tile_5")
+    at.button(key="pb-launch").click().run()
+    kind, cfg = seen[-1]
+    assert kind == "probe" and cfg.train.epochs == 3 and cfg.data.test_scenes == ["tile_3", "tile_5"]
+    assert cfg.data.class_table == "configs/classes/dubai.yaml" and cfg.data.name == "folder"
+    at.radio(key="ft-kind").set_value("finetune").run()
+    assert at.session_state["ft-steps"] == 300 and at.session_state["ft-preset"] == "finetune_dubai_cpu"
+
+
+def _deepglobe_encoder(store_base: Path, tmp_path: Path, monkeypatch) -> tuple[Path, str]:
+    """A private copy of the store whose newest encoder's card says it was pretrained on DeepGlobe scenes."""
+    runs = copy_store(store_base, tmp_path)
+    monkeypatch.setenv("FALSE_WB_RUNS", str(runs))
+    monkeypatch.setenv("FALSE_WB_DATA", str(tmp_path / "data"))
+    run = next(r for r in list_runs(runs) if r.id.endswith("tiny-infonce"))
+    card_path = run.checkpoint_dir / "encoder.json"
+    card = json.loads(card_path.read_text())
+    card["config"]["data"] = {"name": "deepglobe", "root": str(tmp_path / "dg"), "tile_size": 96, "val_fraction": 0.12,
+                              "test_fraction": 0.34, "pretrain_splits": ["train", "val"], "image_size": 32, "seed": 3}
+    card_path.write_text(json.dumps(card))
+    return runs, run.id
+
+
+def test_the_encoders_own_labeled_set_is_the_default(store_base: Path, tmp_path: Path, monkeypatch) -> None:
+    runs, dg_run = _deepglobe_encoder(store_base, tmp_path, monkeypatch)
+    seen = _capture_launches(monkeypatch)
+    at = open_page("finetune")
+    assert at.selectbox(key="ft-init").value.endswith("tiny-infonce")
+    want = {"ft-data": "deepglobe", "ft-root": str(tmp_path / "dg"), "ft-tile-size": 96, "ft-val": 0.12,
+            "ft-test": 0.34, "ft-data-seed": 3, "ft-crop": 96}  # the preset's 128 px crop shrinks to the tiles
+    assert {k: at.session_state[k] for k in want} == want
+    assert f"pretraining data of run: {dg_run}" in shown(texts(at)) and "never reached the encoder" in shown(texts(at))
+    false_run = next(str(r.path) for r in list_runs(runs) if r.id.endswith("tiny-false"))
+    at.selectbox(key="ft-init").set_value(false_run).run()  # pretrained on the synthetic set: that set
+    assert (at.session_state["ft-data"], at.session_state["ft-tiles"], at.session_state["ft-tile-size"]) == \
+        ("synthetic", 48, 64)
+    at.selectbox(key="ft-init").set_value("random").run()  # a random encoder saw nothing: the fields stay
+    assert at.session_state["ft-data"] == "synthetic"
+    at.selectbox(key="ft-init").set_value(str(runs / dg_run)).run()
+    at.radio(key="ft-kind").set_value("probe").run()  # the probe starts from the same data
+    assert at.session_state["ft-data"] == "deepglobe"
+    at.button(key="pb-launch").click().run()
+    kind, cfg = seen[-1]
+    assert kind == "probe" and cfg.data.name == "deepglobe" and cfg.data.root == str(tmp_path / "dg")
+    assert cfg.model.init.endswith("tiny-infonce") and cfg.model.encoder == "resnet18"
+
+
+def test_added_data_sources_are_offered_and_fill_the_data_fields(empty_store: Path, tmp_path: Path) -> None:
+    from core.store.sources import add_source
+    from tests.test_baseline import deepglobe_folder
+
+    labeled = deepglobe_folder(tmp_path / "elsewhere" / "dg")
+    unlabeled = tmp_path / "elsewhere" / "photos"
+    unlabeled.mkdir()
+    (labeled / "0_sat.jpg").rename(unlabeled / "a.jpg")
+    add_source(str(labeled))
+    add_source(str(unlabeled))
+    at = open_page("finetune")
+    offered = at.selectbox(key="ft-source-pick").options  # as labels: path · format · images · labels
+    assert sorted(o.split(" · ")[0] for o in offered) == sorted([str(labeled.resolve()), str(unlabeled.resolve())])
+    at.selectbox(key="ft-source-pick").set_value(str(labeled.resolve())).run()
+    at.button(key="ft-source-use").click().run()
+    assert not at.exception and not errors(at), errors(at)
+    assert (at.session_state["ft-data"], at.session_state["ft-root"]) == ("deepglobe", str(labeled.resolve()))
+    assert f"Data fields from data source {labeled.resolve()}" in shown(texts(at))
+    at.selectbox(key="ft-source-pick").set_value(str(unlabeled.resolve())).run()
+    at.button(key="ft-source-use").click().run()
+    assert any("has no masks" in e for e in errors(at)) and at.session_state["ft-data"] == "deepglobe"
+
+
+def test_a_probe_is_launched_from_the_form(populated_store: Path, monkeypatch) -> None:
+    seen = _capture_launches(monkeypatch)
+    at = open_page("finetune")
+    at.radio(key="ft-kind").set_value("probe").run()
+    assert at.button(key="pb-launch").label == "🚀 Launch the linear probe"
+    at.number_input(key="pb-epochs").set_value(2)
+    at.button(key="pb-launch").click().run()
+    kind, cfg = seen[-1]
+    assert kind == "probe" and cfg.train.epochs == 2 and cfg.model.init.endswith("tiny-infonce")
+    assert (cfg.data.name, cfg.data.num_tiles, cfg.data.tile_size) == ("synthetic", 48, 64)  # the encoder's set
+
+
+@pytest.mark.slow
+def test_a_probe_runs_in_the_background_and_its_score_shows(populated_store: Path, tmp_path: Path,
+                                                           monkeypatch) -> None:
+    monkeypatch.setenv("FALSE_WB_RUNS", str(tmp_path / "runs"))  # data stays the shared cache
+    at = open_page("finetune")
+    at.radio(key="ft-kind").set_value("probe").run()
+    for key, value in {"ft-tiles": 48, "ft-tile-size": 64, "ft-val": 0.2, "ft-test": 0.2, "pb-epochs": 2,
+                       "pb-batch": 8}.items():
+        at.number_input(key=key).set_value(value)
+    at.text_input(key="pb-name").set_value("page-probe")
+    at.button(key="pb-launch").click().run()
+    assert not at.exception and not errors(at), errors(at)
+    (run,) = list_runs(tmp_path / "runs")
+    assert run.kind() == "probe"
+    deadline = time.time() + 240
+    while run.is_live() and time.time() < deadline:
+        time.sleep(0.5)
+    assert run.state() == "completed", (run.path / "console.txt").read_text()[-2000:]
+    at = open_page("finetune")
+    assert at.selectbox(key="ft-run").value == run.id
+    assert any(m.label == "mIoU (test)" for m in at.metric)
+    assert run.config()["model"]["init"] == "random"  # nothing pretrained in this runs root: it is its own baseline
+    assert any(m.label == "Random encoder" and m.value == "this run" for m in at.metric)
+
+
+def _baseline_twin(store_base: Path, tmp_path: Path, monkeypatch, trained: bool):
+    """A private copy of the store plus the random-encoder twin of its fine-tuning run (its config with init random):
+    trained for real, or a finished folder whose test scores are those of the run on the same scenes, 10 points
+    lower."""
+    from core.seg.finetune import main as finetune_main
+    from core.store.runs import atomic_write_json, create_run
+
+    runs = copy_store(store_base, tmp_path)
+    monkeypatch.setenv("FALSE_WB_RUNS", str(runs))
+    monkeypatch.setenv("FALSE_WB_DATA", str(store_base / "data"))
+    ft = next(r for r in list_runs(runs) if r.id.endswith("tiny-ft"))
+    if trained:
+        assert finetune_main(["--config", str(ft.path / "config.yaml"), "--no-progress", "model.init=random",
+                              "name=random-twin", "train.device=cpu"]) == 0
+        return ft, next(r for r in list_runs(runs) if r.id.endswith("random-twin"))
+    twin = create_run("random-twin", ft.config_text().replace(f"init: {ft.config()['model']['init']}", "init: random"),
+                      runs, kind="finetune", state="completed")
+    twin.write_status(pid=2**22 + 9)
+    mine = ft.read_json("test_metrics.json")
+    atomic_write_json(twin.path / "test_metrics.json", {**mine, "miou": mine["miou"] - 0.1})
+    return ft, twin
+
+
+@pytest.mark.parametrize("trained", [pytest.param(True, marks=pytest.mark.slow), False])
+def test_a_score_stands_beside_its_random_encoder_baseline(store_base: Path, tmp_path: Path, monkeypatch,
+                                                           trained: bool) -> None:
+    ft, twin = _baseline_twin(store_base, tmp_path, monkeypatch, trained)
+    assert twin.config()["model"]["init"] == "random"
+    at = open_page("finetune")
+    at.selectbox(key="ft-run").set_value(ft.id).run()
+    assert not at.exception and not errors(at), errors(at)
+    mine, base = ft.read_json("test_metrics.json"), twin.read_json("test_metrics.json")
+    assert mine["scenes"] == base["scenes"]  # the same test scenes
+    (metric,) = [m for m in at.metric if m.label == "Random encoder, same recipe (test)"]
+    assert metric.value == f"{100 * base['miou']:.1f} %"
+    assert metric.proto.delta == f"{100 * (mine['miou'] - base['miou']):+.1f} points for this run"
+    page = shown(texts(at))
+    assert twin.id in page and f"the same {len(mine['scenes'])} test scenes" in page and "random encoder" in page
+    at.selectbox(key="ft-run").set_value(twin.id).run()  # the twin itself is a random encoder: its own baseline
+    assert any(m.label == "Random encoder" and m.value == "this run" for m in at.metric)
+
+
+def test_the_baseline_button_launches_the_runs_recipe_from_a_random_encoder(populated_store: Path,
+                                                                           monkeypatch) -> None:
+    from core.config import FinetuneConfig, validate_config
+
+    seen = _capture_launches(monkeypatch)
+    at = open_page("finetune")
+    ft = next(r for r in list_runs(populated_store) if r.id.endswith("tiny-ft"))
+    assert at.selectbox(key="ft-run").value == ft.id
+    assert "No baseline yet: no run of this recipe from a random encoder yet" in shown(texts(at))
+    at.button(key=f"baseline-{ft.id}").click().run()
+    kind, cfg = seen[-1]
+    want = validate_config({**ft.config(), "name": f"baseline-{ft.config()['name']}",
+                            "model": {**ft.config()["model"], "init": "random"}}, FinetuneConfig)
+    assert kind == "finetune" and cfg == want
+    assert any("Not launched: not started in this test" in e for e in errors(at))

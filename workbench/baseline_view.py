@@ -1,0 +1,88 @@
+"""A fine-tuning or probe score beside its baselines: a random encoder trained by the same recipe on the same scenes,
+and a shipped model of the same data tested on those scenes (``core.seg.baseline``).
+
+The random-encoder baseline is a run of its own (the run's config with ``model.init=random``), found among the runs
+or launched here in the background once per recipe; while it runs its progress shows in place of its score.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from core.config import ConfigError
+from core.seg.baseline import launch_baseline, random_baseline, shipped_scores
+from core.store import launch
+from core.store.run_lock import RunBusyError
+from core.store.runs import NotARunError, Run, list_runs
+from workbench.common import literal
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f} %"
+
+
+def _points(mine: float, other: float) -> str:
+    return f"{100 * (mine - other):+.1f} points for this run"
+
+
+def _start(run_path: str) -> None:
+    """The baseline button's callback: launch the random-encoder twin (or resume an unfinished one)."""
+    run = Run(Path(run_path))
+    runs = list_runs()
+    found = random_baseline(run, runs)
+    try:
+        if found.state == "unfinished" and found.run is not None:
+            launch.resume(found.run)
+            said = f"resumed the baseline {found.run.id}"
+        else:
+            _, said = launch_baseline(run, runs)
+    except (OSError, ValueError, ConfigError, RunBusyError, NotARunError) as err:
+        st.session_state["baseline-flash"] = f"Not launched: {err}"
+        return
+    st.session_state["baseline-flash"] = said[0].upper() + said[1:] + "."
+
+
+def draw(run: Run, result: dict[str, Any], which: str) -> None:
+    """The baselines of the score ``result`` (``which``: test or val) of ``run``."""
+    miou = float(result["miou"])
+    found = random_baseline(run, list_runs(), which)
+    shipped = shipped_scores(result, run.config().get("data") or {}) if which == "test" else []
+    st.markdown("**Beside what?**")
+    cols = st.columns(1 + max(1, len(shipped)))
+    first = cols[0]
+    how = f"{found.note}."
+    if found.state == "self":
+        first.metric("Random encoder", "this run", help=found.note)
+    elif found.state == "done" and found.record is not None:
+        base = float(found.record["miou"])
+        first.metric(f"Random encoder, same recipe ({which})", _pct(base), delta=_points(miou, base),
+                     help="The same settings (data, split, protocol, steps, seed) from a random encoder")
+    elif found.state == "running" and found.run is not None:
+        status = found.run.status()
+        step, total = status.get("step") or 0, status.get("total_steps")
+        first.caption(f"Random-encoder baseline {found.run.id}: running")
+        first.progress(min(1.0, step / total) if total else 0.0, text=f"step {step} / {total or '?'}")
+    elif found.state in ("none", "unfinished"):
+        label = "▶ Resume the random-encoder baseline" if found.state == "unfinished" else \
+            "Compute the random-encoder baseline"
+        first.button(label, key=f"baseline-{run.id}", on_click=_start, args=(str(run.path),),
+                     help="A background run of this run's settings from a random encoder (about as long as this "
+                          "run); computed once per recipe and kept in the runs root")
+        how = f"No baseline yet: {found.note}." if found.state == "none" else f"The baseline {found.note}."
+    else:
+        first.metric("Random encoder, same recipe", "—", help=found.note)
+    for col, s in zip(cols[1:] if len(cols) > 1 else [], shipped):
+        if s.miou is not None:
+            col.metric(f"Shipped {s.label}", _pct(s.miou), delta=_points(miou, s.miou), help=s.note)
+        else:
+            col.metric(f"Shipped {s.label}", "—", help=s.note)
+    notes = [how] + [f"Shipped {s.label}: {s.note}." for s in shipped]
+    st.caption(literal(" ".join(notes)))
+    flash = st.session_state.pop("baseline-flash", None)
+    if flash:
+        (st.error if flash.startswith("Not launched") else st.success)(literal(flash))
+
+
+__all__ = ["draw"]
