@@ -1,7 +1,8 @@
 """Embeddings: tiles mapped to 2-D by UMAP of an encoder's features; one checkpoint, or two side by side.
 
 Features, map, clusters and quality come from core.analysis.embeddings (disk-cached); this page turns widgets into a
-request, runs it on "Compute" with a progress bar, and draws the maps, the flagged pairs and selected tiles.
+request, runs it on "Compute" with a progress bar, and draws the maps, the flagged pairs and selected tiles. The data
+set is the encoder's own pretraining set when it is labeled, else a synthetic one; added data sources are offered.
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import streamlit as st
 from core.analysis import embeddings as E
 from core.store.catalog import ModelEntry, encoder_models
 from core.config import DataConfig
+from core.seg.data_defaults import source_data
+from core.store.sources import list_sources
 from core.imaging.bands import bands_of, card_bands, is_rgb, preview_chw
 from workbench.common import dataset_of, go_to, pick_picture, show_error, shows_errors
 from workbench.warmup import wait_for_warmup
@@ -62,28 +65,51 @@ def compute(entry: ModelEntry, request: dict[str, Any]) -> E.Embedding | None:
 
 
 def data_choice(entries: list[ModelEntry]) -> tuple[DataConfig, int]:
-    """The data set to embed and how many of its tiles: a synthetic set, or the first checkpoint's own data."""
+    """The data set to embed and how many of its tiles: the first checkpoint's own pretraining data (the default
+    when it is labeled), a synthetic set, or an added data source (``core.store.sources``)."""
     own = E.checkpoint_data(entries[0].path)
-    options = ["synthetic"] + (["own"] if own is not None else [])
+    sources = {f"source:{s.path}": s for s in list_sources() if s.images > 0}
+    options = ["own", "synthetic"] if own is not None and own.labeled else \
+        ["synthetic"] + (["own"] if own is not None else [])
+    options += list(sources)
     labels = {"synthetic": "a synthetic aerial set",
               "own": f"the pretraining data of {entries[0].label}" + (f" ({describe(own)})" if own else "")}
+    labels |= {k: f"data source {s.path} ({s.format}, {s.images} images)" for k, s in sources.items()}
     c1, c2, c3 = st.columns([2, 2, 1])
     source = c1.radio("Data set", options, format_func=labels.get, key="emb-source",
-                      help="flagged pairs can be drawn only on the data set their run trained on")
+                      help="The encoder's own pretraining data by default; flagged pairs can be drawn only on the "
+                           "data set their run trained on")
+    if source in sources:
+        data, note = source_data(sources[source])
+        c1.caption(f"{'Labeled' if data.labeled else 'Unlabeled: coloured by cluster'}; {note}.")
+        return _tiles_of(data, c2)
     if source == "synthetic" or own is None:
         n = c2.slider("Tiles", 200, 5000, 500, step=100, key="emb-tiles")
         tile = c3.selectbox("Tile size", TILE_SIZES, key="emb-tile-size")
         bands = card_bands(entries[0].card)  # the synthetic set has R, G, B and NIR
         return DataConfig(name="synthetic", num_tiles=n, tile_size=tile, seed=0, bands=None if is_rgb(bands) else bands,
                           pretrain_splits=["train", "val", "test"]), n
-    total = len(dataset_of(own)) if own.labeled else 5000
+    return _tiles_of(own, c2)
+
+
+def _tiles_of(data: DataConfig, column: Any) -> tuple[DataConfig, int]:
+    """How many tiles of a set to embed: all of a small one, else a seeded sample chosen with a slider. A generated
+    set is not generated here just to be counted (the page opens on the encoder's own set): its size bounds it."""
+    if data.name == "synthetic":
+        total = data.num_tiles
+        if total <= 200:
+            column.caption(f"All tiles of its {'+'.join(data.pretrain_splits)} scenes are embedded (at most {total}).")
+            return data, total
+    else:
+        total = len(dataset_of(data)) if data.labeled else 5000
     if total <= 200:
-        c2.caption(f"All {total} tiles of this set are embedded.")
-        return own, total
+        column.caption(f"All {total} tiles of this set are embedded.")
+        return data, total
     upper = min(5000, total)
     step = max(1, min(100, (upper - 200) // 4))  # a small set still gets a usable slider
-    n = c2.slider("Tiles (a seeded sample of the set)", 200, upper, min(500, upper), step=step, key="emb-own-tiles")
-    return own, n
+    n = column.slider("Tiles (a seeded sample of the set)", 200, upper, min(500, upper), step=step,
+                      key="emb-own-tiles")
+    return data, n
 
 
 def describe(data: DataConfig) -> str:

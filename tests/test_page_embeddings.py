@@ -86,3 +86,27 @@ def test_bad_checkpoint_or_missing_data_is_one_error_line(store_base: Path, tmp_
     at.button(key="emb-compute").click().run(timeout=120)
     assert not at.exception
     assert len(errors(at)) == 1 and says in errors(at)[0] and "\n" not in errors(at)[0]
+
+
+def test_the_encoders_own_labeled_data_is_the_default(private_data: Path) -> None:
+    at = open_page("embeddings")
+    assert not at.exception and not errors(at), errors(at)
+    assert at.multiselect(key="emb-models").value[0].endswith("tiny-infonce")
+    assert at.radio(key="emb-source").value == "own"  # pretrained on a labeled (synthetic) set: that set, not another
+    assert at.radio(key="emb-source").options[0].startswith("the pretraining data of run:")
+
+
+def test_added_data_sources_are_offered(private_data: Path, tmp_path: Path) -> None:
+    from core.store.sources import add_source
+    from tests.test_baseline import deepglobe_folder
+
+    folder = deepglobe_folder(tmp_path / "elsewhere" / "dg", scenes=4, size=300)
+    add_source(str(folder))
+    at = open_page("embeddings")
+    key = f"source:{folder.resolve()}"
+    assert any(o.startswith(f"data source {folder.resolve()}") for o in at.radio(key="emb-source").options)
+    at.radio(key="emb-source").set_value(key).run()
+    assert not at.exception and not errors(at), errors(at)
+    page = texts(at)
+    assert "Labeled; no preset reads this folder" in page  # its scenes' labels colour the map
+    assert "All 16 tiles of this set are embedded" in page  # 4 scenes of 300 px, 2 x 2 tiles of 256 px each
