@@ -74,7 +74,7 @@ def data_choice(entries: list[ModelEntry]) -> tuple[DataConfig, int]:
     options += list(sources)
     labels = {"synthetic": "a synthetic aerial set",
               "own": f"the pretraining data of {entries[0].label}" + (f" ({describe(own)})" if own else "")}
-    labels |= {k: f"data source {s.path} ({s.format}, {s.images} images)" for k, s in sources.items()}
+    labels |= {k: f"data source {s.path} · {s.format} · {s.images} images" for k, s in sources.items()}
     c1, c2, c3 = st.columns([2, 2, 1])
     source = c1.radio("Data set", options, format_func=labels.get, key="emb-source",
                       help="The encoder's own pretraining data by default; flagged pairs can be drawn only on the "

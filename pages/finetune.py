@@ -133,7 +133,8 @@ def scores(run: Run) -> None:
     if card.get("selection"):
         st.caption(f"The run's model: {card['selection']}.")
     left, right = st.columns(2)
-    left.plotly_chart(iou_figure(result, split, class_colours(card)), width="stretch", key=f"iou-{run.id}")
+    colours = class_colours(card) or class_colours({"classes": result.get("class_table")})  # a probe has no card
+    left.plotly_chart(iou_figure(result, split, colours), width="stretch", key=f"iou-{run.id}")
     right.plotly_chart(confusion_figure(result), width="stretch", key=f"cm-{run.id}")
 
 
@@ -149,6 +150,8 @@ def watch_probe(run_path: str) -> None:
     def body() -> None:
         run = open_run(run_path)
         state = run_header(run)
+        st.caption("A probe's steps are the epochs of its linear head; before them it computes the encoder's "
+                   "features once, after them it segments the whole test scenes.")
         left, _ = st.columns([1, 5])
         if state in ("running", "starting"):
             if launch.stop_requested(run):
@@ -165,8 +168,9 @@ def watch_probe(run_path: str) -> None:
                 st.rerun(scope="app")
         frame = metrics_frame(run)
         if not frame.empty and "loss" in frame:
-            st.plotly_chart(columns_figure(frame, ["loss"], "Linear head: training loss per epoch", x="step"),
-                            width="stretch", key=f"pb-loss-{run.id}")
+            fig = columns_figure(frame, ["loss"], "Linear head: training loss per epoch", x="epoch")
+            fig.update_xaxes(dtick=1 if len(frame) <= 20 else None)
+            st.plotly_chart(fig, width="stretch", key=f"pb-loss-{run.id}")
         scores(run)
         if state in ("running", "starting"):
             st.caption(f"Live: refreshed every {REFRESH_S:.0f} s")

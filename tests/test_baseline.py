@@ -152,3 +152,14 @@ def test_a_probe_runs_in_a_run_folder_and_again_on_resume(tmp_path: Path, monkey
                      state="starting", kind="probe")
     assert probe_main(["--run-dir", str(bad.path), "--no-progress"]) == 2
     assert bad.status()["state"] == "failed" and "epochs" in bad.status()["error"]
+
+
+def test_the_preset_made_for_a_data_set_is_found_by_its_folder_and_bands() -> None:
+    from core.config import SegDataConfig
+    from core.seg.data_defaults import preset_for
+
+    dglc = SegDataConfig(name="deepglobe", root=str((REPO_ROOT / "../shared/data/deepglobe_landcover").resolve()))
+    assert preset_for("finetune", dglc) == "finetune_dglc_cpu" and preset_for("probe", dglc) == "probe_dglc_cpu"
+    assert preset_for("finetune", SegDataConfig(name="deepglobe", root="/elsewhere")) is None
+    assert preset_for("finetune", SegDataConfig()) == "finetune_demo_cpu"
+    assert preset_for("finetune", SegDataConfig(bands=["R", "G", "B", "NIR"])) == "finetune_demo_cpu_rgbn"

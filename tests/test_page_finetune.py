@@ -192,15 +192,17 @@ def test_the_form_keeps_its_values_across_kinds_and_launches_what_it_shows(empty
     assert at.session_state["ft-steps"] == 300 and at.session_state["ft-preset"] == "finetune_dubai_cpu"
 
 
-def _deepglobe_encoder(store_base: Path, tmp_path: Path, monkeypatch) -> tuple[Path, str]:
-    """A private copy of the store whose newest encoder's card says it was pretrained on DeepGlobe scenes."""
+def _deepglobe_encoder(store_base: Path, tmp_path: Path, monkeypatch, root: str | None = None) -> tuple[Path, str]:
+    """A private copy of the store whose newest encoder's card says it was pretrained on DeepGlobe scenes (in
+    ``root``, by default a folder of the test's own: the folder is never read here)."""
     runs = copy_store(store_base, tmp_path)
     monkeypatch.setenv("FALSE_WB_RUNS", str(runs))
     monkeypatch.setenv("FALSE_WB_DATA", str(tmp_path / "data"))
     run = next(r for r in list_runs(runs) if r.id.endswith("tiny-infonce"))
     card_path = run.checkpoint_dir / "encoder.json"
     card = json.loads(card_path.read_text())
-    card["config"]["data"] = {"name": "deepglobe", "root": str(tmp_path / "dg"), "tile_size": 96, "val_fraction": 0.12,
+    card["config"]["data"] = {"name": "deepglobe", "root": root or str(tmp_path / "dg"), "tile_size": 96,
+                              "val_fraction": 0.12,
                               "test_fraction": 0.34, "pretrain_splits": ["train", "val"], "image_size": 32, "seed": 3}
     card_path.write_text(json.dumps(card))
     return runs, run.id
@@ -228,6 +230,22 @@ def test_the_encoders_own_labeled_set_is_the_default(store_base: Path, tmp_path:
     kind, cfg = seen[-1]
     assert kind == "probe" and cfg.data.name == "deepglobe" and cfg.data.root == str(tmp_path / "dg")
     assert cfg.model.init.endswith("tiny-infonce") and cfg.model.encoder == "resnet18"
+
+
+def test_the_recipe_made_for_the_encoders_set_is_the_default_preset(store_base: Path, tmp_path: Path,
+                                                                     monkeypatch) -> None:
+    runs, dg_run = _deepglobe_encoder(store_base, tmp_path, monkeypatch, root="../shared/data/deepglobe_landcover")
+    at = open_page("finetune")
+    assert (at.session_state["ft-preset"], at.session_state["pb-preset"]) == ("finetune_dglc_cpu", "probe_dglc_cpu")
+    assert (at.session_state["ft-steps"], at.session_state["ft-class-weights"]) == (400, "balanced")  # its recipe
+    assert (at.session_state["ft-root"], at.session_state["ft-tile-size"]) == ("../shared/data/deepglobe_landcover",
+                                                                               96)  # the encoder's own tiles
+    assert "is the recipe made for this data set" not in shown(texts(at))
+    at.selectbox(key="ft-preset").set_value("finetune_demo_cpu").run()  # the demo's synthetic set and recipe
+    at.selectbox(key="ft-init").set_value("random").run()
+    at.selectbox(key="ft-init").set_value(str(runs / dg_run)).run()  # DeepGlobe again, under the demo's recipe
+    assert at.session_state["ft-data"] == "deepglobe" and at.session_state["ft-steps"] == 200
+    assert "Preset finetune_dglc_cpu is the recipe made for this data set" in shown(texts(at))
 
 
 def test_added_data_sources_are_offered_and_fill_the_data_fields(empty_store: Path, tmp_path: Path) -> None:

@@ -15,8 +15,9 @@ from core.config import ConfigError
 from core.seg.baseline import launch_baseline, random_baseline, shipped_scores
 from core.store import launch
 from core.store.run_lock import RunBusyError
-from core.store.runs import NotARunError, Run, list_runs
+from core.store.runs import NotARunError, Run, list_runs, open_run
 from workbench.common import literal
+from workbench.monitor import REFRESH_S, run_header
 
 
 def _pct(x: float) -> str:
@@ -44,6 +45,23 @@ def _start(run_path: str) -> None:
     st.session_state["baseline-flash"] = said[0].upper() + said[1:] + "."
 
 
+def _live(path: str) -> None:
+    """The running baseline's phase and progress, redrawn every few seconds on their own (the run it stands beside
+    may be finished, so its view does not refresh); the whole page once it has ended."""
+    @st.fragment(run_every=REFRESH_S)
+    def body() -> None:
+        try:
+            twin = open_run(path)
+        except NotARunError as err:
+            st.caption(literal(str(err)))
+            return
+        if not twin.is_live():
+            st.rerun(scope="app")
+        run_header(twin)
+
+    body()
+
+
 def draw(run: Run, result: dict[str, Any], which: str) -> None:
     """The baselines of the score ``result`` (``which``: test or val) of ``run``."""
     miou = float(result["miou"])
@@ -52,7 +70,7 @@ def draw(run: Run, result: dict[str, Any], which: str) -> None:
     st.markdown("**Beside what?**")
     cols = st.columns(1 + max(1, len(shipped)))
     first = cols[0]
-    how = f"{found.note}."
+    how = f"Random encoder: {found.note}."
     if found.state == "self":
         first.metric("Random encoder", "this run", help=found.note)
     elif found.state == "done" and found.record is not None:
@@ -60,10 +78,10 @@ def draw(run: Run, result: dict[str, Any], which: str) -> None:
         first.metric(f"Random encoder, same recipe ({which})", _pct(base), delta=_points(miou, base),
                      help="The same settings (data, split, protocol, steps, seed) from a random encoder")
     elif found.state == "running" and found.run is not None:
-        status = found.run.status()
-        step, total = status.get("step") or 0, status.get("total_steps")
-        first.caption(f"Random-encoder baseline {found.run.id}: running")
-        first.progress(min(1.0, step / total) if total else 0.0, text=f"step {step} / {total or '?'}")
+        with first:
+            st.caption("Random encoder, same recipe: computing")
+            _live(str(found.run.path))
+        how = f"The baseline {found.note}: its score appears here when it has finished."
     elif found.state in ("none", "unfinished"):
         label = "▶ Resume the random-encoder baseline" if found.state == "unfinished" else \
             "Compute the random-encoder baseline"

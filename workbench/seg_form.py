@@ -14,10 +14,19 @@ from typing import Any
 
 import streamlit as st
 
-from core.config import SEG_DATASETS, ConfigError, FinetuneConfig, ProbeConfig, choices, load_config, validate_config
+from core.config import (
+    SEG_DATASETS,
+    ConfigError,
+    FinetuneConfig,
+    ProbeConfig,
+    SegDataConfig,
+    choices,
+    load_config,
+    validate_config,
+)
 from core.imaging.bands import is_rgb
 from core.seg.baseline import launch_baseline
-from core.seg.data_defaults import describe, encoder_seg_data, source_data
+from core.seg.data_defaults import describe, encoder_seg_data, preset_for, source_data
 from core.store import launch
 from core.store.catalog import ModelEntry, config_presets, encoder_models
 from core.store.file_versions import yaml_file
@@ -56,7 +65,8 @@ DEVICE = Field("Device", "ft-device", "train.device")
 OWN = {
     "finetune": (Field("Architecture", "ft-arch", "model.arch"), Field("Protocol", "ft-protocol", "train.protocol"),
                  Field("Label fraction", "ft-fraction", "data.label_fraction", "float"),
-                 Field("Steps", "ft-steps", "train.max_steps", "int"), Field("Batch", "ft-batch", "train.batch_size", "int"),
+                 Field("Steps", "ft-steps", "train.max_steps", "int"),
+                 Field("Batch", "ft-batch", "train.batch_size", "int"),
                  Field("lr", "ft-lr", "train.lr", "float"), Field("Crop (px)", "ft-crop", "data.crop_size", "int"),
                  Field("Validate every", "ft-eval", "train.eval_every", "int"),
                  Field("Colour jitter", "ft-jitter", "data.colour_jitter", "float"),
@@ -65,11 +75,14 @@ OWN = {
                  Field("Loss", "ft-loss", "train.loss"),
                  Field("Run name", "ft-name", "name", "text"), Field("Seed", "ft-seed", "seed", "int")),
     "probe": (Field("Label fraction", "pb-fraction", "data.label_fraction", "float"),
-              Field("Epochs", "pb-epochs", "train.epochs", "int"), Field("Batch", "pb-batch", "train.batch_size", "int"),
+              Field("Epochs", "pb-epochs", "train.epochs", "int"),
+              Field("Batch", "pb-batch", "train.batch_size", "int"),
               Field("lr", "pb-lr", "train.lr", "float"), Field("Label stride", "pb-stride", "train.label_stride", "int"),
               Field("Input scale", "pb-scale", "model.input_scale", "float"),
               Field("Run name", "pb-name", "name", "text"), Field("Seed", "pb-seed", "seed", "int")),
 }
+PANEL_KEYS = ("ft-sources-open", "ft-source-pick")  # the data sources panel: open and its pick kept (its title
+# counts the sources, so adding one would otherwise fold it)
 EXTRA_DATA = ("tile_overlap", "eroded")  # data settings with no field: kept from where the data fields came from
 STATE = ("ft-data-from", "ft-data-extra", "ft-trusted")  # where the data came from, hidden data settings, paths
 # taken as written (a preset's or an encoder card's own, not typed)
@@ -219,19 +232,22 @@ def keep_values(drawn: str | None) -> None:
     values themselves, and re-setting them would undo edits not launched yet)."""
     missing = [k for k in all_keys() if k not in st.session_state]
     drawn_keys = {f.key for f in fields(drawn)} | {PRESET_KEY[drawn], "ft-init"} if drawn in MODES else set()
-    for k in all_keys():
+    for k in [*all_keys(), *PANEL_KEYS]:
         if k in st.session_state and k not in drawn_keys:
             st.session_state[k] = st.session_state[k]
     if not missing:
         return
     _, entries = encoder_choices()
-    for mode in MODES:
-        names = list(config_presets(mode))
-        if names:
-            st.session_state[PRESET_KEY[mode]] = DEFAULT_PRESET[mode] if DEFAULT_PRESET[mode] in names else names[0]
-            fill_preset(mode, st.session_state[PRESET_KEY[mode]], with_data=mode == "finetune")
     newest_run = next((k for k, e in entries.items() if e.label.startswith("run:")), None)
     st.session_state["ft-init"] = newest_run or "random"
+    own = encoder_seg_data(entries[newest_run].card) if newest_run else None
+    for mode in MODES:  # the recipe made for the encoder's own set, else the default one
+        names = list(config_presets(mode))
+        if names:
+            fitting = preset_for(mode, own) if own is not None else None
+            st.session_state[PRESET_KEY[mode]] = fitting or (DEFAULT_PRESET[mode] if DEFAULT_PRESET[mode] in names
+                                                            else names[0])
+            fill_preset(mode, st.session_state[PRESET_KEY[mode]], with_data=mode == "finetune")
     fill_encoder(entries.get(st.session_state["ft-init"]))
 
 
@@ -278,6 +294,9 @@ def draw(mode: str) -> None:
     came_from = st.session_state.get("ft-data-from")
     if came_from:
         st.caption(f"📍 Data fields from {literal(came_from)}.")
+    recipe = _recipe_hint(mode, preset)
+    if recipe:
+        st.caption(f"💡 {literal(recipe)}")
     if st.session_state.get("ft-data-note"):
         st.caption(f"ℹ️ {literal(st.session_state['ft-data-note'])}")
     prefix = "ft" if mode == "finetune" else "pb"
@@ -297,6 +316,21 @@ def draw(mode: str) -> None:
     fe.summary()
     if go:
         _launch(mode, fe, presets[preset], init, entries.get(init), processes, baseline)
+
+
+def _recipe_hint(mode: str, preset: str) -> str | None:
+    """A line when another preset is the recipe made for the data set the form shows (its steps, crop, class
+    weights ...), e.g. an encoder of DeepGlobe under the synthetic demo's preset."""
+    try:
+        data = SegDataConfig(name=st.session_state["ft-data"], root=st.session_state["ft-root"] or None,
+                             class_table=st.session_state["ft-table"] or None)
+    except ValueError:
+        return None
+    fitting = preset_for(mode, data)
+    if fitting is None or fitting == preset or data.name == "synthetic":
+        return None
+    return (f"Preset {fitting} is the recipe made for this data set; picking it sets its training settings (and its "
+            "data fields).")
 
 
 def _data_widgets(fe: FormErrors) -> None:

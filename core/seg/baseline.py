@@ -184,8 +184,10 @@ def shipped_scores(record: dict[str, Any], data: dict[str, Any],
         elif not scenes or record.get("split") != "test":
             out.append(ShippedScore(name, None, "this run has no test scenes to compare on"))
         elif theirs == scenes and entry.test_miou() is not None:
+            how = {"full": "full fine-tuning", "frozen": "frozen-encoder fine-tuning"}.get(
+                str(entry.card.get("protocol")), "fine-tuning")
             out.append(ShippedScore(name, entry.test_miou(), f"its card's test score on the same {len(scenes)} "
-                                    "scenes"))
+                                    f"scenes ({entry.card.get('arch', 'a segmentation model')}, {how})"))
         else:
             out.append(ShippedScore(name, None, f"tested on {len(theirs)} other scenes: not comparable"))
     return out

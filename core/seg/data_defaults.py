@@ -80,6 +80,23 @@ def preset_reading(folder: str | Path) -> tuple[str, dict[str, Any]] | None:
     return None
 
 
+def preset_for(kind: str, data: DataConfig | SegDataConfig) -> str | None:
+    """The preset of ``kind`` (finetune, probe) made for this data set: the same set name and folder (for the
+    synthetic set, any), the one of the same bands first; None when there is none."""
+    found = []
+    for name, path in config_presets(kind).items():
+        try:
+            raw = yaml_file(path) or {}
+        except (OSError, ValueError):
+            continue
+        theirs = raw.get("data") if isinstance(raw, dict) else None
+        if not isinstance(theirs, dict) or theirs.get("name", "synthetic") != data.name:
+            continue
+        if data.name == "synthetic" or _resolved(theirs.get("root")) == _resolved(data.root):
+            found.append((theirs.get("bands") != data.bands, name))
+    return min(found)[1] if found else None
+
+
 def source_data(source: SourceInfo) -> tuple[DataConfig, str]:
     """A data source as a data config (every scene: ``pretrain_splits`` all three) and where its labels and split
     come from, in words. Labeled folders need a class table: from a preset that reads the same folder, else none
@@ -97,4 +114,4 @@ def source_data(source: SourceInfo) -> tuple[DataConfig, str]:
     return DataConfig.model_validate(fields), note
 
 
-__all__ = ["card_data", "describe", "encoder_seg_data", "preset_reading", "source_data"]
+__all__ = ["card_data", "describe", "encoder_seg_data", "preset_for", "preset_reading", "source_data"]

@@ -241,8 +241,8 @@ def run_probe(cfg: ProbeConfig, splits: SegSplits | None = None, progress: bool 
                                   device, bar("features (train tiles)"))
     t_feat = time.perf_counter()
     train_masks = splits.train.get_masks(np.arange(len(splits.train)))
-    losses = train_head(model, train_feats, train_masks, cfg, splits.ignore_index, device, bar("linear head"),
-                        on_epoch=on_epoch)
+    losses = train_head(model, train_feats, train_masks, cfg, splits.ignore_index, device,
+                        bar("linear head", "epoch"), on_epoch=on_epoch)
     t_head = time.perf_counter()
     val = None
     if len(splits.val):
@@ -251,7 +251,8 @@ def run_probe(cfg: ProbeConfig, splits: SegSplits | None = None, progress: bool 
         val = score_tiles(model, val_feats, splits.val, len(splits.classes), splits.ignore_index, device)
     which = "test" if len(splits.test) else "val"
     test = evaluate_scenes(model, getattr(splits, which), len(splits.classes), splits.ignore_index, device=device,
-                           tile=cfg.train.test_tile, overlap=cfg.train.test_overlap, progress=bar("test scenes"))
+                           tile=cfg.train.test_tile, overlap=cfg.train.test_overlap,
+                           progress=bar("test scenes", "scene"))
     t_end = time.perf_counter()
     seconds = {"features": round(t_feat - t0, 2), "head": round(t_head - t_feat, 2),
                "evaluation": round(t_end - t_head, 2), "total": round(t_end - t0, 2)}
@@ -263,15 +264,16 @@ def _channels(encoder: nn.Module) -> int:
     return int(chans[-2] + chans[-1])
 
 
-def _bar(enabled: bool) -> Callable[[str], Callable[[int, int], None] | None]:
+def _bar(enabled: bool) -> Callable[..., Callable[[int, int], None] | None]:
     """A progress callback per phase: a console bar when ``enabled``, and in any case the phase told to the run's
     watcher when one listens (``core.phases``; a launched probe runs with ``--no-progress``)."""
-    def make(desc: str) -> Callable[[int, int], None] | None:
+    def make(desc: str, unit: str = "tile") -> Callable[[int, int], None] | None:
         holder: dict[str, Any] = {}
 
         def update(done: int, total: int) -> None:
             if "bar" not in holder:
-                holder["bar"] = phase_bar(total=total, desc=desc, leave=False, file=sys.stderr, disable=not enabled)
+                holder["bar"] = phase_bar(total=total, desc=desc, unit=unit, leave=False, file=sys.stderr,
+                                          disable=not enabled)
             holder["bar"].step_to(done, total)
             if done >= total:
                 holder["bar"].close()
@@ -309,7 +311,7 @@ class ProbeTrainer:
             life.log(f"linear probe of {self.cfg.model.init} ({self.cfg.model.encoder}) on {self.cfg.data.name}: "
                      f"{len(self.splits.train)} training tiles, {self.cfg.train.epochs} epochs")
             result = run_probe(self.cfg, splits=self.splits, progress=self.progress, on_epoch=epoch_done)
-            record = result.record(self.cfg)
+            record = {**result.record(self.cfg), "class_table": self.splits.classes}  # colours for the app
             atomic_write_json(self.run.path / RESULT, record)
             s = result.test.scores
             life.flush(best_miou=result.val.miou if result.val is not None else None, test_miou=s.miou)
@@ -359,7 +361,8 @@ def main(argv: list[str] | None = None) -> int:
         if trainer is not None:
             result = trainer.run.read_json(RESULT)
             if result is not None:
-                print(f"{result['split']} mIoU {result['miou']:.4f}  OA {result['oa']:.4f}  kappa {result['kappa']:.4f}")
+                print(f"{result['split']} mIoU {result['miou']:.4f}  OA {result['oa']:.4f}  "
+                      f"kappa {result['kappa']:.4f}")
                 if args.out:
                     atomic_write_json(Path(args.out), result)
         return code
