@@ -148,7 +148,11 @@ def watch_probe(run_path: str) -> None:
 
     @st.fragment(run_every=REFRESH_S if live_now else None)
     def body() -> None:
-        run = open_run(run_path)
+        try:
+            run = open_run(run_path)
+        except NotARunError as err:  # deleted meanwhile
+            show_error(err)
+            return
         state = run_header(run)
         st.caption("A probe's steps are the epochs of its linear head; before them it computes the encoder's "
                    "features once, after them it segments the whole test scenes.")
