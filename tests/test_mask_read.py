@@ -88,8 +88,40 @@ def test_palettes_in_any_order_read_as_their_rgb_twins():
     twin = decode_image(mask_image("RGB", truth()), TABLE).labels
     for seed in range(6):  # another palette order per file; seed 0 happens to keep every index a class index
         img = shuffled_palette(truth(), seed)
-        assert not np.array_equal(np.asarray(img), truth())  # the raw indices are not the classes ...
+        labeled = truth() != 255
+        assert not np.array_equal(np.asarray(img)[labeled], truth()[labeled])  # the raw indices are not the classes
         assert np.array_equal(decode_image(img, TABLE).labels, twin)  # ... the colours are
+
+
+def test_a_mostly_unlabeled_palette_reads_by_its_colours_even_where_the_table_knows_no_unlabeled_colour():
+    """A model card made before ``label_masks`` knows only the class colours: the Dubai grey is then unknown. A palette
+    of it, 60 % grey, whose indices all happen to be class indices, must still read by its colours (not fall back to
+    the indices), and with the card's rule the grey is ignored quietly."""
+    labels = truth()
+    labels[:, : W * 6 // 10] = 255  # 60 % unlabeled
+    twin = decode_image(mask_image("RGB", labels), TABLE)
+    bare = MaskTable.of_classes(CLASSES)  # no ignore colours
+    for seed in range(6):
+        img = shuffled_palette(labels, seed)
+        for table in (TABLE, bare):
+            decoded = decode_image(img, table)
+            assert decoded.how == "class colours (palette)" and np.array_equal(decoded.labels, twin.labels)
+        assert decode_image(img, bare).unknown == int((labels == 255).sum()) and decode_image(img, TABLE).unknown == 0
+
+
+def test_a_card_carries_its_data_sets_mask_rule():
+    from core.data.mask_read import card_table, label_masks_of, mask_rule
+
+    class Set:
+        def mask_table(self) -> MaskTable:
+            return TABLE
+
+    rule = label_masks_of(Set())["label_masks"]
+    assert rule == mask_rule(TABLE) == {"ignore_colors": [UNLABELED], "threshold": False, "tolerance": 0}
+    assert card_table(CLASSES, 255, rule) == TABLE and card_table(CLASSES, 255, None) == MaskTable.of_classes(CLASSES)
+    assert label_masks_of(object()) == {}  # a generated set has no masks to read
+    assert card_table(CLASSES, 255, {"ignore_colors": "x", "tolerance": 500, "threshold": "yes"}) == \
+        MaskTable.of_classes(CLASSES)  # a damaged rule reads as none
 
 
 def test_a_palette_that_matches_neither_is_refused_in_one_line():
@@ -197,6 +229,9 @@ def test_a_folder_set_reads_every_kind_of_mask_by_meaning(tmp_path, fmt):
         for i in np.flatnonzero(ds.scene_ids == scene):  # the cached tiles hold the same
             x, y = ds.tile_info(i)["x"], ds.tile_info(i)["y"]
             assert np.array_equal(ds.masks[i], truth(k)[y:y + 16, x:x + 16]), kind
+    from core.data.mask_read import label_masks_of  # what a model fine-tuned on it states on its card
+
+    assert label_masks_of(ds) == {"label_masks": {"ignore_colors": [UNLABELED], "threshold": False, "tolerance": 0}}
 
 
 def test_a_palette_scene_tiles_as_its_rgb_twin(tmp_path):

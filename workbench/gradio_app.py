@@ -398,7 +398,7 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
                 raise gr.Error("Upload a label mask of the image.", print_exception=False)
             _, seg, _ = segmentation(path, tile, overlap, tta, progress)
             try:
-                scored = score_label_file(seg.mask, labels, seg.classes)
+                scored = score_label_file(seg.mask, labels, seg.classes, rule=seg.label_masks)
             except LabelMaskError as err:
                 raise gr.Error(f"{Path(labels).name}: {err}", print_exception=False) from None
         except gr.Error as err:

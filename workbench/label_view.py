@@ -41,7 +41,7 @@ def _score(seg: Segmentation, data: bytes, key: str) -> LabelScore:
     cache: dict = st.session_state.setdefault(SCORES, {})
     k = (key, hashlib.sha1(data).hexdigest())
     if k not in cache:
-        cache[k] = score_labels(seg.mask, data, seg.classes)
+        cache[k] = score_labels(seg.mask, data, seg.classes, rule=seg.label_masks)
     return cache[k]
 
 

@@ -1,7 +1,7 @@
 """The segmentation configs: fine-tuning (data, model, training) and the linear probe."""
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 

@@ -89,9 +89,10 @@ class _Reading:
     unknown: int  # pixels of no class and not ignored
     labels: Callable[[], np.ndarray]  # the whole label map (made only for the reading taken)
     unknown_what: Callable[[], list[tuple[Any, int]]]  # unknown colours or values, most pixels first
+    decisive: bool = False  # taken whatever its unknowns (a palette whose used colours are class colours)
 
     def holds(self) -> bool:
-        return self.unknown == 0 or self.classed > self.unknown
+        return self.decisive or self.unknown == 0 or self.classed > self.unknown
 
 
 def _by_entries(how: str, values: np.ndarray, entries: np.ndarray, counts: np.ndarray,
@@ -157,11 +158,21 @@ def _single_band(values: np.ndarray, table: MaskTable) -> list[Callable[[], _Rea
 
 
 def _palette(indices: np.ndarray, palette: np.ndarray, table: MaskTable) -> list[Callable[[], _Reading]]:
-    """Through the palette's colours, then as the palette indices."""
+    """Through the palette's colours, then as the palette indices. The colours are decisive when the entries the
+    pixels use hold two or more distinct class colours: a palette of indices matches class colours by accident at
+    most once, and a mask mostly of an unlabeled colour the table does not know must not fall back to indices."""
     counts = np.bincount(indices.ravel(), minlength=256)[:256]
     n = table.num_classes
     entries = np.arange(256)
-    return [lambda: _by_entries("class colours (palette)", indices, palette, counts, table.color_code().classify, n),
+
+    def colours() -> _Reading:
+        reading = _by_entries("class colours (palette)", indices, palette, counts, table.color_code().classify, n)
+        lut, _ = table.color_code().classify(palette)
+        used = np.unique(lut[(counts > 0) & (lut < n)])
+        reading.decisive = len(used) >= min(2, n)
+        return reading
+
+    return [colours,
             lambda: _by_entries("class indices (palette)", indices, entries, counts, table.index_code().classify, n)]
 
 
@@ -267,3 +278,33 @@ def read_mask(path: Path, table: MaskTable) -> Decoded:
             return decode_bands(bands, table)
         except MaskError as err3:
             raise MaskError(f"mask {path}: {err3}") from None
+
+
+# ------------------------------------------------------------------------------------------------ model cards
+def mask_rule(table: MaskTable) -> dict[str, Any]:
+    """How a data set's colour masks are read, for a model card (``label_masks``), so a user's masks for that model
+    are read alike: its unlabeled colours ignored, DeepGlobe's channels on/off at 128."""
+    return {"ignore_colors": [list(c) for c in table.ignore_colors], "threshold": bool(table.threshold),
+            "tolerance": int(table.tolerance)}
+
+
+def card_table(classes: Sequence[dict[str, Any]], ignore_index: int = IGNORE_INDEX,
+               rule: Any = None) -> MaskTable:
+    """The mask table of a model card: its classes, and its ``label_masks`` rule when it has one (older cards:
+    exact class colours, nothing ignored)."""
+    rule = rule if isinstance(rule, dict) else {}
+    ignore = tuple(_rgb(c) for c in rule.get("ignore_colors") or [] if isinstance(c, (list, tuple)) and len(c) >= 3)
+    tolerance = rule.get("tolerance", 0)
+    tolerance = tolerance if isinstance(tolerance, int) and 0 <= tolerance < 128 else 0
+    return MaskTable.of_classes(classes, ignore_index, ignore_colors=ignore, threshold=rule.get("threshold") is True,
+                                tolerance=tolerance)
+
+
+def label_masks_of(dataset: Any) -> dict[str, Any]:
+    """``{"label_masks": rule}`` for the card of a model trained on ``dataset`` (a set that reads its masks by a
+    ``mask_table``); ``{}`` for others (generated sets)."""
+    try:
+        table = dataset.mask_table()
+    except (AttributeError, NotImplementedError):
+        return {}
+    return {"label_masks": mask_rule(table)}

@@ -34,6 +34,7 @@ from ..store.resume import open_for_resume
 from ..config import ConfigError, FinetuneConfig, apply_overrides, config_to_yaml, load_config, validate_config
 from ..data import DataError
 from ..data.labeled import build_seg_splits
+from ..data.mask_read import label_masks_of
 from .fingerprint import domain_section, rewrite_card
 from ..data.seg_augment import SegAugment, jitter_strengths
 from ..device import pick_device, pick_precision
@@ -109,7 +110,8 @@ class FinetuneTrainer:
                               input_size=cfg.data.crop_size, bands=bands_of(self.splits.train),
                               band_stretch=getattr(self.splits.train, "band_stretch", None),
                               file_bands=getattr(self.splits.dataset, "file_bands", None),
-                              bands_by_name=cfg.data.bands is not None)
+                              bands_by_name=cfg.data.bands is not None,
+                              **label_masks_of(self.splits.dataset))
         model = build_seg_model(self.card, encoder_weights=init)
         if self.env.active and self.device.type == "cuda":  # SyncBatchNorm runs on GPUs only
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)

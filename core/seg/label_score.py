@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from ..data.mask_read import MaskError, MaskTable, decode_image
+from ..data.mask_read import MaskError, card_table, decode_image
 from .infer import NODATA
 from .metrics import SegScores, confusion_matrix, scores_from_confusion
 
@@ -60,8 +60,9 @@ class LabelScore:
 
 
 def read_label_mask(data: bytes, classes: list[dict[str, Any]], shape: tuple[int, int],
-                    ignore_index: int = IGNORE) -> tuple[np.ndarray, str, float]:
-    """(class indices with IGNORE where left out, how it was read, share of pixels of no class)."""
+                    ignore_index: int = IGNORE, rule: Any = None) -> tuple[np.ndarray, str, float]:
+    """(class indices with IGNORE where left out, how it was read, share of pixels of no class). ``rule``: the model
+    card's ``label_masks`` (its training masks' unlabeled colours and colour rule)."""
     try:
         img = Image.open(io.BytesIO(data))
         img.load()
@@ -74,7 +75,7 @@ def read_label_mask(data: bytes, classes: list[dict[str, Any]], shape: tuple[int
         raise LabelMaskError(f"the label mask is {img.width}×{img.height} pixels, the image {shape[1]}×{shape[0]}: "
                              "they must be the same size")
     try:
-        decoded = decode_image(img, MaskTable.of_classes(classes, ignore_index))
+        decoded = decode_image(img, card_table(classes, ignore_index, rule))
     except MaskError as err:
         raise LabelMaskError(f"{err} (the model's classes: {_names(classes)})") from None
     labels = np.where(decoded.labels < len(classes), decoded.labels, IGNORE).astype(np.uint8)
@@ -90,9 +91,9 @@ def _names(classes: list[dict[str, Any]]) -> str:
 
 
 def score_labels(pred: np.ndarray, data: bytes, classes: list[dict[str, Any]],
-                 ignore_index: int = IGNORE) -> LabelScore:
+                 ignore_index: int = IGNORE, rule: Any = None) -> LabelScore:
     """Scores of a predicted mask (class indices, NODATA where the image has none) against a label mask file."""
-    labels, how, unknown = read_label_mask(data, classes, pred.shape, ignore_index)
+    labels, how, unknown = read_label_mask(data, classes, pred.shape, ignore_index, rule)
     labels = np.where(pred == NODATA, IGNORE, labels).astype(np.uint8)
     scored = labels != IGNORE
     if not scored.any():
@@ -104,13 +105,13 @@ def score_labels(pred: np.ndarray, data: bytes, classes: list[dict[str, Any]],
 
 
 def score_label_file(pred: np.ndarray, path: str | Path, classes: list[dict[str, Any]],
-                     ignore_index: int = IGNORE) -> LabelScore:
+                     ignore_index: int = IGNORE, rule: Any = None) -> LabelScore:
     """:func:`score_labels` of a mask file on disk (``python -m core.segment --labels``)."""
     try:
         data = Path(path).read_bytes()
     except OSError as err:
         raise LabelMaskError(f"the label mask cannot be read ({err.strerror or err})") from None
-    return score_labels(pred, data, classes, ignore_index)
+    return score_labels(pred, data, classes, ignore_index, rule)
 
 
 def difference_image(rgb: np.ndarray, pred: np.ndarray, labels: np.ndarray, opacity: float = 0.6) -> np.ndarray:

@@ -116,7 +116,8 @@ def segment_loaded(loaded: LoadedImage, model: torch.nn.Module, card: dict[str, 
                         notes=notes, domain=domain, pixel_size_m=loaded.pixel_size_m,
                         pixel_size_used_m=model_m if factor is not None else loaded.pixel_size_m,
                         resampled=round(factor, 6) if factor is not None else None,
-                        nodata_share=float(nodata.mean()), model=dict(model_info or {}))
+                        nodata_share=float(nodata.mean()), model=dict(model_info or {}),
+                        label_masks=card.get("label_masks"))
 
 
 def _load_entry(cache: Any, entry: Any, device: torch.device) -> tuple[torch.nn.Module, dict[str, Any]]:
@@ -294,7 +295,7 @@ class _Models:
 def _score_labels(seg: Segmentation, mask: str) -> tuple[LabelScore | None, str | None]:
     """``seg`` scored against the label mask file ``mask`` (into its report's ``label_score``), or why not."""
     try:
-        scored = score_label_file(seg.mask, mask, seg.classes)
+        scored = score_label_file(seg.mask, mask, seg.classes, rule=seg.label_masks)
     except LabelMaskError as err:
         return None, str(err)
     seg.label_score = scored.report(seg.classes, mask)

@@ -56,6 +56,7 @@ class Segmentation:
     views: dict[str, np.ndarray] = field(default_factory=dict)
     bands: list[str] | None = None  # the bands the model read, when not R, G, B
     label_score: dict[str, Any] | None = None  # against a label mask (``LabelScore.report``), when one was given
+    label_masks: dict[str, Any] | None = None  # the card's rule for reading label masks (unlabeled colours, ...)
 
     @property
     def warning(self) -> str | None:
