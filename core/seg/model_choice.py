@@ -297,8 +297,10 @@ def _near_ties(best_k: int, ranked: list[tuple[int, DomainScore]], entries: list
 def _tie_text(best: DomainScore, near: list[tuple[int, DomainScore]], entries: list[ModelEntry]) -> str:
     k, d = near[0]
     more = f" and {len(near) - 1} more" if len(near) > 1 else ""
-    if best.score == d.score and best.fit is not None and d.fit is not None:
+    if best.score == d.score and best.fit is not None and d.fit is not None and best.fit != d.fit:
         how = f", decided by the closer fit ({best.fit:.2f} vs {d.fit:.2f})"
+    elif best.score == d.score:
+        how = ", equal in score and fit: the first listed was taken"
     else:
         how = f": the scores are within {NEAR_TIE:.2f}, too close to tell the domains apart"
     return f"{entries[k].label} ({best.score:.3f} vs {d.score:.3f}{more}){how}"
