@@ -254,3 +254,30 @@ def test_a_label_mask_of_any_kind_scores_the_kept_result(client, tmp_path: Path)
     msg = str(err.value)
     assert "neither.png: the palette mask matches neither the classes' colours nor their indices" in msg
     assert "Traceback" not in msg
+
+
+def test_run_again_replaces_the_label_score_of_the_old_result(served: tuple[object, str], tmp_path: Path) -> None:
+    """Run with other settings re-segments the image: the old label score goes at once (it belonged to the old
+    result) and, after the new result, a label mask already given scores the new one."""
+    import gradio as gr
+
+    demo = served[0]
+    deps = demo.get_config_file()["dependencies"]
+    run = next(b._id for b in demo.blocks.values()
+               if isinstance(b, gr.Button) and b.value == "Segment again with these settings")
+    scored = next(d["outputs"] for d in deps if d["api_name"] == "score")
+    on_run = [d for d in deps if (run, "click") in [tuple(t) for t in d["targets"]]]
+    cleared = [d for d in on_run if d["outputs"] == scored]
+    assert len(cleared) == 1, "Run leaves the old label score beside the new overlay"
+    summary, table = demo.fns[cleared[0]["id"]].fn()
+    assert summary == "" and len(table) == 0
+    runs = {d["id"] for d in on_run if d["outputs"] != scored}
+    rescoring = [d for d in deps if d["trigger_after"] in runs and d["trigger_only_on_success"]
+                 and d["outputs"] == scored]
+    assert len(rescoring) == 1, "a label mask given before Run is not scored against the new result"
+    rescore = demo.fns[rescoring[0]["id"]].fn
+    write_png(tmp_path / "tile.png", 40, 40)
+    Image.fromarray(np.zeros((40, 40), np.uint8), mode="L").save(tmp_path / "labels.png")
+    assert rescore(str(tmp_path / "tile.png"), None, 256, 0.0, False)[0] == ""  # no mask: nothing to score
+    summary, table = rescore(str(tmp_path / "tile.png"), str(tmp_path / "labels.png"), 256, 0.0, False)
+    assert "labels.png" in summary and "pixel accuracy" in summary and len(table) > 0

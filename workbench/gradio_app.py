@@ -15,7 +15,8 @@ The endpoint is also an API: ``gradio_client.Client(url).predict(handle_file(pat
 Moving the opacity slider calls ``/overlay``, which re-blends the session's last result without running the model.
 A label mask of the image ("Score against a label mask") calls ``/score`` (image, label mask), which scores the kept
 result as the workbench's Segment page does (``core.seg.label_score``: class indices or colours, a palette PNG by its
-colours) and returns (summary Markdown, IoU table: class, IoU (%), label pixels).
+colours) and returns (summary Markdown, IoU table: class, IoU (%), label pixels). The page's "Segment again" button
+clears that score at once and scores the new result against the mask already given (none given: the score stays empty).
 A file that cannot be used comes back as an error with one line saying why, never a traceback.
 
 Offline by design: analytics off, bound to 127.0.0.1 unless ``--host`` says otherwise, no share link, system
@@ -407,11 +408,21 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
             raise
         return label_markdown(Path(labels).name, scored), label_table(scored, seg.classes)
 
+    def no_label_score() -> tuple[str, Any]:
+        return "", pd.DataFrame(columns=LABEL_COLUMNS)
+
     def not_scored(request: gr.Request | None = None) -> tuple[str, Any]:
         """After a failed scoring the reason stays in the page (the error message itself fades)."""
         with net.lock:
             why = failed.pop(f"{getattr(request, 'session_hash', None) or ''}:score", None)
         return "❌ **Not scored**" + (f": {why}" if why else ""), pd.DataFrame(columns=LABEL_COLUMNS)
+
+    def rescore(path: str | None, labels: str | None, tile: int = 512, overlap: float = 0.25, tta: bool = False,
+                request: gr.Request | None = None, progress: gr.Progress = gr.Progress()) -> tuple[str, Any]:
+        """After Run: the label mask already given scores the new result; without one the score stays empty."""
+        if not labels:
+            return no_label_score()
+        return score(path, labels, tile, overlap, tta, request, progress)
 
     def reblend(view: Segmentation | None, opacity: float) -> Any:
         """A new opacity re-blends the kept screen copy; the model does not run again."""
@@ -448,14 +459,23 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
             label_info = gr.Markdown()
             label_iou = gr.Dataframe(label="IoU per class", interactive=False)
         shown = [overlay, areas, mask_file, extra_files, info, result]
-        call = gr.on([upload.upload, run.click], segment, inputs=[upload, opacity, tile, overlap, tta],
-                     outputs=shown, api_name="segment")  # before the examples, which would otherwise take the name
+        scored = [label_info, label_iou]
+        segmented = [upload, opacity, tile, overlap, tta]
+        call = upload.upload(segment, inputs=segmented, outputs=shown,
+                             api_name="segment")  # before the examples, which would otherwise take the name
         call.failure(not_segmented, outputs=shown, api_visibility="private", show_progress="hidden")
-        scoring = labels.upload(score, inputs=[upload, labels, tile, overlap, tta], outputs=[label_info, label_iou],
-                                api_name="score")
-        scoring.failure(not_scored, outputs=[label_info, label_iou], api_visibility="private", show_progress="hidden")
-        upload.upload(lambda: (None, "", pd.DataFrame(columns=LABEL_COLUMNS)), outputs=[labels, label_info, label_iou],
+        scoring = labels.upload(score, inputs=[upload, labels, tile, overlap, tta], outputs=scored, api_name="score")
+        scoring.failure(not_scored, outputs=scored, api_visibility="private", show_progress="hidden")
+        upload.upload(lambda: (None, *no_label_score()), outputs=[labels, *scored],
                       api_visibility="private", show_progress="hidden")  # another image: its own labels
+        # Run segments the same image with other settings: the label score of the old result goes at once, and a
+        # label mask already given scores the new result (kept by its settings, so it is not segmented twice)
+        run.click(no_label_score, outputs=scored, api_visibility="private", show_progress="hidden")
+        rerun = run.click(segment, inputs=segmented, outputs=shown, api_visibility="private")
+        rerun.failure(not_segmented, outputs=shown, api_visibility="private", show_progress="hidden")
+        rescoring = rerun.success(rescore, inputs=[upload, labels, tile, overlap, tta], outputs=scored,
+                                  api_visibility="private")
+        rescoring.failure(not_scored, outputs=scored, api_visibility="private", show_progress="hidden")
         gr.Examples([[_sample_tile(outputs.root)]], inputs=[upload], label=_sample_label(net.card), fn=segment,
                     outputs=shown, run_on_click=True, cache_examples=False, api_visibility="private")
         # the legend's swatches follow the kept result; HTML is for the page, not an API output
