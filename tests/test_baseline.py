@@ -81,7 +81,44 @@ def test_the_random_baseline_is_a_run_of_the_same_recipe_on_the_same_scenes(tmp_
     assert "the same 2 test scenes" in found.note and twin.id in found.note
     assert random_baseline(twin, _all(runs)).state == "self"  # a random encoder is its own baseline
     atomic_write_json(twin.path / "test_metrics.json", {"split": "test", "scenes": ["s9"], "miou": 0.3})
-    assert random_baseline(mine, _all(runs)).state == "other-scenes"  # never shown beside another split's score
+    assert random_baseline(mine, _all(runs)).state == "running"  # never shown beside another split's score
+    assert random_baseline(mine, [mine, twin]).state == "other-scenes"
+
+
+def test_only_a_twin_that_can_still_give_a_comparable_score_blocks_a_new_baseline(tmp_path: Path,
+                                                                                   monkeypatch) -> None:
+    """A twin finished on other scenes or without scores used to answer "its baseline exists" for ever (and the
+    page showed no button): a new baseline is launched then; a stopped one is resumed, a running or comparable
+    one is kept."""
+    from types import SimpleNamespace
+
+    from core.seg.baseline import launch_baseline
+    from core.store import launch
+
+    started, resumed = [], []
+    monkeypatch.setattr(launch, "launch", lambda kind, cfg, root=None, name=None, processes=1:
+                        started.append(cfg) or SimpleNamespace(id=f"new-{len(started)}"))
+    monkeypatch.setattr(launch, "resume", lambda run: resumed.append(run.id) or run)
+    runs = tmp_path / "runs"
+    mine = _run(runs, _ft(["model.init=/some/encoder.safetensors", "name=mine"]), scenes=["s1", "s2"], miou=0.5)
+    other = _run(runs, _ft(["name=other"]), scenes=["s9"], miou=0.3)
+    _, said = launch_baseline(mine, _all(runs))
+    assert len(started) == 1 and started[0].model.init == "random" and "new-1" in said
+    assert f"{other.id} was tested on other scenes" in said
+    _run(runs, _ft(["name=no-scores"]))  # finished without test scores
+    assert random_baseline(mine, _all(runs)).state == "not-yet"  # beside nothing, but better said than other scenes
+    _, said = launch_baseline(mine, _all(runs))
+    assert len(started) == 2 and "finished without test scores" in said
+    stopped = _run(runs, _ft(["name=stopped"]), state="stopped")
+    twin, said = launch_baseline(mine, _all(runs))
+    assert resumed == [stopped.id] and twin.path == stopped.path and len(started) == 2 and "resumed" in said
+    live = _run(runs, _ft(["name=live"]), state="running")
+    twin, said = launch_baseline(mine, _all(runs))
+    assert twin.path == live.path and said.startswith("its baseline exists") and len(started) == 2
+    done = _run(runs, _ft(["name=done"]), scenes=["s2", "s1"], miou=0.2)
+    twin, said = launch_baseline(mine, _all(runs))
+    assert twin.path == done.path and said.startswith("its baseline exists")
+    assert (len(started), resumed) == (2, [stopped.id])
 
 
 def _all(root: Path) -> list:

@@ -365,3 +365,55 @@ def test_the_baseline_button_launches_the_runs_recipe_from_a_random_encoder(popu
                             "model": {**ft.config()["model"], "init": "random"}}, FinetuneConfig)
     assert kind == "finetune" and cfg == want
     assert any("Not launched: not started in this test" in e for e in errors(at))
+
+
+def test_a_baseline_on_other_scenes_offers_a_new_one(store_base: Path, tmp_path: Path, monkeypatch) -> None:
+    """A random-encoder twin tested on other scenes cannot stand beside the score: the page says why and offers a
+    new baseline (it used to show "—" and no button, for ever)."""
+    from core.store.runs import atomic_write_json
+
+    ft, twin = _baseline_twin(store_base, tmp_path, monkeypatch, trained=False)
+    atomic_write_json(twin.path / "test_metrics.json", {**twin.read_json("test_metrics.json"), "scenes": ["elsewhere"]})
+    seen = _capture_launches(monkeypatch)
+    at = open_page("finetune")
+    at.selectbox(key="ft-run").set_value(ft.id).run()
+    assert not any(m.label.startswith("Random encoder") for m in at.metric)
+    assert f"No comparable baseline: run {twin.id} was tested on other scenes" in shown(texts(at))
+    assert at.button(key=f"baseline-{ft.id}").label == "Compute a new random-encoder baseline"
+    at.button(key=f"baseline-{ft.id}").click().run()
+    kind, cfg = seen[-1]
+    assert kind == "finetune" and cfg.model.init == "random" and cfg.name == f"baseline-{ft.config()['name']}"
+
+
+def test_a_launch_brings_its_random_encoder_baseline_once_per_recipe(store_base: Path, tmp_path: Path,
+                                                                     monkeypatch) -> None:
+    """Issue 26: every score beside a random-encoder baseline computed once. Launch starts the baseline with the run
+    by default; the same recipe launched again finds it and starts none."""
+    import os
+
+    from core.config import config_to_yaml
+    from core.store import launch
+    from core.store.runs import create_run
+
+    runs = copy_store(store_base, tmp_path)
+    monkeypatch.setenv("FALSE_WB_RUNS", str(runs))
+    monkeypatch.setenv("FALSE_WB_DATA", str(store_base / "data"))
+    started: list = []
+
+    def fake_launch(kind, cfg, root=None, name=None, processes=1):  # the run folder, running as this process
+        run = create_run(name or kind, config_to_yaml(cfg), root, state="running", kind=kind)
+        run.write_status(pid=os.getpid())
+        started.append(run)
+        return run
+
+    monkeypatch.setattr(launch, "launch", fake_launch)
+    at = open_page("finetune")
+    assert at.checkbox(key="ft-baseline").value is True
+    at.button(key="ft-launch").click().run()
+    assert not at.exception and not errors(at), errors(at)
+    assert len(started) == 2 and started[0].config()["model"]["init"].endswith("tiny-infonce")
+    assert started[1].config()["model"]["init"] == "random" and started[1].id.endswith("baseline-" +
+                                                                                        started[0].config()["name"])
+    assert "Baseline: launched its random-encoder baseline" in shown(texts(at))
+    at.button(key="ft-launch").click().run()  # the same recipe: its baseline is running
+    assert len(started) == 3 and f"Baseline: its baseline exists: run {started[1].id} is running" in shown(texts(at))

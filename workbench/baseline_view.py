@@ -2,7 +2,9 @@
 and a shipped model of the same data tested on those scenes (``core.seg.baseline``).
 
 The random-encoder baseline is a run of its own (the run's config with ``model.init=random``), found among the runs
-or launched here in the background once per recipe; while it runs its progress shows in place of its score.
+or launched here in the background once per recipe (the Fine-tune form launches it with the run by default); while
+it runs its progress shows in place of its score. A twin that cannot stand beside the score (tested on other scenes,
+or finished without scores) does not count: the reason is said and a new one offered.
 """
 from __future__ import annotations
 
@@ -13,7 +15,6 @@ import streamlit as st
 
 from core.config import ConfigError
 from core.seg.baseline import launch_baseline, random_baseline, shipped_scores
-from core.store import launch
 from core.store.run_lock import RunBusyError
 from core.store.runs import NotARunError, Run, list_runs, open_run
 from workbench.common import literal
@@ -30,15 +31,8 @@ def _points(mine: float, other: float) -> str:
 
 def _start(run_path: str) -> None:
     """The baseline button's callback: launch the random-encoder twin (or resume an unfinished one)."""
-    run = Run(Path(run_path))
-    runs = list_runs()
-    found = random_baseline(run, runs)
     try:
-        if found.state == "unfinished" and found.run is not None:
-            launch.resume(found.run)
-            said = f"resumed the baseline {found.run.id}"
-        else:
-            _, said = launch_baseline(run, runs)
+        _, said = launch_baseline(Run(Path(run_path)), list_runs())
     except (OSError, ValueError, ConfigError, RunBusyError, NotARunError) as err:
         st.session_state["baseline-flash"] = f"Not launched: {err}"
         return
@@ -82,15 +76,14 @@ def draw(run: Run, result: dict[str, Any], which: str) -> None:
             st.caption("Random encoder, same recipe: computing")
             _live(str(found.run.path))
         how = f"The baseline {found.note}: its score appears here when it has finished."
-    elif found.state in ("none", "unfinished"):
-        label = "▶ Resume the random-encoder baseline" if found.state == "unfinished" else \
-            "Compute the random-encoder baseline"
+    else:  # none, unfinished, or a twin that cannot stand beside this score (not-yet, other-scenes): offer one
+        label = {"unfinished": "▶ Resume the random-encoder baseline", "none": "Compute the random-encoder baseline"
+                 }.get(found.state, "Compute a new random-encoder baseline")
         first.button(label, key=f"baseline-{run.id}", on_click=_start, args=(str(run.path),),
                      help="A background run of this run's settings from a random encoder (about as long as this "
                           "run); computed once per recipe and kept in the runs root")
-        how = f"No baseline yet: {found.note}." if found.state == "none" else f"The baseline {found.note}."
-    else:
-        first.metric("Random encoder, same recipe", "—", help=found.note)
+        how = {"none": f"No baseline yet: {found.note}.", "unfinished": f"The baseline {found.note}."}.get(
+            found.state, f"No comparable baseline: {found.note}; a new one can be computed.")
     for col, s in zip(cols[1:] if len(cols) > 1 else [], shipped):
         if s.miou is not None:
             col.metric(f"Shipped {s.label}", _pct(s.miou), delta=_points(miou, s.miou), help=s.note)

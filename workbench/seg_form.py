@@ -30,6 +30,7 @@ from core.seg.data_defaults import describe, encoder_seg_data, preset_for, sourc
 from core.store import launch
 from core.store.catalog import ModelEntry, config_presets, encoder_models
 from core.store.file_versions import yaml_file
+from core.store.run_lock import RunBusyError
 from core.store.runs import list_runs
 from core.store.sources import SourceInfo
 from workbench.common import gpu_processes, literal, show_error
@@ -304,9 +305,12 @@ def draw(mode: str) -> None:
     with st.form("ft-form", enter_to_submit=False):
         _data_widgets(fe)
         processes = _finetune_widgets(fe) if mode == "finetune" else _probe_widgets(fe)
-        baseline = st.checkbox("Also launch its random-encoder baseline", key=f"{prefix}-baseline",
+        baseline = st.checkbox("Also launch its random-encoder baseline (once per recipe)", value=True,
+                               key=f"{prefix}-baseline",
                                help="The same settings with a random encoder, so the score has something to stand "
-                                    "beside; skipped when a run of this recipe from a random encoder exists")
+                                    "beside. Computed once per recipe: skipped when a run of this recipe from a "
+                                    "random encoder has a comparable score or is running (a stopped one is resumed), "
+                                    "and when the encoder is random itself")
         hidden = _hidden(mode, preset) + [f"data.{k} {v}" for k, v in (st.session_state.get("ft-data-extra") or
                                                                          {}).items() if v]
         if hidden:
@@ -459,7 +463,7 @@ def _launch(mode: str, fe: FormErrors, preset_path: Any, init: str, entry: Model
     if baseline:
         try:
             _, said = launch_baseline(run, list_runs())
-        except (OSError, ValueError, ConfigError) as err:
+        except (OSError, ValueError, ConfigError, RunBusyError) as err:
             show_error(err, "Baseline not launched")
             return
         st.caption(f"Baseline: {literal(said)}.")

@@ -103,9 +103,15 @@ def _same_scenes(mine: dict[str, Any], theirs: dict[str, Any]) -> bool:
     return sorted(map(str, a)) == sorted(map(str, b)) and mine.get("split") == theirs.get("split")
 
 
+PREFERRED = ("done", "running", "unfinished", "not-yet", "other-scenes")  # which twin stands beside a run
+COMPARABLE = ("done", "running", "unfinished")  # twins that give (or can still give) a comparable score
+
+
 def random_baseline(run: Run, runs: list[Run], which: str = "test") -> Baseline:
     """The run of the same recipe from a random encoder (``runs``: where to look), with its scores of ``which``
-    (``test`` or ``val``, the split the run's shown score is of), checked to be of the same scenes."""
+    (``test`` or ``val``, the split the run's shown score is of), checked to be of the same scenes. Of several such
+    runs the most useful one: a comparable score, else one running, else one to resume, else (newest first) one
+    that cannot be shown and why."""
     kind, raw = run.kind(), run.config()
     if init_of(raw) == "random":
         return Baseline("self", run, note="this run's encoder is random: it is the baseline of pretrained encoders "
@@ -118,9 +124,12 @@ def random_baseline(run: Run, runs: list[Run], which: str = "test") -> Baseline:
     if not twins:
         return Baseline("none", note="no run of this recipe from a random encoder yet")
     mine, _ = scores_of(run)
-    rank = {"completed": 0, "running": 1, "starting": 1}
-    twins.sort(key=lambda r: (rank.get(r.state(), 2), -r.path.stat().st_mtime if r.path.exists() else 0))
-    twin = twins[0]
+    twins.sort(key=lambda r: -r.path.stat().st_mtime if r.path.exists() else 0)
+    found = [_twin_baseline(twin, raw, mine, which) for twin in twins]
+    return min(found, key=lambda b: PREFERRED.index(b.state))  # the first (newest) of the best state
+
+
+def _twin_baseline(twin: Run, raw: dict[str, Any], mine: dict[str, Any] | None, which: str) -> Baseline:
     state = twin.state()
     if state in ("running", "starting"):
         return Baseline("running", twin, note=f"run {twin.id} is {state}")
@@ -128,7 +137,7 @@ def random_baseline(run: Run, runs: list[Run], which: str = "test") -> Baseline:
         return Baseline("unfinished", twin, note=f"run {twin.id} is {state}")
     record = twin.read_json(RESULT if which == "test" else VALIDATION)
     if record is None:
-        return Baseline("not-yet", twin, note=f"run {twin.id} has no {which} scores")
+        return Baseline("not-yet", twin, note=f"run {twin.id} finished without {which} scores")
     if which == "test" and mine is not None and not _same_scenes(mine, record):
         return Baseline("other-scenes", twin, record, note=f"run {twin.id} was tested on other scenes (the data "
                         "changed since?): not comparable")
@@ -194,20 +203,26 @@ def shipped_scores(record: dict[str, Any], data: dict[str, Any],
 
 
 def launch_baseline(run: Run, runs: list[Run]) -> tuple[Run | None, str]:
-    """The run's random-encoder baseline started in the background (``core.store.launch``) unless there is one
-    (or the run is its own); (the baseline run or None, what happened in words)."""
+    """The run's random-encoder baseline, once per recipe: an existing twin that gives (or still can give) a
+    comparable score is kept (a stopped or failed one resumed); otherwise (none, or one finished without scores or
+    on other scenes) a new one is started in the background (``core.store.launch``). (The baseline run or None,
+    what happened in words.)"""
     from ..store import launch
 
     found = random_baseline(run, runs)
     if found.state == "self":
         return None, "its encoder is random: it is its own baseline"
-    if found.state != "none" and found.run is not None:
+    if found.state in ("done", "running") and found.run is not None:
         return found.run, f"its baseline exists: {found.note}"
+    if found.state == "unfinished" and found.run is not None:
+        launch.resume(found.run)
+        return found.run, f"resumed its baseline ({found.note})"
     kind = run.kind()
     cfg = baseline_config(kind, run.config())
     twin = launch.launch(kind, cfg, name=cfg.name)
-    return twin, f"launched its random-encoder baseline {twin.id} (the same settings from a random encoder)"
+    why = f" ({found.note}, so it cannot stand beside this run)" if found.state in ("not-yet", "other-scenes") else ""
+    return twin, f"launched its random-encoder baseline {twin.id} (the same settings from a random encoder){why}"
 
 
-__all__ = ["Baseline", "ShippedScore", "baseline_config", "launch_baseline", "random_baseline", "recipe",
+__all__ = ["COMPARABLE", "Baseline", "ShippedScore", "baseline_config", "launch_baseline", "random_baseline", "recipe",
            "scores_of", "shipped_scores"]
