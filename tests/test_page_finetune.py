@@ -417,3 +417,28 @@ def test_a_launch_brings_its_random_encoder_baseline_once_per_recipe(store_base:
     assert "Baseline: launched its random-encoder baseline" in shown(texts(at))
     at.button(key="ft-launch").click().run()  # the same recipe: its baseline is running
     assert len(started) == 3 and f"Baseline: its baseline exists: run {started[1].id} is running" in shown(texts(at))
+
+
+def test_each_kind_keeps_its_presets_device(empty_store: Path, tmp_path: Path, monkeypatch) -> None:
+    """Fine-tuning and the probe had one Device widget (``ft-device``): on a first visit the probe preset's device
+    overwrote the fine-tuning one. Two presets with different devices keep theirs, in the form and the launch."""
+    from workbench import seg_form
+
+    presets = {}
+    for mode, device in (("finetune", "cpu"), ("probe", "cuda")):
+        name = seg_form.DEFAULT_PRESET[mode]
+        path = tmp_path / f"{name}.yaml"
+        text = (ROOT / "configs" / f"{name}.yaml").read_text()
+        path.write_text(text.replace("train:\n", f"train:\n  device: {device}\n", 1))
+        presets[mode] = {name: path}
+    monkeypatch.setattr(seg_form, "config_presets", lambda mode: presets.get(mode, {}))
+    seen = _capture_launches(monkeypatch)
+    at = open_page("finetune")
+    assert at.selectbox(key="ft-device").value == "cpu"
+    at.button(key="ft-launch").click().run()
+    at.radio(key="ft-kind").set_value("probe").run()
+    assert at.selectbox(key="pb-device").value == "cuda"
+    at.button(key="pb-launch").click().run()
+    at.radio(key="ft-kind").set_value("finetune").run()
+    assert at.selectbox(key="ft-device").value == "cpu"
+    assert [(kind, cfg.train.device) for kind, cfg in seen] == [("finetune", "cpu"), ("probe", "cuda")]

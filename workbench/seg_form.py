@@ -62,7 +62,8 @@ DATA = (Field("Data set", "ft-data", "data.name"),
         Field("Test scenes", "ft-test-scenes", "data.test_scenes", "scenes"),
         Field("Validation scenes", "ft-val-scenes", "data.val_scenes", "scenes"),
         Field("Split seed", "ft-data-seed", "data.seed", "int"))
-DEVICE = Field("Device", "ft-device", "train.device")
+DEVICE = {"finetune": Field("Device", "ft-device", "train.device"),  # each kind its own: a probe preset's device
+          "probe": Field("Device", "pb-device", "train.device")}  # must not overwrite fine-tuning's (first visit)
 OWN = {
     "finetune": (Field("Architecture", "ft-arch", "model.arch"), Field("Protocol", "ft-protocol", "train.protocol"),
                  Field("Label fraction", "ft-fraction", "data.label_fraction", "float"),
@@ -90,7 +91,7 @@ STATE = ("ft-data-from", "ft-data-extra", "ft-trusted")  # where the data came f
 
 
 def fields(mode: str) -> tuple[Field, ...]:
-    return (*DATA, *OWN[mode], DEVICE)
+    return (*DATA, *OWN[mode], DEVICE[mode])
 
 
 def labels(mode: str) -> dict[str, str]:
@@ -99,7 +100,7 @@ def labels(mode: str) -> dict[str, str]:
 
 
 def all_keys() -> list[str]:
-    return [f.key for f in (*DATA, *OWN["finetune"], *OWN["probe"], DEVICE)] + list(PRESET_KEY.values()) + \
+    return [f.key for f in (*DATA, *OWN["finetune"], *OWN["probe"], *DEVICE.values())] + list(PRESET_KEY.values()) + \
         ["ft-init"]
 
 
@@ -174,7 +175,7 @@ def fill_preset(mode: str, name: str, with_data: bool = True) -> None:
         st.session_state["ft-flash"] = ("error", f"preset {name}: {err}")
         return
     raw = cfg.model_dump(mode="json")
-    for f in (*OWN[mode], DEVICE):
+    for f in (*OWN[mode], DEVICE[mode]):
         st.session_state[f.key] = to_widget(f, _get(raw, f.path))
     if with_data:
         fill_data(cfg.data, f"preset {name}: {describe(cfg.data)}")
@@ -403,7 +404,7 @@ def _probe_widgets(fe: FormErrors) -> int:
                     help="Images are resized by this before the encoder (pretraining saw resized crops)")
     c2.text_input("Run name", key="pb-name")
     c3.number_input("Seed", 0, 2**31 - 1, key="pb-seed", help="The head's start and batches (and a random encoder)")
-    c4.selectbox("Device", ["auto", "cpu", "cuda"], key="ft-device")
+    c4.selectbox("Device", ["auto", "cpu", "cuda"], key="pb-device")
     return 1
 
 
