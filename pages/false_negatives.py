@@ -19,7 +19,7 @@ from core.config import ConfigError, DataConfig
 from core.store.runs import Run
 from core.imaging.bands import bands_of
 from workbench.common import (columns_figure, dataset_of, go_to, pick_picture, pick_run, runs_of, show_error,
-                              shows_errors)
+                              show_treatment, shows_errors)
 
 PER_PAGE = 12
 PER_ROW = 3
@@ -249,18 +249,10 @@ def pair_caption(rec: Any, dominant: np.ndarray | None, names: list[str], thresh
 
 
 def treatment(run: Run, pairs: pd.DataFrame) -> None:
-    """What the calibration changed: its figures, and a plain sentence when the run is, in effect, its base
-    method (``fn_scoring.treatment_effect``)."""
+    """What the calibration changed (``common.show_treatment``), from the flagged pairs counted per step."""
     per_step = pairs.groupby("step").agg(flagged=("step", "size"), calibrated=("calibrated", "sum")).reset_index()
     top = float(pairs["cos_pos"].max()) if pairs["cos_pos"].notna().any() else None
-    effect = fn.treatment_effect(run.config(), per_step, run.status().get("step"), top_cos_pos=top)
-    if effect is None:
-        return
-    verdict = effect.verdict()
-    if verdict:
-        st.warning(" ".join(filter(None, [verdict, effect.advice()])), icon="⚖️")
-    else:
-        st.caption(f"FNCC's treatment: {effect.figures()}.")
+    show_treatment(run, per_step, top_cos_pos=top)
 
 
 def overview(run: Run, pairs: pd.DataFrame) -> None:

@@ -71,3 +71,44 @@ def test_errors_are_shown_verbatim() -> None:
 
     assert shown(box.value) == "Not launched: must be in (0, 1], got $2 or $3 in runs/*_s1"
     assert r"\$2" in box.value and r"\*\_s1" in box.value and r"1\]" in box.value  # no LaTeX, emphasis, link
+
+
+def test_a_false_runs_treatment_is_drawn_by_one_helper(tmp_path: Path, monkeypatch) -> None:
+    """The live view and the False negatives page draw a FALSE run's treatment through ``common.show_treatment``
+    from per-step counts: figures in a caption, a warning with the advice when it is in effect its base method,
+    nothing for InfoNCE or before the first step."""
+    import streamlit as st
+
+    from core.config import PretrainConfig, config_to_yaml, load_config
+    from core.store.runs import create_run
+    from workbench import common, monitor
+
+    drawn: list = []
+    monkeypatch.setattr(st, "warning", lambda text, icon=None: drawn.append(("warning", text)))
+    monkeypatch.setattr(st, "caption", lambda text: drawn.append(("caption", text)))
+
+    def run_of(name: str, overrides: list[str], step: int):
+        cfg = load_config(Path(__file__).resolve().parent.parent / "configs/demo_cpu.yaml", overrides, PretrainConfig)
+        run = create_run(name, config_to_yaml(cfg), tmp_path, kind="pretrain", state="completed")
+        run.write_status(step=step)
+        return run
+
+    fires = pd.DataFrame({"step": [1, 2, 3, 4], "flagged": [3, 3, 3, 3], "calibrated": [2, 2, 2, 2]})
+    common.show_treatment(run_of("fires", ["loss.name=false", "loss.alpha=0.5"], 4), fires)
+    assert drawn == [("caption", "FNCC's treatment: calibration fired in 4 of 4 steps (2.00 calibrated pairs per "
+                                 "step).")], drawn
+    drawn.clear()
+    never = pd.DataFrame({"step": list(range(1, 21)), "flagged": [1] * 20, "calibrated": [0] * 20})
+    common.show_treatment(run_of("never", ["loss.name=false", "loss.alpha=0.5"], 20), never, top_cos_pos=0.42)
+    ((how, text),) = drawn
+    assert how == "warning" and "the highest was 0.42" in text and "this run is, in effect, SimCLR." in text
+    assert "a lower threshold calibrates more of them" in text  # the advice
+    drawn.clear()
+    common.show_treatment(run_of("info", ["loss.name=info_nce"], 20), never)
+    common.show_treatment(run_of("fresh", ["loss.name=false"], 0), never.iloc[:0])
+    assert drawn == []  # no detector; no step yet
+    seen: list = []
+    monkeypatch.setattr(monitor, "show_treatment", lambda run, counts, top_cos_pos=None: seen.append(run.id))
+    run = run_of("live", ["loss.name=false"], 4)
+    monitor.treatment(run)
+    assert seen == [run.id]

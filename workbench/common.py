@@ -237,6 +237,24 @@ def pairs_frame(run: Run) -> pd.DataFrame:
     return _pair_counts(str(run.path), records_version(run))
 
 
+def show_treatment(run: Run, counts: pd.DataFrame | Sequence[Any], top_cos_pos: float | None = None) -> None:
+    """A FALSE pretraining run's treatment from its flagged and calibrated pairs per step (``counts``: step, flagged,
+    calibrated): its figures in a caption, or a warning with the plain sentence and the advice when it is, in
+    effect, its base method (``core.analysis.fn_scoring.treatment_effect``; ``top_cos_pos``: the highest anchor-
+    positive cosine of its flags, for why nothing passed the gate). Nothing for a run without a detector or before
+    its first step. The one drawing of it: the live view (``monitor``) and the False negatives page."""
+    from core.analysis.fn_scoring import treatment_effect
+
+    effect = treatment_effect(run.config(), counts, run.status().get("step"), top_cos_pos=top_cos_pos)
+    if effect is None or effect.steps == 0:
+        return
+    verdict = effect.verdict()
+    if verdict:
+        st.warning(" ".join(filter(None, [verdict, effect.advice()])), icon="⚖️")
+    else:
+        st.caption(f"FNCC's treatment: {effect.figures()}.")
+
+
 AVERAGE_MIOU = "weight average"  # curve_frame's column for the validation mIoU of a run's averaged weights
 
 

@@ -13,13 +13,13 @@ from typing import Any
 
 import streamlit as st
 
-from core.analysis.fn_scoring import has_detector, treatment_effect
+from core.analysis.fn_scoring import has_detector
 from core.phases import eta_seconds, phase_text, rough_duration
 from core.store import launch
 from core.store.runs import NotARunError, Run, open_run
 from core.store.run_lock import RunBusyError
 from workbench.common import (AVERAGE_MIOU, STATE_ICONS, columns_figure, curve_frame, pairs_frame, records_version,
-                              literal, show_error)
+                              literal, show_error, show_treatment)
 
 # (columns, title, log scale, records) per chart, by run kind. "pairs": every step's counts from fns.jsonl (the
 # logged steps of metrics.jsonl would miss the steps between them)
@@ -110,16 +110,8 @@ def _left(done: float, total: float | None, started: Any) -> str:
 
 
 def treatment(run: Run) -> None:
-    """A FALSE pretraining run's treatment: calibrated pairs per step and the share of steps with any, and a plain
-    sentence when it is, in effect, its base method (``core.analysis.fn_scoring.treatment_effect``)."""
-    effect = treatment_effect(run.config(), pairs_frame(run), run.status().get("step"))
-    if effect is None or effect.steps == 0:
-        return
-    verdict = effect.verdict()
-    if verdict:
-        st.warning(" ".join(filter(None, [verdict, effect.advice()])), icon="⚖️")
-    else:
-        st.caption(f"FNCC's treatment: {effect.figures()}.")
+    """A FALSE pretraining run's treatment from the pair counts of every step (``common.show_treatment``)."""
+    show_treatment(run, pairs_frame(run))
 
 
 def run_header(run: Run) -> str:
