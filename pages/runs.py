@@ -1,5 +1,6 @@
 """Runs: every run on disk, filtered, with what it is and how it ended first, then its settings and tags as columns;
-several runs' curves of one kind on one chart (smoothed, log scale, grouped by a setting); two runs' config diff;
+several runs' curves of one kind on one chart (smoothed, log scale, grouped by a setting; a linear probe's loss per
+epoch); two runs' config diff;
 one run's config, log, notes and actions."""
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ from core.store.run_lock import RunBusyError
 from core.store.runs import Run, delete_run, runs_root
 from workbench.common import has_records, pairs_frame, pick_run, runs_frame, runs_of, show_error
 from workbench.monitor import run_header, watch
-from workbench.run_compare_view import (compare_kind, curve_controls, curve_series, curves_chart, diff_section,
-                                        hidden_curves, hidden_note, metrics_of, notes_tab, settings_of,
-                                        with_settings)
+from workbench.run_compare_view import (CURVE_KINDS, compare_kind, curve_controls, curve_series, curves_chart,
+                                        diff_section, hidden_curves, hidden_note, metrics_of, notes_tab, settings_of,
+                                        with_settings, x_title)
 
 
 def delete(run_id: str) -> None:
@@ -90,22 +91,24 @@ st.dataframe(shown, hide_index=True, width="stretch", placeholder="—", column_
 
 st.subheader("Curves")
 c0, c1, c2 = st.columns([1, 3, 1])
-kind = compare_kind(c0, shown_runs, [r for r in shown_runs if r.kind() in ("pretrain", "finetune") and
-                                     has_records(r)], key=f"runs-compare-kind-{filters}")
+kind = compare_kind(c0, shown_runs, [r for r in shown_runs if r.kind() in CURVE_KINDS and has_records(r)],
+                    key=f"runs-compare-kind-{filters}")
 of_kind = [r for r in shown_runs if not kind or r.kind() == kind]
-with_curves = [r for r in of_kind if r.kind() in ("pretrain", "finetune") and has_records(r)]
+with_curves = [r for r in of_kind if r.kind() in CURVE_KINDS and has_records(r)]
 # the choice is kept per filter and kind, so a filter that leaves out a chosen run never shows its curve
 picked = c1.multiselect("Runs", [r.id for r in with_curves], default=[r.id for r in with_curves[:2]],
                         key=f"runs-curves-{filters}-{kind}",
                         help="The runs of the table above, of the kind compared, that logged training records")
 metric = c2.selectbox("Value", metrics_of(kind, with_curves), key=f"runs-metric-{kind}",
                       help="miou: validation mIoU of fine-tuning runs; knn_acc: the kNN monitor of pretraining runs; "
-                           "flagged, calibrated: FALSE runs' pairs at the logged steps")
+                           "flagged, calibrated: FALSE runs' pairs at the logged steps; a linear probe logs its "
+                           "head's loss and lr once per epoch")
 if picked:
     weight, log_y, group = curve_controls(settings, picked)
     series = curve_series(with_curves, picked, metric, weight)
     hidden = hidden_curves(series, metric) if group is None else []
-    st.plotly_chart(curves_chart(series, metric, weight, log_y, group, settings, hidden), width="stretch",
+    x = x_title(kind, picked, with_curves)  # a probe logs once per epoch
+    st.plotly_chart(curves_chart(series, metric, weight, log_y, group, settings, hidden, x), width="stretch",
                     key="runs-curves-chart")
     note = hidden_note(hidden, metric)
     if note:

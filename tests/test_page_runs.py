@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from core.store.runs import list_runs
 from tests.pages import errors, open_page, texts
 from tests.store import copy_store
@@ -226,3 +228,44 @@ def test_the_table_says_what_falses_calibration_changed(populated_store: Path) -
     assert cells[false_run.id] == fn.treatment_of_run(false_run).cell()
     assert cells[false_run.id].endswith("/16 steps, " + cells[false_run.id].split(", ")[1])
     assert all(v == "—" for r, v in cells.items() if r.endswith(("tiny-infonce", "tiny-ft", "broken")))
+
+
+def test_a_probes_loss_per_epoch_is_charted(empty_store: Path) -> None:
+    """Linear probes write metrics.jsonl every epoch; the page used to say none of them had logged training
+    records. Their loss curves are drawn against the epoch."""
+    import json
+
+    from core.config import ProbeConfig, config_to_yaml, load_config
+    from core.store.runs import create_run
+
+    cfg = load_config(Path(__file__).resolve().parent.parent / "configs/probe_demo_cpu.yaml", [], ProbeConfig)
+    losses = {}
+    for n, name in enumerate(("probe-a", "probe-b")):
+        run = create_run(name, config_to_yaml(cfg), empty_store, state="completed", kind="probe")
+        run.write_status(pid=2**22 + 7, step=3, total_steps=3)
+        losses[run.id] = [1.5 - 0.3 * e - 0.1 * n for e in range(3)]
+        (run.path / "metrics.jsonl").write_text("".join(
+            json.dumps({"step": e + 1, "epoch": e + 1, "loss": loss, "lr": 0.01}) + "\n"
+            for e, loss in enumerate(losses[run.id])))
+    at = open_page("runs")
+    assert not at.exception and not errors(at), errors(at)
+    assert next(s for s in at.selectbox if s.label == "Compare runs of").value == "probe"
+    assert "has logged training records" not in texts(at)
+    curves = next(m for m in at.multiselect if m.label == "Runs")
+    assert sorted(curves.value) == sorted(losses)
+    assert next(s for s in at.selectbox if s.label == "Value").options == ["loss", "lr"]
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert spec["layout"]["xaxis"]["title"]["text"] == "epoch"
+    assert {t["name"]: pytest.approx(_array(t["y"])) for t in spec["data"]} == losses
+    assert all(_array(t["x"]) == [1, 2, 3] for t in spec["data"])
+
+
+def _array(value) -> list:
+    """A plotly spec's array: a list, or (plotly 6) base64 bytes with their dtype."""
+    import base64
+
+    import numpy as np
+
+    if isinstance(value, dict):
+        return np.frombuffer(base64.b64decode(value["bdata"]), value["dtype"]).tolist()
+    return list(value)

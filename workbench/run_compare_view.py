@@ -36,7 +36,9 @@ KIND_LABELS = {"pretrain": "pretraining", "finetune": "fine-tuning", "probe": "l
 METRICS = {  # the values each kind logs, for the curves chart
     "pretrain": ["loss", "lr", "images_per_s", "flagged", "calibrated", "pos_cos", "neg_cos", "knn_acc"],
     "finetune": ["loss", "lr", "images_per_s", "miou"],
+    "probe": ["loss", "lr"],  # the linear head's, once per epoch (its records' step is the epoch)
 }
+CURVE_KINDS = tuple(METRICS)  # the kinds whose metrics.jsonl has curves (a comparison's has none)
 
 
 def settings_of(runs: Sequence[Run]) -> dict[str, dict[str, Any]]:
@@ -126,6 +128,14 @@ def metrics_of(kind: str, runs: Sequence[Run]) -> list[str]:
     return names
 
 
+def x_title(kind: str, picked: Sequence[str], runs: Sequence[Run]) -> str:
+    """What the curves' x axis counts: steps, a probe's epochs, or both when probes are charted with others."""
+    kinds = {r.kind() for r in runs if r.id in set(picked)} if not kind else {kind}
+    if kinds == {"probe"}:
+        return "epoch"
+    return "step (epoch for linear probes)" if "probe" in kinds else "step"
+
+
 def _values(frame: pd.DataFrame, metric: str, weight: float) -> pd.DataFrame:
     part = frame[["step", metric]].dropna().sort_values("step") if metric in frame else pd.DataFrame()
     if part.empty:
@@ -145,12 +155,14 @@ def hidden_curves(series: dict[str, pd.DataFrame], metric: str) -> list[list[str
 
 
 def curves_chart(series: dict[str, pd.DataFrame], metric: str, weight: float, log_y: bool, group: str | None,
-                 settings: dict[str, dict[str, Any]], hidden: Sequence[Sequence[str]] = ()) -> go.Figure:
+                 settings: dict[str, dict[str, Any]], hidden: Sequence[Sequence[str]] = (),
+                 x: str = "step") -> go.Figure:
     """The chosen runs' curves of ``metric``, smoothed; grouped when a setting is given. A curve that lies on an
-    earlier one (``hidden``) is dashed, so the one below shows through."""
+    earlier one (``hidden``) is dashed, so the one below shows through. ``x``: the x axis's title (``x_title``)."""
     title = metric + (f" (smoothed {weight:.2f})" if weight else "")
     if group is None:
         fig = curves_figure(series, metric, title, log_y=log_y)
+        fig.update_xaxes(title_text=x)
         later = {i for g in hidden for i in g[1:]}
         for trace in fig.data:
             if trace.name in later:
@@ -174,7 +186,7 @@ def curves_chart(series: dict[str, pd.DataFrame], metric: str, weight: float, lo
                                  else "lines", name=f"{group}={value} ({len(ids)} run{'s' if len(ids) > 1 else ''})",
                                  line=dict(color=colour)))
     fig.update_layout(title=f"{title}: mean ± sd by {group}", height=300, margin=dict(l=10, r=10, t=40, b=10),
-                      xaxis_title="step", legend=dict(orientation="h", y=-0.3))
+                      xaxis_title=x, legend=dict(orientation="h", y=-0.3))
     if log_y:
         fig.update_yaxes(type="log")
     return fig
