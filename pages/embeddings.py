@@ -3,6 +3,7 @@
 Features, map, clusters and quality come from core.analysis.embeddings (disk-cached); this page turns widgets into a
 request, runs it on "Compute" with a progress bar, and draws the maps, the flagged pairs and selected tiles. The data
 set is the encoder's own pretraining set when it is labeled, else a synthetic one; added data sources are offered.
+The own set is counted from its pretraining run's ``data.json`` (tiles), never built before Compute.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import streamlit as st
 
 from core.analysis import embeddings as E
 from core.store.catalog import ModelEntry, encoder_models
+from core.store.runs import read_json_file
 from core.config import DataConfig
 from core.seg.data_defaults import source_data
 from core.store.sources import list_sources
@@ -82,33 +84,48 @@ def data_choice(entries: list[ModelEntry]) -> tuple[DataConfig, int]:
     if source in sources:
         data, note = source_data(sources[source])
         c1.caption(f"{'Labeled' if data.labeled else 'Unlabeled: coloured by cluster'}; {note}.")
-        return _tiles_of(data, c2)
+        return _tiles_of(data, c2, len(dataset_of(data)) if data.labeled else 5000)
     if source == "synthetic" or own is None:
         n = c2.slider("Tiles", 200, 5000, 500, step=100, key="emb-tiles")
         tile = c3.selectbox("Tile size", TILE_SIZES, key="emb-tile-size")
         bands = card_bands(entries[0].card)  # the synthetic set has R, G, B and NIR
         return DataConfig(name="synthetic", num_tiles=n, tile_size=tile, seed=0, bands=None if is_rgb(bands) else bands,
                           pretrain_splits=["train", "val", "test"]), n
-    return _tiles_of(own, c2)
+    return _tiles_of(own, c2, pretrained_tiles(entries[0], own))
 
 
-def _tiles_of(data: DataConfig, column: Any) -> tuple[DataConfig, int]:
-    """How many tiles of a set to embed: all of a small one, else a seeded sample chosen with a slider. A generated
-    set is not generated here just to be counted (the page opens on the encoder's own set): its size bounds it."""
+def pretrained_tiles(entry: ModelEntry, data: DataConfig) -> int | None:
+    """The tile count of the encoder's own set without building it: the ``tiles`` its pretraining run wrote in
+    ``data.json`` (the same scenes, tiled alike); None when it has none (a shipped encoder, an older run). Why:
+    counting by building the set tiles all of it (minutes for an encoder made on another machine), before anyone
+    asked for a map."""
+    if entry.shipped or data.name == "synthetic":
+        return None
+    record = read_json_file(entry.path.parent.parent / "data.json")  # runs/<id>/checkpoints/encoder.safetensors
+    tiles = record.get("tiles") if isinstance(record, dict) and record.get("name") == data.name else None
+    return int(tiles) if isinstance(tiles, int) and not isinstance(tiles, bool) and tiles > 0 else None
+
+
+def _tiles_of(data: DataConfig, column: Any, total: int | None) -> tuple[DataConfig, int]:
+    """How many tiles of a set to embed: all of a small one, else a seeded sample chosen with a slider. A set is
+    not built here just to be counted (the page opens on the encoder's own set): a generated set's size bounds it,
+    another's ``total`` is given (None: not known until the set is built for its map; the slider then goes to 5000
+    and the map takes every tile of a smaller set)."""
     if data.name == "synthetic":
         total = data.num_tiles
         if total <= 200:
             column.caption(f"All tiles of its {'+'.join(data.pretrain_splits)} scenes are embedded (at most {total}).")
             return data, total
-    else:
-        total = len(dataset_of(data)) if data.labeled else 5000
-    if total <= 200:
+    if total is not None and total <= 200:
         column.caption(f"All {total} tiles of this set are embedded.")
         return data, total
-    upper = min(5000, total)
+    upper = min(5000, total) if total is not None else 5000
     step = max(1, min(100, (upper - 200) // 4))  # a small set still gets a usable slider
     n = column.slider("Tiles (a seeded sample of the set)", 200, upper, min(500, upper), step=step,
                       key="emb-own-tiles")
+    if total is None:
+        column.caption("Its size is counted when the map is computed (no record of its pretraining run here): a "
+                       "smaller set is embedded whole.")
     return data, n
 
 

@@ -110,3 +110,35 @@ def test_added_data_sources_are_offered(private_data: Path, tmp_path: Path) -> N
     page = texts(at)
     assert "Labeled; no preset reads this folder" in page  # its scenes' labels colour the map
     assert "All 16 tiles of this set are embedded" in page  # 4 scenes of 300 px, 2 x 2 tiles of 256 px each
+
+
+@pytest.mark.parametrize("recorded", [640, None])
+def test_the_own_sets_size_comes_from_its_run_not_from_tiling_it(store_base: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch,
+                                                                  recorded: int | None) -> None:
+    """The encoder's own labeled set used to be built on every view just to count it (all of it tiled, for an
+    encoder made on another machine): the count is the ``tiles`` of its pretraining run's data.json, and without
+    one the slider goes to 5000 and says the size is counted when the map is computed."""
+    import workbench.common
+
+    runs = copy_store(store_base, tmp_path)
+    monkeypatch.setenv("FALSE_WB_RUNS", str(runs))
+    monkeypatch.setenv("FALSE_WB_DATA", str(tmp_path / "private-data"))
+    run = next(r for r in list_runs(runs) if r.id.endswith("tiny-infonce"))
+    card_path = run.checkpoint_dir / "encoder.json"
+    card = json.loads(card_path.read_text())
+    card["config"]["data"] = {"name": "deepglobe", "root": str(tmp_path / "dg"), "tile_size": 96,
+                              "pretrain_splits": ["train", "val"], "image_size": 32}
+    card_path.write_text(json.dumps(card))
+    (run.path / "data.json").unlink(missing_ok=True)
+    if recorded is not None:
+        (run.path / "data.json").write_text(json.dumps({"name": "deepglobe", "tiles": recorded, "labeled": True}))
+    built: list = []
+    monkeypatch.setattr(workbench.common, "dataset_of", lambda data: built.append(data) or [0] * 10_000)
+    at = open_page("embeddings")
+    assert not at.exception and not errors(at), errors(at)
+    assert at.multiselect(key="emb-models").value[0] == f"run: {run.id}" and at.radio(key="emb-source").value == "own"
+    assert built == []  # not built (nor tiled) to be counted
+    slider = at.slider(key="emb-own-tiles")
+    assert slider.max == (recorded or 5000)
+    assert ("Its size is counted when the map is computed" in texts(at)) == (recorded is None)
