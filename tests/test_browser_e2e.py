@@ -92,9 +92,11 @@ def test_every_page_opens(app, page) -> None:
 
 def test_segment_an_uploaded_tile(app, page, tmp_path: Path) -> None:
     url, _ = app
-    rgb, labels = generate_scene(1, 256)  # a scene auto sends to synthetic_seg, whose classes its labels are
+    from core.imaging.imageio import generated_png
+
+    rgb, labels = generate_scene(1, 256)  # a generated scene, saying so: auto sends it to synthetic_seg
     tile, labels_png = tmp_path / "tile.png", tmp_path / "labels.png"
-    Image.fromarray(np.ascontiguousarray(rgb)).save(tile)
+    tile.write_bytes(generated_png(np.ascontiguousarray(rgb), "core.data.generate_scene seed 1"))
     Image.fromarray(np.ascontiguousarray(labels).astype(np.uint8)).save(labels_png)
     with screenshot_on_failure(page, "segment-upload"):
         _open(page, url, "segment", "Segment")

@@ -229,6 +229,7 @@ def test_a_label_mask_of_any_kind_scores_the_kept_result(client, tmp_path: Path)
     colours = [c["color"] for c in card["classes"]]
     labels = pred.copy()
     labels[:, :20] = (labels[:, :20] + 1) % len(colours)  # a third of it wrong
+    labels[:len(colours)] = np.arange(len(colours), dtype=labels.dtype)[:, None]  # every class present
     kinds = {"indices.png": Image.fromarray(labels, mode="L"),
              "colours.png": Image.fromarray(np.asarray(colours, np.uint8)[labels]),
              "palette.png": palette_mask(labels, colours, seed=3),

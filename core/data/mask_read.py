@@ -16,7 +16,9 @@ A reading *fits* when every pixel is a class or ignored, and *holds most* when m
 (a few stray colours, as an RGB twin of the file would have). The first reading that fits or holds most is taken,
 its unknown pixels counted and set to the ignore index. When none does, a palette mask is refused: it matches
 neither the classes' colours nor their indices (:class:`MaskError`, one line naming its first unknown colours);
-any mask of which no pixel is a class or ignored is refused too; else the first reading stands, its unknowns counted.
+any mask of which no pixel is a class or ignored is refused too (``empty_ok``: a data loader keeps it, all unknown,
+and warns, as a set may hold a scene of only an unlisted colour); else the first reading stands, its unknowns
+counted.
 """
 from __future__ import annotations
 
@@ -189,7 +191,8 @@ def _colour(rgb: np.ndarray, table: MaskTable) -> list[Callable[[], _Reading]]:
     return [*readings, grey]
 
 
-def _choose(readings: list[Callable[[], _Reading | None]], palette: bool, total: int) -> _Reading:
+def _choose(readings: list[Callable[[], _Reading | None]], palette: bool, total: int,
+            empty_ok: bool = False) -> _Reading:
     """The first reading that fits or holds most; else the rules of the module's docstring."""
     seen: list[_Reading] = []
     for make in readings:
@@ -199,7 +202,7 @@ def _choose(readings: list[Callable[[], _Reading | None]], palette: bool, total:
         if reading.holds():
             return reading
         seen.append(reading)
-    if palette or all(r.unknown == total for r in seen):
+    if palette or (not empty_ok and all(r.unknown == total for r in seen)):
         raise MaskError(_neither(seen, palette))
     return seen[0]
 
@@ -224,7 +227,7 @@ def _neither(seen: list[_Reading], palette: bool) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ entry points
-def decode_image(img: Image.Image, table: MaskTable) -> Decoded:
+def decode_image(img: Image.Image, table: MaskTable, empty_ok: bool = False) -> Decoded:
     """A loaded PIL mask to class indices by the module's rule; MaskError when it matches neither reading."""
     if img.mode in PALETTE_MODES:
         a = np.asarray(img)
@@ -238,10 +241,10 @@ def decode_image(img: Image.Image, table: MaskTable) -> Decoded:
         readings, palette = _single_band(np.asarray(band), table), False
     else:
         readings, palette = _colour(np.asarray(img.convert("RGB")), table), False
-    return _decoded(_choose(readings, palette, img.width * img.height))
+    return _decoded(_choose(readings, palette, img.width * img.height, empty_ok))
 
 
-def decode_bands(bands: list[np.ndarray], table: MaskTable) -> Decoded:
+def decode_bands(bands: list[np.ndarray], table: MaskTable, empty_ok: bool = False) -> Decoded:
     """A mask read by rasterio (a GeoTIFF PIL cannot open): one band of indices, or 8-bit colour bands."""
     if len(bands) == 1:
         readings = _single_band(bands[0], table)
@@ -250,7 +253,7 @@ def decode_bands(bands: list[np.ndarray], table: MaskTable) -> Decoded:
     else:
         raise MaskError(f"a mask of {len(bands)} {bands[0].dtype} bands: give one band of class indices or 8-bit "
                         "class colours")
-    return _decoded(_choose(readings, False, bands[0].size))
+    return _decoded(_choose(readings, False, bands[0].size, empty_ok))
 
 
 def _decoded(r: _Reading) -> Decoded:
@@ -258,13 +261,14 @@ def _decoded(r: _Reading) -> Decoded:
     return Decoded(np.ascontiguousarray(r.labels(), np.uint8), r.unknown, example, r.how)
 
 
-def read_mask(path: Path, table: MaskTable) -> Decoded:
-    """A mask file to class indices (PIL, else rasterio for GeoTIFFs PIL cannot read); DataError naming the file."""
+def read_mask(path: Path, table: MaskTable, empty_ok: bool = False) -> Decoded:
+    """A mask file to class indices (PIL, else rasterio for GeoTIFFs PIL cannot read); DataError naming the file.
+    ``empty_ok``: a mask of no class at all (but not a palette of neither) is read as all unknown, not refused."""
     try:
         with _open_pil(path) as img:
             img.load()
             try:
-                return decode_image(img, table)
+                return decode_image(img, table, empty_ok)
             except MaskError as err:
                 raise MaskError(f"mask {path}: {err}") from None
     except DataError:
@@ -275,7 +279,7 @@ def read_mask(path: Path, table: MaskTable) -> Decoded:
         except Exception as err2:  # noqa: BLE001 - any decoder failure is one clear error
             raise DataError(f"cannot read mask {path}: PIL: {err}; rasterio: {err2}") from None
         try:
-            return decode_bands(bands, table)
+            return decode_bands(bands, table, empty_ok)
         except MaskError as err3:
             raise MaskError(f"mask {path}: {err3}") from None
 

@@ -163,7 +163,7 @@ class SegTiles(CachedTiles):
 
     def decode_mask(self, path: Path) -> Decoded:
         """A mask file to class indices (uint8, ignore_index where unlabeled), by what it shows (``mask_read``)."""
-        return read_mask(path, self.mask_table())
+        return read_mask(path, self.mask_table(), empty_ok=True)  # counted and warned of, as every unknown pixel
 
     def read_image(self, path: Path) -> np.ndarray:
         """A scene's pixels: RGB by the one rule, or the ``bands`` asked for (the data set's stretch, once built)."""
