@@ -40,14 +40,10 @@ os.environ.setdefault("GRADIO_TEMP_DIR", str(scratch_dir() / "gradio-cache"))  #
 
 import argparse  # noqa: E402
 import hashlib  # noqa: E402
-import json  # noqa: E402
-import shutil  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
-import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
-import uuid  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -64,12 +60,13 @@ from core.imaging.imageio import ImageError, generated_png, plain_image_size, re
 from core.seg.infer import check_tile, count_windows, overlap_pixels  # noqa: E402
 from core.store.catalog import ModelEntry, segmentation_models  # noqa: E402
 from core.seg.model_choice import ModelCache, given_model  # noqa: E402
-from core.seg.label_score import LabelMaskError, LabelScore, score_label_file  # noqa: E402
+from core.seg.label_score import LabelMaskError, score_label_file  # noqa: E402
 from core.seg.segment import segment_choosing  # noqa: E402
 from core.seg.segmentation_result import Segmentation  # noqa: E402
 from core.seg.segmodel import load_seg_model  # noqa: E402
-from workbench.segment_view import areas_frame, legend_html, one_line, screen_copy  # noqa: E402
-from core.imaging.colours import display_rgb  # noqa: E402
+from workbench.gradio_outputs import (DISPLAY_SIDE, LABEL_COLUMNS, Outputs, api_areas, info_markdown,  # noqa: E402
+                                      label_markdown, label_table, write_downloads)
+from workbench.segment_view import legend_html, one_line, screen_copy  # noqa: E402
 
 MAX_FILE_SIZE = "200mb"  # per upload, enforced by the server before our code sees the file
 TIME_BUDGET_S = 120.0  # per request; bigger scenes belong to `python -m core.segment`
@@ -77,11 +74,9 @@ CONCURRENCY = 2  # requests segmented at once: a small request is not stuck behi
 MIN_WINDOWS_TO_ESTIMATE = 16  # smaller images just run (the time budget still watches them)
 CACHED_MODELS = 12  # auto scores every candidate per image: keep them all loaded rather than reload them
 MAX_QUEUE = 16  # requests waiting beyond this are refused at once (the page shows the queue and its wait)
-DISPLAY_SIDE = 2048  # the overlay shown in the page is at most this many pixels on its longer side
 TILES = [256, 384, 512, 768, 1024]
 SAMPLE_SEED = 2  # a generated scene with roads, buildings and trees
 KEEP_RESULTS = 8  # results kept per (file content, settings) so a re-upload is instant
-KEEP_CALLS = 16  # output folders of this many recent calls are kept (gradio has copied older ones to its cache)
 THEME_FONT = ["system-ui", "-apple-system", "Segoe UI", "Roboto", "sans-serif"]
 THEME_MONO = ["ui-monospace", "SFMono-Regular", "Menlo", "monospace"]
 
@@ -173,87 +168,6 @@ def file_digest(path: str | Path) -> str:
     return h.hexdigest()
 
 
-# ------------------------------------------------------------------------------------------------ outputs
-def api_areas(seg: Segmentation) -> Any:
-    """The area table as the page and the API give it: per class its pixels, percent, square metres (when the
-    pixel size is known) and the colour it is drawn in (hex), which is all the legend shows."""
-    frame = areas_frame(seg, "square_metres").round({"percent": 3, "square_metres": 1})
-    colours = {c.get("name"): display_rgb(c) or (0, 0, 0) for c in seg.classes}
-    frame["colour"] = ["#{:02x}{:02x}{:02x}".format(*colours.get(name, (0, 0, 0))) for name in frame["class"]]
-    return frame
-
-
-LABEL_COLUMNS = ["class", "IoU (%)", "label pixels"]
-
-
-def label_markdown(name: str, scored: LabelScore) -> str:
-    """The scores against a label mask in a few words (the page's summary)."""
-    s = scored.scores
-    text = (f"**{name}**: mIoU **{100 * s.miou:.1f} %**, pixel accuracy **{100 * s.overall_accuracy:.1f} %** "
-            f"(read as {scored.how}; {100 * scored.left_out:.1f} % left out: ignore value, colours of no class, no data)")
-    return text + (f"\n\n{100 * scored.unknown:.1f} % of the mask's pixels are no class of this model."
-                   if scored.unknown > 0.001 else "")
-
-
-def label_table(scored: LabelScore, classes: list[dict[str, Any]]) -> Any:
-    """IoU per class (%; empty where the class is in neither the labels nor the prediction) and its label pixels."""
-    rows = scored.iou_rows(classes)
-    return pd.DataFrame([[r["class"], None if r["iou"] is None else round(100 * r["iou"], 2), r["label pixels"]]
-                         for r in rows], columns=LABEL_COLUMNS)
-
-
-def info_markdown(name: str, seg: Segmentation, pixel_size_m: float | None) -> str:
-    h, w = seg.mask.shape
-    parts = [f"**{name}**: {w} × {h} pixels"]
-    if seg.profile is not None:
-        parts.append("georeferenced" + (f", {pixel_size_m:.3g} m/pixel" if pixel_size_m else ""))
-    if max(h, w) > DISPLAY_SIDE:
-        parts.append(f"overlay shown at {DISPLAY_SIDE} pixels on the longer side; the downloads are full size")
-    lines = ["; ".join(parts)]
-    if seg.warning:
-        lines.insert(0, f"⚠️ **{seg.warning}**\n")
-    if seg.model:
-        lines.append(f"- model {seg.model_line('**')}")
-    lines += [f"- {note}" for note in seg.notes]
-    return "\n".join(lines)
-
-
-class _Outputs:
-    """A folder per call for the files the page offers; only the last KEEP_CALLS folders are kept."""
-
-    def __init__(self) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="gradio-", dir=scratch_dir()))
-        self.calls = self.root / "calls"
-        self.calls.mkdir()
-        self.lock = threading.Lock()
-
-    def new(self) -> Path:
-        with self.lock:
-            folders = sorted(self.calls.iterdir(), key=lambda p: p.stat().st_mtime)
-            for old in folders[:max(0, len(folders) - KEEP_CALLS + 1)]:
-                shutil.rmtree(old, ignore_errors=True)
-            out = self.calls / uuid.uuid4().hex[:12]
-            out.mkdir()
-            return out
-
-    def close(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
-
-
-def write_downloads(seg: Segmentation, stem: str, out: Path, name: str = "") -> tuple[str, list[str]]:
-    """The mask PNG, and the areas CSV, the report and the GeoTIFF (when georeferenced), written under ``out``."""
-    mask = out / f"{stem}_mask.png"
-    mask.write_bytes(seg.mask_png())
-    extras = [out / f"{stem}_areas.csv", out / f"{stem}_report.json"]
-    extras[0].write_text(seg.areas_csv())
-    extras[1].write_text(json.dumps(seg.report(name), indent=1))
-    tif = seg.geotiff()
-    if tif is not None:
-        extras.append(out / f"{stem}_mask.tif")
-        extras[-1].write_bytes(tif)
-    return str(mask), [str(p) for p in extras]
-
-
 # ------------------------------------------------------------------------------------------------ the app
 def client_gone() -> Callable[[], bool] | None:
     """For the request being served: whether its client went away (gradio marks its event dead when the
@@ -308,7 +222,7 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
     except Exception as err:  # noqa: BLE001 - a card that builds no model, odd files: one line
         raise CheckpointError(f"checkpoint {checkpoint}: cannot be used ({type(err).__name__}: "
                               f"{one_line(err)})") from None
-    outputs = _Outputs()
+    outputs = Outputs()
     failed: dict[str, str] = {}  # browser session -> why its last file was not segmented (for the page, not the API)
 
     def segment(path: str | None, opacity: float = 0.5, tile: int = 512, overlap: float = 0.25,

@@ -1,0 +1,106 @@
+"""What the Gradio demo hands back for a result: the area table of its API, the info and label-score text, and
+the files it offers for download (a folder per call, the last few kept).
+
+Why apart from ``workbench.gradio_app``: these are pure functions of a ``Segmentation`` or ``LabelScore`` and the
+files they write; the app module is about the page, its events and its budgets.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from core.data.paths import scratch_dir
+from core.imaging.colours import display_rgb
+from core.seg.label_score import LabelScore
+from core.seg.segmentation_result import Segmentation
+from workbench.segment_view import areas_frame
+
+DISPLAY_SIDE = 2048  # the overlay shown in the page is at most this many pixels on its longer side
+KEEP_CALLS = 16  # output folders of this many recent calls are kept (gradio has copied older ones to its cache)
+
+
+def api_areas(seg: Segmentation) -> Any:
+    """The area table as the page and the API give it: per class its pixels, percent, square metres (when the
+    pixel size is known) and the colour it is drawn in (hex), which is all the legend shows."""
+    frame = areas_frame(seg, "square_metres").round({"percent": 3, "square_metres": 1})
+    colours = {c.get("name"): display_rgb(c) or (0, 0, 0) for c in seg.classes}
+    frame["colour"] = ["#{:02x}{:02x}{:02x}".format(*colours.get(name, (0, 0, 0))) for name in frame["class"]]
+    return frame
+
+
+LABEL_COLUMNS = ["class", "IoU (%)", "label pixels"]
+
+
+def label_markdown(name: str, scored: LabelScore) -> str:
+    """The scores against a label mask in a few words (the page's summary)."""
+    s = scored.scores
+    text = (f"**{name}**: mIoU **{100 * s.miou:.1f} %**, pixel accuracy **{100 * s.overall_accuracy:.1f} %** "
+            f"(read as {scored.how}; {100 * scored.left_out:.1f} % left out: ignore value, colours of no class, no data)")
+    return text + (f"\n\n{100 * scored.unknown:.1f} % of the mask's pixels are no class of this model."
+                   if scored.unknown > 0.001 else "")
+
+
+def label_table(scored: LabelScore, classes: list[dict[str, Any]]) -> Any:
+    """IoU per class (%; empty where the class is in neither the labels nor the prediction) and its label pixels."""
+    rows = scored.iou_rows(classes)
+    return pd.DataFrame([[r["class"], None if r["iou"] is None else round(100 * r["iou"], 2), r["label pixels"]]
+                         for r in rows], columns=LABEL_COLUMNS)
+
+
+def info_markdown(name: str, seg: Segmentation, pixel_size_m: float | None) -> str:
+    h, w = seg.mask.shape
+    parts = [f"**{name}**: {w} × {h} pixels"]
+    if seg.profile is not None:
+        parts.append("georeferenced" + (f", {pixel_size_m:.3g} m/pixel" if pixel_size_m else ""))
+    if max(h, w) > DISPLAY_SIDE:
+        parts.append(f"overlay shown at {DISPLAY_SIDE} pixels on the longer side; the downloads are full size")
+    lines = ["; ".join(parts)]
+    if seg.warning:
+        lines.insert(0, f"⚠️ **{seg.warning}**\n")
+    if seg.model:
+        lines.append(f"- model {seg.model_line('**')}")
+    lines += [f"- {note}" for note in seg.notes]
+    return "\n".join(lines)
+
+
+class Outputs:
+    """A folder per call for the files the page offers; only the last KEEP_CALLS folders are kept."""
+
+    def __init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="gradio-", dir=scratch_dir()))
+        self.calls = self.root / "calls"
+        self.calls.mkdir()
+        self.lock = threading.Lock()
+
+    def new(self) -> Path:
+        with self.lock:
+            folders = sorted(self.calls.iterdir(), key=lambda p: p.stat().st_mtime)
+            for old in folders[:max(0, len(folders) - KEEP_CALLS + 1)]:
+                shutil.rmtree(old, ignore_errors=True)
+            out = self.calls / uuid.uuid4().hex[:12]
+            out.mkdir()
+            return out
+
+    def close(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def write_downloads(seg: Segmentation, stem: str, out: Path, name: str = "") -> tuple[str, list[str]]:
+    """The mask PNG, and the areas CSV, the report and the GeoTIFF (when georeferenced), written under ``out``."""
+    mask = out / f"{stem}_mask.png"
+    mask.write_bytes(seg.mask_png())
+    extras = [out / f"{stem}_areas.csv", out / f"{stem}_report.json"]
+    extras[0].write_text(seg.areas_csv())
+    extras[1].write_text(json.dumps(seg.report(name), indent=1))
+    tif = seg.geotiff()
+    if tif is not None:
+        extras.append(out / f"{stem}_mask.tif")
+        extras[-1].write_bytes(tif)
+    return str(mask), [str(p) for p in extras]
