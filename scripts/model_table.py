@@ -26,7 +26,10 @@ def describe(path: Path) -> str:
                  f"{str(d.get('gsd_m')) + ' m' if d.get('gsd_m') else 'not published'}; region {d.get('region')}")
     lines.append(f"- classes: {', '.join(c['name'] for c in card['classes'])}")
     train_n, val = d.get("training_scenes"), d.get("validation_scenes") or []
-    lines.append(f"- trained on {train_n} scenes, checkpoint chosen on {len(val)} validation scenes; domain "
+    chosen = (f"checkpoint chosen on {len(val)} validation scenes" if not str(card.get("selection", "")).startswith(
+        "mean of the weights") else f"the model is the {card['selection']} ({len(val)} validation scenes watched, "
+        "not used to choose)")
+    lines.append(f"- trained on {train_n} scenes, {chosen}; domain "
                  f"fingerprint from {(d.get('fingerprint') or {}).get('note', 'none')}")
     if ev:
         scenes = ev["scenes"]
