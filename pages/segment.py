@@ -369,7 +369,8 @@ def load_model(entry: ModelEntry) -> tuple[Any, dict[str, Any]] | None:
 def main() -> None:
     st.title("🗺️ Segment")
     st.caption("Upload aerial tiles: PNG, JPEG, TIFF or GeoTIFF (the georeference is kept, areas in m² when the "
-               "pixel size is known). Large images are cut into blended sliding windows.")
+               "pixel size is known and the image fits the model's domain, else shares only). Large images are cut "
+               "into blended sliding windows.")
     entries = segmentation_models()
     if not entries:
         st.error("No segmentation checkpoint found: neither a shipped one in checkpoints/ nor a fine-tuning run.",

@@ -31,7 +31,7 @@ def legend_html(seg: Segmentation) -> str:
     return f"<div style='display:flex;flex-wrap:wrap;font-size:0.92rem'>{items}</div>"
 
 
-RELATIVE_NOTE = "share only: the image is out of this model's domain"
+RELATIVE_NOTE = "share only: out of domain"
 
 
 def areas_frame(seg: Segmentation, area_column: str = "m²") -> pd.DataFrame:
