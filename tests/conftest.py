@@ -12,7 +12,20 @@ ROOT = Path(__file__).resolve().parents[1]
 torch.set_num_threads(2)
 
 
+import sys  # noqa: E402
+
 import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _keep_main_module():
+    """Streamlit's script runner (AppTest) puts its page script in ``sys.modules["__main__"]`` and leaves it there;
+    a later test in the same worker that spawns processes (torch.multiprocessing) would make each child re-run that
+    script as its main module and die. Put the real one back after every test."""
+    main = sys.modules.get("__main__")
+    yield
+    if main is not None:
+        sys.modules["__main__"] = main
 
 
 @pytest.fixture(scope="session")

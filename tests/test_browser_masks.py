@@ -75,7 +75,11 @@ def masks(tmp_path: Path) -> tuple[Path, Path, Path]:
 
 
 def scores(page) -> dict[str, str]:
-    """The label score's metrics as shown: {label: value}."""
+    """The label score's metrics as shown, once all three are drawn: {label: value}. (The caption that names how the
+    mask was read can be on screen a moment before the metrics of the same run are: wait for them.)"""
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=\"stMetricValue\"]').length >= 3",
+                           timeout=60_000)
+    wait_until_idle(page)
     out = {}
     for m in page.locator('[data-testid="stMetric"]').all():
         label = m.locator('[data-testid="stMetricLabel"]').inner_text().strip()
