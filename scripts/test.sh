@@ -2,7 +2,8 @@
 # Quickstart command 2: set up, then run the whole test suite.
 # Two pytest workers (pytest-xdist), each test file whole in one worker (its module fixtures, e.g. the browser
 # test's server, made once): most tests wait on subprocesses, servers and the browser, so two share 2 cores well
-# (about 14 min instead of 18 on 2 cores). FALSE_WB_TEST_WORKERS=0 runs them in one process.
+# (about 10 min on 2 idle cores; `-m "not slow"`, the fast tier, about 2.5). FALSE_WB_TEST_WORKERS=0 runs them in one
+# process; further arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

@@ -10,6 +10,7 @@ Contents (under ``<base>/runs``, synthetic data cached under ``<base>/data``):
 """
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -45,9 +46,18 @@ def build_store(base: Path) -> Path:
     return runs
 
 
+def _link_weights(src: str, dst: str) -> None:
+    if src.endswith(".safetensors"):
+        os.link(src, dst)
+    else:
+        shutil.copy2(src, dst)
+
+
 def copy_store(src_base: Path, dst_base: Path) -> Path:
-    """A private copy for a test that changes the store (delete, launch)."""
-    shutil.copytree(src_base / "runs", dst_base / "runs", symlinks=True)
+    """A private copy for a test that changes the store (delete, launch). Weights are hard links, not copies (the store
+    is 0.5 GB, copied by a dozen tests): the code only ever replaces a .safetensors file whole (an atomic
+    ``os.replace``), which gives the copy a new file and leaves the shared one as it was."""
+    shutil.copytree(src_base / "runs", dst_base / "runs", symlinks=True, copy_function=_link_weights)
     if not (dst_base / "data").exists():
         (dst_base / "data").symlink_to(src_base / "data")
     return dst_base / "runs"

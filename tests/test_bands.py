@@ -172,6 +172,7 @@ def test_colour_jitter_and_grey_touch_only_rgb_while_geometry_moves_every_band()
 
 
 # ------------------------------------------------------------------------------------------------ end to end
+@pytest.mark.slow
 def test_rgbn_geotiffs_pretrain_finetune_and_segment_with_bands_on_the_card(roots: Path, rgbn_folder,
                                                                             capsys: pytest.CaptureFixture) -> None:
     root, table = rgbn_folder

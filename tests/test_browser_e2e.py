@@ -21,6 +21,8 @@ from tests.browser import (ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, require_chromium,
                            streamlit_server, wait_until_idle)
 from tests.store import copy_store
 
+pytestmark = pytest.mark.slow  # seconds per test (processes, kills, browsers): the full suite, not the fast tier
+
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright comes with requirements-dev.txt")
 require_chromium()
 

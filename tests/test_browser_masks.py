@@ -21,6 +21,8 @@ from core.data import generate_scene
 from tests.browser import (CHROMIUM, CHROMIUM_ARGS, ROOT, require_chromium, screenshot_on_failure, settle,
                            streamlit_server, wait_until_idle)
 
+pytestmark = pytest.mark.slow  # seconds per test (processes, kills, browsers): the full suite, not the fast tier
+
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright comes with requirements-dev.txt")
 require_chromium()
 

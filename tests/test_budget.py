@@ -88,6 +88,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.slow
 def test_the_gradio_api_answers_small_requests_while_a_big_one_runs_and_stops_it_on_time(tmp_path: Path) -> None:
     from gradio_client import Client, handle_file
     from gradio_client.exceptions import AppError

@@ -7,11 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from core.cli import COMMANDS, main
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_false_wb_pretrains_from_another_folder(tmp_path: Path) -> None:
     exe = shutil.which("false-wb")
     assert exe, "false-wb is not installed: run scripts/setup.sh (it does pip install -e .)"
@@ -39,6 +42,7 @@ def test_usage_and_unknown_commands(capsys) -> None:
     assert out.returncode == 0 and "--resume" in out.stdout
 
 
+@pytest.mark.slow
 def test_a_skipped_file_is_one_plain_warning_line(tmp_path: Path) -> None:
     import numpy as np
     from PIL import Image

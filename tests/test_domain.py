@@ -112,6 +112,7 @@ def test_the_model_line_states_the_score_once() -> None:
 
 
 
+@pytest.mark.slow
 def test_models_of_the_same_data_compete_on_their_test_scores_not_on_fingerprint_noise(two_domains,
                                                                                         tmp_path: Path) -> None:
     from dataclasses import replace
@@ -173,6 +174,7 @@ def _full_choice(img: np.ndarray, entries: list[ModelEntry], cache: ModelCache) 
     return entries[best].label
 
 
+@pytest.mark.slow
 def test_auto_choice_skips_candidates_that_cannot_win_and_scores_twins_once(two_domains, tmp_path: Path) -> None:
     from dataclasses import replace
 

@@ -107,6 +107,7 @@ def test_kmeans_and_silhouette_on_separable_blobs() -> None:
     assert quality.knn_accuracy is None and quality.headline()[0] == "silhouette"
 
 
+@pytest.mark.slow
 def test_umap_is_deterministic_and_keeps_blobs_apart() -> None:
     x, labels = blobs()
     a, b = M.umap_2d(x), M.umap_2d(x)

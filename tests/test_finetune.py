@@ -37,6 +37,7 @@ def _by_kind(runs: Path, prefix: str):
     return [r for r in list_runs(runs) if prefix in r.id]
 
 
+@pytest.mark.slow
 def test_finetune_from_pretraining_run_writes_everything(roots: Path) -> None:
     assert pretrain_main([*TINY_PRE, "name=pre"]) == 0
     pre = _by_kind(roots, "pre")[0]
@@ -59,6 +60,7 @@ def test_finetune_from_pretraining_run_writes_everything(roots: Path) -> None:
     assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 6, 64, 64)
 
 
+@pytest.mark.slow
 def test_frozen_protocol_leaves_the_encoder_untouched(roots: Path) -> None:
     assert pretrain_main([*TINY_PRE, "name=pre"]) == 0
     pre = _by_kind(roots, "pre")[0]
@@ -106,6 +108,7 @@ def compare_yaml(tmp_path: Path, extra: str = "") -> Path:
     return cfg
 
 
+@pytest.mark.slow
 def test_compare_crosses_seeds_reports_paired_intervals_and_resumes(roots: Path, tmp_path: Path) -> None:
     out = tmp_path / "table.md"
     out.write_text("# Our reading\n\nKept when the table is drawn again.\n\n## Generated\n\nan older table\n")
@@ -160,6 +163,7 @@ def test_compare_refuses_one_seed_and_an_encoder_that_saw_test_scenes(roots: Pat
     assert cmp_run.state() == "failed"
 
 
+@pytest.mark.slow
 def test_compare_crosses_band_sets_and_pairs_each_with_the_first(roots: Path, tmp_path: Path) -> None:
     out = tmp_path / "bands.md"
     cfg = compare_yaml(tmp_path, "bands: [[R, G, B], [R, G, B, NIR]]\n")

@@ -185,6 +185,7 @@ def _folder(root: Path, n: int = 3, mask_colour: tuple[int, int, int] | None = N
             Image.fromarray(np.full((64, 64, 3), mask_colour, np.uint8)).save(root / "masks" / f"s{k}.png")
 
 
+@pytest.mark.slow
 def test_report_refuses_unlabeled_data_moved_data_and_absent_classes(roots: Path, tmp_path: Path, capsys) -> None:
     plain = tmp_path / "plain"
     _folder(plain)

@@ -15,6 +15,8 @@ from core.store.runs import delete_run, list_runs
 from core.store.run_lock import RunBusyError
 from core.store.safepaths import PathRefused, resolve_under
 
+pytestmark = pytest.mark.slow  # seconds per test (processes, kills, browsers): the full suite, not the fast tier
+
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["model.proj_hidden=32", "model.proj_dim=16", "data.num_tiles=24", "data.tile_size=48", "data.image_size=32",
         "train.batch_size=8", "train.optimizer=adamw", "train.log_every=1"]

@@ -21,6 +21,7 @@ def test_renders_with_an_empty_store(empty_store: Path) -> None:
     assert at.selectbox(key="ft-init").value == "random"  # nothing pretrained yet
 
 
+@pytest.mark.slow
 def test_shows_the_scores_of_a_finished_run(populated_store: Path) -> None:
     at = open_page("finetune")
     assert not at.exception and not errors(at), errors(at)
@@ -49,6 +50,7 @@ def test_a_bad_value_is_refused(empty_store: Path) -> None:
     assert list_runs(empty_store) == []
 
 
+@pytest.mark.slow
 def test_launch_creates_a_finetuning_run(populated_store: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("FALSE_WB_RUNS", str(tmp_path / "runs"))  # data stays the shared cache
     at = open_page("finetune")

@@ -4,6 +4,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from core.store import launch
 from core.store.runs import list_runs
 from tests.pages import errors, open_page, shown, texts
@@ -100,6 +102,7 @@ def test_a_folder_outside_the_roots_is_refused(empty_store: Path) -> None:
     assert list_runs(empty_store) == []
 
 
+@pytest.mark.slow
 def test_launch_creates_a_run_that_trains_in_the_background(empty_store: Path) -> None:
     at = open_page("pretrain")
     _set(at, **TINY)

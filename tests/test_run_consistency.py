@@ -18,6 +18,8 @@ from safetensors.torch import load_file
 from core.ssl.pretrain import main as pretrain_main
 from core.store.runs import list_runs
 
+pytestmark = pytest.mark.slow  # real kills of real runs, seconds each: the full suite, not the fast tier
+
 ROOT = Path(__file__).resolve().parent.parent
 PRE = ["--config", str(ROOT / "configs/demo_cpu.yaml"), "--no-progress", "data.num_tiles=16", "data.image_size=32",
        "train.batch_size=8", "model.proj_hidden=32", "model.proj_dim=16", "train.log_every=1", "train.ckpt_every=2",

@@ -15,6 +15,8 @@ from core.seg.segmodel import load_seg_model
 from core.seg.weight_average import WeightAverage
 from core.store.runs import list_runs
 
+pytestmark = pytest.mark.slow  # seconds per test (processes, kills, browsers): the full suite, not the fast tier
+
 ROOT = Path(__file__).resolve().parent.parent
 TINY_FT = ["--config", str(ROOT / "configs/finetune_demo_cpu.yaml"), "--no-progress", "data.num_tiles=40",
            "data.tile_size=64", "data.crop_size=64", "data.val_fraction=0.2", "data.test_fraction=0.2",
