@@ -1,0 +1,77 @@
+"""FALSE's default (detector ``fnsd``, treatment ``fncc``) stays bit-identical to the loss it was before detectors and
+treatments became two choices (issue 27): the losses of fixed batches, and of the first steps of real runs, are
+pinned to the values the code gave before that change (exact float bits; CPU, 2 threads, as the suite runs)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from core.ssl.losses import false_loss, false_loss_moco, info_nce
+from core.ssl.pretrain import main
+from core.store.runs import list_runs
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def batch() -> tuple[torch.Tensor, torch.Tensor]:
+    """Two views of 8 images, the second a noisy copy of the first (positives near 0.7 cosine, so the gate opens)."""
+    g = torch.Generator().manual_seed(11)
+    a = torch.randn(8, 8, generator=g)
+    z = torch.cat([a, a + 0.6 * torch.randn(8, 8, generator=g)])
+    return z, torch.arange(8).repeat(2)
+
+
+def moco_batch() -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(12)
+    q = torch.randn(6, 8, generator=g)
+    return {"queries": q, "keys": q + 0.6 * torch.randn(6, 8, generator=g), "queue": torch.randn(20, 8, generator=g),
+            "query_ids": torch.arange(6),
+            "queue_ids": torch.tensor([0, 7, 8, 9, 10, 11, 12, 13, 14, 15, 1, 16, 17, 18, 19, 20, -1, -1, 21, 22])}
+
+
+def pinned(loss: torch.Tensor, info) -> tuple[str, int, int]:
+    return loss.item().hex(), info.num_flagged, info.num_calibrated
+
+
+def test_fixed_batches_give_the_losses_of_before() -> None:
+    z, ids = batch()
+    got = {
+        "info_nce": pinned(*info_nce(z, ids, 0.5)),
+        "global": pinned(*false_loss(z, ids, temperature=0.5, alpha=1.0, threshold=0.3)),
+        "per_anchor_k2_sym": pinned(*false_loss(z, ids, temperature=0.5, alpha=0.5, threshold=0.3,
+                                                selection="per_anchor", topk=2, symmetric=True)),
+        "moco": pinned(*false_loss_moco(**moco_batch(), temperature=0.2, alpha=1.0, threshold=0.3,
+                                        selection="per_anchor", topk=2)),
+        "moco_global": pinned(*false_loss_moco(**moco_batch(), temperature=0.2, alpha=1.0, threshold=0.3)),
+    }
+    assert got == PINNED_BATCHES
+
+
+TINY = ["--no-progress", "model.encoder=resnet18", "model.proj_hidden=32", "model.proj_dim=16",
+        "data.name=synthetic", "data.num_tiles=24", "data.tile_size=48", "data.image_size=32", "train.batch_size=8",
+        "train.optimizer=adamw", "train.lr=0.001", "train.warmup_steps=2", "train.log_every=1", "seed=3",
+        "train.max_steps=3", "train.knn_every=0", "loss.threshold=0.5"]
+
+
+@pytest.mark.parametrize("method", ["simclr", "moco"])
+def test_a_false_run_gives_the_losses_of_before(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str) -> None:
+    monkeypatch.setenv("FALSE_WB_DATA", str(tmp_path / "data"))
+    extra = ["model.queue_size=32"] if method == "moco" else []
+    assert main(["--config", str(ROOT / "configs/demo_cpu.yaml"), "--runs-root", str(tmp_path / "runs"), *TINY,
+                 f"method={method}", *extra]) == 0
+    (run,) = list_runs(tmp_path / "runs")
+    got = [(m["loss"], m["flagged"], m["calibrated"]) for m in run.metrics()]
+    assert got == PINNED_RUNS[method]
+
+
+# measured with the code of commit ee057ef (before issue 27), on this project's CI machine
+PINNED_BATCHES: dict[str, tuple[str, int, int]] = {
+    "info_nce": ("0x1.6a70e40000000p+0", 0, 0), "global": ("0x1.5ef5180000000p+0", 1, 1),
+    "per_anchor_k2_sym": ("0x1.cdb7460000000p-1", 46, 46), "moco": ("0x1.1dc9180000000p-1", 12, 12),
+    "moco_global": ("0x1.0c58620000000p+0", 1, 1)}
+PINNED_RUNS: dict[str, list[tuple[float, int, int]]] = {
+    "simclr": [(2.9493911266326904, 1, 1), (2.8201591968536377, 1, 0), (2.6090807914733887, 1, 1)],
+    # MoCo's first step: the queue is still empty of keys, so there are no negatives (loss 0)
+    "moco": [(0.0, 0, 0), (2.125587224960327, 1, 1), (2.720952033996582, 1, 1)]}
