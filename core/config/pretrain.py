@@ -28,13 +28,27 @@ class ModelConfig(_Section):
 
 
 class LossConfig(_Section):
-    name: Literal["info_nce", "false"] = "false"
+    """The contrastive loss. ``name=false`` handles false negatives by two choices: a ``detector`` (which negatives
+    are likely false) and a ``treatment`` (what the loss does with them); FALSE is ``fnsd`` + ``fncc``. ``dcl`` is the
+    debiased loss with the class prior ``tau_plus``; ``info_nce`` the plain one."""
+
+    name: Literal["info_nce", "false", "dcl"] = "false"
     temperature: float = 0.5
     alpha: float = 1.0
     threshold: float = 0.9
     selection: Literal["global", "per_anchor"] = "global"
     topk: int = Field(1, ge=1)
     symmetric: bool = False
+    detector: Literal["fnsd", "nearest", "support", "oracle"] = Field(
+        "fnsd", description="fnsd (FALSE), nearest (the encoder's most similar negatives), support (FNC's support "
+        "views), oracle (same dominant label class: labeled sets only, the ceiling, not a method)")
+    treatment: Literal["fncc", "eliminate", "attract"] = Field(
+        "fncc", description="fncc (FALSE's calibration), eliminate (out of the denominator), attract (extra positives)")
+    similarity: float | None = Field(None, ge=-1.0, le=1.0, description="nearest/support: flag every negative at or "
+                                     "above this cosine instead of the topk most similar")
+    support_views: int = Field(2, ge=1, le=8, description="support: extra augmented views of each image")
+    tau_plus: float = Field(0.1, gt=0.0, lt=1.0, description="dcl: the class prior, the share of negatives that are "
+                            "of the anchor's class")
 
     @field_validator("name", mode="before")
     @classmethod
@@ -186,4 +200,26 @@ class PretrainConfig(_Section):
         if self.method == "moco" and self.model.queue_size < self.train.batch_size:
             raise ValueError(f"model.queue_size ({self.model.queue_size}) must hold at least one batch "
                              f"(train.batch_size {self.train.batch_size})")
+        return self
+
+    @model_validator(mode="after")
+    def _false_negative_handling_fits(self) -> "PretrainConfig":
+        """A detector or treatment that cannot work with this data and batch is refused before anything starts."""
+        lc = self.loss
+        if lc.name != "false":
+            for key, default in (("detector", "fnsd"), ("treatment", "fncc")):
+                if getattr(lc, key) != default:
+                    raise ValueError(f"loss.{key}={getattr(lc, key)} needs loss.name=false (it is {lc.name})")
+            return self
+        if lc.detector == "oracle" and not self.data.labeled:
+            raise ValueError("loss.detector=oracle reads the labels, and this data set has none (a folder without "
+                             "data.class_table): choose another detector or a labeled set")
+        negatives = self.model.queue_size if self.method == "moco" else 2 * self.train.batch_size - 2
+        if lc.topk > negatives and (lc.detector == "fnsd" and lc.selection == "per_anchor"
+                                    or lc.detector in ("nearest", "support") and lc.similarity is None):
+            where = "model.queue_size" if self.method == "moco" else "2 x train.batch_size - 2"
+            raise ValueError(f"loss.topk ({lc.topk}) is more than the negatives of an anchor ({where} = {negatives})")
+        if lc.detector == "support" and self.train.batch_size < 4:
+            raise ValueError(f"loss.detector=support needs train.batch_size of at least 4 (it is "
+                             f"{self.train.batch_size}): with fewer images the support views have nothing to rank")
         return self

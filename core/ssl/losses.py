@@ -1,8 +1,19 @@
-"""Contrastive losses: InfoNCE (NT-Xent) and FALSE (false-negative-aware InfoNCE).
+"""Contrastive losses: InfoNCE (NT-Xent), false-negative-aware InfoNCE (FALSE and its relatives) and the debiased
+contrastive loss (DCL), all from one core.
 
-FALSE (Zhang et al., IEEE GRSL 2022) flags likely false negatives in a batch without labels (FNSD: the negative
-whose exp-scaled similarity is closest to the anchor's positive similarity) and calibrates them (FNCC: a flagged
-pair of a confident anchor counts as ``alpha`` positive and ``1 - alpha`` negative). See docs/FALSE_SPEC.md.
+False-negative handling is two independent choices (an :class:`FnRule`):
+
+- a *detector* decides which negatives of an anchor are likely false: ``fnsd`` (FALSE's self-determination, Zhang et
+  al., IEEE GRSL 2022: the negative whose exp-scaled similarity is closest to the anchor's positive similarity),
+  ``nearest`` (the anchor's own most similar negatives), ``support`` (FNC, Huynh et al., WACV 2022: similarity to
+  extra augmented views of the anchor's image, averaged), ``oracle`` (same dominant label class: the ceiling, it
+  reads labels);
+- a *treatment* decides what the loss does with them: ``fncc`` (FALSE's calibration: a flagged pair of a confident
+  anchor counts as ``alpha`` positive and ``1 - alpha`` negative), ``eliminate`` (left out of the denominator, FNC),
+  ``attract`` (one more positive, averaged with the real one as in supervised contrastive learning, FNC).
+
+FALSE is ``fnsd`` + ``fncc``. DCL (Chuang et al., NeurIPS 2020) detects nothing: it debiases the negatives' sum
+with a class prior ``tau_plus``. See docs/FALSE_SPEC.md and docs/fn_strategies.md.
 
 Everything is vectorised over the batch and computed in fp32 log-sum-exp arithmetic, also under autocast.
 One identity keeps it cheap: a calibrated candidate moves weight ``alpha`` from the negatives to the positives,
@@ -32,6 +43,49 @@ from torch import Tensor
 from ..distributed import gather_no_grad, gather_with_grad, use_distributed
 
 Selection = Literal["global", "per_anchor"]
+Detector = Literal["fnsd", "nearest", "support", "oracle"]
+Treatment = Literal["fncc", "eliminate", "attract"]
+DETECTORS: tuple[str, ...] = ("fnsd", "nearest", "support", "oracle")
+TREATMENTS: tuple[str, ...] = ("fncc", "eliminate", "attract")
+
+
+@dataclass(frozen=True)
+class FnRule:
+    """Which negatives are likely false and what the loss does with them. The defaults are FALSE's.
+
+    ``threshold`` is FNCC's gate on the anchor's positive cosine (``math.inf``: never open); ``selection`` and
+    ``topk`` are FNSD's; ``nearest`` and ``support`` flag each anchor's ``topk`` highest-scoring negatives, or with
+    ``similarity`` set every negative whose score (a cosine) reaches it; ``symmetric`` also treats the mirror pair.
+    """
+
+    detector: Detector = "fnsd"
+    treatment: Treatment = "fncc"
+    alpha: float = 1.0
+    threshold: float = 0.9
+    selection: Selection = "global"
+    topk: int = 1
+    symmetric: bool = False
+    similarity: float | None = None
+
+    def check(self, temperature: float) -> None:
+        _check_common(temperature, self.alpha, self.selection, self.topk)
+        _check_threshold(self.threshold)
+        if self.detector not in DETECTORS:
+            raise ValueError(f"detector must be one of {', '.join(DETECTORS)}, got {self.detector!r}")
+        if self.treatment not in TREATMENTS:
+            raise ValueError(f"treatment must be one of {', '.join(TREATMENTS)}, got {self.treatment!r}")
+        if self.similarity is not None and not -1.0 <= self.similarity <= 1.0:
+            raise ValueError(f"similarity must be a cosine in [-1, 1], got {self.similarity}")
+
+
+@dataclass
+class Hints:
+    """What a detector needs besides the embeddings. ``support``: (S, M, D) raw embeddings of S extra views of each
+    row's image (``support``); ``class_of_id``: the dominant label class of every data set id, -1 for none
+    (``oracle``)."""
+
+    support: Tensor | None = None
+    class_of_id: Tensor | None = None
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -46,7 +100,7 @@ class ContrastiveInfo:
     distance: Tensor        # (K,) D = |S_ac - s_a| on exp-scaled similarities
     cos: Tensor             # (K,) cosine of anchor and candidate
     cos_pos: Tensor         # (K,) cosine of the anchor and its own positive
-    calibrated: Tensor      # (K,) bool: the gate opened and FNCC reweighted the pair
+    calibrated: Tensor      # (K,) bool: the treatment applied to the pair (FNCC: its gate opened)
     mirrored: Tensor        # (K,) bool: added in the candidate's row by symmetric=True
     num_flagged: int = 0
     num_calibrated: int = 0
@@ -172,11 +226,106 @@ class _Layout:
     excluded: Tensor | None          # (m, C) bool: further entries left out everywhere (MoCo: same tile in queue)
     row_offset: int                  # global index of local row 0
     triangle: bool                   # global search only over columns after the anchor (the reference)
+    row_ids: Tensor | None = None    # (m,) data set id of each anchor's image (oracle)
+    col_ids: Tensor | None = None    # (C,) data set id behind each column, -1 for none (oracle)
+    support_logits: Tensor | None = None  # (m, C) mean support-view similarity / temperature (support)
 
 
-def _contrastive_core(logits: Tensor, lay: _Layout, *, temperature: float, alpha: float, threshold: float,
-                      selection: Selection, topk: int, symmetric: bool, fnsd: bool,
-                      distributed: bool) -> tuple[Tensor, ContrastiveInfo]:
+def _not_negative(lg: Tensor, lay: _Layout) -> Tensor:
+    """(m, C) bool: True where a column is no negative of the row (its positive, itself, or excluded)."""
+    m = lg.shape[0]
+    arange = torch.arange(m, device=lg.device)
+    out = torch.zeros_like(lg, dtype=torch.bool)
+    out[arange, lay.pos_col] = True
+    if lay.self_col is not None:
+        out[arange, lay.self_col] = True
+    if lay.excluded is not None:
+        out |= lay.excluded
+    return out
+
+
+def _log_distance(lg: Tensor, lp: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+    """log D = log |exp(l_rc) - exp(l_r,pos)| of given pairs, as FNSD measures it (for every detector's records)."""
+    return lp[rows] + torch.log((lg[rows, cols] - lp[rows]).exp().sub(1.0).abs())
+
+
+def _highest(score: Tensor, blocked: Tensor, topk: int, at_least: float | None) -> tuple[Tensor, Tensor]:
+    """Each row's ``topk`` highest-scoring columns, or every column scoring ``at_least``; never a blocked one."""
+    score = score.masked_fill(blocked, -math.inf)
+    if at_least is not None:
+        rows, cols = torch.nonzero(score >= at_least, as_tuple=True)
+        return rows, cols
+    k = min(topk, score.shape[1])
+    vals, cols = torch.topk(score, k, dim=1)
+    rows = torch.arange(score.shape[0], device=score.device)[:, None].expand_as(cols)
+    keep = torch.isfinite(vals)
+    return rows[keep], cols[keep]
+
+
+def _same_class(lay: _Layout, class_of_id: Tensor) -> Tensor:
+    """(m, C) bool: the column's tile has the anchor's dominant class (tiles of no class match nothing)."""
+    table = class_of_id.to(lay.pos_col.device)
+
+    def cls(ids: Tensor) -> Tensor:
+        ok = ids >= 0
+        return torch.where(ok, table[ids.clamp(min=0)], torch.full_like(ids, -1))
+
+    rc, cc = cls(lay.row_ids), cls(lay.col_ids)
+    return (rc[:, None] == cc[None, :]) & (rc >= 0)[:, None]
+
+
+def _detect(lg: Tensor, lp: Tensor, lay: _Layout, rule: FnRule, temperature: float, hints: Hints,
+            distributed: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """(rows, cols, log D) of the pairs the rule's detector flags (no gradient)."""
+    m, c = lg.shape
+    arange = torch.arange(m, device=lg.device)
+    if rule.detector == "fnsd":
+        rel = (lg - lp[:, None]).exp_().sub_(1.0).abs_()  # expm1 is ~30x slower than exp on CPU
+        inf = torch.tensor(math.inf, device=rel.device)
+        rel.index_put_((arange, lay.pos_col), inf)
+        if lay.self_col is not None:
+            rel.index_put_((arange, lay.self_col), inf)
+        if lay.excluded is not None:
+            rel.masked_fill_(lay.excluded, math.inf)
+        if lay.triangle and rule.selection == "global":
+            rel.masked_fill_(_lower_triangle(m, c, lay.row_offset, rel.device), math.inf)
+        return _fnsd_select(rel, lp, rule.selection, rule.topk,
+                            reduce_min=distributed and rule.selection == "global")
+    blocked = _not_negative(lg, lay)
+    at_least = None if rule.similarity is None else rule.similarity / temperature
+    if rule.detector == "nearest":
+        rows, cols = _highest(lg, blocked, rule.topk, at_least)
+    elif rule.detector == "support":
+        if lay.support_logits is None:
+            raise ValueError("detector 'support' needs the support views' embeddings (hints.support)")
+        rows, cols = _highest(lay.support_logits, blocked, rule.topk, at_least)
+    else:  # oracle
+        if hints.class_of_id is None or lay.row_ids is None or lay.col_ids is None:
+            raise ValueError("detector 'oracle' needs the dominant class of every data set id (hints.class_of_id)")
+        rows, cols = torch.nonzero(_same_class(lay, hints.class_of_id) & ~blocked, as_tuple=True)
+    return rows, cols, _log_distance(lg, lp, rows, cols)
+
+
+def _debiased_log_denominator(logits: Tensor, pos_logit: Tensor, lay: _Layout, temperature: float,
+                              tau_plus: float) -> Tensor:
+    """log( exp(l_pos) + N_g ) of DCL: the negatives' sum less the positives it holds by the class prior tau+,
+    floored at N exp(-1/t) (Chuang et al., eq. 6), in stable log arithmetic."""
+    neg = logits.masked_fill(_not_negative(logits.detach(), lay), -math.inf)
+    n_neg = torch.isfinite(neg).sum(dim=1).to(logits.dtype)
+    top = torch.maximum(pos_logit, neg.amax(dim=1)).detach()
+    pos_e = torch.exp(pos_logit - top)
+    neg_e = torch.exp(neg - top[:, None]).sum(dim=1)
+    floor = n_neg * torch.exp(-1.0 / temperature - top)
+    n_g = torch.maximum((neg_e - tau_plus * n_neg * pos_e) / (1.0 - tau_plus), floor)
+    return top + torch.log(pos_e + n_g)
+
+
+def _contrastive_core(logits: Tensor, lay: _Layout, *, temperature: float, rule: FnRule | None,
+                      distributed: bool, hints: Hints | None = None,
+                      tau_plus: float | None = None) -> tuple[Tensor, ContrastiveInfo]:
+    """The one loss: rows are anchors, columns candidates. ``rule`` None detects nothing (InfoNCE, or DCL with
+    ``tau_plus``); otherwise its detector flags pairs and its treatment changes the numerator (fncc, attract) or the
+    denominator (eliminate) of the flagged pairs it applies to."""
     m, c = logits.shape
     arange = torch.arange(m, device=logits.device)
     pos_logit = logits[arange, lay.pos_col]
@@ -185,8 +334,8 @@ def _contrastive_core(logits: Tensor, lay: _Layout, *, temperature: float, alpha
         dropped = dropped.index_put((arange, lay.self_col), torch.tensor(-math.inf, device=logits.device))
     if lay.excluded is not None:
         dropped = dropped.masked_fill(lay.excluded, -math.inf)
-    log_denominator = torch.logsumexp(dropped, dim=1)
 
+    threshold = math.inf if rule is None else rule.threshold
     with torch.no_grad():
         lg = logits.detach()
         lp = pos_logit.detach()
@@ -194,25 +343,31 @@ def _contrastive_core(logits: Tensor, lay: _Layout, *, temperature: float, alpha
         gate = cos_pos >= threshold
         empty = torch.empty(0, dtype=torch.long, device=logits.device)
         rows, cols, log_d = empty, empty, lg.new_empty(0)
-        if fnsd:
-            rel = (lg - lp[:, None]).exp_().sub_(1.0).abs_()  # expm1 is ~30x slower than exp on CPU
-            inf = torch.tensor(math.inf, device=rel.device)
-            rel.index_put_((arange, lay.pos_col), inf)
-            if lay.self_col is not None:
-                rel.index_put_((arange, lay.self_col), inf)
-            if lay.excluded is not None:
-                rel.masked_fill_(lay.excluded, math.inf)
-            if lay.triangle and selection == "global":
-                rel.masked_fill_(_lower_triangle(m, c, lay.row_offset, rel.device), math.inf)
-            rows, cols, log_d = _fnsd_select(rel, lp, selection, topk,
-                                             reduce_min=distributed and selection == "global")
-        calibrated = gate[rows]
+        if rule is not None:
+            rows, cols, log_d = _detect(lg, lp, lay, rule, temperature, hints or Hints(), distributed)
+        # FNCC treats the flags of confident anchors (its gate); eliminate and attract treat every flag
+        opens = gate if rule is None or rule.treatment == "fncc" else torch.ones_like(gate)
+        calibrated = opens[rows]
         mirrored = torch.zeros_like(calibrated)
-        if symmetric and fnsd:
-            rows, cols, log_d, calibrated, mirrored = _add_mirrors(rows, cols, log_d, calibrated, lg, lp, gate,
+        if rule is not None and rule.symmetric:
+            rows, cols, log_d, calibrated, mirrored = _add_mirrors(rows, cols, log_d, calibrated, lg, lp, opens,
                                                                    lay.row_offset, distributed)
 
-    log_numerator = _calibrated_numerator(logits, pos_logit, rows[calibrated], cols[calibrated], alpha)
+    t_rows, t_cols = rows[calibrated], cols[calibrated]
+    treatment = "fncc" if rule is None else rule.treatment
+    if treatment == "eliminate" and t_rows.numel():
+        dropped = dropped.index_put((t_rows, t_cols), torch.tensor(-math.inf, device=logits.device))
+    if tau_plus is not None:
+        log_denominator = _debiased_log_denominator(logits, pos_logit, lay, temperature, tau_plus)
+    else:
+        log_denominator = torch.logsumexp(dropped, dim=1)
+    if treatment == "fncc":
+        log_numerator = _calibrated_numerator(logits, pos_logit, t_rows, t_cols, 0.0 if rule is None else rule.alpha)
+    elif treatment == "attract":  # mean log-probability over the positive and the flagged (FNC, SupCon style)
+        n_pos = torch.ones_like(pos_logit).index_add(0, t_rows, torch.ones_like(t_rows, dtype=pos_logit.dtype))
+        log_numerator = pos_logit.index_add(0, t_rows, logits[t_rows, t_cols]) / n_pos
+    else:
+        log_numerator = pos_logit
     loss = (log_denominator - log_numerator).mean()
 
     with torch.no_grad():
@@ -226,7 +381,8 @@ def _contrastive_core(logits: Tensor, lay: _Layout, *, temperature: float, alpha
 
 def _add_mirrors(rows: Tensor, cols: Tensor, log_d: Tensor, calibrated: Tensor, lg: Tensor, lp: Tensor,
                  gate: Tensor, row_offset: int, distributed: bool) -> tuple[Tensor, ...]:
-    """symmetric=True: a calibrated (a, m) whose m is one of my rows adds (m, a) to row m, gated by m's positive.
+    """symmetric=True: a treated (a, m) whose m is one of my rows adds (m, a) to row m, gated by m's positive
+    (FNCC's gate; the other treatments pass an always-open one).
 
     A mirror that row m flagged by itself already is not added again (its weight *becomes* alpha once).
     """
@@ -238,7 +394,7 @@ def _add_mirrors(rows: Tensor, cols: Tensor, log_d: Tensor, calibrated: Tensor, 
     m_rows, m_cols = g_cols[mine] - row_offset, g_rows[mine]
     fresh = ~torch.isin(m_rows * c + m_cols, rows * c + cols)
     m_rows, m_cols = m_rows[fresh], m_cols[fresh]
-    log_d_m = lp[m_rows] + torch.log((lg[m_rows, m_cols] - lp[m_rows]).exp().sub(1.0).abs())
+    log_d_m = _log_distance(lg, lp, m_rows, m_cols)
     n_own = rows.numel()
     mirrored = torch.arange(n_own + m_rows.numel(), device=lg.device) >= n_own
     return (torch.cat([rows, m_rows]), torch.cat([cols, m_cols]), torch.cat([log_d, log_d_m]),
@@ -272,8 +428,19 @@ def _finish_info(info: ContrastiveInfo, lg: Tensor, lp: Tensor, lay: _Layout, ga
     return info
 
 
-def _prepare_simclr(embeddings: Tensor, sample_ids: Tensor, temperature: float,
-                    distributed: bool) -> tuple[Tensor, _Layout]:
+def _mean_support(support: Tensor | None, rows: int, dim: int, temperature: float) -> Tensor | None:
+    """(S, m, D) support embeddings -> (m, D) the mean of their unit vectors over temperature: its product with a
+    column is the mean support-view logit (one matmul, however many views)."""
+    if support is None:
+        return None
+    if support.ndim != 3 or support.shape[1:] != (rows, dim):
+        raise ValueError(f"support must be (S, {rows}, {dim}): S views of each row's image, got {tuple(support.shape)}")
+    with torch.autocast(support.device.type, enabled=False):
+        return F.normalize(support.float(), dim=2).mean(dim=0) / temperature
+
+
+def _prepare_simclr(embeddings: Tensor, sample_ids: Tensor, temperature: float, distributed: bool,
+                    hints: Hints | None = None) -> tuple[Tensor, _Layout]:
     _check_embeddings(embeddings, sample_ids)
     with torch.autocast(embeddings.device.type, enabled=False):
         z = F.normalize(embeddings.float(), dim=1)
@@ -285,10 +452,12 @@ def _prepare_simclr(embeddings: Tensor, sample_ids: Tensor, temperature: float,
         else:
             z_all, ids_all, row_offset = z, ids, 0
         logits = (z / temperature) @ z_all.T  # scale the (M, D) side, not the (M, M) product
+        sup = _mean_support(None if hints is None else hints.support, z.shape[0], z.shape[1], temperature)
+        support_logits = None if sup is None else (sup @ z_all.detach().T)
     m = z.shape[0]
     lay = _Layout(pos_col=_positive_columns(ids_all, row_offset, m),
                   self_col=torch.arange(m, device=z.device) + row_offset, excluded=None,
-                  row_offset=row_offset, triangle=True)
+                  row_offset=row_offset, triangle=True, row_ids=ids, col_ids=ids_all, support_logits=support_logits)
     return logits, lay
 
 
@@ -312,54 +481,78 @@ def info_nce(embeddings: Tensor, sample_ids: Tensor, temperature: float = 0.5, *
     _check_common(temperature, 0.0, "global", 1)
     use_dist = use_distributed(distributed)
     logits, lay = _prepare_simclr(embeddings, sample_ids, temperature, use_dist)
-    return _contrastive_core(logits, lay, temperature=temperature, alpha=0.0, threshold=math.inf,
-                             selection="global", topk=1, symmetric=False, fnsd=False, distributed=use_dist)
+    return _contrastive_core(logits, lay, temperature=temperature, rule=None, distributed=use_dist)
+
+
+def _check_tau_plus(tau_plus: float) -> None:
+    if not 0.0 < tau_plus < 1.0:
+        raise ValueError(f"tau_plus must be in (0, 1), got {tau_plus}")
+
+
+def dcl_loss(embeddings: Tensor, sample_ids: Tensor, temperature: float = 0.5, *, tau_plus: float = 0.1,
+             distributed: bool | None = None) -> tuple[Tensor, ContrastiveInfo]:
+    """Debiased contrastive loss (Chuang et al., NeurIPS 2020) over a batch of views: InfoNCE whose negatives' sum is
+    corrected for the share ``tau_plus`` of same-class images it holds (a class prior in (0, 1)); flags nothing."""
+    _check_common(temperature, 0.0, "global", 1)
+    _check_tau_plus(tau_plus)
+    use_dist = use_distributed(distributed)
+    logits, lay = _prepare_simclr(embeddings, sample_ids, temperature, use_dist)
+    return _contrastive_core(logits, lay, temperature=temperature, rule=None, distributed=use_dist,
+                             tau_plus=tau_plus)
 
 
 def false_loss(embeddings: Tensor, sample_ids: Tensor, *, temperature: float = 0.5, alpha: float = 1.0,
                threshold: float = 0.9, selection: Selection = "global", topk: int = 1, symmetric: bool = False,
-               distributed: bool | None = None) -> tuple[Tensor, ContrastiveInfo]:
-    """FALSE loss: InfoNCE with false-negative self-determination (FNSD) and calibration (FNCC).
+               detector: Detector = "fnsd", treatment: Treatment = "fncc", similarity: float | None = None,
+               hints: Hints | None = None, distributed: bool | None = None) -> tuple[Tensor, ContrastiveInfo]:
+    """False-negative-aware InfoNCE; with the defaults, FALSE: self-determination (FNSD) and calibration (FNCC).
 
     Args:
         embeddings: (M, D) raw projections of M views (normalised here).
         sample_ids: (M,) image id of each view; every id appears exactly twice, in any order.
         temperature: tau > 0 (paper: 0.5).
-        alpha: weight in [0, 1] moved from negative to positive for a calibrated pair (paper: 1.0).
+        alpha: weight in [0, 1] moved from negative to positive for a calibrated pair (paper: 1.0; ``fncc``).
         threshold: gate T in (0, 1] on the anchor's positive cosine (paper: 0.9); ``math.inf`` never opens it.
         selection: "global" flags the pair(s) with the smallest D in the whole batch among j > i (the reference);
-            "per_anchor" lets every anchor flag its own ``topk`` nearest negatives (both triangles).
-        topk: flags per anchor for "per_anchor".
-        symmetric: also calibrate the mirror pair (m, a) in row m, gated by m's own positive.
+            "per_anchor" lets every anchor flag its own ``topk`` nearest negatives (both triangles). ``fnsd`` only.
+        topk: flags per anchor ("per_anchor"; ``nearest`` and ``support`` without ``similarity``).
+        symmetric: also treat the mirror pair (m, a) in row m (under ``fncc``, gated by m's own positive).
+        detector, treatment, similarity: see :class:`FnRule`.
+        hints: what ``support`` (the support views' embeddings) and ``oracle`` (the classes) need.
         distributed: gather embeddings (with gradient) and ids across ranks and reduce the global minimum.
     Returns:
         (loss, info): the mean loss over this rank's anchors and the flagged pairs with diagnostics.
     Raises:
         ValueError: a bad argument; the message names it.
     """
-    _check_common(temperature, alpha, selection, topk)
-    _check_threshold(threshold)
+    rule = FnRule(detector, treatment, alpha, threshold, selection, topk, symmetric, similarity)
+    rule.check(temperature)
     use_dist = use_distributed(distributed)
-    logits, lay = _prepare_simclr(embeddings, sample_ids, temperature, use_dist)
+    logits, lay = _prepare_simclr(embeddings, sample_ids, temperature, use_dist, hints)
     if topk > logits.shape[1] - 2:
         raise ValueError(f"topk must be at most the number of negatives per anchor ({logits.shape[1] - 2}), got {topk}")
-    return _contrastive_core(logits, lay, temperature=temperature, alpha=alpha, threshold=threshold,
-                             selection=selection, topk=topk, symmetric=symmetric, fnsd=True, distributed=use_dist)
+    return _contrastive_core(logits, lay, temperature=temperature, rule=rule, distributed=use_dist, hints=hints)
 
 
 def false_loss_moco(queries: Tensor, keys: Tensor, queue: Tensor, *, query_ids: Tensor, queue_ids: Tensor,
                     temperature: float = 0.2, alpha: float = 1.0, threshold: float = 0.9,
-                    selection: Selection = "global", topk: int = 1,
+                    selection: Selection = "global", topk: int = 1, symmetric: bool = False,
+                    detector: Detector = "fnsd", treatment: Treatment = "fncc", similarity: float | None = None,
+                    hints: Hints | None = None, tau_plus: float | None = None, detect: bool = True,
                     distributed: bool | None = None) -> tuple[Tensor, ContrastiveInfo]:
-    """MoCo v2 InfoNCE with FALSE applied to the queue.
+    """MoCo v2 InfoNCE with false-negative handling on the queue (FALSE with the defaults).
 
     Anchors are the queries, each one's positive is its own momentum key, negatives are the queue entries.
     Queue entries with the query's own dataset id (the same tile seen at an earlier step) and slots that hold no
     key yet (id < 0) are left out of the negatives. With alpha = 0 or ``threshold=math.inf`` this is the plain MoCo
-    loss. Candidate indices in the returned info are queue slots; pass ``distributed`` only to reduce the global minimum across ranks (queries stay local).
+    loss (FNSD's flags still recorded); ``detect=False`` flags nothing, and ``tau_plus`` makes it DCL. Candidate
+    indices in the returned info are queue slots; pass ``distributed`` only to reduce the global minimum across
+    ranks (queries stay local). ``symmetric`` has no mirror here (queue slots are not anchors) and is ignored.
     """
-    _check_common(temperature, alpha, selection, topk)
-    _check_threshold(threshold)
+    rule = FnRule(detector, treatment, alpha, threshold, selection, topk, False, similarity)
+    rule.check(temperature)
+    if tau_plus is not None:
+        _check_tau_plus(tau_plus)
     if queries.shape != keys.shape or queries.ndim != 2:
         raise ValueError(f"queries and keys must both be (N, D), got {tuple(queries.shape)} and {tuple(keys.shape)}")
     if queue.ndim != 2 or queue.shape[1] != queries.shape[1]:
@@ -367,23 +560,26 @@ def false_loss_moco(queries: Tensor, keys: Tensor, queue: Tensor, *, query_ids: 
     if query_ids.shape != (queries.shape[0],) or queue_ids.shape != (queue.shape[0],):
         raise ValueError("query_ids must be (N,) and queue_ids (K,) to match queries and queue")
     use_dist = use_distributed(distributed)
+    n = queries.shape[0]
     with torch.autocast(queries.device.type, enabled=False):
         q = F.normalize(queries.float(), dim=1)
         k = F.normalize(keys.float(), dim=1)
         bank = F.normalize(queue.float(), dim=1)
         qs = q / temperature
         logits = torch.cat([(qs * k).sum(dim=1, keepdim=True), qs @ bank.T], dim=1)
-    n = q.shape[0]
+        sup = _mean_support(None if hints is None else hints.support, n, q.shape[1], temperature)
+        support_logits = None if sup is None else torch.cat([(sup * k).sum(dim=1, keepdim=True), sup @ bank.T], 1)
     if topk > queue.shape[0]:
         raise ValueError(f"topk must be at most the queue size ({queue.shape[0]}), got {topk}")
     excluded = torch.zeros_like(logits, dtype=torch.bool)
     qids = queue_ids.to(q.device)
     # the query's own tile, and slots never filled (id < 0: the random initial queue), are not negatives
-    excluded[:, 1:] = (query_ids.to(q.device)[:, None] == qids[None, :]) | (qids < 0)[None, :]
+    own = query_ids.to(q.device)
+    excluded[:, 1:] = (own[:, None] == qids[None, :]) | (qids < 0)[None, :]
     lay = _Layout(pos_col=torch.zeros(n, dtype=torch.long, device=q.device), self_col=None, excluded=excluded,
-                  row_offset=dist.get_rank() * n if use_dist else 0, triangle=False)
-    loss, info = _contrastive_core(logits, lay, temperature=temperature, alpha=alpha, threshold=threshold,
-                                   selection=selection, topk=topk, symmetric=False, fnsd=True,
-                                   distributed=use_dist)
+                  row_offset=dist.get_rank() * n if use_dist else 0, triangle=False, row_ids=own,
+                  col_ids=torch.cat([own[:1].new_full((1,), -1), qids]), support_logits=support_logits)
+    loss, info = _contrastive_core(logits, lay, temperature=temperature, rule=rule if detect else None,
+                                   distributed=use_dist, hints=hints, tau_plus=tau_plus)
     info.candidate = info.candidate - 1  # column 0 is the positive; report queue slots
     return loss, info

@@ -14,31 +14,64 @@ import torch
 from torch import Tensor, nn
 
 from ..config import PretrainConfig
-from .losses import ContrastiveInfo, false_loss, false_loss_moco, info_nce
+from .losses import ContrastiveInfo, Hints, dcl_loss, false_loss, false_loss_moco, info_nce
 from .models import MoCoV2
 
 Gather = Callable[[Tensor], Tensor]  # a tensor of this rank -> the same of every rank, concatenated (rank-major)
 
 
-def contrastive_loss(cfg: PretrainConfig, embeddings: Tensor, ids: Tensor,
-                     distributed: bool) -> tuple[Tensor, ContrastiveInfo]:
-    """The configured SimCLR loss (InfoNCE or FALSE)."""
+def _rule_args(cfg: PretrainConfig) -> dict:
+    lc = cfg.loss
+    return dict(alpha=lc.alpha, threshold=lc.threshold, selection=lc.selection, topk=lc.topk,
+                detector=lc.detector, treatment=lc.treatment, similarity=lc.similarity)
+
+
+def contrastive_loss(cfg: PretrainConfig, embeddings: Tensor, ids: Tensor, distributed: bool,
+                     hints: Hints | None = None) -> tuple[Tensor, ContrastiveInfo]:
+    """The configured SimCLR loss (InfoNCE, DCL, or a detector and a treatment: FALSE by default)."""
     lc = cfg.loss
     if lc.name == "info_nce":
         return info_nce(embeddings, ids, lc.temperature, distributed=distributed)
-    return false_loss(embeddings, ids, temperature=lc.temperature, alpha=lc.alpha, threshold=lc.threshold,
-                      selection=lc.selection, topk=lc.topk, symmetric=lc.symmetric, distributed=distributed)
+    if lc.name == "dcl":
+        return dcl_loss(embeddings, ids, lc.temperature, tau_plus=lc.tau_plus, distributed=distributed)
+    return false_loss(embeddings, ids, temperature=lc.temperature, symmetric=lc.symmetric, hints=hints,
+                      distributed=distributed, **_rule_args(cfg))
 
 
-def moco_loss(cfg: PretrainConfig, moco: MoCoV2, q: Tensor, k: Tensor, ids: Tensor,
-              distributed: bool) -> tuple[Tensor, ContrastiveInfo]:
-    """MoCo v2 loss against the queue; InfoNCE is FALSE with alpha 0 (the gate never matters)."""
+def moco_loss(cfg: PretrainConfig, moco: MoCoV2, q: Tensor, k: Tensor, ids: Tensor, distributed: bool,
+              hints: Hints | None = None) -> tuple[Tensor, ContrastiveInfo]:
+    """MoCo v2 loss against the queue. InfoNCE is FALSE with alpha 0 (FNSD's flags recorded, never acted on);
+    DCL flags nothing."""
     lc = cfg.loss
-    use_false = lc.name == "false"
+    if lc.name == "false":
+        args = _rule_args(cfg)
+    else:
+        args = dict(alpha=0.0, threshold=math.inf, selection=lc.selection, topk=lc.topk)
     return false_loss_moco(q, k, moco.queue.clone(), query_ids=ids, queue_ids=moco.queue_ids.clone(),
-                           temperature=lc.temperature, alpha=lc.alpha if use_false else 0.0,
-                           threshold=lc.threshold if use_false else math.inf, selection=lc.selection,
-                           topk=lc.topk, distributed=distributed)
+                           temperature=lc.temperature, hints=hints, detect=lc.name != "dcl",
+                           tau_plus=lc.tau_plus if lc.name == "dcl" else None, distributed=distributed, **args)
+
+
+@dataclass
+class StepExtra:
+    """What some detectors need of a step besides its two views: ``support`` (S*B, C, H, W) further augmented views
+    of the step's B images, view-major (``support``), and the dominant class of every data set id (``oracle``)."""
+
+    support: Tensor | None = None
+    class_of_id: Tensor | None = None
+
+
+@torch.no_grad()
+def _hints(net: nn.Module, extra: StepExtra | None, rows_per_image: int, images: int) -> Hints | None:
+    """The loss's hints for this step: the support views embedded (no gradient: they only detect), one (S, M, D)
+    block whose row r belongs to image r mod B, as the loss's rows do."""
+    if extra is None:
+        return None
+    support = None
+    if extra.support is not None:
+        emb = net(extra.support)
+        support = emb.view(-1, images, emb.shape[1]).repeat(1, rows_per_image, 1)
+    return Hints(support=support, class_of_id=extra.class_of_id)
 
 
 @dataclass
@@ -58,8 +91,10 @@ class SimCLRStep:
     def __init__(self, cfg: PretrainConfig, model: nn.Module, net: nn.Module) -> None:
         self.cfg, self.net = cfg, net
 
-    def loss(self, views: Tensor, ids: Tensor, distributed: bool) -> StepLoss:
-        loss, info = contrastive_loss(self.cfg, self.net(views), ids, distributed)
+    def loss(self, views: Tensor, ids: Tensor, distributed: bool, extra: StepExtra | None = None) -> StepLoss:
+        b = ids.shape[0] // 2
+        hints = _hints(self.net, extra, rows_per_image=2, images=b)
+        loss, info = contrastive_loss(self.cfg, self.net(views), ids, distributed, hints)
         return StepLoss(loss, info, ids)
 
     def after_step(self, gather: Gather) -> None:
@@ -76,12 +111,13 @@ class MoCoStep:
         self.cfg, self.model, self.net = cfg, model, net
         self._pending: tuple[Tensor, Tensor] | None = None
 
-    def loss(self, views: Tensor, ids: Tensor, distributed: bool) -> StepLoss:
+    def loss(self, views: Tensor, ids: Tensor, distributed: bool, extra: StepExtra | None = None) -> StepLoss:
         b = ids.shape[0] // 2
+        hints = _hints(self.net, extra, rows_per_image=1, images=b)
         q = self.net(views[:b])
         self.model.momentum_update()
         k = self.model.keys(views[b:])
-        loss, info = moco_loss(self.cfg, self.model, q, k, ids[:b], distributed)
+        loss, info = moco_loss(self.cfg, self.model, q, k, ids[:b], distributed, hints)
         self._pending = (k, ids[:b])
         return StepLoss(loss, info, ids[:b], candidate_ids=lambda: self.model.queue_ids.cpu())
 
@@ -101,4 +137,4 @@ def method_step(cfg: PretrainConfig, model: nn.Module, net: nn.Module) -> SimCLR
     return METHODS[cfg.method](cfg, model, net)
 
 
-__all__ = ["contrastive_loss", "moco_loss", "StepLoss", "SimCLRStep", "MoCoStep", "method_step"]
+__all__ = ["contrastive_loss", "moco_loss", "StepExtra", "StepLoss", "SimCLRStep", "MoCoStep", "method_step"]

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -35,13 +36,14 @@ from ..distributed import DistEnv, agree, from_first, mean_over_ranks
 from ..device import Precision, pick_device, pick_precision
 from .knn_monitor import KnnMonitor
 from .losses import ContrastiveInfo
-from .methods import method_step
+from .methods import StepExtra, method_step
 from .models import build_pretrain_model
 from .optim import build_optimizer, warmup_cosine
 from ..store.lifecycle import (RunLife, StopFlag, check_finite, parse_run_args, prepared_run, run_arguments,
                                train_from_cli)
 from ..store.runs import Run, atomic_write_bytes, atomic_write_json, create_run
 from ..store.run_lock import lock_run
+from ..data.dominant import dominant_classes
 from ..data.protocols import TileSet
 
 import yaml
@@ -139,11 +141,22 @@ class Trainer:
         if cfg.train.compile:
             self.net = torch.compile(self.net)
         self.method = method_step(cfg, model, self.net)  # the method's own loss and after-step work
+        self.class_of_id = self._classes_for_the_oracle()
         self.knn, self.knn_note = KnnMonitor.for_run(self.dataset, cfg.train.knn_every if self.env.main else 0,
                                                      cfg.data.image_size, cfg.seed, self.device)
         self.step = 0
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tile-loader")
         self._pending: tuple[int, Future] | None = None
+
+    def _classes_for_the_oracle(self) -> torch.Tensor | None:
+        """The dominant class of every tile, for ``loss.detector=oracle`` only: the one loss that reads labels."""
+        lc = self.cfg.loss
+        if lc.name != "false" or lc.detector != "oracle":
+            return None
+        classes = dominant_classes(self.dataset)
+        if classes is None:
+            raise DataError("loss.detector=oracle: this data set has no labels to read")
+        return torch.tensor(np.array(classes), dtype=torch.long, device=self.device)  # a copy: the cache is read-only
 
     # ------------------------------------------------------------------ data
     def batch_indices(self, step: int) -> list[int]:
@@ -166,23 +179,41 @@ class Trainer:
             self._pending = None
         return images
 
-    def views(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def views(self, step: int) -> tuple[torch.Tensor, torch.Tensor, StepExtra | None]:
         idx = self.batch_indices(step)
         images = self._images(step, idx).to(self.device, non_blocking=True)
         gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + step * 97 + self.env.rank)
         views, ids = self.augment(images, torch.as_tensor(idx, dtype=torch.long), gen)
+        extra = None
+        if self.class_of_id is not None or self.cfg.loss.detector == "support" and self.cfg.loss.name == "false":
+            extra = StepExtra(support=self._support_views(step, images, idx), class_of_id=self.class_of_id)
+        return self._layout(views), ids.to(self.device), extra
+
+    def _layout(self, views: torch.Tensor) -> torch.Tensor:
         if self.precision.channels_last and self.cfg.train.channels_last:
-            views = views.contiguous(memory_format=torch.channels_last)
-        return views, ids.to(self.device)
+            return views.contiguous(memory_format=torch.channels_last)
+        return views
+
+    def _support_views(self, step: int, images: torch.Tensor, idx: list[int]) -> torch.Tensor | None:
+        """FNC's support set: ``loss.support_views`` more views of each image, from a generator of their own (the
+        two training views stay those of any other run with this seed)."""
+        lc = self.cfg.loss
+        if lc.name != "false" or lc.detector != "support":
+            return None
+        gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + step * 97 + self.env.rank + 7_777_777)
+        ids = torch.as_tensor(idx, dtype=torch.long)
+        made = [self.augment(images, ids, gen)[0] for _ in range((lc.support_views + 1) // 2)]
+        b = len(idx)
+        return self._layout(torch.cat(made)[: lc.support_views * b])
 
     # ------------------------------------------------------------------ one step
     def train_step(self, step: int) -> tuple[float, ContrastiveInfo, list[dict[str, Any]]]:
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr * warmup_cosine(step, self.total_steps, self.warmup_steps)
-        views, ids = self.views(step)
+        views, ids, extra = self.views(step)
         b = ids.shape[0] // 2
         with torch.autocast(self.device.type, dtype=self.precision.dtype, enabled=self.precision.autocast):
-            out = self.method.loss(views, ids, self.env.active)
+            out = self.method.loss(views, ids, self.env.active, extra)
         loss, info = out.loss, out.info
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
