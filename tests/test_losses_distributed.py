@@ -18,7 +18,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from core.ssl.losses import false_loss, info_nce
+from core.ssl.losses import Hints, dcl_loss, false_loss, info_nce
 
 WORLD = 2
 TIMEOUT_S = 60
@@ -30,7 +30,26 @@ CONFIGS = {
     "per_anchor_k2": dict(temperature=0.5, alpha=1.0, threshold=0.9, selection="per_anchor", topk=2),
     "per_anchor_k1_sym": dict(temperature=0.2, alpha=0.9, threshold=0.9, selection="per_anchor", topk=1,
                               symmetric=True),
+    # issue 27: the other detectors and treatments, and DCL
+    "nearest_eliminate_k2": dict(temperature=0.5, detector="nearest", treatment="eliminate", topk=2),
+    "nearest_attract_sim": dict(temperature=0.5, detector="nearest", treatment="attract", similarity=0.5),
+    "support_fncc_sym": dict(temperature=0.5, detector="support", treatment="fncc", topk=2, threshold=0.9,
+                             symmetric=True),
+    "oracle_attract": dict(temperature=0.5, detector="oracle", treatment="attract"),
+    "dcl": "dcl",
 }
+CLASSES = 3  # the oracle's classes: data set id mod 3
+
+
+def call(kw, emb, ids, support, distributed: bool):
+    """One loss of CONFIGS on (this rank's part of) the batch."""
+    if kw is None:
+        return info_nce(emb, ids, temperature=0.5, distributed=distributed)
+    if kw == "dcl":
+        return dcl_loss(emb, ids, 0.5, tau_plus=0.1, distributed=distributed)
+    hints = Hints(support=support if kw.get("detector") == "support" else None,
+                  class_of_id=torch.arange(10_000) % CLASSES)
+    return false_loss(emb, ids, distributed=distributed, hints=hints, **kw)
 
 
 def make_batch(n_images: int = 12, dim: int = 16, seed: int = 1234):
@@ -60,16 +79,13 @@ def _worker(rank: int, world: int, init_method: str, data_path: str, out_dir: st
     )
     try:
         data = torch.load(data_path)
-        emb, ids = data["emb"], data["ids"]
+        emb, ids, support = data["emb"], data["ids"], data["support"]
         m = emb.shape[0] // world
         sl = slice(rank * m, (rank + 1) * m)
         results = {}
         for name, kw in CONFIGS.items():
             local = emb[sl].clone().requires_grad_(True)
-            if kw is None:
-                loss, info = info_nce(local, ids[sl], temperature=0.5, distributed=True)
-            else:
-                loss, info = false_loss(local, ids[sl], distributed=True, **kw)
+            loss, info = call(kw, local, ids[sl], support[:, sl], distributed=True)
             loss.backward()
             results[name] = {
                 "loss": loss.detach().clone(),
@@ -109,23 +125,21 @@ def distributed_run(tmp_path_factory):
         rank_of.setdefault(i, r // m)
     assert split >= 2, "test setup: no positive pair straddles the ranks"
     data_path = str(tmp / "data.pt")
-    torch.save({"emb": emb, "ids": ids}, data_path)
+    support = emb[None] + 0.3 * torch.randn(2, *emb.shape, generator=torch.Generator().manual_seed(9))
+    torch.save({"emb": emb, "ids": ids, "support": support}, data_path)
     init_method = f"file://{tmp / 'store'}"  # FileStore: no port to race for
     mp.spawn(_worker, args=(WORLD, init_method, data_path, str(tmp)), nprocs=WORLD, join=True)
     per_rank = [torch.load(tmp / f"rank{r}.pt") for r in range(WORLD)]
-    return emb, ids, per_rank
+    return emb, ids, support, per_rank
 
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_distributed_equals_single_process(distributed_run, name):
-    emb, ids, per_rank = distributed_run
+    emb, ids, support, per_rank = distributed_run
     kw = CONFIGS[name]
     x = emb.clone().requires_grad_(True)
-    if kw is None:
-        loss, info = info_nce(x, ids, temperature=0.5, distributed=False)
-    else:
-        loss, info = false_loss(x, ids, distributed=False, **kw)
+    loss, info = call(kw, x, ids, support, distributed=False)
     (grad,) = torch.autograd.grad(loss, x)
 
     ranks = [res[name] for res in per_rank]
@@ -140,11 +154,11 @@ def test_distributed_equals_single_process(distributed_run, name):
         assert got == want, f"rank {r}: flagged pairs differ from the single-process run"
         assert res["num_flagged"] == info.num_flagged and res["num_calibrated"] == info.num_calibrated
 
-    if kw is None:
+    if kw is None or kw == "dcl":
         assert info.num_flagged == 0
     else:
         assert info.num_calibrated > 0, "test setup: the gate should open on the near-duplicates"
-    if kw is not None and kw["selection"] == "per_anchor":
+    if isinstance(kw, dict) and (kw.get("selection") == "per_anchor" or kw.get("detector", "fnsd") != "fnsd"):
         m = emb.shape[0] // WORLD
         cross = [(a, c) for a, c, cal, _ in want if cal and a // m != c // m]
         assert cross, "test setup: no calibrated pair crosses the ranks"

@@ -124,7 +124,8 @@ VERDICT_MIN_STEPS = 10  # fewer steps say too little to call a run "in effect it
 
 
 def has_detector(config: Mapping[str, Any]) -> bool:
-    """Whether a pretraining config runs FNSD (loss ``false``: the default; YAML's bare ``false`` counts too), read
+    """Whether a pretraining config runs a false-negative detector (loss ``false``, whatever its ``loss.detector``:
+    the default; YAML's bare ``false`` counts too; InfoNCE and DCL detect nothing), read
     from the raw dict of ``Run.config()``; an empty (unreadable) config and a fine-tuning or comparison config have
     none."""
     if not config or kind_of_config(dict(config)) != "pretrain":

@@ -30,6 +30,7 @@ from typing import Any, Iterable
 import yaml
 
 from .file_versions import json_file, yaml_file
+from ..config.strategy import strategy_label
 from .run_lock import RunBusyError, pid_alive, run_locked
 
 STATES = ("starting", "running", "completed", "failed", "stopped")
@@ -199,7 +200,7 @@ class Run:
             method, encoder, data = "? (config.yaml unreadable)", None, None
         elif kind == "pretrain":
             loss = cfg.get("loss", {}) if isinstance(cfg.get("loss"), dict) else {}
-            method = f"{cfg.get('method', '?')}+{'FALSE' if loss.get('name') == 'false' else 'InfoNCE'}"
+            method = f"{cfg.get('method', '?')}+{strategy_label(loss)}"
             encoder = (cfg.get("model") or {}).get("encoder")
             data = (cfg.get("data") or {}).get("name")
         elif kind == "finetune":

@@ -1,0 +1,37 @@
+"""The name of a pretraining run's false-negative handling, read from its loss config (a raw dict, as run folders
+keep it): what tables, cards and pages print, so that every place says the same, and the oracle always says it reads
+labels."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+ORACLE_MARK = "oracle (uses labels)"  # the ceiling, never a method: every table marks it so
+
+
+def loss_name(loss: Mapping[str, Any] | None) -> str:
+    """``info_nce``, ``false`` or ``dcl`` (YAML's bare ``false`` is the FALSE loss, the default)."""
+    name = (loss or {}).get("name", "false")
+    return "false" if name is False else str(name)
+
+
+def strategy_label(loss: Mapping[str, Any] | None) -> str:
+    """``InfoNCE``, ``FALSE`` (fnsd + fncc), ``DCL (tau+ 0.1)``, or ``<detector> + <treatment>`` for the other
+    false-negative handlings, the oracle marked as reading labels."""
+    loss = loss or {}
+    name = loss_name(loss)
+    if name == "info_nce":
+        return "InfoNCE"
+    if name == "dcl":
+        return f"DCL (tau+ {loss.get('tau_plus', 0.1):g})"
+    detector, treatment = loss.get("detector", "fnsd"), loss.get("treatment", "fncc")
+    if (detector, treatment) == ("fnsd", "fncc"):
+        return "FALSE"
+    shown = ORACLE_MARK if detector == "oracle" else detector
+    return f"{shown} + {treatment}"
+
+
+def uses_labels(loss: Mapping[str, Any] | None) -> bool:
+    """Whether the loss read labels (the oracle detector): a ceiling, not a label-free method."""
+    loss = loss or {}
+    return loss_name(loss) == "false" and loss.get("detector", "fnsd") == "oracle"
