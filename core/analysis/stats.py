@@ -39,9 +39,14 @@ class PairedDifference:
             return "worse"
         return "within noise"
 
+    @property
+    def half_width(self) -> float:
+        """Half the interval: the smallest effect this design (these units, this spread) can tell from zero."""
+        return (self.high - self.low) / 2
+
     def to_json(self) -> dict[str, float | int | str]:
-        return {"mean": self.mean, "low": self.low, "high": self.high, "sd": self.sd, "n": self.n,
-                "level": self.level, "verdict": self.verdict}
+        return {"mean": self.mean, "low": self.low, "high": self.high, "half_width": self.half_width, "sd": self.sd,
+                "n": self.n, "level": self.level, "verdict": self.verdict}
 
 
 def paired_difference(a: list[float], b: list[float], level: float = LEVEL) -> PairedDifference:

@@ -45,6 +45,24 @@ METHODS: dict[str, list[str]] = {
     "moco_false": ["method=moco", "loss.name=false", "loss.selection=global"],
     "moco_false_pa": ["method=moco", "loss.name=false", "loss.selection=per_anchor"],
 }
+BASES = ("simclr", "moco")
+
+
+def method_overrides(method: str) -> list[str] | None:
+    """The pretraining overrides of a method name, or None for an unknown one. Besides the named methods above, any
+    ``<base>+<detector>+<treatment>`` (``simclr+nearest+eliminate``, ``moco+oracle+attract``) and ``<base>+dcl``."""
+    if method in METHODS:
+        return METHODS[method]
+    from ..ssl.losses import DETECTORS, TREATMENTS
+
+    parts = method.split("+")
+    if len(parts) == 2 and parts[0] in BASES and parts[1] == "dcl":
+        return [f"method={parts[0]}", "loss.name=dcl"]
+    if len(parts) == 3 and parts[0] in BASES and parts[1] in DETECTORS and parts[2] in TREATMENTS:
+        return [f"method={parts[0]}", "loss.name=false", f"loss.detector={parts[1]}", f"loss.treatment={parts[2]}"]
+    return None
+
+
 RANDOM_SEED_STRIDE = 1000  # random init: the encoder of pretraining seed p, evaluation seed s is drawn from 1000 p + s
 
 
@@ -89,8 +107,10 @@ class CompareConfig(_Section):
     @classmethod
     def _known_methods(cls, v: list[str]) -> list[str]:
         for m in distinct(v, 1, "method"):
-            if m not in METHODS:
-                raise ValueError(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
+            if method_overrides(m) is None:
+                raise ValueError(f"unknown method {m!r}; choose from {', '.join(METHODS)}, or name a base, a "
+                                 "detector and a treatment (e.g. simclr+nearest+eliminate), or a base and dcl "
+                                 "(simclr+dcl)")
         return v
 
     @field_validator("pretrain_seeds")
@@ -139,6 +159,7 @@ class CompareError(RuntimeError):
 # ------------------------------------------------------------------------------------------------ configs
 def _run_name(variant: str) -> str:
     method, label = split_variant(variant)
+    method = method.replace("+", "-")
     return method if label is None else f"{method}-{label.replace('+', '')}"
 
 
@@ -167,7 +188,7 @@ def split_overrides(cfg: CompareConfig, pretrain: PretrainConfig, evaluation: An
 
 def pretrain_config(cfg: CompareConfig, method: str, pretrain_seed: int, extra: list[str]) -> PretrainConfig:
     base, _ = split_variant(method)
-    return load_config(cfg.pretrain_config, [*cfg.pretrain_overrides, *extra, *METHODS[base],
+    return load_config(cfg.pretrain_config, [*cfg.pretrain_overrides, *extra, *(method_overrides(base) or []),
                                              *band_overrides(cfg, method), f"seed={pretrain_seed}",
                                              f"name={cfg.name}-{_run_name(method)}-p{pretrain_seed}"])
 

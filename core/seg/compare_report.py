@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ..data.labeled import SegSplits
 from ..store.runs import read_jsonl
 from ..analysis.stats import mean_sd, paired_difference
+from ..config.strategy import strategy_label, uses_labels
 
 if TYPE_CHECKING:
     from .compare import CompareConfig, Units
@@ -25,16 +26,41 @@ LABELS = {"random": "random init", "simclr": "SimCLR", "simclr_false": "SimCLR +
 BASE_OF = {"simclr_false": "simclr", "simclr_false_pa": "simclr", "moco_false": "moco", "moco_false_pa": "moco"}
 
 
+BASE_LABELS = {"simclr": "SimCLR", "moco": "MoCo v2"}
+
+
+def _composed(method: str) -> tuple[str, dict[str, str]] | None:
+    """``simclr+nearest+eliminate`` -> ("simclr", its loss dict); ``simclr+dcl`` -> ("simclr", {name: dcl})."""
+    parts = method.split("+")
+    if parts[0] not in BASE_LABELS or len(parts) not in (2, 3):
+        return None
+    if len(parts) == 2:
+        return parts[0], {"name": parts[1]}
+    return parts[0], {"name": "false", "detector": parts[1], "treatment": parts[2]}
+
+
 def label(variant: str) -> str:
-    """A method's label; ``method@R+G+B+NIR`` (a band set of a bands comparison) gets the bands after it."""
+    """A method's label; ``method@R+G+B+NIR`` (a band set of a bands comparison) gets the bands after it. Composed
+    names read as the strategy does everywhere (``SimCLR + nearest + eliminate``; the oracle marked as using labels)."""
     method, _, bands = variant.partition("@")
-    return LABELS.get(method, method) + (f" [{bands.replace('+', ', ')}]" if bands else "")
+    composed = _composed(method)
+    if composed is None:
+        text = LABELS.get(method, method)
+    else:  # DCL's prior is the preset's: not in the name
+        text = f"{BASE_LABELS[composed[0]]} + " + ("DCL" if composed[1]["name"] == "dcl" else strategy_label(composed[1]))
+    return text + (f" [{bands.replace('+', ', ')}]" if bands else "")
+
+
+def uses_oracle(variant: str) -> bool:
+    composed = _composed(variant.partition("@")[0])
+    return composed is not None and uses_labels(composed[1])
 
 
 def base_of(variant: str) -> str | None:
-    """The base method of a FALSE variant on the same band set."""
+    """The base method of a variant that handles false negatives (or debiases), on the same band set."""
     method, at, bands = variant.partition("@")
-    base = BASE_OF.get(method)
+    composed = _composed(method)
+    base = BASE_OF.get(method) if composed is None else composed[0]
     return None if base is None else base + at + bands
 
 
@@ -99,8 +125,25 @@ def summarise(rows: list[dict[str, Any]], methods: list[str], calibrated: dict[s
         d = paired_difference([means[base][p]["miou"] for p in common], [means[m][p]["miou"] for p in common])
         diffs.append({"method": m, "base": base, "pretrain_seeds": common, "miou_points": {
             k: (100 * v if isinstance(v, float) else v) for k, v in d.to_json().items()}, "verdict": d.verdict,
-            "calibrated_per_run": calibrated.get(m) if what == "false" else None, "compares": what})
+            "calibrated_per_run": calibrated.get(m) if what == "false" else None, "compares": what,
+            "uses_labels": uses_oracle(m)})
+    _against_the_oracle(diffs)
     return summary, diffs
+
+
+def _against_the_oracle(diffs: list[dict[str, Any]]) -> None:
+    """Each label-free method's gain as a share of the best oracle gain over the same base: how much of the most that
+    false-negative handling can give at this scale it recovers (None without an oracle, or when the oracle gains
+    nothing)."""
+    best: dict[str, float] = {}
+    for d in diffs:
+        if d.get("uses_labels"):
+            best[d["base"]] = max(best.get(d["base"], float("-inf")), d["miou_points"]["mean"])
+    for d in diffs:
+        ceiling = best.get(d["base"])
+        d["oracle_gain_points"] = ceiling
+        d["share_of_oracle_gain"] = None if d.get("uses_labels") or ceiling is None or ceiling <= 0 else \
+            d["miou_points"]["mean"] / ceiling
 
 
 def split_facts(splits: SegSplits, data: Any) -> dict[str, Any]:
@@ -115,7 +158,8 @@ def split_facts(splits: SegSplits, data: Any) -> dict[str, Any]:
 
 
 def verdict_text(d: dict[str, Any]) -> str:
-    who = "more bands" if d.get("compares") == "bands" else "FALSE"
+    who = "more bands" if d.get("compares") == "bands" else \
+        ("FALSE" if d["method"].partition("@")[0] in BASE_OF else "the variant")
     text = {"better": f"{who} better", "worse": f"{who} worse"}.get(d["verdict"], d["verdict"])
     if d.get("calibrated_per_run") == 0:
         text += " (FNCC calibrated no pair: the runs equal the base's)"
@@ -156,14 +200,22 @@ def to_markdown(cfg: CompareConfig, summary: list[dict[str, Any]], diffs: list[d
                                                            for v in cells) + " |")
         lines.append("")
     if diffs:
-        lines += ["| variant | vs | Δ mIoU (points), paired | 95 % interval | verdict |", "|---|---|---|---|---|"]
+        lines += ["| variant | vs | Δ mIoU (points), paired | 95 % interval | half-width | share of the oracle's gain "
+                  "| verdict |", "|---|---|---|---|---|---|---|"]
         for d in diffs:
             p = d["miou_points"]
             ci = "n/a" if p["low"] is None or p["low"] != p["low"] else f"[{p['low']:+.2f}, {p['high']:+.2f}]"
-            lines.append(f"| {label(d['method'])} | {label(d['base'])} | {p['mean']:+.2f} | {ci} | "
-                         f"{verdict_text(d)} |")
+            half = p.get("half_width")
+            half_text = "n/a" if half is None or half != half else f"{half:.2f}"
+            share = d.get("share_of_oracle_gain")
+            share_text = "the ceiling (uses labels)" if d.get("uses_labels") else \
+                ("" if share is None else f"{100 * share:.0f} %")
+            lines.append(f"| {label(d['method'])} | {label(d['base'])} | {p['mean']:+.2f} | {ci} | {half_text} | "
+                         f"{share_text} | {verdict_text(d)} |")
         lines += ["", f"Paired by pretraining seed (same start, batches and augmentations); Student-t interval over "
-                  f"{len(cfg.pretrain_seeds)} seeds. \"within noise\": the interval holds 0."]
+                  f"{len(cfg.pretrain_seeds)} seeds. \"within noise\": the interval holds 0. Half-width: half the "
+                  "interval, the smallest effect this design can resolve. The oracle reads labels: its gain is the "
+                  "most that false-negative handling can give here, not a method."]
     return "\n".join(lines) + "\n"
 
 

@@ -1,0 +1,41 @@
+"""The comparison's table reads every method against its base with the half-width of its interval, and a
+label-free method's gain against the oracle's (issue 27)."""
+from __future__ import annotations
+
+import pytest
+
+from core.seg.compare import CompareConfig, method_overrides
+from core.seg.compare_report import label, summarise
+
+
+def rows(method: str, mious: list[float]) -> list[dict]:
+    return [{"method": method, "pretrain_seed": p, "seed": 0, "miou": m, "oa": m, "kappa": m, "iou": {}}
+            for p, m in enumerate(mious)]
+
+
+def test_each_method_against_its_base_with_half_width_and_share_of_the_oracles_gain() -> None:
+    methods = ["simclr", "simclr+oracle+eliminate", "simclr+nearest+eliminate", "simclr+dcl", "simclr_false"]
+    data = (rows("simclr", [0.30, 0.32, 0.31]) + rows("simclr+oracle+eliminate", [0.34, 0.36, 0.35])
+            + rows("simclr+nearest+eliminate", [0.31, 0.33, 0.33]) + rows("simclr+dcl", [0.30, 0.31, 0.32])
+            + rows("simclr_false", [0.30, 0.32, 0.31]))
+    _, diffs = summarise(data, methods)
+    by = {d["method"]: d for d in diffs}
+    assert set(by) == set(methods) - {"simclr"} and all(d["base"] == "simclr" for d in diffs)
+    oracle, nearest = by["simclr+oracle+eliminate"], by["simclr+nearest+eliminate"]
+    assert oracle["uses_labels"] and oracle["miou_points"]["mean"] == pytest.approx(4.0)
+    assert oracle["miou_points"]["half_width"] == pytest.approx(0.0, abs=1e-9)  # the same gain on every seed
+    assert nearest["miou_points"]["mean"] == pytest.approx(4 / 3)
+    half = nearest["miou_points"]["half_width"]
+    assert half == pytest.approx((nearest["miou_points"]["high"] - nearest["miou_points"]["low"]) / 2) and half > 0
+    assert nearest["share_of_oracle_gain"] == pytest.approx(1 / 3)
+    assert by["simclr_false"]["verdict"] == "identical" and by["simclr_false"]["share_of_oracle_gain"] == 0
+    assert oracle["share_of_oracle_gain"] is None
+
+
+def test_composed_method_names_are_checked_and_labelled() -> None:
+    assert method_overrides("moco+support+attract") == ["method=moco", "loss.name=false", "loss.detector=support",
+                                                        "loss.treatment=attract"]
+    assert method_overrides("simclr+dcl") == ["method=simclr", "loss.name=dcl"]
+    assert label("simclr+oracle+fncc") == "SimCLR + oracle (uses labels) + fncc"
+    with pytest.raises(ValueError, match="simclr\\+nearest\\+eliminate"):
+        CompareConfig(pretrain_config="x.yaml", eval="probe", probe_config="p.yaml", methods=["simclr+psychic+fncc"])
