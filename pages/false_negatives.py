@@ -1,6 +1,8 @@
-"""False negatives: which pairs FNSD flagged in a pretraining run, how many over training, whether they are right.
+"""False negatives: which pairs a pretraining run's detector flagged (FALSE's FNSD, nearest, support, the oracle),
+how many over training, whether they are right, and two runs' detectors side by side on the same batches.
 
-All counting and scoring is in core.analysis.fn_scoring; this page picks a run, turns widgets into filters and draws.
+All counting and scoring is in core.analysis (fn_scoring, fn_report, fn_compare); this page picks runs, turns widgets
+into filters and draws.
 """
 from __future__ import annotations
 
@@ -15,11 +17,13 @@ import streamlit as st
 from core.analysis import fn_quality as fq
 from core.analysis import fn_report
 from core.analysis import fn_scoring as fn
-from core.config import ConfigError, DataConfig
+from core.config import ConfigError, DataConfig, LossConfig
+from core.config.strategy import strategy_label, uses_labels
 from core.store.runs import Run
 from core.imaging.bands import bands_of
 from workbench.common import (columns_figure, dataset_of, go_to, pick_picture, pick_run, runs_of, show_error,
                               show_treatment, shows_errors)
+from workbench.fn_compare_view import compare_section
 
 PER_PAGE = 12
 PER_ROW = 3
@@ -43,8 +47,8 @@ def precision_figure(report: fn.PrecisionReport) -> go.Figure:
     return fig
 
 
-def filters(pairs: pd.DataFrame, run: Run) -> pd.DataFrame:
-    """Step range, calibrated only, order: the pairs the precision and the gallery below are about."""
+def filters(pairs: pd.DataFrame, run: Run, loss: LossConfig) -> pd.DataFrame:
+    """Step range, calibrated (treated) only, order: the pairs the precision and the gallery below are about."""
     c1, c2, c3 = st.columns([3, 1, 2])
     lo, hi = int(pairs["step"].min()), int(pairs["step"].max())
     steps = (lo, hi)
@@ -52,14 +56,17 @@ def filters(pairs: pd.DataFrame, run: Run) -> pd.DataFrame:
         steps = c1.slider("Steps", lo, hi, (lo, hi), key=f"fn-steps-{run.id}")
     else:
         c1.caption(f"All flags are from step {lo}.")
-    calibrated_only = c2.checkbox("Calibrated only", key="fn-calibrated",
-                                  help="pairs whose anchor's positive passed the FNCC gate (cos_pos ≥ threshold)")
+    fncc = loss.treatment == "fncc"
+    calibrated_only = c2.checkbox(
+        "Calibrated only" if fncc else "Treated only", key="fn-calibrated",
+        help="pairs whose anchor's positive passed the FNCC gate (cos_pos ≥ threshold)" if fncc else
+        f"pairs the treatment ({loss.treatment}) applied to: every flag, it has no gate")
     sort_by = c3.selectbox("Sort by", list(SORT_LABELS), format_func=SORT_LABELS.get, key="fn-sort")
     return fn.filter_pairs(pairs, steps, calibrated_only, sort_by)
 
 
 @shows_errors
-def precision_section(shown: pd.DataFrame, dataset: Any, data: DataConfig) -> np.ndarray | None:
+def precision_section(shown: pd.DataFrame, dataset: Any, data: DataConfig, detector: str) -> np.ndarray | None:
     """Precision against the base rate where the data set has labels; returns the dominant classes."""
     st.subheader("Are the flags real false negatives?")
     dominant = fn.dominant_classes(dataset)
@@ -67,7 +74,8 @@ def precision_section(shown: pd.DataFrame, dataset: Any, data: DataConfig) -> np
     if report is None:
         st.info(f"The data set ({data.name}, no class table) has no labels, so the flags cannot be scored. "
                 "Pretrain on a labeled set (DeepGlobe, Potsdam, Vaihingen, LoveDA, the synthetic set, or a folder "
-                "with a class table) to see how often FNSD picks same-class tiles.")
+                f"with a class table) to see how often {fn_report.flagged_by(detector, markdown=True)} picks "
+                "same-class tiles.")
         return None
     if report.pairs == 0:
         st.info("No flagged pair of two distinct tiles matches the filters.")
@@ -84,20 +92,27 @@ def precision_section(shown: pd.DataFrame, dataset: Any, data: DataConfig) -> np
     return dominant
 
 
-SHORT_LABELS = {"fnsd": "FNSD flags", "random": "Random negative", "colour": "Colour nearest",
-                "encoder": "Encoder nearest", "oracle": "Oracle ceiling"}
-SELECTOR_COLOURS = {"fnsd": "#d62728", "random": "#7f7f7f", "colour": "#ff7f0e", "encoder": "#1f77b4",
+SHORT_LABELS = {"random": "Random negative", "colour": "Colour nearest", "encoder": "Encoder nearest",
+                "oracle": "Oracle ceiling"}
+SELECTOR_COLOURS = {"flags": "#d62728", "random": "#7f7f7f", "colour": "#ff7f0e", "encoder": "#1f77b4",
                     "oracle": "#2ca02c"}
 
 
+def short_label(name: str, report: dict[str, Any]) -> str:
+    """A selector's metric label: the run's own flags by its detector ("FNSD flags", "nearest flags")."""
+    if name == "flags":
+        return fn_report.flags_label(fn_report.report_detector(report)["name"]).replace(" (uses labels)", "")
+    return SHORT_LABELS[name]
+
+
 def selectors_figure(report: dict[str, Any]) -> go.Figure:
-    """Precision of FNSD and of the reference selectors, all pairs and cross-scene pairs, 95 % intervals."""
+    """Precision of the run's flags and of the reference selectors, all pairs and cross-scene pairs, 95 % intervals."""
     fig = go.Figure()
     for group, entries in (("all pairs", report["selectors"]), ("cross-scene pairs", report["cross_scene"])):
         names = [n for n in fq.SELECTORS if n in entries and entries[n]["pairs"]]
         values = [entries[n]["precision"] for n in names]
         fig.add_trace(go.Bar(
-            x=[SHORT_LABELS[n] for n in names], y=values, name=group,
+            x=[short_label(n, report) for n in names], y=values, name=group,
             marker_color=[SELECTOR_COLOURS[n] for n in names], opacity=1.0 if group == "all pairs" else 0.55,
             marker_pattern_shape="" if group == "all pairs" else "/",
             error_y=dict(type="data", symmetric=False, array=[entries[n]["ci"][1] - entries[n]["precision"] for n in names],
@@ -113,10 +128,12 @@ def selectors_figure(report: dict[str, Any]) -> go.Figure:
 
 
 def quality_verdict(report: dict[str, Any]) -> str:
-    """One sentence: where FNSD stands between chance, the trivial colour selector and the ceiling."""
+    """One sentence: where the run's detector stands between chance, the trivial colour selector and the ceiling."""
     sel = report["selectors"]
     p, lo, hi = report["precision"], *report["precision_ci"]
-    parts = [f"FNSD's flags share their class {p:.0%} of the time (95 % interval {lo:.0%}–{hi:.0%})"]
+    det = fn_report.report_detector(report)
+    who = fn_report.flagged_by(det["name"], markdown=True)
+    parts = [f"The pairs {who} flagged share their class {p:.0%} of the time (95 % interval {lo:.0%}–{hi:.0%})"]
     for name, what in (("random", "a random negative"), ("colour", "the nearest tile by colour")):
         other = sel.get(name)
         if other and other["pairs"]:
@@ -125,18 +142,26 @@ def quality_verdict(report: dict[str, Any]) -> str:
             parts.append(f"{rel} {what} ({other['precision']:.0%})")
     text = ", ".join(parts) + "."
     cross = report.get("cross_scene", {})
-    mine, colour = cross.get("fnsd"), cross.get("colour")
+    mine, colour = cross.get("flags"), cross.get("colour")
     if mine and mine["pairs"] and colour and colour["pairs"]:
         rel = "above" if mine["ci"][0] > colour["ci"][1] else "below" if mine["ci"][1] < colour["ci"][0] \
             else "level with"
         text += (f" Across scenes (neighbouring tiles share classes easily), {mine['precision']:.0%} of its flags, "
                  f"{rel} the colour selector picking from other scenes ({colour['precision']:.0%}).")
+    if det["uses_labels"]:
+        text += " These flags read the labels: their precision is 100 % by construction, the ceiling, not a method."
     return text
+
+
+ORACLE_WARNING = ("This run's detector is the oracle: its flags read the labels (same dominant class), so its "
+                  "precision is 100 % by construction whenever every flagged tile has a class. It is the ceiling of "
+                  "a detector, not a method.")
 
 
 @shows_errors
 def quality_section(run: Run) -> None:
-    """FNSD against reference selectors on the same batches (``core.analysis.fn_report``), computed on request and cached."""
+    """The run's flags against reference selectors on the same batches (``core.analysis.fn_report``), computed on
+    request and cached."""
     st.subheader("Better than a trivial selector?")
     st.caption("Precision alone flatters: on aerial imagery the tile with the closest colours, or one from the same "
                "scene, often shares the class too. Here the batches the run trained on are rebuilt and other "
@@ -171,23 +196,25 @@ def quality_section(run: Run) -> None:
         entry = sel.get(name)
         if entry and entry["pairs"]:
             lo, hi = entry["ci"]
-            col.metric(SHORT_LABELS[name], f"{entry['precision']:.3f}",
-                       help=f"{fn_report.SELECTOR_LABELS[name]}: 95 % interval {lo:.3f}–{hi:.3f}, "
+            col.metric(short_label(name, report), f"{entry['precision']:.3f}",
+                       help=f"{fn_report.selector_label(name, report)}: 95 % interval {lo:.3f}–{hi:.3f}, "
                             f"{entry['pairs']} picks")
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Recall", f"{report['recall']:.4f}" if report["recall"] is not None else "n/a",
               help=f"flagged same-class tile pairs over the {report['recall_detail']['pairs']} same-class pairs the "
                    "batches offered")
-    cross = report["cross_scene"].get("fnsd", {})
+    cross = report["cross_scene"].get("flags", {})
     c2.metric("Cross-scene precision", f"{report['cross_scene_precision']:.3f}"
               if report["cross_scene_precision"] is not None else "n/a",
               help=f"flags between tiles of different scenes ({cross.get('pairs', 0)} pairs)")
     same = report["same_scene"]
     c3.metric("Same-scene precision", f"{same['precision']:.3f}" if same["pairs"] else "n/a",
               help=f"flags between tiles of one scene ({same['pairs']} pairs): neighbours share classes easily")
-    cal = report["calibrated"]
-    c4.metric("Calibrated flags", f"{cal['precision']:.3f}" if cal["pairs"] else "n/a",
-              help=f"precision of the {cal['pairs']} pairs FNCC actually reweighted")
+    cal, treatment = report["calibrated"], fn_report.report_detector(report)["treatment"]
+    c4.metric("Calibrated flags" if treatment == "fncc" else "Treated flags",
+              f"{cal['precision']:.3f}" if cal["pairs"] else "n/a",
+              help=f"precision of the {cal['pairs']} pairs FNCC actually reweighted" if treatment == "fncc" else
+              f"precision of the {cal['pairs']} pairs the treatment ({treatment}) applied to: every flag")
     st.plotly_chart(selectors_figure(report), width="stretch", key=f"fn-selectors-{run.id}")
     notes = [*report.get("notes", [])]
     if report["excluded_unlabeled"]:
@@ -198,8 +225,7 @@ def quality_section(run: Run) -> None:
 
 
 @shows_errors
-def gallery(shown: pd.DataFrame, dataset: Any, dominant: np.ndarray | None, run: Run,
-            threshold: float) -> None:
+def gallery(shown: pd.DataFrame, dataset: Any, dominant: np.ndarray | None, run: Run, loss: LossConfig) -> None:
     """Anchor tile | flagged candidate, a page of pairs at a time."""
     st.subheader(f"Flagged pairs ({len(shown)})")
     if shown.empty:
@@ -213,10 +239,8 @@ def gallery(shown: pd.DataFrame, dataset: Any, dominant: np.ndarray | None, run:
     picture = pick_picture(bands_of(dataset), f"fn-picture-{run.id}")
     anchors, candidates = fn.pair_tiles(dataset, rows, picture)
     names = fn.class_names(dataset)
-    st.caption("Each card: the anchor's tile (its positive is another augmented view of the same tile) beside the "
-               "candidate FNSD flagged: the negative whose cosine to the anchor (cos) came closest to the anchor's "
-               f"cosine to its own positive (cos_pos). FNCC treats it as a false negative only when cos_pos ≥ "
-               f"the threshold {threshold:.2f}; below it the flag changed nothing in the loss, whatever its cosine.")
+    st.caption(fn_report.card_explanation(loss))
+    threshold = loss.threshold if loss.treatment == "fncc" else None
     cols = st.columns(PER_ROW)
     for n, (rec, a_img, c_img) in enumerate(zip(rows.itertuples(index=False), anchors, candidates)):
         with cols[n % PER_ROW].container(border=True):
@@ -224,7 +248,7 @@ def gallery(shown: pd.DataFrame, dataset: Any, dominant: np.ndarray | None, run:
             left.image(a_img, caption=f"anchor #{rec.anchor_index}",
                        width="stretch")
             right.image(c_img, caption=f"flagged #{rec.candidate_index}", width="stretch")
-            st.caption(pair_caption(rec, dominant, names, threshold))
+            st.caption(pair_caption(rec, dominant, names, threshold, loss.treatment))
 
 
 def class_name(k: int, names: list[str]) -> str:
@@ -233,14 +257,17 @@ def class_name(k: int, names: list[str]) -> str:
     return names[k] if 0 <= k < len(names) else str(k)
 
 
-def pair_caption(rec: Any, dominant: np.ndarray | None, names: list[str], threshold: float | None = None) -> str:
-    """A card's line: the candidate's cosine and the anchor-positive cosine FNSD matched it to, the distance, and
-    whether the gate let FNCC calibrate it (with the threshold it was held to)."""
+def pair_caption(rec: Any, dominant: np.ndarray | None, names: list[str], threshold: float | None = None,
+                 treatment: str = "fncc") -> str:
+    """A card's line: the candidate's cosine and the anchor-positive cosine (FNSD matched the one to the other), the
+    distance D, and whether the treatment applied (FNCC: whether its gate opened, with the threshold)."""
     pos = f"{rec.cos_pos:.3f}" if rec.cos_pos == rec.cos_pos else "?"  # NaN: a record without it
     gate = "" if threshold is None or pos == "?" else \
         f" (cos_pos ≥ {threshold:.2f})" if rec.calibrated else f" (cos_pos < {threshold:.2f})"
+    done = ("calibrated ✅" if rec.calibrated else "not calibrated") if treatment == "fncc" else \
+        (f"treated ({treatment}) ✅" if rec.calibrated else "not treated")
     text = (f"step {rec.step} · candidate cos {rec.cos:.3f} · anchor-positive cos_pos {pos} · "
-            f"D {rec.distance:.2e} · {'calibrated ✅' if rec.calibrated else 'not calibrated'}{gate}")
+            f"D {rec.distance:.2e} · {done}{gate}")
     if dominant is not None:
         a, c = int(dominant[rec.anchor_index]), int(dominant[rec.candidate_index])
         verdict = "not scored" if fn.NO_CLASS in (a, c) else "same class ✅" if a == c else "different class ❌"
@@ -255,12 +282,15 @@ def treatment(run: Run, pairs: pd.DataFrame) -> None:
     show_treatment(run, per_step, top_cos_pos=top)
 
 
-def overview(run: Run, pairs: pd.DataFrame) -> None:
+def overview(run: Run, pairs: pd.DataFrame, loss: LossConfig) -> None:
     treatment(run, pairs)
     c1, c2, c3, c4 = st.columns(4)
     calibrated = int(pairs["calibrated"].sum())
     c1.metric("Flagged pairs", len(pairs))
-    c2.metric("Calibrated", calibrated, help="flags whose anchor passed the FNCC gate and changed the loss")
+    if loss.treatment == "fncc":
+        c2.metric("Calibrated", calibrated, help="flags whose anchor passed the FNCC gate and changed the loss")
+    else:
+        c2.metric("Treated", calibrated, help=f"flags the treatment ({loss.treatment}) applied to: every flag")
     c3.metric("Steps with a flag", pairs["step"].nunique(), help=f"of {run.status().get('step') or '?'} steps")
     c4.metric("Distinct tiles", len(set(pairs["anchor_index"]) | set(pairs["candidate_index"])))
     counts = fn.flag_counts(pairs, run.status().get("step"))
@@ -268,11 +298,20 @@ def overview(run: Run, pairs: pd.DataFrame) -> None:
                     width="stretch", key="fn-counts-chart")
 
 
+def detector_line(loss: LossConfig) -> None:
+    """The run's detector and treatment in one line; the oracle's plain warning that it reads labels."""
+    label = strategy_label(loss.model_dump(mode="json"))
+    st.caption(f"False-negative handling: **{label}** (detector `{loss.detector}`, treatment `{loss.treatment}`).")
+    if uses_labels(loss.model_dump(mode="json")):
+        st.warning(ORACLE_WARNING, icon="🏷️")
+
+
 def page() -> None:
     st.title("🔍 False negatives")
-    st.caption("The pairs FNSD flagged while pretraining (candidate false negatives: only those FNCC calibrated "
-               "changed the loss), the anchor's tile beside the flagged candidate, and, where the data has labels, "
-               "how often the two share a class.")
+    st.caption("The pairs a run's detector flagged while pretraining (candidate false negatives: FALSE's FNSD, or "
+               "`nearest`, `support`, the `oracle`; only the pairs its treatment applied to changed the loss), the "
+               "anchor's tile beside the flagged candidate, where the data has labels how often the two share a "
+               "class, and two runs' detectors side by side on the same batches.")
     run = pick_run("Pretraining run", runs_of("pretrain"), key="fn-run",
                    prefer=lambda r: (r.path / "fns.jsonl").is_file() and (r.path / "fns.jsonl").stat().st_size > 0,
                    empty="No pretraining runs yet. Start one on the Pretrain page; its flagged pairs show here.")
@@ -292,17 +331,19 @@ def page() -> None:
         if cfg.loss.name == "false":  # a FALSE run that flagged nothing: how long it went without a calibration
             treatment(run, pairs)
         return
-    overview(run, pairs)
-    shown = filters(pairs, run)
+    detector_line(cfg.loss)
+    overview(run, pairs, cfg.loss)
+    shown = filters(pairs, run, cfg.loss)
     try:
         dataset = dataset_of(cfg.data)
     except Exception as err:  # noqa: BLE001 - a missing folder or broken cache is one line, not a traceback
         show_error(err, "data set")
         return
-    dominant = precision_section(shown, dataset, cfg.data)
+    dominant = precision_section(shown, dataset, cfg.data, cfg.loss.detector)
     if dominant is not None:
         quality_section(run)
-    gallery(shown, dataset, dominant, run, cfg.loss.threshold)
+        compare_section(run)
+    gallery(shown, dataset, dominant, run, cfg.loss)
 
 
 page()

@@ -1,5 +1,6 @@
-"""Flag quality: rebuilt batches equal the trainer's, each reference selector on fixtures with known answers,
-the report end to end, and its refusals (no labels, data moved, no class present)."""
+"""Flag quality: rebuilt batches equal the trainer's (FNSD, support and oracle runs), each reference selector on
+fixtures with known answers, the report end to end for every detector (``detector`` key; the oracle's flags read
+labels), two runs compared, and the report's refusals (no labels, data moved, no class present, no detector)."""
 from __future__ import annotations
 
 import json
@@ -9,12 +10,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from PIL import Image
 
 from core.analysis import fn_quality as fq
 from core.ssl import methods as methods_mod
+from core.ssl import pretrain as pretrain_mod
 from core.ssl.batch_order import BatchOrder
-from core.analysis.fn_report import CACHE_NAME, FlagReportError, compute_report, flag_report
+from core.analysis.fn_compare import compare_flags
+from core.analysis.fn_report import CACHE_NAME, FlagReportError, cached_report, compute_report, flag_report, report_lines
 from core.analysis.fn_report import main as report_main
 from core.analysis.fn_scoring import NO_CLASS
 from core.ssl.pretrain import main as pretrain_main
@@ -56,25 +60,44 @@ def test_batch_order_is_the_distributed_sampler_split_over_ranks() -> None:
         BatchOrder(n_tiles=3, batch_size=8, seed=0).batch(0)
 
 
-@pytest.mark.parametrize("method, extra", [("simclr", ["loss.selection=per_anchor"]),
-                                           ("moco", ["model.queue_size=12", "loss.selection=per_anchor"])])
+@pytest.mark.parametrize("method, extra", [
+    ("simclr", ["loss.selection=per_anchor"]),
+    ("moco", ["model.queue_size=12", "loss.selection=per_anchor"]),
+    ("simclr", ["loss.detector=support", "loss.treatment=eliminate"]),
+    ("simclr", ["loss.detector=oracle", "loss.treatment=attract"]),
+], ids=["simclr-fnsd", "moco-fnsd", "simclr-support", "simclr-oracle"])
 def test_rebuilt_batches_equal_the_trainers(roots: Path, monkeypatch: pytest.MonkeyPatch, method: str,
                                             extra: list[str]) -> None:
     seen: list[tuple[list[int], list[int] | None]] = []
+    views: list[list] = [[]]  # the training views of every step, per run (a support run draws more from its own)
     real_simclr, real_moco = methods_mod.contrastive_loss, methods_mod.moco_loss
+    real_views = pretrain_mod.Trainer.views
 
-    def simclr_spy(cfg, z, ids, distributed):
+    def simclr_spy(cfg, z, ids, distributed, hints=None):
         seen.append((ids.tolist(), None))
-        return real_simclr(cfg, z, ids, distributed)
+        return real_simclr(cfg, z, ids, distributed, hints)
 
-    def moco_spy(cfg, moco, q, k, ids, distributed):
+    def moco_spy(cfg, moco, q, k, ids, distributed, hints=None):
         seen.append((ids.tolist(), moco.queue_ids.tolist()))
-        return real_moco(cfg, moco, q, k, ids, distributed)
+        return real_moco(cfg, moco, q, k, ids, distributed, hints)
+
+    def views_spy(self, step):
+        out = real_views(self, step)
+        views[-1].append(out[0].clone())
+        return out
 
     monkeypatch.setattr(methods_mod, "contrastive_loss", simclr_spy)
     monkeypatch.setattr(methods_mod, "moco_loss", moco_spy)
+    monkeypatch.setattr(pretrain_mod.Trainer, "views", views_spy)
     assert pretrain_main([*TINY, f"method={method}", "loss.name=false", *extra]) == 0
     run = list_runs(roots)[0]
+    detector = run.config()["loss"].get("detector", "fnsd")
+    if detector == "support":  # the support views come from a generator of their own: the training views of every
+        views.append([])       # step are those of an FNSD run with the seed
+        assert pretrain_main([*TINY, f"method={method}", "loss.name=false", "name=plain", "train.max_steps=3"]) == 0
+        assert len(views[0]) == 7 and len(views[1]) == 3  # views depend on (seed, step) only: 3 steps say it
+        assert all(torch.equal(a, b) for a, b in zip(*views))
+        seen = seen[:7]
     n_tiles = json.loads((run.path / "data.json").read_text())["tiles"]
     assert n_tiles == 24  # 30 synthetic tiles minus 3 validation and 3 test tiles
     order = BatchOrder(n_tiles, 8, seed=4)
@@ -87,11 +110,17 @@ def test_rebuilt_batches_equal_the_trainers(roots: Path, monkeypatch: pytest.Mon
         else:
             assert ids == sc.anchors.tolist() * 2  # two views of every tile, in the batch's order
     report = flag_report(run)
-    for key in ("precision", "precision_ci", "base_rate", "selectors", "recall", "cross_scene_precision", "pairs"):
+    for key in ("precision", "precision_ci", "base_rate", "selectors", "recall", "cross_scene_precision", "pairs",
+                "detector"):
         assert key in report, key
-    assert report["steps_rebuilt"] == 7 and set(report["selectors"]) == {"fnsd", "random", "colour", "encoder",
+    assert report["steps_rebuilt"] == 7 and set(report["selectors"]) == {"flags", "random", "colour", "encoder",
                                                                          "oracle"}
     assert report["pairs"] == sum(not r["mirrored"] for r in run.flagged_pairs())
+    assert report["detector"]["name"] == detector and report["detector"]["uses_labels"] == (detector == "oracle")
+    assert report["selection"] == ("per_anchor" if detector != "fnsd" else run.config()["loss"]["selection"])
+    if detector == "oracle":  # same dominant class by construction: the ceiling, and the report says so
+        assert report["precision"] == 1.0 and report["recall"] == 1.0
+        assert any("reads the labels" in n for n in report["notes"])
     assert (run.path / CACHE_NAME).is_file() and flag_report(run) == report  # cached
 
 
@@ -114,13 +143,13 @@ def score(pairs: pd.DataFrame, selection: str = "per_anchor", steps: list | None
 def test_per_anchor_selectors_pick_for_the_same_anchor() -> None:
     q = score(frame(pair(1, 0, 3)))  # FNSD flagged tile 3 for anchor 0: another class
     s = q.selectors
-    assert (s["fnsd"].hits, s["fnsd"].total) == (0, 1)
+    assert (s["flags"].hits, s["flags"].total) == (0, 1)
     assert (s["colour"].hits, s["colour"].total) == (0, 1)  # colour picks tile 2: class 1, wrong
     assert (s["encoder"].hits, s["encoder"].total) == (1, 1)  # the encoder picks tile 1: class 0, right
     assert s["random"].hits == pytest.approx(0.25) and s["random"].total == 1  # 1 of tiles 1-4 (5 has no class)
     assert (s["oracle"].hits, s["oracle"].total) == (1, 1)  # tile 1 was there to be found
     x = q.cross_scene  # picks among the other scenes' negatives: tiles 1, 3, 4 and 5 (no class)
-    assert (x["fnsd"].hits, x["fnsd"].total) == (0, 1)  # scenes 0 and 1
+    assert (x["flags"].hits, x["flags"].total) == (0, 1)  # scenes 0 and 1
     assert x["colour"].total == 0  # restricted to other scenes, colour picks tile 5: no class, not scored
     assert (x["encoder"].hits, x["encoder"].total) == (1, 1)
     assert x["random"].hits == pytest.approx(1 / 3) and x["random"].total == 1  # tile 1 of tiles 1, 3, 4
@@ -142,7 +171,7 @@ def test_recall_calibrated_same_scene_and_unlabeled_pairs() -> None:
 def test_global_selection_picks_the_closest_pairs_of_the_batch() -> None:
     q = score(frame(pair(1, 4, 3)), selection="global")  # FNSD: one pair, different classes
     s = q.selectors
-    assert (s["fnsd"].hits, s["fnsd"].total) == (0, 1)
+    assert (s["flags"].hits, s["flags"].total) == (0, 1)
     assert (s["colour"].hits, s["colour"].total) == (0, 1)  # closest colour pair (0, 2): classes 0 and 1
     assert (s["encoder"].hits, s["encoder"].total) == (1, 1)  # closest encoder pair (0, 1): both class 0
     assert s["random"].hits == pytest.approx(2 / 10)  # 2 same-class of the 10 pairs of labeled tiles
@@ -219,11 +248,90 @@ def test_report_refuses_unlabeled_data_moved_data_and_absent_classes(roots: Path
     assert "error:" in capsys.readouterr().err
 
 
-def test_report_of_an_infonce_run_says_false_was_off(roots: Path, capsys) -> None:
-    assert pretrain_main([*TINY, "loss.name=info_nce", "train.max_steps=1"]) == 0
+@pytest.mark.parametrize("loss, says", [("info_nce", "FALSE was off"), ("dcl", "DCL, which detects no false negatives")])
+def test_report_of_a_run_without_a_detector_says_so(roots: Path, capsys, loss: str, says: str) -> None:
+    assert pretrain_main([*TINY, f"loss.name={loss}", "train.max_steps=1"]) == 0
     capsys.readouterr()
     assert report_main([str(list_runs(roots)[0].path), "--json"]) == 2
-    assert "FALSE was off" in capsys.readouterr().err
+    assert says in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------ every detector
+def test_every_detector_is_scored_from_the_shell_and_two_runs_compare_on_shared_batches(roots: Path, capsys) -> None:
+    """A nearest and an oracle run of the same data and seed: ``--json`` gives every key and ``detector``; the text
+    names the detector (never FNSD) and says the oracle reads labels; side by side they share their batches and are
+    scored on the steps both trained."""
+    assert pretrain_main([*TINY, "loss.name=false", "loss.detector=nearest", "loss.treatment=eliminate",
+                          "train.max_steps=3", "name=near"]) == 0
+    assert pretrain_main([*TINY, "loss.name=false", "loss.detector=oracle", "loss.treatment=fncc",
+                          "train.max_steps=2", "name=oracle", "data.image_size=48"]) == 0  # other views, same tiles
+    near, oracle = (next(r for r in list_runs(roots) if r.id.endswith(n)) for n in ("near", "oracle"))
+    capsys.readouterr()
+    reports = {}
+    for run, detector in ((near, "nearest"), (oracle, "oracle")):
+        assert report_main([str(run.path), "--json"]) == 0
+        report = reports[detector] = json.loads(capsys.readouterr().out)
+        for key in ("precision", "selectors", "recall", "cross_scene_precision", "detector", "base_rate", "pairs"):
+            assert key in report, key
+        assert report["detector"]["name"] == detector and report["detector"]["uses_labels"] == (detector == "oracle")
+        assert set(report["selectors"]) == {"flags", "random", "colour", "encoder", "oracle"}
+        assert report["selection"] == "per_anchor"  # nearest and the oracle pick per anchor, whatever loss.selection
+        assert report_main([str(run.path)]) == 0
+        text = capsys.readouterr().out
+        assert f"{detector} flags" in text and "FNSD" not in text
+    assert reports["nearest"]["detector"]["label"] == "nearest + eliminate"
+    assert reports["oracle"]["detector"]["label"] == "oracle (uses labels) + fncc"
+    assert reports["oracle"]["precision"] == 1.0 and "reads the labels" in " ".join(reports["oracle"]["notes"])
+    assert "NOTE: the oracle detector reads the labels" in report_lines(reports["oracle"])[1]
+
+    side = compare_flags(near, oracle)
+    assert side.same_batches and side.differences == [] and side.shared_steps == 2 and side.up_to == (2, None)
+    assert side.reports[0] is None and side.reports[1] == reports["oracle"]  # nearest's first 2 steps: not yet
+    side = compare_flags(near, oracle, compute=True)
+    assert side.complete and side.reports[0]["steps_rebuilt"] == 2 and side.reports[0]["up_to_step"] == 2
+    assert cached_report(near) == reports["nearest"]  # the whole run's report is kept beside the partial one
+    table = side.table()
+    assert list(table.columns) == ["A: nearest + eliminate", "B: oracle (uses labels) + fncc"]
+    assert {"recall (same-class pairs offered)", "encoder nearest (for its anchors)", "oracle ceiling (for its anchors)",
+            "cross-scene precision of the flags"} <= set(table.index)
+    assert table.loc["steps scored"].tolist() == ["2", "2"]
+    words = side.summary()
+    assert "On the same batches (steps 1–2)" in words and "`nearest` flagged" in words and "B's detector is the oracle" \
+        in words
+    assert set(side.bars()["run"]) == set(side.names())
+
+
+def _report(precision: float, random: float, colour: float) -> dict:
+    def entry(p: float) -> dict:
+        return {"precision": p, "ci": [p - 0.05, p + 0.05], "pairs": 40, "hits": p * 40}
+
+    return {"selectors": {"flags": entry(precision), "random": entry(random), "colour": entry(colour)},
+            "cross_scene": {}, "recall": 0.01, "recall_detail": {"hits": 4, "pairs": 400}, "calibrated": entry(0.5),
+            "base_rate": 0.3, "steps_rebuilt": 10, "detector": {"name": "fnsd", "treatment": "fncc", "label": "FALSE",
+                                                                "uses_labels": False, "flags": "FNSD flags"}}
+
+
+def test_runs_on_other_batches_are_compared_only_against_their_own_selectors() -> None:
+    from core.analysis.fn_compare import FlagComparison, batch_differences
+
+    base = {"data": {"name": "synthetic", "num_tiles": 48}, "tiles": 38, "seed": 0, "batch size": 16, "ranks": 1,
+            "method": "simclr", "queue": None}
+    assert batch_differences(base, dict(base)) == []
+    other = dict(base, seed=1, data={"name": "synthetic", "num_tiles": 30})
+    assert batch_differences(base, other) == ["data.num_tiles 48 vs 30", "seed 0 vs 1"]
+    side = FlagComparison(runs=("a", "b"), labels=("FALSE", "FALSE"), same_batches=False,
+                          differences=batch_differences(base, other), last_steps=(10, 10), up_to=(None, None),
+                          reports=(_report(0.6, 0.3, 0.5), _report(0.7, 0.5, 0.8)), recall_comparable=True)
+    table = side.table()
+    assert table.loc["margin over its random", "A: FALSE"] == "+30.0 points"
+    assert table.loc["margin over its colour nearest", "B: FALSE"] == "-10.0 points"
+    assert "encoder nearest (for its anchors)" not in table.index  # only each run against its own selectors
+    assert "cross-scene precision of the flags" not in table.index
+    words = side.summary()
+    assert "did not train on the same batches (data.num_tiles 48 vs 30; seed 0 vs 1)" in words
+    assert "A 60%, +30 points over its random negatives and +10 over its colour-nearest picks" in words
+    side.recall_comparable = False  # e.g. other batch sizes: recall is a share of other numbers of pairs
+    assert "recall (same-class pairs offered)" not in side.table().index
 
 
 def test_tile_without_labeled_pixels_has_no_class() -> None:

@@ -1,4 +1,5 @@
-"""The False negatives page: empty store, a FALSE run (counts, precision vs base rate, gallery), other runs."""
+"""The False negatives page: empty store, a FALSE run (counts, precision vs base rate, gallery), other runs, and two
+runs' detectors side by side (same batches: one table and chart; other batches: said, each against its own)."""
 from __future__ import annotations
 
 import json
@@ -10,7 +11,7 @@ from core.analysis import fn_scoring as fn
 from core.data import build_dataset
 from core.store.runs import list_runs
 from tests.pages import errors, open_page, texts
-from tests.store import copy_store
+from tests.store import TINY_PRE, copy_store
 
 
 def run_named(runs_root: Path, suffix: str) -> str:
@@ -111,7 +112,7 @@ def test_flags_are_scored_against_reference_selectors(store_base: Path, tmp_path
     stored = json.loads((runs / run_id / "flag_quality.json").read_text())["report"]
     assert shown["FNSD flags"] == f"{stored['precision']:.3f}"
     assert shown["Colour nearest"] == f"{stored['selectors']['colour']['precision']:.3f}"
-    assert "FNSD's flags share their class" in texts(at)
+    assert "The pairs FNSD flagged share their class" in texts(at)
     assert len(at.get("plotly_chart")) == 3  # counts, precision per bin, selectors
     again = open_page("false_negatives")  # a new session: the stored report is shown at once
     again.selectbox(key="fn-run").set_value(run_id).run()
@@ -174,3 +175,53 @@ def test_a_run_calibrated_once_in_40_steps_says_it_is_in_effect_simclr(store_bas
     at = open_page("false_negatives")
     at.selectbox(key="fn-run").set_value(run.id).run()
     assert not at.warning and "FNCC's treatment: calibration fired in 40 of 40 steps" in texts(at)
+
+
+def test_two_runs_detectors_side_by_side(store_base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """tiny-false (FNSD, 16 steps) beside a nearest run of the same data and seed (4 steps): the same batches, both
+    scored on steps 1-4 in one table and chart; beside an oracle run of another seed: the batches differ, it is
+    said, and only each run against its own selectors is shown; the oracle's page says it reads labels."""
+    from core.ssl.pretrain import main as pretrain_main
+
+    runs = copy_store(store_base, tmp_path)
+    monkeypatch.setenv("FALSE_WB_RUNS", str(runs))
+    monkeypatch.setenv("FALSE_WB_DATA", str(store_base / "data"))
+    assert pretrain_main([*TINY_PRE, "name=tiny-nearest", "loss.name=false", "loss.detector=nearest",
+                          "loss.treatment=eliminate", "train.max_steps=4", "train.knn_every=0"]) == 0
+    assert pretrain_main([*TINY_PRE, "name=tiny-oracle", "loss.name=false", "loss.detector=oracle", "seed=5",
+                          "train.max_steps=2", "train.knn_every=0"]) == 0
+    first, nearest, oracle = (run_named(runs, n) for n in ("tiny-false", "tiny-nearest", "tiny-oracle"))
+    at = open_page("false_negatives")
+    at.selectbox(key="fn-run").set_value(first).run()
+    picker = at.selectbox(key=f"fn-compare-{first}")
+    assert picker.value == "—" and set(picker.options) >= {nearest, oracle}
+    picker.set_value(nearest).run()
+    assert not at.exception and not errors(at), errors(at)
+    assert "Same batches" in texts(at) and not at.dataframe
+    at.button(key=f"fn-compare-go-{first}").click().run()
+    assert not at.exception and not errors(at), errors(at)
+    (table,) = at.dataframe
+    frame = table.value
+    assert list(frame.columns) == ["A: FALSE", "B: nearest + eliminate"]
+    assert frame.loc["steps scored"].tolist() == ["4", "4"]  # tiny-false scored on the 4 steps both trained
+    assert {"recall (same-class pairs offered)", "colour nearest (for its anchors)",
+            "encoder nearest (for its anchors)", "oracle ceiling (for its anchors)"} <= set(frame.index)
+    said = texts(at)
+    assert "On the same batches (steps 1–4)" in said and "the pairs `nearest` flagged in B" in said
+    assert len(at.get("plotly_chart")) == 3  # counts, precision per bin, the two runs side by side
+
+    at.selectbox(key=f"fn-compare-{first}").set_value(oracle).run()
+    assert not at.exception and not errors(at), errors(at)
+    assert any("Not the same batches (seed 0 vs 5)" in w.value for w in at.warning)
+    at.button(key=f"fn-compare-go-{first}").click().run()
+    assert not at.exception and not errors(at), errors(at)
+    frame = at.dataframe[0].value
+    assert "margin over its random" in frame.index and "encoder nearest (for its anchors)" not in frame.index
+    said = texts(at)
+    assert "did not train on the same batches" in said and "B's detector is the oracle: it reads the labels" in said
+
+    at = open_page("false_negatives")
+    at.selectbox(key="fn-run").set_value(oracle).run()
+    assert not at.exception and not errors(at), errors(at)
+    assert any("its flags read the labels" in w.value for w in at.warning)
+    assert "oracle (uses labels) + fncc" in texts(at) and "a candidate the oracle flagged" in texts(at)

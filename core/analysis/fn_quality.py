@@ -1,20 +1,22 @@
-"""Are FNSD's flags real false negatives? Their precision beside reference selectors on the very same batches.
+"""Are a run's false-negative flags real? Their precision beside reference selectors on the very same batches.
 
 Why: precision against the base rate of a random pair flatters. On aerial imagery a trivial selector (the tile
 whose colour statistics are closest) already finds same-class tiles far more often than chance, and adjacent
 tiles of one scene share their class almost always. So every figure here is measured on the batches the run
 actually trained on (rebuilt by :class:`~core.ssl.batch_order.BatchOrder`), for the same anchors and the same number
-of picks as FNSD made, and split into same-scene and cross-scene pairs:
+of picks as the run's detector made (FALSE's FNSD, ``nearest``, ``support`` or the ``oracle``: every detector writes
+its flags to ``fns.jsonl`` alike), and split into same-scene and cross-scene pairs:
 
-- ``fnsd``: the flagged pairs themselves (mirrored duplicates of a symmetric run are left out: same tile pair).
+- ``flags``: the flagged pairs themselves (mirrored duplicates of a symmetric run are left out: same tile pair).
 - ``random``: a uniformly random negative of the same anchor (global mode: a random pair of the batch); its
   expected precision, computed exactly, not sampled.
 - ``colour``: the nearest negative by per-channel colour mean and standard deviation of the whole tile.
 - ``encoder``: the nearest negative by cosine of the run's final encoder features (pooled, unaugmented tile).
 - ``oracle``: a selector that knows the labels: the share of picks that could have been same-class at all
-  (per anchor: whether any same-class negative was in the batch). The ceiling of any selector.
+  (per anchor: whether any same-class negative was in the batch). The ceiling of any selector. (The ``oracle``
+  *detector* trains with these labels: its own flags are same-class by construction.)
 
-Cross-scene figures: for FNSD, its flags between tiles of different scenes; for every reference selector, the
+Cross-scene figures: for the flags, those between tiles of different scenes; for every reference selector, the
 same picks made among the negatives of other scenes only (neighbouring and overlapping edge tiles of one scene
 share their class almost always, so a selector unrestricted would mostly pick those).
 
@@ -33,7 +35,7 @@ import pandas as pd
 
 from .fn_scoring import NO_CLASS, wilson_interval
 
-SELECTORS = ("fnsd", "random", "colour", "encoder", "oracle")
+SELECTORS = ("flags", "random", "colour", "encoder", "oracle")  # "flags": the run's own detector's
 
 
 # ------------------------------------------------------------------------------------------------ proportions
@@ -154,7 +156,7 @@ class FlagQuality:
 
     @property
     def precision(self) -> Proportion:
-        return self.selectors["fnsd"]
+        return self.selectors["flags"]
 
     def to_json(self) -> dict[str, Any]:
         p = self.precision
@@ -163,7 +165,7 @@ class FlagQuality:
             "base_rate": _num(self.base_rate),
             "selectors": {k: v.to_json() for k, v in self.selectors.items()},
             "recall": _num(self.recall.value), "recall_detail": self.recall.to_json(),
-            "cross_scene_precision": _num(self.cross_scene["fnsd"].value),
+            "cross_scene_precision": _num(self.cross_scene["flags"].value),
             "cross_scene": {k: v.to_json() for k, v in self.cross_scene.items()},
             "same_scene": self.same_scene.to_json(), "calibrated": self.calibrated.to_json(),
             "selection": self.selection, "pairs_flagged": self.pairs_flagged, "pairs_scored": self.pairs_scored,
@@ -213,7 +215,7 @@ class _Scorer:
         return self.classes[a] != NO_CLASS and self.classes[c] != NO_CLASS
 
     def add_pairs(self, tally: _Tally, pairs: Iterable[tuple[int, int]], part: str = "both") -> None:
-        """Score picks: ``both`` counts every pair overall and its cross-scene ones apart (FNSD's own flags);
+        """Score picks: ``both`` counts every pair overall and its cross-scene ones apart (the run's own flags);
         ``overall`` or ``cross`` count them in one tally only (a selector's unrestricted and cross-scene picks)."""
         for a, c in pairs:
             if a == c or not self.labeled(a, c):  # a tile is not its own negative
@@ -243,14 +245,17 @@ class _Scorer:
 
 
 def score_flags(pairs: pd.DataFrame, steps: Iterable[StepCandidates], classes: np.ndarray, scenes: np.ndarray,
-                features: dict[str, tuple[np.ndarray, str]], selection: str, base_rate: float) -> FlagQuality:
+                features: dict[str, tuple[np.ndarray, str]], selection: str, base_rate: float,
+                flagged_by: str = "FNSD") -> FlagQuality:
     """Precision of the flags and of the reference selectors on the same batches; recall over every step.
 
     Args:
         pairs: flagged pairs (``core.analysis.fn_scoring.load_pairs``); steps: every step's candidates, in order;
         classes: dominant class per tile (``NO_CLASS`` for none); scenes: scene id per tile;
         features: selector name -> (per-tile features, "cosine" or "euclidean"), e.g. ``colour`` and ``encoder``;
-        selection: the run's ``loss.selection`` (global picks pairs per batch, per_anchor per anchor).
+        selection: how the detector picked: ``global`` (FNSD's default: pairs per batch) or ``per_anchor`` (FNSD's
+        per-anchor top-k, and every other detector: its own picks per anchor);
+        flagged_by: the detector's name in the notes ("FNSD", "nearest").
 
     Raises ValueError when a flagged tile is not in its step's rebuilt batch: the data set or the batch rule
     is not the run's, and no figure would mean anything.
@@ -261,7 +266,7 @@ def score_flags(pairs: pd.DataFrame, steps: Iterable[StepCandidates], classes: n
     mirrored = pairs["mirrored"].to_numpy(bool) if len(pairs) else np.zeros(0, bool)
     own = pairs[~mirrored]
     by_step = {int(s): g for s, g in own.groupby("step")} if len(own) else {}
-    tallies = {name: _Tally() for name in ["fnsd", "random", *features, "oracle"]}
+    tallies = {name: _Tally() for name in ["flags", "random", *features, "oracle"]}
     calibrated, same_scene = _Tally(), _Tally()
     available = flagged_same = 0
     n_rebuilt = 0
@@ -277,7 +282,7 @@ def score_flags(pairs: pd.DataFrame, steps: Iterable[StepCandidates], classes: n
         _check_in_batch(sc, anchors_t, cands_t)
         flagged = list(zip(anchors_t.tolist(), cands_t.tolist()))
         unlabeled += sum(not scorer.labeled(a, c) for a, c in flagged)
-        scorer.add_pairs(tallies["fnsd"], flagged)
+        scorer.add_pairs(tallies["flags"], flagged)
         scorer.add_pairs(calibrated, [p for p, cal in zip(flagged, group["calibrated"].to_numpy(bool)) if cal])
         for a, c in flagged:
             if scorer.labeled(a, c) and scenes[a] == scenes[c]:
@@ -295,14 +300,15 @@ def score_flags(pairs: pd.DataFrame, steps: Iterable[StepCandidates], classes: n
     cross = {k: t.cross() for k, t in tallies.items()}
     notes = []
     if selection == "global":
-        notes.append("global selection: each reference selector picks, per step, as many pairs of the batch as FNSD "
-                     "flagged (the closest ones); random is a random pair of the batch")
+        notes.append(f"global selection: each reference selector picks, per step, as many pairs of the batch as "
+                     f"{flagged_by} flagged (the closest ones); random is a random pair of the batch")
     else:
-        notes.append("per-anchor selection: each reference selector picks as many negatives per anchor as FNSD did")
+        notes.append(f"per-anchor selection: each reference selector picks as many negatives per anchor as "
+                     f"{flagged_by} did")
     return FlagQuality(
         selection=selection, selectors=selectors, cross_scene=cross, calibrated=calibrated.overall(),
         same_scene=same_scene.overall(), recall=recall, base_rate=base_rate, pairs_flagged=len(pairs),
-        pairs_scored=selectors["fnsd"].total, excluded_unlabeled=int(unlabeled), excluded_mirrored=int(mirrored.sum()),
+        pairs_scored=selectors["flags"].total, excluded_unlabeled=int(unlabeled), excluded_mirrored=int(mirrored.sum()),
         steps_with_flags=len(by_step), steps_rebuilt=n_rebuilt, tiles=len(classes),
         tiles_without_class=int((classes == NO_CLASS).sum()), notes=notes)
 

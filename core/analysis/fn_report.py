@@ -2,12 +2,15 @@
 
     python -m core.fn_report RUN [--json] [--no-encoder] [--refresh]
 
-Rebuilds the batches the run trained on (from its seed, batch size and data set), scores FNSD's flags and the
-reference selectors on them (:mod:`core.analysis.fn_quality` says what each one is), and prints the figures, or the JSON
-report with ``--json`` (keys: ``precision``, ``precision_ci``, ``base_rate``, ``selectors``, ``recall``,
-``cross_scene_precision``, ``pairs`` and more). The report is cached in the run folder as ``flag_quality.json``
-and recomputed when the run's flags, encoder or data change. A problem (no labels, data set moved, FALSE off) is
-one line on stderr and exit code 2.
+Rebuilds the batches the run trained on (from its seed, batch size and data set), scores the flags of the run's
+detector (``loss.detector``: FALSE's FNSD, ``nearest``, ``support`` or the ``oracle``) and the reference selectors
+on them (:mod:`core.analysis.fn_quality` says what each one is), and prints the figures, or the JSON report with
+``--json`` (keys: ``precision``, ``precision_ci``, ``base_rate``, ``selectors`` (the run's own flags under
+``flags``), ``recall``, ``cross_scene_precision``, ``pairs``, ``detector`` (its name, treatment, label and whether
+it reads labels) and more). An oracle run's flags read the labels: its precision is 100 % by construction, the
+ceiling, not a method; the report says so. The report is cached in the run folder as ``flag_quality.json`` and
+recomputed when the run's flags, encoder or data change. A problem (no labels, data set moved, no detector) is one
+line on stderr and exit code 2.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ import numpy as np
 
 from ..ssl.batch_order import BatchOrder
 from ..config import ConfigError, PretrainConfig
+from ..config.strategy import strategy_label, uses_labels
 from ..data import DataError, build_dataset
 from ..imaging.bands import bands_of, preview_chw
 from .fn_quality import colour_features, moco_candidates, score_flags, simclr_candidates
@@ -29,7 +33,8 @@ from .fn_scoring import NO_CLASS, base_rate, dominant_classes, load_pairs, run_c
 from ..store.runs import NotARunError, Run, atomic_write_json, open_run, read_json_file
 
 CACHE_NAME = "flag_quality.json"
-REPORT_VERSION = 2  # 2: selectors' cross-scene picks are made among other scenes only
+REPORT_VERSION = 3  # 2: selectors' cross-scene picks among other scenes only; 3: any detector, its flags as "flags"
+PARTIAL = "partial"  # the cache's slot for a report over the first steps only (a comparison's shared steps)
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
@@ -45,11 +50,16 @@ def _stat(path: Path) -> list[int] | None:
         return None
 
 
-def cache_key(run: Run, cfg: PretrainConfig, use_encoder: bool) -> dict[str, Any]:
-    """What the report depends on: the flags, the encoder, the data settings and this code's version."""
-    return {"version": REPORT_VERSION, "fns": _stat(run.path / "fns.jsonl"), "use_encoder": use_encoder,
-            "encoder": _stat(run.checkpoint_dir / "encoder.safetensors") if use_encoder else None,
-            "data": data_dump(cfg.data), "seed": cfg.seed, "batch": cfg.train.batch_size}
+def cache_key(run: Run, cfg: PretrainConfig, use_encoder: bool, up_to: int | None = None) -> dict[str, Any]:
+    """What the report depends on: the flags, the encoder, the data settings, the detector, this code's version
+    and, for a report of the first steps only, their number."""
+    key = {"version": REPORT_VERSION, "fns": _stat(run.path / "fns.jsonl"), "use_encoder": use_encoder,
+           "encoder": _stat(run.checkpoint_dir / "encoder.safetensors") if use_encoder else None,
+           "data": data_dump(cfg.data), "seed": cfg.seed, "batch": cfg.train.batch_size,
+           "loss": cfg.loss.model_dump(mode="json")}
+    if up_to is not None:
+        key["up_to"] = int(up_to)
+    return key
 
 
 def data_dump(data: Any) -> dict[str, Any]:
@@ -60,16 +70,35 @@ def data_dump(data: Any) -> dict[str, Any]:
     return raw
 
 
-def cached_report(run: Run, use_encoder: bool = True) -> dict[str, Any] | None:
-    """The stored report if it is still the run's (same flags, encoder and data), else None. Never raises."""
+def cached_report(run: Run, use_encoder: bool = True, up_to: int | None = None) -> dict[str, Any] | None:
+    """The stored report if it is still the run's (same flags, encoder and data), else None. Never raises.
+    ``up_to``: the report of steps 1..up_to only (kept beside the whole run's)."""
     try:
         cfg = run_config(run)
     except (ConfigError, ValueError):
         return None
-    stored = read_json_file(run.path / CACHE_NAME)
-    if stored and stored.get("key") == cache_key(run, cfg, use_encoder):
-        return stored.get("report")
+    stored = read_json_file(run.path / CACHE_NAME) or {}
+    entry = stored.get(PARTIAL) if up_to is not None else stored
+    if isinstance(entry, dict) and entry.get("key") == cache_key(run, cfg, use_encoder, up_to):
+        return entry.get("report")
     return None
+
+
+def _store(run: Run, key: dict[str, Any], report: dict[str, Any], partial: bool) -> None:
+    """Write the report into its slot of ``flag_quality.json``, keeping the other slot when it is current."""
+    stored = read_json_file(run.path / CACHE_NAME) or {}
+    kept: dict[str, Any] = {}
+    if isinstance(stored.get("key"), dict) and stored["key"].get("version") == REPORT_VERSION:
+        kept.update(key=stored["key"], report=stored.get("report"))
+    other = stored.get(PARTIAL)
+    if isinstance(other, dict) and isinstance(other.get("key"), dict) and \
+            other["key"].get("version") == REPORT_VERSION:
+        kept[PARTIAL] = other
+    if partial:
+        kept[PARTIAL] = {"key": key, "report": report}
+    else:
+        kept.update(key=key, report=report)
+    atomic_write_json(run.path / CACHE_NAME, kept)
 
 
 def _dataset(cfg: PretrainConfig) -> Any:
@@ -123,24 +152,64 @@ def _encoder(run: Run, cfg: PretrainConfig, dataset: Any, progress: Progress | N
     return feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
 
 
-def compute_report(run: Run, use_encoder: bool = True, progress: Progress | None = None) -> dict[str, Any]:
-    """Score the run's flags and the reference selectors now; store and return the JSON report."""
+def detector_of(cfg: PretrainConfig) -> dict[str, Any]:
+    """The report's ``detector``: the run's detector and treatment, its label (as the Runs table prints it) and
+    whether it reads labels (the oracle: the ceiling, not a method)."""
+    loss = cfg.loss.model_dump(mode="json")
+    name = str(cfg.loss.detector)
+    return {"name": name, "treatment": str(cfg.loss.treatment), "label": strategy_label(loss),
+            "uses_labels": uses_labels(loss), "flags": flags_label(name)}
+
+
+def selection_of(cfg: PretrainConfig) -> str:
+    """How the detector picked its flags: FNSD by ``loss.selection``; nearest, support and the oracle per anchor."""
+    return str(cfg.loss.selection) if cfg.loss.detector == "fnsd" else "per_anchor"
+
+
+def no_detector_reason(run: Run, cfg: PretrainConfig) -> str | None:
+    """Why a run has no flags to score by construction (InfoNCE, DCL), else None."""
+    if cfg.loss.name == "dcl":
+        return (f"run {run.id} trained with DCL, which detects no false negatives (it debiases the sum of all "
+                "negatives): no flags to score")
+    if cfg.loss.name != "false":
+        return f"FALSE was off in run {run.id} (loss: {cfg.loss.name}): no detector ran, no flags to score"
+    return None
+
+
+def last_step_of(run: Run, pairs: Any | None = None) -> int:
+    """The last step the run trained (its status) or flagged at, whichever is later."""
+    pairs = load_pairs(run) if pairs is None else pairs
+    flagged = int(pairs["step"].max()) if len(pairs) else 0
+    return int(max(int(run.status().get("step") or 0), flagged))
+
+
+def compute_report(run: Run, use_encoder: bool = True, progress: Progress | None = None,
+                   up_to: int | None = None) -> dict[str, Any]:
+    """Score the run's flags and the reference selectors now; store and return the JSON report. ``up_to``: score
+    steps 1..up_to only (two runs compared on the batches they share), kept beside the whole run's report."""
     try:
         cfg = run_config(run)
     except ConfigError as err:
         raise FlagReportError(str(err)) from None
-    if cfg.loss.name != "false":
-        raise FlagReportError(f"FALSE was off in run {run.id} (loss: {cfg.loss.name}): no flags to score")
-    key = cache_key(run, cfg, use_encoder)
+    reason = no_detector_reason(run, cfg)
+    if reason:
+        raise FlagReportError(reason)
     pairs = load_pairs(run)
     if pairs.empty:
         raise FlagReportError(f"run {run.id} has no flagged pairs (yet)")
+    last_step = last_step_of(run, pairs)
+    if up_to is not None and up_to >= last_step:
+        up_to = None
+    if up_to is not None:
+        last_step = int(up_to)
+        pairs = pairs[pairs["step"] <= last_step].reset_index(drop=True)
+        if pairs.empty:
+            raise FlagReportError(f"run {run.id} flagged no pair in its first {last_step} steps")
+    key = cache_key(run, cfg, use_encoder, up_to)
     dataset = _dataset(cfg)
     classes = _check_labels(cfg, dataset)
     _check_same_tiles(run, dataset)
-    status = run.status()
-    last_step = int(max(int(status.get("step") or 0), int(pairs["step"].max())))
-    world = int(status.get("world_size") or 1)
+    world = int(run.status().get("world_size") or 1)
     order = BatchOrder(len(dataset), cfg.train.batch_size, cfg.seed, world)
     steps = moco_candidates(order, last_step, cfg.model.queue_size) if cfg.method == "moco" \
         else simclr_candidates(order, last_step)
@@ -153,15 +222,19 @@ def compute_report(run: Run, use_encoder: bool = True, progress: Progress | None
         notes.append("no encoder checkpoint yet: the encoder selector is left out")
     if progress:
         progress("rebuilding batches and scoring", 0, last_step)
-    quality = score_flags(pairs, steps, classes, np.asarray(dataset.scene_ids), features, cfg.loss.selection,
-                          base_rate(classes))
+    detector = detector_of(cfg)
+    quality = score_flags(pairs, steps, classes, np.asarray(dataset.scene_ids), features, selection_of(cfg),
+                          base_rate(classes), flagged_by=flagged_by(detector["name"]))
     if progress:
         progress("rebuilding batches and scoring", last_step, last_step)
     quality.notes.extend(notes)
+    if detector["uses_labels"]:
+        quality.notes.insert(0, ORACLE_NOTE)
     report = quality.to_json()
     report.update(run=run.id, method=cfg.method, data=cfg.data.name, step=last_step, world_size=world,
+                  up_to_step=up_to, detector=detector, strategy=detector["label"],
                   encoder_step=_encoder_step(run) if enc is not None else None)
-    atomic_write_json(run.path / CACHE_NAME, {"key": key, "report": report})
+    _store(run, key, report, partial=up_to is not None)
     return report
 
 
@@ -172,18 +245,46 @@ def _encoder_step(run: Run) -> int | None:
 
 
 def flag_report(run: Run, use_encoder: bool = True, refresh: bool = False,
-                progress: Progress | None = None) -> dict[str, Any]:
+                progress: Progress | None = None, up_to: int | None = None) -> dict[str, Any]:
     """The stored report when it is current, else a new one (see :func:`compute_report`)."""
     if not refresh:
-        cached = cached_report(run, use_encoder)
+        cached = cached_report(run, use_encoder, up_to)
         if cached is not None:
             return cached
-    return compute_report(run, use_encoder, progress)
+    return compute_report(run, use_encoder, progress, up_to)
 
 
 # ------------------------------------------------------------------------------------------------ text
+DETECTOR_NAMES = {"fnsd": "FNSD", "nearest": "nearest", "support": "support", "oracle": "oracle"}
+ORACLE_NOTE = ("the oracle detector reads the labels: it flags only negatives of the anchor's own dominant class, so "
+               "its precision is 100 % by construction whenever every flagged tile has a class; it is the ceiling of "
+               "a detector, not a method")
+
+
+def flagged_by(detector: str, markdown: bool = False) -> str:
+    """The detector as the subject of "... flagged": FNSD, or the name of another (in backticks for markdown)."""
+    name = DETECTOR_NAMES.get(detector, detector)
+    return name if detector == "fnsd" or not markdown else f"`{name}`"
+
+
+def flags_label(detector: str) -> str:
+    """The flags of a detector in a table: "FNSD flags", "nearest flags", "oracle flags (uses labels)"."""
+    return f"{DETECTOR_NAMES.get(detector, detector)} flags" + (" (uses labels)" if detector == "oracle" else "")
+
+
+def report_detector(report: dict[str, Any]) -> dict[str, Any]:
+    """A report's ``detector`` (FNSD for a report made before other detectors existed)."""
+    return report.get("detector") or {"name": "fnsd", "treatment": "fncc", "label": "FALSE", "uses_labels": False,
+                                      "flags": flags_label("fnsd")}
+
+
+def selector_label(name: str, report: dict[str, Any]) -> str:
+    """A selector's label in a report's table: the run's own flags by its detector's name."""
+    return report_detector(report)["flags"] if name == "flags" else SELECTOR_LABELS[name]
+
+
 SELECTOR_LABELS = {
-    "fnsd": "FNSD flags",
+    "flags": "the run's flags",
     "random": "random negative (expected)",
     "colour": "colour-statistics nearest",
     "encoder": "encoder nearest (final encoder)",
@@ -200,15 +301,20 @@ def _fmt(entry: dict[str, Any] | None) -> str:
 
 def report_lines(r: dict[str, Any]) -> list[str]:
     """The report as the lines the CLI prints."""
-    lines = [f"run {r.get('run')}: {r.get('method')} on {r.get('data')}, selection {r['selection']}, "
-             f"{r['pairs_flagged']} flagged pairs over {r['steps_with_flags']} of {r['steps_rebuilt']} steps",
+    det = report_detector(r)
+    head = (f"run {r.get('run')}: {r.get('method')} on {r.get('data')}, {det['label']} (detector {det['name']}, "
+            f"treatment {det['treatment']}), selection {r['selection']}, {r['pairs_flagged']} flagged pairs over "
+            f"{r['steps_with_flags']} of {r['steps_rebuilt']} steps")
+    lines = [head,
              "same dominant class, 95% Wilson interval, on the run's own batches:"]
+    if det["uses_labels"]:
+        lines.insert(1, f"NOTE: {ORACLE_NOTE}")
     cross = r.get("cross_scene", {})
-    for name, label in SELECTOR_LABELS.items():
+    for name in SELECTOR_LABELS:
         if name in r["selectors"]:
             x = f"   cross-scene {_fmt(cross.get(name))}" if name in cross else ""
-            lines.append(f"  {label:<34} {_fmt(r['selectors'][name])}{x}")
-    lines.append(f"  {'calibrated flags only':<34} {_fmt(r['calibrated'])}")
+            lines.append(f"  {selector_label(name, r):<34} {_fmt(r['selectors'][name])}{x}")
+    lines.append(f"  {treated_label(det['treatment']):<34} {_fmt(r['calibrated'])}")
     lines.append(f"  {'same-scene flags only':<34} {_fmt(r['same_scene'])}")
     rec = r["recall_detail"]
     lines.append(f"base rate (two random tiles of the set): {r['base_rate']:.3f}; recall {rec['hits']:.0f} of "
@@ -218,13 +324,44 @@ def report_lines(r: dict[str, Any]) -> list[str]:
                      f"({r['tiles_without_class']} such tiles)")
     if r["excluded_mirrored"]:
         lines.append(f"left out: {r['excluded_mirrored']} mirrored records (the same tile pair again)")
-    lines += [f"note: {n}" for n in r.get("notes", [])]
+    lines += [f"note: {n}" for n in r.get("notes", []) if n != ORACLE_NOTE]
     return lines
+
+
+def card_explanation(loss: Any) -> str:
+    """What a flagged pair on the page is, for the run's detector and treatment (``loss``: its LossConfig)."""
+    det, treatment = str(loss.detector), str(loss.treatment)
+    picks = f"every negative at or above cosine {loss.similarity:.2f}" if loss.similarity is not None \
+        else f"its {loss.topk} most similar negative{'s' if loss.topk != 1 else ''}"
+    what = {
+        "fnsd": "the candidate FNSD flagged: the negative whose cosine to the anchor (cos) came closest to the "
+                "anchor's cosine to its own positive (cos_pos).",
+        "nearest": f"a candidate `nearest` flagged: one of the anchor's most similar negatives by projection cosine "
+                   f"(cos; it flags {picks}).",
+        "support": f"a candidate `support` flagged: a negative most similar, on average, to {loss.support_views} "
+                   f"extra augmented views of the anchor's image (FNC's support views; it flags {picks}).",
+        "oracle": "a candidate the oracle flagged: a negative of the anchor's own dominant label class. The oracle "
+                  "reads the labels, so every card is same-class by construction: the ceiling, not a method.",
+    }.get(det, f"a candidate `{det}` flagged.")
+    if treatment == "fncc":
+        how = (f"FNCC treats it as a false negative only when cos_pos ≥ the threshold {loss.threshold:.2f}; below it "
+               "the flag changed nothing in the loss, whatever its cosine.")
+    elif treatment == "eliminate":
+        how = "The treatment (eliminate) takes every flagged pair out of the anchor's denominator: no gate."
+    else:
+        how = "The treatment (attract) makes every flagged pair one more positive of the anchor: no gate."
+    return f"Each card: the anchor's tile (its positive is another augmented view of the same tile) beside {what} {how}"
+
+
+def treated_label(treatment: str) -> str:
+    """The pairs the treatment applied to (``calibrated`` in the records): FNCC's gate, or every flag."""
+    return "calibrated flags only" if treatment == "fncc" else f"treated flags ({treatment}: all)"
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m core.fn_report", description=__doc__.split("\n\n")[0])
-    p.add_argument("run", metavar="RUN", help="a pretraining run folder (FALSE on a labeled data set)")
+    p.add_argument("run", metavar="RUN", help="a pretraining run folder (loss.name=false, any detector, on a labeled "
+                                              "data set)")
     p.add_argument("--json", action="store_true", help="print the JSON report")
     p.add_argument("--no-encoder", action="store_true", help="leave out the encoder selector (no model is loaded)")
     p.add_argument("--refresh", action="store_true", help="recompute even if the stored report is current")
