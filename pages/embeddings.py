@@ -18,6 +18,7 @@ from core.analysis import embeddings as E
 from core.store.catalog import ModelEntry, encoder_models
 from core.store.runs import read_json_file
 from core.config import DataConfig
+from core.config.strategy import strategy_label
 from core.seg.data_defaults import source_data
 from core.store.sources import list_sources
 from core.imaging.bands import bands_of, card_bands, is_rgb, preview_chw
@@ -210,12 +211,21 @@ def show_selection(event: Any, data: DataConfig, n: int = 0) -> None:
     st.image(list(images), caption=[f"#{i}" for i in chosen[:MAX_SHOWN]], width=88)
 
 
+def card_strategy(card: dict[str, Any]) -> str:
+    """A checkpoint's loss as every table says it (``strategy_label`` of its config's loss section; a card without
+    one: its loss name), "?" where the card does not say."""
+    config = card.get("config") if isinstance(card.get("config"), dict) else {}
+    loss = config.get("loss") if isinstance(config.get("loss"), dict) else None
+    if loss is None and "loss" not in card:
+        return "?"
+    return strategy_label(loss if loss is not None else {"name": card.get("loss")})
+
+
 @shows_errors
 def panel(n: int, entry: ModelEntry, emb: E.Embedding | None, other: E.Embedding | None, data: DataConfig,
           colour_by: str, draw_pairs: bool) -> None:
     """One checkpoint's column: its number, its map, its flagged pairs and the tiles selected on it."""
-    st.markdown(f"**{entry.label}** · {entry.card.get('method', '?')}+"
-                f"{'FALSE' if entry.card.get('loss') == 'false' else entry.card.get('loss', '?')}")
+    st.markdown(f"**{entry.label}** · {entry.card.get('method', '?')}+{card_strategy(entry.card)}")
     if emb is None:
         st.info("Not computed yet for these settings: press **Compute**.")
         return

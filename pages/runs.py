@@ -33,9 +33,9 @@ def delete(run_id: str) -> None:
     st.session_state["runs-tab"] = "Status"
 
 
-def calibration(run: Run) -> str:
-    """A FALSE pretraining run's treatment in a table cell ("1/40 steps, 0.03/step (≈ SimCLR)"); a dash for the
-    others."""
+def treatment(run: Run) -> str:
+    """A pretraining run's treatment (FALSE's FNCC, eliminate, attract) in a table cell ("1/40 steps, 0.03/step
+    (≈ SimCLR)"); a dash for runs without a detector (InfoNCE, DCL) and the other kinds."""
     if run.kind() != "pretrain" or not has_detector(run.config()):
         return "—"
     effect = treatment_effect(run.config(), pairs_frame(run), run.status().get("step"))
@@ -54,7 +54,7 @@ if not runs:
     st.stop()
 
 table = runs_frame(runs)
-table.insert(list(table.columns).index("value") + 1, "calibration", [calibration(r) for r in runs])
+table.insert(list(table.columns).index("value") + 1, "treatment", [treatment(r) for r in runs])
 tags_of = {r.id: read_notes(r)["tags"] for r in runs}
 c1, c2, c3, c4, c5 = st.columns([1, 1, 1, 1, 2])
 kinds = c1.multiselect("Kind", sorted(table["kind"].unique()), key="runs-kind")
@@ -82,9 +82,10 @@ st.dataframe(shown, hide_index=True, width="stretch", placeholder="—", column_
     "run": st.column_config.TextColumn("run", pinned=True),
     "value": st.column_config.NumberColumn("value", format="%.4f", help="The final metric: a pretraining run's "
                                            "last loss, a fine-tuning run's best validation mIoU"),
-    "calibration": st.column_config.TextColumn(
-        "calibration", help="FALSE runs: steps with a calibrated pair of the steps trained, and calibrated pairs "
-                            "per step; ≈ its base method where the calibration changed (almost) nothing"),
+    "treatment": st.column_config.TextColumn(
+        "treatment", help="Runs with a detector (the method column names it and its treatment): steps with a "
+                          "treated pair (FNCC: calibrated) of the steps trained, and treated pairs per step; ≈ its "
+                          "base method where the treatment changed (almost) nothing"),
     "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent"),
     "started": st.column_config.DatetimeColumn("started", format="YYYY-MM-DD HH:mm"),
 })
@@ -101,7 +102,8 @@ picked = c1.multiselect("Runs", [r.id for r in with_curves], default=[r.id for r
                         help="The runs of the table above, of the kind compared, that logged training records")
 metric = c2.selectbox("Value", metrics_of(kind, with_curves), key=f"runs-metric-{kind}",
                       help="miou: validation mIoU of fine-tuning runs; knn_acc: the kNN monitor of pretraining runs; "
-                           "flagged, calibrated: FALSE runs' pairs at the logged steps; a linear probe logs its "
+                           "flagged, calibrated: the pairs of runs with a detector at the logged steps "
+                           "(calibrated: treated, whatever the treatment); a linear probe logs its "
                            "head's loss and lr once per epoch")
 if picked:
     weight, log_y, group = curve_controls(settings, picked)

@@ -123,14 +123,13 @@ def test_dominant_classes_match_the_dataset_per_tile(tmp_path: Path) -> None:
     assert fn.dominant_classes(ds) is dominant  # cached per data set
 
 
-def test_dominant_ties_go_low_and_ignore_values_count_for_none() -> None:
+def test_dominant_ties_go_low_and_ignore_values_count_for_none(monkeypatch) -> None:
+    from core.data import dominant  # where the dominant classes are computed since b4c4363
+
     maps = np.array([[[1, 1, 0, 0]], [[255, 255, 255, 2]], [[2, 2, 1, 255]]], np.uint8)
     fake = FakeLabelled(maps)
-    fn._LABEL_CHUNK, old = 2, fn._LABEL_CHUNK  # several chunks, so the per-tile offsets are exercised
-    try:
-        assert fn.dominant_classes(fake).tolist() == [0, 2, 2]
-    finally:
-        fn._LABEL_CHUNK = old
+    monkeypatch.setattr(dominant, "_LABEL_CHUNK", 2)  # several chunks, so the per-tile offsets are exercised
+    assert fn.dominant_classes(fake).tolist() == [0, 2, 2]
 
 
 def test_no_labels_no_dominant_and_no_precision() -> None:
@@ -264,6 +263,30 @@ def test_too_few_steps_give_no_verdict_and_no_detector_gives_no_effect() -> None
         assert fn.treatment_effect(config, counts({1: 1}, 20), steps=20) is None
     assert fn.has_detector({"method": "moco", "loss": {"name": False}})  # YAML's bare false names the loss
     assert fn.has_detector({"method": "simclr"})  # the default loss is FALSE
+
+
+def test_eliminate_and_attract_are_treatments_not_calibrations() -> None:
+    """Other treatments treat every flag (no gate, no alpha): their sentences say "treated", never "calibrated", and
+    name the run's detector; alpha 0 does not make them their base method."""
+    cfg = {"method": "simclr", "loss": {"name": "false", "detector": "nearest", "treatment": "eliminate",
+                                        "alpha": 0.0}}
+    effect = fn.treatment_effect(cfg, counts({s: 3 for s in range(1, 21)}, 20, flagged=3), steps=20)
+    assert (effect.detector, effect.treatment) == ("nearest", "eliminate") and not effect.calibrates
+    assert not effect.negligible and effect.verdict() is None  # alpha is FNCC's: 0 changes nothing here
+    assert effect.figures() == "the treatment (eliminate) applied in 20 of 20 steps (3.00 treated pairs per step)"
+    assert effect.caption() == "The treatment (eliminate) applied in 20 of 20 steps (3.00 treated pairs per step)."
+    rare = {"method": "moco", "loss": {"name": "false", "detector": "support", "treatment": "attract",
+                                       "similarity": 0.95}}
+    never = fn.treatment_effect(rare, counts({}, 30, flagged=0), steps=30)
+    assert never.verdict() == ("The treatment (attract) never applied in 30 steps (the support detector flagged no "
+                               "pair): this run is, in effect, MoCo v2.")
+    assert "lower similarity" in never.advice() and "calibrat" not in never.advice()
+    oracle = {"method": "simclr", "loss": {"name": "false", "detector": "oracle"}}  # with FNCC: still calibrated
+    gated = fn.treatment_effect(oracle, counts({}, 12), steps=12)
+    assert gated.figures().startswith("calibration never fired in 12 steps (the oracle (uses labels) flagged 12")
+    assert gated.advice() is not None and "per-anchor" not in gated.advice()  # FNSD's selection is not the oracle's
+    assert fn.treatment_effect(SIMCLR_FALSE, counts({1: 1}, 4), steps=4).caption().startswith(
+        "FNCC's treatment: calibration fired in 1 of 4 steps")
 
 
 def test_treatment_of_a_run_folder_reads_its_pairs_and_steps(tmp_path: Path) -> None:

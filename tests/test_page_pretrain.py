@@ -76,7 +76,7 @@ def test_every_bad_value_is_refused_at_once_in_the_forms_words(empty_store: Path
     assert len(errors(at)) == 1, errors(at)  # one list, every problem in it
     summary = errors(at)[0]
     assert "4 settings to change" in summary, summary
-    for label in ("threshold (FNSD)", "temperature", "Batch size", "Data folder (all but synthetic)"):
+    for label in ("threshold (FNCC gate)", "temperature", "Batch size", "Data folder (all but synthetic)"):
         assert f"**{label}**" in summary, summary
     assert "(0, 1]" in summary and "outside the folders" in summary
     assert "loss.threshold" not in summary and "train.batch_size" not in summary  # labels, not config keys
@@ -290,3 +290,110 @@ def test_the_form_its_data_source_and_its_expanders_survive_a_page_trip(empty_st
     assert at.text_input(key="pre-demo_cpu-name").value == "kept"
     expanders = {e.label.split(":")[0]: e.proto.expanded for e in at.expander}
     assert expanders == {"Settings": False, "📁 Data sources": True}, expanders
+
+
+def _capture_launches(monkeypatch) -> list:
+    """Launch hands its config (and the run's name) to this list instead of starting a process."""
+    seen: list = []
+
+    def fake_launch(kind, cfg, root=None, name=None, processes=1):
+        seen.append((cfg, name))
+        raise OSError("not started in this test")
+
+    monkeypatch.setattr(launch, "launch", fake_launch)
+    return seen
+
+
+def test_a_detector_and_a_treatment_picked_in_the_form_reach_the_config(empty_store: Path, monkeypatch) -> None:
+    """nearest + eliminate: the form shows that pair's settings only (no FNCC alpha or gate, no FNSD selection),
+    names the run as the tables will, and launches exactly that loss; DCL shows its tau+, refused beside it when
+    out of range."""
+    seen = _capture_launches(monkeypatch)
+    at = open_page("pretrain")
+    assert at.radio(key="pre-demo_cpu-loss").value == "false"  # the preset: FALSE
+    assert at.selectbox(key="pre-demo_cpu-detector").value == "fnsd"
+    assert "simclr+FALSE" in shown(texts(at))
+    at.selectbox(key="pre-demo_cpu-detector").set_value("nearest").run()
+    at.selectbox(key="pre-demo_cpu-treatment").set_value("eliminate").run()
+    labels = {w.label for w in [*at.number_input, *at.selectbox, *at.checkbox]}
+    assert {"top-k", "similarity", "Symmetric treatment"} <= labels
+    assert not labels & {"alpha (FNCC)", "threshold (FNCC gate)", "selection (FNSD)", "Support views", "tau+ (DCL)"}
+    at.number_input(key="pre-demo_cpu-topk").set_value(3)
+    at.number_input(key="pre-demo_cpu-similarity").set_value(0.8)
+    at.button(key="pretrain-launch").click().run()
+    assert errors(at) == ["Could not start the run: not started in this test"], errors(at)
+    cfg, name = seen[-1]
+    assert (cfg.loss.name, cfg.loss.detector, cfg.loss.treatment) == ("false", "nearest", "eliminate")
+    assert cfg.loss.topk == 3 and cfg.loss.similarity == pytest.approx(0.8)
+    assert cfg.loss.alpha == 1.0 and cfg.loss.threshold == 0.9  # not drawn: the preset's values
+    assert name == "demo-false-simclr" and "simclr+nearest + eliminate" in shown(texts(at))
+    at.text_input(key="pre-demo_cpu-name").set_value("")
+    at.button(key="pretrain-launch").click().run()
+    assert seen[-1][1] == "simclr-false-nearest-eliminate"  # a run without a typed name says its loss
+    # DCL: no detector or treatment, its class prior instead; a prior out of (0, 1) is refused beneath its field
+    at.radio(key="pre-demo_cpu-loss").set_value("dcl").run()
+    assert not [s for s in at.selectbox if s.label in ("Detector", "Treatment")]
+    at.number_input(key="pre-demo_cpu-tau_plus").set_value(0.0)
+    at.button(key="pretrain-launch").click().run()
+    assert "**tau+ (DCL)**" in errors(at)[0], errors(at)
+    assert any(m.value.startswith(":red[⚠") for m in at.markdown)
+    at.number_input(key="pre-demo_cpu-tau_plus").set_value(0.2)
+    at.button(key="pretrain-launch").click().run()
+    cfg, _ = seen[-1]
+    assert (cfg.loss.name, cfg.loss.detector, cfg.loss.treatment, cfg.loss.tau_plus) == ("dcl", "fnsd", "fncc", 0.2)
+    assert "simclr+DCL (tau+ 0.2)" in shown(texts(at))
+
+
+def test_the_oracle_is_marked_as_using_labels_and_refused_on_a_folder_without_them(empty_store: Path, tmp_path: Path,
+                                                                                   monkeypatch) -> None:
+    import numpy as np
+    from PIL import Image
+
+    seen = _capture_launches(monkeypatch)
+    at = open_page("pretrain")
+    detector = at.selectbox(key="pre-demo_cpu-detector")
+    assert "oracle (uses labels)" in detector.options
+    assert "uses labels" in detector.help and "not a method" in detector.help
+    detector.set_value("oracle").run()
+    assert any("ceiling" in i.value and "oracle (uses labels)" in i.value for i in at.info), texts(at)
+    assert "simclr+oracle (uses labels) + fncc" in shown(texts(at))
+    at.button(key="pretrain-launch").click().run()  # the synthetic set has labels: the oracle may run on it
+    assert seen and seen[-1][0].loss.detector == "oracle"
+    folder = tmp_path / "data" / "my_tiles"
+    folder.mkdir(parents=True)
+    for i in range(2):
+        Image.fromarray(np.full((32, 32, 3), 80 * i, np.uint8)).save(folder / f"t{i}.png")
+    at.selectbox(key="pre-demo_cpu-data").set_value("folder")
+    at.text_input(key="pre-demo_cpu-folder").set_value("my_tiles")
+    at.button(key="pretrain-launch").click().run()
+    assert len(seen) == 1, "a folder without labels: refused before launch"
+    summary = errors(at)[0]
+    assert "**Detector**" in summary and "reads the labels" in summary, summary  # beneath the detector, in words
+    assert any(m.value.startswith(":red[⚠") and "reads the labels" in shown(m.value) for m in at.markdown)
+    assert any("Launch will refuse it" in w.value for w in at.warning)  # and said before the next Launch
+
+
+def test_a_run_of_another_treatment_is_named_and_charted_in_its_words(populated_store: Path, tmp_path: Path,
+                                                                      monkeypatch) -> None:
+    """The live view names a pretraining run's method as the run tables do (``strategy_label``); a run whose
+    treatment is not FNCC charts its pairs as treated, not calibrated."""
+    import json
+
+    import yaml
+
+    from tests.store import copy_store
+
+    runs_root = copy_store(populated_store.parent, tmp_path)
+    monkeypatch.setenv("FALSE_WB_RUNS", str(runs_root))
+    run = next(r for r in list_runs(runs_root) if r.id.endswith("tiny-false"))
+    cfg = yaml.safe_load((run.path / "config.yaml").read_text())
+    cfg["loss"].update(detector="nearest", treatment="eliminate")
+    (run.path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    at = open_page("pretrain")
+    at.selectbox(key="pretrain-run").set_value(run.id).run()
+    assert not at.exception
+    header = next(shown(m.value) for m in at.markdown if m.value.startswith(f"**{run.id}**"))
+    assert header.endswith("· simclr+nearest + eliminate"), header
+    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+    assert "Flagged and treated (eliminate) pairs per step" in titles, titles
+    assert "FNCC's treatment" not in texts(at) and "The treatment (eliminate) applied in" in texts(at)

@@ -223,7 +223,7 @@ def test_the_table_says_what_falses_calibration_changed(populated_store: Path) -
 
     at = open_page("runs")
     table = at.dataframe[0].value
-    cells = dict(zip(table["run"], table["calibration"]))
+    cells = dict(zip(table["run"], table["treatment"]))
     false_run = next(r for r in list_runs(populated_store) if r.id.endswith("tiny-false"))
     assert cells[false_run.id] == fn.treatment_of_run(false_run).cell()
     assert cells[false_run.id].endswith("/16 steps, " + cells[false_run.id].split(", ")[1])

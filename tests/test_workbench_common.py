@@ -104,6 +104,11 @@ def test_a_false_runs_treatment_is_drawn_by_one_helper(tmp_path: Path, monkeypat
     assert how == "warning" and "the highest was 0.42" in text and "this run is, in effect, SimCLR." in text
     assert "a lower threshold calibrates more of them" in text  # the advice
     drawn.clear()
+    eliminate = run_of("eliminate", ["loss.name=false", "loss.detector=nearest", "loss.treatment=eliminate"], 4)
+    common.show_treatment(eliminate, fires)  # every flag treated: "treated", not FNCC's "calibrated"
+    assert drawn == [("caption", "The treatment (eliminate) applied in 4 of 4 steps (2.00 treated pairs per "
+                                 "step).")], drawn
+    drawn.clear()
     common.show_treatment(run_of("info", ["loss.name=info_nce"], 20), never)
     common.show_treatment(run_of("fresh", ["loss.name=false"], 0), never.iloc[:0])
     assert drawn == []  # no detector; no step yet

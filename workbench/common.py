@@ -238,11 +238,12 @@ def pairs_frame(run: Run) -> pd.DataFrame:
 
 
 def show_treatment(run: Run, counts: pd.DataFrame | Sequence[Any], top_cos_pos: float | None = None) -> None:
-    """A FALSE pretraining run's treatment from its flagged and calibrated pairs per step (``counts``: step, flagged,
-    calibrated): its figures in a caption, or a warning with the plain sentence and the advice when it is, in
-    effect, its base method (``core.analysis.fn_scoring.treatment_effect``; ``top_cos_pos``: the highest anchor-
-    positive cosine of its flags, for why nothing passed the gate). Nothing for a run without a detector or before
-    its first step. The one drawing of it: the live view (``monitor``) and the False negatives page."""
+    """A pretraining run's treatment (FALSE's FNCC, eliminate or attract) from its flagged and treated pairs per
+    step (``counts``: step, flagged, calibrated, i.e. treated): its figures in a caption, or a warning with the plain
+    sentence and the advice when it is, in effect, its base method (``core.analysis.fn_scoring.treatment_effect``;
+    ``top_cos_pos``: the highest anchor-positive cosine of its flags, for why nothing passed the gate). Nothing for
+    a run without a detector or before its first step. The one drawing of it: the live view (``monitor``) and the
+    False negatives page."""
     from core.analysis.fn_scoring import treatment_effect
 
     effect = treatment_effect(run.config(), counts, run.status().get("step"), top_cos_pos=top_cos_pos)
@@ -252,7 +253,7 @@ def show_treatment(run: Run, counts: pd.DataFrame | Sequence[Any], top_cos_pos: 
     if verdict:
         st.warning(" ".join(filter(None, [verdict, effect.advice()])), icon="⚖️")
     else:
-        st.caption(f"FNCC's treatment: {effect.figures()}.")
+        st.caption(effect.caption())
 
 
 AVERAGE_MIOU = "weight average"  # curve_frame's column for the validation mIoU of a run's averaged weights

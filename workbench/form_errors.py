@@ -93,11 +93,18 @@ class FormErrors:
             raise ConfigError(self.refused[0][1], [])
         return cfg
 
+    def named_field(self, msg: str) -> str:
+        """The form's field a config-wide problem is about: the setting its message starts with ("loss.detector=oracle
+        reads the labels, ..." is the Detector's), where the form has it; else "" (the settings as a whole)."""
+        m = re.match(r"[a-z_]+(?:\.[a-z_]+)+", msg)
+        return m.group(0) if m and m.group(0) in self.labels else ""
+
     def refuse(self, err: ConfigError) -> None:
-        """Keep every problem of a refused launch and draw the page again, so each shows beside its field."""
+        """Keep every problem of a refused launch and draw the page again, so each shows beside its field (a
+        config-wide check's beside the setting it names first)."""
         errors: dict[str, str] = {}
         for field, msg in [*self.refused, *err.problems]:
-            errors.setdefault(field or "", msg)  # the first reason per field
+            errors.setdefault(field or self.named_field(msg), msg)  # the first reason per field
         st.session_state[self.state_key] = errors
         st.rerun()
 

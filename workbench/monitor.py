@@ -70,6 +70,13 @@ def _figures(run_path: str, kind: str, version: tuple) -> list[Any]:  # noqa: AR
     charts = list(CHARTS.get(kind, CHARTS["pretrain"]))
     if kind == "pretrain" and not has_detector(run.config()):  # SimCLR / MoCo with InfoNCE flag nothing: no
         charts = [c for c in charts if c[3] != "pairs"]  # chart of zeros
+    loss = run.config().get("loss") if kind == "pretrain" else None
+    treatment = loss.get("treatment", "fncc") if isinstance(loss, dict) else "fncc"
+    # eliminate and attract treat every flag: "calibrated" is FNCC's word
+    if treatment != "fncc" and any(c[3] == "pairs" for c in charts):
+        frames["pairs"] = pairs_frame(run).rename(columns={"calibrated": "treated"})
+        charts = [((keys[0], "treated"), f"Flagged and treated ({treatment}) pairs per step", log_y, source)
+                  if source == "pairs" else (keys, title, log_y, source) for keys, title, log_y, source in charts]
     if "knn_acc" in frame:  # the online kNN monitor, beside the loss
         charts.insert(1, (("knn_acc", "knn_baseline"), "kNN accuracy on held-out tiles (baseline: majority class)",
                           False, "metrics"))
@@ -110,16 +117,19 @@ def _left(done: float, total: float | None, started: Any) -> str:
 
 
 def treatment(run: Run) -> None:
-    """A FALSE pretraining run's treatment from the pair counts of every step (``common.show_treatment``)."""
+    """A pretraining run's treatment (FNCC, eliminate, attract) from the pair counts of every step
+    (``common.show_treatment``)."""
     show_treatment(run, pairs_frame(run))
 
 
 def run_header(run: Run) -> str:
-    """State, the current phase (generating data, tiling, testing) and the step progress, each with its ETA, and
-    the error line of a run; returns its state."""
+    """State (a pretraining run's method too, as the run tables name it: ``core.config.strategy``), the current phase
+    (generating data, tiling, testing) and the step progress, each with its ETA, and the error line of a run;
+    returns its state."""
     status, state = run.status(), run.state()
     step, total = status.get("step") or 0, status.get("total_steps")
-    st.markdown(f"**{run.id}** — {STATE_ICONS.get(state, '')} {state}")
+    method = f" · {literal(str(run.summary()['method']))}" if run.kind() == "pretrain" else ""  # strategy_label
+    st.markdown(f"**{run.id}** — {STATE_ICONS.get(state, '')} {state}{method}")
     live = state in ("running", "starting")
     phase = status.get("phase") if live else None
     if isinstance(phase, dict) and phase.get("name"):

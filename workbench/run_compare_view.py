@@ -30,7 +30,7 @@ from core.store.runs import Run
 from workbench.common import COLOURS, curve_frame, curves_figure
 
 MAX_DEFAULT_COLUMNS = 10
-FIRST_COLUMNS = ("run", "kind", "state", "method", "metric", "value", "calibration", "tags")  # then the settings
+FIRST_COLUMNS = ("run", "kind", "state", "method", "metric", "value", "treatment", "tags")  # then the settings
 KIND_LABELS = {"pretrain": "pretraining", "finetune": "fine-tuning", "probe": "linear probe", "compare": "comparison",
                "": "every kind"}
 METRICS = {  # the values each kind logs, for the curves chart
@@ -50,7 +50,7 @@ def with_settings(table: pd.DataFrame, runs: Sequence[Run], settings: dict[str, 
                   tags_of: dict[str, list[str]], key: str) -> pd.DataFrame:
     """The runs table with tags and the settings the user picked as columns (by default the ones that differ
     between listed runs of the same kind), after what a run is and how it ended: run, kind, state, method, its
-    final metric, FALSE's calibration, tags, then the settings, then the rest."""
+    final metric, the treatment of a run with a detector, tags, then the settings, then the rest."""
     shown = [settings[r.id] for r in runs if settings.get(r.id)]  # a run whose config is unreadable has none
     every = sorted({k for s in shown for k in s})
     differ = differing_within_kinds({r.id: settings.get(r.id, {}) for r in runs}, {r.id: r.kind() for r in runs})

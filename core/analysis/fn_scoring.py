@@ -55,7 +55,7 @@ def nothing_flagged_reason(run: Run, cfg: PretrainConfig, pairs: pd.DataFrame) -
     live = " yet; they appear as training goes on" if run.is_live() else ""
     if not (run.path / "fns.jsonl").exists():
         return f"This run has no fns.jsonl: no pair was flagged{live or ' before it ended'}."
-    return f"FNSD flagged no pairs in this run{live}."
+    return f"{detector_words(cfg.loss.detector)} flagged no pairs in this run{live}."
 
 
 def load_pairs(run: Run) -> pd.DataFrame:
@@ -121,6 +121,18 @@ NEAR_ZERO_SHARE = 0.1  # calibration in fewer than 1 step in 10 ...
 NEAR_ZERO_PER_STEP = 0.1  # ... and fewer than 0.1 calibrated pairs per step: the loss is the base method's to about
 # 4 decimals (a calibrated pair changes one anchor's term out of the 2 x batch of a step)
 VERDICT_MIN_STEPS = 10  # fewer steps say too little to call a run "in effect its base method" (unless alpha is 0)
+DETECTOR_WORDS = {"fnsd": "FNSD", "nearest": "The nearest detector", "support": "The support detector",
+                  "oracle": "The oracle (uses labels)"}
+
+
+def detector_words(detector: str) -> str:
+    """A detector as the subject of a sentence: "FNSD", "The nearest detector", "The oracle (uses labels)"."""
+    return DETECTOR_WORDS.get(detector, f"The {detector} detector")
+
+
+def _lower_first(text: str) -> str:
+    """"The nearest detector" inside a sentence; "FNSD" stays as it is."""
+    return text[0].lower() + text[1:] if text[:4] == "The " else text
 
 
 def has_detector(config: Mapping[str, Any]) -> bool:
@@ -137,7 +149,9 @@ def has_detector(config: Mapping[str, Any]) -> bool:
 
 @dataclass(frozen=True)
 class TreatmentEffect:
-    """How much FNCC changed a FALSE run: calibrated pairs per step and the share of steps with any.
+    """How much the treatment changed a run with a detector: treated pairs per step and the share of steps with any.
+    FNCC (FALSE's treatment) *calibrates* a flagged pair; eliminate and attract treat every flagged pair, so for them
+    "calibrated" (the records' word) means "treated".
 
     Why: FALSE only differs from its base method where a flagged pair passes the gate (the anchor's positive
     cosine >= threshold) with alpha > 0. Under the reference's global selection that can be one pair in dozens of
@@ -153,6 +167,20 @@ class TreatmentEffect:
     threshold: float
     selection: str = "global"
     top_cos_pos: float | None = None  # the highest anchor-positive cosine among the flags, where known
+    detector: str = "fnsd"
+    treatment: str = "fncc"
+    similarity: float | None = None  # nearest / support: the cosine cut-off, where set
+
+    @property
+    def calibrates(self) -> bool:
+        """FNCC: alpha, the gate and the word "calibrated" apply; eliminate and attract treat every flag."""
+        return self.treatment == "fncc"
+
+    def caption(self) -> str:
+        """The figures as one sentence: "FNCC's treatment: calibration fired in ...", "The treatment (eliminate)
+        applied in ..."."""
+        text = self.figures()
+        return f"FNCC's treatment: {text}." if self.calibrates else f"{text[0].upper()}{text[1:]}."
 
     @property
     def per_step(self) -> float:
@@ -165,49 +193,62 @@ class TreatmentEffect:
 
     @property
     def negligible(self) -> bool:
-        """The treatment changed (almost) nothing: alpha is 0, or after enough steps calibration fired in fewer
-        than 1 step in 10 with fewer than 0.1 calibrated pairs per step."""
-        if self.alpha == 0:
+        """The treatment changed (almost) nothing: alpha is 0 (FNCC), or after enough steps it applied in fewer
+        than 1 step in 10 to fewer than 0.1 pairs per step."""
+        if self.alpha == 0 and self.calibrates:
             return self.steps > 0
         return self.steps >= VERDICT_MIN_STEPS and self.share < NEAR_ZERO_SHARE and \
             self.per_step < NEAR_ZERO_PER_STEP
 
     def figures(self) -> str:
-        """"calibration fired in 1 of 40 steps (0.03 calibrated pairs per step)", or why it never did."""
+        """"calibration fired in 1 of 40 steps (0.03 calibrated pairs per step)" (FNCC), "the treatment (eliminate)
+        applied in 3 of 40 steps (0.10 treated pairs per step)" (the others), or why it never did."""
         if self.steps == 0:
             return "no step trained yet"
+        who = detector_words(self.detector)
+        if self.calibrates:
+            did, never, pairs = "calibration fired", "calibration never fired", "calibrated pair"
+        else:
+            did = f"the treatment ({self.treatment}) applied"
+            never, pairs = f"the treatment ({self.treatment}) never applied", "treated pair"
         if self.calibrated == 0:
-            text = f"calibration never fired in {self.steps} step{_s(self.steps)}"
+            text = f"{never} in {self.steps} step{_s(self.steps)}"
             if self.flagged == 0:
-                return text + " (FNSD flagged no pair)"
-            why = f"FNSD flagged {self.flagged} pair{_s(self.flagged)}, but no flagged anchor's positive cosine " \
-                  f"reached the threshold {self.threshold:.2f}"
+                return text + f" ({_lower_first(who)} flagged no pair)"
+            if not self.calibrates:  # eliminate and attract have no gate: every flag is treated
+                return text
+            why = f"{_lower_first(who)} flagged {self.flagged} pair{_s(self.flagged)}, but no flagged anchor's " \
+                  f"positive cosine reached the threshold {self.threshold:.2f}"
             if self.top_cos_pos is not None:
                 why += f": the highest was {self.top_cos_pos:.2f}"
             return f"{text} ({why})"
-        return (f"calibration fired in {self.steps_calibrated} of {self.steps} step{_s(self.steps)} "
-                f"({amount(self.per_step)} calibrated pair{'' if self.per_step == 1 else 's'} per step)")
+        return (f"{did} in {self.steps_calibrated} of {self.steps} step{_s(self.steps)} "
+                f"({amount(self.per_step)} {pairs}{'' if self.per_step == 1 else 's'} per step)")
 
     def verdict(self) -> str | None:
         """One plain sentence when the run is, in effect, its base method; None otherwise."""
         if not self.negligible:
             return None
-        if self.alpha == 0:
+        if self.alpha == 0 and self.calibrates:
             return (f"alpha is 0, so a calibrated pair still counts fully as a negative and the loss is exactly "
                     f"{self.base}'s: this run is, in effect, {self.base}.")
         text = self.figures()
         return f"{text[0].upper()}{text[1:]}: this run is, in effect, {self.base}."
 
     def advice(self) -> str | None:
-        """What would make FNCC calibrate more, for a negligible run."""
-        if not self.negligible or self.alpha == 0:
+        """What would make the treatment apply more (FNCC: calibrate more), for a negligible run."""
+        if not self.negligible or self.alpha == 0 and self.calibrates:
             return None
-        if self.flagged and self.calibrated < self.flagged / 2:
+        if self.calibrates and self.flagged and self.calibrated < self.flagged / 2:
             return (f"Most flags did not pass the gate (the anchor's positive cosine ≥ threshold "
                     f"{self.threshold:.2f}): a lower threshold calibrates more of them.")
-        if self.selection == "global":
+        more = "calibrates" if self.calibrates else "treats"
+        if self.detector == "fnsd" and self.selection == "global":
             return ("The global selection flags about one pair per batch: per-anchor selection (each anchor flags "
-                    "its own top-k) calibrates more.")
+                    f"its own top-k) {more} more.")
+        if self.detector in ("nearest", "support") and self.similarity is not None:
+            return (f"Few negatives reached the similarity {self.similarity:.2f}: a lower similarity, or none (each "
+                    f"anchor flags its own top-k), {more} more.")
         return None
 
     def cell(self) -> str:
@@ -233,9 +274,9 @@ def amount(value: float) -> str:
 
 def treatment_effect(config: Mapping[str, Any], counts: pd.DataFrame | Sequence[Mapping[str, Any]],
                      steps: int | None = None, top_cos_pos: float | None = None) -> TreatmentEffect | None:
-    """The treatment effect of a run from its raw config (``Run.config()``) and its pair counts per step
-    (``Run.pair_counts()``: step, flagged, calibrated); ``steps`` trained (``status.json``'s step) when the counts
-    stop earlier. None for a run without a detector (loss ``info_nce``, or no readable config)."""
+    """The treatment effect of a run from its raw config (``Run.config()``: its detector and treatment too) and its
+    pair counts per step (``Run.pair_counts()``: step, flagged, calibrated, i.e. treated); ``steps`` trained
+    (``status.json``'s step) when the counts stop earlier. None for a run without a detector (loss ``info_nce``, or no readable config)."""
     if not has_detector(config):
         return None
     loss = config.get("loss") if isinstance(config.get("loss"), Mapping) else {}
@@ -246,12 +287,15 @@ def treatment_effect(config: Mapping[str, Any], counts: pd.DataFrame | Sequence[
     last = int(frame["step"].max()) if len(frame) else 0
     calibrated = frame["calibrated"].to_numpy(float)
     method = str(config.get("method") or "simclr")
+    similarity = loss.get("similarity", defaults.similarity)
     return TreatmentEffect(
         base=BASE_METHODS.get(method, method), steps=max(int(steps or 0), last),
         steps_calibrated=int((calibrated > 0).sum()), calibrated=int(calibrated.sum()),
         flagged=int(frame["flagged"].to_numpy(float).sum()), alpha=float(loss.get("alpha", defaults.alpha)),
         threshold=float(loss.get("threshold", defaults.threshold)),
-        selection=str(loss.get("selection", defaults.selection)), top_cos_pos=top_cos_pos)
+        selection=str(loss.get("selection", defaults.selection)), top_cos_pos=top_cos_pos,
+        detector=str(loss.get("detector", defaults.detector)), treatment=str(loss.get("treatment", defaults.treatment)),
+        similarity=None if similarity is None else float(similarity))
 
 
 def treatment_of_run(run: Run, counts: pd.DataFrame | Sequence[Mapping[str, Any]] | None = None,
