@@ -30,6 +30,9 @@ def test_each_method_against_its_base_with_half_width_and_share_of_the_oracles_g
     assert nearest["share_of_oracle_gain"] == pytest.approx(1 / 3)
     assert by["simclr_false"]["verdict"] == "identical" and by["simclr_false"]["share_of_oracle_gain"] == 0
     assert oracle["share_of_oracle_gain"] is None
+    _, noisy = summarise(rows("simclr", [0.30, 0.32, 0.31]) + rows("simclr+oracle+fncc", [0.33, 0.30, 0.32])
+                         + rows("simclr+dcl", [0.31, 0.33, 0.32]), ["simclr", "simclr+oracle+fncc", "simclr+dcl"])
+    assert all(d["share_of_oracle_gain"] is None for d in noisy)  # the oracle's gain is within noise: no ceiling
 
 
 def test_composed_method_names_are_checked_and_labelled() -> None:

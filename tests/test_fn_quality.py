@@ -257,6 +257,7 @@ def test_report_of_a_run_without_a_detector_says_so(roots: Path, capsys, loss: s
 
 
 # ------------------------------------------------------------------------------------------------ every detector
+@pytest.mark.slow
 def test_every_detector_is_scored_from_the_shell_and_two_runs_compare_on_shared_batches(roots: Path, capsys) -> None:
     """A nearest and an oracle run of the same data and seed: ``--json`` gives every key and ``detector``; the text
     names the detector (never FNSD) and says the oracle reads labels; side by side they share their batches and are
