@@ -14,8 +14,9 @@ import streamlit as st
 from core.store import launch
 from core.store.catalog import config_presets
 from core.seg.baseline import scores_of
-from core.seg.compare import METHODS, CompareConfig, check_presets
-from core.seg.compare_report import LABELS, label
+from core.seg.compare import CompareConfig, check_presets
+from core.seg.compare_methods import all_methods
+from core.seg.compare_report import label
 from core.config import ConfigError, load_config, validate_config
 from core.imaging.colours import css_rgb
 from core.store.run_lock import RunBusyError
@@ -34,15 +35,25 @@ def _replace(overrides: list[str], key: str, value: Any) -> list[str]:
     return [o for o in overrides if not o.startswith(f"{key}=")] + [f"{key}={value}"]
 
 
+COMPARE_FIELDS = ("cmp-methods", "cmp-pseeds", "cmp-seeds", "cmp-pre-steps", "cmp-probe-epochs", "cmp-ft-steps")
+
+
+def _forget_compare_fields() -> None:
+    """A new preset fills the form with its own methods, seeds and lengths (kept values would launch the old one's)."""
+    for key in COMPARE_FIELDS:
+        st.session_state.pop(key, None)
+
+
 def compare_form() -> None:
     presets = config_presets("compare")
     if not presets:
         st.info("No comparison preset in configs/.")
         return
     names = list(presets)
-    preset = st.selectbox("Preset", names, key="cmp-preset",
+    preset = st.selectbox("Preset", names, key="cmp-preset", on_change=_forget_compare_fields,
                           index=names.index("compare_cpu") if "compare_cpu" in names else 0,
-                          help="compare_cpu runs anywhere (synthetic data); compare_dglc_cpu needs the DeepGlobe scenes")
+                          help="compare_cpu runs anywhere (synthetic data); compare_dglc_cpu (FALSE vs its base) and "
+                               "compare_fn_cpu (detectors x treatments, DCL, the label oracle) need the DeepGlobe scenes")
     try:
         base: CompareConfig = load_config(presets[preset], model=CompareConfig)
     except (ConfigError, ValueError) as err:
@@ -53,8 +64,13 @@ def compare_form() -> None:
     st.caption(f"Evaluation: {how}. Every FALSE variant is paired with its base method by pretraining seed; the "
                "table gives the mean difference with a 95 % interval and says \"within noise\" when it holds 0.")
     with st.form("cmp-form", enter_to_submit=False):
-        methods = st.multiselect("Methods", list(METHODS), default=base.methods, key="cmp-methods",
-                                 format_func=LABELS.get)
+        methods = st.multiselect(
+            "Methods", all_methods(), default=base.methods, key="cmp-methods", format_func=label,
+            help="The paper's methods, DCL (debiased loss, detects nothing) and every detector x treatment: a "
+                 "detector picks the likely false negatives (FNSD; nearest: the encoder's own most similar; support: "
+                 "FNC's extra views; oracle: same label class, reads labels, the ceiling), a treatment says what the "
+                 "loss does with them (FNCC calibrates; eliminate drops them; attract counts them as positives). "
+                 "Each is read against its base method (SimCLR or MoCo v2) with a paired interval.")
         c1, c2, c3, c4 = st.columns(4)
         pseeds = c1.number_input("Pretraining seeds", 2, 20, len(base.pretrain_seeds), key="cmp-pseeds",
                                  help="At least 2: the interval of a FALSE gain is over pretraining seeds")

@@ -180,7 +180,7 @@ def test_stopping_a_comparison_records_a_stop(empty_store: Path) -> None:
     _wait(run, lambda: run.state() == "running" or not run.is_live())
     assert launch.stop(run)
     _wait(run, lambda: not run.is_live())
-    assert run.state() == "stopped"
+    assert run.state() == "stopped", (run.status(), run.log_text()[-2000:], launch.console_tail(run)[-3000:])
 
 
 def test_a_stop_right_as_a_comparison_starts_is_a_stop(empty_store: Path) -> None:

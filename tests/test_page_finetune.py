@@ -444,3 +444,26 @@ def test_each_kind_keeps_its_presets_device(empty_store: Path, tmp_path: Path, m
     at.radio(key="ft-kind").set_value("finetune").run()
     assert at.selectbox(key="ft-device").value == "cpu"
     assert [(kind, cfg.train.device) for kind, cfg in seen] == [("finetune", "cpu"), ("probe", "cuda")]
+
+
+def test_a_comparison_offers_every_detector_and_treatment_and_launches_them(empty_store: Path, monkeypatch) -> None:
+    """Issue 27: the comparison form offers DCL and every detector x treatment (the oracle marked as reading labels);
+    a preset that names them (compare_fn_cpu) opens with them, and a launch carries what was picked."""
+    seen = _capture_launches(monkeypatch)
+    at = open_page("finetune")
+    at.radio(key="ft-kind").set_value("compare").run()
+    at.selectbox(key="cmp-preset").set_value("compare_fn_cpu").run()
+    assert not at.exception and not errors(at), errors(at)
+    picker = at.multiselect(key="cmp-methods")
+    assert picker.value == ["simclr", "simclr_false_pa", "simclr+nearest+eliminate", "simclr+dcl",
+                            "simclr+oracle+eliminate"]
+    for method in ("moco+support+attract", "simclr+fnsd+eliminate", "moco+dcl"):
+        assert method in picker.options or picker.format_func(method) in picker.options, method
+    assert "SimCLR + oracle (uses labels) + eliminate" in picker.options
+    at.selectbox(key="cmp-preset").set_value("compare_cpu").run()
+    at.multiselect(key="cmp-methods").set_value(["simclr", "simclr+nearest+attract", "simclr+dcl"])
+    at.number_input(key="cmp-pseeds").set_value(2)
+    next(b for b in at.button if "Launch comparison" in b.label).click().run()
+    assert errors(at) == ["Not launched: not started in this test"], errors(at)
+    kind, cfg = seen[-1]
+    assert kind == "compare" and cfg.methods == ["simclr", "simclr+nearest+attract", "simclr+dcl"]

@@ -80,3 +80,18 @@ def test_resume_with_a_broken_config_or_checkpoint_is_one_line(tmp_path: Path, c
     assert pretrain_main(["--resume", str(run), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "unreadable" in err and err.count("\n") == 1
+
+
+
+def test_a_resumed_run_is_starting_not_died_before_its_process_has_an_id(tmp_path: Path, monkeypatch) -> None:
+    """Between the Resume and the new process there is no new process id: the run must read 'starting' (a Stop or a
+    page must not take it for dead), not 'died' from its previous process's id."""
+    from core.store import launch
+    from core.store.runs import create_run
+
+    run = create_run("resumable", "method: simclr\n", tmp_path / "runs", kind="pretrain")
+    run.write_status(state="stopped", pid=2**22 + 12345)
+    seen: list[str] = []
+    monkeypatch.setattr(launch, "_spawn", lambda r, *a, **k: seen.append(r.state()))
+    app_resume(run)
+    assert seen == ["starting"] and run.is_live()

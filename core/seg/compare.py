@@ -21,6 +21,7 @@ import json
 import os
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,34 +35,8 @@ from ..store.lifecycle import StopFlag, parse_run_args, prepared_run, record_ear
 from ..store.portable import portable
 from ..store.runs import NotARunError, Run, atomic_write_bytes, atomic_write_json, create_run, open_run, read_jsonl, runs_root
 from ..store.run_lock import RunBusyError, lock_run, unlock_run
+from .compare_methods import METHODS, BASES, method_overrides, unknown_method_message  # noqa: F401 (re-exported)
 from .compare_report import calibrations, pretrain_summary, split_facts, summarise, to_csv, to_markdown
-
-METHODS: dict[str, list[str]] = {
-    "random": [],
-    "simclr": ["method=simclr", "loss.name=info_nce"],
-    "simclr_false": ["method=simclr", "loss.name=false", "loss.selection=global"],
-    "simclr_false_pa": ["method=simclr", "loss.name=false", "loss.selection=per_anchor"],
-    "moco": ["method=moco", "loss.name=info_nce"],
-    "moco_false": ["method=moco", "loss.name=false", "loss.selection=global"],
-    "moco_false_pa": ["method=moco", "loss.name=false", "loss.selection=per_anchor"],
-}
-BASES = ("simclr", "moco")
-
-
-def method_overrides(method: str) -> list[str] | None:
-    """The pretraining overrides of a method name, or None for an unknown one. Besides the named methods above, any
-    ``<base>+<detector>+<treatment>`` (``simclr+nearest+eliminate``, ``moco+oracle+attract``) and ``<base>+dcl``."""
-    if method in METHODS:
-        return METHODS[method]
-    from ..ssl.losses import DETECTORS, TREATMENTS
-
-    parts = method.split("+")
-    if len(parts) == 2 and parts[0] in BASES and parts[1] == "dcl":
-        return [f"method={parts[0]}", "loss.name=dcl"]
-    if len(parts) == 3 and parts[0] in BASES and parts[1] in DETECTORS and parts[2] in TREATMENTS:
-        return [f"method={parts[0]}", "loss.name=false", f"loss.detector={parts[1]}", f"loss.treatment={parts[2]}"]
-    return None
-
 
 RANDOM_SEED_STRIDE = 1000  # random init: the encoder of pretraining seed p, evaluation seed s is drawn from 1000 p + s
 
@@ -108,9 +83,7 @@ class CompareConfig(_Section):
     def _known_methods(cls, v: list[str]) -> list[str]:
         for m in distinct(v, 1, "method"):
             if method_overrides(m) is None:
-                raise ValueError(f"unknown method {m!r}; choose from {', '.join(METHODS)}, or name a base, a "
-                                 "detector and a treatment (e.g. simclr+nearest+eliminate), or a base and dcl "
-                                 "(simclr+dcl)")
+                raise ValueError(unknown_method_message(m))
         return v
 
     @field_validator("pretrain_seeds")
@@ -454,6 +427,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BaseException as err:
         out_run.write_status(state="failed", error=f"{type(err).__name__}: {err}", ended=time.time())
+        out_run.log("failed:\n" + traceback.format_exc())
         unlock_run(out_run)
         raise
     finally:

@@ -110,7 +110,8 @@ def resume(run: Run) -> Run:
         state = run.state()
         raise RunBusyError(f"run {run.id} is already {state}" if state in ("running", "starting") else
                            f"run {run.id} is being trained by another process (e.g. a command line)")
-    run.write_status(state="starting", error=None, ended=None)
+    # the launcher's own id until the process has one, as create_run does: the old process's id would read as 'died'
+    run.write_status(state="starting", error=None, ended=None, pid=os.getpid(), host=socket.gethostname())
     _spawn(run, ["--resume", str(run.path)] if kind == "compare" else ["--resume", str(run.path), "--no-progress"],
            kind, int(run.status().get("processes") or 1))
     return run
