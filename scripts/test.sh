@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Quickstart command 2: set up, then run the whole test suite.
 # Two pytest workers (pytest-xdist), each test file whole in one worker (its module fixtures, e.g. the browser
-# test's server, made once): most tests wait on subprocesses, servers and the browser, so two share 2 cores well
+# test's server, made once): most tests wait on subprocesses, servers and the browser, so two share 2 cores well;
+# each worker, and the processes its tests start, uses one torch thread (tests/conftest.py: two threads per worker
+# on two cores made every convolution wait)
 # (about 10 min on 2 idle cores; `-m "not slow"`, the fast tier, about 2.5). FALSE_WB_TEST_WORKERS=0 runs them in one
 # process; further arguments go to pytest.
 set -euo pipefail

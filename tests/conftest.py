@@ -9,7 +9,14 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
-torch.set_num_threads(2)
+import os  # noqa: E402
+
+# Two xdist workers on two cores: one torch thread each (and in the processes tests start), else four threads fight
+# for two cores and every convolution waits on the others. FALSE_WB_TEST_THREADS overrides.
+THREADS = int(os.environ.get("FALSE_WB_TEST_THREADS")
+              or (1 if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) >= 2 else 2))
+os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
+torch.set_num_threads(THREADS)
 
 
 import sys  # noqa: E402

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -45,7 +46,7 @@ sys.exit(module.main(sys.argv[4:]))
 
 def killed_at(target: str, nth: int, module: str, args: list[str], runs: Path) -> int:
     env = {"FALSE_WB_RUNS": str(runs), "FALSE_WB_DATA": str(runs.parent / "data"), "PATH": "/usr/bin:/bin",
-           "OMP_NUM_THREADS": "2", "PYTHONHASHSEED": "0"}
+           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"), "PYTHONHASHSEED": "0"}
     proc = subprocess.run([sys.executable, "-c", KILLER, target, str(nth), module, "--runs-root", str(runs), *args],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     return proc.returncode

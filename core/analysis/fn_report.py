@@ -361,7 +361,7 @@ def treated_label(treatment: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m core.fn_report", description=__doc__.split("\n\n")[0])
     p.add_argument("run", metavar="RUN", help="a pretraining run folder (loss.name=false, any detector, on a labeled "
-                                              "data set)")
+                                              "data set), or a comparison run: every method's flags beside its mIoU")
     p.add_argument("--json", action="store_true", help="print the JSON report")
     p.add_argument("--no-encoder", action="store_true", help="leave out the encoder selector (no model is loaded)")
     p.add_argument("--refresh", action="store_true", help="recompute even if the stored report is current")
@@ -380,16 +380,20 @@ def main(argv: list[str] | None = None) -> int:
             current["bar"].n = done
             current["bar"].refresh()
 
-        report = flag_report(run, use_encoder=not args.no_encoder, refresh=args.refresh, progress=progress)
+        if run.kind() == "compare":
+            from .compare_flags import comparison_flags, to_markdown
+
+            report = comparison_flags(run, use_encoder=not args.no_encoder, progress=progress)
+            text = to_markdown(report)
+        else:
+            report = flag_report(run, use_encoder=not args.no_encoder, refresh=args.refresh, progress=progress)
+            text = "\n".join(report_lines(report))
         if current.get("bar") is not None:
             current["bar"].close()
     except (FlagReportError, NotARunError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print("\n".join(report_lines(report)))
+    print(json.dumps(report, indent=2) if args.json else text)
     return 0
 
 

@@ -1,0 +1,105 @@
+"""Flag quality beside downstream mIoU for every method of a comparison (issue 27.4): does a detector that finds
+more same-class negatives also give a better encoder?
+
+For each method with a detector, every pretraining run of the comparison gets its flag report (``flag_report``,
+cached in the run): the share of its flags whose tiles share the dominant class, all flags and across scenes only,
+and the reference selectors on the very same batches (random, colour statistics, the run's encoder, the label
+oracle). Figures are means over pretraining seeds with their spread; the mIoU difference is the comparison's own
+paired one. One command: ``python -m core.fn_report COMPARISON_RUN``.
+"""
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from typing import Any
+
+from ..store.runs import Run, open_run, read_jsonl
+from .fn_report import FlagReportError, flag_report
+from .fn_scoring import has_detector
+
+SELECTORS = ("flags", "random", "colour", "encoder", "oracle")
+Progress = Callable[[str, int, int], None]
+
+
+def _mean_sd(values: list[float]) -> dict[str, float | int | None]:
+    if not values:
+        return {"mean": None, "sd": None, "n": 0}
+    return {"mean": statistics.fmean(values), "sd": statistics.stdev(values) if len(values) > 1 else None,
+            "n": len(values)}
+
+
+def _pretraining_runs(comparison: Run) -> dict[str, list[Run]]:
+    """Each method's pretraining runs, in seed order, as the comparison recorded them."""
+    units = [u for u in read_jsonl(comparison.path / "units.jsonl") if u.get("kind") == "pretrain" and u.get("run")]
+    runs: dict[str, list[Run]] = {}
+    for u in sorted(units, key=lambda u: (u["method"], u["pretrain_seed"])):
+        runs.setdefault(u["method"], []).append(open_run(u["run"]))
+    return runs
+
+
+def comparison_flags(comparison: Run, use_encoder: bool = True, progress: Progress | None = None) -> dict[str, Any]:
+    """Per method: flag precision and the reference selectors (all flags and across scenes), over its seeds."""
+    if comparison.kind() != "compare":
+        raise FlagReportError(f"{comparison.path} is not a comparison run")
+    result = comparison.read_json("comparison.json") or {}
+    differences = {d["method"]: d for d in result.get("differences", [])}
+    labels = {m["method"]: m.get("label", m["method"]) for m in result.get("methods", [])}
+    miou = {m["method"]: m for m in result.get("methods", [])}
+    found = _pretraining_runs(comparison)
+    order = [m for m in miou if m in found] + sorted(m for m in found if m not in miou)  # the comparison's order
+    by_method = {m: found[m] for m in order if has_detector(found[m][0].config())}
+    total, done, rows = sum(len(rs) for rs in by_method.values()), 0, []
+    for method, runs in by_method.items():
+        reports = []
+        for run in runs:
+            reports.append(flag_report(run, use_encoder=use_encoder))
+            done += 1
+            if progress is not None:
+                progress("flag reports", done, total)
+        row: dict[str, Any] = {"method": method, "label": labels.get(method, method), "runs": len(reports),
+                               "detector": reports[0].get("detector"), "selection": reports[0].get("selection")}
+        for scope, key in (("all", "selectors"), ("cross_scene", "cross_scene")):
+            row[scope] = {s: _mean_sd([r[key][s]["precision"] for r in reports
+                                       if (r.get(key) or {}).get(s, {}).get("precision") is not None])
+                          for s in SELECTORS}
+        row["pairs_per_run"] = statistics.fmean(r.get("pairs") or 0 for r in reports)
+        row["miou"] = {k: miou.get(method, {}).get(k) for k in ("miou_mean", "miou_sd")}
+        diff = differences.get(method)
+        row["delta_miou_points"] = diff["miou_points"] if diff else None
+        rows.append(row)
+    return {"comparison": str(comparison.path), "name": result.get("name"), "methods": rows}
+
+
+def _pct(entry: dict[str, Any]) -> str:
+    if entry["mean"] is None:
+        return "n/a"
+    sd = f" ± {100 * entry['sd']:.1f}" if entry["sd"] is not None else ""
+    return f"{100 * entry['mean']:.1f}{sd}"
+
+
+def _delta(d: dict[str, Any] | None) -> str:
+    if not d:
+        return "(base)"
+    return f"{d['mean']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}] {d['verdict']}"
+
+
+def to_markdown(table: dict[str, Any]) -> str:
+    """Two tables (all flags; across scenes only) and the note that says how to read them."""
+    lines = [f"Flag quality of {table['name'] or 'the comparison'}'s pretraining runs: the share of flagged pairs "
+             "whose tiles share the dominant label class (%, mean ± sd over pretraining seeds), beside reference "
+             "selectors that pick as many negatives in the very same batches.", ""]
+    for scope, title in (("all", "All flags"), ("cross_scene", "Across scenes only (both tiles from different scenes)")):
+        lines += [f"**{title}**", "",
+                  "| method | runs | flags | random | colour stats | run's encoder | oracle (labels) | "
+                  "Δ mIoU vs base (points) |", "|---|---|---|---|---|---|---|---|"]
+        for row in table["methods"]:
+            cells = [_pct(row[scope][s]) for s in SELECTORS]
+            lines.append(f"| {row['label']} | {row['runs']} | " + " | ".join(cells) + f" | {_delta(row['delta_miou_points'])} |")
+        lines.append("")
+    lines.append("flags: the detector's own picks during pretraining (on augmented views, with the encoder of that "
+                 "step); the selectors pick on whole tiles (colour statistics; the run's final encoder; the labels). "
+                 "An oracle run's flags read labels by construction.")
+    return "\n".join(lines)
+
+
+__all__ = ["comparison_flags", "to_markdown", "SELECTORS"]
