@@ -15,6 +15,16 @@ from core.store.runs import list_runs
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True)
+def _two_threads():
+    """The pins were taken with 2 torch threads; the kernels' summation order (so the last bits) depends on the count,
+    and the suite's workers run with 1 (tests/conftest.py)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
 def batch() -> tuple[torch.Tensor, torch.Tensor]:
     """Two views of 8 images, the second a noisy copy of the first (positives near 0.7 cosine, so the gate opens)."""
     g = torch.Generator().manual_seed(11)
