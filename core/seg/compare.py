@@ -53,6 +53,8 @@ class CompareConfig(_Section):
     methods: list[str] = list(METHODS)
     pretrain_seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], description="at least 2, for an interval")
     seeds: list[int] = Field(default_factory=lambda: [0], description="evaluation (fine-tuning or probe) seeds")
+    jobs: int = Field(1, ge=1, le=64, description="pretraining units run at once, each in its own process with its "
+                      "share of the cores (1: one after the other, every core each)")
     reuse: dict[str, str] = Field(default_factory=dict,
                                   description="'method@seed' (or 'method' for the first seed) -> pretraining run")
     bands: list[list[int | str] | None] = Field(
@@ -277,10 +279,27 @@ class Comparison:
             path = trainer.run.path
         else:
             self.log(f"{method} p{pseed}: reusing {path}")
+        return self._pretrained(method, pseed, path)
+
+    def _pretrained(self, method: str, pseed: int, path: Path) -> Path:
         check_no_leak(path, self.eval_splits().scenes.get("test", []), method)
         self.units.add({"kind": "pretrain", "method": method, "pretrain_seed": pseed, "seed": None, "run": str(path)})
         self._progress()
         return path
+
+    def pretrain_at_once(self) -> None:
+        """Every pretraining unit not done yet, ``jobs`` at a time in their own processes (``parallel_pretrain``);
+        the evaluations follow, one at a time, with every core."""
+        from .parallel_pretrain import PretrainingFailed, Unit, pretrain_at_once
+
+        units = [Unit(m, p, pretrain_config(self.cfg, m, p, self.extra)) for p in self.cfg.pretrain_seeds
+                 for m in self.cfg.variants() if split_variant(m)[0] != "random"
+                 and not self.units.get("pretrain", m, p) and reused_run(self.cfg, m, p) is None]
+        try:
+            for unit, path in pretrain_at_once(units, self.cfg.jobs, self.root, self.log):
+                self._pretrained(unit.method, unit.pretrain_seed, path)
+        except PretrainingFailed as err:
+            raise CompareError(str(err)) from None
 
     def evaluate(self, method: str, pseed: int, seed: int, encoder: Path | None) -> None:
         if self.units.get("eval", method, pseed, seed):
@@ -309,6 +328,8 @@ class Comparison:
 
     def run_all(self) -> list[dict[str, Any]]:
         self._progress()
+        if self.cfg.jobs > 1:
+            self.pretrain_at_once()
         for pseed in self.cfg.pretrain_seeds:
             for method in self.cfg.variants():
                 path = self.pretrain(method, pseed)
