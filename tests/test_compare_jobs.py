@@ -60,18 +60,10 @@ def test_a_unit_that_fails_fails_the_comparison_in_one_line(tmp_path: Path, monk
 
 
 def test_a_stop_reaches_every_unit_running_at_once(empty_store: Path) -> None:
-    from core.config import validate_config
-    from core.seg.compare import CompareConfig
     from core.store import launch
-    from tests.test_launch import ROOT, TINY, _wait
+    from tests.test_launch import _wait, stoppable_compare
 
-    cfg = validate_config({
-        "name": "jobs-stop", "pretrain_config": str(ROOT / "configs/demo_cpu.yaml"),
-        "pretrain_overrides": [*TINY, "train.max_steps=500"],
-        "finetune_config": str(ROOT / "configs/finetune_demo_cpu.yaml"),
-        "finetune_overrides": ["data.num_tiles=24", "data.tile_size=48", "data.val_fraction=0.25",
-                               "data.test_fraction=0.25"],
-        "methods": ["simclr", "simclr_false"], "pretrain_seeds": [0, 1], "seeds": [0], "jobs": 2}, CompareConfig)
+    cfg = stoppable_compare("jobs-stop", methods=["simclr", "simclr_false"], jobs=2)
     run = launch.launch("compare", cfg)
     units = lambda: [r for r in list_runs(empty_store) if r.kind() == "pretrain"]  # noqa: E731
     _wait(run, lambda: len(units()) == 2 and all(len(u.metrics()) >= 1 for u in units()))

@@ -158,17 +158,22 @@ def test_a_comparison_launched_in_the_background_shows_its_table(empty_store: Pa
     assert list(at.dataframe[0].value["method"]) == ["random init", "SimCLR + FALSE (global)"]
 
 
-def test_stopping_a_comparison_records_a_stop(empty_store: Path) -> None:
+def stoppable_compare(name: str, **more):
+    """A comparison of 500-step pretraining units on a small evaluation set: long enough to be stopped midway."""
     from core.seg.compare import CompareConfig
     from core.config import validate_config
 
-    cfg = validate_config({
-        "name": "stop-compare", "pretrain_config": str(ROOT / "configs/demo_cpu.yaml"),
+    return validate_config({
+        "name": name, "pretrain_config": str(ROOT / "configs/demo_cpu.yaml"),
         "pretrain_overrides": [*TINY, "train.max_steps=500"],
         "finetune_config": str(ROOT / "configs/finetune_demo_cpu.yaml"),
         "finetune_overrides": ["data.num_tiles=24", "data.tile_size=48", "data.val_fraction=0.25",
                                "data.test_fraction=0.25"],
-        "methods": ["simclr"], "pretrain_seeds": [0, 1], "seeds": [0]}, CompareConfig)
+        "methods": ["simclr"], "pretrain_seeds": [0, 1], "seeds": [0], **more}, CompareConfig)
+
+
+def test_stopping_a_comparison_records_a_stop(empty_store: Path) -> None:
+    cfg = stoppable_compare("stop-compare")
     run = launch.launch("compare", cfg)
     children = lambda: [r for r in list_runs(empty_store) if r.id.endswith("stop-compare-simclr-p0")]  # noqa: E731
     _wait(run, lambda: bool(children()) and len(children()[0].metrics()) >= 1)
@@ -185,14 +190,7 @@ def test_stopping_a_comparison_records_a_stop(empty_store: Path) -> None:
 
 def test_a_stop_right_as_a_comparison_starts_is_a_stop(empty_store: Path) -> None:
     """The Stop may land while the comparison opens its folder: it must end 'stopped', never 'died'."""
-    from core.seg.compare import CompareConfig
-    from core.config import validate_config
-
-    cfg = validate_config({
-        "name": "early-stop", "pretrain_config": str(ROOT / "configs/demo_cpu.yaml"),
-        "pretrain_overrides": [*TINY, "train.max_steps=500"],
-        "finetune_config": str(ROOT / "configs/finetune_demo_cpu.yaml"),
-        "methods": ["simclr"], "pretrain_seeds": [0, 1], "seeds": [0]}, CompareConfig)
+    cfg = stoppable_compare("early-stop")
     run = launch.launch("compare", cfg)
     deadline = time.time() + 120
     while run.status().get("state") != "running" and time.time() < deadline:
