@@ -2,7 +2,6 @@
 time, and a stop reaches every unit."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
