@@ -37,17 +37,31 @@ def _keep_main_module():
 
 @pytest.fixture(scope="session")
 def store_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A session-wide real run store (see tests/store.py); read it, do not change it."""
+    """A session-wide real run store (see tests/store.py); read it, do not change it. Built once for all the xdist
+    workers of a session (the first to ask builds it under a lock, the others wait and share it): it is 30 s of
+    training a worker would otherwise repeat."""
+    import fcntl
+    import shutil
+
     from tests.store import build_store
 
-    base = tmp_path_factory.mktemp("store")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("FALSE_WB_RUNS", str(base / "runs"))
-    mp.setenv("FALSE_WB_DATA", str(base / "data"))
-    try:
-        build_store(base)
-    finally:
-        mp.undo()
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the session's folder above every worker's own
+    base = shared / "shared-store"
+    with open(shared / "shared-store.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (base / ".built").exists():
+            shutil.rmtree(base, ignore_errors=True)
+            base.mkdir()
+            mp = pytest.MonkeyPatch()
+            mp.setenv("FALSE_WB_RUNS", str(base / "runs"))
+            mp.setenv("FALSE_WB_DATA", str(base / "data"))
+            try:
+                build_store(base)
+            finally:
+                mp.undo()
+            (base / ".built").touch()
     return base
 
 

@@ -87,6 +87,11 @@ def test_finetune_paper_preset_is_the_papers_protocol() -> None:
     assert cfg.data.crop_size == 256 and cfg.model.decoder_channels == 512
 
 
+
+def test_a_fine_tuning_batch_of_one_tile_is_refused_naming_the_field() -> None:
+    with pytest.raises(ConfigError, match="train.batch_size"):  # BatchNorm cannot train on one tile a step
+        load_config(CONFIGS / "finetune_demo_cpu.yaml", ["train.batch_size=1"], model=FinetuneConfig)
+
 def test_a_moco_queue_must_hold_a_batch() -> None:
     from core.config import ConfigError, load_config
 

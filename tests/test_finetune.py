@@ -37,6 +37,19 @@ def _by_kind(runs: Path, prefix: str):
     return [r for r in list_runs(runs) if prefix in r.id]
 
 
+
+def test_one_labeled_tile_fine_tunes(roots: Path) -> None:
+    """label_fraction leaving a single training tile: two augmentations of it a step, not a BatchNorm traceback."""
+    from core.config import FinetuneConfig, load_config
+    from core.seg.finetune import FinetuneTrainer
+
+    cfg = load_config(ROOT / "configs/finetune_demo_cpu.yaml", [*TINY_DATA[:-3], "data.num_tiles=8",
+                      "data.val_fraction=0.25", "data.test_fraction=0.25", "data.label_fraction=0.1",
+                      "train.max_steps=2", "train.eval_every=2"], model=FinetuneConfig)
+    trainer = FinetuneTrainer(cfg, None, progress=False)
+    assert len(trainer.splits.train) == 1 and trainer.batch_indices(0) == [0, 0]
+    assert trainer.fit() == "completed" and trainer.step == 2
+
 @pytest.mark.slow
 def test_finetune_from_pretraining_run_writes_everything(roots: Path) -> None:
     assert pretrain_main([*TINY_PRE, "name=pre"]) == 0
@@ -94,7 +107,7 @@ TINY_PROBE = ["data.name=synthetic", "data.root=null", "data.num_tiles=40", "dat
               "data.val_fraction=0.2", "data.test_fraction=0.2", "train.epochs=2", "model.input_scale=1.0"]
 
 
-def compare_yaml(tmp_path: Path, extra: str = "") -> Path:
+def compare_yaml(tmp_path: Path, extra: str = "", methods: str = "[random, simclr, simclr_false]") -> Path:
     cfg = tmp_path / "compare.yaml"
     cfg.write_text(
         "name: tiny-compare\n"
@@ -104,7 +117,7 @@ def compare_yaml(tmp_path: Path, extra: str = "") -> Path:
         "eval: probe\n"
         f"probe_config: {ROOT / 'configs/probe_dglc_cpu.yaml'}\n"
         f"probe_overrides: [{', '.join(TINY_PROBE)}]\n"
-        "methods: [random, simclr, simclr_false]\npretrain_seeds: [0, 1]\nseeds: [0]\n" + extra)
+        f"methods: {methods}\npretrain_seeds: [0, 1]\nseeds: [0]\n" + extra)
     return cfg
 
 

@@ -69,6 +69,27 @@ def test_a_repeated_sigterm_is_the_same_stop_request_and_a_second_ctrl_c_means_n
         flag.restore()
 
 
+
+class _SwallowsInFinaliser:
+    """Python ignores what a ``__del__`` raises: a signal handled there loses its KeyboardInterrupt."""
+
+    def __del__(self) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the swallowing, on purpose
+def test_a_stop_whose_interrupt_is_swallowed_is_still_honoured() -> None:
+    flag = StopFlag().install()
+    try:
+        flag.interrupt()
+        _SwallowsInFinaliser()  # dropped at once: the KeyboardInterrupt is raised, and ignored, inside __del__
+        assert flag.requested
+        with pytest.raises(KeyboardInterrupt):
+            flag.check()  # what the comparison does at every unit and the trainers at every step
+    finally:
+        flag.restore()
+
 def _process_state(pid: int) -> str | None:
     """The state letter of /proc/<pid>/stat ('Z': a zombie), None when the process is gone."""
     try:

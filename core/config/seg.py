@@ -65,7 +65,8 @@ SegLossName = Literal["ce", "ce+dice"]  # the fine-tuning losses core.seg.seg_lo
 
 class FinetuneTrainConfig(_Section):
     protocol: Literal["frozen", "full"] = Field("full", description="frozen: the paper's linear-style protocol")
-    batch_size: int = Field(16, ge=1, le=65536)
+    batch_size: int = Field(16, ge=2, le=65536, description="tiles per step; at least 2: BatchNorm (the ASPP's "
+                            "pooled branch sees one value per tile) cannot train on one")
     epochs: float | None = Field(None, gt=0)
     max_steps: int | None = Field(None, ge=1)
     lr: float = Field(1e-3, gt=0.0)

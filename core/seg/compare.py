@@ -232,8 +232,9 @@ def check_no_leak(run_path: Path, test_scenes: list[str], method: str) -> None:
 class Comparison:
     """Runs the units of a comparison in an order that completes whole pretraining seeds first."""
 
-    def __init__(self, cfg: CompareConfig, out: Run, root: Path, log: Any) -> None:
+    def __init__(self, cfg: CompareConfig, out: Run, root: Path, log: Any, stop: StopFlag | None = None) -> None:
         self.cfg, self.out, self.root, self.log = cfg, out, root, log
+        self.stop = stop or StopFlag()  # checked at every unit and step: a stop is never lost, even mid-finaliser
         self.units = Units(out)
         probe0 = eval_config(cfg, cfg.variants()[0], cfg.pretrain_seeds[0], cfg.seeds[0], None)
         self.eval_data = probe0.data
@@ -266,6 +267,7 @@ class Comparison:
         done = self.units.get("pretrain", method, pseed)
         if done:
             return Path(done["run"])
+        self.stop.check()
         from ..ssl.pretrain import Trainer
 
         path = reused_run(self.cfg, method, pseed)
@@ -274,7 +276,8 @@ class Comparison:
             trainer = Trainer(pcfg, None, progress=True)
             trainer.run = create_run(pcfg.name, config_to_yaml(pcfg), self.root)
             self.log(f"{method} p{pseed}: pretraining into {trainer.run.path.name}")
-            if trainer.fit() != "completed":
+            if trainer.fit(self.stop) != "completed":
+                self.stop.check()
                 raise CompareError(f"{method} p{pseed}: pretraining did not complete")
             path = trainer.run.path
         else:
@@ -296,7 +299,8 @@ class Comparison:
                  for m in self.cfg.variants() if split_variant(m)[0] != "random"
                  and not self.units.get("pretrain", m, p) and reused_run(self.cfg, m, p) is None]
         try:
-            for unit, path in pretrain_at_once(units, self.cfg.jobs, self.root, self.log):
+            for unit, path in pretrain_at_once(units, self.cfg.jobs, self.root, self.log,
+                                                 check=self.stop.check):
                 self._pretrained(unit.method, unit.pretrain_seed, path)
         except PretrainingFailed as err:
             raise CompareError(str(err)) from None
@@ -304,6 +308,7 @@ class Comparison:
     def evaluate(self, method: str, pseed: int, seed: int, encoder: Path | None) -> None:
         if self.units.get("eval", method, pseed, seed):
             return
+        self.stop.check()
         ecfg = eval_config(self.cfg, method, pseed, seed, encoder)
         if self.cfg.eval == "probe":
             from .probe import run_probe
@@ -315,7 +320,7 @@ class Comparison:
         else:
             from .finetune import run_finetune
 
-            run = run_finetune(ecfg, self.root, progress=True)
+            run = run_finetune(ecfg, self.root, progress=True, stop=self.stop)
             record = json.loads((run.path / "test_metrics.json").read_text())
             where = run.path
         unit = {"kind": "eval", "method": method, "pretrain_seed": pseed, "seed": seed, "miou": record["miou"],
@@ -429,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         stop.interrupt()  # the workbench's Stop (now, or already during loading): a recorded stop, not a death
-        comparison = Comparison(cfg, out_run, root, log)
+        comparison = Comparison(cfg, out_run, root, log, stop)
         facts = split_facts(comparison.eval_splits(), comparison.eval_data)
         log(f"evaluation data {facts['data']}: " + ", ".join(f"{k} {facts[k]['scenes']} scenes / {facts[k]['tiles']} "
                                                              "tiles" for k in ("train", "val", "test")))

@@ -129,7 +129,8 @@ class FinetuneTrainer:
         self.net: nn.Module = DDP(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None) \
             if self.env.active else self.model
         n = len(self.splits.train)
-        self.batch = min(tc.batch_size, n)
+        # one labeled tile still trains: two augmentations of it per step (BatchNorm cannot train on a batch of 1)
+        self.batch = max(2, min(tc.batch_size, n))
         if self.batch < self.env.world:
             raise ConfigError(f"train.batch_size: {self.batch} tiles per step over {self.env.world} processes leaves "
                               "some with none; give at least one per process")
@@ -175,6 +176,8 @@ class FinetuneTrainer:
         """The whole batch of a step: a pure function of (seed, epoch, position), the same on every rank."""
         epoch, pos = divmod(step, self.steps_per_epoch)
         order = np.random.default_rng([self.cfg.seed, epoch]).permutation(len(self.splits.train))
+        if len(order) < self.batch:  # a single tile: repeated (its augmentations differ)
+            order = np.resize(order, self.batch)
         return order[pos * self.batch:(pos + 1) * self.batch].tolist()
 
     def rank_indices(self, step: int) -> list[int]:
@@ -384,11 +387,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parse_run_args(p, argv)
 
 
-def run_finetune(cfg: FinetuneConfig, runs_root: Path | None = None, progress: bool = True) -> Run:
-    """Fine-tune and evaluate in this process; returns the run folder (used by the comparison)."""
+def run_finetune(cfg: FinetuneConfig, runs_root: Path | None = None, progress: bool = True,
+                 stop: StopFlag | None = None) -> Run:
+    """Fine-tune and evaluate in this process; returns the run folder (used by the comparison). A ``stop`` that
+    ends it early raises ``KeyboardInterrupt``: the caller has no score to read."""
     trainer = FinetuneTrainer(cfg, None, progress=progress)
     trainer.run = create_run(cfg.name or f"finetune-{cfg.model.arch}", config_to_yaml(cfg), runs_root)
-    trainer.fit()
+    if trainer.fit(stop) != "completed":  # stopped: no test score to return
+        raise KeyboardInterrupt
     return trainer.run
 
 

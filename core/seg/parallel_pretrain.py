@@ -63,9 +63,10 @@ def _stop_all(running: dict[subprocess.Popen, tuple[Unit, Run]]) -> None:
 
 
 def pretrain_at_once(units: list[Unit], jobs: int, root: Path, log: Callable[[str], None],
-                     poll_s: float = 0.5) -> Iterator[tuple[Unit, Path]]:
+                     poll_s: float = 0.5, check: Callable[[], None] = lambda: None) -> Iterator[tuple[Unit, Path]]:
     """Run ``units`` at most ``jobs`` at a time, in order; yield each (unit, run folder) as it completes. A unit that
-    fails or is stopped from outside raises ``PretrainingFailed`` (the others are stopped first)."""
+    fails or is stopped from outside raises ``PretrainingFailed`` (the others are stopped first); ``check`` is called
+    at every poll (the comparison's stop check: whatever it raises stops every unit)."""
     threads = threads_per_job(jobs)
     todo, running = list(units), {}
     try:
@@ -78,6 +79,7 @@ def pretrain_at_once(units: list[Unit], jobs: int, root: Path, log: Callable[[st
                     f"{jobs} at once, {threads} thread{'s' if threads > 1 else ''} each)")
                 running[_start(run, threads)] = (unit, run)
             time.sleep(poll_s)
+            check()
             for proc in [p for p in running if p.poll() is not None]:
                 unit, run = running.pop(proc)
                 state = run.state()

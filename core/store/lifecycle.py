@@ -62,14 +62,21 @@ class StopFlag:
         return self
 
     def _handle(self, signum, frame) -> None:  # noqa: ARG002
-        if self._raise or (self.requested and signum == signal.SIGINT):
-            raise KeyboardInterrupt
+        now = self._raise or (self.requested and signum == signal.SIGINT)
+        # noted first: a KeyboardInterrupt raised where Python swallows it (a finaliser, a C callback) must not lose
+        # the stop; the next check() or step boundary still sees it
         self.requested = True
+        if now:
+            raise KeyboardInterrupt
+
+    def check(self) -> None:
+        """``KeyboardInterrupt`` when a stop was asked: for the boundaries of work run in ``interrupt`` mode."""
+        if self.requested:
+            raise KeyboardInterrupt
 
     def interrupt(self) -> None:
         self._raise = True
-        if self.requested:
-            raise KeyboardInterrupt
+        self.check()
 
     def restore(self) -> None:
         for sig, old in self._old.items():
