@@ -244,10 +244,13 @@ def test_pretraining_on_two_processes_through_the_launcher_stops_and_resumes_tog
     first rank stops both at the same step with a checkpoint, and Resume continues on 2 ranks to the end."""
     with pytest.raises(ValueError, match="only pretraining and fine-tuning"):
         launch.launch("compare", load_config(ROOT / "configs/finetune_demo_cpu.yaml", [], FinetuneConfig), processes=2)
-    cfg = load_config(ROOT / "configs/demo_cpu.yaml", [*TINY, "train.max_steps=300", "train.ckpt_every=1000"])
+    cfg = load_config(ROOT / "configs/demo_cpu.yaml", [*TINY, "train.max_steps=300", "train.ckpt_every=1000",
+                                                       "loss.threshold=0.3"])  # flags from the first steps
     run, stopped_at = _stop_and_resume_on_two_ranks("pretrain", cfg, 300)
     steps = [m["step"] for m in run.metrics()]
     assert steps == sorted(set(steps)) and steps[-1] == stopped_at + 2  # one writer: no duplicated records
+    pairs = run.flagged_pairs()  # rows of the gathered batch, named by their indices in the data set
+    assert pairs and all(0 <= r["anchor_index"] < 24 and 0 <= r["candidate_index"] < 24 for r in pairs)
 
 
 TINY_FT = ["data.num_tiles=40", "data.tile_size=64", "data.crop_size=64", "data.val_fraction=0.2",

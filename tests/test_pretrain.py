@@ -143,28 +143,6 @@ def test_kill_and_resume_matches_an_uninterrupted_run(roots, tmp_path: Path) -> 
     assert la == pytest.approx(lb, rel=1e-4, abs=1e-5)
 
 
-@pytest.mark.slow
-def test_sigterm_stops_cleanly_and_resume_finishes(roots) -> None:
-    env = _env(roots)
-    proc = _cli("--config", str(ROOT / "configs/demo_cpu.yaml"), *TINY, "train.max_steps=200", "train.ckpt_every=100",
-                env=env)
-    runs = roots[0]
-    _wait_for(lambda: list_runs(runs) and len(list_runs(runs)[0].metrics()) == 0 and
-              (list_runs(runs)[0].path / "log.txt").exists())
-    time.sleep(1.0)
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err
-    run = only_run(runs)
-    status = run.status()
-    assert status["state"] == "stopped" and 0 < status["step"] < 200
-    assert run.last_checkpoint() is not None
-    res = _cli("--resume", str(run.path), "train.max_steps=" + str(status["step"] + 2), env=env)
-    res.communicate(timeout=120)
-    assert res.returncode == 0
-    assert run.status()["state"] == "completed" and run.status()["step"] == status["step"] + 2
-
-
 @pytest.mark.parametrize("args, needle", [
     (["loss.alpha=2"], "loss.alpha"),
     (["loss.threshold=0"], "loss.threshold"),
@@ -220,9 +198,10 @@ def test_unreadable_image_is_skipped_and_logged(roots, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["simclr", "moco"])
+@pytest.mark.parametrize("method", ["moco"])  # SimCLR on two ranks: tests/test_launch.py, through the launcher
 def test_torchrun_two_cpu_processes(roots, method: str) -> None:
-    """Launched by torchrun: DDP over gloo, one run folder written by rank 0, every step logged once."""
+    """Launched by torchrun: DDP over gloo, one run folder written by rank 0, every step logged once (MoCo: its
+    queue and key encoder over ranks)."""
     env = {**_env(roots), "OMP_NUM_THREADS": "1"}
     p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                         "-m", "core.pretrain", "--no-progress", "--config", str(ROOT / "configs/demo_cpu.yaml"),
