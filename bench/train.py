@@ -17,39 +17,33 @@ from pathlib import Path
 import torch
 
 from core.config import config_to_yaml, load_config
-from core.ssl.models import MoCoV2, build_pretrain_model
+from core.ssl.models import build_pretrain_model
 from core.ssl.optim import build_optimizer
-from core.ssl.methods import contrastive_loss, moco_loss
+from core.ssl.methods import method_step
 from core.ssl.pretrain import Trainer
 from core.store.runs import create_run
 
 
 def bare_loop(trainer: Trainer, steps: int) -> float:
-    """Images per second of forward + loss + backward + step on one fixed batch."""
+    """Images per second of forward + loss + backward + step on one fixed batch, through the method's own step
+    (SimCLR or MoCo, any loss, detector and treatment) so the two loops compute the same thing."""
     cfg = trainer.cfg
     model = build_pretrain_model(cfg.method, cfg.model).to(trainer.device)
     if trainer.precision.channels_last and cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     model.train()
     opt = build_optimizer(cfg.train.optimizer, model, trainer.lr, cfg.train.weight_decay, cfg.train.momentum)
-    views, ids = trainer.views(0)
-    b = ids.shape[0] // 2
+    method = method_step(cfg, model, model)
+    views, ids, extra = trainer.views(0)
     autocast = torch.autocast(trainer.device.type, dtype=trainer.precision.dtype, enabled=trainer.precision.autocast)
 
     def step() -> None:
         with autocast:
-            if isinstance(model, MoCoV2):
-                q = model(views[:b])
-                model.momentum_update()
-                k = model.keys(views[b:])
-                loss, _ = moco_loss(cfg, model, q, k, ids[:b], False)
-            else:
-                loss, _ = contrastive_loss(cfg, model(views), ids, False)
+            loss = method.loss(views, ids, False, extra).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        if isinstance(model, MoCoV2):
-            model.enqueue(k, ids[:b])
+        method.after_step(lambda t: t)  # one process: nothing to gather
 
     for _ in range(3):
         step()
