@@ -1,6 +1,7 @@
 """FALSE's default (detector ``fnsd``, treatment ``fncc``) stays bit-identical to the loss it was before detectors and
 treatments became two choices (issue 27): the losses of fixed batches, and of the first steps of real runs, are
-pinned to the values the code gave before that change (exact float bits; CPU, 2 threads, as the suite runs)."""
+pinned to the values the code gave before that change (CPU, 2 threads; fixed batches to the exact float bits, runs
+to 2e-5, as their convolution kernels differ by processor)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -72,11 +73,15 @@ def test_a_false_run_gives_the_losses_of_before(tmp_path: Path, monkeypatch: pyt
     assert main(["--config", str(ROOT / "configs/demo_cpu.yaml"), "--runs-root", str(tmp_path / "runs"), *TINY,
                  f"method={method}", *extra]) == 0
     (run,) = list_runs(tmp_path / "runs")
-    got = [(m["loss"], m["flagged"], m["calibrated"]) for m in run.metrics()]
-    assert got == PINNED_RUNS[method]
+    metrics = run.metrics()
+    assert [(m["flagged"], m["calibrated"]) for m in metrics] == [(f, c) for _, f, c in PINNED_RUNS[method]]
+    # A whole run's losses go through convolutions whose CPU kernels differ by processor (oneDNN picks them by
+    # instruction set): the pins, taken on an earlier CI machine, read up to 5e-6 relative apart on an AMD EPYC one.
+    # So runs match to 2e-5; the loss arithmetic itself is pinned bit for bit by the fixed batches above.
+    assert [m["loss"] for m in metrics] == pytest.approx([loss for loss, _, _ in PINNED_RUNS[method]], rel=2e-5, abs=0)
 
 
-# measured with the code of commit ee057ef (before issue 27), on this project's CI machine
+# measured with the code of commit ee057ef (before issue 27), on an earlier CI machine
 PINNED_BATCHES: dict[str, tuple[str, int, int]] = {
     "info_nce": ("0x1.6a70e40000000p+0", 0, 0), "global": ("0x1.5ef5180000000p+0", 1, 1),
     "per_anchor_k2_sym": ("0x1.cdb7460000000p-1", 46, 46), "moco": ("0x1.1dc9180000000p-1", 12, 12),
