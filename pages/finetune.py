@@ -17,7 +17,7 @@ from core.seg.baseline import scores_of
 from core.seg.compare import CompareConfig, check_presets
 from core.seg.compare_methods import all_methods
 from core.seg.compare_report import label
-from core.config import ConfigError, load_config, validate_config
+from core.config import ConfigError, LossConfig, load_config, validate_config
 from core.imaging.colours import css_rgb
 from core.store.run_lock import RunBusyError
 from core.store.runs import NotARunError, Run, open_run, read_json_file
@@ -35,7 +35,8 @@ def _replace(overrides: list[str], key: str, value: Any) -> list[str]:
     return [o for o in overrides if not o.startswith(f"{key}=")] + [f"{key}={value}"]
 
 
-COMPARE_FIELDS = ("cmp-methods", "cmp-pseeds", "cmp-seeds", "cmp-pre-steps", "cmp-probe-epochs", "cmp-ft-steps")
+COMPARE_FIELDS = ("cmp-methods", "cmp-pseeds", "cmp-seeds", "cmp-pre-steps", "cmp-probe-epochs", "cmp-ft-steps",
+                  "cmp-tau-plus")
 
 
 def _forget_compare_fields() -> None:
@@ -83,6 +84,11 @@ def compare_form() -> None:
         else:
             eval_len = c4.number_input("Fine-tuning steps", 1, 1_000_000, _steps(base.finetune_overrides, 80),
                                        key="cmp-ft-steps")
+        preset_prior = _float(base.pretrain_overrides, "loss.tau_plus", LossConfig.model_fields["tau_plus"].default)
+        prior = st.number_input("DCL's class prior τ+", 0.01, 0.99, preset_prior, step=0.01, format="%.2f",
+                                key="cmp-tau-plus",
+                                help="Read by the DCL methods only: the share of a batch's negatives assumed to be of "
+                                     "the anchor's class (Chuang et al. 2020). Other methods ignore it.")
         go = st.form_submit_button("🚀 Launch comparison", type="primary")
     if not go:
         return
@@ -90,6 +96,8 @@ def compare_form() -> None:
         raw = base.model_dump(mode="json")
         raw.update(methods=methods, pretrain_seeds=list(range(int(pseeds))), seeds=list(range(int(seeds))))
         raw["pretrain_overrides"] = _replace(raw["pretrain_overrides"], "train.max_steps", int(pre_steps))
+        if round(float(prior), 4) != round(preset_prior, 4):  # the preset's own runs stay exactly as written
+            raw["pretrain_overrides"] = _replace(raw["pretrain_overrides"], "loss.tau_plus", round(float(prior), 4))
         if base.eval == "probe":
             raw["probe_overrides"] = _replace(raw["probe_overrides"], "train.epochs", int(eval_len))
         else:
@@ -105,10 +113,14 @@ def compare_form() -> None:
 
 
 def _value(overrides: list[str], key: str, default: int) -> int:
+    return int(_float(overrides, key, default))
+
+
+def _float(overrides: list[str], key: str, default: float) -> float:
     for o in reversed(overrides):
         if o.startswith(f"{key}="):
             try:
-                return int(float(o.split("=", 1)[1]))
+                return float(o.split("=", 1)[1])
             except ValueError:
                 return default
     return default

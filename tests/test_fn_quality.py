@@ -345,3 +345,26 @@ def test_tile_without_labeled_pixels_has_no_class() -> None:
     dom = dominant_classes(Counts())
     assert dom.tolist() == [0, NO_CLASS, 1, 0]
     assert base_rate(dom) == pytest.approx(2 / 6)  # tiles 0, 2, 3 only: one same-class pair of three
+
+
+@pytest.mark.slow
+def test_report_on_a_labeled_scene_set_gives_every_key_with_cross_scene_figures(roots: Path, tmp_path: Path,
+                                                                              capsys) -> None:
+    """A folder in DeepGlobe's layout (the real sets' loader: scenes, colour masks, a class table of its own), not the
+    synthetic set: ``--json`` gives every key of issue 27, and pairs across scenes are told from pairs within one."""
+    from tests.test_baseline import deepglobe_folder
+
+    root = deepglobe_folder(tmp_path / "dg", scenes=4, size=96)
+    assert pretrain_main([*TINY, "data.name=deepglobe", f"data.root={root}", "data.tile_size=32",
+                          "data.val_fraction=0.25", "data.test_fraction=0.25", "loss.name=false",
+                          "loss.detector=nearest", "loss.treatment=eliminate", "train.max_steps=3"]) == 0
+    (run,) = list_runs(roots)
+    capsys.readouterr()
+    assert report_main([str(run.path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    for key in ("precision", "selectors", "recall", "cross_scene_precision", "detector"):
+        assert key in report, key
+    assert report["detector"]["name"] == "nearest" and report["detector"]["uses_labels"] is False
+    assert 0.0 <= report["precision"] <= 1.0 and report["pairs"] > 0
+    assert set(report["selectors"]) == {"flags", "random", "colour", "encoder", "oracle"}
+    assert isinstance(report["cross_scene_precision"], float) and 0.0 <= report["cross_scene_precision"] <= 1.0

@@ -463,7 +463,12 @@ def test_a_comparison_offers_every_detector_and_treatment_and_launches_them(empt
     at.selectbox(key="cmp-preset").set_value("compare_cpu").run()
     at.multiselect(key="cmp-methods").set_value(["simclr", "simclr+nearest+attract", "simclr+dcl"])
     at.number_input(key="cmp-pseeds").set_value(2)
+    assert at.number_input(key="cmp-tau-plus").value == pytest.approx(0.1)  # the loss's default: no preset sets it
     next(b for b in at.button if "Launch comparison" in b.label).click().run()
     assert errors(at) == ["Not launched: not started in this test"], errors(at)
     kind, cfg = seen[-1]
     assert kind == "compare" and cfg.methods == ["simclr", "simclr+nearest+attract", "simclr+dcl"]
+    assert not any(o.startswith("loss.tau_plus=") for o in cfg.pretrain_overrides)  # the preset as written
+    at.number_input(key="cmp-tau-plus").set_value(0.25)
+    next(b for b in at.button if "Launch comparison" in b.label).click().run()
+    assert seen[-1][1].pretrain_overrides[-1] == "loss.tau_plus=0.25"
