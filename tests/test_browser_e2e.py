@@ -182,8 +182,14 @@ def test_a_folder_added_in_the_browser_is_pretrained_on(app, page, tmp_path: Pat
         Image.fromarray(np.ascontiguousarray(rgb)).save(mine / f"tile_{i}.png")
     with screenshot_on_failure(page, "data-source"):
         _open(page, url, "pretrain", "Pretrain")
-        page.get_by_text("Data sources: your own image folders").click()
-        page.locator('input[aria-label="Folder to add"]').fill(str(mine))
+        settle(page)  # the watched run's charts draw after the script ends and push the panels down
+        folder_box = page.locator('input[aria-label="Folder to add"]')
+        for _ in range(2):  # a click that lands while the layout still moves misses the fold; a user clicks again
+            page.get_by_text("Data sources: your own image folders").click()
+            wait_until_idle(page)
+            if folder_box.is_visible():
+                break
+        folder_box.fill(str(mine))
         page.get_by_role("button", name=re.compile("Add")).click()
         page.get_by_text(re.compile(r"Added .*6 image\(s\)")).wait_for(timeout=60_000)
         page.get_by_role("button", name="Use for pretraining").click()

@@ -199,12 +199,12 @@ def test_unreadable_image_is_skipped_and_logged(roots, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method, strategy", [
-    ("moco", []),  # SimCLR's default on two ranks: tests/test_launch.py, through the launcher
-    # the multi-rank paths of issue 27 that no loss-level test reaches: support views through the DDP-wrapped net
-    # under no_grad, and each rank's class table for the oracle (with MoCo's queue)
+    # SimCLR's default FALSE on two ranks: tests/test_launch.py, through the launcher; here the multi-rank paths of
+    # issue 27 that no loss-level test reaches: support views through the DDP-wrapped net under no_grad, and each
+    # rank's class table for the oracle, with MoCo's queue and key encoder over ranks
     ("simclr", ["loss.detector=support", "loss.treatment=attract"]),
     ("moco", ["loss.detector=oracle", "loss.treatment=eliminate"]),
-], ids=["moco-fnsd-fncc", "simclr-support-attract", "moco-oracle-eliminate"])
+], ids=["simclr-support-attract", "moco-oracle-eliminate"])
 def test_torchrun_two_cpu_processes(roots, method: str, strategy: list[str]) -> None:
     """Launched by torchrun: DDP over gloo, one run folder written by rank 0, every step logged once (MoCo: its
     queue and key encoder over ranks)."""
@@ -217,7 +217,7 @@ def test_torchrun_two_cpu_processes(roots, method: str, strategy: list[str]) -> 
     assert p.returncode == 0, p.stderr[-3000:]
     run = only_run(roots[0])
     assert run.status()["state"] == "completed"
-    assert run.config()["loss"]["detector"] == (strategy[0].split("=")[1] if strategy else "fnsd")
+    assert run.config()["loss"]["detector"] == strategy[0].split("=")[1]
     assert [m["step"] for m in run.metrics()] == [1, 2, 3]
     pairs = run.flagged_pairs()
     assert pairs and all(0 <= r["anchor_index"] < 24 and 0 <= r["candidate_index"] < 24 for r in pairs)
