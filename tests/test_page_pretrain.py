@@ -397,3 +397,14 @@ def test_a_run_of_another_treatment_is_named_and_charted_in_its_words(populated_
     titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
     assert "Flagged and treated (eliminate) pairs per step" in titles, titles
     assert "FNCC's treatment" not in texts(at) and "The treatment (eliminate) applied in" in texts(at)
+
+
+def test_a_broken_sources_file_is_said_and_the_page_still_works(empty_store: Path) -> None:
+    """Issue 29: {"sources": null} broke the Pretrain page ("'NoneType' object is not iterable")."""
+    settings = empty_store.parent / "data" / "sources.json"
+    settings.parent.mkdir(parents=True, exist_ok=True)
+    settings.write_text('{"sources": null}')
+    at = open_page("pretrain")
+    assert not at.exception and not errors(at)
+    assert any("set aside" in w.value for w in at.warning)
+    assert [b.label for b in at.button] == ["➕ Add", "🚀 Launch"]

@@ -90,3 +90,51 @@ def test_a_folder_of_4_band_geotiffs_is_described_with_its_bands(tmp_path: Path)
     rgb.mkdir()
     (tmp_path / "rgb.png").rename(rgb / "rgb.png")
     assert describe(rgb).bands is None  # RGB: the default rule, nothing to say
+
+
+# ------------------------------------------------------------------------------------------------ untrusted file
+def _settings(tmp_path: Path) -> Path:
+    return tmp_path / "data" / "sources.json"
+
+
+@pytest.mark.parametrize("text", ['{"sources": null}', "42", '{"sources": {"path": "/x"}}', "not json {",
+                                  "[" * 100_000 + "]" * 100_000],
+                         ids=["sources-null", "a-number", "sources-not-a-list", "not-json", "nested-too-deep"])
+def test_a_settings_file_that_is_not_ours_is_set_aside_and_add_repairs_it(tmp_path: Path, text: str) -> None:
+    """Issue 29: a broken sources.json broke the Pretrain page ("'NoneType' object is not iterable"); now it is no
+    source, said once in a line naming where it went, and the next Add writes a new list."""
+    from core.store.sources import settings_problem
+
+    f = _settings(tmp_path)
+    f.parent.mkdir(parents=True)
+    assert settings_problem() is None  # no file at all is no problem
+    f.write_text(text)
+    assert list_sources() == [] and settings_problem() is not None
+    assert "set aside" in settings_problem() and not f.exists()
+    add_source(images(tmp_path / "mine", 2))
+    assert [s.images for s in list_sources()] == [2] and settings_problem() is None
+
+
+def test_entries_are_checked_by_adds_rules_and_the_whole_disk_is_never_a_source(tmp_path: Path) -> None:
+    import json
+
+    good = images(tmp_path / "good", 1)
+    f = _settings(tmp_path)
+    f.parent.mkdir(parents=True)
+    f.write_text(json.dumps({"sources": [
+        {"path": "/"}, {"path": str(Path.home())}, {"path": "relative/dir"}, {"path": 7}, "just text",
+        {"path": str(good), "images": "many"}, {"path": str(tmp_path / "x" / ".." / "good")},
+        {"path": str(good), "format": "a folder", "images": 1, "labels": "yes"}]}))
+    (s,) = list_sources()
+    assert s.path == str(good) and s.images == 1 and s.labels is False  # "yes" is not a boolean
+    with pytest.raises(PathRefused):
+        resolve_under("/etc/passwd")  # "/" in the file opened nothing
+
+
+def test_a_fifo_named_like_an_image_is_skipped_not_opened(tmp_path: Path) -> None:
+    import os
+
+    folder = images(tmp_path / "tiles", 2)
+    os.mkfifo(folder / "a.png")  # opening it would block until a writer comes: Add hung for ever
+    info = add_source(folder)
+    assert info.images == 2

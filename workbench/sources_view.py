@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pandas as pd
 import streamlit as st
 
-from core.store.sources import SourceError, SourceInfo, add_source, list_sources, remove_source
+from core.store.sources import SourceError, SourceInfo, add_source, list_sources, remove_source, settings_problem
 
 
 def source_label(s: SourceInfo) -> str:
@@ -39,7 +39,10 @@ def _remove(key: str) -> None:
 
 def data_sources(key: str, use: Callable[[SourceInfo], None] | None = None, use_label: str = "Use") -> None:
     """The panel; ``use(source)`` runs when its Use button is pressed (e.g. filling a form's data fields)."""
-    sources = list_sources()
+    sources = list_sources()  # before the warning: reading is what sets a bad file aside
+    problem = settings_problem()
+    if problem:
+        st.warning(problem, icon="⚠️")  # outside the fold: the user must see it without opening the panel
     # tracked (a rerun when folded), so the page can keep it open across a visit to another page
     with st.expander(f"📁 Data sources: your own image folders ({len(sources)})", key=f"{key}-sources-open",
                      on_change="rerun"):

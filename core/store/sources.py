@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,16 +39,63 @@ class SourceInfo:
     bands: list[str] | None = None  # the first image's bands when it has more than R, G, B (core.imaging.bands)
 
 
+SET_ASIDE = "sources.json.unreadable"  # where a settings file that is not ours goes (the next Add starts afresh)
+SETTINGS_LIMIT = 4 * 2**20  # bytes: far above any real list of folders; a bigger file is not one we wrote
+
+
 def _settings_file() -> Path:
     return data_root() / SETTINGS
 
 
+def _forbidden_folder(folder: Path) -> bool:
+    """The whole disk or the home folder: a source there would open every file to the path guard."""
+    return folder == Path(folder.anchor) or folder == Path.home().resolve()
+
+
+def _valid_record(r: Any) -> dict[str, Any] | None:
+    """An entry as Add writes it, re-checked by Add's rules (the file is on disk and anyone may have edited it)."""
+    if not isinstance(r, dict) or not isinstance(r.get("path"), str) or not r["path"].strip():
+        return None
+    folder = Path(r["path"])
+    if not folder.is_absolute() or ".." in folder.parts or _forbidden_folder(folder):
+        return None
+    if not all(isinstance(r.get(k, 0), (int, float)) and not isinstance(r.get(k, 0), bool)
+               for k in ("images", "added")):
+        return None
+    return r
+
+
 def _records() -> list[dict[str, Any]]:
+    """The valid entries; a file that is not a list of sources is set aside (see settings_problem)."""
+    path = _settings_file()
     try:
-        raw = json.loads(_settings_file().read_text())
-    except (OSError, ValueError):
+        if path.stat().st_size > SETTINGS_LIMIT:
+            raise ValueError(f"larger than {SETTINGS_LIMIT // 2**20} MiB")
+        raw = json.loads(path.read_text())
+        if not isinstance(raw, dict) or not isinstance(raw.get("sources", []), list):
+            raise ValueError("not {\"sources\": [...]}")
+    except FileNotFoundError:
         return []
-    return [s for s in (raw.get("sources", []) if isinstance(raw, dict) else []) if isinstance(s, dict)]
+    except (OSError, ValueError, RecursionError):
+        try:
+            os.replace(path, path.with_name(SET_ASIDE))
+        except OSError:
+            pass
+        return []
+    return [r for r in map(_valid_record, raw.get("sources", [])) if r is not None]
+
+
+def settings_problem() -> str | None:
+    """One line for the page when a settings file was set aside; None when all is well."""
+    aside, current = data_root() / SET_ASIDE, _settings_file()
+    try:
+        set_aside = aside.stat().st_mtime
+    except OSError:
+        return None  # nothing set aside
+    if current.exists() and current.stat().st_mtime >= set_aside:
+        return None  # a list written since (an Add) has repaired it
+    return (f"{SETTINGS} could not be read as a list of folders and was set aside as {aside}; the folders it named "
+            "are not sources until added again (Add writes a new list).")
 
 
 def source_paths() -> list[Path]:
@@ -67,8 +115,8 @@ def describe(folder: Path) -> SourceInfo:
         inside = layout and Path(where).is_relative_to(images_dir)
         for name in files:
             looked += 1
-            if Path(name).suffix.lower() not in IMAGE_SUFFIXES:
-                continue
+            if Path(name).suffix.lower() not in IMAGE_SUFFIXES or not _regular(Path(where) / name):
+                continue  # a FIFO, socket or device named like an image would hang or lie when opened
             if name.lower().endswith("_mask.png"):
                 masks += 1
             else:
@@ -85,6 +133,13 @@ def describe(folder: Path) -> SourceInfo:
     if masks:
         return SourceInfo(str(folder), "DeepGlobe layout (*_sat.jpg + *_mask.png)", images, True, kind="deepglobe")
     return SourceInfo(str(folder), "a folder of images (unlabeled)", images, False, bands=bands)
+
+
+def _regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except OSError:
+        return False
 
 
 def _bands(image: Path | None) -> list[str] | None:
@@ -111,7 +166,7 @@ def add_source(text: str | Path) -> SourceInfo:
         raise SourceError(f"{raw}: no such folder")
     if not folder.is_dir():
         raise SourceError(f"{raw}: a file, not a folder; add the folder that holds the images")
-    if folder == Path(folder.anchor) or folder == Path.home().resolve():
+    if _forbidden_folder(folder):
         raise SourceError(f"{raw}: the whole disk or home folder cannot be a data source; add the folder of images")
     info = describe(folder)
     records = [r for r in _records() if Path(str(r.get("path"))) != folder]
@@ -145,6 +200,6 @@ def list_sources() -> list[SourceInfo]:
         kind = r.get("kind") if r.get("kind") in ("folder", "deepglobe") else \
             "deepglobe" if fmt.startswith("DeepGlobe") else "folder"  # a record written before kinds were kept
         bands = r.get("bands") if isinstance(r.get("bands"), list) else None
-        out.append(SourceInfo(str(path), fmt, int(r.get("images", 0)), bool(r.get("labels", False)),
+        out.append(SourceInfo(str(path), fmt, int(r.get("images", 0)), r.get("labels") is True,
                               float(r.get("added", 0)), kind=kind, bands=bands))
     return out
