@@ -124,6 +124,7 @@ def test_entries_are_checked_by_adds_rules_and_the_whole_disk_is_never_a_source(
     f.write_text(json.dumps({"sources": [
         {"path": "/"}, {"path": str(Path.home())}, {"path": "relative/dir"}, {"path": 7}, "just text",
         {"path": str(good), "images": "many"}, {"path": str(tmp_path / "x" / ".." / "good")},
+        {"path": str(good), "images": float("inf")}, {"path": str(good), "added": float("nan")},
         {"path": str(good), "format": "a folder", "images": 1, "labels": "yes"}]}))
     (s,) = list_sources()
     assert s.path == str(good) and s.images == 1 and s.labels is False  # "yes" is not a boolean

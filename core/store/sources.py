@@ -8,6 +8,7 @@ by what is in it (format, image count, labels) so a picker can show it.
 from __future__ import annotations
 
 import json
+import math
 import os
 import stat
 import time
@@ -60,8 +61,8 @@ def _valid_record(r: Any) -> dict[str, Any] | None:
     if not folder.is_absolute() or ".." in folder.parts or _forbidden_folder(folder):
         return None
     if not all(isinstance(r.get(k, 0), (int, float)) and not isinstance(r.get(k, 0), bool)
-               for k in ("images", "added")):
-        return None
+               and math.isfinite(r.get(k, 0)) for k in ("images", "added")):
+        return None  # JSON's Infinity and NaN are numbers too, and int() of them raises
     return r
 
 
@@ -74,9 +75,9 @@ def _records() -> list[dict[str, Any]]:
         raw = json.loads(path.read_text())
         if not isinstance(raw, dict) or not isinstance(raw.get("sources", []), list):
             raise ValueError("not {\"sources\": [...]}")
-    except FileNotFoundError:
-        return []
-    except (OSError, ValueError, RecursionError):
+    except OSError:
+        return []  # absent or unreadable for now (permissions, a busy disk): the file itself may be fine
+    except (ValueError, RecursionError):  # its content is not ours: set it aside, once read
         try:
             os.replace(path, path.with_name(SET_ASIDE))
         except OSError:
