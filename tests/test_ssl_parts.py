@@ -43,27 +43,58 @@ def test_the_momentum_update_moves_keys_towards_queries_only(moco: MoCoV2) -> No
 
 
 def test_lars_scales_weight_matrices_by_their_trust_ratio_and_leaves_biases_to_sgd() -> None:
+    """The docstring's formula (You et al., timm's): trust = eta ||w|| / (||g|| + wd ||w|| + eps), step trust (g + wd w)."""
     layer = nn.Linear(3, 2)
     with torch.no_grad():
         layer.weight.copy_(torch.tensor([[1.0, 2.0, 2.0], [0.0, 0.0, 0.0]]))
         layer.bias.copy_(torch.tensor([0.5, -0.5]))
     groups = param_groups(layer, weight_decay=0.1)
     assert [len(g["params"]) for g in groups] == [1, 1] and groups[1]["weight_decay"] == 0.0
-    opt = LARS(groups, lr=0.5, momentum=0.9, trust_coefficient=0.01)
+    opt = LARS(groups, lr=0.5, momentum=0.9, trust_coeff=0.01)
     gw, gb = torch.tensor([[0.3, 0.0, 0.4], [1.0, 1.0, 1.0]]), torch.tensor([1.0, 2.0])
+
+    def update(w: torch.Tensor) -> torch.Tensor:
+        trust = 0.01 * w.norm() / (gw.norm() + 0.1 * w.norm() + 1e-8)  # 3 / (sqrt(3.25) + 0.3): hand-checkable
+        return trust * (gw + 0.1 * w)
+
     w0, b0 = layer.weight.detach().clone(), layer.bias.detach().clone()
     layer.weight.grad, layer.bias.grad = gw.clone(), gb.clone()
     opt.step()
-    g = gw + 0.1 * w0  # weight decay enters the gradient before the trust ratio
-    trust = 0.01 * w0.norm() / g.norm()
-    assert torch.allclose(layer.weight, w0 - 0.5 * trust * g)
+    assert torch.allclose(layer.weight, w0 - 0.5 * update(w0))
     assert torch.allclose(layer.bias, b0 - 0.5 * gb)  # no decay, no trust ratio
     layer.weight.grad, layer.bias.grad = gw.clone(), gb.clone()
     w1, b1 = layer.weight.detach().clone(), layer.bias.detach().clone()
     opt.step()  # momentum: the buffer holds the last step and adds this one
     assert torch.allclose(layer.bias, b1 - 0.5 * (0.9 * gb + gb))
-    g1 = gw + 0.1 * w1
-    assert torch.allclose(layer.weight, w1 - 0.5 * (0.9 * trust * g + 0.01 * w1.norm() / g1.norm() * g1), atol=1e-6)
+    assert torch.allclose(layer.weight, w1 - 0.5 * (0.9 * update(w0) + update(w1)), atol=1e-6)
+
+
+def test_lars_adapts_at_weight_decay_zero_and_resumes_a_checkpoint_of_the_former_loop(tmp_path) -> None:
+    """timm adapts only where weight decay is non-zero unless told to: at 0 LARS must not quietly become SGD. A run
+    saved by our former LARS (keys trust_coefficient, lars) must resume through the checkpoint store."""
+    from core.store.checkpoint import load_checkpoint, save_checkpoint
+    layer = nn.Linear(3, 2)
+    with torch.no_grad():
+        layer.weight.fill_(1.0)
+    opt = LARS(param_groups(layer, 0.0), lr=1.0, momentum=0.0)
+    layer.weight.grad, layer.bias.grad = torch.ones(2, 3), torch.ones(2)
+    opt.step()
+    assert torch.allclose(layer.weight, torch.full((2, 3), 1.0 - 0.001 * 6 ** 0.5 / (6 ** 0.5 + 1e-8)))
+    assert torch.allclose(layer.bias.grad, torch.ones(2))  # the gradient itself is left as it was
+
+    former = [{"lr": 0.3, "momentum": 0.9, "weight_decay": 1e-6, "trust_coefficient": 0.002, "eps": 1e-8,
+               "lars": True, "params": [0]}, {"lr": 0.3, "momentum": 0.9, "weight_decay": 0.0,
+                                              "trust_coefficient": 0.002, "eps": 1e-8, "lars": False, "params": [1]}]
+    fresh = LARS(param_groups(layer, 1e-6), lr=0.3)
+    fresh.load_state_dict({"state": {0: {"momentum_buffer": torch.ones(2, 3)}}, "param_groups": former})
+    assert [(g["trust_coeff"], g["always_adapt"]) for g in fresh.param_groups] == [(0.002, True), (0.002, False)]
+    layer.weight.grad, layer.bias.grad = torch.ones(2, 3), torch.ones(2)
+    fresh.step()  # a KeyError here is what an old run's resume would have met
+    save_checkpoint(tmp_path / "c.safetensors", model=layer, card={}, optimizer=fresh)
+    again = LARS(param_groups(layer, 1e-6), lr=0.3)
+    load_checkpoint(tmp_path / "c.safetensors", model=layer, optimizer=again)
+    assert again.param_groups[0]["trust_coeff"] == 0.002
+    assert torch.equal(again.state[layer.weight]["momentum_buffer"], fresh.state[layer.weight]["momentum_buffer"])
 
 
 def test_lars_leaves_a_zero_weight_to_plain_sgd_and_build_optimizer_names_its_choices() -> None:

@@ -1,49 +1,47 @@
 """Optimizers and the learning-rate schedule used by pretraining.
 
-LARS follows SimCLR: SGD with momentum whose step for each weight matrix is scaled by the trust ratio
-``eta * ||w|| / (||g|| + wd * ||w||)``; norms and biases get neither weight decay nor the LARS adaptation.
+LARS is timm's ``Lars`` (You et al. 2017): SGD with momentum whose step for each weight matrix and kernel is
+``trust * (g + wd * w)`` with the trust ratio ``eta * ||w|| / (||g|| + wd * ||w|| + eps)`` (1 where ``||w||`` or
+``||g||`` is 0); norms and biases get neither weight decay nor the adaptation. It replaced our own loop, which
+followed SimCLR's TensorFlow form ``eta * ||w|| / ||g + wd * w||``, after ``bench/lars.py`` timed timm's per-tensor
+step 1.42-1.60x faster on ResNet-50 (CPU); on CUDA timm takes its multi-tensor path. The two ratios agree when weight
+decay is 0 and differ by about 1e-4 relative at the presets' 1e-6.
 """
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
+from timm.optim import Lars
 from torch import nn
 
 
-class LARS(torch.optim.Optimizer):
-    """Layer-wise adaptive rate scaling on top of SGD with momentum (You et al. 2017)."""
+class LARS(Lars):
+    """timm's ``Lars`` that also resumes from checkpoints written by our former LARS (other group keys)."""
 
-    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
-                 trust_coefficient: float = 0.001, eps: float = 1e-8) -> None:
-        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, trust_coefficient=trust_coefficient,
-                        eps=eps, lars=True)
-        super().__init__(params, defaults)
+    def __init__(self, params, lr: float, momentum: float = 0.9, trust_coeff: float = 0.001,
+                 eps: float = 1e-8, foreach: bool | None = None) -> None:
+        # timm adapts a group only where its weight decay is non-zero unless always_adapt: our decay group must adapt
+        # even at weight decay 0 (else LARS would quietly be SGD), and the norm/bias group never
+        groups = [{**{k: v for k, v in g.items() if k != "lars"}, "always_adapt": g.get("lars", True)}
+                  for g in params]
+        super().__init__(groups, lr=lr, momentum=momentum, trust_coeff=trust_coeff, eps=eps, foreach=foreach)
 
-    @torch.no_grad()
-    def step(self, closure=None):  # noqa: D102 - the torch.optim contract
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = p.grad
-                if group["lars"]:
-                    if group["weight_decay"]:
-                        g = g.add(p, alpha=group["weight_decay"])
-                    w_norm, g_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(g)
-                    trust = group["trust_coefficient"] * w_norm / (g_norm + group["eps"])
-                    g = g * torch.where((w_norm > 0) & (g_norm > 0), trust, torch.ones_like(trust))
-                buf = self.state[p].get("momentum_buffer")
-                if buf is None:
-                    buf = self.state[p]["momentum_buffer"] = g.clone()
-                else:
-                    buf.mul_(group["momentum"]).add_(g)
-                p.add_(buf, alpha=-group["lr"])
-        return loss
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        groups = [_upgrade_group(g) for g in state_dict["param_groups"]]
+        super().load_state_dict({**state_dict, "param_groups": groups})
+
+
+def _upgrade_group(group: dict[str, Any]) -> dict[str, Any]:
+    """A group saved by the former LARS (``trust_coefficient``, ``lars``) in timm's keys; others pass unchanged."""
+    if "trust_coeff" in group:
+        return group
+    old = dict(group)
+    upgraded = {k: v for k, v in old.items() if k not in ("trust_coefficient", "lars")}
+    upgraded.update(trust_coeff=old.get("trust_coefficient", 0.001), always_adapt=bool(old.get("lars", True)),
+                    dampening=0.0, nesterov=False, trust_clip=False, foreach=None)
+    return upgraded
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
