@@ -21,6 +21,7 @@ from core.ssl.models import build_pretrain_model
 from core.ssl.optim import build_optimizer
 from core.ssl.methods import method_step
 from core.ssl.pretrain import Trainer
+from core.ssl.shuffle_bn import split_batchnorm
 from core.store.runs import create_run
 
 
@@ -31,6 +32,8 @@ def bare_loop(trainer: Trainer, steps: int) -> float:
     model = build_pretrain_model(cfg.method, cfg.model).to(trainer.device)
     if trainer.precision.channels_last and cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if trainer.bn_splits:  # MoCo's shuffle-BN, as the trainer runs it
+        split_batchnorm(model, trainer.bn_splits)
     model.train()
     opt = build_optimizer(cfg.train.optimizer, model, trainer.lr, cfg.train.weight_decay, cfg.train.momentum)
     method = method_step(cfg, model, model)

@@ -66,12 +66,16 @@ TINY = ["--no-progress", "model.encoder=resnet18", "model.proj_hidden=32", "mode
         "train.max_steps=3", "train.knn_every=0", "loss.threshold=0.5"]
 
 
-@pytest.mark.parametrize("method", ["simclr", "moco"])
+RUN_ARGS = {"simclr": ["method=simclr"],
+            "moco": ["method=moco", "model.queue_size=32", "model.moco_shuffle_bn=false"],  # pinned before shuffle-BN
+            "moco_shuffle_bn": ["method=moco", "model.queue_size=32"]}
+
+
+@pytest.mark.parametrize("method", list(RUN_ARGS))
 def test_a_false_run_gives_the_losses_of_before(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str) -> None:
     monkeypatch.setenv("FALSE_WB_DATA", str(tmp_path / "data"))
-    extra = ["model.queue_size=32"] if method == "moco" else []
     assert main(["--config", str(ROOT / "configs/demo_cpu.yaml"), "--runs-root", str(tmp_path / "runs"), *TINY,
-                 f"method={method}", *extra]) == 0
+                 *RUN_ARGS[method]]) == 0
     (run,) = list_runs(tmp_path / "runs")
     metrics = run.metrics()
     assert [(m["flagged"], m["calibrated"]) for m in metrics] == [(f, c) for _, f, c in PINNED_RUNS[method]]
@@ -89,4 +93,6 @@ PINNED_BATCHES: dict[str, tuple[str, int, int]] = {
 PINNED_RUNS: dict[str, list[tuple[float, int, int]]] = {
     "simclr": [(2.9493911266326904, 1, 1), (2.8201591968536377, 1, 0), (2.6090807914733887, 1, 1)],
     # MoCo's first step: the queue is still empty of keys, so there are no negatives (loss 0)
-    "moco": [(0.0, 0, 0), (2.125587224960327, 1, 1), (2.720952033996582, 1, 1)]}
+    "moco": [(0.0, 0, 0), (2.125587224960327, 1, 1), (2.720952033996582, 1, 1)],
+    # MoCo's default since issue 28 (shuffle-BN), taken when it landed (2026-12-04): the same loss code, other keys
+    "moco_shuffle_bn": [(0.0, 0, 0), (2.197234630584717, 1, 1), (2.8468480110168457, 1, 0)]}

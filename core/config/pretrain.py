@@ -18,6 +18,12 @@ class ModelConfig(_Section):
     proj_dim: int = Field(128, ge=1, le=65536)
     moco_momentum: float = Field(0.99, ge=0.0, le=1.0)
     queue_size: int = Field(4096, ge=1, le=1_048_576, description="MoCo negatives kept (at most about a million)")
+    moco_shuffle_bn: bool = Field(True, description="MoCo: keys computed in a shuffled order with BatchNorm over "
+                                  "sub-batches (or per rank), so a key never shares batch statistics with its own "
+                                  "query (the MoCo paper's shuffle-BN); false: the whole key batch at once")
+    moco_bn_splits: int | None = Field(None, ge=1, le=64, description="MoCo shuffle-BN: BatchNorm sub-batches per "
+                                       "device (default: 1 per rank under torchrun; on one device 2-8, of at "
+                                       "least 32 images where the batch allows)")
 
     @field_validator("encoder")
     @classmethod
@@ -145,11 +151,15 @@ def upgrade_run_config(raw: dict[str, Any]) -> dict[str, Any]:
     """A pretraining run's stored config as today's schema reads it (in place).
 
     Runs made before ``data.pretrain_splits`` existed pretrained on every tile; without this they would be read
-    with today's default (the training split) and their tile indices would point at other tiles.
+    with today's default (the training split) and their tile indices would point at other tiles. MoCo runs made
+    before ``model.moco_shuffle_bn`` ran their keys without it.
     """
     data = raw.get("data")
     if isinstance(data, dict) and "pretrain_splits" not in data:
         data["pretrain_splits"] = list(SPLIT_NAMES)
+    model = raw.get("model")
+    if raw.get("method") == "moco" and isinstance(model, dict) and "moco_shuffle_bn" not in model:
+        model["moco_shuffle_bn"] = False  # MoCo runs made before shuffle-BN resume as they were trained
     return raw
 
 
@@ -200,6 +210,15 @@ class PretrainConfig(_Section):
         if self.method == "moco" and self.model.queue_size < self.train.batch_size:
             raise ValueError(f"model.queue_size ({self.model.queue_size}) must hold at least one batch "
                              f"(train.batch_size {self.train.batch_size})")
+        return self
+
+    @model_validator(mode="after")
+    def _moco_batch_splits(self) -> "PretrainConfig":
+        """Shuffle-BN needs a batch that splits into sub-batches of 2 or more (checked per rank again at start)."""
+        if self.method == "moco" and self.model.moco_shuffle_bn:
+            from ..ssl.shuffle_bn import bn_splits  # the rule lives beside the BatchNorm that needs it
+
+            bn_splits(self.train.batch_size, 1, self.model.moco_bn_splits)
         return self
 
     @model_validator(mode="after")

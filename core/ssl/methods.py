@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from ..config import PretrainConfig
 from .losses import ContrastiveInfo, Hints, dcl_loss, false_loss, false_loss_moco, info_nce
 from .models import MoCoV2
+from .shuffle_bn import KeyShuffle
 
 Gather = Callable[[Tensor], Tensor]  # a tensor of this rank -> the same of every rank, concatenated (rank-major)
 
@@ -88,10 +89,12 @@ class StepLoss:
 class SimCLRStep:
     """Both views of every image through the network; InfoNCE or FALSE over the 2B rows."""
 
-    def __init__(self, cfg: PretrainConfig, model: nn.Module, net: nn.Module) -> None:
+    def __init__(self, cfg: PretrainConfig, model: nn.Module, net: nn.Module,
+                 shuffle: KeyShuffle | None = None) -> None:
         self.cfg, self.net = cfg, net
 
-    def loss(self, views: Tensor, ids: Tensor, distributed: bool, extra: StepExtra | None = None) -> StepLoss:
+    def loss(self, views: Tensor, ids: Tensor, distributed: bool, extra: StepExtra | None = None,
+             step: int = 0) -> StepLoss:
         b = ids.shape[0] // 2
         hints = _hints(self.net, extra, rows_per_image=2, images=b)
         loss, info = contrastive_loss(self.cfg, self.net(views), ids, distributed, hints)
@@ -105,18 +108,20 @@ class MoCoStep:
     """Queries from the first views, keys from the momentum network on the second views, the queue as negatives;
     after the optimizer step the keys (of every rank) join the queue with their tile ids."""
 
-    def __init__(self, cfg: PretrainConfig, model: nn.Module, net: nn.Module) -> None:
+    def __init__(self, cfg: PretrainConfig, model: nn.Module, net: nn.Module,
+                 shuffle: KeyShuffle | None = None) -> None:
         if not isinstance(model, MoCoV2):
             raise TypeError("method moco needs a MoCoV2 model")
-        self.cfg, self.model, self.net = cfg, model, net
+        self.cfg, self.model, self.net, self.shuffle = cfg, model, net, shuffle
         self._pending: tuple[Tensor, Tensor] | None = None
 
-    def loss(self, views: Tensor, ids: Tensor, distributed: bool, extra: StepExtra | None = None) -> StepLoss:
+    def loss(self, views: Tensor, ids: Tensor, distributed: bool, extra: StepExtra | None = None,
+             step: int = 0) -> StepLoss:
         b = ids.shape[0] // 2
         hints = _hints(self.net, extra, rows_per_image=1, images=b)
         q = self.net(views[:b])
         self.model.momentum_update()
-        k = self.model.keys(views[b:])
+        k = self.model.keys(views[b:]) if self.shuffle is None else self.shuffle.keys(self.model.keys, views[b:], step)
         loss, info = moco_loss(self.cfg, self.model, q, k, ids[:b], distributed, hints)
         self._pending = (k, ids[:b])
         return StepLoss(loss, info, ids[:b], candidate_ids=lambda: self.model.queue_ids.cpu())
@@ -132,9 +137,14 @@ class MoCoStep:
 METHODS = {"simclr": SimCLRStep, "moco": MoCoStep}
 
 
-def method_step(cfg: PretrainConfig, model: nn.Module, net: nn.Module) -> SimCLRStep | MoCoStep:
-    """The step of ``cfg.method`` over this model (``net``: the same, maybe wrapped in DDP or compiled)."""
-    return METHODS[cfg.method](cfg, model, net)
+def method_step(cfg: PretrainConfig, model: nn.Module, net: nn.Module, rank: int = 0, world: int = 1,
+                gather: Gather | None = None) -> SimCLRStep | MoCoStep:
+    """The step of ``cfg.method`` over this model (``net``: the same, maybe wrapped in DDP or compiled). MoCo with
+    shuffle-BN computes its keys in a shuffled order, across the ranks when ``gather`` is given."""
+    shuffle = None
+    if cfg.method == "moco" and cfg.model.moco_shuffle_bn:
+        shuffle = KeyShuffle(cfg.seed, rank, world, gather if world > 1 else None)
+    return METHODS[cfg.method](cfg, model, net, shuffle)
 
 
 __all__ = ["contrastive_loss", "moco_loss", "StepExtra", "StepLoss", "SimCLRStep", "MoCoStep", "method_step"]

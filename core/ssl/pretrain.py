@@ -39,6 +39,7 @@ from .losses import ContrastiveInfo
 from .methods import StepExtra, method_step
 from .models import build_pretrain_model
 from .optim import build_optimizer, warmup_cosine
+from .shuffle_bn import bn_note, bn_splits, split_batchnorm
 from ..store.lifecycle import (RunLife, StopFlag, check_finite, parse_run_args, prepared_run, run_arguments,
                                train_from_cli)
 from ..store.runs import Run, atomic_write_bytes, atomic_write_json, create_run
@@ -126,7 +127,14 @@ class Trainer:
                                       color_strength=cfg.data.color_strength, blur_prob=cfg.data.blur_prob,
                                       bands=self.bands)
         model = build_pretrain_model(cfg.method, cfg.model, None if is_rgb(self.bands) else self.bands)
-        if self.env.active and self.device.type == "cuda":  # SyncBatchNorm runs on GPUs only
+        self.bn_splits = 0  # MoCo's shuffle-BN: BatchNorm sub-batches per device (0: not MoCo with shuffle-BN)
+        if cfg.method == "moco" and cfg.model.moco_shuffle_bn:
+            try:
+                self.bn_splits = bn_splits(self.local_batch, self.env.world, cfg.model.moco_bn_splits)
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
+            split_batchnorm(model, self.bn_splits)
+        elif self.env.active and self.device.type == "cuda":  # SyncBatchNorm runs on GPUs only
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         model = model.to(self.device)
         if self.precision.channels_last and cfg.train.channels_last:
@@ -140,7 +148,7 @@ class Trainer:
             if self.env.active else model
         if cfg.train.compile:
             self.net = torch.compile(self.net)
-        self.method = method_step(cfg, model, self.net)  # the method's own loss and after-step work
+        self.method = method_step(cfg, model, self.net, self.env.rank, self.env.world, self._all_tensor)
         self.class_of_id = self._classes_for_the_oracle()
         self.knn, self.knn_note = KnnMonitor.for_run(self.dataset, cfg.train.knn_every if self.env.main else 0,
                                                      cfg.data.image_size, cfg.seed, self.device)
@@ -213,7 +221,7 @@ class Trainer:
         views, ids, extra = self.views(step)
         b = ids.shape[0] // 2
         with torch.autocast(self.device.type, dtype=self.precision.dtype, enabled=self.precision.autocast):
-            out = self.method.loss(views, ids, self.env.active, extra)
+            out = self.method.loss(views, ids, self.env.active, extra, step)
         loss, info = out.loss, out.info
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -246,6 +254,8 @@ class Trainer:
                 "step": self.step, "total_steps": self.total_steps, "image_size": cfg.data.image_size,
                 "bands": list(self.bands), "band_stretch": getattr(self.dataset, "band_stretch", None),
                 "data": cfg.data.name, "config": cfg.model_dump(mode="json"), "created": time.time(),
+                **({"moco_bn": bn_note(cfg.model.moco_shuffle_bn, self.bn_splits, self.env.world, self.local_batch)}
+                   if cfg.method == "moco" else {}),
                 "command": " ".join([Path(sys.executable).name, "-m", "core.pretrain", *sys.argv[1:]])}
 
     def save(self) -> None:
