@@ -107,6 +107,9 @@ def test_unshuffled_keys_equal_each_key_sub_batch_through_plain_batchnorm() -> N
 def test_split_batchnorm_keeps_the_state_keys_and_eval_is_plain_batchnorm() -> None:
     plain, split = moco(splits=None), moco()
     assert list(plain.state_dict()) == list(split.state_dict())  # checkpoints and exports load either way
+    assert not any(p.requires_grad for p in split.key_params())  # the key network stays frozen (DDP, optimizer)
+    assert [n for n, p in plain.named_parameters() if p.requires_grad] == \
+        [n for n, p in split.named_parameters() if p.requires_grad]
     split.eval()
     plain.load_state_dict(split.state_dict())
     plain.eval()

@@ -78,6 +78,8 @@ def split_batchnorm(module: nn.Module, splits: int) -> nn.Module:
         if kind is not None:
             new = kind(child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats)
             new.load_state_dict(child.state_dict())
+            for mine, theirs in zip(new.parameters(), child.parameters()):
+                mine.requires_grad_(theirs.requires_grad)  # a frozen key network stays frozen
             ref = next(iter(child.state_dict().values()), None)
             if ref is not None:
                 new = new.to(ref.device)
