@@ -117,6 +117,14 @@ def gather_with_grad(x: Tensor) -> Tensor:
     return _GatherWithGrad.apply(x)
 
 
+def gather_equal(x: Tensor) -> Tensor:
+    """All-gather along dim 0 without gradient, every rank holding the same shape: no size exchange, so the host
+    never waits for one (rank order)."""
+    parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, x.contiguous())
+    return torch.cat(parts, dim=0)
+
+
 def gather_no_grad(x: Tensor) -> Tensor:
     """All-gather tensors of different lengths along dim 0 (rank order)."""
     world = dist.get_world_size()

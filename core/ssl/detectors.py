@@ -15,6 +15,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from .flags import Flags, LogDistance, record_capacity
+
 Selection = Literal["global", "per_anchor"]
 Detector = Literal["fnsd", "nearest", "support", "oracle"]
 Treatment = Literal["fncc", "eliminate", "attract"]
@@ -90,32 +92,30 @@ def _lower_triangle(m: int, c: int, offset: int, device: torch.device) -> Tensor
     return cols <= rows
 
 
-def _fnsd_select(rel: Tensor, pos_logit: Tensor, selection: Selection, topk: int,
-                 reduce_min: bool) -> tuple[Tensor, Tensor, Tensor]:
-    """Return (rows, cols, log D) of the flagged pairs.
+def _fnsd_select(rel: Tensor, pos_logit: Tensor, selection: Selection, topk: int, reduce_min: bool) -> Flags:
+    """The flagged pairs with their log D, at a fixed size (no host read).
 
     ``rel`` holds |expm1(l_ij - l_ip)| with +inf where a row may not flag: D_ij = exp(l_ip) * rel_ij, so the row
     factor is kept apart and very small temperatures neither overflow nor lose the ordering.
     """
+    def log_d(rows: Tensor, cols: Tensor) -> Tensor:
+        return pos_logit[rows] + torch.log(rel[rows, cols])
+
     if selection == "per_anchor":
         if topk == 1:  # min is a cheaper pass than topk
             rel_k, cols = rel.min(dim=1, keepdim=True)
         else:
             rel_k, cols = torch.topk(rel, topk, dim=1, largest=False)
         rows = torch.arange(rel.shape[0], device=rel.device)[:, None].expand_as(cols)
-        keep = torch.isfinite(rel_k)
-        rows, cols, rel_k = rows[keep], cols[keep], rel_k[keep]
-        return rows, cols, pos_logit[rows] + torch.log(rel_k)
+        return Flags.from_list(rows.reshape(-1), cols.reshape(-1), torch.isfinite(rel_k).reshape(-1), log_d)
     # global: one minimum over the whole (possibly multi-rank) batch; ties are all kept
     row_min = rel.amin(dim=1)
     log_d_row = pos_logit + torch.log(row_min)
-    best = log_d_row.min() if log_d_row.numel() else torch.tensor(math.inf, device=rel.device)
+    best = log_d_row.min()
     if reduce_min:
         dist.all_reduce(best, op=dist.ReduceOp.MIN)
-    tie_rows = torch.nonzero((log_d_row == best) & (best < math.inf)).flatten()  # D = 0 (log -inf) counts
-    r, cols = torch.nonzero(rel[tie_rows] == row_min[tie_rows, None], as_tuple=True)
-    rows = tie_rows[r]
-    return rows, cols, pos_logit[rows] + torch.log(rel[rows, cols])
+    ties = ((log_d_row == best) & (best < math.inf))[:, None] & (rel == row_min[:, None])  # D = 0 (log -inf) counts
+    return Flags.from_mask(ties, record_capacity(*rel.shape), log_d)
 
 
 @dataclass
@@ -150,17 +150,16 @@ def _log_distance(lg: Tensor, lp: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
     return lp[rows] + torch.log((lg[rows, cols] - lp[rows]).exp().sub(1.0).abs())
 
 
-def _highest(score: Tensor, blocked: Tensor, topk: int, at_least: float | None) -> tuple[Tensor, Tensor]:
+def _highest(score: Tensor, blocked: Tensor, topk: int, at_least: float | None, log_d: LogDistance) -> Flags:
     """Each row's ``topk`` highest-scoring columns, or every column scoring ``at_least``; never a blocked one."""
     score = score.masked_fill(blocked, -math.inf)
     if at_least is not None:
-        rows, cols = torch.nonzero(score >= at_least, as_tuple=True)
-        return rows, cols
+        mask = score >= at_least
+        return Flags.from_mask(mask, mask.numel(), log_d)
     k = min(topk, score.shape[1])
     vals, cols = torch.topk(score, k, dim=1)
     rows = torch.arange(score.shape[0], device=score.device)[:, None].expand_as(cols)
-    keep = torch.isfinite(vals)
-    return rows[keep], cols[keep]
+    return Flags.from_list(rows.reshape(-1), cols.reshape(-1), torch.isfinite(vals).reshape(-1), log_d)
 
 
 def _same_class(lay: _Layout, class_of_id: Tensor) -> Tensor:
@@ -176,13 +175,13 @@ def _same_class(lay: _Layout, class_of_id: Tensor) -> Tensor:
 
 
 def _detect(lg: Tensor, lp: Tensor, lay: _Layout, rule: FnRule, temperature: float, hints: Hints,
-            distributed: bool) -> tuple[Tensor, Tensor, Tensor]:
-    """(rows, cols, log D) of the pairs the rule's detector flags (no gradient)."""
+            distributed: bool) -> Flags:
+    """The pairs the rule's detector flags, with their log D (no gradient, no host read)."""
     m, c = lg.shape
     arange = torch.arange(m, device=lg.device)
     if rule.detector == "fnsd":
         rel = (lg - lp[:, None]).exp_().sub_(1.0).abs_()  # expm1 is ~30x slower than exp on CPU
-        inf = torch.tensor(math.inf, device=rel.device)
+        inf = torch.full((), math.inf, device=rel.device, dtype=rel.dtype)
         rel.index_put_((arange, lay.pos_col), inf)
         if lay.self_col is not None:
             rel.index_put_((arange, lay.self_col), inf)
@@ -192,16 +191,19 @@ def _detect(lg: Tensor, lp: Tensor, lay: _Layout, rule: FnRule, temperature: flo
             rel.masked_fill_(_lower_triangle(m, c, lay.row_offset, rel.device), math.inf)
         return _fnsd_select(rel, lp, rule.selection, rule.topk,
                             reduce_min=distributed and rule.selection == "global")
+
+    def log_d(rows: Tensor, cols: Tensor) -> Tensor:
+        return _log_distance(lg, lp, rows, cols)
+
     blocked = _not_negative(lg, lay)
     at_least = None if rule.similarity is None else rule.similarity / temperature
     if rule.detector == "nearest":
-        rows, cols = _highest(lg, blocked, rule.topk, at_least)
-    elif rule.detector == "support":
+        return _highest(lg, blocked, rule.topk, at_least, log_d)
+    if rule.detector == "support":
         if lay.support_logits is None:
             raise ValueError("detector 'support' needs the support views' embeddings (hints.support)")
-        rows, cols = _highest(lay.support_logits, blocked, rule.topk, at_least)
-    else:  # oracle
-        if hints.class_of_id is None or lay.row_ids is None or lay.col_ids is None:
-            raise ValueError("detector 'oracle' needs the dominant class of every data set id (hints.class_of_id)")
-        rows, cols = torch.nonzero(_same_class(lay, hints.class_of_id) & ~blocked, as_tuple=True)
-    return rows, cols, _log_distance(lg, lp, rows, cols)
+        return _highest(lay.support_logits, blocked, rule.topk, at_least, log_d)
+    if hints.class_of_id is None or lay.row_ids is None or lay.col_ids is None:  # oracle
+        raise ValueError("detector 'oracle' needs the dominant class of every data set id (hints.class_of_id)")
+    mask = _same_class(lay, hints.class_of_id) & ~blocked
+    return Flags.from_mask(mask, mask.numel(), log_d)

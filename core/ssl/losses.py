@@ -31,55 +31,17 @@ Example::
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
-from typing import Any
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..distributed import gather_no_grad, gather_with_grad, use_distributed
+from ..distributed import gather_equal, gather_with_grad, use_distributed
+from .contrastive_info import ContrastiveInfo
 from .detectors import (DETECTORS, TREATMENTS, Detector, FnRule, Hints, Selection, Treatment, _check_common,  # noqa: F401
                         _check_threshold, _detect, _Layout, _log_distance, _not_negative)
-
-# ----------------------------------------------------------------------------------------------------------------
-# Diagnostics
-
-@dataclass
-class ContrastiveInfo:
-    """What FNSD flagged and how the batch looks; no gradient. Row indices are global (over all ranks)."""
-
-    anchor: Tensor          # (K,) anchor row
-    candidate: Tensor       # (K,) flagged column: a batch row (SimCLR) or a queue slot (MoCo)
-    distance: Tensor        # (K,) D = |S_ac - s_a| on exp-scaled similarities
-    cos: Tensor             # (K,) cosine of anchor and candidate
-    cos_pos: Tensor         # (K,) cosine of the anchor and its own positive
-    calibrated: Tensor      # (K,) bool: the treatment applied to the pair (FNCC: its gate opened)
-    mirrored: Tensor        # (K,) bool: added in the candidate's row by symmetric=True
-    num_flagged: int = 0
-    num_calibrated: int = 0
-    pos_cos_mean: float = float("nan")
-    neg_cos_mean: float = float("nan")
-    frac_above_threshold: float = float("nan")
-
-    PAIR_FIELDS = ("anchor", "candidate", "distance", "cos", "cos_pos", "calibrated", "mirrored")
-
-    def to_records(self) -> list[dict[str, Any]]:
-        """One JSON-serialisable dict per flagged pair."""
-        cols = {name: getattr(self, name).detach().cpu().tolist() for name in self.PAIR_FIELDS}
-        return [dict(zip(cols, values)) for values in zip(*cols.values())]
-
-    def counts(self) -> dict[str, float]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in self.PAIR_FIELDS}
-
-
-def _empty_info(device: torch.device) -> ContrastiveInfo:
-    e_long = torch.empty(0, dtype=torch.long, device=device)
-    e_float = torch.empty(0, dtype=torch.float32, device=device)
-    e_bool = torch.empty(0, dtype=torch.bool, device=device)
-    return ContrastiveInfo(e_long, e_long, e_float, e_float, e_float, e_bool, e_bool)
-
+from .flags import Flags, attract_numerator, eliminated, fncc_numerator, mirrors
 
 # ----------------------------------------------------------------------------------------------------------------
 # Argument checks
@@ -91,13 +53,14 @@ def _check_embeddings(embeddings: Tensor, sample_ids: Tensor) -> None:
         raise ValueError(f"sample_ids must be (M,) with M = {embeddings.shape[0]}, got {tuple(sample_ids.shape)}")
 
 
-def _positive_columns(ids_all: Tensor, row_offset: int, m: int) -> Tensor:
-    """For each local row, the global column of the other view with the same sample id (sort, no M x M work)."""
+def _positive_columns(ids_all: Tensor, row_offset: int, m: int, check: bool = True) -> Tensor:
+    """For each local row, the global column of the other view with the same sample id (sort, no M x M work).
+    ``check=False`` skips the two reads that prove every id appears twice (the trainer's batches are built so)."""
     order = torch.argsort(ids_all, stable=True)
     first, second = order[0::2], order[1::2]
     sorted_ids = ids_all[order]
-    ok = ids_all.numel() % 2 == 0 and bool((ids_all[first] == ids_all[second]).all()) and bool(
-        (sorted_ids[2::2] != sorted_ids[1:-1:2]).all())
+    ok = ids_all.numel() % 2 == 0 and (not check or bool((ids_all[first] == ids_all[second]).all()) and bool(
+        (sorted_ids[2::2] != sorted_ids[1:-1:2]).all()))
     if not ok:
         raise ValueError("sample_ids: every sample id must appear exactly twice (two views per image)")
     partner = torch.empty_like(order)
@@ -108,16 +71,6 @@ def _positive_columns(ids_all: Tensor, row_offset: int, m: int) -> Tensor:
 
 # ----------------------------------------------------------------------------------------------------------------
 # The shared core: rows are anchors, columns are candidates
-
-def _calibrated_numerator(logits: Tensor, pos_logit: Tensor, rows: Tensor, cols: Tensor, alpha: float) -> Tensor:
-    """log( exp(l_pos) + alpha * sum exp(l_rc) ) per row, stable, differentiable through ``logits``."""
-    if rows.numel() == 0 or alpha == 0.0:
-        return pos_logit
-    cand = logits[rows, cols]
-    row_max = pos_logit.detach().clone().scatter_reduce(0, rows, cand.detach(), reduce="amax")
-    terms = torch.zeros_like(pos_logit).index_add(0, rows, alpha * torch.exp(cand - row_max[rows]))
-    return row_max + torch.log(torch.exp(pos_logit - row_max) + terms)
-
 
 def _debiased_log_denominator(logits: Tensor, pos_logit: Tensor, lay: _Layout, temperature: float,
                               tau_plus: float) -> Tensor:
@@ -138,107 +91,113 @@ def _contrastive_core(logits: Tensor, lay: _Layout, *, temperature: float, rule:
                       tau_plus: float | None = None) -> tuple[Tensor, ContrastiveInfo]:
     """The one loss: rows are anchors, columns candidates. ``rule`` None detects nothing (InfoNCE, or DCL with
     ``tau_plus``); otherwise its detector flags pairs and its treatment changes the numerator (fncc, attract) or the
-    denominator (eliminate) of the flagged pairs it applies to."""
+    denominator (eliminate) of the flagged pairs it applies to. Every shape is fixed: nothing here reads the device."""
     m, c = logits.shape
     arange = torch.arange(m, device=logits.device)
     pos_logit = logits[arange, lay.pos_col]
     dropped = logits
     if lay.self_col is not None:
-        dropped = dropped.index_put((arange, lay.self_col), torch.tensor(-math.inf, device=logits.device))
+        dropped = dropped.index_put((arange, lay.self_col), torch.full((), -math.inf, device=logits.device))
     if lay.excluded is not None:
         dropped = dropped.masked_fill(lay.excluded, -math.inf)
 
     threshold = math.inf if rule is None else rule.threshold
     with torch.no_grad():
-        lg = logits.detach()
-        lp = pos_logit.detach()
+        lg, lp = logits.detach(), pos_logit.detach()
         cos_pos = lp * temperature
         gate = cos_pos >= threshold
-        empty = torch.empty(0, dtype=torch.long, device=logits.device)
-        rows, cols, log_d = empty, empty, lg.new_empty(0)
+        flags = mirror = None
         if rule is not None:
-            rows, cols, log_d = _detect(lg, lp, lay, rule, temperature, hints or Hints(), distributed)
-        # FNCC treats the flags of confident anchors (its gate); eliminate and attract treat every flag
-        opens = gate if rule is None or rule.treatment == "fncc" else torch.ones_like(gate)
-        calibrated = opens[rows]
-        mirrored = torch.zeros_like(calibrated)
-        if rule is not None and rule.symmetric:
-            rows, cols, log_d, calibrated, mirrored = _add_mirrors(rows, cols, log_d, calibrated, lg, lp, opens,
-                                                                   lay.row_offset, distributed)
+            flags = _detect(lg, lp, lay, rule, temperature, hints or Hints(), distributed)
+            # FNCC treats the flags of confident anchors (its gate); eliminate and attract treat every flag
+            opens = gate if rule.treatment == "fncc" else torch.ones_like(gate)
+            cal = flags.treated(opens)
+            if rule.symmetric:
+                mirror = mirrors(flags, cal, opens, lay.row_offset, m, c, gather_equal if distributed else None,
+                                 lambda r, k: _log_distance(lg, lp, r, k))
 
-    t_rows, t_cols = rows[calibrated], cols[calibrated]
-    treatment = "fncc" if rule is None else rule.treatment
-    if treatment == "eliminate" and t_rows.numel():
-        dropped = dropped.index_put((t_rows, t_cols), torch.tensor(-math.inf, device=logits.device))
     if tau_plus is not None:
         log_denominator = _debiased_log_denominator(logits, pos_logit, lay, temperature, tau_plus)
     else:
-        log_denominator = torch.logsumexp(dropped, dim=1)
-    if treatment == "fncc":
-        log_numerator = _calibrated_numerator(logits, pos_logit, t_rows, t_cols, 0.0 if rule is None else rule.alpha)
-    elif treatment == "attract":  # mean log-probability over the positive and the flagged (FNC, SupCon style)
-        n_pos = torch.ones_like(pos_logit).index_add(0, t_rows, torch.ones_like(t_rows, dtype=pos_logit.dtype))
-        log_numerator = pos_logit.index_add(0, t_rows, logits[t_rows, t_cols]) / n_pos
+        treated = dropped
+        if rule is not None and rule.treatment == "eliminate":
+            treated = eliminated(dropped, flags, cal)
+            if mirror is not None:
+                treated = eliminated(treated, mirror.flags, mirror.cal)
+        log_denominator = torch.logsumexp(treated, dim=1)
+    if rule is None:
+        log_numerator = pos_logit
+    elif rule.treatment == "fncc":
+        log_numerator = _numerator(fncc_numerator, logits, pos_logit, flags, cal, mirror, rule.alpha)
+    elif rule.treatment == "attract":
+        log_numerator = _numerator(attract_numerator, logits, pos_logit, flags, cal, mirror)
     else:
         log_numerator = pos_logit
     loss = (log_denominator - log_numerator).mean()
 
     with torch.no_grad():
-        info = ContrastiveInfo(
-            anchor=rows + lay.row_offset, candidate=cols, distance=torch.exp(log_d.double()).float(),
-            cos=lg[rows, cols] * temperature, cos_pos=cos_pos[rows], calibrated=calibrated, mirrored=mirrored,
-        )
-        info = _finish_info(info, lg, lp, lay, gate, temperature, distributed)
+        info = _info(flags, cal if flags is not None else None, mirror, lg, lp, lay, gate, temperature, distributed)
     return loss, info
 
 
-def _add_mirrors(rows: Tensor, cols: Tensor, log_d: Tensor, calibrated: Tensor, lg: Tensor, lp: Tensor,
-                 gate: Tensor, row_offset: int, distributed: bool) -> tuple[Tensor, ...]:
-    """symmetric=True: a treated (a, m) whose m is one of my rows adds (m, a) to row m, gated by m's positive
-    (FNCC's gate; the other treatments pass an always-open one).
-
-    A mirror that row m flagged by itself already is not added again (its weight *becomes* alpha once).
-    """
-    m, c = lg.shape
-    g_rows, g_cols = rows[calibrated] + row_offset, cols[calibrated]
-    if distributed:
-        g_rows, g_cols = gather_no_grad(g_rows), gather_no_grad(g_cols)
-    mine = (g_cols >= row_offset) & (g_cols < row_offset + m)
-    m_rows, m_cols = g_cols[mine] - row_offset, g_rows[mine]
-    fresh = ~torch.isin(m_rows * c + m_cols, rows * c + cols)
-    m_rows, m_cols = m_rows[fresh], m_cols[fresh]
-    log_d_m = _log_distance(lg, lp, m_rows, m_cols)
-    n_own = rows.numel()
-    mirrored = torch.arange(n_own + m_rows.numel(), device=lg.device) >= n_own
-    return (torch.cat([rows, m_rows]), torch.cat([cols, m_cols]), torch.cat([log_d, log_d_m]),
-            torch.cat([calibrated, gate[m_rows]]), mirrored)
+def _numerator(fn, logits: Tensor, pos_logit: Tensor, flags: Flags, cal: Tensor, mirror, *args) -> Tensor:
+    """A treatment's numerator over the own flags and their mirrors together (one list, or one mask)."""
+    if mirror is not None:
+        both = _joined(flags, mirror.flags)
+        return fn(logits, pos_logit, both, torch.cat([cal, mirror.cal]) if both.dense is None
+                  else cal | mirror.cal, *args)
+    return fn(logits, pos_logit, flags, cal, *args)
 
 
-def _finish_info(info: ContrastiveInfo, lg: Tensor, lp: Tensor, lay: _Layout, gate: Tensor, temperature: float,
-                 distributed: bool) -> ContrastiveInfo:
-    """Counts and mean cosines (over all ranks); pairs gathered so that every rank holds the full list."""
+def _joined(a: Flags, b: Flags) -> Flags:
+    """Two sets of flags as one: lists concatenated (own first: today's order), masks or-ed."""
+    dense = None if a.dense is None else a.dense | b.dense
+    return Flags(torch.cat([a.rows, b.rows]), torch.cat([a.cols, b.cols]), torch.cat([a.valid, b.valid]),
+                 torch.cat([a.log_d, b.log_d]), a.count + b.count, dense)
+
+
+def _info(flags: Flags | None, cal: Tensor | None, mirror, lg: Tensor, lp: Tensor, lay: _Layout, gate: Tensor,
+          temperature: float, distributed: bool) -> ContrastiveInfo:
+    """The pairs (every rank's, so that each holds the full list) and the batch's statistics, on the device."""
     m, c = lg.shape
     arange = torch.arange(m, device=lg.device)
     neg_sum = lg.sum() - lp.sum()
-    neg_n = torch.tensor(float(m * (c - 1)), device=lg.device)
+    neg_n = torch.full((), float(m * (c - 1)), device=lg.device)
     if lay.self_col is not None:
         neg_sum = neg_sum - lg[arange, lay.self_col].sum()
         neg_n = neg_n - m
     if lay.excluded is not None:
         neg_sum = neg_sum - (lg * lay.excluded).sum()
         neg_n = neg_n - lay.excluded.sum()
+    zero = torch.zeros((), device=lg.device)
+    flagged = calibrated = zero
+    if flags is not None:
+        flagged, calibrated = flags.count, cal.sum()
+        if mirror is not None:
+            flagged, calibrated = flagged + mirror.flags.count, calibrated + mirror.cal.sum()
     stats = torch.stack([neg_sum * temperature, neg_n, lp.sum() * temperature, gate.sum().to(lg.dtype),
-                         torch.tensor(float(m), device=lg.device)])
+                         torch.full((), float(m), device=lg.device), flagged.to(lg.dtype),
+                         calibrated.to(lg.dtype)])
     if distributed:
         dist.all_reduce(stats)
-        info = ContrastiveInfo(*(gather_no_grad(getattr(info, n)) for n in ContrastiveInfo.PAIR_FIELDS))
-    neg_sum, neg_n, pos_sum, above, total = stats.tolist()
-    info.num_flagged = int(info.anchor.numel())
-    info.num_calibrated = int(info.calibrated.sum().item())
-    info.neg_cos_mean = neg_sum / max(neg_n, 1.0)
-    info.pos_cos_mean = pos_sum / max(total, 1.0)
-    info.frac_above_threshold = above / max(total, 1.0)
-    return info
+    if flags is None:
+        return ContrastiveInfo.empty(stats)
+    parts = [(flags, cal if flags.dense is None else cal[flags.rows, flags.cols], False)]
+    if mirror is not None:
+        m_cal = mirror.cal if mirror.flags.dense is None else mirror.cal[mirror.flags.rows, mirror.flags.cols]
+        parts.append((mirror.flags, m_cal, True))
+    rows = torch.cat([f.rows for f, _, _ in parts])
+    cols = torch.cat([f.cols for f, _, _ in parts])
+    pairs = {"anchor": rows + lay.row_offset, "candidate": cols,
+             "distance": torch.exp(torch.cat([f.log_d for f, _, _ in parts]).double()).float(),
+             "cos": lg[rows, cols] * temperature, "cos_pos": (lp * temperature)[rows],
+             "calibrated": torch.cat([k for _, k, _ in parts]),
+             "mirrored": torch.cat([torch.full_like(f.valid, mir) for f, _, mir in parts])}
+    valid = torch.cat([f.valid for f, _, _ in parts])
+    if distributed:
+        pairs = {k: gather_equal(v) for k, v in pairs.items()}
+        valid = gather_equal(valid)
+    return ContrastiveInfo(pairs, valid, stats)
 
 
 def _mean_support(support: Tensor | None, rows: int, dim: int, temperature: float) -> Tensor | None:
@@ -253,14 +212,14 @@ def _mean_support(support: Tensor | None, rows: int, dim: int, temperature: floa
 
 
 def _prepare_simclr(embeddings: Tensor, sample_ids: Tensor, temperature: float, distributed: bool,
-                    hints: Hints | None = None) -> tuple[Tensor, _Layout]:
+                    hints: Hints | None = None, check_ids: bool = True) -> tuple[Tensor, _Layout]:
     _check_embeddings(embeddings, sample_ids)
     with torch.autocast(embeddings.device.type, enabled=False):
         z = F.normalize(embeddings.float(), dim=1)
         ids = sample_ids.to(z.device)
         if distributed:
             z_all = gather_with_grad(z)
-            ids_all = gather_no_grad(ids)
+            ids_all = gather_equal(ids)
             row_offset = dist.get_rank() * z.shape[0]
         else:
             z_all, ids_all, row_offset = z, ids, 0
@@ -268,7 +227,7 @@ def _prepare_simclr(embeddings: Tensor, sample_ids: Tensor, temperature: float, 
         sup = _mean_support(None if hints is None else hints.support, z.shape[0], z.shape[1], temperature)
         support_logits = None if sup is None else (sup @ z_all.detach().T)
     m = z.shape[0]
-    lay = _Layout(pos_col=_positive_columns(ids_all, row_offset, m),
+    lay = _Layout(pos_col=_positive_columns(ids_all, row_offset, m, check_ids),
                   self_col=torch.arange(m, device=z.device) + row_offset, excluded=None,
                   row_offset=row_offset, triangle=True, row_ids=ids, col_ids=ids_all, support_logits=support_logits)
     return logits, lay
@@ -278,7 +237,7 @@ def _prepare_simclr(embeddings: Tensor, sample_ids: Tensor, temperature: float, 
 # Public losses
 
 def info_nce(embeddings: Tensor, sample_ids: Tensor, temperature: float = 0.5, *,
-             distributed: bool | None = None) -> tuple[Tensor, ContrastiveInfo]:
+             distributed: bool | None = None, check_ids: bool = True) -> tuple[Tensor, ContrastiveInfo]:
     """NT-Xent / InfoNCE over a batch of views; rows sharing a sample id are positives.
 
     Args:
@@ -286,6 +245,7 @@ def info_nce(embeddings: Tensor, sample_ids: Tensor, temperature: float = 0.5, *
         sample_ids: (M,) image id of each row; every id appears exactly twice.
         temperature: tau > 0.
         distributed: gather across ranks (default: when torch.distributed is initialised with > 1 rank).
+        check_ids: prove every id appears twice (two host reads; the trainer, whose batches are so, skips them).
     Returns:
         The mean loss over this rank's anchors and a ContrastiveInfo with no flagged pairs.
     Raises:
@@ -293,7 +253,7 @@ def info_nce(embeddings: Tensor, sample_ids: Tensor, temperature: float = 0.5, *
     """
     _check_common(temperature, 0.0, "global", 1)
     use_dist = use_distributed(distributed)
-    logits, lay = _prepare_simclr(embeddings, sample_ids, temperature, use_dist)
+    logits, lay = _prepare_simclr(embeddings, sample_ids, temperature, use_dist, check_ids=check_ids)
     return _contrastive_core(logits, lay, temperature=temperature, rule=None, distributed=use_dist)
 
 
@@ -303,13 +263,13 @@ def _check_tau_plus(tau_plus: float) -> None:
 
 
 def dcl_loss(embeddings: Tensor, sample_ids: Tensor, temperature: float = 0.5, *, tau_plus: float = 0.1,
-             distributed: bool | None = None) -> tuple[Tensor, ContrastiveInfo]:
+             distributed: bool | None = None, check_ids: bool = True) -> tuple[Tensor, ContrastiveInfo]:
     """Debiased contrastive loss (Chuang et al., NeurIPS 2020) over a batch of views: InfoNCE whose negatives' sum is
     corrected for the share ``tau_plus`` of same-class images it holds (a class prior in (0, 1)); flags nothing."""
     _check_common(temperature, 0.0, "global", 1)
     _check_tau_plus(tau_plus)
     use_dist = use_distributed(distributed)
-    logits, lay = _prepare_simclr(embeddings, sample_ids, temperature, use_dist)
+    logits, lay = _prepare_simclr(embeddings, sample_ids, temperature, use_dist, check_ids=check_ids)
     return _contrastive_core(logits, lay, temperature=temperature, rule=None, distributed=use_dist,
                              tau_plus=tau_plus)
 
@@ -317,7 +277,8 @@ def dcl_loss(embeddings: Tensor, sample_ids: Tensor, temperature: float = 0.5, *
 def false_loss(embeddings: Tensor, sample_ids: Tensor, *, temperature: float = 0.5, alpha: float = 1.0,
                threshold: float = 0.9, selection: Selection = "global", topk: int = 1, symmetric: bool = False,
                detector: Detector = "fnsd", treatment: Treatment = "fncc", similarity: float | None = None,
-               hints: Hints | None = None, distributed: bool | None = None) -> tuple[Tensor, ContrastiveInfo]:
+               hints: Hints | None = None, distributed: bool | None = None,
+               check_ids: bool = True) -> tuple[Tensor, ContrastiveInfo]:
     """False-negative-aware InfoNCE; with the defaults, FALSE: self-determination (FNSD) and calibration (FNCC).
 
     Args:
@@ -333,6 +294,7 @@ def false_loss(embeddings: Tensor, sample_ids: Tensor, *, temperature: float = 0
         detector, treatment, similarity: see :class:`FnRule`.
         hints: what ``support`` (the support views' embeddings) and ``oracle`` (the classes) need.
         distributed: gather embeddings (with gradient) and ids across ranks and reduce the global minimum.
+        check_ids: as in :func:`info_nce`.
     Returns:
         (loss, info): the mean loss over this rank's anchors and the flagged pairs with diagnostics.
     Raises:
@@ -341,7 +303,7 @@ def false_loss(embeddings: Tensor, sample_ids: Tensor, *, temperature: float = 0
     rule = FnRule(detector, treatment, alpha, threshold, selection, topk, symmetric, similarity)
     rule.check(temperature)
     use_dist = use_distributed(distributed)
-    logits, lay = _prepare_simclr(embeddings, sample_ids, temperature, use_dist, hints)
+    logits, lay = _prepare_simclr(embeddings, sample_ids, temperature, use_dist, hints, check_ids)
     if topk > logits.shape[1] - 2:
         raise ValueError(f"topk must be at most the number of negatives per anchor ({logits.shape[1] - 2}), got {topk}")
     return _contrastive_core(logits, lay, temperature=temperature, rule=rule, distributed=use_dist, hints=hints)
@@ -394,5 +356,5 @@ def false_loss_moco(queries: Tensor, keys: Tensor, queue: Tensor, *, query_ids: 
                   col_ids=torch.cat([own[:1].new_full((1,), -1), qids]), support_logits=support_logits)
     loss, info = _contrastive_core(logits, lay, temperature=temperature, rule=rule if detect else None,
                                    distributed=use_dist, hints=hints, tau_plus=tau_plus)
-    info.candidate = info.candidate - 1  # column 0 is the positive; report queue slots
+    info.shift_candidates(-1)  # column 0 is the positive; report queue slots
     return loss, info
