@@ -147,18 +147,28 @@ class TwoViewAugment(nn.Module):
     def forward(self, images: Tensor, indices: Tensor, generator: torch.Generator | None = None
                 ) -> tuple[Tensor, Tensor]:
         """(B, 3, H, W) uint8 (or float in [0, 1]) -> views float32 (2B, 3, S, S), ids (2B,)."""
-        x = to_float(images, len(self.bands))
+        x = to_float(images, len(self.bands))  # checks the shape first
         b, _, h, w = x.shape
-        indices = torch.as_tensor(indices, dtype=torch.long)
-        if indices.shape != (b,):
-            raise ValueError(f"indices must have shape ({b},), got {tuple(indices.shape)}")
+        return self.apply(x, indices, self.sample(b, h, w, generator))
+
+    def sample(self, b: int, h: int, w: int, generator: torch.Generator | None = None) -> dict:
+        """Every random choice for two views of ``b`` images of ``h`` x ``w``, decided on the host (a trainer's
+        loader thread draws them ahead of the step, so the step itself never reads a tensor to decide a branch)."""
         p = self._sample(2 * b, h, w, generator)
         max_level = int(math.log2(max(1, min(h, w) // self.output_size)))
         p["level"] = p["level"].clamp_max(max_level)
-        levels = sorted(set(p["level"].tolist()))  # decided on the CPU: no device sync
         p["blur_rows"] = p["blur"].nonzero().squeeze(1)
-        p = {k: v.to(x.device, non_blocking=True) for k, v in p.items()}
-        p["levels"] = levels
+        p["levels"] = sorted(set(p["level"].tolist()))
+        return p
+
+    def apply(self, images: Tensor, indices: Tensor, params: dict) -> tuple[Tensor, Tensor]:
+        """The two views that ``params`` (from :meth:`sample`) describe: only device work, no host read."""
+        x = to_float(images, len(self.bands))
+        b = x.shape[0]
+        indices = torch.as_tensor(indices, dtype=torch.long)
+        if indices.shape != (b,):
+            raise ValueError(f"indices must have shape ({b},), got {tuple(indices.shape)}")
+        p = {k: v.to(x.device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in params.items()}
         views = self._crop(x, p)
         views = self._colour(views, p)
         views = self._blur(views, p)

@@ -80,7 +80,7 @@ def _hints(net: nn.Module, extra: StepExtra | None, rows_per_image: int, images:
 @dataclass
 class StepLoss:
     """What one step's loss gives the trainer besides the loss: the flags, the dataset ids of this rank's loss
-    rows, and for MoCo the tile behind each queue slot (the flags' candidates), as the loss saw the queue."""
+    rows, and for MoCo the tile behind each queue slot (the flags' candidates), read before after_step moves the queue."""
 
     loss: Tensor
     info: ContrastiveInfo
@@ -126,7 +126,7 @@ class MoCoStep:
         k = self.model.keys(views[b:]) if self.shuffle is None else self.shuffle.keys(self.model.keys, views[b:], step)
         loss, info = moco_loss(self.cfg, self.model, q, k, ids[:b], distributed, hints)
         self._pending = (k, ids[:b])
-        return StepLoss(loss, info, ids[:b], candidate_ids=lambda: self.model.queue_ids.cpu())
+        return StepLoss(loss, info, ids[:b], candidate_ids=lambda: self.model.queue_ids)
 
     @torch.no_grad()
     def after_step(self, gather: Gather) -> None:

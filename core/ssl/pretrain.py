@@ -32,14 +32,16 @@ from ..config import (ConfigError, PretrainConfig, apply_overrides, config_to_ya
                       validate_config)
 from ..data import DataError, TwoViewAugment, build_dataset
 from ..imaging.bands import bands_of, is_rgb
-from ..distributed import DistEnv, agree, from_first, mean_over_ranks
+from ..distributed import DistEnv, agree, from_first
 from ..device import Precision, pick_device, pick_precision
+from .feed import PreparedBatch
 from .knn_monitor import KnnMonitor
-from .losses import ContrastiveInfo
-from .methods import StepExtra, method_step
+from .methods import StepExtra, StepLoss, method_step
 from .models import build_pretrain_model
 from .optim import build_optimizer, warmup_cosine
 from .shuffle_bn import bn_note, bn_splits, split_batchnorm
+from .contrastive_info import stats_to_means
+from .step_records import StepRecords
 from ..store.lifecycle import (RunLife, StopFlag, check_finite, parse_run_args, prepared_run, run_arguments,
                                train_from_cli)
 from ..store.runs import Run, atomic_write_bytes, atomic_write_json, create_run
@@ -52,33 +54,6 @@ import yaml
 
 # ----------------------------------------------------------------------------------------------------------------
 # Pieces of one training step
-
-def fns_records(step: int, info: ContrastiveInfo, row_ids: torch.Tensor, rows_per_rank: int,
-                candidate_ids: torch.Tensor | None = None) -> list[dict[str, Any]]:
-    """Flagged pairs as pairs of dataset tiles.
-
-    Global row r of the loss is local row r % rows_per_rank of rank r // rows_per_rank, whose first half holds
-    view 0 of each image and the second half view 1. For MoCo, candidates are queue slots and
-    ``candidate_ids`` maps them to tiles (their view is unknown: None).
-    """
-    half = max(rows_per_rank // 2, 1)
-
-    def view(row: int) -> int:
-        return (row % rows_per_rank) // half
-
-    out = []
-    for rec in info.to_records():
-        a, c = rec["anchor"], rec["candidate"]
-        moco = candidate_ids is not None
-        out.append({
-            "step": step, "anchor_index": int(row_ids[a]), "anchor_view": 0 if moco else view(a),
-            "candidate_index": int(candidate_ids[c] if moco else row_ids[c]),
-            "candidate_view": None if moco else view(c),
-            "distance": rec["distance"], "cos": rec["cos"], "cos_pos": rec["cos_pos"],
-            "calibrated": rec["calibrated"], "mirrored": rec["mirrored"],
-        })
-    return out
-
 
 def data_record(cfg: PretrainConfig, dataset: TileSet) -> dict[str, Any]:
     """What the run trained on, for whoever rebuilds its batches later (``data.json`` of the run folder)."""
@@ -153,6 +128,8 @@ class Trainer:
         self.knn, self.knn_note = KnnMonitor.for_run(self.dataset, cfg.train.knn_every if self.env.main else 0,
                                                      cfg.data.image_size, cfg.seed, self.device)
         self.step = 0
+        self.records = StepRecords(2 * self.local_batch if cfg.method == "simclr" else self.local_batch,
+                                   moco=cfg.method == "moco", world=self.env.world)
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tile-loader")
         self._pending: tuple[int, Future] | None = None
 
@@ -171,70 +148,75 @@ class Trainer:
         """This rank's dataset indices for a step: a pure function of (seed, epoch, position)."""
         return self.order.rank_batch(step, self.env.rank)
 
-    def _load(self, idx: list[int]) -> torch.Tensor:
+    def _prepare(self, step: int) -> PreparedBatch:
+        """A step's tiles, ids and every random augmentation choice, made on the host (the loader thread runs this
+        one step ahead), so the step itself reads nothing to decide a branch. Two generators of (seed, step, rank):
+        the training views', and the support views' own (the two views stay those of any run with this seed)."""
+        idx = self.batch_indices(step)
         images = self.dataset.get_images(idx)
-        return images.pin_memory() if self.device.type == "cuda" else images
+        b, _, h, w = images.shape
+        gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + step * 97 + self.env.rank)
+        params = self.augment.sample(b, h, w, gen)
+        support = None
+        lc = self.cfg.loss
+        if lc.name == "false" and lc.detector == "support":
+            sgen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + step * 97 + self.env.rank + 7_777_777)
+            support = [self.augment.sample(b, h, w, sgen) for _ in range((lc.support_views + 1) // 2)]
+        batch = PreparedBatch(idx, images, torch.as_tensor(idx, dtype=torch.long), params, support)
+        return batch.pinned() if self.device.type == "cuda" else batch
 
-    def _images(self, step: int, idx: list[int]) -> torch.Tensor:
-        """This step's tiles; the next step's are read in a background thread meanwhile."""
+    def _batch(self, step: int) -> PreparedBatch:
+        """This step's batch; the next step's is prepared in a background thread meanwhile."""
         if self._pending is not None and self._pending[0] == step:
-            images = self._pending[1].result()
+            batch = self._pending[1].result()
         else:
-            images = self._load(idx)
+            batch = self._prepare(step)
         if step + 1 < self.total_steps:
-            self._pending = (step + 1, self._loader.submit(self._load, self.batch_indices(step + 1)))
+            self._pending = (step + 1, self._loader.submit(self._prepare, step + 1))
         else:
             self._pending = None
-        return images
+        return batch
 
     def views(self, step: int) -> tuple[torch.Tensor, torch.Tensor, StepExtra | None]:
-        idx = self.batch_indices(step)
-        images = self._images(step, idx).to(self.device, non_blocking=True)
-        gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + step * 97 + self.env.rank)
-        views, ids = self.augment(images, torch.as_tensor(idx, dtype=torch.long), gen)
+        batch = self._batch(step)
+        images = batch.images.to(self.device, non_blocking=True)
+        ids = batch.ids.to(self.device, non_blocking=True)
+        views, ids = self.augment.apply(images, ids, batch.params)
         extra = None
-        if self.class_of_id is not None or self.cfg.loss.detector == "support" and self.cfg.loss.name == "false":
-            extra = StepExtra(support=self._support_views(step, images, idx), class_of_id=self.class_of_id)
-        return self._layout(views), ids.to(self.device), extra
+        if self.class_of_id is not None or batch.support is not None:
+            extra = StepExtra(support=self._support_views(images, ids[: len(batch.idx)], batch),
+                              class_of_id=self.class_of_id)
+        return self._layout(views), ids, extra
 
     def _layout(self, views: torch.Tensor) -> torch.Tensor:
         if self.precision.channels_last and self.cfg.train.channels_last:
             return views.contiguous(memory_format=torch.channels_last)
         return views
 
-    def _support_views(self, step: int, images: torch.Tensor, idx: list[int]) -> torch.Tensor | None:
-        """FNC's support set: ``loss.support_views`` more views of each image, from a generator of their own (the
-        two training views stay those of any other run with this seed)."""
-        lc = self.cfg.loss
-        if lc.name != "false" or lc.detector != "support":
+    def _support_views(self, images: torch.Tensor, ids: torch.Tensor, batch: PreparedBatch) -> torch.Tensor | None:
+        """FNC's support set: ``loss.support_views`` more views of each image."""
+        if batch.support is None:
             return None
-        gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + step * 97 + self.env.rank + 7_777_777)
-        ids = torch.as_tensor(idx, dtype=torch.long)
-        made = [self.augment(images, ids, gen)[0] for _ in range((lc.support_views + 1) // 2)]
-        b = len(idx)
-        return self._layout(torch.cat(made)[: lc.support_views * b])
+        made = [self.augment.apply(images, ids, params)[0] for params in batch.support]
+        return self._layout(torch.cat(made)[: self.cfg.loss.support_views * len(batch.idx)])
 
     # ------------------------------------------------------------------ one step
-    def train_step(self, step: int) -> tuple[float, ContrastiveInfo, list[dict[str, Any]]]:
+    def train_step(self, step: int) -> StepLoss:
+        """One step: two views, the method's loss (FALSE inside), backward, optimizer, after-step work. Nothing is
+        read back: the loss and its flags are handed to ``self.records`` as device tensors."""
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr * warmup_cosine(step, self.total_steps, self.warmup_steps)
         views, ids, extra = self.views(step)
-        b = ids.shape[0] // 2
         with torch.autocast(self.device.type, dtype=self.precision.dtype, enabled=self.precision.autocast):
             out = self.method.loss(views, ids, self.env.active, extra, step)
-        loss, info = out.loss, out.info
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+        self.scaler.scale(out.loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        records: list[dict[str, Any]] = []
-        if info.num_flagged:  # the same on every rank, so every rank joins the gather
-            row_ids = self._all(out.row_ids)
-            if self.env.main:
-                candidates = out.candidate_ids() if out.candidate_ids is not None else None
-                records = fns_records(step + 1, info, row_ids, 2 * b, candidates)
+        candidates = out.candidate_ids() if out.candidate_ids is not None else None  # before the queue moves on
+        self.records.add(step + 1, out.loss, out.info, self._all_tensor(out.row_ids), candidates)
         self.method.after_step(self._all_tensor)
-        return float(mean_over_ranks(loss.detach(), self.env)), info, records
+        return out
 
     def _all_tensor(self, x: torch.Tensor) -> torch.Tensor:
         if not self.env.active:
@@ -242,10 +224,6 @@ class Trainer:
         parts = [torch.empty_like(x) for _ in range(self.env.world)]
         dist.all_gather(parts, x.contiguous())
         return torch.cat(parts)
-
-    def _all(self, ids: torch.Tensor) -> torch.Tensor:
-        """Ids of the gathered batch in the loss's global row order (rank-major), on the CPU."""
-        return self._all_tensor(ids).cpu()
 
     # ------------------------------------------------------------------ checkpoints
     def card(self) -> dict[str, Any]:
@@ -278,6 +256,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def fit(self, stop: StopFlag | None = None) -> str:
+        """Train to ``total_steps`` or a stop. The host reads the device only at drain points (a logged step, a
+        checkpoint, a kNN step, the end, a stop), the same steps on every rank."""
         cfg, main = self.cfg, self.env.main
         life = RunLife(self.run if main else None, lambda: self.step, self.total_steps, stop=stop,
                        progress=self.progress and main, desc=f"{cfg.method}+{cfg.loss.name}",
@@ -285,44 +265,58 @@ class Trainer:
         with life:
             self._log_start(life)
             self.model.train()
-            t_last, steps_since = time.perf_counter(), 0
-            while self.step < self.total_steps and not self._stop_agreed(life):
-                # one step: two views, the method's loss (FALSE inside), backward, optimizer, after-step work
-                loss, info, records = self.train_step(self.step)
-                check_finite(loss, self.step + 1, "try a lower train.lr or a higher loss.temperature")
+            if self.step < self.total_steps and (self._pending is None or self._pending[0] != self.step):
+                self._pending = (self.step, self._loader.submit(self._prepare, self.step))  # the first, too
+            t_last, steps_since, may_stop = time.perf_counter(), 0, True
+            while self.step < self.total_steps and not (may_stop and self._stop_agreed(life)):
+                self.train_step(self.step)
                 self.step += 1
                 steps_since += 1
-                life.record("fns.jsonl", records)
-                # logging: a metrics record every log_every steps (throughput since the last one), and at every
-                # step of the kNN monitor (its time left out of the throughput)
-                knn_due = self.knn is not None and self.knn.due(self.step)
-                if main and (self.step % cfg.train.log_every == 0 or self.step == self.total_steps or knn_due):
+                knn_due = cfg.train.knn_every > 0 and self.step % cfg.train.knn_every == 0  # alike on every rank
+                log_due = self.step % cfg.train.log_every == 0 or self.step == self.total_steps or knn_due
+                ckpt_due = self.step % cfg.train.ckpt_every == 0 or self.step == self.total_steps
+                # one process asks for a stop at every step (a host flag); ranks agree at drain points only
+                may_stop = not self.env.active or log_due or ckpt_due
+                if not (log_due or ckpt_due or (not self.env.active and life.stopping())):
+                    life.stepped()
+                    continue
+                drained = self._drain(life)
+                if main and log_due:
                     now = time.perf_counter()
                     ips = steps_since * cfg.train.batch_size / max(now - t_last, 1e-9)
-                    knn = self.knn.measure(self.model.encoder) if knn_due else {}
-                    t_last, steps_since = time.perf_counter(), 0
+                    knn = self.knn.measure(self.model.encoder) if self.knn is not None and knn_due else {}
+                    t_last, steps_since = time.perf_counter(), 0  # the kNN monitor's time left out
+                    means = stats_to_means(drained.stats[-1])
                     life.record("metrics.jsonl", [{
-                        "step": self.step, "epoch": self.step / self.steps_per_epoch, "loss": loss,
-                        "lr": self.optimizer.param_groups[0]["lr"], "images_per_s": ips,
-                        "flagged": info.num_flagged, "calibrated": info.num_calibrated, "pos_cos": info.pos_cos_mean,
-                        "neg_cos": info.neg_cos_mean, "frac_above_threshold": info.frac_above_threshold,
-                        **knn, "time": time.time()}])
-                    life.stepped(loss=f"{loss:.3f}", cal=info.num_calibrated, ips=f"{ips:.0f}")
+                        "step": self.step, "epoch": self.step / self.steps_per_epoch, "loss": drained.losses[-1],
+                        "lr": self.optimizer.param_groups[0]["lr"], "images_per_s": ips, **means, **knn,
+                        "time": time.time()}])
+                    life.stepped(loss=f"{drained.losses[-1]:.3f}", cal=means["calibrated"], ips=f"{ips:.0f}")
                 else:
                     life.stepped()
-                # checkpoint: records first, so a kill between the two leaves no gap after a resume
-                if self.step % cfg.train.ckpt_every == 0 or self.step == self.total_steps:
+                if ckpt_due:  # records first, so a kill between the two leaves no gap after a resume
                     life.flush()
                     self.save()
             if life.state == "stopped":
+                self._drain(life)
                 life.flush()
                 self.save()
                 life.log(f"stopped at step {self.step}; last checkpoint kept")
         return life.state
 
+    def _drain(self, life: RunLife):
+        """Read every buffered step: a non-finite loss fails the run naming its step (before any checkpoint holds
+        its weights); the flagged pairs join ``fns.jsonl`` in step order."""
+        drained = self.records.drain(self.env.active)
+        bad = drained.first_non_finite()
+        if bad is not None:
+            check_finite(bad[1], bad[0], "try a lower train.lr or a higher loss.temperature")
+        life.record("fns.jsonl", drained.records)
+        return drained
+
     def _stop_agreed(self, life: RunLife) -> bool:
         """A stop seen by any rank (the app signals the first) stops every rank before the same step, so none is
-        left waiting in a collective."""
+        left waiting in a collective (under torchrun a read: asked at drain points only)."""
         flag = agree(life.stopping(), self.env, self.device)
         if flag:
             life.state = "stopped"

@@ -1,0 +1,32 @@
+"""What the trainer's loader thread prepares one step ahead: tiles, ids and every augmentation choice.
+
+Why a type of its own: the step must find everything it branches on already decided on the host (the crop's
+pyramid levels, which views blur), so it queues device work without reading a tensor back; and on a GPU the host
+tensors are pinned here, in the loader thread, so their copies overlap the step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor
+
+
+def _pin(params: dict) -> dict:
+    return {k: v.pin_memory() if isinstance(v, Tensor) else v for k, v in params.items()}
+
+
+@dataclass
+class PreparedBatch:
+    idx: list[int]             # this rank's data set indices
+    images: Tensor             # (B, C, H, W) uint8 tiles
+    ids: Tensor                # (B,) long, the indices as a tensor
+    params: dict               # TwoViewAugment.sample of the two training views
+    support: list[dict] | None  # TwoViewAugment.sample of the support views (detector ``support``), or None
+
+    def pinned(self) -> "PreparedBatch":
+        """The same in page-locked memory: its copies to the GPU run asynchronously."""
+        return PreparedBatch(self.idx, self.images.pin_memory(), self.ids.pin_memory(), _pin(self.params),
+                             None if self.support is None else [_pin(p) for p in self.support])
+
+
+__all__ = ["PreparedBatch"]
