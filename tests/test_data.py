@@ -305,3 +305,17 @@ def test_a_band_stretch_without_rasterio_leaves_the_reasons_to_the_tiling(tmp_pa
     monkeypatch.setitem(sys.modules, "rasterio", None)
     Image.fromarray(np.zeros((16, 16, 3), dtype=np.uint8)).save(tmp_path / "a.tif")
     assert dataset_stretch([tmp_path / "a.tif"], ["R", "G", "B"]) is None
+
+
+def test_halving_a_tile_is_avg_pool_bit_for_bit() -> None:
+    """The augmentation's pyramid step replaced F.avg_pool2d for speed; its views must not move by a bit."""
+    import torch.nn.functional as F
+
+    from core.data.augment import halve
+
+    g = torch.Generator().manual_seed(0)
+    for shape in ((4, 3, 64, 64), (2, 4, 33, 47), (1, 3, 2, 3)):
+        x = torch.rand(*shape, generator=g)
+        assert torch.equal(halve(x), F.avg_pool2d(x, 2))
+    x = torch.rand(2, 3, 40, 40, generator=g).contiguous(memory_format=torch.channels_last)
+    assert torch.equal(halve(x), F.avg_pool2d(x, 2))

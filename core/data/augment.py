@@ -37,6 +37,15 @@ def to_float(images: Tensor, channels: int = 3) -> Tensor:
     return images.float()
 
 
+def halve(x: Tensor) -> Tensor:
+    """``F.avg_pool2d(x, 2)`` bit for bit (its sum order: row by row, then / 4) in about two thirds of its CPU time:
+    the pyramid step of the two-view crop, the largest cost of a CPU step's augmentation."""
+    h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
+    x = x[..., :h, :w]
+    out = x[..., 0::2, 0::2] + x[..., 0::2, 1::2]
+    return out.add_(x[..., 1::2, 0::2]).add_(x[..., 1::2, 1::2]).div_(4)
+
+
 def band_jitter(v: Tensor, brightness: Tensor, contrast: Tensor) -> Tensor:
     """Brightness then contrast (about the band's own mean) per view, for bands without a colour meaning (NIR...)."""
     y = v * brightness.view(-1, 1, 1, 1)
@@ -248,7 +257,7 @@ class TwoViewAugment(nn.Module):
         src = x
         for lvl in range(max(levels) + 1):
             if lvl > 0:
-                src = F.avg_pool2d(src, 2)
+                src = halve(src)
             if lvl not in levels:
                 continue
             views = torch.cat([F.grid_sample(src, g, mode="bilinear", padding_mode="border",

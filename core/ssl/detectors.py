@@ -84,9 +84,16 @@ def _check_common(temperature: float, alpha: float, selection: str, topk: int) -
 
 # Detection over an (anchors x columns) logit matrix
 
-@functools.lru_cache(maxsize=16)
 def _lower_triangle(m: int, c: int, offset: int, device: torch.device) -> Tensor:
-    """True where global column <= global row: the half that the reference's "global" search leaves out."""
+    """True where global column <= global row: the half that the reference's "global" search leaves out (cached in
+    eager mode; a compiled loss builds it in its graph)."""
+    if torch.compiler.is_compiling():
+        return torch.arange(c, device=device)[None, :] <= torch.arange(m, device=device)[:, None] + offset
+    return _cached_lower_triangle(m, c, offset, device)
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_lower_triangle(m: int, c: int, offset: int, device: torch.device) -> Tensor:
     rows = torch.arange(m, device=device)[:, None] + offset
     cols = torch.arange(c, device=device)[None, :]
     return cols <= rows

@@ -1,12 +1,13 @@
 """What the trainer's loader thread prepares one step ahead: tiles, ids and every augmentation choice.
 
 Why a type of its own: the step must find everything it branches on already decided on the host (the crop's
-pyramid levels, which views blur), so it queues device work without reading a tensor back; and on a GPU the host
-tensors are pinned here, in the loader thread, so their copies overlap the step.
+pyramid levels, which views blur), so it queues device work without reading a tensor back. On a GPU the host
+tensors are pinned here, in the loader thread, so their copies overlap the step. The views themselves are made in
+the step (``with_views``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from torch import Tensor
 
@@ -22,6 +23,12 @@ class PreparedBatch:
     ids: Tensor                # (B,) long, the indices as a tensor
     params: dict               # TwoViewAugment.sample of the two training views
     support: list[dict] | None  # TwoViewAugment.sample of the support views (detector ``support``), or None
+    views: Tensor | None = None          # (2B, C, S, S) the two views, once made
+    view_ids: Tensor | None = None       # (2B,) the data set id of each view
+    support_views: Tensor | None = None  # (S*B, C, S, S) the support views, once made (detector ``support``)
+
+    def with_views(self, views: Tensor, view_ids: Tensor, support_views: Tensor | None) -> "PreparedBatch":
+        return replace(self, views=views, view_ids=view_ids, support_views=support_views)
 
     def pinned(self) -> "PreparedBatch":
         """The same in page-locked memory: its copies to the GPU run asynchronously."""

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from ..config import PretrainConfig
 from .losses import ContrastiveInfo, Hints, dcl_loss, false_loss, false_loss_moco, info_nce
 from .models import MoCoV2
+from .compiled import compiled
 from .shuffle_bn import KeyShuffle
 
 Gather = Callable[[Tensor], Tensor]  # a tensor of this rank -> the same of every rank, concatenated (rank-major)
@@ -92,14 +93,15 @@ class SimCLRStep:
     """Both views of every image through the network; InfoNCE or FALSE over the 2B rows."""
 
     def __init__(self, cfg: PretrainConfig, model: nn.Module, net: nn.Module,
-                 shuffle: KeyShuffle | None = None) -> None:
+                 shuffle: KeyShuffle | None = None, compile_loss: bool = False) -> None:
         self.cfg, self.net = cfg, net
+        self._loss = compiled(contrastive_loss, compile_loss)
 
     def loss(self, views: Tensor, ids: Tensor, distributed: bool, extra: StepExtra | None = None,
              step: int = 0) -> StepLoss:
         b = ids.shape[0] // 2
         hints = _hints(self.net, extra, rows_per_image=2, images=b)
-        loss, info = contrastive_loss(self.cfg, self.net(views), ids, distributed, hints)
+        loss, info = self._loss(self.cfg, self.net(views), ids, distributed, hints)
         return StepLoss(loss, info, ids)
 
     def after_step(self, gather: Gather) -> None:
@@ -111,10 +113,11 @@ class MoCoStep:
     after the optimizer step the keys (of every rank) join the queue with their tile ids."""
 
     def __init__(self, cfg: PretrainConfig, model: nn.Module, net: nn.Module,
-                 shuffle: KeyShuffle | None = None) -> None:
+                 shuffle: KeyShuffle | None = None, compile_loss: bool = False) -> None:
         if not isinstance(model, MoCoV2):
             raise TypeError("method moco needs a MoCoV2 model")
         self.cfg, self.model, self.net, self.shuffle = cfg, model, net, shuffle
+        self._loss = compiled(moco_loss, compile_loss)
         self._pending: tuple[Tensor, Tensor] | None = None
 
     def loss(self, views: Tensor, ids: Tensor, distributed: bool, extra: StepExtra | None = None,
@@ -124,7 +127,7 @@ class MoCoStep:
         q = self.net(views[:b])
         self.model.momentum_update()
         k = self.model.keys(views[b:]) if self.shuffle is None else self.shuffle.keys(self.model.keys, views[b:], step)
-        loss, info = moco_loss(self.cfg, self.model, q, k, ids[:b], distributed, hints)
+        loss, info = self._loss(self.cfg, self.model, q, k, ids[:b], distributed, hints)
         self._pending = (k, ids[:b])
         return StepLoss(loss, info, ids[:b], candidate_ids=lambda: self.model.queue_ids)
 
@@ -140,13 +143,14 @@ METHODS = {"simclr": SimCLRStep, "moco": MoCoStep}
 
 
 def method_step(cfg: PretrainConfig, model: nn.Module, net: nn.Module, rank: int = 0, world: int = 1,
-                gather: Gather | None = None) -> SimCLRStep | MoCoStep:
+                gather: Gather | None = None, compile_loss: bool = False) -> SimCLRStep | MoCoStep:
     """The step of ``cfg.method`` over this model (``net``: the same, maybe wrapped in DDP or compiled). MoCo with
-    shuffle-BN computes its keys in a shuffled order, across the ranks when ``gather`` is given."""
+    shuffle-BN computes its keys in a shuffled order, across the ranks when ``gather`` is given; ``compile_loss``
+    compiles the loss (``train.compile``)."""
     shuffle = None
     if cfg.method == "moco" and cfg.model.moco_shuffle_bn:
         shuffle = KeyShuffle(cfg.seed, rank, world, gather if world > 1 else None)
-    return METHODS[cfg.method](cfg, model, net, shuffle)
+    return METHODS[cfg.method](cfg, model, net, shuffle, compile_loss)
 
 
 __all__ = ["contrastive_loss", "moco_loss", "StepExtra", "StepLoss", "SimCLRStep", "MoCoStep", "method_step"]

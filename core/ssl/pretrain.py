@@ -34,6 +34,7 @@ from ..data import DataError, TwoViewAugment, build_dataset
 from ..imaging.bands import bands_of, is_rgb
 from ..distributed import DistEnv, agree, from_first
 from ..device import Precision, pick_device, pick_precision
+from .compiled import compiled, first_step_or_eager
 from .feed import PreparedBatch
 from .knn_monitor import KnnMonitor
 from .methods import StepExtra, StepLoss, method_step
@@ -121,9 +122,12 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.dtype == torch.float16)
         self.net: nn.Module = DDP(model, device_ids=[self.device.index] if self.device.type == "cuda" else None) \
             if self.env.active else model
-        if cfg.train.compile:
-            self.net = torch.compile(self.net)
         self.method = method_step(cfg, model, self.net, self.env.rank, self.env.world, self._all_tensor)
+        self._eager = (self.net, self.method)  # what a failed compilation falls back to
+        self._compile_checked = not cfg.train.compile
+        if cfg.train.compile:  # network and loss; the first step falls back to eager if compiling fails
+            self.net = compiled(self.net, True)
+            self.method = method_step(cfg, model, self.net, self.env.rank, self.env.world, self._all_tensor, True)
         self.class_of_id = self._classes_for_the_oracle()
         self.knn, self.knn_note = KnnMonitor.for_run(self.dataset, cfg.train.knn_every if self.env.main else 0,
                                                      cfg.data.image_size, cfg.seed, self.device)
@@ -163,7 +167,16 @@ class Trainer:
             sgen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + step * 97 + self.env.rank + 7_777_777)
             support = [self.augment.sample(b, h, w, sgen) for _ in range((lc.support_views + 1) // 2)]
         batch = PreparedBatch(idx, images, torch.as_tensor(idx, dtype=torch.long), params, support)
+        # the views are made in the step (on a GPU, in its stream): on 2 CPU cores the step alone keeps both busy
+        # (1.98 cores), and a loader thread making them beside it measured slower (bench/train.py, 2026-12-04)
         return batch.pinned() if self.device.type == "cuda" else batch
+
+    def _augmented(self, batch: PreparedBatch) -> PreparedBatch:
+        """The batch with its two views (and support views) made from its tiles and augmentation choices."""
+        images = batch.images.to(self.device, non_blocking=True)
+        ids = batch.ids.to(self.device, non_blocking=True)
+        views, view_ids = self.augment.apply(images, ids, batch.params)
+        return batch.with_views(self._layout(views), view_ids, self._support_views(images, ids, batch))
 
     def _batch(self, step: int) -> PreparedBatch:
         """This step's batch; the next step's is prepared in a background thread meanwhile."""
@@ -179,14 +192,12 @@ class Trainer:
 
     def views(self, step: int) -> tuple[torch.Tensor, torch.Tensor, StepExtra | None]:
         batch = self._batch(step)
-        images = batch.images.to(self.device, non_blocking=True)
-        ids = batch.ids.to(self.device, non_blocking=True)
-        views, ids = self.augment.apply(images, ids, batch.params)
+        if batch.views is None:
+            batch = self._augmented(batch)
         extra = None
-        if self.class_of_id is not None or batch.support is not None:
-            extra = StepExtra(support=self._support_views(images, ids[: len(batch.idx)], batch),
-                              class_of_id=self.class_of_id)
-        return self._layout(views), ids, extra
+        if self.class_of_id is not None or batch.support_views is not None:
+            extra = StepExtra(support=batch.support_views, class_of_id=self.class_of_id)
+        return batch.views, batch.view_ids, extra
 
     def _layout(self, views: torch.Tensor) -> torch.Tensor:
         if self.precision.channels_last and self.cfg.train.channels_last:
@@ -269,7 +280,12 @@ class Trainer:
                 self._pending = (self.step, self._loader.submit(self._prepare, self.step))  # the first, too
             t_last, steps_since, may_stop = time.perf_counter(), 0, True
             while self.step < self.total_steps and not (may_stop and self._stop_agreed(life)):
-                self.train_step(self.step)
+                if not self._compile_checked:  # the first compiled step: eager if compiling fails
+                    self._compile_checked = True
+                    first_step_or_eager(lambda: self.train_step(self.step), self.model, self.optimizer,
+                                        lambda reason: self._go_eager(life, reason))
+                else:
+                    self.train_step(self.step)
                 self.step += 1
                 steps_since += 1
                 knn_due = cfg.train.knn_every > 0 and self.step % cfg.train.knn_every == 0  # alike on every rank
@@ -303,6 +319,10 @@ class Trainer:
                 self.save()
                 life.log(f"stopped at step {self.step}; last checkpoint kept")
         return life.state
+
+    def _go_eager(self, life: RunLife, reason: str) -> None:
+        self.net, self.method = self._eager
+        life.log(f"train.compile: compilation failed ({reason}); running eager")
 
     def _drain(self, life: RunLife):
         """Read every buffered step: a non-finite loss fails the run naming its step (before any checkpoint holds
