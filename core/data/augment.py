@@ -13,6 +13,7 @@ rotations are not in the paper and are left out.
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -67,17 +68,25 @@ def split_colour(v: Tensor, rgb: tuple[int, int, int] | None, colour_fn, other_f
     return out
 
 
+@functools.lru_cache(maxsize=64)
+def _const(values: tuple, device: torch.device, dtype: torch.dtype = torch.float32, inverse: bool = False) -> Tensor:
+    """A constant on a device, made once: a fresh ``torch.tensor(.., device=cuda)`` every step is a copy from pageable
+    host memory, which waits for the GPU (and ``linalg.inv`` on the GPU reads its error flag back)."""
+    t = torch.tensor(values, dtype=dtype)
+    return (torch.linalg.inv(t) if inverse else t).to(device)
+
+
 def hue_saturation_matrices(angle: Tensor, saturation: Tensor) -> tuple[Tensor, Tensor]:
     """Per-sample 3x3 colour maps: hue as a rotation about the grey axis (in YIQ), saturation as a blend with luma."""
     n, dev = angle.shape[0], angle.device
     eye = torch.eye(3, device=dev).expand(n, 3, 3)
-    grey = torch.tensor(_LUMA, device=dev).expand(3, 3)
-    t = torch.tensor(_RGB2YIQ, device=dev)
+    grey = _const(_LUMA, dev).expand(3, 3)
+    t, t_inv = _const(_RGB2YIQ, dev), _const(_RGB2YIQ, dev, inverse=True)
     rot = torch.zeros(n, 3, 3, device=dev)
     rot[:, 0, 0] = 1
     rot[:, 1, 1], rot[:, 1, 2] = angle.cos(), -angle.sin()
     rot[:, 2, 1], rot[:, 2, 2] = angle.sin(), angle.cos()
-    hue_m = torch.linalg.inv(t) @ rot @ t
+    hue_m = t_inv @ rot @ t
     sat_m = saturation.view(n, 1, 1) * eye + (1 - saturation).view(n, 1, 1) * grey
     return hue_m, sat_m
 
@@ -90,8 +99,8 @@ def normalise(x: Tensor, bands: Sequence[str] | None = None) -> Tensor:
     else:
         mean_l, std_l = band_norm(bands)
     c = len(mean_l)
-    mean = torch.tensor(mean_l, device=x.device, dtype=x.dtype).view(1, c, 1, 1)
-    std = torch.tensor(std_l, device=x.device, dtype=x.dtype).view(1, c, 1, 1)
+    mean = _const(tuple(mean_l), x.device, x.dtype).view(1, c, 1, 1)
+    std = _const(tuple(std_l), x.device, x.dtype).view(1, c, 1, 1)
     return (x - mean) / std
 
 
@@ -279,7 +288,7 @@ class TwoViewAugment(nn.Module):
         """Brightness, contrast, saturation, hue (random order) and grayscale as one affine colour map."""
         n, dev = v.shape[0], v.device
         eye = torch.eye(3, device=dev).expand(n, 3, 3)
-        luma = torch.tensor(_LUMA, device=dev)
+        luma = _const(_LUMA, dev)
         grey = luma.expand(3, 3)  # every output channel = luma
         mean = v.mean(dim=(2, 3))  # per view, per channel: for contrast
         bri, con, sat = p["factors"].unbind(1)

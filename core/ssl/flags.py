@@ -134,7 +134,8 @@ def mirrors(flags: Flags, cal: Tensor, opens: Tensor, row_offset: int, m: int, c
     mine = (g_cols >= row_offset) & (g_cols < row_offset + m)
     m_rows, m_cols = torch.where(mine, g_cols - row_offset, 0), torch.where(mine, g_rows, 0)
     own = torch.where(flags.valid, flags.rows * c + flags.cols, -1)
-    valid = mine & ~torch.isin(m_rows * c + m_cols, own)
+    # a broadcast compare, not torch.isin: its sorting path can read sizes back on a GPU
+    valid = mine & ~((m_rows * c + m_cols)[:, None] == own[None, :]).any(dim=1)
     out = Flags.from_list(m_rows, m_cols, valid, log_d)
     return Mirrors(out, out.treated(opens))
 
