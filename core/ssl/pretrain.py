@@ -42,27 +42,15 @@ from .models import build_pretrain_model
 from .optim import build_optimizer, warmup_cosine
 from .shuffle_bn import bn_note, bn_splits, split_batchnorm
 from .contrastive_info import stats_to_means
+from .run_start import log_start
 from .step_records import StepRecords
 from ..store.lifecycle import (RunLife, StopFlag, check_finite, parse_run_args, prepared_run, run_arguments,
                                train_from_cli)
-from ..store.runs import Run, atomic_write_bytes, atomic_write_json, create_run
+from ..store.runs import Run, atomic_write_bytes, create_run
 from ..store.run_lock import lock_run
 from ..data.dominant import dominant_classes
-from ..data.protocols import TileSet
 
 import yaml
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Pieces of one training step
-
-def data_record(cfg: PretrainConfig, dataset: TileSet) -> dict[str, Any]:
-    """What the run trained on, for whoever rebuilds its batches later (``data.json`` of the run folder)."""
-    scenes = getattr(dataset, "split_scenes", None)
-    used = getattr(dataset, "pretrain_splits", None)
-    return {"name": cfg.data.name, "tiles": len(dataset), "labeled": bool(getattr(dataset, "has_labels", False)),
-            "pretrain_splits": used, "split_scenes": scenes,
-            "pretrain_scenes": sorted(s for k in (used or []) for s in (scenes or {}).get(k, []))}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -343,25 +331,8 @@ class Trainer:
         return flag
 
     def _log_start(self, life: RunLife) -> None:
-        cfg = self.cfg
-        if life.run is None:
-            return
-        atomic_write_json(life.run.path / "data.json", data_record(cfg, self.dataset))
-        life.log(f"training {cfg.method}/{cfg.loss.name} {cfg.model.encoder} on {self.device} "
-                 f"({self.precision.name}), {len(self.dataset)} tiles, batch {cfg.train.batch_size}, "
-                 f"steps {self.step}->{self.total_steps}")
-        if self.knn_note:
-            life.log(self.knn_note)
-        scenes = getattr(self.dataset, "split_scenes", None)
-        if scenes:
-            used = getattr(self.dataset, "pretrain_splits", [])
-            life.log("scenes: " + "; ".join(f"{k} {len(v)}{' (pretrained on)' if k in used else ''}"
-                                            for k, v in scenes.items()))
-        skipped = getattr(self.dataset, "skipped", [])
-        for path, reason in skipped:
-            life.log(f"skipped unreadable image {path}: {reason}")
-        if skipped:
-            life.log(f"{len(skipped)} unreadable image(s) skipped in total")
+        log_start(life, self.cfg, self.dataset, f"{self.device} ({self.precision.name})",
+                  f"{self.step}->{self.total_steps}", self.knn_note)
 
 
 # ----------------------------------------------------------------------------------------------------------------

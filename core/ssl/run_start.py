@@ -1,0 +1,44 @@
+"""What a pretraining run writes when it starts: ``data.json`` (the tiles, splits and scenes it trains on, for
+whoever rebuilds its batches later) and the opening lines of its log (device, data, the scenes, skipped images)."""
+from __future__ import annotations
+
+from typing import Any
+
+from ..config import PretrainConfig
+from ..data.protocols import TileSet
+from ..store.lifecycle import RunLife
+from ..store.runs import atomic_write_json
+
+
+def data_record(cfg: PretrainConfig, dataset: TileSet) -> dict[str, Any]:
+    """What the run trained on (``data.json`` of the run folder)."""
+    scenes = getattr(dataset, "split_scenes", None)
+    used = getattr(dataset, "pretrain_splits", None)
+    return {"name": cfg.data.name, "tiles": len(dataset), "labeled": bool(getattr(dataset, "has_labels", False)),
+            "pretrain_splits": used, "split_scenes": scenes,
+            "pretrain_scenes": sorted(s for k in (used or []) for s in (scenes or {}).get(k, []))}
+
+
+def log_start(life: RunLife, cfg: PretrainConfig, dataset: TileSet, where: str, steps: str,
+              knn_note: str | None) -> None:
+    """``where``: device and precision; ``steps``: from -> to."""
+    if life.run is None:
+        return
+    atomic_write_json(life.run.path / "data.json", data_record(cfg, dataset))
+    life.log(f"training {cfg.method}/{cfg.loss.name} {cfg.model.encoder} on {where}, {len(dataset)} tiles, "
+             f"batch {cfg.train.batch_size}, steps {steps}")
+    if knn_note:
+        life.log(knn_note)
+    scenes = getattr(dataset, "split_scenes", None)
+    if scenes:
+        used = getattr(dataset, "pretrain_splits", [])
+        life.log("scenes: " + "; ".join(f"{k} {len(v)}{' (pretrained on)' if k in used else ''}"
+                                        for k, v in scenes.items()))
+    skipped = getattr(dataset, "skipped", [])
+    for path, reason in skipped:
+        life.log(f"skipped unreadable image {path}: {reason}")
+    if skipped:
+        life.log(f"{len(skipped)} unreadable image(s) skipped in total")
+
+
+__all__ = ["data_record", "log_start"]
