@@ -184,3 +184,28 @@ def test_forms_read_their_options_from_the_configs_literals() -> None:
         assert FinetuneConfig.model_validate({"model": {"arch": value}, "train": {"max_steps": 1}}).model.arch == value
     with _pytest.raises(TypeError, match="train.lr is not a Literal setting"):
         choices(PretrainConfig, "train.lr")
+
+
+@pytest.mark.parametrize("overrides, says", [
+    (["train.device=tpu"], "train.device: unknown device 'tpu'; choose auto, cpu, cuda, cuda:N or mps"),
+    (["seed=1e23"], "seed: "),
+    (["seed=-3"], "seed: Input should be greater than or equal to 0"),
+    (["seed=3000000000"], "seed: Input should be less than or equal to 2147483647"),
+    (["model.proj_hidden=65536", "model.proj_dim=65536"], "model: proj_hidden x proj_dim: a projection head of 65536"),
+])
+def test_settings_no_machine_can_run_are_refused_at_load_naming_the_field(overrides, says) -> None:
+    """Issue 29: these used to start and then traceback (an unknown device, a seed past 2^63 in the generators) or
+    allocate until the machine gave up (a 4-billion-weight head)."""
+    with pytest.raises(ConfigError) as err:
+        load_config(None, ["train.max_steps=1", *overrides])
+    assert says in str(err.value)
+
+
+def test_a_refused_setting_exits_2_and_makes_no_run_folder(tmp_path) -> None:
+    from core.ssl.pretrain import main
+
+    assert main(["--config", str(CONFIGS / "demo_cpu.yaml"), "--runs-root", str(tmp_path / "runs"),
+                 "train.device=tpu"]) == 2
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    with pytest.raises(ConfigError, match="train.device: unknown device"):  # the segmentation configs share the rule
+        load_config(CONFIGS / "finetune_demo_cpu.yaml", ["train.device=tpu"], model=FinetuneConfig)

@@ -3,6 +3,7 @@ lists read from their ``Literal``s, and the error type whose one line names the 
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, get_args
 
@@ -73,6 +74,18 @@ BANDS_HELP = ("the file's bands to use, in order, by name ([R, G, B, NIR]) or 0-
               "unset: RGB by the one rule for every file")
 # the ``data.bands`` setting of pretraining and fine-tuning alike: checked (and names folded) before the type check
 Bands = Annotated[list[int | str] | None, BeforeValidator(bands_field), Field(description=BANDS_HELP)]
+
+
+def _device_name(v: Any) -> Any:
+    """Only the device kinds the engine runs on; anything else fails at load, not as a traceback at start."""
+    if isinstance(v, str) and re.fullmatch(r"auto|cpu|mps|cuda(:\d{1,2})?", v):
+        return v
+    raise ValueError(f"unknown device {v!r}; choose auto, cpu, cuda, cuda:N or mps")
+
+
+DeviceName = Annotated[str, BeforeValidator(_device_name)]
+# seeds feed generators as seed * 1,000,003 + step * 97 + ...: kept far below 2^63 whatever the step
+Seed = Annotated[int, Field(ge=0, le=2**31 - 1, description="a random seed, 0 to 2^31 - 1")]
 
 
 def held_out_scenes(test: list[str], val: list[str]) -> None:

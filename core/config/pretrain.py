@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from .base import Bands, ENCODERS, _Section, distinct, held_out_scenes
+from .base import Bands, DeviceName, ENCODERS, Seed, _Section, distinct, held_out_scenes
 
 if TYPE_CHECKING:
     from .seg import SegDataConfig
@@ -24,6 +24,17 @@ class ModelConfig(_Section):
     moco_bn_splits: int | None = Field(None, ge=1, le=64, description="MoCo shuffle-BN: BatchNorm sub-batches per "
                                        "device (default: 1 per rank under torchrun; on one device 2-8, of at "
                                        "least 32 images where the batch allows)")
+
+    @model_validator(mode="after")
+    def _head_fits(self) -> "ModelConfig":
+        """The projection head's weights (hidden x (features + out), features at most 2048) bounded before any
+        allocation: 100 M parameters, 25x SimCLR's, already take 1.6 GB with their gradients and optimizer state."""
+        params = self.proj_hidden * (2048 + self.proj_dim)
+        if params > 100_000_000:
+            raise ValueError(f"proj_hidden x proj_dim: a projection head of {self.proj_hidden} x "
+                             f"{self.proj_dim} has up to {params / 1e6:,.0f} M weights; at most 100 M fit a training "
+                             "run here (SimCLR's is 2048 x 128)")
+        return self
 
     @field_validator("encoder")
     @classmethod
@@ -113,7 +124,7 @@ class DataConfig(_Section):
     crop_scale_min: float = Field(0.2, gt=0.0, le=1.0)
     color_strength: float = Field(1.0, ge=0.0)
     blur_prob: float = Field(0.5, ge=0.0, le=1.0)
-    seed: int = Field(0, description="synthetic generation and the scene split (not the training seed)")
+    seed: Seed = Field(0, description="synthetic generation and the scene split (not the training seed)")
 
     @field_validator("pretrain_splits")
     @classmethod
@@ -177,7 +188,7 @@ class TrainConfig(_Section):
     ckpt_every: int = Field(50, ge=1)
     knn_every: int = Field(0, ge=0, description="every N steps, kNN accuracy of the encoder's features on labeled "
                            "held-out tiles (0 = off; data without labels: off, said in the log)")
-    device: str = "auto"
+    device: DeviceName = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     channels_last: bool = True
     compile: bool = False
@@ -198,7 +209,7 @@ class TrainConfig(_Section):
 
 class PretrainConfig(_Section):
     method: Literal["simclr", "moco"] = "simclr"
-    seed: int = 0
+    seed: Seed = 0
     name: str | None = Field(None, description="run name; a unique suffix is added")
     model: ModelConfig = ModelConfig()
     loss: LossConfig = LossConfig()

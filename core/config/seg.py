@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from .base import Bands, _Section, held_out_scenes
+from .base import Bands, DeviceName, Seed, _Section, held_out_scenes
 from .pretrain import ModelConfig
 
 
@@ -32,7 +32,7 @@ class SegDataConfig(_Section):
     colour_jitter: float = Field(1.0, ge=0.0, le=4.0, description="fine-tuning: strength of the photometric "
                                  "distortion (1 = the mild MMSegmentation default, 0 = none, 3 = for scenes whose "
                                  "colours differ from the training scenes')")
-    seed: int = 0
+    seed: Seed = 0
 
     @model_validator(mode="after")
     def _needs_root(self) -> "SegDataConfig":
@@ -84,7 +84,7 @@ class FinetuneTrainConfig(_Section):
     test_tile: int = Field(512, ge=32, le=8192, multiple_of=32, description="test: sliding window side (as core.segment)")
     test_overlap: float = Field(0.25, ge=0.0, lt=1.0, description="test: window overlap, a fraction of the window")
     log_every: int = Field(10, ge=1)
-    device: str = "auto"
+    device: DeviceName = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
 
     @model_validator(mode="after")
@@ -98,7 +98,7 @@ class FinetuneTrainConfig(_Section):
 
 
 class FinetuneConfig(_Section):
-    seed: int = 0
+    seed: Seed = 0
     name: str | None = None
     model: SegModelConfig = SegModelConfig()
     data: SegDataConfig = SegDataConfig()
@@ -125,7 +125,7 @@ class ProbeTrainConfig(_Section):
     lr: float = Field(0.01, gt=0.0, le=10.0)
     weight_decay: float = Field(1e-4, ge=0.0)
     label_stride: int = Field(4, ge=1, le=32, description="train against labels subsampled by this factor")
-    device: str = "auto"
+    device: DeviceName = "auto"
     test_tile: int = Field(512, ge=32, le=8192, multiple_of=32, description="test: sliding window side (as core.segment)")
     test_overlap: float = Field(0.25, ge=0.0, lt=1.0, description="test: window overlap, a fraction of the window")
 
@@ -133,7 +133,7 @@ class ProbeTrainConfig(_Section):
 class ProbeConfig(_Section):
     """A per-pixel linear probe: frozen encoder features (last two stages, stride 16), a 1x1 convolution."""
 
-    seed: int = 0
+    seed: Seed = 0
     name: str | None = None
     model: ProbeModelConfig = ProbeModelConfig()
     data: SegDataConfig = SegDataConfig()
