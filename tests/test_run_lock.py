@@ -43,6 +43,10 @@ def test_a_second_writer_is_refused_and_the_records_stay_intact(tmp_path: Path, 
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and f"is being written by process {proc.pid}" in err and "Traceback" not in err
         assert {name: (run / name).read_bytes() for name in before} == before  # nothing touched
+        # --run-dir on the live run (issue 29): refused, and the live run's status is not marked failed
+        assert pretrain_main(["--run-dir", str(run), "--no-progress"]) == 2
+        assert "has already trained" in capsys.readouterr().err
+        assert {name: (run / name).read_bytes() for name in before} == before
         with pytest.raises(RunBusyError, match="another process"):
             app_resume(open_run(run))
         with pytest.raises(RunBusyError, match="stop it before deleting"):

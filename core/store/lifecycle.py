@@ -30,7 +30,7 @@ from ..phases import Listener, report_phases
 from ..config import ConfigError
 from ..data import DataError
 from .runs import NotARunError, Run, open_run
-from .run_lock import RunBusyError, unlock_run
+from .run_lock import RunBusyError, lock_run, unlock_run
 
 LIVE_EVERY_S = 1.0  # how often buffered records and the step reach the run folder between checkpoints
 # What a wrong command, config, data set or checkpoint raises before any compute: one line and exit 2.
@@ -196,10 +196,15 @@ def prepared_run(path: str) -> Run:
 
 
 def record_early_failure(args: argparse.Namespace, err: BaseException) -> None:
-    """A run folder given on the command line learns why its process stopped before training."""
+    """A run folder given on the command line learns why its process stopped before training, unless another
+    process is writing it (a live run refused by this command is not this command's to mark failed)."""
     folder = getattr(args, "resume", None) or getattr(args, "run_dir", None)
     if folder and (Path(folder) / "status.json").is_file():
         run = Run(Path(folder))
+        try:
+            lock_run(run)
+        except RunBusyError:
+            return
         run.write_status(state="failed", error=str(err), ended=time.time())
         run.log(f"could not start: {err}")
 
