@@ -135,3 +135,27 @@ def test_one_precision_policy_for_training_and_inference(monkeypatch) -> None:
         D.pick_precision("fp8", cpu)
     with pytest.raises(ValueError, match="choose auto, fp32 or bf16"):
         resolve_precision("fp16", cpu)
+
+
+@pytest.mark.parametrize("spoil, says", [
+    (lambda sd: sd.update({"weight": sd["weight"].double()}), "tensor model.weight is float64"),
+    (lambda sd: sd.update({"weight": sd["weight"].to(torch.int8)}), "tensor model.weight is int8"),
+    (lambda sd: sd["bias"].__setitem__(0, float("nan")), "tensor model.bias holds NaN or infinite values"),
+])
+def test_a_checkpoint_of_odd_dtypes_or_nan_weights_is_refused_in_one_line(tmp_path, spoil, says) -> None:
+    """Issue 29: such a checkpoint used to load silently (cast on the way in) and produce masks."""
+    from safetensors.torch import save_file
+
+    from core.ssl.models import load_encoder_weights
+    from core.store.checkpoint import CheckpointError, load_checkpoint
+
+    layer = nn.Linear(3, 2)
+    sd = {k: v.detach().clone() for k, v in layer.state_dict().items()}
+    spoil(sd)
+    save_file({f"model.{k}": v for k, v in sd.items()}, str(tmp_path / "bad.safetensors"), metadata={"card": "{}"})
+    with pytest.raises(CheckpointError, match=says) as err:
+        load_checkpoint(tmp_path / "bad.safetensors", model=nn.Linear(3, 2))
+    assert "\n" not in str(err.value)
+    save_file({f"encoder.{k}": v for k, v in sd.items()}, str(tmp_path / "enc.safetensors"))
+    with pytest.raises(ValueError, match="model.weights: .*" + says.replace("model.", "encoder.")):
+        load_encoder_weights(nn.Linear(3, 2), tmp_path / "enc.safetensors", field="model.weights")

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from ..config import ENCODERS
 from ..imaging.bands import RGB, card_bands
-from ..store.checkpoint import not_found
+from ..store.checkpoint import CheckpointError, check_weights, not_found
 
 
 
@@ -62,6 +62,10 @@ def load_encoder_weights(encoder: nn.Module, path: str | Path, field: str = "mod
         state = load_file(str(path))
     except Exception as err:  # safetensors raises several types for a torn or foreign file
         raise ValueError(f"{field}: {path} is not a readable safetensors file ({err})") from None
+    try:
+        check_weights(path, state)
+    except CheckpointError as err:
+        raise ValueError(f"{field}: {err}") from None
     for prefix in ENCODER_PREFIXES:
         if any(k.startswith(prefix) for k in state):
             state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}

@@ -91,12 +91,31 @@ def read_metadata(path: Path) -> dict[str, Any]:
 
 
 def read_tensors(path: Path) -> dict[str, torch.Tensor]:
-    """All tensors of a safetensors file, read into memory. Why not ``load_file``: it maps the file, and a
-    resumed run that later replaces the file would keep the old one's disk space held until it ends."""
+    """All tensors of a safetensors file, read into memory and checked (``check_weights``). Why not ``load_file``:
+    it maps the file, and a resumed run that later replaces the file would keep the old one's disk space held."""
     try:
-        return load(Path(path).read_bytes())
+        tensors = load(Path(path).read_bytes())
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"checkpoint {path} is unreadable: {err}") from None
+    check_weights(path, tensors)
+    return tensors
+
+
+_FLOATS = (torch.float32, torch.float16, torch.bfloat16)
+_COUNTERS = ("num_batches_tracked", "queue_ids", "queue_ptr")  # the integer buffers our models hold
+
+
+def check_weights(path: Path | str, tensors: dict[str, torch.Tensor]) -> None:
+    """Every tensor of a checkpoint is what our models hold: float32/16 or bfloat16 and finite, or one of the known
+    integer counters. A float64, int8 or NaN weight used to load silently (cast or not) and give masks anyway."""
+    for name, t in tensors.items():
+        if t.dtype in _FLOATS:
+            if not bool(torch.isfinite(t).all()):
+                raise CheckpointError(f"checkpoint {path}: tensor {name} holds NaN or infinite values; it cannot be "
+                                      "used (retrain, or take an earlier checkpoint)")
+        elif not (name.endswith(_COUNTERS) or name.startswith("optim.")) or t.is_floating_point():
+            raise CheckpointError(f"checkpoint {path}: tensor {name} is {str(t.dtype).replace('torch.', '')}; our "
+                                  "models hold float32, float16 or bfloat16 weights")
 
 
 def load_checkpoint(path: Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
