@@ -51,3 +51,39 @@ def test_a_torn_file_is_an_error_each_time_and_its_repair_is_seen(tmp_path: Path
     p.unlink()
     with pytest.raises(FileNotFoundError):
         json_file(p)
+
+
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+
+
+def test_a_yaml_alias_bomb_is_refused_before_it_is_built(tmp_path) -> None:
+    """Issue 29: a few hundred bytes whose aliases expand to 9^9 items made the Runs page take 40-56 s and 10 GB."""
+    import time
+
+    import pytest
+    import yaml
+
+    from core.config import ConfigError, load_config
+    from core.store.file_versions import YamlRefused, load_yaml
+    from core.store.runs import NotARunError, Run
+
+    assert len(BOMB) < 600
+    with pytest.raises(YamlRefused, match=r"an alias \(\*a\) at line 2"):
+        load_yaml(BOMB)
+    with pytest.raises(YamlRefused, match="nested deeper than 32 levels"):
+        load_yaml("[" * 40 + "]" * 40)
+    with pytest.raises(YamlRefused, match="over the 1,048,576"):
+        load_yaml("# " + "x" * (1 << 20))
+    assert issubclass(YamlRefused, yaml.YAMLError)  # every reader's YAML error path takes it
+    run = tmp_path / "20260101-000000-bomb"
+    run.mkdir()
+    (run / "config.yaml").write_text(BOMB)
+    (run / "status.json").write_text('{"state": "completed", "kind": "pretrain"}')
+    t0 = time.perf_counter()
+    assert Run(run).config() == {} and "unreadable" in Run(run).summary()["method"]
+    assert time.perf_counter() - t0 < 2
+    with pytest.raises(NotARunError, match="alias"):
+        Run(run).stored_config()
+    with pytest.raises(ConfigError, match="alias"):
+        load_config(run / "config.yaml")

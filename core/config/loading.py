@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from ..store.file_versions import load_yaml  # bounded: no aliases, 1 MiB, 32 levels
 from .base import REPO_ROOT, ConfigError
 from .pretrain import PretrainConfig
 
@@ -81,7 +82,7 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
         if not p.is_file():
             raise ConfigError(f"config file not found: {p}")
         try:
-            raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+            raw = load_yaml(p.read_text(encoding="utf-8"))
         except UnicodeDecodeError as err:
             raise ConfigError(f"config file {p} is not UTF-8 text (byte {err.start}); save it as UTF-8") from None
         except yaml.YAMLError as err:

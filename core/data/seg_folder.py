@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from ..store.file_versions import load_yaml  # bounded: no aliases, 1 MiB, 32 levels
 from .paths import DataError
 from .seg_base import IMAGE_SUFFIXES, Scene, SegTiles, resolve_root
 from .mask_read import MASK_RULE, MaskTable
@@ -66,9 +67,9 @@ def load_class_table(path: str | Path) -> ClassTable:
     if not p.is_file():
         raise DataError(f"class table not found: {p}")
     try:
-        raw = yaml.safe_load(p.read_text())
+        raw = load_yaml(p.read_text())
     except yaml.YAMLError as err:
-        raise DataError(f"class table {p} is not valid YAML: {err}") from None
+        raise DataError(f"class table {p} is not valid YAML: {' '.join(str(err).split())}") from None
     try:
         return _parse_table(p, raw)
     except (ValueError, TypeError) as err:

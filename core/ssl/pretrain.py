@@ -46,11 +46,11 @@ from .run_start import log_start
 from .step_records import StepRecords
 from ..store.lifecycle import (RunLife, StopFlag, check_finite, parse_run_args, prepared_run, run_arguments,
                                train_from_cli)
+from ..store.file_versions import load_yaml
 from ..store.runs import Run, atomic_write_bytes, create_run
 from ..store.run_lock import lock_run
 from ..data.dominant import dominant_classes
 
-import yaml
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -378,7 +378,7 @@ def start(args: argparse.Namespace, env: DistEnv) -> Trainer:
     if env.main:
         run.truncate_after(trainer.step)
         run.log(f"resumed from step {trainer.step}")
-        if cfg != validate_config(upgrade_run_config(yaml.safe_load(run.config_text()) or {})):
+        if cfg != validate_config(upgrade_run_config(load_yaml(run.config_text()) or {})):
             atomic_write_bytes(run.path / "config.yaml", config_to_yaml(cfg).encode())
     return trainer
 

@@ -21,8 +21,31 @@ _CACHE: dict[tuple[str, str], tuple[tuple[int, int, int], Any]] = {}
 _LOCK = threading.Lock()
 
 
+MAX_YAML_CHARS = 1 << 20  # a run config or card is a few KiB
+MAX_YAML_DEPTH = 32
+
+
+class YamlRefused(yaml.YAMLError):
+    """A YAML text refused before it is built: too long, too deep, or with aliases (ours never use them)."""
+
+
 def load_yaml(text: str) -> Any:
-    """Safe YAML through libyaml where it is installed."""
+    """Safe YAML through libyaml where it is installed, bounded before anything is built: at most 1 MiB, 32 levels,
+    no aliases. Why: a 470-byte alias bomb (each alias a reference to the one before) parses small and then expands
+    to gigabytes in whatever walks or dumps it (the Runs page's settings table did)."""
+    if len(text) > MAX_YAML_CHARS:
+        raise YamlRefused(f"{len(text):,} characters is over the {MAX_YAML_CHARS:,} a settings file may have")
+    depth = 0
+    for event in yaml.parse(text, Loader=YAML_LOADER):
+        if isinstance(event, yaml.AliasEvent):
+            raise YamlRefused(f"an alias (*{event.anchor}) at line {event.start_mark.line + 1}: settings files here "
+                              "do not use anchors and aliases (write the value out)")
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                raise YamlRefused(f"nested deeper than {MAX_YAML_DEPTH} levels at line {event.start_mark.line + 1}")
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
     return yaml.load(text, Loader=YAML_LOADER)  # noqa: S506 - a safe loader
 
 

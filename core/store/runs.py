@@ -29,7 +29,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from .file_versions import json_file, yaml_file
+from .file_versions import json_file, load_yaml, yaml_file
 from ..config.strategy import strategy_label
 from .run_lock import RunBusyError, pid_alive, run_locked
 
@@ -150,7 +150,7 @@ class Run:
         YAML (a python tag included) or not a mapping."""
         where = self.path / "config.yaml"
         try:
-            raw = yaml.safe_load(where.read_text(encoding="utf-8"))
+            raw = load_yaml(where.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise NotARunError(f"run {self.path} has no config.yaml") from None
         except UnicodeDecodeError:
