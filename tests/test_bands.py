@@ -401,3 +401,27 @@ def test_band_names_without_case_and_generic_descriptions(tmp_path: Path) -> Non
     # ^ the names as asked, so files spelling them differently still form one data set
     assert resolve(["Band 4", "R"], ["R", "G", "B", "NIR"], "a.tif") == ([3, 0], ["Band 4", "R"])  # older cards
     assert file_band_names(4, ["Band 1", "band_2", "Band3", "BAND 4"]) == ["R", "G", "B", "NIR"]
+
+
+def test_a_band_bomb_is_refused_from_its_header(tmp_path) -> None:
+    """Issue 29: the pixel budget counted width x height only, so a few MB of TIFF with thousands of bands decoded to
+    gigabytes. Here at a small budget: 300 bands of 200 x 200 decode to 12 MB against 1.6 MB allowed."""
+    import numpy as np
+    import rasterio
+
+    from core.imaging.bands import read_bands
+    from core.imaging.imageio import ImageError, read_image
+
+    def tiff(name: str, bands: int) -> Path:
+        path = tmp_path / name
+        with rasterio.open(path, "w", driver="GTiff", width=200, height=200, count=bands, dtype="uint8",
+                           compress="deflate") as dst:
+            dst.write(np.full((bands, 200, 200), 7, np.uint8))
+        return path
+
+    bomb = tiff("bomb.tif", 300)
+    assert bomb.stat().st_size < 200_000
+    for read in (lambda p: read_image(p, 100_000), lambda p: read_bands(p, [1, 2, 3], max_pixels=100_000)):
+        with pytest.raises(ImageError, match="300 bands x 1 bytes = 0.0 GB; the budget is 0.0 GB"):
+            read(bomb)
+    assert read_bands(tiff("ok.tif", 4), [1, 2, 3], max_pixels=100_000).pixels.shape == (200, 200, 3)

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from .imageio import (_TIFF_MAGIC, SAMPLE_PIXELS, ImageError, _check_size, _one_line, _percentiles, _stretch,
-                      need_rasterio)
+                      check_decoded_size, need_rasterio)
 
 RGB = ("R", "G", "B")
 RGBN = ("R", "G", "B", "NIR")
@@ -270,6 +270,8 @@ def _read_tiff_bands(src: Any, file: str, request: Sequence[int | str], max_pixe
     from .tiffio import _pixel_size_m
 
     _check_size(int(src.width), int(src.height), max_pixels)
+    check_decoded_size(int(src.width), int(src.height), int(src.count),
+                       max(np.dtype(d).itemsize for d in src.dtypes), max_pixels)
     available = list(names) if names is not None and len(names) == src.count else src_band_names(src)
     idx, names = resolve(request, available, file)
     data = src.read([i + 1 for i in idx])  # (C, H, W)

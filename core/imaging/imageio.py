@@ -113,6 +113,21 @@ def _one_line(err: BaseException) -> str:
     return text[0] if text else type(err).__name__
 
 
+BYTES_PER_PIXEL = 16  # a file's whole decoded size may be 16 bytes a pixel of the budget: 4 float32 bands
+
+
+def check_decoded_size(width: int, height: int, bands: int, itemsize: int, max_pixels: int) -> None:
+    """Refuse, from the header, a file whose bands together decode to more than the budget allows: the pixel budget
+    counts width x height, and a 4 MB TIFF of 1000 x 1000 x 3000 bands decodes to 3 GB (GDAL's masks read them all)."""
+    total = width * height * max(bands, 1) * max(itemsize, 1)
+    limit = max_pixels * BYTES_PER_PIXEL
+    if total > limit:
+        raise ImageError(f"image too large to decode ({width}x{height} pixels x {bands} bands x {itemsize} bytes = "
+                         f"{total / 1e9:.1f} GB; the budget is {limit / 1e9:.1f} GB, {BYTES_PER_PIXEL} bytes a pixel "
+                         "of the pixel budget): refused from its header; raise the budget with --max-megapixels or "
+                         "$FALSE_WB_MAX_MEGAPIXELS")
+
+
 def _check_size(width: int, height: int, max_pixels: int) -> None:
     if width <= 0 or height <= 0:
         raise ImageError(f"image has no pixels ({width}x{height})")

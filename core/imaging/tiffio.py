@@ -17,8 +17,8 @@ import numpy as np
 
 from .bands import src_band_names
 from .colours import display_rgb
-from .imageio import (GENERATED_KEY, SAMPLE_PIXELS, STRIP_PIXELS, ImageError, LoadedImage, _check_size, _depth_note, _one_line,
-                      _percentiles, _stretch, need_rasterio)
+from .imageio import (GENERATED_KEY, SAMPLE_PIXELS, STRIP_PIXELS, ImageError, LoadedImage, _check_size, _depth_note,
+                      _one_line, _percentiles, _stretch, check_decoded_size, need_rasterio)
 
 
 def read_tiff(path: Path, max_pixels: int) -> LoadedImage:
@@ -45,6 +45,7 @@ def read_tiff(path: Path, max_pixels: int) -> LoadedImage:
 def _read_rasterio(src: Any, max_pixels: int, ColorInterp: Any, Resampling: Any, Window: Any) -> LoadedImage:
     width, height, count = int(src.width), int(src.height), int(src.count)
     _check_size(width, height, max_pixels)
+    check_decoded_size(width, height, count, max(np.dtype(d).itemsize for d in src.dtypes), max_pixels)
     if count < 1:
         raise ImageError("TIFF has no bands")
     notes: list[str] = []
