@@ -241,3 +241,22 @@ def test_segment_labels_refusals_are_one_line(checkpoint, tmp_path, capsys) -> N
     assert "must be the same size" in errors[1] and "cannot be read (No such file or directory)" in errors[2]
     assert "3 of 3 image(s) segmented" in out.out and "3 label mask(s) not scored" in out.out
     assert (tmp_path / "y" / "a-3_report.json").is_file()  # the segmentations are written all the same
+
+
+def test_a_huge_mask_of_the_wrong_size_is_refused_from_its_header(monkeypatch) -> None:
+    """Issue 29: a 144 MP label mask of the wrong size was decoded whole (+560 MB) before the size check, and a 196 MP
+    one failed with PIL's 'decompression bomb' text. The header decides now: nothing is decoded."""
+    import io
+
+    from PIL import Image
+
+    from core.seg import label_score
+
+    buf = io.BytesIO()
+    Image.new("L", (12_000, 12_000)).save(buf, format="PNG")  # 144 MP of zeros: a small file
+    decoded = []
+    real_load = Image.Image.load
+    monkeypatch.setattr(Image.Image, "load", lambda self: decoded.append(self.size) or real_load(self))
+    with pytest.raises(label_score.LabelMaskError, match="the label mask is 12000×12000 pixels, the image 64×64"):
+        label_score.read_label_mask(buf.getvalue(), [{"name": "a"}, {"name": "b"}], (64, 64))
+    assert decoded == []

@@ -17,9 +17,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
 from ..data.mask_read import MaskError, card_table, decode_image
+from ..imaging.imageio import _open_pil
 from .infer import NODATA
 from .metrics import SegScores, confusion_matrix, scores_from_confusion
 
@@ -64,16 +65,16 @@ def read_label_mask(data: bytes, classes: list[dict[str, Any]], shape: tuple[int
     """(class indices with IGNORE where left out, how it was read, share of pixels of no class). ``rule``: the model
     card's ``label_masks`` (its training masks' unlabeled colours and colour rule)."""
     try:
-        img = Image.open(io.BytesIO(data))
+        img = _open_pil(io.BytesIO(data))  # PIL's bomb check lifted: the size is checked here, from the header
+        if (img.height, img.width) != tuple(shape):  # before decoding: a 144 MP mask of the wrong size cost 560 MB
+            raise LabelMaskError(f"the label mask is {img.width}×{img.height} pixels, the image "
+                                 f"{shape[1]}×{shape[0]}: they must be the same size")
         img.load()
     except UnidentifiedImageError:
         raise LabelMaskError("the label mask is not an image (unknown or unsupported format); give a PNG or TIFF of "
                              "class indices or class colours") from None
     except OSError as err:  # a truncated or damaged file: PIL's reason names no object of ours
         raise LabelMaskError(f"the label mask cannot be read ({err})") from None
-    if (img.height, img.width) != tuple(shape):
-        raise LabelMaskError(f"the label mask is {img.width}×{img.height} pixels, the image {shape[1]}×{shape[0]}: "
-                             "they must be the same size")
     try:
         decoded = decode_image(img, card_table(classes, ignore_index, rule))
     except MaskError as err:
