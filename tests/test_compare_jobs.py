@@ -1,18 +1,26 @@
-"""A comparison's pretraining units several at once (``jobs``), each in its own process: the same table as one at a
-time, and a stop reaches every unit."""
+"""A comparison's units several at once (``jobs``, ``--jobs``), each in its own process: pretraining units and then
+each evaluation once its encoder is recorded. The same table as one at a time, a cap to the machine, one GPU per
+unit, a stop that reaches every unit, a resume that keeps the finished ones."""
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
-from core.seg import parallel_pretrain
+from core.seg import unit_jobs
 from core.seg.compare import main as compare_main
-from core.store.runs import list_runs
+from core.store import launch
+from core.store.runs import Run, list_runs, read_jsonl
 from tests.test_finetune import compare_yaml
 
-pytestmark = pytest.mark.slow  # two small comparisons, processes each
+pytestmark = pytest.mark.slow  # small comparisons, processes each (the fake-process tests take a second or two)
 
 
 @pytest.fixture()
@@ -20,7 +28,7 @@ def one_thread(monkeypatch: pytest.MonkeyPatch):
     """The in-process comparison and the unit processes on one thread each: equal kernels, so equal bits."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    monkeypatch.setattr(parallel_pretrain, "threads_per_job", lambda jobs: 1)
+    monkeypatch.setattr(unit_jobs, "threads_per_job", lambda jobs: 1)
     yield
     torch.set_num_threads(before)
 
@@ -39,24 +47,143 @@ def test_units_at_once_give_the_table_of_one_at_a_time(tmp_path: Path, monkeypat
     monkeypatch.setenv("FALSE_WB_DATA", str(tmp_path / "data"))
     one, _ = _table(tmp_path / "one", "")
     two, two_path = _table(tmp_path / "two", "jobs: 2\n")
-    assert [(m["method"], m["miou_mean"]) for m in two["methods"]] == [(m["method"], m["miou_mean"])
-                                                                        for m in one["methods"]]
+    assert two["methods"] == one["methods"] and two["differences"] == one["differences"]  # bit for bit
+    keys = ("method", "pretrain_seed", "seed", "miou", "oa", "kappa", "iou")
+    # the units in the one-at-a-time order, whatever order they finished in
+    assert [[u[k] for k in keys] for u in two["units"]] == [[u[k] for k in keys] for u in one["units"]]
     log = (two_path / "log.txt").read_text()
     assert "2 of 2 at once" in log and log.count("pretraining into") == 2  # simclr x 2 seeds
+    assert log.count(": probe into") == 4  # random and simclr x 2 seeds, each probe in its own process
     pretrained = [r for r in list_runs(tmp_path / "two" / "runs") if r.kind() == "pretrain"]
     assert len(pretrained) == 2 and all(r.state() == "completed" for r in pretrained)
+    probes = list_runs(two_path / "probe_runs")
+    assert len(probes) == 4 and all(r.state() == "completed" and r.kind() == "probe" for r in probes)
+    assert all(Path(u["record"]).parent == two_path / "probes" for u in two["units"])  # recorded as before
 
 
-def test_a_unit_that_fails_fails_the_comparison_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
+# ------------------------------------------------------------------------------------------------ fake processes
+class FakeUnit:
+    """A unit's process that completes at once (a probe's record written), or, ``hang``, runs until it is stopped;
+    ``on_poll`` runs at its first poll (e.g. the comparison's Stop)."""
+
+    def __init__(self, run: Run, kind: str, hang: bool = False, on_poll: Any = None) -> None:
+        self.run, self.pid, self.on_poll = run, os.getpid(), on_poll
+        self.returncode: int | None = None if hang else 0
+        if not hang:
+            if kind == "probe":
+                record = {"protocol": "probe", "split": "test", "miou": 0.5, "oa": 0.75, "kappa": 0.25,
+                          "iou": {"a": 0.5, "b": 0.5}, "evaluation": "whole scenes", "class_table": []}
+                (run.path / "test_metrics.json").write_text(json.dumps(record))
+            run.write_status(state="completed")
+
+    def poll(self) -> int | None:
+        if self.on_poll is not None:
+            hook, self.on_poll = self.on_poll, None
+            hook()
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.returncode is None:
+            self.run.write_status(state="stopped")
+            self.returncode = -sig
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        return self.returncode
+
+    kill = send_signal
+
+
+@pytest.fixture()
+def fake_spawn(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[dict[str, Any]]:
+    """``launch._spawn`` without processes: every start recorded (run name, kind, env); a test may set
+    ``starts.hang`` to a run-name suffix whose unit then runs until stopped, and the comparison is stopped (SIGTERM
+    to this process, as the app's Stop) when that unit is first polled."""
     monkeypatch.setenv("FALSE_WB_DATA", str(tmp_path / "data"))
-    monkeypatch.setattr(parallel_pretrain, "_start", lambda run, threads: __import__("subprocess").Popen(
-        ["python", "-c", "import sys; sys.exit(3)"]))
+    monkeypatch.setattr(unit_jobs, "machine_cores", lambda: 2)  # the same caps on any machine
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    starts: Any = _Starts()
+
+    def spawn(run: Run, args: list[str], kind: str, processes: int = 1, env: dict[str, str] | None = None):
+        name = run.config()["name"]  # e.g. tiny-compare-random-p1-s1 (a folder name may have a -1 after it)
+        starts.append({"name": name, "kind": kind, "env": dict(env or {})})
+        hang = bool(starts.hang) and name.endswith(starts.hang)
+        return FakeUnit(run, kind, hang, (lambda: os.kill(os.getpid(), signal.SIGTERM)) if hang else None)
+
+    monkeypatch.setattr(launch, "_spawn", spawn)
+    return starts
+
+
+class _Starts(list):
+    hang: str | None = None
+
+
+def _random_only(tmp_path: Path, extra: str = "") -> Path:
+    """A comparison of evaluation units only (random init: no pretraining), two pretraining seeds."""
+    return compare_yaml(tmp_path, extra, methods="[random]")
+
+
+def _compare_run(runs: Path) -> Run:
+    return next(r for r in list_runs(runs) if r.kind() == "compare")
+
+
+@pytest.mark.parametrize("failing", ["pretrain", "probe"])
+def test_a_unit_that_fails_fails_the_comparison_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str], failing: str) -> None:
+    monkeypatch.setenv("FALSE_WB_DATA", str(tmp_path / "data"))
+
+    def spawn(run: Run, args: list[str], kind: str, processes: int = 1, env: dict[str, str] | None = None):
+        if kind != failing:
+            return FakeUnit(run, kind)
+        return subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(3)"])
+
+    monkeypatch.setattr(launch, "_spawn", spawn)
     runs = tmp_path / "runs"
-    assert compare_main(["--config", str(compare_yaml(tmp_path, "jobs: 2\n")), "--runs-root", str(runs)]) == 2
+    config = compare_yaml(tmp_path, "jobs: 2\n", methods="[simclr, random]")  # simclr p0 and random p0 s0 first
+    assert compare_main(["--config", str(config), "--runs-root", str(runs)]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "pretraining ended before it began training (exit code 3" in errors[0], errors
-    assert next(r for r in list_runs(runs) if r.kind() == "compare").state() == "failed"
+    what = {"pretrain": "simclr p0: pretraining", "probe": "random p0 s0: probe"}[failing]
+    assert len(errors) == 1 and f"{what} ended before it began training (exit code 3" in errors[0], errors
+    assert _compare_run(runs).state() == "failed"
+
+
+def test_jobs_flag_is_capped_to_the_cores(tmp_path: Path, fake_spawn: list[dict[str, Any]],
+                                          monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    runs = tmp_path / "runs"
+    assert compare_main(["--config", str(_random_only(tmp_path)), "--runs-root", str(runs), "--jobs", "99"]) == 0
+    assert capsys.readouterr().out.count("jobs: 99 capped to 2 (2 cores)") == 1
+    assert "jobs: 99 capped to 2 (2 cores)" in _compare_run(runs).log_text()
+    assert sorted(s["kind"] for s in fake_spawn) == ["probe", "probe"]  # random p0 s0, random p1 s0: at once
+    assert all(s["env"]["OMP_NUM_THREADS"] == str(torch.get_num_threads()) for s in fake_spawn)
+
+
+def test_each_unit_gets_the_gpu_of_its_slot(tmp_path: Path, fake_spawn: list[dict[str, Any]],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    runs = tmp_path / "runs"
+    assert compare_main(["--config", str(_random_only(tmp_path)), "--runs-root", str(runs), "--jobs", "4"]) == 0
+    assert sorted(s["env"]["CUDA_VISIBLE_DEVICES"] for s in fake_spawn) == ["0", "1"]
+    assert "jobs: 4 capped to 2 (2 GPUs x 1)" in _compare_run(runs).log_text()  # units_per_gpu: 1
+
+
+def test_resume_after_a_stop_keeps_the_finished_units(tmp_path: Path, fake_spawn: Any) -> None:
+    runs = tmp_path / "runs"
+    config = _random_only(tmp_path, "seeds: [0, 1]\njobs: 2\n")  # 4 probes: p0 s0 and p0 s1, then p1 s0 and p1 s1
+    fake_spawn.hang = "p1-s1"  # still running when the comparison is stopped
+    assert compare_main(["--config", str(config), "--runs-root", str(runs)]) == 130
+    cmp_run = _compare_run(runs)
+    assert cmp_run.state() == "stopped"
+    stopped = next(r for r in list_runs(cmp_run.path / "probe_runs") if r.config()["name"].endswith("p1-s1"))
+    assert stopped.state() == "stopped"  # the stop reached the evaluation unit
+    finished = [(u["pretrain_seed"], u["seed"]) for u in read_jsonl(cmp_run.path / "units.jsonl")]
+    assert (0, 0) in finished and (0, 1) in finished and (1, 1) not in finished
+    fake_spawn.hang, before = None, len(fake_spawn)
+    assert compare_main(["--resume", str(cmp_run.path)]) == 0
+    again = [s["name"].rsplit("-p", 1)[1] for s in fake_spawn[before:]]
+    assert sorted(again) == sorted(f"{p}-s{s}" for p, s in {(1, 0), (1, 1)} - set(finished))  # none run twice
+    units = read_jsonl(cmp_run.path / "units.jsonl")
+    assert sorted((u["pretrain_seed"], u["seed"]) for u in units) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert cmp_run.state() == "completed" and len(cmp_run.read_json("comparison.json")["units"]) == 4
 
 
 def test_a_stop_reaches_every_unit_running_at_once(empty_store: Path) -> None:
@@ -67,6 +194,23 @@ def test_a_stop_reaches_every_unit_running_at_once(empty_store: Path) -> None:
     run = launch.launch("compare", cfg)
     units = lambda: [r for r in list_runs(empty_store) if r.kind() == "pretrain"]  # noqa: E731
     _wait(run, lambda: len(units()) == 2 and all(len(u.metrics()) >= 1 for u in units()))
+    assert launch.stop(run)
+    _wait(run, lambda: not run.is_live())
+    assert run.state() == "stopped", (run.status(), run.log_text()[-2000:])
+    assert sorted(u.state() for u in units()) == ["stopped", "stopped"]  # each kept its checkpoint; none left running
+    assert not any(u.is_live() for u in units())
+
+
+def test_a_stop_reaches_the_evaluation_units_running_at_once(empty_store: Path) -> None:
+    from tests.test_launch import _wait, stoppable_compare
+
+    cfg = stoppable_compare("eval-stop", methods=["random"], jobs=2)  # two fine-tuning units at once, nothing before
+    cfg = cfg.model_copy(update={"finetune_overrides": [*cfg.finetune_overrides, "train.log_every=1",
+                                                        "train.batch_size=4", "train.max_steps=500"]})
+    run = launch.launch("compare", cfg)
+    units = lambda: [r for r in list_runs(empty_store) if r.kind() == "finetune"]  # noqa: E731
+    _wait(run, lambda: len(units()) == 2 and all(len(u.metrics()) >= 1 and u.state() == "running" for u in units()),
+          timeout=120)  # both at once
     assert launch.stop(run)
     _wait(run, lambda: not run.is_live())
     assert run.state() == "stopped", (run.status(), run.log_text()[-2000:])

@@ -2,6 +2,7 @@
 
     python -m core.compare --config configs/compare_dglc_cpu.yaml [--out docs/comparison_dglc.md]
     python -m core.compare --resume RUN_DIR        # continue a stopped comparison; finished units are kept
+    python -m core.compare --config ... --jobs 2   # two units at once, each in its own process (core.seg.unit_jobs)
 
 Crosses methods x pretraining seeds x evaluation seeds. Every method is pretrained once per pretraining seed (the
 same seed gives SimCLR and SimCLR+FALSE the same start, batches and augmentations), then evaluated on the same
@@ -22,150 +23,24 @@ import os
 import sys
 import time
 import traceback
+from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field, field_validator, model_validator
-
-from ..config import (ConfigError, FinetuneConfig, PretrainConfig, ProbeConfig, _Section, config_to_yaml, distinct,
-                      load_config, validate_config)
+from ..config import ConfigError, config_to_yaml, load_config, validate_config
 from ..data import DataError
-from ..data.seg_base import resolve_root
 from ..store.lifecycle import StopFlag, parse_run_args, prepared_run, record_early_failure
 from ..store.portable import portable
 from ..store.runs import NotARunError, Run, atomic_write_bytes, atomic_write_json, create_run, open_run, read_jsonl, runs_root
 from ..store.run_lock import RunBusyError, lock_run, unlock_run
+from .compare_config import (RANDOM_SEED_STRIDE, CompareConfig, band_label, band_overrides,  # noqa: F401 (re-exported)
+                             check_presets, eval_config, pretrain_config, split_overrides, split_variant)
 from .compare_methods import METHODS, BASES, method_overrides, unknown_method_message  # noqa: F401 (re-exported)
 from .compare_report import calibrations, pretrain_summary, split_facts, summarise, to_csv, to_markdown
-
-RANDOM_SEED_STRIDE = 1000  # random init: the encoder of pretraining seed p, evaluation seed s is drawn from 1000 p + s
-
-
-class CompareConfig(_Section):
-    name: str = "compare"
-    pretrain_config: str = Field(description="pretraining preset (YAML) shared by every method")
-    pretrain_overrides: list[str] = []
-    eval: Literal["finetune", "probe"] = Field("finetune", description="probe: linear probe; finetune: the preset")
-    finetune_config: str | None = Field(None, description="fine-tuning preset (YAML), for eval: finetune")
-    finetune_overrides: list[str] = []
-    probe_config: str | None = Field(None, description="probe preset (YAML), for eval: probe")
-    probe_overrides: list[str] = []
-    methods: list[str] = list(METHODS)
-    pretrain_seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], description="at least 2, for an interval")
-    seeds: list[int] = Field(default_factory=lambda: [0], description="evaluation (fine-tuning or probe) seeds")
-    jobs: int = Field(1, ge=1, le=64, description="pretraining units run at once, each in its own process with its "
-                      "share of the cores (1: one after the other, every core each)")
-    reuse: dict[str, str] = Field(default_factory=dict,
-                                  description="'method@seed' (or 'method' for the first seed) -> pretraining run")
-    bands: list[list[int | str] | None] = Field(
-        default_factory=lambda: [None], description="band sets to compare, e.g. [[R, G, B], [R, G, B, NIR]]: every "
-        "method is pretrained and evaluated on each; the first is the reference of the paired band differences")
-
-    @field_validator("bands", mode="before")
-    @classmethod
-    def _band_sets(cls, v: Any) -> Any:
-        from ..imaging.bands import check_request
-
-        if not isinstance(v, list) or not v:
-            raise ValueError("name at least one band set, e.g. [[R, G, B], [R, G, B, NIR]] (null: RGB)")
-        sets = [check_request(b) for b in v]
-        labels = [band_label(b) for b in sets]
-        if len(set(labels)) != len(labels):
-            raise ValueError(f"a band set is named twice: {labels}")
-        return sets
-
-    def variants(self) -> list[str]:
-        """Every method on every band set: ``method`` alone for the default RGB rule only, else ``method@R+G+B+NIR``."""
-        if self.bands == [None]:
-            return list(self.methods)
-        return [f"{m}@{band_label(b)}" for b in self.bands for m in self.methods]
-
-    @field_validator("methods")
-    @classmethod
-    def _known_methods(cls, v: list[str]) -> list[str]:
-        for m in distinct(v, 1, "method"):
-            if method_overrides(m) is None:
-                raise ValueError(unknown_method_message(m))
-        return v
-
-    @field_validator("pretrain_seeds")
-    @classmethod
-    def _two_pretrain_seeds(cls, v: list[int]) -> list[int]:
-        return distinct(v, 2, "pretraining seeds (a paired interval needs them; e.g. [0, 1, 2])")
-
-    @field_validator("seeds")
-    @classmethod
-    def _some_seeds(cls, v: list[int]) -> list[int]:
-        return distinct(v, 1, "evaluation seed")
-
-    @model_validator(mode="after")
-    def _eval_preset(self) -> "CompareConfig":
-        if self.eval == "finetune" and not self.finetune_config:
-            raise ValueError("eval: finetune needs finetune_config, a fine-tuning preset")
-        if self.eval == "probe" and not self.probe_config:
-            raise ValueError("eval: probe needs probe_config, a probe preset (e.g. configs/probe_dglc_cpu.yaml)")
-        return self
-
-
-def band_label(bands: list[int | str] | None) -> str:
-    """A band set as a unit's name holds it: ``R+G+B+NIR`` (``RGB`` for the default rule)."""
-    return "RGB" if bands is None else "+".join(str(b) for b in bands)
-
-
-def split_variant(variant: str) -> tuple[str, str | None]:
-    """``method@bands`` -> (method, bands label); a plain method -> (method, None)."""
-    method, _, bands = variant.partition("@")
-    return method, bands or None
-
-
-def band_overrides(cfg: CompareConfig, variant: str) -> list[str]:
-    """The ``data.bands=[...]`` override of a variant's band set (none for the default rule)."""
-    _, label = split_variant(variant)
-    if label is None:
-        return []
-    bands = next(b for b in cfg.bands if band_label(b) == label)
-    return [] if bands is None else ["data.bands=[" + ",".join(str(b) for b in bands) + "]"]
 
 
 class CompareError(RuntimeError):
     """The comparison cannot go on; one line says why (finished units stay in the run folder)."""
-
-
-# ------------------------------------------------------------------------------------------------ configs
-def _run_name(variant: str) -> str:
-    method, label = split_variant(variant)
-    method = method.replace("+", "-")
-    return method if label is None else f"{method}-{label.replace('+', '')}"
-
-
-def eval_config(cfg: CompareConfig, method: str, pretrain_seed: int, seed: int, encoder: Path | None) -> Any:
-    """The fine-tuning or probe config of one evaluation unit (``method``: a method or ``method@bands``)."""
-    init = str(encoder) if encoder is not None else "random"
-    run_seed = RANDOM_SEED_STRIDE * pretrain_seed + seed if encoder is None else seed
-    common = [*band_overrides(cfg, method), f"seed={run_seed}", f"model.init={init}",
-              f"name={cfg.name}-{_run_name(method)}-p{pretrain_seed}-s{seed}"]
-    if cfg.eval == "probe":
-        return load_config(cfg.probe_config, [*cfg.probe_overrides, *common], ProbeConfig)
-    return load_config(cfg.finetune_config, [*cfg.finetune_overrides, *common], FinetuneConfig)
-
-
-def split_overrides(cfg: CompareConfig, pretrain: PretrainConfig, evaluation: Any) -> list[str]:
-    """Pretraining on the evaluation's data set splits its scenes exactly as the evaluation does."""
-    p, e = pretrain.data, evaluation.data
-    same_root = p.root and e.root and resolve_root(p.root) == resolve_root(e.root)
-    if p.name != e.name or (p.name != "synthetic" and not same_root):
-        return []
-    out = [f"data.seed={e.seed}", f"data.val_fraction={e.val_fraction}", f"data.test_fraction={e.test_fraction}"]
-    if p.name == "synthetic":
-        out += [f"data.num_tiles={e.num_tiles}", f"data.tile_size={e.tile_size}"]
-    return out
-
-
-def pretrain_config(cfg: CompareConfig, method: str, pretrain_seed: int, extra: list[str]) -> PretrainConfig:
-    base, _ = split_variant(method)
-    return load_config(cfg.pretrain_config, [*cfg.pretrain_overrides, *extra, *(method_overrides(base) or []),
-                                             *band_overrides(cfg, method), f"seed={pretrain_seed}",
-                                             f"name={cfg.name}-{_run_name(method)}-p{pretrain_seed}"])
 
 
 # ------------------------------------------------------------------------------------------------ units
@@ -240,6 +115,11 @@ class Comparison:
         self.eval_data = probe0.data
         self.extra = split_overrides(cfg, load_config(cfg.pretrain_config, cfg.pretrain_overrides), probe0)
         self.splits: dict[str, Any] = {}  # band set label -> the evaluation's splits read with those bands
+        self.jobs = 1
+        if cfg.jobs > 1:
+            from .unit_jobs import cap_jobs
+
+            self.jobs = cap_jobs(cfg.jobs, cfg.units_per_gpu, log)
 
     @property
     def total(self) -> int:
@@ -290,20 +170,62 @@ class Comparison:
         self._progress()
         return path
 
-    def pretrain_at_once(self) -> None:
-        """Every pretraining unit not done yet, ``jobs`` at a time in their own processes (``parallel_pretrain``);
-        the evaluations follow, one at a time, with every core."""
-        from .parallel_pretrain import PretrainingFailed, Unit, pretrain_at_once
+    def encoder(self, method: str, pseed: int) -> Path | None:
+        """The encoder a recorded pretraining unit made (None for a random init)."""
+        done = self.units.get("pretrain", method, pseed)
+        return None if done is None else Path(done["run"]) / "checkpoints" / "encoder.safetensors"
 
-        units = [Unit(m, p, pretrain_config(self.cfg, m, p, self.extra)) for p in self.cfg.pretrain_seeds
-                 for m in self.cfg.variants() if split_variant(m)[0] != "random"
-                 and not self.units.get("pretrain", m, p) and reused_run(self.cfg, m, p) is None]
+    def pending(self) -> list[Any]:
+        """The units not recorded yet as ``unit_jobs.UnitJob``s, in the one-at-a-time path's order; an evaluation
+        after its encoder's pretraining unit. A probe's run folder goes inside the comparison's (``probe_runs/``):
+        its record is kept in ``probes/`` as before, and the runs list is not filled with probes."""
+        from .unit_jobs import UnitJob
+
+        kind = "probe" if self.cfg.eval == "probe" else "finetune"
+        eval_root = self.out.path / "probe_runs" if kind == "probe" else self.root
+        units = []
+        for pseed in self.cfg.pretrain_seeds:
+            for m in self.cfg.variants():
+                pre = None
+                if split_variant(m)[0] != "random" and not self.units.get("pretrain", m, pseed):
+                    pre = ("pretrain", m, pseed, None)
+                    units.append(UnitJob(pre, "pretrain", f"{m} p{pseed}",
+                                         partial(pretrain_config, self.cfg, m, pseed, self.extra), self.root))
+                units += [UnitJob(("eval", m, pseed, s), kind, f"{m} p{pseed} s{s}", partial(self._eval_config, m,
+                                  pseed, s), eval_root, after=pre)
+                          for s in self.cfg.seeds if not self.units.get("eval", m, pseed, s)]
+        return units
+
+    def _eval_config(self, method: str, pseed: int, seed: int) -> Any:
+        return eval_config(self.cfg, method, pseed, seed, self.encoder(method, pseed))
+
+    def at_once(self) -> None:
+        """Every unit not done yet, ``jobs`` at a time in their own processes (``unit_jobs``): pretraining units, and
+        each evaluation as soon as its encoder is recorded; each recorded as the one-at-a-time path records it."""
+        from .unit_jobs import UnitFailed, run_at_once
+
+        for pseed in self.cfg.pretrain_seeds:  # a reused run is recorded here: nothing to run for it
+            for method in self.cfg.variants():
+                if reused_run(self.cfg, method, pseed) is not None:
+                    self.pretrain(method, pseed)
+        pending = self.pending()
+        if not pending:
+            return
+        running = run_at_once(pending, self.jobs, self.log, check=self.stop.check)
         try:
-            for unit, path in pretrain_at_once(units, self.cfg.jobs, self.root, self.log,
-                                                 check=self.stop.check):
-                self._pretrained(unit.method, unit.pretrain_seed, path)
-        except PretrainingFailed as err:
+            for unit, run in running:
+                _, method, pseed, seed = unit.key
+                if seed is None:
+                    self._pretrained(method, pseed, run.path)
+                    continue
+                record = run.read_json("test_metrics.json")
+                if record is None:
+                    raise CompareError(f"{unit.label}: {run.path.name} completed without test_metrics.json")
+                self._evaluated(method, pseed, seed, self.encoder(method, pseed), record, run.path)
+        except UnitFailed as err:
             raise CompareError(str(err)) from None
+        finally:
+            running.close()  # at once, not when the traceback lets go: the units still running are stopped
 
     def evaluate(self, method: str, pseed: int, seed: int, encoder: Path | None) -> None:
         if self.units.get("eval", method, pseed, seed):
@@ -314,15 +236,24 @@ class Comparison:
             from .probe import run_probe
 
             result = run_probe(ecfg, splits=self.eval_splits(method), progress=True)
-            record = result.record(ecfg)
-            where = self.out.path / "probes" / f"{method}-p{pseed}-s{seed}.json"
-            atomic_write_json(where, record)
+            self._evaluated(method, pseed, seed, encoder, result.record(ecfg))
         else:
             from .finetune import run_finetune
 
             run = run_finetune(ecfg, self.root, progress=True, stop=self.stop)
-            record = json.loads((run.path / "test_metrics.json").read_text())
-            where = run.path
+            self._evaluated(method, pseed, seed, encoder, json.loads((run.path / "test_metrics.json").read_text()),
+                            run.path)
+
+    def _evaluated(self, method: str, pseed: int, seed: int, encoder: Path | None, record: dict[str, Any],
+                   run: Path | None = None) -> None:
+        """An evaluation's record into ``units.jsonl``: a probe's (wherever it ran) kept in ``probes/``, a
+        fine-tuning's in its run folder."""
+        if self.cfg.eval == "probe":
+            record = {k: v for k, v in record.items() if k != "class_table"}  # a probe run folder's extra for the app
+            where = self.out.path / "probes" / f"{method}-p{pseed}-s{seed}.json"
+            atomic_write_json(where, record)
+        else:
+            where = run if run is not None else self.root  # a fine-tuning's record is its run folder
         unit = {"kind": "eval", "method": method, "pretrain_seed": pseed, "seed": seed, "miou": record["miou"],
                 "oa": record["oa"], "kappa": record["kappa"], "iou": record.get("iou"), "split": record["split"],
                 "evaluation": record.get("evaluation", "tiles"), "record": str(where),
@@ -332,16 +263,19 @@ class Comparison:
         self.log(f"{method} p{pseed} s{seed}: mIoU {unit['miou']:.4f} OA {unit['oa']:.4f} ({where.name})")
 
     def run_all(self) -> list[dict[str, Any]]:
+        """Every unit; the evaluations' records in the one order of the one-at-a-time path (pretraining seed,
+        method, seed), whatever order they finished in: the table's sums are then the same bits."""
         self._progress()
-        if self.cfg.jobs > 1:
-            self.pretrain_at_once()
+        if self.jobs > 1:
+            self.at_once()
         for pseed in self.cfg.pretrain_seeds:
             for method in self.cfg.variants():
                 path = self.pretrain(method, pseed)
                 encoder = path / "checkpoints" / "encoder.safetensors" if path is not None else None
                 for seed in self.cfg.seeds:
                     self.evaluate(method, pseed, seed, encoder)
-        return [u for u in self.units.done.values() if u["kind"] == "eval"]
+        return [self.units.get("eval", m, p, s) for p in self.cfg.pretrain_seeds for m in self.cfg.variants()
+                for s in self.cfg.seeds]
 
 
 # ------------------------------------------------------------------------------------------------ CLI
@@ -382,7 +316,8 @@ def _load(args: argparse.Namespace) -> tuple[CompareConfig, Run, Path]:
     if not args.config:
         raise ConfigError("give --config FILE (see configs/compare_*.yaml) or --resume RUN_DIR")
     try:
-        cfg = load_config(args.config, args.overrides, CompareConfig)
+        jobs = [f"jobs={args.jobs}"] if args.jobs is not None else []  # kept in config.yaml: a Resume runs as many
+        cfg = load_config(args.config, [*args.overrides, *jobs], CompareConfig)
     except ValueError as err:
         raise ConfigError(str(err)) from None
     check_presets(cfg)
@@ -390,14 +325,6 @@ def _load(args: argparse.Namespace) -> tuple[CompareConfig, Run, Path]:
     out = create_run(cfg.name, config_to_yaml(cfg), root, kind="compare", state="running", pid=os.getpid())
     lock_run(out)
     return cfg, out, root
-
-
-def check_presets(cfg: CompareConfig) -> None:
-    """Every config the comparison will build, validated before any compute."""
-    for method in cfg.variants():
-        if split_variant(method)[0] != "random":
-            pretrain_config(cfg, method, cfg.pretrain_seeds[0], [])
-        eval_config(cfg, method, cfg.pretrain_seeds[0], cfg.seeds[0], None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -408,12 +335,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped or failed comparison")
     p.add_argument("--out", help="also write the Markdown table (with the command) to this file")
     p.add_argument("--runs-root", help="where run folders go (default runs/ or $FALSE_WB_RUNS)")
+    p.add_argument("--jobs", type=int, metavar="N", help="units at once, each in its own process (the config's jobs "
+                   "otherwise; capped to the cores, or GPUs x units_per_gpu)")
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="e.g. \"methods=[random,simclr_false]\" \"pretrain_seeds=[0,1]\"")
     stop = StopFlag().install()  # a Stop while the run is being opened is remembered, not fatal
     args = parse_run_args(p, argv)
     try:
+        if args.jobs is not None and args.jobs < 1:
+            raise ConfigError(f"--jobs: {args.jobs}; give 1 or more")
         cfg, out_run, root = _load(args)
+        if args.jobs is not None:  # this process's: a resume without it goes back to the config's
+            cfg = cfg.model_copy(update={"jobs": args.jobs})
         if args.run_dir or args.resume:
             check_presets(cfg)
     except RunBusyError as err:  # another process writes this comparison: touch nothing of it

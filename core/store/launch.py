@@ -74,8 +74,12 @@ def reap() -> list[int]:
     return done
 
 
-def _spawn(run: Run, args: list[str], kind: str, processes: int = 1) -> None:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def _spawn(run: Run, args: list[str], kind: str, processes: int = 1,
+           env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start ``python -m core.<kind> ARGS`` for ``run`` in its own session, its output in the run's console, reaped
+    when it ends. The one way every unit starts: the app's launches and a comparison's units (``env``: what a unit
+    adds, e.g. its ``OMP_NUM_THREADS`` and ``CUDA_VISIBLE_DEVICES``). Returns the process for a caller that polls it."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     runner = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"] if processes > 1 else []
     cmd = [sys.executable, *runner, "-m", MODULES[kind], *args]
     run.log("launched: " + " ".join(cmd[1:]))
@@ -84,6 +88,7 @@ def _spawn(run: Run, args: list[str], kind: str, processes: int = 1) -> None:
                                 stderr=subprocess.STDOUT, start_new_session=True)
     _reap_when_done(proc)
     run.write_status(pid=proc.pid, host=socket.gethostname())
+    return proc
 
 
 def launch(kind: str, cfg: BaseModel, root: Path | None = None, name: str | None = None,
