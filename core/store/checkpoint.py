@@ -102,7 +102,7 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 _FLOATS = (torch.float32, torch.float16, torch.bfloat16)
-_COUNTERS = ("num_batches_tracked", "queue_ids", "queue_ptr")  # the integer buffers our models hold
+_COUNTERS = ("num_batches_tracked", "queue_ids", "queue_ptr", "n_averaged")  # our models' integer buffers
 
 
 def check_weights(path: Path | str, tensors: dict[str, torch.Tensor]) -> None:
