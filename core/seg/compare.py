@@ -31,77 +31,13 @@ from ..config import ConfigError, config_to_yaml, load_config, validate_config
 from ..data import DataError
 from ..store.lifecycle import StopFlag, parse_run_args, prepared_run, record_early_failure
 from ..store.portable import portable
-from ..store.runs import NotARunError, Run, atomic_write_bytes, atomic_write_json, create_run, open_run, read_jsonl, runs_root
+from ..store.runs import NotARunError, Run, atomic_write_bytes, atomic_write_json, create_run, open_run, runs_root
 from ..store.run_lock import RunBusyError, lock_run, unlock_run
 from .compare_config import (RANDOM_SEED_STRIDE, CompareConfig, band_label, band_overrides,  # noqa: F401 (re-exported)
                              check_presets, eval_config, pretrain_config, split_overrides, split_variant)
 from .compare_methods import METHODS, BASES, method_overrides, unknown_method_message  # noqa: F401 (re-exported)
 from .compare_report import calibrations, pretrain_summary, split_facts, summarise, to_csv, to_markdown
-
-
-class CompareError(RuntimeError):
-    """The comparison cannot go on; one line says why (finished units stay in the run folder)."""
-
-
-# ------------------------------------------------------------------------------------------------ units
-class Units:
-    """The finished pieces of a comparison (``units.jsonl`` of its run folder), so a resumed one skips them."""
-
-    def __init__(self, run: Run) -> None:
-        self.run = run
-        self.done = {self._key(u): u for u in read_jsonl(run.path / "units.jsonl")}
-        self.added = 0  # units computed by this process (0: a resumed comparison that was already complete)
-
-    @staticmethod
-    def _key(u: dict[str, Any]) -> tuple:
-        return (u.get("kind"), u.get("method"), u.get("pretrain_seed"), u.get("seed"))
-
-    def get(self, kind: str, method: str, pretrain_seed: int, seed: int | None = None) -> dict[str, Any] | None:
-        return self.done.get((kind, method, pretrain_seed, seed))
-
-    def add(self, unit: dict[str, Any]) -> None:
-        self.run.append_jsonl("units.jsonl", [unit])
-        self.done[self._key(unit)] = unit
-        self.added += 1
-
-
-def reused_run(cfg: CompareConfig, method: str, pretrain_seed: int) -> Path | None:
-    """The pretraining run ``reuse`` names for a unit (``method@seed`` or ``method`` for the first seed; with band
-    sets the method is ``method@R+G+B+NIR``); one trained on other bands is refused."""
-    key = f"{method}@{pretrain_seed}"
-    path = None
-    if key in cfg.reuse:
-        path = open_run(cfg.reuse[key]).path
-    elif method in cfg.reuse and pretrain_seed == cfg.pretrain_seeds[0]:
-        path = open_run(cfg.reuse[method]).path
-    if path is not None:
-        _check_reused_bands(cfg, method, path)
-    return path
-
-
-def _check_reused_bands(cfg: CompareConfig, method: str, path: Path) -> None:
-    from ..imaging.bands import RGB
-    from ..ssl.models import checkpoint_bands
-
-    label = split_variant(method)[1]
-    want = next((b for b in cfg.bands if band_label(b) == label), None) if label else None
-    if want is not None and not all(isinstance(b, str) for b in want):
-        return  # indices: the run's own names are what they resolved to
-    expected = list(want) if want is not None else list(RGB)
-    made = checkpoint_bands(path / "checkpoints" / "encoder.safetensors")
-    if made != expected:
-        raise CompareError(f"{method}: reused run {path.name} was pretrained on bands {', '.join(made)}, this "
-                           f"unit reads {', '.join(expected)}")
-
-
-def check_no_leak(run_path: Path, test_scenes: list[str], method: str) -> None:
-    """A pretraining run that saw a test scene would make every score of its encoder meaningless."""
-    record = json.loads((run_path / "data.json").read_text()) if (run_path / "data.json").is_file() else {}
-    seen = set(record.get("pretrain_scenes") or [])
-    leaked = sorted(seen & set(test_scenes))
-    if leaked:
-        raise CompareError(f"{method}: pretraining run {run_path.name} trained on test scene(s) "
-                           f"{', '.join(leaked[:5])}; set its data.pretrain_splits to [train] (or [train, val])")
+from .compare_units import CompareError, Units, check_no_leak, reused_run  # noqa: F401 (re-exported)
 
 
 class Comparison:
