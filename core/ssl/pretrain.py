@@ -25,8 +25,9 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from .batch_order import BatchOrder
-from ..store.checkpoint import (export_encoder, load_checkpoint, rng_state, save_checkpoint,
-                                set_rng_state)
+from ..store.background import BackgroundJobs
+from ..store.checkpoint import (Snapshot, encoder_snapshot, export_encoder, load_checkpoint, rng_state,
+                                set_rng_state, snapshot_checkpoint, write_checkpoint)
 from ..store.resume import open_for_resume
 from ..config import (ConfigError, PretrainConfig, apply_overrides, config_to_yaml, load_config, upgrade_run_config,
                       validate_config)
@@ -55,6 +56,12 @@ from ..data.dominant import dominant_classes
 
 # ----------------------------------------------------------------------------------------------------------------
 # The trainer
+
+def _write_pair(last: Path, snap: Snapshot, encoder: Path, encoder_snap: Snapshot) -> None:
+    """The resumable checkpoint, then the encoder export (a kill between the two: ``restore`` exports again)."""
+    write_checkpoint(last, snap)
+    write_checkpoint(encoder, encoder_snap)
+
 
 @dataclass
 class Trainer:
@@ -124,6 +131,8 @@ class Trainer:
                                    moco=cfg.method == "moco", world=self.env.world)
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tile-loader")
         self._pending: tuple[int, Future] | None = None
+        self._side_stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None  # the feed's
+        self._writes = BackgroundJobs("checkpoint-writer")  # a checkpoint is written while the next steps run
 
     def _classes_for_the_oracle(self) -> torch.Tensor | None:
         """The dominant class of every tile, for ``loss.detector=oracle`` only: the one loss that reads labels."""
@@ -155,9 +164,10 @@ class Trainer:
             sgen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + step * 97 + self.env.rank + 7_777_777)
             support = [self.augment.sample(b, h, w, sgen) for _ in range((lc.support_views + 1) // 2)]
         batch = PreparedBatch(idx, images, torch.as_tensor(idx, dtype=torch.long), params, support)
-        # the views are made in the step (on a GPU, in its stream): on 2 CPU cores the step alone keeps both busy
-        # (1.98 cores), and a loader thread making them beside it measured slower (bench/train.py, 2026-12-04)
-        return batch.pinned() if self.device.type == "cuda" else batch
+        if self._side_stream is None:  # the CPU: views made in the step (feed.py says why)
+            return batch
+        with torch.cuda.device(self.device), torch.cuda.stream(self._side_stream):
+            return self._augmented(batch.pinned()).made_on(self._side_stream)
 
     def _augmented(self, batch: PreparedBatch) -> PreparedBatch:
         """The batch with its two views (and support views) made from its tiles and augmentation choices."""
@@ -182,6 +192,8 @@ class Trainer:
         batch = self._batch(step)
         if batch.views is None:
             batch = self._augmented(batch)
+        if batch.ready is not None:  # made on the loader's side stream
+            batch.use_on(torch.cuda.current_stream(self.device))
         extra = None
         if self.class_of_id is not None or batch.support_views is not None:
             extra = StepExtra(support=batch.support_views, class_of_id=self.class_of_id)
@@ -239,10 +251,12 @@ class Trainer:
         if self.run is None or not self.env.main:
             return
         card = self.card()
-        save_checkpoint(self.run.checkpoint_dir / "last.safetensors", model=self.model, card=card,
-                        optimizer=self.optimizer, extra_state={"step": self.step, "scaler": self.scaler.state_dict(),
-                                                               "rng": rng_state()})
-        export_encoder(self.run.checkpoint_dir / "encoder.safetensors", self.model.encoder, card)
+        snap = snapshot_checkpoint(model=self.model, card=card, optimizer=self.optimizer,
+                                   extra_state={"step": self.step, "scaler": self.scaler.state_dict(),
+                                                "rng": rng_state()})
+        folder = self.run.checkpoint_dir
+        self._writes.submit(_write_pair, folder / "last.safetensors", snap, folder / "encoder.safetensors",
+                            encoder_snapshot(self.model.encoder, card, of_model=snap))
 
     def restore(self, path: Path) -> None:
         meta = load_checkpoint(path, model=self.model, optimizer=self.optimizer, map_location=self.device)
@@ -262,51 +276,60 @@ class Trainer:
                        progress=self.progress and main, desc=f"{cfg.method}+{cfg.loss.name}",
                        world_size=self.env.world)
         with life:
-            self._log_start(life)
-            self.model.train()
-            if self.step < self.total_steps and (self._pending is None or self._pending[0] != self.step):
-                self._pending = (self.step, self._loader.submit(self._prepare, self.step))  # the first, too
-            t_last, steps_since, may_stop = time.perf_counter(), 0, True
-            while self.step < self.total_steps and not (may_stop and self._stop_agreed(life)):
-                if not self._compile_checked:  # the first compiled step: eager if compiling fails
-                    self._compile_checked = True
-                    first_step_or_eager(lambda: self.train_step(self.step), self.model, self.optimizer,
-                                        lambda reason: self._go_eager(life, reason))
-                else:
-                    self.train_step(self.step)
-                self.step += 1
-                steps_since += 1
-                knn_due = cfg.train.knn_every > 0 and self.step % cfg.train.knn_every == 0  # alike on every rank
-                log_due = self.step % cfg.train.log_every == 0 or self.step == self.total_steps or knn_due
-                ckpt_due = self.step % cfg.train.ckpt_every == 0 or self.step == self.total_steps
-                # one process asks for a stop at every step (a host flag); ranks agree at drain points only
-                may_stop = not self.env.active or log_due or ckpt_due
-                if not (log_due or ckpt_due or (not self.env.active and life.stopping())):
-                    life.stepped()
-                    continue
-                drained = self._drain(life)
-                if main and log_due:
-                    now = time.perf_counter()
-                    ips = steps_since * cfg.train.batch_size / max(now - t_last, 1e-9)
-                    knn = self.knn.measure(self.model.encoder) if self.knn is not None and knn_due else {}
-                    t_last, steps_since = time.perf_counter(), 0  # the kNN monitor's time left out
-                    means = stats_to_means(drained.stats[-1])
-                    life.record("metrics.jsonl", [{
-                        "step": self.step, "epoch": self.step / self.steps_per_epoch, "loss": drained.losses[-1],
-                        "lr": self.optimizer.param_groups[0]["lr"], "images_per_s": ips, **means, **knn,
-                        "time": time.time()}])
-                    life.stepped(loss=f"{drained.losses[-1]:.3f}", cal=means["calibrated"], ips=f"{ips:.0f}")
-                else:
-                    life.stepped()
-                if ckpt_due:  # records first, so a kill between the two leaves no gap after a resume
-                    life.flush()
-                    self.save()
-            if life.state == "stopped":
-                self._drain(life)
+            try:
+                self._run_steps(life)
+            except BaseException:
+                self._writes.wait(quiet=True)  # the checkpoint being written is still a good one
+                raise
+            self._writes.wait()  # a finished run's checkpoint is on disk, and one that failed to write fails it
+        return life.state
+
+    def _run_steps(self, life: RunLife) -> None:
+        cfg, main = self.cfg, self.env.main
+        self._log_start(life)
+        self.model.train()
+        if self.step < self.total_steps and (self._pending is None or self._pending[0] != self.step):
+            self._pending = (self.step, self._loader.submit(self._prepare, self.step))  # the first, too
+        t_last, steps_since, may_stop = time.perf_counter(), 0, True
+        while self.step < self.total_steps and not (may_stop and self._stop_agreed(life)):
+            if not self._compile_checked:  # the first compiled step: eager if compiling fails
+                self._compile_checked = True
+                first_step_or_eager(lambda: self.train_step(self.step), self.model, self.optimizer,
+                                    lambda reason: self._go_eager(life, reason))
+            else:
+                self.train_step(self.step)
+            self.step += 1
+            steps_since += 1
+            knn_due = cfg.train.knn_every > 0 and self.step % cfg.train.knn_every == 0  # alike on every rank
+            log_due = self.step % cfg.train.log_every == 0 or self.step == self.total_steps or knn_due
+            ckpt_due = self.step % cfg.train.ckpt_every == 0 or self.step == self.total_steps
+            # one process asks for a stop at every step (a host flag); ranks agree at drain points only
+            may_stop = not self.env.active or log_due or ckpt_due
+            if not (log_due or ckpt_due or (not self.env.active and life.stopping())):
+                life.stepped()
+                continue
+            drained = self._drain(life)
+            if main and log_due:
+                now = time.perf_counter()
+                ips = steps_since * cfg.train.batch_size / max(now - t_last, 1e-9)
+                knn = self.knn.measure(self.model.encoder) if self.knn is not None and knn_due else {}
+                t_last, steps_since = time.perf_counter(), 0  # the kNN monitor's time left out
+                means = stats_to_means(drained.stats[-1])
+                life.record("metrics.jsonl", [{
+                    "step": self.step, "epoch": self.step / self.steps_per_epoch, "loss": drained.losses[-1],
+                    "lr": self.optimizer.param_groups[0]["lr"], "images_per_s": ips, **means, **knn,
+                    "time": time.time()}])
+                life.stepped(loss=f"{drained.losses[-1]:.3f}", cal=means["calibrated"], ips=f"{ips:.0f}")
+            else:
+                life.stepped()
+            if ckpt_due:  # records first, so a kill between the two leaves no gap after a resume
                 life.flush()
                 self.save()
-                life.log(f"stopped at step {self.step}; last checkpoint kept")
-        return life.state
+        if life.state == "stopped":
+            self._drain(life)
+            life.flush()
+            self.save()
+            life.log(f"stopped at step {self.step}; last checkpoint kept")
 
     def _go_eager(self, life: RunLife, reason: str) -> None:
         self.net, self.method = self._eager

@@ -10,6 +10,7 @@ import base64
 import hashlib
 import json
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,10 +49,30 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any])
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def save_checkpoint(path: Path, *, model: torch.nn.Module, card: dict[str, Any],
-                    optimizer: torch.optim.Optimizer | None = None, extra_state: dict[str, Any] | None = None) -> str:
-    """Write ``path`` (.safetensors) and ``path.with_suffix('.json')`` atomically; return the sha256."""
-    tensors = {f"model.{k}": v.detach() for k, v in model.state_dict().items()}
+@dataclass(frozen=True)
+class Snapshot:
+    """A checkpoint's content, copied off the training state (CPU tensors of its own, metadata as JSON text), so
+    that writing it can wait or run in a thread while training goes on (``core/store/background.py``)."""
+    tensors: dict[str, torch.Tensor]
+    metadata: dict[str, str]
+    card: dict[str, Any]
+
+
+def _own_cpu_copy(t: torch.Tensor) -> torch.Tensor:
+    """``t`` contiguous, on the CPU, in memory no training step writes to: one copy (two for a CPU channels-last
+    weight would be one too many)."""
+    t = t.detach()
+    c = t.contiguous()
+    if c.device.type == "cpu" and c.data_ptr() != t.data_ptr():
+        return c  # contiguous() already copied
+    return c.to("cpu", copy=True)
+
+
+def snapshot_checkpoint(*, model: torch.nn.Module, card: dict[str, Any],
+                        optimizer: torch.optim.Optimizer | None = None,
+                        extra_state: dict[str, Any] | None = None) -> Snapshot:
+    """The state of a checkpoint as it is now: later steps may change the model and optimizer freely."""
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     metadata: dict[str, str] = {"card": json.dumps(card)}
     if optimizer is not None:
         opt_tensors, opt_meta = _flatten_optimizer(optimizer)
@@ -59,12 +80,35 @@ def save_checkpoint(path: Path, *, model: torch.nn.Module, card: dict[str, Any],
         metadata["optimizer"] = json.dumps(opt_meta)
     if extra_state is not None:
         metadata["state"] = json.dumps(extra_state)
-    tensors = {k: v.contiguous().cpu().clone() for k, v in tensors.items()}
-    blob = save(tensors, metadata=metadata)
+    return Snapshot({k: _own_cpu_copy(v) for k, v in tensors.items()}, metadata, card)
+
+
+def encoder_snapshot(encoder: torch.nn.Module, card: dict[str, Any], of_model: Snapshot | None = None,
+                     prefix: str = "model.encoder.") -> Snapshot:
+    """The encoder's weights alone (``encoder.``-prefixed keys, ready for smp), shared with ``of_model``'s copy
+    when that snapshot holds them under ``prefix`` (no second copy of the weights)."""
+    names = list(encoder.state_dict())
+    if of_model is not None and all(prefix + k in of_model.tensors for k in names):
+        tensors = {f"encoder.{k}": of_model.tensors[prefix + k] for k in names}
+    else:
+        tensors = {f"encoder.{k}": _own_cpu_copy(v) for k, v in encoder.state_dict().items()}
+    return Snapshot(tensors, {"card": json.dumps(card)}, card)
+
+
+def write_checkpoint(path: Path, snap: Snapshot) -> str:
+    """Write ``path`` (.safetensors) and ``path.with_suffix('.json')`` atomically; return the sha256."""
+    blob = save(snap.tensors, metadata=snap.metadata)
     digest = hashlib.sha256(blob).hexdigest()
     atomic_write_bytes(path, blob)
-    atomic_write_json(path.with_suffix(".json"), {**card, "sha256": digest, "file": path.name})
+    atomic_write_json(path.with_suffix(".json"), {**snap.card, "sha256": digest, "file": path.name})
     return digest
+
+
+def save_checkpoint(path: Path, *, model: torch.nn.Module, card: dict[str, Any],
+                    optimizer: torch.optim.Optimizer | None = None, extra_state: dict[str, Any] | None = None) -> str:
+    """Write ``path`` (.safetensors) and its ``.json`` card atomically, now; return the sha256."""
+    return write_checkpoint(path, snapshot_checkpoint(model=model, card=card, optimizer=optimizer,
+                                                      extra_state=extra_state))
 
 
 def not_found(path: str | Path, wanted: tuple[str, ...] = ("best.safetensors", "encoder.safetensors",
@@ -137,12 +181,7 @@ def load_checkpoint(path: Path, *, model: torch.nn.Module, optimizer: torch.opti
 
 def export_encoder(path: Path, encoder: torch.nn.Module, card: dict[str, Any]) -> str:
     """Encoder weights alone (``encoder.``-prefixed keys), ready for smp segmentation models."""
-    tensors = {f"encoder.{k}": v.detach().contiguous().cpu().clone() for k, v in encoder.state_dict().items()}
-    blob = save(tensors, metadata={"card": json.dumps(card)})
-    digest = hashlib.sha256(blob).hexdigest()
-    atomic_write_bytes(path, blob)
-    atomic_write_json(path.with_suffix(".json"), {**card, "sha256": digest, "file": path.name})
-    return digest
+    return write_checkpoint(path, encoder_snapshot(encoder, card))
 
 
 def repair_card(path: Path) -> bool:

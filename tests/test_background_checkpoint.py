@@ -1,0 +1,110 @@
+"""A checkpoint is written beside the training loop (issue 28: a ResNet-50 checkpoint stalled the step that saved it
+for about a second): what is written is the state at the saving step, a finished run's files are on disk when
+``fit`` returns, and a write that fails fails the run instead of vanishing in a thread."""
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from core.pretrain import main
+from core.ssl import pretrain as pretrain_mod
+from core.store.background import BackgroundJobs
+from core.store.checkpoint import (encoder_snapshot, load_checkpoint, read_tensors, snapshot_checkpoint,
+                                   write_checkpoint)
+from core.store.runs import list_runs
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["--no-progress", "model.encoder=resnet18", "model.proj_hidden=16", "model.proj_dim=8", "data.name=synthetic",
+        "data.num_tiles=24", "data.tile_size=40", "data.image_size=32", "train.batch_size=8", "train.knn_every=0",
+        "train.max_steps=4", "train.ckpt_every=2"]
+
+
+class Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = nn.Conv2d(3, 4, 3)
+        self.head = nn.Linear(4, 2)
+
+
+def test_a_snapshot_keeps_the_state_of_its_step(tmp_path: Path) -> None:
+    net = Net().to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    net.head(torch.ones(1, 4)).sum().backward()
+    opt.step()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    momentum = opt.state[net.head.weight]["momentum_buffer"].clone()
+    snap = snapshot_checkpoint(model=net, card={"step": 1}, optimizer=opt)
+    enc = encoder_snapshot(net.encoder, {"step": 1}, of_model=snap)
+    assert enc.tensors["encoder.weight"] is snap.tensors["model.encoder.weight"]  # one copy for both files
+    with torch.no_grad():  # the next steps change everything in place
+        for p in net.parameters():
+            p.add_(1.0)
+    net.head(torch.ones(1, 4)).sum().backward()
+    opt.step()
+    write_checkpoint(tmp_path / "c.safetensors", snap)
+    write_checkpoint(tmp_path / "e.safetensors", enc)
+    fresh = Net()
+    fresh_opt = torch.optim.SGD(fresh.parameters(), lr=0.1, momentum=0.9)
+    load_checkpoint(tmp_path / "c.safetensors", model=fresh, optimizer=fresh_opt)
+    for k, v in fresh.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert torch.equal(fresh_opt.state[fresh.head.weight]["momentum_buffer"], momentum)
+    assert torch.equal(read_tensors(tmp_path / "e.safetensors")["encoder.weight"], before["encoder.weight"])
+    assert json.loads((tmp_path / "c.json").read_text())["step"] == 1
+
+
+def test_a_failed_job_is_raised_at_the_next_call_and_quiet_only_when_asked() -> None:
+    jobs = BackgroundJobs("t")
+    ran: list[str] = []
+    jobs.submit(lambda: (threading.Event().wait(0.2), ran.append("first")))
+    jobs.submit(ran.append, "second")  # waits for the first: at most one snapshot held, files land in order
+    assert ran == ["first"]
+    jobs.wait()
+    assert ran == ["first", "second"]
+
+    def fail() -> None:
+        raise OSError("No space left on device")
+
+    jobs.submit(fail)
+    with pytest.raises(OSError, match="No space left"):
+        jobs.submit(ran.append, "never")
+    assert ran == ["first", "second"]
+    jobs.submit(fail)
+    jobs.wait(quiet=True)
+    jobs.wait()  # nothing pending any more
+
+
+def test_a_run_that_returns_has_its_last_checkpoint_on_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FALSE_WB_DATA", str(tmp_path / "data"))
+    slow = pretrain_mod.write_checkpoint
+
+    def slow_write(path, snap):  # a slow disk: the run must still wait for its last write
+        threading.Event().wait(0.3)
+        return slow(path, snap)
+
+    monkeypatch.setattr(pretrain_mod, "write_checkpoint", slow_write)
+    assert main(["--config", str(ROOT / "configs/demo_cpu.yaml"), "--runs-root", str(tmp_path / "runs"), *TINY]) == 0
+    (run,) = list_runs(tmp_path / "runs")
+    for name in ("last", "encoder"):
+        assert json.loads((run.checkpoint_dir / f"{name}.json").read_text())["step"] == 4
+    assert run.status()["state"] == "completed"
+
+
+def test_a_checkpoint_that_cannot_be_written_fails_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           capsys) -> None:
+    monkeypatch.setenv("FALSE_WB_DATA", str(tmp_path / "data"))
+
+    def full_disk(path, snap):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pretrain_mod, "write_checkpoint", full_disk)
+    code = main(["--config", str(ROOT / "configs/demo_cpu.yaml"), "--runs-root", str(tmp_path / "runs"), *TINY])
+    (run,) = list_runs(tmp_path / "runs")
+    assert code != 0
+    assert run.status()["state"] == "failed"
+    assert "No space left on device" in run.status().get("error", "") + capsys.readouterr().err
