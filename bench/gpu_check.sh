@@ -9,6 +9,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-./gpu_check_out}"
+export OUT PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # bench scripts import core without an editable install
 mkdir -p "$OUT"
 log="$OUT/gpu_check.log"
 export PYTHONUNBUFFERED=1 FALSE_WB_DATA="${FALSE_WB_DATA:-/tmp/false_wb_data}"
@@ -22,11 +23,15 @@ env = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__,
 json.dump(env, open(sys.argv[1], "w")); print(env)
 PY
 # GPU_CHECK_BUDGET (seconds, default 570) bounds the whole check: a stage gets what is left of it (less 20 s for the
-# report) when that is under its own limit, and is skipped, saying so, when under 10 s are left.
+# report) when that is under its own limit, and is skipped, saying so, when under 10 s are left. GPU_CHECK_STAGES
+# ("data train_eager ...") runs those stages alone: a rerun after a change to one part.
 budget="${GPU_CHECK_BUDGET:-570}"
 stage() {  # stage NAME SECONDS COMMAND...: run it under a time limit, log it, never stop the check
   local name=$1 limit=$2; shift 2
   local t0=$SECONDS left=$((budget - SECONDS - 20))
+  if [ -n "${GPU_CHECK_STAGES:-}" ] && [[ " $GPU_CHECK_STAGES " != *" $name "* ]]; then
+    echo "== $name: not asked for (GPU_CHECK_STAGES)" | tee -a "$log"; return
+  fi
   if [ "$left" -lt 10 ]; then
     echo "== $name: skipped, the check's budget of ${budget} s is spent" | tee -a "$log"; return
   fi
@@ -54,21 +59,23 @@ stage loss 110 python bench/loss.py --device cuda --sizes 512 1024 4096 --dtype 
 stage max_batch 60 python bench/max_batch.py --json "$OUT/max_batch.json"
 # 5. where a step's time goes
 stage profile 40 python bench/profile_step.py --steps 5 --json "$OUT/profile.json" "${R50[@]}"
-# 6. the tests that matter here: the trainer's (host sync, pins) run on the GPU (train.device auto), the loss and
-#    shuffle-BN unit tests on the CPU
+# 6. the tests that matter here: the trainer's (host sync, the feed's side stream, checkpoints written beside the
+#    step) run on the GPU (train.device auto), the loss and shuffle-BN unit tests on the CPU. Not tests/test_loss_pin.py:
+#    its pins are CPU kernels' last bits under torch 2.14.1, which a GPU (or the machine's torch 2.11) does not give.
 tests() {
-  python -m pytest -q -p no:cacheprovider tests/test_losses.py tests/test_host_sync.py \
-    tests/test_moco_shuffle_bn.py tests/test_loss_pin.py -m "not slow" -n 4 > "$OUT/tests.txt" 2>&1
+  python -m pytest -q -p no:cacheprovider tests/test_losses.py tests/test_host_sync.py tests/test_feed_stream.py \
+    tests/test_moco_shuffle_bn.py tests/test_background_checkpoint.py -m "not slow" -n 4 > "$OUT/tests.txt" 2>&1
   local rc=$?
   tail -3 "$OUT/tests.txt"
   python - "$OUT" "$rc" <<'PY'
 import json, sys
 lines = [l for l in open(f"{sys.argv[1]}/tests.txt").read().splitlines() if l.strip()]
-json.dump({"what": "losses, host sync, shuffle-BN, pins", "rc": int(sys.argv[2]), "summary": lines[-1] if lines else "?"},
+json.dump({"what": "losses, host sync, side-stream feed, shuffle-BN, background checkpoints", "rc": int(sys.argv[2]), "summary": lines[-1] if lines else "?"},
           open(f"{sys.argv[1]}/tests.json", "w"))
 PY
 }
-stage tests 90 tests
+export -f tests
+stage tests 90 bash -c tests
 # 7. the data path alone at the same size
 stage feed 30 python bench/feed.py --steps 30 data.num_tiles=1200 data.image_size=224 train.batch_size=256
 # 8. LARS on the GPU's weights
