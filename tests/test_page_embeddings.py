@@ -77,6 +77,7 @@ def test_bad_checkpoint_or_missing_data_is_one_error_line(store_base: Path, tmp_
     run = next(r for r in list_runs(runs) if r.id.endswith("tiny-false"))
     ckpt = run.checkpoint_dir / "encoder.safetensors"
     if damage == "weights":
+        ckpt.unlink()  # a hard link into the shared store (copy_store): writing through it would tear that one too
         ckpt.write_bytes(b"torn")
     else:
         card = json.loads(ckpt.with_suffix(".json").read_text())
