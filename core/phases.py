@@ -19,21 +19,32 @@ from tqdm.auto import tqdm
 
 Listener = Callable[[dict[str, Any] | None], None]
 _listener: Listener | None = None
+_stop_check: Callable[[], None] | None = None  # raises KeyboardInterrupt once a Stop was asked (StopFlag.check)
 _current: Any = None  # the bar that told the listener last: only its close ends the phase shown
 TELL_EVERY_S = 1.0
 
 
 @contextmanager
-def report_phases(listener: Listener | None) -> Iterator[None]:
-    """Bars drawn inside go to ``listener`` too (None: the console only); the phase is cleared at the end."""
-    global _listener
+def report_phases(listener: Listener | None, stop_check: Callable[[], None] | None = None) -> Iterator[None]:
+    """Bars drawn inside go to ``listener`` too (None: the console only); the phase is cleared at the end.
+    ``stop_check`` (a ``StopFlag.check``): every bar's progress calls it, so a Stop that lands while data is generated
+    or tiled ends the phase at its next chunk (``KeyboardInterrupt``) instead of minutes later."""
+    global _listener, _stop_check
     previous, _listener = _listener, listener
+    previous_check, _stop_check = _stop_check, stop_check
     try:
         yield
     finally:
         if listener is not None:
             listener(None)
-        _listener = previous
+        _listener, _stop_check = previous, previous_check
+
+
+def check_stop() -> None:
+    """``KeyboardInterrupt`` if a Stop was asked during a phase that honours it (``report_phases(stop_check=...)``):
+    for loops that wait on other processes and may see no progress for seconds."""
+    if _stop_check is not None:
+        _stop_check()
 
 
 def eta_seconds(done: float, total: float | None, started: float, now: float | None = None) -> float | None:
@@ -139,4 +150,5 @@ class phase_bar(tqdm):  # noqa: N801 - used like tqdm
         out = super().update(n)
         self._done += int(n or 0)
         self._tell(force=self._total is not None and self._done >= self._total)
+        check_stop()
         return out

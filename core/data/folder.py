@@ -26,7 +26,8 @@ from ..phases import phase_bar
 
 from ..imaging.bands import BandError, dataset_stretch, describe, read_bands
 from ..imaging.imageio import ImageError, read_image
-from .paths import CachedTiles, DataError, data_root, leads_outside, publish_dir, temp_dir_for
+from .paths import (CachedTiles, DataError, data_root, leads_outside, publish_dir, remove_dead_temps,
+                    temp_dir_for)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 MAX_PIXELS = 178_956_970  # PIL's decompression-bomb error limit; our own check, whatever PIL is set to
@@ -149,6 +150,7 @@ class ImageFolderTiles(CachedTiles):
         key = json.dumps(spec)
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
         self.cache_dir = Path(cache_root or data_root()) / "cache" / f"folder-{digest}"
+        remove_dead_temps(self.cache_dir)  # a killed build's leftovers, whether or not this one builds
         built = not (self.cache_dir / "meta.json").is_file()
         if built:
             self._build(files, progress)

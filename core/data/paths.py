@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -49,9 +50,59 @@ def scratch_dir() -> Path:
 
 
 def temp_dir_for(final: Path) -> Path:
-    """A fresh private folder next to ``final`` (same file system, so publishing it is one rename)."""
+    """A fresh private folder next to ``final`` (same file system, so publishing it is one rename), named after
+    this process so that a later start can tell a dead writer's leftovers (``remove_dead_temps``) from a live one's."""
     final.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    remove_dead_temps(final)
+    return Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-{os.getpid()}-", dir=final.parent))
+
+
+def check_free_space(folder: Path, need: int, what: str, lower: str) -> None:
+    """Refuse, in one line, a cache that would not fit on its disk, before a byte of it is written (a sparse
+    memory map would start anyway and fail, or fill the disk, hours later). ``lower``: the settings that shrink it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(folder).free
+    if need > free:
+        raise DataError(f"{what} needs {_gib(need)} on {folder}, which has {_gib(free)} free: lower {lower}, or set "
+                        "FALSE_WB_DATA to a folder on a larger disk")
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:,.1f} GiB" if n >= 2**30 else f"{n / 2**20:,.0f} MiB"
+
+
+ORPHAN_AFTER_S = 24 * 3600  # a temp folder without a writer's pid in its name (older versions): left alone a day
+
+
+def remove_dead_temps(final: Path) -> list[Path]:
+    """Remove the temp folders of ``final`` whose writer is gone (a kill -9 mid-generation left hundreds of MB that
+    nothing ever removed); a live writer's folder (three launches of one data set at once) is kept."""
+    removed = []
+    for tmp in final.parent.glob(f".{final.name}.tmp-*"):
+        pid = tmp.name[len(f".{final.name}.tmp-"):].split("-", 1)[0]
+        if pid.isdigit():
+            dead = not _alive(int(pid))
+        else:
+            try:
+                dead = time.time() - tmp.stat().st_mtime > ORPHAN_AFTER_S
+            except OSError:
+                continue
+        if dead and tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def publish_dir(tmp: Path, final: Path) -> None:

@@ -28,7 +28,8 @@ import numpy as np
 import torch
 from ..phases import phase_bar
 
-from .paths import REPO_ROOT, CachedTiles, DataError, data_root, leads_outside, publish_dir, temp_dir_for
+from .paths import (REPO_ROOT, CachedTiles, DataError, data_root, leads_outside, publish_dir, remove_dead_temps,
+                    temp_dir_for)
 from .protocols import SceneTiles
 from ..imaging.bands import BandError, dataset_stretch, describe, read_bands
 from ..imaging.imageio import ImageError
@@ -140,6 +141,7 @@ class SegTiles(CachedTiles):
         key = json.dumps(spec, sort_keys=True, default=str)
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
         self.cache_dir = Path(cache_root or data_root()) / "cache" / f"{self.format_name}-{digest}"
+        remove_dead_temps(self.cache_dir)  # a killed build's leftovers, whether or not this one builds
         built = not (self.cache_dir / "meta.json").is_file()
         if built:
             self._build(scenes, progress)

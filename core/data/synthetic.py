@@ -18,8 +18,9 @@ import numpy as np
 import torch
 
 from ..imaging.bands import check_request, resolve
-from ..phases import phase_bar
-from .paths import CachedTiles, DataError, data_root, publish_dir, temp_dir_for
+from ..phases import check_stop, phase_bar
+from .paths import (CachedTiles, DataError, check_free_space, data_root, publish_dir, remove_dead_temps,
+                    temp_dir_for)
 from .synthetic_canvas import CLASSES, GENERATOR_VERSION
 from .synthetic_nir import NIR_VERSION, nir_band, nir_seed
 from .synthetic_scene import generate_scene
@@ -78,6 +79,7 @@ class SyntheticAerial(CachedTiles):
         self.num_tiles, self.seed, self.progress = int(num_tiles), int(seed), progress
         base = Path(root) if root is not None else data_root()
         self.cache_dir = base / "synthetic" / f"n{num_tiles}_s{tile_size}_seed{seed}"
+        remove_dead_temps(self.cache_dir)  # a killed generation's leftovers, whether or not this one generates
         if not self._cache_ok():
             self._discard_stale()
             if not self._cache_ok():
@@ -112,6 +114,8 @@ class SyntheticAerial(CachedTiles):
 
     def _generate(self, size: int) -> None:
         n, t0 = self.num_tiles, time.time()
+        check_free_space(self.cache_dir.parent, n * size * size * 4, f"the synthetic set ({n:,} tiles of {size} px)",
+                         "data.num_tiles or data.tile_size")  # images (3 bytes a pixel) and labels (1)
         tmp = temp_dir_for(self.cache_dir)
         try:
             images = np.lib.format.open_memmap(tmp / "images.npy", "w+", np.uint8, (n, size, size, 3))
@@ -131,8 +135,14 @@ class SyntheticAerial(CachedTiles):
                 if workers > 1:
                     try:  # spawn: safe in threaded parents (Streamlit) and the same on every OS
                         with mp.get_context("spawn").Pool(workers) as pool:
-                            for result in pool.imap_unordered(_render_chunk, jobs):
-                                store(*result)
+                            results = pool.imap_unordered(_render_chunk, jobs)
+                            while True:  # a Stop is seen within half a second, the workers' start-up included
+                                try:
+                                    store(*results.next(timeout=0.5))
+                                except mp.TimeoutError:
+                                    check_stop()
+                                except StopIteration:
+                                    break
                     except (OSError, RuntimeError, EOFError) as err:  # no subprocesses here: go on serially
                         warnings.warn(f"synthetic data: parallel generation failed ({err}); continuing in "
                                       "one process", stacklevel=3)

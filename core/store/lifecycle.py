@@ -198,6 +198,10 @@ def prepared_run(path: str) -> Run:
 def record_early_failure(args: argparse.Namespace, err: BaseException) -> None:
     """A run folder given on the command line learns why its process stopped before training, unless another
     process is writing it (a live run refused by this command is not this command's to mark failed)."""
+    _record_early(args, "failed", f"could not start: {err}", error=str(err))
+
+
+def _record_early(args: argparse.Namespace, state: str, message: str, **status: Any) -> None:
     folder = getattr(args, "resume", None) or getattr(args, "run_dir", None)
     if folder and (Path(folder) / "status.json").is_file():
         run = Run(Path(folder))
@@ -205,8 +209,8 @@ def record_early_failure(args: argparse.Namespace, err: BaseException) -> None:
             lock_run(run)
         except RunBusyError:
             return
-        run.write_status(state="failed", error=str(err), ended=time.time())
-        run.log(f"could not start: {err}")
+        run.write_status(state=state, ended=time.time(), **status)
+        run.log(message)
 
 
 def phase_listener(folder: str | Path | None) -> Listener | None:
@@ -225,13 +229,20 @@ def phase_listener(folder: str | Path | None) -> Listener | None:
     return tell
 
 
-def start_or_exit(args: argparse.Namespace, start: Callable[[], Any]) -> tuple[Any, int]:
+def start_or_exit(args: argparse.Namespace, start: Callable[[], Any],
+                  stop: StopFlag | None = None) -> tuple[Any, int]:
     """``start()`` (open or create the run, build the trainer) or exit code 2 with one line: a run another process
     writes is left untouched; a run folder named on the command line records any other early error. Its long
-    phases (generating data, tiling) reach that folder's status as they go."""
+    phases (generating data, tiling) reach that folder's status as they go, and end at their next chunk when
+    ``stop`` is asked (exit 130, the folder's status ``stopped``: nothing was trained)."""
+    folder = getattr(args, "run_dir", None) or getattr(args, "resume", None)
     try:
-        with report_phases(phase_listener(getattr(args, "run_dir", None) or getattr(args, "resume", None))):
+        with report_phases(phase_listener(folder), stop.check if stop is not None else None):
             return start(), 0
+    except KeyboardInterrupt:
+        _record_early(args, "stopped", "stopped before training started")
+        print("stopped before training started: nothing was trained", file=sys.stderr)
+        return None, 130
     except RunBusyError as err:
         print(f"error: {err}", file=sys.stderr)
         return None, 2
@@ -286,7 +297,7 @@ def _train_from_cli(argv: list[str] | None, parse: Callable[[list[str] | None], 
     stop = StopFlag().install()  # a Stop while the run is being opened is remembered, not fatal
     args = parse(argv)
     env = init_distributed()
-    trainer, code = start_or_exit(args, lambda: start(args, env))
+    trainer, code = start_or_exit(args, lambda: start(args, env), stop)
     if trainer is None:
         stop.restore()
         leave_distributed(env)
