@@ -31,7 +31,7 @@ from .paths import (CachedTiles, DataError, data_root, leads_outside, publish_di
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 MAX_PIXELS = 178_956_970  # PIL's decompression-bomb error limit; our own check, whatever PIL is set to
-CACHE_VERSION = 2  # 2: images decoded by core.imaging.imageio
+CACHE_VERSION = 3  # 2: images decoded by core.imaging.imageio; 3: files without data skipped
 BAND_RULES = 2  # caches of data.bands only: 2: alpha-or-NIR judged where the picture is, "Band 1" names nothing
 
 
@@ -50,12 +50,25 @@ def find_images(folder: Path) -> list[Path]:
     return sorted(found)
 
 
+NOTHING_TO_LEARN = "every pixel is no data (the file's nodata value, mask, alpha or NaN): nothing to learn from"
+
+
+def _all_nodata(*masks: np.ndarray | None) -> bool:
+    """Whether the file itself says no pixel holds data (segmentation refuses such a file too)."""
+    given = [m for m in masks if m is not None]
+    return bool(given) and bool(np.logical_or.reduce(given).all())
+
+
 def load_rgb(path: Path) -> np.ndarray:
-    """Fully decode one image file to (H, W, 3) uint8 by the one rule of ``core.imaging.imageio``; _Unreadable says why."""
+    """Fully decode one image file to (H, W, 3) uint8 by the one rule of ``core.imaging.imageio``; _Unreadable says
+    why (a file that holds no data at all is one: 64 empty tiles would be trained on without a word)."""
     try:
-        return read_image(path, MAX_PIXELS, orient=False, extra_bands=False).rgb
+        loaded = read_image(path, MAX_PIXELS, orient=False, extra_bands=False)
     except ImageError as err:
         raise _Unreadable(str(err)) from None
+    if _all_nodata(loaded.declared_nodata, loaded.nodata_value_pixels):
+        raise _Unreadable(NOTHING_TO_LEARN)
+    return loaded.rgb
 
 
 def load_bands(path: Path, bands: list, stretch: list | None) -> tuple[np.ndarray, list[str]]:
@@ -64,6 +77,8 @@ def load_bands(path: Path, bands: list, stretch: list | None) -> tuple[np.ndarra
         got = read_bands(path, bands, max_pixels=MAX_PIXELS, stretch=stretch)
     except (BandError, ImageError) as err:
         raise _Unreadable(str(err).removeprefix(f"{path.name}: ")) from None
+    if _all_nodata(got.declared_nodata):
+        raise _Unreadable(NOTHING_TO_LEARN)
     return got.pixels, got.names
 
 
