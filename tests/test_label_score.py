@@ -260,3 +260,18 @@ def test_a_huge_mask_of_the_wrong_size_is_refused_from_its_header(monkeypatch) -
     with pytest.raises(label_score.LabelMaskError, match="the label mask is 12000×12000 pixels, the image 64×64"):
         label_score.read_label_mask(buf.getvalue(), [{"name": "a"}, {"name": "b"}], (64, 64))
     assert decoded == []
+
+
+def test_a_signed_32_bit_mask_with_negative_values_is_one_line_not_a_reshape_error() -> None:
+    """Issue 29: an int32 mask holding -2 gave "shape '[6, 6]' is invalid for input of size 1529"."""
+    out = io.BytesIO()
+    Image.fromarray(np.full((6, 6), -2, np.int32)).save(out, format="TIFF")
+    with pytest.raises(LabelMaskError, match=r"^the mask matches neither .* its values -2 \(36 px\)") as err:
+        score_labels(np.zeros((6, 6), np.int64), out.getvalue(), CLASSES)
+    assert "\n" not in str(err.value)
+    half = np.full((6, 6), -2, np.int32)
+    half[:3] = 1
+    out = io.BytesIO()
+    Image.fromarray(half).save(out, format="TIFF")
+    scores = score_labels(np.ones((6, 6), np.int64), out.getvalue(), CLASSES)  # -2 beside classes: left out
+    assert scores.scores.overall_accuracy == 1.0 and scores.unknown == 0.5 and scores.left_out == 0.5
