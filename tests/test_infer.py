@@ -364,7 +364,14 @@ def test_cli_bad_checkpoints(seg, tmp_path, capsys):
     save_checkpoint(pre, model=nn.Linear(2, 2), card={"kind": "pretrain", "encoder": "resnet18"})
     mismatch = tmp_path / "mismatch.safetensors"  # a 3-class network under a 4-class card
     save_seg_checkpoint(mismatch, model, {**card, "classes": CLASSES + [{"name": "road", "color": [9, 9, 9]}]})
-    for ckpt in (tmp_path / "missing.safetensors", garbage, pre, mismatch):
+    # cards whose model would take gigabytes before the weights are compared (issue 29): sized on the meta device
+    wide = tmp_path / "wide.safetensors"
+    save_seg_checkpoint(wide, model, {**card, "decoder_channels": 2_000_000})
+    bands = tmp_path / "bands.safetensors"
+    save_seg_checkpoint(bands, model, {**card, "bands": [f"b{i}" for i in range(200_000)]})
+    odd = tmp_path / "odd.safetensors"
+    save_seg_checkpoint(odd, model, {**card, "output_stride": 3})
+    for ckpt in (tmp_path / "missing.safetensors", garbage, pre, mismatch, wide, bands, odd):
         rc = main([str(tmp_path / "a.png"), "--checkpoint", str(ckpt), "--out", str(tmp_path / "out")])
         err = capsys.readouterr().err
         assert rc == 2, ckpt

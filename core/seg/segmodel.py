@@ -118,11 +118,34 @@ def check_card(card: Any, path: Path, expect_classes: list[str] | None = None) -
         raise CheckpointError(f"{path}: its card's classes are not a list of {{'name', 'color'}} entries")
     if len(classes) > 256:
         raise CheckpointError(f"{path}: {len(classes)} classes do not fit an 8-bit mask")
+    _check_size(card, path)
     if expect_classes is not None:
         names = [c["name"] for c in card["classes"]]
         if names != list(expect_classes):
             raise CheckpointError(f"{path}: its classes {names} do not match the expected {list(expect_classes)}")
     return card
+
+
+MAX_PARAMETERS = 200_000_000  # 16x our largest model (DeepLabV3+ on ResNet-50): room for any real one
+MAX_CARD_BANDS = 64
+
+
+def _check_size(card: dict[str, Any], path: Path) -> None:
+    """The model a card describes, sized before a byte of it is allocated: built on PyTorch's meta device (shapes
+    only). A card with ``decoder_channels`` 2e6 or 200,000 bands was refused only after 3-5 GB."""
+    bands = card.get("bands")
+    if isinstance(bands, list) and len(bands) > MAX_CARD_BANDS:
+        raise CheckpointError(f"{path}: its card asks for {len(bands):,} input bands; at most {MAX_CARD_BANDS}")
+    try:
+        with torch.device("meta"):
+            params = sum(p.numel() for p in build_seg_model(card).parameters())
+    except Exception as err:  # noqa: BLE001 - any value smp cannot build from is a bad card
+        raise CheckpointError(f"{path}: its card does not describe a model that can be built "
+                              f"({type(err).__name__}: {' '.join(str(err).split())[:200]})") from None
+    if params > MAX_PARAMETERS:
+        raise CheckpointError(f"{path}: its card describes a model of {params:,} weights (decoder_channels "
+                              f"{card.get('decoder_channels')}, {len(card_bands(card))} bands); at most "
+                              f"{MAX_PARAMETERS:,} are loaded")
 
 
 def load_seg_model(path: str | Path, expect_classes: list[str] | None = None,
