@@ -1,15 +1,15 @@
 """Load on the Gradio demo's API: small requests from several clients while one client sends budget-sized images.
 
     python bench/load_gradio.py [--clients 4] [--requests 20] [--big-megapixels 50] [--big-pause 0]
-                                [--small-size 256] [--concurrency 2] [--time-budget 120] [--checkpoint auto]
+                                [--big-format jpeg|geotiff] [--small-size 256] [--concurrency 2] [--time-budget 120] [--checkpoint auto]
 
 Starts ``python -m workbench.gradio_app`` on a free port of 127.0.0.1 (nothing else is contacted) and measures,
 side by side in one run, small requests (each a new image, so no answer comes from the results cache):
   1. from one client (after a warm-up);
   2. from ``--clients`` clients at once, each sending its next request as soon as the last is answered;
-  3. the same while one more client keeps sending a JPEG of ``--big-megapixels`` (the pixel budget: it passes the
-     header check, then the time budget refuses it, from its window count before decoding or from its first
-     windows);
+  3. the same while one more client keeps sending a JPEG (or, ``--big-format geotiff``, a deflate GeoTIFF: 49 MP in
+     1.6 MB) of ``--big-megapixels`` (the pixel budget: it passes the header check, then the time budget refuses it,
+     from its window count before decoding or from its first windows);
 and prints the p50 / p95 / max latency of each phase, what became of the big requests, and the server's memory
 (VmRSS) before, at its peak (VmHWM) and after. The clients run on the same machine as the server and share its
 cores. Target (issue 10): small p95 under 3 s on 2 CPU cores in phase 3.
@@ -67,6 +67,22 @@ def _big(folder: Path, megapixels: float) -> Path:
     return path
 
 
+def _big_geotiff(folder: Path, megapixels: float) -> Path:
+    """The same picture as a deflate-compressed, tiled GeoTIFF (issue 29: 49 MP in 1.6 MB held a worker 13-24 s
+    before the refusal), georeferenced like an orthophoto."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    side = int((megapixels * 1e6) ** 0.5)
+    y, x = np.mgrid[0:side, 0:side].astype(np.float32)
+    img = np.stack([(x / side * 200 + 30), (y / side * 200 + 30), np.full_like(x, 120)])
+    path = folder / f"big-{side}x{side}.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=side, height=side, count=3, dtype="uint8", crs="EPSG:32640",
+                       transform=from_origin(300000, 2800000, 0.3, 0.3), compress="deflate", tiled=True) as dst:
+        dst.write(np.clip(img, 0, 255).astype(np.uint8))
+    return path
+
+
 def _pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
@@ -76,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clients", type=int, default=4)
     p.add_argument("--requests", type=int, default=20, help="small requests per client")
     p.add_argument("--big-megapixels", type=float, default=50.0)
+    p.add_argument("--big-format", choices=("jpeg", "geotiff"), default="jpeg",
+                   help="the big client's file: a JPEG, or a deflate GeoTIFF (small on the wire, large decoded)")
     p.add_argument("--small-size", type=int, default=256)
     p.add_argument("--concurrency", type=int, default=2)
     p.add_argument("--time-budget", type=float, default=120.0)
@@ -135,8 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         before = _mem_mb(server.pid)
         alone = [small_request(client) for _ in range(args.requests)]
 
-        big = _big(tmp, args.big_megapixels)
-        print(f"big image: {big.name}, {big.stat().st_size / 1e6:.1f} MB JPEG")
+        big = (_big_geotiff if args.big_format == "geotiff" else _big)(tmp, args.big_megapixels)
+        print(f"big image: {big.name}, {big.stat().st_size / 1e6:.1f} MB {args.big_format}")
         big_results: list[tuple[float, str]] = []
 
         def big_client(stop: threading.Event) -> None:
