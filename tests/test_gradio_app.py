@@ -282,3 +282,23 @@ def test_run_again_replaces_the_label_score_of_the_old_result(served: tuple[obje
     assert rescore(str(tmp_path / "tile.png"), None, 256, 0.0, False)[0] == ""  # no mask: nothing to score
     summary, table = rescore(str(tmp_path / "tile.png"), str(tmp_path / "labels.png"), 256, 0.0, False)
     assert "labels.png" in summary and "pixel accuracy" in summary and len(table) > 0
+
+
+def test_every_request_gives_its_memory_back_answered_or_refused(client, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 29: after refused budget-sized GeoTIFFs the server stayed 2 GB above its start (glibc kept the freed
+    pixels); each request now trims the heap (the figures: bench/load_gradio.py --big-format geotiff)."""
+    import workbench.gradio_app as app
+    from core.imaging.budget import give_back_memory
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    assert give_back_memory() is True  # glibc here: the trim is real, not skipped
+    calls: list[int] = []
+    monkeypatch.setattr(app, "give_back_memory", lambda: calls.append(1) or True)
+    Image.new("RGB", (4, 4)).save(tmp_path / "tiny.png")
+    with pytest.raises(AppError):
+        client.predict(handle_file(str(tmp_path / "tiny.png")), api_name="/segment")
+    write_png(tmp_path / "fine.png", 40, 40)
+    client.predict(handle_file(str(tmp_path / "fine.png")), api_name="/segment")
+    assert len(calls) == 2

@@ -52,7 +52,7 @@ import gradio as gr  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from core.imaging.budget import Deadline, WorkStopped, max_pixels  # noqa: E402
+from core.imaging.budget import Deadline, WorkStopped, give_back_memory, max_pixels  # noqa: E402
 from core.store.checkpoint import CheckpointError  # noqa: E402
 from core.device import pick_device  # noqa: E402
 from core.imaging.bands import card_bands  # noqa: E402
@@ -241,6 +241,8 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
                     while len(failed) > KEEP_RESULTS:
                         failed.pop(next(iter(failed)), None)
             raise
+        finally:
+            give_back_memory()  # a refused budget-sized image left the server 2 GB larger (bench/load_gradio.py)
 
     def not_segmented(request: gr.Request | None = None) -> tuple[Any, ...]:
         """After a failed call the page shows no earlier image's result beside the error: all outputs are cleared
@@ -283,15 +285,18 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
                         lambda done, total: progress((done, total), desc="Segmenting", unit="windows")))
                 with net.lock:
                     net.remember(key, seg)
-        except WorkStopped as err:
-            raise gr.Error(f"{name}: {err}", print_exception=False) from None
-        except (ImageError, CheckpointError) as err:
-            raise gr.Error(f"{name}: {err}", print_exception=False) from None
+        except (WorkStopped, ImageError, CheckpointError) as err:
+            failure, unexpected = f"{name}: {err}", False
         except MemoryError:
-            raise gr.Error(f"{name}: out of memory (try a smaller tile)", print_exception=False) from None
+            failure, unexpected = f"{name}: out of memory (try a smaller tile)", False
         except Exception as err:  # noqa: BLE001 - e.g. CUDA out of memory: one line
-            raise gr.Error(f"{name}: segmentation failed ({type(err).__name__}: {one_line(err)})") from None
-        return name, seg, loaded.pixel_size_m
+            failure, unexpected = f"{name}: segmentation failed ({type(err).__name__}: {one_line(err)})", True
+        else:
+            return name, seg, loaded.pixel_size_m
+        # raised out here, not in the handler: an error raised there keeps the stopped work's frames (a budget-sized
+        # image's pixels and accumulators, about 1 GB) alive as its context for as long as the error lives
+        del loaded
+        raise gr.Error(failure, print_exception=unexpected)
 
     def segment_file(path: str | None, opacity: float, tile: int, overlap: float, tta: bool,
                      progress: gr.Progress) -> tuple[Any, ...]:
@@ -320,6 +325,8 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
             with net.lock:
                 failed[session] = str(err.message)
             raise
+        finally:
+            give_back_memory()
         return label_markdown(Path(labels).name, scored), label_table(scored, seg.classes)
 
     def no_label_score() -> tuple[str, Any]:
