@@ -57,6 +57,7 @@ def test_overrides_are_typed() -> None:
     ("train.batch_size=1", "train.batch_size"),
     ("loss.selection=local", "loss.selection"),
     ("loss.topk=0", "loss.topk"),
+    ("loss.topk=1000000000", "loss.topk"),  # global selection too (it started a run that failed at step 1)
     ("train.bogus=3", "train.bogus"),
     ("data.name=folder", "data.root"),
 ])

@@ -245,8 +245,7 @@ class PretrainConfig(_Section):
             raise ValueError("loss.detector=oracle reads the labels, and this data set has none (a folder without "
                              "data.class_table): choose another detector or a labeled set")
         negatives = self.model.queue_size if self.method == "moco" else 2 * self.train.batch_size - 2
-        if lc.topk > negatives and (lc.detector == "fnsd" and lc.selection == "per_anchor"
-                                    or lc.detector in ("nearest", "support") and lc.similarity is None):
+        if lc.topk > negatives:  # the loss refuses it under every detector: refused here, before a run folder
             where = "model.queue_size" if self.method == "moco" else "2 x train.batch_size - 2"
             raise ValueError(f"loss.topk ({lc.topk}) is more than the negatives of an anchor ({where} = {negatives})")
         if lc.detector == "support" and self.train.batch_size < 4:
