@@ -26,11 +26,12 @@ def test_views_from_the_side_stream_are_the_steps_own(tmp_path: Path, monkeypatc
         trainer = Trainer(cfg, create_run("feed", config_to_yaml(cfg), Path(tmp)), progress=False)
         for step in range(3):
             views, ids, _ = trainer.views(step)  # the loader's, from step 1 on made one step ahead
-            assert trainer._pending is not None
-            trainer._pending[1].result()  # the loader is idle now: its side stream can be set aside
-            side, trainer._side_stream = trainer._side_stream, None
+            feed = trainer.feed
+            assert feed.pending is not None and feed.side_stream is not None
+            feed.pending[1].result()  # the loader is idle now: its side stream can be set aside
+            side, feed.side_stream = feed.side_stream, None
             try:  # what the step would make itself, on its own stream
-                own = trainer._augmented(trainer._prepare(step))
+                own = feed.augmented(feed.prepare(step))
             finally:
-                trainer._side_stream = side
+                feed.side_stream = side
             assert torch.equal(views, own.views) and torch.equal(ids, own.view_ids)

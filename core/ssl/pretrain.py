@@ -13,7 +13,6 @@ import argparse
 import math
 import sys
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,6 @@ from ..imaging.bands import bands_of, is_rgb
 from ..distributed import DistEnv, agree, from_first
 from ..device import Precision, pick_device, pick_precision
 from .compiled import compiled, first_step_or_eager
-from .feed import PreparedBatch
 from .knn_monitor import KnnMonitor
 from .methods import StepExtra, StepLoss, method_step
 from .models import build_pretrain_model
@@ -44,6 +42,7 @@ from .optim import build_optimizer, warmup_cosine
 from .shuffle_bn import bn_note, bn_splits, split_batchnorm
 from .contrastive_info import stats_to_means
 from .run_start import log_start
+from .step_feed import StepFeed
 from .step_records import StepRecords
 from ..store.lifecycle import (RunLife, StopFlag, check_finite, parse_run_args, prepared_run, run_arguments,
                                train_from_cli)
@@ -129,9 +128,8 @@ class Trainer:
         self.step = 0
         self.records = StepRecords(2 * self.local_batch if cfg.method == "simclr" else self.local_batch,
                                    moco=cfg.method == "moco", world=self.env.world)
-        self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tile-loader")
-        self._pending: tuple[int, Future] | None = None
-        self._side_stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None  # the feed's
+        self.feed = StepFeed(cfg, self.dataset, self.augment, self.order, self.env.rank, self.device, self._layout,
+                             lambda: self.total_steps)  # each step's data, prepared one step ahead
         self._writes = BackgroundJobs("checkpoint-writer")  # a checkpoint is written while the next steps run
 
     def _classes_for_the_oracle(self) -> torch.Tensor | None:
@@ -147,53 +145,10 @@ class Trainer:
     # ------------------------------------------------------------------ data
     def batch_indices(self, step: int) -> list[int]:
         """This rank's dataset indices for a step: a pure function of (seed, epoch, position)."""
-        return self.order.rank_batch(step, self.env.rank)
-
-    def _prepare(self, step: int) -> PreparedBatch:
-        """A step's tiles, ids and every random augmentation choice, made on the host (the loader thread runs this
-        one step ahead), so the step itself reads nothing to decide a branch. Two generators of (seed, step, rank):
-        the training views', and the support views' own (the two views stay those of any run with this seed)."""
-        idx = self.batch_indices(step)
-        images = self.dataset.get_images(idx)
-        b, _, h, w = images.shape
-        gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + step * 97 + self.env.rank)
-        params = self.augment.sample(b, h, w, gen)
-        support = None
-        lc = self.cfg.loss
-        if lc.name == "false" and lc.detector == "support":
-            sgen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + step * 97 + self.env.rank + 7_777_777)
-            support = [self.augment.sample(b, h, w, sgen) for _ in range((lc.support_views + 1) // 2)]
-        batch = PreparedBatch(idx, images, torch.as_tensor(idx, dtype=torch.long), params, support)
-        if self._side_stream is None:  # the CPU: views made in the step (feed.py says why)
-            return batch
-        with torch.cuda.device(self.device), torch.cuda.stream(self._side_stream):
-            return self._augmented(batch.pinned()).made_on(self._side_stream)
-
-    def _augmented(self, batch: PreparedBatch) -> PreparedBatch:
-        """The batch with its two views (and support views) made from its tiles and augmentation choices."""
-        images = batch.images.to(self.device, non_blocking=True)
-        ids = batch.ids.to(self.device, non_blocking=True)
-        views, view_ids = self.augment.apply(images, ids, batch.params)
-        return batch.with_views(self._layout(views), view_ids, self._support_views(images, ids, batch))
-
-    def _batch(self, step: int) -> PreparedBatch:
-        """This step's batch; the next step's is prepared in a background thread meanwhile."""
-        if self._pending is not None and self._pending[0] == step:
-            batch = self._pending[1].result()
-        else:
-            batch = self._prepare(step)
-        if step + 1 < self.total_steps:
-            self._pending = (step + 1, self._loader.submit(self._prepare, step + 1))
-        else:
-            self._pending = None
-        return batch
+        return self.feed.batch_indices(step)
 
     def views(self, step: int) -> tuple[torch.Tensor, torch.Tensor, StepExtra | None]:
-        batch = self._batch(step)
-        if batch.views is None:
-            batch = self._augmented(batch)
-        if batch.ready is not None:  # made on the loader's side stream
-            batch.use_on(torch.cuda.current_stream(self.device))
+        batch = self.feed.batch(step)
         extra = None
         if self.class_of_id is not None or batch.support_views is not None:
             extra = StepExtra(support=batch.support_views, class_of_id=self.class_of_id)
@@ -203,13 +158,6 @@ class Trainer:
         if self.precision.channels_last and self.cfg.train.channels_last:
             return views.contiguous(memory_format=torch.channels_last)
         return views
-
-    def _support_views(self, images: torch.Tensor, ids: torch.Tensor, batch: PreparedBatch) -> torch.Tensor | None:
-        """FNC's support set: ``loss.support_views`` more views of each image."""
-        if batch.support is None:
-            return None
-        made = [self.augment.apply(images, ids, params)[0] for params in batch.support]
-        return self._layout(torch.cat(made)[: self.cfg.loss.support_views * len(batch.idx)])
 
     # ------------------------------------------------------------------ one step
     def train_step(self, step: int) -> StepLoss:
@@ -288,8 +236,7 @@ class Trainer:
         cfg, main = self.cfg, self.env.main
         self._log_start(life)
         self.model.train()
-        if self.step < self.total_steps and (self._pending is None or self._pending[0] != self.step):
-            self._pending = (self.step, self._loader.submit(self._prepare, self.step))  # the first, too
+        self.feed.start(self.step)
         t_last, steps_since, may_stop = time.perf_counter(), 0, True
         while self.step < self.total_steps and not (may_stop and self._stop_agreed(life)):
             if not self._compile_checked:  # the first compiled step: eager if compiling fails
