@@ -1,0 +1,159 @@
+"""What the Gradio demo serves with, apart from its page: the models (loaded once, every candidate for ``auto``),
+the time a window costs here and the refusal it allows before decoding, the last results by file content, and the
+request helpers (a client gone, upload leftovers). ``workbench.gradio_app`` builds the page on these."""
+from __future__ import annotations
+
+import os
+
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # read when gradio is imported: no calls home, ever
+
+import hashlib  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import gradio as gr  # noqa: E402
+import torch  # noqa: E402
+
+from core.device import pick_device  # noqa: E402
+from core.imaging.bands import card_bands  # noqa: E402
+from core.imaging.imageio import plain_image_size  # noqa: E402
+from core.seg.infer import count_windows  # noqa: E402
+from core.seg.model_choice import ModelCache, given_model  # noqa: E402
+from core.seg.segmentation_result import Segmentation  # noqa: E402
+from core.seg.segmodel import load_seg_model  # noqa: E402
+from core.store.catalog import ModelEntry, segmentation_models  # noqa: E402
+from core.store.checkpoint import CheckpointError  # noqa: E402
+
+MIN_WINDOWS_TO_ESTIMATE = 16  # smaller images just run (the time budget still watches them)
+CACHED_MODELS = 12  # auto scores every candidate per image: keep them all loaded rather than reload them
+KEEP_RESULTS = 8  # results kept per (file content, settings) so a re-upload is instant
+
+
+# ------------------------------------------------------------------------------------------------ model
+class Models:
+    """The model the demo was started with, or every candidate for ``auto``; loaded once per process (the cache
+    has its own lock; forward passes of concurrent requests run side by side), and the last results by file
+    content."""
+
+    def __init__(self, checkpoint: Path | str | None) -> None:
+        self.device = pick_device()
+        self.cache = ModelCache(size=CACHED_MODELS)
+        self.given: ModelEntry | None = None
+        self.entries: list[ModelEntry] = []
+        if checkpoint is None or str(checkpoint) == "auto":
+            self.entries = [e for e in segmentation_models() if e.card.get("kind") == "segmentation"]
+            if not self.entries:
+                raise CheckpointError("no segmentation model in checkpoints/ nor in runs/; pass --checkpoint PATH")
+        else:
+            path = Path(checkpoint)
+            model, card = load_seg_model(path, device=self.device)  # its card checked there, classes included
+            self.cache.put(path, self.device, model, card)
+            self.given = given_model(path, card)
+        self.lock = threading.Lock()
+        self.results: dict[tuple[str, Any], Segmentation] = {}
+        self._window_s: dict[int, float] = {}
+
+    def seconds_per_window(self, tile: int) -> float:
+        """What one window of ``tile`` pixels costs here (one timed batch of the first model, once per tile)."""
+        with self.lock:
+            if tile not in self._window_s:
+                entry = self.given or self.entries[0]
+                model, card = self.cache.load(entry.path, self.device)
+                x = torch.zeros(2, len(card_bands(card)), tile, tile, device=self.device)
+                with torch.inference_mode():
+                    model(x[:1])  # warm-up
+                    t0 = time.perf_counter()
+                    model(x)
+                    self._window_s[tile] = (time.perf_counter() - t0) / 2
+            return self._window_s[tile]
+
+    def refuse_if_too_slow(self, path: str, name: str, tile: int, overlap: float, tta: bool,
+                           budget_s: float | None, budget_px: int) -> None:
+        """gr.Error before decoding when a plain image's windows alone will clearly take longer than the budget
+        (an image over the pixel budget is left to ``read_image``, whose refusal says so)."""
+        size = plain_image_size(path)
+        if budget_s is None or size is None or size[0] * size[1] > budget_px:
+            return
+        windows = count_windows(size[1], size[0], tile, overlap) * (2 if tta else 1)
+        if windows < MIN_WINDOWS_TO_ESTIMATE:
+            return
+        try:
+            need = windows * self.seconds_per_window(tile)
+        except Exception:  # noqa: BLE001 - no estimate (e.g. a model that fails to load): the deadline watches
+            return
+        if need > 1.25 * budget_s:
+            raise gr.Error(f"{name}: this image ({size[0]}x{size[1]}, {windows} windows) needs about {need:.0f} s "
+                           f"on this machine, over the time budget of a request here ({budget_s:.0f} s): use a "
+                           "smaller image or `python -m core.segment`, which has no time budget",
+                           print_exception=False)
+
+    @property
+    def description(self) -> str:
+        if self.given is None:
+            return (f"auto: per image, the best domain fit of {len(self.entries)} model(s) "
+                    f"({', '.join(e.label.removeprefix('shipped: ') for e in self.entries[:4])}"
+                    f"{', ...' if len(self.entries) > 4 else ''}), on {self.device}")
+        c = self.given.card
+        return (f"`{self.given.path.name}`: {c.get('arch')} / {c.get('encoder')}, {len(c['classes'])} classes, "
+                f"on {self.device}")
+
+    @property
+    def card(self) -> dict[str, Any] | None:
+        return self.given.card if self.given is not None else None
+
+    def remember(self, key: tuple[str, Any], seg: Segmentation) -> None:
+        self.results[key] = seg
+        while len(self.results) > KEEP_RESULTS:
+            self.results.pop(next(iter(self.results)))
+
+
+def file_digest(path: str | Path) -> str:
+    """What a file is, whatever its upload name: a digest of its bytes."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------------------------------------ the app
+def client_gone() -> Callable[[], bool] | None:
+    """For the request being served: whether its client went away (gradio marks its event dead when the
+    client's stream closes; the work itself runs on, in a thread, unless it asks). None outside a request."""
+    try:
+        from gradio.context import LocalContext
+
+        blocks, event_id = LocalContext.blocks.get(None), LocalContext.event_id.get(None)
+    except Exception:  # noqa: BLE001 - gradio internals moved: no cancellation, never an error
+        return None
+    if blocks is None or not event_id:
+        return None
+
+    def gone() -> bool:
+        for jobs in getattr(getattr(blocks, "_queue", None), "active_jobs", None) or []:
+            for event in jobs or []:
+                if getattr(event, "_id", None) == event_id:
+                    return not getattr(event, "alive", True)
+        return False
+    return gone
+
+
+def sweep_upload_leftovers(folder: Path | str | None = None, min_age_s: float = 60.0) -> int:
+    """Delete the empty ``tmp*`` files gradio's upload parser leaves in its cache folder (hundreds after a few
+    runs); only files untouched for ``min_age_s``, so an upload in progress is never touched. Returns how many."""
+    folder = Path(folder or os.environ.get("GRADIO_TEMP_DIR", ""))
+    if not folder.is_dir():
+        return 0
+    now, gone = time.time(), 0
+    for p in folder.glob("tmp*"):
+        try:
+            st = p.lstat()
+            if p.is_file() and not p.is_symlink() and st.st_size == 0 and now - st.st_mtime >= min_age_s:
+                p.unlink()
+                gone += 1
+        except OSError:
+            pass
+    return gone
