@@ -21,7 +21,8 @@ from core.config import DataConfig
 from core.config.strategy import strategy_label
 from core.seg.data_defaults import source_data
 from core.store.sources import list_sources
-from core.imaging.bands import bands_of, card_bands, is_rgb, preview_chw
+from core.imaging.band_preview import preview_chw
+from core.imaging.bands import bands_of, card_bands, is_rgb
 from workbench.common import dataset_of, go_to, pick_picture, show_error, shows_errors
 from workbench.warmup import wait_for_warmup
 

@@ -15,8 +15,9 @@ from rasterio.transform import from_origin
 from core.data.augment import TwoViewAugment
 from core.data.folder import ImageFolderTiles
 from core.data.seg_augment import SegAugment
-from core.imaging.bands import (BandError, band_nodata_mask, band_norm, file_band_names, file_bands, model_pixels, preview, read_bands,
-                                resolve)
+from core.imaging.band_preview import preview
+from core.imaging.bands import BandError, band_norm, file_band_names, file_bands, read_bands, resolve
+from core.imaging.model_bands import band_nodata_mask, model_pixels
 from core.imaging.imageio import read_image
 from core.seg.finetune import main as finetune_main
 from core.seg.segment import main as segment_main

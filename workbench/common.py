@@ -278,8 +278,8 @@ PICTURE_LABELS = {"true": "true colour (R, G, B)", "false": "false colour (NIR, 
 
 def pick_picture(bands: Sequence[str], key: str) -> str:
     """How to show tiles of these bands: true colour, or false colour (NIR, R, G) where there is a NIR band; a
-    radio only when there is a choice (``core.imaging.bands.preview_modes``)."""
-    from core.imaging.bands import preview_modes
+    radio only when there is a choice (``core.imaging.band_preview.preview_modes``)."""
+    from core.imaging.band_preview import preview_modes
 
     modes = preview_modes(bands)
     if len(modes) == 1:

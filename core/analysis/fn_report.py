@@ -27,7 +27,8 @@ from ..ssl.batch_order import BatchOrder
 from ..config import ConfigError, PretrainConfig
 from ..config.strategy import strategy_label, uses_labels
 from ..data import DataError, build_dataset
-from ..imaging.bands import bands_of, preview_chw
+from ..imaging.band_preview import preview_chw
+from ..imaging.bands import bands_of
 from .fn_quality import colour_features, moco_candidates, score_flags, simclr_candidates
 from .fn_scoring import NO_CLASS, base_rate, dominant_classes, load_pairs, run_config
 from ..store.runs import NotARunError, Run, atomic_write_json, open_run, read_json_file

@@ -22,7 +22,8 @@ from ..config import ConfigError, PretrainConfig, upgrade_run_config, validate_c
 from ..store.runs import Run, kind_of_config, read_jsonl
 from ..data.dominant import NO_CLASS, dominant_classes  # noqa: F401 - the analysis reads them from here too
 from ..data.protocols import TileSet
-from ..imaging.bands import RGB, bands_of, preview_chw
+from ..imaging.band_preview import preview_chw
+from ..imaging.bands import RGB, bands_of
 
 PAIR_COLUMNS = ("step", "anchor_index", "anchor_view", "candidate_index", "candidate_view", "distance", "cos",
                 "cos_pos", "calibrated", "mirrored")
@@ -409,7 +410,7 @@ def precision_over_training(pairs: pd.DataFrame, dominant: np.ndarray | None, bi
 # ------------------------------------------------------------------------------------------------ images
 def pair_tiles(dataset: TileSet, pairs: pd.DataFrame, mode: str = "true") -> tuple[np.ndarray, np.ndarray]:
     """Anchor and candidate tiles of the given pairs as uint8 (K, H, W, 3) arrays, in two batched fetches; tiles of
-    more bands in ``mode`` colour (``core.imaging.bands.preview``: true or false colour).
+    more bands in ``mode`` colour (``core.imaging.band_preview.preview``: true or false colour).
 
     The anchor's positive is another augmented view of the anchor tile itself, so the tile stands for both.
     """

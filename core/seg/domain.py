@@ -33,7 +33,8 @@ import torch
 from torch import nn
 
 from ..data.augment import normalise
-from ..imaging.bands import card_bands, is_rgb, preview
+from ..imaging.band_preview import preview
+from ..imaging.bands import card_bands, is_rgb
 
 FINGERPRINT_VERSION = 2
 FEATURE_SIDE = 256

@@ -34,7 +34,8 @@ import numpy as np
 import torch
 
 from ..store.catalog import ModelEntry, segmentation_models
-from ..imaging.bands import BandError, card_bands, is_rgb, model_pixels
+from ..imaging.bands import BandError, card_bands, is_rgb
+from ..imaging.model_bands import model_pixels
 from ..store.checkpoint import CheckpointError
 from .domain import (ColourFit, DomainScore, card_fingerprint, colour_fit, score_image, training_data_kind,
                      training_data_text)

@@ -37,7 +37,9 @@ from ..store.checkpoint import CheckpointError
 from ..device import pick_device
 from .domain import DomainScore, score_image, training_data_kind, training_data_text
 from ..imaging.budget import DEFAULT_MAX_MEGAPIXELS, MAX_MEGAPIXELS_ENV, max_pixels
-from ..imaging.bands import band_nodata_mask, card_bands, is_rgb, model_pixels, picture_views
+from ..imaging.band_preview import picture_views
+from ..imaging.bands import card_bands, is_rgb
+from ..imaging.model_bands import band_nodata_mask, model_pixels
 from ..imaging.imageio import ImageError, LoadedImage, read_image
 from .infer import NODATA, check_tile, class_areas, overlap_pixels, predict
 from .label_score import LabelMaskError, LabelScore, score_label_file

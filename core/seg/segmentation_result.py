@@ -51,7 +51,7 @@ class Segmentation:
     resampled: float | None = None  # scale applied for inference, None when not resampled
     nodata_share: float = 0.0
     model: dict[str, Any] = field(default_factory=dict)  # name, path, how chosen and why
-    # Other pictures of a multi-band image (``core.imaging.bands.preview``), e.g. {"false": NIR-R-G}; ``rgb`` is true
+    # Other pictures of a multi-band image (``core.imaging.band_preview.preview``), e.g. {"false": NIR-R-G}; ``rgb`` is true
     # colour. Only for the screen: reports and files are the same whatever is shown.
     views: dict[str, np.ndarray] = field(default_factory=dict)
     bands: list[str] | None = None  # the bands the model read, when not R, G, B
