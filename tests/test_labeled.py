@@ -540,3 +540,19 @@ def test_folder_scenes_whose_files_link_outside_are_skipped(folder, tmp_path):
     with pytest.warns(UserWarning, match=r"skipping scene tile_0/part_0: .* symlink that leads outside"):
         ds = FolderSeg(root, table, tile_size=T, progress=False)
     assert "tile_0/part_0" not in {ds.tile_info(i)["scene"] for i in range(len(ds))} and len(ds) == 5 * 12
+
+
+def test_a_tile_cache_that_cannot_fit_its_disk_is_refused_before_it_is_written(potsdam, tmp_path, monkeypatch):
+    """Issue 29: the labeled sets' and image folders' caches are sized against free disk space too."""
+    import shutil as _shutil
+
+    from core.data import DataError, ImageFolderTiles
+    from core.data import paths
+
+    monkeypatch.setattr(paths.shutil, "disk_usage", lambda _p: _shutil._ntuple_diskusage(10**9, 10**9 - 4096, 4096))
+    with pytest.raises(DataError, match=r"its tile cache \(60 tiles of 32 px\) needs [\d.,]+ MiB on .* free: lower "
+                                        r"data\.tile_overlap, or set FALSE_WB_DATA"):
+        Potsdam(potsdam, tile_size=T, progress=False)
+    with pytest.raises(DataError, match=r"^tiling .* free: use fewer or smaller images, or set FALSE_WB_DATA"):
+        ImageFolderTiles(potsdam / "2_Ortho_RGB", tile_size=T, progress=False)
+    assert not list((tmp_path / "data" / "cache").glob(".*tmp*"))  # nothing left behind

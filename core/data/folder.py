@@ -26,8 +26,8 @@ from ..phases import phase_bar
 
 from ..imaging.bands import BandError, dataset_stretch, describe, read_bands
 from ..imaging.imageio import ImageError, read_image
-from .paths import (CachedTiles, DataError, data_root, leads_outside, publish_dir, remove_dead_temps,
-                    temp_dir_for)
+from .paths import (CachedTiles, DataError, check_free_space, data_root, leads_outside, publish_dir,
+                    remove_dead_temps, temp_dir_for)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 MAX_PIXELS = 178_956_970  # PIL's decompression-bomb error limit; our own check, whatever PIL is set to
@@ -184,7 +184,7 @@ class ImageFolderTiles(CachedTiles):
             sources, tiles, skipped = [], [], []
             names: list[str] | None = None
             stretch = dataset_stretch(files, self.bands) if self.bands is not None else None
-            raw_path = tmp / "tiles.raw"
+            raw_path, written = tmp / "tiles.raw", 0
             with open(raw_path, "wb") as raw:
                 bar = phase_bar(total=len(files), desc=f"tiling {self.folder.name}", unit="file",
                                 disable=not progress)
@@ -213,7 +213,11 @@ class ImageFolderTiles(CachedTiles):
                     h0, w0 = arr.shape[:2]
                     arr, scale, (top, left) = prepare(arr, tile)
                     cut, xy = cut_tiles(arr, tile, self.stride)
+                    # these tiles now, all of them once more in images.npy at the end (the raw file goes after)
+                    check_free_space(tmp, 2 * cut.nbytes + written, f"tiling {self.folder}",
+                                     "use fewer or smaller images")
                     raw.write(np.ascontiguousarray(cut).tobytes())
+                    written += cut.nbytes
                     src = len(sources)
                     sources.append(dict(file=rel, width=w0, height=h0, scale=scale, pad=[top, left]))
                     # origin in the source file's pixels (negative where padded)

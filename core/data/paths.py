@@ -57,13 +57,13 @@ def temp_dir_for(final: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-{os.getpid()}-", dir=final.parent))
 
 
-def check_free_space(folder: Path, need: int, what: str, lower: str) -> None:
+def check_free_space(folder: Path, need: int, what: str, advice: str) -> None:
     """Refuse, in one line, a cache that would not fit on its disk, before a byte of it is written (a sparse
-    memory map would start anyway and fail, or fill the disk, hours later). ``lower``: the settings that shrink it."""
+    memory map would start anyway and fail, or fill the disk, hours later). ``advice``: what shrinks it."""
     folder.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(folder).free
     if need > free:
-        raise DataError(f"{what} needs {_gib(need)} on {folder}, which has {_gib(free)} free: lower {lower}, or set "
+        raise DataError(f"{what} needs {_gib(need)} on {folder}, which has {_gib(free)} free: {advice}, or set "
                         "FALSE_WB_DATA to a folder on a larger disk")
 
 

@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from ..phases import phase_bar
 
-from .paths import (REPO_ROOT, CachedTiles, DataError, data_root, leads_outside, publish_dir, remove_dead_temps,
-                    temp_dir_for)
+from .paths import (REPO_ROOT, CachedTiles, DataError, check_free_space, data_root, leads_outside, publish_dir,
+                    remove_dead_temps, temp_dir_for)
 from .protocols import SceneTiles
 from ..imaging.bands import BandError, dataset_stretch, describe, read_bands
 from ..imaging.imageio import ImageError
@@ -212,10 +212,12 @@ class SegTiles(CachedTiles):
         if self.bands is not None:  # the bands' names and the data set's stretch, before any tile is cut
             self._stretch = dataset_stretch([s.image for s in scenes], self.bands, names=self.file_bands)
             names = self._read_bands(scenes[0].image, self._stretch)[1]
+        channels = 3 if names is None else len(names)
+        check_free_space(self.cache_dir.parent, n * tile * tile * (channels + 1),
+                         f"{self.title}: its tile cache ({n:,} tiles of {tile} px)", "lower data.tile_overlap")
         tmp = temp_dir_for(self.cache_dir)
         try:
-            images = np.lib.format.open_memmap(tmp / "images.npy", "w+", np.uint8,
-                                               (n, tile, tile, 3 if names is None else len(names)))
+            images = np.lib.format.open_memmap(tmp / "images.npy", "w+", np.uint8, (n, tile, tile, channels))
             masks = np.lib.format.open_memmap(tmp / "masks.npy", "w+", np.uint8, (n, tile, tile))
             counts = np.zeros((n, n_cls), np.int64)
             tiles, tile_split, scene_meta, k = [], [], [], 0

@@ -115,7 +115,7 @@ class SyntheticAerial(CachedTiles):
     def _generate(self, size: int) -> None:
         n, t0 = self.num_tiles, time.time()
         check_free_space(self.cache_dir.parent, n * size * size * 4, f"the synthetic set ({n:,} tiles of {size} px)",
-                         "data.num_tiles or data.tile_size")  # images (3 bytes a pixel) and labels (1)
+                         "lower data.num_tiles or data.tile_size")  # images (3 bytes a pixel) and labels (1)
         tmp = temp_dir_for(self.cache_dir)
         try:
             images = np.lib.format.open_memmap(tmp / "images.npy", "w+", np.uint8, (n, size, size, 3))
