@@ -18,7 +18,7 @@ from .store.runs import REPO_ROOT
 
 COMMANDS = {
     "pretrain": ("core.ssl.pretrain", "contrastive pretraining (SimCLR / MoCo v2, with or without FALSE)"),
-    "finetune": ("core.seg.finetune", "segmentation fine-tuning of a pretrained encoder"),
+    "finetune": ("core.seg.finetune_cli", "segmentation fine-tuning of a pretrained encoder"),
     "compare": ("core.seg.compare", "methods x seeds with paired intervals"),
     "probe": ("core.seg.probe", "linear probe of a frozen encoder on whole held-out scenes"),
     "segment": ("core.seg.segment", "segment image files (auto model choice, reports, GeoTIFF masks)"),

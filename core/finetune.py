@@ -1,7 +1,7 @@
-"""``python -m core.finetune`` (as cards and docs write it) runs ``core.seg.finetune``."""
+"""``python -m core.finetune`` (as cards and docs write it) runs ``core.seg.finetune_cli``."""
 import sys
 
-from core.seg.finetune import main
+from core.seg.finetune_cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

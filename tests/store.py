@@ -14,7 +14,7 @@ import os
 import shutil
 from pathlib import Path
 
-from core.seg.finetune import main as finetune_main
+from core.seg.finetune_cli import main as finetune_main
 from core.ssl.pretrain import main as pretrain_main
 from core.store.runs import atomic_write_bytes, create_run, list_runs
 

@@ -19,7 +19,7 @@ from core.imaging.band_preview import preview
 from core.imaging.bands import BandError, band_norm, file_band_names, file_bands, read_bands, resolve
 from core.imaging.model_bands import band_nodata_mask, model_pixels
 from core.imaging.imageio import read_image
-from core.seg.finetune import main as finetune_main
+from core.seg.finetune_cli import main as finetune_main
 from core.seg.segment import main as segment_main
 from core.seg.segmodel import load_seg_model
 from core.ssl.models import adapt_first_conv, build_encoder

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from core.seg.compare import main as compare_main
-from core.seg.finetune import main as finetune_main
+from core.seg.finetune_cli import main as finetune_main
 from core.ssl.pretrain import main as pretrain_main
 from core.store.runs import list_runs
 from core.seg.segmodel import load_seg_model

@@ -314,7 +314,7 @@ def _baseline_twin(store_base: Path, tmp_path: Path, monkeypatch, trained: bool)
     """A private copy of the store plus the random-encoder twin of its fine-tuning run (its config with init random):
     trained for real, or a finished folder whose test scores are those of the run on the same scenes, 10 points
     lower."""
-    from core.seg.finetune import main as finetune_main
+    from core.seg.finetune_cli import main as finetune_main
     from core.store.runs import atomic_write_json, create_run
 
     runs = copy_store(store_base, tmp_path)

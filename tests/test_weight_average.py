@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from core.seg.finetune import main as finetune_main
+from core.seg.finetune_cli import main as finetune_main
 from core.seg.segmodel import load_seg_model
 from core.seg.weight_average import WeightAverage
 from core.store.runs import list_runs

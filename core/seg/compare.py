@@ -174,7 +174,7 @@ class Comparison:
             result = run_probe(ecfg, splits=self.eval_splits(method), progress=True)
             self._evaluated(method, pseed, seed, encoder, result.record(ecfg))
         else:
-            from .finetune import run_finetune
+            from .finetune_cli import run_finetune
 
             run = run_finetune(ecfg, self.root, progress=True, stop=self.stop)
             self._evaluated(method, pseed, seed, encoder, json.loads((run.path / "test_metrics.json").read_text()),

@@ -15,8 +15,6 @@ SyncBatchNorm on GPUs); the first rank alone validates, writes the folder and te
 """
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import sys
 import time
@@ -30,8 +28,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ..store.checkpoint import (load_checkpoint, read_metadata, rng_state, save_checkpoint,
                                 set_rng_state)
-from ..store.resume import open_for_resume
-from ..config import ConfigError, FinetuneConfig, apply_overrides, config_to_yaml, load_config, validate_config
+from ..config import ConfigError, FinetuneConfig
 from ..data import DataError
 from ..data.labeled import build_seg_splits
 from ..data.mask_read import label_masks_of
@@ -39,12 +36,10 @@ from .fingerprint import domain_section, rewrite_card
 from ..data.seg_augment import SegAugment, jitter_strengths
 from ..device import pick_device, pick_precision
 from ..phases import phase_bar
-from ..distributed import DistEnv, agree, barrier, from_first, mean_over_ranks
+from ..distributed import DistEnv, agree, barrier, mean_over_ranks
 from .metrics import SegScores
-from ..store.lifecycle import (RunLife, StopFlag, check_finite, parse_run_args, prepared_run, run_arguments,
-                               train_from_cli)
-from ..store.runs import NotARunError, Run, atomic_write_json, create_run
-from ..store.run_lock import lock_run
+from ..store.lifecycle import RunLife, StopFlag, check_finite
+from ..store.runs import NotARunError, Run, atomic_write_json
 from .scene_eval import evaluate, test_scores
 from .seg_loss import SegLoss
 from .weight_average import WeightAverage, bn_batch_count, training_batches
@@ -382,63 +377,7 @@ class FinetuneTrainer:
         self.run.log(f"domain fingerprint from {card['domain']['fingerprint']['note']} written into the best model")
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = run_arguments("python -m core.finetune", __doc__.split("\n\n")[0], "YAML config (see configs/finetune_*.yaml)")
-    return parse_run_args(p, argv)
+if __name__ == "__main__":  # the command line lives in finetune_cli.py (``python -m core.finetune``)
+    from core.seg.finetune_cli import main
 
-
-def run_finetune(cfg: FinetuneConfig, runs_root: Path | None = None, progress: bool = True,
-                 stop: StopFlag | None = None) -> Run:
-    """Fine-tune and evaluate in this process; returns the run folder (used by the comparison). A ``stop`` that
-    ends it early raises ``KeyboardInterrupt``: the caller has no score to read."""
-    trainer = FinetuneTrainer(cfg, None, progress=progress)
-    trainer.run = create_run(cfg.name or f"finetune-{cfg.model.arch}", config_to_yaml(cfg), runs_root)
-    if trainer.fit(stop) != "completed":  # stopped: no test score to return
-        raise KeyboardInterrupt
-    return trainer.run
-
-
-def start(args: argparse.Namespace, env: DistEnv | None = None) -> FinetuneTrainer:
-    """The trainer of a resumed, a launcher-made or a new run (data built before a new folder is made)."""
-    env = env or DistEnv()
-    progress = not args.no_progress
-    if args.resume:
-        run, ckpt = open_for_resume(args.resume)
-        cfg = validate_config(apply_overrides(run.stored_config(), args.overrides), FinetuneConfig)
-        trainer = FinetuneTrainer(cfg, run, progress=progress, env=env)
-        if ckpt is not None:
-            trainer.restore(ckpt)
-            if env.main:
-                run.truncate_after(trainer.step)
-        return trainer
-    if args.run_dir:
-        run = prepared_run(args.run_dir)
-        lock_run(run)
-        cfg = validate_config(apply_overrides(run.config(), args.overrides), FinetuneConfig)
-        return FinetuneTrainer(cfg, run, progress=progress, env=env)
-    if not args.config and not args.overrides:
-        raise ConfigError("give --config FILE (see configs/finetune_*.yaml) or --resume RUN_DIR")
-    cfg = load_config(args.config, args.overrides, FinetuneConfig)
-    trainer = FinetuneTrainer(cfg, None, progress=progress, env=env)
-    run = None
-    if env.main:
-        run = create_run(cfg.name or f"finetune-{cfg.model.arch}", config_to_yaml(cfg),
-                         Path(args.runs_root) if args.runs_root else None)
-        lock_run(run)
-    trainer.run = Run(Path(from_first(str(run.path) if run else None, env)))
-    return trainer
-
-
-def main(argv: list[str] | None = None) -> int:
-    code, trainer = train_from_cli(argv, parse_args, start, "fine-tuning")
-    if trainer is None:
-        return code
-    test = trainer.run.path / "test_metrics.json"
-    if test.exists():
-        t = json.loads(test.read_text())
-        print(f"{t['split']} mIoU {t['miou']:.4f}  OA {t['oa']:.4f}  kappa {t['kappa']:.4f}")
-    return 0
-
-
-if __name__ == "__main__":
     sys.exit(main())

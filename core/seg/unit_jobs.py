@@ -5,7 +5,7 @@ Why: small batches of small views do not keep every core of a CPU busy, so two u
 sooner than the same two one after the other with two threads (``bench/parallel_units.py``: 1.24x the units per
 hour on 2 cores); a machine with several GPUs (or room for several small units on one) is filled the same way. Each
 unit is a real run folder started as the app's launcher starts one (``core.store.launch._spawn``: ``python -m
-core.ssl.pretrain | core.seg.probe | core.seg.finetune --run-dir``), resumable, inspectable and stoppable on its own;
+core.ssl.pretrain | core.seg.probe | core.seg.finetune_cli --run-dir``), resumable, inspectable and stoppable on its own;
 the comparison records a unit once its process has completed. A stop of the comparison (SIGTERM / Ctrl-C) stops
 every running unit (a trainer at its next step, with a checkpoint; a probe where it is).
 

@@ -30,7 +30,7 @@ from ..config import config_to_yaml
 from .runs import REPO_ROOT, Run, atomic_write_json, create_run, read_json_file, tail_text
 from .run_lock import RunBusyError, pid_alive
 
-MODULES = {"pretrain": "core.ssl.pretrain", "finetune": "core.seg.finetune", "compare": "core.seg.compare",
+MODULES = {"pretrain": "core.ssl.pretrain", "finetune": "core.seg.finetune_cli", "compare": "core.seg.compare",
            "probe": "core.seg.probe"}  # a probe: minutes long, no checkpoint; a Stop ends it, a Resume runs it again
 SEVERAL_PROCESSES = ("pretrain", "finetune")  # the trainers that join a torchrun group
 CONSOLE = "console.txt"

@@ -1,0 +1,79 @@
+"""``python -m core.finetune``: open, resume or create a fine-tuning run, train it (``FinetuneTrainer``) and print
+its test scores; ``run_finetune`` does the same in-process for the comparison."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..config import ConfigError, FinetuneConfig, apply_overrides, config_to_yaml, load_config, validate_config
+from ..distributed import DistEnv, from_first
+from ..store.lifecycle import StopFlag, parse_run_args, prepared_run, run_arguments, train_from_cli
+from ..store.resume import open_for_resume
+from ..store.run_lock import lock_run
+from ..store.runs import Run, create_run
+from .finetune import FinetuneTrainer
+from .finetune import __doc__ as FINETUNE_DOC
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = run_arguments("python -m core.finetune", FINETUNE_DOC.split("\n\n")[0], "YAML config (see configs/finetune_*.yaml)")
+    return parse_run_args(p, argv)
+
+
+def run_finetune(cfg: FinetuneConfig, runs_root: Path | None = None, progress: bool = True,
+                 stop: StopFlag | None = None) -> Run:
+    """Fine-tune and evaluate in this process; returns the run folder (used by the comparison). A ``stop`` that
+    ends it early raises ``KeyboardInterrupt``: the caller has no score to read."""
+    trainer = FinetuneTrainer(cfg, None, progress=progress)
+    trainer.run = create_run(cfg.name or f"finetune-{cfg.model.arch}", config_to_yaml(cfg), runs_root)
+    if trainer.fit(stop) != "completed":  # stopped: no test score to return
+        raise KeyboardInterrupt
+    return trainer.run
+
+
+def start(args: argparse.Namespace, env: DistEnv | None = None) -> FinetuneTrainer:
+    """The trainer of a resumed, a launcher-made or a new run (data built before a new folder is made)."""
+    env = env or DistEnv()
+    progress = not args.no_progress
+    if args.resume:
+        run, ckpt = open_for_resume(args.resume)
+        cfg = validate_config(apply_overrides(run.stored_config(), args.overrides), FinetuneConfig)
+        trainer = FinetuneTrainer(cfg, run, progress=progress, env=env)
+        if ckpt is not None:
+            trainer.restore(ckpt)
+            if env.main:
+                run.truncate_after(trainer.step)
+        return trainer
+    if args.run_dir:
+        run = prepared_run(args.run_dir)
+        lock_run(run)
+        cfg = validate_config(apply_overrides(run.config(), args.overrides), FinetuneConfig)
+        return FinetuneTrainer(cfg, run, progress=progress, env=env)
+    if not args.config and not args.overrides:
+        raise ConfigError("give --config FILE (see configs/finetune_*.yaml) or --resume RUN_DIR")
+    cfg = load_config(args.config, args.overrides, FinetuneConfig)
+    trainer = FinetuneTrainer(cfg, None, progress=progress, env=env)
+    run = None
+    if env.main:
+        run = create_run(cfg.name or f"finetune-{cfg.model.arch}", config_to_yaml(cfg),
+                         Path(args.runs_root) if args.runs_root else None)
+        lock_run(run)
+    trainer.run = Run(Path(from_first(str(run.path) if run else None, env)))
+    return trainer
+
+
+def main(argv: list[str] | None = None) -> int:
+    code, trainer = train_from_cli(argv, parse_args, start, "fine-tuning")
+    if trainer is None:
+        return code
+    test = trainer.run.path / "test_metrics.json"
+    if test.exists():
+        t = json.loads(test.read_text())
+        print(f"{t['split']} mIoU {t['miou']:.4f}  OA {t['oa']:.4f}  kappa {t['kappa']:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
