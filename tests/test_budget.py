@@ -107,17 +107,22 @@ def test_the_gradio_api_answers_small_requests_while_a_big_one_runs_and_stops_it
         with pytest.raises(AppError, match=r"big\.png: this image \(2400x2400, 36 windows\) needs about \d+ s"):
             client.predict(handle_file(str(big)), api_name="/segment")  # refused from its header's window count
         assert time.perf_counter() - t0 < 20
-        tif = tmp_path / "big.tif"  # a TIFF may be resampled, so it is not estimated: the deadline watches it
+        tif = tmp_path / "big.tif"  # a TIFF is sized from its header too (issue 29: it used to run 6-9 s first)
         Image.open(big).save(tif)
         t0 = time.perf_counter()
-        job = client.submit(handle_file(str(tif)), api_name="/segment")
+        with pytest.raises(AppError, match=r"big\.tif: this image \(2400x2400, 36 windows\) needs about \d+ s"):
+            client.predict(handle_file(str(tif)), api_name="/segment")
+        assert time.perf_counter() - t0 < 20
+        few = small_png(tmp_path / "few.png", 1200, 1200, seed=2)  # 9 windows: too few to estimate, ~7 s here
+        t0 = time.perf_counter()
+        job = client.submit(handle_file(str(few)), api_name="/segment")
         time.sleep(0.5)
         small = client.predict(handle_file(str(small_png(tmp_path / "s.png"))), api_name="/segment")
         big_still_running = not job.done()  # the small one did not wait for the big one to end
         assert Image.open(small[0]).size == (64, 48) and big_still_running
-        with pytest.raises(AppError, match=r"big\.tif: stopped (early: this image needs about|after)"):
+        with pytest.raises(AppError, match=r"few\.png: stopped (early: this image needs about|after)"):
             job.result(timeout=120)
-        assert time.perf_counter() - t0 < 30  # stopped on time, not after its whole ~30 s
+        assert time.perf_counter() - t0 < 30  # stopped by the deadline, not after its whole run
     finally:
         stop(demo)
 
@@ -135,3 +140,28 @@ def test_empty_upload_leftovers_are_swept_but_fresh_or_real_files_stay(tmp_path:
         os.utime(p, (time.time() - 600, time.time() - 600))
     assert sweep_upload_leftovers(tmp_path) == 1
     assert not old.exists() and fresh.exists() and real.exists()
+
+
+def test_headers_size_the_work_before_decoding_geotiffs_at_the_model_pixel_size(tmp_path: Path) -> None:
+    """Issue 29: a GeoTIFF's work was unknown until decoded (6-9 s per refused request); its header now gives its
+    size and pixel size, and the estimate uses the size the model will actually run on."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from core.imaging.imageio import ImageHeader, image_header
+    from workbench.gradio_serving import model_input_size
+
+    tif = tmp_path / "ortho.tif"
+    with rasterio.open(tif, "w", driver="GTiff", width=3000, height=2000, count=3, dtype="uint8",
+                       crs="EPSG:32633", transform=from_origin(500000, 4000000, 0.1, 0.1)) as dst:
+        dst.write(np.zeros((3, 2000, 3000), np.uint8))
+    head = image_header(tif)
+    assert head is not None and (head.width, head.height) == (3000, 2000)
+    assert head.pixel_size_m == pytest.approx(0.1)
+    assert image_header(small_png(tmp_path / "p.png")) == ImageHeader(64, 48)
+    (tmp_path / "junk.tif").write_bytes(b"II*\x00" + b"\x00" * 64)
+    assert image_header(tmp_path / "junk.tif") is None and image_header(tmp_path / "missing.png") is None
+    half_metre = {"domain": {"gsd_m": 0.5}}
+    assert model_input_size(head, half_metre) == (600, 400)  # run at 0.5 m: 25 times fewer pixels
+    assert model_input_size(head, {"domain": {"gsd_m": 0.12}}) == (3000, 2000)  # within the tolerance: as is
+    assert model_input_size(head, {}) == (3000, 2000)  # a card without a pixel size: as is

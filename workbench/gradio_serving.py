@@ -19,9 +19,10 @@ import torch  # noqa: E402
 
 from core.device import pick_device  # noqa: E402
 from core.imaging.bands import card_bands  # noqa: E402
-from core.imaging.imageio import plain_image_size  # noqa: E402
+from core.imaging.imageio import ImageHeader, image_header  # noqa: E402
 from core.seg.infer import count_windows  # noqa: E402
 from core.seg.model_choice import ModelCache, given_model  # noqa: E402
+from core.seg.resample import model_pixel_size, resample_factor, resampled_size  # noqa: E402
 from core.seg.segmentation_result import Segmentation  # noqa: E402
 from core.seg.segmodel import load_seg_model  # noqa: E402
 from core.store.catalog import ModelEntry, segmentation_models  # noqa: E402
@@ -33,6 +34,13 @@ KEEP_RESULTS = 8  # results kept per (file content, settings) so a re-upload is 
 
 
 # ------------------------------------------------------------------------------------------------ model
+def model_input_size(head: ImageHeader, card: dict[str, Any]) -> tuple[int, int]:
+    """(width, height) a model will run on: the image's own, or resampled to the card's pixel size as
+    ``core.seg.segment`` does."""
+    factor = resample_factor(head.pixel_size_m, model_pixel_size(card))
+    return (head.width, head.height) if factor is None else resampled_size(head.width, head.height, factor)
+
+
 class Models:
     """The model the demo was started with, or every candidate for ``auto``; loaded once per process (the cache
     has its own lock; forward passes of concurrent requests run side by side), and the last results by file
@@ -72,12 +80,15 @@ class Models:
 
     def refuse_if_too_slow(self, path: str, name: str, tile: int, overlap: float, tta: bool,
                            budget_s: float | None, budget_px: int) -> None:
-        """gr.Error before decoding when a plain image's windows alone will clearly take longer than the budget
-        (an image over the pixel budget is left to ``read_image``, whose refusal says so)."""
-        size = plain_image_size(path)
-        if budget_s is None or size is None or size[0] * size[1] > budget_px:
+        """gr.Error before decoding when an image's windows alone will clearly take longer than the budget, even on
+        the candidate model that needs the fewest (a GeoTIFF is resampled to a model's pixel size first). An image
+        over the pixel budget is left to ``read_image``, whose refusal says so."""
+        head = image_header(path)
+        if budget_s is None or head is None or head.width * head.height > budget_px:
             return
-        windows = count_windows(size[1], size[0], tile, overlap) * (2 if tta else 1)
+        cards = [e.card for e in ([self.given] if self.given is not None else self.entries)]
+        width, height = min((model_input_size(head, c) for c in cards), key=lambda wh: wh[0] * wh[1])
+        windows = count_windows(height, width, tile, overlap) * (2 if tta else 1)
         if windows < MIN_WINDOWS_TO_ESTIMATE:
             return
         try:
@@ -85,9 +96,9 @@ class Models:
         except Exception:  # noqa: BLE001 - no estimate (e.g. a model that fails to load): the deadline watches
             return
         if need > 1.25 * budget_s:
-            raise gr.Error(f"{name}: this image ({size[0]}x{size[1]}, {windows} windows) needs about {need:.0f} s "
-                           f"on this machine, over the time budget of a request here ({budget_s:.0f} s): use a "
-                           "smaller image or `python -m core.segment`, which has no time budget",
+            raise gr.Error(f"{name}: this image ({head.width}x{head.height}, {windows} windows) needs about "
+                           f"{need:.0f} s on this machine, over the time budget of a request here ({budget_s:.0f} s): "
+                           "use a smaller image or `python -m core.segment`, which has no time budget",
                            print_exception=False)
 
     @property

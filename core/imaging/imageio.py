@@ -298,15 +298,25 @@ def _sample(a: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------ public
-def plain_image_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
-    """(width, height) of a PNG/JPEG/... from its header, without decoding; None for TIFFs (their pixel size may
-    change the work through resampling) and for anything unreadable (``read_image`` then says why)."""
+@dataclass(frozen=True)
+class ImageHeader:
+    """What a file's header says before any pixel is decoded: enough to size the work it will cause."""
+
+    width: int
+    height: int
+    pixel_size_m: float | None = None  # a projected GeoTIFF's; None when unknown (and always for PNG/JPEG)
+
+
+def image_header(path: str | os.PathLike[str]) -> ImageHeader | None:
+    """The header of a PNG/JPEG/TIFF/..., without decoding; None for anything unreadable (``read_image`` then
+    says why)."""
     try:
         with open(path, "rb") as f:
             if f.read(4) in _TIFF_MAGIC:
-                return None
+                from .tiffio import tiff_header  # rasterio loads only for TIFFs
+                return tiff_header(Path(path))
         with _open_pil(Path(path)) as img:
-            return int(img.size[0]), int(img.size[1])
+            return ImageHeader(int(img.size[0]), int(img.size[1]))
     except Exception:  # noqa: BLE001 - the caller reads the file properly next
         return None
 

@@ -17,8 +17,20 @@ import numpy as np
 
 from .bands import src_band_names
 from .colours import display_rgb
-from .imageio import (GENERATED_KEY, SAMPLE_PIXELS, STRIP_PIXELS, ImageError, LoadedImage, _check_size, _depth_note,
+from .imageio import (GENERATED_KEY, SAMPLE_PIXELS, STRIP_PIXELS, ImageError, ImageHeader, LoadedImage, _check_size, _depth_note,
                       _one_line, _percentiles, _stretch, check_decoded_size, need_rasterio)
+
+
+def tiff_header(path: Path) -> ImageHeader | None:
+    """Width, height and pixel size from the TIFF's tags alone (no strip is decoded); None when GDAL cannot open it."""
+    rasterio = need_rasterio()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with rasterio.open(path) as src:
+                return ImageHeader(int(src.width), int(src.height), _pixel_size_m(src.crs, src.transform))
+    except Exception:  # noqa: BLE001 - read_tiff says why, in one line
+        return None
 
 
 def read_tiff(path: Path, max_pixels: int) -> LoadedImage:

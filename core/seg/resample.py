@@ -44,10 +44,15 @@ def pixel_size_reason(image_m: float | None, model_m: float | None, resampled: b
     return f"its pixel size is {image_m:.2g} m, the model's {model_m:.2g} m: {what}"
 
 
+def resampled_size(width: int, height: int, factor: float, min_side: int = 32) -> tuple[int, int]:
+    """(width, height) after scaling by ``factor``: what ``resample_rgb`` makes, known before decoding."""
+    return max(min_side, int(round(width * factor))), max(min_side, int(round(height * factor)))
+
+
 def resample_rgb(rgb: np.ndarray, factor: float, min_side: int = 32) -> np.ndarray:
     """The image scaled by ``factor`` (area-averaging when shrinking, bilinear when enlarging)."""
     h, w = rgb.shape[:2]
-    size = (max(min_side, int(round(w * factor))), max(min_side, int(round(h * factor))))
+    size = resampled_size(w, h, factor, min_side)
     method = Image.BOX if factor < 1 else Image.BILINEAR
     if rgb.ndim == 3 and rgb.shape[2] != 3:  # more bands: one by one (PIL would take a 4th band for alpha)
         return np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(rgb[..., c])).resize(size, method))
