@@ -13,6 +13,7 @@ from core.store.run_lock import RunBusyError
 from core.store.runs import Run, delete_run, runs_root
 from workbench.common import has_records, pairs_frame, pick_run, runs_frame, runs_of, show_error
 from workbench.monitor import run_header, watch
+from workbench.trackers_view import trackers_tab
 from workbench.run_compare_view import (CURVE_KINDS, compare_kind, curve_controls, curve_series, curves_chart,
                                         diff_section, hidden_curves, hidden_note, metrics_of, notes_tab, settings_of,
                                         with_settings, x_title)
@@ -126,8 +127,8 @@ diff_section(of_kind, settings, picked)
 st.subheader("One run")
 run = pick_run("Run", [r for r in runs if r.id in set(shown["run"])], "runs-one", "No run matches the filters.")
 if run is not None:
-    tab_live, tab_cfg, tab_log, tab_notes, tab_delete = st.tabs(["Status", "Config", "Log", "Notes", "Delete"],
-                                                                key="runs-tab")
+    tab_live, tab_cfg, tab_log, tab_notes, tab_track, tab_delete = st.tabs(
+        ["Status", "Config", "Log", "Notes", "Trackers", "Delete"], key="runs-tab")
     with tab_live:
         if run.kind() in ("pretrain", "finetune"):
             watch(str(run.path), key="runs")
@@ -150,6 +151,8 @@ if run is not None:
                 st.code(console, language="text")
     with tab_notes:
         notes_tab(run, tags_of)
+    with tab_track:
+        trackers_tab(run)
     with tab_delete:
         if run.is_live():
             st.info("This run is live; stop it before deleting it.")

@@ -269,3 +269,20 @@ def _array(value) -> list:
     if isinstance(value, dict):
         return np.frombuffer(base64.b64decode(value["bdata"]), value["dtype"]).tolist()
     return list(value)
+
+
+def test_a_finished_run_is_sent_to_tensorboard_and_the_tab_says_how_to_open_it(populated_store: Path,
+                                                                                tmp_path: Path, monkeypatch) -> None:
+    """Issue 30: the Runs page links to the trackers; a run made without them is sent from its Trackers tab."""
+    runs_root = copy_store(populated_store.parent, tmp_path)
+    monkeypatch.setenv("FALSE_WB_RUNS", str(runs_root))
+    run = next(r for r in list_runs(runs_root) if r.id.endswith("tiny-ft"))
+    at = open_page("runs")
+    at.selectbox(key="runs-one").set_value(run.id).run()
+    assert any("Not sent to a tracker" in c.value for c in at.caption)
+    at.multiselect(key=f"track-to-{run.id}").set_value(["tensorboard"]).run()
+    at.button[[b.label for b in at.button].index("Send")].click().run()
+    assert not at.exception and not errors(at), errors(at)
+    assert any("new metric rows" in s.value for s in at.success)
+    assert any(f"tensorboard --logdir {run.path / 'tensorboard'}" in c.value for c in at.code)
+    assert list((run.path / "tensorboard").glob("events.out.tfevents.*"))

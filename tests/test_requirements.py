@@ -9,7 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 # the import name where it differs from the distribution's name
-DISTRIBUTION = {"PIL": "pillow", "yaml": "pyyaml", "sklearn": "scikit-learn", "umap": "umap-learn",
+DISTRIBUTION = {"PIL": "pillow", "mlflow": "mlflow-skinny", "yaml": "pyyaml", "sklearn": "scikit-learn", "umap": "umap-learn",
                 "segmentation_models_pytorch": "segmentation-models-pytorch"}
 OWN = {"core", "workbench", "pages"}
 

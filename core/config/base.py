@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent  # the presets in configs/ are found from any folder
 
@@ -39,6 +39,26 @@ class _Section(BaseModel):
         if isinstance(raw, dict) and any(k in raw for k in RETIRED_KEYS):
             raw = {k: v for k, v in raw.items() if k not in RETIRED_KEYS}
         return raw
+
+
+TrackerName = Literal["tensorboard", "mlflow"]
+
+
+class _Tracked(_Section):
+    """The ``train`` fields every trainer shares for the trackers researchers already use (core.store.trackers)."""
+
+    trackers: list[TrackerName] = Field(
+        default_factory=list, description="where the run's scalars, settings and flagged pairs also go: tensorboard "
+        "(event files in the run folder), mlflow (a local store beside the runs, or train.mlflow_uri)")
+    mlflow_uri: str | None = Field(None, max_length=2000, description="MLflow tracking URI (a server, a database); "
+                                   "empty: the local store <runs root>/mlruns")
+
+    @field_validator("trackers")
+    @classmethod
+    def _each_once(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"name each tracker once, got {v}")
+        return v
 
 
 def choices(model: type[BaseModel], field: str) -> list[str]:

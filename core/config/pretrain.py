@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from .base import Bands, DeviceName, ENCODERS, Seed, _Section, distinct, held_out_scenes
+from .base import Bands, DeviceName, ENCODERS, Seed, _Section, _Tracked, distinct, held_out_scenes
 
 if TYPE_CHECKING:
     from .seg import SegDataConfig
@@ -174,7 +174,7 @@ def upgrade_run_config(raw: dict[str, Any]) -> dict[str, Any]:
     return raw
 
 
-class TrainConfig(_Section):
+class TrainConfig(_Tracked):
     batch_size: int = Field(64, le=65536, description="images per step; each gives two views")
     epochs: float | None = Field(None, gt=0)
     max_steps: int | None = Field(None, ge=1)

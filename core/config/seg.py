@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from .base import Bands, DeviceName, Seed, _Section, held_out_scenes
+from .base import Bands, DeviceName, Seed, _Section, _Tracked, held_out_scenes
 from .pretrain import ModelConfig
 
 
@@ -63,7 +63,7 @@ class SegModelConfig(_Section):
 SegLossName = Literal["ce", "ce+dice"]  # the fine-tuning losses core.seg.seg_loss builds
 
 
-class FinetuneTrainConfig(_Section):
+class FinetuneTrainConfig(_Tracked):
     protocol: Literal["frozen", "full"] = Field("full", description="frozen: the paper's linear-style protocol")
     batch_size: int = Field(16, ge=2, le=65536, description="tiles per step; at least 2: BatchNorm (the ASPP's "
                             "pooled branch sees one value per tile) cannot train on one")
@@ -119,7 +119,7 @@ class ProbeModelConfig(_Section):
         return ModelConfig._known_encoder(v)
 
 
-class ProbeTrainConfig(_Section):
+class ProbeTrainConfig(_Tracked):
     epochs: int = Field(30, ge=1, le=10_000, description="passes of the linear head over the cached features")
     batch_size: int = Field(32, ge=1)
     lr: float = Field(0.01, gt=0.0, le=10.0)

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from ..config import FinetuneConfig, PretrainConfig, ProbeConfig, _Section, distinct, load_config
+from ..config.base import TrackerName
 from ..data.seg_base import resolve_root
 from .compare_methods import METHODS, method_overrides, unknown_method_message
 
@@ -37,6 +38,9 @@ class CompareConfig(_Section):
                                "GPUs x this)")
     reuse: dict[str, str] = Field(default_factory=dict,
                                   description="'method@seed' (or 'method' for the first seed) -> pretraining run")
+    trackers: list[TrackerName] = Field(default_factory=list, description="every unit's train.trackers "
+                                        "(tensorboard, mlflow)")
+    mlflow_uri: str | None = Field(None, max_length=2000, description="every unit's train.mlflow_uri")
     bands: list[list[int | str] | None] = Field(
         default_factory=lambda: [None], description="band sets to compare, e.g. [[R, G, B], [R, G, B, NIR]]: every "
         "method is pretrained and evaluated on each; the first is the reference of the paired band differences")
@@ -108,6 +112,12 @@ def band_overrides(cfg: CompareConfig, variant: str) -> list[str]:
 
 
 
+def tracker_overrides(cfg: CompareConfig) -> list[str]:
+    """The comparison's trackers, handed to every unit."""
+    out = [f"train.trackers=[{','.join(cfg.trackers)}]"] if cfg.trackers else []
+    return out + ([f"train.mlflow_uri={cfg.mlflow_uri}"] if cfg.mlflow_uri else [])
+
+
 def _run_name(variant: str) -> str:
     method, label = split_variant(variant)
     method = method.replace("+", "-")
@@ -118,7 +128,7 @@ def eval_config(cfg: CompareConfig, method: str, pretrain_seed: int, seed: int, 
     """The fine-tuning or probe config of one evaluation unit (``method``: a method or ``method@bands``)."""
     init = str(encoder) if encoder is not None else "random"
     run_seed = RANDOM_SEED_STRIDE * pretrain_seed + seed if encoder is None else seed
-    common = [*band_overrides(cfg, method), f"seed={run_seed}", f"model.init={init}",
+    common = [*band_overrides(cfg, method), *tracker_overrides(cfg), f"seed={run_seed}", f"model.init={init}",
               f"name={cfg.name}-{_run_name(method)}-p{pretrain_seed}-s{seed}"]
     if cfg.eval == "probe":
         return load_config(cfg.probe_config, [*cfg.probe_overrides, *common], ProbeConfig)
@@ -140,7 +150,8 @@ def split_overrides(cfg: CompareConfig, pretrain: PretrainConfig, evaluation: An
 def pretrain_config(cfg: CompareConfig, method: str, pretrain_seed: int, extra: list[str]) -> PretrainConfig:
     base, _ = split_variant(method)
     return load_config(cfg.pretrain_config, [*cfg.pretrain_overrides, *extra, *(method_overrides(base) or []),
-                                             *band_overrides(cfg, method), f"seed={pretrain_seed}",
+                                             *band_overrides(cfg, method), *tracker_overrides(cfg),
+                                             f"seed={pretrain_seed}",
                                              f"name={cfg.name}-{_run_name(method)}-p{pretrain_seed}"])
 
 

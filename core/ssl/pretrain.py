@@ -30,6 +30,7 @@ from ..store.checkpoint import (Snapshot, encoder_snapshot, export_encoder, load
 from ..store.resume import open_for_resume
 from ..config import (ConfigError, PretrainConfig, apply_overrides, config_to_yaml, load_config, upgrade_run_config,
                       validate_config)
+from ..analysis.pair_grid import pair_grid
 from ..data import DataError, TwoViewAugment, build_dataset
 from ..imaging.bands import bands_of, is_rgb
 from ..distributed import DistEnv, agree, from_first
@@ -222,7 +223,7 @@ class Trainer:
         cfg, main = self.cfg, self.env.main
         life = RunLife(self.run if main else None, lambda: self.step, self.total_steps, stop=stop,
                        progress=self.progress and main, desc=f"{cfg.method}+{cfg.loss.name}",
-                       world_size=self.env.world)
+                       pictures=lambda rows: pair_grid(self.dataset, rows), world_size=self.env.world)
         with life:
             try:
                 self._run_steps(life)

@@ -30,6 +30,7 @@ from ..phases import Listener, report_phases
 from ..config import ConfigError
 from ..data import DataError
 from .runs import NotARunError, Run, open_run
+from .trackers import Pictures, tracking_for
 from .run_lock import RunBusyError, lock_run, unlock_run
 
 LIVE_EVERY_S = 1.0  # how often buffered records and the step reach the run folder between checkpoints
@@ -93,7 +94,8 @@ class RunLife:
     """
 
     def __init__(self, run: Run | None, step: Callable[[], int], total_steps: int, *, stop: StopFlag | None = None,
-                 progress: bool = True, desc: str = "train", **status: Any) -> None:
+                 progress: bool = True, desc: str = "train", pictures: Pictures | None = None,
+                 **status: Any) -> None:
         self.run, self._step, self.total_steps, self.stop = run, step, total_steps, stop
         self.state = "completed"
         self._buffers: dict[str, list[dict[str, Any]]] = {}
@@ -103,6 +105,7 @@ class RunLife:
                              ended=None, phase=None, loop_started=time.time(), loop_start_step=step(), **status)
         self.bar = tqdm(total=total_steps, initial=step(), disable=not progress, desc=desc, unit="step",
                         dynamic_ncols=True)
+        self.tracking = self._guard(lambda: tracking_for(run, pictures, resume_step=step()), "could not start")
 
     def __enter__(self) -> "RunLife":
         return self
@@ -126,6 +129,17 @@ class RunLife:
         if time.perf_counter() - self._shown >= LIVE_EVERY_S:
             self.flush()
 
+    def _guard(self, work: Callable[[], Any], what: str) -> Any:
+        """A tracker that fails never fails the training: one line in the log and on stderr, and it is dropped."""
+        try:
+            return work()
+        except Exception as err:  # noqa: BLE001 - a tracker's server or disk is not the run's business
+            self.tracking = None
+            line = f"trackers {what}: {' '.join(str(err).split())[:300]}; training goes on without them"
+            warnings.warn(line, stacklevel=2)
+            self.log(line)
+            return None
+
     def record(self, name: str, rows: list[dict[str, Any]]) -> None:
         self._buffers.setdefault(name, []).extend(rows)
 
@@ -140,6 +154,8 @@ class RunLife:
                 self.run.append_jsonl(name, rows)
                 rows.clear()
         self.run.write_status(step=self._step(), **status)
+        if self.tracking is not None:
+            self._guard(self.tracking.sync, "stopped")
 
     # ------------------------------------------------------------------ the end
     def __exit__(self, kind: type[BaseException] | None, err: BaseException | None, tb: Any) -> bool:
@@ -159,6 +175,9 @@ class RunLife:
             self.run.write_status(state=self.state, step=self._step(), ended=time.time(),
                                   error=f"{type(err).__name__}: {err}" if failed else None)
             self.run.log(traceback.format_exc() if failed else "interrupted")
+        if self.tracking is not None:
+            tracking = self.tracking
+            self._guard(lambda: tracking.close(self.state), "stopped")
         return False
 
 

@@ -1,0 +1,71 @@
+"""``false-wb track RUN --to tensorboard|mlflow``: runs made before (or without) ``train.trackers`` sent to the
+trackers researchers keep their experiments in, through the same path a live run uses (``core.store.trackers``).
+Sending twice sends only what is new; a live run is left to its own trainer."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from .runs import NotARunError, Run, find_run, open_run
+from .trackers import TRACKERS, RunTracking, TrackerError, where_tracked
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="false-wb track", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", nargs="+", metavar="RUN", help="a run folder, or a run's name under the runs root")
+    p.add_argument("--to", action="append", choices=TRACKERS, required=True,
+                   help="a tracker (repeat for both): tensorboard writes event files into the run folder, mlflow "
+                        "logs into a local store beside the runs or --mlflow-uri")
+    p.add_argument("--mlflow-uri", help="an MLflow tracking URI (default: the local store <runs root>/mlruns)")
+    p.add_argument("--pictures", type=int, default=8, metavar="N",
+                   help="a pretraining run's flagged pairs at up to N steps (rebuilds its data set; 0: none)")
+    return p.parse_args(argv)
+
+
+def open_any_run(text: str) -> Run:
+    path = Path(text)
+    return open_run(path) if path.exists() else find_run(text)
+
+
+def flag_pictures(run: Run) -> Any:
+    """What draws a pretraining run's flagged pairs: its data set rebuilt as it trained (None for other runs)."""
+    if (run.status().get("kind") or "pretrain") != "pretrain" or not (run.path / "fns.jsonl").is_file():
+        return None
+    from ..analysis.fn_scoring import run_config
+    from ..analysis.pair_grid import pair_grid
+    from ..data import build_dataset
+
+    dataset = build_dataset(run_config(run).data, progress=True)
+    return lambda rows: pair_grid(dataset, rows)
+
+
+def track(run: Run, to: list[str], mlflow_uri: str | None, pictures: int) -> str:
+    if run.is_live():
+        raise TrackerError(f"{run.path.name} is still running: it is tracked by its own trainer when launched "
+                           "with train.trackers; track it here once it has ended")
+    draw = flag_pictures(run) if pictures > 0 else None
+    tracking = RunTracking(run, to, mlflow_uri, pictures=draw)
+    rows = tracking.sync()
+    made = tracking.pictures_over_time(pictures) if draw is not None else 0
+    tracking.close(run.status().get("state"))
+    where = where_tracked(run)
+    return f"{run.path.name}: {rows} new metric rows, {made} pictures -> {'; '.join(where[n][0] for n in to)}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    code = 0
+    for text in args.runs:
+        try:
+            print(track(open_any_run(text), list(dict.fromkeys(args.to)), args.mlflow_uri, args.pictures))
+        except (NotARunError, TrackerError, ValueError, OSError) as err:
+            print(f"error: {text}: {' '.join(str(err).split())}", file=sys.stderr)
+            code = 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
