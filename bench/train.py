@@ -20,11 +20,9 @@ from pathlib import Path
 import torch
 
 from core.config import config_to_yaml, load_config
-from core.ssl.models import build_pretrain_model
-from core.ssl.optim import build_optimizer
 from core.ssl.methods import method_step
+from core.ssl.optim import build_optimizer
 from core.ssl.pretrain import Trainer
-from core.ssl.shuffle_bn import split_batchnorm
 from core.store.runs import create_run
 
 
@@ -32,11 +30,11 @@ def bare_loop(trainer: Trainer, steps: int) -> float:
     """Images per second of forward + loss + backward + step on one fixed batch, through the method's own step
     (SimCLR or MoCo, any loss, detector and treatment) so the two loops compute the same thing."""
     cfg = trainer.cfg
-    model = build_pretrain_model(cfg.method, cfg.model).to(trainer.device)
+    model, _ = trainer.plugin.batchnorm(trainer.plugin.build_model(cfg.model), cfg, 1, trainer.local_batch,
+                                        sync=False)  # the method's BatchNorm (MoCo: shuffle-BN), as the trainer's
+    model = model.to(trainer.device)
     if trainer.precision.channels_last and cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    if trainer.bn_splits:  # MoCo's shuffle-BN, as the trainer runs it
-        split_batchnorm(model, trainer.bn_splits)
     model.train()
     opt = build_optimizer(cfg.train.optimizer, model, trainer.lr, cfg.train.weight_decay, cfg.train.momentum)
     net = torch.compile(model, dynamic=False) if cfg.train.compile else model  # train.compile: both loops compiled

@@ -11,6 +11,7 @@ from core.store.catalog import config_presets, encoder_models
 from core.config import (ENCODERS, PRETRAIN_DATASETS, ConfigError, PretrainConfig, choices, load_config,
                          validate_config)
 from core.config.strategy import ORACLE_MARK, strategy_label, uses_labels
+from core.ssl.registry import get_method, method_names
 from workbench.form_errors import BANDS_HELP, FormErrors, bands_to_text, text_to_bands
 from workbench.sources_view import data_sources
 from core.store.sources import SourceInfo
@@ -231,9 +232,9 @@ with st.expander("Settings", expanded=not runs, key="pretrain-settings", on_chan
     with st.form("pretrain-form", enter_to_submit=False):
         st.subheader("Method")
         c1, c2 = fe.columns(2)
-        methods = choices(PretrainConfig, "method")
+        methods = method_names()  # every registered method (core.ssl.registry)
         method = c1.radio("Method", methods, index=index_of(methods, base.method), key=k("method"),
-                          format_func={"simclr": "SimCLR", "moco": "MoCo v2"}.get, horizontal=True)
+                          format_func=lambda name: get_method(name).label or name, horizontal=True)
         run_name = c2.text_input("Run name", value=base.name or "", key=k("name"),
                                  help="A time stamp is put in front; two runs never share a folder")
 

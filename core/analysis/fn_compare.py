@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from ..config.strategy import strategy_label
+from ..ssl.registry import get_method
 from ..store.runs import Run, read_json_file
 from .fn_quality import SELECTORS
 from .fn_report import (FlagReportError, Progress, cached_report, data_dump, flag_report, flagged_by, last_step_of,
@@ -39,7 +40,7 @@ def batch_setup(run: Run) -> dict[str, Any]:
     data = {k: v for k, v in data_dump(cfg.data).items() if k not in VIEW_FIELDS}
     return {"data": data, "tiles": tiles, "seed": cfg.seed, "batch size": cfg.train.batch_size,
             "ranks": int(run.status().get("world_size") or 1), "method": cfg.method,
-            "queue": cfg.model.queue_size if cfg.method == "moco" else None}
+            "queue": cfg.model.queue_size if get_method(cfg.method).queue else None}
 
 
 def batch_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:

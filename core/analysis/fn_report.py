@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..ssl.batch_order import BatchOrder
+from ..ssl.registry import get_method
 from ..config import ConfigError, PretrainConfig
 from ..config.strategy import strategy_label, uses_labels
 from ..data import DataError, build_dataset
@@ -212,7 +213,7 @@ def compute_report(run: Run, use_encoder: bool = True, progress: Progress | None
     _check_same_tiles(run, dataset)
     world = int(run.status().get("world_size") or 1)
     order = BatchOrder(len(dataset), cfg.train.batch_size, cfg.seed, world)
-    steps = moco_candidates(order, last_step, cfg.model.queue_size) if cfg.method == "moco" \
+    steps = moco_candidates(order, last_step, cfg.model.queue_size) if get_method(cfg.method).queue \
         else simclr_candidates(order, last_step)
     features = {"colour": (_colour(dataset, progress), "euclidean")}
     notes = []

@@ -24,6 +24,7 @@ from ..data.dominant import NO_CLASS, dominant_classes  # noqa: F401 - the analy
 from ..data.protocols import TileSet
 from ..imaging.band_preview import preview_chw
 from ..imaging.bands import RGB, bands_of
+from ..ssl.registry import method_label
 
 PAIR_COLUMNS = ("step", "anchor_index", "anchor_view", "candidate_index", "candidate_view", "distance", "cos",
                 "cos_pos", "calibrated", "mirrored")
@@ -117,7 +118,6 @@ def flag_counts(pairs: pd.DataFrame, last_step: int | None = None, max_points: i
 
 
 # ------------------------------------------------------------------------------------------------ the treatment
-BASE_METHODS = {"simclr": "SimCLR", "moco": "MoCo v2"}
 NEAR_ZERO_SHARE = 0.1  # calibration in fewer than 1 step in 10 ...
 NEAR_ZERO_PER_STEP = 0.1  # ... and fewer than 0.1 calibrated pairs per step: the loss is the base method's to about
 # 4 decimals (a calibrated pair changes one anchor's term out of the 2 x batch of a step)
@@ -290,7 +290,7 @@ def treatment_effect(config: Mapping[str, Any], counts: pd.DataFrame | Sequence[
     method = str(config.get("method") or "simclr")
     similarity = loss.get("similarity", defaults.similarity)
     return TreatmentEffect(
-        base=BASE_METHODS.get(method, method), steps=max(int(steps or 0), last),
+        base=method_label(method), steps=max(int(steps or 0), last),
         steps_calibrated=int((calibrated > 0).sum()), calibrated=int(calibrated.sum()),
         flagged=int(frame["flagged"].to_numpy(float).sum()), alpha=float(loss.get("alpha", defaults.alpha)),
         threshold=float(loss.get("threshold", defaults.threshold)),

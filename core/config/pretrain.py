@@ -208,7 +208,7 @@ class TrainConfig(_Tracked):
 
 
 class PretrainConfig(_Section):
-    method: Literal["simclr", "moco"] = "simclr"
+    method: str = Field("simclr", description="a registered contrastive method (core.ssl.registry): simclr, moco")
     seed: Seed = 0
     name: str | None = Field(None, description="run name; a unique suffix is added")
     model: ModelConfig = ModelConfig()
@@ -216,20 +216,21 @@ class PretrainConfig(_Section):
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig(max_steps=100)
 
-    @model_validator(mode="after")
-    def _queue_holds_a_batch(self) -> "PretrainConfig":
-        if self.method == "moco" and self.model.queue_size < self.train.batch_size:
-            raise ValueError(f"model.queue_size ({self.model.queue_size}) must hold at least one batch "
-                             f"(train.batch_size {self.train.batch_size})")
-        return self
+    @field_validator("method")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        from ..ssl.registry import method_names  # the plug-ins (core.ssl.registry) say which methods exist
+
+        if v not in method_names():
+            raise ValueError(f"unknown method {v!r}; choose from {', '.join(method_names())}")
+        return v
 
     @model_validator(mode="after")
-    def _moco_batch_splits(self) -> "PretrainConfig":
-        """Shuffle-BN needs a batch that splits into sub-batches of 2 or more (checked per rank again at start)."""
-        if self.method == "moco" and self.model.moco_shuffle_bn:
-            from ..ssl.shuffle_bn import bn_splits  # the rule lives beside the BatchNorm that needs it
+    def _method_fits(self) -> "PretrainConfig":
+        """What only the method knows it needs (MoCo: a queue that holds a batch, sub-batches for shuffle-BN)."""
+        from ..ssl.registry import get_method
 
-            bn_splits(self.train.batch_size, 1, self.model.moco_bn_splits)
+        get_method(self.method).check(self)
         return self
 
     @model_validator(mode="after")
@@ -244,9 +245,10 @@ class PretrainConfig(_Section):
         if lc.detector == "oracle" and not self.data.labeled:
             raise ValueError("loss.detector=oracle reads the labels, and this data set has none (a folder without "
                              "data.class_table): choose another detector or a labeled set")
-        negatives = self.model.queue_size if self.method == "moco" else 2 * self.train.batch_size - 2
+        from ..ssl.registry import get_method
+
+        negatives, where = get_method(self.method).negatives(self)
         if lc.topk > negatives:  # the loss refuses it under every detector: refused here, before a run folder
-            where = "model.queue_size" if self.method == "moco" else "2 x train.batch_size - 2"
             raise ValueError(f"loss.topk ({lc.topk}) is more than the negatives of an anchor ({where} = {negatives})")
         if lc.detector == "support" and self.train.batch_size < 4:
             raise ValueError(f"loss.detector=support needs train.batch_size of at least 4 (it is "

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
 
 from ..config import PretrainConfig
 from .losses import ContrastiveInfo, Hints, dcl_loss, false_loss, false_loss_moco, info_nce
-from .models import MoCoV2
+from .models import MoCoV2, SimCLR
 from .compiled import compiled
-from .shuffle_bn import KeyShuffle
+from .registry import Method, Step, get_method, register
+from .shuffle_bn import KeyShuffle, bn_note, bn_splits, split_batchnorm
 
 Gather = Callable[[Tensor], Tensor]  # a tensor of this rank -> the same of every rank, concatenated (rank-major)
 
@@ -139,18 +140,71 @@ class MoCoStep:
         self._pending = None
 
 
-METHODS = {"simclr": SimCLRStep, "moco": MoCoStep}
+class SimCLRMethod(Method):
+    """SimCLR (Chen et al., 2020): both views through one network, the other 2B - 2 rows of the batch negatives."""
+
+    name, label = "simclr", "SimCLR"
+
+    def build_model(self, model_cfg: Any, bands: Any = None) -> nn.Module:
+        return SimCLR(encoder=model_cfg.encoder, weights=model_cfg.weights, proj_hidden=model_cfg.proj_hidden,
+                      proj_dim=model_cfg.proj_dim, bands=bands)
+
+    def step(self, cfg: PretrainConfig, model: nn.Module, net: nn.Module, rank: int, world: int,
+             gather: Gather | None, compile_loss: bool) -> SimCLRStep:
+        return SimCLRStep(cfg, model, net, None, compile_loss)
+
+
+class MoCoMethod(Method):
+    """MoCo v2 (Chen et al., 2020): a momentum key network and a queue of past keys as the negatives; its keys
+    computed in shuffled sub-batches (shuffle-BN, ``model.moco_shuffle_bn``) so they never see their query's batch."""
+
+    name, label, queue = "moco", "MoCo v2", True
+
+    def build_model(self, model_cfg: Any, bands: Any = None) -> nn.Module:
+        return MoCoV2(encoder=model_cfg.encoder, weights=model_cfg.weights, proj_hidden=model_cfg.proj_hidden,
+                      proj_dim=model_cfg.proj_dim, bands=bands, momentum=model_cfg.moco_momentum,
+                      queue_size=model_cfg.queue_size)
+
+    def step(self, cfg: PretrainConfig, model: nn.Module, net: nn.Module, rank: int, world: int,
+             gather: Gather | None, compile_loss: bool) -> MoCoStep:
+        shuffle = KeyShuffle(cfg.seed, rank, world, gather if world > 1 else None) \
+            if cfg.model.moco_shuffle_bn else None
+        return MoCoStep(cfg, model, net, shuffle, compile_loss)
+
+    def check(self, cfg: PretrainConfig) -> None:
+        if cfg.model.queue_size < cfg.train.batch_size:
+            raise ValueError(f"model.queue_size ({cfg.model.queue_size}) must hold at least one batch "
+                             f"(train.batch_size {cfg.train.batch_size})")
+        if cfg.model.moco_shuffle_bn:  # sub-batches of 2 or more (checked per rank again at start)
+            bn_splits(cfg.train.batch_size, 1, cfg.model.moco_bn_splits)
+
+    def negatives(self, cfg: PretrainConfig) -> tuple[int, str]:
+        return cfg.model.queue_size, "model.queue_size"
+
+    def loss_rows(self, local_batch: int) -> int:
+        return local_batch
+
+    def batchnorm(self, model: nn.Module, cfg: PretrainConfig, world: int, local_batch: int,
+                  sync: bool) -> tuple[nn.Module, dict[str, Any]]:
+        splits = 0
+        if cfg.model.moco_shuffle_bn:  # no SyncBatchNorm: it would share statistics over the whole batch again
+            splits = bn_splits(local_batch, world, cfg.model.moco_bn_splits)
+            split_batchnorm(model, splits)
+        else:
+            model, _ = super().batchnorm(model, cfg, world, local_batch, sync)
+        return model, {"moco_bn": bn_note(cfg.model.moco_shuffle_bn, splits, world, local_batch)}
+
+
+register(SimCLRMethod())
+register(MoCoMethod())
 
 
 def method_step(cfg: PretrainConfig, model: nn.Module, net: nn.Module, rank: int = 0, world: int = 1,
-                gather: Gather | None = None, compile_loss: bool = False) -> SimCLRStep | MoCoStep:
-    """The step of ``cfg.method`` over this model (``net``: the same, maybe wrapped in DDP or compiled). MoCo with
-    shuffle-BN computes its keys in a shuffled order, across the ranks when ``gather`` is given; ``compile_loss``
-    compiles the loss (``train.compile``)."""
-    shuffle = None
-    if cfg.method == "moco" and cfg.model.moco_shuffle_bn:
-        shuffle = KeyShuffle(cfg.seed, rank, world, gather if world > 1 else None)
-    return METHODS[cfg.method](cfg, model, net, shuffle, compile_loss)
+                gather: Gather | None = None, compile_loss: bool = False) -> Step:
+    """The step of ``cfg.method`` over this model (``net``: the same, maybe wrapped in DDP or compiled); across
+    the ranks through ``gather`` where the method needs it; ``compile_loss`` compiles the loss (``train.compile``)."""
+    return get_method(cfg.method).step(cfg, model, net, rank, world, gather, compile_loss)
 
 
-__all__ = ["contrastive_loss", "moco_loss", "StepExtra", "StepLoss", "SimCLRStep", "MoCoStep", "method_step"]
+__all__ = ["contrastive_loss", "moco_loss", "StepExtra", "StepLoss", "SimCLRStep", "MoCoStep", "SimCLRMethod",
+           "MoCoMethod", "method_step"]

@@ -195,10 +195,7 @@ class MoCoV2(nn.Module):
 
 
 def build_pretrain_model(method: str, model_cfg, bands: Sequence[str] | None = None) -> nn.Module:
-    common = dict(encoder=model_cfg.encoder, weights=model_cfg.weights, proj_hidden=model_cfg.proj_hidden,
-                  proj_dim=model_cfg.proj_dim, bands=bands)
-    if method == "simclr":
-        return SimCLR(**common)
-    if method == "moco":
-        return MoCoV2(**common, momentum=model_cfg.moco_momentum, queue_size=model_cfg.queue_size)
-    raise ValueError(f"method: unknown method {method!r}; choose simclr or moco")
+    """The networks of a registered method (``core.ssl.registry``)."""
+    from .registry import get_method
+
+    return get_method(method).build_model(model_cfg, bands)

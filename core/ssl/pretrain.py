@@ -38,9 +38,8 @@ from ..device import Precision, pick_device, pick_precision
 from .compiled import compiled, first_step_or_eager
 from .knn_monitor import KnnMonitor
 from .methods import StepExtra, StepLoss, method_step
-from .models import build_pretrain_model
+from .registry import get_method
 from .optim import build_optimizer, warmup_cosine
-from .shuffle_bn import bn_note, bn_splits, split_batchnorm
 from .contrastive_info import stats_to_means
 from .run_start import log_start
 from .step_feed import StepFeed
@@ -97,16 +96,13 @@ class Trainer:
         self.augment = TwoViewAugment(output_size=cfg.data.image_size, crop_scale=(cfg.data.crop_scale_min, 1.0),
                                       color_strength=cfg.data.color_strength, blur_prob=cfg.data.blur_prob,
                                       bands=self.bands)
-        model = build_pretrain_model(cfg.method, cfg.model, None if is_rgb(self.bands) else self.bands)
-        self.bn_splits = 0  # MoCo's shuffle-BN: BatchNorm sub-batches per device (0: not MoCo with shuffle-BN)
-        if cfg.method == "moco" and cfg.model.moco_shuffle_bn:
-            try:
-                self.bn_splits = bn_splits(self.local_batch, self.env.world, cfg.model.moco_bn_splits)
-            except ValueError as e:
-                raise ConfigError(str(e)) from None
-            split_batchnorm(model, self.bn_splits)
-        elif self.env.active and self.device.type == "cuda":  # SyncBatchNorm runs on GPUs only
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        self.plugin = get_method(cfg.method)  # the method's networks, step, BatchNorm and card (core.ssl.registry)
+        model = self.plugin.build_model(cfg.model, None if is_rgb(self.bands) else self.bands)
+        try:  # SyncBatchNorm runs on GPUs only
+            model, self.method_card = self.plugin.batchnorm(model, cfg, self.env.world, self.local_batch,
+                                                            sync=self.env.active and self.device.type == "cuda")
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
         model = model.to(self.device)
         if self.precision.channels_last and cfg.train.channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -127,8 +123,8 @@ class Trainer:
         self.knn, self.knn_note = KnnMonitor.for_run(self.dataset, cfg.train.knn_every if self.env.main else 0,
                                                      cfg.data.image_size, cfg.seed, self.device)
         self.step = 0
-        self.records = StepRecords(2 * self.local_batch if cfg.method == "simclr" else self.local_batch,
-                                   moco=cfg.method == "moco", world=self.env.world)
+        self.records = StepRecords(self.plugin.loss_rows(self.local_batch), moco=self.plugin.queue,
+                                   world=self.env.world)
         self.feed = StepFeed(cfg, self.dataset, self.augment, self.order, self.env.rank, self.device, self._layout,
                              lambda: self.total_steps)  # each step's data, prepared one step ahead
         self._writes = BackgroundJobs("checkpoint-writer")  # a checkpoint is written while the next steps run
@@ -192,8 +188,7 @@ class Trainer:
                 "step": self.step, "total_steps": self.total_steps, "image_size": cfg.data.image_size,
                 "bands": list(self.bands), "band_stretch": getattr(self.dataset, "band_stretch", None),
                 "data": cfg.data.name, "config": cfg.model_dump(mode="json"), "created": time.time(),
-                **({"moco_bn": bn_note(cfg.model.moco_shuffle_bn, self.bn_splits, self.env.world, self.local_batch)}
-                   if cfg.method == "moco" else {}),
+                **self.method_card,
                 "command": " ".join([Path(sys.executable).name, "-m", "core.pretrain", *sys.argv[1:]])}
 
     def save(self) -> None:
