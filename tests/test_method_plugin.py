@@ -98,3 +98,26 @@ def test_the_pretrain_page_offers_a_registered_method(plugin, empty_store: Path)
     assert not at.exception, at.exception
     radio = next(r for r in at.radio if r.label == "Method")
     assert plugin.name in radio.options or "SimCLR, frozen BatchNorm" in radio.options
+
+
+def test_a_method_file_is_found_without_an_edit_anywhere_else(tmp_path: Path, monkeypatch) -> None:
+    """A new method is one file ``method_<name>.py`` beside the built-in ones: the registry imports it."""
+    import sys
+
+    from core.ssl import registry
+
+    package = tmp_path / "toyplugins"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "method_toy.py").write_text(
+        "from core.ssl.methods import SimCLRMethod\nfrom core.ssl.registry import register\n\n\n"
+        "class Toy(SimCLRMethod):\n    name, label = 'toy', 'Toy SimCLR'\n\n\nregister(Toy())\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(registry, "PLUGIN_PACKAGE", ("toyplugins", package))
+    monkeypatch.setattr(registry, "_builtins_loaded", False)
+    try:
+        assert "toy" in method_names() and method_label("toy") == "Toy SimCLR"
+        assert load_config(str(ROOT / "configs/demo_cpu.yaml"), ["method=toy"]).method == "toy"
+    finally:
+        unregister("toy")
+        sys.modules.pop("toyplugins.method_toy", None)

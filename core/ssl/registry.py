@@ -3,12 +3,14 @@
 Why: SimCLR and MoCo v2 used to be if-chains in the model builder, the trainer, the config and the records, so a new
 method touched four places. A method is now a ``Method``: its networks, its step, its BatchNorm policy, what its run
 card adds, the config checks only it needs and how many negatives an anchor sees. ``register`` makes it a value of
-``method`` in every config, form and command line; SimCLR and MoCo v2 (``core.ssl.methods``) register like any other.
+``method`` in every config, form and command line; SimCLR and MoCo v2 (``core.ssl.methods``) register like any other,
+and a file ``core/ssl/method_<name>.py`` that registers one is found without an edit anywhere else.
 This module imports no torch, so the config can ask which names exist.
 """
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -17,6 +19,8 @@ if TYPE_CHECKING:
     from ..config import PretrainConfig
 
 BUILTIN_MODULES = ("core.ssl.methods",)  # imported on the first question: they register SimCLR and MoCo v2
+PLUGIN_PREFIX = "method_"  # and every core/ssl/method_*.py: a new method is one such file (and its test)
+PLUGIN_PACKAGE = ("core.ssl", Path(__file__).parent)  # where method_*.py files are looked for
 
 
 class Step(Protocol):
@@ -88,7 +92,9 @@ def _load_builtins() -> None:
     global _builtins_loaded
     if not _builtins_loaded:
         _builtins_loaded = True
-        for module in BUILTIN_MODULES:
+        package, folder = PLUGIN_PACKAGE
+        found = [f"{package}.{p.stem}" for p in sorted(folder.glob(f"{PLUGIN_PREFIX}*.py"))]
+        for module in (*BUILTIN_MODULES, *found):
             importlib.import_module(module)
 
 
