@@ -13,15 +13,27 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 from tqdm.auto import tqdm
 
 Listener = Callable[[dict[str, Any] | None], None]
-_listener: Listener | None = None
-_stop_check: Callable[[], None] | None = None  # raises KeyboardInterrupt once a Stop was asked (StopFlag.check)
-_current: Any = None  # the bar that told the listener last: only its close ends the phase shown
 TELL_EVERY_S = 1.0
+
+
+@dataclass
+class _Watch:
+    """Who hears the phases of the work in this context: no module state, so two runs in one process (tests, the
+    comparison's threads) never tell each other's folders."""
+
+    listener: Listener | None
+    stop_check: Callable[[], None] | None  # raises KeyboardInterrupt once a Stop was asked (StopFlag.check)
+    current: Any = None  # the bar that told the listener last: only its close ends the phase shown
+
+
+_WATCH: ContextVar[_Watch | None] = ContextVar("false_wb_phases", default=None)
 
 
 @contextmanager
@@ -29,22 +41,21 @@ def report_phases(listener: Listener | None, stop_check: Callable[[], None] | No
     """Bars drawn inside go to ``listener`` too (None: the console only); the phase is cleared at the end.
     ``stop_check`` (a ``StopFlag.check``): every bar's progress calls it, so a Stop that lands while data is generated
     or tiled ends the phase at its next chunk (``KeyboardInterrupt``) instead of minutes later."""
-    global _listener, _stop_check
-    previous, _listener = _listener, listener
-    previous_check, _stop_check = _stop_check, stop_check
+    token = _WATCH.set(_Watch(listener, stop_check))
     try:
         yield
     finally:
         if listener is not None:
             listener(None)
-        _listener, _stop_check = previous, previous_check
+        _WATCH.reset(token)
 
 
 def check_stop() -> None:
     """``KeyboardInterrupt`` if a Stop was asked during a phase that honours it (``report_phases(stop_check=...)``):
     for loops that wait on other processes and may see no progress for seconds."""
-    if _stop_check is not None:
-        _stop_check()
+    watch = _WATCH.get()
+    if watch is not None and watch.stop_check is not None:
+        watch.stop_check()
 
 
 def eta_seconds(done: float, total: float | None, started: float, now: float | None = None) -> float | None:
@@ -118,22 +129,23 @@ class phase_bar(tqdm):  # noqa: N801 - used like tqdm
         self._tell(force=True)
 
     def _tell(self, force: bool = False) -> None:
-        global _current
-        if _listener is None:
+        watch = _WATCH.get()
+        if watch is None or watch.listener is None:
             return
         now = time.time()
         if force or now - self._told >= TELL_EVERY_S:
-            self._told, _current = now, self
-            _listener({"name": self._name, "done": self._done, "total": self._total, "started": self._started,
+            self._told, watch.current = now, self
+            watch.listener({"name": self._name, "done": self._done, "total": self._total, "started": self._started,
                        "unit": self._unit})
 
     def close(self) -> None:
         """The phase is over: the watcher stops showing it (a validation between training steps must not stay
         on screen as the current phase)."""
-        global _current
-        if not getattr(self, "_closed", True) and _listener is not None and _current is self:
-            _current = None  # a bar left open on an error path and closed later by the collector clears nothing
-            _listener(None)
+        watch = _WATCH.get()
+        if not getattr(self, "_closed", True) and watch is not None and watch.listener is not None \
+                and watch.current is self:
+            watch.current = None  # a bar left open on an error path and closed later by the collector clears nothing
+            watch.listener(None)
         self._closed = True
         super().close()
 

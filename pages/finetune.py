@@ -20,6 +20,7 @@ from core.seg.compare_report import label
 from core.config import ConfigError, LossConfig, load_config, validate_config
 from core.imaging.colours import css_rgb
 from core.store.run_lock import RunBusyError
+from core.store.run_state import SHOWN_LIVE
 from core.store.runs import NotARunError, Run, open_run, read_json_file
 from workbench import baseline_view, seg_form
 from workbench.common import columns_figure, has_records, metrics_frame, pick_run, runs_of, show_error
@@ -185,8 +186,8 @@ def watch_probe(run_path: str) -> None:
         st.caption("A probe's steps are the epochs of its linear head; before them it computes the encoder's "
                    "features once, after them it segments the whole test scenes.")
         left, _ = st.columns([1, 5])
-        if state in ("running", "starting"):
-            if launch.stop_requested(run):
+        if state in SHOWN_LIVE:
+            if state == "stopping" or launch.stop_requested(run):
                 st.caption("⏹ stopping ...")
             elif left.button("⏹ Stop", key="pb-stop", help="A probe keeps no checkpoint: it ends where it is"):
                 launch.stop(run)
@@ -204,7 +205,7 @@ def watch_probe(run_path: str) -> None:
             fig.update_xaxes(dtick=1 if len(frame) <= 20 else None)
             st.plotly_chart(fig, width="stretch", key=f"pb-loss-{run.id}")
         scores(run)
-        if state in ("running", "starting"):
+        if state in SHOWN_LIVE:
             st.caption(f"Live: refreshed every {REFRESH_S:.0f} s")
 
     body()

@@ -8,6 +8,7 @@ import torch
 from core.store.catalog import encoder_models, segmentation_models
 from core.device import describe_device, pick_device
 from core.store.runs import runs_root
+from core.store.run_state import SHOWN_LIVE
 from workbench.common import go_to, runs_frame, runs_of, text_cells
 
 st.title("FALSE workbench")
@@ -20,7 +21,7 @@ c1.metric("Compute device", describe_device(device), help=f"torch {torch.__versi
 runs = runs_of()
 states = pd.Series([r.state() for r in runs], dtype=object)
 c2.metric("Runs", len(runs), help=f"in {runs_root()}")
-c3.metric("Live now", int(states.isin(["running", "starting"]).sum()) if len(runs) else 0)
+c3.metric("Live now", int(states.isin(list(SHOWN_LIVE)).sum()) if len(runs) else 0)
 
 if not runs:
     st.subheader("Start here")

@@ -20,7 +20,8 @@ from core.store.runs import Run, list_runs
 
 F = TypeVar("F", bound=Callable[..., Any])
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
-STATE_ICONS = {"starting": "⏳", "running": "🏃", "completed": "✅", "stopped": "⏸️", "failed": "❌", "died": "💀"}
+STATE_ICONS = {"starting": "⏳", "running": "🏃", "stopping": "⏹", "completed": "✅", "stopped": "⏸️", "failed": "❌",
+               "died": "💀"}
 
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+\-.!|$~])")

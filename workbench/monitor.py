@@ -18,6 +18,7 @@ from core.phases import eta_seconds, phase_text, rough_duration
 from core.store import launch
 from core.store.runs import NotARunError, Run, open_run
 from core.store.run_lock import RunBusyError
+from core.store.run_state import LIVE_STATES, SHOWN_LIVE, STARTING, STOPPING
 from workbench.common import (AVERAGE_MIOU, STATE_ICONS, columns_figure, curve_frame, pairs_frame, records_version,
                               literal, show_error, show_treatment)
 
@@ -36,11 +37,11 @@ SHARES = {"miou", "knn_acc"}  # charted values in [0, 1], shown in percent
 
 
 def _controls(run: Run, state: str, key: str) -> None:
-    if state in ("running", "starting") and launch.stop_requested(run):
+    if state == STOPPING or (state == STARTING and launch.stop_requested(run)):
         st.caption("⏹ stopping at the next step (its checkpoint is written first) ...")
         return
     left, right, _ = st.columns([1, 1, 4])
-    if state in ("running", "starting"):
+    if state in LIVE_STATES:
         if left.button("⏹ Stop", key=f"{key}-stop", help="Stop at the next step; the last checkpoint is kept"):
             if launch.stop(run):
                 st.toast(f"Stop requested for {run.id}")
@@ -130,7 +131,7 @@ def run_header(run: Run) -> str:
     step, total = status.get("step") or 0, status.get("total_steps")
     method = f" · {literal(str(run.summary()['method']))}" if run.kind() == "pretrain" else ""  # strategy_label
     st.markdown(f"**{run.id}** — {STATE_ICONS.get(state, '')} {state}{method}")
-    live = state in ("running", "starting")
+    live = state in SHOWN_LIVE
     phase = status.get("phase") if live else None
     if isinstance(phase, dict) and phase.get("name"):
         done, of = int(phase.get("done") or 0), phase.get("total")
@@ -174,7 +175,7 @@ def watch(run_path: str, key: str = "watch", extra: Callable[[Run], None] | None
         _charts(run, run.kind())
         if extra is not None:
             extra(run)
-        if state in ("running", "starting"):
+        if state in SHOWN_LIVE:
             st.caption(f"Live: refreshed every {REFRESH_S:.0f} s · {time.strftime('%H:%M:%S')}")
 
     body()

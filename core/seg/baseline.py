@@ -21,6 +21,7 @@ from typing import Any
 from ..config import ConfigError, FinetuneConfig, ProbeConfig, validate_config
 from ..store.catalog import ModelEntry, segmentation_models
 from ..store.runs import REPO_ROOT, Run
+from ..store.run_state import SHOWN_LIVE
 
 CONFIGS: dict[str, type] = {"finetune": FinetuneConfig, "probe": ProbeConfig}
 # settings that do not change what is trained or how it is scored
@@ -131,7 +132,7 @@ def random_baseline(run: Run, runs: list[Run], which: str = "test") -> Baseline:
 
 def _twin_baseline(twin: Run, raw: dict[str, Any], mine: dict[str, Any] | None, which: str) -> Baseline:
     state = twin.state()
-    if state in ("running", "starting"):
+    if state in SHOWN_LIVE:
         return Baseline("running", twin, note=f"run {twin.id} is {state}")
     if state != "completed":
         return Baseline("unfinished", twin, note=f"run {twin.id} is {state}")

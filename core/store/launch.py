@@ -27,14 +27,15 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from ..config import config_to_yaml
-from .runs import REPO_ROOT, Run, atomic_write_json, create_run, read_json_file, tail_text
+from .runs import REPO_ROOT, STOP_REQUEST, Run, atomic_write_json, create_run, tail_text
 from .run_lock import RunBusyError, pid_alive
+from .run_state import SHOWN_LIVE
 
 MODULES = {"pretrain": "core.ssl.pretrain", "finetune": "core.seg.finetune_cli", "compare": "core.seg.compare",
            "probe": "core.seg.probe"}  # a probe: minutes long, no checkpoint; a Stop ends it, a Resume runs it again
 SEVERAL_PROCESSES = ("pretrain", "finetune")  # the trainers that join a torchrun group
 CONSOLE = "console.txt"
-STOP_REQUEST = "stop_request.json"  # its own file: status.json belongs to the trainer, and a read-modify-write of it
+# the Stop's own file (core.store.runs.STOP_REQUEST): status.json belongs to the trainer, and a read-modify-write of it
 # here could put back a state the trainer had just left
 
 
@@ -113,7 +114,7 @@ def resume(run: Run) -> Run:
     kind = run.kind()
     if run.is_live():
         state = run.state()
-        raise RunBusyError(f"run {run.id} is already {state}" if state in ("running", "starting") else
+        raise RunBusyError(f"run {run.id} is already {state}" if state in SHOWN_LIVE else
                            f"run {run.id} is being trained by another process (e.g. a command line)")
     # the launcher's own id until the process has one, as create_run does: the old process's id would read as 'died'
     run.write_status(state="starting", error=None, ended=None, pid=os.getpid(), host=socket.gethostname())
@@ -156,9 +157,7 @@ def stop(run: Run) -> bool:
 def stop_requested(run: Run) -> bool:
     """Whether a Stop was sent to the run's current process (a resumed run has a new one, so an old Stop is
     forgotten)."""
-    pid = run.status().get("pid")
-    asked = read_json_file(run.path / STOP_REQUEST) or {}
-    return pid is not None and asked.get("pid") == pid
+    return run.stop_asked()
 
 
 def console_tail(run: Run, max_chars: int = 20_000) -> str:

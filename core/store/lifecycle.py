@@ -228,6 +228,9 @@ def _record_early(args: argparse.Namespace, state: str, message: str, **status: 
             lock_run(run)
         except RunBusyError:
             return
+        if run.status().get("state") == "completed" and state == "failed":
+            run.log(message + " (the run stays completed: its results are as they were)")
+            return
         run.write_status(state=state, ended=time.time(), **status)
         run.log(message)
 

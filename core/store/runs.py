@@ -32,8 +32,9 @@ import yaml
 from .file_versions import json_file, load_yaml, yaml_file
 from ..config.strategy import strategy_label
 from .run_lock import RunBusyError, pid_alive, run_locked
+from .run_state import SHOWN_LIVE, STATES, next_status, shown_state
 
-STATES = ("starting", "running", "completed", "failed", "stopped")
+STOP_REQUEST = "stop_request.json"  # the app's Stop: its own file, as status.json belongs to the trainer
 KINDS = ("pretrain", "finetune", "compare", "probe")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -83,8 +84,9 @@ class Run:
 
     # ------------------------------------------------------------------ writing
     def write_status(self, **fields: Any) -> dict[str, Any]:
-        status = self.status()
-        status.update(fields)
+        """Update ``status.json``; a ``state`` among the fields must be a move the state machine allows
+        (``core.store.run_state``: IllegalTransition otherwise)."""
+        status = next_status(self.status(), fields)
         atomic_write_json(self.path / "status.json", status)
         return status
 
@@ -178,17 +180,22 @@ class Run:
         return kind if kind in KINDS else kind_of_config(self.config())
 
     def state(self) -> str:
-        """The recorded state, except that a 'running' run whose process is gone on this host is 'died'."""
+        """The recorded state as shown (``run_state.shown_state``): 'died' for a live record whose process is gone
+        on this host, 'stopping' for a running one whose process was asked to stop."""
         s = self.status()
-        state = s.get("state") or "failed"
-        if state in ("running", "starting") and s.get("host") in (None, socket.gethostname()) \
-                and not pid_alive(s.get("pid")):
-            return "died"
-        return state
+        alive = s.get("host") not in (None, socket.gethostname()) or pid_alive(s.get("pid"))
+        return shown_state(s.get("state"), alive, s.get("state") == "running" and self.stop_asked(s.get("pid")))
+
+    def stop_asked(self, pid: Any = None) -> bool:
+        """Whether a Stop was sent to the run's current process (a resumed run has a new one, so an old Stop is
+        forgotten)."""
+        pid = self.status().get("pid") if pid is None else pid
+        asked = read_json_file(self.path / STOP_REQUEST) or {}
+        return pid is not None and asked.get("pid") == pid
 
     def is_live(self) -> bool:
         """Being trained now: its writer holds the lock, or its status says so and its process exists."""
-        return run_locked(self.path) or self.state() in ("running", "starting")
+        return run_locked(self.path) or self.state() in SHOWN_LIVE
 
     def log_text(self, max_chars: int = 200_000) -> str:
         return tail_text(self.path / "log.txt", max_chars)
@@ -309,9 +316,11 @@ def create_run(name: str, config_yaml: str, root: Path | None = None, **status: 
     try:
         atomic_write_bytes(stage / "config.yaml", config_yaml.encode())
         (stage / "checkpoints").mkdir()
-        Run(stage).write_status(**{"state": "running", "pid": os.getpid(), "host": socket.gethostname(),
-                                   "created": time.time(), "started": time.time(), "ended": None, "step": 0,
-                                   "total_steps": None, "error": None, **status})
+        first = {"state": "running", "pid": os.getpid(), "host": socket.gethostname(), "created": time.time(),
+                 "started": time.time(), "ended": None, "step": 0, "total_steps": None, "error": None, **status}
+        if first["state"] not in STATES:  # a first record, not a move: any state a run records
+            raise ValueError(f"state {first['state']!r}: a run records one of {', '.join(STATES)}")
+        atomic_write_json(stage / "status.json", first)
         os.chmod(stage, 0o755)  # mkdtemp makes 0700
         stamp = time.strftime("%Y%m%d-%H%M%S")
         for n in range(1000):
@@ -373,7 +382,7 @@ def delete_run(run: Run) -> None:
     """Delete a finished run folder; RunBusyError for a live one. Renamed aside first, so it vanishes whole."""
     if run.is_live():
         state = run.state()
-        busy = state if state in ("running", "starting") else "being trained by another process"
+        busy = state if state in SHOWN_LIVE else "being trained by another process"
         raise RunBusyError(f"run {run.id} is {busy}; stop it before deleting it")
     trash = run.path.with_name(f".deleted-{run.id}-{time.time_ns()}")
     os.replace(run.path, trash)

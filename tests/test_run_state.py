@@ -1,0 +1,105 @@
+"""The run state machine (issue 30): its moves tested directly, not only through kills; every write of a state goes
+through it; every state a run can be left in is one a resume continues; the shown states a record cannot say."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from core.store.lifecycle import RunLife
+from core.store.resume import open_for_resume
+from core.store.run_lock import unlock_run
+from core.store.run_state import (COMPLETED, ENDED_STATES, FAILED, RUNNING, STARTING, STATES, STOPPED, TRANSITIONS,
+                                  IllegalTransition, check_transition, shown_state)
+from core.store.runs import create_run
+
+DEAD_PID = 2**22 + 4321
+
+
+@pytest.mark.parametrize("old, new", [(None, STARTING), (None, RUNNING), (STARTING, RUNNING), (STARTING, STOPPED),
+                                      (STARTING, FAILED), (RUNNING, COMPLETED), (RUNNING, STOPPED),
+                                      (RUNNING, FAILED), (RUNNING, RUNNING), (STOPPED, STARTING), (STOPPED, RUNNING),
+                                      (FAILED, RUNNING), (COMPLETED, STARTING), (COMPLETED, COMPLETED)])
+def test_the_moves_a_run_makes(old, new) -> None:
+    check_transition(old, new)
+
+
+@pytest.mark.parametrize("old, new", [(None, COMPLETED), (None, STOPPED), (STARTING, COMPLETED),
+                                      (COMPLETED, FAILED), (COMPLETED, STOPPED), (STOPPED, COMPLETED),
+                                      (FAILED, COMPLETED), (RUNNING, "stopping"), (RUNNING, "died"),
+                                      (RUNNING, "paused")])
+def test_moves_the_machine_refuses(old, new) -> None:
+    with pytest.raises(IllegalTransition, match="cannot become|not a state a run records"):
+        check_transition(old, new)
+
+
+def test_every_recorded_state_has_its_moves_and_every_ended_state_can_start_again() -> None:
+    assert set(TRANSITIONS) == {None, *STATES}
+    for state in ENDED_STATES:  # the app's Resume and a command line's --resume
+        check_transition(state, STARTING)
+        check_transition(state, RUNNING)
+    check_transition("no-such-state", RUNNING)  # a foreign record is read as failed: a start repairs it
+
+
+def test_shown_states() -> None:
+    assert shown_state(RUNNING, process_alive=False, stop_asked=False) == "died"
+    assert shown_state(STARTING, process_alive=False, stop_asked=False) == "died"
+    assert shown_state(RUNNING, process_alive=True, stop_asked=True) == "stopping"
+    assert shown_state(COMPLETED, process_alive=False, stop_asked=True) == COMPLETED
+    assert shown_state(None, process_alive=True, stop_asked=False) == FAILED
+
+
+def test_a_write_that_breaks_the_machine_fails_where_it_happens(tmp_path) -> None:
+    run = create_run("x", "name: x\n", tmp_path, kind="pretrain", state=COMPLETED)
+    with pytest.raises(IllegalTransition, match="a completed run cannot become stopped"):
+        run.write_status(state=STOPPED)
+    assert run.status()["state"] == COMPLETED  # nothing written
+    run.write_status(step=3)  # progress fields are no move
+    with pytest.raises(ValueError, match="a run records one of"):
+        create_run("y", "name: y\n", tmp_path, state="stopping")
+
+
+def _stopping_run(tmp_path):
+    run = create_run("s", "name: s\n", tmp_path, kind="pretrain", state=RUNNING)
+    (run.path / "stop_request.json").write_text(f'{{"pid": {os.getpid()}}}')
+    return run
+
+
+def test_a_stop_asked_of_a_running_run_is_shown_as_stopping_and_still_live(tmp_path) -> None:
+    run = _stopping_run(tmp_path)
+    assert run.state() == "stopping" and run.is_live()
+    run.write_status(pid=DEAD_PID)  # a new process (e.g. a resume) was not asked
+    assert run.state() == "died" and not run.is_live()
+
+
+@pytest.mark.parametrize("left_as", [STARTING, RUNNING, STOPPED, COMPLETED, FAILED])
+def test_every_state_a_run_can_be_left_in_is_resumed(tmp_path, left_as) -> None:
+    """The resume invariant, directly: whatever state a dead process left, --resume opens the folder and its
+    trainer's frame moves it to running and on to an end."""
+    run = create_run("r", "name: r\n", tmp_path, kind="pretrain", state=left_as, pid=DEAD_PID)
+    resumed, checkpoint = open_for_resume(run.path)
+    try:
+        assert checkpoint is None  # no checkpoint yet: from step 0
+        with RunLife(resumed, lambda: 0, 4, progress=False) as life:
+            assert resumed.status()["state"] == RUNNING and resumed.status()["pid"] == os.getpid()
+            life.state = COMPLETED
+        assert resumed.status()["state"] == COMPLETED and resumed.state() == COMPLETED
+    finally:
+        unlock_run(resumed)
+
+
+def test_a_live_run_is_not_resumed(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    run = create_run("live", "name: live\n", tmp_path, kind="pretrain", state=RUNNING)
+    opened, _ = open_for_resume(run.path)  # this process takes the lock: no second writer may
+    try:
+        code = ("import sys; from core.store.resume import open_for_resume\n"
+                "try:\n    open_for_resume(sys.argv[1])\nexcept Exception as e:\n    print(type(e).__name__)\n")
+        out = subprocess.run([sys.executable, "-c", code, str(run.path)], capture_output=True, text=True,
+                             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), timeout=60)
+        assert out.stdout.strip() == "RunBusyError", out.stderr
+        assert run.status()["state"] == RUNNING  # the refused command wrote nothing
+    finally:
+        unlock_run(opened)
