@@ -26,7 +26,7 @@ COMMANDS = {
     "export": ("core.store.export", "a run's model as a small shipped checkpoint"),
     "fingerprint": ("core.seg.fingerprint", "give a checkpoint a domain fingerprint"),
     "track": ("core.store.track", "send runs to TensorBoard or MLflow (runs made before train.trackers too)"),
-    "fn-report": ("core.analysis.fn_report", "how good a run's false-negative flags are, against reference selectors"),
+    "fn-report": ("core.analysis.fn_report_cli", "how good a run's false-negative flags are, against reference selectors"),
     "demo": ("workbench.gradio_app", "the Gradio upload-and-segment demo with its HTTP API"),
 }
 

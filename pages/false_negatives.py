@@ -17,6 +17,7 @@ import streamlit as st
 from core.analysis import fn_quality as fq
 from core.analysis import fn_report
 from core.analysis import fn_scoring as fn
+from core.analysis.pair_grid import class_names, pair_tiles
 from core.config import ConfigError, DataConfig, LossConfig
 from core.config.strategy import strategy_label, uses_labels
 from core.store.runs import Run
@@ -237,8 +238,8 @@ def gallery(shown: pd.DataFrame, dataset: Any, dominant: np.ndarray | None, run:
         page = int(st.number_input(f"Page (of {n_pages})", 1, n_pages, 1, key=f"fn-page-{run.id}-{n_pages}"))
     rows = shown.iloc[(page - 1) * PER_PAGE: page * PER_PAGE]
     picture = pick_picture(bands_of(dataset), f"fn-picture-{run.id}")
-    anchors, candidates = fn.pair_tiles(dataset, rows, picture)
-    names = fn.class_names(dataset)
+    anchors, candidates = pair_tiles(dataset, rows, picture)
+    names = class_names(dataset)
     st.caption(fn_report.card_explanation(loss))
     threshold = loss.threshold if loss.treatment == "fncc" else None
     cols = st.columns(PER_ROW)

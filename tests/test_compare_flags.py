@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from core.analysis.fn_report import flag_report, main as report_main
+from core.analysis.fn_report import flag_report
+from core.analysis.fn_report_cli import main as report_main
 from core.store.runs import create_run, list_runs
 from tests.store import copy_store
 

@@ -19,7 +19,7 @@ from core.ssl import pretrain as pretrain_mod
 from core.ssl.batch_order import BatchOrder
 from core.analysis.fn_compare import compare_flags
 from core.analysis.fn_report import CACHE_NAME, FlagReportError, cached_report, compute_report, flag_report, report_lines
-from core.analysis.fn_report import main as report_main
+from core.analysis.fn_report_cli import main as report_main
 from core.analysis.fn_scoring import NO_CLASS
 from core.ssl.pretrain import main as pretrain_main
 from core.store.runs import list_runs

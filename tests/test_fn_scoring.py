@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from core.analysis import fn_scoring as fn
+from core.analysis.pair_grid import class_names, pair_tiles
 from core.config import ConfigError, validate_config
 from core.data import SyntheticAerial
 from core.store.runs import create_run
@@ -177,12 +178,12 @@ def test_pairs_naming_missing_tiles_are_refused() -> None:
     with pytest.raises(ValueError, match="names tile 7, but the data set has 3 tiles"):
         fn.same_class(pairs, fn.dominant_classes(fake))
     with pytest.raises(ValueError, match="names tile 7"):
-        fn.pair_tiles(fake, pairs)
+        pair_tiles(fake, pairs)
 
 
 def test_pair_tiles_fetch_anchor_and_candidate_images() -> None:
     fake = labelled([0, 1, 2, 0, 1])
-    anchors, candidates = fn.pair_tiles(fake, pd.DataFrame([pair(1, 4, 2), pair(2, 1, 3)]))
+    anchors, candidates = pair_tiles(fake, pd.DataFrame([pair(1, 4, 2), pair(2, 1, 3)]))
     assert anchors.shape == (2, 2, 2, 3) and anchors.dtype == np.uint8
     assert anchors[:, 0, 0, 0].tolist() == [4, 1] and candidates[:, 0, 0, 0].tolist() == [2, 3]
 
@@ -201,9 +202,9 @@ def test_class_names_of_every_kind_of_class_table() -> None:
         def __init__(self, classes):
             self.classes = classes
 
-    assert fn.class_names(Table([{"name": "urban_land", "color": [0, 255, 255]}])) == ["urban_land"]
-    assert fn.class_names(Table([("building", (0, 0, 255))])) == ["building"]
-    assert fn.class_names(Table(None)) == []
+    assert class_names(Table([{"name": "urban_land", "color": [0, 255, 255]}])) == ["urban_land"]
+    assert class_names(Table([("building", (0, 0, 255))])) == ["building"]
+    assert class_names(Table(None)) == []
 
 
 # ------------------------------------------------------------------------------------------------ the treatment

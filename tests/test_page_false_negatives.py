@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from core.analysis import fn_scoring as fn
+from core.analysis.pair_grid import class_names, pair_tiles
 from core.data import build_dataset
 from core.store.runs import list_runs
 from tests.pages import errors, open_page, texts
@@ -47,7 +48,7 @@ def test_false_run_shows_counts_precision_and_gallery(populated_store: Path) -> 
     assert len(at.get("plotly_chart")) == 2  # counts over training, precision per step bin
     assert len(at.get("image")) == 2 * min(len(records), 12)  # anchor tile | candidate per pair
     assert "anchor #" in str(at.get("image")[0].proto) and "another augmented view" in texts(at)
-    assert "{'name'" not in texts(at) and any(f"({c} / " in texts(at) for c in fn.class_names(dataset))
+    assert "{'name'" not in texts(at) and any(f"({c} / " in texts(at) for c in class_names(dataset))
     calibrated = sum(r["calibrated"] for r in records)
     at.checkbox(key="fn-calibrated").check().run()
     assert not at.exception and len(at.get("image")) == 2 * calibrated

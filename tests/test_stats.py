@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from core.analysis.fn_quality import Proportion
-from core.analysis.fn_scoring import wilson_interval
+from core.analysis.stats import wilson_interval
 from core.analysis.stats import mean_sd, paired_difference
 
 

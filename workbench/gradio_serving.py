@@ -7,7 +7,6 @@ import os
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # read when gradio is imported: no calls home, ever
 
-import hashlib  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
@@ -27,6 +26,7 @@ from core.seg.segmentation_result import Segmentation  # noqa: E402
 from core.seg.segmodel import load_seg_model  # noqa: E402
 from core.store.catalog import ModelEntry, segmentation_models  # noqa: E402
 from core.store.checkpoint import CheckpointError  # noqa: E402
+from core.store.file_versions import file_sha256  # noqa: E402
 
 MIN_WINDOWS_TO_ESTIMATE = 16  # smaller images just run (the time budget still watches them)
 CACHED_MODELS = 12  # auto scores every candidate per image: keep them all loaded rather than reload them
@@ -122,12 +122,8 @@ class Models:
 
 
 def file_digest(path: str | Path) -> str:
-    """What a file is, whatever its upload name: a digest of its bytes."""
-    h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    """What a file is, whatever its upload name: a digest of its bytes (remembered per path, size and mtime)."""
+    return file_sha256(path)
 
 
 # ------------------------------------------------------------------------------------------------ the app

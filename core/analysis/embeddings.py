@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import fn_scoring
+from .pair_grid import class_names
 from ..store.checkpoint import CheckpointError, not_found, read_metadata
 from ..config import SPLIT_NAMES, ConfigError, DataConfig, upgrade_run_config
 from ..data import build_dataset, data_root
@@ -44,6 +45,7 @@ from ..data.augment import normalise
 from ..imaging.bands import bands_of, is_rgb
 from ..data.paths import publish_dir, temp_dir_for
 from ..device import pick_device, pick_precision
+from ..store.file_versions import file_sha256
 from ..store.runs import NotARunError, Run, open_run
 from ..data.protocols import TileSet
 from .embedding_map import (MIN_TILES, ClusterQuality, EmbeddingError, UmapParams, cluster_quality, kmeans_labels,
@@ -109,23 +111,6 @@ def load_encoder(path: str | Path) -> nn.Module:
 
     bands = checkpoint_bands(path)
     return build_encoder(str(name), path, None if is_rgb(bands) else bands).eval()
-
-
-_SHA: dict[tuple[str, int, int], str] = {}
-
-
-def file_sha256(path: str | Path) -> str:
-    """Content hash of a file, remembered per (path, size, mtime) so page reruns do not reread it."""
-    p = Path(path).resolve()
-    st = p.stat()
-    memo = (str(p), st.st_size, st.st_mtime_ns)
-    if memo not in _SHA:
-        h = hashlib.sha256()
-        with open(p, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        _SHA[memo] = h.hexdigest()
-    return _SHA[memo]
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -324,7 +309,7 @@ def compute_embedding(checkpoint: str | Path, data: DataConfig, n_tiles: int, in
             "encoder": checkpoint_card(checkpoint).get("encoder"), "data": data.model_dump(mode="json"),
             "n_tiles": len(indices), "input_size": input_size, "umap": asdict(umap), "clusters": clusters,
             "precision": resolve_precision(precision, device), "device": str(device),
-            "class_names": fn_scoring.class_names(dataset), "seconds": {k: round(v, 3) for k, v in times.items()},
+            "class_names": class_names(dataset), "seconds": {k: round(v, 3) for k, v in times.items()},
             "created": time.time()}
     emb = Embedding(key, indices, features, coords, dominant, groups, quality, meta)
     if use_cache:

@@ -33,7 +33,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .fn_scoring import NO_CLASS, wilson_interval
+from .fn_scoring import NO_CLASS
+from .stats import wilson_interval
 
 SELECTORS = ("flags", "random", "colour", "encoder", "oracle")  # "flags": the run's own detector's
 

@@ -14,9 +14,6 @@ line on stderr and exit code 2.
 """
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,7 +29,7 @@ from ..imaging.band_preview import preview_chw
 from ..imaging.bands import bands_of
 from .fn_quality import colour_features, moco_candidates, score_flags, simclr_candidates
 from .fn_scoring import NO_CLASS, base_rate, dominant_classes, load_pairs, run_config
-from ..store.runs import NotARunError, Run, atomic_write_json, open_run, read_json_file
+from ..store.runs import Run, atomic_write_json, read_json_file
 
 CACHE_NAME = "flag_quality.json"
 REPORT_VERSION = 3  # 2: selectors' cross-scene picks among other scenes only; 3: any detector, its flags as "flags"
@@ -358,46 +355,3 @@ def card_explanation(loss: Any) -> str:
 def treated_label(treatment: str) -> str:
     """The pairs the treatment applied to (``calibrated`` in the records): FNCC's gate, or every flag."""
     return "calibrated flags only" if treatment == "fncc" else f"treated flags ({treatment}: all)"
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m core.fn_report", description=__doc__.split("\n\n")[0])
-    p.add_argument("run", metavar="RUN", help="a pretraining run folder (loss.name=false, any detector, on a labeled "
-                                              "data set), or a comparison run: every method's flags beside its mIoU")
-    p.add_argument("--json", action="store_true", help="print the JSON report")
-    p.add_argument("--no-encoder", action="store_true", help="leave out the encoder selector (no model is loaded)")
-    p.add_argument("--refresh", action="store_true", help="recompute even if the stored report is current")
-    args = p.parse_args(argv)
-    try:
-        run = open_run(args.run)
-        from tqdm.auto import tqdm
-
-        current: dict[str, Any] = {}
-
-        def progress(stage: str, done: int, total: int) -> None:
-            if current.get("stage") != stage:  # one bar at a time, each stage in turn
-                if current.get("bar") is not None:
-                    current["bar"].close()
-                current.update(stage=stage, bar=tqdm(total=total, desc=stage, file=sys.stderr, leave=False))
-            current["bar"].n = done
-            current["bar"].refresh()
-
-        if run.kind() == "compare":
-            from .compare_flags import comparison_flags, to_markdown
-
-            report = comparison_flags(run, use_encoder=not args.no_encoder, progress=progress)
-            text = to_markdown(report)
-        else:
-            report = flag_report(run, use_encoder=not args.no_encoder, refresh=args.refresh, progress=progress)
-            text = "\n".join(report_lines(report))
-        if current.get("bar") is not None:
-            current["bar"].close()
-    except (FlagReportError, NotARunError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(json.dumps(report, indent=2) if args.json else text)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -16,15 +16,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from ..config import ConfigError, PretrainConfig, upgrade_run_config, validate_config
 from ..store.runs import Run, kind_of_config, read_jsonl
 from ..data.dominant import NO_CLASS, dominant_classes  # noqa: F401 - the analysis reads them from here too
-from ..data.protocols import TileSet
-from ..imaging.band_preview import preview_chw
-from ..imaging.bands import RGB, bands_of
 from ..ssl.registry import method_label
+from .stats import wilson_interval  # noqa: F401 - the flag reports read it from here too
 
 PAIR_COLUMNS = ("step", "anchor_index", "anchor_view", "candidate_index", "candidate_view", "distance", "cos",
                 "cos_pos", "calibrated", "mirrored")
@@ -325,17 +322,6 @@ def base_rate(dominant: np.ndarray) -> float:
     return float((counts * (counts - 1)).sum() / (n * (n - 1)))
 
 
-def wilson_interval(correct: np.ndarray, total: np.ndarray, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:
-    """95% Wilson score interval of a proportion: honest for the handful of flags a short run makes per bin."""
-    correct, total = np.asarray(correct, float), np.asarray(total, float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = correct / total
-        denom = 1 + z * z / total
-        centre = (p + z * z / (2 * total)) / denom
-        half = z * np.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denom
-    return centre - half, centre + half
-
-
 @dataclass(frozen=True)
 class PrecisionReport:
     """How often flagged pairs share their dominant class, per step bin and overall, against chance."""
@@ -405,34 +391,3 @@ def precision_over_training(pairs: pd.DataFrame, dominant: np.ndarray | None, bi
                            "correct": hits, "precision": precision, "ci_low": ci_low, "ci_high": ci_high})
     by_bin = by_bin[by_bin["pairs"] > 0].reset_index(drop=True)
     return PrecisionReport(by_bin, int(total.sum()), int(hits.sum()), rate, len(dominant))
-
-
-# ------------------------------------------------------------------------------------------------ images
-def pair_tiles(dataset: TileSet, pairs: pd.DataFrame, mode: str = "true") -> tuple[np.ndarray, np.ndarray]:
-    """Anchor and candidate tiles of the given pairs as uint8 (K, H, W, 3) arrays, in two batched fetches; tiles of
-    more bands in ``mode`` colour (``core.imaging.band_preview.preview``: true or false colour).
-
-    The anchor's positive is another augmented view of the anchor tile itself, so the tile stands for both.
-    """
-    n = len(dataset)
-    for column in ("anchor_index", "candidate_index"):
-        if len(pairs) and (pairs[column].max() >= n or pairs[column].min() < 0):
-            raise ValueError(f"fns.jsonl names tile {int(pairs[column].max())}, but the data set has {n} tiles: "
-                             "was it rebuilt with other settings since the run?")
-    names = bands_of(dataset)
-    return _hwc(dataset.get_images(pairs["anchor_index"].to_numpy()), names, mode), \
-        _hwc(dataset.get_images(pairs["candidate_index"].to_numpy()), names, mode)
-
-
-def _hwc(images: torch.Tensor, names: Sequence[str] = RGB, mode: str = "true") -> np.ndarray:
-    return preview_chw(images, names, mode).permute(0, 2, 3, 1).contiguous().numpy()
-
-
-def class_names(dataset: Any) -> list[str]:
-    """Names of the data set's classes (empty when it has none), for captions."""
-    def name(c: Any) -> str:
-        if isinstance(c, dict):  # labeled sets: {"name", "color"}
-            return str(c.get("name"))
-        return str(c[0]) if isinstance(c, (tuple, list)) else str(c)  # the synthetic table: (name, rgb)
-
-    return [name(c) for c in (getattr(dataset, "classes", None) or [])]

@@ -1,5 +1,6 @@
-"""The flagged pairs of a step as one picture (anchor tile beside candidate tile, a pair per row): what the trackers
-(``core.store.trackers``) show beside the curves, so a researcher sees in TensorBoard or MLflow what FNSD flagged."""
+"""Flagged pairs as pictures: the tiles of pairs (the False negatives page's cards) and a step's pairs as one grid
+(anchor tile beside candidate tile, a pair per row), what the trackers (``core.store.trackers``) show beside the
+curves, so a researcher sees in TensorBoard or MLflow what FNSD flagged."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -7,8 +8,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
-from .fn_scoring import pair_tiles
+from ..data.protocols import TileSet
+from ..imaging.band_preview import preview_chw
+from ..imaging.bands import RGB, bands_of
 
 GAP = 4  # pixels between the two tiles of a pair and between pairs
 MAX_SIDE = 96  # tiles are shown at most this many pixels wide
@@ -29,3 +33,33 @@ def pair_grid(dataset: Any, rows: Sequence[dict[str, Any]], mode: str = "true") 
         grid[top:top + h, :w] = anchors[i]
         grid[top:top + h, w + GAP:] = candidates[i]
     return grid
+
+
+def pair_tiles(dataset: TileSet, pairs: pd.DataFrame, mode: str = "true") -> tuple[np.ndarray, np.ndarray]:
+    """Anchor and candidate tiles of the given pairs as uint8 (K, H, W, 3) arrays, in two batched fetches; tiles of
+    more bands in ``mode`` colour (``core.imaging.band_preview.preview``: true or false colour).
+
+    The anchor's positive is another augmented view of the anchor tile itself, so the tile stands for both.
+    """
+    n = len(dataset)
+    for column in ("anchor_index", "candidate_index"):
+        if len(pairs) and (pairs[column].max() >= n or pairs[column].min() < 0):
+            raise ValueError(f"fns.jsonl names tile {int(pairs[column].max())}, but the data set has {n} tiles: "
+                             "was it rebuilt with other settings since the run?")
+    names = bands_of(dataset)
+    return _hwc(dataset.get_images(pairs["anchor_index"].to_numpy()), names, mode), \
+        _hwc(dataset.get_images(pairs["candidate_index"].to_numpy()), names, mode)
+
+
+def _hwc(images: torch.Tensor, names: Sequence[str] = RGB, mode: str = "true") -> np.ndarray:
+    return preview_chw(images, names, mode).permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def class_names(dataset: Any) -> list[str]:
+    """Names of the data set's classes (empty when it has none), for captions."""
+    def name(c: Any) -> str:
+        if isinstance(c, dict):  # labeled sets: {"name", "color"}
+            return str(c.get("name"))
+        return str(c[0]) if isinstance(c, (tuple, list)) else str(c)  # the synthetic table: (name, rgb)
+
+    return [name(c) for c in (getattr(dataset, "classes", None) or [])]

@@ -1,4 +1,4 @@
-"""Paired differences with honest intervals, for comparisons over seeds.
+"""Paired differences with honest intervals, for comparisons over seeds; Wilson intervals for proportions (flags).
 
 Why: a mean gain of +0.3 mIoU points printed beside a seed spread of 0.5 says nothing by itself. Two methods run
 with the same seeds are paired (same data order, same split, same head start), so the question is whether the
@@ -11,6 +11,7 @@ import math
 import statistics
 from dataclasses import dataclass
 
+import numpy as np
 from scipy import stats as _st
 
 LEVEL = 0.95
@@ -70,3 +71,14 @@ def mean_sd(values: list[float]) -> tuple[float, float]:
     if not values:
         return float("nan"), float("nan")
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def wilson_interval(correct: np.ndarray, total: np.ndarray, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:
+    """95% Wilson score interval of a proportion: honest for the handful of flags a short run makes per bin."""
+    correct, total = np.asarray(correct, float), np.asarray(total, float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = correct / total
+        denom = 1 + z * z / total
+        centre = (p + z * z / (2 * total)) / denom
+        half = z * np.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denom
+    return centre - half, centre + half

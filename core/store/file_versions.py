@@ -7,6 +7,7 @@ when it lands within the same clock tick with the same size. A stat costs a frac
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import threading
 from collections.abc import Callable
@@ -75,3 +76,24 @@ def json_file(path: Path) -> Any:
 def yaml_file(path: Path) -> Any:
     """The file's YAML, safely (errors: OSError, UnicodeDecodeError, yaml.YAMLError)."""
     return read_once(path, lambda p: load_yaml(p.read_text(encoding="utf-8")), "yaml")
+
+
+_SHA: dict[tuple[str, int, int], str] = {}
+SHA_MEMO = 4096  # hashes remembered (a server hashing every upload must not grow without end)
+
+
+def file_sha256(path: str | Path) -> str:
+    """Content hash of a file, remembered per (path, size, mtime) so page reruns do not reread it (checkpoints,
+    the embeddings' cache keys, the probe's, the Gradio demo's kept results)."""
+    p = Path(path).resolve()
+    st = p.stat()
+    memo = (str(p), st.st_size, st.st_mtime_ns)
+    if memo not in _SHA:
+        h = hashlib.sha256()
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        while len(_SHA) >= SHA_MEMO:
+            _SHA.pop(next(iter(_SHA)))
+        _SHA[memo] = h.hexdigest()
+    return _SHA[memo]

@@ -1,0 +1,55 @@
+"""``python -m core.fn_report RUN`` (``false-wb fn-report``): how good a run's false-negative flags are, beside
+reference selectors on the same batches (``core.analysis.fn_report``), or every method's flags beside its mIoU for a
+comparison run (``core.analysis.compare_flags``)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from ..store.runs import NotARunError, open_run
+from .fn_report import FlagReportError, flag_report, report_lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m core.fn_report", description=__doc__.split("\n\n")[0])
+    p.add_argument("run", metavar="RUN", help="a pretraining run folder (loss.name=false, any detector, on a labeled "
+                                              "data set), or a comparison run: every method's flags beside its mIoU")
+    p.add_argument("--json", action="store_true", help="print the JSON report")
+    p.add_argument("--no-encoder", action="store_true", help="leave out the encoder selector (no model is loaded)")
+    p.add_argument("--refresh", action="store_true", help="recompute even if the stored report is current")
+    args = p.parse_args(argv)
+    try:
+        run = open_run(args.run)
+        from tqdm.auto import tqdm
+
+        current: dict[str, Any] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if current.get("stage") != stage:  # one bar at a time, each stage in turn
+                if current.get("bar") is not None:
+                    current["bar"].close()
+                current.update(stage=stage, bar=tqdm(total=total, desc=stage, file=sys.stderr, leave=False))
+            current["bar"].n = done
+            current["bar"].refresh()
+
+        if run.kind() == "compare":
+            from .compare_flags import comparison_flags, to_markdown
+
+            report = comparison_flags(run, use_encoder=not args.no_encoder, progress=progress)
+            text = to_markdown(report)
+        else:
+            report = flag_report(run, use_encoder=not args.no_encoder, refresh=args.refresh, progress=progress)
+            text = "\n".join(report_lines(report))
+        if current.get("bar") is not None:
+            current["bar"].close()
+    except (FlagReportError, NotARunError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(report, indent=2) if args.json else text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
