@@ -16,7 +16,8 @@ from core.data.augment import TwoViewAugment
 from core.data.folder import ImageFolderTiles
 from core.data.seg_augment import SegAugment
 from core.imaging.band_preview import preview
-from core.imaging.bands import BandError, band_norm, file_band_names, file_bands, read_bands, resolve
+from core.imaging.raster import file_bands, read_bands
+from core.imaging.bands import BandError, band_norm, file_band_names, resolve
 from core.imaging.model_bands import band_nodata_mask, model_pixels
 from core.imaging.imageio import read_image
 from core.seg.finetune_cli import main as finetune_main
@@ -315,7 +316,7 @@ def test_a_vaihingen_model_reads_irrg_files_by_the_names_on_its_card(tmp_path: P
 
 
 def test_rgb_tile_caches_read_a_4_band_file_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import core.imaging.bands as bands_module
+    import core.imaging.tiffio as bands_module  # attach_bands lives with the TIFF reader
 
     write_tif(tmp_path / "f" / "a.tif", scene(0)[0])
     calls: list[int] = []
@@ -410,7 +411,7 @@ def test_a_band_bomb_is_refused_from_its_header(tmp_path) -> None:
     import numpy as np
     import rasterio
 
-    from core.imaging.bands import read_bands
+    from core.imaging.raster import read_bands
     from core.imaging.imageio import ImageError, read_image
 
     def tiff(name: str, bands: int) -> Path:

@@ -300,7 +300,7 @@ def test_a_tiff_without_rasterio_is_skipped_with_the_way_to_get_it(tmp_path, mon
 def test_a_band_stretch_without_rasterio_leaves_the_reasons_to_the_tiling(tmp_path, monkeypatch):
     import sys
 
-    from core.imaging.bands import dataset_stretch
+    from core.imaging.raster import dataset_stretch
 
     monkeypatch.setitem(sys.modules, "rasterio", None)
     Image.fromarray(np.zeros((16, 16, 3), dtype=np.uint8)).save(tmp_path / "a.tif")

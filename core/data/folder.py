@@ -24,15 +24,16 @@ import numpy as np
 from PIL import Image
 from ..phases import phase_bar
 
-from ..imaging.bands import BandError, dataset_stretch, describe, read_bands
-from ..imaging.imageio import ImageError, read_image
+from ..imaging.raster import READER_MODULES, dataset_stretch, read_raster
+from .code_version import code_version
+from ..imaging.bands import BandError, describe
+from ..imaging.imageio import ImageError
 from .paths import (CachedTiles, DataError, check_free_space, data_root, leads_outside, publish_dir,
                     remove_dead_temps, temp_dir_for)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 MAX_PIXELS = 178_956_970  # PIL's decompression-bomb error limit; our own check, whatever PIL is set to
-CACHE_VERSION = 3  # 2: images decoded by core.imaging.imageio; 3: files without data skipped
-BAND_RULES = 2  # caches of data.bands only: 2: alpha-or-NIR judged where the picture is, "Band 1" names nothing
+TILING_MODULES = (*READER_MODULES, "core.data.folder")  # what decides the cached tiles: the key holds their code's version
 
 
 class _Unreadable(Exception):
@@ -63,18 +64,18 @@ def load_rgb(path: Path) -> np.ndarray:
     """Fully decode one image file to (H, W, 3) uint8 by the one rule of ``core.imaging.imageio``; _Unreadable says
     why (a file that holds no data at all is one: 64 empty tiles would be trained on without a word)."""
     try:
-        loaded = read_image(path, MAX_PIXELS, orient=False, extra_bands=False)
+        got = read_raster(path, max_pixels=MAX_PIXELS)
     except ImageError as err:
         raise _Unreadable(str(err)) from None
-    if _all_nodata(loaded.declared_nodata, loaded.nodata_value_pixels):
+    if _all_nodata(got.declared_nodata, got.nodata_value_pixels):
         raise _Unreadable(NOTHING_TO_LEARN)
-    return loaded.rgb
+    return got.pixels
 
 
 def load_bands(path: Path, bands: list, stretch: list | None) -> tuple[np.ndarray, list[str]]:
     """The asked-for bands of one file as (H, W, C) uint8 and their names; _Unreadable names the missing band."""
     try:
-        got = read_bands(path, bands, max_pixels=MAX_PIXELS, stretch=stretch)
+        got = read_raster(path, bands, max_pixels=MAX_PIXELS, stretch=stretch)
     except (BandError, ImageError) as err:
         raise _Unreadable(str(err).removeprefix(f"{path.name}: ")) from None
     if _all_nodata(got.declared_nodata):
@@ -158,10 +159,9 @@ class ImageFolderTiles(CachedTiles):
             st = f.stat()
             listing.append([f.relative_to(self.folder).as_posix(), st.st_size, st.st_mtime_ns])
         spec = dict(folder=str(self.folder), files=listing, tile=self._tile, stride=self.stride,
-                    version=CACHE_VERSION)
+                    code=code_version(TILING_MODULES))
         if self.bands is not None:  # RGB caches keep their names
             spec["bands"] = [str(b) if isinstance(b, str) else b for b in self.bands]
-            spec["band_rules"] = BAND_RULES  # caches of bands named by older rules are rebuilt
         key = json.dumps(spec)
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
         self.cache_dir = Path(cache_root or data_root()) / "cache" / f"folder-{digest}"
@@ -235,7 +235,7 @@ class ImageFolderTiles(CachedTiles):
             out.flush()
             del out, src
             raw_path.unlink()
-            meta = dict(version=CACHE_VERSION, folder=str(self.folder), tile_size=tile, stride=self.stride,
+            meta = dict(code=code_version(TILING_MODULES), folder=str(self.folder), tile_size=tile, stride=self.stride,
                         num_tiles=n, sources=sources, tiles=tiles, skipped=skipped,
                         seconds=round(time.time() - t0, 2), created=time.time())
             if names is not None:

@@ -36,7 +36,8 @@ import numpy as np
 import torch
 
 from .paths import DataError
-from .seg_base import SegSubset, SegTiles
+from .seg_base import SegTiles
+from .seg_subset import SegSubset
 from .seg_files import IGNORE_INDEX, class_table
 from .seg_folder import ClassTable, FolderSeg, load_class_table
 from .seg_formats import (DEEPGLOBE_CLASSES, ISPRS_CLASSES, LOVEDA_CLASSES, POTSDAM_TEST_IDS, VAIHINGEN_TEST_AREAS,

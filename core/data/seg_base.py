@@ -30,14 +30,15 @@ from ..phases import phase_bar
 
 from .paths import (REPO_ROOT, CachedTiles, DataError, check_free_space, data_root, leads_outside, publish_dir,
                     remove_dead_temps, temp_dir_for)
-from .protocols import SceneTiles
-from ..imaging.bands import BandError, dataset_stretch, describe, read_bands
+from ..imaging.raster import READER_MODULES, dataset_stretch, read_raster
+from .code_version import code_version
+from ..imaging.bands import BandError, describe
 from ..imaging.imageio import ImageError
 from .mask_read import MaskTable, read_mask
 from .seg_files import IGNORE_INDEX, MAX_PIXELS, Decoded, image_size, read_rgb
 
-CACHE_VERSION = 2  # 2: images decoded by core.imaging.imageio
-BAND_RULES = 2  # caches of data.bands only: 2: alpha-or-NIR judged where the picture is, "Band 1" names nothing
+# what decides a labeled set's cached tiles, besides its files and settings: the cache key holds their code's version
+TILING_MODULES = (*READER_MODULES, "core.data.seg_base", "core.data.seg_files", "core.data.mask_read")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 SPLITS = ("train", "val", "test")
 
@@ -134,10 +135,9 @@ class SegTiles(CachedTiles):
             listing.append(row)
         spec = dict(format=self.format_name, root=str(self.root), scenes=listing, tile=self.tile,
                     overlap=self.overlap, classes=self.classes, ignore=self.ignore_index,
-                    decode=self.cache_params(), version=CACHE_VERSION)
+                    decode=self.cache_params(), code=self.code_version())
         if self.bands is not None:  # RGB caches keep their names
             spec["bands"] = self.bands
-            spec["band_rules"] = BAND_RULES  # caches of bands named by older rules are rebuilt
         key = json.dumps(spec, sort_keys=True, default=str)
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
         self.cache_dir = Path(cache_root or data_root()) / "cache" / f"{self.format_name}-{digest}"
@@ -177,11 +177,16 @@ class SegTiles(CachedTiles):
 
     def _read_bands(self, path: Path, stretch: list | None) -> tuple[np.ndarray, list[str]]:
         try:
-            got = read_bands(path, self.bands or [], max_pixels=MAX_PIXELS, stretch=stretch, names=self.file_bands)
+            got = read_raster(path, self.bands or [], max_pixels=MAX_PIXELS, stretch=stretch, names=self.file_bands)
         except (BandError, ImageError) as err:
             raise DataError(f"{self.title}: {err}" if path.name in str(err) else
                             f"{self.title}: cannot read image {path}: {err}") from None
         return got.pixels, got.names
+
+    def code_version(self) -> str:
+        """The version of the code that tiles this set (the reader's and its format's module): a change in either
+        rebuilds the cache."""
+        return code_version((*TILING_MODULES, type(self).__module__))
 
     def cache_params(self) -> Any:
         """Anything besides files, tile size and classes that changes the cached tiles (e.g. eroded labels)."""
@@ -259,7 +264,7 @@ class SegTiles(CachedTiles):
             masks.flush()
             del images, masks
             np.save(tmp / "counts.npy", counts)
-            meta = dict(version=CACHE_VERSION, format=self.format_name, root=str(self.root), tile_size=tile,
+            meta = dict(code=self.code_version(), format=self.format_name, root=str(self.root), tile_size=tile,
                         tile_overlap=self.overlap, num_tiles=n, classes=self.classes, ignore_index=ignore,
                         decode=self.cache_params(), scenes=scene_meta, tiles=tiles, tile_split=tile_split,
                         seconds=round(time.time() - t0, 2), created=time.time())
@@ -358,93 +363,3 @@ class SegTiles(CachedTiles):
         """Share of each class among the labeled pixels of all scenes (each pixel once, overlap or not)."""
         px = np.sum([s["class_pixels"] for s in self.meta["scenes"]], axis=0)
         return {c["name"]: float(v) / max(1, float(px.sum())) for c, v in zip(self.classes, px)}
-
-
-# ------------------------------------------------------------------------------------------------ views
-class SegSubset(torch.utils.data.Dataset):
-    """A view of some tiles of a labeled set with the same interface (a split, or a label fraction of one).
-
-    ``index`` in an item is the position in this view; ``tile`` is the tile index in the underlying set.
-    """
-
-    has_labels = True
-
-    def __init__(self, base: SceneTiles, indices: Sequence[int] | np.ndarray, name: str = ""):
-        self.base = base
-        self.indices = np.asarray(indices, dtype=np.int64).reshape(-1)
-        self.name = name or getattr(base, "name", "")
-
-    @property
-    def classes(self) -> list[dict]:
-        return self.base.classes
-
-    @property
-    def ignore_index(self) -> int:
-        return self.base.ignore_index
-
-    @property
-    def tile_size(self) -> int:
-        return self.base.tile_size
-
-    @property
-    def band_names(self) -> tuple[str, ...]:
-        return tuple(getattr(self.base, "band_names", ("R", "G", "B")))
-
-    @property
-    def band_stretch(self) -> list | None:
-        return getattr(self.base, "band_stretch", None)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def _map(self, indices: Any) -> np.ndarray:
-        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-        return self.indices[idx]
-
-    def __getitem__(self, i: int) -> dict:
-        i = int(i)
-        t = int(self.indices[i])
-        item = self.base[t]
-        item["index"], item["tile"] = i % len(self), t
-        return item
-
-    def get_images(self, indices: Any) -> torch.Tensor:
-        return self.base.get_images(self._map(indices))
-
-    def get_masks(self, indices: Any) -> torch.Tensor:
-        return self.base.get_masks(self._map(indices))
-
-    @property
-    def cache_key(self) -> tuple:
-        """Which tiles this view holds, for caches keyed by data set (never ``id()``: objects come and go)."""
-        inner = getattr(self.base, "base", None)
-        where = getattr(self.base, "cache_dir", None) or getattr(inner, "cache_dir", None)
-        meta = getattr(self.base, "meta", None) or getattr(inner, "meta", None) or {}
-        digest = hashlib.sha256(self.indices.tobytes()).hexdigest()[:16]
-        return str(where), meta.get("created"), len(self.indices), digest
-
-    @property
-    def counts(self) -> np.ndarray:
-        """Pixels of each class in each tile of this view, (n, C) int64."""
-        return np.asarray(self.base.counts[self.indices])
-
-    @property
-    def scene_ids(self) -> np.ndarray:
-        """The scene of every tile of this view (ids of the underlying set's :attr:`scene_names`)."""
-        return np.asarray(self.base.scene_ids)[self.indices]
-
-    @property
-    def scene_names(self) -> list[str]:
-        return self.base.scene_names
-
-    def scene_arrays(self, scene: int) -> tuple[np.ndarray, np.ndarray]:
-        return self.base.scene_arrays(scene)
-
-    def dominant_class(self, i: int) -> int:
-        return self.base.dominant_class(int(self.indices[int(i)]))
-
-    def tile_info(self, i: int) -> dict:
-        return self.base.tile_info(int(self.indices[int(i)]))
-
-    def __repr__(self) -> str:
-        return f"SegSubset({self.name!r}, {len(self)} of {len(self.base)} tiles)"

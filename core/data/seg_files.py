@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ..imaging.imageio import ImageError, need_rasterio, read_image
+from ..imaging.imageio import ImageError, need_rasterio
+from ..imaging.raster import read_raster
 from .paths import DataError
 
 IGNORE_INDEX = 255
@@ -73,7 +74,7 @@ def read_rgb(path: Path) -> np.ndarray:
     """An image as (H, W, 3) uint8 by the one decoding rule of ``core.imaging.imageio`` (16-bit and float bands stretched by
     their 2-98 percentiles, grey replicated, alpha dropped); no EXIF rotation, as the masks are not rotated."""
     try:
-        return read_image(path, MAX_PIXELS, orient=False, extra_bands=False).rgb
+        return read_raster(path, max_pixels=MAX_PIXELS).pixels
     except ImageError as err:
         raise DataError(f"cannot read image {path}: {err}") from None
 

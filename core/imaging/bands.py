@@ -18,18 +18,14 @@ models are unchanged and RGB weights stay meaningful), any other band by ``OTHER
 from __future__ import annotations
 
 import math
-import os
 import re
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .imageio import (_TIFF_MAGIC, SAMPLE_PIXELS, ImageError, _check_size, _one_line, _percentiles, _stretch,
-                      check_decoded_size, need_rasterio)
+from .pixels import SAMPLE_PIXELS, ImageError, _percentiles, _stretch
 
 RGB = ("R", "G", "B")
 RGBN = ("R", "G", "B", "NIR")
@@ -170,16 +166,22 @@ def resolve(request: Sequence[int | str], available: Sequence[str], file: str) -
 
 
 @dataclass
-class BandPixels:
-    """The asked-for bands of one file as (H, W, C) uint8, their names, and what the reading needed."""
+class Raster:
+    """A file's pixels as a model or a data set reads them, whichever pipeline (``core.imaging.raster.read_raster``):
+    (H, W, C) uint8, the bands' names, the file's sample type, the stretch applied per band, the georeference and
+    pixel size, the no-data masks, and notes on what was done."""
     pixels: np.ndarray
     names: list[str]
     dtype: str  # the file's sample type, e.g. uint8, uint16
-    stretch: list[list[float] | None]  # per channel: [lo, hi] applied, None for 8-bit
+    stretch: list[list[float] | None]  # per channel: [lo, hi] applied, None for 8-bit or the image's own percentiles
     profile: dict[str, Any] | None = None
     pixel_size_m: float | None = None
-    declared_nodata: np.ndarray | None = None
+    declared_nodata: np.ndarray | None = None  # True: the file declares no data there (alpha 0, mask, NaN, nodata)
     notes: list[str] = field(default_factory=list)
+    nodata_value_pixels: np.ndarray | None = None  # 8-bit pixels equal to the nodata value (no data at a border)
+
+
+BandPixels = Raster  # its former name
 
 
 def src_band_names(src: Any) -> list[str]:
@@ -208,93 +210,6 @@ def looks_like_alpha(band: np.ndarray, rgb: np.ndarray) -> bool:
         return bool(np.isin(band, (0, 255)).mean() >= ALPHA_SHARE)
     values = band[picture]
     return bool(np.isin(values, (0, 255)).mean() >= ALPHA_SHARE and (values == 255).mean() >= OPAQUE_SHARE)
-
-
-def _is_tiff(path: Path) -> bool:
-    with open(path, "rb") as f:
-        return f.read(4) in _TIFF_MAGIC
-
-
-def file_bands(path: str | os.PathLike[str]) -> list[str]:
-    """The band names of a file from its header alone (for pickers and checks before decoding)."""
-    path = Path(path)
-    if not _is_tiff(path):
-        return list(RGB)
-    rasterio = need_rasterio()
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with rasterio.open(path) as src:
-            return src_band_names(src)
-
-
-def read_bands(path: str | os.PathLike[str], request: Sequence[int | str], *, max_pixels: int = 50_000_000,
-               stretch: Sequence[Sequence[float] | None] | None = None,
-               names: Sequence[str] | None = None) -> BandPixels:
-    """The requested bands of ``path`` as uint8 (H, W, C). ``stretch``: the data set's per-channel [lo, hi] for
-    non-8-bit data (else the image's own percentiles); ``names``: the file's band names where its format knows them
-    better than its header (Vaihingen's IRRG). BandError for a missing or all-zero band, ImageError for an unusable
-    file; both one line naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ImageError(f"{path.name}: no such file")
-    if not _is_tiff(path):
-        from .imageio import read_image
-
-        img = read_image(path, max_pixels, orient=False)
-        idx, got = resolve(request, list(RGB), path.name)  # PNG and JPEG: R, G, B, whatever a format calls its TIFFs' bands
-        pixels = np.ascontiguousarray(img.rgb[..., idx])
-        return BandPixels(pixels, got, "uint8", [None] * len(idx), img.profile, img.pixel_size_m,
-                          img.declared_nodata, img.notes)
-    try:
-        rasterio = need_rasterio()
-    except ImageError as err:
-        raise ImageError(f"{path.name}: {err}") from None
-    from rasterio.errors import RasterioError
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with rasterio.open(path) as src:
-                return _read_tiff_bands(src, path.name, request, max_pixels, stretch, names)
-    except ImageError:
-        raise
-    except MemoryError:
-        raise ImageError(f"{path.name}: not enough memory to read it") from None
-    except RasterioError as err:
-        raise ImageError(f"{path.name}: truncated or corrupt TIFF ({_one_line(err)})") from None
-
-
-def _read_tiff_bands(src: Any, file: str, request: Sequence[int | str], max_pixels: int,
-                     stretch: Sequence[Sequence[float] | None] | None, names: Sequence[str] | None) -> BandPixels:
-    from .tiffio import _pixel_size_m
-
-    _check_size(int(src.width), int(src.height), max_pixels)
-    check_decoded_size(int(src.width), int(src.height), int(src.count),
-                       max(np.dtype(d).itemsize for d in src.dtypes), max_pixels)
-    available = list(names) if names is not None and len(names) == src.count else src_band_names(src)
-    idx, names = resolve(request, available, file)
-    data = src.read([i + 1 for i in idx])  # (C, H, W)
-    dtype = np.dtype(src.dtypes[idx[0]])
-    invalid = _invalid(data, src.nodata)
-    check_bands(data, invalid, src.nodata, idx, names, file)
-    out, applied = to_uint8(data, stretch, invalid)
-    notes: list[str] = []
-    if dtype != np.uint8:
-        notes.append(f"{dtype} bands stretched to 8 bit by " + ("the image's own" if stretch is None else
-                                                                "the training data's") + " 2nd-98th percentiles")
-    declared = None
-    masks = src.dataset_mask()
-    if (masks == 0).any() and dtype != np.uint8:
-        declared = masks == 0
-    if invalid is not None and invalid.any():
-        declared = invalid if declared is None else declared | invalid
-    profile = None
-    px = None
-    if src.crs is not None:
-        profile = {"crs": src.crs, "transform": src.transform, "width": int(src.width), "height": int(src.height)}
-        px = _pixel_size_m(src.crs, src.transform)
-    return BandPixels(out, names, str(dtype), applied, profile, px, declared, notes)
 
 
 def check_bands(data: np.ndarray, invalid: np.ndarray | None, nodata: Any, idx: Sequence[int],
@@ -355,82 +270,3 @@ def _subsample(band: np.ndarray, invalid: np.ndarray | None) -> np.ndarray:
     return a
 
 
-def dataset_stretch(paths: Sequence[Path], request: Sequence[int | str], per_file: int = 65_536,
-                    names: Sequence[str] | None = None) -> list[list[float]] | None:
-    """Per-channel [lo, hi] (2nd and 98th percentiles) over samples of every non-8-bit file, or None when all
-    files are 8-bit (nothing to stretch). Files that cannot be read are left to the tiling to report."""
-    try:
-        rasterio = need_rasterio()
-    except ImageError:  # no TIFF can be read here: the tiling says so, file by file
-        return None
-    from rasterio.enums import Resampling
-
-    samples: list[list[np.ndarray]] = []
-    for p in paths:
-        try:
-            if not _is_tiff(p):
-                continue
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                with rasterio.open(p) as src:
-                    known = list(names) if names is not None and len(names) == src.count else src_band_names(src)
-                    idx, _ = resolve(request, known, p.name)
-                    if np.dtype(src.dtypes[idx[0]]) == np.uint8:
-                        continue
-                    step = max(1, int(math.sqrt(src.width * src.height / per_file)))
-                    shape = (max(1, src.height // step), max(1, src.width // step))
-                    a = src.read([i + 1 for i in idx], out_shape=(len(idx), *shape),
-                                 resampling=Resampling.nearest).astype(np.float64)
-                    nd = src.nodata
-                    for c in range(len(idx)):
-                        v = a[c][np.isfinite(a[c])]
-                        if nd is not None and not (isinstance(nd, float) and math.isnan(nd)):
-                            v = v[v != nd]
-                        while len(samples) <= c:
-                            samples.append([])
-                        samples[c].append(v)
-        except Exception:  # noqa: BLE001, S112 - the tiling reports unreadable files by name
-            continue
-    if not samples:
-        return None
-    out = []
-    for vals in samples:
-        lohi = _percentiles(np.concatenate(vals)) if vals else None
-        out.append(list(lohi) if lohi else [0.0, 1.0])
-    return out
-
-
-def attach_bands(loaded: Any, path: Path) -> Any:
-    """A TIFF's band names (alpha left out) and, unless they are plain 8-bit R, G, B (the RGB picture is them then),
-    its raw samples (and every band as uint8 where a false-colour picture exists): a model of other bands, or of a
-    stretch, then reads the file as its training read it (``model_pixels``). A band that cannot be read leaves the
-    RGB picture as it is, with a note and ``bands_error``: RGB models never need it, others are refused."""
-    rasterio = need_rasterio()
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with rasterio.open(path) as src:
-                names = src_band_names(src)
-                keep = [i for i, n in enumerate(names) if n != "alpha"]
-                kept = [names[i] for i in keep]
-                loaded.band_count = len(names)  # alpha included: a format's names apply to files of its count
-                if kept == list(RGB) and all(np.dtype(src.dtypes[i]) == np.uint8 for i in keep):
-                    loaded.band_names = kept
-                    return loaded
-                raw = src.read([i + 1 for i in keep])
-                nodata = src.nodata
-    except MemoryError:
-        loaded.bands_error = "not enough memory to read its bands"
-        loaded.notes.append("its bands were not read apart from the RGB picture: not enough memory")
-        return loaded
-    except Exception as err:  # noqa: BLE001 - a damaged extra band: the RGB picture still serves RGB models
-        loaded.bands_error = f"its bands could not be read ({_one_line(err)})"
-        loaded.notes.append(f"{loaded.bands_error}; the RGB picture is kept")
-        return loaded
-    if all(b in kept for b in FALSE_COLOUR):  # the uint8 bands serve the false-colour picture only
-        loaded.bands = to_uint8(raw, None, _invalid(raw, nodata))[0]
-    loaded.raw_bands, loaded.band_nodata, loaded.band_names = raw, nodata, kept
-    if kept != list(RGB):
-        loaded.notes.append(f"{len(keep)} band(s) ({describe(kept)}): models of these bands read them")
-    return loaded

@@ -46,132 +46,17 @@ import math
 import os
 import threading
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-DEFAULT_MAX_PIXELS = 50_000_000  # core.imaging.budget's default pixel budget; callers pass core.imaging.budget.max_pixels()
-MIN_SIDE = 8
-# A PNG text chunk our own generators write (the sample tiles): the image is a generated scene, not a photo of the
-# ground. Only such files may go to a model trained on generated scenes (``core.seg.model_choice``).
-GENERATED_KEY = "false-wb-generated"  # no colon: GDAL reads "a:b=c" as key "a"
-STRIP_PIXELS = 16_000_000  # rasterio reads at most about this many pixels per band at a time
-SAMPLE_PIXELS = 1_000_000  # percentiles from at most about this many samples per band
+from .pixels import (  # noqa: F401 - the reader's public face: importers take these from here
+    BYTES_PER_PIXEL, DEFAULT_MAX_PIXELS, GENERATED_KEY, MIN_SIDE, SAMPLE_PIXELS, STRIP_PIXELS, _TIFF_MAGIC,
+    ImageError, ImageHeader, LoadedImage, _check_size, _depth_note, _one_line, _percentiles, _stretch,
+    check_decoded_size, need_rasterio)
 
-_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 _PIL_LOCK = threading.Lock()
-
-
-class ImageError(ValueError):
-    """An image file cannot be used; the message is one line saying why."""
-
-
-def need_rasterio() -> Any:
-    """The rasterio module, or an ImageError saying how to get it: it is a requirement, but a trimmed environment
-    (a GPU image, a minimal container) may lack it, and a file it cannot read must be a reason, not a crash."""
-    try:
-        import rasterio
-    except ImportError:
-        raise ImageError("reading TIFF files needs the rasterio package, which is not installed here "
-                         "(pip install rasterio)") from None
-    return rasterio
-
-
-@dataclass
-class LoadedImage:
-    rgb: np.ndarray  # (H, W, 3) uint8
-    profile: dict[str, Any] | None = None  # crs, transform, width, height when georeferenced
-    pixel_size_m: float | None = None
-    notes: list[str] = field(default_factory=list)
-    # Pixels the file itself declares empty (alpha 0, a mask, NaN, nodata of non-8-bit data): True = no data.
-    declared_nodata: np.ndarray | None = None
-    # Pixels equal to an 8-bit nodata value: only no-data where they reach the border (white roofs are 255 too).
-    nodata_value_pixels: np.ndarray | None = None
-    # A TIFF's band names (``core.imaging.bands``; None for PNG and JPEG: R, G, B). Unless they are plain 8-bit
-    # R, G, B: every band as uint8 (H, W, N) for previews, and ``raw_bands`` (N, H, W) as stored, with the file's
-    # nodata value, so a model reads them as its training did (by name, stretched by its training data).
-    bands: np.ndarray | None = None
-    band_names: list[str] | None = None
-    raw_bands: np.ndarray | None = None
-    band_nodata: float | None = None
-    band_count: int | None = None  # a TIFF's bands, alpha included
-    bands_error: str | None = None  # why a TIFF's bands beyond the RGB picture could not be read
-    name: str = ""
-    generated: str | None = None  # what generated it, when the file says it is a generated scene (``GENERATED_KEY``)
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return int(self.rgb.shape[0]), int(self.rgb.shape[1])
-
-
-# ------------------------------------------------------------------------------------------------ helpers
-def _one_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
-
-
-BYTES_PER_PIXEL = 16  # a file's whole decoded size may be 16 bytes a pixel of the budget: 4 float32 bands
-
-
-def check_decoded_size(width: int, height: int, bands: int, itemsize: int, max_pixels: int) -> None:
-    """Refuse, from the header, a file whose bands together decode to more than the budget allows: the pixel budget
-    counts width x height, and a 4 MB TIFF of 1000 x 1000 x 3000 bands decodes to 3 GB (GDAL's masks read them all)."""
-    total = width * height * max(bands, 1) * max(itemsize, 1)
-    limit = max_pixels * BYTES_PER_PIXEL
-    if total > limit:
-        raise ImageError(f"image too large to decode ({width}x{height} pixels x {bands} bands x {itemsize} bytes = "
-                         f"{total / 1e9:.1f} GB; the budget is {limit / 1e9:.1f} GB, {BYTES_PER_PIXEL} bytes a pixel "
-                         "of the pixel budget): refused from its header; raise the budget with --max-megapixels or "
-                         "$FALSE_WB_MAX_MEGAPIXELS")
-
-
-def _check_size(width: int, height: int, max_pixels: int) -> None:
-    if width <= 0 or height <= 0:
-        raise ImageError(f"image has no pixels ({width}x{height})")
-    if width < MIN_SIDE or height < MIN_SIDE:
-        raise ImageError(f"image too small ({width}x{height} pixels; at least {MIN_SIDE}x{MIN_SIDE} needed)")
-    if width * height > max_pixels:
-        raise ImageError(f"image too large ({width}x{height} = {width * height / 1e6:.1f} megapixels; the pixel "
-                         f"budget is {max_pixels / 1e6:g}): refused from its header, before decoding; raise the "
-                         "budget with --max-megapixels or $FALSE_WB_MAX_MEGAPIXELS")
-
-
-def _percentiles(sample: np.ndarray) -> tuple[float, float] | None:
-    sample = sample[np.isfinite(sample)]
-    if sample.size == 0:
-        return None
-    lo, hi = np.percentile(sample, [2, 98])
-    if not hi > lo:
-        hi = lo + 1.0
-    return float(lo), float(hi)
-
-
-def _stretch(a: np.ndarray, lohi: tuple[float, float] | None, invalid: np.ndarray | None) -> np.ndarray:
-    """One band (any numeric dtype) to uint8 by the given (lo, hi); NaN and ``invalid`` pixels become 0."""
-    if lohi is None:
-        return np.zeros(a.shape, np.uint8)
-    lo, hi = lohi
-    out = a.astype(np.float32)
-    out -= lo
-    out *= 255.0 / (hi - lo)
-    out += 0.5
-    np.nan_to_num(out, copy=False, nan=0.0, posinf=255.0, neginf=0.0)
-    np.clip(out, 0, 255, out=out)
-    res = out.astype(np.uint8)
-    if invalid is not None:
-        res[invalid] = 0
-    return res
-
-
-def _depth_note(dtype: np.dtype) -> str:
-    if np.issubdtype(dtype, np.floating):
-        kind = "float"
-    else:
-        kind = f"{np.dtype(dtype).itemsize * 8}-bit"
-    return f"{kind} data rescaled to 8 bit by its 2nd-98th percentiles, per band"
 
 
 # ------------------------------------------------------------------------------------------------ TIFF (rasterio)
@@ -298,15 +183,6 @@ def _sample(a: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------ public
-@dataclass(frozen=True)
-class ImageHeader:
-    """What a file's header says before any pixel is decoded: enough to size the work it will cause."""
-
-    width: int
-    height: int
-    pixel_size_m: float | None = None  # a projected GeoTIFF's; None when unknown (and always for PNG/JPEG)
-
-
 def image_header(path: str | os.PathLike[str]) -> ImageHeader | None:
     """The header of a PNG/JPEG/TIFF/..., without decoding; None for anything unreadable (``read_image`` then
     says why)."""
@@ -343,8 +219,7 @@ def read_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
     except OSError as err:
         raise ImageError(f"cannot read the file ({err.strerror or _one_line(err)})") from None
     if head[:4] in _TIFF_MAGIC:
-        from .bands import attach_bands
-        from .tiffio import read_tiff  # rasterio loads only for TIFFs
+        from .tiffio import attach_bands, read_tiff  # rasterio loads only for TIFFs
 
         loaded = read_tiff(path, max_pixels)
         if extra_bands:

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from .bands import src_band_names
+from .bands import FALSE_COLOUR, RGB, _invalid, describe, src_band_names, to_uint8
 from .colours import display_rgb
-from .imageio import (GENERATED_KEY, SAMPLE_PIXELS, STRIP_PIXELS, ImageError, ImageHeader, LoadedImage, _check_size, _depth_note,
-                      _one_line, _percentiles, _stretch, check_decoded_size, need_rasterio)
+from .pixels import (GENERATED_KEY, SAMPLE_PIXELS, STRIP_PIXELS, ImageError, ImageHeader, LoadedImage, _check_size,
+                     _depth_note, _one_line, _percentiles, _pixel_size_m, _stretch, check_decoded_size, need_rasterio)
 
 
 def tiff_header(path: Path) -> ImageHeader | None:
@@ -174,20 +174,44 @@ def _read_rasterio(src: Any, max_pixels: int, ColorInterp: Any, Resampling: Any,
         value_px = None
     generated = src.tags().get(GENERATED_KEY)  # a dataset tag our generators may write, as in PNG
     return LoadedImage(rgb, profile, pixel_size_m, notes, declared_nodata=declared, nodata_value_pixels=value_px,
+                       source_dtype=str(dtype),
                        generated=str(generated)[:200] if generated else None)
 
 
-def _pixel_size_m(crs: Any, transform: Any) -> float | None:
+def attach_bands(loaded: Any, path: Path) -> Any:
+    """A TIFF's band names (alpha left out) and, unless they are plain 8-bit R, G, B (the RGB picture is them then),
+    its raw samples (and every band as uint8 where a false-colour picture exists): a model of other bands, or of a
+    stretch, then reads the file as its training read it (``model_pixels``). A band that cannot be read leaves the
+    RGB picture as it is, with a note and ``bands_error``: RGB models never need it, others are refused."""
+    rasterio = need_rasterio()
+
     try:
-        if not crs.is_projected:
-            return None
-        factor = float(crs.linear_units_factor[1])
-    except Exception:  # noqa: BLE001 - odd CRS definitions: no metric size, not an error
-        return None
-    area = abs(transform.a * transform.e - transform.b * transform.d)
-    if not area > 0 or not math.isfinite(area):
-        return None
-    return math.sqrt(area) * factor
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with rasterio.open(path) as src:
+                names = src_band_names(src)
+                keep = [i for i, n in enumerate(names) if n != "alpha"]
+                kept = [names[i] for i in keep]
+                loaded.band_count = len(names)  # alpha included: a format's names apply to files of its count
+                if kept == list(RGB) and all(np.dtype(src.dtypes[i]) == np.uint8 for i in keep):
+                    loaded.band_names = kept
+                    return loaded
+                raw = src.read([i + 1 for i in keep])
+                nodata = src.nodata
+    except MemoryError:
+        loaded.bands_error = "not enough memory to read its bands"
+        loaded.notes.append("its bands were not read apart from the RGB picture: not enough memory")
+        return loaded
+    except Exception as err:  # noqa: BLE001 - a damaged extra band: the RGB picture still serves RGB models
+        loaded.bands_error = f"its bands could not be read ({_one_line(err)})"
+        loaded.notes.append(f"{loaded.bands_error}; the RGB picture is kept")
+        return loaded
+    if all(b in kept for b in FALSE_COLOUR):  # the uint8 bands serve the false-colour picture only
+        loaded.bands = to_uint8(raw, None, _invalid(raw, nodata))[0]
+    loaded.raw_bands, loaded.band_nodata, loaded.band_names = raw, nodata, kept
+    if kept != list(RGB):
+        loaded.notes.append(f"{len(keep)} band(s) ({describe(kept)}): models of these bands read them")
+    return loaded
 
 
 # ------------------------------------------------------------------------------------------------ PIL

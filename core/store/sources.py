@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..imaging.bands import file_bands
+from ..imaging.raster import file_bands
 from ..data.paths import data_root
 from .runs import atomic_write_json
 
