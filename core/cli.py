@@ -21,7 +21,7 @@ COMMANDS = {
     "finetune": ("core.seg.finetune_cli", "segmentation fine-tuning of a pretrained encoder"),
     "compare": ("core.seg.compare", "methods x seeds with paired intervals"),
     "probe": ("core.seg.probe", "linear probe of a frozen encoder on whole held-out scenes"),
-    "segment": ("core.seg.segment", "segment image files (auto model choice, reports, GeoTIFF masks)"),
+    "segment": ("core.seg.segment_cli", "segment image files (auto model choice, reports, GeoTIFF masks)"),
     "evaluate": ("core.seg.evaluate", "a segmentation checkpoint's scores on the held-out scenes its card names"),
     "export": ("core.store.export", "a run's model as a small shipped checkpoint"),
     "fingerprint": ("core.seg.fingerprint", "give a checkpoint a domain fingerprint"),

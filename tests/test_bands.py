@@ -21,7 +21,7 @@ from core.imaging.bands import BandError, band_norm, file_band_names, resolve
 from core.imaging.model_bands import band_nodata_mask, model_pixels
 from core.imaging.imageio import read_image
 from core.seg.finetune_cli import main as finetune_main
-from core.seg.segment import main as segment_main
+from core.seg.segment_cli import main as segment_main
 from core.seg.segmodel import load_seg_model
 from core.ssl.models import adapt_first_conv, build_encoder
 from core.ssl.pretrain import main as pretrain_main

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from core.imaging.budget import Deadline, WorkStopped, max_pixels
-from core.seg.segment import main as segment_main
+from core.seg.segment_cli import main as segment_main
 from tests.oversized import bomb_png, bomb_png_bytes
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword is deprecated)")

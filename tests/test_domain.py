@@ -22,7 +22,7 @@ from core.seg.infer import NODATA, class_areas, palette
 from core.seg.model_choice import ModelCache, best_tested_twin, choose_model
 from core.seg.nodata import nodata_mask
 from core.seg.resample import resample_factor, resample_mask, resample_rgb
-from core.seg.segment import main
+from core.seg.segment_cli import main
 from core.seg.segmentation_result import palette_png
 from core.seg.segmodel import build_seg_model, load_seg_model, make_card, save_seg_checkpoint
 from test_infer import write_tiff  # noqa: E402 - the tests' GeoTIFF writer

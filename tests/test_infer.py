@@ -17,13 +17,13 @@ from PIL import Image
 from affine import Affine
 from torch import nn
 
-from core.store.checkpoint import CheckpointError, save_checkpoint
+from core.store.checkpoint import save_checkpoint
 from core.data.augment import IMAGENET_MEAN, IMAGENET_STD
 from core.imaging.imageio import ImageError, read_image
 from core.imaging.tiffio import write_mask_geotiff
 from core.seg.infer import (axis_positions, class_areas, colorize, count_windows, overlap_pixels, overlay, predict,
                             predict_logits, ramp)
-from core.seg.segment import default_checkpoint, main
+from core.seg.segment_cli import main
 from core.seg.segmodel import build_seg_model, make_card, save_seg_checkpoint
 
 CLASSES = [{"name": "building", "color": [255, 0, 0]}, {"name": "tree", "color": [0, 255, 0]},
@@ -384,16 +384,6 @@ def test_cli_bad_checkpoints(seg, tmp_path, capsys):
     assert main([str(tmp_path / "a.png"), "--checkpoint", str(run), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"error: {run} is a folder, not a checkpoint file; give {run / 'checkpoints' / 'best.safetensors'}"
-
-
-def test_default_checkpoint(tmp_path):
-    with pytest.raises(CheckpointError, match="--checkpoint"):
-        default_checkpoint(tmp_path)
-    (tmp_path / "checkpoints").mkdir()
-    (tmp_path / "checkpoints" / "synthetic_seg.safetensors").write_bytes(b"x")
-    assert default_checkpoint(tmp_path).name == "synthetic_seg.safetensors"
-    (tmp_path / "checkpoints" / "dubai_seg.safetensors").write_bytes(b"x")
-    assert default_checkpoint(tmp_path).name == "dubai_seg.safetensors"
 
 
 @pytest.mark.parametrize("classes,needle", [

@@ -182,7 +182,7 @@ def checkpoint(tmp_path_factory):
 def test_segment_labels_scores_each_image_into_its_report(checkpoint, tmp_path, capsys) -> None:
     import json
 
-    from core.seg.segment import main
+    from core.seg.segment_cli import main
 
     rng = np.random.default_rng(0)
     for name in ("a.png", "b.png"):
@@ -217,7 +217,7 @@ def test_segment_labels_scores_each_image_into_its_report(checkpoint, tmp_path, 
 
 
 def test_segment_labels_refusals_are_one_line(checkpoint, tmp_path, capsys) -> None:
-    from core.seg.segment import main
+    from core.seg.segment_cli import main
 
     Image.fromarray(np.zeros((20, 30, 3), np.uint8) + 90).save(tmp_path / "a.png")
     base = ["--checkpoint", str(checkpoint), "--tile", "64", "--no-progress"]

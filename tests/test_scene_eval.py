@@ -11,7 +11,7 @@ from core.data.labeled import DEEPGLOBE_CLASSES, build_seg_splits
 from core.seg.metrics import confusion_matrix, scores_from_confusion
 from core.seg.probe import _CACHE, run_probe
 from core.seg.scene_eval import evaluate_scenes, whole_scenes_possible
-from core.seg.segment import main as segment_main
+from core.seg.segment_cli import main as segment_main
 from core.seg.segmodel import build_seg_model, make_card, save_seg_checkpoint
 
 H, W = 90, 100

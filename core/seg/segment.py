@@ -1,66 +1,28 @@
-"""Segment image files with a segmentation checkpoint, from the shell.
-
-    python -m core.segment IMAGE [IMAGE ...] [--checkpoint PATH] --out DIR [--tile 512] [--overlap 0.25]
-                           [--batch-size 4] [--tta] [--max-megapixels 50] [--device auto] [--labels MASK ...]
-
-Without ``--checkpoint`` the first existing of ``checkpoints/dubai_seg.safetensors`` (the real-imagery demo model)
-and ``checkpoints/synthetic_seg.safetensors`` in the repository is used.
-
-Per image ``<stem>`` it writes into ``--out``: ``<stem>_mask.png`` (class indices, 8-bit grey), ``<stem>_color.png``
-(class colours), ``<stem>_overlay.png`` (colours over the image at 50%), ``<stem>_areas.csv`` (class, pixels,
-percent, square_metres when the pixel size is known) and, for georeferenced input, ``<stem>_mask.tif`` (the mask
-with the input's CRS and transform). Two inputs with the same stem get ``<stem>-2`` and so on. Images are read by
-the rules of ``core.imaging.imageio``; what was done to each file's bands is printed.
-
-``--labels`` gives one label mask per image, in the same order: each prediction is scored against its mask as the
-Segment page scores it (``core.seg.label_score``: class indices or colours, a palette PNG by its colours), a line
-per image (mIoU, pixel accuracy) is printed and the report JSON holds ``label_score`` (``miou``, ``accuracy``,
-``iou`` per class name, how the mask was read, the shares left out).
-
-A bad image is reported as one line ``error: <path>: <reason>`` on stderr and the others are still processed; the
-exit code is 2 if any image failed or the checkpoint cannot be used, 0 otherwise. No tracebacks.
+"""Segmenting a loaded image: one model (``segment_loaded``: pixel size, bands, no-data, sliding windows, areas)
+or the best of several (``segment_choosing``: ``--checkpoint auto``, by domain fit). The command line that writes
+the files (``python -m core.segment``) is ``core.seg.segment_cli``; the Segment page and the Gradio demo call these.
 """
 from __future__ import annotations
 
-import argparse
-import sys
 from dataclasses import replace
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ..store.checkpoint import CheckpointError
-from ..device import pick_device
 from .domain import DomainScore, score_image, training_data_kind, training_data_text
-from ..imaging.budget import DEFAULT_MAX_MEGAPIXELS, MAX_MEGAPIXELS_ENV, max_pixels
 from ..imaging.band_preview import picture_views
 from ..imaging.bands import card_bands, is_rgb
 from ..imaging.model_bands import band_nodata_mask, model_pixels
-from ..imaging.imageio import ImageError, LoadedImage, read_image
-from .infer import NODATA, check_tile, class_areas, overlap_pixels, predict
-from .label_score import LabelMaskError, LabelScore, score_label_file
-from .model_choice import Choice, ModelCache, choose_model, given_model, image_is_generated, score_for_model
+from ..imaging.imageio import ImageError, LoadedImage
+from .infer import NODATA, class_areas, predict
+from .model_choice import Choice, choose_model, image_is_generated, score_for_model
 from .nodata import nodata_mask
 from .resample import model_pixel_size, pixel_size_reason, resample_factor, resample_mask, resample_rgb
-from .segmodel import load_seg_model
 from .segmentation_result import Segmentation, write_outputs
-
-ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_CHECKPOINTS = ("checkpoints/dubai_seg.safetensors", "checkpoints/synthetic_seg.safetensors")
-
-
-def default_checkpoint(root: Path = ROOT) -> Path:
-    """The first existing of the shipped demo checkpoints; CheckpointError when there is none."""
-    for rel in DEFAULT_CHECKPOINTS:
-        if (root / rel).is_file():
-            return root / rel
-    raise CheckpointError("no checkpoint given and none of the default ones exists ("
-                          + ", ".join(str(root / r) for r in DEFAULT_CHECKPOINTS) + "); pass --checkpoint PATH")
-
 
 def segment_loaded(loaded: LoadedImage, model: torch.nn.Module, card: dict[str, Any], *, tile: int = 512,
                    overlap: float = 0.25, batch_size: int = 4, tta: bool = False,
@@ -162,252 +124,3 @@ def segment_image(loaded: LoadedImage, model: torch.nn.Module, card: dict[str, A
     seg = segment_loaded(loaded, model, card, tile=tile, overlap=overlap, batch_size=batch_size, tta=tta,
                          device=device, progress=progress, **options)
     return write_outputs(seg, out_dir, stem, image)
-
-
-# ------------------------------------------------------------------------------------------------ CLI
-def _tile(text: str) -> int:
-    try:
-        return check_tile(int(text))
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-
-
-def _overlap(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"overlap must be a fraction in [0, 1) or pixels, got {text!r}") from None
-    try:
-        overlap_pixels(value, 1 << 30)  # range check only; the tile is checked later
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-    return value
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
-
-
-def _megapixels(text: str) -> float:
-    try:
-        value = float(text)
-        max_pixels(value)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err).split(":")[-1].strip() if "budget" in str(err) else
-                                         f"must be a number of megapixels, got {text!r}") from None
-    return value
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m core.segment", description=__doc__.split("\n\n")[0])
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (TIFF/GeoTIFF, PNG, JPEG, ...)")
-    p.add_argument("--checkpoint", default="auto",
-                   help="segmentation checkpoint (.safetensors), or auto (default): per image the shipped or "
-                        "fine-tuned model whose training domain fits it best")
-    p.add_argument("--out", type=Path, required=True, help="output folder (created)")
-    p.add_argument("--tile", type=_tile, default=512, help="window side in pixels, a multiple of 32 (512)")
-    p.add_argument("--overlap", type=_overlap, default=0.25,
-                   help="window overlap: a fraction of the tile below 1, else pixels (0.25)")
-    p.add_argument("--batch-size", type=_positive, default=4, help="windows per forward pass (4)")
-    p.add_argument("--tta", action="store_true", help="average with a horizontally flipped pass")
-    p.add_argument("--max-megapixels", type=_megapixels, default=None,
-                   help=f"pixel budget per image, checked from the file's header before decoding (default "
-                        f"${MAX_MEGAPIXELS_ENV} or {DEFAULT_MAX_MEGAPIXELS:g})")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
-    p.add_argument("--no-resample", action="store_true",
-                   help="run at the image's own pixel size even when the model's differs by more than 1.5x")
-    p.add_argument("--keep-borders", action="store_true",
-                   help="classify uniform white/black borders too (declared no-data is always left out)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--labels", nargs="+", metavar="MASK", default=None,
-                   help="a label mask per image, in the same order (class indices or class colours; a palette PNG "
-                        "by its colours): each image is scored against it and the report holds label_score")
-    return p
-
-
-def _err(msg: str) -> None:
-    print("error: " + " ".join(str(msg).split()), file=sys.stderr, flush=True)
-
-
-def _unique_stem(path: Path, used: set[str]) -> str:
-    stem = path.stem or "image"
-    name, k = stem, 2
-    while name in used:
-        name, k = f"{stem}-{k}", k + 1
-    used.add(name)
-    return name
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse has printed its usage line and reason
-        return int(exc.code) if isinstance(exc.code, int) else 2
-    try:
-        return _run(args)
-    except KeyboardInterrupt:
-        _err("interrupted")
-        return 130
-
-
-def _load_given(ckpt: Path, device: torch.device) -> tuple[torch.nn.Module, dict[str, Any]]:
-    try:
-        model, card = load_seg_model(ckpt, device=device)
-    except CheckpointError:
-        raise
-    except Exception as err:  # noqa: BLE001 - a card that builds no model, odd files: one line, never a traceback
-        raise CheckpointError(f"checkpoint {ckpt}: cannot be used ({type(err).__name__}: {err})") from None
-    return model, card
-
-
-class _Models:
-    """The candidates for ``--checkpoint auto`` or the one model ``--checkpoint PATH`` names, loaded once each."""
-
-    def __init__(self, checkpoint: str, device: torch.device) -> None:
-        self.cache = ModelCache()
-        self.entries: list[Any] = []
-        self.given = None
-        if checkpoint == "auto":
-            from ..store.catalog import segmentation_models
-
-            self.entries = [e for e in segmentation_models() if e.card.get("kind") == "segmentation"]
-            if not self.entries:
-                raise CheckpointError("--checkpoint auto: no segmentation model in checkpoints/ nor in runs/; "
-                                      "pass --checkpoint PATH")
-            print(f"checkpoint auto: choosing per image among {len(self.entries)} model(s): "
-                  + ", ".join(e.label for e in self.entries[:6]) + (" ..." if len(self.entries) > 6 else ""),
-                  flush=True)
-            return
-        path = Path(checkpoint)
-        model, card = _load_given(path, device)
-        self.cache.put(path, device, model, card)
-        self.given = given_model(path, card)
-        classes = card["classes"]
-        print(f"checkpoint {path} ({card['arch']}, {card['encoder']}, {len(classes)} classes: "
-              f"{', '.join(c['name'] for c in classes)}) on {device}", flush=True)
-
-
-def _score_labels(seg: Segmentation, mask: str) -> tuple[LabelScore | None, str | None]:
-    """``seg`` scored against the label mask file ``mask`` (into its report's ``label_score``), or why not."""
-    try:
-        scored = score_label_file(seg.mask, mask, seg.classes, rule=seg.label_masks)
-    except LabelMaskError as err:
-        return None, str(err)
-    seg.label_score = scored.report(seg.classes, mask)
-    return scored, None
-
-
-def _run(args: argparse.Namespace) -> int:
-    if args.labels is not None and len(args.labels) != len(args.images):
-        _err(f"--labels: {len(args.labels)} mask(s) for {len(args.images)} image(s): give one mask per image, in "
-             "the same order")
-        return 2
-    try:
-        overlap_pixels(args.overlap, args.tile)
-    except ValueError as err:
-        _err(f"--overlap: {err}")
-        return 2
-    try:
-        budget = max_pixels(args.max_megapixels)
-    except ValueError as err:
-        _err(f"pixel budget: {err}")
-        return 2
-    try:
-        device = pick_device(args.device)
-    except (ValueError, RuntimeError) as err:
-        _err(f"--device {args.device}: {str(err).removeprefix('train.device: ')}")
-        return 2
-    try:
-        models = _Models(str(args.checkpoint), device)
-    except CheckpointError as err:
-        _err(err)
-        return 2
-    try:
-        args.out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        _err(f"--out {args.out}: {err.strerror or err}")
-        return 2
-
-    failed = unscored = 0
-    used: set[str] = set()
-    for k, raw in enumerate(args.images):
-        path = Path(raw)
-        try:
-            loaded = read_image(path, max_pixels=budget)
-        except ImageError as err:
-            _err(f"{path}: {err}")
-            failed += 1
-            continue
-        except Exception as err:  # noqa: BLE001 - never a traceback for one bad file
-            _err(f"{path}: cannot be read ({type(err).__name__}: {err})")
-            failed += 1
-            continue
-        h, w = loaded.shape
-        geo = "" if loaded.profile is None else (
-            f", georeferenced, {loaded.pixel_size_m:.3g} m/pixel" if loaded.pixel_size_m else ", georeferenced")
-        print(f"{path}: {w}x{h} pixels{geo}", flush=True)
-        stem = _unique_stem(path, used)
-        bar = None
-        try:
-            bar = tqdm(desc=stem, unit="win", file=sys.stderr, disable=args.no_progress or None, leave=False,
-                       dynamic_ncols=True)
-
-            def progress(done: int, total: int, bar: Any = bar) -> None:
-                bar.total = total
-                bar.update(done - bar.n)
-
-            seg = segment_choosing(loaded, models.entries, models.cache, given=models.given, device=device,
-                                   resample=not args.no_resample, borders=not args.keep_borders, tile=args.tile,
-                                   overlap=args.overlap, batch_size=args.batch_size, tta=args.tta,
-                                   progress=progress)
-            scored, why = _score_labels(seg, args.labels[k]) if args.labels else (None, None)
-            outputs = write_outputs(seg, args.out, stem, str(path))
-        except KeyboardInterrupt:
-            raise
-        except (ImageError, CheckpointError) as err:
-            _err(f"{path}: {err}")
-            failed += 1
-            continue
-        except MemoryError:
-            _err(f"{path}: out of memory (try a smaller --tile or --batch-size)")
-            failed += 1
-            continue
-        except OSError as err:
-            _err(f"{path}: cannot write outputs ({err.strerror or err})")
-            failed += 1
-            continue
-        except Exception as err:  # noqa: BLE001 - e.g. CUDA out of memory: one line, go on with the next image
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-            _err(f"{path}: segmentation failed ({type(err).__name__}: {first})")
-            failed += 1
-            continue
-        finally:
-            if bar is not None:
-                bar.close()
-            del loaded
-        print(f"  model {seg.model_line()}", flush=True)
-        for note in seg.notes:
-            print(f"  note: {note}", flush=True)
-        if seg.warning:
-            print(f"  warning: {seg.warning}", flush=True)
-        print(f"  wrote {', '.join(p.name for p in outputs.values())}", flush=True)
-        if scored is not None:
-            print(f"  labels {args.labels[k]}: {scored.line()}", flush=True)
-        elif why is not None:
-            _err(f"{path}: labels {args.labels[k]}: {why}")
-            unscored += 1
-    n = len(args.images)
-    print(f"{n - failed} of {n} image(s) segmented into {args.out}" + (f"; {failed} failed" if failed else "")
-          + (f"; {unscored} label mask(s) not scored" if unscored else ""), flush=True)
-    return 2 if failed or unscored else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
