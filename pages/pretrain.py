@@ -12,6 +12,7 @@ from core.config import (ENCODERS, PRETRAIN_DATASETS, ConfigError, PretrainConfi
                          validate_config)
 from core.config.strategy import ORACLE_MARK, strategy_label, uses_labels
 from core.ssl.registry import get_method, method_names
+from core.store.trackers import TRACKERS
 from workbench.form_errors import BANDS_HELP, FormErrors, bands_to_text, text_to_bands
 from workbench.sources_view import data_sources
 from core.store.sources import SourceInfo
@@ -315,6 +316,10 @@ with st.expander("Settings", expanded=not runs, key="pretrain-settings", on_chan
         weights = c3.selectbox("Encoder starts from", list(starts), format_func=starts.get, key=k("weights"),
                                index=index_of(list(starts), base.model.weights or ""))
         channels_last = c4.checkbox("channels_last (GPU)", value=base.train.channels_last, key=k("cl"))
+        trackers = fe.columns(4)[0].multiselect(
+            "Also send to", list(TRACKERS), default=list(base.train.trackers), key=k("trackers"),
+            help="TensorBoard (event files in the run folder) and/or MLflow (a local store beside the runs): the "
+                 "curves, the settings and pictures of the flagged pairs; the Runs page says how to open them")
         submitted = st.form_submit_button("🚀 Launch", type="primary", key=fe.submit_key)
 
 
@@ -341,7 +346,7 @@ def form_config() -> PretrainConfig:
                        if data_name == "folder" else None,
                        pretrain_splits=pretrain_splits, val_fraction=val_fraction, test_fraction=test_fraction,
                        bands=text_to_bands(bands_text))
-    raw["train"].update(momentum=sgd_m, channels_last=channels_last)
+    raw["train"].update(momentum=sgd_m, channels_last=channels_last, trackers=list(trackers))
     raw["train"].update(batch_size=int(batch), optimizer=optimizer, lr=lr, weight_decay=wd, warmup_steps=int(warmup),
                         ckpt_every=int(ckpt_every), knn_every=int(knn_every), device=device, precision=precision,
                         log_every=int(log_every),

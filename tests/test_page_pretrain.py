@@ -408,3 +408,13 @@ def test_a_broken_sources_file_is_said_and_the_page_still_works(empty_store: Pat
     assert not at.exception and not errors(at)
     assert any("set aside" in w.value for w in at.warning)
     assert [b.label for b in at.button] == ["➕ Add", "🚀 Launch"]
+
+
+def test_a_launch_from_the_form_can_ask_for_trackers(empty_store: Path, monkeypatch) -> None:
+    """Issue 30: the trackers are a setting of the form, not only of a preset."""
+    seen = _capture_launches(monkeypatch)
+    at = open_page("pretrain")
+    at.multiselect(key="pre-demo_cpu-trackers").set_value(["tensorboard", "mlflow"])
+    at.button(key="pretrain-launch").click().run()
+    cfg, _ = seen[-1]
+    assert cfg.train.trackers == ["tensorboard", "mlflow"]
