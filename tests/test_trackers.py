@@ -152,3 +152,21 @@ def test_trackers_are_validated_at_load() -> None:
         load_config(str(ROOT / "configs/demo_cpu.yaml"), ["train.trackers=[wandb]"])
     with pytest.raises(ConfigError, match="name each tracker once"):
         load_config(str(ROOT / "configs/finetune_demo_cpu.yaml"), ["train.trackers=[mlflow,mlflow]"], FinetuneConfig)
+
+
+def test_hostile_tracking_state_and_records_are_read_safely(tmp_path: Path, capsys) -> None:
+    """A second pass over the new surface: a torn, foreign or huge tracking.json starts again from the first row;
+    garbage lines in metrics.jsonl are left out; the Runs page's reader never raises."""
+    from core.store.trackers import MAX_STATE_BYTES, where_tracked
+
+    runs = tmp_path / "runs"
+    run = _finished_finetune_run(runs)
+    with open(run.path / "metrics.jsonl", "a") as f:
+        f.write('not json\n[1, 2]\n{"step": "7", "loss": 1}\n{"step": true, "loss": 1}\n{"step": 40, "loss": "x"}\n')
+    for junk in (b"{torn", b"[1, 2, 3]", b'{"tensorboard": [], "mlflow": "x"}', b" " * (MAX_STATE_BYTES + 1)):
+        (run.path / STATE_FILE).write_bytes(junk)
+        assert where_tracked(run) == {}
+    (run.path / STATE_FILE).write_bytes(b"{torn")
+    assert track_main([str(run.path), "--to", "tensorboard"]) == 0
+    assert "3 new metric rows" in capsys.readouterr().out  # the 3 good rows are sent, the junk lines left out
+    assert tb_scalars(run.path / "tensorboard")["loss"] == [(10, pytest.approx(1.2)), (20, pytest.approx(0.9))]

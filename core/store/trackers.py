@@ -28,6 +28,7 @@ from .runs import Run, atomic_write_json, runs_root
 
 TRACKERS = ("tensorboard", "mlflow")
 STATE_FILE = "tracking.json"
+MAX_STATE_BYTES = 64 * 1024  # a few offsets and ids: anything bigger is not ours
 EXPERIMENT = "false-workbench"
 PAIRS_PER_PICTURE = 8  # flagged pairs drawn per picture
 PICTURE_EVERY_S = 10.0  # a live run sends at most one picture this often (records reach the folder every second)
@@ -225,17 +226,20 @@ class RunTracking:
 
     def sync(self, final: bool = False) -> int:
         """Send each tracker the rows added since it was last sent some (and a picture of the newest flagged pairs
-        at most every ``PICTURE_EVERY_S``, and at the ``final`` sync); the most new metric rows any tracker got."""
+        at most every ``PICTURE_EVERY_S``, and at the ``final`` sync); the most metric rows any tracker was sent (lines that are not a logged step
+        with numbers are left out)."""
         count = 0
         picture_due = self.pictures is not None and (final or time.monotonic() - self._pictured >= PICTURE_EVERY_S)
         for name, sink in self.sinks.items():
             rows, self.sent[name]["metrics.jsonl"] = read_rows(self.run.path / "metrics.jsonl",
                                                                self.sent[name]["metrics.jsonl"])
-            count = max(count, len(rows))
+            sent = 0
             for row in rows:
                 step, values = row.get("step"), row_scalars(row)
-                if isinstance(step, int) and values:
+                if isinstance(step, int) and not isinstance(step, bool) and values:
                     sink.scalars(step, values)
+                    sent += 1
+            count = max(count, sent)
             if picture_due:
                 pairs, self.sent[name]["fns.jsonl"] = read_rows(self.run.path / "fns.jsonl",
                                                                 self.sent[name]["fns.jsonl"])
@@ -301,8 +305,12 @@ def _purge(resume_step: int | None) -> int | None:
 
 
 def _read_state(run: Run) -> dict[str, Any]:
+    """What was sent, or {} (send from the start) for a missing, torn, foreign or oversized file."""
+    path = run.path / STATE_FILE
     try:
-        state = json.loads((run.path / STATE_FILE).read_text())
+        if path.stat().st_size > MAX_STATE_BYTES:
+            return {}
+        state = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
     return state if isinstance(state, dict) else {}
