@@ -74,6 +74,7 @@ class FakeUnit:
                 record = {"protocol": "probe", "split": "test", "miou": 0.5, "oa": 0.75, "kappa": 0.25,
                           "iou": {"a": 0.5, "b": 0.5}, "evaluation": "whole scenes", "class_table": []}
                 (run.path / "test_metrics.json").write_text(json.dumps(record))
+            run.write_status(state="running")  # as a unit's process records itself: running, then its end
             run.write_status(state="completed")
 
     def poll(self) -> int | None:
