@@ -31,8 +31,15 @@ def source_version(source: str) -> str:
 
 @lru_cache(maxsize=None)
 def module_version(name: str) -> str:
-    """``source_version`` of module ``name`` (read once per process)."""
-    return source_version(inspect.getsource(importlib.import_module(name)))
+    """``source_version`` of module ``name`` (read once per process); without its source (an install of compiled
+    files only), a hash of its compiled file, so caches still follow the code."""
+    module = importlib.import_module(name)
+    try:
+        return source_version(inspect.getsource(module))
+    except (OSError, TypeError):
+        path = getattr(module, "__file__", None)
+        data = open(path, "rb").read() if path else name.encode()
+        return hashlib.sha256(data).hexdigest()[:12]
 
 
 def code_version(modules: tuple[str, ...]) -> str:
