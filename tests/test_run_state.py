@@ -103,3 +103,18 @@ def test_a_live_run_is_not_resumed(tmp_path) -> None:
         assert run.status()["state"] == RUNNING  # the refused command wrote nothing
     finally:
         unlock_run(opened)
+
+
+@pytest.mark.parametrize("state, message", [("failed", "could not start"), ("stopped", "stopped before training")])
+def test_an_early_exit_never_moves_a_completed_run_backwards(tmp_path, state, message) -> None:
+    """A resume of a completed run that cannot start (a broken config) or is stopped while its data loads leaves the
+    run completed, with the reason in its log; before, the stop raised IllegalTransition over the exit."""
+    import argparse
+
+    from core.store.lifecycle import _record_early
+
+    run = create_run("done", "name: done\n", tmp_path, kind="pretrain", state=COMPLETED, pid=DEAD_PID)
+    _record_early(argparse.Namespace(resume=str(run.path), run_dir=None), state, message)
+    unlock_run(run)
+    assert run.status()["state"] == COMPLETED
+    assert f"{message} (the run stays completed)" in (run.path / "log.txt").read_text()

@@ -32,6 +32,7 @@ from ..data import DataError
 from .runs import NotARunError, Run, open_run
 from .trackers import Pictures, tracking_for
 from .run_lock import RunBusyError, lock_run, unlock_run
+from .run_state import IllegalTransition, check_transition
 
 LIVE_EVERY_S = 1.0  # how often buffered records and the step reach the run folder between checkpoints
 # What a wrong command, config, data set or checkpoint raises before any compute: one line and exit 2.
@@ -228,8 +229,11 @@ def _record_early(args: argparse.Namespace, state: str, message: str, **status: 
             lock_run(run)
         except RunBusyError:
             return
-        if run.status().get("state") == "completed" and state == "failed":
-            run.log(message + " (the run stays completed: its results are as they were)")
+        recorded = run.status().get("state")
+        try:
+            check_transition(recorded, state)
+        except IllegalTransition:  # e.g. a completed run whose resume could not start: its results are as they were
+            run.log(f"{message} (the run stays {recorded})")
             return
         run.write_status(state=state, ended=time.time(), **status)
         run.log(message)
