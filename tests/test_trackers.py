@@ -170,3 +170,33 @@ def test_hostile_tracking_state_and_records_are_read_safely(tmp_path: Path, caps
     assert track_main([str(run.path), "--to", "tensorboard"]) == 0
     assert "3 new metric rows" in capsys.readouterr().out  # the 3 good rows are sent, the junk lines left out
     assert tb_scalars(run.path / "tensorboard")["loss"] == [(10, pytest.approx(1.2)), (20, pytest.approx(0.9))]
+
+
+def test_a_slow_tracker_never_holds_the_training_step(tmp_path: Path, monkeypatch) -> None:
+    """Records reach a tracker from a thread: a flush returns at once while a send takes its time, a flush during a
+    send skips its turn, and the end still sends everything."""
+    import threading
+    import time as time_
+
+    from core.store.lifecycle import RunLife
+    from core.store.trackers import RunTracking
+
+    run = create_run("slow", "name: slow\ntrain: {trackers: [tensorboard]}\n", root=tmp_path, kind="finetune")
+    threads: list[str] = []
+    real = RunTracking.sync
+
+    def slow_sync(self, final: bool = False) -> int:
+        threads.append(threading.current_thread().name)
+        time_.sleep(0.5)
+        return real(self, final)
+
+    monkeypatch.setattr(RunTracking, "sync", slow_sync)
+    with RunLife(run, lambda: 1, 2, progress=False) as life:
+        life.record("metrics.jsonl", [{"step": 1, "loss": 2.0}])
+        t0 = time_.perf_counter()
+        life.flush()
+        life.flush()  # during the first send: skipped
+        assert time_.perf_counter() - t0 < 0.3
+        life.record("metrics.jsonl", [{"step": 2, "loss": 1.5}])
+    assert threads[0].startswith("trackers") and len(threads) == 2  # one send from the thread, the final one
+    assert tb_scalars(run.path / "tensorboard")["loss"] == [(1, pytest.approx(2.0)), (2, pytest.approx(1.5))]

@@ -20,6 +20,10 @@ class BackgroundJobs:
         self.wait()
         self._pending = self._pool.submit(fn, *args)
 
+    def busy(self) -> bool:
+        """Whether the pending job is still running (a caller that may skip a turn asks first)."""
+        return self._pending is not None and not self._pending.done()
+
     def wait(self, quiet: bool = False) -> None:
         """Block until the pending job is done; raise its error unless ``quiet`` (an error already unwinding the
         caller stays the one reported)."""

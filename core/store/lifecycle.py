@@ -24,6 +24,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from .background import BackgroundJobs
 from .checkpoint import CheckpointError
 from ..distributed import init_distributed, leave_distributed
 from ..phases import Listener, report_phases
@@ -107,6 +108,8 @@ class RunLife:
         self.bar = tqdm(total=total_steps, initial=step(), disable=not progress, desc=desc, unit="step",
                         dynamic_ncols=True)
         self.tracking = self._guard(lambda: tracking_for(run, pictures, resume_step=step()), "could not start")
+        # a tracker's server may take its time: records reach it from a thread, never from the training step
+        self._sending = BackgroundJobs("trackers") if self.tracking is not None else None
 
     def __enter__(self) -> "RunLife":
         return self
@@ -155,8 +158,9 @@ class RunLife:
                 self.run.append_jsonl(name, rows)
                 rows.clear()
         self.run.write_status(step=self._step(), **status)
-        if self.tracking is not None:
-            self._guard(self.tracking.sync, "stopped")
+        if self.tracking is not None and self._sending is not None and not self._sending.busy():
+            tracking, sending = self.tracking, self._sending  # a send still going: the next flush sends both
+            self._guard(lambda: sending.submit(tracking.sync), "stopped")  # an earlier send's error surfaces here
 
     # ------------------------------------------------------------------ the end
     def __exit__(self, kind: type[BaseException] | None, err: BaseException | None, tb: Any) -> bool:
@@ -177,8 +181,13 @@ class RunLife:
                                   error=f"{type(err).__name__}: {err}" if failed else None)
             self.run.log(traceback.format_exc() if failed else "interrupted")
         if self.tracking is not None:
-            tracking = self.tracking
-            self._guard(lambda: tracking.close(self.state), "stopped")
+            tracking, sending = self.tracking, self._sending
+
+            def close() -> None:
+                if sending is not None:
+                    sending.wait()
+                tracking.close(self.state)
+            self._guard(close, "stopped")
         return False
 
 

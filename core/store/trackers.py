@@ -2,7 +2,7 @@
 
 Why they follow the run folder: ``metrics.jsonl`` stays the record (offline, it drives every page); a tracker gets a
 copy of its rows, the config as hyper-parameters, and pictures of the flagged pairs, through one path for a live run
-(``RunLife.flush`` calls ``RunTracking.sync`` as records reach the folder) and for a run made before
+(``RunLife.flush`` hands ``RunTracking.sync`` to a thread as records reach the folder) and for a run made before
 (``false-wb track RUN --to ...`` syncs it from its first row). What has been sent is counted in ``tracking.json``, so a
 resumed run goes on where its tracker stopped: TensorBoard drops the steps after the checkpoint it resumed from
 (``purge_step``), MLflow keeps its run id; rows a kill cut from the folder are sent again when trained again (a
