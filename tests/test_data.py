@@ -319,3 +319,26 @@ def test_halving_a_tile_is_avg_pool_bit_for_bit() -> None:
         assert torch.equal(halve(x), F.avg_pool2d(x, 2))
     x = torch.rand(2, 3, 40, 40, generator=g).contiguous(memory_format=torch.channels_last)
     assert torch.equal(halve(x), F.avg_pool2d(x, 2))
+
+
+def test_views_from_the_tiles_equal_views_from_their_float_copy_bit_for_bit() -> None:
+    """The crop reads the half-size level straight from uint8 tiles and converts only the few full-size crops: the
+    views must be those of the plain path (the whole batch as floats, every level sampled) to the last bit."""
+    import torch.nn.functional as F
+
+    from core.data.augment import TwoViewAugment, halve, halve_to_float, to_float
+
+    g = torch.Generator().manual_seed(3)
+    tiles = torch.randint(0, 256, (6, 3, 96, 90), dtype=torch.uint8, generator=g)
+    assert torch.equal(halve_to_float(tiles), halve(to_float(tiles)))
+    aug = TwoViewAugment(output_size=24, crop_scale=(0.05, 1.0))
+    ids = torch.arange(6)
+    for seed in range(4):
+        params = aug.sample(6, 96, 90, torch.Generator().manual_seed(seed))
+        assert params["full_rows"].numel() and len(params["levels"]) > 1  # both paths exercised
+        fast, _ = aug.apply(tiles, ids, params)
+        plain, _ = aug.apply(tiles, ids, {k: v for k, v in params.items() if k != "full_rows"})
+        assert torch.equal(fast, plain)
+        assert torch.equal(fast, aug.apply(to_float(tiles), ids, params)[0])  # float tiles in [0, 1] alike
+        grid = F.affine_grid(params["theta"], [12, 3, 24, 24], align_corners=False)
+        assert torch.allclose(aug.crop_grid(params), grid, rtol=0, atol=2.5e-7)  # affine_grid's, to an ulp

@@ -29,10 +29,14 @@ _LUMA = (0.299, 0.587, 0.114)
 _RGB2YIQ = ((0.299, 0.587, 0.114), (0.596, -0.274, -0.322), (0.211, -0.523, 0.312))
 
 
-def to_float(images: Tensor, channels: int = 3) -> Tensor:
-    """uint8 (or float in [0, 1]) (B, C, H, W) to float32 in [0, 1]; ValueError for another layout."""
+def check_layout(images: Tensor, channels: int) -> None:
     if images.ndim != 4 or images.shape[1] != channels:
         raise ValueError(f"expected images of shape (B, {channels}, H, W), got {tuple(images.shape)}")
+
+
+def to_float(images: Tensor, channels: int = 3) -> Tensor:
+    """uint8 (or float in [0, 1]) (B, C, H, W) to float32 in [0, 1]; ValueError for another layout."""
+    check_layout(images, channels)
     if images.dtype == torch.uint8:
         return images.float().div_(255)
     return images.float()
@@ -45,6 +49,21 @@ def halve(x: Tensor) -> Tensor:
     x = x[..., :h, :w]
     out = x[..., 0::2, 0::2] + x[..., 0::2, 1::2]
     return out.add_(x[..., 1::2, 0::2]).add_(x[..., 1::2, 1::2]).div_(4)
+
+
+def halve_to_float(x: Tensor) -> Tensor:
+    """``halve(to_float(x))`` bit for bit, read from the tiles themselves: each quarter is converted on its own, so the
+    full-size float copy of the batch (the largest buffer of a CPU step's augmentation) is never made."""
+    if x.dtype != torch.uint8:
+        return halve(x.float())
+    h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
+    x = x[..., :h, :w]
+
+    def quarter(i: int, j: int) -> Tensor:
+        return x[..., i::2, j::2].float().div_(255)
+
+    out = quarter(0, 0).add_(quarter(0, 1))
+    return out.add_(quarter(1, 0)).add_(quarter(1, 1)).div_(4)
 
 
 def band_jitter(v: Tensor, brightness: Tensor, contrast: Tensor) -> Tensor:
@@ -176,18 +195,19 @@ class TwoViewAugment(nn.Module):
         max_level = int(math.log2(max(1, min(h, w) // self.output_size)))
         p["level"] = p["level"].clamp_max(max_level)
         p["blur_rows"] = p["blur"].nonzero().squeeze(1)
+        p["full_rows"] = (p["level"] == 0).nonzero().squeeze(1)  # views cropped from the tiles at full size
         p["levels"] = sorted(set(p["level"].tolist()))
         return p
 
     def apply(self, images: Tensor, indices: Tensor, params: dict) -> tuple[Tensor, Tensor]:
         """The two views that ``params`` (from :meth:`sample`) describe: only device work, no host read."""
-        x = to_float(images, len(self.bands))
-        b = x.shape[0]
+        check_layout(images, len(self.bands))
+        b = images.shape[0]
         indices = torch.as_tensor(indices, dtype=torch.long)
         if indices.shape != (b,):
             raise ValueError(f"indices must have shape ({b},), got {tuple(indices.shape)}")
-        p = {k: v.to(x.device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in params.items()}
-        views = self._crop(x, p)
+        p = {k: v.to(images.device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in params.items()}
+        views = self._crop(images, p)
         views = self._colour(views, p)
         views = self._blur(views, p)
         return normalise(views, self.bands), torch.cat([indices, indices])
@@ -252,26 +272,49 @@ class TwoViewAugment(nn.Module):
         return dict(theta=theta, level=level, color=color, factors=factors, hue=hue, order=order, gray=gray,
                     blur=blur, sigma=sigma)
 
+    def crop_grid(self, params: dict) -> Tensor:
+        """The sampling grid of every view's crop (2B, S, S, 2): ``F.affine_grid`` of ``params["theta"]`` (to an
+        ulp), made by broadcasting, since a crop has no rotation or shear (theta's off-diagonal terms are 0). On the
+        CPU ``affine_grid``'s batched matrix product cost 15 times as much, more than all of the sampling."""
+        theta, s = params["theta"], self.output_size
+        n = theta.shape[0]
+        base = (torch.arange(s, device=theta.device, dtype=theta.dtype) * 2 + 1) / s - 1  # pixel centres in [-1, 1]
+        gx = theta[:, 0, 0, None] * base + theta[:, 0, 2, None]
+        gy = theta[:, 1, 1, None] * base + theta[:, 1, 2, None]
+        return torch.stack([gx[:, None, :].expand(n, s, s), gy[:, :, None].expand(n, s, s)], dim=-1)
+
     # -------------------------------------------------------------- ops (any device)
-    def _crop(self, x: Tensor, p: dict) -> Tensor:
+    def _crop(self, images: Tensor, p: dict) -> Tensor:
         """Crop + flip + resize of both views: one affine ``grid_sample`` per view and pyramid level.
 
         Sampling the whole batch and keeping the rows of that level wastes a little arithmetic on small
-        outputs but never copies the large source images.
+        outputs but never copies the large source images. Only the few views of a crop small enough for the tiles
+        at full size (``full_rows``) read them as floats; the rest start from the half-size level, made straight
+        from the tiles (``halve_to_float``): on the CPU the full-size float batch cost more than all the sampling.
         """
-        b, s = x.shape[0], self.output_size
-        grid = F.affine_grid(p["theta"], [2 * b, x.shape[1], s, s], align_corners=False)
+        b = images.shape[0]
+        grid = self.crop_grid(p)
         level, levels = p["level"], p["levels"]
-        out: Tensor | None = None
-        src = x
-        for lvl in range(max(levels) + 1):
-            if lvl > 0:
-                src = halve(src)
+        full_rows = p.get("full_rows")
+
+        def sampled(src: Tensor, g: Tensor) -> Tensor:
+            return F.grid_sample(src, g, mode="bilinear", padding_mode="border", align_corners=False)
+
+        if full_rows is None or levels == [0]:  # every view at full size (or params of an older sample)
+            src = to_float(images, images.shape[1])
+            out = torch.cat([sampled(src, g) for g in grid.split(b)]) if 0 in levels else None
+        else:
+            src, out = images, None
+        for lvl in range(1, max(levels) + 1):
+            src = halve_to_float(src) if lvl == 1 else halve(src)
             if lvl not in levels:
                 continue
-            views = torch.cat([F.grid_sample(src, g, mode="bilinear", padding_mode="border",
-                                             align_corners=False) for g in grid.split(b)])
+            views = torch.cat([sampled(src, g) for g in grid.split(b)])
             out = views if out is None else torch.where((level == lvl).view(-1, 1, 1, 1), views, out)
+        if full_rows is not None and levels != [0] and 0 in levels:
+            full = to_float(images[full_rows % b], images.shape[1])
+            assert out is not None
+            out = out.index_copy(0, full_rows, sampled(full, grid[full_rows]))
         assert out is not None
         return out
 
