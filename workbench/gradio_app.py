@@ -41,7 +41,7 @@ os.environ.setdefault("GRADIO_TEMP_DIR", str(scratch_dir() / "gradio-cache"))  #
 import argparse  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
-from collections.abc import Sequence  # noqa: E402
+from collections.abc import Callable, Iterator, Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -59,8 +59,8 @@ from core.seg.segmentation_result import Segmentation  # noqa: E402
 from workbench.gradio_outputs import (DISPLAY_SIDE, LABEL_COLUMNS, Outputs, api_areas, info_markdown,  # noqa: E402
                                       label_markdown, label_table, write_downloads)
 from workbench.segment_view import legend_html, one_line, screen_copy  # noqa: E402
-from workbench.gradio_serving import (KEEP_RESULTS, Models, client_gone, file_digest,  # noqa: E402,F401
-                                      sweep_upload_leftovers)  # the last two also for tests and main
+from workbench.gradio_serving import (KEEP_RESULTS, Models, file_digest, while_connected,  # noqa: E402
+                                      sweep_upload_leftovers)
 
 MAX_FILE_SIZE = "200mb"  # per upload, enforced by the server before our code sees the file
 TIME_BUDGET_S = 120.0  # per request; bigger scenes belong to `python -m core.segment`
@@ -91,22 +91,26 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
 
     def segment(path: str | None, opacity: float = 0.5, tile: int = 512, overlap: float = 0.25,
                 tta: bool = False, request: gr.Request | None = None,
-                progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
-        """One uploaded file -> overlay, legend, areas, mask file, other files, info, the result for re-blending."""
+                progress: gr.Progress = gr.Progress()) -> Iterator[tuple[Any, ...]]:
+        """One uploaded file -> overlay, legend, areas, mask file, other files, info, the result for re-blending
+        (the last of what it yields; before that, outputs that change nothing while it works)."""
         session = getattr(request, "session_hash", None)
         with net.lock:
             failed.pop(session or "", None)  # an earlier failure's reason never stands for this call's
-        try:
-            return segment_file(path, opacity, tile, overlap, tta, progress)
-        except gr.Error as err:
-            if session:
-                with net.lock:
-                    failed[session] = str(err.message)
-                    while len(failed) > KEEP_RESULTS:
-                        failed.pop(next(iter(failed)), None)
-            raise
-        finally:
-            give_back_memory()  # a refused budget-sized image left the server 2 GB larger (bench/load_gradio.py)
+
+        def work(gone: Callable[[], bool]) -> tuple[Any, ...]:
+            try:
+                return segment_file(path, opacity, tile, overlap, tta, progress, gone)
+            except gr.Error as err:
+                if session:
+                    with net.lock:
+                        failed[session] = str(err.message)
+                        while len(failed) > KEEP_RESULTS:
+                            failed.pop(next(iter(failed)), None)
+                raise
+            finally:
+                give_back_memory()  # a refused budget-sized image left the server 2 GB larger (bench/load_gradio.py)
+        yield from while_connected(work, (gr.skip(),) * 6)
 
     def not_segmented(request: gr.Request | None = None) -> tuple[Any, ...]:
         """After a failed call the page shows no earlier image's result beside the error: all outputs are cleared
@@ -116,8 +120,8 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
         empty = pd.DataFrame(columns=["class", "pixels", "percent", "colour"])
         return None, empty, None, None, "❌ **Not segmented**" + (f": {why}" if why else ""), None
 
-    def segmentation(path: str | None, tile: int, overlap: float, tta: bool,
-                     progress: gr.Progress) -> tuple[str, Segmentation, float | None]:
+    def segmentation(path: str | None, tile: int, overlap: float, tta: bool, progress: gr.Progress,
+                     gone: Callable[[], bool]) -> tuple[str, Segmentation, float | None]:
         """(file name, segmentation, pixel size) of an upload: the kept result for its content and settings, else
         computed within the budgets; gr.Error in one line when it cannot be."""
         if not path:
@@ -138,7 +142,7 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
                            print_exception=False) from None
         key = (file_digest(path), (tile, float(overlap), bool(tta)))
         progress(0.0, desc="Choosing the model" if net.given is None else "Segmenting")
-        deadline = Deadline(time_budget_s, client_gone())
+        deadline = Deadline(time_budget_s, gone)
         try:
             with net.lock:
                 seg = net.results.get(key)
@@ -163,35 +167,38 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
         raise gr.Error(failure, print_exception=unexpected)
 
     def segment_file(path: str | None, opacity: float, tile: int, overlap: float, tta: bool,
-                     progress: gr.Progress) -> tuple[Any, ...]:
-        name, seg, pixel_size_m = segmentation(path, tile, overlap, tta, progress)
+                     progress: gr.Progress, gone: Callable[[], bool]) -> tuple[Any, ...]:
+        name, seg, pixel_size_m = segmentation(path, tile, overlap, tta, progress, gone)
         mask, extras = write_downloads(seg, Path(name).stem or "image", outputs.new(), name)
         view = screen_copy(seg, DISPLAY_SIDE)
         info_text = info_markdown(name, seg, pixel_size_m)
         return view.overlay(float(opacity)), api_areas(seg), mask, extras, info_text, view
 
     def score(path: str | None, labels: str | None, tile: int = 512, overlap: float = 0.25, tta: bool = False,
-              request: gr.Request | None = None, progress: gr.Progress = gr.Progress()) -> tuple[str, Any]:
+              request: gr.Request | None = None, progress: gr.Progress = gr.Progress()) -> Iterator[tuple[str, Any]]:
         """The image (its kept result, or segmented now) scored against a label mask of it, as the Segment page and
         ``core.segment --labels`` score (``core.seg.label_score``): a summary and the IoU per class."""
         session = f"{getattr(request, 'session_hash', None) or ''}:score"
         with net.lock:
             failed.pop(session, None)
-        try:
-            if not labels:
-                raise gr.Error("Upload a label mask of the image.", print_exception=False)
-            _, seg, _ = segmentation(path, tile, overlap, tta, progress)
+
+        def work(gone: Callable[[], bool]) -> tuple[str, Any]:
             try:
-                scored = score_label_file(seg.mask, labels, seg.classes, rule=seg.label_masks)
-            except LabelMaskError as err:
-                raise gr.Error(f"{Path(labels).name}: {err}", print_exception=False) from None
-        except gr.Error as err:
-            with net.lock:
-                failed[session] = str(err.message)
-            raise
-        finally:
-            give_back_memory()
-        return label_markdown(Path(labels).name, scored), label_table(scored, seg.classes)
+                if not labels:
+                    raise gr.Error("Upload a label mask of the image.", print_exception=False)
+                _, seg, _ = segmentation(path, tile, overlap, tta, progress, gone)
+                try:
+                    scored = score_label_file(seg.mask, labels, seg.classes, rule=seg.label_masks)
+                except LabelMaskError as err:
+                    raise gr.Error(f"{Path(labels).name}: {err}", print_exception=False) from None
+            except gr.Error as err:
+                with net.lock:
+                    failed[session] = str(err.message)
+                raise
+            finally:
+                give_back_memory()
+            return label_markdown(Path(labels).name, scored), label_table(scored, seg.classes)
+        yield from while_connected(work, (gr.skip(),) * 2)
 
     def no_label_score() -> tuple[str, Any]:
         return "", pd.DataFrame(columns=LABEL_COLUMNS)
@@ -203,11 +210,13 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
         return "❌ **Not scored**" + (f": {why}" if why else ""), pd.DataFrame(columns=LABEL_COLUMNS)
 
     def rescore(path: str | None, labels: str | None, tile: int = 512, overlap: float = 0.25, tta: bool = False,
-                request: gr.Request | None = None, progress: gr.Progress = gr.Progress()) -> tuple[str, Any]:
+                request: gr.Request | None = None,
+                progress: gr.Progress = gr.Progress()) -> Iterator[tuple[str, Any]]:
         """After Run: the label mask already given scores the new result; without one the score stays empty."""
         if not labels:
-            return no_label_score()
-        return score(path, labels, tile, overlap, tta, request, progress)
+            yield no_label_score()
+            return
+        yield from score(path, labels, tile, overlap, tta, request, progress)
 
     def reblend(view: Segmentation | None, opacity: float) -> Any:
         """A new opacity re-blends the kept screen copy; the model does not run again."""

@@ -1,15 +1,16 @@
 """What the Gradio demo serves with, apart from its page: the models (loaded once, every candidate for ``auto``),
 the time a window costs here and the refusal it allows before decoding, the last results by file content, and the
-request helpers (a client gone, upload leftovers). ``workbench.gradio_app`` builds the page on these."""
+request helpers (work that stops when its client leaves, upload leftovers). ``workbench.gradio_app`` builds the page on these."""
 from __future__ import annotations
 
 import os
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # read when gradio is imported: no calls home, ever
 
+import contextvars  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -31,6 +32,7 @@ from core.store.file_versions import file_sha256  # noqa: E402
 MIN_WINDOWS_TO_ESTIMATE = 16  # smaller images just run (the time budget still watches them)
 CACHED_MODELS = 12  # auto scores every candidate per image: keep them all loaded rather than reload them
 KEEP_RESULTS = 8  # results kept per (file content, settings) so a re-upload is instant
+WAIT_YIELD_S = 0.5  # how often a running request lets Gradio look whether its client is still there
 
 
 # ------------------------------------------------------------------------------------------------ model
@@ -127,25 +129,35 @@ def file_digest(path: str | Path) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ the app
-def client_gone() -> Callable[[], bool] | None:
-    """For the request being served: whether its client went away (gradio marks its event dead when the
-    client's stream closes; the work itself runs on, in a thread, unless it asks). None outside a request."""
+def while_connected(work: Callable[[Callable[[], bool]], Any], waiting: Any,
+                    every_s: float = WAIT_YIELD_S) -> Iterator[Any]:
+    """A handler's work, stopped when its client leaves, by Gradio's public contract for generator handlers: Gradio
+    stops iterating a generator whose client has gone and closes it. ``work(gone)`` runs in a thread, in a copy of
+    this request's context (``gr.Progress`` keeps reporting from there); meanwhile ``waiting`` (outputs that change
+    nothing, ``gr.skip()``) is yielded every ``every_s``, so a leave is seen within that; the close sets the flag that
+    ``gone()`` reads (the work polls it through its ``Deadline``). The work's result is the last yield; its error is
+    raised here, as a plain handler's would be."""
+    left, done = threading.Event(), threading.Event()
+    outcome: dict[str, Any] = {}
+    context = contextvars.copy_context()
+
+    def run() -> None:
+        try:
+            outcome["result"] = context.run(work, left.is_set)
+        except BaseException as err:  # noqa: BLE001 - handed to the generator, which raises it
+            outcome["error"] = err
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="gradio-work", daemon=True).start()
     try:
-        from gradio.context import LocalContext
-
-        blocks, event_id = LocalContext.blocks.get(None), LocalContext.event_id.get(None)
-    except Exception:  # noqa: BLE001 - gradio internals moved: no cancellation, never an error
-        return None
-    if blocks is None or not event_id:
-        return None
-
-    def gone() -> bool:
-        for jobs in getattr(getattr(blocks, "_queue", None), "active_jobs", None) or []:
-            for event in jobs or []:
-                if getattr(event, "_id", None) == event_id:
-                    return not getattr(event, "alive", True)
-        return False
-    return gone
+        while not done.wait(every_s):
+            yield waiting
+    finally:
+        left.set()  # closed early (the client left) or finished: either way nothing waits for more work
+    if "error" in outcome:
+        raise outcome.pop("error")
+    yield outcome.pop("result")
 
 
 def sweep_upload_leftovers(folder: Path | str | None = None, min_age_s: float = 60.0) -> int:
