@@ -184,6 +184,15 @@ def test_folder_cache_is_reused_and_still_reports_skips(messy_folder):
     with pytest.warns(UserWarning):
         strided = ImageFolderTiles(messy_folder, tile_size=64, stride=32, progress=False)
     assert strided.cache_dir != first.cache_dir and len(strided) > len(first)
+    import core.data.folder as folder_module
+
+    import core.data.paths as paths
+
+    with pytest.warns(UserWarning), pytest.MonkeyPatch.context() as mp:  # new tiling code: the old cache goes
+        mp.setattr(paths, "_alive", lambda pid: False)  # once no live process reads it
+        mp.setattr(folder_module, "code_version", lambda *a, **k: "a later version of the tiling code")
+        newer = ImageFolderTiles(messy_folder, tile_size=64, progress=False)
+    assert newer.cache_dir != first.cache_dir and not first.cache_dir.exists() and strided.cache_dir.exists()
 
 
 def test_folder_errors_name_the_path(tmp_path, monkeypatch):

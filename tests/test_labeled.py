@@ -87,7 +87,8 @@ def test_potsdam_tiles_cover_scenes_and_decode(potsdam, tmp_path):
     ds = Potsdam(potsdam, tile_size=T, progress=False)
     assert len(ds) == 5 * 4 * 3  # columns 0 32 64 68, rows 0 32 58 (edge-aligned)
     assert ds.cache_dir.parent == tmp_path / "data" / "cache" and ds.cache_dir.name.startswith("potsdam-")
-    assert {p.name for p in ds.cache_dir.iterdir()} == {"images.npy", "masks.npy", "counts.npy", "meta.json"}
+    assert {p.name for p in ds.cache_dir.iterdir() if not p.name.startswith(".reader-")} == {
+        "images.npy", "masks.npy", "counts.npy", "meta.json", "identity"}
     assert [c["name"] for c in ds.classes][:2] == ["impervious surfaces", "building"] and ds.ignore_index == 255
     img, lab = reassemble(ds, "top_potsdam_3_10")
     assert np.array_equal(lab, labels(2)) and np.array_equal(img, image(2))
@@ -428,6 +429,31 @@ def test_cache_is_reused_and_changes_invalidate_it(folder, monkeypatch, tmp_path
     assert other.cache_dir != first.cache_dir and len(other) > len(first)
     assert not list(first.cache_dir.parent.glob(".*"))  # no temp folders left behind
     assert first.cache_dir.parent == tmp_path / "data" / "cache" == other.cache_dir.parent
+
+
+def test_a_cache_superseded_by_new_code_or_new_files_is_removed_and_other_settings_stay(folder, monkeypatch):
+    """Every change of the tiling code (or of a file) builds a new cache; the old one held the same tiles, is never
+    read again, and went on taking disk. Caches of other settings are other data: they stay."""
+    import os
+
+    import core.data.seg_base as seg_base
+
+    import core.data.paths as paths
+
+    root, table = folder
+    first = FolderSeg(root, table, tile_size=T, progress=False)
+    other = FolderSeg(root, table, tile_size=T, tile_overlap=8, progress=False)
+    monkeypatch.setattr(paths, "_alive", lambda pid: False)  # the processes that read these caches have ended
+    with monkeypatch.context() as mp:
+        mp.setattr(seg_base, "code_version", lambda *a, **k: "a later version of the tiling code")
+        newer = FolderSeg(root, table, tile_size=T, progress=False)
+    assert newer.cache_dir != first.cache_dir and not first.cache_dir.exists() and other.cache_dir.exists()
+    img = next((root / "images").rglob("*.jpg"))
+    os.utime(img, ns=(img.stat().st_atime_ns, img.stat().st_mtime_ns + 10**9))  # the file changed
+    changed = FolderSeg(root, table, tile_size=T, progress=False)
+    assert changed.cache_dir != newer.cache_dir and not newer.cache_dir.exists() and other.cache_dir.exists()
+    assert sorted(p.name for p in changed.cache_dir.parent.iterdir()) == sorted(
+        [changed.cache_dir.name, other.cache_dir.name])
 
 
 def test_image_and_mask_sizes_must_agree(folder):

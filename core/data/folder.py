@@ -29,7 +29,7 @@ from .code_version import code_version
 from ..imaging.bands import BandError, describe
 from ..imaging.imageio import ImageError
 from .paths import (CachedTiles, DataError, check_free_space, data_root, leads_outside, publish_dir,
-                    remove_dead_temps, temp_dir_for)
+                    remove_dead_temps, temp_dir_for, IDENTITY_FILE, cache_identity, lease, remove_superseded)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 MAX_PIXELS = 178_956_970  # PIL's decompression-bomb error limit; our own check, whatever PIL is set to
@@ -162,6 +162,7 @@ class ImageFolderTiles(CachedTiles):
                     code=code_version(TILING_MODULES))
         if self.bands is not None:  # RGB caches keep their names
             spec["bands"] = [str(b) if isinstance(b, str) else b for b in self.bands]
+        self._identity = cache_identity({k: v for k, v in spec.items() if k not in ("files", "code")})
         key = json.dumps(spec)
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
         self.cache_dir = Path(cache_root or data_root()) / "cache" / f"folder-{digest}"
@@ -169,6 +170,8 @@ class ImageFolderTiles(CachedTiles):
         built = not (self.cache_dir / "meta.json").is_file()
         if built:
             self._build(files, progress)
+            remove_superseded(self.cache_dir, self._identity)
+        lease(self.cache_dir)
         self.meta = json.loads((self.cache_dir / "meta.json").read_text())
         self.skipped: list[tuple[str, str]] = [tuple(s) for s in self.meta["skipped"]]
         if not (self.cache_dir / "images.npy").is_file():
@@ -241,6 +244,7 @@ class ImageFolderTiles(CachedTiles):
             if names is not None:
                 meta.update(bands=names, band_stretch=stretch)
             (tmp / "meta.json").write_text(json.dumps(meta))
+            (tmp / IDENTITY_FILE).write_text(self._identity)
             publish_dir(tmp, self.cache_dir)
         finally:
             if tmp.exists():

@@ -105,6 +105,62 @@ def _alive(pid: int) -> bool:
     return True
 
 
+IDENTITY_FILE = "identity"  # beside meta.json: which data and settings a cache holds, whatever code built it
+
+
+def cache_identity(spec: dict) -> str:
+    """A cache's data and settings without the code version and the files' sizes and times: two caches with one
+    identity hold the same tiles as made by different code or from different file versions, so the older is dead."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+READER_PREFIX = ".reader-"  # a cache's lease file of each process that opened it: <prefix><pid>
+
+
+def lease(cache: Path) -> None:
+    """Mark ``cache`` as in use by this process, so that no newer build removes it while this process (or its data
+    loader workers, which open its arrays later) may still read it; the leases of ended processes are dropped."""
+    try:
+        for old in cache.glob(f"{READER_PREFIX}*"):
+            pid = old.name[len(READER_PREFIX):]
+            if pid.isdigit() and not _alive(int(pid)):
+                old.unlink(missing_ok=True)
+        (cache / f"{READER_PREFIX}{os.getpid()}").touch()
+    except OSError:  # a read-only cache folder: nothing removes caches there either
+        pass
+
+
+def in_use(cache: Path) -> bool:
+    """Whether a live process holds a lease on ``cache``."""
+    for f in cache.glob(f"{READER_PREFIX}*"):
+        pid = f.name[len(READER_PREFIX):]
+        if pid.isdigit() and _alive(int(pid)):
+            return True
+    return False
+
+
+def remove_superseded(final: Path, identity: str) -> list[Path]:
+    """Remove the caches beside ``final`` that have its identity (each change of the tiling code or of a file
+    made a new cache and left the old one, about 1.5 GB after a few weeks of work); called once ``final`` is
+    built. Caches without an identity file (made before it existed) and caches a live process has open stay."""
+    removed = []
+    prefix = final.name.rsplit("-", 1)[0]
+    for other in final.parent.glob(f"{prefix}-*"):
+        if other == final or not other.is_dir():
+            continue
+        try:
+            same = (other / IDENTITY_FILE).read_text().strip() == identity
+        except OSError:
+            continue
+        if same and not in_use(other):
+            shutil.rmtree(other, ignore_errors=True)
+            removed.append(other)
+    return removed
+
+
 def publish_dir(tmp: Path, final: Path) -> None:
     """Move a finished cache folder into place atomically; if another process won the race, keep theirs.
 

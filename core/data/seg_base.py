@@ -29,7 +29,7 @@ import torch
 from ..phases import phase_bar
 
 from .paths import (REPO_ROOT, CachedTiles, DataError, check_free_space, data_root, leads_outside, publish_dir,
-                    remove_dead_temps, temp_dir_for)
+                    remove_dead_temps, temp_dir_for, IDENTITY_FILE, cache_identity, lease, remove_superseded)
 from ..imaging.raster import READER_MODULES, dataset_stretch, read_raster
 from .code_version import code_version
 from ..imaging.bands import BandError, describe
@@ -138,6 +138,7 @@ class SegTiles(CachedTiles):
                     decode=self.cache_params(), code=self.code_version())
         if self.bands is not None:  # RGB caches keep their names
             spec["bands"] = self.bands
+        self._identity = cache_identity({k: v for k, v in spec.items() if k not in ("scenes", "code")})
         key = json.dumps(spec, sort_keys=True, default=str)
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
         self.cache_dir = Path(cache_root or data_root()) / "cache" / f"{self.format_name}-{digest}"
@@ -145,6 +146,8 @@ class SegTiles(CachedTiles):
         built = not (self.cache_dir / "meta.json").is_file()
         if built:
             self._build(scenes, progress)
+            remove_superseded(self.cache_dir, self._identity)
+        lease(self.cache_dir)
         for name in ("images.npy", "masks.npy", "counts.npy"):
             if not (self.cache_dir / name).is_file():
                 raise DataError(f"{self.title}: tile cache is incomplete: {self.cache_dir}; delete it to rebuild")
@@ -271,6 +274,7 @@ class SegTiles(CachedTiles):
             if names is not None:
                 meta.update(bands=names, band_stretch=self._stretch)
             (tmp / "meta.json").write_text(json.dumps(meta, default=str))
+            (tmp / IDENTITY_FILE).write_text(self._identity)
             publish_dir(tmp, self.cache_dir)
         finally:
             if tmp.exists():
