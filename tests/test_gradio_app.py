@@ -276,9 +276,7 @@ def test_run_again_replaces_the_label_score_of_the_old_result(served: tuple[obje
     rescoring = [d for d in deps if d["trigger_after"] in runs and d["trigger_only_on_success"]
                  and d["outputs"] == scored]
     assert len(rescoring) == 1, "a label mask given before Run is not scored against the new result"
-    def rescore(*args):  # a generator handler (it stops when its client leaves): its answer is its last yield
-        return list(demo.fns[rescoring[0]["id"]].fn(*args))[-1]
-
+    rescore = demo.fns[rescoring[0]["id"]].fn
     write_png(tmp_path / "tile.png", 40, 40)
     Image.fromarray(np.zeros((40, 40), np.uint8), mode="L").save(tmp_path / "labels.png")
     assert rescore(str(tmp_path / "tile.png"), None, 256, 0.0, False)[0] == ""  # no mask: nothing to score

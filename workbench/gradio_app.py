@@ -41,7 +41,7 @@ os.environ.setdefault("GRADIO_TEMP_DIR", str(scratch_dir() / "gradio-cache"))  #
 import argparse  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
-from collections.abc import Callable, Iterator, Sequence  # noqa: E402
+from collections.abc import Callable, Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -59,8 +59,8 @@ from core.seg.segmentation_result import Segmentation  # noqa: E402
 from workbench.gradio_outputs import (DISPLAY_SIDE, LABEL_COLUMNS, Outputs, api_areas, info_markdown,  # noqa: E402
                                       label_markdown, label_table, write_downloads)
 from workbench.segment_view import legend_html, one_line, screen_copy  # noqa: E402
-from workbench.gradio_serving import (KEEP_RESULTS, Models, file_digest, while_connected,  # noqa: E402
-                                      sweep_upload_leftovers)
+from workbench.gradio_serving import (KEEP_RESULTS, Leaving, Models, file_digest,  # noqa: E402,F401
+                                      sweep_upload_leftovers)  # the last two also for tests and main
 
 MAX_FILE_SIZE = "200mb"  # per upload, enforced by the server before our code sees the file
 TIME_BUDGET_S = 120.0  # per request; bigger scenes belong to `python -m core.segment`
@@ -87,30 +87,28 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
         raise CheckpointError(f"checkpoint {checkpoint}: cannot be used ({type(err).__name__}: "
                               f"{one_line(err)})") from None
     outputs = Outputs()
+    leaving = Leaving()  # whose tab closed (Gradio's unload event): their work stops
     failed: dict[str, str] = {}  # browser session -> why its last file was not segmented (for the page, not the API)
 
     def segment(path: str | None, opacity: float = 0.5, tile: int = 512, overlap: float = 0.25,
                 tta: bool = False, request: gr.Request | None = None,
-                progress: gr.Progress = gr.Progress()) -> Iterator[tuple[Any, ...]]:
-        """One uploaded file -> overlay, legend, areas, mask file, other files, info, the result for re-blending
-        (the last of what it yields; before that, outputs that change nothing while it works)."""
+                progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
+        """One uploaded file -> overlay, legend, areas, mask file, other files, info, the result for re-blending."""
         session = getattr(request, "session_hash", None)
         with net.lock:
             failed.pop(session or "", None)  # an earlier failure's reason never stands for this call's
-
-        def work(gone: Callable[[], bool]) -> tuple[Any, ...]:
-            try:
+        try:
+            with leaving.watch(session) as gone:
                 return segment_file(path, opacity, tile, overlap, tta, progress, gone)
-            except gr.Error as err:
-                if session:
-                    with net.lock:
-                        failed[session] = str(err.message)
-                        while len(failed) > KEEP_RESULTS:
-                            failed.pop(next(iter(failed)), None)
-                raise
-            finally:
-                give_back_memory()  # a refused budget-sized image left the server 2 GB larger (bench/load_gradio.py)
-        yield from while_connected(work, (gr.skip(),) * 6)
+        except gr.Error as err:
+            if session:
+                with net.lock:
+                    failed[session] = str(err.message)
+                    while len(failed) > KEEP_RESULTS:
+                        failed.pop(next(iter(failed)), None)
+            raise
+        finally:
+            give_back_memory()  # a refused budget-sized image left the server 2 GB larger (bench/load_gradio.py)
 
     def not_segmented(request: gr.Request | None = None) -> tuple[Any, ...]:
         """After a failed call the page shows no earlier image's result beside the error: all outputs are cleared
@@ -121,7 +119,7 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
         return None, empty, None, None, "❌ **Not segmented**" + (f": {why}" if why else ""), None
 
     def segmentation(path: str | None, tile: int, overlap: float, tta: bool, progress: gr.Progress,
-                     gone: Callable[[], bool]) -> tuple[str, Segmentation, float | None]:
+                     gone: Callable[[], bool] | None) -> tuple[str, Segmentation, float | None]:
         """(file name, segmentation, pixel size) of an upload: the kept result for its content and settings, else
         computed within the budgets; gr.Error in one line when it cannot be."""
         if not path:
@@ -167,7 +165,7 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
         raise gr.Error(failure, print_exception=unexpected)
 
     def segment_file(path: str | None, opacity: float, tile: int, overlap: float, tta: bool,
-                     progress: gr.Progress, gone: Callable[[], bool]) -> tuple[Any, ...]:
+                     progress: gr.Progress, gone: Callable[[], bool] | None) -> tuple[Any, ...]:
         name, seg, pixel_size_m = segmentation(path, tile, overlap, tta, progress, gone)
         mask, extras = write_downloads(seg, Path(name).stem or "image", outputs.new(), name)
         view = screen_copy(seg, DISPLAY_SIDE)
@@ -175,30 +173,28 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
         return view.overlay(float(opacity)), api_areas(seg), mask, extras, info_text, view
 
     def score(path: str | None, labels: str | None, tile: int = 512, overlap: float = 0.25, tta: bool = False,
-              request: gr.Request | None = None, progress: gr.Progress = gr.Progress()) -> Iterator[tuple[str, Any]]:
+              request: gr.Request | None = None, progress: gr.Progress = gr.Progress()) -> tuple[str, Any]:
         """The image (its kept result, or segmented now) scored against a label mask of it, as the Segment page and
         ``core.segment --labels`` score (``core.seg.label_score``): a summary and the IoU per class."""
         session = f"{getattr(request, 'session_hash', None) or ''}:score"
         with net.lock:
             failed.pop(session, None)
-
-        def work(gone: Callable[[], bool]) -> tuple[str, Any]:
-            try:
-                if not labels:
-                    raise gr.Error("Upload a label mask of the image.", print_exception=False)
+        try:
+            if not labels:
+                raise gr.Error("Upload a label mask of the image.", print_exception=False)
+            with leaving.watch(getattr(request, "session_hash", None)) as gone:
                 _, seg, _ = segmentation(path, tile, overlap, tta, progress, gone)
-                try:
-                    scored = score_label_file(seg.mask, labels, seg.classes, rule=seg.label_masks)
-                except LabelMaskError as err:
-                    raise gr.Error(f"{Path(labels).name}: {err}", print_exception=False) from None
-            except gr.Error as err:
-                with net.lock:
-                    failed[session] = str(err.message)
-                raise
-            finally:
-                give_back_memory()
-            return label_markdown(Path(labels).name, scored), label_table(scored, seg.classes)
-        yield from while_connected(work, (gr.skip(),) * 2)
+            try:
+                scored = score_label_file(seg.mask, labels, seg.classes, rule=seg.label_masks)
+            except LabelMaskError as err:
+                raise gr.Error(f"{Path(labels).name}: {err}", print_exception=False) from None
+        except gr.Error as err:
+            with net.lock:
+                failed[session] = str(err.message)
+            raise
+        finally:
+            give_back_memory()
+        return label_markdown(Path(labels).name, scored), label_table(scored, seg.classes)
 
     def no_label_score() -> tuple[str, Any]:
         return "", pd.DataFrame(columns=LABEL_COLUMNS)
@@ -210,13 +206,11 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
         return "❌ **Not scored**" + (f": {why}" if why else ""), pd.DataFrame(columns=LABEL_COLUMNS)
 
     def rescore(path: str | None, labels: str | None, tile: int = 512, overlap: float = 0.25, tta: bool = False,
-                request: gr.Request | None = None,
-                progress: gr.Progress = gr.Progress()) -> Iterator[tuple[str, Any]]:
+                request: gr.Request | None = None, progress: gr.Progress = gr.Progress()) -> tuple[str, Any]:
         """After Run: the label mask already given scores the new result; without one the score stays empty."""
         if not labels:
-            yield no_label_score()
-            return
-        yield from score(path, labels, tile, overlap, tta, request, progress)
+            return no_label_score()
+        return score(path, labels, tile, overlap, tta, request, progress)
 
     def reblend(view: Segmentation | None, opacity: float) -> Any:
         """A new opacity re-blends the kept screen copy; the model does not run again."""
@@ -277,6 +271,12 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
                       api_visibility="private", show_progress="hidden")
         opacity.release(reblend, inputs=[result, opacity], outputs=[overlay], api_name="overlay",
                         api_visibility="undocumented", show_progress="hidden")
+
+        def on_leave(request: gr.Request) -> None:
+            """A closed or reloaded tab, or an API client whose heartbeat stopped: its running work stops."""
+            leaving.left(request.session_hash)
+
+        demo.unload(on_leave)
     demo._false_outputs = outputs  # type: ignore[attr-defined] - closed by stop()
     return demo
 

@@ -1,16 +1,17 @@
 """What the Gradio demo serves with, apart from its page: the models (loaded once, every candidate for ``auto``),
 the time a window costs here and the refusal it allows before decoding, the last results by file content, and the
-request helpers (work that stops when its client leaves, upload leftovers). ``workbench.gradio_app`` builds the page on these."""
+request helpers (whose client has left, upload leftovers). ``workbench.gradio_app`` builds the page on these."""
 from __future__ import annotations
 
 import os
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # read when gradio is imported: no calls home, ever
+os.environ.setdefault("GRADIO_HEARTBEAT_INTERVAL", "5")  # how soon a client's leaving is seen (Gradio's default 15 s)
 
-import contextvars  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable, Iterator  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -32,7 +33,6 @@ from core.store.file_versions import file_sha256  # noqa: E402
 MIN_WINDOWS_TO_ESTIMATE = 16  # smaller images just run (the time budget still watches them)
 CACHED_MODELS = 12  # auto scores every candidate per image: keep them all loaded rather than reload them
 KEEP_RESULTS = 8  # results kept per (file content, settings) so a re-upload is instant
-WAIT_YIELD_S = 0.5  # how often a running request lets Gradio look whether its client is still there
 
 
 # ------------------------------------------------------------------------------------------------ model
@@ -129,35 +129,36 @@ def file_digest(path: str | Path) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ the app
-def while_connected(work: Callable[[Callable[[], bool]], Any], waiting: Any,
-                    every_s: float = WAIT_YIELD_S) -> Iterator[Any]:
-    """A handler's work, stopped when its client leaves, by Gradio's public contract for generator handlers: Gradio
-    stops iterating a generator whose client has gone and closes it. ``work(gone)`` runs in a thread, in a copy of
-    this request's context (``gr.Progress`` keeps reporting from there); meanwhile ``waiting`` (outputs that change
-    nothing, ``gr.skip()``) is yielded every ``every_s``, so a leave is seen within that; the close sets the flag that
-    ``gone()`` reads (the work polls it through its ``Deadline``). The work's result is the last yield; its error is
-    raised here, as a plain handler's would be."""
-    left, done = threading.Event(), threading.Event()
-    outcome: dict[str, Any] = {}
-    context = contextvars.copy_context()
+class Leaving:
+    """Whose clients have gone. Gradio's public ``unload`` event fires for a session when its tab is closed or
+    reloaded, or an API client's heartbeat stops; ``left`` then flags every request of that session still at
+    work, and the work stops at its next batch of windows (its ``Deadline`` reads the flag)."""
 
-    def run() -> None:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._working: dict[str, set[threading.Event]] = {}
+
+    @contextmanager
+    def watch(self, session: str | None) -> Iterator[Callable[[], bool]]:
+        """For one request of ``session``: a function that says whether its client has left."""
+        flag = threading.Event()
+        if session:
+            with self._lock:
+                self._working.setdefault(session, set()).add(flag)
         try:
-            outcome["result"] = context.run(work, left.is_set)
-        except BaseException as err:  # noqa: BLE001 - handed to the generator, which raises it
-            outcome["error"] = err
+            yield flag.is_set
         finally:
-            done.set()
+            if session:
+                with self._lock:
+                    flags = self._working.get(session, set())
+                    flags.discard(flag)
+                    if not flags:
+                        self._working.pop(session, None)
 
-    threading.Thread(target=run, name="gradio-work", daemon=True).start()
-    try:
-        while not done.wait(every_s):
-            yield waiting
-    finally:
-        left.set()  # closed early (the client left) or finished: either way nothing waits for more work
-    if "error" in outcome:
-        raise outcome.pop("error")
-    yield outcome.pop("result")
+    def left(self, session: str | None) -> None:
+        with self._lock:
+            for flag in self._working.pop(session or "", set()):
+                flag.set()
 
 
 def sweep_upload_leftovers(folder: Path | str | None = None, min_age_s: float = 60.0) -> int:
