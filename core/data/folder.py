@@ -245,6 +245,7 @@ class ImageFolderTiles(CachedTiles):
                 meta.update(bands=names, band_stretch=stretch)
             (tmp / "meta.json").write_text(json.dumps(meta))
             (tmp / IDENTITY_FILE).write_text(self._identity)
+            lease(tmp)  # born in use: no other build removes it before this one reads it
             publish_dir(tmp, self.cache_dir)
         finally:
             if tmp.exists():

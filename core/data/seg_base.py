@@ -275,6 +275,7 @@ class SegTiles(CachedTiles):
                 meta.update(bands=names, band_stretch=self._stretch)
             (tmp / "meta.json").write_text(json.dumps(meta, default=str))
             (tmp / IDENTITY_FILE).write_text(self._identity)
+            lease(tmp)  # born in use: no other build removes it before this one reads it
             publish_dir(tmp, self.cache_dir)
         finally:
             if tmp.exists():
