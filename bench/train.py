@@ -4,8 +4,10 @@
 
 The bare loop is forward, loss, backward, optimizer step on one fixed, already augmented batch: nothing else.
 The trainer does everything a real run does (data fetch, two-view augmentation, FNSD bookkeeping, metrics and
-fns logging, checkpoints). The order is bare, trainer, bare; the bare figure is the mean of its two halves. The run's last checkpoint (a
-second or more for ResNet-50 with its optimizer state, once per run) is timed apart and printed beside the ratio.
+fns logging, checkpoints). The two alternate in ``--rounds`` rounds (bare, trainer, bare, ..., bare), so a machine
+whose speed drifts during the run (2 to 4 % between halves on a quiet 2-core machine) moves both figures alike; each
+figure is its images over its seconds, all rounds together. Each round's end checkpoint (a second or more for
+ResNet-50 with its optimizer state, once per run) is timed apart; the last is printed beside the ratio.
 Targets: trainer >= 0.95 of the bare loop (issue 28; 0.85 since issue 2 on the CPU). ``train.compile=true``
 compiles both loops' network and loss. ``--json PATH`` writes the figures.
 """
@@ -60,17 +62,24 @@ def bare_loop(trainer: Trainer, steps: int) -> float:
     return steps * cfg.train.batch_size / (time.perf_counter() - t)
 
 
+def split(steps: int, parts: int) -> list[int]:
+    """``steps`` in ``parts`` near-equal positive parts (the first ones one longer)."""
+    parts = max(1, min(parts, steps))
+    return [steps // parts + (k < steps % parts) for k in range(parts)]
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
 
 
-def trainer_loop(trainer: Trainer, steps: int) -> tuple[float, float]:
+def trainer_loop(trainer: Trainer, steps: int, warm_up: bool = True) -> tuple[float, float]:
     """Images per second of Trainer.fit over ``steps`` steps, all of its bookkeeping included, and the seconds of
     that spent on the run's last checkpoint (its snapshot and the wait for its write): a once-per-run cost that a
     40-step run cannot amortise, reported beside the ratio rather than inside it."""
-    trainer.total_steps = trainer.step + 3
-    trainer.fit()  # warm-up, like the bare loop's
+    if warm_up:
+        trainer.total_steps = trainer.step + 3
+        trainer.fit()  # warm-up, like the bare loop's
     trainer.total_steps = trainer.step + steps
     spent = [0.0]
 
@@ -97,7 +106,8 @@ def trainer_loop(trainer: Trainer, steps: int) -> tuple[float, float]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default=str(Path(__file__).resolve().parent.parent / "configs/demo_cpu.yaml"))
-    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--steps", type=int, default=40, help="the trainer's timed steps (the bare loop's alike)")
+    p.add_argument("--rounds", type=int, default=4, help="alternations of the two loops")
     p.add_argument("--json", help="write the figures here")
     p.add_argument("overrides", nargs="*")
     args = p.parse_args()
@@ -106,14 +116,22 @@ def main() -> None:
         trainer = Trainer(cfg, create_run("bench", config_to_yaml(cfg), Path(tmp)), progress=False)
         print(f"device={trainer.device} precision={trainer.precision.name} method={cfg.method} loss={cfg.loss.name} "
               f"encoder={cfg.model.encoder} views={cfg.data.image_size}px batch={cfg.train.batch_size} "
-              f"threads={torch.get_num_threads()} steps={args.steps}")
-        bare_a = bare_loop(trainer, args.steps // 2)
-        tr, last_ckpt = trainer_loop(trainer, args.steps)
-        bare_b = bare_loop(trainer, args.steps - args.steps // 2)
-    bare = (bare_a + bare_b) / 2
+              f"threads={torch.get_num_threads()} steps={args.steps} rounds={args.rounds}")
+        rounds = max(1, min(args.rounds, args.steps))
+        images = args.steps * cfg.train.batch_size
+        bare_steps = split(args.steps, rounds + 1)
+        bare_rates = [bare_loop(trainer, bare_steps[0])]
+        tr_seconds = 0.0
+        for k, n in enumerate(split(args.steps, rounds)):
+            rate, last_ckpt = trainer_loop(trainer, n, warm_up=k == 0)
+            tr_seconds += n * cfg.train.batch_size / rate
+            bare_rates.append(bare_loop(trainer, bare_steps[k + 1]))
+    bare = images / sum(n * cfg.train.batch_size / r for n, r in zip(bare_steps, bare_rates))
+    bare_a, bare_b = bare_rates[0], bare_rates[-1]
+    tr = images / tr_seconds
     ratio = tr / bare
     with_ckpt = args.steps * cfg.train.batch_size / (args.steps * cfg.train.batch_size / tr + last_ckpt)
-    print(f"bare loop: {bare:8.1f} images/s ({bare_a:.1f} before, {bare_b:.1f} after)")
+    print(f"bare loop: {bare:8.1f} images/s ({bare_a:.1f} first, {bare_b:.1f} last of {len(bare_rates)} rounds)")
     print(f"trainer:   {tr:8.1f} images/s over its steps; the run's last checkpoint took {last_ckpt:.2f} s more "
           f"({with_ckpt:.1f} images/s with it over {args.steps} steps: {with_ckpt / bare:.3f} of the bare loop)")
     print(f"trainer / bare = {ratio:.3f}  (target >= 0.95: {'MET' if ratio >= 0.95 else 'NOT MET'})")

@@ -40,3 +40,8 @@ def test_bare_loop_and_trainer_loop_run(tmp_path: Path, monkeypatch: pytest.Monk
     assert last_checkpoint > 0  # the run's last checkpoint was timed apart
     assert (trainer.run.checkpoint_dir / "last.safetensors").is_file()
     assert trainer.step == 5  # 3 warm-up steps and the 2 timed ones
+
+
+def test_rounds_split_the_steps_evenly() -> None:
+    split = bench_train().split
+    assert split(40, 5) == [8] * 5 and split(10, 4) == [3, 3, 2, 2] and split(3, 8) == [1, 1, 1]
