@@ -53,7 +53,8 @@ def test_a_false_run_says_what_its_calibration_changed(populated_store: Path, tm
     titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
     assert "Flagged and calibrated pairs per step" in titles
     per_step = sum(p["calibrated"] for p in pairs) / 16
-    assert f"FNCC's treatment: calibration fired in {len(steps)} of 16 steps ({per_step:.2f} calibrated" in texts(at)
+    figures = f"alibration fired in {len(steps)} of 16 steps ({per_step:.2f} calibrated pairs per step)"
+    assert steps and figures in texts(at)  # as the caption, or within the verdict when that is negligible already
     # the same run trained on to step 200 without another calibration (at most 16 pairs in 16 steps: under 0.1 per
     # step and in under 1 step in 10): in effect SimCLR, said in plain words
     runs_root = copy_store(populated_store.parent, tmp_path)
