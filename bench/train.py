@@ -94,11 +94,15 @@ def trainer_loop(trainer: Trainer, steps: int, warm_up: bool = True) -> tuple[fl
                 spent[0] += time.perf_counter() - t0
         return run
 
-    trainer.save, trainer._writes.wait = timed(trainer.save), timed(trainer._writes.wait)
+    save, wait = trainer.save, trainer._writes.wait
+    trainer.save, trainer._writes.wait = timed(save), timed(wait)
     sync(trainer.device)
     t = time.perf_counter()
-    trainer.fit()
-    sync(trainer.device)
+    try:
+        trainer.fit()
+        sync(trainer.device)
+    finally:
+        trainer.save, trainer._writes.wait = save, wait  # the next round wraps them afresh, once
     total = time.perf_counter() - t
     return steps * trainer.cfg.train.batch_size / (total - spent[0]), spent[0]
 
@@ -117,7 +121,9 @@ def main() -> None:
         print(f"device={trainer.device} precision={trainer.precision.name} method={cfg.method} loss={cfg.loss.name} "
               f"encoder={cfg.model.encoder} views={cfg.data.image_size}px batch={cfg.train.batch_size} "
               f"threads={torch.get_num_threads()} steps={args.steps} rounds={args.rounds}")
-        rounds = max(1, min(args.rounds, args.steps))
+        if args.steps < 2:
+            raise SystemExit("--steps: at least 2 (the bare loop runs before and after the trainer)")
+        rounds = max(1, min(args.rounds, args.steps - 1))  # every part of either loop at least one step
         images = args.steps * cfg.train.batch_size
         bare_steps = split(args.steps, rounds + 1)
         bare_rates = [bare_loop(trainer, bare_steps[0])]
@@ -140,7 +146,8 @@ def main() -> None:
         Path(args.json).write_text(json.dumps({
             "device": str(trainer.device), "compile": cfg.train.compile, "batch": cfg.train.batch_size,
             "bare_views_per_s": 2 * bare, "trainer_views_per_s": 2 * tr, "ratio": ratio,
-            "last_checkpoint_s": last_ckpt, "ratio_with_last_checkpoint": with_ckpt / bare, "steps": args.steps},
+            "last_checkpoint_s": last_ckpt, "ratio_with_last_checkpoint": with_ckpt / bare, "steps": args.steps,
+            "rounds": rounds},
             indent=1))
 
 

@@ -456,6 +456,24 @@ def test_a_cache_superseded_by_new_code_or_new_files_is_removed_and_other_settin
         [changed.cache_dir.name, other.cache_dir.name])
 
 
+def test_leases_of_other_hosts_keep_a_superseded_cache_and_odd_identities_are_skipped(tmp_path, monkeypatch):
+    """A data root shared by machines: a lease written on another host cannot be checked here, so the cache stays;
+    this host's leases of ended processes do not keep it. A cache folder whose identity is not text is left alone."""
+    import core.data.paths as paths
+
+    root = tmp_path / "cache"
+    old, odd, new = root / "folder-old", root / "folder-odd", root / "folder-new"
+    for d in (old, odd, new):
+        d.mkdir(parents=True)
+    (old / paths.IDENTITY_FILE).write_text("same")
+    (odd / paths.IDENTITY_FILE).write_bytes(b"\xff\xfe not text")
+    (old / f"{paths.READER_PREFIX}another-host-1").touch()
+    (old / f"{paths.READER_PREFIX}{paths.socket.gethostname()}-999999999").touch()  # no such process here
+    assert paths.remove_superseded(new, "same") == [] and old.exists() and odd.exists()
+    (old / f"{paths.READER_PREFIX}another-host-1").unlink()
+    assert paths.remove_superseded(new, "same") == [old] and not old.exists() and odd.exists()
+
+
 def test_image_and_mask_sizes_must_agree(folder):
     root, table = folder
     save(np.zeros((10, 10, 3), np.uint8), root / "masks" / "tile_1" / "part_3.png")

@@ -132,7 +132,8 @@ def file_digest(path: str | Path) -> str:
 class Leaving:
     """Whose clients have gone. Gradio's public ``unload`` event fires for a session when its tab is closed or
     reloaded, or an API client's heartbeat stops; ``left`` then flags every request of that session still at
-    work, and the work stops at its next batch of windows (its ``Deadline`` reads the flag)."""
+    work, and the work stops at its next batch of windows (its ``Deadline`` reads the flag). A caller without a
+    heartbeat (plain HTTP on ``/call/segment``) fires no ``unload``: its request is held to the time budget only."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

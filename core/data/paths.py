@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Sequence
@@ -117,29 +118,38 @@ def cache_identity(spec: dict) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-READER_PREFIX = ".reader-"  # a cache's lease file of each process that opened it: <prefix><pid>
+READER_PREFIX = ".reader-"  # a cache's lease file of each process that opened it: <prefix><host>-<pid>
+
+
+def _lease_name() -> str:
+    return f"{READER_PREFIX}{socket.gethostname()}-{os.getpid()}"
+
+
+def _lease_alive(name: str) -> bool:
+    """Whether a lease's process still runs. A lease from another host (a data root shared over the network, or by
+    containers) cannot be checked from here: it counts as alive, so only its own host drops it."""
+    host, _, pid = name[len(READER_PREFIX):].rpartition("-")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    return _alive(int(pid))
 
 
 def lease(cache: Path) -> None:
     """Mark ``cache`` as in use by this process, so that no newer build removes it while this process (or its data
-    loader workers, which open its arrays later) may still read it; the leases of ended processes are dropped."""
+    loader workers, which open its arrays later) may still read it; this host's leases of ended processes are
+    dropped."""
     try:
         for old in cache.glob(f"{READER_PREFIX}*"):
-            pid = old.name[len(READER_PREFIX):]
-            if pid.isdigit() and not _alive(int(pid)):
+            if not _lease_alive(old.name):
                 old.unlink(missing_ok=True)
-        (cache / f"{READER_PREFIX}{os.getpid()}").touch()
+        (cache / _lease_name()).touch()
     except OSError:  # a read-only cache folder: nothing removes caches there either
         pass
 
 
 def in_use(cache: Path) -> bool:
-    """Whether a live process holds a lease on ``cache``."""
-    for f in cache.glob(f"{READER_PREFIX}*"):
-        pid = f.name[len(READER_PREFIX):]
-        if pid.isdigit() and _alive(int(pid)):
-            return True
-    return False
+    """Whether a live process (or one on another host) holds a lease on ``cache``."""
+    return any(_lease_alive(f.name) for f in cache.glob(f"{READER_PREFIX}*"))
 
 
 def remove_superseded(final: Path, identity: str) -> list[Path]:
@@ -153,7 +163,7 @@ def remove_superseded(final: Path, identity: str) -> list[Path]:
             continue
         try:
             same = (other / IDENTITY_FILE).read_text().strip() == identity
-        except OSError:
+        except (OSError, ValueError):  # unreadable, or not text: not ours to judge
             continue
         if same and not in_use(other):
             shutil.rmtree(other, ignore_errors=True)
