@@ -70,6 +70,7 @@ OWN = {
                  Field("Steps", "ft-steps", "train.max_steps", "int"),
                  Field("Batch", "ft-batch", "train.batch_size", "int"),
                  Field("lr", "ft-lr", "train.lr", "float"), Field("Crop (px)", "ft-crop", "data.crop_size", "int"),
+                 Field("Input scale", "ft-scale", "model.input_scale", "float"),
                  Field("Validate every", "ft-eval", "train.eval_every", "int"),
                  Field("Colour jitter", "ft-jitter", "data.colour_jitter", "float"),
                  Field("Average weights from", "ft-average", "train.average_from", "off0"),
@@ -369,12 +370,15 @@ def _finetune_widgets(fe: FormErrors) -> int:
     c4.selectbox("Class weights", choices(FinetuneConfig, "train.class_weights"), key="ft-class-weights",
                  help="balanced: rare classes weigh more in the loss")
     c5.selectbox("Loss", choices(FinetuneConfig, "train.loss"), key="ft-loss")
-    c1, c2, c3, c4, c5 = fe.columns(5)
+    c1, c2, c3, c4, c5, c6 = fe.columns(6)
     c1.number_input("Steps", 1, 10_000_000, key="ft-steps")
     c2.number_input("Batch", 1, 4096, key="ft-batch")
     c3.number_input("lr", 0.0, 10.0, format="%.5f", key="ft-lr")
     c4.number_input("Crop (px)", 16, 8192, key="ft-crop")
-    c5.number_input("Validate every", 1, 1_000_000, key="ft-eval")
+    c5.number_input("Input scale", 0.05, 1.0, step=0.25, key="ft-scale",
+                    help="The model sees its input resized by this (0.5: pixels twice as coarse), so each window "
+                         "covers more ground for the same work; its masks still come back at the input's size")
+    c6.number_input("Validate every", 1, 1_000_000, key="ft-eval")
     c1, c2, c3, c4, c5, c6 = fe.columns(6)
     c1.text_input("Run name", key="ft-name")
     c2.number_input("Seed", 0, 2**31 - 1, key="ft-seed")

@@ -101,7 +101,7 @@ class FinetuneTrainer:
         self.card = make_card(arch=cfg.model.arch, encoder=cfg.model.encoder, classes=self.classes,
                               ignore_index=self.ignore_index, output_stride=cfg.model.output_stride,
                               aux_head=cfg.model.aux_head, decoder_channels=cfg.model.decoder_channels,
-                              init=cfg.model.init, protocol=tc.protocol, training_data=self._data_text(),
+                              input_scale=cfg.model.input_scale, init=cfg.model.init, protocol=tc.protocol, training_data=self._data_text(),
                               input_size=cfg.data.crop_size, bands=bands_of(self.splits.train),
                               band_stretch=getattr(self.splits.train, "band_stretch", None),
                               file_bands=getattr(self.splits.dataset, "file_bands", None),

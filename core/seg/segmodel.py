@@ -28,11 +28,17 @@ class SegModel(nn.Module):
     """An smp segmentation network, plus the optional auxiliary FCN head of the paper's protocol.
 
     In training mode with an aux head, ``forward`` returns ``(logits, aux_logits)``; otherwise the logits alone.
+    With ``input_scale`` < 1 the network sees the input resized by it and its logits come back at the input's size:
+    the model is fed, scored and slid over images at their own pixel size, so nothing outside it needs to know.
     """
 
     def __init__(self, arch: str, encoder: str, num_classes: int, output_stride: int = 16,
-                 aux_head: bool = False, decoder_channels: int | None = None, in_channels: int = 3) -> None:
+                 aux_head: bool = False, decoder_channels: int | None = None, in_channels: int = 3,
+                 input_scale: float = 1.0) -> None:
         super().__init__()
+        if not 0.0 < input_scale <= 1.0:
+            raise ValueError(f"model.input_scale: {input_scale!r} is not in (0, 1]")
+        self.input_scale = float(input_scale)
         if arch not in ARCHITECTURES:
             raise ValueError(f"model.arch: unknown architecture {arch!r}; choose {', '.join(ARCHITECTURES)}")
         if encoder not in ENCODERS:
@@ -56,19 +62,35 @@ class SegModel(nn.Module):
         return self.net.encoder
 
     def forward(self, x: Tensor) -> Tensor | tuple[Tensor, Tensor]:
+        size = x.shape[-2:]
+        x = self._shrink(x)
         if self.aux is None or not self.training:
-            return self.net(x)
+            return self._grow(self.net(x), size)
         feats = self.net.encoder(x)
         logits = self.net.segmentation_head(self.net.decoder(feats))
-        aux = F.interpolate(self.aux(feats[-2]), size=x.shape[-2:], mode="bilinear", align_corners=False)
-        return logits, aux
+        return self._grow(logits, size), self._grow(self.aux(feats[-2]), size)
+
+    def _shrink(self, x: Tensor) -> Tensor:
+        """The input at ``input_scale``, each side a multiple of 32 (the encoder's stride), area-like
+        (antialiased) so a coarser pixel is the mean of the finer ones, as a coarser sensor would see it."""
+        if self.input_scale == 1.0:
+            return x
+        inner = [max(32, round(s * self.input_scale / 32) * 32) for s in x.shape[-2:]]
+        return F.interpolate(x, size=inner, mode="bilinear", antialias=True, align_corners=False)
+
+    @staticmethod
+    def _grow(logits: Tensor, size: torch.Size) -> Tensor:
+        if logits.shape[-2:] == size:
+            return logits
+        return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 
 
 def build_seg_model(card: dict[str, Any], encoder_weights: str | Path | None = None) -> SegModel:
     """A model as a card describes it; the encoder optionally from a pretraining checkpoint."""
     bands = card_bands(card)
     model = SegModel(card["arch"], card["encoder"], len(card["classes"]), card.get("output_stride", 16),
-                     card.get("aux_head", False), card.get("decoder_channels"), in_channels=len(bands))
+                     card.get("aux_head", False), card.get("decoder_channels"), in_channels=len(bands),
+                     input_scale=card.get("input_scale", 1.0))
     if encoder_weights is not None:
         load_encoder_weights(model.net.encoder, encoder_weights, field="model.init",
                              bands=None if is_rgb(bands) else bands)
@@ -79,13 +101,14 @@ def make_card(*, arch: str, encoder: str, classes: list[dict[str, Any]], ignore_
               output_stride: int = 16, aux_head: bool = False, decoder_channels: int | None = None,
               bands: Sequence[str] | None = None, band_stretch: list[Any] | None = None,
               file_bands: Sequence[str] | None = None, bands_by_name: bool = False,
-              **extra: Any) -> dict[str, Any]:
+              input_scale: float = 1.0, **extra: Any) -> dict[str, Any]:
     """A segmentation card. ``classes`` is a list of {"name": str, "color": [r, g, b]}; ``bands`` the input bands
     (default R, G, B) with their normalisation, and ``band_stretch`` the training data's per-band [lo, hi] that
     inference applies to files of more than 8 bits; ``file_bands`` the training files' band names where their format
     knew them better than the files say (Vaihingen's IRRG), so inference reads such files alike; ``bands_by_name``
     when the training asked for its bands (``data.bands``), R, G, B included: inference then finds them by name and
-    stretches them as the training did, instead of the one RGB rule."""
+    stretches them as the training did, instead of the one RGB rule; ``input_scale`` when the model resizes its
+    input (``SegModel``): written only when it is not 1, so older cards read as they were."""
     names = list(bands) if bands is not None else list(RGB)
     mean, std = (list(IMAGENET_MEAN), list(IMAGENET_STD)) if is_rgb(names) else band_norm(names)
     return {"kind": "segmentation", "arch": arch, "encoder": encoder, "classes": classes,
@@ -93,6 +116,7 @@ def make_card(*, arch: str, encoder: str, classes: list[dict[str, Any]], ignore_
             "decoder_channels": decoder_channels, "bands": names, "band_stretch": band_stretch,
             **({"file_bands": list(file_bands)} if file_bands and not is_rgb(names) else {}),
             **({"bands_by_name": True} if bands_by_name else {}),
+            **({"input_scale": float(input_scale)} if input_scale != 1.0 else {}),
             "normalization": {"mean": mean, "std": std}, **extra}
 
 
