@@ -39,6 +39,13 @@ def test_the_encoder_sees_the_scaled_input_and_the_logits_come_back_at_its_size(
     assert seen[-1] == (64, 64)
 
 
+def test_a_coarser_pixel_is_the_mean_of_the_finer_ones_it_covers() -> None:
+    model = build_seg_model(make_card(arch="deeplabv3plus", encoder="resnet18", classes=CLASSES,
+                                      input_scale=0.5)).eval()
+    x = torch.rand(1, 3, 64, 96)
+    assert torch.allclose(model._shrink(x), torch.nn.functional.avg_pool2d(x, 2), atol=1e-6)
+
+
 def test_a_side_that_does_not_scale_to_the_stride_is_rounded_inside_only() -> None:
     model = build_seg_model(make_card(arch="unet", encoder="resnet18", classes=CLASSES, input_scale=0.3)).eval()
     seen = _encoder_input_sizes(model)

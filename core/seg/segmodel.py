@@ -71,12 +71,12 @@ class SegModel(nn.Module):
         return self._grow(logits, size), self._grow(self.aux(feats[-2]), size)
 
     def _shrink(self, x: Tensor) -> Tensor:
-        """The input at ``input_scale``, each side a multiple of 32 (the encoder's stride), area-like
-        (antialiased) so a coarser pixel is the mean of the finer ones, as a coarser sensor would see it."""
+        """The input at ``input_scale``, each side a multiple of 32 (the encoder's stride), by area: a coarser pixel
+        is the mean of the finer ones it covers, as a coarser sensor would see it (at 0.5 exactly PIL's BOX)."""
         if self.input_scale == 1.0:
             return x
         inner = [max(32, round(s * self.input_scale / 32) * 32) for s in x.shape[-2:]]
-        return F.interpolate(x, size=inner, mode="bilinear", antialias=True, align_corners=False)
+        return F.interpolate(x, size=inner, mode="area")
 
     @staticmethod
     def _grow(logits: Tensor, size: torch.Size) -> Tensor:
