@@ -42,7 +42,7 @@ def test_the_encoder_sees_the_scaled_input_and_the_logits_come_back_at_its_size(
 def test_a_coarser_pixel_is_the_mean_of_the_finer_ones_it_covers() -> None:
     model = build_seg_model(make_card(arch="deeplabv3plus", encoder="resnet18", classes=CLASSES,
                                       input_scale=0.5)).eval()
-    x = torch.rand(1, 3, 64, 96)
+    x = torch.rand(1, 3, 64, 128)
     assert torch.allclose(model._shrink(x), torch.nn.functional.avg_pool2d(x, 2), atol=1e-6)
 
 
