@@ -390,6 +390,19 @@ def test_evaluate_scores_the_scenes_the_card_names(tmp_path: Path, capsys) -> No
     ev = read_metadata(path)["card"]["evaluation"]
     assert ev["scenes"] == ["tile_3/p0", "tile_3/p1", "tile_3/p2"] and ev["pixels"] == 3 * 64 * 64
     assert not set(ev["scenes"]) & set(ev["training_scenes"]) and ev["command"].startswith("python -m core.evaluate")
+    calls: list[int] = []  # --tta: every window also goes through the model mirrored
+    from core.seg import segmodel
+
+    with pytest.MonkeyPatch.context() as mp:
+        forward = segmodel.SegModel.forward
+        mp.setattr(segmodel.SegModel, "forward", lambda self, x: calls.append(1) or forward(self, x))
+        assert evaluate_main([str(path), "--no-progress"]) == 0
+        plain_calls = len(calls)
+        assert evaluate_main([str(path), "--no-progress", "--tta", "--write-card"]) == 0
+    assert plain_calls > 0 and len(calls) == 3 * plain_calls
+    ev = read_metadata(path)["card"]["evaluation"]
+    assert "flip TTA" in ev["method"] and " --tta " in ev["command"] and 0 <= ev["miou"] <= 1
+    assert "flip TTA" in capsys.readouterr().out
     assert evaluate_main([str(tmp_path / "missing.safetensors"), "--no-progress"]) == 2
     assert capsys.readouterr().err.startswith("error: ")
     import core.seg.evaluate as evaluate_module  # many scenes: the first few named, the rest counted

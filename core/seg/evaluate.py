@@ -1,7 +1,7 @@
 """Score a segmentation checkpoint on the held-out scenes its card names, as the card's figures were made.
 
-    python -m core.evaluate CHECKPOINT [--split test] [--data-root DIR] [--config FINETUNE.yaml] [--json]
-                            [--write-card]
+    python -m core.evaluate CHECKPOINT [--split test] [--data-root DIR] [--config FINETUNE.yaml] [--tta]
+                            [--json] [--write-card]
 
 Why: a model card's quality figures must come from scenes the model never saw and be reproducible by anyone with
 the data. The card's training config rebuilds the same scene split (``data.test_scenes`` or the seeded split);
@@ -27,7 +27,7 @@ SHOW_SCENES = 12  # scene names printed; --json gives them all
 
 
 def evaluate_checkpoint(path: Path, split: str = "test", data_root: str | None = None,
-                        config: Path | None = None, progress: bool = True) -> dict[str, Any]:
+                        config: Path | None = None, progress: bool = True, tta: bool = False) -> dict[str, Any]:
     """Whole-scene scores of a checkpoint on one split of the data its card (or ``config``) names."""
     from tqdm import tqdm
 
@@ -53,7 +53,7 @@ def evaluate_checkpoint(path: Path, split: str = "test", data_root: str | None =
         bar.update(done - bar.n)
 
     how = evaluate_scenes(model, part, len(names), splits.ignore_index, device=device, tile=DEFAULT_TILE,
-                          overlap=DEFAULT_OVERLAP, card=card, progress=tick)
+                          overlap=DEFAULT_OVERLAP, card=card, progress=tick, tta_flip=tta)
     bar.close()
     scores = how.scores.as_dict(names)
     return {"split": split, "data": cfg.data.name, "scenes": how.scenes, "pixels": how.pixels,
@@ -62,8 +62,8 @@ def evaluate_checkpoint(path: Path, split: str = "test", data_root: str | None =
             "confusion": scores.get("confusion"), "method": f"{how.method}, window {how.tile}, overlap {how.overlap}"}
 
 
-def _reproduce(path: Path, split: str) -> str:
-    return f"python -m core.evaluate {path.as_posix()} --split {split} [--data-root DIR]"
+def _reproduce(path: Path, split: str, tta: bool = False) -> str:
+    return f"python -m core.evaluate {path.as_posix()} --split {split}{' --tta' if tta else ''} [--data-root DIR]"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,19 +73,22 @@ def main(argv: list[str] | None = None) -> int:
                    help="the held-out scenes to score (test: the card's figures)")
     p.add_argument("--data-root", default=None, help="where the data set is on this machine (else the card's)")
     p.add_argument("--config", type=Path, default=None, help="the fine-tuning config, when the card has none")
+    p.add_argument("--tta", action="store_true",
+                   help="average each window with its mirror image (as core.segment --tta; twice the work)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--write-card", action="store_true", help="store the result in the checkpoint's card")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     try:
-        res = evaluate_checkpoint(args.checkpoint, args.split, args.data_root, args.config, not args.no_progress)
+        res = evaluate_checkpoint(args.checkpoint, args.split, args.data_root, args.config, not args.no_progress,
+                                  args.tta)
         if args.write_card:
             from ..store.checkpoint import read_metadata
             from .fingerprint import rewrite_card
 
             card = read_metadata(args.checkpoint)["card"]
             card["evaluation"] = {k: v for k, v in res.items() if k != "confusion"} | {
-                "command": _reproduce(args.checkpoint, args.split), "confusion": res["confusion"]}
+                "command": _reproduce(args.checkpoint, args.split, args.tta), "confusion": res["confusion"]}
             rewrite_card(args.checkpoint, card)
     except (CheckpointError, ConfigError, DataError, FileNotFoundError, ValueError) as err:
         print(f"error: {' '.join(str(err).split())}", file=sys.stderr)

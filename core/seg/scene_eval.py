@@ -59,8 +59,9 @@ def whole_scenes_possible(split: TileSet, others: list[TileSet]) -> bool:
 def evaluate_scenes(model: nn.Module, split: SceneTiles, num_classes: int, ignore_index: int, *,
                     device: torch.device | str | None = None, tile: int = DEFAULT_TILE,
                     overlap: float = DEFAULT_OVERLAP, batch_size: int = 4, card: dict[str, Any] | None = None,
-                    progress: Callable[[int, int], None] | None = None) -> SceneEval:
-    """Scores of ``model`` over every whole scene that has tiles in ``split``."""
+                    progress: Callable[[int, int], None] | None = None, tta_flip: bool = False) -> SceneEval:
+    """Scores of ``model`` over every whole scene that has tiles in ``split`` (``tta_flip``: each window also
+    through a mirrored pass, as ``core.segment --tta``)."""
     scene_ids = [int(s) for s in np.unique(split.scene_ids)]
     names = split.scene_names
     cm = torch.zeros(num_classes, num_classes, dtype=torch.int64)
@@ -70,13 +71,14 @@ def evaluate_scenes(model: nn.Module, split: SceneTiles, num_classes: int, ignor
     for k, si in enumerate(scene_ids):
         image, labels = split.scene_arrays(si)
         pred = predict(model, image, tile=tile, overlap=overlap, batch_size=batch_size, device=device, card=card,
-                       num_classes=num_classes)
+                       num_classes=num_classes, tta_flip=tta_flip)
         target = torch.from_numpy(labels.astype(np.int64))
         cm += confusion_matrix(torch.from_numpy(pred), target, num_classes, ignore_index)
         pixels += int((target != ignore_index).sum())
         if progress is not None:
             progress(k + 1, len(scene_ids))
-    return SceneEval(scores_from_confusion(cm), "whole scenes", [names[s] for s in scene_ids], pixels, tile, overlap)
+    return SceneEval(scores_from_confusion(cm), "whole scenes" + (", flip TTA" if tta_flip else ""),
+                     [names[s] for s in scene_ids], pixels, tile, overlap)
 
 
 # ------------------------------------------------------------------------------------------------ tiles; a run's test
