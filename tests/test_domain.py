@@ -398,11 +398,13 @@ def test_evaluate_scores_the_scenes_the_card_names(tmp_path: Path, capsys) -> No
         mp.setattr(segmodel.SegModel, "forward", lambda self, x: calls.append(1) or forward(self, x))
         assert evaluate_main([str(path), "--no-progress"]) == 0
         plain_calls = len(calls)
-        assert evaluate_main([str(path), "--no-progress", "--tta", "--write-card"]) == 0
+        capsys.readouterr()
+        assert evaluate_main([str(path), "--no-progress", "--tta", "--json"]) == 0
     assert plain_calls > 0 and len(calls) == 3 * plain_calls
-    ev = read_metadata(path)["card"]["evaluation"]
-    assert "flip TTA" in ev["method"] and " --tta " in ev["command"] and 0 <= ev["miou"] <= 1
-    assert "flip TTA" in capsys.readouterr().out
+    res = json.loads(capsys.readouterr().out)
+    assert res["method"].startswith("whole scenes, flip TTA, window") and 0 <= res["miou"] <= 1
+    assert evaluate_main([str(path), "--no-progress", "--tta", "--write-card"]) == 2  # the card's figures: no TTA
+    assert "--write-card" in capsys.readouterr().err and read_metadata(path)["card"]["evaluation"] == ev
     assert evaluate_main([str(tmp_path / "missing.safetensors"), "--no-progress"]) == 2
     assert capsys.readouterr().err.startswith("error: ")
     import core.seg.evaluate as evaluate_module  # many scenes: the first few named, the rest counted

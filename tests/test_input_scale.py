@@ -39,19 +39,38 @@ def test_the_encoder_sees_the_scaled_input_and_the_logits_come_back_at_its_size(
     assert seen[-1] == (64, 64)
 
 
-def test_a_coarser_pixel_is_the_mean_of_the_finer_ones_it_covers() -> None:
+@pytest.mark.parametrize("side", [96, 160, 224, 512])
+def test_every_input_size_is_seen_at_the_same_pixel_size(side: int) -> None:
+    """A 512 px window and a short image's 160 px one are both halved exactly (then padded to the stride), so
+    inference sees the pixel size training saw; the padding never reaches the logits."""
     model = build_seg_model(make_card(arch="deeplabv3plus", encoder="resnet18", classes=CLASSES,
                                       input_scale=0.5)).eval()
-    x = torch.rand(1, 3, 64, 128)
-    assert torch.allclose(model._shrink(x), torch.nn.functional.avg_pool2d(x, 2), atol=1e-6)
+    x = torch.rand(1, 3, side, side + 64)
+    shrunk, inner = model._shrink(x)
+    assert inner == (side // 2, side // 2 + 32) and shrunk.shape[-2] % 32 == 0 and shrunk.shape[-1] % 32 == 0
+    assert torch.allclose(shrunk[..., :inner[0], :inner[1]], torch.nn.functional.avg_pool2d(x, 2), atol=1e-6)
+    with torch.no_grad():
+        assert model(x).shape == (1, 3, side, side + 64)
 
 
-def test_a_side_that_does_not_scale_to_the_stride_is_rounded_inside_only() -> None:
+def test_a_scale_that_is_no_whole_ratio_rounds_each_side_to_a_pixel_not_to_the_stride() -> None:
     model = build_seg_model(make_card(arch="unet", encoder="resnet18", classes=CLASSES, input_scale=0.3)).eval()
     seen = _encoder_input_sizes(model)
+    shrunk, inner = model._shrink(torch.rand(1, 3, 100, 300))
+    assert inner == (30, 90) and shrunk.shape[-2:] == (32, 96)
     with torch.no_grad():
         out = model(torch.rand(1, 3, 100, 300))
     assert seen == [(32, 96)] and out.shape == (1, 3, 100, 300)
+
+
+def test_the_domain_fingerprint_reads_the_encoder_at_the_models_scale() -> None:
+    from core.seg.domain import pooled_features
+
+    model = build_seg_model(make_card(arch="deeplabv3plus", encoder="resnet18", classes=CLASSES,
+                                      input_scale=0.5)).eval()
+    seen = _encoder_input_sizes(model)
+    pooled_features(model, np.zeros((2, 64, 64, 3), np.uint8))
+    assert seen == [(32, 32)]
 
 
 def test_cards_keep_the_scale_and_older_cards_read_as_full_size(tmp_path: Path) -> None:
@@ -74,6 +93,10 @@ def test_a_card_with_a_scale_out_of_range_is_refused_naming_it(tmp_path: Path) -
     save_seg_checkpoint(path, build_seg_model(card), {**card, "input_scale": 3})
     with pytest.raises(CheckpointError, match="input_scale"):
         load_seg_model(path)
+    for bad in (True, "0.5", None, float("nan"), 0):
+        save_seg_checkpoint(path, build_seg_model(card), {**card, "input_scale": bad})
+        with pytest.raises(CheckpointError, match="input_scale .* is not a number in"):
+            load_seg_model(path)
 
 
 @pytest.mark.parametrize("override, needle", [
@@ -84,6 +107,11 @@ def test_a_card_with_a_scale_out_of_range_is_refused_naming_it(tmp_path: Path) -
 def test_bad_scales_fail_at_load_naming_the_field(override: list[str], needle: str) -> None:
     with pytest.raises(ConfigError, match=needle):
         load_config(ROOT / "configs/finetune_demo_cpu.yaml", override, model=FinetuneConfig)
+
+
+def test_small_crops_at_full_scale_stay_allowed() -> None:
+    cfg = load_config(ROOT / "configs/finetune_demo_cpu.yaml", ["data.crop_size=24"], model=FinetuneConfig)
+    assert cfg.data.crop_size == 24 and cfg.model.input_scale == 1.0
 
 
 def test_fine_tuning_at_half_scale_trains_scores_and_writes_the_scale_on_its_card(

@@ -93,9 +93,10 @@ def test_with_two_gpus_the_launch_uses_two_processes_and_the_colour_jitter(empty
     assert seen["cfg"].train.average_from is None  # 0 in the form: the best validation chooses
     at.selectbox(key="ft-device").set_value("cpu")
     at.number_input(key="ft-average").set_value(0.5)
+    at.number_input(key="ft-scale").set_value(0.5)
     at.button(key="ft-launch").click().run()
     assert seen["processes"] == 1  # the CPU is one process
-    assert seen["cfg"].train.average_from == 0.5
+    assert seen["cfg"].train.average_from == 0.5 and seen["cfg"].model.input_scale == 0.5
 
 
 def test_with_one_gpu_or_none_the_gpu_count_is_fixed_at_one(empty_store: Path) -> None:

@@ -375,9 +375,10 @@ def _finetune_widgets(fe: FormErrors) -> int:
     c2.number_input("Batch", 1, 4096, key="ft-batch")
     c3.number_input("lr", 0.0, 10.0, format="%.5f", key="ft-lr")
     c4.number_input("Crop (px)", 16, 8192, key="ft-crop")
-    c5.number_input("Input scale", 0.05, 1.0, step=0.25, key="ft-scale",
-                    help="The model sees its input resized by this (0.5: pixels twice as coarse), so each window "
-                         "covers more ground for the same work; its masks still come back at the input's size")
+    c5.number_input("Input scale", 0.01, 1.0, step=0.05, key="ft-scale",
+                    help="The model sees its input resized by this (0.5: pixels twice as coarse) and gives its "
+                         "masks back at the input's size. With the crop raised by 1/scale (0.5: 512 px), each "
+                         "window covers more ground for the same work: land cover gains from the context")
     c6.number_input("Validate every", 1, 1_000_000, key="ft-eval")
     c1, c2, c3, c4, c5, c6 = fe.columns(6)
     c1.text_input("Run name", key="ft-name")

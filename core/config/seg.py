@@ -54,8 +54,9 @@ class SegModelConfig(_Section):
     aux_head: bool = False
     decoder_channels: int | None = Field(None, ge=8, description="DeepLabV3+ ASPP width (paper: 512)")
     input_scale: float = Field(1.0, gt=0.0, le=1.0, description="the model resizes each input by this before its "
-                               "encoder and brings the mask back to the input's size: coarser pixels, so a window "
-                               "sees more ground for the same work (land cover at 0.5 m: 0.5)")
+                               "encoder and brings the mask back to the input's size: coarser pixels, less work "
+                               "per window; raise data.crop_size and train.test_tile by 1/scale for more ground "
+                               "at the same work (land cover at 0.5 m: 0.5 with 512 px crops)")
 
     @field_validator("encoder")
     @classmethod
@@ -110,7 +111,7 @@ class FinetuneConfig(_Section):
     @model_validator(mode="after")
     def _crop_survives_scale(self) -> "FinetuneConfig":
         inner = self.data.crop_size * self.model.input_scale
-        if inner < 32:
+        if self.model.input_scale < 1.0 and inner < 32:
             raise ValueError(f"model.input_scale: a {self.data.crop_size} px crop at scale {self.model.input_scale:g} "
                              f"is {inner:.0f} px inside the model; the encoder needs at least 32 (raise "
                              "data.crop_size or model.input_scale)")

@@ -117,6 +117,7 @@ def pooled_features(model: nn.Module, crops: np.ndarray, device: torch.device | 
     """(N, D) float64: the segmentation model's encoder, last stage, average-pooled, for (N, H, W, C) uint8 crops
     of the model's ``bands`` (default R, G, B); ``progress(done, total)`` after each batch."""
     encoder = model.encoder if hasattr(model, "encoder") else model
+    scaled = getattr(model, "encoder_input", None)  # a model that resizes its input: the encoder reads it so
     was_training = encoder.training
     encoder.eval()
     out = []
@@ -124,7 +125,7 @@ def pooled_features(model: nn.Module, crops: np.ndarray, device: torch.device | 
         for i in range(0, len(crops), batch_size):
             x = torch.from_numpy(np.ascontiguousarray(crops[i:i + batch_size])).to(device)
             x = normalise(x.permute(0, 3, 1, 2).float() / 255.0, None if is_rgb(bands) else bands)
-            feats = encoder(x)
+            feats = encoder(scaled(x) if scaled is not None else x)
             last = feats[-1] if isinstance(feats, (list, tuple)) else feats
             out.append(last.float().mean(dim=(2, 3)).cpu().double().numpy())
             if progress is not None:

@@ -59,11 +59,12 @@ def evaluate_checkpoint(path: Path, split: str = "test", data_root: str | None =
     return {"split": split, "data": cfg.data.name, "scenes": how.scenes, "pixels": how.pixels,
             "training_scenes": splits.scenes.get("train", []), "classes": names,
             "miou": scores["miou"], "oa": scores["oa"], "kappa": scores["kappa"], "iou": scores["iou"],
-            "confusion": scores.get("confusion"), "method": f"{how.method}, window {how.tile}, overlap {how.overlap}"}
+            "confusion": scores.get("confusion"), "method": f"{how.method}{', flip TTA' if how.tta else ''}, window {how.tile}, "
+            f"overlap {how.overlap}"}
 
 
-def _reproduce(path: Path, split: str, tta: bool = False) -> str:
-    return f"python -m core.evaluate {path.as_posix()} --split {split}{' --tta' if tta else ''} [--data-root DIR]"
+def _reproduce(path: Path, split: str) -> str:
+    return f"python -m core.evaluate {path.as_posix()} --split {split} [--data-root DIR]"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--write-card", action="store_true", help="store the result in the checkpoint's card")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
+    if args.tta and args.write_card:  # the card's figures are what the app and core.segment give by default
+        print("error: --write-card stores the card's figures, which are without --tta (as the app segments); "
+              "score with --tta apart", file=sys.stderr)
+        return 2
     try:
         res = evaluate_checkpoint(args.checkpoint, args.split, args.data_root, args.config, not args.no_progress,
                                   args.tta)
@@ -88,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
 
             card = read_metadata(args.checkpoint)["card"]
             card["evaluation"] = {k: v for k, v in res.items() if k != "confusion"} | {
-                "command": _reproduce(args.checkpoint, args.split, args.tta), "confusion": res["confusion"]}
+                "command": _reproduce(args.checkpoint, args.split), "confusion": res["confusion"]}
             rewrite_card(args.checkpoint, card)
     except (CheckpointError, ConfigError, DataError, FileNotFoundError, ValueError) as err:
         print(f"error: {' '.join(str(err).split())}", file=sys.stderr)

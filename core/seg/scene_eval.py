@@ -38,14 +38,16 @@ class SceneEval:
     pixels: int
     tile: int
     overlap: float
+    tta: bool = False  # each window also through a mirrored pass
 
     def record(self) -> dict[str, Any]:
         """What ``test_metrics.json`` says about how the scores were computed."""
         how = (f"whole scenes by sliding-window inference (window {self.tile} px, overlap {self.overlap}, as "
                "core.seg.segment), each pixel counted once") if self.method == "whole scenes" else \
             "tiles of a split cut by tile from one scene (edge tiles overlap: some pixels counted twice)"
-        return {"evaluation": self.method, "evaluation_detail": how, "scenes": self.scenes, "pixels": self.pixels,
-                "window": self.tile, "overlap": self.overlap}
+        return {"evaluation": self.method, "evaluation_detail": how + (", flip TTA" if self.tta else ""),
+                "scenes": self.scenes, "pixels": self.pixels, "window": self.tile, "overlap": self.overlap,
+                **({"tta": True} if self.tta else {})}
 
 
 def whole_scenes_possible(split: TileSet, others: list[TileSet]) -> bool:
@@ -77,8 +79,8 @@ def evaluate_scenes(model: nn.Module, split: SceneTiles, num_classes: int, ignor
         pixels += int((target != ignore_index).sum())
         if progress is not None:
             progress(k + 1, len(scene_ids))
-    return SceneEval(scores_from_confusion(cm), "whole scenes" + (", flip TTA" if tta_flip else ""),
-                     [names[s] for s in scene_ids], pixels, tile, overlap)
+    return SceneEval(scores_from_confusion(cm), "whole scenes", [names[s] for s in scene_ids], pixels, tile, overlap,
+                     tta_flip)
 
 
 # ------------------------------------------------------------------------------------------------ tiles; a run's test

@@ -63,25 +63,46 @@ class SegModel(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor | tuple[Tensor, Tensor]:
         size = x.shape[-2:]
-        x = self._shrink(x)
+        x, inner = self._shrink(x)
         if self.aux is None or not self.training:
-            return self._grow(self.net(x), size)
+            return self._grow(self.net(x), inner, size)
         feats = self.net.encoder(x)
         logits = self.net.segmentation_head(self.net.decoder(feats))
-        return self._grow(logits, size), self._grow(self.aux(feats[-2]), size)
+        return self._grow(logits, inner, size), self._grow(self.aux(feats[-2]), inner, size)
 
-    def _shrink(self, x: Tensor) -> Tensor:
-        """The input at ``input_scale``, each side a multiple of 32 (the encoder's stride), by area: a coarser pixel
-        is the mean of the finer ones it covers, as a coarser sensor would see it (at 0.5 exactly PIL's BOX)."""
+    def encoder_input(self, x: Tensor) -> Tensor:
+        """What the encoder reads for input ``x`` (``x`` itself at scale 1): for measuring its features as
+        segmentation sees them (``core.seg.domain``)."""
+        return self._shrink(x)[0]
+
+    def _shrink(self, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
+        """The input at exactly ``input_scale`` (each side rounded to a pixel, so a 512 px window and a 96 px one
+        see the same pixel size), by area: a coarser pixel is the mean of the finer ones it covers, as a coarser
+        sensor would see it (at 0.5 PIL's BOX); then padded by reflection to the encoder's stride of 32. Returns it
+        and the scaled size, which ``_grow`` crops the logits back to."""
+        h, w = x.shape[-2:]
         if self.input_scale == 1.0:
-            return x
-        inner = [max(32, round(s * self.input_scale / 32) * 32) for s in x.shape[-2:]]
-        return F.interpolate(x, size=inner, mode="area")
+            return x, (h, w)
+        inner = (max(1, round(h * self.input_scale)), max(1, round(w * self.input_scale)))
+        k = round(1.0 / self.input_scale)
+        if inner == (h // k, w // k) and h % k == 0 and w % k == 0:  # whole-number ratio: a plain mean pool
+            x = F.avg_pool2d(x, k)
+        elif x.device.type == "mps":  # MPS's adaptive pooling refuses sizes that do not divide (pytorch#96056)
+            x = F.interpolate(x.cpu(), size=inner, mode="area").to(x.device)
+        else:
+            x = F.interpolate(x, size=inner, mode="area")
+        pad_h, pad_w = -inner[0] % 32, -inner[1] % 32
+        if pad_h or pad_w:
+            mode = "reflect" if pad_h < inner[0] and pad_w < inner[1] else "replicate"
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+        return x, inner
 
     @staticmethod
-    def _grow(logits: Tensor, size: torch.Size) -> Tensor:
+    def _grow(logits: Tensor, inner: tuple[int, int], size: torch.Size) -> Tensor:
+        """Logits of the scaled input, padding cropped off, back at the input's size."""
         if logits.shape[-2:] == size:
             return logits
+        logits = logits[..., :inner[0], :inner[1]]
         return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 
 
@@ -142,6 +163,9 @@ def check_card(card: Any, path: Path, expect_classes: list[str] | None = None) -
         raise CheckpointError(f"{path}: its card's classes are not a list of {{'name', 'color'}} entries")
     if len(classes) > 256:
         raise CheckpointError(f"{path}: {len(classes)} classes do not fit an 8-bit mask")
+    scale = card.get("input_scale", 1.0)
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0.0 < scale <= 1.0:
+        raise CheckpointError(f"{path}: its card's input_scale {scale!r} is not a number in (0, 1]")
     _check_size(card, path)
     if expect_classes is not None:
         names = [c["name"] for c in card["classes"]]
