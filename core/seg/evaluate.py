@@ -59,8 +59,8 @@ def evaluate_checkpoint(path: Path, split: str = "test", data_root: str | None =
     return {"split": split, "data": cfg.data.name, "scenes": how.scenes, "pixels": how.pixels,
             "training_scenes": splits.scenes.get("train", []), "classes": names,
             "miou": scores["miou"], "oa": scores["oa"], "kappa": scores["kappa"], "iou": scores["iou"],
-            "confusion": scores.get("confusion"), "method": f"{how.method}{', flip TTA' if how.tta else ''}, window {how.tile}, "
-            f"overlap {how.overlap}"}
+            "confusion": scores.get("confusion"),
+            "method": f"{how.method}{', flip TTA' if how.tta else ''}, window {how.tile}, overlap {how.overlap}"}
 
 
 def _reproduce(path: Path, split: str) -> str:
