@@ -208,3 +208,29 @@ def test_headers_size_the_work_before_decoding_geotiffs_at_the_model_pixel_size(
     assert model_input_size(head, half_metre) == (600, 400)  # run at 0.5 m: 25 times fewer pixels
     assert model_input_size(head, {"domain": {"gsd_m": 0.12}}) == (3000, 2000)  # within the tolerance: as is
     assert model_input_size(head, {}) == (3000, 2000)  # a card without a pixel size: as is
+
+
+def test_the_refusal_estimates_each_candidate_at_its_own_cost_per_window(tmp_path: Path, monkeypatch) -> None:
+    """``auto`` refuses only when even the quickest candidate is too slow: a model at ``input_scale`` 0.5 does a
+    quarter of the work per window, so timing the first model alone would refuse images the cheap one can do."""
+    import gradio as gr
+
+    from core.seg.segmodel import build_seg_model, make_card, save_seg_checkpoint
+    from core.store.catalog import ModelEntry
+    from workbench.gradio_serving import Models
+
+    entries = []
+    for name, scale in (("full", 1.0), ("half", 0.5)):
+        card = make_card(arch="deeplabv3plus", encoder="resnet18", classes=[{"name": "a", "color": [0, 0, 0]}, {"name": "b", "color": [255, 0, 0]}],
+                         input_scale=scale)
+        save_seg_checkpoint(tmp_path / f"{name}.safetensors", build_seg_model(card), card)
+        entries.append(ModelEntry(name, tmp_path / f"{name}.safetensors", card))
+    models = Models(entries[0].path)
+    models.given, models.entries = None, entries  # auto over the two
+    timed = [models.seconds_per_window(e, 64) for e in entries]
+    assert len(models._window_s) == 2 and all(t > 0 for t in timed)  # one timing per model and tile
+    monkeypatch.setattr(Models, "seconds_per_window", lambda self, e, tile: {"full": 1.0, "half": 0.25}[e.label])
+    img = small_png(tmp_path / "big.png", 640, 640)  # 100 windows of 64 px
+    models.refuse_if_too_slow(str(img), "big.png", 64, 0.0, False, budget_s=30.0, budget_px=10**8)  # 25 s: runs
+    with pytest.raises(gr.Error, match=r"100 windows\) needs about 25 s"):
+        models.refuse_if_too_slow(str(img), "big.png", 64, 0.0, False, budget_s=15.0, budget_px=10**8)

@@ -64,37 +64,39 @@ class Models:
             self.given = given_model(path, card)
         self.lock = threading.Lock()
         self.results: dict[tuple[str, Any], Segmentation] = {}
-        self._window_s: dict[int, float] = {}
+        self._window_s: dict[tuple[str, int], float] = {}
 
-    def seconds_per_window(self, tile: int) -> float:
-        """What one window of ``tile`` pixels costs here (one timed batch of the first model, once per tile)."""
+    def seconds_per_window(self, entry: ModelEntry, tile: int) -> float:
+        """What one window of ``tile`` pixels costs ``entry``'s model here (one timed batch, once per model and
+        tile: models differ in size and in the pixel they read, ``input_scale``)."""
+        key = (str(entry.path), tile)
         with self.lock:
-            if tile not in self._window_s:
-                entry = self.given or self.entries[0]
+            if key not in self._window_s:
                 model, card = self.cache.load(entry.path, self.device)
                 x = torch.zeros(2, len(card_bands(card)), tile, tile, device=self.device)
                 with torch.inference_mode():
                     model(x[:1])  # warm-up
                     t0 = time.perf_counter()
                     model(x)
-                    self._window_s[tile] = (time.perf_counter() - t0) / 2
-            return self._window_s[tile]
+                    self._window_s[key] = (time.perf_counter() - t0) / 2
+            return self._window_s[key]
 
     def refuse_if_too_slow(self, path: str, name: str, tile: int, overlap: float, tta: bool,
                            budget_s: float | None, budget_px: int) -> None:
         """gr.Error before decoding when an image's windows alone will clearly take longer than the budget, even on
-        the candidate model that needs the fewest (a GeoTIFF is resampled to a model's pixel size first). An image
+        the candidate model that would be quickest (each at its own windows and cost per window; a GeoTIFF is resampled to a model's pixel size first). An image
         over the pixel budget is left to ``read_image``, whose refusal says so."""
         head = image_header(path)
         if budget_s is None or head is None or head.width * head.height > budget_px:
             return
-        cards = [e.card for e in ([self.given] if self.given is not None else self.entries)]
-        width, height = min((model_input_size(head, c) for c in cards), key=lambda wh: wh[0] * wh[1])
-        windows = count_windows(height, width, tile, overlap) * (2 if tta else 1)
+        candidates = [self.given] if self.given is not None else self.entries
+        counts = [count_windows(*reversed(model_input_size(head, e.card)), tile, overlap) * (2 if tta else 1)
+                  for e in candidates]
+        windows = min(counts)
         if windows < MIN_WINDOWS_TO_ESTIMATE:
             return
         try:
-            need = windows * self.seconds_per_window(tile)
+            need = min(n * self.seconds_per_window(e, tile) for n, e in zip(counts, candidates))
         except Exception:  # noqa: BLE001 - no estimate (e.g. a model that fails to load): the deadline watches
             return
         if need > 1.25 * budget_s:
