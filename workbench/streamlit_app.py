@@ -4,14 +4,17 @@ Each page is one file in ``pages/``; an error a page did not expect is shown as 
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import streamlit as st
 
-from workbench.common import keep_widget_values, show_error
-from workbench.warmup import start_warmup
-
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # `streamlit run workbench` puts workbench/ on the path, not the repository
+    sys.path.insert(0, str(ROOT))
+
+from workbench.common import keep_widget_values, show_error  # noqa: E402
+from workbench.warmup import start_warmup  # noqa: E402
 
 PAGES = [  # file, title, icon
     ("overview.py", "Overview", "🏠"),
