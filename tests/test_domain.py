@@ -74,7 +74,7 @@ def test_auto_choice_picks_the_fitting_domain_and_warns_for_neither(two_domains)
     purple[..., 0], purple[..., 2] = 180, 220
     choice = choose_model(purple, np.zeros((300, 300), bool), None, entries, cache)
     assert choice.domain.in_domain is False and choice.domain.score == 0.0
-    assert choice.why.startswith("no domain fits this image; the closest of 2 model(s): score 0.00")
+    assert choice.why.startswith("no domain fits this image; the closest of 2 model(s): domain fit 0.00")
     assert "colours are unlike any training tile" in choice.domain.warning()
 
 
@@ -102,13 +102,13 @@ def test_the_model_line_states_the_score_once() -> None:
                            model={"name": "m", "how": how, "why": why})
         return seg.model_line("**")
 
-    auto = line("auto", "best domain fit of 2 model(s): score 0.70", 0.7)
-    assert auto == "**m** (auto: best domain fit of 2 model(s): score 0.70)" and auto.count("0.70") == 1
-    assert line("given", "chosen by the user", 0.24) == "**m** (given: chosen by the user); in-domain score 0.24"
+    auto = line("auto", "best domain fit of 2 model(s): domain fit 0.70", 0.7)
+    assert auto == "**m** (auto: best domain fit of 2 model(s): domain fit 0.70)" and auto.count("0.70") == 1
+    assert line("given", "chosen by the user", 0.24) == "**m** (given: chosen by the user); domain fit 0.24"
     assert line("auto", "no candidate has a domain fingerprint: the default model", None).endswith(
-        "; in-domain score unknown (no fingerprint)")
+        "; domain fit unknown (no fingerprint)")
     assert line("given", "chosen by the user", None, ["too little valid imagery to compare"]).endswith(
-        "; in-domain score unknown (too little valid imagery to compare)")  # the reason, not a guess
+        "; domain fit unknown (too little valid imagery to compare)")  # the reason, not a guess
 
 
 
@@ -135,8 +135,10 @@ def test_models_of_the_same_data_compete_on_their_test_scores_not_on_fingerprint
         choice = choose_model(img, nodata, None, order, ModelCache())
         assert choice.entry.label == shipped.label, choice.why  # the best tested twin, though it fits worst
         assert choice.table[0]["name"] in (run_low.label, run_untested.label)
-        assert "of the 3 models with its training data and test scenes, the best on those scenes (mIoU 45.0 %), " \
-               "whose own score is 0.00" in choice.why
+        assert choice.why.startswith("best domain fit of 4 model(s): domain fit 0.25 (a model "
+                                     "trained on the same data as this one); of the 3 models with that training data "
+                                     "and test scenes, this is the best on those scenes (mIoU 45.0 %), its own domain "
+                                     "fit 0.00"), choice.why
         assert choice.domain.score == 0.0 and choice.domain.in_domain is False  # its own encoder's view
     better = replace(run_low, label="run: better", test={"miou": 0.60, "scenes": tests})
     assert choose_model(img, nodata, None, [shipped, better, run_untested], ModelCache()).entry.label == "run: better"

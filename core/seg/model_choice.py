@@ -254,29 +254,30 @@ def choose_model(image: Any, nodata: np.ndarray, pixel_size_m: float | None,
     pick, twins = best_tested_twin(best_k, entries,
                                    broken | synthetic | {k for k, d in scored.items() if not d.usable})
     near = _near_ties(best_k, ranked, entries, groups)
+    domain = best
     if best.known:
         others = [f"{t['name']} {t['score']:.2f}" for t in table[1:] if t["known"] and t["score"] is not None]
         listed = ", ".join(others[:SHOW_OTHERS]) + (f" and {len(others) - SHOW_OTHERS} more" if
                                                     len(others) > SHOW_OTHERS else "")
         fits = "best domain fit" if best.in_domain is not False else "no domain fits this image; the closest"
         real = " trained on real imagery" if synthetic else ""
-        why = (f"{fits} of {len(entries) - len(synthetic)} model(s){real}: score {best.score:.2f}"
-               + (f" by {entries[best_k].label}" if pick != best_k else "")
-               + (f" (others: {listed})" if others else "")
-               + (f"; a near tie with {_tie_text(best, near, entries)}" if near else "")
-               + (f"; {len(skipped)} ruled out by colour alone" if skipped else "")
-               + (f"; {len(synthetic)} trained on generated scenes left out" if synthetic else ""))
+        why = (f"{fits} of {len(entries) - len(synthetic)} model(s){real}: domain fit {best.score:.2f}"
+               + (" (a model trained on the same data as this one)" if pick != best_k else ""))
+        if pick != best_k:
+            miou = entries[pick].test_miou()
+            why += (f"; of the {twins} models with that training data and test scenes, this is the best on those "
+                    "scenes" + (f" (mIoU {100 * miou:.1f} %)" if miou is not None else
+                                " (a shipped one; the others have no score)"))
+            own = scored.get(pick)
+            if own is not None and own.known and own.score is not None:  # its own encoder's view: score, warning
+                domain = own
+                why += f", its own domain fit {own.score:.2f}"
+        why += ((f"; a near tie with {_tie_text(best, near, entries)}" if near else "")
+                + (f" (the others' domain fit: {listed})" if others else "")
+                + (f"; {len(skipped)} ruled out by colour alone" if skipped else "")
+                + (f"; {len(synthetic)} trained on generated scenes left out" if synthetic else ""))
     else:
         why = "no candidate has a domain fingerprint: the default model"
-    domain = best
-    if pick != best_k:
-        miou = entries[pick].test_miou()
-        why += (f"; of the {twins} models with its training data and test scenes, the best on those scenes"
-                + (f" (mIoU {100 * miou:.1f} %)" if miou is not None else " (a shipped one; the others have no score)"))
-        own = scored.get(pick)
-        if own is not None and own.known and own.score is not None:  # its own encoder's view: score and warning
-            domain = own
-            why += f", whose own score is {own.score:.2f}"
     domain = replace(domain, reasons=list(domain.reasons), trained_on=training_data_text(entries[pick].card))
     return Choice(entries[pick], domain, "auto", why, table,
                   near_tie=[(entries[k].label, d.score) for k, d in near])
@@ -299,7 +300,7 @@ def _tie_text(best: DomainScore, near: list[tuple[int, DomainScore]], entries: l
     k, d = near[0]
     more = f" and {len(near) - 1} more" if len(near) > 1 else ""
     if best.score == d.score and best.fit is not None and d.fit is not None and best.fit != d.fit:
-        how = f", decided by the closer fit ({best.fit:.2f} vs {d.fit:.2f})"
+        how = f", decided by the nearer training tiles (distance {best.fit:.2f} vs {d.fit:.2f})"
     elif best.score == d.score:
         how = ", equal in score and fit: the first listed was taken"
     else:

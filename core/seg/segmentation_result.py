@@ -79,9 +79,9 @@ class Segmentation:
         if self.model["how"] == "auto" and score is not None:
             return line
         if score is not None:
-            return line + f"; in-domain score {score:.2f}"
+            return line + f"; domain fit {score:.2f}"
         reasons = self.domain.reasons if self.domain is not None else []
-        return line + f"; in-domain score unknown ({reasons[0] if reasons else 'no fingerprint'})"
+        return line + f"; domain fit unknown ({reasons[0] if reasons else 'no fingerprint'})"
 
     def overlay(self, opacity: float = 0.5, view: str = "true") -> np.ndarray:
         """The classes over the picture, ``view`` ``true`` colour (``rgb``) or another of ``views``."""
