@@ -275,3 +275,24 @@ def test_a_signed_32_bit_mask_with_negative_values_is_one_line_not_a_reshape_err
     Image.fromarray(half).save(out, format="TIFF")
     scores = score_labels(np.ones((6, 6), np.int64), out.getvalue(), CLASSES)  # -2 beside classes: left out
     assert scores.scores.overall_accuracy == 1.0 and scores.unknown == 0.5 and scores.left_out == 0.5
+
+
+def test_a_class_predicted_but_absent_from_the_mask_is_said_with_the_mean_over_the_masks_classes() -> None:
+    """A few stray pixels of a class the mask lacks count as IoU 0 (the data-set convention) and can cost a per-image
+    mIoU many points: the answer says so and gives the mean over the mask's own classes beside it."""
+    labels = np.zeros((20, 30), np.uint8)
+    labels[:, 15:] = 1  # road and building only
+    pred = labels.copy()
+    pred[0, :6] = 2  # 6 road pixels called tree
+    scored = score_labels(pred, png(labels), CLASSES)
+    assert scored.predicted_not_labeled(CLASSES) == [("tree", 6)]
+    assert scored.scores.miou == pytest.approx((294 / 300 + 1.0 + 0.0) / 3)
+    assert scored.miou_of_mask_classes() == pytest.approx((294 / 300 + 1.0) / 2)
+    note = scored.absent_note(CLASSES)
+    assert note.startswith("predicted but in no pixel of the mask: tree (6 px)") and "Over the 2 classes the mask " \
+        f"holds, the mean IoU is {100 * (294 / 300 + 1) / 2:.1f} %." in note
+    report = scored.report(CLASSES, "m.png")
+    assert report["predicted_not_in_mask"] == {"tree": 6}
+    assert report["miou_of_mask_classes"] == pytest.approx(scored.miou_of_mask_classes())
+    clean = score_labels(labels, png(labels), CLASSES)
+    assert clean.absent_note(CLASSES) is None and clean.report(CLASSES)["predicted_not_in_mask"] == {}

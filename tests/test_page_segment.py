@@ -237,6 +237,14 @@ def test_a_label_mask_gives_iou_per_class_and_a_difference_overlay(empty_store: 
     assert shown["mIoU"] == "100.0 %" and shown["Pixel accuracy"] == "100.0 %"
     assert len(at.image) == 2  # the overlay and the right/wrong image
     assert any("green: right" in c for i in at.image for c in i.captions)
+    assert not any("in no pixel of the mask" in c.value for c in at.caption)
+    common = int(np.bincount(seg.mask.ravel()).argmax())
+    other = Image.fromarray(np.full_like(seg.mask, (common + 1) % len(seg.classes)))  # the model's main class absent
+    buf = io.BytesIO()
+    other.save(buf, format="PNG")
+    at.file_uploader(key=f"labels_{key}").set_value(("other.png", buf.getvalue(), "image/png")).run()
+    assert any(f"predicted but in no pixel of the mask: {seg.classes[common]['name']}" in c.value
+               for c in at.caption), [c.value for c in at.caption]
     small = io.BytesIO()
     Image.fromarray(seg.mask[:10, :10]).save(small, format="PNG")
     at.file_uploader(key=f"labels_{key}").set_value(("small.png", small.getvalue(), "image/png")).run()

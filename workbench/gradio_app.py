@@ -194,7 +194,7 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
             raise
         finally:
             give_back_memory()
-        return label_markdown(Path(labels).name, scored), label_table(scored, seg.classes)
+        return label_markdown(Path(labels).name, scored, seg.classes), label_table(scored, seg.classes)
 
     def no_label_score() -> tuple[str, Any]:
         return "", pd.DataFrame(columns=LABEL_COLUMNS)

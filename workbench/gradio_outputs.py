@@ -38,13 +38,14 @@ def api_areas(seg: Segmentation) -> Any:
 LABEL_COLUMNS = ["class", "IoU (%)", "label pixels"]
 
 
-def label_markdown(name: str, scored: LabelScore) -> str:
+def label_markdown(name: str, scored: LabelScore, classes: list[dict[str, Any]]) -> str:
     """The scores against a label mask in a few words (the page's summary)."""
     s = scored.scores
     text = (f"**{name}**: mIoU **{100 * s.miou:.1f} %**, pixel accuracy **{100 * s.overall_accuracy:.1f} %** "
             f"(read as {scored.how}; {100 * scored.left_out:.1f} % left out: ignore value, colours of no class, no data)")
-    return text + (f"\n\n{100 * scored.unknown:.1f} % of the mask's pixels are no class of this model."
-                   if scored.unknown > 0.001 else "")
+    note = scored.absent_note(classes)
+    return (text + (f"\n\n{100 * scored.unknown:.1f} % of the mask's pixels are no class of this model."
+                    if scored.unknown > 0.001 else "") + (f"\n\nℹ️ {note}" if note else ""))
 
 
 def label_table(scored: LabelScore, classes: list[dict[str, Any]]) -> Any:

@@ -108,5 +108,8 @@ def show_label_score(seg: Segmentation, key: str, preview_side: int) -> None:
                         hide_index=True, width="stretch", key=f"iou_table_{key}",
                         column_config={"iou": st.column_config.NumberColumn("IoU (%)"),
                                        "label pixels": st.column_config.NumberColumn(format="localized")})
+        note = result.absent_note(seg.classes)
+        if note:
+            st.caption(f"ℹ️ {note}")
         if result.unknown > 0.001:
             st.caption(f"ℹ️ {100 * result.unknown:.1f} % of the mask's pixels are no class of this model: left out.")

@@ -47,12 +47,38 @@ class LabelScore:
                  else float(self.scores.iou[k]), "label pixels": int(cm[k, :].sum())}
                 for k, c in enumerate(classes)]
 
+    def predicted_not_labeled(self, classes: list[dict[str, Any]]) -> list[tuple[str, int]]:
+        """Classes the model predicted that no pixel of the mask holds, with their predicted pixels: each counts as
+        IoU 0 in the mIoU (the data-set convention), which on one image can cost many points for a few pixels."""
+        cm = np.asarray(self.scores.confusion)
+        return [(str(c.get("name", k)), int(cm[:, k].sum())) for k, c in enumerate(classes)
+                if cm[k, :].sum() == 0 and cm[:, k].sum() > 0]
+
+    def miou_of_mask_classes(self) -> float:
+        """The mean IoU over the classes the mask holds only (what a per-image score is often read as)."""
+        cm = np.asarray(self.scores.confusion)
+        present = cm.sum(axis=1) > 0
+        return float(np.asarray(self.scores.iou)[present].mean())
+
+    def absent_note(self, classes: list[dict[str, Any]]) -> str | None:
+        """One sentence on the classes predicted but absent from the mask, or None when there are none."""
+        absent = self.predicted_not_labeled(classes)
+        if not absent:
+            return None
+        names = ", ".join(f"{n} ({p:,} px)" for n, p in absent)
+        held = int((np.asarray(self.scores.confusion).sum(axis=1) > 0).sum())
+        return (f"predicted but in no pixel of the mask: {names}; each counts as IoU 0 in the mIoU, as over a data "
+                f"set. Over the {held} class{'' if held == 1 else 'es'} the mask holds, the mean IoU is {100 * self.miou_of_mask_classes():.1f} %.")
+
     def report(self, classes: list[dict[str, Any]], labels: str = "") -> dict[str, Any]:
         """What a segmentation report's ``label_score`` holds: mIoU, pixel accuracy, IoU per class name (None where
-        the class is in neither), how the mask was read and the shares left out."""
+        the class is in neither), how the mask was read, the shares left out, and the mIoU over the mask's own
+        classes with the predicted pixels of the classes it lacks."""
         return {"labels": labels, "miou": float(self.scores.miou), "accuracy": float(self.scores.overall_accuracy),
                 "iou": {r["class"]: r["iou"] for r in self.iou_rows(classes)}, "read_as": self.how,
-                "left_out": round(self.left_out, 6), "unknown": round(self.unknown, 6)}
+                "left_out": round(self.left_out, 6), "unknown": round(self.unknown, 6),
+                "miou_of_mask_classes": self.miou_of_mask_classes(),
+                "predicted_not_in_mask": {n: p for n, p in self.predicted_not_labeled(classes)}}
 
     def line(self) -> str:
         """The scores in one line, as the command line prints them."""

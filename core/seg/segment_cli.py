@@ -279,6 +279,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"  wrote {', '.join(p.name for p in outputs.values())}", flush=True)
         if scored is not None:
             print(f"  labels {args.labels[k]}: {scored.line()}", flush=True)
+            if (absent := scored.absent_note(seg.classes)) is not None:
+                print(f"  note: {absent}", flush=True)
         elif why is not None:
             _err(f"{path}: labels {args.labels[k]}: {why}")
             unscored += 1
