@@ -74,6 +74,7 @@ class Result:
     preview: Segmentation | None = None
     pixel_size_m: float | None = None
     error: str | None = None
+    source: str = ""  # the file's content id: a label mask belongs to the image, whichever model segmented it
 
 
 # ------------------------------------------------------------------------------------------------ work
@@ -127,7 +128,8 @@ def segment_upload(upload: Upload, entry: ModelEntry | None, entries: list[Model
     except Exception as err:  # noqa: BLE001 - e.g. CUDA out of memory: one line, go on with the next file
         print(traceback.format_exc(), flush=True)
         return Result(upload.name, error=f"segmentation failed ({type(err).__name__}: {one_line(err)})")
-    return Result(upload.name, seg=seg, preview=screen_copy(seg, PREVIEW_SIDE), pixel_size_m=loaded.pixel_size_m)
+    return Result(upload.name, seg=seg, preview=screen_copy(seg, PREVIEW_SIDE), pixel_size_m=loaded.pixel_size_m,
+                  source=upload.id)
 
 
 def _version(entry: ModelEntry) -> tuple[str, float]:
@@ -259,7 +261,7 @@ def show_result(result: Result, key: str) -> None:
     for note in seg.notes:
         st.caption(f"ℹ️ {note}")
     show_downloads(seg, Path(result.name).stem or "image", key)
-    show_label_score(seg, key, PREVIEW_SIDE)
+    show_label_score(seg, key, PREVIEW_SIDE, image=result.source or key)
 
 
 def show_results(results: list[tuple[str, Result]]) -> None:
@@ -272,7 +274,10 @@ def show_results(results: list[tuple[str, Result]]) -> None:
     if len(good) == 1:
         show_result(good[0][1], good[0][0])
         return
-    for tab, (k, r) in zip(st.tabs([r.name for _, r in good]), good):
+    # keyed and tracked: the chosen tab stays chosen through the rerun a mask upload inside it starts (untracked
+    # tabs went back to the first, showing another image's scores)
+    tabs = st.tabs([r.name for _, r in good], key="segment_tab", on_change="rerun")
+    for tab, (k, r) in zip(tabs, good):
         with tab:
             show_result(r, k)
 

@@ -347,3 +347,30 @@ def test_label_mask_and_its_scores_survive_a_visit_to_another_page(empty_store: 
     at.switch_page("../pages/runs.py").run()
     at.switch_page(PAGE).run()
     assert not at.metric and len(at.image) == 1
+
+
+def test_the_chosen_tab_and_a_mask_stay_with_their_image_through_reruns_and_a_model_change(
+        empty_store: Path) -> None:
+    """A mask uploaded in the second tab used to send the view back to the first (another image's scores), and a
+    new result of the same image (another model, or auto with a new candidate) lost its mask."""
+    at = open_page()
+    at.file_uploader(key="segment_files").set_value([("a.png", png_bytes(64, 64, 1), "image/png"),
+                                                     ("b.png", png_bytes(48, 80, 2), "image/png")]).run()
+    assert not at.exception and [t.label for t in at.tabs] == ["a.png", "b.png"]
+    at.session_state["segment_tab"] = "b.png"  # the user opens the second tab (tracked: it reruns)
+    at.run()
+    results = at.session_state["segment_results"]
+    key, seg = next((k, r.seg) for k, r in results.items() if r.name == "b.png")
+    buf = io.BytesIO()
+    Image.fromarray(seg.mask).save(buf, format="PNG")
+    at.file_uploader(key=f"labels_{key}").set_value(("b_labels.png", buf.getvalue(), "image/png")).run()
+    assert not at.exception and not at.error, page_errors(at)
+    assert at.session_state["segment_tab"] == "b.png"  # still the second tab
+    assert [m.value for m in at.metric if m.label == "mIoU"] == ["100.0 %"]
+    used = seg.model["name"]  # the model auto chose, now named: the same classes, a new result of each image
+    at.selectbox(key="segment_model").set_value(used).run()
+    assert not at.exception and not at.error, page_errors(at)
+    assert [k for k, r in at.session_state["segment_results"].items() if r.name == "b.png"][-1] != key
+    assert any(c.value.startswith("Scored against **b\\_labels\\.png**, uploaded before") for c in at.caption), \
+        [c.value for c in at.caption]
+    assert [m.value for m in at.metric if m.label == "mIoU"] == ["100.0 %"]

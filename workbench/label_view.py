@@ -21,7 +21,7 @@ from workbench.common import literal
 from workbench.segment_view import class_rgb
 
 SCORES = "segment_label_scores"  # session_state: {(result key, mask digest): LabelScore}
-MASKS = "segment_label_masks"  # session_state: {result key: (file name, bytes)}, the mask last given per result
+MASKS = "segment_label_masks"  # session_state: {image content id: (file name, bytes)}, the mask last given per image
 KEEP_MASKS = 8
 
 
@@ -45,29 +45,32 @@ def _score(seg: Segmentation, data: bytes, key: str) -> LabelScore:
     return cache[k]
 
 
-def _keep(key: str) -> None:
+def _keep(key: str, image: str) -> None:
     """The user added, replaced or removed the label mask of result ``key`` (the uploader's on_change: a page trip,
-    which empties the uploader too, calls nothing)."""
+    which empties the uploader too, calls nothing). Kept per image, not per result: a new result of the same image
+    (another model, or ``auto`` with a new candidate) is scored against the same mask."""
     upload = st.session_state.get(f"labels_{key}")
     masks: dict = st.session_state.setdefault(MASKS, {})
-    masks.pop(key, None)
+    masks.pop(image, None)
     if upload is not None:
-        masks[key] = (upload.name, upload.getvalue())
+        masks[image] = (upload.name, upload.getvalue())
         for old in list(masks)[:-KEEP_MASKS]:  # the most recent few, as the page keeps a few results
             del masks[old]
 
 
-def _forget(key: str) -> None:
-    st.session_state.get(MASKS, {}).pop(key, None)
+def _forget(image: str) -> None:
+    st.session_state.get(MASKS, {}).pop(image, None)
 
 
-def show_label_score(seg: Segmentation, key: str, preview_side: int) -> None:
-    kept = st.session_state.get(MASKS, {}).get(key)
+def show_label_score(seg: Segmentation, key: str, preview_side: int, image: str | None = None) -> None:
+    """``key``: the result's (widget keys); ``image``: the image's content id, under which its mask is kept."""
+    image = image or key
+    kept = st.session_state.get(MASKS, {}).get(image)
     # keyed: the expander stays open across the rerun that an upload inside it starts; open when a mask is kept, so a
     # return to the page shows its scores
     with st.expander("Score against a label mask", expanded=kept is not None, key=f"label_score_{key}"):
         upload = st.file_uploader("Label mask (same size as the image)", type=["png", "tif", "tiff"],
-                                  key=f"labels_{key}", on_change=_keep, args=(key,),
+                                  key=f"labels_{key}", on_change=_keep, args=(key, image),
                                   help="class indices (value k = class k of the model: greyscale or 16-bit), the "
                                        "class colours of the legend (RGB, as data sets publish them), or a palette "
                                        "PNG (read by its colours when they are the classes', else as indices); other "
@@ -78,7 +81,7 @@ def show_label_score(seg: Segmentation, key: str, preview_side: int) -> None:
             name, data = kept
             row = st.container(horizontal=True, vertical_alignment="center")
             row.caption(f"Scored against **{literal(name)}**, uploaded before; upload another mask to replace it.")
-            row.button("Remove the label mask", key=f"labels_forget_{key}", on_click=_forget, args=(key,),
+            row.button("Remove the label mask", key=f"labels_forget_{key}", on_click=_forget, args=(image,),
                        type="tertiary", icon="✖️")
         else:
             st.caption("Upload the reference labels of this image to see the IoU of every class and where the "
