@@ -22,8 +22,8 @@ from core.config import ConfigError, DataConfig, LossConfig
 from core.config.strategy import strategy_label, uses_labels
 from core.store.runs import Run
 from core.imaging.bands import bands_of
-from workbench.common import (columns_figure, dataset_of, go_to, pick_picture, pick_run, runs_of, show_error,
-                              show_treatment, shows_errors)
+from workbench.common import (dataset_of, go_to, pick_picture, pick_run, runs_of, show_error,
+                              pair_counts_figure, show_treatment, shows_errors)
 from workbench.fn_compare_view import compare_section
 
 PER_PAGE = 12
@@ -295,8 +295,7 @@ def overview(run: Run, pairs: pd.DataFrame, loss: LossConfig) -> None:
     c3.metric("Steps with a flag", pairs["step"].nunique(), help=f"of {run.status().get('step') or '?'} steps")
     c4.metric("Distinct tiles", len(set(pairs["anchor_index"]) | set(pairs["candidate_index"])))
     counts = fn.flag_counts(pairs, run.status().get("step"))
-    st.plotly_chart(columns_figure(counts, ["flagged", "calibrated"], "Flagged and calibrated pairs per step"),
-                    width="stretch", key="fn-counts-chart")
+    st.plotly_chart(pair_counts_figure(counts, loss.treatment), width="stretch", key="fn-counts-chart")
 
 
 def detector_line(loss: LossConfig) -> None:

@@ -395,8 +395,11 @@ def test_a_run_of_another_treatment_is_named_and_charted_in_its_words(populated_
     assert not at.exception
     header = next(shown(m.value) for m in at.markdown if m.value.startswith(f"**{run.id}**"))
     assert header.endswith("· simclr+nearest + eliminate"), header
-    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
-    assert "Flagged and treated (eliminate) pairs per step" in titles, titles
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    titles = [f["layout"]["title"]["text"] for f in specs]
+    assert "Flagged pairs per step (each one treated: eliminate)" in titles, titles
+    pairs_chart = specs[titles.index("Flagged pairs per step (each one treated: eliminate)")]
+    assert [t["name"] for t in pairs_chart["data"]] == ["flagged"]  # one line: a "treated" twin would hide it
     assert "FNCC's treatment" not in texts(at) and "The treatment (eliminate) applied in" in texts(at)
 
 

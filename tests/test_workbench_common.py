@@ -117,3 +117,16 @@ def test_a_false_runs_treatment_is_drawn_by_one_helper(tmp_path: Path, monkeypat
     run = run_of("live", ["loss.name=false"], 4)
     monitor.treatment(run)
     assert seen == [run.id]
+
+
+def test_pair_counts_draw_one_line_for_treatments_of_every_flag_and_dash_fnccs_twin_line() -> None:
+    from workbench.common import pair_counts_figure
+
+    counts = pd.DataFrame({"step": [1, 2, 3], "flagged": [2, 0, 1], "calibrated": [2, 0, 1]})
+    one = pair_counts_figure(counts, "eliminate")
+    assert [t.name for t in one.data] == ["flagged"] and "each one treated: eliminate" in one.layout.title.text
+    both = pair_counts_figure(counts, "fncc")
+    assert [t.name for t in both.data] == ["flagged", "calibrated"] and "coincide" in both.layout.title.text
+    assert both.data[1].line.dash == "dash" and both.data[0].line.dash is None
+    apart = pair_counts_figure(counts.assign(calibrated=[1, 0, 0]), "fncc")
+    assert apart.layout.title.text == "Flagged and calibrated pairs per step" and apart.data[1].line.dash is None

@@ -201,6 +201,22 @@ def columns_figure(frame: pd.DataFrame, keys: Sequence[str], title: str, x: str 
     return curves_figure({k: frame.rename(columns={k: "_y"}) for k in keys if k in frame}, "_y", title, x, log_y)
 
 
+def pair_counts_figure(counts: pd.DataFrame, treatment: str, log_y: bool = False) -> go.Figure:
+    """Flagged pairs per step and, for FNCC, the calibrated ones. Other treatments (eliminate, attract) act on every
+    flag, so a second line would only hide the first: one line, its title says so. FNCC's calibrated line, where it
+    lies on the flagged one (every flag calibrated), is dashed so both show."""
+    if treatment != "fncc":
+        return columns_figure(counts, ["flagged"], f"Flagged pairs per step (each one treated: {treatment})",
+                              log_y=log_y)
+    fig = columns_figure(counts, ["flagged", "calibrated"], "Flagged and calibrated pairs per step", log_y=log_y)
+    if {"flagged", "calibrated"} <= set(counts) and len(counts) and counts["flagged"].equals(counts["calibrated"]):
+        for trace in fig.data:
+            if trace.name == "calibrated":
+                trace.line.dash, trace.line.width = "dash", 3
+        fig.update_layout(title="Flagged and calibrated pairs per step (every flag calibrated: the lines coincide)")
+    return fig
+
+
 def has_records(run: Run) -> bool:
     """The run logged at least one training record (it has curves to draw)."""
     p = run.path / "metrics.jsonl"

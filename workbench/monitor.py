@@ -19,8 +19,8 @@ from core.store import launch
 from core.store.runs import NotARunError, Run, open_run
 from core.store.run_lock import RunBusyError
 from core.store.run_state import LIVE_STATES, SHOWN_LIVE, STARTING, STOPPING
-from workbench.common import (AVERAGE_MIOU, STATE_ICONS, columns_figure, curve_frame, pairs_frame, records_version,
-                              literal, show_error, show_treatment)
+from workbench.common import (AVERAGE_MIOU, STATE_ICONS, columns_figure, curve_frame, pair_counts_figure, pairs_frame,
+                              records_version, literal, show_error, show_treatment)
 
 # (columns, title, log scale, records) per chart, by run kind. "pairs": every step's counts from fns.jsonl (the
 # logged steps of metrics.jsonl would miss the steps between them)
@@ -73,18 +73,14 @@ def _figures(run_path: str, kind: str, version: tuple) -> list[Any]:  # noqa: AR
         charts = [c for c in charts if c[3] != "pairs"]  # chart of zeros
     loss = run.config().get("loss") if kind == "pretrain" else None
     treatment = loss.get("treatment", "fncc") if isinstance(loss, dict) else "fncc"
-    # eliminate and attract treat every flag: "calibrated" is FNCC's word
-    if treatment != "fncc" and any(c[3] == "pairs" for c in charts):
-        frames["pairs"] = pairs_frame(run).rename(columns={"calibrated": "treated"})
-        charts = [((keys[0], "treated"), f"Flagged and treated ({treatment}) pairs per step", log_y, source)
-                  if source == "pairs" else (keys, title, log_y, source) for keys, title, log_y, source in charts]
     if "knn_acc" in frame:  # the online kNN monitor, beside the loss
         charts.insert(1, (("knn_acc", "knn_baseline"), "kNN accuracy on held-out tiles (baseline: majority class)",
                           False, "metrics"))
     figures = []
     for keys, title, log_y, source in charts:
-        if source not in frames:
-            frames[source] = pairs_frame(run)
+        if source == "pairs":  # FNCC's flagged and calibrated; one line for treatments that act on every flag
+            figures.append(pair_counts_figure(pairs_frame(run), treatment, log_y=log_y))
+            continue
         fig = columns_figure(frames[source], keys, title, log_y=log_y)
         if keys[0] in SHARES:  # scores as the page's other figures give them: in percent
             ys = [v for t in fig.data for v in map(float, t.y if t.y is not None else []) if not math.isnan(v)]
