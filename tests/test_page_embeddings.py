@@ -2,6 +2,8 @@
 and turns a bad checkpoint or missing data into one error line."""
 from __future__ import annotations
 
+import re
+
 import json
 from pathlib import Path
 
@@ -44,7 +46,9 @@ def test_two_checkpoints_side_by_side_then_selection_then_cache(private_data: Pa
     assert not at.exception and not errors(at)
     shown = [m for m in at.metric if m.label == "5-NN accuracy"]
     assert len(shown) == 2 and all(0 <= float(m.value) <= 1 for m in shown)
-    assert all(m.proto.delta.endswith("vs the other") for m in shown)  # each compared with the other one
+    for m in shown:  # each compared with the other one, with its interval, in grey (no colour calls a winner)
+        assert re.fullmatch(r"[+-]\d\.\d{3} ± \d\.\d{3} vs the other(: within noise)?", m.proto.delta), m.proto.delta
+        assert m.proto.color == 2, m.proto  # GRAY: delta_color="off"
     assert len(at.get("plotly_chart")) == 2
     false_run = next(r for r in list_runs(private_data) if r.id.endswith("tiny-false"))
     n_pairs = len({tuple(sorted((r["anchor_index"], r["candidate_index"]))) for r in false_run.flagged_pairs()})
