@@ -39,11 +39,14 @@ if not runs:
 else:
     st.subheader("Runs at a glance")
     frame = runs_frame(runs[:10])
+    # a loss as a number, an mIoU in percent as every other table gives it (0.3759 read as another figure than 37.6 %)
+    frame["value"] = ["—" if v is None or v != v else (f"{100 * v:.1f} %" if "mIoU" in str(m) else f"{v:.4f}")
+                      for m, v in zip(frame["metric"], frame["value"])]
     st.dataframe(frame[["run", "kind", "state", "method", "progress", "metric", "value", "started"]],
                  hide_index=True, width="stretch", column_config={
                      "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0,
                                                                  format="percent"),
-                     "value": st.column_config.NumberColumn("value", format="%.4f"),
+                     "value": st.column_config.TextColumn("value"),
                      "started": st.column_config.DatetimeColumn("started", format="YYYY-MM-DD HH:mm")})
     if len(runs) > 10:
         st.caption(f"The 10 newest of {len(runs)} runs; all of them on the Runs page.")

@@ -31,6 +31,8 @@ def test_lists_runs_and_models(populated_store: Path) -> None:
     assert not at.exception and not errors(at)
     runs = at.dataframe[0].value
     assert len(runs) == 5 and any(r.endswith("tiny-ft") for r in runs["run"])
+    shown = dict(zip(runs["metric"], runs["value"]))  # an mIoU in percent, as the models table gives it
+    assert shown["best val mIoU"].endswith(" %") and float(shown["last loss"]) > 0, shown
     assert "Start here" not in texts(at)
     models = at.dataframe[1].value
     assert any(m.startswith("run: ") and m.endswith("tiny-ft") for m in models["model"])
