@@ -179,7 +179,7 @@ def loss_widgets(name: str, detector: str, treatment: str) -> dict[str, Any]:
             "selection (FNSD)", selections, index=index_of(selections, lc.selection), key=k("selection"),
             help="global: the closest pair(s) of the whole batch are flagged (the paper: about one per batch); "
                  "per_anchor: each anchor flags its own top-k")
-    if detector != "oracle":
+    if detector != "oracle" and not (detector == "fnsd" and out.get("selection") == "global"):  # read only then
         out["topk"] = int(next(col).number_input(
             "top-k", 1, 4096, int(lc.topk), key=k("topk"),
             help="Negatives flagged per anchor: FNSD with per_anchor selection; nearest and support without a "

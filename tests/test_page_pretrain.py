@@ -314,6 +314,11 @@ def test_a_detector_and_a_treatment_picked_in_the_form_reach_the_config(empty_st
     assert at.radio(key="pre-demo_cpu-loss").value == "false"  # the preset: FALSE
     assert at.selectbox(key="pre-demo_cpu-detector").value == "fnsd"
     assert "simclr+FALSE" in shown(texts(at))
+    assert at.selectbox(key="pre-demo_cpu-selection").value == "global"  # one pair per batch: no top-k to set
+    assert "top-k" not in {w.label for w in at.number_input}
+    at.selectbox(key="pre-demo_cpu-selection").set_value("per_anchor").run()
+    assert "top-k" in {w.label for w in at.number_input}
+    at.selectbox(key="pre-demo_cpu-selection").set_value("global").run()
     at.selectbox(key="pre-demo_cpu-detector").set_value("nearest").run()
     at.selectbox(key="pre-demo_cpu-treatment").set_value("eliminate").run()
     labels = {w.label for w in [*at.number_input, *at.selectbox, *at.checkbox]}
