@@ -147,3 +147,18 @@ def test_the_own_sets_size_comes_from_its_run_not_from_tiling_it(store_base: Pat
     slider = at.slider(key="emb-own-tiles")
     assert slider.max == (recorded or 5000)
     assert ("Its size is counted when the map is computed" in texts(at)) == (recorded is None)
+
+
+def test_the_settings_survive_a_visit_to_another_page(empty_store: Path) -> None:
+    """Tiles, colouring and the other settings came back as the defaults after a page trip, showing another map."""
+    at = open_page("embeddings")
+    assert at.multiselect(key="emb-models").value  # the shipped encoder, in every checkout
+    at.radio(key="emb-source").set_value("synthetic").run()
+    at.slider(key="emb-tiles").set_value(200).run()
+    at.radio(key="emb-colour").set_value("cluster").run()
+    at.checkbox(key="emb-pairs").check().run()
+    at.switch_page("../pages/runs.py").run()
+    at.switch_page("../pages/embeddings.py").run()
+    assert not at.exception
+    assert at.radio(key="emb-source").value == "synthetic" and at.slider(key="emb-tiles").value == 200
+    assert at.radio(key="emb-colour").value == "cluster" and at.checkbox(key="emb-pairs").value

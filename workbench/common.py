@@ -100,7 +100,8 @@ def gpu_processes(container: Any, key: str, what: str) -> int:
 # ("pre-": the data source Use filled in too), its data source pick and its two expanders
 KEPT_WIDGETS = ("segment_model", "segment_tile", "segment_overlap", "segment_tta", "segment_resample",
                 "segment_borders", "segment_max_mp", "opacity_", "pre-", "pretrain-settings", "pretrain-sources-open",
-                "pretrain-source-pick")
+                "pretrain-source-pick", "emb-models", "emb-source", "emb-tiles", "emb-tile-size", "emb-own-tiles",
+                "emb-size", "emb-colour", "emb-pairs")  # buttons and chart selections cannot be re-assigned
 
 
 def keep_widget_values() -> None:
