@@ -23,7 +23,8 @@ from core.store.run_lock import RunBusyError
 from core.store.run_state import SHOWN_LIVE
 from core.store.runs import NotARunError, Run, open_run, read_json_file
 from workbench import baseline_view, seg_form
-from workbench.common import columns_figure, has_records, metrics_frame, pick_run, runs_of, show_error
+from workbench.common import (columns_figure, has_records, metrics_frame, pick_run, runs_of, scored_scenes_text,
+                              show_error)
 from workbench.monitor import REFRESH_S, run_header, watch
 
 st.title("🎯 Fine-tune")
@@ -155,8 +156,8 @@ def scores(run: Run) -> None:
     c[2].metric("Kappa", f"{result['kappa']:.3f}")
     c[3].metric("Mean F1", f"{100 * result['mean_f1']:.1f} %")
     if result.get("evaluation_detail"):
-        scenes = result.get("scenes") or []
-        st.caption(f"Scored on {result['evaluation_detail']}" + (f": {len(scenes)} scenes" if scenes else "") + ".")
+        scored = scored_scenes_text(result.get("scenes") or [], (run.config().get("data") or {}).get(f"{split}_scenes"))
+        st.caption(f"Scored on {result['evaluation_detail']}" + (f": {scored}" if scored else "") + ".")
     baseline_view.draw(run, result, which)
     card = best_card(run)
     if card.get("selection"):

@@ -130,3 +130,14 @@ def test_pair_counts_draw_one_line_for_treatments_of_every_flag_and_dash_fnccs_t
     assert both.data[1].line.dash == "dash" and both.data[0].line.dash is None
     apart = pair_counts_figure(counts.assign(calibrated=[1, 0, 0]), "fncc")
     assert apart.layout.title.text == "Flagged and calibrated pairs per step" and apart.data[1].line.dash is None
+
+
+def test_scored_images_are_counted_as_scenes_only_when_each_is_one() -> None:
+    from workbench.common import scored_scenes_text
+
+    dubai = [f"tile_3/image_part_00{i}" for i in range(1, 10)]
+    assert scored_scenes_text(dubai, ["tile_3"]) == "9 images of 1 scene (tile_3)"
+    dglc = ["train/104113", "train/180902", "train/3484"]
+    assert scored_scenes_text(dglc, dglc) == "3 scenes"  # each image is a named scene
+    assert scored_scenes_text(dglc, None) == "3 scenes" and scored_scenes_text([], ["x"]) == ""
+    assert scored_scenes_text(["a/1", "b/1", "b/2"], ["a", "b"]) == "3 images of 2 scenes (a, b)"
