@@ -11,7 +11,8 @@ from core.store import launch
 from core.store.run_compare import all_tags, read_notes
 from core.store.run_lock import RunBusyError
 from core.store.runs import Run, delete_run, runs_root
-from workbench.common import has_records, pairs_frame, pick_run, runs_frame, runs_of, show_error
+from workbench.common import (has_records, metric_values_text, pairs_frame, pick_run, runs_frame, runs_of,
+                              show_error)
 from workbench.monitor import run_header, watch
 from workbench.trackers_view import trackers_tab
 from workbench.run_compare_view import (CURVE_KINDS, compare_kind, curve_controls, curve_series, curves_chart,
@@ -55,6 +56,7 @@ if not runs:
     st.stop()
 
 table = runs_frame(runs)
+table["value"] = metric_values_text(table["metric"], table["value"])  # an mIoU in percent, as elsewhere
 table.insert(list(table.columns).index("value") + 1, "treatment", [treatment(r) for r in runs])
 tags_of = {r.id: read_notes(r)["tags"] for r in runs}
 c1, c2, c3, c4, c5 = st.columns([1, 1, 1, 1, 2])
@@ -81,10 +83,10 @@ settings = settings_of(shown_runs)
 shown = with_settings(shown, shown_runs, settings, tags_of, key=f"runs-columns-{filters}")
 st.dataframe(shown, hide_index=True, width="stretch", placeholder="—", column_config={
     "run": st.column_config.TextColumn("run", pinned=True),
-    "value": st.column_config.NumberColumn("value", format="%.4f", help="The final metric: a pretraining run's "
-                                           "last loss, a fine-tuning run's best validation mIoU"),
+    "value": st.column_config.TextColumn("value", help="The final metric: a pretraining run's last loss, a "
+                                         "fine-tuning run's best validation mIoU"),
     "treatment": st.column_config.TextColumn(
-        "treatment", help="Runs with a detector (the method column names it and its treatment): steps with a "
+        "treatment", width="medium", help="Runs with a detector (the method column names it and its treatment): steps with a "
                           "treated pair (FNCC: calibrated) of the steps trained, and treated pairs per step; ≈ its "
                           "base method where the treatment changed (almost) nothing"),
     "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent"),

@@ -40,3 +40,13 @@ def test_lists_runs_and_models(populated_store: Path) -> None:
     for table in (runs, models):  # missing text is a dash, never "None"
         text = table.select_dtypes(include=["object", "str"])
         assert not text.isna().any().any() and not (text.astype(str) == "None").any().any()
+
+
+def test_the_runs_page_gives_an_mIoU_in_percent_too(populated_store: Path) -> None:
+    from tests.pages import open_page
+
+    at = open_page("runs")
+    assert not at.exception and not errors(at)
+    table = at.dataframe[0].value
+    shown = dict(zip(table["metric"], table["value"]))
+    assert shown["best val mIoU"].endswith(" %") and float(shown["last loss"]) > 0, shown

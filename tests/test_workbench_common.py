@@ -141,3 +141,11 @@ def test_scored_images_are_counted_as_scenes_only_when_each_is_one() -> None:
     assert scored_scenes_text(dglc, dglc) == "3 scenes"  # each image is a named scene
     assert scored_scenes_text(dglc, None) == "3 scenes" and scored_scenes_text([], ["x"]) == ""
     assert scored_scenes_text(["a/1", "b/1", "b/2"], ["a", "b"]) == "3 images of 2 scenes (a, b)"
+
+
+def test_final_metrics_read_as_every_table_gives_them() -> None:
+    from workbench.common import metric_values_text
+
+    got = metric_values_text(["last loss", "best val mIoU", "best val mIoU", "test mIoU", "last loss"],
+                             [4.23841, 0.37591, None, float("nan"), "—"])
+    assert got == ["4.2384", "37.6 %", "—", "—", "—"]

@@ -230,6 +230,20 @@ def scored_scenes_text(images: list[str], scenes: Any) -> str:
     return f"{len(images)} scene{'s' if len(images) > 1 else ''}"
 
 
+def metric_values_text(metrics: Sequence[Any], values: Sequence[Any]) -> list[str]:
+    """A run's final metric as every table gives it: a loss as a number, an mIoU in percent (0.3759 beside 37.6 %
+    elsewhere read as two figures); a dash when there is none."""
+    out = []
+    for m, v in zip(metrics, values):
+        try:
+            x = float(v)
+        except (TypeError, ValueError):  # none yet, or already text
+            out.append("—" if v is None or str(v).strip() == "" else str(v))
+            continue
+        out.append("—" if x != x else (f"{100 * x:.1f} %" if "mIoU" in str(m) else f"{x:.4f}"))
+    return out
+
+
 def has_records(run: Run) -> bool:
     """The run logged at least one training record (it has curves to draw)."""
     p = run.path / "metrics.jsonl"
