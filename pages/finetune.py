@@ -156,7 +156,8 @@ def scores(run: Run) -> None:
     c[2].metric("Kappa", f"{result['kappa']:.3f}")
     c[3].metric("Mean F1", f"{100 * result['mean_f1']:.1f} %")
     if result.get("evaluation_detail"):
-        scored = scored_scenes_text(result.get("scenes") or [], (run.config().get("data") or {}).get(f"{split}_scenes"))
+        named = (run.config().get("data") or {}).get(f"{split}_scenes")
+        scored = scored_scenes_text(result.get("scenes") or [], named)
         st.caption(f"Scored on {result['evaluation_detail']}" + (f": {scored}" if scored else "") + ".")
     baseline_view.draw(run, result, which)
     card = best_card(run)

@@ -9,7 +9,7 @@ from core.store.catalog import encoder_models, segmentation_models
 from core.device import describe_device, pick_device
 from core.store.runs import runs_root
 from core.store.run_state import SHOWN_LIVE
-from workbench.common import go_to, metric_values_text, runs_frame, runs_of, text_cells
+from workbench.common import go_to, runs_frame, runs_of, text_cells
 
 st.title("FALSE workbench")
 st.caption("False-negative-aware contrastive pretraining (SimCLR, MoCo v2 + FNSD/FNCC) for aerial imagery: "
@@ -39,8 +39,6 @@ if not runs:
 else:
     st.subheader("Runs at a glance")
     frame = runs_frame(runs[:10])
-    # a loss as a number, an mIoU in percent as every other table gives it (0.3759 read as another figure than 37.6 %)
-    frame["value"] = metric_values_text(frame["metric"], frame["value"])
     st.dataframe(frame[["run", "kind", "state", "method", "progress", "metric", "value", "started"]],
                  hide_index=True, width="stretch", column_config={
                      "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0,

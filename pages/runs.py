@@ -11,8 +11,7 @@ from core.store import launch
 from core.store.run_compare import all_tags, read_notes
 from core.store.run_lock import RunBusyError
 from core.store.runs import Run, delete_run, runs_root
-from workbench.common import (has_records, metric_values_text, pairs_frame, pick_run, runs_frame, runs_of,
-                              show_error)
+from workbench.common import has_records, pairs_frame, pick_run, runs_frame, runs_of, show_error
 from workbench.monitor import run_header, watch
 from workbench.trackers_view import trackers_tab
 from workbench.run_compare_view import (CURVE_KINDS, compare_kind, curve_controls, curve_series, curves_chart,
@@ -56,7 +55,6 @@ if not runs:
     st.stop()
 
 table = runs_frame(runs)
-table["value"] = metric_values_text(table["metric"], table["value"])  # an mIoU in percent, as elsewhere
 table.insert(list(table.columns).index("value") + 1, "treatment", [treatment(r) for r in runs])
 tags_of = {r.id: read_notes(r)["tags"] for r in runs}
 c1, c2, c3, c4, c5 = st.columns([1, 1, 1, 1, 2])
@@ -86,7 +84,8 @@ st.dataframe(shown, hide_index=True, width="stretch", placeholder="—", column_
     "value": st.column_config.TextColumn("value", help="The final metric: a pretraining run's last loss, a "
                                          "fine-tuning run's best validation mIoU"),
     "treatment": st.column_config.TextColumn(
-        "treatment", width="medium", help="Runs with a detector (the method column names it and its treatment): steps with a "
+        "treatment", width="medium",
+        help="Runs with a detector (the method column names it and its treatment): steps with a "
                           "treated pair (FNCC: calibrated) of the steps trained, and treated pairs per step; ≈ its "
                           "base method where the treatment changed (almost) nothing"),
     "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent"),

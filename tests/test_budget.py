@@ -221,7 +221,8 @@ def test_the_refusal_estimates_each_candidate_at_its_own_cost_per_window(tmp_pat
 
     entries = []
     for name, scale in (("full", 1.0), ("half", 0.5)):
-        card = make_card(arch="deeplabv3plus", encoder="resnet18", classes=[{"name": "a", "color": [0, 0, 0]}, {"name": "b", "color": [255, 0, 0]}],
+        card = make_card(arch="deeplabv3plus", encoder="resnet18", classes=[{"name": "a", "color": [0, 0, 0]},
+                                                                           {"name": "b", "color": [255, 0, 0]}],
                          input_scale=scale)
         save_seg_checkpoint(tmp_path / f"{name}.safetensors", build_seg_model(card), card)
         entries.append(ModelEntry(name, tmp_path / f"{name}.safetensors", card))

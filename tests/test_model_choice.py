@@ -93,7 +93,8 @@ def test_the_near_tie_rule() -> None:
         "m1 (0.300 vs 0.270): the scores are within 0.05, too close to tell the domains apart"
     assert _near_ties(0, [(0, d(0.021)), (1, d(0.0))], entries, groups) == []  # beyond all its tiles: no rival
     tie = _near_ties(0, [(0, d(0.0, 2.0)), (1, d(0.0, 3.0))], entries, groups)
-    assert _tie_text(d(0.0, 2.0), tie, entries) == "m1 (0.000 vs 0.000), decided by the nearer training tiles (distance 2.00 vs 3.00)"
+    assert _tie_text(d(0.0, 2.0), tie, entries) == ("m1 (0.000 vs 0.000), decided by the nearer training tiles "
+                                                    "(distance 2.00 vs 3.00)")
     assert _tie_text(d(0.0, 2.0), [(1, d(0.0, 2.0))], entries) == \
         "m1 (0.000 vs 0.000), equal in score and fit: the first listed was taken"
 

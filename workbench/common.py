@@ -152,6 +152,7 @@ def runs_frame(runs: Sequence[Run]) -> pd.DataFrame:
                                         "progress", "metric", "value", "started", "error"])
     frame["started"] = pd.to_datetime(frame["started"], unit="s", errors="coerce")
     frame["state"] = [f"{STATE_ICONS.get(s, '')} {s}" for s in frame["state"]]
+    frame["value"] = metric_values_text(frame["metric"], frame["value"])  # an mIoU in percent, as every table
     return text_cells(frame)
 
 
