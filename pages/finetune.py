@@ -23,6 +23,7 @@ from core.store.run_lock import RunBusyError
 from core.store.run_state import SHOWN_LIVE
 from core.store.runs import NotARunError, Run, open_run, read_json_file
 from workbench import baseline_view, seg_form
+from workbench.form_errors import number_field
 from workbench.common import (columns_figure, has_records, metrics_frame, pick_run, runs_of, scored_scenes_text,
                               show_error)
 from workbench.monitor import REFRESH_S, run_header, watch
@@ -75,22 +76,22 @@ def compare_form() -> None:
                  "loss does with them (FNCC calibrates; eliminate drops them; attract counts them as positives). "
                  "Each is read against its base method (SimCLR or MoCo v2) with a paired interval.")
         c1, c2, c3, c4 = st.columns(4)
-        pseeds = c1.number_input("Pretraining seeds", 2, 20, len(base.pretrain_seeds), key="cmp-pseeds",
-                                 help="At least 2: the interval of a FALSE gain is over pretraining seeds")
-        seeds = c2.number_input("Evaluation seeds", 1, 10, len(base.seeds), key="cmp-seeds")
-        pre_steps = c3.number_input("Pretraining steps", 1, 1_000_000, _steps(base.pretrain_overrides, 120),
-                                    key="cmp-pre-steps")
+        pseeds = number_field(c1, "Pretraining seeds", 2, 20, len(base.pretrain_seeds), key="cmp-pseeds",
+                              help="At least 2: the interval of a FALSE gain is over pretraining seeds")
+        seeds = number_field(c2, "Evaluation seeds", 1, 10, len(base.seeds), key="cmp-seeds")
+        pre_steps = number_field(c3, "Pretraining steps", 1, 1_000_000, _steps(base.pretrain_overrides, 120),
+                                 key="cmp-pre-steps")
         if base.eval == "probe":
-            eval_len = c4.number_input("Probe epochs", 1, 10_000, _value(base.probe_overrides, "train.epochs", 30),
-                                       key="cmp-probe-epochs")
+            eval_len = number_field(c4, "Probe epochs", 1, 10_000, _value(base.probe_overrides, "train.epochs", 30),
+                                    key="cmp-probe-epochs")
         else:
-            eval_len = c4.number_input("Fine-tuning steps", 1, 1_000_000, _steps(base.finetune_overrides, 80),
-                                       key="cmp-ft-steps")
+            eval_len = number_field(c4, "Fine-tuning steps", 1, 1_000_000, _steps(base.finetune_overrides, 80),
+                                    key="cmp-ft-steps")
         preset_prior = _float(base.pretrain_overrides, "loss.tau_plus", LossConfig.model_fields["tau_plus"].default)
-        prior = st.number_input("DCL's class prior τ+", 0.01, 0.99, preset_prior, step=0.01, format="%.2f",
-                                key="cmp-tau-plus",
-                                help="Read by the DCL methods only: the share of a batch's negatives assumed to be of "
-                                     "the anchor's class (Chuang et al. 2020). Other methods ignore it.")
+        prior = number_field(st, "DCL's class prior τ+", 0.01, 0.99, preset_prior, step=0.01, format="%.2f",
+                             key="cmp-tau-plus",
+                             help="Read by the DCL methods only: the share of a batch's negatives assumed to be of "
+                                  "the anchor's class (Chuang et al. 2020). Other methods ignore it.")
         go = st.form_submit_button("🚀 Launch comparison", type="primary")
     if not go:
         return

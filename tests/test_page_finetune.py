@@ -40,13 +40,18 @@ def test_shows_the_scores_of_a_finished_run(populated_store: Path) -> None:
 
 def test_a_bad_value_is_refused(empty_store: Path) -> None:
     at = open_page("finetune")
+    # no field has a range the browser enforces: out of range, it would hold the form back with a mark on the field
+    # only, and Launch would seem dead; the config refuses the value in words instead
+    assert not [n.label for n in at.number_input if n.proto.has_min or n.proto.has_max]
     at.selectbox(key="ft-data").set_value("potsdam")
-    at.number_input(key="ft-lr").set_value(0.0)
+    at.number_input(key="ft-lr").set_value(-0.5)
+    at.number_input(key="ft-batch").set_value(0)
     at.button(key="ft-launch").click().run()
-    assert len(errors(at)) == 1 and "2 settings to change" in errors(at)[0], errors(at)
-    summary = errors(at)[0]  # both at once, in the form's words
+    assert len(errors(at)) == 1 and "3 settings to change" in errors(at)[0], errors(at)
+    summary = errors(at)[0]  # all at once, in the form's words
     assert "**lr**" in summary and "“Data set folder (not synthetic)”" in summary and "data.root" not in summary
-    assert len([m for m in at.markdown if m.value.startswith(":red[⚠")]) == 1  # beside lr (the other is the form's)
+    assert "**Batch**: Input should be greater than or equal to 2" in summary, summary
+    assert len([m for m in at.markdown if m.value.startswith(":red[⚠")]) == 2  # beside lr and Batch
     assert list_runs(empty_store) == []
 
 
@@ -473,3 +478,9 @@ def test_a_comparison_offers_every_detector_and_treatment_and_launches_them(empt
     at.number_input(key="cmp-tau-plus").set_value(0.25)
     next(b for b in at.button if "Launch comparison" in b.label).click().run()
     assert seen[-1][1].pretrain_overrides[-1] == "loss.tau_plus=0.25"
+    # no range the browser enforces (it would hold the form back silently): a value out of range is said in words
+    assert not [n.label for n in at.number_input if n.proto.has_min or n.proto.has_max]
+    at.number_input(key="cmp-pseeds").set_value(1)
+    next(b for b in at.button if "Launch comparison" in b.label).click().run()
+    assert errors(at) == ["Not launched: pretrain_seeds: name at least 2 pretraining seeds (a paired interval needs "
+                          "them; e.g. [0, 1, 2]), got [0]"], errors(at)

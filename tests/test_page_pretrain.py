@@ -69,25 +69,29 @@ def test_a_false_run_says_what_its_calibration_changed(populated_store: Path, tm
 
 def test_every_bad_value_is_refused_at_once_in_the_forms_words(empty_store: Path, monkeypatch) -> None:
     at = open_page("pretrain")
-    _set(at, threshold=0.0, temperature=0.0, batch=1)
+    # no field has a range the browser enforces (out of range, it held the form back with a mark on the field only:
+    # Launch seemed dead); values out of any range reach the config, which names them
+    assert not [n.label for n in at.number_input if n.proto.has_min or n.proto.has_max]
+    _set(at, threshold=0.0, temperature=0.0, batch=1, blur=1.5, steps=-3)
     at.selectbox(key="pre-demo_cpu-data").set_value("folder")
     at.text_input(key="pre-demo_cpu-folder").set_value("/etc")
     at.button(key="pretrain-launch").click().run()
     assert not at.exception
     assert len(errors(at)) == 1, errors(at)  # one list, every problem in it
     summary = errors(at)[0]
-    assert "4 settings to change" in summary, summary
-    for label in ("threshold (FNCC gate)", "temperature", "Batch size", "Data folder (all but synthetic)"):
+    assert "6 settings to change" in summary, summary
+    for label in ("threshold (FNCC gate)", "temperature", "Batch size", "Data folder (all but synthetic)",
+                  "Blur probability", "Steps"):
         assert f"**{label}**" in summary, summary
     assert "(0, 1]" in summary and "outside the folders" in summary
     assert "loss.threshold" not in summary and "train.batch_size" not in summary  # labels, not config keys
     beside = [m.value for m in at.markdown if m.value.startswith(":red[⚠")]
-    assert len(beside) == 4, beside  # and each beneath its own field
+    assert len(beside) == 6, beside  # and each beneath its own field
     # the message's own "]" is escaped, so it cannot end the red span early and cut the message
     assert any(b.endswith(r"(0, 1\], got 0\.0]") and "(0, 1], got 0.0" in shown(b) for b in beside), beside
     assert list_runs(empty_store) == []
     monkeypatch.setattr(launch, "launch", lambda *a, **k: (_ for _ in ()).throw(OSError("not started here")))
-    _set(at, threshold=0.5, temperature=0.2, batch=8)
+    _set(at, threshold=0.5, temperature=0.2, batch=8, blur=0.5, steps=2)
     at.selectbox(key="pre-demo_cpu-data").set_value("synthetic")
     at.button(key="pretrain-launch").click().run()  # good values: the launch is tried and the old problems are gone
     assert errors(at) == ["Could not start the run: not started here"], errors(at)

@@ -21,6 +21,26 @@ from workbench.common import literal
 WIDGETS = {"number_input", "text_input", "selectbox", "radio", "toggle", "checkbox", "multiselect", "slider"}
 
 
+NUMBER_ARGS = ("min_value", "max_value", "value", "step", "format")
+
+
+def without_bounds(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A number field's arguments with its range dropped. Why: the browser holds back a form whose number is out of
+    range, with a mark on the field only, so "Launch" seemed dead; unbounded, the value reaches the config, which
+    refuses it in words beside the field and in the list. The step keeps the field's type (int or float)."""
+    given = dict(zip(NUMBER_ARGS, args)) | kwargs
+    low = given.pop("min_value", None)
+    given.pop("max_value", None)
+    if given.get("step") is None and low is not None:
+        given["step"] = 1 if isinstance(low, int) else 0.01
+    return given
+
+
+def number_field(container: Any, label: str, *args: Any, **kwargs: Any) -> Any:
+    """``container.number_input`` without its range, for a form that checks its values itself (see above)."""
+    return container.number_input(label, **without_bounds(args, kwargs))
+
+
 class _Column:
     """A Streamlit column whose input widgets show their field's error beneath them."""
 
@@ -33,6 +53,8 @@ class _Column:
             return attr
 
         def widget(label: str, *args: Any, **kwargs: Any) -> Any:
+            if name == "number_input":
+                args, kwargs = (), without_bounds(args, kwargs)
             value = attr(label, *args, **kwargs)
             msg = self._form.error_of(label)
             if msg:
