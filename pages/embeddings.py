@@ -239,7 +239,7 @@ def card_strategy(card: dict[str, Any]) -> str:
 def panel(n: int, entry: ModelEntry, emb: E.Embedding | None, other: E.Embedding | None, data: DataConfig,
           colour_by: str, draw_pairs: bool) -> None:
     """One checkpoint's column: its number, its map, its flagged pairs and the tiles selected on it."""
-    st.markdown(f"**{entry.label}** · {entry.card.get('method', '?')}+{card_strategy(entry.card)}")
+    st.markdown(f"**{entry.label}** · {entry.card.get('method', '?')} + {card_strategy(entry.card)}")
     if emb is None:
         st.info("Not computed yet for these settings: press **Compute**.")
         return

@@ -10,7 +10,7 @@ from core.store import launch
 from core.store.catalog import config_presets, encoder_models
 from core.config import (ENCODERS, PRETRAIN_DATASETS, ConfigError, PretrainConfig, choices, load_config,
                          validate_config)
-from core.config.strategy import ORACLE_MARK, strategy_label, uses_labels
+from core.config.strategy import ORACLE_MARK, method_and_strategy, uses_labels
 from core.ssl.registry import get_method, method_names
 from core.store.trackers import TRACKERS
 from workbench.form_errors import BANDS_HELP, FormErrors, bands_to_text, text_to_bands
@@ -221,9 +221,9 @@ def loss_section() -> None:
     name, detector, treatment = loss_choice()
     knobs = loss_widgets(name, detector, treatment)
     st.session_state[LOSS_STATE] = {"name": name, "detector": detector, "treatment": treatment, **knobs}
-    label = strategy_label({**st.session_state[LOSS_STATE], "tau_plus": knobs.get("tau_plus", base.loss.tau_plus)})
-    method = st.session_state.get(k("method"), base.method)
-    st.caption(f"Run tables will call it **{literal(f'{method}+{label}')}**. These settings apply at once; Launch "
+    label = method_and_strategy(st.session_state.get(k("method"), base.method),
+                                {**st.session_state[LOSS_STATE], "tau_plus": knobs.get("tau_plus", base.loss.tau_plus)})
+    st.caption(f"Run tables will call it **{literal(label)}**. These settings apply at once; Launch "
                "below takes them with the rest of the form.")
 
 

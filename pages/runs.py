@@ -35,8 +35,8 @@ def delete(run_id: str) -> None:
 
 
 def treatment(run: Run) -> str:
-    """A pretraining run's treatment (FALSE's FNCC, eliminate, attract) in a table cell ("1/40 steps, 0.03/step
-    (≈ SimCLR)"); a dash for runs without a detector (InfoNCE, DCL) and the other kinds."""
+    """A pretraining run's treatment (FALSE's FNCC, eliminate, attract) in a table cell ("≈ SimCLR: 1/40 steps,
+    0.03/step"); a dash for runs without a detector (InfoNCE, DCL) and the other kinds."""
     if run.kind() != "pretrain" or not has_detector(run.config()):
         return "—"
     effect = treatment_effect(run.config(), pairs_frame(run), run.status().get("step"))

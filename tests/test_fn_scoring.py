@@ -224,7 +224,7 @@ def test_a_run_calibrated_once_in_40_steps_is_in_effect_its_base_method() -> Non
     assert effect.verdict() == ("Calibration fired in 1 of 40 steps (0.03 calibrated pairs per step): this run is, "
                                 "in effect, SimCLR.")
     assert "lower threshold" in effect.advice()  # 39 of 40 flags stopped at the gate
-    assert effect.cell() == "1/40 steps, 0.03/step (≈ SimCLR)"
+    assert effect.cell() == "≈ SimCLR: 1/40 steps, 0.03/step"
 
 
 def test_a_run_that_calibrates_often_gets_figures_and_no_verdict() -> None:

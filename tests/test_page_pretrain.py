@@ -317,7 +317,7 @@ def test_a_detector_and_a_treatment_picked_in_the_form_reach_the_config(empty_st
     at = open_page("pretrain")
     assert at.radio(key="pre-demo_cpu-loss").value == "false"  # the preset: FALSE
     assert at.selectbox(key="pre-demo_cpu-detector").value == "fnsd"
-    assert "simclr+FALSE" in shown(texts(at))
+    assert "simclr + FALSE" in shown(texts(at))
     assert at.selectbox(key="pre-demo_cpu-selection").value == "global"  # one pair per batch: no top-k to set
     assert "top-k" not in {w.label for w in at.number_input}
     at.selectbox(key="pre-demo_cpu-selection").set_value("per_anchor").run()
@@ -336,7 +336,7 @@ def test_a_detector_and_a_treatment_picked_in_the_form_reach_the_config(empty_st
     assert (cfg.loss.name, cfg.loss.detector, cfg.loss.treatment) == ("false", "nearest", "eliminate")
     assert cfg.loss.topk == 3 and cfg.loss.similarity == pytest.approx(0.8)
     assert cfg.loss.alpha == 1.0 and cfg.loss.threshold == 0.9  # not drawn: the preset's values
-    assert name == "demo-false-simclr" and "simclr+nearest + eliminate" in shown(texts(at))
+    assert name == "demo-false-simclr" and "simclr + nearest + eliminate" in shown(texts(at))
     at.text_input(key="pre-demo_cpu-name").set_value("")
     at.button(key="pretrain-launch").click().run()
     assert seen[-1][1] == "simclr-false-nearest-eliminate"  # a run without a typed name says its loss
@@ -351,7 +351,7 @@ def test_a_detector_and_a_treatment_picked_in_the_form_reach_the_config(empty_st
     at.button(key="pretrain-launch").click().run()
     cfg, _ = seen[-1]
     assert (cfg.loss.name, cfg.loss.detector, cfg.loss.treatment, cfg.loss.tau_plus) == ("dcl", "fnsd", "fncc", 0.2)
-    assert "simclr+DCL (tau+ 0.2)" in shown(texts(at))
+    assert "simclr + DCL (tau+ 0.2)" in shown(texts(at))
 
 
 def test_the_oracle_is_marked_as_using_labels_and_refused_on_a_folder_without_them(empty_store: Path, tmp_path: Path,
@@ -366,7 +366,7 @@ def test_the_oracle_is_marked_as_using_labels_and_refused_on_a_folder_without_th
     assert "uses labels" in detector.help and "not a method" in detector.help
     detector.set_value("oracle").run()
     assert any("ceiling" in i.value and "oracle (uses labels)" in i.value for i in at.info), texts(at)
-    assert "simclr+oracle (uses labels) + fncc" in shown(texts(at))
+    assert "simclr + oracle (uses labels) + fncc" in shown(texts(at))
     at.button(key="pretrain-launch").click().run()  # the synthetic set has labels: the oracle may run on it
     assert seen and seen[-1][0].loss.detector == "oracle"
     folder = tmp_path / "data" / "my_tiles"
@@ -403,7 +403,7 @@ def test_a_run_of_another_treatment_is_named_and_charted_in_its_words(populated_
     at.selectbox(key="pretrain-run").set_value(run.id).run()
     assert not at.exception
     header = next(shown(m.value) for m in at.markdown if m.value.startswith(f"**{run.id}**"))
-    assert header.endswith("· simclr+nearest + eliminate"), header
+    assert header.endswith("· simclr + nearest + eliminate"), header
     specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     titles = [f["layout"]["title"]["text"] for f in specs]
     assert "Flagged pairs per step (each one treated: eliminate)" in titles, titles

@@ -250,11 +250,12 @@ class TreatmentEffect:
         return None
 
     def cell(self) -> str:
-        """The figures in a few characters, for a table: "1/40 steps, 0.03/step (≈ SimCLR)"."""
+        """The figures in a few characters, for a table: "≈ SimCLR: 1/40 steps, 0.03/step". The verdict leads, so
+        that a narrow column still shows it."""
         if self.steps == 0:
             return "no step yet"
         text = f"{self.steps_calibrated}/{self.steps} steps, {amount(self.per_step)}/step"
-        return text + (f" (≈ {self.base})" if self.negligible else "")
+        return (f"≈ {self.base}: " if self.negligible else "") + text
 
 
 def _s(n: float) -> str:

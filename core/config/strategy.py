@@ -31,6 +31,12 @@ def strategy_label(loss: Mapping[str, Any] | None) -> str:
     return f"{shown} + {treatment}"
 
 
+def method_and_strategy(method: str, loss: Mapping[str, Any] | None) -> str:
+    """A pretraining run's name in tables: its method and its handling, spaced as the handling's own parts
+    ("simclr + FALSE", "moco + nearest + eliminate")."""
+    return f"{method} + {strategy_label(loss)}"
+
+
 def uses_labels(loss: Mapping[str, Any] | None) -> bool:
     """Whether the loss read labels (the oracle detector): a ceiling, not a label-free method."""
     loss = loss or {}

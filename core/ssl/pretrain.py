@@ -35,6 +35,7 @@ from ..data import DataError, TwoViewAugment, build_dataset
 from ..imaging.bands import bands_of, is_rgb
 from ..distributed import DistEnv, agree, from_first
 from ..device import Precision, pick_device, pick_precision
+from ..config.strategy import method_and_strategy
 from .compiled import compiled, first_step_or_eager
 from .knn_monitor import KnnMonitor
 from .methods import StepExtra, StepLoss, method_step
@@ -211,13 +212,22 @@ class Trainer:
         if self.run is not None and self.env.main:  # a kill between the two writes left an older encoder export
             export_encoder(self.run.checkpoint_dir / "encoder.safetensors", self.model.encoder, meta["card"])
 
+    def _treated(self, means: dict[str, Any]) -> dict[str, Any]:
+        """The progress bar's count of treated pairs, in the treatment's word (FNCC calibrates, the others
+        eliminate or attract); none for a loss that flags nothing (InfoNCE, DCL)."""
+        loss = self.cfg.loss
+        if loss.name != "false":
+            return {}
+        return {"cal" if loss.treatment == "fncc" else "treated": means["calibrated"]}
+
     # ------------------------------------------------------------------ loop
     def fit(self, stop: StopFlag | None = None) -> str:
         """Train to ``total_steps`` or a stop. The host reads the device only at drain points (a logged step, a
         checkpoint, a kNN step, the end, a stop), the same steps on every rank."""
         cfg, main = self.cfg, self.env.main
         life = RunLife(self.run if main else None, lambda: self.step, self.total_steps, stop=stop,
-                       progress=self.progress and main, desc=f"{cfg.method}+{cfg.loss.name}",
+                       progress=self.progress and main,
+                       desc=method_and_strategy(cfg.method, cfg.loss.model_dump(mode="json")),
                        pictures=lambda rows: pair_grid(self.dataset, rows), world_size=self.env.world)
         with life:
             try:
@@ -262,7 +272,7 @@ class Trainer:
                     "step": self.step, "epoch": self.step / self.steps_per_epoch, "loss": drained.losses[-1],
                     "lr": self.optimizer.param_groups[0]["lr"], "images_per_s": ips, **means, **knn,
                     "time": time.time()}])
-                life.stepped(loss=f"{drained.losses[-1]:.3f}", cal=means["calibrated"], ips=f"{ips:.0f}")
+                life.stepped(loss=f"{drained.losses[-1]:.3f}", **self._treated(means), ips=f"{ips:.0f}")
             else:
                 life.stepped()
             if ckpt_due:  # records first, so a kill between the two leaves no gap after a resume

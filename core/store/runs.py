@@ -30,7 +30,7 @@ from typing import Any, Iterable
 import yaml
 
 from .file_versions import json_file, load_yaml, yaml_file
-from ..config.strategy import strategy_label
+from ..config.strategy import method_and_strategy
 from .run_lock import RunBusyError, pid_alive, run_locked
 from .run_state import SHOWN_LIVE, STATES, next_status, shown_state
 
@@ -207,7 +207,7 @@ class Run:
             method, encoder, data = "? (config.yaml unreadable)", None, None
         elif kind == "pretrain":
             loss = cfg.get("loss", {}) if isinstance(cfg.get("loss"), dict) else {}
-            method = f"{cfg.get('method', '?')}+{strategy_label(loss)}"
+            method = method_and_strategy(str(cfg.get('method', '?')), loss)
             encoder = (cfg.get("model") or {}).get("encoder")
             data = (cfg.get("data") or {}).get("name")
         elif kind == "finetune":
