@@ -53,7 +53,7 @@ class _Column:
             return attr
 
         def widget(label: str, *args: Any, **kwargs: Any) -> Any:
-            if name == "number_input":
+            if name == "number_input" and label in self._form.fields:  # the config judges it (others keep theirs)
                 args, kwargs = (), without_bounds(args, kwargs)
             value = attr(label, *args, **kwargs)
             msg = self._form.error_of(label)
