@@ -208,6 +208,20 @@ def test_auto_choice_skips_candidates_that_cannot_win_and_scores_twins_once(two_
     skipped = [t for t in choice.table if t.get("skipped")]
     assert [t["name"] for t in skipped] == [sandy.label] and skipped[0]["score"] is None
     assert "below another model of its data" in skipped[0]["skipped"]
+    # the same twin, now the better one on the shared test scenes: it is used, so it is scored after all, and the
+    # report's score and warning are its own, not the fit winner's (the review found the winner's 0.43 reported
+    # for a model whose colours capped it at 0.34)
+    best_sandy = replace(sandy, test={"miou": 0.9, "scenes": tests})
+    cache = CountingCache()
+    img = scene("green", 300, 300, 13)
+    choice = choose_model(img, np.zeros((300, 300), bool), None, [sand, best_sandy, replace(green_t, test={
+        "miou": 0.3, "scenes": tests})], cache)
+    assert choice.entry.label == sandy.label and "sandy" in cache.loaded, choice.why
+    own = score_image(cache.load(sandy.path)[0], sandy.card, img)
+    assert choice.domain.score == own.score and choice.domain.in_domain == own.in_domain
+    assert f"its own domain fit {own.score:.2f}" in choice.why and "ruled out by colour alone" not in choice.why
+    assert not [t for t in choice.table if t.get("skipped")]
+    assert f"{sandy.label} " not in choice.why.split("the others' domain fit")[-1], choice.why  # said once, not twice
 # ------------------------------------------------------------------------------------------------ pixel size
 def test_resampling_helpers_round_trip() -> None:
     assert resample_factor(0.1, 0.5) == pytest.approx(0.2)

@@ -9,8 +9,9 @@ candidate has one. Only candidates that could still win run their encoder: the c
 whole, and twins (equal fingerprints) share one scoring; the fit winner is the one full scoring would pick
 (``tests/test_domain.py``). Models trained on the same data as the fit winner (the same classes, bands, platform,
 pixel size and held-out scenes: a user's fine-tuning runs of a shipped recipe) then compete on their mIoU on those
-scenes instead, a shipped one winning ties: their fingerprints differ only by noise. The choice, its score and the
-others' scores go into the image's report.
+scenes instead, a shipped one winning ties: their fingerprints differ only by noise (a pick the colour bound had
+skipped is scored then: the report's score and warning are always the picked model's own). The choice, its score and
+the others' scores go into the image's report.
 
 Never a synthetic answer to a real photo: a model trained on generated scenes (``domain.training_data_kind``) is a
 candidate only for an image that says it was generated (our sample tiles carry a PNG text chunk); a real image that
@@ -243,6 +244,24 @@ def choose_model(image: Any, nodata: np.ndarray, pixel_size_m: float | None,
     best_k, best = ranked[0]
     if not best.usable:
         raise BandError("no model reads this image's bands: " + best.reasons[0].removeprefix("cannot read this image: "))
+    inputs = {k: (colour, rgb_k, nodata_k) for k, colour, rgb_k, nodata_k, _ in pending}
+    while True:
+        pick, twins = best_tested_twin(best_k, entries,
+                                       broken | synthetic | {k for k, d in scored.items() if not d.usable})
+        if pick not in skipped:
+            break
+        # the pick's colours kept it from being scored (a twin fitted better): score it now, so that the report's
+        # score and warning are its own, never the twin's (its full score is below the cap, so the winner stands)
+        colour, rgb_k, nodata_k = inputs[pick]
+        del skipped[pick]
+        try:
+            model, card = cache.load(entries[pick].path, device)
+        except Exception as err:  # noqa: BLE001 - then the next best twin
+            scored[pick] = DomainScore(known=False, reasons=[f"cannot be loaded ({type(err).__name__})"])
+            broken.add(pick)
+            continue
+        scored[pick] = score_image(model, card, rgb_k, ~nodata_k, device, colour)
+    ranked = sorted(scored.items(), key=_rank_key)
     table = [{"name": entries[k].label, "score": d.as_dict()["score"], "fit": d.as_dict()["fit"],
               "in_domain": d.in_domain, "known": d.known} for k, d in ranked]
     table += [{"name": entries[k].label, "score": None, "fit": None, "in_domain": None, "known": True,
@@ -251,12 +270,11 @@ def choose_model(image: Any, nodata: np.ndarray, pixel_size_m: float | None,
               for k, c in sorted(skipped.items(), key=lambda kc: (-kc[1].share, kc[1].half_fit))]
     table += [{"name": entries[k].label, "score": None, "fit": None, "in_domain": None, "known": True,
                "skipped": "trained on generated scenes: never chosen for a real image"} for k in sorted(synthetic)]
-    pick, twins = best_tested_twin(best_k, entries,
-                                   broken | synthetic | {k for k, d in scored.items() if not d.usable})
     near = _near_ties(best_k, ranked, entries, groups)
     domain = best
     if best.known:
-        others = [f"{t['name']} {t['score']:.2f}" for t in table[1:] if t["known"] and t["score"] is not None]
+        others = [f"{t['name']} {t['score']:.2f}" for t in table[1:]  # the winner and the pick are said apart
+                  if t["known"] and t["score"] is not None and t["name"] != entries[pick].label]
         listed = ", ".join(others[:SHOW_OTHERS]) + (f" and {len(others) - SHOW_OTHERS} more" if
                                                     len(others) > SHOW_OTHERS else "")
         fits = "best domain fit" if best.in_domain is not False else "no domain fits this image; the closest"
