@@ -432,3 +432,18 @@ def test_evaluate_scores_the_scenes_the_card_names(tmp_path: Path, capsys) -> No
     out = capsys.readouterr().out
     assert "200 scenes it never saw: s0, s1," in out and "s11 and 188 more (--json lists them all)" in out
     assert "s12" not in out
+    # validation scenes are no unseen score: said so; long class names keep the figures in one column
+    val = {**ev, "scenes": ["v1"], "split": "val", "iou": {"a": 0.5, "impervious surfaces": 0.25}}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(evaluate_module, "evaluate_checkpoint", lambda *a, **k: val)
+        assert evaluate_main([str(path), "--no-progress", "--split", "val"]) == 0
+    out = capsys.readouterr().out
+    assert "1 validation scenes: v1" in out and "never saw" not in out and "no unseen score" in out
+    assert "  IoU a                     50.0 %" in out and "  IoU impervious surfaces   25.0 %" in out, out
+    # a card whose data folder is not on this machine (an exported model elsewhere): the error names --data-root
+    away = {**card, "config": {**card["config"], "data": {**card["config"]["data"], "root": str(tmp_path / "gone")}}}
+    save_seg_checkpoint(tmp_path / "away.safetensors", build_seg_model(card).eval(), away)
+    assert evaluate_main([str(tmp_path / "away.safetensors"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "is not on this machine: pass --data-root DIR" in err, err
+    assert evaluate_main([str(tmp_path / "away.safetensors"), "--no-progress", "--data-root", str(tmp_path)]) == 0

@@ -24,6 +24,9 @@ from ..device import pick_device
 
 
 SHOW_SCENES = 12  # scene names printed; --json gives them all
+SPLIT_WORDS = {"test": "scenes it never saw", "val": "validation scenes"}  # only the test scenes are unseen
+VAL_NOTE = ("note: validation scenes are not trained on but are watched during fine-tuning, so this is no unseen "
+            "score; the card's validation figure was measured on tiles, this one on whole scenes")
 
 
 def evaluate_checkpoint(path: Path, split: str = "test", data_root: str | None = None,
@@ -32,6 +35,7 @@ def evaluate_checkpoint(path: Path, split: str = "test", data_root: str | None =
     from tqdm import tqdm
 
     from ..data.labeled import build_seg_splits
+    from ..data.seg_base import resolve_root
     from .fingerprint import training_config
     from .scene_eval import DEFAULT_OVERLAP, DEFAULT_TILE, evaluate_scenes
     from .segmodel import load_seg_model
@@ -41,6 +45,9 @@ def evaluate_checkpoint(path: Path, split: str = "test", data_root: str | None =
     cfg = training_config(card, path, config)
     if data_root:
         cfg.data.root = data_root
+    elif cfg.data.name != "synthetic" and cfg.data.root and not resolve_root(cfg.data.root).is_dir():
+        raise DataError(f"the card's data set folder {cfg.data.root} is not on this machine: pass --data-root DIR, "
+                        f"where the {cfg.data.name} data set is here")
     splits = build_seg_splits(cfg.data, progress=progress)
     part = getattr(splits, split)
     if len(part) == 0:
@@ -103,11 +110,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     scenes = ", ".join(res["scenes"][:SHOW_SCENES]) + (f" and {len(res['scenes']) - SHOW_SCENES} more (--json lists "
                                                       "them all)" if len(res["scenes"]) > SHOW_SCENES else "")
-    print(f"{args.checkpoint} on the {res['split']} split of {res['data']} ({len(res['scenes'])} scenes it never "
-          f"saw: {scenes}; {res['pixels']:,} labeled pixels; {res['method']})")
+    print(f"{args.checkpoint} on the {res['split']} split of {res['data']} ({len(res['scenes'])} "
+          f"{SPLIT_WORDS[res['split']]}: {scenes}; {res['pixels']:,} labeled pixels; {res['method']})")
+    if res["split"] == "val":
+        print(VAL_NOTE)
     print(f"mIoU {100 * res['miou']:.1f} %  OA {100 * res['oa']:.1f} %  kappa {res['kappa']:.3f}")
+    width = max(map(len, res["iou"]), default=0)
     for name, v in res["iou"].items():
-        print(f"  IoU {name:<14} {100 * v:5.1f} %")
+        print(f"  IoU {name:<{width}}  {100 * v:5.1f} %")
     return 0
 
 
