@@ -174,8 +174,15 @@ def test_empty_data_folder_and_bad_resume(roots, tmp_path: Path, capsys) -> None
     assert "no images" in capsys.readouterr().err
     assert main(["--resume", str(tmp_path)]) == 2
     assert "not a run folder" in capsys.readouterr().err
-    assert main(["--resume", str(tmp_path / "missing")]) == 2
+    assert main(["--resume", str(tmp_path / "missing" / "typo")]) == 2
     assert "not a run folder" in capsys.readouterr().err
+    assert not (tmp_path / "missing").exists()  # a mistyped path is not made into a (failed) run folder
+    from core.seg.finetune_cli import main as finetune_main
+    from core.seg.probe import main as probe_main
+
+    for other in (finetune_main, probe_main):
+        assert other(["--resume", str(tmp_path / "typo")]) == 2
+        assert "not a run folder" in capsys.readouterr().err and not (tmp_path / "typo").exists()
 
 
 def test_unreadable_image_is_skipped_and_logged(roots, tmp_path: Path) -> None:

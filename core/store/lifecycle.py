@@ -249,9 +249,9 @@ def _record_early(args: argparse.Namespace, state: str, message: str, **status: 
 
 
 def phase_listener(folder: str | Path | None) -> Listener | None:
-    """What tells a run folder's ``status.json`` the current phase (``core.phases``); None without a folder and on
-    ranks other than the first."""
-    if folder is None or int(os.environ.get("RANK", "0")) != 0:
+    """What tells a run folder's ``status.json`` the current phase (``core.phases``); None without a folder, for a
+    path that is no run folder (a mistyped ``--resume`` must not create one) and on ranks other than the first."""
+    if folder is None or int(os.environ.get("RANK", "0")) != 0 or not (Path(folder) / "status.json").is_file():
         return None
     run = Run(Path(folder))
 
