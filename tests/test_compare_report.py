@@ -42,3 +42,25 @@ def test_composed_method_names_are_checked_and_labelled() -> None:
     assert label("simclr+oracle+fncc") == "SimCLR + oracle (uses labels) + fncc"
     with pytest.raises(ValueError, match="simclr\\+nearest\\+eliminate"):
         CompareConfig(pretrain_config="x.yaml", eval="probe", probe_config="p.yaml", methods=["simclr+psychic+fncc"])
+
+
+def test_the_table_speaks_of_the_oracle_only_when_one_ran() -> None:
+    from core.seg.compare_report import to_markdown
+
+    cfg = CompareConfig(pretrain_config="x.yaml", eval="probe", probe_config="p.yaml", pretrain_seeds=[0, 1, 2],
+                        methods=["simclr", "simclr_false", "simclr+oracle+eliminate", "moco", "moco+dcl"])
+    facts = {k: {"scenes": 1, "tiles": 4, "scene_names": ["s"]} for k in ("train", "val", "test")} | {"data": "d"}
+
+    def table(data: list[dict], methods: list[str]) -> str:
+        summary, diffs = summarise(data, methods)
+        return to_markdown(cfg, summary, diffs, facts, {}, data)
+
+    plain = table(rows("simclr", [0.30, 0.32, 0.31]) + rows("simclr_false", [0.30, 0.33, 0.31]),
+                  ["simclr", "simclr_false"])
+    assert "oracle" not in plain, plain  # the review found "no oracle gain beyond noise" where no oracle ran
+    both = table(rows("simclr", [0.30, 0.32, 0.31]) + rows("simclr_false", [0.30, 0.33, 0.31])
+                 + rows("simclr+oracle+eliminate", [0.34, 0.36, 0.35]) + rows("moco", [0.30, 0.31, 0.32])
+                 + rows("moco+dcl", [0.31, 0.31, 0.33]), ["simclr", "simclr_false", "simclr+oracle+eliminate",
+                                                          "moco", "moco+dcl"])
+    assert "share of the oracle's gain" in both and "the ceiling (uses labels)" in both
+    assert "n/a (no oracle over this base)" in both  # MoCo's DCL: the oracle ran over SimCLR only

@@ -200,23 +200,33 @@ def to_markdown(cfg: CompareConfig, summary: list[dict[str, Any]], diffs: list[d
                                                            for v in cells) + " |")
         lines.append("")
     if diffs:
-        lines += ["| variant | vs | Δ mIoU (points), paired | 95 % interval | half-width | share of the oracle's gain "
-                  "| verdict |", "|---|---|---|---|---|---|---|"]
+        oracle_bases = {d["base"] for d in diffs if d.get("uses_labels")}  # no oracle ran: no column of n/a
+        lines += ["| variant | vs | Δ mIoU (points), paired | 95 % interval | half-width | "
+                  + ("share of the oracle's gain | " if oracle_bases else "") + "verdict |",
+                  "|---|---|---|---|---|" + ("---|" if oracle_bases else "") + "---|"]
         for d in diffs:
             p = d["miou_points"]
             ci = "n/a" if p["low"] is None or p["low"] != p["low"] else f"[{p['low']:+.2f}, {p['high']:+.2f}]"
             half = p.get("half_width")
             half_text = "n/a" if half is None or half != half else f"{half:.2f}"
-            share = d.get("share_of_oracle_gain")
-            share_text = "the ceiling (uses labels)" if d.get("uses_labels") else \
-                ("n/a (no oracle gain beyond noise)" if share is None else f"{100 * share:.0f} %")
+            share = f"{_share_text(d, oracle_bases)} | " if oracle_bases else ""
             lines.append(f"| {label(d['method'])} | {label(d['base'])} | {p['mean']:+.2f} | {ci} | {half_text} | "
-                         f"{share_text} | {verdict_text(d)} |")
+                         f"{share}{verdict_text(d)} |")
         lines += ["", f"Paired by pretraining seed (same start, batches and augmentations); Student-t interval over "
                   f"{len(cfg.pretrain_seeds)} seeds. \"within noise\": the interval holds 0. Half-width: half the "
-                  "interval, the smallest effect this design can resolve. The oracle reads labels: its gain is the "
-                  "most that false-negative handling can give here, not a method."]
+                  "interval, the smallest effect this design can resolve."
+                  + (" The oracle reads labels: its gain is the most that false-negative handling can give here, "
+                     "not a method." if oracle_bases else "")]
     return "\n".join(lines) + "\n"
+
+
+def _share_text(d: dict[str, Any], oracle_bases: set[str]) -> str:
+    if d.get("uses_labels"):
+        return "the ceiling (uses labels)"
+    if d["base"] not in oracle_bases:
+        return "n/a (no oracle over this base)"
+    share = d.get("share_of_oracle_gain")
+    return "n/a (no oracle gain beyond noise)" if share is None else f"{100 * share:.0f} %"
 
 
 def to_csv(rows: list[dict[str, Any]]) -> str:
