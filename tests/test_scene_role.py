@@ -1,0 +1,64 @@
+"""A score on a scene the model saw is no unseen score: ``core.segment`` says which of the card's scenes an image
+file is (the review scored two training images with --labels and nothing said so)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from core.seg.scene_role import scene_note, scene_role
+
+CARD = {"domain": {"training_scenes": 40, "validation_scenes": ["tile_1/image_part_005"],
+                   "test_scenes": ["tile_3/image_part_001", "train/3484"]},
+        "evaluation": {"training_scenes": ["tile_2/image_part_003", "train/10233"]}}
+
+
+def test_each_scene_the_card_names_is_recognised_from_the_files_path() -> None:
+    data = Path("/data/dubai_aerial/images")
+    assert scene_role(CARD, data / "tile_2/image_part_003.jpg") == ("training", "tile_2/image_part_003")
+    assert scene_role(CARD, data / "tile_1/image_part_005.jpg") == ("validation", "tile_1/image_part_005")
+    assert scene_role(CARD, data / "tile_3/image_part_001.tif") == ("test", "tile_3/image_part_001")
+    assert scene_role(CARD, "/dg/train/10233_sat.jpg") == ("training", "train/10233")  # DeepGlobe's file suffix
+    assert scene_role(CARD, "/dg/train/3484_sat.jpg") == ("test", "train/3484")
+    # a bare name several tiles share, another tile, a longer number: none is one of the card's scenes
+    for other in ("image_part_003.jpg", data / "tile_4/image_part_003.jpg", "/dg/train/102330_sat.jpg",
+                  "/dg/val/10233_sat.jpg"):
+        assert scene_role(CARD, other) is None, other
+    assert "trained on it, so its score is no unseen score" in scene_note(CARD, data / "tile_2/image_part_003.png")
+    assert "no unseen score" in scene_note(CARD, data / "tile_1/image_part_005.jpg")
+    assert "no stage of training saw" in scene_note(CARD, data / "tile_3/image_part_001.jpg")
+    assert scene_note({}, data / "tile_2/image_part_003.jpg") is None  # a card that names no scenes
+
+
+def test_a_runs_card_without_a_list_of_training_scenes_knows_them_by_its_data_folder(tmp_path: Path) -> None:
+    root = tmp_path / "set"
+    (root / "images/tile_2").mkdir(parents=True)
+    card = {"domain": {"training_scenes": 3, "test_scenes": ["tile_3/a"]},
+            "config": {"data": {"name": "folder", "root": str(root)}}}
+    assert scene_role(card, root / "images/tile_2/b.jpg") == ("training", "images/tile_2/b")
+    assert scene_role(card, root / "images/tile_3/a.jpg") == ("test", "tile_3/a")
+    assert scene_role(card, tmp_path / "elsewhere/tile_2/b.jpg") is None
+
+
+def test_segment_says_so_in_its_lines_and_the_report(tmp_path: Path, capsys) -> None:
+    import json
+
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from core.seg.segment_cli import main
+    from core.seg.segmodel import build_seg_model, make_card, save_seg_checkpoint
+
+    torch.manual_seed(0)
+    card = make_card(arch="deeplabv3plus", encoder="resnet18", classes=[{"name": "a", "color": [0, 0, 0]},
+                                                                        {"name": "b", "color": [255, 255, 255]}])
+    card["evaluation"] = {"training_scenes": ["tile_2/p1"]}
+    save_seg_checkpoint(tmp_path / "m.safetensors", build_seg_model(card).eval(), card)
+    for name in ("tile_2/p1.png", "tile_9/p1.png"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        Image.fromarray(np.zeros((20, 30, 3), np.uint8) + 90).save(tmp_path / name)
+    assert main([str(tmp_path / "tile_2/p1.png"), str(tmp_path / "tile_9/p1.png"), "--out", str(tmp_path / "o"),
+                 "--checkpoint", str(tmp_path / "m.safetensors"), "--tile", "64", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("note: this image is training scene tile_2/p1 of the model") == 1, out
+    notes = [json.loads((tmp_path / "o" / f"{stem}_report.json").read_text())["notes"] for stem in ("p1", "p1-2")]
+    assert any("training scene tile_2/p1" in n for n in notes[0]) and not any("scene" in n for n in notes[1])
