@@ -168,13 +168,17 @@ def test_a_source_takes_its_class_table_and_split_from_a_preset_of_the_same_fold
     assert data.pretrain_splits == ["train", "val", "test"]
 
 
-def test_a_probe_runs_in_a_run_folder_and_again_on_resume(tmp_path: Path, monkeypatch) -> None:
+def test_a_probe_runs_in_a_run_folder_and_again_on_resume(tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.setenv("FALSE_WB_DATA", str(tmp_path / "data"))
     cfg = load_config(REPO_ROOT / "configs/probe_demo_cpu.yaml",
                       ["data.num_tiles=24", "data.tile_size=64", "data.val_fraction=0.25", "data.test_fraction=0.25",
                        "train.epochs=2", "train.batch_size=8", "train.test_tile=64"], ProbeConfig)
     run = create_run("probe", config_to_yaml(cfg), tmp_path / "runs", state="starting", kind="probe")
+    capsys.readouterr()
     assert probe_main(["--run-dir", str(run.path), "--no-progress"]) == 0
+    result = run.read_json("test_metrics.json")  # in percent, as core.evaluate, core.finetune and the cards say it
+    assert capsys.readouterr().out.endswith(f"test mIoU {100 * result['miou']:.1f} %  OA {100 * result['oa']:.1f} %  "
+                                            f"kappa {result['kappa']:.3f}\n")
     status = run.status()
     assert status["state"] == "completed" and status["step"] == status["total_steps"] == 2 and run.kind() == "probe"
     assert [m["step"] for m in run.metrics()] == [1, 2] and all(m["loss"] > 0 for m in run.metrics())

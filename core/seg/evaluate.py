@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..store.checkpoint import CheckpointError
+from .metrics import iou_lines, scores_text
 from ..config import ConfigError
 from ..data import DataError
 from ..device import pick_device
@@ -114,10 +115,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{SPLIT_WORDS[res['split']]}: {scenes}; {res['pixels']:,} labeled pixels; {res['method']})")
     if res["split"] == "val":
         print(VAL_NOTE)
-    print(f"mIoU {100 * res['miou']:.1f} %  OA {100 * res['oa']:.1f} %  kappa {res['kappa']:.3f}")
-    width = max(map(len, res["iou"]), default=0)
-    for name, v in res["iou"].items():
-        print(f"  IoU {name:<{width}}  {100 * v:5.1f} %")
+    print(scores_text(res["miou"], res["oa"], res["kappa"]))
+    print("\n".join(iou_lines(res["iou"])))
     return 0
 
 

@@ -14,6 +14,7 @@ from ..store.resume import open_for_resume
 from ..store.run_lock import lock_run
 from ..store.runs import Run, create_run
 from .finetune import FinetuneTrainer
+from .metrics import scores_text
 from .finetune import __doc__ as FINETUNE_DOC
 
 
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     test = trainer.run.path / "test_metrics.json"
     if test.exists():
         t = json.loads(test.read_text())
-        print(f"{t['split']} mIoU {t['miou']:.4f}  OA {t['oa']:.4f}  kappa {t['kappa']:.4f}")
+        print(f"{t['split']} {scores_text(t['miou'], t['oa'], t['kappa'])}")
     return 0
 
 

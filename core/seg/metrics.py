@@ -60,3 +60,14 @@ def scores_from_confusion(cm: Tensor) -> SegScores:
     return SegScores(iou=iou.tolist(), f1=f1.tolist(), miou=float(iou[present].mean()) if present.any() else float("nan"),
                      mean_f1=float(f1[present].mean()) if present.any() else float("nan"), overall_accuracy=oa,
                      kappa=kappa, confusion=cm.to(torch.int64).tolist())
+
+
+def scores_text(miou: float, oa: float, kappa: float) -> str:
+    """The headline figures as every command line prints them: percents, as the cards and pages give them."""
+    return f"mIoU {100 * miou:.1f} %  OA {100 * oa:.1f} %  kappa {kappa:.3f}"
+
+
+def iou_lines(iou: dict[str, float]) -> list[str]:
+    """One line per class, the figures in one column whatever the names' lengths."""
+    width = max(map(len, iou), default=0)
+    return [f"  IoU {name:<{width}}  {100 * v:5.1f} %" for name, v in iou.items()]

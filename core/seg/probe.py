@@ -26,7 +26,6 @@ long and keeps no checkpoint, so a resume runs it again from the start.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -48,7 +47,7 @@ from ..data.labeled import SegSplits, build_seg_splits
 from ..data.seg_augment import eval_transform
 from ..imaging.bands import bands_of, is_rgb
 from ..device import pick_device
-from .metrics import SegScores, confusion_matrix, scores_from_confusion
+from .metrics import SegScores, confusion_matrix, iou_lines, scores_from_confusion, scores_text
 from ..phases import phase_bar
 from ..store.lifecycle import RunLife, StopFlag
 from ..store.runs import NotARunError, Run, atomic_write_json
@@ -361,8 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         if trainer is not None:
             result = trainer.run.read_json(RESULT)
             if result is not None:
-                print(f"{result['split']} mIoU {result['miou']:.4f}  OA {result['oa']:.4f}  "
-                      f"kappa {result['kappa']:.4f}")
+                print(f"{result['split']} {scores_text(result['miou'], result['oa'], result['kappa'])}")
                 if args.out:
                     atomic_write_json(Path(args.out), result)
         return code
@@ -378,10 +376,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         atomic_write_json(Path(args.out), record)
     s = result.test.scores
-    print(f"{result.split} ({len(result.test.scenes)} whole scenes): mIoU {s.miou:.4f}  OA {s.overall_accuracy:.4f}  "
-          f"kappa {s.kappa:.4f}  ({result.seconds['total']:.0f} s: features {result.seconds['features']:.0f}, "
+    print(f"{result.split} ({len(result.test.scenes)} whole scenes): {scores_text(s.miou, s.overall_accuracy, s.kappa)}"
+          f"  ({result.seconds['total']:.0f} s: features {result.seconds['features']:.0f}, "
           f"head {result.seconds['head']:.0f}, test {result.seconds['evaluation']:.0f})")
-    print(json.dumps({k: record[k] for k in ("iou",)}, indent=None))
+    print("\n".join(iou_lines(record["iou"])))
     return 0
 
 
