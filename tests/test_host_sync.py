@@ -170,7 +170,8 @@ def test_logging_every_step_or_every_fourth_writes_the_same_records(tmp_path: Pa
     assert [_without_clock(m) for m in _rows(fourth, "metrics.jsonl")] == [by_step[4], by_step[8]]
 
 
-def test_a_stop_between_logged_steps_then_resume_gives_the_straight_runs_records(tmp_path: Path, monkeypatch) -> None:
+def test_a_stop_between_logged_steps_then_resume_gives_the_straight_runs_records(tmp_path: Path, monkeypatch,
+                                                                                    capsys) -> None:
     monkeypatch.setenv("FALSE_WB_DATA", str(tmp_path / "data"))
     straight = run(tmp_path, None, "train.max_steps=8", "train.log_every=4", "train.ckpt_every=3",
                    *METHODS["false-per-anchor-k2-symmetric"], name="straight")
@@ -185,8 +186,14 @@ def test_a_stop_between_logged_steps_then_resume_gives_the_straight_runs_records
     monkeypatch.setattr(pretrain_mod.Trainer, "train_step", stop_at_five)
     args = ["--config", str(ROOT / "configs/demo_cpu.yaml"), "--runs-root", str(tmp_path / "stopped"), *TINY,
             "train.max_steps=8", "train.log_every=4", "train.ckpt_every=3", *METHODS["false-per-anchor-k2-symmetric"]]
+    capsys.readouterr()
     pretrain_mod.main(args)
     (stopped,) = list_runs(tmp_path / "stopped")
+    # the terminal says how to go on; the log says the stop once (it said it twice)
+    said = capsys.readouterr().out.strip()
+    assert said.startswith(f"stopped: {stopped.path}; step 4, last logged loss ") and \
+        said.endswith(f" (continue it with --resume {stopped.path})"), said
+    assert (stopped.path / "log.txt").read_text().count("stopped at step 5") == 1
     assert json.loads((stopped.path / "checkpoints" / "last.json").read_text())["step"] == 5
     assert max(r["step"] for r in _rows(stopped.path, "fns.jsonl")) <= 5
     monkeypatch.setattr(pretrain_mod.Trainer, "train_step", original)

@@ -118,3 +118,20 @@ def test_an_early_exit_never_moves_a_completed_run_backwards(tmp_path, state, me
     unlock_run(run)
     assert run.status()["state"] == COMPLETED
     assert f"{message} (the run stays completed)" in (run.path / "log.txt").read_text()
+
+
+def test_resuming_a_completed_run_without_more_steps_says_how_to_train_on(tmp_path) -> None:
+    """It used to rebuild the data and say "completed" again (the review); now one line names train.max_steps."""
+    from core.config import ConfigError
+    from core.store.resume import refuse_if_complete
+
+    run = create_run("done", "name: done\n", tmp_path, kind="pretrain", state=COMPLETED, pid=DEAD_PID)
+    run.write_status(step=20)
+    with pytest.raises(ConfigError, match=r"train.max_steps: the run is complete at step 20 of 20; to train on, "
+                                          r"resume it with train.max_steps=N \(N above 20\)"):
+        refuse_if_complete(run, 20)
+    refuse_if_complete(run, 30)  # more steps: it trains on
+    refuse_if_complete(run, None)  # a length in epochs: the trainer decides
+    stopped = create_run("stop", "name: stop\n", tmp_path, kind="pretrain", state="stopped", pid=DEAD_PID)
+    stopped.write_status(step=20)
+    refuse_if_complete(stopped, 20)  # a stopped run at its last step still finishes (its test, its export)

@@ -10,7 +10,7 @@ from pathlib import Path
 from ..config import ConfigError, FinetuneConfig, apply_overrides, config_to_yaml, load_config, validate_config
 from ..distributed import DistEnv, from_first
 from ..store.lifecycle import StopFlag, parse_run_args, prepared_run, run_arguments, train_from_cli
-from ..store.resume import open_for_resume
+from ..store.resume import open_for_resume, refuse_if_complete
 from ..store.run_lock import lock_run
 from ..store.runs import Run, create_run
 from .finetune import FinetuneTrainer
@@ -41,6 +41,7 @@ def start(args: argparse.Namespace, env: DistEnv | None = None) -> FinetuneTrain
     if args.resume:
         run, ckpt = open_for_resume(args.resume)
         cfg = validate_config(apply_overrides(run.stored_config(), args.overrides), FinetuneConfig)
+        refuse_if_complete(run, cfg.train.max_steps)
         trainer = FinetuneTrainer(cfg, run, progress=progress, env=env)
         if ckpt is not None:
             trainer.restore(ckpt)

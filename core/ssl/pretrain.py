@@ -27,7 +27,7 @@ from .batch_order import BatchOrder
 from ..store.background import BackgroundJobs
 from ..store.checkpoint import (Snapshot, encoder_snapshot, export_encoder, load_checkpoint, rng_state,
                                 set_rng_state, snapshot_checkpoint, write_checkpoint)
-from ..store.resume import open_for_resume
+from ..store.resume import open_for_resume, refuse_if_complete
 from ..config import (ConfigError, PretrainConfig, apply_overrides, config_to_yaml, load_config, upgrade_run_config,
                       validate_config)
 from ..analysis.pair_grid import pair_grid
@@ -281,8 +281,7 @@ class Trainer:
         if life.state == "stopped":
             self._drain(life)
             life.flush()
-            self.save()
-            life.log(f"stopped at step {self.step}; last checkpoint kept")
+            self.save()  # the stop's own checkpoint (RunLife logs the stop)
 
     def _go_eager(self, life: RunLife, reason: str) -> None:
         self.net, self.method = self._eager
@@ -325,6 +324,7 @@ def prepare(args: argparse.Namespace) -> tuple[PretrainConfig, Run | None, Path 
         run, ckpt = open_for_resume(args.resume)
         raw = upgrade_run_config(run.stored_config())
         cfg = validate_config(apply_overrides(raw, args.overrides))
+        refuse_if_complete(run, cfg.train.max_steps)
         return cfg, run, ckpt
     if args.run_dir:
         run = prepared_run(args.run_dir)

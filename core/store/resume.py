@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..config import ConfigError
 from .checkpoint import CheckpointError, read_metadata, repair_card
 from .runs import Run, open_run
 from .run_lock import lock_run
@@ -38,4 +39,14 @@ def open_for_resume(path: str | Path) -> tuple[Run, Path | None]:
     return run, ckpt
 
 
-__all__ = ["open_for_resume"]
+def refuse_if_complete(run: Run, max_steps: int | None) -> None:
+    """A completed run resumed without more steps would only rebuild its data and say "completed" again: refused
+    in one line that says how to train on (``train.max_steps`` above the step it reached)."""
+    status = run.status()
+    step = status.get("step")
+    if status.get("state") == "completed" and max_steps is not None and isinstance(step, int) and step >= max_steps:
+        raise ConfigError(f"train.max_steps: the run is complete at step {step} of {max_steps}; to train on, "
+                          f"resume it with train.max_steps=N (N above {step})")
+
+
+__all__ = ["open_for_resume", "refuse_if_complete"]
