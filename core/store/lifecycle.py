@@ -350,9 +350,10 @@ def _train_from_cli(argv: list[str] | None, parse: Callable[[list[str] | None], 
 
 def _last_figures(run: Any) -> str:
     """The run's last logged step, loss and kNN accuracy, for the closing line (a pretraining run has no score)."""
-    rows = [m for m in run.metrics() if isinstance(m, dict) and "loss" in m and "step" in m]
+    records = [m for m in run.metrics() if isinstance(m, dict)]
+    rows = [m for m in records if "loss" in m and "step" in m]
     if not rows:
         return ""
-    knn = [m["knn_acc"] for m in run.metrics() if isinstance(m, dict) and m.get("knn_acc") is not None]
+    knn = [m["knn_acc"] for m in records if m.get("knn_acc") is not None]
     return (f"; step {rows[-1]['step']}, last logged loss {rows[-1]['loss']:.3f}"
             + (f", kNN accuracy {100 * knn[-1]:.1f} %" if knn else ""))
