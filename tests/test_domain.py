@@ -135,7 +135,7 @@ def test_models_of_the_same_data_compete_on_their_test_scores_not_on_fingerprint
         choice = choose_model(img, nodata, None, order, ModelCache())
         assert choice.entry.label == shipped.label, choice.why  # the best tested twin, though it fits worst
         assert choice.table[0]["name"] in (run_low.label, run_untested.label)
-        assert choice.why.startswith("best domain fit of 4 model(s): domain fit 0.25 (a model "
+        assert choice.why.startswith(f"best domain fit of 4 model(s): domain fit 0.25 ({choice.table[0]['name']}, "
                                      "trained on the same data as this one); of the 3 models with that training data "
                                      "and test scenes, this is the best on those scenes (mIoU 45.0 %), its own domain "
                                      "fit 0.00"), choice.why

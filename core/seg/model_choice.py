@@ -280,7 +280,7 @@ def choose_model(image: Any, nodata: np.ndarray, pixel_size_m: float | None,
         fits = "best domain fit" if best.in_domain is not False else "no domain fits this image; the closest"
         real = " trained on real imagery" if synthetic else ""
         why = (f"{fits} of {len(entries) - len(synthetic)} model(s){real}: domain fit {best.score:.2f}"
-               + (" (a model trained on the same data as this one)" if pick != best_k else ""))
+               + (f" ({entries[best_k].label}, trained on the same data as this one)" if pick != best_k else ""))
         if pick != best_k:
             miou = entries[pick].test_miou()
             why += (f"; of the {twins} models with that training data and test scenes, this is the best on those "
