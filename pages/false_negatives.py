@@ -292,9 +292,9 @@ def overview(run: Run, pairs: pd.DataFrame, loss: LossConfig) -> None:
         c2.metric("Calibrated", calibrated, help="flags whose anchor passed the FNCC gate and changed the loss")
     else:
         c2.metric("Treated", calibrated, help=f"flags the treatment ({loss.treatment}) applied to: every flag")
-    c3.metric("Steps with a flag", pairs["step"].nunique(), help=f"of {run.status().get('step') or '?'} steps")
+    c3.metric("Steps with a flag", pairs["step"].nunique(), help=f"of {run.recorded_step() or '?'} steps")
     c4.metric("Distinct tiles", len(set(pairs["anchor_index"]) | set(pairs["candidate_index"])))
-    counts = fn.flag_counts(pairs, run.status().get("step"))
+    counts = fn.flag_counts(pairs, run.recorded_step())
     st.plotly_chart(pair_counts_figure(counts, loss.treatment), width="stretch", key="fn-counts-chart")
 
 

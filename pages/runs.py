@@ -39,7 +39,7 @@ def treatment(run: Run) -> str:
     0.03/step"); a dash for runs without a detector (InfoNCE, DCL) and the other kinds."""
     if run.kind() != "pretrain" or not has_detector(run.config()):
         return "—"
-    effect = treatment_effect(run.config(), pairs_frame(run), run.status().get("step"))
+    effect = treatment_effect(run.config(), pairs_frame(run), run.recorded_step())
     return "—" if effect is None else effect.cell()
 
 

@@ -297,3 +297,23 @@ def test_treatment_of_a_run_folder_reads_its_pairs_and_steps(tmp_path: Path) -> 
     assert (effect.steps, effect.steps_calibrated, effect.calibrated, effect.flagged) == (12, 1, 1, 3)
     assert effect.negligible and effect.verdict().startswith("Calibration fired in 1 of 12 steps (0.08 calibrated")
     assert fn.amount(0.004) == "0.004" and fn.amount(12.4) == "12" and fn.amount(0) == "0"
+
+
+def test_a_live_runs_treatment_is_counted_over_the_steps_it_has_written(tmp_path: Path) -> None:
+    """A live run writes its flags at its logged steps while its status step runs ahead: the share of treated steps
+    is over the steps written (the review saw "5 of 8 steps" for a run that treated every step)."""
+    from core.store.run_lock import lock_run, unlock_run
+
+    run = create_run("live", "loss:\n  detector: nearest\n  treatment: eliminate\n", tmp_path / "runs",
+                     kind="pretrain", state="running", step=8)
+    records = [pair(s, 0, 1, calibrated=True) for s in range(1, 6)]  # eliminate: every flag is treated
+    (run.path / "fns.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    lock_run(run)  # its writer holds the lock: live
+    try:
+        assert run.is_live() and run.recorded_step() == 5
+        effect = fn.treatment_of_run(run)
+        assert (effect.steps, effect.steps_calibrated) == (5, 5), effect
+    finally:
+        unlock_run(run)
+    run.write_status(state="stopped")
+    assert not run.is_live() and run.recorded_step() == 8  # ended: its status step is the steps trained

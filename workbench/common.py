@@ -291,7 +291,7 @@ def show_treatment(run: Run, counts: pd.DataFrame | Sequence[Any], top_cos_pos: 
     False negatives page."""
     from core.analysis.fn_scoring import treatment_effect
 
-    effect = treatment_effect(run.config(), counts, run.status().get("step"), top_cos_pos=top_cos_pos)
+    effect = treatment_effect(run.config(), counts, run.recorded_step(), top_cos_pos=top_cos_pos)
     if effect is None or effect.steps == 0:
         return
     verdict = effect.verdict()

@@ -304,7 +304,7 @@ def treatment_of_run(run: Run, counts: pd.DataFrame | Sequence[Mapping[str, Any]
     if not has_detector(config):
         return None
     return treatment_effect(config, run.pair_counts() if counts is None else counts,
-                            run.status().get("step"), top_cos_pos)
+                            run.recorded_step(), top_cos_pos)
 
 
 # ------------------------------------------------------------------------------------------------ labels

@@ -139,6 +139,17 @@ class Run:
         return [{"step": s, "flagged": counts.get(s, [0, 0])[0], "calibrated": counts.get(s, [0, 0])[1]}
                 for s in range(1, last + 1)]
 
+    def recorded_step(self) -> int | None:
+        """The steps a count over the run's records should read: its status step once it has ended, and while it
+        is live the last step whose records are on disk (it writes them at its logged steps, while its status
+        step runs ahead: "5 of 8 steps treated" was said of a run that treated every step of the 5 it had
+        written)."""
+        step = self.status().get("step")
+        if not self.is_live():
+            return step
+        counts = self.pair_counts()
+        return counts[-1]["step"] if counts else 0
+
     def last_checkpoint(self) -> Path | None:
         p = self.checkpoint_dir / "last.safetensors"
         return p if p.exists() else None
