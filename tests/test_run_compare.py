@@ -51,7 +51,28 @@ def test_groups_take_mean_and_spread_over_the_steps_every_run_logged() -> None:
     assert rows[1]["min"] == 2.0 and rows[1]["max"] == 4.0
     assert group_curve([[(1, 5.0)]])[0]["std"] == 0.0 and group_curve([]) == []
     assert groups_of({"r1": {"loss.name": "false"}, "r2": {"loss.name": "false"}, "r3": {}}, "loss.name") == \
-        {"false": ["r1", "r2"], "(not set)": ["r3"]}
+        {"false": ["r1", "r2"], "(not set or not read)": ["r3"]}
+
+
+def test_a_loss_setting_its_loss_does_not_read_is_no_setting_of_the_run() -> None:
+    """An InfoNCE run's config keeps FNSD's defaults; grouped by loss.detector it was averaged into the FNSD runs
+    (the review). Its settings, groups and diff leave them out; DCL keeps its prior, FALSE its detector."""
+    from core.store.run_compare import run_settings
+
+    info = {"loss": {"name": "info_nce", "detector": "fnsd", "treatment": "fncc", "tau_plus": 0.1, "temperature": 0.5}}
+    false = {"loss": {"name": "false", "detector": "fnsd", "treatment": "fncc", "tau_plus": 0.1, "temperature": 0.5}}
+    dcl = {"loss": {"name": "dcl", "detector": "fnsd", "tau_plus": 0.1, "temperature": 0.5}}
+    assert run_settings(info) == {"loss.name": "info_nce", "loss.temperature": 0.5}
+    assert run_settings(false) == {"loss.name": "false", "loss.detector": "fnsd", "loss.treatment": "fncc",
+                                   "loss.temperature": 0.5}
+    assert run_settings(dcl) == {"loss.name": "dcl", "loss.tau_plus": 0.1, "loss.temperature": 0.5}
+    groups = groups_of({"i": run_settings(info), "f": run_settings(false)}, "loss.detector")
+    assert groups == {"fnsd": ["f"], "(not set or not read)": ["i"]}
+    assert config_diff(info, false) == [("loss.detector", None, "fnsd"), ("loss.name", "info_nce", "false"),
+                                        ("loss.treatment", None, "fncc")]
+    from core.store.run_compare import differing_keys  # default columns: the name tells the losses apart
+
+    assert differing_keys([run_settings(info), run_settings(false)]) == ["loss.name"]
 
 
 def test_tags_and_notes_round_trip(tmp_path: Path) -> None:

@@ -19,10 +19,10 @@ from core.store.run_compare import (
     config_diff,
     differing_keys,
     differing_within_kinds,
-    flat_settings,
     group_curve,
     groups_of,
     read_notes,
+    run_settings,
     smooth,
     write_notes,
 )
@@ -42,8 +42,8 @@ CURVE_KINDS = tuple(METRICS)  # the kinds whose metrics.jsonl has curves (a comp
 
 
 def settings_of(runs: Sequence[Run]) -> dict[str, dict[str, Any]]:
-    """Each run's settings as dotted keys."""
-    return {r.id: flat_settings(r.config()) for r in runs}
+    """Each run's settings as dotted keys (only those its loss reads: InfoNCE has no detector to group by)."""
+    return {r.id: run_settings(r.config()) for r in runs}
 
 
 def with_settings(table: pd.DataFrame, runs: Sequence[Run], settings: dict[str, dict[str, Any]],
@@ -234,7 +234,7 @@ def diff_section(runs: Sequence[Run], settings: dict[str, dict[str, Any]], picke
 
 
 def _text(value: Any) -> str:
-    return "(not set)" if value is None else str(value)
+    return "(not set or not read)" if value is None else str(value)
 
 
 def _save_notes(run: Run) -> None:

@@ -37,6 +37,21 @@ def method_and_strategy(method: str, loss: Mapping[str, Any] | None) -> str:
     return f"{method} + {strategy_label(loss)}"
 
 
+HANDLING_KEYS = ("detector", "treatment", "selection", "topk", "similarity", "support_views", "alpha", "threshold",
+                 "symmetric")  # read only by the false-negative handling (loss ``false``)
+
+
+def unread_loss_keys(loss: Mapping[str, Any] | None) -> set[str]:
+    """The ``loss.*`` settings this loss does not read: a detector's settings under InfoNCE or DCL, DCL's prior
+    elsewhere. Why: a config keeps every default, so an InfoNCE run "has" ``detector: fnsd``; tables that group or
+    compare runs by it would put InfoNCE among the FNSD runs."""
+    name = loss_name(loss)
+    keys = set() if name == "false" else set(HANDLING_KEYS)
+    if name != "dcl":
+        keys.add("tau_plus")
+    return keys
+
+
 def uses_labels(loss: Mapping[str, Any] | None) -> bool:
     """Whether the loss read labels (the oracle detector): a ceiling, not a label-free method."""
     loss = loss or {}

@@ -11,6 +11,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from ..config.strategy import unread_loss_keys
 from .runs import Run, atomic_write_json
 
 NOTES = "notes.json"
@@ -33,12 +34,26 @@ def flat_settings(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]
     return out
 
 
+def run_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's settings as dotted keys, without the loss settings its loss does not read (``unread_loss_keys``)."""
+    flat = flat_settings(config)
+    loss = config.get("loss") if isinstance(config.get("loss"), Mapping) else None
+    if loss is None:
+        return flat
+    return {k: v for k, v in flat.items() if k.removeprefix("loss.") not in unread_loss_keys(loss)
+            or not k.startswith("loss.")}
+
+
 def differing_keys(settings: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The dotted keys whose value is not the same in every run (a key missing in some runs differs); the run's
+    """The dotted keys whose value is not the same in every run (a key missing in some runs differs, except a loss
+    setting: missing there means the run's loss does not read it, which the loss's name already says); the run's
     name is left out, as it always differs."""
     keys = sorted({k for s in settings for k in s})
     missing = object()
-    return [k for k in keys if k != "name" and len({_hashable(s.get(k, missing)) for s in settings}) > 1]
+
+    def values(k: str) -> set[Any]:
+        return {_hashable(s.get(k, missing)) for s in settings if not (k.startswith("loss.") and k not in s)}
+    return [k for k in keys if k != "name" and len(values(k)) > 1]
 
 
 def differing_within_kinds(settings: Mapping[str, Mapping[str, Any]], kinds: Mapping[str, str]) -> list[str]:
@@ -58,9 +73,10 @@ def _hashable(value: Any) -> Any:
 
 
 def config_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
-    """``(key, value in a, value in b)`` for every dotted key whose values differ; a key one side lacks has
-    ``None`` there (and is listed even when the other side's value is None, since the key itself differs)."""
-    fa, fb = flat_settings(a), flat_settings(b)
+    """``(key, value in a, value in b)`` for every dotted key whose values differ (of the settings each run reads:
+    ``run_settings``); a key one side lacks has ``None`` there (and is listed even when the other side's value is
+    None, since the key itself differs)."""
+    fa, fb = run_settings(a), run_settings(b)
     rows = []
     for key in sorted(set(fa) | set(fb)):
         if key not in fa or key not in fb or _hashable(fa[key]) != _hashable(fb[key]):
@@ -138,10 +154,11 @@ def coinciding(curves: Mapping[str, Sequence[tuple[float, float]]], tol: float =
 
 
 def groups_of(settings: Mapping[str, Mapping[str, Any]], key: str) -> dict[str, list[str]]:
-    """Run ids by their value of the dotted setting ``key`` (``"(not set)"`` where a run lacks it)."""
+    """Run ids by their value of the dotted setting ``key`` (``"(not set or not read)"`` where a run lacks it, e.g. a
+    detector setting of an InfoNCE run)."""
     out: dict[str, list[str]] = {}
     for run_id, s in settings.items():
-        out.setdefault(str(s.get(key, "(not set)")), []).append(run_id)
+        out.setdefault(str(s.get(key, "(not set or not read)")), []).append(run_id)
     return out
 
 
