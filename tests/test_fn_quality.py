@@ -333,6 +333,13 @@ def test_runs_on_other_batches_are_compared_only_against_their_own_selectors() -
     assert "A 60%, +30 points over its random negatives and +10 over its colour-nearest picks" in words
     side.recall_comparable = False  # e.g. other batch sizes: recall is a share of other numbers of pairs
     assert "recall (same-class pairs offered)" not in side.table().index
+    # what the treatment acted on: FNCC's passed flags, or none said as none (it read "n/a (FNCC: its gate opened)")
+    assert table.loc["flags the treatment applied to", "A: FALSE"] == \
+        "0.500 [0.450, 0.550] n=40 (FNCC: the flags that passed its gate)"
+    closed = dict(_report(0.6, 0.3, 0.5), calibrated={"pairs": 0})
+    side.reports = (closed, _report(0.7, 0.5, 0.8) | {"detector": {**closed["detector"], "treatment": "eliminate"}})
+    row = side.table().loc["flags the treatment applied to"]
+    assert row["A: FALSE"] == "none: FNCC's gate never opened" and row["B: FALSE"].endswith("(eliminate: every flag)")
 
 
 def test_tile_without_labeled_pixels_has_no_class() -> None:

@@ -69,8 +69,12 @@ def _cell(entry: dict[str, Any] | None) -> str:
 
 
 def _treated(report: dict[str, Any]) -> str:
+    """The precision of the flags the treatment acted on, and which those are (none: said, not "n/a")."""
     treatment = report_detector(report)["treatment"]
-    return "FNCC: its gate opened" if treatment == "fncc" else f"{treatment}: every flag"
+    if not (report.get("calibrated") or {}).get("pairs"):
+        return "none: FNCC's gate never opened" if treatment == "fncc" else f"none ({treatment})"
+    return f"{_cell(report['calibrated'])} (" + ("FNCC: the flags that passed its gate" if treatment == "fncc"
+                                                else f"{treatment}: every flag") + ")"
 
 
 def _rel(a: dict[str, Any], b: dict[str, Any]) -> str:
@@ -127,7 +131,7 @@ class FlagComparison:
         if self.recall_comparable:
             add("recall (same-class pairs offered)", lambda r: f"{r['recall']:.4f} ({r['recall_detail']['hits']:.0f} "
                 f"of {r['recall_detail']['pairs']})" if r["recall"] is not None else "n/a")
-        add("flags the treatment applied to", lambda r: f"{_cell(r['calibrated'])} ({_treated(r)})")
+        add("flags the treatment applied to", _treated)
         names = SELECTORS[1:] if self.same_batches else ("random", "colour")
         for name in names:
             add(f"{SHORT[name]} (for its anchors)", lambda r, n=name: _cell(r["selectors"].get(n)))
