@@ -74,7 +74,7 @@ def _figures(run_path: str, kind: str, version: tuple) -> list[Any]:  # noqa: AR
     loss = run.config().get("loss") if kind == "pretrain" else None
     treatment = loss.get("treatment", "fncc") if isinstance(loss, dict) else "fncc"
     if "knn_acc" in frame:  # the online kNN monitor, beside the loss
-        charts.insert(1, (("knn_acc", "knn_baseline"), "kNN accuracy on held-out tiles (baseline: majority class)",
+        charts.insert(1, (("knn_acc", "knn_baseline"), "kNN accuracy, pretraining tiles vs other scenes' (baseline: majority class)",
                           False, "metrics"))
     figures = []
     for keys, title, log_y, source in charts:

@@ -187,7 +187,8 @@ class TrainConfig(_Tracked):
     log_every: int = Field(1, ge=1)
     ckpt_every: int = Field(50, ge=1)
     knn_every: int = Field(0, ge=0, description="every N steps, kNN accuracy of the encoder's features on labeled "
-                           "held-out tiles (0 = off; data without labels: off, said in the log)")
+                           "tiles of the pretraining data (queries against a bank from other scenes; the loss never "
+                           "reads their labels; 0 = off; data without labels: off, said in the log)")
     device: DeviceName = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     channels_last: bool = True
