@@ -81,8 +81,9 @@ settings = settings_of(shown_runs)
 shown = with_settings(shown, shown_runs, settings, tags_of, key=f"runs-columns-{filters}")
 st.dataframe(shown, hide_index=True, width="stretch", placeholder="—", column_config={
     "run": st.column_config.TextColumn("run", pinned=True),
-    "value": st.column_config.TextColumn("value", help="The final metric: a pretraining run's last loss, a "
-                                         "fine-tuning run's best validation mIoU"),
+    "value": st.column_config.TextColumn("value", help="The final metric: a pretraining run's last loss; a "
+                                         "fine-tuning run's or a probe's test mIoU (whole test scenes, as the "
+                                         "Fine-tune page gives it), its best validation mIoU until it is tested"),
     "treatment": st.column_config.TextColumn(
         "treatment", width="medium",
         help="Runs with a detector (the method column names it and its treatment): steps with a "
