@@ -142,9 +142,9 @@ def test_a_shipped_model_scores_only_on_exactly_the_runs_scenes() -> None:
                                                                    {"name": "potsdam", "root": "/p"})]
     got = {s.label: s for s in shipped_scores(record, data, models)}
     assert set(got) == {"same", "saw", "other"}  # potsdam is another data set
-    assert got["same"].miou == pytest.approx(0.61) and "same 2 scenes" in got["same"].note
-    assert got["saw"].miou is None and "trained on 1 of these test scenes" in got["saw"].note
-    assert got["other"].miou is None and "other scenes" in got["other"].note
+    assert got["same"].miou == pytest.approx(0.61) and "same 2 test images" in got["same"].note
+    assert got["saw"].miou is None and "trained on 1 of these test images" in got["saw"].note
+    assert got["other"].miou is None and "other images" in got["other"].note
 
 
 def test_an_encoders_labeled_pretraining_set_is_its_data_default() -> None:

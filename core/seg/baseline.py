@@ -190,16 +190,16 @@ def shipped_scores(record: dict[str, Any], data: dict[str, Any],
         trained = set(map(str, (entry.card.get("evaluation") or {}).get("training_scenes") or []))
         seen = [s for s in scenes if s in trained]
         if seen:
-            out.append(ShippedScore(name, None, f"trained on {len(seen)} of these test scenes: no fair score"))
+            out.append(ShippedScore(name, None, f"trained on {len(seen)} of these test images: no fair score"))
         elif not scenes or record.get("split") != "test":
             out.append(ShippedScore(name, None, "this run has no test scenes to compare on"))
         elif theirs == scenes and entry.test_miou() is not None:
             how = {"full": "full fine-tuning", "frozen": "frozen-encoder fine-tuning"}.get(
                 str(entry.card.get("protocol")), "fine-tuning")
             out.append(ShippedScore(name, entry.test_miou(), f"its card's test score on the same {len(scenes)} "
-                                    f"scenes ({entry.card.get('arch', 'a segmentation model')}, {how})"))
+                                    f"test images ({entry.card.get('arch', 'a segmentation model')}, {how})"))
         else:
-            out.append(ShippedScore(name, None, f"tested on {len(theirs)} other scenes: not comparable"))
+            out.append(ShippedScore(name, None, f"tested on {len(theirs)} other images: not comparable"))
     return out
 
 
