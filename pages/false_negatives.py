@@ -62,7 +62,11 @@ def filters(pairs: pd.DataFrame, run: Run, loss: LossConfig) -> pd.DataFrame:
         "Calibrated only" if fncc else "Treated only", key="fn-calibrated",
         help="pairs whose anchor's positive passed the FNCC gate (cos_pos ≥ threshold)" if fncc else
         f"pairs the treatment ({loss.treatment}) applied to: every flag, it has no gate")
-    sort_by = c3.selectbox("Sort by", list(SORT_LABELS), format_func=SORT_LABELS.get, key="fn-sort")
+    # FNSD ranks by the distance D = |cos - cos_pos|; the other detectors by the cosine itself, so theirs comes first
+    order = list(SORT_LABELS) if loss.detector == "fnsd" else ["cos", "step", "distance"]
+    labels = SORT_LABELS if loss.detector == "fnsd" else {**SORT_LABELS, "distance": "distance D (FNSD's measure; "
+                                                                                     "this detector does not use it)"}
+    sort_by = c3.selectbox("Sort by", order, format_func=labels.get, key=f"fn-sort-{loss.detector}")
     return fn.filter_pairs(pairs, steps, calibrated_only, sort_by)
 
 

@@ -226,3 +226,9 @@ def test_two_runs_detectors_side_by_side(store_base: Path, tmp_path: Path, monke
     assert not at.exception and not errors(at), errors(at)
     assert any("its flags read the labels" in w.value for w in at.warning)
     assert "oracle (uses labels) + fncc" in texts(at) and "a candidate the oracle flagged" in texts(at)
+    # the nearest run's flags are sorted by their cosine, its detector's own measure, not by FNSD's distance D
+    at.selectbox(key="fn-run").set_value(nearest).run()
+    assert at.selectbox(key="fn-sort-nearest").value == "cos"
+    assert "does not use it" in at.selectbox(key="fn-sort-nearest").format_func("distance")
+    at.selectbox(key="fn-run").set_value(first).run()
+    assert at.selectbox(key="fn-sort-fnsd").value == "distance"
