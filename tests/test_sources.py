@@ -64,6 +64,23 @@ def test_refusals_say_why(given: str, says: str) -> None:
         add_source(given)
 
 
+def test_a_folder_without_a_readable_image_is_refused_when_added(tmp_path: Path) -> None:
+    """It used to be added ("3 image(s)"), and a launch on it failed seconds after it started (the review)."""
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    for name in ("a.jpg", "b.png", "c.tif"):
+        (junk / name).write_bytes(b"not an image at all")
+    with pytest.raises(SourceError, match=r"none of the first 3 image file\(s\) can be read \(a.jpg, b.png, c.tif\)"):
+        add_source(str(junk))
+    empty = tmp_path / "empty"
+    (empty / "docs").mkdir(parents=True)
+    (empty / "docs" / "notes.txt").write_text("x")
+    with pytest.raises(SourceError, match="no images in it"):
+        add_source(str(empty))
+    images(junk, 1)  # one readable image among them: added, the tiling skips and names the others
+    assert add_source(str(junk)).images == 4 and list_sources()
+
+
 def test_a_file_or_a_vanished_folder(tmp_path: Path) -> None:
     f = tmp_path / "a.png"
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(f)

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ..imaging.imageio import image_header
 from ..imaging.raster import file_bands
 from ..data.paths import data_root
 from .runs import atomic_write_json
@@ -23,6 +24,7 @@ from .runs import atomic_write_json
 SETTINGS = "sources.json"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
 COUNT_LIMIT = 100_000  # files looked at when counting a source's images (a huge tree stays quick)
+SAMPLE_READ = 5  # image headers read when a folder is added: none readable, and it is refused
 
 
 class SourceError(ValueError):
@@ -136,6 +138,20 @@ def describe(folder: Path) -> SourceInfo:
     return SourceInfo(str(folder), "a folder of images (unlabeled)", images, False, bands=bands)
 
 
+def _first_images(folder: Path, n: int) -> list[Path]:
+    """Up to ``n`` image files of the folder (by name; masks left out), to read their headers."""
+    out: list[Path] = []
+    for where, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(files):
+            path = Path(where) / name
+            if path.suffix.lower() in IMAGE_SUFFIXES and not name.lower().endswith("_mask.png") and _regular(path):
+                out.append(path)
+                if len(out) >= n:
+                    return out
+    return out
+
+
 def _regular(path: Path) -> bool:
     try:
         return stat.S_ISREG(path.stat().st_mode)
@@ -170,6 +186,13 @@ def add_source(text: str | Path) -> SourceInfo:
     if _forbidden_folder(folder):
         raise SourceError(f"{raw}: the whole disk or home folder cannot be a data source; add the folder of images")
     info = describe(folder)
+    if info.images == 0:
+        raise SourceError(f"{raw}: no images in it (PNG, JPEG or TIFF, in it or its subfolders)")
+    sample = _first_images(folder, SAMPLE_READ)
+    if sample and all(image_header(p) is None for p in sample):  # a launch on it would fail after it started
+        names = ", ".join(p.name for p in sample[:3])
+        raise SourceError(f"{raw}: none of the first {len(sample)} image file(s) can be read ({names}): not images, "
+                          "or damaged")
     records = [r for r in _records() if Path(str(r.get("path"))) != folder]
     info.added = time.time()
     records.append(asdict(info))
