@@ -7,8 +7,6 @@ The own set is counted from its pretraining run's ``data.json`` (tiles), never b
 """
 from __future__ import annotations
 
-import math
-
 from typing import Any
 
 import numpy as np
@@ -25,7 +23,7 @@ from core.seg.data_defaults import source_data
 from core.store.sources import list_sources
 from core.imaging.band_preview import preview_chw
 from core.imaging.bands import bands_of, card_bands, is_rgb
-from workbench.common import dataset_of, go_to, pick_picture, show_error, shows_errors
+from workbench.common import dataset_of, difference_text, go_to, pick_picture, show_error, shows_errors
 from workbench.warmup import wait_for_warmup
 
 INPUT_SIZES = [32, 48, 64, 96, 128]
@@ -174,16 +172,6 @@ def scatter(emb: E.Embedding, colour_by: str, segments: Any | None, linked: list
                       legend=dict(orientation="h", y=-0.08), xaxis=dict(showticklabels=False, title=None),
                       yaxis=dict(showticklabels=False, title=None))
     return fig
-
-
-def difference_text(name: str, value: float, n: int, other_value: float, other_n: int) -> str:
-    """The difference to the other map, with a 95 % half-width where it is a share of tiles (kNN accuracy: two
-    binomial shares, unpaired, so on the cautious side), and "within noise" when it is inside it."""
-    diff = value - other_value
-    if not name.endswith("NN accuracy") or n < 2 or other_n < 2:
-        return f"{diff:+.3f} vs the other (no interval)"
-    half = 1.96 * math.sqrt(value * (1 - value) / n + other_value * (1 - other_value) / other_n)
-    return f"{diff:+.3f} ± {half:.3f} vs the other" + (": within noise" if abs(diff) <= half else "")
 
 
 def quality_metric(emb: E.Embedding, other: E.Embedding | None) -> None:

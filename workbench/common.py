@@ -6,6 +6,7 @@ scores; it only adapts core's results to Streamlit.
 from __future__ import annotations
 
 import functools
+import math
 import re
 import traceback
 from collections.abc import Callable, Sequence
@@ -330,3 +331,14 @@ def pick_picture(bands: Sequence[str], key: str) -> str:
     if len(modes) == 1:
         return modes[0]
     return st.radio("Show tiles as", modes, format_func=PICTURE_LABELS.get, horizontal=True, key=key)
+
+
+def difference_text(name: str, value: float, n: int, other_value: float, other_n: int) -> str:
+    """The difference to the other map, with a 95 % half-width where it is a share of tiles (kNN accuracy: two
+    binomial shares, unpaired, so on the cautious side), and "within noise" when it is inside it."""
+    diff = value - other_value
+    if not name.endswith("NN accuracy") or n < 2 or other_n < 2:
+        return f"{diff:+.3f} vs the other (no interval)"
+    half = 1.96 * math.sqrt(value * (1 - value) / n + other_value * (1 - other_value) / other_n)
+    # the verdict first: a narrow column cuts the end of the line, and it cut "within noise" off
+    return ("within noise: " if abs(diff) <= half else "") + f"{diff:+.3f} ± {half:.3f} vs the other"
