@@ -30,7 +30,7 @@ from core.imaging.bands import card_bands, is_rgb
 from core.imaging.imageio import ImageError, LoadedImage, generated_png, read_image
 from core.seg.segment import segment_choosing
 from core.seg.segmentation_result import Segmentation
-from workbench.common import literal, seg_model, show_error
+from workbench.common import literal, seg_model, show_error, tab_names
 from workbench.label_view import show_label_score
 from workbench.segment_view import areas_frame, class_rgb, legend_html, one_line, screen_copy
 
@@ -276,7 +276,7 @@ def show_results(results: list[tuple[str, Result]]) -> None:
         return
     # keyed and tracked: the chosen tab stays chosen through the rerun a mask upload inside it starts (untracked
     # tabs went back to the first, showing another image's scores)
-    tabs = st.tabs([r.name for _, r in good], key="segment_tab", on_change="rerun")
+    tabs = st.tabs(tab_names([r.name for _, r in good]), key="segment_tab", on_change="rerun")
     for tab, (k, r) in zip(tabs, good):
         with tab:
             show_result(r, k)

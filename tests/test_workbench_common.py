@@ -149,3 +149,12 @@ def test_final_metrics_read_as_every_table_gives_them() -> None:
     got = metric_values_text(["last loss", "best val mIoU", "best val mIoU", "test mIoU", "last loss"],
                              [4.23841, 0.37591, None, float("nan"), "—"])
     assert got == ["4.2384", "37.6 %", "—", "—", "—"]
+
+
+def test_files_of_one_name_get_tabs_that_tell_them_apart() -> None:
+    """Two tiles' image_part_001.jpg gave two tabs of one label (the review)."""
+    from workbench.common import tab_names
+
+    assert tab_names(["a.jpg", "image_part_001.jpg", "image_part_001.jpg"]) == \
+        ["a.jpg", "image_part_001.jpg (1)", "image_part_001.jpg (2)"]
+    assert tab_names(["a.png", "b.png"]) == ["a.png", "b.png"]

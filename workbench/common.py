@@ -342,3 +342,14 @@ def difference_text(name: str, value: float, n: int, other_value: float, other_n
     half = 1.96 * math.sqrt(value * (1 - value) / n + other_value * (1 - other_value) / other_n)
     # the verdict first: a narrow column cuts the end of the line, and it cut "within noise" off
     return ("within noise: " if abs(diff) <= half else "") + f"{diff:+.3f} ± {half:.3f} vs the other"
+
+
+def tab_names(names: list[str]) -> list[str]:
+    """Tab labels for files that may share a name (image_part_001.jpg of tile 2 and of tile 3): a repeated name is
+    numbered in upload order, "image_part_001.jpg (2)", so the tabs can be told apart."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if names.count(name) == 1 else f"{name} ({seen[name]})")
+    return out
