@@ -93,6 +93,9 @@ st.dataframe(shown, hide_index=True, width="stretch", placeholder="—", column_
     "started": st.column_config.DatetimeColumn("started", format="YYYY-MM-DD HH:mm"),
 })
 
+if len(shown_runs) < len(runs):  # the count above is of every run; a filtered table says how many it shows
+    st.caption(f"{len(shown_runs)} of {len(runs)} run(s) shown (filtered)")
+
 st.subheader("Curves")
 c0, c1, c2 = st.columns([1, 3, 1])
 kind = compare_kind(c0, shown_runs, [r for r in shown_runs if r.kind() in CURVE_KINDS and has_records(r)],

@@ -22,8 +22,10 @@ def test_lists_filters_and_draws_runs(populated_store: Path) -> None:
     assert len(table) == 5 and set(table["kind"]) == {"pretrain", "finetune"}
     assert any("died" in s for s in table["state"]) and any("failed" in s for s in table["state"])
     assert len(at.get("plotly_chart")) >= 1  # the two newest runs with curves on one chart
+    assert "shown (filtered)" not in texts(at)
     at.multiselect(key="runs-kind").set_value(["finetune"]).run()
     assert list(at.dataframe[0].value["kind"]) == ["finetune"]
+    assert "1 of 5 run(s) shown (filtered)" in texts(at)  # the header's count is of every run
     assert "loss" in at.code[0].value or "arch" in at.code[0].value  # the chosen run's config
     curves = next(m for m in at.multiselect if m.label == "Runs")
     assert curves.value and all(v.endswith("tiny-ft") for v in curves.value)  # the curves follow the filter
