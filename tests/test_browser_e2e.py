@@ -198,6 +198,20 @@ def test_a_folder_added_in_the_browser_is_pretrained_on(app, page, tmp_path: Pat
         page.screenshot(path=str(SHOTS / "pretrain-data-source.png"), full_page=True)
         page.get_by_text("Settings", exact=True).click()  # folded away: the store has runs to watch
         wait_until_idle(page)  # unfolding reruns the page (the expander keeps its state across pages)
+        # a detector picked in the loss section (a fragment: it reruns alone) and a trip through the sidebar: the
+        # section stays open with the pick (a fragment's own rerun used to drop the page's kept state)
+        page.locator('[data-testid="stSelectbox"]', has_text="Detector").first.click()
+        page.get_by_role("option").filter(has_text="nearest").first.click()
+        wait_until_idle(page)
+        for name in ("Runs", "Pretrain"):
+            page.locator('[data-testid="stSidebarNav"] a', has_text=name).first.click()
+            wait_until_idle(page)
+        settings = page.locator('[data-testid="stExpander"] details').filter(
+            has=page.locator("summary", has_text="Settings")).first
+        settings.locator("summary").wait_for(timeout=60_000)
+        assert settings.get_attribute("open") is not None, "the Settings section closed after a page trip"
+        detector = page.locator('input[aria-label="Detector"]').first.input_value()
+        assert "nearest" in detector, detector
         values = {"Tile size (px)": 64, "View size (px)": 32, "Batch size": 8, "Steps": 2, "Projection dim": 16,
                   "Projection hidden": 32, "Checkpoint every": 1000}
         _fill(page, values, "folder-run")
@@ -209,6 +223,7 @@ def test_a_folder_added_in_the_browser_is_pretrained_on(app, page, tmp_path: Pat
         time.sleep(1)
     assert run.state() == "completed", run.log_text()[-2000:]
     assert run.config()["data"]["name"] == "folder" and run.config()["data"]["root"] == str(mine.resolve())
+    assert run.config()["loss"]["detector"] == "nearest"  # the pick before the trip reached the launch
     assert "6 images" in run.log_text() or "tiles" in run.log_text()
 
 

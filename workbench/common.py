@@ -113,6 +113,15 @@ def keep_widget_values() -> None:
             st.session_state[key] = st.session_state[key]
 
 
+def fragment_rerun() -> bool:
+    """Whether this run is a fragment's own rerun (not the page's): then the kept widgets' values must be kept again
+    (``keep_widget_values``), since such a run forgets the values of widgets it does not draw."""
+    from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    return bool(ctx is not None and ctx.fragment_ids_this_run)
+
+
 def go_to(page: str) -> None:
     """Switch to ``pages/<page>.py`` (paths are resolved against the router's folder, hence the absolute one)."""
     st.switch_page(str(PAGES_DIR / f"{page}.py"))
