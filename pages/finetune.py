@@ -24,8 +24,8 @@ from core.store.run_state import SHOWN_LIVE
 from core.store.runs import NotARunError, Run, open_run, read_json_file
 from workbench import baseline_view, seg_form
 from workbench.form_errors import number_field
-from workbench.common import (columns_figure, has_records, metrics_frame, pick_run, runs_of, scored_scenes_text,
-                              show_error)
+from workbench.common import (columns_figure, has_records, kept_fragment, metrics_frame, pick_run, runs_of,
+                              scored_scenes_text, show_error)
 from workbench.monitor import REFRESH_S, run_header, watch
 
 st.title("🎯 Fine-tune")
@@ -178,7 +178,7 @@ def watch_probe(run_path: str) -> None:
         show_error(err)
         return
 
-    @st.fragment(run_every=REFRESH_S if live_now else None)
+    @kept_fragment(run_every=REFRESH_S if live_now else None)
     def body() -> None:
         try:
             run = open_run(run_path)

@@ -16,8 +16,8 @@ from core.store.trackers import TRACKERS
 from workbench.form_errors import BANDS_HELP, FormErrors, bands_to_text, text_to_bands
 from workbench.sources_view import data_sources
 from core.store.sources import SourceInfo
-from workbench.common import (fragment_rerun, gpu_processes, has_records, index_of, keep_widget_values, literal,
-                              pick_run, runs_of, show_error)
+from workbench.common import (gpu_processes, has_records, index_of, kept_fragment, literal, pick_run, runs_of,
+                              show_error)
 from workbench.monitor import watch
 
 DATASET_LABELS = {"synthetic": "synthetic (generated, labeled)", "folder": "folder of my images",
@@ -212,14 +212,12 @@ def loss_widgets(name: str, detector: str, treatment: str) -> dict[str, Any]:
 LOSS_STATE = "pretrain-loss"  # the loss section's values, for the Launch of the form below
 
 
-@st.fragment
+@kept_fragment()
 def loss_section() -> None:
     """The loss, its detector and treatment, and the settings of that choice. A fragment outside the form: a change
     here shows the settings of the new choice at once and reruns only this section, so values typed in the form
     below and not launched yet are kept (a rerun of the page would reset them). Launch reads what this drew last
     (``LOSS_STATE``)."""
-    if fragment_rerun():  # a rerun of this fragment alone dropped the page's kept values (the Settings expander
-        keep_widget_values()  # closed after the next page trip); in a whole run the router kept them already
     st.subheader("Loss")
     name, detector, treatment = loss_choice()
     knobs = loss_widgets(name, detector, treatment)

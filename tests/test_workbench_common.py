@@ -158,3 +158,25 @@ def test_files_of_one_name_get_tabs_that_tell_them_apart() -> None:
     assert tab_names(["a.jpg", "image_part_001.jpg", "image_part_001.jpg"]) == \
         ["a.jpg", "image_part_001.jpg (1)", "image_part_001.jpg (2)"]
     assert tab_names(["a.png", "b.png"]) == ["a.png", "b.png"]
+
+
+def test_a_fragments_own_rerun_keeps_the_pages_kept_values(monkeypatch) -> None:
+    """Watching a live run (a fragment every 2 s) closed Pretrain's Settings at the next page trip: a fragment's
+    own rerun forgets the widgets it does not draw. Every fragment of the app keeps them again on its reruns."""
+    import workbench.common as common
+
+    kept: list[str] = []
+    monkeypatch.setattr(common, "keep_widget_values", lambda: kept.append("kept"))
+    monkeypatch.setattr(common.st, "fragment", lambda func, run_every=None: func)  # the body as Streamlit runs it
+    body = common.kept_fragment(run_every=2)(lambda x: x + 1)
+    for rerun, expected in ((False, []), (True, ["kept"])):  # a whole run: the router has kept them already
+        kept.clear()
+        monkeypatch.setattr(common, "fragment_rerun", lambda rerun=rerun: rerun)
+        assert body(1) == 2 and kept == expected
+    import pathlib
+    import re
+
+    root = pathlib.Path(common.__file__).resolve().parent.parent
+    bare = [str(p.relative_to(root)) for d in ("pages", "workbench") for p in (root / d).glob("*.py")
+            if re.search(r"@st\.fragment", p.read_text())]
+    assert bare == [], f"use kept_fragment: {bare}"

@@ -17,7 +17,7 @@ from core.config import ConfigError
 from core.seg.baseline import launch_baseline, random_baseline, shipped_scores
 from core.store.run_lock import RunBusyError
 from core.store.runs import NotARunError, Run, list_runs, open_run
-from workbench.common import literal
+from workbench.common import kept_fragment, literal
 from workbench.monitor import REFRESH_S, run_header
 
 
@@ -42,7 +42,7 @@ def _start(run_path: str) -> None:
 def _live(path: str) -> None:
     """The running baseline's phase and progress, redrawn every few seconds on their own (the run it stands beside
     may be finished, so its view does not refresh); the whole page once it has ended."""
-    @st.fragment(run_every=REFRESH_S)
+    @kept_fragment(run_every=REFRESH_S)
     def body() -> None:
         try:
             twin = open_run(path)

@@ -122,6 +122,20 @@ def fragment_rerun() -> bool:
     return bool(ctx is not None and ctx.fragment_ids_this_run)
 
 
+def kept_fragment(run_every: float | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``st.fragment`` whose own reruns keep the page's kept widget values (``KEPT_WIDGETS``). Why: a fragment's
+    rerun forgets the values of widgets it does not draw, so watching a live run (a fragment every 2 s) or picking a
+    detector closed the Pretrain page's Settings and lost its picks at the next page trip."""
+    def wrap(func: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(func)
+        def body(*args: Any, **kwargs: Any) -> Any:
+            if fragment_rerun():
+                keep_widget_values()
+            return func(*args, **kwargs)
+        return st.fragment(body, run_every=run_every)
+    return wrap
+
+
 def go_to(page: str) -> None:
     """Switch to ``pages/<page>.py`` (paths are resolved against the router's folder, hence the absolute one)."""
     st.switch_page(str(PAGES_DIR / f"{page}.py"))

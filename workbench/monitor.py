@@ -20,7 +20,7 @@ from core.store.runs import NotARunError, Run, open_run
 from core.store.run_lock import RunBusyError
 from core.store.run_state import LIVE_STATES, SHOWN_LIVE, STARTING, STOPPING
 from workbench.common import (AVERAGE_MIOU, STATE_ICONS, columns_figure, curve_frame, pair_counts_figure, pairs_frame,
-                              records_version, literal, show_error, show_treatment)
+                              kept_fragment, records_version, literal, show_error, show_treatment)
 
 # (columns, title, log scale, records) per chart, by run kind. "pairs": every step's counts from fns.jsonl (the
 # logged steps of metrics.jsonl would miss the steps between them)
@@ -157,7 +157,7 @@ def watch(run_path: str, key: str = "watch", extra: Callable[[Run], None] | None
         show_error(err)
         return
 
-    @st.fragment(run_every=REFRESH_S if live_now else None)
+    @kept_fragment(run_every=REFRESH_S if live_now else None)
     def body() -> None:
         try:
             run = open_run(run_path)
