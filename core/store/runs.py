@@ -140,13 +140,10 @@ class Run:
                 for s in range(1, last + 1)]
 
     def recorded_step(self) -> int | None:
-        """The steps a count over the run's records should read: its status step once it has ended, and while it
-        is live the last step whose records are on disk (it writes them at its logged steps, while its status
-        step runs ahead: "5 of 8 steps treated" was said of a run that treated every step of the 5 it had
-        written)."""
-        step = self.status().get("step")
+        """The steps a count over the run's records should read: the status step once it has ended; while live, the
+        last step with records on disk (written at logged steps; the status step runs ahead of them)."""
         if not self.is_live():
-            return step
+            return self.status().get("step")
         counts = self.pair_counts()
         return counts[-1]["step"] if counts else 0
 
@@ -236,9 +233,7 @@ class Run:
         if kind == "pretrain":
             last = _last_record(self.path / "metrics.jsonl")
             best = None if last is None else last.get("loss")
-        elif test is not None and isinstance(test.get("miou"), (int, float)):
-            # the score the Fine-tune page and the baselines give: one table of validation scores beside pages of
-            # test scores read as two verdicts (a +15-point validation gap was +0.4 on the test scenes)
+        elif test is not None and isinstance(test.get("miou"), (int, float)):  # as the Fine-tune page gives it
             best, metric = test["miou"], "test mIoU"
         elif s.get("best_miou") is not None:
             best = s.get("best_miou")
