@@ -46,6 +46,11 @@ def test_delete_needs_confirmation(populated_store: Path, tmp_path: Path, monkey
     monkeypatch.setenv("FALSE_WB_RUNS", str(runs_root))
     victim = next(r for r in list_runs(runs_root) if r.id.endswith("tiny-infonce"))
     at = open_page("runs")
+    default_a = at.selectbox(key="runs-diff-a").value
+    other = next(r.id for r in list_runs(runs_root) if r.id not in (victim.id, default_a))
+    # A on the run about to go, B on the run A would fall back to: A fell back onto B's run ("Pick two different")
+    at.selectbox(key="runs-diff-b").set_value(default_a if default_a != victim.id else other)
+    at.selectbox(key="runs-diff-a").set_value(victim.id).run()
     at.selectbox(key="runs-one").set_value(victim.id).run()
     button = at.button(key=f"runs-delete-{victim.id}")
     assert button.disabled
@@ -56,6 +61,8 @@ def test_delete_needs_confirmation(populated_store: Path, tmp_path: Path, monkey
     assert not victim.path.exists() and len(list_runs(runs_root)) == 4
     assert any(f"Deleted {victim.id}" in m.value for m in at.success)  # said, not only toasted
     assert at.session_state["runs-tab"] == "Status"  # the next run is not left on its Delete tab
+    sides = at.selectbox(key="runs-diff-a").value, at.selectbox(key="runs-diff-b").value
+    assert victim.id not in sides and sides[0] != sides[1], sides  # it fell back to A's run: "Pick two different"
 
 
 def test_compares_runs_by_their_settings(populated_store: Path, tmp_path: Path, monkeypatch) -> None:

@@ -211,6 +211,15 @@ def diff_section(runs: Sequence[Run], settings: dict[str, dict[str, Any]], picke
         return
     first = [i for i in picked if i in ids][:2]
     a0, b0 = (first + [i for i in ids if i not in first])[:2]
+    for key in ("runs-diff-a", "runs-diff-b"):  # a run deleted or filtered away: its pick goes (the box would
+        if key in st.session_state and st.session_state[key] not in ids:  # fall back to the first run, A's)
+            del st.session_state[key]
+    kept_b = st.session_state.get("runs-diff-b")
+    if "runs-diff-a" not in st.session_state and a0 == kept_b:  # a side that starts afresh takes another run
+        a0 = next(i for i in ids if i != kept_b)
+    kept_a = st.session_state.get("runs-diff-a", a0)
+    if "runs-diff-b" not in st.session_state and b0 == kept_a:
+        b0 = next(i for i in ids if i != kept_a)
     c1, c2 = st.columns(2)
     a = c1.selectbox("Run A", ids, index=ids.index(a0), key="runs-diff-a")
     b = c2.selectbox("Run B", ids, index=ids.index(b0), key="runs-diff-b")
