@@ -40,8 +40,8 @@ def run_settings(config: Mapping[str, Any]) -> dict[str, Any]:
     loss = config.get("loss") if isinstance(config.get("loss"), Mapping) else None
     if loss is None:
         return flat
-    return {k: v for k, v in flat.items() if k.removeprefix("loss.") not in unread_loss_keys(loss)
-            or not k.startswith("loss.")}
+    unread = {f"loss.{key}" for key in unread_loss_keys(loss)}
+    return {k: v for k, v in flat.items() if k not in unread}
 
 
 def differing_keys(settings: Sequence[Mapping[str, Any]]) -> list[str]:
