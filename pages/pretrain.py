@@ -298,9 +298,11 @@ with st.expander("Settings", expanded=not runs, key="pretrain-settings", on_chan
         log_every = c3.number_input("Log every (steps)", 1, 100_000, int(base.train.log_every), key=k("log"))
         processes = gpu_processes(c4, k("gpus"), "pretraining")
         knn_every = c5.number_input("kNN monitor every (steps)", 0, 1_000_000, int(base.train.knn_every), key=k("knn"),
-                                    help="kNN accuracy of the encoder's features on held-out labeled tiles, plotted "
-                                         "live beside the loss (0 = off; data without labels: off, said in the run's "
-                                         "log)")
+                                    help="kNN accuracy of the encoder's features, plotted live beside the loss: "
+                                         "labeled tiles of some scenes classified by their 20 nearest tiles of the "
+                                         "other scenes (0 = off; data without labels: off, said in the run's log). "
+                                         "The Embeddings page's kNN accuracy is another measure (leave-one-out over "
+                                         "all its tiles, k 5): the two are not comparable")
         st.subheader("Advanced")
         c1, c2, c3, c4 = fe.columns(4)
         moco_m = c1.number_input("MoCo momentum", 0.0, 1.0, float(base.model.moco_momentum), 0.001, format="%.4f",

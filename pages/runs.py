@@ -14,9 +14,9 @@ from core.store.runs import Run, delete_run, runs_root
 from workbench.common import has_records, pairs_frame, pick_run, runs_frame, runs_of, show_error
 from workbench.monitor import run_header, watch
 from workbench.trackers_view import trackers_tab
-from workbench.run_compare_view import (CURVE_KINDS, compare_kind, curve_controls, curve_series, curves_chart,
-                                        diff_section, hidden_curves, hidden_note, metrics_of, notes_tab, settings_of,
-                                        with_settings, x_title)
+from workbench.run_compare_view import (CURVE_KINDS, METRIC_LABELS, compare_kind, curve_controls, curve_series,
+                                        curves_chart, diff_section, hidden_curves, hidden_note, metrics_of, notes_tab,
+                                        settings_of, with_settings, x_title)
 
 
 def delete(run_id: str) -> None:
@@ -107,9 +107,10 @@ picked = c1.multiselect("Runs", [r.id for r in with_curves], default=[r.id for r
                         key=f"runs-curves-{filters}-{kind}",
                         help="The runs of the table above, of the kind compared, that logged training records")
 metric = c2.selectbox("Value", metrics_of(kind, with_curves), key=f"runs-metric-{kind}",
+                      format_func=lambda m: METRIC_LABELS.get(m, m),
                       help="miou: validation mIoU of fine-tuning runs; knn_acc: the kNN monitor of pretraining runs; "
-                           "flagged, calibrated: the pairs of runs with a detector at the logged steps "
-                           "(calibrated: treated, whatever the treatment); a linear probe logs its "
+                           "flagged, calibrated or treated: the pairs of runs with a detector at the logged steps "
+                           "(FNCC calibrates; eliminate and attract treat every flag); a linear probe logs its "
                            "head's loss and lr once per epoch")
 if picked:
     weight, log_y, group = curve_controls(settings, picked)

@@ -10,3 +10,22 @@ def test_percent_ticks_get_the_decimals_their_spread_needs() -> None:
     assert percent_ticks([0.0887, 0.0889]) == ".3%"  # not "9%" on every tick
     assert percent_ticks([0.3]) == percent_ticks([0.3, 0.3]) == percent_ticks([]) == ".0%"
     assert percent_ticks([0.0, 1e-9]) == ".3%"  # at most three decimals
+
+
+def test_a_finetune_run_without_evaluations_gets_a_zero_to_one_mIoU_axis(tmp_path) -> None:
+    """Before the first evaluation the validation chart has no point: plotly's empty axis (-1 to 4) read as -100 % to
+    400 % in percent ticks."""
+    import json
+
+    from core.store.runs import create_run
+    from workbench.monitor import _figures
+
+    run = create_run("ft", "data:\n  name: synthetic\n", tmp_path / "runs", kind="finetune", state="running")
+    (run.path / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "loss": 1.0 / s, "lr": 0.01}) + "\n"
+                                                    for s in (1, 2, 3)))
+    figures = _figures(str(run.path), "finetune", ("v1",))
+    miou = next(f for f in figures if f.layout.title.text == "Validation mIoU")
+    assert tuple(miou.layout.yaxis.range) == (0, 1)
+    assert "none yet" in miou.layout.annotations[0].text
+    loss = next(f for f in figures if f.layout.title.text == "Training loss")
+    assert not loss.layout.annotations

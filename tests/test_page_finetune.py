@@ -280,6 +280,15 @@ def test_added_data_sources_are_offered_and_fill_the_data_fields(empty_store: Pa
     assert any("has no masks" in e for e in errors(at)) and at.session_state["ft-data"] == "deepglobe"
 
 
+def test_a_switch_to_the_probe_says_its_data_fields_came_from_a_fine_tuning_preset(empty_store: Path) -> None:
+    at = open_page("finetune")
+    came = next(c.value for c in at.caption if "Data fields from preset" in c.value)
+    assert "shared by both kinds" not in came  # the fine-tuning form's own preset
+    at.radio(key="ft-kind").set_value("probe").run()
+    came = next(c.value for c in at.caption if "Data fields from preset" in c.value)
+    assert "shared by both kinds" in came and not at.exception
+
+
 def test_a_probe_is_launched_from_the_form(populated_store: Path, monkeypatch) -> None:
     seen = _capture_launches(monkeypatch)
     at = open_page("finetune")

@@ -192,7 +192,8 @@ def test_the_default_comparison_is_of_one_kind(populated_store: Path, tmp_path: 
     kind.set_value("pretrain").run()
     curves = next(m for m in at.multiselect if m.label == "Runs")
     assert {kinds[r] for r in curves.value} == {"pretrain"} and len(curves.value) == 2
-    assert "flagged" in next(s for s in at.selectbox if s.label == "Value").options
+    options = next(s for s in at.selectbox if s.label == "Value").options
+    assert "flagged" in options and "calibrated or treated" in options  # eliminate and attract treat, not calibrate
     next(s for s in at.selectbox if s.label == "Compare runs of").set_value("").run()
     assert {kinds[r] for r in next(m for m in at.multiselect if m.label == "Runs").options} == {"pretrain",
                                                                                                 "finetune"}

@@ -85,6 +85,10 @@ def _figures(run_path: str, kind: str, version: tuple) -> list[Any]:  # noqa: AR
         if keys[0] in SHARES:  # scores as the page's other figures give them: in percent
             ys = [v for t in fig.data for v in map(float, t.y if t.y is not None else []) if not math.isnan(v)]
             fig.update_yaxes(tickformat=percent_ticks(ys))
+            if not ys:  # no evaluation yet: plotly's empty axis would read -100 % to 400 %
+                fig.update_yaxes(range=[0, 1])
+                fig.add_annotation(text="none yet: the first evaluation is still to come", showarrow=False,
+                                   xref="paper", yref="paper", x=0.5, y=0.5)
         figures.append(fig)
     return figures
 

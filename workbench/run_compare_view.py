@@ -38,6 +38,8 @@ METRICS = {  # the values each kind logs, for the curves chart
     "finetune": ["loss", "lr", "images_per_s", "miou"],
     "probe": ["loss", "lr"],  # the linear head's, once per epoch (its records' step is the epoch)
 }
+METRIC_LABELS = {"calibrated": "calibrated or treated"}  # eliminate and attract act on every flag: "calibrated"
+# alone would name only FNCC's count
 CURVE_KINDS = tuple(METRICS)  # the kinds whose metrics.jsonl has curves (a comparison's has none)
 
 
@@ -159,7 +161,7 @@ def curves_chart(series: dict[str, pd.DataFrame], metric: str, weight: float, lo
                  x: str = "step") -> go.Figure:
     """The chosen runs' curves of ``metric``, smoothed; grouped when a setting is given. A curve that lies on an
     earlier one (``hidden``) is dashed, so the one below shows through. ``x``: the x axis's title (``x_title``)."""
-    title = metric + (f" (smoothed {weight:.2f})" if weight else "")
+    title = METRIC_LABELS.get(metric, metric) + (f" (smoothed {weight:.2f})" if weight else "")
     if group is None:
         fig = curves_figure(series, metric, title, log_y=log_y)
         fig.update_xaxes(title_text=x)
@@ -265,6 +267,7 @@ def notes_tab(run: Run, tags_of: dict[str, list[str]]) -> None:
     with st.form(f"runs-notes-{run.id}", enter_to_submit=False, border=False):
         st.multiselect("Tags", all_tags([*tags_of.values(), notes["tags"]]),
                        default=notes["tags"], accept_new_options=True, key=f"runs-tags-{run.id}",
+                       placeholder="Type a tag and press Enter (a tag not entered is not saved)",
                        help="Type a new tag and press Enter to add it; tags can filter the table above")
         st.text_area("Note", notes["note"], key=f"runs-note-{run.id}", height=120)
         st.form_submit_button("Save tags and note", key=f"runs-notes-save-{run.id}", on_click=_save_notes,

@@ -296,7 +296,7 @@ def draw(mode: str) -> None:
         st.error(literal(flash[1]))
     came_from = st.session_state.get("ft-data-from")
     if came_from:
-        st.caption(f"📍 Data fields from {literal(came_from)}.")
+        st.caption(f"📍 Data fields from {literal(came_from)}.{shared_note(came_from, presets)}")
     recipe = _recipe_hint(mode, preset)
     if recipe:
         st.caption(f"💡 {literal(recipe)}")
@@ -322,6 +322,13 @@ def draw(mode: str) -> None:
     fe.summary()
     if go:
         _launch(mode, fe, presets[preset], init, entries.get(init), processes, baseline)
+
+
+def shared_note(came_from: str, presets: dict[str, Any]) -> str:
+    """A note when the data fields came from the other kind's preset: fine-tuning and the probe share them, so a
+    switch of kind keeps them, and a caption naming a preset absent from this form's list would read as a slip."""
+    name = came_from.removeprefix("preset ").split(":")[0] if came_from.startswith("preset ") else None
+    return "" if name is None or name in presets else " The data fields are shared by both kinds: a switch keeps them."
 
 
 def _recipe_hint(mode: str, preset: str) -> str | None:

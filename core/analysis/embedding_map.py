@@ -46,7 +46,8 @@ class ClusterQuality:
         if self.knn_accuracy is not None:
             return (f"{self.k}-NN accuracy", self.knn_accuracy,
                     (f"leave-one-out {self.k}-NN on the dominant class (cosine); always guessing the most common "
-                     f"class scores {self.majority_rate:.3f}"))
+                     f"class scores {self.majority_rate:.3f}. Not the Pretrain page's live kNN monitor, which "
+                     "classifies some scenes' tiles by their 20 nearest tiles of other scenes"))
         return ("silhouette", self.silhouette,
                 "silhouette of the k-means clusters (cosine, -1..1; higher is better separated); no labels here")
 
