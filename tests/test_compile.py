@@ -27,7 +27,8 @@ def losses(tmp_path: Path, name: str, *overrides: str) -> tuple[list[float], str
 
 def test_a_compilation_that_fails_runs_eager_from_the_same_state_in_one_line(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("FALSE_WB_DATA", str(tmp_path / "data"))
-    eager, _ = losses(tmp_path, "eager", "method=moco", "model.queue_size=16")
+    eager, eager_log = losses(tmp_path, "eager", "method=moco", "model.queue_size=16")
+    assert eager[0] == 0.0 and "step 1 has no negative and a loss of 0; it is full after about 2 step(s)" in eager_log
 
     def broken_compile(fn, **_):
         def call(*args, **kwargs):

@@ -29,6 +29,10 @@ def log_start(life: RunLife, cfg: PretrainConfig, dataset: TileSet, where: str, 
              f"batch {cfg.train.batch_size}, steps {steps}")
     if knn_note:
         life.log(knn_note)
+    if cfg.method == "moco" and steps.startswith("0->"):  # a loss of 0 at step 1 reads as a bug without this
+        fill = -(-cfg.model.queue_size // cfg.train.batch_size)
+        life.log(f"MoCo: the queue starts empty (its unfilled slots are no negatives), so step 1 has no negative "
+                 f"and a loss of 0; it is full after about {fill} step(s) of {cfg.train.batch_size} keys")
     scenes = getattr(dataset, "split_scenes", None)
     if scenes:
         used = getattr(dataset, "pretrain_splits", [])
