@@ -52,6 +52,9 @@ def test_the_compiled_network_and_loss_give_the_eager_losses(tmp_path, monkeypat
     eager, _ = losses(tmp_path, "eager")
     fast, log = losses(tmp_path, "compiled", "train.compile=true")
     assert "compilation failed" not in log
-    assert fast == pytest.approx(eager, rel=1e-4)
+    # inductor's fused kernels round otherwise than eager's (more so with AVX-512), and 3 steps compound it: 2.7e-4
+    # measured at step 3 on a Sapphire Rapids CPU; a wrong compiled loss or network is off by far more
+    assert fast == pytest.approx(eager, rel=1e-3)
+    assert fast[0] == pytest.approx(eager[0], rel=1e-4)  # the first step, before any update, closer still
     flags = [json.loads(x) for x in next((tmp_path / "compiled").glob("*/fns.jsonl")).read_text().splitlines()]
     assert flags and all(f["step"] in (1, 2, 3) for f in flags)

@@ -1,7 +1,8 @@
 """FALSE's default (detector ``fnsd``, treatment ``fncc``) stays bit-identical to the loss it was before detectors and
 treatments became two choices (issue 27): the losses of fixed batches, and of the first steps of real runs, are
-pinned to the values the code gave before that change (CPU, 2 threads; fixed batches to the exact float bits, runs
-to 2e-5, as their convolution kernels differ by processor)."""
+pinned to the values the code gave before that change (CPU, 2 threads; fixed batches to 1e-6, a few float32 ulps,
+since the matrix products' last bits differ by processor (AVX-512 or not); runs to 2e-5, as their convolution kernels
+differ more; flag counts exactly)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -57,7 +58,9 @@ def test_fixed_batches_give_the_losses_of_before() -> None:
                                         selection="per_anchor", topk=2)),
         "moco_global": pinned(*false_loss_moco(**moco_batch(), temperature=0.2, alpha=1.0, threshold=0.3)),
     }
-    assert got == PINNED_BATCHES
+    assert {k: v[1:] for k, v in got.items()} == {k: v[1:] for k, v in PINNED_BATCHES.items()}  # flag counts
+    assert {k: float.fromhex(v[0]) for k, v in got.items()} == pytest.approx(
+        {k: float.fromhex(v[0]) for k, v in PINNED_BATCHES.items()}, rel=1e-6, abs=0)
 
 
 TINY = ["--no-progress", "model.encoder=resnet18", "model.proj_hidden=32", "model.proj_dim=16",
