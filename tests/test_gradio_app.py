@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import socket
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,14 +34,20 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[object, s
     from workbench.gradio_app import build_demo, serve, stop
 
     mp = pytest.MonkeyPatch()
-    mp.setenv("FALSE_WB_RUNS", str(tmp_path_factory.mktemp("no-runs")))  # auto: among the shipped models only
+    # a data root outside the working folder and a system temp folder that does not hold it (FALSE_WB_DATA set
+    # elsewhere, as a user may): the files the demo returns must be allowed for their own place
+    mp.setenv("FALSE_WB_DATA", str(tmp_path_factory.mktemp("data-root")))
+    mp.setattr(tempfile, "tempdir", str(tmp_path_factory.mktemp("system-temp")))
+    runs = pytest.MonkeyPatch()
+    runs.setenv("FALSE_WB_RUNS", str(tmp_path_factory.mktemp("no-runs")))  # auto: among the shipped models only
     demo = build_demo(None)
-    mp.undo()
+    runs.undo()
     url = serve(demo, port=free_port(), block=False)
     try:
         yield demo, url
     finally:
         stop(demo)
+        mp.undo()
 
 
 @pytest.fixture(scope="module")

@@ -311,7 +311,11 @@ def serve(demo: gr.Blocks, *, host: str = "127.0.0.1", port: int | None = None, 
     """Launch ``demo`` locally (no share link, upload cap, ``concurrency`` requests at once and a bounded queue);
     return its URL."""
     demo.queue(default_concurrency_limit=concurrency, max_size=max_queue)
+    outputs = getattr(demo, "_false_outputs", None)  # the files it returns: gradio serves only allowed places, and
+    # the data root (FALSE_WB_DATA) may lie outside both the working folder and the system's temp folder
+    allowed = [str(outputs.root)] if outputs is not None else []
     _, url, _ = demo.launch(server_name=host, server_port=port, share=False, prevent_thread_lock=not block,
+                            allowed_paths=allowed,
                             max_file_size=MAX_FILE_SIZE, theme=theme(), footer_links=["api"], quiet=not block,
                             show_error=True, ssr_mode=False, mcp_server=False, inbrowser=False)
     return url
@@ -363,8 +367,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         demo = build_demo(args.checkpoint, max_megapixels=args.max_megapixels,
                           time_budget_s=args.time_budget or None)
     except ValueError as err:  # a pixel budget out of range (CheckpointError is one too)
-        print(f"error: {one_line(err)}", file=sys.stderr)
-        return 2
         print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a service stop closes and cleans up like Ctrl-C
