@@ -28,6 +28,7 @@ from core.device import pick_device
 from core.data.paths import scratch_dir
 from core.imaging.bands import card_bands, is_rgb
 from core.imaging.imageio import ImageError, LoadedImage, generated_png, read_image
+from core.seg.scene_role import note_scene
 from core.seg.segment import segment_choosing
 from core.seg.segmentation_result import Segmentation
 from workbench.common import literal, seg_model, show_error, tab_names
@@ -121,6 +122,7 @@ def segment_upload(upload: Upload, entry: ModelEntry | None, entries: list[Model
         seg = segment_choosing(loaded, entries, _PageModels(), given=entry, device=device, resample=settings.resample,
                                borders=settings.borders, tile=settings.tile, overlap=settings.overlap,
                                tta=settings.tta, progress=progress)
+        note_scene(seg, upload.name, upload.read())  # one of the model's own scenes: its score is no unseen score
     except (ImageError, CheckpointError) as err:
         return Result(upload.name, error=str(err))
     except MemoryError:

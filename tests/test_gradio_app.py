@@ -250,6 +250,7 @@ def test_a_label_mask_of_any_kind_scores_the_kept_result(client, tmp_path: Path)
         results[name] = (summary, [tuple(r) for r in table["data"]])
         assert table["headers"] == ["class", "IoU (%)", "label pixels"]
         assert f"pixel accuracy **{100 * (labels == pred).mean():.1f} %**" in summary, (name, summary)
+        assert "- model **shipped: " in summary  # which model the score is of, for a client calling only /score
     assert "read as class colours (palette)" in results["palette.png"][0]
     assert "read as class indices" in results["sixteen.png"][0]
     assert len({tuple(rows) for _, rows in results.values()}) == 1  # the same IoU per class for every kind

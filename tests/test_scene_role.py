@@ -62,3 +62,40 @@ def test_segment_says_so_in_its_lines_and_the_report(tmp_path: Path, capsys) -> 
     assert out.count("note: this image is training scene tile_2/p1 of the model") == 1, out
     notes = [json.loads((tmp_path / "o" / f"{stem}_report.json").read_text())["notes"] for stem in ("p1", "p1-2")]
     assert any("training scene tile_2/p1" in n for n in notes[0]) and not any("scene" in n for n in notes[1])
+
+
+def test_an_upload_with_a_bare_name_is_known_by_its_bytes_where_the_data_set_is_here(tmp_path: Path) -> None:
+    """An upload (the app, the demo) or a copy elsewhere has only a name several tiles share: the data set's file of
+    that name with the same bytes says which scene it is (the review's demo scored a training image as unseen)."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from core.seg.scene_role import note_scene, same_file_in_data
+    from core.seg.segmodel import build_seg_model, make_card, save_seg_checkpoint
+
+    root = tmp_path / "set"
+    for tile, content in (("tile_2", b"two" * 50), ("tile_4", b"four" * 50), ("tile_3", b"three" * 50)):
+        (root / "images" / tile).mkdir(parents=True)
+        (root / "images" / tile / "p.jpg").write_bytes(content)
+    card = {"domain": {"training_scenes": 2, "test_scenes": ["tile_3/p"]},
+            "config": {"data": {"name": "folder", "root": str(root)}}}
+    assert same_file_in_data(card, "p.jpg", b"four" * 50) == root / "images/tile_4/p.jpg"
+    assert same_file_in_data(card, "p.jpg", b"fouR" * 50) is None  # same size, other bytes
+    assert "training scene images/tile_4/p of the model" in scene_note(card, "p.jpg", b"four" * 50)
+    copy = tmp_path / "downloads/p.jpg"  # a copy elsewhere: known by the file's own bytes
+    copy.parent.mkdir()
+    copy.write_bytes(b"three" * 50)
+    assert "test scene tile_3/p" in scene_note(card, copy, copy)
+    assert scene_note(card, "q.jpg", b"two" * 50) is None  # another name
+    assert scene_note({**card, "config": {"data": {"root": str(tmp_path / "gone")}}}, "p.jpg", b"two" * 50) is None
+
+    torch.manual_seed(0)
+    model_card = make_card(arch="deeplabv3plus", encoder="resnet18", classes=[{"name": "a", "color": [0, 0, 0]},
+                                                                              {"name": "b", "color": [9, 9, 9]}])
+    model_card.update(card)
+    save_seg_checkpoint(tmp_path / "m.safetensors", build_seg_model(model_card).eval(), model_card)
+    seg = SimpleNamespace(model={"path": str(tmp_path / "m.safetensors")}, notes=["kept"])
+    note_scene(seg, "p.jpg", b"two" * 50)
+    note_scene(seg, "p.jpg", b"two" * 50)  # once, however often asked
+    assert seg.notes[0] == "kept" and len(seg.notes) == 2 and "training scene images/tile_2/p" in seg.notes[1]

@@ -54,6 +54,7 @@ from core.store.checkpoint import CheckpointError  # noqa: E402
 from core.imaging.imageio import ImageError, generated_png, read_image  # noqa: E402
 from core.seg.infer import check_tile, overlap_pixels  # noqa: E402
 from core.seg.label_score import LabelMaskError, score_label_file  # noqa: E402
+from core.seg.scene_role import note_scene  # noqa: E402
 from core.seg.segment import segment_choosing  # noqa: E402
 from core.seg.segmentation_result import Segmentation  # noqa: E402
 from workbench.gradio_outputs import (DISPLAY_SIDE, LABEL_COLUMNS, Outputs, api_areas, info_markdown,  # noqa: E402
@@ -149,6 +150,7 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
                     loaded, net.entries, net.cache, given=net.given, device=net.device, tile=tile,
                     overlap=float(overlap), tta=bool(tta), progress=deadline.wrap(
                         lambda done, total: progress((done, total), desc="Segmenting", unit="windows")))
+                note_scene(seg, name, path)  # one of the model's own scenes: its score is no unseen score
                 with net.lock:
                     net.remember(key, seg)
         except (WorkStopped, ImageError, CheckpointError) as err:
@@ -194,7 +196,7 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
             raise
         finally:
             give_back_memory()
-        return label_markdown(Path(labels).name, scored, seg.classes), label_table(scored, seg.classes)
+        return label_markdown(Path(labels).name, scored, seg), label_table(scored, seg.classes)
 
     def no_label_score() -> tuple[str, Any]:
         return "", pd.DataFrame(columns=LABEL_COLUMNS)

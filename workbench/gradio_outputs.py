@@ -38,21 +38,30 @@ def api_areas(seg: Segmentation) -> Any:
 LABEL_COLUMNS = ["class", "IoU (%)", "label pixels"]
 
 
-def label_markdown(name: str, scored: LabelScore, classes: list[dict[str, Any]]) -> str:
-    """The scores against a label mask in a few words (the page's summary)."""
+def label_markdown(name: str, scored: LabelScore, seg: Segmentation) -> str:
+    """The scores against a label mask in a few words (the page's summary), with what a score needs beside it: the
+    model that made it, the out-of-domain warning and the notes (a scene the model saw is no unseen score), so a
+    client calling only the score still gets them."""
     s = scored.scores
     text = (f"**{name}**: mIoU **{100 * s.miou:.1f} %**, pixel accuracy **{100 * s.overall_accuracy:.1f} %** "
             f"(read as {scored.how}; {100 * scored.left_out:.1f} % left out: ignore value, colours of no class, no data)")
-    note = scored.absent_note(classes)
-    return (text + (f"\n\n{100 * scored.unknown:.1f} % of the mask's pixels are no class of this model."
-                    if scored.unknown > 0.001 else "") + (f"\n\nℹ️ {note}" if note else ""))
+    note = scored.absent_note(seg.classes)
+    lines = [text + (f"\n\n{100 * scored.unknown:.1f} % of the mask's pixels are no class of this model."
+                     if scored.unknown > 0.001 else "") + (f"\n\nℹ️ {note}" if note else "")]
+    if seg.model:
+        lines.append(f"- model {seg.model_line('**')}")
+    lines += [f"- {n}" for n in seg.notes]
+    if seg.warning:
+        lines.insert(0, f"⚠️ **{seg.warning}**\n")
+    return "\n".join(lines)
 
 
 def label_table(scored: LabelScore, classes: list[dict[str, Any]]) -> Any:
     """IoU per class (%; empty where the class is in neither the labels nor the prediction) and its label pixels."""
     rows = scored.iou_rows(classes)
+    # object columns: an empty IoU stays None, JSON's null (a float column makes it NaN, which strict parsers refuse)
     return pd.DataFrame([[r["class"], None if r["iou"] is None else round(100 * r["iou"], 2), r["label pixels"]]
-                         for r in rows], columns=LABEL_COLUMNS)
+                         for r in rows], columns=LABEL_COLUMNS, dtype=object)
 
 
 def info_markdown(name: str, seg: Segmentation, pixel_size_m: float | None) -> str:

@@ -3,14 +3,19 @@ unseen score, and a user scoring a file of the model's own data set must be told
 
 Why by path: a card names its scenes as the data set does (``tile_2/image_part_003``, ``train/10233``); the file of
 such a scene ends with those parts (``.../tile_2/image_part_003.jpg``; DeepGlobe adds a suffix: ``10233_sat.jpg``).
-An upload has a bare file name, which several tiles share, so only a whole path is matched.
+An upload (or a copy elsewhere) has a bare file name, which several tiles share: where the card's data set is on this
+machine, its files of that name are compared with the image's bytes, and the one that is the same file names it.
 """
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..data.seg_base import resolve_root
+
+MAX_WALK = 20_000  # files looked at for a same-named copy in the data set's folder (a small labeled set: a few hundred)
 
 WORDS = {"training": "the model was trained on it, so its score is no unseen score",
          "validation": "it was watched during the model's fine-tuning, so its score is no unseen score",
@@ -29,16 +34,61 @@ def _names(value: Any) -> list[str]:
     return [str(v) for v in value] if isinstance(value, list) else []
 
 
-def _under(path: Path, card: dict[str, Any]) -> bool:
-    """Whether ``path`` lies in the folder of the card's data set (on this machine)."""
+def _data_root(card: dict[str, Any]) -> Path | None:
+    """The folder of the card's data set on this machine, if it is here."""
     config = card.get("config") if isinstance(card.get("config"), dict) else {}
     root = (config.get("data") or {}).get("root") if isinstance(config.get("data"), dict) else None
-    if not root:
-        return False
     try:
-        return path.resolve().is_relative_to(resolve_root(root))
+        found = resolve_root(root) if root else None
+        return found if found is not None and found.is_dir() else None
+    except (OSError, ValueError):
+        return None
+
+
+def _under(path: Path, card: dict[str, Any]) -> bool:
+    """Whether ``path`` lies in the folder of the card's data set (on this machine)."""
+    root = _data_root(card)
+    try:
+        return root is not None and path.resolve().is_relative_to(root)
     except (OSError, ValueError):
         return False
+
+
+def _digest(content: bytes | Path) -> str:
+    h = hashlib.sha256()
+    if isinstance(content, bytes):
+        h.update(content)
+    else:
+        with open(content, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def same_file_in_data(card: dict[str, Any], name: str, content: bytes | Path) -> Path | None:
+    """The file of the card's data set named ``name`` (a bare file name) whose bytes are ``content``'s, if any."""
+    root = _data_root(card)
+    if root is None:
+        return None
+    try:
+        size = len(content) if isinstance(content, bytes) else Path(content).stat().st_size
+    except OSError:
+        return None
+    want, seen, digest = Path(name).name, 0, None
+    for folder, _, files in os.walk(root):
+        seen += len(files)
+        if want in files:
+            candidate = Path(folder) / want
+            try:
+                if candidate.stat().st_size == size:
+                    digest = digest or _digest(content)
+                    if _digest(candidate) == digest:
+                        return candidate
+            except OSError:
+                pass
+        if seen > MAX_WALK:
+            return None
+    return None
 
 
 def scene_role(card: dict[str, Any], path: str | Path) -> tuple[str, str] | None:
@@ -60,10 +110,30 @@ def scene_role(card: dict[str, Any], path: str | Path) -> tuple[str, str] | None
     return None
 
 
-def scene_note(card: dict[str, Any], path: str | Path) -> str | None:
-    """A line for the outputs when the image is one of the card's scenes."""
+def scene_note(card: dict[str, Any], path: str | Path, content: bytes | Path | None = None) -> str | None:
+    """A line for the outputs when the image is one of the card's scenes: by its path, else (``content``: its bytes or
+    the file holding them, e.g. an upload whose ``path`` is only its name) by a same file in the card's data set."""
     found = scene_role(card, path)
+    if found is None and content is not None:
+        copy = same_file_in_data(card, Path(path).name, content)
+        found = scene_role(card, copy) if copy is not None else None
     if found is None:
         return None
     role, name = found
     return f"this image is {role} scene {name} of the model; {WORDS[role]}"
+
+
+def note_scene(seg: Any, name: str | Path, content: bytes | Path | None = None) -> None:
+    """Add ``scene_note`` of the segmentation's model to its notes (a score on a scene the model saw is no unseen
+    score: said in every output, the command line's, the page's and the demo's)."""
+    from ..store.checkpoint import read_metadata
+
+    path = (seg.model or {}).get("path")
+    if not path:
+        return
+    try:
+        card = read_metadata(Path(path))["card"]
+    except Exception:  # noqa: BLE001 - a model that segmented has a card; if it cannot be read again, no note
+        return
+    if (seen := scene_note(card, name, content)) is not None and seen not in seg.notes:
+        seg.notes.append(seen)

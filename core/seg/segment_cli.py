@@ -35,11 +35,11 @@ from tqdm.auto import tqdm
 from ..device import pick_device
 from ..imaging.budget import DEFAULT_MAX_MEGAPIXELS, MAX_MEGAPIXELS_ENV, max_pixels
 from ..imaging.imageio import ImageError, read_image
-from ..store.checkpoint import CheckpointError, read_metadata
+from ..store.checkpoint import CheckpointError
 from .infer import check_tile, overlap_pixels
 from .label_score import LabelMaskError, LabelScore, score_label_file
 from .model_choice import ModelCache, given_model
-from .scene_role import scene_note
+from .scene_role import note_scene
 from .segment import segment_choosing
 from .segmentation_result import Segmentation, write_outputs
 from .segmodel import load_seg_model
@@ -247,8 +247,7 @@ def _run(args: argparse.Namespace) -> int:
                                    resample=not args.no_resample, borders=not args.keep_borders, tile=args.tile,
                                    overlap=args.overlap, batch_size=args.batch_size, tta=args.tta,
                                    progress=progress)
-            if (seen := scene_note(read_metadata(Path(seg.model["path"]))["card"], path)) is not None:
-                seg.notes.append(seen)  # a score on a scene the model saw is no unseen score: said in every output
+            note_scene(seg, path, path)  # a copy elsewhere too, where the card's data set is on this machine
             scored, why = _score_labels(seg, args.labels[k]) if args.labels else (None, None)
             outputs = write_outputs(seg, args.out, stem, str(path))
         except KeyboardInterrupt:
