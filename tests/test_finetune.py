@@ -150,8 +150,11 @@ def test_compare_crosses_seeds_reports_paired_intervals_and_resumes(roots: Path,
         seen = set(json.loads((r.path / "data.json").read_text())["pretrain_scenes"])
         assert seen and not seen & test_scenes
     before = len(list_runs(roots))
+    out.unlink()
     assert compare_main(["--resume", str(cmp_run.path)]) == 0  # everything done: nothing is computed again
     assert len(list_runs(roots)) == before
+    # the resume writes the --out file the first command asked for, naming that command
+    assert f"Command: `python -m core.compare --config {compare_yaml(tmp_path)} --out {out}`" in out.read_text()
     # from the shell too: another process, whose pid the run's status does not name, resumes it
     shell = subprocess.run([sys.executable, "-m", "core.compare", "--resume", str(cmp_run.path)], cwd=ROOT,
                            capture_output=True, text=True, timeout=300)

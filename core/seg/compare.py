@@ -233,6 +233,9 @@ def keep_reading(path: Path, md: str) -> str:
     return md
 
 
+FIRST_COMMAND = "command.json"  # the command line that started the comparison, and its --out
+
+
 def _load(args: argparse.Namespace) -> tuple[CompareConfig, Run, Path]:
     if args.resume:
         out = open_run(args.resume)
@@ -296,6 +299,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     t0 = time.time()
+    if not args.resume:  # what a resume needs to finish the job as asked: the --out file, the command for the report
+        atomic_write_json(out_run.path / FIRST_COMMAND, {
+            "command": " ".join(["python -m core.compare", *(argv if argv is not None else sys.argv[1:])]),
+            "out": str(Path(args.out).resolve()) if args.out else None})
 
     def log(msg: str) -> None:
         out_run.log(msg)
@@ -331,24 +338,30 @@ def main(argv: list[str] | None = None) -> int:
     pre = pretrain_summary(comparison.units)
     minutes = (time.time() - t0) / 60
     command = " ".join(["python -m core.compare", *(argv if argv is not None else sys.argv[1:])])
+    first = out_run.read_json(FIRST_COMMAND) or {}
+    resumed = None
+    if args.resume and first.get("command"):  # the report names what made it, not only the resume
+        command, resumed = first["command"], command
+    out_path = args.out or first.get("out")  # a resume writes the --out file the first command asked for
     earlier = out_run.read_json("comparison.json") if args.resume else None
     if earlier and comparison.units.added == 0:  # a finished comparison drawn again: its own time and command
         minutes, command = earlier.get("minutes", minutes), earlier.get("command", command)
+        resumed = earlier.get("resumed_with")
         how_long = f"{minutes:.1f} min on this machine"
     else:
         how_long = f"{minutes:.1f} min on this machine" + (" since the last resume" if args.resume else "")
     md = to_markdown(cfg, summary, diffs, facts, pre, rows)
-    md += f"\nCommand: `{command}` ({how_long}).\n"
+    md += f"\nCommand: `{command}`" + (f", resumed with `{resumed}`" if resumed else "") + f" ({how_long}).\n"
     result = {"name": cfg.name, "eval": cfg.eval, "config": cfg.model_dump(mode="json"), "splits": facts,
               "pretraining": pre, "methods": summary, "differences": diffs, "units": rows, "minutes": round(minutes, 2),
-              "command": command}
+              "command": command, **({"resumed_with": resumed} if resumed else {})}
     atomic_write_bytes(out_run.path / "results.csv", to_csv(rows).encode())
     atomic_write_bytes(out_run.path / "summary.csv", to_csv(summary).encode())
     atomic_write_json(out_run.path / "comparison.json", result)
     atomic_write_bytes(out_run.path / "table.md", md.encode())
-    if args.out:
-        atomic_write_bytes(Path(args.out), keep_reading(Path(args.out), md).encode())
-        atomic_write_json(Path(args.out).with_suffix(".json"), portable(result))  # shared: no machine paths
+    if out_path:
+        atomic_write_bytes(Path(out_path), keep_reading(Path(out_path), md).encode())
+        atomic_write_json(Path(out_path).with_suffix(".json"), portable(result))  # shared: no machine paths
     out_run.write_status(state="completed", ended=time.time(), kind="compare")
     unlock_run(out_run)
     print(md)
