@@ -324,7 +324,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         out_run.write_status(state="stopped", ended=time.time())
-        log(f"stopped; continue with: python -m core.compare --resume {out_run.path}")
+        log(f"stopped; finished units are kept, a unit cut short starts again (its run folder stays, marked "
+            f"stopped); continue with: python -m core.compare --resume {out_run.path}")
         unlock_run(out_run)
         return 130
     except BaseException as err:
