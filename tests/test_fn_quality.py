@@ -284,6 +284,11 @@ def test_every_detector_is_scored_from_the_shell_and_two_runs_compare_on_shared_
     assert reports["oracle"]["detector"]["label"] == "oracle (uses labels) + fncc"
     assert reports["oracle"]["precision"] == 1.0 and "reads the labels" in " ".join(reports["oracle"]["notes"])
     assert "NOTE: the oracle detector reads the labels" in report_lines(reports["oracle"])[1]
+    assert "precision: the share of a selector's pairs whose two tiles have the same dominant class" in \
+        report_lines(reports["oracle"])[2]
+    gate_shut = {**reports["oracle"], "calibrated": {"pairs": 0}, "pairs_flagged": 10}  # FNCC treated nothing
+    assert "none: FNCC's gate opened for none of the 10 flags (the run trained as its base method)" in \
+        "\n".join(report_lines(gate_shut))
 
     side = compare_flags(near, oracle)
     assert side.same_batches and side.differences == [] and side.shared_steps == 2 and side.up_to == (2, None)

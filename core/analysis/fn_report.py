@@ -305,7 +305,8 @@ def report_lines(r: dict[str, Any]) -> list[str]:
             f"treatment {det['treatment']}), selection {r['selection']}, {r['pairs_flagged']} flagged pairs over "
             f"{r['steps_with_flags']} of {r['steps_rebuilt']} steps")
     lines = [head,
-             "same dominant class, 95% Wilson interval, on the run's own batches:"]
+             "precision: the share of a selector's pairs whose two tiles have the same dominant class (95% Wilson "
+             "interval), each selector on the run's own batches:"]
     if det["uses_labels"]:
         lines.insert(1, f"NOTE: {ORACLE_NOTE}")
     cross = r.get("cross_scene", {})
@@ -313,11 +314,19 @@ def report_lines(r: dict[str, Any]) -> list[str]:
         if name in r["selectors"]:
             x = f"   cross-scene {_fmt(cross.get(name))}" if name in cross else ""
             lines.append(f"  {selector_label(name, r):<34} {_fmt(r['selectors'][name])}{x}")
-    lines.append(f"  {treated_label(det['treatment']):<34} {_fmt(r['calibrated'])}")
-    lines.append(f"  {'same-scene flags only':<34} {_fmt(r['same_scene'])}")
+    treated = _fmt(r["calibrated"])
+    if treated == "n/a" and r["pairs_flagged"]:  # none treated: the run was its base method in effect
+        treated = (f"none: FNCC's gate opened for none of the {r['pairs_flagged']} flags (the run trained as its base "
+                   "method)") if det["treatment"] == "fncc" else "none"
+    lines.append(f"  {treated_label(det['treatment']):<34} {treated}")
+    same = _fmt(r["same_scene"])
+    same = same if same != "n/a" else "none: no flag paired two labeled tiles of one scene"
+    lines.append(f"  {'same-scene flags only':<34} {same}")
     rec = r["recall_detail"]
-    lines.append(f"base rate (two random tiles of the set): {r['base_rate']:.3f}; recall {rec['hits']:.0f} of "
-                 f"{rec['pairs']} same-class pairs offered = {r['recall'] if r['recall'] is not None else float('nan'):.4f}")
+    lines.append(f"base rate (two random tiles of the whole set): {r['base_rate']:.3f}, beside 'random negative', the "
+                 "same rate over the batches' own negatives; recall "
+                 f"{rec['hits']:.0f} of {rec['pairs']} same-class pairs offered = "
+                 f"{r['recall'] if r['recall'] is not None else float('nan'):.4f}")
     if r["excluded_unlabeled"] or r["tiles_without_class"]:
         lines.append(f"left out: {r['excluded_unlabeled']} pairs with a tile without labeled pixels "
                      f"({r['tiles_without_class']} such tiles)")
