@@ -45,7 +45,8 @@ def test_a_comparison_gets_every_detectors_flags_beside_its_mIoU(store_base: Pat
     assert row["delta_miou_points"]["mean"] == 1.5
     assert report_main([str(cmp_path), "--no-encoder"]) == 0
     text = capsys.readouterr().out
-    assert "| SimCLR + FALSE (global) | 2 | " in text and "+1.50 [-0.50, +3.50] within noise" in text
+    assert f"| SimCLR + FALSE (global) | 2 | {single['pairs']} | " in text  # a small sd is read beside the pairs
+    assert "+1.50 [-0.50, +3.50] within noise" in text
     assert "Across scenes only" in text and "| SimCLR |" not in text
 
 
