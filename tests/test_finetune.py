@@ -155,6 +155,9 @@ def test_compare_crosses_seeds_reports_paired_intervals_and_resumes(roots: Path,
     assert len(list_runs(roots)) == before
     # the resume writes the --out file the first command asked for, naming that command
     assert f"Command: `python -m core.compare --config {compare_yaml(tmp_path)} --out {out}`" in out.read_text()
+    (cmp_run.path / "comparison.json").unlink()  # as after a stop: the table is drawn anew, naming both commands
+    assert compare_main(["--resume", str(cmp_run.path)]) == 0
+    assert f"`, resumed with `python -m core.compare --resume {cmp_run.path}` (" in out.read_text()
     # from the shell too: another process, whose pid the run's status does not name, resumes it
     shell = subprocess.run([sys.executable, "-m", "core.compare", "--resume", str(cmp_run.path)], cwd=ROOT,
                            capture_output=True, text=True, timeout=300)
@@ -195,3 +198,18 @@ def test_compare_crosses_band_sets_and_pairs_each_with_the_first(roots: Path, tm
     pre = [r for r in list_runs(roots) if r.kind() == "pretrain"]
     assert sorted(r.config()["data"]["bands"] or [] for r in pre) == [["R", "G", "B"]] * 2 + [["R", "G", "B", "NIR"]] * 2
     assert all(u["split"] == "test" for u in result["units"]) and len(result["units"]) == 8
+
+
+def test_the_out_file_of_a_resume_is_skipped_or_one_line_when_it_cannot_be_written(tmp_path: Path) -> None:
+    """A resume writes the first command's --out; where that folder is gone, or the write fails, the comparison is
+    still complete and says so in one line (the table stays in the run folder)."""
+    from core.seg.compare import _write_out
+
+    said: list[str] = []
+    _write_out(tmp_path / "gone/table.md", "## Generated\n", {}, said.append, given=False)
+    assert said == [f"not writing {tmp_path / 'gone/table.md'}, the --out of the first command: its folder is gone"]
+    (tmp_path / "table.md").mkdir()  # a folder where the file should go: the write fails
+    _write_out(tmp_path / "table.md", "## Generated\n", {}, said.append, given=True)
+    assert said[-1].startswith(f"could not write {tmp_path / 'table.md'}: ") and "table.md" in said[-1]
+    _write_out(tmp_path / "ok.md", "## Generated\n", {"a": 1}, said.append, given=False)
+    assert (tmp_path / "ok.md").read_text() == "## Generated\n" and said[-1].startswith("wrote ")

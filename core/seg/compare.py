@@ -30,7 +30,7 @@ from typing import Any
 from ..config import ConfigError, config_to_yaml, load_config, validate_config
 from ..data import DataError
 from ..store.lifecycle import StopFlag, parse_run_args, prepared_run, record_early_failure
-from ..store.portable import portable
+from ..store.portable import portable, portable_path
 from ..store.runs import NotARunError, Run, atomic_write_bytes, atomic_write_json, create_run, open_run, runs_root
 from ..store.run_lock import RunBusyError, lock_run, unlock_run
 from .compare_config import (RANDOM_SEED_STRIDE, CompareConfig, band_label, band_overrides,  # noqa: F401 (re-exported)
@@ -236,6 +236,22 @@ def keep_reading(path: Path, md: str) -> str:
 FIRST_COMMAND = "command.json"  # the command line that started the comparison, and its --out
 
 
+def _write_out(path: Path, md: str, result: dict[str, Any], log: Any, given: bool) -> None:
+    """The ``--out`` file (the reading above its ``## Generated`` heading kept) and its JSON, without machine paths.
+    A resume's stored ``--out`` whose folder is gone is skipped; a failed write is one line (the run is complete)."""
+    if not given and not path.parent.is_dir():
+        log(f"not writing {path}, the --out of the first command: its folder is gone")
+        return
+    try:
+        atomic_write_bytes(path, keep_reading(path, portable_path(md)).encode())
+        atomic_write_json(path.with_suffix(".json"), portable(result))
+    except OSError as err:
+        log(f"could not write {path}: {err.strerror or err} (the table is in the run folder: table.md)")
+        return
+    if not given:
+        log(f"wrote {path}, the --out of the first command")
+
+
 def _load(args: argparse.Namespace) -> tuple[CompareConfig, Run, Path]:
     if args.resume:
         out = open_run(args.resume)
@@ -361,8 +377,10 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_json(out_run.path / "comparison.json", result)
     atomic_write_bytes(out_run.path / "table.md", md.encode())
     if out_path:
-        atomic_write_bytes(Path(out_path), keep_reading(Path(out_path), md).encode())
-        atomic_write_json(Path(out_path).with_suffix(".json"), portable(result))  # shared: no machine paths
+        _write_out(Path(out_path), md, result, log, given=bool(args.out))
+    elif args.resume and not first:
+        log(f"no {FIRST_COMMAND} (a comparison started before resumes kept its --out): give --out again to write "
+            "the table to a file")
     out_run.write_status(state="completed", ended=time.time(), kind="compare")
     unlock_run(out_run)
     print(md)
