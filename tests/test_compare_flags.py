@@ -46,6 +46,7 @@ def test_a_comparison_gets_every_detectors_flags_beside_its_mIoU(store_base: Pat
     assert report_main([str(cmp_path), "--no-encoder"]) == 0
     text = capsys.readouterr().out
     assert f"| SimCLR + FALSE (global) | 2 | {single['pairs']} | " in text  # a small sd is read beside the pairs
+    assert f"| SimCLR + FALSE (global) | 2 | {single['cross_scene']['flags']['pairs']} | " in text.split("Across")[1]
     assert "+1.50 [-0.50, +3.50] within noise" in text
     assert "Across scenes only" in text and "| SimCLR |" not in text
 

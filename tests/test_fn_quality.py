@@ -286,7 +286,9 @@ def test_every_detector_is_scored_from_the_shell_and_two_runs_compare_on_shared_
     assert "NOTE: the oracle detector reads the labels" in report_lines(reports["oracle"])[1]
     assert "precision: the share of a selector's pairs whose two tiles have the same dominant class" in \
         report_lines(reports["oracle"])[2]
-    gate_shut = {**reports["oracle"], "calibrated": {"pairs": 0}, "pairs_flagged": 10}  # FNCC treated nothing
+    assert reports["oracle"]["pairs_treated"] >= reports["oracle"]["calibrated"]["pairs"]
+    gate_shut = {**reports["oracle"], "calibrated": {"pairs": 0}, "pairs_flagged": 10, "pairs_treated": 0}
+    assert "2 treated pairs holds a tile without" in "\n".join(report_lines({**gate_shut, "pairs_treated": 2}))
     assert "none: FNCC's gate opened for none of the 10 flags (the run trained as its base method)" in \
         "\n".join(report_lines(gate_shut))
 

@@ -1,5 +1,5 @@
-"""FALSE's default (detector ``fnsd``, treatment ``fncc``) stays bit-identical to the loss it was before detectors and
-treatments became two choices (issue 27): the losses of fixed batches, and of the first steps of real runs, are
+"""FALSE's default (detector ``fnsd``, treatment ``fncc``) stays the loss it was before detectors and treatments
+became two choices (issue 27): the losses of fixed batches, and of the first steps of real runs, are
 pinned to the values the code gave before that change (CPU, 2 threads; fixed batches to 1e-6, a few float32 ulps,
 since the matrix products' last bits differ by processor (AVX-512 or not); runs to 2e-5, as their convolution kernels
 differ more; flag counts exactly)."""

@@ -71,7 +71,7 @@ def test_an_upload_with_a_bare_name_is_known_by_its_bytes_where_the_data_set_is_
 
     import torch
 
-    from core.seg.scene_role import note_scene, same_file_in_data
+    from core.seg.scene_role import note_scene, same_files_in_data
     from core.seg.segmodel import build_seg_model, make_card, save_seg_checkpoint
 
     root = tmp_path / "set"
@@ -80,14 +80,18 @@ def test_an_upload_with_a_bare_name_is_known_by_its_bytes_where_the_data_set_is_
         (root / "images" / tile / "p.jpg").write_bytes(content)
     card = {"domain": {"training_scenes": 2, "test_scenes": ["tile_3/p"]},
             "config": {"data": {"name": "folder", "root": str(root)}}}
-    assert same_file_in_data(card, "p.jpg", b"four" * 50) == root / "images/tile_4/p.jpg"
-    assert same_file_in_data(card, "p.jpg", b"fouR" * 50) is None  # same size, other bytes
+    assert same_files_in_data(card, "p.jpg", b"four" * 50) == [root / "images/tile_4/p.jpg"]
+    assert same_files_in_data(card, "p.jpg", b"fouR" * 50) == []  # same size, other bytes
     assert "training scene images/tile_4/p of the model" in scene_note(card, "p.jpg", b"four" * 50)
     copy = tmp_path / "downloads/p.jpg"  # a copy elsewhere: known by the file's own bytes
     copy.parent.mkdir()
     copy.write_bytes(b"three" * 50)
     assert "test scene tile_3/p" in scene_note(card, copy, copy)
     assert scene_note(card, "q.jpg", b"two" * 50) is None  # another name
+    (root / "backup").mkdir()  # a same copy in the set that is no scene does not hide the scene
+    (root / "backup/p.jpg").write_bytes(b"three" * 50)
+    assert {p.parent.name for p in same_files_in_data(card, "p.jpg", copy)} == {"backup", "tile_3"}
+    assert "test scene tile_3/p" in scene_note(card, "p.jpg", b"three" * 50)
     assert scene_note({**card, "config": {"data": {"root": str(tmp_path / "gone")}}}, "p.jpg", b"two" * 50) is None
 
     torch.manual_seed(0)
@@ -99,3 +103,5 @@ def test_an_upload_with_a_bare_name_is_known_by_its_bytes_where_the_data_set_is_
     note_scene(seg, "p.jpg", b"two" * 50)
     note_scene(seg, "p.jpg", b"two" * 50)  # once, however often asked
     assert seg.notes[0] == "kept" and len(seg.notes) == 2 and "training scene images/tile_2/p" in seg.notes[1]
+    note_scene(seg, "", b"two" * 50)  # no name: no note, no error
+    note_scene(SimpleNamespace(model={"path": str(tmp_path / "gone.safetensors")}, notes=[]), "p.jpg", b"x")

@@ -150,9 +150,9 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
                     loaded, net.entries, net.cache, given=net.given, device=net.device, tile=tile,
                     overlap=float(overlap), tta=bool(tta), progress=deadline.wrap(
                         lambda done, total: progress((done, total), desc="Segmenting", unit="windows")))
-                note_scene(seg, name, path)  # one of the model's own scenes: its score is no unseen score
                 with net.lock:
                     net.remember(key, seg)
+            note_scene(seg, name, path)  # one of the model's scenes (no unseen score); a kept result too: by name
         except (WorkStopped, ImageError, CheckpointError) as err:
             failure, unexpected = f"{name}: {err}", False
         except MemoryError:

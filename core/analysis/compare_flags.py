@@ -62,7 +62,9 @@ def comparison_flags(comparison: Run, use_encoder: bool = True, progress: Progre
             row[scope] = {s: _mean_sd([r[key][s]["precision"] for r in reports
                                        if (r.get(key) or {}).get(s, {}).get("precision") is not None])
                           for s in SELECTORS}
-        row["pairs_per_run"] = statistics.fmean(r.get("pairs") or 0 for r in reports)
+        row["pairs_per_run"] = statistics.fmean(r.get("pairs") or 0 for r in reports)  # the scored flags
+        row["cross_scene_pairs_per_run"] = statistics.fmean(
+            ((r.get("cross_scene") or {}).get("flags") or {}).get("pairs") or 0 for r in reports)
         row["miou"] = {k: miou.get(method, {}).get(k) for k in ("miou_mean", "miou_sd")}
         diff = differences.get(method)
         row["delta_miou_points"] = diff["miou_points"] if diff else None
@@ -90,11 +92,12 @@ def to_markdown(table: dict[str, Any]) -> str:
              "selectors that pick as many negatives in the very same batches.", ""]
     for scope, title in (("all", "All flags"), ("cross_scene", "Across scenes only (both tiles from different scenes)")):
         lines += [f"**{title}**", "",
-                  "| method | runs | flagged pairs per run | flags | random | colour stats | run's encoder | "
+                  "| method | runs | scored pairs per run | flags | random | colour stats | run's encoder | "
                   "oracle (labels) | Δ mIoU vs base (points) |", "|---|---|---|---|---|---|---|---|---|"]
         for row in table["methods"]:
             cells = [_pct(row[scope][s]) for s in SELECTORS]
-            lines.append(f"| {row['label']} | {row['runs']} | {row['pairs_per_run']:.0f} | " + " | ".join(cells)
+            pairs = row["pairs_per_run" if scope == "all" else "cross_scene_pairs_per_run"]
+            lines.append(f"| {row['label']} | {row['runs']} | {pairs:.0f} | " + " | ".join(cells)
                          + f" | {_delta(row['delta_miou_points'])} |")
         lines.append("")
     lines.append("flags: the detector's own picks during pretraining (on augmented views, with the encoder of that "

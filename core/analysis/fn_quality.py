@@ -154,6 +154,7 @@ class FlagQuality:
     tiles: int
     tiles_without_class: int
     notes: list[str] = field(default_factory=list)
+    pairs_treated: int = 0  # records the treatment acted on (FNCC: its gate opened), labeled or not
 
     @property
     def precision(self) -> Proportion:
@@ -173,6 +174,7 @@ class FlagQuality:
             "excluded_unlabeled": self.excluded_unlabeled, "excluded_mirrored": self.excluded_mirrored,
             "steps_with_flags": self.steps_with_flags, "steps_rebuilt": self.steps_rebuilt, "tiles": self.tiles,
             "tiles_without_class": self.tiles_without_class, "notes": list(self.notes),
+            "pairs_treated": self.pairs_treated,
         }
 
 
@@ -311,7 +313,8 @@ def score_flags(pairs: pd.DataFrame, steps: Iterable[StepCandidates], classes: n
         same_scene=same_scene.overall(), recall=recall, base_rate=base_rate, pairs_flagged=len(pairs),
         pairs_scored=selectors["flags"].total, excluded_unlabeled=int(unlabeled), excluded_mirrored=int(mirrored.sum()),
         steps_with_flags=len(by_step), steps_rebuilt=n_rebuilt, tiles=len(classes),
-        tiles_without_class=int((classes == NO_CLASS).sum()), notes=notes)
+        tiles_without_class=int((classes == NO_CLASS).sum()), notes=notes,
+        pairs_treated=int(pairs["calibrated"].astype(bool).sum()) if "calibrated" in pairs else 0)
 
 
 def _key(a: int, c: int, ordered: bool) -> tuple[int, int]:

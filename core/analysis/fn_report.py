@@ -314,10 +314,12 @@ def report_lines(r: dict[str, Any]) -> list[str]:
         if name in r["selectors"]:
             x = f"   cross-scene {_fmt(cross.get(name))}" if name in cross else ""
             lines.append(f"  {selector_label(name, r):<34} {_fmt(r['selectors'][name])}{x}")
-    treated = _fmt(r["calibrated"])
-    if treated == "n/a" and r["pairs_flagged"]:  # none treated: the run was its base method in effect
+    treated, acted = _fmt(r["calibrated"]), r.get("pairs_treated")
+    if treated == "n/a" and r["pairs_flagged"] and acted == 0:  # none treated: the run was its base method in effect
         treated = (f"none: FNCC's gate opened for none of the {r['pairs_flagged']} flags (the run trained as its base "
                    "method)") if det["treatment"] == "fncc" else "none"
+    elif treated == "n/a" and acted:
+        treated = f"n/a: each of the {acted} treated pairs holds a tile without labeled pixels"
     lines.append(f"  {treated_label(det['treatment']):<34} {treated}")
     same = _fmt(r["same_scene"])
     same = same if same != "n/a" else "none: no flag paired two labeled tiles of one scene"

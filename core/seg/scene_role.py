@@ -65,30 +65,31 @@ def _digest(content: bytes | Path) -> str:
     return h.hexdigest()
 
 
-def same_file_in_data(card: dict[str, Any], name: str, content: bytes | Path) -> Path | None:
-    """The file of the card's data set named ``name`` (a bare file name) whose bytes are ``content``'s, if any."""
-    root = _data_root(card)
-    if root is None:
-        return None
+def same_files_in_data(card: dict[str, Any], name: str, content: bytes | Path) -> list[Path]:
+    """The files of the card's data set named ``name`` (a bare file name) whose bytes are ``content``'s (a backup copy
+    inside the set is one more); ``content`` itself when it is a file there is left out (it is found by its path)."""
+    root, want = _data_root(card), Path(name).name
+    if root is None or not want:
+        return []
     try:
         size = len(content) if isinstance(content, bytes) else Path(content).stat().st_size
     except OSError:
-        return None
-    want, seen, digest = Path(name).name, 0, None
-    for folder, _, files in os.walk(root):
+        return []
+    found, seen, digest = [], 0, None
+    for folder, _, files in os.walk(root, followlinks=True):  # linked folders too; MAX_WALK bounds a loop
         seen += len(files)
         if want in files:
             candidate = Path(folder) / want
             try:
-                if candidate.stat().st_size == size:
+                if candidate.stat().st_size == size and not (isinstance(content, Path) and candidate.samefile(content)):
                     digest = digest or _digest(content)
                     if _digest(candidate) == digest:
-                        return candidate
+                        found.append(candidate)
             except OSError:
                 pass
         if seen > MAX_WALK:
-            return None
-    return None
+            break
+    return found
 
 
 def scene_role(card: dict[str, Any], path: str | Path) -> tuple[str, str] | None:
@@ -115,8 +116,8 @@ def scene_note(card: dict[str, Any], path: str | Path, content: bytes | Path | N
     the file holding them, e.g. an upload whose ``path`` is only its name) by a same file in the card's data set."""
     found = scene_role(card, path)
     if found is None and content is not None:
-        copy = same_file_in_data(card, Path(path).name, content)
-        found = scene_role(card, copy) if copy is not None else None
+        roles = [r for c in same_files_in_data(card, Path(path).name, content) if (r := scene_role(card, c))]
+        found = min(roles, key=lambda r: r[0] == "training", default=None)  # a named held-out scene first
     if found is None:
         return None
     role, name = found
@@ -129,11 +130,11 @@ def note_scene(seg: Any, name: str | Path, content: bytes | Path | None = None) 
     from ..store.checkpoint import read_metadata
 
     path = (seg.model or {}).get("path")
-    if not path:
+    if not path or not Path(name).name:
         return
     try:
-        card = read_metadata(Path(path))["card"]
-    except Exception:  # noqa: BLE001 - a model that segmented has a card; if it cannot be read again, no note
+        seen = scene_note(read_metadata(Path(path))["card"], name, content)
+    except Exception:  # noqa: BLE001 - a note must never cost the user a finished segmentation
         return
-    if (seen := scene_note(card, name, content)) is not None and seen not in seg.notes:
+    if seen is not None and seen not in seg.notes:
         seg.notes.append(seen)
