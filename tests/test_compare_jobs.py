@@ -200,6 +200,15 @@ def test_a_stop_reaches_every_unit_running_at_once(empty_store: Path) -> None:
     assert run.state() == "stopped", (run.status(), run.log_text()[-2000:])
     assert sorted(u.state() for u in units()) == ["stopped", "stopped"]  # each kept its checkpoint; none left running
     assert not any(u.is_live() for u in units())
+    # a resume continues each unit cut short in its own folder, from its checkpoint: no new folder, no step lost
+    stopped_at = {u.id: u.status()["step"] for u in units()}
+    launch.resume(run)
+    _wait(run, lambda: run.log_text().count("continued in") == 2
+          and all(u.state() == "running" and u.status().get("step", 0) > stopped_at[u.id] for u in units()))
+    assert {u.id for u in units()} == set(stopped_at)
+    assert all(f"resumed from step {stopped_at[u.id]}" in u.log_text() for u in units())
+    assert launch.stop(run)
+    _wait(run, lambda: not run.is_live() and not any(u.is_live() for u in units()))
 
 
 def test_a_stop_reaches_the_evaluation_units_running_at_once(empty_store: Path) -> None:

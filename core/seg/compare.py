@@ -126,9 +126,10 @@ class Comparison:
                 if split_variant(m)[0] != "random" and not self.units.get("pretrain", m, pseed):
                     pre = ("pretrain", m, pseed, None)
                     units.append(UnitJob(pre, "pretrain", f"{m} p{pseed}",
-                                         partial(pretrain_config, self.cfg, m, pseed, self.extra), self.root))
+                                         partial(pretrain_config, self.cfg, m, pseed, self.extra), self.root,
+                                         resume=self.units.cut_short(pre)))
                 units += [UnitJob(("eval", m, pseed, s), kind, f"{m} p{pseed} s{s}", partial(self._eval_config, m,
-                                  pseed, s), eval_root, after=pre)
+                                  pseed, s), eval_root, after=pre, resume=self.units.cut_short(("eval", m, pseed, s)))
                           for s in self.cfg.seeds if not self.units.get("eval", m, pseed, s)]
         return units
 
@@ -147,7 +148,8 @@ class Comparison:
         pending = self.pending()
         if not pending:
             return
-        running = run_at_once(pending, self.jobs, self.log, check=self.stop.check)
+        running = run_at_once(pending, self.jobs, self.log, check=self.stop.check,
+                              started=lambda unit, run: self.units.mark_started(unit.key, run.path))
         try:
             for unit, run in running:
                 _, method, pseed, seed = unit.key
@@ -340,8 +342,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         out_run.write_status(state="stopped", ended=time.time())
-        log(f"stopped; finished units are kept, a unit cut short starts again (its run folder stays, marked "
-            f"stopped); continue with: python -m core.compare --resume {out_run.path}")
+        cut = "continues in its folder from its checkpoint" if cfg.jobs > 1 else "starts again in a new folder"
+        log(f"stopped; finished units are kept, a unit cut short {cut}; continue with: python -m core.compare "
+            f"--resume {out_run.path}")
         unlock_run(out_run)
         return 130
     except BaseException as err:

@@ -11,6 +11,9 @@ from ..store.runs import Run, open_run, read_jsonl
 from .compare_config import CompareConfig, band_label, split_variant
 
 
+STARTED = "started.jsonl"  # the run folder of every unit started at once with others (``unit_jobs``)
+
+
 class CompareError(RuntimeError):
     """The comparison cannot go on; one line says why (finished units stay in the run folder)."""
 
@@ -34,6 +37,20 @@ class Units:
         self.run.append_jsonl("units.jsonl", [unit])
         self.done[self._key(unit)] = unit
         self.added += 1
+
+    def mark_started(self, key: tuple, path: Path) -> None:
+        """A unit's run folder, once made (``started.jsonl``): a unit cut short by a stop is continued there."""
+        kind, method, pretrain_seed, seed = key
+        self.run.append_jsonl(STARTED, [{"kind": kind, "method": method, "pretrain_seed": pretrain_seed,
+                                         "seed": seed, "run": str(path)}])
+
+    def cut_short(self, key: tuple) -> Path | None:
+        """The run folder of a unit that started and did not finish (stopped, failed or died; not live), if any."""
+        rows = [r for r in read_jsonl(self.run.path / STARTED) if self._key(r) == tuple(key)]
+        if not rows or not Path(rows[-1]["run"]).is_dir():
+            return None
+        run = Run(Path(rows[-1]["run"]))
+        return run.path if not run.is_live() and run.state() in ("stopped", "failed", "died") else None
 
 
 def reused_run(cfg: CompareConfig, method: str, pretrain_seed: int) -> Path | None:

@@ -29,7 +29,7 @@ import torch
 
 from ..config import config_to_yaml
 from ..store import launch
-from ..store.runs import Run, create_run
+from ..store.runs import Run, create_run, open_run
 
 STOP_WAIT_S = 300  # a stopped unit writes its checkpoint before it exits
 WHAT = {"pretrain": "pretraining", "probe": "probe", "finetune": "fine-tuning"}  # a unit's kind in the log's words
@@ -54,6 +54,7 @@ class UnitJob:
     config: Callable[[], Any]
     root: Path  # where its run folder goes
     after: Key | None = None
+    resume: Path | None = None  # the run folder of this unit cut short by a stop: continued, not started again
 
 
 def machine_cores() -> int:
@@ -113,12 +114,26 @@ def _failure(unit: UnitJob, run: Run, code: int | None) -> UnitFailed:
                       "and console.txt)")
 
 
+def _start(unit: UnitJob, env: dict[str, str]) -> tuple[Run, Any]:
+    """A unit's run folder and process: a new folder, or (``unit.resume``) its folder of before, continued from its
+    last checkpoint as the app's Resume does."""
+    if unit.resume is not None:
+        run = open_run(unit.resume)
+        run.write_status(state="starting", error=None, ended=None, pid=os.getpid())
+        return run, launch._spawn(run, ["--resume", str(run.path), "--no-progress"], unit.kind, env=env)
+    cfg = unit.config()
+    run = create_run(cfg.name, config_to_yaml(cfg), unit.root, state="starting", kind=unit.kind)
+    return run, launch._spawn(run, ["--run-dir", str(run.path), "--no-progress"], unit.kind, env=env)
+
+
 def run_at_once(units: list[UnitJob], jobs: int, log: Callable[[str], None], poll_s: float = 0.5,
-                check: Callable[[], None] = lambda: None) -> Iterator[tuple[UnitJob, Run]]:
+                check: Callable[[], None] = lambda: None,
+                started: Callable[[UnitJob, Run], None] = lambda unit, run: None) -> Iterator[tuple[UnitJob, Run]]:
     """Run ``units`` at most ``jobs`` at a time, each started in list order once the unit it is ``after`` has been
-    yielded (and so recorded by the caller); yield each (unit, run folder) as it completes. A unit that fails or is
-    stopped from outside raises ``UnitFailed`` (the others are stopped first); ``check`` is called at every poll (the
-    comparison's stop check: whatever it raises stops every unit). Close the iterator when leaving it early."""
+    yielded (and so recorded by the caller); yield each (unit, run folder) as it completes. ``started(unit, run)``
+    when a unit's folder is made (so a later resume can continue it). A unit that fails or is stopped from outside
+    raises ``UnitFailed`` (the others are stopped first); ``check`` is called at every poll (the comparison's stop
+    check: whatever it raises stops every unit). Close the iterator when leaving it early."""
     gpus = torch.cuda.device_count()
     todo, done = list(units), set()
     running: dict[Any, tuple[UnitJob, Run, int]] = {}  # process -> (unit, run, slot)
@@ -133,12 +148,11 @@ def run_at_once(units: list[UnitJob], jobs: int, log: Callable[[str], None], pol
                 env = {"OMP_NUM_THREADS": str(threads)}
                 if gpus:
                     env["CUDA_VISIBLE_DEVICES"] = _gpu_of(slot, gpus)
-                cfg = unit.config()
-                run = create_run(cfg.name, config_to_yaml(cfg), unit.root, state="starting", kind=unit.kind)
-                log(f"{unit.label}: {WHAT[unit.kind]} into {run.path.name} ({len(running) + 1} of {jobs} at once, "
-                    f"{threads} thread{'s' if threads > 1 else ''}"
+                run, proc = _start(unit, env)
+                started(unit, run)
+                log(f"{unit.label}: {WHAT[unit.kind]} {'continued in' if unit.resume else 'into'} {run.path.name} "
+                    f"({len(running) + 1} of {jobs} at once, {threads} thread{'s' if threads > 1 else ''}"
                     + (f", GPU {env['CUDA_VISIBLE_DEVICES']})" if gpus else ")"))
-                proc = launch._spawn(run, ["--run-dir", str(run.path), "--no-progress"], unit.kind, env=env)
                 running[proc] = (unit, run, slot)
             if not running:  # only units waiting for one that is not in the list: a caller's mistake
                 raise UnitFailed(f"{todo[0].label}: waits for a unit that is not run ({todo[0].after})")
