@@ -296,3 +296,25 @@ def test_a_class_predicted_but_absent_from_the_mask_is_said_with_the_mean_over_t
     assert report["miou_of_mask_classes"] == pytest.approx(scored.miou_of_mask_classes())
     clean = score_labels(labels, png(labels), CLASSES)
     assert clean.absent_note(CLASSES) is None and clean.report(CLASSES)["predicted_not_in_mask"] == {}
+
+
+def test_a_mask_of_another_data_set_is_refused_not_scored_as_this_models_classes() -> None:
+    """The review kept a Dubai mask through a switch to the DeepGlobe model: DeepGlobe's on/off-at-128 rule read
+    Dubai's colours as DeepGlobe classes and scored 1.4 % with nothing left out. A channel between 64 and 192 is now
+    no class's, and a mask mostly of no class is refused in one line."""
+    deepglobe = [{"name": "urban", "color": [0, 255, 255]}, {"name": "agriculture", "color": [255, 255, 0]},
+                 {"name": "barren", "color": [255, 255, 255]}]
+    rule = {"threshold": True}
+    labels = truth()
+    own = np.asarray([c["color"] for c in deepglobe], np.uint8)[labels]
+    noisy = own.copy()
+    noisy[0] = np.where(noisy[0] > 0, 250, 4)  # a compressed mask's noise stays its class
+    assert score_labels(labels, png(noisy), deepglobe, rule=rule).scores.miou == 1.0
+    dubai = np.asarray([(60, 16, 152), (132, 41, 246), (254, 221, 58)], np.uint8)[labels]  # its vegetation: on/off
+    with pytest.raises(LabelMaskError, match=r"67 % of the label mask's pixels are of no class of this model as "
+                                             r"class colours \(e.g. \[.*\]\): is it a mask of another data set\?"):
+        score_labels(labels, png(dubai), deepglobe, rule=rule)
+    partly = own.copy()
+    partly[:5] = (60, 16, 152)  # a quarter of no class: scored, the rest said
+    result = score_labels(labels, png(partly), deepglobe, rule=rule)
+    assert result.unknown == pytest.approx(0.25) and result.scores.miou == 1.0

@@ -93,12 +93,16 @@ class Decoded:
     how: str = ""  # how the file was read ("class colours", "class indices", ...: ``mask_read``)
 
 
+THRESHOLD_UNSURE = (64, 192)  # a channel strictly between these is neither on nor off (see ColorCode)
+
+
 class ColorCode:
     """Colour-coded masks to class indices.
 
     ``threshold=True`` reads each channel as on/off at 128 (the DeepGlobe challenge's rule; right for the ISPRS
-    sets too, whose colours are all 0/255), else colours must match exactly (or within ``tolerance`` per channel,
-    the nearest class winning). ``ignore_colors`` map to ``ignore_index`` quietly; any other colour maps to ignore
+    sets too, whose colours are all 0/255), a channel between 64 and 192 being no class's (a colour of another
+    data set, e.g. Dubai's (60, 16, 152), would else be read as some class: a foreign mask scored as this model's
+    classes), else colours must match exactly (or within ``tolerance`` per channel, the nearest class winning). ``ignore_colors`` map to ``ignore_index`` quietly; any other colour maps to ignore
     too but is counted, so the caller can warn.
     """
 
@@ -132,7 +136,7 @@ class ColorCode:
         code |= (rgb[..., 1] >= 128).astype(np.uint8) << 1
         code |= (rgb[..., 2] >= 128).astype(np.uint8)
         out = lut[code]
-        bad = out < 0
+        bad = (out < 0) | ((rgb > THRESHOLD_UNSURE[0]) & (rgb < THRESHOLD_UNSURE[1])).any(axis=-1)
         out[bad] = self.ignore_index
         return out.astype(np.uint8), bad
 

@@ -87,6 +87,9 @@ class LabelScore:
                 f"{self.how}; {100 * self.left_out:.1f} % left out)")
 
 
+FOREIGN_SHARE = 0.5  # more of a mask's pixels of no class than this: refused, not scored on the rest
+
+
 def read_label_mask(data: bytes, classes: list[dict[str, Any]], shape: tuple[int, int],
                     ignore_index: int = IGNORE, rule: Any = None) -> tuple[np.ndarray, str, float]:
     """(class indices with IGNORE where left out, how it was read, share of pixels of no class). ``rule``: the model
@@ -107,6 +110,10 @@ def read_label_mask(data: bytes, classes: list[dict[str, Any]], shape: tuple[int
     except MaskError as err:
         raise LabelMaskError(f"{err} (the model's classes: {_names(classes)})") from None
     labels = np.where(decoded.labels < len(classes), decoded.labels, IGNORE).astype(np.uint8)
+    if decoded.unknown > FOREIGN_SHARE * labels.size:  # most of it is no class: another data set's mask, most likely
+        raise LabelMaskError(f"{100 * decoded.unknown / labels.size:.0f} % of the label mask's pixels are of no class of "
+                             f"this model as {decoded.how} (e.g. {decoded.example}): is it a mask of another data set? "
+                             f"The model's classes: {_names(classes)}")
     if not (labels != IGNORE).any():
         raise LabelMaskError(f"no pixel of the label mask is one of the model's classes ({_names(classes)}) as "
                              f"{decoded.how}; give class indices 0-{len(classes) - 1} or the class colours of the "
