@@ -33,7 +33,7 @@ from core.seg.segment import segment_choosing
 from core.seg.segmentation_result import Segmentation
 from workbench.common import literal, seg_model, show_error, tab_names
 from workbench.label_view import show_label_score
-from workbench.segment_view import areas_frame, class_rgb, legend_html, one_line, screen_copy
+from workbench.segment_view import RELATIVE_NOTE, areas_frame, class_rgb, legend_html, one_line, screen_copy
 
 PREVIEW_SIDE = 1600  # the overlay is blended and sent at most this large on its longer side
 TYPES = ["png", "jpg", "jpeg", "tif", "tiff"]
@@ -185,6 +185,9 @@ def areas_figure(seg: Segmentation) -> go.Figure:
                            hovertemplate="%{y}: %{x:.2f}%<br>%{customdata}<extra></extra>"))
     fig.update_layout(height=60 + 28 * len(rows), margin=dict(l=10, r=10, t=10, b=30), xaxis_title="% of image",
                       xaxis_range=[0, 100], showlegend=False)
+    if seg.areas_relative_only:  # the chart is copied alone too: the caution goes with it
+        fig.update_layout(title=dict(text=f"⚠️ {RELATIVE_NOTE}: shares of the image, classes a guess",
+                                     font=dict(size=13)), margin=dict(t=40), height=90 + 28 * len(rows))
     return fig
 
 
@@ -253,7 +256,10 @@ def show_result(result: Result, key: str) -> None:
         if seg.profile is not None:
             geo = "georeferenced" + (f", {result.pixel_size_m:.3g} m/pixel" if result.pixel_size_m else "")
         st.caption(f"{w}×{h} pixels · {geo}")
-        st.dataframe(areas_frame(seg), hide_index=True, width="stretch", key=f"areas_{key}",
+        frame = areas_frame(seg)  # an out-of-domain result's caution beside the class, not cut off at the right
+        st.dataframe(frame, hide_index=True, width="stretch", key=f"areas_{key}",
+                     column_order=["class", *(["caution"] if "caution" in frame else []),
+                                   *[c for c in frame.columns if c not in ("class", "caution")]],
                      column_config={"pixels": st.column_config.NumberColumn(format="localized", width="small"),
                                     "percent": st.column_config.ProgressColumn("percent", format="%.1f%%",
                                                                                min_value=0, max_value=100,

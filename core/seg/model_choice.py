@@ -273,8 +273,10 @@ def choose_model(image: Any, nodata: np.ndarray, pixel_size_m: float | None,
     near = _near_ties(best_k, ranked, entries, groups)
     domain = best
     if best.known:
+        tied = {entries[k].label for k, _ in near}  # said in the tie's own words
         others = [f"{t['name']} {t['score']:.2f}" for t in table[1:]  # the winner and the pick are said apart
-                  if t["known"] and t["score"] is not None and t["name"] != entries[pick].label]
+                  if t["known"] and t["score"] is not None and t["name"] != entries[pick].label
+                  and t["name"] not in tied]
         listed = ", ".join(others[:SHOW_OTHERS]) + (f" and {len(others) - SHOW_OTHERS} more" if
                                                     len(others) > SHOW_OTHERS else "")
         fits = "best domain fit" if best.in_domain is not False else "no domain fits this image; the closest"
@@ -290,7 +292,7 @@ def choose_model(image: Any, nodata: np.ndarray, pixel_size_m: float | None,
             if own is not None and own.known and own.score is not None:  # its own encoder's view: score, warning
                 domain = own
                 why += f", its own domain fit {own.score:.2f}"
-        why += ((f"; a near tie with {_tie_text(best, near, entries)}" if near else "")
+        why += ((f"; {_tie_text(best, near, entries)}" if near else "")
                 + (f" (the others' domain fit: {listed})" if others else "")
                 + (f"; {len(skipped)} ruled out by colour alone" if skipped else "")
                 + (f"; {len(synthetic)} trained on generated scenes left out" if synthetic else ""))
@@ -317,13 +319,17 @@ def _near_ties(best_k: int, ranked: list[tuple[int, DomainScore]], entries: list
 def _tie_text(best: DomainScore, near: list[tuple[int, DomainScore]], entries: list[ModelEntry]) -> str:
     k, d = near[0]
     more = f" and {len(near) - 1} more" if len(near) > 1 else ""
+    if best.score == d.score == 0 and best.fit is not None and d.fit is not None and best.fit != d.fit:  # both fit
+        # none: no near tie of two fits, only the nearer training tiles
+        return (f"{entries[k].label}{more} fits it no better (domain fit 0 too): the nearer training tiles decided "
+                f"(distance {best.fit:.2f} vs {d.fit:.2f})")
     if best.score == d.score and best.fit is not None and d.fit is not None and best.fit != d.fit:
         how = f", decided by the nearer training tiles (distance {best.fit:.2f} vs {d.fit:.2f})"
     elif best.score == d.score:
         how = ", equal in score and fit: the first listed was taken"
     else:
         how = f": the scores are within {NEAR_TIE:.2f}, too close to tell the domains apart"
-    return f"{entries[k].label} ({best.score:.3f} vs {d.score:.3f}{more}){how}"
+    return f"a near tie with {entries[k].label} ({best.score:.3f} vs {d.score:.3f}{more}){how}"
 
 
 def same_data(card: dict[str, Any]) -> tuple[Any, ...] | None:
