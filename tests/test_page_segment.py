@@ -243,6 +243,9 @@ def test_a_label_mask_gives_iou_per_class_and_a_difference_overlay(empty_store: 
     assert len(at.image) == 2  # the overlay and the right/wrong image
     assert any("green: right" in c for i in at.image for c in i.captions)
     assert not any("in no pixel of the mask" in c.value for c in at.caption)
+    ious = next(d.value for d in at.dataframe if "label pixels" in d.value)["iou"].tolist()
+    present = set(np.unique(seg.mask).tolist())  # one decimal for every class, a dash for one in neither
+    assert ious == ["100.0" if k in present else "—" for k in range(len(seg.classes))], ious
     common = int(np.bincount(seg.mask.ravel()).argmax())
     other = Image.fromarray(np.full_like(seg.mask, (common + 1) % len(seg.classes)))  # the model's main class absent
     buf = io.BytesIO()

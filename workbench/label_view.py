@@ -107,9 +107,13 @@ def show_label_score(seg: Segmentation, key: str, preview_side: int, image: str 
         left.image(diff, caption=f"green: right · red: wrong · as is: not scored (read as {result.how})",
                    width="stretch")
         right.plotly_chart(iou_figure(rows, seg.classes), key=f"iou_{key}", config={"displayModeBar": False})
-        right.dataframe(pd.DataFrame(rows).assign(iou=lambda f: (100 * f["iou"].astype(float)).round(1)),
+        # one decimal everywhere ("35" beside "62.3" read as two precisions); a dash, not "None", for a class in
+        # neither the mask nor the prediction
+        shown = [f"{100 * r['iou']:.1f}" if r["iou"] is not None else "—" for r in rows]
+        right.dataframe(pd.DataFrame(rows).assign(iou=shown),
                         hide_index=True, width="stretch", key=f"iou_table_{key}",
-                        column_config={"iou": st.column_config.NumberColumn("IoU (%)"),
+                        column_config={"iou": st.column_config.TextColumn(
+                                           "IoU (%)", help="—: the class is in neither the mask nor the prediction"),
                                        "label pixels": st.column_config.NumberColumn(format="localized")})
         note = result.absent_note(seg.classes)
         if note:
