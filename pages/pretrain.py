@@ -278,8 +278,10 @@ with st.expander("Settings", expanded=not runs, key="pretrain-settings", on_chan
         batch = c1.number_input("Batch size", 1, 65536, int(base.train.batch_size), key=k("batch"))
         by = c2.radio("Length in", ["steps", "epochs"], index=1 if base.train.max_steps is None else 0,
                       key=k("by"), horizontal=True)
-        steps = c3.number_input("Steps", 1, 10_000_000, int(base.train.max_steps or 100), key=k("steps"))
-        epochs = c4.number_input("Epochs", 0.01, 10_000.0, float(base.train.epochs or 1.0), key=k("epochs"))
+        steps = c3.number_input("Steps", 1, 10_000_000, int(base.train.max_steps or 100), key=k("steps"),
+                                help="Read when Length in is steps (a form cannot grey out the other field)")
+        epochs = c4.number_input("Epochs", 0.01, 10_000.0, float(base.train.epochs or 1.0), key=k("epochs"),
+                                 help="Read when Length in is epochs (a form cannot grey out the other field)")
         optimizers = choices(PretrainConfig, "train.optimizer")
         optimizer = c5.selectbox("Optimizer", optimizers, index=index_of(optimizers, base.train.optimizer),
                                  key=k("opt"))
