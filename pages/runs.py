@@ -58,10 +58,12 @@ table = runs_frame(runs)
 table.insert(list(table.columns).index("value") + 1, "treatment", [treatment(r) for r in runs])
 tags_of = {r.id: read_notes(r)["tags"] for r in runs}
 c1, c2, c3, c4, c5 = st.columns([1, 1, 1, 1, 2])
-kinds = c1.multiselect("Kind", sorted(table["kind"].unique()), key="runs-kind")
-states = c2.multiselect("State", sorted(table["state"].unique()), key="runs-state")
-methods = c3.multiselect("Method", sorted(table["method"].astype(str).unique()), key="runs-method")
-tags = c4.multiselect("Tag", all_tags(tags_of.values()), key="runs-tags",
+# short placeholders: Streamlit's "Choose options" / "No options to select" were cut in narrow columns
+kinds = c1.multiselect("Kind", sorted(table["kind"].unique()), key="runs-kind", placeholder="any")
+states = c2.multiselect("State", sorted(table["state"].unique()), key="runs-state", placeholder="any")
+methods = c3.multiselect("Method", sorted(table["method"].astype(str).unique()), key="runs-method", placeholder="any")
+tag_options = all_tags(tags_of.values())
+tags = c4.multiselect("Tag", tag_options, key="runs-tags", placeholder="any" if tag_options else "none yet",
                       help="Runs with any of these tags (tag a run in its Notes tab below)")
 text = c5.text_input("Name contains", key="runs-text")
 shown = table
