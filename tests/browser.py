@@ -91,6 +91,26 @@ def settle(page, timeout_ms: float = 60_000) -> None:
                            ".every(c => c.querySelector('.main-svg'))", timeout=timeout_ms)
 
 
+def pick_option(page, label: str, option: str, tries: int = 3) -> None:
+    """Open the select box ``label`` and click ``option``; again when the list was redrawn under the click (on a
+    loaded machine a rerun still arriving re-mounts the open list, and the click waits on a detached element)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for attempt in range(tries):
+        wait_until_idle(page)
+        page.locator('[data-testid="stSelectbox"]', has_text=label).first.click()
+        try:
+            page.get_by_role("option").filter(has_text=option).first.click(timeout=15_000)
+        except PlaywrightTimeout:
+            if attempt == tries - 1:
+                raise
+            page.keyboard.press("Escape")
+            continue
+        if option in page.locator(f'input[aria-label="{label}"]').first.input_value():
+            return
+    raise AssertionError(f"{label}: {option!r} not picked after {tries} tries")
+
+
 def require_chromium() -> None:
     """Skip a browser test module without chromium, except in CI, where its absence is an error."""
     import pytest

@@ -17,8 +17,8 @@ from PIL import Image
 
 from core.data import generate_scene
 from core.store.runs import list_runs
-from tests.browser import (ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, require_chromium, screenshot_on_failure, settle,
-                           streamlit_server, wait_until_idle)
+from tests.browser import (ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, pick_option, require_chromium, screenshot_on_failure,
+                           settle, streamlit_server, wait_until_idle)
 from tests.store import copy_store
 
 pytestmark = pytest.mark.slow  # seconds per test (processes, kills, browsers): the full suite, not the fast tier
@@ -200,8 +200,7 @@ def test_a_folder_added_in_the_browser_is_pretrained_on(app, page, tmp_path: Pat
         wait_until_idle(page)  # unfolding reruns the page (the expander keeps its state across pages)
         # a detector picked in the loss section (a fragment: it reruns alone) and a trip through the sidebar: the
         # section stays open with the pick (a fragment's own rerun used to drop the page's kept state)
-        page.locator('[data-testid="stSelectbox"]', has_text="Detector").first.click()
-        page.get_by_role("option").filter(has_text="nearest").first.click()
+        pick_option(page, "Detector", "nearest")
         wait_until_idle(page)
         for name in ("Runs", "Pretrain"):
             page.locator('[data-testid="stSidebarNav"] a', has_text=name).first.click()
