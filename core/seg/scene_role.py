@@ -14,6 +14,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..data.seg_base import resolve_root
+from ..store.file_versions import file_sha256
 
 MAX_WALK = 20_000  # files looked at for a same-named copy in the data set's folder (a small labeled set: a few hundred)
 
@@ -55,14 +56,8 @@ def _under(path: Path, card: dict[str, Any]) -> bool:
 
 
 def _digest(content: bytes | Path) -> str:
-    h = hashlib.sha256()
-    if isinstance(content, bytes):
-        h.update(content)
-    else:
-        with open(content, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
+    """Bytes hashed here; a file by ``file_sha256``, remembered per path, size and mtime (a demo's every call)."""
+    return hashlib.sha256(content).hexdigest() if isinstance(content, bytes) else file_sha256(content)
 
 
 def same_files_in_data(card: dict[str, Any], name: str, content: bytes | Path) -> list[Path]:
