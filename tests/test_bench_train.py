@@ -15,6 +15,7 @@ from core.store.runs import create_run
 from tests.test_pretrain import TINY
 
 ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow  # both loops of the benchmark, each a few seconds: the full suite, not the fast tier
 
 
 def bench_train():

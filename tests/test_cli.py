@@ -31,6 +31,7 @@ def test_false_wb_pretrains_from_another_folder(tmp_path: Path) -> None:
     assert (run / "checkpoints" / "encoder.safetensors").is_file() and proc.stdout.startswith("completed: ")
 
 
+@pytest.mark.slow  # a whole run or process start: the full suite, not the fast tier (kept under 3 minutes)
 def test_usage_and_unknown_commands(capsys) -> None:
     assert main([]) == 2 and "usage: false-wb COMMAND" in capsys.readouterr().out
     assert main(["--help"]) == 0

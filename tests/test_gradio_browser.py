@@ -14,7 +14,8 @@ from tests.browser import CHROMIUM, CHROMIUM_ARGS, free_port, require_chromium, 
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright comes with requirements-dev.txt")
 require_chromium()
 # gradio's own queue code on pandas 3: not ours to fix
-pytestmark = pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword is deprecated)")
+pytestmark = [pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword is deprecated)"),
+              pytest.mark.slow]  # a browser and a server: the full suite, as the other browser tests
 
 
 @pytest.fixture(scope="module")

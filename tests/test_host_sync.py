@@ -170,6 +170,7 @@ def test_logging_every_step_or_every_fourth_writes_the_same_records(tmp_path: Pa
     assert [_without_clock(m) for m in _rows(fourth, "metrics.jsonl")] == [by_step[4], by_step[8]]
 
 
+@pytest.mark.slow  # a whole run or process start: the full suite, not the fast tier (kept under 3 minutes)
 def test_a_stop_between_logged_steps_then_resume_gives_the_straight_runs_records(tmp_path: Path, monkeypatch,
                                                                                     capsys) -> None:
     monkeypatch.setenv("FALSE_WB_DATA", str(tmp_path / "data"))

@@ -202,8 +202,12 @@ def test_stopping_a_comparison_records_a_stop(empty_store: Path) -> None:
     _wait(run, lambda: not run.is_live())
     assert run.state() == "stopped" and children()[0].state() == "stopped"
     assert "--resume" in run.log_text()  # the log says how to continue; the app's Resume does the same
+    stopped_at = children()[0].status()["step"]
     launch.resume(run)
-    _wait(run, lambda: run.state() == "running" or not run.is_live())
+    # one at a time too, the unit cut short continues in its own folder from its checkpoint: no new folder
+    _wait(run, lambda: children()[0].state() == "running" and children()[0].status().get("step", 0) > stopped_at)
+    assert len(children()) == 1 and f"resumed from step {stopped_at}" in children()[0].log_text(), children()[0].log_text()
+    assert "pretraining continued in" in run.log_text()
     assert launch.stop(run)
     _wait(run, lambda: not run.is_live())
     assert run.state() == "stopped", (run.status(), run.log_text()[-2000:], launch.console_tail(run)[-3000:])

@@ -133,6 +133,7 @@ def distributed_run(tmp_path_factory):
     return emb, ids, support, per_rank
 
 
+@pytest.mark.slow  # a whole run or process start: the full suite, not the fast tier (kept under 3 minutes)
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_distributed_equals_single_process(distributed_run, name):

@@ -108,10 +108,10 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.mark.parametrize("extra,target,nth", [
-    ([], "last.safetensors", 2),  # during the step-4 save: resumes from 2
     # weight averaging from step 2 on (0.3 of 4 steps): the running mean of step 2 must survive a kill in the
-    # step-4 write of the average (a kill in the step-4 last.safetensors write resumes from step 2 as above, with
-    # the mean inside that checkpoint: its case was dropped to keep the suite under 10 minutes)
+    # step-4 write of the average, and the resumed run's last weights and average must both be the straight run's.
+    # The cases without averaging, or killed in the step-4 last.safetensors write, resume from step 2 in the same way;
+    # they were dropped to keep the suite under 10 minutes (this one covers their path and the averaging's)
     (["train.average_from=0.3"], "average-4.safetensors", 1),
 ])
 def test_fine_tuning_killed_and_resumed_equals_the_uninterrupted_run(tmp_path: Path, extra: list[str], target: str,

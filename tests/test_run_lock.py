@@ -30,6 +30,7 @@ def holder(run: Path) -> subprocess.Popen:
     return proc
 
 
+@pytest.mark.slow  # a whole run or process start: the full suite, not the fast tier (kept under 3 minutes)
 def test_a_second_writer_is_refused_and_the_records_stay_intact(tmp_path: Path, capsys) -> None:
     assert pretrain_main(["--config", str(ROOT / "configs" / "demo_cpu.yaml"), "--runs-root", str(tmp_path),
                           "--no-progress", "train.max_steps=4", *TINY]) == 0

@@ -58,6 +58,7 @@ def test_rows_become_named_scalars_and_settings_flat_keys(tmp_path: Path) -> Non
     assert read_rows(f, offset) == ([], len(b'{"step": 1}\n'))
 
 
+@pytest.mark.slow  # a whole run or process start: the full suite, not the fast tier (kept under 3 minutes)
 def test_a_tracked_pretraining_run_and_its_resume_read_back_from_both_trackers(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     assert pretrain_main([*TINY, "--runs-root", str(runs), "train.max_steps=3", "train.ckpt_every=3",

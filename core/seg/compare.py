@@ -84,18 +84,18 @@ class Comparison:
         if done:
             return Path(done["run"])
         self.stop.check()
-        from ..ssl.pretrain import Trainer
+        from .unit_inline import pretrain_unit
 
         path = reused_run(self.cfg, method, pseed)
         if path is None:
-            pcfg = pretrain_config(self.cfg, method, pseed, self.extra)
-            trainer = Trainer(pcfg, None, progress=True)
-            trainer.run = create_run(pcfg.name, config_to_yaml(pcfg), self.root)
-            self.log(f"{method} p{pseed}: pretraining into {trainer.run.path.name}")
-            if trainer.fit(self.stop) != "completed":
+            key = ("pretrain", method, pseed, None)
+            run = pretrain_unit(pretrain_config(self.cfg, method, pseed, self.extra), self.root,
+                                self.units.cut_short(key), partial(self.units.mark_started, key), self.log,
+                                f"{method} p{pseed}", self.stop)
+            if run is None:
                 self.stop.check()
                 raise CompareError(f"{method} p{pseed}: pretraining did not complete")
-            path = trainer.run.path
+            path = run.path
         else:
             self.log(f"{method} p{pseed}: reusing {path}")
         return self._pretrained(method, pseed, path)
@@ -176,9 +176,11 @@ class Comparison:
             result = run_probe(ecfg, splits=self.eval_splits(method), progress=True)
             self._evaluated(method, pseed, seed, encoder, result.record(ecfg))
         else:
-            from .finetune_cli import run_finetune
+            from .unit_inline import finetune_unit
 
-            run = run_finetune(ecfg, self.root, progress=True, stop=self.stop)
+            key = ("eval", method, pseed, seed)
+            run = finetune_unit(ecfg, self.root, self.units.cut_short(key), partial(self.units.mark_started, key),
+                                self.log, f"{method} p{pseed} s{seed}", self.stop)
             self._evaluated(method, pseed, seed, encoder, json.loads((run.path / "test_metrics.json").read_text()),
                             run.path)
 
@@ -342,8 +344,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         out_run.write_status(state="stopped", ended=time.time())
-        cut = "continues in its folder from its checkpoint" if cfg.jobs > 1 else "starts again in a new folder"
-        log(f"stopped; finished units are kept, a unit cut short {cut}; continue with: python -m core.compare "
+        cut = "" if cfg.jobs > 1 or cfg.eval != "probe" else " (a probe, which keeps no folder one at a time, starts again)"
+        log(f"stopped; finished units are kept, a unit cut short continues in its folder from its checkpoint{cut}; "
+            f"continue with: python -m core.compare "
             f"--resume {out_run.path}")
         unlock_run(out_run)
         return 130

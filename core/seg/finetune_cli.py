@@ -1,5 +1,5 @@
 """``python -m core.finetune``: open, resume or create a fine-tuning run, train it (``FinetuneTrainer``) and print
-its test scores; ``run_finetune`` does the same in-process for the comparison."""
+its test scores (a comparison's unit does the same in its process: ``core.seg.unit_inline``)."""
 from __future__ import annotations
 
 import argparse
@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..config import ConfigError, FinetuneConfig, apply_overrides, config_to_yaml, load_config, validate_config
 from ..distributed import DistEnv, from_first
-from ..store.lifecycle import StopFlag, parse_run_args, prepared_run, run_arguments, train_from_cli
+from ..store.lifecycle import parse_run_args, prepared_run, run_arguments, train_from_cli
 from ..store.resume import open_for_resume, refuse_if_complete
 from ..store.run_lock import lock_run
 from ..store.runs import Run, create_run
@@ -21,17 +21,6 @@ from .finetune import __doc__ as FINETUNE_DOC
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = run_arguments("python -m core.finetune", FINETUNE_DOC.split("\n\n")[0], "YAML config (see configs/finetune_*.yaml)")
     return parse_run_args(p, argv)
-
-
-def run_finetune(cfg: FinetuneConfig, runs_root: Path | None = None, progress: bool = True,
-                 stop: StopFlag | None = None) -> Run:
-    """Fine-tune and evaluate in this process; returns the run folder (used by the comparison). A ``stop`` that
-    ends it early raises ``KeyboardInterrupt``: the caller has no score to read."""
-    trainer = FinetuneTrainer(cfg, None, progress=progress)
-    trainer.run = create_run(cfg.name or f"finetune-{cfg.model.arch}", config_to_yaml(cfg), runs_root)
-    if trainer.fit(stop) != "completed":  # stopped: no test score to return
-        raise KeyboardInterrupt
-    return trainer.run
 
 
 def start(args: argparse.Namespace, env: DistEnv | None = None) -> FinetuneTrainer:

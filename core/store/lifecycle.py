@@ -81,6 +81,16 @@ class StopFlag:
         self._raise = True
         self.check()
 
+    @contextmanager
+    def at_step_boundaries(self) -> Iterator[None]:
+        """A training loop inside work run in ``interrupt`` mode (a comparison's unit in its process): a stop waits
+        for the end of the step, so the trainer keeps the stop's checkpoint and a resume continues from it."""
+        was, self._raise = self._raise, False
+        try:
+            yield
+        finally:
+            self._raise = was
+
     def restore(self) -> None:
         for sig, old in self._old.items():
             signal.signal(sig, old)
