@@ -203,7 +203,7 @@ def loss_widgets(name: str, detector: str, treatment: str) -> dict[str, Any]:
         out["threshold"] = next(col).number_input(
             "threshold (FNCC gate)", 0.0, 1.0, float(lc.threshold), 0.05, key=k("threshold"),
             help="A flagged pair is calibrated only when the anchor's positive cosine is at least this; in (0, 1]")
-    out["symmetric"] = next(col).checkbox(
+    out["symmetric"] = fe.columns(2)[0].checkbox(  # a row of its own: in a quarter column its label was cut short
         "Symmetric treatment", value=lc.symmetric, key=k("symmetric"),
         help="Also treat the mirrored pair (j, i) in j's row (SimCLR; under FNCC gated by j's own positive cosine)")
     return out
@@ -247,7 +247,7 @@ with st.expander("Settings", expanded=not runs, key="pretrain-settings", on_chan
         proj_dim = c2.number_input("Projection dim", 1, 4096, int(base.model.proj_dim), key=k("proj_dim"))
         proj_hidden = c3.number_input("Projection hidden", 1, 8192, int(base.model.proj_hidden), key=k("proj_hidden"))
         queue = c4.number_input("MoCo queue", 1, 1 << 20, int(base.model.queue_size), key=k("queue"))
-        c1, c2, c3, c4 = fe.columns(4)
+        c1, c2, c3, c4 = fe.columns([5, 2, 2, 2])  # the data sets' names need the room
         data_name = c1.selectbox("Data set", list(PRETRAIN_DATASETS), index=index_of(list(PRETRAIN_DATASETS),
                                  base.data.name), key=k("data"), format_func=DATASET_LABELS.get,
                                  help="Labeled sets keep their labels to score the flags (the loss never sees them)")
@@ -313,16 +313,18 @@ with st.expander("Settings", expanded=not runs, key="pretrain-settings", on_chan
         crop_min = c3.number_input("Crop scale min", 0.01, 1.0, float(base.data.crop_scale_min), 0.05, key=k("crop"))
         color = c4.number_input("Colour jitter strength", 0.0, 2.0, float(base.data.color_strength), 0.1,
                                 key=k("color"))
-        c1, c2, c3, c4 = fe.columns(4)
+        c1, c2, c3 = fe.columns([1, 1, 2])
         blur = c1.number_input("Blur probability", 0.0, 1.0, float(base.data.blur_prob), 0.1, key=k("blur"))
         data_seed = c2.number_input("Data seed", 0, 2**31 - 1, int(base.data.seed), key=k("data_seed"),
                                     help="Which synthetic set, and the seeded split of scenes of a labeled set")
         starts = {"": "random"} | {str(e.path): e.label for e in encoder_models()}
         weights = c3.selectbox("Encoder starts from", list(starts), format_func=starts.get, key=k("weights"),
                                index=index_of(list(starts), base.model.weights or ""))
-        channels_last = c4.checkbox("channels_last (GPU)", value=base.train.channels_last, key=k("cl"))
-        trackers = fe.columns(4)[0].multiselect(
-            "Also send to", list(TRACKERS), default=list(base.train.trackers), key=k("trackers"),
+        c1, c2 = fe.columns(2)
+        channels_last = c2.checkbox("channels_last (GPU)", value=base.train.channels_last, key=k("cl"),
+                                    help="The GPU's faster memory layout for convolutions; no effect on the CPU")
+        trackers = c1.multiselect(
+            "Also send to", list(TRACKERS), default=list(base.train.trackers), key=k("trackers"), placeholder="none",
             help="TensorBoard (event files in the run folder) and/or MLflow (a local store beside the runs): the "
                  "curves, the settings and pictures of the flagged pairs; the Runs page says how to open them")
         submitted = st.form_submit_button("🚀 Launch", type="primary", key=fe.submit_key)
