@@ -18,9 +18,15 @@ def test_each_scene_the_card_names_is_recognised_from_the_files_path() -> None:
     assert scene_role(CARD, data / "tile_3/image_part_001.tif") == ("test", "tile_3/image_part_001")
     assert scene_role(CARD, "/dg/train/10233_sat.jpg") == ("training", "train/10233")  # DeepGlobe's file suffix
     assert scene_role(CARD, "/dg/train/3484_sat.jpg") == ("test", "train/3484")
+    vaihingen = {"domain": {"test_scenes": ["area2"]}, "evaluation": {"training_scenes": ["area1"]}}
+    assert scene_role(vaihingen, "/v/top/top_mosaic_09cm_area1.tif") == ("training", "area1")  # the file's prefix
+    assert scene_role(vaihingen, "top_mosaic_09cm_area2.tif") == ("test", "area2")
+    assert scene_role(vaihingen, "/v/top/top_mosaic_09cm_area11.tif") is None
+    assert scene_role({"evaluation": {"training_scenes": ["top_potsdam_2_10"]}}, "/p/top_potsdam_2_10_RGB.tif") == \
+        ("training", "top_potsdam_2_10")
     # a bare name several tiles share, another tile, a longer number: none is one of the card's scenes
     for other in ("image_part_003.jpg", data / "tile_4/image_part_003.jpg", "/dg/train/102330_sat.jpg",
-                  "/dg/val/10233_sat.jpg"):
+                  "/dg/val/10233_sat.jpg", "/dg/train/110233_sat.jpg"):
         assert scene_role(CARD, other) is None, other
     assert "trained on it, so its score is no unseen score" in scene_note(CARD, data / "tile_2/image_part_003.png")
     assert "no unseen score" in scene_note(CARD, data / "tile_1/image_part_005.jpg")

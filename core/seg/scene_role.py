@@ -28,7 +28,9 @@ def _is_scene(parts: tuple[str, ...], scene: tuple[str, ...]) -> bool:
         return False
     tail = parts[len(parts) - len(scene):]
     stem, last = tail[-1], scene[-1]
-    return tail[:-1] == scene[:-1] and (stem == last or stem.startswith(last + "_"))
+    # DeepGlobe's file adds a suffix (10233_sat), Potsdam's too (top_potsdam_2_10_RGB); Vaihingen's a prefix to its
+    # scene (top_mosaic_09cm_area1 is area1)
+    return tail[:-1] == scene[:-1] and (stem == last or stem.startswith(last + "_") or stem.endswith("_" + last))
 
 
 def _names(value: Any) -> list[str]:
