@@ -310,3 +310,26 @@ def test_every_request_gives_its_memory_back_answered_or_refused(client, tmp_pat
     write_png(tmp_path / "fine.png", 40, 40)
     client.predict(handle_file(str(tmp_path / "fine.png")), api_name="/segment")
     assert len(calls) == 2
+
+
+def test_served_from_the_command_line_it_names_its_api_and_no_share_link(capsys: pytest.CaptureFixture) -> None:
+    import threading
+    import time
+
+    import gradio as gr
+
+    from workbench.gradio_app import serve
+
+    with gr.Blocks() as demo:
+        gr.Markdown("a page")
+    done = threading.Thread(target=serve, args=(demo,), kwargs={"port": free_port(), "block": True}, daemon=True)
+    done.start()  # blocks until the server closes, as `python -m workbench.gradio_app` until Ctrl-C
+    deadline = time.time() + 60
+    while not demo.is_running and time.time() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    demo.close()
+    done.join(timeout=30)
+    out = capsys.readouterr().out
+    assert not done.is_alive() and "this machine only" in out and "/?view=api" in out, out
+    assert "share" not in out  # an offline demo: gradio's hint on public share links would only mislead

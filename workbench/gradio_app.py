@@ -41,6 +41,7 @@ os.environ.setdefault("GRADIO_TEMP_DIR", str(scratch_dir() / "gradio-cache"))  #
 import argparse  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
+import time  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -316,10 +317,17 @@ def serve(demo: gr.Blocks, *, host: str = "127.0.0.1", port: int | None = None, 
     outputs = getattr(demo, "_false_outputs", None)  # the files it returns: gradio serves only allowed places, and
     # the data root (FALSE_WB_DATA) may lie outside both the working folder and the system's temp folder
     allowed = [str(outputs.root)] if outputs is not None else []
-    _, url, _ = demo.launch(server_name=host, server_port=port, share=False, prevent_thread_lock=not block,
+    # quiet: gradio's own lines end with how to make a public share link, which this offline demo never makes
+    _, url, _ = demo.launch(server_name=host, server_port=port, share=False, prevent_thread_lock=True,
                             allowed_paths=allowed,
-                            max_file_size=MAX_FILE_SIZE, theme=theme(), footer_links=["api"], quiet=not block,
+                            max_file_size=MAX_FILE_SIZE, theme=theme(), footer_links=["api"], quiet=True,
                             show_error=True, ssr_mode=False, mcp_server=False, inbrowser=False)
+    if block:
+        reach = "this machine only" if host in ("127.0.0.1", "localhost", "::1") else f"bound to {host}"
+        print(f"FALSE segmentation demo on {url} ({reach}); its HTTP API: {url.rstrip('/')}/?view=api. "
+              "Ctrl-C stops it.", flush=True)
+        while demo.is_running:  # until Ctrl-C or SIGTERM (main turns both into a clean stop)
+            time.sleep(0.2)
     return url
 
 
