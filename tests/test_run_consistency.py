@@ -93,37 +93,34 @@ def test_a_kill_inside_run_creation_leaves_no_half_run(tmp_path: Path) -> None:
     assert [p.name.startswith(".creating-") for p in runs.iterdir()] == [True]
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory: pytest.TempPathFactory):
-    """The uninterrupted fine-tuning run of a config, made once per config for the kill tests that share it."""
-    made: dict[tuple[str, ...], Path] = {}
-
-    def whole(extra: list[str]) -> Path:
-        if tuple(extra) not in made:
-            runs = tmp_path_factory.mktemp("whole")
-            assert killed_at("never", 1, "finetune", [*FT, *extra], runs) == 0
-            made[tuple(extra)] = runs
-        return made[tuple(extra)]
-    return whole
+@pytest.fixture()
+def one_thread(monkeypatch: pytest.MonkeyPatch):
+    """This process and the killed one on one thread: the same kernels, so the same bits."""
+    before = torch.get_num_threads()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
-@pytest.mark.parametrize("extra,target,nth", [
-    # weight averaging from step 2 on (0.3 of 4 steps): the running mean of step 2 must survive a kill in the
-    # step-4 write of the average, and the resumed run's last weights and average must both be the straight run's.
-    # The cases without averaging, or killed in the step-4 last.safetensors write, resume from step 2 in the same way;
-    # they were dropped to keep the suite under 10 minutes (this one covers their path and the averaging's)
-    (["train.average_from=0.3"], "average-4.safetensors", 1),
-])
-def test_fine_tuning_killed_and_resumed_equals_the_uninterrupted_run(tmp_path: Path, extra: list[str], target: str,
-                                                                     nth: int, uninterrupted) -> None:
-    broken = tmp_path / "broken"
-    whole = uninterrupted(extra)
-    assert killed_at(target, nth, "finetune", [*FT, *extra], broken) == 137
+def test_fine_tuning_killed_and_resumed_equals_the_uninterrupted_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                     one_thread: None) -> None:
+    """Weight averaging from step 2 on (0.3 of 4 steps): the running mean of step 2 must survive a kill in the step-4
+    write of the average, and the resumed run's last weights and average must both be the straight run's. (A kill in
+    the step-4 last.safetensors write, with or without averaging, resumes from step 2 the same way: those cases were
+    dropped to keep the suite under 10 minutes.) The straight run and the resume run in this process; the kill needs
+    its own."""
+    from core.seg.finetune_cli import main as finetune_main
+
+    extra = ["train.average_from=0.3"]
+    broken, whole = tmp_path / "broken", tmp_path / "whole"
+    monkeypatch.setenv("FALSE_WB_DATA", str(tmp_path / "data"))  # the killed process's data cache too
+    assert finetune_main([*FT, *extra, "--runs-root", str(whole)]) == 0
+    assert killed_at("average-4.safetensors", 1, "finetune", [*FT, *extra], broken) == 137
     [run] = list_runs(broken)
     assert json.loads((run.path / "checkpoints/last.json").read_text())["step"] == 2
-    # resumed in a fresh process like the other two (same threads: the floats must match bit for bit), whose random
-    # state is not the killed one's: the checkpoint must restore it
-    assert killed_at("never", 1, "finetune", ["--resume", str(run.path), "--no-progress"], broken) == 0
+    # resumed with a random state that is not the killed one's: the checkpoint must restore it
+    assert finetune_main(["--resume", str(run.path), "--no-progress"]) == 0
     [ref] = list_runs(whole)
     for name in ("last", "best"):  # with averaging, best is the average
         a = load_file(str(ref.path / f"checkpoints/{name}.safetensors"))
