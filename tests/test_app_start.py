@@ -55,3 +55,18 @@ def test_the_runs_page_gives_an_mIoU_in_percent_too(populated_store: Path) -> No
 
     ft = next(r for r in list_runs(populated_store) if r.id.endswith("tiny-ft"))
     assert shown["test mIoU"] == f"{100 * ft.read_json('test_metrics.json')['miou']:.1f} %"
+
+
+def test_the_umap_warm_up_at_start_runs_unless_turned_off(monkeypatch) -> None:
+    import core.analysis.embedding_map as embedding_map
+    from workbench import warmup
+
+    calls: list[int] = []
+    monkeypatch.setattr(embedding_map, "warm_up", lambda: calls.append(1))
+    for setting, compiled in (("1", [1]), ("0", [])):
+        calls.clear()
+        monkeypatch.setenv("FALSE_WB_WARMUP", setting)
+        warmup.start_warmup.clear()  # once per server process: a new "process" for each setting
+        warmup.wait_for_warmup()  # what the Embeddings page does before its first map: never blocks for long
+        assert calls == compiled, setting
+    warmup.start_warmup.clear()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import threading
 
 import streamlit as st
@@ -18,6 +19,12 @@ def start_warmup() -> threading.Thread:
     import torch  # noqa: F401
 
     from core.analysis.embedding_map import warm_up
+
+    if os.environ.get("FALSE_WB_WARMUP", "1") == "0":  # a short-lived server (the tests' own): the first map
+        # compiles what it needs itself, instead of every server spending 10 s of a core on it at start
+        thread = threading.Thread(target=freeze_long_lived, name="umap-warmup", daemon=True)
+        thread.start()
+        return thread
 
     def work() -> None:
         try:
