@@ -82,3 +82,15 @@ def empty_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("FALSE_WB_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("FALSE_WB_DATA", str(tmp_path / "data"))
     return tmp_path / "runs"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The longest test files first (``tests/durations.json``, made by ``scripts/test_durations.py``): with
+    ``--dist loadfile`` each worker takes the next file when it is free, so long files left to the end of the
+    alphabet kept one worker busy minutes after the other had finished. A stable sort: each file's tests keep
+    their order, and a file not in the table (a new one) runs last."""
+    import json
+
+    table = ROOT / "tests" / "durations.json"
+    seconds = json.loads(table.read_text()) if table.is_file() else {}
+    items.sort(key=lambda item: -float(seconds.get(item.nodeid.split("::")[0], 0.0)))

@@ -22,6 +22,8 @@ def test_each_scene_the_card_names_is_recognised_from_the_files_path() -> None:
     assert scene_role(vaihingen, "/v/top/top_mosaic_09cm_area1.tif") == ("training", "area1")  # the file's prefix
     assert scene_role(vaihingen, "top_mosaic_09cm_area2.tif") == ("test", "area2")
     assert scene_role(vaihingen, "/v/top/top_mosaic_09cm_area11.tif") is None
+    assert scene_role(vaihingen, "holiday_area1.png") is None  # Vaihingen's own prefix only
+    assert scene_role({"evaluation": {"training_scenes": ["0001"]}}, "IMG_0001.jpg") is None  # a camera's name
     assert scene_role({"evaluation": {"training_scenes": ["top_potsdam_2_10"]}}, "/p/top_potsdam_2_10_RGB.tif") == \
         ("training", "top_potsdam_2_10")
     # a bare name several tiles share, another tile, a longer number: none is one of the card's scenes

@@ -16,6 +16,7 @@ from typing import Any
 from ..data.seg_base import resolve_root
 from ..store.file_versions import file_sha256
 
+VAIHINGEN_PREFIX = "top_mosaic_09cm_"  # its files' names before the scene's (core/data/seg_formats.py: area{N})
 MAX_WALK = 20_000  # files looked at for a same-named copy in the data set's folder (a small labeled set: a few hundred)
 
 WORDS = {"training": "the model was trained on it, so its score is no unseen score",
@@ -28,9 +29,9 @@ def _is_scene(parts: tuple[str, ...], scene: tuple[str, ...]) -> bool:
         return False
     tail = parts[len(parts) - len(scene):]
     stem, last = tail[-1], scene[-1]
-    # DeepGlobe's file adds a suffix (10233_sat), Potsdam's too (top_potsdam_2_10_RGB); Vaihingen's a prefix to its
-    # scene (top_mosaic_09cm_area1 is area1)
-    return tail[:-1] == scene[:-1] and (stem == last or stem.startswith(last + "_") or stem.endswith("_" + last))
+    # DeepGlobe's file adds a suffix (10233_sat), Potsdam's too (top_potsdam_2_10_RGB); Vaihingen's its own prefix
+    # (top_mosaic_09cm_area1 is area1: that prefix only, or IMG_0001 would be a folder set's scene 0001)
+    return tail[:-1] == scene[:-1] and (stem in (last, VAIHINGEN_PREFIX + last) or stem.startswith(last + "_"))
 
 
 def _names(value: Any) -> list[str]:
