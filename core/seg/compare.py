@@ -344,10 +344,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         out_run.write_status(state="stopped", ended=time.time())
-        cut = "" if cfg.jobs > 1 or cfg.eval != "probe" else " (a probe, which keeps no folder one at a time, starts again)"
+        probe = " (a probe, which keeps no folder one at a time, starts again)"
+        cut = "" if cfg.jobs > 1 or cfg.eval != "probe" else probe
         log(f"stopped; finished units are kept, a unit cut short continues in its folder from its checkpoint{cut}; "
-            f"continue with: python -m core.compare "
-            f"--resume {out_run.path}")
+            f"continue with: python -m core.compare --resume {out_run.path}")
         unlock_run(out_run)
         return 130
     except BaseException as err:

@@ -84,7 +84,7 @@ class StopFlag:
     @contextmanager
     def at_step_boundaries(self) -> Iterator[None]:
         """A training loop inside work run in ``interrupt`` mode (a comparison's unit in its process): a stop waits
-        for the end of the step, so the trainer keeps the stop's checkpoint and a resume continues from it."""
+        for the trainer's next step or phase boundary, so it keeps the stop's checkpoint and a resume continues."""
         was, self._raise = self._raise, False
         try:
             yield
