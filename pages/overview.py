@@ -59,13 +59,14 @@ for entry in segmentation_models() + encoder_models():
     on = metrics.get("split")
     if on and scenes:
         on = f"{on}: {', '.join(scenes[:3])}{' …' if len(scenes) > 3 else ''}"
+    # the score and the scenes it is on first: the long class lists pushed them off the right edge at 1,280 px
     rows.append({"model": entry.label, "kind": entry.kind, "encoder": card.get("encoder"),
-                 "classes": ", ".join(c["name"] for c in card.get("classes", [])) or None,
                  "mIoU": 100 * miou if isinstance(miou, (int, float)) else None, "on": on,
                  "domain": ", ".join(str(v) for v in (domain.get("region"),
                                                       f"{domain['gsd_m']} m/px" if domain.get("gsd_m") else None) if v)
                  or None,
-                 "size (MB)": round(entry.path.stat().st_size / 2**20, 1)})
+                 "size (MB)": round(entry.path.stat().st_size / 2**20, 1),
+                 "classes": ", ".join(c["name"] for c in card.get("classes", [])) or None})
 if rows:
     st.dataframe(text_cells(pd.DataFrame(rows)), hide_index=True, width="stretch", placeholder="—",
                  column_config={"mIoU": st.column_config.NumberColumn("mIoU", format="%.1f %%")})
