@@ -153,6 +153,14 @@ def test_compare_crosses_seeds_reports_paired_intervals_and_resumes(roots: Path,
     out.unlink()
     assert compare_main(["--resume", str(cmp_run.path)]) == 0  # everything done: nothing is computed again
     assert len(list_runs(roots)) == before
+    # killed after the last pretraining completed, before it was recorded: recorded from its folder, not trained again
+    units = (cmp_run.path / "units.jsonl").read_text().splitlines(keepends=True)
+    last = max(i for i, u in enumerate(units) if json.loads(u)["kind"] == "pretrain")
+    (cmp_run.path / "units.jsonl").write_text("".join(units[:last]))
+    (cmp_run.path / "comparison.json").unlink()
+    assert compare_main(["--resume", str(cmp_run.path)]) == 0
+    assert len(list_runs(roots)) == before and "pretraining had completed in" in cmp_run.log_text()
+    assert (cmp_run.path / "units.jsonl").read_text().splitlines(keepends=True)[:last + 1] == units[:last + 1]
     # the resume writes the --out file the first command asked for, naming that command
     assert f"Command: `python -m core.compare --config {compare_yaml(tmp_path)} --out {out}`" in out.read_text()
     (cmp_run.path / "comparison.json").unlink()  # as after a stop: the table is drawn anew, naming both commands
@@ -203,13 +211,13 @@ def test_compare_crosses_band_sets_and_pairs_each_with_the_first(roots: Path, tm
 def test_the_out_file_of_a_resume_is_skipped_or_one_line_when_it_cannot_be_written(tmp_path: Path) -> None:
     """A resume writes the first command's --out; where that folder is gone, or the write fails, the comparison is
     still complete and says so in one line (the table stays in the run folder)."""
-    from core.seg.compare import _write_out
+    from core.seg.compare_report import write_out
 
     said: list[str] = []
-    _write_out(tmp_path / "gone/table.md", "## Generated\n", {}, said.append, given=False)
+    write_out(tmp_path / "gone/table.md", "## Generated\n", {}, said.append, given=False)
     assert said == [f"not writing {tmp_path / 'gone/table.md'}, the --out of the first command: its folder is gone"]
     (tmp_path / "table.md").mkdir()  # a folder where the file should go: the write fails
-    _write_out(tmp_path / "table.md", "## Generated\n", {}, said.append, given=True)
+    write_out(tmp_path / "table.md", "## Generated\n", {}, said.append, given=True)
     assert said[-1].startswith(f"could not write {tmp_path / 'table.md'}: ") and "table.md" in said[-1]
-    _write_out(tmp_path / "ok.md", "## Generated\n", {"a": 1}, said.append, given=False)
+    write_out(tmp_path / "ok.md", "## Generated\n", {"a": 1}, said.append, given=False)
     assert (tmp_path / "ok.md").read_text() == "## Generated\n" and said[-1].startswith("wrote ")

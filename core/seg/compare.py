@@ -30,13 +30,12 @@ from typing import Any
 from ..config import ConfigError, config_to_yaml, load_config, validate_config
 from ..data import DataError
 from ..store.lifecycle import StopFlag, parse_run_args, prepared_run, record_early_failure
-from ..store.portable import portable, portable_path
 from ..store.runs import NotARunError, Run, atomic_write_bytes, atomic_write_json, create_run, open_run, runs_root
 from ..store.run_lock import RunBusyError, lock_run, unlock_run
 from .compare_config import (RANDOM_SEED_STRIDE, CompareConfig, band_label, band_overrides,  # noqa: F401 (re-exported)
                              check_presets, eval_config, pretrain_config, split_overrides, split_variant)
 from .compare_methods import METHODS, BASES, method_overrides, unknown_method_message  # noqa: F401 (re-exported)
-from .compare_report import calibrations, pretrain_summary, split_facts, summarise, to_csv, to_markdown
+from .compare_report import calibrations, pretrain_summary, split_facts, summarise, to_csv, to_markdown, write_out
 from .compare_units import CompareError, Units, check_no_leak, reused_run  # noqa: F401 (re-exported)
 
 
@@ -202,10 +201,30 @@ class Comparison:
         self._progress()
         self.log(f"{method} p{pseed} s{seed}: mIoU {unit['miou']:.4f} OA {unit['oa']:.4f} ({where.name})")
 
+    def record_completed(self) -> None:
+        """Units whose run completed but that a kill left unrecorded: recorded from their folders, not trained again
+        (the one-at-a-time path's order, so an evaluation finds its encoder)."""
+        for pseed in self.cfg.pretrain_seeds:
+            for m in self.cfg.variants():
+                key = ("pretrain", m, pseed, None)
+                if split_variant(m)[0] != "random" and not self.units.get(*key):
+                    path = self.units.completed(key, pretrain_config(self.cfg, m, pseed, self.extra))
+                    if path is not None:
+                        self.log(f"{m} p{pseed}: pretraining had completed in {path.name}; recorded from there")
+                        self._pretrained(m, pseed, path)
+                for s in self.cfg.seeds:
+                    key = ("eval", m, pseed, s)
+                    path = None if self.units.get(*key) else self.units.completed(key, self._eval_config(m, pseed, s))
+                    if path is not None:
+                        self.log(f"{m} p{pseed} s{s}: evaluation had completed in {path.name}; recorded from there")
+                        record = json.loads((path / "test_metrics.json").read_text())
+                        self._evaluated(m, pseed, s, self.encoder(m, pseed), record, path)
+
     def run_all(self) -> list[dict[str, Any]]:
         """Every unit; the evaluations' records in the one order of the one-at-a-time path (pretraining seed,
         method, seed), whatever order they finished in: the table's sums are then the same bits."""
         self._progress()
+        self.record_completed()
         if self.jobs > 1:
             self.at_once()
         for pseed in self.cfg.pretrain_seeds:
@@ -219,41 +238,7 @@ class Comparison:
 
 
 # ------------------------------------------------------------------------------------------------ CLI
-GENERATED = "## Generated"
-
-
-def keep_reading(path: Path, md: str) -> str:
-    """The new table under the ``## Generated`` heading of an existing ``--out`` file, with the reading written above
-    it kept. Why: the docs' comparison pages pair a human reading with the generated table, and running their own
-    reproduce command must not erase the reading. A file without that heading is replaced whole."""
-    try:
-        old = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return md
-    lines = old.splitlines(keepends=True)
-    for i, line in enumerate(lines):
-        if line.strip() == GENERATED:
-            return "".join(lines[:i + 1]) + "\n" + md
-    return md
-
-
 FIRST_COMMAND = "command.json"  # the command line that started the comparison, and its --out
-
-
-def _write_out(path: Path, md: str, result: dict[str, Any], log: Any, given: bool) -> None:
-    """The ``--out`` file (the reading above its ``## Generated`` heading kept) and its JSON, without machine paths.
-    A resume's stored ``--out`` whose folder is gone is skipped; a failed write is one line (the run is complete)."""
-    if not given and not path.parent.is_dir():
-        log(f"not writing {path}, the --out of the first command: its folder is gone")
-        return
-    try:
-        atomic_write_bytes(path, keep_reading(path, portable_path(md)).encode())
-        atomic_write_json(path.with_suffix(".json"), portable(result))
-    except OSError as err:
-        log(f"could not write {path}: {err.strerror or err} (the table is in the run folder: table.md)")
-        return
-    if not given:
-        log(f"wrote {path}, the --out of the first command")
 
 
 def _load(args: argparse.Namespace) -> tuple[CompareConfig, Run, Path]:
@@ -328,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         out_run.log(msg)
         print(msg, flush=True)
 
+    comparison = None
     try:
         stop.interrupt()  # the workbench's Stop (now, or already during loading): a recorded stop, not a death
         comparison = Comparison(cfg, out_run, root, log, stop)
@@ -345,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         out_run.write_status(state="stopped", ended=time.time())
         probe = " (a probe, which keeps no folder one at a time, starts again)"
-        cut = "" if cfg.jobs > 1 or cfg.eval != "probe" else probe
+        cut = probe if cfg.eval == "probe" and (comparison is None or comparison.jobs == 1) else ""  # jobs capped to 1
         log(f"stopped; finished units are kept, a unit cut short continues in its folder from its checkpoint{cut}; "
             f"continue with: python -m core.compare --resume {out_run.path}")
         unlock_run(out_run)
@@ -383,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_json(out_run.path / "comparison.json", result)
     atomic_write_bytes(out_run.path / "table.md", md.encode())
     if out_path:
-        _write_out(Path(out_path), md, result, log, given=bool(args.out))
+        write_out(Path(out_path), md, result, log, given=bool(args.out))
     elif args.resume and not first:
         log(f"no {FIRST_COMMAND} (a comparison started before resumes kept its --out): give --out again to write "
             "the table to a file")

@@ -2,7 +2,8 @@
 FALSE-vs-base differences with intervals and verdicts, the Markdown table, the CSV, the split and pretraining facts.
 
 Why apart from ``core.seg.compare``: running the units and writing up their numbers change for different reasons; the
-write-up is pure (rows in, text out) and the Fine-tune page reads the same labels.
+write-up is pure (rows in, text out) and the Fine-tune page reads the same labels. ``write_out`` puts the table into
+the user's ``--out`` file, keeping the reading written above it.
 """
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..data.labeled import SegSplits
-from ..store.runs import read_jsonl
+from ..store.portable import portable, portable_path
+from ..store.runs import atomic_write_bytes, atomic_write_json, read_jsonl
 from ..analysis.stats import mean_sd, paired_difference
 from ..config.strategy import strategy_label, uses_labels
 
@@ -249,3 +251,37 @@ def pretrain_summary(units: Units) -> dict[str, Any]:
                                                         if scenes else "")
             return {"tiles": rec.get("tiles"), "scenes": scenes, "splits": rec.get("pretrain_splits"), "text": text}
     return {"text": "no pretrained method"}
+
+
+GENERATED = "## Generated"
+
+
+def keep_reading(path: Path, md: str) -> str:
+    """The new table under the ``## Generated`` heading of an existing ``--out`` file, with the reading written above
+    it kept. Why: the docs' comparison pages pair a human reading with the generated table, and running their own
+    reproduce command must not erase the reading. A file without that heading is replaced whole."""
+    try:
+        old = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return md
+    lines = old.splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        if line.strip() == GENERATED:
+            return "".join(lines[:i + 1]) + "\n" + md
+    return md
+
+
+def write_out(path: Path, md: str, result: dict[str, Any], log: Any, given: bool) -> None:
+    """The ``--out`` file (the reading above its ``## Generated`` heading kept) and its JSON, without machine paths.
+    A resume's stored ``--out`` whose folder is gone is skipped; a failed write is one line (the run is complete)."""
+    if not given and not path.parent.is_dir():
+        log(f"not writing {path}, the --out of the first command: its folder is gone")
+        return
+    try:
+        atomic_write_bytes(path, keep_reading(path, portable_path(md)).encode())
+        atomic_write_json(path.with_suffix(".json"), portable(result))
+    except OSError as err:
+        log(f"could not write {path}: {err.strerror or err} (the table is in the run folder: table.md)")
+        return
+    if not given:
+        log(f"wrote {path}, the --out of the first command")

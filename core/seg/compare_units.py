@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..config import validate_config
+from ..store.lifecycle import EARLY_ERRORS
 from ..store.runs import Run, open_run, read_jsonl
 from .compare_config import CompareConfig, band_label, split_variant
 
@@ -51,6 +53,20 @@ class Units:
             return None
         run = Run(Path(rows[-1]["run"]))
         return run.path if not run.is_live() and run.state() in ("stopped", "failed", "died") else None
+
+    def completed(self, key: tuple, cfg: Any) -> Path | None:
+        """The run folder of a unit that completed with ``cfg`` and was not recorded (the comparison killed between
+        the two), if any: it is recorded from there, not trained again. An evaluation needs its test scores."""
+        rows = [r for r in read_jsonl(self.run.path / STARTED) if self._key(r) == tuple(key)]
+        run = Run(Path(rows[-1]["run"])) if rows else None
+        if run is None or not run.path.is_dir() or run.is_live() or run.state() != "completed":
+            return None
+        if key[0] == "eval" and run.read_json("test_metrics.json") is None:
+            return None
+        try:
+            return run.path if validate_config(run.stored_config(), type(cfg)) == cfg else None
+        except EARLY_ERRORS:
+            return None
 
 
 def reused_run(cfg: CompareConfig, method: str, pretrain_seed: int) -> Path | None:

@@ -30,7 +30,6 @@ from ..store.checkpoint import (Snapshot, encoder_snapshot, export_encoder, load
 from ..store.resume import open_for_resume, refuse_if_complete
 from ..config import (ConfigError, PretrainConfig, apply_overrides, config_to_yaml, load_config, upgrade_run_config,
                       validate_config)
-from ..analysis.pair_grid import pair_grid
 from ..data import DataError, TwoViewAugment, build_dataset
 from ..imaging.bands import bands_of, is_rgb
 from ..distributed import DistEnv, agree, from_first
@@ -221,6 +220,12 @@ class Trainer:
         return {"cal" if loss.treatment == "fncc" else "treated": means["calibrated"]}
 
     # ------------------------------------------------------------------ loop
+    def _pair_pictures(self, rows: list[dict]) -> Any:
+        """A step's flagged pairs as one picture, for the trackers (pandas imported only when a tracker asks)."""
+        from ..analysis.pair_grid import pair_grid
+
+        return pair_grid(self.dataset, rows)
+
     def fit(self, stop: StopFlag | None = None) -> str:
         """Train to ``total_steps`` or a stop. The host reads the device only at drain points (a logged step, a
         checkpoint, a kNN step, the end, a stop), the same steps on every rank."""
@@ -228,7 +233,7 @@ class Trainer:
         life = RunLife(self.run if main else None, lambda: self.step, self.total_steps, stop=stop,
                        progress=self.progress and main,
                        desc=method_and_strategy(cfg.method, cfg.loss.model_dump(mode="json")),
-                       pictures=lambda rows: pair_grid(self.dataset, rows), world_size=self.env.world)
+                       pictures=self._pair_pictures, world_size=self.env.world)
         with life:
             try:
                 self._run_steps(life)
