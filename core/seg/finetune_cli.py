@@ -36,6 +36,7 @@ def start(args: argparse.Namespace, env: DistEnv | None = None) -> FinetuneTrain
             trainer.restore(ckpt)
             if env.main:
                 run.truncate_after(trainer.step)
+                run.log(f"resumed from step {trainer.step}")
         return trainer
     if args.run_dir:
         run = prepared_run(args.run_dir)
