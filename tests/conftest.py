@@ -17,8 +17,8 @@ THREADS = int(os.environ.get("FALSE_WB_TEST_THREADS")
               or (1 if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) >= 2 else 2))
 os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
 torch.set_num_threads(THREADS)
-# every app the tests start (AppTest in each worker, the browser tests' servers) would compile umap-learn's code at
-# start, 10 s of a core each; the few tests that draw a map compile it when they do
+# every app the tests start (AppTest in each worker, the browser tests' servers) would import and ready umap-learn's
+# code at start (2 s of a core each once numba keeps it on disk, 10 s before); the few tests that draw a map do it then
 os.environ.setdefault("FALSE_WB_WARMUP", "0")
 
 

@@ -10,7 +10,8 @@ import streamlit as st
 
 @st.cache_resource(show_spinner=False)
 def start_warmup() -> threading.Thread:
-    """Compile umap-learn's numba code in a daemon thread (the first UMAP would otherwise wait for it).
+    """Ready umap-learn's numba code in a daemon thread (the first UMAP would otherwise wait for it): compiled the
+    first time on a machine, loaded from numba's disk cache after (``core.analysis.embedding_map.keep_umap_code``).
 
     torch and the engine are imported here, in the calling thread, before the thread starts: two threads importing
     torch at the same time can see it half-initialised. umap (2 s to import) is left to the thread; pages that

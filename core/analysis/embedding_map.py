@@ -79,10 +79,45 @@ def knn_graph(features: np.ndarray, k: int, chunk: int = 1024) -> tuple[np.ndarr
     return idx, dist
 
 
+UMAP_MODULES = ("umap.umap_", "umap.layouts", "umap.utils", "umap.distances", "umap.spectral", "umap.sparse")
+_code_kept: list[bool] = []  # one switch per process: caching must be on before umap's first compilation
+
+
+def keep_umap_code() -> int:
+    """Have numba keep umap-learn's compiled functions on disk, as pynndescent (which umap uses) keeps its own: a
+    process's first map then loads them in a fraction of a second instead of compiling them for 12 s of a core (every
+    app start, CLI run and test worker did). Numba puts them beside umap's sources, in its user cache where those are
+    read-only, or in ``NUMBA_CACHE_DIR``; a function it cannot keep is compiled as before. Returns how many it keeps.
+    """
+    if _code_kept:
+        return 0
+    _code_kept.append(True)
+    import importlib
+
+    from numba.core.dispatcher import Dispatcher
+
+    kept = 0
+    for name in UMAP_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        for obj in list(vars(module).values()):
+            if isinstance(obj, Dispatcher) and getattr(obj.py_func, "__module__", "") == name:
+                try:
+                    obj.enable_caching()
+                    kept += 1
+                except RuntimeError:  # no cache folder numba can write: compiled in memory, as before
+                    pass
+    return kept
+
+
 def umap_2d(features: np.ndarray, params: UmapParams = UmapParams(),
             knn: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """2-D UMAP coordinates (n, 2) float32 from exact cosine neighbours (why: ``core.analysis.embeddings``' notes)."""
     import umap  # imported here: 2-4 s, and the pages must open fast
+
+    keep_umap_code()
 
     n = len(features)
     if n < MIN_TILES:
