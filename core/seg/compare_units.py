@@ -46,20 +46,24 @@ class Units:
         self.run.append_jsonl(STARTED, [{"kind": kind, "method": method, "pretrain_seed": pretrain_seed,
                                          "seed": seed, "run": str(path)}])
 
-    def cut_short(self, key: tuple) -> Path | None:
-        """The run folder of a unit that started and did not finish (stopped, failed or died; not live), if any."""
+    def _last_started(self, key: tuple) -> Run | None:
+        """The run of the unit's last recorded start, when its folder is there and no process writes it."""
         rows = [r for r in read_jsonl(self.run.path / STARTED) if self._key(r) == tuple(key)]
         if not rows or not Path(rows[-1]["run"]).is_dir():
             return None
         run = Run(Path(rows[-1]["run"]))
-        return run.path if not run.is_live() and run.state() in ("stopped", "failed", "died") else None
+        return None if run.is_live() else run
+
+    def cut_short(self, key: tuple) -> Path | None:
+        """The run folder of a unit that started and did not finish (stopped, failed or died; not live), if any."""
+        run = self._last_started(key)
+        return run.path if run is not None and run.state() in ("stopped", "failed", "died") else None
 
     def completed(self, key: tuple, cfg: Any) -> Path | None:
         """The run folder of a unit that completed with ``cfg`` and was not recorded (the comparison killed between
         the two), if any: it is recorded from there, not trained again. An evaluation needs its test scores."""
-        rows = [r for r in read_jsonl(self.run.path / STARTED) if self._key(r) == tuple(key)]
-        run = Run(Path(rows[-1]["run"])) if rows else None
-        if run is None or not run.path.is_dir() or run.is_live() or run.state() != "completed":
+        run = self._last_started(key)
+        if run is None or run.state() != "completed":
             return None
         if key[0] == "eval" and run.read_json("test_metrics.json") is None:
             return None
