@@ -81,6 +81,8 @@ def test_band_names_follow_descriptions_colour_and_count() -> None:
     assert file_band_names(3) == ["R", "G", "B"]
     assert file_band_names(4) == ["R", "G", "B", "NIR"]  # Potsdam's RGBIR
     assert file_band_names(4, interp=["red", "green", "blue", "alpha"]) == ["R", "G", "B", "alpha"]
+    assert file_band_names(4, interp=["blue", "green", "red", "undefined"]) == ["B", "G", "R", "NIR"]  # PlanetScope
+    assert file_band_names(3, interp=["blue", "green", "red"]) == ["B", "G", "R"]
     assert file_band_names(3, descriptions=["near-infrared", "Red", "green"]) == ["NIR", "R", "G"]  # IRRG
     assert file_band_names(5) == ["band1", "band2", "band3", "band4", "band5"]
     assert resolve(["NIR", "R"], ["R", "G", "B", "NIR"], "f.tif") == ([3, 0], ["NIR", "R"])
@@ -347,8 +349,9 @@ def test_inference_reads_any_tiff_as_training_did(tmp_path: Path) -> None:
         trained = read_bands(tmp_path / name, bands, stretch=stretch).pixels
         served = model_pixels(read_image(tmp_path / name), _card(bands, stretch, bands_by_name=True))
         assert np.array_equal(served, trained), (name, bands)
-    assert np.array_equal(model_pixels(read_image(tmp_path / "bgrn.tif"), _card(["R", "G", "B"]))[..., 0], bgrn[0])
-    # ^ a plain RGB model (no data.bands) keeps the one RGB rule: the first three bands, as before bands existed
+    plain = model_pixels(read_image(tmp_path / "bgrn.tif"), _card(["R", "G", "B"]))
+    assert np.array_equal(plain, np.moveaxis(bgrn[2::-1], 0, -1))
+    # ^ a plain RGB model (no data.bands) reads the one RGB picture, made of the bands the file names R, G, B
 
 
 def test_a_format_s_band_names_never_rename_a_jpeg(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from rasterio.enums import ColorInterp
 import torch
 from PIL import Image
 from affine import Affine
@@ -195,9 +196,13 @@ def test_tiff_band_rules(tmp_path):
     assert one.rgb.shape == (16, 20, 3) and (one.rgb == b[0][..., None]).all()
     assert "grey band replicated to RGB" in one.notes
 
-    two = read_image(write_tiff(tmp_path / "two.tif", b[:2]))
-    assert (two.rgb == b[0][..., None]).all()
-    assert "grey band replicated to RGB" in two.notes and "alpha band dropped" in two.notes
+    two = read_image(write_tiff(tmp_path / "two.tif", b[:2]))  # band 2 not marked alpha: no transparency either
+    assert (two.rgb == b[0][..., None]).all() and two.declared_nodata is None
+    assert two.notes[:2] == ["grey band replicated to RGB", "band 2 (band2) ignored"]
+    grey_alpha = write_tiff(tmp_path / "grey_alpha.tif", b[:2])
+    with rasterio.open(grey_alpha, "r+") as dst:
+        dst.colorinterp = [ColorInterp.gray, ColorInterp.alpha]
+    assert "alpha band dropped" in read_image(grey_alpha).notes
 
     three = read_image(write_tiff(tmp_path / "three.tif", b[:3]))
     assert (three.rgb == np.moveaxis(b[:3], 0, -1)).all() and three.notes == [] and three.profile is None
@@ -219,6 +224,20 @@ def test_tiff_band_rules(tmp_path):
     five = read_image(write_tiff(tmp_path / "five.tif", b))
     assert (five.rgb == np.moveaxis(b[:3], 0, -1)).all()
     assert any(n.startswith("5 bands: used bands 1-3") for n in five.notes)
+
+    # B, G, R, NIR (PlanetScope's order), named by descriptions or by colour interpretation: the picture is R, G, B
+    bgrn = np.concatenate([b[2::-1], b[3:4]])
+    for named in ("descriptions", "colorinterp"):
+        path = write_tiff(tmp_path / f"bgrn-{named}.tif", bgrn, photometric="MINISBLACK")
+        with rasterio.open(path, "r+") as dst:
+            if named == "descriptions":
+                for k, name in enumerate(["Blue", "Green", "Red", "NIR"]):
+                    dst.set_band_description(k + 1, name)
+            else:
+                dst.colorinterp = [ColorInterp.blue, ColorInterp.green, ColorInterp.red, ColorInterp.undefined]
+        img = read_image(path)
+        assert (img.rgb == np.moveaxis(b[:3], 0, -1)).all(), named
+        assert "4 bands (B, G, R, NIR): used bands 3, 2, 1 (named R, G, B) as RGB, band(s) 4 (NIR) ignored" in img.notes
 
 
 def test_tiff_16bit_float_nodata(tmp_path):

@@ -7,8 +7,10 @@ as before bands existed. The resolved names travel with the tiles, the run and t
 reads a new file's bands by name and refuses a file that lacks one.
 
 A file's band names come from its band descriptions ("NIR", "near-infrared", "red", ...), else its colour
-interpretation (red, green, blue), else its band count by the usual convention: 3 bands R, G, B; 4 bands
-R, G, B, NIR (Potsdam's RGBIR files; a 4th band marked alpha is not a band). PNG and JPEG files have R, G, B.
+interpretation (red, green, blue, in whatever order it places them; the one other band of a 4-band file is then NIR),
+else its band count by the usual convention: 3 bands R, G, B; 4 bands R, G, B, NIR (Potsdam's RGBIR files; a 4th
+band marked alpha is not a band). PNG and JPEG files have R, G, B, and every RGB picture is made of the bands named
+R, G, B, wherever the file keeps them.
 
 Pixels: every band becomes uint8. 8-bit bands are used as they are; other depths (uint16, float) are stretched by
 per-band 2nd and 98th percentiles: those of the data set (computed once, kept with its tile cache and in the
@@ -131,7 +133,13 @@ def file_band_names(count: int, descriptions: Sequence[str | None] = (), interp:
     if not described:
         alpha_last = count > 3 and names[-1] == "alpha"
         body = count - alpha_last
-        if body == 3:
+        said = [n for n in names[:body] if n in RGB]
+        if sorted(said) == sorted(RGB):  # the colour interpretation placed R, G, B (PlanetScope's B, G, R, NIR too)
+            if body == 4:
+                names[names[:body].index(None)] = "NIR"
+        elif said:
+            pass  # a partial colour interpretation: what it says stands, the rest stays unnamed
+        elif body == 3:
             names[:3] = list(RGB)
         elif body == 4:  # Potsdam's RGBIR; an RGB+NIR file with an alpha band after them
             names[:4] = list(RGBN)

@@ -10,11 +10,13 @@ Formats
 
 Bands
     1 band            grey, replicated to R, G and B (a palette TIFF's colour map is applied instead).
-    2 bands           grey + alpha: the first band replicated, the alpha band dropped.
+    2 bands           grey + alpha (or another band): the first band replicated, the second dropped.
     3 bands           R, G, B.
     4 bands           a PNG (RGBA): alpha dropped. A TIFF: bands 1-3 used as RGB; band 4 is alpha (dropped) or
                       near-infrared (RGB-IR, ignored), as its colour interpretation says.
     more than 4       bands 1-3 used as RGB, the rest ignored (with a note).
+    named bands       a TIFF whose band descriptions or colour interpretation place R, G and B elsewhere (B, G, R,
+                      NIR: PlanetScope) gives its picture from the bands so named (``core.imaging.bands``).
     palette / CMYK    converted to RGB by PIL.
 
 Depth

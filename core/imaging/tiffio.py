@@ -63,9 +63,13 @@ def _read_rasterio(src: Any, max_pixels: int, ColorInterp: Any, Resampling: Any,
     notes: list[str] = []
     dtype = np.dtype(src.dtypes[0])
     interp = list(src.colorinterp)
+    names = src_band_names(src)
     # GDAL marks the 4th band of a 4-band 8-bit GeoTIFF alpha by default, RGB + NIR ones too: a band holding more
     # than 0 and 255 is near-infrared, and its dark pixels (water) are not transparent
-    nir_marked_alpha = count == 4 and src_band_names(src)[3] == "NIR" and interp[3] == ColorInterp.alpha
+    nir_marked_alpha = count == 4 and names[3] == "NIR" and interp[3] == ColorInterp.alpha
+    # the picture is the bands named R, G, B wherever the file keeps them (PlanetScope: B, G, R, NIR), else 1-3
+    visible = [names.index(c) + 1 for c in RGB] if count >= 3 and all(c in names for c in RGB) else [1, 2, 3]
+    which = "bands 1-3" if visible == [1, 2, 3] else f"bands {', '.join(map(str, visible))} (named R, G, B)"
     if nir_marked_alpha:
         notes.append("band 4 is marked alpha but holds more than 0 and 255: read as near-infrared, not transparency")
     colormap = None
@@ -81,18 +85,23 @@ def _read_rasterio(src: Any, max_pixels: int, ColorInterp: Any, Resampling: Any,
             notes.append("grey band replicated to RGB")
     elif count == 2:
         bands = [1, 1, 1]
-        notes += ["grey band replicated to RGB", "alpha band dropped"]
-    elif count == 3:
-        bands = [1, 2, 3]
-    elif count == 4:
-        bands = [1, 2, 3]
-        if len(interp) == 4 and interp[3] == ColorInterp.alpha and not nir_marked_alpha:
-            notes.append("4 bands: used bands 1-3 as RGB, alpha band dropped (RGBA)")
-        else:
-            notes.append("4 bands: used bands 1-3 as RGB (RGB-IR)")
+        second = "alpha band dropped" if interp[1] == ColorInterp.alpha else f"band 2 ({names[1]}) ignored"
+        notes += ["grey band replicated to RGB", second]
     else:
-        bands = [1, 2, 3]
-        notes.append(f"{count} bands: used bands 1-3 as RGB, bands 4-{count} ignored")
+        bands = visible
+        others = [f"{i + 1} ({names[i]})" for i in range(count) if i + 1 not in visible and names[i] != "alpha"]
+        if count == 3:
+            if visible != [1, 2, 3]:
+                notes.append(f"3 bands ({describe(names)}): {which} used as RGB")
+        elif count == 4 and len(interp) == 4 and interp[3] == ColorInterp.alpha and not nir_marked_alpha:
+            notes.append(f"4 bands: used {which} as RGB, alpha band dropped (RGBA)")
+        elif count == 4 and visible == [1, 2, 3]:
+            notes.append("4 bands: used bands 1-3 as RGB (RGB-IR)")
+        elif visible == [1, 2, 3]:
+            notes.append(f"{count} bands: used bands 1-3 as RGB, bands 4-{count} ignored")
+        else:
+            notes.append(f"{count} bands ({describe(names)}): used {which} as RGB"
+                         + (f", band(s) {', '.join(others)} ignored" if others else ""))
 
     distinct = sorted(set(bands))
     nodata = src.nodata
