@@ -276,10 +276,13 @@ def test_nodata_from_geotiff_value_alpha_and_borders(tmp_path: Path) -> None:
     rgb = scene("green", 100, 120, 2)
     rgb[:30] = 255  # a white collar along the top
     rgb[60:64, 50:54] = 255  # a small white roof inside: data
+    rgb[50:70, :20] = 255  # a sunlit yard cut by the left edge, 3 % of the image, in no corner: data
+    wedge = np.add.outer(np.arange(100), np.arange(120)) >= 190  # a reprojection's black wedge in a corner
+    rgb[wedge] = 0
     Image.fromarray(rgb).save(tmp_path / "collar.png")
     loaded = read_image(tmp_path / "collar.png")
     m = nodata_mask(loaded)
-    assert m[:30].all() and not m[30:].any()
+    assert m[:30].all() and m[wedge].all() and not m[30:][~wedge[30:]].any()
     assert not nodata_mask(loaded, borders=False).any()
 
     eight = scene("green", 60, 60, 3).transpose(2, 0, 1).copy()

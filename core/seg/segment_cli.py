@@ -103,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-resample", action="store_true",
                    help="run at the image's own pixel size even when the model's differs by more than 1.5x")
     p.add_argument("--keep-borders", action="store_true",
-                   help="classify uniform white/black borders too (declared no-data is always left out)")
+                   help="classify near-white/near-black regions in the image's corners too (alpha, masks, NaN and "
+                        "deep files' nodata are always left out; an 8-bit nodata value where it reaches the border)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--labels", nargs="+", metavar="MASK", default=None,
                    help="a label mask per image, in the same order (class indices or class colours; a palette PNG "
