@@ -318,3 +318,23 @@ def test_a_mask_of_another_data_set_is_refused_not_scored_as_this_models_classes
     partly[:5] = (60, 16, 152)  # a quarter of no class: scored, the rest said
     result = score_labels(labels, png(partly), deepglobe, rule=rule)
     assert result.unknown == pytest.approx(0.25) and result.scores.miou == 1.0
+
+
+def test_a_lossy_copy_of_a_mask_is_named_as_such_and_the_share_of_no_class_is_said() -> None:
+    """The review saved a Dubai mask as JPEG: its colours lie a level or two off the class colours, and the refusal
+    asked whether it was another data set's mask. It now names the near class colour and asks for the PNG; a mask
+    partly of no class says that share in the command line's line too, as the page and the Gradio demo do."""
+    labels = truth()
+    colours = np.asarray([c["color"] for c in CLASSES], np.uint8)
+    off = colours[labels].astype(np.int16)
+    off[:, :] += np.asarray([-1, 2, 1], np.int16)  # every colour a level or two off
+    with pytest.raises(LabelMaskError, match=r"level\(s\) off the class colour \[.*\]: a lossy copy such as a JPEG\? "
+                                             r"Give the mask as PNG"):
+        score_labels(labels, png(np.clip(off, 0, 255).astype(np.uint8)), CLASSES)
+    partly = colours[labels].copy()
+    partly[:4] = (90, 40, 160)  # a fifth of no class, far from every class colour: scored, the rest said
+    result = score_labels(labels, png(partly), CLASSES)
+    assert result.line().endswith("; 20.0 % left out; 20.0 % of the mask's pixels are no class of this model)")
+    assert "of no class" not in score_labels(labels, png(colours[labels]), CLASSES).line()
+    report = result.report(CLASSES)  # every class held: the two means are one number, to the last bit
+    assert report["miou"] == report["miou_of_mask_classes"]

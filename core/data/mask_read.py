@@ -191,7 +191,7 @@ def _colour(rgb: np.ndarray, table: MaskTable) -> list[Callable[[], _Reading]]:
     return [*readings, grey]
 
 
-def _choose(readings: list[Callable[[], _Reading | None]], palette: bool, total: int,
+def _choose(readings: list[Callable[[], _Reading | None]], palette: bool, total: int, table: MaskTable,
             empty_ok: bool = False) -> _Reading:
     """The first reading that fits or holds most; else the rules of the module's docstring."""
     seen: list[_Reading] = []
@@ -203,11 +203,28 @@ def _choose(readings: list[Callable[[], _Reading | None]], palette: bool, total:
             return reading
         seen.append(reading)
     if palette or (not empty_ok and all(r.unknown == total for r in seen)):
-        raise MaskError(_neither(seen, palette))
+        raise MaskError(_neither(seen, palette, table))
     return seen[0]
 
 
-def _neither(seen: list[_Reading], palette: bool) -> str:
+LOSSY_LEVELS = 12  # a colour this close to a class colour (per channel) but not it: compression, not another set
+
+
+def lossy_hint(colour: Any, colors: Sequence[tuple[int, int, int]]) -> str:
+    """When an unknown mask colour lies a few levels from a class colour (a JPEG's ringing), what to do; else ""."""
+    try:
+        c = np.asarray(colour, dtype=np.int64).reshape(3)
+    except (TypeError, ValueError):
+        return ""  # a value of a band, not a colour
+    for ref in colors:
+        off = int(np.abs(c - np.asarray(ref, np.int64)).max())
+        if 0 < off <= LOSSY_LEVELS:
+            return (f" ({list(map(int, c))} is {off} level(s) off the class colour {list(ref)}: a lossy copy such "
+                    "as a JPEG? Give the mask as PNG)")
+    return ""
+
+
+def _neither(seen: list[_Reading], palette: bool, table: MaskTable) -> str:
     """One line: which readings failed and the first unknown colours (or values) of each, most pixels first."""
     def named(r: _Reading) -> str:
         what = r.unknown_what()
@@ -218,7 +235,8 @@ def _neither(seen: list[_Reading], palette: bool) -> str:
     indices = next((r for r in seen if "indices" in r.how), None)
     parts = []
     if colours is not None and (palette or indices is None):  # a grey mask's colours are its values
-        parts.append(f"its colours {named(colours)} are no class's nor ignored")
+        parts.append(f"its colours {named(colours)} are no class's nor ignored"
+                     + lossy_hint(colours.unknown_what()[0][0], table.colors))
     if indices is not None:
         parts.append(f"its {'indices' if palette else 'values'} {named(indices)} are no class index nor ignored")
     what = ("neither the classes' colours nor their indices" if colours is not None and indices is not None else
@@ -241,7 +259,7 @@ def decode_image(img: Image.Image, table: MaskTable, empty_ok: bool = False) -> 
         readings, palette = _single_band(np.asarray(band), table), False
     else:
         readings, palette = _colour(np.asarray(img.convert("RGB")), table), False
-    return _decoded(_choose(readings, palette, img.width * img.height, empty_ok))
+    return _decoded(_choose(readings, palette, img.width * img.height, table, empty_ok))
 
 
 def decode_bands(bands: list[np.ndarray], table: MaskTable, empty_ok: bool = False) -> Decoded:
@@ -253,7 +271,7 @@ def decode_bands(bands: list[np.ndarray], table: MaskTable, empty_ok: bool = Fal
     else:
         raise MaskError(f"a mask of {len(bands)} {bands[0].dtype} bands: give one band of class indices or 8-bit "
                         "class colours")
-    return _decoded(_choose(readings, False, bands[0].size, empty_ok))
+    return _decoded(_choose(readings, False, bands[0].size, table, empty_ok))
 
 
 def _decoded(r: _Reading) -> Decoded:

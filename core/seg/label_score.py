@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import UnidentifiedImageError
 
-from ..data.mask_read import MaskError, card_table, decode_image
+from ..data.mask_read import MaskError, card_table, decode_image, lossy_hint
 from ..imaging.imageio import _open_pil
 from .infer import NODATA
 from .metrics import SegScores, confusion_matrix, scores_from_confusion
@@ -56,9 +56,8 @@ class LabelScore:
 
     def miou_of_mask_classes(self) -> float:
         """The mean IoU over the classes the mask holds only (what a per-image score is often read as)."""
-        cm = np.asarray(self.scores.confusion)
-        present = cm.sum(axis=1) > 0
-        return float(np.asarray(self.scores.iou)[present].mean())
+        present = torch.from_numpy(np.asarray(self.scores.confusion).sum(axis=1) > 0)
+        return float(torch.tensor(self.scores.iou)[present].mean())  # as the mIoU is taken: equal when all are held
 
     def absent_note(self, classes: list[dict[str, Any]]) -> str | None:
         """One sentence on the classes predicted but absent from the mask, or None when there are none."""
@@ -83,8 +82,10 @@ class LabelScore:
 
     def line(self) -> str:
         """The scores in one line, as the command line prints them."""
+        foreign = (f"; {100 * self.unknown:.1f} % of the mask's pixels are no class of this model"
+                   if self.unknown > 0.001 else "")  # as the page and the Gradio demo say it
         return (f"mIoU {100 * self.scores.miou:.1f} %, accuracy {100 * self.scores.overall_accuracy:.1f} % (read as "
-                f"{self.how}; {100 * self.left_out:.1f} % left out)")
+                f"{self.how}; {100 * self.left_out:.1f} % left out{foreign})")
 
 
 FOREIGN_SHARE = 0.5  # more of a mask's pixels of no class than this: refused, not scored on the rest
@@ -111,9 +112,10 @@ def read_label_mask(data: bytes, classes: list[dict[str, Any]], shape: tuple[int
         raise LabelMaskError(f"{err} (the model's classes: {_names(classes)})") from None
     labels = np.where(decoded.labels < len(classes), decoded.labels, IGNORE).astype(np.uint8)
     if decoded.unknown > FOREIGN_SHARE * labels.size:  # most of it is no class: another data set's mask, most likely
+        lossy = lossy_hint(decoded.example, [tuple(c.get("color", ())) for c in classes])
         raise LabelMaskError(f"{100 * decoded.unknown / labels.size:.0f} % of the label mask's pixels are of no class of "
-                             f"this model as {decoded.how} (e.g. {decoded.example}): is it a mask of another data set? "
-                             f"The model's classes: {_names(classes)}")
+                             f"this model as {decoded.how} (e.g. {decoded.example})"
+                             f"{lossy or ': is it a mask of another data set?'} The model's classes: {_names(classes)}")
     if not (labels != IGNORE).any():
         raise LabelMaskError(f"no pixel of the label mask is one of the model's classes ({_names(classes)}) as "
                              f"{decoded.how}; give class indices 0-{len(classes) - 1} or the class colours of the "
