@@ -398,6 +398,8 @@ def test_cli_bad_checkpoints(seg, tmp_path, capsys):
         lines = err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error:") and str(ckpt) in lines[0], err
     assert not (tmp_path / "out" / "a_mask.png").exists()
+    main([str(tmp_path / "a.png"), "--checkpoint", str(garbage), "--out", str(tmp_path / "out")])
+    assert "is not a safetensors file" in capsys.readouterr().err  # not the parser's "header too large"
     run = tmp_path / "a-run"  # a run folder where its model file was meant: the message names the file
     save_seg_checkpoint(run / "checkpoints" / "best.safetensors", model, card)
     assert main([str(tmp_path / "a.png"), "--checkpoint", str(run), "--out", str(tmp_path / "out")]) == 2

@@ -30,7 +30,7 @@ def max_pixels(megapixels: float | None = None) -> int:
         except ValueError:
             raise ValueError(f"{MAX_MEGAPIXELS_ENV}={text!r} is not a number of megapixels") from None
     if not 0 < megapixels < 1e6:
-        raise ValueError(f"the pixel budget must be between 0 and 1,000,000 megapixels, got {megapixels}")
+        raise ValueError(f"the pixel budget must be above 0 and below 1,000,000 megapixels, got {megapixels:g}")
     return int(megapixels * 1_000_000)
 
 

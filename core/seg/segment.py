@@ -64,7 +64,9 @@ def segment_loaded(loaded: LoadedImage, model: torch.nn.Module, card: dict[str, 
         domain.reasons.insert(0, "the model was trained on generated scenes, and this image does not say it is one")
         domain.in_domain = False
     if nodata.any():
-        notes.append(f"{100 * nodata.mean():.1f} % of the pixels hold no data: left out")
+        share = nodata.mean()  # a few pixels are said as pixels: "0.0 %" of them reads as none
+        notes.append(f"{100 * share:.1f} % of the pixels hold no data: left out" if share >= 0.0005 else
+                     f"{int(nodata.sum()):,} pixel(s) hold no data: left out")
     if max(rgb.shape[:2]) < tile:
         notes.append(f"the image ({rgb.shape[1]}x{rgb.shape[0]} px) is smaller than the {tile} px window: "
                      "segmented in one window")

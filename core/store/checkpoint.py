@@ -122,6 +122,20 @@ def not_found(path: str | Path, wanted: tuple[str, ...] = ("best.safetensors", "
     return f"{path} is a folder, not a checkpoint file" + (f"; give {inside[0]}" if inside else "")
 
 
+def unreadable(path: Path, err: Exception) -> CheckpointError:
+    """Why a checkpoint file cannot be read, in words a user can act on: a file that is no safetensors file at all
+    (a .pt, a JSON card, an image) is said to be that, not left to the parser's "header too large"."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+    except OSError:
+        head = b""
+    if len(head) < 9 or head[8:9] != b"{":  # safetensors: an 8-byte header length, then the JSON header
+        return CheckpointError(f"checkpoint {path} is not a safetensors file (the workbench's checkpoints are "
+                               ".safetensors files it wrote; a .pt, a card's .json or an image is not one)")
+    return CheckpointError(f"checkpoint {path} is unreadable: {err}")
+
+
 def read_metadata(path: Path) -> dict[str, Any]:
     """The JSON metadata of a checkpoint (card, optimizer, state), without loading its tensors."""
     if not Path(path).is_file():
@@ -130,7 +144,7 @@ def read_metadata(path: Path) -> dict[str, Any]:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as err:
-        raise CheckpointError(f"checkpoint {path} is unreadable: {err}") from None
+        raise unreadable(path, err) from None
     return {k: json.loads(v) for k, v in meta.items()}
 
 
@@ -140,7 +154,7 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         tensors = load(Path(path).read_bytes())
     except (SafetensorError, OSError, ValueError) as err:
-        raise CheckpointError(f"checkpoint {path} is unreadable: {err}") from None
+        raise unreadable(path, err) from None
     check_weights(path, tensors)
     return tensors
 
