@@ -31,6 +31,7 @@ from core.imaging.imageio import ImageError, LoadedImage, generated_png, read_im
 from core.seg.scene_role import note_scene
 from core.seg.segment import segment_choosing
 from core.seg.segmentation_result import Segmentation
+from workbench import kept_uploads
 from workbench.common import literal, seg_model, show_error, tab_names
 from workbench.label_view import show_label_score
 from workbench.segment_view import RELATIVE_NOTE, areas_frame, class_rgb, legend_html, one_line, screen_copy
@@ -411,13 +412,24 @@ def main() -> None:
         sample_note.caption(f"The sample is a synthetic scene; {entry.label} was not trained on such scenes"
                             + (f" ({synth} was)." if synth else "."))
     uploads = [Upload(content_id(f.getvalue()), f.name, f.getvalue) for f in files or []]
+    if uploads:
+        kept_uploads.remember([(u.id, u.name, u.read()) for u in uploads])
+    else:  # back from another page (the uploader forgot its files): the last files, run again if anything changed
+        uploads = [Upload(i, name, (lambda data=data: data)) for i, name, data in kept_uploads.kept()]
+        if uploads:
+            with left:
+                st.caption("Your last uploads, kept while you visit other pages: another model or other settings "
+                           "segment them again. Upload files to segment others.")
+                st.button("Forget them", key="segment_forget", on_click=kept_uploads.forget, args=(LAST,),
+                          type="tertiary", icon="🧹")
     if SAMPLE in st.session_state:
         uploads.append(sample_upload(int(st.session_state[SAMPLE])))
     if not uploads:
         last = [(k, r) for k, r in ((k, st.session_state.get(RESULTS, {}).get(k)) for k in st.session_state.get(LAST, []))
                 if r is not None]
         if last:
-            st.caption("Your last results (upload files to segment others):")
+            st.caption("Your last results. Their files were too large to keep while you visited other pages: upload "
+                       "them again to segment them with another model or other settings.")
             st.divider()
             show_results(last)
             return

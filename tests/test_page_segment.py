@@ -226,6 +226,18 @@ def test_model_settings_opacity_and_results_survive_a_visit_to_another_page(
     assert at.slider(key="segment_overlap").value == 0.4
     assert next(s for s in at.slider if s.key.startswith("opacity_")).value == 0.8
     assert len(at.image) == 1 and len(calls) == 1  # the result is shown again, not computed again
+    # the uploader forgot the file, the page did not: another model picked now segments it again (the review saw the
+    # old model's result stay under the new model's name, nothing run)
+    other = next(o for o in at.selectbox(key="segment_model").options if o not in (model, at.selectbox(
+        key="segment_model").options[0]))
+    at.selectbox(key="segment_model").set_value(other).run()
+    assert not at.exception and not at.error, page_errors(at)
+    assert len(calls) == 2 and len(at.image) == 1
+    shown = [r for k, r in at.session_state["segment_results"].items() if k in at.session_state["segment_last"]]
+    assert [r.seg.model["name"] for r in shown] == [other]
+    assert any("Your last uploads, kept while you visit other pages" in c.value for c in at.caption)
+    at.button(key="segment_forget").click().run()  # forgotten: the page starts over
+    assert not at.exception and not at.image and any("Drop one or more aerial tiles" in i.value for i in at.info)
 
 
 def test_a_label_mask_gives_iou_per_class_and_a_difference_overlay(empty_store: Path) -> None:
@@ -348,7 +360,7 @@ def test_label_mask_and_its_scores_survive_a_visit_to_another_page(empty_store: 
     assert not at.exception and not at.error, page_errors(at)
     assert at.file_uploader(key=f"labels_{key}").value is None  # the uploader forgot the file ...
     assert {m.label: m.value for m in at.metric} == before  # ... the page did not
-    assert any(c.value.startswith("Scored against **labels\\.png**, uploaded before") for c in at.caption)
+    assert any(c.value.startswith("Label mask **labels\\.png**, uploaded before") for c in at.caption)
     assert len(at.image) == 2 and len(calls) == 1
     at.button(key=f"labels_forget_{key}").click().run()  # removed: the scores go
     assert not at.exception and not at.metric
@@ -379,6 +391,6 @@ def test_the_chosen_tab_and_a_mask_stay_with_their_image_through_reruns_and_a_mo
     at.selectbox(key="segment_model").set_value(used).run()
     assert not at.exception and not at.error, page_errors(at)
     assert [k for k, r in at.session_state["segment_results"].items() if r.name == "b.png"][-1] != key
-    assert any(c.value.startswith("Scored against **b\\_labels\\.png**, uploaded before") for c in at.caption), \
+    assert any(c.value.startswith("Label mask **b\\_labels\\.png**, uploaded before") for c in at.caption), \
         [c.value for c in at.caption]
     assert [m.value for m in at.metric if m.label == "mIoU"] == ["100.0 %"]

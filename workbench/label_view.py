@@ -80,7 +80,7 @@ def show_label_score(seg: Segmentation, key: str, preview_side: int, image: str 
         elif kept is not None:
             name, data = kept
             row = st.container(horizontal=True, vertical_alignment="center")
-            row.caption(f"Scored against **{literal(name)}**, uploaded before; upload another mask to replace it.")
+            row.caption(f"Label mask **{literal(name)}**, uploaded before; upload another mask to replace it.")
             row.button("Remove the label mask", key=f"labels_forget_{key}", on_click=_forget, args=(image,),
                        type="tertiary", icon="✖️")
         else:
