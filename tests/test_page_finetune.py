@@ -230,6 +230,14 @@ def test_the_encoders_own_labeled_set_is_the_default(store_base: Path, tmp_path:
     at.selectbox(key="ft-init").set_value(false_run).run()  # pretrained on the synthetic set: that set
     assert (at.session_state["ft-data"], at.session_state["ft-tiles"], at.session_state["ft-tile-size"]) == \
         ("synthetic", 48, 64)
+    # a preset of another data set brings its data; one of the encoder's own set brings its recipe only: its own
+    # 2,000 synthetic tiles (the same seeds) would test on scenes the encoder was pretrained on (the review's case)
+    at.selectbox(key="ft-preset").set_value("finetune_dglc_cpu").run()
+    assert at.session_state["ft-data"] == "deepglobe"
+    at.selectbox(key="ft-preset").set_value("finetune_demo_cpu").run()
+    assert (at.session_state["ft-data"], at.session_state["ft-tiles"], at.session_state["ft-tile-size"]) == \
+        ("synthetic", 48, 64) and at.session_state["ft-steps"] == 200
+    assert "kept under preset finetune_demo_cpu" in shown(texts(at))
     at.selectbox(key="ft-init").set_value("random").run()  # a random encoder saw nothing: the fields stay
     assert at.session_state["ft-data"] == "synthetic"
     at.selectbox(key="ft-init").set_value(str(runs / dg_run)).run()

@@ -26,7 +26,7 @@ from core.config import (
 )
 from core.imaging.bands import is_rgb
 from core.seg.baseline import launch_baseline
-from core.seg.data_defaults import describe, encoder_seg_data, preset_for, source_data
+from core.seg.data_defaults import describe, encoder_seg_data, preset_for, same_data_set, source_data
 from core.store import launch
 from core.store.catalog import ModelEntry, config_presets, encoder_models
 from core.store.file_versions import yaml_file
@@ -165,28 +165,33 @@ def fill_data(data: Any, came_from: str) -> None:
     _trust(data.root, data.class_table)
 
 
-def fill_preset(mode: str, name: str, with_data: bool = True) -> None:
-    """Every field a preset names (the data fields too unless ``with_data`` is off)."""
+def fill_preset(mode: str, name: str, with_data: bool = True, own: Any = None) -> bool:
+    """Every field a preset names (the data fields too unless ``with_data`` is off, or the preset reads ``own``, the
+    data set the chosen encoder was pretrained on: True then, and the caller keeps the encoder's own split)."""
     path = config_presets(mode).get(name)
     if path is None:
-        return
+        return False
     try:
         cfg = load_config(path, model=CONFIG[mode])
     except (ConfigError, ValueError) as err:
         st.session_state["ft-flash"] = ("error", f"preset {name}: {err}")
-        return
+        return False
     raw = cfg.model_dump(mode="json")
     for f in (*OWN[mode], DEVICE[mode]):
         st.session_state[f.key] = to_widget(f, _get(raw, f.path))
-    if with_data:
+    keep_own = with_data and own is not None and same_data_set(own, cfg.data)
+    if with_data and not keep_own:
         fill_data(cfg.data, f"preset {name}: {describe(cfg.data)}")
     if mode == "finetune" and st.session_state["ft-crop"] > st.session_state.get("ft-tile-size", 10 ** 9):
         st.session_state["ft-crop"] = st.session_state["ft-tile-size"]
+    return keep_own
 
 
-def fill_encoder(entry: ModelEntry | None) -> None:
+def fill_encoder(entry: ModelEntry | None, under_preset: str | None = None) -> None:
     """The encoder's own labeled data set, split as in its pretraining (its test scenes never reached it); an
-    encoder of unlabeled imagery leaves the data fields as they are and says so."""
+    encoder of unlabeled imagery leaves the data fields as they are and says so. ``under_preset``: a preset of that
+    data set was picked, whose own split (or size: the synthetic set's scenes come from the same seeds) could put
+    scenes the encoder saw into the test split; its recipe is taken, the data kept, and the caption says so."""
     if entry is None:
         return
     data = encoder_seg_data(entry.card)
@@ -195,8 +200,10 @@ def fill_encoder(entry: ModelEntry | None) -> None:
                                             "say on what): the data set below is yours to choose.")
         return
     st.session_state.pop("ft-data-note", None)
+    kept = (f" (kept under preset {under_preset}: its own split of this data set could test on scenes the encoder "
+            "saw)" if under_preset else "")
     fill_data(data, f"the pretraining data of {entry.label}: {describe(data)}; split as in its pretraining, so its "
-                    "test scenes never reached the encoder")
+                    f"test scenes never reached the encoder{kept}")
 
 
 def encoder_choices() -> tuple[dict[str, str], dict[str, ModelEntry]]:
@@ -206,7 +213,11 @@ def encoder_choices() -> tuple[dict[str, str], dict[str, ModelEntry]]:
 
 
 def _preset_picked(mode: str) -> None:
-    fill_preset(mode, st.session_state[PRESET_KEY[mode]])
+    name = st.session_state[PRESET_KEY[mode]]
+    _, entries = encoder_choices()
+    entry = entries.get(st.session_state.get("ft-init"))
+    if fill_preset(mode, name, own=encoder_seg_data(entry.card) if entry is not None else None):
+        fill_encoder(entry, under_preset=name)
 
 
 def _encoder_picked() -> None:

@@ -9,6 +9,7 @@ preset in ``configs/`` reads the same folder, its class table and split come wit
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from ..config import DataConfig, SegDataConfig, upgrade_run_config
@@ -80,6 +81,12 @@ def preset_reading(folder: str | Path) -> tuple[str, dict[str, Any]] | None:
     return None
 
 
+def same_data_set(a: DataConfig | SegDataConfig, b: DataConfig | SegDataConfig) -> bool:
+    """Whether two data configs read the same data set: the same set name and folder (the synthetic set: any, since
+    its scenes come from the same seeds whatever its size)."""
+    return a.name == b.name and (a.name == "synthetic" or _resolved(a.root) == _resolved(b.root))
+
+
 def preset_for(kind: str, data: DataConfig | SegDataConfig) -> str | None:
     """The preset of ``kind`` (finetune, probe) made for this data set: the same set name and folder (for the
     synthetic set, any), the one of the same bands first; None when there is none."""
@@ -90,9 +97,8 @@ def preset_for(kind: str, data: DataConfig | SegDataConfig) -> str | None:
         except (OSError, ValueError):
             continue
         theirs = raw.get("data") if isinstance(raw, dict) else None
-        if not isinstance(theirs, dict) or theirs.get("name", "synthetic") != data.name:
-            continue
-        if data.name == "synthetic" or _resolved(theirs.get("root")) == _resolved(data.root):
+        if isinstance(theirs, dict) and same_data_set(
+                SimpleNamespace(name=theirs.get("name", "synthetic"), root=theirs.get("root")), data):
             found.append((theirs.get("bands") != data.bands, name))
     return min(found)[1] if found else None
 
