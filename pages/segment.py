@@ -187,8 +187,8 @@ def areas_figure(seg: Segmentation) -> go.Figure:
     fig.update_layout(height=60 + 28 * len(rows), margin=dict(l=10, r=10, t=10, b=30), xaxis_title="% of image",
                       xaxis_range=[0, 100], showlegend=False)
     if seg.areas_relative_only:  # the chart is copied alone too: the caution goes with it
-        fig.update_layout(title=dict(text=f"⚠️ {RELATIVE_NOTE}: shares of the image, classes a guess",
-                                     font=dict(size=13)), margin=dict(t=40), height=90 + 28 * len(rows))
+        fig.update_layout(title=dict(text="⚠️ out of domain: shares only", font=dict(size=13)), margin=dict(t=40),
+                          height=90 + 28 * len(rows))
     return fig
 
 
@@ -257,14 +257,17 @@ def show_result(result: Result, key: str) -> None:
         if seg.profile is not None:
             geo = "georeferenced" + (f", {result.pixel_size_m:.3g} m/pixel" if result.pixel_size_m else "")
         st.caption(f"{w}×{h} pixels · {geo}")
-        frame = areas_frame(seg)  # an out-of-domain result's caution beside the class, not cut off at the right
-        st.dataframe(frame, hide_index=True, width="stretch", key=f"areas_{key}",
-                     column_order=["class", *(["caution"] if "caution" in frame else []),
-                                   *[c for c in frame.columns if c not in ("class", "caution")]],
+        frame = areas_frame(seg)
+        relative = "caution" in frame  # out of domain: the caution heads the table and names its share column,
+        if relative:                   # not a column of its own repeated per row (it pushed the shares off screen)
+            st.caption(f"⚠️ {RELATIVE_NOTE}: the classes are a guess, their areas shares of the image (no m²)")
+        order = ["class", "percent", *[c for c in frame.columns if c not in ("class", "percent", "caution")]]
+        st.dataframe(frame, hide_index=True, width="stretch", key=f"areas_{key}", column_order=order,
                      column_config={"pixels": st.column_config.NumberColumn(format="localized", width="small"),
-                                    "percent": st.column_config.ProgressColumn("percent", format="%.1f%%",
-                                                                               min_value=0, max_value=100,
-                                                                               width="small"),
+                                    "percent": st.column_config.ProgressColumn(
+                                        "share ⚠️" if relative else "percent", format="%.1f%%", min_value=0,
+                                        max_value=100, width="medium" if relative else "small",
+                                        help=RELATIVE_NOTE if relative else None),
                                     "m²": st.column_config.NumberColumn(format="localized", width="small")})
         st.plotly_chart(areas_figure(seg), key=f"chart_{key}", config={"displayModeBar": False})
     for note in seg.notes:
