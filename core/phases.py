@@ -94,7 +94,9 @@ def _units(unit: Any, n: float) -> str:
         return ""
     if n == 1:
         return f" {unit}"
-    return f" {unit}es" if unit.endswith(("s", "sh", "ch", "x")) else f" {unit}s"
+    if unit.endswith(("s", "sh", "ch", "x")) and unit != "epoch":  # batches, but epochs (a hard "ch")
+        return f" {unit}es"
+    return f" {unit}s"
 
 
 def phase_text(phase: dict[str, Any], now: float | None = None) -> str:

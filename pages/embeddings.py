@@ -23,7 +23,7 @@ from core.seg.data_defaults import source_data
 from core.store.sources import list_sources
 from core.imaging.band_preview import preview_chw
 from core.imaging.bands import bands_of, card_bands, is_rgb
-from workbench.common import dataset_of, difference_text, go_to, pick_picture, show_error, shows_errors
+from workbench.common import dataset_of, difference_text, go_to, kept_default, pick_picture, show_error, shows_errors
 from workbench.warmup import wait_for_warmup
 
 INPUT_SIZES = [32, 48, 64, 96, 128]
@@ -88,7 +88,7 @@ def data_choice(entries: list[ModelEntry]) -> tuple[DataConfig, int]:
         c1.caption(f"{'Labeled' if data.labeled else 'Unlabeled: coloured by cluster'}; {note}.")
         return _tiles_of(data, c2, len(dataset_of(data)) if data.labeled else 5000)
     if source == "synthetic" or own is None:
-        n = c2.slider("Tiles", 200, 5000, 500, step=100, key="emb-tiles")
+        n = c2.slider("Tiles", 200, 5000, step=100, key=kept_default("emb-tiles", 500))
         tile = c3.selectbox("Tile size", TILE_SIZES, key="emb-tile-size")
         bands = card_bands(entries[0].card)  # the synthetic set has R, G, B and NIR
         return DataConfig(name="synthetic", num_tiles=n, tile_size=tile, seed=0, bands=None if is_rgb(bands) else bands,

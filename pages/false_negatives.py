@@ -151,8 +151,8 @@ def quality_verdict(report: dict[str, Any]) -> str:
     if mine and mine["pairs"] and colour and colour["pairs"]:
         rel = "above" if mine["ci"][0] > colour["ci"][1] else "below" if mine["ci"][1] < colour["ci"][0] \
             else "level with"
-        text += (f" Across scenes (neighbouring tiles share classes easily), {mine['precision']:.0%} of its flags, "
-                 f"{rel} the colour selector picking from other scenes ({colour['precision']:.0%}).")
+        text += (f" Across scenes (neighbouring tiles share classes easily), {mine['precision']:.0%} of its flags "
+                 f"share their class, {rel} the colour selector picking from other scenes ({colour['precision']:.0%}).")
     if det["uses_labels"]:
         text += " These flags read the labels: their precision is 100 % by construction, the ceiling, not a method."
     return text

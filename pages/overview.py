@@ -27,8 +27,10 @@ if not runs:
     st.subheader("Start here")
     left, right = st.columns(2)
     with left.container(border=True):
-        st.markdown("**Segment an aerial tile** with the shipped model (trained on real Dubai imagery): "
-                    "upload a PNG, JPEG or GeoTIFF, or try a generated sample.")
+        shipped = [e.path.stem for e in segmentation_models() if e.label.startswith("shipped:")]
+        st.markdown(f"**Segment an aerial tile** with the {len(shipped)} shipped models ({', '.join(shipped)}; the "
+                    "one that fits each image is picked and named): upload a PNG, JPEG or GeoTIFF, or try a generated "
+                    "sample.")
         if st.button("🗺️ Segment a tile", type="primary", key="go-segment"):
             go_to("segment")
     with right.container(border=True):

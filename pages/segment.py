@@ -32,7 +32,7 @@ from core.seg.scene_role import note_scene
 from core.seg.segment import segment_choosing
 from core.seg.segmentation_result import Segmentation
 from workbench import kept_uploads
-from workbench.common import literal, seg_model, show_error, tab_names
+from workbench.common import kept_default, literal, seg_model, show_error, tab_names
 from workbench.label_view import show_label_score
 from workbench.segment_view import RELATIVE_NOTE, areas_frame, class_rgb, legend_html, one_line, screen_copy
 
@@ -245,7 +245,7 @@ def show_result(result: Result, key: str) -> None:
     show_model(seg)  # the warning first: it changes how everything below should be read
     left, right = st.columns([3, 2], gap="large")
     with left:
-        opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key=f"opacity_{key}")
+        opacity = st.slider("Overlay opacity", 0.0, 1.0, step=0.05, key=kept_default(f"opacity_{key}", 0.5))
         view = pick_view(preview, key)
         shown = "" if preview is seg else f", shown at {preview.mask.shape[1]}×{preview.mask.shape[0]}"
         colour = f", {VIEW_LABELS[view]}" if preview.views else ""
@@ -347,19 +347,21 @@ def pick_model(entries: list[ModelEntry]) -> ModelEntry | None:
 
 def pick_settings() -> Settings:
     with st.expander("Inference settings"):
-        tile = st.select_slider("Tile (pixels)", TILES, value=512, key="segment_tile",
+        tile = st.select_slider("Tile (pixels)", TILES, key=kept_default("segment_tile", 512),
                                 help="side of the sliding window; images larger than this are cut into windows")
-        overlap = st.slider("Overlap", 0.0, 0.5, 0.25, 0.05, key="segment_overlap",
+        overlap = st.slider("Overlap", 0.0, 0.5, step=0.05, key=kept_default("segment_overlap", 0.25),
                             help="fraction of the tile that neighbouring windows share (blended)")
         tta = st.checkbox("Flip test-time augmentation", key="segment_tta",
                           help="average with a horizontally flipped pass (twice the time)")
-        resample = st.checkbox("Match the model's pixel size", value=True, key="segment_resample",
+        resample = st.checkbox("Match the model's pixel size", key=kept_default("segment_resample", True),
                                help="when a GeoTIFF's pixel size differs from the model's by more than 1.5x, run "
                                     "at the model's and bring the mask back to the image's grid")
-        borders = st.checkbox("Uniform white/black borders are no data", value=True, key="segment_borders",
-                              help="declared no-data (nodata value, mask, transparency) is always left out")
-        budget = st.number_input("Largest image (megapixels)", 1.0, 2000.0, value=page_budget(), step=10.0,
-                                 key="segment_max_mp",
+        borders = st.checkbox("White/black corners are no data", key=kept_default("segment_borders", True),
+                              help="near-white or near-black regions holding a corner of the image (scanner "
+                                   "margins, reprojection wedges); declared no-data (a mask, transparency, NaN, a "
+                                   "nodata value) is always left out")
+        budget = st.number_input("Largest image (megapixels)", 1.0, 2000.0, step=10.0,
+                                 key=kept_default("segment_max_mp", page_budget()),
                                  help="larger files are refused from their header, before decoding; a 50 MP image "
                                       "takes a few minutes on 2 CPU cores")
     return Settings(int(tile), float(overlap), bool(tta), bool(resample), bool(borders), float(budget))

@@ -88,6 +88,8 @@ def test_a_phase_is_said_with_its_total_unit_and_time_left_or_says_its_total_is_
         "testing the best model: 1 scene done (total not known yet), 30 s so far"
     assert phase_text({"name": "BatchNorm", "done": 1, "total": 4, "started": now - 1, "unit": "batch"}, now) == \
         "BatchNorm: 1 / 4 batches, about 5 s left"
+    assert phase_text({"name": "linear head", "done": 7, "total": 20, "started": now - 7, "unit": "epoch"}, now) == \
+        "linear head: 7 / 20 epochs, about 15 s left"  # not "epoches" (the review saw it)
     assert phase_text({"name": "x", "done": 2, "total": 4}, now) == "x: 2 / 4"  # tqdm's default unit, no start
     assert [rough_duration(s) for s in (0, 33, 61, 150, 3599, 7300)] == \
         ["5 s", "35 s", "1 min", "2 min", "1 h 00 min", "2 h 02 min"]

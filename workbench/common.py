@@ -105,6 +105,13 @@ KEPT_WIDGETS = ("segment_model", "segment_tile", "segment_overlap", "segment_tta
                 "emb-size", "emb-colour", "emb-pairs")  # buttons and chart selections cannot be re-assigned
 
 
+def kept_default(key: str, value: Any) -> str:
+    """A kept widget's first value, set in session state instead of the widget's ``value=``: Streamlit warns about a
+    widget drawn with a value of its own whose key ``keep_widget_values`` also sets. Returns the key."""
+    st.session_state.setdefault(key, value)
+    return key
+
+
 def keep_widget_values() -> None:
     """Re-assign the kept widgets' values before any page runs, so they outlive runs of other pages (the router
     calls this on every run)."""
