@@ -226,6 +226,9 @@ def test_segments_for_a_false_run_its_own_data(populated_store: Path, tmp_path: 
              ((r["anchor_index"], r["candidate_index"]) for r in runs["false"].flagged_pairs())}
     assert segments is not None and len(segments) == len(pairs) and "flagged pairs" in message
     assert {tuple(sorted(p)) for p in zip(segments["anchor_index"], segments["candidate_index"])} == pairs
+    few, message = E.segments_for(ckpt, own, emb, most=2)  # hundreds of lines hid the map: the most flagged only
+    assert len(few) == 2 and list(few["times"]) == sorted(segments["times"], reverse=True)[:2]
+    assert message.startswith(f"the 2 most often flagged of the {len(pairs)} flagged pairs") and len(pairs) > 2
     other = own.model_copy(update={"seed": 5})
     assert E.segments_for(ckpt, other, emb)[0] is None and "own data set" in E.segments_for(ckpt, other, emb)[1]
     off = runs["infonce"].checkpoint_dir / "encoder.safetensors"

@@ -319,6 +319,15 @@ def _report(precision: float, random: float, colour: float) -> dict:
                                                                 "uses_labels": False, "flags": "FNSD flags"}}
 
 
+def test_runs_of_one_strategy_are_told_apart_by_the_loss_settings_that_differ() -> None:
+    from core.analysis.fn_compare import told_apart
+
+    a, b = {"name": "false", "threshold": 0.5, "alpha": 1.0}, {"name": "false", "threshold": 0.9, "alpha": 1.0}
+    assert told_apart(("FALSE", "FALSE"), (a, b), ("r1", "r2")) == ("FALSE (threshold 0.5)", "FALSE (threshold 0.9)")
+    assert told_apart(("FALSE", "FALSE"), (a, dict(a)), ("r1", "r2")) == ("FALSE (r1)", "FALSE (r2)")
+    assert told_apart(("FALSE", "DCL"), (a, b), ("r1", "r2")) == ("FALSE", "DCL")
+
+
 def test_runs_on_other_batches_are_compared_only_against_their_own_selectors() -> None:
     from core.analysis.fn_compare import FlagComparison, batch_differences
 

@@ -74,14 +74,17 @@ def _figures(run_path: str, kind: str, version: tuple) -> list[Any]:  # noqa: AR
     loss = run.config().get("loss") if kind == "pretrain" else None
     treatment = loss.get("treatment", "fncc") if isinstance(loss, dict) else "fncc"
     if "knn_acc" in frame:  # the online kNN monitor, beside the loss
-        charts.insert(1, (("knn_acc", "knn_baseline"), "kNN accuracy, pretraining tiles vs other scenes' (baseline: majority class)",
-                          False, "metrics"))
+        charts.insert(1, (("knn_acc", "knn_baseline"), "kNN accuracy across scenes (dashed: majority class)",
+                          False, "metrics"))  # a title that fits a half-width chart
     figures = []
     for keys, title, log_y, source in charts:
         if source == "pairs":  # FNCC's flagged and calibrated; one line for treatments that act on every flag
             figures.append(pair_counts_figure(pairs_frame(run), treatment, log_y=log_y))
             continue
         fig = columns_figure(frames[source], keys, title, log_y=log_y)
+        for trace in fig.data:
+            if trace.name == "knn_baseline":  # the majority class: a reference line, dashed as the title says
+                trace.line.dash = "dash"
         if keys[0] in SHARES:  # scores as the page's other figures give them: in percent
             ys = [v for t in fig.data for v in map(float, t.y if t.y is not None else []) if not math.isnan(v)]
             fig.update_yaxes(tickformat=percent_ticks(ys))

@@ -356,8 +356,10 @@ def flagged_segments(pairs: pd.DataFrame, indices: np.ndarray, coords: np.ndarra
                          "first_step": grouped["first_step"].to_numpy()})
 
 
-def segments_for(checkpoint: str | Path, data: DataConfig, emb: Embedding) -> tuple[pd.DataFrame | None, str]:
-    """The flagged pairs of the checkpoint's pretraining run as segments on this map, or None and why not."""
+def segments_for(checkpoint: str | Path, data: DataConfig, emb: Embedding,
+                 most: int = 150) -> tuple[pd.DataFrame | None, str]:
+    """The flagged pairs of the checkpoint's pretraining run as segments on this map (the ``most`` most often
+    flagged: hundreds of lines hide the map), or None and why not."""
     run = source_run(checkpoint)
     if run is None:
         return None, "this checkpoint does not come from a pretraining run on this machine: no flagged pairs"
@@ -376,6 +378,10 @@ def segments_for(checkpoint: str | Path, data: DataConfig, emb: Embedding) -> tu
     segments = flagged_segments(pairs, emb.indices, emb.coords)
     if segments.empty:
         return None, f"none of the run's {len(pairs)} flagged pairs has both tiles among the embedded ones"
+    if len(segments) > most:
+        kept = segments.sort_values(["times", "first_step"], ascending=[False, True], kind="stable").head(most)
+        return kept, (f"the {most} most often flagged of the {len(segments)} flagged pairs of run {run.id} with both "
+                      "tiles on the map")
     return segments, f"{len(segments)} flagged pairs of run {run.id} with both tiles on the map"
 
 

@@ -57,6 +57,19 @@ def batch_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     return out
 
 
+def told_apart(labels: tuple[str, str], losses: tuple[dict[str, Any], dict[str, Any]],
+               ids: tuple[str, str]) -> tuple[str, str]:
+    """Two runs' strategy names, with the loss settings that differ when the names are one ("FALSE (threshold
+    0.5)" beside "FALSE (threshold 0.9)"; the review saw "A: FALSE" beside "B: FALSE"), else their run names."""
+    if labels[0] != labels[1]:
+        return labels
+    keys = [k for k in sorted(set(losses[0]) | set(losses[1])) if losses[0].get(k) != losses[1].get(k)][:3]
+    if keys:
+        return tuple(f"{lab} ({', '.join(f'{k} {loss.get(k)}' for k in keys)})"  # type: ignore[return-value]
+                     for lab, loss in zip(labels, losses))
+    return tuple(f"{lab} ({i})" for lab, i in zip(labels, ids))  # type: ignore[return-value]
+
+
 def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.0%}"
 
@@ -232,7 +245,8 @@ def compare_flags(run_a: Run, run_b: Run, compute: bool = False, use_encoder: bo
             reports.append(flag_report(run, use_encoder=use_encoder, progress=told, up_to=limit))
         else:
             reports.append(cached_report(run, use_encoder, up_to=limit))
-    labels = (strategy_label(cfgs[0].loss.model_dump(mode="json")), strategy_label(cfgs[1].loss.model_dump(mode="json")))
+    losses = (cfgs[0].loss.model_dump(mode="json"), cfgs[1].loss.model_dump(mode="json"))
+    labels = told_apart((strategy_label(losses[0]), strategy_label(losses[1])), losses, (run_a.id, run_b.id))
     kind = ("batch size", "ranks", "method", "queue")
     notes = []
     if same and last[0] != last[1]:
