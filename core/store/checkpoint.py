@@ -131,8 +131,9 @@ def unreadable(path: Path, err: Exception) -> CheckpointError:
     except OSError:
         head = b""
     if len(head) < 9 or head[8:9] != b"{":  # safetensors: an 8-byte header length, then the JSON header
-        return CheckpointError(f"checkpoint {path} is not a safetensors file (the workbench's checkpoints are "
-                               ".safetensors files it wrote; a .pt, a card's .json or an image is not one)")
+        return CheckpointError(f"checkpoint {path} is unreadable: it is not a safetensors file (damaged, or another "
+                               "format: the workbench's checkpoints are .safetensors files it wrote; a .pt, a card's "
+                               ".json or an image is not one)")
     return CheckpointError(f"checkpoint {path} is unreadable: {err}")
 
 
