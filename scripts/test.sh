@@ -10,4 +10,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 source scripts/browser.sh   # chromium for the browser tests, installed where it can be, else said
-exec "${PYTHON:-python3}" -m pytest -q -n "${FALSE_WB_TEST_WORKERS:-2}" --dist loadfile "$@"
+# --no-loadscope-reorder: xdist would otherwise hand out the files with the most tests first, not the longest
+exec "${PYTHON:-python3}" -m pytest -q -n "${FALSE_WB_TEST_WORKERS:-2}" --dist loadfile --no-loadscope-reorder "$@"
