@@ -351,3 +351,47 @@ def test_views_from_the_tiles_equal_views_from_their_float_copy_bit_for_bit() ->
         assert torch.equal(fast, aug.apply(to_float(tiles), ids, params)[0])  # float tiles in [0, 1] alike
         grid = F.affine_grid(params["theta"], [12, 3, 24, 24], align_corners=False)
         assert torch.allclose(aug.crop_grid(params), grid, rtol=0, atol=2.5e-7)  # affine_grid's, to an ulp
+
+
+def test_a_second_asker_for_a_cache_being_built_waits_and_reads_it(tmp_path, monkeypatch) -> None:
+    """A fine-tuning run and its baseline, launched together, each generated the same synthetic set; now the
+    second waits for the first (``one_builder``) and reads its cache: one generation."""
+    import threading
+
+    from core.data.paths import one_builder
+
+    final, order = tmp_path / "cache" / "x", []
+    inside, release = threading.Event(), threading.Event()
+
+    def first() -> None:
+        with one_builder(final, "x"):
+            order.append("first in")
+            inside.set()
+            release.wait(10)
+            order.append("first out")
+
+    t = threading.Thread(target=first)
+    t.start()
+    assert inside.wait(10)
+    threading.Timer(0.8, release.set).start()
+    with one_builder(final, "x"):  # a separate open file: flock holds it off as it would another process
+        order.append("second in")
+    t.join()
+    assert order == ["first in", "first out", "second in"]
+
+    calls = []
+    real = synthetic.SyntheticAerial._generate
+
+    def counted(self, size):
+        calls.append(size)
+        return real(self, size)
+
+    monkeypatch.setattr(synthetic.SyntheticAerial, "_generate", counted)
+    sets = []
+    makers = [threading.Thread(target=lambda: sets.append(SyntheticAerial(root=tmp_path, num_tiles=6, tile_size=16,
+                                                                          progress=False))) for _ in range(2)]
+    for m in makers:
+        m.start()
+    for m in makers:
+        m.join()
+    assert len(calls) == 1 and len(sets) == 2 and all(len(s) == 6 for s in sets)

@@ -29,7 +29,8 @@ from .code_version import code_version
 from ..imaging.bands import BandError, describe
 from ..imaging.imageio import ImageError
 from .paths import (CachedTiles, DataError, check_free_space, data_root, leads_outside, publish_dir,
-                    remove_dead_temps, temp_dir_for, IDENTITY_FILE, cache_identity, lease, remove_superseded)
+                    remove_dead_temps, temp_dir_for, IDENTITY_FILE, cache_identity, lease, one_builder,
+                    remove_superseded)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 MAX_PIXELS = 178_956_970  # PIL's decompression-bomb error limit; our own check, whatever PIL is set to
@@ -169,8 +170,11 @@ class ImageFolderTiles(CachedTiles):
         remove_dead_temps(self.cache_dir)  # a killed build's leftovers, whether or not this one builds
         built = not (self.cache_dir / "meta.json").is_file()
         if built:
-            self._build(files, progress)
-            remove_superseded(self.cache_dir, self._identity)
+            with one_builder(self.cache_dir, "these tiles"):  # a second asker waits, then reads the first's
+                built = not (self.cache_dir / "meta.json").is_file()
+                if built:
+                    self._build(files, progress)
+                    remove_superseded(self.cache_dir, self._identity)
         lease(self.cache_dir)
         self.meta = json.loads((self.cache_dir / "meta.json").read_text())
         self.skipped: list[tuple[str, str]] = [tuple(s) for s in self.meta["skipped"]]

@@ -6,12 +6,14 @@ surfaces as one clear line that the CLI can turn into exit code 2.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -169,6 +171,37 @@ def remove_superseded(final: Path, identity: str) -> list[Path]:
             shutil.rmtree(other, ignore_errors=True)
             removed.append(other)
     return removed
+
+
+@contextmanager
+def one_builder(final: Path, what: str) -> Iterator[None]:
+    """Only one process builds a cache folder at a time; another that wants the same folder waits (a phase without
+    a total, a Stop honoured) and then finds it built. Why: a fine-tuning run and its random-encoder baseline,
+    launched together, each generated the same 2,000 synthetic tiles: the same bytes, twice the time on shared
+    cores. The lock is the OS's (``flock``): a builder killed by any signal releases it."""
+    from ..phases import check_stop, phase_bar  # the data layer's bars; phases imports nothing of it
+
+    final.parent.mkdir(parents=True, exist_ok=True)
+    path = final.parent / f".{final.name}.build-lock"
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            with phase_bar(total=None, desc=f"waiting for another process building {what}", unit="s") as bar:
+                while True:
+                    check_stop()
+                    time.sleep(0.5)
+                    bar.update(0.5)
+                    try:
+                        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        continue
+        try:
+            yield
+        finally:  # no file left behind: a waiter holds the old one and finds the cache built; a later asker a new one
+            path.unlink(missing_ok=True)
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 def publish_dir(tmp: Path, final: Path) -> None:

@@ -29,7 +29,8 @@ import torch
 from ..phases import phase_bar
 
 from .paths import (REPO_ROOT, CachedTiles, DataError, check_free_space, data_root, leads_outside, publish_dir,
-                    remove_dead_temps, temp_dir_for, IDENTITY_FILE, cache_identity, lease, remove_superseded)
+                    remove_dead_temps, temp_dir_for, IDENTITY_FILE, cache_identity, lease, one_builder,
+                    remove_superseded)
 from ..imaging.raster import READER_MODULES, dataset_stretch, read_raster
 from .code_version import code_version
 from ..imaging.bands import BandError, describe
@@ -145,8 +146,11 @@ class SegTiles(CachedTiles):
         remove_dead_temps(self.cache_dir)  # a killed build's leftovers, whether or not this one builds
         built = not (self.cache_dir / "meta.json").is_file()
         if built:
-            self._build(scenes, progress)
-            remove_superseded(self.cache_dir, self._identity)
+            with one_builder(self.cache_dir, "these tiles"):  # a second asker waits, then reads the first's
+                built = not (self.cache_dir / "meta.json").is_file()
+                if built:
+                    self._build(scenes, progress)
+                    remove_superseded(self.cache_dir, self._identity)
         lease(self.cache_dir)
         for name in ("images.npy", "masks.npy", "counts.npy"):
             if not (self.cache_dir / name).is_file():

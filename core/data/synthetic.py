@@ -19,7 +19,7 @@ import torch
 
 from ..imaging.bands import check_request, resolve
 from ..phases import check_stop, phase_bar
-from .paths import (CachedTiles, DataError, check_free_space, data_root, publish_dir, remove_dead_temps,
+from .paths import (CachedTiles, DataError, check_free_space, data_root, one_builder, publish_dir, remove_dead_temps,
                     temp_dir_for)
 from .synthetic_canvas import CLASSES, GENERATOR_VERSION
 from .synthetic_nir import NIR_VERSION, nir_band, nir_seed
@@ -81,9 +81,11 @@ class SyntheticAerial(CachedTiles):
         self.cache_dir = base / "synthetic" / f"n{num_tiles}_s{tile_size}_seed{seed}"
         remove_dead_temps(self.cache_dir)  # a killed generation's leftovers, whether or not this one generates
         if not self._cache_ok():
-            self._discard_stale()
-            if not self._cache_ok():
-                self._generate(int(tile_size))
+            with one_builder(self.cache_dir, f"these {num_tiles} synthetic tiles"):  # a second asker waits, then reads
+                if not self._cache_ok():
+                    self._discard_stale()
+                    if not self._cache_ok():
+                        self._generate(int(tile_size))
         self.meta = json.loads((self.cache_dir / "meta.json").read_text())
         if names is not None:
             self.meta["bands"] = names  # in memory only: meta.json describes images.npy (R, G, B)
