@@ -294,6 +294,20 @@ def test_nodata_from_geotiff_value_alpha_and_borders(tmp_path: Path) -> None:
     assert m[:, :10].all() and not m[30:34, 30:34].any() and m.sum() == 600
 
 
+def test_a_grey_image_is_said_to_be_grey_to_a_colour_model(two_domains, tmp_path: Path) -> None:
+    """A grey scan read as RGB scored a higher domain fit than its colour original, and nothing said so."""
+    green, _ = two_domains
+    colour = scene("green", 64, 80, 4)
+    Image.fromarray(colour).save(tmp_path / "colour.png")
+    Image.fromarray(colour).convert("L").save(tmp_path / "grey.png")
+    out = tmp_path / "out"
+    assert main([str(tmp_path / "colour.png"), str(tmp_path / "grey.png"), "--checkpoint", str(green.path), "--out",
+                 str(out), "--tile", "64", "--no-progress"]) == 0
+    said = "the image is grey (its red, green and blue are one)"
+    assert any(n.startswith(said) for n in json.loads((out / "grey_report.json").read_text())["notes"])
+    assert not any(n.startswith(said) for n in json.loads((out / "colour_report.json").read_text())["notes"])
+
+
 def test_nodata_is_transparent_and_left_out_of_the_areas(two_domains, tmp_path: Path) -> None:
     green, _ = two_domains
     rgba = np.dstack([scene("green", 64, 80, 4), np.full((64, 80), 255, np.uint8)])

@@ -63,6 +63,9 @@ def segment_loaded(loaded: LoadedImage, model: torch.nn.Module, card: dict[str, 
     if training_data_kind(card) == "generated" and not image_is_generated(loaded):
         domain.reasons.insert(0, "the model was trained on generated scenes, and this image does not say it is one")
         domain.in_domain = False
+    if is_rgb(card_bands(card)) and is_grey(pixels, ~nodata):
+        notes.append("the image is grey (its red, green and blue are one): the model was trained on colour "
+                     "imagery, and what it reads from colour is missing here")
     if nodata.any():
         share = nodata.mean()  # a few pixels are said as pixels: "0.0 %" of them reads as none
         notes.append(f"{100 * share:.1f} % of the pixels hold no data: left out" if share >= 0.0005 else
@@ -126,3 +129,16 @@ def segment_image(loaded: LoadedImage, model: torch.nn.Module, card: dict[str, A
     seg = segment_loaded(loaded, model, card, tile=tile, overlap=overlap, batch_size=batch_size, tta=tta,
                          device=device, progress=progress, **options)
     return write_outputs(seg, out_dir, stem, image)
+
+
+def is_grey(rgb: np.ndarray, valid: np.ndarray, tolerance: int = 2, sample: int = 200_000) -> bool:
+    """Whether an RGB picture is grey where it holds data: its channels within ``tolerance`` of each other in 99 %
+    of up to ``sample`` pixels (a JPEG's rounding kept apart from colour). Why: a grey scan read as RGB scored a
+    higher domain fit than its colour original, and nothing told the user the model had lost colour."""
+    pixels = rgb[valid] if valid.shape == rgb.shape[:2] else rgb.reshape(-1, rgb.shape[-1])
+    if rgb.ndim != 3 or rgb.shape[-1] != 3 or not len(pixels):
+        return False
+    pixels = pixels[:: max(1, len(pixels) // sample)].astype(np.int16)
+    spread = np.abs(pixels - pixels[:, :1]).max(axis=1)
+    return bool((spread <= tolerance).mean() >= 0.99)
+
