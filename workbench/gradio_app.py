@@ -247,7 +247,7 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
         with gr.Accordion("Score against a label mask", open=False):
             labels = gr.File(label="Label mask of this image (class indices, class colours, or a palette PNG, read by "
                              "its colours in any palette order)", file_count="single", type="filepath", height=100)
-            label_info = gr.Markdown()
+            label_info = gr.Markdown(label="Scores against the label mask")  # named in the API (was value_25)
             label_iou = gr.Dataframe(label="IoU per class", interactive=False)
         shown = [overlay, areas, mask_file, extra_files, info, result]
         scored = [label_info, label_iou]
