@@ -135,10 +135,12 @@ def is_grey(rgb: np.ndarray, valid: np.ndarray, tolerance: int = 2, sample: int 
     """Whether an RGB picture is grey where it holds data: its channels within ``tolerance`` of each other in 99 %
     of up to ``sample`` pixels (a JPEG's rounding kept apart from colour). Why: a grey scan read as RGB scored a
     higher domain fit than its colour original, and nothing told the user the model had lost colour."""
-    pixels = rgb[valid] if valid.shape == rgb.shape[:2] else rgb.reshape(-1, rgb.shape[-1])
-    if rgb.ndim != 3 or rgb.shape[-1] != 3 or not len(pixels):
+    if rgb.ndim != 3 or rgb.shape[-1] != 3:
         return False
-    pixels = pixels[:: max(1, len(pixels) // sample)].astype(np.int16)
+    step = max(1, rgb.shape[0] * rgb.shape[1] // sample)  # sampled before anything is copied: 50 MP images too
+    pixels = rgb.reshape(-1, 3)[::step][valid.reshape(-1)[::step]].astype(np.int16)
+    if not len(pixels):
+        return False
     spread = np.abs(pixels - pixels[:, :1]).max(axis=1)
     return bool((spread <= tolerance).mean() >= 0.99)
 
