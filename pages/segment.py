@@ -418,7 +418,7 @@ def main() -> None:
                             + (f" ({synth} was)." if synth else "."))
     uploads = [Upload(content_id(f.getvalue()), f.name, f.getvalue) for f in files or []]
     if uploads:
-        kept_uploads.remember([(u.id, u.name, u.read()) for u in uploads])
+        kept_uploads.remember([(u.id, u.name, u.read) for u in uploads])
     else:  # back from another page (the uploader forgot its files): the last files, run again if anything changed
         uploads = [Upload(i, name, (lambda data=data: data)) for i, name, data in kept_uploads.kept()]
         if uploads:
