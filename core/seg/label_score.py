@@ -115,7 +115,7 @@ def read_label_mask(data: bytes, classes: list[dict[str, Any]], shape: tuple[int
         lossy = lossy_hint(decoded.example, [tuple(c.get("color", ())) for c in classes])
         raise LabelMaskError(f"{100 * decoded.unknown / labels.size:.0f} % of the label mask's pixels are of no class of "
                              f"this model as {decoded.how} (e.g. {decoded.example})"
-                             f"{lossy or ': is it a mask of another data set?'} The model's classes: {_names(classes)}")
+                             f"{lossy + '.' if lossy else ': is it a mask of another data set?'} The model's classes: {_names(classes)}")
     if not (labels != IGNORE).any():
         raise LabelMaskError(f"no pixel of the label mask is one of the model's classes ({_names(classes)}) as "
                              f"{decoded.how}; give class indices 0-{len(classes) - 1} or the class colours of the "
