@@ -93,6 +93,7 @@ def test_frozen_protocol_leaves_the_encoder_untouched(roots: Path) -> None:
     (["train.loss=focal"], "train.loss"),
     (["train.average_from=1.5"], "train.average_from"),
     (["train.average_from=0.5", "train.protocol=frozen"], "train.average_from needs protocol full"),
+    (["data.val_fraction=0"], "data.val_fraction: 0 leaves no validation scenes"),
     (["data.name=potsdam"], "data"),
     (["data.name=potsdam", "data.root=/no/potsdam"], "/no/potsdam"),
 ])

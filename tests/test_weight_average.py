@@ -96,3 +96,28 @@ def test_without_averaging_the_card_says_the_best_validation_chose(tmp_path: Pat
     _, card = load_seg_model(run.path / "checkpoints/best.safetensors")
     assert card["selection"].startswith("the evaluation with the best validation mIoU")
     assert not list((run.path / "checkpoints").glob("average-*"))
+
+
+def test_no_validation_trains_on_every_scene_and_ships_the_average(tmp_path: Path, monkeypatch) -> None:
+    """data.val_fraction 0: the validation scenes train too, no evaluation chooses, the average is the model."""
+    from core.config import FinetuneConfig, load_config
+    from core.data.labeled import build_seg_splits
+
+    monkeypatch.setenv("FALSE_WB_DATA", str(tmp_path / "data"))
+    runs = tmp_path / "runs"
+    args = [*TINY_FT, "data.val_fraction=0", "train.average_from=0.5", "name=noval", "--runs-root", str(runs)]
+    assert finetune_main(args) == 0
+    [run] = list_runs(runs)
+    assert not [m for m in run.metrics() if m.get("split") == "val"]
+    assert not (run.path / "confusion.json").exists()
+    _, card = load_seg_model(run.path / "checkpoints/best.safetensors")
+    assert card["selection"].startswith("mean of the weights") and "metrics" not in card
+    assert json.loads((run.path / "test_metrics.json").read_text())["miou"] >= 0
+    # the tiles the validation share held out now train; the test split is the same
+    data = [a for a in TINY_FT if a.startswith("data.")]
+    demo = ROOT / "configs/finetune_demo_cpu.yaml"
+    with_val = build_seg_splits(load_config(demo, data, model=FinetuneConfig).data, progress=False)
+    without = build_seg_splits(load_config(demo, [*data, "data.val_fraction=0", "train.average_from=0.5"],
+                                           model=FinetuneConfig).data, progress=False)
+    assert len(without.val) == 0 and len(without.train) == len(with_val.train) + len(with_val.val)
+    assert without.test.indices.tolist() == with_val.test.indices.tolist()

@@ -368,8 +368,10 @@ def _data_widgets(fe: FormErrors) -> None:
     c1, c2, c3, c4, c5, c6, c7 = fe.columns([1, 1, 1, 1, 2, 2, 1])
     c1.number_input("Synthetic tiles", 2, 1_000_000, key="ft-tiles")
     c2.number_input("Tile size", 16, 8192, key="ft-tile-size")
-    c3.number_input("Validation share", 0.01, 0.99, step=0.01, key="ft-val",
-                    help="Share of the scenes held out for validation (when no validation scenes are named)")
+    c3.number_input("Validation share", 0.0, 0.99, step=0.01, key="ft-val",
+                    help="Share of the scenes held out for validation (when no validation scenes are named). "
+                         "0: no validation, every scene that is not a test scene trains; the run's model is then "
+                         "the weight average (set \"Average weights from\")")
     c4.number_input("Test share", 0.0, 0.99, step=0.01, key="ft-test",
                     help="Share of the scenes held out for the test (when no test scenes are named)")
     c5.text_input("Test scenes", key="ft-test-scenes", placeholder="by share",

@@ -21,7 +21,9 @@ class SegDataConfig(_Section):
     tile_overlap: int = Field(0, ge=0)
     crop_size: int = Field(256, ge=16, le=8192, description="training crop")
     label_fraction: float = Field(1.0, gt=0.0, le=1.0, description="seeded fraction of training tiles with labels")
-    val_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="held-out share when the data set has no split")
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="held-out share when the data set has no split; "
+                                "0 (and no val_scenes): no validation, every labeled scene that is not a test scene "
+                                "trains (fine-tuning then needs train.average_from)")
     test_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     test_scenes: list[str] = Field(default_factory=list, description="labeled sets: scenes held out for test, by "
                                    "name or folder (e.g. tile_3); overrides test_fraction")
@@ -110,6 +112,10 @@ class FinetuneConfig(_Section):
 
     @model_validator(mode="after")
     def _crop_survives_scale(self) -> "FinetuneConfig":
+        if self.data.val_fraction == 0 and not self.data.val_scenes and self.train.average_from is None:
+            raise ValueError("data.val_fraction: 0 leaves no validation scenes to choose the run's model by; set "
+                             "train.average_from (e.g. 0.5), so that the model is the weight average of the last "
+                             "steps, or give a validation share")
         inner = self.data.crop_size * self.model.input_scale
         if self.model.input_scale < 1.0 and inner < 32:
             raise ValueError(f"model.input_scale: a {self.data.crop_size} px crop at scale {self.model.input_scale:g} "

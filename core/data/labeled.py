@@ -271,7 +271,7 @@ def build_seg_splits(cfg: Any, progress: bool = True, dataset: Any = None) -> Se
             n_val -= 1
     if n_test == 0 and not len(test_idx) and cfg.test_fraction > 0:
         warnings.warn(f"{ds.name}: too few scenes for a test split; the test split is empty", stacklevel=2)
-    if n_val == 0 and not len(val_idx):
+    if n_val == 0 and not len(val_idx) and cfg.val_fraction > 0:
         warnings.warn(f"{ds.name}: too few scenes for a validation split; the validation split is empty",
                       stacklevel=2)
     picked_test, picked_val, rest = order[:n_test], order[n_test:n_test + n_val], order[n_test + n_val:]

@@ -92,9 +92,12 @@ class FinetuneTrainer:
         self.precision = pick_precision(tc.precision, self.device)
         torch.manual_seed(cfg.seed)
         self.splits = build_seg_splits(cfg.data, progress=self.progress)
-        if len(self.splits.train) == 0 or len(self.splits.val) == 0:
+        # no validation is a choice (data.val_fraction 0): the weight average is then the model, nothing is chosen
+        self.validating = len(self.splits.val) > 0
+        if len(self.splits.train) == 0 or not (self.validating or tc.average_from is not None):
             raise DataError(f"data: the {cfg.data.name} set gave {len(self.splits.train)} training and "
-                            f"{len(self.splits.val)} validation tiles; both must be non-empty")
+                            f"{len(self.splits.val)} validation tiles; both must be non-empty (or set "
+                            "train.average_from to train without validation)")
         self.classes = self.splits.classes
         self.ignore_index = self.splits.ignore_index
         init = resolve_init(cfg.model.init)
@@ -275,7 +278,7 @@ class FinetuneTrainer:
                 if self.step % tc.eval_every == 0 or self.step == self.total_steps:
                     life.flush()
                     if main:
-                        self._validate(names)
+                        self._validate(names) if self.validating else self._checkpoint()
                     barrier(self.env)  # the others wait while the first validates and saves
                     self._train_mode()
                     t0 = time.perf_counter()  # throughput counts training steps only
@@ -313,6 +316,13 @@ class FinetuneTrainer:
         self.run.write_status(step=self.step, best_miou=self.best_miou)
         self.run.log(f"step {self.step}: val mIoU {scores.miou:.4f} OA {scores.overall_accuracy:.4f}")
 
+    def _checkpoint(self) -> None:
+        """Without validation an evaluation step only writes ``last`` (and the average so far), for resuming."""
+        if self.run is None:
+            return
+        self._save_last(None)
+        self.run.write_status(step=self.step)
+
     def _average_into_model(self) -> None:
         """The model becomes the weight average, its BatchNorm statistics re-measured on training crops."""
         n_bn = bn_batch_count(self.steps_per_epoch)
@@ -329,6 +339,10 @@ class FinetuneTrainer:
 
     def _validate_average(self, names: list[str]) -> None:
         """The averaged model is validated and saved as the run's model, ``best``."""
+        if not self.validating:
+            self.save("best", None, with_optimizer=False)
+            self.run.log("weight average saved as the run's model (no validation split to score it on)")
+            return
         scores = self._evaluate(self.splits.val)
         self.run.append_jsonl("metrics.jsonl", [{"step": self.step, "split": "val", "model": "weight average",
                                                  **scores.summary(), "iou": dict(zip(names, scores.iou)),
