@@ -15,7 +15,7 @@ from rasterio.transform import Affine
 from core.store.catalog import ModelEntry
 from core.config import SegDataConfig
 from core.data.labeled import build_seg_splits
-from core.seg.domain import card_fingerprint, fingerprint, score_image
+from core.seg.domain import DomainScore, card_fingerprint, colour_fit, fingerprint, score_image
 from core.seg.finetune import class_weights
 from core.imaging.imageio import read_image
 from core.seg.infer import NODATA, class_areas, palette
@@ -90,6 +90,24 @@ def test_a_card_without_fingerprint_is_unknown_never_an_error(two_domains, tmp_p
     assert choice.entry.label == green.label  # a known fit beats an unknown one
     choice = choose_model(scene("green", 256, 256, 3), np.zeros((256, 256), bool), None, [old_entry])
     assert choice.entry.label == "shipped: old" and "no candidate has a domain fingerprint" in choice.why
+
+
+def test_an_image_too_small_to_compare_is_unknown_and_the_choice_says_why(two_domains) -> None:
+    """An 8 px patch was padded by mirroring to a 256 px crop and scored "in domain": now its fit is unknown, and
+    auto's reason names the image's size, not a missing fingerprint."""
+    green, desert = two_domains
+    tiny = scene("green", 8, 8, 3)
+    d = colour_fit(green.card, tiny)
+    assert isinstance(d, DomainScore) and d.known is False and d.in_domain is None and "too small" in d.reasons[0] and "8 x 8 px" in d.reasons[0]
+    choice = choose_model(tiny, np.zeros((8, 8), bool), None, [green, desert])
+    assert choice.domain.known is False and choice.domain.warning() is None
+    assert choice.why.startswith("no domain fit could be measured because the image is too small") and \
+        "fingerprint" not in choice.why
+    # a large image whose valid part is a thin strip is too small as well; 64 px a side is enough
+    strip = np.zeros((256, 256), bool)
+    strip[:, 100:106] = True
+    assert isinstance(colour_fit(green.card, scene("green", 256, 256, 3), strip), DomainScore)
+    assert not isinstance(colour_fit(green.card, scene("green", 64, 64, 3)), DomainScore)
 
 
 def test_the_model_line_states_the_score_once() -> None:
@@ -362,7 +380,8 @@ def test_bad_inputs_are_one_line_each_and_the_others_still_run(two_domains, tmp_
     assert any("smaller than the 512 px window" in n for n in small["notes"])
     assert set(small) >= {"version", "image", "model", "domain", "classes", "areas", "pixel_size_m",
                           "pixel_size_used_m", "nodata_share", "warning", "notes"}
-    assert small["model"]["how"] == "given" and small["domain"]["known"] is True
+    assert small["model"]["how"] == "given" and small["domain"]["known"] is False  # 40 px: mirrored copies
+    assert small["domain"]["reasons"][0].startswith("the image is too small") and small["warning"] is None
 
 
 # ------------------------------------------------------------------------------------------------ training side

@@ -46,6 +46,9 @@ COLOUR_BINS = 4
 OOD_MARGIN = 1.0
 OOD_PERCENTILE = 98  # out of the domain: farther than this percentile of the training tiles' own distances
 QUANTILES = np.linspace(0.0, 1.0, 101)
+MIN_SIDE_SHARE = 4  # an image narrower than FEATURE_SIDE / this is too small to score (see _too_small)
+TOO_LITTLE = "the image holds too little valid imagery to compare"  # most of the image is no data
+IMAGE_REASONS = ("the image is too small", TOO_LITTLE)  # unknown because of the image, not of the model
 DATA_KINDS = ("real", "generated")  # a card's ``domain.data_kind``: imagery of the ground, or scenes a program made
 
 
@@ -265,6 +268,21 @@ def card_fingerprint(card: dict[str, Any]) -> dict[str, Any] | None:
     return fp if all(isinstance(fp.get(k), (list, dict)) and fp.get(k) for k in needed) else None
 
 
+def _too_small(rgb: np.ndarray, valid: np.ndarray | None, side: int) -> str | None:
+    """Why an image is too small to hold against the training tiles, or None. A crop is padded by mirroring up to
+    ``side``; below a quarter of it the mirrored copies, not the image, would be compared (an 8 px patch of one
+    colour scored "in domain")."""
+    h, w = rgb.shape[:2]
+    if valid is not None and valid.any():
+        rows, cols = np.flatnonzero(valid.any(axis=1)), np.flatnonzero(valid.any(axis=0))
+        h, w = int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1)
+    least = side // MIN_SIDE_SHARE
+    if min(h, w) >= least:
+        return None
+    return (f"the image is too small to compare with the training tiles ({w} x {h} px at the model's pixel size; "
+            f"at least {least} px a side needed)")
+
+
 def _share_farther(d: float, quantiles: list[float]) -> float:
     """Share of training tiles at least as far as ``d`` (from their 101 stored quantiles)."""
     q = np.asarray(quantiles, np.float64)
@@ -288,9 +306,13 @@ def colour_fit(card: dict[str, Any], rgb: np.ndarray, valid: np.ndarray | None =
     fp = card_fingerprint(card)
     if fp is None:
         return DomainScore(known=False, reasons=["the model's card has no domain fingerprint (an older checkpoint)"])
-    crops = image_crops(rgb, valid, int(fp.get("side", FEATURE_SIDE)))
+    side = int(fp.get("side", FEATURE_SIDE))
+    small = _too_small(rgb, valid, side)
+    if small:
+        return DomainScore(known=False, reasons=[small])
+    crops = image_crops(rgb, valid, side)
     if len(crops) == 0:
-        return DomainScore(known=False, reasons=["too little valid imagery to compare"])
+        return DomainScore(known=False, reasons=[TOO_LITTLE])
     hists = np.stack([colour_histogram(rgb_part(c, card_bands(card))) for c in crops])
     cdist = float(np.median(_knn_l1(hists, _unpack(fp["colour_histograms"]))))
     cq = fp["colour_quantiles"]

@@ -38,7 +38,8 @@ from ..store.catalog import ModelEntry, segmentation_models
 from ..imaging.bands import BandError, card_bands, is_rgb
 from ..imaging.model_bands import model_pixels
 from ..store.checkpoint import CheckpointError
-from .domain import (ColourFit, DomainScore, card_fingerprint, colour_fit, score_image, training_data_kind,
+from .domain import (IMAGE_REASONS, ColourFit, DomainScore, card_fingerprint, colour_fit, score_image,
+                     training_data_kind,
                      training_data_text)
 from .resample import model_pixel_size, resample_factor, resample_mask, resample_rgb
 from .segmodel import load_seg_model
@@ -158,6 +159,7 @@ class _AsLoaded:
     name: str = "the image"
 
 
+NO_FINGERPRINT = "no domain fingerprint in its card"
 NEAR_TIE = 0.05  # in-domain scores (shares of training tiles) this close are a near tie: said so, decided by fit
 
 
@@ -208,7 +210,7 @@ def choose_model(image: Any, nodata: np.ndarray, pixel_size_m: float | None,
             continue
         fp = card_fingerprint(e.card)
         if fp is None:
-            scored[k] = DomainScore(known=False, reasons=["no domain fingerprint in its card"])
+            scored[k] = DomainScore(known=False, reasons=[NO_FINGERPRINT])
             continue
         rgb_k, nodata_k = _at_model_size(pixels, nodata, pixel_size_m, e.card, resample)
         colour = colour_fit(e.card, rgb_k, ~nodata_k)
@@ -297,10 +299,19 @@ def choose_model(image: Any, nodata: np.ndarray, pixel_size_m: float | None,
                 + (f"; {len(skipped)} ruled out by colour alone" if skipped else "")
                 + (f"; {len(synthetic)} trained on generated scenes left out" if synthetic else ""))
     else:
-        why = "no candidate has a domain fingerprint: the default model"
+        why = _unknown_why(scored)
     domain = replace(domain, reasons=list(domain.reasons), trained_on=training_data_text(entries[pick].card))
     return Choice(entries[pick], domain, "auto", why, table,
                   near_tie=[(entries[k].label, d.score) for k, d in near])
+
+
+def _unknown_why(scored: dict[int, DomainScore]) -> str:
+    """Why no domain fit decided: no fingerprint anywhere, or the image itself (too small, too little imagery)."""
+    about_image = sorted({d.reasons[0] for d in scored.values()
+                          if d.reasons and d.reasons[0].startswith(IMAGE_REASONS)})
+    if not about_image:
+        return "no candidate has a domain fingerprint: the default model"
+    return f"no domain fit could be measured because {' and '.join(about_image)}; the default model"
 
 
 def _near_ties(best_k: int, ranked: list[tuple[int, DomainScore]], entries: list[ModelEntry],

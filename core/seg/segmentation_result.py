@@ -81,7 +81,10 @@ class Segmentation:
         if score is not None:
             return line + f"; domain fit {score:.2f}"
         reasons = self.domain.reasons if self.domain is not None else []
-        return line + f"; domain fit unknown ({reasons[0] if reasons else 'no fingerprint'})"
+        reason = reasons[0] if reasons else "no fingerprint"
+        if self.model["how"] == "auto" and reason in self.model["why"]:  # auto's reason already says why
+            return line + "; domain fit unknown"
+        return line + f"; domain fit unknown ({reason})"
 
     def overlay(self, opacity: float = 0.5, view: str = "true") -> np.ndarray:
         """The classes over the picture, ``view`` ``true`` colour (``rgb``) or another of ``views``."""
