@@ -147,7 +147,9 @@ def class_colours(card: dict[str, Any]) -> dict[str, str]:
 def scores(run: Run) -> None:
     result, which = scores_of(run)
     if result is None:
-        st.caption("Scores appear after the first validation." if run.kind() == "finetune" else
+        st.caption(("Scores appear after the first validation." if run.validates() else
+                    "Scores appear when the weight average has been tested on the test scenes, at the end of the "
+                    "run: it has no validation split.") if run.kind() == "finetune" else
                    "Scores appear when the probe has tested its head on the test scenes.")
         return
     split = result.get("split", which)

@@ -27,8 +27,8 @@ def describe(path: Path) -> str:
     lines.append(f"- classes: {', '.join(c['name'] for c in card['classes'])}")
     train_n, val = d.get("training_scenes"), d.get("validation_scenes") or []
     chosen = (f"checkpoint chosen on {len(val)} validation scenes" if not str(card.get("selection", "")).startswith(
-        "mean of the weights") else f"the model is the {card['selection']} ({len(val)} validation scenes watched, "
-        "not used to choose)")
+        "mean of the weights") else f"the model is the {card['selection']} " + (
+        f"({len(val)} validation scenes watched, not used to choose)" if val else "(no validation scenes)"))
     lines.append(f"- trained on {train_n} scenes, {chosen}; domain "
                  f"fingerprint from {(d.get('fingerprint') or {}).get('note', 'none')}")
     if ev:

@@ -29,3 +29,19 @@ def test_a_finetune_run_without_evaluations_gets_a_zero_to_one_mIoU_axis(tmp_pat
     assert "none yet" in miou.layout.annotations[0].text
     loss = next(f for f in figures if f.layout.title.text == "Training loss")
     assert not loss.layout.annotations
+
+
+def test_a_finetune_run_without_validation_has_no_chart_waiting_for_one(tmp_path) -> None:
+    """data.val_fraction 0: no validation ever comes, so no "none yet" chart, and the table's metric is the test's."""
+    import json
+
+    from core.store.runs import create_run
+    from workbench.monitor import _figures
+
+    run = create_run("ft", "data:\n  name: synthetic\n", tmp_path / "runs", kind="finetune", state="running")
+    run.write_status(validation=False)
+    (run.path / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "loss": 1.0 / s, "lr": 0.01}) + "\n"
+                                                    for s in (1, 2, 3)))
+    titles = [f.layout.title.text for f in _figures(str(run.path), "finetune", ("v1",))]
+    assert "Training loss" in titles and "Validation mIoU" not in titles
+    assert not run.validates() and run.summary()["metric"] == "test mIoU (at the end)"

@@ -109,7 +109,7 @@ def test_no_validation_trains_on_every_scene_and_ships_the_average(tmp_path: Pat
     assert finetune_main(args) == 0
     [run] = list_runs(runs)
     assert not [m for m in run.metrics() if m.get("split") == "val"]
-    assert not (run.path / "confusion.json").exists()
+    assert not (run.path / "confusion.json").exists() and not run.validates()
     _, card = load_seg_model(run.path / "checkpoints/best.safetensors")
     assert card["selection"].startswith("mean of the weights") and "metrics" not in card
     assert json.loads((run.path / "test_metrics.json").read_text())["miou"] >= 0
@@ -121,3 +121,5 @@ def test_no_validation_trains_on_every_scene_and_ships_the_average(tmp_path: Pat
                                            model=FinetuneConfig).data, progress=False)
     assert len(without.val) == 0 and len(without.train) == len(with_val.train) + len(with_val.val)
     assert without.test.indices.tolist() == with_val.test.indices.tolist()
+    # nothing to score the model at all is refused before training
+    assert finetune_main([*args, "data.test_fraction=0"]) == 2

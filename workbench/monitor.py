@@ -69,6 +69,8 @@ def _figures(run_path: str, kind: str, version: tuple) -> list[Any]:  # noqa: AR
         return []
     frames = {"metrics": frame}
     charts = list(CHARTS.get(kind, CHARTS["pretrain"]))
+    if kind == "finetune" and not run.validates():  # trained without validation: no chart that waits for one
+        charts = [c for c in charts if "miou" not in c[0]]
     if kind == "pretrain" and not has_detector(run.config()):  # SimCLR / MoCo with InfoNCE flag nothing: no
         charts = [c for c in charts if c[3] != "pairs"]  # chart of zeros
     loss = run.config().get("loss") if kind == "pretrain" else None

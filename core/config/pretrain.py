@@ -111,7 +111,8 @@ class DataConfig(_Section):
     num_tiles: int = Field(2000, ge=2, le=10_000_000, description="synthetic set size")
     tile_size: int = Field(256, ge=16, le=8192)
     tile_overlap: int = Field(0, ge=0, description="labeled sets: overlap of tiles cut from whole scenes")
-    val_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="labeled sets: validation share of the scenes")
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="labeled sets: validation share of the scenes "
+                                "(as fine-tuning splits them: a comparison copies it here)")
     test_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="labeled sets: test share of the scenes")
     test_scenes: list[str] = Field(default_factory=list, description="labeled sets: scenes held out for test, by "
                                    "name or folder (e.g. tile_3); overrides test_fraction")

@@ -98,6 +98,9 @@ class FinetuneTrainer:
             raise DataError(f"data: the {cfg.data.name} set gave {len(self.splits.train)} training and "
                             f"{len(self.splits.val)} validation tiles; both must be non-empty (or set "
                             "train.average_from to train without validation)")
+        if not self.validating and len(self.splits.test) == 0:
+            raise DataError("data: no validation and no test scenes, so nothing would score the model; give "
+                            "data.test_scenes or data.test_fraction")
         self.classes = self.splits.classes
         self.ignore_index = self.splits.ignore_index
         init = resolve_init(cfg.model.init)
@@ -254,6 +257,8 @@ class FinetuneTrainer:
             life.log(f"fine-tuning {self.cfg.model.arch}/{self.cfg.model.encoder} ({tc.protocol}) from "
                      f"{self.cfg.model.init} on {self._data_text()}: {len(self.splits.train)} train, "
                      f"{len(self.splits.val)} val, {len(self.splits.test)} test tiles")
+            if main and self.run is not None and not self.validating:
+                self.run.write_status(validation=False)  # the pages then wait for the test, not a validation
             losses, t0 = [], time.perf_counter()
             self._train_mode()
             while self.step < self.total_steps and not self._stop_agreed(life):
