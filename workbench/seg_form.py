@@ -399,7 +399,9 @@ def _finetune_widgets(fe: FormErrors) -> int:
                     help="The model sees its input resized by this (0.5: pixels twice as coarse) and gives its "
                          "masks back at the input's size. With the crop raised by 1/scale (0.5: 512 px), each "
                          "window covers more ground for the same work: land cover gains from the context")
-    c6.number_input("Validate every", 1, 1_000_000, key="ft-eval")
+    c6.number_input("Validate every", 1, 1_000_000, key="ft-eval",
+                    help="Steps between validations, each also a checkpoint to resume from (only a checkpoint when "
+                         "the validation share is 0)")
     c1, c2, c3, c4, c5, c6 = fe.columns(6)
     c1.text_input("Run name", key="ft-name")
     c2.number_input("Seed", 0, 2**31 - 1, key="ft-seed")

@@ -86,7 +86,8 @@ class FinetuneTrainConfig(_Tracked):
         None, gt=0.0, lt=1.0, description="full protocol: average the weights of every step after this fraction of "
         "the run (the learning rate stops decaying there) and use that mean, BatchNorm re-measured, as the run's "
         "model instead of the checkpoint with the best validation mIoU")
-    eval_every: int = Field(100, ge=1, description="steps between validations")
+    eval_every: int = Field(100, ge=1, description="steps between validations (and checkpoints; only checkpoints "
+                            "without a validation split)")
     test_tile: int = Field(512, ge=32, le=8192, multiple_of=32, description="test: sliding window side (as core.segment)")
     test_overlap: float = Field(0.25, ge=0.0, lt=1.0, description="test: window overlap, a fraction of the window")
     log_every: int = Field(10, ge=1)
