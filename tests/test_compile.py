@@ -25,6 +25,7 @@ def losses(tmp_path: Path, name: str, *overrides: str) -> tuple[list[float], str
     return [m["loss"] for m in run.metrics()], (run.path / "log.txt").read_text()
 
 
+@pytest.mark.slow  # two runs or a run and its scoring: the full suite (the fast tier is kept under 3 minutes)
 def test_a_compilation_that_fails_runs_eager_from_the_same_state_in_one_line(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("FALSE_WB_DATA", str(tmp_path / "data"))
     eager, eager_log = losses(tmp_path, "eager", "method=moco", "model.queue_size=16")

@@ -63,8 +63,8 @@ def test_batch_order_is_the_distributed_sampler_split_over_ranks() -> None:
 @pytest.mark.parametrize("method, extra", [
     ("simclr", ["loss.selection=per_anchor"]),
     ("moco", ["model.queue_size=12", "loss.selection=per_anchor"]),
-    ("simclr", ["loss.detector=support", "loss.treatment=eliminate"]),
-    ("simclr", ["loss.detector=oracle", "loss.treatment=attract"]),
+    pytest.param("simclr", ["loss.detector=support", "loss.treatment=eliminate"], marks=pytest.mark.slow),
+    pytest.param("simclr", ["loss.detector=oracle", "loss.treatment=attract"], marks=pytest.mark.slow),
 ], ids=["simclr-fnsd", "moco-fnsd", "simclr-support", "simclr-oracle"])
 def test_rebuilt_batches_equal_the_trainers(roots: Path, monkeypatch: pytest.MonkeyPatch, method: str,
                                             extra: list[str]) -> None:

@@ -114,6 +114,7 @@ def test_small_crops_at_full_scale_stay_allowed() -> None:
     assert cfg.data.crop_size == 24 and cfg.model.input_scale == 1.0
 
 
+@pytest.mark.slow  # two runs or a run and its scoring: the full suite (the fast tier is kept under 3 minutes)
 def test_fine_tuning_at_half_scale_trains_scores_and_writes_the_scale_on_its_card(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import json

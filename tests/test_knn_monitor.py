@@ -41,6 +41,7 @@ def test_the_vote_weighs_the_nearest_bank_tiles() -> None:
     assert knn_predict(bank, labels, queries, k=50, n_classes=2).tolist() == [0, 1]  # k capped at the bank
 
 
+@pytest.mark.slow  # two runs or a run and its scoring: the full suite (the fast tier is kept under 3 minutes)
 def test_a_run_records_knn_accuracy_and_trains_exactly_as_without(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("FALSE_WB_DATA", str(tmp_path / "data"))
     curves = {}

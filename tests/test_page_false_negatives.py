@@ -178,6 +178,7 @@ def test_a_run_calibrated_once_in_40_steps_says_it_is_in_effect_simclr(store_bas
     assert not at.warning and "FNCC's treatment: calibration fired in 40 of 40 steps" in texts(at)
 
 
+@pytest.mark.slow  # two runs or a run and its scoring: the full suite (the fast tier is kept under 3 minutes)
 def test_two_runs_detectors_side_by_side(store_base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """tiny-false (FNSD, 16 steps) beside a nearest run of the same data and seed (4 steps): the same batches, both
     scored on steps 1-4 in one table and chart; beside an oracle run of another seed: the batches differ, it is

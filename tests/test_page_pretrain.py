@@ -130,6 +130,7 @@ def test_launch_creates_a_run_that_trains_in_the_background(empty_store: Path) -
     assert "completed" in texts(at)
 
 
+@pytest.mark.slow  # two runs or a run and its scoring: the full suite (the fast tier is kept under 3 minutes)
 def test_a_labeled_data_set_pretrains_on_its_training_scenes_only(empty_store: Path, tmp_path: Path) -> None:
     import numpy as np
     import yaml
