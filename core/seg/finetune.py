@@ -92,15 +92,13 @@ class FinetuneTrainer:
         self.precision = pick_precision(tc.precision, self.device)
         torch.manual_seed(cfg.seed)
         self.splits = build_seg_splits(cfg.data, progress=self.progress)
-        # no validation is a choice (data.val_fraction 0): the weight average is then the model, nothing is chosen
-        self.validating = len(self.splits.val) > 0
+        self.validating = len(self.splits.val) > 0  # else (data.val_fraction 0) the weight average is the model
         if len(self.splits.train) == 0 or not (self.validating or tc.average_from is not None):
-            raise DataError(f"data: the {cfg.data.name} set gave {len(self.splits.train)} training and "
-                            f"{len(self.splits.val)} validation tiles; both must be non-empty (or set "
-                            "train.average_from to train without validation)")
+            raise DataError(f"data: {cfg.data.name} gave {len(self.splits.train)} training and {len(self.splits.val)} "
+                            "validation tiles; both must be non-empty (or set train.average_from: no validation)")
         if not self.validating and len(self.splits.test) == 0:
-            raise DataError("data: no validation and no test scenes, so nothing would score the model; give "
-                            "data.test_scenes or data.test_fraction")
+            raise DataError("data: no validation and no test scenes would score the model; give data.test_scenes "
+                            "or data.test_fraction")
         self.classes = self.splits.classes
         self.ignore_index = self.splits.ignore_index
         init = resolve_init(cfg.model.init)
@@ -323,10 +321,9 @@ class FinetuneTrainer:
 
     def _checkpoint(self) -> None:
         """Without validation an evaluation step only writes ``last`` (and the average so far), for resuming."""
-        if self.run is None:
-            return
-        self._save_last(None)
-        self.run.write_status(step=self.step)
+        if self.run is not None:
+            self._save_last(None)
+            self.run.write_status(step=self.step)
 
     def _average_into_model(self) -> None:
         """The model becomes the weight average, its BatchNorm statistics re-measured on training crops."""

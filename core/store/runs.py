@@ -109,9 +109,7 @@ class Run:
                 atomic_write_bytes(p, "".join(json.dumps(r) + "\n" for r in kept).encode())
 
     # ------------------------------------------------------------------ reading
-    def validates(self) -> bool:
-        """False for a fine-tuning run trained without a validation split (``data.val_fraction: 0``): its only
-        scores are the test's, at the end."""
+    def validates(self) -> bool:  # False: fine-tuned without a validation split, its only scores the test's
         return self.status().get("validation") is not False
 
     def status(self) -> dict[str, Any]:
@@ -233,9 +231,8 @@ class Run:
         else:
             method, encoder, data = "comparison", None, None
         step, total = s.get("step") or 0, s.get("total_steps")
-        best, metric = None, "last loss" if kind == "pretrain" else "best val mIoU"
-        if kind == "finetune" and not self.validates():
-            metric = "test mIoU (at the end)"
+        best, metric = None, ("last loss" if kind == "pretrain" else "best val mIoU" if self.validates()
+                              else "test mIoU (at the end)")
         test = self.read_json("test_metrics.json") if kind in ("finetune", "probe") else None
         if kind == "pretrain":
             last = _last_record(self.path / "metrics.jsonl")
