@@ -30,7 +30,6 @@ from typing import Any, Iterable
 import yaml
 
 from .file_versions import json_file, load_yaml, yaml_file
-from ..config.strategy import method_and_strategy
 from .run_lock import RunBusyError, pid_alive, run_locked
 from .run_state import SHOWN_LIVE, STATES, next_status, shown_state
 
@@ -212,40 +211,10 @@ class Run:
         return tail_text(self.path / "log.txt", max_chars)
 
     def summary(self) -> dict[str, Any]:
-        """One row for a table of runs: what it is, where it stands, its best number."""
-        s, cfg, kind = self.status(), self.config(), self.kind()
-        if not cfg:
-            method, encoder, data = "? (config.yaml unreadable)", None, None
-        elif kind == "pretrain":
-            loss = cfg.get("loss", {}) if isinstance(cfg.get("loss"), dict) else {}
-            method = method_and_strategy(str(cfg.get('method', '?')), loss)
-            encoder = (cfg.get("model") or {}).get("encoder")
-            data = (cfg.get("data") or {}).get("name")
-        elif kind == "finetune":
-            model = cfg.get("model") or {}
-            method = f"{model.get('arch', '?')} ({(cfg.get('train') or {}).get('protocol', '?')})"
-            encoder, data = model.get("encoder"), (cfg.get("data") or {}).get("name")
-        elif kind == "probe":
-            model = cfg.get("model") or {}
-            method, encoder, data = "linear probe", model.get("encoder"), (cfg.get("data") or {}).get("name")
-        else:
-            method, encoder, data = "comparison", None, None
-        step, total = s.get("step") or 0, s.get("total_steps")
-        best, metric = None, ("last loss" if kind == "pretrain" else "best val mIoU" if self.validates()
-                              else "test mIoU (at the end)")
-        test = self.read_json("test_metrics.json") if kind in ("finetune", "probe") else None
-        if kind == "pretrain":
-            last = _last_record(self.path / "metrics.jsonl")
-            best = None if last is None else last.get("loss")
-        elif test is not None and isinstance(test.get("miou"), (int, float)):  # as the Fine-tune page gives it
-            best, metric = test["miou"], "test mIoU"
-        elif s.get("best_miou") is not None:
-            best = s.get("best_miou")
-        return {"run": self.id, "kind": kind, "state": self.state(), "method": method, "encoder": encoder,
-                "data": data, "step": step, "total_steps": total,
-                "progress": min(1.0, step / total) if total else (1.0 if s.get("state") == "completed" else 0.0),
-                "metric": metric, "value": best,
-                "started": s.get("started") or s.get("created"), "error": s.get("error")}
+        """One row for a table of runs: what it is, where it stands, its best number (``run_summary``)."""
+        from .run_summary import summary_row
+
+        return summary_row(self)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -291,23 +260,6 @@ def kind_of_config(raw: dict[str, Any]) -> str:
         return "probe"
     return "pretrain"
 
-
-def _last_record(path: Path) -> dict[str, Any] | None:
-    """The last whole JSON line of a file, reading only its tail."""
-    if not path.exists():
-        return None
-    with open(path, "rb") as f:
-        f.seek(0, os.SEEK_END)
-        f.seek(max(0, f.tell() - 65536))
-        lines = f.read().decode(errors="replace").splitlines()
-    for line in reversed(lines):
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(rec, dict) and "loss" in rec:
-            return rec
-    return None
 
 
 def _slug(text: str) -> str:

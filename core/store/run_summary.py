@@ -1,0 +1,66 @@
+"""A run as one row of the Runs and Overview tables: what it is, where it stands, its best number. Apart from
+``runs`` (the folder itself) because it is presentation: which figure a table shows for which kind of run."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ..config.strategy import method_and_strategy
+from .runs import Run
+
+
+def summary_row(run: Run) -> dict[str, Any]:
+    """One row for a table of runs: what it is, where it stands, its best number."""
+    s, cfg, kind = run.status(), run.config(), run.kind()
+    if not cfg:
+        method, encoder, data = "? (config.yaml unreadable)", None, None
+    elif kind == "pretrain":
+        loss = cfg.get("loss", {}) if isinstance(cfg.get("loss"), dict) else {}
+        method = method_and_strategy(str(cfg.get('method', '?')), loss)
+        encoder = (cfg.get("model") or {}).get("encoder")
+        data = (cfg.get("data") or {}).get("name")
+    elif kind == "finetune":
+        model = cfg.get("model") or {}
+        method = f"{model.get('arch', '?')} ({(cfg.get('train') or {}).get('protocol', '?')})"
+        encoder, data = model.get("encoder"), (cfg.get("data") or {}).get("name")
+    elif kind == "probe":
+        model = cfg.get("model") or {}
+        method, encoder, data = "linear probe", model.get("encoder"), (cfg.get("data") or {}).get("name")
+    else:
+        method, encoder, data = "comparison", None, None
+    step, total = s.get("step") or 0, s.get("total_steps")
+    best, metric = None, ("last loss" if kind == "pretrain" else "best val mIoU" if run.validates()
+                          else "test mIoU (at the end)")
+    test = run.read_json("test_metrics.json") if kind in ("finetune", "probe") else None
+    if kind == "pretrain":
+        last = last_record(run.path / "metrics.jsonl")
+        best = None if last is None else last.get("loss")
+    elif test is not None and isinstance(test.get("miou"), (int, float)):  # as the Fine-tune page gives it
+        best, metric = test["miou"], "test mIoU"
+    elif s.get("best_miou") is not None:
+        best = s.get("best_miou")
+    return {"run": run.id, "kind": kind, "state": run.state(), "method": method, "encoder": encoder,
+            "data": data, "step": step, "total_steps": total,
+            "progress": min(1.0, step / total) if total else (1.0 if s.get("state") == "completed" else 0.0),
+            "metric": metric, "value": best,
+            "started": s.get("started") or s.get("created"), "error": s.get("error")}
+
+
+def last_record(path: Path) -> dict[str, Any] | None:
+    """The last whole JSON line with a loss, reading only the file's tail (a long run's records are large)."""
+    if not path.exists():
+        return None
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - 65536))
+        lines = f.read().decode(errors="replace").splitlines()
+    for line in reversed(lines):
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict) and "loss" in rec:
+            return rec
+    return None
