@@ -39,8 +39,7 @@ from ..imaging.bands import BandError, card_bands, is_rgb
 from ..imaging.model_bands import model_pixels
 from ..store.checkpoint import CheckpointError
 from .domain import (IMAGE_REASONS, ColourFit, DomainScore, card_fingerprint, colour_fit, score_image,
-                     training_data_kind,
-                     training_data_text)
+                     training_data_kind, training_data_text)
 from .resample import model_pixel_size, resample_factor, resample_mask, resample_rgb
 from .segmodel import load_seg_model
 
