@@ -3,7 +3,7 @@ encoder's pooled features of a few hundred labeled tiles, each query tile classi
 
 Why: a contrastive loss going down says little about whether the features separate land-cover classes; this curve
 does, live, at the cost of one forward pass over the monitor's tiles. Labels are the tiles' dominant classes
-(``fn_scoring.dominant_classes``) and are read only here, never by the loss.
+(``core.data.dominant``) and are read only here, never by the loss.
 
 Query and bank tiles come from different scenes where the data set has several (a neighbour from the same scene
 would often be the same field seen twice), else from a seeded random split; both are fixed for the whole run, so
@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.dominant import dominant_classes
 from ..data.protocols import TileSet
 
 BANK_TILES = 512
@@ -81,8 +82,6 @@ class KnnMonitor:
     """Fixed bank and query tiles of a labeled pretraining set; ``measure(encoder)`` gives the record fields."""
 
     def __init__(self, dataset: TileSet, every: int, input_size: int, seed: int, device: torch.device):
-        from ..analysis.fn_scoring import dominant_classes  # pandas: imported only when the monitor is on
-
         labels = dominant_classes(dataset)
         if labels is None:
             raise MonitorUnavailable("the data set has no labels (a folder without a class table)")
