@@ -132,6 +132,28 @@ def test_opacity_reblends_the_last_result_of_the_session(served: tuple[object, s
     assert np.array_equal(np.asarray(Image.open(clear).convert("RGB")), rgb)
 
 
+def test_values_out_of_range_are_one_line_for_the_client_and_none_in_the_server_log(
+        served: tuple[object, str], client, tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
+    """Gradio refuses an out-of-range slider or an unknown dropdown value itself; its refusal printed a traceback
+    to the server's console (a server that did nothing wrong). The browser still draws a plain slider and dropdown."""
+    from gradio_client import handle_file
+
+    write_png(tmp_path / "tile.png", 40, 40)
+    tile = handle_file(str(tmp_path / "tile.png"))
+    capfd.readouterr()
+    for kwargs, said in (({"opacity": 2.0}, "Value 2.0 is greater than maximum value 1.0."),
+                         ({"overlap": -0.5}, "Value -0.5 is less than minimum value 0.0."),
+                         ({"tile": 100}, "Value: 100 is not in the list of choices")):
+        with pytest.raises(Exception) as err:  # gradio_client's AppError
+            client.predict(tile, api_name="/segment", **kwargs)
+        assert said in str(err.value) and "Traceback" not in str(err.value), str(err.value)
+    server_log = capfd.readouterr().err
+    assert "Traceback" not in server_log, server_log[-3000:]
+    types = {c["props"].get("label"): c["type"] for c in served[0].get_config_file()["components"]}
+    assert types["Overlay opacity"] == "slider" and types["Tile (pixels)"] == "dropdown"
+    assert Image.open(client.predict(tile, opacity=1.0, tile=256, overlap=0.5, api_name="/segment")[0]).size == (40, 40)
+
+
 def test_geotiff_gets_square_metres_and_a_georeferenced_mask(client, tmp_path: Path) -> None:
     import rasterio
     from gradio_client import handle_file

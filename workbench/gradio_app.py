@@ -58,6 +58,7 @@ from core.seg.label_score import LabelMaskError, score_label_file  # noqa: E402
 from core.seg.scene_role import note_scene  # noqa: E402
 from core.seg.segment import segment_choosing  # noqa: E402
 from core.seg.segmentation_result import Segmentation  # noqa: E402
+from workbench.gradio_quiet import QuietDropdown, QuietSlider  # noqa: E402
 from workbench.gradio_outputs import (DISPLAY_SIDE, LABEL_COLUMNS, Outputs, api_areas, info_markdown,  # noqa: E402
                                       label_markdown, label_table, write_downloads)
 from workbench.segment_view import legend_html, one_line, screen_copy  # noqa: E402
@@ -227,11 +228,11 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
             with gr.Column(scale=2, min_width=280):
                 upload = gr.File(label="Image (segmented as soon as it is uploaded)", file_count="single",
                                  type="filepath", height=140)
-                opacity = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Overlay opacity")
+                opacity = QuietSlider(0.0, 1.0, value=0.5, step=0.05, label="Overlay opacity")
                 with gr.Accordion("Inference settings", open=False):
-                    tile = gr.Dropdown(TILES, value=512, label="Tile (pixels)",
+                    tile = QuietDropdown(TILES, value=512, label="Tile (pixels)",
                                        info="window side of the sliding-window inference")
-                    overlap = gr.Slider(0.0, 0.5, value=0.25, step=0.05, label="Overlap (fraction of the tile)")
+                    overlap = QuietSlider(0.0, 0.5, value=0.25, step=0.05, label="Overlap (fraction of the tile)")
                     tta = gr.Checkbox(False, label="Flip test-time augmentation (2x slower)")
                 run = gr.Button("Segment again with these settings", variant="secondary")
                 info = gr.Markdown(label="About the image")
