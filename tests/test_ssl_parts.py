@@ -141,6 +141,10 @@ def test_one_precision_policy_for_training_and_inference(monkeypatch) -> None:
     (lambda sd: sd.update({"weight": sd["weight"].double()}), "tensor model.weight is float64"),
     (lambda sd: sd.update({"weight": sd["weight"].to(torch.int8)}), "tensor model.weight is int8"),
     (lambda sd: sd["bias"].__setitem__(0, float("nan")), "tensor model.bias holds NaN or infinite values"),
+    (lambda sd: sd["weight"].__setitem__((1, 2), float("-inf")), "tensor model.weight holds NaN or infinite values"),
+    (lambda sd: sd.update({"weight": sd["weight"].half().index_put_((torch.tensor([0]), torch.tensor([0])),
+                                                                      torch.tensor(float("inf")).half())}),
+     "tensor model.weight holds NaN or infinite values"),
 ])
 def test_a_checkpoint_of_odd_dtypes_or_nan_weights_is_refused_in_one_line(tmp_path, spoil, says) -> None:
     """Issue 29: such a checkpoint used to load silently (cast on the way in) and produce masks."""
@@ -159,3 +163,10 @@ def test_a_checkpoint_of_odd_dtypes_or_nan_weights_is_refused_in_one_line(tmp_pa
     save_file({f"encoder.{k}": v for k, v in sd.items()}, str(tmp_path / "enc.safetensors"))
     with pytest.raises(ValueError, match="model.weights: .*" + says.replace("model.", "encoder.")):
         load_encoder_weights(nn.Linear(3, 2), tmp_path / "enc.safetensors", field="model.weights")
+
+
+def test_finite_and_empty_weights_pass_the_check() -> None:
+    from core.store.checkpoint import check_weights
+
+    check_weights("x", {"w": torch.randn(4, 3), "empty": torch.zeros(0, 3), "h": torch.randn(5).half(),
+                        "b": torch.full((3,), 3e38).bfloat16(), "model.bn.num_batches_tracked": torch.tensor(7)})

@@ -11,7 +11,6 @@ scenes and the names of the held-out test scenes, and ``fingerprint`` (``core.se
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -20,15 +19,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save
+from safetensors.torch import load_file
 
 from ..imaging.bands import bands_of, is_rgb
-from ..store.checkpoint import CheckpointError, read_metadata
+from ..store.checkpoint import CheckpointError, read_metadata, write_safetensors
 from ..config import ConfigError, FinetuneConfig, load_config, validate_config
 from ..data import DataError
 from .domain import DATA_KINDS, MAX_TILES, fingerprint
 from ..store.portable import portable
-from ..store.runs import REPO_ROOT, atomic_write_bytes, atomic_write_json
+from ..store.runs import REPO_ROOT, atomic_write_json
 from ..data.labeled import SegSplits
 from ..data.protocols import TileSet
 
@@ -96,12 +95,11 @@ def rewrite_card(path: Path, card: dict[str, Any]) -> str:
     tensors = load_file(str(path))
     meta_out = {k: json.dumps(v) for k, v in meta.items()}
     meta_out["card"] = json.dumps(card)
-    blob = save(tensors, metadata=meta_out)
-    digest = hashlib.sha256(blob).hexdigest()
-    atomic_write_bytes(path, blob)
+    digest = write_safetensors(path, tensors, meta_out)
     side = path.with_suffix(".json")
     if side.exists():
-        atomic_write_json(side, {**card, "sha256": digest, "file": path.name, "size_mb": round(len(blob) / 2**20, 1)})
+        atomic_write_json(side, {**card, "sha256": digest, "file": path.name,
+                                 "size_mb": round(path.stat().st_size / 2**20, 1)})
     return digest
 
 

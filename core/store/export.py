@@ -9,18 +9,17 @@ beside it, including the sha256 of the file.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save
+from safetensors.torch import load_file
 
-from .checkpoint import CheckpointError, read_metadata
+from .checkpoint import CheckpointError, read_metadata, write_safetensors
 from .portable import portable
-from .runs import NotARunError, atomic_write_bytes, atomic_write_json, open_run
+from .runs import NotARunError, atomic_write_json, open_run
 
 
 def export_checkpoint(src: Path, out: Path, keep: str, strip: str, card: dict[str, Any], fp16: bool) -> str:
@@ -33,11 +32,9 @@ def export_checkpoint(src: Path, out: Path, keep: str, strip: str, card: dict[st
             t = t.to(torch.float16)
         tensors[name[len(strip):]] = t.contiguous()
     card = portable({**card, "dtype": "float16" if fp16 else "float32"})  # published: no machine paths
-    blob = save(tensors, metadata={"card": json.dumps(card)})
-    digest = hashlib.sha256(blob).hexdigest()
-    atomic_write_bytes(out, blob)
+    digest = write_safetensors(out, tensors, {"card": json.dumps(card)})
     atomic_write_json(out.with_suffix(".json"), {**card, "sha256": digest, "file": out.name,
-                                                 "size_mb": round(len(blob) / 2**20, 1)})
+                                                 "size_mb": round(out.stat().st_size / 2**20, 1)})
     return digest
 
 

@@ -16,6 +16,7 @@ The UI reads runs only through this module.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -25,7 +26,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import yaml
 
@@ -43,20 +44,29 @@ def runs_root() -> Path:
     return Path(os.environ.get("FALSE_WB_RUNS") or REPO_ROOT / "runs")
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temp file in the same folder, fsync, then rename: readers see the old or the new file, whole."""
+def atomic_write_with(path: Path, fill: Callable[[str], None], sha256: bool = False) -> str | None:
+    """``fill(tmp)`` writes a temp file in the same folder, which is fsynced, then renamed over ``path``: readers see
+    the old or the new file, whole. With ``sha256`` the digest of the bytes written (read back from the page cache:
+    a writer that streams to the file, as safetensors' ``save_file``, never holds the whole file in memory)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
+        fill(tmp)
+        with open(tmp, "rb") as f:
+            digest = hashlib.file_digest(f, "sha256").hexdigest() if sha256 else None
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; run files are meant to be read by others
         os.replace(tmp, path)
+        return digest
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """``data`` into ``path`` atomically (``atomic_write_with``)."""
+    atomic_write_with(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
