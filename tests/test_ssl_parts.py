@@ -170,3 +170,33 @@ def test_finite_and_empty_weights_pass_the_check() -> None:
 
     check_weights("x", {"w": torch.randn(4, 3), "empty": torch.zeros(0, 3), "h": torch.randn(5).half(),
                         "b": torch.full((3,), 3e38).bfloat16(), "model.bn.num_batches_tracked": torch.tensor(7)})
+
+
+def test_a_model_built_on_meta_gets_the_checkpoints_weights_in_its_own_dtypes(tmp_path) -> None:
+    """``load_seg_model`` builds on the meta device (no random weights made to be overwritten): a float16 file still
+    gives float32 weights equal to a copy-load, and a model holding a tensor no checkpoint stores is refused."""
+    from core.seg.segmodel import build_seg_model, load_seg_model, make_card, save_seg_checkpoint
+    from core.store.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+    card = make_card(arch="deeplabv3plus", encoder="resnet18",
+                     classes=[{"name": "a", "color": [200, 30, 30]}, {"name": "b", "color": [30, 200, 30]}])
+    torch.manual_seed(0)
+    model = build_seg_model(card).eval()
+    save_seg_checkpoint(tmp_path / "m.safetensors", model.half(), card)  # float16, as the shipped files
+    loaded, _ = load_seg_model(tmp_path / "m.safetensors")
+    floats = [t for t in loaded.state_dict().values() if t.is_floating_point()]
+    assert floats and all(t.dtype == torch.float32 and t.device.type == "cpu" for t in floats)
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model.float()(x))
+
+    class WithScratch(nn.Linear):
+        def __init__(self) -> None:
+            super().__init__(3, 2)
+            self.register_buffer("scratch", torch.zeros(2), persistent=False)
+
+    save_checkpoint(tmp_path / "lin.safetensors", model=nn.Linear(3, 2), card={})
+    with torch.device("meta"):
+        on_meta = WithScratch()
+    with pytest.raises(CheckpointError, match="build it on a real device"):
+        load_checkpoint(tmp_path / "lin.safetensors", model=on_meta)

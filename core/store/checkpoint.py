@@ -184,15 +184,25 @@ def check_weights(path: Path | str, tensors: dict[str, torch.Tensor]) -> None:
 
 def load_checkpoint(path: Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
                     map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load weights (strict) and optimizer state into the given objects; return the metadata."""
+    """Load weights (strict) and optimizer state into the given objects; return the metadata. A ``model`` built on
+    the meta device (``torch.device("meta")``: no random initialisation to throw away) gets the checkpoint's
+    tensors themselves, in the dtypes it was built with."""
     meta = read_metadata(path)
     tensors = {k: v.to(map_location) for k, v in read_tensors(path).items()}
     model_sd = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    on_meta = any(t.is_meta for t in model.state_dict().values())
+    if on_meta:  # assigned, not copied: cast as a copy into the built tensors would (a float16 file, float32 model)
+        built = model.state_dict()
+        model_sd = {k: v.to(built[k].dtype) if k in built and v.is_floating_point() else v
+                    for k, v in model_sd.items()}
     try:
-        model.load_state_dict(model_sd, strict=True)
+        model.load_state_dict(model_sd, strict=True, assign=on_meta)
     except RuntimeError as err:
         first = str(err).splitlines()[0]
         raise CheckpointError(f"checkpoint {path} does not fit this model: {first}") from None
+    if on_meta and any(t.is_meta for t in (*model.parameters(), *model.buffers())):
+        raise CheckpointError(f"checkpoint {path}: the model holds tensors a checkpoint does not store (build it "
+                              "on a real device)")
     if optimizer is not None and "optimizer" in meta:
         opt_tensors = {k: v for k, v in tensors.items() if k.startswith("optim.")}
         optimizer.load_state_dict(_unflatten_optimizer(opt_tensors, meta["optimizer"]))
