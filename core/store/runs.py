@@ -53,7 +53,7 @@ def atomic_write_with(path: Path, fill: Callable[[str], None], sha256: bool = Fa
     os.close(fd)
     try:
         fill(tmp)
-        with open(tmp, "rb") as f:
+        with open(tmp, "r+b") as f:  # writable: fsync of a read-only descriptor fails on some systems
             digest = hashlib.file_digest(f, "sha256").hexdigest() if sha256 else None
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; run files are meant to be read by others
