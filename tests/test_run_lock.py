@@ -60,8 +60,12 @@ def test_a_second_writer_is_refused_and_the_records_stay_intact(tmp_path: Path, 
         time.sleep(0.05)
     assert not run_locked(run)
     stale = [run / "checkpoints" / ".last.safetensors.k1ll3d.tmp", run / ".status.json.k1ll3d.tmp"]
-    for p in stale:  # what a kill -9 in the middle of an atomic write leaves
+    for p in stale:  # what a kill -9 in the middle of an atomic write leaves (older versions: a file)
         p.write_bytes(b"half")
+    torn = run / "checkpoints" / ".encoder.safetensors.t0rn.tmp"  # now: a folder, with safetensors' own temp file
+    torn.mkdir()
+    (torn / ".tmpAb12Cd").write_bytes(b"half")
+    stale.append(torn)
     assert pretrain_main(["--resume", str(run), "--no-progress", "train.max_steps=6"]) == 0
     assert not any(p.exists() for p in stale)
     steps = [r["step"] for r in open_run(run).metrics() if "loss" in r]
@@ -100,3 +104,26 @@ def test_a_resumed_run_is_starting_not_died_before_its_process_has_an_id(tmp_pat
     monkeypatch.setattr(launch, "_spawn", lambda r, *a, **k: seen.append(r.state()))
     app_resume(run)
     assert seen == ["starting"] and run.is_live()
+
+
+def test_a_writer_killed_inside_its_fill_leaves_one_folder_that_the_sweep_removes(tmp_path: Path) -> None:
+    """``atomic_write_with`` gives ``fill`` a file in a private folder: whatever a writer killed there leaves (a
+    streaming writer's own temp file included) is in that folder, and ``remove_stale_temps`` removes it whole."""
+    from core.store.run_lock import remove_stale_temps
+
+    target = tmp_path / "checkpoints" / "last.safetensors"
+    target.parent.mkdir()
+    target.write_bytes(b"the previous checkpoint")
+    script = ("import os, sys; from pathlib import Path; from core.store.runs import atomic_write_with\n"
+              "def fill(tmp):\n"
+              "    (Path(tmp).parent / '.tmpXy12Zw').write_bytes(b'x' * 1000)  # as save_file's own temp file\n"
+              "    os._exit(137)  # killed mid-write: no cleanup\n"
+              "atomic_write_with(Path(sys.argv[1]), fill, sha256=True)\n")
+    proc = subprocess.run([sys.executable, "-c", script, str(target)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 137, proc.stderr[-2000:]
+    left = [p for p in target.parent.iterdir() if p != target]
+    assert len(left) == 1 and left[0].is_dir() and left[0].name.startswith(".last.safetensors.") and \
+        left[0].name.endswith(".tmp"), left
+    assert target.read_bytes() == b"the previous checkpoint"
+    assert remove_stale_temps(tmp_path) == left and sorted(target.parent.iterdir()) == [target]

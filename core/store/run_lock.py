@@ -6,6 +6,7 @@ Why apart from ``core.store.runs``: the lock is the one piece of the run-folder 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -77,13 +78,17 @@ def lock_run(run: "Run") -> None:
 
 
 def remove_stale_temps(folder: Path) -> list[Path]:
-    """Delete the temp files a killed writer left (``atomic_write_bytes``'s ``.<name>.*.tmp``) in a run folder and
-    its checkpoints; only safe while holding the run's lock (no other writer can be mid-write)."""
+    """Delete what a killed writer left (``atomic_write_with``'s ``.<name>.*.tmp`` folders, and the temp files of
+    older versions) in a run folder and its checkpoints; only safe while holding the run's lock (no other writer can
+    be mid-write)."""
     gone = []
     for where in (folder, folder / "checkpoints"):
         for p in where.glob(".*.tmp") if where.is_dir() else []:
             try:
-                p.unlink()
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p)
+                else:
+                    p.unlink()
                 gone.append(p)
             except OSError:
                 pass

@@ -45,23 +45,24 @@ def runs_root() -> Path:
 
 
 def atomic_write_with(path: Path, fill: Callable[[str], None], sha256: bool = False) -> str | None:
-    """``fill(tmp)`` writes a temp file in the same folder, which is fsynced, then renamed over ``path``: readers see
-    the old or the new file, whole. With ``sha256`` the digest of the bytes written (read back from the page cache:
-    a writer that streams to the file, as safetensors' ``save_file``, never holds the whole file in memory)."""
+    """``fill(tmp)`` writes ``tmp``, a file in a private ``.<name>.*.tmp`` folder beside ``path``; it is fsynced, then
+    renamed over ``path``: readers see the old or the new file, whole. The folder holds whatever ``fill`` leaves if
+    it is killed (safetensors' ``save_file`` writes a temp file of its own beside ``tmp`` and renames it), so one
+    sweep of ``.*.tmp`` (``run_lock.remove_stale_temps``) removes it all. With ``sha256``, the digest of the bytes
+    written, read back from the page cache: a writer that streams to the file never holds it whole in memory."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    folder = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    tmp = folder / path.name
     try:
-        fill(tmp)
+        fill(str(tmp))
         with open(tmp, "r+b") as f:  # writable: fsync of a read-only descriptor fails on some systems
             digest = hashlib.file_digest(f, "sha256").hexdigest() if sha256 else None
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; run files are meant to be read by others
+        os.chmod(tmp, 0o644)  # run files are meant to be read by others
         os.replace(tmp, path)
         return digest
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
