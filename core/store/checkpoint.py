@@ -190,9 +190,9 @@ def load_checkpoint(path: Path, *, model: torch.nn.Module, optimizer: torch.opti
     meta = read_metadata(path)
     tensors = {k: v.to(map_location) for k, v in read_tensors(path).items()}
     model_sd = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-    on_meta = any(t.is_meta for t in model.state_dict().values())
+    built = model.state_dict()
+    on_meta = any(t.is_meta for t in built.values())
     if on_meta:  # assigned, not copied: cast as a copy into the built tensors would (a float16 file, float32 model)
-        built = model.state_dict()
         model_sd = {k: v.to(built[k].dtype) if k in built and v.is_floating_point() else v
                     for k, v in model_sd.items()}
     try:
