@@ -7,7 +7,6 @@ moment leaves the previous checkpoint or the new one, never a torn file.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import random
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load, save_file
 
+from .file_versions import file_sha256
 from .runs import atomic_write_json, atomic_write_with
 
 
@@ -219,8 +219,7 @@ def repair_card(path: Path) -> bool:
     it missing or describing an older file; True when it was repaired. Only its writer (lock holder) calls this."""
     path = Path(path)
     side = path.with_suffix(".json")
-    with open(path, "rb") as f:
-        digest = hashlib.file_digest(f, "sha256").hexdigest()
+    digest = file_sha256(path)
     try:
         if json.loads(side.read_text()).get("sha256") == digest:
             return False
