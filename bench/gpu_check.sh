@@ -49,9 +49,9 @@ stage data 60 python -c "import sys; from core.config import load_config; from c
 build_dataset(load_config('configs/demo_cpu.yaml', sys.argv[1:]).data)" "${R50[@]}"
 # 1. no host wait in a non-logged step, checked by CUDA's sync debug mode (SimCLR + FALSE at ResNet-50 size)
 stage sync_check 60 python bench/sync_check.py --json "$OUT/sync_check.json" "${R50[@]}" train.batch_size=64
-# 2. the trainer against the bare loop, eager then compiled
-stage train_eager 100 python bench/train.py --steps 40 --json "$OUT/train_eager.json" "${R50[@]}"
-stage train_compile 140 python bench/train.py --steps 40 --json "$OUT/train_compile.json" "${R50[@]}" train.compile=true
+# 2. the trainer against the bare loop, eager then compiled (4 rounds: each bare round compiles a fresh model)
+stage train_eager 100 python bench/train.py --steps 40 --rounds 4 --json "$OUT/train_eager.json" "${R50[@]}"
+stage train_compile 140 python bench/train.py --steps 40 --rounds 4 --json "$OUT/train_compile.json" "${R50[@]}" train.compile=true
 # 3. the loss alone, eager and compiled, bf16
 stage loss 110 python bench/loss.py --device cuda --sizes 512 1024 4096 --dtype bf16 --repeats 20 --compile \
   --json "$OUT/loss.json"

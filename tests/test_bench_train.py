@@ -46,3 +46,10 @@ def test_bare_loop_and_trainer_loop_run(tmp_path: Path, monkeypatch: pytest.Monk
 def test_rounds_split_the_steps_evenly() -> None:
     split = bench_train().split
     assert split(40, 5) == [8] * 5 and split(10, 4) == [3, 3, 2, 2] and split(3, 8) == [1, 1, 1]
+
+
+def test_each_trainer_round_is_read_against_the_bare_rounds_beside_it() -> None:
+    paired = bench_train().paired_ratios
+    assert paired([90.0, 50.0], [100.0, 80.0, 60.0]) == [1.0, 50.0 / 70.0]
+    with pytest.raises(ValueError, match="one more bare round"):
+        paired([90.0, 50.0], [100.0, 80.0])
