@@ -1,6 +1,6 @@
 """How fast the Segment page answers one 512 x 512 upload, against the bare model forward, in one run.
 
-    python bench/segment_ui.py [--repeats 7] [--threads 2] [--size 512] [--checkpoint PATH] [--device cpu]
+    python bench/segment_ui.py [--repeats 7] [--threads 2] [--size 512] [--checkpoint PATH]
 
 Target: "Segment answers a 512x512 upload in under 1 s on the CPU with the demo model (model already loaded)".
 Measured side by side, interleaved round by round so machine noise hits both alike, medians after a warm-up:
