@@ -338,3 +338,36 @@ def test_a_lossy_copy_of_a_mask_is_named_as_such_and_the_share_of_no_class_is_sa
     assert "of no class" not in score_labels(labels, png(colours[labels]), CLASSES).line()
     report = result.report(CLASSES)  # every class held: the two means are one number, to the last bit
     assert report["miou"] == report["miou_of_mask_classes"]
+
+
+def test_a_palette_mask_of_another_class_set_is_refused_not_scored_by_its_indices() -> None:
+    """A Dubai-style mask (class colours in a palette, any order) scored against a model of other classes: its
+    indices 0-2 are valid indices of this model by chance; read as such it scored 14 % against the DeepGlobe model."""
+    from core.seg.label_score import read_label_mask
+
+    other = [{"name": "water", "color": [226, 169, 41]}, {"name": "land", "color": [132, 41, 246]},
+             {"name": "road", "color": [110, 193, 228]}, {"name": "unlabeled", "color": [155, 155, 155]}]
+    img = Image.fromarray(truth(), mode="P")
+    shuffled = [other[2]["color"], other[0]["color"], other[1]["color"]]  # the file's own order
+    img.putpalette([v for c in shuffled for v in c] + [0] * (3 * 253))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    with pytest.raises(LabelMaskError, match=r"class colours of dubai_like \(water, land, road, unlabeled\) on 100 %"):
+        read_label_mask(buf.getvalue(), CLASSES, (20, 30), known=[("dubai_like", other)])
+    # without that class set known, the same file is a palette of indices, as before
+    labels, how, _ = read_label_mask(buf.getvalue(), CLASSES, (20, 30), known=[])
+    assert how == "class indices (palette)" and np.array_equal(labels, truth())
+
+
+def test_the_models_own_mask_download_still_reads_as_indices_beside_the_shipped_class_sets() -> None:
+    """The Segment page's mask download (indices in display colours) reads back against every shipped model."""
+    from core.seg.label_score import read_label_mask
+    from core.seg.segmentation_result import palette_png
+    from core.store.catalog import shipped_class_sets
+
+    sets = shipped_class_sets()
+    assert {name for name, _ in sets} >= {"dubai_seg", "deepglobe_seg"}
+    for name, classes in sets:
+        mask = (np.arange(20 * 30).reshape(20, 30) % len(classes)).astype(np.uint8)
+        labels, _, _ = read_label_mask(palette_png(mask, classes), classes, mask.shape)
+        assert np.array_equal(labels, mask), name

@@ -13,14 +13,16 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from ..data.mask_read import MaskError, card_table, decode_image, lossy_hint
 from ..imaging.imageio import _open_pil
+from ..store.catalog import shipped_class_sets
 from .infer import NODATA
 from .metrics import SegScores, confusion_matrix, scores_from_confusion
 
@@ -91,10 +93,39 @@ class LabelScore:
 FOREIGN_SHARE = 0.5  # more of a mask's pixels of no class than this: refused, not scored on the rest
 
 
+ClassSets = Sequence[tuple[str, list[dict[str, Any]]]]
+
+
+def foreign_palette(img: Image.Image, classes: list[dict[str, Any]], known: ClassSets) -> str | None:
+    """Why a palette mask read as indices is another class set's colour-coded mask, or None. A palette PNG may hold
+    class indices drawn in any colours (the Segment page's own download) or class colours in any order (the Dubai
+    masks): when most of its pixels wear the class colours of another set the workbench knows, its indices mean
+    nothing for this model (a Dubai mask scored 14 % against the DeepGlobe model by chance agreement of indices)."""
+    a = np.asarray(img)
+    indices = a[..., 0] if a.ndim == 3 else a
+    counts = np.bincount(indices.ravel(), minlength=256)[:256]
+    pal = np.asarray(img.getpalette() or [], np.int64).reshape(-1, 3)[:256]
+    used = {tuple(map(int, pal[i])): int(counts[i]) for i in np.flatnonzero(counts) if i < len(pal)}
+    own = {tuple(c.get("color") or ()) for c in classes}
+    for name, other in known:
+        colours = {tuple(c.get("color") or ()) for c in other} - {()}
+        if not colours or colours == own:
+            continue
+        hits = [c for c in used if c in colours]
+        if len(hits) >= min(2, len(colours)) and sum(used[c] for c in hits) >= FOREIGN_SHARE * indices.size:
+            share = 100 * sum(used[c] for c in hits) / indices.size
+            return (f"the label mask's palette holds the class colours of {name} ({_names(other)}) on {share:.0f} % of "
+                    f"its pixels: it is a mask of those classes, not of this model's ({_names(classes)}); score it "
+                    f"with a model of those classes")
+    return None
+
+
 def read_label_mask(data: bytes, classes: list[dict[str, Any]], shape: tuple[int, int],
-                    ignore_index: int = IGNORE, rule: Any = None) -> tuple[np.ndarray, str, float]:
+                    ignore_index: int = IGNORE, rule: Any = None,
+                    known: ClassSets | None = None) -> tuple[np.ndarray, str, float]:
     """(class indices with IGNORE where left out, how it was read, share of pixels of no class). ``rule``: the model
-    card's ``label_masks`` (its training masks' unlabeled colours and colour rule)."""
+    card's ``label_masks`` (its training masks' unlabeled colours and colour rule); ``known``: (name, classes) of the
+    class sets a palette mask read as indices must not be drawn in (default: the shipped models')."""
     try:
         img = _open_pil(io.BytesIO(data))  # PIL's bomb check lifted: the size is checked here, from the header
         if (img.height, img.width) != tuple(shape):  # before decoding: a 144 MP mask of the wrong size cost 560 MB
@@ -110,6 +141,10 @@ def read_label_mask(data: bytes, classes: list[dict[str, Any]], shape: tuple[int
         decoded = decode_image(img, card_table(classes, ignore_index, rule))
     except MaskError as err:
         raise LabelMaskError(f"{err} (the model's classes: {_names(classes)})") from None
+    if decoded.how == "class indices (palette)":
+        why = foreign_palette(img, classes, shipped_class_sets() if known is None else known)
+        if why:
+            raise LabelMaskError(why)
     labels = np.where(decoded.labels < len(classes), decoded.labels, IGNORE).astype(np.uint8)
     if decoded.unknown > FOREIGN_SHARE * labels.size:  # most of it is no class: another data set's mask, most likely
         lossy = lossy_hint(decoded.example, [tuple(c.get("color", ())) for c in classes])

@@ -65,6 +65,11 @@ def _shipped(kind: str) -> list[ModelEntry]:
     return out
 
 
+def shipped_class_sets() -> list[tuple[str, list[dict[str, Any]]]]:
+    """(name, classes) of every shipped segmentation model: the class colours a user's mask may be drawn in."""
+    return [(e.path.stem, list(e.card.get("classes") or [])) for e in _shipped("segmentation")]
+
+
 def segmentation_models(root: Path | None = None) -> list[ModelEntry]:
     """Shipped segmentation checkpoints (the default first), then each fine-tuning run's best model."""
     shipped = _shipped("segmentation")
