@@ -152,6 +152,9 @@ def test_values_out_of_range_are_one_line_for_the_client_and_none_in_the_server_
     types = {c["props"].get("label"): c["type"] for c in served[0].get_config_file()["components"]}
     assert types["Overlay opacity"] == "slider" and types["Tile (pixels)"] == "dropdown"
     assert Image.open(client.predict(tile, opacity=1.0, tile=256, overlap=0.5, api_name="/segment")[0]).size == (40, 40)
+    # the schema lists the tile choices as strings; a client sending one of those gets that tile
+    assert "Literal['256'" in client.view_api(print_info=False, return_format="str")
+    assert Image.open(client.predict(tile, tile="256", api_name="/segment")[0]).size == (40, 40)
 
 
 def test_geotiff_gets_square_metres_and_a_georeferenced_mask(client, tmp_path: Path) -> None:

@@ -34,4 +34,13 @@ class QuietDropdown(gr.Dropdown):
     is_template = True
 
     def preprocess(self, payload: Any) -> Any:
-        return _quiet(gr.Dropdown.preprocess, self, payload)
+        return _quiet(gr.Dropdown.preprocess, self, self._as_choice(payload))
+
+    def _as_choice(self, payload: Any) -> Any:
+        """The API's schema lists number choices as strings ("256"), as a client then sends them: such a string is
+        that choice."""
+        if isinstance(payload, str):
+            for _, value in self.choices:
+                if not isinstance(value, str) and str(value) == payload:
+                    return value
+        return payload
