@@ -42,6 +42,19 @@ def test_a_folder_is_described_by_its_layout(tmp_path: Path) -> None:
     assert [s.kind for s in list_sources()] == ["deepglobe"]
 
 
+def test_a_stray_mask_without_its_satellite_image_makes_no_deepglobe_source(tmp_path: Path) -> None:
+    """A user's folder of photos that holds one ``*_mask.png`` was called "DeepGlobe layout, with labels", and then
+    failed on use ("DeepGlobe: no *_sat.jpg images"): it is a folder of images, read as such."""
+    mixed = images(tmp_path / "mixed", 3, "photo_{}.jpg")
+    images(mixed, 1, "photo_{}_mask.png")
+    info = describe(mixed)
+    assert info.kind == "folder" and not info.labels and info.images == 4  # what the folder reader reads
+    images(mixed, 1, "scene{}_sat.jpg")  # one real pair (scene0_sat.jpg, scene0_mask.png)
+    images(mixed, 1, "scene{}_mask.png")
+    info = describe(mixed)
+    assert info.kind == "deepglobe" and info.labels and info.images == 1
+
+
 def test_an_added_folder_passes_the_guard_until_removed(tmp_path: Path) -> None:
     mine = images(tmp_path / "elsewhere" / "my_tiles", 4)
     with pytest.raises(PathRefused, match="add the folder as a data source first"):

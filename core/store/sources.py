@@ -109,13 +109,15 @@ def source_paths() -> list[Path]:
 def describe(folder: Path) -> SourceInfo:
     """Format, image count and whether labels are there, from the folder's layout (one walk, at most COUNT_LIMIT
     files looked at)."""
-    images, masks, under_images = 0, 0, 0
+    images, masks, under_images, pairs = 0, 0, 0, 0
     looked = 0
     first: Path | None = None
     images_dir = folder / "images"
     layout = images_dir.is_dir() and (folder / "masks").is_dir()
     for where, _, files in os.walk(folder):
         inside = layout and Path(where).is_relative_to(images_dir)
+        lower = {f.lower() for f in files}
+        pairs += sum(f.endswith("_sat.jpg") and f[:-len("_sat.jpg")] + "_mask.png" in lower for f in lower)
         for name in files:
             looked += 1
             if Path(name).suffix.lower() not in IMAGE_SUFFIXES or not _regular(Path(where) / name):
@@ -133,9 +135,10 @@ def describe(folder: Path) -> SourceInfo:
     if layout:
         return SourceInfo(str(folder), "images/ + masks/ (labeled with a class table)", under_images, True,
                           bands=bands)
-    if masks:
-        return SourceInfo(str(folder), "DeepGlobe layout (*_sat.jpg + *_mask.png)", images, True, kind="deepglobe")
-    return SourceInfo(str(folder), "a folder of images (unlabeled)", images, False, bands=bands)
+    if pairs:  # DeepGlobe's reader takes <id>_sat.jpg with <id>_mask.png beside it, nothing else
+        return SourceInfo(str(folder), "DeepGlobe layout (*_sat.jpg + *_mask.png)", pairs, True, kind="deepglobe")
+    # a stray *_mask.png without its *_sat.jpg makes no labeled set: the folder reader takes every image in it
+    return SourceInfo(str(folder), "a folder of images (unlabeled)", images + masks, False, bands=bands)
 
 
 def _first_images(folder: Path, n: int) -> list[Path]:
