@@ -290,6 +290,25 @@ def test_a_label_mask_of_any_kind_scores_the_kept_result(client, tmp_path: Path)
     assert "Traceback" not in msg
 
 
+def test_a_mask_of_another_size_is_refused_before_the_image_is_segmented(client, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both sizes are in the files' headers: a 2448 px scene was segmented for 33 s before its half-size mask was
+    refused."""
+    import workbench.gradio_app as app
+    from gradio_client import handle_file
+
+    def segmented(*args, **kwargs):
+        raise AssertionError("the image was segmented")  # an Exception: the server answers (pytest.fail hung it)
+
+    monkeypatch.setattr(app, "segment_choosing", segmented)
+    write_png(tmp_path / "fresh.png", 56, 40)
+    write_png(tmp_path / "half.png", 28, 20)
+    with pytest.raises(Exception) as err:  # gradio_client's AppError
+        client.predict(handle_file(str(tmp_path / "fresh.png")), handle_file(str(tmp_path / "half.png")),
+                       api_name="/score")
+    assert "half.png: the label mask is 20×28 pixels, the image 40×56: they must be the same size" in str(err.value)
+
+
 def test_run_again_replaces_the_label_score_of_the_old_result(served: tuple[object, str], tmp_path: Path) -> None:
     """Run with other settings re-segments the image: the old label score goes at once (it belonged to the old
     result) and, after the new result, a label mask already given scores the new one."""

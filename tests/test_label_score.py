@@ -371,3 +371,20 @@ def test_the_models_own_mask_download_still_reads_as_indices_beside_the_shipped_
         mask = (np.arange(20 * 30).reshape(20, 30) % len(classes)).astype(np.uint8)
         labels, _, _ = read_label_mask(palette_png(mask, classes), classes, mask.shape)
         assert np.array_equal(labels, mask), name
+
+
+def test_a_mask_of_another_size_is_refused_from_the_two_headers(tmp_path) -> None:
+    """Before any segmenting; either orientation passes (a photo's EXIF turn is applied on reading); a file that is
+    no image is left to the full read, which says why."""
+    from core.seg.label_score import check_label_mask_size
+
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(tmp_path / "image.png")
+    for name, shape in (("same.png", (20, 30)), ("turned.png", (30, 20)), ("half.png", (10, 15))):
+        Image.fromarray(np.zeros(shape, np.uint8)).save(tmp_path / name)
+    check_label_mask_size(tmp_path / "same.png", tmp_path / "image.png")
+    check_label_mask_size(tmp_path / "turned.png", tmp_path / "image.png")
+    with pytest.raises(LabelMaskError, match="the label mask is 15×10 pixels, the image 30×20"):
+        check_label_mask_size(tmp_path / "half.png", tmp_path / "image.png")
+    (tmp_path / "not.png").write_text("no image")
+    check_label_mask_size(tmp_path / "not.png", tmp_path / "image.png")
+    check_label_mask_size(tmp_path / "half.png", tmp_path / "not.png")

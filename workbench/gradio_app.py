@@ -54,7 +54,7 @@ from core.imaging.budget import Deadline, WorkStopped, give_back_memory, max_pix
 from core.store.checkpoint import CheckpointError  # noqa: E402
 from core.imaging.imageio import ImageError, generated_png, read_image  # noqa: E402
 from core.seg.infer import check_tile, overlap_pixels  # noqa: E402
-from core.seg.label_score import LabelMaskError, score_label_file  # noqa: E402
+from core.seg.label_score import LabelMaskError, check_label_mask_size, score_label_file  # noqa: E402
 from core.seg.scene_role import note_scene  # noqa: E402
 from core.seg.segment import segment_choosing  # noqa: E402
 from core.seg.segmentation_result import Segmentation  # noqa: E402
@@ -186,9 +186,10 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
         try:
             if not labels:
                 raise gr.Error("Upload a label mask of the image.", print_exception=False)
-            with leaving.watch(getattr(request, "session_hash", None)) as gone:
-                _, seg, _ = segmentation(path, tile, overlap, tta, progress, gone)
             try:
+                check_label_mask_size(labels, path)  # from the headers, before any segmenting
+                with leaving.watch(getattr(request, "session_hash", None)) as gone:
+                    _, seg, _ = segmentation(path, tile, overlap, tta, progress, gone)
                 scored = score_label_file(seg.mask, labels, seg.classes, rule=seg.label_masks)
             except LabelMaskError as err:
                 raise gr.Error(f"{Path(labels).name}: {err}", print_exception=False) from None

@@ -21,7 +21,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from ..data.mask_read import MaskError, card_table, decode_image, lossy_hint
-from ..imaging.imageio import _open_pil
+from ..imaging.imageio import _open_pil, image_header
 from ..store.catalog import shipped_class_sets
 from .infer import NODATA
 from .metrics import SegScores, confusion_matrix, scores_from_confusion
@@ -129,8 +129,7 @@ def read_label_mask(data: bytes, classes: list[dict[str, Any]], shape: tuple[int
     try:
         img = _open_pil(io.BytesIO(data))  # PIL's bomb check lifted: the size is checked here, from the header
         if (img.height, img.width) != tuple(shape):  # before decoding: a 144 MP mask of the wrong size cost 560 MB
-            raise LabelMaskError(f"the label mask is {img.width}×{img.height} pixels, the image "
-                                 f"{shape[1]}×{shape[0]}: they must be the same size")
+            raise _other_size(img.size, (shape[1], shape[0]))
         img.load()
     except UnidentifiedImageError:
         raise LabelMaskError("the label mask is not an image (unknown or unsupported format); give a PNG or TIFF of "
@@ -156,6 +155,25 @@ def read_label_mask(data: bytes, classes: list[dict[str, Any]], shape: tuple[int
                              f"{decoded.how}; give class indices 0-{len(classes) - 1} or the class colours of the "
                              "legend")
     return labels, decoded.how, decoded.unknown / labels.size
+
+
+def _other_size(mask_wh: tuple[int, int], image_wh: tuple[int, int]) -> LabelMaskError:
+    return LabelMaskError(f"the label mask is {mask_wh[0]}×{mask_wh[1]} pixels, the image {image_wh[0]}×{image_wh[1]}: "
+                          "they must be the same size")
+
+
+def check_label_mask_size(mask: str | Path, image: str | Path | None) -> None:
+    """Before segmenting, from the two headers: a mask of another size than the image is refused at once (the Gradio
+    demo segmented a 2448 px scene for 33 s before refusing its half-size mask). Either orientation passes here, as
+    a photo's EXIF turn is applied on reading; an unreadable file is left to the full read, which says why."""
+    head = image_header(image) if image else None
+    try:
+        with _open_pil(Path(mask)) as img:
+            size = (int(img.width), int(img.height))
+    except (UnidentifiedImageError, OSError):
+        return
+    if head is not None and size not in ((head.width, head.height), (head.height, head.width)):
+        raise _other_size(size, (head.width, head.height))
 
 
 def _names(classes: list[dict[str, Any]]) -> str:
