@@ -201,7 +201,8 @@ def quality_section(run: Run) -> None:
         entry = sel.get(name)
         if entry and entry["pairs"]:
             lo, hi = entry["ci"]
-            col.metric(short_label(name, report), f"{entry['precision']:.3f}",
+            precision = entry["hits"] / entry["pairs"]  # the report's 4-decimal value, rounded again, read 0.210
+            col.metric(short_label(name, report), f"{precision:.3f}",
                        help=f"{fn_report.selector_label(name, report)}: 95 % interval {lo:.3f}–{hi:.3f}, "
                             f"{entry['pairs']} picks")
     c1, c2, c3, c4 = st.columns(4)
