@@ -239,6 +239,10 @@ def test_screen_copy_and_legend() -> None:
     assert screen_copy(small, DISPLAY_SIDE) is small
     legend = legend_html(seg)
     assert "&lt;b&gt;roof&lt;/b&gt;" in legend and "<b>" not in legend and "rgb(4,5,6)" in legend
+    # a tie rounds up, as the Segment page's areas table (the browser's %.1f) writes it: 393 of 400 px is 98.3 %
+    tie = Segmentation(rgb=seg.rgb, mask=mask, classes=classes[:1],
+                       areas=[{"name": "road", "pixels": 393, "percent": 100 * 393 / 400, "square_metres": None}])
+    assert ">98.3%<" in legend_html(tie)
 
 
 def palette_mask(labels: np.ndarray, colours: list[list[int]], seed: int) -> Image.Image:

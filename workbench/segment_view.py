@@ -5,6 +5,7 @@ Neither streamlit nor gradio is imported here, so both front ends draw a result 
 from __future__ import annotations
 
 import html
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import numpy as np
@@ -20,13 +21,19 @@ def class_rgb(cls: dict[str, Any]) -> str:
     return css_rgb(cls)
 
 
+def one_decimal(x: float) -> str:
+    """``x`` to one decimal as the browser's tables write it (a tie goes up: 98.25 is 98.3), so that the legend and
+    the areas table beside it agree; Python's ``:.1f`` sends a tie to the even digit (98.2)."""
+    return str(Decimal(float(x)).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP))
+
+
 def legend_html(seg: Segmentation) -> str:
     """Colour swatches with each class's share of the image, in one wrapping line (names escaped)."""
     items = "".join(
         "<span style='display:inline-flex;align-items:center;gap:6px;margin:2px 16px 2px 0'>"
         f"<span style='width:14px;height:14px;border-radius:3px;background:{class_rgb(cls)};"
         "border:1px solid rgba(128,128,128,.5)'></span>"
-        f"{html.escape(str(row['name']))} <span style='opacity:.6'>{row['percent']:.1f}%</span></span>"
+        f"{html.escape(str(row['name']))} <span style='opacity:.6'>{one_decimal(row['percent'])}%</span></span>"
         for cls, row in zip(seg.classes, seg.areas))
     return f"<div style='display:flex;flex-wrap:wrap;font-size:0.92rem'>{items}</div>"
 

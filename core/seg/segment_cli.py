@@ -7,7 +7,8 @@ Without ``--checkpoint`` (or with ``auto``) each image gets the model whose trai
 shipped ones and those of runs (``core.seg.model_choice``); a model trained on generated scenes only for a generated
 image.
 
-Per image ``<stem>`` it writes into ``--out``: ``<stem>_mask.png`` (class indices as an 8-bit palette PNG: the index is the pixel value, the palette the classes' colours), ``<stem>_color.png``
+Per image ``<stem>`` it writes into ``--out``: ``<stem>_mask.png`` (class indices, a palette PNG drawn in the
+classes' colours), ``<stem>_color.png``
 (class colours), ``<stem>_overlay.png`` (colours over the image at 50%), ``<stem>_areas.csv`` (class, pixels,
 percent, square_metres when the pixel size is known) and, for georeferenced input, ``<stem>_mask.tif`` (the mask
 with the input's CRS and transform). Two inputs with the same stem get ``<stem>-2`` and so on. Images are read by
