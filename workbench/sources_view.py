@@ -49,9 +49,10 @@ def data_sources(key: str, use: Callable[[SourceInfo], None] | None = None, use_
         st.caption("The workbench reads only its own folders and the folders added here (kept in sources.json "
                    "under the data root). Add the folder that holds your images (a folder of PNG/JPEG/TIFF, an "
                    "images/ + masks/ pair, or DeepGlobe's layout).")
-        c1, c2 = st.columns([5, 1], vertical_alignment="bottom")
-        c1.text_input("Folder to add", key=f"{key}-source-path", placeholder="/data/my_tiles")
-        c2.button("➕ Add", key=f"{key}-source-add", on_click=_add, args=(key,), width="stretch")
+        with st.form(f"{key}-source-form", border=False):  # Enter in the field adds the folder, as ➕ Add does
+            c1, c2 = st.columns([5, 1], vertical_alignment="bottom")
+            c1.text_input("Folder to add", key=f"{key}-source-path", placeholder="/data/my_tiles")
+            c2.form_submit_button("➕ Add", key=f"{key}-source-add", on_click=_add, args=(key,), width="stretch")
         flash = st.session_state.pop(f"{key}-source-flash", None)
         if flash:
             (st.success if flash[0] == "success" else st.error)(flash[1])
