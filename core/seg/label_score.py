@@ -11,9 +11,9 @@ no-data are left out of the scores, and the answer says how much was left out.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
