@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
@@ -23,6 +22,7 @@ from core.store.run_lock import RunBusyError
 from core.store.run_state import SHOWN_LIVE
 from core.store.runs import NotARunError, Run, open_run, read_json_file
 from workbench import baseline_view, seg_form
+from workbench.confusion_view import confusion_figure
 from workbench.form_errors import number_field
 from workbench.common import (columns_figure, has_records, kept_fragment, metrics_frame, pick_run, runs_of,
                               scored_scenes_text, show_error)
@@ -226,19 +226,6 @@ def iou_figure(result: dict[str, Any], split: str, colours: dict[str, str]) -> g
                            hovertemplate="%{x}: %{y:.1f} %<extra></extra>"))
     fig.update_layout(title=f"Per-class IoU (%), {split}", yaxis=dict(range=[0, 100], title="IoU"),
                       xaxis_title="class", showlegend=False)
-    return fig
-
-
-def confusion_figure(result: dict[str, Any]) -> go.Figure:
-    """Rows: true class, as % of the row; the first class at the top, as in a table."""
-    cm = np.asarray(result["confusion"], dtype=float)
-    norm = 100 * cm / np.maximum(cm.sum(1, keepdims=True), 1)
-    names = list(result["iou"])
-    fig = go.Figure(go.Heatmap(z=norm, x=names, y=names, colorscale="Blues", texttemplate="%{z:.0f}",
-                               colorbar=dict(title="% of row"),
-                               hovertemplate="true %{y}, predicted %{x}: %{z:.1f} %<extra></extra>"))
-    fig.update_layout(title="Confusion matrix (% of true class)", xaxis_title="predicted",
-                      yaxis=dict(title="true", autorange="reversed"))
     return fig
 
 

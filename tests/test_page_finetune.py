@@ -5,6 +5,7 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from core.store.runs import list_runs
@@ -502,3 +503,13 @@ def test_a_comparison_offers_every_detector_and_treatment_and_launches_them(empt
     next(b for b in at.button if "Launch comparison" in b.label).click().run()
     assert errors(at) == ["Not launched: pretrain_seeds: name at least 2 pretraining seeds (a paired interval needs "
                           "them; e.g. [0, 1, 2]), got [0]"], errors(at)
+
+
+def test_a_class_the_test_scenes_lack_is_a_blank_named_row_of_the_confusion() -> None:
+    """Forest and water absent from a DeepGlobe test scene showed as rows of 0 %, as if never found."""
+    from workbench.confusion_view import confusion_figure
+
+    result = {"confusion": [[8, 2, 0], [0, 0, 0], [1, 0, 9]], "iou": {"urban": 0.7, "forest": 0.0, "water": 0.8}}
+    heat = confusion_figure(result).data[0]
+    assert list(heat.y) == ["urban", "forest (none in the test)", "water"]
+    assert np.isnan(heat.z[1]).all() and list(heat.z[0]) == [80.0, 20.0, 0.0] and list(heat.z[2]) == [10.0, 0.0, 90.0]
