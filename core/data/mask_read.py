@@ -245,15 +245,19 @@ def _neither(seen: list[_Reading], palette: bool, table: MaskTable) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ entry points
+def palette_arrays(img: Image.Image) -> tuple[np.ndarray, np.ndarray]:
+    """(indices (H, W), palette (256, 3) int64, unset entries black) of a palette-mode image."""
+    a = np.asarray(img)
+    pal = np.zeros((256, 3), np.int64)
+    colours = np.asarray(img.getpalette() or [], np.int64).reshape(-1, 3)[:256]
+    pal[:len(colours)] = colours
+    return (a[..., 0] if a.ndim == 3 else a), pal
+
+
 def decode_image(img: Image.Image, table: MaskTable, empty_ok: bool = False) -> Decoded:
     """A loaded PIL mask to class indices by the module's rule; MaskError when it matches neither reading."""
     if img.mode in PALETTE_MODES:
-        a = np.asarray(img)
-        indices = a[..., 0] if a.ndim == 3 else a
-        pal = np.zeros((256, 3), np.int64)
-        colours = np.asarray(img.getpalette() or [], np.int64).reshape(-1, 3)[:256]
-        pal[:len(colours)] = colours
-        readings, palette = _palette(indices, pal, table), True
+        readings, palette = _palette(*palette_arrays(img), table), True
     elif img.mode in BAND_MODES:
         band = img.getchannel(0) if img.mode == "LA" else img
         readings, palette = _single_band(np.asarray(band), table), False

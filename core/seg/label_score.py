@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from ..data.mask_read import MaskError, card_table, decode_image, lossy_hint
+from ..data.mask_read import MaskError, card_table, decode_image, lossy_hint, palette_arrays
 from ..imaging.imageio import _open_pil, image_header
 from ..store.catalog import shipped_class_sets
 from .infer import NODATA
@@ -101,11 +101,11 @@ def foreign_palette(img: Image.Image, classes: list[dict[str, Any]], known: Clas
     class indices drawn in any colours (the Segment page's own download) or class colours in any order (the Dubai
     masks): when most of its pixels wear the class colours of another set the workbench knows, its indices mean
     nothing for this model (a Dubai mask scored 14 % against the DeepGlobe model by chance agreement of indices)."""
-    a = np.asarray(img)
-    indices = a[..., 0] if a.ndim == 3 else a
+    indices, pal = palette_arrays(img)
     counts = np.bincount(indices.ravel(), minlength=256)[:256]
-    pal = np.asarray(img.getpalette() or [], np.int64).reshape(-1, 3)[:256]
-    used = {tuple(map(int, pal[i])): int(counts[i]) for i in np.flatnonzero(counts) if i < len(pal)}
+    used: dict[tuple[int, ...], int] = {}
+    for i in np.flatnonzero(counts):  # entries sharing a colour count together
+        used[tuple(map(int, pal[i]))] = used.get(tuple(map(int, pal[i])), 0) + int(counts[i])
     own = {tuple(c.get("color") or ()) for c in classes}
     for name, other in known:
         colours = {tuple(c.get("color") or ()) for c in other} - {()}
