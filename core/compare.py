@@ -1,7 +1,9 @@
 """``python -m core.compare`` (as cards and docs write it) runs ``core.seg.compare``."""
 import sys
 
-from core.seg.compare import main
+if __name__ == "__main__":  # through false-wb's dispatcher: help and a wrong option answered before torch loads
+    from core.cli import main as false_wb
 
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(false_wb(["compare", *sys.argv[1:]]))
+
+from core.seg.compare import main  # noqa: E402,F401 (for callers of core.compare.main)

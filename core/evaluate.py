@@ -1,7 +1,9 @@
 """``python -m core.evaluate`` (as cards and docs write it) runs ``core.seg.evaluate``."""
 import sys
 
-from core.seg.evaluate import main
+if __name__ == "__main__":  # through false-wb's dispatcher: help and a wrong option answered before torch loads
+    from core.cli import main as false_wb
 
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(false_wb(["evaluate", *sys.argv[1:]]))
+
+from core.seg.evaluate import main  # noqa: E402,F401 (for callers of core.evaluate.main)

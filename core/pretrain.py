@@ -1,7 +1,9 @@
 """``python -m core.pretrain`` (as cards and docs write it) runs ``core.ssl.pretrain``."""
 import sys
 
-from core.ssl.pretrain import main
+if __name__ == "__main__":  # through false-wb's dispatcher: help and a wrong option answered before torch loads
+    from core.cli import main as false_wb
 
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(false_wb(["pretrain", *sys.argv[1:]]))
+
+from core.ssl.pretrain import main  # noqa: E402,F401 (for callers of core.pretrain.main)

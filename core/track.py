@@ -1,7 +1,9 @@
 """``python -m core.track`` runs ``core.store.track``."""
 import sys
 
-from core.store.track import main
+if __name__ == "__main__":  # through false-wb's dispatcher: help and a wrong option answered before torch loads
+    from core.cli import main as false_wb
 
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(false_wb(["track", *sys.argv[1:]]))
+
+from core.store.track import main  # noqa: E402,F401 (for callers of core.track.main)

@@ -44,6 +44,22 @@ def test_usage_and_unknown_commands(capsys) -> None:
     assert out.returncode == 0 and "--resume" in out.stdout
 
 
+def test_help_and_a_wrong_option_answer_before_torch_is_imported() -> None:
+    """``false-wb CMD -h`` and a mistyped flag come from the light parsers (``core.cli_args``): no torch, no gradio,
+    so they answer at once; the parsers are the commands' own (a command's help lists its command's flags)."""
+    code = ("import sys\n"
+            "from core.cli import COMMANDS, main\n"
+            "codes = [main([cmd, '-h']) for cmd in COMMANDS] + [main(['pretrain', '--bogus']), main(['demo', '--port', 'x'])]\n"
+            "print(codes, 'torch' in sys.modules, 'gradio' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.stdout.splitlines()[-1] == f"{[0] * len(COMMANDS) + [2, 2]} False False", out.stdout[-2000:]
+    assert "--jobs N" in out.stdout and "--labels MASK" in out.stdout and "--concurrency" in out.stdout
+    assert "unrecognized arguments: --bogus" in out.stderr and "must be a port number" in out.stderr
+    shim = subprocess.run([sys.executable, "-m", "core.segment", "-h"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert shim.returncode == 0 and "--max-megapixels" in shim.stdout
+
+
 @pytest.mark.slow
 def test_a_skipped_file_is_one_plain_warning_line(tmp_path: Path) -> None:
     import numpy as np

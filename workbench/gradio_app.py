@@ -38,7 +38,6 @@ from core.data.paths import scratch_dir  # noqa: E402
 
 os.environ.setdefault("GRADIO_TEMP_DIR", str(scratch_dir() / "gradio-cache"))  # uploads stay under the data root
 
-import argparse  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -58,6 +57,7 @@ from core.seg.label_score import LabelMaskError, check_label_mask_size, score_la
 from core.seg.scene_role import note_scene  # noqa: E402
 from core.seg.segment import segment_choosing  # noqa: E402
 from core.seg.segmentation_result import Segmentation  # noqa: E402
+from workbench.gradio_args import CONCURRENCY, MAX_QUEUE, TIME_BUDGET_S, demo_parser  # noqa: E402
 from workbench.gradio_quiet import QuietDropdown, QuietSlider  # noqa: E402
 from workbench.gradio_outputs import (DISPLAY_SIDE, LABEL_COLUMNS, Outputs, api_areas, info_markdown,  # noqa: E402
                                       label_markdown, label_table, write_downloads)
@@ -66,9 +66,6 @@ from workbench.gradio_serving import (KEEP_RESULTS, Leaving, Models, file_digest
                                       sweep_upload_leftovers)  # the last two also for tests and main
 
 MAX_FILE_SIZE = "200mb"  # per upload, enforced by the server before our code sees the file
-TIME_BUDGET_S = 120.0  # per request; bigger scenes belong to `python -m core.segment`
-CONCURRENCY = 2  # requests segmented at once: a small request is not stuck behind a big one
-MAX_QUEUE = 16  # requests waiting beyond this are refused at once (the page shows the queue and its wait)
 TILES = [256, 384, 512, 768, 1024]
 SAMPLE_SEED = 2  # a generated scene with roads, buildings and trees
 THEME_FONT = ["system-ui", "-apple-system", "Segoe UI", "Roboto", "sans-serif"]
@@ -342,32 +339,9 @@ def stop(demo: gr.Blocks) -> None:
         outputs.close()
 
 
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be a port number from 1 to 65535, got {text!r}")
-    return value
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m workbench.gradio_app", description=__doc__.split("\n\n")[0])
-    p.add_argument("--port", type=_port, default=None, help="port (default: 7860 or the next free one)")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1: this machine only)")
-    p.add_argument("--checkpoint", default="auto",
-                   help="segmentation checkpoint (.safetensors), or auto (default): per image the model whose "
-                        "training domain fits it best")
-    p.add_argument("--max-megapixels", type=float, default=None,
-                   help="pixel budget per image, checked from the header before decoding (default "
-                        "$FALSE_WB_MAX_MEGAPIXELS or 50)")
-    p.add_argument("--time-budget", type=float, default=TIME_BUDGET_S, metavar="SECONDS",
-                   help=f"stop a request that will take longer ({TIME_BUDGET_S:g}; 0: no limit)")
-    p.add_argument("--concurrency", type=int, default=CONCURRENCY,
-                   help=f"requests segmented at once ({CONCURRENCY}); more wait in a queue of {MAX_QUEUE}")
     try:
-        args = p.parse_args(argv)
+        args = demo_parser().parse_args(argv)
     except SystemExit as exc:
         return int(exc.code) if isinstance(exc.code, int) else 2
     wrong = ([f"--time-budget must be >= 0, got {args.time_budget:g}"] if args.time_budget < 0 else []) + \

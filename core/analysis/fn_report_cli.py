@@ -3,23 +3,17 @@ reference selectors on the same batches (``core.analysis.fn_report``), or every 
 comparison run (``core.analysis.compare_flags``)."""
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from typing import Any
 
+from ..cli_args import fn_report_parser
 from ..store.runs import NotARunError, open_run
 from .fn_report import FlagReportError, flag_report, report_lines
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m core.fn_report", description=__doc__.split("\n\n")[0])
-    p.add_argument("run", metavar="RUN", help="a pretraining run folder (loss.name=false, any detector, on a labeled "
-                                              "data set), or a comparison run: every method's flags beside its mIoU")
-    p.add_argument("--json", action="store_true", help="print the JSON report")
-    p.add_argument("--no-encoder", action="store_true", help="leave out the encoder selector (no model is loaded)")
-    p.add_argument("--refresh", action="store_true", help="recompute even if the stored report is current")
-    args = p.parse_args(argv)
+    args = fn_report_parser().parse_args(argv)
     try:
         run = open_run(args.run)
         from tqdm.auto import tqdm

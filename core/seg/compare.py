@@ -27,9 +27,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from ..cli_args import compare_parser, parse_run_args
 from ..config import ConfigError, config_to_yaml, load_config, validate_config
 from ..data import DataError
-from ..store.lifecycle import StopFlag, parse_run_args, prepared_run, record_early_failure
+from ..store.lifecycle import StopFlag, prepared_run, record_early_failure
 from ..store.runs import NotARunError, Run, atomic_write_bytes, atomic_write_json, create_run, open_run, runs_root
 from ..store.run_lock import RunBusyError, lock_run, unlock_run
 from .compare_config import (RANDOM_SEED_STRIDE, CompareConfig, band_label, band_overrides,  # noqa: F401 (re-exported)
@@ -272,19 +273,8 @@ def _load(args: argparse.Namespace) -> tuple[CompareConfig, Run, Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m core.compare", description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", help="comparison config (see configs/compare_*.yaml)")
-    p.add_argument("--run-dir", metavar="RUN_DIR",
-                   help="write into this run folder made by the workbench's launcher (its config.yaml is used)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped or failed comparison")
-    p.add_argument("--out", help="also write the Markdown table (with the command) to this file")
-    p.add_argument("--runs-root", help="where run folders go (default runs/ or $FALSE_WB_RUNS)")
-    p.add_argument("--jobs", type=int, metavar="N", help="units at once, each in its own process (the config's jobs "
-                   "otherwise; capped to the cores, or GPUs x units_per_gpu)")
-    p.add_argument("overrides", nargs="*", metavar="key=value",
-                   help="e.g. \"methods=[random,simclr_false]\" \"pretrain_seeds=[0,1]\"")
     stop = StopFlag().install()  # a Stop while the run is being opened is remembered, not fatal
-    args = parse_run_args(p, argv)
+    args = parse_run_args(compare_parser(), argv)
     try:
         if args.jobs is not None and args.jobs < 1:
             raise ConfigError(f"--jobs: {args.jobs}; give 1 or more")

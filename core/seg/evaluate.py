@@ -11,12 +11,12 @@ the result as the card's ``evaluation`` (with the command that reproduces it), i
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from ..cli_args import evaluate_parser
 from ..store.checkpoint import CheckpointError
 from .metrics import iou_lines, scores_text
 from ..config import ConfigError
@@ -76,18 +76,7 @@ def _reproduce(path: Path, split: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m core.evaluate", description=__doc__.split("\n\n")[0])
-    p.add_argument("checkpoint", type=Path)
-    p.add_argument("--split", choices=["test", "val"], default="test",
-                   help="the held-out scenes to score (test: the card's figures)")
-    p.add_argument("--data-root", default=None, help="where the data set is on this machine (else the card's)")
-    p.add_argument("--config", type=Path, default=None, help="the fine-tuning config, when the card has none")
-    p.add_argument("--tta", action="store_true",
-                   help="average each window with its mirror image (as core.segment --tta; twice the work)")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.add_argument("--write-card", action="store_true", help="store the result in the checkpoint's card")
-    p.add_argument("--no-progress", action="store_true")
-    args = p.parse_args(argv)
+    args = evaluate_parser().parse_args(argv)
     if args.tta and args.write_card:  # the card's figures are what the app and core.segment give by default
         print("error: --write-card stores the card's figures, which are without --tta (as the app segments); "
               "score with --tta apart", file=sys.stderr)

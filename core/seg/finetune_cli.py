@@ -7,20 +7,19 @@ import json
 import sys
 from pathlib import Path
 
+from ..cli_args import finetune_parser, parse_run_args
 from ..config import ConfigError, FinetuneConfig, apply_overrides, config_to_yaml, load_config, validate_config
 from ..distributed import DistEnv, from_first
-from ..store.lifecycle import parse_run_args, prepared_run, run_arguments, train_from_cli
+from ..store.lifecycle import prepared_run, train_from_cli
 from ..store.resume import open_for_resume, refuse_if_complete
 from ..store.run_lock import lock_run
 from ..store.runs import Run, create_run
 from .finetune import FinetuneTrainer
 from .metrics import scores_text
-from .finetune import __doc__ as FINETUNE_DOC
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = run_arguments("python -m core.finetune", FINETUNE_DOC.split("\n\n")[0], "YAML config (see configs/finetune_*.yaml)")
-    return parse_run_args(p, argv)
+    return parse_run_args(finetune_parser(), argv)
 
 
 def start(args: argparse.Namespace, env: DistEnv | None = None) -> FinetuneTrainer:

@@ -10,7 +10,6 @@ scenes and the names of the held-out test scenes, and ``fingerprint`` (``core.se
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
+from ..cli_args import fingerprint_parser
 from ..imaging.bands import bands_of, is_rgb
 from ..store.checkpoint import CheckpointError, read_metadata, write_safetensors
 from ..config import ConfigError, FinetuneConfig, load_config, validate_config
@@ -131,11 +131,7 @@ def add_domain(path: Path, config: Path | None = None, out: Path | None = None) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m core.fingerprint", description=__doc__.split("\n\n")[0])
-    p.add_argument("checkpoint", type=Path)
-    p.add_argument("--config", type=Path, default=None, help="the fine-tuning config (when the card has none)")
-    p.add_argument("--out", type=Path, default=None, help="write a copy instead of rewriting the checkpoint")
-    args = p.parse_args(argv)
+    args = fingerprint_parser().parse_args(argv)
     try:
         card = add_domain(args.checkpoint, args.config, args.out)
     except (CheckpointError, ConfigError, DataError, FileNotFoundError, ValueError) as err:

@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..cli_args import parse_run_args, probe_parser
 from ..store.checkpoint import CheckpointError
 from ..config import ConfigError, ProbeConfig, load_config
 from ..data import DataError
@@ -320,15 +321,7 @@ class ProbeTrainer:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m core.probe", description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", help="YAML probe config (see configs/probe_*.yaml)")
-    p.add_argument("--out", help="also write the result as JSON to this file")
-    p.add_argument("--run-dir", metavar="RUN_DIR", help="probe in this run folder (made by the workbench's "
-                   "launcher; its config.yaml says what to do): status, records and test_metrics.json go there")
-    p.add_argument("--resume", metavar="RUN_DIR", help="run a stopped or failed probe of a run folder again")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. model.init=runs/<run> seed=1")
-    return p.parse_intermixed_args(argv)  # overrides may come before, between and after the flags
+    return parse_run_args(probe_parser(), argv)
 
 
 def start(args: argparse.Namespace, env: Any = None) -> ProbeTrainer:  # env: one process, no ranks

@@ -33,84 +33,18 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from ..cli_args import segment_parser
 from ..device import pick_device
-from ..imaging.budget import DEFAULT_MAX_MEGAPIXELS, MAX_MEGAPIXELS_ENV, max_pixels
+from ..imaging.budget import max_pixels
 from ..imaging.imageio import ImageError, read_image
 from ..store.checkpoint import CheckpointError
-from .infer import check_tile, overlap_pixels
+from .infer import overlap_pixels
 from .label_score import LabelMaskError, LabelScore, score_label_file
 from .model_choice import ModelCache, given_model
 from .scene_role import note_scene
 from .segment import segment_choosing
 from .segmentation_result import Segmentation, write_outputs
 from .segmodel import load_seg_model
-
-
-def _tile(text: str) -> int:
-    try:
-        return check_tile(int(text))
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-
-
-def _overlap(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"overlap must be a fraction in [0, 1) or pixels, got {text!r}") from None
-    try:
-        overlap_pixels(value, 1 << 30)  # range check only; the tile is checked later
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-    return value
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
-
-
-def _megapixels(text: str) -> float:
-    try:
-        value = float(text)
-        max_pixels(value)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err).split(":")[-1].strip() if "budget" in str(err) else
-                                         f"must be a number of megapixels, got {text!r}") from None
-    return value
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m core.segment", description=__doc__.split("\n\n")[0])
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (TIFF/GeoTIFF, PNG, JPEG, ...)")
-    p.add_argument("--checkpoint", default="auto",
-                   help="segmentation checkpoint (.safetensors), or auto (default): per image the shipped or "
-                        "fine-tuned model whose training domain fits it best")
-    p.add_argument("--out", type=Path, required=True, help="output folder (created)")
-    p.add_argument("--tile", type=_tile, default=512, help="window side in pixels, a multiple of 32 (512)")
-    p.add_argument("--overlap", type=_overlap, default=0.25,
-                   help="window overlap: a fraction of the tile below 1, else pixels (0.25)")
-    p.add_argument("--batch-size", type=_positive, default=4, help="windows per forward pass (4)")
-    p.add_argument("--tta", action="store_true", help="average with a horizontally flipped pass")
-    p.add_argument("--max-megapixels", type=_megapixels, default=None,
-                   help=f"pixel budget per image, checked from the file's header before decoding (default "
-                        f"${MAX_MEGAPIXELS_ENV} or {DEFAULT_MAX_MEGAPIXELS:g})")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
-    p.add_argument("--no-resample", action="store_true",
-                   help="run at the image's own pixel size even when the model's differs by more than 1.5x")
-    p.add_argument("--keep-borders", action="store_true",
-                   help="classify near-white/near-black regions in the image's corners too (alpha, masks, NaN and "
-                        "deep files' nodata are always left out; an 8-bit nodata value where it reaches the border)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--labels", nargs="+", metavar="MASK", default=None,
-                   help="a label mask per image, in the same order (class indices or class colours; a palette PNG "
-                        "by its colours): each image is scored against it and the report holds label_score")
-    return p
 
 
 def _err(msg: str) -> None:
@@ -127,7 +61,7 @@ def _unique_stem(path: Path, used: set[str]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    parser = segment_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse has printed its usage line and reason

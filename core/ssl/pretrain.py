@@ -24,6 +24,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from .batch_order import BatchOrder
+from ..cli_args import parse_run_args, pretrain_parser
 from ..store.background import BackgroundJobs
 from ..store.checkpoint import (Snapshot, encoder_snapshot, export_encoder, load_checkpoint, rng_state,
                                 set_rng_state, snapshot_checkpoint, write_checkpoint)
@@ -44,8 +45,7 @@ from .contrastive_info import stats_to_means
 from .run_start import log_start
 from .step_feed import StepFeed
 from .step_records import StepRecords
-from ..store.lifecycle import (RunLife, StopFlag, check_finite, parse_run_args, prepared_run, run_arguments,
-                               train_from_cli)
+from ..store.lifecycle import RunLife, StopFlag, check_finite, prepared_run, train_from_cli
 from ..store.file_versions import load_yaml
 from ..store.runs import Run, atomic_write_bytes, create_run
 from ..store.run_lock import lock_run
@@ -319,8 +319,7 @@ class Trainer:
 # Command line
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = run_arguments("python -m core.pretrain", __doc__.split("\n\n")[0], "YAML config (see configs/)")
-    return parse_run_args(p, argv)
+    return parse_run_args(pretrain_parser(), argv)
 
 
 def prepare(args: argparse.Namespace) -> tuple[PretrainConfig, Run | None, Path | None]:

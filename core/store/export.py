@@ -8,7 +8,6 @@ beside it, including the sha256 of the file.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
+from ..cli_args import export_parser
 from .checkpoint import CheckpointError, read_metadata, write_safetensors
 from .portable import portable
 from .runs import NotARunError, atomic_write_json, open_run
@@ -60,11 +60,7 @@ def _read_json(p: Path) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m core.export", description=__doc__.split("\n\n")[0])
-    p.add_argument("run_dir")
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--fp32", action="store_true", help="keep float32 weights")
-    args = p.parse_args(argv)
+    args = export_parser().parse_args(argv)
     try:
         card = export_run(args.run_dir, args.out, fp16=not args.fp32)
     except (NotARunError, CheckpointError, FileNotFoundError) as err:

@@ -208,24 +208,6 @@ def check_finite(loss: float, step: int, hint: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ command line
-def run_arguments(prog: str, description: str, config_help: str) -> argparse.ArgumentParser:
-    """The flags every training command shares; callers add their own."""
-    p = argparse.ArgumentParser(prog=prog, description=description,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", help=config_help)
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
-    p.add_argument("--run-dir", metavar="RUN_DIR",
-                   help="start a new run in this empty run folder (made by the workbench's launcher)")
-    p.add_argument("--runs-root", help="where run folders go (default runs/ or $FALSE_WB_RUNS)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. train.max_steps=50")
-    return p
-
-
-def parse_run_args(p: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
-    return p.parse_intermixed_args(argv)  # overrides may come before, between and after the flags
-
-
 def prepared_run(path: str) -> Run:
     """A launcher-made run folder that has not trained yet (its config.yaml says what to do)."""
     run = open_run(path)

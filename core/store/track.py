@@ -8,21 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..cli_args import track_parser
 from .runs import NotARunError, Run, find_run, open_run
-from .trackers import TRACKERS, RunTracking, TrackerError, where_tracked
+from .trackers import RunTracking, TrackerError, where_tracked
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="false-wb track", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("runs", nargs="+", metavar="RUN", help="a run folder, or a run's name under the runs root")
-    p.add_argument("--to", action="append", choices=TRACKERS, required=True,
-                   help="a tracker (repeat for both): tensorboard writes event files into the run folder, mlflow "
-                        "logs into a local store beside the runs or --mlflow-uri")
-    p.add_argument("--mlflow-uri", help="an MLflow tracking URI (default: the local store <runs root>/mlruns)")
-    p.add_argument("--pictures", type=int, default=8, metavar="N",
-                   help="a pretraining run's flagged pairs at up to N steps (rebuilds its data set; 0: none)")
-    return p.parse_args(argv)
+    return track_parser().parse_args(argv)
 
 
 def open_any_run(text: str) -> Run:
