@@ -249,6 +249,10 @@ def test_tiff_16bit_float_nodata(tmp_path):
     assert any("nodata" in n for n in img.notes) and (img.rgb[0, 0] == 0).all()
     assert img.rgb.min() == 0 and img.rgb.max() == 255 and img.rgb.dtype == np.uint8
 
+    grey = read_image(write_tiff(tmp_path / "grey16.tif", d16[:1]))  # one 16-bit band: says who reads what
+    assert grey.notes[-1] == ("1 band (band1): an RGB model reads the 8-bit RGB picture made from it; a model trained "
+                              "on this band reads the file's own values")
+
     i16 = read_image(write_tiff(tmp_path / "i16.tif", (d16.astype(np.int16) - 2000)))
     assert any("16-bit data rescaled" in n for n in i16.notes)
 

@@ -219,8 +219,16 @@ def attach_bands(loaded: Any, path: Path) -> Any:
         loaded.bands = to_uint8(raw, None, _invalid(raw, nodata))[0]
     loaded.raw_bands, loaded.band_nodata, loaded.band_names = raw, nodata, kept
     if kept != list(RGB):
-        loaded.notes.append(f"{len(keep)} band(s) ({describe(kept)}): models of these bands read them")
+        loaded.notes.append(band_note(kept))
     return loaded
+
+
+def band_note(kept: list[str]) -> str:
+    """What reads a file that is not plain R, G, B: RGB models its 8-bit picture, a model of its bands their values."""
+    one = len(kept) == 1
+    return (f"{len(kept)} band{'' if one else 's'} ({describe(kept)}): an RGB model reads the 8-bit RGB picture made "
+            f"from {'it' if one else 'them'}; a model trained on {'this band' if one else 'these bands'} reads the "
+            "file's own values")
 
 
 # ------------------------------------------------------------------------------------------------ PIL
