@@ -265,6 +265,7 @@ def test_cli_resamples_a_fine_geotiff_and_keeps_its_grid(two_domains, tmp_path: 
     assert report["pixel_size_m"] == pytest.approx(0.1) and report["pixel_size_used_m"] == pytest.approx(0.5)
     assert report["resampled"] == pytest.approx(0.2) and (report["width"], report["height"]) == (400, 320)
     assert any("resampled to the model's pixel size" in n for n in report["notes"])
+    assert not any("is only" in n for n in report["notes"])  # large enough: no "a guess" caution
     with rasterio.open(out / "fine_mask.tif") as m:
         assert m.transform == transform and (m.width, m.height) == (400, 320) and m.crs.to_epsg() == 32618
         assert json.loads(m.tags()["CLASS_NAMES"]) == ["a", "b", "c"] and m.nodata == 255
@@ -378,6 +379,10 @@ def test_bad_inputs_are_one_line_each_and_the_others_still_run(two_domains, tmp_
     assert nogeo["pixel_size_m"] is None and nogeo["resampled"] is None and not (out / "nogeo_mask.tif").exists()
     small = json.loads((out / "small_report.json").read_text())
     assert any("smaller than the 512 px window" in n for n in small["notes"])
+    assert sum(n.startswith("the image is only 48x40 px") and "a guess" in n for n in small["notes"]) == 1
+    for report in (small, nogeo):  # the caution stands exactly where the image is too small for a domain fit
+        too_small = report["domain"]["reasons"][:1] and report["domain"]["reasons"][0].startswith("the image is too small")
+        assert any("is only" in n for n in report["notes"]) == bool(too_small)
     assert set(small) >= {"version", "image", "model", "domain", "classes", "areas", "pixel_size_m",
                           "pixel_size_used_m", "nodata_share", "warning", "notes"}
     assert small["model"]["how"] == "given" and small["domain"]["known"] is False  # 40 px: mirrored copies

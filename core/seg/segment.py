@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..store.checkpoint import CheckpointError
-from .domain import DomainScore, score_image, training_data_kind, training_data_text
+from .domain import IMAGE_REASONS, DomainScore, score_image, training_data_kind, training_data_text
 from ..imaging.band_preview import picture_views
 from ..imaging.bands import card_bands, is_rgb
 from ..imaging.model_bands import band_nodata_mask, model_pixels
@@ -70,6 +70,9 @@ def segment_loaded(loaded: LoadedImage, model: torch.nn.Module, card: dict[str, 
         share = nodata.mean()  # a few pixels are said as pixels: "0.0 %" of them reads as none
         notes.append(f"{100 * share:.1f} % of the pixels hold no data: left out" if share >= 0.0005 else
                      f"{int(nodata.sum()):,} pixel(s) hold no data: left out")
+    if any(r.startswith(IMAGE_REASONS[0]) for r in domain.reasons):  # too small to compare is too small to read
+        notes.append(f"the image is only {rgb.shape[1]}x{rgb.shape[0]} px, too little to hold against the model's "
+                     "training tiles: its classes and shares are a guess, not a measurement")
     if max(rgb.shape[:2]) < tile:
         notes.append(f"the image ({rgb.shape[1]}x{rgb.shape[0]} px) is smaller than the {tile} px window: "
                      "segmented in one window")
