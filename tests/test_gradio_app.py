@@ -81,6 +81,7 @@ def test_segment_png_returns_overlay_legend_areas_and_mask(client, tmp_path: Pat
     overlay, table, mask, extras, info = client.predict(handle_file(str(tmp_path / "tile.png")),
                                                         api_name="/segment")  # no HTML among the API's outputs
     assert Image.open(overlay).size == (96, 80)
+    assert Path(overlay).name == "tile_overlay.png"  # the download is named after the image, not image.png
     assert [Path(p).name for p in extras] == ["tile_areas.csv", "tile_report.json"]
     report = json.loads(Path(extras[1]).read_text())
     assert report["model"]["how"] == "auto" and report["model"]["name"].startswith("shipped: ")
@@ -129,6 +130,7 @@ def test_opacity_reblends_the_last_result_of_the_session(served: tuple[object, s
     client.predict(handle_file(str(tmp_path / "tile.png")), opacity=0.5, api_name="/segment")
     monkeypatch.setattr(app, "segment_choosing", None)  # a second model run would now fail
     clear = client.predict(0.0, api_name="/overlay")
+    assert Path(clear).name == "tile_overlay.png"
     assert np.array_equal(np.asarray(Image.open(clear).convert("RGB")), rgb)
 
 

@@ -10,7 +10,7 @@ page: ``core.imaging.imageio.read_image`` and ``core.seg.segment.segment_choosin
 settings (the last ``KEEP_RESULTS``), so the same file uploaded again comes back at once.
 
 The endpoint is also an API: ``gradio_client.Client(url).predict(handle_file(path), api_name="/segment")`` returns
-(overlay image path, area table (class, pixels, percent, square metres where known, colour), mask PNG path,
+(overlay PNG path, named ``<image>_overlay.png``, area table (class, pixels, percent, square metres where known, colour), mask PNG path,
 [areas CSV, report JSON, mask GeoTIFF], info Markdown); the legend's swatches are drawn on the page only.
 Moving the opacity slider calls ``/overlay``, which re-blends the session's last result without running the model.
 A label mask of the image ("Score against a label mask") calls ``/score`` (image, label mask), which scores the kept
@@ -60,7 +60,7 @@ from core.seg.segmentation_result import Segmentation  # noqa: E402
 from workbench.gradio_args import CONCURRENCY, MAX_QUEUE, TIME_BUDGET_S, demo_parser  # noqa: E402
 from workbench.gradio_quiet import QuietDropdown, QuietSlider  # noqa: E402
 from workbench.gradio_outputs import (DISPLAY_SIDE, LABEL_COLUMNS, Outputs, api_areas, info_markdown,  # noqa: E402
-                                      label_markdown, label_table, write_downloads)
+                                      label_markdown, label_table, overlay_file, write_downloads)
 from workbench.segment_view import legend_html, one_line, screen_copy  # noqa: E402
 from workbench.gradio_serving import (KEEP_RESULTS, Leaving, Models, file_digest,  # noqa: E402,F401
                                       sweep_upload_leftovers)  # the last two also for tests and main
@@ -168,10 +168,11 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
     def segment_file(path: str | None, opacity: float, tile: int, overlap: float, tta: bool,
                      progress: gr.Progress, gone: Callable[[], bool] | None) -> tuple[Any, ...]:
         name, seg, pixel_size_m = segmentation(path, tile, overlap, tta, progress, gone)
-        mask, extras = write_downloads(seg, Path(name).stem or "image", outputs.new(), name)
+        stem, out = Path(name).stem or "image", outputs.new()
+        mask, extras = write_downloads(seg, stem, out, name)
         view = screen_copy(seg, DISPLAY_SIDE)
         info_text = info_markdown(name, seg, pixel_size_m)
-        return view.overlay(float(opacity)), api_areas(seg), mask, extras, info_text, view
+        return overlay_file(view, float(opacity), stem, out), api_areas(seg), mask, extras, info_text, (view, stem)
 
     def score(path: str | None, labels: str | None, tile: int = 512, overlap: float = 0.25, tta: bool = False,
               request: gr.Request | None = None, progress: gr.Progress = gr.Progress()) -> tuple[str, Any]:
@@ -214,9 +215,9 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
             return no_label_score()
         return score(path, labels, tile, overlap, tta, request, progress)
 
-    def reblend(view: Segmentation | None, opacity: float) -> Any:
-        """A new opacity re-blends the kept screen copy; the model does not run again."""
-        return gr.skip() if view is None else view.overlay(float(opacity))
+    def reblend(kept: tuple[Segmentation, str] | None, opacity: float) -> Any:
+        """A new opacity re-blends the kept screen copy (and the upload's name); the model does not run again."""
+        return gr.skip() if kept is None else overlay_file(kept[0], float(opacity), kept[1], outputs.new())
 
     with gr.Blocks(title="FALSE segmentation demo", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         gr.Markdown("## 🛰️ Aerial image segmentation\n"
@@ -235,7 +236,7 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
                 run = gr.Button("Segment again with these settings", variant="secondary")
                 info = gr.Markdown(label="About the image")
             with gr.Column(scale=3):
-                overlay = gr.Image(label="Overlay", type="numpy", format="png", interactive=False, height=480,
+                overlay = gr.Image(label="Overlay", type="filepath", interactive=False, height=480,
                                    buttons=["download", "fullscreen"])
                 legend = gr.HTML(label="Legend")
         with gr.Row():
@@ -269,7 +270,7 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
         gr.Examples([[_sample_tile(outputs.root)]], inputs=[upload], label=_sample_label(net.card), fn=segment,
                     outputs=shown, run_on_click=True, cache_examples=False, api_visibility="private")
         # the legend's swatches follow the kept result; HTML is for the page, not an API output
-        result.change(lambda view: "" if view is None else legend_html(view), inputs=[result], outputs=[legend],
+        result.change(lambda kept: "" if kept is None else legend_html(kept[0]), inputs=[result], outputs=[legend],
                       api_visibility="private", show_progress="hidden")
         opacity.release(reblend, inputs=[result, opacity], outputs=[overlay], api_name="overlay",
                         api_visibility="undocumented", show_progress="hidden")

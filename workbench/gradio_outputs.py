@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from PIL import Image
 
 from core.data.paths import scratch_dir
 from core.imaging.colours import display_rgb
@@ -100,6 +101,14 @@ class Outputs:
 
     def close(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def overlay_file(view: Segmentation, opacity: float, stem: str, out: Path) -> str:
+    """The overlay as a PNG named after the upload: the page's download button (and an API client) then saves
+    ``<name>_overlay.png``, not Gradio's ``image.png`` for every image."""
+    path = out / f"{stem}_overlay.png"
+    Image.fromarray(view.overlay(opacity)).save(path, compress_level=3)  # the screen copy, at most DISPLAY_SIDE
+    return str(path)
 
 
 def write_downloads(seg: Segmentation, stem: str, out: Path, name: str = "") -> tuple[str, list[str]]:
