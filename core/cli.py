@@ -6,8 +6,9 @@
 
 Each subcommand is the module's own command line (``python -m core.<module>`` keeps working); ``false-wb <cmd> -h``
 shows its options. Help and a wrong option are answered from the light parsers of ``core.cli_args`` (and
-``workbench.gradio_args``) before the command's module, with torch, is imported: at once, not in 5-13 s. A relative ``--config`` that is not found from the current folder is read from the project's
-``configs/`` (so the presets work from anywhere).
+``workbench.gradio_args``) before the command's module, with torch, is imported: at once, not in 5-13 s. A relative
+``--config`` that is not found from the current folder is read from the project's ``configs/`` (so the presets work
+from anywhere).
 """
 from __future__ import annotations
 

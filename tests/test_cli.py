@@ -49,7 +49,8 @@ def test_help_and_a_wrong_option_answer_before_torch_is_imported() -> None:
     so they answer at once; the parsers are the commands' own (a command's help lists its command's flags)."""
     code = ("import sys\n"
             "from core.cli import COMMANDS, main\n"
-            "codes = [main([cmd, '-h']) for cmd in COMMANDS] + [main(['pretrain', '--bogus']), main(['demo', '--port', 'x'])]\n"
+            "codes = [main([cmd, '-h']) for cmd in COMMANDS]\n"
+            "codes += [main(['pretrain', '--bogus']), main(['demo', '--port', 'x'])]\n"
             "print(codes, 'torch' in sys.modules, 'gradio' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.stdout.splitlines()[-1] == f"{[0] * len(COMMANDS) + [2, 2]} False False", out.stdout[-2000:]

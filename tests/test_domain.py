@@ -381,8 +381,9 @@ def test_bad_inputs_are_one_line_each_and_the_others_still_run(two_domains, tmp_
     assert any("smaller than the 512 px window" in n for n in small["notes"])
     assert sum(n.startswith("the image is only 48x40 px") and "a guess" in n for n in small["notes"]) == 1
     for report in (small, nogeo):  # the caution stands exactly where the image is too small for a domain fit
-        too_small = report["domain"]["reasons"][:1] and report["domain"]["reasons"][0].startswith("the image is too small")
-        assert any("is only" in n for n in report["notes"]) == bool(too_small)
+        reasons = report["domain"]["reasons"]
+        too_small = bool(reasons) and reasons[0].startswith("the image is too small")
+        assert any("is only" in n for n in report["notes"]) == too_small
     assert set(small) >= {"version", "image", "model", "domain", "classes", "areas", "pixel_size_m",
                           "pixel_size_used_m", "nodata_share", "warning", "notes"}
     assert small["model"]["how"] == "given" and small["domain"]["known"] is False  # 40 px: mirrored copies
