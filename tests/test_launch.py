@@ -168,8 +168,7 @@ def test_a_comparison_launched_in_the_background_shows_its_table(empty_store: Pa
         "finetune_overrides": ["data.num_tiles=24", "data.tile_size=48", "data.crop_size=48", "data.val_fraction=0.25",
                                "data.test_fraction=0.25", "data.label_fraction=1.0", "train.batch_size=4",
                                "train.max_steps=1", "train.eval_every=1"],
-        "methods": ["random", "simclr_false"], "pretrain_seeds": [0], "seeds": [0]},  # two seeds: tests/test_finetune.py
-        CompareConfig)
+        "methods": ["random", "simclr_false"], "pretrain_seeds": [0, 1], "seeds": [0]}, CompareConfig)
     run = launch.launch("compare", cfg)
     _wait(run, lambda: not run.is_live(), timeout=300)
     assert run.state() == "completed", launch.console_tail(run)[-3000:]
