@@ -213,9 +213,12 @@ def test_the_knn_monitor_is_plotted_beside_the_loss(populated_store: Path) -> No
     traces = {t["name"]: {k: _values(t[k]) for k in ("x", "y")} for t in knn_chart["data"]}
     assert traces["knn_acc"] == {"x": [8, 16], "y": [m["knn_acc"] for m in knn]}
     assert traces["knn_baseline"]["y"] == [m["knn_baseline"] for m in knn]
+    said = "what the encoder has learned is the gap between them"  # low lines are read against the dashed one
+    assert sum(said in c.value for c in at.caption) == 1
     other = next(r for r in list_runs(populated_store) if r.id.endswith("tiny-infonce"))
     at.selectbox(key="pretrain-run").set_value(other.id).run()
     assert not any("kNN" in json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart"))
+    assert not any(said in c.value for c in at.caption)
 
 
 def test_a_folder_added_as_a_data_source_is_used_by_the_form(empty_store: Path, tmp_path: Path,

@@ -33,6 +33,11 @@ CHARTS: dict[str, Sequence[tuple[Sequence[str], str, bool, str]]] = {
                  (("images_per_s",), "Images / s", False, "metrics")),
 }
 REFRESH_S = 2.0
+KNN_TITLE = "kNN accuracy across scenes (dashed: majority class)"
+KNN_NOTE = ("kNN accuracy: each query tile's dominant class, voted by its 20 nearest bank tiles, which come from other "
+            "scenes where the data has several. The dashed line always answers the bank's most common class; where "
+            "the scenes' land cover differs, both lines are low, and what the encoder has learned is the gap between "
+            "them, not the height.")
 SHARES = {"miou", "knn_acc"}  # charted values in [0, 1], shown in percent
 
 
@@ -76,8 +81,7 @@ def _figures(run_path: str, kind: str, version: tuple) -> list[Any]:  # noqa: AR
     loss = run.config().get("loss") if kind == "pretrain" else None
     treatment = loss.get("treatment", "fncc") if isinstance(loss, dict) else "fncc"
     if "knn_acc" in frame:  # the online kNN monitor, beside the loss
-        charts.insert(1, (("knn_acc", "knn_baseline"), "kNN accuracy across scenes (dashed: majority class)",
-                          False, "metrics"))  # a title that fits a half-width chart
+        charts.insert(1, (("knn_acc", "knn_baseline"), KNN_TITLE, False, "metrics"))  # fits a half-width chart
     figures = []
     for keys, title, log_y, source in charts:
         if source == "pairs":  # FNCC's flagged and calibrated; one line for treatments that act on every flag
@@ -115,6 +119,8 @@ def _charts(run: Run, kind: str) -> None:
     cols = st.columns(2)
     for n, fig in enumerate(figures):
         cols[n % 2].plotly_chart(fig, width="stretch", key=f"chart-{run.id}-{n}")
+    if any(str(fig.layout.title.text or "").startswith(KNN_TITLE) for fig in figures):
+        st.caption(KNN_NOTE)
 
 
 def _left(done: float, total: float | None, started: Any) -> str:
