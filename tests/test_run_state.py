@@ -127,7 +127,7 @@ def test_resuming_a_completed_run_without_more_steps_says_how_to_train_on(tmp_pa
 
     run = create_run("done", "name: done\n", tmp_path, kind="pretrain", state=COMPLETED, pid=DEAD_PID)
     run.write_status(step=20)
-    with pytest.raises(ConfigError, match=r"train.max_steps: the run is complete at step 20 of 20; to train on, "
+    with pytest.raises(ConfigError, match=r"train.max_steps: the run is complete at step 20; to train on, "
                                           r"resume it with train.max_steps=N \(N above 20\)"):
         refuse_if_complete(run, 20)
     refuse_if_complete(run, 30)  # more steps: it trains on

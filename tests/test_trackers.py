@@ -115,7 +115,7 @@ def test_track_sends_a_finished_run_once_and_refuses_a_live_one(tmp_path: Path, 
         assert "0 new metric rows" in capsys.readouterr().out
         run.append_jsonl("metrics.jsonl", [{"step": 30, "loss": 0.8}])  # a later row: only it goes
         assert track_main([str(run.path), "--to", "tensorboard"]) == 0
-        assert "1 new metric rows" in capsys.readouterr().out
+        assert "1 new metric row," in capsys.readouterr().out
         assert track_main(["no-such-run", "--to", "mlflow"]) == 2
         assert "no-such-run" in capsys.readouterr().err
     finally:

@@ -45,8 +45,9 @@ def refuse_if_complete(run: Run, max_steps: int | None) -> None:
     status = run.status()
     step = status.get("step")
     if status.get("state") == "completed" and max_steps is not None and isinstance(step, int) and step >= max_steps:
-        raise ConfigError(f"train.max_steps: the run is complete at step {step} of {max_steps}; to train on, "
-                          f"resume it with train.max_steps=N (N above {step})")
+        raise ConfigError(f"train.max_steps: the run is complete at step {step}"
+                          + (f" (train.max_steps={max_steps} asks for no more)" if max_steps < step else "")
+                          + f"; to train on, resume it with train.max_steps=N (N above {step})")
 
 
 __all__ = ["open_for_resume", "refuse_if_complete"]

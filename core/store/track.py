@@ -44,7 +44,8 @@ def track(run: Run, to: list[str], mlflow_uri: str | None, pictures: int) -> str
     made = tracking.pictures_over_time(pictures) if draw is not None else 0
     tracking.close(run.status().get("state"))
     where = where_tracked(run)
-    return f"{run.path.name}: {rows} new metric rows, {made} pictures -> {'; '.join(where[n][0] for n in to)}"
+    return (f"{run.path.name}: {rows} new metric row{'' if rows == 1 else 's'}, {made} picture{'' if made == 1 else 's'}"
+            f" -> {'; '.join(where[n][0] for n in to)}")
 
 
 def main(argv: list[str] | None = None) -> int:
