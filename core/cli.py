@@ -34,6 +34,16 @@ COMMANDS = {
 }
 
 
+APP_HELP = """usage: false-wb app [STREAMLIT OPTIONS]
+
+The Streamlit workbench (`streamlit run workbench`, from the project folder so that its .streamlit/config.toml
+applies). Options go to `streamlit run`, e.g.:
+  false-wb app --server.port 8502                 another port
+  false-wb app --server.headless true             no browser opened (a server)
+  false-wb app --server.address 0.0.0.0           reachable from other machines
+`python -m streamlit run --help` lists them all. Runs go to runs/ (or $FALSE_WB_RUNS), data to data/ ($FALSE_WB_DATA)."""
+
+
 def _usage() -> str:
     width = max(map(len, COMMANDS)) + 2
     lines = ["usage: false-wb COMMAND [options]   (false-wb COMMAND -h for its options)", "", "commands:"]
@@ -42,30 +52,35 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
-def check_arguments(cmd: str, rest: list[str]) -> None:
+def check_arguments(cmd: str, rest: list[str], prog: str | None = None) -> None:
     """Parse ``rest`` with the command's light parser: ``-h`` prints its help and a wrong option its error, each
-    exiting as argparse does (SystemExit); arguments it accepts return, for the command to parse again."""
+    exiting as argparse does (SystemExit); arguments it accepts return, for the command to parse again. ``prog``:
+    the command as typed, for the usage line (``false-wb CMD`` unless a ``python -m`` shim says otherwise)."""
+    prog = prog or f"false-wb {cmd}"
     if cmd == "demo":
         from workbench.gradio_args import demo_parser
 
-        demo_parser().parse_args(rest)
+        demo_parser(prog).parse_args(rest)
         return
     from .cli_args import PARSERS
 
     build, intermixed = PARSERS[cmd]
-    parser = build()
+    parser = build(prog)
     if intermixed:
         parse_run_args(parser, rest)
     else:
         parser.parse_args(rest)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help", "help"):
         print(_usage())
         return 0 if args else 2
     cmd, rest = args[0], args[1:]
+    if cmd == "app" and any(a in ("-h", "--help") for a in rest):  # streamlit run would refuse -h
+        print(APP_HELP)
+        return 0
     if cmd == "app":
         # from the repository, so that its .streamlit/config.toml (server, upload size, no post-run GC) applies
         return subprocess.call([sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "workbench"), *rest],
@@ -73,9 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     if cmd not in COMMANDS:
         print(f"error: unknown command {cmd!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    sys.argv = [f"false-wb {cmd}", *rest]  # argparse's usage line names the command as typed
+    sys.argv = [prog or f"false-wb {cmd}", *rest]  # argparse's usage line names the command as typed
     try:
-        check_arguments(cmd, rest)  # help, or a wrong option: answered here, before the heavy import
+        check_arguments(cmd, rest, prog)  # help, or a wrong option: answered here, before the heavy import
     except SystemExit as exc:  # argparse has printed the help, or the usage line and what is wrong
         return exc.code if isinstance(exc.code, int) else 2
     module = importlib.import_module(COMMANDS[cmd][0])

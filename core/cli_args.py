@@ -28,7 +28,12 @@ def docstring(module: str) -> str:
 
 def summary(module: str) -> str:
     """The first paragraph of a module's docstring: a command's description under its usage line."""
-    return docstring(module).split("\n\n")[0]
+    return plain(docstring(module).split("\n\n")[0])
+
+
+def plain(text: str) -> str:
+    """Docstring markup (``code``) as a terminal shows text: `code`."""
+    return text.replace("``", "`")
 
 
 # ------------------------------------------------------------------------------------------------ training commands
@@ -46,17 +51,17 @@ def run_arguments(prog: str, description: str, config_help: str) -> argparse.Arg
     return p
 
 
-def pretrain_parser() -> argparse.ArgumentParser:
-    return run_arguments("python -m core.pretrain", summary("core.ssl.pretrain"), "YAML config (see configs/)")
+def pretrain_parser(prog: str = "false-wb pretrain") -> argparse.ArgumentParser:
+    return run_arguments(prog, summary("core.ssl.pretrain"), "YAML config (see configs/)")
 
 
-def finetune_parser() -> argparse.ArgumentParser:
-    return run_arguments("python -m core.finetune", summary("core.seg.finetune"),
+def finetune_parser(prog: str = "false-wb finetune") -> argparse.ArgumentParser:
+    return run_arguments(prog, summary("core.seg.finetune"),
                          "YAML config (see configs/finetune_*.yaml)")
 
 
-def compare_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m core.compare", description=summary("core.seg.compare"))
+def compare_parser(prog: str = "false-wb compare") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=summary("core.seg.compare"))
     p.add_argument("--config", help="comparison config (see configs/compare_*.yaml)")
     p.add_argument("--run-dir", metavar="RUN_DIR",
                    help="write into this run folder made by the workbench's launcher (its config.yaml is used)")
@@ -70,8 +75,8 @@ def compare_parser() -> argparse.ArgumentParser:
     return p
 
 
-def probe_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m core.probe", description=summary("core.seg.probe"))
+def probe_parser(prog: str = "false-wb probe") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=summary("core.seg.probe"))
     p.add_argument("--config", help="YAML probe config (see configs/probe_*.yaml)")
     p.add_argument("--out", help="also write the result as JSON to this file")
     p.add_argument("--run-dir", metavar="RUN_DIR", help="probe in this run folder (made by the workbench's "
@@ -83,7 +88,14 @@ def probe_parser() -> argparse.ArgumentParser:
 
 
 def parse_run_args(p: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
-    return p.parse_intermixed_args(argv)  # overrides may come before, between and after the flags
+    """Overrides may come before, between and after the flags. A run folder to continue or fill reads its own
+    ``config.yaml``: a ``--config`` beside it would be ignored without a word, so it is refused."""
+    args = p.parse_intermixed_args(argv)
+    folder = "--resume" if getattr(args, "resume", None) else "--run-dir" if getattr(args, "run_dir", None) else None
+    if folder and getattr(args, "config", None):
+        p.error(f"--config with {folder}: the run folder's own config.yaml is used; change its settings with "
+                "key=value overrides")
+    return args
 
 
 # ------------------------------------------------------------------------------------------------ segmentation
@@ -132,8 +144,8 @@ def _megapixels(text: str) -> float:
     return value
 
 
-def segment_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m core.segment", description=summary("core.seg.segment_cli"))
+def segment_parser(prog: str = "false-wb segment") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=summary("core.seg.segment_cli"))
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (TIFF/GeoTIFF, PNG, JPEG, ...)")
     p.add_argument("--checkpoint", default="auto",
                    help="segmentation checkpoint (.safetensors), or auto (default): per image the shipped or "
@@ -160,8 +172,8 @@ def segment_parser() -> argparse.ArgumentParser:
     return p
 
 
-def evaluate_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m core.evaluate", description=summary("core.seg.evaluate"))
+def evaluate_parser(prog: str = "false-wb evaluate") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=summary("core.seg.evaluate"))
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--split", choices=["test", "val"], default="test",
                    help="the held-out scenes to score (test: the card's figures)")
@@ -171,12 +183,12 @@ def evaluate_parser() -> argparse.ArgumentParser:
                    help="average each window with its mirror image (as core.segment --tta; twice the work)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--write-card", action="store_true", help="store the result in the checkpoint's card")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 
-def fingerprint_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m core.fingerprint", description=summary("core.seg.fingerprint"))
+def fingerprint_parser(prog: str = "false-wb fingerprint") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=summary("core.seg.fingerprint"))
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--config", type=Path, default=None, help="the fine-tuning config (when the card has none)")
     p.add_argument("--out", type=Path, default=None, help="write a copy instead of rewriting the checkpoint")
@@ -184,16 +196,17 @@ def fingerprint_parser() -> argparse.ArgumentParser:
 
 
 # ------------------------------------------------------------------------------------------------ runs
-def export_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m core.export", description=summary("core.store.export"))
+def export_parser(prog: str = "false-wb export") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=summary("core.store.export"))
     p.add_argument("run_dir")
-    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path, help="the checkpoint file to write (.safetensors; its card "
+                   "beside it as .json)")
     p.add_argument("--fp32", action="store_true", help="keep float32 weights")
     return p
 
 
-def track_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="false-wb track", description=docstring("core.store.track"),
+def track_parser(prog: str = "false-wb track") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=plain(docstring("core.store.track")),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", metavar="RUN", help="a run folder, or a run's name under the runs root")
     p.add_argument("--to", action="append", choices=TRACKERS, required=True,
@@ -205,8 +218,8 @@ def track_parser() -> argparse.ArgumentParser:
     return p
 
 
-def fn_report_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m core.fn_report", description=summary("core.analysis.fn_report_cli"))
+def fn_report_parser(prog: str = "false-wb fn-report") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=summary("core.analysis.fn_report_cli"))
     p.add_argument("run", metavar="RUN", help="a pretraining run folder (loss.name=false, any detector, on a labeled "
                                               "data set), or a comparison run: every method's flags beside its mIoU")
     p.add_argument("--json", action="store_true", help="print the JSON report")

@@ -59,9 +59,22 @@ def test_help_and_a_wrong_option_answer_before_torch_is_imported() -> None:
     assert out.stdout.splitlines()[-1] == f"{[0] * len(COMMANDS) + [2, 2]} False False", out.stdout[-2000:]
     assert "--jobs N" in out.stdout and "--labels MASK" in out.stdout and "--concurrency" in out.stdout
     assert "unrecognized arguments: --bogus" in out.stderr and "must be a port number" in out.stderr
+    assert "usage: false-wb compare" in out.stdout and "``" not in out.stdout  # as typed; no docstring markup
     shim = subprocess.run([sys.executable, "-m", "core.segment", "-h"], cwd=ROOT, capture_output=True, text=True,
                           timeout=120)
-    assert shim.returncode == 0 and "--max-megapixels" in shim.stdout
+    assert shim.returncode == 0 and "--max-megapixels" in shim.stdout and "usage: python -m core.segment" in shim.stdout
+
+
+def test_app_help_and_a_config_beside_a_run_folder(capsys) -> None:
+    """``false-wb app -h`` is the workbench's help (``streamlit run`` refuses -h); a ``--config`` with ``--resume`` or
+    ``--run-dir`` would be ignored (the folder's config.yaml is used), so it is refused in one line."""
+    assert main(["app", "-h"]) == 0 and "usage: false-wb app" in capsys.readouterr().out
+    for folder in ("--resume", "--run-dir"):
+        for cmd in ("pretrain", "finetune", "compare"):
+            assert main([cmd, "--config", "configs/demo_cpu.yaml", folder, "runs/x"]) == 2
+            err = capsys.readouterr().err.strip().splitlines()[-1]
+            assert err == (f"false-wb {cmd}: error: --config with {folder}: the run folder's own config.yaml is used; "
+                           "change its settings with key=value overrides"), err
 
 
 @pytest.mark.slow

@@ -342,7 +342,7 @@ def stop(demo: gr.Blocks) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        args = demo_parser().parse_args(argv)
+        args = demo_parser("python -m workbench.gradio_app").parse_args(argv)
     except SystemExit as exc:
         return int(exc.code) if isinstance(exc.code, int) else 2
     wrong = ([f"--time-budget must be >= 0, got {args.time_budget:g}"] if args.time_budget < 0 else []) + \

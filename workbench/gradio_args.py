@@ -20,8 +20,8 @@ def _port(text: str) -> int:
     return value
 
 
-def demo_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m workbench.gradio_app", description=summary("workbench.gradio_app"))
+def demo_parser(prog: str = "false-wb demo") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=summary("workbench.gradio_app"))
     p.add_argument("--port", type=_port, default=None, help="port (default: 7860 or the next free one)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1: this machine only)")
     p.add_argument("--checkpoint", default="auto",
