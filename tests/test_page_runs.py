@@ -200,6 +200,8 @@ def test_the_default_comparison_is_of_one_kind(populated_store: Path, tmp_path: 
     at.selectbox(key="runs-diff-a").set_value(again).run()
     at.selectbox(key="runs-diff-b").set_value(next(r for r in kinds if r.endswith("tiny-false"))).run()
     assert "most of their settings differ by nature" in texts(at)
+    diff = next(d.value for d in at.dataframe if "setting" in d.value)
+    assert all(row[1] != row[2] for row in diff.itertuples(index=False)), diff  # no row reads the same both sides
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert spec["data"]
 

@@ -73,6 +73,14 @@ def test_a_loss_setting_its_loss_does_not_read_is_no_setting_of_the_run() -> Non
     from core.store.run_compare import differing_keys  # default columns: the name tells the losses apart
 
     assert differing_keys([run_settings(info), run_settings(false)]) == ["loss.name"]
+    # a detector's own settings: a similarity bound is read by nearest and support only, extra views by support only
+    fnsd = {"loss": {"name": "false", "detector": "fnsd", "similarity": None, "support_views": 2, "temperature": 0.5}}
+    assert run_settings(fnsd) == {"loss.name": "false", "loss.detector": "fnsd", "loss.temperature": 0.5}
+    assert config_diff(info, fnsd) == [("loss.detector", None, "fnsd"), ("loss.name", "info_nce", "false")]
+    near = {"loss": {"name": "false", "detector": "nearest", "similarity": 0.5, "support_views": 2}}
+    assert run_settings(near) == {"loss.name": "false", "loss.detector": "nearest", "loss.similarity": 0.5}
+    support = {"loss": {"name": "false", "detector": "support", "similarity": None, "support_views": 3}}
+    assert run_settings(support)["loss.support_views"] == 3 and run_settings(support)["loss.similarity"] is None
 
 
 def test_tags_and_notes_round_trip(tmp_path: Path) -> None:

@@ -238,14 +238,19 @@ def diff_section(runs: Sequence[Run], settings: dict[str, dict[str, Any]], picke
     if not rows:
         st.success("The two configs are the same (apart from the name).")
         return
-    st.dataframe(pd.DataFrame([(k, _text(x), _text(y)) for k, x, y in rows], columns=["setting", a, b]),
+    sa, sb = settings.get(a, {}), settings.get(b, {})
+    st.dataframe(pd.DataFrame([(k, _text(k, sa), _text(k, sb)) for k, _, _ in rows], columns=["setting", a, b]),
                  hide_index=True, width="stretch")
     st.caption(f"{len(rows)} setting(s) differ; {len(settings.get(a, {}))} settings in A, "
                f"{len(settings.get(b, {}))} in B.")
 
 
-def _text(value: Any) -> str:
-    return "(not set or not read)" if value is None else str(value)
+def _text(key: str, settings: dict[str, Any]) -> str:
+    """A setting as the diff shows it: a null value ("none") and a setting the run lacks read differently, so no
+    row shows the same text on both sides."""
+    if key not in settings:
+        return "(not read by its loss)" if key.startswith("loss.") else "(not set)"
+    return "none" if settings[key] is None else str(settings[key])
 
 
 def _save_notes(run: Run) -> None:

@@ -43,12 +43,17 @@ HANDLING_KEYS = ("detector", "treatment", "selection", "topk", "similarity", "su
 
 def unread_loss_keys(loss: Mapping[str, Any] | None) -> set[str]:
     """The ``loss.*`` settings this loss does not read: a detector's settings under InfoNCE or DCL, DCL's prior
-    elsewhere. Why: a config keeps every default, so an InfoNCE run "has" ``detector: fnsd``; tables that group or
+    elsewhere, the similarity bound of a detector other than nearest or support, support's extra views elsewhere. Why: a config keeps every default, so an InfoNCE run "has" ``detector: fnsd``; tables that group or
     compare runs by it would put InfoNCE among the FNSD runs."""
     name = loss_name(loss)
     keys = set() if name == "false" else set(HANDLING_KEYS)
     if name != "dcl":
         keys.add("tau_plus")
+    detector = (loss or {}).get("detector", "fnsd")
+    if detector not in ("nearest", "support"):  # a similarity bound is theirs alone, the extra views support's
+        keys.add("similarity")
+    if detector != "support":
+        keys.add("support_views")
     return keys
 
 
