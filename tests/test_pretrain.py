@@ -248,3 +248,23 @@ def test_export_encoder_is_small_and_loads(roots, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="resnet18"):
         build_encoder("resnet50", out)
     assert export_main([str(tmp_path), "--out", str(out)]) == 2
+    named = tmp_path / "named.safetensors"  # a run's name, as the Runs page lists it, names it as its path does
+    assert export_main([run.id, "--out", str(named)]) == 0 and named.is_file()
+
+
+def test_a_command_names_a_run_by_its_folder_or_by_its_name(roots, tmp_path: Path, monkeypatch) -> None:
+    from core.store.resume import open_for_resume
+    from core.store.run_lock import unlock_run
+    from core.store.runs import NotARunError, create_run, open_run_arg
+
+    runs, _ = roots
+    made = create_run("tiny", "name: tiny\n", runs, kind="pretrain", state="stopped", pid=2**22 + 4321)
+    assert open_run_arg(made.id).path == made.path == open_run_arg(str(made.path)).path
+    monkeypatch.chdir(tmp_path)
+    resumed, _ = open_for_resume(made.id)  # --resume NAME
+    unlock_run(resumed)
+    assert resumed.path == made.path
+    with pytest.raises(NotARunError, match=rf"no such folder\): nope, nor a run of that name in {runs}"):
+        open_run_arg("nope")
+    with pytest.raises(NotARunError, match="no such folder"):
+        open_run_arg("/nonexistent")

@@ -8,14 +8,14 @@ import sys
 from typing import Any
 
 from ..cli_args import fn_report_parser
-from ..store.runs import NotARunError, open_run
+from ..store.runs import NotARunError, open_run_arg
 from .fn_report import FlagReportError, flag_report, report_lines
 
 
 def main(argv: list[str] | None = None) -> int:
     args = fn_report_parser().parse_args(argv)
     try:
-        run = open_run(args.run)
+        run = open_run_arg(args.run)
         from tqdm.auto import tqdm
 
         current: dict[str, Any] = {}

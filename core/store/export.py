@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 from ..cli_args import export_parser
 from .checkpoint import CheckpointError, read_metadata, write_safetensors
 from .portable import portable
-from .runs import NotARunError, atomic_write_json, open_run
+from .runs import NotARunError, atomic_write_json, open_run_arg
 
 
 def export_checkpoint(src: Path, out: Path, keep: str, strip: str, card: dict[str, Any], fp16: bool) -> str:
@@ -39,7 +39,7 @@ def export_checkpoint(src: Path, out: Path, keep: str, strip: str, card: dict[st
 
 
 def export_run(run_dir: str | Path, out: Path, fp16: bool = True) -> dict[str, Any]:
-    run = open_run(run_dir)
+    run = open_run_arg(run_dir)
     best = run.checkpoint_dir / "best.safetensors"
     if best.exists():  # fine-tuning run: the whole segmentation model, keys as the model has them
         card = read_metadata(best)["card"]

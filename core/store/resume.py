@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..config import ConfigError
 from .checkpoint import CheckpointError, read_metadata, repair_card
-from .runs import Run, open_run
+from .runs import Run, open_run_arg
 from .run_lock import lock_run
 
 
@@ -20,7 +20,7 @@ def open_for_resume(path: str | Path) -> tuple[Run, Path | None]:
 
     Raises NotARunError (not a run folder), RunBusyError (another process writes it) or CheckpointError (the last
     checkpoint is unreadable), each in one line."""
-    run = open_run(path)
+    run = open_run_arg(path)
     lock_run(run)  # before anything is read or truncated; it also removes the temp files of a killed writer
     ckpt = run.last_checkpoint()
     if ckpt is None:

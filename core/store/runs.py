@@ -356,6 +356,19 @@ def find_run(run_id: str, root: Path | None = None) -> Run:
     return open_run(root / run_id)
 
 
+def open_run_arg(text: str | Path, root: Path | None = None) -> Run:
+    """A run as a command line names it: a run folder's path, or a run's name under the runs root (as the Runs page
+    lists it); NotARunError saying both where it looked."""
+    path = Path(text)
+    if path.exists() or isinstance(text, Path) or "/" in str(text) or "\\" in str(text):
+        return open_run(path)
+    try:
+        return find_run(str(text), root)
+    except NotARunError:
+        where = Path(root) if root else runs_root()
+        raise NotARunError(f"not a run folder (no such folder): {text}, nor a run of that name in {where}") from None
+
+
 def delete_run(run: Run) -> None:
     """Delete a finished run folder; RunBusyError for a live one. Renamed aside first, so it vanishes whole."""
     if run.is_live():

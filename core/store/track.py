@@ -5,21 +5,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 from ..cli_args import track_parser
-from .runs import NotARunError, Run, find_run, open_run
+from .runs import NotARunError, Run, open_run_arg
 from .trackers import RunTracking, TrackerError, where_tracked
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return track_parser().parse_args(argv)
-
-
-def open_any_run(text: str) -> Run:
-    path = Path(text)
-    return open_run(path) if path.exists() else find_run(text)
 
 
 def flag_pictures(run: Run) -> Any:
@@ -53,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     code = 0
     for text in args.runs:
         try:
-            print(track(open_any_run(text), list(dict.fromkeys(args.to)), args.mlflow_uri, args.pictures))
+            print(track(open_run_arg(text), list(dict.fromkeys(args.to)), args.mlflow_uri, args.pictures))
         except (NotARunError, TrackerError, ValueError, OSError) as err:
             print(f"error: {text}: {' '.join(str(err).split())}", file=sys.stderr)
             code = 2
