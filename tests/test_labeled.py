@@ -328,13 +328,13 @@ def test_folder_group_by_folder_and_nested_label_fractions(folder, tmp_path):
 def test_folder_missing_mask_and_empty_folders(folder, tmp_path):
     root, table = folder
     (root / "masks" / "tile_1" / "part_3.png").unlink()
-    with pytest.raises(DataError, match=r"Folder: no mask for images/tile_1/part_3.jpg in .*masks"):
+    with pytest.raises(DataError, match=r"Image folder: no mask for images/tile_1/part_3.jpg in .*masks"):
         FolderSeg(root, table, tile_size=T, progress=False)
     (tmp_path / "bare" / "images").mkdir(parents=True)
     (tmp_path / "bare" / "masks").mkdir()
-    with pytest.raises(DataError, match=r"Folder: no images \(PNG, JPEG, TIFF\) in .*bare/images"):
+    with pytest.raises(DataError, match=r"Image folder: no images \(PNG, JPEG, TIFF\) in .*bare/images"):
         FolderSeg(tmp_path / "bare", table)
-    with pytest.raises(DataError, match=r"Folder: no masks folder .*nomask/masks"):
+    with pytest.raises(DataError, match=r"Image folder: no masks folder .*nomask/masks"):
         (tmp_path / "nomask" / "images").mkdir(parents=True)
         FolderSeg(tmp_path / "nomask", table)
 

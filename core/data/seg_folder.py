@@ -216,7 +216,7 @@ class FolderSeg(SegTiles):
     """
 
     format_name = "folder"
-    title = "Folder"
+    title = "Image folder"
 
     def __init__(self, root: str | Path, class_table: str | Path | ClassTable, tile_size: int = 256,
                  tile_overlap: int = 0, **kwargs: Any):
@@ -248,18 +248,18 @@ class FolderSeg(SegTiles):
         t = self.table
         img_roots, mask_roots = self._roots(t.images), self._roots(t.masks)
         if not img_roots:
-            raise DataError(f"Folder: no images folder {self.root / t.images} (nor {self.root}/*/{t.images})")
+            raise DataError(f"Image folder: no images folder {self.root / t.images} (nor {self.root}/*/{t.images})")
         if not mask_roots:
-            raise DataError(f"Folder: no masks folder {self.root / t.masks} (nor {self.root}/*/{t.masks})")
+            raise DataError(f"Image folder: no masks folder {self.root / t.masks} (nor {self.root}/*/{t.masks})")
         mask_dirs = {d for _, d in mask_roots}
         images = [(pre, d, p) for pre, d in img_roots for p in _walk(d)
                   if not any(m in p.parents for m in mask_dirs)]  # masks/ may sit inside images/
         masks = [(pre, d, p) for pre, d in mask_roots for p in _walk(d)]
         where = " ".join(str(d) for _, d in img_roots[:2]) + (" ..." if len(img_roots) > 2 else "")
         if not images:
-            raise DataError(f"Folder: no images (PNG, JPEG, TIFF) in {where}")
+            raise DataError(f"Image folder: no images (PNG, JPEG, TIFF) in {where}")
         if not masks:
-            raise DataError(f"Folder: no masks (PNG, TIFF) in {' '.join(str(d) for _, d in mask_roots[:2])}")
+            raise DataError(f"Image folder: no masks (PNG, TIFF) in {' '.join(str(d) for _, d in mask_roots[:2])}")
 
         def keys(pre: str, base: Path, p: Path, suffixes: list[str]) -> tuple[str, str]:
             rel = p.relative_to(base).with_suffix("")
@@ -284,10 +284,10 @@ class FolderSeg(SegTiles):
                 if cands:
                     break
             if not cands:
-                raise DataError(f"Folder: no mask for {shown} in {mask_roots[0][1]} (looked for "
+                raise DataError(f"Image folder: no mask for {shown} in {mask_roots[0][1]} (looked for "
                                 f"{rel.with_suffix('').as_posix()}[{'|'.join(t.mask_suffixes[:3])}|...].png/.tif)")
             if len(cands) > 1:
-                raise DataError(f"Folder: several masks for {shown}: "
+                raise DataError(f"Image folder: several masks for {shown}: "
                                 f"{', '.join(c.relative_to(self.root).as_posix() for c in cands)}")
             sub = "" if rel.parent == Path(".") else rel.parent.as_posix()
             folder = "/".join(p for p in (pre.rstrip("/"), sub) if p) or "."
