@@ -182,8 +182,11 @@ def quality_metric(emb: E.Embedding, other: E.Embedding | None) -> None:
         if other_name == name and other_value is not None:
             delta = difference_text(name, value, len(emb.indices), other_value, len(other.indices))
     left, right = st.columns(2)
-    # grey, not red/green: a colour would call a winner that the interval may not
-    left.metric(name, "n/a" if value is None else f"{value:.3f}", delta=delta, delta_color="off", help=help_text)
+    # grey, not red/green: a colour would call a winner that the interval may not; no arrow within noise (an up
+    # arrow stood beside "+0.000")
+    arrow = "off" if delta is not None and delta.startswith("within noise") else "auto"
+    left.metric(name, "n/a" if value is None else f"{value:.3f}", delta=delta, delta_color="off", help=help_text,
+                delta_arrow=arrow)
     chance = emb.quality.majority_rate if emb.quality.knn_accuracy is not None else None
     if chance is not None:
         right.metric("majority-class baseline", f"{chance:.3f}", help="always answering the most common class: "

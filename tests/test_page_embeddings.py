@@ -49,6 +49,8 @@ def test_two_checkpoints_side_by_side_then_selection_then_cache(private_data: Pa
     for m in shown:  # each compared with the other one, with its interval, in grey (no colour calls a winner)
         assert re.fullmatch(r"(within noise: )?[+-]\d\.\d{3} ± \d\.\d{3} vs the other", m.proto.delta), m.proto.delta
         assert m.proto.color == 2, m.proto  # GRAY: delta_color="off"
+        noise = m.proto.delta.startswith("within noise")  # no arrow then (NONE); else up or down as the sign says
+        assert m.proto.direction == (2 if noise else 0 if m.proto.delta.startswith("-") else 1), m.proto
     assert len(at.get("plotly_chart")) == 2
     false_run = next(r for r in list_runs(private_data) if r.id.endswith("tiny-false"))
     n_pairs = len({tuple(sorted((r["anchor_index"], r["candidate_index"]))) for r in false_run.flagged_pairs()})
