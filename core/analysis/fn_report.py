@@ -303,10 +303,14 @@ def report_lines(r: dict[str, Any]) -> list[str]:
     det = report_detector(r)
     head = (f"run {r.get('run')}: {r.get('method')} on {r.get('data')}, {det['label']} (detector {det['name']}, "
             f"treatment {det['treatment']}), selection {r['selection']}, {r['pairs_flagged']} flagged pairs over "
-            f"{r['steps_with_flags']} of {r['steps_rebuilt']} steps")
+            f"{r['steps_with_flags']} of {r['steps_rebuilt']} steps (pairs of the loss's rows: a tile pair flagged "
+            "from several views, or from both sides, counts each time)")
     lines = [head,
              "precision: the share of a selector's pairs whose two tiles have the same dominant class (95% Wilson "
              "interval), each selector on the run's own batches:"]
+    if r["selection"] != "global":
+        lines.append("  (n counts those row pairs; one tile pair counted several times makes these intervals "
+                     "narrower than that many independent pairs would)")
     if det["uses_labels"]:
         lines.insert(1, f"NOTE: {ORACLE_NOTE}")
     cross = r.get("cross_scene", {})
@@ -327,7 +331,7 @@ def report_lines(r: dict[str, Any]) -> list[str]:
     rec = r["recall_detail"]
     lines.append(f"base rate (two random tiles of the whole set): {r['base_rate']:.3f}, beside 'random negative', the "
                  "same rate over the batches' own negatives; recall "
-                 f"{rec['hits']:.0f} of {rec['pairs']} same-class pairs offered = "
+                 f"{rec['hits']:.0f} of {rec['pairs']} same-class tile pairs offered (each once per step) = "
                  f"{r['recall'] if r['recall'] is not None else float('nan'):.4f}")
     if r["excluded_unlabeled"] or r["tiles_without_class"]:
         lines.append(f"left out: {r['excluded_unlabeled']} pairs with a tile without labeled pixels "
