@@ -50,6 +50,25 @@ def report_phases(listener: Listener | None, stop_check: Callable[[], None] | No
         _WATCH.reset(token)
 
 
+@contextmanager
+def stop_between_chunks(stop_check: Callable[[], None] | None) -> Iterator[None]:
+    """Work after a trainer's last step (the final test, the domain fingerprint) has no step boundary of its own:
+    inside, every bar's progress calls ``stop_check``, so a Stop ends that work at its next scene or chunk instead
+    of minutes later. Only for work the first rank does alone (a rank stopped while others wait would hang them)."""
+    watch = _WATCH.get()
+    if stop_check is None:
+        yield
+    elif watch is None:
+        with report_phases(None, stop_check):
+            yield
+    else:
+        before, watch.stop_check = watch.stop_check, stop_check
+        try:
+            yield
+        finally:
+            watch.stop_check = before
+
+
 def check_stop() -> None:
     """``KeyboardInterrupt`` if a Stop was asked during a phase that honours it (``report_phases(stop_check=...)``):
     for loops that wait on other processes and may see no progress for seconds."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,30 @@ def test_finetune_from_pretraining_run_writes_everything(roots: Path) -> None:
     model, card = load_seg_model(ft.path / "checkpoints/best.safetensors")
     assert card["kind"] == "segmentation" and card["metrics"]["split"] == "val" and len(card["classes"]) == 6
     assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 6, 64, 64)
+
+
+@pytest.mark.slow
+def test_a_stop_during_the_final_test_ends_it_and_a_resume_tests(roots: Path, monkeypatch) -> None:
+    """A Stop after the last step (the review: a SIGTERM during testing was ignored for minutes and the run said
+    "completed"): the test ends at its next scene, the run is stopped at its last step, and a resume tests."""
+    import os
+    import signal
+
+    import core.seg.finetune as ft
+
+    def stopped_midway(*args, progress=None, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # the app's Stop, while the first scene is scored
+        time.sleep(0.05)  # the handler runs between bytecodes
+        progress(1, 3)  # the first scene done: the Stop is honoured here
+        raise AssertionError("the test went on after the Stop")
+
+    monkeypatch.setattr(ft, "test_scores", stopped_midway)
+    assert finetune_main([*TINY_FT, "train.max_steps=2", "name=stop-in-test"]) == 130
+    (run,) = _by_kind(roots, "stop-in-test")
+    assert run.state() == "stopped" and run.status()["step"] == 2 and not (run.path / "test_metrics.json").exists()
+    monkeypatch.undo()
+    assert finetune_main(["--resume", str(run.path), "--no-progress"]) == 0
+    assert run.state() == "completed" and (run.path / "test_metrics.json").exists() and run.status()["step"] == 2
 
 
 @pytest.mark.slow

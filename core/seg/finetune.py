@@ -35,7 +35,7 @@ from ..data.mask_read import label_masks_of
 from .fingerprint import domain_section, rewrite_card
 from ..data.seg_augment import SegAugment, jitter_strengths
 from ..device import pick_device, pick_precision
-from ..phases import phase_bar
+from ..phases import phase_bar, stop_between_chunks
 from ..distributed import DistEnv, agree, barrier, mean_over_ranks
 from .metrics import SegScores
 from ..store.lifecycle import RunLife, StopFlag, check_finite
@@ -288,14 +288,13 @@ class FinetuneTrainer:
             life.flush()
             if life.state != "stopped" and self.averager is not None:
                 self._average_into_model()  # every rank: SyncBatchNorm measures across them
-            if not main:
-                pass  # the first rank saves and tests for all
-            elif life.state == "stopped":
+            if main and life.state == "stopped":  # the first rank saves and tests for all
                 self._save_last(None)
-            elif self.run is not None:
-                if self.averager is not None:
-                    self._validate_average(names)
-                self._test(names)
+            elif main and self.run is not None:  # a Stop ends the test at its next scene (a resume tests)
+                with stop_between_chunks(stop.check if stop is not None else None):
+                    if self.averager is not None:
+                        self._validate_average(names)
+                    self._test(names)
         return life.state
 
     def _stop_agreed(self, life: RunLife) -> bool:
