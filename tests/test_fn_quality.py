@@ -47,6 +47,17 @@ def frame(*rows: dict) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------------------------ batches
+def test_flagged_row_pairs_amount_to_fewer_tile_pairs() -> None:
+    """A tile pair flagged from two views and from both sides is 4 rows of the loss but 1 tile pair of its step
+    (SimCLR); MoCo's anchor -> queue pairs are ordered; a mirrored record is the same pair again."""
+    from core.analysis.fn_report import tile_pairs
+
+    rows = pd.DataFrame({"step": [1, 1, 1, 1, 2, 2], "anchor_index": [3, 3, 5, 5, 3, 4],
+                         "candidate_index": [5, 5, 3, 3, 5, 6], "mirrored": [False] * 5 + [True]})
+    assert tile_pairs(rows, ordered=False) == 2  # (3, 5) at step 1 and again at step 2; the mirrored row left out
+    assert tile_pairs(rows, ordered=True) == 3  # 3 -> 5 and 5 -> 3 at step 1, 3 -> 5 at step 2
+
+
 def test_batch_order_is_the_distributed_sampler_split_over_ranks() -> None:
     one = BatchOrder(n_tiles=20, batch_size=8, seed=3)
     two = BatchOrder(n_tiles=20, batch_size=8, seed=3, world=2)

@@ -230,11 +230,21 @@ def compute_report(run: Run, use_encoder: bool = True, progress: Progress | None
     if detector["uses_labels"]:
         quality.notes.insert(0, ORACLE_NOTE)
     report = quality.to_json()
+    report["tile_pairs_flagged"] = tile_pairs(pairs, ordered=get_method(cfg.method).queue)
     report.update(run=run.id, method=cfg.method, data=cfg.data.name, step=last_step, world_size=world,
                   up_to_step=up_to, detector=detector, strategy=detector["label"],
                   encoder_step=_encoder_step(run) if enc is not None else None)
     _store(run, key, report, partial=up_to is not None)
     return report
+
+
+def tile_pairs(pairs: Any, ordered: bool) -> int:
+    """Distinct tile pairs flagged per step, summed over the steps: what the flagged row pairs amount to once a pair
+    flagged from several views or from both sides counts once (MoCo's anchor -> queue pairs are ordered)."""
+    own = pairs[~pairs["mirrored"].to_numpy(bool)] if "mirrored" in pairs else pairs
+    a, c = own["anchor_index"].to_numpy(np.int64), own["candidate_index"].to_numpy(np.int64)
+    first, second = (a, c) if ordered else (np.minimum(a, c), np.maximum(a, c))
+    return len(set(zip(own["step"].to_numpy(np.int64).tolist(), first.tolist(), second.tolist())))
 
 
 def _encoder_step(run: Run) -> int | None:
@@ -304,7 +314,8 @@ def report_lines(r: dict[str, Any]) -> list[str]:
     head = (f"run {r.get('run')}: {r.get('method')} on {r.get('data')}, {det['label']} (detector {det['name']}, "
             f"treatment {det['treatment']}), selection {r['selection']}, {r['pairs_flagged']} flagged pairs over "
             f"{r['steps_with_flags']} of {r['steps_rebuilt']} steps (pairs of the loss's rows: a tile pair flagged "
-            "from several views, or from both sides, counts each time)")
+            "from several views, or from both sides, counts each time"
+            + (f"; {r['tile_pairs_flagged']} tile pairs, each counted once per step)" if "tile_pairs_flagged" in r else ")"))
     lines = [head,
              "precision: the share of a selector's pairs whose two tiles have the same dominant class (95% Wilson "
              "interval), each selector on the run's own batches:"]
