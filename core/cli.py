@@ -41,7 +41,8 @@ applies). Options go to `streamlit run`, e.g.:
   false-wb app --server.port 8502                 another port
   false-wb app --server.headless true             no browser opened (a server)
   false-wb app --server.address 0.0.0.0           reachable from other machines
-`python -m streamlit run --help` lists them all. Runs go to runs/ (or $FALSE_WB_RUNS), data to data/ ($FALSE_WB_DATA)."""
+`python -m streamlit run --help` lists them all. Runs go to runs/ (or $FALSE_WB_RUNS), data to data/
+($FALSE_WB_DATA)."""
 
 
 def _usage() -> str:

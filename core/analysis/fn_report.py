@@ -315,7 +315,8 @@ def report_lines(r: dict[str, Any]) -> list[str]:
             f"treatment {det['treatment']}), selection {r['selection']}, {r['pairs_flagged']} flagged pairs over "
             f"{r['steps_with_flags']} of {r['steps_rebuilt']} steps (pairs of the loss's rows: a tile pair flagged "
             "from several views, or from both sides, counts each time"
-            + (f"; {r['tile_pairs_flagged']} tile pairs, each counted once per step)" if "tile_pairs_flagged" in r else ")"))
+            + (f"; {r['tile_pairs_flagged']} tile pairs, each counted once per step)" if "tile_pairs_flagged" in r
+               else ")"))
     lines = [head,
              "precision: the share of a selector's pairs whose two tiles have the same dominant class (95% Wilson "
              "interval), each selector on the run's own batches:"]

@@ -43,8 +43,9 @@ HANDLING_KEYS = ("detector", "treatment", "selection", "topk", "similarity", "su
 
 def unread_loss_keys(loss: Mapping[str, Any] | None) -> set[str]:
     """The ``loss.*`` settings this loss does not read: a detector's settings under InfoNCE or DCL, DCL's prior
-    elsewhere, the similarity bound of a detector other than nearest or support, support's extra views elsewhere. Why: a config keeps every default, so an InfoNCE run "has" ``detector: fnsd``; tables that group or
-    compare runs by it would put InfoNCE among the FNSD runs."""
+    elsewhere, the similarity bound of a detector other than nearest or support, support's extra views elsewhere.
+    Why: a config keeps every default, so an InfoNCE run "has" ``detector: fnsd``; tables that group or compare runs
+    by it would put InfoNCE among the FNSD runs."""
     name = loss_name(loss)
     keys = set() if name == "false" else set(HANDLING_KEYS)
     if name != "dcl":
