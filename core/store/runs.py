@@ -362,11 +362,10 @@ def open_run_arg(text: str | Path, root: Path | None = None) -> Run:
     path = Path(text)
     if path.exists() or isinstance(text, Path) or "/" in str(text) or "\\" in str(text):
         return open_run(path)
-    try:
-        return find_run(str(text), root)
-    except NotARunError:
-        where = Path(root) if root else runs_root()
-        raise NotARunError(f"not a run folder (no such folder): {text}, nor a run of that name in {where}") from None
+    where = Path(root) if root else runs_root()
+    if not (where / str(text)).is_dir():
+        raise NotARunError(f"not a run folder (no such folder): {text}, nor a run of that name in {where}")
+    return find_run(str(text), root)  # one under the runs root: a run, or why it is none
 
 
 def delete_run(run: Run) -> None:
