@@ -231,6 +231,22 @@ def test_torchrun_two_cpu_processes(roots, method: str, strategy: list[str]) -> 
     assert "DistributedDataParallel" not in p.stderr
 
 
+def test_a_preset_name_that_no_longer_says_the_loss_is_warned(roots) -> None:
+    """demo_cpu.yaml with loss.name=info_nce made a run named "demo-false-simclr" (the review): said on the command
+    line, unless name= renames it; other overrides keep the preset's name silently."""
+    import warnings
+
+    from core.ssl.pretrain import parse_args, prepare
+
+    preset = ["--config", str(ROOT / "configs/demo_cpu.yaml")]
+    with pytest.warns(UserWarning, match="keeps the preset's name 'demo-false-simclr' although loss.name changed"):
+        prepare(parse_args([*preset, "loss.name=info_nce"]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert prepare(parse_args([*preset, "loss.name=info_nce", "name=infonce"]))[0].name == "infonce"
+        prepare(parse_args([*preset, "train.max_steps=3"]))
+
+
 def test_export_encoder_is_small_and_loads(roots, tmp_path: Path) -> None:
     from core.store.export import main as export_main
     from core.ssl.models import build_encoder

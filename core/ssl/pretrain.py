@@ -13,6 +13,7 @@ import argparse
 import math
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -322,6 +323,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parse_run_args(pretrain_parser(), argv)
 
 
+NAMED_BY_PRESET = ("method", "loss.name", "loss.detector", "loss.treatment")  # what a preset's name usually says
+
+
 def prepare(args: argparse.Namespace) -> tuple[PretrainConfig, Run | None, Path | None]:
     """Validate everything that can be checked before compute; touch no existing run folder."""
     if args.resume:
@@ -337,6 +341,10 @@ def prepare(args: argparse.Namespace) -> tuple[PretrainConfig, Run | None, Path 
     if not args.config and not args.overrides:
         raise ConfigError("give --config FILE (see configs/) or --resume RUN_DIR")
     cfg = load_config(args.config, args.overrides)
+    changed = [o.split("=", 1)[0] for o in args.overrides if o.split("=", 1)[0] in NAMED_BY_PRESET]
+    if cfg.name and changed and not any(o.startswith("name=") for o in args.overrides):
+        warnings.warn(f"the run keeps the preset's name {cfg.name!r} although {', '.join(changed)} changed; "
+                      "name=... gives it one that says so")
     return cfg, None, None
 
 
