@@ -11,7 +11,8 @@ settings (the last ``KEEP_RESULTS``), so the same file uploaded again comes back
 
 The endpoint is also an API: ``gradio_client.Client(url).predict(handle_file(path), api_name="/segment")`` returns
 (overlay PNG path, named ``<image>_overlay.png``, area table (class, pixels, percent, square metres where known,
-colour), mask PNG path, [areas CSV, report JSON, mask GeoTIFF], info Markdown); the legend's swatches are drawn on the page only.
+colour), mask PNG path, [areas CSV, report JSON, mask GeoTIFF], info Markdown); the legend's swatches are drawn on
+the page only.
 Moving the opacity slider calls ``/overlay``, which re-blends the session's last result without running the model.
 A label mask of the image ("Score against a label mask") calls ``/score`` (image, label mask), which scores the kept
 result as the workbench's Segment page does (``core.seg.label_score``: class indices or colours, a palette PNG by its
