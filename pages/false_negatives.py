@@ -39,7 +39,8 @@ def precision_figure(report: fn.PrecisionReport) -> go.Figure:
         error_y=dict(type="data", symmetric=False, array=bins["ci_high"] - bins["precision"],
                      arrayminus=bins["precision"] - bins["ci_low"], thickness=1),
         customdata=np.stack([bins["step_start"], bins["step_end"], bins["pairs"]], axis=1),
-        hovertemplate="steps %{customdata[0]}–%{customdata[1]}: %{y:.2f} of %{customdata[2]} pairs<extra></extra>"))
+        hovertemplate="steps %{customdata[0]}–%{customdata[1]}: %{y:.2f} of %{customdata[2]} tile pairs"
+                      "<extra></extra>"))
     fig.add_hline(y=report.base_rate, line_dash="dash", line_color="grey",
                   annotation_text=f"base rate {report.base_rate:.2f} (random pair)", annotation_position="top left")
     fig.update_layout(title="Flags sharing the dominant class, per step bin (95% Wilson interval)", height=320,
@@ -86,8 +87,8 @@ def precision_section(shown: pd.DataFrame, dataset: Any, data: DataConfig, detec
         st.info("No flagged pair of two distinct tiles matches the filters.")
         return dominant
     c1, c2, c3 = st.columns(3)
-    c1.metric("Precision", f"{report.precision:.3f}", help=f"{report.correct} of {report.pairs} flagged pairs "
-              "share their tiles' dominant class")
+    c1.metric("Precision", f"{report.precision:.3f}", help=f"{report.correct} of {report.pairs} flagged tile pairs "
+              "share their dominant class (each pair once per step, however many rows of the loss flagged it)")
     c2.metric("Base rate", f"{report.base_rate:.3f}", help="chance that two distinct tiles drawn at random share "
               f"their dominant class (exact, over all {report.n_tiles} tiles)")
     lo, hi = fn.wilson_interval(np.array([report.correct]), np.array([report.pairs]))
@@ -123,7 +124,7 @@ def selectors_figure(report: dict[str, Any]) -> go.Figure:
             error_y=dict(type="data", symmetric=False, array=[entries[n]["ci"][1] - entries[n]["precision"] for n in names],
                          arrayminus=[entries[n]["precision"] - entries[n]["ci"][0] for n in names], thickness=1),
             customdata=[entries[n]["pairs"] for n in names],
-            hovertemplate="%{x}, " + group + ": %{y:.3f} of %{customdata} pairs<extra></extra>"))
+            hovertemplate="%{x}, " + group + ": %{y:.3f} of %{customdata} tile pairs<extra></extra>"))
     fig.add_hline(y=report["base_rate"], line_dash="dash", line_color="grey",
                   annotation_text=f"base rate {report['base_rate']:.2f}", annotation_position="top left")
     fig.update_layout(barmode="group", height=340, yaxis_range=[0, 1.05], yaxis_title="same dominant class",
@@ -172,7 +173,8 @@ def quality_section(run: Run) -> None:
                "scene, often shares the class too. Here the batches the run trained on are rebuilt and other "
                "selectors pick from them for the same anchors: a random negative, the nearest by colour "
                "statistics, the nearest by the encoder, and an oracle that knows the labels. Their cross-scene "
-               "figures come from the same picks made among other scenes' tiles only.")
+               "figures come from the same picks made among other scenes' tiles only. Every figure counts a tile "
+               "pair once per step, however many rows of the loss flagged it.")
     report = fn_report.cached_report(run)
     label = "📐 Score the flags against reference selectors" if report is None else "🔄 Score again"
     if st.button(label, key=f"fn-quality-{run.id}", type="primary" if report is None else "secondary",
@@ -204,7 +206,7 @@ def quality_section(run: Run) -> None:
             precision = entry["hits"] / entry["pairs"]  # the report's 4-decimal value, rounded again, read 0.210
             col.metric(short_label(name, report), f"{precision:.3f}",
                        help=f"{fn_report.selector_label(name, report)}: 95 % interval {lo:.3f}–{hi:.3f}, "
-                            f"{entry['pairs']} picks")
+                            f"{entry['pairs']} tile pairs")
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Recall", f"{report['recall']:.4f}" if report["recall"] is not None else "n/a",
               help=f"flagged same-class tile pairs over the {report['recall_detail']['pairs']} same-class pairs the "
@@ -212,7 +214,7 @@ def quality_section(run: Run) -> None:
     cross = report["cross_scene"].get("flags", {})
     c2.metric("Cross-scene precision", f"{report['cross_scene_precision']:.3f}"
               if report["cross_scene_precision"] is not None else "n/a",
-              help=f"flags between tiles of different scenes ({cross.get('pairs', 0)} pairs)")
+              help=f"flags between tiles of different scenes ({cross.get('pairs', 0)} tile pairs)")
     same = report["same_scene"]
     c3.metric("Same-scene precision", f"{same['precision']:.3f}" if same["pairs"] else "n/a",
               help=f"flags between tiles of one scene ({same['pairs']} pairs): neighbours share classes easily")

@@ -14,6 +14,8 @@ import torch
 from PIL import Image
 
 from core.analysis import fn_quality as fq
+from core.analysis import fn_units
+from core.analysis.fn_units import tile_pair_units
 from core.ssl import methods as methods_mod
 from core.ssl import pretrain as pretrain_mod
 from core.ssl.batch_order import BatchOrder
@@ -48,14 +50,16 @@ def frame(*rows: dict) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------------------------ batches
 def test_flagged_row_pairs_amount_to_fewer_tile_pairs() -> None:
-    """A tile pair flagged from two views and from both sides is 4 rows of the loss but 1 tile pair of its step
-    (SimCLR); MoCo's anchor -> queue pairs are ordered; a mirrored record is the same pair again."""
-    from core.analysis.fn_report import tile_pairs
-
+    """A tile pair flagged from two views and from both sides is 4 rows of the loss but 1 tile pair of its step; a
+    mirrored record is the same pair again; a unit is treated when any of its rows was."""
     rows = pd.DataFrame({"step": [1, 1, 1, 1, 2, 2], "anchor_index": [3, 3, 5, 5, 3, 4],
-                         "candidate_index": [5, 5, 3, 3, 5, 6], "mirrored": [False] * 5 + [True]})
-    assert tile_pairs(rows, ordered=False) == 2  # (3, 5) at step 1 and again at step 2; the mirrored row left out
-    assert tile_pairs(rows, ordered=True) == 3  # 3 -> 5 and 5 -> 3 at step 1, 3 -> 5 at step 2
+                         "candidate_index": [5, 5, 3, 3, 5, 6], "calibrated": [False, True] + [False] * 4,
+                         "mirrored": [False] * 5 + [True]})
+    units = tile_pair_units(rows)
+    assert units[["step", "anchor_index", "candidate_index", "rows"]].values.tolist() == [[1, 3, 5, 4], [2, 3, 5, 1]]
+    assert units["calibrated"].tolist() == [True, False]
+    assert tile_pair_units(rows.iloc[:0]).columns.tolist() == ["step", "anchor_index", "candidate_index",
+                                                               "calibrated", "rows"]
 
 
 def test_batch_order_is_the_distributed_sampler_split_over_ranks() -> None:
@@ -112,7 +116,7 @@ def test_rebuilt_batches_equal_the_trainers(roots: Path, monkeypatch: pytest.Mon
     n_tiles = json.loads((run.path / "data.json").read_text())["tiles"]
     assert n_tiles == 24  # 30 synthetic tiles minus 3 validation and 3 test tiles
     order = BatchOrder(n_tiles, 8, seed=4)
-    steps = list(fq.moco_candidates(order, 7, 12) if method == "moco" else fq.simclr_candidates(order, 7))
+    steps = list(fn_units.moco_candidates(order, 7, 12) if method == "moco" else fn_units.simclr_candidates(order, 7))
     assert len(steps) == len(seen) == 7  # 3 steps per epoch: the rebuild crosses two epoch boundaries
     for sc, (ids, queue) in zip(steps, seen):
         if method == "moco":
@@ -126,7 +130,8 @@ def test_rebuilt_batches_equal_the_trainers(roots: Path, monkeypatch: pytest.Mon
         assert key in report, key
     assert report["steps_rebuilt"] == 7 and set(report["selectors"]) == {"flags", "random", "colour", "encoder",
                                                                          "oracle"}
-    assert report["pairs"] == sum(not r["mirrored"] for r in run.flagged_pairs())
+    assert report["tile_pairs_flagged"] == len(tile_pair_units(pd.DataFrame(run.flagged_pairs())))
+    assert report["pairs"] == report["tile_pairs_flagged"] - report["excluded_unlabeled"] > 0
     assert report["detector"]["name"] == detector and report["detector"]["uses_labels"] == (detector == "oracle")
     assert report["selection"] == ("per_anchor" if detector != "fnsd" else run.config()["loss"]["selection"])
     if detector == "oracle":  # same dominant class by construction: the ceiling, and the report says so
@@ -147,7 +152,7 @@ BATCH = np.arange(6)
 
 
 def score(pairs: pd.DataFrame, selection: str = "per_anchor", steps: list | None = None) -> fq.FlagQuality:
-    steps = steps or [fq.StepCandidates(1, BATCH, BATCH)]
+    steps = steps or [fn_units.StepCandidates(1, BATCH, BATCH)]
     return fq.score_flags(pairs, steps, CLASSES, SCENES, FEATURES, selection, base_rate=0.2)
 
 
@@ -167,6 +172,25 @@ def test_per_anchor_selectors_pick_for_the_same_anchor() -> None:
     assert (x["oracle"].hits, x["oracle"].total) == (1, 1)
     assert (q.recall.hits, q.recall.total) == (0, 2)  # the batch offered {0, 1} and {2, 3}
     assert q.excluded_unlabeled == 0 and q.tiles_without_class == 1
+
+
+def test_a_tile_pair_counts_once_per_step_for_the_flags_and_every_selector() -> None:
+    """Anchor 0 flagged tile 3 from both views and tile 3 flagged 0 back: 4 rows of the loss, one tile pair. Each
+    selector picks per anchor tile as many tiles as were flagged for it, and its picks (0, x) and (x, 0) merge too;
+    random and the oracle count as many pairs as the flags."""
+    q = score(frame(pair(1, 0, 3), pair(1, 0, 3, view=1), pair(1, 3, 0), pair(1, 3, 0, view=1)))
+    s = q.selectors
+    assert (s["flags"].hits, s["flags"].total) == (0, 1) and q.tile_pairs_flagged == 1 and q.pairs_flagged == 4
+    assert (s["encoder"].hits, s["encoder"].total) == (1, 2)  # 0 picks 1 (right); 3 picks 0 (a tie with 4): wrong
+    assert s["random"].total == 1 and s["random"].hits == pytest.approx((0.25 + 0.25) / 2)
+    assert (s["oracle"].hits, s["oracle"].total) == (1, 1)
+
+
+def test_oracle_finds_no_more_same_class_negatives_than_the_batch_holds() -> None:
+    """Anchor 0 flagged three tiles; the batch holds one other tile of its class: the oracle can be right once."""
+    q = score(frame(pair(1, 0, 1), pair(1, 0, 2), pair(1, 0, 3)))
+    assert (q.selectors["flags"].hits, q.selectors["flags"].total) == (1, 3)
+    assert q.selectors["oracle"].hits == pytest.approx(1) and q.selectors["oracle"].total == 3
 
 
 def test_recall_calibrated_same_scene_and_unlabeled_pairs() -> None:
@@ -198,7 +222,7 @@ def test_moco_queue_holds_the_latest_keys_and_a_flag_outside_the_batch_is_refuse
         def batch(self, step: int) -> np.ndarray:
             return np.array([[0, 1], [2, 3], [4, 5], [0, 2]][step])
 
-    steps = list(fq.moco_candidates(Fixed(), 4, queue_size=3))
+    steps = list(fn_units.moco_candidates(Fixed(), 4, queue_size=3))
     assert [s.candidates.tolist() for s in steps] == [[], [0, 1], [1, 2, 3], [3, 4, 5]]
     assert all(s.ordered for s in steps)
     with pytest.raises(ValueError, match="flagged tile 0 is not in the rebuilt batch"):
@@ -295,7 +319,7 @@ def test_every_detector_is_scored_from_the_shell_and_two_runs_compare_on_shared_
     assert reports["oracle"]["detector"]["label"] == "oracle (uses labels) + fncc"
     assert reports["oracle"]["precision"] == 1.0 and "reads the labels" in " ".join(reports["oracle"]["notes"])
     assert "NOTE: the oracle detector reads the labels" in report_lines(reports["oracle"])[1]
-    assert "precision: the share of a selector's pairs whose two tiles have the same dominant class" in \
+    assert "precision: the share of a selector's tile pairs whose two tiles have the same dominant class" in \
         report_lines(reports["oracle"])[2]
     assert reports["oracle"]["pairs_treated"] >= reports["oracle"]["calibrated"]["pairs"]
     gate_shut = {**reports["oracle"], "calibrated": {"pairs": 0}, "pairs_flagged": 10, "pairs_treated": 0}

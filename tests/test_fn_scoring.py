@@ -154,7 +154,8 @@ def test_precision_per_bin_against_a_hand_computed_case() -> None:
     dominant = np.array([0, 0, 1, 1, 1, 2])  # tiles 0-1 class 0, 2-4 class 1, 5 class 2
     recs = [pair(1, 0, 1), pair(2, 0, 2), pair(3, 2, 3),  # bin 1 (steps 1-3): right, wrong, right
             pair(4, 5, 0), pair(5, 3, 4), pair(6, 1, 5),  # bin 2 (steps 4-6): wrong, right, wrong
-            pair(6, 4, 4)]  # a tile with itself: not scored
+            pair(6, 4, 4),  # a tile with itself: not scored
+            pair(1, 1, 0), pair(6, 5, 1)]  # the same tile pairs again in their steps (other rows): counted once
     pairs = pd.DataFrame(recs)
     report = fn.precision_over_training(pairs, dominant, bins=2)
     assert report.by_bin["step_start"].tolist() == [1, 4] and report.by_bin["step_end"].tolist() == [3, 6]

@@ -3,30 +3,32 @@
 Why: precision against the base rate of a random pair flatters. On aerial imagery a trivial selector (the tile
 whose colour statistics are closest) already finds same-class tiles far more often than chance, and adjacent
 tiles of one scene share their class almost always. So every figure here is measured on the batches the run
-actually trained on (rebuilt by :class:`~core.ssl.batch_order.BatchOrder`), for the same anchors and the same number
-of picks as the run's detector made (FALSE's FNSD, ``nearest``, ``support`` or the ``oracle``: every detector writes
-its flags to ``fns.jsonl`` alike), and split into same-scene and cross-scene pairs:
+actually trained on (rebuilt by :class:`~core.ssl.batch_order.BatchOrder`), for the same anchors and as many
+picks as the run's detector made (FALSE's FNSD, ``nearest``, ``support`` or the ``oracle``: every detector writes
+its flags to ``fns.jsonl`` alike), and split into same-scene and cross-scene pairs. The unit is a tile pair, once per
+step (:mod:`core.analysis.fn_units`): the loss's rows repeat one pair up to eight times, and counting them would
+make every interval too narrow.
 
-- ``flags``: the flagged pairs themselves (mirrored duplicates of a symmetric run are left out: same tile pair).
-- ``random``: a uniformly random negative of the same anchor (global mode: a random pair of the batch); its
+- ``flags``: the tile pairs the detector flagged.
+- ``random``: a uniformly random negative of the same anchors (global mode: a random pair of the batch); its
   expected precision, computed exactly, not sampled.
-- ``colour``: the nearest negative by per-channel colour mean and standard deviation of the whole tile.
-- ``encoder``: the nearest negative by cosine of the run's final encoder features (pooled, unaugmented tile).
+- ``colour``: the nearest negatives by per-channel colour mean and standard deviation of the whole tile.
+- ``encoder``: the nearest negatives by cosine of the run's final encoder features (pooled, unaugmented tile).
 - ``oracle``: a selector that knows the labels: the share of picks that could have been same-class at all
-  (per anchor: whether any same-class negative was in the batch). The ceiling of any selector. (The ``oracle``
+  (per anchor: as many as the batch held same-class negatives). The ceiling of any selector. (The ``oracle``
   *detector* trains with these labels: its own flags are same-class by construction.)
 
 Cross-scene figures: for the flags, those between tiles of different scenes; for every reference selector, the
 same picks made among the negatives of other scenes only (neighbouring and overlapping edge tiles of one scene
 share their class almost always, so a selector unrestricted would mostly pick those).
 
-A pair is correct when both tiles share their dominant class; pairs with a tile that has no labeled pixel are left
-out. Recall is the flagged same-class tile pairs over all same-class pairs that the batches offered, over every
+A tile pair is correct when both tiles share their dominant class; pairs with a tile that has no labeled pixel are
+left out. Recall is the flagged same-class tile pairs over all same-class pairs that the batches offered, over every
 step. Intervals are 95 % Wilson score intervals. Nothing here reads files: :mod:`core.analysis.fn_report` does.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from .fn_scoring import NO_CLASS
+from .fn_units import StepCandidates, tile_pair_units
 from .stats import wilson_interval
 
 SELECTORS = ("flags", "random", "colour", "encoder", "oracle")  # "flags": the run's own detector's
@@ -94,45 +97,6 @@ class _Tally:
         return Proportion(self.x_hits, int(round(self.x_total)))
 
 
-# ------------------------------------------------------------------------------------------------ batches
-@dataclass(frozen=True)
-class StepCandidates:
-    """The tiles of one step: anchors (rows of the loss) and the negatives they were compared with.
-
-    SimCLR: both are the batch (an anchor's negatives are the other tiles of it). MoCo: anchors are the batch's
-    queries, candidates the tiles in the queue (slots never filled are not there).
-    """
-
-    step: int  # 1-based, as in fns.jsonl
-    anchors: np.ndarray
-    candidates: np.ndarray
-    ordered: bool = False  # MoCo: (anchor, queue tile) pairs are directed; SimCLR pairs are not
-
-
-def simclr_candidates(order: Any, last_step: int) -> Iterator[StepCandidates]:
-    """Every step's batch of a SimCLR run (``order`` a :class:`~core.ssl.batch_order.BatchOrder`)."""
-    for s in range(last_step):
-        batch = order.batch(s)
-        yield StepCandidates(s + 1, batch, batch)
-
-
-def moco_candidates(order: Any, last_step: int, queue_size: int) -> Iterator[StepCandidates]:
-    """Every step of a MoCo run: the batch and the queue as it stood when the loss was computed.
-
-    The queue is a ring buffer that holds the last ``queue_size`` keys, each written with its tile after the step
-    that made it, so at step s it holds the tiles of the latest ``queue_size`` images of steps before s.
-    """
-    ring = np.full(queue_size, -1, np.int64)
-    ptr = 0
-    for s in range(last_step):
-        batch = order.batch(s)
-        queue = np.unique(ring[ring >= 0])
-        yield StepCandidates(s + 1, batch, queue, ordered=True)
-        slots = (ptr + np.arange(len(batch))) % queue_size
-        ring[slots] = batch
-        ptr = (ptr + len(batch)) % queue_size
-
-
 # ------------------------------------------------------------------------------------------------ report
 @dataclass
 class FlagQuality:
@@ -155,6 +119,7 @@ class FlagQuality:
     tiles_without_class: int
     notes: list[str] = field(default_factory=list)
     pairs_treated: int = 0  # records the treatment acted on (FNCC: its gate opened), labeled or not
+    tile_pairs_flagged: int = 0  # distinct (step, tile pair) units the flags amount to, labeled or not
 
     @property
     def precision(self) -> Proportion:
@@ -174,7 +139,7 @@ class FlagQuality:
             "excluded_unlabeled": self.excluded_unlabeled, "excluded_mirrored": self.excluded_mirrored,
             "steps_with_flags": self.steps_with_flags, "steps_rebuilt": self.steps_rebuilt, "tiles": self.tiles,
             "tiles_without_class": self.tiles_without_class, "notes": list(self.notes),
-            "pairs_treated": self.pairs_treated,
+            "pairs_treated": self.pairs_treated, "tile_pairs_flagged": self.tile_pairs_flagged,
         }
 
 
@@ -232,10 +197,10 @@ class _Scorer:
                 cross = float(self.scenes[a] != self.scenes[c])
                 tally.add(hit, 1.0, hit * cross, cross)
 
-    def chance(self, a: int, candidates: np.ndarray) -> tuple[float, float, float, float] | None:
+    def chance(self, a: int, candidates: np.ndarray) -> tuple[float, float, int, int] | None:
         """For one random labeled negative of ``a``: the expected hit overall and among other scenes' negatives
-        (NaN when there are none), and whether a same-class negative exists at all, overall and in other scenes
-        (the oracle). None when ``a`` has no class or no labeled negative."""
+        (NaN when there are none), and how many same-class negatives there are, overall and in other scenes (what
+        the oracle can find). None when ``a`` has no class or no labeled negative."""
         if self.classes[a] == NO_CLASS:
             return None
         cand = candidates[(candidates != a) & (self.classes[candidates] != NO_CLASS)]
@@ -244,13 +209,16 @@ class _Scorer:
         same = self.classes[cand] == self.classes[a]
         cross = self.scenes[cand] != self.scenes[a]
         x_rate = float(same[cross].mean()) if cross.any() else float("nan")
-        return float(same.mean()), x_rate, float(same.any()), float((same & cross).any())
+        return float(same.mean()), x_rate, int(same.sum()), int((same & cross).sum())
 
 
 def score_flags(pairs: pd.DataFrame, steps: Iterable[StepCandidates], classes: np.ndarray, scenes: np.ndarray,
                 features: dict[str, tuple[np.ndarray, str]], selection: str, base_rate: float,
                 flagged_by: str = "FNSD") -> FlagQuality:
     """Precision of the flags and of the reference selectors on the same batches; recall over every step.
+
+    Every precision counts distinct (step, tile pair) units (:func:`~core.analysis.fn_units.tile_pair_units`), so
+    its interval is that of independent facts about two tiles, not of the loss's rows that repeat them.
 
     Args:
         pairs: flagged pairs (``core.analysis.fn_scoring.load_pairs``); steps: every step's candidates, in order;
@@ -269,11 +237,11 @@ def score_flags(pairs: pd.DataFrame, steps: Iterable[StepCandidates], classes: n
     mirrored = pairs["mirrored"].to_numpy(bool) if len(pairs) else np.zeros(0, bool)
     own = pairs[~mirrored]
     by_step = {int(s): g for s, g in own.groupby("step")} if len(own) else {}
+    units = tile_pair_units(pairs)
+    units_by_step = {int(s): g for s, g in units.groupby("step")}
     tallies = {name: _Tally() for name in ["flags", "random", *features, "oracle"]}
     calibrated, same_scene = _Tally(), _Tally()
-    available = flagged_same = 0
-    n_rebuilt = 0
-    unlabeled = 0
+    available = flagged_same = n_rebuilt = unlabeled = 0
     for sc in steps:
         n_rebuilt += 1
         available += _same_class_pairs(sc, classes)
@@ -283,38 +251,42 @@ def score_flags(pairs: pd.DataFrame, steps: Iterable[StepCandidates], classes: n
         anchors_t = group["anchor_index"].to_numpy(np.int64)
         cands_t = group["candidate_index"].to_numpy(np.int64)
         _check_in_batch(sc, anchors_t, cands_t)
-        flagged = list(zip(anchors_t.tolist(), cands_t.tolist()))
-        unlabeled += sum(not scorer.labeled(a, c) for a, c in flagged)
-        scorer.add_pairs(tallies["flags"], flagged)
-        scorer.add_pairs(calibrated, [p for p, cal in zip(flagged, group["calibrated"].to_numpy(bool)) if cal])
-        for a, c in flagged:
-            if scorer.labeled(a, c) and scenes[a] == scenes[c]:
+        unit = units_by_step.get(sc.step, units.iloc[:0])
+        flagged = list(zip(unit["anchor_index"].tolist(), unit["candidate_index"].tolist()))
+        scored = [(a, c) for a, c in flagged if scorer.labeled(a, c)]
+        unlabeled += len(flagged) - len(scored)
+        scorer.add_pairs(tallies["flags"], scored)
+        scorer.add_pairs(calibrated, [p for p, cal in zip(flagged, unit["calibrated"].to_numpy(bool)) if cal])
+        for a, c in scored:
+            if scenes[a] == scenes[c]:
                 same_scene.add(float(classes[a] == classes[c]), 1.0)
-        flagged_same += len({_key(a, c, sc.ordered) for a, c in flagged
+        flagged_same += len({_key(a, c, sc.ordered) for a, c in zip(anchors_t.tolist(), cands_t.tolist())
                              if a != c and scorer.labeled(a, c) and classes[a] == classes[c]})
         if selection == "global":
             _global_selectors(sc, len(flagged), scorer, tallies, features)
         else:
-            picks = group.groupby(["anchor_index", "anchor_view"], dropna=False).size()
-            for (a, _view), k in picks.items():
-                _anchor_selectors(sc, int(a), int(k), scorer, tallies, features)
+            picks = group[group["anchor_index"] != group["candidate_index"]]
+            picks = picks.groupby("anchor_index")["candidate_index"].nunique()
+            _anchor_selectors(sc, {int(a): int(k) for a, k in picks.items()}, len(scored), scorer, tallies, features)
     recall = Proportion(float(flagged_same), int(available))
     selectors = {k: t.overall() for k, t in tallies.items()}
     cross = {k: t.cross() for k, t in tallies.items()}
     notes = []
     if selection == "global":
-        notes.append(f"global selection: each reference selector picks, per step, as many pairs of the batch as "
+        notes.append(f"global selection: each reference selector picks, per step, as many tile pairs of the batch as "
                      f"{flagged_by} flagged (the closest ones); random is a random pair of the batch")
     else:
-        notes.append(f"per-anchor selection: each reference selector picks as many negatives per anchor as "
-                     f"{flagged_by} did")
+        notes.append(f"per-anchor selection: each reference selector picks, per anchor tile, as many negative tiles as "
+                     f"{flagged_by} flagged for it; random and the oracle are expectations over those anchors, "
+                     "counted as many tile pairs as the flags")
     return FlagQuality(
         selection=selection, selectors=selectors, cross_scene=cross, calibrated=calibrated.overall(),
         same_scene=same_scene.overall(), recall=recall, base_rate=base_rate, pairs_flagged=len(pairs),
         pairs_scored=selectors["flags"].total, excluded_unlabeled=int(unlabeled), excluded_mirrored=int(mirrored.sum()),
         steps_with_flags=len(by_step), steps_rebuilt=n_rebuilt, tiles=len(classes),
         tiles_without_class=int((classes == NO_CLASS).sum()), notes=notes,
-        pairs_treated=int(pairs["calibrated"].astype(bool).sum()) if "calibrated" in pairs else 0)
+        pairs_treated=int(pairs["calibrated"].astype(bool).sum()) if "calibrated" in pairs else 0,
+        tile_pairs_flagged=len(units))
 
 
 def _key(a: int, c: int, ordered: bool) -> tuple[int, int]:
@@ -347,33 +319,49 @@ def _same_class_pairs(sc: StepCandidates, classes: np.ndarray) -> int:
     return int((na * nc).sum() - both.sum())
 
 
-def _anchor_selectors(sc: StepCandidates, a: int, k: int, scorer: _Scorer, tallies: dict[str, _Tally],
-                      features: dict[str, tuple[np.ndarray, str]]) -> None:
-    """k picks for anchor ``a`` by every reference selector: among all its negatives, and (for the cross-scene
-    figures) among the negatives from other scenes only."""
-    negatives = sc.candidates[sc.candidates != a]
-    other = negatives[scorer.scenes[negatives] != scorer.scenes[a]]
-    for name, (feats, metric) in features.items():
-        scorer.add_pairs(tallies[name], [(a, int(c)) for c in _nearest(feats, metric, a, negatives, k)], "overall")
-        if len(other):
-            scorer.add_pairs(tallies[name], [(a, int(c)) for c in _nearest(feats, metric, a, other, k)], "cross")
-    chance = scorer.chance(a, sc.candidates)
-    if chance is None:
-        return
-    rate, x_rate, any_same, x_any_same = chance
-    has_other = x_rate == x_rate
-    tallies["random"].add(k * rate, k, k * x_rate if has_other else 0.0, k if has_other else 0)
-    tallies["oracle"].add(k * any_same, k, k * x_any_same if has_other else 0.0, k if has_other else 0)
+def _unit(a: int, c: int) -> tuple[int, int]:
+    return (a, c) if a < c else (c, a)
+
+
+def _anchor_selectors(sc: StepCandidates, picks: dict[int, int], n_flags: int, scorer: _Scorer,
+                      tallies: dict[str, _Tally], features: dict[str, tuple[np.ndarray, str]]) -> None:
+    """Per anchor tile, as many picks as the detector flagged for it (``picks``) by every reference selector: among
+    all its negatives, and (for the cross-scene figures) among the negatives from other scenes only; each tile
+    pair once. Random and the oracle: their expected hits over these anchors, counted as ``n_flags`` pairs."""
+    chosen = {name: (set(), set()) for name in features}
+    weight = rate = oracle = x_weight = x_rate = x_oracle = 0.0
+    for a, k in picks.items():
+        negatives = sc.candidates[sc.candidates != a]
+        other = negatives[scorer.scenes[negatives] != scorer.scenes[a]]
+        for name, (feats, metric) in features.items():
+            chosen[name][0].update(_unit(a, int(c)) for c in _nearest(feats, metric, a, negatives, k))
+            if len(other):
+                chosen[name][1].update(_unit(a, int(c)) for c in _nearest(feats, metric, a, other, k))
+        chance = scorer.chance(a, sc.candidates)
+        if chance is None:
+            continue
+        r, xr, n_same, x_same = chance
+        weight, rate, oracle = weight + k, rate + k * r, oracle + min(k, n_same)
+        if xr == xr:  # the anchor has negatives from other scenes
+            x_weight, x_rate, x_oracle = x_weight + k, x_rate + k * xr, x_oracle + min(k, x_same)
+    for name, (overall, cross) in chosen.items():
+        scorer.add_pairs(tallies[name], sorted(overall), "overall")
+        scorer.add_pairs(tallies[name], sorted(cross), "cross")
+    if weight and n_flags:
+        x_n = n_flags * x_weight / weight
+        x_share = (lambda v: x_n * v / x_weight) if x_weight else (lambda v: 0.0)
+        tallies["random"].add(n_flags * rate / weight, n_flags, x_share(x_rate), x_n)
+        tallies["oracle"].add(n_flags * oracle / weight, n_flags, x_share(x_oracle), x_n)
 
 
 def _global_selectors(sc: StepCandidates, k: int, scorer: _Scorer, tallies: dict[str, _Tally],
                       features: dict[str, tuple[np.ndarray, str]]) -> None:
-    """The k pairs of the batch every reference selector picks: among all pairs, and among cross-scene pairs."""
+    """The k tile pairs of the batch every reference selector picks: among all pairs, and among cross-scene
+    pairs."""
     for name, (feats, metric) in features.items():
-        scorer.add_pairs(tallies[name], _closest_pairs(feats, metric, sc.anchors, sc.candidates, k, sc.ordered),
-                         "overall")
-        scorer.add_pairs(tallies[name], _closest_pairs(feats, metric, sc.anchors, sc.candidates, k, sc.ordered,
-                                                       scorer.scenes), "cross")
+        for part, scenes in (("overall", None), ("cross", scorer.scenes)):
+            picked = _closest_pairs(feats, metric, sc.anchors, sc.candidates, k, sc.ordered, scenes)
+            scorer.add_pairs(tallies[name], list(dict.fromkeys(_unit(a, c) for a, c in picked)), part)
     a, c = np.meshgrid(sc.anchors, sc.candidates, indexing="ij")
     ok = (a != c) & (scorer.classes[a] != NO_CLASS) & (scorer.classes[c] != NO_CLASS)
     if not sc.ordered:

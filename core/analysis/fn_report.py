@@ -27,12 +27,13 @@ from ..config.strategy import strategy_label, uses_labels
 from ..data import DataError, build_dataset
 from ..imaging.band_preview import preview_chw
 from ..imaging.bands import bands_of
-from .fn_quality import colour_features, moco_candidates, score_flags, simclr_candidates
+from .fn_quality import colour_features, score_flags
+from .fn_units import moco_candidates, simclr_candidates
 from .fn_scoring import NO_CLASS, base_rate, dominant_classes, load_pairs, run_config
 from ..store.runs import Run, atomic_write_json, read_json_file
 
 CACHE_NAME = "flag_quality.json"
-REPORT_VERSION = 3  # 2: selectors' cross-scene picks among other scenes only; 3: any detector, its flags as "flags"
+REPORT_VERSION = 4  # 2: cross-scene picks among other scenes only; 3: any detector; 4: tile pairs, once per step
 PARTIAL = "partial"  # the cache's slot for a report over the first steps only (a comparison's shared steps)
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -230,21 +231,11 @@ def compute_report(run: Run, use_encoder: bool = True, progress: Progress | None
     if detector["uses_labels"]:
         quality.notes.insert(0, ORACLE_NOTE)
     report = quality.to_json()
-    report["tile_pairs_flagged"] = tile_pairs(pairs, ordered=get_method(cfg.method).queue)
     report.update(run=run.id, method=cfg.method, data=cfg.data.name, step=last_step, world_size=world,
                   up_to_step=up_to, detector=detector, strategy=detector["label"],
                   encoder_step=_encoder_step(run) if enc is not None else None)
     _store(run, key, report, partial=up_to is not None)
     return report
-
-
-def tile_pairs(pairs: Any, ordered: bool) -> int:
-    """Distinct tile pairs flagged per step, summed over the steps: what the flagged row pairs amount to once a pair
-    flagged from several views or from both sides counts once (MoCo's anchor -> queue pairs are ordered)."""
-    own = pairs[~pairs["mirrored"].to_numpy(bool)] if "mirrored" in pairs else pairs
-    a, c = own["anchor_index"].to_numpy(np.int64), own["candidate_index"].to_numpy(np.int64)
-    first, second = (a, c) if ordered else (np.minimum(a, c), np.maximum(a, c))
-    return len(set(zip(own["step"].to_numpy(np.int64).tolist(), first.tolist(), second.tolist())))
 
 
 def _encoder_step(run: Run) -> int | None:
@@ -311,18 +302,14 @@ def _fmt(entry: dict[str, Any] | None) -> str:
 def report_lines(r: dict[str, Any]) -> list[str]:
     """The report as the lines the CLI prints."""
     det = report_detector(r)
+    tiles = r.get("tile_pairs_flagged")
     head = (f"run {r.get('run')}: {r.get('method')} on {r.get('data')}, {det['label']} (detector {det['name']}, "
-            f"treatment {det['treatment']}), selection {r['selection']}, {r['pairs_flagged']} flagged pairs over "
-            f"{r['steps_with_flags']} of {r['steps_rebuilt']} steps (pairs of the loss's rows: a tile pair flagged "
-            "from several views, or from both sides, counts each time"
-            + (f"; {r['tile_pairs_flagged']} tile pairs, each counted once per step)" if "tile_pairs_flagged" in r
-               else ")"))
+            f"treatment {det['treatment']}), selection {r['selection']}, {r['pairs_flagged']} flagged pairs of the "
+            f"loss's rows over {r['steps_with_flags']} of {r['steps_rebuilt']} steps"
+            + (f": {tiles} tile pairs, each counted once per step" if tiles is not None else ""))
     lines = [head,
-             "precision: the share of a selector's pairs whose two tiles have the same dominant class (95% Wilson "
-             "interval), each selector on the run's own batches:"]
-    if r["selection"] != "global":
-        lines.append("  (n counts those row pairs; one tile pair counted several times makes these intervals "
-                     "narrower than that many independent pairs would)")
+             "precision: the share of a selector's tile pairs whose two tiles have the same dominant class (95% "
+             "Wilson interval; n counts tile pairs, once per step), each selector on the run's own batches:"]
     if det["uses_labels"]:
         lines.insert(1, f"NOTE: {ORACLE_NOTE}")
     cross = r.get("cross_scene", {})
@@ -346,7 +333,7 @@ def report_lines(r: dict[str, Any]) -> list[str]:
                  f"{rec['hits']:.0f} of {rec['pairs']} same-class tile pairs offered (each once per step) = "
                  f"{r['recall'] if r['recall'] is not None else float('nan'):.4f}")
     if r["excluded_unlabeled"] or r["tiles_without_class"]:
-        lines.append(f"left out: {r['excluded_unlabeled']} pairs with a tile without labeled pixels "
+        lines.append(f"left out: {r['excluded_unlabeled']} tile pairs with a tile without labeled pixels "
                      f"({r['tiles_without_class']} such tiles)")
     if r["excluded_mirrored"]:
         lines.append(f"left out: {r['excluded_mirrored']} mirrored records (the same tile pair again)")

@@ -22,6 +22,7 @@ from ..store.runs import Run, kind_of_config, read_jsonl
 from ..data.dominant import NO_CLASS, dominant_classes  # noqa: F401 - the analysis reads them from here too
 from ..ssl.registry import method_label
 from .stats import wilson_interval  # noqa: F401 - the flag reports read it from here too
+from .fn_units import tile_pair_units
 
 PAIR_COLUMNS = ("step", "anchor_index", "anchor_view", "candidate_index", "candidate_view", "distance", "cos",
                 "cos_pos", "calibrated", "mirrored")
@@ -329,7 +330,7 @@ class PrecisionReport:
     """How often flagged pairs share their dominant class, per step bin and overall, against chance."""
 
     by_bin: pd.DataFrame  # step_start, step_end, step_mid, pairs, correct, precision, ci_low, ci_high
-    pairs: int  # scored pairs (distinct tiles, both within the data set)
+    pairs: int  # scored tile pairs, once per step (distinct tiles, both labeled)
     correct: int
     base_rate: float
     n_tiles: int
@@ -362,12 +363,13 @@ def precision_over_training(pairs: pd.DataFrame, dominant: np.ndarray | None, bi
         PrecisionReport | None:
     """Precision of the flags per equal-width step bin, overall, and the base rate; None without labels.
 
-    Pairs of a tile with itself (possible only for a foreign record) are left out: the base rate is for
-    distinct tiles, so they must be too. So are pairs with a tile that has no labeled pixel (no class).
+    The unit is a tile pair once per step (:func:`~core.analysis.fn_units.tile_pair_units`: the loss's rows repeat
+    it), and pairs of a tile with itself are left out (only a foreign record): the base rate is for distinct tiles.
+    So are pairs with a tile that has no labeled pixel (no class).
     """
     if dominant is None:
         return None
-    scored = pairs[pairs["anchor_index"] != pairs["candidate_index"]]
+    scored = tile_pair_units(pairs)
     same_class(scored, dominant)  # range check: the data set must be the run's
     idx = scored[["anchor_index", "candidate_index"]].to_numpy()
     scored = scored[(dominant[idx[:, 0]] != NO_CLASS) & (dominant[idx[:, 1]] != NO_CLASS)] if len(idx) else scored
