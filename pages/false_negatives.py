@@ -31,7 +31,7 @@ PER_ROW = 3
 SORT_LABELS = {"distance": "distance D (smallest first)", "cos": "cos (largest first)", "step": "step"}
 
 
-def precision_figure(report: fn.PrecisionReport) -> go.Figure:
+def precision_figure(report: fn.PrecisionReport, unit: str = "pick") -> go.Figure:
     bins = report.by_bin
     fig = go.Figure()
     fig.add_trace(go.Scatter(
@@ -39,7 +39,7 @@ def precision_figure(report: fn.PrecisionReport) -> go.Figure:
         error_y=dict(type="data", symmetric=False, array=bins["ci_high"] - bins["precision"],
                      arrayminus=bins["precision"] - bins["ci_low"], thickness=1),
         customdata=np.stack([bins["step_start"], bins["step_end"], bins["pairs"]], axis=1),
-        hovertemplate="steps %{customdata[0]}–%{customdata[1]}: %{y:.2f} of %{customdata[2]} tile pairs"
+        hovertemplate="steps %{customdata[0]}–%{customdata[1]}: %{y:.2f} of %{customdata[2]} " + unit + "s"
                       "<extra></extra>"))
     fig.add_hline(y=report.base_rate, line_dash="dash", line_color="grey",
                   annotation_text=f"base rate {report.base_rate:.2f} (random pair)", annotation_position="top left")
@@ -72,11 +72,14 @@ def filters(pairs: pd.DataFrame, run: Run, loss: LossConfig) -> pd.DataFrame:
 
 
 @shows_errors
-def precision_section(shown: pd.DataFrame, dataset: Any, data: DataConfig, detector: str) -> np.ndarray | None:
-    """Precision against the base rate where the data set has labels; returns the dominant classes."""
+def precision_section(shown: pd.DataFrame, dataset: Any, data: DataConfig, detector: str,
+                      ordered: bool = True) -> np.ndarray | None:
+    """Precision against the base rate where the data set has labels; returns the dominant classes. ``ordered``:
+    the flags are an anchor's picks (per-anchor selection, MoCo), else pairs of the batch."""
     st.subheader("Are the flags real false negatives?")
     dominant = fn.dominant_classes(dataset)
-    report = fn.precision_over_training(shown, dominant)
+    report = fn.precision_over_training(shown, dominant, ordered=ordered)
+    unit = "pick" if ordered else "tile pair"
     if report is None:
         st.info(f"The data set ({data.name}, no class table) has no labels, so the flags cannot be scored. "
                 "Pretrain on a labeled set (DeepGlobe, Potsdam, Vaihingen, LoveDA, the synthetic set, or a folder "
@@ -87,14 +90,14 @@ def precision_section(shown: pd.DataFrame, dataset: Any, data: DataConfig, detec
         st.info("No flagged pair of two distinct tiles matches the filters.")
         return dominant
     c1, c2, c3 = st.columns(3)
-    c1.metric("Precision", f"{report.precision:.3f}", help=f"{report.correct} of {report.pairs} flagged tile pairs "
-              "share their dominant class (each pair once per step, however many rows of the loss flagged it)")
+    c1.metric("Precision", f"{report.precision:.3f}", help=f"{report.correct} of {report.pairs} flagged {unit}s "
+              "share their dominant class (each once per step, however many of the tiles' views flagged it)")
     c2.metric("Base rate", f"{report.base_rate:.3f}", help="chance that two distinct tiles drawn at random share "
               f"their dominant class (exact, over all {report.n_tiles} tiles)")
     lo, hi = fn.wilson_interval(np.array([report.correct]), np.array([report.pairs]))
     c3.metric("95 % interval", f"{lo[0]:.3f}–{hi[0]:.3f}", help="Wilson score interval of the precision; beating "
               "chance is not enough: compare with the reference selectors below")
-    st.plotly_chart(precision_figure(report), width="stretch", key="fn-precision-chart")
+    st.plotly_chart(precision_figure(report, unit), width="stretch", key="fn-precision-chart")
     return dominant
 
 
@@ -124,7 +127,8 @@ def selectors_figure(report: dict[str, Any]) -> go.Figure:
             error_y=dict(type="data", symmetric=False, array=[entries[n]["ci"][1] - entries[n]["precision"] for n in names],
                          arrayminus=[entries[n]["precision"] - entries[n]["ci"][0] for n in names], thickness=1),
             customdata=[entries[n]["pairs"] for n in names],
-            hovertemplate="%{x}, " + group + ": %{y:.3f} of %{customdata} tile pairs<extra></extra>"))
+            hovertemplate="%{x}, " + group + ": %{y:.3f} of %{customdata} " + report.get("unit", "pick")
+                          + "s<extra></extra>"))
     fig.add_hline(y=report["base_rate"], line_dash="dash", line_color="grey",
                   annotation_text=f"base rate {report['base_rate']:.2f}", annotation_position="top left")
     fig.update_layout(barmode="group", height=340, yaxis_range=[0, 1.05], yaxis_title="same dominant class",
@@ -173,8 +177,8 @@ def quality_section(run: Run) -> None:
                "scene, often shares the class too. Here the batches the run trained on are rebuilt and other "
                "selectors pick from them for the same anchors: a random negative, the nearest by colour "
                "statistics, the nearest by the encoder, and an oracle that knows the labels. Their cross-scene "
-               "figures come from the same picks made among other scenes' tiles only. Every figure counts a tile "
-               "pair once per step, however many rows of the loss flagged it.")
+               "figures come from the same picks made among other scenes' tiles only. Every figure counts a flag "
+               "once per step, however many of the two tiles' views flagged it.")
     report = fn_report.cached_report(run)
     label = "📐 Score the flags against reference selectors" if report is None else "🔄 Score again"
     if st.button(label, key=f"fn-quality-{run.id}", type="primary" if report is None else "secondary",
@@ -206,7 +210,7 @@ def quality_section(run: Run) -> None:
             precision = entry["hits"] / entry["pairs"]  # the report's 4-decimal value, rounded again, read 0.210
             col.metric(short_label(name, report), f"{precision:.3f}",
                        help=f"{fn_report.selector_label(name, report)}: 95 % interval {lo:.3f}–{hi:.3f}, "
-                            f"{entry['pairs']} tile pairs")
+                            f"{entry['pairs']} {report.get('unit', 'pick')}s")
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Recall", f"{report['recall']:.4f}" if report["recall"] is not None else "n/a",
               help=f"flagged same-class tile pairs over the {report['recall_detail']['pairs']} same-class pairs the "
@@ -214,10 +218,11 @@ def quality_section(run: Run) -> None:
     cross = report["cross_scene"].get("flags", {})
     c2.metric("Cross-scene precision", f"{report['cross_scene_precision']:.3f}"
               if report["cross_scene_precision"] is not None else "n/a",
-              help=f"flags between tiles of different scenes ({cross.get('pairs', 0)} tile pairs)")
+              help=f"flags between tiles of different scenes ({cross.get('pairs', 0)} {report.get('unit', 'pick')}s)")
     same = report["same_scene"]
     c3.metric("Same-scene precision", f"{same['precision']:.3f}" if same["pairs"] else "n/a",
-              help=f"flags between tiles of one scene ({same['pairs']} pairs): neighbours share classes easily")
+              help=f"flags between tiles of one scene ({same['pairs']} {report.get('unit', 'pick')}s): neighbours "
+                   "share classes easily")
     cal, treatment = report["calibrated"], fn_report.report_detector(report)["treatment"]
     c4.metric("Calibrated flags" if treatment == "fncc" else "Treated flags",
               f"{cal['precision']:.3f}" if cal["pairs"] else "n/a",
@@ -346,7 +351,7 @@ def page() -> None:
     except Exception as err:  # noqa: BLE001 - a missing folder or broken cache is one line, not a traceback
         show_error(err, "data set")
         return
-    dominant = precision_section(shown, dataset, cfg.data, cfg.loss.detector)
+    dominant = precision_section(shown, dataset, cfg.data, cfg.loss.detector, fn_report.picks_ordered(cfg))
     if dominant is not None:
         quality_section(run)
         compare_section(run)

@@ -49,17 +49,21 @@ def frame(*rows: dict) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------------------------ batches
-def test_flagged_row_pairs_amount_to_fewer_tile_pairs() -> None:
-    """A tile pair flagged from two views and from both sides is 4 rows of the loss but 1 tile pair of its step; a
-    mirrored record is the same pair again; a unit is treated when any of its rows was."""
+def test_flagged_rows_amount_to_fewer_units() -> None:
+    """A tile flagged from two views of its anchor is 2 rows of the loss but 1 pick of its step; with its reverse
+    (flagged from the other side) it is 1 tile pair of global selection; a mirrored record is the same pair again; a
+    unit is treated when any of its rows was."""
     rows = pd.DataFrame({"step": [1, 1, 1, 1, 2, 2], "anchor_index": [3, 3, 5, 5, 3, 4],
                          "candidate_index": [5, 5, 3, 3, 5, 6], "calibrated": [False, True] + [False] * 4,
                          "mirrored": [False] * 5 + [True]})
-    units = tile_pair_units(rows)
-    assert units[["step", "anchor_index", "candidate_index", "rows"]].values.tolist() == [[1, 3, 5, 4], [2, 3, 5, 1]]
-    assert units["calibrated"].tolist() == [True, False]
-    assert tile_pair_units(rows.iloc[:0]).columns.tolist() == ["step", "anchor_index", "candidate_index",
-                                                               "calibrated", "rows"]
+    picks = tile_pair_units(rows, ordered=True)
+    assert picks[["step", "anchor_index", "candidate_index", "rows"]].values.tolist() == [[1, 3, 5, 2], [1, 5, 3, 2],
+                                                                                          [2, 3, 5, 1]]
+    assert picks["calibrated"].tolist() == [True, False, False]
+    pairs = tile_pair_units(rows, ordered=False)
+    assert pairs[["step", "anchor_index", "candidate_index", "rows"]].values.tolist() == [[1, 3, 5, 4], [2, 3, 5, 1]]
+    assert tile_pair_units(rows.iloc[:0], ordered=True).columns.tolist() == ["step", "anchor_index", "candidate_index",
+                                                                           "calibrated", "rows"]
 
 
 def test_batch_order_is_the_distributed_sampler_split_over_ranks() -> None:
@@ -130,8 +134,9 @@ def test_rebuilt_batches_equal_the_trainers(roots: Path, monkeypatch: pytest.Mon
         assert key in report, key
     assert report["steps_rebuilt"] == 7 and set(report["selectors"]) == {"flags", "random", "colour", "encoder",
                                                                          "oracle"}
-    assert report["tile_pairs_flagged"] == len(tile_pair_units(pd.DataFrame(run.flagged_pairs())))
-    assert report["pairs"] == report["tile_pairs_flagged"] - report["excluded_unlabeled"] > 0
+    ordered = report["selection"] != "global" or method == "moco"
+    assert report["units_flagged"] == len(tile_pair_units(pd.DataFrame(run.flagged_pairs()), ordered))
+    assert report["pairs"] == report["units_flagged"] - report["excluded_unlabeled"] > 0
     assert report["detector"]["name"] == detector and report["detector"]["uses_labels"] == (detector == "oracle")
     assert report["selection"] == ("per_anchor" if detector != "fnsd" else run.config()["loss"]["selection"])
     if detector == "oracle":  # same dominant class by construction: the ceiling, and the report says so
@@ -174,16 +179,19 @@ def test_per_anchor_selectors_pick_for_the_same_anchor() -> None:
     assert q.excluded_unlabeled == 0 and q.tiles_without_class == 1
 
 
-def test_a_tile_pair_counts_once_per_step_for_the_flags_and_every_selector() -> None:
-    """Anchor 0 flagged tile 3 from both views and tile 3 flagged 0 back: 4 rows of the loss, one tile pair. Each
-    selector picks per anchor tile as many tiles as were flagged for it, and its picks (0, x) and (x, 0) merge too;
-    random and the oracle count as many pairs as the flags."""
-    q = score(frame(pair(1, 0, 3), pair(1, 0, 3, view=1), pair(1, 3, 0), pair(1, 3, 0, view=1)))
+def test_a_pick_counts_once_per_step_whatever_the_views_and_the_oracle_stays_the_ceiling() -> None:
+    """Anchor 0 flagged tile 4 from both views and tile 4 flagged 0 back (both wrong), anchor 2 flagged 3 (right): 4
+    rows of the loss, 3 picks. Every selector picks once for anchors 0, 4 and 2, and the flags never beat the oracle,
+    which could have been right for all three."""
+    q = score(frame(pair(1, 0, 4), pair(1, 0, 4, view=1), pair(1, 4, 0), pair(1, 2, 3)))
     s = q.selectors
-    assert (s["flags"].hits, s["flags"].total) == (0, 1) and q.tile_pairs_flagged == 1 and q.pairs_flagged == 4
-    assert (s["encoder"].hits, s["encoder"].total) == (1, 2)  # 0 picks 1 (right); 3 picks 0 (a tie with 4): wrong
-    assert s["random"].total == 1 and s["random"].hits == pytest.approx((0.25 + 0.25) / 2)
-    assert (s["oracle"].hits, s["oracle"].total) == (1, 1)
+    assert (s["flags"].hits, s["flags"].total) == (1, 3) and q.units_flagged == 3 and q.pairs_flagged == 4
+    assert q.unit == "pick" and q.to_json()["units_flagged"] == 3
+    assert (s["colour"].hits, s["colour"].total) == (0, 3)  # 0 -> 2, 4 -> 3, 2 -> 0: all wrong
+    assert (s["encoder"].hits, s["encoder"].total) == (1, 1)  # 0 -> 1 right; 4 and 2 pick tile 5: no class
+    assert (s["oracle"].hits, s["oracle"].total) == (2, 3)  # tile 4 (class 2) has no same-class negative
+    assert s["random"].total == 3 and s["random"].hits == pytest.approx(0.25 + 0 + 0.25)
+    assert s["flags"].value <= s["oracle"].value
 
 
 def test_oracle_finds_no_more_same_class_negatives_than_the_batch_holds() -> None:
@@ -191,6 +199,27 @@ def test_oracle_finds_no_more_same_class_negatives_than_the_batch_holds() -> Non
     q = score(frame(pair(1, 0, 1), pair(1, 0, 2), pair(1, 0, 3)))
     assert (q.selectors["flags"].hits, q.selectors["flags"].total) == (1, 3)
     assert q.selectors["oracle"].hits == pytest.approx(1) and q.selectors["oracle"].total == 3
+
+
+def test_a_flag_of_a_tile_without_class_sets_no_selector_pick() -> None:
+    """Anchor 4's only flag is tile 5, which has no class: no selector picks for anchor 4, in either selection."""
+    for selection in ("per_anchor", "global"):
+        q = score(frame(pair(1, 0, 1), pair(1, 4, 5)), selection=selection)
+        assert {k: v.total for k, v in q.selectors.items()} == dict.fromkeys(fq.SELECTORS, 1), selection
+        assert q.excluded_unlabeled == 1
+
+
+def test_moco_query_queue_picks_are_ordered_and_cross_scene_totals_follow_the_anchors() -> None:
+    """MoCo: 0 -> 1 and 1 -> 0 are two picks (query against queue key); an anchor whose negatives are all of its
+    own scene adds nothing to the cross-scene totals."""
+    steps = [fn_units.StepCandidates(1, np.array([0, 1, 2]), np.array([0, 1, 2, 4]), ordered=True)]
+    q = score(frame(pair(1, 0, 1), pair(1, 1, 0)), steps=steps)
+    assert (q.selectors["flags"].hits, q.selectors["flags"].total) == (2, 2)
+    g = score(frame(pair(1, 0, 1), pair(1, 1, 0)), selection="global", steps=steps)
+    assert g.unit == "pick" and g.selectors["flags"].total == 2 and g.selectors["random"].total == 2
+    one_scene = [fn_units.StepCandidates(1, np.array([0, 2]), np.array([0, 2]))]  # tiles 0 and 2: scene 0
+    x = score(frame(pair(1, 0, 2)), steps=one_scene).cross_scene
+    assert x["random"].total == 0 and x["oracle"].total == 0
 
 
 def test_recall_calibrated_same_scene_and_unlabeled_pairs() -> None:
@@ -319,7 +348,7 @@ def test_every_detector_is_scored_from_the_shell_and_two_runs_compare_on_shared_
     assert reports["oracle"]["detector"]["label"] == "oracle (uses labels) + fncc"
     assert reports["oracle"]["precision"] == 1.0 and "reads the labels" in " ".join(reports["oracle"]["notes"])
     assert "NOTE: the oracle detector reads the labels" in report_lines(reports["oracle"])[1]
-    assert "precision: the share of a selector's tile pairs whose two tiles have the same dominant class" in \
+    assert "precision: the share of a selector's picks whose two tiles have the same dominant class" in \
         report_lines(reports["oracle"])[2]
     assert reports["oracle"]["pairs_treated"] >= reports["oracle"]["calibrated"]["pairs"]
     gate_shut = {**reports["oracle"], "calibrated": {"pairs": 0}, "pairs_flagged": 10, "pairs_treated": 0}

@@ -155,9 +155,12 @@ def test_precision_per_bin_against_a_hand_computed_case() -> None:
     recs = [pair(1, 0, 1), pair(2, 0, 2), pair(3, 2, 3),  # bin 1 (steps 1-3): right, wrong, right
             pair(4, 5, 0), pair(5, 3, 4), pair(6, 1, 5),  # bin 2 (steps 4-6): wrong, right, wrong
             pair(6, 4, 4),  # a tile with itself: not scored
-            pair(1, 1, 0), pair(6, 5, 1)]  # the same tile pairs again in their steps (other rows): counted once
+            pair(3, 2, 3, anchor_view=1),  # the same pick from the anchor's other view: counted once
+            pair(1, 1, 0), pair(6, 5, 1)]  # the reverse picks: the same tile pairs of global selection
     pairs = pd.DataFrame(recs)
-    report = fn.precision_over_training(pairs, dominant, bins=2)
+    picks = fn.precision_over_training(pairs, dominant, bins=2)
+    assert picks.by_bin["pairs"].tolist() == [4, 4] and picks.by_bin["correct"].tolist() == [3, 1]
+    report = fn.precision_over_training(pairs, dominant, bins=2, ordered=False)
     assert report.by_bin["step_start"].tolist() == [1, 4] and report.by_bin["step_end"].tolist() == [3, 6]
     assert report.by_bin["pairs"].tolist() == [3, 3] and report.by_bin["correct"].tolist() == [2, 1]
     assert report.by_bin["precision"].tolist() == pytest.approx([2 / 3, 1 / 3])

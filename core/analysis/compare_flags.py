@@ -87,13 +87,14 @@ def _delta(d: dict[str, Any] | None) -> str:
 
 def to_markdown(table: dict[str, Any]) -> str:
     """Two tables (all flags; across scenes only) and the note that says how to read them."""
-    lines = [f"Flag quality of {table['name'] or 'the comparison'}'s pretraining runs: the share of flagged tile "
-             "pairs whose tiles share the dominant label class (%, mean ± sd over pretraining seeds), beside "
-             "reference selectors that pick as many negatives for the same anchors in the very same batches. A tile "
-             "pair counts once per step, however many rows of the loss flagged it.", ""]
+    lines = [f"Flag quality of {table['name'] or 'the comparison'}'s pretraining runs: the share of flags whose "
+             "two tiles share the dominant label class (%, mean ± sd over pretraining seeds), beside reference "
+             "selectors that pick as many negatives for the same anchor tiles in the very same batches. A flag counts "
+             "once per step however many of its tiles' views flagged it: an anchor tile's pick (per-anchor "
+             "selection) or a tile pair (global).", ""]
     for scope, title in (("all", "All flags"), ("cross_scene", "Across scenes only (both tiles from different scenes)")):
         lines += [f"**{title}**", "",
-                  "| method | runs | scored tile pairs per run | flags | random | colour stats | run's encoder | "
+                  "| method | runs | scored flags per run | flags | random | colour stats | run's encoder | "
                   "oracle (labels) | Δ mIoU vs base (points) |", "|---|---|---|---|---|---|---|---|---|"]
         for row in table["methods"]:
             cells = [_pct(row[scope][s]) for s in SELECTORS]
@@ -104,7 +105,7 @@ def to_markdown(table: dict[str, Any]) -> str:
     lines.append("flags: the detector's own picks during pretraining (on augmented views, with the encoder of that "
                  "step); the selectors pick on whole tiles (colour statistics; the run's final encoder; the labels). "
                  "An oracle run's flags read labels by construction. The sd is over pretraining seeds only: with "
-                 "few flagged tile pairs per run, each run's own share is far less certain (10 pairs: a 95 % interval "
+                 "few flags per run, each run's own share is far less certain (10 pairs: a 95 % interval "
                  "about 50 points wide), which a small sd does not show.")
     return "\n".join(lines)
 

@@ -5,18 +5,20 @@ whose colour statistics are closest) already finds same-class tiles far more oft
 tiles of one scene share their class almost always. So every figure here is measured on the batches the run
 actually trained on (rebuilt by :class:`~core.ssl.batch_order.BatchOrder`), for the same anchors and as many
 picks as the run's detector made (FALSE's FNSD, ``nearest``, ``support`` or the ``oracle``: every detector writes
-its flags to ``fns.jsonl`` alike), and split into same-scene and cross-scene pairs. The unit is a tile pair, once per
-step (:mod:`core.analysis.fn_units`): the loss's rows repeat one pair up to eight times, and counting them would
-make every interval too narrow.
+its flags to ``fns.jsonl`` alike), and split into same-scene and cross-scene pairs. The unit is counted once per
+step, whatever the views (:mod:`core.analysis.fn_units`): per-anchor selection counts picks, an anchor tile's
+flagged negative tile (a reference selector picks as many for the same anchor tile); global selection counts tile
+pairs of the batch (MoCo: query -> queue tile). The loss's rows repeat a unit up to four times, and counting them
+made every interval too narrow.
 
-- ``flags``: the tile pairs the detector flagged.
+- ``flags``: the units the detector flagged.
 - ``random``: a uniformly random negative of the same anchors (global mode: a random pair of the batch); its
   expected precision, computed exactly, not sampled.
 - ``colour``: the nearest negatives by per-channel colour mean and standard deviation of the whole tile.
 - ``encoder``: the nearest negatives by cosine of the run's final encoder features (pooled, unaugmented tile).
 - ``oracle``: a selector that knows the labels: the share of picks that could have been same-class at all
-  (per anchor: as many as the batch held same-class negatives). The ceiling of any selector. (The ``oracle``
-  *detector* trains with these labels: its own flags are same-class by construction.)
+  (per anchor: as many as the batch held same-class negatives). The ceiling of any selector for these anchors.
+  (The ``oracle`` *detector* trains with these labels: its own flags are same-class by construction.)
 
 Cross-scene figures: for the flags, those between tiles of different scenes; for every reference selector, the
 same picks made among the negatives of other scenes only (neighbouring and overlapping edge tiles of one scene
@@ -28,6 +30,7 @@ step. Intervals are 95 % Wilson score intervals. Nothing here reads files: :mod:
 """
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -119,7 +122,8 @@ class FlagQuality:
     tiles_without_class: int
     notes: list[str] = field(default_factory=list)
     pairs_treated: int = 0  # records the treatment acted on (FNCC: its gate opened), labeled or not
-    tile_pairs_flagged: int = 0  # distinct (step, tile pair) units the flags amount to, labeled or not
+    units_flagged: int = 0  # distinct units per step the flags amount to, labeled or not
+    unit: str = "pick"  # "pick" (an anchor tile's negative tile) or "tile pair" (global selection)
 
     @property
     def precision(self) -> Proportion:
@@ -139,7 +143,7 @@ class FlagQuality:
             "excluded_unlabeled": self.excluded_unlabeled, "excluded_mirrored": self.excluded_mirrored,
             "steps_with_flags": self.steps_with_flags, "steps_rebuilt": self.steps_rebuilt, "tiles": self.tiles,
             "tiles_without_class": self.tiles_without_class, "notes": list(self.notes),
-            "pairs_treated": self.pairs_treated, "tile_pairs_flagged": self.tile_pairs_flagged,
+            "pairs_treated": self.pairs_treated, "units_flagged": self.units_flagged, "unit": self.unit,
         }
 
 
@@ -217,8 +221,9 @@ def score_flags(pairs: pd.DataFrame, steps: Iterable[StepCandidates], classes: n
                 flagged_by: str = "FNSD") -> FlagQuality:
     """Precision of the flags and of the reference selectors on the same batches; recall over every step.
 
-    Every precision counts distinct (step, tile pair) units (:func:`~core.analysis.fn_units.tile_pair_units`), so
-    its interval is that of independent facts about two tiles, not of the loss's rows that repeat them.
+    Every precision counts distinct units per step (:func:`~core.analysis.fn_units.tile_pair_units`): picks of an
+    anchor tile (per-anchor selection; MoCo's query -> queue tile) or tile pairs (global selection), not the loss's
+    rows, which repeat them for each view.
 
     Args:
         pairs: flagged pairs (``core.analysis.fn_scoring.load_pairs``); steps: every step's candidates, in order;
@@ -237,11 +242,10 @@ def score_flags(pairs: pd.DataFrame, steps: Iterable[StepCandidates], classes: n
     mirrored = pairs["mirrored"].to_numpy(bool) if len(pairs) else np.zeros(0, bool)
     own = pairs[~mirrored]
     by_step = {int(s): g for s, g in own.groupby("step")} if len(own) else {}
-    units = tile_pair_units(pairs)
-    units_by_step = {int(s): g for s, g in units.groupby("step")}
     tallies = {name: _Tally() for name in ["flags", "random", *features, "oracle"]}
     calibrated, same_scene = _Tally(), _Tally()
-    available = flagged_same = n_rebuilt = unlabeled = 0
+    available = flagged_same = n_rebuilt = unlabeled = n_units = 0
+    ordered = selection != "global"
     for sc in steps:
         n_rebuilt += 1
         available += _same_class_pairs(sc, classes)
@@ -251,7 +255,9 @@ def score_flags(pairs: pd.DataFrame, steps: Iterable[StepCandidates], classes: n
         anchors_t = group["anchor_index"].to_numpy(np.int64)
         cands_t = group["candidate_index"].to_numpy(np.int64)
         _check_in_batch(sc, anchors_t, cands_t)
-        unit = units_by_step.get(sc.step, units.iloc[:0])
+        ordered = selection != "global" or sc.ordered
+        unit = tile_pair_units(group, ordered)
+        n_units += len(unit)
         flagged = list(zip(unit["anchor_index"].tolist(), unit["candidate_index"].tolist()))
         scored = [(a, c) for a, c in flagged if scorer.labeled(a, c)]
         unlabeled += len(flagged) - len(scored)
@@ -263,22 +269,20 @@ def score_flags(pairs: pd.DataFrame, steps: Iterable[StepCandidates], classes: n
         flagged_same += len({_key(a, c, sc.ordered) for a, c in zip(anchors_t.tolist(), cands_t.tolist())
                              if a != c and scorer.labeled(a, c) and classes[a] == classes[c]})
         if selection == "global":
-            _global_selectors(sc, len(flagged), scorer, tallies, features)
+            _global_selectors(sc, len(scored), scorer, tallies, features)
         else:
-            picks = group[group["anchor_index"] != group["candidate_index"]]
-            picks = picks.groupby("anchor_index")["candidate_index"].nunique()
-            _anchor_selectors(sc, {int(a): int(k) for a, k in picks.items()}, len(scored), scorer, tallies, features)
+            _anchor_selectors(sc, Counter(a for a, _ in scored), scorer, tallies, features)
     recall = Proportion(float(flagged_same), int(available))
     selectors = {k: t.overall() for k, t in tallies.items()}
     cross = {k: t.cross() for k, t in tallies.items()}
     notes = []
     if selection == "global":
-        notes.append(f"global selection: each reference selector picks, per step, as many tile pairs of the batch as "
-                     f"{flagged_by} flagged (the closest ones); random is a random pair of the batch")
+        notes.append(f"global selection: each reference selector picks, per step, as many {_unit_word(ordered)}s of "
+                     f"the batch as {flagged_by} flagged (the closest ones); random is a random pair of the batch")
     else:
-        notes.append(f"per-anchor selection: each reference selector picks, per anchor tile, as many negative tiles as "
-                     f"{flagged_by} flagged for it; random and the oracle are expectations over those anchors, "
-                     "counted as many tile pairs as the flags")
+        notes.append(f"per-anchor selection: each reference selector picks, for each anchor tile, as many negative "
+                     f"tiles as {flagged_by} flagged for it; a pair flagged from both sides is two picks, as it is "
+                     "for every selector")
     return FlagQuality(
         selection=selection, selectors=selectors, cross_scene=cross, calibrated=calibrated.overall(),
         same_scene=same_scene.overall(), recall=recall, base_rate=base_rate, pairs_flagged=len(pairs),
@@ -286,7 +290,12 @@ def score_flags(pairs: pd.DataFrame, steps: Iterable[StepCandidates], classes: n
         steps_with_flags=len(by_step), steps_rebuilt=n_rebuilt, tiles=len(classes),
         tiles_without_class=int((classes == NO_CLASS).sum()), notes=notes,
         pairs_treated=int(pairs["calibrated"].astype(bool).sum()) if "calibrated" in pairs else 0,
-        tile_pairs_flagged=len(units))
+        units_flagged=n_units, unit=_unit_word(ordered))
+
+
+def _unit_word(ordered: bool) -> str:
+    """What a report counts: an anchor tile's pick of a negative tile, or a pair of tiles (global selection)."""
+    return "pick" if ordered else "tile pair"
 
 
 def _key(a: int, c: int, ordered: bool) -> tuple[int, int]:
@@ -319,49 +328,35 @@ def _same_class_pairs(sc: StepCandidates, classes: np.ndarray) -> int:
     return int((na * nc).sum() - both.sum())
 
 
-def _unit(a: int, c: int) -> tuple[int, int]:
-    return (a, c) if a < c else (c, a)
-
-
-def _anchor_selectors(sc: StepCandidates, picks: dict[int, int], n_flags: int, scorer: _Scorer,
-                      tallies: dict[str, _Tally], features: dict[str, tuple[np.ndarray, str]]) -> None:
-    """Per anchor tile, as many picks as the detector flagged for it (``picks``) by every reference selector: among
-    all its negatives, and (for the cross-scene figures) among the negatives from other scenes only; each tile
-    pair once. Random and the oracle: their expected hits over these anchors, counted as ``n_flags`` pairs."""
-    chosen = {name: (set(), set()) for name in features}
-    weight = rate = oracle = x_weight = x_rate = x_oracle = 0.0
+def _anchor_selectors(sc: StepCandidates, picks: Counter, scorer: _Scorer, tallies: dict[str, _Tally],
+                      features: dict[str, tuple[np.ndarray, str]]) -> None:
+    """For each anchor tile as many picks as the detector's scored flags of it (``picks``), by every reference
+    selector: among all its negatives, and (for the cross-scene figures) among the negatives from other scenes
+    only. Random and the oracle: their expected hits for these anchors and numbers of picks."""
     for a, k in picks.items():
         negatives = sc.candidates[sc.candidates != a]
         other = negatives[scorer.scenes[negatives] != scorer.scenes[a]]
         for name, (feats, metric) in features.items():
-            chosen[name][0].update(_unit(a, int(c)) for c in _nearest(feats, metric, a, negatives, k))
+            scorer.add_pairs(tallies[name], [(a, int(c)) for c in _nearest(feats, metric, a, negatives, k)], "overall")
             if len(other):
-                chosen[name][1].update(_unit(a, int(c)) for c in _nearest(feats, metric, a, other, k))
+                scorer.add_pairs(tallies[name], [(a, int(c)) for c in _nearest(feats, metric, a, other, k)], "cross")
         chance = scorer.chance(a, sc.candidates)
         if chance is None:
             continue
-        r, xr, n_same, x_same = chance
-        weight, rate, oracle = weight + k, rate + k * r, oracle + min(k, n_same)
-        if xr == xr:  # the anchor has negatives from other scenes
-            x_weight, x_rate, x_oracle = x_weight + k, x_rate + k * xr, x_oracle + min(k, x_same)
-    for name, (overall, cross) in chosen.items():
-        scorer.add_pairs(tallies[name], sorted(overall), "overall")
-        scorer.add_pairs(tallies[name], sorted(cross), "cross")
-    if weight and n_flags:
-        x_n = n_flags * x_weight / weight
-        x_share = (lambda v: x_n * v / x_weight) if x_weight else (lambda v: 0.0)
-        tallies["random"].add(n_flags * rate / weight, n_flags, x_share(x_rate), x_n)
-        tallies["oracle"].add(n_flags * oracle / weight, n_flags, x_share(x_oracle), x_n)
+        rate, x_rate, n_same, x_same = chance
+        x_k = k if x_rate == x_rate else 0  # NaN: no negative from another scene
+        tallies["random"].add(k * rate, k, x_k * x_rate if x_k else 0.0, x_k)
+        tallies["oracle"].add(min(k, n_same), k, min(x_k, x_same), x_k)
 
 
 def _global_selectors(sc: StepCandidates, k: int, scorer: _Scorer, tallies: dict[str, _Tally],
                       features: dict[str, tuple[np.ndarray, str]]) -> None:
-    """The k tile pairs of the batch every reference selector picks: among all pairs, and among cross-scene
-    pairs."""
+    """The k pairs of the batch every reference selector picks (MoCo: query -> queue tile): among all pairs, and
+    among cross-scene pairs."""
     for name, (feats, metric) in features.items():
         for part, scenes in (("overall", None), ("cross", scorer.scenes)):
-            picked = _closest_pairs(feats, metric, sc.anchors, sc.candidates, k, sc.ordered, scenes)
-            scorer.add_pairs(tallies[name], list(dict.fromkeys(_unit(a, c) for a, c in picked)), part)
+            scorer.add_pairs(tallies[name], _closest_pairs(feats, metric, sc.anchors, sc.candidates, k, sc.ordered,
+                                                           scenes), part)
     a, c = np.meshgrid(sc.anchors, sc.candidates, indexing="ij")
     ok = (a != c) & (scorer.classes[a] != NO_CLASS) & (scorer.classes[c] != NO_CLASS)
     if not sc.ordered:

@@ -33,7 +33,7 @@ from .fn_scoring import NO_CLASS, base_rate, dominant_classes, load_pairs, run_c
 from ..store.runs import Run, atomic_write_json, read_json_file
 
 CACHE_NAME = "flag_quality.json"
-REPORT_VERSION = 4  # 2: cross-scene picks among other scenes only; 3: any detector; 4: tile pairs, once per step
+REPORT_VERSION = 5  # 2: cross-scene among other scenes; 3: any detector; 5: picks or tile pairs once per step
 PARTIAL = "partial"  # the cache's slot for a report over the first steps only (a comparison's shared steps)
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -164,6 +164,11 @@ def detector_of(cfg: PretrainConfig) -> dict[str, Any]:
 def selection_of(cfg: PretrainConfig) -> str:
     """How the detector picked its flags: FNSD by ``loss.selection``; nearest, support and the oracle per anchor."""
     return str(cfg.loss.selection) if cfg.loss.detector == "fnsd" else "per_anchor"
+
+
+def picks_ordered(cfg: PretrainConfig) -> bool:
+    """Whether a run's flags are counted as an anchor's picks (per-anchor selection, MoCo) or as tile pairs."""
+    return selection_of(cfg) != "global" or bool(get_method(cfg.method).queue)
 
 
 def no_detector_reason(run: Run, cfg: PretrainConfig) -> str | None:
@@ -302,14 +307,16 @@ def _fmt(entry: dict[str, Any] | None) -> str:
 def report_lines(r: dict[str, Any]) -> list[str]:
     """The report as the lines the CLI prints."""
     det = report_detector(r)
-    tiles = r.get("tile_pairs_flagged")
+    unit = r.get("unit", "pick")
     head = (f"run {r.get('run')}: {r.get('method')} on {r.get('data')}, {det['label']} (detector {det['name']}, "
             f"treatment {det['treatment']}), selection {r['selection']}, {r['pairs_flagged']} flagged pairs of the "
-            f"loss's rows over {r['steps_with_flags']} of {r['steps_rebuilt']} steps"
-            + (f": {tiles} tile pairs, each counted once per step" if tiles is not None else ""))
+            f"loss's rows over {r['steps_with_flags']} of {r['steps_rebuilt']} steps: {r.get('units_flagged')} "
+            f"{unit}s, each counted once per step however many views flagged it")
+    what = ("an anchor tile's pick of a negative tile; each selector picks as many for the same anchor tiles"
+            if unit == "pick" else "a pair of tiles of the batch; each selector picks as many pairs")
     lines = [head,
-             "precision: the share of a selector's tile pairs whose two tiles have the same dominant class (95% "
-             "Wilson interval; n counts tile pairs, once per step), each selector on the run's own batches:"]
+             f"precision: the share of a selector's {unit}s whose two tiles have the same dominant class (95% "
+             f"Wilson interval; n: {unit}s scored, where a {unit} is {what}), on the run's own batches:"]
     if det["uses_labels"]:
         lines.insert(1, f"NOTE: {ORACLE_NOTE}")
     cross = r.get("cross_scene", {})
@@ -333,7 +340,7 @@ def report_lines(r: dict[str, Any]) -> list[str]:
                  f"{rec['hits']:.0f} of {rec['pairs']} same-class tile pairs offered (each once per step) = "
                  f"{r['recall'] if r['recall'] is not None else float('nan'):.4f}")
     if r["excluded_unlabeled"] or r["tiles_without_class"]:
-        lines.append(f"left out: {r['excluded_unlabeled']} tile pairs with a tile without labeled pixels "
+        lines.append(f"left out: {r['excluded_unlabeled']} {r.get('unit', 'pick')}s with a tile without labeled pixels "
                      f"({r['tiles_without_class']} such tiles)")
     if r["excluded_mirrored"]:
         lines.append(f"left out: {r['excluded_mirrored']} mirrored records (the same tile pair again)")

@@ -330,7 +330,7 @@ class PrecisionReport:
     """How often flagged pairs share their dominant class, per step bin and overall, against chance."""
 
     by_bin: pd.DataFrame  # step_start, step_end, step_mid, pairs, correct, precision, ci_low, ci_high
-    pairs: int  # scored tile pairs, once per step (distinct tiles, both labeled)
+    pairs: int  # scored units (picks or tile pairs), once per step (distinct tiles, both labeled)
     correct: int
     base_rate: float
     n_tiles: int
@@ -359,17 +359,18 @@ def same_class(pairs: pd.DataFrame, dominant: np.ndarray) -> pd.Series:
     return pd.Series(dominant[idx[:, 0]] == dominant[idx[:, 1]], index=pairs.index)
 
 
-def precision_over_training(pairs: pd.DataFrame, dominant: np.ndarray | None, bins: int = 10) -> \
-        PrecisionReport | None:
+def precision_over_training(pairs: pd.DataFrame, dominant: np.ndarray | None, bins: int = 10,
+                            ordered: bool = True) -> PrecisionReport | None:
     """Precision of the flags per equal-width step bin, overall, and the base rate; None without labels.
 
-    The unit is a tile pair once per step (:func:`~core.analysis.fn_units.tile_pair_units`: the loss's rows repeat
-    it), and pairs of a tile with itself are left out (only a foreign record): the base rate is for distinct tiles.
+    The unit is counted once per step (:func:`~core.analysis.fn_units.tile_pair_units`: the loss's rows repeat it):
+    an anchor tile's pick (``ordered``), else a tile pair. Pairs of a tile with itself are left out (only a foreign
+    record): the base rate is for distinct tiles.
     So are pairs with a tile that has no labeled pixel (no class).
     """
     if dominant is None:
         return None
-    scored = tile_pair_units(pairs)
+    scored = tile_pair_units(pairs, ordered)
     same_class(scored, dominant)  # range check: the data set must be the run's
     idx = scored[["anchor_index", "candidate_index"]].to_numpy()
     scored = scored[(dominant[idx[:, 0]] != NO_CLASS) & (dominant[idx[:, 1]] != NO_CLASS)] if len(idx) else scored

@@ -1,9 +1,9 @@
-"""What a flag report counts: the batches a run trained on, rebuilt, and its flags as distinct tile pairs per step.
+"""What a flag report counts: the batches a run trained on, rebuilt, and its flags as distinct units per step.
 
-Why tile pairs: a detector flags rows of the loss, and one pair of tiles has many rows (SimCLR: 2 views x 2 views,
-from both sides; a symmetric run also writes a mirrored record). Whether a flag is a false negative is one fact
-about two tiles, so its rows are one observation, not eight: precision and its interval count each tile pair once
-per step (:func:`tile_pair_units`), for the flags and for every reference selector alike.
+Why units: a detector flags rows of the loss, and one pair of tiles has many rows (SimCLR: 2 views x 2 views, and
+a symmetric run's mirrored record). Whether a flag is a false negative is one fact about two tiles, so those rows
+are one observation, not four: precision and its interval count each unit once per step (:func:`tile_pair_units`),
+for the flags and for every reference selector alike.
 """
 from __future__ import annotations
 
@@ -55,21 +55,26 @@ def moco_candidates(order: Any, last_step: int, queue_size: int) -> Iterator[Ste
         ptr = (ptr + len(batch)) % queue_size
 
 
-def tile_pair_units(pairs: pd.DataFrame) -> pd.DataFrame:
-    """The flagged pairs as distinct (step, tile pair) units, the smaller tile index first.
+def tile_pair_units(pairs: pd.DataFrame, ordered: bool) -> pd.DataFrame:
+    """The flagged pairs as distinct units per step: ``ordered``, (anchor tile, candidate tile) picks; else tile
+    pairs, the smaller index first.
 
-    ``calibrated``: any of the unit's rows was treated; ``rows``: how many non-mirrored rows it stands for. Mirrored
-    records and pairs of a tile with itself (only a foreign record) are left out. The pair is unordered even for
-    MoCo: an anchor -> queue flag and its reverse in one step are the same fact about two tiles.
+    Ordered fits a detector that picks per anchor (each anchor tile's picks are its own; a reference selector picks
+    for the same anchors as many) and MoCo (a query against a queue key); unordered fits global selection, which
+    picks pairs of the batch. Either way a tile's two views count once. ``calibrated``: any of the unit's rows was
+    treated; ``rows``: how many non-mirrored rows it stands for. Mirrored records and pairs of a tile with itself
+    (only a foreign record) are left out.
     """
     if pairs.empty:
         return pd.DataFrame({c: pd.Series(dtype=bool if c == "calibrated" else "int64") for c in UNIT_COLUMNS})
     a, c = pairs["anchor_index"].to_numpy(np.int64), pairs["candidate_index"].to_numpy(np.int64)
     keep = a != c
     if "mirrored" in pairs:
-        keep &= ~pairs["mirrored"].to_numpy(bool)
-    calibrated = pairs["calibrated"].to_numpy(bool) if "calibrated" in pairs else np.zeros(len(pairs), bool)
-    rows = pd.DataFrame({"step": pairs["step"].to_numpy(np.int64)[keep], "anchor_index": np.minimum(a, c)[keep],
-                         "candidate_index": np.maximum(a, c)[keep], "calibrated": calibrated[keep]})
+        keep &= ~pairs["mirrored"].fillna(False).to_numpy(bool)
+    calibrated = pairs["calibrated"].fillna(False).to_numpy(bool) if "calibrated" in pairs \
+        else np.zeros(len(pairs), bool)
+    first, second = (a, c) if ordered else (np.minimum(a, c), np.maximum(a, c))
+    rows = pd.DataFrame({"step": pairs["step"].to_numpy(np.int64)[keep], "anchor_index": first[keep],
+                         "candidate_index": second[keep], "calibrated": calibrated[keep]})
     units = rows.groupby(["step", "anchor_index", "candidate_index"], sort=True)["calibrated"].agg(["any", "size"])
     return units.reset_index().rename(columns={"any": "calibrated", "size": "rows"})[list(UNIT_COLUMNS)]
