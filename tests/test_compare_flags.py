@@ -49,6 +49,10 @@ def test_a_comparison_gets_every_detectors_flags_beside_its_mIoU(store_base: Pat
     assert f"| SimCLR + FALSE (global) | 2 | {single['cross_scene']['flags']['pairs']} | " in text.split("Across")[1]
     assert "+1.50 [-0.50, +3.50] within noise" in text
     assert "Across scenes only" in text and "| SimCLR |" not in text
+    (cmp_path / "comparison.json").unlink()  # a comparison stopped before its table: the flags of its runs so far
+    assert report_main([str(cmp_path), "--no-encoder"]) == 0
+    text = capsys.readouterr().out
+    assert "has not finished" in text and "| SimCLR + FALSE (global) | 2 |" in text and "n/a (unfinished)" in text
 
 
 def test_a_run_that_is_not_a_comparison_or_pretraining_is_one_line(store_base: Path, tmp_path: Path,

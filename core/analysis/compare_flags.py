@@ -41,12 +41,16 @@ def comparison_flags(comparison: Run, use_encoder: bool = True, progress: Progre
     """Per method: flag precision and the reference selectors (all flags and across scenes), over its seeds."""
     if comparison.kind() != "compare":
         raise FlagReportError(f"{comparison.path} is not a comparison run")
+    from ..seg.compare_report import label  # lazy: seg's report reads this package's statistics
+
     result = comparison.read_json("comparison.json") or {}
     differences = {d["method"]: d for d in result.get("differences", [])}
-    labels = {m["method"]: m.get("label", m["method"]) for m in result.get("methods", [])}
     miou = {m["method"]: m for m in result.get("methods", [])}
+    planned = [str(m) for m in (comparison.config() or {}).get("methods") or []]
     found = _pretraining_runs(comparison)
-    order = [m for m in miou if m in found] + sorted(m for m in found if m not in miou)  # the comparison's order
+    listed = list(miou) or planned  # the comparison's order, finished or not
+    order = [m for m in listed if m in found] + sorted(m for m in found if m not in listed)
+    labels = {m: miou.get(m, {}).get("label") or label(m) for m in order}
     by_method = {m: found[m] for m in order if has_detector(found[m][0].config())}
     total, done, rows = sum(len(rs) for rs in by_method.values()), 0, []
     for method, runs in by_method.items():
@@ -69,7 +73,8 @@ def comparison_flags(comparison: Run, use_encoder: bool = True, progress: Progre
         diff = differences.get(method)
         row["delta_miou_points"] = diff["miou_points"] if diff else None
         rows.append(row)
-    return {"comparison": str(comparison.path), "name": result.get("name"), "methods": rows}
+    return {"comparison": str(comparison.path), "name": result.get("name") or (comparison.config() or {}).get("name"),
+            "methods": rows, "finished": bool(result)}
 
 
 def _pct(entry: dict[str, Any]) -> str:
@@ -79,7 +84,9 @@ def _pct(entry: dict[str, Any]) -> str:
     return f"{100 * entry['mean']:.1f}{sd}"
 
 
-def _delta(d: dict[str, Any] | None) -> str:
+def _delta(d: dict[str, Any] | None, finished: bool = True) -> str:
+    if not finished:
+        return "n/a (unfinished)"
     if not d:
         return "(base)"
     return f"{d['mean']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}] {d['verdict']}"
@@ -92,6 +99,9 @@ def to_markdown(table: dict[str, Any]) -> str:
              "selectors that pick as many negatives for the same anchor tiles in the very same batches. A flag counts "
              "once per step however many of its tiles' views flagged it: an anchor tile's pick (per-anchor "
              "selection) or a tile pair (global).", ""]
+    if not table.get("finished", True):
+        lines += ["The comparison has not finished (no comparison.json): the flags of its finished pretraining runs, "
+                  "no Δ mIoU yet (`python -m core.compare --resume` finishes it).", ""]
     for scope, title in (("all", "All flags"), ("cross_scene", "Across scenes only (both tiles from different scenes)")):
         lines += [f"**{title}**", "",
                   "| method | runs | scored flags per run | flags | random | colour stats | run's encoder | "
@@ -100,7 +110,7 @@ def to_markdown(table: dict[str, Any]) -> str:
             cells = [_pct(row[scope][s]) for s in SELECTORS]
             pairs = row["pairs_per_run" if scope == "all" else "cross_scene_pairs_per_run"]
             lines.append(f"| {row['label']} | {row['runs']} | {pairs:.0f} | " + " | ".join(cells)
-                         + f" | {_delta(row['delta_miou_points'])} |")
+                         + f" | {_delta(row['delta_miou_points'], table.get('finished', True))} |")
         lines.append("")
     lines.append("flags: the detector's own picks during pretraining (on augmented views, with the encoder of that "
                  "step); the selectors pick on whole tiles (colour statistics; the run's final encoder; the labels). "
