@@ -18,6 +18,7 @@ from core.analysis import fn_quality as fq
 from core.analysis import fn_report
 from core.analysis import fn_scoring as fn
 from core.analysis.pair_grid import class_names, pair_tiles
+from core.analysis.stats import share_relation
 from core.config import ConfigError, DataConfig, LossConfig
 from core.config.strategy import strategy_label, uses_labels
 from core.store.runs import Run
@@ -147,17 +148,15 @@ def quality_verdict(report: dict[str, Any]) -> str:
     for name, what in (("random", "a random negative"), ("colour", "the nearest tile by colour")):
         other = sel.get(name)
         if other and other["pairs"]:
-            olo, ohi = other["ci"]
-            rel = "above" if lo > ohi else "below" if hi < olo else "level with"
-            parts.append(f"{rel} {what} ({other['precision']:.0%})")
+            parts.append(share_relation(p, (lo, hi), other["precision"], other["ci"], what))
     text = ", ".join(parts) + "."
     cross = report.get("cross_scene", {})
     mine, colour = cross.get("flags"), cross.get("colour")
     if mine and mine["pairs"] and colour and colour["pairs"]:
-        rel = "above" if mine["ci"][0] > colour["ci"][1] else "below" if mine["ci"][1] < colour["ci"][0] \
-            else "level with"
+        rel = share_relation(mine["precision"], mine["ci"], colour["precision"], colour["ci"],
+                       "the colour selector picking from other scenes")
         text += (f" Across scenes (neighbouring tiles share classes easily), {mine['precision']:.0%} of its flags "
-                 f"share their class, {rel} the colour selector picking from other scenes ({colour['precision']:.0%}).")
+                 f"share their class, {rel}.")
     if det["uses_labels"]:
         text += " These flags read the labels: their precision is 100 % by construction, the ceiling, not a method."
     return text

@@ -9,6 +9,7 @@ import pytest
 
 from core.analysis import fn_scoring as fn
 from core.analysis.pair_grid import class_names, pair_tiles
+from core.analysis.stats import share_relation
 from core.data import build_dataset
 from core.store.runs import list_runs
 from tests.pages import errors, open_page, texts
@@ -114,6 +115,9 @@ def test_flags_are_scored_against_reference_selectors(store_base: Path, tmp_path
     assert shown["FNSD flags"] == f"{stored['precision']:.3f}"
     assert shown["Colour nearest"] == f"{stored['selectors']['colour']['precision']:.3f}"
     assert "The pairs FNSD flagged share their class" in texts(at)
+    colour = stored["selectors"]["colour"]  # above, below or level by the difference's interval, not by overlap
+    assert share_relation(stored["precision"], stored["precision_ci"], colour["precision"], colour["ci"],
+                          "the nearest tile by colour") in texts(at)
     assert len(at.get("plotly_chart")) == 3  # counts, precision per bin, selectors
     again = open_page("false_negatives")  # a new session: the stored report is shown at once
     again.selectbox(key="fn-run").set_value(run_id).run()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from core.analysis.fn_quality import Proportion
-from core.analysis.stats import wilson_interval
+from core.analysis.stats import proportion_difference, share_relation, wilson_interval
 from core.analysis.stats import mean_sd, paired_difference
 
 
@@ -19,6 +19,26 @@ def test_wilson_interval_matches_the_textbook_values() -> None:
     p = Proportion(8, 10)
     assert p.value == 0.8 and p.ci == pytest.approx((0.4902, 0.9433), abs=1e-4)
     assert math.isnan(Proportion(0, 0).value) and Proportion(0, 0).to_json()["precision"] is None
+
+
+def _ci(k: int, n: int) -> tuple[float, float]:
+    lo, hi = wilson_interval(np.array([k]), np.array([n]))
+    return float(lo[0]), float(hi[0])
+
+
+def test_the_difference_of_two_shares_has_newcombes_interval() -> None:
+    d, lo, hi = proportion_difference(56 / 70, _ci(56, 70), 48 / 80, _ci(48, 80))  # Newcombe (1998), method 10
+    assert (d, lo, hi) == pytest.approx((0.2, 0.0524, 0.3339), abs=1e-4)
+    assert proportion_difference(0.3, _ci(3, 10), 0.9, _ci(9, 10))[1:] == pytest.approx((-0.8090, -0.1705), abs=1e-4)
+
+
+def test_shares_whose_intervals_touch_are_not_called_level() -> None:
+    """The False negatives page once read 35 % [22, 50] 'level with' 65 % [50, 78] because the intervals touched."""
+    text = share_relation(14 / 40, _ci(14, 40), 26 / 40, _ci(26, 40), "the colour selector")
+    assert text.startswith("30 points below the colour selector (65%") and "level" not in text
+    assert share_relation(26 / 40, _ci(26, 40), 14 / 40, _ci(14, 40), "x").startswith("30 points above x")
+    level = share_relation(14 / 40, _ci(14, 40), 17 / 40, _ci(17, 40), "a random negative")
+    assert level.startswith("level with a random negative (42%") and "within noise" in level
 
 
 def test_paired_difference_uses_the_t_distribution() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,3 +84,25 @@ def wilson_interval(correct: np.ndarray, total: np.ndarray, z: float = 1.96) -> 
         centre = (p + z * z / (2 * total)) / denom
         half = z * np.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denom
     return centre - half, centre + half
+
+
+def proportion_difference(p1: float, ci1: tuple[float, float], p2: float,
+                          ci2: tuple[float, float]) -> tuple[float, float, float]:
+    """p1 - p2 with Newcombe's (1998, method 10) 95 % interval, built from the two Wilson intervals.
+
+    Why: two intervals that overlap at their tips do not make two shares level (35 % [22, 50] and 65 % [50, 78]
+    differ by 30 points, and their difference's interval is far from 0). It treats the samples as independent; the
+    reference selectors pick in the same batches as the flags, so for them it errs on the wide side."""
+    (l1, u1), (l2, u2) = ci1, ci2
+    d = p1 - p2
+    return d, d - math.hypot(p1 - l1, u2 - p2), d + math.hypot(u1 - p1, p2 - l2)
+
+
+def share_relation(p: float, ci: Sequence[float], other: float, other_ci: Sequence[float], what: str) -> str:
+    """'N points above/below WHAT (its share; the difference's interval)', or 'level with' only when that interval
+    holds 0: the words a page prints beside two shares."""
+    d, low, high = proportion_difference(p, (ci[0], ci[1]), other, (other_ci[0], other_ci[1]))
+    if low > 0 or high < 0:
+        side = "above" if low > 0 else "below"
+        return f"{abs(d) * 100:.0f} points {side} {what} ({other:.0%}; difference {low * 100:+.0f} to {high * 100:+.0f})"
+    return f"level with {what} ({other:.0%}; difference {d * 100:+.0f} points, within noise)"
