@@ -83,15 +83,36 @@ def test_a_folder_without_a_readable_image_is_refused_when_added(tmp_path: Path)
     junk.mkdir()
     for name in ("a.jpg", "b.png", "c.tif"):
         (junk / name).write_bytes(b"not an image at all")
-    with pytest.raises(SourceError, match=r"none of the first 3 image file\(s\) can be read \(a.jpg, b.png, c.tif\)"):
+    with pytest.raises(SourceError, match=r"no images in it .*; 3 file\(s\) are named like images but are not"):
         add_source(str(junk))
+    damaged = tmp_path / "damaged"  # they start as images do, and break after: the headers are read to see it
+    damaged.mkdir()
+    for name, head in (("a.jpg", b"\xff\xd8\xff\xe0"), ("b.png", b"\x89PNG\r\n\x1a\n"), ("c.tif", b"II*\x00")):
+        (damaged / name).write_bytes(head + b"broken")
+    with pytest.raises(SourceError, match=r"none of the first 3 image file\(s\) can be read \(a.jpg, b.png, c.tif\)"):
+        add_source(str(damaged))
     empty = tmp_path / "empty"
     (empty / "docs").mkdir(parents=True)
     (empty / "docs" / "notes.txt").write_text("x")
     with pytest.raises(SourceError, match="no images in it"):
         add_source(str(empty))
     images(junk, 1)  # one readable image among them: added, the tiling skips and names the others
-    assert add_source(str(junk)).images == 4 and list_sources()
+    info = add_source(str(junk))
+    assert (info.images, info.not_images) == (1, 3) and list_sources()[0].not_images == 3
+
+
+def test_the_count_leaves_out_what_only_its_name_calls_an_image(tmp_path: Path) -> None:
+    """A walkthrough added a folder of 1 photo, 1 mask-sized PNG, a text file and an empty file named .png and a
+    notes.txt: "4 image(s)", and the run on it then skipped 2."""
+    mine = images(tmp_path / "mine", 2)
+    (mine / "fake.png").write_text("just some text")
+    (mine / "empty.png").write_bytes(b"")
+    (mine / "notes.txt").write_text("x")
+    info = describe(mine)
+    assert (info.images, info.not_images) == (2, 2)
+    for kind, name in (("JPEG", "a.jpg"), ("TIFF", "b.tif"), ("BMP", "c.png"), ("WEBP", "d.png")):
+        Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(mine / name, format=kind)  # a BMP named .png reads too
+    assert describe(mine).images == 6
 
 
 def test_a_file_or_a_vanished_folder(tmp_path: Path) -> None:

@@ -13,9 +13,14 @@ import streamlit as st
 from core.store.sources import SourceError, SourceInfo, add_source, list_sources, remove_source, settings_problem
 
 
+def _not_images(s: SourceInfo) -> str:
+    return f" ({s.not_images} file(s) named like images are not, and are skipped)" if s.not_images else ""
+
+
 def source_label(s: SourceInfo) -> str:
     bands = f" · bands {', '.join(s.bands)}" if s.bands else ""
-    return f"{s.path} · {s.format} · {s.images} image(s) · {'labels' if s.labels else 'no labels'}{bands}"
+    return (f"{s.path} · {s.format} · {s.images} image(s){_not_images(s)} · {'labels' if s.labels else 'no labels'}"
+            f"{bands}")
 
 
 def _add(key: str) -> None:
@@ -25,7 +30,8 @@ def _add(key: str) -> None:
         st.session_state[f"{key}-source-flash"] = ("error", f"Not added: {err}")
         return
     st.session_state[f"{key}-source-flash"] = ("success", f"Added {info.path}: {info.format}, {info.images} "
-                                                          f"image(s){', with labels' if info.labels else ''}.")
+                                                          f"image(s){', with labels' if info.labels else ''}"
+                                                          f"{_not_images(info)}.")
     st.session_state[f"{key}-source-pick"] = info.path
 
 

@@ -185,6 +185,21 @@ def _sample(a: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------ public
+_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM", b"GIF8", b"\xffO\xffQ", b"\x00\x00\x00\x0cjP  ",
+               *_TIFF_MAGIC)  # PNG, JPEG, BMP, GIF, JPEG 2000 (codestream, file), TIFF and BigTIFF
+
+
+def has_image_signature(path: str | os.PathLike[str]) -> bool:
+    """Whether the file starts as an image does (16 bytes read): counting a folder's images this way is quick for
+    thousands of files, and leaves out what only its name calls an image (text, an empty file)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError:
+        return False
+    return head.startswith(_SIGNATURES) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+
+
 def image_header(path: str | os.PathLike[str]) -> ImageHeader | None:
     """The header of a PNG/JPEG/TIFF/..., without decoding; None for anything unreadable (``read_image`` then
     says why)."""

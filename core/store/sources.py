@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..imaging.imageio import image_header
+from ..imaging.imageio import has_image_signature, image_header
 from ..imaging.raster import file_bands
 from ..data.paths import data_root
 from .runs import atomic_write_json
@@ -35,11 +35,12 @@ class SourceError(ValueError):
 class SourceInfo:
     path: str
     format: str  # what the folder looks like, in words
-    images: int  # image files found (at most COUNT_LIMIT looked at)
+    images: int  # image files found (at most COUNT_LIMIT looked at), by their first bytes, not only their names
     labels: bool  # masks beside the images (an images/ + masks/ layout or DeepGlobe's *_mask.png)
     added: float = 0.0
     kind: str = "folder"  # the data set kind (config data.name) that reads it: "folder" or "deepglobe"
     bands: list[str] | None = None  # the first image's bands when it has more than R, G, B (core.imaging.bands)
+    not_images: int = 0  # files named like images that do not start as one (text, empty): reading skips them
 
 
 SET_ASIDE = "sources.json.unreadable"  # where a settings file that is not ours goes (the next Add starts afresh)
@@ -109,7 +110,7 @@ def source_paths() -> list[Path]:
 def describe(folder: Path) -> SourceInfo:
     """Format, image count and whether labels are there, from the folder's layout (one walk, at most COUNT_LIMIT
     files looked at)."""
-    images, masks, under_images, pairs = 0, 0, 0, 0
+    images, masks, under_images, pairs, not_images = 0, 0, 0, 0, 0
     looked = 0
     first: Path | None = None
     images_dir = folder / "images"
@@ -122,6 +123,9 @@ def describe(folder: Path) -> SourceInfo:
             looked += 1
             if Path(name).suffix.lower() not in IMAGE_SUFFIXES or not _regular(Path(where) / name):
                 continue  # a FIFO, socket or device named like an image would hang or lie when opened
+            if not has_image_signature(Path(where) / name):
+                not_images += 1
+                continue
             if name.lower().endswith("_mask.png"):
                 masks += 1
             else:
@@ -134,11 +138,12 @@ def describe(folder: Path) -> SourceInfo:
     bands = _bands(first)
     if layout:
         return SourceInfo(str(folder), "images/ + masks/ (labeled with a class table)", under_images, True,
-                          bands=bands)
+                          bands=bands, not_images=not_images)
     if pairs:  # DeepGlobe's reader takes <id>_sat.jpg with <id>_mask.png beside it, nothing else
         return SourceInfo(str(folder), "DeepGlobe layout (*_sat.jpg + *_mask.png)", pairs, True, kind="deepglobe")
     # a stray *_mask.png without its *_sat.jpg makes no labeled set: the folder reader takes every image in it
-    return SourceInfo(str(folder), "a folder of images (unlabeled)", images + masks, False, bands=bands)
+    return SourceInfo(str(folder), "a folder of images (unlabeled)", images + masks, False, bands=bands,
+                      not_images=not_images)
 
 
 def _first_images(folder: Path, n: int) -> list[Path]:
@@ -190,7 +195,8 @@ def add_source(text: str | Path) -> SourceInfo:
         raise SourceError(f"{raw}: the whole disk or home folder cannot be a data source; add the folder of images")
     info = describe(folder)
     if info.images == 0:
-        raise SourceError(f"{raw}: no images in it (PNG, JPEG or TIFF, in it or its subfolders)")
+        extra = f"; {info.not_images} file(s) are named like images but are not" if info.not_images else ""
+        raise SourceError(f"{raw}: no images in it (PNG, JPEG or TIFF, in it or its subfolders){extra}")
     sample = _first_images(folder, SAMPLE_READ)
     if sample and all(image_header(p) is None for p in sample):  # a launch on it would fail after it started
         names = ", ".join(p.name for p in sample[:3])
@@ -227,6 +233,8 @@ def list_sources() -> list[SourceInfo]:
         kind = r.get("kind") if r.get("kind") in ("folder", "deepglobe") else \
             "deepglobe" if fmt.startswith("DeepGlobe") else "folder"  # a record written before kinds were kept
         bands = r.get("bands") if isinstance(r.get("bands"), list) else None
+        not_images = r.get("not_images", 0)
         out.append(SourceInfo(str(path), fmt, int(r.get("images", 0)), r.get("labels") is True,
-                              float(r.get("added", 0)), kind=kind, bands=bands))
+                              float(r.get("added", 0)), kind=kind, bands=bands,
+                              not_images=not_images if type(not_images) is int and not_images >= 0 else 0))
     return out
