@@ -76,8 +76,9 @@ def data_choice(entries: list[ModelEntry]) -> tuple[DataConfig, int]:
     options = ["own", "synthetic"] if own is not None and own.labeled else \
         ["synthetic"] + (["own"] if own is not None else [])
     options += list(sources)
+    own_tiles = pretrained_tiles(entries[0], own) if own is not None else None
     labels = {"synthetic": "a synthetic aerial set",
-              "own": f"the pretraining data of {entries[0].label}" + (f" ({describe(own)})" if own else "")}
+              "own": f"the pretraining data of {entries[0].label}" + (f" ({describe(own, own_tiles)})" if own else "")}
     labels |= {k: f"data source {s.path} · {s.format} · {s.images} images" for k, s in sources.items()}
     c1, c2, c3 = st.columns([2, 2, 1])
     source = c1.radio("Data set", options, format_func=labels.get, key="emb-source",
@@ -93,7 +94,7 @@ def data_choice(entries: list[ModelEntry]) -> tuple[DataConfig, int]:
         bands = card_bands(entries[0].card)  # the synthetic set has R, G, B and NIR
         return DataConfig(name="synthetic", num_tiles=n, tile_size=tile, seed=0, bands=None if is_rgb(bands) else bands,
                           pretrain_splits=["train", "val", "test"]), n
-    return _tiles_of(own, c2, pretrained_tiles(entries[0], own))
+    return _tiles_of(own, c2, own_tiles)
 
 
 def pretrained_tiles(entry: ModelEntry, data: DataConfig) -> int | None:
@@ -101,7 +102,7 @@ def pretrained_tiles(entry: ModelEntry, data: DataConfig) -> int | None:
     ``data.json`` (the same scenes, tiled alike); None when it has none (a shipped encoder, an older run). Why:
     counting by building the set tiles all of it (minutes for an encoder made on another machine), before anyone
     asked for a map."""
-    if entry.shipped or data.name == "synthetic":
+    if entry.shipped:
         return None
     record = read_json_file(entry.path.parent.parent / "data.json")  # runs/<id>/checkpoints/encoder.safetensors
     tiles = record.get("tiles") if isinstance(record, dict) and record.get("name") == data.name else None
@@ -113,7 +114,7 @@ def _tiles_of(data: DataConfig, column: Any, total: int | None) -> tuple[DataCon
     not built here just to be counted (the page opens on the encoder's own set): a generated set's size bounds it,
     another's ``total`` is given (None: not known until the set is built for its map; the slider then goes to 5000
     and the map takes every tile of a smaller set)."""
-    if data.name == "synthetic":
+    if data.name == "synthetic" and total is None:  # no record: its scenes hold at most the tiles generated
         total = data.num_tiles
         if total <= 200:
             column.caption(f"All tiles of its {'+'.join(data.pretrain_splits)} scenes are embedded (at most {total}).")
@@ -131,11 +132,14 @@ def _tiles_of(data: DataConfig, column: Any, total: int | None) -> tuple[DataCon
     return data, n
 
 
-def describe(data: DataConfig) -> str:
+def describe(data: DataConfig, tiles: int | None = None) -> str:
+    """The set in words; ``tiles``: those of its pretraining scenes, where known (a generated set's train scenes
+    hold fewer tiles than it generates)."""
     scenes = f", scenes of {'+'.join(data.pretrain_splits)}" if data.labeled else ""
+    scenes += f", {tiles} tiles in them" if tiles is not None and data.labeled else ""
     scenes += f", bands {', '.join(map(str, data.bands))}" if data.bands else ""
     if data.name == "synthetic":
-        return f"synthetic, {data.num_tiles} tiles of {data.tile_size} px, seed {data.seed}{scenes}"
+        return f"synthetic, {data.num_tiles} tiles of {data.tile_size} px generated, seed {data.seed}{scenes}"
     return f"{data.name} {data.root}, {data.tile_size} px tiles{scenes}"
 
 

@@ -101,6 +101,13 @@ def test_the_encoders_own_labeled_data_is_the_default(private_data: Path) -> Non
     assert at.multiselect(key="emb-models").value[0].endswith("tiny-infonce")
     assert at.radio(key="emb-source").value == "own"  # pretrained on a labeled (synthetic) set: that set, not another
     assert at.radio(key="emb-source").options[0].startswith("the pretraining data of run:")
+    # the tiles of its pretraining scenes, as its run recorded them: fewer than the set generates (a walkthrough
+    # read "400 tiles" beside a map of 320)
+    run = next(r for r in list_runs(private_data) if r.id.endswith("tiny-infonce"))
+    tiles, generated = json.loads((run.path / "data.json").read_text())["tiles"], run.config()["data"]["num_tiles"]
+    assert tiles < generated and f"{generated} tiles of" in at.radio(key="emb-source").options[0]
+    assert f"{tiles} tiles in them" in at.radio(key="emb-source").options[0]
+    assert f"All {tiles} tiles of this set are embedded" in texts(at)
 
 
 def test_added_data_sources_are_offered(private_data: Path, tmp_path: Path) -> None:
