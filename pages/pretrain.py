@@ -21,8 +21,8 @@ from workbench.common import (gpu_processes, has_records, index_of, kept_fragmen
 from workbench.monitor import watch
 
 DATASET_LABELS = {"synthetic": "synthetic (generated, labeled)", "folder": "folder of my images",
-                  "deepglobe": "DeepGlobe land cover (DGLC)", "potsdam": "ISPRS Potsdam", "vaihingen": "ISPRS Vaihingen",
-                  "loveda": "LoveDA"}
+                  "deepglobe": "DeepGlobe land cover (DGLC)", "potsdam": "ISPRS Potsdam",
+                  "vaihingen": "ISPRS Vaihingen", "loveda": "LoveDA"}
 
 st.title("🧪 Pretrain")
 st.caption("SimCLR or MoCo v2 with InfoNCE, DCL, or a handling of false negatives: a detector flags the negatives "
@@ -111,8 +111,9 @@ def use_source(source: SourceInfo) -> None:
     st.session_state[k("folder")] = source.path
     st.session_state[k("bands")] = bands_to_text(source.bands)
     bands = f" on its bands {', '.join(source.bands)}" if source.bands else ""
-    st.session_state["pretrain-source-flash"] = ("success", f"The form below now pretrains on {source.path}{bands} "
-                                                            "(Settings: Data set, Data folder and Bands).")
+    st.session_state["pretrain-source-flash"] = (
+        "success", f"The form below now pretrains on {source.path}{bands} (Settings: Data set, Data folder and "
+                   "Bands), in this browser tab: a reload or a new tab starts from the preset again.")
 
 
 data_sources("pretrain", use=use_source, use_label="Use for pretraining")

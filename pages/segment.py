@@ -34,7 +34,8 @@ from core.seg.segmentation_result import Segmentation
 from workbench import kept_uploads
 from workbench.common import kept_default, literal, seg_model, show_error, tab_names
 from workbench.label_view import show_label_score
-from workbench.segment_view import RELATIVE_NOTE, areas_frame, class_rgb, legend_html, one_line, screen_copy
+from workbench.segment_view import (RELATIVE_NOTE, areas_frame, class_bar_marker, class_rgb, legend_html, one_line,
+                                    screen_copy)
 
 PREVIEW_SIDE = 1600  # the overlay is blended and sent at most this large on its longer side
 TYPES = ["png", "jpg", "jpeg", "tif", "tiff"]
@@ -180,8 +181,7 @@ def areas_figure(seg: Segmentation) -> go.Figure:
     hover = [f"{a['pixels']:,} px" + (f" · {a['square_metres']:,.0f} m²" if a["square_metres"] is not None else "")
              for _, a in rows]
     fig = go.Figure(go.Bar(x=[a["percent"] for _, a in rows], y=[a["name"] for _, a in rows], orientation="h",
-                           marker=dict(color=[class_rgb(c) for c, _ in rows],
-                                       line=dict(color="rgba(128,128,128,0.6)", width=1)),  # white classes too
+                           marker=class_bar_marker([class_rgb(c) for c, _ in rows]),
                            customdata=hover,
                            hovertemplate="%{y}: %{x:.2f}%<br>%{customdata}<extra></extra>"))
     fig.update_layout(height=60 + 28 * len(rows), margin=dict(l=10, r=10, t=10, b=30), xaxis_title="% of image",

@@ -143,8 +143,10 @@ def test_typed_paths_stay_under_the_roots(empty_store: Path, tmp_path: Path) -> 
     for bad in ("/etc/passwd", str(empty_store / ".." / ".."), "", "core"):
         with pytest.raises(PathRefused):
             resolve_under(bad)
+    with pytest.raises(PathRefused, match=r"^/etc/passwd: outside the folders"):  # the path once, as typed
+        resolve_under("/etc/passwd")
     (empty_store / "link").symlink_to("/etc")
-    with pytest.raises(PathRefused):
+    with pytest.raises(PathRefused, match=r"link/passwd \(= /etc/passwd\): outside"):  # and where it leads
         resolve_under(str(empty_store / "link" / "passwd"))
 
 

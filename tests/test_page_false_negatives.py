@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from core.analysis import fn_scoring as fn
-from core.analysis.pair_grid import class_names, pair_tiles
+from core.analysis.pair_grid import class_names
 from core.analysis.stats import share_relation
 from core.data import build_dataset
 from core.store.runs import list_runs

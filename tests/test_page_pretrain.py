@@ -211,8 +211,8 @@ def test_the_knn_monitor_is_plotted_beside_the_loss(populated_store: Path) -> No
     knn_chart = next(s for s in specs if s["layout"]["title"]["text"].startswith("kNN accuracy"))
     assert titles[0] == "Loss" and len(titles) == 5, titles
     traces = {t["name"]: {k: _values(t[k]) for k in ("x", "y")} for t in knn_chart["data"]}
-    assert traces["knn_acc"] == {"x": [8, 16], "y": [m["knn_acc"] for m in knn]}
-    assert traces["knn_baseline"]["y"] == [m["knn_baseline"] for m in knn]
+    assert traces["kNN accuracy"] == {"x": [8, 16], "y": [m["knn_acc"] for m in knn]}  # named in words, not keys
+    assert traces["majority class"]["y"] == [m["knn_baseline"] for m in knn]
     said = "what the encoder has learned is the gap between them"  # low lines are read against the dashed one
     assert sum(said in c.value for c in at.caption) == 1
     other = next(r for r in list_runs(populated_store) if r.id.endswith("tiny-infonce"))

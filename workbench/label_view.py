@@ -18,7 +18,7 @@ from PIL import Image
 from core.seg.label_score import LabelMaskError, LabelScore, difference_image, score_labels
 from core.seg.segmentation_result import Segmentation
 from workbench.common import literal
-from workbench.segment_view import class_rgb
+from workbench.segment_view import class_bar_marker, class_rgb
 
 SCORES = "segment_label_scores"  # session_state: {(result key, mask digest): LabelScore}
 MASKS = "segment_label_masks"  # session_state: {image content id: (file name, bytes)}, the mask last given per image
@@ -29,8 +29,7 @@ def iou_figure(rows: list[dict], classes: list[dict]) -> go.Figure:
     """IoU per class in the class colours (the same colours as the overlay and the legend)."""
     shown = [(r, c) for r, c in zip(rows, classes) if r["iou"] is not None][::-1]
     fig = go.Figure(go.Bar(x=[100 * r["iou"] for r, _ in shown], y=[r["class"] for r, _ in shown], orientation="h",
-                           marker=dict(color=[class_rgb(c) for _, c in shown],
-                                       line=dict(color="rgba(128,128,128,0.6)", width=1)),
+                           marker=class_bar_marker([class_rgb(c) for _, c in shown]),
                            hovertemplate="%{y}: IoU %{x:.1f}%<extra></extra>"))
     fig.update_layout(height=60 + 28 * len(shown), margin=dict(l=10, r=10, t=10, b=30), xaxis_title="IoU (%)",
                       xaxis_range=[0, 100], showlegend=False)

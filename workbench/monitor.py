@@ -39,6 +39,7 @@ KNN_NOTE = ("kNN accuracy: each query tile's dominant class, voted by its 20 nea
             "the scenes' land cover differs, both lines are low, and what the encoder has learned is the gap between "
             "them, not the height.")
 SHARES = {"miou", "knn_acc"}  # charted values in [0, 1], shown in percent
+LEGEND_NAMES = {"knn_acc": "kNN accuracy", "knn_baseline": "majority class"}  # record keys, as a legend says them
 
 
 def _controls(run: Run, state: str, key: str) -> None:
@@ -91,6 +92,7 @@ def _figures(run_path: str, kind: str, version: tuple) -> list[Any]:  # noqa: AR
         for trace in fig.data:
             if trace.name == "knn_baseline":  # the majority class: a reference line, dashed as the title says
                 trace.line.dash = "dash"
+            trace.name = LEGEND_NAMES.get(trace.name, trace.name)
         if keys[0] in SHARES:  # scores as the page's other figures give them: in percent
             ys = [v for t in fig.data for v in map(float, t.y if t.y is not None else []) if not math.isnan(v)]
             fig.update_yaxes(tickformat=percent_ticks(ys))

@@ -21,6 +21,11 @@ def class_rgb(cls: dict[str, Any]) -> str:
     return css_rgb(cls)
 
 
+def class_bar_marker(colours: list[str]) -> dict[str, Any]:
+    """Bars in the class colours with a dark edge: a white class (ISPRS's impervious surfaces) on a white page."""
+    return dict(color=colours, line=dict(color="rgba(70,70,70,0.85)", width=1.2))
+
+
 def one_decimal(x: float) -> str:
     """``x`` to one decimal as the browser's tables write it (a tie goes up: 98.25 is 98.3), so that the legend and
     the areas table beside it agree; Python's ``:.1f`` sends a tie to the even digit (98.2)."""

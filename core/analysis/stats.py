@@ -104,5 +104,6 @@ def share_relation(p: float, ci: Sequence[float], other: float, other_ci: Sequen
     d, low, high = proportion_difference(p, (ci[0], ci[1]), other, (other_ci[0], other_ci[1]))
     if low > 0 or high < 0:
         side = "above" if low > 0 else "below"
-        return f"{abs(d) * 100:.0f} points {side} {what} ({other:.0%}; difference {low * 100:+.0f} to {high * 100:+.0f})"
+        span = f"{low * 100:+.0f} to {high * 100:+.0f}"
+        return f"{abs(d) * 100:.0f} points {side} {what} ({other:.0%}; difference {span})"
     return f"level with {what} ({other:.0%}; difference {d * 100:+.0f} points, within noise)"

@@ -45,4 +45,5 @@ def resolve_under(text: str | Path, roots: list[Path] | None = None, must_exist:
                 raise PathRefused(f"{raw}: no such file or folder ({resolved})")
             return resolved
     names = ", ".join(str(Path(r)) for r in roots)
-    raise PathRefused(f"{raw} (= {resolved}): outside the folders the workbench may use ({names}); {HOW_TO_ADD}")
+    shown = raw if str(resolved) == raw else f"{raw} (= {resolved})"  # the resolved path only where it differs
+    raise PathRefused(f"{shown}: outside the folders the workbench may use ({names}); {HOW_TO_ADD}")
