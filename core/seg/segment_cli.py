@@ -25,6 +25,7 @@ exit code is 2 if any image failed or the checkpoint cannot be used, 0 otherwise
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -145,8 +146,9 @@ def _run(args: argparse.Namespace) -> int:
     except CheckpointError as err:
         _err(err)
         return 2
+    made_out = not args.out.exists()
     try:
-        args.out.mkdir(parents=True, exist_ok=True)
+        args.out.mkdir(parents=True, exist_ok=True)  # made first: an unwritable --out is said before any work
     except OSError as err:
         _err(f"--out {args.out}: {err.strerror or err}")
         return 2
@@ -223,6 +225,9 @@ def _run(args: argparse.Namespace) -> int:
             _err(f"{path}: labels {args.labels[k]}: {why}")
             unscored += 1
     n = len(args.images)
+    if failed == n and made_out:
+        with contextlib.suppress(OSError):
+            args.out.rmdir()  # nothing was written: no empty folder left behind
     print(f"{n - failed} of {n} image(s) segmented into {args.out}" + (f"; {failed} failed" if failed else "")
           + (f"; {unscored} label mask(s) not scored" if unscored else ""), flush=True)
     return 2 if failed or unscored else 0
