@@ -154,7 +154,7 @@ def quality_verdict(report: dict[str, Any]) -> str:
     mine, colour = cross.get("flags"), cross.get("colour")
     if mine and mine["pairs"] and colour and colour["pairs"]:
         rel = share_relation(mine["precision"], mine["ci"], colour["precision"], colour["ci"],
-                       "the colour selector picking from other scenes")
+                             "the colour selector picking from other scenes")
         text += (f" Across scenes (neighbouring tiles share classes easily), {mine['precision']:.0%} of its flags "
                  f"share their class, {rel}.")
     if det["uses_labels"]:
