@@ -110,6 +110,21 @@ def test_an_image_too_small_to_compare_is_unknown_and_the_choice_says_why(two_do
     assert not isinstance(colour_fit(green.card, scene("green", 64, 64, 3)), DomainScore)
 
 
+def test_a_model_trained_on_small_tiles_is_fingerprinted_and_scored_at_their_size() -> None:
+    """64 px training tiles were mirrored up to 256 px crops, kaleidoscopes that no crop of a real image resembles
+    (and 16 times the work): the fingerprint keeps their own side, and images are cut into crops of it."""
+    torch.manual_seed(0)
+    card = make_card(arch="deeplabv3plus", encoder="resnet18", classes=CLASSES)
+    model = build_seg_model(card).eval()
+    small = fingerprint(model, [scene("green", 64, 64, 100 + i) for i in range(6)])
+    assert small["side"] == 64
+    card["domain"] = {"fingerprint": small}
+    fitted = colour_fit(card, scene("green", 200, 300, 7))
+    assert not isinstance(fitted, DomainScore) and fitted.crops.shape[1:3] == (64, 64) and len(fitted.crops) == 12
+    assert score_image(model, card, scene("green", 200, 300, 7), colour=fitted).known
+    assert fingerprint(model, [scene("green", 300, 280, 100 + i) for i in range(3)])["side"] == 256  # as before
+
+
 def test_the_model_line_states_the_score_once() -> None:
     from core.seg.domain import DomainScore
     from core.seg.segmentation_result import Segmentation

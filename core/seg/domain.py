@@ -4,7 +4,8 @@ Why: a model trained on one city's aerial tiles answers confidently on farmland 
 canopy, and nothing in its output says so. A fingerprint, computed once from the model's own training tiles and
 kept in its card, lets every interface score an image against it, warn in words, and pick the best-fitting model.
 
-The fingerprint keeps, for up to ``MAX_TILES`` training tiles (centre crops of ``FEATURE_SIDE`` px), two small
+The fingerprint keeps, for up to ``MAX_TILES`` training tiles (centre crops of ``FEATURE_SIDE`` px, or of the tiles'
+own side when they are smaller: a mirrored 64 px tile is a kaleidoscope no real crop resembles), two small
 descriptions, and for each the spread of the training tiles' own nearest-neighbour distances:
 
 - content: the encoder's last stage, average-pooled, projected on its ``COMPONENTS`` main axes over the training
@@ -38,6 +39,7 @@ from ..imaging.bands import card_bands, is_rgb
 
 FINGERPRINT_VERSION = 2
 FEATURE_SIDE = 256
+MIN_FEATURE_SIDE = 32  # one cell of a stride-32 encoder's last stage
 MAX_CROPS = 12  # crops scored per image and model: about 4 % of a 2448 px scene's forward passes
 MAX_TILES = 300
 COMPONENTS = 32
@@ -203,8 +205,10 @@ def fingerprint(model: nn.Module, tiles: Iterable[np.ndarray], device: torch.dev
                 note: str = "", bands: Sequence[str] | None = None,
                 progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """The card's ``domain.fingerprint`` from (H, W, C) uint8 training tiles of ``bands`` (centre-cropped to
-    ``FEATURE_SIDE``); colours from their R, G, B."""
-    crops = np.stack([_centre(t, FEATURE_SIDE) for t in tiles])
+    ``fingerprint_side``, which the card keeps and scoring crops images at); colours from their R, G, B."""
+    tiles = list(tiles)
+    side = fingerprint_side(tiles)
+    crops = np.stack([_centre(t, side) for t in tiles]) if tiles else np.zeros((0, side, side, 3), np.uint8)
     if len(crops) < 2:
         raise ValueError("a fingerprint needs at least 2 training tiles")
     feats = pooled_features(model, crops, device, bands=bands, progress=progress)
@@ -215,7 +219,7 @@ def fingerprint(model: nn.Module, tiles: Iterable[np.ndarray], device: torch.dev
     # blow any new image up to an enormous distance.
     k = max(1, min(COMPONENTS, len(feats) - 1, int((sing > 1e-3 * max(sing[0], 1e-12)).sum())))
     scales = np.maximum(sing[:k] / np.sqrt(len(feats)), 1e-6)
-    fp: dict[str, Any] = {"version": FINGERPRINT_VERSION, "side": FEATURE_SIDE, "tiles": int(len(crops)),
+    fp: dict[str, Any] = {"version": FINGERPRINT_VERSION, "side": side, "tiles": int(len(crops)),
                           "note": note, "feature_mean": _plain(mean, 5), "components": _pack(axes[:k]),
                           "scales": [float(f"{v:.4g}") for v in scales]}
     points = _project(feats, fp)
@@ -225,6 +229,14 @@ def fingerprint(model: nn.Module, tiles: Iterable[np.ndarray], device: torch.dev
               colour_quantiles=_plain(np.quantile(_knn_l1(hists, hists, leave_one_out=True), QUANTILES), 4),
               colour_mean_rgb=_plain(crops.reshape(-1, 3).mean(axis=0), 1))
     return fp
+
+
+def fingerprint_side(tiles: Sequence[np.ndarray]) -> int:
+    """``FEATURE_SIDE``, or the smallest tile's side when the tiles are smaller (not below ``MIN_FEATURE_SIDE``):
+    images are then scored in crops of the size the model was trained on, and a small-tile fingerprint costs a
+    sixteenth of a padded one."""
+    smallest = min((min(t.shape[:2]) for t in tiles), default=FEATURE_SIDE)
+    return int(max(MIN_FEATURE_SIDE, min(FEATURE_SIDE, smallest)))
 
 
 def _centre(tile: np.ndarray, side: int) -> np.ndarray:
