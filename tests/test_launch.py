@@ -247,14 +247,20 @@ def _stop_and_resume_on_two_ranks(kind: str, cfg, steps: int) -> tuple:
 
 def test_pretraining_on_two_processes_through_the_launcher_stops_and_resumes_together(empty_store: Path) -> None:
     """torchrun with 2 CPU ranks over gloo, as the Pretrain page starts it on 2 GPUs: one run folder, a Stop to the
-    first rank stops both at the same step with a checkpoint, and Resume continues on 2 ranks to the end."""
+    first rank stops both at the same step with a checkpoint, and Resume continues on 2 ranks to the end (SimCLR with
+    the support detector: its extra views through the DDP-wrapped net; FALSE's loss over ranks is
+    tests/test_losses_distributed.py's)."""
     with pytest.raises(ValueError, match="only pretraining and fine-tuning"):
         launch.launch("compare", load_config(ROOT / "configs/finetune_demo_cpu.yaml", [], FinetuneConfig), processes=2)
     cfg = load_config(ROOT / "configs/demo_cpu.yaml", [*TINY, "train.max_steps=300", "train.ckpt_every=1000",
-                                                       "loss.threshold=0.3"])  # flags from the first steps
+                                                       "loss.threshold=0.3",  # flags from the first steps
+                                                       # support views through the DDP-wrapped net under no_grad
+                                                       "loss.detector=support", "loss.treatment=attract"])
     run, stopped_at = _stop_and_resume_on_two_ranks("pretrain", cfg, 300)
     steps = [m["step"] for m in run.metrics()]
     assert steps == sorted(set(steps)) and steps[-1] == stopped_at + 2  # one writer: no duplicated records
+    assert run.config()["loss"]["detector"] == "support"
+    assert "DistributedDataParallel" not in launch.console_tail(run)  # no DDP warning about the no_grad views
     pairs = run.flagged_pairs()  # rows of the gathered batch, named by their indices in the data set
     assert pairs and all(0 <= r["anchor_index"] < 24 and 0 <= r["candidate_index"] < 24 for r in pairs)
 

@@ -206,12 +206,11 @@ def test_unreadable_image_is_skipped_and_logged(roots, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method, strategy", [
-    # SimCLR's default FALSE on two ranks: tests/test_launch.py, through the launcher; here the multi-rank paths of
-    # issue 27 that no loss-level test reaches: support views through the DDP-wrapped net under no_grad, and each
-    # rank's class table for the oracle, with MoCo's queue and key encoder over ranks
-    ("simclr", ["loss.detector=support", "loss.treatment=attract"]),
+    # the multi-rank paths of issue 27 that no loss-level test reaches: each rank's class table for the oracle, with
+    # MoCo's queue and key encoder over ranks; SimCLR's support views through the DDP-wrapped net under no_grad are
+    # tests/test_launch.py's two-rank run, through the launcher
     ("moco", ["loss.detector=oracle", "loss.treatment=eliminate"]),
-], ids=["simclr-support-attract", "moco-oracle-eliminate"])
+], ids=["moco-oracle-eliminate"])
 def test_torchrun_two_cpu_processes(roots, method: str, strategy: list[str]) -> None:
     """Launched by torchrun: DDP over gloo, one run folder written by rank 0, every step logged once (MoCo: its
     queue and key encoder over ranks)."""
