@@ -110,6 +110,25 @@ def test_lars_leaves_a_zero_weight_to_plain_sgd_and_build_optimizer_names_its_ch
         build_optimizer("adam", layer, 0.1, 0.0, 0.9)
 
 
+def test_adamw_takes_the_multi_tensor_path_on_the_cpu_with_the_single_tensor_bits() -> None:
+    """The multi-tensor AdamW halves a CPU step; it must not change a run's numbers."""
+    torch.manual_seed(0)
+    nets = [nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.Flatten(), nn.LazyLinear(4)) for _ in range(2)]
+    x = torch.randn(4, 3, 8, 8)
+    for net in nets:
+        net(x)
+    nets[1].load_state_dict(nets[0].state_dict())
+    ours = build_optimizer("adamw", nets[0], 1e-2, 1e-4, 0.9)
+    assert all(g["foreach"] for g in ours.param_groups)
+    plain = torch.optim.AdamW(param_groups(nets[1], 1e-4), lr=1e-2, foreach=False)
+    for _ in range(3):
+        for net, opt in ((nets[0], ours), (nets[1], plain)):
+            opt.zero_grad()
+            net(x).square().mean().backward()
+            opt.step()
+    assert all(torch.equal(a, b) for a, b in zip(nets[0].parameters(), nets[1].parameters()))
+
+
 def test_warmup_then_cosine_to_zero() -> None:
     f = [warmup_cosine(s, 110, 10) for s in range(111)]
     assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)  # linear warm-up, reaching 1 at its end

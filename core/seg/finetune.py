@@ -44,6 +44,7 @@ from .scene_eval import evaluate, test_scores
 from .seg_loss import SegLoss
 from .weight_average import WeightAverage, bn_batch_count, training_batches
 from .segmodel import build_seg_model, make_card
+from ..ssl.optim import ADAMW_FOREACH
 from ..imaging.bands import bands_of
 from ..data.protocols import LabeledTiles
 
@@ -156,9 +157,9 @@ class FinetuneTrainer:
         head = [p for p in self.model.parameters() if p.requires_grad and id(p) not in enc_ids]
         if tc.protocol == "frozen":
             return torch.optim.SGD(head, lr=tc.lr, momentum=0.9, weight_decay=tc.weight_decay)
-        return torch.optim.AdamW([{"params": head, "lr": tc.lr, "base_lr": tc.lr},
-                                  {"params": enc, "lr": tc.lr * tc.encoder_lr_scale,
-                                   "base_lr": tc.lr * tc.encoder_lr_scale}], weight_decay=tc.weight_decay)
+        lr = tc.lr * tc.encoder_lr_scale
+        groups = [{"params": head, "lr": tc.lr, "base_lr": tc.lr}, {"params": enc, "lr": lr, "base_lr": lr}]
+        return torch.optim.AdamW(groups, weight_decay=tc.weight_decay, foreach=ADAMW_FOREACH)
 
     def _set_lr(self, step: int) -> None:
         if self.averager is not None:

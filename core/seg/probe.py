@@ -53,6 +53,7 @@ from ..phases import phase_bar
 from ..store.lifecycle import RunLife, StopFlag
 from ..store.runs import NotARunError, Run, atomic_write_json
 from .scene_eval import SceneEval, evaluate_scenes
+from ..ssl.optim import ADAMW_FOREACH
 
 FEATURE_BATCH = 16
 _CACHE: OrderedDict[tuple, Tensor] = OrderedDict()  # features of the latest encoders, reused across probe seeds
@@ -153,7 +154,7 @@ def train_head(model: ProbeModel, feats: Tensor, masks: Tensor, cfg: ProbeConfig
     gen = torch.Generator().manual_seed(cfg.seed)
     nn.init.normal_(model.head.weight, std=0.01, generator=gen)
     nn.init.zeros_(model.head.bias)
-    opt = torch.optim.AdamW(model.head.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    opt = torch.optim.AdamW(model.head.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, foreach=ADAMW_FOREACH)
     n = len(feats)
     steps_per_epoch = max(1, math.ceil(n / tc.batch_size))
     total = tc.epochs * steps_per_epoch

@@ -44,6 +44,11 @@ def _upgrade_group(group: dict[str, Any]) -> dict[str, Any]:
     return upgraded
 
 
+# torch takes AdamW's multi-tensor path by default on CUDA only; on the CPU it halves the step of a ResNet-18
+# (0.073 -> 0.032 s, one thread) with the same bits. SGD's gains nothing; LARS keeps timm's choice (module docstring).
+ADAMW_FOREACH = True
+
+
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Weight decay (and LARS) for weight matrices and kernels only; not for norms and biases."""
     decay, no_decay = [], []
@@ -64,7 +69,7 @@ def build_optimizer(name: str, model: nn.Module, lr: float, weight_decay: float,
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=momentum)
     if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr)
+        return torch.optim.AdamW(groups, lr=lr, foreach=ADAMW_FOREACH)
     raise ValueError(f"train.optimizer: unknown optimizer {name!r}; choose lars, sgd or adamw")
 
 
