@@ -24,7 +24,7 @@ from core.store.runs import NotARunError, Run, open_run, read_json_file
 from workbench import baseline_view, seg_form
 from workbench.confusion_view import confusion_figure
 from workbench.form_errors import number_field
-from workbench.segment_view import class_bar_marker
+from workbench.segment_view import class_bar_marker, readable_class
 from workbench.common import (columns_figure, has_records, kept_fragment, metrics_frame, pick_run, runs_of,
                               scored_scenes_text, show_error)
 from workbench.monitor import REFRESH_S, run_header, watch
@@ -222,7 +222,8 @@ def iou_figure(result: dict[str, Any], split: str, colours: dict[str, str]) -> g
     here, paid on every view)."""
     names = list(result["iou"])
     values = [100 * (v if v == v else 0) for v in result["iou"].values()]  # NaN (class absent) drawn as 0
-    fig = go.Figure(go.Bar(x=names, y=values, marker=class_bar_marker([colours.get(n, "#1f77b4") for n in names]),
+    fig = go.Figure(go.Bar(x=[readable_class(n) for n in names], y=values,
+                           marker=class_bar_marker([colours.get(n, "#1f77b4") for n in names]),
                            hovertemplate="%{x}: %{y:.1f} %<extra></extra>"))
     fig.update_layout(title=f"Per-class IoU (%), {split}", yaxis=dict(range=[0, 100], title="IoU"),
                       xaxis_title="class", showlegend=False)

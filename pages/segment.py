@@ -35,6 +35,7 @@ from workbench import kept_uploads
 from workbench.common import kept_default, literal, seg_model, show_error, tab_names
 from workbench.label_view import show_label_score
 from workbench.segment_view import (RELATIVE_NOTE, areas_frame, class_bar_marker, class_rgb, legend_html, one_line,
+                                    readable_class,
                                     screen_copy)
 
 PREVIEW_SIDE = 1600  # the overlay is blended and sent at most this large on its longer side
@@ -180,7 +181,8 @@ def areas_figure(seg: Segmentation) -> go.Figure:
     rows = list(zip(seg.classes, seg.areas))[::-1]  # plotly draws the first bar at the bottom
     hover = [f"{a['pixels']:,} px" + (f" · {a['square_metres']:,.0f} m²" if a["square_metres"] is not None else "")
              for _, a in rows]
-    fig = go.Figure(go.Bar(x=[a["percent"] for _, a in rows], y=[a["name"] for _, a in rows], orientation="h",
+    fig = go.Figure(go.Bar(x=[a["percent"] for _, a in rows], y=[readable_class(a["name"]) for _, a in rows],
+                           orientation="h",
                            marker=class_bar_marker([class_rgb(c) for c, _ in rows]),
                            customdata=hover,
                            hovertemplate="%{y}: %{x:.2f}%<br>%{customdata}<extra></extra>"))
@@ -258,6 +260,7 @@ def show_result(result: Result, key: str) -> None:
             geo = "georeferenced" + (f", {result.pixel_size_m:.3g} m/pixel" if result.pixel_size_m else "")
         st.caption(f"{w}×{h} pixels · {geo}")
         frame = areas_frame(seg)
+        frame["class"] = frame["class"].map(readable_class)  # as the legend and the chart write it
         relative = "caution" in frame  # out of domain: the caution heads the table and names its share column,
         if relative:                   # not a column of its own repeated per row (it pushed the shares off screen)
             st.caption(f"⚠️ {RELATIVE_NOTE}: the classes are a guess, their areas shares of the image (no m²)")

@@ -245,6 +245,12 @@ def test_screen_copy_and_legend() -> None:
     tie = Segmentation(rgb=seg.rgb, mask=mask, classes=classes[:1],
                        areas=[{"name": "road", "pixels": 393, "percent": 100 * 393 / 400, "square_metres": None}])
     assert ">98.3%<" in legend_html(tie)
+    # DeepGlobe's names are written as words where people read them; the table (the API's) keeps the card's keys
+    from workbench.segment_view import areas_frame
+    dg = Segmentation(rgb=seg.rgb, mask=mask, classes=[{"name": "urban_land", "color": [0, 255, 255]}],
+                      areas=[{"name": "urban_land", "pixels": 400, "percent": 100.0, "square_metres": None}])
+    assert ">urban land <" in legend_html(dg) and "urban_land" not in legend_html(dg)
+    assert list(areas_frame(dg)["class"]) == ["urban_land"]
 
 
 def palette_mask(labels: np.ndarray, colours: list[list[int]], seed: int) -> Image.Image:

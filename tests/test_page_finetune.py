@@ -509,7 +509,9 @@ def test_a_class_the_test_scenes_lack_is_a_blank_named_row_of_the_confusion() ->
     """Forest and water absent from a DeepGlobe test scene showed as rows of 0 %, as if never found."""
     from workbench.confusion_view import confusion_figure
 
-    result = {"confusion": [[8, 2, 0], [0, 0, 0], [1, 0, 9]], "iou": {"urban": 0.7, "forest": 0.0, "water": 0.8}}
+    result = {"confusion": [[8, 2, 0], [0, 0, 0], [1, 0, 9]],
+              "iou": {"urban_land": 0.7, "forest_land": 0.0, "water": 0.8}}
     heat = confusion_figure(result).data[0]
-    assert list(heat.y) == ["urban", "forest (none in the test)", "water"]
+    assert list(heat.y) == ["urban land", "forest land (none in the test)", "water"]  # DeepGlobe's names as words
+    assert list(heat.x) == ["urban land", "forest land", "water"]
     assert np.isnan(heat.z[1]).all() and list(heat.z[0]) == [80.0, 20.0, 0.0] and list(heat.z[2]) == [10.0, 0.0, 90.0]

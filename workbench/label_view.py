@@ -18,7 +18,7 @@ from PIL import Image
 from core.seg.label_score import LabelMaskError, LabelScore, difference_image, score_labels
 from core.seg.segmentation_result import Segmentation
 from workbench.common import literal
-from workbench.segment_view import class_bar_marker, class_rgb
+from workbench.segment_view import class_bar_marker, class_rgb, readable_class
 
 SCORES = "segment_label_scores"  # session_state: {(result key, mask digest): LabelScore}
 MASKS = "segment_label_masks"  # session_state: {image content id: (file name, bytes)}, the mask last given per image
@@ -28,7 +28,8 @@ KEEP_MASKS = 8
 def iou_figure(rows: list[dict], classes: list[dict]) -> go.Figure:
     """IoU per class in the class colours (the same colours as the overlay and the legend)."""
     shown = [(r, c) for r, c in zip(rows, classes) if r["iou"] is not None][::-1]
-    fig = go.Figure(go.Bar(x=[100 * r["iou"] for r, _ in shown], y=[r["class"] for r, _ in shown], orientation="h",
+    fig = go.Figure(go.Bar(x=[100 * r["iou"] for r, _ in shown], y=[readable_class(r["class"]) for r, _ in shown],
+                           orientation="h",
                            marker=class_bar_marker([class_rgb(c) for _, c in shown]),
                            hovertemplate="%{y}: IoU %{x:.1f}%<extra></extra>"))
     fig.update_layout(height=60 + 28 * len(shown), margin=dict(l=10, r=10, t=10, b=30), xaxis_title="IoU (%)",
@@ -109,7 +110,8 @@ def show_label_score(seg: Segmentation, key: str, preview_side: int, image: str 
         # one decimal everywhere ("35" beside "62.3" read as two precisions); a dash, not "None", for a class in
         # neither the mask nor the prediction
         shown = [f"{100 * r['iou']:.1f}" if r["iou"] is not None else "—" for r in rows]
-        right.dataframe(pd.DataFrame(rows).assign(iou=shown),
+        table = pd.DataFrame(rows)
+        right.dataframe(table.assign(iou=shown, **{"class": table["class"].map(readable_class)}),
                         hide_index=True, width="stretch", key=f"iou_table_{key}",
                         column_config={"iou": st.column_config.TextColumn(
                                            "IoU (%)", help="—: the class is in neither the mask nor the prediction"),

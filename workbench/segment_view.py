@@ -21,6 +21,12 @@ def class_rgb(cls: dict[str, Any]) -> str:
     return css_rgb(cls)
 
 
+def readable_class(name: Any) -> str:
+    """A class name as people write it (DeepGlobe's ``urban_land`` is "urban land"), for legends, charts and page
+    tables only: report JSON, CSV and the Gradio API keep the card's names, which scripts match on."""
+    return str(name).replace("_", " ")
+
+
 def class_bar_marker(colours: list[str]) -> dict[str, Any]:
     """Bars in the class colours with a dark edge: a white class (ISPRS's impervious surfaces) on a white page."""
     return dict(color=colours, line=dict(color="rgba(70,70,70,0.85)", width=1.2))
@@ -38,7 +44,7 @@ def legend_html(seg: Segmentation) -> str:
         "<span style='display:inline-flex;align-items:center;gap:6px;margin:2px 16px 2px 0'>"
         f"<span style='width:14px;height:14px;border-radius:3px;background:{class_rgb(cls)};"
         "border:1px solid rgba(128,128,128,.5)'></span>"
-        f"{html.escape(str(row['name']))} <span style='opacity:.6'>{one_decimal(row['percent'])}%</span></span>"
+        f"{html.escape(readable_class(row['name']))} <span style='opacity:.6'>{one_decimal(row['percent'])}%</span></span>"
         for cls, row in zip(seg.classes, seg.areas))
     return f"<div style='display:flex;flex-wrap:wrap;font-size:0.92rem'>{items}</div>"
 
