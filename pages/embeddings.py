@@ -124,6 +124,9 @@ def _tiles_of(data: DataConfig, column: Any, total: int | None) -> tuple[DataCon
         return data, total
     upper = min(5000, total) if total is not None else 5000
     step = max(1, min(100, (upper - 200) // 4))  # a small set still gets a usable slider
+    kept = st.session_state.get("emb-own-tiles")
+    if kept is not None and not 200 <= kept <= upper:  # the slider kept a bigger set's value: start it afresh
+        st.session_state.pop("emb-own-tiles")
     n = column.slider("Tiles (a seeded sample of the set)", 200, upper, min(500, upper), step=step,
                       key="emb-own-tiles")
     if total is None:

@@ -158,6 +158,32 @@ def test_the_own_sets_size_comes_from_its_run_not_from_tiling_it(store_base: Pat
     assert ("Its size is counted when the map is computed" in texts(at)) == (recorded is None)
 
 
+def test_a_smaller_own_set_after_a_bigger_one_restarts_the_tiles_slider(store_base: Path, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """500 tiles chosen for a 1000-tile set, then an encoder of a 204-tile set: "The value 500 is greater than the
+    max_value 204" replaced the page, Compute included, until a reload."""
+    runs = copy_store(store_base, tmp_path)
+    monkeypatch.setenv("FALSE_WB_RUNS", str(runs))
+    monkeypatch.setenv("FALSE_WB_DATA", str(tmp_path / "private-data"))
+    run = next(r for r in list_runs(runs) if r.id.endswith("tiny-infonce"))
+    card_path = run.checkpoint_dir / "encoder.json"
+    card = json.loads(card_path.read_text())
+    card["config"]["data"] = {"name": "deepglobe", "root": str(tmp_path / "dg"), "tile_size": 96,
+                              "pretrain_splits": ["train"], "image_size": 32}
+    card_path.write_text(json.dumps(card))
+    record = lambda tiles: (run.path / "data.json").write_text(  # noqa: E731
+        json.dumps({"name": "deepglobe", "tiles": tiles, "labeled": True}))
+    record(1000)
+    at = open_page("embeddings")
+    at.slider(key="emb-own-tiles").set_value(800).run()
+    record(204)  # as another encoder's smaller set: the slider keeps its key
+    at.run()
+    assert not at.exception and not errors(at), [e.value for e in at.exception] or errors(at)
+    slider = at.slider(key="emb-own-tiles")
+    assert slider.max == 204 and 200 <= slider.value <= 204
+    assert any(b.label.startswith("Compute") for b in at.button), [b.label for b in at.button]
+
+
 def test_the_settings_survive_a_visit_to_another_page(empty_store: Path) -> None:
     """Tiles, colouring and the other settings came back as the defaults after a page trip, showing another map."""
     at = open_page("embeddings")
