@@ -18,7 +18,6 @@ from core.seg.compare_methods import all_methods
 from core.seg.compare_report import label
 from core.config import ConfigError, LossConfig, load_config, validate_config
 from core.imaging.colours import css_rgb
-from core.store.run_lock import RunBusyError
 from core.store.run_state import SHOWN_LIVE
 from core.store.runs import NotARunError, Run, open_run, read_json_file
 from workbench import baseline_view, seg_form
@@ -27,7 +26,7 @@ from workbench.form_errors import number_field
 from workbench.segment_view import class_bar_marker, readable_class
 from workbench.common import (columns_figure, has_records, kept_fragment, metrics_frame, pick_run, runs_of,
                               scored_scenes_text, show_error)
-from workbench.monitor import REFRESH_S, run_header, watch
+from workbench.monitor import REFRESH_S, run_controls, run_header, watch
 
 st.title("🎯 Fine-tune")
 st.caption("Segmentation from a pretrained encoder: the paper's frozen protocol, full fine-tuning or a linear probe, "
@@ -191,20 +190,7 @@ def watch_probe(run_path: str) -> None:
         state = run_header(run)
         st.caption("A probe's steps are the epochs of its linear head; before them it computes the encoder's "
                    "features once, after them it segments the whole test scenes.")
-        left, _ = st.columns([1, 5])
-        if state in SHOWN_LIVE:
-            if state == "stopping" or launch.stop_requested(run):
-                st.caption("⏹ stopping ...")
-            elif left.button("⏹ Stop", key="pb-stop", help="A probe keeps no checkpoint: it ends where it is"):
-                launch.stop(run)
-        elif state in ("stopped", "failed", "died"):
-            if left.button("▶ Resume", key="pb-resume", help="A probe keeps no checkpoint: it runs again"):
-                try:
-                    launch.resume(run)
-                except (RunBusyError, NotARunError) as err:
-                    show_error(err)
-                    return
-                st.rerun(scope="app")
+        run_controls(run, state, "pb")
         frame = metrics_frame(run)
         if not frame.empty and "loss" in frame:
             fig = columns_figure(frame, ["loss"], "Linear head: training loss per epoch", x="epoch")
@@ -280,12 +266,18 @@ def comparisons() -> None:
     run = pick_run("Comparison", runs, "cmp-run", "")
     if run is None:
         return
-    run_header(run)
     result = run.read_json("comparison.json")
+
+    def log_until_the_table(now: Run) -> None:
+        if result is None and now.read_json("comparison.json") is not None:
+            st.rerun(scope="app")  # every unit has finished: the table is drawn outside this live view
+        if result is None:
+            st.caption("The table appears here when every unit has finished; Stop keeps the finished units and "
+                       "Resume continues from them. Its log so far:")
+            st.code(now.log_text()[-4000:] or "(empty)", language="text")
+
+    watch(str(run.path), key="cmp", extra=log_until_the_table)
     if result is None:
-        st.caption("The table appears when every unit has finished; a stopped comparison resumes where it was. "
-                   "Its log so far:")
-        st.code(run.log_text()[-4000:] or "(empty)", language="text")
         return
     table = run.path / "table.md"
     if result.get("differences"):

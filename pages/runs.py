@@ -12,7 +12,7 @@ from core.store.run_compare import all_tags, read_notes
 from core.store.run_lock import RunBusyError
 from core.store.runs import Run, delete_run, runs_root
 from workbench.common import has_records, pairs_frame, pick_run, runs_frame, runs_of, show_error
-from workbench.monitor import run_header, watch
+from workbench.monitor import watch
 from workbench.trackers_view import trackers_tab
 from workbench.run_compare_view import (CURVE_KINDS, METRIC_LABELS, compare_kind, curve_controls, curve_series,
                                         curves_chart, diff_section, hidden_curves, hidden_note, metrics_of, notes_tab,
@@ -32,6 +32,12 @@ def delete(run_id: str) -> None:
         return
     st.session_state["runs-flash"] = ("success", f"Deleted {run_id} and all its files.", "🗑")
     st.session_state["runs-tab"] = "Status"
+
+
+def written_table(run: Run) -> None:
+    table_md = run.path / "table.md"
+    if table_md.exists():
+        st.markdown(table_md.read_text())
 
 
 def treatment(run: Run) -> str:
@@ -140,11 +146,8 @@ if run is not None:
     with tab_live:
         if run.kind() in ("pretrain", "finetune"):
             watch(str(run.path), key="runs")
-        else:
-            run_header(run)
-            table_md = run.path / "table.md"
-            if table_md.exists():
-                st.markdown(table_md.read_text())
+        else:  # a comparison or a probe: state, Stop / Resume, and its table once written
+            watch(str(run.path), key="runs", extra=written_table)
     with tab_cfg:
         try:
             st.code(run.config_text(), language="yaml")

@@ -298,3 +298,34 @@ def test_a_finished_run_is_sent_to_tensorboard_and_the_tab_says_how_to_open_it(p
     assert any("new metric rows" in s.value for s in at.success)
     assert any(f"tensorboard --logdir {run.path / 'tensorboard'}" in c.value for c in at.code)
     assert list((run.path / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_a_comparison_stops_and_resumes_from_the_runs_page_and_the_comparisons_tab(empty_store: Path,
+                                                                                   monkeypatch) -> None:
+    """A running comparison had no Stop anywhere while its Delete tab said "stop it before deleting it", and a stopped
+    one no Resume: both are there now, through core.store.launch as for a training run."""
+    import os
+
+    from core.store import launch
+    from core.store.runs import create_run
+
+    calls: list[tuple[str, str]] = []
+    monkeypatch.setattr(launch, "stop", lambda run: calls.append(("stop", run.id)) or True)
+    monkeypatch.setattr(launch, "resume", lambda run: calls.append(("resume", run.id)))
+    cmp_run = create_run("cmp", "name: cmp\n", empty_store, kind="compare", state="running")
+    cmp_run.write_status(pid=os.getpid(), step=1, total_steps=8)  # a process that exists: it counts as running
+    at = open_page("runs")
+    at.selectbox(key="runs-one").set_value(cmp_run.id).run()
+    assert not at.exception
+    assert [p.proto.text for p in at.get("progress")] == ["unit 1 / 8"]
+    stop = at.button(key="runs-stop")
+    assert "finished units are kept" in stop.help
+    stop.click().run()
+    assert calls == [("stop", cmp_run.id)]
+    tab = open_page("finetune")
+    assert tab.selectbox(key="cmp-run").value == cmp_run.id
+    assert tab.button(key="cmp-stop") and any("Stop keeps the finished units" in c.value for c in tab.caption)
+    cmp_run.write_status(state="stopped")
+    tab.run()
+    tab.button(key="cmp-resume").click().run()
+    assert not tab.exception and calls[-1] == ("resume", cmp_run.id)

@@ -18,7 +18,7 @@ from core.phases import eta_seconds, phase_text, rough_duration
 from core.store import launch
 from core.store.runs import NotARunError, Run, open_run
 from core.store.run_lock import RunBusyError
-from core.store.run_state import LIVE_STATES, SHOWN_LIVE, STARTING, STOPPING
+from core.store.run_state import LIVE_STATES, SHOWN_LIVE, STOPPING
 from workbench.common import (AVERAGE_MIOU, STATE_ICONS, columns_figure, curve_frame, pair_counts_figure, pairs_frame,
                               kept_fragment, records_version, literal, show_error, show_treatment)
 
@@ -42,21 +42,34 @@ SHARES = {"miou", "knn_acc"}  # charted values in [0, 1], shown in percent
 LEGEND_NAMES = {"knn_acc": "kNN accuracy", "knn_baseline": "majority class"}  # record keys, as a legend says them
 
 
-def _controls(run: Run, state: str, key: str) -> None:
-    if state == STOPPING or (state == STARTING and launch.stop_requested(run)):
-        st.caption("⏹ stopping at the next step (its checkpoint is written first) ...")
+# (stopping, Stop's help, Resume's help) by run kind; others: a training run's
+CONTROL_WORDS = {
+    "compare": ("⏹ stopping: each unit running now stops at its next step, with its checkpoint ...",
+                "Stop every unit running now at its next step; finished units are kept",
+                "Continue: finished pretraining and evaluation units are kept, a unit cut short continues"),
+    "probe": ("⏹ stopping ...", "A probe keeps no checkpoint: it ends where it is",
+              "A probe keeps no checkpoint: it runs again"),
+}
+TRAINING_WORDS = ("⏹ stopping at the next step (its checkpoint is written first) ...",
+                  "Stop at the next step; the last checkpoint is kept", "Continue from the last checkpoint")
+
+
+def run_controls(run: Run, state: str, key: str) -> None:
+    """Stop for a live run, Resume for a stopped, failed or died one, of any kind (a comparison stops and resumes its
+    units through ``core.store.launch`` like a training run)."""
+    stopping, stop_help, resume_help = CONTROL_WORDS.get(run.kind(), TRAINING_WORDS)
+    if state == STOPPING or (state in LIVE_STATES and launch.stop_requested(run)):
+        st.caption(stopping)
         return
     left, right, _ = st.columns([1, 1, 4])
     if state in LIVE_STATES:
-        if left.button("⏹ Stop", key=f"{key}-stop", help="Stop at the next step; the last checkpoint is kept"):
+        if left.button("⏹ Stop", key=f"{key}-stop", help=stop_help):
             if launch.stop(run):
                 st.toast(f"Stop requested for {run.id}")
             else:
                 st.warning("The run is not running any more.")
     elif state in ("stopped", "failed", "died"):
-        help_text = "Continue: finished pretraining and evaluation units are kept" if run.kind() == "compare" \
-            else "Continue from the last checkpoint"
-        if left.button("▶ Resume", key=f"{key}-resume", help=help_text):
+        if left.button("▶ Resume", key=f"{key}-resume", help=resume_help):
             try:
                 launch.resume(run)
             except (RunBusyError, NotARunError) as err:
@@ -182,10 +195,11 @@ def watch(run_path: str, key: str = "watch", extra: Callable[[Run], None] | None
             show_error(err)
             return
         state = run_header(run)
-        _controls(run, state, key)
+        run_controls(run, state, key)
         if run.kind() == "pretrain":
             treatment(run)
-        _charts(run, run.kind())
+        if run.kind() in CHARTS:  # a comparison's or a probe's own view draws its records
+            _charts(run, run.kind())
         if extra is not None:
             extra(run)
         if state in SHOWN_LIVE:
