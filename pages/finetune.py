@@ -111,8 +111,8 @@ def compare_form() -> None:
     except (ConfigError, ValueError, OSError) as err:
         show_error(err, "Not launched")
         return
-    st.success(f"Launched {run.id}: its pretraining runs appear on the Runs page as they start; the table below "
-               "fills in when every unit has finished.")
+    st.success(f"Launched {run.id}: its pretraining runs appear on the Runs page as they start; its table "
+               "fills in on the Comparisons tab when every unit has finished.")
 
 
 def _value(overrides: list[str], key: str, default: int) -> int:

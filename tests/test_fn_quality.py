@@ -320,6 +320,18 @@ def test_report_of_a_run_without_a_detector_says_so(roots: Path, capsys, loss: s
     assert says in capsys.readouterr().err
 
 
+def test_report_of_a_fine_tuning_or_probe_run_names_its_kind(tmp_path: Path, capsys) -> None:
+    """It said "model.arch: unknown setting", as if a setting were wrong, not the kind of run."""
+    from core.store.runs import create_run
+
+    for kind, words in (("finetune", "fine-tuning"), ("probe", "linear probe")):
+        run = create_run(f"a-{kind}", "model:\n  arch: unet\n", tmp_path / "runs", kind=kind, state="completed")
+        assert report_main([str(run.path)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == (f"error: {run.id} is a {words} run; fn-report reads pretraining runs (their flags) and "
+                       "comparisons (every method's)")
+
+
 # ------------------------------------------------------------------------------------------------ every detector
 @pytest.mark.slow
 def test_every_detector_is_scored_from_the_shell_and_two_runs_compare_on_shared_batches(roots: Path, capsys) -> None:

@@ -11,6 +11,8 @@ from ..cli_args import fn_report_parser
 from ..store.runs import NotARunError, open_run_arg
 from .fn_report import FlagReportError, flag_report, report_lines
 
+KIND_WORDS = {"finetune": "fine-tuning", "probe": "linear probe"}
+
 
 def main(argv: list[str] | None = None) -> int:
     args = fn_report_parser().parse_args(argv)
@@ -28,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
             current["bar"].n = done
             current["bar"].refresh()
 
+        if run.kind() not in ("pretrain", "compare"):  # its settings are not a pretraining's: say what it is
+            raise FlagReportError(f"{run.id} is a {KIND_WORDS.get(run.kind(), run.kind())} run; fn-report reads "
+                                  "pretraining runs (their flags) and comparisons (every method's)")
         if run.kind() == "compare":
             from .compare_flags import comparison_flags, to_markdown
 
