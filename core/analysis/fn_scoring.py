@@ -239,9 +239,10 @@ class TreatmentEffect:
         if not self.negligible or self.alpha == 0 and self.calibrates:
             return None
         if self.calibrates and self.flagged and self.calibrated < self.flagged / 2:
-            lead = "No flag passed" if self.calibrated == 0 else "Most flags did not pass"
-            return (f"{lead} the gate (the anchor's positive cosine ≥ threshold {self.threshold:.2f}): a lower "
-                    "threshold calibrates more of them.")
+            if self.calibrated == 0:  # the figures before it already name the gate and its threshold
+                return "A lower threshold calibrates more of them."
+            return (f"Most flags did not pass the gate (the anchor's positive cosine ≥ threshold "
+                    f"{self.threshold:.2f}): a lower threshold calibrates more of them.")
         more = "calibrates" if self.calibrates else "treats"
         if self.detector == "fnsd" and self.selection == "global":
             return ("The global selection flags about one pair per batch: per-anchor selection (each anchor flags "
