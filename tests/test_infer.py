@@ -377,8 +377,10 @@ def test_cli_bad_image_among_good(seg, tmp_path, capsys):
     assert len(errors) == 1 and errors[0].startswith(f"error: {tmp_path / 'broken.png'}: ")
     assert (out / "a_mask.png").is_file() and (out / "b_mask.png").is_file()
     none = tmp_path / "none"  # only bad images: no empty folder left behind, but one the user had stays
+    capsys.readouterr()
     assert main([str(tmp_path / "broken.png"), "--checkpoint", str(ckpt), "--out", str(none)]) == 2
     assert not none.exists()
+    assert "0 of 1 image(s) segmented (nothing written); 1 failed" in capsys.readouterr().out  # no folder named
     assert main([str(tmp_path / "broken.png"), "--checkpoint", str(ckpt), "--out", str(out)]) == 2
     assert out.is_dir()
 

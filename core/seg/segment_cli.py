@@ -228,7 +228,8 @@ def _run(args: argparse.Namespace) -> int:
     if failed == n and made_out:
         with contextlib.suppress(OSError):
             args.out.rmdir()  # nothing was written: no empty folder left behind
-    print(f"{n - failed} of {n} image(s) segmented into {args.out}" + (f"; {failed} failed" if failed else "")
+    where = f"into {args.out}" if failed < n else "(nothing written)"
+    print(f"{n - failed} of {n} image(s) segmented {where}" + (f"; {failed} failed" if failed else "")
           + (f"; {unscored} label mask(s) not scored" if unscored else ""), flush=True)
     return 2 if failed or unscored else 0
 
