@@ -284,6 +284,8 @@ def test_added_data_sources_are_offered_and_fill_the_data_fields(empty_store: Pa
     assert not at.exception and not errors(at), errors(at)
     assert (at.session_state["ft-data"], at.session_state["ft-root"]) == ("deepglobe", str(labeled.resolve()))
     assert f"Data fields from data source {labeled.resolve()}" in shown(texts(at))
+    fraction = at.session_state["ft-fraction"]  # the demo preset's share stays, and is said beside the data
+    assert fraction < 1 and f"Label fraction {fraction:.3g}: only that share" in shown(texts(at))
     at.selectbox(key="ft-source-pick").set_value(str(unlabeled.resolve())).run()
     at.button(key="ft-source-use").click().run()
     assert any("has no masks" in e for e in errors(at)) and at.session_state["ft-data"] == "deepglobe"

@@ -308,6 +308,10 @@ def draw(mode: str) -> None:
     came_from = st.session_state.get("ft-data-from")
     if came_from:
         st.caption(f"📍 Data fields from {literal(came_from)}.{shared_note(came_from, presets)}")
+        fraction = st.session_state.get("ft-fraction" if mode == "finetune" else "pb-fraction")
+        if isinstance(fraction, (int, float)) and fraction < 1:  # a demo preset's 10 % stays: say so beside the data
+            st.caption(f"✂️ Label fraction {fraction:.3g}: only that share of the set's labeled tiles trains unless "
+                       "the field below says more (1: all of them).")
     recipe = _recipe_hint(mode, preset)
     if recipe:
         st.caption(f"💡 {literal(recipe)}")
