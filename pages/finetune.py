@@ -95,6 +95,12 @@ def compare_form() -> None:
         go = st.form_submit_button("🚀 Launch comparison", type="primary")
     if not go:
         return
+    eval_label = "Probe epochs" if base.eval == "probe" else "Fine-tuning steps"
+    problems = compare_form_problems(methods, {"Pretraining seeds": (pseeds, 2), "Evaluation seeds": (seeds, 1),
+                                               "Pretraining steps": (pre_steps, 1), eval_label: (eval_len, 1)})
+    if problems:  # every wrong field at once, in the form's words (the config would name one, in its own)
+        st.error("Not launched:\n" + "\n".join(f"- {p}" for p in problems), icon="🚫")
+        return
     try:
         raw = base.model_dump(mode="json")
         raw.update(methods=methods, pretrain_seeds=list(range(int(pseeds))), seeds=list(range(int(seeds))))
@@ -113,6 +119,17 @@ def compare_form() -> None:
         return
     st.success(f"Launched {run.id}: its pretraining runs appear on the Runs page as they start; its table "
                "fills in on the Comparisons tab when every unit has finished.")
+
+
+def compare_form_problems(methods: list[str], counts: dict[str, tuple[Any, int]]) -> list[str]:
+    """What is wrong with the comparison form, field by field: no method, or a count under its least value (``counts``:
+    label -> (typed value, least))."""
+    problems = [] if methods else ["Methods: pick at least one"]
+    for name, (typed, least) in counts.items():
+        if typed is None or typed < least:
+            why = " (a paired interval needs them)" if name == "Pretraining seeds" else ""
+            problems.append(f"{name}: at least {least}{why}, got {'nothing' if typed is None else f'{typed:g}'}")
+    return problems
 
 
 def _value(overrides: list[str], key: str, default: int) -> int:

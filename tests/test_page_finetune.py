@@ -501,10 +501,14 @@ def test_a_comparison_offers_every_detector_and_treatment_and_launches_them(empt
     assert seen[-1][1].pretrain_overrides[-1] == "loss.tau_plus=0.25"
     # no range the browser enforces (it would hold the form back silently): a value out of range is said in words
     assert not [n.label for n in at.number_input if n.proto.has_min or n.proto.has_max]
-    at.number_input(key="cmp-pseeds").set_value(1)
+    # every wrong field at once, in the form's words and with what was typed (it said "got [0]" for a 1, one field
+    # per Launch)
+    for key, value in (("cmp-pseeds", 1), ("cmp-seeds", 0), ("cmp-pre-steps", 0), ("cmp-probe-epochs", 0)):
+        at.number_input(key=key).set_value(value)
     next(b for b in at.button if "Launch comparison" in b.label).click().run()
-    assert errors(at) == ["Not launched: pretrain_seeds: name at least 2 pretraining seeds (a paired interval needs "
-                          "them; e.g. [0, 1, 2]), got [0]"], errors(at)
+    assert errors(at) == ["Not launched:\n- Pretraining seeds: at least 2 (a paired interval needs them), got 1\n"
+                          "- Evaluation seeds: at least 1, got 0\n- Pretraining steps: at least 1, got 0\n"
+                          "- Probe epochs: at least 1, got 0"], errors(at)
 
 
 def test_a_class_the_test_scenes_lack_is_a_blank_named_row_of_the_confusion() -> None:

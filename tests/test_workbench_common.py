@@ -181,3 +181,23 @@ def test_a_fragments_own_rerun_keeps_the_pages_kept_values(monkeypatch) -> None:
     bare = [str(p.relative_to(root)) for d in ("pages", "workbench") for p in (root / d).glob("*.py")
             if re.search(r"@st\.fragment", p.read_text())]
     assert bare == [], f"use kept_fragment: {bare}"
+
+
+def test_a_refused_setting_leaves_no_traceback_in_the_server_log(monkeypatch, capsys) -> None:
+    """Each refused comparison form wrote a full traceback to the app's console: a user's wrong value is not a bug."""
+    import streamlit as st
+
+    from core.config import ConfigError
+    from workbench.common import show_error
+
+    shown: list[str] = []
+    monkeypatch.setattr(st, "error", lambda text, icon=None: shown.append(text))
+    for err in (ConfigError("seeds: name at least 1 evaluation seed, got []"), RuntimeError("a real bug")):
+        try:
+            raise err
+        except Exception as caught:  # noqa: BLE001 - as the pages catch them
+            show_error(caught, "Not launched")
+    assert len(shown) == 2 and shown[0].startswith("Not launched: seeds: name at least 1") and \
+        shown[1] == "Not launched: a real bug"
+    log = capsys.readouterr().out
+    assert log.count("Traceback") == 1 and "RuntimeError: a real bug" in log and "ConfigError" not in log

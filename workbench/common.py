@@ -40,7 +40,10 @@ def show_error(err: BaseException, what: str = "") -> None:
     prefix = f"{what}: " if what else ""
     text = str(err).strip() or type(err).__name__
     st.error(literal(prefix + text), icon="🚫")
-    print(traceback.format_exc(), flush=True)
+    from core.config import ConfigError
+
+    if not isinstance(err, ConfigError):  # a refused setting is the user's to fix, not a bug to trace
+        print(traceback.format_exc(), flush=True)
 
 
 def shows_errors(fn: F) -> F:
