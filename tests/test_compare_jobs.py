@@ -228,3 +228,23 @@ def test_a_stop_reaches_the_evaluation_units_running_at_once(empty_store: Path) 
     assert run.state() == "stopped", (run.status(), run.log_text()[-2000:])
     assert sorted(u.state() for u in units()) == ["stopped", "stopped"]  # each kept its checkpoint; none left running
     assert not any(u.is_live() for u in units())
+
+
+def test_a_comparison_shows_its_data_generation_as_a_phase(tmp_path: Path, fake_spawn: Any,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A comparison's first minute (its evaluation set generated) left its status without a phase: the page showed
+    the launch line only."""
+    phases: list[dict] = []
+    real = Run.write_status
+
+    def write_status(self: Run, **fields: Any) -> None:
+        if self.kind() == "compare" and isinstance(fields.get("phase"), dict):
+            phases.append(fields["phase"])
+        real(self, **fields)
+
+    monkeypatch.setattr(Run, "write_status", write_status)
+    runs = tmp_path / "runs"
+    assert compare_main(["--config", str(_random_only(tmp_path)), "--runs-root", str(runs)]) == 0
+    names = {p.get("name") for p in phases}
+    assert any(str(n).startswith("generating") for n in names), names
+    assert _compare_run(runs).status().get("phase") is None  # cleared at the end

@@ -30,7 +30,8 @@ from typing import Any
 from ..cli_args import compare_parser, parse_run_args
 from ..config import ConfigError, config_to_yaml, load_config, validate_config
 from ..data import DataError
-from ..store.lifecycle import StopFlag, prepared_run, record_early_failure
+from ..phases import report_phases
+from ..store.lifecycle import StopFlag, phase_listener, prepared_run, record_early_failure
 from ..store.runs import NotARunError, Run, atomic_write_bytes, atomic_write_json, create_run, open_run, runs_root
 from ..store.run_lock import RunBusyError, lock_run, unlock_run
 from .compare_config import (RANDOM_SEED_STRIDE, CompareConfig, band_label, band_overrides,  # noqa: F401 (re-exported)
@@ -306,13 +307,15 @@ def main(argv: list[str] | None = None) -> int:
     comparison = None
     try:
         stop.interrupt()  # the workbench's Stop (now, or already during loading): a recorded stop, not a death
-        comparison = Comparison(cfg, out_run, root, log, stop)
-        facts = split_facts(comparison.eval_splits(), comparison.eval_data)
-        log(f"evaluation data {facts['data']}: " + ", ".join(f"{k} {facts[k]['scenes']} scenes / {facts[k]['tiles']} "
-                                                             "tiles" for k in ("train", "val", "test")))
-        if comparison.extra:
-            log("pretraining splits its scenes as the evaluation does: " + " ".join(comparison.extra))
-        rows = comparison.run_all()
+        with report_phases(phase_listener(out_run.path)):  # generating its data, a unit's features: on its page
+            comparison = Comparison(cfg, out_run, root, log, stop)
+            facts = split_facts(comparison.eval_splits(), comparison.eval_data)
+            log(f"evaluation data {facts['data']}: " + ", ".join(f"{k} {facts[k]['scenes']} scenes / "
+                                                                 f"{facts[k]['tiles']} tiles" for k in
+                                                                 ("train", "val", "test")))
+            if comparison.extra:
+                log("pretraining splits its scenes as the evaluation does: " + " ".join(comparison.extra))
+            rows = comparison.run_all()
     except (ConfigError, DataError, NotARunError, CompareError) as err:
         out_run.write_status(state="failed", error=str(err), ended=time.time())
         out_run.log(f"failed: {err}")
