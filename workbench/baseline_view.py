@@ -73,7 +73,7 @@ def draw(run: Run, result: dict[str, Any], which: str) -> None:
                      help="The same settings (data, split, protocol, steps, seed) from a random encoder")
     elif found.state == "running" and found.run is not None:
         with first:
-            st.caption("Random encoder, same recipe: computing")
+            st.caption("Random encoder, same recipe: its background run")
             _live(str(found.run.path))
         how = f"The baseline {found.note}: its score appears here when it has finished."
     else:  # none, unfinished, or a twin that cannot stand beside this score (not-yet, other-scenes): offer one

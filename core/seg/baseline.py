@@ -143,7 +143,7 @@ def _twin_baseline(twin: Run, raw: dict[str, Any], mine: dict[str, Any] | None, 
         return Baseline("other-scenes", twin, record, note=f"run {twin.id} was tested on other scenes (the data "
                         "changed since?): not comparable")
     scenes = record.get("scenes") or []
-    where = f"the same {len(scenes)} test scenes" if which == "test" and scenes else \
+    where = f"the same {len(scenes)} test images" if which == "test" and scenes else \
         "the same validation tiles" if which == "val" else f"the same {record.get('split', 'test')} tiles"
     return Baseline("done", twin, record, note=f"run {twin.id}: this run's config with a random encoder (seed "
                     f"{raw.get('seed', 0)}, one run), scored on {where}")
