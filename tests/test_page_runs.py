@@ -315,6 +315,8 @@ def test_a_comparison_stops_and_resumes_from_the_runs_page_and_the_comparisons_t
     cmp_run = create_run("cmp", "name: cmp\n", empty_store, kind="compare", state="running")
     cmp_run.write_status(pid=os.getpid(), step=1, total_steps=8)  # a process that exists: it counts as running
     at = open_page("runs")
+    row = at.dataframe[0].value.set_index("run").loc[cmp_run.id]  # no "best val mIoU —" for a table of methods
+    assert (row["metric"], row["value"]) == ("units done (of 8)", "1")
     at.selectbox(key="runs-one").set_value(cmp_run.id).run()
     assert not at.exception
     assert [p.proto.text for p in at.get("progress")] == ["unit 1 / 8"]

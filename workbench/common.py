@@ -275,7 +275,8 @@ def metric_values_text(metrics: Sequence[Any], values: Sequence[Any]) -> list[st
         except (TypeError, ValueError):  # none yet, or already text
             out.append("—" if v is None or str(v).strip() == "" else str(v))
             continue
-        out.append("—" if x != x else (f"{100 * x:.1f} %" if "mIoU" in str(m) else f"{x:.4f}"))
+        out.append("—" if x != x else f"{100 * x:.1f} %" if "mIoU" in str(m) else f"{x:.0f}"
+                   if str(m).startswith("units done") else f"{x:.4f}")
     return out
 
 

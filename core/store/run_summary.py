@@ -34,7 +34,9 @@ def summary_row(run: Run) -> dict[str, Any]:
     best, metric = None, ("last loss" if kind == "pretrain" else "best val mIoU" if run.validates()
                           else "test mIoU (at the end)")
     test = run.read_json("test_metrics.json") if kind in ("finetune", "probe") else None
-    if kind == "pretrain":
+    if kind == "compare":  # its scores are a table of methods: how far it is stands in their place
+        best, metric = step, f"units done (of {total})" if total else "units done"
+    elif kind == "pretrain":
         last = last_record(run.path / "metrics.jsonl")
         best = None if last is None else last.get("loss")
     elif test is not None and isinstance(test.get("miou"), (int, float)):  # as the Fine-tune page gives it
