@@ -126,6 +126,20 @@ def test_added_data_sources_are_offered(private_data: Path, tmp_path: Path) -> N
     assert "All 16 tiles of this set are embedded" in page  # 4 scenes of 300 px, 2 x 2 tiles of 256 px each
 
 
+def deepglobe_encoder(store_base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, splits: list[str]):
+    """A private store whose tiny-infonce encoder says it was pretrained on DeepGlobe scenes of ``splits``."""
+    runs = copy_store(store_base, tmp_path)
+    monkeypatch.setenv("FALSE_WB_RUNS", str(runs))
+    monkeypatch.setenv("FALSE_WB_DATA", str(tmp_path / "private-data"))
+    run = next(r for r in list_runs(runs) if r.id.endswith("tiny-infonce"))
+    card_path = run.checkpoint_dir / "encoder.json"
+    card = json.loads(card_path.read_text())
+    card["config"]["data"] = {"name": "deepglobe", "root": str(tmp_path / "dg"), "tile_size": 96,
+                              "pretrain_splits": splits, "image_size": 32}
+    card_path.write_text(json.dumps(card))
+    return run
+
+
 @pytest.mark.parametrize("recorded", [640, None])
 def test_the_own_sets_size_comes_from_its_run_not_from_tiling_it(store_base: Path, tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch,
@@ -135,15 +149,7 @@ def test_the_own_sets_size_comes_from_its_run_not_from_tiling_it(store_base: Pat
     one the slider goes to 5000 and says the size is counted when the map is computed."""
     import workbench.common
 
-    runs = copy_store(store_base, tmp_path)
-    monkeypatch.setenv("FALSE_WB_RUNS", str(runs))
-    monkeypatch.setenv("FALSE_WB_DATA", str(tmp_path / "private-data"))
-    run = next(r for r in list_runs(runs) if r.id.endswith("tiny-infonce"))
-    card_path = run.checkpoint_dir / "encoder.json"
-    card = json.loads(card_path.read_text())
-    card["config"]["data"] = {"name": "deepglobe", "root": str(tmp_path / "dg"), "tile_size": 96,
-                              "pretrain_splits": ["train", "val"], "image_size": 32}
-    card_path.write_text(json.dumps(card))
+    run = deepglobe_encoder(store_base, tmp_path, monkeypatch, ["train", "val"])
     (run.path / "data.json").unlink(missing_ok=True)
     if recorded is not None:
         (run.path / "data.json").write_text(json.dumps({"name": "deepglobe", "tiles": recorded, "labeled": True}))
@@ -162,15 +168,7 @@ def test_a_smaller_own_set_after_a_bigger_one_restarts_the_tiles_slider(store_ba
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """500 tiles chosen for a 1000-tile set, then an encoder of a 204-tile set: "The value 500 is greater than the
     max_value 204" replaced the page, Compute included, until a reload."""
-    runs = copy_store(store_base, tmp_path)
-    monkeypatch.setenv("FALSE_WB_RUNS", str(runs))
-    monkeypatch.setenv("FALSE_WB_DATA", str(tmp_path / "private-data"))
-    run = next(r for r in list_runs(runs) if r.id.endswith("tiny-infonce"))
-    card_path = run.checkpoint_dir / "encoder.json"
-    card = json.loads(card_path.read_text())
-    card["config"]["data"] = {"name": "deepglobe", "root": str(tmp_path / "dg"), "tile_size": 96,
-                              "pretrain_splits": ["train"], "image_size": 32}
-    card_path.write_text(json.dumps(card))
+    run = deepglobe_encoder(store_base, tmp_path, monkeypatch, ["train"])
     record = lambda tiles: (run.path / "data.json").write_text(  # noqa: E731
         json.dumps({"name": "deepglobe", "tiles": tiles, "labeled": True}))
     record(1000)
