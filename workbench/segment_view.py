@@ -44,7 +44,8 @@ def legend_html(seg: Segmentation) -> str:
         "<span style='display:inline-flex;align-items:center;gap:6px;margin:2px 16px 2px 0'>"
         f"<span style='width:14px;height:14px;border-radius:3px;background:{class_rgb(cls)};"
         "border:1px solid rgba(128,128,128,.5)'></span>"
-        f"{html.escape(readable_class(row['name']))} <span style='opacity:.6'>{one_decimal(row['percent'])}%</span></span>"
+        f"{html.escape(readable_class(row['name']))} "
+        f"<span style='opacity:.6'>{one_decimal(row['percent'])}%</span></span>"
         for cls, row in zip(seg.classes, seg.areas))
     return f"<div style='display:flex;flex-wrap:wrap;font-size:0.92rem'>{items}</div>"
 
