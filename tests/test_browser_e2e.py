@@ -1,11 +1,14 @@
 """End to end in a real browser: every page opens, a tile is segmented and scored against its label mask, Enter in
-a field launches nothing, a pretraining run starts and moves.
+a field launches nothing, a pretraining run starts and moves, a palette-PNG label mask whose palette holds the class
+colours in a shuffled order scores exactly as the same mask saved as RGB (and its scores survive a page trip). One
+server and one browser for all of them: each start is seconds of a loaded core.
 
 Needs Debian's chromium and the playwright package (``.ci/run`` installs both). Screenshots of the main pages go
 to test-artifacts/screenshots/ (the README shows them); a failing step leaves test-artifacts/failures/<step>.png.
 """
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -17,8 +20,8 @@ from PIL import Image
 
 from core.data import generate_scene
 from core.store.runs import list_runs
-from tests.browser import (ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, pick_option, require_chromium, screenshot_on_failure,
-                           settle, streamlit_server, wait_until_idle)
+from tests.browser import (ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ROOT, pick_option, require_chromium,
+                           screenshot_on_failure, settle, streamlit_server, wait_until_idle)
 from tests.store import copy_store
 
 pytestmark = pytest.mark.slow  # seconds per test (processes, kills, browsers): the full suite, not the fast tier
@@ -152,7 +155,9 @@ def test_the_flagged_pairs_curve_equals_the_counts_in_fns_jsonl(app, page) -> No
     run = next(r for r in list_runs(runs_root) if r.id.endswith("tiny-false"))
     with screenshot_on_failure(page, "pretrain-pairs-curve"):
         _open(page, url, f"pretrain?run={run.id}", "Pretrain")
-        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= 4")
+        # the charts draw one by one after the script ends: wait for the flagged-pairs chart itself
+        page.wait_for_function("() => Array.from(document.querySelectorAll('.js-plotly-plot')).some(el =>"
+                               " el.layout && (el.layout.title.text || '').includes('Flagged') && el._fullData)")
         charts = page.evaluate("""() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(el => ({
             title: el.layout.title.text, data: el._fullData.map(t => ({name: t.name, x: Array.from(t.x),
                                                                   y: Array.from(t.y)}))}))""")
@@ -245,14 +250,15 @@ def test_launch_a_tiny_run_and_see_it_move(app, page) -> None:
         time.sleep(2)
         assert {r.id for r in list_runs(runs_root)} == before, "Enter in a field launched a run"
         assert page.locator('input[aria-label="Steps"]').is_visible()  # and the settings stay open
-        # a set not generated yet (300 tiles of 256 px: ~10 s), so the run has a phase before its first step
-        values = {"Synthetic tiles": 300, "Tile size (px)": 256, "View size (px)": 32, "Batch size": 16,
+        # a set not generated yet (150 tiles of 256 px: 5-8 s, two or more of the page's 2 s refreshes), so the run
+        # has a phase before its first step
+        values = {"Synthetic tiles": 150, "Tile size (px)": 256, "View size (px)": 32, "Batch size": 16,
                   "Steps": 400, "Projection dim": 16, "Projection hidden": 32, "Log every (steps)": 1,
                   "Checkpoint every": 1000}
         _fill(page, values, "browser-run")
         page.get_by_role("button", name=re.compile("Launch")).click()
         page.get_by_text(re.compile("Launched .*browser-run")).wait_for(timeout=60_000)
-        page.get_by_text(re.compile(r"generating 300 synthetic tiles: \d+ / 300")).first.wait_for(timeout=120_000)
+        page.get_by_text(re.compile(r"generating 150 synthetic tiles: \d+ / 150")).first.wait_for(timeout=120_000)
         page.screenshot(path=str(SHOTS / "pretrain-phase.png"), full_page=True)
         page.get_by_text(re.compile(r"step \d+ / 400")).first.wait_for(timeout=180_000)
         first = _step(page)
@@ -267,3 +273,81 @@ def test_launch_a_tiny_run_and_see_it_move(app, page) -> None:
         page.get_by_text(re.compile(r"stopped")).first.wait_for(timeout=120_000)
     run = next(r for r in list_runs(runs_root) if r.id.endswith("browser-run"))
     assert run.state() == "stopped" and run.last_checkpoint() is not None
+
+
+# ------------------------------------------------------------------------------------------- label masks
+MASK_SIDE = 128  # a tiny tile: the test is about reading the mask, not about the model
+MASK_MODEL = "dubai_seg"  # the Dubai set publishes palette PNGs with the class colours in another order per file
+
+
+def _masks(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A tile and labels in the model's classes (half of them shifted to another class, so the scores are neither 0 nor
+    100 %) as a palette PNG holding the class colours in a shuffled order and as RGB."""
+    rgb, labels = generate_scene(1, MASK_SIDE)
+    card = json.loads((ROOT / "checkpoints" / f"{MASK_MODEL}.json").read_text())
+    colours = [c["color"] for c in card["classes"]]
+    labels = (np.ascontiguousarray(labels) % len(colours)).astype(np.uint8)
+    labels[: MASK_SIDE // 2] = (labels[: MASK_SIDE // 2] + 1) % len(colours)
+    tile, pal, twin = tmp_path / "tile.png", tmp_path / "labels_palette.png", tmp_path / "labels_rgb.png"
+    Image.fromarray(np.ascontiguousarray(rgb)).save(tile)
+    order = np.random.default_rng(7).permutation(len(colours))  # palette entry j holds class order[j]
+    img = Image.fromarray(np.argsort(order).astype(np.uint8)[labels], mode="P")
+    img.putpalette([v for j in order for v in colours[j]])
+    img.save(pal)
+    assert not np.array_equal(np.asarray(Image.open(pal)), labels)  # its indices are not the classes
+    Image.fromarray(np.asarray(colours, np.uint8)[labels]).save(twin)
+    return tile, pal, twin
+
+
+def _scores(page) -> dict[str, str]:
+    """The label score's metrics as shown, once all three are drawn: {label: value}. (The caption that names how the
+    mask was read can be on screen a moment before the metrics of the same run are: wait for them.)"""
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=\"stMetricValue\"]').length >= 3",
+                           timeout=60_000)
+    wait_until_idle(page)
+    out = {}
+    for m in page.locator('[data-testid="stMetric"]').all():
+        label = m.locator('[data-testid="stMetricLabel"]').inner_text().strip()
+        out[label] = m.locator('[data-testid="stMetricValue"]').inner_text().strip()
+    return out
+
+
+def test_a_palette_label_mask_scores_as_its_rgb_twin_and_survives_a_page_trip(app, page, tmp_path: Path) -> None:
+    url, _ = app
+    tile, pal, twin = _masks(tmp_path)
+    with screenshot_on_failure(page, "masks-palette"):
+        page.goto(f"{url}/segment")
+        page.get_by_role("heading", name=re.compile("Segment")).first.wait_for()
+        wait_until_idle(page)
+        page.get_by_test_id("stSelectbox").filter(has_text="Model").click()  # the model named: auto may choose another
+        page.get_by_role("option", name=f"shipped: {MASK_MODEL}").click()
+        wait_until_idle(page)
+        page.locator('input[type="file"]').first.set_input_files(str(tile))
+        page.get_by_text("Overlay opacity").first.wait_for(timeout=120_000)
+        settle(page, 120_000)
+        page.get_by_text("Score against a label mask").click()
+        labels_input = page.locator('input[type="file"]').nth(1)
+        labels_input.set_input_files(str(pal))
+        page.get_by_text("read as class colours (palette)").first.wait_for(timeout=60_000)
+        wait_until_idle(page)
+        by_palette = _scores(page)
+        assert set(by_palette) == {"mIoU", "Pixel accuracy", "Left out"}, by_palette
+        assert by_palette["Pixel accuracy"] not in ("0.0 %", "100.0 %")
+    with screenshot_on_failure(page, "masks-rgb"):
+        labels_input.set_input_files(str(twin))
+        page.get_by_text(re.compile(r"read as class colours\)")).first.wait_for(timeout=60_000)
+        wait_until_idle(page)
+        assert _scores(page) == by_palette
+    with screenshot_on_failure(page, "masks-page-trip"):
+        nav = page.get_by_test_id("stSidebarNav")
+        nav.get_by_role("link", name="Runs", exact=True).click()
+        page.get_by_role("heading", name=re.compile("Runs")).first.wait_for(timeout=60_000)
+        wait_until_idle(page)
+        assert page.get_by_text("Pixel accuracy").count() == 0  # the scores belong to the Segment page
+        nav.get_by_role("link", name="Segment", exact=True).click()
+        page.get_by_role("heading", name=re.compile("Segment")).first.wait_for(timeout=60_000)
+        wait_until_idle(page)
+        page.get_by_text("uploaded before").first.wait_for(timeout=30_000)  # the kept mask, its expander open
+        assert page.get_by_text("labels_rgb.png").count() >= 1
+        assert _scores(page) == by_palette
+        assert page.locator('[data-testid="stException"]').count() == 0

@@ -265,8 +265,8 @@ def test_pretraining_on_two_processes_through_the_launcher_stops_and_resumes_tog
     assert pairs and all(0 <= r["anchor_index"] < 24 and 0 <= r["candidate_index"] < 24 for r in pairs)
 
 
-TINY_FT = ["data.num_tiles=40", "data.tile_size=64", "data.crop_size=64", "data.val_fraction=0.2",
-           "data.test_fraction=0.2", "data.label_fraction=1.0", "train.batch_size=4", "train.log_every=1",
+TINY_FT = ["data.num_tiles=24", "data.tile_size=48", "data.crop_size=48", "data.val_fraction=0.25",
+           "data.test_fraction=0.25", "data.label_fraction=1.0", "train.batch_size=4", "train.log_every=1",
            "train.eval_every=1000", "train.device=cpu"]
 
 

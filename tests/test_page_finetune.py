@@ -61,8 +61,8 @@ def test_a_bad_value_is_refused(empty_store: Path) -> None:
 def test_launch_creates_a_finetuning_run(populated_store: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("FALSE_WB_RUNS", str(tmp_path / "runs"))  # data stays the shared cache
     at = open_page("finetune")
-    for key, value in {"ft-steps": 2, "ft-batch": 4, "ft-crop": 64, "ft-eval": 2, "ft-tiles": 48,
-                       "ft-tile-size": 64, "ft-fraction": 1.0}.items():
+    for key, value in {"ft-steps": 2, "ft-batch": 4, "ft-crop": 48, "ft-eval": 2, "ft-tiles": 24,
+                       "ft-tile-size": 48, "ft-fraction": 1.0}.items():
         at.number_input(key=key).set_value(value)
     at.text_input(key="ft-name").set_value("page-ft")
     at.button(key="ft-launch").click().run()
