@@ -198,6 +198,9 @@ def quality_metric(emb: E.Embedding, other: E.Embedding | None) -> None:
     if chance is not None:
         right.metric("majority-class baseline", f"{chance:.3f}", help="always answering the most common class: "
                      "the kNN accuracy means something only above this")
+    if delta is not None:
+        st.caption("Under the value: this map's minus the other map's" + (
+            ", ± the 95 % half-width of two shares of tiles" if "±" in delta else ""))
 
 
 def _points(event: Any) -> list[Any]:

@@ -23,8 +23,8 @@ from core.config import ConfigError, DataConfig, LossConfig
 from core.config.strategy import strategy_label, uses_labels
 from core.store.runs import Run
 from core.imaging.bands import bands_of
-from workbench.common import (dataset_of, go_to, pick_picture, pick_run, runs_of, show_error,
-                              pair_counts_figure, show_treatment, shows_errors)
+from workbench.common import (BASE_RATE_MARGIN, base_rate_line, dataset_of, go_to, pick_picture, pick_run, runs_of,
+                              show_error, pair_counts_figure, show_treatment, shows_errors)
 from workbench.fn_compare_view import compare_section
 
 PER_PAGE = 12
@@ -42,12 +42,12 @@ def precision_figure(report: fn.PrecisionReport, unit: str = "pick") -> go.Figur
         customdata=np.stack([bins["step_start"], bins["step_end"], bins["pairs"]], axis=1),
         hovertemplate="steps %{customdata[0]}–%{customdata[1]}: %{y:.2f} of %{customdata[2]} " + unit + "s"
                       "<extra></extra>"))
-    fig.add_hline(y=report.base_rate, line_dash="dash", line_color="grey",
-                  annotation_text=f"base rate {report.base_rate:.2f} (random pair)", annotation_position="top left")
+    base_rate_line(fig, report.base_rate, "(random pair)")
     fig.update_layout(title="Flags sharing the dominant class, per step bin (95% Wilson interval)", height=320,
                       xaxis_title="step", yaxis_title="precision", yaxis_range=[0, 1.05],
-                      margin=dict(l=10, r=10, t=40, b=10), showlegend=False)
+                      margin=dict(l=10, r=BASE_RATE_MARGIN, t=40, b=10), showlegend=False)
     return fig
+
 
 
 def filters(pairs: pd.DataFrame, run: Run, loss: LossConfig) -> pd.DataFrame:
@@ -130,11 +130,10 @@ def selectors_figure(report: dict[str, Any]) -> go.Figure:
             customdata=[entries[n]["pairs"] for n in names],
             hovertemplate="%{x}, " + group + ": %{y:.3f} of %{customdata} " + report.get("unit", "pick")
                           + "s<extra></extra>"))
-    fig.add_hline(y=report["base_rate"], line_dash="dash", line_color="grey",
-                  annotation_text=f"base rate {report['base_rate']:.2f}", annotation_position="top left")
+    base_rate_line(fig, report["base_rate"])
     fig.update_layout(barmode="group", height=340, yaxis_range=[0, 1.05], yaxis_title="same dominant class",
                       title="Same-class share of the picks, on the run's own batches (95 % Wilson intervals)",
-                      margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.25))
+                      margin=dict(l=10, r=BASE_RATE_MARGIN, t=40, b=10), legend=dict(orientation="h", y=-0.25))
     return fig
 
 

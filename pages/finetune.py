@@ -14,7 +14,7 @@ from core.store import launch
 from core.store.catalog import config_presets
 from core.seg.baseline import scores_of
 from core.seg.compare import CompareConfig, check_presets
-from core.seg.compare_methods import all_methods
+from core.seg.compare_methods import all_methods, method_overrides
 from core.seg.compare_report import label
 from core.config import ConfigError, LossConfig, load_config, validate_config
 from core.imaging.colours import css_rgb
@@ -67,14 +67,15 @@ def compare_form() -> None:
            "finetune": "the fine-tuning preset, tested on whole held-out scenes"}[base.eval]
     st.caption(f"Evaluation: {how}. Every FALSE variant is paired with its base method by pretraining seed; the "
                "table gives the mean difference with a 95 % interval and says \"within noise\" when it holds 0.")
+    # outside the form: the fields below follow the pick (DCL's prior shows only when a DCL method is picked)
+    methods = st.multiselect(
+        "Methods", all_methods(), default=base.methods, key="cmp-methods", format_func=label,
+        help="The paper's methods, DCL (debiased loss, detects nothing) and every detector x treatment: a "
+             "detector picks the likely false negatives (FNSD; nearest: the encoder's own most similar; support: "
+             "FNC's extra views; oracle: same label class, reads labels, the ceiling), a treatment says what the "
+             "loss does with them (FNCC calibrates; eliminate drops them; attract counts them as positives). "
+             "Each is read against its base method (SimCLR or MoCo v2) with a paired interval.")
     with st.form("cmp-form", enter_to_submit=False):
-        methods = st.multiselect(
-            "Methods", all_methods(), default=base.methods, key="cmp-methods", format_func=label,
-            help="The paper's methods, DCL (debiased loss, detects nothing) and every detector x treatment: a "
-                 "detector picks the likely false negatives (FNSD; nearest: the encoder's own most similar; support: "
-                 "FNC's extra views; oracle: same label class, reads labels, the ceiling), a treatment says what the "
-                 "loss does with them (FNCC calibrates; eliminate drops them; attract counts them as positives). "
-                 "Each is read against its base method (SimCLR or MoCo v2) with a paired interval.")
         c1, c2, c3, c4 = st.columns(4)
         pseeds = number_field(c1, "Pretraining seeds", 2, 20, len(base.pretrain_seeds), key="cmp-pseeds",
                               help="At least 2: the interval of a FALSE gain is over pretraining seeds")
@@ -88,10 +89,12 @@ def compare_form() -> None:
             eval_len = number_field(c4, "Fine-tuning steps", 1, 1_000_000, _steps(base.finetune_overrides, 80),
                                     key="cmp-ft-steps")
         preset_prior = _float(base.pretrain_overrides, "loss.tau_plus", LossConfig.model_fields["tau_plus"].default)
-        prior = number_field(st, "DCL's class prior τ+", 0.01, 0.99, preset_prior, step=0.01, format="%.2f",
-                             key="cmp-tau-plus",
-                             help="Read by the DCL methods only: the share of a batch's negatives assumed to be of "
-                                  "the anchor's class (Chuang et al. 2020). Other methods ignore it.")
+        prior = preset_prior
+        if any("loss.name=dcl" in (method_overrides(m) or []) for m in methods):
+            prior = number_field(st, "DCL's class prior τ+", 0.01, 0.99, preset_prior, step=0.01, format="%.2f",
+                                 key="cmp-tau-plus",
+                                 help="Read by the DCL methods only: the share of a batch's negatives assumed to be "
+                                      "of the anchor's class (Chuang et al. 2020).")
         go = st.form_submit_button("🚀 Launch comparison", type="primary")
     if not go:
         return

@@ -16,7 +16,7 @@ from workbench.monitor import watch
 from workbench.trackers_view import trackers_tab
 from workbench.run_compare_view import (CURVE_KINDS, METRIC_LABELS, compare_kind, curve_controls, curve_series,
                                         curves_chart, diff_section, hidden_curves, hidden_note, metrics_of, notes_tab,
-                                        settings_of, with_settings, x_title)
+                                        objective_note, settings_of, with_settings, x_title)
 
 
 def delete(run_id: str) -> None:
@@ -130,6 +130,9 @@ if picked:
     note = hidden_note(hidden, metric)
     if note:
         st.info(note, icon="🫥")
+    scales = objective_note(settings, picked, metric)
+    if scales:
+        st.caption("⚖️ " + scales)
 elif not with_curves:
     st.caption("No run of this kind in the table has logged training records." if kind else
                "No run in the table has logged training records." if len(shown) < len(table) else

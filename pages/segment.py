@@ -14,7 +14,7 @@ import hashlib
 import tempfile
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +34,8 @@ from core.seg.segmentation_result import Segmentation
 from workbench import kept_uploads
 from workbench.common import kept_default, literal, seg_model, show_error, tab_names
 from workbench.label_view import show_label_score
-from workbench.segment_view import (RELATIVE_NOTE, areas_frame, class_bar_marker, class_rgb, legend_html, one_line,
-                                    readable_class,
-                                    screen_copy)
+from workbench.segment_view import (RELATIVE_NOTE, areas_frame, choice_parts, class_bar_marker, class_rgb,
+                                    legend_html, one_line, readable_class, screen_copy)
 
 PREVIEW_SIDE = 1600  # the overlay is blended and sent at most this large on its longer side
 TYPES = ["png", "jpg", "jpeg", "tif", "tiff"]
@@ -223,8 +222,14 @@ def show_model(seg: Segmentation) -> None:
         st.warning(seg.warning, icon="⚠️")
     if not seg.model:
         return
-    st.caption(f"🧭 Model {seg.model_line('**')}" + (f" · run at {seg.pixel_size_used_m:.2g} m/pixel" if seg.resampled else "")
+    parts = choice_parts(str(seg.model.get("why") or "")) if seg.model.get("how") == "auto" else []
+    head = replace(seg, model={**seg.model, "why": parts[0]}) if len(parts) > 1 else seg  # the rest, unfolded below
+    st.caption(f"🧭 Model {head.model_line('**')}"
+               + (f" · run at {seg.pixel_size_used_m:.2g} m/pixel" if seg.resampled else "")
                + (f" · bands {', '.join(seg.bands)}" if seg.bands else ""))
+    if len(parts) > 1:
+        with st.expander("Why this model"):
+            st.markdown("\n".join(f"- {literal(p)}" for p in parts))
 
 
 VIEW_LABELS = {"true": "true colour (R, G, B)", "false": "false colour (NIR, R, G: vegetation red)"}

@@ -74,7 +74,7 @@ def test_auto_choice_picks_the_fitting_domain_and_warns_for_neither(two_domains)
     purple[..., 0], purple[..., 2] = 180, 220
     choice = choose_model(purple, np.zeros((300, 300), bool), None, entries, cache)
     assert choice.domain.in_domain is False and choice.domain.score == 0.0
-    assert choice.why.startswith("no domain fits this image; the closest of 2 model(s): domain fit 0.00")
+    assert choice.why.startswith("no domain fits this image, the closest of 2 model(s): domain fit 0.00")
     assert "colours are unlike any training tile" in choice.domain.warning()
 
 

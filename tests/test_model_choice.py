@@ -51,7 +51,7 @@ def test_a_generated_scene_model_is_never_chosen_for_a_real_image(models) -> Non
     choice = choose_model(loaded(green), nodata, None, [synthetic, sand], ModelCache())
     assert choice.entry.label == sand.label, choice.why
     assert choice.domain.in_domain is False  # a green scene is far from the sand model's tiles
-    assert choice.why.startswith("no domain fits this image; the closest of 1 model(s) trained on real imagery")
+    assert choice.why.startswith("no domain fits this image, the closest of 1 model(s) trained on real imagery")
     assert "1 trained on generated scenes left out" in choice.why
     assert "test sand" in choice.domain.warning() and "areas are given as shares" in choice.domain.warning()
     left_out = [t for t in choice.table if t["name"] == synthetic.label]
@@ -76,6 +76,14 @@ def test_near_ties_are_reported(models, tmp_path: Path) -> None:
     assert choice.as_dict()["near_tie"] == [{"name": other, "score": 0.0}]
     clear = choose_model(loaded(scene("sand", 300, 300, 3)), np.zeros((300, 300), bool), None, [sand, real_green])
     assert clear.entry.label == sand.label and clear.near_tie == [] and "near tie" not in clear.why
+    # the Segment page gives the reason's first clause in its line and every clause as a bullet beneath (it was one
+    # sentence of up to 450 characters); a clause's own parentheses are never split
+    from workbench.segment_view import choice_parts
+
+    parts = choice_parts(choice.why)
+    assert "; ".join(parts) == choice.why and len(parts) >= 2 and parts[0].startswith("no domain fits this image")
+    assert parts[1].startswith(f"{other} fits it no better (domain fit 0 too)")
+    assert choice_parts("a (b; c); d") == ["a (b; c)", "d"] and choice_parts("one reason") == ["one reason"]
 
 
 def test_the_near_tie_rule() -> None:

@@ -1,4 +1,4 @@
-"""The live run view's pure helpers (workbench.monitor)."""
+"""The live run view's pure helpers (workbench.monitor) and the charts' own (workbench.common)."""
 from __future__ import annotations
 
 from workbench.monitor import percent_ticks
@@ -45,3 +45,34 @@ def test_a_finetune_run_without_validation_has_no_chart_waiting_for_one(tmp_path
     titles = [f.layout.title.text for f in _figures(str(run.path), "finetune", ("v1",))]
     assert "Training loss" in titles and "Validation mIoU" not in titles
     assert not run.validates() and run.summary()["metric"] == "test mIoU (at the end)"
+
+
+def test_a_run_that_logged_once_shows_its_values_not_charts_of_one_dot(tmp_path) -> None:
+    """A 10-step fine-tune logging every 10 steps drew four charts of a lone dot each (the walkthrough)."""
+    import json
+
+    from core.store.runs import create_run
+    from workbench.monitor import _figures, single_values
+
+    run = create_run("ft", "data:\n  name: synthetic\n", tmp_path / "runs", kind="finetune", state="completed")
+    (run.path / "metrics.jsonl").write_text(json.dumps({"step": 10, "loss": 1.25, "lr": 0.01, "images_per_s": 40.0})
+                                            + "\n" + json.dumps({"step": 10, "split": "val", "miou": 0.125}) + "\n")
+    rows = single_values(_figures(str(run.path), "finetune", ("once",)))
+    by_record = {r["record"]: (r["value"], r["step"]) for r in rows}
+    assert by_record["Training loss"] == ("1.25", 10) and by_record["Validation mIoU"] == ("12.5%", 10), by_record
+    with (run.path / "metrics.jsonl").open("a") as f:  # a second record: curves again
+        f.write(json.dumps({"step": 20, "loss": 1.0, "lr": 0.01, "images_per_s": 41.0}) + "\n")
+    assert single_values(_figures(str(run.path), "finetune", ("twice",))) is None
+
+
+def test_the_base_rate_label_sits_beside_the_plot_not_on_its_first_point() -> None:
+    """The False negatives page's "base rate" label overprinted the first bin's point (the walkthrough)."""
+    import plotly.graph_objects as go
+
+    from workbench.common import base_rate_line
+
+    fig = go.Figure(go.Scatter(x=[5, 15], y=[0.31, 0.6]))
+    base_rate_line(fig, 0.3, "(random pair)")
+    (label,) = fig.layout.annotations
+    assert (label.xref, label.x, label.xanchor, label.y) == ("paper", 1, "left", 0.3)  # right of the plot area
+    assert label.text == "base rate 0.30<br>(random pair)"

@@ -488,7 +488,9 @@ def test_a_comparison_offers_every_detector_and_treatment_and_launches_them(empt
         assert method in picker.options or picker.format_func(method) in picker.options, method
     assert "SimCLR + oracle (uses labels) + eliminate" in picker.options
     at.selectbox(key="cmp-preset").set_value("compare_cpu").run()
-    at.multiselect(key="cmp-methods").set_value(["simclr", "simclr+nearest+attract", "simclr+dcl"])
+    at.multiselect(key="cmp-methods").set_value(["simclr", "simclr+nearest+attract"]).run()
+    assert not [n for n in at.number_input if n.key == "cmp-tau-plus"]  # DCL's prior only where DCL is picked
+    at.multiselect(key="cmp-methods").set_value(["simclr", "simclr+nearest+attract", "simclr+dcl"]).run()
     at.number_input(key="cmp-pseeds").set_value(2)
     assert at.number_input(key="cmp-tau-plus").value == pytest.approx(0.1)  # the loss's default: no preset sets it
     next(b for b in at.button if "Launch comparison" in b.label).click().run()

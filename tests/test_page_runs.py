@@ -224,10 +224,14 @@ def test_curves_on_top_of_each_other_are_said_and_dashed(populated_store: Path, 
     assert f"The loss curves of {false_run.id} and {twin.name} coincide" in note
     traces = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
     assert [t["line"].get("dash") for t in traces] == [None, "dash"]  # the later one dashed
+    assert "different objectives" not in texts(at)  # one objective: heights compare
     other = next(r.id for r in list_runs(runs_root) if r.id.endswith("tiny-infonce"))
     next(m for m in at.multiselect if m.label == "Runs").set_value([false_run.id, other]).run()
     assert next(m for m in at.multiselect if m.label == "Runs").value == [false_run.id, other]
     assert not any("coincide" in i.value for i in at.info)
+    # FALSE's loss and InfoNCE's on one chart: said, with each run's objective (the walkthrough read their heights)
+    assert (f"These runs minimise different objectives ({false_run.id}: simclr / false / fncc; {other}: simclr / "
+            "info_nce)") in texts(at)
 
 
 def test_the_table_says_what_falses_calibration_changed(populated_store: Path) -> None:

@@ -231,6 +231,16 @@ def _one_point_axes(fig: go.Figure) -> None:
         fig.update_yaxes(range=[min(0.0, 2 * y0), max(0.0, 2 * y0)] if y0 else [0, 1])
 
 
+BASE_RATE_MARGIN = 110  # px kept on the right of a figure for the base rate's label
+
+
+def base_rate_line(fig: go.Figure, rate: float, note: str = "") -> None:
+    """The base rate as a dashed line, its label in the right margin: written on the plot it covered the first point
+    (or bar)."""
+    fig.add_hline(y=rate, line_dash="dash", line_color="grey")
+    fig.add_annotation(x=1, xref="paper", xanchor="left", y=rate, yref="y", showarrow=False, align="left",
+                       text=f"base rate {rate:.2f}" + (f"<br>{note}" if note else ""), font=dict(color="grey"))
+
 def columns_figure(frame: pd.DataFrame, keys: Sequence[str], title: str, x: str = "step",
                    log_y: bool = False) -> go.Figure:
     """One line per column of one run's records."""
@@ -372,10 +382,11 @@ def difference_text(name: str, value: float, n: int, other_value: float, other_n
     binomial shares, unpaired, so on the cautious side), and "within noise" when it is inside it."""
     diff = value - other_value
     if not name.endswith("NN accuracy") or n < 2 or other_n < 2:
-        return f"{diff:+.3f} vs the other (no interval)"
+        return f"{diff:+.3f} (no interval)"
     half = 1.96 * math.sqrt(value * (1 - value) / n + other_value * (1 - other_value) / other_n)
-    # the verdict first: a narrow column cuts the end of the line, and it cut "within noise" off
-    return ("within noise: " if abs(diff) <= half else "") + f"{diff:+.3f} ± {half:.3f} vs the other"
+    # the verdict first and nothing after the numbers: a half-width column cut "within noise" off, later " vs the
+    # other" (the caption under the metrics says what the difference is to)
+    return ("within noise: " if abs(diff) <= half else "") + f"{diff:+.3f} ± {half:.3f}"
 
 
 def tab_names(names: list[str]) -> list[str]:

@@ -126,10 +126,33 @@ def percent_ticks(values: Sequence[float]) -> str:
     return f".{min(3, max(0, math.ceil(-math.log10(step))))}%"
 
 
-def _charts(run: Run, kind: str) -> None:
+def single_values(figures: Sequence[Any]) -> list[dict[str, Any]] | None:
+    """Each line's one value, when no chart has more than one point (a short run that logged once): four charts of
+    a lone dot each say less than a small table. None when some chart has a curve to draw."""
+    rows = []
+    for fig in figures:
+        title = str(fig.layout.title.text or "")
+        percent = str(fig.layout.yaxis.tickformat or "").endswith("%")
+        for trace in fig.data:
+            xs, ys = list(trace.x if trace.x is not None else []), list(trace.y if trace.y is not None else [])
+            if len(ys) > 1:
+                return None
+            if ys and not math.isnan(float(ys[0])):
+                rows.append({"record": title if len(fig.data) == 1 else f"{title}: {trace.name}",
+                             "value": f"{float(ys[0]):.1%}" if percent else f"{float(ys[0]):.4g}",
+                             "step": int(xs[0])})
+    return rows
+
+
+def _charts(run: Run, kind: str, live: bool = False) -> None:
     figures = _figures(str(run.path), kind, records_version(run))
     if not figures:
         st.caption("No curves yet: the first records appear after the first logged step.")
+        return
+    rows = None if live else single_values(figures)
+    if rows:
+        st.caption("One record per curve (the run logged once), so its values rather than charts of a single dot:")
+        st.dataframe(rows, hide_index=True)
         return
     cols = st.columns(2)
     for n, fig in enumerate(figures):
@@ -199,7 +222,7 @@ def watch(run_path: str, key: str = "watch", extra: Callable[[Run], None] | None
         if run.kind() == "pretrain":
             treatment(run)
         if run.kind() in CHARTS:  # a comparison's or a probe's own view draws its records
-            _charts(run, run.kind())
+            _charts(run, run.kind(), live=state in SHOWN_LIVE)
         if extra is not None:
             extra(run)
         if state in SHOWN_LIVE:

@@ -204,6 +204,25 @@ def hidden_note(hidden: Sequence[Sequence[str]], metric: str) -> str | None:
             f"{metric} shows.")
 
 
+OBJECTIVE_KEYS = ("method", "loss.name", "loss.treatment")  # what sets a loss's scale: its negatives and its form
+
+
+def objective_note(settings: dict[str, dict[str, Any]], picked: Sequence[str], metric: str) -> str | None:
+    """Say it when the loss curves on one chart are of different objectives (SimCLR's in-batch negatives or MoCo's
+    queue; InfoNCE, FNCC's reweighting, eliminated or attracted flags, DCL's debiased sum): their heights are not on
+    one scale, only each curve's shape can be read."""
+    if metric != "loss":
+        return None
+    objectives = {i: " / ".join(str(settings.get(i, {})[k]) for k in OBJECTIVE_KEYS if k in settings.get(i, {}))
+                  for i in picked}
+    if len(set(objectives.values())) < 2:
+        return None
+    listed = "; ".join(f"{i}: {o}" for i, o in objectives.items())
+    return (f"These runs minimise different objectives ({listed}). Their loss values are not on one scale (other "
+            "negatives, or negatives reweighted, dropped or debiased): compare each curve's shape, not the heights "
+            "between them.")
+
+
 def diff_section(runs: Sequence[Run], settings: dict[str, dict[str, Any]], picked: Sequence[str]) -> None:
     """Two runs' configs side by side, only the settings that differ."""
     ids = [r.id for r in runs]

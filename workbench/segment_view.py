@@ -86,3 +86,15 @@ def screen_copy(seg: Segmentation, side: int) -> Segmentation:
 def one_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return text[0] if text else type(err).__name__
+
+
+def choice_parts(why: str) -> list[str]:
+    """The automatic choice's reasons, one per clause: its one-line reason ran to 450 characters (winner, twins, near
+    tie, the others' fits, what was ruled out), too long to read as one sentence. A single clause for a short one."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(why):  # "; " between clauses, never inside the parentheses of one
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if depth == 0 and why.startswith("; ", i):
+            parts.append(why[start:i])
+            start = i + 2
+    return [p for p in (*parts, why[start:]) if p]

@@ -280,7 +280,7 @@ def choose_model(image: Any, nodata: np.ndarray, pixel_size_m: float | None,
                   and t["name"] not in tied]
         listed = ", ".join(others[:SHOW_OTHERS]) + (f" and {len(others) - SHOW_OTHERS} more" if
                                                     len(others) > SHOW_OTHERS else "")
-        fits = "best domain fit" if best.in_domain is not False else "no domain fits this image; the closest"
+        fits = "best domain fit" if best.in_domain is not False else "no domain fits this image, the closest"
         real = " trained on real imagery" if synthetic else ""
         why = (f"{fits} of {len(entries) - len(synthetic)} model(s){real}: domain fit {best.score:.2f}"
                + (f" ({entries[best_k].label}, trained on the same data as this one)" if pick != best_k else ""))
