@@ -26,8 +26,8 @@ def test_false_wb_pretrains_from_another_folder(tmp_path: Path) -> None:
     env = {"PATH": str(Path(exe).parent) + ":/usr/bin:/bin", "FALSE_WB_DATA": str(tmp_path / "data"),
            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"), "HOME": str(tmp_path)}
     proc = subprocess.run([exe, "pretrain", "--config", "configs/demo_cpu.yaml", "--runs-root", str(tmp_path / "runs"),
-                           "--no-progress", "train.max_steps=3", "data.num_tiles=16", "data.image_size=32",
-                           "train.batch_size=8"], cwd=away, env=env, capture_output=True, text=True, timeout=600)
+                           "--no-progress", "train.max_steps=3", "data.num_tiles=16", "data.tile_size=48",
+                           "data.image_size=32", "train.batch_size=8"], cwd=away, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     [run] = list((tmp_path / "runs").iterdir())
     assert (run / "checkpoints" / "encoder.safetensors").is_file() and proc.stdout.startswith("completed: ")

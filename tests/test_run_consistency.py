@@ -22,9 +22,9 @@ from core.store.runs import list_runs
 pytestmark = pytest.mark.slow  # real kills of real runs, seconds each: the full suite, not the fast tier
 
 ROOT = Path(__file__).resolve().parent.parent
-PRE = ["--config", str(ROOT / "configs/demo_cpu.yaml"), "--no-progress", "data.num_tiles=16", "data.image_size=32",
-       "train.batch_size=8", "model.proj_hidden=32", "model.proj_dim=16", "train.log_every=1", "train.ckpt_every=2",
-       "train.max_steps=6", "name=kill"]
+PRE = ["--config", str(ROOT / "configs/demo_cpu.yaml"), "--no-progress", "data.num_tiles=16", "data.tile_size=48",
+       "data.image_size=32", "train.batch_size=8", "model.proj_hidden=32", "model.proj_dim=16", "train.log_every=1",
+       "train.ckpt_every=1", "train.max_steps=3", "name=kill"]  # a checkpoint every step: the second is at step 2, one step to go after it
 FT = ["--config", str(ROOT / "configs/finetune_demo_cpu.yaml"), "--no-progress", "data.num_tiles=24",
       "data.tile_size=48", "data.crop_size=48", "data.val_fraction=0.25", "data.test_fraction=0.25",
       "data.label_fraction=1.0", "train.batch_size=4", "train.max_steps=4", "train.eval_every=2", "train.log_every=1",
@@ -82,8 +82,8 @@ def test_a_kill_at_any_write_of_pretraining_leaves_a_run_that_resumes(tmp_path: 
     [run] = list_runs(runs)
     assert run.state() == "died" and not run.is_live()
     assert pretrain_main(["--resume", str(run.path), "--no-progress"]) == 0, what
-    assert run.state() == "completed" and run.status()["step"] == 6
-    assert_consistent(run.path, 6)
+    assert run.state() == "completed" and run.status()["step"] == 3
+    assert_consistent(run.path, 3)
 
 
 def test_a_kill_inside_run_creation_leaves_no_half_run(tmp_path: Path) -> None:

@@ -17,8 +17,8 @@ from core.store.runs import delete_run, open_run
 from core.store.run_lock import RunBusyError, run_locked
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = ["data.num_tiles=16", "data.image_size=32", "train.batch_size=8", "model.proj_hidden=32", "model.proj_dim=16",
-        "train.log_every=1", "train.ckpt_every=2"]
+TINY = ["data.num_tiles=16", "data.tile_size=48", "data.image_size=32", "train.batch_size=8", "model.proj_hidden=32",
+        "model.proj_dim=16", "train.log_every=1", "train.ckpt_every=2"]
 
 
 def holder(run: Path) -> subprocess.Popen:
