@@ -86,7 +86,7 @@ def settle(page, timeout_ms: float = 60_000) -> None:
     for _ in range(2):  # elements still arriving after the first check get a second look
         page.wait_for_function("() => [...document.images].every(i => i.complete && i.naturalWidth > 0)",
                                timeout=timeout_ms)
-        page.wait_for_timeout(400)
+        page.wait_for_timeout(250)
     page.wait_for_function("() => [...document.querySelectorAll('[data-testid=\"stPlotlyChart\"]')]"
                            ".every(c => c.querySelector('.main-svg'))", timeout=timeout_ms)
 
