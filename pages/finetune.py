@@ -91,8 +91,8 @@ def compare_form() -> None:
         preset_prior = _float(base.pretrain_overrides, "loss.tau_plus", LossConfig.model_fields["tau_plus"].default)
         prior = preset_prior
         if any("loss.name=dcl" in (method_overrides(m) or []) for m in methods):
-            prior = number_field(st, "DCL's class prior τ+", 0.01, 0.99, preset_prior, step=0.01, format="%.2f",
-                                 key="cmp-tau-plus",
+            prior = number_field(st.columns(4)[0], "DCL's class prior τ+", 0.01, 0.99, preset_prior, step=0.01,
+                                 format="%.2f", key="cmp-tau-plus",
                                  help="Read by the DCL methods only: the share of a batch's negatives assumed to be "
                                       "of the anchor's class (Chuang et al. 2020).")
         go = st.form_submit_button("🚀 Launch comparison", type="primary")
