@@ -49,7 +49,6 @@ def precision_figure(report: fn.PrecisionReport, unit: str = "pick") -> go.Figur
     return fig
 
 
-
 def filters(pairs: pd.DataFrame, run: Run, loss: LossConfig) -> pd.DataFrame:
     """Step range, calibrated (treated) only, order: the pairs the precision and the gallery below are about."""
     c1, c2, c3 = st.columns([3, 1, 2])

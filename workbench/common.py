@@ -241,6 +241,7 @@ def base_rate_line(fig: go.Figure, rate: float, note: str = "") -> None:
     fig.add_annotation(x=1, xref="paper", xanchor="left", y=rate, yref="y", showarrow=False, align="left",
                        text=f"base rate {rate:.2f}" + (f"<br>{note}" if note else ""), font=dict(color="grey"))
 
+
 def columns_figure(frame: pd.DataFrame, keys: Sequence[str], title: str, x: str = "step",
                    log_y: bool = False) -> go.Figure:
     """One line per column of one run's records."""
