@@ -61,3 +61,22 @@ def copy_store(src_base: Path, dst_base: Path) -> Path:
     if not (dst_base / "data").exists():
         (dst_base / "data").symlink_to(src_base / "data")
     return dst_base / "runs"
+
+
+def deepglobe_encoder_store(store_base: Path, tmp_path: Path, monkeypatch, data: dict, data_dir: str = "data"):
+    """A private copy of the store whose tiny-infonce encoder's card says it was pretrained on DeepGlobe scenes
+    (``data``: the card's data settings beyond name, root, tile and view size; the folder is never read unless a
+    test puts scenes there). Returns the run; FALSE_WB_RUNS and FALSE_WB_DATA (``tmp_path / data_dir``) point at the
+    copy."""
+    import json
+
+    runs = copy_store(store_base, tmp_path)
+    monkeypatch.setenv("FALSE_WB_RUNS", str(runs))
+    monkeypatch.setenv("FALSE_WB_DATA", str(tmp_path / data_dir))
+    run = next(r for r in list_runs(runs) if r.id.endswith("tiny-infonce"))
+    card_path = run.checkpoint_dir / "encoder.json"
+    card = json.loads(card_path.read_text())
+    card["config"]["data"] = {"name": "deepglobe", "root": str(tmp_path / "dg"), "tile_size": 96, "image_size": 32,
+                              **data}
+    card_path.write_text(json.dumps(card))
+    return run

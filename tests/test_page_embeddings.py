@@ -11,7 +11,7 @@ import pytest
 
 from core.store.runs import list_runs
 from tests.pages import errors, open_page, texts
-from tests.store import copy_store
+from tests.store import copy_store, deepglobe_encoder_store
 
 
 def label_of(at, suffix: str) -> str:
@@ -130,16 +130,8 @@ def test_added_data_sources_are_offered(private_data: Path, tmp_path: Path) -> N
 
 def deepglobe_encoder(store_base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, splits: list[str]):
     """A private store whose tiny-infonce encoder says it was pretrained on DeepGlobe scenes of ``splits``."""
-    runs = copy_store(store_base, tmp_path)
-    monkeypatch.setenv("FALSE_WB_RUNS", str(runs))
-    monkeypatch.setenv("FALSE_WB_DATA", str(tmp_path / "private-data"))
-    run = next(r for r in list_runs(runs) if r.id.endswith("tiny-infonce"))
-    card_path = run.checkpoint_dir / "encoder.json"
-    card = json.loads(card_path.read_text())
-    card["config"]["data"] = {"name": "deepglobe", "root": str(tmp_path / "dg"), "tile_size": 96,
-                              "pretrain_splits": splits, "image_size": 32}
-    card_path.write_text(json.dumps(card))
-    return run
+    return deepglobe_encoder_store(store_base, tmp_path, monkeypatch, {"pretrain_splits": splits},
+                                   data_dir="private-data")
 
 
 @pytest.mark.parametrize("recorded", [640, None])

@@ -10,7 +10,7 @@ import pytest
 
 from core.store.runs import list_runs
 from tests.pages import errors, open_page, shown, texts
-from tests.store import copy_store
+from tests.store import copy_store, deepglobe_encoder_store
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -205,17 +205,9 @@ def test_the_form_keeps_its_values_across_kinds_and_launches_what_it_shows(empty
 def _deepglobe_encoder(store_base: Path, tmp_path: Path, monkeypatch, root: str | None = None) -> tuple[Path, str]:
     """A private copy of the store whose newest encoder's card says it was pretrained on DeepGlobe scenes (in
     ``root``, by default a folder of the test's own: the folder is never read here)."""
-    runs = copy_store(store_base, tmp_path)
-    monkeypatch.setenv("FALSE_WB_RUNS", str(runs))
-    monkeypatch.setenv("FALSE_WB_DATA", str(tmp_path / "data"))
-    run = next(r for r in list_runs(runs) if r.id.endswith("tiny-infonce"))
-    card_path = run.checkpoint_dir / "encoder.json"
-    card = json.loads(card_path.read_text())
-    card["config"]["data"] = {"name": "deepglobe", "root": root or str(tmp_path / "dg"), "tile_size": 96,
-                              "val_fraction": 0.12,
-                              "test_fraction": 0.34, "pretrain_splits": ["train", "val"], "image_size": 32, "seed": 3}
-    card_path.write_text(json.dumps(card))
-    return runs, run.id
+    data = {"val_fraction": 0.12, "test_fraction": 0.34, "pretrain_splits": ["train", "val"], "seed": 3}
+    run = deepglobe_encoder_store(store_base, tmp_path, monkeypatch, {**data, **({"root": root} if root else {})})
+    return run.path.parent, run.id
 
 
 def test_the_encoders_own_labeled_set_is_the_default(store_base: Path, tmp_path: Path, monkeypatch) -> None:
