@@ -18,8 +18,9 @@ import time
 
 import torch
 
+from core.ssl.lars import LARS
 from core.ssl.models import build_encoder
-from core.ssl.optim import LARS, param_groups
+from core.ssl.optim import param_groups
 
 
 class FormerLars(torch.optim.Optimizer):

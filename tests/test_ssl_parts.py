@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.ssl.lars import LARS
 from core.ssl.models import MoCoV2
-from core.ssl.optim import LARS, build_optimizer, param_groups, warmup_cosine
+from core.ssl.optim import build_optimizer, param_groups, warmup_cosine
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,9 @@
 """Encoders, projection heads, SimCLR and MoCo v2.
 
-Encoders come from segmentation-models-pytorch's encoder factory, so pretrained weights load unchanged into
-smp segmentation models (``model.encoder.load_state_dict``). Nothing is downloaded: encoders start random or
-from a local safetensors file.
+Encoders are smp's ResNet encoders rebuilt without smp (``core.ssl.resnet``: the same parameter names, features and
+seeded weights), so pretrained weights load unchanged into smp segmentation models
+(``model.encoder.load_state_dict``) and a pretraining process never imports smp, timm or torchvision. Nothing is
+downloaded: encoders start random or from a local safetensors file.
 """
 from __future__ import annotations
 
@@ -13,21 +14,20 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
-from segmentation_models_pytorch.encoders import get_encoder
 from torch import Tensor, nn
 
 from ..config import ENCODERS
 from ..imaging.bands import RGB, card_bands
 from ..store.checkpoint import CheckpointError, check_weights, not_found
-
+from .resnet import ResNetEncoder
 
 
 def build_encoder(name: str, weights: str | Path | None = None, bands: Sequence[str] | None = None) -> nn.Module:
-    """An smp encoder for ``bands`` (default R, G, B), random or loaded from a local safetensors file (encoder
+    """A ResNet encoder (smp's, rebuilt) for ``bands`` (default R, G, B), random or loaded from a local safetensors file (encoder
     keys, or ``encoder.``-prefixed); an RGB checkpoint loads into more bands by ``adapt_first_conv``."""
     if name not in ENCODERS:
         raise ValueError(f"model.encoder: unknown encoder {name!r}; choose one of {', '.join(ENCODERS)}")
-    encoder = get_encoder(name, in_channels=3 if bands is None else len(bands), depth=5, weights=None)
+    encoder = ResNetEncoder(name, in_channels=3 if bands is None else len(bands))
     if weights is not None:
         load_encoder_weights(encoder, weights, bands=bands)
     return encoder
@@ -77,7 +77,7 @@ def load_encoder_weights(encoder: nn.Module, path: str | Path, field: str = "mod
                          f"{', '.join(want)} (set data.bands: [{', '.join(made_for)}] to use it)")
     state = adapt_first_conv(state, bands)
     try:
-        missing, unexpected = nn.Module.load_state_dict(encoder, state, strict=False)  # smp overrides it
+        missing, unexpected = nn.Module.load_state_dict(encoder, state, strict=False)  # smp's returns nothing
     except RuntimeError:
         raise ValueError(f"{field}: {path} holds {_encoder_name(path) or 'another'} encoder weights of "
                          "other shapes than this encoder's") from None

@@ -5,44 +5,15 @@ LARS is timm's ``Lars`` (You et al. 2017): SGD with momentum whose step for each
 ``||g||`` is 0); norms and biases get neither weight decay nor the adaptation. It replaced our own loop, which
 followed SimCLR's TensorFlow form ``eta * ||w|| / ||g + wd * w||``, after ``bench/lars.py`` timed timm's per-tensor
 step 1.42-1.60x faster on ResNet-50 (CPU); on CUDA timm takes its multi-tensor path. The two ratios agree when weight
-decay is 0 and differ by about 1e-4 relative at the presets' 1e-6.
+decay is 0 and differ by about 1e-4 relative at the presets' 1e-6. It lives in ``core.ssl.lars``, imported only when
+chosen: importing timm pulls in torchvision and ``torch._dynamo`` (2-3 s of every launched run's start).
 """
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
-from timm.optim import Lars
 from torch import nn
-
-
-class LARS(Lars):
-    """timm's ``Lars`` that also resumes from checkpoints written by our former LARS (other group keys)."""
-
-    def __init__(self, params, lr: float, momentum: float = 0.9, trust_coeff: float = 0.001,
-                 eps: float = 1e-8, foreach: bool | None = None) -> None:
-        # timm adapts a group only where its weight decay is non-zero unless always_adapt: our decay group must adapt
-        # even at weight decay 0 (else LARS would quietly be SGD), and the norm/bias group never
-        groups = [{**{k: v for k, v in g.items() if k != "lars"}, "always_adapt": g.get("lars", True)}
-                  for g in params]
-        super().__init__(groups, lr=lr, momentum=momentum, trust_coeff=trust_coeff, eps=eps, foreach=foreach)
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        groups = [_upgrade_group(g) for g in state_dict["param_groups"]]
-        super().load_state_dict({**state_dict, "param_groups": groups})
-
-
-def _upgrade_group(group: dict[str, Any]) -> dict[str, Any]:
-    """A group saved by the former LARS (``trust_coefficient``, ``lars``) in timm's keys; others pass unchanged."""
-    if "trust_coeff" in group:
-        return group
-    old = dict(group)
-    upgraded = {k: v for k, v in old.items() if k not in ("trust_coefficient", "lars")}
-    upgraded.update(trust_coeff=old.get("trust_coefficient", 0.001), always_adapt=bool(old.get("lars", True)),
-                    dampening=0.0, nesterov=False, trust_clip=False, foreach=None)
-    return upgraded
-
 
 # torch takes AdamW's multi-tensor path by default on CUDA only; on the CPU it halves the step of a ResNet-18
 # (0.073 -> 0.032 s, one thread) with the same bits. SGD's gains nothing; LARS keeps timm's choice (module docstring).
@@ -63,6 +34,8 @@ def build_optimizer(name: str, model: nn.Module, lr: float, weight_decay: float,
                     momentum: float) -> torch.optim.Optimizer:
     groups = param_groups(model, weight_decay)
     if name == "lars":
+        from .lars import LARS
+
         return LARS(groups, lr=lr, momentum=momentum)
     for g in groups:
         g.pop("lars")
