@@ -70,10 +70,19 @@ def test_weights_move_between_ours_and_smps(tmp_path: Path) -> None:
     assert isinstance(build_encoder("resnet34"), ResNetEncoder)
 
 
-def test_a_pretraining_run_imports_neither_smp_nor_timm_nor_torchvision(tmp_path: Path) -> None:
-    """What this module exists for: a whole (tiny) run with the CPU presets' AdamW, checkpoint and export included."""
-    code = ("import sys; from core.ssl.pretrain import main;"
+PROBE = ["data.num_tiles=16", "data.tile_size=64", "data.val_fraction=0.25", "data.test_fraction=0.25", "train.epochs=1",
+         "train.batch_size=8", "train.test_tile=64"]
+
+
+def test_a_pretraining_run_and_a_probe_import_neither_smp_nor_timm_nor_torchvision(tmp_path: Path) -> None:
+    """What this module exists for: a whole (tiny) pretraining run with the CPU presets' AdamW, checkpoint and export
+    included, then a linear probe of its encoder (a comparison's evaluation unit), in one process."""
+    code = ("import sys; from core.ssl.pretrain import main; from core.seg.probe import main as probe;"
+            "from core.store.runs import list_runs;"
             f"assert main(['--no-progress', '--config', 'configs/demo_cpu.yaml', *{TINY!r}]) == 0;"
+            "run = list_runs()[0].path;"
+            f"assert probe(['--no-progress', '--config', 'configs/probe_demo_cpu.yaml', *{PROBE!r}, "
+            "f'model.init={run}']) == 0;"
             "print(sorted({n.split('.')[0] for n in sys.modules} & {'segmentation_models_pytorch', 'timm', "
             "'torchvision'}))")
     env = {**os.environ, "FALSE_WB_RUNS": str(tmp_path / "runs"), "FALSE_WB_DATA": str(tmp_path / "data")}

@@ -466,7 +466,7 @@ def encoder_bands(init: str) -> list[str] | None:
     """The bands an encoder (a pretraining run or a checkpoint) was trained on; None for RGB ones and random."""
     if init == "random":
         return None
-    from core.seg.finetune import resolve_init
+    from core.seg.encoder_init import resolve_init
     from core.ssl.models import checkpoint_bands
 
     try:

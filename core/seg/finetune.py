@@ -39,8 +39,9 @@ from ..phases import phase_bar, stop_between_chunks
 from ..distributed import DistEnv, agree, barrier, mean_over_ranks
 from .metrics import SegScores
 from ..store.lifecycle import RunLife, StopFlag, check_finite
-from ..store.runs import NotARunError, Run, atomic_write_json
+from ..store.runs import Run, atomic_write_json
 from .scene_eval import evaluate, test_scores
+from .encoder_init import resolve_init
 from .seg_loss import SegLoss
 from .weight_average import WeightAverage, bn_batch_count, training_batches
 from .segmodel import build_seg_model, make_card
@@ -49,22 +50,6 @@ from ..imaging.bands import bands_of
 from ..data.protocols import LabeledTiles
 
 AUX_WEIGHT = 0.4
-
-
-def resolve_init(init: str) -> Path | None:
-    """'random', a pretraining run folder (its encoder export), or a checkpoint file holding an encoder."""
-    if init == "random":
-        return None
-    p = Path(init)
-    if p.is_dir():
-        enc = p / "checkpoints" / "encoder.safetensors"
-        if not enc.is_file():
-            raise NotARunError(f"model.init: {p} is not a pretraining run with an encoder checkpoint "
-                               "(checkpoints/encoder.safetensors)")
-        return enc
-    if not p.is_file():
-        raise ConfigError(f"model.init: no such run folder or checkpoint: {p}")
-    return p
 
 
 def class_weights(train: LabeledTiles, how: str) -> torch.Tensor | None:

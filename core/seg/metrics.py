@@ -1,8 +1,9 @@
 """Segmentation metrics, all derived from one confusion matrix.
 
 The confusion matrix is accumulated over a whole split (rows: true class, columns: predicted class, ignored
-pixels left out); per-class IoU, F1 and accuracy come from smp.metrics on its tp/fp/fn/tn counts, and Cohen's
-kappa from the matrix itself. Classes that never occur in the ground truth nor in the predictions are left out
+pixels left out); per-class IoU and F1 come from its tp/fp/fn counts as smp.metrics computes them (integer counts
+divided in float32: the same bits, without importing smp, which a linear probe's process would otherwise load for two
+divisions), and Cohen's kappa from the matrix itself. Classes that never occur in the ground truth nor in the predictions are left out
 of the means (NaN per class), as the paper's MMSegmentation evaluation does.
 """
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import segmentation_models_pytorch as smp
 import torch
 from torch import Tensor
 
@@ -47,11 +47,10 @@ def scores_from_confusion(cm: Tensor) -> SegScores:
     fp = cm.sum(0) - tp
     fn = cm.sum(1) - tp
     total = cm.sum()
-    tn = total - tp - fp - fn
     present = (tp + fp + fn) > 0
-    as_stats = [x.to(torch.int64)[None] for x in (tp, fp, fn, tn)]  # smp: (images, classes)
-    iou = smp.metrics.iou_score(*as_stats, reduction="none", zero_division=float("nan"))[0]
-    f1 = smp.metrics.f1_score(*as_stats, reduction="none", zero_division=float("nan"))[0]
+    tp_i, fp_i, fn_i = (x.to(torch.int64) for x in (tp, fp, fn))
+    iou = tp_i / (tp_i + fp_i + fn_i)  # 0 / 0 is NaN: a class absent from both sides
+    f1 = 2.0 * tp_i / (2.0 * tp_i + 1.0 * fn_i + fp_i)  # smp's F-beta at beta 1.0: float32 from the products on
     iou = torch.where(present, iou, torch.nan)
     f1 = torch.where(present, f1, torch.nan)
     oa = float(tp.sum() / total) if total > 0 else float("nan")

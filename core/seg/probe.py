@@ -97,7 +97,7 @@ class ProbeModel(nn.Module):
 def build_probe_encoder(cfg: ProbeConfig, bands: Sequence[str] | None = None) -> tuple[nn.Module, str]:
     """The frozen encoder (random from ``seed``, or a run's / checkpoint's) and a key naming its weights."""
     from ..store.file_versions import file_sha256
-    from .finetune import resolve_init
+    from .encoder_init import resolve_init
     from ..ssl.models import build_encoder
 
     path = resolve_init(cfg.model.init)

@@ -1,0 +1,27 @@
+"""Where a segmentation model's or probe's encoder weights come from (``model.init``), as a path.
+
+Its own module so that a linear probe, and the Fine-tune page's form, can resolve an init without importing the
+fine-tuning trainer (and with it segmentation-models-pytorch, timm and torchvision: 2-3 s of a process's start).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..config import ConfigError
+from ..store.runs import NotARunError
+
+
+def resolve_init(init: str) -> Path | None:
+    """'random', a pretraining run folder (its encoder export), or a checkpoint file holding an encoder."""
+    if init == "random":
+        return None
+    p = Path(init)
+    if p.is_dir():
+        enc = p / "checkpoints" / "encoder.safetensors"
+        if not enc.is_file():
+            raise NotARunError(f"model.init: {p} is not a pretraining run with an encoder checkpoint "
+                               "(checkpoints/encoder.safetensors)")
+        return enc
+    if not p.is_file():
+        raise ConfigError(f"model.init: no such run folder or checkpoint: {p}")
+    return p
