@@ -1,12 +1,13 @@
 """The ResNet encoders of pretraining, without segmentation-models-pytorch.
 
 Why our own: importing smp pulls in timm, torchvision and, through ``torchvision.ops``, ``torch._dynamo``: about
-half of a pretraining process's start-up (2-4 s of 5-8), paid by every launched run, comparison unit and torchrun
-rank, although pretraining only needs the encoder. These modules are smp's ``ResNetEncoder`` (itself torchvision's
-ResNet without ``fc`` and ``avgpool``) layer for layer: the same parameter names, so weights move both ways
-(``model.encoder.load_state_dict`` into an smp segmentation model), the same forward (a list of the input and the
-five stages' features), and the same random initialisation for a seed, drawn in the same order (every layer's own
-reset as it is built, torchvision's Kaiming pass, the dropped ``fc``, smp's new first convolution for other bands).
+half of a pretraining process's start-up (3.3 of 6.6 s on a 2-core machine), paid by every launched run, comparison
+unit and torchrun rank, although pretraining only needs the encoder. These modules are smp's ``ResNetEncoder``
+(itself torchvision's ResNet without ``fc`` and ``avgpool``) layer for layer: the same parameter names, so weights
+move both ways (``model.encoder.load_state_dict`` into an smp segmentation model), the same forward (a list of the
+input and the five stages' features), and the same random initialisation for a seed, drawn in the same order (every
+layer's own reset as it is built, torchvision's Kaiming pass, the dropped ``fc``, smp's new first convolution for
+other bands).
 ``tests/test_resnet_twin.py`` holds both to equal bits.
 """
 from __future__ import annotations
