@@ -9,7 +9,7 @@ from core.store.catalog import encoder_models, segmentation_models
 from core.device import describe_device, pick_device
 from core.store.runs import runs_root
 from core.store.run_state import SHOWN_LIVE
-from workbench.common import go_to, runs_frame, runs_of, text_cells
+from workbench.common import go_to, runs_frame, runs_of, scored_scenes_text, text_cells
 
 st.title("FALSE workbench")
 st.caption("False-negative-aware contrastive pretraining (SimCLR, MoCo v2 + FNSD/FNCC) for aerial imagery: "
@@ -57,10 +57,12 @@ for entry in segmentation_models() + encoder_models():
     metrics = card.get("evaluation") or card.get("test_metrics") or entry.test or card.get("metrics") or {}
     miou = metrics.get("miou")
     domain = card.get("domain") if isinstance(card.get("domain"), dict) else {}
-    scenes = metrics.get("scenes") or []
+    scenes = [str(s) for s in metrics.get("scenes") or []]
     on = metrics.get("split")
-    if on and scenes:
-        on = f"{on}: {', '.join(scenes[:3])}{' …' if len(scenes) > 3 else ''}"
+    if on and scenes:  # Dubai's 9 test images are one scene, tile_3: said so, not as 3 of 9 image names
+        count = scored_scenes_text(scenes, ((card.get("config") or {}).get("data") or {}).get("test_scenes"))
+        names = "" if "(" in count else f" ({', '.join(scenes[:3])}{' …' if len(scenes) > 3 else ''})"
+        on = f"{on}: {count}{names}"
     # the score and the scenes it is on first: the long class lists pushed them off the right edge at 1,280 px
     rows.append({"model": entry.label, "kind": entry.kind, "encoder": card.get("encoder"),
                  "mIoU": 100 * miou if isinstance(miou, (int, float)) else None, "on": on,
