@@ -55,7 +55,8 @@ def test_every_depth_has_smps_names_and_shapes(name: str) -> None:
     no arithmetic) their layouts are compared whole."""
     with torch.device("meta"):
         theirs, ours = get_encoder(name, in_channels=4, depth=5, weights=None), ResNetEncoder(name, in_channels=4)
-    assert [(k, v.shape) for k, v in theirs.state_dict().items()] == [(k, v.shape) for k, v in ours.state_dict().items()]
+    layout = [[(k, v.shape) for k, v in net.state_dict().items()] for net in (theirs, ours)]
+    assert layout[0] == layout[1]
     assert list(theirs.out_channels) == ours.out_channels
 
 
@@ -70,8 +71,8 @@ def test_weights_move_between_ours_and_smps(tmp_path: Path) -> None:
     assert isinstance(build_encoder("resnet34"), ResNetEncoder)
 
 
-PROBE = ["data.num_tiles=16", "data.tile_size=64", "data.val_fraction=0.25", "data.test_fraction=0.25", "train.epochs=1",
-         "train.batch_size=8", "train.test_tile=64"]
+PROBE = ["data.num_tiles=16", "data.tile_size=64", "data.val_fraction=0.25", "data.test_fraction=0.25",
+         "train.epochs=1", "train.batch_size=8", "train.test_tile=64"]
 
 
 def test_a_pretraining_run_and_a_probe_import_neither_smp_nor_timm_nor_torchvision(tmp_path: Path) -> None:

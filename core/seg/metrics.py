@@ -1,10 +1,10 @@
 """Segmentation metrics, all derived from one confusion matrix.
 
-The confusion matrix is accumulated over a whole split (rows: true class, columns: predicted class, ignored
-pixels left out); per-class IoU and F1 come from its tp/fp/fn counts as smp.metrics computes them (integer counts
-divided in float32: the same bits, without importing smp, which a linear probe's process would otherwise load for two
-divisions), and Cohen's kappa from the matrix itself. Classes that never occur in the ground truth nor in the predictions are left out
-of the means (NaN per class), as the paper's MMSegmentation evaluation does.
+The confusion matrix is accumulated over a whole split (rows: true class, columns: predicted class, ignored pixels
+left out); per-class IoU and F1 come from its tp/fp/fn counts as smp.metrics computes them (integer counts divided
+in float32: the same bits, without importing smp, which a linear probe's process would otherwise load for two
+divisions), and Cohen's kappa from the matrix itself. Classes that never occur in the ground truth nor in the
+predictions are left out of the means (NaN per class), as the paper's MMSegmentation evaluation does.
 """
 from __future__ import annotations
 

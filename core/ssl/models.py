@@ -23,8 +23,8 @@ from .resnet import ResNetEncoder
 
 
 def build_encoder(name: str, weights: str | Path | None = None, bands: Sequence[str] | None = None) -> nn.Module:
-    """A ResNet encoder (smp's, rebuilt) for ``bands`` (default R, G, B), random or loaded from a local safetensors file (encoder
-    keys, or ``encoder.``-prefixed); an RGB checkpoint loads into more bands by ``adapt_first_conv``."""
+    """A ResNet encoder (smp's, rebuilt) for ``bands`` (default R, G, B), random or loaded from a local safetensors
+    file (encoder keys, or ``encoder.``-prefixed); an RGB checkpoint loads into more bands by ``adapt_first_conv``."""
     if name not in ENCODERS:
         raise ValueError(f"model.encoder: unknown encoder {name!r}; choose one of {', '.join(ENCODERS)}")
     encoder = ResNetEncoder(name, in_channels=3 if bands is None else len(bands))
