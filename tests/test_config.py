@@ -210,3 +210,29 @@ def test_a_refused_setting_exits_2_and_makes_no_run_folder(tmp_path) -> None:
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
     with pytest.raises(ConfigError, match="train.device: unknown device"):  # the segmentation configs share the rule
         load_config(CONFIGS / "finetune_demo_cpu.yaml", ["train.device=tpu"], model=FinetuneConfig)
+
+
+@pytest.mark.parametrize("model, overrides, says", [
+    (PretrainConfig, ["train.max_steps=99999999999999999999"], "train.max_steps: Input should be less than or equal "
+                                                                "to 1000000000"),
+    (PretrainConfig, ["train.log_every=10000000000"], "train.log_every: Input should be less than or equal to"),
+    (PretrainConfig, ["train.max_steps=null", "train.epochs=1e9"], "train.epochs: Input should be less than or equal"),
+    (FinetuneConfig, ["train.max_steps=99999999999999999999"], "train.max_steps: Input should be less than or equal"),
+    (FinetuneConfig, ["train.eval_every=10000000000"], "train.eval_every: Input should be less than or equal to"),
+])
+def test_a_run_length_past_a_billion_steps_is_refused_at_load(model, overrides, says) -> None:
+    """A review's run of 10^20 steps started (time left: 65 quadrillion hours) and its status broke the Runs table."""
+    preset = CONFIGS / ("demo_cpu.yaml" if model is PretrainConfig else "finetune_demo_cpu.yaml")
+    with pytest.raises(ConfigError) as err:
+        load_config(preset, overrides, model=model)
+    assert says in str(err.value)
+
+
+def test_epochs_that_come_to_more_than_a_billion_steps_are_refused_naming_the_field() -> None:
+    from core.config import MAX_STEPS, total_steps
+
+    assert total_steps(7, 1e6, 10**9) == 7  # a set length wins
+    assert total_steps(None, 2.5, 4) == 10
+    with pytest.raises(ConfigError, match=r"train.epochs: 1e\+06 epochs of 2000 steps are 2,000,000,000 steps"):
+        total_steps(None, 1e6, 2000)
+    assert total_steps(None, 1e6, 1000) == MAX_STEPS

@@ -76,3 +76,20 @@ def test_the_base_rate_label_sits_beside_the_plot_not_on_its_first_point() -> No
     (label,) = fig.layout.annotations
     assert (label.xref, label.x, label.xanchor, label.y) == ("paper", 1, "left", 0.3)  # right of the plot area
     assert label.text == "base rate 0.30<br>(random pair)"
+
+
+def test_a_run_that_says_it_has_10_to_the_20_steps_leaves_the_runs_table_whole(tmp_path) -> None:
+    """Made before the configs bounded a run's length: its count fits no int64 column, and the Runs table (Arrow) was
+    refused for every run. Now its length reads as unknown and the others are listed."""
+    import pyarrow as pa
+
+    from core.store.runs import create_run
+    from workbench.common import runs_frame
+
+    huge = create_run("huge", "data:\n  name: synthetic\n", tmp_path / "runs", kind="pretrain", state="stopped")
+    huge.write_status(step=24, total_steps=99999999999999999999)
+    fine = create_run("fine", "data:\n  name: synthetic\n", tmp_path / "runs", kind="pretrain", state="completed")
+    fine.write_status(step=5, total_steps=5)
+    frame = runs_frame([huge, fine])
+    pa.Table.from_pandas(frame)  # what st.dataframe does with it
+    assert list(frame["step"]) == [24, 5] and frame["total_steps"].isna().tolist() == [True, False]

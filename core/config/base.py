@@ -3,6 +3,7 @@ lists read from their ``Literal``s, and the error type whose one line names the 
 """
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
@@ -104,6 +105,25 @@ def _device_name(v: Any) -> Any:
 
 
 DeviceName = Annotated[str, BeforeValidator(_device_name)]
+# A count of steps: a billion is beyond any run, and every count derived from it stays an int64 (a run's status, the
+# Runs table's columns, schedules), where an unbounded one broke the Runs table for every run beside it.
+MAX_STEPS = 1_000_000_000
+Steps = Annotated[int, Field(ge=1, le=MAX_STEPS)]
+StepsOrOff = Annotated[int, Field(ge=0, le=MAX_STEPS)]
+
+
+def total_steps(max_steps: int | None, epochs: float | None, steps_per_epoch: int) -> int:
+    """A run's length: ``max_steps`` if set, else its epochs' steps, refused over ``MAX_STEPS`` like a set value."""
+    if max_steps is not None:
+        return max_steps
+    assert epochs is not None  # the train sections refuse a config with neither
+    steps = max(1, math.ceil(epochs * steps_per_epoch))
+    if steps > MAX_STEPS:
+        raise ConfigError(f"train.epochs: {epochs:g} epochs of {steps_per_epoch} steps are {steps:,} steps, more "
+                          f"than {MAX_STEPS:,}")
+    return steps
+
+
 # seeds feed generators as seed * 1,000,003 + step * 97 + ...: kept far below 2^63 whatever the step
 Seed = Annotated[int, Field(ge=0, le=2**31 - 1, description="a random seed, 0 to 2^31 - 1")]
 

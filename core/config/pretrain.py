@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from .base import Bands, DeviceName, ENCODERS, Seed, _Section, _Tracked, distinct, held_out_scenes
+from .base import Bands, DeviceName, ENCODERS, Seed, Steps, StepsOrOff, _Section, _Tracked, distinct, held_out_scenes
 
 if TYPE_CHECKING:
     from .seg import SegDataConfig
@@ -177,17 +177,17 @@ def upgrade_run_config(raw: dict[str, Any]) -> dict[str, Any]:
 
 class TrainConfig(_Tracked):
     batch_size: int = Field(64, le=65536, description="images per step; each gives two views")
-    epochs: float | None = Field(None, gt=0)
-    max_steps: int | None = Field(None, ge=1)
+    epochs: float | None = Field(None, gt=0, le=1e6)
+    max_steps: Steps | None = None
     optimizer: Literal["lars", "adamw", "sgd"] = "lars"
     lr: float = Field(0.3, gt=0.0, description="base learning rate for batch 256 (scaled linearly)")
     weight_decay: float = Field(1e-6, ge=0.0)
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
-    warmup_steps: int = Field(10, ge=0)
+    warmup_steps: StepsOrOff = 10
     warmup_epochs: float | None = Field(None, ge=0, description="overrides warmup_steps when set")
-    log_every: int = Field(1, ge=1)
-    ckpt_every: int = Field(50, ge=1)
-    knn_every: int = Field(0, ge=0, description="every N steps, kNN accuracy of the encoder's features on labeled "
+    log_every: Steps = 1
+    ckpt_every: Steps = 50
+    knn_every: StepsOrOff = Field(0, description="every N steps, kNN accuracy of the encoder's features on labeled "
                            "tiles of the pretraining data (queries against a bank from other scenes; the loss never "
                            "reads their labels; 0 = off; data without labels: off, said in the log)")
     device: DeviceName = "auto"

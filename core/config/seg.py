@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from .base import Bands, DeviceName, Seed, _Section, _Tracked, held_out_scenes
+from .base import Bands, DeviceName, Seed, Steps, _Section, _Tracked, held_out_scenes
 from .pretrain import ModelConfig
 
 
@@ -73,8 +73,8 @@ class FinetuneTrainConfig(_Tracked):
     protocol: Literal["frozen", "full"] = Field("full", description="frozen: the paper's linear-style protocol")
     batch_size: int = Field(16, ge=2, le=65536, description="tiles per step; at least 2: BatchNorm (the ASPP's "
                             "pooled branch sees one value per tile) cannot train on one")
-    epochs: float | None = Field(None, gt=0)
-    max_steps: int | None = Field(None, ge=1)
+    epochs: float | None = Field(None, gt=0, le=1e6)
+    max_steps: Steps | None = None
     lr: float = Field(1e-3, gt=0.0)
     encoder_lr_scale: float = Field(0.1, ge=0.0, description="full protocol: encoder lr = lr * this")
     weight_decay: float = Field(1e-4, ge=0.0)
@@ -86,11 +86,11 @@ class FinetuneTrainConfig(_Tracked):
         None, gt=0.0, lt=1.0, description="full protocol: average the weights of every step after this fraction of "
         "the run (the learning rate stops decaying there) and use that mean, BatchNorm re-measured, as the run's "
         "model instead of the checkpoint with the best validation mIoU")
-    eval_every: int = Field(100, ge=1, description="steps between validations (and checkpoints; only checkpoints "
+    eval_every: Steps = Field(100, description="steps between validations (and checkpoints; only checkpoints "
                             "without a validation split)")
     test_tile: int = Field(512, ge=32, le=8192, multiple_of=32, description="test: sliding window side (as core.segment)")
     test_overlap: float = Field(0.25, ge=0.0, lt=1.0, description="test: window overlap, a fraction of the window")
-    log_every: int = Field(10, ge=1)
+    log_every: Steps = 10
     device: DeviceName = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
 

@@ -15,7 +15,6 @@ SyncBatchNorm on GPUs); the first rank alone validates, writes the folder and te
 """
 from __future__ import annotations
 
-import math
 import sys
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ..store.checkpoint import (load_checkpoint, read_metadata, rng_state, save_checkpoint,
                                 set_rng_state)
-from ..config import ConfigError, FinetuneConfig
+from ..config import ConfigError, FinetuneConfig, total_steps
 from ..data import DataError
 from ..data.labeled import build_seg_splits
 from ..data.mask_read import label_masks_of
@@ -121,7 +120,7 @@ class FinetuneTrainer:
             raise ConfigError(f"train.batch_size: {self.batch} tiles per step over {self.env.world} processes leaves "
                               "some with none; give at least one per process")
         self.steps_per_epoch = max(1, n // self.batch)
-        self.total_steps = tc.max_steps if tc.max_steps is not None else max(1, math.ceil(tc.epochs * self.steps_per_epoch))
+        self.total_steps = total_steps(tc.max_steps, tc.epochs, self.steps_per_epoch)
         self.step = 0
         self.best_miou = -1.0
         weight = class_weights(self.splits.train, tc.class_weights)

@@ -10,7 +10,6 @@ resumed run continues exactly where its last checkpoint left off.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 import warnings
@@ -30,8 +29,8 @@ from ..store.background import BackgroundJobs
 from ..store.checkpoint import (Snapshot, encoder_snapshot, export_encoder, load_checkpoint, rng_state,
                                 set_rng_state, snapshot_checkpoint, write_checkpoint)
 from ..store.resume import open_for_resume, refuse_if_complete
-from ..config import (ConfigError, PretrainConfig, apply_overrides, config_to_yaml, load_config, upgrade_run_config,
-                      validate_config)
+from ..config import (ConfigError, PretrainConfig, apply_overrides, config_to_yaml, load_config, total_steps,
+                      upgrade_run_config, validate_config)
 from ..data import DataError, TwoViewAugment, build_dataset
 from ..imaging.bands import bands_of, is_rgb
 from ..distributed import DistEnv, agree, from_first
@@ -87,10 +86,7 @@ class Trainer:
         if self.steps_per_epoch < 1:
             raise ConfigError(f"train.batch_size: {cfg.train.batch_size} is larger than the data set "
                               f"({len(self.dataset)} tiles)")
-        if cfg.train.max_steps is not None:
-            self.total_steps = cfg.train.max_steps
-        else:
-            self.total_steps = max(1, math.ceil(cfg.train.epochs * self.steps_per_epoch))
+        self.total_steps = total_steps(cfg.train.max_steps, cfg.train.epochs, self.steps_per_epoch)
         self.warmup_steps = cfg.train.warmup_steps if cfg.train.warmup_epochs is None \
             else round(cfg.train.warmup_epochs * self.steps_per_epoch)
         self.bands = bands_of(self.dataset)

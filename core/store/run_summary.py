@@ -30,7 +30,7 @@ def summary_row(run: Run) -> dict[str, Any]:
         method, encoder, data = "linear probe", model.get("encoder"), (cfg.get("data") or {}).get("name")
     else:
         method, encoder, data = "comparison", None, None
-    step, total = s.get("step") or 0, s.get("total_steps")
+    step, total = _count(s.get("step")) or 0, _count(s.get("total_steps"))
     best, metric = None, ("last loss" if kind == "pretrain" else "best val mIoU" if run.validates()
                           else "test mIoU (at the end)")
     test = run.read_json("test_metrics.json") if kind in ("finetune", "probe") else None
@@ -48,6 +48,13 @@ def summary_row(run: Run) -> dict[str, Any]:
             "progress": min(1.0, step / total) if total else (1.0 if s.get("state") == "completed" else 0.0),
             "metric": metric, "value": best,
             "started": s.get("started") or s.get("created"), "error": s.get("error")}
+
+
+
+def _count(value: Any) -> int | None:
+    """A step count as a table can hold it: a run made before the configs bounded its length may say 10^20 steps, which
+    no int64 column holds (it took the whole Runs table down); such a count reads as unknown."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**63 else None
 
 
 def last_record(path: Path) -> dict[str, Any] | None:
