@@ -287,6 +287,36 @@ def test_png_rules(tmp_path):
     assert img.rgb.shape == (20, 24, 3) and img.notes == []
 
 
+
+def _png16(path: Path, bands: np.ndarray) -> Path:
+    """A PNG of 16-bit colour (GDAL's PNG driver: PIL writes none)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # not georeferenced: a plain PNG is meant
+        with rasterio.open(path, "w", driver="PNG", width=bands.shape[2], height=bands.shape[1], count=len(bands),
+                           dtype="uint16") as dst:
+            dst.write(bands)
+    return path
+
+
+def test_a_16bit_colour_png_is_read_with_all_its_bits_as_the_same_tiff(tmp_path):
+    """A review's 12-bit aerial PNG: PIL kept the high bytes (values 0-15), the picture came out nearly black, no note
+    said so, and the model saw 100 % water. Its 16 bits are read now, and stretched as the same pixels in a TIFF."""
+    from core.imaging.imageio import is_16bit_colour_png
+
+    data = np.random.default_rng(3).integers(100, 4000, (3, 24, 32)).astype(np.uint16)
+    png = read_image(_png16(tmp_path / "rgb12.png", data))
+    tif = read_image(write_tiff(tmp_path / "rgb12.tif", data))
+    assert (png.rgb == tif.rgb).all() and png.rgb.max() == 255
+    assert png.notes == ["16-bit data rescaled to 8 bit by its 2nd-98th percentiles, per band"] and png.profile is None
+    alpha = np.full((1, 24, 32), 65535, np.uint16)
+    alpha[0, :4] = 0
+    rgba = read_image(_png16(tmp_path / "rgba16.png", np.concatenate([data, alpha])))
+    assert (rgba.rgb[4:] == tif.rgb[4:]).all() and rgba.declared_nodata is not None
+    assert rgba.declared_nodata[:4].all() and not rgba.declared_nodata[4:].any()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "rgb8.png")
+    Image.fromarray(np.zeros((8, 8), np.uint16)).save(tmp_path / "grey16.png")  # PIL reads these whole
+    assert not any(is_16bit_colour_png((tmp_path / n).read_bytes()[:32]) for n in ("rgb8.png", "grey16.png"))
+
 def test_pil_decompression_bomb_guard(tmp_path, monkeypatch):
     Image.fromarray(rand_image(64, 64)).save(tmp_path / "x.png")
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # PIL would warn / refuse; our own limit decides

@@ -5,8 +5,9 @@ ground size of a pixel when it is known, and ``notes`` saying what was done to t
 
 Formats
     TIFF / GeoTIFF (recognised by their first bytes, whatever the suffix) are read with rasterio, strip by strip,
-    so a big file never needs a second full-size float copy. Everything else is opened with PIL (PNG, JPEG and
-    the other raster formats PIL knows: BMP, WebP, GIF's first frame, ...). A JPEG's EXIF orientation is applied.
+    so a big file never needs a second full-size float copy, and so are PNGs of 16-bit colour (PIL would keep 8 of
+    their bits). Everything else is opened with PIL (PNG, JPEG and the other raster formats PIL knows: BMP, WebP,
+    GIF's first frame, ...). A JPEG's EXIF orientation is applied.
 
 Bands
     1 band            grey, replicated to R, G and B (a palette TIFF's colour map is applied instead).
@@ -200,6 +201,14 @@ def has_image_signature(path: str | os.PathLike[str]) -> bool:
     return head.startswith(_SIGNATURES) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
 
 
+def is_16bit_colour_png(head: bytes) -> bool:
+    """Whether a file's first 26 bytes are those of a PNG of 16-bit RGB or RGBA (IHDR: bit depth 16, colour type 2
+    or 6). PIL opens such a file as 8-bit RGB from the high bytes alone: 12-bit aerial data came out nearly black,
+    and no note said so. GDAL (through rasterio) reads all 16 bits, which are then stretched as a 16-bit TIFF's."""
+    return (head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR" and len(head) >= 26
+            and head[24] == 16 and head[25] in (2, 6))
+
+
 def image_header(path: str | os.PathLike[str]) -> ImageHeader | None:
     """The header of a PNG/JPEG/TIFF/..., without decoding; None for anything unreadable (``read_image`` then
     says why)."""
@@ -230,13 +239,13 @@ def read_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
         if size == 0:
             raise ImageError("empty file (0 bytes)")
         with open(path, "rb") as f:
-            head = f.read(16)
+            head = f.read(32)
     except ImageError:
         raise
     except OSError as err:
         raise ImageError(f"cannot read the file ({err.strerror or _one_line(err)})") from None
-    if head[:4] in _TIFF_MAGIC:
-        from .tiffio import attach_bands, read_tiff  # rasterio loads only for TIFFs
+    if head[:4] in _TIFF_MAGIC or is_16bit_colour_png(head):
+        from .tiffio import attach_bands, read_tiff  # rasterio loads only for these
 
         loaded = read_tiff(path, max_pixels)
         if extra_bands:
