@@ -16,6 +16,7 @@ from core.store.trackers import TRACKERS
 from workbench.form_errors import BANDS_HELP, FormErrors, bands_to_text, text_to_bands
 from workbench.sources_view import data_sources
 from core.store.sources import SourceInfo
+from core.seg.data_defaults import source_data
 from workbench.common import (gpu_processes, has_records, index_of, kept_fragment, literal, pick_run, runs_of,
                               show_error)
 from workbench.monitor import watch
@@ -106,14 +107,26 @@ def k(name: str) -> str:
 
 
 def use_source(source: SourceInfo) -> None:
-    """A data source's Use button: the form below reads that folder (its layout picks the data set kind)."""
+    """A data source's Use button: the form below reads that folder (its layout picks the data set kind), with the
+    class table a preset reading the same folder gives its masks: without one, a labeled folder pretrains unlabeled
+    (no kNN monitor, no flag precision, no oracle), which the message says."""
+    data, _ = source_data(source)
     st.session_state[k("data")] = source.kind
     st.session_state[k("folder")] = source.path
     st.session_state[k("bands")] = bands_to_text(source.bands)
+    st.session_state[k("class_table")] = data.class_table or ""
     bands = f" on its bands {', '.join(source.bands)}" if source.bands else ""
+    fields = "Data set, Data folder, " + ("Class table and Bands" if source.kind == "folder" else "and Bands")
+    labels = ""
+    if source.kind == "folder" and source.labels:
+        labels = (f" Its masks are read with the class table {data.class_table}." if data.class_table else
+                  " Its masks are not read until you give its class table (Settings: Class table, e.g. "
+                  "configs/classes/*.yaml): until then it pretrains as unlabeled images, without kNN accuracy, flag "
+                  "precision or the oracle.")
     st.session_state["pretrain-source-flash"] = (
-        "success", f"The form below now pretrains on {source.path}{bands} (Settings: Data set, Data folder and "
-                   "Bands), in this browser tab: a reload or a new tab starts from the preset again.")
+        "warning" if labels and not data.class_table else "success",
+        f"The form below now pretrains on {source.path}{bands} (Settings: {fields}), in this browser tab: a reload "
+        f"or a new tab starts from the preset again.{labels}")
 
 
 data_sources("pretrain", use=use_source, use_label="Use for pretraining")

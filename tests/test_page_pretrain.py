@@ -253,6 +253,40 @@ def test_a_folder_added_as_a_data_source_is_used_by_the_form(empty_store: Path, 
     assert seen["cfg"].data.name == "folder" and seen["cfg"].data.root == str(mine.resolve())
 
 
+
+def test_a_labeled_source_keeps_its_labels_through_use_for_pretraining(empty_store: Path, tmp_path: Path,
+                                                                       monkeypatch) -> None:
+    """A review: Use for pretraining on Dubai's images/ + masks/ left the class table empty, so the run would have
+    pretrained unlabeled (no kNN, no flag precision, no oracle) while the source said "with labels". The class table of
+    a preset reading the folder comes with it now; without one, the message says the masks are not read."""
+    import numpy as np
+    from PIL import Image
+
+    import core.seg.data_defaults as defaults
+
+    labeled = tmp_path / "elsewhere" / "aerial"
+    for part in ("images", "masks"):
+        (labeled / part / "tile_1").mkdir(parents=True)
+    for i in range(2):
+        Image.fromarray(np.full((64, 64, 3), 60 * i, np.uint8)).save(labeled / "images" / "tile_1" / f"p{i}.jpg")
+        Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(labeled / "masks" / "tile_1" / f"p{i}.png")
+    at = open_page("pretrain")
+    at.text_input(key="pretrain-source-path").set_value(str(labeled))
+    at.button(key="pretrain-source-add").click().run()
+    at.button(key="pretrain-source-use").click().run()
+    table = next(t for t in at.text_input if t.label.startswith("Class table"))
+    assert table.value == "" and any("masks are not read until you give its class table" in w.value
+                                     for w in at.warning), texts(at)
+    monkeypatch.setattr(defaults, "preset_reading",
+                        lambda folder: ("finetune_dubai_cpu", {"class_table": "configs/classes/dubai.yaml"}))
+    at.button(key="pretrain-source-use").click().run()
+    table = next(t for t in at.text_input if t.label.startswith("Class table"))
+    assert table.value == "configs/classes/dubai.yaml", texts(at)
+    assert any("read with the class table configs/classes/dubai.yaml" in s.value for s in at.success), texts(at)
+    seen = _capture_launches(monkeypatch)
+    at.button(key="pretrain-launch").click().run()
+    assert seen and seen[-1][0].data.class_table.endswith("configs/classes/dubai.yaml"), errors(at)
+
 def test_bands_typed_in_the_form_reach_the_run_and_a_bad_band_is_refused_beside_the_field(
         empty_store: Path, monkeypatch) -> None:
     at = open_page("pretrain")

@@ -61,7 +61,7 @@ def data_sources(key: str, use: Callable[[SourceInfo], None] | None = None, use_
             c2.form_submit_button("➕ Add", key=f"{key}-source-add", on_click=_add, args=(key,), width="stretch")
         flash = st.session_state.pop(f"{key}-source-flash", None)
         if flash:
-            (st.success if flash[0] == "success" else st.error)(flash[1])
+            {"success": st.success, "warning": st.warning}.get(flash[0], st.error)(flash[1])
         if not sources:
             st.caption("No data sources yet.")
             return

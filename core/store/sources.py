@@ -137,7 +137,7 @@ def describe(folder: Path) -> SourceInfo:
             break
     bands = _bands(first)
     if layout:
-        return SourceInfo(str(folder), "images/ + masks/ (labeled with a class table)", under_images, True,
+        return SourceInfo(str(folder), "images/ + masks/ (labeled: masks read with a class table)", under_images, True,
                           bands=bands, not_images=not_images)
     if pairs:  # DeepGlobe's reader takes <id>_sat.jpg with <id>_mask.png beside it, nothing else
         return SourceInfo(str(folder), "DeepGlobe layout (*_sat.jpg + *_mask.png)", pairs, True, kind="deepglobe")
