@@ -75,7 +75,7 @@ def compare_form() -> None:
              "FNC's extra views; oracle: same label class, reads labels, the ceiling), a treatment says what the "
              "loss does with them (FNCC calibrates; eliminate drops them; attract counts them as positives). "
              "Each is read against its base method (SimCLR or MoCo v2) with a paired interval.")
-    with st.form("cmp-form", enter_to_submit=False):
+    with st.container(border=True, key="cmp-form"):
         c1, c2, c3, c4 = st.columns(4)
         pseeds = number_field(c1, "Pretraining seeds", 2, 20, len(base.pretrain_seeds), key="cmp-pseeds",
                               help="At least 2: the interval of a FALSE gain is over pretraining seeds")
@@ -95,7 +95,7 @@ def compare_form() -> None:
                                  format="%.2f", key="cmp-tau-plus",
                                  help="Read by the DCL methods only: the share of a batch's negatives assumed to be "
                                       "of the anchor's class (Chuang et al. 2020).")
-        go = st.form_submit_button("🚀 Launch comparison", type="primary")
+        go = st.button("🚀 Launch comparison", type="primary", key="cmp-launch")
     if not go:
         return
     eval_label = "Probe epochs" if base.eval == "probe" else "Fine-tuning steps"

@@ -245,7 +245,7 @@ def loss_section() -> None:
 # the expander tracks its state (a rerun when folded), so a visit to another page finds it as it was left
 with st.expander("Settings", expanded=not runs, key="pretrain-settings", on_change="rerun"):
     loss_section()
-    with st.form("pretrain-form", enter_to_submit=False):
+    with st.container(border=True, key="pretrain-form"):
         st.subheader("Method")
         c1, c2 = fe.columns(2)
         methods = method_names()  # every registered method (core.ssl.registry)
@@ -341,7 +341,7 @@ with st.expander("Settings", expanded=not runs, key="pretrain-settings", on_chan
             "Also send to", list(TRACKERS), default=list(base.train.trackers), key=k("trackers"), placeholder="none",
             help="TensorBoard (event files in the run folder) and/or MLflow (a local store beside the runs): the "
                  "curves, the settings and pictures of the flagged pairs; the Runs page says how to open them")
-        submitted = st.form_submit_button("🚀 Launch", type="primary", key=fe.submit_key)
+        submitted = st.button("🚀 Launch", type="primary", key=fe.submit_key)
 
 
 def default_name(cfg: PretrainConfig) -> str:

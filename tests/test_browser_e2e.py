@@ -170,12 +170,12 @@ def test_the_flagged_pairs_curve_equals_the_counts_in_fns_jsonl(app, page) -> No
 
 
 def _fill(page, values: dict, name: str) -> None:
-    """The Pretrain form's number fields (each confirmed with Tab) and its run name."""
-    for label, value in values.items():
+    """The Pretrain form's number fields and its run name, each confirmed with Tab (a change reruns the page)."""
+    for label, value in [*values.items(), ("Run name", name)]:
         box = page.locator(f'input[aria-label="{label}"]')
         box.fill(str(value))
         box.press("Tab")
-    page.locator('input[aria-label="Run name"]').fill(name)
+        wait_until_idle(page)
 
 
 def test_a_folder_added_in_the_browser_is_pretrained_on(app, page, tmp_path: Path) -> None:
@@ -203,9 +203,14 @@ def test_a_folder_added_in_the_browser_is_pretrained_on(app, page, tmp_path: Pat
         page.screenshot(path=str(SHOTS / "pretrain-data-source.png"), full_page=True)
         page.get_by_text("Settings", exact=True).click()  # folded away: the store has runs to watch
         wait_until_idle(page)  # unfolding reruns the page (the expander keeps its state across pages)
-        # a detector picked in the loss section (a fragment: it reruns alone) and a trip through the sidebar: the
-        # section stays open with the pick (a fragment's own rerun used to drop the page's kept state)
+        # a detector picked in the loss section (a fragment: it reruns alone), values typed in the form without a
+        # Launch, and a trip through the sidebar: the section stays open with the pick (a fragment's own rerun used
+        # to drop the page's kept state) and the values (a st.form sent them only with its Launch)
         pick_option(page, "Detector", "nearest")
+        wait_until_idle(page)
+        values = {"Tile size (px)": 64, "View size (px)": 32, "Batch size": 8, "Steps": 2, "Projection dim": 16,
+                  "Projection hidden": 32, "Checkpoint every": 1000}
+        _fill(page, values, "folder-run")
         wait_until_idle(page)
         for name in ("Runs", "Pretrain"):
             page.locator('[data-testid="stSidebarNav"] a', has_text=name).first.click()
@@ -216,9 +221,8 @@ def test_a_folder_added_in_the_browser_is_pretrained_on(app, page, tmp_path: Pat
         assert settings.get_attribute("open") is not None, "the Settings section closed after a page trip"
         detector = page.locator('input[aria-label="Detector"]').first.input_value()
         assert "nearest" in detector, detector
-        values = {"Tile size (px)": 64, "View size (px)": 32, "Batch size": 8, "Steps": 2, "Projection dim": 16,
-                  "Projection hidden": 32, "Checkpoint every": 1000}
-        _fill(page, values, "folder-run")
+        kept = {label: page.locator(f'input[aria-label="{label}"]').input_value() for label in values}
+        assert kept == {label: str(v) for label, v in values.items()}, kept
         page.get_by_role("button", name=re.compile("Launch")).click()
         page.get_by_text(re.compile("Launched .*folder-run")).wait_for(timeout=60_000)
     run = next(r for r in list_runs(runs_root) if r.id.endswith("folder-run"))
@@ -228,6 +232,7 @@ def test_a_folder_added_in_the_browser_is_pretrained_on(app, page, tmp_path: Pat
     assert run.state() == "completed", run.log_text()[-2000:]
     assert run.config()["data"]["name"] == "folder" and run.config()["data"]["root"] == str(mine.resolve())
     assert run.config()["loss"]["detector"] == "nearest"  # the pick before the trip reached the launch
+    assert run.config()["train"]["max_steps"] == 2 and run.config()["name"] == "folder-run"  # and the typed values
     assert "6 images" in run.log_text() or "tiles" in run.log_text()
 
 

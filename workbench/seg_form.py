@@ -243,7 +243,7 @@ def keep_values(drawn: str | None) -> None:
     """The form's values outlive runs that do not draw them (the Comparison choice; the other kind's own fields);
     a first visit, or one after another page dropped them, fills the form afresh: the default preset of each kind,
     then the newest encoder's own data set. ``drawn``: the kind whose form this run draws (its widgets keep their
-    values themselves, and re-setting them would undo edits not launched yet)."""
+    values themselves)."""
     missing = [k for k in all_keys() if k not in st.session_state]
     drawn_keys = {f.key for f in fields(drawn)} | {PRESET_KEY[drawn], "ft-init"} if drawn in MODES else set()
     for k in [*all_keys(), *PANEL_KEYS]:
@@ -319,7 +319,7 @@ def draw(mode: str) -> None:
         st.caption(f"ℹ️ {literal(st.session_state['ft-data-note'])}")
     prefix = "ft" if mode == "finetune" else "pb"
     fe = FormErrors(prefix, labels(mode))
-    with st.form("ft-form", enter_to_submit=False):
+    with st.container(border=True, key="ft-form"):
         _data_widgets(fe)
         processes = _finetune_widgets(fe) if mode == "finetune" else _probe_widgets(fe)
         baseline = st.checkbox("Also launch its random-encoder baseline (once per recipe)", value=True,
@@ -332,8 +332,8 @@ def draw(mode: str) -> None:
                                                                          {}).items() if v]
         if hidden:
             st.caption(literal(f"Also from preset {preset} (no field above): " + "; ".join(hidden)))
-        go = st.form_submit_button("🚀 Launch fine-tuning" if mode == "finetune" else "🚀 Launch the linear probe",
-                                   type="primary", key=fe.submit_key)
+        go = st.button("🚀 Launch fine-tuning" if mode == "finetune" else "🚀 Launch the linear probe",
+                       type="primary", key=fe.submit_key)
     fe.summary()
     if go:
         _launch(mode, fe, presets[preset], init, entries.get(init), processes, baseline)
