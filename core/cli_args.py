@@ -148,8 +148,8 @@ def segment_parser(prog: str = "false-wb segment") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=summary("core.seg.segment_cli"))
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (TIFF/GeoTIFF, PNG, JPEG, ...)")
     p.add_argument("--checkpoint", default="auto",
-                   help="segmentation checkpoint (.safetensors), or auto (default): per image the shipped or "
-                        "fine-tuned model whose training domain fits it best")
+                   help="segmentation checkpoint (.safetensors) or a shipped model's name (dubai_seg), or auto "
+                        "(default): per image the shipped or fine-tuned model whose training domain fits it best")
     p.add_argument("--out", type=Path, required=True, help="output folder (created)")
     p.add_argument("--tile", type=_tile, default=512, help="window side in pixels, a multiple of 32 (512)")
     p.add_argument("--overlap", type=_overlap, default=0.25,
@@ -174,7 +174,7 @@ def segment_parser(prog: str = "false-wb segment") -> argparse.ArgumentParser:
 
 def evaluate_parser(prog: str = "false-wb evaluate") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=summary("core.seg.evaluate"))
-    p.add_argument("checkpoint", type=Path)
+    p.add_argument("checkpoint", type=Path, help="a checkpoint file, or a shipped model's name (dubai_seg)")
     p.add_argument("--split", choices=["test", "val"], default="test",
                    help="the held-out scenes to score (test: the card's figures)")
     p.add_argument("--data-root", default=None, help="where the data set is on this machine (else the card's)")

@@ -8,14 +8,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import ConfigError
-from ..store.runs import NotARunError
+from ..store.runs import NotARunError, runs_root
 
 
 def resolve_init(init: str) -> Path | None:
-    """'random', a pretraining run folder (its encoder export), or a checkpoint file holding an encoder."""
+    """'random', a pretraining run folder (its encoder export), or a checkpoint file holding an encoder. A run is
+    also found by its name under the runs root, bare (as the Runs page lists it) or as ``runs/<run>`` (as the README
+    writes it, when ``FALSE_WB_RUNS`` puts the runs elsewhere), as ``--resume`` and ``export`` find it."""
     if init == "random":
         return None
     p = Path(init)
+    if not p.exists():
+        p = _named_run(p) or p
     if p.is_dir():
         enc = p / "checkpoints" / "encoder.safetensors"
         if not enc.is_file():
@@ -23,5 +27,11 @@ def resolve_init(init: str) -> Path | None:
                                "(checkpoints/encoder.safetensors)")
         return enc
     if not p.is_file():
-        raise ConfigError(f"model.init: no such run folder or checkpoint: {p}")
+        raise ConfigError(f"model.init: no such run folder or checkpoint: {p}, nor a run of that name in {runs_root()}")
     return p
+
+
+def _named_run(p: Path) -> Path | None:
+    name = p.parts[1:] if p.parts[:1] == ("runs",) else p.parts
+    found = runs_root() / name[0] if len(name) == 1 else None
+    return found if found is not None and found.is_dir() else None

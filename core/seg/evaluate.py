@@ -81,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --write-card stores the card's figures, which are without --tta (as the app segments); "
               "score with --tta apart", file=sys.stderr)
         return 2
+    from ..store.catalog import named_checkpoint
+
+    args.checkpoint = named_checkpoint(args.checkpoint)
     try:
         res = evaluate_checkpoint(args.checkpoint, args.split, args.data_root, args.config, not args.no_progress,
                                   args.tta)

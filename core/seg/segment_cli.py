@@ -102,7 +102,9 @@ class _Models:
                   + ", ".join(e.label for e in self.entries[:6]) + (" ..." if len(self.entries) > 6 else ""),
                   flush=True)
             return
-        path = Path(checkpoint)
+        from ..store.catalog import named_checkpoint
+
+        path = named_checkpoint(checkpoint)
         model, card = _load_given(path, device)
         self.cache.put(path, device, model, card)
         self.given = given_model(path, card)

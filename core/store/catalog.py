@@ -17,6 +17,16 @@ from .runs import REPO_ROOT, kind_of_config, list_runs
 SHIPPED = REPO_ROOT / "checkpoints"
 
 
+def named_checkpoint(text: str | Path) -> Path:
+    """A checkpoint as a command line names it: a path, or a shipped model's name as reports and pages call it
+    (``deepglobe_seg``: ``checkpoints/deepglobe_seg.safetensors``) when no file of that name is here."""
+    path = Path(text)
+    shipped = SHIPPED / f"{path.name}.safetensors"
+    if not path.exists() and len(path.parts) == 1 and not path.suffix and shipped.is_file():
+        return shipped
+    return path
+
+
 @dataclass(frozen=True)
 class ModelEntry:
     label: str

@@ -1,0 +1,43 @@
+"""What a user names is found: ``model.init`` a pretraining run by its folder, its name or ``runs/<name>`` (as
+``--resume`` does), ``--checkpoint`` and ``core.evaluate`` a shipped model by the name reports call it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core.config import ConfigError
+from core.seg.encoder_init import resolve_init
+from core.store.runs import NotARunError
+
+
+def test_a_run_is_found_by_its_folder_its_name_and_runs_slash_name(tmp_path: Path, monkeypatch) -> None:
+    """A review: `model.init=<run name>` and the README's `model.init=runs/<run>` failed with FALSE_WB_RUNS set,
+    while --resume, export and fn-report took the bare name."""
+    root = tmp_path / "elsewhere"
+    encoder = root / "20261206-170742-tiny" / "checkpoints" / "encoder.safetensors"
+    encoder.parent.mkdir(parents=True)
+    encoder.write_bytes(b"weights")
+    monkeypatch.setenv("FALSE_WB_RUNS", str(root))
+    monkeypatch.chdir(tmp_path)
+    for init in (str(encoder.parent.parent), "20261206-170742-tiny", "runs/20261206-170742-tiny", str(encoder)):
+        assert resolve_init(init) == encoder, init
+    assert resolve_init("random") is None
+    with pytest.raises(ConfigError, match=f"no such run folder or checkpoint: nothing-here, nor a run of that name in "
+                                          f"{root}"):
+        resolve_init("nothing-here")
+    (root / "empty-run").mkdir()
+    with pytest.raises(NotARunError, match="not a pretraining run with an encoder checkpoint"):
+        resolve_init("empty-run")
+
+
+def test_a_shipped_model_is_found_by_its_name_and_a_path_stays_a_path(tmp_path: Path, monkeypatch) -> None:
+    """A review: `--checkpoint deepglobe_seg` said "checkpoint not found" while reports call it shipped: deepglobe_seg."""
+    from core.store.catalog import SHIPPED, named_checkpoint
+
+    monkeypatch.chdir(tmp_path)
+    assert named_checkpoint("deepglobe_seg") == SHIPPED / "deepglobe_seg.safetensors"
+    assert named_checkpoint("nosuch_seg") == Path("nosuch_seg")  # "checkpoint not found: nosuch_seg" follows
+    (tmp_path / "deepglobe_seg").write_bytes(b"")  # a file of that name here is what the user means
+    assert named_checkpoint("deepglobe_seg") == Path("deepglobe_seg")
+    assert named_checkpoint("sub/dubai_seg") == Path("sub/dubai_seg")
