@@ -32,7 +32,7 @@ def test_a_run_is_found_by_its_folder_its_name_and_runs_slash_name(tmp_path: Pat
 
 
 def test_a_shipped_model_is_found_by_its_name_and_a_path_stays_a_path(tmp_path: Path, monkeypatch) -> None:
-    """A review: `--checkpoint deepglobe_seg` said "checkpoint not found" while reports call it shipped: deepglobe_seg."""
+    """A review: `--checkpoint deepglobe_seg` said "checkpoint not found", while reports call it deepglobe_seg."""
     from core.store.catalog import SHIPPED, named_checkpoint
 
     monkeypatch.chdir(tmp_path)
