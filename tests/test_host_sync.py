@@ -194,8 +194,9 @@ def test_a_stop_between_logged_steps_then_resume_gives_the_straight_runs_records
     (stopped,) = list_runs(tmp_path / "stopped")
     # the terminal says how to go on; the log says the stop once (it said it twice)
     said = capsys.readouterr().out.strip()
-    assert said.startswith(f"stopped: {stopped.path}; step 4, last logged loss ") and \
-        said.endswith(f" (continue it with --resume {stopped.path})"), said
+    # the step it stands at (where --resume goes on), not the last logged one (it said "step 4")
+    assert said.startswith(f"stopped: {stopped.path}; step 5, last logged loss ") and \
+        said.endswith(f" at step 4 (continue it with --resume {stopped.path})"), said
     assert (stopped.path / "log.txt").read_text().count("stopped at step 5") == 1
     assert json.loads((stopped.path / "checkpoints" / "last.json").read_text())["step"] == 5
     assert max(r["step"] for r in _rows(stopped.path, "fns.jsonl")) <= 5

@@ -341,11 +341,17 @@ def _train_from_cli(argv: list[str] | None, parse: Callable[[list[str] | None], 
 
 
 def _last_figures(run: Any) -> str:
-    """The run's last logged step, loss and kNN accuracy, for the closing line (a pretraining run has no score)."""
+    """The step the run stands at (its status: where ``--resume`` continues), its last logged loss and kNN accuracy,
+    for the closing line (a pretraining run has no score). The logged step is said apart when it is an earlier one:
+    a run stopped at step 24 that logs every 10 steps said "step 20" (now "step 24, last logged loss 4.862 at step
+    20")."""
     records = [m for m in run.metrics() if isinstance(m, dict)]
     rows = [m for m in records if "loss" in m and "step" in m]
     if not rows:
         return ""
+    step = run.status().get("step")
+    logged = rows[-1]["step"]
+    at = (f"step {step}, last logged loss {rows[-1]['loss']:.3f} at step {logged}"
+          if isinstance(step, int) and step != logged else f"step {logged}, last logged loss {rows[-1]['loss']:.3f}")
     knn = [m["knn_acc"] for m in records if m.get("knn_acc") is not None]
-    return (f"; step {rows[-1]['step']}, last logged loss {rows[-1]['loss']:.3f}"
-            + (f", kNN accuracy {100 * knn[-1]:.1f} %" if knn else ""))
+    return f"; {at}" + (f", kNN accuracy {100 * knn[-1]:.1f} %" if knn else "")
