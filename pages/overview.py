@@ -10,6 +10,7 @@ from core.device import describe_device, pick_device
 from core.store.runs import runs_root
 from core.store.run_state import SHOWN_LIVE
 from workbench.common import go_to, runs_frame, runs_of, scored_scenes_text, text_cells
+from workbench.segment_view import readable_class
 
 st.title("FALSE workbench")
 st.caption("False-negative-aware contrastive pretraining (SimCLR, MoCo v2 + FNSD/FNCC) for aerial imagery: "
@@ -61,7 +62,7 @@ for entry in segmentation_models() + encoder_models():
     on = metrics.get("split")
     if on and scenes:  # Dubai's 9 test images are one scene, tile_3: said so, not as 3 of 9 image names
         count = scored_scenes_text(scenes, ((card.get("config") or {}).get("data") or {}).get("test_scenes"))
-        names = "" if "(" in count else f" ({', '.join(scenes[:3])}{' …' if len(scenes) > 3 else ''})"
+        names = "" if "(" in count or len(scenes) > 3 else f" ({', '.join(scenes)})"  # "200 scenes": no 3 of them
         on = f"{on}: {count}{names}"
     # the score and the scenes it is on first: the long class lists pushed them off the right edge at 1,280 px
     rows.append({"model": entry.label, "kind": entry.kind, "encoder": card.get("encoder"),
@@ -69,10 +70,13 @@ for entry in segmentation_models() + encoder_models():
                  "domain": ", ".join(str(v) for v in (domain.get("region"),
                                                       f"{domain['gsd_m']} m/px" if domain.get("gsd_m") else None) if v)
                  or None,
-                 "size (MB)": round(entry.path.stat().st_size / 2**20, 1),
-                 "classes": ", ".join(c["name"] for c in card.get("classes", [])) or None})
+                 "size (MB)": f"{entry.path.stat().st_size / 2**20:.1f}",
+                 "classes": ", ".join(readable_class(c["name"]) for c in card.get("classes", [])) or None})
 if rows:
-    st.dataframe(text_cells(pd.DataFrame(rows)), hide_index=True, width="stretch", placeholder="—",
-                 column_config={"mIoU": st.column_config.NumberColumn("mIoU", format="%.1f %%")})
+    # a static table wraps its cells: every column in view at 1,280-1,400 px, where a scrolling one cut the domain
+    # ("Dubai, United Arab Emirat…") and hid the size and classes off the right edge
+    table = text_cells(pd.DataFrame(rows))
+    table["mIoU"] = [f"{v:.1f}\u00a0%" if isinstance(v, float) and v == v else "—" for v in table["mIoU"]]
+    st.table(table.set_index("model"))
 else:
     st.info("No models yet: the shipped checkpoints/ folder is missing.")
