@@ -24,8 +24,9 @@ from workbench import baseline_view, seg_form
 from workbench.confusion_view import confusion_figure
 from workbench.form_errors import number_field
 from workbench.segment_view import class_bar_marker, readable_class
+from core.seg.scene_role import scored_scenes_text
 from workbench.common import (columns_figure, has_records, kept_fragment, metrics_frame, pick_run, runs_of,
-                              scored_scenes_text, show_error)
+                              show_error)
 from workbench.monitor import REFRESH_S, run_controls, run_header, watch
 
 st.title("🎯 Fine-tune")

@@ -9,7 +9,8 @@ from core.store.catalog import encoder_models, segmentation_models
 from core.device import describe_device, pick_device
 from core.store.runs import runs_root
 from core.store.run_state import SHOWN_LIVE
-from workbench.common import go_to, runs_frame, runs_of, scored_scenes_text, text_cells
+from core.seg.scene_role import scored_scenes_text
+from workbench.common import go_to, runs_frame, runs_of, text_cells
 from workbench.segment_view import readable_class
 
 st.title("FALSE workbench")

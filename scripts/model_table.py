@@ -10,11 +10,24 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from core.seg.scene_role import scored_scenes_text
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def pct(v: float | None) -> str:
     return "n/a" if v is None or v != v else f"{100 * v:.1f} %"
+
+
+def _training(card: dict, n: object) -> str:
+    """The training data as the test data is said: images of scenes where a scene is a folder of images (Dubai's
+    tiles), else scenes."""
+    ev = card.get("evaluation") or {}
+    names = [str(s) for s in ev.get("training_scenes") or []]
+    tested = ((card.get("config") or {}).get("data") or {}).get("test_scenes") or []
+    if names and any(f"{t}/" in str(s) for t in tested for s in ev.get("scenes") or []):
+        return scored_scenes_text(names, sorted({s.split("/")[0] for s in names if "/" in s}))
+    return f"{n} scenes"
 
 
 def describe(path: Path) -> str:
@@ -26,15 +39,17 @@ def describe(path: Path) -> str:
                  f"{str(d.get('gsd_m')) + ' m' if d.get('gsd_m') else 'not published'}; region {d.get('region')}")
     lines.append(f"- classes: {', '.join(c['name'] for c in card['classes'])}")
     train_n, val = d.get("training_scenes"), d.get("validation_scenes") or []
-    chosen = (f"checkpoint chosen on {len(val)} validation scenes" if not str(card.get("selection", "")).startswith(
+    val_n = f"{len(val)} validation scene{'s' if len(val) != 1 else ''}"
+    chosen = (f"checkpoint chosen on {val_n}" if not str(card.get("selection", "")).startswith(
         "mean of the weights") else f"the model is the {card['selection']} " + (
-        f"({len(val)} validation scenes watched, not used to choose)" if val else "(no validation scenes)"))
-    lines.append(f"- trained on {train_n} scenes, {chosen}; domain "
+        f"({val_n} watched, not used to choose)" if val else "(no validation scenes)"))
+    lines.append(f"- trained on {_training(card, train_n)}, {chosen}; domain "
                  f"fingerprint from {(d.get('fingerprint') or {}).get('note', 'none')}")
     if ev:
         scenes = ev["scenes"]
         shown = ", ".join(scenes[:9]) + (f" and {len(scenes) - 9} more" if len(scenes) > 9 else "")
-        lines.append(f"- **{ev['split']} scenes it never saw in any stage** ({len(scenes)}): {shown}")
+        count = scored_scenes_text(scenes, ((card.get("config") or {}).get("data") or {}).get("test_scenes"))
+        lines.append(f"- **{ev['split']} data it never saw in any stage**: {count}: {shown}")
         lines.append(f"- on them: mIoU **{pct(ev['miou'])}**, OA {pct(ev['oa'])}, kappa {ev['kappa']:.3f} "
                      f"({ev['method']}, {ev['pixels']:,} labeled pixels)")
         lines.append("- IoU per class: " + ", ".join(f"{k} {pct(v)}" for k, v in ev["iou"].items()))

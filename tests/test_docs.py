@@ -44,3 +44,14 @@ def test_the_readme_python_example_runs() -> None:
     assert blocks
     for block in blocks:
         exec(compile(block, "README.md", "exec"), {"__name__": "readme_example"})  # noqa: S102 - our own README
+
+
+def test_the_checkpoints_readme_shows_the_cards_as_model_table_prints_them() -> None:
+    """The README's figures are the cards' figures (scripts/model_table.py reads the cards); a card changed without
+    the README, or the README edited by hand, fails here."""
+    import subprocess
+    import sys
+
+    printed = subprocess.run([sys.executable, str(ROOT / "scripts" / "model_table.py")], capture_output=True,
+                             text=True, check=True).stdout.strip()
+    assert printed in (ROOT / "checkpoints" / "README.md").read_text()

@@ -134,7 +134,7 @@ def test_pair_counts_draw_one_line_for_treatments_of_every_flag_and_dash_fnccs_t
 
 
 def test_scored_images_are_counted_as_scenes_only_when_each_is_one() -> None:
-    from workbench.common import scored_scenes_text
+    from core.seg.scene_role import scored_scenes_text
 
     dubai = [f"tile_3/image_part_00{i}" for i in range(1, 10)]
     assert scored_scenes_text(dubai, ["tile_3"]) == "9 images of 1 scene (tile_3)"

@@ -136,3 +136,15 @@ def note_scene(seg: Any, name: str | Path, content: bytes | Path | None = None) 
         return
     if seen is not None and seen not in seg.notes:
         seg.notes.append(seen)
+
+
+def scored_scenes_text(images: list[str], scenes: Any) -> str:
+    """How many images were scored, and of how many scenes when a named scene is a folder of images (the 9 images of
+    Dubai's tile_3 are one scene, not nine: a remote-sensing reader counts independent scenes)."""
+    if not images:
+        return ""
+    named = [str(n) for n in scenes] if isinstance(scenes, list) else []
+    folders = [n for n in named if any(str(i).startswith(f"{n}/") for i in images)]
+    if folders and len(folders) < len(images):
+        return f"{len(images)} images of {len(folders)} scene{'s' if len(folders) > 1 else ''} ({', '.join(folders)})"
+    return f"{len(images)} scene{'s' if len(images) > 1 else ''}"
