@@ -374,8 +374,7 @@ def test_the_models_own_mask_download_still_reads_as_indices_beside_the_shipped_
 
 
 def test_a_mask_of_another_size_is_refused_from_the_two_headers(tmp_path) -> None:
-    """Before any segmenting; either orientation passes (a photo's EXIF turn is applied on reading); a file that is
-    no image is left to the full read, which says why."""
+    """Before any segmenting; either orientation passes (a photo's EXIF turn is applied on reading)."""
     from core.seg.label_score import check_label_mask_size
 
     Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(tmp_path / "image.png")
@@ -385,6 +384,9 @@ def test_a_mask_of_another_size_is_refused_from_the_two_headers(tmp_path) -> Non
     check_label_mask_size(tmp_path / "turned.png", tmp_path / "image.png")
     with pytest.raises(LabelMaskError, match="the label mask is 15×10 pixels, the image 30×20"):
         check_label_mask_size(tmp_path / "half.png", tmp_path / "image.png")
-    (tmp_path / "not.png").write_text("no image")
-    check_label_mask_size(tmp_path / "not.png", tmp_path / "image.png")
-    check_label_mask_size(tmp_path / "half.png", tmp_path / "not.png")
+    (tmp_path / "not.png").write_text("no image")  # a text file, or no file: said at once too
+    with pytest.raises(LabelMaskError, match=r"the label mask is not an image \(unknown or unsupported format\)"):
+        check_label_mask_size(tmp_path / "not.png", tmp_path / "image.png")
+    with pytest.raises(LabelMaskError, match="the label mask cannot be read"):
+        check_label_mask_size(tmp_path / "gone.png", tmp_path / "image.png")
+    check_label_mask_size(tmp_path / "half.png", tmp_path / "not.png")  # an image that is none: its own read says so

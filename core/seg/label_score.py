@@ -94,6 +94,8 @@ FOREIGN_SHARE = 0.5  # more of a mask's pixels of no class than this: refused, n
 
 
 ClassSets = Sequence[tuple[str, list[dict[str, Any]]]]
+NOT_AN_IMAGE = ("the label mask is not an image (unknown or unsupported format); give a PNG or TIFF of class "
+                "indices or class colours")
 
 
 def foreign_palette(img: Image.Image, classes: list[dict[str, Any]], known: ClassSets) -> str | None:
@@ -132,8 +134,7 @@ def read_label_mask(data: bytes, classes: list[dict[str, Any]], shape: tuple[int
             raise _other_size(img.size, (shape[1], shape[0]))
         img.load()
     except UnidentifiedImageError:
-        raise LabelMaskError("the label mask is not an image (unknown or unsupported format); give a PNG or TIFF of "
-                             "class indices or class colours") from None
+        raise LabelMaskError(NOT_AN_IMAGE) from None
     except OSError as err:  # a truncated or damaged file: PIL's reason names no object of ours
         raise LabelMaskError(f"the label mask cannot be read ({err})") from None
     try:
@@ -163,14 +164,19 @@ def _other_size(mask_wh: tuple[int, int], image_wh: tuple[int, int]) -> LabelMas
 
 
 def check_label_mask_size(mask: str | Path, image: str | Path | None) -> None:
-    """Before segmenting, from the two headers: a mask of another size than the image is refused at once (the Gradio
-    demo segmented a 2448 px scene for 33 s before refusing its half-size mask). Either orientation passes here, as
-    a photo's EXIF turn is applied on reading; an unreadable file is left to the full read, which says why."""
+    """Before segmenting, from the two headers: a mask of another size than the image, a missing mask or a file that
+    is no image is refused at once (the Gradio demo segmented a 2448 px scene for 33 s before refusing its half-size
+    mask; core.segment a scene for a minute before saying its mask was a text file). Either orientation passes here,
+    as a photo's EXIF turn is applied on reading; another unreadable file is left to the full read, which says why."""
     head = image_header(image) if image else None
     try:
         with _open_pil(Path(mask)) as img:
             size = (int(img.width), int(img.height))
-    except (UnidentifiedImageError, OSError):
+    except UnidentifiedImageError:
+        raise LabelMaskError(NOT_AN_IMAGE) from None
+    except FileNotFoundError as err:
+        raise LabelMaskError(f"the label mask cannot be read ({err.strerror or err})") from None
+    except OSError:
         return
     if head is not None and size not in ((head.width, head.height), (head.height, head.width)):
         raise _other_size(size, (head.width, head.height))

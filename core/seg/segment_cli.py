@@ -40,7 +40,7 @@ from ..imaging.budget import max_pixels
 from ..imaging.imageio import ImageError, read_image
 from ..store.checkpoint import CheckpointError
 from .infer import overlap_pixels
-from .label_score import LabelMaskError, LabelScore, score_label_file
+from .label_score import LabelMaskError, LabelScore, check_label_mask_size, score_label_file
 from .model_choice import ModelCache, given_model
 from .scene_role import note_scene
 from .segment import segment_choosing
@@ -123,6 +123,14 @@ def _score_labels(seg: Segmentation, mask: str) -> tuple[LabelScore | None, str 
     return scored, None
 
 
+def _mask_refused(mask: str, image: Path) -> str | None:
+    try:
+        check_label_mask_size(mask, image)
+    except LabelMaskError as err:
+        return str(err)
+    return None
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.labels is not None and len(args.labels) != len(args.images):
         _err(f"--labels: {len(args.labels)} mask(s) for {len(args.images)} image(s): give one mask per image, in "
@@ -169,6 +177,10 @@ def _run(args: argparse.Namespace) -> int:
             _err(f"{path}: cannot be read ({type(err).__name__}: {err})")
             failed += 1
             continue
+        early = _mask_refused(args.labels[k], path) if args.labels else None
+        if early is not None:  # said now, from the headers, not after a minute of segmenting; the image is still done
+            _err(f"{path}: labels {args.labels[k]}: {early}")
+            unscored += 1
         h, w = loaded.shape
         geo = "" if loaded.profile is None else (
             f", georeferenced, {loaded.pixel_size_m:.3g} m/pixel" if loaded.pixel_size_m else ", georeferenced")
@@ -188,7 +200,7 @@ def _run(args: argparse.Namespace) -> int:
                                    overlap=args.overlap, batch_size=args.batch_size, tta=args.tta,
                                    progress=progress)
             note_scene(seg, path, path)  # a copy elsewhere too, where the card's data set is on this machine
-            scored, why = _score_labels(seg, args.labels[k]) if args.labels else (None, None)
+            scored, why = _score_labels(seg, args.labels[k]) if args.labels and early is None else (None, None)
             outputs = write_outputs(seg, args.out, stem, str(path))
         except KeyboardInterrupt:
             raise
