@@ -470,3 +470,23 @@ def test_a_launch_from_the_form_can_ask_for_trackers(empty_store: Path, monkeypa
     at.button(key="pretrain-launch").click().run()
     cfg, _ = seen[-1]
     assert cfg.train.trackers == ["tensorboard", "mlflow"]
+
+
+def test_a_knn_value_recorded_once_beside_a_loss_curve_is_a_value_not_a_lone_dot(empty_store: Path) -> None:
+    """A review: kNN every 50 steps of a 60-step run drew a chart of one dot on a 49-51 axis."""
+    import json
+
+    from core.store.runs import create_run
+
+    run = create_run("knn-once", "method: simclr\nloss:\n  name: info_nce\ndata:\n  name: synthetic\n", empty_store,
+                     kind="pretrain", state="completed")
+    records = [{"step": s, "loss": 5.0 - s / 30, "lr": 0.01} for s in range(1, 61)]
+    records.insert(50, {"step": 50, "knn_acc": 0.432, "knn_baseline": 0.301})
+    (run.path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    run.write_status(step=60, total_steps=60)
+    at = open_page("pretrain")
+    at.selectbox(key="pretrain-run").set_value(run.id).run()
+    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+    assert "Loss" in titles and not any(t.startswith("kNN") for t in titles), titles
+    said = next(c.value for c in at.caption if c.value.startswith("Recorded once in this run"))
+    assert said.endswith(": kNN accuracy 43.2%, majority class 30.1% (step 50)."), said

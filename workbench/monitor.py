@@ -129,18 +129,27 @@ def percent_ticks(values: Sequence[float]) -> str:
 def single_values(figures: Sequence[Any]) -> list[dict[str, Any]] | None:
     """Each line's one value, when no chart has more than one point (a short run that logged once): four charts of
     a lone dot each say less than a small table. None when some chart has a curve to draw."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for fig in figures:
-        title = str(fig.layout.title.text or "")
-        percent = str(fig.layout.yaxis.tickformat or "").endswith("%")
-        for trace in fig.data:
-            xs, ys = list(trace.x if trace.x is not None else []), list(trace.y if trace.y is not None else [])
-            if len(ys) > 1:
-                return None
-            if ys and not math.isnan(float(ys[0])):
-                rows.append({"record": title if len(fig.data) == 1 else f"{title}: {trace.name}",
-                             "value": f"{float(ys[0]):.1%}" if percent else f"{float(ys[0]):.4g}",
-                             "step": int(xs[0])})
+        values = lone_values(fig)
+        if values is None:
+            return None
+        rows += values
+    return rows
+
+
+def lone_values(fig: Any) -> list[dict[str, Any]] | None:
+    """A chart's values as table rows when none of its lines has more than one point, else None."""
+    title = str(fig.layout.title.text or "")
+    percent = str(fig.layout.yaxis.tickformat or "").endswith("%")
+    rows = []
+    for trace in fig.data:
+        xs, ys = list(trace.x if trace.x is not None else []), list(trace.y if trace.y is not None else [])
+        if len(ys) > 1:
+            return None
+        if ys and not math.isnan(float(ys[0])):
+            rows.append({"record": title if len(fig.data) == 1 else f"{title}: {trace.name}",
+                         "value": f"{float(ys[0]):.1%}" if percent else f"{float(ys[0]):.4g}", "step": int(xs[0])})
     return rows
 
 
@@ -154,6 +163,12 @@ def _charts(run: Run, kind: str, live: bool = False) -> None:
         st.caption("One record per curve (the run logged once), so its values rather than charts of a single dot:")
         st.dataframe(rows, hide_index=True)
         return
+    lone = {} if live else {n: v for n, fig in enumerate(figures) if (v := lone_values(fig))}
+    if lone:  # e.g. a kNN monitor every 50 steps of a 60-step run: one value beside the curves, not a lone dot
+        st.caption("Recorded once in this run, so a value rather than a chart of a single dot: " + "; ".join(
+            ", ".join(f"{r['record'].rsplit(': ', 1)[-1]} {r['value']}" for r in rows) + f" (step {rows[0]['step']})"
+            for rows in lone.values()) + ".")
+        figures = [fig for n, fig in enumerate(figures) if n not in lone]
     cols = st.columns(2)
     for n, fig in enumerate(figures):
         cols[n % 2].plotly_chart(fig, width="stretch", key=f"chart-{run.id}-{n}")
