@@ -23,7 +23,8 @@ from core.seg.data_defaults import source_data
 from core.store.sources import list_sources
 from core.imaging.band_preview import preview_chw
 from core.imaging.bands import bands_of, card_bands, is_rgb
-from workbench.common import dataset_of, difference_text, go_to, kept_default, pick_picture, show_error, shows_errors
+from workbench.common import (STAY_NOTE, dataset_of, difference_text, go_to, kept_default, pick_picture, show_error,
+                              shows_errors)
 from workbench.warmup import wait_for_warmup
 
 INPUT_SIZES = [32, 48, 64, 96, 128]
@@ -51,12 +52,13 @@ def lookup(entry: ModelEntry, request: dict[str, Any]) -> E.Embedding | None:
 def compute(entry: ModelEntry, request: dict[str, Any]) -> E.Embedding | None:
     """Run one embedding with a status box and a progress bar; errors become one line."""
     with st.status(f"Embedding with {entry.label}…", expanded=True) as status:
-        bar = st.progress(0.0, text="waiting for the data set")
+        bar = st.progress(0.0, text=f"waiting for the data set ({STAY_NOTE})")
         wait_for_warmup()  # numba compiles UMAP once per server, in the background since start-up
         try:
             emb = E.compute_embedding(
                 entry.path, **request, stage=lambda text: status.update(label=f"{entry.label}: {text}…"),
-                progress=lambda done, total: bar.progress(done / total, text=f"features of {done}/{total} tiles"))
+                progress=lambda done, total: bar.progress(done / total,
+                                                          text=f"features of {done}/{total} tiles ({STAY_NOTE})"))
         except Exception as err:  # noqa: BLE001 - bad checkpoint, missing data: one line, never a traceback
             status.update(label=f"{entry.label}: failed", state="error")
             show_error(err, "Embedding failed")

@@ -23,8 +23,8 @@ from core.config import ConfigError, DataConfig, LossConfig
 from core.config.strategy import strategy_label, uses_labels
 from core.store.runs import Run
 from core.imaging.bands import bands_of
-from workbench.common import (BASE_RATE_MARGIN, base_rate_line, dataset_of, go_to, pick_picture, pick_run, runs_of,
-                              show_error, pair_counts_figure, show_treatment, shows_errors)
+from workbench.common import (BASE_RATE_MARGIN, STAY_NOTE, base_rate_line, dataset_of, go_to, pick_picture, pick_run,
+                              runs_of, show_error, pair_counts_figure, show_treatment, shows_errors)
 from workbench.fn_compare_view import compare_section
 
 PER_PAGE = 12
@@ -181,10 +181,10 @@ def quality_section(run: Run) -> None:
     if st.button(label, key=f"fn-quality-{run.id}", type="primary" if report is None else "secondary",
                  help="Rebuilds every batch of the run and computes encoder features of its tiles (seconds to a "
                       "minute); the result is kept in the run folder"):
-        bar = st.progress(0.0, text="starting…")
+        bar = st.progress(0.0, text=f"starting… ({STAY_NOTE})")
 
         def progress(stage: str, done: int, total: int) -> None:
-            bar.progress(min(1.0, done / max(total, 1)), text=f"{stage}: {done} / {total}")
+            bar.progress(min(1.0, done / max(total, 1)), text=f"{stage}: {done} / {total} ({STAY_NOTE})")
 
         try:
             report = fn_report.compute_report(run, progress=progress)

@@ -102,6 +102,9 @@ def gpu_processes(container: Any, key: str, what: str) -> int:
 # widget values a visit to another page must not reset (Streamlit drops a widget's value when a run does not draw
 # it): the Segment page's model, inference settings and overlay opacities; the Pretrain page's preset and form
 # ("pre-": the data source Use filled in too), its data source pick and its two expanders
+# said beside a page's own long work (Streamlit stops a page's script when its tab goes to another page; the work's
+# result is then not kept): a user who left mid-way found the button again and no word why
+STAY_NOTE = "leaving this page stops it"
 KEPT_WIDGETS = ("segment_model", "segment_tile", "segment_overlap", "segment_tta", "segment_resample",
                 "segment_borders", "segment_max_mp", "opacity_", "pre-", "pretrain-settings", "pretrain-sources-open",
                 "pretrain-source-pick", "emb-models", "emb-source", "emb-tiles", "emb-tile-size", "emb-own-tiles",

@@ -11,7 +11,7 @@ from core.analysis.fn_report import FlagReportError
 from core.analysis.fn_scoring import has_detector
 from core.config import ConfigError
 from core.store.runs import Run
-from workbench.common import runs_of, show_error, shows_errors
+from workbench.common import STAY_NOTE, runs_of, show_error, shows_errors
 
 NONE = "—"
 RUN_COLOURS = ("#d62728", "#1f77b4")
@@ -72,10 +72,10 @@ def compare_section(run: Run) -> None:
                          help="Rebuilds the batches of both runs and scores their flags and the reference selectors "
                               "(seconds to a minute each); the results are kept in the run folders"):
             return
-        bar = st.progress(0.0, text="starting…")
+        bar = st.progress(0.0, text=f"starting… ({STAY_NOTE})")
 
         def progress(stage: str, done: int, total: int) -> None:
-            bar.progress(min(1.0, done / max(total, 1)), text=f"{stage}: {done} / {total}")
+            bar.progress(min(1.0, done / max(total, 1)), text=f"{stage}: {done} / {total} ({STAY_NOTE})")
 
         try:
             comparison = fn_compare.compare_flags(run, other, compute=True, progress=progress)
