@@ -293,9 +293,9 @@ with st.expander("Settings", expanded=not runs, key="pretrain-settings", on_chan
         by = c2.radio("Length in", ["steps", "epochs"], index=1 if base.train.max_steps is None else 0,
                       key=k("by"), horizontal=True)
         steps = c3.number_input("Steps", 1, 10_000_000, int(base.train.max_steps or 100), key=k("steps"),
-                                help="Read when Length in is steps (a form cannot grey out the other field)")
+                                disabled=by != "steps", help="The run's length when Length in is steps")
         epochs = c4.number_input("Epochs", 0.01, 10_000.0, float(base.train.epochs or 1.0), key=k("epochs"),
-                                 help="Read when Length in is epochs (a form cannot grey out the other field)")
+                                 disabled=by != "epochs", help="The run's length when Length in is epochs")
         optimizers = choices(PretrainConfig, "train.optimizer")
         optimizer = c5.selectbox("Optimizer", optimizers, index=index_of(optimizers, base.train.optimizer),
                                  key=k("opt"))
@@ -303,6 +303,9 @@ with st.expander("Settings", expanded=not runs, key="pretrain-settings", on_chan
         lr = c1.number_input("Base lr (batch 256)", 0.0, 100.0, float(base.train.lr), format="%.5f", key=k("lr"))
         wd = c2.number_input("Weight decay", 0.0, 1.0, float(base.train.weight_decay), format="%.6f", key=k("wd"))
         warmup = c3.number_input("Warm-up steps", 0, 1_000_000, int(base.train.warmup_steps), key=k("warmup"))
+        if by == "steps" and warmup >= steps:  # the demo preset's 20 warm-up steps in a 20-step run
+            c3.caption(":orange[⚠ the run is all warm-up: its learning rate reaches Base lr at its last step if "
+                       "at all]")
         ckpt_every = c4.number_input("Checkpoint every", 1, 1_000_000, int(base.train.ckpt_every), key=k("ckpt"))
         seed = c5.number_input("Seed", 0, 2**31 - 1, int(base.seed), key=k("seed"))
         c1, c2, c3, c4, c5 = fe.columns(5)

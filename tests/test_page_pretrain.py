@@ -490,3 +490,22 @@ def test_a_knn_value_recorded_once_beside_a_loss_curve_is_a_value_not_a_lone_dot
     assert "Loss" in titles and not any(t.startswith("kNN") for t in titles), titles
     said = next(c.value for c in at.caption if c.value.startswith("Recorded once in this run"))
     assert said.endswith(": kNN accuracy 43.2%, majority class 30.1% (step 50)."), said
+
+
+def test_the_length_field_not_read_is_greyed_and_a_run_inside_its_warm_up_is_said(empty_store: Path) -> None:
+    """Live fields (no st.form) can follow each other: the field Length in does not read is disabled (its help said a
+    form could not), and a warm-up as long as the run is said beside it (the demo preset's 20 of a 20-step run)."""
+    at = open_page("pretrain")
+    assert at.radio(key="pre-demo_cpu-by").value == "steps"
+    steps, epochs = at.number_input(key="pre-demo_cpu-steps"), at.number_input(key="pre-demo_cpu-epochs")
+    assert not steps.disabled and epochs.disabled
+    said = "the run is all warm-up"
+    assert not any(said in c.value for c in at.caption)
+    at.number_input(key="pre-demo_cpu-warmup").set_value(20)
+    _set(at, steps=20)
+    at.run()
+    assert any(said in c.value for c in at.caption), texts(at)
+    at.radio(key="pre-demo_cpu-by").set_value("epochs").run()
+    steps, epochs = at.number_input(key="pre-demo_cpu-steps"), at.number_input(key="pre-demo_cpu-epochs")
+    assert steps.disabled and not epochs.disabled
+    assert not any(said in c.value for c in at.caption)

@@ -140,6 +140,25 @@ def test_warmup_then_cosine_to_zero() -> None:
         [0.5 * (1 + math.cos(math.pi * s / 4)) for s in range(5)])
 
 
+
+def test_a_run_inside_its_warm_up_says_so_in_its_log(tmp_path) -> None:
+    """The demo preset's 20 warm-up steps in a 20-step run: its learning rate rose all run long, unsaid."""
+    from core.config import load_config
+    from core.ssl.optim import warm_up_note
+    from core.ssl.run_start import log_start
+    from core.store.lifecycle import RunLife
+    from core.store.runs import create_run
+
+    assert warm_up_note(10, 11) is None and warm_up_note(0, 5) is None
+    assert warm_up_note(20, 20) == ("warm-up of 20 steps in a run of 20: the run is all warm-up, its learning rate "
+                                    "reaches train.lr at its last step if at all (shorten train.warmup_steps)")
+    cfg = load_config("configs/demo_cpu.yaml", ["train.max_steps=20"])
+    run = create_run("warm", "{}", tmp_path, kind="pretrain")
+    life = RunLife(run, lambda: 0, 20)
+    log_start(life, cfg, [], "cpu (fp32)", "0->20", None, warm_up_note(20, 20))
+    log_start(life, cfg, [], "cpu (fp32)", "5->20", None, warm_up_note(20, 20))  # a resume does not say it again
+    assert run.log_text().count("warning: warm-up of 20 steps in a run of 20") == 1
+
 def test_one_precision_policy_for_training_and_inference(monkeypatch) -> None:
     from core import device as D
     from core.analysis.embeddings import resolve_precision

@@ -52,3 +52,11 @@ def warmup_cosine(step: int, total_steps: int, warmup_steps: int) -> float:
         return (step + 1) / warmup_steps
     progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def warm_up_note(warmup: int, total: int) -> str | None:
+    """Why a run never trains at its learning rate (a warm-up at least as long as the run), or None."""
+    if warmup < total or total <= 0:
+        return None
+    return (f"warm-up of {warmup} steps in a run of {total}: the run is all warm-up, its learning rate reaches "
+            "train.lr at its last step if at all (shorten train.warmup_steps)")

@@ -40,7 +40,7 @@ from .compiled import compiled, first_step_or_eager
 from .knn_monitor import KnnMonitor
 from .methods import StepExtra, StepLoss, method_step
 from .registry import get_method
-from .optim import build_optimizer, warmup_cosine
+from .optim import build_optimizer, warm_up_note, warmup_cosine
 from .contrastive_info import stats_to_means
 from .run_start import log_start
 from .step_feed import StepFeed
@@ -309,7 +309,7 @@ class Trainer:
 
     def _log_start(self, life: RunLife) -> None:
         log_start(life, self.cfg, self.dataset, f"{self.device} ({self.precision.name})",
-                  f"{self.step}->{self.total_steps}", self.knn_note)
+                  f"{self.step}->{self.total_steps}", self.knn_note, warm_up_note(self.warmup_steps, self.total_steps))
 
 
 # ----------------------------------------------------------------------------------------------------------------

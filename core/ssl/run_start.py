@@ -20,8 +20,8 @@ def data_record(cfg: PretrainConfig, dataset: TileSet) -> dict[str, Any]:
 
 
 def log_start(life: RunLife, cfg: PretrainConfig, dataset: TileSet, where: str, steps: str,
-              knn_note: str | None) -> None:
-    """``where``: device and precision; ``steps``: from -> to."""
+              knn_note: str | None, warm_up: str | None = None) -> None:
+    """``where``: device and precision; ``steps``: from -> to; ``warm_up``: why the learning rate never peaks."""
     if life.run is None:
         return
     atomic_write_json(life.run.path / "data.json", data_record(cfg, dataset))
@@ -29,6 +29,8 @@ def log_start(life: RunLife, cfg: PretrainConfig, dataset: TileSet, where: str, 
              f"batch {cfg.train.batch_size}, steps {steps}")
     if knn_note:
         life.log(knn_note)
+    if warm_up and steps.startswith("0->"):
+        life.log(f"warning: {warm_up}")
     if cfg.method == "moco" and steps.startswith("0->"):  # a loss of 0 at step 1 reads as a bug without this
         fill = -(-cfg.model.queue_size // cfg.train.batch_size)
         life.log(f"MoCo: the queue starts empty (its unfilled slots are no negatives), so step 1 has no negative "
