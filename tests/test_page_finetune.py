@@ -202,6 +202,31 @@ def test_the_form_keeps_its_values_across_kinds_and_launches_what_it_shows(empty
     assert at.session_state["ft-steps"] == 300 and at.session_state["ft-preset"] == "finetune_dubai_cpu"
 
 
+
+def test_values_typed_and_not_launched_survive_a_page_trip_until_a_newer_encoder_appears(
+        store_base: Path, tmp_path: Path, monkeypatch) -> None:
+    """A review: Steps 77 typed on Fine-tune came back 200 after a look at Runs (the form refilled on every arrival,
+    for the newest encoder's sake). Now the values are kept; a pretraining run new since the last visit still starts
+    the form afresh from it, on arrival, never while the user types."""
+    runs = copy_store(store_base, tmp_path)
+    monkeypatch.setenv("FALSE_WB_RUNS", str(runs))
+    monkeypatch.setenv("FALSE_WB_DATA", str(tmp_path / "data"))
+    newest = next(r for r in list_runs(runs) if r.id.endswith("tiny-infonce"))
+    aside = tmp_path / "aside"
+    newest.path.rename(aside)  # not there yet
+    at = open_page("finetune")
+    assert at.selectbox(key="ft-init").value.endswith("tiny-false")
+    at.number_input(key="ft-steps").set_value(77).run()
+    at.switch_page("../pages/runs.py").run()
+    at.switch_page("../pages/finetune.py").run()
+    assert at.number_input(key="ft-steps").value == 77 and at.selectbox(key="ft-init").value.endswith("tiny-false")
+    aside.rename(newest.path)  # a pretraining run finishes while the form is open
+    at.number_input(key="ft-steps").set_value(66).run()
+    assert at.number_input(key="ft-steps").value == 66 and at.selectbox(key="ft-init").value.endswith("tiny-false")
+    at.switch_page("../pages/runs.py").run()
+    at.switch_page("../pages/finetune.py").run()
+    assert at.selectbox(key="ft-init").value.endswith("tiny-infonce") and at.number_input(key="ft-steps").value == 200
+
 def _deepglobe_encoder(store_base: Path, tmp_path: Path, monkeypatch, root: str | None = None) -> tuple[Path, str]:
     """A private copy of the store whose newest encoder's card says it was pretrained on DeepGlobe scenes (in
     ``root``, by default a folder of the test's own: the folder is never read here)."""

@@ -287,6 +287,7 @@ def test_a_labeled_source_keeps_its_labels_through_use_for_pretraining(empty_sto
     at.button(key="pretrain-launch").click().run()
     assert seen and seen[-1][0].data.class_table.endswith("configs/classes/dubai.yaml"), errors(at)
 
+
 def test_bands_typed_in_the_form_reach_the_run_and_a_bad_band_is_refused_beside_the_field(
         empty_store: Path, monkeypatch) -> None:
     at = open_page("pretrain")

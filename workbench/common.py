@@ -9,7 +9,7 @@ import functools
 import math
 import re
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -99,16 +99,24 @@ def gpu_processes(container: Any, key: str, what: str) -> int:
                                       "split over the GPUs. Several machines: see the README."))
 
 
-# widget values a visit to another page must not reset (Streamlit drops a widget's value when a run does not draw
-# it): the Segment page's model, inference settings and overlay opacities; the Pretrain page's preset and form
-# ("pre-": the data source Use filled in too), its data source pick and its two expanders
 # said beside a page's own long work (Streamlit stops a page's script when its tab goes to another page; the work's
 # result is then not kept): a user who left mid-way found the button again and no word why
 STAY_NOTE = "leaving this page stops it"
+# widget values a visit to another page must not reset (Streamlit drops a widget's value when a run does not draw
+# it): the Segment page's model, inference settings and overlay opacities; the Pretrain page's preset and form
+# ("pre-": the data source Use filled in too), its data source pick and its two expanders
 KEPT_WIDGETS = ("segment_model", "segment_tile", "segment_overlap", "segment_tta", "segment_resample",
                 "segment_borders", "segment_max_mp", "opacity_", "pre-", "pretrain-settings", "pretrain-sources-open",
                 "pretrain-source-pick", "emb-models", "emb-source", "emb-tiles", "emb-tile-size", "emb-own-tiles",
                 "emb-size", "emb-colour", "emb-pairs")  # buttons and chart selections cannot be re-assigned
+# kept widgets named one by one, where a prefix would take a button too: the Fine-tune page's forms register theirs
+# (``kept_keys``) when first drawn
+KEPT_KEYS: set[str] = set()
+
+
+def kept_keys(keys: Iterable[str]) -> None:
+    """Keep these widgets' values across pages from now on, in every session (``keep_widget_values``)."""
+    KEPT_KEYS.update(keys)
 
 
 def kept_default(key: str, value: Any) -> str:
@@ -122,7 +130,7 @@ def keep_widget_values() -> None:
     """Re-assign the kept widgets' values before any page runs, so they outlive runs of other pages (the router
     calls this on every run)."""
     for key in list(st.session_state):
-        if isinstance(key, str) and key.startswith(KEPT_WIDGETS):
+        if isinstance(key, str) and (key.startswith(KEPT_WIDGETS) or key in KEPT_KEYS):
             st.session_state[key] = st.session_state[key]
 
 

@@ -33,7 +33,7 @@ from core.store.file_versions import yaml_file
 from core.store.run_lock import RunBusyError
 from core.store.runs import list_runs
 from core.store.sources import SourceInfo
-from workbench.common import gpu_processes, literal, show_error
+from workbench.common import gpu_processes, kept_keys, literal, show_error
 from workbench.form_errors import BANDS_HELP, FormErrors, bands_to_text, text_to_bands
 from workbench.sources_view import data_sources
 
@@ -84,6 +84,7 @@ OWN = {
               Field("Input scale", "pb-scale", "model.input_scale", "float"),
               Field("Run name", "pb-name", "name", "text"), Field("Seed", "pb-seed", "seed", "int")),
 }
+NEWEST_SEEN = "ft-newest-run"  # the newest pretraining run when the form was last filled afresh
 PANEL_KEYS = ("ft-sources-open", "ft-source-pick")  # the data sources panel: open and its pick kept (its title
 # counts the sources, so adding one would otherwise fold it)
 EXTRA_DATA = ("tile_overlap", "eroded")  # data settings with no field: kept from where the data fields came from
@@ -240,19 +241,22 @@ def _use_source(source: SourceInfo) -> None:
 
 
 def keep_values(drawn: str | None) -> None:
-    """The form's values outlive runs that do not draw them (the Comparison choice; the other kind's own fields);
-    a first visit, or one after another page dropped them, fills the form afresh: the default preset of each kind,
-    then the newest encoder's own data set. ``drawn``: the kind whose form this run draws (its widgets keep their
-    values themselves)."""
+    """The form's values outlive runs that do not draw them (the Comparison choice; the other kind's own fields;
+    other pages: values typed and not launched were lost on a trip to Runs); a first visit, or one after a newer
+    pretraining run appeared, fills the form afresh: the default preset of each kind, then the newest encoder's own
+    data set. ``drawn``: the kind whose form this run draws (its widgets keep their values themselves)."""
+    kept_keys([*all_keys(), *PANEL_KEYS])  # from now on they outlive other pages' runs too (the router)
     missing = [k for k in all_keys() if k not in st.session_state]
     drawn_keys = {f.key for f in fields(drawn)} | {PRESET_KEY[drawn], "ft-init"} if drawn in MODES else set()
     for k in [*all_keys(), *PANEL_KEYS]:
         if k in st.session_state and k not in drawn_keys:
             st.session_state[k] = st.session_state[k]
-    if not missing:
-        return
     _, entries = encoder_choices()
     newest_run = next((k for k, e in entries.items() if e.label.startswith("run:")), None)
+    arrived = st.session_state.get("wb-came-from") != st.session_state.get("wb-page")  # from another page
+    if not missing and (st.session_state.get(NEWEST_SEEN, newest_run) == newest_run or not arrived):
+        return  # the values as left; a pretraining run new since the last visit starts the form afresh from it
+    st.session_state[NEWEST_SEEN] = newest_run
     st.session_state["ft-init"] = newest_run or "random"
     own = encoder_seg_data(entries[newest_run].card) if newest_run else None
     for mode in MODES:  # the recipe made for the encoder's own set, else the default one

@@ -31,6 +31,8 @@ start_warmup()
 pages = [st.Page(str(ROOT / "pages" / f), title=t, icon=i, default=n == 0) for n, (f, t, i) in enumerate(PAGES)]
 page = st.navigation(pages)
 keep_widget_values()
+# which page the last run drew: a form may start afresh on arrival from another page, never under a user's hands
+st.session_state["wb-came-from"], st.session_state["wb-page"] = st.session_state.get("wb-page"), page.title
 try:
     page.run()
 except Exception as err:  # noqa: BLE001 - st.stop/st.rerun are BaseExceptions and pass through
