@@ -25,8 +25,8 @@ from workbench.confusion_view import confusion_figure
 from workbench.form_errors import number_field
 from workbench.segment_view import class_bar_marker, readable_class
 from core.seg.scene_role import scored_scenes_text
-from workbench.common import (columns_figure, has_records, kept_fragment, metrics_frame, pick_run, runs_of,
-                              show_error)
+from workbench.common import (columns_figure, has_records, kept_fragment, literal, metrics_frame, pick_run,
+                              runs_of, show_error)
 from workbench.monitor import REFRESH_S, run_controls, run_header, watch
 
 st.title("🎯 Fine-tune")
@@ -183,6 +183,9 @@ def scores(run: Run) -> None:
         named = (run.config().get("data") or {}).get(f"{split}_scenes")
         scored = scored_scenes_text(result.get("scenes") or [], named)
         st.caption(f"Scored on {result['evaluation_detail']}" + (f": {scored}" if scored else "") + ".")
+    if result.get("not_unseen"):  # an image folder split image by image: its test images' neighbours trained
+        note = str(result["not_unseen"])
+        st.warning(literal(note[:1].upper() + note[1:]), icon="⚠️")
     baseline_view.draw(run, result, which)
     card = best_card(run)
     if card.get("selection"):

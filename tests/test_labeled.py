@@ -325,6 +325,26 @@ def test_folder_group_by_folder_and_nested_label_fractions(folder, tmp_path):
     assert other != subsets[0.1] and label_subset(sorted(subsets[1.0]), 0.1, 0).tolist() == sorted(subsets[0.1])
 
 
+
+def test_test_images_whose_folder_also_trains_are_said_to_be_no_unseen_scenes(folder):
+    """A review: a folder of Dubai's tiles split image by image put parts of one tile in training and test alike, and
+    the score was called one on unseen scenes. It is said now (a warning, the fine-tuning log, test_metrics.json and
+    the Fine-tune page); whole folders named as test scenes, or grouped by folder, are no such split."""
+    from core.data.labeled import neighbours_note
+
+    root, table = folder
+    cfg = SegDataConfig(name="folder", root=str(root), class_table=str(table), tile_size=16, test_fraction=0.34,
+                        val_fraction=0.0)
+    with pytest.warns(UserWarning, match=r"the test images share 2 folder\(s\) with training images \(tile_0, "
+                                         r"tile_1\): parts of one scene on both sides"):
+        s = build_seg_splits(cfg, progress=False)
+    assert neighbours_note(s).endswith("name whole folders in data.test_scenes, or set group_by: folder in the "
+                                       "class table")
+    named = build_seg_splits(cfg.model_copy(update=dict(test_scenes=["tile_1"])), progress=False)
+    assert neighbours_note(named) is None and named.scenes["test"] == [f"tile_1/part_{k}" for k in (1, 3, 5)]
+    table.write_text(TABLE + "group_by: folder\n")
+    assert neighbours_note(build_seg_splits(cfg.model_copy(update=dict(test_fraction=0.5)), progress=False)) is None
+
 def test_folder_missing_mask_and_empty_folders(folder, tmp_path):
     root, table = folder
     (root / "masks" / "tile_1" / "part_3.png").unlink()

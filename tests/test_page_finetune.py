@@ -39,6 +39,21 @@ def test_shows_the_scores_of_a_finished_run(populated_store: Path) -> None:
                for c in at.caption), [c.value for c in at.caption]  # how the scored model was chosen
 
 
+
+def test_a_score_on_test_images_whose_folders_trained_says_it_is_on_no_unseen_scenes(store_base: Path,
+                                                                                     tmp_path: Path,
+                                                                                     monkeypatch) -> None:
+    runs = copy_store(store_base, tmp_path)
+    monkeypatch.setenv("FALSE_WB_RUNS", str(runs))
+    monkeypatch.setenv("FALSE_WB_DATA", str(tmp_path / "data"))
+    run = next(r for r in list_runs(runs) if r.id.endswith("tiny-ft"))
+    record = json.loads((run.path / "test_metrics.json").read_text())
+    note = "dubai: the test images share 4 folder(s) with training images (tile_2, ...): parts of one scene ..."
+    (run.path / "test_metrics.json").write_text(json.dumps({**record, "not_unseen": note}))
+    at = open_page("finetune")
+    assert at.selectbox(key="ft-run").value.endswith("tiny-ft")
+    assert [shown(w.value) for w in at.warning if "share 4 folder" in w.value] == ["D" + note[1:]]
+
 def test_a_bad_value_is_refused(empty_store: Path) -> None:
     at = open_page("finetune")
     # no field has a range the browser enforces: out of range, it would hold the form back with a mark on the field

@@ -295,11 +295,32 @@ def build_seg_splits(cfg: Any, progress: bool = True, dataset: Any = None) -> Se
 
     labeled = label_subset(train_idx, cfg.label_fraction, cfg.seed)
     name = ds.name
-    return SegSplits(train=SegSubset(ds, labeled, f"{name}/train"), val=SegSubset(ds, val_idx, f"{name}/val"),
-                     test=SegSubset(ds, test_idx, f"{name}/test"), classes=ds.classes, ignore_index=ds.ignore_index,
-                     name=name, dataset=ds,
-                     scenes=dict(train=scenes_of(train_idx), val=scenes_of(val_idx), test=scenes_of(test_idx)),
-                     train_all=SegSubset(ds, train_idx, f"{name}/train_all"))
+    splits = SegSplits(train=SegSubset(ds, labeled, f"{name}/train"), val=SegSubset(ds, val_idx, f"{name}/val"),
+                       test=SegSubset(ds, test_idx, f"{name}/test"), classes=ds.classes,
+                       ignore_index=ds.ignore_index, name=name, dataset=ds,
+                       scenes=dict(train=scenes_of(train_idx), val=scenes_of(val_idx), test=scenes_of(test_idx)),
+                       train_all=SegSubset(ds, train_idx, f"{name}/train_all"))
+    if (note := neighbours_note(splits)) is not None:
+        warnings.warn(note, stacklevel=2)
+    return splits
+
+
+def neighbours_note(splits: SegSplits) -> str | None:
+    """Why the test images of an image folder are no unseen scenes: split image by image (the class table's
+    ``group_by: file``), parts of one folder of images (a tile of Dubai's, cut into 9) sit in training and test
+    alike, neighbours that share their scene's light, roofs and roads. None when no folder is on both sides."""
+    table = getattr(splits.dataset, "table", None)
+    if getattr(table, "group_by", None) != "file":
+        return None
+    folders = {split: {n.rsplit("/", 1)[0] for n in splits.scenes.get(split, []) if "/" in n}
+               for split in ("train", "test")}
+    shared = sorted(folders["train"] & folders["test"])
+    if not shared:
+        return None
+    return (f"{splits.name}: the test images share {len(shared)} folder(s) with training images ("
+            f"{', '.join(shared[:3])}{' ...' if len(shared) > 3 else ''}): parts of one scene on both sides, so the "
+            "test score is not on unseen scenes; name whole folders in data.test_scenes, or set group_by: folder "
+            "in the class table")
 
 
 def pretrain_tiles(data: Any, progress: bool = True) -> SegSubset:

@@ -29,7 +29,7 @@ from ..store.checkpoint import (load_checkpoint, read_metadata, rng_state, save_
                                 set_rng_state)
 from ..config import ConfigError, FinetuneConfig, total_steps
 from ..data import DataError
-from ..data.labeled import build_seg_splits
+from ..data.labeled import build_seg_splits, neighbours_note
 from ..data.mask_read import label_masks_of
 from .fingerprint import domain_section, rewrite_card
 from ..data.seg_augment import SegAugment, jitter_strengths
@@ -240,6 +240,8 @@ class FinetuneTrainer:
             life.log(f"fine-tuning {self.cfg.model.arch}/{self.cfg.model.encoder} ({tc.protocol}) from "
                      f"{self.cfg.model.init} on {self._data_text()}: {len(self.splits.train)} train, "
                      f"{len(self.splits.val)} val, {len(self.splits.test)} test tiles")
+            if note := neighbours_note(self.splits):
+                life.log(f"warning: {note}")
             if main and self.run is not None and not self.validating:
                 self.run.write_status(validation=False)  # the pages then wait for the test, not a validation
             losses, t0 = [], time.perf_counter()
@@ -361,7 +363,7 @@ class FinetuneTrainer:
         scores = result.scores
         atomic_write_json(self.run.path / "test_metrics.json", {
             "split": result.split, "tiles": result.tiles, **result.how.record(), "classes": names,
-            **scores.as_dict(names)})
+            **scores.as_dict(names), **({"not_unseen": note} if (note := neighbours_note(self.splits)) else {})})
         self.run.log(f"{what} on {result.split} ({result.how.method}, {len(result.how.scenes)} scenes): mIoU "
                      f"{scores.miou:.4f} OA {scores.overall_accuracy:.4f} kappa {scores.kappa:.4f}")
         if best.exists():

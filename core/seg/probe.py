@@ -44,7 +44,7 @@ from ..cli_args import parse_run_args, probe_parser
 from ..store.checkpoint import CheckpointError
 from ..config import ConfigError, ProbeConfig, load_config
 from ..data import DataError
-from ..data.labeled import SegSplits, build_seg_splits
+from ..data.labeled import SegSplits, build_seg_splits, neighbours_note
 from ..data.seg_augment import eval_transform
 from ..imaging.bands import bands_of, is_rgb
 from ..device import pick_device
@@ -313,6 +313,8 @@ class ProbeTrainer:
                      f"{len(self.splits.train)} training tiles, {self.cfg.train.epochs} epochs")
             result = run_probe(self.cfg, splits=self.splits, progress=self.progress, on_epoch=epoch_done)
             record = {**result.record(self.cfg), "class_table": self.splits.classes}  # colours for the app
+            if note := neighbours_note(self.splits):  # its test images are no unseen scenes: the page says so
+                record["not_unseen"] = note
             atomic_write_json(self.run.path / RESULT, record)
             s = result.test.scores
             life.flush(best_miou=result.val.miou if result.val is not None else None, test_miou=s.miou)
