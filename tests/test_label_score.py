@@ -226,6 +226,10 @@ def test_segment_labels_refusals_are_one_line(checkpoint, tmp_path, capsys) -> N
     err = capsys.readouterr().err
     assert err == "error: --labels: 1 mask(s) for 2 image(s): give one mask per image, in the same order\n"
     assert not (tmp_path / "x").exists()  # refused before any work
+    (tmp_path / "a-file").write_text("")
+    assert main([str(tmp_path / "a.png"), "--out", str(tmp_path / "a-file"), *base]) == 2
+    said = capsys.readouterr()
+    assert said.err == f"error: --out {tmp_path / 'a-file'}: is a file, not a folder\n" and said.out == ""  # no model
     bad = Image.fromarray(np.full((20, 30), 7, np.uint8), mode="P")
     bad.putpalette([1, 2, 3] * 256)
     bad.save(tmp_path / "bad.png")

@@ -151,6 +151,9 @@ def _run(args: argparse.Namespace) -> int:
     except (ValueError, RuntimeError) as err:
         _err(f"--device {args.device}: {str(err).removeprefix('train.device: ')}")
         return 2
+    if args.out.exists() and not args.out.is_dir():  # said before the model loads, in these words (not EEXIST's)
+        _err(f"--out {args.out}: is a file, not a folder")
+        return 2
     try:
         models = _Models(str(args.checkpoint), device)
     except CheckpointError as err:
