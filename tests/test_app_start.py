@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pandas as pd
 from streamlit.testing.v1 import AppTest
 
 from tests.pages import APP, ROOT, errors, texts
@@ -16,11 +15,10 @@ def test_fresh_machine_leads_to_the_demo(empty_store: Path) -> None:
     assert at.title[0].value == "FALSE workbench"
     assert "Start here" in [s.value for s in at.subheader]
     assert {b.key for b in at.button} >= {"go-segment", "go-pretrain"}
-    models = at.dataframe[0].value.set_index("model")
+    models = at.table[0].value  # static, its cells wrapped: every column readable at 1,280 px (a review)
     card = json.loads((ROOT / "checkpoints" / "dubai_seg.json").read_text())
-    assert models.loc["shipped: dubai_seg", "mIoU"] == 100 * card["evaluation"]["miou"]  # its card's, in percent
-    assert pd.isna(models.loc["shipped: synthetic_false_encoder", "mIoU"])  # an encoder has none: a number column,
-    assert at.dataframe[0].proto.placeholder == "—"  # sortable, whose missing cells show a dash, not "None"
+    assert models.loc["shipped: dubai_seg", "mIoU"] == f"{100 * card['evaluation']['miou']:.1f}\u00a0%"  # its card's
+    assert models.loc["shipped: synthetic_false_encoder", "mIoU"] == "—"  # an encoder has none: a dash, not "None"
     at.button(key="go-segment").click().run()
     assert not at.exception
     assert any("Segment" in t.value for t in at.title)
@@ -34,9 +32,9 @@ def test_lists_runs_and_models(populated_store: Path) -> None:
     shown = dict(zip(runs["metric"], runs["value"]))  # an mIoU in percent, as the models table gives it
     assert shown["test mIoU"].endswith(" %") and float(shown["last loss"]) > 0, shown
     assert "Start here" not in texts(at)
-    models = at.dataframe[1].value
-    assert any(m.startswith("run: ") and m.endswith("tiny-ft") for m in models["model"])
-    assert any(m.endswith("tiny-false") for m in models["model"])
+    models = at.table[0].value
+    assert any(m.startswith("run: ") and m.endswith("tiny-ft") for m in models.index)
+    assert any(m.endswith("tiny-false") for m in models.index)
     for table in (runs, models):  # missing text is a dash, never "None"
         text = table.select_dtypes(include=["object", "str"])
         assert not text.isna().any().any() and not (text.astype(str) == "None").any().any()
