@@ -25,8 +25,8 @@ from workbench.confusion_view import confusion_figure
 from workbench.form_errors import number_field
 from workbench.segment_view import class_bar_marker, readable_class
 from core.seg.scene_role import scored_scenes_text
-from workbench.common import (columns_figure, has_records, kept_fragment, literal, metrics_frame, pick_run,
-                              runs_of, show_error)
+from workbench.common import (columns_figure, has_records, kept_fragment, kept_keys, literal, metrics_frame,
+                              pick_run, runs_of, show_error)
 from workbench.monitor import REFRESH_S, run_controls, run_header, watch
 
 st.title("🎯 Fine-tune")
@@ -318,6 +318,7 @@ def comparisons() -> None:
 
 
 KINDS = {**seg_form.MODES, "compare": "Comparison of methods"}
+kept_keys(["ft-kind", "cmp-preset", *COMPARE_FIELDS])  # the kind picked and the comparison form outlive other pages
 launch_tab, watch_tab, compare_tab = st.tabs(["Launch", "Watch and scores", "Comparisons"])
 with launch_tab:
     kind = st.radio("Launch", list(KINDS), format_func=KINDS.get, horizontal=True, key="ft-kind",

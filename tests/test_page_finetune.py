@@ -242,6 +242,16 @@ def test_values_typed_and_not_launched_survive_a_page_trip_until_a_newer_encoder
     at.switch_page("../pages/finetune.py").run()
     assert at.selectbox(key="ft-init").value.endswith("tiny-infonce") and at.number_input(key="ft-steps").value == 200
 
+
+def test_the_comparison_form_and_the_kind_picked_survive_a_page_trip(empty_store: Path) -> None:
+    at = open_page("finetune")
+    at.radio(key="ft-kind").set_value("compare").run()
+    at.number_input(key="cmp-pre-steps").set_value(55).run()
+    at.switch_page("../pages/runs.py").run()
+    at.switch_page("../pages/finetune.py").run()
+    assert not at.exception
+    assert at.radio(key="ft-kind").value == "compare" and at.number_input(key="cmp-pre-steps").value == 55
+
 def _deepglobe_encoder(store_base: Path, tmp_path: Path, monkeypatch, root: str | None = None) -> tuple[Path, str]:
     """A private copy of the store whose newest encoder's card says it was pretrained on DeepGlobe scenes (in
     ``root``, by default a folder of the test's own: the folder is never read here)."""
