@@ -301,7 +301,7 @@ def _png16(path: Path, bands: np.ndarray) -> Path:
 def test_a_16bit_colour_png_is_read_with_all_its_bits_as_the_same_tiff(tmp_path):
     """A review's 12-bit aerial PNG: PIL kept the high bytes (values 0-15), the picture came out nearly black, no note
     said so, and the model saw 100 % water. Its 16 bits are read now, and stretched as the same pixels in a TIFF."""
-    from core.imaging.imageio import is_16bit_colour_png
+    from core.imaging.pixels import is_16bit_png
 
     data = np.random.default_rng(3).integers(100, 4000, (3, 24, 32)).astype(np.uint16)
     png = read_image(_png16(tmp_path / "rgb12.png", data))
@@ -313,9 +313,15 @@ def test_a_16bit_colour_png_is_read_with_all_its_bits_as_the_same_tiff(tmp_path)
     rgba = read_image(_png16(tmp_path / "rgba16.png", np.concatenate([data, alpha])))
     assert (rgba.rgb[4:] == tif.rgb[4:]).all() and rgba.declared_nodata is not None
     assert rgba.declared_nodata[:4].all() and not rgba.declared_nodata[4:].any()
+    grey_alpha = read_image(_png16(tmp_path / "ga16.png", np.concatenate([data[:1], alpha])))  # colour type 4
+    assert (grey_alpha.rgb[4:, :, 0] == read_image(write_tiff(tmp_path / "g.tif", data[:1])).rgb[4:, :, 0]).all()
+    from core.imaging.raster import read_bands  # a model of the file's own bands: the data set's stretch, as a TIFF's
+    stretched = [read_bands(p, ["R", "G", "B"], stretch=[[0, 4095]] * 3) for p in (tmp_path / "rgb12.png",
+                                                                                  tmp_path / "rgb12.tif")]
+    assert (stretched[0].pixels == stretched[1].pixels).all() and stretched[0].dtype == "uint16"
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "rgb8.png")
     Image.fromarray(np.zeros((8, 8), np.uint16)).save(tmp_path / "grey16.png")  # PIL reads these whole
-    assert not any(is_16bit_colour_png((tmp_path / n).read_bytes()[:32]) for n in ("rgb8.png", "grey16.png"))
+    assert not any(is_16bit_png((tmp_path / n).read_bytes()[:32]) for n in ("rgb8.png", "grey16.png"))
 
 def test_pil_decompression_bomb_guard(tmp_path, monkeypatch):
     Image.fromarray(rand_image(64, 64)).save(tmp_path / "x.png")

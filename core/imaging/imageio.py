@@ -57,7 +57,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .pixels import (  # noqa: F401 - the reader's public face: importers take these from here
     BYTES_PER_PIXEL, DEFAULT_MAX_PIXELS, GENERATED_KEY, MIN_SIDE, SAMPLE_PIXELS, STRIP_PIXELS, _TIFF_MAGIC,
     ImageError, ImageHeader, LoadedImage, _check_size, _depth_note, _one_line, _percentiles, _stretch,
-    check_decoded_size, need_rasterio)
+    check_decoded_size, is_16bit_png, need_rasterio)
 
 _PIL_LOCK = threading.Lock()
 
@@ -201,14 +201,6 @@ def has_image_signature(path: str | os.PathLike[str]) -> bool:
     return head.startswith(_SIGNATURES) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
 
 
-def is_16bit_colour_png(head: bytes) -> bool:
-    """Whether a file's first 26 bytes are those of a PNG of 16-bit RGB or RGBA (IHDR: bit depth 16, colour type 2
-    or 6). PIL opens such a file as 8-bit RGB from the high bytes alone: 12-bit aerial data came out nearly black,
-    and no note said so. GDAL (through rasterio) reads all 16 bits, which are then stretched as a 16-bit TIFF's."""
-    return (head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR" and len(head) >= 26
-            and head[24] == 16 and head[25] in (2, 6))
-
-
 def image_header(path: str | os.PathLike[str]) -> ImageHeader | None:
     """The header of a PNG/JPEG/TIFF/..., without decoding; None for anything unreadable (``read_image`` then
     says why)."""
@@ -244,7 +236,7 @@ def read_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
         raise
     except OSError as err:
         raise ImageError(f"cannot read the file ({err.strerror or _one_line(err)})") from None
-    if head[:4] in _TIFF_MAGIC or is_16bit_colour_png(head):
+    if head[:4] in _TIFF_MAGIC or is_16bit_png(head):
         from .tiffio import attach_bands, read_tiff  # rasterio loads only for these
 
         loaded = read_tiff(path, max_pixels)

@@ -35,8 +35,8 @@ def need_rasterio() -> Any:
     try:
         import rasterio
     except ImportError:
-        raise ImageError("reading TIFF files needs the rasterio package, which is not installed here "
-                         "(pip install rasterio)") from None
+        raise ImageError("reading TIFF files (and 16-bit PNGs) needs the rasterio package, which is not installed "
+                         "here (pip install rasterio)") from None
     return rasterio
 
 
@@ -148,6 +148,27 @@ def is_tiff(path: Path) -> bool:
     """A TIFF by its first bytes, whatever its suffix."""
     with open(path, "rb") as f:
         return f.read(4) in _TIFF_MAGIC
+
+
+def is_16bit_png(head: bytes) -> bool:
+    """Whether a file's first 26 bytes are those of a 16-bit PNG with colour or alpha (IHDR: bit depth 16, colour
+    type 2, 4 or 6). PIL opens such a file as 8 bits from the high bytes alone: 12-bit aerial data came out nearly
+    black, and no note said so. GDAL (through rasterio) reads all 16 bits, which are then stretched as a 16-bit
+    TIFF's. (16-bit grey alone, type 0, PIL reads whole.)"""
+    return (head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR" and len(head) >= 26
+            and head[24] == 16 and head[25] in (2, 4, 6))
+
+
+def read_with_rasterio(path: Path) -> bool:
+    """The files rasterio reads (TIFFs, and PNGs of 16-bit colour), not PIL; by their first bytes."""
+    with open(path, "rb") as f:
+        head = f.read(32)
+    return head[:4] in _TIFF_MAGIC or is_16bit_png(head)
+
+
+def file_kind(path: Path) -> str:
+    """"TIFF" or "PNG", for the one-line errors of the files rasterio reads."""
+    return "TIFF" if is_tiff(path) else "PNG"
 
 
 def _pixel_size_m(crs: Any, transform: Any) -> float | None:

@@ -21,7 +21,7 @@ import numpy as np
 from .bands import RGB, BandPixels, Raster, check_bands, resolve, src_band_names, to_uint8, _invalid
 from .imageio import read_image
 from .pixels import (DEFAULT_MAX_PIXELS, ImageError, _check_size, _one_line, _percentiles, _pixel_size_m,
-                     check_decoded_size, is_tiff, need_rasterio)
+                     check_decoded_size, file_kind, need_rasterio, read_with_rasterio)
 
 READER_MODULES = ("core.imaging.pixels", "core.imaging.bands", "core.imaging.tiffio", "core.imaging.imageio",
                   "core.imaging.raster", "core.imaging.colours")
@@ -42,7 +42,7 @@ def read_raster(path: str | os.PathLike[str], bands: Sequence[int | str] | None 
 def file_bands(path: str | os.PathLike[str]) -> list[str]:
     """The band names of a file from its header alone (for pickers and checks before decoding)."""
     path = Path(path)
-    if not is_tiff(path):
+    if not read_with_rasterio(path):
         return list(RGB)
     rasterio = need_rasterio()
 
@@ -62,7 +62,7 @@ def read_bands(path: str | os.PathLike[str], request: Sequence[int | str], *, ma
     path = Path(path)
     if not path.is_file():
         raise ImageError(f"{path.name}: no such file")
-    if not is_tiff(path):
+    if not read_with_rasterio(path):
         img = read_image(path, max_pixels, orient=False)
         idx, got = resolve(request, list(RGB), path.name)  # PNG and JPEG: R, G, B, whatever a format calls its TIFFs' bands
         pixels = np.ascontiguousarray(img.rgb[..., idx])
@@ -84,7 +84,7 @@ def read_bands(path: str | os.PathLike[str], request: Sequence[int | str], *, ma
     except MemoryError:
         raise ImageError(f"{path.name}: not enough memory to read it") from None
     except RasterioError as err:
-        raise ImageError(f"{path.name}: truncated or corrupt TIFF ({_one_line(err)})") from None
+        raise ImageError(f"{path.name}: truncated or corrupt {file_kind(path)} ({_one_line(err)})") from None
 
 
 def _read_tiff_bands(src: Any, file: str, request: Sequence[int | str], max_pixels: int,
@@ -130,7 +130,7 @@ def dataset_stretch(paths: Sequence[Path], request: Sequence[int | str], per_fil
     samples: list[list[np.ndarray]] = []
     for p in paths:
         try:
-            if not is_tiff(p):
+            if not read_with_rasterio(p):
                 continue
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

@@ -18,7 +18,8 @@ import numpy as np
 from .bands import FALSE_COLOUR, RGB, _invalid, describe, src_band_names, to_uint8
 from .colours import display_rgb
 from .pixels import (GENERATED_KEY, SAMPLE_PIXELS, STRIP_PIXELS, ImageError, ImageHeader, LoadedImage, _check_size,
-                     _depth_note, _one_line, _percentiles, _pixel_size_m, _stretch, check_decoded_size, need_rasterio)
+                     _depth_note, _one_line, _percentiles, _pixel_size_m, _stretch, check_decoded_size, file_kind,
+                     need_rasterio)
 
 
 def tiff_header(path: Path) -> ImageHeader | None:
@@ -49,9 +50,9 @@ def read_tiff(path: Path, max_pixels: int) -> LoadedImage:
     except MemoryError:
         raise ImageError("not enough memory to read this image") from None
     except RasterioError as err:
-        raise ImageError(f"truncated or corrupt TIFF ({_one_line(err)})") from None
+        raise ImageError(f"truncated or corrupt {file_kind(path)} ({_one_line(err)})") from None
     except Exception as err:  # noqa: BLE001 - GDAL's odder errors on malformed files: still one line
-        raise ImageError(f"unreadable TIFF ({type(err).__name__}: {_one_line(err)})") from None
+        raise ImageError(f"unreadable {file_kind(path)} ({type(err).__name__}: {_one_line(err)})") from None
 
 
 def _read_rasterio(src: Any, max_pixels: int, ColorInterp: Any, Resampling: Any, Window: Any) -> LoadedImage:
