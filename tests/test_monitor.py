@@ -93,3 +93,21 @@ def test_a_run_that_says_it_has_10_to_the_20_steps_leaves_the_runs_table_whole(t
     frame = runs_frame([huge, fine])
     pa.Table.from_pandas(frame)  # what st.dataframe does with it
     assert list(frame["step"]) == [24, 5] and frame["total_steps"].isna().tolist() == [True, False]
+
+
+def test_a_lone_value_beside_curves_is_named_in_words(tmp_path) -> None:
+    """The caption's names: a kNN line by its legend's words, another chart's line with its chart's title (a review
+    found "miou 45.0%", a bare record key, where the title had been cut off)."""
+    import json
+
+    from core.store.runs import create_run
+    from workbench.monitor import _figures, lone_values
+
+    run = create_run("ft", "data:\n  name: synthetic\n", tmp_path / "runs", kind="finetune", state="completed")
+    records = [{"step": s, "loss": 1.0 / s, "lr": 0.01, "images_per_s": 40.0} for s in range(1, 6)]
+    (run.path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records)
+                                            + json.dumps({"step": 5, "split": "val", "miou": 0.45}) + "\n")
+    figures = _figures(str(run.path), "finetune", ("lone",))
+    lone = [v for f in figures if (v := lone_values(f))]
+    assert [r["line"] for rows in lone for r in rows] == ["Validation mIoU"], lone
+    assert lone_values(next(f for f in figures if f.layout.title.text == "Training loss")) is None

@@ -491,6 +491,7 @@ def test_a_knn_value_recorded_once_beside_a_loss_curve_is_a_value_not_a_lone_dot
     assert "Loss" in titles and not any(t.startswith("kNN") for t in titles), titles
     said = next(c.value for c in at.caption if c.value.startswith("Recorded once in this run"))
     assert said.endswith(": kNN accuracy 43.2%, majority class 30.1% (step 50)."), said
+    assert any("what the encoder has learned is the gap between them" in c.value for c in at.caption)  # still said
 
 
 def test_the_length_field_not_read_is_greyed_and_a_run_inside_its_warm_up_is_said(empty_store: Path) -> None:

@@ -149,6 +149,8 @@ def lone_values(fig: Any) -> list[dict[str, Any]] | None:
             return None
         if ys and not math.isnan(float(ys[0])):
             rows.append({"record": title if len(fig.data) == 1 else f"{title}: {trace.name}",
+                         "line": str(trace.name) if trace.name in LEGEND_NAMES.values() else title
+                         if len(fig.data) == 1 else f"{title}: {trace.name}",  # words, never a bare record key
                          "value": f"{float(ys[0]):.1%}" if percent else f"{float(ys[0]):.4g}", "step": int(xs[0])})
     return rows
 
@@ -161,18 +163,19 @@ def _charts(run: Run, kind: str, live: bool = False) -> None:
     rows = None if live else single_values(figures)
     if rows:
         st.caption("One record per curve (the run logged once), so its values rather than charts of a single dot:")
-        st.dataframe(rows, hide_index=True)
+        st.dataframe([{k: v for k, v in r.items() if k != "line"} for r in rows], hide_index=True)
         return
+    knn = any(str(fig.layout.title.text or "").startswith(KNN_TITLE) for fig in figures)
     lone = {} if live else {n: v for n, fig in enumerate(figures) if (v := lone_values(fig))}
     if lone:  # e.g. a kNN monitor every 50 steps of a 60-step run: one value beside the curves, not a lone dot
         st.caption("Recorded once in this run, so a value rather than a chart of a single dot: " + "; ".join(
-            ", ".join(f"{r['record'].rsplit(': ', 1)[-1]} {r['value']}" for r in rows) + f" (step {rows[0]['step']})"
+            ", ".join(f"{r['line']} {r['value']}" for r in rows) + f" (step {rows[0]['step']})"
             for rows in lone.values()) + ".")
         figures = [fig for n, fig in enumerate(figures) if n not in lone]
     cols = st.columns(2)
     for n, fig in enumerate(figures):
         cols[n % 2].plotly_chart(fig, width="stretch", key=f"chart-{run.id}-{n}")
-    if any(str(fig.layout.title.text or "").startswith(KNN_TITLE) for fig in figures):
+    if knn:  # the dashed majority-class line's meaning, whether drawn or said as a value
         st.caption(KNN_NOTE)
 
 
