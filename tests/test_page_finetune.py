@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -221,8 +222,8 @@ def test_the_form_keeps_its_values_across_kinds_and_launches_what_it_shows(empty
 def test_values_typed_and_not_launched_survive_a_page_trip_until_a_newer_encoder_appears(
         store_base: Path, tmp_path: Path, monkeypatch) -> None:
     """A review: Steps 77 typed on Fine-tune came back 200 after a look at Runs (the form refilled on every arrival,
-    for the newest encoder's sake). Now the values are kept; a pretraining run new since the last visit still starts
-    the form afresh from it, on arrival, never while the user types."""
+    for the newest encoder's sake). Now the values are kept; a pretraining run that finished while the user was on
+    another page still starts the form afresh from it, on arrival, never while the user types."""
     runs = copy_store(store_base, tmp_path)
     monkeypatch.setenv("FALSE_WB_RUNS", str(runs))
     monkeypatch.setenv("FALSE_WB_DATA", str(tmp_path / "data"))
@@ -231,16 +232,26 @@ def test_values_typed_and_not_launched_survive_a_page_trip_until_a_newer_encoder
     newest.path.rename(aside)  # not there yet
     at = open_page("finetune")
     assert at.selectbox(key="ft-init").value.endswith("tiny-false")
-    at.number_input(key="ft-steps").set_value(77).run()
+    at.number_input(key="ft-steps").set_value(77)
+    at.checkbox(key="ft-baseline").uncheck().run()
     at.switch_page("../pages/runs.py").run()
     at.switch_page("../pages/finetune.py").run()
     assert at.number_input(key="ft-steps").value == 77 and at.selectbox(key="ft-init").value.endswith("tiny-false")
-    aside.rename(newest.path)  # a pretraining run finishes while the form is open
+    assert not at.checkbox(key="ft-baseline").value
+    aside.rename(newest.path)  # a pretraining run finishes while the form is open: it is listed, nothing moves
     at.number_input(key="ft-steps").set_value(66).run()
     assert at.number_input(key="ft-steps").value == 66 and at.selectbox(key="ft-init").value.endswith("tiny-false")
     at.switch_page("../pages/runs.py").run()
+    at.switch_page("../pages/finetune.py").run()  # ... nor on the next visit: the user had it in the Encoder box
+    assert at.number_input(key="ft-steps").value == 66 and at.selectbox(key="ft-init").value.endswith("tiny-false")
+    newest.path.rename(aside)
+    at.switch_page("../pages/runs.py").run()  # the newest run deleted meanwhile: an older one is no news either
     at.switch_page("../pages/finetune.py").run()
-    assert at.selectbox(key="ft-init").value.endswith("tiny-infonce") and at.number_input(key="ft-steps").value == 200
+    assert at.number_input(key="ft-steps").value == 66
+    at.switch_page("../pages/runs.py").run()
+    shutil.copytree(aside, runs / "29991231-000000-later")  # a pretraining run finishes while the user is elsewhere
+    at.switch_page("../pages/finetune.py").run()
+    assert at.selectbox(key="ft-init").value.endswith("-later") and at.number_input(key="ft-steps").value == 200
 
 
 def test_the_comparison_form_and_the_kind_picked_survive_a_page_trip(empty_store: Path) -> None:

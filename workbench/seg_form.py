@@ -84,7 +84,7 @@ OWN = {
               Field("Input scale", "pb-scale", "model.input_scale", "float"),
               Field("Run name", "pb-name", "name", "text"), Field("Seed", "pb-seed", "seed", "int")),
 }
-NEWEST_SEEN = "ft-newest-run"  # the newest pretraining run when the form was last filled afresh
+NEWEST_SEEN = "ft-newest-run"  # the newest pretraining run this form has shown (filled from it, or listed it)
 PANEL_KEYS = ("ft-sources-open", "ft-source-pick")  # the data sources panel: open and its pick kept (its title
 # counts the sources, so adding one would otherwise fold it)
 EXTRA_DATA = ("tile_overlap", "eroded")  # data settings with no field: kept from where the data fields came from
@@ -245,7 +245,8 @@ def keep_values(drawn: str | None) -> None:
     other pages: values typed and not launched were lost on a trip to Runs); a first visit, or one after a newer
     pretraining run appeared, fills the form afresh: the default preset of each kind, then the newest encoder's own
     data set. ``drawn``: the kind whose form this run draws (its widgets keep their values themselves)."""
-    kept_keys([*all_keys(), *PANEL_KEYS])  # from now on they outlive other pages' runs too (the router)
+    kept_keys([*all_keys(), *PANEL_KEYS, "ft-baseline", "pb-baseline"])  # from now on they outlive other pages' runs
+    # too (the router)
     missing = [k for k in all_keys() if k not in st.session_state]
     drawn_keys = {f.key for f in fields(drawn)} | {PRESET_KEY[drawn], "ft-init"} if drawn in MODES else set()
     for k in [*all_keys(), *PANEL_KEYS]:
@@ -254,8 +255,11 @@ def keep_values(drawn: str | None) -> None:
     _, entries = encoder_choices()
     newest_run = next((k for k, e in entries.items() if e.label.startswith("run:")), None)
     arrived = st.session_state.get("wb-came-from") != st.session_state.get("wb-page")  # from another page
-    if not missing and (st.session_state.get(NEWEST_SEEN, newest_run) == newest_run or not arrived):
-        return  # the values as left; a pretraining run new since the last visit starts the form afresh from it
+    seen = st.session_state.get(NEWEST_SEEN)
+    if not missing and (not arrived or newest_run is None or (seen is not None and newest_run <= seen)):
+        if not arrived:  # a run that appears while the user is here is in the Encoder box: not new on the next visit
+            st.session_state[NEWEST_SEEN] = newest_run
+        return  # the values as left; a pretraining run newer than any seen here starts the form afresh from it
     st.session_state[NEWEST_SEEN] = newest_run
     st.session_state["ft-init"] = newest_run or "random"
     own = encoder_seg_data(entries[newest_run].card) if newest_run else None
