@@ -53,8 +53,13 @@ else:
         st.caption(f"The 10 newest of {len(runs)} runs; all of them on the Runs page.")
 
 st.subheader("Models on this machine")
+MAX_RUN_MODELS = 8  # the shipped models and this many of the runs' newest
 rows = []
-for entry in segmentation_models() + encoder_models():
+every = segmentation_models() + encoder_models()
+of_runs = [e for e in every if e.label.startswith("run:")]  # newest first; the table wraps, so it is kept short
+hidden = max(0, len(of_runs) - MAX_RUN_MODELS)
+left_out = {id(e) for e in of_runs[MAX_RUN_MODELS:]}
+for entry in [e for e in every if id(e) not in left_out]:
     card = entry.card
     metrics = card.get("evaluation") or card.get("test_metrics") or entry.test or card.get("metrics") or {}
     miou = metrics.get("miou")
@@ -79,5 +84,7 @@ if rows:
     table = text_cells(pd.DataFrame(rows))
     table["mIoU"] = [f"{v:.1f}\u00a0%" if isinstance(v, float) and v == v else "—" for v in table["mIoU"]]
     st.table(table.set_index("model"))
+    if hidden > 0:
+        st.caption(f"And {hidden} more model(s) of runs: the Runs page lists every run.")
 else:
     st.info("No models yet: the shipped checkpoints/ folder is missing.")

@@ -19,3 +19,22 @@ def test_each_shipped_score_names_its_unseen_scenes_in_a_few_words(empty_store: 
     assert on["shipped: deepglobe_seg"] == "test: 3 scenes (train/104113, train/180902, train/3484)"
     assert on["shipped: synthetic_seg"] == "test: 200 scenes"  # three names of 200 said nothing and hid the domain
     assert "Start here" in [s.value for s in at.subheader]
+
+
+def test_the_models_table_lists_the_shipped_models_and_the_newest_runs_only(populated_store: Path,
+                                                                            monkeypatch) -> None:
+    """A static table grows with every run: the shipped models and 8 of the runs' newest, then a line."""
+    import dataclasses
+
+    from core.store import catalog
+
+    at = open_page("overview")
+    table = next(t.value for t in at.table if "on" in t.value)
+    assert sum(m.startswith("run: ") for m in table.index) == 3 and not any("more model" in c.value for c in at.caption)
+    models = catalog.segmentation_models()
+    more = [dataclasses.replace(m, label=f"{m.label}-{k}") for m in models if "run:" in m.label for k in range(9)]
+    monkeypatch.setattr(catalog, "segmentation_models", lambda: more + models)  # 9 newer models of runs
+    at = open_page("overview")
+    table = next(t.value for t in at.table if "on" in t.value)
+    assert sum(m.startswith("run: ") for m in table.index) == 8 and table.index[-1] == "shipped: synthetic_false_encoder"
+    assert any(c.value.startswith("And ") and "more model(s) of runs" in c.value for c in at.caption)
