@@ -217,6 +217,7 @@ def test_a_refused_setting_exits_2_and_makes_no_run_folder(tmp_path) -> None:
                                                                 "to 1000000000"),
     (PretrainConfig, ["train.log_every=10000000000"], "train.log_every: Input should be less than or equal to"),
     (PretrainConfig, ["train.max_steps=null", "train.epochs=1e9"], "train.epochs: Input should be less than or equal"),
+    (PretrainConfig, ["train.warmup_epochs=1e9"], "train.warmup_epochs: Input should be less than or equal"),
     (FinetuneConfig, ["train.max_steps=99999999999999999999"], "train.max_steps: Input should be less than or equal"),
     (FinetuneConfig, ["train.eval_every=10000000000"], "train.eval_every: Input should be less than or equal to"),
 ])

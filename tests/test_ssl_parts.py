@@ -150,6 +150,7 @@ def test_a_run_inside_its_warm_up_says_so_in_its_log(tmp_path) -> None:
     from core.store.runs import create_run
 
     assert warm_up_note(10, 11) is None and warm_up_note(0, 5) is None
+    assert warm_up_note(30, 20, "train.warmup_epochs").endswith("(shorten train.warmup_epochs)")
     assert warm_up_note(20, 20) == ("warm-up of 20 steps in a run of 20: the run is all warm-up, its learning rate "
                                     "reaches train.lr at its last step if at all (shorten train.warmup_steps)")
     cfg = load_config("configs/demo_cpu.yaml", ["train.max_steps=20"])

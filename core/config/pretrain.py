@@ -184,7 +184,7 @@ class TrainConfig(_Tracked):
     weight_decay: float = Field(1e-6, ge=0.0)
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     warmup_steps: StepsOrOff = 10
-    warmup_epochs: float | None = Field(None, ge=0, description="overrides warmup_steps when set")
+    warmup_epochs: float | None = Field(None, ge=0, le=1e6, description="overrides warmup_steps when set")
     log_every: Steps = 1
     ckpt_every: Steps = 50
     knn_every: StepsOrOff = Field(0, description="every N steps, kNN accuracy of the encoder's features on labeled "

@@ -54,9 +54,10 @@ def warmup_cosine(step: int, total_steps: int, warmup_steps: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-def warm_up_note(warmup: int, total: int) -> str | None:
-    """Why a run never trains at its learning rate (a warm-up at least as long as the run), or None."""
+def warm_up_note(warmup: int, total: int, field: str = "train.warmup_steps") -> str | None:
+    """Why a run never trains at its learning rate (a warm-up at least as long as the run), or None. ``field``: the
+    setting that made the warm-up (``train.warmup_epochs`` where that is set)."""
     if warmup < total or total <= 0:
         return None
     return (f"warm-up of {warmup} steps in a run of {total}: the run is all warm-up, its learning rate reaches "
-            "train.lr at its last step if at all (shorten train.warmup_steps)")
+            f"train.lr at its last step if at all (shorten {field})")

@@ -309,7 +309,9 @@ class Trainer:
 
     def _log_start(self, life: RunLife) -> None:
         log_start(life, self.cfg, self.dataset, f"{self.device} ({self.precision.name})",
-                  f"{self.step}->{self.total_steps}", self.knn_note, warm_up_note(self.warmup_steps, self.total_steps))
+                  f"{self.step}->{self.total_steps}", self.knn_note,
+                  warm_up_note(self.warmup_steps, self.total_steps, "train.warmup_epochs"
+                               if self.cfg.train.warmup_epochs is not None else "train.warmup_steps"))
 
 
 # ----------------------------------------------------------------------------------------------------------------
