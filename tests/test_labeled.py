@@ -345,6 +345,24 @@ def test_test_images_whose_folder_also_trains_are_said_to_be_no_unseen_scenes(fo
     table.write_text(TABLE + "group_by: folder\n")
     assert neighbours_note(build_seg_splits(cfg.model_copy(update=dict(test_fraction=0.5)), progress=False)) is None
 
+
+def test_a_fine_tuning_on_such_a_split_writes_the_note_beside_its_score(folder, tmp_path):
+    import json
+
+    from core.seg.finetune_cli import main as finetune_main
+    from core.store.runs import list_runs
+
+    root, table = folder
+    with pytest.warns(UserWarning, match="not on unseen scenes"):
+        assert finetune_main(["--config", "configs/finetune_demo_cpu.yaml", "--no-progress", "--runs-root",
+                              str(tmp_path / "runs"), "data.name=folder", f"data.root={root}",
+                              f"data.class_table={table}", "data.tile_size=32", "data.crop_size=32",
+                              "data.test_fraction=0.34", "data.val_fraction=0", "train.average_from=0.5",
+                              "train.batch_size=2", "train.max_steps=2", "train.test_tile=32"]) == 0
+    (run,) = list_runs(tmp_path / "runs")
+    note = json.loads((run.path / "test_metrics.json").read_text())["not_unseen"]
+    assert "share 2 folder(s) with training images" in note and f"warning: {note}" in run.log_text()
+
 def test_folder_missing_mask_and_empty_folders(folder, tmp_path):
     root, table = folder
     (root / "masks" / "tile_1" / "part_3.png").unlink()
