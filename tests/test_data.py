@@ -302,8 +302,8 @@ def test_a_tiff_without_rasterio_is_skipped_with_the_way_to_get_it(tmp_path, mon
     with pytest.warns(UserWarning, match="ortho.tif"):
         ds = ImageFolderTiles(root, tile_size=64, progress=False)
     assert [ds[i]["source"] for i in range(len(ds))] == ["photo.png"]
-    assert ds.skipped == [("ortho.tif", "reading TIFF files needs the rasterio package, which is not installed "
-                                        "here (pip install rasterio)")]
+    assert ds.skipped == [("ortho.tif", "reading TIFF files (and 16-bit PNGs) needs the rasterio package, which is "
+                                        "not installed here (pip install rasterio)")]
 
 
 def test_a_band_stretch_without_rasterio_leaves_the_reasons_to_the_tiling(tmp_path, monkeypatch):
