@@ -21,6 +21,7 @@ from core.imaging.imageio import read_image
 from core.seg.infer import NODATA, class_areas, palette
 from core.seg.model_choice import ModelCache, best_tested_twin, choose_model
 from core.seg.nodata import nodata_mask
+from core.seg.segment import DARK_LEVEL, dark_level
 from core.seg.resample import resample_factor, resample_mask, resample_rgb
 from core.seg.segment_cli import main
 from core.seg.segmentation_result import palette_png
@@ -340,6 +341,27 @@ def test_a_grey_image_is_said_to_be_grey_to_a_colour_model(two_domains, tmp_path
     said = "the image is grey (its red, green and blue are one)"
     assert any(n.startswith(said) for n in json.loads((out / "grey_report.json").read_text())["notes"])
     assert not any(n.startswith(said) for n in json.loads((out / "colour_report.json").read_text())["notes"])
+
+
+def test_a_very_dark_image_is_out_of_the_domain_and_its_areas_relative(two_domains, tmp_path: Path) -> None:
+    """An underexposed photo looks like deep water to the fingerprint: it scored a fit of 0.92 and came back as
+    water, in the domain; now the darkness is the warning's reason, and areas are shares only."""
+    green, _ = two_domains
+    colour = scene("green", 64, 80, 4)
+    Image.fromarray(colour).save(tmp_path / "colour.png")
+    Image.fromarray((colour // 12).astype(np.uint8)).save(tmp_path / "dark.png")
+    out = tmp_path / "out"
+    assert main([str(tmp_path / "colour.png"), str(tmp_path / "dark.png"), "--checkpoint", str(green.path), "--out",
+                 str(out), "--tile", "64", "--no-progress"]) == 0
+    dark = json.loads((out / "dark_report.json").read_text())
+    assert dark["domain"]["in_domain"] is False and dark["areas_relative_only"] is True
+    assert any(r.startswith("the image is very dark (its brightest pixels reach") for r in dark["domain"]["reasons"])
+    assert "very dark" in dark["warning"]
+    lit = json.loads((out / "colour_report.json").read_text())
+    assert not any("very dark" in r for r in lit["domain"]["reasons"])
+    assert dark_level(colour, np.ones(colour.shape[:2], bool)) >= DARK_LEVEL > dark_level(colour // 12, np.ones(
+        colour.shape[:2], bool))
+    assert dark_level(colour, np.zeros(colour.shape[:2], bool)) is None
 
 
 def test_nodata_is_transparent_and_left_out_of_the_areas(two_domains, tmp_path: Path) -> None:
