@@ -150,23 +150,26 @@ def dark_level(rgb: np.ndarray, valid: np.ndarray, sample: int = 200_000) -> int
     """The 99th percentile of each valid pixel's brightest channel (None without valid RGB pixels). Why: an
     underexposed photo (or a deeper image read by its low bits) looks like deep water to the domain fingerprint,
     and scored a fit of 0.92 while being segmented as water; every real scene we hold reaches 143 or more."""
-    if rgb.ndim != 3 or rgb.shape[-1] != 3:
-        return None
-    step = max(1, rgb.shape[0] * rgb.shape[1] // sample)
-    pixels = rgb.reshape(-1, 3)[::step][valid.reshape(-1)[::step]]
-    return int(np.percentile(pixels.max(axis=1), 99)) if len(pixels) else None
+    pixels = _valid_rgb_sample(rgb, valid, sample)
+    return int(np.percentile(pixels.max(axis=1), 99)) if pixels is not None and len(pixels) else None
 
 
 def is_grey(rgb: np.ndarray, valid: np.ndarray, tolerance: int = 2, sample: int = 200_000) -> bool:
     """Whether an RGB picture is grey where it holds data: its channels within ``tolerance`` of each other in 99 %
     of up to ``sample`` pixels (a JPEG's rounding kept apart from colour). Why: a grey scan read as RGB scored a
     higher domain fit than its colour original, and nothing told the user the model had lost colour."""
-    if rgb.ndim != 3 or rgb.shape[-1] != 3:
+    pixels = _valid_rgb_sample(rgb, valid, sample)
+    if pixels is None or not len(pixels):
         return False
-    step = max(1, rgb.shape[0] * rgb.shape[1] // sample)  # sampled before anything is copied: 50 MP images too
-    pixels = rgb.reshape(-1, 3)[::step][valid.reshape(-1)[::step]].astype(np.int16)
-    if not len(pixels):
-        return False
+    pixels = pixels.astype(np.int16)
     spread = np.abs(pixels - pixels[:, :1]).max(axis=1)
     return bool((spread <= tolerance).mean() >= 0.99)
 
+
+def _valid_rgb_sample(rgb: np.ndarray, valid: np.ndarray, sample: int) -> np.ndarray | None:
+    """Up to about ``sample`` valid pixels (N x 3), taken by a stride before anything is copied, so that a 50 MP
+    image costs no more than a small one; None when the picture is not RGB."""
+    if rgb.ndim != 3 or rgb.shape[-1] != 3:
+        return None
+    step = max(1, rgb.shape[0] * rgb.shape[1] // sample)
+    return rgb.reshape(-1, 3)[::step][valid.reshape(-1)[::step]]
