@@ -15,11 +15,12 @@ from rasterio.transform import Affine
 from core.store.catalog import ModelEntry
 from core.config import SegDataConfig
 from core.data.labeled import build_seg_splits
-from core.seg.domain import DomainScore, card_fingerprint, colour_fit, fingerprint, score_image
+from core.seg.domain import (TOO_LITTLE, DomainScore, card_fingerprint, colour_fit, fingerprint, image_crops,
+                             score_image)
 from core.seg.finetune import class_weights
 from core.imaging.imageio import read_image
 from core.seg.infer import NODATA, class_areas, palette
-from core.seg.model_choice import ModelCache, best_tested_twin, choose_model
+from core.seg.model_choice import ModelCache, _unknown_why, best_tested_twin, choose_model
 from core.seg.nodata import nodata_mask
 from core.seg.segment import DARK_LEVEL, dark_level
 from core.seg.resample import resample_factor, resample_mask, resample_rgb
@@ -109,6 +110,36 @@ def test_an_image_too_small_to_compare_is_unknown_and_the_choice_says_why(two_do
     strip[:, 100:106] = True
     assert isinstance(colour_fit(green.card, scene("green", 256, 256, 3), strip), DomainScore)
     assert not isinstance(colour_fit(green.card, scene("green", 64, 64, 3)), DomainScore)
+
+
+def test_a_scene_in_a_wide_no_data_frame_is_scored_inside_it(two_domains, tmp_path: Path) -> None:
+    """A grid over the whole image put no crop inside a scene with a wide no-data collar: its fit came out unknown,
+    with no warning and areas in m²; the crops now lie in the box that holds the valid pixels."""
+    green, desert = two_domains
+    framed = np.zeros((700, 700, 3), np.uint8)
+    framed[200:500, 200:500] = scene("green", 300, 300, 5)
+    valid = framed.any(axis=2)
+    crops = image_crops(framed, valid)
+    assert len(crops) >= 1 and all(c.any(axis=2).mean() > 0.9 for c in crops)
+    Image.fromarray(framed).save(tmp_path / "framed.png")
+    out = tmp_path / "out"
+    assert main([str(tmp_path / "framed.png"), "--checkpoint", str(desert.path), "--out", str(out), "--tile", "256",
+                 "--no-progress"]) == 0
+    report = json.loads((out / "framed_report.json").read_text())
+    assert report["domain"]["known"] is True and report["domain"]["in_domain"] is False
+    assert report["areas_relative_only"] is True
+
+
+def test_unmeasured_fits_name_the_models_each_reason_holds_for() -> None:
+    """A 0.1 m image can be too small for a 0.5 m model and too empty for another: one merged sentence read as
+    if both reasons were the first model's."""
+    entries = [ModelEntry("shipped: a", Path("a"), {}), ModelEntry("shipped: b", Path("b"), {})]
+    small = DomainScore(known=False, reasons=["the image is too small to compare with the training tiles (48 x 48 px)"])
+    empty = DomainScore(known=False, reasons=[TOO_LITTLE])
+    why = _unknown_why({0: empty, 1: small}, entries)
+    assert f"{TOO_LITTLE} (for shipped: a)" in why and "(48 x 48 px) (for shipped: b)" in why
+    assert _unknown_why({0: small, 1: small}, entries).startswith(
+        "no domain fit could be measured because the image is too small") and "(for" not in why.split(";")[-1]
 
 
 def test_a_model_trained_on_small_tiles_is_fingerprinted_and_scored_at_their_size() -> None:
@@ -339,8 +370,11 @@ def test_a_grey_image_is_said_to_be_grey_to_a_colour_model(two_domains, tmp_path
     assert main([str(tmp_path / "colour.png"), str(tmp_path / "grey.png"), "--checkpoint", str(green.path), "--out",
                  str(out), "--tile", "64", "--no-progress"]) == 0
     said = "the image is grey (its red, green and blue are one)"
-    assert any(n.startswith(said) for n in json.loads((out / "grey_report.json").read_text())["notes"])
-    assert not any(n.startswith(said) for n in json.loads((out / "colour_report.json").read_text())["notes"])
+    grey = json.loads((out / "grey_report.json").read_text())  # a reason of the warning: the fit cannot see it
+    assert any(r.startswith(said) for r in grey["domain"]["reasons"]) and grey["areas_relative_only"] is True
+    assert grey["domain"]["in_domain"] is False and said in grey["warning"]
+    colour = json.loads((out / "colour_report.json").read_text())
+    assert not any(said in r for r in colour["domain"]["reasons"] + colour["notes"])
 
 
 def test_a_very_dark_image_is_out_of_the_domain_and_its_areas_relative(two_domains, tmp_path: Path) -> None:

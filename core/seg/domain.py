@@ -250,7 +250,14 @@ def _centre(tile: np.ndarray, side: int) -> np.ndarray:
 
 def image_crops(rgb: np.ndarray, valid: np.ndarray | None = None, side: int = FEATURE_SIDE,
                 max_crops: int = MAX_CROPS) -> np.ndarray:
-    """Up to ``max_crops`` crops on an even grid, skipping those more than half no-data; (N, side, side, C)."""
+    """Up to ``max_crops`` crops on an even grid over the box that holds the valid pixels, skipping crops more than
+    half no-data; (N, side, side, C). Why the box: a grid over the whole image put no crop inside a scene with a wide
+    no-data collar, and its fit came out unknown, with no warning and areas in m², for imagery the model did not
+    know."""
+    if valid is not None and valid.any():
+        rows, cols = np.flatnonzero(valid.any(axis=1)), np.flatnonzero(valid.any(axis=0))
+        box = np.s_[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+        rgb, valid = rgb[box], valid[box]
     h, w = rgb.shape[:2]
     if h < side or w < side:
         return _centre(rgb, side)[None]
@@ -280,14 +287,19 @@ def card_fingerprint(card: dict[str, Any]) -> dict[str, Any] | None:
     return fp if all(isinstance(fp.get(k), (list, dict)) and fp.get(k) for k in needed) else None
 
 
+def valid_extent(shape: tuple[int, ...], valid: np.ndarray | None) -> tuple[int, int]:
+    """(width, height) of the box that holds the valid pixels (the whole image when all or none are valid)."""
+    if valid is None or not valid.any():
+        return int(shape[1]), int(shape[0])
+    rows, cols = np.flatnonzero(valid.any(axis=1)), np.flatnonzero(valid.any(axis=0))
+    return int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)
+
+
 def _too_small(rgb: np.ndarray, valid: np.ndarray | None, side: int) -> str | None:
     """Why an image is too small to hold against the training tiles, or None. A crop is padded by mirroring up to
     ``side``; below a quarter of it the mirrored copies, not the image, would be compared (an 8 px patch of one
     colour scored "in domain")."""
-    h, w = rgb.shape[:2]
-    if valid is not None and valid.any():
-        rows, cols = np.flatnonzero(valid.any(axis=1)), np.flatnonzero(valid.any(axis=0))
-        h, w = int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1)
+    w, h = valid_extent(rgb.shape[:2], valid)
     least = side // MIN_SIDE_SHARE
     if min(h, w) >= least:
         return None
@@ -352,7 +364,8 @@ def score_image(model: nn.Module, card: dict[str, Any], rgb: np.ndarray, valid: 
                        "each other "
                        f"({dist / max(float(dq[50]), 1e-9):.1f}x the typical distance)")
     if cdist > OOD_MARGIN * float(cq[OOD_PERCENTILE]):
-        mean_rgb = rgb_part(crops, card_bands(card)).reshape(-1, 3).mean(axis=0)
+        shown = rgb_part(rgb, card_bands(card))  # the image's valid pixels, not the crops' no-data
+        mean_rgb = (shown[valid] if valid is not None and valid.any() else shown.reshape(-1, 3)).mean(axis=0)
         ref = fp.get("colour_mean_rgb")
         ref_text = f" vs {tuple(int(v) for v in ref)} in training" if ref else ""
         reasons.append(f"its colours are unlike any training tile's (mean RGB {tuple(int(v) for v in mean_rgb)}"

@@ -26,7 +26,7 @@ import hashlib
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -298,19 +298,24 @@ def choose_model(image: Any, nodata: np.ndarray, pixel_size_m: float | None,
                 + (f"; {len(skipped)} ruled out by colour alone" if skipped else "")
                 + (f"; {len(synthetic)} trained on generated scenes left out" if synthetic else ""))
     else:
-        why = _unknown_why(scored)
+        why = _unknown_why(scored, entries)
     domain = replace(domain, reasons=list(domain.reasons), trained_on=training_data_text(entries[pick].card))
     return Choice(entries[pick], domain, "auto", why, table,
                   near_tie=[(entries[k].label, d.score) for k, d in near])
 
 
-def _unknown_why(scored: dict[int, DomainScore]) -> str:
-    """Why no domain fit decided: no fingerprint anywhere, or the image itself (too small, too little imagery)."""
-    about_image = sorted({d.reasons[0] for d in scored.values()
-                          if d.reasons and d.reasons[0].startswith(IMAGE_REASONS)})
+def _unknown_why(scored: dict[int, DomainScore], entries: Sequence[Any]) -> str:
+    """Why no domain fit decided: no fingerprint anywhere, or the image itself (too small, too little imagery),
+    each reason with the models it holds for (a 0.1 m image is too small for a 0.5 m model only)."""
+    about_image: dict[str, list[str]] = {}
+    for k, d in sorted(scored.items()):
+        if d.reasons and d.reasons[0].startswith(IMAGE_REASONS):
+            about_image.setdefault(d.reasons[0], []).append(entries[k].label)
     if not about_image:
         return "no candidate has a domain fingerprint: the default model"
-    return f"no domain fit could be measured because {' and '.join(about_image)}; the default model"
+    said = [f"{reason} (for {', '.join(labels)})" if len(about_image) > 1 else reason
+            for reason, labels in about_image.items()]
+    return f"no domain fit could be measured because {'; and '.join(said)}; the default model"
 
 
 def _near_ties(best_k: int, ranked: list[tuple[int, DomainScore]], entries: list[ModelEntry],

@@ -13,7 +13,8 @@ import numpy as np
 import torch
 
 from ..store.checkpoint import CheckpointError
-from .domain import IMAGE_REASONS, DomainScore, score_image, training_data_kind, training_data_text
+from .domain import (IMAGE_REASONS, DomainScore, score_image, training_data_kind, training_data_text,
+                     valid_extent)
 from ..imaging.band_preview import picture_views
 from ..imaging.bands import card_bands, is_rgb
 from ..imaging.model_bands import band_nodata_mask, model_pixels
@@ -65,14 +66,7 @@ def segment_loaded(loaded: LoadedImage, model: torch.nn.Module, card: dict[str, 
     if training_data_kind(card) == "generated" and not image_is_generated(loaded):
         domain.reasons.insert(0, "the model was trained on generated scenes, and this image does not say it is one")
         domain.in_domain = False
-    if is_rgb(card_bands(card)) and is_grey(pixels, ~nodata):
-        notes.append("the image is grey (its red, green and blue are one): the model was trained on colour "
-                     "imagery, and what it reads from colour is missing here")
-    level = dark_level(pixels, ~nodata) if is_rgb(card_bands(card)) else None
-    if level is not None and level < DARK_LEVEL:
-        reason = (f"the image is very dark (its brightest pixels reach {level} of 255): underexposed, or stored "
-                  "with more bits than were read; dark ground looks like water or shadow to a model trained on "
-                  "well-exposed imagery")
+    for reason in _colour_reasons(pixels, ~nodata) if is_rgb(card_bands(card)) else []:
         if domain.known:  # said once: in the warning, which also makes the areas relative
             domain.reasons.append(reason)
             domain.in_domain = False
@@ -83,7 +77,10 @@ def segment_loaded(loaded: LoadedImage, model: torch.nn.Module, card: dict[str, 
         notes.append(f"{100 * share:.1f} % of the pixels hold no data: left out" if share >= 0.0005 else
                      f"{int(nodata.sum()):,} pixel(s) hold no data: left out")
     if any(r.startswith(IMAGE_REASONS[0]) for r in domain.reasons):  # too small to compare is too small to read
-        notes.append(f"the image is only {rgb.shape[1]}x{rgb.shape[0]} px, too little to hold against the model's "
+        seen = nodata if factor is None else resample_mask(nodata, rgb.shape[:2])  # at the model's pixel size
+        w, h = valid_extent(rgb.shape, ~seen)
+        part = "image" if (h, w) == tuple(rgb.shape[:2]) else "image's valid part"
+        notes.append(f"the {part} is only {w}x{h} px, too little to hold against the model's "
                      "training tiles: its classes and shares are a guess, not a measurement")
     if max(rgb.shape[:2]) < tile:
         notes.append(f"the image ({rgb.shape[1]}x{rgb.shape[0]} px) is smaller than the {tile} px window: "
@@ -144,6 +141,22 @@ def segment_image(loaded: LoadedImage, model: torch.nn.Module, card: dict[str, A
     seg = segment_loaded(loaded, model, card, tile=tile, overlap=overlap, batch_size=batch_size, tta=tta,
                          device=device, progress=progress, **options)
     return write_outputs(seg, out_dir, stem, image)
+
+
+def _colour_reasons(rgb: np.ndarray, valid: np.ndarray) -> list[str]:
+    """Why a colour model cannot read this RGB picture as it was trained to, which the fingerprint misses: a grey
+    scan (the colour half of the fit compares greys with greys; a grey forest tile fit the Dubai model at 0.12 and
+    got m² of buildings) or a very dark photo (it looks like deep water, fit 0.92)."""
+    reasons = []
+    if is_grey(rgb, valid):
+        reasons.append("the image is grey (its red, green and blue are one): the model was trained on colour "
+                       "imagery, and what it reads from colour is missing here")
+    level = dark_level(rgb, valid)
+    if level is not None and level < DARK_LEVEL:
+        reasons.append(f"the image is very dark (its brightest pixels reach {level} of 255): underexposed, or stored "
+                       "with more bits than were read; dark ground looks like water or shadow to a model trained "
+                       "on well-exposed imagery")
+    return reasons
 
 
 def dark_level(rgb: np.ndarray, valid: np.ndarray, sample: int = 200_000) -> int | None:
