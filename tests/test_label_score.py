@@ -332,8 +332,8 @@ def test_a_lossy_copy_of_a_mask_is_named_as_such_and_the_share_of_no_class_is_sa
     colours = np.asarray([c["color"] for c in CLASSES], np.uint8)
     off = colours[labels].astype(np.int16)
     off[:, :] += np.asarray([-1, 2, 1], np.int16)  # every colour a level or two off
-    with pytest.raises(LabelMaskError, match=r"level\(s\) off the class colour \[.*\]: a lossy copy such as a JPEG\? "
-                                             r"Give the mask as PNG"):
+    with pytest.raises(LabelMaskError, match=r"level\(s\) off the class colour \[.*\]( of \w+)?: a lossy copy such as a "
+                                             r"JPEG, or an edited colour\? Give the mask as PNG"):
         score_labels(labels, png(np.clip(off, 0, 255).astype(np.uint8)), CLASSES)
     partly = colours[labels].copy()
     partly[:4] = (90, 40, 160)  # a fifth of no class, far from every class colour: scored, the rest said
@@ -342,6 +342,35 @@ def test_a_lossy_copy_of_a_mask_is_named_as_such_and_the_share_of_no_class_is_sa
     assert "of no class" not in score_labels(labels, png(colours[labels]), CLASSES).line()
     report = result.report(CLASSES)  # every class held: the two means are one number, to the last bit
     assert report["miou"] == report["miou_of_mask_classes"]
+
+
+def test_a_class_colour_a_level_off_is_refused_not_scored_as_absent() -> None:
+    """A mask whose building colour was one level off was scored with building "in no pixel of the mask": the
+    mIoU was wrong and the report untrue. From 1 % of the pixels on, such a colour is refused, naming the class."""
+    labels = truth()
+    colours = np.asarray([c["color"] for c in CLASSES], np.uint8)[labels]
+    colours[labels == 1] = (0, 1, 254)  # building's colour, a level off
+    with pytest.raises(LabelMaskError, match=r"33.3 % of the label mask's pixels .*\[0, 1, 254\] is 1 level\(s\) off "
+                                             r"the class colour \[0, 0, 255\] of building.* counted as absent"):
+        score_labels(labels, png(colours), CLASSES)
+    big = np.repeat(np.repeat(labels, 10, 0), 10, 1)  # 0.5 % of the pixels off: scored, and the hint said
+    stray = np.asarray([c["color"] for c in CLASSES], np.uint8)[big]
+    stray[:30, :10] = (0, 1, 254)
+    result = score_labels(big, png(stray), CLASSES)
+    assert result.unknown == pytest.approx(0.005) and "1 level(s) off the class colour [0, 0, 255] of building" in \
+        result.unknown_note() and result.report(CLASSES)["unknown_note"] == result.unknown_note()
+
+
+def test_an_index_mask_one_past_the_last_class_says_it_may_count_from_one() -> None:
+    """LoveDA-style masks count classes from 1 (0 unlabeled): read as 0-based they score garbage, while a value n
+    that means unlabeled (the Dubai set's sixth class) reads right; the line says both, the user knows which."""
+    labels = truth() + 1
+    labels[:2] = 0
+    result = score_labels(truth(), png(labels.astype(np.uint8)), CLASSES)
+    assert "(value 3, one past the last class index 2: right if 3 means unlabeled; if the mask counts the classes " \
+           "from 1, with 0 unlabeled, subtract 1 from it first)" in result.line()
+    assert "one past" not in (score_labels(truth(), png(np.full((20, 30), 7, np.uint8) * (truth() == 0)
+                                                        + truth()), CLASSES).unknown_note() or "")
 
 
 def test_a_palette_mask_of_another_class_set_is_refused_not_scored_by_its_indices() -> None:
@@ -359,7 +388,7 @@ def test_a_palette_mask_of_another_class_set_is_refused_not_scored_by_its_indice
     with pytest.raises(LabelMaskError, match=r"class colours of dubai_like \(water, land, road, unlabeled\) on 100 %"):
         read_label_mask(buf.getvalue(), CLASSES, (20, 30), known=[("dubai_like", other)])
     # without that class set known, the same file is a palette of indices, as before
-    labels, how, _ = read_label_mask(buf.getvalue(), CLASSES, (20, 30), known=[])
+    labels, how, _, _ = read_label_mask(buf.getvalue(), CLASSES, (20, 30), known=[])
     assert how == "class indices (palette)" and np.array_equal(labels, truth())
 
 
@@ -373,7 +402,7 @@ def test_the_models_own_mask_download_still_reads_as_indices_beside_the_shipped_
     assert {name for name, _ in sets} >= {"dubai_seg", "deepglobe_seg"}
     for name, classes in sets:
         mask = (np.arange(20 * 30).reshape(20, 30) % len(classes)).astype(np.uint8)
-        labels, _, _ = read_label_mask(palette_png(mask, classes), classes, mask.shape)
+        labels, _, _, _ = read_label_mask(palette_png(mask, classes), classes, mask.shape)
         assert np.array_equal(labels, mask), name
 
 

@@ -47,8 +47,8 @@ def label_markdown(name: str, scored: LabelScore, seg: Segmentation) -> str:
     text = (f"**{name}**: mIoU **{100 * s.miou:.1f} %**, pixel accuracy **{100 * s.overall_accuracy:.1f} %** "
             f"(read as {scored.how}; {100 * scored.left_out:.1f} % left out: ignore value, colours of no class, no data)")
     note = scored.absent_note(seg.classes)
-    lines = [text + (f"\n\n{100 * scored.unknown:.1f} % of the mask's pixels are no class of this model."
-                     if scored.unknown > 0.001 else "") + (f"\n\nℹ️ {note}" if note else "")]
+    unknown = scored.unknown_note()
+    lines = [text + (f"\n\n{unknown}." if unknown else "") + (f"\n\nℹ️ {note}" if note else "")]
     if seg.model:
         lines.append(f"- model {seg.model_line('**')}")
     lines += [f"- {n}" for n in seg.notes]

@@ -119,5 +119,6 @@ def show_label_score(seg: Segmentation, key: str, preview_side: int, image: str 
         note = result.absent_note(seg.classes)
         if note:
             st.caption(f"ℹ️ {note}")
-        if result.unknown > 0.001:
-            st.caption(f"ℹ️ {100 * result.unknown:.1f} % of the mask's pixels are no class of this model: left out.")
+        unknown = result.unknown_note()
+        if unknown:
+            st.caption(f"ℹ️ {unknown}: left out.")

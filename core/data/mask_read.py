@@ -210,17 +210,19 @@ def _choose(readings: list[Callable[[], _Reading | None]], palette: bool, total:
 LOSSY_LEVELS = 12  # a colour this close to a class colour (per channel) but not it: compression, not another set
 
 
-def lossy_hint(colour: Any, colors: Sequence[tuple[int, int, int]]) -> str:
-    """When an unknown mask colour lies a few levels from a class colour (a JPEG's ringing), what to do; else ""."""
+def lossy_hint(colour: Any, colors: Sequence[tuple[int, int, int]], names: Sequence[str] = ()) -> str:
+    """When an unknown mask colour lies a few levels from a class colour (a JPEG's ringing, a colour edited by
+    hand), what to do; else "". ``names``: the classes' names, to say whose colour it misses."""
     try:
         c = np.asarray(colour, dtype=np.int64).reshape(3)
     except (TypeError, ValueError):
         return ""  # a value of a band, not a colour
-    for ref in colors:
-        off = int(np.abs(c - np.asarray(ref, np.int64)).max())
+    for k, ref in enumerate(colors):
+        off = int(np.abs(c - np.asarray(ref, np.int64)).max()) if len(ref) == 3 else 0
         if 0 < off <= LOSSY_LEVELS:
-            return (f" ({list(map(int, c))} is {off} level(s) off the class colour {list(ref)}: a lossy copy such "
-                    "as a JPEG? Give the mask as PNG)")
+            whose = f" of {names[k]}" if k < len(names) else ""
+            return (f" ({list(map(int, c))} is {off} level(s) off the class colour {list(ref)}{whose}: a lossy copy "
+                    "such as a JPEG, or an edited colour? Give the mask as PNG in the legend's exact colours)")
     return ""
 
 

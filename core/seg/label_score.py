@@ -41,6 +41,7 @@ class LabelScore:
     how: str  # "class indices", "class colours", "class colours (palette)", ... (``core.data.mask_read``)
     left_out: float  # share of the image's pixels not scored (ignore value, unknown colours, no data)
     unknown: float  # share of pixels whose value or colour is no class's
+    hint: str = ""  # what the unknown pixels may be (a colour a few levels off a class's, a 1-based index mask)
 
     def iou_rows(self, classes: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Per class: IoU (None where the class is in neither the labels nor the prediction) and its pixels."""
@@ -78,19 +79,26 @@ class LabelScore:
         classes with the predicted pixels of the classes it lacks."""
         return {"labels": labels, "miou": float(self.scores.miou), "accuracy": float(self.scores.overall_accuracy),
                 "iou": {r["class"]: r["iou"] for r in self.iou_rows(classes)}, "read_as": self.how,
-                "left_out": round(self.left_out, 6), "unknown": round(self.unknown, 6),
+                "left_out": round(self.left_out, 6), "unknown": round(self.unknown, 6), "unknown_note": self.unknown_note(),
                 "miou_of_mask_classes": self.miou_of_mask_classes(),
                 "predicted_not_in_mask": {n: p for n, p in self.predicted_not_labeled(classes)}}
 
+    def unknown_note(self) -> str | None:
+        """The share of the mask's pixels of no class, and what they may be; None below 0.1 % (the CLI, the page
+        and the Gradio demo all say it in these words)."""
+        if self.unknown <= 0.001:
+            return None
+        return f"{100 * self.unknown:.1f} % of the mask's pixels are no class of this model{self.hint}"
+
     def line(self) -> str:
         """The scores in one line, as the command line prints them."""
-        foreign = (f"; {100 * self.unknown:.1f} % of the mask's pixels are no class of this model"
-                   if self.unknown > 0.001 else "")  # as the page and the Gradio demo say it
+        foreign = self.unknown_note()
         return (f"mIoU {100 * self.scores.miou:.1f} %, accuracy {100 * self.scores.overall_accuracy:.1f} % (read as "
-                f"{self.how}; {100 * self.left_out:.1f} % left out{foreign})")
+                f"{self.how}; {100 * self.left_out:.1f} % left out{'; ' + foreign if foreign else ''})")
 
 
 FOREIGN_SHARE = 0.5  # more of a mask's pixels of no class than this: refused, not scored on the rest
+NEAR_SHARE = 0.01  # at least this share in a colour a few levels off a class's: refused (its class would be missed)
 
 
 ClassSets = Sequence[tuple[str, list[dict[str, Any]]]]
@@ -124,8 +132,9 @@ def foreign_palette(img: Image.Image, classes: list[dict[str, Any]], known: Clas
 
 def read_label_mask(data: bytes, classes: list[dict[str, Any]], shape: tuple[int, int],
                     ignore_index: int = IGNORE, rule: Any = None,
-                    known: ClassSets | None = None) -> tuple[np.ndarray, str, float]:
-    """(class indices with IGNORE where left out, how it was read, share of pixels of no class). ``rule``: the model
+                    known: ClassSets | None = None) -> tuple[np.ndarray, str, float, str]:
+    """(class indices with IGNORE where left out, how it was read, share of pixels of no class, what those may be:
+    ``LabelScore.hint``). ``rule``: the model
     card's ``label_masks`` (its training masks' unlabeled colours and colour rule); ``known``: (name, classes) of the
     class sets a palette mask read as indices must not be drawn in (default: the shipped models')."""
     try:
@@ -147,15 +156,31 @@ def read_label_mask(data: bytes, classes: list[dict[str, Any]], shape: tuple[int
             raise LabelMaskError(why)
     labels = np.where(decoded.labels < len(classes), decoded.labels, IGNORE).astype(np.uint8)
     if decoded.unknown > FOREIGN_SHARE * labels.size:  # most of it is no class: another data set's mask, most likely
-        lossy = lossy_hint(decoded.example, [tuple(c.get("color", ())) for c in classes])
+        lossy = lossy_hint(decoded.example, [tuple(c.get("color", ())) for c in classes],
+                           [str(c.get("name")) for c in classes])
         raise LabelMaskError(f"{100 * decoded.unknown / labels.size:.0f} % of the label mask's pixels are of no class of "
                              f"this model as {decoded.how} (e.g. {decoded.example})"
                              f"{lossy + '.' if lossy else ': is it a mask of another data set?'} The model's classes: {_names(classes)}")
+    colours, names = [tuple(c.get("color", ())) for c in classes], [str(c.get("name")) for c in classes]
+    near = lossy_hint(decoded.example, colours, names) if decoded.unknown else ""
+    if near and decoded.unknown >= NEAR_SHARE * labels.size:  # scored, its class would read as absent from the mask
+        raise LabelMaskError(f"{100 * decoded.unknown / labels.size:.1f} % of the label mask's pixels are of no class "
+                             f"of this model as {decoded.how}{near}. Scored as they are, those pixels would be left "
+                             "out and their class counted as absent from the mask")
     if not (labels != IGNORE).any():
         raise LabelMaskError(f"no pixel of the label mask is one of the model's classes ({_names(classes)}) as "
                              f"{decoded.how}; give class indices 0-{len(classes) - 1} or the class colours of the "
                              "legend")
-    return labels, decoded.how, decoded.unknown / labels.size
+    return labels, decoded.how, decoded.unknown / labels.size, near or _index_hint(decoded.example, len(classes))
+
+
+def _index_hint(example: Any, n: int) -> str:
+    """When the unknown value is one past the last class index: a mask that counts classes from 1 (0 unlabeled,
+    as LoveDA's) reads as garbage, and one whose value n means unlabeled reads right; only the user knows which."""
+    if not isinstance(example, int) or example != n:
+        return ""
+    return (f" (value {n}, one past the last class index {n - 1}: right if {n} means unlabeled; if the mask counts "
+            f"the classes from 1, with 0 unlabeled, subtract 1 from it first)")
 
 
 def _other_size(mask_wh: tuple[int, int], image_wh: tuple[int, int]) -> LabelMaskError:
@@ -189,7 +214,7 @@ def _names(classes: list[dict[str, Any]]) -> str:
 def score_labels(pred: np.ndarray, data: bytes, classes: list[dict[str, Any]],
                  ignore_index: int = IGNORE, rule: Any = None) -> LabelScore:
     """Scores of a predicted mask (class indices, NODATA where the image has none) against a label mask file."""
-    labels, how, unknown = read_label_mask(data, classes, pred.shape, ignore_index, rule)
+    labels, how, unknown, hint = read_label_mask(data, classes, pred.shape, ignore_index, rule)
     labels = np.where(pred == NODATA, IGNORE, labels).astype(np.uint8)
     scored = labels != IGNORE
     if not scored.any():
@@ -197,7 +222,7 @@ def score_labels(pred: np.ndarray, data: bytes, classes: list[dict[str, Any]],
     n = len(classes)
     cm = confusion_matrix(torch.from_numpy(pred.astype(np.int64)), torch.from_numpy(labels.astype(np.int64)), n,
                           IGNORE)
-    return LabelScore(scores_from_confusion(cm), labels, how, float(1 - scored.mean()), unknown)
+    return LabelScore(scores_from_confusion(cm), labels, how, float(1 - scored.mean()), unknown, hint)
 
 
 def score_label_file(pred: np.ndarray, path: str | Path, classes: list[dict[str, Any]],
