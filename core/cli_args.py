@@ -115,6 +115,9 @@ def _overlap(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"overlap must be a fraction in [0, 1) or pixels, got {text!r}") from None
+    if value >= 1 and not text.strip().lstrip("+").isdigit():  # "1.0" was read as 1 pixel: a fraction was meant
+        raise argparse.ArgumentTypeError(f"overlap {text}: a fraction must be below 1 (0.25 = a quarter of the tile), "
+                                         "pixels are written as a whole number (64)")
     try:
         overlap_pixels(value, 1 << 30)  # range check only; the tile is checked later
     except ValueError as err:

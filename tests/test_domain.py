@@ -398,6 +398,21 @@ def test_a_very_dark_image_is_out_of_the_domain_and_its_areas_relative(two_domai
     assert dark_level(colour, np.zeros(colour.shape[:2], bool)) is None
 
 
+def test_a_white_corner_taken_for_no_data_says_so_and_how_to_keep_it(two_domains, tmp_path: Path) -> None:
+    """An overexposed corner of sand vanished from the areas and the score as "no data" with no word on why."""
+    _, desert = two_domains
+    img = scene("sand", 96, 96, 6)
+    img[:40, :40] = 255
+    Image.fromarray(img).save(tmp_path / "bright.png")
+    for flag, said in (([], True), (["--keep-borders"], False)):
+        out = tmp_path / f"out{len(flag)}"
+        assert main([str(tmp_path / "bright.png"), "--checkpoint", str(desert.path), "--out", str(out), "--tile", "64",
+                     "--no-progress", *flag]) == 0
+        notes = json.loads((out / "bright_report.json").read_text())["notes"]
+        assert any("17.4 % a near-white or near-black region at a corner, taken for a no-data collar" in n
+                   and "--keep-borders" in n for n in notes) is said
+
+
 def test_nodata_is_transparent_and_left_out_of_the_areas(two_domains, tmp_path: Path) -> None:
     green, _ = two_domains
     rgba = np.dstack([scene("green", 64, 80, 4), np.full((64, 80), 255, np.uint8)])
@@ -536,6 +551,12 @@ def test_evaluate_scores_the_scenes_the_card_names(tmp_path: Path, capsys) -> No
     assert "--write-card" in capsys.readouterr().err and read_metadata(path)["card"]["evaluation"] == ev
     assert evaluate_main([str(tmp_path / "missing.safetensors"), "--no-progress"]) == 2
     assert capsys.readouterr().err.startswith("error: ")
+    noval = cfg.model_dump(mode="json")
+    noval["data"]["val_fraction"], noval["train"]["average_from"] = 0.0, 0.5
+    card["config"] = noval  # the shipped Dubai model's way: every non-test scene trains
+    save_seg_checkpoint(tmp_path / "noval.safetensors", build_seg_model(card).eval(), card)
+    assert evaluate_main([str(tmp_path / "noval.safetensors"), "--no-progress", "--split", "val"]) == 2
+    assert "is empty: the model trained with no validation images" in capsys.readouterr().err
     import core.seg.evaluate as evaluate_module  # many scenes: the first few named, the rest counted
 
     many = {**ev, "scenes": [f"s{k}" for k in range(200)], "data": "folder", "split": "test"}

@@ -170,6 +170,11 @@ def test_predict_refuses_bad_arguments():
     with pytest.raises(ValueError, match="whole number of pixels"):  # 1.5: neither a fraction nor pixels
         predict(pointwise(), rand_image(40, 40), tile=32, overlap=1.5)
     assert overlap_pixels(8.0, 32) == 8 and overlap_pixels(0.25, 32) == 8
+    import argparse
+    from core.cli_args import _overlap
+    assert _overlap("64") == 64 and _overlap("0.25") == 0.25
+    with pytest.raises(argparse.ArgumentTypeError, match="overlap 1.0: a fraction must be below 1"):
+        _overlap("1.0")  # on the command line, 1.0 was read as 1 pixel: a fraction was meant
     with pytest.raises(ValueError, match="classes"):
         predict(pointwise(3), rand_image(40, 40), tile=32, num_classes=5)
 

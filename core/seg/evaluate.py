@@ -52,7 +52,10 @@ def evaluate_checkpoint(path: Path, split: str = "test", data_root: str | None =
     splits = build_seg_splits(cfg.data, progress=progress)
     part = getattr(splits, split)
     if len(part) == 0:
-        raise DataError(f"the {split} split of {splits.name} is empty")
+        why = (": the model trained with no validation images (data.val_fraction 0, no val_scenes); its test split "
+               "holds the scenes it never saw" if split == "val" and not cfg.data.val_fraction
+               and not cfg.data.val_scenes else "")
+        raise DataError(f"the {split} split of {splits.name} is empty{why}")
     names = [c["name"] for c in splits.classes]
     bar = tqdm(total=None, desc=f"{split} scenes", unit="scene", disable=not progress)
 

@@ -21,7 +21,7 @@ from ..imaging.model_bands import band_nodata_mask, model_pixels
 from ..imaging.imageio import ImageError, LoadedImage
 from .infer import NODATA, class_areas, predict
 from .model_choice import Choice, choose_model, image_is_generated, score_for_model
-from .nodata import nodata_mask
+from .nodata import nodata_mask, uniform_borders
 from .resample import model_pixel_size, pixel_size_reason, resample_factor, resample_mask, resample_rgb
 from .segmentation_result import Segmentation, write_outputs
 
@@ -74,8 +74,8 @@ def segment_loaded(loaded: LoadedImage, model: torch.nn.Module, card: dict[str, 
             notes.append(reason)
     if nodata.any():
         share = nodata.mean()  # a few pixels are said as pixels: "0.0 %" of them reads as none
-        notes.append(f"{100 * share:.1f} % of the pixels hold no data: left out" if share >= 0.0005 else
-                     f"{int(nodata.sum()):,} pixel(s) hold no data: left out")
+        notes.append((f"{100 * share:.1f} % of the pixels hold no data: left out" if share >= 0.0005 else
+                      f"{int(nodata.sum()):,} pixel(s) hold no data: left out") + _corner_text(loaded, borders))
     if any(r.startswith(IMAGE_REASONS[0]) for r in domain.reasons):  # too small to compare is too small to read
         seen = nodata if factor is None else resample_mask(nodata, rgb.shape[:2])  # at the model's pixel size
         w, h = valid_extent(rgb.shape, ~seen)
@@ -141,6 +141,17 @@ def segment_image(loaded: LoadedImage, model: torch.nn.Module, card: dict[str, A
     seg = segment_loaded(loaded, model, card, tile=tile, overlap=overlap, batch_size=batch_size, tta=tta,
                          device=device, progress=progress, **options)
     return write_outputs(seg, out_dir, stem, image)
+
+
+def _corner_text(loaded: LoadedImage, borders: bool) -> str:
+    """What of the no data is a near-white or near-black corner region, and how to keep it: an overexposed corner
+    of sand is ground, and it vanished from the areas and the score as "no data" with no word on why."""
+    corner = uniform_borders(loaded.rgb).mean() if borders else 0.0
+    if corner < 0.0005:
+        return ""
+    return (f" ({100 * corner:.1f} % a near-white or near-black region at a corner, taken for a no-data collar; "
+            "if it is ground (overexposed or in shadow), keep it with core.segment's --keep-borders or by unticking "
+            "the Segment page's \"White/black corners are no data\")")
 
 
 def _colour_reasons(rgb: np.ndarray, valid: np.ndarray) -> list[str]:
