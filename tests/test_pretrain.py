@@ -185,6 +185,27 @@ def test_empty_data_folder_and_bad_resume(roots, tmp_path: Path, capsys) -> None
         assert "not a run folder" in capsys.readouterr().err and not (tmp_path / "typo").exists()
 
 
+def test_a_resume_refuses_settings_that_change_the_run_and_logs_the_ones_it_takes(roots, capsys) -> None:
+    """A resume with train.batch_size=24 ran, rewrote config.yaml as if every step had used 24, and fn_report then
+    failed on the first steps' batches, blaming the data. Such an override is refused before the folder is touched;
+    a longer run is taken and said in the log."""
+    runs, _ = roots
+    assert main(["--config", str(ROOT / "configs/demo_cpu.yaml"), "--no-progress", *TINY, "train.max_steps=2",
+                 "train.ckpt_every=1"]) == 0
+    run = only_run(runs)
+    config, status = (run.path / "config.yaml").read_text(), run.status()
+    for override, key in (("train.batch_size=6", "train.batch_size"), ("loss.alpha=0.5", "loss.alpha")):
+        assert main(["--resume", str(run.path), "--no-progress", override, "train.max_steps=3"]) == 2
+        err = capsys.readouterr().err
+        assert f"{key}: a resumed run keeps the settings its steps so far ran with" in err and len(err.splitlines()) == 1
+        assert (run.path / "config.yaml").read_text() == config and run.status() == status  # not marked failed
+        assert (run.path / "log.txt").read_text().splitlines()[-1].endswith(
+            "(the run stays completed)") and "resume refused: " + key in (run.path / "log.txt").read_text()
+    assert main(["--resume", str(run.path), "--no-progress", "train.max_steps=3", "train.batch_size=8"]) == 0
+    assert "resumed with train.max_steps: 2 -> 3" in (run.path / "log.txt").read_text()
+    assert "batch_size: 8" in (run.path / "config.yaml").read_text()
+
+
 def test_unreadable_image_is_skipped_and_logged(roots, tmp_path: Path) -> None:
     import numpy as np
     from PIL import Image

@@ -11,7 +11,7 @@ from ..cli_args import finetune_parser, parse_run_args
 from ..config import ConfigError, FinetuneConfig, apply_overrides, config_to_yaml, load_config, validate_config
 from ..distributed import DistEnv, from_first
 from ..store.lifecycle import prepared_run, train_from_cli
-from ..store.resume import open_for_resume, refuse_if_complete
+from ..store.resume import open_for_resume, refuse_if_complete, resume_config
 from ..store.run_lock import lock_run
 from ..store.runs import Run, create_run
 from .finetune import FinetuneTrainer
@@ -27,8 +27,10 @@ def start(args: argparse.Namespace, env: DistEnv | None = None) -> FinetuneTrain
     env = env or DistEnv()
     progress = not args.no_progress
     if args.resume:
+        cfg, changed = resume_config(args.resume, args.overrides, lambda raw: validate_config(raw, FinetuneConfig))
         run, ckpt = open_for_resume(args.resume)
-        cfg = validate_config(apply_overrides(run.stored_config(), args.overrides), FinetuneConfig)
+        for change in changed:
+            run.log(f"resumed with {change}")
         refuse_if_complete(run, cfg.train.max_steps)
         trainer = FinetuneTrainer(cfg, run, progress=progress, env=env)
         if ckpt is not None:

@@ -28,7 +28,7 @@ from ..cli_args import parse_run_args, pretrain_parser
 from ..store.background import BackgroundJobs
 from ..store.checkpoint import (Snapshot, encoder_snapshot, export_encoder, load_checkpoint, rng_state,
                                 set_rng_state, snapshot_checkpoint, write_checkpoint)
-from ..store.resume import open_for_resume, refuse_if_complete
+from ..store.resume import open_for_resume, refuse_if_complete, resume_config
 from ..config import (ConfigError, PretrainConfig, apply_overrides, config_to_yaml, load_config, total_steps,
                       upgrade_run_config, validate_config)
 from ..data import DataError, TwoViewAugment, build_dataset
@@ -327,9 +327,10 @@ NAMED_BY_PRESET = ("method", "loss.name", "loss.detector", "loss.treatment")  # 
 def prepare(args: argparse.Namespace) -> tuple[PretrainConfig, Run | None, Path | None]:
     """Validate everything that can be checked before compute; touch no existing run folder."""
     if args.resume:
+        cfg, changed = resume_config(args.resume, args.overrides, validate_config, upgrade_run_config)
         run, ckpt = open_for_resume(args.resume)
-        raw = upgrade_run_config(run.stored_config())
-        cfg = validate_config(apply_overrides(raw, args.overrides))
+        for change in changed:
+            run.log(f"resumed with {change}")
         refuse_if_complete(run, cfg.train.max_steps)
         return cfg, run, ckpt
     if args.run_dir:

@@ -219,10 +219,14 @@ def prepared_run(path: str) -> Run:
 def record_early_failure(args: argparse.Namespace, err: BaseException) -> None:
     """A run folder given on the command line learns why its process stopped before training, unless another
     process is writing it (a live run refused by this command is not this command's to mark failed)."""
+    if getattr(args, "resume", None) and isinstance(err, ConfigError):  # the command was wrong, not the run
+        _record_early(args, None, f"resume refused: {err}")
+        return
     _record_early(args, "failed", f"could not start: {err}", error=str(err))
 
 
-def _record_early(args: argparse.Namespace, state: str, message: str, **status: Any) -> None:
+def _record_early(args: argparse.Namespace, state: str | None, message: str, **status: Any) -> None:
+    """``state`` None: the message is logged and the run's state kept (a resume refused for its overrides)."""
     folder = getattr(args, "resume", None) or getattr(args, "run_dir", None)
     if folder and (Path(folder) / "status.json").is_file():
         run = Run(Path(folder))
@@ -231,6 +235,9 @@ def _record_early(args: argparse.Namespace, state: str, message: str, **status: 
         except RunBusyError:
             return
         recorded = run.status().get("state")
+        if state is None:
+            run.log(f"{message} (the run stays {recorded})")
+            return
         try:
             check_transition(recorded, state)
         except IllegalTransition:  # e.g. a completed run whose resume could not start: its results are as they were

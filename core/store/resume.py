@@ -7,10 +7,14 @@ the run was killed before it wrote one.
 """
 from __future__ import annotations
 
+import copy
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from ..config import ConfigError
 from .checkpoint import CheckpointError, read_metadata, repair_card
+from .run_compare import flat_settings
 from .runs import Run, open_run_arg
 from .run_lock import lock_run
 
@@ -50,4 +54,47 @@ def refuse_if_complete(run: Run, max_steps: int | None) -> None:
                           + f"; to train on, resume it with train.max_steps=N (N above {step})")
 
 
-__all__ = ["open_for_resume", "refuse_if_complete"]
+# what a resume may change: the run's length, how often it reports and saves, where it runs and what records it.
+# Anything else (batch size, views, loss, learning rate, precision, seed) would make config.yaml describe steps
+# that ran otherwise, and the run's records (e.g. the batches fn_report rebuilds) stop matching it.
+RESUME_SETTINGS = ("name", "train.max_steps", "train.epochs", "train.log_every", "train.ckpt_every",
+                   "train.knn_every", "train.eval_every", "train.device", "train.compile", "train.trackers",
+                   "train.mlflow_uri")
+
+
+def refuse_changed_settings(before: Any, after: Any, allowed: Iterable[str] = RESUME_SETTINGS) -> list[str]:
+    """The settings a resume's overrides change, as "key: old -> new"; ConfigError naming the first that a resume
+    may not change. Why: a resume with train.batch_size=24 ran, rewrote config.yaml as if every step had used 24, and the
+    false-negative report then failed on the first steps' batches, blaming the data."""
+    old, new = flat_settings(_plain(before)), flat_settings(_plain(after))
+    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    refused = [k for k in changed if k not in set(allowed)]
+    if refused:
+        raise ConfigError(f"{refused[0]}: a resumed run keeps the settings its steps so far ran with "
+                          f"({old.get(refused[0])!r}, asked {new.get(refused[0])!r}"
+                          + (f"; also {', '.join(refused[1:])}" if len(refused) > 1 else "")
+                          + "); on resume only the length, reporting, checkpoints and device may change. Start a "
+                          "new run for other settings (model.init=<this run> continues from its encoder)")
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed]
+
+
+def resume_config(path: str | Path, overrides: list[str], validate: Any, upgrade: Any = dict) -> tuple[Any, list[str]]:
+    """(the config a resume of the run at ``path`` runs with, the settings its overrides change), read before the
+    run is locked or touched, so that a refused override leaves the folder as it was. ``validate``: raw -> config;
+    ``upgrade``: an old run's raw config brought up to date."""
+    from ..config import apply_overrides
+
+    raw = upgrade(open_run_arg(path).stored_config())
+    cfg = validate(apply_overrides(copy.deepcopy(raw), overrides))  # overrides are applied in place
+    try:
+        before = validate(raw)
+    except (ConfigError, ValueError):  # a stored config only the overrides make valid again: nothing to hold it to
+        return cfg, []
+    return cfg, refuse_changed_settings(before, cfg)
+
+
+def _plain(cfg: Any) -> dict[str, Any]:
+    return cfg.model_dump(mode="json") if hasattr(cfg, "model_dump") else dict(cfg)
+
+
+__all__ = ["RESUME_SETTINGS", "open_for_resume", "refuse_changed_settings", "refuse_if_complete", "resume_config"]

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from .run_compare import flat_settings
 from .runs import Run, atomic_write_json, runs_root
 
 TRACKERS = ("tensorboard", "mlflow")
@@ -50,20 +51,6 @@ class Sink(Protocol):
 
 
 # ------------------------------------------------------------------------------------------------ rows
-def flat_settings(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """A nested config as dotted keys; lists as their JSON text (trackers take scalars)."""
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(flat_settings(value, name + "."))
-        elif isinstance(value, (list, tuple)):
-            out[name] = json.dumps(value)
-        else:
-            out[name] = value
-    return out
-
-
 def row_scalars(row: Mapping[str, Any]) -> dict[str, float]:
     """The finite numbers of one ``metrics.jsonl`` row, named as a tracker shows them: a validation row's under
     ``val/`` (its per-class IoU as ``val/iou/<class>``), a weight average's under ``val_average/``."""
