@@ -179,6 +179,8 @@ def test_resume_after_a_stop_keeps_the_finished_units(tmp_path: Path, fake_spawn
     finished = [(u["pretrain_seed"], u["seed"]) for u in read_jsonl(cmp_run.path / "units.jsonl")]
     assert (0, 0) in finished and (0, 1) in finished and (1, 1) not in finished
     fake_spawn.hang, before = None, len(fake_spawn)
+    assert compare_main(["--resume", str(cmp_run.path), "seeds=[0,1,2]"]) == 2  # dropped without a word before
+    assert cmp_run.state() == "stopped" and len(fake_spawn) == before
     assert compare_main(["--resume", str(cmp_run.path)]) == 0
     again = [s["name"].rsplit("-p", 1)[1] for s in fake_spawn[before:]]
     assert again == ["1-s1"]  # only the unit cut short runs again: none twice
