@@ -117,6 +117,11 @@ class FinetuneConfig(_Section):
             raise ValueError("data.val_fraction: 0 leaves no validation scenes to choose the run's model by; set "
                              "train.average_from (e.g. 0.5), so that the model is the weight average of the last "
                              "steps, or give a validation share")
+        stride = self.model.output_stride if self.model.arch == "deeplabv3plus" else 32  # the encoder's, as smp checks
+        if self.model.input_scale == 1.0 and self.data.crop_size % stride:  # else the model pads to its stride
+            raise ValueError(f"data.crop_size: {self.data.crop_size} px is no multiple of {stride}, the stride of the "
+                             f"{self.model.arch} model's encoder (model.output_stride {self.model.output_stride}); "
+                             f"e.g. {max(stride, self.data.crop_size // stride * stride)}")
         inner = self.data.crop_size * self.model.input_scale
         if self.model.input_scale < 1.0 and inner < 32:
             raise ValueError(f"model.input_scale: a {self.data.crop_size} px crop at scale {self.model.input_scale:g} "
