@@ -69,6 +69,17 @@ def test_bad_values_name_the_field(override: str, field: str) -> None:
     assert "\n" not in message
 
 
+def test_eliminating_every_negative_is_refused_where_the_detector_ranks_them_all() -> None:
+    """topk equal to an anchor's negatives under eliminate ran with a loss of 0 at every step, said nowhere."""
+    every = ["train.batch_size=16", "loss.topk=30", "loss.treatment=eliminate"]
+    for detector, selection in (("nearest", "global"), ("support", "per_anchor"), ("fnsd", "per_anchor")):
+        with pytest.raises(ConfigError, match=r"loss.topk \(30\) under loss.treatment=eliminate takes every negative"):
+            load_config(CONFIGS / "demo_cpu.yaml", [*every, f"loss.detector={detector}", f"loss.selection={selection}"])
+    for fine in (["loss.topk=29"], ["loss.detector=nearest", "loss.similarity=0.9"], ["loss.treatment=fncc"],
+                 ["loss.detector=fnsd", "loss.selection=global"]):
+        assert load_config(CONFIGS / "demo_cpu.yaml", [*every, *fine]).loss.topk in (29, 30)
+
+
 def test_bad_override_syntax_and_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="key=value"):
         apply_overrides({}, ["loss.alpha"])

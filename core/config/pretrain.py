@@ -252,6 +252,12 @@ class PretrainConfig(_Section):
         negatives, where = get_method(self.method).negatives(self)
         if lc.topk > negatives:  # the loss refuses it under every detector: refused here, before a run folder
             raise ValueError(f"loss.topk ({lc.topk}) is more than the negatives of an anchor ({where} = {negatives})")
+        ranks_all = (lc.detector in ("nearest", "support") and lc.similarity is None
+                     or lc.detector == "fnsd" and lc.selection == "per_anchor")  # (fnsd global: a share of the batch)
+        if lc.treatment == "eliminate" and lc.topk >= negatives and ranks_all:  # ran with a loss of 0, said nowhere
+            raise ValueError(f"loss.topk ({lc.topk}) under loss.treatment=eliminate takes every negative of an anchor "
+                             f"({where} = {negatives}) out of the loss: it is 0 at every step and nothing is learned; "
+                             "choose a smaller loss.topk")
         if lc.detector == "support" and self.train.batch_size < 4:
             raise ValueError(f"loss.detector=support needs train.batch_size of at least 4 (it is "
                              f"{self.train.batch_size}): with fewer images the support views have nothing to rank")
