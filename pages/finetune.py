@@ -277,7 +277,7 @@ def methods_table(result: dict[str, Any]) -> pd.DataFrame:
         rows.append({"method": m["label"], "runs": m["runs"], "mIoU %": round(100 * m["miou_mean"], 2),
                      "± sd": round(100 * m["miou_sd"], 2), "OA %": round(100 * m["oa_mean"], 2),
                      "kappa": round(m["kappa_mean"], 3),
-                     "calibrated pairs / run": None if cal is None else round(cal)})
+                     "treated pairs / run": None if cal is None else round(cal)})
     return pd.DataFrame(rows)
 
 

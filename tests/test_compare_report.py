@@ -35,6 +35,22 @@ def test_each_method_against_its_base_with_half_width_and_share_of_the_oracles_g
     assert all(d["share_of_oracle_gain"] is None for d in noisy)  # the oracle's gain is within noise: no ceiling
 
 
+def test_a_variant_whose_treatment_touched_no_pair_says_so_whatever_its_treatment() -> None:
+    """The note stood only under FALSE's presets: simclr+nearest+fncc, equally identical, had none; DCL treats no
+    flagged pair and differs from its base anyway, so it never gets one. The interval's level stays a level."""
+    from core.seg.compare_report import verdict_text
+
+    methods = ["simclr", "simclr+nearest+fncc", "simclr+support+eliminate", "simclr+dcl", "simclr_false"]
+    data = sum((rows(m, [0.30, 0.32, 0.31]) for m in methods), [])
+    _, diffs = summarise(data, methods, {m: 0 for m in methods})
+    said = {d["method"]: verdict_text(d) for d in diffs}
+    assert said["simclr+nearest+fncc"] == said["simclr_false"] == \
+        "identical (FNCC calibrated no pair: the runs equal the base's)"
+    assert said["simclr+support+eliminate"] == "identical (the treatment (eliminate) touched no pair: the runs equal " \
+                                              "the base's)"
+    assert said["simclr+dcl"] == "identical" and diffs[0]["miou_points"]["level"] < 1
+
+
 def test_composed_method_names_are_checked_and_labelled() -> None:
     assert method_overrides("moco+support+attract") == ["method=moco", "loss.name=false", "loss.detector=support",
                                                         "loss.treatment=attract"]

@@ -126,7 +126,8 @@ def summarise(rows: list[dict[str, Any]], methods: list[str], calibrated: dict[s
             continue
         d = paired_difference([means[base][p]["miou"] for p in common], [means[m][p]["miou"] for p in common])
         diffs.append({"method": m, "base": base, "pretrain_seeds": common, "miou_points": {
-            k: (100 * v if isinstance(v, float) else v) for k, v in d.to_json().items()}, "verdict": d.verdict,
+            k: (100 * v if isinstance(v, float) and k not in ("level", "n") else v)  # the interval's level stays 0.95
+            for k, v in d.to_json().items()}, "verdict": d.verdict,
             "calibrated_per_run": calibrated.get(m) if what == "false" else None, "compares": what,
             "uses_labels": uses_oracle(m)})
     _against_the_oracle(diffs)
@@ -163,9 +164,21 @@ def verdict_text(d: dict[str, Any]) -> str:
     who = "more bands" if d.get("compares") == "bands" else \
         ("FALSE" if d["method"].partition("@")[0] in BASE_OF else "the variant")
     text = {"better": f"{who} better", "worse": f"{who} worse"}.get(d["verdict"], d["verdict"])
-    if d.get("calibrated_per_run") == 0 and d["method"].partition("@")[0] in BASE_OF:
-        text += " (FNCC calibrated no pair: the runs equal the base's)"
+    treatment = _treatment(d["method"])
+    if d.get("calibrated_per_run") == 0 and d.get("compares", "false") == "false" and treatment is not None:
+        text += (" (FNCC calibrated no pair: the runs equal the base's)" if treatment == "fncc" else
+                 f" (the treatment ({treatment}) touched no pair: the runs equal the base's)")
     return text
+
+
+def _treatment(method: str) -> str | None:
+    """The treatment a method name says ("simclr+nearest+eliminate" -> eliminate; FALSE's presets: fncc), None for
+    a method that treats no flagged pair (DCL, the baselines): it differs from its base with none."""
+    method = method.partition("@")[0]
+    composed = _composed(method)
+    if composed is None:
+        return "fncc" if method in BASE_OF else None
+    return composed[1].get("treatment")
 
 
 def scene_list(names: list[str], most: int = 12) -> str:
@@ -183,15 +196,16 @@ def to_markdown(cfg: CompareConfig, summary: list[dict[str, Any]], diffs: list[d
              f"{facts['train']['tiles']} tiles, val {facts['val']['scenes']} / {facts['val']['tiles']}, test "
              f"{t['scenes']} scenes ({scene_list(t['scene_names'])}), scored on {evaluation}. "
              f"Pretraining: {pretrain_facts.get('text', 'see the runs')}.", "",
-             "| method | runs | mIoU (%) mean ± sd | OA (%) | kappa | calibrated pairs per run |",
+             "| method | runs | mIoU (%) mean ± sd | OA (%) | kappa | treated pairs per run |",
              "|---|---|---|---|---|---|"]
     for r in summary:
         cal = r.get("calibrated_per_run")
         lines.append(f"| {r['label']} | {r['runs']} | {100 * r['miou_mean']:.2f} ± {100 * r['miou_sd']:.2f} | "
                      f"{100 * r['oa_mean']:.2f} ± {100 * r['oa_sd']:.2f} | {r['kappa_mean']:.3f} ± "
                      f"{r['kappa_sd']:.3f} | {'' if cal is None else f'{cal:.0f}'} |")
-    lines += ["", "sd: over pretraining seeds (each the mean over evaluation seeds). Calibrated pairs: those FNCC "
-              "reweighted during pretraining (a baseline's are 0).", ""]
+    lines += ["", "sd: over pretraining seeds (each the mean over evaluation seeds). Treated pairs: the flagged pairs "
+              "the method's treatment acted on during pretraining (FNCC reweighted, eliminate removed, attract made "
+              "positives; a baseline's are 0).", ""]
     classes = list(summary[0].get("iou_mean") or {}) if summary else []
     if classes:
         lines += ["Mean IoU per class (%), over every run of a method:", "",
