@@ -83,6 +83,9 @@ def test_eliminating_every_negative_is_refused_where_the_detector_ranks_them_all
 def test_bad_override_syntax_and_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="key=value"):
         apply_overrides({}, ["loss.alpha"])
+    for empty in ("=5", "loss..alpha=1", " =2"):  # they said only "config: unknown setting"
+        with pytest.raises(ConfigError, match="the key before '=' names no setting"):
+            apply_overrides({}, [empty])
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.yaml")
     bad = tmp_path / "bad.yaml"

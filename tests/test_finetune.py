@@ -147,6 +147,16 @@ def compare_yaml(tmp_path: Path, extra: str = "", methods: str = "[random, simcl
     return cfg
 
 
+def test_a_comparisons_bad_unit_setting_names_where_it_came_from(roots: Path, tmp_path: Path, capsys) -> None:
+    """"train.bogus: unknown setting" named neither the comparison's pretrain_overrides nor the method."""
+    config = compare_yaml(tmp_path)
+    assert compare_main(["--config", str(config), "pretrain_overrides+=[train.bogus=1]"]) == 2
+    assert "train.bogus: unknown setting (in the comparison's pretrain_config with its pretrain_overrides, method " \
+           "simclr)" in capsys.readouterr().err
+    assert compare_main(["--config", str(config), "probe_overrides+=[train.bogus=1]"]) == 2
+    assert "(in the comparison's probe_config with its probe_overrides, method random)" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_compare_crosses_seeds_reports_paired_intervals_and_resumes(roots: Path, tmp_path: Path) -> None:
     out = tmp_path / "table.md"

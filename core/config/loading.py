@@ -31,6 +31,8 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         key, value = item.split("=", 1)
         extend = key.endswith("+")
         parts = key.strip().rstrip("+").split(".")
+        if not all(p.strip() for p in parts):  # "=5" or "loss..alpha=1" named no field ("config: unknown setting")
+            raise ConfigError(f"override {item!r}: the key before '=' names no setting, e.g. loss.alpha=0.9")
         node = raw
         for part in parts[:-1]:
             child = node.setdefault(part, {})

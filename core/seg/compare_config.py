@@ -6,12 +6,14 @@ comparison's runner stays one file of running units.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ..config import FinetuneConfig, PretrainConfig, ProbeConfig, _Section, distinct, load_config
+from ..config import ConfigError, FinetuneConfig, PretrainConfig, ProbeConfig, _Section, distinct, load_config
 from ..config.base import TrackerName
 from ..data.seg_base import resolve_root
 from .compare_methods import METHODS, method_overrides, unknown_method_message
@@ -160,5 +162,18 @@ def check_presets(cfg: CompareConfig) -> None:
     """Every config the comparison will build, validated before any compute."""
     for method in cfg.variants():
         if split_variant(method)[0] != "random":
-            pretrain_config(cfg, method, cfg.pretrain_seeds[0], [])
-        eval_config(cfg, method, cfg.pretrain_seeds[0], cfg.seeds[0], None)
+            with _named("pretrain_config", "pretrain_overrides", method):
+                pretrain_config(cfg, method, cfg.pretrain_seeds[0], [])
+        evaluation = "probe" if cfg.eval == "probe" else "finetune"
+        with _named(f"{evaluation}_config", f"{evaluation}_overrides", method):
+            eval_config(cfg, method, cfg.pretrain_seeds[0], cfg.seeds[0], None)
+
+
+@contextmanager
+def _named(preset: str, overrides: str, method: str) -> Iterator[None]:
+    """A unit's config error says where its setting came from: "train.bogus: unknown setting" named neither the
+    comparison's ``pretrain_overrides`` nor the method."""
+    try:
+        yield
+    except ConfigError as err:
+        raise ConfigError(f"{err} (in the comparison's {preset} with its {overrides}, method {method})") from None
