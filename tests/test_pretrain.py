@@ -265,6 +265,7 @@ def test_a_preset_name_that_no_longer_says_the_loss_is_warned(roots) -> None:
         warnings.simplefilter("error")
         assert prepare(parse_args([*preset, "loss.name=info_nce", "name=infonce"]))[0].name == "infonce"
         prepare(parse_args([*preset, "train.max_steps=3"]))
+        prepare(parse_args([*preset, "loss.detector=fnsd", "loss.name=false"]))  # the preset's own values: no change
 
 
 def test_export_encoder_is_small_and_loads(roots, tmp_path: Path) -> None:

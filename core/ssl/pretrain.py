@@ -340,11 +340,20 @@ def prepare(args: argparse.Namespace) -> tuple[PretrainConfig, Run | None, Path 
     if not args.config and not args.overrides:
         raise ConfigError("give --config FILE (see configs/) or --resume RUN_DIR")
     cfg = load_config(args.config, args.overrides)
-    changed = [o.split("=", 1)[0] for o in args.overrides if o.split("=", 1)[0] in NAMED_BY_PRESET]
+    preset = load_config(args.config, []) if args.config else None  # a key set to the preset's own value is no change
+    changed = [k for k in NAMED_BY_PRESET if any(o.split("=", 1)[0].strip() == k for o in args.overrides)
+               and (preset is None or _setting(cfg, k) != _setting(preset, k))]
     if cfg.name and changed and not any(o.startswith("name=") for o in args.overrides):
         warnings.warn(f"the run keeps the preset's name {cfg.name!r} although {', '.join(changed)} changed; "
                       "name=... gives it one that says so")
     return cfg, None, None
+
+
+def _setting(cfg: PretrainConfig, key: str) -> Any:
+    node: Any = cfg
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node
 
 
 def start(args: argparse.Namespace, env: DistEnv) -> Trainer:
