@@ -467,3 +467,12 @@ def test_report_on_a_labeled_scene_set_gives_every_key_with_cross_scene_figures(
     assert 0.0 <= report["precision"] <= 1.0 and report["pairs"] > 0
     assert set(report["selectors"]) == {"flags", "random", "colour", "encoder", "oracle"}
     assert isinstance(report["cross_scene_precision"], float) and 0.0 <= report["cross_scene_precision"] <= 1.0
+
+
+def test_the_encoder_selector_of_a_killed_run_names_its_checkpoints_step() -> None:
+    """A run killed at step 9 with its last checkpoint at step 5: the table said "final encoder"."""
+    from core.analysis.fn_report import selector_label
+
+    assert selector_label("encoder", {"encoder_step": 5, "step": 9}) == "encoder nearest (step 5 encoder)"
+    assert selector_label("encoder", {"encoder_step": 9, "step": 9}) == "encoder nearest (final encoder)"
+    assert selector_label("encoder", {"step": 9}) == "encoder nearest (final encoder)"  # a report made before

@@ -235,10 +235,13 @@ def compute_report(run: Run, use_encoder: bool = True, progress: Progress | None
     quality.notes.extend(notes)
     if detector["uses_labels"]:
         quality.notes.insert(0, ORACLE_NOTE)
+    enc_step = _encoder_step(run) if enc is not None else None
+    if enc_step is not None and enc_step < last_step:
+        quality.notes.append(f"the encoder selector reads the checkpoint of step {enc_step}, while the flags run to "
+                             f"step {last_step}: the run ended without a checkpoint after it (killed or stopped)")
     report = quality.to_json()
     report.update(run=run.id, method=cfg.method, data=cfg.data.name, step=last_step, world_size=world,
-                  up_to_step=up_to, detector=detector, strategy=detector["label"],
-                  encoder_step=_encoder_step(run) if enc is not None else None)
+                  up_to_step=up_to, detector=detector, strategy=detector["label"], encoder_step=enc_step)
     _store(run, key, report, partial=up_to is not None)
     return report
 
@@ -285,7 +288,12 @@ def report_detector(report: dict[str, Any]) -> dict[str, Any]:
 
 def selector_label(name: str, report: dict[str, Any]) -> str:
     """A selector's label in a report's table: the run's own flags by its detector's name."""
-    return report_detector(report)["flags"] if name == "flags" else SELECTOR_LABELS[name]
+    if name == "flags":
+        return report_detector(report)["flags"]
+    at, last = report.get("encoder_step"), report.get("step")
+    if name == "encoder" and isinstance(at, int) and isinstance(last, int) and at < last:
+        return f"encoder nearest (step {at} encoder)"  # a killed run's last checkpoint, not its final encoder
+    return SELECTOR_LABELS[name]
 
 
 SELECTOR_LABELS = {
