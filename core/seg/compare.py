@@ -33,6 +33,7 @@ from ..data import DataError
 from ..phases import report_phases
 from ..store.lifecycle import StopFlag, phase_listener, prepared_run, record_early_failure
 from ..store.runs import NotARunError, Run, atomic_write_bytes, atomic_write_json, create_run, open_run, runs_root
+from ..store.resume import ResumeRefused
 from ..store.run_lock import RunBusyError, lock_run, unlock_run
 from .compare_config import (RANDOM_SEED_STRIDE, CompareConfig, band_label, band_overrides,  # noqa: F401 (re-exported)
                              check_presets, eval_config, pretrain_config, split_overrides, split_variant)
@@ -246,7 +247,7 @@ FIRST_COMMAND = "command.json"  # the command line that started the comparison, 
 def _load(args: argparse.Namespace) -> tuple[CompareConfig, Run, Path]:
     if args.resume:
         if args.overrides:  # they were dropped without a word: config.yaml and the log said nothing of them
-            raise ConfigError(f"{args.overrides[0].split('=', 1)[0]}: a resumed comparison continues with its own "
+            raise ResumeRefused(f"{args.overrides[0].split('=', 1)[0]}: a resumed comparison continues with its own "
                               "config.yaml (its finished units are kept), so key=value overrides are not applied; "
                               "start a new comparison to change its settings")
         out = open_run(args.resume)

@@ -33,6 +33,7 @@ from ..data import DataError
 from .runs import NotARunError, Run, open_run
 from .trackers import Pictures, tracking_for
 from .run_lock import RunBusyError, lock_run, unlock_run
+from .resume import ResumeRefused
 from .run_state import IllegalTransition, check_transition
 
 LIVE_EVERY_S = 1.0  # how often buffered records and the step reach the run folder between checkpoints
@@ -219,7 +220,7 @@ def prepared_run(path: str) -> Run:
 def record_early_failure(args: argparse.Namespace, err: BaseException) -> None:
     """A run folder given on the command line learns why its process stopped before training, unless another
     process is writing it (a live run refused by this command is not this command's to mark failed)."""
-    if getattr(args, "resume", None) and isinstance(err, ConfigError):  # the command was wrong, not the run
+    if isinstance(err, ResumeRefused):  # the command was wrong, not the run
         _record_early(args, None, f"resume refused: {err}")
         return
     _record_early(args, "failed", f"could not start: {err}", error=str(err))

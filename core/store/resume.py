@@ -54,6 +54,10 @@ def refuse_if_complete(run: Run, max_steps: int | None) -> None:
                           + f"; to train on, resume it with train.max_steps=N (N above {step})")
 
 
+class ResumeRefused(ConfigError):
+    """A resume's key=value overrides are refused: the command was wrong, not the run, whose state stays as it was."""
+
+
 # what a resume may change: the run's length, how often it reports and saves, where it runs and what records it.
 # Anything else (batch size, views, loss, learning rate, precision, seed) would make config.yaml describe steps
 # that ran otherwise, and the run's records (e.g. the batches fn_report rebuilds) stop matching it.
@@ -70,7 +74,7 @@ def refuse_changed_settings(before: Any, after: Any, allowed: Iterable[str] = RE
     changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
     refused = [k for k in changed if k not in set(allowed)]
     if refused:
-        raise ConfigError(f"{refused[0]}: a resumed run keeps the settings its steps so far ran with "
+        raise ResumeRefused(f"{refused[0]}: a resumed run keeps the settings its steps so far ran with "
                           f"({old.get(refused[0])!r}, asked {new.get(refused[0])!r}"
                           + (f"; also {', '.join(refused[1:])}" if len(refused) > 1 else "")
                           + "); on resume only the length, reporting, checkpoints and device may change. Start a "
@@ -97,4 +101,4 @@ def _plain(cfg: Any) -> dict[str, Any]:
     return cfg.model_dump(mode="json") if hasattr(cfg, "model_dump") else dict(cfg)
 
 
-__all__ = ["RESUME_SETTINGS", "open_for_resume", "refuse_changed_settings", "refuse_if_complete", "resume_config"]
+__all__ = ["RESUME_SETTINGS", "ResumeRefused", "open_for_resume", "refuse_changed_settings", "refuse_if_complete", "resume_config"]
