@@ -78,7 +78,8 @@ def refuse_changed_settings(before: Any, after: Any, allowed: Iterable[str] = RE
                           f"({old.get(refused[0])!r}, asked {new.get(refused[0])!r}"
                           + (f"; also {', '.join(refused[1:])}" if len(refused) > 1 else "")
                           + "); on resume only the length, reporting, checkpoints and device may change. Start a "
-                          "new run for other settings (model.init=<this run> continues from its encoder)")
+                          "new run for other settings (from this run's encoder: model.weights=<run>/checkpoints/"
+                          "encoder.safetensors to pretrain on, model.init=<run> to fine-tune)")
     return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed]
 
 
