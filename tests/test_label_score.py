@@ -359,6 +359,11 @@ def test_a_class_colour_a_level_off_is_refused_not_scored_as_absent() -> None:
     result = score_labels(big, png(stray), CLASSES)
     assert result.unknown == pytest.approx(0.005) and "1 level(s) off the class colour [0, 0, 255] of building" in \
         result.unknown_note() and result.report(CLASSES)["unknown_note"] == result.unknown_note()
+    stray[30:60, :10] = (90, 40, 160)  # 0.5 % near, 0.5 % far: only the near colours count towards a refusal
+    assert score_labels(big, png(stray), CLASSES).unknown == pytest.approx(0.01)
+    soft = np.asarray([c["color"] for c in CLASSES], np.uint8)[big]
+    soft[:, 99:102] = (0, 2, 253)  # soft edges a level or two off building, which is there in its own colour: scored
+    assert score_labels(big, png(soft), CLASSES).unknown == pytest.approx(0.01)
 
 
 def test_an_index_mask_one_past_the_last_class_says_it_may_count_from_one() -> None:

@@ -210,20 +210,30 @@ def _choose(readings: list[Callable[[], _Reading | None]], palette: bool, total:
 LOSSY_LEVELS = 12  # a colour this close to a class colour (per channel) but not it: compression, not another set
 
 
-def lossy_hint(colour: Any, colors: Sequence[tuple[int, int, int]], names: Sequence[str] = ()) -> str:
-    """When an unknown mask colour lies a few levels from a class colour (a JPEG's ringing, a colour edited by
-    hand), what to do; else "". ``names``: the classes' names, to say whose colour it misses."""
+def near_class(colour: Any, colors: Sequence[tuple[int, ...]]) -> tuple[int, int] | None:
+    """(class, levels off) of the first class colour an unknown colour lies a few levels from, else None (also for
+    a band's value, which is no colour)."""
     try:
         c = np.asarray(colour, dtype=np.int64).reshape(3)
     except (TypeError, ValueError):
-        return ""  # a value of a band, not a colour
+        return None
     for k, ref in enumerate(colors):
         off = int(np.abs(c - np.asarray(ref, np.int64)).max()) if len(ref) == 3 else 0
         if 0 < off <= LOSSY_LEVELS:
-            whose = f" of {names[k]}" if k < len(names) else ""
-            return (f" ({list(map(int, c))} is {off} level(s) off the class colour {list(ref)}{whose}: a lossy copy "
-                    "such as a JPEG, or an edited colour? Give the mask as PNG in the legend's exact colours)")
-    return ""
+            return k, off
+    return None
+
+
+def lossy_hint(colour: Any, colors: Sequence[tuple[int, ...]], names: Sequence[str] = ()) -> str:
+    """When an unknown mask colour lies a few levels from a class colour (a JPEG's ringing, a colour edited by
+    hand), what to do; else "". ``names``: the classes' names, to say whose colour it misses."""
+    near = near_class(colour, colors)
+    if near is None:
+        return ""
+    k, off = near
+    whose = f" of {names[k]}" if k < len(names) else ""
+    return (f" ({list(map(int, colour))} is {off} level(s) off the class colour {list(colors[k])}{whose}: a lossy "
+            "copy such as a JPEG, or an edited colour? Give the mask as PNG in the legend's exact colours)")
 
 
 def _neither(seen: list[_Reading], palette: bool, table: MaskTable) -> str:
@@ -281,8 +291,9 @@ def decode_bands(bands: list[np.ndarray], table: MaskTable, empty_ok: bool = Fal
 
 
 def _decoded(r: _Reading) -> Decoded:
-    example = r.unknown_what()[0][0] if r.unknown else None
-    return Decoded(np.ascontiguousarray(r.labels(), np.uint8), r.unknown, example, r.how)
+    unknowns = tuple(r.unknown_what()[:64]) if r.unknown else ()
+    example = unknowns[0][0] if unknowns else None
+    return Decoded(np.ascontiguousarray(r.labels(), np.uint8), r.unknown, example, r.how, unknowns)
 
 
 def read_mask(path: Path, table: MaskTable, empty_ok: bool = False) -> Decoded:

@@ -91,6 +91,7 @@ class Decoded:
     unknown: int = 0
     example: Any = None  # one unknown colour (list) or value (int), for the message
     how: str = ""  # how the file was read ("class colours", "class indices", ...: ``mask_read``)
+    unknowns: tuple = ()  # the commonest unknown colours or values with their pixels, most first (up to 64)
 
 
 THRESHOLD_UNSURE = (64, 192)  # a channel strictly between these is neither on nor off (see ColorCode)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from ..data.mask_read import MaskError, card_table, decode_image, lossy_hint, palette_arrays
+from ..data.mask_read import MaskError, card_table, decode_image, lossy_hint, near_class, palette_arrays
 from ..imaging.imageio import _open_pil, image_header
 from ..store.catalog import shipped_class_sets
 from .infer import NODATA
@@ -155,23 +155,42 @@ def read_label_mask(data: bytes, classes: list[dict[str, Any]], shape: tuple[int
         if why:
             raise LabelMaskError(why)
     labels = np.where(decoded.labels < len(classes), decoded.labels, IGNORE).astype(np.uint8)
+    colours, names = [tuple(c.get("color", ())) for c in classes], [str(c.get("name")) for c in classes]
     if decoded.unknown > FOREIGN_SHARE * labels.size:  # most of it is no class: another data set's mask, most likely
-        lossy = lossy_hint(decoded.example, [tuple(c.get("color", ())) for c in classes],
-                           [str(c.get("name")) for c in classes])
+        lossy = lossy_hint(decoded.example, colours, names)
         raise LabelMaskError(f"{100 * decoded.unknown / labels.size:.0f} % of the label mask's pixels are of no class of "
                              f"this model as {decoded.how} (e.g. {decoded.example})"
                              f"{lossy + '.' if lossy else ': is it a mask of another data set?'} The model's classes: {_names(classes)}")
-    colours, names = [tuple(c.get("color", ())) for c in classes], [str(c.get("name")) for c in classes]
+    missed = _missed_class(decoded, labels, colours, names)
+    if missed:
+        raise LabelMaskError(missed)
     near = lossy_hint(decoded.example, colours, names) if decoded.unknown else ""
-    if near and decoded.unknown >= NEAR_SHARE * labels.size:  # scored, its class would read as absent from the mask
-        raise LabelMaskError(f"{100 * decoded.unknown / labels.size:.1f} % of the label mask's pixels are of no class "
-                             f"of this model as {decoded.how}{near}. Scored as they are, those pixels would be left "
-                             "out and their class counted as absent from the mask")
     if not (labels != IGNORE).any():
         raise LabelMaskError(f"no pixel of the label mask is one of the model's classes ({_names(classes)}) as "
                              f"{decoded.how}; give class indices 0-{len(classes) - 1} or the class colours of the "
                              "legend")
     return labels, decoded.how, decoded.unknown / labels.size, near or _index_hint(decoded.example, len(classes))
+
+
+def _missed_class(decoded: Any, labels: np.ndarray, colours: list[tuple], names: list[str]) -> str | None:
+    """Why the mask is refused when a class is mostly drawn in a colour a few levels off its own (on 1 % of the
+    pixels or more): scored, that class would read as absent from the mask (a mask with building one level off was
+    scored with building "in no pixel of the mask"). Soft edges a level or two off a class that is there in its own
+    colour are scored, their share said."""
+    near: dict[int, list] = {}
+    for colour, count in decoded.unknowns:
+        hit = near_class(colour, colours)
+        if hit is not None:
+            near.setdefault(hit[0], []).append((colour, count))
+    exact = np.bincount(labels[labels != IGNORE], minlength=len(colours))
+    for k, found in sorted(near.items(), key=lambda kv: -sum(c for _, c in kv[1])):
+        off = sum(c for _, c in found)
+        if off >= NEAR_SHARE * labels.size and off > exact[k]:
+            return (f"{100 * off / labels.size:.1f} % of the label mask's pixels are of no class of this model as "
+                    f"{decoded.how}{lossy_hint(found[0][0], colours, names)}, against {100 * exact[k] / labels.size:.1f}"
+                    f" % in {names[k]}'s own colour. Scored as they are, those pixels would be left out and "
+                    f"{names[k]} counted as {'absent from' if not exact[k] else 'rare in'} the mask")
+    return None
 
 
 def _index_hint(example: Any, n: int) -> str:
