@@ -138,8 +138,8 @@ def test_unmeasured_fits_name_the_models_each_reason_holds_for() -> None:
     empty = DomainScore(known=False, reasons=[TOO_LITTLE])
     why = _unknown_why({0: empty, 1: small}, entries)
     assert f"{TOO_LITTLE} (for shipped: a)" in why and "(48 x 48 px) (for shipped: b)" in why
-    assert _unknown_why({0: small, 1: small}, entries).startswith(
-        "no domain fit could be measured because the image is too small") and "(for" not in why.split(";")[-1]
+    same = _unknown_why({0: small, 1: small}, entries)  # one reason for both: said once, no model named
+    assert same.startswith("no domain fit could be measured because the image is too small") and "(for" not in same
 
 
 def test_a_model_trained_on_small_tiles_is_fingerprinted_and_scored_at_their_size() -> None:
@@ -411,6 +411,13 @@ def test_a_white_corner_taken_for_no_data_says_so_and_how_to_keep_it(two_domains
         notes = json.loads((out / "bright_report.json").read_text())["notes"]
         assert any("17.4 % a near-white or near-black region at a corner, taken for a no-data collar" in n
                    and "--keep-borders" in n for n in notes) is said
+    alpha = np.dstack([img, np.full(img.shape[:2], 255, np.uint8)])
+    alpha[:40, :40, 3] = 0  # the file's own no-data (transparent): --keep-borders would not keep it, so no such note
+    Image.fromarray(alpha).save(tmp_path / "clear.png")
+    assert main([str(tmp_path / "clear.png"), "--checkpoint", str(desert.path), "--out", str(tmp_path / "c"), "--tile",
+                 "64", "--no-progress"]) == 0
+    notes = json.loads((tmp_path / "c" / "clear_report.json").read_text())["notes"]
+    assert any("hold no data" in n for n in notes) and not any("taken for a no-data collar" in n for n in notes)
 
 
 def test_nodata_is_transparent_and_left_out_of_the_areas(two_domains, tmp_path: Path) -> None:

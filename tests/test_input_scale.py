@@ -114,11 +114,14 @@ def test_small_crops_at_full_scale_stay_allowed_at_the_encoders_stride() -> None
     (40 px at output stride 16); it is refused at load, naming the field. A scaled model pads, so any crop goes."""
     cfg = load_config(ROOT / "configs/finetune_demo_cpu.yaml", ["data.crop_size=48"], model=FinetuneConfig)
     assert cfg.data.crop_size == 48 and cfg.model.input_scale == 1.0
-    with pytest.raises(ConfigError, match="data.crop_size: 40 px is no multiple of 16, the stride of the deeplabv3plus"):
+    with pytest.raises(ConfigError, match="data.crop_size: 40 px is no multiple of 16, the stride of the deeplabv3"):
         load_config(ROOT / "configs/finetune_demo_cpu.yaml", ["data.crop_size=40"], model=FinetuneConfig)
-    with pytest.raises(ConfigError, match="data.crop_size: 48 px is no multiple of 32, the stride of the unet"):
-        load_config(ROOT / "configs/finetune_demo_cpu.yaml", ["data.crop_size=48", "model.arch=unet"],
+    with pytest.raises(ConfigError, match="data.crop_size: 48 px is no multiple of 32, the stride of the fpn"):
+        load_config(ROOT / "configs/finetune_demo_cpu.yaml", ["data.crop_size=48", "model.arch=fpn"],
                     model=FinetuneConfig)
+    unet = load_config(ROOT / "configs/finetune_demo_cpu.yaml", ["data.crop_size=40", "model.arch=unet"],
+                       model=FinetuneConfig)  # smp's U-Net takes any side
+    assert unet.data.crop_size == 40
     assert load_config(ROOT / "configs/finetune_demo_cpu.yaml", ["data.crop_size=40", "model.input_scale=0.8"],
                        model=FinetuneConfig).data.crop_size == 40
 

@@ -89,3 +89,16 @@ def test_a_folder_without_labels_trains_without_the_monitor_and_says_so(tmp_path
     (run,) = list_runs(tmp_path / "runs")
     assert run.status()["state"] == "completed" and not any("knn_acc" in m for m in run.metrics())
     assert "kNN monitor off: the data set has no labels" in run.log_text()
+
+
+def test_a_resume_whose_monitor_tiles_changed_says_so() -> None:
+    """A run resumed across the change of the query-scene rule measured other tiles from then on: said, not hidden."""
+    from types import SimpleNamespace
+
+    from core.ssl.knn_monitor import KnnMonitor
+
+    monitor = SimpleNamespace(baseline=0.0)
+    said = KnnMonitor.tiles_changed(monitor, [{"step": 4, "knn_acc": 0.03, "knn_baseline": 0.03}], 8)
+    assert said is not None and "baseline 0.030 before, 0.000 now" in said and said.endswith("jump at step 8")
+    assert KnnMonitor.tiles_changed(monitor, [{"knn_baseline": 0.0}], 8) is None
+    assert KnnMonitor.tiles_changed(monitor, [{"step": 1, "loss": 3.0}], 8) is None

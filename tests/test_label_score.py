@@ -332,7 +332,8 @@ def test_a_lossy_copy_of_a_mask_is_named_as_such_and_the_share_of_no_class_is_sa
     colours = np.asarray([c["color"] for c in CLASSES], np.uint8)
     off = colours[labels].astype(np.int16)
     off[:, :] += np.asarray([-1, 2, 1], np.int16)  # every colour a level or two off
-    with pytest.raises(LabelMaskError, match=r"level\(s\) off the class colour \[.*\]( of \w+)?: a lossy copy such as a "
+    with pytest.raises(LabelMaskError, match=r"level\(s\) off the class colour \[.*\]( of \w+)?: a lossy copy such as "
+                                             r"a "
                                              r"JPEG, or an edited colour\? Give the mask as PNG"):
         score_labels(labels, png(np.clip(off, 0, 255).astype(np.uint8)), CLASSES)
     partly = colours[labels].copy()

@@ -39,7 +39,7 @@ KNN_NOTE = ("kNN accuracy: each query tile's dominant class, voted by its 20 nea
             "the scenes' land cover differs, both lines are low, and what the encoder has learned is the gap between "
             "them, not the height.")
 SHARES = {"miou", "knn_acc"}  # charted values in [0, 1], shown in percent
-LEGEND_NAMES = {"knn_acc": "kNN accuracy", "knn_baseline": "bank's majority class"}  # record keys, as a legend says them
+LEGEND_NAMES = {"knn_acc": "kNN accuracy", "knn_baseline": "bank's majority class"}  # record keys, as said in a legend
 
 
 # (stopping, Stop's help, Resume's help) by run kind; others: a training run's

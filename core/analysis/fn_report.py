@@ -238,7 +238,7 @@ def compute_report(run: Run, use_encoder: bool = True, progress: Progress | None
     enc_step = _encoder_step(run) if enc is not None else None
     if enc_step is not None and enc_step < last_step:
         quality.notes.append(f"the encoder selector reads the checkpoint of step {enc_step}, while the flags run to "
-                             f"step {last_step}: the run ended without a checkpoint after it (killed or stopped)")
+                             f"step {last_step}: the run ended early, without a checkpoint after it (killed or failed)")
     report = quality.to_json()
     report.update(run=run.id, method=cfg.method, data=cfg.data.name, step=last_step, world_size=world,
                   up_to_step=up_to, detector=detector, strategy=detector["label"], encoder_step=enc_step)

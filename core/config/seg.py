@@ -117,8 +117,9 @@ class FinetuneConfig(_Section):
             raise ValueError("data.val_fraction: 0 leaves no validation scenes to choose the run's model by; set "
                              "train.average_from (e.g. 0.5), so that the model is the weight average of the last "
                              "steps, or give a validation share")
-        stride = self.model.output_stride if self.model.arch == "deeplabv3plus" else 32  # the encoder's, as smp checks
-        if self.model.input_scale == 1.0 and self.data.crop_size % stride:  # else the model pads to its stride
+        # the input side smp requires (its check_input_shape; its U-Net takes any side): the encoder's stride
+        stride = {"deeplabv3plus": self.model.output_stride, "fpn": 32}.get(self.model.arch)
+        if stride and self.model.input_scale == 1.0 and self.data.crop_size % stride:  # else the model pads
             raise ValueError(f"data.crop_size: {self.data.crop_size} px is no multiple of {stride}, the stride of the "
                              f"{self.model.arch} model's encoder (model.output_stride {self.model.output_stride}); "
                              f"e.g. {max(stride, self.data.crop_size // stride * stride)}")

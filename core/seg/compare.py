@@ -247,9 +247,9 @@ FIRST_COMMAND = "command.json"  # the command line that started the comparison, 
 def _load(args: argparse.Namespace) -> tuple[CompareConfig, Run, Path]:
     if args.resume:
         if args.overrides:  # they were dropped without a word: config.yaml and the log said nothing of them
-            raise ResumeRefused(f"{args.overrides[0].split('=', 1)[0]}: a resumed comparison continues with its own "
-                              "config.yaml (its finished units are kept), so key=value overrides are not applied; "
-                              "start a new comparison to change its settings")
+            raise ResumeRefused(f"{args.overrides[0].split('=', 1)[0]}: a resumed comparison continues with its "
+                                "own config.yaml (its finished units are kept), so key=value overrides are not "
+                                "applied; start a new comparison to change its settings")
         out = open_run(args.resume)
         if out.kind() != "compare":
             raise NotARunError(f"{out.path} is not a comparison run")

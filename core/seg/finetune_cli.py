@@ -29,7 +29,7 @@ def start(args: argparse.Namespace, env: DistEnv | None = None) -> FinetuneTrain
     if args.resume:
         cfg, changed = resume_config(args.resume, args.overrides, lambda raw: validate_config(raw, FinetuneConfig))
         run, ckpt = open_for_resume(args.resume)
-        for change in changed:
+        for change in changed if env.main else []:
             run.log(f"resumed with {change}")
         refuse_if_complete(run, cfg.train.max_steps)
         trainer = FinetuneTrainer(cfg, run, progress=progress, env=env)

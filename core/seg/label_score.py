@@ -79,7 +79,8 @@ class LabelScore:
         classes with the predicted pixels of the classes it lacks."""
         return {"labels": labels, "miou": float(self.scores.miou), "accuracy": float(self.scores.overall_accuracy),
                 "iou": {r["class"]: r["iou"] for r in self.iou_rows(classes)}, "read_as": self.how,
-                "left_out": round(self.left_out, 6), "unknown": round(self.unknown, 6), "unknown_note": self.unknown_note(),
+                "left_out": round(self.left_out, 6), "unknown": round(self.unknown, 6),
+                "unknown_note": self.unknown_note(),
                 "miou_of_mask_classes": self.miou_of_mask_classes(),
                 "predicted_not_in_mask": {n: p for n, p in self.predicted_not_labeled(classes)}}
 
@@ -186,9 +187,10 @@ def _missed_class(decoded: Any, labels: np.ndarray, colours: list[tuple], names:
     for k, found in sorted(near.items(), key=lambda kv: -sum(c for _, c in kv[1])):
         off = sum(c for _, c in found)
         if off >= NEAR_SHARE * labels.size and off > exact[k]:
+            own = 100 * exact[k] / labels.size
             return (f"{100 * off / labels.size:.1f} % of the label mask's pixels are of no class of this model as "
-                    f"{decoded.how}{lossy_hint(found[0][0], colours, names)}, against {100 * exact[k] / labels.size:.1f}"
-                    f" % in {names[k]}'s own colour. Scored as they are, those pixels would be left out and "
+                    f"{decoded.how}{lossy_hint(found[0][0], colours, names)}, against {own:.1f} % in {names[k]}'s "
+                    f"own colour. Scored as they are, those pixels would be left out and "
                     f"{names[k]} counted as {'absent from' if not exact[k] else 'rare in'} the mask")
     return None
 

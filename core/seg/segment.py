@@ -27,6 +27,7 @@ from .segmentation_result import Segmentation, write_outputs
 
 DARK_LEVEL = 48  # of 255: an image whose brightest pixels stay below this is said to be very dark
 
+
 def segment_loaded(loaded: LoadedImage, model: torch.nn.Module, card: dict[str, Any], *, tile: int = 512,
                    overlap: float = 0.25, batch_size: int = 4, tta: bool = False,
                    device: torch.device | None = None,
@@ -146,7 +147,10 @@ def segment_image(loaded: LoadedImage, model: torch.nn.Module, card: dict[str, A
 def _corner_text(loaded: LoadedImage, borders: bool) -> str:
     """What of the no data is a near-white or near-black corner region, and how to keep it: an overexposed corner
     of sand is ground, and it vanished from the areas and the score as "no data" with no word on why."""
-    corner = uniform_borders(loaded.rgb).mean() if borders else 0.0
+    if not borders:
+        return ""
+    kept = ~nodata_mask(loaded, borders=False)  # what --keep-borders keeps: not the file's own no-data
+    corner = (uniform_borders(loaded.rgb) & kept).mean()
     if corner < 0.0005:
         return ""
     return (f" ({100 * corner:.1f} % a near-white or near-black region at a corner, taken for a no-data collar; "

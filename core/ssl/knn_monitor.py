@@ -138,6 +138,16 @@ class KnnMonitor:
         acc = float((pred == self.query_labels).float().mean())
         return {"knn_acc": acc, "knn_baseline": self.baseline, "knn_s": time.perf_counter() - t0}
 
+    def tiles_changed(self, records: list, step: int) -> str | None:
+        """What to log when these tiles are not the ones the run measured before (a run resumed across a change of
+        the rule that picks them): its curve would jump at this step with no word. None when they agree."""
+        earlier = [m["knn_baseline"] for m in records if isinstance(m, dict) and "knn_baseline" in m]
+        if not earlier or abs(earlier[-1] - self.baseline) <= 1e-9:
+            return None
+        return (f"kNN monitor: its bank and query tiles differ from those of the run's steps so far (a newer rule "
+                f"chose them; baseline {earlier[-1]:.3f} before, {self.baseline:.3f} now): its curve may jump at step "
+                f"{step}")
+
     @classmethod
     def for_run(cls, dataset: TileSet, every: int, input_size: int, seed: int,
                 device: torch.device) -> tuple["KnnMonitor | None", str]:

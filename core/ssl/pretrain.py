@@ -10,6 +10,7 @@ resumed run continues exactly where its last checkpoint left off.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 import warnings
@@ -207,6 +208,9 @@ class Trainer:
         set_rng_state(meta["state"].get("rng"))
         if self.run is not None and self.env.main:  # a kill between the two writes left an older encoder export
             export_encoder(self.run.checkpoint_dir / "encoder.safetensors", self.model.encoder, meta["card"])
+            changed = self.knn.tiles_changed(self.run.metrics(), self.step) if self.knn is not None else None
+            if changed:
+                self.run.log(changed)
 
     def _treated(self, means: dict[str, Any]) -> dict[str, Any]:
         """The progress bar's count of treated pairs, in the treatment's word (FNCC calibrates, the others
@@ -324,12 +328,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 NAMED_BY_PRESET = ("method", "loss.name", "loss.detector", "loss.treatment")  # what a preset's name usually says
 
 
-def prepare(args: argparse.Namespace) -> tuple[PretrainConfig, Run | None, Path | None]:
-    """Validate everything that can be checked before compute; touch no existing run folder."""
+def prepare(args: argparse.Namespace, main: bool = True) -> tuple[PretrainConfig, Run | None, Path | None]:
+    """Validate everything that can be checked before compute; touch no existing run folder (``main``: this is the
+    first rank, which writes the run's log)."""
     if args.resume:
         cfg, changed = resume_config(args.resume, args.overrides, validate_config, upgrade_run_config)
         run, ckpt = open_for_resume(args.resume)
-        for change in changed:
+        for change in changed if main else []:
             run.log(f"resumed with {change}")
         refuse_if_complete(run, cfg.train.max_steps)
         return cfg, run, ckpt
@@ -340,9 +345,14 @@ def prepare(args: argparse.Namespace) -> tuple[PretrainConfig, Run | None, Path 
     if not args.config and not args.overrides:
         raise ConfigError("give --config FILE (see configs/) or --resume RUN_DIR")
     cfg = load_config(args.config, args.overrides)
-    preset = load_config(args.config, []) if args.config else None  # a key set to the preset's own value is no change
-    changed = [k for k in NAMED_BY_PRESET if any(o.split("=", 1)[0].strip() == k for o in args.overrides)
-               and (preset is None or _setting(cfg, k) != _setting(preset, k))]
+    named = [k for k in NAMED_BY_PRESET if any(o.split("=", 1)[0].strip() == k for o in args.overrides)]
+    preset = None
+    if named and args.config:  # a key set to the preset's own value is no change
+        try:
+            preset = load_config(args.config, [])
+        except ConfigError:  # a preset that only its overrides complete (data.root of a folder): every key counts
+            pass
+    changed = [k for k in named if preset is None or _setting(cfg, k) != _setting(preset, k)]
     if cfg.name and changed and not any(o.startswith("name=") for o in args.overrides):
         warnings.warn(f"the run keeps the preset's name {cfg.name!r} although {', '.join(changed)} changed; "
                       "name=... gives it one that says so")
@@ -350,15 +360,12 @@ def prepare(args: argparse.Namespace) -> tuple[PretrainConfig, Run | None, Path 
 
 
 def _setting(cfg: PretrainConfig, key: str) -> Any:
-    node: Any = cfg
-    for part in key.split("."):
-        node = getattr(node, part)
-    return node
+    return functools.reduce(getattr, key.split("."), cfg)
 
 
 def start(args: argparse.Namespace, env: DistEnv) -> Trainer:
     """The trainer of a new run (data built before any folder is made) or of a resumed one."""
-    cfg, run, ckpt = prepare(args)
+    cfg, run, ckpt = prepare(args, env.main)
     if ckpt is None:
         trainer = Trainer(cfg, None, env, progress=not args.no_progress)  # builds data: fails before a folder
         if run is None and env.main:

@@ -58,18 +58,20 @@ class ResumeRefused(ConfigError):
     """A resume's key=value overrides are refused: the command was wrong, not the run, whose state stays as it was."""
 
 
-# what a resume may change: the run's length, how often it reports and saves, where it runs and what records it.
-# Anything else (batch size, views, loss, learning rate, precision, seed) would make config.yaml describe steps
-# that ran otherwise, and the run's records (e.g. the batches fn_report rebuilds) stop matching it.
+# What a resume may change: the run's length, how often it reports, saves and measures, how it tests, where its
+# data and machine are, and what records it. The length moves the learning-rate schedule's end, and another device
+# (and with precision "auto" its precision) other kernels: the steps still to run change, which is what training on or
+# moving a run means. Anything else (batch size, views, loss, learning rate, precision, seed) would make config.yaml
+# describe steps that ran otherwise, and the run's records (e.g. the batches fn_report rebuilds) stop matching it.
 RESUME_SETTINGS = ("name", "train.max_steps", "train.epochs", "train.log_every", "train.ckpt_every",
-                   "train.knn_every", "train.eval_every", "train.device", "train.compile", "train.trackers",
-                   "train.mlflow_uri")
+                   "train.knn_every", "train.eval_every", "train.test_tile", "train.test_overlap", "train.device",
+                   "train.compile", "train.trackers", "train.mlflow_uri", "data.root")
 
 
 def refuse_changed_settings(before: Any, after: Any, allowed: Iterable[str] = RESUME_SETTINGS) -> list[str]:
-    """The settings a resume's overrides change, as "key: old -> new"; ConfigError naming the first that a resume
-    may not change. Why: a resume with train.batch_size=24 ran, rewrote config.yaml as if every step had used 24, and the
-    false-negative report then failed on the first steps' batches, blaming the data."""
+    """The settings a resume's overrides change, as "key: old -> new"; ``ResumeRefused`` naming the first that a
+    resume may not change. Why: a resume with train.batch_size=24 ran, rewrote config.yaml as if every step had used
+    24, and the false-negative report then failed on the first steps' batches, blaming the data."""
     old, new = flat_settings(_plain(before)), flat_settings(_plain(after))
     changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
     refused = [k for k in changed if k not in set(allowed)]
@@ -92,9 +94,10 @@ def resume_config(path: str | Path, overrides: list[str], validate: Any, upgrade
     raw = upgrade(open_run_arg(path).stored_config())
     cfg = validate(apply_overrides(copy.deepcopy(raw), overrides))  # overrides are applied in place
     try:
-        before = validate(raw)
-    except (ConfigError, ValueError):  # a stored config only the overrides make valid again: nothing to hold it to
-        return cfg, []
+        before: Any = validate(raw)
+    except (ConfigError, ValueError):  # a stored config only the overrides make valid again: its raw settings
+        before, cfg_raw = raw, apply_overrides(copy.deepcopy(raw), overrides)
+        return cfg, refuse_changed_settings(before, cfg_raw)
     return cfg, refuse_changed_settings(before, cfg)
 
 
@@ -102,4 +105,5 @@ def _plain(cfg: Any) -> dict[str, Any]:
     return cfg.model_dump(mode="json") if hasattr(cfg, "model_dump") else dict(cfg)
 
 
-__all__ = ["RESUME_SETTINGS", "ResumeRefused", "open_for_resume", "refuse_changed_settings", "refuse_if_complete", "resume_config"]
+__all__ = ["RESUME_SETTINGS", "ResumeRefused", "open_for_resume", "refuse_changed_settings", "refuse_if_complete",
+           "resume_config"]
