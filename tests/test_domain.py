@@ -418,6 +418,13 @@ def test_a_white_corner_taken_for_no_data_says_so_and_how_to_keep_it(two_domains
                  "64", "--no-progress"]) == 0
     notes = json.loads((tmp_path / "c" / "clear_report.json").read_text())["notes"]
     assert any("hold no data" in n for n in notes) and not any("taken for a no-data collar" in n for n in notes)
+    collar = np.moveaxis(img, 2, 0).copy()
+    collar[:, :, :24] = 0  # a GeoTIFF's nodata value (0) in a black collar: the file's no-data too
+    write_tiff(tmp_path / "collar.tif", collar, nodata=0)
+    assert main([str(tmp_path / "collar.tif"), "--checkpoint", str(desert.path), "--out", str(tmp_path / "t"),
+                 "--tile", "64", "--no-progress"]) == 0
+    notes = json.loads((tmp_path / "t" / "collar_report.json").read_text())["notes"]
+    assert any("hold no data" in n for n in notes) and not any("taken for a no-data collar" in n for n in notes)
 
 
 def test_nodata_is_transparent_and_left_out_of_the_areas(two_domains, tmp_path: Path) -> None:

@@ -149,8 +149,11 @@ def _corner_text(loaded: LoadedImage, borders: bool) -> str:
     of sand is ground, and it vanished from the areas and the score as "no data" with no word on why."""
     if not borders:
         return ""
-    kept = ~nodata_mask(loaded, borders=False)  # what --keep-borders keeps: not the file's own no-data
-    corner = (uniform_borders(loaded.rgb) & kept).mean()
+    corner = uniform_borders(loaded.rgb)
+    for own in (loaded.declared_nodata, loaded.nodata_value_pixels):  # the file's own no-data: kept out either way
+        if own is not None:
+            corner &= ~own
+    corner = corner.mean()
     if corner < 0.0005:
         return ""
     return (f" ({100 * corner:.1f} % a near-white or near-black region at a corner, taken for a no-data collar; "
