@@ -74,14 +74,16 @@ def refuse_changed_settings(before: Any, after: Any, allowed: Iterable[str] = RE
     24, and the false-negative report then failed on the first steps' batches, blaming the data."""
     old, new = flat_settings(_plain(before)), flat_settings(_plain(after))
     changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
-    refused = [k for k in changed if k not in set(allowed)]
+    allowed = set(allowed)
+    refused = [k for k in changed if k not in allowed]
     if refused:
         raise ResumeRefused(f"{refused[0]}: a resumed run keeps the settings its steps so far ran with "
-                          f"({old.get(refused[0])!r}, asked {new.get(refused[0])!r}"
-                          + (f"; also {', '.join(refused[1:])}" if len(refused) > 1 else "")
-                          + "); on resume only the length, reporting, checkpoints and device may change. Start a "
-                          "new run for other settings (from this run's encoder: model.weights=<run>/checkpoints/"
-                          "encoder.safetensors to pretrain on, model.init=<run> to fine-tune)")
+                            f"({old.get(refused[0])!r}, asked {new.get(refused[0])!r}"
+                            + (f"; also {', '.join(refused[1:])}" if len(refused) > 1 else "")
+                            + "); on resume only the length, reporting, checkpoints, test window, data folder, "
+                            "device and trackers may change. Start a new run for other settings (from this run's "
+                            "encoder: model.weights=<run>/checkpoints/encoder.safetensors to pretrain on, "
+                            "model.init=<run> to fine-tune)")
     return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed]
 
 
@@ -92,12 +94,12 @@ def resume_config(path: str | Path, overrides: list[str], validate: Any, upgrade
     from ..config import apply_overrides
 
     raw = upgrade(open_run_arg(path).stored_config())
-    cfg = validate(apply_overrides(copy.deepcopy(raw), overrides))  # overrides are applied in place
+    after = apply_overrides(copy.deepcopy(raw), overrides)  # in place: the stored settings are kept apart
+    cfg = validate(after)
     try:
         before: Any = validate(raw)
     except (ConfigError, ValueError):  # a stored config only the overrides make valid again: its raw settings
-        before, cfg_raw = raw, apply_overrides(copy.deepcopy(raw), overrides)
-        return cfg, refuse_changed_settings(before, cfg_raw)
+        return cfg, refuse_changed_settings(raw, after)
     return cfg, refuse_changed_settings(before, cfg)
 
 
