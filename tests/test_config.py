@@ -8,6 +8,8 @@ import yaml
 
 from core.config import ConfigError, FinetuneConfig, PretrainConfig, ProbeConfig, apply_overrides, load_config
 
+ROOT = Path(__file__).resolve().parent.parent
+
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 
@@ -251,3 +253,18 @@ def test_epochs_that_come_to_more_than_a_billion_steps_are_refused_naming_the_fi
     with pytest.raises(ConfigError, match=r"train.epochs: 1e\+06 epochs of 2000 steps are 2,000,000,000 steps"):
         total_steps(None, 1e6, 2000)
     assert total_steps(None, 1e6, 1000) == MAX_STEPS
+
+
+def test_an_epochs_override_sets_the_length_and_a_config_of_the_other_kind_names_its_command() -> None:
+    """The review: ``train.epochs=2`` on a preset with ``train.max_steps`` ran the preset's 300 steps without a word;
+    a fine-tuning preset given to pretraining said "model.arch: unknown setting"."""
+    cfg = load_config(ROOT / "configs/demo_cpu.yaml", ["train.epochs=2"])
+    assert cfg.train.epochs == 2 and cfg.train.max_steps is None
+    cfg = load_config(ROOT / "configs/demo_cpu.yaml", ["train.epochs=2", "train.max_steps=5"])
+    assert cfg.train.max_steps == 5  # both given: as before, max_steps wins
+    assert load_config(ROOT / "configs/demo_cpu.yaml", []).train.max_steps == 300
+    for path, model, command in (("finetune_dubai_cpu.yaml", PretrainConfig, "core.finetune"),
+                                 ("demo_cpu.yaml", FinetuneConfig, "core.pretrain"),
+                                 ("compare_cpu.yaml", PretrainConfig, "core.compare")):
+        with pytest.raises(ConfigError, match=f"^this is a .* config .*: run it with python -m {command}$"):
+            load_config(ROOT / "configs" / path, [], model)

@@ -46,7 +46,18 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
                 raise ConfigError(f"override {key}: {'.'.join(parts)} is not a list, so it cannot be extended")
             parsed = [*current, *(parsed if isinstance(parsed, list) else [parsed])]
         node[parts[-1]] = parsed
+    _length_from_epochs(raw, overrides)
     return raw
+
+
+def _length_from_epochs(raw: dict[str, Any], overrides: list[str]) -> None:
+    """``train.epochs=N`` asks for N epochs: the preset's ``train.max_steps``, which would win over it, is dropped
+    (it was kept, and the run silently took the preset's length), unless an override gives both."""
+    keys = {item.split("=", 1)[0].strip() for item in overrides if "=" in item}
+    train = raw.get("train")
+    if "train.epochs" in keys and "train.max_steps" not in keys and isinstance(train, dict) \
+            and train.get("epochs") is not None:
+        train["max_steps"] = None
 
 
 def _problem(error: dict[str, Any]) -> tuple[str, str]:
@@ -97,7 +108,34 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
         if not isinstance(raw, dict):
             raise ConfigError(f"config file {p} must hold a mapping of settings")
     apply_overrides(raw, overrides or [])
+    _right_command(raw, model)
     return validate_config(raw, model)
+
+
+# settings only the other kind of config has, what that kind is, and the command that reads it
+_OTHER_KIND = {"PretrainConfig": ((("model", "arch"), ("data", "crop_size"), ("data", "label_fraction")),
+                                  "a fine-tuning config", "core.finetune"),
+               "FinetuneConfig": ((("method",), ("loss",), ("model", "proj_dim"), ("model", "proj_hidden")),
+                                  "a pretraining config", "core.pretrain")}
+
+
+def _right_command(raw: dict[str, Any], model: type[BaseModel]) -> None:
+    """A pretraining config given to fine-tuning (or the reverse) is named as such, not as "model.arch: unknown
+    setting"."""
+    found = _OTHER_KIND.get(model.__name__)
+    if found is None:
+        return
+    if "pretrain_config" in raw:
+        raise ConfigError("this is a comparison config (pretrain_config is one of its settings): run it with "
+                          "python -m core.compare")
+    markers, what, command = found
+    for path in markers:
+        node: Any = raw
+        for part in path:
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is not None:
+            raise ConfigError(f"this is {what} ({'.'.join(path)} is one of its settings): run it with "
+                              f"python -m {command}")
 
 
 def config_to_yaml(cfg: BaseModel) -> str:
