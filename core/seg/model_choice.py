@@ -296,7 +296,8 @@ def choose_model(image: Any, nodata: np.ndarray, pixel_size_m: float | None,
         why += ((f"; {_tie_text(best, near, entries)}" if near else "")
                 + (f" (the others' domain fit: {listed})" if others else "")
                 + (f"; {len(skipped)} ruled out by colour alone" if skipped else "")
-                + (f"; {len(synthetic)} trained on generated scenes left out" if synthetic else ""))
+                + (f"; {len(synthetic)} trained on generated scenes left out" if synthetic else "")
+                + _better_shipped(pick, entries))
     else:
         why = _unknown_why(scored, entries)
     domain = replace(domain, reasons=list(domain.reasons), trained_on=training_data_text(entries[pick].card))
@@ -357,6 +358,22 @@ def same_data(card: dict[str, Any]) -> tuple[Any, ...] | None:
     classes = tuple(str(c.get("name")) for c in card.get("classes") or [] if isinstance(c, dict))
     return (classes, tuple(card_bands(card) or ()), str(domain.get("platform")), str(domain.get("gsd_m")),
             tuple(map(str, tests)))
+
+
+def _better_shipped(pick: int, entries: list[ModelEntry]) -> str:
+    """A run picked by fit over a shipped model of the same classes, bands and platform that scores higher on its
+    own test scenes (the review: a 20-step experiment took every later image): said, with how to use the shipped."""
+    key, own = same_data(entries[pick].card), entries[pick].test_miou()
+    if entries[pick].shipped or key is None:
+        return ""
+    for e in entries:
+        miou = e.test_miou()
+        if e.shipped and miou is not None and (same_data(e.card) or ())[:4] == key[:4] and miou > (own or 0.0):
+            name = e.label.removeprefix("shipped: ")
+            return (f"; note: {e.label} scores {100 * miou:.1f} % on its test scenes, this run "
+                    + (f"{100 * own:.1f} % on its own" if own is not None else "has no test score")
+                    + f" (other scenes, so no ranking): --checkpoint {name} runs it")
+    return ""
 
 
 def best_tested_twin(k: int, entries: list[ModelEntry], unusable: Collection[int] = ()) -> tuple[int, int]:
