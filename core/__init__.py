@@ -4,5 +4,5 @@
 segmenting images), ``store`` (run folders, locks, lifecycle, launch, checkpoints, catalog), ``analysis`` (flagged
 pairs, embeddings, statistics), ``imaging`` (image files and work budgets), ``data`` (data sets), ``config``
 (validated configs), plus ``device`` and ``cli`` (``false-wb``). ``python -m core.<command>`` runs each command
-line (pretrain, finetune, compare, probe, segment, export, evaluate, fn_report, fingerprint).
+line (pretrain, finetune, compare, probe, segment, export, evaluate, fn_report, fingerprint, track).
 """

@@ -39,7 +39,6 @@ APP_HELP = """usage: false-wb app [STREAMLIT OPTIONS]
 The Streamlit workbench (`streamlit run workbench`, from the project folder so that its .streamlit/config.toml
 applies). Options go to `streamlit run`, e.g.:
   false-wb app --server.port 8502                 another port
-  false-wb app --server.headless true             no browser opened (a server)
   false-wb app --server.address 0.0.0.0           reachable from other machines
 `python -m streamlit run --help` lists them all. Runs go to runs/ (or $FALSE_WB_RUNS), data to data/
 ($FALSE_WB_DATA)."""

@@ -4,7 +4,7 @@
 # test's server, made once), the longest files first (tests/durations.json). Each worker, and the processes its
 # tests start, uses one torch thread (tests/conftest.py: two threads per worker on two cores made every convolution
 # wait). The suite is bound by CPU, not by waits (three workers were no faster, side by side): on 2 idle cores it
-# took 9-13 min, `-m "not slow"` 2.5-3.5, as this machine's speed varied over a day.
+# took 9-10 min, `-m "not slow"` 2.5-3, as this machine's speed varied over a day.
 # FALSE_WB_TEST_WORKERS=0 runs them in one process; further arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."

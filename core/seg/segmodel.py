@@ -149,7 +149,10 @@ def check_card(card: Any, path: Path, expect_classes: list[str] | None = None) -
     """Refuse a checkpoint that is not a segmentation model we can build, or whose classes differ."""
     if not isinstance(card, dict) or card.get("kind") != "segmentation":
         kind = card.get("kind") if isinstance(card, dict) else None
-        raise CheckpointError(f"{path} is not a segmentation checkpoint (its card says kind={kind!r})")
+        how = ("; it is a pretrained encoder with no segmentation head: fine-tune it first (python -m core.finetune "
+               "... model.init=<it or its run>) and give the fine-tuning run's checkpoints/best.safetensors"
+               if kind in ("pretrain", "encoder") else "")
+        raise CheckpointError(f"{path} is not a segmentation checkpoint (its card says kind={kind!r}){how}")
     for key in ("arch", "encoder", "classes"):
         if key not in card:
             raise CheckpointError(f"{path}: its card has no {key!r}")
