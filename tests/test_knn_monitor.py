@@ -102,3 +102,18 @@ def test_a_resume_whose_monitor_tiles_changed_says_so() -> None:
     assert said is not None and "baseline 0.030 before, 0.000 now" in said and said.endswith("jump at step 8")
     assert KnnMonitor.tiles_changed(monitor, [{"knn_baseline": 0.0}], 8) is None
     assert KnnMonitor.tiles_changed(monitor, [{"step": 1, "loss": 3.0}], 8) is None
+
+
+def test_the_baseline_is_the_best_constant_answer_on_the_queries(monkeypatch) -> None:
+    """The review: on DeepGlobe the bank's most common class (water) was in no query, so the bar read 0 % where always
+    answering the queries' most common class (agriculture) scores 50 %."""
+    from types import SimpleNamespace
+
+    import core.ssl.knn_monitor as knn
+
+    labels = np.array([2] * 6 + [0, 1] + [0, 0, 1, 3])  # bank: tiles 0-7, mostly water (2); queries: tiles 8-11
+    monkeypatch.setattr(knn, "dominant_classes", lambda dataset: labels)
+    monkeypatch.setattr(knn, "knn_split", lambda *a: knn.KnnSplit(np.arange(8), np.arange(8, 12), True))
+    monitor = knn.KnnMonitor(SimpleNamespace(scene_ids=None), every=1, input_size=32, seed=0, device="cpu")
+    assert monitor.baseline == 0.5  # class 0: 2 of the 4 queries (the bank's water: none of them)
+    assert "majority-class baseline 0.500 (always answering the query tiles' most common class)" in monitor.describe()

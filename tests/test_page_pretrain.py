@@ -212,7 +212,7 @@ def test_the_knn_monitor_is_plotted_beside_the_loss(populated_store: Path) -> No
     assert titles[0] == "Loss" and len(titles) == 5, titles
     traces = {t["name"]: {k: _values(t[k]) for k in ("x", "y")} for t in knn_chart["data"]}
     assert traces["kNN accuracy"] == {"x": [8, 16], "y": [m["knn_acc"] for m in knn]}  # named in words, not keys
-    assert traces["bank's majority class"]["y"] == [m["knn_baseline"] for m in knn]
+    assert traces["majority class"]["y"] == [m["knn_baseline"] for m in knn]
     said = "what the encoder has learned is the gap between them"  # low lines are read against the dashed one
     assert sum(said in c.value for c in at.caption) == 1
     other = next(r for r in list_runs(populated_store) if r.id.endswith("tiny-infonce"))
@@ -490,7 +490,7 @@ def test_a_knn_value_recorded_once_beside_a_loss_curve_is_a_value_not_a_lone_dot
     titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
     assert "Loss" in titles and not any(t.startswith("kNN") for t in titles), titles
     said = next(c.value for c in at.caption if c.value.startswith("Recorded once in this run"))
-    assert said.endswith(": kNN accuracy 43.2%, bank's majority class 30.1% (step 50)."), said
+    assert said.endswith(": kNN accuracy 43.2%, majority class 30.1% (step 50)."), said
     assert any("what the encoder has learned is the gap between them" in c.value for c in at.caption)  # still said
 
 

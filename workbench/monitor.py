@@ -33,13 +33,14 @@ CHARTS: dict[str, Sequence[tuple[Sequence[str], str, bool, str]]] = {
                  (("images_per_s",), "Images / s", False, "metrics")),
 }
 REFRESH_S = 2.0
-KNN_TITLE = "kNN accuracy across scenes (dashed: the bank's majority class)"
+KNN_TITLE = "kNN accuracy across scenes (dashed: the majority class)"
 KNN_NOTE = ("kNN accuracy: each query tile's dominant class, voted by its 20 nearest bank tiles, which come from other "
-            "scenes where the data has several. The dashed line always answers the bank's most common class; where "
+            "scenes where the data has several. The dashed line always answers the query tiles' most common class (the "
+            "best any constant answer can do); where "
             "the scenes' land cover differs, both lines are low, and what the encoder has learned is the gap between "
             "them, not the height.")
 SHARES = {"miou", "knn_acc"}  # charted values in [0, 1], shown in percent
-LEGEND_NAMES = {"knn_acc": "kNN accuracy", "knn_baseline": "bank's majority class"}  # record keys, as said in a legend
+LEGEND_NAMES = {"knn_acc": "kNN accuracy", "knn_baseline": "majority class"}  # record keys, as said in a legend
 
 
 # (stopping, Stop's help, Resume's help) by run kind; others: a training run's

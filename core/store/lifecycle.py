@@ -362,6 +362,6 @@ def _last_figures(run: Any) -> str:
     at = (f"step {step}, last logged loss {rows[-1]['loss']:.3f} at step {logged}"
           if isinstance(step, int) and step != logged else f"step {logged}, last logged loss {rows[-1]['loss']:.3f}")
     knn = [m for m in records if m.get("knn_acc") is not None]
-    base = knn[-1].get("knn_baseline") if knn else None  # a kNN figure is read against what the bank's mode scores
+    base = knn[-1].get("knn_baseline") if knn else None  # a kNN figure is read against what the queries' mode scores
     return f"; {at}" + (f", kNN accuracy {100 * knn[-1]['knn_acc']:.1f} %" if knn else "") + (
-        f" (bank-majority baseline {100 * base:.1f} %)" if isinstance(base, (int, float)) else "")
+        f" (majority-class baseline {100 * base:.1f} %)" if isinstance(base, (int, float)) else "")
