@@ -56,7 +56,7 @@ def _length_from_epochs(raw: dict[str, Any], overrides: list[str]) -> None:
     keys = {item.split("=", 1)[0].strip() for item in overrides if "=" in item}
     train = raw.get("train")
     if "train.epochs" in keys and "train.max_steps" not in keys and isinstance(train, dict) \
-            and train.get("epochs") is not None:
+            and train.get("epochs") is not None and train.get("max_steps") is not None:
         train["max_steps"] = None
 
 
