@@ -30,6 +30,17 @@ def _training(card: dict, n: object) -> str:
     return f"{n} scenes"
 
 
+def _scored_words(ev: dict) -> str:
+    """"never saw in any stage" only for test scenes that the encoder's pretraining did not read either."""
+    if ev["split"] != "test":
+        return f"{ev['split']} data (watched during fine-tuning, not trained on)"
+    seen = ev.get("seen_in_pretraining")
+    if seen == []:
+        return "test data it never saw in any stage"
+    return ("test data fine-tuning never saw (" + (f"its encoder was pretrained on {len(seen)} of them, unlabeled"
+            if seen else "what its encoder was pretrained on is not recorded") + ")")
+
+
 def describe(path: Path) -> str:
     card = json.loads(path.read_text())
     d = card.get("domain") or {}
@@ -49,7 +60,7 @@ def describe(path: Path) -> str:
         scenes = ev["scenes"]
         shown = ", ".join(scenes[:9]) + (f" and {len(scenes) - 9} more" if len(scenes) > 9 else "")
         count = scored_scenes_text(scenes, ((card.get("config") or {}).get("data") or {}).get("test_scenes"))
-        lines.append(f"- **{ev['split']} data it never saw in any stage**: {count}: {shown}")
+        lines.append(f"- **{_scored_words(ev)}**: {count}: {shown}")
         lines.append(f"- on them: mIoU **{pct(ev['miou'])}**, OA {pct(ev['oa'])}, kappa {ev['kappa']:.3f} "
                      f"({ev['method']}, {ev['pixels']:,} labeled pixels)")
         lines.append("- IoU per class: " + ", ".join(f"{k} {pct(v)}" for k, v in ev["iou"].items()))

@@ -53,7 +53,8 @@ def test_one_labeled_tile_fine_tunes(roots: Path) -> None:
 
 @pytest.mark.slow
 def test_finetune_from_pretraining_run_writes_everything(roots: Path) -> None:
-    assert pretrain_main([*TINY_PRE, "name=pre"]) == 0
+    # the fine-tuning's split (an encoder pretrained on the default 10 % would have read some of its val scenes)
+    assert pretrain_main([*TINY_PRE, "name=pre", "data.val_fraction=0.2", "data.test_fraction=0.2"]) == 0
     pre = _by_kind(roots, "pre")[0]
     assert finetune_main([*TINY_FT, f"model.init={pre.path}", "name=ft"]) == 0
     ft = _by_kind(roots, "ft")[0]
@@ -72,6 +73,10 @@ def test_finetune_from_pretraining_run_writes_everything(roots: Path) -> None:
     model, card = load_seg_model(ft.path / "checkpoints/best.safetensors")
     assert card["kind"] == "segmentation" and card["metrics"]["split"] == "val" and len(card["classes"]) == 6
     assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 6, 64, 64)
+    # what its encoder was pretrained on travels with the model: the training split, none of the test scenes
+    pretrained_on = json.loads((pre.path / "data.json").read_text())["pretrain_scenes"]
+    assert card["pretrain_scenes"] == pretrained_on and len(pretrained_on) == 24
+    assert not set(pretrained_on) & set(test["scenes"]) and "pretrained (unlabeled)" not in ft.log_text()
 
 
 @pytest.mark.slow
@@ -211,6 +216,8 @@ def test_compare_crosses_seeds_reports_paired_intervals_and_resumes(roots: Path,
 
 
 def test_compare_refuses_one_seed_and_an_encoder_that_saw_test_scenes(roots: Path, tmp_path: Path, capsys) -> None:
+    """A comparison refuses such an encoder; fine-tuning from it warns, its card records what the encoder saw, the
+    export keeps that record, and ``core.evaluate`` no longer calls the test scenes unseen (it did)."""
     assert compare_main(["--config", str(compare_yaml(tmp_path)), "pretrain_seeds=[0]"]) == 2
     err = capsys.readouterr().err.strip()
     assert "pretrain_seeds" in err and "at least 2" in err and len(err.splitlines()) == 1
@@ -224,6 +231,22 @@ def test_compare_refuses_one_seed_and_an_encoder_that_saw_test_scenes(roots: Pat
     assert "trained on test scene" in err
     cmp_run = next(r for r in list_runs(roots) if r.kind() == "compare")
     assert cmp_run.state() == "failed"
+    from core.seg.evaluate import main as evaluate_main
+    from core.store.export import export_run
+
+    encoder = tmp_path / "leaky_encoder.safetensors"
+    assert export_run(leaky.path, encoder)["pretrain_scenes"] == json.loads(
+        (leaky.path / "data.json").read_text())["pretrain_scenes"]
+    assert finetune_main([*TINY_FT, f"model.init={encoder}", "name=ft-leaky", "train.max_steps=1"]) == 0
+    ft = _by_kind(roots, "ft-leaky")[0]
+    assert "warning: model.init was pretrained (unlabeled) on 8 of its test scenes (synthetic-" in ft.log_text()
+    assert "and 8 of its val scenes" in ft.log_text()
+    capsys.readouterr()
+    assert evaluate_main([str(ft.path / "checkpoints/best.safetensors"), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "8 scenes fine-tuning never saw: synthetic-" in out and "never saw:" in out
+    assert "note: its encoder was pretrained (unlabeled) on 8 of these 8 scenes" in out
+    assert "scenes it never saw" not in out
 
 
 @pytest.mark.slow

@@ -32,7 +32,7 @@ def test_each_scene_the_card_names_is_recognised_from_the_files_path() -> None:
         assert scene_role(CARD, other) is None, other
     assert "trained on it, so its score is no unseen score" in scene_note(CARD, data / "tile_2/image_part_003.png")
     assert "no unseen score" in scene_note(CARD, data / "tile_1/image_part_005.jpg")
-    assert "no stage of training saw" in scene_note(CARD, data / "tile_3/image_part_001.jpg")
+    assert "which the model was not trained on" in scene_note(CARD, data / "tile_3/image_part_001.jpg")
     assert scene_note({}, data / "tile_2/image_part_003.jpg") is None  # a card that names no scenes
 
 

@@ -18,7 +18,7 @@ import os
 import shutil
 import time
 import warnings
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 from PIL import Image
@@ -254,6 +254,11 @@ class ImageFolderTiles(CachedTiles):
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
+
+    def source_scenes(self) -> list[str]:
+        """Every image the tiles come from, as a scene name (its path in the folder, without the suffix): what a
+        pretraining on the folder read (``data.json``'s ``pretrain_scenes``, core.seg.lineage)."""
+        return sorted(str(PurePosixPath(s["file"]).with_suffix("")) for s in self.meta["sources"])
 
     def tile_info(self, i: int) -> dict:
         """Where tile i comes from: source file (relative), x, y (origin in source pixels), scale."""

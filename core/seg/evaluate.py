@@ -18,6 +18,7 @@ from typing import Any
 
 from ..cli_args import evaluate_parser
 from ..store.checkpoint import CheckpointError
+from .lineage import seen_in_pretraining, unseen_words
 from .metrics import iou_lines, scores_text
 from ..config import ConfigError
 from ..data import DataError
@@ -25,7 +26,6 @@ from ..device import pick_device
 
 
 SHOW_SCENES = 12  # scene names printed; --json gives them all
-SPLIT_WORDS = {"test": "scenes it never saw", "val": "validation scenes"}  # only the test scenes are unseen
 VAL_NOTE = ("note: validation scenes are not trained on but are watched during fine-tuning, so this is no unseen "
             "score; the card's validation figure was measured on tiles, this one on whole scenes")
 
@@ -53,7 +53,7 @@ def evaluate_checkpoint(path: Path, split: str = "test", data_root: str | None =
     part = getattr(splits, split)
     if len(part) == 0:
         why = (": the model trained with no validation images (data.val_fraction 0, no val_scenes); its test split "
-               "holds the scenes it never saw" if split == "val" and not cfg.data.val_fraction
+               "holds the scenes it was not trained on" if split == "val" and not cfg.data.val_fraction
                and not cfg.data.val_scenes else "")
         raise DataError(f"the {split} split of {splits.name} is empty{why}")
     names = [c["name"] for c in splits.classes]
@@ -69,6 +69,7 @@ def evaluate_checkpoint(path: Path, split: str = "test", data_root: str | None =
     scores = how.scores.as_dict(names)
     return {"split": split, "data": cfg.data.name, "scenes": how.scenes, "pixels": how.pixels,
             "training_scenes": splits.scenes.get("train", []), "classes": names,
+            "seen_in_pretraining": seen_in_pretraining(card, list(how.scenes)),  # None: the card does not say
             "miou": scores["miou"], "oa": scores["oa"], "kappa": scores["kappa"], "iou": scores["iou"],
             "confusion": scores.get("confusion"),
             "method": f"{how.method}{', flip TTA' if how.tta else ''}, window {how.tile}, overlap {how.overlap}"}
@@ -106,10 +107,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     scenes = ", ".join(res["scenes"][:SHOW_SCENES]) + (f" and {len(res['scenes']) - SHOW_SCENES} more (--json lists "
                                                       "them all)" if len(res["scenes"]) > SHOW_SCENES else "")
+    words, note = (unseen_words(res["seen_in_pretraining"], len(res["scenes"])) if res["split"] == "test"
+                   else ("validation scenes", VAL_NOTE))
     print(f"{args.checkpoint} on the {res['split']} split of {res['data']} ({len(res['scenes'])} "
-          f"{SPLIT_WORDS[res['split']]}: {scenes}; {res['pixels']:,} labeled pixels; {res['method']})")
-    if res["split"] == "val":
-        print(VAL_NOTE)
+          f"{words}: {scenes}; {res['pixels']:,} labeled pixels; {res['method']})")
+    if note:
+        print(note)
     print(scores_text(res["miou"], res["oa"], res["kappa"]))
     print("\n".join(iou_lines(res["iou"])))
     return 0

@@ -41,6 +41,7 @@ from ..store.lifecycle import RunLife, StopFlag, check_finite
 from ..store.runs import Run, atomic_write_json
 from .scene_eval import evaluate, test_scores
 from .encoder_init import resolve_init
+from .lineage import KEY, init_pretrain_scenes, pretraining_note
 from .seg_loss import SegLoss
 from .weight_average import WeightAverage, bn_batch_count, training_batches
 from .segmodel import build_seg_model, make_card
@@ -87,6 +88,7 @@ class FinetuneTrainer:
         self.classes = self.splits.classes
         self.ignore_index = self.splits.ignore_index
         init = resolve_init(cfg.model.init)
+        self.pretrained_on = init_pretrain_scenes(init)  # None: not recorded
         self.card = make_card(arch=cfg.model.arch, encoder=cfg.model.encoder, classes=self.classes,
                               ignore_index=self.ignore_index, output_stride=cfg.model.output_stride,
                               aux_head=cfg.model.aux_head, decoder_channels=cfg.model.decoder_channels,
@@ -96,7 +98,8 @@ class FinetuneTrainer:
                               band_stretch=getattr(self.splits.train, "band_stretch", None),
                               file_bands=getattr(self.splits.dataset, "file_bands", None),
                               bands_by_name=cfg.data.bands is not None,
-                              **label_masks_of(self.splits.dataset))
+                              **label_masks_of(self.splits.dataset),
+                              **({KEY: self.pretrained_on} if self.pretrained_on is not None else {}))
         model = build_seg_model(self.card, encoder_weights=init)
         if self.env.active and self.device.type == "cuda":  # SyncBatchNorm runs on GPUs only
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -240,8 +243,11 @@ class FinetuneTrainer:
             life.log(f"fine-tuning {self.cfg.model.arch}/{self.cfg.model.encoder} ({tc.protocol}) from "
                      f"{self.cfg.model.init} on {self._data_text()}: {len(self.splits.train)} train, "
                      f"{len(self.splits.val)} val, {len(self.splits.test)} test tiles")
-            if note := neighbours_note(self.splits):
-                life.log(f"warning: {note}")
+            for note in (neighbours_note(self.splits), pretraining_note(self.card, self.splits.scenes)):
+                if note:
+                    life.log(f"warning: {note}")
+                    if main:  # on the terminal too, not only in log.txt
+                        print(f"warning: {note}", file=sys.stderr)
             if main and self.run is not None and not self.validating:
                 self.run.write_status(validation=False)  # the pages then wait for the test, not a validation
             losses, t0 = [], time.perf_counter()

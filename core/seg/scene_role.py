@@ -21,10 +21,11 @@ MAX_WALK = 20_000  # files looked at for a same-named copy in the data set's fol
 
 WORDS = {"training": "the model was trained on it, so its score is no unseen score",
          "validation": "it was watched during the model's fine-tuning, so its score is no unseen score",
-         "test": "its card's test figures come from such scenes, which no stage of training saw"}
+         "test": "its card's test figures come from such scenes, which the model was not trained on"}
 
 
-def _is_scene(parts: tuple[str, ...], scene: tuple[str, ...]) -> bool:
+def is_scene(parts: tuple[str, ...], scene: tuple[str, ...]) -> bool:
+    """Whether the path ``parts`` (a file, or a scene name of another layout) is the data set's ``scene``."""
     if not scene or len(scene) > len(parts):
         return False
     tail = parts[len(parts) - len(scene):]
@@ -101,7 +102,7 @@ def scene_role(card: dict[str, Any], path: str | Path) -> tuple[str, str] | None
     for role, names in (("validation", _names(domain.get("validation_scenes"))),
                         ("test", _names(domain.get("test_scenes"))), ("training", training)):
         for name in names:
-            if _is_scene(parts, PurePosixPath(name).parts):
+            if is_scene(parts, PurePosixPath(name).parts):
                 return role, name
     if not training and _under(Path(path), card):
         root = resolve_root(card["config"]["data"]["root"])

@@ -14,9 +14,12 @@ def data_record(cfg: PretrainConfig, dataset: TileSet) -> dict[str, Any]:
     """What the run trained on (``data.json`` of the run folder)."""
     scenes = getattr(dataset, "split_scenes", None)
     used = getattr(dataset, "pretrain_splits", None)
+    if scenes:
+        read: list[str] | None = sorted(s for k in (used or []) for s in scenes.get(k, []))
+    else:  # an unlabeled folder: every image (None where a data set cannot name them: not known, not "none")
+        read = dataset.source_scenes() if hasattr(dataset, "source_scenes") else None
     return {"name": cfg.data.name, "tiles": len(dataset), "labeled": bool(getattr(dataset, "has_labels", False)),
-            "pretrain_splits": used, "split_scenes": scenes,
-            "pretrain_scenes": sorted(s for k in (used or []) for s in (scenes or {}).get(k, []))}
+            "pretrain_splits": used, "split_scenes": scenes, "pretrain_scenes": read}
 
 
 def log_start(life: RunLife, cfg: PretrainConfig, dataset: TileSet, where: str, steps: str,

@@ -20,6 +20,7 @@ from ..cli_args import export_parser
 from .checkpoint import CheckpointError, read_metadata, write_safetensors
 from .portable import portable
 from .runs import NotARunError, atomic_write_json, open_run_arg
+from ..seg.lineage import KEY, run_pretrain_scenes
 
 
 def export_checkpoint(src: Path, out: Path, keep: str, strip: str, card: dict[str, Any], fp16: bool) -> str:
@@ -50,7 +51,8 @@ def export_run(run_dir: str | Path, out: Path, fp16: bool = True) -> dict[str, A
         if not last.exists():
             raise NotARunError(f"run {run.path} has no checkpoint to export")
         card = read_metadata(last)["card"]
-        card.update(kind="encoder", source_run=str(run.path))
+        scenes = run_pretrain_scenes(run.path)  # the record a fine-tuning from this file reads (core.seg.lineage)
+        card.update(kind="encoder", source_run=str(run.path), **({KEY: scenes} if scenes is not None else {}))
         export_checkpoint(last, out, "model.encoder.", "model.", card, fp16)
     return json.loads(out.with_suffix(".json").read_text())
 

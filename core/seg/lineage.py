@@ -1,0 +1,85 @@
+"""What a segmentation model's encoder was pretrained on, so that a test score is called unseen only when it is.
+
+Why: fine-tuning never reads its test scenes, but the encoder it starts from may have been pretrained (unlabeled) on
+them: a pretraining run made before ``data.pretrain_splits`` read every tile, and any run may be given a folder that
+holds the test scenes. The scenes a pretraining read are in its ``data.json`` (``pretrain_scenes``); an exported
+encoder carries them in its card, and a segmentation model carries its encoder's list on, so the record follows the
+weights wherever they go (a second round of fine-tuning from a segmentation model included).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from ..store.checkpoint import read_metadata
+from .scene_role import is_scene
+
+KEY = "pretrain_scenes"  # on encoder and segmentation cards: the scenes the encoder's pretraining read
+
+
+def run_pretrain_scenes(run_path: Path) -> list[str] | None:
+    """The scenes a pretraining run read (its ``data.json``); None when the run does not record them."""
+    record = Path(run_path) / "data.json"
+    try:
+        scenes = json.loads(record.read_text()).get(KEY) if record.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        return None
+    return [str(s) for s in scenes] if isinstance(scenes, list) else None
+
+
+def init_pretrain_scenes(init: Path | None) -> list[str] | None:
+    """The scenes the encoder file ``init`` (as ``resolve_init`` gives it) was pretrained on: none for a random
+    encoder, its card's record, else its run folder's (a run's own ``checkpoints/encoder.safetensors``); None when
+    nothing records them (e.g. an encoder exported before cards held them)."""
+    if init is None:
+        return []
+    card = read_metadata(init).get("card")
+    if isinstance(card, dict) and isinstance(card.get(KEY), list):
+        return [str(s) for s in card[KEY]]
+    if init.parent.name == "checkpoints":
+        return run_pretrain_scenes(init.parent.parent)
+    return None
+
+
+def seen_in_pretraining(card: dict[str, Any], scenes: list[str]) -> list[str] | None:
+    """Which of ``scenes`` the model's encoder was pretrained on; None when its card does not record that. A scene
+    counts as read when a pretraining scene is it or ends with it (a folder of copies: ``dubai/tile_3/image_part_001``
+    holds ``tile_3/image_part_001``), by the data sets' file-name rules (``scene_role.is_scene``); a copy renamed or
+    flattened out of its folders is not recognised."""
+    record = card.get(KEY)
+    if not isinstance(record, list):
+        model = (card.get("config") or {}).get("model") if isinstance(card.get("config"), dict) else None
+        if not (isinstance(model, dict) and model.get("init") == "random"):
+            return None
+        record = []  # a random encoder: no pretraining at all
+    seen = [PurePosixPath(str(r)).parts for r in record]
+    return [s for s in scenes if any(is_scene(parts, PurePosixPath(s).parts) for parts in seen)]
+
+
+def _few(names: list[str]) -> str:
+    return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+
+
+def pretraining_note(card: dict[str, Any], scenes: dict[str, list[str]]) -> str | None:
+    """A fine-tuning run's warning when its encoder was pretrained on its test or validation scenes."""
+    held = [(split, seen) for split in ("test", "val")
+            if (seen := seen_in_pretraining(card, list(scenes.get(split) or [])))]
+    if not held:
+        return None
+    what = " and ".join(f"{len(seen)} of its {split} scenes ({_few(seen)})" for split, seen in held)
+    return (f"model.init was pretrained (unlabeled) on {what}: its scores there are not on unseen scenes; pretrain "
+            "with data.pretrain_splits=[train] (or [train, val]) on this data set, or on a folder without them")
+
+
+def unseen_words(seen: list[str] | None, total: int) -> tuple[str, str | None]:
+    """How to name a model's test scenes, given which of them (``seen``, None: not recorded) its encoder was
+    pretrained on, and a note where the name needs one: "scenes it never saw" only when no stage read them."""
+    if seen is None:
+        return "scenes fine-tuning never saw", ("note: the model's card does not record what its encoder was "
+                                                "pretrained on, so these scenes may have been in that pretraining "
+                                                "(unlabeled)")
+    if seen:
+        return "scenes fine-tuning never saw", (f"note: its encoder was pretrained (unlabeled) on {len(seen)} of "
+                                                f"these {total} scenes ({_few(seen)}): not a score on unseen scenes")
+    return "scenes it never saw", None

@@ -1,0 +1,93 @@
+"""What a model's encoder was pretrained on travels with it, so that a test score is called unseen only when it is
+(the review: the shipped synthetic model's card said "never saw in any stage" of test tiles its encoder had read)."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+from PIL import Image
+
+from core.data.folder import ImageFolderTiles
+from core.seg.lineage import (KEY, init_pretrain_scenes, pretraining_note, run_pretrain_scenes, seen_in_pretraining,
+                              unseen_words)
+from core.ssl.run_start import data_record
+from core.store.checkpoint import write_safetensors
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _weights(path: Path, card: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_safetensors(path, {"w": torch.zeros(1)}, {"card": json.dumps(card)})
+    return path
+
+
+def test_an_unlabeled_folder_records_every_image_it_read_and_an_unknown_set_records_nothing(tmp_path: Path) -> None:
+    """Until now a folder's pretraining recorded "no scenes" (an empty list), which would read as "saw none"."""
+    for rel in ("dubai/tile_3/image_part_001.jpg", "deepglobe/104113_sat.png"):
+        (tmp_path / "imgs" / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / "imgs" / rel)
+    folder = ImageFolderTiles(tmp_path / "imgs", tile_size=32, cache_root=tmp_path / "cache", progress=False)
+    cfg = SimpleNamespace(data=SimpleNamespace(name="folder"))
+    assert data_record(cfg, folder)[KEY] == ["deepglobe/104113_sat", "dubai/tile_3/image_part_001"]
+    assert data_record(cfg, [1, 2])[KEY] is None  # a set that cannot name what it holds: not known, not "none"
+
+
+def test_the_record_is_found_on_the_card_or_in_the_run_folder_else_unknown(tmp_path: Path) -> None:
+    assert init_pretrain_scenes(None) == []  # a random encoder
+    assert init_pretrain_scenes(_weights(tmp_path / "enc.safetensors", {KEY: ["a", "b"]})) == ["a", "b"]
+    run = tmp_path / "run"
+    own = _weights(run / "checkpoints" / "encoder.safetensors", {"kind": "encoder"})
+    assert init_pretrain_scenes(own) is None and run_pretrain_scenes(run) is None  # no data.json
+    (run / "data.json").write_text(json.dumps({KEY: ["s1"]}))
+    assert init_pretrain_scenes(own) == ["s1"] and run_pretrain_scenes(run) == ["s1"]
+    assert init_pretrain_scenes(_weights(tmp_path / "old.safetensors", {"kind": "encoder"})) is None
+
+
+def test_seen_scenes_are_matched_through_a_folder_of_copies() -> None:
+    card = {KEY: ["dubai/tile_1/image_part_001", "dubai/tile_3/image_part_002", "deepglobe/104113_sat"]}
+    tests = ["tile_3/image_part_001", "tile_3/image_part_002"]
+    assert seen_in_pretraining(card, tests) == ["tile_3/image_part_002"]  # tile_1's image 1 is not tile_3's
+    assert seen_in_pretraining({KEY: ["train/104113"]}, ["train/104113", "train/3484"]) == ["train/104113"]
+    assert seen_in_pretraining({"config": {"model": {"init": "random"}}}, tests) == []
+    assert seen_in_pretraining({"config": {"model": {"init": "runs/x"}}}, tests) is None
+
+
+def test_the_words_for_a_test_split_and_the_fine_tuning_warning() -> None:
+    assert unseen_words([], 3) == ("scenes it never saw", None)
+    words, note = unseen_words(["t1", "t2", "t3", "t4"], 9)
+    assert words == "scenes fine-tuning never saw" and "on 4 of these 9 scenes (t1, t2, t3, ...)" in note
+    words, note = unseen_words(None, 9)
+    assert words == "scenes fine-tuning never saw" and "does not record" in note
+    card = {KEY: ["v1", "t2"]}
+    note = pretraining_note(card, {"train": ["x"], "val": ["v1"], "test": ["t1", "t2"]})
+    assert note.startswith("model.init was pretrained (unlabeled) on 1 of its test scenes (t2) and 1 of its val "
+                           "scenes (v1): its scores there are not on unseen scenes")
+    assert pretraining_note(card, {"test": ["t1"]}) is None and pretraining_note({}, {"test": ["t1"]}) is None
+
+
+def test_the_model_table_says_never_saw_in_any_stage_only_when_no_stage_did() -> None:
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        from model_table import _scored_words
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    assert _scored_words({"split": "test", "seen_in_pretraining": []}) == "test data it never saw in any stage"
+    assert "pretrained on 2 of them" in _scored_words({"split": "test", "seen_in_pretraining": ["a", "b"]})
+    assert "not recorded" in _scored_words({"split": "test"})
+    assert "never saw" not in _scored_words({"split": "val", "seen_in_pretraining": []})
+
+
+def test_an_encoder_given_to_evaluate_says_to_fine_tune_it_first(tmp_path: Path, capsys) -> None:
+    """The review: a pretraining run's folder led to its encoder file, which was then refused by its kind alone."""
+    from core.seg.evaluate import main as evaluate_main
+
+    encoder = _weights(tmp_path / "encoder.safetensors", {"kind": "encoder"})
+    assert evaluate_main([str(encoder), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "is not a segmentation checkpoint (its card says kind='encoder'); it is a pretrained encoder" in err
+    assert "fine-tune it first (python -m core.finetune" in err
