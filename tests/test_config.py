@@ -268,3 +268,14 @@ def test_an_epochs_override_sets_the_length_and_a_config_of_the_other_kind_names
                                  ("compare_cpu.yaml", PretrainConfig, "core.compare")):
         with pytest.raises(ConfigError, match=f"^this is a .* config .*: run it with python -m {command}$"):
             load_config(ROOT / "configs" / path, [], model)
+
+
+def test_a_misspelt_setting_is_answered_with_the_close_one_and_every_wrong_setting_is_counted() -> None:
+    """The review: "train.max_step: unknown setting" with no hint, and a second typo found only after the first."""
+    with pytest.raises(ConfigError, match=r"^train\.max_step: unknown setting \(did you mean train\.max_steps\?\)$"):
+        load_config(ROOT / "configs/demo_cpu.yaml", ["train.max_step=20"])
+    with pytest.raises(ConfigError) as err:
+        load_config(ROOT / "configs/demo_cpu.yaml", ["loss.temprature=0.5", "train.max_setps=3", "train.bogus=1"])
+    assert str(err.value) == ("loss.temprature: unknown setting (did you mean loss.temperature?) (and 2 more: "
+                              "train.max_setps, train.bogus)")
+    assert ("train.bogus", "unknown setting") in err.value.problems  # nothing is close to it: no guess

@@ -19,7 +19,8 @@ class ConfigError(ValueError):
     """A configuration value is wrong; the message names the field and says why.
 
     ``problems`` holds every wrong field of one validation as (dotted field, reason), so a form can show each
-    beside its own widget at once; the message (what a command line prints) is the first of them."""
+    beside its own widget at once; the message (what a command line prints) is the first of them, the others
+    counted."""
 
     def __init__(self, message: str, problems: list[tuple[str, str]] | None = None) -> None:
         super().__init__(message)

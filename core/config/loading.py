@@ -60,19 +60,34 @@ def _length_from_epochs(raw: dict[str, Any], overrides: list[str]) -> None:
         train["max_steps"] = None
 
 
-def _problem(error: dict[str, Any]) -> tuple[str, str]:
+def _problem(error: dict[str, Any], model: type[BaseModel] | None = None) -> tuple[str, str]:
     field = ".".join(str(p) for p in error["loc"])
     msg = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
-        msg = "unknown setting"
+        msg = "unknown setting" + _did_you_mean(model, error["loc"])
     if error["type"] == "literal_error":
         msg = f"{msg}, got {error.get('input')!r}"
     return field, msg
 
 
-def _format_error(err: ValidationError) -> str:
-    field, msg = _problem(err.errors()[0])
-    return f"{field or 'config'}: {msg}"
+def _did_you_mean(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> str:
+    """The setting of that section whose name is closest to a misspelt one (``train.max_step``), if one is close."""
+    import difflib
+
+    section: Any = model
+    for part in loc[:-1]:
+        info = getattr(section, "model_fields", {}).get(str(part))
+        section = getattr(info, "annotation", None)
+    names = list(getattr(section, "model_fields", {}) or [])
+    close = difflib.get_close_matches(str(loc[-1]), names, n=1, cutoff=0.75)
+    return f" (did you mean {'.'.join([*map(str, loc[:-1]), close[0]])}?)" if close else ""
+
+
+def _format_error(err: ValidationError, model: type[BaseModel] | None = None) -> str:
+    problems = [_problem(e, model) for e in err.errors()]
+    (field, msg), more = problems[0], [f for f, _ in problems[1:]]
+    return f"{field or 'config'}: {msg}" + (f" (and {len(more)} more: {', '.join(more[:4])}"
+                                            f"{', ...' if len(more) > 4 else ''})" if more else "")
 
 
 def validate_config(raw: dict[str, Any], model: type[BaseModel] = PretrainConfig) -> Any:
@@ -81,7 +96,7 @@ def validate_config(raw: dict[str, Any], model: type[BaseModel] = PretrainConfig
     try:
         return model.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(_format_error(err), [_problem(e) for e in err.errors()]) from None
+        raise ConfigError(_format_error(err, model), [_problem(e, model) for e in err.errors()]) from None
 
 
 def load_config(path: str | os.PathLike | None, overrides: list[str] | None = None,
