@@ -241,7 +241,7 @@ def test_compare_refuses_one_seed_and_an_encoder_that_saw_test_scenes(roots: Pat
     ft = _by_kind(roots, "ft-leaky")[0]
     assert "warning: model.init was pretrained (unlabeled) on 8 of its test scenes (synthetic-" in ft.log_text()
     assert "and 8 of its val scenes" in ft.log_text()
-    capsys.readouterr()
+    assert "warning: model.init was pretrained (unlabeled) on 8 of its test" in capsys.readouterr().err  # and said
     assert evaluate_main([str(ft.path / "checkpoints/best.safetensors"), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "8 scenes fine-tuning never saw: synthetic-" in out and "never saw:" in out
