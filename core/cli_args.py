@@ -195,6 +195,8 @@ def fingerprint_parser(prog: str = "false-wb fingerprint") -> argparse.ArgumentP
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--config", type=Path, default=None, help="the fine-tuning config (when the card has none)")
     p.add_argument("--out", type=Path, default=None, help="write a copy instead of rewriting the checkpoint")
+    p.add_argument("--data-root", default=None, help="where the card's data set is on this machine (an exported "
+                   "card names its folder <elsewhere>/...)")
     return p
 
 

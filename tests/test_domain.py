@@ -604,3 +604,24 @@ def test_evaluate_scores_the_scenes_the_card_names(tmp_path: Path, capsys) -> No
     err = capsys.readouterr().err
     assert "is not on this machine: pass --data-root DIR" in err, err
     assert evaluate_main([str(tmp_path / "away.safetensors"), "--no-progress", "--data-root", str(tmp_path)]) == 0
+
+
+def test_fingerprint_of_an_exported_card_reads_its_data_from_data_root(tmp_path: Path, capsys) -> None:
+    """The review: an exported card names its data folder <elsewhere>/...; core.fingerprint had no --data-root and
+    failed on "/work/main/<elsewhere>/labeled" where core.evaluate asked for one."""
+    from core.config import FinetuneConfig
+    from core.seg.fingerprint import main as fingerprint_main
+
+    table = folder_set(tmp_path)
+    cfg = FinetuneConfig.model_validate({"data": {"name": "folder", "root": "<elsewhere>/labeled",
+                                                  "class_table": str(table), "tile_size": 32,
+                                                  "test_scenes": ["tile_3"]}, "train": {"max_steps": 1}})
+    torch.manual_seed(0)
+    card = make_card(arch="deeplabv3plus", encoder="resnet18", classes=CLASSES[:2])
+    card["config"] = cfg.model_dump(mode="json")
+    path = tmp_path / "exported.safetensors"
+    save_seg_checkpoint(path, build_seg_model(card).eval(), card)
+    assert fingerprint_main([str(path)]) == 2
+    assert "data set folder <elsewhere>/labeled is not on this machine: pass --data-root DIR" in capsys.readouterr().err
+    assert fingerprint_main([str(path), "--data-root", str(tmp_path)]) == 0
+    assert "test scenes tile_3/p0, tile_3/p1, tile_3/p2" in capsys.readouterr().out

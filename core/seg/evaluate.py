@@ -36,19 +36,13 @@ def evaluate_checkpoint(path: Path, split: str = "test", data_root: str | None =
     from tqdm import tqdm
 
     from ..data.labeled import build_seg_splits
-    from ..data.seg_base import resolve_root
-    from .fingerprint import training_config
+    from .fingerprint import training_config, with_data_root
     from .scene_eval import DEFAULT_OVERLAP, DEFAULT_TILE, evaluate_scenes
     from .segmodel import load_seg_model
 
     device = pick_device("auto")
     model, card = load_seg_model(path, device=device)
-    cfg = training_config(card, path, config)
-    if data_root:
-        cfg.data.root = data_root
-    elif cfg.data.name != "synthetic" and cfg.data.root and not resolve_root(cfg.data.root).is_dir():
-        raise DataError(f"the card's data set folder {cfg.data.root} is not on this machine: pass --data-root DIR, "
-                        f"where the {cfg.data.name} data set is here")
+    cfg = with_data_root(training_config(card, path, config), data_root)
     splits = build_seg_splits(cfg.data, progress=progress)
     part = getattr(splits, split)
     if len(part) == 0:

@@ -112,13 +112,27 @@ def training_config(card: dict[str, Any], path: Path, config: Path | None = None
     raise CheckpointError(f"{path}: its card names no training config; pass --config FINETUNE.yaml")
 
 
-def add_domain(path: Path, config: Path | None = None, out: Path | None = None) -> dict[str, Any]:
+def with_data_root(cfg: FinetuneConfig, data_root: str | None) -> FinetuneConfig:
+    """``cfg`` reading its data set from ``data_root`` when given; refused in one line when the card's folder is not
+    on this machine (an exported card names it ``<elsewhere>/...``)."""
+    from ..data.seg_base import resolve_root
+
+    if data_root:
+        cfg.data.root = data_root
+    elif cfg.data.name != "synthetic" and cfg.data.root and not resolve_root(cfg.data.root).is_dir():
+        raise DataError(f"the card's data set folder {cfg.data.root} is not on this machine: pass --data-root DIR, "
+                        f"where the {cfg.data.name} data set is here")
+    return cfg
+
+
+def add_domain(path: Path, config: Path | None = None, out: Path | None = None,
+               data_root: str | None = None) -> dict[str, Any]:
     """Compute the domain section of a segmentation checkpoint and write it into its card."""
     from ..data.labeled import build_seg_splits
     from .segmodel import load_seg_model
 
     model, card = load_seg_model(path)
-    cfg = training_config(card, path, config)
+    cfg = with_data_root(training_config(card, path, config), data_root)
     splits = build_seg_splits(cfg.data, progress=True)
     card["domain"] = domain_section(cfg.data, splits, model, card["classes"])
     target = out or path
@@ -133,7 +147,7 @@ def add_domain(path: Path, config: Path | None = None, out: Path | None = None) 
 def main(argv: list[str] | None = None) -> int:
     args = fingerprint_parser().parse_args(argv)
     try:
-        card = add_domain(args.checkpoint, args.config, args.out)
+        card = add_domain(args.checkpoint, args.config, args.out, args.data_root)
     except (CheckpointError, ConfigError, DataError, FileNotFoundError, ValueError) as err:
         print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
