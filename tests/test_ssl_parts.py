@@ -152,7 +152,8 @@ def test_a_run_inside_its_warm_up_says_so_in_its_log(tmp_path) -> None:
     assert warm_up_note(10, 11) is None and warm_up_note(0, 5) is None
     assert warm_up_note(30, 20, "train.warmup_epochs").endswith("(shorten train.warmup_epochs)")
     assert warm_up_note(20, 20) == ("warm-up of 20 steps in a run of 20: the run is all warm-up, its learning rate "
-                                    "reaches train.lr at its last step if at all (shorten train.warmup_steps)")
+                                    "reaches its peak (train.lr x batch / 256) at its last step if at all (shorten "
+                                    "train.warmup_steps)")
     cfg = load_config("configs/demo_cpu.yaml", ["train.max_steps=20"])
     run = create_run("warm", "{}", tmp_path, kind="pretrain")
     life = RunLife(run, lambda: 0, 20)

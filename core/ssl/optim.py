@@ -60,4 +60,4 @@ def warm_up_note(warmup: int, total: int, field: str = "train.warmup_steps") -> 
     if warmup < total or total <= 0:
         return None
     return (f"warm-up of {warmup} steps in a run of {total}: the run is all warm-up, its learning rate reaches "
-            f"train.lr at its last step if at all (shorten {field})")
+            f"its peak (train.lr x batch / 256) at its last step if at all (shorten {field})")
