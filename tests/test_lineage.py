@@ -43,6 +43,8 @@ def test_the_record_is_found_on_the_card_or_in_the_run_folder_else_unknown(tmp_p
     run = tmp_path / "run"
     own = _weights(run / "checkpoints" / "encoder.safetensors", {"kind": "encoder"})
     assert init_pretrain_scenes(own) is None and run_pretrain_scenes(run) is None  # no data.json
+    (run / "data.json").write_text(json.dumps({KEY: [], "pretrain_splits": None}))  # a folder run of before
+    assert run_pretrain_scenes(run) is None  # its [] named nothing: unknown, not "pretrained on none"
     (run / "data.json").write_text(json.dumps({KEY: ["s1"]}))
     assert init_pretrain_scenes(own) == ["s1"] and run_pretrain_scenes(run) == ["s1"]
     assert init_pretrain_scenes(_weights(tmp_path / "old.safetensors", {"kind": "encoder"})) is None

@@ -22,10 +22,13 @@ def run_pretrain_scenes(run_path: Path) -> list[str] | None:
     """The scenes a pretraining run read (its ``data.json``); None when the run does not record them."""
     record = Path(run_path) / "data.json"
     try:
-        scenes = json.loads(record.read_text()).get(KEY) if record.is_file() else None
+        data = json.loads(record.read_text()) if record.is_file() else {}
+        scenes = data.get(KEY)
     except (OSError, ValueError, AttributeError):
         return None
-    return [str(s) for s in scenes] if isinstance(scenes, list) else None
+    if not isinstance(scenes, list) or (not scenes and data.get("pretrain_splits") is None):
+        return None  # an unlabeled folder's run from before session 42 wrote [] for "not named", not for "none"
+    return [str(s) for s in scenes]
 
 
 def init_pretrain_scenes(init: Path | None) -> list[str] | None:
