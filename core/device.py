@@ -1,6 +1,7 @@
 """Device and numeric precision choice: the GPU when there is one, bf16 where it is supported."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -44,6 +45,9 @@ def pick_precision(requested: str, device: torch.device, inference: bool = False
             requested = "bf16" if inference and device.type == "cpu" and cpu_has_native_bf16() else "fp32"
     if requested not in ("fp32", "bf16", "fp16"):
         raise ValueError(f"precision: choose auto, fp32, bf16 or fp16, got {requested!r}")
+    if requested == "fp16" and not on_gpu:  # asked for by name (auto never picks it off a GPU)
+        warnings.warn("precision fp16 on the CPU has no fast kernels: it runs several times slower than fp32 (the "
+                      "review: 2 steps took 40 s where 20 took 13 s); use fp32 or auto there", stacklevel=2)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[requested]
     return Precision(requested, dtype, autocast=dtype != torch.float32, channels_last=on_gpu)
 

@@ -176,6 +176,8 @@ def test_one_precision_policy_for_training_and_inference(monkeypatch) -> None:
         D.pick_precision("fp8", cpu)
     with pytest.raises(ValueError, match="choose auto, fp32 or bf16"):
         resolve_precision("fp16", cpu)
+    with pytest.warns(UserWarning, match="fp16 on the CPU has no fast kernels"):
+        assert D.pick_precision("fp16", cpu).name == "fp16"  # still as asked, and said
 
 
 @pytest.mark.parametrize("spoil, says", [
