@@ -190,7 +190,7 @@ def test_a_stop_between_logged_steps_then_resume_gives_the_straight_runs_records
     args = ["--config", str(ROOT / "configs/demo_cpu.yaml"), "--runs-root", str(tmp_path / "stopped"), *TINY,
             "train.max_steps=8", "train.log_every=4", "train.ckpt_every=3", *METHODS["false-per-anchor-k2-symmetric"]]
     capsys.readouterr()
-    pretrain_mod.main(args)
+    assert pretrain_mod.main(args) == 130  # as an interrupted command: `pretrain && finetune` stops there (it was 0)
     (stopped,) = list_runs(tmp_path / "stopped")
     # the terminal says how to go on; the log says the stop once (it said it twice)
     said = capsys.readouterr().out.strip()

@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     if test.exists():
         t = json.loads(test.read_text())
         print(f"{t['split']} {scores_text(t['miou'], t['oa'], t['kappa'])}")
-    return 0
+    return code
 
 
 if __name__ == "__main__":

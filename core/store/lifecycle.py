@@ -322,7 +322,7 @@ def train_from_cli(argv: list[str] | None, parse: Callable[[list[str] | None], a
                    start: Callable[[argparse.Namespace, Any], Any], what: str) -> tuple[int, Any | None]:
     """A trainer's whole command line, alone or as one rank of a torchrun launch: a Stop is honoured from the first
     line on, the run is opened (``start(args, env)``) or the command exits 2 with one line, trained, and the group
-    left. (exit code, the trainer on the first rank after a clean end, else None)."""
+    left. (exit code: 130 after a stop; the trainer on the first rank after a clean end or stop, else None)."""
     with plain_warnings():
         return _train_from_cli(argv, parse, start, what)
 
@@ -345,7 +345,9 @@ def _train_from_cli(argv: list[str] | None, parse: Callable[[list[str] | None], 
         return code, None
     print(f"{state}: {trainer.run.path}" + _last_figures(trainer.run)
           + (f" (continue it with --resume {trainer.run.path})" if state == "stopped" else ""))
-    return 0, trainer
+    # a stop exits 130 as an interrupted command does (it exited 0: `pretrain && finetune` went on with half a run);
+    # under torchrun 0, or its agent would report the group as failed
+    return (130 if state == "stopped" and not env.active else 0), trainer
 
 
 def _last_figures(run: Any) -> str:
