@@ -265,7 +265,9 @@ def test_an_epochs_override_sets_the_length_and_a_config_of_the_other_kind_names
     assert load_config(ROOT / "configs/demo_cpu.yaml", []).train.max_steps == 300
     for path, model, command in (("finetune_dubai_cpu.yaml", PretrainConfig, "core.finetune"),
                                  ("demo_cpu.yaml", FinetuneConfig, "core.pretrain"),
-                                 ("compare_cpu.yaml", PretrainConfig, "core.compare")):
+                                 ("compare_cpu.yaml", PretrainConfig, "core.compare"),
+                                 ("probe_demo_cpu.yaml", PretrainConfig, "core.probe"),
+                                 ("probe_demo_cpu.yaml", FinetuneConfig, "core.probe")):
         with pytest.raises(ConfigError, match=f"^this is a .* config .*: run it with python -m {command}$"):
             load_config(ROOT / "configs" / path, [], model)
 

@@ -76,7 +76,7 @@ def test_finetune_from_pretraining_run_writes_everything(roots: Path) -> None:
     # what its encoder was pretrained on travels with the model: the training split, none of the test scenes
     pretrained_on = json.loads((pre.path / "data.json").read_text())["pretrain_scenes"]
     assert card["pretrain_scenes"] == pretrained_on and len(pretrained_on) == 24
-    assert not set(pretrained_on) & set(test["scenes"]) and "pretrained (unlabeled)" not in ft.log_text()
+    assert not set(pretrained_on) & set(test["scenes"]) and "has read" not in ft.log_text()
 
 
 @pytest.mark.slow
@@ -239,13 +239,14 @@ def test_compare_refuses_one_seed_and_an_encoder_that_saw_test_scenes(roots: Pat
         (leaky.path / "data.json").read_text())["pretrain_scenes"]
     assert finetune_main([*TINY_FT, f"model.init={encoder}", "name=ft-leaky", "train.max_steps=1"]) == 0
     ft = _by_kind(roots, "ft-leaky")[0]
-    assert "warning: model.init was pretrained (unlabeled) on 8 of its test scenes (synthetic-" in ft.log_text()
+    assert "warning: model.init has read 8 of its test scenes (synthetic-" in ft.log_text()
     assert "and 8 of its val scenes" in ft.log_text()
-    assert "warning: model.init was pretrained (unlabeled) on 8 of its test" in capsys.readouterr().err  # and said
+    assert "warning: model.init has read 8 of its test" in capsys.readouterr().err  # and said
+    assert "has read 8 of its test" in json.loads((ft.path / "test_metrics.json").read_text())["not_unseen"]
     assert evaluate_main([str(ft.path / "checkpoints/best.safetensors"), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "8 scenes fine-tuning never saw: synthetic-" in out and "never saw:" in out
-    assert "note: its encoder was pretrained (unlabeled) on 8 of these 8 scenes" in out
+    assert "note: its encoder had read 8 of these 8 scenes before" in out
     assert "scenes it never saw" not in out
 
 

@@ -97,7 +97,7 @@ def test_a_resume_whose_monitor_tiles_changed_says_so() -> None:
 
     from core.ssl.knn_monitor import KnnMonitor
 
-    monitor = SimpleNamespace(baseline=0.0)
+    monitor = SimpleNamespace(baseline=0.0, bank_baseline=0.0)
     said = KnnMonitor.tiles_changed(monitor, [{"step": 4, "knn_acc": 0.03, "knn_baseline": 0.03}], 8)
     assert said is not None and "baseline 0.030 before, 0.000 now" in said and said.endswith("jump at step 8")
     assert KnnMonitor.tiles_changed(monitor, [{"knn_baseline": 0.0}], 8) is None
@@ -117,3 +117,7 @@ def test_the_baseline_is_the_best_constant_answer_on_the_queries(monkeypatch) ->
     monitor = knn.KnnMonitor(SimpleNamespace(scene_ids=None), every=1, input_size=32, seed=0, device="cpu")
     assert monitor.baseline == 0.5  # class 0: 2 of the 4 queries (the bank's water: none of them)
     assert "majority-class baseline 0.500 (always answering the query tiles' most common class)" in monitor.describe()
+    # a run resumed across the change: the same tiles, only the bar moved (it read as if the tiles had changed)
+    said = monitor.tiles_changed([{"step": 4, "knn_acc": 0.25, "knn_baseline": 0.0}], 8)
+    assert said.startswith("kNN monitor: its baseline is now the query tiles' most common class (0.500; it was the "
+                           "bank's, 0.000): the dashed line steps at step 8")

@@ -48,6 +48,15 @@ def test_the_record_is_found_on_the_card_or_in_the_run_folder_else_unknown(tmp_p
     (run / "data.json").write_text(json.dumps({KEY: ["s1"]}))
     assert init_pretrain_scenes(own) == ["s1"] and run_pretrain_scenes(run) == ["s1"]
     assert init_pretrain_scenes(_weights(tmp_path / "old.safetensors", {"kind": "encoder"})) is None
+    foreign = tmp_path / "foreign.safetensors"  # written by safetensors itself elsewhere: its metadata is not ours
+    write_safetensors(foreign, {"w": torch.zeros(1)}, {"format": "pt"})
+    assert init_pretrain_scenes(foreign) is None  # unknown (it raised, and fine-tuning from such a file failed)
+    # a second round from a segmentation model: what it was fine-tuned and validated on counts as read too
+    seg = {"kind": "segmentation", KEY: ["p1"], "evaluation": {"training_scenes": ["t1", "t2"]},
+           "domain": {"validation_scenes": ["v1"]}}
+    assert init_pretrain_scenes(_weights(tmp_path / "seg.safetensors", seg)) == ["p1", "t1", "t2", "v1"]
+    unnamed = {**seg, "evaluation": {}}  # its training scenes not named: unknown, not "pretraining only"
+    assert init_pretrain_scenes(_weights(tmp_path / "seg2.safetensors", unnamed)) is None
 
 
 def test_seen_scenes_are_matched_through_a_folder_of_copies() -> None:
@@ -62,13 +71,14 @@ def test_seen_scenes_are_matched_through_a_folder_of_copies() -> None:
 def test_the_words_for_a_test_split_and_the_fine_tuning_warning() -> None:
     assert unseen_words([], 3) == ("scenes it never saw", None)
     words, note = unseen_words(["t1", "t2", "t3", "t4"], 9)
-    assert words == "scenes fine-tuning never saw" and "on 4 of these 9 scenes (t1, t2, t3, ...)" in note
+    assert words == "scenes fine-tuning never saw" and "had read 4 of these 9 scenes before (t1, t2, t3, ...;" in note
     words, note = unseen_words(None, 9)
     assert words == "scenes fine-tuning never saw" and "does not record" in note
     card = {KEY: ["v1", "t2"]}
     note = pretraining_note(card, {"train": ["x"], "val": ["v1"], "test": ["t1", "t2"]})
-    assert note.startswith("model.init was pretrained (unlabeled) on 1 of its test scenes (t2) and 1 of its val "
-                           "scenes (v1): its scores there are not on unseen scenes")
+    assert note.startswith("model.init has read 1 of its test scenes (t2) and 1 of its val scenes (v1) before")
+    assert note.endswith("pretrain with data.pretrain_splits=[train] on this data set, or on a folder without them")
+    assert "[train] (or [train, val])" in pretraining_note(card, {"test": ["t2"]})  # validation scenes not read
     assert pretraining_note(card, {"test": ["t1"]}) is None and pretraining_note({}, {"test": ["t1"]}) is None
 
 
@@ -93,3 +103,19 @@ def test_an_encoder_given_to_evaluate_says_to_fine_tune_it_first(tmp_path: Path,
     err = capsys.readouterr().err
     assert "is not a segmentation checkpoint (its card says kind='encoder'); it is a pretrained encoder" in err
     assert "fine-tune it first (python -m core.finetune" in err
+
+
+def test_a_pretraining_that_goes_on_from_another_encoder_records_what_both_read(tmp_path: Path) -> None:
+    """``model.weights=<run>/checkpoints/encoder.safetensors`` (the README's way to go on with new settings): the
+    first run's scenes count too, and an unknown first record makes the whole unknown."""
+    class Tiles(list):
+        split_scenes, pretrain_splits, has_labels = {"train": ["b"], "test": ["t"]}, ["train"], True
+
+    def cfg(weights: Path | None) -> SimpleNamespace:
+        return SimpleNamespace(data=SimpleNamespace(name="x"), model=SimpleNamespace(weights=weights))
+
+    assert data_record(cfg(None), Tiles([1]))[KEY] == ["b"]
+    known = _weights(tmp_path / "first.safetensors", {"kind": "encoder", KEY: ["a", "t"]})
+    assert data_record(cfg(known), Tiles([1]))[KEY] == ["a", "b", "t"]
+    unknown = _weights(tmp_path / "old.safetensors", {"kind": "encoder"})
+    assert data_record(cfg(unknown), Tiles([1]))[KEY] is None

@@ -143,6 +143,9 @@ def _right_command(raw: dict[str, Any], model: type[BaseModel]) -> None:
     if "pretrain_config" in raw:
         raise ConfigError("this is a comparison config (pretrain_config is one of its settings): run it with "
                           "python -m core.compare")
+    if isinstance(raw.get("train"), dict) and "label_stride" in raw["train"]:
+        raise ConfigError("this is a linear-probe config (train.label_stride is one of its settings): run it with "
+                          "python -m core.probe")
     markers, what, command = found
     for path in markers:
         node: Any = raw

@@ -261,7 +261,8 @@ def pretrain_summary(units: Units) -> dict[str, Any]:
             rec = json.loads((Path(u["run"]) / "data.json").read_text()) if (Path(u["run"]) / "data.json").is_file() \
                 else {}
             scenes = rec.get("pretrain_scenes") or []
-            text = f"{rec.get('tiles', '?')} tiles" + (f" of {len(scenes)} scenes ({'+'.join(rec.get('pretrain_splits') or [])})"
+            splits = "+".join(rec.get("pretrain_splits") or [])  # none for a folder: its images are its scenes
+            text = f"{rec.get('tiles', '?')} tiles" + (f" of {len(scenes)} scenes" + (f" ({splits})" if splits else "")
                                                         if scenes else "")
             return {"tiles": rec.get("tiles"), "scenes": scenes, "splits": rec.get("pretrain_splits"), "text": text}
     return {"text": "no pretrained method"}

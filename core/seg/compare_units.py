@@ -10,7 +10,7 @@ from ..config import validate_config
 from ..store.lifecycle import EARLY_ERRORS
 from ..store.runs import Run, open_run, read_jsonl
 from .compare_config import CompareConfig, band_label, split_variant
-from .lineage import run_pretrain_scenes
+from .lineage import KEY, run_pretrain_scenes, seen_in_pretraining
 
 
 STARTED = "started.jsonl"  # the run folder of every unit started at once with others (``unit_jobs``)
@@ -104,8 +104,7 @@ def _check_reused_bands(cfg: CompareConfig, method: str, path: Path) -> None:
 
 def check_no_leak(run_path: Path, test_scenes: list[str], method: str) -> None:
     """A pretraining run that saw a test scene would make every score of its encoder meaningless."""
-    seen = set(run_pretrain_scenes(run_path) or [])
-    leaked = sorted(seen & set(test_scenes))
+    leaked = sorted(seen_in_pretraining({KEY: run_pretrain_scenes(run_path) or []}, list(test_scenes)) or [])
     if leaked:
         raise CompareError(f"{method}: pretraining run {run_path.name} trained on test scene(s) "
                            f"{', '.join(leaked[:5])}; set its data.pretrain_splits to [train] (or [train, val])")

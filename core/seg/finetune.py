@@ -243,11 +243,10 @@ class FinetuneTrainer:
             life.log(f"fine-tuning {self.cfg.model.arch}/{self.cfg.model.encoder} ({tc.protocol}) from "
                      f"{self.cfg.model.init} on {self._data_text()}: {len(self.splits.train)} train, "
                      f"{len(self.splits.val)} val, {len(self.splits.test)} test tiles")
-            for note in (neighbours_note(self.splits), pretraining_note(self.card, self.splits.scenes)):
-                if note:
-                    life.log(f"warning: {note}")
-                    if main:  # on the terminal too, not only in log.txt
-                        print(f"warning: {note}", file=sys.stderr)
+            for note in self._notes():
+                life.log(f"warning: {note}")
+                if main:  # on the terminal too, not only in log.txt
+                    print(f"warning: {note}", file=sys.stderr)
             if main and self.run is not None and not self.validating:
                 self.run.write_status(validation=False)  # the pages then wait for the test, not a validation
             losses, t0 = [], time.perf_counter()
@@ -369,11 +368,18 @@ class FinetuneTrainer:
         scores = result.scores
         atomic_write_json(self.run.path / "test_metrics.json", {
             "split": result.split, "tiles": result.tiles, **result.how.record(), "classes": names,
-            **scores.as_dict(names), **({"not_unseen": note} if (note := neighbours_note(self.splits)) else {})})
+            **scores.as_dict(names), **({"not_unseen": note} if (note := self._not_unseen()) else {})})
         self.run.log(f"{what} on {result.split} ({result.how.method}, {len(result.how.scenes)} scenes): mIoU "
                      f"{scores.miou:.4f} OA {scores.overall_accuracy:.4f} kappa {scores.kappa:.4f}")
         if best.exists():
             self._add_domain(best)
+
+    def _notes(self) -> list[str]:
+        """Why this run's scores are not on unseen scenes: neighbouring tiles of a scene, an encoder that read them."""
+        return [n for n in (neighbours_note(self.splits), pretraining_note(self.card, self.splits.scenes)) if n]
+
+    def _not_unseen(self) -> str | None:  # test_metrics.json's, which the Fine-tune page shows beside the score
+        return "; ".join(self._notes()) or None
 
     def _add_domain(self, best: Path) -> None:
         """The best model's card gets its domain section (``core.seg.fingerprint``): what ``--checkpoint auto`` and

@@ -12,7 +12,7 @@ import json
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..store.checkpoint import read_metadata
+from ..store.checkpoint import CheckpointError, read_metadata
 from .scene_role import is_scene
 
 KEY = "pretrain_scenes"  # on encoder and segmentation cards: the scenes the encoder's pretraining read
@@ -32,17 +32,27 @@ def run_pretrain_scenes(run_path: Path) -> list[str] | None:
 
 
 def init_pretrain_scenes(init: Path | None) -> list[str] | None:
-    """The scenes the encoder file ``init`` (as ``resolve_init`` gives it) was pretrained on: none for a random
-    encoder, its card's record, else its run folder's (a run's own ``checkpoints/encoder.safetensors``); None when
-    nothing records them (e.g. an encoder exported before cards held them)."""
+    """The scenes the encoder file ``init`` (as ``resolve_init`` gives it) has read before: none for a random
+    encoder, its card's record, else its run folder's (a run's own ``checkpoints/encoder.safetensors``); a
+    segmentation model adds the scenes it was fine-tuned and validated on. None when nothing records them (an encoder
+    exported before cards held them, a file made elsewhere)."""
     if init is None:
         return []
-    card = read_metadata(init).get("card")
-    if isinstance(card, dict) and isinstance(card.get(KEY), list):
-        return [str(s) for s in card[KEY]]
-    if init.parent.name == "checkpoints":
-        return run_pretrain_scenes(init.parent.parent)
-    return None
+    try:
+        card = read_metadata(init).get("card")
+    except (CheckpointError, ValueError, OSError):  # a file made elsewhere: its metadata is not ours
+        card = None
+    if not isinstance(card, dict):
+        return None
+    record = [str(s) for s in card[KEY]] if isinstance(card.get(KEY), list) else (
+        run_pretrain_scenes(init.parent.parent) if init.parent.name == "checkpoints" else None)
+    if record is None or card.get("kind") != "segmentation":
+        return record
+    trained = (card.get("evaluation") or {}).get("training_scenes")
+    if not isinstance(trained, list):  # a second round whose first round's scenes are not named: unknown
+        return None
+    return record + [str(s) for s in trained] + [str(s) for s in (card.get("domain") or {}).get("validation_scenes")
+                                                 or []]
 
 
 def seen_in_pretraining(card: dict[str, Any], scenes: list[str]) -> list[str] | None:
@@ -71,8 +81,10 @@ def pretraining_note(card: dict[str, Any], scenes: dict[str, list[str]]) -> str 
     if not held:
         return None
     what = " and ".join(f"{len(seen)} of its {split} scenes ({_few(seen)})" for split, seen in held)
-    return (f"model.init was pretrained (unlabeled) on {what}: its scores there are not on unseen scenes; pretrain "
-            "with data.pretrain_splits=[train] (or [train, val]) on this data set, or on a folder without them")
+    splits = "[train]" if any(split == "val" for split, _ in held) else "[train] (or [train, val])"
+    return (f"model.init has read {what} before (pretraining, or an earlier fine-tuning): its scores there are not "
+            f"on unseen scenes; pretrain with data.pretrain_splits={splits} on this data set, or on a folder "
+            "without them")
 
 
 def unseen_words(seen: list[str] | None, total: int) -> tuple[str, str | None]:
@@ -83,6 +95,7 @@ def unseen_words(seen: list[str] | None, total: int) -> tuple[str, str | None]:
                                                 "pretrained on, so these scenes may have been in that pretraining "
                                                 "(unlabeled)")
     if seen:
-        return "scenes fine-tuning never saw", (f"note: its encoder was pretrained (unlabeled) on {len(seen)} of "
-                                                f"these {total} scenes ({_few(seen)}): not a score on unseen scenes")
+        return "scenes fine-tuning never saw", (f"note: its encoder had read {len(seen)} of these {total} scenes "
+                                                f"before ({_few(seen)}; in pretraining, unlabeled, or an earlier "
+                                                "fine-tuning): not a score on unseen scenes")
     return "scenes it never saw", None

@@ -116,6 +116,8 @@ class KnnMonitor:
         # holds, so the bar read 0 % where always answering "agriculture" scores 50 %.)
         common = torch.bincount(self.query_labels, minlength=self.n_classes).argmax()
         self.baseline = float((self.query_labels == common).float().mean())
+        bank_common = torch.bincount(self.bank_labels, minlength=self.n_classes).argmax()
+        self.bank_baseline = float((self.query_labels == bank_common).float().mean())  # runs' records until then
 
     def due(self, step: int) -> bool:
         return self.every > 0 and step % self.every == 0
@@ -146,6 +148,10 @@ class KnnMonitor:
         earlier = [m["knn_baseline"] for m in records if isinstance(m, dict) and "knn_baseline" in m]
         if not earlier or abs(earlier[-1] - self.baseline) <= 1e-9:
             return None
+        if abs(earlier[-1] - getattr(self, "bank_baseline", -1.0)) <= 1e-9:  # the same tiles, the bar redefined
+            return (f"kNN monitor: its baseline is now the query tiles' most common class ({self.baseline:.3f}; it "
+                    f"was the bank's, {earlier[-1]:.3f}): the dashed line steps at step {step}, the tiles and the "
+                    "accuracy are as before")
         return (f"kNN monitor: its bank and query tiles differ from those of the run's steps so far (a newer rule "
                 f"chose them; baseline {earlier[-1]:.3f} before, {self.baseline:.3f} now): its curve may jump at step "
                 f"{step}")

@@ -18,6 +18,14 @@ def data_record(cfg: PretrainConfig, dataset: TileSet) -> dict[str, Any]:
         read: list[str] | None = sorted(s for k in (used or []) for s in scenes.get(k, []))
     else:  # an unlabeled folder: every image (None where a data set cannot name them: not known, not "none")
         read = dataset.source_scenes() if hasattr(dataset, "source_scenes") else None
+    weights = getattr(getattr(cfg, "model", None), "weights", None)
+    if weights and read is not None:  # it goes on from another encoder: what that one read counts too
+        from pathlib import Path
+
+        from ..seg.lineage import init_pretrain_scenes
+
+        before = init_pretrain_scenes(Path(weights)) if Path(weights).is_file() else None
+        read = None if before is None else sorted(set(before) | set(read))
     return {"name": cfg.data.name, "tiles": len(dataset), "labeled": bool(getattr(dataset, "has_labels", False)),
             "pretrain_splits": used, "split_scenes": scenes, "pretrain_scenes": read}
 
