@@ -37,7 +37,7 @@ def _scored_words(ev: dict) -> str:
     seen = ev.get("seen_in_pretraining")
     if seen == []:
         return "test data it never saw in any stage"
-    return ("test data fine-tuning never saw (" + (f"its encoder was pretrained on {len(seen)} of them, unlabeled"
+    return ("test data fine-tuning never saw (" + (f"its encoder had read {len(seen)} of them before"
             if seen else "what its encoder was pretrained on is not recorded") + ")")
 
 

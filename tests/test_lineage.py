@@ -89,7 +89,7 @@ def test_the_model_table_says_never_saw_in_any_stage_only_when_no_stage_did() ->
     finally:
         sys.path.remove(str(ROOT / "scripts"))
     assert _scored_words({"split": "test", "seen_in_pretraining": []}) == "test data it never saw in any stage"
-    assert "pretrained on 2 of them" in _scored_words({"split": "test", "seen_in_pretraining": ["a", "b"]})
+    assert "had read 2 of them before" in _scored_words({"split": "test", "seen_in_pretraining": ["a", "b"]})
     assert "not recorded" in _scored_words({"split": "test"})
     assert "never saw" not in _scored_words({"split": "val", "seen_in_pretraining": []})
 
