@@ -19,6 +19,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from .console import bar_stream
+
 Listener = Callable[[dict[str, Any] | None], None]
 TELL_EVERY_S = 1.0
 
@@ -143,6 +145,7 @@ class phase_bar(tqdm):  # noqa: N801 - used like tqdm
     the console bar is off (``disable=True``, e.g. ``--no-progress`` in a launched run)."""
 
     def __init__(self, *args: Any, desc: str | None = None, total: float | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("file", bar_stream())  # a closed pipe (`| head`) must not end the work it watches
         super().__init__(*args, desc=desc, total=total, **kwargs)
         self._unit = kwargs.get("unit", "it")  # a disabled tqdm keeps no attributes of its own
         self._name, self._total, self._done = (desc or "working").rstrip(": "), total, 0

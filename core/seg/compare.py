@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cli_args import compare_parser, parse_run_args
+from ..console import say
 from ..config import ConfigError, config_to_yaml, load_config, validate_config
 from ..data import DataError
 from ..phases import report_phases
@@ -307,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def log(msg: str) -> None:
         out_run.log(msg)
-        print(msg, flush=True)
+        say(msg)  # a closed pipe (`| head`) must not end the comparison
 
     comparison = None
     try:
@@ -373,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
             "the table to a file")
     out_run.write_status(state="completed", ended=time.time(), kind="compare")
     unlock_run(out_run)
-    print(md)
+    say(md)
     return 0
 
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ..cli_args import finetune_parser, parse_run_args
+from ..console import say
 from ..config import ConfigError, FinetuneConfig, apply_overrides, config_to_yaml, load_config, validate_config
 from ..distributed import DistEnv, from_first
 from ..store.lifecycle import prepared_run, train_from_cli
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     test = trainer.run.path / "test_metrics.json"
     if test.exists():
         t = json.loads(test.read_text())
-        print(f"{t['split']} {scores_text(t['miou'], t['oa'], t['kappa'])}")
+        say(f"{t['split']} {scores_text(t['miou'], t['oa'], t['kappa'])}")
     return code
 
 

@@ -13,7 +13,6 @@ import argparse
 import math
 import os
 import signal
-import sys
 import time
 import traceback
 import warnings
@@ -24,8 +23,9 @@ from typing import Any
 
 from tqdm import tqdm
 
+from ..console import bar_stream, say
 from .background import BackgroundJobs
-from .checkpoint import CheckpointError
+from .checkpoint import CheckpointError, read_metadata
 from ..distributed import init_distributed, leave_distributed
 from ..phases import Listener, report_phases
 from ..config import ConfigError
@@ -117,7 +117,7 @@ class RunLife:
             run.write_status(state="running", pid=os.getpid(), step=step(), total_steps=total_steps, error=None,
                              ended=None, phase=None, loop_started=time.time(), loop_start_step=step(), **status)
         self.bar = tqdm(total=total_steps, initial=step(), disable=not progress, desc=desc, unit="step",
-                        dynamic_ncols=True)
+                        dynamic_ncols=True, file=bar_stream())  # a closed pipe (`| head`) must not end the run
         self.tracking = self._guard(lambda: tracking_for(run, pictures, resume_step=step()), "could not start")
         # a tracker's server may take its time: records reach it from a thread, never from the training step
         self._sending = BackgroundJobs("trackers") if self.tracking is not None else None
@@ -175,7 +175,10 @@ class RunLife:
 
     # ------------------------------------------------------------------ the end
     def __exit__(self, kind: type[BaseException] | None, err: BaseException | None, tb: Any) -> bool:
-        self.bar.close()
+        try:
+            self.bar.close()
+        except OSError:  # the console is gone: the status below is what a later reader needs
+            pass
         if self.run is None:
             return False
         try:
@@ -276,14 +279,14 @@ def start_or_exit(args: argparse.Namespace, start: Callable[[], Any],
             return start(), 0
     except KeyboardInterrupt:
         _record_early(args, "stopped", "stopped before training started")
-        print("stopped before training started: nothing was trained", file=sys.stderr)
+        say("stopped before training started: nothing was trained", err=True)
         return None, 130
     except RunBusyError as err:
-        print(f"error: {err}", file=sys.stderr)
+        say(f"error: {err}", err=True)
         return None, 2
     except EARLY_ERRORS as err:
         record_early_failure(args, err)
-        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
+        say(f"error: {' '.join(str(err).split())}", err=True)
         return None, 2
 
 
@@ -297,7 +300,7 @@ def fit_from_cli(trainer: Any, what: str, stop: StopFlag | None = None) -> tuple
         return 130, "stopped"
     except Exception as err:  # recorded in status.json and log.txt by fit()
         log = trainer.run.path / "log.txt" if trainer.run is not None else "the run's log.txt"
-        print(f"error: {what} failed: {type(err).__name__}: {err} (see {log})", file=sys.stderr)
+        say(f"error: {what} failed: {type(err).__name__}: {err} (see {log})", err=True)
         return 1, "failed"
     finally:
         stop.restore()
@@ -341,13 +344,28 @@ def _train_from_cli(argv: list[str] | None, parse: Callable[[list[str] | None], 
         code, state = fit_from_cli(trainer, what, stop)
     finally:
         leave_distributed(env)
+    if code == 130 and env.main:  # a second Ctrl-C: stopped mid-step, without the stop's own checkpoint
+        say(f"stopped at once (a second Ctrl-C): {trainer.run.path}; {_resume_point(trainer.run)}", err=True)
     if code or not env.main:
         return code, None
-    print(f"{state}: {trainer.run.path}" + _last_figures(trainer.run)
-          + (f" (continue it with --resume {trainer.run.path})" if state == "stopped" else ""))
+    say(f"{state}: {trainer.run.path}" + _last_figures(trainer.run)
+        + (f" (continue it with --resume {trainer.run.path})" if state == "stopped" else ""))
     # a stop exits 130 as an interrupted command does (it exited 0: `pretrain && finetune` went on with half a run);
     # under torchrun 0, or its agent would report the group as failed
     return (130 if state == "stopped" and not env.active else 0), trainer
+
+
+def _resume_point(run: Run) -> str:
+    """Where ``--resume`` would continue a run stopped mid-step: its last checkpoint's step, not the status's."""
+    last = run.last_checkpoint()
+    try:
+        step = read_metadata(last)["state"]["step"] if last is not None else None
+    except (CheckpointError, KeyError, TypeError):
+        step = None
+    if last is None:
+        return "no checkpoint was written yet, so --resume would start it from step 0"
+    where = f"step {step}" if isinstance(step, int) else "its last checkpoint"
+    return f"continue it with --resume {run.path} (from {where}, its last checkpoint)"
 
 
 def _last_figures(run: Any) -> str:
