@@ -1,7 +1,7 @@
 """``false-wb``: one command for the engine and the apps, installed by ``pip install -e .``.
 
     false-wb pretrain --config configs/demo_cpu.yaml train.max_steps=3
-    false-wb finetune | compare | probe | segment | evaluate | export | fingerprint | fn-report ...
+    false-wb finetune | compare | probe | segment | evaluate | export | fingerprint | fn-report | runs ...
     false-wb app      (the Streamlit workbench)        false-wb demo   (the Gradio demo)
 
 Each subcommand is the module's own command line (``python -m core.<module>`` keeps working); ``false-wb <cmd> -h``
@@ -29,6 +29,7 @@ COMMANDS = {
     "export": ("core.store.export", "a run's model as a small shipped checkpoint"),
     "fingerprint": ("core.seg.fingerprint", "give a checkpoint a domain fingerprint"),
     "track": ("core.store.track", "send runs to TensorBoard or MLflow (runs made before train.trackers too)"),
+    "runs": ("core.store.runs_cli", "list the runs, newest first: kind, state, method, steps, figure"),
     "fn-report": ("core.analysis.fn_report_cli", "how good a run's false-negative flags are, against reference selectors"),
     "demo": ("workbench.gradio_app", "the Gradio upload-and-segment demo with its HTTP API"),
 }

@@ -233,9 +233,23 @@ def fn_report_parser(prog: str = "false-wb fn-report") -> argparse.ArgumentParse
     return p
 
 
+def runs_parser(prog: str = "false-wb runs") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=plain(docstring("core.store.runs_cli")),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--kind", choices=("pretrain", "finetune", "probe", "compare"), help="runs of one kind only")
+    p.add_argument("--state", choices=("starting", "running", "stopping", "stopped", "completed", "failed", "died"),
+                   help="runs in one state only (died: its process is gone without a word)")
+    p.add_argument("--name", help="the runs made with name=NAME")
+    p.add_argument("--last", type=positive_int, default=20, metavar="N", help="the N newest (default 20)")
+    p.add_argument("--all", action="store_true", help="every run")
+    p.add_argument("--json", action="store_true", help="every field of each row, as JSON")
+    p.add_argument("--runs-root", help="where run folders are (default runs/ or $FALSE_WB_RUNS)")
+    return p
+
+
 # name -> (parser, whether its command parses intermixed: key=value overrides between the flags)
 PARSERS = {"pretrain": (pretrain_parser, True), "finetune": (finetune_parser, True),
            "compare": (compare_parser, True), "probe": (probe_parser, True), "segment": (segment_parser, False),
            "evaluate": (evaluate_parser, False), "export": (export_parser, False),
            "fingerprint": (fingerprint_parser, False), "track": (track_parser, False),
-           "fn-report": (fn_report_parser, False)}
+           "fn-report": (fn_report_parser, False), "runs": (runs_parser, False)}

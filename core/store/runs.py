@@ -363,9 +363,25 @@ def open_run_arg(text: str | Path, root: Path | None = None) -> Run:
     if path.exists() or isinstance(text, Path) or "/" in str(text) or "\\" in str(text):
         return open_run(path)
     where = Path(root) if root else runs_root()
-    if not (where / str(text)).is_dir():
-        raise NotARunError(f"not a run folder (no such folder): {text}, nor a run of that name in {where}")
-    return find_run(str(text), root)  # one under the runs root: a run, or why it is none
+    if (where / str(text)).is_dir():
+        return find_run(str(text), root)  # one under the runs root: a run, or why it is none
+    named = runs_named(str(text), where)
+    if len(named) == 1:
+        return named[0]
+    if named:
+        older = f" (and {len(named) - 5} older)" if len(named) > 5 else ""
+        ids = ", ".join(r.id for r in reversed(named[-5:])) + older
+        raise NotARunError(f"{len(named)} runs are named {text!r} in {where}: {ids}; give one of these")
+    raise NotARunError(f"not a run folder (no such folder): {text}, nor a run of that name in {where} "
+                       "(`false-wb runs` lists them)")
+
+
+def runs_named(name: str, root: Path | None = None) -> list[Run]:
+    """Runs made with ``name=NAME`` (their folder: time stamp, the name, and ``-N`` when two began in one second),
+    oldest first."""
+    slug = _slug(name)
+    return [r for r in list_runs(root)
+            if re.fullmatch(rf"\d{{8}}-\d{{6}}-{re.escape(slug)}(-\d{{1,3}})?", r.id)]
 
 
 def delete_run(run: Run) -> None:

@@ -1,0 +1,58 @@
+"""``false-wb runs`` lists the runs, and a run can be named by the ``name=`` it was made with."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from core.cli import main as false_wb
+from core.store.runs import NotARunError, create_run, open_run_arg, runs_named
+from core.store.runs_cli import main as runs_main
+
+PRETRAIN = "method: simclr\ndata:\n  name: synthetic\nmodel:\n  encoder: resnet18\n"
+FINETUNE = "model:\n  arch: deeplabv3plus\n  encoder: resnet18\ndata:\n  name: dubai\ntrain:\n  protocol: finetune\n"
+
+
+def _store(root: Path) -> dict[str, Path]:
+    made = {
+        "old": create_run("dubai-seg", FINETUNE, root, state="completed", kind="finetune", step=300, total_steps=300),
+        "pre": create_run("demo", PRETRAIN, root, state="stopped", kind="pretrain", step=7, total_steps=40),
+    }
+    (made["old"].path / "test_metrics.json").write_text(json.dumps({"miou": 0.531, "split": "test"}))
+    (made["pre"].path / "metrics.jsonl").write_text(json.dumps({"step": 5, "loss": 4.8125}) + "\n")
+    made["new"] = create_run("dubai-seg", FINETUNE, root, state="failed", kind="finetune", step=3, total_steps=300)
+    return {k: r.path for k, r in made.items()}
+
+
+def test_a_run_is_found_by_its_name_when_only_one_has_it(tmp_path: Path) -> None:
+    made = _store(tmp_path)
+    assert open_run_arg("demo", tmp_path).path == made["pre"]
+    assert open_run_arg(made["pre"].name, tmp_path).path == made["pre"]  # the folder's name still works
+    assert [r.path for r in runs_named("dubai-seg", tmp_path)] == [made["old"], made["new"]]
+    with pytest.raises(NotARunError) as two:
+        open_run_arg("dubai-seg", tmp_path)
+    assert f"2 runs are named 'dubai-seg' in {tmp_path}: {made['new'].name}, {made['old'].name}" in str(two.value)
+    with pytest.raises(NotARunError, match="`false-wb runs` lists them"):
+        open_run_arg("dubai", tmp_path)  # a name's prefix is not its name
+    assert runs_named("demo-2", tmp_path) == []
+
+
+def test_the_list_is_newest_first_with_each_runs_figure(tmp_path: Path, capsys) -> None:
+    made = _store(tmp_path)
+    assert runs_main(["--runs-root", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["run", "kind", "state", "method", "data", "steps", "figure"]
+    assert [line.split()[0] for line in lines[1:]] == [made["new"].name, made["pre"].name, made["old"].name]
+    assert "test mIoU 53.1 %" in lines[3] and "300/300" in lines[3] and "deeplabv3plus (finetune)" in lines[3]
+    assert "last loss 4.812" in lines[2] and "stopped" in lines[2] and "7/40" in lines[2]
+    assert false_wb(["runs", "--runs-root", str(tmp_path), "--kind", "pretrain", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["run"] == made["pre"].name and row["value"] == 4.8125
+    assert runs_main(["--runs-root", str(tmp_path), "--last", "1"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in out[1:-1]] == [made["new"].name] and "(2 older not shown: --all" in out[-1]
+    assert runs_main(["--runs-root", str(tmp_path), "--state", "running"]) == 0
+    assert capsys.readouterr().out.strip() == f"no runs with --state running in {tmp_path}"
+    assert runs_main(["--runs-root", str(tmp_path / "none")]) == 0
+    assert capsys.readouterr().out.startswith("no runs in ")
