@@ -161,6 +161,25 @@ def test_a_run_inside_its_warm_up_says_so_in_its_log(tmp_path) -> None:
     log_start(life, cfg, [], "cpu (fp32)", "5->20", None, warm_up_note(20, 20))  # a resume does not say it again
     assert run.log_text().count("warning: warm-up of 20 steps in a run of 20") == 1
 
+
+def test_views_larger_than_their_tiles_are_said_once_on_the_terminal_and_in_the_log(tmp_path) -> None:
+    """``data.image_size`` above ``data.tile_size`` enlarged every view without a word."""
+    from core.config import load_config
+    from core.ssl.run_start import log_start, upsample_note
+    from core.store.lifecycle import RunLife
+    from core.store.runs import create_run
+
+    assert upsample_note(load_config("configs/demo_cpu.yaml", ["data.tile_size=96", "data.image_size=96"])) is None
+    cfg = load_config("configs/demo_cpu.yaml", ["data.tile_size=64", "data.image_size=96"])
+    assert upsample_note(cfg).startswith("data.image_size 96 is larger than data.tile_size 64: every view is a crop "
+                                         "of a 64 px tile enlarged to 96 px")
+    run = create_run("big-views", "{}", tmp_path, kind="pretrain")
+    life = RunLife(run, lambda: 0, 20)
+    with pytest.warns(UserWarning, match="give data.tile_size >= 96"):
+        log_start(life, cfg, [], "cpu (fp32)", "0->20", None)
+    log_start(life, cfg, [], "cpu (fp32)", "5->20", None)  # a resume does not say it again
+    assert run.log_text().count("warning: data.image_size 96 is larger") == 1
+
 def test_one_precision_policy_for_training_and_inference(monkeypatch) -> None:
     from core import device as D
     from core.analysis.embeddings import resolve_precision

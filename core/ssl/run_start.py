@@ -2,6 +2,7 @@
 whoever rebuilds its batches later) and the opening lines of its log (device, data, the scenes, skipped images)."""
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from ..config import PretrainConfig
@@ -30,6 +31,17 @@ def data_record(cfg: PretrainConfig, dataset: TileSet) -> dict[str, Any]:
             "pretrain_splits": used, "split_scenes": scenes, "pretrain_scenes": read}
 
 
+def upsample_note(cfg: PretrainConfig) -> str | None:
+    """Views larger than the tiles they are cut from are blown up: no detail the tile lacks, blurrier views, more
+    compute. Allowed (a small-tile set on a wide encoder), but never silently."""
+    size, tile = cfg.data.image_size, cfg.data.tile_size
+    if size <= tile:
+        return None
+    return (f"data.image_size {size} is larger than data.tile_size {tile}: every view is a crop of a {tile} px tile "
+            f"enlarged to {size} px (no detail is added); give data.tile_size >= {size} or a smaller "
+            "data.image_size")
+
+
 def log_start(life: RunLife, cfg: PretrainConfig, dataset: TileSet, where: str, steps: str,
               knn_note: str | None, warm_up: str | None = None) -> None:
     """``where``: device and precision; ``steps``: from -> to; ``warm_up``: why the learning rate never peaks."""
@@ -42,6 +54,10 @@ def log_start(life: RunLife, cfg: PretrainConfig, dataset: TileSet, where: str, 
         life.log(knn_note)
     if warm_up and steps.startswith("0->"):
         life.log(f"warning: {warm_up}")
+    upsampled = upsample_note(cfg)
+    if upsampled and steps.startswith("0->"):
+        warnings.warn(upsampled, stacklevel=2)  # the terminal's one line; the log keeps it for the app
+        life.log(f"warning: {upsampled}")
     if cfg.method == "moco" and steps.startswith("0->"):  # a loss of 0 at step 1 reads as a bug without this
         fill = -(-cfg.model.queue_size // cfg.train.batch_size)
         life.log(f"MoCo: the queue starts empty (its unfilled slots are no negatives), so step 1 has no negative "
@@ -58,4 +74,4 @@ def log_start(life: RunLife, cfg: PretrainConfig, dataset: TileSet, where: str, 
         life.log(f"{len(skipped)} unreadable image(s) skipped in total")
 
 
-__all__ = ["data_record", "log_start"]
+__all__ = ["data_record", "log_start", "upsample_note"]
