@@ -225,8 +225,9 @@ def track_parser(prog: str = "false-wb track") -> argparse.ArgumentParser:
 
 def fn_report_parser(prog: str = "false-wb fn-report") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=summary("core.analysis.fn_report_cli"))
-    p.add_argument("run", metavar="RUN", help="a pretraining run folder (loss.name=false, any detector, on a labeled "
-                                              "data set), or a comparison run: every method's flags beside its mIoU")
+    p.add_argument("run", metavar="RUN", help="a pretraining run folder (loss.name=false, any detector; on a labeled "
+                                              "data set its flags are scored, on unlabeled imagery summarised), or a "
+                                              "comparison run: every method's flags beside its mIoU")
     p.add_argument("--json", action="store_true", help="print the JSON report")
     p.add_argument("--no-encoder", action="store_true", help="leave out the encoder selector (no model is loaded)")
     p.add_argument("--refresh", action="store_true", help="recompute even if the stored report is current")

@@ -22,7 +22,7 @@ from core.ssl.batch_order import BatchOrder
 from core.analysis.fn_compare import compare_flags
 from core.analysis.fn_report import CACHE_NAME, FlagReportError, cached_report, compute_report, flag_report, report_lines
 from core.analysis.fn_report_cli import main as report_main
-from core.analysis.fn_scoring import NO_CLASS
+from core.analysis.fn_scoring import NO_CLASS, load_pairs
 from core.ssl.pretrain import main as pretrain_main
 from core.store.runs import list_runs
 
@@ -279,17 +279,27 @@ def _folder(root: Path, n: int = 3, mask_colour: tuple[int, int, int] | None = N
 
 
 @pytest.mark.slow
-def test_report_refuses_unlabeled_data_moved_data_and_absent_classes(roots: Path, tmp_path: Path, capsys) -> None:
+def test_report_summarises_unlabeled_runs_and_refuses_moved_data_and_absent_classes(roots: Path, tmp_path: Path, capsys) -> None:
     plain = tmp_path / "plain"
     _folder(plain)
     args = [*TINY, "loss.name=false", "data.name=folder", f"data.root={plain}", "data.tile_size=32",
             "train.max_steps=2", "train.batch_size=4"]
     assert pretrain_main([*args, "name=unlabeled"]) == 0
     run = next(r for r in list_runs(roots) if r.id.endswith("unlabeled"))
+    with pytest.raises(FlagReportError, match="has no labels, so its flags cannot be scored"):
+        compute_report(run)
     capsys.readouterr()  # what pretraining printed
-    assert report_main([str(run.path)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "has no labels" in err and len(err.splitlines()) == 1
+    # the command summarises what the detector did instead of refusing: no quality figure, and it says why
+    assert report_main([str(run.path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    pairs = load_pairs(run)
+    assert out[0] == (f"run {run.id}: simclr on folder, FALSE (detector fnsd, treatment fncc): {len(pairs)} flagged "
+                      f"pairs over {pairs['step'].nunique()} of 2 steps")
+    assert out[1].startswith("NOTE: its data set has no labels") and "precision" not in "\n".join(out[2:])
+    assert f"median {pairs['cos'].median():.3f}" in "\n".join(out)
+    assert report_main([str(run.path), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["labeled"] is False and summary["treatment"]["treated"] == int(pairs["calibrated"].sum())
 
     labeled = tmp_path / "labeled"
     _folder(labeled, n=6, mask_colour=(9, 9, 9))  # a colour the class table does not know: all ignored

@@ -1,6 +1,7 @@
 """``python -m core.fn_report RUN`` (``false-wb fn-report``): how good a run's false-negative flags are, beside
 reference selectors on the same batches (``core.analysis.fn_report``), or every method's flags beside its mIoU for a
-comparison run (``core.analysis.compare_flags``)."""
+comparison run (``core.analysis.compare_flags``); for a run on unlabeled imagery, whose flags cannot be scored, what its
+detector and treatment did (``core.analysis.flag_summary``)."""
 from __future__ import annotations
 
 import json
@@ -8,10 +9,18 @@ import sys
 from typing import Any
 
 from ..cli_args import fn_report_parser
-from ..store.runs import NotARunError, open_run_arg
-from .fn_report import FlagReportError, flag_report, report_lines
+from ..config import ConfigError
+from ..store.runs import NotARunError, Run, open_run_arg
+from .fn_report import FlagReportError, flag_report, no_detector_reason, report_lines
+from .fn_scoring import run_config
 
 KIND_WORDS = {"finetune": "fine-tuning", "probe": "linear probe"}
+
+
+def _unlabeled(run: Run) -> bool:
+    """A pretraining with a detector on a set without labels: its flags cannot be scored, only summarised."""
+    cfg = run_config(run)
+    return no_detector_reason(run, cfg) is None and not cfg.data.labeled
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,12 +47,17 @@ def main(argv: list[str] | None = None) -> int:
 
             report = comparison_flags(run, use_encoder=not args.no_encoder, progress=progress)
             text = to_markdown(report)
+        elif _unlabeled(run):  # no quality figure without labels: what the detector did, and why no more
+            from .flag_summary import summary_lines, unlabeled_summary
+
+            report = unlabeled_summary(run, run_config(run))
+            text = "\n".join(summary_lines(report))
         else:
             report = flag_report(run, use_encoder=not args.no_encoder, refresh=args.refresh, progress=progress)
             text = "\n".join(report_lines(report))
         if current.get("bar") is not None:
             current["bar"].close()
-    except (FlagReportError, NotARunError, ValueError) as err:
+    except (FlagReportError, NotARunError, ConfigError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(json.dumps(report, indent=2) if args.json else text)
