@@ -82,6 +82,7 @@ def probe_parser(prog: str = "false-wb probe") -> argparse.ArgumentParser:
     p.add_argument("--run-dir", metavar="RUN_DIR", help="probe in this run folder (made by the workbench's "
                    "launcher; its config.yaml says what to do): status, records and test_metrics.json go there")
     p.add_argument("--resume", metavar="RUN_DIR", help="run a stopped or failed probe of a run folder again")
+    p.add_argument("--runs-root", help="where a new probe's run folder goes (default runs/ or $FALSE_WB_RUNS)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. model.init=runs/<run> seed=1")
     return p

@@ -177,8 +177,10 @@ def test_a_probe_runs_in_a_run_folder_and_again_on_resume(tmp_path: Path, monkey
     capsys.readouterr()
     assert probe_main(["--run-dir", str(run.path), "--no-progress"]) == 0
     result = run.read_json("test_metrics.json")  # in percent, as core.evaluate, core.finetune and the cards say it
-    assert capsys.readouterr().out.endswith(f"test mIoU {100 * result['miou']:.1f} %  OA {100 * result['oa']:.1f} %  "
-                                            f"kappa {result['kappa']:.3f}\n")
+    said = capsys.readouterr().out.splitlines()
+    scores = f"mIoU {100 * result['miou']:.1f} %  OA {100 * result['oa']:.1f} %  kappa {result['kappa']:.3f}"
+    assert said[0] == f"completed: {run.path}; step 2, last logged loss {run.metrics()[-1]['loss']:.3f}"
+    assert said[1].startswith(f"test (6 whole scenes): {scores}  (") and said[2].startswith("  IoU ")
     status = run.status()
     assert status["state"] == "completed" and status["step"] == status["total_steps"] == 2 and run.kind() == "probe"
     assert [m["step"] for m in run.metrics()] == [1, 2] and all(m["loss"] > 0 for m in run.metrics())
@@ -193,6 +195,33 @@ def test_a_probe_runs_in_a_run_folder_and_again_on_resume(tmp_path: Path, monkey
                      state="starting", kind="probe")
     assert probe_main(["--run-dir", str(bad.path), "--no-progress"]) == 2
     assert bad.status()["state"] == "failed" and "epochs" in bad.status()["error"]
+
+
+@pytest.mark.slow  # a pretraining run, then a probe of its encoder
+def test_a_new_probe_gets_a_run_folder_and_says_when_its_encoder_read_the_test_scenes(tmp_path: Path, monkeypatch,
+                                                                                      capsys) -> None:
+    """A probe from ``--config`` printed its score and kept nothing (no folder, not in the Runs page); a frozen
+    encoder pretrained on the probe's test scenes was scored there without a word (fine-tuning warned)."""
+    from core.ssl.pretrain import main as pretrain_main
+    from core.store.runs import list_runs
+
+    monkeypatch.setenv("FALSE_WB_DATA", str(tmp_path / "data"))
+    data = ["data.num_tiles=24", "data.tile_size=64", "data.val_fraction=0.25", "data.test_fraction=0.25"]
+    assert pretrain_main(["--config", str(REPO_ROOT / "configs/demo_cpu.yaml"), "--runs-root", str(tmp_path / "pre"),
+                          "--no-progress", *data, "data.image_size=32", "model.encoder=resnet18",
+                          "model.proj_hidden=16", "model.proj_dim=8", "train.batch_size=8", "train.max_steps=1",
+                          "train.knn_every=0", "data.pretrain_splits=[train,val,test]"]) == 0
+    (encoder,) = list_runs(tmp_path / "pre")
+    capsys.readouterr()
+    assert probe_main(["--config", str(REPO_ROOT / "configs/probe_demo_cpu.yaml"), "--runs-root",
+                       str(tmp_path / "runs"), "--no-progress", *data, "train.epochs=1", "train.batch_size=8",
+                       "train.test_tile=64", f"model.init={encoder.path}", "name=probe-seen"]) == 0
+    (run,) = list_runs(tmp_path / "runs")
+    assert run.id.endswith("probe-seen") and run.kind() == "probe" and run.state() == "completed"
+    result = run.read_json("test_metrics.json")
+    assert "model.init has read 6 of its test scenes" in result["not_unseen"]
+    err = capsys.readouterr().err
+    assert "warning: model.init has read 6 of its test scenes" in err and "warning: model.init" in run.log_text()
 
 
 def test_the_preset_made_for_a_data_set_is_found_by_its_folder_and_bands() -> None:

@@ -102,6 +102,13 @@ def pretraining_note(card: dict[str, Any], scenes: dict[str, list[str]]) -> str 
             "without them")
 
 
+def init_note(init: Path | None, scenes: dict[str, list[str]]) -> str | None:
+    """``pretraining_note`` for an encoder file (``resolve_init``'s; None: random) without a card of its own yet:
+    a probe's, whose frozen encoder must not have read the scenes that score it."""
+    record = init_pretrain_scenes(init)
+    return None if record is None else pretraining_note({KEY: record}, scenes)
+
+
 def unseen_words(seen: list[str] | None, total: int) -> tuple[str, str | None]:
     """How to name a model's test scenes, given which of them (``seen``, None: not recorded) its encoder was
     pretrained on, and a note where the name needs one: "scenes it never saw" only when no stage read them."""

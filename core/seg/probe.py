@@ -18,7 +18,7 @@ protocol does (how good the pretrained features are for segmentation) at a fract
 
 Seeds: ``seed`` draws a random encoder (``model.init=random``), the head's start and the order of its batches.
 
-In a run folder (``--run-dir``, ``--resume``) the probe is a background run like fine-tuning: ``status.json`` (state,
+Every probe has a run folder (new under ``runs/``, or ``--run-dir``, ``--resume``), like fine-tuning: ``status.json`` (state,
 epoch of the head, the phases: features, test scenes), ``metrics.jsonl`` (loss and lr per epoch) and
 ``test_metrics.json`` (the record below, in the shape of fine-tuning's). A Stop ends it where it is: it is minutes
 long and keeps no checkpoint, so a resume runs it again from the start.
@@ -41,8 +41,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..cli_args import parse_run_args, probe_parser
-from ..store.checkpoint import CheckpointError
-from ..config import ConfigError, ProbeConfig, load_config
+from ..config import ConfigError, ProbeConfig, config_to_yaml, load_config
+from ..console import say
 from ..data import DataError
 from ..data.labeled import SegSplits, build_seg_splits, neighbours_note
 from ..data.seg_augment import eval_transform
@@ -51,7 +51,9 @@ from ..device import pick_device
 from .metrics import SegScores, confusion_matrix, iou_lines, scores_from_confusion, scores_text
 from ..phases import phase_bar
 from ..store.lifecycle import RunLife, StopFlag
-from ..store.runs import NotARunError, Run, atomic_write_json
+from ..store.run_lock import lock_run
+from ..store.runs import Run, atomic_write_json, create_run
+from .lineage import init_note
 from .scene_eval import SceneEval, evaluate_scenes
 from ..ssl.optim import ADAMW_FOREACH
 
@@ -311,16 +313,28 @@ class ProbeTrainer:
 
             life.log(f"linear probe of {self.cfg.model.init} ({self.cfg.model.encoder}) on {self.cfg.data.name}: "
                      f"{len(self.splits.train)} training tiles, {self.cfg.train.epochs} epochs")
+            for note in self._notes():
+                life.log(f"warning: {note}")
+                say(f"warning: {note}", err=True)  # on the terminal too, not only in log.txt
             result = run_probe(self.cfg, splits=self.splits, progress=self.progress, on_epoch=epoch_done)
             record = {**result.record(self.cfg), "class_table": self.splits.classes}  # colours for the app
-            if note := neighbours_note(self.splits):  # its test images are no unseen scenes: the page says so
-                record["not_unseen"] = note
+            if notes := self._notes():  # its test images are no unseen scenes: the page says so
+                record["not_unseen"] = "; ".join(notes)
             atomic_write_json(self.run.path / RESULT, record)
             s = result.test.scores
             life.flush(best_miou=result.val.miou if result.val is not None else None, test_miou=s.miou)
             life.log(f"{result.split} ({len(result.test.scenes)} {result.test.method}): mIoU {s.miou:.4f} "
                      f"OA {s.overall_accuracy:.4f} kappa {s.kappa:.4f} ({result.seconds['total']:.0f} s)")
         return life.state
+
+
+    def _notes(self) -> list[str]:
+        """Why its scores are not on unseen scenes: test tiles cut from training scenes, or an encoder that was
+        pretrained on them (``lineage``: the frozen encoder has read them)."""
+        from .encoder_init import resolve_init
+
+        notes = (neighbours_note(self.splits), init_note(resolve_init(self.cfg.model.init), self.splits.scenes))
+        return [n for n in notes if n]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -332,51 +346,46 @@ def start(args: argparse.Namespace, env: Any = None) -> ProbeTrainer:  # env: on
     from ..config import apply_overrides, validate_config
     from ..store.lifecycle import prepared_run
     from ..store.resume import open_for_resume
-    from ..store.run_lock import RunBusyError, lock_run
+    from ..store.run_lock import RunBusyError
 
     if args.resume:
         run, _ = open_for_resume(args.resume)
         raw = run.stored_config()
-    else:
+    elif args.run_dir:
         run = prepared_run(args.run_dir)
         if run.metrics() or (run.path / RESULT).exists():  # left as it is (an early error would mark it failed)
             raise RunBusyError(f"run {run.path} has already been probed; run it again with --resume")
         lock_run(run)
         raw = run.config()
+    else:  # a new probe gets its folder as fine-tuning does (it was only printed): the Runs page and `runs` list it
+        if not args.config and not args.overrides:
+            raise ConfigError("give --config FILE (see configs/probe_*.yaml), --run-dir RUN_DIR or --resume RUN_DIR")
+        cfg = load_config(args.config, args.overrides, ProbeConfig)
+        trainer = ProbeTrainer(cfg, None, progress=not args.no_progress)  # data first: a wrong set makes no folder
+        trainer.run = create_run(cfg.name or "probe", config_to_yaml(cfg),
+                                 Path(args.runs_root) if args.runs_root else None, kind="probe")
+        lock_run(trainer.run)
+        return trainer
     cfg = validate_config(apply_overrides(raw, args.overrides), ProbeConfig)
     return ProbeTrainer(cfg, run, progress=not args.no_progress)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if args.run_dir or args.resume:
-        from ..store.lifecycle import train_from_cli
+    from ..store.lifecycle import train_from_cli
 
-        code, trainer = train_from_cli(argv, lambda _argv: args, start, "the probe")
-        if trainer is not None:
-            result = trainer.run.read_json(RESULT)
-            if result is not None:
-                print(f"{result['split']} {scores_text(result['miou'], result['oa'], result['kappa'])}")
-                if args.out:
-                    atomic_write_json(Path(args.out), result)
-        return code
-    try:
-        if not args.config and not args.overrides:
-            raise ConfigError("give --config FILE (see configs/probe_*.yaml), --run-dir RUN_DIR or --resume RUN_DIR")
-        cfg = load_config(args.config, args.overrides, ProbeConfig)
-        result = run_probe(cfg, progress=not args.no_progress)
-    except (ConfigError, DataError, NotARunError, CheckpointError, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    record = result.record(cfg)
-    if args.out:
-        atomic_write_json(Path(args.out), record)
-    s = result.test.scores
-    print(f"{result.split} ({len(result.test.scenes)} whole scenes): {scores_text(s.miou, s.overall_accuracy, s.kappa)}"
-          f"  ({result.seconds['total']:.0f} s: features {result.seconds['features']:.0f}, "
-          f"head {result.seconds['head']:.0f}, test {result.seconds['evaluation']:.0f})")
-    print("\n".join(iou_lines(record["iou"])))
-    return 0
+    args = parse_args(argv)
+    code, trainer = train_from_cli(argv, lambda _argv: args, start, "the probe")
+    result = trainer.run.read_json(RESULT) if trainer is not None else None
+    if result is not None:
+        seconds = result.get("seconds") or {}
+        say(f"{result['split']} ({len(result.get('scenes') or [])} whole scenes): "
+            f"{scores_text(result['miou'], result['oa'], result['kappa'])}  ({seconds.get('total', 0):.0f} s: "
+            f"features {seconds.get('features', 0):.0f}, head {seconds.get('head', 0):.0f}, "
+            f"test {seconds.get('evaluation', 0):.0f})")
+        say("\n".join(iou_lines(result["iou"])))
+        if args.out:
+            atomic_write_json(Path(args.out), result)
+    return code
 
 
 if __name__ == "__main__":
