@@ -15,7 +15,7 @@ from core.store.catalog import config_presets
 from core.seg.baseline import scores_of
 from core.seg.compare import CompareConfig, check_presets
 from core.seg.compare_methods import all_methods, method_overrides
-from core.seg.compare_report import label
+from core.seg.compare_report import label, verdict_text
 from core.config import ConfigError, LossConfig, load_config, validate_config
 from core.imaging.colours import css_rgb
 from core.store.run_state import SHOWN_LIVE
@@ -305,7 +305,8 @@ def comparisons() -> None:
         return
     table = run.path / "table.md"
     if result.get("differences"):
-        verdicts = ", ".join(f"{label(d['method'])}: {d['verdict']}" for d in result["differences"])
+        # in the table's words: a tie whose treatment (almost) never acted says so
+        verdicts = "; ".join(f"{label(d['method'])}: {verdict_text(d)}" for d in result["differences"])
         st.markdown(f"**Verdicts** ({len(result['config']['pretrain_seeds'])} pretraining seeds): {verdicts}")
     left, right = st.columns(2)
     left.plotly_chart(comparison_figure(result), width="stretch", key=f"cmp-{run.id}")

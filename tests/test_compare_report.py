@@ -51,6 +51,37 @@ def test_a_variant_whose_treatment_touched_no_pair_says_so_whatever_its_treatmen
     assert said["simclr+dcl"] == "identical" and diffs[0]["miou_points"]["level"] < 1
 
 
+def test_a_variant_whose_treatment_hardly_acted_says_the_runs_are_in_effect_the_base(tmp_path) -> None:
+    """FALSE's global selection calibrated 1 pair in 40 steps: a tie with SimCLR then says nothing about FALSE, and
+    the table gave only the tie."""
+    import json
+
+    from core.seg.compare_report import hardly_treated, verdict_text
+    from core.store.runs import create_run
+
+    def pretraining(name: str, method: str, treated_steps: list[int], loss: str = "false") -> dict:
+        run = create_run(name, f"method: simclr\nloss:\n  name: {loss}\n", tmp_path, state="completed",
+                         kind="pretrain", step=40, total_steps=40)
+        flags = [{"step": s, "anchor_index": 0, "candidate_index": 1, "calibrated": s in treated_steps}
+                 for s in range(1, 41)]
+        (run.path / "fns.jsonl").write_text("".join(json.dumps(f) + "\n" for f in flags))
+        return {"kind": "pretrain", "method": method, "run": str(run.path)}
+
+    units = [pretraining("a", "simclr_false", [7]), pretraining("b", "simclr_false", []),  # 1 in 40, and none
+             pretraining("c", "simclr+nearest+eliminate", list(range(1, 41))),  # every step
+             pretraining("d", "simclr+support+eliminate", [3]),
+             pretraining("e", "simclr+support+eliminate", [1, 2, 3, 4, 5, 6]),
+             pretraining("f", "simclr", [], loss="info_nce")]
+    assert hardly_treated(units) == {"simclr_false"}  # support: one of its runs was treated in 6 of 40 steps
+    methods = ["simclr", "simclr_false", "simclr+nearest+eliminate", "simclr+support+eliminate"]
+    _, diffs = summarise(sum((rows(m, [0.30, 0.32, 0.31]) for m in methods), []), methods, {m: 0.5 for m in methods},
+                         hardly_treated(units))
+    said = {d["method"]: verdict_text(d) for d in diffs}
+    assert said["simclr_false"] == ("identical (the treatment (fncc) acted in under 1 step in 10: each run is, in "
+                                    "effect, the base method, so this compares almost the same runs)")
+    assert said["simclr+nearest+eliminate"] == said["simclr+support+eliminate"] == "identical"
+
+
 def test_composed_method_names_are_checked_and_labelled() -> None:
     assert method_overrides("moco+support+attract") == ["method=moco", "loss.name=false", "loss.detector=support",
                                                         "loss.treatment=attract"]

@@ -39,7 +39,8 @@ from ..store.run_lock import RunBusyError, lock_run, unlock_run
 from .compare_config import (RANDOM_SEED_STRIDE, CompareConfig, band_label, band_overrides,  # noqa: F401 (re-exported)
                              check_presets, eval_config, pretrain_config, split_overrides, split_variant)
 from .compare_methods import METHODS, BASES, method_overrides, unknown_method_message  # noqa: F401 (re-exported)
-from .compare_report import calibrations, pretrain_summary, split_facts, summarise, to_csv, to_markdown, write_out
+from .compare_report import (calibrations, hardly_treated, pretrain_summary, split_facts, summarise, to_csv,
+                             to_markdown, write_out)
 from .compare_units import CompareError, Units, check_no_leak, reused_run  # noqa: F401 (re-exported)
 
 
@@ -342,7 +343,8 @@ def main(argv: list[str] | None = None) -> int:
         raise
     finally:
         stop.restore()
-    summary, diffs = summarise(rows, cfg.variants(), calibrations(list(comparison.units.done.values())))
+    done = list(comparison.units.done.values())
+    summary, diffs = summarise(rows, cfg.variants(), calibrations(done), hardly_treated(done))
     pre = pretrain_summary(comparison.units)
     minutes = (time.time() - t0) / 60
     command = " ".join(["python -m core.compare", *(argv if argv is not None else sys.argv[1:])])

@@ -91,8 +91,24 @@ def calibrations(units: list[dict[str, Any]]) -> dict[str, float]:
     return {m: sum(v) / len(v) for m, v in per.items()}
 
 
-def summarise(rows: list[dict[str, Any]], methods: list[str], calibrated: dict[str, float] | None = None) -> \
-        tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def hardly_treated(units: list[dict[str, Any]]) -> set[str]:
+    """Methods whose every pretraining run is, in effect, its base method although its treatment acted at least once
+    (``TreatmentEffect.negligible``: in under 1 step in 10, under 0.1 pairs per step): a tie with the base then says
+    nothing about the method. (Runs it never acted in are said by their count of 0.)"""
+    from ..analysis.fn_scoring import treatment_of_run
+    from ..store.runs import Run
+
+    per: dict[str, list[tuple[bool, int]]] = {}
+    for u in units:
+        if u["kind"] == "pretrain" and u.get("run") and Path(u["run"]).is_dir():
+            effect = treatment_of_run(Run(Path(u["run"])))
+            if effect is not None:
+                per.setdefault(u["method"], []).append((effect.negligible, effect.calibrated))
+    return {m for m, runs in per.items() if all(n for n, _ in runs) and any(c for _, c in runs)}
+
+
+def summarise(rows: list[dict[str, Any]], methods: list[str], calibrated: dict[str, float] | None = None,
+              hardly: set[str] | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Per method: mean and sd over pretraining seeds (of the mean over evaluation seeds), mean IoU per class and
     calibrated pairs per run; per FALSE variant: the paired difference from its base method over the pretraining
     seeds both have."""
@@ -129,7 +145,7 @@ def summarise(rows: list[dict[str, Any]], methods: list[str], calibrated: dict[s
             k: (100 * v if isinstance(v, float) and k not in ("level", "n") else v)  # the interval's level stays 0.95
             for k, v in d.to_json().items()}, "verdict": d.verdict,
             "calibrated_per_run": calibrated.get(m) if what == "false" else None, "compares": what,
-            "uses_labels": uses_oracle(m)})
+            "uses_labels": uses_oracle(m), "hardly_treated": what == "false" and m in (hardly or set())})
     _against_the_oracle(diffs)
     return summary, diffs
 
@@ -168,6 +184,9 @@ def verdict_text(d: dict[str, Any]) -> str:
     if d.get("calibrated_per_run") == 0 and d.get("compares", "false") == "false" and treatment is not None:
         text += (" (FNCC calibrated no pair: the runs equal the base's)" if treatment == "fncc" else
                  f" (the treatment ({treatment}) touched no pair: the runs equal the base's)")
+    elif d.get("hardly_treated") and treatment is not None:
+        text += (f" (the treatment ({treatment}) acted in under 1 step in 10: each run is, in effect, the base "
+                 "method, so this compares almost the same runs)")
     return text
 
 
