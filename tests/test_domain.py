@@ -212,6 +212,10 @@ def test_models_of_the_same_data_compete_on_their_test_scores_not_on_fingerprint
     why = choose_model(img, nodata, None, [shipped, own], ModelCache()).why
     assert why.endswith("; note: shipped: green scores 45.0 % on its test scenes, this run 30.0 % on its own (other "
                         "scenes, so no ranking): --checkpoint green runs it"), why
+    (tmp_path / "torn.safetensors").write_bytes(b"not a checkpoint")  # a shipped file that cannot run this image
+    torn = replace(shipped, path=tmp_path / "torn.safetensors")
+    torn_why = choose_model(img, nodata, None, [torn, own], ModelCache()).why
+    assert "note: shipped" not in torn_why and "--checkpoint green" not in torn_why, torn_why
     strong = replace(own, test={"miou": 0.5, "scenes": ["x"]})
     assert "note: shipped" not in choose_model(img, nodata, None, [shipped, strong], ModelCache()).why
     better = replace(run_low, label="run: better", test={"miou": 0.60, "scenes": tests})

@@ -26,7 +26,7 @@ import hashlib
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,7 @@ from ..store.checkpoint import CheckpointError
 from .domain import (IMAGE_REASONS, ColourFit, DomainScore, card_fingerprint, colour_fit, score_image,
                      training_data_kind, training_data_text)
 from .resample import model_pixel_size, resample_factor, resample_mask, resample_rgb
+from .model_twins import best_tested_twin, better_shipped_note, same_data  # noqa: F401 (re-exported)
 from .segmodel import load_seg_model
 
 
@@ -297,7 +298,7 @@ def choose_model(image: Any, nodata: np.ndarray, pixel_size_m: float | None,
                 + (f" (the others' domain fit: {listed})" if others else "")
                 + (f"; {len(skipped)} ruled out by colour alone" if skipped else "")
                 + (f"; {len(synthetic)} trained on generated scenes left out" if synthetic else "")
-                + _better_shipped(pick, entries))
+                + better_shipped_note(pick, entries, broken | {k for k, d in scored.items() if not d.usable}))
     else:
         why = _unknown_why(scored, entries)
     domain = replace(domain, reasons=list(domain.reasons), trained_on=training_data_text(entries[pick].card))
@@ -346,53 +347,6 @@ def _tie_text(best: DomainScore, near: list[tuple[int, DomainScore]], entries: l
     else:
         how = f": the scores are within {NEAR_TIE:.2f}, too close to tell the domains apart"
     return f"a near tie with {entries[k].label} ({best.score:.3f} vs {d.score:.3f}{more}){how}"
-
-
-def same_data(card: dict[str, Any]) -> tuple[Any, ...] | None:
-    """What makes two models' domains one: the classes, the bands, the platform, the pixel size and the held-out
-    scenes (so also the split); None when the card names no test scenes."""
-    domain = card.get("domain") or {}
-    tests = domain.get("test_scenes")
-    if not tests or not isinstance(tests, list):
-        return None
-    classes = tuple(str(c.get("name")) for c in card.get("classes") or [] if isinstance(c, dict))
-    return (classes, tuple(card_bands(card) or ()), str(domain.get("platform")), str(domain.get("gsd_m")),
-            tuple(map(str, tests)))
-
-
-def _better_shipped(pick: int, entries: list[ModelEntry]) -> str:
-    """A run picked by fit over a shipped model of the same classes, bands and platform that scores higher on its
-    own test scenes (the review: a 20-step experiment took every later image): said, with how to use the shipped."""
-    key, own = same_data(entries[pick].card), entries[pick].test_miou()
-    if entries[pick].shipped or key is None:
-        return ""
-    for e in entries:
-        miou = e.test_miou()
-        if e.shipped and miou is not None and (same_data(e.card) or ())[:4] == key[:4] and miou > (own or 0.0):
-            name = e.label.removeprefix("shipped: ")
-            return (f"; note: {e.label} scores {100 * miou:.1f} % on its test scenes, this run "
-                    + (f"{100 * own:.1f} % on its own" if own is not None else "has no test score")
-                    + f" (other scenes, so no ranking): --checkpoint {name} runs it")
-    return ""
-
-
-def best_tested_twin(k: int, entries: list[ModelEntry], unusable: Collection[int] = ()) -> tuple[int, int]:
-    """Among the candidates trained on the same data as ``entries[k]`` (``same_data``), the one with the highest
-    mIoU on their shared test scenes; a shipped model on ties and over models with no such figure. Why: their
-    fingerprints come from the same training tiles, so their domain scores differ by noise, and a fit decided by
-    noise would send a scene's images to a different experiment each (often a worse one than the shipped). Without
-    figures and without a shipped twin, ``k`` (the fit winner) stays. ``unusable``: candidates that cannot run this
-    image (a file that did not load, bands it lacks). Returns the pick and how many such twins there are."""
-    key = same_data(entries[k].card)
-    if key is None:
-        return k, 1
-    twins = [j for j, e in enumerate(entries) if j == k or (j not in unusable and same_data(e.card) == key)]
-
-    def quality(j: int) -> tuple[float, int, int, int]:
-        miou = entries[j].test_miou()
-        return (-miou if miou is not None else 1.0, 0 if entries[j].shipped else 1, 0 if j == k else 1, j)
-
-    return min(twins, key=quality), len(twins)
 
 
 def given_model(path: Path, card: dict[str, Any]) -> ModelEntry:
