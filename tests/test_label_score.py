@@ -295,11 +295,15 @@ def test_a_class_predicted_but_absent_from_the_mask_is_said_with_the_mean_over_t
     note = scored.absent_note(CLASSES)
     assert note.startswith("predicted but in no pixel of the mask: tree (6 px)") and "Over the 2 classes the mask " \
         f"holds, the mean IoU is {100 * (294 / 300 + 1) / 2:.1f} %." in note
+    # the headline itself says it, not only the note below it (a reader stops at the first figure)
+    assert scored.line().startswith(f"mIoU {100 * scored.scores.miou:.1f} % ({100 * (294 / 300 + 1) / 2:.1f} % over "
+                                    "the 2 classes the mask holds), accuracy ")
     report = scored.report(CLASSES, "m.png")
     assert report["predicted_not_in_mask"] == {"tree": 6}
     assert report["miou_of_mask_classes"] == pytest.approx(scored.miou_of_mask_classes())
     clean = score_labels(labels, png(labels), CLASSES)
     assert clean.absent_note(CLASSES) is None and clean.report(CLASSES)["predicted_not_in_mask"] == {}
+    assert clean.mask_classes_words() == "" and clean.line().startswith("mIoU 100.0 %, accuracy")
 
 
 def test_a_mask_of_another_data_set_is_refused_not_scored_as_this_models_classes() -> None:

@@ -267,6 +267,8 @@ def test_a_label_mask_gives_iou_per_class_and_a_difference_overlay(empty_store: 
     at.file_uploader(key=f"labels_{key}").set_value(("other.png", buf.getvalue(), "image/png")).run()
     assert any(f"predicted but in no pixel of the mask: {seg.classes[common]['name']}" in c.value
                for c in at.caption), [c.value for c in at.caption]
+    miou = next(m for m in at.metric if m.label == "mIoU")  # the headline says what the absent class cost
+    assert miou.delta is not None and miou.delta.endswith("over the 1 class the mask holds"), miou.delta
     small = io.BytesIO()
     Image.fromarray(seg.mask[:10, :10]).save(small, format="PNG")
     at.file_uploader(key=f"labels_{key}").set_value(("small.png", small.getvalue(), "image/png")).run()

@@ -44,7 +44,8 @@ def label_markdown(name: str, scored: LabelScore, seg: Segmentation) -> str:
     model that made it, the out-of-domain warning and the notes (a scene the model saw is no unseen score), so a
     client calling only the score still gets them."""
     s = scored.scores
-    text = (f"**{name}**: mIoU **{100 * s.miou:.1f} %**, pixel accuracy **{100 * s.overall_accuracy:.1f} %** "
+    text = (f"**{name}**: mIoU **{100 * s.miou:.1f} %**{scored.mask_classes_words()}, "
+            f"pixel accuracy **{100 * s.overall_accuracy:.1f} %** "
             f"(read as {scored.how}; {100 * scored.left_out:.1f} % left out: ignore value, colours of no class, no data)")
     note = scored.absent_note(seg.classes)
     unknown = scored.unknown_note()
