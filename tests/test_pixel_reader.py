@@ -126,3 +126,22 @@ def test_a_module_without_source_still_has_a_version(monkeypatch) -> None:
         assert len(cv.module_version("core.imaging.colours")) == 12
     finally:
         cv.module_version.cache_clear()
+
+
+def test_a_tiff_without_georeferencing_that_pil_cannot_read_is_sized_without_a_warning(tmp_path: Path) -> None:
+    """A five-band float TIFF (PIL gives up, rasterio reads it) warned NotGeoreferencedWarning when a labeled folder
+    was listed: a plain image is no fault, and the warning named rasterio's internals."""
+    import warnings
+
+    import rasterio
+
+    from core.data.seg_files import image_size
+
+    path = tmp_path / "plain.tif"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # writing it without a transform warns too: not what is tested
+        with rasterio.open(path, "w", driver="GTiff", width=40, height=30, count=5, dtype="float32") as dst:
+            dst.write(np.zeros((5, 30, 40), np.float32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert image_size(path) == (40, 30)

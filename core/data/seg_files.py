@@ -64,8 +64,10 @@ def image_size(path: Path) -> tuple[int, int]:
     except _PIL_ERRORS as err:
         try:
             rasterio = need_rasterio()
-            with rasterio.open(path) as src:
-                return src.width, src.height
+            with warnings.catch_warnings():  # a TIFF without georeferencing is an image all the same
+                warnings.simplefilter("ignore")
+                with rasterio.open(path) as src:
+                    return src.width, src.height
         except Exception as err2:  # noqa: BLE001 - any decoder failure is one clear error
             raise DataError(f"cannot read {path}: PIL: {err}; rasterio: {err2}") from None
 
