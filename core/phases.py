@@ -19,7 +19,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from .console import bar_stream
+from .console import QuietWhenClosed, bar_stream
 
 Listener = Callable[[dict[str, Any] | None], None]
 TELL_EVERY_S = 1.0
@@ -145,7 +145,9 @@ class phase_bar(tqdm):  # noqa: N801 - used like tqdm
     the console bar is off (``disable=True``, e.g. ``--no-progress`` in a launched run)."""
 
     def __init__(self, *args: Any, desc: str | None = None, total: float | None = None, **kwargs: Any) -> None:
-        kwargs.setdefault("file", bar_stream())  # a closed pipe (`| head`) must not end the work it watches
+        given = kwargs.get("file")  # a closed pipe (`| head`) must not end the work it watches, whatever the stream
+        kwargs["file"] = bar_stream() if given is None else given if isinstance(given, QuietWhenClosed) \
+            else QuietWhenClosed(given)
         super().__init__(*args, desc=desc, total=total, **kwargs)
         self._unit = kwargs.get("unit", "it")  # a disabled tqdm keeps no attributes of its own
         self._name, self._total, self._done = (desc or "working").rstrip(": "), total, 0

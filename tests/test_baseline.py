@@ -179,7 +179,7 @@ def test_a_probe_runs_in_a_run_folder_and_again_on_resume(tmp_path: Path, monkey
     result = run.read_json("test_metrics.json")  # in percent, as core.evaluate, core.finetune and the cards say it
     said = capsys.readouterr().out.splitlines()
     scores = f"mIoU {100 * result['miou']:.1f} %  OA {100 * result['oa']:.1f} %  kappa {result['kappa']:.3f}"
-    assert said[0] == f"completed: {run.path}; step 2, last logged loss {run.metrics()[-1]['loss']:.3f}"
+    assert said[0] == f"completed: {run.path}; epoch 2, last logged loss {run.metrics()[-1]['loss']:.3f}"
     assert said[1].startswith(f"test (6 whole scenes): {scores}  (") and said[2].startswith("  IoU ")
     status = run.status()
     assert status["state"] == "completed" and status["step"] == status["total_steps"] == 2 and run.kind() == "probe"

@@ -59,9 +59,9 @@ def test_a_variant_whose_treatment_hardly_acted_says_the_runs_are_in_effect_the_
     from core.seg.compare_report import hardly_treated, verdict_text
     from core.store.runs import create_run
 
-    def pretraining(name: str, method: str, treated_steps: list[int], loss: str = "false") -> dict:
-        run = create_run(name, f"method: simclr\nloss:\n  name: {loss}\n", tmp_path, state="completed",
-                         kind="pretrain", step=40, total_steps=40)
+    def pretraining(name: str, method: str, treated_steps: list[int], loss: str = "false", alpha: float = 0.5) -> dict:
+        run = create_run(name, f"method: simclr\nloss:\n  name: {loss}\n  alpha: {alpha}\n", tmp_path,
+                         state="completed", kind="pretrain", step=40, total_steps=40)
         flags = [{"step": s, "anchor_index": 0, "candidate_index": 1, "calibrated": s in treated_steps}
                  for s in range(1, 41)]
         (run.path / "fns.jsonl").write_text("".join(json.dumps(f) + "\n" for f in flags))
@@ -71,7 +71,8 @@ def test_a_variant_whose_treatment_hardly_acted_says_the_runs_are_in_effect_the_
              pretraining("c", "simclr+nearest+eliminate", list(range(1, 41))),  # every step
              pretraining("d", "simclr+support+eliminate", [3]),
              pretraining("e", "simclr+support+eliminate", [1, 2, 3, 4, 5, 6]),
-             pretraining("f", "simclr", [], loss="info_nce")]
+             pretraining("f", "simclr", [], loss="info_nce"),
+             pretraining("g", "simclr_false_per_anchor", list(range(1, 41)), alpha=0.0)]  # every step, no weight
     assert hardly_treated(units) == {"simclr_false"}  # support: one of its runs was treated in 6 of 40 steps
     methods = ["simclr", "simclr_false", "simclr+nearest+eliminate", "simclr+support+eliminate"]
     _, diffs = summarise(sum((rows(m, [0.30, 0.32, 0.31]) for m in methods), []), methods, {m: 0.5 for m in methods},

@@ -61,6 +61,16 @@ def test_a_run_whose_console_closed_mid_training_ends_with_its_true_state(tmp_pa
     assert run.status()["state"] == "completed" and run.status()["step"] == 5
 
 
+def test_a_phase_bar_given_its_own_stream_goes_quiet_too() -> None:
+    """The probe drew its phases on sys.stderr itself: piped into `head`, it failed where pretraining went on."""
+    from core.phases import phase_bar
+
+    bar = phase_bar(total=3, desc="features", file=_GoneReader(BrokenPipeError(32, "Broken pipe")), mininterval=0)
+    for done in range(1, 4):
+        bar.step_to(done, 3)
+    bar.close()
+
+
 @pytest.mark.slow  # a whole pretraining run: the full suite, not the fast tier
 def test_a_second_ctrl_c_says_where_a_resume_continues(tmp_path: Path, monkeypatch, capsys) -> None:
     """The second Ctrl-C stops mid-step, without the stop's own checkpoint: it printed nothing, and the status's step

@@ -31,6 +31,19 @@ def test_a_run_is_found_by_its_folder_its_name_and_runs_slash_name(tmp_path: Pat
         resolve_init("empty-run")
 
 
+def test_model_init_takes_the_name_a_run_was_made_with(tmp_path: Path, monkeypatch) -> None:
+    """A review: `false-wb runs` and `--resume` took a run's `name=`, `model.init` only its folder's name."""
+    from core.store.runs import create_run
+
+    monkeypatch.setenv("FALSE_WB_RUNS", str(tmp_path))
+    made = create_run("dglc-false", "method: simclr\n", tmp_path, state="completed")
+    (made.checkpoint_dir / "encoder.safetensors").write_bytes(b"weights")
+    assert resolve_init("dglc-false") == made.checkpoint_dir / "encoder.safetensors"
+    twice = [create_run("twice", "method: simclr\n", tmp_path, state="completed") for _ in range(2)]
+    with pytest.raises(ConfigError, match=f"model.init: 2 runs are named 'twice': {twice[1].id}, {twice[0].id}; give"):
+        resolve_init("twice")
+
+
 def test_a_shipped_model_is_found_by_its_name_and_a_path_stays_a_path(tmp_path: Path, monkeypatch) -> None:
     """A review: `--checkpoint deepglobe_seg` said "checkpoint not found", while reports call it deepglobe_seg."""
     from core.store.catalog import SHIPPED, named_checkpoint

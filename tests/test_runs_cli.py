@@ -38,14 +38,27 @@ def test_a_run_is_found_by_its_name_when_only_one_has_it(tmp_path: Path) -> None
     assert runs_named("demo-2", tmp_path) == []
 
 
+def test_a_name_ending_in_a_number_is_not_a_second_run_of_the_shorter_name(tmp_path: Path) -> None:
+    """``seg-2`` read as the second ``seg`` (the folder's ``-N`` when two runs begin in one second): the name the
+    run was made with decides; a run made before status.json held it is read from its folder."""
+    seg, seg2 = (create_run(n, PRETRAIN, tmp_path, state="completed") for n in ("seg", "seg-2"))
+    assert seg.status()["name"] == "seg" and [r.path for r in runs_named("seg", tmp_path)] == [seg.path]
+    assert open_run_arg("seg-2", tmp_path).path == seg2.path
+    old = create_run("old", PRETRAIN, tmp_path / "before", state="completed")
+    status = json.loads((old.path / "status.json").read_text())
+    del status["name"]
+    (old.path / "status.json").write_text(json.dumps(status))
+    assert [r.path for r in runs_named("old", tmp_path / "before")] == [old.path]
+
+
 def test_the_list_is_newest_first_with_each_runs_figure(tmp_path: Path, capsys) -> None:
     made = _store(tmp_path)
     assert runs_main(["--runs-root", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["run", "kind", "state", "method", "data", "steps", "figure"]
+    assert lines[0].split() == ["run", "kind", "state", "method", "data", "progress", "figure"]
     assert [line.split()[0] for line in lines[1:]] == [made["new"].name, made["pre"].name, made["old"].name]
-    assert "test mIoU 53.1 %" in lines[3] and "300/300" in lines[3] and "deeplabv3plus (finetune)" in lines[3]
-    assert "last loss 4.812" in lines[2] and "stopped" in lines[2] and "7/40" in lines[2]
+    assert "test mIoU 53.1 %" in lines[3] and "300/300 steps" in lines[3] and "deeplabv3plus (finetune)" in lines[3]
+    assert "last loss 4.812" in lines[2] and "stopped" in lines[2] and "7/40 steps" in lines[2]
     assert false_wb(["runs", "--runs-root", str(tmp_path), "--kind", "pretrain", "--json"]) == 0
     (row,) = json.loads(capsys.readouterr().out)
     assert row["run"] == made["pre"].name and row["value"] == 4.8125

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..cli_args import fn_report_parser
 from ..config import ConfigError
+from ..console import bar_stream, say
 from ..store.runs import NotARunError, Run, open_run_arg
 from .fn_report import FlagReportError, flag_report, no_detector_reason, report_lines
 from .fn_scoring import run_config
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
             if current.get("stage") != stage:  # one bar at a time, each stage in turn
                 if current.get("bar") is not None:
                     current["bar"].close()
-                current.update(stage=stage, bar=tqdm(total=total, desc=stage, file=sys.stderr, leave=False))
+                current.update(stage=stage, bar=tqdm(total=total, desc=stage, file=bar_stream(), leave=False))
             current["bar"].n = done
             current["bar"].refresh()
 
@@ -58,9 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         if current.get("bar") is not None:
             current["bar"].close()
     except (FlagReportError, NotARunError, ConfigError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        say(f"error: {err}", err=True)
         return 2
-    print(json.dumps(report, indent=2) if args.json else text)
+    say(json.dumps(report, indent=2) if args.json else text)
     return 0
 
 

@@ -95,15 +95,16 @@ def hardly_treated(units: list[dict[str, Any]]) -> set[str]:
     """Methods whose every pretraining run is, in effect, its base method although its treatment acted at least once
     (``TreatmentEffect.negligible``: in under 1 step in 10, under 0.1 pairs per step): a tie with the base then says
     nothing about the method. (Runs it never acted in are said by their count of 0.)"""
-    from ..analysis.fn_scoring import treatment_of_run
+    from ..analysis.fn_scoring import NEAR_ZERO_PER_STEP, NEAR_ZERO_SHARE, VERDICT_MIN_STEPS, treatment_of_run
     from ..store.runs import Run
 
     per: dict[str, list[tuple[bool, int]]] = {}
     for u in units:
         if u["kind"] == "pretrain" and u.get("run") and Path(u["run"]).is_dir():
-            effect = treatment_of_run(Run(Path(u["run"])))
-            if effect is not None:
-                per.setdefault(u["method"], []).append((effect.negligible, effect.calibrated))
+            e = treatment_of_run(Run(Path(u["run"])))
+            if e is not None:  # how often it acted, not negligible's alpha = 0 (a pair every step, of no weight)
+                rare = e.steps >= VERDICT_MIN_STEPS and e.share < NEAR_ZERO_SHARE and e.per_step < NEAR_ZERO_PER_STEP
+                per.setdefault(u["method"], []).append((rare, e.calibrated))
     return {m for m, runs in per.items() if all(n for n, _ in runs) and any(c for _, c in runs)}
 
 

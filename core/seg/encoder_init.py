@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import ConfigError
-from ..store.runs import NotARunError, runs_root
+from ..store.runs import NotARunError, runs_named, runs_root
 
 
 def resolve_init(init: str) -> Path | None:
@@ -32,6 +32,16 @@ def resolve_init(init: str) -> Path | None:
 
 
 def _named_run(p: Path) -> Path | None:
+    """A run folder's name under the runs root, or the ``name=`` one run was made with (as ``false-wb runs`` lists
+    it); two runs of that name: the error names them."""
     name = p.parts[1:] if p.parts[:1] == ("runs",) else p.parts
-    found = runs_root() / name[0] if len(name) == 1 else None
-    return found if found is not None and found.is_dir() else None
+    if len(name) != 1:
+        return None
+    found = runs_root() / name[0]
+    if found.is_dir():
+        return found
+    named = runs_named(name[0])
+    if len(named) > 1:
+        raise ConfigError(f"model.init: {len(named)} runs are named {name[0]!r}: "
+                          + ", ".join(r.id for r in reversed(named[-5:])) + "; give one of these")
+    return named[0].path if named else None

@@ -18,8 +18,8 @@ protocol does (how good the pretrained features are for segmentation) at a fract
 
 Seeds: ``seed`` draws a random encoder (``model.init=random``), the head's start and the order of its batches.
 
-Every probe has a run folder (new under ``runs/``, or ``--run-dir``, ``--resume``), like fine-tuning: ``status.json`` (state,
-epoch of the head, the phases: features, test scenes), ``metrics.jsonl`` (loss and lr per epoch) and
+Every probe has a run folder (new under ``runs/``, or ``--run-dir``, ``--resume``), like fine-tuning: ``status.json``
+(state, epoch of the head, the phases: features, test scenes), ``metrics.jsonl`` (loss and lr per epoch) and
 ``test_metrics.json`` (the record below, in the shape of fine-tuning's). A Stop ends it where it is: it is minutes
 long and keeps no checkpoint, so a resume runs it again from the start.
 """
@@ -275,8 +275,7 @@ def _bar(enabled: bool) -> Callable[..., Callable[[int, int], None] | None]:
 
         def update(done: int, total: int) -> None:
             if "bar" not in holder:
-                holder["bar"] = phase_bar(total=total, desc=desc, unit=unit, leave=False, file=sys.stderr,
-                                          disable=not enabled)
+                holder["bar"] = phase_bar(total=total, desc=desc, unit=unit, leave=False, disable=not enabled)
             holder["bar"].step_to(done, total)
             if done >= total:
                 holder["bar"].close()
@@ -291,9 +290,12 @@ class ProbeTrainer:
     """A probe in a run folder, framed like the trainers (``core.store.lifecycle``): status, records, phases,
     Stop. Its data are built when it is made (a wrong set exits 2 with one line before any compute)."""
 
-    def __init__(self, cfg: ProbeConfig, run: Run, progress: bool = True) -> None:
+    def __init__(self, cfg: ProbeConfig, run: Run | None, progress: bool = True) -> None:
+        from .encoder_init import resolve_init
+
         self.cfg, self.run, self.progress = cfg, run, progress
         self.epoch = 0
+        self.init = resolve_init(cfg.model.init)  # a wrong model.init: one line and exit 2, before any folder
         self.splits = build_seg_splits(cfg.data, progress=progress)
         if len(self.splits.train) == 0:
             raise DataError(f"data: the {cfg.data.name} set gave no training tiles")
@@ -327,13 +329,10 @@ class ProbeTrainer:
                      f"OA {s.overall_accuracy:.4f} kappa {s.kappa:.4f} ({result.seconds['total']:.0f} s)")
         return life.state
 
-
     def _notes(self) -> list[str]:
         """Why its scores are not on unseen scenes: test tiles cut from training scenes, or an encoder that was
         pretrained on them (``lineage``: the frozen encoder has read them)."""
-        from .encoder_init import resolve_init
-
-        notes = (neighbours_note(self.splits), init_note(resolve_init(self.cfg.model.init), self.splits.scenes))
+        notes = (neighbours_note(self.splits), init_note(self.init, self.splits.scenes))
         return [n for n in notes if n]
 
 

@@ -35,6 +35,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..cli_args import segment_parser
+from ..console import bar_stream, say
 from ..device import pick_device
 from ..imaging.budget import max_pixels
 from ..imaging.imageio import ImageError, read_image
@@ -49,7 +50,7 @@ from .segmodel import load_seg_model
 
 
 def _err(msg: str) -> None:
-    print("error: " + " ".join(str(msg).split()), file=sys.stderr, flush=True)
+    say("error: " + " ".join(str(msg).split()), err=True)
 
 
 def _unique_stem(path: Path, used: set[str]) -> str:
@@ -98,9 +99,8 @@ class _Models:
             if not self.entries:
                 raise CheckpointError("--checkpoint auto: no segmentation model in checkpoints/ nor in runs/; "
                                       "pass --checkpoint PATH")
-            print(f"checkpoint auto: choosing per image among {len(self.entries)} model(s): "
-                  + ", ".join(e.label for e in self.entries[:6]) + (" ..." if len(self.entries) > 6 else ""),
-                  flush=True)
+            say(f"checkpoint auto: choosing per image among {len(self.entries)} model(s): "
+                + ", ".join(e.label for e in self.entries[:6]) + (" ..." if len(self.entries) > 6 else ""))
             return
         from ..store.catalog import named_checkpoint
 
@@ -109,8 +109,8 @@ class _Models:
         self.cache.put(path, device, model, card)
         self.given = given_model(path, card)
         classes = card["classes"]
-        print(f"checkpoint {path} ({card['arch']}, {card['encoder']}, {len(classes)} classes: "
-              f"{', '.join(c['name'] for c in classes)}) on {device}", flush=True)
+        say(f"checkpoint {path} ({card['arch']}, {card['encoder']}, {len(classes)} classes: "
+            f"{', '.join(c['name'] for c in classes)}) on {device}")
 
 
 def _score_labels(seg: Segmentation, mask: str) -> tuple[LabelScore | None, str | None]:
@@ -187,11 +187,11 @@ def _run(args: argparse.Namespace) -> int:
         h, w = loaded.shape
         geo = "" if loaded.profile is None else (
             f", georeferenced, {loaded.pixel_size_m:.3g} m/pixel" if loaded.pixel_size_m else ", georeferenced")
-        print(f"{path}: {w}x{h} pixels{geo}", flush=True)
+        say(f"{path}: {w}x{h} pixels{geo}")
         stem = _unique_stem(path, used)
         bar = None
         try:
-            bar = tqdm(desc=stem, unit="win", file=sys.stderr, disable=args.no_progress or None, leave=False,
+            bar = tqdm(desc=stem, unit="win", file=bar_stream(), disable=args.no_progress or None, leave=False,
                        dynamic_ncols=True)
 
             def progress(done: int, total: int, bar: Any = bar) -> None:
@@ -228,16 +228,16 @@ def _run(args: argparse.Namespace) -> int:
             if bar is not None:
                 bar.close()
             del loaded
-        print(f"  model {seg.model_line()}", flush=True)
+        say(f"  model {seg.model_line()}")
         for note in seg.notes:
-            print(f"  note: {note}", flush=True)
+            say(f"  note: {note}")
         if seg.warning:
-            print(f"  warning: {seg.warning}", flush=True)
-        print(f"  wrote {', '.join(p.name for p in outputs.values())}", flush=True)
+            say(f"  warning: {seg.warning}")
+        say(f"  wrote {', '.join(p.name for p in outputs.values())}")
         if scored is not None:
-            print(f"  labels {args.labels[k]}: {scored.line()}", flush=True)
+            say(f"  labels {args.labels[k]}: {scored.line()}")
             if (absent := scored.absent_note(seg.classes)) is not None:
-                print(f"  note: {absent}", flush=True)
+                say(f"  note: {absent}")
         elif why is not None:
             _err(f"{path}: labels {args.labels[k]}: {why}")
             unscored += 1
@@ -246,8 +246,8 @@ def _run(args: argparse.Namespace) -> int:
         with contextlib.suppress(OSError):
             args.out.rmdir()  # nothing was written: no empty folder left behind
     where = f"into {args.out}" if failed < n else "(nothing written)"
-    print(f"{n - failed} of {n} image(s) segmented {where}" + (f"; {failed} failed" if failed else "")
-          + (f"; {unscored} label mask(s) not scored" if unscored else ""), flush=True)
+    say(f"{n - failed} of {n} image(s) segmented {where}" + (f"; {failed} failed" if failed else "")
+        + (f"; {unscored} label mask(s) not scored" if unscored else ""))
     return 2 if failed or unscored else 0
 
 

@@ -377,10 +377,10 @@ def _last_figures(run: Any) -> str:
     rows = [m for m in records if "loss" in m and "step" in m]
     if not rows:
         return ""
-    step = run.status().get("step")
-    logged = rows[-1]["step"]
-    at = (f"step {step}, last logged loss {rows[-1]['loss']:.3f} at step {logged}"
-          if isinstance(step, int) and step != logged else f"step {logged}, last logged loss {rows[-1]['loss']:.3f}")
+    step, logged = run.status().get("step"), rows[-1]["step"]
+    unit = "epoch" if run.kind() == "probe" else "step"  # a probe's steps are its head's epochs
+    at = (f"{unit} {step}, last logged loss {rows[-1]['loss']:.3f} at {unit} {logged}"
+          if isinstance(step, int) and step != logged else f"{unit} {logged}, last logged loss {rows[-1]['loss']:.3f}")
     knn = [m for m in records if m.get("knn_acc") is not None]
     base = knn[-1].get("knn_baseline") if knn else None  # a kNN figure is read against what the queries' mode scores
     return f"; {at}" + (f", kNN accuracy {100 * knn[-1]['knn_acc']:.1f} %" if knn else "") + (

@@ -272,7 +272,6 @@ def kind_of_config(raw: dict[str, Any]) -> str:
     return "pretrain"
 
 
-
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[:60] or "run"
 
@@ -294,8 +293,9 @@ def create_run(name: str, config_yaml: str, root: Path | None = None, **status: 
     try:
         atomic_write_bytes(stage / "config.yaml", config_yaml.encode())
         (stage / "checkpoints").mkdir()
-        first = {"state": "running", "pid": os.getpid(), "host": socket.gethostname(), "created": time.time(),
-                 "started": time.time(), "ended": None, "step": 0, "total_steps": None, "error": None, **status}
+        first = {"name": name, "state": "running", "pid": os.getpid(), "host": socket.gethostname(),
+                 "created": time.time(), "started": time.time(), "ended": None, "step": 0, "total_steps": None,
+                 "error": None, **status}
         if first["state"] not in STATES:  # a first record, not a move: any state a run records
             raise ValueError(f"state {first['state']!r}: a run records one of {', '.join(STATES)}")
         atomic_write_json(stage / "status.json", first)
@@ -343,9 +343,8 @@ def list_runs(root: Path | None = None) -> list[Run]:
     root = Path(root) if root else runs_root()
     if not root.is_dir():
         return []
-    runs = [Run(p) for p in sorted(root.iterdir())
+    return [Run(p) for p in sorted(root.iterdir())
             if p.is_dir() and not p.name.startswith(".") and (p / "config.yaml").is_file()]
-    return runs
 
 
 def find_run(run_id: str, root: Path | None = None) -> Run:
@@ -369,19 +368,24 @@ def open_run_arg(text: str | Path, root: Path | None = None) -> Run:
     if len(named) == 1:
         return named[0]
     if named:
-        older = f" (and {len(named) - 5} older)" if len(named) > 5 else ""
-        ids = ", ".join(r.id for r in reversed(named[-5:])) + older
+        ids = ", ".join(r.id for r in reversed(named[-5:])) + (f" (and {len(named) - 5} older)" * (len(named) > 5))
         raise NotARunError(f"{len(named)} runs are named {text!r} in {where}: {ids}; give one of these")
     raise NotARunError(f"not a run folder (no such folder): {text}, nor a run of that name in {where} "
                        "(`false-wb runs` lists them)")
 
 
 def runs_named(name: str, root: Path | None = None) -> list[Run]:
-    """Runs made with ``name=NAME`` (their folder: time stamp, the name, and ``-N`` when two began in one second),
-    oldest first."""
+    """Runs made with ``name=NAME``, oldest first: the name their first status recorded, or for a run made before
+    it did, their folder's (time stamp, the name, ``-N`` when two began in one second, so there ``seg-2`` may be a
+    second ``seg``)."""
     slug = _slug(name)
-    return [r for r in list_runs(root)
-            if re.fullmatch(rf"\d{{8}}-\d{{6}}-{re.escape(slug)}(-\d{{1,3}})?", r.id)]
+    old_style = re.compile(rf"\d{{8}}-\d{{6}}-{re.escape(slug)}(-\d{{1,3}})?")
+    out = []
+    for r in list_runs(root):
+        made = r.status().get("name")
+        if isinstance(made, str) and _slug(made) == slug or made is None and old_style.fullmatch(r.id):
+            out.append(r)
+    return out
 
 
 def delete_run(run: Run) -> None:

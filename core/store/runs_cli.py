@@ -18,7 +18,7 @@ from ..cli_args import runs_parser
 from ..console import say
 from .runs import list_runs, runs_named, runs_root
 
-COLUMNS = ("run", "kind", "state", "method", "data", "steps", "figure")
+COLUMNS = ("run", "kind", "state", "method", "data", "progress", "figure")
 
 
 def _made(row: dict[str, Any]) -> tuple[str, float]:
@@ -37,9 +37,12 @@ def _figure(row: dict[str, Any]) -> str:
     return f"{metric} {value:.3f}" if isinstance(value, float) else f"{metric}: {value}"
 
 
+UNITS = {"probe": "epochs", "compare": "units"}  # what a run's step counts: a probe's head epochs, a comparison's units
+
+
 def _steps(row: dict[str, Any]) -> str:
-    total = row.get("total_steps")
-    return f"{row.get('step') or 0}/{total}" if total else str(row.get("step") or 0)
+    total, unit = row.get("total_steps"), UNITS.get(str(row.get("kind")), "steps")
+    return f"{row.get('step') or 0}/{total} {unit}" if total else f"{row.get('step') or 0} {unit}"
 
 
 def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
