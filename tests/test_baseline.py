@@ -224,6 +224,15 @@ def test_a_new_probe_gets_a_run_folder_and_says_when_its_encoder_read_the_test_s
     assert "warning: model.init has read 6 of its test scenes" in err and "warning: model.init" in run.log_text()
 
 
+def test_a_probe_of_a_wrong_model_init_is_one_line_and_leaves_no_folder(tmp_path: Path, capsys) -> None:
+    """Since every probe has a folder, a mistyped init made a failed run (exit 1) instead of the error it was."""
+    assert probe_main(["--config", str(REPO_ROOT / "configs/probe_demo_cpu.yaml"), "--runs-root", str(tmp_path),
+                       "--no-progress", "model.init=no-such-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: model.init: no such run folder or checkpoint: no-such-run") and "\n" not in err
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
 def test_the_preset_made_for_a_data_set_is_found_by_its_folder_and_bands() -> None:
     from core.config import SegDataConfig
     from core.seg.data_defaults import preset_for
