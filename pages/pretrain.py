@@ -106,6 +106,33 @@ def k(name: str) -> str:
     return f"pre-{preset}-{name}"
 
 
+def default_name(cfg: PretrainConfig) -> str:
+    """A run folder's name when none is typed: method and loss ("simclr-false"), with the detector and treatment
+    where they are not FALSE's ("simclr-false-nearest-eliminate")."""
+    return name_of(cfg.method, {"name": cfg.loss.name, "detector": cfg.loss.detector, "treatment": cfg.loss.treatment})
+
+
+def name_of(method: str, loss: dict[str, Any]) -> str:
+    parts = [method, str(loss["name"])]
+    if loss["name"] == "false" and (loss["detector"], loss["treatment"]) != ("fnsd", "fncc"):
+        parts += [str(loss["detector"]), str(loss["treatment"])]
+    return "-".join(parts)
+
+
+def follow_name(method: str) -> None:
+    """The Run name field follows the method and loss until the user types a name: the preset's name while they are
+    the preset's, else one that says them. A review launched plain SimCLR as "demo-false-simclr", an untouched field,
+    and every selector and legend called the baseline "false"."""
+    loss = st.session_state[LOSS_STATE]
+    same = method == base.method and (loss["name"], loss["detector"], loss["treatment"]) == (
+        base.loss.name, base.loss.detector, base.loss.treatment)
+    auto = (base.name or "") if same else name_of(method, loss)
+    last = st.session_state.get(k("name-auto"), base.name or "")
+    if st.session_state.get(k("name"), last) == last:  # untouched since it was last filled in: it follows
+        st.session_state[k("name")] = auto
+    st.session_state[k("name-auto")] = auto
+
+
 def use_source(source: SourceInfo) -> None:
     """A data source's Use button: the form below reads that folder (its layout picks the data set kind), with the
     class table a preset reading the same folder gives its masks: without one, a labeled folder pretrains unlabeled
@@ -251,8 +278,9 @@ with st.expander("Settings", expanded=not runs, key="pretrain-settings", on_chan
         methods = method_names()  # every registered method (core.ssl.registry)
         method = c1.radio("Method", methods, index=index_of(methods, base.method), key=k("method"),
                           format_func=lambda name: get_method(name).label or name, horizontal=True)
-        run_name = c2.text_input("Run name", value=base.name or "", key=k("name"),
-                                 help="A time stamp is put in front; two runs never share a folder")
+        follow_name(method)
+        run_name = c2.text_input("Run name", key=k("name"), help="A time stamp is put in front; two runs never share "
+                                 "a folder. Until you type one, it follows the method and loss")
 
         st.subheader("Model and data")
         c1, c2, c3, c4 = fe.columns(4)
@@ -345,15 +373,6 @@ with st.expander("Settings", expanded=not runs, key="pretrain-settings", on_chan
             help="TensorBoard (event files in the run folder) and/or MLflow (a local store beside the runs): the "
                  "curves, the settings and pictures of the flagged pairs; the Runs page says how to open them")
         submitted = st.button("🚀 Launch", type="primary", key=fe.submit_key)
-
-
-def default_name(cfg: PretrainConfig) -> str:
-    """A run folder's name when none is typed: method and loss ("simclr-false"), with the detector and treatment
-    where they are not FALSE's ("simclr-false-nearest-eliminate")."""
-    parts = [cfg.method, cfg.loss.name]
-    if cfg.loss.name == "false" and (cfg.loss.detector, cfg.loss.treatment) != ("fnsd", "fncc"):
-        parts += [cfg.loss.detector, cfg.loss.treatment]
-    return "-".join(parts)
 
 
 def form_config() -> PretrainConfig:

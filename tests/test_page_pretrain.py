@@ -376,7 +376,19 @@ def test_a_detector_and_a_treatment_picked_in_the_form_reach_the_config(empty_st
     assert (cfg.loss.name, cfg.loss.detector, cfg.loss.treatment) == ("false", "nearest", "eliminate")
     assert cfg.loss.topk == 3 and cfg.loss.similarity == pytest.approx(0.8)
     assert cfg.loss.alpha == 1.0 and cfg.loss.threshold == 0.9  # not drawn: the preset's values
-    assert name == "demo-false-simclr" and "simclr + nearest + eliminate" in shown(texts(at))
+    # the untouched name follows the loss (it stayed "demo-false-simclr": a baseline launched as "false")
+    assert at.text_input(key="pre-demo_cpu-name").value == "simclr-false-nearest-eliminate"
+    assert name == cfg.name == "simclr-false-nearest-eliminate" and "simclr + nearest + eliminate" in shown(texts(at))
+    at.radio(key="pre-demo_cpu-loss").set_value("info_nce").run()
+    assert at.text_input(key="pre-demo_cpu-name").value == "simclr-info_nce"
+    at.radio(key="pre-demo_cpu-loss").set_value("false").run()  # the preset's loss again: the preset's name
+    at.selectbox(key="pre-demo_cpu-detector").set_value("fnsd").run()
+    at.selectbox(key="pre-demo_cpu-treatment").set_value("fncc").run()
+    assert at.text_input(key="pre-demo_cpu-name").value == "demo-false-simclr"
+    at.text_input(key="pre-demo_cpu-name").set_value("mine").run()  # typed: it stays whatever the loss
+    at.selectbox(key="pre-demo_cpu-detector").set_value("nearest").run()
+    at.selectbox(key="pre-demo_cpu-treatment").set_value("eliminate").run()
+    assert at.text_input(key="pre-demo_cpu-name").value == "mine"
     at.text_input(key="pre-demo_cpu-name").set_value("")
     at.button(key="pretrain-launch").click().run()
     assert seen[-1][1] == "simclr-false-nearest-eliminate"  # a run without a typed name says its loss
