@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.analysis.fn_scoring import has_detector, treatment_effect
+from core.analysis.fn_scoring import has_detector, treatment_effect, treatment_of_run
 from core.store import launch
 from core.store.run_compare import all_tags, read_notes
 from core.store.run_lock import RunBusyError
@@ -16,7 +16,8 @@ from workbench.monitor import watch
 from workbench.trackers_view import trackers_tab
 from workbench.run_compare_view import (CURVE_KINDS, METRIC_LABELS, compare_kind, curve_controls, curve_series,
                                         curves_chart, diff_section, hidden_curves, hidden_note, metrics_of, notes_tab,
-                                        objective_note, settings_of, with_settings, x_title)
+                                        objective_note, settings_of, with_settings, without_detector,
+                                        x_title)
 
 
 def delete(run_id: str) -> None:
@@ -122,7 +123,8 @@ metric = c2.selectbox("Value", metrics_of(kind, with_curves), key=f"runs-metric-
                            "head's loss and lr once per epoch")
 if picked:
     weight, log_y, group = curve_controls(settings, picked)
-    series = curve_series(with_curves, picked, metric, weight)
+    left_out = without_detector(with_curves, picked, metric)
+    series = curve_series(with_curves, [i for i in picked if i not in left_out], metric, weight)
     hidden = hidden_curves(series, metric) if group is None else []
     x = x_title(kind, picked, with_curves)  # a probe logs once per epoch
     st.plotly_chart(curves_chart(series, metric, weight, log_y, group, settings, hidden, x), width="stretch",
@@ -130,7 +132,12 @@ if picked:
     note = hidden_note(hidden, metric)
     if note:
         st.info(note, icon="🫥")
-    scales = objective_note(settings, picked, metric)
+    if left_out:
+        st.caption(f"Not drawn: {', '.join(left_out)} ran no detector, so it has no flagged pairs (a line at 0 would "
+                   "read as a detector that found nothing).")
+    by_id = {r.id: r for r in with_curves}
+    scales = objective_note(settings, picked, metric, {i: treatment_of_run(by_id[i]) for i in picked if i in by_id}
+                            if metric == "loss" else None)
     if scales:
         st.caption("⚖️ " + scales)
 elif not with_curves:

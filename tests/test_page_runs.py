@@ -234,6 +234,38 @@ def test_curves_on_top_of_each_other_are_said_and_dashed(populated_store: Path, 
             "info_nce)") in texts(at)
 
 
+def test_a_run_whose_treatment_hardly_acted_is_not_said_to_be_on_another_scale(populated_store: Path,
+                                                                               tmp_path: Path, monkeypatch) -> None:
+    """A walkthrough: FALSE calibrated in 3 of 40 steps, its losses equal InfoNCE's to 4 decimals, and the page said
+    "not on one scale: compare each curve's shape, not the heights". A flagged-pairs chart drew the InfoNCE run as a
+    line at 0 ("found nothing"), and a value no run logged was offered as an empty chart."""
+    import json
+
+    from workbench.common import curve_frame
+
+    runs_root = copy_store(populated_store.parent, tmp_path)
+    monkeypatch.setenv("FALSE_WB_RUNS", str(runs_root))
+    false_run = next(r for r in list_runs(runs_root) if r.id.endswith("tiny-false"))
+    other = next(r for r in list_runs(runs_root) if r.id.endswith("tiny-infonce"))
+    flags = [json.loads(line) for line in (false_run.path / "fns.jsonl").read_text().splitlines()]
+    for n, f in enumerate(flags):
+        f["calibrated"] = n == 0  # one calibrated pair in the whole run
+    (false_run.path / "fns.jsonl").write_text("".join(json.dumps(f) + "\n" for f in flags))
+    at = open_page("runs")
+    next(s for s in at.selectbox if s.label == "Compare runs of").set_value("pretrain").run()
+    next(m for m in at.multiselect if m.label == "Runs").set_value([false_run.id, other.id]).run()
+    said = texts(at)
+    assert "different objectives" not in said
+    assert f"The treatment hardly acted ({false_run.id}: calibration fired in 1 of " in said and "heights compare" in said
+    options = next(s for s in at.selectbox if s.label == "Value").options
+    logged = {c for r in (false_run, other) for c, v in curve_frame(r).items() if v.notna().any()}
+    assert "knn_acc" in options if "knn_acc" in logged else "knn_acc" not in options
+    next(s for s in at.selectbox if s.label == "Value").set_value("flagged").run()
+    assert f"Not drawn: {other.id} ran no detector" in texts(at)
+    traces = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
+    assert [t["name"] for t in traces] == [false_run.id]
+
+
 def test_the_table_says_what_falses_calibration_changed(populated_store: Path) -> None:
     from core.analysis import fn_scoring as fn
 

@@ -127,7 +127,21 @@ def metrics_of(kind: str, runs: Sequence[Run]) -> list[str]:
     names = METRICS.get(kind) or list(dict.fromkeys(METRICS["pretrain"] + METRICS["finetune"]))
     if not any(r.kind() == "pretrain" and has_detector(r.config()) for r in runs):
         names = [n for n in names if n not in ("flagged", "calibrated")]
-    return names
+    logged = set()  # a value no run logged (the kNN monitor of runs shorter than knn_every) drew an empty chart
+    for r in runs:
+        frame = curve_frame(r)
+        logged |= {c for c in frame.columns if frame[c].notna().any()}
+    return [n for n in names if n in logged] or names[:1]
+
+
+def without_detector(runs: Sequence[Run], picked: Sequence[str], metric: str) -> list[str]:
+    """The chosen runs a flagged-pairs chart leaves out: no detector ran in them, so a line at 0 would read as
+    "found nothing"."""
+    from core.analysis.fn_scoring import has_detector
+
+    if metric not in ("flagged", "calibrated"):
+        return []
+    return [r.id for r in runs if r.id in set(picked) and not has_detector(r.config())]
 
 
 def x_title(kind: str, picked: Sequence[str], runs: Sequence[Run]) -> str:
@@ -207,16 +221,25 @@ def hidden_note(hidden: Sequence[Sequence[str]], metric: str) -> str | None:
 OBJECTIVE_KEYS = ("method", "loss.name", "loss.treatment")  # what sets a loss's scale: its negatives and its form
 
 
-def objective_note(settings: dict[str, dict[str, Any]], picked: Sequence[str], metric: str) -> str | None:
+def objective_note(settings: dict[str, dict[str, Any]], picked: Sequence[str], metric: str,
+                   effects: dict[str, Any] | None = None) -> str | None:
     """Say it when the loss curves on one chart are of different objectives (SimCLR's in-batch negatives or MoCo's
     queue; InfoNCE, FNCC's reweighting, eliminated or attracted flags, DCL's debiased sum): their heights are not on
-    one scale, only each curve's shape can be read."""
+    one scale, only each curve's shape can be read. ``effects``: each run's ``TreatmentEffect`` (None without a
+    detector); a run whose treatment (almost) never acted minimised, in effect, its base method's loss, and the
+    review saw "not on one scale" under two curves that were equal to 4 decimals."""
     if metric != "loss":
         return None
     objectives = {i: " / ".join(str(settings.get(i, {})[k]) for k in OBJECTIVE_KEYS if k in settings.get(i, {}))
                   for i in picked}
     if len(set(objectives.values())) < 2:
         return None
+    idle = {i: e for i, e in (effects or {}).items() if i in objectives and e is not None and e.negligible}
+    base = {i: f"{settings.get(i, {}).get('method')} / info_nce" if i in idle else o for i, o in objectives.items()}
+    if idle and len(set(base.values())) < 2:
+        said = "; ".join(f"{i}: {e.figures()}" for i, e in idle.items())
+        return (f"The treatment hardly acted ({said}): on the steps it did not act, these runs minimised the same "
+                "loss, so their heights compare; they part only where it acted.")
     listed = "; ".join(f"{i}: {o}" for i, o in objectives.items())
     return (f"These runs minimise different objectives ({listed}). Their loss values are not on one scale (other "
             "negatives, or negatives reweighted, dropped or debiased): compare each curve's shape, not the heights "
