@@ -172,8 +172,9 @@ def quality_section(run: Run) -> None:
     st.subheader("Better than a trivial selector?")
     st.caption("Precision alone flatters: on aerial imagery the tile with the closest colours, or one from the same "
                "scene, often shares the class too. Here the batches the run trained on are rebuilt and other "
-               "selectors pick from them for the same anchors: a random negative, the nearest by colour "
-               "statistics, the nearest by the encoder, and an oracle that knows the labels. Their cross-scene "
+               "selectors pick from them as many as the detector flagged (for the same anchors under per-anchor "
+               "selection; the closest pairs of the batch under global selection): a random negative, the nearest "
+               "by colour statistics, the nearest by the encoder, and an oracle that knows the labels. Their cross-scene "
                "figures come from the same picks made among other scenes' tiles only. Every figure counts a flag "
                "once per step, however many of the two tiles' views flagged it.")
     report = fn_report.cached_report(run)
@@ -213,16 +214,21 @@ def quality_section(run: Run) -> None:
               help=f"flagged same-class tile pairs over the {report['recall_detail']['pairs']} same-class pairs the "
                    "batches offered")
     cross = report["cross_scene"].get("flags", {})
+    unit = report.get("unit", "pick")
+
+    def count(n: int | None) -> dict[str, Any]:  # a precision of 1.000 from 3 picks is no 1.000 from 300: say n
+        return {"delta": f"n = {n} {unit}{'' if n == 1 else 's'}", "delta_color": "off", "delta_arrow": "off"} \
+            if n else {}
+
     c2.metric("Cross-scene precision", f"{report['cross_scene_precision']:.3f}"
-              if report["cross_scene_precision"] is not None else "n/a",
-              help=f"flags between tiles of different scenes ({cross.get('pairs', 0)} {report.get('unit', 'pick')}s)")
+              if report["cross_scene_precision"] is not None else "n/a", **count(cross.get("pairs")),
+              help=f"flags between tiles of different scenes ({cross.get('pairs', 0)} {unit}s)")
     same = report["same_scene"]
-    c3.metric("Same-scene precision", f"{same['precision']:.3f}" if same["pairs"] else "n/a",
-              help=f"flags between tiles of one scene ({same['pairs']} {report.get('unit', 'pick')}s): neighbours "
-                   "share classes easily")
+    c3.metric("Same-scene precision", f"{same['precision']:.3f}" if same["pairs"] else "n/a", **count(same["pairs"]),
+              help=f"flags between tiles of one scene ({same['pairs']} {unit}s): neighbours share classes easily")
     cal, treatment = report["calibrated"], fn_report.report_detector(report)["treatment"]
     c4.metric("Calibrated flags" if treatment == "fncc" else "Treated flags",
-              f"{cal['precision']:.3f}" if cal["pairs"] else "n/a",
+              f"{cal['precision']:.3f}" if cal["pairs"] else "n/a", **count(cal["pairs"]),
               help=f"precision of the {cal['pairs']} pairs FNCC actually reweighted" if treatment == "fncc" else
               f"precision of the {cal['pairs']} pairs the treatment ({treatment}) applied to: every flag")
     st.plotly_chart(selectors_figure(report), width="stretch", key=f"fn-selectors-{run.id}")
