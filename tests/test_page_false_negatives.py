@@ -114,6 +114,10 @@ def test_flags_are_scored_against_reference_selectors(store_base: Path, tmp_path
     stored = json.loads((runs / run_id / "flag_quality.json").read_text())["report"]
     assert shown["FNSD flags"] == f"{stored['precision']:.3f}"
     assert shown["Colour nearest"] == f"{stored['selectors']['colour']['precision']:.3f}"
+    deltas = {m.label: m.delta for m in at.metric}  # a precision of 1.000 from 3 picks: the count beside it
+    cal = stored["calibrated"]["pairs"]
+    assert deltas["Calibrated flags"] == (f"n = {cal} {stored.get('unit', 'pick')}{'' if cal == 1 else 's'}"
+                                          if cal else None), deltas
     assert "The pairs FNSD flagged share their class" in texts(at)
     colour = stored["selectors"]["colour"]  # above, below or level by the difference's interval, not by overlap
     assert share_relation(stored["precision"], stored["precision_ci"], colour["precision"], colour["ci"],
