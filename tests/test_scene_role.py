@@ -113,3 +113,32 @@ def test_an_upload_with_a_bare_name_is_known_by_its_bytes_where_the_data_set_is_
     assert seg.notes[0] == "kept" and len(seg.notes) == 2 and "training scene images/tile_2/p" in seg.notes[1]
     note_scene(seg, "", b"two" * 50)  # no name: no note, no error
     note_scene(SimpleNamespace(model={"path": str(tmp_path / "gone.safetensors")}, notes=[]), "p.jpg", b"x")
+
+
+def test_an_upload_of_a_scenes_very_file_is_known_by_its_digest_without_the_data_set(tmp_path: Path,
+                                                                                    monkeypatch) -> None:
+    """A walkthrough uploaded tile_2/image_part_001.jpg (a training image, named as eight other tiles' images are) on
+    a machine where the card's data folder did not resolve, and its 43 % read as an unseen score. The card keeps the
+    digest of every scene's image file; the file is then known anywhere, a re-encoded copy is not."""
+    import hashlib
+
+    from core.config import SegDataConfig
+    from core.data.labeled import build_seg_splits
+    from core.seg.fingerprint import scene_digests
+    from tests.test_baseline import deepglobe_folder
+
+    monkeypatch.setenv("FALSE_WB_DATA", str(tmp_path / "cache"))
+    root = deepglobe_folder(tmp_path / "dg", scenes=4)
+    splits = build_seg_splits(SegDataConfig(name="deepglobe", root=str(root), tile_size=32, test_scenes=["3"],
+                                            val_scenes=["2"]), progress=False)
+    digests = scene_digests(splits)
+    assert digests == {f"{k}": hashlib.sha256((root / f"{k}_sat.jpg").read_bytes()).hexdigest() for k in range(4)}
+    card = {"domain": {"scene_digests": digests, "validation_scenes": ["2"], "test_scenes": ["3"]}}
+    moved = tmp_path / "elsewhere" / "upload.jpg"  # another name, another folder: only the bytes are the scene's
+    moved.parent.mkdir()
+    moved.write_bytes((root / "0_sat.jpg").read_bytes())
+    assert scene_note(card, "upload.jpg", moved.read_bytes()) == \
+        "this image is training scene 0 of the model; the model was trained on it, so its score is no unseen score"
+    assert scene_note(card, "x.jpg", (root / "2_sat.jpg").read_bytes()).startswith("this image is validation scene 2")
+    assert scene_note(card, "x.jpg", moved).startswith("this image is training scene 0")  # a file given by path
+    assert scene_note(card, "x.jpg", b"other bytes") is None

@@ -334,6 +334,10 @@ class SegTiles(CachedTiles):
     def scene_names(self) -> list[str]:
         return [s["name"] for s in self.meta["scenes"]]
 
+    def scene_files(self) -> dict[str, Path]:
+        """Each scene's image file, by scene name (a card keeps their digests: the very file is then known anywhere)."""
+        return {s["name"]: self.root / s["image"] for s in self.meta["scenes"]}
+
     def scene_arrays(self, scene: int) -> tuple[np.ndarray, np.ndarray]:
         """Whole scene ``scene``: its image (H, W, C) uint8 and labels (H, W) uint8, decoded as the tiles were.
 

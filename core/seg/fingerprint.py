@@ -26,6 +26,7 @@ from ..store.checkpoint import CheckpointError, read_metadata, write_safetensors
 from ..config import ConfigError, FinetuneConfig, load_config, validate_config
 from ..data import DataError
 from .domain import DATA_KINDS, MAX_TILES, fingerprint
+from ..store.file_versions import file_sha256
 from ..store.portable import portable
 from ..store.runs import REPO_ROOT, atomic_write_json
 from ..data.labeled import SegSplits
@@ -83,7 +84,30 @@ def domain_section(data: Any, splits: SegSplits, model: torch.nn.Module, classes
     return {**dataset_domain(data, splits.dataset), "classes": [c["name"] for c in classes],
             "training_scenes": len(splits.scenes.get("train", [])),
             "validation_scenes": list(splits.scenes.get("val", [])),
-            "test_scenes": list(splits.scenes.get("test", [])), "fingerprint": fp}
+            "test_scenes": list(splits.scenes.get("test", [])), "fingerprint": fp,
+            "scene_digests": scene_digests(splits)}
+
+
+def scene_digests(splits: SegSplits) -> dict[str, str]:
+    """The sha256 of every training, validation and test scene's image file, by scene name: an upload of one of
+    them is then recognised on any machine, without the data set (``scene_role``), and its score said to be no
+    unseen score. Generated sets have no files: none."""
+    files = getattr(splits.dataset, "scene_files", None)
+    if files is None:
+        return {}
+    used = {n for k in ("train", "val", "test") for n in splits.scenes.get(k, [])}
+    return {name: file_sha256(path) for name, path in files().items() if name in used and path.is_file()}
+
+
+def add_scene_digests(path: Path, config: Path | None = None, data_root: str | None = None) -> dict[str, Any]:
+    """Only the scene digests added to a checkpoint's card (its fingerprint and weights as they are)."""
+    from ..data.labeled import build_seg_splits
+
+    card = read_metadata(path)["card"]
+    cfg = with_data_root(training_config(card, path, config), data_root)
+    card["domain"] = {**(card.get("domain") or {}), "scene_digests": scene_digests(build_seg_splits(cfg.data))}
+    rewrite_card(path, card)
+    return card
 
 
 def rewrite_card(path: Path, card: dict[str, Any]) -> str:
@@ -147,6 +171,12 @@ def add_domain(path: Path, config: Path | None = None, out: Path | None = None,
 def main(argv: list[str] | None = None) -> int:
     args = fingerprint_parser().parse_args(argv)
     try:
+        if args.scene_digests:
+            if args.out:
+                raise ValueError("--scene-digests adds to the checkpoint itself; leave out --out (copy it first)")
+            card = add_scene_digests(args.checkpoint, args.config, args.data_root)
+            print(f"{args.checkpoint}: digests of {len(card['domain']['scene_digests'])} scene files on its card")
+            return 0
         card = add_domain(args.checkpoint, args.config, args.out, args.data_root)
     except (CheckpointError, ConfigError, DataError, FileNotFoundError, ValueError) as err:
         print(f"error: {' '.join(str(err).split())}", file=sys.stderr)

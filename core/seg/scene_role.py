@@ -110,10 +110,33 @@ def scene_role(card: dict[str, Any], path: str | Path) -> tuple[str, str] | None
     return None
 
 
+def scene_by_digest(card: dict[str, Any], content: bytes | Path) -> tuple[str, str] | None:
+    """(role, scene name) when ``content`` is byte for byte the image file of a scene the card keeps the digest of
+    (``domain.scene_digests``): an upload named ``image_part_001.jpg``, which nine Dubai tiles share, on a machine
+    without the data set. A re-encoded copy is another file and is not recognised."""
+    digests = (card.get("domain") or {}).get("scene_digests") if isinstance(card.get("domain"), dict) else None
+    if not isinstance(digests, dict) or not digests:
+        return None
+    try:
+        want = _digest(content)
+    except OSError:
+        return None
+    name = next((n for n, d in digests.items() if d == want), None)
+    if name is None:
+        return None
+    domain = card["domain"]
+    for role, key in (("validation", "validation_scenes"), ("test", "test_scenes")):
+        if name in _names(domain.get(key)):
+            return role, name
+    return "training", name
+
+
 def scene_note(card: dict[str, Any], path: str | Path, content: bytes | Path | None = None) -> str | None:
     """A line for the outputs when the image is one of the card's scenes: by its path, else (``content``: its bytes or
     the file holding them, e.g. an upload whose ``path`` is only its name) by a same file in the card's data set."""
     found = scene_role(card, path)
+    if found is None and content is not None:
+        found = scene_by_digest(card, content)
     if found is None and content is not None:
         roles = [r for c in same_files_in_data(card, Path(path).name, content) if (r := scene_role(card, c))]
         found = min(roles, key=lambda r: r[0] == "training", default=None)  # a named held-out scene first
