@@ -242,6 +242,21 @@ def test_model_settings_opacity_and_results_survive_a_visit_to_another_page(
     assert not at.exception and not at.image and any("Drop one or more aerial tiles" in i.value for i in at.info)
 
 
+def test_a_score_on_a_scene_the_model_saw_is_said_beside_the_score(empty_store: Path) -> None:
+    """A walkthrough scored two training images and read them as unseen scores: the note sat above, apart."""
+    at = open_page()
+    at.file_uploader(key="segment_files").set_value(("tile.png", png_bytes(64, 96), "image/png")).run()
+    key = next(s for s in at.slider if s.key.startswith("opacity_")).key.removeprefix("opacity_")
+    seg = next(iter(at.session_state["segment_results"].values())).seg
+    seg.notes.append("this image is training scene tile_2/image_part_001 of the model; the model was trained on it, "
+                     "so its score is no unseen score")  # as scene_role.note_scene writes it
+    buf = io.BytesIO()
+    Image.fromarray(seg.mask).save(buf, format="PNG")
+    at.file_uploader(key=f"labels_{key}").set_value(("labels.png", buf.getvalue(), "image/png")).run()
+    assert any(w.value.startswith("Not an unseen score: this image is training scene tile_2/image_part_001")
+               for w in at.warning), [w.value for w in at.warning]
+
+
 def test_a_label_mask_gives_iou_per_class_and_a_difference_overlay(empty_store: Path) -> None:
     at = open_page()
     at.file_uploader(key="segment_files").set_value(("tile.png", png_bytes(64, 96), "image/png")).run()

@@ -16,6 +16,7 @@ import streamlit as st
 from PIL import Image
 
 from core.seg.label_score import LabelMaskError, LabelScore, difference_image, score_labels
+from core.seg.scene_role import seen_scene_note
 from core.seg.segmentation_result import Segmentation
 from workbench.common import literal
 from workbench.segment_view import class_bar_marker, class_rgb, readable_class
@@ -101,6 +102,8 @@ def show_label_score(seg: Segmentation, key: str, preview_side: int, image: str 
                        "predicted but absent from the mask counts as 0 (the figure below it leaves those out)")
         c2.metric("Pixel accuracy", f"{100 * s.overall_accuracy:.1f} %")
         c3.metric("Left out", f"{100 * result.left_out:.1f} %", help="ignore value, colours of no class, no data")
+        if seen := seen_scene_note(seg.notes):  # a walkthrough read a training image's 43 % as an unseen score
+            st.warning(f"Not an unseen score: {seen}.", icon="🔁")
         rows = result.iou_rows(seg.classes)
         left, right = st.columns([3, 2], gap="large")
         diff = difference_image(seg.rgb, seg.mask, result.labels)

@@ -146,6 +146,12 @@ def scene_note(card: dict[str, Any], path: str | Path, content: bytes | Path | N
     return f"this image is {role} scene {name} of the model; {WORDS[role]}"
 
 
+def seen_scene_note(notes: list[str]) -> str | None:
+    """The note (``scene_note``) that an image is a scene the model was trained on or watched, among a result's
+    notes: a score beside it must say it is no unseen score."""
+    return next((n for n in notes if n.startswith("this image is ") and n.endswith("no unseen score")), None)
+
+
 def note_scene(seg: Any, name: str | Path, content: bytes | Path | None = None) -> None:
     """Add ``scene_note`` of the segmentation's model to its notes (a score on a scene the model saw is no unseen
     score: said in every output, the command line's, the page's and the demo's)."""
