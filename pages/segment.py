@@ -28,6 +28,7 @@ from core.device import pick_device
 from core.data.paths import scratch_dir
 from core.imaging.bands import card_bands, is_rgb
 from core.imaging.imageio import ImageError, LoadedImage, generated_png, read_image
+from core.seg.domain import FIT_SCALE
 from core.seg.scene_role import note_scene
 from core.seg.segment import segment_choosing
 from core.seg.segmentation_result import Segmentation
@@ -227,9 +228,9 @@ def show_model(seg: Segmentation) -> None:
     st.caption(f"🧭 Model {head.model_line('**')}"
                + (f" · run at {seg.pixel_size_used_m:.2g} m/pixel" if seg.resampled else "")
                + (f" · bands {', '.join(seg.bands)}" if seg.bands else ""))
-    if len(parts) > 1:
-        with st.expander("Why this model"):
-            st.markdown("\n".join(f"- {literal(p)}" for p in parts))
+    if len(parts) > 1 or seg.domain is not None and seg.domain.score is not None:
+        with st.expander("Why this model"):  # and what its figure means: a walkthrough saw 0.77 and 0.33, no scale
+            st.markdown("\n".join(f"- {literal(p)}" for p in [*parts[1:], FIT_SCALE]))
 
 
 VIEW_LABELS = {"true": "true colour (R, G, B)", "false": "false colour (NIR, R, G: vegetation red)"}

@@ -78,6 +78,11 @@ def test_sample_tile_is_segmented_with_areas_chart_and_downloads(empty_store: Pa
     assert not at.exception and not at.error
     assert at.selectbox(key="segment_model").value == "auto: best domain fit"  # the choice stays the user's ...
     assert "Model **shipped: synthetic_seg** (auto: " in texts(at)  # ... and auto sends it to the model that knows it
+    why = next(e for e in at.expander if e.label == "Why this model")  # what the figure means, not the head again
+    said = [m.value for m in why.markdown]
+    assert any("domain fit: the share of the model's own training tiles" in m for m in said), said
+    head = next(c.value for c in at.caption if c.value.startswith("🧭 Model"))
+    assert not any(line.removeprefix("- ") in head for m in said for line in m.splitlines()), (head, said)
     assert len(at.image) == 1 and "512×512" in at.image[0].captions[0]
     table = areas(at)
     assert list(table["class"])[:2] == ["impervious surfaces", "building"]

@@ -51,6 +51,10 @@ QUANTILES = np.linspace(0.0, 1.0, 101)
 MIN_SIDE_SHARE = 4  # an image narrower than FEATURE_SIDE / this is too small to score (see _too_small)
 TOO_LITTLE = "the image holds too little valid imagery to compare"  # most of the image is no data
 IMAGE_REASONS = ("the image is too small", TOO_LITTLE)  # unknown because of the image, not of the model
+FIT_SCALE = ("domain fit: the share of the model's own training tiles that lie farther from their nearest training "
+             "tiles than this image does (by encoder features and by colours, the lower of the two): 0.5 is as "
+             f"typical as a middling training tile, 1 more typical than all; below {1 - OOD_PERCENTILE / 100:.2f} "
+             f"it is farther than {OOD_PERCENTILE} % of them, out of the model's domain, and warned")
 DATA_KINDS = ("real", "generated")  # a card's ``domain.data_kind``: imagery of the ground, or scenes a program made
 
 
