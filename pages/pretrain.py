@@ -350,6 +350,8 @@ with st.expander("Settings", expanded=not runs, key="pretrain-settings", on_chan
                                          "other scenes (0 = off; data without labels: off, said in the run's log). "
                                          "The Embeddings page's kNN accuracy is another measure (leave-one-out over "
                                          "all its tiles, k 5): the two are not comparable")
+        if by == "steps" and 0 < knn_every and steps < knn_every:  # the demo's 50 in a 40-step run: no point at all
+            c5.caption(f":orange[⚠ never within {int(steps)} steps: no kNN curve]")
         st.subheader("Advanced")
         c1, c2, c3, c4 = fe.columns(4)
         moco_m = c1.number_input("MoCo momentum", 0.0, 1.0, float(base.model.moco_momentum), 0.001, format="%.4f",

@@ -180,6 +180,24 @@ def test_views_larger_than_their_tiles_are_said_once_on_the_terminal_and_in_the_
     log_start(life, cfg, [], "cpu (fp32)", "5->20", None)  # a resume does not say it again
     assert run.log_text().count("warning: data.image_size 96 is larger") == 1
 
+def test_a_knn_monitor_that_never_measures_in_the_run_is_said(tmp_path) -> None:
+    """The demo preset measures kNN every 50 steps: a 40-step run logged "kNN monitor every 50 steps" and drew none."""
+    from core.config import load_config
+    from core.ssl.run_start import log_start
+    from core.store.lifecycle import RunLife
+    from core.store.runs import create_run
+
+    cfg = load_config("configs/demo_cpu.yaml", ["train.knn_every=50", "train.max_steps=40"])
+    run = create_run("knn", "{}", tmp_path, kind="pretrain")
+    life = RunLife(run, lambda: 0, 40)
+    log_start(life, cfg, [], "cpu (fp32)", "0->40", "kNN monitor every 50 steps: 256 query tiles ...")
+    assert "warning: the kNN monitor never measures in this run (40 steps, every 50): give train.knn_every=40" \
+        in run.log_text()
+    other = create_run("knn-ok", "{}", tmp_path, kind="pretrain")
+    log_start(RunLife(other, lambda: 0, 60), cfg, [], "cpu (fp32)", "0->60", "kNN monitor every 50 steps: ...")
+    assert "never measures" not in other.log_text()
+
+
 def test_one_precision_policy_for_training_and_inference(monkeypatch) -> None:
     from core import device as D
     from core.analysis.embeddings import resolve_precision

@@ -52,6 +52,10 @@ def log_start(life: RunLife, cfg: PretrainConfig, dataset: TileSet, where: str, 
              f"batch {cfg.train.batch_size}, steps {steps}")
     if knn_note:
         life.log(knn_note)
+        every, total = cfg.train.knn_every, int(steps.rpartition("->")[2] or 0)
+        if knn_note.startswith("kNN monitor every") and 0 < total < every:  # the demo's 50 in a 40-step run
+            life.log(f"warning: the kNN monitor never measures in this run ({total} steps, every {every}): give "
+                     f"train.knn_every={total} or fewer to see it")
     if warm_up and steps.startswith("0->"):
         life.log(f"warning: {warm_up}")
     upsampled = upsample_note(cfg)
