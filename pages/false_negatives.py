@@ -302,7 +302,9 @@ def overview(run: Run, pairs: pd.DataFrame, loss: LossConfig) -> None:
     treatment(run, pairs)
     c1, c2, c3, c4 = st.columns(4)
     calibrated = int(pairs["calibrated"].sum())
-    c1.metric("Flagged pairs", len(pairs))
+    c1.metric("Flagged pairs", len(pairs), help="one per row of the loss that flagged it (a tile pair flagged from "
+              "both of its views counts twice): the precision figures below count each pick once per step, so their "
+              "n is smaller")
     if loss.treatment == "fncc":
         c2.metric("Calibrated", calibrated, help="flags whose anchor passed the FNCC gate and changed the loss")
     else:
