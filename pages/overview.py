@@ -46,9 +46,10 @@ else:
     st.dataframe(frame[["run", "kind", "state", "method", "progress", "metric", "value", "started"]],
                  hide_index=True, width="stretch", column_config={
                      "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0,
-                                                                 format="percent"),
-                     "value": st.column_config.TextColumn("value"),
-                     "started": st.column_config.DatetimeColumn("started", format="YYYY-MM-DD HH:mm")})
+                                                                 format="percent", width="small"),
+                     "value": st.column_config.TextColumn("value", width="small"),
+                     # the year is in the run's name: the column fits beside the others (it was cut off)
+                     "started": st.column_config.DatetimeColumn("started", format="MMM D, HH:mm", width="small")})
     if len(runs) > 10:
         st.caption(f"The 10 newest of {len(runs)} runs; all of them on the Runs page.")
 

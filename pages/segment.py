@@ -272,12 +272,13 @@ def show_result(result: Result, key: str) -> None:
             st.caption(f"⚠️ {RELATIVE_NOTE}: the classes are a guess, their areas shares of the image (no m²)")
         order = ["class", "percent", *[c for c in frame.columns if c not in ("class", "percent", "caution")]]
         st.dataframe(frame, hide_index=True, width="stretch", key=f"areas_{key}", column_order=order,
-                     column_config={"pixels": st.column_config.NumberColumn(format="localized", width="small"),
+                     column_config={"pixels": st.column_config.NumberColumn(format="localized"),  # 103,950 fits
                                     "percent": st.column_config.ProgressColumn(
                                         "share ⚠️" if relative else "percent", format="%.1f%%", min_value=0,
                                         max_value=100, width="medium" if relative else "small",
+                                        color="gray",  # the theme's red read as "bad" on every class
                                         help=RELATIVE_NOTE if relative else None),
-                                    "m²": st.column_config.NumberColumn(format="localized", width="small")})
+                                    "m²": st.column_config.NumberColumn(format="localized")})
         st.plotly_chart(areas_figure(seg), key=f"chart_{key}", config={"displayModeBar": False})
     for note in seg.notes:
         st.caption(f"ℹ️ {note}")
