@@ -119,18 +119,23 @@ def name_of(method: str, loss: dict[str, Any]) -> str:
     return "-".join(parts)
 
 
-def follow_name(method: str) -> None:
+def follow_name(method: str) -> bool:
     """The Run name field follows the method and loss until the user types a name: the preset's name while they are
     the preset's, else one that says them. A review launched plain SimCLR as "demo-false-simclr", an untouched field,
-    and every selector and legend called the baseline "false"."""
+    and every selector and legend called the baseline "false". True when it changed the field."""
     loss = st.session_state[LOSS_STATE]
     same = method == base.method and (loss["name"], loss["detector"], loss["treatment"]) == (
         base.loss.name, base.loss.detector, base.loss.treatment)
     auto = (base.name or "") if same else name_of(method, loss)
     last = st.session_state.get(k("name-auto"), base.name or "")
-    if st.session_state.get(k("name"), last) == last:  # untouched since it was last filled in: it follows
-        st.session_state[k("name")] = auto
     st.session_state[k("name-auto")] = auto
+    if k("name") not in st.session_state:  # the page's first run: the field is drawn below, with this name
+        st.session_state[k("name")] = auto
+        return False
+    if st.session_state[k("name")] != last or st.session_state[k("name")] == auto:
+        return False  # typed by the user (it stays), or already this name
+    st.session_state[k("name")] = auto
+    return True
 
 
 def use_source(source: SourceInfo) -> None:
@@ -263,6 +268,8 @@ def loss_section() -> None:
     name, detector, treatment = loss_choice()
     knobs = loss_widgets(name, detector, treatment)
     st.session_state[LOSS_STATE] = {"name": name, "detector": detector, "treatment": treatment, **knobs}
+    if follow_name(st.session_state.get(k("method"), base.method)):
+        st.rerun(scope="app")  # the Run name field is outside this fragment: drawn again, it shows the new name
     label = method_and_strategy(st.session_state.get(k("method"), base.method),
                                 {**st.session_state[LOSS_STATE], "tau_plus": knobs.get("tau_plus", base.loss.tau_plus)})
     st.caption(f"Run tables will call it **{literal(label)}**. These settings apply at once; Launch "

@@ -241,6 +241,31 @@ def _step(page) -> int:
     return int(re.search(r"step (\d+) / 400", text).group(1))
 
 
+def test_the_run_name_follows_the_loss_chosen_in_its_fragment(app, page) -> None:
+    """The loss is drawn in a fragment, the Run name in the form: a change of loss reran the fragment alone and the
+    field kept "demo-false-simclr" until some other widget reran the page (AppTest reruns every time: only a
+    browser sees it)."""
+    url, _ = app
+    with screenshot_on_failure(page, "pretrain-name-follows"):
+        _open(page, url, "pretrain", "Pretrain")
+        page.get_by_text("Settings", exact=True).click()
+        wait_until_idle(page)
+        name = page.locator('input[aria-label="Run name"]')
+        assert name.input_value() == "demo-false-simclr"
+        page.get_by_text("InfoNCE", exact=True).click()
+        wait_until_idle(page)
+        page.wait_for_function("() => document.querySelector('input[aria-label=\"Run name\"]').value"
+                               " === 'simclr-info_nce'", timeout=20_000)
+        name.fill("my-baseline")
+        name.press("Tab")
+        wait_until_idle(page)
+        page.get_by_text("DCL", exact=True).click()  # typed: it stays
+        wait_until_idle(page)
+        time.sleep(1)
+        assert name.input_value() == "my-baseline"
+        _no_exception(page)
+
+
 def test_launch_a_tiny_run_and_see_it_move(app, page) -> None:
     url, runs_root = app
     with screenshot_on_failure(page, "pretrain-launch"):
