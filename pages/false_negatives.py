@@ -173,7 +173,7 @@ def quality_section(run: Run) -> None:
     st.caption("Precision alone flatters: on aerial imagery the tile with the closest colours, or one from the same "
                "scene, often shares the class too. Here the batches the run trained on are rebuilt and other "
                "selectors pick from them as many as the detector flagged (for the same anchors under per-anchor "
-               "selection; the closest pairs of the batch under global selection): a random negative, the nearest "
+               "selection; as many pairs of the batch under global selection): a random negative, the nearest "
                "by colour statistics, the nearest by the encoder, and an oracle that knows the labels. Their cross-scene "
                "figures come from the same picks made among other scenes' tiles only. Every figure counts a flag "
                "once per step, however many of the two tiles' views flagged it.")
@@ -205,7 +205,7 @@ def quality_section(run: Run) -> None:
         entry = sel.get(name)
         if entry and entry["pairs"]:
             lo, hi = entry["ci"]
-            precision = entry["hits"] / entry["pairs"]  # the report's 4-decimal value, rounded again, read 0.210
+            precision = entry["hits"] / entry["pairs"]  # from the counts: a stored value rounded again read 0.210
             ceiling = ("; below 1 where a batch held fewer same-class negatives than the detector flagged, so even "
                        "a selector knowing the labels had to pick others") if name == "oracle" else ""
             col.metric(short_label(name, report), f"{precision:.3f}",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.analysis.fn_scoring import has_detector, treatment_effect, treatment_of_run
+from core.analysis.fn_scoring import TreatmentEffect, has_detector, treatment_effect
 from core.store import launch
 from core.store.run_compare import all_tags, read_notes
 from core.store.run_lock import RunBusyError
@@ -44,10 +44,16 @@ def written_table(run: Run) -> None:
 def treatment(run: Run) -> str:
     """A pretraining run's treatment (FALSE's FNCC, eliminate, attract) in a table cell ("≈ SimCLR: 1/40 steps,
     0.03/step"); a dash for runs without a detector (InfoNCE, DCL) and the other kinds."""
-    if run.kind() != "pretrain" or not has_detector(run.config()):
-        return "—"
-    effect = treatment_effect(run.config(), pairs_frame(run), run.recorded_step())
+    effect = effect_of(run)
     return "—" if effect is None else effect.cell()
+
+
+def effect_of(run: Run) -> TreatmentEffect | None:
+    """How much a pretraining run's treatment acted, from its cached pair counts (a long run's fns.jsonl is tens of
+    MB: read once per file version, not on every rerun); None without a detector and for the other kinds."""
+    if run.kind() != "pretrain" or not has_detector(run.config()):
+        return None
+    return treatment_effect(run.config(), pairs_frame(run), run.recorded_step())
 
 
 st.title("📋 Runs")
@@ -136,7 +142,7 @@ if picked:
         st.caption(f"Not drawn: {', '.join(left_out)} ran no detector, so it has no flagged pairs (a line at 0 would "
                    "read as a detector that found nothing).")
     by_id = {r.id: r for r in with_curves}
-    scales = objective_note(settings, picked, metric, {i: treatment_of_run(by_id[i]) for i in picked if i in by_id}
+    scales = objective_note(settings, picked, metric, {i: effect_of(by_id[i]) for i in picked if i in by_id}
                             if metric == "loss" else None)
     if scales:
         st.caption("⚖️ " + scales)

@@ -228,9 +228,10 @@ def show_model(seg: Segmentation) -> None:
     st.caption(f"🧭 Model {head.model_line('**')}"
                + (f" · run at {seg.pixel_size_used_m:.2g} m/pixel" if seg.resampled else "")
                + (f" · bands {', '.join(seg.bands)}" if seg.bands else ""))
-    if len(parts) > 1 or seg.domain is not None and seg.domain.score is not None:
-        with st.expander("Why this model"):  # and what its figure means: a walkthrough saw 0.77 and 0.33, no scale
-            st.markdown("\n".join(f"- {literal(p)}" for p in [*parts[1:], FIT_SCALE]))
+    scored = seg.domain is not None and seg.domain.score is not None
+    if len(parts) > 1 or scored:  # and what its figure means: a walkthrough saw 0.77 and 0.33, no scale
+        with st.expander("Why this model" if len(parts) > 1 else "What the domain fit means"):
+            st.markdown("\n".join(f"- {literal(p)}" for p in [*parts[1:], *([FIT_SCALE] if scored else [])]))
 
 
 VIEW_LABELS = {"true": "true colour (R, G, B)", "false": "false colour (NIR, R, G: vegetation red)"}

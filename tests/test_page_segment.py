@@ -78,7 +78,7 @@ def test_sample_tile_is_segmented_with_areas_chart_and_downloads(empty_store: Pa
     assert not at.exception and not at.error
     assert at.selectbox(key="segment_model").value == "auto: best domain fit"  # the choice stays the user's ...
     assert "Model **shipped: synthetic_seg** (auto: " in texts(at)  # ... and auto sends it to the model that knows it
-    why = next(e for e in at.expander if e.label == "Why this model")  # what the figure means, not the head again
+    why = next(e for e in at.expander if e.label in ("Why this model", "What the domain fit means"))  # not the head
     said = [m.value for m in why.markdown]
     assert any("domain fit: the share of the model's own training tiles" in m for m in said), said
     head = next(c.value for c in at.caption if c.value.startswith("🧭 Model"))

@@ -105,7 +105,11 @@ def add_scene_digests(path: Path, config: Path | None = None, data_root: str | N
 
     card = read_metadata(path)["card"]
     cfg = with_data_root(training_config(card, path, config), data_root)
-    card["domain"] = {**(card.get("domain") or {}), "scene_digests": scene_digests(build_seg_splits(cfg.data))}
+    splits = build_seg_splits(cfg.data)
+    domain = dict(card.get("domain") or {})
+    for key, split in (("validation_scenes", "val"), ("test_scenes", "test")):  # a digest's role is read from these
+        domain.setdefault(key, list(splits.scenes.get(split, [])))
+    card["domain"] = {**domain, "scene_digests": scene_digests(splits)}
     rewrite_card(path, card)
     return card
 

@@ -121,14 +121,12 @@ def scene_by_digest(card: dict[str, Any], content: bytes | Path) -> tuple[str, s
         want = _digest(content)
     except OSError:
         return None
-    name = next((n for n, d in digests.items() if d == want), None)
-    if name is None:
-        return None
     domain = card["domain"]
-    for role, key in (("validation", "validation_scenes"), ("test", "test_scenes")):
-        if name in _names(domain.get(key)):
-            return role, name
-    return "training", name
+    held = {n: role for role, key in (("validation", "validation_scenes"), ("test", "test_scenes"))
+            for n in _names(domain.get(key))}
+    roles = [(held.get(n, "training"), n) for n, d in digests.items() if d == want]
+    # the same bytes as a training scene and a held-out one: the model was trained on them, whatever else they are
+    return min(roles, key=lambda r: r[0] != "training", default=None)
 
 
 def scene_note(card: dict[str, Any], path: str | Path, content: bytes | Path | None = None) -> str | None:
