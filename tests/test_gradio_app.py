@@ -105,10 +105,13 @@ def test_segment_png_returns_overlay_legend_areas_and_mask(client, tmp_path: Pat
     assert [r[1] for r in rows] == [int((labels == k).sum()) for k in range(len(names))]
     assert [r[-1] for r in rows] == ["#{:02x}{:02x}{:02x}".format(*rgb) for rgb in palette(card["classes"])[:len(names)]]
     with open(extras[0], newline="") as f:
-        if caution:
-            assert f.readline() == f"# warning: {report['warning']}\n" and "shares" in report["warning"]
-            assert all(r[3].startswith("share only") for r in rows)
-        assert next(csv.reader(f)) == ["class", "pixels", "percent", "square_metres"]
+        table_csv = list(csv.reader(f))
+    if caution:  # the warning in a column of its own: any CSV reader reads the table whole
+        assert "shares" in report["warning"] and all(r[3].startswith("share only") for r in rows)
+        assert table_csv[0] == ["class", "pixels", "percent", "square_metres", "warning"]
+        assert {r[4] for r in table_csv[1:]} == {report["warning"]}
+    else:
+        assert table_csv[0] == ["class", "pixels", "percent", "square_metres"]
     assert "**tile.png**: 96 × 80 pixels" in info
     # opacity 0 shows the image itself, opacity 1 the class colours of the returned mask
     clear = client.predict(handle_file(str(tmp_path / "tile.png")), opacity=0.0, api_name="/segment")[0]

@@ -25,14 +25,15 @@ REPORT_VERSION = 1
 
 
 def _write_areas(f: Any, areas: list[dict[str, Any]], warning: str | None = None) -> None:
-    """The areas table; an out-of-domain result's warning goes first, as a ``#`` line (no square metres then)."""
-    if warning:
-        f.write("# warning: " + " ".join(warning.split()) + "\n")
+    """The areas table; an out-of-domain result's warning in a last column, on every row (no square metres then).
+    Why a column: the ``# warning:`` first line it was holds commas, and any reader not told to skip comments
+    (pandas.read_csv, csv.reader, a spreadsheet) split it into a table of junk, exactly when the warning mattered."""
     w = csv.writer(f)
-    w.writerow(["class", "pixels", "percent", "square_metres"])
+    w.writerow(["class", "pixels", "percent", "square_metres", *(["warning"] if warning else [])])
+    said = [" ".join(warning.split())] if warning else []
     for row in areas:
         sq = row["square_metres"]
-        w.writerow([row["name"], row["pixels"], f"{row['percent']:.4f}", "" if sq is None else f"{sq:.4f}"])
+        w.writerow([row["name"], row["pixels"], f"{row['percent']:.4f}", "" if sq is None else f"{sq:.4f}", *said])
 
 
 @dataclass
