@@ -291,6 +291,8 @@ def test_a_label_mask_of_any_kind_scores_the_kept_result(client, tmp_path: Path)
         assert table["headers"] == ["class", "IoU (%)", "label pixels"]
         assert f"pixel accuracy **{100 * (labels == pred).mean():.1f} %**" in summary, (name, summary)
         assert "- model **shipped: " in summary  # which model the score is of, for a client calling only /score
+        # and which segmentation: /score segments again with its own settings when none is kept
+        assert "- scored the segmentation made with window 512 px, overlap 0.25" in summary, summary
     assert "read as class colours (palette)" in results["palette.png"][0]
     assert "read as class indices" in results["sixteen.png"][0]
     assert len({tuple(rows) for _, rows in results.values()}) == 1  # the same IoU per class for every kind

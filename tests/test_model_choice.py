@@ -119,6 +119,7 @@ def test_an_out_of_domain_result_gives_shares_only_with_the_warning_in_every_out
     out = write_outputs(seg, tmp_path, "tile", "tile.png")
     report = json.loads(out["report"].read_text())
     assert report["areas_relative_only"] is True and report["warning"] == seg.warning
+    assert report["inference"] == {"tile": 256, "overlap": 0.25, "tta": False}  # the settings that made the mask
     assert report["model"]["training_data"] == training_data_text(sand.card)
     assert report["domain"]["trained_on"] == training_data_text(sand.card)
     import pandas as pd

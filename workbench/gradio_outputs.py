@@ -50,6 +50,8 @@ def label_markdown(name: str, scored: LabelScore, seg: Segmentation) -> str:
     note = scored.absent_note(seg.classes)
     unknown = scored.unknown_note()
     lines = [text + (f"\n\n{unknown}." if unknown else "") + (f"\n\nℹ️ {note}" if note else "")]
+    if seg.inference:  # which segmentation was scored: /score re-segments with its own settings when not kept
+        lines.append(f"- scored the segmentation made with {seg.inference_words()}")
     if seg.model:
         lines.append(f"- model {seg.model_line('**')}")
     lines += [f"- {n}" for n in seg.notes]

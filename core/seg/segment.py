@@ -92,6 +92,7 @@ def segment_loaded(loaded: LoadedImage, model: torch.nn.Module, card: dict[str, 
         mask = resample_mask(mask, loaded.shape)
     mask[nodata] = NODATA
     return Segmentation(rgb=loaded.rgb, mask=mask, classes=classes, views=picture_views(loaded),
+                        inference={"tile": int(tile), "overlap": float(overlap), "tta": bool(tta)},
                         bands=None if is_rgb(card_bands(card)) else card_bands(card),
                         areas=class_areas(mask, classes, None if domain.in_domain is False else loaded.pixel_size_m),
                         profile=loaded.profile,

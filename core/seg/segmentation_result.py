@@ -58,6 +58,14 @@ class Segmentation:
     bands: list[str] | None = None  # the bands the model read, when not R, G, B
     label_score: dict[str, Any] | None = None  # against a label mask (``LabelScore.report``), when one was given
     label_masks: dict[str, Any] | None = None  # the card's rule for reading label masks (unlabeled colours, ...)
+    inference: dict[str, Any] | None = None  # tile, overlap, tta: the settings that made the mask (a score says them)
+
+    def inference_words(self) -> str:
+        """The settings that made this mask, as a score beside it names them: "window 512 px, overlap 0.25"."""
+        i = self.inference or {}
+        if not i:
+            return ""
+        return f"window {i['tile']} px, overlap {i['overlap']:g}" + (", flip test-time augmentation" if i["tta"] else "")
 
     @property
     def warning(self) -> str | None:
@@ -120,7 +128,8 @@ class Segmentation:
                 "areas_relative_only": self.areas_relative_only,
                 "pixel_size_m": self.pixel_size_m, "pixel_size_used_m": self.pixel_size_used_m,
                 "resampled": self.resampled, "nodata_share": round(float(self.nodata_share), 6),
-                "warning": self.warning, "notes": list(self.notes), "label_score": self.label_score}
+                "warning": self.warning, "notes": list(self.notes), "label_score": self.label_score,
+                "inference": self.inference}
 
 
 def palette_png(mask: np.ndarray, classes: list[dict[str, Any]]) -> bytes:
