@@ -98,8 +98,9 @@ def show_label_score(seg: Segmentation, key: str, preview_side: int, image: str 
         over_mask = result.mask_classes_words()  # classes predicted but absent from the mask pull the mean down
         c1.metric("mIoU", f"{100 * s.miou:.1f} %", delta=over_mask.strip(" ()") or None, delta_color="off",
                   delta_arrow="off",
-                  help="the mean IoU over the classes in the mask or the prediction, as over a data set; a class "
-                       "predicted but absent from the mask counts as 0 (the figure below it leaves those out)")
+                  help="the mean IoU over the classes in the mask or the prediction: a class predicted but absent "
+                       "from the mask counts as 0 on one image however few its pixels (the figure below it leaves "
+                       "those out)")
         c2.metric("Pixel accuracy", f"{100 * s.overall_accuracy:.1f} %")
         c3.metric("Left out", f"{100 * result.left_out:.1f} %", help="ignore value, colours of no class, no data")
         if seen := seen_scene_note(seg.notes):  # a walkthrough read a training image's 43 % as an unseen score

@@ -79,8 +79,9 @@ class LabelScore:
             return None
         names = ", ".join(f"{n} ({p:,} px)" for n, p in absent)
         held = int((np.asarray(self.scores.confusion).sum(axis=1) > 0).sum())
-        return (f"predicted but in no pixel of the mask: {names}; each counts as IoU 0 in the mIoU, as over a data "
-                f"set. Over the {held} class{'' if held == 1 else 'es'} the mask holds, the mean IoU is "
+        return (f"predicted but in no pixel of the mask: {names}; on one image each counts as an IoU of 0 however "
+                "few its pixels (over a data set they would join that class's totals, where it does occur). Over the "
+                f"{held} class{'' if held == 1 else 'es'} the mask holds, the mean IoU is "
                 f"{100 * self.miou_of_mask_classes():.1f} %.")
 
     def report(self, classes: list[dict[str, Any]], labels: str = "") -> dict[str, Any]:
