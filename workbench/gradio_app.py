@@ -164,7 +164,7 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
         # raised out here, not in the handler: an error raised there keeps the stopped work's frames (a budget-sized
         # image's pixels and accumulators, about 1 GB) alive as its context for as long as the error lives
         del loaded
-        raise gr.Error(failure, print_exception=unexpected)
+        raise gr.Error(failure.replace("`", ""), print_exception=unexpected)  # a pop-up shows no Markdown
 
     def segment_file(path: str | None, opacity: float, tile: int, overlap: float, tta: bool,
                      progress: gr.Progress, gone: Callable[[], bool] | None) -> tuple[Any, ...]:
@@ -241,7 +241,8 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
                                    buttons=["download", "fullscreen"])
                 legend = gr.HTML(label="Legend")
         with gr.Row():
-            areas = gr.Dataframe(label="Area per class", interactive=False, scale=3)
+            areas = gr.Dataframe(pd.DataFrame(columns=["class", "pixels", "percent", "square_metres", "colour"]),
+                                 label="Area per class", interactive=False, scale=3)  # not "1 2 3" before an upload
             with gr.Column(scale=2):
                 mask_file = gr.File(label="Mask (palette PNG: class indices in the class colours)", interactive=False)
                 extra_files = gr.File(label="Areas CSV, report JSON, GeoTIFF mask", file_count="multiple", interactive=False)

@@ -120,7 +120,10 @@ def write_downloads(seg: Segmentation, stem: str, out: Path, name: str = "") -> 
     mask.write_bytes(seg.mask_png())
     extras = [out / f"{stem}_areas.csv", out / f"{stem}_report.json"]
     extras[0].write_text(seg.areas_csv())
-    extras[1].write_text(json.dumps(seg.report(name), indent=1))
+    report = seg.report(name)
+    if isinstance(report.get("model"), dict) and report["model"].get("path"):  # the server's folders are not the
+        report["model"] = {**report["model"], "path": Path(report["model"]["path"]).name}  # visitor's business
+    extras[1].write_text(json.dumps(report, indent=1))
     tif = seg.geotiff()
     if tif is not None:
         extras.append(out / f"{stem}_mask.tif")
