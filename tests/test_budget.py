@@ -68,10 +68,15 @@ def test_the_segment_page_refuses_a_bomb_and_segments_the_other_file(empty_store
 
 
 def test_a_deadline_stops_work_that_will_not_fit_and_work_whose_client_left() -> None:
-    d = Deadline(10.0, started=time.monotonic() - 4.0)
-    d.check(1, 3)  # 4 s for a third: about 12 s projected, within 1.25 x 10 s
-    with pytest.raises(WorkStopped, match=r"needs about 40 s on this machine, over the time budget .* \(10 s\)"):
-        d.check(1, 10)
+    clock = [100.0]
+    d = Deadline(10.0, started=100.0, clock=lambda: clock[0])
+    clock[0] = 104.0
+    d.check(1, 10)  # 4 s of decoding, model choice and a first batch: no window's rate (it projected 40 s)
+    clock[0] = 107.0
+    d.check(5, 10)  # then 4 windows in 3 s: 7 + 5 x 0.75 = 10.75 s, within 1.25 x 10 s
+    clock[0] = 110.0
+    with pytest.raises(WorkStopped, match=r"needs about 51 s on this machine, over the time budget .* \(10 s\)"):
+        d.check(6, 40)  # 5 windows in 6 s since the first batch: 10 + 34 x 1.2 = 50.8 s
     with pytest.raises(WorkStopped, match="stopped after 11 s"):
         Deadline(10.0, started=time.monotonic() - 11).check(9, 10)
     gone = [False]

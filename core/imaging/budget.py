@@ -46,10 +46,12 @@ class Deadline:
     seconds: float | None
     cancelled: Callable[[], bool] | None = None
     started: float = field(default_factory=time.monotonic)
-    min_evidence_s: float = 3.0  # project only after this long: the first batch carries warm-up costs
+    min_evidence_s: float = 3.0  # project from at least this long of windows after the first batch
+    clock: Callable[[], float] = time.monotonic
+    _first: tuple[float, int] | None = None  # (elapsed, windows done) at the first batch's end
 
     def elapsed(self) -> float:
-        return time.monotonic() - self.started
+        return self.clock() - self.started
 
     def check(self, done: int, total: int) -> None:
         if self.cancelled is not None and self.cancelled():
@@ -61,8 +63,14 @@ class Deadline:
             raise WorkStopped(f"stopped after {elapsed:.0f} s, the time budget of a request here "
                               f"({self.seconds:.0f} s), at window {done} of {total}: use a smaller image or "
                               "`python -m core.segment`, which has no time budget")
-        if done and total and elapsed >= self.min_evidence_s:
-            projected = elapsed / done * total
+        if not (done and total):
+            return
+        if self._first is None:  # decoding, model choice and the first batch's warm-up end here: not a window's rate
+            self._first = (elapsed, done)
+            return
+        t0, d0 = self._first  # the rate of the windows since (a projection from the start said 519 s for ~135 s)
+        if done > d0 and elapsed - t0 >= self.min_evidence_s:
+            projected = elapsed + (total - done) * (elapsed - t0) / (done - d0)
             if projected > 1.25 * self.seconds:
                 raise WorkStopped(f"stopped early: this image needs about {projected:.0f} s on this machine, over "
                                   f"the time budget of a request here ({self.seconds:.0f} s): use a smaller image "
