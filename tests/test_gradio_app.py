@@ -115,6 +115,8 @@ def test_segment_png_returns_overlay_legend_areas_and_mask(client, tmp_path: Pat
     else:
         assert table_csv[0] == ["class", "pixels", "percent", "square_metres"]
     assert "**tile.png**: 96 × 80 pixels" in info
+    assert ("- domain fit: the share of the model's own training tiles" in info) == (report["domain"]["score"]
+                                                                                   is not None), info
     # opacity 0 shows the image itself, opacity 1 the class colours of the returned mask
     clear = client.predict(handle_file(str(tmp_path / "tile.png")), opacity=0.0, api_name="/segment")[0]
     assert np.array_equal(np.asarray(Image.open(clear).convert("RGB")), rgb)

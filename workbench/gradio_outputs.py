@@ -19,6 +19,7 @@ from PIL import Image
 
 from core.data.paths import scratch_dir
 from core.imaging.colours import display_rgb
+from core.seg.domain import FIT_SCALE
 from core.seg.label_score import LabelScore
 from core.seg.segmentation_result import Segmentation
 from workbench.segment_view import areas_frame
@@ -81,6 +82,8 @@ def info_markdown(name: str, seg: Segmentation, pixel_size_m: float | None) -> s
     if seg.model:
         lines.append(f"- model {seg.model_line('**')}")
     lines += [f"- {note}" for note in seg.notes]
+    if seg.domain is not None and seg.domain.score is not None:  # a review read 0.05 and 0.77 with no scale
+        lines.append(f"- {FIT_SCALE}")
     return "\n".join(lines)
 
 
