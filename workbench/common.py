@@ -322,6 +322,18 @@ def _pair_counts(path: str, version: tuple) -> pd.DataFrame:  # noqa: ARG001 - t
     return pd.DataFrame(Run(Path(path)).pair_counts(), columns=["step", "flagged", "calibrated"])
 
 
+@st.cache_data(max_entries=256, show_spinner=False)
+def _logged(path: str, version: tuple) -> frozenset[str]:  # noqa: ARG001 - the records' version keys the cache
+    frame = curve_frame(Run(Path(path)))
+    return frozenset(c for c in frame.columns if frame[c].notna().any())
+
+
+def logged_values(run: Run) -> frozenset[str]:
+    """The values a run's curves hold at least one point of, read again only when its records changed (the Runs
+    page asks for every listed run on every rerun)."""
+    return _logged(str(run.path), records_version(run))
+
+
 def pairs_frame(run: Run) -> pd.DataFrame:
     """Flagged and calibrated pairs of every step, read again only when ``fns.jsonl`` or the records changed."""
     return _pair_counts(str(run.path), records_version(run))

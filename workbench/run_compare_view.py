@@ -27,7 +27,7 @@ from core.store.run_compare import (
     write_notes,
 )
 from core.store.runs import Run
-from workbench.common import COLOURS, curve_frame, curves_figure
+from workbench.common import COLOURS, curve_frame, curves_figure, logged_values
 
 MAX_DEFAULT_COLUMNS = 10
 FIRST_COLUMNS = ("run", "kind", "state", "method", "metric", "value", "treatment", "tags")  # then the settings
@@ -127,10 +127,9 @@ def metrics_of(kind: str, runs: Sequence[Run]) -> list[str]:
     names = METRICS.get(kind) or list(dict.fromkeys(METRICS["pretrain"] + METRICS["finetune"]))
     if not any(r.kind() == "pretrain" and has_detector(r.config()) for r in runs):
         names = [n for n in names if n not in ("flagged", "calibrated")]
-    logged = set()  # a value no run logged (the kNN monitor of runs shorter than knn_every) drew an empty chart
-    for r in runs:
-        frame = curve_frame(r)
-        logged |= {c for c in frame.columns if frame[c].notna().any()}
+    logged: set[str] = set()  # a value no run logged (the kNN monitor of runs shorter than knn_every) drew an
+    for r in runs:  # empty chart
+        logged |= logged_values(r)
     return [n for n in names if n in logged] or names[:1]
 
 
