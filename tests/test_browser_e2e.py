@@ -241,6 +241,20 @@ def _step(page) -> int:
     return int(re.search(r"step (\d+) / 400", text).group(1))
 
 
+def _field_shows(page, label: str, value: str, timeout_ms: float = 20_000) -> None:
+    """Wait until the text field ``label`` shows ``value``. Read at once after a click, a loaded CI machine gave ''
+    (the click's rerun had not reached the browser when the script state still read "not running")."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    script = ("([label, value]) => { const box = document.querySelector(`input[aria-label=\"${label}\"]`);"
+              " return box !== null && box.value === value; }")
+    try:
+        page.wait_for_function(script, arg=[label, value], timeout=timeout_ms)
+    except PlaywrightTimeout:
+        shown = page.locator(f'input[aria-label="{label}"]').input_value()
+        raise AssertionError(f"{label} shows {shown!r} after {timeout_ms / 1000:.0f} s, not {value!r}") from None
+
+
 def test_the_run_name_follows_the_loss_chosen_in_its_fragment(app, page) -> None:
     """The loss is drawn in a fragment, the Run name in the form: a change of loss reran the fragment alone and the
     field kept "demo-false-simclr" until some other widget reran the page (AppTest reruns every time: only a
@@ -251,11 +265,10 @@ def test_the_run_name_follows_the_loss_chosen_in_its_fragment(app, page) -> None
         page.get_by_text("Settings", exact=True).click()
         wait_until_idle(page)
         name = page.locator('input[aria-label="Run name"]')
-        assert name.input_value() == "demo-false-simclr"
+        _field_shows(page, "Run name", "demo-false-simclr")
         page.get_by_text("InfoNCE", exact=True).click()
         wait_until_idle(page)
-        page.wait_for_function("() => document.querySelector('input[aria-label=\"Run name\"]').value"
-                               " === 'simclr-info_nce'", timeout=20_000)
+        _field_shows(page, "Run name", "simclr-info_nce")
         name.fill("my-baseline")
         name.press("Tab")
         wait_until_idle(page)
