@@ -290,9 +290,12 @@ def test_a_label_mask_of_any_kind_scores_the_kept_result(client, tmp_path: Path)
     results = {}
     for name, img in kinds.items():
         img.save(tmp_path / name)
-        summary, table = client.predict(handle_file(str(tmp_path / "tile.png")), handle_file(str(tmp_path / name)),
-                                        api_name="/score")
+        summary, table, files = client.predict(handle_file(str(tmp_path / "tile.png")),
+                                               handle_file(str(tmp_path / name)), api_name="/score")
         results[name] = (summary, [tuple(r) for r in table["data"]])
+        report = json.loads(Path(next(f for f in files if f.endswith("_report.json"))).read_text())
+        assert report["label_score"]["labels"] == name  # the downloads again, the score in the report (was null)
+        assert report["label_score"]["accuracy"] == pytest.approx((labels == pred).mean())
         assert table["headers"] == ["class", "IoU (%)", "label pixels"]
         assert f"pixel accuracy **{100 * (labels == pred).mean():.1f} %**" in summary, (name, summary)
         assert "- model **shipped: " in summary  # which model the score is of, for a client calling only /score
@@ -340,7 +343,8 @@ def test_run_again_replaces_the_label_score_of_the_old_result(served: tuple[obje
     deps = demo.get_config_file()["dependencies"]
     run = next(b._id for b in demo.blocks.values()
                if isinstance(b, gr.Button) and b.value == "Segment again with these settings")
-    scored = next(d["outputs"] for d in deps if d["api_name"] == "score")
+    scored_and_files = next(d["outputs"] for d in deps if d["api_name"] == "score")
+    scored = scored_and_files[:2]  # the summary and table; then the downloads with the score in the report
     on_run = [d for d in deps if (run, "click") in [tuple(t) for t in d["targets"]]]
     cleared = [d for d in on_run if d["outputs"] == scored]
     assert len(cleared) == 1, "Run leaves the old label score beside the new overlay"
@@ -348,14 +352,36 @@ def test_run_again_replaces_the_label_score_of_the_old_result(served: tuple[obje
     assert summary == "" and len(table) == 0
     runs = {d["id"] for d in on_run if d["outputs"] != scored}
     rescoring = [d for d in deps if d["trigger_after"] in runs and d["trigger_only_on_success"]
-                 and d["outputs"] == scored]
+                 and d["outputs"] == scored_and_files]
     assert len(rescoring) == 1, "a label mask given before Run is not scored against the new result"
     rescore = demo.fns[rescoring[0]["id"]].fn
     write_png(tmp_path / "tile.png", 40, 40)
     Image.fromarray(np.zeros((40, 40), np.uint8), mode="L").save(tmp_path / "labels.png")
     assert rescore(str(tmp_path / "tile.png"), None, 256, 0.0, False)[0] == ""  # no mask: nothing to score
-    summary, table = rescore(str(tmp_path / "tile.png"), str(tmp_path / "labels.png"), 256, 0.0, False)
+    summary, table, files = rescore(str(tmp_path / "tile.png"), str(tmp_path / "labels.png"), 256, 0.0, False)
     assert "labels.png" in summary and "pixel accuracy" in summary and len(table) > 0
+    report = json.loads(Path(next(f for f in files if f.endswith("_report.json"))).read_text())
+    assert report["label_score"]["labels"] == "labels.png"
+
+
+def test_the_sample_tile_clears_an_earlier_images_label_mask_and_score(served: tuple[object, str]) -> None:
+    """An example click is no upload: the earlier image's label mask and its score stayed beside the sample."""
+    import gradio as gr
+
+    demo = served[0]
+    deps = demo.get_config_file()["dependencies"]
+    mask_box = next(b._id for b in demo.blocks.values()
+                    if isinstance(b, gr.File) and str(b.label).startswith("Label mask of this image"))
+    scored = next(d["outputs"] for d in deps if d["api_name"] == "score")[:2]
+    example = next(b for b in demo.blocks.values() if isinstance(b, gr.Dataset))
+    loads = {d["id"] for d in deps if (example._id, "click") in [tuple(t) for t in d["targets"]]}
+    on_click = [d for d in deps if d["trigger_after"] in loads and mask_box in d["outputs"]]  # then: segmented
+    assert len(on_click) == 1, "a click on the sample leaves the earlier label mask"
+    assert on_click[0]["outputs"][-3:] == [mask_box, *scored]
+    sample = demo.fns[on_click[0]["id"]].fn
+    out = sample(example.raw_samples[0][0])
+    assert out[-3] is None and out[-2] == "" and len(out[-1]) == 0  # no mask, no score
+    assert Path(out[0]).name == "sample_scene_overlay.png"  # and the sample itself segmented
 
 
 def test_every_request_gives_its_memory_back_answered_or_refused(client, tmp_path: Path,

@@ -16,7 +16,8 @@ the page only.
 Moving the opacity slider calls ``/overlay``, which re-blends the session's last result without running the model.
 A label mask of the image ("Score against a label mask") calls ``/score`` (image, label mask), which scores the kept
 result as the workbench's Segment page does (``core.seg.label_score``: class indices or colours, a palette PNG by its
-colours) and returns (summary Markdown, IoU table: class, IoU (%), label pixels). The page's "Segment again" button
+colours) and returns (summary Markdown, IoU table: class, IoU (%), label pixels, the downloads again with the score
+in the report's ``label_score``). The page's "Segment again" button
 clears that score at once and scores the new result against the mask already given (none given: the score stays empty).
 A file that cannot be used comes back as an error with one line saying why, never a traceback.
 
@@ -43,6 +44,7 @@ import signal  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
+from dataclasses import replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -176,9 +178,10 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
         return overlay_file(view, float(opacity), stem, out), api_areas(seg), mask, extras, info_text, (view, stem)
 
     def score(path: str | None, labels: str | None, tile: int = 512, overlap: float = 0.25, tta: bool = False,
-              request: gr.Request | None = None, progress: gr.Progress = gr.Progress()) -> tuple[str, Any]:
+              request: gr.Request | None = None, progress: gr.Progress = gr.Progress()) -> tuple[str, Any, list[str]]:
         """The image (its kept result, or segmented now) scored against a label mask of it, as the Segment page and
-        ``core.segment --labels`` score (``core.seg.label_score``): a summary and the IoU per class."""
+        ``core.segment --labels`` score (``core.seg.label_score``): a summary, the IoU per class, and the downloads
+        again with the score in the report's ``label_score`` (written before the score, it said null)."""
         session = f"{getattr(request, 'session_hash', None) or ''}:score"
         with net.lock:
             failed.pop(session, None)
@@ -188,7 +191,7 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
             try:
                 check_label_mask_size(labels, path)  # from the headers, before any segmenting
                 with leaving.watch(getattr(request, "session_hash", None)) as gone:
-                    _, seg, _ = segmentation(path, tile, overlap, tta, progress, gone)
+                    name, seg, _ = segmentation(path, tile, overlap, tta, progress, gone)
                 scored = score_label_file(seg.mask, labels, seg.classes, rule=seg.label_masks)
             except LabelMaskError as err:
                 raise gr.Error(f"{Path(labels).name}: {err}", print_exception=False) from None
@@ -198,7 +201,10 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
             raise
         finally:
             give_back_memory()
-        return label_markdown(Path(labels).name, scored, seg), label_table(scored, seg.classes)
+        # a copy: the kept result stays without it (another mask may score it next)
+        with_score = replace(seg, label_score=scored.report(seg.classes, Path(labels).name))
+        _, extras = write_downloads(with_score, Path(name).stem or "image", outputs.new(), name)
+        return label_markdown(Path(labels).name, scored, seg), label_table(scored, seg.classes), extras
 
     def no_label_score() -> tuple[str, Any]:
         return "", pd.DataFrame(columns=LABEL_COLUMNS)
@@ -210,11 +216,18 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
         return "❌ **Not scored**" + (f": {why}" if why else ""), pd.DataFrame(columns=LABEL_COLUMNS)
 
     def rescore(path: str | None, labels: str | None, tile: int = 512, overlap: float = 0.25, tta: bool = False,
-                request: gr.Request | None = None, progress: gr.Progress = gr.Progress()) -> tuple[str, Any]:
-        """After Run: the label mask already given scores the new result; without one the score stays empty."""
+                request: gr.Request | None = None, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
+        """After Run: the label mask already given scores the new result; without one the score stays empty (and the
+        new result's downloads as they are)."""
         if not labels:
-            return no_label_score()
+            return *no_label_score(), gr.skip()
         return score(path, labels, tile, overlap, tta, request, progress)
+
+    def sample(path: str | None, request: gr.Request | None = None,
+               progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
+        """The sample tile segmented, with the label mask and score of an earlier image cleared (an example click is
+        no upload, so the upload's own clearing does not run)."""
+        return (*segment(path, request=request, progress=progress), None, *no_label_score())
 
     def reblend(kept: tuple[Segmentation, str] | None, opacity: float) -> Any:
         """A new opacity re-blends the kept screen copy (and the upload's name); the model does not run again."""
@@ -257,7 +270,8 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
         call = upload.upload(segment, inputs=segmented, outputs=shown,
                              api_name="segment")  # before the examples, which would otherwise take the name
         call.failure(not_segmented, outputs=shown, api_visibility="private", show_progress="hidden")
-        scoring = labels.upload(score, inputs=[upload, labels, tile, overlap, tta], outputs=scored, api_name="score")
+        scoring = labels.upload(score, inputs=[upload, labels, tile, overlap, tta], outputs=[*scored, extra_files],
+                                api_name="score")
         scoring.failure(not_scored, outputs=scored, api_visibility="private", show_progress="hidden")
         upload.upload(lambda: (None, *no_label_score()), outputs=[labels, *scored],
                       api_visibility="private", show_progress="hidden")  # another image: its own labels
@@ -266,11 +280,12 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
         run.click(no_label_score, outputs=scored, api_visibility="private", show_progress="hidden")
         rerun = run.click(segment, inputs=segmented, outputs=shown, api_visibility="private")
         rerun.failure(not_segmented, outputs=shown, api_visibility="private", show_progress="hidden")
-        rescoring = rerun.success(rescore, inputs=[upload, labels, tile, overlap, tta], outputs=scored,
+        rescoring = rerun.success(rescore, inputs=[upload, labels, tile, overlap, tta], outputs=[*scored, extra_files],
                                   api_visibility="private")
         rescoring.failure(not_scored, outputs=scored, api_visibility="private", show_progress="hidden")
-        gr.Examples([[_sample_tile(outputs.root)]], inputs=[upload], label=_sample_label(net.card), fn=segment,
-                    outputs=shown, run_on_click=True, cache_examples=False, api_visibility="private")
+        gr.Examples([[_sample_tile(outputs.root)]], inputs=[upload], label=_sample_label(net.card), fn=sample,
+                    outputs=[*shown, labels, *scored], run_on_click=True, cache_examples=False,
+                    api_visibility="private")
         # the legend's swatches follow the kept result; HTML is for the page, not an API output
         result.change(lambda kept: "" if kept is None else legend_html(kept[0]), inputs=[result], outputs=[legend],
                       api_visibility="private", show_progress="hidden")
