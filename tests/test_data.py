@@ -330,16 +330,38 @@ def test_halving_a_tile_is_avg_pool_bit_for_bit() -> None:
     assert torch.equal(halve(x), F.avg_pool2d(x, 2))
 
 
-def test_views_from_the_tiles_equal_views_from_their_float_copy_bit_for_bit() -> None:
-    """The crop reads the half-size level straight from uint8 tiles and converts only the few full-size crops: the
-    views must be those of the plain path (the whole batch as floats, every level sampled) to the last bit."""
+def test_half_size_tiles_are_the_exact_means_of_their_pixels() -> None:
+    """``halve_to_float`` sums each 2x2 block of uint8 tiles as integers and divides once: the correctly rounded
+    mean, within an ulp of the float path (which rounds four times), for odd sides and channels-last tiles too."""
     import torch.nn.functional as F
 
-    from core.data.augment import TwoViewAugment, halve, halve_to_float, to_float
+    from core.data.augment import halve, halve_to_float, to_float
+
+    g = torch.Generator().manual_seed(3)
+    for shape in ((6, 3, 96, 90), (2, 4, 7, 9), (1, 3, 2, 2)):
+        tiles = torch.randint(0, 256, shape, dtype=torch.uint8, generator=g)
+        tiles[0, 0, :2, :2] = 255  # the largest block sum, 1020
+        exact = F.avg_pool2d(tiles.double(), 2).float()  # sums of four integers over 4 x 255: exact in float64
+        out = halve_to_float(tiles)
+        assert out.dtype == torch.float32 and torch.equal(out, (F.avg_pool2d(tiles.float(), 2) * 4).div(1020))
+        assert torch.allclose(out, exact / 255, rtol=0, atol=1.2e-7) and out[0, 0, 0, 0] == 1
+        assert torch.allclose(out, halve(to_float(tiles, shape[1])), rtol=0, atol=1.2e-7)
+    last = tiles.contiguous(memory_format=torch.channels_last)
+    assert torch.equal(halve_to_float(last), halve_to_float(tiles))
+    floats = torch.rand(2, 3, 8, 8, generator=g)
+    assert torch.equal(halve_to_float(floats), halve(floats))  # float tiles: the float path
+
+
+def test_views_from_the_tiles_equal_views_from_their_float_copy_bit_for_bit() -> None:
+    """The crop reads the half-size level straight from uint8 tiles and converts only the few full-size crops: the
+    views must be those of the plain path (every level sampled) to the last bit, and those of the same tiles given
+    as floats to the rounding of the half-size level."""
+    import torch.nn.functional as F
+
+    from core.data.augment import TwoViewAugment, to_float
 
     g = torch.Generator().manual_seed(3)
     tiles = torch.randint(0, 256, (6, 3, 96, 90), dtype=torch.uint8, generator=g)
-    assert torch.equal(halve_to_float(tiles), halve(to_float(tiles)))
     aug = TwoViewAugment(output_size=24, crop_scale=(0.05, 1.0))
     ids = torch.arange(6)
     for seed in range(4):
@@ -348,7 +370,8 @@ def test_views_from_the_tiles_equal_views_from_their_float_copy_bit_for_bit() ->
         fast, _ = aug.apply(tiles, ids, params)
         plain, _ = aug.apply(tiles, ids, {k: v for k, v in params.items() if k != "full_rows"})
         assert torch.equal(fast, plain)
-        assert torch.equal(fast, aug.apply(to_float(tiles), ids, params)[0])  # float tiles in [0, 1] alike
+        floats = aug.apply(to_float(tiles), ids, params)[0]  # float tiles in [0, 1]: their level 1 in floats
+        assert torch.allclose(fast, floats, rtol=0, atol=1e-5)  # (normalised views: an ulp of [0, 1] over 0.225)
         grid = F.affine_grid(params["theta"], [12, 3, 24, 24], align_corners=False)
         assert torch.allclose(aug.crop_grid(params), grid, rtol=0, atol=2.5e-7)  # affine_grid's, to an ulp
 
