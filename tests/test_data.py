@@ -260,6 +260,30 @@ def test_augment_identity_settings_and_flip_are_exact():
     assert single.shape == (3, 3, 16, 16) and torch.isfinite(single).all()
 
 
+def test_the_blur_is_the_separable_gaussian_with_reflected_borders() -> None:
+    """The blur is made by matrix products: it must be the reflect-padded separable convolution it replaced, and leave
+    the views it does not blur untouched."""
+    import torch.nn.functional as F
+
+    for size in (24, 33):
+        aug = TwoViewAugment(output_size=size, blur_prob=0.5, blur_sigma=(0.5, 3.0))
+        p = aug.sample(5, 64, 64, torch.Generator().manual_seed(size))
+        rows = p["blur_rows"]
+        assert 0 < rows.numel() < 10
+        v = torch.rand(10, 3, size, size, generator=torch.Generator().manual_seed(1))
+        out = aug._blur(v, p)
+        k = aug.kernel_size
+        t = torch.arange(k, dtype=torch.float32) - k // 2
+        for i in rows.tolist():
+            w = torch.exp(-0.5 * (t / p["sigma"][i]) ** 2)
+            w = (w / w.sum()).repeat(3, 1)
+            x = F.conv2d(F.pad(v[i:i + 1], (0, 0, k // 2, k // 2), mode="reflect"), w.view(3, 1, k, 1), groups=3)
+            x = F.conv2d(F.pad(x, (k // 2, k // 2, 0, 0), mode="reflect"), w.view(3, 1, 1, k), groups=3)
+            assert torch.allclose(out[i], x[0], rtol=0, atol=1e-6)
+        kept = [i for i in range(10) if i not in rows.tolist()]
+        assert torch.equal(out[kept], v[kept])
+
+
 def test_augment_downscales_large_tiles_and_blurs():
     images = _images(b=4, size=128)
     aug = TwoViewAugment(output_size=24, blur_prob=1.0)
