@@ -11,6 +11,9 @@ bare rounds beside it: the median and range of those paired ratios show how much
 noise (on a shared 2-core virtual machine the pooled ratio of one code moved from 0.92 to 1.06 between runs). The
 load average before and after is printed with them. Each round's end checkpoint (a second or more for
 ResNet-50 with its optimizer state, once per run) is timed apart; the last is printed beside the ratio.
+On the CPU the trainer makes the views inside its step, so there the ratio includes the augmentation; its time is
+printed beside the ratio (on 2 cores the step keeps both busy: views made in the loader thread, with one or two
+threads, measured no faster in sessions 43 and 44). On a GPU they are made on the loader's side stream.
 Targets: trainer >= 0.95 of the bare loop (issue 28; 0.85 since issue 2 on the CPU). ``train.compile=true``
 compiles both loops' network and loss. ``--json PATH`` writes the figures.
 """
@@ -85,10 +88,12 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def trainer_loop(trainer: Trainer, steps: int, warm_up: bool = True) -> tuple[float, float]:
+def trainer_loop(trainer: Trainer, steps: int, warm_up: bool = True,
+                 in_step_views: list[float] | None = None) -> tuple[float, float]:
     """Images per second of Trainer.fit over ``steps`` steps, all of its bookkeeping included, and the seconds of
     that spent on the run's last checkpoint (its snapshot and the wait for its write): a once-per-run cost that a
-    40-step run cannot amortise, reported beside the ratio rather than inside it."""
+    40-step run cannot amortise, reported beside the ratio rather than inside it. ``in_step_views`` gets the seconds
+    the step spent making its views (the CPU makes them in the step; a GPU's are made beside it and add none)."""
     if warm_up:
         trainer.total_steps = trainer.step + 3
         trainer.fit()  # warm-up, like the bare loop's
@@ -106,15 +111,26 @@ def trainer_loop(trainer: Trainer, steps: int, warm_up: bool = True) -> tuple[fl
                 spent[0] += time.perf_counter() - t0
         return run
 
-    save, wait = trainer.save, trainer._writes.wait
+    def views_timed(fn):
+        def run(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                if in_step_views is not None:
+                    in_step_views.append(time.perf_counter() - t0)
+        return run
+
+    save, wait, augmented = trainer.save, trainer._writes.wait, trainer.feed.augmented
     trainer.save, trainer._writes.wait = timed(save), timed(wait)
+    trainer.feed.augmented = views_timed(augmented)  # called by the step only when the loader made no views
     sync(trainer.device)
     t = time.perf_counter()
     try:
         trainer.fit()
         sync(trainer.device)
-    finally:
-        trainer.save, trainer._writes.wait = save, wait  # the next round wraps them afresh, once
+    finally:  # the next round wraps them afresh, once
+        trainer.save, trainer._writes.wait, trainer.feed.augmented = save, wait, augmented
     total = time.perf_counter() - t
     return steps * trainer.cfg.train.batch_size / (total - spent[0]), spent[0]
 
@@ -140,9 +156,9 @@ def main() -> None:
         bare_steps = split(args.steps, rounds + 1)
         load_before = os.getloadavg()[0]
         bare_rates, tr_rates = [bare_loop(trainer, bare_steps[0])], []
-        tr_seconds = 0.0
+        tr_seconds, views_s = 0.0, []
         for k, n in enumerate(split(args.steps, rounds)):
-            rate, last_ckpt = trainer_loop(trainer, n, warm_up=k == 0)
+            rate, last_ckpt = trainer_loop(trainer, n, warm_up=k == 0, in_step_views=views_s)
             tr_rates.append(rate)
             tr_seconds += n * cfg.train.batch_size / rate
             bare_rates.append(bare_loop(trainer, bare_steps[k + 1]))
@@ -161,12 +177,21 @@ def main() -> None:
           f"{len(paired)} rounds; load average {load_before:.2f} before, {load_after:.2f} after, on "
           f"{os.cpu_count()} cores")
     print(f"views/s: bare {2 * bare:.1f}, trainer {2 * tr:.1f}")
+    step_ms = 1000 * tr_seconds / args.steps
+    views_ms = 1000 * sum(views_s) / args.steps
+    if views_s:  # the CPU: the gap to the bare loop is mostly these
+        print(f"views made in the step: {views_ms:.1f} ms of its {step_ms:.0f} ms ({views_ms / step_ms:.1%}); the bare "
+              f"loop reuses one batch of views (on {os.cpu_count()} cores the step keeps every core busy, so views "
+              "made beside it took as long: core/ssl/feed.py)")
+    else:
+        print("views made in the step: none (made beside it, on the loader's side stream)")
     if args.json:
         Path(args.json).write_text(json.dumps({
             "device": str(trainer.device), "compile": cfg.train.compile, "batch": cfg.train.batch_size,
             "bare_views_per_s": 2 * bare, "trainer_views_per_s": 2 * tr, "ratio": ratio,
             "last_checkpoint_s": last_ckpt, "ratio_with_last_checkpoint": with_ckpt / bare, "steps": args.steps,
-            "rounds": rounds, "paired_ratios": paired, "load_average": [load_before, load_after]},
+            "rounds": rounds, "paired_ratios": paired, "load_average": [load_before, load_after],
+            "in_step_views_ms": views_ms, "trainer_step_ms": step_ms},
             indent=1))
 
 

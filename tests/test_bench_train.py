@@ -35,7 +35,9 @@ def test_bare_loop_and_trainer_loop_run(tmp_path: Path, monkeypatch: pytest.Monk
     cfg = load_config(ROOT / "configs/demo_cpu.yaml", [*TINY, "train.max_steps=100000", *extra])
     trainer = Trainer(cfg, create_run("bench", config_to_yaml(cfg), tmp_path / "runs"), progress=False)
     bare = bench.bare_loop(trainer, 2)
-    trained, last_checkpoint = bench.trainer_loop(trainer, 2)
+    views: list[float] = []
+    trained, last_checkpoint = bench.trainer_loop(trainer, 2, in_step_views=views)
+    assert len(views) == 2 and all(v > 0 for v in views)  # the CPU makes each timed step's views in the step
     assert math.isfinite(bare) and bare > 0
     assert math.isfinite(trained) and trained > 0
     assert last_checkpoint > 0  # the run's last checkpoint was timed apart
