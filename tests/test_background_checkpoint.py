@@ -79,6 +79,23 @@ def test_a_failed_job_is_raised_at_the_next_call_and_quiet_only_when_asked() -> 
     jobs.wait()  # nothing pending any more
 
 
+def test_a_ctrl_c_during_the_wait_still_lets_the_write_land_first() -> None:
+    """A second Ctrl-C while the stop's checkpoint was written: the run was unlocked and "from step 40" printed while
+    the step-46 file was still being written (the next --resume read step 46)."""
+    import os
+    import signal
+    import time
+
+    jobs, landed = BackgroundJobs("test-writes"), threading.Event()
+    jobs.submit(lambda: (time.sleep(0.6), landed.set()))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGINT)).start()  # a real Ctrl-C while the main thread waits
+    with pytest.raises(KeyboardInterrupt):
+        jobs.wait()
+    assert landed.is_set()  # the file was written before the interrupt went on
+    jobs.wait()  # nothing left pending
+
+
 def test_a_run_that_returns_has_its_last_checkpoint_on_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FALSE_WB_DATA", str(tmp_path / "data"))
     slow = pretrain_mod.write_checkpoint

@@ -30,7 +30,11 @@ class BackgroundJobs:
         pending, self._pending = self._pending, None
         if pending is None:
             return
-        if quiet:
-            pending.exception()
-        else:
-            pending.result()
+        try:
+            if quiet:
+                pending.exception()
+            else:
+                pending.result()
+        except KeyboardInterrupt:  # a second Ctrl-C while the last checkpoint is written: it still lands first,
+            pending.exception()    # else the run was unlocked (and could be resumed) before its file was on disk
+            raise
