@@ -17,6 +17,7 @@ import subprocess
 import sys
 
 from .cli_args import parse_run_args
+from .console import say, silence
 from .store.runs import REPO_ROOT
 
 COMMANDS = {
@@ -94,8 +95,14 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         check_arguments(cmd, rest, prog)  # help, or a wrong option: answered here, before the heavy import
     except SystemExit as exc:  # argparse has printed the help, or the usage line and what is wrong
         return exc.code if isinstance(exc.code, int) else 2
-    module = importlib.import_module(COMMANDS[cmd][0])
-    result = module.main(rest)
+    try:
+        result = importlib.import_module(COMMANDS[cmd][0]).main(rest)
+    except KeyboardInterrupt:  # a command with no stop of its own (evaluate, fingerprint): one line, not torch's stack
+        say("error: interrupted", err=True)
+        return 130
+    except BrokenPipeError:  # a reader gone (| head) under a line not written by say(): no traceback either
+        silence(sys.stdout)
+        return 1
     return int(result or 0)
 
 

@@ -17,7 +17,7 @@ def _closed_output(err: BaseException) -> bool:
     return isinstance(err, BrokenPipeError) or (isinstance(err, ValueError) and "closed" in str(err))
 
 
-def _silence(stream: Any) -> None:
+def silence(stream: Any) -> None:
     """Point the stream's descriptor at /dev/null, so Python's own flush at exit does not print "Exception ignored
     ... BrokenPipeError" (the recipe in Python's signal documentation)."""
     try:
@@ -54,7 +54,7 @@ class QuietWhenClosed:
         if not _closed_output(err):
             raise err
         self.lost = True
-        _silence(self._stream)
+        silence(self._stream)
 
     def __getattr__(self, name: str) -> Any:  # fileno, isatty, encoding: as the stream has them (tqdm's width)
         return getattr(self._stream, name)
@@ -73,4 +73,4 @@ def say(text: str, err: bool = False) -> None:
     except (BrokenPipeError, ValueError) as exc:
         if not _closed_output(exc):
             raise
-        _silence(stream)
+        silence(stream)

@@ -98,3 +98,34 @@ def test_a_second_ctrl_c_says_where_a_resume_continues(tmp_path: Path, monkeypat
     assert run.state() == "stopped"
     monkeypatch.undo()
     assert pretrain_mod.main(["--resume", str(run.path), "--no-progress"]) == 0 and run.status()["step"] == 8
+
+
+def test_a_command_interrupted_or_read_by_a_closed_pipe_ends_in_one_line(monkeypatch, capsys) -> None:
+    """Ctrl-C in `core.evaluate` printed torch's whole stack and died of the signal; `--json | true` ended in a
+    BrokenPipeError traceback after 30 s of work. The dispatcher answers both for every command."""
+    import core.seg.evaluate as evaluate
+    from core.cli import main
+
+    def interrupted(argv):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(evaluate, "main", interrupted)
+    assert main(["evaluate", "dubai_seg"]) == 130
+    assert capsys.readouterr().err.strip() == "error: interrupted"
+
+    def piped(argv):
+        print("a line written by plain print")
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(evaluate, "main", piped)
+    assert main(["evaluate", "dubai_seg"]) == 1
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_evaluate_writes_its_figures_with_say(monkeypatch) -> None:
+    """Its JSON and its lines go through say(): a reader gone mid-output ends it quietly, with status 0."""
+    import core.seg.evaluate as evaluate
+
+    monkeypatch.setattr(evaluate, "evaluate_checkpoint", lambda *a, **k: {"split": "test", "data": "x"})
+    monkeypatch.setattr(sys, "stdout", _GoneReader(BrokenPipeError(32, "Broken pipe")))
+    assert evaluate.main([str(ROOT / "checkpoints/dubai_seg.safetensors"), "--json"]) == 0

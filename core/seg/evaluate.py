@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cli_args import evaluate_parser
+from ..console import say
 from ..store.checkpoint import CheckpointError
 from .lineage import seen_in_pretraining, unseen_words
 from .metrics import iou_lines, scores_text
@@ -97,18 +98,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps(res, indent=1))
+        say(json.dumps(res, indent=1))
         return 0
     scenes = ", ".join(res["scenes"][:SHOW_SCENES]) + (f" and {len(res['scenes']) - SHOW_SCENES} more (--json lists "
                                                       "them all)" if len(res["scenes"]) > SHOW_SCENES else "")
     words, note = (unseen_words(res["seen_in_pretraining"], len(res["scenes"])) if res["split"] == "test"
                    else ("validation scenes", VAL_NOTE))
-    print(f"{args.checkpoint} on the {res['split']} split of {res['data']} ({len(res['scenes'])} "
+    say(f"{args.checkpoint} on the {res['split']} split of {res['data']} ({len(res['scenes'])} "
           f"{words}: {scenes}; {res['pixels']:,} labeled pixels; {res['method']})")
     if note:
-        print(note)
-    print(scores_text(res["miou"], res["oa"], res["kappa"]))
-    print("\n".join(iou_lines(res["iou"])))
+        say(note)
+    say(scores_text(res["miou"], res["oa"], res["kappa"]))
+    say("\n".join(iou_lines(res["iou"])))
     return 0
 
 

@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import load_file
 
 from ..cli_args import fingerprint_parser
+from ..console import say
 from ..imaging.bands import bands_of, is_rgb
 from ..store.checkpoint import CheckpointError, read_metadata, write_safetensors
 from ..config import ConfigError, FinetuneConfig, load_config, validate_config
@@ -179,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.out:
                 raise ValueError("--scene-digests adds to the checkpoint itself; leave out --out (copy it first)")
             card = add_scene_digests(args.checkpoint, args.config, args.data_root)
-            print(f"{args.checkpoint}: digests of {len(card['domain']['scene_digests'])} scene files on its card")
+            say(f"{args.checkpoint}: digests of {len(card['domain']['scene_digests'])} scene files on its card")
             return 0
         card = add_domain(args.checkpoint, args.config, args.out, args.data_root)
     except (CheckpointError, ConfigError, DataError, FileNotFoundError, ValueError) as err:
@@ -188,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     d = card["domain"]
     test = d["test_scenes"]
     shown = ", ".join(test[:6]) + (f" and {len(test) - 6} more" if len(test) > 6 else "") if test else "none"
-    print(f"domain of {args.out or args.checkpoint}: {d['fingerprint']['note']}, {d['training_scenes']} training "
+    say(f"domain of {args.out or args.checkpoint}: {d['fingerprint']['note']}, {d['training_scenes']} training "
           f"scenes, test scenes {shown}, gsd {d['gsd_m']} m")
     return 0
 

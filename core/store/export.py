@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 from ..cli_args import export_parser
+from ..console import say
 from .checkpoint import CheckpointError, read_metadata, write_safetensors
 from .portable import portable
 from .runs import NotARunError, atomic_write_json, open_run_arg
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     except (NotARunError, CheckpointError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"wrote {args.out} ({card['size_mb']} MB, sha256 {card['sha256'][:12]}…)")
+    say(f"wrote {args.out} ({card['size_mb']} MB, sha256 {card['sha256'][:12]}…)")
     return 0
 
 

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from ..cli_args import track_parser
+from ..console import say
 from .runs import NotARunError, Run, open_run_arg
 from .trackers import RunTracking, TrackerError, where_tracked
 
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     code = 0
     for text in args.runs:
         try:
-            print(track(open_run_arg(text), list(dict.fromkeys(args.to)), args.mlflow_uri, args.pictures))
+            say(track(open_run_arg(text), list(dict.fromkeys(args.to)), args.mlflow_uri, args.pictures))
         except (NotARunError, TrackerError, ValueError, OSError) as err:
             print(f"error: {text}: {' '.join(str(err).split())}", file=sys.stderr)
             code = 2
