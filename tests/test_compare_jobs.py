@@ -181,7 +181,7 @@ def test_resume_after_a_stop_keeps_the_finished_units(tmp_path: Path, fake_spawn
     fake_spawn.hang, before = None, len(fake_spawn)
     assert compare_main(["--resume", str(cmp_run.path), "seeds=[0,1,2]"]) == 2  # dropped without a word before
     assert cmp_run.state() == "stopped" and len(fake_spawn) == before
-    assert compare_main(["--resume", str(cmp_run.path)]) == 0
+    assert compare_main(["--resume", cmp_run.path.name, "--runs-root", str(runs)]) == 0  # by name, as every --resume
     again = [s["name"].rsplit("-p", 1)[1] for s in fake_spawn[before:]]
     assert again == ["1-s1"]  # only the unit cut short runs again: none twice
     # p1 s0 completed at once, and the stop may land before its record: then it is recorded from its folder

@@ -185,6 +185,24 @@ def test_empty_data_folder_and_bad_resume(roots, tmp_path: Path, capsys) -> None
         assert "not a run folder" in capsys.readouterr().err and not (tmp_path / "typo").exists()
 
 
+def test_a_resume_of_another_kind_of_run_names_the_command_that_continues_it(roots, capsys) -> None:
+    """A comparison given to core.pretrain --resume was refused as "pretrain_config: unknown setting (and 15 more)"."""
+    from core.store.runs import create_run
+    from core.seg.finetune_cli import main as finetune_main
+
+    runs, _ = roots
+    cmp = create_run("cmp", "methods: [simclr]\n", root=runs, kind="compare", state="stopped")
+    probe = create_run("lin", "eval: probe\n", root=runs, kind="probe", state="failed")
+    assert main(["--resume", str(cmp.path), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"{cmp.path.name} is a comparison run, not a pretraining run: continue it with python -m core.compare " \
+           f"--resume {cmp.path}" in err and "unknown setting" not in err
+    assert finetune_main(["--resume", "lin", "--no-progress"]) == 2  # by name too
+    assert f"{probe.path.name} is a linear probe run, not a fine-tuning run: it keeps no checkpoint to continue from" \
+           in capsys.readouterr().err
+    assert cmp.state() == "stopped" and probe.state() == "failed"  # the wrong command touched neither
+
+
 def test_a_resume_refuses_settings_that_change_the_run_and_logs_the_ones_it_takes(roots, capsys) -> None:
     """A resume with train.batch_size=24 ran, rewrote config.yaml as if every step had used 24, and fn_report then
     failed on the first steps' batches, blaming the data. Such an override is refused before the folder is touched;

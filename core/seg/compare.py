@@ -33,8 +33,9 @@ from ..config import ConfigError, config_to_yaml, load_config, validate_config
 from ..data import DataError
 from ..phases import report_phases
 from ..store.lifecycle import StopFlag, phase_listener, prepared_run, record_early_failure
-from ..store.runs import NotARunError, Run, atomic_write_bytes, atomic_write_json, create_run, open_run, runs_root
-from ..store.resume import ResumeRefused
+from ..store.runs import (NotARunError, Run, atomic_write_bytes, atomic_write_json, create_run,
+                          open_run_arg, runs_root)
+from ..store.resume import ResumeRefused, refuse_other_kind
 from ..store.run_lock import RunBusyError, lock_run, unlock_run
 from .compare_config import (RANDOM_SEED_STRIDE, CompareConfig, band_label, band_overrides,  # noqa: F401 (re-exported)
                              check_presets, eval_config, pretrain_config, split_overrides, split_variant)
@@ -252,9 +253,9 @@ def _load(args: argparse.Namespace) -> tuple[CompareConfig, Run, Path]:
             raise ResumeRefused(f"{args.overrides[0].split('=', 1)[0]}: a resumed comparison continues with its "
                                 "own config.yaml (its finished units are kept), so key=value overrides are not "
                                 "applied; start a new comparison to change its settings")
-        out = open_run(args.resume)
-        if out.kind() != "compare":
-            raise NotARunError(f"{out.path} is not a comparison run")
+        # a folder, its name, or the name= it was made with, as every --resume takes it
+        out = open_run_arg(args.resume, Path(args.runs_root) if args.runs_root else None)
+        refuse_other_kind(out, "compare")
         lock_run(out)  # one line (RunBusyError) when another process still writes it; a dead one holds no lock
         cfg = validate_config(out.config(), CompareConfig)
         out.write_status(state="running", pid=os.getpid(), kind="compare", error=None, ended=None)

@@ -28,7 +28,8 @@ def start(args: argparse.Namespace, env: DistEnv | None = None) -> FinetuneTrain
     env = env or DistEnv()
     progress = not args.no_progress
     if args.resume:
-        cfg, changed = resume_config(args.resume, args.overrides, lambda raw: validate_config(raw, FinetuneConfig))
+        cfg, changed = resume_config(args.resume, args.overrides, lambda raw: validate_config(raw, FinetuneConfig),
+                                     kind="finetune")
         run, ckpt = open_for_resume(args.resume)
         for change in changed if env.main else []:
             run.log(f"resumed with {change}")

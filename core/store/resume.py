@@ -87,13 +87,35 @@ def refuse_changed_settings(before: Any, after: Any, allowed: Iterable[str] = RE
     return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed]
 
 
-def resume_config(path: str | Path, overrides: list[str], validate: Any, upgrade: Any = dict) -> tuple[Any, list[str]]:
+# the command that continues a run of each kind (a linear probe keeps no checkpoint: it is run again)
+RESUMED_BY = {"pretrain": "python -m core.pretrain --resume", "finetune": "python -m core.finetune --resume",
+              "compare": "python -m core.compare --resume"}
+KIND_WORDS = {"pretrain": "pretraining", "finetune": "fine-tuning", "compare": "comparison", "probe": "linear probe"}
+
+
+def refuse_other_kind(run: Run, kind: str) -> None:
+    """ResumeRefused naming the command that continues ``run`` when it is not a ``kind`` run: a comparison given to
+    ``core.pretrain --resume`` was refused as "pretrain_config: unknown setting (and 15 more ...)"."""
+    other = run.kind()
+    if other == kind:
+        return
+    how = (f"continue it with {RESUMED_BY[other]} {run.path}" if other in RESUMED_BY
+           else "it keeps no checkpoint to continue from; run it again")
+    raise ResumeRefused(f"{run.path.name} is a {KIND_WORDS.get(other, other)} run, not a "
+                        f"{KIND_WORDS.get(kind, kind)} run: {how}")
+
+
+def resume_config(path: str | Path, overrides: list[str], validate: Any, upgrade: Any = dict,
+                  kind: str = "pretrain") -> tuple[Any, list[str]]:
     """(the config a resume of the run at ``path`` runs with, the settings its overrides change), read before the
     run is locked or touched, so that a refused override leaves the folder as it was. ``validate``: raw -> config;
-    ``upgrade``: an old run's raw config brought up to date."""
+    ``upgrade``: an old run's raw config brought up to date; ``kind``: the resuming command's (another is refused,
+    naming its own command)."""
     from ..config import apply_overrides
 
-    raw = upgrade(open_run_arg(path).stored_config())
+    run = open_run_arg(path)
+    refuse_other_kind(run, kind)
+    raw = upgrade(run.stored_config())
     after = apply_overrides(copy.deepcopy(raw), overrides)  # in place: the stored settings are kept apart
     cfg = validate(after)
     try:
@@ -107,5 +129,5 @@ def _plain(cfg: Any) -> dict[str, Any]:
     return cfg.model_dump(mode="json") if hasattr(cfg, "model_dump") else dict(cfg)
 
 
-__all__ = ["RESUME_SETTINGS", "ResumeRefused", "open_for_resume", "refuse_changed_settings", "refuse_if_complete",
-           "resume_config"]
+__all__ = ["KIND_WORDS", "RESUMED_BY", "RESUME_SETTINGS", "ResumeRefused", "open_for_resume", "refuse_changed_settings",
+           "refuse_if_complete", "refuse_other_kind", "resume_config"]
