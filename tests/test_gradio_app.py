@@ -290,11 +290,11 @@ def test_a_label_mask_of_any_kind_scores_the_kept_result(client, tmp_path: Path)
     results = {}
     for name, img in kinds.items():
         img.save(tmp_path / name)
-        summary, table, files = client.predict(handle_file(str(tmp_path / "tile.png")),
-                                               handle_file(str(tmp_path / name)), api_name="/score")
+        summary, table, report = client.predict(handle_file(str(tmp_path / "tile.png")),
+                                                handle_file(str(tmp_path / name)), api_name="/score")
         results[name] = (summary, [tuple(r) for r in table["data"]])
-        report = json.loads(Path(next(f for f in files if f.endswith("_report.json"))).read_text())
-        assert report["label_score"]["labels"] == name  # the downloads again, the score in the report (was null)
+        report = json.loads(Path(report).read_text())
+        assert report["label_score"]["labels"] == name  # the report again, the score in it (the downloads' says null)
         assert report["label_score"]["accuracy"] == pytest.approx((labels == pred).mean())
         assert table["headers"] == ["class", "IoU (%)", "label pixels"]
         assert f"pixel accuracy **{100 * (labels == pred).mean():.1f} %**" in summary, (name, summary)
@@ -343,24 +343,26 @@ def test_run_again_replaces_the_label_score_of_the_old_result(served: tuple[obje
     deps = demo.get_config_file()["dependencies"]
     run = next(b._id for b in demo.blocks.values()
                if isinstance(b, gr.Button) and b.value == "Segment again with these settings")
-    scored_and_files = next(d["outputs"] for d in deps if d["api_name"] == "score")
-    scored = scored_and_files[:2]  # the summary and table; then the downloads with the score in the report
+    scored = next(d["outputs"] for d in deps if d["api_name"] == "score")  # summary, table, report with the score
+    downloads = next(b._id for b in demo.blocks.values()
+                     if isinstance(b, gr.File) and str(b.label).startswith("Areas CSV, report JSON"))
+    assert downloads not in scored  # a refused mask marked the still-good downloads "Error"
     on_run = [d for d in deps if (run, "click") in [tuple(t) for t in d["targets"]]]
     cleared = [d for d in on_run if d["outputs"] == scored]
     assert len(cleared) == 1, "Run leaves the old label score beside the new overlay"
-    summary, table = demo.fns[cleared[0]["id"]].fn()
-    assert summary == "" and len(table) == 0
+    summary, table, report = demo.fns[cleared[0]["id"]].fn()
+    assert summary == "" and len(table) == 0 and report is None
     runs = {d["id"] for d in on_run if d["outputs"] != scored}
     rescoring = [d for d in deps if d["trigger_after"] in runs and d["trigger_only_on_success"]
-                 and d["outputs"] == scored_and_files]
+                 and d["outputs"] == scored]
     assert len(rescoring) == 1, "a label mask given before Run is not scored against the new result"
     rescore = demo.fns[rescoring[0]["id"]].fn
     write_png(tmp_path / "tile.png", 40, 40)
     Image.fromarray(np.zeros((40, 40), np.uint8), mode="L").save(tmp_path / "labels.png")
     assert rescore(str(tmp_path / "tile.png"), None, 256, 0.0, False)[0] == ""  # no mask: nothing to score
-    summary, table, files = rescore(str(tmp_path / "tile.png"), str(tmp_path / "labels.png"), 256, 0.0, False)
+    summary, table, report = rescore(str(tmp_path / "tile.png"), str(tmp_path / "labels.png"), 256, 0.0, False)
     assert "labels.png" in summary and "pixel accuracy" in summary and len(table) > 0
-    report = json.loads(Path(next(f for f in files if f.endswith("_report.json"))).read_text())
+    report = json.loads(Path(report).read_text())
     assert report["label_score"]["labels"] == "labels.png"
 
 
@@ -372,15 +374,15 @@ def test_the_sample_tile_clears_an_earlier_images_label_mask_and_score(served: t
     deps = demo.get_config_file()["dependencies"]
     mask_box = next(b._id for b in demo.blocks.values()
                     if isinstance(b, gr.File) and str(b.label).startswith("Label mask of this image"))
-    scored = next(d["outputs"] for d in deps if d["api_name"] == "score")[:2]
+    scored = next(d["outputs"] for d in deps if d["api_name"] == "score")
     example = next(b for b in demo.blocks.values() if isinstance(b, gr.Dataset))
     loads = {d["id"] for d in deps if (example._id, "click") in [tuple(t) for t in d["targets"]]}
     on_click = [d for d in deps if d["trigger_after"] in loads and mask_box in d["outputs"]]  # then: segmented
     assert len(on_click) == 1, "a click on the sample leaves the earlier label mask"
-    assert on_click[0]["outputs"][-3:] == [mask_box, *scored]
+    assert on_click[0]["outputs"][-4:] == [mask_box, *scored]
     sample = demo.fns[on_click[0]["id"]].fn
     out = sample(example.raw_samples[0][0])
-    assert out[-3] is None and out[-2] == "" and len(out[-1]) == 0  # no mask, no score
+    assert out[-4] is None and out[-3] == "" and len(out[-2]) == 0 and out[-1] is None  # no mask, no score
     assert Path(out[0]).name == "sample_scene_overlay.png"  # and the sample itself segmented
 
 

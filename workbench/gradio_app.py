@@ -16,8 +16,8 @@ the page only.
 Moving the opacity slider calls ``/overlay``, which re-blends the session's last result without running the model.
 A label mask of the image ("Score against a label mask") calls ``/score`` (image, label mask), which scores the kept
 result as the workbench's Segment page does (``core.seg.label_score``: class indices or colours, a palette PNG by its
-colours) and returns (summary Markdown, IoU table: class, IoU (%), label pixels, the downloads again with the score
-in the report's ``label_score``). The page's "Segment again" button
+colours) and returns (summary Markdown, IoU table: class, IoU (%), label pixels, the report JSON with the score in
+its ``label_score``). The page's "Segment again" button
 clears that score at once and scores the new result against the mask already given (none given: the score stays empty).
 A file that cannot be used comes back as an error with one line saying why, never a traceback.
 
@@ -178,10 +178,10 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
         return overlay_file(view, float(opacity), stem, out), api_areas(seg), mask, extras, info_text, (view, stem)
 
     def score(path: str | None, labels: str | None, tile: int = 512, overlap: float = 0.25, tta: bool = False,
-              request: gr.Request | None = None, progress: gr.Progress = gr.Progress()) -> tuple[str, Any, list[str]]:
+              request: gr.Request | None = None, progress: gr.Progress = gr.Progress()) -> tuple[str, Any, str]:
         """The image (its kept result, or segmented now) scored against a label mask of it, as the Segment page and
-        ``core.segment --labels`` score (``core.seg.label_score``): a summary, the IoU per class, and the downloads
-        again with the score in the report's ``label_score`` (written before the score, it said null)."""
+        ``core.segment --labels`` score (``core.seg.label_score``): a summary, the IoU per class, and the report
+        again with the score in its ``label_score`` (the downloads' report, written before any score, says null)."""
         session = f"{getattr(request, 'session_hash', None) or ''}:score"
         with net.lock:
             failed.pop(session, None)
@@ -204,23 +204,23 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
         # a copy: the kept result stays without it (another mask may score it next)
         with_score = replace(seg, label_score=scored.report(seg.classes, Path(labels).name))
         _, extras = write_downloads(with_score, Path(name).stem or "image", outputs.new(), name)
-        return label_markdown(Path(labels).name, scored, seg), label_table(scored, seg.classes), extras
+        report = next(f for f in extras if f.endswith("_report.json"))
+        return label_markdown(Path(labels).name, scored, seg), label_table(scored, seg.classes), report
 
-    def no_label_score() -> tuple[str, Any]:
-        return "", pd.DataFrame(columns=LABEL_COLUMNS)
+    def no_label_score() -> tuple[str, Any, None]:
+        return "", pd.DataFrame(columns=LABEL_COLUMNS), None
 
-    def not_scored(request: gr.Request | None = None) -> tuple[str, Any]:
+    def not_scored(request: gr.Request | None = None) -> tuple[str, Any, None]:
         """After a failed scoring the reason stays in the page (the error message itself fades)."""
         with net.lock:
             why = failed.pop(f"{getattr(request, 'session_hash', None) or ''}:score", None)
-        return "❌ **Not scored**" + (f": {why}" if why else ""), pd.DataFrame(columns=LABEL_COLUMNS)
+        return "❌ **Not scored**" + (f": {why}" if why else ""), pd.DataFrame(columns=LABEL_COLUMNS), None
 
     def rescore(path: str | None, labels: str | None, tile: int = 512, overlap: float = 0.25, tta: bool = False,
                 request: gr.Request | None = None, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
-        """After Run: the label mask already given scores the new result; without one the score stays empty (and the
-        new result's downloads as they are)."""
+        """After Run: the label mask already given scores the new result; without one the score stays empty."""
         if not labels:
-            return *no_label_score(), gr.skip()
+            return no_label_score()
         return score(path, labels, tile, overlap, tta, request, progress)
 
     def sample(path: str | None, request: gr.Request | None = None,
@@ -264,14 +264,15 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
                              "its colours in any palette order)", file_count="single", type="filepath", height=100)
             label_info = gr.Markdown(label="Scores against the label mask")  # named in the API (was value_25)
             label_iou = gr.Dataframe(label="IoU per class", interactive=False)
+            # beside the score, not in the downloads above: a refused mask marks only the score's own outputs
+            scored_report = gr.File(label="Report JSON with this score (label_score)", interactive=False)
         shown = [overlay, areas, mask_file, extra_files, info, result]
-        scored = [label_info, label_iou]
+        scored = [label_info, label_iou, scored_report]
         segmented = [upload, opacity, tile, overlap, tta]
         call = upload.upload(segment, inputs=segmented, outputs=shown,
                              api_name="segment")  # before the examples, which would otherwise take the name
         call.failure(not_segmented, outputs=shown, api_visibility="private", show_progress="hidden")
-        scoring = labels.upload(score, inputs=[upload, labels, tile, overlap, tta], outputs=[*scored, extra_files],
-                                api_name="score")
+        scoring = labels.upload(score, inputs=[upload, labels, tile, overlap, tta], outputs=scored, api_name="score")
         scoring.failure(not_scored, outputs=scored, api_visibility="private", show_progress="hidden")
         upload.upload(lambda: (None, *no_label_score()), outputs=[labels, *scored],
                       api_visibility="private", show_progress="hidden")  # another image: its own labels
@@ -280,7 +281,7 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
         run.click(no_label_score, outputs=scored, api_visibility="private", show_progress="hidden")
         rerun = run.click(segment, inputs=segmented, outputs=shown, api_visibility="private")
         rerun.failure(not_segmented, outputs=shown, api_visibility="private", show_progress="hidden")
-        rescoring = rerun.success(rescore, inputs=[upload, labels, tile, overlap, tta], outputs=[*scored, extra_files],
+        rescoring = rerun.success(rescore, inputs=[upload, labels, tile, overlap, tta], outputs=scored,
                                   api_visibility="private")
         rescoring.failure(not_scored, outputs=scored, api_visibility="private", show_progress="hidden")
         gr.Examples([[_sample_tile(outputs.root)]], inputs=[upload], label=_sample_label(net.card), fn=sample,
