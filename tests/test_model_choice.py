@@ -170,3 +170,22 @@ def test_the_shipped_cards_say_what_their_training_data_is() -> None:
     # a card without the field is read from its training config
     assert training_data_kind({"config": {"data": {"name": "synthetic"}}}) == "generated"
     assert training_data_kind({"config": {"data": {"name": "deepglobe"}}}) == "real"
+
+
+def test_a_live_fine_tuning_run_offers_no_model_until_it_has_ended(tmp_path: Path) -> None:
+    """Its best model is still changing and has no test score: a demo server started mid-run offered (and weighed by
+    domain fit) a run still testing its 10-step model."""
+    from core.store.catalog import segmentation_models
+    from core.store.runs import create_run
+
+    runs = tmp_path / "runs"
+    live = create_run("live", "data:\n  name: synthetic\n", runs, kind="finetune", state="running")  # this pid: alive
+    done = create_run("done", "data:\n  name: synthetic\n", runs, kind="finetune", state="completed")
+    for run in (live, done):
+        run.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        (run.checkpoint_dir / "best.safetensors").write_bytes(b"weights")
+    labels = [e.label for e in segmentation_models(runs) if not e.shipped]
+    assert labels == [f"run: {done.id}"]
+    live.write_status(state="completed")
+    assert sorted(e.label for e in segmentation_models(runs) if not e.shipped) == sorted(
+        [f"run: {done.id}", f"run: {live.id}"])

@@ -81,13 +81,15 @@ def shipped_class_sets() -> list[tuple[str, list[dict[str, Any]]]]:
 
 
 def segmentation_models(root: Path | None = None) -> list[ModelEntry]:
-    """Shipped segmentation checkpoints (the default first), then each fine-tuning run's best model."""
+    """Shipped segmentation checkpoints (the default first), then each fine-tuning run's best model, once its run
+    has ended: a live run's best model is still changing and has no test score yet (a review's demo server offered,
+    and weighed by domain fit, a run still testing its 10-step model)."""
     shipped = _shipped("segmentation")
     shipped.sort(key=lambda e: e.path.name != "dubai_seg.safetensors")
     runs = []
     for run in reversed(list_runs(root)):
         best = run.checkpoint_dir / "best.safetensors"
-        if best.is_file() and run.kind() == "finetune":
+        if best.is_file() and run.kind() == "finetune" and not run.is_live():
             test = run.read_json("test_metrics.json")
             runs.append(ModelEntry(f"run: {run.id}", best, _card(best), test if isinstance(test, dict) else None))
     return shipped + runs
