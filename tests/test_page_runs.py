@@ -376,3 +376,33 @@ def test_a_comparison_stops_and_resumes_from_the_runs_page_and_the_comparisons_t
     tab.run()
     tab.button(key="cmp-resume").click().run()
     assert not tab.exception and calls[-1] == ("resume", cmp_run.id)
+
+
+def test_losses_of_other_batch_sizes_or_data_are_not_said_to_compare() -> None:
+    """A review: a Dubai FALSE run at batch 32 beside a synthetic InfoNCE run at batch 64, and the page said "their
+    heights compare" (the treatment had hardly acted). InfoNCE's value moves with the number of negatives, the
+    temperature and the images."""
+    from types import SimpleNamespace
+
+    from workbench.run_compare_view import objective_note
+
+    base = {"method": "simclr", "loss.name": "info_nce", "train.batch_size": 64, "loss.temperature": 0.5,
+            "data.name": "synthetic"}
+    same = {"a": base, "b": dict(base)}
+    assert objective_note(same, ["a", "b"], "loss") is None
+    assert objective_note({"a": base, "b": {**base, "train.batch_size": 32}}, ["a", "b"], "loss") == (
+        "These runs minimise one objective, but not on one scale. Their batch size (a: 64; b: 32) differ, and a "
+        "loss's value moves with them (the number of negatives, the temperature, the images): compare each curve's "
+        "shape, not the heights between them.")
+    idle = SimpleNamespace(negligible=True, figures=lambda: "calibration fired in 1 of 30 steps")
+    dubai = {**base, "loss.name": "false", "loss.treatment": "fncc", "train.batch_size": 32, "data.name": "folder"}
+    said = objective_note({"a": dubai, "b": base}, ["a", "b"], "loss", {"a": idle, "b": None})
+    assert said.startswith("The treatment hardly acted (a: calibration fired in 1 of 30 steps), so these runs "
+                           "minimised, in effect, one objective; but their batch size, data set (a: 32, folder; b: "
+                           "64, synthetic) differ") and "heights compare" not in said
+    assert "heights compare" in objective_note({"a": {**base, "loss.name": "false", "loss.treatment": "fncc"},
+                                                "b": base}, ["a", "b"], "loss", {"a": idle, "b": None})
+    moco = {**base, "method": "moco", "model.queue_size": 4096}
+    assert "queue size (a: 4096; b: 1024)" in objective_note(
+        {"a": moco, "b": {**moco, "model.queue_size": 1024}}, ["a", "b"], "loss")
+    assert objective_note({"a": base, "b": {**base, "train.batch_size": 32}}, ["a", "b"], "lr") is None

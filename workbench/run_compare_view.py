@@ -218,31 +218,55 @@ def hidden_note(hidden: Sequence[Sequence[str]], metric: str) -> str | None:
 
 
 OBJECTIVE_KEYS = ("method", "loss.name", "loss.treatment")  # what sets a loss's scale: its negatives and its form
+# what sets the same objective's value: how many negatives (the batch; MoCo's queue), its temperature, the images
+SCALE_KEYS = {"train.batch_size": "batch size", "model.queue_size": "queue size", "loss.temperature": "temperature",
+              "data.name": "data set", "data.root": "data folder"}
+
+
+def scale_differences(settings: dict[str, dict[str, Any]], picked: Sequence[str]) -> str:
+    """The settings other than the objective that move a contrastive loss's value and differ between the runs, with
+    each run's values ("batch size, data set (a: 64, synthetic; b: 32, folder)"), or ""."""
+    moco = any(settings.get(i, {}).get("method") == "moco" for i in picked)
+    keys = [k for k in SCALE_KEYS if (k != "model.queue_size" or moco)
+            and len({str(settings.get(i, {}).get(k)) for i in picked}) > 1]
+    if not keys:
+        return ""
+    values = "; ".join(f"{i}: " + ", ".join(str(settings.get(i, {}).get(k, "-")) for k in keys) for i in picked)
+    return f"{', '.join(SCALE_KEYS[k] for k in keys)} ({values})"
 
 
 def objective_note(settings: dict[str, dict[str, Any]], picked: Sequence[str], metric: str,
                    effects: dict[str, Any] | None = None) -> str | None:
-    """Say it when the loss curves on one chart are of different objectives (SimCLR's in-batch negatives or MoCo's
-    queue; InfoNCE, FNCC's reweighting, eliminated or attracted flags, DCL's debiased sum): their heights are not on
-    one scale, only each curve's shape can be read. ``effects``: each run's ``TreatmentEffect`` (None without a
-    detector); a run whose treatment (almost) never acted minimised, in effect, its base method's loss, and the
-    review saw "not on one scale" under two curves that were equal to 4 decimals."""
+    """Say it when the loss curves on one chart are not on one scale: different objectives (SimCLR's in-batch
+    negatives or MoCo's queue; InfoNCE, FNCC's reweighting, eliminated or attracted flags, DCL's debiased sum), or one
+    objective over other batch sizes, temperatures or images (InfoNCE grows with the log of the negatives). Only
+    each curve's shape can then be read. ``effects``: each run's ``TreatmentEffect`` (None without a detector); a run
+    whose treatment (almost) never acted minimised, in effect, its base method's loss, and the review saw "not on one
+    scale" under two curves that were equal to 4 decimals; another review saw "their heights compare" under a Dubai
+    run at batch 32 and a synthetic run at batch 64."""
     if metric != "loss":
         return None
     objectives = {i: " / ".join(str(settings.get(i, {})[k]) for k in OBJECTIVE_KEYS if k in settings.get(i, {}))
                   for i in picked}
+    scales = scale_differences(settings, picked)
+    other_scale = (f"Their {scales} differ, and a loss's value moves with them (the number of negatives, the "
+                   "temperature, the images): compare each curve's shape, not the heights between them."
+                   ) if scales else ""
     if len(set(objectives.values())) < 2:
-        return None
+        return f"These runs minimise one objective, but not on one scale. {other_scale}" if scales else None
     idle = {i: e for i, e in (effects or {}).items() if i in objectives and e is not None and e.negligible}
     base = {i: f"{settings.get(i, {}).get('method')} / info_nce" if i in idle else o for i, o in objectives.items()}
     if idle and len(set(base.values())) < 2:
         said = "; ".join(f"{i}: {e.figures()}" for i, e in idle.items())
+        if scales:
+            return (f"The treatment hardly acted ({said}), so these runs minimised, in effect, one objective; but "
+                    + other_scale[0].lower() + other_scale[1:])
         return (f"The treatment hardly acted ({said}): on the steps it did not act, these runs minimised the same "
                 "loss, so their heights compare; they part only where it acted.")
     listed = "; ".join(f"{i}: {o}" for i, o in objectives.items())
     return (f"These runs minimise different objectives ({listed}). Their loss values are not on one scale (other "
             "negatives, or negatives reweighted, dropped or debiased): compare each curve's shape, not the heights "
-            "between them.")
+            "between them." + (f" Their {scales} differ too." if scales else ""))
 
 
 def diff_section(runs: Sequence[Run], settings: dict[str, dict[str, Any]], picked: Sequence[str]) -> None:
