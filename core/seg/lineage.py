@@ -90,7 +90,9 @@ def _few(names: list[str]) -> str:
 
 
 def pretraining_note(card: dict[str, Any], scenes: dict[str, list[str]]) -> str | None:
-    """A fine-tuning run's warning when its encoder was pretrained on its test or validation scenes."""
+    """A fine-tuning run's warning when its encoder was pretrained on its test or validation scenes, with both
+    causes: a pretraining that read every split, or this run's other split (a review changed the test share of an
+    encoder pretrained on [train] and was told to pretrain on [train])."""
     held = [(split, seen) for split in ("test", "val")
             if (seen := seen_in_pretraining(card, list(scenes.get(split) or [])))]
     if not held:
@@ -98,8 +100,9 @@ def pretraining_note(card: dict[str, Any], scenes: dict[str, list[str]]) -> str 
     what = " and ".join(f"{len(seen)} of its {split} scenes ({_few(seen)})" for split, seen in held)
     splits = "[train]" if any(split == "val" for split, _ in held) else "[train] (or [train, val])"
     return (f"model.init has read {what} before (pretraining, or an earlier fine-tuning): its scores there are not "
-            f"on unseen scenes; pretrain with data.pretrain_splits={splits} on this data set, or on a folder "
-            "without them")
+            f"on unseen scenes. Either that pretraining read them (pretrain with data.pretrain_splits={splits} on "
+            "this data set, or on a folder without them), or this run splits the scenes otherwise than it did (keep "
+            "its data.seed, data.num_tiles, data.val_fraction and data.test_fraction, or name data.test_scenes)")
 
 
 def init_note(init: Path | None, scenes: dict[str, list[str]]) -> str | None:
