@@ -1,7 +1,9 @@
 """Pretrain: every setting in one form, checked by core's config before anything starts; then the run, live."""
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -112,8 +114,8 @@ def default_name(cfg: PretrainConfig) -> str:
     return name_of(cfg.method, {"name": cfg.loss.name, "detector": cfg.loss.detector, "treatment": cfg.loss.treatment})
 
 
-def name_of(method: str, loss: dict[str, Any]) -> str:
-    parts = [method, str(loss["name"])]
+def name_of(method: str, loss: dict[str, Any], data: str | None = None) -> str:
+    parts = ([data] if data else []) + [method, str(loss["name"])]
     if loss["name"] == "false" and (loss["detector"], loss["treatment"]) != ("fnsd", "fncc"):
         parts += [str(loss["detector"]), str(loss["treatment"])]
     return "-".join(parts)
@@ -122,11 +124,13 @@ def name_of(method: str, loss: dict[str, Any]) -> str:
 def follow_name(method: str) -> bool:
     """The Run name field follows the method and loss until the user types a name: the preset's name while they are
     the preset's, else one that says them. A review launched plain SimCLR as "demo-false-simclr", an untouched field,
-    and every selector and legend called the baseline "false". True when it changed the field."""
+    and every selector and legend called the baseline "false". Other data than the preset's is said first (a Dubai
+    folder's run was named "demo-false-simclr" beside the demo's own). True when it changed the field."""
     loss = st.session_state[LOSS_STATE]
-    same = method == base.method and (loss["name"], loss["detector"], loss["treatment"]) == (
+    data = form_data_name()
+    same = data is None and method == base.method and (loss["name"], loss["detector"], loss["treatment"]) == (
         base.loss.name, base.loss.detector, base.loss.treatment)
-    auto = (base.name or "") if same else name_of(method, loss)
+    auto = (base.name or "") if same else name_of(method, loss, data)
     last = st.session_state.get(k("name-auto"), base.name or "")
     st.session_state[k("name-auto")] = auto
     if k("name") not in st.session_state:  # the page's first run: the field is drawn below, with this name
@@ -136,6 +140,16 @@ def follow_name(method: str) -> bool:
         return False  # typed by the user (it stays), or already this name
     st.session_state[k("name")] = auto
     return True
+
+
+def form_data_name() -> str | None:
+    """The form's data in a run name when it is not the preset's: the folder's name ("dubai_aerial"), or the data
+    set's (None: the preset's own)."""
+    name = st.session_state.get(k("data"), base.data.name)
+    folder = str(st.session_state.get(k("folder"), base.data.root or "") or "")
+    if (name, folder) == (base.data.name, str(base.data.root or "")):
+        return None
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", Path(folder).name) if folder else name
 
 
 def use_source(source: SourceInfo) -> None:
@@ -268,7 +282,11 @@ def loss_section() -> None:
     name, detector, treatment = loss_choice()
     knobs = loss_widgets(name, detector, treatment)
     st.session_state[LOSS_STATE] = {"name": name, "detector": detector, "treatment": treatment, **knobs}
-    if follow_name(st.session_state.get(k("method"), base.method)):
+    choice, last = (name, detector, treatment), st.session_state.get("pretrain-named-loss")
+    st.session_state["pretrain-named-loss"] = choice
+    # only a new loss here: other changes (the data) rerun the whole page, whose form renames the field itself, and a
+    # rerun from here would drop that run's button click (a Launch after a new data folder launched nothing)
+    if last is not None and last != choice and follow_name(st.session_state.get(k("method"), base.method)):
         st.rerun(scope="app")  # the Run name field is outside this fragment: drawn again, it shows the new name
     label = method_and_strategy(st.session_state.get(k("method"), base.method),
                                 {**st.session_state[LOSS_STATE], "tau_plus": knobs.get("tau_plus", base.loss.tau_plus)})

@@ -242,6 +242,8 @@ def test_a_folder_added_as_a_data_source_is_used_by_the_form(empty_store: Path, 
     at.button(key="pretrain-source-use").click().run()
     assert at.selectbox(key="pre-demo_cpu-data").value == "folder"
     assert at.text_input(key="pre-demo_cpu-folder").value == str(mine.resolve())
+    # the untouched name says the data when it is not the preset's (a Dubai run was named "demo-false-simclr")
+    assert at.text_input(key="pre-demo_cpu-name").value == "my_tiles-simclr-false"
     seen: dict = {}
 
     def fake_launch(kind, cfg, root=None, name=None, processes=1):
@@ -251,6 +253,7 @@ def test_a_folder_added_as_a_data_source_is_used_by_the_form(empty_store: Path, 
     monkeypatch.setattr(launch, "launch", fake_launch)
     at.button(key="pretrain-launch").click().run()
     assert seen["cfg"].data.name == "folder" and seen["cfg"].data.root == str(mine.resolve())
+    assert seen["cfg"].name == "my_tiles-simclr-false"
 
 
 
