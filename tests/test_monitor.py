@@ -111,3 +111,33 @@ def test_a_lone_value_beside_curves_is_named_in_words(tmp_path) -> None:
     lone = [v for f in figures if (v := lone_values(f))]
     assert [r["line"] for rows in lone for r in rows] == ["Validation mIoU"], lone
     assert lone_values(next(f for f in figures if f.layout.title.text == "Training loss")) is None
+
+
+def test_charts_without_a_value_are_not_drawn_while_a_run_is_live(tmp_path, monkeypatch) -> None:
+    """A 10-step fine-tune logging every 10 steps drew blank loss, lr and images/s axes (-1 to 4) until it ended."""
+    import plotly.graph_objects as go
+
+    import workbench.monitor as monitor
+    from core.store.runs import create_run
+
+    run = create_run("ft", "data:\n  name: synthetic\n", tmp_path / "runs", kind="finetune", state="running")
+    empty = go.Figure(go.Scatter(x=[], y=[]), layout=dict(title="Training loss"))
+    waiting = go.Figure(go.Scatter(x=[], y=[]), layout=dict(title="Validation mIoU"))
+    waiting.add_annotation(text="none yet")
+    drawn = go.Figure(go.Scatter(x=[1, 2], y=[0.5, float("nan")]), layout=dict(title="Learning rate"))
+    shown, said = [], []
+
+    class Column:
+        def plotly_chart(self, fig, **kwargs):
+            shown.append(fig.layout.title.text)
+
+    monkeypatch.setattr(monitor.st, "columns", lambda n: [Column(), Column()])
+    monkeypatch.setattr(monitor.st, "caption", said.append)
+    for figures, expect in (([empty, waiting], []), ([empty, waiting, drawn], ["Validation mIoU", "Learning rate"])):
+        shown.clear()
+        said.clear()
+        monkeypatch.setattr(monitor, "_figures", lambda *a, f=figures: f)
+        monitor._charts(run, "finetune", live=True)
+        assert shown == expect
+        assert bool(said and "No curves yet" in said[0]) == (not expect)
+    assert monitor.has_points(drawn) and not monitor.has_points(empty)

@@ -156,8 +156,18 @@ def lone_values(fig: Any) -> list[dict[str, Any]] | None:
     return rows
 
 
+def has_points(fig: Any) -> bool:
+    """Whether any line of a chart has a value to draw (a fine-tuning run's first records, before its first logged
+    step, drew blank axes from -1 to 4 while it ran)."""
+    return any(y is not None and not (isinstance(y, float) and math.isnan(y))
+               for trace in fig.data for y in (trace.y if trace.y is not None else []))
+
+
 def _charts(run: Run, kind: str, live: bool = False) -> None:
     figures = _figures(str(run.path), kind, records_version(run))
+    # a chart waiting for its first value says so itself (validation: "none yet"); other empty ones are left out
+    figures = [fig for fig in figures if has_points(fig) or fig.layout.annotations] if any(
+        has_points(fig) for fig in figures) else []
     if not figures:
         st.caption("No curves yet: the first records appear after the first logged step.")
         return
