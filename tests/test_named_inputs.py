@@ -54,3 +54,9 @@ def test_a_shipped_model_is_found_by_its_name_and_a_path_stays_a_path(tmp_path: 
     (tmp_path / "deepglobe_seg").write_bytes(b"")  # a file of that name here is what the user means
     assert named_checkpoint("deepglobe_seg") == Path("deepglobe_seg")
     assert named_checkpoint("sub/dubai_seg") == Path("sub/dubai_seg")
+    from core.store.checkpoint import not_found  # a name close to a shipped one is answered with it
+
+    assert not_found("dubai") == ("checkpoint not found: dubai (did you mean dubai_seg? a shipped model is named "
+                                  "without .safetensors)")
+    assert not_found("xyz").startswith("checkpoint not found: xyz (the shipped models: deepglobe_seg, dubai_seg")
+    assert not_found("sub/dubai.safetensors") == "checkpoint not found: sub/dubai.safetensors"

@@ -121,9 +121,24 @@ def not_found(path: str | Path, wanted: tuple[str, ...] = ("best.safetensors", "
     caller can use (``wanted``, in order of preference)."""
     path = Path(path)
     if not path.is_dir():
-        return f"checkpoint not found: {path}"
+        return f"checkpoint not found: {path}" + _shipped_hint(path)
     inside = [f for name in wanted for f in (path / "checkpoints" / name, path / name) if f.is_file()]
     return f"{path} is a folder, not a checkpoint file" + (f"; give {inside[0]}" if inside else "")
+
+
+def _shipped_hint(path: Path) -> str:
+    """A bare name that is none of the shipped models' (``dubai``): the ones it is like, else all of them."""
+    if len(path.parts) != 1 or path.suffix:
+        return ""
+    import difflib
+
+    from .runs import REPO_ROOT
+
+    names = sorted(p.stem for p in (REPO_ROOT / "checkpoints").glob("*.safetensors"))
+    close = [n for n in names if n.startswith(path.name)] or difflib.get_close_matches(path.name, names, n=2)
+    if close:
+        return f" (did you mean {' or '.join(close)}? a shipped model is named without .safetensors)"
+    return f" (the shipped models: {', '.join(names)})" if names else ""
 
 
 def unreadable(path: Path, err: Exception) -> CheckpointError:
