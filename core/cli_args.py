@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import ast
 import importlib.util
+import sys
 from functools import cache
 from pathlib import Path
 
@@ -148,8 +149,22 @@ def _megapixels(text: str) -> float:
     return value
 
 
+class _ImagesThenLabels(argparse.ArgumentParser):
+    """``segment --labels m.png img.jpg`` gave every file to --labels and said only "required: IMAGE"."""
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        self._given = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
+    def error(self, message: str):  # type: ignore[override]
+        if "IMAGE" in message and "--labels" in getattr(self, "_given", []):
+            message += ("; --labels takes every file after it, so give the images first: IMAGE ... --labels "
+                        "MASK ... (one mask per image, in the same order)")
+        super().error(message)
+
+
 def segment_parser(prog: str = "false-wb segment") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=summary("core.seg.segment_cli"))
+    p = _ImagesThenLabels(prog=prog, description=summary("core.seg.segment_cli"))
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (TIFF/GeoTIFF, PNG, JPEG, ...)")
     p.add_argument("--checkpoint", default="auto",
                    help="segmentation checkpoint (.safetensors) or a shipped model's name (dubai_seg), or auto "

@@ -96,3 +96,13 @@ def test_a_skipped_file_is_one_plain_warning_line(tmp_path: Path) -> None:
     assert warned == [f"warning: skipping unreadable image {folder / 'bad.png'}: not an image (unknown or unsupported "
                       "format)"], proc.stderr[-2000:]
     assert ".py:" not in proc.stderr  # no file and source line of our code
+
+
+def test_labels_given_before_the_images_are_said_to_take_them(capsys) -> None:
+    """`segment --labels m.png img.jpg --out o` gave both files to --labels and said only "required: IMAGE"."""
+    from core.cli import main
+
+    assert main(["segment", "--labels", "m.png", "img.jpg", "--out", "o"]) == 2
+    assert "--labels takes every file after it, so give the images first" in capsys.readouterr().err
+    assert main(["segment", "--out", "o"]) == 2
+    assert "--labels takes" not in capsys.readouterr().err  # no images at all: the plain reason
