@@ -17,7 +17,9 @@ import streamlit as st
 from core.analysis import embeddings as E
 from core.store.catalog import ModelEntry, encoder_models
 from core.store.runs import read_json_file
-from core.config import DataConfig
+from core.config import ConfigError, DataConfig
+from core.data import DataError
+from core.data.seg_folder import load_class_table
 from core.config.strategy import strategy_label
 from core.seg.data_defaults import source_data
 from core.store.sources import list_sources
@@ -88,6 +90,8 @@ def data_choice(entries: list[ModelEntry]) -> tuple[DataConfig, int]:
                            "data set their run trained on")
     if source in sources:
         data, note = source_data(sources[source])
+        if sources[source].labels and not data.labeled:  # masks the page could not read: ask for their classes here
+            data, note = with_class_table(data, note, c1)
         c1.caption(f"{'Labeled' if data.labeled else 'Unlabeled: coloured by cluster'}; {note}.")
         return _tiles_of(data, c2, len(dataset_of(data)) if data.labeled else 5000)
     if source == "synthetic" or own is None:
@@ -97,6 +101,23 @@ def data_choice(entries: list[ModelEntry]) -> tuple[DataConfig, int]:
         return DataConfig(name="synthetic", num_tiles=n, tile_size=tile, seed=0, bands=None if is_rgb(bands) else bands,
                           pretrain_splits=["train", "val", "test"]), n
     return _tiles_of(own, c2, own_tiles)
+
+
+def with_class_table(data: DataConfig, note: str, column: Any) -> tuple[DataConfig, str]:
+    """A labeled folder that no preset reads, with the class table typed here: a review was told "give one" on a
+    page with no field for it, and its Dubai masks coloured nothing."""
+    table = column.text_input("Class table of its masks", key="emb-class-table", placeholder="configs/classes/....yaml",
+                              help="The classes and colours its masks are drawn in (e.g. configs/classes/dubai.yaml): "
+                                   "points are then coloured by each tile's dominant class")
+    if not table.strip():
+        return data, "images and masks, read once a class table is given above"
+    try:
+        load_class_table(table.strip())  # its file and entries, checked before any tile is read
+        return DataConfig.model_validate({**data.model_dump(), "class_table": table.strip()}), \
+            f"masks read with {table.strip()}"
+    except (ValueError, ConfigError, DataError) as err:
+        column.error(f"Class table: {' '.join(str(err).split())}")
+        return data, note
 
 
 def pretrained_tiles(entry: ModelEntry, data: DataConfig) -> int | None:

@@ -199,3 +199,30 @@ def test_the_difference_between_two_maps_leads_with_its_verdict() -> None:
     assert difference_text("5-NN accuracy", 0.60, 100, 0.62, 100) == "within noise: -0.020 ± 0.135"
     assert difference_text("5-NN accuracy", 0.90, 400, 0.50, 400) == "+0.400 ± 0.057"
     assert difference_text("silhouette", 0.2, 100, 0.1, 100) == "+0.100 (no interval)"
+
+
+def test_a_labeled_folder_no_preset_reads_takes_its_class_table_here(private_data: Path, tmp_path: Path) -> None:
+    """A review: the page said "images and masks, but no class table yet: give one" and had no field for it, so a
+    Dubai folder's map was coloured by cluster."""
+    import numpy as np
+    from PIL import Image
+
+    from core.store.sources import add_source
+
+    folder = tmp_path / "elsewhere" / "my_dubai"
+    colours = [(60, 16, 152), (132, 41, 246), (110, 193, 228)]
+    for k in range(3):
+        (folder / "images").mkdir(parents=True, exist_ok=True)
+        (folder / "masks").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.random.default_rng(k).integers(0, 256, (64, 64, 3), np.uint8)).save(
+            folder / "images" / f"s{k}.png")
+        Image.fromarray(np.full((64, 64, 3), colours[k], np.uint8)).save(folder / "masks" / f"s{k}.png")
+    add_source(str(folder))
+    at = open_page("embeddings")
+    at.radio(key="emb-source").set_value(f"source:{folder.resolve()}").run()
+    assert "Unlabeled: coloured by cluster; images and masks, read once a class table is given above" in texts(at)
+    at.text_input(key="emb-class-table").set_value("configs/classes/nosuch.yaml").run()
+    assert any("Class table: class table not found" in e for e in errors(at)), errors(at)
+    at.text_input(key="emb-class-table").set_value("configs/classes/dubai.yaml").run()
+    assert not at.exception and not errors(at), errors(at)
+    assert "Labeled; masks read with configs/classes/dubai.yaml" in texts(at)
