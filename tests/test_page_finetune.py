@@ -280,6 +280,12 @@ def test_the_encoders_own_labeled_set_is_the_default(store_base: Path, tmp_path:
             "ft-test": 0.34, "ft-data-seed": 3, "ft-crop": 96}  # the preset's 128 px crop shrinks to the tiles
     assert {k: at.session_state[k] for k in want} == want
     assert f"pretraining data of run: {dg_run}" in shown(texts(at)) and "never reached the encoder" in shown(texts(at))
+    at.number_input(key="ft-test").set_value(0.2).run()  # another split: no longer "as in its pretraining"
+    said = shown(" ".join(w.value for w in at.warning))
+    assert "no longer split as the encoder's pretraining did (Test share 0.34 → 0.2)" in said
+    assert "never reached the encoder" not in shown(texts(at))
+    at.number_input(key="ft-test").set_value(0.34).run()
+    assert not any("no longer split" in w.value for w in at.warning) and "never reached the encoder" in shown(texts(at))
     false_run = next(str(r.path) for r in list_runs(runs) if r.id.endswith("tiny-false"))
     at.selectbox(key="ft-init").set_value(false_run).run()  # pretrained on the synthetic set: that set
     assert (at.session_state["ft-data"], at.session_state["ft-tiles"], at.session_state["ft-tile-size"]) == \

@@ -89,6 +89,7 @@ PANEL_KEYS = ("ft-sources-open", "ft-source-pick")  # the data sources panel: op
 # counts the sources, so adding one would otherwise fold it)
 EXTRA_DATA = ("tile_overlap", "eroded")  # data settings with no field: kept from where the data fields came from
 STATE = ("ft-data-from", "ft-data-extra", "ft-trusted")  # where the data came from, hidden data settings, paths
+ENCODER_SPLIT = "ft-encoder-split"  # the data fields as the encoder's own split filled them
 # taken as written (a preset's or an encoder card's own, not typed)
 
 
@@ -163,6 +164,7 @@ def fill_data(data: Any, came_from: str) -> None:
     if st.session_state.get("ft-crop", 0) > data.tile_size:  # a crop cannot be larger than the tiles
         st.session_state["ft-crop"] = int(data.tile_size)
     st.session_state["ft-data-from"] = came_from
+    st.session_state.pop(ENCODER_SPLIT, None)  # a preset's or a source's data: no encoder's split to keep
     _trust(data.root, data.class_table)
 
 
@@ -205,6 +207,16 @@ def fill_encoder(entry: ModelEntry | None, under_preset: str | None = None) -> N
             "saw)" if under_preset else "")
     fill_data(data, f"the pretraining data of {entry.label}: {describe(data)}; split as in its pretraining, so its "
                     f"test scenes never reached the encoder{kept}")
+    st.session_state[ENCODER_SPLIT] = {f.key: st.session_state.get(f.key) for f in DATA}  # what "as in" means
+
+
+def split_changes() -> list[str]:
+    """The data fields changed since they were filled with the encoder's split ("Test share 0.1 -> 0.2"): a review
+    changed the test share under a caption still saying "split as in its pretraining", and the run then warned that
+    the encoder had read 200 of its validation scenes."""
+    filled = st.session_state.get(ENCODER_SPLIT) or {}
+    return [f"{f.label} {filled[f.key]!s} → {st.session_state.get(f.key)!s}" for f in DATA
+            if f.key in filled and st.session_state.get(f.key) != filled[f.key]]
 
 
 def encoder_choices() -> tuple[dict[str, str], dict[str, ModelEntry]]:
@@ -314,7 +326,12 @@ def draw(mode: str) -> None:
     if flash:
         st.error(literal(flash[1]))
     came_from = st.session_state.get("ft-data-from")
-    if came_from:
+    changed = split_changes() if came_from else []
+    if changed:
+        st.warning(f"The data fields no longer split as the encoder's pretraining did ({literal('; '.join(changed))}): "
+                   "scenes it read may now be in the test or validation split, and then its scores there are not on "
+                   "unseen scenes (the run says which). Pick the encoder again to restore its split.", icon="⚠️")
+    elif came_from:
         st.caption(f"📍 Data fields from {literal(came_from)}.{shared_note(came_from, presets)}")
         fraction = st.session_state.get("ft-fraction" if mode == "finetune" else "pb-fraction")
         if isinstance(fraction, (int, float)) and fraction < 1:  # a demo preset's 10 % stays: say so beside the data
