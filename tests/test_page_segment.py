@@ -292,7 +292,13 @@ def test_a_label_mask_gives_iou_per_class_and_a_difference_overlay(empty_store: 
     small = io.BytesIO()
     Image.fromarray(seg.mask[:10, :10]).save(small, format="PNG")
     at.file_uploader(key=f"labels_{key}").set_value(("small.png", small.getvalue(), "image/png")).run()
-    assert any("same size" in e for e in page_errors(at)), page_errors(at)
+    assert any("same size" in e and e.endswith("not kept") for e in page_errors(at)), page_errors(at)
+    # a mask that can never score this image (another size, or no image) is not offered again after a page trip
+    at.switch_page("../pages/runs.py").run()
+    at.switch_page(PAGE).run()
+    assert not any("uploaded before" in c.value for c in at.caption) and not page_errors(at)
+    at.file_uploader(key=f"labels_{key}").set_value(("notes.png", b"not an image", "image/png")).run()
+    assert any(e.startswith("notes") and e.endswith("not kept") for e in page_errors(at)), page_errors(at)
 
 
 def rgbn_model(tmp_path: Path) -> ModelEntry:

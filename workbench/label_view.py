@@ -8,6 +8,7 @@ uploads another).
 from __future__ import annotations
 
 import hashlib
+import io
 
 import numpy as np
 import pandas as pd
@@ -59,6 +60,17 @@ def _keep(key: str, image: str) -> None:
             del masks[old]
 
 
+def fits_image(data: bytes, shape: tuple[int, ...]) -> bool:
+    """Whether a refused mask could still score this image with another model: an image file of its size (a mask
+    refused for its colours is kept for the model whose classes they are; one that is no image, or of another size,
+    is not)."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return (img.height, img.width) == tuple(shape[:2])
+    except Exception:  # noqa: BLE001 - any file Pillow cannot open is no mask
+        return False
+
+
 def _forget(image: str) -> None:
     st.session_state.get(MASKS, {}).pop(image, None)
 
@@ -91,7 +103,10 @@ def show_label_score(seg: Segmentation, key: str, preview_side: int, image: str 
         try:
             result = _score(seg, data, key)
         except LabelMaskError as err:
-            st.error(literal(f"{name}: {err}"), icon="🚫")
+            gone = not fits_image(data, seg.mask.shape)
+            if gone:  # no image, or another size: it can never score this image (a review saw it offered again)
+                _forget(image)
+            st.error(literal(f"{name}: {err}" + ("; not kept" if gone else "")), icon="🚫")
             return
         s = result.scores
         c1, c2, c3 = st.columns(3)
