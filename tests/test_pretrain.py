@@ -336,3 +336,13 @@ def test_a_command_names_a_run_by_its_folder_or_by_its_name(roots, tmp_path: Pat
         open_run_arg("nope")
     with pytest.raises(NotARunError, match="no such folder"):
         open_run_arg("/nonexistent")
+
+
+def test_exporting_a_probe_says_why_it_has_no_model(roots, capsys) -> None:
+    from core.store.export import main as export_main
+    from core.store.runs import create_run
+
+    runs, _ = roots
+    probe = create_run("lin", "eval: probe\n", root=runs, kind="probe", state="completed")
+    assert export_main([str(probe.path), "--out", str(runs / "x.safetensors")]) == 2
+    assert "has no checkpoint to export: a linear probe keeps no model" in capsys.readouterr().err

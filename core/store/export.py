@@ -50,7 +50,11 @@ def export_run(run_dir: str | Path, out: Path, fp16: bool = True) -> dict[str, A
     else:
         last = run.checkpoint_dir / "last.safetensors"
         if not last.exists():
-            raise NotARunError(f"run {run.path} has no checkpoint to export")
+            kind = run.kind()
+            why = {"probe": ": a linear probe keeps no model (its frozen encoder is its model.init's; export that "
+                            "run instead)",
+                   "compare": ": a comparison's models are in its units' run folders under it"}.get(kind, "")
+            raise NotARunError(f"run {run.path} has no checkpoint to export{why}")
         card = read_metadata(last)["card"]
         scenes = run_pretrain_scenes(run.path)  # the record a fine-tuning from this file reads (core.seg.lineage)
         card.update(kind="encoder", source_run=str(run.path), **({KEY: scenes} if scenes is not None else {}))
