@@ -96,6 +96,8 @@ def test_a_skipped_file_is_one_plain_warning_line(tmp_path: Path) -> None:
     assert warned == [f"warning: skipping unreadable image {folder / 'bad.png'}: not an image (unknown or unsupported "
                       "format)"], proc.stderr[-2000:]
     assert ".py:" not in proc.stderr  # no file and source line of our code
+    # a run shorter than its kNN interval and its warm-up says so on the terminal too, not in log.txt alone
+    assert "warning: warm-up of 20 steps in a run of 1: the run is all warm-up" in proc.stderr
 
 
 def test_labels_given_before_the_images_are_said_to_take_them(capsys) -> None:

@@ -54,9 +54,12 @@ def log_start(life: RunLife, cfg: PretrainConfig, dataset: TileSet, where: str, 
         life.log(knn_note)
         every, total = cfg.train.knn_every, int(steps.rpartition("->")[2] or 0)
         if knn_note.startswith("kNN monitor every") and 0 < total < every:  # the demo's 50 in a 40-step run
-            life.log(f"warning: the kNN monitor never measures in this run ({total} steps, every {every}): give "
+            never = (f"the kNN monitor never measures in this run ({total} steps, every {every}): give "
                      f"train.knn_every={total} or fewer to see it")
+            warnings.warn(never, stacklevel=2)  # the terminal too (a review found these in log.txt only)
+            life.log(f"warning: {never}")
     if warm_up and steps.startswith("0->"):
+        warnings.warn(warm_up, stacklevel=2)
         life.log(f"warning: {warm_up}")
     upsampled = upsample_note(cfg)
     if upsampled and steps.startswith("0->"):
