@@ -148,6 +148,8 @@ class phase_bar(tqdm):  # noqa: N801 - used like tqdm
         given = kwargs.get("file")  # a closed pipe (`| head`) must not end the work it watches, whatever the stream
         kwargs["file"] = bar_stream() if given is None else given if isinstance(given, QuietWhenClosed) \
             else QuietWhenClosed(given)
+        if not kwargs.get("disable"):  # drawn on a terminal only: in a pipe or a file its redraws are one long line
+            kwargs["disable"] = None    # (tqdm's None: off where the stream is no terminal)
         super().__init__(*args, desc=desc, total=total, **kwargs)
         self._unit = kwargs.get("unit", "it")  # a disabled tqdm keeps no attributes of its own
         self._name, self._total, self._done = (desc or "working").rstrip(": "), total, 0

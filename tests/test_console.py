@@ -65,10 +65,28 @@ def test_a_phase_bar_given_its_own_stream_goes_quiet_too() -> None:
     """The probe drew its phases on sys.stderr itself: piped into `head`, it failed where pretraining went on."""
     from core.phases import phase_bar
 
-    bar = phase_bar(total=3, desc="features", file=_GoneReader(BrokenPipeError(32, "Broken pipe")), mininterval=0)
+    gone = _GoneReader(BrokenPipeError(32, "Broken pipe"))
+    gone.isatty = lambda: True  # a terminal that went away: bars are drawn on terminals only
+    bar = phase_bar(total=3, desc="features", file=gone, mininterval=0)
     for done in range(1, 4):
         bar.step_to(done, 3)
     bar.close()
+
+
+def test_bars_are_drawn_on_a_terminal_and_not_into_a_pipe_or_file() -> None:
+    """`fn_report | less` showed every redraw of three bars as one long line, "26843545.60it/s" among them."""
+    from core.phases import phase_bar
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    for stream, drawn in ((io.StringIO(), False), (Terminal(), True)):
+        bar = phase_bar(total=3, desc="features", file=stream, mininterval=0)
+        for done in range(1, 4):
+            bar.step_to(done, 3)
+        bar.close()
+        assert ("features" in stream.getvalue()) == drawn
 
 
 @pytest.mark.slow  # a whole pretraining run: the full suite, not the fast tier

@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
             if current.get("stage") != stage:  # one bar at a time, each stage in turn
                 if current.get("bar") is not None:
                     current["bar"].close()
-                current.update(stage=stage, bar=tqdm(total=total, desc=stage, file=bar_stream(), leave=False))
+                current.update(stage=stage, bar=tqdm(total=total, desc=stage, file=bar_stream(), leave=False,
+                                                     disable=None))  # drawn on a terminal only, not into a pipe
             current["bar"].n = done
             current["bar"].refresh()
 

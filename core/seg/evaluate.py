@@ -52,7 +52,7 @@ def evaluate_checkpoint(path: Path, split: str = "test", data_root: str | None =
                and not cfg.data.val_scenes else "")
         raise DataError(f"the {split} split of {splits.name} is empty{why}")
     names = [c["name"] for c in splits.classes]
-    bar = tqdm(total=None, desc=f"{split} scenes", unit="scene", disable=not progress)
+    bar = tqdm(total=None, desc=f"{split} scenes", unit="scene", disable=not progress or None)  # none in a pipe
 
     def tick(done: int, total: int) -> None:
         bar.total = total

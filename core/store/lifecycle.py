@@ -116,8 +116,9 @@ class RunLife:
         if run is not None:
             run.write_status(state="running", pid=os.getpid(), step=step(), total_steps=total_steps, error=None,
                              ended=None, phase=None, loop_started=time.time(), loop_start_step=step(), **status)
-        self.bar = tqdm(total=total_steps, initial=step(), disable=not progress, desc=desc, unit="step",
-                        dynamic_ncols=True, file=bar_stream())  # a closed pipe (`| head`) must not end the run
+        self.bar = tqdm(total=total_steps, initial=step(), disable=not progress or None, desc=desc, unit="step",
+                        dynamic_ncols=True, file=bar_stream())  # a closed pipe (`| head`) must not end the run; none
+        # is drawn into a pipe or a file (its redraws there are one long line)
         self.tracking = self._guard(lambda: tracking_for(run, pictures, resume_step=step()), "could not start")
         # a tracker's server may take its time: records reach it from a thread, never from the training step
         self._sending = BackgroundJobs("trackers") if self.tracking is not None else None
