@@ -91,6 +91,10 @@ def test_every_bad_value_is_refused_at_once_in_the_forms_words(empty_store: Path
     # the message's own "]" is escaped, so it cannot end the red span early and cut the message
     assert any(b.endswith(r"(0, 1\], got 0\.0]") and "(0, 1], got 0.0" in shown(b) for b in beside), beside
     assert list_runs(empty_store) == []
+    _set(at, steps=5)  # corrected: its line goes at once (it stayed until the next Launch), the others stay
+    at.run()
+    beside = [m.value for m in at.markdown if m.value.startswith(":red[⚠")]
+    assert len(beside) == 5 and "5 settings to change" in errors(at)[0] and "**Steps**" not in errors(at)[0], beside
     monkeypatch.setattr(launch, "launch", lambda *a, **k: (_ for _ in ()).throw(OSError("not started here")))
     _set(at, threshold=0.5, temperature=0.2, batch=8, blur=0.5, steps=2)
     at.selectbox(key="pre-demo_cpu-data").set_value("synthetic")

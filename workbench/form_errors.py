@@ -56,7 +56,7 @@ class _Column:
             if name == "number_input" and label in self._form.fields:  # the config judges it (others keep theirs)
                 args, kwargs = (), without_bounds(args, kwargs)
             value = attr(label, *args, **kwargs)
-            msg = self._form.error_of(label)
+            msg = self._form.error_of(label, value)
             if msg:
                 self._container.markdown(f":red[⚠ {literal(msg)}]")
             return value
@@ -67,6 +67,7 @@ class _Column:
 class FormErrors:
     def __init__(self, form: str, fields: dict[str, str]) -> None:
         self.state_key, self.submit_key = f"{form}-errors", f"{form}-launch"
+        self.values_key = f"{form}-refused-values"  # each refused field's value, to see when it is changed
         self.fields = fields  # the form's label -> the config field it sets
         self.labels = {key: label for label, key in fields.items()}
         self.refused: list[tuple[str, str]] = []  # typed paths the guard refused in this Launch
@@ -79,10 +80,20 @@ class FormErrors:
     def _errors(self) -> dict[str, str]:
         return st.session_state.get(self.state_key) or {}
 
-    def error_of(self, label: str) -> str | None:
+    def error_of(self, label: str, value: Any = None) -> str | None:
+        """The field's error from the last Launch, unless its value has changed since (``value``: the widget's now;
+        a corrected field kept its red line until the next Launch)."""
         key = self.fields.get(label)
         msg = self._errors().get(key) if key else None
-        return self.in_words(msg) if msg else None
+        if not msg:
+            return None
+        refused = st.session_state.setdefault(self.values_key, {})
+        if label not in refused:
+            refused[label] = value  # the first drawing after the Launch: the value that was refused
+        elif refused[label] != value:
+            self._errors().pop(key, None)  # changed: judged again at the next Launch
+            return None
+        return self.in_words(msg)
 
     def in_words(self, text: str) -> str:
         """Config keys inside a message become the form's labels ("data.tile_size" -> “Tile size (px)”)."""
@@ -94,6 +105,7 @@ class FormErrors:
     def start(self) -> None:
         """A Launch was pressed: the errors of the previous one go."""
         st.session_state.pop(self.state_key, None)
+        st.session_state.pop(self.values_key, None)
 
     def path(self, text: str, field: str, keep: str | None = None) -> str | None:
         """A folder or file typed in the form, checked by the path guard (``keep``: a preset's own value, taken as
@@ -128,6 +140,7 @@ class FormErrors:
         for field, msg in [*self.refused, *err.problems]:
             errors.setdefault(field or self.named_field(msg), msg)  # the first reason per field
         st.session_state[self.state_key] = errors
+        st.session_state.pop(self.values_key, None)
         st.rerun()
 
     def summary(self) -> None:
