@@ -265,9 +265,9 @@ def test_the_blur_is_the_separable_gaussian_with_reflected_borders() -> None:
     the views it does not blur untouched."""
     import torch.nn.functional as F
 
-    for size in (24, 33):
+    for size in (24, 33, 96):  # kernels of 3 and 9 taps: reflections one and four pixels deep
         aug = TwoViewAugment(output_size=size, blur_prob=0.5, blur_sigma=(0.5, 3.0))
-        p = aug.sample(5, 64, 64, torch.Generator().manual_seed(size))
+        p = aug.sample(5, 128, 128, torch.Generator().manual_seed(size))
         rows = p["blur_rows"]
         assert 0 < rows.numel() < 10
         v = torch.rand(10, 3, size, size, generator=torch.Generator().manual_seed(1))

@@ -54,9 +54,9 @@ def halve(x: Tensor) -> Tensor:
 def halve_to_float(x: Tensor) -> Tensor:
     """The 2x2 means of uint8 tiles as floats in [0, 1], read from the tiles themselves: each block summed as integers
     (exact) and divided once, so the full-size float copy of the batch (the largest buffer of a CPU step's
-    augmentation) is never made. That is the correctly rounded mean: within an ulp of ``halve(to_float(x))``, which
-    rounds at each of its four additions; in a trainer's step it took a third of the time of four strided float
-    conversions (``bench/train.py``). Float input: ``halve`` of it."""
+    augmentation) is never made. That is the correctly rounded mean: within 1.2e-7 (two ulps) of
+    ``halve(to_float(x))``, which rounds at each of its additions; in a trainer's step it took a third of the time of
+    four strided float conversions (``bench/train.py``). Float input: ``halve`` of it."""
     if x.dtype != torch.uint8:
         return halve(x.float())
     h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
@@ -185,10 +185,11 @@ class TwoViewAugment(nn.Module):
     # -------------------------------------------------------------- public
     def forward(self, images: Tensor, indices: Tensor, generator: torch.Generator | None = None
                 ) -> tuple[Tensor, Tensor]:
-        """(B, 3, H, W) uint8 (or float in [0, 1]) -> views float32 (2B, 3, S, S), ids (2B,)."""
-        x = to_float(images, len(self.bands))  # checks the shape first
-        b, _, h, w = x.shape
-        return self.apply(x, indices, self.sample(b, h, w, generator))
+        """(B, 3, H, W) uint8 (or float in [0, 1]) -> views float32 (2B, 3, S, S), ids (2B,): the trainer's views
+        (``apply`` of the tiles as given, so uint8 tiles take the integer pyramid as in a training step)."""
+        check_layout(images, len(self.bands))
+        b, _, h, w = images.shape
+        return self.apply(images, indices, self.sample(b, h, w, generator))
 
     def sample(self, b: int, h: int, w: int, generator: torch.Generator | None = None) -> dict:
         """Every random choice for two views of ``b`` images of ``h`` x ``w``, decided on the host (a trainer's
@@ -376,17 +377,4 @@ class TwoViewAugment(nn.Module):
             2, src.expand(m, s, k), w.unsqueeze(1).expand(m, s, k)).unsqueeze(1)  # (m, 1, S, S): ker[i, out, in]
         v = v.clone()
         v[rows] = ker @ v[rows] @ ker.transpose(-1, -2)  # the columns of each row, then the rows of each column
-        return v
-        k, s = self.kernel_size, v.shape[-1]
-        r = k // 2
-        t = torch.arange(-r, r + 1, device=v.device, dtype=v.dtype)
-        ker = torch.exp(-0.5 * (t / p["sigma"][rows].unsqueeze(1)) ** 2)
-        c = v.shape[1]
-        ker = (ker / ker.sum(1, keepdim=True)).repeat_interleave(c, dim=0)  # (m*C, k)
-        x = v[rows].reshape(1, -1, s, s)
-        groups = x.shape[1]
-        x = F.conv2d(F.pad(x, (0, 0, r, r), mode="reflect"), ker.view(groups, 1, k, 1), groups=groups)
-        x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="reflect"), ker.view(groups, 1, 1, k), groups=groups)
-        v = v.clone()
-        v[rows] = x.view(-1, c, s, s)
         return v
