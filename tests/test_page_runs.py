@@ -406,3 +406,6 @@ def test_losses_of_other_batch_sizes_or_data_are_not_said_to_compare() -> None:
     assert "queue size (a: 4096; b: 1024)" in objective_note(
         {"a": moco, "b": {**moco, "model.queue_size": 1024}}, ["a", "b"], "loss")
     assert objective_note({"a": base, "b": {**base, "train.batch_size": 32}}, ["a", "b"], "lr") is None
+    assert objective_note({"a": moco, "b": {**moco, "train.batch_size": 32}}, ["a", "b"], "loss") is None  # its queue
+    finetune = {"train.batch_size": 8, "data.name": "dubai"}  # a per-pixel loss: no negatives, no temperature
+    assert objective_note({"a": finetune, "b": {**finetune, "train.batch_size": 16}}, ["a", "b"], "loss") is None

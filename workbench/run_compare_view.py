@@ -226,8 +226,11 @@ SCALE_KEYS = {"train.batch_size": "batch size", "model.queue_size": "queue size"
 def scale_differences(settings: dict[str, dict[str, Any]], picked: Sequence[str]) -> str:
     """The settings other than the objective that move a contrastive loss's value and differ between the runs, with
     each run's values ("batch size, data set (a: 64, synthetic; b: 32, folder)"), or ""."""
-    moco = any(settings.get(i, {}).get("method") == "moco" for i in picked)
-    keys = [k for k in SCALE_KEYS if (k != "model.queue_size" or moco)
+    if not all("loss.temperature" in settings.get(i, {}) for i in picked):
+        return ""  # not contrastive pretraining (a fine-tuning's per-pixel loss does not grow with its batch)
+    methods = {settings.get(i, {}).get("method") for i in picked}
+    keys = [k for k in SCALE_KEYS if (k != "model.queue_size" or "moco" in methods)
+            and (k != "train.batch_size" or "simclr" in methods)  # MoCo's negatives are its queue, not its batch
             and len({str(settings.get(i, {}).get(k)) for i in picked}) > 1]
     if not keys:
         return ""
