@@ -198,8 +198,15 @@ def test_a_resume_of_another_kind_of_run_names_the_command_that_continues_it(roo
     assert f"{cmp.path.name} is a comparison run, not a pretraining run: continue it with python -m core.compare " \
            f"--resume {cmp.path}" in err and "unknown setting" not in err
     assert finetune_main(["--resume", "lin", "--no-progress"]) == 2  # by name too
-    assert f"{probe.path.name} is a linear probe run, not a fine-tuning run: it keeps no checkpoint to continue from" \
-           in capsys.readouterr().err
+    assert f"{probe.path.name} is a linear probe run, not a fine-tuning run: continue it with python -m core.probe " \
+           "--resume" in capsys.readouterr().err
+    from core.seg.probe import main as probe_main
+
+    records = "step 1\n"
+    (cmp.path / "metrics.jsonl").write_text(records)
+    assert probe_main(["--resume", str(cmp.path), "--no-progress"]) == 2  # refused before its lock or truncation
+    assert f"{cmp.path.name} is a comparison run, not a linear probe run" in capsys.readouterr().err
+    assert (cmp.path / "metrics.jsonl").read_text() == records
     assert cmp.state() == "stopped" and probe.state() == "failed"  # the wrong command touched neither
 
 

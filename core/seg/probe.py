@@ -344,10 +344,12 @@ def start(args: argparse.Namespace, env: Any = None) -> ProbeTrainer:  # env: on
     """The probe of a launcher-made or a resumed run folder (``train_from_cli``'s start)."""
     from ..config import apply_overrides, validate_config
     from ..store.lifecycle import prepared_run
-    from ..store.resume import open_for_resume
+    from ..store.resume import open_for_resume, refuse_other_kind
     from ..store.run_lock import RunBusyError
+    from ..store.runs import open_run_arg
 
     if args.resume:
+        refuse_other_kind(open_run_arg(args.resume), "probe")  # before the lock and any truncation of its records
         run, _ = open_for_resume(args.resume)
         raw = run.stored_config()
     elif args.run_dir:

@@ -87,9 +87,9 @@ def refuse_changed_settings(before: Any, after: Any, allowed: Iterable[str] = RE
     return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed]
 
 
-# the command that continues a run of each kind (a linear probe keeps no checkpoint: it is run again)
+# the command that continues a run of each kind (a linear probe's resume runs it again: it keeps no checkpoint)
 RESUMED_BY = {"pretrain": "python -m core.pretrain --resume", "finetune": "python -m core.finetune --resume",
-              "compare": "python -m core.compare --resume"}
+              "compare": "python -m core.compare --resume", "probe": "python -m core.probe --resume"}
 KIND_WORDS = {"pretrain": "pretraining", "finetune": "fine-tuning", "compare": "comparison", "probe": "linear probe"}
 
 
@@ -99,8 +99,7 @@ def refuse_other_kind(run: Run, kind: str) -> None:
     other = run.kind()
     if other == kind:
         return
-    how = (f"continue it with {RESUMED_BY[other]} {run.path}" if other in RESUMED_BY
-           else "it keeps no checkpoint to continue from; run it again")
+    how = f"continue it with {RESUMED_BY[other]} {run.path}" if other in RESUMED_BY else "no command resumes it"
     raise ResumeRefused(f"{run.path.name} is a {KIND_WORDS.get(other, other)} run, not a "
                         f"{KIND_WORDS.get(kind, kind)} run: {how}")
 
