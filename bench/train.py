@@ -123,7 +123,8 @@ def trainer_loop(trainer: Trainer, steps: int, warm_up: bool = True,
 
     save, wait, augmented = trainer.save, trainer._writes.wait, trainer.feed.augmented
     trainer.save, trainer._writes.wait = timed(save), timed(wait)
-    trainer.feed.augmented = views_timed(augmented)  # called by the step only when the loader made no views
+    if trainer.device.type == "cpu":  # the step makes them there; a GPU's are made in the loader thread (not timed)
+        trainer.feed.augmented = views_timed(augmented)
     sync(trainer.device)
     t = time.perf_counter()
     try:

@@ -63,7 +63,8 @@ from core.seg.segmentation_result import Segmentation  # noqa: E402
 from workbench.gradio_args import CONCURRENCY, MAX_QUEUE, TIME_BUDGET_S, demo_parser  # noqa: E402
 from workbench.gradio_quiet import QuietDropdown, QuietSlider  # noqa: E402
 from workbench.gradio_outputs import (DISPLAY_SIDE, LABEL_COLUMNS, Outputs, api_areas, info_markdown,  # noqa: E402
-                                      label_markdown, label_table, overlay_file, write_downloads)
+                                      label_markdown, label_table, overlay_file, write_downloads,
+                                      write_report)
 from workbench.segment_view import legend_html, one_line, screen_copy  # noqa: E402
 from workbench.gradio_serving import (KEEP_RESULTS, Leaving, Models, file_digest,  # noqa: E402,F401
                                       sweep_upload_leftovers)  # the last two also for tests and main
@@ -195,16 +196,17 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
                 scored = score_label_file(seg.mask, labels, seg.classes, rule=seg.label_masks)
             except LabelMaskError as err:
                 raise gr.Error(f"{Path(labels).name}: {err}", print_exception=False) from None
+            try:  # the report alone (a copy: the kept result stays without the score; another mask may score it)
+                report = write_report(replace(seg, label_score=scored.report(seg.classes, Path(labels).name)),
+                                      Path(name).stem or "image", outputs.new(), name)
+            except OSError as err:
+                raise gr.Error(f"the report could not be written ({one_line(err)})", print_exception=True) from None
         except gr.Error as err:
             with net.lock:
                 failed[session] = str(err.message)
             raise
         finally:
             give_back_memory()
-        # a copy: the kept result stays without it (another mask may score it next)
-        with_score = replace(seg, label_score=scored.report(seg.classes, Path(labels).name))
-        _, extras = write_downloads(with_score, Path(name).stem or "image", outputs.new(), name)
-        report = next(f for f in extras if f.endswith("_report.json"))
         return label_markdown(Path(labels).name, scored, seg), label_table(scored, seg.classes), report
 
     def no_label_score() -> tuple[str, Any, None]:

@@ -117,16 +117,23 @@ def overlay_file(view: Segmentation, opacity: float, stem: str, out: Path) -> st
     return str(path)
 
 
+def write_report(seg: Segmentation, stem: str, out: Path, name: str = "") -> str:
+    """The report JSON under ``out``, naming the model by its file (the server's folders are not the visitor's
+    business)."""
+    report = seg.report(name)
+    if isinstance(report.get("model"), dict) and report["model"].get("path"):
+        report["model"] = {**report["model"], "path": Path(report["model"]["path"]).name}
+    path = out / f"{stem}_report.json"
+    path.write_text(json.dumps(report, indent=1))
+    return str(path)
+
+
 def write_downloads(seg: Segmentation, stem: str, out: Path, name: str = "") -> tuple[str, list[str]]:
     """The mask PNG, and the areas CSV, the report and the GeoTIFF (when georeferenced), written under ``out``."""
     mask = out / f"{stem}_mask.png"
     mask.write_bytes(seg.mask_png())
-    extras = [out / f"{stem}_areas.csv", out / f"{stem}_report.json"]
+    extras = [out / f"{stem}_areas.csv", Path(write_report(seg, stem, out, name))]
     extras[0].write_text(seg.areas_csv())
-    report = seg.report(name)
-    if isinstance(report.get("model"), dict) and report["model"].get("path"):  # the server's folders are not the
-        report["model"] = {**report["model"], "path": Path(report["model"]["path"]).name}  # visitor's business
-    extras[1].write_text(json.dumps(report, indent=1))
     tif = seg.geotiff()
     if tif is not None:
         extras.append(out / f"{stem}_mask.tif")

@@ -90,6 +90,8 @@ PANEL_KEYS = ("ft-sources-open", "ft-source-pick")  # the data sources panel: op
 EXTRA_DATA = ("tile_overlap", "eroded")  # data settings with no field: kept from where the data fields came from
 STATE = ("ft-data-from", "ft-data-extra", "ft-trusted")  # where the data came from, hidden data settings, paths
 ENCODER_SPLIT = "ft-encoder-split"  # the data fields as the encoder's own split filled them
+# the fields that decide which scene lands in which split (bands, the class table or the tile size do not)
+SPLIT_KEYS = ("ft-data", "ft-root", "ft-tiles", "ft-val", "ft-test", "ft-test-scenes", "ft-val-scenes", "ft-data-seed")
 # taken as written (a preset's or an encoder card's own, not typed)
 
 
@@ -216,7 +218,7 @@ def split_changes() -> list[str]:
     the encoder had read 200 of its validation scenes."""
     filled = st.session_state.get(ENCODER_SPLIT) or {}
     return [f"{f.label} {filled[f.key]!s} → {st.session_state.get(f.key)!s}" for f in DATA
-            if f.key in filled and st.session_state.get(f.key) != filled[f.key]]
+            if f.key in SPLIT_KEYS and f.key in filled and st.session_state.get(f.key) != filled[f.key]]
 
 
 def encoder_choices() -> tuple[dict[str, str], dict[str, ModelEntry]]:

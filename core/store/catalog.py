@@ -12,6 +12,7 @@ from typing import Any
 
 from .checkpoint import CheckpointError, read_metadata
 from .file_versions import json_file, read_once
+from .run_state import SHOWN_LIVE
 from .runs import REPO_ROOT, kind_of_config, list_runs
 
 SHIPPED = REPO_ROOT / "checkpoints"
@@ -89,7 +90,7 @@ def segmentation_models(root: Path | None = None) -> list[ModelEntry]:
     runs = []
     for run in reversed(list_runs(root)):
         best = run.checkpoint_dir / "best.safetensors"
-        if best.is_file() and run.kind() == "finetune" and not run.is_live():
+        if best.is_file() and run.kind() == "finetune" and run.state() not in SHOWN_LIVE:  # its status, no lock
             test = run.read_json("test_metrics.json")
             runs.append(ModelEntry(f"run: {run.id}", best, _card(best), test if isinstance(test, dict) else None))
     return shipped + runs
