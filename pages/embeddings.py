@@ -20,6 +20,7 @@ from core.store.runs import read_json_file
 from core.config import ConfigError, DataConfig
 from core.data import DataError
 from core.data.seg_folder import load_class_table
+from core.store.safepaths import PathRefused, resolve_under
 from core.config.strategy import strategy_label
 from core.seg.data_defaults import source_data
 from core.store.sources import list_sources
@@ -91,9 +92,14 @@ def data_choice(entries: list[ModelEntry]) -> tuple[DataConfig, int]:
     if source in sources:
         data, note = source_data(sources[source])
         if sources[source].labels and not data.labeled:  # masks the page could not read: ask for their classes here
-            data, note = with_class_table(data, note, c1)
+            data, note = with_class_table(data, note, c1, key=f"emb-class-table-{sources[source].path}")
+        try:
+            total = len(dataset_of(data)) if data.labeled else 5000
+        except DataError as err:  # a class table whose layout is not this folder's
+            c1.error(f"Class table: {' '.join(str(err).split())}")
+            data, note, total = data.model_copy(update={"class_table": None}), "its masks not read", 5000
         c1.caption(f"{'Labeled' if data.labeled else 'Unlabeled: coloured by cluster'}; {note}.")
-        return _tiles_of(data, c2, len(dataset_of(data)) if data.labeled else 5000)
+        return _tiles_of(data, c2, total)
     if source == "synthetic" or own is None:
         n = c2.slider("Tiles", 200, 5000, step=100, key=kept_default("emb-tiles", 500))
         tile = c3.selectbox("Tile size", TILE_SIZES, key="emb-tile-size")
@@ -103,19 +109,21 @@ def data_choice(entries: list[ModelEntry]) -> tuple[DataConfig, int]:
     return _tiles_of(own, c2, own_tiles)
 
 
-def with_class_table(data: DataConfig, note: str, column: Any) -> tuple[DataConfig, str]:
-    """A labeled folder that no preset reads, with the class table typed here: a review was told "give one" on a
-    page with no field for it, and its Dubai masks coloured nothing."""
-    table = column.text_input("Class table of its masks", key="emb-class-table", placeholder="configs/classes/....yaml",
+def with_class_table(data: DataConfig, note: str, column: Any, key: str) -> tuple[DataConfig, str]:
+    """A labeled folder that no preset reads, with the class table typed here (each source its own ``key``), through
+    the path guard as the launch forms' paths: a review was told "give one" on a page with no field for it, and its
+    Dubai masks coloured nothing."""
+    table = column.text_input("Class table of its masks", key=key, placeholder="configs/classes/....yaml",
                               help="The classes and colours its masks are drawn in (e.g. configs/classes/dubai.yaml): "
                                    "points are then coloured by each tile's dominant class")
     if not table.strip():
         return data, "images and masks, read once a class table is given above"
     try:
-        load_class_table(table.strip())  # its file and entries, checked before any tile is read
-        return DataConfig.model_validate({**data.model_dump(), "class_table": table.strip()}), \
+        path = resolve_under(table.strip())  # no file outside the workbench's folders is read (or said to exist)
+        load_class_table(path)  # its file and entries, checked before any tile is read
+        return DataConfig.model_validate({**data.model_dump(), "class_table": str(path)}), \
             f"masks read with {table.strip()}"
-    except (ValueError, ConfigError, DataError) as err:
+    except (ValueError, ConfigError, DataError, PathRefused) as err:
         column.error(f"Class table: {' '.join(str(err).split())}")
         return data, note
 

@@ -221,8 +221,11 @@ def test_a_labeled_folder_no_preset_reads_takes_its_class_table_here(private_dat
     at = open_page("embeddings")
     at.radio(key="emb-source").set_value(f"source:{folder.resolve()}").run()
     assert "Unlabeled: coloured by cluster; images and masks, read once a class table is given above" in texts(at)
-    at.text_input(key="emb-class-table").set_value("configs/classes/nosuch.yaml").run()
-    assert any("Class table: class table not found" in e for e in errors(at)), errors(at)
-    at.text_input(key="emb-class-table").set_value("configs/classes/dubai.yaml").run()
+    key = f"emb-class-table-{folder.resolve()}"  # each source its own
+    at.text_input(key=key).set_value("configs/classes/nosuch.yaml").run()
+    assert any("Class table: configs/classes/nosuch.yaml: no such file" in e for e in errors(at)), errors(at)
+    at.text_input(key=key).set_value("/etc/passwd").run()  # the path guard: nothing outside is read or said to exist
+    assert any("Class table: /etc/passwd: outside the folders" in e for e in errors(at)), errors(at)
+    at.text_input(key=key).set_value("configs/classes/dubai.yaml").run()
     assert not at.exception and not errors(at), errors(at)
     assert "Labeled; masks read with configs/classes/dubai.yaml" in texts(at)
