@@ -424,3 +424,24 @@ def test_the_chosen_tab_and_a_mask_stay_with_their_image_through_reruns_and_a_mo
     assert any(c.value.startswith("Label mask **b\\_labels\\.png**, uploaded before") for c in at.caption), \
         [c.value for c in at.caption]
     assert [m.value for m in at.metric if m.label == "mIoU"] == ["100.0 %"]
+
+
+def test_a_refused_mask_is_kept_only_when_it_could_still_score_its_image() -> None:
+    """Kept: an image of the image's size in either orientation, a GeoTIFF Pillow cannot open too; not kept: another
+    size, or no image at all."""
+    import warnings
+
+    from rasterio.io import MemoryFile
+
+    from workbench.label_view import fits_image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((10, 20), np.uint8)).save(buf, format="PNG")
+    png = buf.getvalue()
+    assert fits_image(png, (10, 20)) and fits_image(png, (20, 10)) and not fits_image(png, (11, 20))
+    assert not fits_image(b"not an image", (10, 20))
+    with warnings.catch_warnings(), MemoryFile() as mem:
+        warnings.simplefilter("ignore")  # no geotransform: not georeferenced, as a plain mask
+        with mem.open(driver="GTiff", width=20, height=10, count=1, dtype="float32") as dst:
+            dst.write(np.zeros((1, 10, 20), np.float32))  # float32: a TIFF Pillow does not open
+        assert fits_image(mem.read(), (10, 20))

@@ -61,14 +61,28 @@ def _keep(key: str, image: str) -> None:
 
 
 def fits_image(data: bytes, shape: tuple[int, ...]) -> bool:
-    """Whether a refused mask could still score this image with another model: an image file of its size (a mask
-    refused for its colours is kept for the model whose classes they are; one that is no image, or of another size,
-    is not)."""
+    """Whether a refused mask could still score this image with another model: an image file of its size, in either
+    orientation (a photo's EXIF turn is applied on reading), opened by Pillow or, for a GeoTIFF it cannot read, by
+    rasterio (a mask refused for its colours is kept for the model whose classes they are; one that neither can
+    open, or of another size, is not)."""
+    size = _mask_size(data)
+    return size is not None and tuple(shape[:2]) in (size, size[::-1])
+
+
+def _mask_size(data: bytes) -> tuple[int, int] | None:
+    """(height, width) of an image file's bytes, or None when neither Pillow nor rasterio opens it."""
     try:
         with Image.open(io.BytesIO(data)) as img:
-            return (img.height, img.width) == tuple(shape[:2])
-    except Exception:  # noqa: BLE001 - any file Pillow cannot open is no mask
-        return False
+            return img.height, img.width
+    except Exception:  # noqa: BLE001 - Pillow cannot: perhaps a GeoTIFF that rasterio reads
+        pass
+    try:
+        from rasterio.io import MemoryFile
+
+        with MemoryFile(data) as mem, mem.open() as src:
+            return int(src.height), int(src.width)
+    except Exception:  # noqa: BLE001 - neither: no image
+        return None
 
 
 def _forget(image: str) -> None:
