@@ -146,10 +146,14 @@ def form_data_name() -> str | None:
     """The form's data in a run name when it is not the preset's: the folder's name ("dubai_aerial"), or the data
     set's (None: the preset's own)."""
     name = st.session_state.get(k("data"), base.data.name)
-    folder = str(st.session_state.get(k("folder"), base.data.root or "") or "")
-    if (name, folder) == (base.data.name, str(base.data.root or "")):
+    folder = str(st.session_state.get(k("folder"), base.data.root or "") or "").strip()
+    if name == "synthetic":  # generated: a folder in the field is not read (the form drops it)
+        return None if base.data.name == "synthetic" else name
+    own = str(base.data.root or "")
+    if name == base.data.name and (folder == own or (folder and own and Path(folder).resolve() == Path(own).resolve())):
         return None
-    return re.sub(r"[^A-Za-z0-9_-]+", "_", Path(folder).name) if folder else name
+    tag = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(folder).resolve().name if folder else "").strip("_")
+    return tag or name
 
 
 def use_source(source: SourceInfo) -> None:
@@ -282,8 +286,8 @@ def loss_section() -> None:
     name, detector, treatment = loss_choice()
     knobs = loss_widgets(name, detector, treatment)
     st.session_state[LOSS_STATE] = {"name": name, "detector": detector, "treatment": treatment, **knobs}
-    choice, last = (name, detector, treatment), st.session_state.get("pretrain-named-loss")
-    st.session_state["pretrain-named-loss"] = choice
+    choice, last = (name, detector, treatment), st.session_state.get(k("named-loss"))
+    st.session_state[k("named-loss")] = choice
     # only a new loss here: other changes (the data) rerun the whole page, whose form renames the field itself, and a
     # rerun from here would drop that run's button click (a Launch after a new data folder launched nothing)
     if last is not None and last != choice and follow_name(st.session_state.get(k("method"), base.method)):

@@ -235,6 +235,8 @@ def test_a_folder_added_as_a_data_source_is_used_by_the_form(empty_store: Path, 
     for i in range(3):
         Image.fromarray(np.full((64, 64, 3), 40 * i, np.uint8)).save(mine / f"t{i}.png")
     at = open_page("pretrain")
+    at.text_input(key="pre-demo_cpu-folder").set_value(str(mine)).run()  # a folder the synthetic set does not read
+    assert at.text_input(key="pre-demo_cpu-name").value == "demo-false-simclr"
     at.selectbox(key="pre-demo_cpu-data").set_value("folder")
     at.text_input(key="pre-demo_cpu-folder").set_value(str(mine))
     at.button(key="pretrain-launch").click().run()
