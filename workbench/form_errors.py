@@ -92,7 +92,7 @@ class FormErrors:
             refused[label] = value  # the first drawing after the Launch: the value that was refused
         elif refused[label] != value:
             self._errors().pop(key, None)  # changed: judged again at the next Launch
-            return None
+            st.rerun(scope="app")  # the list below the form too (a field in a fragment reruns the fragment alone)
         return self.in_words(msg)
 
     def in_words(self, text: str) -> str:
