@@ -64,7 +64,8 @@ def test_synthetic_dataset_items_and_batches(tmp_path):
     assert item["mask"].shape == (64, 64) and item["mask"].dtype == torch.long
     assert item["index"] == 2
     batch = ds.get_images(np.array([5, 2, 2]))
-    assert batch.shape == (3, 3, 64, 64) and batch.dtype == torch.uint8 and batch.is_contiguous()
+    assert batch.shape == (3, 3, 64, 64) and batch.dtype == torch.uint8
+    assert batch.is_contiguous(memory_format=torch.channels_last)  # the cache's layout: no transposing copy
     assert torch.equal(batch[1], item["image"]) and torch.equal(batch[2], item["image"])
     hist = ds.class_histogram(2)
     assert hist.shape == (6,) and hist.sum() == pytest.approx(1.0)
@@ -370,8 +371,9 @@ def test_half_size_tiles_are_the_exact_means_of_their_pixels() -> None:
         assert out.dtype == torch.float32 and torch.equal(out, (F.avg_pool2d(tiles.float(), 2) * 4).div(1020))
         assert torch.allclose(out, exact / 255, rtol=0, atol=1.2e-7) and out[0, 0, 0, 0] == 1
         assert torch.allclose(out, halve(to_float(tiles, shape[1])), rtol=0, atol=1.2e-7)
-    last = tiles.contiguous(memory_format=torch.channels_last)
-    assert torch.equal(halve_to_float(last), halve_to_float(tiles))
+        last = tiles.contiguous(memory_format=torch.channels_last)  # a cache's layout, summed in it
+        assert torch.equal(halve_to_float(last), out) and torch.equal(halve_to_float(last[:, :, 1:, :-1]),
+                                                                        halve_to_float(tiles[:, :, 1:, :-1]))
     floats = torch.rand(2, 3, 8, 8, generator=g)
     assert torch.equal(halve_to_float(floats), halve(floats))  # float tiles: the float path
 

@@ -59,6 +59,8 @@ def halve_to_float(x: Tensor) -> Tensor:
     four strided float conversions (``bench/train.py``). Float input: ``halve`` of it."""
     if x.dtype != torch.uint8:
         return halve(x.float())
+    if x.ndim == 4 and x.shape[1] > 1 and x.is_contiguous(memory_format=torch.channels_last):
+        return _halve_channels_last(x)
     h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
     x = x[..., :h, :w].contiguous()  # a copy only for an odd side or another memory layout (uint8: a quarter's size)
     lead = x.shape[:-2]
@@ -66,6 +68,17 @@ def halve_to_float(x: Tensor) -> Tensor:
     rows = pairs[..., 0, :].to(torch.int16) + pairs[..., 1, :]  # row pairs: int16 holds 2 x 255
     cols = rows.view(*lead, h // 2, w // 2, 2)
     return (cols[..., 0] + cols[..., 1]).float().div_(1020)  # 4 x 255: one rounding
+
+
+def _halve_channels_last(x: Tensor) -> Tensor:
+    """``halve_to_float`` of channels-last tiles (a cache's layout), summed in that layout: copying them to
+    (B, C, H, W) first cost as much as the sums. The result is channels-last too."""
+    b, c = x.shape[:2]
+    h, w = x.shape[-2] // 2, x.shape[-1] // 2
+    y = x.permute(0, 2, 3, 1)[:, :2 * h, :2 * w].contiguous()  # a view unless a side is odd
+    pairs = y.view(b, h, 2, w, 2 * c)  # a row pair; each row as w pixel pairs of 2c values
+    rows = pairs[:, :, 0].to(torch.int16) + pairs[:, :, 1]
+    return (rows[..., :c] + rows[..., c:]).float().div_(1020).permute(0, 3, 1, 2)
 
 
 def band_jitter(v: Tensor, brightness: Tensor, contrast: Tensor) -> Tensor:
