@@ -18,7 +18,8 @@ Indices = Sequence[int] | np.ndarray | torch.Tensor
 
 @runtime_checkable
 class TileSet(Protocol):
-    """Tiles of one size, fetched a batch at a time as uint8 (B, 3, H, W): what pretraining needs."""
+    """Tiles of one size, fetched a batch at a time as uint8 (B, 3, H, W): what pretraining needs. The memory layout
+    is not promised (a cache gives its channels-last one); ``.contiguous()`` where it matters."""
 
     def __len__(self) -> int: ...
 
