@@ -157,7 +157,8 @@ def test_a_run_inside_its_warm_up_says_so_in_its_log(tmp_path) -> None:
     cfg = load_config("configs/demo_cpu.yaml", ["train.max_steps=20"])
     run = create_run("warm", "{}", tmp_path, kind="pretrain")
     life = RunLife(run, lambda: 0, 20)
-    log_start(life, cfg, [], "cpu (fp32)", "0->20", None, warm_up_note(20, 20))
+    with pytest.warns(UserWarning, match="warm-up of 20 steps in a run of 20"):  # the terminal too
+        log_start(life, cfg, [], "cpu (fp32)", "0->20", None, warm_up_note(20, 20))
     log_start(life, cfg, [], "cpu (fp32)", "5->20", None, warm_up_note(20, 20))  # a resume does not say it again
     assert run.log_text().count("warning: warm-up of 20 steps in a run of 20") == 1
 
@@ -190,7 +191,8 @@ def test_a_knn_monitor_that_never_measures_in_the_run_is_said(tmp_path) -> None:
     cfg = load_config("configs/demo_cpu.yaml", ["train.knn_every=50", "train.max_steps=40"])
     run = create_run("knn", "{}", tmp_path, kind="pretrain")
     life = RunLife(run, lambda: 0, 40)
-    log_start(life, cfg, [], "cpu (fp32)", "0->40", "kNN monitor every 50 steps: 256 query tiles ...")
+    with pytest.warns(UserWarning, match="the kNN monitor never measures in this run"):  # the terminal too
+        log_start(life, cfg, [], "cpu (fp32)", "0->40", "kNN monitor every 50 steps: 256 query tiles ...")
     assert "warning: the kNN monitor never measures in this run (40 steps, every 50): give train.knn_every=40" \
         in run.log_text()
     other = create_run("knn-ok", "{}", tmp_path, kind="pretrain")
