@@ -33,16 +33,14 @@ st.caption("SimCLR or MoCo v2 with InfoNCE, DCL, or a handling of false negative
            "flags, FNCC calibrates). The run goes on in the background: close the tab, come back, it is still there.")
 
 runs = runs_of("pretrain")
-flash = st.session_state.pop("pretrain-flash", None)
-if flash:
-    st.success(flash)
+flash = st.session_state.pop("pretrain-flash", None)  # drawn with the run it launched, until it is stopped
 if "pretrain-select-next" in st.session_state:  # a run just launched: watch it (set before the widget exists)
     st.session_state["pretrain-run"] = st.session_state.pop("pretrain-select-next")
 if runs:
     st.subheader("Watch a run")
     chosen = pick_run("Pretraining run", runs, "pretrain-run", "", prefer=lambda r: r.is_live() or has_records(r))
     if chosen is not None:
-        watch(str(chosen.path), key="pretrain")
+        watch(str(chosen.path), key="pretrain", launched=flash)
     st.divider()
 else:
     st.info("No pretraining runs yet: set one up below and launch it.")

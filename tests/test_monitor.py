@@ -141,3 +141,22 @@ def test_charts_without_a_value_are_not_drawn_while_a_run_is_live(tmp_path, monk
         assert shown == expect
         assert bool(said and "No curves yet" in said[0]) == (not expect)
     assert monitor.has_points(drawn) and not monitor.has_points(empty)
+
+
+def test_the_launch_line_goes_once_its_run_is_stopped(tmp_path) -> None:
+    """The Pretrain page's "Launched X" stayed above its run after a Stop: the live view redraws alone, and the line
+    sat above it. It is drawn with the run now, and not once the run is stopped, has failed or died."""
+    from streamlit.testing.v1 import AppTest
+
+    from core.store.runs import create_run
+
+    def page(path: str) -> None:
+        from workbench.monitor import watch
+
+        watch(path, key="t", launched="Launched it. It keeps running if you close this tab.")
+
+    for state, said in (("completed", True), ("stopped", False), ("failed", False)):
+        run = create_run(f"r-{state}", "data:\n  name: synthetic\n", tmp_path / "runs", kind="finetune", state=state)
+        at = AppTest.from_function(page, args=(str(run.path),), default_timeout=60).run()
+        assert not at.exception, at.exception
+        assert any("Launched it" in s.value for s in at.success) == said, (state, [s.value for s in at.success])
