@@ -247,6 +247,21 @@ def test_segment_labels_refusals_are_one_line(checkpoint, tmp_path, capsys) -> N
     assert (tmp_path / "y" / "a-3_report.json").is_file()  # the segmentations are written all the same
 
 
+def test_a_refused_mask_is_said_under_its_image_line(checkpoint, tmp_path, monkeypatch) -> None:
+    """With 2>&1 the size refusal came before the line of the image it belongs to."""
+    import core.seg.segment_cli as segment_cli
+
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8) + 90).save(tmp_path / "a.png")
+    Image.fromarray(truth()[:10]).save(tmp_path / "small.png")
+    said: list[str] = []
+    monkeypatch.setattr(segment_cli, "say", lambda text, err=False: said.append(text))
+    assert segment_cli.main([str(tmp_path / "a.png"), "--out", str(tmp_path / "y"), "--checkpoint", str(checkpoint),
+                             "--tile", "64", "--no-progress", "--labels", str(tmp_path / "small.png")]) == 2
+    image = next(i for i, line in enumerate(said) if line.startswith(f"{tmp_path / 'a.png'}: 30x20 pixels"))
+    refused = next(i for i, line in enumerate(said) if "must be the same size" in line)
+    assert image < refused, said
+
+
 def test_a_huge_mask_of_the_wrong_size_is_refused_from_its_header(monkeypatch) -> None:
     """Issue 29: a 144 MP label mask of the wrong size was decoded whole (+560 MB) before the size check, and a 196 MP
     one failed with PIL's 'decompression bomb' text. The header decides now: nothing is decoded."""

@@ -180,14 +180,14 @@ def _run(args: argparse.Namespace) -> int:
             _err(f"{path}: cannot be read ({type(err).__name__}: {err})")
             failed += 1
             continue
-        early = _mask_refused(args.labels[k], path) if args.labels else None
-        if early is not None:  # said now, from the headers, not after a minute of segmenting; the image is still done
-            _err(f"{path}: labels {args.labels[k]}: {early}")
-            unscored += 1
         h, w = loaded.shape
         geo = "" if loaded.profile is None else (
             f", georeferenced, {loaded.pixel_size_m:.3g} m/pixel" if loaded.pixel_size_m else ", georeferenced")
         say(f"{path}: {w}x{h} pixels{geo}")
+        early = _mask_refused(args.labels[k], path) if args.labels else None
+        if early is not None:  # said now (under its image's line), from the headers, not after a minute of segmenting
+            _err(f"{path}: labels {args.labels[k]}: {early}")
+            unscored += 1
         stem = _unique_stem(path, used)
         bar = None
         try:
