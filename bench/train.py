@@ -14,6 +14,8 @@ ResNet-50 with its optimizer state, once per run) is timed apart; the last is pr
 On the CPU the trainer makes the views inside its step, so there the ratio includes the augmentation; its time is
 printed beside the ratio (on 2 cores the step keeps both busy: views made in the loader thread, with one or two
 threads, measured no faster in sessions 43 and 44). On a GPU they are made on the loader's side stream.
+Like the training commands, it keeps freed host memory for reuse (``core/host_memory.py``); ``--system-malloc``
+measures without (``bench/host_memory.py`` runs both, side by side). The page faults of a trainer step are printed.
 Targets: trainer >= 0.95 of the bare loop (issue 28; 0.85 since issue 2 on the CPU). ``train.compile=true``
 compiles both loops' network and loss. ``--json PATH`` writes the figures.
 """
@@ -27,9 +29,15 @@ import tempfile
 import time
 from pathlib import Path
 
+try:
+    import resource
+except ImportError:  # Windows
+    resource = None  # type: ignore[assignment]
+
 import torch
 
 from core.config import config_to_yaml, load_config
+from core.host_memory import keep_freed_host_memory
 from core.ssl.methods import method_step
 from core.ssl.optim import build_optimizer
 from core.ssl.pretrain import Trainer
@@ -88,8 +96,13 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def trainer_loop(trainer: Trainer, steps: int, warm_up: bool = True,
-                 in_step_views: list[float] | None = None) -> tuple[float, float]:
+def minor_faults() -> int | None:
+    """This process's minor page faults so far (None where ``resource`` is missing: Windows)."""
+    return None if resource is None else resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def trainer_loop(trainer: Trainer, steps: int, warm_up: bool = True, in_step_views: list[float] | None = None,
+                 faults: list[int] | None = None) -> tuple[float, float]:
     """Images per second of Trainer.fit over ``steps`` steps, all of its bookkeeping included, and the seconds of
     that spent on the run's last checkpoint (its snapshot and the wait for its write): a once-per-run cost that a
     40-step run cannot amortise, reported beside the ratio rather than inside it. ``in_step_views`` gets the seconds
@@ -126,6 +139,7 @@ def trainer_loop(trainer: Trainer, steps: int, warm_up: bool = True,
     if trainer.device.type == "cpu":  # the step makes them there; a GPU's are made in the loader thread (not timed)
         trainer.feed.augmented = views_timed(augmented)
     sync(trainer.device)
+    before = minor_faults()
     t = time.perf_counter()
     try:
         trainer.fit()
@@ -133,6 +147,9 @@ def trainer_loop(trainer: Trainer, steps: int, warm_up: bool = True,
     finally:  # the next round wraps them afresh, once
         trainer.save, trainer._writes.wait, trainer.feed.augmented = save, wait, augmented
     total = time.perf_counter() - t
+    after = minor_faults()
+    if faults is not None and before is not None and after is not None:
+        faults.append(after - before)
     return steps * trainer.cfg.train.batch_size / (total - spent[0]), spent[0]
 
 
@@ -142,14 +159,18 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=40, help="the trainer's timed steps (the bare loop's alike)")
     p.add_argument("--rounds", type=int, default=8, help="alternations of the two loops")
     p.add_argument("--json", help="write the figures here")
+    p.add_argument("--system-malloc", action="store_true",
+                   help="leave malloc as it is (the training commands keep freed host memory: core/host_memory.py)")
     p.add_argument("overrides", nargs="*")
     args = p.parse_args()
+    kept = False if args.system_malloc else keep_freed_host_memory()  # as `false-wb pretrain` does, for both loops
     cfg = load_config(args.config, ["train.max_steps=100000", *args.overrides])
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(cfg, create_run("bench", config_to_yaml(cfg), Path(tmp)), progress=False)
         print(f"device={trainer.device} precision={trainer.precision.name} method={cfg.method} loss={cfg.loss.name} "
               f"encoder={cfg.model.encoder} views={cfg.data.image_size}px batch={cfg.train.batch_size} "
-              f"threads={torch.get_num_threads()} steps={args.steps} rounds={args.rounds}")
+              f"threads={torch.get_num_threads()} steps={args.steps} rounds={args.rounds} "
+              f"freed host memory {'kept (core/host_memory.py)' if kept else 'returned (the system malloc)'}")
         if args.steps < 2:
             raise SystemExit("--steps: at least 2 (the bare loop runs before and after the trainer)")
         rounds = max(1, min(args.rounds, args.steps - 1))  # every part of either loop at least one step
@@ -157,9 +178,9 @@ def main() -> None:
         bare_steps = split(args.steps, rounds + 1)
         load_before = os.getloadavg()[0]
         bare_rates, tr_rates = [bare_loop(trainer, bare_steps[0])], []
-        tr_seconds, views_s = 0.0, []
+        tr_seconds, views_s, faults = 0.0, [], []
         for k, n in enumerate(split(args.steps, rounds)):
-            rate, last_ckpt = trainer_loop(trainer, n, warm_up=k == 0, in_step_views=views_s)
+            rate, last_ckpt = trainer_loop(trainer, n, warm_up=k == 0, in_step_views=views_s, faults=faults)
             tr_rates.append(rate)
             tr_seconds += n * cfg.train.batch_size / rate
             bare_rates.append(bare_loop(trainer, bare_steps[k + 1]))
@@ -179,6 +200,10 @@ def main() -> None:
           f"{os.cpu_count()} cores")
     print(f"views/s: bare {2 * bare:.1f}, trainer {2 * tr:.1f}")
     step_ms = 1000 * tr_seconds / args.steps
+    faults_per_step = sum(faults) / args.steps if faults else None
+    if faults_per_step is not None:
+        print(f"page faults: {faults_per_step:,.0f} a trainer step (4 KiB pages mapped in again; freed host memory "
+              f"{'kept' if kept else 'returned'})")
     views_ms = 1000 * sum(views_s) / args.steps
     if views_s:  # the CPU: the gap to the bare loop is mostly these
         print(f"views made in the step: {views_ms:.1f} ms of its {step_ms:.0f} ms ({views_ms / step_ms:.1%}); the bare "
@@ -192,7 +217,8 @@ def main() -> None:
             "bare_views_per_s": 2 * bare, "trainer_views_per_s": 2 * tr, "ratio": ratio,
             "last_checkpoint_s": last_ckpt, "ratio_with_last_checkpoint": with_ckpt / bare, "steps": args.steps,
             "rounds": rounds, "paired_ratios": paired, "load_average": [load_before, load_after],
-            "in_step_views_ms": views_ms, "trainer_step_ms": step_ms},
+            "in_step_views_ms": views_ms, "trainer_step_ms": step_ms, "freed_host_memory_kept": kept,
+            "page_faults_per_trainer_step": faults_per_step},
             indent=1))
 
 

@@ -31,6 +31,7 @@ from ..cli_args import compare_parser, parse_run_args
 from ..console import say
 from ..config import ConfigError, config_to_yaml, load_config, validate_config
 from ..data import DataError
+from ..host_memory import keep_freed_host_memory
 from ..phases import report_phases
 from ..store.lifecycle import StopFlag, phase_listener, prepared_run, record_early_failure
 from ..store.runs import (NotARunError, Run, atomic_write_bytes, atomic_write_json, create_run,
@@ -284,6 +285,7 @@ def _load(args: argparse.Namespace) -> tuple[CompareConfig, Run, Path]:
 def main(argv: list[str] | None = None) -> int:
     stop = StopFlag().install()  # a Stop while the run is being opened is remembered, not fatal
     args = parse_run_args(compare_parser(), argv)
+    keep_freed_host_memory()  # its inline units train in this process (core/host_memory.py)
     try:
         if args.jobs is not None and args.jobs < 1:
             raise ConfigError(f"--jobs: {args.jobs}; give 1 or more")
