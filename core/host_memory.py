@@ -2,9 +2,9 @@
 
 Why: glibc serves a block above its mmap threshold (128 KiB, rising to at most 32 MiB) with fresh pages and unmaps
 it on free, and trims the top of its heap past twice that threshold. A CPU training step makes and frees the same
-large buffers every step (views, activations, gradients), so every step page-faulted them in again: 27,000-42,000
-faults a step of the demo preset on 2 cores (`bench/train.py`), about 200 with blocks kept, and the trainer ran
-about 7 % faster (`bench/host_memory.py` measures it, both ways side by side). With ``M_MMAP_MAX = 0`` every block
+large buffers every step (views, activations, gradients), so every step page-faulted them in again: 36,000-41,000
+faults a step of the demo preset on 2 cores, 215 with blocks kept, and the trainer ran 1.06-1.10x as fast (the bare
+loop 1.05-1.09x; `bench/host_memory.py`, 3 pairs of runs side by side, session 45). With ``M_MMAP_MAX = 0`` every block
 comes from the heap, and a 1 GiB ``M_TRIM_THRESHOLD`` keeps freed heap memory for the next step. The peak memory is
 the same; it is only not returned before the process ends, which suits a process that trains. The training command
 lines call this (the app and the demo do not); on another C library (macOS, musl) it does nothing.
