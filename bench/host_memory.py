@@ -47,6 +47,9 @@ def main() -> None:
         for k in range(args.pairs):
             for kept in (True, False):
                 fig = one_run(kept, args.steps, args.overrides, Path(tmp) / f"{k}-{kept}.json")
+                if fig["freed_host_memory_kept"] != kept:
+                    raise SystemExit("freed host memory cannot be kept here (not glibc, or LD_PRELOAD set): "
+                                     "nothing to compare")
                 runs[kept].append(fig)
                 print(f"pair {k + 1}, freed memory {'kept    ' if kept else 'returned'}: trainer "
                       f"{fig['trainer_views_per_s'] / 2:6.1f} images/s, bare {fig['bare_views_per_s'] / 2:6.1f}, "

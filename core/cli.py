@@ -18,6 +18,7 @@ import sys
 
 from .cli_args import parse_run_args
 from .console import say, silence
+from .host_memory import keep_freed_host_memory
 from .store.runs import REPO_ROOT
 
 COMMANDS = {
@@ -34,6 +35,8 @@ COMMANDS = {
     "fn-report": ("core.analysis.fn_report_cli", "how good a run's false-negative flags are, against reference selectors"),
     "demo": ("workbench.gradio_app", "the Gradio upload-and-segment demo with its HTTP API"),
 }
+
+TRAINING = ("pretrain", "finetune", "compare", "probe")  # training processes: freed host memory kept for reuse
 
 
 APP_HELP = """usage: false-wb app [STREAMLIT OPTIONS]
@@ -95,6 +98,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         check_arguments(cmd, rest, prog)  # help, or a wrong option: answered here, before the heavy import
     except SystemExit as exc:  # argparse has printed the help, or the usage line and what is wrong
         return exc.code if isinstance(exc.code, int) else 2
+    if cmd in TRAINING:
+        keep_freed_host_memory()
     try:
         result = importlib.import_module(COMMANDS[cmd][0]).main(rest)
     except KeyboardInterrupt:  # a command with no stop of its own (evaluate, fingerprint): one line, not torch's stack

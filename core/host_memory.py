@@ -4,15 +4,20 @@ Why: glibc serves a block above its mmap threshold (128 KiB, rising to at most 3
 it on free, and trims the top of its heap past twice that threshold. A CPU training step makes and frees the same
 large buffers every step (views, activations, gradients), so every step page-faulted them in again: 36,000-41,000
 faults a step of the demo preset on 2 cores, 215 with blocks kept, and the trainer ran 1.06-1.10x as fast (the bare
-loop 1.05-1.09x; `bench/host_memory.py`, 3 pairs of runs side by side, session 45). With ``M_MMAP_MAX = 0`` every block
-comes from the heap, and a 1 GiB ``M_TRIM_THRESHOLD`` keeps freed heap memory for the next step. The peak memory is
-the same; it is only not returned before the process ends, which suits a process that trains. The training command
-lines call this (the app and the demo do not); on another C library (macOS, musl) it does nothing.
+loop 1.05-1.09x; `bench/host_memory.py`, 3 pairs of runs side by side, session 45). With ``M_MMAP_MAX = 0`` the main
+arena serves every block from its heap (a thread's arena still maps a block above its 64 MiB heap), and a 1 GiB
+``M_TRIM_THRESHOLD`` keeps freed heap memory for the next step. The cost is memory: blocks freed inside the heap are
+reused by smaller ones only, and up to 1 GiB at its top is kept, so the demo trainer's peak resident memory was
+1.87 GB against 1.71 GB. Hence only training processes call it, at their entry (``false-wb`` for pretrain, finetune,
+compare and probe, and those modules run as ``__main__``, as the app's launcher starts them), never a library call:
+the app, the demo and the tests keep the system malloc. Elsewhere than glibc, or with another allocator preloaded
+(any ``LD_PRELOAD``, e.g. jemalloc or tcmalloc), it does nothing.
 """
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import sys
 
 M_TRIM_THRESHOLD = -1  # glibc's malloc.h
@@ -23,7 +28,8 @@ _applied = False
 
 
 def _glibc() -> ctypes.CDLL | None:
-    if not sys.platform.startswith("linux"):
+    """glibc's malloc, when it is this process's allocator."""
+    if not sys.platform.startswith("linux") or os.environ.get("LD_PRELOAD", "").strip():
         return None
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")

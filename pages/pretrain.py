@@ -33,14 +33,14 @@ st.caption("SimCLR or MoCo v2 with InfoNCE, DCL, or a handling of false negative
            "flags, FNCC calibrates). The run goes on in the background: close the tab, come back, it is still there.")
 
 runs = runs_of("pretrain")
-flash = st.session_state.pop("pretrain-flash", None)  # drawn with the run it launched, until it is stopped
+flash = st.session_state.pop("pretrain-flash", None)  # (run id, line): drawn with that run, until it is stopped
 if "pretrain-select-next" in st.session_state:  # a run just launched: watch it (set before the widget exists)
     st.session_state["pretrain-run"] = st.session_state.pop("pretrain-select-next")
 if runs:
     st.subheader("Watch a run")
     chosen = pick_run("Pretraining run", runs, "pretrain-run", "", prefer=lambda r: r.is_live() or has_records(r))
     if chosen is not None:
-        watch(str(chosen.path), key="pretrain", launched=flash)
+        watch(str(chosen.path), key="pretrain", launched=flash[1] if flash and flash[0] == chosen.id else None)
     st.divider()
 else:
     st.info("No pretraining runs yet: set one up below and launch it.")
@@ -441,5 +441,5 @@ if submitted:
         show_error(err, "Could not start the run")
     else:
         st.session_state["pretrain-select-next"] = run.id
-        st.session_state["pretrain-flash"] = f"Launched {run.id}. It keeps running if you close this tab."
+        st.session_state["pretrain-flash"] = (run.id, f"Launched {run.id}. It keeps running if you close this tab.")
         st.rerun()

@@ -372,6 +372,7 @@ def test_half_size_tiles_are_the_exact_means_of_their_pixels() -> None:
         assert torch.allclose(out, exact / 255, rtol=0, atol=1.2e-7) and out[0, 0, 0, 0] == 1
         assert torch.allclose(out, halve(to_float(tiles, shape[1])), rtol=0, atol=1.2e-7)
         last = tiles.contiguous(memory_format=torch.channels_last)  # a cache's layout, summed in it
+        assert halve_to_float(last).is_contiguous(memory_format=torch.channels_last) == (shape[1] > 1)
         assert torch.equal(halve_to_float(last), out) and torch.equal(halve_to_float(last[:, :, 1:, :-1]),
                                                                         halve_to_float(tiles[:, :, 1:, :-1]))
     floats = torch.rand(2, 3, 8, 8, generator=g)

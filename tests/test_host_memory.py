@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CHILD = """
 import json, resource, sys, torch
 from core.data.augment import TwoViewAugment
+from core.host_memory import keep_freed_host_memory
 
 applied = keep_freed_host_memory() if sys.argv[1] == "keep" else False
 torch.set_num_threads(1)
@@ -50,33 +51,57 @@ def test_a_training_process_reuses_the_memory_its_last_step_freed() -> None:
     assert kept["median"] < 1_500 and kept["again"] is True
 
 
-def test_the_training_command_lines_keep_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """pretrain, finetune and probe (``train_from_cli``) and compare, however started (the app's launcher runs the
-    modules, not the dispatcher), once their arguments are read."""
-    import argparse
-
-    import core.seg.compare as compare
-    import core.store.lifecycle as lifecycle
-    from core.config import ConfigError
+def test_the_training_commands_keep_it_and_the_others_do_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``false-wb`` (and the ``python -m core.<command>`` shims, which go through it) before the command's module."""
+    import core.cli as cli
 
     calls: list[str] = []
-    monkeypatch.setattr(lifecycle, "keep_freed_host_memory", lambda: calls.append("trainer"))
-    monkeypatch.setattr(compare, "keep_freed_host_memory", lambda: calls.append("compare"))
+    monkeypatch.setattr(cli, "keep_freed_host_memory", lambda: calls.append("kept"))
+    monkeypatch.setattr(cli, "check_arguments", lambda *a: None)
+    monkeypatch.setattr(cli.importlib, "import_module", lambda name: type("M", (), {"main": staticmethod(
+        lambda rest: calls.append(name))}))
+    for cmd in ("pretrain", "segment", "finetune", "evaluate", "compare", "probe", "runs"):
+        cli.main([cmd])
+    assert calls == ["kept", "core.ssl.pretrain", "core.seg.segment_cli", "kept", "core.seg.finetune_cli",
+                     "core.seg.evaluate", "kept", "core.seg.compare", "kept", "core.seg.probe", "core.store.runs_cli"]
 
-    def refused(args: argparse.Namespace, env: object) -> None:
-        raise ConfigError("train.lr: refused here")
 
-    assert lifecycle.train_from_cli([], lambda argv: argparse.Namespace(), refused, "training") == (2, None)
-    assert compare.main(["--config", str(tmp_path / "none.yaml"), "--jobs", "0"]) == 2
-    assert calls == ["trainer", "compare"]
+LAUNCHED = """
+import json, runpy, sys
+import core.host_memory as hm
+from core.store.launch import MODULES
+
+kept = []
+hm.keep_freed_host_memory = lambda: kept.append(sys.argv[0])
+for module in MODULES.values():
+    sys.argv = [module, "--help"]
+    try:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    except SystemExit:
+        pass
+print(json.dumps({"modules": list(MODULES.values()), "kept": kept}))
+"""
+
+
+def test_every_module_the_launcher_starts_keeps_it() -> None:
+    """The app's launcher (and a comparison's units, and torchrun's ranks) run the modules, not the dispatcher; a
+    test calling a module's ``main`` in its own process does not change the process's malloc."""
+    out = subprocess.run([sys.executable, "-c", LAUNCHED], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    said = json.loads(out.stdout.strip().splitlines()[-1])
+    files = [module.replace(".", "/") + ".py" for module in said["modules"]]  # run_module's sys.argv[0]: its file
+    assert len(said["kept"]) == len(files) == 4 and all(k.endswith(f) for k, f in zip(said["kept"], files)), said
 
 
 def test_it_is_harmless_where_it_cannot_apply(monkeypatch: pytest.MonkeyPatch) -> None:
     import core.host_memory as hm
 
     monkeypatch.setattr(hm, "_applied", False)
-    monkeypatch.setattr(hm.sys, "platform", "darwin")
+    monkeypatch.setattr(hm, "_glibc", lambda: None)
     assert hm.keep_freed_host_memory() is False
+    monkeypatch.undo()
+    monkeypatch.setenv("LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
+    assert hm._glibc() is None  # another allocator: glibc's settings would change nothing
 
 
 @pytest.mark.slow

@@ -285,7 +285,6 @@ def _load(args: argparse.Namespace) -> tuple[CompareConfig, Run, Path]:
 def main(argv: list[str] | None = None) -> int:
     stop = StopFlag().install()  # a Stop while the run is being opened is remembered, not fatal
     args = parse_run_args(compare_parser(), argv)
-    keep_freed_host_memory()  # its inline units train in this process (core/host_memory.py)
     try:
         if args.jobs is not None and args.jobs < 1:
             raise ConfigError(f"--jobs: {args.jobs}; give 1 or more")
@@ -383,5 +382,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # as the app's launcher starts it: a training process (core/host_memory.py)
+    keep_freed_host_memory()
     sys.exit(main())

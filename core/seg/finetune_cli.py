@@ -11,6 +11,7 @@ from ..cli_args import finetune_parser, parse_run_args
 from ..console import say
 from ..config import ConfigError, FinetuneConfig, apply_overrides, config_to_yaml, load_config, validate_config
 from ..distributed import DistEnv, from_first
+from ..host_memory import keep_freed_host_memory
 from ..store.lifecycle import prepared_run, train_from_cli
 from ..store.resume import open_for_resume, refuse_if_complete, resume_config
 from ..store.run_lock import lock_run
@@ -70,5 +71,6 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # as the app's launcher starts it: a training process (core/host_memory.py)
+    keep_freed_host_memory()
     sys.exit(main())

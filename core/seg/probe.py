@@ -46,6 +46,7 @@ from ..console import say
 from ..data import DataError
 from ..data.labeled import SegSplits, build_seg_splits, neighbours_note
 from ..data.seg_augment import eval_transform
+from ..host_memory import keep_freed_host_memory
 from ..imaging.bands import bands_of, is_rgb
 from ..device import pick_device
 from .metrics import SegScores, confusion_matrix, iou_lines, scores_from_confusion, scores_text
@@ -389,5 +390,6 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # as the app's launcher starts it: a training process (core/host_memory.py)
+    keep_freed_host_memory()
     sys.exit(main())

@@ -26,6 +26,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from .batch_order import BatchOrder
 from ..cli_args import parse_run_args, pretrain_parser
+from ..host_memory import keep_freed_host_memory
 from ..store.background import BackgroundJobs
 from ..store.checkpoint import (Snapshot, encoder_snapshot, export_encoder, load_checkpoint, rng_state,
                                 set_rng_state, snapshot_checkpoint, write_checkpoint)
@@ -390,5 +391,6 @@ def main(argv: list[str] | None = None) -> int:
     return train_from_cli(argv, parse_args, start, "training")[0]
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # as the app's launcher starts it: a training process (core/host_memory.py)
+    keep_freed_host_memory()
     sys.exit(main())

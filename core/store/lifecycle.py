@@ -27,7 +27,6 @@ from ..console import bar_stream, say
 from .background import BackgroundJobs
 from .checkpoint import CheckpointError, read_metadata
 from ..distributed import init_distributed, leave_distributed
-from ..host_memory import keep_freed_host_memory
 from ..phases import Listener, report_phases
 from ..config import ConfigError
 from ..data import DataError
@@ -336,7 +335,6 @@ def _train_from_cli(argv: list[str] | None, parse: Callable[[list[str] | None], 
                     start: Callable[[argparse.Namespace, Any], Any], what: str) -> tuple[int, Any | None]:
     stop = StopFlag().install()  # a Stop while the run is being opened is remembered, not fatal
     args = parse(argv)
-    keep_freed_host_memory()  # a training process: its steps reuse the memory of the steps before
     env = init_distributed()
     trainer, code = start_or_exit(args, lambda: start(args, env), stop)
     if trainer is None:
