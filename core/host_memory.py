@@ -2,9 +2,9 @@
 
 Why: glibc serves a block above its mmap threshold (128 KiB, rising to at most 32 MiB) with fresh pages and unmaps
 it on free, and trims the top of its heap past twice that threshold. A CPU training step makes and frees the same
-large buffers every step (views, activations, gradients), so every step page-faulted them in again: 36,000-41,000
-faults a step of the demo preset on 2 cores, 215 with blocks kept, and the trainer ran 1.06-1.10x as fast (the bare
-loop 1.05-1.09x; `bench/host_memory.py`, 3 pairs of runs side by side, session 45). With ``M_MMAP_MAX = 0`` the main
+large buffers every step (views, activations, gradients), so every step page-faulted them in again: 26,000-41,000
+faults a step of the demo preset on 2 cores, 215 with blocks kept, and the trainer ran 1.05-1.11x as fast (the bare
+loop 1.05-1.10x; `bench/host_memory.py`, two runs of 3 pairs side by side, session 45). With ``M_MMAP_MAX = 0`` the main
 arena serves every block from its heap (a thread's arena still maps a block above its 64 MiB heap), and a 1 GiB
 ``M_TRIM_THRESHOLD`` keeps freed heap memory for the next step. The cost is memory: blocks freed inside the heap are
 reused by smaller ones only, and up to 1 GiB at its top is kept, so the demo trainer's peak resident memory was
