@@ -6,7 +6,8 @@ The bare loop is forward, cross-entropy, backward and optimizer step of the same
 augmented batch: nothing else. The trainer does what a real run does per step (fetch the tiles, batched
 augmentation, the learning-rate schedule, metrics). Order: bare, trainer, bare; the bare figure is the mean of
 its halves. Also printed: what one step costs, and the load of the machine while it ran (1-minute load average).
-Target (issue 8): trainer >= 0.85 of the bare loop.
+Like ``false-wb finetune``, it keeps freed host memory for reuse (``core/host_memory.py``); ``--system-malloc``
+measures without. Target (issue 8): trainer >= 0.85 of the bare loop.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from core.config import FinetuneConfig, config_to_yaml, load_config
+from core.host_memory import keep_freed_host_memory
 from core.seg.finetune import FinetuneTrainer
 from core.store.runs import create_run
 from core.seg.segmodel import build_seg_model
@@ -66,15 +68,19 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default=str(Path(__file__).resolve().parent.parent / "configs/finetune_demo_cpu.yaml"))
     p.add_argument("--steps", type=int, default=12)
+    p.add_argument("--system-malloc", action="store_true",
+                   help="leave malloc as it is (the training commands keep freed host memory: core/host_memory.py)")
     p.add_argument("overrides", nargs="*")
     args = p.parse_args()
+    kept = False if args.system_malloc else keep_freed_host_memory()  # as `false-wb finetune` does, for both loops
     cfg: FinetuneConfig = load_config(args.config, ["train.max_steps=100000", *args.overrides], FinetuneConfig)
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         trainer = FinetuneTrainer(cfg, create_run("bench", config_to_yaml(cfg), Path(tmp)), progress=False)
         print(f"device={trainer.device} arch={cfg.model.arch} encoder={cfg.model.encoder} protocol="
               f"{cfg.train.protocol} crop={cfg.data.crop_size}px batch={trainer.batch} threads="
-              f"{torch.get_num_threads()} steps={args.steps} load average before {load_before:.2f}")
+              f"{torch.get_num_threads()} steps={args.steps} load average before {load_before:.2f} freed host memory "
+              f"{'kept (core/host_memory.py)' if kept else 'returned (the system malloc)'}")
         bare_a = bare_loop(trainer, args.steps // 2)
         tr = trainer_loop(trainer, args.steps)
         bare_b = bare_loop(trainer, args.steps - args.steps // 2)
