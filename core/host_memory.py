@@ -7,7 +7,7 @@ faults a step of the demo preset on 2 cores, 215 with blocks kept, and the train
 loop 1.05-1.10x; `bench/host_memory.py`, two runs of 3 pairs side by side, session 45). With ``M_MMAP_MAX = 0`` the main
 arena serves every block from its heap (a thread's arena still maps a block above its 64 MiB heap), and a 1 GiB
 ``M_TRIM_THRESHOLD`` keeps freed heap memory for the next step. The cost is memory: blocks freed inside the heap are
-reused by smaller ones only, and up to 1 GiB at its top is kept, so the demo trainer's peak resident memory was
+reused by blocks no larger, and up to 1 GiB at its top is kept, so the demo trainer's peak resident memory was
 1.87 GB against 1.71 GB. Hence only training processes call it, at their entry (``false-wb`` for pretrain, finetune,
 compare and probe, and those modules run as ``__main__``, as the app's launcher starts them), never a library call:
 the app, the demo and the tests keep the system malloc. Elsewhere than glibc, or with another allocator preloaded
@@ -40,7 +40,8 @@ def _glibc() -> ctypes.CDLL | None:
 
 
 def keep_freed_host_memory() -> bool:
-    """Make this process's malloc reuse freed blocks (once; later calls are free). True where it applies (glibc)."""
+    """Make this process's malloc reuse freed blocks (once; later calls are free). True where it applies (glibc,
+    nothing in ``LD_PRELOAD``)."""
     global _applied
     if _applied:
         return True

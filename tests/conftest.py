@@ -38,6 +38,16 @@ def _keep_main_module():
         sys.modules["__main__"] = main
 
 
+@pytest.fixture(autouse=True)
+def _system_malloc_kept():
+    """Only a training process's entry keeps freed host memory (``core.host_memory``), never a library call: a test
+    calling a command's ``main`` in this process must leave the worker's malloc as it was."""
+    yield
+    import core.host_memory
+
+    assert not core.host_memory._applied, "this test changed the test process's malloc (keep_freed_host_memory)"
+
+
 @pytest.fixture(scope="session")
 def store_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A session-wide real run store (see tests/store.py); read it, do not change it. Built once for all the xdist

@@ -393,6 +393,8 @@ class FinetuneTrainer:
 
 
 if __name__ == "__main__":  # the command line lives in finetune_cli.py (``python -m core.finetune``)
+    from core.host_memory import keep_freed_host_memory
     from core.seg.finetune_cli import main
 
+    keep_freed_host_memory()  # a training process (core/host_memory.py)
     sys.exit(main())

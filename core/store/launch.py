@@ -1,8 +1,9 @@
 """Start, stop and resume runs as background processes that outlive the browser tab and the app.
 
 The launcher makes the run folder itself (so the caller knows it at once and two launches never share one), then
-starts ``python -m core.<pretrain|finetune|compare|probe> --run-dir FOLDER`` in its own session: closing the page,
-reloading it or restarting the app does not touch the run, and the app finds it again through ``status.json``.
+starts ``python -m MODULE --run-dir FOLDER`` (``MODULES``: ``core.ssl.pretrain``, ``core.seg.finetune_cli``, ...) in
+its own session: closing the page, reloading it or restarting the app does not touch the run, and the app finds it
+again through ``status.json``.
 Stop sends SIGTERM, which the trainers turn into a clean stop at the next step with a checkpoint.
 
 Each launched process is waited for by a daemon thread of the launching process (the app), so one that exits
