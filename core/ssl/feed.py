@@ -6,7 +6,10 @@ thread also pins the tiles, copies them and makes the views on a side CUDA strea
 the step before (``ready`` is the event the step's stream waits on). On the CPU the views are made in the step: on
 2 cores the step alone keeps both busy, and views made beside it measured no faster (session 43; session 44 again
 with the loader thread held to one thread, 0.928 of the bare loop against 0.93-0.96). ``bench/train.py`` prints
-their share of the step.
+their share of the step. Their 28 ms include about 9 of contention with the loader thread's Python (the next
+batch's memmap index and augmentation choices: each small op of the views needs the GIL); the next batch started
+during the backward pass instead made the views 22 ms, but the step no faster (0.962 and 0.955 of the bare loop
+against 0.957 and 0.951, session 45): the same work on the same 2 cores.
 """
 from __future__ import annotations
 
