@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from core.config import FinetuneConfig, config_to_yaml, load_config
-from core.host_memory import keep_freed_host_memory
+from core.host_memory import SYSTEM_MALLOC_HELP, keep_unless, kept_words
 from core.seg.finetune import FinetuneTrainer
 from core.store.runs import create_run
 from core.seg.segmodel import build_seg_model
@@ -68,11 +68,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default=str(Path(__file__).resolve().parent.parent / "configs/finetune_demo_cpu.yaml"))
     p.add_argument("--steps", type=int, default=12)
-    p.add_argument("--system-malloc", action="store_true",
-                   help="leave malloc as it is (the training commands keep freed host memory: core/host_memory.py)")
+    p.add_argument("--system-malloc", action="store_true", help=SYSTEM_MALLOC_HELP)
     p.add_argument("overrides", nargs="*")
     args = p.parse_args()
-    kept = False if args.system_malloc else keep_freed_host_memory()  # as `false-wb finetune` does, for both loops
+    kept = keep_unless(args.system_malloc)  # as `false-wb finetune` does, for both loops
     cfg: FinetuneConfig = load_config(args.config, ["train.max_steps=100000", *args.overrides], FinetuneConfig)
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
@@ -80,7 +79,7 @@ def main() -> None:
         print(f"device={trainer.device} arch={cfg.model.arch} encoder={cfg.model.encoder} protocol="
               f"{cfg.train.protocol} crop={cfg.data.crop_size}px batch={trainer.batch} threads="
               f"{torch.get_num_threads()} steps={args.steps} load average before {load_before:.2f} freed host memory "
-              f"{'kept (core/host_memory.py)' if kept else 'returned (the system malloc)'}")
+              f"{kept_words(kept)}")
         bare_a = bare_loop(trainer, args.steps // 2)
         tr = trainer_loop(trainer, args.steps)
         bare_b = bare_loop(trainer, args.steps - args.steps // 2)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from core.config import ProbeConfig, load_config
 from core.data.labeled import build_seg_splits
-from core.host_memory import keep_freed_host_memory
+from core.host_memory import SYSTEM_MALLOC_HELP, keep_unless, kept_words
 from core.seg.probe import _CACHE, run_probe
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,11 +28,10 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--root", default=str(ROOT.parent / "shared/data/deepglobe_landcover"))
     p.add_argument("--init", default="random")
-    p.add_argument("--system-malloc", action="store_true",
-                   help="leave malloc as it is (the training commands keep freed host memory: core/host_memory.py)")
+    p.add_argument("--system-malloc", action="store_true", help=SYSTEM_MALLOC_HELP)
     p.add_argument("overrides", nargs="*")
     args = p.parse_args()
-    kept = False if args.system_malloc else keep_freed_host_memory()  # as `false-wb probe` does
+    kept = keep_unless(args.system_malloc)  # as `false-wb probe` does
     if not Path(args.root).is_dir():
         print(f"no DeepGlobe data at {args.root}: pass --root (nothing is downloaded)", file=sys.stderr)
         return 2
@@ -52,7 +51,7 @@ def main() -> int:
     print(f"total {total:.1f} s = {total / TARGET_S:.2f}x of the {TARGET_S:.0f} s target "
           f"({'MET' if total < TARGET_S else 'NOT MET'}); test mIoU {s.miou:.4f} OA {s.overall_accuracy:.4f}; "
           f"load average before {load:.2f}, after {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; freed host "
-          f"memory {'kept (core/host_memory.py)' if kept else 'returned (the system malloc)'}")
+          f"memory {kept_words(kept)}")
     return 0
 
 

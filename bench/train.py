@@ -37,7 +37,7 @@ except ImportError:  # Windows
 import torch
 
 from core.config import config_to_yaml, load_config
-from core.host_memory import keep_freed_host_memory
+from core.host_memory import SYSTEM_MALLOC_HELP, keep_unless, kept_words
 from core.ssl.methods import method_step
 from core.ssl.optim import build_optimizer
 from core.ssl.pretrain import Trainer
@@ -159,18 +159,17 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=40, help="the trainer's timed steps (the bare loop's alike)")
     p.add_argument("--rounds", type=int, default=8, help="alternations of the two loops")
     p.add_argument("--json", help="write the figures here")
-    p.add_argument("--system-malloc", action="store_true",
-                   help="leave malloc as it is (the training commands keep freed host memory: core/host_memory.py)")
+    p.add_argument("--system-malloc", action="store_true", help=SYSTEM_MALLOC_HELP)
     p.add_argument("overrides", nargs="*")
     args = p.parse_args()
-    kept = False if args.system_malloc else keep_freed_host_memory()  # as `false-wb pretrain` does, for both loops
+    kept = keep_unless(args.system_malloc)  # as `false-wb pretrain` does, for both loops
     cfg = load_config(args.config, ["train.max_steps=100000", *args.overrides])
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(cfg, create_run("bench", config_to_yaml(cfg), Path(tmp)), progress=False)
         print(f"device={trainer.device} precision={trainer.precision.name} method={cfg.method} loss={cfg.loss.name} "
               f"encoder={cfg.model.encoder} views={cfg.data.image_size}px batch={cfg.train.batch_size} "
               f"threads={torch.get_num_threads()} steps={args.steps} rounds={args.rounds} "
-              f"freed host memory {'kept (core/host_memory.py)' if kept else 'returned (the system malloc)'}")
+              f"freed host memory {kept_words(kept)}")
         if args.steps < 2:
             raise SystemExit("--steps: at least 2 (the bare loop runs before and after the trainer)")
         rounds = max(1, min(args.rounds, args.steps - 1))  # every part of either loop at least one step

@@ -52,4 +52,17 @@ def keep_freed_host_memory() -> bool:
     return _applied
 
 
-__all__ = ["keep_freed_host_memory"]
+SYSTEM_MALLOC_HELP = "leave malloc as it is (the training commands keep freed host memory: core/host_memory.py)"
+
+
+def keep_unless(system_malloc: bool) -> bool:
+    """A benchmark's ``--system-malloc`` choice: as the training commands do unless it is given; True when kept."""
+    return False if system_malloc else keep_freed_host_memory()
+
+
+def kept_words(kept: bool) -> str:
+    """How a benchmark's header names the choice."""
+    return "kept (core/host_memory.py)" if kept else "returned (the system malloc)"
+
+
+__all__ = ["keep_freed_host_memory", "keep_unless", "kept_words", "SYSTEM_MALLOC_HELP"]

@@ -124,3 +124,10 @@ def test_the_bench_runs_both_ways_side_by_side(tmp_path: Path) -> None:
     lines = out.stdout.splitlines()
     assert "freed memory kept" in lines[0] and "freed memory returned" in lines[1], lines
     assert any(line.startswith("trainer: kept / returned = median ") for line in lines), lines
+
+
+def test_a_benchmark_given_system_malloc_leaves_it_alone() -> None:
+    import core.host_memory as hm
+
+    assert hm.keep_unless(True) is False and hm._applied is False
+    assert hm.kept_words(True) == "kept (core/host_memory.py)" and hm.kept_words(False).startswith("returned")
