@@ -213,8 +213,9 @@ def fingerprint_parser(prog: str = "false-wb fingerprint") -> argparse.ArgumentP
     p.add_argument("--out", type=Path, default=None, help="write a copy instead of rewriting the checkpoint")
     p.add_argument("--data-root", default=None, help="where the card's data set is on this machine (an exported "
                    "card names its folder <elsewhere>/...)")
-    p.add_argument("--scene-digests", action="store_true", help="only add the digests of its scenes' image files "
-                   "(an upload of one is then known as that scene), the fingerprint as it is")
+    p.add_argument("--scene-digests", action="store_true", help="only add the digests and thumbnails of its scenes' "
+                   "image files (an upload of one, or a re-encoded copy, is then known as that scene), the fingerprint "
+                   "as it is")
     return p
 
 

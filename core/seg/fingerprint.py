@@ -86,7 +86,7 @@ def domain_section(data: Any, splits: SegSplits, model: torch.nn.Module, classes
             "training_scenes": len(splits.scenes.get("train", [])),
             "validation_scenes": list(splits.scenes.get("val", [])),
             "test_scenes": list(splits.scenes.get("test", [])), "fingerprint": fp,
-            "scene_digests": scene_digests(splits)}
+            **scene_keys(splits)}
 
 
 def scene_digests(splits: SegSplits) -> dict[str, str]:
@@ -100,8 +100,25 @@ def scene_digests(splits: SegSplits) -> dict[str, str]:
     return {name: file_sha256(path) for name, path in files().items() if name in used and path.is_file()}
 
 
+def scene_looks(splits: SegSplits) -> dict[str, str]:
+    """The thumbnail of every scene whose digest the card keeps (``core.seg.scene_look``): a re-encoded, resized or
+    turned copy of one is then recognised too, where its bytes are another file's."""
+    from ..imaging.imageio import read_image
+    from .scene_look import scene_look
+
+    files = getattr(splits.dataset, "scene_files", None)
+    wanted = scene_digests(splits)
+    return {name: scene_look(read_image(path).rgb) for name, path in files().items()
+            if name in wanted} if files is not None else {}
+
+
+def scene_keys(splits: SegSplits) -> dict[str, dict[str, str]]:
+    """What a card keeps to know its scenes anywhere: each one's file digest and thumbnail."""
+    return {"scene_digests": scene_digests(splits), "scene_looks": scene_looks(splits)}
+
+
 def add_scene_digests(path: Path, config: Path | None = None, data_root: str | None = None) -> dict[str, Any]:
-    """Only the scene digests added to a checkpoint's card (its fingerprint and weights as they are)."""
+    """Only the scene digests and thumbnails added to a checkpoint's card (its fingerprint and weights as they are)."""
     from ..data.labeled import build_seg_splits
 
     card = read_metadata(path)["card"]
@@ -110,7 +127,7 @@ def add_scene_digests(path: Path, config: Path | None = None, data_root: str | N
     domain = dict(card.get("domain") or {})
     for key, split in (("validation_scenes", "val"), ("test_scenes", "test")):  # a digest's role is read from these
         domain.setdefault(key, list(splits.scenes.get(split, [])))
-    card["domain"] = {**domain, "scene_digests": scene_digests(splits)}
+    card["domain"] = {**domain, **scene_keys(splits)}
     rewrite_card(path, card)
     return card
 
@@ -180,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.out:
                 raise ValueError("--scene-digests adds to the checkpoint itself; leave out --out (copy it first)")
             card = add_scene_digests(args.checkpoint, args.config, args.data_root)
-            say(f"{args.checkpoint}: digests of {len(card['domain']['scene_digests'])} scene files on its card")
+            say(f"{args.checkpoint}: digests and thumbnails of {len(card['domain']['scene_digests'])} scene files on "
+                "its card")
             return 0
         card = add_domain(args.checkpoint, args.config, args.out, args.data_root)
     except (CheckpointError, ConfigError, DataError, FileNotFoundError, ValueError) as err:

@@ -5,6 +5,8 @@ Why by path: a card names its scenes as the data set does (``tile_2/image_part_0
 such a scene ends with those parts (``.../tile_2/image_part_003.jpg``; DeepGlobe adds a suffix: ``10233_sat.jpg``).
 An upload (or a copy elsewhere) has a bare file name, which several tiles share: where the card's data set is on this
 machine, its files of that name are compared with the image's bytes, and the one that is the same file names it.
+Without the data set, the card's digest of each scene's file names it (``scene_by_digest``), and its thumbnail a
+re-encoded, resized or turned copy (``scene_by_look``).
 """
 from __future__ import annotations
 
@@ -13,8 +15,11 @@ import os
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import numpy as np
+
 from ..data.seg_base import resolve_root
 from ..store.file_versions import file_sha256
+from .scene_look import same_picture
 
 VAIHINGEN_PREFIX = "top_mosaic_09cm_"  # its files' names before the scene's (core/data/seg_formats.py: area{N})
 MAX_WALK = 20_000  # files looked at for a same-named copy in the data set's folder (a small labeled set: a few hundred)
@@ -110,38 +115,58 @@ def scene_role(card: dict[str, Any], path: str | Path) -> tuple[str, str] | None
     return None
 
 
+def _role(domain: dict[str, Any], names: list[str]) -> tuple[str, str] | None:
+    """(role, name) of the first of ``names`` by the card's held-out lists; a name in none of them trained. The same
+    picture as a training scene and a held-out one: the model was trained on it, whatever else it is."""
+    held = {n: role for role, key in (("validation", "validation_scenes"), ("test", "test_scenes"))
+            for n in _names(domain.get(key))}
+    return min(((held.get(n, "training"), n) for n in names), key=lambda r: r[0] != "training", default=None)
+
+
+def _domain(card: dict[str, Any]) -> dict[str, Any]:
+    return card["domain"] if isinstance(card.get("domain"), dict) else {}
+
+
 def scene_by_digest(card: dict[str, Any], content: bytes | Path) -> tuple[str, str] | None:
     """(role, scene name) when ``content`` is byte for byte the image file of a scene the card keeps the digest of
     (``domain.scene_digests``): an upload named ``image_part_001.jpg``, which nine Dubai tiles share, on a machine
-    without the data set. A re-encoded copy is another file and is not recognised."""
-    digests = (card.get("domain") or {}).get("scene_digests") if isinstance(card.get("domain"), dict) else None
+    without the data set. A re-encoded copy is another file: ``scene_by_look`` knows it."""
+    digests = _domain(card).get("scene_digests")
     if not isinstance(digests, dict) or not digests:
         return None
     try:
         want = _digest(content)
     except OSError:
         return None
-    domain = card["domain"]
-    held = {n: role for role, key in (("validation", "validation_scenes"), ("test", "test_scenes"))
-            for n in _names(domain.get(key))}
-    roles = [(held.get(n, "training"), n) for n, d in digests.items() if d == want]
-    # the same bytes as a training scene and a held-out one: the model was trained on them, whatever else they are
-    return min(roles, key=lambda r: r[0] != "training", default=None)
+    return _role(_domain(card), [n for n, d in digests.items() if d == want])
 
 
-def scene_note(card: dict[str, Any], path: str | Path, content: bytes | Path | None = None) -> str | None:
+def scene_by_look(card: dict[str, Any], rgb: np.ndarray) -> tuple[str, str] | None:
+    """(role, scene name) when the picture ``rgb`` is one of the scenes whose thumbnail the card keeps
+    (``domain.scene_looks``) in another file: re-encoded, resized, brightened, turned (``core.seg.scene_look``)."""
+    looks = _domain(card).get("scene_looks")
+    if not isinstance(looks, dict) or not looks:
+        return None
+    return _role(_domain(card), [name for name, _ in same_picture(looks, rgb)[:1]])  # the closest: the copy's own
+
+
+def scene_note(card: dict[str, Any], path: str | Path, content: bytes | Path | None = None,
+               rgb: np.ndarray | None = None) -> str | None:
     """A line for the outputs when the image is one of the card's scenes: by its path, else (``content``: its bytes or
-    the file holding them, e.g. an upload whose ``path`` is only its name) by a same file in the card's data set."""
-    found = scene_role(card, path)
+    the file holding them, e.g. an upload whose ``path`` is only its name) by a same file in the card's data set,
+    else (``rgb``: the decoded picture) by the same picture in another file."""
+    found, copy = scene_role(card, path), ""
     if found is None and content is not None:
         found = scene_by_digest(card, content)
     if found is None and content is not None:
         roles = [r for c in same_files_in_data(card, Path(path).name, content) if (r := scene_role(card, c))]
         found = min(roles, key=lambda r: r[0] == "training", default=None)  # a named held-out scene first
+    if found is None and rgb is not None:
+        found, copy = scene_by_look(card, rgb), " (the same picture in another file: re-encoded, resized or turned)"
     if found is None:
         return None
     role, name = found
-    return f"this image is {role} scene {name} of the model; {WORDS[role]}"
+    return f"this image is {role} scene {name} of the model{copy}; {WORDS[role]}"
 
 
 def seen_scene_note(notes: list[str]) -> str | None:
@@ -152,14 +177,15 @@ def seen_scene_note(notes: list[str]) -> str | None:
 
 def note_scene(seg: Any, name: str | Path, content: bytes | Path | None = None) -> None:
     """Add ``scene_note`` of the segmentation's model to its notes (a score on a scene the model saw is no unseen
-    score: said in every output, the command line's, the page's and the demo's)."""
+    score: said in every output, the command line's, the page's and the demo's); its picture (``seg.rgb``) is
+    compared with the card's scenes too."""
     from ..store.checkpoint import read_metadata
 
     path = (seg.model or {}).get("path")
     if not path or not Path(name).name:
         return
     try:
-        seen = scene_note(read_metadata(Path(path))["card"], name, content)
+        seen = scene_note(read_metadata(Path(path))["card"], name, content, getattr(seg, "rgb", None))
     except Exception:  # noqa: BLE001 - a note must never cost the user a finished segmentation
         return
     if seen is not None and seen not in seg.notes:
