@@ -27,7 +27,7 @@ from core.store.checkpoint import CheckpointError
 from core.device import pick_device
 from core.data.paths import scratch_dir
 from core.imaging.bands import card_bands, is_rgb
-from core.imaging.imageio import ImageError, LoadedImage, generated_png, read_image
+from core.imaging.imageio import ImageError, LoadedImage, PixelBudgetError, generated_png, read_image
 from core.seg.domain import FIT_SCALE
 from core.seg.scene_role import note_scene
 from core.seg.segment import segment_choosing
@@ -111,6 +111,8 @@ def segment_upload(upload: Upload, entry: ModelEntry | None, entries: list[Model
     """Read and segment one file, feeding ``bar``; any failure becomes Result.error, never an exception."""
     try:
         loaded = read_upload(upload, settings.max_megapixels)
+    except PixelBudgetError as err:  # the page's own way to raise it, not the command line's
+        return Result(upload.name, error=err.with_hint('raise "Largest image (megapixels)" under Inference settings'))
     except ImageError as err:
         return Result(upload.name, error=str(err))
     except Exception as err:  # noqa: BLE001 - one bad file must not stop the others

@@ -54,7 +54,7 @@ import torch  # noqa: E402
 
 from core.imaging.budget import Deadline, WorkStopped, give_back_memory, max_pixels  # noqa: E402
 from core.store.checkpoint import CheckpointError  # noqa: E402
-from core.imaging.imageio import ImageError, generated_png, read_image  # noqa: E402
+from core.imaging.imageio import ImageError, PixelBudgetError, generated_png, read_image  # noqa: E402
 from core.seg.infer import check_tile, overlap_pixels  # noqa: E402
 from core.seg.label_score import LabelMaskError, check_label_mask_size, score_label_file  # noqa: E402
 from core.seg.scene_role import note_scene  # noqa: E402
@@ -69,6 +69,8 @@ from workbench.segment_view import legend_html, one_line, screen_copy  # noqa: E
 from workbench.gradio_serving import (KEEP_RESULTS, Leaving, Models, file_digest,  # noqa: E402,F401
                                       sweep_upload_leftovers)  # the last two also for tests and main
 
+SERVER_BUDGET = ("this demo's server sets the budget: start it with --max-megapixels N (or $FALSE_WB_MAX_MEGAPIXELS), or "
+                 "use python -m core.segment")
 MAX_FILE_SIZE = "200mb"  # per upload, enforced by the server before our code sees the file
 TILES = [256, 384, 512, 768, 1024]
 SAMPLE_SEED = 2  # a generated scene with roads, buildings and trees
@@ -137,6 +139,8 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
         net.refuse_if_too_slow(path, name, tile, float(overlap), bool(tta), time_budget_s, budget_px)
         try:
             loaded = read_image(path, max_pixels=budget_px)
+        except PixelBudgetError as err:  # a user of the demo cannot pass a flag: its server sets the budget
+            raise gr.Error(f"{name}: {err.with_hint(SERVER_BUDGET)}", print_exception=False) from None
         except ImageError as err:
             raise gr.Error(f"{name}: {err}", print_exception=False) from None
         except Exception as err:  # noqa: BLE001 - never a traceback for one bad file

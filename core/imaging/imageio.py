@@ -56,7 +56,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .pixels import (  # noqa: F401 - the reader's public face: importers take these from here
     BYTES_PER_PIXEL, DEFAULT_MAX_PIXELS, GENERATED_KEY, MIN_SIDE, SAMPLE_PIXELS, STRIP_PIXELS, _TIFF_MAGIC,
-    ImageError, ImageHeader, LoadedImage, _check_size, _depth_note, _one_line, _percentiles, _stretch,
+    ImageError, ImageHeader, LoadedImage, PixelBudgetError, _check_size, _depth_note, _one_line, _percentiles, _stretch,
     check_decoded_size, is_16bit_png, need_rasterio)
 
 _PIL_LOCK = threading.Lock()

@@ -29,6 +29,20 @@ class ImageError(ValueError):
     """An image file cannot be used; the message is one line saying why."""
 
 
+class PixelBudgetError(ImageError):
+    """An image over the pixel budget. How to raise the budget depends on the interface (a flag, a page's setting,
+    the demo server's start), so the message carries the command line's way and ``with_hint`` gives another's."""
+
+    COMMAND_LINE = "raise the budget with --max-megapixels or $FALSE_WB_MAX_MEGAPIXELS"
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+        super().__init__(f"{why}; {self.COMMAND_LINE}")
+
+    def with_hint(self, hint: str) -> str:
+        return f"{self.why}; {hint}"
+
+
 def need_rasterio() -> Any:
     """The rasterio module, or an ImageError saying how to get it: it is a requirement, but a trimmed environment
     (a GPU image, a minimal container) may lack it, and a file it cannot read must be a reason, not a crash."""
@@ -83,10 +97,9 @@ def check_decoded_size(width: int, height: int, bands: int, itemsize: int, max_p
     total = width * height * max(bands, 1) * max(itemsize, 1)
     limit = max_pixels * BYTES_PER_PIXEL
     if total > limit:
-        raise ImageError(f"image too large to decode ({width}x{height} pixels x {bands} bands x {itemsize} bytes = "
-                         f"{total / 1e9:.1f} GB; the budget is {limit / 1e9:.1f} GB, {BYTES_PER_PIXEL} bytes a pixel "
-                         "of the pixel budget): refused from its header; raise the budget with --max-megapixels or "
-                         "$FALSE_WB_MAX_MEGAPIXELS")
+        raise PixelBudgetError(f"image too large to decode ({width}x{height} pixels x {bands} bands x {itemsize} "
+                               f"bytes = {total / 1e9:.1f} GB; the budget is {limit / 1e9:.1f} GB, {BYTES_PER_PIXEL} "
+                               "bytes a pixel of the pixel budget): refused from its header")
 
 
 def _check_size(width: int, height: int, max_pixels: int) -> None:
@@ -95,9 +108,8 @@ def _check_size(width: int, height: int, max_pixels: int) -> None:
     if width < MIN_SIDE or height < MIN_SIDE:
         raise ImageError(f"image too small ({width}x{height} pixels; at least {MIN_SIDE}x{MIN_SIDE} needed)")
     if width * height > max_pixels:
-        raise ImageError(f"image too large ({width}x{height} = {width * height / 1e6:.1f} megapixels; the pixel "
-                         f"budget is {max_pixels / 1e6:g}): refused from its header, before decoding; raise the "
-                         "budget with --max-megapixels or $FALSE_WB_MAX_MEGAPIXELS")
+        raise PixelBudgetError(f"image too large ({width}x{height} = {width * height / 1e6:.1f} megapixels; the "
+                               f"pixel budget is {max_pixels / 1e6:g}): refused from its header, before decoding")
 
 
 def _percentiles(sample: np.ndarray) -> tuple[float, float] | None:
