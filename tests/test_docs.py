@@ -55,3 +55,38 @@ def test_the_checkpoints_readme_shows_the_cards_as_model_table_prints_them() -> 
     printed = subprocess.run([sys.executable, str(ROOT / "scripts" / "model_table.py")], capture_output=True,
                              text=True, check=True).stdout.strip()
     assert printed in (ROOT / "checkpoints" / "README.md").read_text()
+
+
+# a command in the README: `false-wb CMD ...` or `python -m core.MODULE ...`, up to a comment, a quote or the span's end
+COMMAND = re.compile(r"(?:false-wb ([a-z-]+)|python -m core\.([a-z_]+))([^`#\n]*)")
+
+
+def readme_commands() -> list[tuple[str, list[str], str]]:
+    """(command, arguments, as written) of every engine command the README shows; optional parts ([...]) left out,
+    placeholders (<run-id>) filled with a word; a command continued on the next line (\\), and a bare name in prose
+    (`python -m core.segment`, no arguments), are left out."""
+    import shlex
+
+    found = []
+    for m in COMMAND.finditer((ROOT / "README.md").read_text(encoding="utf-8")):
+        cmd, rest = m.group(1) or m.group(2).replace("_", "-"), m.group(3)
+        if not rest.strip() or rest.rstrip().endswith("\\") or "..." in rest:
+            continue
+        rest = re.sub(r"<[^>]*>", "x", re.sub(r"(?<=\s)\[[^\]]*\]", "", rest))
+        found.append((cmd, shlex.split(rest), m.group(0).strip()))
+    return found
+
+
+def test_every_engine_command_in_the_readme_parses_as_written() -> None:
+    """A review typed `false-wb segment image.tif` from the README and got "the following arguments are required:
+    --out": each command the README shows is parsed by its command's own parser."""
+    from core.cli import check_arguments
+    from core.cli_args import PARSERS
+
+    commands = [c for c in readme_commands() if c[0] in PARSERS]
+    assert len(commands) >= 20 and {"segment", "pretrain", "evaluate", "fn-report"} <= {c[0] for c in commands}
+    for cmd, args, written in commands:
+        try:
+            check_arguments(cmd, args)
+        except SystemExit as stop:
+            pytest.fail(f"the README's `{written}` does not parse (exit {stop.code})")
