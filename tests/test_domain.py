@@ -140,6 +140,7 @@ def test_unmeasured_fits_name_the_models_each_reason_holds_for() -> None:
     assert f"{TOO_LITTLE} (for shipped: a)" in why and "(48 x 48 px) (for shipped: b)" in why
     same = _unknown_why({0: small, 1: small}, entries)  # one reason for both: said once, no model named
     assert same.startswith("no domain fit could be measured because the image is too small") and "(for" not in same
+    assert same.endswith("; the first model in the list of candidates")  # not "the default model": which one?
 
 
 def test_a_model_trained_on_small_tiles_is_fingerprinted_and_scored_at_their_size() -> None:
@@ -555,7 +556,8 @@ def test_evaluate_scores_the_scenes_the_card_names(tmp_path: Path, capsys) -> No
     save_seg_checkpoint(path, build_seg_model(card).eval(), card)
     assert evaluate_main([str(path), "--no-progress", "--write-card"]) == 0
     out = capsys.readouterr().out
-    assert "3 scenes it never saw: tile_3/p0, tile_3/p1, tile_3/p2" in out and "IoU a" in out
+    assert "(3 images of 1 scene (tile_3), which it never saw: tile_3/p0, tile_3/p1, tile_3/p2;" in out  # as the card
+    assert "IoU a" in out
     from core.store.checkpoint import read_metadata
 
     ev = read_metadata(path)["card"]["evaluation"]
@@ -591,7 +593,7 @@ def test_evaluate_scores_the_scenes_the_card_names(tmp_path: Path, capsys) -> No
         mp.setattr(evaluate_module, "evaluate_checkpoint", lambda *a, **k: many)
         assert evaluate_main([str(path), "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "200 scenes it never saw: s0, s1," in out and "s11 and 188 more (--json lists them all)" in out
+    assert "200 scenes, which it never saw: s0, s1," in out and "s11 and 188 more (--json lists them all)" in out
     assert "s12" not in out
     # validation scenes are no unseen score: said so; long class names keep the figures in one column
     val = {**ev, "scenes": ["v1"], "split": "val", "iou": {"a": 0.5, "impervious surfaces": 0.25}}
@@ -599,7 +601,7 @@ def test_evaluate_scores_the_scenes_the_card_names(tmp_path: Path, capsys) -> No
         mp.setattr(evaluate_module, "evaluate_checkpoint", lambda *a, **k: val)
         assert evaluate_main([str(path), "--no-progress", "--split", "val"]) == 0
     out = capsys.readouterr().out
-    assert "1 validation scenes: v1" in out and "never saw" not in out and "no unseen score" in out
+    assert "(1 scene, watched as validation: v1;" in out and "never saw" not in out and "no unseen score" in out
     assert "  IoU a                     50.0 %" in out and "  IoU impervious surfaces   25.0 %" in out, out
     # a card whose data folder is not on this machine (an exported model elsewhere): the error names --data-root
     away = {**card, "config": {**card["config"], "data": {**card["config"]["data"], "root": str(tmp_path / "gone")}}}

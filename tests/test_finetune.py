@@ -245,9 +245,9 @@ def test_compare_refuses_one_seed_and_an_encoder_that_saw_test_scenes(roots: Pat
     assert "has read 8 of its test" in json.loads((ft.path / "test_metrics.json").read_text())["not_unseen"]
     assert evaluate_main([str(ft.path / "checkpoints/best.safetensors"), "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "8 scenes fine-tuning never saw: synthetic-" in out and "never saw:" in out
+    assert "8 scenes, which fine-tuning never saw: synthetic-" in out and "never saw:" in out
     assert "note: its encoder had read 8 of these 8 scenes before" in out
-    assert "scenes it never saw" not in out
+    assert "which it never saw" not in out
 
 
 @pytest.mark.slow

@@ -54,7 +54,8 @@ IMAGE_REASONS = ("the image is too small", TOO_LITTLE)  # unknown because of the
 FIT_SCALE = ("domain fit: the share of the model's own training tiles that lie farther from their nearest training "
              "tiles than this image does (by encoder features and by colours, the lower of the two): 0.5 is as "
              f"typical as a middling training tile, 1 more typical than all; below {1 - OOD_PERCENTILE / 100:.2f} "
-             f"it is farther than {OOD_PERCENTILE} % of them, out of the model's domain, and warned")
+             f"it is farther than {OOD_PERCENTILE} % of them, out of the model's domain, and warned. A grey or very "
+             "dark image is out of an RGB model's domain and warned whatever its fit: the fit cannot see those")
 DATA_KINDS = ("real", "generated")  # a card's ``domain.data_kind``: imagery of the ground, or scenes a program made
 
 

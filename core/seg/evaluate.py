@@ -20,6 +20,7 @@ from ..cli_args import evaluate_parser
 from ..console import say
 from ..store.checkpoint import CheckpointError
 from .lineage import seen_in_pretraining, unseen_words
+from .scene_role import scored_scenes_text
 from .metrics import iou_lines, scores_text
 from ..config import ConfigError
 from ..data import DataError
@@ -74,6 +75,18 @@ def _reproduce(path: Path, split: str) -> str:
     return f"python -m core.evaluate {path.as_posix()} --split {split} [--data-root DIR]"
 
 
+def _named_scenes(path: Path, split: str) -> list[str]:
+    """The scenes the card's config names for ``split`` (Dubai's test scene tile_3 is a folder of 9 images)."""
+    from ..store.checkpoint import read_metadata
+
+    try:
+        data = (read_metadata(path)["card"].get("config") or {}).get("data") or {}
+    except (CheckpointError, OSError, ValueError, AttributeError):
+        return []
+    named = data.get(f"{split}_scenes") if isinstance(data, dict) else None
+    return [str(n) for n in named] if isinstance(named, list) else []
+
+
 def main(argv: list[str] | None = None) -> int:
     args = evaluate_parser().parse_args(argv)
     if args.tta and args.write_card:  # the card's figures are what the app and core.segment give by default
@@ -102,10 +115,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     scenes = ", ".join(res["scenes"][:SHOW_SCENES]) + (f" and {len(res['scenes']) - SHOW_SCENES} more (--json lists "
                                                       "them all)" if len(res["scenes"]) > SHOW_SCENES else "")
-    words, note = (unseen_words(res["seen_in_pretraining"], len(res["scenes"])) if res["split"] == "test"
-                   else ("validation scenes", VAL_NOTE))
-    say(f"{args.checkpoint} on the {res['split']} split of {res['data']} ({len(res['scenes'])} "
-          f"{words}: {scenes}; {res['pixels']:,} labeled pixels; {res['method']})")
+    count = scored_scenes_text(res["scenes"], _named_scenes(args.checkpoint, res["split"]))  # 9 images of 1 scene
+    if res["split"] == "test":
+        words, note = unseen_words(res["seen_in_pretraining"], len(res["scenes"]))
+        what = f"{count}, {words.replace('scenes', 'which', 1)}"
+    else:
+        what, note = f"{count}, watched as validation", VAL_NOTE
+    say(f"{args.checkpoint} on the {res['split']} split of {res['data']} ({what}: {scenes}; {res['pixels']:,} "
+        f"labeled pixels; {res['method']})")
     if note:
         say(note)
     say(scores_text(res["miou"], res["oa"], res["kappa"]))

@@ -306,6 +306,9 @@ def choose_model(image: Any, nodata: np.ndarray, pixel_size_m: float | None,
                   near_tie=[(entries[k].label, d.score) for k, d in near])
 
 
+FIRST = "the first model in the list of candidates"  # what decides when no fit can (the list names it first)
+
+
 def _unknown_why(scored: dict[int, DomainScore], entries: Sequence[Any]) -> str:
     """Why no domain fit decided: no fingerprint anywhere, or the image itself (too small, too little imagery),
     each reason with the models it holds for (a 0.1 m image is too small for a 0.5 m model only)."""
@@ -314,10 +317,10 @@ def _unknown_why(scored: dict[int, DomainScore], entries: Sequence[Any]) -> str:
         if d.reasons and d.reasons[0].startswith(IMAGE_REASONS):
             about_image.setdefault(d.reasons[0], []).append(entries[k].label)
     if not about_image:
-        return "no candidate has a domain fingerprint: the default model"
+        return f"no candidate has a domain fingerprint: {FIRST}"
     said = [f"{reason} (for {', '.join(labels)})" if len(about_image) > 1 else reason
             for reason, labels in about_image.items()]
-    return f"no domain fit could be measured because {'; and '.join(said)}; the default model"
+    return f"no domain fit could be measured because {'; and '.join(said)}; {FIRST}"
 
 
 def _near_ties(best_k: int, ranked: list[tuple[int, DomainScore]], entries: list[ModelEntry],
