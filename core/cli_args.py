@@ -186,8 +186,9 @@ def segment_parser(prog: str = "false-wb segment") -> argparse.ArgumentParser:
                         "deep files' nodata are always left out; an 8-bit nodata value where it reaches the border)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--labels", nargs="+", metavar="MASK", default=None,
-                   help="a label mask per image, in the same order (class indices or class colours; a palette PNG "
-                        "by its colours): each image is scored against it and the report holds label_score")
+                   help="a label mask per image, in the same order, - for an image without one (class indices or "
+                        "class colours; a palette PNG by its colours): each image is scored against its mask and the "
+                        "report holds label_score")
     return p
 
 

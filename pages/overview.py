@@ -77,7 +77,7 @@ for entry in [e for e in every if id(e) not in left_out]:
                  "domain": ", ".join(str(v) for v in (domain.get("region"),
                                                       f"{domain['gsd_m']} m/px" if domain.get("gsd_m") else None) if v)
                  or None,
-                 "size (MB)": f"{entry.path.stat().st_size / 2**20:.1f}",
+                 "size (MB)": f"{entry.path.stat().st_size / 1e6:.1f}",  # MB, not MiB (24,849,970 bytes: 24.8)
                  "classes": ", ".join(readable_class(c["name"]) for c in card.get("classes", [])) or None})
 if rows:
     # a static table wraps its cells: every column in view at 1,280-1,400 px, where a scrolling one cut the domain

@@ -268,7 +268,7 @@ def show_result(result: Result, key: str) -> None:
         if seg.profile is not None:
             geo = "georeferenced" + (f", {result.pixel_size_m:.3g} m/pixel" if result.pixel_size_m else "")
         st.caption(f"{w}×{h} pixels · {geo}")
-        frame = areas_frame(seg)
+        frame = areas_frame(seg).round({"m²": 0})  # whole square metres: a quarter of one is no measurement here
         frame["class"] = frame["class"].map(readable_class)  # as the legend and the chart write it
         relative = "caution" in frame  # out of domain: the caution heads the table and names its share column,
         if relative:                   # not a column of its own repeated per row (it pushed the shares off screen)

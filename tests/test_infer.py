@@ -20,7 +20,7 @@ from torch import nn
 
 from core.store.checkpoint import save_checkpoint
 from core.data.augment import IMAGENET_MEAN, IMAGENET_STD
-from core.imaging.imageio import ImageError, read_image
+from core.imaging.imageio import ALPHA_NOTE, ImageError, read_image
 from core.imaging.tiffio import write_mask_geotiff
 from core.seg.infer import (axis_positions, class_areas, colorize, count_windows, overlap_pixels, overlay, predict,
                             predict_logits, ramp)
@@ -207,7 +207,7 @@ def test_tiff_band_rules(tmp_path):
     grey_alpha = write_tiff(tmp_path / "grey_alpha.tif", b[:2])
     with rasterio.open(grey_alpha, "r+") as dst:
         dst.colorinterp = [ColorInterp.gray, ColorInterp.alpha]
-    assert "alpha band dropped" in read_image(grey_alpha).notes
+    assert ALPHA_NOTE in read_image(grey_alpha).notes
 
     three = read_image(write_tiff(tmp_path / "three.tif", b[:3]))
     assert (three.rgb == np.moveaxis(b[:3], 0, -1)).all() and three.notes == [] and three.profile is None
@@ -220,7 +220,7 @@ def test_tiff_band_rules(tmp_path):
     alpha[3] = np.where(b[3] < 128, 0, 255)  # a real alpha band: 0 or 255
     rgba = read_image(write_tiff(tmp_path / "rgba.tif", alpha))  # GDAL's default for 4 x uint8: RGBA
     assert (rgba.rgb == np.moveaxis(b[:3], 0, -1)).all()
-    assert any("4 bands" in n and "alpha band dropped" in n for n in rgba.notes)
+    assert any("4 bands" in n and ALPHA_NOTE in n for n in rgba.notes)
     # GDAL marks the 4th band alpha whatever it holds: one of many values is near-infrared (docs/bands.md)
     marked = read_image(write_tiff(tmp_path / "marked.tif", b[:4]))
     assert (marked.rgb == np.moveaxis(b[:3], 0, -1)).all() and marked.declared_nodata is None
@@ -275,7 +275,8 @@ def test_png_rules(tmp_path):
     img = read_image(tmp_path / "a.png")
     assert (img.rgb == rgba[..., :3]).all() and img.profile is None
     transparent = rgba[..., 3] == 0
-    assert img.notes == ["alpha band dropped", f"{int(transparent.sum())} transparent pixels treated as no data"]
+    assert img.notes == [ALPHA_NOTE, f"{int(transparent.sum())} transparent pixels treated as no data"]
+    assert ALPHA_NOTE == "alpha band read as transparency (no data where 0), not as colour"  # not "dropped"
     assert (img.declared_nodata == transparent).all()
 
     grey = rgba[..., 0]

@@ -214,6 +214,15 @@ def test_segment_labels_scores_each_image_into_its_report(checkpoint, tmp_path, 
         assert got["iou"] == reports[0]["iou"], kind
     assert [r["read_as"] for r in reports] == ["class colours", "class colours (palette)", "class indices",
                                                "class indices"]
+    # "-": an image without a mask among images with one (a review passed "-" and got "cannot be read")
+    rc = main([str(tmp_path / "b.png"), str(tmp_path / "a.png"), "--out", str(tmp_path / "mixed"), *base, "--labels",
+               "-", str(tmp_path / "a_RGB.png")])
+    out = capsys.readouterr()
+    assert rc == 0 and not out.err, out.err
+    assert [line for line in out.out.splitlines() if line.startswith("  labels ")] == [lines[0]]
+    assert json.loads((tmp_path / "mixed" / "b_report.json").read_text())["label_score"] is None
+    assert json.loads((tmp_path / "mixed" / "a_report.json").read_text())["label_score"]["miou"] == \
+        pytest.approx(expect.scores.miou)
 
 
 def test_segment_labels_refusals_are_one_line(checkpoint, tmp_path, capsys) -> None:

@@ -21,9 +21,12 @@ def test_a_finetune_run_without_evaluations_gets_a_zero_to_one_mIoU_axis(tmp_pat
     from workbench.monitor import _figures
 
     run = create_run("ft", "data:\n  name: synthetic\n", tmp_path / "runs", kind="finetune", state="running")
-    (run.path / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "loss": 1.0 / s, "lr": 0.01}) + "\n"
+    (run.path / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "loss": 1.0 / s, "lr": 0.01,
+                                                                "images_per_s": 23.8 + s / 100}) + "\n"
                                                     for s in (1, 2, 3)))
     figures = _figures(str(run.path), "finetune", ("v1",))
+    speed = next(f for f in figures if f.layout.title.text == "Images / s")
+    assert speed.layout.yaxis.rangemode == "tozero"  # 23.81-23.83 drawn from 0, not as a falling curve
     miou = next(f for f in figures if f.layout.title.text == "Validation mIoU")
     assert tuple(miou.layout.yaxis.range) == (0, 1)
     assert "none yet" in miou.layout.annotations[0].text

@@ -39,6 +39,8 @@ def test_shares_whose_intervals_touch_are_not_called_level() -> None:
     assert share_relation(26 / 40, _ci(26, 40), 14 / 40, _ci(14, 40), "x").startswith("30 points above x")
     level = share_relation(14 / 40, _ci(14, 40), 17 / 40, _ci(17, 40), "a random negative")
     assert level.startswith("level with a random negative (42%") and "within noise" in level
+    same = share_relation(100 / 280, _ci(100, 280), 101 / 280, _ci(101, 280), "a random negative")  # -0.4 points
+    assert "difference 0 points, within noise" in same and "-0" not in same  # a review read "-0" as a loss
 
 
 def test_paired_difference_uses_the_t_distribution() -> None:

@@ -153,7 +153,7 @@ def show_label_score(seg: Segmentation, key: str, preview_side: int, image: str 
                         column_config={"iou": st.column_config.TextColumn(
                                            "IoU (%)", help="—: the class is in neither the mask nor the prediction"),
                                        "label pixels": st.column_config.NumberColumn(format="localized")})
-        note = result.absent_note(seg.classes)
+        note = result.absent_note(seg.classes, readable_class)  # as the table beside it names them
         if note:
             st.caption(f"ℹ️ {note}")
         unknown = result.unknown_note()

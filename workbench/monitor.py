@@ -107,6 +107,8 @@ def _figures(run_path: str, kind: str, version: tuple) -> list[Any]:  # noqa: AR
             if trace.name == "knn_baseline":  # the majority class: a reference line, dashed as the title says
                 trace.line.dash = "dash"
             trace.name = LEGEND_NAMES.get(trace.name, trace.name)
+        if keys[0] == "images_per_s":  # from zero: an axis of 23.80-23.84 made noise look like a slowdown
+            fig.update_yaxes(rangemode="tozero")
         if keys[0] in SHARES:  # scores as the page's other figures give them: in percent
             ys = [v for t in fig.data for v in map(float, t.y if t.y is not None else []) if not math.isnan(v)]
             fig.update_yaxes(tickformat=percent_ticks(ys))

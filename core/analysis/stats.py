@@ -98,12 +98,19 @@ def proportion_difference(p1: float, ci1: tuple[float, float], p2: float,
     return d, d - math.hypot(p1 - l1, u2 - p2), d + math.hypot(u1 - p1, p2 - l2)
 
 
+def signed_points(share: float) -> str:
+    """A difference of shares in whole points with its sign, and a plain 0 for one that rounds to none ("-0" read
+    as a loss on the False negatives page)."""
+    points = round(share * 100)
+    return f"{points:+d}" if points else "0"
+
+
 def share_relation(p: float, ci: Sequence[float], other: float, other_ci: Sequence[float], what: str) -> str:
     """'N points above/below WHAT (its share; the difference's interval)', or 'level with' only when that interval
     holds 0: the words a page prints beside two shares."""
     d, low, high = proportion_difference(p, (ci[0], ci[1]), other, (other_ci[0], other_ci[1]))
     if low > 0 or high < 0:
         side = "above" if low > 0 else "below"
-        span = f"{low * 100:+.0f} to {high * 100:+.0f}"
+        span = f"{signed_points(low)} to {signed_points(high)}"
         return f"{abs(d) * 100:.0f} points {side} {what} ({other:.0%}; difference {span})"
-    return f"level with {what} ({other:.0%}; difference {d * 100:+.0f} points, within noise)"
+    return f"level with {what} ({other:.0%}; difference {signed_points(d)} points, within noise)"

@@ -11,10 +11,11 @@ Formats
 
 Bands
     1 band            grey, replicated to R, G and B (a palette TIFF's colour map is applied instead).
-    2 bands           grey + alpha (or another band): the first band replicated, the second dropped.
+    2 bands           grey + alpha (or another band): the first band replicated; an alpha band is transparency
+                      (no data where 0, never colour), another band is ignored.
     3 bands           R, G, B.
-    4 bands           a PNG (RGBA): alpha dropped. A TIFF: bands 1-3 used as RGB; band 4 is alpha (dropped) or
-                      near-infrared (RGB-IR, ignored), as its colour interpretation says.
+    4 bands           a PNG (RGBA): alpha is transparency. A TIFF: bands 1-3 used as RGB; band 4 is alpha
+                      (transparency) or near-infrared (RGB-IR, ignored), as its colour interpretation says.
     more than 4       bands 1-3 used as RGB, the rest ignored (with a note).
     named bands       a TIFF whose band descriptions or colour interpretation place R, G and B elsewhere (B, G, R,
                       NIR: PlanetScope) gives its picture from the bands so named (``core.imaging.bands``).
@@ -56,7 +57,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .pixels import (  # noqa: F401 - the reader's public face: importers take these from here
     BYTES_PER_PIXEL, DEFAULT_MAX_PIXELS, GENERATED_KEY, MIN_SIDE, SAMPLE_PIXELS, STRIP_PIXELS, _TIFF_MAGIC,
-    ImageError, ImageHeader, LoadedImage, PixelBudgetError, _check_size, _depth_note, _one_line, _percentiles, _stretch,
+    ALPHA_NOTE, ImageError, ImageHeader, LoadedImage, PixelBudgetError, _check_size, _depth_note, _one_line, _percentiles, _stretch,
     check_decoded_size, is_16bit_png, need_rasterio)
 
 _PIL_LOCK = threading.Lock()
@@ -166,15 +167,15 @@ def _pil_to_rgb(img: Image.Image, notes: list[str]) -> np.ndarray:
         g = np.asarray(img.getchannel(0))
         notes.append("grey band replicated to RGB")
         if mode != "L":
-            notes.append("alpha band dropped")
+            notes.append(ALPHA_NOTE)
         return np.repeat(g[..., None], 3, axis=2)
     if mode in ("RGBA", "RGBa", "RGBX"):
         if mode != "RGBX":
-            notes.append("alpha band dropped")
+            notes.append(ALPHA_NOTE)
         return np.asarray(img.convert("RGB"))
     if mode in ("P", "PA"):
         has_alpha = mode == "PA" or "transparency" in img.info
-        notes.append("palette expanded to RGB" + (", alpha dropped" if has_alpha else ""))
+        notes.append("palette expanded to RGB" + (", its transparency read as no data" if has_alpha else ""))
         return np.asarray(img.convert("RGBA" if has_alpha else "RGB").convert("RGB"))
     notes.append(f"{mode} converted to RGB")
     return np.asarray(img.convert("RGB"))

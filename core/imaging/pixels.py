@@ -22,6 +22,7 @@ GENERATED_KEY = "false-wb-generated"  # no colon: GDAL reads "a:b=c" as key "a"
 STRIP_PIXELS = 16_000_000  # rasterio reads at most about this many pixels per band at a time
 SAMPLE_PIXELS = 1_000_000  # percentiles from at most about this many samples per band
 
+ALPHA_NOTE = "alpha band read as transparency (no data where 0), not as colour"  # not "dropped": its 0s are no data
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from .bands import FALSE_COLOUR, RGB, _invalid, describe, src_band_names, to_uint8
 from .colours import display_rgb
-from .pixels import (GENERATED_KEY, SAMPLE_PIXELS, STRIP_PIXELS, ImageError, ImageHeader, LoadedImage, _check_size,
+from .pixels import (ALPHA_NOTE, GENERATED_KEY, SAMPLE_PIXELS, STRIP_PIXELS, ImageError, ImageHeader, LoadedImage, _check_size,
                      _depth_note, _one_line, _percentiles, _pixel_size_m, _stretch, check_decoded_size, file_kind,
                      need_rasterio)
 
@@ -86,7 +86,7 @@ def _read_rasterio(src: Any, max_pixels: int, ColorInterp: Any, Resampling: Any,
             notes.append("grey band replicated to RGB")
     elif count == 2:
         bands = [1, 1, 1]
-        second = "alpha band dropped" if interp[1] == ColorInterp.alpha else f"band 2 ({names[1]}) ignored"
+        second = ALPHA_NOTE if interp[1] == ColorInterp.alpha else f"band 2 ({names[1]}) ignored"
         notes += ["grey band replicated to RGB", second]
     else:
         bands = visible
@@ -95,7 +95,7 @@ def _read_rasterio(src: Any, max_pixels: int, ColorInterp: Any, Resampling: Any,
             if visible != [1, 2, 3]:
                 notes.append(f"3 bands ({describe(names)}): {which} used as RGB")
         elif count == 4 and len(interp) == 4 and interp[3] == ColorInterp.alpha and not nir_marked_alpha:
-            notes.append(f"4 bands: used {which} as RGB, alpha band dropped (RGBA)")
+            notes.append(f"4 bands: used {which} as RGB, {ALPHA_NOTE} (RGBA)")
         elif count == 4 and visible == [1, 2, 3]:
             notes.append("4 bands: used bands 1-3 as RGB (RGB-IR)")
         elif visible == [1, 2, 3]:

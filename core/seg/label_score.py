@@ -11,7 +11,7 @@ no-data are left out of the scores, and the answer says how much was left out.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,12 +72,13 @@ class LabelScore:
         n = int(held.sum())
         return f" ({100 * self.miou_of_mask_classes():.1f} % over the {n} class{'' if n == 1 else 'es'} the mask holds)"
 
-    def absent_note(self, classes: list[dict[str, Any]]) -> str | None:
-        """One sentence on the classes predicted but absent from the mask, or None when there are none."""
+    def absent_note(self, classes: list[dict[str, Any]], name: Callable[[str], str] = str) -> str | None:
+        """One sentence on the classes predicted but absent from the mask, or None when there are none; ``name``
+        writes a class's name as the interface does (a page: "forest land" for ``forest_land``)."""
         absent = self.predicted_not_labeled(classes)
         if not absent:
             return None
-        names = ", ".join(f"{n} ({p:,} px)" for n, p in absent)
+        names = ", ".join(f"{name(n)} ({p:,} px)" for n, p in absent)
         held = int((np.asarray(self.scores.confusion).sum(axis=1) > 0).sum())
         return (f"predicted but in no pixel of the mask: {names}; on one image each counts as an IoU of 0 however "
                 "few its pixels (over a data set they would join that class's totals, where it does occur). Over the "

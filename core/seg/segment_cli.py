@@ -14,7 +14,7 @@ percent, square_metres when the pixel size is known) and, for georeferenced inpu
 with the input's CRS and transform). Two inputs with the same stem get ``<stem>-2`` and so on. Images are read by
 the rules of ``core.imaging.imageio``; what was done to each file's bands is printed.
 
-``--labels`` gives one label mask per image, in the same order: each prediction is scored against its mask as the
+``--labels`` gives one label mask per image, in the same order (``-`` for an image without one): each prediction is scored against its mask as the
 Segment page scores it (``core.seg.label_score``: class indices or colours, a palette PNG by its colours), a line
 per image (mIoU, pixel accuracy) is printed and the report JSON holds ``label_score`` (``miou``, ``accuracy``,
 ``iou`` per class name, how the mask was read, the shares left out).
@@ -113,6 +113,9 @@ class _Models:
             f"{', '.join(c['name'] for c in classes)}) on {device}")
 
 
+NO_MASK = "-"  # in --labels: this image has no mask (images with and without masks in one call)
+
+
 def _score_labels(seg: Segmentation, mask: str) -> tuple[LabelScore | None, str | None]:
     """``seg`` scored against the label mask file ``mask`` (into its report's ``label_score``), or why not."""
     try:
@@ -184,9 +187,10 @@ def _run(args: argparse.Namespace) -> int:
         geo = "" if loaded.profile is None else (
             f", georeferenced, {loaded.pixel_size_m:.3g} m/pixel" if loaded.pixel_size_m else ", georeferenced")
         say(f"{path}: {w}x{h} pixels{geo}")
-        early = _mask_refused(args.labels[k], path) if args.labels else None
+        mask = args.labels[k] if args.labels and args.labels[k] != NO_MASK else None
+        early = _mask_refused(mask, path) if mask else None
         if early is not None:  # said now (under its image's line), from the headers, not after a minute of segmenting
-            _err(f"{path}: labels {args.labels[k]}: {early}")
+            _err(f"{path}: labels {mask}: {early}")
             unscored += 1
         stem = _unique_stem(path, used)
         bar = None
@@ -203,7 +207,7 @@ def _run(args: argparse.Namespace) -> int:
                                    overlap=args.overlap, batch_size=args.batch_size, tta=args.tta,
                                    progress=progress)
             note_scene(seg, path, path)  # a copy elsewhere too, where the card's data set is on this machine
-            scored, why = _score_labels(seg, args.labels[k]) if args.labels and early is None else (None, None)
+            scored, why = _score_labels(seg, mask) if mask and early is None else (None, None)
             outputs = write_outputs(seg, args.out, stem, str(path))
         except KeyboardInterrupt:
             raise
@@ -235,11 +239,11 @@ def _run(args: argparse.Namespace) -> int:
             say(f"  warning: {seg.warning}")
         say(f"  wrote {', '.join(p.name for p in outputs.values())}")
         if scored is not None:
-            say(f"  labels {args.labels[k]}: {scored.line()}")
+            say(f"  labels {mask}: {scored.line()}")
             if (absent := scored.absent_note(seg.classes)) is not None:
                 say(f"  note: {absent}")
         elif why is not None:
-            _err(f"{path}: labels {args.labels[k]}: {why}")
+            _err(f"{path}: labels {mask}: {why}")
             unscored += 1
     n = len(args.images)
     if failed == n and made_out:
