@@ -69,25 +69,17 @@ def test_fingerprint_keeps_the_looks_and_segment_says_so_for_a_jpeg_copy(tmp_pat
     copy elsewhere, with no data set on the machine."""
     import shutil
 
-    import torch
-
     from core.seg.fingerprint import main as fingerprint_main
     from core.seg.segment_cli import main as segment_main
-    from core.seg.segmodel import build_seg_model, make_card, save_seg_checkpoint
     from core.store.checkpoint import read_metadata
     from tests.test_baseline import deepglobe_folder
+    from tests.test_scene_role import deepglobe_checkpoint
 
     monkeypatch.setenv("FALSE_WB_DATA", str(tmp_path / "cache"))
     root = deepglobe_folder(tmp_path / "dg", scenes=3)
     Image.fromarray(_picture(0, 64, 64)).save(root / "0_sat.png")  # a scene with texture (the fixture's are halves)
     (root / "0_sat.png").rename(root / "0_sat.jpg")
-    classes = [{"name": f"c{k}", "color": [k, k, k]} for k in range(6)]
-    card = make_card(arch="deeplabv3plus", encoder="resnet18", classes=classes, ignore_index=255)
-    card["config"] = {"data": {"name": "deepglobe", "root": str(root), "tile_size": 32, "test_scenes": ["2"],
-                               "val_scenes": ["1"]}, "model": {"arch": "deeplabv3plus", "encoder": "resnet18"}}
-    torch.manual_seed(0)
-    ckpt = tmp_path / "m.safetensors"
-    save_seg_checkpoint(ckpt, build_seg_model(card).eval(), card)
+    ckpt = deepglobe_checkpoint(root, tmp_path / "m.safetensors", test="2", val="1")
     assert fingerprint_main([str(ckpt), "--scene-digests"]) == 0
     looks = read_metadata(ckpt)["card"]["domain"]["scene_looks"]
     assert set(looks) == {"0", "1", "2"} and looks["0"].startswith("64x64:")

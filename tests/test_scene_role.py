@@ -149,23 +149,30 @@ def test_an_upload_of_a_scenes_very_file_is_known_by_its_digest_without_the_data
 def test_scene_digests_added_alone_name_the_held_out_scenes_too(tmp_path: Path, monkeypatch) -> None:
     """``core.fingerprint --scene-digests`` on a card without a domain section called a test scene a training one:
     the roles of the digests are read from the held-out lists, which it now writes where they are missing."""
-    import torch
-
     from core.seg.fingerprint import main as fingerprint_main
-    from core.seg.segmodel import build_seg_model, make_card, save_seg_checkpoint
     from core.store.checkpoint import read_metadata
     from tests.test_baseline import deepglobe_folder
 
     monkeypatch.setenv("FALSE_WB_DATA", str(tmp_path / "cache"))
     root = deepglobe_folder(tmp_path / "dg", scenes=4)
-    classes = [{"name": f"c{k}", "color": [k, k, k]} for k in range(6)]
-    card = make_card(arch="deeplabv3plus", encoder="resnet18", classes=classes, ignore_index=255)
-    card["config"] = {"data": {"name": "deepglobe", "root": str(root), "tile_size": 32, "test_scenes": ["3"],
-                               "val_scenes": ["2"]}, "model": {"arch": "deeplabv3plus", "encoder": "resnet18"}}
-    torch.manual_seed(0)
-    path = tmp_path / "m.safetensors"
-    save_seg_checkpoint(path, build_seg_model(card), card)
+    path = deepglobe_checkpoint(root, tmp_path / "m.safetensors", test="3", val="2")
     assert fingerprint_main([str(path), "--scene-digests"]) == 0
     stored = read_metadata(path)["card"]
     assert stored["domain"]["test_scenes"] == ["3"] and stored["domain"]["validation_scenes"] == ["2"]
     assert scene_note(stored, "up.jpg", (root / "3_sat.jpg").read_bytes()).startswith("this image is test scene 3")
+
+
+def deepglobe_checkpoint(root: Path, path: Path, test: str, val: str) -> Path:
+    """A random 6-class model whose card's config reads the DeepGlobe folder ``root`` with one test and one
+    validation scene (what ``core.fingerprint --scene-digests`` needs to find its scenes)."""
+    import torch
+
+    from core.seg.segmodel import build_seg_model, make_card, save_seg_checkpoint
+
+    classes = [{"name": f"c{k}", "color": [k, k, k]} for k in range(6)]
+    card = make_card(arch="deeplabv3plus", encoder="resnet18", classes=classes, ignore_index=255)
+    card["config"] = {"data": {"name": "deepglobe", "root": str(root), "tile_size": 32, "test_scenes": [test],
+                               "val_scenes": [val]}, "model": {"arch": "deeplabv3plus", "encoder": "resnet18"}}
+    torch.manual_seed(0)
+    save_seg_checkpoint(path, build_seg_model(card).eval(), card)
+    return path
