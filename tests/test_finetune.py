@@ -243,6 +243,16 @@ def test_compare_refuses_one_seed_and_an_encoder_that_saw_test_scenes(roots: Pat
     assert "and 8 of its val scenes" in ft.log_text()
     assert "warning: model.init has read 8 of its test" in capsys.readouterr().err  # and said
     assert "has read 8 of its test" in json.loads((ft.path / "test_metrics.json").read_text())["not_unseen"]
+    # every table that shows the score says so (a review found it marked on the Fine-tune page only), and the run
+    # cannot win an auto choice among its twins by that figure
+    from core.store.catalog import segmentation_models
+    from core.store.run_summary import NOT_UNSEEN, summary_row
+    from core.store.runs_cli import main as runs_main
+
+    assert summary_row(ft)["metric"] == f"test mIoU {NOT_UNSEEN}"
+    assert runs_main([]) == 0 and f"test mIoU {NOT_UNSEEN}" in capsys.readouterr().out
+    entry = next(e for e in segmentation_models(roots) if e.path.parent.parent == ft.path)
+    assert entry.test and entry.test_miou() is None
     assert evaluate_main([str(ft.path / "checkpoints/best.safetensors"), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "8 scenes, which fine-tuning never saw: synthetic-" in out and "never saw:" in out

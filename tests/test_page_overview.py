@@ -39,3 +39,23 @@ def test_the_models_table_lists_the_shipped_models_and_the_newest_runs_only(popu
     assert sum(m.startswith("run: ") for m in table.index) == 8
     assert table.index[-1] == "shipped: synthetic_false_encoder"  # the shipped models all stay
     assert any(c.value.startswith("And ") and "more model(s) of runs" in c.value for c in at.caption)
+
+
+def test_a_runs_score_on_scenes_its_encoder_had_read_is_marked_in_the_models_table(populated_store: Path,
+                                                                                    monkeypatch) -> None:
+    """A review found such a score marked on the Fine-tune page only; here it read as any other test score."""
+    import dataclasses
+
+    from core.store import catalog
+    from core.store.run_summary import NOT_UNSEEN
+
+    models = catalog.segmentation_models()
+    run = next(m for m in models if m.label.startswith("run: ") and m.test)
+    leaky = dataclasses.replace(run, label=f"{run.label}-leaky", test={**run.test, "not_unseen": "model.init has read"})
+    clean = dataclasses.replace(run, label=f"{run.label}-clean",
+                                test={k: v for k, v in run.test.items() if k != "not_unseen"})
+    monkeypatch.setattr(catalog, "segmentation_models", lambda: [*models, leaky, clean])
+    at = open_page("overview")
+    table = next(t.value for t in at.table if "on" in t.value)
+    assert table.loc[leaky.label, "on"].endswith(f"⚠️ {NOT_UNSEEN}")
+    assert NOT_UNSEEN not in table.loc[clean.label, "on"]

@@ -44,9 +44,12 @@ class ModelEntry:
         return self.label.startswith("shipped: ")
 
     def test_miou(self) -> float | None:
-        """mIoU on the held-out scenes its card names (``domain.test_scenes``), when it was tested on exactly those."""
+        """mIoU on the held-out scenes its card names (``domain.test_scenes``), when it was tested on exactly those and
+        they were unseen (a run whose encoder had read them has no such figure: it must not win a choice by it)."""
         scenes = (self.card.get("domain") or {}).get("test_scenes")
         for test in (self.test, self.card.get("evaluation"), self.card.get("test_metrics")):
+            if isinstance(test, dict) and test.get("not_unseen"):
+                return None
             miou = test.get("miou") if isinstance(test, dict) else None
             if isinstance(miou, (int, float)) and scenes and list(test.get("scenes") or []) == list(scenes):
                 return float(miou)

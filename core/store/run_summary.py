@@ -11,6 +11,10 @@ from ..config.strategy import method_and_strategy
 from .runs import Run
 
 
+# after a test score whose scenes an earlier stage read (the encoder's pretraining): every table that shows it says so
+NOT_UNSEEN = "(not an unseen score: an earlier stage read these test scenes or their neighbours)"
+
+
 def summary_row(run: Run) -> dict[str, Any]:
     """One row for a table of runs: what it is, where it stands, its best number."""
     s, cfg, kind = run.status(), run.config(), run.kind()
@@ -40,7 +44,7 @@ def summary_row(run: Run) -> dict[str, Any]:
         last = last_record(run.path / "metrics.jsonl")
         best = None if last is None else last.get("loss")
     elif test is not None and isinstance(test.get("miou"), (int, float)):  # as the Fine-tune page gives it
-        best, metric = test["miou"], "test mIoU"
+        best, metric = test["miou"], "test mIoU" + (f" {NOT_UNSEEN}" if test.get("not_unseen") else "")
     elif s.get("best_miou") is not None:
         best = s.get("best_miou")
     return {"run": run.id, "kind": kind, "state": run.state(), "method": method, "encoder": encoder,
