@@ -23,8 +23,9 @@ from core.config import ConfigError, DataConfig, LossConfig
 from core.config.strategy import strategy_label, uses_labels
 from core.store.runs import Run
 from core.imaging.bands import bands_of
-from workbench.common import (BASE_RATE_MARGIN, STAY_NOTE, base_rate_line, dataset_of, go_to, pick_picture, pick_run,
-                              runs_of, show_error, pair_counts_figure, show_treatment, shows_errors)
+from workbench.common import (BASE_RATE_MARGIN, STAY_NOTE, base_rate_line, dataset_of, go_to, kept_range, kept_valid,
+                              pick_picture, pick_run, runs_of, show_error, pair_counts_figure, show_treatment,
+                              shows_errors)
 from workbench.fn_compare_view import compare_section
 
 PER_PAGE = 12
@@ -55,7 +56,7 @@ def filters(pairs: pd.DataFrame, run: Run, loss: LossConfig) -> pd.DataFrame:
     lo, hi = int(pairs["step"].min()), int(pairs["step"].max())
     steps = (lo, hi)
     if hi > lo:
-        steps = c1.slider("Steps", lo, hi, (lo, hi), key=f"fn-steps-{run.id}")
+        steps = c1.slider("Steps", lo, hi, key=kept_range(f"fn-steps-{run.id}", lo, hi))
     else:
         c1.caption(f"All flags are from step {lo}.")
     fncc = loss.treatment == "fncc"
@@ -67,7 +68,7 @@ def filters(pairs: pd.DataFrame, run: Run, loss: LossConfig) -> pd.DataFrame:
     order = list(SORT_LABELS) if loss.detector == "fnsd" else ["cos", "step", "distance"]
     labels = SORT_LABELS if loss.detector == "fnsd" else {**SORT_LABELS, "distance": "distance D (FNSD's measure; "
                                                                                      "this detector does not use it)"}
-    sort_by = c3.selectbox("Sort by", order, format_func=labels.get, key=f"fn-sort-{loss.detector}")
+    sort_by = c3.selectbox("Sort by", order, format_func=labels.get, key=kept_valid(f"fn-sort-{loss.detector}", order))
     return fn.filter_pairs(pairs, steps, calibrated_only, sort_by)
 
 

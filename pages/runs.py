@@ -11,7 +11,7 @@ from core.store import launch
 from core.store.run_compare import all_tags, read_notes
 from core.store.run_lock import RunBusyError
 from core.store.runs import Run, delete_run, runs_root
-from workbench.common import has_records, pairs_frame, pick_run, runs_frame, runs_of, show_error
+from workbench.common import has_records, kept_valid, pairs_frame, pick_run, runs_frame, runs_of, show_error
 from workbench.monitor import watch
 from workbench.trackers_view import trackers_tab
 from workbench.run_compare_view import (CURVE_KINDS, METRIC_LABELS, compare_kind, curve_controls, curve_series,
@@ -72,11 +72,14 @@ table.insert(list(table.columns).index("value") + 1, "treatment", [treatment(r) 
 tags_of = {r.id: read_notes(r)["tags"] for r in runs}
 c1, c2, c3, c4, c5 = st.columns([1, 1, 1, 1, 2])
 # short placeholders: Streamlit's "Choose options" / "No options to select" were cut in narrow columns
-kinds = c1.multiselect("Kind", sorted(table["kind"].unique()), key="runs-kind", placeholder="any")
-states = c2.multiselect("State", sorted(table["state"].unique()), key="runs-state", placeholder="any")
-methods = c3.multiselect("Method", sorted(table["method"].astype(str).unique()), key="runs-method", placeholder="any")
-tag_options = all_tags(tags_of.values())
-tags = c4.multiselect("Tag", tag_options, key="runs-tags", placeholder="any" if tag_options else "none yet",
+# kept across pages (``KEPT_KEYS``), less any value no run has any more
+kind_options, state_options = sorted(table["kind"].unique()), sorted(table["state"].unique())
+method_options, tag_options = sorted(table["method"].astype(str).unique()), all_tags(tags_of.values())
+kinds = c1.multiselect("Kind", kind_options, key=kept_valid("runs-kind", kind_options), placeholder="any")
+states = c2.multiselect("State", state_options, key=kept_valid("runs-state", state_options), placeholder="any")
+methods = c3.multiselect("Method", method_options, key=kept_valid("runs-method", method_options), placeholder="any")
+tags = c4.multiselect("Tag", tag_options, key=kept_valid("runs-tags", tag_options),
+                      placeholder="any" if tag_options else "none yet",
                       help="Runs with any of these tags (tag a run in its Notes tab below)")
 text = c5.text_input("Name contains", key="runs-text")
 shown = table

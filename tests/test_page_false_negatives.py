@@ -203,7 +203,7 @@ def test_two_runs_detectors_side_by_side(store_base: Path, tmp_path: Path, monke
     first, nearest, oracle = (run_named(runs, n) for n in ("tiny-false", "tiny-nearest", "tiny-oracle"))
     at = open_page("false_negatives")
     at.selectbox(key="fn-run").set_value(first).run()
-    picker = at.selectbox(key=f"fn-compare-{first}")
+    picker = at.selectbox(key=f"fn-second-{first}")
     assert picker.value == "—" and set(picker.options) >= {nearest, oracle}
     picker.set_value(nearest).run()
     assert not at.exception and not errors(at), errors(at)
@@ -220,7 +220,7 @@ def test_two_runs_detectors_side_by_side(store_base: Path, tmp_path: Path, monke
     assert "On the same batches (steps 1–4)" in said and "the pairs `nearest` flagged in B" in said
     assert len(at.get("plotly_chart")) == 3  # counts, precision per bin, the two runs side by side
 
-    at.selectbox(key=f"fn-compare-{first}").set_value(oracle).run()
+    at.selectbox(key=f"fn-second-{first}").set_value(oracle).run()
     assert not at.exception and not errors(at), errors(at)
     assert any("Not the same batches (seed 0 vs 5)" in w.value for w in at.warning)
     at.button(key=f"fn-compare-go-{first}").click().run()
@@ -241,3 +241,20 @@ def test_two_runs_detectors_side_by_side(store_base: Path, tmp_path: Path, monke
     assert "does not use it" in at.selectbox(key="fn-sort-nearest").format_func("distance")
     at.selectbox(key="fn-run").set_value(first).run()
     assert at.selectbox(key="fn-sort-fnsd").value == "distance"
+
+
+def test_the_run_and_the_filters_survive_a_visit_to_another_page(populated_store: Path) -> None:
+    """A review picked a run, ticked Calibrated only and sorted by step; after a visit to Runs the page was back at
+    the newest run with its defaults."""
+    at = open_page("false_negatives")
+    run_id = run_named(populated_store, "tiny-false")
+    at.selectbox(key="fn-run").set_value(run_id).run()
+    at.checkbox(key="fn-calibrated").check().run()
+    sort = next(s for s in at.selectbox if s.label == "Sort by")
+    sort.set_value("step").run()
+    at.switch_page("../pages/runs.py").run()
+    at.switch_page("../pages/false_negatives.py").run()
+    assert not at.exception and not errors(at)
+    assert at.selectbox(key="fn-run").value == run_id and at.checkbox(key="fn-calibrated").value
+    assert next(s for s in at.selectbox if s.label == "Sort by").value == "step"
+    assert not any("Session State" in w.value for w in at.warning)  # no "two defaults" warning from Streamlit

@@ -409,3 +409,18 @@ def test_losses_of_other_batch_sizes_or_data_are_not_said_to_compare() -> None:
     assert objective_note({"a": moco, "b": {**moco, "train.batch_size": 32}}, ["a", "b"], "loss") is None  # its queue
     finetune = {"train.batch_size": 8, "data.name": "dubai"}  # a per-pixel loss: no negatives, no temperature
     assert objective_note({"a": finetune, "b": {**finetune, "train.batch_size": 16}}, ["a", "b"], "loss") is None
+
+
+def test_the_filters_and_the_chosen_run_survive_a_visit_to_another_page(populated_store: Path) -> None:
+    """A review set the Kind filter, went to the Overview and came back to an unfiltered table."""
+    at = open_page("runs")
+    at.multiselect(key="runs-kind").set_value(["pretrain"]).run()
+    at.text_input(key="runs-text").set_value("tiny").run()
+    second = at.selectbox(key="runs-one").options[-1]
+    at.selectbox(key="runs-one").set_value(second).run()
+    at.switch_page("../pages/overview.py").run()
+    at.switch_page("../pages/runs.py").run()
+    assert not at.exception
+    assert at.multiselect(key="runs-kind").value == ["pretrain"] and at.text_input(key="runs-text").value == "tiny"
+    assert at.selectbox(key="runs-one").value == second
+    assert not any("Session State" in w.value for w in at.warning)

@@ -109,14 +109,37 @@ KEPT_WIDGETS = ("segment_model", "segment_tile", "segment_overlap", "segment_tta
                 "segment_borders", "segment_max_mp", "opacity_", "pre-", "pretrain-settings", "pretrain-sources-open",
                 "pretrain-source-pick", "emb-models", "emb-source", "emb-tiles", "emb-tile-size", "emb-own-tiles",
                 "emb-size", "emb-colour", "emb-pairs")  # buttons and chart selections cannot be re-assigned
+KEPT_WIDGETS += ("fn-sort-", "fn-steps-", "fn-second-")  # the False negatives page's filters and second run
 # kept widgets named one by one, where a prefix would take a button too: the Fine-tune page's forms register theirs
-# (``kept_keys``) when first drawn
-KEPT_KEYS: set[str] = set()
+# (``kept_keys``) when first drawn; the run pickers and the Runs page's filters are here from the start (a review lost
+# them on every page trip)
+KEPT_KEYS: set[str] = {"fn-run", "fn-calibrated", "runs-one", "pretrain-run", "runs-kind", "runs-state", "runs-method",
+                       "runs-tags", "runs-text"}
 
 
 def kept_keys(keys: Iterable[str]) -> None:
     """Keep these widgets' values across pages from now on, in every session (``keep_widget_values``)."""
     KEPT_KEYS.update(keys)
+
+
+def kept_valid(key: str, options: Sequence[Any]) -> str:
+    """A kept choice that is still among ``options`` (a run deleted, a filter's value gone): a list keeps its valid
+    items, a single value that is gone is dropped, so the widget starts afresh instead of failing. Returns the key."""
+    if key in st.session_state:
+        value = st.session_state[key]
+        if isinstance(value, list):
+            st.session_state[key] = [v for v in value if v in options]
+        elif value not in options:
+            del st.session_state[key]
+    return key
+
+
+def kept_range(key: str, lo: int, hi: int) -> str:
+    """A kept slider range inside [lo, hi] (a live run's steps grow), else the whole range. Returns the key."""
+    value = st.session_state.get(key)
+    if not (isinstance(value, (tuple, list)) and len(value) == 2 and lo <= value[0] <= value[1] <= hi):
+        st.session_state[key] = (lo, hi)
+    return key
 
 
 def kept_default(key: str, value: Any) -> str:
@@ -177,17 +200,22 @@ def pick_run(label: str, runs: Sequence[Run], key: str, empty: str,
              prefer: Callable[[Run], bool] | None = None) -> Run | None:
     """A select box of runs (newest first); shows ``empty`` as info when there are none.
 
-    The first choice is the run named by ``?run=`` in the address, else the newest run that ``prefer`` likes
-    (a live run, one with flagged pairs, ...), else the newest."""
+    The first choice is the run named by ``?run=`` in the address, else the one picked before (kept across pages),
+    else the newest run that ``prefer`` likes (a live run, one with flagged pairs, ...), else the newest."""
     if not runs:
         st.info(empty)
         return None
     ids = [r.id for r in runs]
     wanted = st.query_params.get("run")
-    liked = [n for n, r in enumerate(runs) if prefer(r)] if prefer is not None else []
-    index = ids.index(wanted) if wanted in ids else (liked[0] if liked else 0)
+    if wanted in ids and st.session_state.get(f"{key}:asked") != wanted:  # an address naming a run wins, once
+        st.session_state[f"{key}:asked"] = st.session_state[key] = wanted
+    kept_valid(key, ids)  # the kept choice (``KEPT_KEYS``), unless its run is gone
     # Labels are the bare ids: a label that changed with the run's state would reset the choice.
-    chosen = st.selectbox(label, ids, index=index, key=key)
+    if key in st.session_state:  # no index beside a kept value (Streamlit warns of two defaults)
+        chosen = st.selectbox(label, ids, key=key)
+    else:
+        liked = [n for n, r in enumerate(runs) if prefer(r)] if prefer is not None else []
+        chosen = st.selectbox(label, ids, index=liked[0] if liked else 0, key=key)
     return runs[ids.index(chosen)]
 
 

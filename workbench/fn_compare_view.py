@@ -11,7 +11,7 @@ from core.analysis.fn_report import FlagReportError
 from core.analysis.fn_scoring import has_detector
 from core.config import ConfigError
 from core.store.runs import Run
-from workbench.common import STAY_NOTE, runs_of, show_error, shows_errors
+from workbench.common import STAY_NOTE, kept_valid, runs_of, show_error, shows_errors
 
 NONE = "—"
 RUN_COLOURS = ("#d62728", "#1f77b4")
@@ -49,7 +49,8 @@ def compare_section(run: Run) -> None:
         st.caption("No other pretraining run with flagged pairs to put beside this one. Pretrain the same data "
                    "with the same seed and another `loss.detector` to compare detectors on the same batches.")
         return
-    chosen = st.selectbox("Second run", [NONE, *(r.id for r in others)], key=f"fn-compare-{run.id}",
+    options = [NONE, *(r.id for r in others)]
+    chosen = st.selectbox("Second run", options, key=kept_valid(f"fn-second-{run.id}", options),
                           help="Runs of the same data, seed, batch size, ranks and method trained on the same "
                                "batches: their detectors are compared pair for pair on them")
     if chosen == NONE:
