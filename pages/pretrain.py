@@ -48,8 +48,23 @@ else:
 st.subheader("New run")
 presets = config_presets("pretrain")
 names = list(presets)
-preset = st.selectbox("Start from a preset", names, index=names.index("demo_cpu") if "demo_cpu" in names else 0,
-                      key="pre-preset", help="Files in configs/; every value below can be changed.")
+
+
+def preset_values(preset: str | None = None) -> None:
+    """The form of ``preset`` (the one just picked when None) back at the preset's values: its fields are kept
+    across pages per preset, so picking a preset again brought back the edits made under it (a review)."""
+    chosen = preset or st.session_state.get("pre-preset")
+    for key in [key for key in st.session_state if isinstance(key, str) and key.startswith(f"pre-{chosen}-")]:
+        del st.session_state[key]
+
+
+c_preset, c_reset = st.columns([4, 1], vertical_alignment="bottom")
+preset = c_preset.selectbox("Start from a preset", names, index=names.index("demo_cpu") if "demo_cpu" in names else 0,
+                            key="pre-preset", on_change=preset_values,
+                            help="Files in configs/; every value below can be changed. Picking a preset sets the "
+                                 "form to its values.")
+c_reset.button("↺ Preset values", key="pretrain-preset-reset", on_click=preset_values, args=(preset,),
+               help="Set every field below back to this preset's values")
 try:
     base: PretrainConfig = load_config(presets[preset])
 except ConfigError as err:
@@ -102,7 +117,7 @@ TREATMENT_HELP = ("What the loss does with a flagged negative. FNCC (FALSE's cal
 
 
 def k(name: str) -> str:
-    """Widget keys depend on the preset, so picking another preset resets the form to its values."""
+    """Widget keys depend on the preset: each preset's form is its own (``preset_values`` sets it back)."""
     return f"pre-{preset}-{name}"
 
 

@@ -25,7 +25,7 @@ def test_renders_with_an_empty_store(empty_store: Path) -> None:
     assert "No pretraining runs yet" in texts(at)
     settings = next(e for e in at.expander if e.label == "Settings")
     assert settings.proto.expanded  # nothing to watch: the form is open
-    assert [b.label for b in at.button] == ["➕ Add", "🚀 Launch"]  # a data source, a run
+    assert [b.label for b in at.button] == ["↺ Preset values", "➕ Add", "🚀 Launch"]  # a data source, a run
 
 
 def test_renders_with_a_populated_store(populated_store: Path) -> None:
@@ -481,7 +481,7 @@ def test_a_broken_sources_file_is_said_and_the_page_still_works(empty_store: Pat
     at = open_page("pretrain")
     assert not at.exception and not errors(at)
     assert any("set aside" in w.value for w in at.warning)
-    assert [b.label for b in at.button] == ["➕ Add", "🚀 Launch"]
+    assert [b.label for b in at.button] == ["↺ Preset values", "➕ Add", "🚀 Launch"]
 
 
 def test_a_launch_from_the_form_can_ask_for_trackers(empty_store: Path, monkeypatch) -> None:
@@ -532,3 +532,20 @@ def test_the_length_field_not_read_is_greyed_and_a_run_inside_its_warm_up_is_sai
     steps, epochs = at.number_input(key="pre-demo_cpu-steps"), at.number_input(key="pre-demo_cpu-epochs")
     assert steps.disabled and not epochs.disabled
     assert not any(said in c.value for c in at.caption)
+
+
+def test_picking_a_preset_sets_the_form_to_its_values(empty_store: Path) -> None:
+    """A review edited demo_cpu's form, picked demo_cpu_rgbn, then demo_cpu again: its edits came back, not the
+    preset's values, and re-picking the chosen preset did nothing. Now a pick (or the button) sets its values."""
+    at = open_page("pretrain")
+    at.number_input(key="pre-demo_cpu-batch").set_value(3).run()
+    at.number_input(key="pre-demo_cpu-steps").set_value(7).run()
+    at.selectbox(key="pre-preset").set_value("demo_cpu_rgbn").run()
+    at.selectbox(key="pre-preset").set_value("demo_cpu").run()
+    assert not at.exception
+    assert at.number_input(key="pre-demo_cpu-batch").value == 64
+    assert at.number_input(key="pre-demo_cpu-steps").value == 300
+    at.number_input(key="pre-demo_cpu-batch").set_value(5).run()
+    at.button(key="pretrain-preset-reset").click().run()
+    assert not at.exception and at.number_input(key="pre-demo_cpu-batch").value == 64
+    assert not any("Session State" in w.value for w in at.warning)
