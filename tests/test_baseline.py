@@ -147,6 +147,26 @@ def test_a_shipped_model_scores_only_on_exactly_the_runs_scenes() -> None:
     assert got["other"].miou is None and "other images" in got["other"].note
 
 
+def test_a_shipped_score_of_another_recipe_says_where_the_recipe_differs() -> None:
+    """A review read a 40-step fine-tuning on 10 % of the labels as 11 points behind the shipped model, which trained
+    300 steps on all of them; and a linear probe's score beside that fine-tuned model, with nothing said."""
+    from core.seg.baseline import recipe_differences
+
+    data = {"name": "synthetic", "label_fraction": 1.0, "crop_size": 192}
+    record = {"split": "test", "scenes": ["t1"], "classes": ["a", "b"], "miou": 0.4}
+    shipped = _entry("synthetic_seg", ["t1"], ["r1"], 0.488, data)
+    shipped.card["config"].update({"train": {"max_steps": 300, "protocol": "full"}, "model": {"arch": "deeplabv3plus"}})
+    ours = {"data": {**data, "label_fraction": 0.1}, "train": {"max_steps": 40, "protocol": "full"},
+            "model": {"arch": "deeplabv3plus"}}
+    [score] = shipped_scores(record, ours["data"], [shipped], config=ours)
+    assert score.miou == pytest.approx(0.488)
+    assert score.note.endswith("; another recipe: label fraction 1 (this run 0.1), 300 steps (this run 40)")
+    same = shipped_scores(record, data, [shipped], config=shipped.card["config"])[0]
+    assert "another recipe" not in same.note  # the same settings: nothing to say
+    probe = recipe_differences(shipped.card["config"], {"data": data, "train": {"epochs": 20}}, kind="probe")
+    assert probe == "another recipe: a fine-tuned model, this run a linear probe of a frozen encoder"
+
+
 def test_an_encoders_labeled_pretraining_set_is_its_data_default() -> None:
     card = {"config": {"data": {"name": "deepglobe", "root": "/dg", "val_fraction": 0.12, "test_fraction": 0.34,
                                 "pretrain_splits": ["train", "val"], "tile_size": 128, "image_size": 64}}}

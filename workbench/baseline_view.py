@@ -60,7 +60,9 @@ def draw(run: Run, result: dict[str, Any], which: str) -> None:
     """The baselines of the score ``result`` (``which``: test or val) of ``run``."""
     miou = float(result["miou"])
     found = random_baseline(run, list_runs(), which)
-    shipped = shipped_scores(result, run.config().get("data") or {}) if which == "test" else []
+    config = run.config()
+    shipped = (shipped_scores(result, config.get("data") or {}, config=config, kind=run.kind()) if which == "test"
+               else [])
     st.markdown("**Beside what?**")
     cols = st.columns(1 + max(1, len(shipped)))
     first = cols[0]
