@@ -42,7 +42,8 @@ class PairedDifference:
 
     @property
     def half_width(self) -> float:
-        """Half the interval: the smallest effect this design (these units, this spread) can tell from zero."""
+        """Half the interval: a true effect smaller than this is not told from zero by this design (these units, this
+        spread); one of this size is, about half the time."""
         return (self.high - self.low) / 2
 
     def to_json(self) -> dict[str, float | int | str]:
