@@ -143,6 +143,9 @@ def test_rebuilt_batches_equal_the_trainers(roots: Path, monkeypatch: pytest.Mon
         assert report["precision"] == 1.0 and report["recall"] == 1.0
         assert any("reads the labels" in n for n in report["notes"])
     assert (run.path / CACHE_NAME).is_file() and flag_report(run) == report  # cached
+    light = flag_report(run, use_encoder=False)  # fn-report --no-encoder: kept beside the full report, not over it
+    assert "encoder" not in light["selectors"]
+    assert cached_report(run) == report and cached_report(run, use_encoder=False) == light
 
 
 # ------------------------------------------------------------------------------------------------ selectors

@@ -36,6 +36,7 @@ CACHE_NAME = "flag_quality.json"
 REPORT_VERSION = 6  # 2: cross-scene among other scenes; 3: any detector; 5: picks or tile pairs once per step;
 # 6: figures kept to 6 decimals (printed at 3, a bound kept at 4 was rounded twice)
 PARTIAL = "partial"  # the cache's slot for a report over the first steps only (a comparison's shared steps)
+LIGHT = "without_encoder"  # the slot of a report made without the encoder (--no-encoder): it never replaces the full one
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
@@ -79,24 +80,30 @@ def cached_report(run: Run, use_encoder: bool = True, up_to: int | None = None) 
     except (ConfigError, ValueError):
         return None
     stored = read_json_file(run.path / CACHE_NAME) or {}
-    entry = stored.get(PARTIAL) if up_to is not None else stored
+    entry = stored.get(PARTIAL) if up_to is not None else stored if use_encoder else stored.get(LIGHT)
     if isinstance(entry, dict) and entry.get("key") == cache_key(run, cfg, use_encoder, up_to):
         return entry.get("report")
     return None
 
 
 def _store(run: Run, key: dict[str, Any], report: dict[str, Any], partial: bool) -> None:
-    """Write the report into its slot of ``flag_quality.json``, keeping the other slot when it is current."""
+    """Write the report into its slot of ``flag_quality.json`` (the whole run's with the encoder at the top, a
+    partial one, one made without the encoder), keeping the other slots when they are of this version: a lighter
+    ``--no-encoder`` report once replaced the page's full one, which then had to be made again."""
     stored = read_json_file(run.path / CACHE_NAME) or {}
+
+    def current(entry: Any) -> bool:
+        return isinstance(entry, dict) and isinstance(entry.get("key"), dict) and \
+            entry["key"].get("version") == REPORT_VERSION
+
     kept: dict[str, Any] = {}
-    if isinstance(stored.get("key"), dict) and stored["key"].get("version") == REPORT_VERSION:
+    if current(stored) and stored["key"].get("use_encoder", True):
         kept.update(key=stored["key"], report=stored.get("report"))
-    other = stored.get(PARTIAL)
-    if isinstance(other, dict) and isinstance(other.get("key"), dict) and \
-            other["key"].get("version") == REPORT_VERSION:
-        kept[PARTIAL] = other
+    kept.update({slot: stored[slot] for slot in (PARTIAL, LIGHT) if current(stored.get(slot))})
     if partial:
         kept[PARTIAL] = {"key": key, "report": report}
+    elif not key.get("use_encoder", True):
+        kept[LIGHT] = {"key": key, "report": report}
     else:
         kept.update(key=key, report=report)
     atomic_write_json(run.path / CACHE_NAME, kept)
