@@ -184,8 +184,8 @@ def scores(run: Run) -> None:
         scored = scored_scenes_text(result.get("scenes") or [], named)
         st.caption(f"Scored on {result['evaluation_detail']}" + (f": {scored}" if scored else "") + ".")
     if result.get("not_unseen"):  # an image folder split image by image: its test images' neighbours trained
-        note = str(result["not_unseen"])
-        st.warning(literal(note[:1].upper() + note[1:]), icon="⚠️")
+        note = str(result["not_unseen"])  # starts with a config field (model.init ...): its case kept
+        st.warning(literal(note if note.startswith("model.") else note[:1].upper() + note[1:]), icon="⚠️")
     baseline_view.draw(run, result, which)
     card = best_card(run)
     if card.get("selection"):

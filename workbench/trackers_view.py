@@ -40,8 +40,10 @@ def _send_form(run: Run) -> None:
         names = st.multiselect("Send to", list(TRACKERS), default=["tensorboard"], key=f"track-to-{run.id}")
         uri = st.text_input("MLflow tracking URI", "", key=f"track-uri-{run.id}",
                             placeholder="empty: the local store <runs root>/mlruns")
+        flags = (run.path / "fns.jsonl").is_file() and (run.path / "fns.jsonl").stat().st_size > 0
         pictures = st.checkbox("With pictures of the flagged pairs (rebuilds the run's data set)", value=False,
-                               key=f"track-pictures-{run.id}")
+                               key=f"track-pictures-{run.id}", disabled=not flags,
+                               help=None if flags else "This run flagged no pairs (no detector, or not a pretraining)")
         sent = st.form_submit_button("Send")
     if not sent:
         return

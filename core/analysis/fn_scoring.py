@@ -48,8 +48,8 @@ def run_config(run: Run) -> PretrainConfig:
 def nothing_flagged_reason(run: Run, cfg: PretrainConfig, pairs: pd.DataFrame) -> str | None:
     """Why a run has no pairs to show (FALSE off, no fns.jsonl yet, none flagged), or None when it has some."""
     if cfg.loss.name != "false":
-        return (f"FALSE was off in this run (loss: {cfg.loss.name}), so FNSD flagged nothing. "
-                "Pretrain with loss.name=false to see false negatives.")
+        return (f"FALSE was off in this run (loss: {cfg.loss.name}, e.g. a baseline), so no detector flagged anything. "
+                "A run with loss FALSE (the Pretrain page's Loss, or loss.name=false) flags the pairs shown here.")
     if not pairs.empty:
         return None
     live = " yet; they appear as training goes on" if run.is_live() else ""
