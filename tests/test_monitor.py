@@ -163,3 +163,34 @@ def test_the_launch_line_goes_once_its_run_is_stopped(tmp_path) -> None:
         at = AppTest.from_function(page, args=(str(run.path),), default_timeout=60).run()
         assert not at.exception, at.exception
         assert any("Launched it" in s.value for s in at.success) == said, (state, [s.value for s in at.success])
+
+
+def test_a_probes_head_epochs_are_one_bar_with_one_time_left(tmp_path) -> None:
+    """A review saw "linear head: 4 / 20 epochs, about 5 s left" above "step 4 / 20 · about 1 min left": the probe's
+    steps are its head's epochs, so its phase bar alone counts them; other phases keep the step bar."""
+    import os
+    import time
+
+    from streamlit.testing.v1 import AppTest
+
+    from core.store.runs import create_run
+
+    def page(path: str) -> None:
+        from pathlib import Path
+
+        from core.store.runs import Run
+        from workbench.monitor import run_header
+
+        run_header(Run(Path(path)))
+
+    now = time.time()
+    for phase, bars in (({"name": "linear head", "done": 4, "total": 20, "unit": "epoch", "started": now - 4}, 1),
+                        ({"name": "encoder features", "done": 3, "total": 9, "unit": "scene", "started": now - 3}, 2)):
+        run = create_run(f"p-{bars}", "data:\n  name: synthetic\n", tmp_path / "runs", kind="probe", state="running")
+        run.write_status(pid=os.getpid(), step=4, total_steps=20, phase=phase, loop_started=now - 60,
+                         loop_start_step=0)
+        at = AppTest.from_function(page, args=(str(run.path),), default_timeout=60).run()
+        assert not at.exception, at.exception
+        texts = [str(p.proto.text) for p in at.get("progress")]
+        assert len(texts) == bars, texts
+        assert texts[0].startswith(phase["name"])

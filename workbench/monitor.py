@@ -218,7 +218,10 @@ def run_header(run: Run) -> str:
         st.progress(min(1.0, done / of) if of else 0.0, text=phase_text(phase))
     elif state == "starting":
         st.caption("starting: loading Python and the engine (about 10-20 s) ...")
-    if total:
+    # a probe's head epochs are its steps: its phase bar already counts them, with its own time left (two bars with
+    # two estimates, 5 s and 1 min, one above the other: a review)
+    same = isinstance(phase, dict) and phase.get("total") == total and int(phase.get("done") or 0) == step
+    if total and not same:
         unit = "unit" if run.kind() == "compare" else "step"
         left = _left(step - (status.get("loop_start_step") or 0), total - (status.get("loop_start_step") or 0),
                      status.get("loop_started")) if live and step < total else ""
