@@ -250,3 +250,25 @@ def test_a_comparison_shows_its_data_generation_as_a_phase(tmp_path: Path, fake_
     names = {p.get("name") for p in phases}
     assert any(str(n).startswith("generating") for n in names), names
     assert _compare_run(runs).status().get("phase") is None  # cleared at the end
+
+
+def test_a_comparison_launched_by_the_app_names_a_command_that_makes_it_again(tmp_path: Path) -> None:
+    """A review read "Command: python -m core.compare --run-dir <folder>" under a comparison launched from the page:
+    the launcher's form, which names none of the settings picked there. Its folder's config file holds them all."""
+    from argparse import Namespace
+
+    from core.config import config_to_yaml, load_config
+    from core.seg.compare import _command
+    from core.seg.compare_config import CompareConfig
+    from core.store.runs import create_run
+
+    cfg = load_config(Path("configs/compare_cpu.yaml"), ["methods=[simclr,simclr_false]", "pretrain_seeds=[0,1]"],
+                      CompareConfig)
+    run = create_run(cfg.name, config_to_yaml(cfg), tmp_path / "runs", kind="compare", state="starting")
+    page = Namespace(run_dir=str(run.path), config=None, out=None)
+    command = _command(page, ["--run-dir", str(run.path)], run)
+    assert command == f"python -m core.compare --config {run.path / 'config.yaml'}"
+    assert load_config(run.path / "config.yaml", [], CompareConfig) == cfg  # the same comparison, every setting
+    typed = Namespace(run_dir=None, config="configs/compare_cpu.yaml", out="t.md")
+    assert _command(typed, ["--config", "configs/compare_cpu.yaml", "--out", "t.md"], run) == \
+        "python -m core.compare --config configs/compare_cpu.yaml --out t.md"  # as typed

@@ -282,6 +282,17 @@ def _load(args: argparse.Namespace) -> tuple[CompareConfig, Run, Path]:
     return cfg, out, root
 
 
+def _command(args: Any, argv: list[str] | None, out_run: Any) -> str:
+    """The command a report names. A comparison the app launched ran as ``--run-dir FOLDER`` (the launcher's form,
+    which writes into that folder and says none of its settings): its config file, which holds them all, stands
+    for it, so the line reproduces the comparison elsewhere."""
+    given = argv if argv is not None else sys.argv[1:]
+    if args.run_dir and not args.config:
+        return " ".join(["python -m core.compare", "--config", str(out_run.path / "config.yaml"),
+                         *([f"--out {args.out}"] if args.out else [])])
+    return " ".join(["python -m core.compare", *given])
+
+
 def main(argv: list[str] | None = None) -> int:
     stop = StopFlag().install()  # a Stop while the run is being opened is remembered, not fatal
     args = parse_run_args(compare_parser(), argv)
@@ -306,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     if not args.resume:  # what a resume needs to finish the job as asked: the --out file, the command for the report
         atomic_write_json(out_run.path / FIRST_COMMAND, {
-            "command": " ".join(["python -m core.compare", *(argv if argv is not None else sys.argv[1:])]),
+            "command": _command(args, argv, out_run),
             "out": str(Path(args.out).resolve()) if args.out else None})
 
     def log(msg: str) -> None:
@@ -349,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     summary, diffs = summarise(rows, cfg.variants(), calibrations(done), hardly_treated(done))
     pre = pretrain_summary(comparison.units)
     minutes = (time.time() - t0) / 60
-    command = " ".join(["python -m core.compare", *(argv if argv is not None else sys.argv[1:])])
+    command = _command(args, argv, out_run)
     first = out_run.read_json(FIRST_COMMAND) or {}
     resumed = None
     if args.resume and first.get("command"):  # the report names what made it, not only the resume
