@@ -62,7 +62,13 @@ def finetune_parser(prog: str = "false-wb finetune") -> argparse.ArgumentParser:
 
 
 def compare_parser(prog: str = "false-wb compare") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=summary("core.seg.compare"))
+    p = argparse.ArgumentParser(
+        prog=prog, description=summary("core.seg.compare"),
+        epilog="How long: each preset's first line says (compare_cpu about 25 minutes on 2 CPU cores, compare_dglc_cpu "
+               "under an hour); it runs methods x pretraining seeds x seeds units. A quick look: fewer of them and "
+               "shorter units, e.g. \"methods=[simclr,simclr_false]\" \"pretrain_seeds=[0,1]\" "
+               "\"pretrain_overrides+=[train.max_steps=20]\" (a dotted setting for every pretraining unit; "
+               "finetune_overrides and probe_overrides likewise). A stopped comparison resumes with --resume.")
     p.add_argument("--config", help="comparison config (see configs/compare_*.yaml)")
     p.add_argument("--run-dir", metavar="RUN_DIR",
                    help="write into this run folder made by the workbench's launcher (its config.yaml is used)")

@@ -108,3 +108,21 @@ def test_labels_given_before_the_images_are_said_to_take_them(capsys) -> None:
     assert "--labels takes every file after it, so give the images first" in capsys.readouterr().err
     assert main(["segment", "--out", "o"]) == 2
     assert "--labels takes" not in capsys.readouterr().err  # no images at all: the plain reason
+
+
+def test_the_compare_helps_quick_look_shortens_every_pretraining_unit() -> None:
+    """A review found no duration and no way to shorten a comparison in `false-wb compare -h`: its epilog gives
+    both, and the overrides it shows do what it says."""
+    import re
+
+    from core.cli_args import compare_parser
+    from core.config import load_config
+    from core.seg.compare_config import CompareConfig, pretrain_config
+
+    text = " ".join(compare_parser().format_help().split())
+    assert "about 25 minutes" in text
+    shown = re.findall(r'"([a-z_]+\+?=\[[^\]]*\])"', text.split("A quick look:")[1])
+    assert shown == ["methods=[simclr,simclr_false]", "pretrain_seeds=[0,1]",
+                     "pretrain_overrides+=[train.max_steps=20]"]
+    cfg = load_config("configs/compare_cpu.yaml", shown, CompareConfig)
+    assert cfg.methods == ["simclr", "simclr_false"] and pretrain_config(cfg, "simclr", 0, []).train.max_steps == 20
