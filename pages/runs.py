@@ -15,9 +15,9 @@ from workbench.common import has_records, kept_valid, pairs_frame, pick_run, run
 from workbench.monitor import watch
 from workbench.trackers_view import trackers_tab
 from workbench.run_compare_view import (CURVE_KINDS, METRIC_LABELS, compare_kind, curve_controls, curve_series,
-                                        curves_chart, diff_section, hidden_curves, hidden_note, metrics_of, notes_tab,
-                                        objective_note, settings_of, with_settings, without_detector,
-                                        x_title)
+                                        curves_chart, diff_section, hidden_curves, hidden_note, knn_noise_note,
+                                        metrics_of, notes_tab, objective_note, settings_of, with_settings,
+                                        without_detector, x_title)
 
 
 def delete(run_id: str) -> None:
@@ -145,6 +145,9 @@ if picked:
         st.caption(f"Not drawn: {', '.join(left_out)} ran no detector, so it has no flagged pairs (a line at 0 would "
                    "read as a detector that found nothing).")
     by_id = {r.id: r for r in with_curves}
+    knn = knn_noise_note([by_id[i] for i in picked if i in by_id]) if metric == "knn_acc" else None
+    if knn:
+        st.caption("🎲 " + knn)
     scales = objective_note(settings, picked, metric, {i: effect_of(by_id[i]) for i in picked if i in by_id}
                             if metric == "loss" else None)
     if scales:

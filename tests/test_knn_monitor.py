@@ -70,6 +70,7 @@ def test_a_run_records_knn_accuracy_and_trains_exactly_as_without(tmp_path: Path
     assert "knn_acc" not in with_knn[3] and all("knn_acc" in with_knn[s] for s in (2, 4))
     assert all(0.0 <= with_knn[s]["knn_acc"] <= 1.0 and 0.0 < with_knn[s]["knn_baseline"] <= 1.0 for s in (2, 4))
     assert with_knn[2]["knn_baseline"] == with_knn[4]["knn_baseline"]  # the same tiles all run long
+    assert 0 < with_knn[2]["knn_queries"] <= 256  # a difference between runs needs it for its interval (Runs page)
     for s in (3, 4):  # turning the monitor on changes no training step
         assert with_knn[s]["loss"] == curves[0][s]["loss"]
     assert "kNN monitor every 2 steps" in run.log_text()  # run: the last one made, with the monitor

@@ -424,3 +424,29 @@ def test_the_filters_and_the_chosen_run_survive_a_visit_to_another_page(populate
     assert at.multiselect(key="runs-kind").value == ["pretrain"] and at.text_input(key="runs-text").value == "tiny"
     assert at.selectbox(key="runs-one").value == second
     assert not any("Session State" in w.value for w in at.warning)
+
+
+def test_two_runs_knn_curves_say_how_far_apart_chance_puts_them(tmp_path: Path) -> None:
+    """A review read FALSE's 0.703 against InfoNCE's 0.660 (256 query tiles each) as a gain: under the kNN curves
+    the last values' difference comes with its interval and "within noise" when it is inside it."""
+    import json
+
+    from core.store.runs import create_run
+    from workbench.run_compare_view import knn_noise_note
+
+    def run(name: str, acc: float, queries: int | None) -> object:
+        r = create_run(name, "data:\n  name: synthetic\n", tmp_path / "runs", kind="pretrain", state="completed")
+        rec = {"step": 50, "loss": 5.0, "knn_acc": acc, "knn_baseline": 0.3}
+        if queries is not None:
+            rec["knn_queries"] = queries
+        (r.path / "metrics.jsonl").write_text(json.dumps({"step": 1, "loss": 6.0}) + "\n" + json.dumps(rec) + "\n")
+        return r
+
+    false, infonce = run("false", 0.703, 256), run("infonce", 0.660, 256)
+    note = knn_noise_note([false, infonce])
+    assert f"{false.id} minus {infonce.id}: within noise: +0.043 ± 0.081" in note and "256 and 256 query" in note
+    far = knn_noise_note([run("far", 0.95, 256), infonce])
+    assert ": +0.290 ± " in far and "within noise" not in far
+    old = knn_noise_note([run("old", 0.95, None), infonce])  # records made before the count was kept
+    assert "+0.290 (its interval is not known" in old and "at most 256 query tiles" in old
+    assert knn_noise_note([false]) is None

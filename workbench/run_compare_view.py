@@ -345,3 +345,29 @@ def notes_tab(run: Run, tags_of: dict[str, list[str]]) -> None:
         st.text_area("Note", notes["note"], key=f"runs-note-{run.id}", height=120)
         st.form_submit_button("Save tags and note", key=f"runs-notes-save-{run.id}", on_click=_save_notes,
                               args=(run,))
+
+
+def knn_noise_note(runs: Sequence[Run]) -> str | None:
+    """Under the kNN curves of two or more runs: how far apart their last values may lie by chance (a review read
+    0.703 against 0.660 as FALSE gaining, on 256 query tiles and 9 calibrated pairs). The interval of two binomial
+    shares (``difference_text``) from the runs' recorded query counts; records made before they were kept count as
+    the monitor's cap, which gives the narrowest interval, so then only "within noise" is claimed."""
+    from core.ssl.knn_monitor import QUERY_TILES
+    from workbench.common import difference_text
+
+    last = []
+    for run in runs:
+        rows = [m for m in run.metrics() if isinstance(m, dict) and isinstance(m.get("knn_acc"), (int, float))]
+        if rows:
+            last.append((run.id, float(rows[-1]["knn_acc"]), rows[-1].get("knn_queries")))
+    if len(last) < 2:
+        return None
+    (a, va, na), (b, vb, nb) = last[:2]
+    known = isinstance(na, int) and isinstance(nb, int)
+    said = difference_text("kNN accuracy", va, na if known else QUERY_TILES, vb, nb if known else QUERY_TILES)
+    if not known and not said.startswith("within noise"):
+        said = (f"{said.split(' ±')[0]} (its interval is not known: these runs did not record how many tiles "
+                "they queried)")
+    counts = f"{na} and {nb} query tiles" if known else f"at most {QUERY_TILES} query tiles each"
+    return (f"Last kNN accuracy, {a} minus {b}: {said} (95 %, {counts}; the majority-class line of each run is on "
+            "the Pretrain page). One run per method: a seed's own spread is not in this interval.")

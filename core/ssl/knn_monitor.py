@@ -129,8 +129,8 @@ class KnnMonitor:
         return F.normalize(torch.as_tensor(feats, device=self.device), dim=1)
 
     def measure(self, encoder: nn.Module) -> dict[str, float]:
-        """kNN accuracy now, its majority-class baseline and the seconds it took; the encoder's train/eval mode
-        is left as it was."""
+        """kNN accuracy now, its majority-class baseline, the number of query tiles and the seconds it took; the
+        encoder's train/eval mode is left as it was."""
         t0 = time.perf_counter()
         was_training = encoder.training
         try:
@@ -140,7 +140,8 @@ class KnnMonitor:
             encoder.train(was_training)
         pred = knn_predict(bank, self.bank_labels, queries, NEIGHBOURS, self.n_classes)
         acc = float((pred == self.query_labels).float().mean())
-        return {"knn_acc": acc, "knn_baseline": self.baseline, "knn_s": time.perf_counter() - t0}
+        return {"knn_acc": acc, "knn_baseline": self.baseline, "knn_queries": int(len(self.split.queries)),
+                "knn_s": time.perf_counter() - t0}  # the number of queries: a difference's interval needs it
 
     def tiles_changed(self, records: list, step: int) -> str | None:
         """What to log when these tiles are not the ones the run measured before (a run resumed across a change of
