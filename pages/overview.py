@@ -10,7 +10,7 @@ from core.device import describe_device, pick_device
 from core.store.runs import runs_root
 from core.store.run_state import SHOWN_LIVE
 from core.seg.scene_role import scored_scenes_text
-from core.store.run_summary import NOT_UNSEEN
+from core.store.run_summary import NOT_UNSEEN, test_not_unseen
 from workbench.common import go_to, runs_frame, runs_of, text_cells
 from workbench.segment_view import readable_class
 
@@ -72,7 +72,7 @@ for entry in [e for e in every if id(e) not in left_out]:
         count = scored_scenes_text(scenes, ((card.get("config") or {}).get("data") or {}).get("test_scenes"))
         names = "" if "(" in count or len(scenes) > 3 else f" ({', '.join(scenes)})"  # "200 scenes": no 3 of them
         on = f"{on}: {count}{names}"
-        if metrics.get("not_unseen") or (entry.test or {}).get("not_unseen"):  # as the Runs table says it
+        if test_not_unseen(metrics) or test_not_unseen(entry.test):  # as the Runs table says it
             on += f" ⚠️ {NOT_UNSEEN}"
     # the score and the scenes it is on first: the long class lists pushed them off the right edge at 1,280 px
     rows.append({"model": entry.label, "kind": entry.kind, "encoder": card.get("encoder"),

@@ -47,11 +47,12 @@ def test_a_runs_score_on_scenes_its_encoder_had_read_is_marked_in_the_models_tab
     import dataclasses
 
     from core.store import catalog
-    from core.store.run_summary import NOT_UNSEEN
+    from core.store.run_summary import NOT_UNSEEN, test_not_unseen
 
     models = catalog.segmentation_models()
     run = next(m for m in models if m.label.startswith("run: ") and m.test)
-    leaky = dataclasses.replace(run, label=f"{run.label}-leaky", test={**run.test, "not_unseen": "model.init has read"})
+    leaky = dataclasses.replace(run, label=f"{run.label}-leaky", test={**run.test,
+                                "not_unseen": "model.init has read 3 of its test scenes (s1, ...) before"})
     clean = dataclasses.replace(run, label=f"{run.label}-clean",
                                 test={k: v for k, v in run.test.items() if k != "not_unseen"})
     monkeypatch.setattr(catalog, "segmentation_models", lambda: [*models, leaky, clean])
@@ -59,3 +60,7 @@ def test_a_runs_score_on_scenes_its_encoder_had_read_is_marked_in_the_models_tab
     table = next(t.value for t in at.table if "on" in t.value)
     assert table.loc[leaky.label, "on"].endswith(f"⚠️ {NOT_UNSEEN}")
     assert NOT_UNSEEN not in table.loc[clean.label, "on"]
+    # the store's own run: its encoder read its validation scenes only, so its test score is still an unseen one
+    assert "of its val scenes" in run.test["not_unseen"] and NOT_UNSEEN not in table.loc[run.label, "on"]
+    assert test_not_unseen({"not_unseen": "dubai: the test images share 4 folder(s) with training images (tile_2)"})
+    assert not test_not_unseen({"not_unseen": "model.init has read 10 of its val scenes (s1, ...) before"})

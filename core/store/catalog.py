@@ -13,6 +13,7 @@ from typing import Any
 from .checkpoint import CheckpointError, read_metadata
 from .file_versions import json_file, read_once
 from .run_state import SHOWN_LIVE
+from .run_summary import test_not_unseen
 from .runs import REPO_ROOT, kind_of_config, list_runs
 
 SHIPPED = REPO_ROOT / "checkpoints"
@@ -48,7 +49,7 @@ class ModelEntry:
         they were unseen (a run whose encoder had read them has no such figure: it must not win a choice by it)."""
         scenes = (self.card.get("domain") or {}).get("test_scenes")
         for test in (self.test, self.card.get("evaluation"), self.card.get("test_metrics")):
-            if isinstance(test, dict) and test.get("not_unseen"):
+            if isinstance(test, dict) and test_not_unseen(test):
                 return None
             miou = test.get("miou") if isinstance(test, dict) else None
             if isinstance(miou, (int, float)) and scenes and list(test.get("scenes") or []) == list(scenes):

@@ -13,6 +13,15 @@ from .runs import Run
 
 # after a test score whose scenes an earlier stage read (the encoder's pretraining): every table that shows it says so
 NOT_UNSEEN = "(not an unseen score: an earlier stage read these test scenes or their neighbours)"
+# the words of the notes in test_metrics.json's ``not_unseen`` that concern its test scenes (``lineage.pretraining_note``,
+# ``labeled.neighbours_note``); a note about validation scenes only leaves the test score an unseen one
+TEST_SEEN_WORDS = ("of its test scenes", "the test images share")
+
+
+def test_not_unseen(test: dict[str, Any] | None) -> bool:
+    """Whether a run's test record says an earlier stage read its test scenes (or their neighbours)."""
+    text = str((test or {}).get("not_unseen") or "")
+    return any(words in text for words in TEST_SEEN_WORDS)
 
 
 def summary_row(run: Run) -> dict[str, Any]:
@@ -44,7 +53,7 @@ def summary_row(run: Run) -> dict[str, Any]:
         last = last_record(run.path / "metrics.jsonl")
         best = None if last is None else last.get("loss")
     elif test is not None and isinstance(test.get("miou"), (int, float)):  # as the Fine-tune page gives it
-        best, metric = test["miou"], "test mIoU" + (f" {NOT_UNSEEN}" if test.get("not_unseen") else "")
+        best, metric = test["miou"], "test mIoU" + (f" {NOT_UNSEEN}" if test_not_unseen(test) else "")
     elif s.get("best_miou") is not None:
         best = s.get("best_miou")
     return {"run": run.id, "kind": kind, "state": run.state(), "method": method, "encoder": encoder,
