@@ -94,3 +94,30 @@ def test_fingerprint_keeps_the_looks_and_segment_says_so_for_a_jpeg_copy(tmp_pat
     assert "training scene 0 of the model (the same picture in another file" in out, out
     notes = json.loads((tmp_path / "o" / "mine_report.json").read_text())["notes"]
     assert any(n.startswith("this image is training scene 0 of the model (the same picture") for n in notes), notes
+
+
+def test_a_scene_that_cannot_be_read_goes_without_a_thumbnail_not_the_run(tmp_path: Path, monkeypatch) -> None:
+    """Thumbnails are made when a run ends (its card's domain section): a scene over the inference pixel budget
+    (which the data sets read up to 400 MP) or unreadable must not fail a finished run; it is left out."""
+    from core.config import SegDataConfig
+    from core.data.labeled import build_seg_splits
+    from core.imaging.pixels import PixelBudgetError
+    from core.seg import fingerprint
+    from tests.test_baseline import deepglobe_folder
+
+    monkeypatch.setenv("FALSE_WB_DATA", str(tmp_path / "cache"))
+    root = deepglobe_folder(tmp_path / "dg", scenes=3)
+    splits = build_seg_splits(SegDataConfig(name="deepglobe", root=str(root), tile_size=32, test_scenes=["2"],
+                                            val_scenes=["1"]), progress=False)
+    import core.imaging.imageio as imageio
+
+    real = imageio.read_image
+
+    def budget(path, max_pixels=50_000_000, **kw):
+        assert max_pixels >= 400_000_000  # the data sets' own limit, not the 50 MP of an upload
+        if Path(path).name.startswith("1_"):
+            raise PixelBudgetError("image too large")
+        return real(path, max_pixels=max_pixels, **kw)
+
+    monkeypatch.setattr(imageio, "read_image", budget)
+    assert set(fingerprint.scene_looks(splits)) == {"0", "2"}

@@ -103,13 +103,23 @@ def scene_digests(splits: SegSplits) -> dict[str, str]:
 def scene_looks(splits: SegSplits) -> dict[str, str]:
     """The thumbnail of every scene whose digest the card keeps (``core.seg.scene_look``): a re-encoded, resized or
     turned copy of one is then recognised too, where its bytes are another file's."""
-    from ..imaging.imageio import read_image
+    from ..data.seg_files import MAX_PIXELS
+    from ..imaging.imageio import ImageError, read_image
     from .scene_look import scene_look
 
     files = getattr(splits.dataset, "scene_files", None)
-    wanted = scene_digests(splits)
-    return {name: scene_look(read_image(path).rgb) for name, path in files().items()
-            if name in wanted} if files is not None else {}
+    if files is None:
+        return {}
+    used = {n for k in ("train", "val", "test") for n in splits.scenes.get(k, [])}
+    looks = {}
+    for name, path in files().items():
+        if name not in used or not path.is_file():
+            continue
+        try:  # as large as the data sets read a scene; one that cannot be read only goes unrecognised as a copy
+            looks[name] = scene_look(read_image(path, max_pixels=MAX_PIXELS).rgb)
+        except (ImageError, OSError, MemoryError):
+            continue
+    return looks
 
 
 def scene_keys(splits: SegSplits) -> dict[str, dict[str, str]]:
