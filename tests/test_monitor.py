@@ -187,8 +187,8 @@ def test_a_probes_head_epochs_are_one_bar_with_one_time_left(tmp_path) -> None:
     for phase, bars in (({"name": "linear head", "done": 4, "total": 20, "unit": "epoch", "started": now - 4}, 1),
                         ({"name": "encoder features", "done": 3, "total": 9, "unit": "scene", "started": now - 3}, 2)):
         run = create_run(f"p-{bars}", "data:\n  name: synthetic\n", tmp_path / "runs", kind="probe", state="running")
-        run.write_status(pid=os.getpid(), step=4, total_steps=20, phase=phase, loop_started=now - 60,
-                         loop_start_step=0)
+        run.write_status(pid=os.getpid(), step=3, total_steps=20, phase=phase, loop_started=now - 60,
+                         loop_start_step=0)  # the step written a second before the phase: one epoch behind it
         at = AppTest.from_function(page, args=(str(run.path),), default_timeout=60).run()
         assert not at.exception, at.exception
         texts = [str(p.proto.text) for p in at.get("progress")]

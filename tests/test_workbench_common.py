@@ -201,3 +201,27 @@ def test_a_refused_setting_leaves_no_traceback_in_the_server_log(monkeypatch, ca
         shown[1] == "Not launched: a real bug"
     log = capsys.readouterr().out
     assert log.count("Traceback") == 1 and "RuntimeError: a real bug" in log and "ConfigError" not in log
+
+
+def test_a_kept_step_range_at_the_end_follows_a_live_runs_new_steps() -> None:
+    """The False negatives page's step slider is kept across pages: one left at its upper end must grow with a live
+    run (it stayed at the old end and hid every later flag), one the user narrowed must stay."""
+    from streamlit.testing.v1 import AppTest
+
+    def page(hi: int) -> None:
+        import streamlit as st
+
+        from workbench.common import kept_range
+
+        st.slider("Steps", 0, hi, key=kept_range("fn-steps-r", 0, hi))
+
+    at = AppTest.from_function(page, args=(10,)).run()
+    assert at.slider(key="fn-steps-r").value == (0, 10)
+    for hi in (20, 30):
+        at.args = (hi,)
+        at.run()
+        assert not at.exception and at.slider(key="fn-steps-r").value == (0, hi)
+    at.slider(key="fn-steps-r").set_value((5, 12)).run()
+    at.args = (40,)
+    at.run()
+    assert at.slider(key="fn-steps-r").value == (5, 12)  # narrowed by the user: kept as it is

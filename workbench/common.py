@@ -135,10 +135,15 @@ def kept_valid(key: str, options: Sequence[Any]) -> str:
 
 
 def kept_range(key: str, lo: int, hi: int) -> str:
-    """A kept slider range inside [lo, hi] (a live run's steps grow), else the whole range. Returns the key."""
-    value = st.session_state.get(key)
+    """A kept slider range inside [lo, hi], else the whole range; a range that reached the old upper end follows a
+    live run's growing steps (kept at the old end, it hid every later flag). Returns the key."""
+    value, top = st.session_state.get(key), st.session_state.get(f"{key}:hi")
     if not (isinstance(value, (tuple, list)) and len(value) == 2 and lo <= value[0] <= value[1] <= hi):
-        st.session_state[key] = (lo, hi)
+        value = (lo, hi)
+    elif value[1] == top and hi > top:
+        value = (value[0], hi)
+    # assigned every run: a slider of another range is another widget, which takes a value set here, not its own
+    st.session_state[key], st.session_state[f"{key}:hi"] = tuple(value), hi
     return key
 
 

@@ -220,7 +220,9 @@ def run_header(run: Run) -> str:
         st.caption("starting: loading Python and the engine (about 10-20 s) ...")
     # a probe's head epochs are its steps: its phase bar already counts them, with its own time left (two bars with
     # two estimates, 5 s and 1 min, one above the other: a review)
-    same = isinstance(phase, dict) and phase.get("total") == total and int(phase.get("done") or 0) == step
+    # (each is written on its own timer, so their counts may differ by an epoch: the kind and unit decide, not them)
+    same = (run.kind() == "probe" and isinstance(phase, dict) and phase.get("unit") == "epoch"
+            and phase.get("total") == total)
     if total and not same:
         unit = "unit" if run.kind() == "compare" else "step"
         left = _left(step - (status.get("loop_start_step") or 0), total - (status.get("loop_start_step") or 0),
