@@ -72,7 +72,7 @@ for entry in [e for e in every if id(e) not in left_out]:
         count = scored_scenes_text(scenes, ((card.get("config") or {}).get("data") or {}).get("test_scenes"))
         names = "" if "(" in count or len(scenes) > 3 else f" ({', '.join(scenes)})"  # "200 scenes": no 3 of them
         on = f"{on}: {count}{names}"
-        if test_not_unseen(metrics) or test_not_unseen(entry.test):  # as the Runs table says it
+        if test_not_unseen(metrics):  # the record of this very score (a run's test_metrics.json), as Runs says it
             on += f" ⚠️ {NOT_UNSEEN}"
     # the score and the scenes it is on first: the long class lists pushed them off the right edge at 1,280 px
     rows.append({"model": entry.label, "kind": entry.kind, "encoder": card.get("encoder"),

@@ -57,7 +57,7 @@ def test_the_checkpoints_readme_shows_the_cards_as_model_table_prints_them() -> 
     assert printed in (ROOT / "checkpoints" / "README.md").read_text()
 
 
-# a command in the README: `false-wb CMD ...` or `python -m core.MODULE ...`, up to a comment, a quote or the span's end
+# a command in the README: `false-wb CMD ...` or `python -m core.MODULE ...`, up to a comment or the span's end
 COMMAND = re.compile(r"(?:false-wb ([a-z-]+)|python -m core\.([a-z_]+))([^`#\n]*)")
 
 
@@ -70,9 +70,9 @@ def readme_commands() -> list[tuple[str, list[str], str]]:
     found = []
     for m in COMMAND.finditer((ROOT / "README.md").read_text(encoding="utf-8")):
         cmd, rest = m.group(1) or m.group(2).replace("_", "-"), m.group(3)
+        rest = re.sub(r"<[^>]*>", "x", re.sub(r"(?<=\s)\[[^\]]*\]", "", rest))  # optional parts out first
         if not rest.strip() or rest.rstrip().endswith("\\") or "..." in rest:
             continue
-        rest = re.sub(r"<[^>]*>", "x", re.sub(r"(?<=\s)\[[^\]]*\]", "", rest))
         found.append((cmd, shlex.split(rest), m.group(0).strip()))
     return found
 

@@ -189,3 +189,18 @@ def test_a_live_fine_tuning_run_offers_no_model_until_it_has_ended(tmp_path: Pat
     live.write_status(state="completed")
     assert sorted(e.label for e in segmentation_models(runs) if not e.shipped) == sorted(
         [f"run: {done.id}", f"run: {live.id}"])
+
+
+def test_a_run_whose_test_scenes_its_encoder_read_is_said_to_have_no_unseen_score() -> None:
+    """Its test figure is not an unseen one, so it ranks by none; the note beside a better shipped model says so
+    instead of "has no test score" (it has one)."""
+    from core.seg.model_twins import better_shipped_note
+
+    card = {"classes": [{"name": "a"}], "domain": {"test_scenes": ["t1"], "platform": "p", "gsd_m": None}}
+    run = ModelEntry("run: leaky", Path("/r/best.safetensors"), card,
+                     {"miou": 0.9, "scenes": ["t1"], "not_unseen": "model.init has read 1 of its test scenes (t1)"})
+    shipped = ModelEntry("shipped: m", Path("/c/m.safetensors"), {**card, "domain": {**card["domain"],
+                                                                                    "test_scenes": ["t9"]},
+                                                                 "evaluation": {"miou": 0.5, "scenes": ["t9"]}})
+    note = better_shipped_note(0, [run, shipped])
+    assert run.test_miou() is None and "this run has no score on unseen test scenes" in note, note

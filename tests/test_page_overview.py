@@ -64,3 +64,22 @@ def test_a_runs_score_on_scenes_its_encoder_had_read_is_marked_in_the_models_tab
     assert "of its val scenes" in run.test["not_unseen"] and NOT_UNSEEN not in table.loc[run.label, "on"]
     assert test_not_unseen({"not_unseen": "dubai: the test images share 4 folder(s) with training images (tile_2)"})
     assert not test_not_unseen({"not_unseen": "model.init has read 10 of its val scenes (s1, ...) before"})
+
+
+def test_the_not_unseen_mark_reads_the_notes_the_engine_writes() -> None:
+    """``test_not_unseen`` reads the words of the engine's own notes: reworded there, the mark would silently go.
+    The notes are made here by the functions that write them into test_metrics.json."""
+    from types import SimpleNamespace
+
+    from core.data.labeled import neighbours_note
+    from core.seg.lineage import pretraining_note
+    from core.store.run_summary import test_not_unseen
+
+    scenes = {"train": ["a", "b"], "val": ["v"], "test": ["t1", "t2"]}
+    for read, seen in ((["t1", "v"], True), (["t2"], True), (["v"], False)):
+        note = pretraining_note({"pretrain_scenes": read}, scenes)
+        assert test_not_unseen({"not_unseen": note}) is seen, note
+    folders = SimpleNamespace(dataset=SimpleNamespace(table=SimpleNamespace(group_by="file")), name="dubai",
+                              scenes={"train": ["tile_2/p1"], "test": ["tile_2/p5", "tile_3/p1"]})
+    assert test_not_unseen({"not_unseen": neighbours_note(folders)})
+    assert not test_not_unseen({}) and not test_not_unseen(None)

@@ -42,8 +42,8 @@ class PairedDifference:
 
     @property
     def half_width(self) -> float:
-        """Half the interval: a true effect smaller than this is not told from zero by this design (these units, this
-        spread); one of this size is, about half the time."""
+        """Half the interval: a true effect of this size is told from zero by this design (these units, this spread)
+        about half the time, smaller ones less often."""
         return (self.high - self.low) / 2
 
     def to_json(self) -> dict[str, float | int | str]:

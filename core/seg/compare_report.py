@@ -250,8 +250,8 @@ def to_markdown(cfg: CompareConfig, summary: list[dict[str, Any]], diffs: list[d
                          f"{share}{verdict_text(d)} |")
         lines += ["", f"Paired by pretraining seed (same start, batches and augmentations); Student-t interval over "
                   f"{len(cfg.pretrain_seeds)} seeds. \"within noise\": the interval holds 0. Half-width: half the "
-                  "interval; a true effect smaller than it is not told from zero, one of its size only about half "
-                  "the time (with few seeds the half-width is itself a rough estimate)."
+                  "interval; a true effect of its size is found about half the time, smaller ones less often (with "
+                  "few seeds the half-width is itself a rough estimate)."
                   + (" The oracle reads labels: its gain is the most that false-negative handling can give here, "
                      "not a method." if oracle_bases else "")]
     return "\n".join(lines) + "\n"

@@ -57,6 +57,7 @@ def better_shipped_note(pick: int, entries: list[ModelEntry], unusable: Collecti
         if e.shipped and miou is not None and (same_data(e.card) or ())[:4] == key[:4] and miou > (own or 0.0):
             name = e.label.removeprefix("shipped: ")
             return (f"; note: {e.label} scores {100 * miou:.1f} % on its test scenes, this run "
-                    + (f"{100 * own:.1f} % on its own" if own is not None else "has no test score")
+                    + (f"{100 * own:.1f} % on its own" if own is not None else
+                       "has no score on unseen test scenes" if entries[pick].test else "has no test score")
                     + f" (other scenes, so no ranking): --checkpoint {name} runs it")
     return ""
