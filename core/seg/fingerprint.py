@@ -93,11 +93,17 @@ def scene_digests(splits: SegSplits) -> dict[str, str]:
     """The sha256 of every training, validation and test scene's image file, by scene name: an upload of one of
     them is then recognised on any machine, without the data set (``scene_role``), and its score said to be no
     unseen score. Generated sets have no files: none."""
+    return {name: file_sha256(path) for name, path in _scene_files(splits).items()}
+
+
+def _scene_files(splits: SegSplits) -> dict[str, Path]:
+    """The image file of every training, validation and test scene that is on disk, by scene name (none for a
+    generated set)."""
     files = getattr(splits.dataset, "scene_files", None)
     if files is None:
         return {}
     used = {n for k in ("train", "val", "test") for n in splits.scenes.get(k, [])}
-    return {name: file_sha256(path) for name, path in files().items() if name in used and path.is_file()}
+    return {name: path for name, path in files().items() if name in used and path.is_file()}
 
 
 def scene_looks(splits: SegSplits) -> dict[str, str]:
@@ -107,14 +113,8 @@ def scene_looks(splits: SegSplits) -> dict[str, str]:
     from ..imaging.imageio import ImageError, read_image
     from .scene_look import scene_look
 
-    files = getattr(splits.dataset, "scene_files", None)
-    if files is None:
-        return {}
-    used = {n for k in ("train", "val", "test") for n in splits.scenes.get(k, [])}
     looks = {}
-    for name, path in files().items():
-        if name not in used or not path.is_file():
-            continue
+    for name, path in _scene_files(splits).items():
         try:  # as large as the data sets read a scene; one that cannot be read only goes unrecognised as a copy
             looks[name] = scene_look(read_image(path, max_pixels=MAX_PIXELS).rgb)
         except (ImageError, OSError, MemoryError):
