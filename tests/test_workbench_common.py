@@ -113,6 +113,19 @@ def test_a_false_runs_treatment_is_drawn_by_one_helper(tmp_path: Path, monkeypat
     common.show_treatment(run_of("info", ["loss.name=info_nce"], 20), never)
     common.show_treatment(run_of("fresh", ["loss.name=false"], 0), never.iloc[:0])
     assert drawn == []  # no detector; no step yet
+    from core.store.run_lock import lock_run, unlock_run
+
+    ahead = run_of("ahead", ["loss.name=false", "loss.alpha=0.5"], 0)
+    ahead.write_status(state="running", step=14)  # its status runs ahead of the 4 steps of flags written
+    lock_run(ahead)
+    try:
+        common.show_treatment(ahead, fires)
+    finally:
+        unlock_run(ahead)
+    assert drawn == [("caption", "FNCC's treatment: calibration fired in 4 of 4 steps (2.00 calibrated pairs per "
+                                 "step). (Counted over the 4 steps written so far, of 14: flags are written every "
+                                 "logged step.)")], drawn
+    drawn.clear()
     seen: list = []
     monkeypatch.setattr(monitor, "show_treatment", lambda run, counts, top_cos_pos=None: seen.append(run.id))
     run = run_of("live", ["loss.name=false"], 4)

@@ -385,10 +385,20 @@ def show_treatment(run: Run, counts: pd.DataFrame | Sequence[Any], top_cos_pos: 
     if effect is None or effect.steps == 0:
         return
     verdict = effect.verdict()
+    behind = records_behind(run, effect.steps)
     if verdict:
-        st.warning(" ".join(filter(None, [verdict, effect.advice()])), icon="⚖️")
+        st.warning(" ".join(filter(None, [verdict, behind, effect.advice()])), icon="⚖️")
     else:
-        st.caption(effect.caption())
+        st.caption(" ".join(filter(None, [effect.caption(), behind])))
+
+
+def records_behind(run: Run, counted: int) -> str | None:
+    """While a run is live its status step runs ahead of the flags it has written (at its logged steps): the
+    review read "never fired in 10 steps" beside "step 14" as a miscount. Says where the count stops."""
+    step = run.status().get("step") if run.is_live() else None
+    if not isinstance(step, int) or step <= counted:
+        return None
+    return f"(Counted over the {counted} steps written so far, of {step}: flags are written every logged step.)"
 
 
 AVERAGE_MIOU = "weight average"  # curve_frame's column for the validation mIoU of a run's averaged weights
