@@ -16,6 +16,16 @@ def test_a_one_point_chart_gets_sensible_axes() -> None:
     assert two.layout.xaxis.range is None and two.layout.yaxis.range is None  # plotly's own for real curves
 
 
+def test_learning_rate_ticks_read_alike_on_every_chart() -> None:
+    """Plotly's SI ticks wrote "300μ" on one run's chart and "0.0005" on another's."""
+    from workbench.common import columns_figure
+
+    frame = pd.DataFrame({"step": [1, 2], "lr": [3e-4, 5e-4], "loss": [1.0, 0.9]})
+    for fig in (curves_figure({"a": frame, "b": frame}, "lr", "lr"), columns_figure(frame, ["lr"], "Learning rate")):
+        assert fig.layout.yaxis.tickformat == "~g"
+    assert columns_figure(frame, ["loss"], "Loss").layout.yaxis.tickformat is None
+
+
 def test_config_keys_in_messages_become_the_forms_labels() -> None:
     fe = FormErrors("t", {"Tile size (px)": "data.tile_size", "Data folder": "data.root"})
     assert fe.in_words("data.tile_overlap must be smaller than data.tile_size") == \

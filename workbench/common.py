@@ -259,6 +259,8 @@ def curves_figure(series: dict[str, pd.DataFrame], key: str, title: str, x: str 
         fig.update_yaxes(type="log")
     else:
         _one_point_axes(fig)
+    if key == "lr" or set(series) == {"lr"}:  # plotly's SI ticks read "300μ" on one chart and "0.0005" on another
+        fig.update_yaxes(tickformat="~g", exponentformat="e")
     return fig
 
 
