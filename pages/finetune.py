@@ -281,6 +281,11 @@ def methods_table(result: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# every decimal shown, so that "31.5" does not stand beside "31.52" as if measured less finely
+METHOD_COLUMNS = {name: st.column_config.NumberColumn(format=f"%.{places}f")
+                  for name, places in {"mIoU %": 2, "± sd": 2, "OA %": 2, "kappa": 3}.items()}
+
+
 def comparisons() -> None:
     runs = runs_of("compare")
     if not runs:
@@ -312,7 +317,7 @@ def comparisons() -> None:
     left.plotly_chart(comparison_figure(result), width="stretch", key=f"cmp-{run.id}")
     if result.get("differences"):
         right.plotly_chart(differences_figure(result), width="stretch", key=f"cmp-diff-{run.id}")
-    st.dataframe(methods_table(result), hide_index=True, width="stretch")
+    st.dataframe(methods_table(result), hide_index=True, width="stretch", column_config=METHOD_COLUMNS)
     if table.is_file():
         with st.expander("The table as Markdown (with the data splits and the command)"):
             st.markdown(table.read_text())

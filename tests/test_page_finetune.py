@@ -582,3 +582,22 @@ def test_a_class_the_test_scenes_lack_is_a_blank_named_row_of_the_confusion() ->
     assert list(heat.y) == ["urban land", "forest land (none in the test)", "water"]  # DeepGlobe's names as words
     assert list(heat.x) == ["urban land", "forest land", "water"]
     assert np.isnan(heat.z[1]).all() and list(heat.z[0]) == [80.0, 20.0, 0.0] and list(heat.z[2]) == [10.0, 0.0, 90.0]
+
+
+def test_the_comparison_table_shows_every_decimal_of_its_scores(empty_store: Path) -> None:
+    """The review saw "31.5" beside "31.52": the table dropped trailing zeros of the scores it had rounded."""
+    from core.store.runs import create_run
+
+    run = create_run("cmp", "name: cmp\n", empty_store, kind="compare", state="completed")
+    methods = [{"label": "SimCLR", "runs": 2, "miou_mean": 0.315, "miou_sd": 0.01, "oa_mean": 0.8,
+                "kappa_mean": 0.7}, {"label": "SimCLR + FALSE", "runs": 2, "miou_mean": 0.3152, "miou_sd": 0.012,
+                                     "oa_mean": 0.81, "kappa_mean": 0.71}]
+    (run.path / "comparison.json").write_text(json.dumps({"methods": methods, "differences": [],
+                                                          "config": {"pretrain_seeds": [0, 1]}}))
+    at = open_page("finetune")
+    assert not at.exception, at.exception
+    (table,) = [d for d in at.dataframe if "mIoU %" in d.value]
+    config = json.loads(table.proto.columns)
+    assert {name: config[name]["type_config"]["format"] for name in ("mIoU %", "± sd", "OA %", "kappa")} == {
+        "mIoU %": "%.2f", "± sd": "%.2f", "OA %": "%.2f", "kappa": "%.3f"}
+    assert list(table.value["mIoU %"]) == [31.5, 31.52]
