@@ -28,11 +28,27 @@ def test_each_method_against_its_base_with_half_width_and_share_of_the_oracles_g
     half = nearest["miou_points"]["half_width"]
     assert half == pytest.approx((nearest["miou_points"]["high"] - nearest["miou_points"]["low"]) / 2) and half > 0
     assert nearest["share_of_oracle_gain"] == pytest.approx(1 / 3)
+    low, high = nearest["share_of_oracle_gain_interval"]  # the method's own interval, carried over
+    assert (low, high) == (pytest.approx(nearest["miou_points"]["low"] / 4), pytest.approx(
+        nearest["miou_points"]["high"] / 4)) and low < 0 < high  # a gain within noise is no measured share
+    from core.seg.compare_report import _share_text
+
+    assert _share_text(nearest, {"simclr"}) == f"33 % [{100 * low:.0f}, {100 * high:.0f}]"
     assert by["simclr_false"]["verdict"] == "identical" and by["simclr_false"]["share_of_oracle_gain"] == 0
     assert oracle["share_of_oracle_gain"] is None
     _, noisy = summarise(rows("simclr", [0.30, 0.32, 0.31]) + rows("simclr+oracle+fncc", [0.33, 0.30, 0.32])
                          + rows("simclr+dcl", [0.31, 0.33, 0.32]), ["simclr", "simclr+oracle+fncc", "simclr+dcl"])
     assert all(d["share_of_oracle_gain"] is None for d in noisy)  # the oracle's gain is within noise: no ceiling
+
+
+def test_a_method_scored_on_one_pretraining_seed_has_no_spread() -> None:
+    """One seed printed "51.00 ± 0.00", a spread that was never measured."""
+    from core.seg.compare_report import _pm
+
+    summary, _ = summarise(rows("simclr", [0.51]) + rows("simclr_false", [0.50, 0.52]), ["simclr", "simclr_false"])
+    one, two = summary
+    assert _pm(one, "miou", 100, 2) == "51.00 ± n/a (one seed)"
+    assert _pm(two, "miou", 100, 2) == f"51.00 ± {100 * two['miou_sd']:.2f}" and two["miou_sd"] > 0
 
 
 def test_a_variant_whose_treatment_touched_no_pair_says_so_whatever_its_treatment() -> None:

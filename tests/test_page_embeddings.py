@@ -47,12 +47,12 @@ def test_two_checkpoints_side_by_side_then_selection_then_cache(private_data: Pa
     shown = [m for m in at.metric if m.label == "5-NN accuracy"]
     assert len(shown) == 2 and all(0 <= float(m.value) <= 1 for m in shown)
     for m in shown:  # each compared with the other one, with its interval, in grey (no colour calls a winner)
-        assert re.fullmatch(r"(within noise: )?[+-]\d\.\d{3} ± \d\.\d{3}", m.proto.delta), m.proto.delta
+        assert re.fullmatch(r"(within noise: )?[+-]\d\.\d{3} \[[+-]\d\.\d{3}, [+-]\d\.\d{3}\]", m.proto.delta), m.proto.delta
         assert m.proto.color == 2, m.proto  # GRAY: delta_color="off"
         noise = m.proto.delta.startswith("within noise")  # no arrow then (NONE); else up or down as the sign says
         assert m.proto.direction == (2 if noise else 0 if m.proto.delta.startswith("-") else 1), m.proto
-    assert texts(at).count("Under the value: this map's minus the other map's, ± the 95 % half-width of two shares "
-                           "of tiles") == 2  # what the chip is the difference to, said beside it (it was cut off)
+    assert texts(at).count("Under the value: this map's minus the other map's, with the 95 % interval of that "
+                           "difference of two shares of tiles") == 2  # what the chip is the difference to, said beside it (it was cut off)
     assert len(at.get("plotly_chart")) == 2
     false_run = next(r for r in list_runs(private_data) if r.id.endswith("tiny-false"))
     n_pairs = len({tuple(sorted((r["anchor_index"], r["candidate_index"]))) for r in false_run.flagged_pairs()})
@@ -196,8 +196,11 @@ def test_the_difference_between_two_maps_leads_with_its_verdict() -> None:
     nothing follows the numbers (the page's caption says what the difference is to)."""
     from workbench.common import difference_text
 
-    assert difference_text("5-NN accuracy", 0.60, 100, 0.62, 100) == "within noise: -0.020 ± 0.135"
-    assert difference_text("5-NN accuracy", 0.90, 400, 0.50, 400) == "+0.400 ± 0.057"
+    assert difference_text("5-NN accuracy", 0.60, 100, 0.62, 100) == "within noise: -0.020 [-0.152, +0.113]"
+    assert difference_text("5-NN accuracy", 0.90, 400, 0.50, 400) == "+0.400 [+0.341, +0.455]"
+    # the normal approximation called 4/4 against 2/4 a difference (+0.50 ± 0.49) and gave 3/3 against 0/3 no width
+    assert difference_text("5-NN accuracy", 1.0, 4, 0.5, 4) == "within noise: +0.500 [-0.102, +0.850]"
+    assert difference_text("5-NN accuracy", 1.0, 3, 0.0, 3) == "+1.000 [+0.206, +1.000]"
     assert difference_text("silhouette", 0.2, 100, 0.1, 100) == "+0.100 (no interval)"
 
 

@@ -6,7 +6,6 @@ scores; it only adapts core's results to Streamlit.
 from __future__ import annotations
 
 import functools
-import math
 import re
 import traceback
 from collections.abc import Callable, Iterable, Sequence
@@ -435,15 +434,17 @@ def pick_picture(bands: Sequence[str], key: str) -> str:
 
 
 def difference_text(name: str, value: float, n: int, other_value: float, other_n: int) -> str:
-    """The difference to the other map, with a 95 % half-width where it is a share of tiles (kNN accuracy: two
-    binomial shares, unpaired, so on the cautious side), and "within noise" when it is inside it."""
+    """The difference to the other map, with its 95 % interval where it is a share of tiles (kNN accuracy: two
+    binomial shares, Newcombe's interval, unpaired, so on the cautious side), and "within noise" when it holds 0."""
+    from core.analysis.stats import shares_difference
+
     diff = value - other_value
-    if not name.endswith("NN accuracy") or n < 2 or other_n < 2:
+    if not name.endswith("NN accuracy") or n < 1 or other_n < 1:
         return f"{diff:+.3f} (no interval)"
-    half = 1.96 * math.sqrt(value * (1 - value) / n + other_value * (1 - other_value) / other_n)
+    _, low, high = shares_difference(value, n, other_value, other_n)
     # the verdict first and nothing after the numbers: a half-width column cut "within noise" off, later " vs the
     # other" (the caption under the metrics says what the difference is to)
-    return ("within noise: " if abs(diff) <= half else "") + f"{diff:+.3f} ± {half:.3f}"
+    return ("within noise: " if low <= 0 <= high else "") + f"{diff:+.3f} [{low:+.3f}, {high:+.3f}]"
 
 
 def tab_names(names: list[str]) -> list[str]:

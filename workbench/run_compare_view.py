@@ -366,7 +366,7 @@ def knn_noise_note(runs: Sequence[Run]) -> str | None:
     known = isinstance(na, int) and isinstance(nb, int)
     said = difference_text("kNN accuracy", va, na if known else QUERY_TILES, vb, nb if known else QUERY_TILES)
     if not known and not said.startswith("within noise"):
-        said = (f"{said.split(' ±')[0]} (its interval is not known: these runs did not record how many tiles "
+        said = (f"{said.split(' [')[0]} (its interval is not known: these runs did not record how many tiles "
                 "they queried)")
     counts = f"{na} and {nb} query tiles" if known else f"at most {QUERY_TILES} query tiles each"
     return (f"Last kNN accuracy, {a} minus {b}: {said} (95 %, {counts}; the majority-class line of each run is on "
