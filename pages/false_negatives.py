@@ -121,18 +121,20 @@ def selectors_figure(report: dict[str, Any]) -> go.Figure:
     for group, entries in (("all pairs", report["selectors"]), ("cross-scene pairs", report["cross_scene"])):
         names = [n for n in fq.SELECTORS if n in entries and entries[n]["pairs"]]
         values = [entries[n]["precision"] for n in names]
+        bounds = [fq.entry_ci(n, entries[n]) for n in names]  # random and the oracle: exact, no bar
         fig.add_trace(go.Bar(
             x=[short_label(n, report) for n in names], y=values, name=group,
             marker_color=[SELECTOR_COLOURS[n] for n in names], opacity=1.0 if group == "all pairs" else 0.55,
             marker_pattern_shape="" if group == "all pairs" else "/",
-            error_y=dict(type="data", symmetric=False, array=[entries[n]["ci"][1] - entries[n]["precision"] for n in names],
-                         arrayminus=[entries[n]["precision"] - entries[n]["ci"][0] for n in names], thickness=1),
+            error_y=dict(type="data", symmetric=False, array=[hi - v for v, (_, hi) in zip(values, bounds)],
+                         arrayminus=[v - lo for v, (lo, _) in zip(values, bounds)], thickness=1),
             customdata=[entries[n]["pairs"] for n in names],
             hovertemplate="%{x}, " + group + ": %{y:.3f} of %{customdata} " + report.get("unit", "pick")
                           + "s<extra></extra>"))
     base_rate_line(fig, report["base_rate"])
     fig.update_layout(barmode="group", height=340, yaxis_range=[0, 1.05], yaxis_title="same dominant class",
-                      title="Same-class share of the picks, on the run's own batches (95 % Wilson intervals)",
+                      title="Same-class share of the picks, on the run's own batches (95 % Wilson intervals; "
+                            "random and oracle: exact expectations)",
                       margin=dict(l=10, r=BASE_RATE_MARGIN, t=40, b=10), legend=dict(orientation="h", y=-0.25))
     return fig
 
@@ -147,7 +149,7 @@ def quality_verdict(report: dict[str, Any]) -> str:
     for name, what in (("random", "a random negative"), ("colour", "the nearest tile by colour")):
         other = sel.get(name)
         if other and other["pairs"]:
-            parts.append(share_relation(p, (lo, hi), other["precision"], other["ci"], what))
+            parts.append(share_relation(p, (lo, hi), other["precision"], fq.entry_ci(name, other), what))
     text = ", ".join(parts) + "."
     cross = report.get("cross_scene", {})
     mine, colour = cross.get("flags"), cross.get("colour")
@@ -205,12 +207,14 @@ def quality_section(run: Run) -> None:
     for col, name in zip(cols, fq.SELECTORS):
         entry = sel.get(name)
         if entry and entry["pairs"]:
-            lo, hi = entry["ci"]
+            lo, hi = fq.entry_ci(name, entry)
             precision = entry["hits"] / entry["pairs"]  # from the counts: a stored value rounded again read 0.210
             ceiling = ("; below 1 where a batch held fewer same-class negatives than the detector flagged, so even "
                        "a selector knowing the labels had to pick others") if name == "oracle" else ""
+            spread = "its expected share for these anchors, exact (no sampling interval)" if name in fq.EXPECTED \
+                else f"95 % interval {lo:.3f}–{hi:.3f}"
             col.metric(short_label(name, report), f"{precision:.3f}",
-                       help=f"{fn_report.selector_label(name, report)}: 95 % interval {lo:.3f}–{hi:.3f}, "
+                       help=f"{fn_report.selector_label(name, report)}: {spread}, "
                             f"{entry['pairs']} {report.get('unit', 'pick')}s{ceiling}")
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Recall", f"{report['recall']:.4f}" if report["recall"] is not None else "n/a",

@@ -429,13 +429,16 @@ def test_runs_on_other_batches_are_compared_only_against_their_own_selectors() -
                           differences=batch_differences(base, other), last_steps=(10, 10), up_to=(None, None),
                           reports=(_report(0.6, 0.3, 0.5), _report(0.7, 0.5, 0.8)), recall_comparable=True)
     table = side.table()
-    assert table.loc["margin over its random", "A: FALSE"] == "+30.0 points"
-    assert table.loc["margin over its colour nearest", "B: FALSE"] == "-10.0 points"
+    # random's precision is an exact expectation: the interval is the flags' own, shifted
+    assert table.loc["margin over its random", "A: FALSE"] == "+30 points (+25 to +35)"
+    assert table.loc["margin over its colour nearest", "B: FALSE"] == "-10 points (-17 to -3)"
+    assert table.loc["random (for its anchors)", "A: FALSE"] == "0.300 (expected) n=40"
     assert "encoder nearest (for its anchors)" not in table.index  # only each run against its own selectors
     assert "cross-scene precision of the flags" not in table.index
     words = side.summary()
     assert "did not train on the same batches (data.num_tiles 48 vs 30; seed 0 vs 1)" in words
-    assert "A 60%, +30 points over its random negatives and +10 over its colour-nearest picks" in words
+    assert ("A 60%, +30 points over its random negatives (+25 to +35) and +10 points over its colour-nearest picks "
+            "(+3 to +17)") in words
     side.recall_comparable = False  # e.g. other batch sizes: recall is a share of other numbers of pairs
     assert "recall (same-class pairs offered)" not in side.table().index
     # what the treatment acted on: FNCC's passed flags, or none said as none (it read "n/a (FNCC: its gate opened)")
@@ -489,3 +492,33 @@ def test_the_encoder_selector_of_a_killed_run_names_its_checkpoints_step() -> No
     assert selector_label("encoder", {"encoder_step": 5, "step": 9}) == "encoder nearest (step 5 encoder)"
     assert selector_label("encoder", {"encoder_step": 9, "step": 9}) == "encoder nearest (final encoder)"
     assert selector_label("encoder", {"step": 9}) == "encoder nearest (final encoder)"  # a report made before
+
+
+def test_two_runs_flags_on_shared_batches_differ_by_the_interval_of_their_difference() -> None:
+    """The numbers audit: 14 of 40 flags right against 26 of 40 was called level because the two Wilson intervals
+    touched; the difference's own interval (+8 to +48 points) excludes 0."""
+    from core.analysis.fn_compare import _rel
+    from core.analysis.fn_quality import Proportion
+
+    a, b = Proportion(14, 40).to_json(), Proportion(26, 40).to_json()
+    assert a["ci"][1] > b["ci"][0]  # the intervals overlap
+    assert _rel(a, b) == "higher by 30 points (difference +8 to +48 points)"
+    assert _rel(b, a) == "lower by 30 points (difference -48 to -8 points)"
+    assert _rel(a, Proportion(16, 40).to_json()).startswith("level (difference")
+
+
+def test_random_and_the_oracle_are_exact_expectations_not_samples() -> None:
+    """70 % of 20 flags against random's exact 45 % was said level: a Wilson interval drawn around an expectation
+    widened the difference. The flags' own interval, shifted, is the difference's."""
+    from core.analysis.fn_quality import Proportion, entry_ci, entry_text
+    from core.analysis.stats import share_relation
+
+    random = Proportion(9.0, 20, expected=True)
+    assert random.ci == (0.45, 0.45) and random.text() == "0.450 (expected) of 20"
+    flags = Proportion(14, 20)
+    said = share_relation(flags.value, flags.ci, random.value, entry_ci("random", random.to_json()), "random")
+    assert said.startswith("25 points above random") and "within noise" not in said
+    stored = {"precision": 0.45, "ci": [0.26, 0.66], "pairs": 20}  # a report scored before: Wilson bounds kept
+    assert entry_ci("random", stored) == (0.45, 0.45) and entry_ci("colour", stored) == (0.26, 0.66)
+    assert entry_text("oracle", stored) == "0.450 (expected) n=20"
+    assert entry_text("colour", stored) == "0.450 [0.260, 0.660] n=20"

@@ -23,10 +23,11 @@ import pandas as pd
 from ..config.strategy import strategy_label
 from ..ssl.registry import get_method
 from ..store.runs import Run, read_json_file
-from .fn_quality import SELECTORS
+from .fn_quality import SELECTORS, entry_ci, entry_text
 from .fn_report import (FlagReportError, Progress, cached_report, data_dump, flag_report, flagged_by, last_step_of,
                         no_detector_reason, report_detector)
 from .fn_scoring import run_config
+from .stats import proportion_difference, signed_points
 
 VIEW_FIELDS = ("image_size", "crop_scale_min", "color_strength", "blur_prob")  # the views, not the tiles
 SHORT = {"flags": "flags", "random": "random", "colour": "colour nearest", "encoder": "encoder nearest",
@@ -74,11 +75,8 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.0%}"
 
 
-def _cell(entry: dict[str, Any] | None) -> str:
-    if not entry or not entry.get("pairs"):
-        return "n/a"
-    lo, hi = entry["ci"]
-    return f"{entry['precision']:.3f} [{lo:.3f}, {hi:.3f}] n={entry['pairs']}"
+def _cell(entry: dict[str, Any] | None, name: str = "flags") -> str:
+    return entry_text(name, entry)
 
 
 def _treated(report: dict[str, Any]) -> str:
@@ -91,12 +89,13 @@ def _treated(report: dict[str, Any]) -> str:
 
 
 def _rel(a: dict[str, Any], b: dict[str, Any]) -> str:
-    """B against A by their 95 % intervals."""
-    if b["ci"][0] > a["ci"][1]:
-        return "higher"
-    if b["ci"][1] < a["ci"][0]:
-        return "lower"
-    return "level (the intervals overlap)"
+    """B's flags against A's by the interval of their difference (Newcombe's; two intervals that merely overlap
+    called 35 % [22, 50] against 65 % [50, 78] level, a difference of +8 to +48 points)."""
+    d, low, high = proportion_difference(b["precision"], tuple(b["ci"]), a["precision"], tuple(a["ci"]))
+    span = f"difference {signed_points(low)} to {signed_points(high)} points"
+    if low > 0 or high < 0:
+        return f"{'higher' if low > 0 else 'lower'} by {abs(d) * 100:.0f} points ({span})"
+    return f"level ({span}: within noise)"
 
 
 @dataclass
@@ -147,7 +146,7 @@ class FlagComparison:
         add("flags the treatment applied to", _treated)
         names = SELECTORS[1:] if self.same_batches else ("random", "colour")
         for name in names:
-            add(f"{SHORT[name]} (for its anchors)", lambda r, n=name: _cell(r["selectors"].get(n)))
+            add(f"{SHORT[name]} (for its anchors)", lambda r, n=name: _cell(r["selectors"].get(n), n))
         if not self.same_batches:
             for name in ("random", "colour"):
                 add(f"margin over its {SHORT[name]}", lambda r, n=name: self._margin(r, n))
@@ -158,8 +157,8 @@ class FlagComparison:
 
     @staticmethod
     def _margin(report: dict[str, Any], name: str) -> str:
-        value = margin(report, name)
-        return "n/a" if value is None else f"{value * 100:+.1f} points"
+        span = margin(report, name)
+        return "n/a" if span is None else margin_text(span)
 
     def bars(self) -> pd.DataFrame:
         """Precision per selector and run (run, selector, precision, lo, hi, pairs), for a grouped bar chart: every
@@ -172,8 +171,9 @@ class FlagComparison:
             for name in names:
                 entry = report["selectors"].get(name)
                 if entry and entry.get("pairs"):
+                    lo, hi = entry_ci(name, entry)
                     rows.append({"run": col, "selector": SHORT[name], "precision": entry["precision"],
-                                 "lo": entry["ci"][0], "hi": entry["ci"][1], "pairs": entry["pairs"]})
+                                 "lo": lo, "hi": hi, "pairs": entry["pairs"]})
         return pd.DataFrame(rows, columns=["run", "selector", "precision", "lo", "hi", "pairs"])
 
     def summary(self) -> str:
@@ -198,10 +198,9 @@ class FlagComparison:
         else:
             parts = []
             for n, r in zip("AB", self.reports):
-                mr, mc = margin(r, "random"), margin(r, "colour")
-                parts.append(f"{n} {_pct(r['selectors']['flags']['precision'])}, "
-                             + (f"{mr * 100:+.0f} points over its random negatives" if mr is not None else "")
-                             + (f" and {mc * 100:+.0f} over its colour-nearest picks" if mc is not None else ""))
+                said = [margin_text(margin(r, "random"), "its random negatives"),
+                        margin_text(margin(r, "colour"), "its colour-nearest picks")]
+                parts.append(f"{n} {_pct(r['selectors']['flags']['precision'])}, " + " and ".join(filter(None, said)))
             text = (f"The two runs did not train on the same batches ({'; '.join(self.differences)}), so their "
                     f"precisions are measured on other tiles and do not compare directly; each against its own "
                     f"reference selectors: {'; '.join(parts)}.")
@@ -212,12 +211,24 @@ class FlagComparison:
         return text
 
 
-def margin(report: dict[str, Any], selector: str) -> float | None:
-    """The flags' precision less a reference selector's (both on the run's own batches), or None."""
+def margin(report: dict[str, Any], selector: str) -> tuple[float, float, float] | None:
+    """The flags' precision less a reference selector's (both on the run's own batches) with the 95 % interval of
+    that difference (random's exact expectation taken as a fixed value), or None."""
     mine, other = report["selectors"].get("flags"), report["selectors"].get(selector)
     if not mine or not other or not mine.get("pairs") or not other.get("pairs"):
         return None
-    return float(mine["precision"]) - float(other["precision"])
+    return proportion_difference(float(mine["precision"]), entry_ci("flags", mine), float(other["precision"]),
+                                 entry_ci(selector, other))
+
+
+def margin_text(span: tuple[float, float, float] | None, what: str = "") -> str:
+    """"+12 points over WHAT (+2 to +22)", "within noise" said when the interval holds 0."""
+    if span is None:
+        return ""
+    d, low, high = span
+    noise = ": within noise" if low <= 0 <= high else ""
+    over = f" over {what}" if what else ""
+    return f"{signed_points(d)} points{over} ({signed_points(low)} to {signed_points(high)}{noise})"
 
 
 def compare_flags(run_a: Run, run_b: Run, compute: bool = False, use_encoder: bool = True,

@@ -27,7 +27,7 @@ from ..config.strategy import strategy_label, uses_labels
 from ..data import DataError, build_dataset
 from ..imaging.band_preview import preview_chw
 from ..imaging.bands import bands_of
-from .fn_quality import colour_features, score_flags
+from .fn_quality import colour_features, entry_text, score_flags
 from .fn_units import moco_candidates, simclr_candidates
 from .fn_scoring import NO_CLASS, base_rate, dominant_classes, load_pairs, run_config
 from ..store.runs import Run, atomic_write_json, read_json_file
@@ -313,11 +313,8 @@ SELECTOR_LABELS = {
 }
 
 
-def _fmt(entry: dict[str, Any] | None) -> str:
-    if not entry or not entry.get("pairs"):
-        return "n/a"
-    lo, hi = entry["ci"]
-    return f"{entry['precision']:.3f}  [{lo:.3f}, {hi:.3f}]  n={entry['pairs']}"
+def _fmt(entry: dict[str, Any] | None, name: str = "flags") -> str:
+    return entry_text(name, entry, gap="  ")
 
 
 def report_lines(r: dict[str, Any]) -> list[str]:
@@ -338,8 +335,8 @@ def report_lines(r: dict[str, Any]) -> list[str]:
     cross = r.get("cross_scene", {})
     for name in SELECTOR_LABELS:
         if name in r["selectors"]:
-            x = f"   cross-scene {_fmt(cross.get(name))}" if name in cross else ""
-            lines.append(f"  {selector_label(name, r):<34} {_fmt(r['selectors'][name])}{x}")
+            x = f"   cross-scene {_fmt(cross.get(name), name)}" if name in cross else ""
+            lines.append(f"  {selector_label(name, r):<34} {_fmt(r['selectors'][name], name)}{x}")
     treated, acted = _fmt(r["calibrated"]), r.get("pairs_treated")
     if treated == "n/a" and r["pairs_flagged"] and acted == 0:  # none treated: the run was its base method in effect
         treated = (f"none: FNCC's gate opened for none of the {r['pairs_flagged']} flags (the run trained as its base "
