@@ -218,7 +218,8 @@ def quality_metric(emb: E.Embedding, other: E.Embedding | None) -> None:
     if other is not None and value is not None:
         other_name, other_value, _ = other.quality.headline()
         if other_name == name and other_value is not None:
-            delta = difference_text(name, value, len(emb.indices), other_value, len(other.indices))
+            delta = difference_text(name, value, emb.quality.queries or len(emb.indices), other_value,
+                                    other.quality.queries or len(other.indices))
     left, right = st.columns(2)
     # grey, not red/green: a colour would call a winner that the interval may not; no arrow within noise (an up
     # arrow stood beside "+0.000")

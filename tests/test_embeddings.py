@@ -122,6 +122,21 @@ def test_kmeans_and_silhouette_on_separable_blobs() -> None:
     assert quality.knn_accuracy is None and quality.headline()[0] == "silhouette"
 
 
+def test_tiles_without_a_class_neither_ask_nor_vote() -> None:
+    """The numbers audit: six tiles of no class (-1) made the majority rate fail, and alone the kNN accuracy took
+    them as queries whose votes went to the last class."""
+    x, labels = blobs()
+    unlabeled = labels.copy()
+    unlabeled[::7] = -1  # NO_CLASS
+    keep = unlabeled >= 0
+    graph = M.knn_graph(x, 6)[0]
+    quality = M.cluster_quality(x, graph, unlabeled, M.kmeans_labels(x, 3))
+    alone = M.knn_accuracy(M.knn_graph(x[keep], 6)[0], labels[keep], k=5)
+    assert quality.queries == int(keep.sum()) and quality.knn_accuracy == pytest.approx(alone) and alone >= 0.99
+    assert quality.majority_rate == pytest.approx(M.majority_rate(labels[keep]))
+    assert M.cluster_quality(x, graph, np.full(len(x), -1), M.kmeans_labels(x, 3)).knn_accuracy is None
+
+
 @pytest.mark.slow
 def test_umap_is_deterministic_and_keeps_blobs_apart() -> None:
     x, labels = blobs()

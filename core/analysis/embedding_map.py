@@ -40,6 +40,7 @@ class ClusterQuality:
     majority_rate: float | None  # accuracy of always answering the most common class: the kNN's chance level
     silhouette: float | None  # of the k-means clusters, cosine, on features
     k: int
+    queries: int | None = None  # the tiles with a class that the kNN accuracy is over (None: cached before it)
 
     def headline(self) -> tuple[str, float | None, str]:
         """(name, value, help) of the one number to show for a checkpoint."""
@@ -147,8 +148,9 @@ def warm_up() -> np.ndarray:
 def knn_accuracy(neighbours: np.ndarray, labels: np.ndarray, k: int = 5) -> float:
     """Leave-one-out kNN accuracy: each point's label predicted by the majority of its k nearest others.
 
-    ``neighbours`` is (n, >k) with the point itself in column 0 (as :func:`knn_graph` returns). Ties go to the
-    class of the nearer neighbours: each vote gets a bonus that falls with rank and sums to less than one vote.
+    ``neighbours`` is (n, >k) with the point itself in column 0 (as :func:`knn_graph` returns); every label a
+    class (>= 0: :func:`cluster_quality` leaves the others out). Ties go to the class of the nearer neighbours: each
+    vote gets a bonus that falls with rank and sums to less than one vote.
     """
     labels = np.asarray(labels, np.int64)
     n = len(labels)
@@ -164,8 +166,10 @@ def knn_accuracy(neighbours: np.ndarray, labels: np.ndarray, k: int = 5) -> floa
 
 
 def majority_rate(labels: np.ndarray) -> float:
-    """Share of the most common label: what a classifier that ignores the features would score."""
-    counts = np.bincount(np.asarray(labels, np.int64))
+    """Share of the most common label: what a classifier that ignores the features would score (tiles without a
+    class, ``NO_CLASS`` -1, left out)."""
+    labels = np.asarray(labels, np.int64)
+    counts = np.bincount(labels[labels >= 0])
     return float(counts.max() / counts.sum()) if counts.sum() else float("nan")
 
 
@@ -191,7 +195,16 @@ def silhouette(features: np.ndarray, labels: np.ndarray, sample: int = 2000, see
 
 def cluster_quality(features: np.ndarray, neighbours: np.ndarray, dominant: np.ndarray | None,
                     clusters: np.ndarray, k: int = 5) -> ClusterQuality:
-    """kNN accuracy (with its chance level) where labels exist, and the k-means silhouette."""
-    acc = knn_accuracy(neighbours, dominant, k) if dominant is not None else None
-    return ClusterQuality(knn_accuracy=acc, majority_rate=majority_rate(dominant) if dominant is not None else None,
-                          silhouette=silhouette(features, clusters), k=k)
+    """kNN accuracy (with its chance level) where labels exist, and the k-means silhouette. Tiles without a class
+    (``NO_CLASS`` -1: no labeled pixel) neither ask nor vote: the neighbours are found again among the others (they
+    had made the majority rate fail and counted as queries whose -1 votes went to the last class)."""
+    acc = rate = queries = None
+    if dominant is not None:
+        dominant = np.asarray(dominant, np.int64)
+        labeled = dominant >= 0
+        queries = int(labeled.sum())
+        if queries:
+            graph = neighbours if labeled.all() else knn_graph(features[labeled], k + 1)[0]
+            acc, rate = knn_accuracy(graph, dominant[labeled], k), majority_rate(dominant)
+    return ClusterQuality(knn_accuracy=acc, majority_rate=rate, silhouette=silhouette(features, clusters), k=k,
+                          queries=queries)
