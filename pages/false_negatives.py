@@ -211,8 +211,11 @@ def quality_section(run: Run) -> None:
             precision = entry["hits"] / entry["pairs"]  # from the counts: a stored value rounded again read 0.210
             ceiling = ("; below 1 where a batch held fewer same-class negatives than the detector flagged, so even "
                        "a selector knowing the labels had to pick others") if name == "oracle" else ""
+            distinct = entry.get("distinct")
             spread = "its expected share for these anchors, exact (no sampling interval)" if name in fq.EXPECTED \
-                else f"95 % interval {lo:.3f}–{hi:.3f}"
+                else f"95 % interval {lo:.3f}–{hi:.3f}" + (
+                    f" (over its {distinct} distinct tile pairs: a pair picked again is the same fact)"
+                    if distinct is not None and distinct < entry["pairs"] else "")
             col.metric(short_label(name, report), f"{precision:.3f}",
                        help=f"{fn_report.selector_label(name, report)}: {spread}, "
                             f"{entry['pairs']} {report.get('unit', 'pick')}s{ceiling}")

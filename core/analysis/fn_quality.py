@@ -9,7 +9,9 @@ its flags to ``fns.jsonl`` alike), and split into same-scene and cross-scene pai
 step, whatever the views (:mod:`core.analysis.fn_units`): per-anchor selection counts picks, an anchor tile's
 flagged negative tile (a reference selector picks as many for the same anchor tile); global selection counts tile
 pairs of the batch (MoCo: query -> queue tile). The loss's rows repeat a unit up to four times, and counting them
-made every interval too narrow.
+made every interval too narrow. For the same reason an interval counts each distinct tile pair once: whether two
+tiles share a class is one fact however many steps flagged (or picked) them, so a pair flagged in 20 steps weighs 20
+in the precision but narrows its interval as one pair (``distinct``).
 
 - ``flags``: the units the detector flagged.
 - ``random``: a uniformly random negative of the same anchors (global mode: a random pair of the batch); its
@@ -65,7 +67,8 @@ def entry_text(name: str, entry: dict[str, Any] | None, gap: str = " ") -> str:
     if name in EXPECTED:
         return f"{entry['precision']:.3f}{gap}(expected){gap}n={entry['pairs']}"
     lo, hi = entry_ci(name, entry)
-    return f"{entry['precision']:.3f}{gap}[{lo:.3f}, {hi:.3f}]{gap}n={entry['pairs']}"
+    distinct = _distinct_words(entry["pairs"], entry.get("distinct"))
+    return f"{entry['precision']:.3f}{gap}[{lo:.3f}, {hi:.3f}]{gap}n={entry['pairs']}{distinct}"
 
 
 # ------------------------------------------------------------------------------------------------ proportions
@@ -77,6 +80,7 @@ class Proportion:
     hits: float
     total: int
     expected: bool = False
+    distinct: int | None = None  # distinct tile pairs among the picks: the interval's sample size where fewer
 
     @property
     def value(self) -> float:
@@ -88,13 +92,15 @@ class Proportion:
             return float("nan"), float("nan")
         if self.expected:
             return self.value, self.value
-        lo, hi = wilson_interval(np.array([self.hits]), np.array([self.total]))
+        n = self.distinct if self.distinct and self.distinct < self.total else self.total
+        lo, hi = wilson_interval(np.array([self.value * n]), np.array([n]))
         return float(lo[0]), float(hi[0])
 
     def to_json(self) -> dict[str, Any]:
         lo, hi = self.ci
-        return {"precision": _num(self.value), "ci": [_num(lo), _num(hi)], "pairs": self.total,
-                "hits": round(float(self.hits), 4)}
+        out = {"precision": _num(self.value), "ci": [_num(lo), _num(hi)], "pairs": self.total,
+               "hits": round(float(self.hits), 4)}
+        return out | ({"distinct": self.distinct} if self.distinct is not None else {})
 
     def text(self) -> str:
         if not self.total:
@@ -102,7 +108,11 @@ class Proportion:
         lo, hi = self.ci
         if self.expected:
             return f"{self.value:.3f} (expected) of {self.total}"
-        return f"{self.value:.3f} [{lo:.3f}, {hi:.3f}] of {self.total}"
+        return f"{self.value:.3f} [{lo:.3f}, {hi:.3f}] of {self.total}{_distinct_words(self.total, self.distinct)}"
+
+
+def _distinct_words(total: int, distinct: int | None) -> str:
+    return f" ({distinct} distinct tile pairs)" if distinct is not None and distinct < total else ""
 
 
 def _num(x: float) -> float | None:
@@ -118,6 +128,8 @@ class _Tally:
         self.hits = self.total = 0.0
         self.x_hits = self.x_total = 0.0
         self.expected = expected
+        self.pairs: set[tuple[int, int]] = set()  # distinct tile pairs picked (sampled tallies), overall and cross
+        self.x_pairs: set[tuple[int, int]] = set()
 
     def add(self, hits: float, total: float, x_hits: float = 0.0, x_total: float = 0.0) -> None:
         self.hits += hits
@@ -125,11 +137,23 @@ class _Tally:
         self.x_hits += x_hits
         self.x_total += x_total
 
+    def add_pick(self, a: int, c: int, hit: float, part: str = "both", cross: bool = False) -> None:
+        """One pick of tile ``c`` for tile ``a``, counted overall, across scenes, or both (cross only if ``cross``)."""
+        key = (a, c) if a < c else (c, a)
+        if part in ("both", "overall"):
+            self.add(hit, 1.0)
+            self.pairs.add(key)
+        if part == "cross" or part == "both" and cross:
+            self.add(0.0, 0.0, hit, 1.0)
+            self.x_pairs.add(key)
+
     def overall(self) -> Proportion:
-        return Proportion(self.hits, int(round(self.total)), self.expected)
+        return Proportion(self.hits, int(round(self.total)), self.expected,
+                          None if self.expected else len(self.pairs))
 
     def cross(self) -> Proportion:
-        return Proportion(self.x_hits, int(round(self.x_total)), self.expected)
+        return Proportion(self.x_hits, int(round(self.x_total)), self.expected,
+                          None if self.expected else len(self.x_pairs))
 
 
 # ------------------------------------------------------------------------------------------------ report
@@ -224,14 +248,8 @@ class _Scorer:
         for a, c in pairs:
             if a == c or not self.labeled(a, c):  # a tile is not its own negative
                 continue
-            hit = float(self.classes[a] == self.classes[c])
-            if part == "overall":
-                tally.add(hit, 1.0)
-            elif part == "cross":
-                tally.add(0.0, 0.0, hit, 1.0)
-            else:
-                cross = float(self.scenes[a] != self.scenes[c])
-                tally.add(hit, 1.0, hit * cross, cross)
+            tally.add_pick(a, c, float(self.classes[a] == self.classes[c]), part,
+                           bool(self.scenes[a] != self.scenes[c]))
 
     def chance(self, a: int, candidates: np.ndarray) -> tuple[float, float, int, int] | None:
         """For one random labeled negative of ``a``: the expected hit overall and among other scenes' negatives
@@ -297,7 +315,7 @@ def score_flags(pairs: pd.DataFrame, steps: Iterable[StepCandidates], classes: n
         scorer.add_pairs(calibrated, [p for p, cal in zip(flagged, unit["calibrated"].to_numpy(bool)) if cal])
         for a, c in scored:
             if scenes[a] == scenes[c]:
-                same_scene.add(float(classes[a] == classes[c]), 1.0)
+                same_scene.add_pick(a, c, float(classes[a] == classes[c]), "overall")
         flagged_same += len({_key(a, c, sc.ordered) for a, c in zip(anchors_t.tolist(), cands_t.tolist())
                              if a != c and scorer.labeled(a, c) and classes[a] == classes[c]})
         if selection == "global":
