@@ -353,3 +353,19 @@ def test_exporting_a_probe_says_why_it_has_no_model(roots, capsys) -> None:
     probe = create_run("lin", "eval: probe\n", root=runs, kind="probe", state="completed")
     assert export_main([str(probe.path), "--out", str(runs / "x.safetensors")]) == 2
     assert "has no checkpoint to export: a linear probe keeps no model" in capsys.readouterr().err
+
+
+def test_an_export_target_that_cannot_take_a_model_and_its_card_is_refused_first(roots, tmp_path: Path,
+                                                                                  capsys) -> None:
+    """A review: ``--out model.json`` wrote the model, then its card over it, and said "wrote"; a folder or a name
+    under a file ended in a traceback. Each is one line now, before the run is read."""
+    from core.store.export import main as export_main
+
+    (tmp_path / "afile.txt").write_text("x")
+    (tmp_path / "folder").mkdir()
+    for out, said in ((tmp_path / "model.json", "ending in .safetensors"), (tmp_path / "folder", "is a folder"),
+                      (tmp_path / "afile.txt" / "x.safetensors", "cannot make its folder")):
+        assert export_main(["no-such-run", "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert said in err and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert not (tmp_path / "model.json").exists()

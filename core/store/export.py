@@ -62,18 +62,44 @@ def export_run(run_dir: str | Path, out: Path, fp16: bool = True) -> dict[str, A
     return json.loads(out.with_suffix(".json").read_text())
 
 
+class ExportTargetError(ValueError):
+    """An ``--out`` that cannot take a checkpoint and its card, said in one line before any work."""
+
+
+def check_target(out: Path) -> bool:
+    """Refuse an ``--out`` that is no ``.safetensors`` name (the card goes beside it as ``NAME.json``: a review's
+    ``--out model.json`` wrote the model, then its card over it), a folder, or one under a file; make its folder.
+    Returns whether a file is replaced."""
+    if out.is_dir():
+        raise ExportTargetError(f"--out {out} is a folder: give a file name in it, e.g. {out / 'model.safetensors'}")
+    if out.suffix != ".safetensors":
+        raise ExportTargetError(f"--out {out}: give a file name ending in .safetensors (its card is written beside "
+                                f"it as {out.with_suffix('.json').name})")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ExportTargetError(f"--out {out}: cannot make its folder {out.parent} ({err.strerror or err})") from None
+    return out.exists()
+
+
 def _read_json(p: Path) -> Any:
     return json.loads(p.read_text()) if p.exists() else None
 
 
 def main(argv: list[str] | None = None) -> int:
     args = export_parser().parse_args(argv)
+    out = Path(args.out)
     try:
-        card = export_run(args.run_dir, args.out, fp16=not args.fp32)
-    except (NotARunError, CheckpointError, FileNotFoundError) as err:
+        replaced = check_target(out)
+        card = export_run(args.run_dir, out, fp16=not args.fp32)
+    except (NotARunError, CheckpointError, FileNotFoundError, ExportTargetError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    say(f"wrote {args.out} ({card['size_mb']} MB, sha256 {card['sha256'][:12]}…)")
+    except OSError as err:  # a full disk, a read-only folder: one line, not a traceback
+        print(f"error: cannot write {out}: {err.strerror or err}", file=sys.stderr)
+        return 2
+    say(f"{'replaced' if replaced else 'wrote'} {out} ({card['size_mb']} MB, sha256 {card['sha256'][:12]}…) and its "
+        f"card {out.with_suffix('.json').name}")
     return 0
 
 
