@@ -129,8 +129,14 @@ def total_steps(max_steps: int | None, epochs: float | None, steps_per_epoch: in
 Seed = Annotated[int, Field(ge=0, le=2**31 - 1, description="a random seed, 0 to 2^31 - 1")]
 
 
-def held_out_scenes(test: list[str], val: list[str]) -> None:
-    """``test_scenes`` and ``val_scenes`` name disjoint scenes; the ValueError says which name is in both."""
+def held_out_scenes(test: list[str], val: list[str], test_fraction: float = 0.0, val_fraction: float = 0.0) -> None:
+    """``test_scenes`` and ``val_scenes`` name disjoint scenes; the ValueError says which name is in both. The shares
+    held out where no scene is named leave some scenes to train on: a review's 0.6 + 0.6 trained on 1 tile of 2,000
+    without a word."""
     both = sorted(set(test) & set(val))
     if both:
         raise ValueError(f"{', '.join(both)} is named in both test_scenes and val_scenes")
+    held = (0.0 if test else test_fraction) + (0.0 if val else val_fraction)
+    if held >= 1.0:
+        raise ValueError(f"data.val_fraction {val_fraction:g} + data.test_fraction {test_fraction:g} hold out every "
+                         "scene: together they must stay below 1, leaving scenes to train on")

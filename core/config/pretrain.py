@@ -135,7 +135,7 @@ class DataConfig(_Section):
 
     @model_validator(mode="after")
     def _needs_root(self) -> "DataConfig":
-        held_out_scenes(self.test_scenes, self.val_scenes)
+        held_out_scenes(self.test_scenes, self.val_scenes, self.test_fraction, self.val_fraction)
         if self.name == "folder" and not self.root:
             raise ValueError("name=folder needs data.root, the image folder to pretrain on")
         if self.name not in ("synthetic", "folder") and not self.root:

@@ -38,7 +38,7 @@ class SegDataConfig(_Section):
 
     @model_validator(mode="after")
     def _needs_root(self) -> "SegDataConfig":
-        held_out_scenes(self.test_scenes, self.val_scenes)
+        held_out_scenes(self.test_scenes, self.val_scenes, self.test_fraction, self.val_fraction)
         if self.name != "synthetic" and not self.root:
             raise ValueError(f"name={self.name} needs data.root, the data set folder")
         if self.name == "folder" and not self.class_table:
