@@ -61,10 +61,14 @@ def test_a_repeated_sigterm_is_the_same_stop_request_and_a_second_ctrl_c_means_n
         for _ in range(2):
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(0.05)  # the handler runs between bytecodes
-        assert flag.requested
+        assert flag.requested and not flag.at_once
+        with pytest.raises(KeyboardInterrupt):
+            flag.check()  # a single request ends work without step boundaries (the final test): not "at once"
+        assert not flag.at_once
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.05)
+        assert flag.at_once  # the closing line says "a second Ctrl-C" only then (a review read it after one)
     finally:
         flag.restore()
 

@@ -54,6 +54,7 @@ class StopFlag:
 
     def __init__(self) -> None:
         self.requested = False
+        self.at_once = False  # the stop came as a second Ctrl-C (mid-step), not as a request honoured at a boundary
         self._raise = False
         self._old: dict[int, Any] = {}
 
@@ -71,6 +72,7 @@ class StopFlag:
         # the stop; the next check() or step boundary still sees it
         self.requested = True
         if now:
+            self.at_once = self.at_once or not self._raise
             raise KeyboardInterrupt
 
     def check(self) -> None:
@@ -345,8 +347,10 @@ def _train_from_cli(argv: list[str] | None, parse: Callable[[list[str] | None], 
         code, state = fit_from_cli(trainer, what, stop)
     finally:
         leave_distributed(env)
-    if code == 130 and env.main:  # a second Ctrl-C: stopped mid-step, without the stop's own checkpoint
-        say(f"stopped at once (a second Ctrl-C): {trainer.run.path}; {_resume_point(trainer.run)}", err=True)
+    if code == 130 and env.main:  # stopped mid-step by a second Ctrl-C, or in the work after the last step (its
+        # test, the fingerprint), which a single stop ends at its next chunk: a review read "a second Ctrl-C" there
+        how = "at once (a second Ctrl-C)" if stop.at_once else "in its closing work (after training)"
+        say(f"stopped {how}: {trainer.run.path}; {_resume_point(trainer.run)}", err=True)
     if code or not env.main:
         return code, None
     say(f"{state}: {trainer.run.path}" + _last_figures(trainer.run)
