@@ -128,3 +128,19 @@ def test_the_table_speaks_of_the_oracle_only_when_one_ran() -> None:
                                                           "moco", "moco+dcl"])
     assert "share of the oracle's gain" in both and "the ceiling (uses labels)" in both
     assert "n/a (no oracle over this base)" in both  # MoCo's DCL: the oracle ran over SimCLR only
+
+
+def test_an_out_file_the_comparison_could_not_write_is_refused_before_its_first_unit(tmp_path, capsys) -> None:
+    """A review learnt that --out /proc/nonexistent/x.md could not be written only after the whole comparison."""
+    from pathlib import Path
+
+    from core.seg.compare import main
+
+    runs = tmp_path / "runs"
+    preset = str(Path(__file__).resolve().parent.parent / "configs/compare_cpu.yaml")
+    for out, said in ((tmp_path / "gone" / "x.md", "does not exist"), (tmp_path, "is a folder"),
+                      (tmp_path / "x.json", "give a Markdown file name")):
+        assert main(["--config", preset, "--runs-root", str(runs), "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert said in err and len(err.splitlines()) == 1, err
+    assert not runs.exists() or not any(runs.iterdir())  # no run folder made

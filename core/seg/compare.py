@@ -41,8 +41,8 @@ from ..store.run_lock import RunBusyError, lock_run, unlock_run
 from .compare_config import (RANDOM_SEED_STRIDE, CompareConfig, band_label, band_overrides,  # noqa: F401 (re-exported)
                              check_presets, eval_config, pretrain_config, split_overrides, split_variant)
 from .compare_methods import METHODS, BASES, method_overrides, unknown_method_message  # noqa: F401 (re-exported)
-from .compare_report import (calibrations, hardly_treated, pretrain_summary, split_facts, summarise, to_csv,
-                             to_markdown, write_out)
+from .compare_report import (calibrations, check_out, hardly_treated, pretrain_summary, split_facts, summarise,
+                             to_csv, to_markdown, write_out)
 from .compare_units import CompareError, Units, check_no_leak, reused_run  # noqa: F401 (re-exported)
 
 
@@ -299,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.jobs is not None and args.jobs < 1:
             raise ConfigError(f"--jobs: {args.jobs}; give 1 or more")
+        check_out(args.out)
         cfg, out_run, root = _load(args)
         if args.jobs is not None:  # this process's: a resume without it goes back to the config's
             cfg = cfg.model_copy(update={"jobs": args.jobs})

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -320,6 +321,22 @@ def keep_reading(path: Path, md: str) -> str:
         if line.strip() == GENERATED:
             return "".join(lines[:i + 1]) + "\n" + md
     return md
+
+
+def check_out(out: str | None) -> None:
+    """An ``--out`` the finished comparison could not write is refused before its first unit (a review learnt it
+    after the whole run). Its JSON goes beside it (``NAME.json``), so a ``.json`` name would be overwritten."""
+    if not out:
+        return
+    path = Path(out)
+    if path.is_dir():
+        raise ValueError(f"--out {out} is a folder: give a Markdown file name, e.g. {path / 'comparison.md'}")
+    if path.suffix == ".json":
+        raise ValueError(f"--out {out}: give a Markdown file name (its JSON is written beside it as NAME.json)")
+    if not path.parent.is_dir():
+        raise ValueError(f"--out {out}: its folder {path.parent} does not exist")
+    if not os.access(path.parent, os.W_OK) or path.exists() and not os.access(path, os.W_OK):
+        raise ValueError(f"--out {out}: not writable here")
 
 
 def write_out(path: Path, md: str, result: dict[str, Any], log: Any, given: bool) -> None:
