@@ -322,6 +322,12 @@ def test_export_encoder_is_small_and_loads(roots, tmp_path: Path) -> None:
     assert torch.allclose(enc.conv1.weight, full["encoder.conv1.weight"], atol=1e-3)
     with pytest.raises(ValueError, match="resnet18"):
         build_encoder("resnet50", out)
+    from core.seg.probe import main as probe_main
+
+    before = sorted(runs.iterdir())  # a probe of another encoder: refused before any data or folder (a review)
+    assert probe_main(["--config", str(ROOT / "configs/probe_demo_cpu.yaml"), f"model.init={out}",
+                       "model.encoder=resnet50", "--no-progress"]) == 2
+    assert sorted(runs.iterdir()) == before
     assert export_main([str(tmp_path), "--out", str(out)]) == 2
     named = tmp_path / "named.safetensors"  # a run's name, as the Runs page lists it, names it as its path does
     assert export_main([run.id, "--out", str(named)]) == 0 and named.is_file()

@@ -57,6 +57,7 @@ from ..store.runs import Run, atomic_write_json, create_run
 from .lineage import init_note
 from .scene_eval import SceneEval, evaluate_scenes
 from ..ssl.optim import ADAMW_FOREACH
+from ..ssl.models import check_encoder_name
 
 FEATURE_BATCH = 16
 _CACHE: OrderedDict[tuple, Tensor] = OrderedDict()  # features of the latest encoders, reused across probe seeds
@@ -297,6 +298,7 @@ class ProbeTrainer:
         self.cfg, self.run, self.progress = cfg, run, progress
         self.epoch = 0
         self.init = resolve_init(cfg.model.init)  # a wrong model.init: one line and exit 2, before any folder
+        check_encoder_name("model.init", self.init, cfg.model.encoder)  # as is another encoder's weights
         self.splits = build_seg_splits(cfg.data, progress=progress)
         if len(self.splits.train) == 0:
             raise DataError(f"data: the {cfg.data.name} set gave no training tiles")

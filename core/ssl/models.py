@@ -98,6 +98,15 @@ def checkpoint_bands(path: str | Path) -> list[str]:
     return card_bands(card)
 
 
+def check_encoder_name(field: str, path: str | Path | None, encoder: str) -> None:
+    """Before any work: a checkpoint whose card names another encoder than the config's is refused in one line (a
+    probe found out only after making its run folder, with a traceback in its log)."""
+    made = _encoder_name(Path(path)) if path is not None else None
+    if made and made != encoder:
+        raise ValueError(f"{field}: {path} holds {made} encoder weights; this run builds {encoder} (set "
+                         f"model.encoder={made} to use them)")
+
+
 def _encoder_name(path: Path) -> str | None:
     try:
         from ..store.checkpoint import read_metadata
