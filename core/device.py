@@ -22,7 +22,10 @@ def pick_device(requested: str = "auto", local_rank: int = 0) -> torch.device:
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    dev = torch.device(requested)
+    try:
+        dev = torch.device(requested)
+    except RuntimeError:  # torch lists twenty device types, most of which no build of ours runs on
+        raise ValueError(f"device {requested!r}: give auto, cpu, cuda or cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"train.device: {requested!r} asked for, but no CUDA GPU is available")
     return dev

@@ -126,3 +126,22 @@ def test_the_compare_helps_quick_look_shortens_every_pretraining_unit() -> None:
                      "pretrain_overrides+=[train.max_steps=20]"]
     cfg = load_config("configs/compare_cpu.yaml", shown, CompareConfig)
     assert cfg.methods == ["simclr", "simclr_false"] and pretrain_config(cfg, "simclr", 0, []).train.max_steps == 20
+
+
+def test_library_words_do_not_reach_the_user(tmp_path: Path) -> None:
+    """A review: torch's list of twenty device types, "no such folder" of a file that exists, and safetensors'
+    "header too large" for a card given as model.init."""
+    import pytest
+
+    from core.device import pick_device
+    from core.ssl.models import load_encoder_weights
+    from core.store.runs import NotARunError, open_run
+
+    with pytest.raises(ValueError, match=r"^device 'foo': give auto, cpu, cuda or cuda:N$"):
+        pick_device("foo")
+    (tmp_path / "m.safetensors").write_bytes(b"x")
+    with pytest.raises(NotARunError, match=r"not a run folder \(a file\)"):
+        open_run(tmp_path / "m.safetensors")
+    (tmp_path / "m.json").write_text("{}")
+    with pytest.raises(ValueError, match="is a checkpoint's card; give the weights beside it"):
+        load_encoder_weights(None, tmp_path / "m.json", field="model.init")

@@ -61,6 +61,9 @@ def load_encoder_weights(encoder: nn.Module, path: str | Path, field: str = "mod
     try:
         state = load_file(str(path))
     except Exception as err:  # safetensors raises several types for a torn or foreign file
+        if Path(path).suffix == ".json" and Path(path).with_suffix(".safetensors").is_file():
+            raise ValueError(f"{field}: {path} is a checkpoint's card; give the weights beside it, "
+                             f"{Path(path).with_suffix('.safetensors')}") from None
         raise ValueError(f"{field}: {path} is not a readable safetensors file ({err})") from None
     try:
         check_weights(path, state)
