@@ -100,8 +100,11 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     if cmd in TRAINING:
         keep_freed_host_memory()
+    from .store.lifecycle import plain_warnings
+
     try:
-        result = importlib.import_module(COMMANDS[cmd][0]).main(rest)
+        with plain_warnings():  # `warning: ...`, not our file and source line, for every command
+            result = importlib.import_module(COMMANDS[cmd][0]).main(rest)
     except KeyboardInterrupt:  # a command with no stop of its own (evaluate, fingerprint): one line, not torch's stack
         say("error: interrupted", err=True)
         return 130

@@ -145,3 +145,22 @@ def test_library_words_do_not_reach_the_user(tmp_path: Path) -> None:
     (tmp_path / "m.json").write_text("{}")
     with pytest.raises(ValueError, match="is a checkpoint's card; give the weights beside it"):
         load_encoder_weights(None, tmp_path / "m.json", field="model.init")
+
+
+def test_every_command_prints_a_warning_as_one_line(monkeypatch) -> None:
+    """A review saw a comparison unit's warning with our file name and source line; the trainers' commands printed
+    the same warning as ``warning: ...``. The dispatcher and the comparison's own entry now both do."""
+    import importlib
+    import warnings
+    from types import SimpleNamespace
+
+    import core.cli as cli
+    from core.seg import compare
+
+    seen = []
+    fake = SimpleNamespace(main=lambda rest: seen.append(warnings.formatwarning("slow", UserWarning, "x.py", 3)))
+    monkeypatch.setattr(importlib, "import_module", lambda name: fake)
+    monkeypatch.setattr(cli, "check_arguments", lambda *a: None)
+    assert cli.main(["runs"]) == 0 and seen == ["warning: slow\n"]
+    assert warnings.formatwarning("slow", UserWarning, "x.py", 3) != "warning: slow\n"  # restored after
+    assert hasattr(compare.main, "__wrapped__")  # python -m core.compare, as the app starts it, too

@@ -33,7 +33,7 @@ from ..config import ConfigError, config_to_yaml, load_config, validate_config
 from ..data import DataError
 from ..host_memory import keep_freed_host_memory
 from ..phases import report_phases
-from ..store.lifecycle import StopFlag, phase_listener, prepared_run, record_early_failure
+from ..store.lifecycle import StopFlag, phase_listener, plain_warnings, prepared_run, record_early_failure
 from ..store.runs import (NotARunError, Run, atomic_write_bytes, atomic_write_json, create_run,
                           open_run_arg, runs_root)
 from ..store.resume import ResumeRefused, refuse_other_kind
@@ -293,6 +293,7 @@ def _command(args: Any, argv: list[str] | None, out_run: Any) -> str:
     return " ".join(["python -m core.compare", *given])
 
 
+@plain_warnings()  # a unit's warnings as one line each, as the trainers' own commands print them
 def main(argv: list[str] | None = None) -> int:
     stop = StopFlag().install()  # a Stop while the run is being opened is remembered, not fatal
     args = parse_run_args(compare_parser(), argv)
