@@ -68,4 +68,4 @@ def test_the_list_is_newest_first_with_each_runs_figure(tmp_path: Path, capsys) 
     assert runs_main(["--runs-root", str(tmp_path), "--state", "running"]) == 0
     assert capsys.readouterr().out.strip() == f"no runs with --state running in {tmp_path}"
     assert runs_main(["--runs-root", str(tmp_path / "none")]) == 0
-    assert capsys.readouterr().out.startswith("no runs in ")
+    assert capsys.readouterr().out.strip().endswith("(no such folder: check --runs-root or $FALSE_WB_RUNS)")

@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     if not shown:
         which = " ".join(f"--{k} {v}" for k, v in (("kind", args.kind), ("state", args.state), ("name", args.name))
                          if v)
-        say(f"no runs{' with ' + which if which else ''} in {root}")
+        gone = "" if root.is_dir() else " (no such folder: check --runs-root or $FALSE_WB_RUNS)"  # a typo read as empty
+        say(f"no runs{' with ' + which if which else ''} in {root}{gone}")
         return 0
     say(as_table(shown))
     if len(shown) < len(rows):
