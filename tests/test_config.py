@@ -281,6 +281,8 @@ def test_a_misspelt_setting_is_answered_with_the_close_one_and_every_wrong_setti
     assert str(err.value) == ("loss.temprature: unknown setting (did you mean loss.temperature?); train.max_setps: "
                               "unknown setting (did you mean train.max_steps?); train.bogus: unknown setting")
     assert ("train.bogus", "unknown setting") in err.value.problems  # nothing is close to it: no guess
+    with pytest.raises(ConfigError, match=r"^max_steps: unknown setting \(did you mean train\.max_steps\?\)$"):
+        load_config(ROOT / "configs/demo_cpu.yaml", ["max_steps=5"])  # its section left out (a review)
     with pytest.raises(ConfigError) as err:  # each with its own answer, a wrong choice with its allowed values too
         load_config(ROOT / "configs/demo_cpu.yaml", ["loss.selection=globl", "train.optimizer=adam"])
     assert "loss.selection: Input should be 'global' or 'per_anchor', got 'globl'; train.optimizer: Input should " \

@@ -80,7 +80,14 @@ def _did_you_mean(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> str:
         section = getattr(info, "annotation", None)
     names = list(getattr(section, "model_fields", {}) or [])
     close = difflib.get_close_matches(str(loc[-1]), names, n=1, cutoff=0.75)
-    return f" (did you mean {'.'.join([*map(str, loc[:-1]), close[0]])}?)" if close else ""
+    if close:
+        return f" (did you mean {'.'.join([*map(str, loc[:-1]), close[0]])}?)"
+    if len(loc) == 1:  # a section's setting given without its section: max_steps=5 for train.max_steps=5
+        homes = [f"{name}.{loc[0]}" for name, info in getattr(model, "model_fields", {}).items()
+                 if str(loc[0]) in (getattr(info.annotation, "model_fields", None) or {})]
+        if homes:
+            return f" (did you mean {' or '.join(homes)}?)"
+    return ""
 
 
 def _format_error(err: ValidationError, model: type[BaseModel] | None = None) -> str:
