@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     if cmd in TRAINING:
         keep_freed_host_memory()
-    from .store.lifecycle import plain_warnings
+    from .console import plain_warnings
 
     try:
         with plain_warnings():  # `warning: ...`, not our file and source line, for every command

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, TextIO
 
 
@@ -74,3 +77,16 @@ def say(text: str, err: bool = False) -> None:
         if not _closed_output(exc):
             raise
         silence(stream)
+
+
+@contextmanager
+def plain_warnings() -> Iterator[None]:
+    """On a command line a warning is one line, ``warning: ...``: Python's default adds the file and the source line
+    of our code that warned (e.g. for every unreadable image skipped), which tells a user nothing."""
+    previous = warnings.formatwarning
+    warnings.formatwarning = lambda message, category, *_args, **_kwargs: \
+        f"{'warning' if category is UserWarning else category.__name__}: {message}\n"  # a library's kind stays
+    try:
+        yield
+    finally:
+        warnings.formatwarning = previous

@@ -13,7 +13,6 @@ import argparse
 import math
 import os
 import signal
-import sys
 import time
 import traceback
 import warnings
@@ -24,7 +23,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from ..console import bar_stream, say
+from ..console import bar_stream, plain_warnings, say  # noqa: F401 (plain_warnings re-exported)
 from .background import BackgroundJobs
 from .checkpoint import CheckpointError, read_metadata
 from ..distributed import init_distributed, leave_distributed
@@ -310,26 +309,6 @@ def fit_from_cli(trainer: Any, what: str, stop: StopFlag | None = None) -> tuple
         stop.restore()
         if trainer.run is not None:
             unlock_run(trainer.run)
-
-
-@contextmanager
-def plain_warnings() -> Iterator[None]:
-    """On a command line a warning is one line, ``warning: ...``: Python's default adds the file and the source line
-    of our code that warned (e.g. for every unreadable image skipped), which tells a user nothing."""
-    from tqdm import tqdm
-    previous, shown = warnings.formatwarning, warnings.showwarning
-    warnings.formatwarning = lambda message, category, *_args, **_kwargs: \
-        f"{'warning' if category is UserWarning else category.__name__}: {message}\n"  # a library's kind stays
-
-    def show(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
-        tqdm.write(warnings.formatwarning(message, category, filename, lineno, line).rstrip("\n"),
-                   file=file or sys.stderr)  # above a running bar, not glued to its end (a review)
-
-    warnings.showwarning = show
-    try:
-        yield
-    finally:
-        warnings.formatwarning, warnings.showwarning = previous, shown
 
 
 def train_from_cli(argv: list[str] | None, parse: Callable[[list[str] | None], argparse.Namespace],
