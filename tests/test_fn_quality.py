@@ -527,9 +527,9 @@ def test_random_and_the_oracle_are_exact_expectations_not_samples() -> None:
 def test_a_tile_pair_flagged_again_is_one_fact_in_the_interval() -> None:
     """The numbers audit: 10 tile pairs flagged in 20 steps each, half of them same-class, read 0.50 [0.43, 0.57]
     as if 200 independent flags; whether two tiles share a class is one fact per pair."""
-    from core.analysis.fn_quality import _Tally, entry_text
+    from core.analysis.fn_quality import Tally, entry_text
 
-    tally = _Tally()
+    tally = Tally()
     for step in range(20):
         for pair in range(10):
             tally.add_pick(2 * pair + 1, 2 * pair, float(pair % 2), "overall")  # picked from either side alike
@@ -537,9 +537,17 @@ def test_a_tile_pair_flagged_again_is_one_fact_in_the_interval() -> None:
     assert (p.total, p.distinct, p.value) == (200, 10, 0.5)
     lo, hi = p.ci
     assert lo == pytest.approx(0.237, abs=1e-3) and hi == pytest.approx(0.763, abs=1e-3)  # Wilson over 10 pairs
-    assert p.text() == "0.500 [0.237, 0.763] of 200 (10 distinct tile pairs)"
-    assert entry_text("flags", p.to_json()) == "0.500 [0.237, 0.763] n=200 (10 distinct tile pairs)"
-    once = _Tally()
+    assert p.text() == "0.500 [0.237, 0.763] of 200 (10 distinct tile pairs, worth 10.0)"
+    assert entry_text("flags", p.to_json()) == "0.500 [0.237, 0.763] n=200 (10 distinct tile pairs, worth 10.0)"
+    uneven = Tally()  # the diff review: one right pair flagged at 30 steps beside 10 wrong ones flagged once
+    for step in range(30):
+        uneven.add_pick(0, 1, 1.0, "overall")
+    for pair in range(10):
+        uneven.add_pick(10 + pair, 30 + pair, 0.0, "overall")
+    q = uneven.overall()
+    assert q.value == 0.75 and q.effective == pytest.approx(1600 / 910)  # Kish: worth 1.8 pairs, not 11
+    assert q.ci[0] < 0.25 and q.ci[1] > 0.95
+    once = Tally()
     for pair in range(10):
         once.add_pick(2 * pair, 2 * pair + 1, float(pair % 2), "overall")
     assert once.overall().ci == p.ci and "distinct" not in once.overall().text()

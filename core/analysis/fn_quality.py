@@ -9,9 +9,9 @@ its flags to ``fns.jsonl`` alike), and split into same-scene and cross-scene pai
 step, whatever the views (:mod:`core.analysis.fn_units`): per-anchor selection counts picks, an anchor tile's
 flagged negative tile (a reference selector picks as many for the same anchor tile); global selection counts tile
 pairs of the batch (MoCo: query -> queue tile). The loss's rows repeat a unit up to four times, and counting them
-made every interval too narrow. For the same reason an interval counts each distinct tile pair once: whether two
-tiles share a class is one fact however many steps flagged (or picked) them, so a pair flagged in 20 steps weighs 20
-in the precision but narrows its interval as one pair (``distinct``).
+made every interval too narrow. For the same reason a precision's interval counts the distinct tile pairs, weighed
+by how often each came (:mod:`core.analysis.proportions`): whether two tiles share a class is one fact however many
+steps flagged (or picked) them.
 
 - ``flags``: the units the detector flagged.
 - ``random``: a uniformly random negative of the same anchors (global mode: a random pair of the batch); its
@@ -45,117 +45,9 @@ import pandas as pd
 
 from .fn_scoring import NO_CLASS
 from .fn_units import StepCandidates, tile_pair_units
-from .stats import wilson_interval
+from .proportions import EXPECTED, Proportion, Tally, entry_ci, entry_text, _num  # noqa: F401 (re-exported)
 
 SELECTORS = ("flags", "random", "colour", "encoder", "oracle")  # "flags": the run's own detector's
-EXPECTED = ("random", "oracle")  # exact expectations for the anchors: no sampling interval of their own
-
-
-def entry_ci(name: str, entry: dict[str, Any]) -> tuple[float, float]:
-    """A report entry's 95 % interval; an expected selector's is its value (reports scored before this rule kept
-    Wilson bounds for it)."""
-    if name in EXPECTED:
-        return entry["precision"], entry["precision"]
-    lo, hi = entry["ci"]
-    return lo, hi
-
-
-def entry_text(name: str, entry: dict[str, Any] | None, gap: str = " ") -> str:
-    """"0.420 [0.310, 0.540] n=40"; an expected selector's "0.450 (expected) n=40"; "n/a" without picks."""
-    if not entry or not entry.get("pairs"):
-        return "n/a"
-    if name in EXPECTED:
-        return f"{entry['precision']:.3f}{gap}(expected){gap}n={entry['pairs']}"
-    lo, hi = entry_ci(name, entry)
-    distinct = _distinct_words(entry["pairs"], entry.get("distinct"))
-    return f"{entry['precision']:.3f}{gap}[{lo:.3f}, {hi:.3f}]{gap}n={entry['pairs']}{distinct}"
-
-
-# ------------------------------------------------------------------------------------------------ proportions
-@dataclass(frozen=True)
-class Proportion:
-    """``hits`` of ``total`` picks were correct, with a 95 % Wilson interval; an ``expected`` count (random, the
-    oracle) is exact and has none (its bounds are its value)."""
-
-    hits: float
-    total: int
-    expected: bool = False
-    distinct: int | None = None  # distinct tile pairs among the picks: the interval's sample size where fewer
-
-    @property
-    def value(self) -> float:
-        return self.hits / self.total if self.total else float("nan")
-
-    @property
-    def ci(self) -> tuple[float, float]:
-        if not self.total:
-            return float("nan"), float("nan")
-        if self.expected:
-            return self.value, self.value
-        n = self.distinct if self.distinct and self.distinct < self.total else self.total
-        lo, hi = wilson_interval(np.array([self.value * n]), np.array([n]))
-        return float(lo[0]), float(hi[0])
-
-    def to_json(self) -> dict[str, Any]:
-        lo, hi = self.ci
-        out = {"precision": _num(self.value), "ci": [_num(lo), _num(hi)], "pairs": self.total,
-               "hits": round(float(self.hits), 4)}
-        return out | ({"distinct": self.distinct} if self.distinct is not None else {})
-
-    def text(self) -> str:
-        if not self.total:
-            return "n/a (no pairs)"
-        lo, hi = self.ci
-        if self.expected:
-            return f"{self.value:.3f} (expected) of {self.total}"
-        return f"{self.value:.3f} [{lo:.3f}, {hi:.3f}] of {self.total}{_distinct_words(self.total, self.distinct)}"
-
-
-def _distinct_words(total: int, distinct: int | None) -> str:
-    return f" ({distinct} distinct tile pairs)" if distinct is not None and distinct < total else ""
-
-
-def _num(x: float) -> float | None:
-    # NaN -> null in JSON; 6 decimals: a bound stored at 4 and printed at 3 rounded twice (0.26348 -> 0.2635 -> 0.264,
-    # where the page, from the counts, said 0.263)
-    return None if x != x else round(float(x), 6)
-
-
-class _Tally:
-    """Hits and totals of one selector, overall and for cross-scene pairs."""
-
-    def __init__(self, expected: bool = False) -> None:
-        self.hits = self.total = 0.0
-        self.x_hits = self.x_total = 0.0
-        self.expected = expected
-        self.pairs: set[tuple[int, int]] = set()  # distinct tile pairs picked (sampled tallies), overall and cross
-        self.x_pairs: set[tuple[int, int]] = set()
-
-    def add(self, hits: float, total: float, x_hits: float = 0.0, x_total: float = 0.0) -> None:
-        self.hits += hits
-        self.total += total
-        self.x_hits += x_hits
-        self.x_total += x_total
-
-    def add_pick(self, a: int, c: int, hit: float, part: str = "both", cross: bool = False) -> None:
-        """One pick of tile ``c`` for tile ``a``, counted overall, across scenes, or both (cross only if ``cross``)."""
-        key = (a, c) if a < c else (c, a)
-        if part in ("both", "overall"):
-            self.add(hit, 1.0)
-            self.pairs.add(key)
-        if part == "cross" or part == "both" and cross:
-            self.add(0.0, 0.0, hit, 1.0)
-            self.x_pairs.add(key)
-
-    def overall(self) -> Proportion:
-        return Proportion(self.hits, int(round(self.total)), self.expected,
-                          None if self.expected else len(self.pairs))
-
-    def cross(self) -> Proportion:
-        return Proportion(self.x_hits, int(round(self.x_total)), self.expected,
-                          None if self.expected else len(self.x_pairs))
-
-
 # ------------------------------------------------------------------------------------------------ report
 @dataclass
 class FlagQuality:
@@ -242,7 +134,7 @@ class _Scorer:
     def labeled(self, a: int, c: int) -> bool:
         return self.classes[a] != NO_CLASS and self.classes[c] != NO_CLASS
 
-    def add_pairs(self, tally: _Tally, pairs: Iterable[tuple[int, int]], part: str = "both") -> None:
+    def add_pairs(self, tally: Tally, pairs: Iterable[tuple[int, int]], part: str = "both") -> None:
         """Score picks: ``both`` counts every pair overall and its cross-scene ones apart (the run's own flags);
         ``overall`` or ``cross`` count them in one tally only (a selector's unrestricted and cross-scene picks)."""
         for a, c in pairs:
@@ -292,8 +184,8 @@ def score_flags(pairs: pd.DataFrame, steps: Iterable[StepCandidates], classes: n
     mirrored = pairs["mirrored"].to_numpy(bool) if len(pairs) else np.zeros(0, bool)
     own = pairs[~mirrored]
     by_step = {int(s): g for s, g in own.groupby("step")} if len(own) else {}
-    tallies = {name: _Tally(name in EXPECTED) for name in ["flags", "random", *features, "oracle"]}
-    calibrated, same_scene = _Tally(), _Tally()
+    tallies = {name: Tally(name in EXPECTED) for name in ["flags", "random", *features, "oracle"]}
+    calibrated, same_scene = Tally(), Tally()
     available = flagged_same = n_rebuilt = unlabeled = n_units = 0
     ordered = selection != "global"
     for sc in steps:
@@ -378,7 +270,7 @@ def _same_class_pairs(sc: StepCandidates, classes: np.ndarray) -> int:
     return int((na * nc).sum() - both.sum())
 
 
-def _anchor_selectors(sc: StepCandidates, picks: Counter, scorer: _Scorer, tallies: dict[str, _Tally],
+def _anchor_selectors(sc: StepCandidates, picks: Counter, scorer: _Scorer, tallies: dict[str, Tally],
                       features: dict[str, tuple[np.ndarray, str]]) -> None:
     """For each anchor tile as many picks as the detector's scored flags of it (``picks``), by every reference
     selector: among all its negatives, and (for the cross-scene figures) among the negatives from other scenes
@@ -399,7 +291,7 @@ def _anchor_selectors(sc: StepCandidates, picks: Counter, scorer: _Scorer, talli
         tallies["oracle"].add(min(k, n_same), k, min(x_k, x_same), x_k)
 
 
-def _global_selectors(sc: StepCandidates, k: int, scorer: _Scorer, tallies: dict[str, _Tally],
+def _global_selectors(sc: StepCandidates, k: int, scorer: _Scorer, tallies: dict[str, Tally],
                       features: dict[str, tuple[np.ndarray, str]]) -> None:
     """The k pairs of the batch every reference selector picks (MoCo: query -> queue tile): among all pairs, and
     among cross-scene pairs."""

@@ -33,10 +33,11 @@ from .fn_scoring import NO_CLASS, base_rate, dominant_classes, load_pairs, run_c
 from ..store.runs import Run, atomic_write_json, read_json_file
 
 CACHE_NAME = "flag_quality.json"
-REPORT_VERSION = 6  # 2: cross-scene among other scenes; 3: any detector; 5: picks or tile pairs once per step;
-# 6: figures kept to 6 decimals (printed at 3, a bound kept at 4 was rounded twice)
+REPORT_VERSION = 7  # 2: cross-scene among other scenes; 3: any detector; 5: picks or tile pairs once per step;
+# 6: figures kept to 6 decimals (printed at 3, a bound kept at 4 was rounded twice); 7: intervals over the effective
+# number of distinct tile pairs, random and the oracle exact (core.analysis.proportions)
 PARTIAL = "partial"  # the cache's slot for a report over the first steps only (a comparison's shared steps)
-LIGHT = "without_encoder"  # the slot of a report made without the encoder (--no-encoder): it never replaces the full one
+LIGHT = "without_encoder"  # the slot of a report made without the encoder (--no-encoder): never replaces the full one
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
