@@ -14,6 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from core.analysis import flag_precision
 from core.analysis import fn_quality as fq
 from core.analysis import fn_report
 from core.analysis import fn_scoring as fn
@@ -33,7 +34,7 @@ PER_ROW = 3
 SORT_LABELS = {"distance": "distance D (smallest first)", "cos": "cos (largest first)", "step": "step"}
 
 
-def precision_figure(report: fn.PrecisionReport, unit: str = "pick") -> go.Figure:
+def precision_figure(report: flag_precision.PrecisionReport, unit: str = "pick") -> go.Figure:
     bins = report.by_bin
     fig = go.Figure()
     fig.add_trace(go.Scatter(
@@ -79,7 +80,7 @@ def precision_section(shown: pd.DataFrame, dataset: Any, data: DataConfig, detec
     the flags are an anchor's picks (per-anchor selection, MoCo), else pairs of the batch."""
     st.subheader("Are the flags real false negatives?")
     dominant = fn.dominant_classes(dataset)
-    report = fn.precision_over_training(shown, dominant, ordered=ordered)
+    report = flag_precision.precision_over_training(shown, dominant, ordered=ordered)
     unit = "pick" if ordered else "tile pair"
     if report is None:
         st.info(f"The data set ({data.name}, no class table) has no labels, so the flags cannot be scored. "
@@ -95,9 +96,11 @@ def precision_section(shown: pd.DataFrame, dataset: Any, data: DataConfig, detec
               "share their dominant class (each once per step, however many of the tiles' views flagged it)")
     c2.metric("Base rate", f"{report.base_rate:.3f}", help="chance that two distinct tiles drawn at random share "
               f"their dominant class (exact, over all {report.n_tiles} tiles)")
-    lo, hi = fn.wilson_interval(np.array([report.correct]), np.array([report.pairs]))
-    c3.metric("95 % interval", f"{lo[0]:.3f}–{hi[0]:.3f}", help="Wilson score interval of the precision; beating "
-              "chance is not enough: compare with the reference selectors below")
+    lo, hi = report.ci
+    repeats = (f" over the {report.distinct} distinct tile pairs flagged (worth {report.effective:.1f}: a pair "
+               "flagged at many steps is one fact)") if report.distinct < report.pairs else ""
+    c3.metric("95 % interval", f"{lo:.3f}–{hi:.3f}", help=f"Wilson score interval of the precision{repeats}; "
+              "beating chance is not enough: compare with the reference selectors below")
     st.plotly_chart(precision_figure(report, unit), width="stretch", key="fn-precision-chart")
     return dominant
 

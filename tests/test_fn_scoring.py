@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from core.analysis import fn_scoring as fn
+from core.analysis.flag_precision import precision_over_training
 from core.analysis.pair_grid import class_names, pair_tiles
 from core.config import ConfigError, validate_config
 from core.data import SyntheticAerial
@@ -138,7 +139,7 @@ def test_no_labels_no_dominant_and_no_precision() -> None:
         has_labels = False
 
     assert fn.dominant_classes(Unlabelled()) is None
-    assert fn.precision_over_training(pd.DataFrame(columns=fn.PAIR_COLUMNS), None) is None
+    assert precision_over_training(pd.DataFrame(columns=fn.PAIR_COLUMNS), None) is None
 
 
 def test_base_rate_equals_brute_force_over_all_pairs() -> None:
@@ -158,9 +159,9 @@ def test_precision_per_bin_against_a_hand_computed_case() -> None:
             pair(3, 2, 3, anchor_view=1),  # the same pick from the anchor's other view: counted once
             pair(1, 1, 0), pair(6, 5, 1)]  # the reverse picks: the same tile pairs of global selection
     pairs = pd.DataFrame(recs)
-    picks = fn.precision_over_training(pairs, dominant, bins=2)
+    picks = precision_over_training(pairs, dominant, bins=2)
     assert picks.by_bin["pairs"].tolist() == [4, 4] and picks.by_bin["correct"].tolist() == [3, 1]
-    report = fn.precision_over_training(pairs, dominant, bins=2, ordered=False)
+    report = precision_over_training(pairs, dominant, bins=2, ordered=False)
     assert report.by_bin["step_start"].tolist() == [1, 4] and report.by_bin["step_end"].tolist() == [3, 6]
     assert report.by_bin["pairs"].tolist() == [3, 3] and report.by_bin["correct"].tolist() == [2, 1]
     assert report.by_bin["precision"].tolist() == pytest.approx([2 / 3, 1 / 3])
@@ -169,6 +170,19 @@ def test_precision_per_bin_against_a_hand_computed_case() -> None:
     assert report.lift == pytest.approx(0.5 / (8 / 30))
     low, high = report.by_bin["ci_low"], report.by_bin["ci_high"]
     assert ((low <= report.by_bin["precision"]) & (report.by_bin["precision"] <= high)).all()
+    assert report.distinct == 6 and report.effective == 6  # six tile pairs, each flagged at one step
+
+
+def test_a_pair_flagged_at_every_step_narrows_the_precision_interval_once() -> None:
+    """The diff review: the page's first interval still counted a pair flagged at 20 steps as 20 facts."""
+    dominant = np.array([0, 0, 1, 1])
+    pairs = pd.DataFrame([pair(s, 0, 1) for s in range(1, 21)] + [pair(s, 2, 0) for s in range(1, 21)])
+    report = precision_over_training(pairs, dominant, bins=1)
+    assert (report.pairs, report.correct, report.distinct) == (40, 20, 2) and report.effective == pytest.approx(2)
+    low, high = report.ci
+    assert low < 0.1 and high > 0.9  # two facts, one right and one wrong: nearly nothing known
+    (row,) = report.by_bin.to_dict("records")
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((low, high))
 
 
 def test_wilson_interval_known_value() -> None:

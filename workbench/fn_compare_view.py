@@ -33,7 +33,8 @@ def comparison_figure(comparison: fn_compare.FlagComparison) -> go.Figure:
             error_y=dict(type="data", symmetric=False, array=part["hi"] - part["precision"],
                          arrayminus=part["precision"] - part["lo"], thickness=1),
             customdata=part["pairs"], hovertemplate="%{x}: %{y:.3f} of %{customdata} picks<extra></extra>"))
-    title = "Same-class share on the same batches (95 % Wilson intervals)" if comparison.same_batches else \
+    title = ("Same-class share on the same batches (95 % Wilson intervals; random and oracle: exact "
+             "expectations)") if comparison.same_batches else \
         "Each run on its own batches: compare each run's flags with its own selectors, not across runs"
     fig.update_layout(barmode="group", height=340, yaxis_range=[0, 1.05], yaxis_title="same dominant class",
                       title=title, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.25))

@@ -102,7 +102,8 @@ def to_markdown(table: dict[str, Any]) -> str:
     if not table.get("finished", True):
         lines += ["The comparison has not finished (no comparison.json): the flags of its finished pretraining runs, "
                   "no Δ mIoU yet (`python -m core.compare --resume` finishes it).", ""]
-    for scope, title in (("all", "All flags"), ("cross_scene", "Across scenes only (both tiles from different scenes)")):
+    scopes = (("all", "All flags"), ("cross_scene", "Across scenes only (both tiles from different scenes)"))
+    for scope, title in scopes:
         lines += [f"**{title}**", "",
                   "| method | runs | scored flags per run | flags | random | colour stats | run's encoder | "
                   "oracle (labels) | Δ mIoU vs base (points) |", "|---|---|---|---|---|---|---|---|---|"]

@@ -1,8 +1,8 @@
 """From encoder features to what the Embeddings page draws and scores: the exact cosine kNN graph, a 2-D UMAP of
 it, and how well the features separate the tiles (kNN accuracy on dominant classes, k-means silhouette).
 
-Why apart from ``core.analysis.embeddings``: these are pure array functions (features in, numbers out); computing features
-from a checkpoint, caching and the flagged pairs are ``core.analysis.embeddings``'s.
+Why apart from ``core.analysis.embeddings``: these are pure array functions (features in, numbers out); computing
+features from a checkpoint, caching and the flagged pairs are ``core.analysis.embeddings``'s.
 """
 from __future__ import annotations
 

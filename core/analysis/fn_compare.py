@@ -194,7 +194,8 @@ class FlagComparison:
                 text += f": B is {_rel(pa, pb)}"
             text += "."
             if a["recall"] is not None and b["recall"] is not None:
-                text += f" Recall: A {a['recall']:.4f}, B {b['recall']:.4f} of the same-class pairs the batches offered."
+                text += (f" Recall: A {a['recall']:.4f}, B {b['recall']:.4f} of the same-class pairs the batches "
+                         "offered.")
         else:
             parts = []
             for n, r in zip("AB", self.reports):

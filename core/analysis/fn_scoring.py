@@ -278,7 +278,8 @@ def treatment_effect(config: Mapping[str, Any], counts: pd.DataFrame | Sequence[
                      steps: int | None = None, top_cos_pos: float | None = None) -> TreatmentEffect | None:
     """The treatment effect of a run from its raw config (``Run.config()``: its detector and treatment too) and its
     pair counts per step (``Run.pair_counts()``: step, flagged, calibrated, i.e. treated); ``steps`` trained
-    (``status.json``'s step) when the counts stop earlier. None for a run without a detector (loss ``info_nce``, or no readable config)."""
+    (``status.json``'s step) when the counts stop earlier. None for a run without a detector (loss ``info_nce``, or
+    no readable config)."""
     if not has_detector(config):
         return None
     loss = config.get("loss") if isinstance(config.get("loss"), Mapping) else {}
@@ -326,26 +327,6 @@ def base_rate(dominant: np.ndarray) -> float:
     return float((counts * (counts - 1)).sum() / (n * (n - 1)))
 
 
-@dataclass(frozen=True)
-class PrecisionReport:
-    """How often flagged pairs share their dominant class, per step bin and overall, against chance."""
-
-    by_bin: pd.DataFrame  # step_start, step_end, step_mid, pairs, correct, precision, ci_low, ci_high
-    pairs: int  # scored units (picks or tile pairs), once per step (distinct tiles, both labeled)
-    correct: int
-    base_rate: float
-    n_tiles: int
-
-    @property
-    def precision(self) -> float:
-        return self.correct / self.pairs if self.pairs else float("nan")
-
-    @property
-    def lift(self) -> float:
-        """Precision over the base rate: above 1 means FNSD beats picking a random negative."""
-        return self.precision / self.base_rate if self.base_rate > 0 else float("nan")
-
-
 def same_class(pairs: pd.DataFrame, dominant: np.ndarray) -> pd.Series:
     """Whether anchor and candidate tile share their dominant class (a "correct" flag), per pair.
 
@@ -358,42 +339,3 @@ def same_class(pairs: pd.DataFrame, dominant: np.ndarray) -> pd.Series:
         raise ValueError(f"fns.jsonl names tile {bad}, but the data set has {n} tiles: "
                          "was it rebuilt with other settings since the run?")
     return pd.Series(dominant[idx[:, 0]] == dominant[idx[:, 1]], index=pairs.index)
-
-
-def precision_over_training(pairs: pd.DataFrame, dominant: np.ndarray | None, bins: int = 10,
-                            ordered: bool = True) -> PrecisionReport | None:
-    """Precision of the flags per equal-width step bin, overall, and the base rate; None without labels.
-
-    The unit is counted once per step (:func:`~core.analysis.fn_units.tile_pair_units`: the loss's rows repeat it):
-    an anchor tile's pick (``ordered``), else a tile pair. Pairs of a tile with itself are left out (only a foreign
-    record): the base rate is for distinct tiles.
-    So are pairs with a tile that has no labeled pixel (no class).
-    """
-    if dominant is None:
-        return None
-    scored = tile_pair_units(pairs, ordered)
-    same_class(scored, dominant)  # range check: the data set must be the run's
-    idx = scored[["anchor_index", "candidate_index"]].to_numpy()
-    scored = scored[(dominant[idx[:, 0]] != NO_CLASS) & (dominant[idx[:, 1]] != NO_CLASS)] if len(idx) else scored
-    correct = same_class(scored, dominant).to_numpy()
-    rate = base_rate(dominant)
-    if scored.empty:
-        empty = pd.DataFrame(columns=["step_start", "step_end", "step_mid", "pairs", "correct", "precision",
-                                      "ci_low", "ci_high"])
-        return PrecisionReport(empty, 0, 0, rate, len(dominant))
-    steps = scored["step"].to_numpy()
-    lo, hi = int(steps.min()), int(steps.max())
-    n_bins = max(1, min(bins, hi - lo + 1))
-    edges = np.linspace(lo, hi + 1, n_bins + 1)
-    which = np.clip(np.searchsorted(edges, steps, side="right") - 1, 0, n_bins - 1)
-    total = np.bincount(which, minlength=n_bins)
-    hits = np.bincount(which, weights=correct.astype(float), minlength=n_bins).astype(np.int64)
-    start = np.ceil(edges[:-1]).astype(np.int64)
-    end = np.ceil(edges[1:]).astype(np.int64) - 1
-    ci_low, ci_high = wilson_interval(hits, total)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        precision = hits / total
-    by_bin = pd.DataFrame({"step_start": start, "step_end": end, "step_mid": (start + end) / 2, "pairs": total,
-                           "correct": hits, "precision": precision, "ci_low": ci_low, "ci_high": ci_high})
-    by_bin = by_bin[by_bin["pairs"] > 0].reset_index(drop=True)
-    return PrecisionReport(by_bin, int(total.sum()), int(hits.sum()), rate, len(dominant))

@@ -102,8 +102,9 @@ def proportion_difference(p1: float, ci1: tuple[float, float], p2: float,
     """p1 - p2 with Newcombe's (1998, method 10) 95 % interval, built from the two Wilson intervals.
 
     Why: two intervals that overlap at their tips do not make two shares level (35 % [22, 50] and 65 % [50, 78]
-    differ by 30 points, and their difference's interval, -48 to -8, excludes 0). It treats the samples as independent; the
-    reference selectors pick in the same batches as the flags, so for them it errs on the wide side."""
+    differ by 30 points, and their difference's interval, -48 to -8, excludes 0). It treats the samples as
+    independent; the reference selectors pick in the same batches as the flags, so for them it errs on the wide side;
+    an exact expectation (random, the oracle) is given as a zero-width interval, a fixed value."""
     (l1, u1), (l2, u2) = ci1, ci2
     d = p1 - p2
     return d, d - math.hypot(p1 - l1, u2 - p2), d + math.hypot(u1 - p1, p2 - l2)
