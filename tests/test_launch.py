@@ -61,14 +61,14 @@ def test_a_repeated_sigterm_is_the_same_stop_request_and_a_second_ctrl_c_means_n
         for _ in range(2):
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(0.05)  # the handler runs between bytecodes
-        assert flag.requested and not flag.at_once
+        assert flag.requested and flag.raised is None
         with pytest.raises(KeyboardInterrupt):
             flag.check()  # a single request ends work without step boundaries (the final test): not "at once"
-        assert not flag.at_once
+        assert flag.raised is None
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.05)
-        assert flag.at_once  # the closing line says "a second Ctrl-C" only then (a review read it after one)
+        assert flag.raised == "second"  # the closing line says "a second Ctrl-C" only then (a review read it after one)
     finally:
         flag.restore()
 
@@ -288,3 +288,17 @@ def test_fine_tuning_on_two_processes_trains_once_and_tests_once(empty_store: Pa
     assert [m["step"] for m in run.metrics() if m.get("split") == "val"] == [3]
     assert (run.path / "test_metrics.json").exists() and (run.checkpoint_dir / "best.safetensors").exists()
     assert run.log_text().count("testing the best model") == 1, run.log_text()
+
+
+def test_a_stop_in_interrupt_mode_is_at_once_but_no_second_ctrl_c() -> None:
+    """The diff review: a probe (interrupt mode: no checkpoint to stop at) stopped by one Ctrl-C was said to have
+    stopped "in its closing work"; before, "a second Ctrl-C"."""
+    flag = StopFlag().install()
+    try:
+        flag.interrupt()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+        assert flag.raised == "interrupt"
+    finally:
+        flag.restore()

@@ -54,7 +54,7 @@ class StopFlag:
 
     def __init__(self) -> None:
         self.requested = False
-        self.at_once = False  # the stop came as a second Ctrl-C (mid-step), not as a request honoured at a boundary
+        self.raised: str | None = None  # "second": a second Ctrl-C, mid-step; "interrupt": raised in interrupt mode
         self._raise = False
         self._old: dict[int, Any] = {}
 
@@ -72,7 +72,7 @@ class StopFlag:
         # the stop; the next check() or step boundary still sees it
         self.requested = True
         if now:
-            self.at_once = self.at_once or not self._raise
+            self.raised = self.raised or ("interrupt" if self._raise else "second")
             raise KeyboardInterrupt
 
     def check(self) -> None:
@@ -336,7 +336,8 @@ def _train_from_cli(argv: list[str] | None, parse: Callable[[list[str] | None], 
         leave_distributed(env)
     if code == 130 and env.main:  # stopped mid-step by a second Ctrl-C, or in the work after the last step (its
         # test, the fingerprint), which a single stop ends at its next chunk: a review read "a second Ctrl-C" there
-        how = "at once (a second Ctrl-C)" if stop.at_once else "in its closing work (after training)"
+        how = {"second": "at once (a second Ctrl-C)", "interrupt": "at once"}.get(stop.raised or "",
+                                                                                 "in its closing work (after training)")
         say(f"stopped {how}: {trainer.run.path}; {_resume_point(trainer.run)}", err=True)
     if code or not env.main:
         return code, None
