@@ -242,7 +242,8 @@ def iou_figure(result: dict[str, Any], split: str, colours: dict[str, str]) -> g
 
 def comparison_figure(result: dict[str, Any]) -> go.Figure:
     frame = pd.DataFrame(result["methods"])
-    fig = px.bar(frame, x="label", y=100 * frame["miou_mean"], error_y=100 * frame["miou_sd"], color="label",
+    sd = pd.to_numeric(frame["miou_sd"], errors="coerce")  # None: one seed, no bar
+    fig = px.bar(frame, x="label", y=100 * frame["miou_mean"], error_y=100 * sd, color="label",
                  labels={"y": "mIoU (%)", "label": ""},
                  title="mIoU by method: mean ± sd over pretraining seeds")
     fig.update_layout(showlegend=False, height=340, margin=dict(l=10, r=10, t=40, b=10))
@@ -274,8 +275,9 @@ def methods_table(result: dict[str, Any]) -> pd.DataFrame:
     rows = []
     for m in result["methods"]:
         cal = m.get("calibrated_per_run")
+        sd = m.get("miou_sd")
         rows.append({"method": m["label"], "runs": m["runs"], "mIoU %": round(100 * m["miou_mean"], 2),
-                     "± sd": round(100 * m["miou_sd"], 2), "OA %": round(100 * m["oa_mean"], 2),
+                     "± sd": None if sd is None else round(100 * sd, 2), "OA %": round(100 * m["oa_mean"], 2),
                      "kappa": round(m["kappa_mean"], 3),
                      "treated pairs / run": None if cal is None else round(cal)})
     return pd.DataFrame(rows)

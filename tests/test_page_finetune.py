@@ -589,7 +589,7 @@ def test_the_comparison_table_shows_every_decimal_of_its_scores(empty_store: Pat
     from core.store.runs import create_run
 
     run = create_run("cmp", "name: cmp\n", empty_store, kind="compare", state="completed")
-    methods = [{"label": "SimCLR", "runs": 2, "miou_mean": 0.315, "miou_sd": 0.01, "oa_mean": 0.8,
+    methods = [{"label": "SimCLR", "runs": 1, "miou_mean": 0.315, "miou_sd": None, "oa_mean": 0.8,  # one seed
                 "kappa_mean": 0.7}, {"label": "SimCLR + FALSE", "runs": 2, "miou_mean": 0.3152, "miou_sd": 0.012,
                                      "oa_mean": 0.81, "kappa_mean": 0.71}]
     (run.path / "comparison.json").write_text(json.dumps({"methods": methods, "differences": [],
@@ -601,3 +601,4 @@ def test_the_comparison_table_shows_every_decimal_of_its_scores(empty_store: Pat
     assert {name: config[name]["type_config"]["format"] for name in ("mIoU %", "± sd", "OA %", "kappa")} == {
         "mIoU %": "%.2f", "± sd": "%.2f", "OA %": "%.2f", "kappa": "%.3f"}
     assert list(table.value["mIoU %"]) == [31.5, 31.52]
+    assert table.value["± sd"].isna().tolist() == [True, False]  # one seed: no spread, and no error

@@ -129,7 +129,8 @@ def summarise(rows: list[dict[str, Any]], methods: list[str], calibrated: dict[s
         row: dict[str, Any] = {"method": m, "label": label(m), "pretrain_seeds": len(means[m]),
                                "runs": sum(len(c["miou"]) for c in per_seed[m].values())}
         for k in ("miou", "oa", "kappa"):
-            row[f"{k}_mean"], row[f"{k}_sd"] = mean_sd([v[k] for v in means[m].values()])
+            mean, sd = mean_sd([v[k] for v in means[m].values()])
+            row[f"{k}_mean"], row[f"{k}_sd"] = mean, None if sd != sd else sd  # JSON has no NaN: one seed, no sd
         ious = [r["iou"] for r in rows if r["method"] == m and r.get("iou")]
         row["iou_mean"] = {c: mean_sd([x[c] for x in ious if x[c] == x[c]])[0] for c in (ious[0] if ious else {})}
         row["calibrated_per_run"] = calibrated.get(m)
