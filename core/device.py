@@ -25,7 +25,7 @@ def pick_device(requested: str = "auto", local_rank: int = 0) -> torch.device:
     try:
         dev = torch.device(requested)
     except RuntimeError:  # torch lists twenty device types, most of which no build of ours runs on
-        raise ValueError(f"device {requested!r}: give auto, cpu, cuda or cuda:N") from None
+        raise ValueError(f"device {requested!r}: give auto, cpu, cuda, cuda:N or mps") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"train.device: {requested!r} asked for, but no CUDA GPU is available")
     return dev

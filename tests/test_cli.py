@@ -137,7 +137,7 @@ def test_library_words_do_not_reach_the_user(tmp_path: Path) -> None:
     from core.ssl.models import load_encoder_weights
     from core.store.runs import NotARunError, open_run
 
-    with pytest.raises(ValueError, match=r"^device 'foo': give auto, cpu, cuda or cuda:N$"):
+    with pytest.raises(ValueError, match=r"^device 'foo': give auto, cpu, cuda, cuda:N or mps$"):
         pick_device("foo")
     (tmp_path / "m.safetensors").write_bytes(b"x")
     with pytest.raises(NotARunError, match=r"not a run folder \(a file\)"):

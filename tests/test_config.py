@@ -289,7 +289,8 @@ def test_a_misspelt_setting_is_answered_with_the_close_one_and_every_wrong_setti
            "be" in str(err.value) and "got 'adam'" in str(err.value)
 
 
-@pytest.mark.parametrize("preset, kind", [("demo_cpu.yaml", PretrainConfig), ("finetune_demo_cpu.yaml", FinetuneConfig)])
+@pytest.mark.parametrize("preset, kind", [("demo_cpu.yaml", PretrainConfig),
+                                          ("finetune_demo_cpu.yaml", FinetuneConfig)])
 def test_shares_held_out_that_leave_no_scene_to_train_are_refused(preset: str, kind: type) -> None:
     """A review: val 0.6 + test 0.6 trained on 1 tile of 2,000 without a word. A named scene list replaces its
     share, so only the shares still in effect count."""

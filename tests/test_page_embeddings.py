@@ -47,12 +47,14 @@ def test_two_checkpoints_side_by_side_then_selection_then_cache(private_data: Pa
     shown = [m for m in at.metric if m.label == "5-NN accuracy"]
     assert len(shown) == 2 and all(0 <= float(m.value) <= 1 for m in shown)
     for m in shown:  # each compared with the other one, with its interval, in grey (no colour calls a winner)
-        assert re.fullmatch(r"(within noise: )?[+-]\d\.\d{3} \[[+-]\d\.\d{3}, [+-]\d\.\d{3}\]", m.proto.delta), m.proto.delta
+        interval = r"(within noise: )?[+-]\d\.\d{3} \[[+-]\d\.\d{3}, [+-]\d\.\d{3}\]"
+        assert re.fullmatch(interval, m.proto.delta), m.proto.delta
         assert m.proto.color == 2, m.proto  # GRAY: delta_color="off"
         noise = m.proto.delta.startswith("within noise")  # no arrow then (NONE); else up or down as the sign says
         assert m.proto.direction == (2 if noise else 0 if m.proto.delta.startswith("-") else 1), m.proto
+    # what the chip is the difference to, said beside it (it was cut off)
     assert texts(at).count("Under the value: this map's minus the other map's, with the 95 % interval of that "
-                           "difference of two shares of tiles") == 2  # what the chip is the difference to, said beside it (it was cut off)
+                           "difference of two shares of tiles") == 2
     assert len(at.get("plotly_chart")) == 2
     false_run = next(r for r in list_runs(private_data) if r.id.endswith("tiny-false"))
     n_pairs = len({tuple(sorted((r["anchor_index"], r["candidate_index"]))) for r in false_run.flagged_pairs()})

@@ -375,3 +375,6 @@ def test_an_export_target_that_cannot_take_a_model_and_its_card_is_refused_first
         err = capsys.readouterr().err.strip()
         assert said in err and len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert not (tmp_path / "model.json").exists()
+    nested = tmp_path / "new" / "sub" / "m.safetensors"
+    assert export_main(["no-such-run", "--out", str(nested)]) == 2
+    assert not (tmp_path / "new").exists()  # no folder left behind by a refused export (the diff review)

@@ -9,6 +9,7 @@ beside it, including the sha256 of the file.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ def export_checkpoint(src: Path, out: Path, keep: str, strip: str, card: dict[st
             t = t.to(torch.float16)
         tensors[name[len(strip):]] = t.contiguous()
     card = portable({**card, "dtype": "float16" if fp16 else "float32"})  # published: no machine paths
+    out.parent.mkdir(parents=True, exist_ok=True)
     digest = write_safetensors(out, tensors, {"card": json.dumps(card)})
     atomic_write_json(out.with_suffix(".json"), {**card, "sha256": digest, "file": out.name,
                                                  "size_mb": round(out.stat().st_size / 2**20, 1)})
@@ -68,17 +70,17 @@ class ExportTargetError(ValueError):
 
 def check_target(out: Path) -> bool:
     """Refuse an ``--out`` that is no ``.safetensors`` name (the card goes beside it as ``NAME.json``: a review's
-    ``--out model.json`` wrote the model, then its card over it), a folder, or one under a file; make its folder.
-    Returns whether a file is replaced."""
+    ``--out model.json`` wrote the model, then its card over it), a folder, or one under a file or in a folder that
+    cannot be written; nothing is made yet. Returns whether a file is replaced."""
     if out.is_dir():
         raise ExportTargetError(f"--out {out} is a folder: give a file name in it, e.g. {out / 'model.safetensors'}")
     if out.suffix != ".safetensors":
         raise ExportTargetError(f"--out {out}: give a file name ending in .safetensors (its card is written beside "
                                 f"it as {out.with_suffix('.json').name})")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ExportTargetError(f"--out {out}: cannot make its folder {out.parent} ({err.strerror or err})") from None
+    above = next(p for p in out.absolute().parents if p.exists())  # made only once the run is read (export_checkpoint)
+    if not above.is_dir() or not os.access(above, os.W_OK):
+        raise ExportTargetError(f"--out {out}: cannot make its folder {out.parent} ({above} is "
+                                f"{'a file' if not above.is_dir() else 'not writable'})")
     return out.exists()
 
 

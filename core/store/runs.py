@@ -331,10 +331,9 @@ def remove_stale_staging(root: Path, older_than_s: float = 3600.0) -> None:
 def open_run(path: str | Path) -> Run:
     """Open an existing run folder, or raise NotARunError saying why it is not one."""
     p = Path(path)
-    if p.is_file():  # a review gave a checkpoint file and read "no such folder" of a file that exists
-        raise NotARunError(f"not a run folder (a file): {p}; give the run's folder (`false-wb runs` lists them)")
-    if not p.is_dir():
-        raise NotARunError(f"not a run folder (no such folder): {p}")
+    if not p.is_dir():  # a file: a review gave a checkpoint and read "no such folder" of a file that exists
+        raise NotARunError(f"not a run folder (a file): {p}; give the run's folder (`false-wb runs` lists them)"
+                           if p.is_file() else f"not a run folder (no such folder): {p}")
     if not (p / "config.yaml").is_file() or not (p / "status.json").is_file():
         raise NotARunError(f"not a run folder (no config.yaml and status.json): {p}")
     return Run(p)
