@@ -139,4 +139,5 @@ def held_out_scenes(test: list[str], val: list[str], test_fraction: float = 0.0,
     held = (0.0 if test else test_fraction) + (0.0 if val else val_fraction)
     if held >= 1.0:
         raise ValueError(f"data.val_fraction {val_fraction:g} + data.test_fraction {test_fraction:g} hold out every "
-                         "scene: together they must stay below 1, leaving scenes to train on")
+                         "scene of a set without its own split: together they must stay below 1, leaving scenes to "
+                         "train on")
