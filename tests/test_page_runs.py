@@ -451,3 +451,18 @@ def test_two_runs_knn_curves_say_how_far_apart_chance_puts_them(tmp_path: Path) 
     old = knn_noise_note([run("old", 0.95, None), infonce])  # records made before the count was kept
     assert "+0.290 (its interval is not known" in old and "at most 256 query tiles" in old
     assert knn_noise_note([false]) is None
+
+
+def test_a_chosen_run_filtered_away_is_replaced_in_the_box_itself(populated_store: Path) -> None:
+    """A browser review: after a name filter hid the chosen run, the boxes still showed it while the page showed
+    another. The kept choice is now set to the run shown, which the browser is told, not merely dropped."""
+    at = open_page("runs")
+    ids = at.selectbox(key="runs-one").options
+    infonce = next(i for i in ids if i.endswith("tiny-infonce"))
+    at.selectbox(key="runs-one").set_value(infonce).run()
+    at.text_input(key="runs-text").set_value("tiny-f").run()  # tiny-false and tiny-ft stay
+    assert not at.exception
+    box = at.selectbox(key="runs-one")
+    assert infonce not in box.options and box.value in box.options
+    assert box.proto.set_value and box.proto.raw_value == box.value  # the browser is told which run it shows
+    assert not any("Session State" in w.value for w in at.warning)

@@ -121,15 +121,20 @@ def kept_keys(keys: Iterable[str]) -> None:
     KEPT_KEYS.update(keys)
 
 
-def kept_valid(key: str, options: Sequence[Any]) -> str:
+def kept_valid(key: str, options: Sequence[Any], fallback: Any = None) -> str:
     """A kept choice that is still among ``options`` (a run deleted, a filter's value gone): a list keeps its valid
-    items, a single value that is gone is dropped, so the widget starts afresh instead of failing. Returns the key."""
+    items, a single value that is gone is replaced by ``fallback`` or else dropped, so the widget starts afresh
+    instead of failing. Returns the key. Why a fallback: a dropped value is not sent to the browser, whose box went
+    on showing a run filtered away while the page showed another (a review)."""
     if key in st.session_state:
         value = st.session_state[key]
         if isinstance(value, list):
             st.session_state[key] = [v for v in value if v in options]
         elif value not in options:
-            del st.session_state[key]
+            if fallback is not None and fallback in options:
+                st.session_state[key] = fallback
+            else:
+                del st.session_state[key]
     return key
 
 
@@ -213,13 +218,14 @@ def pick_run(label: str, runs: Sequence[Run], key: str, empty: str,
     wanted = st.query_params.get("run")
     if wanted in ids and st.session_state.get(f"{key}:asked") != wanted:  # an address naming a run wins, once
         st.session_state[f"{key}:asked"] = st.session_state[key] = wanted
-    kept_valid(key, ids)  # the kept choice (``KEPT_KEYS``), unless its run is gone
+    liked = [n for n, r in enumerate(runs) if prefer(r)] if prefer is not None else []
+    first = liked[0] if liked else 0
+    kept_valid(key, ids, ids[first])  # the kept choice (``KEPT_KEYS``), unless its run is gone or filtered away
     # Labels are the bare ids: a label that changed with the run's state would reset the choice.
     if key in st.session_state:  # no index beside a kept value (Streamlit warns of two defaults)
         chosen = st.selectbox(label, ids, key=key)
     else:
-        liked = [n for n, r in enumerate(runs) if prefer(r)] if prefer is not None else []
-        chosen = st.selectbox(label, ids, index=liked[0] if liked else 0, key=key)
+        chosen = st.selectbox(label, ids, index=first, key=key)
     return runs[ids.index(chosen)]
 
 

@@ -290,9 +290,12 @@ def diff_section(runs: Sequence[Run], settings: dict[str, dict[str, Any]], picke
     kept_a = st.session_state.get("runs-diff-a", a0)
     if "runs-diff-b" not in st.session_state and b0 == kept_a:
         b0 = next(i for i in ids if i != kept_a)
+    # set, not left to an index: a pick dropped server-side went on showing in the browser's box (a review)
+    st.session_state.setdefault("runs-diff-a", a0)
+    st.session_state.setdefault("runs-diff-b", b0)
     c1, c2 = st.columns(2)
-    a = c1.selectbox("Run A", ids, index=ids.index(a0), key="runs-diff-a")
-    b = c2.selectbox("Run B", ids, index=ids.index(b0), key="runs-diff-b")
+    a = c1.selectbox("Run A", ids, key="runs-diff-a")
+    b = c2.selectbox("Run B", ids, key="runs-diff-b")
     if a == b:
         st.caption("Pick two different runs.")
         return
