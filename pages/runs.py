@@ -127,7 +127,7 @@ picked = c1.multiselect("Runs", [r.id for r in with_curves], default=[r.id for r
 metric = c2.selectbox("Value", metrics_of(kind, with_curves), key=f"runs-metric-{kind}",
                       format_func=lambda m: METRIC_LABELS.get(m, m),
                       help="miou: validation mIoU of fine-tuning runs; knn_acc: the kNN monitor of pretraining runs; "
-                           "flagged, calibrated or treated: the pairs of runs with a detector at the logged steps "
+                           "flagged, calibrated or treated: the pairs of runs with a detector at every step "
                            "(FNCC calibrates; eliminate and attract treat every flag); a linear probe logs its "
                            "head's loss and lr once per epoch")
 if picked:

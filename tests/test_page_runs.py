@@ -466,3 +466,20 @@ def test_a_chosen_run_filtered_away_is_replaced_in_the_box_itself(populated_stor
     assert infonce not in box.options and box.value in box.options
     assert box.proto.set_value and box.proto.raw_value == box.value  # the browser is told which run it shows
     assert not any("Session State" in w.value for w in at.warning)
+
+
+def test_flagged_and_treated_curves_count_every_step_not_the_logged_samples(tmp_path: Path) -> None:
+    """A browser review: with logging every 5 steps the Runs chart showed 1 of a run's 10 calibrations."""
+    import json
+
+    from core.store.runs import create_run
+    from workbench.run_compare_view import curve_series
+
+    run = create_run("fires", "loss:\n  name: false\n", tmp_path / "runs", kind="pretrain", state="completed")
+    run.write_status(step=10)
+    logged = [{"step": s, "loss": 5.0, "flagged": 1, "calibrated": int(s == 10)} for s in (5, 10)]
+    (run.path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in logged))
+    flags = [{"step": s, "anchor_index": 0, "candidate_index": 1, "calibrated": s in (3, 7, 10)} for s in range(1, 11)]
+    (run.path / "fns.jsonl").write_text("".join(json.dumps(r) + "\n" for r in flags))
+    (frame,) = curve_series([run], [run.id], "calibrated", 0.0).values()
+    assert frame["calibrated"].sum() == 3 and list(frame["step"]) == list(range(1, 11))

@@ -27,7 +27,7 @@ from core.store.run_compare import (
     write_notes,
 )
 from core.store.runs import Run
-from workbench.common import COLOURS, curve_frame, curves_figure, logged_values
+from workbench.common import COLOURS, curve_frame, curves_figure, logged_values, pairs_frame
 
 MAX_DEFAULT_COLUMNS = 10
 FIRST_COLUMNS = ("run", "kind", "state", "method", "metric", "value", "treatment", "tags")  # then the settings
@@ -159,9 +159,11 @@ def _values(frame: pd.DataFrame, metric: str, weight: float) -> pd.DataFrame:
 
 
 def curve_series(runs: Sequence[Run], picked: Sequence[str], metric: str, weight: float) -> dict[str, pd.DataFrame]:
-    """The chosen runs' values of ``metric`` by step, smoothed, in the order chosen."""
+    """The chosen runs' values of ``metric`` by step, smoothed, in the order chosen. Flagged and treated pairs are
+    every step's (``fns.jsonl``): the logged steps' samples showed 1 of a run's 10 calibrations (a review)."""
     by_id = {r.id: r for r in runs}
-    return {i: _values(curve_frame(by_id[i]), metric, weight) for i in picked if i in by_id}
+    frame = pairs_frame if metric in ("flagged", "calibrated") else curve_frame
+    return {i: _values(frame(by_id[i]), metric, weight) for i in picked if i in by_id}
 
 
 def hidden_curves(series: dict[str, pd.DataFrame], metric: str) -> list[list[str]]:
