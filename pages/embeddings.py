@@ -232,7 +232,8 @@ def quality_metric(emb: E.Embedding, other: E.Embedding | None) -> None:
                      "the kNN accuracy means something only above this")
     if delta is not None:
         st.caption("Under the value: this map's minus the other map's" + (
-            ", with the 95 % interval of that difference of two shares of tiles" if "[" in delta else ""))
+            ", with the 95 % interval of that difference of two shares of tiles (as if unpaired: both maps score the "
+            "same tiles, so the true interval is narrower)" if "[" in delta else ""))
 
 
 def _points(event: Any) -> list[Any]:

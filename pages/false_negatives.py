@@ -129,8 +129,10 @@ def selectors_figure(report: dict[str, Any]) -> go.Figure:
             x=[short_label(n, report) for n in names], y=values, name=group,
             marker_color=[SELECTOR_COLOURS[n] for n in names], opacity=1.0 if group == "all pairs" else 0.55,
             marker_pattern_shape="" if group == "all pairs" else "/",
-            error_y=dict(type="data", symmetric=False, array=[hi - v for v, (_, hi) in zip(values, bounds)],
-                         arrayminus=[v - lo for v, (lo, _) in zip(values, bounds)], thickness=1),
+            error_y=dict(type="data", symmetric=False, thickness=1,  # none for an exact one (no cap either)
+                         array=[None if n in fq.EXPECTED else hi - v for n, v, (_, hi) in zip(names, values, bounds)],
+                         arrayminus=[None if n in fq.EXPECTED else v - lo
+                                     for n, v, (lo, _) in zip(names, values, bounds)]),
             customdata=[entries[n]["pairs"] for n in names],
             hovertemplate="%{x}, " + group + ": %{y:.3f} of %{customdata} " + report.get("unit", "pick")
                           + "s<extra></extra>"))
@@ -180,9 +182,11 @@ def quality_section(run: Run) -> None:
                "scene, often shares the class too. Here the batches the run trained on are rebuilt and other "
                "selectors pick from them as many as the detector flagged (for the same anchors under per-anchor "
                "selection; as many pairs of the batch under global selection): a random negative, the nearest "
-               "by colour statistics, the nearest by the encoder, and an oracle that knows the labels. Their cross-scene "
-               "figures come from the same picks made among other scenes' tiles only. Every figure counts a flag "
-               "once per step, however many of the two tiles' views flagged it.")
+               "by colour statistics, the nearest by the encoder, and an oracle that knows the labels. Their "
+               "cross-scene figures come from the same picks made among other scenes' tiles only. Every figure counts "
+               "a flag once per step, however many of the two tiles' views flagged it, and an interval counts a tile "
+               "pair picked at many steps as one fact (weighed by how often it came). Random and the oracle are "
+               "exact expectations for these anchors: no interval of their own.")
     report = fn_report.cached_report(run)
     label = "📐 Score the flags against reference selectors" if report is None else "🔄 Score again"
     if st.button(label, key=f"fn-quality-{run.id}", type="primary" if report is None else "secondary",

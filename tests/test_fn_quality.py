@@ -430,15 +430,21 @@ def test_runs_on_other_batches_are_compared_only_against_their_own_selectors() -
                           reports=(_report(0.6, 0.3, 0.5), _report(0.7, 0.5, 0.8)), recall_comparable=True)
     table = side.table()
     # random's precision is an exact expectation: the interval is the flags' own, shifted
-    assert table.loc["margin over its random", "A: FALSE"] == "+30 points (+25 to +35)"
-    assert table.loc["margin over its colour nearest", "B: FALSE"] == "-10 points (-17 to -3)"
+    assert table.loc["margin over its random", "A: FALSE"] == "+30 points (difference +25 to +35)"
+    assert table.loc["margin over its colour nearest", "B: FALSE"] == "-10 points (difference -17 to -3)"
     assert table.loc["random (for its anchors)", "A: FALSE"] == "0.300 (expected) n=40"
     assert "encoder nearest (for its anchors)" not in table.index  # only each run against its own selectors
     assert "cross-scene precision of the flags" not in table.index
     words = side.summary()
-    assert "did not train on the same batches (data.num_tiles 48 vs 30; seed 0 vs 1)" in words
-    assert ("A 60%, +30 points over its random negatives (+25 to +35) and +10 points over its colour-nearest picks "
-            "(+3 to +17)") in words
+    assert "did not train on the same batches (the settings above differ)" in words  # listed once, in the warning
+    assert ("A 60%, 30 points above its random negatives (difference +25 to +35) and 10 points above its "
+            "colour-nearest picks (difference +3 to +17)") in words
+    from core.analysis.fn_compare import margin_text
+
+    assert margin_text((-0.57, -0.62, -0.52), "its colour-nearest picks") == \
+        "57 points below its colour-nearest picks (difference -62 to -52)"  # the review's "-57 points over"
+    assert margin_text((-0.01, -0.05, 0.03), "its random negatives") == \
+        "1 point below its random negatives (difference -5 to +3: within noise)"
     side.recall_comparable = False  # e.g. other batch sizes: recall is a share of other numbers of pairs
     assert "recall (same-class pairs offered)" not in side.table().index
     # what the treatment acted on: FNCC's passed flags, or none said as none (it read "n/a (FNCC: its gate opened)")
@@ -551,3 +557,13 @@ def test_a_tile_pair_flagged_again_is_one_fact_in_the_interval() -> None:
     for pair in range(10):
         once.add_pick(2 * pair, 2 * pair + 1, float(pair % 2), "overall")
     assert once.overall().ci == p.ci and "distinct" not in once.overall().text()
+
+
+def test_a_setting_that_is_unset_reads_none_not_pythons_none() -> None:
+    from core.analysis.fn_compare import batch_differences
+
+    base = {"data": {"name": "deepglobe", "root": "../shared/data/deepglobe_landcover"}, "tiles": None, "seed": 0,
+            "batch size": 16, "ranks": 1, "method": "simclr", "queue": None}
+    other = dict(base, data={"name": "synthetic", "root": None})
+    assert batch_differences(base, other) == ["data.name deepglobe vs synthetic",
+                                              "data.root ../shared/data/deepglobe_landcover vs none"]

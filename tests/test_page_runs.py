@@ -445,7 +445,7 @@ def test_two_runs_knn_curves_say_how_far_apart_chance_puts_them(tmp_path: Path) 
     false, infonce = run("false", 0.703, 256), run("infonce", 0.660, 256)
     note = knn_noise_note([false, infonce])
     assert f"{false.id} minus {infonce.id}: within noise: +0.043 [-0.038, +0.123]" in note
-    assert "256 and 256 query" in note
+    assert "256 and 256 query" in note and "Always answering the majority class scores 30.0% and 30.0%" in note
     far = knn_noise_note([run("far", 0.95, 256), infonce])
     assert ": +0.290 [+" in far and "within noise" not in far
     old = knn_noise_note([run("old", 0.95, None), infonce])  # records made before the count was kept

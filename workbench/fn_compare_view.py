@@ -32,7 +32,8 @@ def comparison_figure(comparison: fn_compare.FlagComparison) -> go.Figure:
             x=part["selector"], y=part["precision"], name=name, marker_color=colour,
             error_y=dict(type="data", symmetric=False, array=part["hi"] - part["precision"],
                          arrayminus=part["precision"] - part["lo"], thickness=1),
-            customdata=part["pairs"], hovertemplate="%{x}: %{y:.3f} of %{customdata} picks<extra></extra>"))
+            customdata=part[["pairs", "unit"]].to_numpy(),  # a pick or a tile pair, as the run counts its flags
+            hovertemplate="%{x}: %{y:.3f} of %{customdata[0]} %{customdata[1]}s<extra></extra>"))
     title = ("Same-class share on the same batches (95 % Wilson intervals; random and oracle: exact "
              "expectations)") if comparison.same_batches else \
         "Each run on its own batches: compare each run's flags with its own selectors, not across runs"

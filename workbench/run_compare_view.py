@@ -360,11 +360,12 @@ def knn_noise_note(runs: Sequence[Run]) -> str | None:
     from core.ssl.knn_monitor import QUERY_TILES
     from workbench.common import difference_text
 
-    last = []
+    last, chance = [], []
     for run in runs:
         rows = [m for m in run.metrics() if isinstance(m, dict) and isinstance(m.get("knn_acc"), (int, float))]
         if rows:
             last.append((run.id, float(rows[-1]["knn_acc"]), rows[-1].get("knn_queries")))
+            chance.append(rows[-1].get("knn_baseline"))
     if len(last) < 2:
         return None
     (a, va, na), (b, vb, nb) = last[:2]
@@ -374,5 +375,8 @@ def knn_noise_note(runs: Sequence[Run]) -> str | None:
         said = (f"{said.split(' [')[0]} (its interval is not known: these runs did not record how many tiles "
                 "they queried)")
     counts = f"{na} and {nb} query tiles" if known else f"at most {QUERY_TILES} query tiles each"
-    return (f"Last kNN accuracy, {a} minus {b}: {said} (95 %, {counts}; the majority-class line of each run is on "
-            "the Pretrain page). One run per method: a seed's own spread is not in this interval.")
+    baselines = [f"{x:.1%}" if isinstance(x, (int, float)) else "not recorded" for x in chance[:2]]
+    # the chart has no majority-class line: a review saw two runs at 27-30 % without the 50 % both sat below
+    return (f"Last kNN accuracy, {a} minus {b}: {said} (95 %, {counts}). Always answering the majority class scores "
+            f"{baselines[0]} and {baselines[1]}: only above that does the encoder separate the classes. One run per "
+            "method: a seed's own spread is not in this interval.")

@@ -23,7 +23,7 @@ import pandas as pd
 from ..config.strategy import strategy_label
 from ..ssl.registry import get_method
 from ..store.runs import Run, read_json_file
-from .fn_quality import SELECTORS, entry_ci, entry_text
+from .fn_quality import EXPECTED, SELECTORS, entry_ci, entry_text
 from .fn_report import (FlagReportError, Progress, cached_report, data_dump, flag_report, flagged_by, last_step_of,
                         no_detector_reason, report_detector)
 from .fn_scoring import run_config
@@ -46,15 +46,18 @@ def batch_setup(run: Run) -> dict[str, Any]:
 
 def batch_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     """What makes two runs' batches differ, in words ("seed 0 vs 1", "data.num_tiles 48 vs 30"); empty: the same."""
+    def said(value: Any) -> str:  # as the Runs page's config diff says it: "none", not Python's None
+        return "none" if value is None else str(value)
+
     out = []
     for key in sorted(set(a["data"]) | set(b["data"])):
         if a["data"].get(key) != b["data"].get(key):
-            out.append(f"data.{key} {a['data'].get(key)} vs {b['data'].get(key)}")
+            out.append(f"data.{key} {said(a['data'].get(key))} vs {said(b['data'].get(key))}")
     for key in ("tiles", "seed", "batch size", "ranks", "method", "queue"):
         if key == "tiles" and (a[key] is None or b[key] is None):
             continue  # a run that never wrote data.json: its data settings decide
         if a[key] != b[key]:
-            out.append(f"{key} {a[key]} vs {b[key]}")
+            out.append(f"{key} {said(a[key])} vs {said(b[key])}")
     return out
 
 
@@ -161,8 +164,9 @@ class FlagComparison:
         return "n/a" if span is None else margin_text(span)
 
     def bars(self) -> pd.DataFrame:
-        """Precision per selector and run (run, selector, precision, lo, hi, pairs), for a grouped bar chart: every
-        selector on shared batches, only the flags and their own random and colour picks otherwise."""
+        """Precision per selector and run (run, selector, precision, lo, hi, pairs, unit), for a grouped bar chart:
+        every selector on shared batches, only the flags and their own random and colour picks otherwise; no bounds
+        for an exact expectation (random, the oracle)."""
         names = SELECTORS if self.same_batches else ("flags", "random", "colour")
         rows = []
         for col, report in zip(self.names(), self.reports):
@@ -171,10 +175,10 @@ class FlagComparison:
             for name in names:
                 entry = report["selectors"].get(name)
                 if entry and entry.get("pairs"):
-                    lo, hi = entry_ci(name, entry)
+                    lo, hi = (None, None) if name in EXPECTED else entry_ci(name, entry)  # exact: no bar
                     rows.append({"run": col, "selector": SHORT[name], "precision": entry["precision"],
-                                 "lo": lo, "hi": hi, "pairs": entry["pairs"]})
-        return pd.DataFrame(rows, columns=["run", "selector", "precision", "lo", "hi", "pairs"])
+                                 "lo": lo, "hi": hi, "pairs": entry["pairs"], "unit": report.get("unit", "pick")})
+        return pd.DataFrame(rows, columns=["run", "selector", "precision", "lo", "hi", "pairs", "unit"])
 
     def summary(self) -> str:
         """A few plain sentences: which run's flags are right more often, on which batches; or, when the batches
@@ -202,7 +206,7 @@ class FlagComparison:
                 said = [margin_text(margin(r, "random"), "its random negatives"),
                         margin_text(margin(r, "colour"), "its colour-nearest picks")]
                 parts.append(f"{n} {_pct(r['selectors']['flags']['precision'])}, " + " and ".join(filter(None, said)))
-            text = (f"The two runs did not train on the same batches ({'; '.join(self.differences)}), so their "
+            text = (f"The two runs did not train on the same batches (the settings above differ), so their "
                     f"precisions are measured on other tiles and do not compare directly; each against its own "
                     f"reference selectors: {'; '.join(parts)}.")
         for n, r in zip("AB", self.reports):
@@ -223,13 +227,16 @@ def margin(report: dict[str, Any], selector: str) -> tuple[float, float, float] 
 
 
 def margin_text(span: tuple[float, float, float] | None, what: str = "") -> str:
-    """"+12 points over WHAT (+2 to +22)", "within noise" said when the interval holds 0."""
+    """"12 points above WHAT (difference +2 to +22)", "within noise" said when the interval holds 0; without
+    ``what``, the signed figure ("-57 points over" read badly beside the verdict's "57 points below")."""
     if span is None:
         return ""
     d, low, high = span
     noise = ": within noise" if low <= 0 <= high else ""
-    over = f" over {what}" if what else ""
-    return f"{signed_points(d)} points{over} ({signed_points(low)} to {signed_points(high)}{noise})"
+    size = abs(round(d * 100))
+    side = f" {'above' if d > 0 else 'below'} {what}" if what and size else f" from {what}" if what else ""
+    figure = f"{size} point{'' if size == 1 else 's'}" if what else f"{signed_points(d)} points"
+    return f"{figure}{side} (difference {signed_points(low)} to {signed_points(high)}{noise})"
 
 
 def compare_flags(run_a: Run, run_b: Run, compute: bool = False, use_encoder: bool = True,
