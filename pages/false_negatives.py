@@ -45,7 +45,7 @@ def precision_figure(report: flag_precision.PrecisionReport, unit: str = "pick")
         hovertemplate="steps %{customdata[0]}–%{customdata[1]}: %{y:.2f} of %{customdata[2]} " + unit + "s"
                       "<extra></extra>"))
     base_rate_line(fig, report.base_rate, "(random pair)")
-    fig.update_layout(title="Flags sharing the dominant class, per step bin (95% Wilson interval)", height=320,
+    fig.update_layout(title="Flags sharing the dominant class, per step bin (95 % Wilson interval)", height=320,
                       xaxis_title="step", yaxis_title="precision", yaxis_range=[0, 1.05],
                       margin=dict(l=10, r=BASE_RATE_MARGIN, t=40, b=10), showlegend=False)
     return fig

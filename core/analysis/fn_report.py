@@ -329,8 +329,9 @@ def report_lines(r: dict[str, Any]) -> list[str]:
     what = ("an anchor tile's pick of a negative tile; each selector picks as many for the same anchor tiles"
             if unit == "pick" else "a pair of tiles of the batch; each selector picks as many pairs")
     lines = [head,
-             f"precision: the share of a selector's {unit}s whose two tiles have the same dominant class (95% "
-             f"Wilson interval; n: {unit}s scored, where a {unit} is {what}), on the run's own batches:"]
+             f"precision: the share of a selector's {unit}s whose two tiles have the same dominant class (95 % "
+             f"Wilson interval over the distinct tile pairs, weighed by how often each came; random and the oracle "
+             f"are exact expectations; n: {unit}s scored, where a {unit} is {what}), on the run's own batches:"]
     if det["uses_labels"]:
         lines.insert(1, f"NOTE: {ORACLE_NOTE}")
     cross = r.get("cross_scene", {})
