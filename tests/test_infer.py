@@ -402,6 +402,9 @@ def test_cli_writes_everything_georeferenced(seg, tmp_path, capsys):
         name, pixels, _, sqm = line.split(",")
         assert float(sqm) == pytest.approx(int(pixels) * 0.0625, abs=1e-3)
     assert all(line.endswith(",") for line in (out / "grey_areas.csv").read_text().strip().splitlines()[1:])
+    assert "replacing" not in captured.out
+    assert main([str(tmp_path / "grey.png"), "--checkpoint", str(ckpt), "--out", str(out), "--tile", "64"]) == 0
+    assert "(replacing an earlier result's 5 files)" in capsys.readouterr().out  # said, not silent (a review)
 
 
 def test_cli_bad_image_among_good(seg, tmp_path, capsys):

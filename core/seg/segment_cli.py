@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import glob
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -208,6 +209,8 @@ def _run(args: argparse.Namespace) -> int:
                                    progress=progress)
             note_scene(seg, path, path)  # a copy elsewhere too, where the card's data set is on this machine
             scored, why = _score_labels(seg, mask) if mask and early is None else (None, None)
+            before = {p.name for p in Path(args.out).glob(f"{glob.escape(stem)}_*")} if Path(args.out).is_dir() \
+                else set()
             outputs = write_outputs(seg, args.out, stem, str(path))
         except KeyboardInterrupt:
             raise
@@ -237,7 +240,10 @@ def _run(args: argparse.Namespace) -> int:
             say(f"  note: {note}")
         if seg.warning:
             say(f"  warning: {seg.warning}")
-        say(f"  wrote {', '.join(p.name for p in outputs.values())}")
+        replaced = [p.name for p in outputs.values() if p.name in before]  # an earlier call's: said, not silent
+        say(f"  wrote {', '.join(p.name for p in outputs.values())}"
+            + (f" (replacing an earlier result's {len(replaced)} file{'s' if len(replaced) > 1 else ''})"
+               if replaced else ""))
         if scored is not None:
             say(f"  labels {mask}: {scored.line()}")
             if (absent := scored.absent_note(seg.classes)) is not None:
