@@ -129,10 +129,12 @@ def selectors_figure(report: dict[str, Any]) -> go.Figure:
             x=[short_label(n, report) for n in names], y=values, name=group,
             marker_color=[SELECTOR_COLOURS[n] for n in names], opacity=1.0 if group == "all pairs" else 0.55,
             marker_pattern_shape="" if group == "all pairs" else "/",
-            error_y=dict(type="data", symmetric=False, thickness=1,  # none for an exact one (no cap either)
-                         array=[None if n in fq.EXPECTED else hi - v for n, v, (_, hi) in zip(names, values, bounds)],
-                         arrayminus=[None if n in fq.EXPECTED else v - lo
-                                     for n, v, (lo, _) in zip(names, values, bounds)]),
+            # NaN, not None, for an exact one: plotly.js reads null as 0 and still draws the cap
+            error_y=dict(type="data", symmetric=False, thickness=1,
+                         array=np.array([np.nan if n in fq.EXPECTED else hi - v
+                                         for n, v, (_, hi) in zip(names, values, bounds)], float),
+                         arrayminus=np.array([np.nan if n in fq.EXPECTED else v - lo
+                                              for n, v, (lo, _) in zip(names, values, bounds)], float)),
             customdata=[entries[n]["pairs"] for n in names],
             hovertemplate="%{x}, " + group + ": %{y:.3f} of %{customdata} " + report.get("unit", "pick")
                           + "s<extra></extra>"))

@@ -138,8 +138,9 @@ def test_an_out_file_the_comparison_could_not_write_is_refused_before_its_first_
 
     runs = tmp_path / "runs"
     preset = str(Path(__file__).resolve().parent.parent / "configs/compare_cpu.yaml")
+    (tmp_path / "taken.json").mkdir()
     for out, said in ((tmp_path / "gone" / "x.md", "does not exist"), (tmp_path, "is a folder"),
-                      (tmp_path / "x.json", "give a Markdown file name")):
+                      (tmp_path / "x.json", "give a Markdown file name"), (tmp_path / "taken.md", "JSON's name")):
         assert main(["--config", preset, "--runs-root", str(runs), "--out", str(out)]) == 2
         err = capsys.readouterr().err.strip()
         assert said in err and len(err.splitlines()) == 1, err

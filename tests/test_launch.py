@@ -302,3 +302,13 @@ def test_a_stop_in_interrupt_mode_is_at_once_but_no_second_ctrl_c() -> None:
         assert flag.raised == "interrupt"
     finally:
         flag.restore()
+
+
+def test_a_stop_before_interrupt_mode_is_at_once_too() -> None:
+    """The second diff review: a Stop that came just before a probe switched to interrupt mode was said to end
+    its closing work."""
+    flag = StopFlag()
+    flag.requested = True
+    with pytest.raises(KeyboardInterrupt):
+        flag.interrupt()
+    assert flag.raised == "interrupt"

@@ -375,6 +375,9 @@ def test_an_export_target_that_cannot_take_a_model_and_its_card_is_refused_first
         err = capsys.readouterr().err.strip()
         assert said in err and len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert not (tmp_path / "model.json").exists()
+    (tmp_path / "card.json").mkdir()  # the card's name taken by a folder: refused before the model is written
+    assert export_main(["no-such-run", "--out", str(tmp_path / "card.safetensors")]) == 2
+    assert "its card's name" in capsys.readouterr().err and not (tmp_path / "card.safetensors").exists()
     nested = tmp_path / "new" / "sub" / "m.safetensors"
     assert export_main(["no-such-run", "--out", str(nested)]) == 2
     assert not (tmp_path / "new").exists()  # no folder left behind by a refused export (the diff review)

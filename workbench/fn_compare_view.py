@@ -52,7 +52,7 @@ def compare_section(run: Run) -> None:
                    "with the same seed and another `loss.detector` to compare detectors on the same batches.")
         return
     options = [NONE, *(r.id for r in others)]
-    chosen = st.selectbox("Second run", options, key=kept_valid(f"fn-second-{run.id}", options),
+    chosen = st.selectbox("Second run", options, key=kept_valid(f"fn-second-{run.id}", options, NONE),
                           help="Runs of the same data, seed, batch size, ranks and method trained on the same "
                                "batches: their detectors are compared pair for pair on them")
     if chosen == NONE:

@@ -332,6 +332,8 @@ def check_out(out: str | None) -> None:
     path = Path(out)
     if path.is_dir():
         raise ValueError(f"--out {out} is a folder: give a Markdown file name, e.g. {path / 'comparison.md'}")
+    if path.with_suffix(".json").is_dir():
+        raise ValueError(f"--out {out}: its JSON's name {path.with_suffix('.json')} is a folder")
     if path.suffix == ".json":
         raise ValueError(f"--out {out}: give a Markdown file name (its JSON is written beside it as NAME.json)")
     if not path.parent.is_dir():

@@ -74,6 +74,8 @@ def check_target(out: Path) -> bool:
     cannot be written; nothing is made yet. Returns whether a file is replaced."""
     if out.is_dir():
         raise ExportTargetError(f"--out {out} is a folder: give a file name in it, e.g. {out / 'model.safetensors'}")
+    if out.with_suffix(".json").is_dir():
+        raise ExportTargetError(f"--out {out}: its card's name {out.with_suffix('.json')} is a folder")
     if out.suffix != ".safetensors":
         raise ExportTargetError(f"--out {out}: give a file name ending in .safetensors (its card is written beside "
                                 f"it as {out.with_suffix('.json').name})")

@@ -82,6 +82,8 @@ class StopFlag:
 
     def interrupt(self) -> None:
         self._raise = True
+        if self.requested:  # a stop that came before: at once too, not in some closing work
+            self.raised = self.raised or "interrupt"
         self.check()
 
     @contextmanager
