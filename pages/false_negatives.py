@@ -329,7 +329,9 @@ def overview(run: Run, pairs: pd.DataFrame, loss: LossConfig) -> None:
     else:
         c2.metric("Treated", calibrated, help=f"flags the treatment ({loss.treatment}) applied to: every flag")
     c3.metric("Steps with a flag", pairs["step"].nunique(), help=f"of {run.recorded_step() or '?'} steps")
-    c4.metric("Distinct tiles", len(set(pairs["anchor_index"]) | set(pairs["candidate_index"])))
+    c4.metric("Distinct tiles", len(set(pairs["anchor_index"]) | set(pairs["candidate_index"])),
+              help="tiles in at least one flagged pair, as anchor or candidate: few against many flags means the "
+                   "detector keeps flagging the same tiles")
     counts = fn.flag_counts(pairs, run.recorded_step())
     st.plotly_chart(pair_counts_figure(counts, loss.treatment), width="stretch", key="fn-counts-chart")
 

@@ -14,7 +14,7 @@ from core.store.runs import Run
 from workbench.common import STAY_NOTE, kept_valid, runs_of, show_error, shows_errors
 
 NONE = "—"
-RUN_COLOURS = ("#d62728", "#1f77b4")
+RUN_COLOURS = ("#9467bd", "#17becf")  # not the selectors' colours above (red there is the flags, not run A)
 
 
 def _has_flags(run: Run) -> bool:
