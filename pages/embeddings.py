@@ -212,14 +212,25 @@ def scatter(emb: E.Embedding, colour_by: str, segments: Any | None, linked: list
     return fig
 
 
+def same_tiles_answers(emb: E.Embedding, other: E.Embedding) -> tuple[list[int], list[int]] | None:
+    """Both maps' right/wrong kNN answers on the tiles both scored, when they are the same tiles (same data and
+    sample: the usual two checkpoints side by side); None otherwise, or for maps cached before answers were kept."""
+    a, b = emb.quality.knn_right, other.quality.knn_right
+    if a is None or b is None or not np.array_equal(emb.indices, other.indices) or len(a) != len(b):
+        return None
+    both = [(x, y) for x, y in zip(a, b) if x >= 0 and y >= 0]
+    return ([x for x, _ in both], [y for _, y in both]) if both else None
+
+
 def quality_metric(emb: E.Embedding, other: E.Embedding | None) -> None:
     name, value, help_text = emb.quality.headline()
-    delta = None
+    delta, paired = None, None
     if other is not None and value is not None:
         other_name, other_value, _ = other.quality.headline()
         if other_name == name and other_value is not None:
+            paired = same_tiles_answers(emb, other)
             delta = difference_text(name, value, emb.quality.queries or len(emb.indices), other_value,
-                                    other.quality.queries or len(other.indices))
+                                    other.quality.queries or len(other.indices), paired)
     left, right = st.columns(2)
     # grey, not red/green: a colour would call a winner that the interval may not; no arrow within noise (an up
     # arrow stood beside "+0.000")
@@ -231,9 +242,10 @@ def quality_metric(emb: E.Embedding, other: E.Embedding | None) -> None:
         right.metric("majority-class baseline", f"{chance:.3f}", help="always answering the most common class: "
                      "the kNN accuracy means something only above this")
     if delta is not None:
+        how = (f"paired: from the tiles the two maps answer differently, of the {len(paired[0])} both scored"
+               if paired is not None else "as if unpaired, on the cautious side")
         st.caption("Under the value: this map's minus the other map's" + (
-            ", with the 95 % interval of that difference of two shares of tiles (as if unpaired: both maps score the "
-            "same tiles, so the true interval is narrower)" if "[" in delta else ""))
+            f", with the 95 % interval of that difference ({how})" if "[" in delta else ""))
 
 
 def _points(event: Any) -> list[Any]:

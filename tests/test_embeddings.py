@@ -134,6 +134,8 @@ def test_tiles_without_a_class_neither_ask_nor_vote() -> None:
     alone = M.knn_accuracy(M.knn_graph(x[keep], 6)[0], labels[keep], k=5)
     assert quality.queries == int(keep.sum()) and quality.knn_accuracy == pytest.approx(alone) and alone >= 0.99
     assert quality.majority_rate == pytest.approx(M.majority_rate(labels[keep]))
+    answers = np.array(quality.knn_right)  # per tile, for a paired comparison of two maps: -1 where no class
+    assert len(answers) == len(x) and (answers[~keep] == -1).all() and answers[keep].mean() == pytest.approx(alone)
     assert M.cluster_quality(x, graph, np.full(len(x), -1), M.kmeans_labels(x, 3)).knn_accuracy is None
 
 

@@ -54,7 +54,7 @@ def test_two_checkpoints_side_by_side_then_selection_then_cache(private_data: Pa
         assert m.proto.direction == (2 if noise else 0 if m.proto.delta.startswith("-") else 1), m.proto
     # what the chip is the difference to, said beside it (it was cut off)
     assert texts(at).count("Under the value: this map's minus the other map's, with the 95 % interval of that "
-                           "difference of two shares of tiles (as if unpaired") == 2
+                           "difference (paired: from the tiles the two maps answer differently, of the") == 2
     assert len(at.get("plotly_chart")) == 2
     false_run = next(r for r in list_runs(private_data) if r.id.endswith("tiny-false"))
     n_pairs = len({tuple(sorted((r["anchor_index"], r["candidate_index"]))) for r in false_run.flagged_pairs()})
@@ -201,6 +201,13 @@ def test_the_difference_between_two_maps_leads_with_its_verdict() -> None:
     assert difference_text("5-NN accuracy", 0.60, 100, 0.62, 100) == "within noise: -0.020 [-0.152, +0.113]"
     assert difference_text("5-NN accuracy", 0.90, 400, 0.50, 400) == "+0.400 [+0.341, +0.455]"
     # the normal approximation called 4/4 against 2/4 a difference (+0.50 ± 0.49) and gave 3/3 against 0/3 no width
+    # two maps of the same 100 tiles that disagree on 10, all won by the first: told apart only when paired
+    a, b = [1] * 70 + [0] * 30, [1] * 60 + [0] * 40
+    from core.analysis.stats import paired_shares_difference
+
+    _, low, high = paired_shares_difference(a, b)
+    assert difference_text("5-NN accuracy", 0.70, 100, 0.60, 100, (a, b)) == f"+0.100 [{low:+.3f}, {high:+.3f}]"
+    assert low > 0 and difference_text("5-NN accuracy", 0.70, 100, 0.60, 100).startswith("within noise")
     assert difference_text("5-NN accuracy", 1.0, 4, 0.5, 4) == "within noise: +0.500 [-0.102, +0.850]"
     assert difference_text("5-NN accuracy", 1.0, 3, 0.0, 3) == "+1.000 [+0.206, +1.000]"
     assert difference_text("silhouette", 0.2, 100, 0.1, 100) == "+0.100 (no interval)"

@@ -71,3 +71,16 @@ def test_bad_pairs_and_mean_sd() -> None:
     assert mean_sd([1.0, 3.0]) == (2.0, pytest.approx(math.sqrt(2)))
     mean, sd = mean_sd([5.0])
     assert mean == 5.0 and math.isnan(sd)  # one value has no spread to print as "± 0.00"
+
+
+def test_a_paired_difference_of_shares_comes_from_the_items_the_two_disagree_on() -> None:
+    from core.analysis.stats import paired_shares_difference, wilson_interval
+
+    a = [1] * 60 + [1] * 8 + [0] * 2 + [0] * 30
+    b = [1] * 60 + [0] * 8 + [1] * 2 + [0] * 30
+    d, low, high = paired_shares_difference(a, b)
+    (lo,), (hi,) = wilson_interval(np.array([8]), np.array([10]))
+    assert d == pytest.approx(0.06) and (low, high) == pytest.approx((0.1 * (2 * lo - 1), 0.1 * (2 * hi - 1)))
+    assert paired_shares_difference([1, 0, 1], [1, 0, 1]) is None  # no disagreement: nothing to pair on
+    with pytest.raises(ValueError):
+        paired_shares_difference([1], [1, 0])

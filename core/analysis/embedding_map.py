@@ -41,6 +41,7 @@ class ClusterQuality:
     silhouette: float | None  # of the k-means clusters, cosine, on features
     k: int
     queries: int | None = None  # the tiles with a class that the kNN accuracy is over (None: cached before it)
+    knn_right: list[int] | None = None  # per tile of the map: 1 right, 0 wrong, -1 no class (paired comparisons)
 
     def headline(self) -> tuple[str, float | None, str]:
         """(name, value, help) of the one number to show for a checkpoint."""
@@ -152,17 +153,23 @@ def knn_accuracy(neighbours: np.ndarray, labels: np.ndarray, k: int = 5) -> floa
     class (>= 0: :func:`cluster_quality` leaves the others out). Ties go to the class of the nearer neighbours: each
     vote gets a bonus that falls with rank and sums to less than one vote.
     """
+    right = knn_right(neighbours, labels, k)
+    return float(right.mean()) if right is not None else float("nan")
+
+
+def knn_right(neighbours: np.ndarray, labels: np.ndarray, k: int = 5) -> np.ndarray | None:
+    """Whether each point's label is its k nearest others' vote (:func:`knn_accuracy`'s answers, one per point)."""
     labels = np.asarray(labels, np.int64)
     n = len(labels)
     k = min(k, neighbours.shape[1] - 1)
     if n < 2 or k < 1:
-        return float("nan")
+        return None
     voters = labels[neighbours[:, 1:k + 1]]  # (n, k)
     n_classes = int(labels.max()) + 1
     weights = 1.0 + (k - np.arange(k)) / (k * k + 1.0)
     votes = np.zeros((n, n_classes))
     np.add.at(votes, (np.repeat(np.arange(n), k), voters.ravel()), np.tile(weights, n))
-    return float((votes.argmax(axis=1) == labels).mean())
+    return votes.argmax(axis=1) == labels
 
 
 def majority_rate(labels: np.ndarray) -> float:
@@ -198,13 +205,18 @@ def cluster_quality(features: np.ndarray, neighbours: np.ndarray, dominant: np.n
     """kNN accuracy (with its chance level) where labels exist, and the k-means silhouette. Tiles without a class
     (``NO_CLASS`` -1: no labeled pixel) neither ask nor vote: the neighbours are found again among the others (they
     had made the majority rate fail and counted as queries whose -1 votes went to the last class)."""
-    acc = rate = queries = None
+    acc = rate = queries = answers = None
     if dominant is not None:
         dominant = np.asarray(dominant, np.int64)
         labeled = dominant >= 0
         queries = int(labeled.sum())
         if queries:
             graph = neighbours if labeled.all() else knn_graph(features[labeled], k + 1)[0]
-            acc, rate = knn_accuracy(graph, dominant[labeled], k), majority_rate(dominant)
+            right = knn_right(graph, dominant[labeled], k)
+            acc, rate = (float(right.mean()) if right is not None else float("nan")), majority_rate(dominant)
+            if right is not None:
+                full = np.full(len(dominant), -1, np.int64)
+                full[labeled] = right
+                answers = full.tolist()
     return ClusterQuality(knn_accuracy=acc, majority_rate=rate, silhouette=silhouette(features, clusters), k=k,
-                          queries=queries)
+                          queries=queries, knn_right=answers)

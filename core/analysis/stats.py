@@ -110,6 +110,23 @@ def proportion_difference(p1: float, ci1: tuple[float, float], p2: float,
     return d, d - math.hypot(p1 - l1, u2 - p2), d + math.hypot(u1 - p1, p2 - l2)
 
 
+def paired_shares_difference(a: Sequence[int], b: Sequence[int]) -> tuple[float, float, float] | None:
+    """mean(a) - mean(b) for right (1) / wrong (0) answers of two encoders on the same items, with a 95 % interval
+    from the items they disagree on (McNemar's logic: given m discordant items, a's wins among them are binomial; a
+    Wilson interval of that share, scaled by m / n). None without a discordant item (then nothing tells them
+    apart: the unpaired interval is the honest one). Why: two maps of the same tiles were compared as if unpaired,
+    far wider than their answers allow."""
+    x, y = np.asarray(a, int), np.asarray(b, int)
+    if len(x) != len(y) or len(x) == 0:
+        raise ValueError(f"paired answers need the same items: {len(x)} vs {len(y)}")
+    wins, losses = int(((x == 1) & (y == 0)).sum()), int(((x == 0) & (y == 1)).sum())
+    m, n = wins + losses, len(x)
+    if m == 0:
+        return None
+    (lo,), (hi,) = wilson_interval(np.array([wins]), np.array([m]))
+    return (wins - losses) / n, m / n * (2 * float(lo) - 1), m / n * (2 * float(hi) - 1)
+
+
 def signed_points(share: float) -> str:
     """A difference of shares in whole points with its sign, and a plain 0 for one that rounds to none ("-0" read
     as a loss on the False negatives page)."""
