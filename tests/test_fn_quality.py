@@ -437,14 +437,11 @@ def test_runs_on_other_batches_are_compared_only_against_their_own_selectors() -
     assert "cross-scene precision of the flags" not in table.index
     words = side.summary()
     assert "did not train on the same batches (the settings above differ)" in words  # listed once, in the warning
-    assert ("A 60%, 30 points above its random negatives (difference +25 to +35) and 10 points above its "
-            "colour-nearest picks (difference +3 to +17)") in words
-    from core.analysis.fn_compare import margin_text
-
-    assert margin_text((-0.57, -0.62, -0.52), "its colour-nearest picks") == \
-        "57 points below its colour-nearest picks (difference -62 to -52)"  # the review's "-57 points over"
-    assert margin_text((-0.01, -0.05, 0.03), "its random negatives") == \
-        "1 point below its random negatives (difference -5 to +3: within noise)"
+    # in the page verdict's words (the review read "-57 points over" beside its "57 points below")
+    assert ("A 60%, 30 points above its random negatives (30%; difference +25 to +35) and 10 points above its "
+            "colour-nearest picks (50%; difference +3 to +17)") in words
+    assert "B 70%, 20 points above its random negatives (50%; difference +15 to +25) and 10 points below its " \
+           "colour-nearest picks (80%; difference -17 to -3)" in words
     side.recall_comparable = False  # e.g. other batch sizes: recall is a share of other numbers of pairs
     assert "recall (same-class pairs offered)" not in side.table().index
     # what the treatment acted on: FNCC's passed flags, or none said as none (it read "n/a (FNCC: its gate opened)")

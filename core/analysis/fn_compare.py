@@ -27,7 +27,7 @@ from .fn_quality import EXPECTED, SELECTORS, entry_ci, entry_text
 from .fn_report import (FlagReportError, Progress, cached_report, data_dump, flag_report, flagged_by, last_step_of,
                         no_detector_reason, report_detector)
 from .fn_scoring import run_config
-from .stats import proportion_difference, signed_points
+from .stats import proportion_difference, share_relation, signed_points
 
 VIEW_FIELDS = ("image_size", "crop_scale_min", "color_strength", "blur_prob")  # the views, not the tiles
 SHORT = {"flags": "flags", "random": "random", "colour": "colour nearest", "encoder": "encoder nearest",
@@ -159,6 +159,15 @@ class FlagComparison:
         return pd.DataFrame(rows, columns=["measure", *self.names()]).set_index("measure")
 
     @staticmethod
+    def _relation(report: dict[str, Any], name: str, what: str) -> str:
+        """The flags against one of the run's own selectors in the page's verdict words (``share_relation``)."""
+        mine, other = report["selectors"].get("flags"), report["selectors"].get(name)
+        if not mine or not other or not mine.get("pairs") or not other.get("pairs"):
+            return ""
+        return share_relation(mine["precision"], entry_ci("flags", mine), other["precision"], entry_ci(name, other),
+                              what)
+
+    @staticmethod
     def _margin(report: dict[str, Any], name: str) -> str:
         span = margin(report, name)
         return "n/a" if span is None else margin_text(span)
@@ -203,8 +212,8 @@ class FlagComparison:
         else:
             parts = []
             for n, r in zip("AB", self.reports):
-                said = [margin_text(margin(r, "random"), "its random negatives"),
-                        margin_text(margin(r, "colour"), "its colour-nearest picks")]
+                said = [self._relation(r, name, what) for name, what in
+                        (("random", "its random negatives"), ("colour", "its colour-nearest picks"))]
                 parts.append(f"{n} {_pct(r['selectors']['flags']['precision'])}, " + " and ".join(filter(None, said)))
             text = (f"The two runs did not train on the same batches (the settings above differ), so their "
                     f"precisions are measured on other tiles and do not compare directly; each against its own "
@@ -226,17 +235,11 @@ def margin(report: dict[str, Any], selector: str) -> tuple[float, float, float] 
                                  entry_ci(selector, other))
 
 
-def margin_text(span: tuple[float, float, float] | None, what: str = "") -> str:
-    """"12 points above WHAT (difference +2 to +22)", "within noise" said when the interval holds 0; without
-    ``what``, the signed figure ("-57 points over" read badly beside the verdict's "57 points below")."""
-    if span is None:
-        return ""
+def margin_text(span: tuple[float, float, float]) -> str:
+    """A table cell: "+12 points (difference +2 to +22)", "within noise" said when the interval holds 0."""
     d, low, high = span
     noise = ": within noise" if low <= 0 <= high else ""
-    size = abs(round(d * 100))
-    side = f" {'above' if d > 0 else 'below'} {what}" if what and size else f" from {what}" if what else ""
-    figure = f"{size} point{'' if size == 1 else 's'}" if what else f"{signed_points(d)} points"
-    return f"{figure}{side} (difference {signed_points(low)} to {signed_points(high)}{noise})"
+    return f"{signed_points(d)} points (difference {signed_points(low)} to {signed_points(high)}{noise})"
 
 
 def compare_flags(run_a: Run, run_b: Run, compute: bool = False, use_encoder: bool = True,
