@@ -7,6 +7,7 @@ pairs), and this is their one reader over the run's own records, before any batc
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,7 +15,7 @@ import pandas as pd
 
 from .fn_scoring import NO_CLASS, base_rate, same_class
 from .fn_units import tile_pair_units
-from .proportions import effective_n, share_interval
+from .proportions import effective_n, pair_key, share_interval
 
 BIN_COLUMNS = ["step_start", "step_end", "step_mid", "pairs", "correct", "precision", "ci_low", "ci_high",
                "effective"]
@@ -47,10 +48,9 @@ class PrecisionReport:
         return self.precision / self.base_rate if self.base_rate > 0 else float("nan")
 
 
-def _pair_counts(anchors: np.ndarray, candidates: np.ndarray) -> pd.Series:
-    """How often each unordered tile pair was counted."""
-    low, high = np.minimum(anchors, candidates), np.maximum(anchors, candidates)
-    return pd.Series(1, index=pd.MultiIndex.from_arrays([low, high])).groupby(level=[0, 1]).sum()
+def _pair_counts(anchors: np.ndarray, candidates: np.ndarray) -> Counter[tuple[int, int]]:
+    """How often each tile pair was counted (``proportions.pair_key``, as the selector table counts them)."""
+    return Counter(pair_key(a, c) for a, c in zip(anchors.tolist(), candidates.tolist()))
 
 
 def precision_over_training(pairs: pd.DataFrame, dominant: np.ndarray | None, bins: int = 10,
@@ -80,7 +80,7 @@ def precision_over_training(pairs: pd.DataFrame, dominant: np.ndarray | None, bi
     which = np.clip(np.searchsorted(edges, steps, side="right") - 1, 0, n_bins - 1)
     total = np.bincount(which, minlength=n_bins)
     hits = np.bincount(which, weights=correct.astype(float), minlength=n_bins).astype(np.int64)
-    effective = np.array([effective_n(_pair_counts(anchors[which == b], candidates[which == b]).to_numpy())
+    effective = np.array([effective_n(_pair_counts(anchors[which == b], candidates[which == b]).values())
                           for b in range(n_bins)])
     with np.errstate(invalid="ignore", divide="ignore"):
         precision = hits / total
@@ -94,4 +94,4 @@ def precision_over_training(pairs: pd.DataFrame, dominant: np.ndarray | None, bi
     by_bin = by_bin[by_bin["pairs"] > 0].reset_index(drop=True)
     counts = _pair_counts(anchors, candidates)
     return PrecisionReport(by_bin, int(total.sum()), int(hits.sum()), rate, len(dominant), len(counts),
-                           effective_n(counts.to_numpy()))
+                           effective_n(counts.values()))
