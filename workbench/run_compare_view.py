@@ -27,7 +27,7 @@ from core.store.run_compare import (
     write_notes,
 )
 from core.store.runs import Run
-from workbench.common import COLOURS, curve_frame, curves_figure, logged_values, pairs_frame
+from workbench.common import COLOURS, curve_frame, curves_figure, kept_valid, logged_values, pairs_frame
 
 MAX_DEFAULT_COLUMNS = 10
 FIRST_COLUMNS = ("run", "kind", "state", "method", "metric", "value", "treatment", "tags")  # then the settings
@@ -284,8 +284,7 @@ def diff_section(runs: Sequence[Run], settings: dict[str, dict[str, Any]], picke
     first = [i for i in picked if i in ids][:2]
     a0, b0 = (first + [i for i in ids if i not in first])[:2]
     for key in ("runs-diff-a", "runs-diff-b"):  # a run deleted or filtered away: its pick goes (the box would
-        if key in st.session_state and st.session_state[key] not in ids:  # fall back to the first run, A's)
-            del st.session_state[key]
+        kept_valid(key, ids)  # fall back to the first run, A's), and is set afresh below
     kept_b = st.session_state.get("runs-diff-b")
     if "runs-diff-a" not in st.session_state and a0 == kept_b:  # a side that starts afresh takes another run
         a0 = next(i for i in ids if i != kept_b)
