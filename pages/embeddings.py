@@ -242,7 +242,7 @@ def quality_metric(emb: E.Embedding, other: E.Embedding | None) -> None:
         right.metric("majority-class baseline", f"{chance:.3f}", help="always answering the most common class: "
                      "the kNN accuracy means something only above this")
     if delta is not None:
-        how = (f"paired: from the tiles the two maps answer differently, of the {len(paired[0])} both scored"
+        how = (f"paired: each map's right and wrong answers on the same {len(paired[0])} tiles, Newcombe's method"
                if paired is not None else "as if unpaired, on the cautious side")
         st.caption("Under the value: this map's minus the other map's" + (
             f", with the 95 % interval of that difference ({how})" if "[" in delta else ""))

@@ -54,7 +54,7 @@ def test_two_checkpoints_side_by_side_then_selection_then_cache(private_data: Pa
         assert m.proto.direction == (2 if noise else 0 if m.proto.delta.startswith("-") else 1), m.proto
     # what the chip is the difference to, said beside it (it was cut off)
     assert texts(at).count("Under the value: this map's minus the other map's, with the 95 % interval of that "
-                           "difference (paired: from the tiles the two maps answer differently, of the") == 2
+                           "difference (paired: each map's right and wrong answers on the same") == 2
     assert len(at.get("plotly_chart")) == 2
     false_run = next(r for r in list_runs(private_data) if r.id.endswith("tiny-false"))
     n_pairs = len({tuple(sorted((r["anchor_index"], r["candidate_index"]))) for r in false_run.flagged_pairs()})

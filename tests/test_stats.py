@@ -73,14 +73,24 @@ def test_bad_pairs_and_mean_sd() -> None:
     assert mean == 5.0 and math.isnan(sd)  # one value has no spread to print as "± 0.00"
 
 
-def test_a_paired_difference_of_shares_comes_from_the_items_the_two_disagree_on() -> None:
-    from core.analysis.stats import paired_shares_difference, wilson_interval
+def test_a_paired_difference_of_shares_is_newcombes_square_and_add_interval() -> None:
+    """Newcombe (1998), method 10, on the table of Fagerland, Lydersen and Laake's "Statistical analysis of
+    contingency tables" (2017), chapter 8 (Cavo et al. 2012: 59 both, 6 and 16 one only, 80 neither): -0.0621
+    (-0.1186 to -0.0046). The earlier interval, from the disagreeing items alone, had none for identical answers."""
+    from core.analysis.stats import paired_shares_difference
 
-    a = [1] * 60 + [1] * 8 + [0] * 2 + [0] * 30
-    b = [1] * 60 + [0] * 8 + [1] * 2 + [0] * 30
+    a = [1] * 59 + [1] * 6 + [0] * 16 + [0] * 80
+    b = [1] * 59 + [0] * 6 + [1] * 16 + [0] * 80
+    assert paired_shares_difference(a, b) == pytest.approx((-0.0621, -0.1186, -0.0046), abs=5e-5)
+    d, low, high = paired_shares_difference(b, a)  # the other way round: the same interval, mirrored
+    assert (d, low, high) == pytest.approx((0.0621, 0.0046, 0.1186), abs=5e-5)
+    # 8 against 2 disagreements of 100 (McNemar's exact p = 0.11): within noise
+    a, b = [1] * 60 + [1] * 8 + [0] * 2 + [0] * 30, [1] * 60 + [0] * 8 + [1] * 2 + [0] * 30
     d, low, high = paired_shares_difference(a, b)
-    (lo,), (hi,) = wilson_interval(np.array([8]), np.array([10]))
-    assert d == pytest.approx(0.06) and (low, high) == pytest.approx((0.1 * (2 * lo - 1), 0.1 * (2 * hi - 1)))
-    assert paired_shares_difference([1, 0, 1], [1, 0, 1]) is None  # no disagreement: nothing to pair on
+    assert d == pytest.approx(0.06) and low < 0 < high
+    # identical answers: a difference of 0 with an interval that is wide for 3 items and narrow for 300
+    _, low3, high3 = paired_shares_difference([1, 0, 1], [1, 0, 1])
+    _, low300, high300 = paired_shares_difference([1, 0, 1] * 100, [1, 0, 1] * 100)
+    assert low3 < low300 < 0 < high300 < high3 and high3 - low3 > 0.5 and high300 - low300 < 0.05
     with pytest.raises(ValueError):
         paired_shares_difference([1], [1, 0])

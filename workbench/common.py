@@ -441,17 +441,17 @@ def pick_picture(bands: Sequence[str], key: str) -> str:
 
 def difference_text(name: str, value: float, n: int, other_value: float, other_n: int,
                     paired: tuple[Sequence[int], Sequence[int]] | None = None) -> str:
-    """The difference to the other map, with its 95 % interval where it is a share of tiles (kNN accuracy): from the
-    tiles the two disagree on when both answered the same tiles (``paired``: each map's right/wrong per tile,
-    ``stats.paired_shares_difference``), else Newcombe's interval of two unpaired shares, on the cautious side; and
+    """The difference to the other map, with its 95 % interval where it is a share of tiles (kNN accuracy): Newcombe's
+    paired interval when both answered the same tiles (``paired``: each map's right/wrong per tile,
+    ``stats.paired_shares_difference``), else his interval of two unpaired shares, on the cautious side; and
     "within noise" when it holds 0."""
     from core.analysis.stats import paired_shares_difference, shares_difference
 
     diff = value - other_value
     if not name.endswith("NN accuracy") or n < 1 or other_n < 1:
         return f"{diff:+.3f} (no interval)"
-    span = paired_shares_difference(*paired) if paired is not None else None
-    _, low, high = span if span is not None else shares_difference(value, n, other_value, other_n)
+    _, low, high = (paired_shares_difference(*paired) if paired is not None
+                    else shares_difference(value, n, other_value, other_n))
     # the verdict first and nothing after the numbers: a half-width column cut "within noise" off, later " vs the
     # other" (the caption under the metrics says what the difference is to)
     return ("within noise: " if low <= 0 <= high else "") + f"{diff:+.3f} [{low:+.3f}, {high:+.3f}]"
