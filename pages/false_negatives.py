@@ -229,9 +229,9 @@ def quality_section(run: Run) -> None:
                        help=f"{fn_report.selector_label(name, report)}: {spread}, "
                             f"{entry['pairs']} {report.get('unit', 'pick')}s{ceiling}")
     c1, c2, c3, c4 = st.columns(4)
-    c1.metric("Recall", f"{report['recall']:.4f}" if report["recall"] is not None else "n/a",
-              help=f"flagged same-class tile pairs over the {report['recall_detail']['pairs']} same-class pairs the "
-                   "batches offered")
+    rec = report["recall_detail"]
+    c1.metric("Recall", fq.recall_text(report), help=f"flagged same-class tile pairs ({rec['hits']:.0f}) over the "
+              f"{rec['pairs']} same-class pairs the batches offered (each once per step)")
     cross = report["cross_scene"].get("flags", {})
     unit = report.get("unit", "pick")
 

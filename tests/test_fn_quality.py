@@ -564,3 +564,13 @@ def test_a_setting_that_is_unset_reads_none_not_pythons_none() -> None:
     other = dict(base, data={"name": "synthetic", "root": None})
     assert batch_differences(base, other) == ["data.name deepglobe vs synthetic",
                                               "data.root ../shared/data/deepglobe_landcover vs none"]
+
+
+def test_recall_is_a_percentage_with_three_significant_digits() -> None:
+    """Recall is often a tenth of a percent: "0.0012" hid it behind zeros; "n/a" where no same-class pair came."""
+    from core.analysis.fn_quality import recall_text
+
+    assert recall_text({"recall": 0.0012345}) == "0.123 %"
+    assert recall_text({"recall": 0.5}) == "50 %"
+    assert recall_text({"recall": 1.0}) == "100 %"
+    assert recall_text({"recall": None}) == "n/a"

@@ -114,6 +114,8 @@ def test_flags_are_scored_against_reference_selectors(store_base: Path, tmp_path
     stored = json.loads((runs / run_id / "flag_quality.json").read_text())["report"]
     assert shown["FNSD flags"] == f"{stored['precision']:.3f}"
     assert shown["Colour nearest"] == f"{stored['selectors']['colour']['precision']:.3f}"
+    # a tenth of a percent, not "0.0012": three significant digits of a percentage
+    assert shown["Recall"] == (f"{stored['recall'] * 100:.3g} %" if stored["recall"] is not None else "n/a")
     deltas = {m.label: m.delta for m in at.metric}  # a precision of 1.000 from 3 picks: the count beside it
     cal = stored["calibrated"]["pairs"]
     assert deltas["Calibrated flags"] == (f"n = {cal} {stored.get('unit', 'pick')}{'' if cal == 1 else 's'}"

@@ -45,7 +45,8 @@ import pandas as pd
 
 from .fn_scoring import NO_CLASS
 from .fn_units import StepCandidates, tile_pair_units
-from .proportions import EXPECTED, Proportion, Tally, entry_ci, entry_text, _num  # noqa: F401 (re-exported)
+from .proportions import (EXPECTED, Proportion, Tally, entry_ci, entry_text, recall_text,  # noqa: F401 (re-exported)
+                          _num)
 
 SELECTORS = ("flags", "random", "colour", "encoder", "oracle")  # "flags": the run's own detector's
 # ------------------------------------------------------------------------------------------------ report

@@ -28,6 +28,7 @@ from ..data import DataError, build_dataset
 from ..imaging.band_preview import preview_chw
 from ..imaging.bands import bands_of
 from .fn_quality import colour_features, entry_text, score_flags
+from .proportions import recall_text
 from .fn_units import moco_candidates, simclr_candidates
 from .fn_scoring import NO_CLASS, base_rate, dominant_classes, load_pairs, run_config
 from ..store.runs import Run, atomic_write_json, read_json_file
@@ -353,7 +354,7 @@ def report_lines(r: dict[str, Any]) -> list[str]:
     lines.append(f"base rate (two random tiles of the whole set): {r['base_rate']:.3f}, beside 'random negative', the "
                  "same rate over the batches' own negatives; recall "
                  f"{rec['hits']:.0f} of {rec['pairs']} same-class tile pairs offered (each once per step) = "
-                 f"{r['recall'] if r['recall'] is not None else float('nan'):.4f}")
+                 f"{recall_text(r)}")
     if r["excluded_unlabeled"] or r["tiles_without_class"]:
         lines.append(f"left out: {r['excluded_unlabeled']} {r.get('unit', 'pick')}s with a tile without labeled pixels "
                      f"({r['tiles_without_class']} such tiles)")

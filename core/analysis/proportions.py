@@ -116,6 +116,13 @@ def entry_text(name: str, entry: dict[str, Any] | None, gap: str = " ") -> str:
     return f"{entry['precision']:.3f}{gap}[{lo:.3f}, {hi:.3f}]{gap}n={entry['pairs']}{repeat_words(entry)}"
 
 
+def recall_text(report: dict[str, Any]) -> str:
+    """A run's recall as a percentage with three significant digits ("0.123 %"), or "n/a": it is often a tenth of a
+    percent, which four decimals of a fraction ("0.0012") hid behind the leading zeros."""
+    recall = report.get("recall")
+    return "n/a" if recall is None else f"{recall * 100:.3g} %"
+
+
 class Tally:
     """Hits and totals of one selector, overall and for cross-scene pairs, with how often each tile pair came."""
 
