@@ -99,7 +99,7 @@ def test_segment_png_returns_overlay_legend_areas_and_mask(client, tmp_path: Pat
     assert Path(mask).name == "tile_mask.png" and labels.max() < len(names)
     caution = ["caution"] if report["areas_relative_only"] else []  # out of domain: shares only, said beside them
     assert table["headers"] == ["class", "pixels", "percent", *caution, "colour"]  # no pixel size, no square metres
-    assert report["areas_relative_only"] == (report["domain"]["in_domain"] is False)
+    assert report["areas_relative_only"] == (report["warning"] is not None)
     rows = table["data"]
     assert [r[0] for r in rows] == names
     assert sum(r[1] for r in rows) == 80 * 96

@@ -73,14 +73,24 @@ class DomainScore:
     usable: bool = True  # False: the model cannot read this image at all (it lacks one of the model's bands)
     trained_on: str | None = None  # the model's training data in words (``training_data_text``), for the warning
 
+    @property
+    def unjudged_image(self) -> bool:
+        """No fit because of the image itself (too small, too little valid imagery), not of the model."""
+        return not self.known and bool(self.reasons) and self.reasons[0].startswith(IMAGE_REASONS)
+
     def warning(self) -> str | None:
-        """One sentence for the user when the image is out of the model's domain (None otherwise): what the model
-        was trained on, why the image differs, and that areas are shares only."""
-        if self.in_domain is not False:
-            return None
+        """One sentence for the user when the image is out of the model's domain, or too small to be held against
+        it (None otherwise): what the model was trained on, why, and that areas are shares only. "Outside", not "far
+        from": a grey or very dark image is warned whatever its fit (a review read "far from" beside a fit of 0.40)."""
         what = f" ({self.trained_on})" if self.trained_on else ""
-        return (f"This image is far from what the model was trained on{what}: " + "; ".join(self.reasons)
-                + ". Treat its classes with care; areas are given as shares of the image only.")
+        if self.in_domain is False:
+            return (f"This image is outside what the model was trained on{what}: " + "; ".join(self.reasons)
+                    + ". Treat its classes with care; areas are given as shares of the image only.")
+        if self.unjudged_image:
+            return (f"This image cannot be held against what the model was trained on{what}: "
+                    + "; ".join(self.reasons) + ". Its classes are a guess, not a measurement; areas are given as "
+                    "shares of the image only.")
+        return None
 
     def as_dict(self) -> dict[str, Any]:
         return {"known": self.known, "score": _round(self.score), "distance": _round(self.distance),

@@ -13,8 +13,7 @@ import numpy as np
 import torch
 
 from ..store.checkpoint import CheckpointError
-from .domain import (IMAGE_REASONS, DomainScore, score_image, training_data_kind, training_data_text,
-                     valid_extent)
+from .domain import DomainScore, score_image, training_data_kind, training_data_text
 from ..imaging.band_preview import picture_views
 from ..imaging.bands import card_bands, is_rgb
 from ..imaging.model_bands import band_nodata_mask, model_pixels
@@ -77,12 +76,6 @@ def segment_loaded(loaded: LoadedImage, model: torch.nn.Module, card: dict[str, 
         share = nodata.mean()  # a few pixels are said as pixels: "0.0 %" of them reads as none
         notes.append((f"{100 * share:.1f} % of the pixels hold no data: left out" if share >= 0.0005 else
                       f"{int(nodata.sum()):,} pixel(s) hold no data: left out") + _corner_text(loaded, borders))
-    if any(r.startswith(IMAGE_REASONS[0]) for r in domain.reasons):  # too small to compare is too small to read
-        seen = nodata if factor is None else resample_mask(nodata, rgb.shape[:2])  # at the model's pixel size
-        w, h = valid_extent(rgb.shape, ~seen)
-        part = "image" if (h, w) == tuple(rgb.shape[:2]) else "image's valid part"
-        notes.append(f"the {part} is only {w}x{h} px, too little to hold against the model's "
-                     "training tiles: its classes and shares are a guess, not a measurement")
     if max(rgb.shape[:2]) < tile:
         notes.append(f"the image ({rgb.shape[1]}x{rgb.shape[0]} px) is smaller than the {tile} px window: "
                      "segmented in one window")
@@ -94,7 +87,7 @@ def segment_loaded(loaded: LoadedImage, model: torch.nn.Module, card: dict[str, 
     return Segmentation(rgb=loaded.rgb, mask=mask, classes=classes, views=picture_views(loaded),
                         inference={"tile": int(tile), "overlap": float(overlap), "tta": bool(tta)},
                         bands=None if is_rgb(card_bands(card)) else card_bands(card),
-                        areas=class_areas(mask, classes, None if domain.in_domain is False else loaded.pixel_size_m),
+                        areas=class_areas(mask, classes, None if domain.warning() else loaded.pixel_size_m),
                         profile=loaded.profile,
                         notes=notes, domain=domain, pixel_size_m=loaded.pixel_size_m,
                         pixel_size_used_m=model_m if factor is not None else loaded.pixel_size_m,

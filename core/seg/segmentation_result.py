@@ -73,9 +73,10 @@ class Segmentation:
 
     @property
     def areas_relative_only(self) -> bool:
-        """Out of the model's domain: its classes are a guess, so areas are shares of the image, never square metres
-        (``core.seg.segment`` leaves them out), and every output carries the warning beside them."""
-        return self.domain is not None and self.domain.in_domain is False
+        """Out of the model's domain, or too small to be held against it: its classes are a guess, so areas are
+        shares of the image, never square metres (``core.seg.segment`` leaves them out), and every output carries the
+        warning beside them."""
+        return self.warning is not None
 
     def model_line(self, emphasis: str = "") -> str:
         """The model, how and why it was chosen, and the image's in-domain score, once: auto's reason already
