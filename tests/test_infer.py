@@ -373,6 +373,33 @@ def test_geotiff_write_round_trip(tmp_path):
         write_mask_geotiff(tmp_path / "bad.tif", np.zeros((10, 10), np.uint8), img.profile)
 
 
+def test_an_out_of_domain_geotiff_mask_carries_its_warning(tmp_path):
+    """A GIS user who loads only the mask saw no caution (a review: the CSV and JSON had it, the GeoTIFF not)."""
+    from core.seg.domain import DomainScore
+    from core.seg.segmentation_result import Segmentation, write_outputs
+
+    transform = Affine(0.5, 0.0, 500000.0, 0.0, -0.5, 4100000.0)
+    data = np.random.default_rng(3).integers(0, 256, (3, 40, 48), dtype=np.uint8)
+    img = read_image(write_tiff(tmp_path / "geo.tif", data, crs="EPSG:32611", transform=transform))
+    areas = [{"name": "a", "pixels": 1920, "percent": 100.0, "square_metres": None}]
+    far = DomainScore(known=True, score=0.0, in_domain=False, reasons=["its colours are unlike any training tile's"])
+    for domain in (far, DomainScore(known=True, score=0.4, in_domain=True)):
+        seg = Segmentation(rgb=img.rgb, mask=np.zeros((40, 48), np.uint8), classes=CLASSES, areas=areas,
+                           profile=img.profile, domain=domain)
+        out = tmp_path / str(domain.in_domain)
+        out.mkdir()
+        written = write_outputs(seg, out, "scene")
+        (out / "bytes.tif").write_bytes(seg.geotiff())  # the page's and the demo's download: the same file
+        for path in (written["geotiff"], out / "bytes.tif"):
+            with rasterio.open(path) as m:
+                tags, band = m.tags(), m.descriptions[0]
+            if domain is far:
+                assert tags["WARNING"] == seg.warning and "unlike any training tile" in tags["WARNING"]
+                assert band.startswith("OUT OF DOMAIN") and "0=" in band
+            else:
+                assert "WARNING" not in tags and band.startswith("class index: 0=")
+
+
 # ------------------------------------------------------------------------------------------------ CLI
 def test_cli_writes_everything_georeferenced(seg, tmp_path, capsys):
     _, _, ckpt = seg

@@ -236,9 +236,11 @@ def band_note(kept: list[str]) -> str:
 
 
 def write_mask_geotiff(path: str | os.PathLike[str], mask: np.ndarray, profile: dict[str, Any],
-                       classes: list[dict[str, Any]] | None = None) -> None:
+                       classes: list[dict[str, Any]] | None = None, warning: str | None = None) -> None:
     """A single-band uint8 GeoTIFF (LZW) with the CRS and transform of ``profile``. With ``classes``: their colour
-    table, their names as tags (``CLASS_NAMES`` as JSON, ``CLASS_<i>``) and in the band description, nodata 255."""
+    table, their names as tags (``CLASS_NAMES`` as JSON, ``CLASS_<i>``) and in the band description, nodata 255.
+    ``warning`` (an out-of-domain result's) goes in a ``WARNING`` tag, the image description and the band
+    description's start: a GIS user who opens only the mask sees it (a review found it only in the CSV and JSON)."""
     rasterio = need_rasterio()
 
     mask = np.asarray(mask)
@@ -262,4 +264,7 @@ def write_mask_geotiff(path: str | os.PathLike[str], mask: np.ndarray, profile: 
             dst.update_tags(CLASS_NAMES=json.dumps(names),
                             **{f"CLASS_{i}": name for i, name in enumerate(names)})
             dst.update_tags(1, CLASS_NAMES=json.dumps(names))
-            dst.set_band_description(1, "class index: " + ", ".join(f"{i}={n}" for i, n in enumerate(names)))
+            caution = "OUT OF DOMAIN, see the WARNING tag; " if warning else ""
+            dst.set_band_description(1, caution + "class index: " + ", ".join(f"{i}={n}" for i, n in enumerate(names)))
+        if warning:
+            dst.update_tags(WARNING=" ".join(warning.split()), TIFFTAG_IMAGEDESCRIPTION=" ".join(warning.split()))

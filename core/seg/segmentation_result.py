@@ -111,13 +111,20 @@ class Segmentation:
         _write_areas(buf, self.areas, self.warning if self.areas_relative_only else None)
         return buf.getvalue()
 
+    def write_geotiff(self, path: Path) -> None:
+        """The mask as a GeoTIFF with the input's CRS and transform, its warning in its tags when it has one (as the
+        CSV's column); the input must have had a georeference."""
+        assert self.profile is not None, "a GeoTIFF mask needs a georeferenced input"
+        write_mask_geotiff(path, self.mask, self.profile, self.classes,
+                           self.warning if self.areas_relative_only else None)
+
     def geotiff(self) -> bytes | None:
-        """The mask as a GeoTIFF with the input's CRS and transform; None when the input had no georeference."""
+        """``write_geotiff``'s bytes; None when the input had no georeference."""
         if self.profile is None:
             return None
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "mask.tif"
-            write_mask_geotiff(path, self.mask, self.profile, self.classes)
+            self.write_geotiff(path)
             return path.read_bytes()
 
     def report(self, image: str = "") -> dict[str, Any]:
@@ -155,6 +162,6 @@ def write_outputs(seg: Segmentation, out_dir: Path, stem: str, image: str = "") 
     outputs["areas"].write_text(seg.areas_csv())
     if seg.profile is not None:
         outputs["geotiff"] = out_dir / f"{stem}_mask.tif"
-        write_mask_geotiff(outputs["geotiff"], seg.mask, seg.profile, seg.classes)
+        seg.write_geotiff(outputs["geotiff"])
     outputs["report"].write_text(json.dumps(seg.report(image), indent=1))
     return outputs
