@@ -71,7 +71,7 @@ def test_near_ties_are_reported(models, tmp_path: Path) -> None:
     purple[..., 0], purple[..., 2] = 180, 220  # unlike both: both score 0.00
     choice = choose_model(loaded(purple), np.zeros((300, 300), bool), None, [sand, real_green], ModelCache())
     other = ({sand.label, real_green.label} - {choice.entry.label}).pop()
-    assert f"; {other} fits it no better (domain fit 0 too): the nearer training tiles decided (distance " \
+    assert f"; {other} fits it no better (domain fit 0 too): the nearer training tiles decided (relative " \
         in choice.why and "near tie" not in choice.why and "the others' domain fit" not in choice.why  # said once
     assert choice.as_dict()["near_tie"] == [{"name": other, "score": 0.0}]
     clear = choose_model(loaded(scene("sand", 300, 300, 3)), np.zeros((300, 300), bool), None, [sand, real_green])
@@ -103,9 +103,10 @@ def test_the_near_tie_rule() -> None:
     assert _near_ties(0, [(0, d(0.021)), (1, d(0.0))], entries, groups) == []  # beyond all its tiles: no rival
     tie = _near_ties(0, [(0, d(0.0, 2.0)), (1, d(0.0, 3.0))], entries, groups)
     assert _tie_text(d(0.0, 2.0), tie, entries) == ("m1 fits it no better (domain fit 0 too): the nearer training "
-                                                    "tiles decided (distance 2.00 vs 3.00)")
+                                                    "tiles decided (relative distance, the report's fit: 2.00 vs 3.00)")
     assert _tie_text(d(0.1, 2.0), [(1, d(0.1, 3.0))], entries) == \
-        "a near tie with m1 (0.100 vs 0.100), decided by the nearer training tiles (distance 2.00 vs 3.00)"
+        ("a near tie with m1 (0.100 vs 0.100), decided by the nearer training tiles (relative distance, the report's "
+         "fit: 2.00 vs 3.00)")
     assert _tie_text(d(0.0, 2.0), [(1, d(0.0, 2.0))], entries) == \
         "a near tie with m1 (0.000 vs 0.000), equal in score and fit: the first listed was taken"
 

@@ -336,15 +336,21 @@ def _near_ties(best_k: int, ranked: list[tuple[int, DomainScore]], entries: list
             and (d.score > 0 or d.score == best.score)]  # 0: farther than all its training tiles, no rival
 
 
+def _fits(best: DomainScore, other: DomainScore) -> str:
+    """The two relative distances that broke a tie, under the name the report gives them (``domain.fit``): a review
+    looked for the printed figure under the report's ``distance``, which is the content half's raw distance."""
+    return f"relative distance, the report's fit: {best.fit:.2f} vs {other.fit:.2f}"
+
+
 def _tie_text(best: DomainScore, near: list[tuple[int, DomainScore]], entries: list[ModelEntry]) -> str:
     k, d = near[0]
     more = f" and {len(near) - 1} more" if len(near) > 1 else ""
     if best.score == d.score == 0 and best.fit is not None and d.fit is not None and best.fit != d.fit:  # both fit
         # none: no near tie of two fits, only the nearer training tiles
         return (f"{entries[k].label}{more} fits it no better (domain fit 0 too): the nearer training tiles decided "
-                f"(distance {best.fit:.2f} vs {d.fit:.2f})")
+                f"({_fits(best, d)})")
     if best.score == d.score and best.fit is not None and d.fit is not None and best.fit != d.fit:
-        how = f", decided by the nearer training tiles (distance {best.fit:.2f} vs {d.fit:.2f})"
+        how = f", decided by the nearer training tiles ({_fits(best, d)})"
     elif best.score == d.score:
         how = ", equal in score and fit: the first listed was taken"
     else:
