@@ -390,6 +390,21 @@ def test_a_grey_image_is_said_to_be_grey_to_a_colour_model(two_domains, tmp_path
     assert grey["domain"]["in_domain"] is False and said in grey["warning"]
     colour = json.loads((out / "colour_report.json").read_text())
     assert not any(said in r for r in colour["domain"]["reasons"] + colour["notes"])
+    # beside its fit the model line says why it still warns (a review read "far from" beside a fit of 0.40)
+    from core.seg.segmentation_result import Segmentation
+
+    def line(how: str, reasons: list[str], score: float = 0.4) -> str:
+        domain = DomainScore(known=True, score=score, in_domain=not reasons, reasons=reasons)
+        return Segmentation(rgb=colour_img, mask=np.zeros((2, 2), np.uint8), classes=[], areas=[], domain=domain,
+                            model={"name": "m", "how": how, "why": "best fit"}).model_line()
+
+    colour_img = np.zeros((2, 2, 3), np.uint8)
+    assert line("given", [said]) == ("m (given: best fit); domain fit 0.40; out of the domain all the same, for what "
+                                     "the fit cannot see (the warning says)")
+    assert line("auto", [said]).endswith("out of the domain all the same, for what the fit cannot see (the warning "
+                                         "says)")
+    assert line("given", []) == "m (given: best fit); domain fit 0.40"
+    assert line("given", ["its colours are unlike any training tile's"], 0.0) == "m (given: best fit); domain fit 0.00"
 
 
 def test_a_very_dark_image_is_out_of_the_domain_and_its_areas_relative(two_domains, tmp_path: Path) -> None:

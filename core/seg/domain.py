@@ -56,6 +56,7 @@ FIT_SCALE = ("domain fit: the share of the model's own training tiles that lie f
              f"typical as a middling training tile, 1 more typical than all; below {1 - OOD_PERCENTILE / 100:.2f} "
              f"it is farther than {OOD_PERCENTILE} % of them, out of the model's domain, and warned. A grey or very "
              "dark image is out of an RGB model's domain and warned whatever its fit: the fit cannot see those")
+FIT_REASONS = ("its content is farther", "its colours are unlike")  # the fit's own reasons (score_image)
 DATA_KINDS = ("real", "generated")  # a card's ``domain.data_kind``: imagery of the ground, or scenes a program made
 
 
@@ -72,6 +73,13 @@ class DomainScore:
     reasons: list[str] = field(default_factory=list)
     usable: bool = True  # False: the model cannot read this image at all (it lacks one of the model's bands)
     trained_on: str | None = None  # the model's training data in words (``training_data_text``), for the warning
+
+    @property
+    def overruled_fit(self) -> bool:
+        """Out of the domain for a reason the fit cannot see (grey, dark, pixel size, generated training data) while
+        the fit itself would have let the image in: a page that prints "domain fit 0.40" must say why it still warns."""
+        return (self.in_domain is False and self.score is not None
+                and not any(r.startswith(FIT_REASONS) for r in self.reasons))
 
     @property
     def unjudged_image(self) -> bool:

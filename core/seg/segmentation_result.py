@@ -86,10 +86,10 @@ class Segmentation:
             return ""
         score = self.domain.score if self.domain is not None else None
         line = f"{emphasis}{self.model['name']}{emphasis} ({self.model['how']}: {self.model['why']})"
-        if self.model["how"] == "auto" and score is not None:
-            return line
         if score is not None:
-            return line + f"; domain fit {score:.2f}"
+            overruled = "; out of the domain all the same, for what the fit cannot see (the warning says)" \
+                if self.domain is not None and self.domain.overruled_fit else ""
+            return line + ("" if self.model["how"] == "auto" else f"; domain fit {score:.2f}") + overruled
         reasons = self.domain.reasons if self.domain is not None else []
         reason = reasons[0] if reasons else "no fingerprint"
         if self.model["how"] == "auto" and reason in self.model["why"]:  # auto's reason already says why
