@@ -31,7 +31,7 @@ from core.imaging.imageio import ImageError, LoadedImage, PixelBudgetError, gene
 from core.seg.domain import FIT_SCALE
 from core.seg.scene_role import note_scene
 from core.seg.segment import segment_choosing
-from core.seg.segmentation_result import Segmentation
+from core.seg.segmentation_result import Segmentation, shared_report
 from workbench import kept_uploads
 from workbench.common import kept_default, literal, seg_model, show_error, tab_names
 from workbench.label_view import show_label_score
@@ -204,17 +204,22 @@ def _geotiff_bytes(seg: Segmentation) -> Callable[[], bytes]:
     return lambda: seg.geotiff() or b""
 
 
-def show_downloads(seg: Segmentation, stem: str, key: str) -> None:
-    """Mask PNG, areas CSV and, for georeferenced input, the GeoTIFF: made when clicked, not on every rerun."""
-    cols = st.columns(3)
+def show_downloads(seg: Segmentation, stem: str, key: str, name: str = "") -> None:
+    """Mask PNG, areas CSV, the report JSON (``core.segment``'s and the demo's: model choice, domain, notes) and, for
+    georeferenced input, the GeoTIFF: made when clicked, not on every rerun."""
+    cols = st.columns(4)
     cols[0].download_button("Mask PNG", data=seg.mask_png, file_name=f"{stem}_mask.png", mime="image/png",
                             key=f"dl_mask_{key}", on_click="ignore", icon="⬇️", width="stretch",
                             help="class indices in the model's class order, shown in the class colours (a palette "
                                  "PNG); no-data pixels are transparent")
     cols[1].download_button("Areas CSV", data=_csv_bytes(seg), file_name=f"{stem}_areas.csv", mime="text/csv",
                             key=f"dl_csv_{key}", on_click="ignore", icon="⬇️", width="stretch")
+    cols[2].download_button("Report JSON", data=lambda: shared_report(seg, name), file_name=f"{stem}_report.json",
+                            mime="application/json", key=f"dl_report_{key}", on_click="ignore", icon="⬇️",
+                            width="stretch", help="what core.segment writes: the model and why, the domain fit and "
+                                                  "warning, areas, notes (a label score: below, once a mask is given)")
     if seg.profile is not None:
-        cols[2].download_button("GeoTIFF mask", data=_geotiff_bytes(seg), file_name=f"{stem}_mask.tif",
+        cols[3].download_button("GeoTIFF mask", data=_geotiff_bytes(seg), file_name=f"{stem}_mask.tif",
                                 mime="image/tiff", key=f"dl_tif_{key}", on_click="ignore", icon="🌍",
                                 width="stretch", help="the mask with the input's CRS and transform")
 
@@ -285,8 +290,8 @@ def show_result(result: Result, key: str) -> None:
         st.plotly_chart(areas_figure(seg), key=f"chart_{key}", config={"displayModeBar": False})
     for note in seg.notes:
         st.caption(f"ℹ️ {note}")
-    show_downloads(seg, Path(result.name).stem or "image", key)
-    show_label_score(seg, key, PREVIEW_SIDE, image=result.source or key)
+    show_downloads(seg, Path(result.name).stem or "image", key, result.name)
+    show_label_score(seg, key, PREVIEW_SIDE, image=result.source or key, image_name=result.name)
 
 
 def show_results(results: list[tuple[str, Result]]) -> None:

@@ -457,3 +457,21 @@ def test_a_mask_of_another_size_is_refused_from_the_two_headers(tmp_path) -> Non
     with pytest.raises(LabelMaskError, match="the label mask cannot be read"):
         check_label_mask_size(tmp_path / "gone.png", tmp_path / "image.png")
     check_label_mask_size(tmp_path / "half.png", tmp_path / "not.png")  # an image that is none: its own read says so
+
+
+def test_the_shared_report_names_the_model_by_its_file_and_keeps_the_score() -> None:
+    """The page's and the demo's report download: the server's folders stay out, the label score goes in."""
+    import json
+
+    from core.seg.segmentation_result import Segmentation, shared_report
+
+    seg = Segmentation(rgb=np.zeros((2, 2, 3), np.uint8), mask=np.zeros((2, 2), np.uint8),
+                       classes=[{"name": "a", "color": [1, 2, 3]}],
+                       areas=[{"name": "a", "pixels": 4, "percent": 100.0, "square_metres": None}],
+                       model={"name": "m", "how": "given", "why": "asked",
+                              "path": "/srv/secret/runs/x/best.safetensors"},
+                       label_score={"miou": 0.5, "accuracy": 0.75, "iou": {"a": 0.5}})
+    report = json.loads(shared_report(seg, "tile.png"))
+    assert report["model"]["path"] == "best.safetensors" and report["image"] == "tile.png"
+    assert report["label_score"]["miou"] == 0.5 and report["areas"][0]["pixels"] == 4
+    assert seg.report("tile.png")["model"]["path"].startswith("/srv/secret")  # the CLI's own file keeps it

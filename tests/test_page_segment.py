@@ -90,7 +90,7 @@ def test_sample_tile_is_segmented_with_areas_chart_and_downloads(empty_store: Pa
     assert table["percent"].sum() == pytest.approx(100.0)
     assert "m²" not in table  # no georeference, no pixel size
     assert len(at.get("plotly_chart")) == 1
-    assert [d.label for d in at.download_button] == ["Mask PNG", "Areas CSV"]
+    assert [d.label for d in at.download_button] == ["Mask PNG", "Areas CSV", "Report JSON"]
     assert len(at.html) == 1 and "low vegetation" in at.html[0].proto.body
 
 
@@ -177,7 +177,7 @@ def test_geotiff_gets_square_metres_notes_and_a_geotiff_download(populated_store
     assert table["m²"].sum() == pytest.approx(256 * 256 * 0.25, abs=len(table) / 2) and "caution" not in table.columns
     assert (table["m²"] == table["m²"].round()).all()  # whole square metres (the CSV keeps the exact areas)
     assert any("georeferenced, 0.5 m/pixel" in c.value for c in at.caption)
-    assert [d.label for d in at.download_button] == ["Mask PNG", "Areas CSV", "GeoTIFF mask"]
+    assert [d.label for d in at.download_button] == ["Mask PNG", "Areas CSV", "Report JSON", "GeoTIFF mask"]
 
 
 def test_two_files_get_tabs_and_a_run_model_can_be_chosen(populated_store: Path) -> None:
@@ -273,6 +273,8 @@ def test_a_label_mask_gives_iou_per_class_and_a_difference_overlay(empty_store: 
     Image.fromarray(seg.mask).save(buf, format="PNG")  # the prediction itself as labels: a perfect score
     at.file_uploader(key=f"labels_{key}").set_value(("labels.png", buf.getvalue(), "image/png")).run()
     assert not at.exception and not at.error, [e.value for e in at.error]
+    # the report with the score, as core.segment --labels writes it (a review: the page had no report at all)
+    assert [d.label for d in at.download_button][-1] == "Report JSON with this score"
     shown = {m.label: m.value for m in at.metric}
     assert shown["mIoU"] == "100.0 %" and shown["Pixel accuracy"] == "100.0 %"
     assert len(at.image) == 2  # the overlay and the right/wrong image

@@ -6,7 +6,6 @@ files they write; the app module is about the page, its events and its budgets.
 """
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 import threading
@@ -21,7 +20,7 @@ from core.data.paths import scratch_dir
 from core.imaging.colours import display_rgb
 from core.seg.domain import FIT_SCALE
 from core.seg.label_score import LabelScore
-from core.seg.segmentation_result import Segmentation
+from core.seg.segmentation_result import Segmentation, shared_report
 from workbench.segment_view import areas_frame
 
 DISPLAY_SIDE = 2048  # the overlay shown in the page is at most this many pixels on its longer side
@@ -120,11 +119,8 @@ def overlay_file(view: Segmentation, opacity: float, stem: str, out: Path) -> st
 def write_report(seg: Segmentation, stem: str, out: Path, name: str = "") -> str:
     """The report JSON under ``out``, naming the model by its file (the server's folders are not the visitor's
     business)."""
-    report = seg.report(name)
-    if isinstance(report.get("model"), dict) and report["model"].get("path"):
-        report["model"] = {**report["model"], "path": Path(report["model"]["path"]).name}
     path = out / f"{stem}_report.json"
-    path.write_text(json.dumps(report, indent=1))
+    path.write_bytes(shared_report(seg, name))
     return str(path)
 
 

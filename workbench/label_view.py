@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,7 +20,7 @@ from PIL import Image
 
 from core.seg.label_score import LabelMaskError, LabelScore, difference_image, score_labels
 from core.seg.scene_role import seen_scene_note
-from core.seg.segmentation_result import Segmentation
+from core.seg.segmentation_result import Segmentation, shared_report
 from workbench.common import literal
 from workbench.segment_view import class_bar_marker, class_rgb, readable_class
 
@@ -89,8 +91,10 @@ def _forget(image: str) -> None:
     st.session_state.get(MASKS, {}).pop(image, None)
 
 
-def show_label_score(seg: Segmentation, key: str, preview_side: int, image: str | None = None) -> None:
-    """``key``: the result's (widget keys); ``image``: the image's content id, under which its mask is kept."""
+def show_label_score(seg: Segmentation, key: str, preview_side: int, image: str | None = None,
+                     image_name: str = "") -> None:
+    """``key``: the result's (widget keys); ``image``: the image's content id, under which its mask is kept;
+    ``image_name``: its file's name, for the scored report."""
     image = image or key
     kept = st.session_state.get(MASKS, {}).get(image)
     # keyed: the expander stays open across the rerun that an upload inside it starts; open when a mask is kept, so a
@@ -153,6 +157,12 @@ def show_label_score(seg: Segmentation, key: str, preview_side: int, image: str 
                         column_config={"iou": st.column_config.TextColumn(
                                            "IoU (%)", help="—: the class is in neither the mask nor the prediction"),
                                        "label pixels": st.column_config.NumberColumn(format="localized")})
+        scored = replace(seg, label_score=result.report(seg.classes, name))
+        st.download_button("Report JSON with this score", data=lambda: shared_report(scored, image_name),
+                           file_name=f"{Path(image_name).stem or 'image'}_report.json", mime="application/json",
+                           key=f"dl_scored_report_{key}", on_click="ignore", icon="⬇️",
+                           help="the report with the score under label_score (miou, accuracy, iou per class), as "
+                                "core.segment --labels writes it")
         note = result.absent_note(seg.classes, readable_class)  # as the table beside it names them
         if note:
             st.caption(f"ℹ️ {note}")

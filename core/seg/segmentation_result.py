@@ -140,6 +140,15 @@ class Segmentation:
                 "inference": self.inference}
 
 
+def shared_report(seg: Segmentation, image: str = "") -> bytes:
+    """The report JSON as the page and the demo hand it to a visitor: the model named by its file, not the server's
+    folders (``write_outputs``, on the user's own machine, keeps the path)."""
+    report = seg.report(image)
+    if isinstance(report.get("model"), dict) and report["model"].get("path"):
+        report["model"] = {**report["model"], "path": Path(report["model"]["path"]).name}
+    return json.dumps(report, indent=1).encode()
+
+
 def palette_png(mask: np.ndarray, classes: list[dict[str, Any]]) -> bytes:
     """The mask as a palette PNG: pixel values are class indices, shown in the class colours; no data (255) is
     transparent. Why: a plain 8-bit mask of indices 0-5 opens as an all-black image."""
