@@ -188,7 +188,11 @@ def areas_figure(seg: Segmentation) -> go.Figure:
                            marker=class_bar_marker([class_rgb(c) for c, _ in rows]),
                            customdata=hover,
                            hovertemplate="%{y}: %{x:.2f}%<br>%{customdata}<extra></extra>"))
-    fig.update_layout(height=60 + 28 * len(rows), margin=dict(l=10, r=10, t=10, b=30), xaxis_title="% of image",
+    # of the pixels with data: a sixth of no data made "% of image" read 60.6 % water where 51.4 % of it was
+    none = seg.nodata_share
+    basis = "% of image" if not none else "% of the pixels with data (" + (
+        f"{100 * none:.1f} % hold none)" if none >= 0.0005 else "a few hold none)")
+    fig.update_layout(height=60 + 28 * len(rows), margin=dict(l=10, r=10, t=10, b=30), xaxis_title=basis,
                       xaxis_range=[0, 100], showlegend=False)
     if seg.areas_relative_only:  # the chart is copied alone too: the caution goes with it
         fig.update_layout(title=dict(text="⚠️ out of domain: shares only", font=dict(size=13)), margin=dict(t=40),

@@ -94,6 +94,27 @@ def test_sample_tile_is_segmented_with_areas_chart_and_downloads(empty_store: Pa
     assert len(at.html) == 1 and "low vegetation" in at.html[0].proto.body
 
 
+def test_shares_with_no_data_say_their_basis_in_the_chart_and_the_csv(empty_store: Path) -> None:
+    """A review: an image whose top sixth was transparent showed water 60.6 % on an axis "% of image" (51.4 % of it);
+    the CSV's shares summed to 100 with no word of the rest."""
+    rgba = np.dstack([np.random.default_rng(2).integers(0, 256, (96, 96, 3), dtype=np.uint8),
+                      np.full((96, 96), 255, np.uint8)])
+    rgba[:16, :, 3] = 0  # the top 16 rows: no data
+    buf = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buf, format="PNG")
+    at = open_page()
+    at.selectbox(key="segment_model").set_value("shipped: dubai_seg").run()
+    at.file_uploader(key="segment_files").set_value(("holes.png", buf.getvalue(), "image/png")).run()
+    assert not at.exception and not page_errors(at), page_errors(at)
+    axis = json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]["xaxis"]["title"]["text"]
+    assert axis == "% of the pixels with data (16.7 % hold none)"
+    seg = next(iter(at.session_state["segment_results"].values())).seg
+    rows = seg.areas_csv().splitlines()
+    assert rows[-1].split(",")[:3] == ["no_data", str(16 * 96), ""]
+    assert sum(float(r.split(",")[2]) for r in rows[1:-1]) == pytest.approx(100.0)  # of the classified pixels
+    assert sum(int(r.split(",")[1]) for r in rows[1:]) == 96 * 96
+
+
 def test_a_sample_keeps_the_model_the_user_picked_for_every_image(empty_store: Path) -> None:
     at = open_page()
     at.selectbox(key="segment_model").set_value("shipped: dubai_seg").run()

@@ -24,16 +24,23 @@ from ..imaging.tiffio import write_mask_geotiff
 REPORT_VERSION = 1
 
 
-def _write_areas(f: Any, areas: list[dict[str, Any]], warning: str | None = None) -> None:
+NO_DATA_ROW = "no_data"  # the areas CSV's last row where pixels hold no data: counted, no share of its own
+
+
+def _write_areas(f: Any, areas: list[dict[str, Any]], warning: str | None = None, nodata_pixels: int = 0) -> None:
     """The areas table; an out-of-domain result's warning in a last column, on every row (no square metres then).
     Why a column: the ``# warning:`` first line it was holds commas, and any reader not told to skip comments
-    (pandas.read_csv, csv.reader, a spreadsheet) split it into a table of junk, exactly when the warning mattered."""
+    (pandas.read_csv, csv.reader, a spreadsheet) split it into a table of junk, exactly when the warning mattered.
+    ``percent`` is of the classified pixels; pixels without data follow in a ``no_data`` row with their count and no
+    percent (a review read 60.6 % water as a share of an image whose sixth held no data)."""
     w = csv.writer(f)
     w.writerow(["class", "pixels", "percent", "square_metres", *(["warning"] if warning else [])])
     said = [" ".join(warning.split())] if warning else []
     for row in areas:
         sq = row["square_metres"]
         w.writerow([row["name"], row["pixels"], f"{row['percent']:.4f}", "" if sq is None else f"{sq:.4f}", *said])
+    if nodata_pixels:
+        w.writerow([NO_DATA_ROW, nodata_pixels, "", "", *said])
 
 
 @dataclass
@@ -108,7 +115,8 @@ class Segmentation:
 
     def areas_csv(self) -> str:
         buf = io.StringIO()
-        _write_areas(buf, self.areas, self.warning if self.areas_relative_only else None)
+        _write_areas(buf, self.areas, self.warning if self.areas_relative_only else None,
+                     int((self.mask == NODATA).sum()))
         return buf.getvalue()
 
     def write_geotiff(self, path: Path) -> None:
