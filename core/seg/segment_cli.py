@@ -19,8 +19,9 @@ Segment page scores it (``core.seg.label_score``: class indices or colours, a pa
 per image (mIoU, pixel accuracy) is printed and the report JSON holds ``label_score`` (``miou``, ``accuracy``,
 ``iou`` per class name, how the mask was read, the shares left out).
 
-A bad image is reported as one line ``error: <path>: <reason>`` on stderr and the others are still processed; the
-exit code is 2 if any image failed or the checkpoint cannot be used, 0 otherwise. No tracebacks.
+A bad image is reported as one line ``error: <path>: <reason>`` on stderr and the others are still processed. Exit
+codes: 0 all done; 1 every image segmented and written, but a label mask was refused (its line says why); 2 an image
+failed, or the arguments or the checkpoint cannot be used. No tracebacks.
 """
 from __future__ import annotations
 
@@ -258,7 +259,8 @@ def _run(args: argparse.Namespace) -> int:
     where = f"into {args.out}" if failed < n else "(nothing written)"
     say(f"{n - failed} of {n} image(s) segmented {where}" + (f"; {failed} failed" if failed else "")
         + (f"; {unscored} label mask(s) not scored" if unscored else ""))
-    return 2 if failed or unscored else 0
+    # apart: a script must tell "written, a mask unscored" from "not written" (a review found both 2)
+    return 2 if failed else 1 if unscored else 0
 
 
 if __name__ == "__main__":
