@@ -427,3 +427,21 @@ def test_served_from_the_command_line_it_names_its_api_and_no_share_link(capsys:
     out = capsys.readouterr().out
     assert not done.is_alive() and "this machine only" in out and "/?view=api" in out, out
     assert "share" not in out  # an offline demo: gradio's hint on public share links would only mislead
+
+
+def test_output_folders_of_killed_demos_are_swept(tmp_path: Path) -> None:
+    """A demo killed before it closed left its gradio-* folder under the data root, and they piled up."""
+    import time
+
+    from workbench.gradio_outputs import sweep_stale_outputs
+
+    old, fresh, cache = tmp_path / "gradio-old", tmp_path / "gradio-live", tmp_path / "gradio-cache"
+    for folder in (old / "calls" / "a", fresh / "calls" / "b", cache / "c"):
+        folder.mkdir(parents=True)
+        (folder / "f.png").write_bytes(b"x")
+    day_ago = time.time() - 2 * 86_400
+    for p in [old, *old.rglob("*"), cache, *cache.rglob("*")]:
+        os.utime(p, (day_ago, day_ago))
+    os.utime(fresh, (day_ago, day_ago))  # an old root whose newest call is recent: a live demo's
+    assert sweep_stale_outputs(tmp_path) == 1
+    assert not old.exists() and (fresh / "calls" / "b" / "f.png").exists() and cache.exists()  # gradio's own: its own

@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -86,10 +87,33 @@ def info_markdown(name: str, seg: Segmentation, pixel_size_m: float | None) -> s
     return "\n".join(lines)
 
 
+STALE_S = 86_400  # an output folder untouched this long belongs to a demo that did not close (killed): removed
+
+
+def sweep_stale_outputs(folder: Path, max_age_s: float = STALE_S) -> int:
+    """Remove the ``gradio-*`` output folders of demos that were killed before ``Outputs.close`` (a review found them
+    piling up under the data root); one untouched for ``max_age_s`` is no live demo's (each call touches its
+    folder). Returns how many."""
+    now, gone = time.time(), 0
+    for root in folder.glob("gradio-*"):
+        if root.name == "gradio-cache" or not root.is_dir() or root.is_symlink():
+            continue
+        try:
+            newest = max([root.stat().st_mtime, *(p.stat().st_mtime for p in root.rglob("*"))])
+        except OSError:
+            continue
+        if now - newest >= max_age_s:
+            shutil.rmtree(root, ignore_errors=True)
+            gone += 1
+    return gone
+
+
 class Outputs:
-    """A folder per call for the files the page offers; only the last KEEP_CALLS folders are kept."""
+    """A folder per call for the files the page offers; only the last KEEP_CALLS folders are kept. Folders that
+    killed demos left behind are swept when a new one starts."""
 
     def __init__(self) -> None:
+        sweep_stale_outputs(scratch_dir())
         self.root = Path(tempfile.mkdtemp(prefix="gradio-", dir=scratch_dir()))
         self.calls = self.root / "calls"
         self.calls.mkdir()
