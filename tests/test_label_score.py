@@ -55,6 +55,12 @@ def test_ignore_unknown_colours_and_no_data_are_left_out() -> None:
     colours = np.asarray([c["color"] for c in CLASSES], np.uint8)[truth()]
     colours[3, :] = (9, 9, 9)
     assert score_labels(truth(), png(colours), CLASSES).unknown == pytest.approx(30 / 600)
+    assert result.left_out_text() == "15.0 %"
+    big = np.tile(truth(), (50, 50))  # 1.5 M pixels, one of them ignored: a few, not "0.0 %"
+    big[0, 0] = IGNORE
+    few = score_labels(big, png(big), CLASSES)
+    assert few.left_out_text() == "< 0.1 %" and "< 0.1 % left out" in few.line()
+    assert score_labels(truth(), png(truth()), CLASSES).left_out_text() == "0.0 %"
 
 
 def test_refusals_say_why() -> None:

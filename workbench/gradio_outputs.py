@@ -47,7 +47,7 @@ def label_markdown(name: str, scored: LabelScore, seg: Segmentation) -> str:
     s = scored.scores
     text = (f"**{name}**: mIoU **{100 * s.miou:.1f} %**{scored.mask_classes_words()}, "
             f"pixel accuracy **{100 * s.overall_accuracy:.1f} %** "
-            f"(read as {scored.how}; {100 * scored.left_out:.1f} % left out: ignore value, colours of no class, no data)")
+            f"(read as {scored.how}; {scored.left_out_text()} left out: ignore value, colours of no class, no data)")
     note = scored.absent_note(seg.classes)
     unknown = scored.unknown_note()
     lines = [text + (f"\n\n{unknown}." if unknown else "") + (f"\n\nℹ️ {note}" if note else "")]

@@ -135,7 +135,7 @@ def show_label_score(seg: Segmentation, key: str, preview_side: int, image: str 
                        "from the mask counts as 0 on one image however few its pixels (the figure below it leaves "
                        "those out)")
         c2.metric("Pixel accuracy", f"{100 * s.overall_accuracy:.1f} %")
-        c3.metric("Left out", f"{100 * result.left_out:.1f} %", help="ignore value, colours of no class, no data")
+        c3.metric("Left out", result.left_out_text(), help="ignore value, colours of no class, no data")
         if seen := seen_scene_note(seg.notes):  # a walkthrough read a training image's 43 % as an unseen score
             st.warning(f"Not an unseen score: {seen}.", icon="🔁")
         rows = result.iou_rows(seg.classes)
