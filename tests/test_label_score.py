@@ -64,8 +64,11 @@ def test_ignore_unknown_colours_and_no_data_are_left_out() -> None:
 
 
 def test_refusals_say_why() -> None:
-    with pytest.raises(LabelMaskError, match=r"30×20.*31×20|31×20.*30×20"):
+    with pytest.raises(LabelMaskError, match=r"30×20.*31×20|31×20.*30×20") as err:
         score_labels(np.zeros((20, 31), np.uint8), png(truth()), CLASSES)
+    assert "EXIF" not in str(err.value)
+    with pytest.raises(LabelMaskError, match="turn the mask the same way"):  # a photo's EXIF turn, not the mask's
+        score_labels(np.zeros((30, 20), np.uint8), png(truth()), CLASSES)
     with pytest.raises(LabelMaskError, match="not an image") as err:
         score_labels(truth(), b"not a png at all", CLASSES)
     assert "BytesIO" not in str(err.value) and " at 0x" not in str(err.value)  # nothing of Python's insides

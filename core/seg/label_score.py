@@ -223,8 +223,12 @@ def _index_hint(example: Any, n: int) -> str:
 
 
 def _other_size(mask_wh: tuple[int, int], image_wh: tuple[int, int]) -> LabelMaskError:
+    """A size refusal; a mask of the image's size turned a quarter is most likely drawn on the photo as stored, before
+    its EXIF orientation turned it for reading (a review's phone-style JPEG): said, so the user knows what to do."""
+    turned = (" (the image's sides swapped: if its EXIF orientation turned it on reading, turn the mask the same "
+              "way)") if tuple(mask_wh) == tuple(image_wh)[::-1] else ""
     return LabelMaskError(f"the label mask is {mask_wh[0]}×{mask_wh[1]} pixels, the image {image_wh[0]}×{image_wh[1]}: "
-                          "they must be the same size")
+                          f"they must be the same size{turned}")
 
 
 def check_label_mask_size(mask: str | Path, image: str | Path | None) -> None:
