@@ -195,7 +195,7 @@ def areas_figure(seg: Segmentation) -> go.Figure:
     fig.update_layout(height=60 + 28 * len(rows), margin=dict(l=10, r=10, t=10, b=30), xaxis_title=basis,
                       xaxis_range=[0, 100], showlegend=False)
     if seg.areas_relative_only:  # the chart is copied alone too: the caution goes with it
-        fig.update_layout(title=dict(text="⚠️ out of domain: shares only", font=dict(size=13)), margin=dict(t=40),
+        fig.update_layout(title=dict(text=f"⚠️ {RELATIVE_NOTE}", font=dict(size=13)), margin=dict(t=40),
                           height=90 + 28 * len(rows))
     return fig
 
@@ -281,7 +281,7 @@ def show_result(result: Result, key: str) -> None:
         frame["class"] = frame["class"].map(readable_class)  # as the legend and the chart write it
         relative = "caution" in frame  # out of domain: the caution heads the table and names its share column,
         if relative:                   # not a column of its own repeated per row (it pushed the shares off screen)
-            st.caption(f"⚠️ {RELATIVE_NOTE}: the classes are a guess, their areas shares of the image (no m²)")
+            st.caption(f"⚠️ {RELATIVE_NOTE} (the warning above says why): areas are shares of the image, no m²")
         order = ["class", "percent", *[c for c in frame.columns if c not in ("class", "percent", "caution")]]
         st.dataframe(frame, hide_index=True, width="stretch", key=f"areas_{key}", column_order=order,
                      column_config={"pixels": st.column_config.NumberColumn(format="localized"),  # 103,950 fits

@@ -109,7 +109,7 @@ def test_segment_png_returns_overlay_legend_areas_and_mask(client, tmp_path: Pat
     with open(extras[0], newline="") as f:
         table_csv = list(csv.reader(f))
     if caution:  # the warning in a column of its own: any CSV reader reads the table whole
-        assert "shares" in report["warning"] and all(r[3].startswith("share only") for r in rows)
+        assert "shares" in report["warning"] and all(r[3].startswith("shares only") for r in rows)
         assert table_csv[0] == ["class", "pixels", "percent", "square_metres", "warning"]
         assert {r[4] for r in table_csv[1:]} == {report["warning"]}
     else:

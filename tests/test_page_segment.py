@@ -183,13 +183,13 @@ def test_geotiff_gets_square_metres_notes_and_a_geotiff_download(populated_store
     at.file_uploader(key="segment_files").set_value(("scene.tif", geotiff_bytes(tmp_path), "image/tiff")).run()
     assert not at.exception and not at.error
     table = areas(at)  # noise fits no model: shares only, with the caution beside them and the warning above
-    assert "m²" not in table.columns and table["caution"].str.startswith("share only").all()
+    assert "m²" not in table.columns and table["caution"].str.startswith("shares only").all()
     shown = next(d for d in at.dataframe if "caution" in d.value)  # a column per row pushed the shares off screen:
     assert list(shown.proto.column_order)[:2] == ["class", "percent"]  # the shares come second, the caution above
     assert "caution" not in shown.proto.column_order
-    assert any(c.value.startswith("⚠️ share only: out of domain: the classes are a guess") for c in at.caption)
+    assert any(c.value.startswith("⚠️ shares only: classes a guess (the warning above says why)") for c in at.caption)
     titles = [json.loads(c.proto.spec)["layout"].get("title", {}).get("text", "") for c in at.get("plotly_chart")]
-    assert any("out of domain: shares only" in t for t in titles)  # the bar chart carries it too
+    assert any("shares only: classes a guess" in t for t in titles)  # the bar chart carries it too
     assert any("areas are given as shares of the image only" in w.value for w in at.warning)
     assert any("16-bit data rescaled" in c.value for c in at.caption)
     at.file_uploader(key="segment_files").set_value(("fits.tif", geotiff_bytes(tmp_path, True), "image/tiff")).run()

@@ -50,7 +50,7 @@ def legend_html(seg: Segmentation) -> str:
     return f"<div style='display:flex;flex-wrap:wrap;font-size:0.92rem'>{items}</div>"
 
 
-RELATIVE_NOTE = "share only: out of domain"
+RELATIVE_NOTE = "shares only: classes a guess"  # out of the domain, or too small to judge: the warning says which
 
 
 def areas_frame(seg: Segmentation, area_column: str = "m²") -> pd.DataFrame:
