@@ -370,7 +370,7 @@ with st.expander("Settings", expanded=not runs, key="pretrain-settings", on_chan
         optimizer = c5.selectbox("Optimizer", optimizers, index=index_of(optimizers, base.train.optimizer),
                                  key=k("opt"))
         c1, c2, c3, c4, c5 = fe.columns(5)
-        lr = c1.number_input("Base lr (batch 256)", 0.0, 100.0, float(base.train.lr), format="%.5f", key=k("lr"))
+        lr = c1.number_input("Base lr (batch 256)", 0.0, 10.0, float(base.train.lr), format="%g", key=k("lr"))
         wd = c2.number_input("Weight decay", 0.0, 1.0, float(base.train.weight_decay), format="%.6f", key=k("wd"))
         warmup = c3.number_input("Warm-up steps", 0, 1_000_000, int(base.train.warmup_steps), key=k("warmup"))
         if by == "steps" and warmup >= steps:  # the demo preset's 20 warm-up steps in a 20-step run

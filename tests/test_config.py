@@ -218,6 +218,15 @@ def test_settings_no_machine_can_run_are_refused_at_load_naming_the_field(overri
     assert says in str(err.value)
 
 
+@pytest.mark.parametrize("preset, kind", [("finetune_demo_cpu.yaml", "finetune"), ("demo_cpu.yaml", "pretrain")])
+def test_a_learning_rate_that_only_diverges_is_refused_at_load(preset: str, kind: str) -> None:
+    """A review typed lr 1e9 in the Fine-tune form: it launched and failed at step 3 with a NaN loss."""
+    model = FinetuneConfig if kind == "finetune" else PretrainConfig
+    with pytest.raises(ConfigError, match="train.lr: Input should be less than or equal to 10"):
+        load_config(CONFIGS / preset, ["train.lr=1e9"], model=model)
+    assert load_config(CONFIGS / preset, ["train.lr=1e-6"], model=model).train.lr == 1e-6
+
+
 def test_a_refused_setting_exits_2_and_makes_no_run_folder(tmp_path) -> None:
     from core.ssl.pretrain import main
 

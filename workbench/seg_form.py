@@ -424,7 +424,7 @@ def _finetune_widgets(fe: FormErrors) -> int:
     c1, c2, c3, c4, c5, c6 = fe.columns(6)
     c1.number_input("Steps", 1, 10_000_000, key="ft-steps")
     c2.number_input("Batch", 1, 4096, key="ft-batch")
-    c3.number_input("lr", 0.0, 10.0, format="%.5f", key="ft-lr")
+    c3.number_input("lr", 0.0, 10.0, format="%g", key="ft-lr")
     c4.number_input("Crop (px)", 16, 8192, key="ft-crop")
     c5.number_input("Input scale", 0.01, 1.0, step=0.05, key="ft-scale",
                     help="The model sees its input resized by this (0.5: pixels twice as coarse) and gives its "
@@ -455,7 +455,7 @@ def _probe_widgets(fe: FormErrors) -> int:
     c1.number_input("Label fraction", 0.001, 1.0, step=0.01, format="%.3f", key="pb-fraction")
     c2.number_input("Epochs", 1, 10_000, key="pb-epochs", help="Passes of the linear head over the cached features")
     c3.number_input("Batch", 1, 4096, key="pb-batch")
-    c4.number_input("lr", 0.0, 10.0, format="%.5f", key="pb-lr")
+    c4.number_input("lr", 0.0, 10.0, format="%g", key="pb-lr")
     c5.number_input("Label stride", 1, 32, key="pb-stride", help="Train against labels subsampled by this factor")
     c1, c2, c3, c4 = fe.columns(4)
     c1.number_input("Input scale", 0.05, 1.0, step=0.05, key="pb-scale",

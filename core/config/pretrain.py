@@ -180,7 +180,8 @@ class TrainConfig(_Tracked):
     epochs: float | None = Field(None, gt=0, le=1e6)
     max_steps: Steps | None = None
     optimizer: Literal["lars", "adamw", "sgd"] = "lars"
-    lr: float = Field(0.3, gt=0.0, description="base learning rate for batch 256 (scaled linearly)")
+    lr: float = Field(0.3, gt=0.0, le=10.0, description="base learning rate for batch 256 (scaled linearly; the "
+                      "papers use 0.03-0.3, and above 10 a run only diverges)")
     weight_decay: float = Field(1e-6, ge=0.0)
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     warmup_steps: StepsOrOff = 10

@@ -75,7 +75,8 @@ class FinetuneTrainConfig(_Tracked):
                             "pooled branch sees one value per tile) cannot train on one")
     epochs: float | None = Field(None, gt=0, le=1e6)
     max_steps: Steps | None = None
-    lr: float = Field(1e-3, gt=0.0)
+    lr: float = Field(1e-3, gt=0.0, le=10.0, description="peak learning rate (above 10 a run only diverges: a typed "
+                      "1e9 launched and failed at its third step)")
     encoder_lr_scale: float = Field(0.1, ge=0.0, description="full protocol: encoder lr = lr * this")
     weight_decay: float = Field(1e-4, ge=0.0)
     class_weights: Literal["none", "balanced"] = Field(
