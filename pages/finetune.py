@@ -181,7 +181,7 @@ def scores(run: Run) -> None:
     c[3].metric("Mean F1", f"{100 * result['mean_f1']:.1f} %")
     if result.get("evaluation_detail"):
         named = (run.config().get("data") or {}).get(f"{split}_scenes")
-        scored = scored_scenes_text(result.get("scenes") or [], named)
+        scored = scored_scenes_text(result.get("scenes") or [], named, name_them=True)
         st.caption(f"Scored on {result['evaluation_detail']}" + (f": {scored}" if scored else "") + ".")
     if result.get("not_unseen"):  # an image folder split image by image: its test images' neighbours trained
         note = str(result["not_unseen"])  # starts with a config field (model.init ...): its case kept

@@ -78,7 +78,7 @@ def test_the_random_baseline_is_a_run_of_the_same_recipe_on_the_same_scenes(tmp_
     twin = _run(runs, _ft(["name=twin", "train.device=cpu"]), scenes=["s2", "s1"], miou=0.3)
     found = random_baseline(mine, _all(runs))
     assert found.state == "done" and found.run.path == twin.path and found.record["miou"] == 0.3
-    assert "the same 2 test images" in found.note and twin.id in found.note
+    assert "the same test scenes (2 scenes)" in found.note and twin.id in found.note
     assert random_baseline(twin, _all(runs)).state == "self"  # a random encoder is its own baseline
     atomic_write_json(twin.path / "test_metrics.json", {"split": "test", "scenes": ["s9"], "miou": 0.3})
     assert random_baseline(mine, _all(runs)).state == "running"  # never shown beside another split's score

@@ -433,7 +433,7 @@ def test_a_score_stands_beside_its_random_encoder_baseline(store_base: Path, tmp
     assert metric.value == f"{100 * base['miou']:.1f} %"
     assert metric.proto.delta == f"{100 * (mine['miou'] - base['miou']):+.1f} points for this run"
     page = shown(texts(at))
-    assert twin.id in page and f"the same {len(mine['scenes'])} test images" in page and "random encoder" in page
+    assert twin.id in page and f"the same test scenes ({len(mine['scenes'])} scene" in page and "random encoder" in page
     at.selectbox(key="ft-run").set_value(twin.id).run()  # the twin itself is a random encoder: its own baseline
     assert any(m.label == "Random encoder" and m.value == "this run" for m in at.metric)
 

@@ -163,6 +163,11 @@ def test_scored_images_are_counted_as_scenes_only_when_each_is_one() -> None:
     assert scored_scenes_text(dubai, ["tile_3"]) == "9 images of 1 scene (tile_3)"
     dglc = ["train/104113", "train/180902", "train/3484"]
     assert scored_scenes_text(dglc, dglc) == "3 scenes"  # each image is a named scene
+    # named where the line lists them nowhere else (the Fine-tune page of a share-based split said "3 scenes")
+    assert scored_scenes_text(dglc, None, name_them=True) == f"3 scenes ({', '.join(dglc)})"
+    assert scored_scenes_text([f"s{i}" for i in range(8)], None, name_them=True) == \
+        "8 scenes (s0, s1, s2, s3, s4, s5 and 2 more)"
+    assert scored_scenes_text(dubai, ["tile_3"], name_them=True) == "9 images of 1 scene (tile_3)"
     assert scored_scenes_text(dglc, None) == "3 scenes" and scored_scenes_text([], ["x"]) == ""
     assert scored_scenes_text(["a/1", "b/1", "b/2"], ["a", "b"]) == "3 images of 2 scenes (a, b)"
 

@@ -22,6 +22,7 @@ from ..config import ConfigError, FinetuneConfig, ProbeConfig, validate_config
 from ..store.catalog import ModelEntry, segmentation_models
 from ..store.runs import REPO_ROOT, Run
 from ..store.run_state import SHOWN_LIVE
+from .scene_role import scored_scenes_text
 
 CONFIGS: dict[str, type] = {"finetune": FinetuneConfig, "probe": ProbeConfig}
 # settings that do not change what is trained or how it is scored
@@ -143,7 +144,8 @@ def _twin_baseline(twin: Run, raw: dict[str, Any], mine: dict[str, Any] | None, 
         return Baseline("other-scenes", twin, record, note=f"run {twin.id} was tested on other scenes (the data "
                         "changed since?): not comparable")
     scenes = record.get("scenes") or []
-    where = f"the same {len(scenes)} test images" if which == "test" and scenes else \
+    named = (raw.get("data") or {}).get("test_scenes")
+    where = f"the same test scenes ({scored_scenes_text(scenes, named)})" if which == "test" and scenes else \
         "the same validation tiles" if which == "val" else f"the same {record.get('split', 'test')} tiles"
     return Baseline("done", twin, record, note=f"run {twin.id}: this run's config with a random encoder (seed "
                     f"{raw.get('seed', 0)}, one run), scored on {where}")

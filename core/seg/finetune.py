@@ -25,8 +25,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from ..store.checkpoint import (load_checkpoint, read_metadata, rng_state, save_checkpoint,
-                                set_rng_state)
+from ..store.checkpoint import load_checkpoint, read_metadata, rng_state, save_checkpoint, set_rng_state
 from ..config import ConfigError, FinetuneConfig, total_steps
 from ..data import DataError
 from ..data.labeled import build_seg_splits, neighbours_note
@@ -40,6 +39,7 @@ from .metrics import SegScores
 from ..store.lifecycle import RunLife, StopFlag, check_finite
 from ..store.runs import Run, atomic_write_json
 from .scene_eval import evaluate, test_scores
+from .scene_role import scored_scenes_text
 from .encoder_init import resolve_init
 from .lineage import KEY, init_pretrain_scenes, pretraining_note
 from .seg_loss import SegLoss
@@ -128,8 +128,7 @@ class FinetuneTrainer:
         self.best_miou = -1.0
         weight = class_weights(self.splits.train, tc.class_weights)
         self.loss_fn = SegLoss(tc.loss, self.ignore_index, None if weight is None else weight.to(self.device))
-        self.averager = WeightAverage(self.model, tc.average_from, self.total_steps) \
-            if tc.average_from is not None else None
+        self.averager = tc.average_from and WeightAverage(self.model, tc.average_from, self.total_steps) or None
         self.selection = (f"the evaluation with the best validation mIoU (every {tc.eval_every} steps and the last)"
                           if self.averager is None else "")
 
@@ -369,7 +368,8 @@ class FinetuneTrainer:
         atomic_write_json(self.run.path / "test_metrics.json", {
             "split": result.split, "tiles": result.tiles, **result.how.record(), "classes": names,
             **scores.as_dict(names), **({"not_unseen": note} if (note := self._not_unseen()) else {})})
-        self.run.log(f"{what} on {result.split} ({result.how.method}, {len(result.how.scenes)} scenes): mIoU "
+        where = scored_scenes_text(result.how.scenes, getattr(self.cfg.data, f"{result.split}_scenes", None), True)
+        self.run.log(f"{what} on {result.split} ({result.how.method}, {where}): mIoU "
                      f"{scores.miou:.4f} OA {scores.overall_accuracy:.4f} kappa {scores.kappa:.4f}")
         if best.exists():
             self._add_domain(best)

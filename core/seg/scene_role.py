@@ -192,13 +192,22 @@ def note_scene(seg: Any, name: str | Path, content: bytes | Path | None = None) 
         seg.notes.append(seen)
 
 
-def scored_scenes_text(images: list[str], scenes: Any) -> str:
+NAMED_AT_MOST = 6  # scenes a line names before "and N more"
+
+
+def scored_scenes_text(images: list[str], scenes: Any, name_them: bool = False) -> str:
     """How many images were scored, and of how many scenes when a named scene is a folder of images (the 9 images of
-    Dubai's tile_3 are one scene, not nine: a remote-sensing reader counts independent scenes)."""
+    Dubai's tile_3 are one scene, not nine: a remote-sensing reader counts independent scenes). ``name_them``: the
+    scenes' names too where a line does not list them after (a review read "3 scenes" of a share-based split and had
+    to open test_metrics.json to learn which)."""
     if not images:
         return ""
     named = [str(n) for n in scenes] if isinstance(scenes, list) else []
     folders = [n for n in named if any(str(i).startswith(f"{n}/") for i in images)]
     if folders and len(folders) < len(images):
         return f"{len(images)} images of {len(folders)} scene{'s' if len(folders) > 1 else ''} ({', '.join(folders)})"
-    return f"{len(images)} scene{'s' if len(images) > 1 else ''}"
+    text = f"{len(images)} scene{'s' if len(images) > 1 else ''}"
+    if not name_them:
+        return text
+    more = len(images) - NAMED_AT_MOST
+    return f"{text} ({', '.join(map(str, images[:NAMED_AT_MOST]))}{f' and {more} more' if more > 0 else ''})"
