@@ -431,7 +431,9 @@ def test_a_score_stands_beside_its_random_encoder_baseline(store_base: Path, tmp
     assert mine["scenes"] == base["scenes"]  # the same test scenes
     (metric,) = [m for m in at.metric if m.label == "Random encoder, same recipe (test)"]
     assert metric.value == f"{100 * base['miou']:.1f} %"
-    assert metric.proto.delta == f"{100 * (mine['miou'] - base['miou']):+.1f} points for this run"
+    assert metric.proto.delta == f"{100 * (mine['miou'] - base['miou']):+.1f} points for this run (one seed each: no " \
+                                 "verdict)"
+    assert metric.proto.color == 2 and metric.proto.direction == 2  # grey, no arrow: a green "+0.1" read as a gain
     page = shown(texts(at))
     assert twin.id in page and f"the same test scenes ({len(mine['scenes'])} scene" in page and "random encoder" in page
     at.selectbox(key="ft-run").set_value(twin.id).run()  # the twin itself is a random encoder: its own baseline

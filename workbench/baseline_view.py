@@ -25,8 +25,11 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f} %"
 
 
-def _points(mine: float, other: float) -> str:
-    return f"{100 * (mine - other):+.1f} points for this run"
+def _points(mine: float, other: float) -> dict[str, Any]:
+    """The difference as a grey chip without an arrow: one seed of each on a few scenes is no verdict (a review read
+    a green "+0.1" as a gain); a comparison (``core.compare``) gives the interval over seeds."""
+    return {"delta": f"{100 * (mine - other):+.1f} points for this run (one seed each: no verdict)",
+            "delta_color": "off", "delta_arrow": "off"}
 
 
 def _start(run_path: str) -> None:
@@ -71,7 +74,7 @@ def draw(run: Run, result: dict[str, Any], which: str) -> None:
         first.metric("Random encoder", "this run", help=found.note)
     elif found.state == "done" and found.record is not None:
         base = float(found.record["miou"])
-        first.metric(f"Random encoder, same recipe ({which})", _pct(base), delta=_points(miou, base),
+        first.metric(f"Random encoder, same recipe ({which})", _pct(base), **_points(miou, base),
                      help="The same settings (data, split, protocol, steps, seed) from a random encoder")
     elif found.state == "running" and found.run is not None:
         with first:
@@ -88,7 +91,7 @@ def draw(run: Run, result: dict[str, Any], which: str) -> None:
             found.state, f"No comparable baseline: {found.note}; a new one can be computed.")
     for col, s in zip(cols[1:] if len(cols) > 1 else [], shipped):
         if s.miou is not None:
-            col.metric(f"Shipped {s.label}", _pct(s.miou), delta=_points(miou, s.miou), help=s.note)
+            col.metric(f"Shipped {s.label}", _pct(s.miou), **_points(miou, s.miou), help=s.note)
         else:
             col.metric(f"Shipped {s.label}", "—", help=s.note)
     notes = [how] + [f"Shipped {s.label}: {s.note}." for s in shipped]
