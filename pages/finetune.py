@@ -168,6 +168,9 @@ def class_colours(card: dict[str, Any]) -> dict[str, str]:
 def scores(run: Run) -> None:
     result, which = scores_of(run)
     if result is None:
+        if run.state() in ("failed", "died", "stopped"):  # no "Scores appear ..." under a run that will not go on
+            st.caption(f"No scores: the run {run.state()} before it was scored.")
+            return
         st.caption(("Scores appear after the first validation." if run.validates() else
                     "Scores appear when the weight average has been tested on the test scenes, at the end of the "
                     "run: it has no validation split.") if run.kind() == "finetune" else

@@ -165,6 +165,30 @@ def test_the_launch_line_goes_once_its_run_is_stopped(tmp_path) -> None:
         assert any("Launched it" in s.value for s in at.success) == said, (state, [s.value for s in at.success])
 
 
+def test_a_run_that_failed_before_any_checkpoint_offers_no_resume(tmp_path) -> None:
+    """A review: a run failed on its data (a folder of text files) offered Resume, which fails the same way; one with
+    a checkpoint (a failure mid-run) keeps it."""
+    from streamlit.testing.v1 import AppTest
+
+    from core.store.runs import create_run
+
+    def page(path: str) -> None:
+        from workbench.monitor import watch
+
+        watch(path, key="t")
+
+    for name, checkpoint, state in (("early", False, "failed"), ("late", True, "failed"), ("halted", False, "stopped")):
+        run = create_run(name, "data:\n  name: synthetic\n", tmp_path / "runs", kind="finetune", state=state)
+        if checkpoint:
+            run.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            (run.checkpoint_dir / "last.safetensors").write_bytes(b"")
+        at = AppTest.from_function(page, args=(str(run.path),), default_timeout=60).run()
+        assert not at.exception, at.exception
+        offered = any(b.label == "▶ Resume" for b in at.button)
+        assert offered == (name != "early"), name
+        assert any("failed before its first checkpoint" in c.value for c in at.caption) == (name == "early")
+
+
 def test_a_probes_head_epochs_are_one_bar_with_one_time_left(tmp_path) -> None:
     """A review saw "linear head: 4 / 20 epochs, about 5 s left" above "step 4 / 20 · about 1 min left": the probe's
     steps are its head's epochs, so its phase bar alone counts them; other phases keep the step bar."""

@@ -604,3 +604,23 @@ def test_the_comparison_table_shows_every_decimal_of_its_scores(empty_store: Pat
         "mIoU %": "%.2f", "± sd": "%.2f", "OA %": "%.2f", "kappa": "%.3f"}
     assert list(table.value["mIoU %"]) == [31.5, 31.52]
     assert table.value["± sd"].isna().tolist() == [True, False]  # one seed: no spread, and no error
+
+
+def test_a_run_that_failed_unscored_says_so_and_offers_no_resume(store_base: Path, tmp_path: Path,
+                                                                   monkeypatch) -> None:
+    """A review: a run failed on its data still said "Scores appear after the first validation." and offered a
+    Resume that would fail the same way."""
+    from core.store.runs import create_run
+
+    runs = copy_store(store_base, tmp_path)
+    monkeypatch.setenv("FALSE_WB_RUNS", str(runs))
+    monkeypatch.setenv("FALSE_WB_DATA", str(store_base / "data"))
+    ft = next(r for r in list_runs(runs) if r.id.endswith("tiny-ft"))
+    failed = create_run("broken", ft.config_text(), runs, kind="finetune", state="failed")
+    failed.write_status(error="cannot read images/x1.jpg: not an image")
+    at = open_page("finetune")
+    at.selectbox(key="ft-run").set_value(failed.id).run()
+    assert not at.exception
+    page = shown(texts(at))
+    assert "No scores: the run failed before it was scored." in page and "Scores appear" not in page
+    assert "failed before its first checkpoint" in page and not any(b.label == "▶ Resume" for b in at.button)

@@ -69,6 +69,10 @@ def run_controls(run: Run, state: str, key: str) -> None:
                 st.toast(f"Stop requested for {run.id}")
             else:
                 st.warning("The run is not running any more.")
+    elif state == "failed" and run.kind() in ("pretrain", "finetune") and run.last_checkpoint() is None:
+        # nothing to continue from: Resume would run the same settings into the same failure (a review's data folder
+        # of text files, a learning rate of 1e9)
+        st.caption("It failed before its first checkpoint: correct what the error names and launch a new run.")
     elif state in ("stopped", "failed", "died"):
         if left.button("▶ Resume", key=f"{key}-resume", help=resume_help):
             try:
