@@ -128,17 +128,18 @@ class FormErrors:
         return cfg
 
     def named_field(self, msg: str) -> str:
-        """The form's field a config-wide problem is about: the setting its message starts with ("loss.detector=oracle
-        reads the labels, ..." is the Detector's), where the form has it; else "" (the settings as a whole)."""
-        m = re.match(r"[a-z_]+(?:\.[a-z_]+)+", msg)
-        return m.group(0) if m and m.group(0) in self.labels else ""
+        """The form's field a config-wide problem is about: the first setting its message names that the form has
+        ("loss.detector=oracle reads the labels, ..." is the Detector's; "data.val_fraction 0.6 + data.test_fraction
+        0.6 hold out ..." the validation share's); else "" (the settings as a whole)."""
+        return next((m for m in re.findall(r"\b[a-z_]+(?:\.[a-z_]+)+\b", msg) if m in self.labels), "")
 
     def refuse(self, err: ConfigError) -> None:
         """Keep every problem of a refused launch and draw the page again, so each shows beside its field (a
         config-wide check's beside the setting it names first)."""
         errors: dict[str, str] = {}
         for field, msg in [*self.refused, *err.problems]:
-            errors.setdefault(field or self.named_field(msg), msg)  # the first reason per field
+            # a section's check ("data": the shares held out) goes beside the field it names, as a whole-config one
+            errors.setdefault(field if field in self.labels else self.named_field(msg) or field, msg)
         st.session_state[self.state_key] = errors
         st.session_state.pop(self.values_key, None)
         st.rerun()

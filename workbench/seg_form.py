@@ -26,6 +26,7 @@ from core.config import (
 )
 from core.imaging.bands import is_rgb
 from core.seg.baseline import launch_baseline
+from core.seg.data_check import data_problem
 from core.seg.data_defaults import describe, encoder_seg_data, preset_for, same_data_set, source_data
 from core.store import launch
 from core.store.catalog import ModelEntry, config_presets, encoder_models
@@ -504,10 +505,22 @@ def encoder_bands(init: str) -> list[str] | None:
     return None if bands is None or is_rgb(bands) else bands
 
 
+def data_field(problem: str) -> str:
+    """The form's field a data refusal belongs beside: the validation or test share where it is about those splits,
+    else the data folder (a folder of text files, an empty one)."""
+    if "validation" in problem:
+        return "data.val_fraction"
+    return "data.test_fraction" if "test scenes" in problem else "data.root"
+
+
 def _launch(mode: str, fe: FormErrors, preset_path: Any, init: str, entry: ModelEntry | None, processes: int,
             baseline: bool) -> None:
     try:
         cfg = form_config(mode, fe, preset_path, init, entry)
+        with st.spinner("Reading the data…"):  # as the command line does before it makes a run folder
+            problem = data_problem(cfg, probe=mode == "probe")
+        if problem:
+            raise ConfigError(problem, [(data_field(problem), problem)])
         name = cfg.name or (f"finetune-{cfg.model.arch}" if mode == "finetune" else "probe")
         run = launch.launch(mode, cfg, name=name, processes=processes if cfg.train.device != "cpu" else 1)
     except ConfigError as err:

@@ -27,8 +27,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ..store.checkpoint import load_checkpoint, read_metadata, rng_state, save_checkpoint, set_rng_state
 from ..config import ConfigError, FinetuneConfig, total_steps
-from ..data import DataError
-from ..data.labeled import build_seg_splits, neighbours_note
+from ..data.labeled import neighbours_note
 from ..data.mask_read import label_masks_of
 from .fingerprint import domain_section, rewrite_card
 from ..data.seg_augment import SegAugment, jitter_strengths
@@ -40,6 +39,7 @@ from ..store.lifecycle import RunLife, StopFlag, check_finite
 from ..store.runs import Run, atomic_write_json
 from .scene_eval import evaluate, test_scores
 from .scene_role import scored_scenes_text
+from .data_check import checked_splits
 from .encoder_init import resolve_init
 from .lineage import KEY, init_pretrain_scenes, pretraining_note
 from .seg_loss import SegLoss
@@ -77,14 +77,8 @@ class FinetuneTrainer:
         self.device = pick_device(tc.device, self.env.local_rank)
         self.precision = pick_precision(tc.precision, self.device)
         torch.manual_seed(cfg.seed)
-        self.splits = build_seg_splits(cfg.data, progress=self.progress)
+        self.splits = checked_splits(cfg, progress=self.progress)  # what the launch form checks too
         self.validating = len(self.splits.val) > 0  # else (data.val_fraction 0) the weight average is the model
-        if len(self.splits.train) == 0 or not (self.validating or tc.average_from is not None):
-            raise DataError(f"data: {cfg.data.name} gave {len(self.splits.train)} training and {len(self.splits.val)} "
-                            "validation tiles; both must be non-empty (or set train.average_from: no validation)")
-        if not self.validating and len(self.splits.test) == 0:
-            raise DataError("data: no validation and no test scenes would score the model; give data.test_scenes "
-                            "or data.test_fraction")
         self.classes = self.splits.classes
         self.ignore_index = self.splits.ignore_index
         init = resolve_init(cfg.model.init)

@@ -44,7 +44,8 @@ from ..cli_args import parse_run_args, probe_parser
 from ..config import ConfigError, ProbeConfig, config_to_yaml, load_config
 from ..console import say
 from ..data import DataError
-from ..data.labeled import SegSplits, build_seg_splits, neighbours_note
+from ..data.labeled import SegSplits, neighbours_note
+from .data_check import checked_splits
 from ..data.seg_augment import eval_transform
 from ..host_memory import keep_freed_host_memory
 from ..imaging.bands import bands_of, is_rgb
@@ -233,7 +234,7 @@ def run_probe(cfg: ProbeConfig, splits: SegSplits | None = None, progress: bool 
     (``core.phases``): a run folder's watcher sees them with their progress even without a console bar."""
     t0 = time.perf_counter()
     device = pick_device(cfg.train.device)
-    splits = splits if splits is not None else build_seg_splits(cfg.data, progress=progress)
+    splits = splits if splits is not None else checked_splits(cfg, progress=progress, probe=True)
     if len(splits.train) == 0:
         raise DataError(f"data: the {cfg.data.name} set gave no training tiles")
     encoder, enc_key = build_probe_encoder(cfg, bands_of(splits.train))
@@ -299,9 +300,7 @@ class ProbeTrainer:
         self.epoch = 0
         self.init = resolve_init(cfg.model.init)  # a wrong model.init: one line and exit 2, before any folder
         check_encoder_name("model.init", self.init, cfg.model.encoder)  # as is another encoder's weights
-        self.splits = build_seg_splits(cfg.data, progress=progress)
-        if len(self.splits.train) == 0:
-            raise DataError(f"data: the {cfg.data.name} set gave no training tiles")
+        self.splits = checked_splits(cfg, progress=progress, probe=True)  # what the launch form checks too
 
     def fit(self, stop: StopFlag | None = None) -> str:
         (self.run.path / RESULT).unlink(missing_ok=True)  # a resumed probe starts again: no stale score meanwhile

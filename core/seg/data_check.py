@@ -1,0 +1,45 @@
+"""The labeled data a fine-tuning run or a probe is about to read, checked before any run folder is made.
+
+Why a module: the command line built the splits before it made a run's folder, so a folder of text files or an
+empty one was one line and no run; the app's form launched such settings as runs that failed seconds later and stayed
+in the Runs table (a review made three). The trainer, the probe and the form now ask the same question here.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ..data import DataError
+from ..data.labeled import SegSplits, build_seg_splits
+
+
+def checked_splits(cfg: Any, progress: bool = False, probe: bool = False) -> SegSplits:
+    """The splits of ``cfg.data`` (a fine-tuning or probe config), or DataError saying what is missing: no training
+    tiles; for fine-tuning, nothing to score the model (no validation and no test scenes), or no validation without
+    ``train.average_from``."""
+    splits = build_seg_splits(cfg.data, progress=progress)
+    if len(splits.train) == 0:
+        raise DataError(f"data: the {cfg.data.name} set gave no training tiles")
+    if probe:
+        return splits
+    if len(splits.val) == 0 and cfg.train.average_from is None:
+        raise DataError(f"data: {cfg.data.name} gave no validation tiles; give a validation share or scenes, or set "
+                        "train.average_from (no validation: the weight average is the model)")
+    if len(splits.val) == 0 and len(splits.test) == 0:
+        raise DataError("data: no validation and no test scenes would score the model; give data.test_scenes "
+                        "or data.test_fraction")
+    return splits
+
+
+def data_problem(cfg: Any, probe: bool = False) -> str | None:
+    """``checked_splits``'s refusal in one line, or None: what the launch form says before it launches anything.
+    Reading the data here costs the seconds the run would spend on it first; its tile cache serves the run after.
+    The generated set is not read: nothing in it can be missing, and making it is the run's own first minute."""
+    if cfg.data.name == "synthetic":
+        return None
+    try:
+        checked_splits(cfg, probe=probe)
+    except DataError as err:
+        return " ".join(str(err).split())
+    except OSError as err:
+        return f"data: {err.strerror or err} ({getattr(err, 'filename', '') or cfg.data.root})"
+    return None
