@@ -40,6 +40,7 @@ from ..store.runs import Run, atomic_write_json
 from .scene_eval import evaluate, test_scores
 from .scene_role import scored_scenes_text
 from .data_check import checked_splits
+from .step_memory import check_step_memory
 from .encoder_init import resolve_init
 from .lineage import KEY, init_pretrain_scenes, pretraining_note
 from .seg_loss import SegLoss
@@ -116,6 +117,8 @@ class FinetuneTrainer:
         if self.batch < self.env.world:
             raise ConfigError(f"train.batch_size: {self.batch} tiles per step over {self.env.world} processes leaves "
                               "some with none; give at least one per process")
+        check_step_memory(self.model, len(bands_of(self.splits.train)), -(-self.batch // self.env.world),
+                          cfg.data.crop_size, self.device, asked=tc.batch_size)  # on the CPU: the whole machine
         self.steps_per_epoch = max(1, n // self.batch)
         self.total_steps = total_steps(tc.max_steps, tc.epochs, self.steps_per_epoch)
         self.step = 0
