@@ -40,7 +40,7 @@ from ..store.runs import Run, atomic_write_json
 from .scene_eval import evaluate, test_scores
 from .scene_role import scored_scenes_text
 from .data_check import checked_splits
-from .step_memory import check_step_memory
+from ..step_memory import check_step_memory
 from .encoder_init import resolve_init
 from .lineage import KEY, init_pretrain_scenes, pretraining_note
 from .seg_loss import SegLoss

@@ -27,6 +27,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from .batch_order import BatchOrder
 from ..cli_args import parse_run_args, pretrain_parser
 from ..host_memory import keep_freed_host_memory
+from ..step_memory import check_step_memory
 from ..store.background import BackgroundJobs
 from ..store.checkpoint import (Snapshot, encoder_snapshot, export_encoder, load_checkpoint, rng_state,
                                 set_rng_state, snapshot_checkpoint, write_checkpoint)
@@ -103,6 +104,8 @@ class Trainer:
         except ValueError as e:
             raise ConfigError(str(e)) from None
         model = model.to(self.device)
+        check_step_memory(model, len(self.bands), self.local_batch, cfg.data.image_size, self.device,
+                          size_field="data.image_size", views=2)  # on the CPU a step too large takes the machine
         if self.precision.channels_last and cfg.train.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model  # the bare module: checkpoints, momentum update, queue

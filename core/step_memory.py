@@ -1,4 +1,4 @@
-"""Whether one fine-tuning step fits the host's memory, said before the first step.
+"""Whether one training step (fine-tuning or pretraining) fits the host's memory, said before the first step.
 
 Why: a Fine-tune form took a batch of 4096 on a 2-core machine (capped to the 657 training tiles) and its process
 held 19 of the machine's 23 GB within 40 s, still in its first step, until it was killed (a review). On the CPU a
@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..config import ConfigError
+from .config import ConfigError
 
 PROBE_SIDE = 64
 FREE_SHARE = 0.8  # of the memory available now: the rest for the weights, the optimizer, the data and the system
@@ -42,6 +42,11 @@ def activation_bytes_per_pixel(model: nn.Module, channels: int, side: int = PROB
     return total[0] / (side * side)
 
 
+def weight_bytes(model: nn.Module) -> int:
+    """The bytes of the model's trainable weights: their gradients take as much again in a step."""
+    return sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+
+
 def available_host_bytes(meminfo: Path = Path("/proc/meminfo")) -> int | None:
     """The memory the kernel says can be had without swapping (``MemAvailable``); None where it does not say."""
     try:
@@ -54,24 +59,33 @@ def available_host_bytes(meminfo: Path = Path("/proc/meminfo")) -> int | None:
 
 
 def check_step_memory(model: nn.Module, channels: int, batch: int, crop: int, device: torch.device,
-                      available: int | None = None, asked: int | None = None) -> None:
-    """ConfigError naming ``train.batch_size`` and ``data.crop_size`` when a CPU step of ``batch`` tiles would need
-    more than ``FREE_SHARE`` of the host memory available (a GPU's own out-of-memory error is one line already).
-    ``asked``: the batch the config gave, where the trainer capped it to the training tiles."""
+                      available: int | None = None, asked: int | None = None, size_field: str = "data.crop_size",
+                      views: int = 1) -> None:
+    """ConfigError naming ``train.batch_size`` and ``size_field`` (the crop, or pretraining's ``data.image_size``)
+    when a CPU step of ``batch`` tiles, ``views`` crops each (SimCLR's two), would need more than ``FREE_SHARE`` of
+    the host memory available (a GPU's own out-of-memory error is one line already). ``asked``: the batch the config
+    gave, where the trainer capped it to the training tiles."""
     if device.type != "cpu":
         return
     available = available if available is not None else available_host_bytes()
     if not available:
         return
-    per_tile = activation_bytes_per_pixel(model, channels) * crop * crop
-    need, room = per_tile * batch, FREE_SHARE * available
-    if need <= room:
+    try:
+        per_pixel = activation_bytes_per_pixel(model, channels)
+    except (TypeError, ValueError, RuntimeError):  # a method's model that takes other inputs: not judged here
         return
-    fits = int(room // per_tile)
-    field = "train.batch_size" if fits >= 2 else "data.crop_size"
+    per_tile = per_pixel * crop * crop * views
+    # the gradients and an optimizer's two moments besides the weights: three times their size, whatever the batch
+    fixed = 3 * weight_bytes(model)
+    need, room = per_tile * batch + fixed, FREE_SHARE * available - fixed
+    if need <= FREE_SHARE * available:
+        return
+    fits = max(0, int(room // per_tile))
+    field = "train.batch_size" if fits >= 2 else size_field
     given = f"{asked} ({batch} per step: the training tiles)" if asked not in (None, batch) else f"{batch}"
-    msg = (f"train.batch_size {given} x data.crop_size {crop} px: one training step would hold about "
+    each = f" ({views} views each)" if views > 1 else ""
+    msg = (f"train.batch_size {given}{each} x {size_field} {crop} px: one training step would hold about "
            f"{need / 2**30:.1f} GB of activations, and this machine has {available / 2**30:.1f} GB free; "
            + (f"at most {fits} tiles of {crop} px fit: lower train.batch_size" if fits >= 2 else
-              "not even 2 tiles fit: lower data.crop_size"))
+              f"not even 2 tiles fit: lower {size_field}"))
     raise ConfigError(msg, [(field, msg)])
