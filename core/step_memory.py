@@ -2,10 +2,10 @@
 
 Why: a Fine-tune form took a batch of 4096 on a 2-core machine (capped to the 657 training tiles) and its process
 held 19 of the machine's 23 GB within 40 s, still in its first step, until it was killed (a review). On the CPU a
-too-large step does not fail: it takes the machine down with it. The activations a step keeps for its backward pass
-grow with batch x crop area; they are measured, not guessed, by summing the outputs of every leaf module on a small
-input (about 1.2 kB per pixel for DeepLabV3+ / ResNet-18: 630 MB estimated and 590 MB measured at 8 x 256 px, 2.5 GB
-and 2.6 GB at 32 x 256 px).
+too-large step does not fail: it takes the machine down with it. What a step keeps for its backward pass grows with
+batch x crop area; it is measured, not guessed: the tensors autograd saves in one forward pass of a small input
+(parameters left out; a frozen encoder saves nothing), counted once per storage, with a margin of ``MARGIN`` for
+what a real step holds besides (measured: DeepLabV3+ / ResNet-18, 0.9 kB per pixel saved, a step's peak 1.17x that).
 """
 from __future__ import annotations
 
@@ -17,27 +17,31 @@ from torch import nn
 from .config import ConfigError
 
 PROBE_SIDE = 64
-FREE_SHARE = 0.8  # of the memory available now: the rest for the weights, the optimizer, the data and the system
+FREE_SHARE = 0.8  # of the memory available now: the rest for the data, the process and the system
+MARGIN = 1.3  # a step's peak over what autograd saves (transient buffers of the backward pass)
 
 
-def activation_bytes_per_pixel(model: nn.Module, channels: int, side: int = PROBE_SIDE) -> float:
-    """Bytes per input pixel of every leaf module's output in one forward pass (float32): what training keeps."""
+def saved_bytes_per_pixel(model: nn.Module, channels: int, side: int = PROBE_SIDE) -> float:
+    """Bytes per input pixel that autograd saves for the backward pass of one forward pass (BatchNorm in eval
+    mode, so its running statistics stay as they are; what it saves is the same)."""
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    seen: set[int] = set()
     total = [0]
 
-    def count(_m: nn.Module, _i: object, out: object) -> None:
-        outs = out if isinstance(out, (tuple, list)) else [out]
-        total[0] += sum(t.numel() * t.element_size() for t in outs if torch.is_tensor(t))
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in params and storage.data_ptr() not in seen:
+            seen.add(storage.data_ptr())
+            total[0] += storage.nbytes()
+        return t
 
-    hooks = [m.register_forward_hook(count) for m in model.modules() if not list(m.children())]
     was_training = model.training
     device = next(model.parameters()).device
     try:
-        model.eval()  # BatchNorm's running statistics stay as they are
-        with torch.no_grad():
+        model.eval()
+        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             model(torch.zeros(1, channels, side, side, device=device))
     finally:
-        for h in hooks:
-            h.remove()
         model.train(was_training)
     return total[0] / (side * side)
 
@@ -60,32 +64,35 @@ def available_host_bytes(meminfo: Path = Path("/proc/meminfo")) -> int | None:
 
 def check_step_memory(model: nn.Module, channels: int, batch: int, crop: int, device: torch.device,
                       available: int | None = None, asked: int | None = None, size_field: str = "data.crop_size",
-                      views: int = 1) -> None:
-    """ConfigError naming ``train.batch_size`` and ``size_field`` (the crop, or pretraining's ``data.image_size``)
-    when a CPU step of ``batch`` tiles, ``views`` crops each (SimCLR's two), would need more than ``FREE_SHARE`` of
-    the host memory available (a GPU's own out-of-memory error is one line already). ``asked``: the batch the config
-    gave, where the trainer capped it to the training tiles."""
+                      views: int = 1, processes: int = 1) -> None:
+    """ConfigError naming ``train.batch_size`` or ``size_field`` (the crop, or pretraining's ``data.image_size``)
+    when a CPU step of ``batch`` tiles, ``views`` crops each that train (SimCLR's two, MoCo's query alone), in each of
+    ``processes`` processes of this host, would need more than ``FREE_SHARE`` of the memory available (a GPU's own
+    out-of-memory error is one line already). ``asked``: the batch the config gave, where the trainer capped it to
+    the training tiles."""
     if device.type != "cpu":
         return
     available = available if available is not None else available_host_bytes()
     if not available:
         return
     try:
-        per_pixel = activation_bytes_per_pixel(model, channels)
+        per_pixel = saved_bytes_per_pixel(model, channels)
     except (TypeError, ValueError, RuntimeError):  # a method's model that takes other inputs: not judged here
         return
-    per_tile = per_pixel * crop * crop * views
-    # the gradients and an optimizer's two moments besides the weights: three times their size, whatever the batch
-    fixed = 3 * weight_bytes(model)
-    need, room = per_tile * batch + fixed, FREE_SHARE * available - fixed
-    if need <= FREE_SHARE * available:
+    per_tile = MARGIN * per_pixel * crop * crop * views * processes
+    fixed = 3 * weight_bytes(model) * processes  # gradients and an optimizer's two moments besides the weights
+    limit = FREE_SHARE * available
+    if per_tile * batch + fixed <= limit:
         return
-    fits = max(0, int(room // per_tile))
+    fits = int((limit - fixed) // per_tile) if limit > fixed else 0
     field = "train.batch_size" if fits >= 2 else size_field
     given = f"{asked} ({batch} per step: the training tiles)" if asked not in (None, batch) else f"{batch}"
-    each = f" ({views} views each)" if views > 1 else ""
+    each = f" ({views} training views each)" if views > 1 else ""
+    advice = (f"at most {fits} tiles of {crop} px fit: lower train.batch_size" if fits >= 2 else
+              f"not even 2 tiles fit: lower {size_field}" if limit > fixed else
+              "the model's weights, gradients and optimizer state alone do not fit: a smaller model.encoder")
     msg = (f"train.batch_size {given}{each} x {size_field} {crop} px: one training step would hold about "
-           f"{need / 2**30:.1f} GB of activations, and this machine has {available / 2**30:.1f} GB free; "
-           + (f"at most {fits} tiles of {crop} px fit: lower train.batch_size" if fits >= 2 else
-              f"not even 2 tiles fit: lower {size_field}"))
+           f"{(per_tile * batch + fixed) / 2**30:.1f} GB (what its backward pass keeps, and the weights' gradients "
+           f"and optimizer state), over the {100 * FREE_SHARE:.0f} % of this machine's "
+           f"{available / 2**30:.1f} GB free that a step may take; {advice}")
     raise ConfigError(msg, [(field, msg)])

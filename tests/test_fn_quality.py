@@ -574,3 +574,5 @@ def test_recall_is_a_percentage_with_three_significant_digits() -> None:
     assert recall_text({"recall": 0.5}) == "50 %"
     assert recall_text({"recall": 1.0}) == "100 %"
     assert recall_text({"recall": None}) == "n/a"
+    assert recall_text({"recall": 3e-7}) == "0.00003 %"  # a few hits among millions of pairs: no "3e-05 %"
+    assert recall_text({"recall": 0.0}) == "0 %" and recall_text({"recall": 0.12345}) == "12.3 %"

@@ -429,19 +429,20 @@ def test_served_from_the_command_line_it_names_its_api_and_no_share_link(capsys:
     assert "share" not in out  # an offline demo: gradio's hint on public share links would only mislead
 
 
-def test_output_folders_of_killed_demos_are_swept(tmp_path: Path) -> None:
-    """A demo killed before it closed left its gradio-* folder under the data root, and they piled up."""
-    import time
+def test_output_folders_of_killed_demos_are_swept(tmp_path: Path, monkeypatch) -> None:
+    """A demo killed before it closed left its output folder under the data root, and they piled up; a new demo
+    removes those whose process is gone, and keeps a live one's however long it has been idle."""
+    import workbench.gradio_outputs as outputs
 
-    from workbench.gradio_outputs import sweep_stale_outputs
-
-    old, fresh, cache = tmp_path / "gradio-old", tmp_path / "gradio-live", tmp_path / "gradio-cache"
-    for folder in (old / "calls" / "a", fresh / "calls" / "b", cache / "c"):
+    monkeypatch.setattr(outputs, "scratch_dir", lambda: tmp_path)
+    dead = tmp_path / f".{outputs.OUTPUTS}.tmp-{2**22 + 123}-abc"  # past Linux's largest pid: never alive
+    live = tmp_path / f".{outputs.OUTPUTS}.tmp-{os.getpid()}-def"
+    for folder in (dead / "calls" / "a", live / "calls" / "b"):
         folder.mkdir(parents=True)
-        (folder / "f.png").write_bytes(b"x")
-    day_ago = time.time() - 2 * 86_400
-    for p in [old, *old.rglob("*"), cache, *cache.rglob("*")]:
-        os.utime(p, (day_ago, day_ago))
-    os.utime(fresh, (day_ago, day_ago))  # an old root whose newest call is recent: a live demo's
-    assert sweep_stale_outputs(tmp_path) == 1
-    assert not old.exists() and (fresh / "calls" / "b" / "f.png").exists() and cache.exists()  # gradio's own: its own
+    mine = outputs.Outputs()
+    try:
+        assert not dead.exists() and (live / "calls" / "b").exists()
+        assert mine.new().is_dir() and mine.root.name.startswith(f".{outputs.OUTPUTS}.tmp-{os.getpid()}-")
+    finally:
+        mine.close()
+    assert not mine.root.exists()

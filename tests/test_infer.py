@@ -395,7 +395,7 @@ def test_an_out_of_domain_geotiff_mask_carries_its_warning(tmp_path):
                 tags, band = m.tags(), m.descriptions[0]
             if domain is far:
                 assert tags["WARNING"] == seg.warning and "unlike any training tile" in tags["WARNING"]
-                assert band.startswith("OUT OF DOMAIN") and "0=" in band
+                assert band.startswith("CAUTION, see the WARNING tag") and "0=" in band
             else:
                 assert "WARNING" not in tags and band.startswith("class index: 0=")
 

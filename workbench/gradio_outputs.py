@@ -7,9 +7,7 @@ files they write; the app module is about the page, its events and its budgets.
 from __future__ import annotations
 
 import shutil
-import tempfile
 import threading
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,7 @@ from typing import Any
 import pandas as pd
 from PIL import Image
 
-from core.data.paths import scratch_dir
+from core.data.paths import scratch_dir, temp_dir_for
 from core.imaging.colours import display_rgb
 from core.seg.domain import FIT_SCALE
 from core.seg.label_score import LabelScore
@@ -87,34 +85,16 @@ def info_markdown(name: str, seg: Segmentation, pixel_size_m: float | None) -> s
     return "\n".join(lines)
 
 
-STALE_S = 86_400  # an output folder untouched this long belongs to a demo that did not close (killed): removed
-
-
-def sweep_stale_outputs(folder: Path, max_age_s: float = STALE_S) -> int:
-    """Remove the ``gradio-*`` output folders of demos that were killed before ``Outputs.close`` (a review found them
-    piling up under the data root); one untouched for ``max_age_s`` is no live demo's (each call touches its
-    folder). Returns how many."""
-    now, gone = time.time(), 0
-    for root in folder.glob("gradio-*"):
-        if root.name == "gradio-cache" or not root.is_dir() or root.is_symlink():
-            continue
-        try:
-            newest = max([root.stat().st_mtime, *(p.stat().st_mtime for p in root.rglob("*"))])
-        except OSError:
-            continue
-        if now - newest >= max_age_s:
-            shutil.rmtree(root, ignore_errors=True)
-            gone += 1
-    return gone
+OUTPUTS = "gradio-outputs"  # each demo's folder is a temp folder of this name, with its process id
 
 
 class Outputs:
-    """A folder per call for the files the page offers; only the last KEEP_CALLS folders are kept. Folders that
-    killed demos left behind are swept when a new one starts."""
+    """A folder per call for the files the page offers; only the last KEEP_CALLS folders are kept. The folders that
+    killed demos left behind (a review found them piling up under the data root) are removed when a demo starts, by
+    their process id, as a data cache's dead writers' are (``core.data.paths.temp_dir_for``): a live demo's stays."""
 
     def __init__(self) -> None:
-        sweep_stale_outputs(scratch_dir())
-        self.root = Path(tempfile.mkdtemp(prefix="gradio-", dir=scratch_dir()))
+        self.root = temp_dir_for(scratch_dir() / OUTPUTS)
         self.calls = self.root / "calls"
         self.calls.mkdir()
         self.lock = threading.Lock()

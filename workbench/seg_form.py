@@ -505,14 +505,6 @@ def encoder_bands(init: str) -> list[str] | None:
     return None if bands is None or is_rgb(bands) else bands
 
 
-def data_field(problem: str) -> str:
-    """The form's field a data refusal belongs beside: the validation or test share where it is about those splits,
-    else the data folder (a folder of text files, an empty one)."""
-    if "validation" in problem:
-        return "data.val_fraction"
-    return "data.test_fraction" if "test scenes" in problem else "data.root"
-
-
 def _launch(mode: str, fe: FormErrors, preset_path: Any, init: str, entry: ModelEntry | None, processes: int,
             baseline: bool) -> None:
     try:
@@ -520,7 +512,8 @@ def _launch(mode: str, fe: FormErrors, preset_path: Any, init: str, entry: Model
         with st.spinner("Reading the data…"):  # as the command line does before it makes a run folder
             problem = data_problem(cfg, probe=mode == "probe")
         if problem:
-            raise ConfigError(problem, [(data_field(problem), problem)])
+            # beside the setting it names ("data.test_scenes: 'x' names no scene"), else the data folder
+            raise ConfigError(problem, [(fe.named_field(problem) or "data.root", problem)])
         name = cfg.name or (f"finetune-{cfg.model.arch}" if mode == "finetune" else "probe")
         run = launch.launch(mode, cfg, name=name, processes=processes if cfg.train.device != "cpu" else 1)
     except ConfigError as err:

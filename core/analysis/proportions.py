@@ -9,6 +9,8 @@ the oracle are expectations for the anchors, computed exactly: no interval of th
 """
 from __future__ import annotations
 
+import math
+
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -120,7 +122,13 @@ def recall_text(report: dict[str, Any]) -> str:
     """A run's recall as a percentage with three significant digits ("0.123 %"), or "n/a": it is often a tenth of a
     percent, which four decimals of a fraction ("0.0012") hid behind the leading zeros."""
     recall = report.get("recall")
-    return "n/a" if recall is None else f"{recall * 100:.3g} %"
+    if recall is None:
+        return "n/a"
+    pct = recall * 100
+    if pct == 0 or pct >= 100:
+        return f"{pct:.0f} %"
+    decimals = min(8, max(0, 2 - math.floor(math.log10(pct))))  # fixed digits: "3e-05 %" read as no number
+    return f"{pct:.{decimals}f}".rstrip("0").rstrip(".") + " %"
 
 
 class Tally:

@@ -264,7 +264,7 @@ def write_mask_geotiff(path: str | os.PathLike[str], mask: np.ndarray, profile: 
             dst.update_tags(CLASS_NAMES=json.dumps(names),
                             **{f"CLASS_{i}": name for i, name in enumerate(names)})
             dst.update_tags(1, CLASS_NAMES=json.dumps(names))
-            caution = "OUT OF DOMAIN, see the WARNING tag; " if warning else ""
+            caution = "CAUTION, see the WARNING tag; " if warning else ""
             dst.set_band_description(1, caution + "class index: " + ", ".join(f"{i}={n}" for i, n in enumerate(names)))
         if warning:
             dst.update_tags(WARNING=" ".join(warning.split()), TIFFTAG_IMAGEDESCRIPTION=" ".join(warning.split()))

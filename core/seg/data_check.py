@@ -22,8 +22,8 @@ def checked_splits(cfg: Any, progress: bool = False, probe: bool = False) -> Seg
     if probe:
         return splits
     if len(splits.val) == 0 and cfg.train.average_from is None:
-        raise DataError(f"data: {cfg.data.name} gave no validation tiles; give a validation share or scenes, or set "
-                        "train.average_from (no validation: the weight average is the model)")
+        raise DataError(f"data: {cfg.data.name} gave no validation tiles; give data.val_fraction or data.val_scenes, "
+                        "or set train.average_from (no validation: the weight average is the model)")
     if len(splits.val) == 0 and len(splits.test) == 0:
         raise DataError("data: no validation and no test scenes would score the model; give data.test_scenes "
                         "or data.test_fraction")
@@ -32,7 +32,8 @@ def checked_splits(cfg: Any, progress: bool = False, probe: bool = False) -> Seg
 
 def data_problem(cfg: Any, probe: bool = False) -> str | None:
     """``checked_splits``'s refusal in one line, or None: what the launch form says before it launches anything.
-    Reading the data here costs the seconds the run would spend on it first; its tile cache serves the run after.
+    Reading the data here costs what the run would spend on it first (seconds for our presets' data, longer for a
+    large set read for the first time); its tile cache serves the run after.
     The generated set is not read: nothing in it can be missing, and making it is the run's own first minute."""
     if cfg.data.name == "synthetic":
         return None

@@ -118,14 +118,16 @@ class FinetuneTrainer:
             raise ConfigError(f"train.batch_size: {self.batch} tiles per step over {self.env.world} processes leaves "
                               "some with none; give at least one per process")
         check_step_memory(self.model, len(bands_of(self.splits.train)), -(-self.batch // self.env.world),
-                          cfg.data.crop_size, self.device, asked=tc.batch_size)  # on the CPU: the whole machine
+                          cfg.data.crop_size, self.device, asked=tc.batch_size if self.env.world == 1 else None,
+                          processes=self.env.world)  # on the CPU a step too large takes the whole machine down
         self.steps_per_epoch = max(1, n // self.batch)
         self.total_steps = total_steps(tc.max_steps, tc.epochs, self.steps_per_epoch)
         self.step = 0
         self.best_miou = -1.0
         weight = class_weights(self.splits.train, tc.class_weights)
         self.loss_fn = SegLoss(tc.loss, self.ignore_index, None if weight is None else weight.to(self.device))
-        self.averager = tc.average_from and WeightAverage(self.model, tc.average_from, self.total_steps) or None
+        self.averager = WeightAverage(self.model, tc.average_from, self.total_steps) \
+            if tc.average_from is not None else None
         self.selection = (f"the evaluation with the best validation mIoU (every {tc.eval_every} steps and the last)"
                           if self.averager is None else "")
 

@@ -10,8 +10,10 @@ image.
 Per image ``<stem>`` it writes into ``--out``: ``<stem>_mask.png`` (class indices, a palette PNG drawn in the
 classes' colours), ``<stem>_color.png``
 (class colours), ``<stem>_overlay.png`` (colours over the image at 50%), ``<stem>_areas.csv`` (class, pixels,
-percent, square_metres when the pixel size is known) and, for georeferenced input, ``<stem>_mask.tif`` (the mask
-with the input's CRS and transform). Two inputs with the same stem get ``<stem>-2`` and so on. Images are read by
+percent of the pixels with data, square_metres when the pixel size is known and the image is in the model's domain,
+and a warning column when it is not; a last ``no_data`` row, with no percent, counts the pixels without data) and,
+for georeferenced input, ``<stem>_mask.tif`` (the mask with the input's CRS and transform, and a warning in its
+tags when there is one). Two inputs with the same stem get ``<stem>-2`` and so on. Images are read by
 the rules of ``core.imaging.imageio``; what was done to each file's bands is printed.
 
 ``--labels`` gives one label mask per image, in the same order (``-`` for an image without one): each prediction is scored against its mask as the
@@ -20,8 +22,9 @@ per image (mIoU, pixel accuracy) is printed and the report JSON holds ``label_sc
 ``iou`` per class name, how the mask was read, the shares left out).
 
 A bad image is reported as one line ``error: <path>: <reason>`` on stderr and the others are still processed. Exit
-codes: 0 all done; 1 every image segmented and written, but a label mask was refused (its line says why); 2 an image
-failed, or the arguments or the checkpoint cannot be used. No tracebacks.
+codes: 0 all done; 1 every image segmented and written, but a label mask was refused (its line says why; through
+``false-wb segment``, 1 is also a reader gone from a pipe); 2 an image failed, or the arguments or the checkpoint
+cannot be used. No tracebacks.
 """
 from __future__ import annotations
 

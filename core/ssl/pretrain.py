@@ -104,8 +104,9 @@ class Trainer:
         except ValueError as e:
             raise ConfigError(str(e)) from None
         model = model.to(self.device)
-        check_step_memory(model, len(self.bands), self.local_batch, cfg.data.image_size, self.device,
-                          size_field="data.image_size", views=2)  # on the CPU a step too large takes the machine
+        check_step_memory(model, len(self.bands), self.local_batch, cfg.data.image_size, self.device,  # the host's
+                          size_field="data.image_size", views=1 if self.plugin.queue else 2,  # MoCo: keys no_grad
+                          processes=self.env.world)
         if self.precision.channels_last and cfg.train.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model  # the bare module: checkpoints, momentum update, queue
