@@ -205,3 +205,19 @@ def test_a_run_whose_test_scenes_its_encoder_read_is_said_to_have_no_unseen_scor
                                                                  "evaluation": {"miou": 0.5, "scenes": ["t9"]}})
     note = better_shipped_note(0, [run, shipped])
     assert run.test_miou() is None and "this run has no score on unseen test scenes" in note, note
+
+
+def test_a_run_picked_without_a_test_score_is_said_to_be_unmeasured() -> None:
+    """A stopped or untested fine-tuning run can win a choice by fit alone: its reason says its quality is not
+    measured (a review left it unsaid)."""
+    from core.seg.model_choice import choose_model
+
+    card = json.loads((ROOT / "checkpoints/synthetic_seg.json").read_text())
+    card = {**card, "domain": {**card["domain"], "data_kind": "real"}}  # a real-imagery twin, to be a candidate
+    untested = ModelEntry("run: halted", ROOT / "checkpoints/synthetic_seg.safetensors", card)
+    tested = ModelEntry("run: done", ROOT / "checkpoints/synthetic_seg.safetensors", card,
+                        {"miou": 0.4, "scenes": ["elsewhere"]})
+    rgb = scene("sand", 128, 128, 1)
+    for entry, said in ((untested, True), (tested, False)):
+        choice = choose_model(rgb, np.zeros((128, 128), bool), None, [entry])
+        assert ("this run has no test score (stopped, or not tested)" in choice.why) == said, choice.why

@@ -301,6 +301,8 @@ def choose_model(image: Any, nodata: np.ndarray, pixel_size_m: float | None,
                 + better_shipped_note(pick, entries, broken | {k for k, d in scored.items() if not d.usable}))
     else:
         why = _unknown_why(scored, entries)
+    if entries[pick].label.startswith("run: ") and entries[pick].test is None and "has no test score" not in why:
+        why += "; this run has no test score (stopped, or not tested): how well it segments is not measured"
     domain = replace(domain, reasons=list(domain.reasons), trained_on=training_data_text(entries[pick].card))
     return Choice(entries[pick], domain, "auto", why, table,
                   near_tie=[(entries[k].label, d.score) for k, d in near])
