@@ -115,7 +115,7 @@ class Segmentation:
 
     def areas_csv(self) -> str:
         buf = io.StringIO()
-        _write_areas(buf, self.areas, self.warning if self.areas_relative_only else None,
+        _write_areas(buf, self.areas, self.warning,
                      int((self.mask == NODATA).sum()))
         return buf.getvalue()
 
@@ -123,8 +123,7 @@ class Segmentation:
         """The mask as a GeoTIFF with the input's CRS and transform, its warning in its tags when it has one (as the
         CSV's column); the input must have had a georeference."""
         assert self.profile is not None, "a GeoTIFF mask needs a georeferenced input"
-        write_mask_geotiff(path, self.mask, self.profile, self.classes,
-                           self.warning if self.areas_relative_only else None)
+        write_mask_geotiff(path, self.mask, self.profile, self.classes, self.warning)
 
     def geotiff(self) -> bytes | None:
         """``write_geotiff``'s bytes; None when the input had no georeference."""
