@@ -207,7 +207,7 @@ def test_a_run_whose_test_scenes_its_encoder_read_is_said_to_have_no_unseen_scor
     assert run.test_miou() is None and "this run has no score on unseen test scenes" in note, note
 
 
-def test_a_run_picked_without_a_test_score_is_said_to_be_unmeasured() -> None:
+def test_a_run_picked_without_a_test_score_is_said_to_be_unmeasured(monkeypatch) -> None:
     """A stopped or untested fine-tuning run can win a choice by fit alone: its reason says its quality is not
     measured (a review left it unsaid)."""
     from core.seg.model_choice import choose_model
@@ -221,3 +221,10 @@ def test_a_run_picked_without_a_test_score_is_said_to_be_unmeasured() -> None:
     for entry, said in ((untested, True), (tested, False)):
         choice = choose_model(rgb, np.zeros((128, 128), bool), None, [entry])
         assert ("this run has no test score (stopped, or not tested)" in choice.why) == said, choice.why
+    # where the note on a better shipped model already says it, it is said once, not twice
+    import core.seg.model_choice as model_choice
+
+    said = "; note: shipped: twin scores 50.0 % on its test scenes, this run has no test score (other scenes)"
+    monkeypatch.setattr(model_choice, "better_shipped_note", lambda *a: said)
+    choice = choose_model(rgb, np.zeros((128, 128), bool), None, [untested])
+    assert choice.why.endswith(said) and choice.why.count("no test score") == 1, choice.why

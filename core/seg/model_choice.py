@@ -298,10 +298,11 @@ def choose_model(image: Any, nodata: np.ndarray, pixel_size_m: float | None,
                 + (f" (the others' domain fit: {listed})" if others else "")
                 + (f"; {len(skipped)} ruled out by colour alone" if skipped else "")
                 + (f"; {len(synthetic)} trained on generated scenes left out" if synthetic else "")
-                + better_shipped_note(pick, entries, broken | {k for k, d in scored.items() if not d.usable}))
+                + (shipped_note := better_shipped_note(pick, entries,
+                                                       broken | {k for k, d in scored.items() if not d.usable})))
     else:
-        why = _unknown_why(scored, entries)
-    if entries[pick].label.startswith("run: ") and entries[pick].test is None and "has no test score" not in why:
+        why, shipped_note = _unknown_why(scored, entries), ""
+    if entries[pick].label.startswith("run: ") and entries[pick].test is None and not shipped_note:  # else said there
         why += "; this run has no test score (stopped, or not tested): how well it segments is not measured"
     domain = replace(domain, reasons=list(domain.reasons), trained_on=training_data_text(entries[pick].card))
     return Choice(entries[pick], domain, "auto", why, table,
