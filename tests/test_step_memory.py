@@ -64,7 +64,8 @@ def test_the_estimate_follows_a_measured_step(frozen: bool) -> None:
         model.encoder.requires_grad_(False)
     saved = saved_bytes_per_pixel(model, 3) * 256 * 256
     assert model.training  # the mode is given back
-    # 8 tiles apart: a step's first allocations vary by some 50 MB from run to run (measured 1.22x full, 0.93x frozen)
+    # 8 tiles apart: a step's first allocations vary by some 50 MB from run to run (measured 1.14x full, 1.3-1.6x
+    # frozen, the higher under a loaded CI run)
     slope = (_peak_growth(12, frozen) - _peak_growth(4, frozen)) / 8
     assert 0.7 * saved < slope < 1.15 * MARGIN * saved, (slope, saved)
 
