@@ -329,8 +329,10 @@ def comparisons() -> None:
 
 
 KINDS = {**seg_form.MODES, "compare": "Comparison of methods"}
-kept_keys(["ft-kind", "cmp-preset", *COMPARE_FIELDS])  # the kind picked and the comparison form outlive other pages
-launch_tab, watch_tab, compare_tab = st.tabs(["Launch", "Watch and scores", "Comparisons"])
+# the kind picked, the comparison form and the open tab outlive other pages (the page reopened on Launch: a review)
+kept_keys(["ft-kind", "cmp-preset", "ft-tab", *COMPARE_FIELDS])
+launch_tab, watch_tab, compare_tab = st.tabs(["Launch", "Watch and scores", "Comparisons"], key="ft-tab",
+                                             on_change="rerun")
 with launch_tab:
     kind = st.radio("Launch", list(KINDS), format_func=KINDS.get, horizontal=True, key="ft-kind",
                     help="Fine-tuning trains a decoder (and, in full fine-tuning, the encoder); a linear probe "

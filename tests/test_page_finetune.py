@@ -269,6 +269,16 @@ def test_the_comparison_form_and_the_kind_picked_survive_a_page_trip(empty_store
     assert not at.exception
     assert at.radio(key="ft-kind").value == "compare" and at.number_input(key="cmp-pre-steps").value == 55
 
+
+def test_the_open_tab_survives_a_page_trip(empty_store: Path) -> None:
+    at = open_page("finetune")
+    assert at.session_state["ft-tab"] == "Launch"
+    at.session_state["ft-tab"] = "Comparisons"  # as a click on the tab sets it
+    at.run()
+    at.switch_page("../pages/runs.py").run()
+    at.switch_page("../pages/finetune.py").run()
+    assert not at.exception and at.session_state["ft-tab"] == "Comparisons"
+
 def _deepglobe_encoder(store_base: Path, tmp_path: Path, monkeypatch, root: str | None = None) -> tuple[Path, str]:
     """A private copy of the store whose newest encoder's card says it was pretrained on DeepGlobe scenes (in
     ``root``, by default a folder of the test's own: the folder is never read here)."""
