@@ -375,6 +375,18 @@ def test_a_switch_to_the_probe_says_its_data_fields_came_from_a_fine_tuning_pres
     assert "shared by both kinds" in came and not at.exception
 
 
+def test_a_preset_brings_the_other_kinds_preset_made_for_its_data_set(empty_store: Path) -> None:
+    at = open_page("finetune")
+    assert at.session_state["pb-preset"] == "probe_demo_cpu"
+    at.selectbox(key="ft-preset").set_value("finetune_dglc_cpu").run()
+    at.radio(key="ft-kind").set_value("probe").run()
+    assert not at.exception and at.selectbox(key="pb-preset").value == "probe_dglc_cpu"
+    assert at.session_state["ft-data"] == "deepglobe" and "is the recipe made for" not in shown(texts(at))
+    at.selectbox(key="pb-preset").set_value("probe_demo_cpu").run()  # and back: the synthetic set's own
+    at.radio(key="ft-kind").set_value("finetune").run()
+    assert at.selectbox(key="ft-preset").value == "finetune_demo_cpu" and at.session_state["ft-data"] == "synthetic"
+
+
 def test_a_probe_is_launched_from_the_form(populated_store: Path, monkeypatch) -> None:
     seen = _capture_launches(monkeypatch)
     at = open_page("finetune")

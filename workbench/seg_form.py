@@ -229,11 +229,19 @@ def encoder_choices() -> tuple[dict[str, str], dict[str, ModelEntry]]:
 
 
 def _preset_picked(mode: str) -> None:
+    """The preset's fields, and the other kind's preset made for the data set it brought (a review switched a
+    DeepGlobe fine-tuning form to the probe and found it under the synthetic demo's probe preset)."""
     name = st.session_state[PRESET_KEY[mode]]
     _, entries = encoder_choices()
     entry = entries.get(st.session_state.get("ft-init"))
     if fill_preset(mode, name, own=encoder_seg_data(entry.card) if entry is not None else None):
         fill_encoder(entry, under_preset=name)
+    data = _shown_data()
+    other = next(m for m in MODES if m != mode)
+    fitting = preset_for(other, data) if data is not None else None
+    if fitting is not None and fitting != st.session_state.get(PRESET_KEY[other]):
+        st.session_state[PRESET_KEY[other]] = fitting
+        fill_preset(other, fitting, with_data=False)
 
 
 def _encoder_picked() -> None:
@@ -377,16 +385,21 @@ def shared_note(came_from: str, presets: dict[str, Any]) -> str:
 def _recipe_hint(mode: str, preset: str) -> str | None:
     """A line when another preset is the recipe made for the data set the form shows (its steps, crop, class
     weights ...), e.g. an encoder of DeepGlobe under the synthetic demo's preset."""
-    try:
-        data = SegDataConfig(name=st.session_state["ft-data"], root=st.session_state["ft-root"] or None,
-                             class_table=st.session_state["ft-table"] or None)
-    except ValueError:
-        return None
-    fitting = preset_for(mode, data)
-    if fitting is None or fitting == preset or data.name == "synthetic":
+    data = _shown_data()
+    fitting = preset_for(mode, data) if data is not None else None
+    if data is None or fitting is None or fitting == preset or data.name == "synthetic":
         return None
     return (f"Preset {fitting} is the recipe made for this data set; picking it sets its training settings (and its "
             "data fields).")
+
+
+def _shown_data() -> SegDataConfig | None:
+    """The data set the form's fields name (None while they name none that loads)."""
+    try:
+        return SegDataConfig(name=st.session_state["ft-data"], root=st.session_state["ft-root"] or None,
+                             class_table=st.session_state["ft-table"] or None)
+    except (KeyError, ValueError):
+        return None
 
 
 def _data_widgets(fe: FormErrors) -> None:
