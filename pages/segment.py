@@ -245,6 +245,7 @@ def show_model(seg: Segmentation) -> None:
             st.markdown("\n".join(f"- {literal(p)}" for p in [*parts[1:], *([FIT_SCALE] if scored else [])]))
 
 
+WIDE = 3  # width over height from which an image is drawn across the page
 VIEW_LABELS = {"true": "true colour (R, G, B)", "false": "false colour (NIR, R, G: vegetation red)"}
 
 
@@ -263,7 +264,8 @@ def show_result(result: Result, key: str) -> None:
     assert seg is not None and preview is not None
     h, w = seg.mask.shape
     show_model(seg)  # the warning first: it changes how everything below should be read
-    left, right = st.columns([3, 2], gap="large")
+    # a strip (3:1 or wider) takes the page's width, the legend and areas under it: beside them it was a thin line
+    left, right = (st.container(), st.container()) if w >= WIDE * h else st.columns([3, 2], gap="large")
     with left:
         opacity = st.slider("Overlay opacity", 0.0, 1.0, step=0.05, key=kept_default(f"opacity_{key}", 0.5))
         view = pick_view(preview, key)

@@ -228,12 +228,19 @@ def test_broken_checkpoint_is_an_error_not_a_traceback(empty_store: Path, tmp_pa
     assert len(at.error) == 1 and page_errors(at)[0].startswith("Model shipped: broken cannot be used: ")
 
 
+def _holds_image(block) -> bool:
+    return any(type(e).__name__ == "Image" for e in block.children.values())
+
+
 def test_a_wide_image_is_shown_reduced_but_counted_in_full(empty_store: Path) -> None:
     at = open_page()
     at.file_uploader(key="segment_files").set_value(("strip.png", png_bytes(40, 1700), "image/png")).run()
     assert not at.exception and not at.error
     assert at.image[0].captions[0] == "strip.png: 1700×40 pixels, shown at 1600×38"
     assert int(areas(at)["pixels"].sum()) == 1700 * 40
+    assert not any(_holds_image(c) for c in at.columns)  # across the page, not in a column beside the legend
+    at.file_uploader(key="segment_files").set_value(("tile.png", png_bytes(64, 96), "image/png")).run()
+    assert any(_holds_image(c) for c in at.columns)  # 3:2: beside its legend
 
 
 def test_model_settings_opacity_and_results_survive_a_visit_to_another_page(
