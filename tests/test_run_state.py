@@ -135,3 +135,18 @@ def test_resuming_a_completed_run_without_more_steps_says_how_to_train_on(tmp_pa
     stopped = create_run("stop", "name: stop\n", tmp_path, kind="pretrain", state="stopped", pid=DEAD_PID)
     stopped.write_status(step=20)
     refuse_if_complete(stopped, 20)  # a stopped run at its last step still finishes (its test, its export)
+
+
+def test_a_device_out_of_memory_names_the_settings_to_lower(tmp_path) -> None:
+    import torch
+
+    run = create_run("oom", "name: oom\n", tmp_path, kind="finetune", state=STARTING)
+    try:
+        with pytest.raises(torch.OutOfMemoryError), RunLife(run, lambda: 3, 4, progress=False):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        error = run.status()["error"]
+        assert run.state() == FAILED and error.startswith("the step did not fit the device's memory: lower "
+                                                          "train.batch_size")
+        assert error.endswith("OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB")
+    finally:
+        unlock_run(run)

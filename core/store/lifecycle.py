@@ -197,7 +197,7 @@ class RunLife:
             failed = not isinstance(err, KeyboardInterrupt)
             self.state = "failed" if failed else "stopped"
             self.run.write_status(state=self.state, step=self._step(), ended=time.time(),
-                                  error=f"{type(err).__name__}: {err}" if failed else None)
+                                  error=error_text(err) if failed else None)
             self.run.log(traceback.format_exc() if failed else "interrupted")
         if self.tracking is not None:
             tracking, sending = self.tracking, self._sending
@@ -208,6 +208,19 @@ class RunLife:
                 tracking.close(self.state)
             self._guard(close, "stopped")
         return False
+
+
+# what a device out of memory asks of the user: torch's own message names bytes and allocators, not settings (the
+# host's memory is checked before the first step, ``core.step_memory``; a GPU's is met in the step)
+OUT_OF_MEMORY_HINT = ("the step did not fit the device's memory: lower train.batch_size, or the crop (fine-tuning: "
+                      "data.crop_size) or view size (pretraining: data.image_size)")
+
+
+def error_text(err: BaseException) -> str:
+    """A failed run's error as its status gives it, with what to change when the device ran out of memory (torch's
+    ``OutOfMemoryError``, named so that the store needs no torch)."""
+    text = f"{type(err).__name__}: {err}"
+    return f"{OUT_OF_MEMORY_HINT}. {text}" if type(err).__name__ == "OutOfMemoryError" else text
 
 
 def check_finite(loss: float, step: int, hint: str) -> None:
@@ -305,7 +318,7 @@ def fit_from_cli(trainer: Any, what: str, stop: StopFlag | None = None) -> tuple
         return 130, "stopped"
     except Exception as err:  # recorded in status.json and log.txt by fit()
         log = trainer.run.path / "log.txt" if trainer.run is not None else "the run's log.txt"
-        say(f"error: {what} failed: {type(err).__name__}: {err} (see {log})", err=True)
+        say(f"error: {what} failed: {error_text(err)} (see {log})", err=True)
         return 1, "failed"
     finally:
         stop.restore()
