@@ -16,6 +16,7 @@ from PIL import Image
 from core.analysis import fn_quality as fq
 from core.analysis import fn_units
 from core.analysis.fn_units import tile_pair_units
+from core.analysis.tile_colours import colour_features
 from core.ssl import methods as methods_mod
 from core.ssl import pretrain as pretrain_mod
 from core.ssl.batch_order import BatchOrder
@@ -264,7 +265,7 @@ def test_moco_queue_holds_the_latest_keys_and_a_flag_outside_the_batch_is_refuse
 def test_colour_features_are_channel_means_and_stds() -> None:
     img = np.zeros((1, 3, 2, 2), np.uint8)
     img[0, 0] = [[0, 255], [0, 255]]
-    f = fq.colour_features(img)
+    f = colour_features(img)
     assert f.shape == (1, 6) and f[0, 0] == pytest.approx(0.5) and f[0, 3] == pytest.approx(0.5)
     assert f[0, 1] == 0 and f[0, 4] == 0
 

@@ -122,3 +122,18 @@ def test_the_baseline_is_the_best_constant_answer_on_the_queries(monkeypatch) ->
     said = monitor.tiles_changed([{"step": 4, "knn_acc": 0.25, "knn_baseline": 0.0}], 8)
     assert said.startswith("kNN monitor: its baseline is now the query tiles' most common class (0.500; it was the "
                            "bank's, 0.000): the dashed line steps at step 8")
+
+
+def test_queries_are_whole_places_not_parts_of_one(monkeypatch) -> None:
+    """A review: a Dubai tile's 9 parts are 9 scenes, so the "other scenes" of a query were its own tile's other
+    parts. The monitor asks ``place_ids``: the class table's folders where it groups by folder."""
+    from types import SimpleNamespace
+
+    import core.ssl.knn_monitor as knn
+
+    labels = np.arange(40) % 3
+    parts = SimpleNamespace(scene_ids=np.arange(40), split_info=lambda: {"group": np.arange(40) // 8})  # 5 tiles
+    monkeypatch.setattr(knn, "dominant_classes", lambda dataset: labels)
+    monitor = knn.KnnMonitor(parts, every=1, input_size=32, seed=0, device="cpu")
+    tiles = np.arange(40) // 8
+    assert monitor.split.by_scene and not set(tiles[monitor.split.bank]) & set(tiles[monitor.split.queries])

@@ -312,7 +312,9 @@ def test_folder_group_by_folder_and_nested_label_fractions(folder, tmp_path):
     cfg = SegDataConfig(name="folder", root=str(root), class_table=str(table), tile_size=16, test_fraction=0.0,
                         val_fraction=0.5)
     s = build_seg_splits(cfg, progress=False)
-    assert len(s.scenes["val"]) == 1 and len(s.scenes["train"]) == 1 and s.scenes["test"] == []
+    # whole folders on each side, named by their images (as every record of what a model saw)
+    assert {n.split("/")[0] for n in s.scenes["val"]} != {n.split("/")[0] for n in s.scenes["train"]}
+    assert len(s.scenes["val"]) == 3 and len(s.scenes["train"]) == 3 and s.scenes["test"] == []
     assert len(s.test) == 0 and s.test.get_images([]).shape == (0, 3, 16, 16)
     subsets = {}
     for f in (0.01, 0.05, 0.1, 1.0):
@@ -324,6 +326,24 @@ def test_folder_group_by_folder_and_nested_label_fractions(folder, tmp_path):
     other = set(label_subset(sorted(subsets[1.0]), 0.1, seed=1).tolist())
     assert other != subsets[0.1] and label_subset(sorted(subsets[1.0]), 0.1, 0).tolist() == sorted(subsets[0.1])
 
+
+
+def test_the_places_of_tiles_are_their_folders_when_grouped_by_folder(folder):
+    """Cross-scene figures (the kNN monitor, flag precision, the Embeddings page's kNN) ask ``place_ids``: a review
+    found neighbouring parts of one Dubai tile counted as other scenes."""
+    from core.data.seg_subset import place_ids
+
+    root, table = folder
+    cfg = SegDataConfig(name="folder", root=str(root), class_table=str(table), tile_size=16, test_fraction=0.0,
+                        val_fraction=0.0)
+    by_file = build_seg_splits(cfg, progress=False).train_all
+    assert np.array_equal(place_ids(by_file), by_file.scene_ids) and len(np.unique(place_ids(by_file))) == 6
+    table.write_text(TABLE + "group_by: folder\n")
+    by_folder = build_seg_splits(cfg, progress=False).train_all
+    places, names = place_ids(by_folder), by_folder.scene_names
+    assert len(np.unique(places)) == 2 and len(np.unique(by_folder.scene_ids)) == 6
+    for p in np.unique(places):  # one place: the parts of one folder, tile_0's or tile_1's
+        assert len({names[s].split("/")[0] for s in by_folder.scene_ids[places == p]}) == 1
 
 
 def test_test_images_whose_folder_also_trains_are_said_to_be_no_unseen_scenes(folder):
@@ -344,6 +364,9 @@ def test_test_images_whose_folder_also_trains_are_said_to_be_no_unseen_scenes(fo
     assert neighbours_note(named) is None and named.scenes["test"] == [f"tile_1/part_{k}" for k in (1, 3, 5)]
     table.write_text(TABLE + "group_by: folder\n")
     assert neighbours_note(build_seg_splits(cfg.model_copy(update=dict(test_fraction=0.5)), progress=False)) is None
+    with pytest.warns(UserWarning, match="share 1 folder"):  # grouped by folder, but one image of a folder named
+        one = build_seg_splits(cfg.model_copy(update=dict(test_scenes=["tile_1/part_1"])), progress=False)
+    assert neighbours_note(one).endswith("name whole folders in data.test_scenes")
 
 
 def test_a_fine_tuning_on_such_a_split_writes_the_note_beside_its_score(folder, tmp_path):
@@ -391,7 +414,8 @@ def test_folder_per_part_layout(tmp_path):
     assert np.array_equal(lab, labels(2, n_cls=5))
     s = build_seg_splits(SegDataConfig(name="folder", root=str(root), class_table=str(table), tile_size=T,
                                        test_fraction=0.0, val_fraction=0.5), progress=False)
-    assert sorted(s.scenes["train"] + s.scenes["val"]) == ["Tile 1", "Tile 2"]
+    assert sorted(s.scenes["train"] + s.scenes["val"]) == [f"Tile {t}/image_part_00{k}" for t in (1, 2) for k in (1, 2)]
+    assert len({n.split("/")[0] for n in s.scenes["val"]}) == 1  # one whole folder validates
 
 
 @pytest.mark.parametrize("text, message", [

@@ -313,11 +313,3 @@ def _global_selectors(sc: StepCandidates, k: int, scorer: _Scorer, tallies: dict
     if cross.any():
         tallies["random"].add(0.0, 0, k * float(same[cross].mean()), k)
         tallies["oracle"].add(0.0, 0, float(min(k, int((same & cross).sum()))), k)
-
-
-# ------------------------------------------------------------------------------------------------ features
-def colour_features(images: np.ndarray) -> np.ndarray:
-    """Per-channel mean and standard deviation of uint8 tiles (B, 3, H, W) in [0, 1]: (B, 6) float32."""
-    x = np.asarray(images, np.float32).reshape(images.shape[0], images.shape[1], -1) / 255.0
-    return np.concatenate([x.mean(axis=2), x.std(axis=2)], axis=1).astype(np.float32)
-

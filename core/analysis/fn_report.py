@@ -25,9 +25,9 @@ from ..ssl.registry import get_method
 from ..config import ConfigError, PretrainConfig
 from ..config.strategy import strategy_label, uses_labels
 from ..data import DataError, build_dataset
-from ..imaging.band_preview import preview_chw
-from ..imaging.bands import bands_of
-from .fn_quality import colour_features, entry_text, score_flags
+from ..data.seg_subset import place_ids
+from .fn_quality import entry_text, score_flags
+from .tile_colours import COLOUR_METRIC, tile_colours
 from .proportions import recall_text
 from .fn_units import moco_candidates, simclr_candidates
 from .fn_scoring import NO_CLASS, base_rate, dominant_classes, load_pairs, run_config
@@ -140,16 +140,6 @@ def _check_same_tiles(run: Run, dataset: Any) -> None:
                               "or its split changed since the run, so its tile indices point at other tiles")
 
 
-def _colour(dataset: Any, progress: Progress | None, chunk: int = 256) -> np.ndarray:
-    out = []
-    for start in range(0, len(dataset), chunk):
-        idx = np.arange(start, min(start + chunk, len(dataset)))
-        out.append(colour_features(preview_chw(dataset.get_images(idx).numpy(), bands_of(dataset))))
-        if progress:
-            progress("colour statistics", int(idx[-1]) + 1, len(dataset))
-    return np.concatenate(out)
-
-
 def _encoder(run: Run, cfg: PretrainConfig, dataset: Any, progress: Progress | None) -> np.ndarray | None:
     path = run.checkpoint_dir / "encoder.safetensors"
     if not path.is_file():
@@ -228,7 +218,9 @@ def compute_report(run: Run, use_encoder: bool = True, progress: Progress | None
     order = BatchOrder(len(dataset), cfg.train.batch_size, cfg.seed, world)
     steps = moco_candidates(order, last_step, cfg.model.queue_size) if get_method(cfg.method).queue \
         else simclr_candidates(order, last_step)
-    features = {"colour": (_colour(dataset, progress), "euclidean")}
+    colours = tile_colours(dataset, np.arange(len(dataset)),
+                           (lambda d, t: progress("colour statistics", d, t)) if progress else None)
+    features = {"colour": (colours, COLOUR_METRIC)}
     notes = []
     enc = _encoder(run, cfg, dataset, progress) if use_encoder else None
     if enc is not None:
@@ -238,7 +230,7 @@ def compute_report(run: Run, use_encoder: bool = True, progress: Progress | None
     if progress:
         progress("rebuilding batches and scoring", 0, last_step)
     detector = detector_of(cfg)
-    quality = score_flags(pairs, steps, classes, np.asarray(dataset.scene_ids), features, selection_of(cfg),
+    quality = score_flags(pairs, steps, classes, place_ids(dataset), features, selection_of(cfg),
                           base_rate(classes), flagged_by=flagged_by(detector["name"]))
     if progress:
         progress("rebuilding batches and scoring", last_step, last_step)

@@ -289,8 +289,14 @@ def build_seg_splits(cfg: Any, progress: bool = True, dataset: Any = None) -> Se
     if len(train_idx) == 0:
         raise DataError(f"{ds.name}: no training tiles left after the validation and test splits")
     names = list(info["group_names"])
+    scene_of = np.asarray(info["scene"])
+    grouped = any(g and g != n for n, g in names_of_tiles)  # scenes in groups (``group_by: folder``)
 
     def scenes_of(idx: np.ndarray) -> list[str]:
+        """The scenes of a split by name: its images where they are grouped (a group is the split's unit, the
+        records that say what a model saw or was tested on name images, as a split by image does)."""
+        if grouped:
+            return [names_of_tiles[k][0] for k in np.unique(scene_of[idx])]
         return [names[g] for g in np.unique(group[idx])]
 
     labeled = label_subset(train_idx, cfg.label_fraction, cfg.seed)
@@ -307,10 +313,11 @@ def build_seg_splits(cfg: Any, progress: bool = True, dataset: Any = None) -> Se
 
 def neighbours_note(splits: SegSplits) -> str | None:
     """Why the test images of an image folder are no unseen scenes: split image by image (the class table's
-    ``group_by: file``), parts of one folder of images (a tile of Dubai's, cut into 9) sit in training and test
-    alike, neighbours that share their scene's light, roofs and roads. None when no folder is on both sides."""
+    ``group_by: file``), or single images named as test scenes, parts of one folder of images (a tile of Dubai's,
+    cut into 9) sit in training and test alike, neighbours that share their scene's light, roofs and roads. None
+    when no folder is on both sides."""
     table = getattr(splits.dataset, "table", None)
-    if getattr(table, "group_by", None) != "file":
+    if table is None:
         return None
     folders = {split: {n.rsplit("/", 1)[0] for n in splits.scenes.get(split, []) if "/" in n}
                for split in ("train", "test")}
@@ -319,8 +326,8 @@ def neighbours_note(splits: SegSplits) -> str | None:
         return None
     return (f"{splits.name}: the test images share {len(shared)} folder(s) with training images ("
             f"{', '.join(shared[:3])}{' ...' if len(shared) > 3 else ''}): parts of one scene on both sides, so the "
-            "test score is not on unseen scenes; name whole folders in data.test_scenes, or set group_by: folder "
-            "in the class table")
+            "test score is not on unseen scenes; name whole folders in data.test_scenes"
+            + (", or set group_by: folder in the class table" if table.group_by == "file" else ""))
 
 
 def pretrain_tiles(data: Any, progress: bool = True) -> SegSubset:

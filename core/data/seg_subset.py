@@ -99,3 +99,19 @@ class SegSubset(torch.utils.data.Dataset):
 
     def __repr__(self) -> str:
         return f"SegSubset({self.name!r}, {len(self)} of {len(self.base)} tiles)"
+
+
+def place_ids(tiles: object) -> np.ndarray | None:
+    """The place of every tile, (N,) int64, or None where the set does not know its scenes. Tiles of one place are
+    neighbours: a folder of images cut from one picture (a class table's ``group_by: folder``: a Dubai tile's 9
+    parts), else a scene. Why not :attr:`scene_ids`: "across scenes" figures (the kNN monitor's queries, the flags'
+    cross-scene precision, the Embeddings page's kNN) held neighbouring parts of one Dubai tile as other scenes, so
+    their pairs counted as found across scenes (a review)."""
+    if isinstance(tiles, SegSubset):
+        inner = place_ids(tiles.base)
+        return None if inner is None else inner[tiles.indices]
+    split_info = getattr(tiles, "split_info", None)
+    if callable(split_info):
+        return np.asarray(split_info()["group"], np.int64)
+    scenes = getattr(tiles, "scene_ids", None)
+    return None if scenes is None else np.asarray(scenes, np.int64)

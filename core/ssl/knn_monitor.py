@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.dominant import dominant_classes
+from ..data.seg_subset import place_ids
 from ..data.protocols import TileSet
 
 BANK_TILES = 512
@@ -107,7 +108,7 @@ class KnnMonitor:
         if labels is None:
             raise MonitorUnavailable("the data set has no labels (a folder without a class table)")
         self.dataset, self.every, self.input_size, self.device = dataset, every, input_size, device
-        self.split = knn_split(labels, getattr(dataset, "scene_ids", None), seed)
+        self.split = knn_split(labels, place_ids(dataset), seed)
         self.bank_labels = torch.as_tensor(labels[self.split.bank], dtype=torch.long, device=device)
         self.query_labels = torch.as_tensor(labels[self.split.queries], dtype=torch.long, device=device)
         self.n_classes = int(labels.max()) + 1
