@@ -78,9 +78,12 @@ def data_choice(entries: list[ModelEntry]) -> tuple[DataConfig, int]:
     when it is labeled), a synthetic set, or an added data source (``core.store.sources``)."""
     own = E.checkpoint_data(entries[0].path)
     sources = {f"source:{s.path}": s for s in list_sources() if s.images > 0}
-    options = ["own", "synthetic"] if own is not None and own.labeled else \
-        ["synthetic"] + (["own"] if own is not None else [])
-    options += list(sources)
+    options = (["own"] if own is not None else []) + ["synthetic"] + list(sources)
+    # the first checkpoint changed: its own data again (a review switched to two Dubai runs and embedded them on
+    # generated tiles, the pick of the NEON pair before kept)
+    if st.session_state.get("emb-source-of") != str(entries[0].path):
+        st.session_state["emb-source-of"] = str(entries[0].path)
+        st.session_state["emb-source"] = options[0]
     own_tiles = pretrained_tiles(entries[0], own) if own is not None else None
     labels = {"synthetic": "a synthetic aerial set",
               "own": f"the pretraining data of {entries[0].label}" + (f" ({describe(own, own_tiles)})" if own else "")}
@@ -231,21 +234,46 @@ def quality_metric(emb: E.Embedding, other: E.Embedding | None) -> None:
             paired = same_tiles_answers(emb, other)
             delta = difference_text(name, value, emb.quality.queries or len(emb.indices), other_value,
                                     other.quality.queries or len(other.indices), paired)
-    left, right = st.columns(2)
+    left, middle, right = st.columns(3)
     # grey, not red/green: a colour would call a winner that the interval may not; no arrow within noise (an up
     # arrow stood beside "+0.000")
     arrow = "off" if delta is not None and delta.startswith("within noise") else "auto"
     left.metric(name, "n/a" if value is None else f"{value:.3f}", delta=delta, delta_color="off", help=help_text,
                 delta_arrow=arrow)
-    chance = emb.quality.majority_rate if emb.quality.knn_accuracy is not None else None
-    if chance is not None:
-        right.metric("majority-class baseline", f"{chance:.3f}", help="always answering the most common class: "
-                     "the kNN accuracy means something only above this")
+    q = emb.quality
+    if q.knn_accuracy is not None and q.majority_rate is not None:
+        middle.metric("majority class", f"{q.majority_rate:.3f}", help="always answering the most common class: "
+                      "the kNN accuracy means something only above this")
+    if q.knn_accuracy is not None and q.colour_accuracy is not None:
+        right.metric("colour statistics", f"{q.colour_accuracy:.3f}",
+                     help="the same vote on each tile's per-channel mean and deviation (Euclidean), no encoder: what "
+                          "the features must beat to have learned more than colour")
+        st.caption(reference_note(q))
     if delta is not None:
         how = (f"paired: each map's right and wrong answers on the same {len(paired[0])} tiles, Newcombe's method"
                if paired is not None else "as if unpaired, on the cautious side")
         st.caption("Under the value: this map's minus the other map's" + (
             f", with the 95 % interval of that difference ({how})" if "[" in delta else ""))
+
+
+def reference_note(q: E.ClusterQuality) -> str:
+    """Where the encoder's kNN stands against its two references, in words (a review read 0.75 as learned where
+    colour alone scored 0.79)."""
+    from core.analysis.stats import paired_shares_difference
+
+    voters = f"Voters: the {q.k} nearest labeled tiles {q.neighbours_from}."
+    pairs = [(a, b) for a, b in zip(q.knn_right or [], q.colour_right or []) if a >= 0 and b >= 0]
+    if not pairs:
+        return voters
+    gap, low, high = paired_shares_difference([a for a, _ in pairs], [b for _, b in pairs])
+    interval = (f"{100 * gap:+.1f} points, 95 % paired interval {100 * low:+.1f} to {100 * high:+.1f}, "
+                f"{len(pairs)} tiles")
+    if high < 0:
+        return f"{voters} ⚠️ The features vote worse than the tiles' colours alone ({interval})."
+    if low <= 0:
+        return (f"{voters} ⚠️ The features vote no better than the tiles' colours alone, within noise ({interval}): "
+                "by this measure they have learned nothing beyond colour.")
+    return f"{voters} The features vote better than the tiles' colours alone ({interval})."
 
 
 def _points(event: Any) -> list[Any]:

@@ -139,6 +139,36 @@ def test_tiles_without_a_class_neither_ask_nor_vote() -> None:
     assert M.cluster_quality(x, graph, np.full(len(x), -1), M.kmeans_labels(x, 3)).knn_accuracy is None
 
 
+def test_voters_come_from_other_places_and_colour_is_the_reference() -> None:
+    """A review: 0.75 by 5-NN looked learned where the tiles' colours alone scored 0.79; neighbours of one scene
+    (the same field seen again) voted for each other. Here each place is one class's near copies, so voters of the
+    same place answer everything and voters of other places only what the features know."""
+    rng = np.random.default_rng(0)
+    places = np.repeat(np.arange(12), 8)
+    labels = places % 3
+    x = rng.normal(size=(12, 16))[places] + 0.01 * rng.normal(size=(96, 16))  # places apart, classes not
+    within = M.knn_accuracy(M.knn_graph(x, 6)[0], labels, k=5)
+    across = M.knn_right_across(x, labels, places, k=5)
+    assert within == 1.0 and across.mean() < 0.7
+    colours = labels[:, None] + 0.1 * rng.normal(size=(96, 6))  # colour alone knows the class
+    q = M.cluster_quality(x, M.knn_graph(x, 6)[0], labels, M.kmeans_labels(x, 3), places=places, colours=colours)
+    assert q.neighbours_from == M.OTHER_PLACES and q.knn_accuracy == pytest.approx(across.mean())
+    assert q.colour_accuracy == 1.0 and len(q.colour_right) == 96 and "colour statistics alone scores 1.000" in \
+        q.headline()[2]
+    one = M.cluster_quality(x, M.knn_graph(x, 6)[0], labels, M.kmeans_labels(x, 3), places=np.zeros(96, int))
+    assert one.neighbours_from == M.ANY_TILE and one.knn_accuracy == within and one.colour_accuracy is None
+
+
+def test_a_voter_is_never_of_its_own_place_and_gaps_do_not_vote() -> None:
+    x = np.array([[0.0, 1.0], [0.0, 1.01], [0.5, 1.0], [1.0, 0.0]], np.float32)
+    labels, places = np.array([0, 0, 1, 0]), np.array([0, 0, 1, 1])
+    # tile 0's voters of another place: tile 2 (class 1, nearer) and tile 3 (class 0); k=1 takes tile 2; tile 1
+    # (its own place, class 0) would have answered it right
+    assert M.knn_right_across(x, labels, places, k=1).tolist() == [False, False, False, True]
+    # tiles 0-2 share a place: each has one voter (tile 3, class 0) and two gaps, which must not vote for class 1
+    assert M.knn_right_across(x, np.array([1, 1, 1, 0]), np.array([0, 0, 0, 1]), k=3).tolist() == [False] * 4
+
+
 @pytest.mark.slow
 def test_umap_is_deterministic_and_keeps_blobs_apart() -> None:
     x, labels = blobs()

@@ -70,8 +70,12 @@ def test_two_checkpoints_side_by_side_then_selection_then_cache(private_data: Pa
     other = json.loads(at.get("plotly_chart")[1].proto.spec)
     ring = next(t for t in other["data"] if str(t.get("name", "")).startswith("selected in the other map"))
     assert ring["name"] == "selected in the other map (2)"
-    baselines = [m for m in at.metric if m.label == "majority-class baseline"]
+    baselines = [m for m in at.metric if m.label == "majority class"]
     assert len(baselines) == 2 and all(0 < float(m.value) <= 1 for m in baselines)  # beside the accuracy
+    colours = [m for m in at.metric if m.label == "colour statistics"]  # and what colour alone scores, the same way
+    assert len(colours) == 2 and all(0 <= float(m.value) <= 1 for m in colours)
+    said = [c.value for c in at.caption if c.value.startswith("Voters: the 5 nearest labeled tiles")]
+    assert len(said) == 2 and all("colours alone" in c and "paired interval" in c for c in said), said
 
     again = choose(open_page("embeddings"), ["tiny-false", "tiny-infonce"])  # a new session: from disk
     assert not again.exception and texts(again).count("from the cache") == 2
@@ -191,6 +195,22 @@ def test_the_settings_survive_a_visit_to_another_page(empty_store: Path) -> None
     assert not at.exception
     assert at.radio(key="emb-source").value == "synthetic" and at.slider(key="emb-tiles").value == 200
     assert at.radio(key="emb-colour").value == "cluster" and at.checkbox(key="emb-pairs").value
+
+
+def test_another_first_checkpoint_brings_its_own_data_back(populated_store: Path) -> None:
+    """A review picked synthetic tiles for one pair, then two other runs: the pick stayed, and real-imagery encoders
+    were embedded on generated tiles."""
+    at = open_page("embeddings")
+    options = at.multiselect(key="emb-models").options
+    first = at.multiselect(key="emb-models").value[0]
+    assert at.radio(key="emb-source").value == "own"  # its own data first, labeled or not
+    at.radio(key="emb-source").set_value("synthetic").run()
+    at.run()
+    assert at.radio(key="emb-source").value == "synthetic"  # kept while the first checkpoint stays
+    other = next(o for o in options if o != first and o.startswith("run:"))
+    at.multiselect(key="emb-models").set_value([other]).run()
+    assert not at.exception and at.radio(key="emb-source").value == "own"
+    assert at.radio(key="emb-source").options[0].startswith(f"the pretraining data of {other}")
 
 
 def test_the_difference_between_two_maps_leads_with_its_verdict() -> None:

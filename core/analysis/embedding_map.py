@@ -31,25 +31,35 @@ class UmapParams:
     random_state: int = 0
 
 
+OTHER_PLACES = "of other scenes only"  # a tile's neighbours of its own scene are often the same field again
+ANY_TILE = "any other tile"  # one scene (or none known): leave-one-out
+
+
 @dataclass(frozen=True)
 class ClusterQuality:
     """How well the features separate the tiles: kNN accuracy on dominant classes where labels exist, else the
     silhouette of k-means clusters (both always computed when possible)."""
 
-    knn_accuracy: float | None  # leave-one-out, k nearest by cosine, majority vote
+    knn_accuracy: float | None  # k nearest by cosine (of other places: ``neighbours_from``), majority vote
     majority_rate: float | None  # accuracy of always answering the most common class: the kNN's chance level
     silhouette: float | None  # of the k-means clusters, cosine, on features
     k: int
     queries: int | None = None  # the tiles with a class that the kNN accuracy is over (None: cached before it)
     knn_right: list[int] | None = None  # per tile of the map: 1 right, 0 wrong, -1 no class (paired comparisons)
+    neighbours_from: str = ANY_TILE  # where the voters come from: OTHER_PLACES where the tiles hold two or more
+    colour_accuracy: float | None = None  # the same kNN on the tiles' colour statistics: the reference to beat
+    colour_right: list[int] | None = None  # its answers, as ``knn_right`` (the difference's paired interval)
 
     def headline(self) -> tuple[str, float | None, str]:
         """(name, value, help) of the one number to show for a checkpoint."""
         if self.knn_accuracy is not None:
+            colour = ("" if self.colour_accuracy is None else
+                      f"; the same vote on the tiles' colour statistics alone scores {self.colour_accuracy:.3f}")
             return (f"{self.k}-NN accuracy", self.knn_accuracy,
-                    (f"leave-one-out {self.k}-NN on the dominant class (cosine); always guessing the most common "
-                     f"class scores {self.majority_rate:.3f}. Not the Pretrain page's live kNN monitor, which "
-                     "classifies some scenes' tiles by their 20 nearest tiles of other scenes"))
+                    (f"each tile's dominant class as voted by its {self.k} nearest labeled tiles "
+                     f"({self.neighbours_from}, cosine); always guessing the most common class scores {self.majority_rate:.3f}{colour}. Not "
+                     "the Pretrain page's live kNN monitor, which classifies some scenes' tiles by their 20 nearest "
+                     "tiles of other scenes"))
         return ("silhouette", self.silhouette,
                 "silhouette of the k-means clusters (cosine, -1..1; higher is better separated); no labels here")
 
@@ -160,16 +170,44 @@ def knn_accuracy(neighbours: np.ndarray, labels: np.ndarray, k: int = 5) -> floa
 def knn_right(neighbours: np.ndarray, labels: np.ndarray, k: int = 5) -> np.ndarray | None:
     """Whether each point's label is its k nearest others' vote (:func:`knn_accuracy`'s answers, one per point)."""
     labels = np.asarray(labels, np.int64)
-    n = len(labels)
     k = min(k, neighbours.shape[1] - 1)
+    if len(labels) < 2 or k < 1:
+        return None
+    return _voted(labels, neighbours[:, 1:k + 1], np.ones((len(labels), k), bool))
+
+
+def _voted(labels: np.ndarray, voters: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Whether each point's label wins its voters' vote, (n,) bool; ``voters`` (n, k) indices nearest first,
+    ``valid`` which of them vote. Ties go to the class of the nearer voters: each vote gets a bonus that falls with
+    rank and sums to less than one vote."""
+    n, k = voters.shape
+    weights = (1.0 + (k - np.arange(k)) / (k * k + 1.0))[None, :] * valid
+    votes = np.zeros((n, int(labels.max()) + 1))
+    np.add.at(votes, (np.repeat(np.arange(n), k), labels[voters].ravel()), weights.ravel())
+    return votes.argmax(axis=1) == labels
+
+
+def knn_right_across(features: np.ndarray, labels: np.ndarray, places: np.ndarray, k: int = 5,
+                     metric: str = "cosine", chunk: int = 1024) -> np.ndarray | None:
+    """:func:`knn_right` with voters of other places only (``core.data.seg_subset.place_ids``): a tile's
+    neighbours in its own scene are often the same field or roof seen again, which a lookup of the scene answers
+    without any learned feature. ``metric``: cosine, or euclidean for magnitudes (colour statistics)."""
+    labels, places = np.asarray(labels, np.int64), np.asarray(places)
+    n = len(labels)
     if n < 2 or k < 1:
         return None
-    voters = labels[neighbours[:, 1:k + 1]]  # (n, k)
-    n_classes = int(labels.max()) + 1
-    weights = 1.0 + (k - np.arange(k)) / (k * k + 1.0)
-    votes = np.zeros((n, n_classes))
-    np.add.at(votes, (np.repeat(np.arange(n), k), voters.ravel()), np.tile(weights, n))
-    return votes.argmax(axis=1) == labels
+    x = torch.from_numpy(np.ascontiguousarray(features, np.float32))
+    x = F.normalize(x, dim=1) if metric == "cosine" else x
+    own = torch.from_numpy(places)
+    k = min(k, n - 1)
+    voters, valid = np.empty((n, k), np.int64), np.empty((n, k), bool)
+    for start in range(0, n, chunk):
+        rows = torch.arange(start, min(start + chunk, n))
+        near = x[rows] @ x.T if metric == "cosine" else -torch.cdist(x[rows], x)  # larger is nearer
+        near[own[rows][:, None] == own[None, :]] = -torch.inf  # itself and its own place
+        top, which = torch.topk(near, k, dim=1)
+        voters[rows.numpy()], valid[rows.numpy()] = which.numpy(), torch.isfinite(top).numpy()
+    return _voted(labels, voters, valid)
 
 
 def majority_rate(labels: np.ndarray) -> float:
@@ -201,22 +239,51 @@ def silhouette(features: np.ndarray, labels: np.ndarray, sample: int = 2000, see
 
 
 def cluster_quality(features: np.ndarray, neighbours: np.ndarray, dominant: np.ndarray | None,
-                    clusters: np.ndarray, k: int = 5) -> ClusterQuality:
-    """kNN accuracy (with its chance level) where labels exist, and the k-means silhouette. Tiles without a class
-    (``NO_CLASS`` -1: no labeled pixel) neither ask nor vote: the neighbours are found again among the others (they
-    had made the majority rate fail and counted as queries whose -1 votes went to the last class)."""
-    acc = rate = queries = answers = None
+                    clusters: np.ndarray, k: int = 5, places: np.ndarray | None = None,
+                    colours: np.ndarray | None = None) -> ClusterQuality:
+    """kNN accuracy (with its chance level and, given the tiles' ``colours``, the same vote on them) where labels
+    exist, and the k-means silhouette. Voters come from other ``places`` where the labeled tiles hold two or more.
+    Tiles without a class (``NO_CLASS`` -1: no labeled pixel) neither ask nor vote: the neighbours are found again
+    among the others (they had made the majority rate fail and counted as queries whose -1 votes went to the last
+    class)."""
+    acc = rate = queries = answers = colour = colour_answers = None
+    how = ANY_TILE
     if dominant is not None:
         dominant = np.asarray(dominant, np.int64)
         labeled = dominant >= 0
         queries = int(labeled.sum())
+        own = None if places is None else np.asarray(places)[labeled]
+        if own is not None and len(np.unique(own)) >= 2:
+            how = OTHER_PLACES
+
+        def answers_of(points: np.ndarray, metric: str, graph: np.ndarray | None = None) -> np.ndarray | None:
+            if how == OTHER_PLACES:
+                return knn_right_across(points[labeled], dominant[labeled], own, k, metric)
+            if graph is None:
+                graph = knn_graph(points[labeled], k + 1)[0] if metric == "cosine" else _euclidean_graph(
+                    points[labeled], k + 1)
+            return knn_right(graph, dominant[labeled], k)
+
+        def per_tile(right: np.ndarray) -> list[int]:
+            full = np.full(len(dominant), -1, np.int64)
+            full[labeled] = right
+            return full.tolist()
+
         if queries:
-            graph = neighbours if labeled.all() else knn_graph(features[labeled], k + 1)[0]
-            right = knn_right(graph, dominant[labeled], k)
+            right = answers_of(features, "cosine", neighbours if labeled.all() else None)
             acc, rate = (float(right.mean()) if right is not None else float("nan")), majority_rate(dominant)
-            if right is not None:
-                full = np.full(len(dominant), -1, np.int64)
-                full[labeled] = right
-                answers = full.tolist()
+            answers = per_tile(right) if right is not None else None
+            by_colour = answers_of(colours, "euclidean") if colours is not None else None
+            if by_colour is not None:
+                colour, colour_answers = float(by_colour.mean()), per_tile(by_colour)
     return ClusterQuality(knn_accuracy=acc, majority_rate=rate, silhouette=silhouette(features, clusters), k=k,
-                          queries=queries, knn_right=answers)
+                          queries=queries, knn_right=answers, neighbours_from=how, colour_accuracy=colour,
+                          colour_right=colour_answers)
+
+
+def _euclidean_graph(points: np.ndarray, k: int) -> np.ndarray:
+    """Each point's k nearest by Euclidean distance, itself first (as :func:`knn_graph`)."""
+    x = torch.from_numpy(np.ascontiguousarray(points, np.float32))
+    near = -torch.cdist(x, x)
+    near.fill_diagonal_(torch.inf)
+    return torch.topk(near, min(k, len(x)), dim=1)[1].numpy()

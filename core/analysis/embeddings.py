@@ -12,12 +12,10 @@ Why these choices (measured on 2 shared CPU cores, 5,000 tiles, ResNet-18 featur
     init scatters them); it costs about 1 s warm and 3 s of compile cold.
   - Features run in bf16 autocast on a CPU with native bf16 (AVX512-BF16 / AMX), about twice as fast as fp32
     there; elsewhere fp32. The choice is part of the cache key.
-  - ``warm_up()`` compiles umap-learn's numba functions on a tiny problem with these same settings, in a
-    background thread when the app starts, so the user's first map does not pay for it.
+  - ``warm_up()`` compiles umap-learn's numba functions on a tiny problem, at app start: the first map is not slower.
 
 Results are cached under ``data_root()/embeddings/<key>/`` (.npy arrays + meta.json, published in one rename),
 keyed by the checkpoint's content, the data set, the tiles, the input size, the precision and the UMAP settings.
-Nothing here imports streamlit.
 """
 from __future__ import annotations
 
@@ -48,10 +46,12 @@ from ..device import pick_device, pick_precision
 from ..store.file_versions import file_sha256
 from ..store.runs import NotARunError, Run, open_run
 from ..data.protocols import TileSet
+from ..data.seg_subset import place_ids
+from .tile_colours import tile_colours
 from .embedding_map import (MIN_TILES, ClusterQuality, EmbeddingError, UmapParams, cluster_quality, kmeans_labels,
                             knn_graph, umap_2d)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: kNN voters of other scenes, and the colour reference
 SUBSET_SEED = 0  # which tiles a "first n of N" request embeds: a seeded sample, the same every time
 Progress = Callable[[int, int], None]
 Stage = Callable[[str], None]
@@ -303,7 +303,9 @@ def compute_embedding(checkpoint: str | Path, data: DataConfig, n_tiles: int, in
     dominant_all = fn_scoring.dominant_classes(dataset)
     dominant = None if dominant_all is None else np.asarray(dominant_all[indices], np.int64)
     groups = kmeans_labels(features, clusters)
-    quality = cluster_quality(features, knn[0], dominant, groups)
+    places = place_ids(dataset)  # kNN voters of other places; colour statistics as the reference
+    quality = cluster_quality(features, knn[0], dominant, groups, places=None if places is None else places[indices],
+                              colours=tile_colours(dataset, indices) if dominant is not None else None)
     times["quality"] = time.perf_counter() - t
     meta = {"checkpoint": str(Path(checkpoint).resolve()), "checkpoint_sha256": file_sha256(checkpoint),
             "encoder": checkpoint_card(checkpoint).get("encoder"), "data": data.model_dump(mode="json"),
