@@ -66,9 +66,10 @@ def test_a_run_records_knn_accuracy_and_trains_exactly_as_without(tmp_path: Path
         (run,) = list_runs(runs)
         curves[every] = {m["step"]: m for m in run.metrics()}
     with_knn = curves[2]
-    assert sorted(with_knn) == [2, 3, 4] and sorted(curves[0]) == [3, 4]  # the monitor's steps are logged too
-    assert "knn_acc" not in with_knn[3] and all("knn_acc" in with_knn[s] for s in (2, 4))
-    assert all(0.0 <= with_knn[s]["knn_acc"] <= 1.0 and 0.0 < with_knn[s]["knn_baseline"] <= 1.0 for s in (2, 4))
+    # the monitor's steps are logged too, and step 0: the untrained encoder, the curve's own reference
+    assert sorted(with_knn) == [0, 2, 3, 4] and sorted(curves[0]) == [3, 4] and "loss" not in with_knn[0]
+    assert "knn_acc" not in with_knn[3] and all("knn_acc" in with_knn[s] for s in (0, 2, 4))
+    assert all(0.0 <= with_knn[s]["knn_acc"] <= 1.0 and 0.0 < with_knn[s]["knn_baseline"] <= 1.0 for s in (0, 2, 4))
     assert with_knn[2]["knn_baseline"] == with_knn[4]["knn_baseline"]  # the same tiles all run long
     assert 0 < with_knn[2]["knn_queries"] <= 256  # a difference between runs needs it for its interval (Runs page)
     for s in (3, 4):  # turning the monitor on changes no training step

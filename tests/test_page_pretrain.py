@@ -206,7 +206,7 @@ def test_the_knn_monitor_is_plotted_beside_the_loss(populated_store: Path) -> No
 
     run = next(r for r in list_runs(populated_store) if r.id.endswith("tiny-false"))
     knn = [m for m in run.metrics() if "knn_acc" in m]
-    assert [m["step"] for m in knn] == [8, 16]
+    assert [m["step"] for m in knn] == [0, 8, 16]  # step 0: the untrained encoder
     at = open_page("pretrain")
     at.selectbox(key="pretrain-run").set_value(run.id).run()
     specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
@@ -215,10 +215,13 @@ def test_the_knn_monitor_is_plotted_beside_the_loss(populated_store: Path) -> No
     knn_chart = next(s for s in specs if s["layout"]["title"]["text"].startswith("kNN accuracy"))
     assert titles[0] == "Loss" and len(titles) == 5, titles
     traces = {t["name"]: {k: _values(t[k]) for k in ("x", "y")} for t in knn_chart["data"]}
-    assert traces["kNN accuracy"] == {"x": [8, 16], "y": [m["knn_acc"] for m in knn]}  # named in words, not keys
+    assert traces["kNN accuracy"] == {"x": [0, 8, 16], "y": [m["knn_acc"] for m in knn]}  # in words, not keys
     assert traces["majority class"]["y"] == [m["knn_baseline"] for m in knn]
     said = "what the encoder has learned is the gap between them"  # low lines are read against the dashed one
     assert sum(said in c.value for c in at.caption) == 1
+    reading = next(c.value for c in at.caption if said in c.value)  # and the last value read against both references
+    assert reading.startswith(f"📏 Step 16: kNN accuracy {100 * knn[-1]['knn_acc']:.1f} % (95 % ")
+    assert "the untrained encoder's" in reading and "at step 0" in reading
     other = next(r for r in list_runs(populated_store) if r.id.endswith("tiny-infonce"))
     at.selectbox(key="pretrain-run").set_value(other.id).run()
     assert not any("kNN" in json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart"))

@@ -14,6 +14,7 @@ from typing import Any
 import streamlit as st
 
 from core.analysis.fn_scoring import has_detector
+from core.analysis.knn_reading import knn_reading
 from core.phases import eta_seconds, phase_text, rough_duration
 from core.store import launch
 from core.store.runs import NotARunError, Run, open_run
@@ -34,7 +35,7 @@ CHARTS: dict[str, Sequence[tuple[Sequence[str], str, bool, str]]] = {
 }
 REFRESH_S = 2.0
 KNN_TITLE = "kNN accuracy across scenes (dashed: the majority class)"
-KNN_NOTE = ("kNN accuracy: each query tile's dominant class, voted by its 20 nearest bank tiles, which come from other "
+KNN_NOTE = ("How to read it: each query tile's dominant class, voted by its 20 nearest bank tiles, which come from other "
             "scenes where the data has several. The dashed line always answers the query tiles' most common class (the "
             "best any constant answer can do); where "
             "the scenes' land cover differs, both lines are low, and what the encoder has learned is the gap between "
@@ -193,7 +194,8 @@ def _charts(run: Run, kind: str, live: bool = False) -> None:
     for n, fig in enumerate(figures):
         cols[n % 2].plotly_chart(fig, width="stretch", key=f"chart-{run.id}-{n}")
     if knn:  # the dashed majority-class line's meaning, whether drawn or said as a value
-        st.caption(KNN_NOTE)
+        reading = knn_reading(run.metrics())
+        st.caption((f"📏 {reading} " if reading else "") + KNN_NOTE)
 
 
 def _left(done: float, total: float | None, started: Any) -> str:

@@ -120,6 +120,11 @@ class KnnMonitor:
         bank_common = torch.bincount(self.bank_labels, minlength=self.n_classes).argmax()
         self.bank_baseline = float((self.query_labels == bank_common).float().mean())  # runs' records until then
 
+    def starts(self, step: int, total_steps: int) -> bool:
+        """Whether to measure before the first step: the untrained encoder is the curve's own reference (a review
+        had 15-20 % and no way to tell it from what training gave), in a run that reaches a measured step."""
+        return step == 0 and 0 < self.every <= total_steps
+
     def due(self, step: int) -> bool:
         return self.every > 0 and step % self.every == 0
 
@@ -178,3 +183,4 @@ class KnnMonitor:
         return (f"kNN monitor every {self.every} steps: {len(self.split.queries)} query tiles against a bank of "
                 f"{len(self.split.bank)} ({how}), k={NEIGHBOURS}, majority-class baseline {self.baseline:.3f} (always "
                 f"answering the query tiles' most common class){reach}")
+

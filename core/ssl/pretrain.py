@@ -55,7 +55,6 @@ from ..store.run_lock import lock_run
 from ..data.dominant import dominant_classes
 
 
-
 # ----------------------------------------------------------------------------------------------------------------
 # The trainer
 
@@ -229,7 +228,6 @@ class Trainer:
     def _pair_pictures(self, rows: list[dict]) -> Any:
         """A step's flagged pairs as one picture, for the trackers (pandas imported only when a tracker asks)."""
         from ..analysis.pair_grid import pair_grid
-
         return pair_grid(self.dataset, rows)
 
     def fit(self, stop: StopFlag | None = None) -> str:
@@ -252,6 +250,8 @@ class Trainer:
     def _run_steps(self, life: RunLife) -> None:
         cfg, main = self.cfg, self.env.main
         self._log_start(life)
+        if main and self.knn is not None and self.knn.starts(self.step, self.total_steps):  # untrained encoder
+            life.record("metrics.jsonl", [{"step": 0, **self.knn.measure(self.model.encoder), "time": time.time()}])
         self.model.train()
         self.feed.start(self.step)
         t_last, steps_since, may_stop = time.perf_counter(), 0, True
