@@ -393,6 +393,8 @@ def test_every_detector_is_scored_from_the_shell_and_two_runs_compare_on_shared_
     assert {"recall (same-class pairs offered)", "encoder nearest (for its anchors)", "oracle ceiling (for its anchors)",
             "cross-scene precision of the flags"} <= set(table.index)
     assert table.loc["steps scored"].tolist() == ["2", "2"]
+    from core.analysis.proportions import recall_text  # in percent as the single run's report, never "0.0022"
+    assert table.loc["recall (same-class pairs offered)"].iloc[0].startswith(recall_text(side.reports[0]) + " (")
     words = side.summary()
     assert "On the same batches (steps 1–2)" in words and "`nearest` flagged" in words and "B's detector is the oracle" \
         in words

@@ -31,6 +31,22 @@ def test_empty_store_leads_to_the_pretrain_page(empty_store: Path) -> None:
     assert at.button(key="fn-go-pretrain")
 
 
+def test_a_run_named_in_the_address_is_picked_and_an_unknown_one_is_said(populated_store: Path) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    from tests.pages import APP
+
+    infonce = run_named(populated_store, "tiny-infonce")
+    for wanted, picked in ((infonce, infonce), ("no-such-run", None)):
+        at = AppTest.from_file(APP, default_timeout=90)
+        at.query_params["run"] = wanted
+        at.run().switch_page("../pages/false_negatives.py").run()
+        assert not at.exception
+        said = [w.value for w in at.warning if "The address names run" in w.value]
+        assert (at.selectbox(key="fn-run").value == picked) if picked else said, said
+        assert bool(said) == (picked is None)
+
+
 def test_false_run_shows_counts_precision_and_gallery(populated_store: Path) -> None:
     at = open_page("false_negatives")
     run_id = run_named(populated_store, "tiny-false")

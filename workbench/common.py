@@ -218,6 +218,9 @@ def pick_run(label: str, runs: Sequence[Run], key: str, empty: str,
     wanted = st.query_params.get("run")
     if wanted in ids and st.session_state.get(f"{key}:asked") != wanted:  # an address naming a run wins, once
         st.session_state[f"{key}:asked"] = st.session_state[key] = wanted
+    elif wanted and wanted not in ids:  # a link to a run deleted, mistyped, or of another kind: said, not hidden
+        st.warning(f"The address names run {literal(str(wanted))}, which is not among the runs here: showing another.",
+                   icon="🔎")
     liked = [n for n, r in enumerate(runs) if prefer(r)] if prefer is not None else []
     first = liked[0] if liked else 0
     kept_valid(key, ids, ids[first])  # the kept choice (``KEPT_KEYS``), unless its run is gone or filtered away

@@ -27,6 +27,7 @@ from .fn_quality import EXPECTED, SELECTORS, entry_ci, entry_text
 from .fn_report import (FlagReportError, Progress, cached_report, data_dump, flag_report, flagged_by, last_step_of,
                         no_detector_reason, report_detector)
 from .fn_scoring import run_config
+from .proportions import recall_text
 from .stats import proportion_difference, share_relation, signed_points
 
 VIEW_FIELDS = ("image_size", "crop_scale_min", "color_strength", "blur_prob")  # the views, not the tiles
@@ -144,7 +145,7 @@ class FlagComparison:
         if self.same_batches:
             add("cross-scene precision of the flags", lambda r: _cell(r["cross_scene"].get("flags")))
         if self.recall_comparable:
-            add("recall (same-class pairs offered)", lambda r: f"{r['recall']:.4f} ({r['recall_detail']['hits']:.0f} "
+            add("recall (same-class pairs offered)", lambda r: f"{recall_text(r)} ({r['recall_detail']['hits']:.0f} "
                 f"of {r['recall_detail']['pairs']})" if r["recall"] is not None else "n/a")
         add("flags the treatment applied to", _treated)
         names = SELECTORS[1:] if self.same_batches else ("random", "colour")
@@ -207,7 +208,7 @@ class FlagComparison:
                 text += f": B is {_rel(pa, pb)}"
             text += "."
             if a["recall"] is not None and b["recall"] is not None:
-                text += (f" Recall: A {a['recall']:.4f}, B {b['recall']:.4f} of the same-class pairs the batches "
+                text += (f" Recall: A {recall_text(a)}, B {recall_text(b)} of the same-class pairs the batches "
                          "offered.")
         else:
             parts = []
