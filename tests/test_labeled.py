@@ -400,6 +400,24 @@ def test_folder_missing_mask_and_empty_folders(folder, tmp_path):
         FolderSeg(tmp_path / "nomask", table)
 
 
+def test_an_image_without_a_mask_never_takes_another_images_mask_of_the_same_name(folder):
+    """A review: tile_1's mask deleted, tile_1/x.jpg was paired with tile_3/x.png (the only mask of that name left,
+    but tile_3/x.jpg's own) and trained on a test scene's labels without a word."""
+    from core.data import DataError
+    from core.data.seg_folder import FolderSeg
+
+    root, table = folder
+    (root / "masks" / "tile_1" / "part_1.png").unlink()  # tile_0/part_1 does not exist: the name is tile_1's alone
+    save(image(1), root / "images" / "tile_0" / "part_1.jpg", quality=95)
+    save(colour(labels(1, n_cls=5), DUBAI), root / "masks" / "tile_0" / "part_1.png")
+    with pytest.raises(DataError, match="no mask for images/tile_1/part_1.jpg"):
+        FolderSeg(root, table, tile_size=T, progress=False)
+    flat = root.parent / "flat"  # masks in a folder of their own layout: matched by name where nothing claims them
+    save(image(0), flat / "images" / "a" / "x.jpg", quality=95)
+    save(colour(labels(0, n_cls=5), DUBAI), flat / "masks" / "x.png")
+    assert [s.mask.name for s in FolderSeg(flat, table, tile_size=T, progress=False).find_scenes()] == ["x.png"]
+
+
 def test_folder_per_part_layout(tmp_path):
     """Kaggle's Dubai layout: <root>/Tile N/images/x.jpg with <root>/Tile N/masks/x.png (same names in each)."""
     root = tmp_path / "kaggle"

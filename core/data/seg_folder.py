@@ -272,6 +272,10 @@ class FolderSeg(SegTiles):
             full, stem = keys(pre, base, m, t.mask_suffixes)
             by_full.setdefault(full, []).append(m)
             by_stem.setdefault(stem, []).append(m)
+        # a mask whose path is another image's is that image's: never the by-name match of an image without one (a
+        # review: tile_1's missing mask was taken from tile_3, the test tile, and trained on without a word)
+        claimed = {m for pre, base, img in images for suffixes in ([], t.image_suffixes)
+                   for m in by_full.get(keys(pre, base, img, suffixes)[0], [])}
         scenes = []
         for pre, base, img in images:
             rel = img.relative_to(base)
@@ -279,7 +283,8 @@ class FolderSeg(SegTiles):
             cands: list[Path] = []
             for suffixes in ([], t.image_suffixes):
                 full, stem = keys(pre, base, img, suffixes)
-                unique = by_stem.get(stem, []) if len(by_stem.get(stem, [])) == 1 else []
+                named = by_stem.get(stem, [])
+                unique = named if len(named) == 1 and named[0] not in claimed else []
                 cands = by_full.get(full) or unique
                 if cands:
                     break
