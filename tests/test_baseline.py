@@ -208,9 +208,15 @@ def test_a_probe_runs_in_a_run_folder_and_again_on_resume(tmp_path: Path, monkey
     assert result["protocol"] == "probe" and 0 <= result["miou"] <= 1 and len(result["scenes"]) == 6
     assert status["test_miou"] == pytest.approx(result["miou"]) and "linear probe" in run.summary()["method"]
     assert probe_main(["--run-dir", str(run.path), "--no-progress"]) == 2  # a folder is probed once; resume it
-    assert probe_main(["--resume", str(run.path), "--no-progress"]) == 0
-    assert [m["step"] for m in run.metrics()] == [1, 2]  # the records of the first pass are gone, not doubled
-    assert json.loads((run.path / "test_metrics.json").read_text())["miou"] == pytest.approx(result["miou"])
+    capsys.readouterr()
+    # a review: a completed probe resumed reran, and with train.lr=0.5 overwrote its score under a config of 0.01
+    assert probe_main(["--resume", str(run.path), "--no-progress"]) == 2
+    assert "is complete" in capsys.readouterr().err
+    assert probe_main(["--resume", str(run.path), "--no-progress", "train.lr=0.5"]) == 2
+    assert "a resumed run keeps the settings" in capsys.readouterr().err and run.config()["train"]["lr"] == cfg.train.lr
+    assert probe_main(["--resume", str(run.path), "--no-progress", "train.epochs=3"]) == 0  # longer: probed again
+    assert [m["step"] for m in run.metrics()] == [1, 2, 3]  # the records of the first pass are gone, not doubled
+    assert run.config()["train"]["epochs"] == 3 and "resumed with train.epochs: 2 -> 3" in run.log_text()
     bad = create_run("probe", config_to_yaml(cfg).replace("epochs: 2", "epochs: 0"), tmp_path / "runs",
                      state="starting", kind="probe")
     assert probe_main(["--run-dir", str(bad.path), "--no-progress"]) == 2
@@ -251,6 +257,17 @@ def test_a_probe_of_a_wrong_model_init_is_one_line_and_leaves_no_folder(tmp_path
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: model.init: no such run folder or checkpoint: no-such-run") and "\n" not in err
     assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+def test_an_out_file_that_cannot_be_written_is_refused_before_the_probe(tmp_path: Path, capsys) -> None:
+    """A review: ``--out`` naming a folder ended a finished probe in a traceback."""
+    (tmp_path / "afile").write_text("x")
+    for out, said in ((tmp_path, "is a folder"), (tmp_path / "afile" / "x.json", "cannot make its folder")):
+        assert probe_main(["--config", str(REPO_ROOT / "configs/probe_demo_cpu.yaml"), "--runs-root",
+                           str(tmp_path / "runs"), "--no-progress", "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"error: --out {out}") and said in err and "\n" not in err, err
+    assert not (tmp_path / "runs").exists()  # nothing probed, no folder made
 
 
 def test_the_preset_made_for_a_data_set_is_found_by_its_folder_and_bands() -> None:

@@ -445,3 +445,15 @@ def test_a_second_asker_for_a_cache_being_built_waits_and_reads_it(tmp_path, mon
     for m in makers:
         m.join()
     assert len(calls) == 1 and len(sets) == 2 and all(len(s) == 6 for s in sets)
+
+
+def test_a_data_folder_that_cannot_be_written_is_one_line(tmp_path) -> None:
+    """A review: FALSE_WB_DATA read-only, or a file, ended pretraining in a 56-line traceback."""
+    from core.data import DataError
+    from core.data.paths import one_builder
+
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(DataError, match=r"the data folder .*afile/synthetic cannot be written \(.*\): set "
+                                        "FALSE_WB_DATA to a folder this user can write"):
+        with one_builder(tmp_path / "afile" / "synthetic" / "tiles", "these tiles"):
+            pass

@@ -648,6 +648,10 @@ def test_fingerprint_of_an_exported_card_reads_its_data_from_data_root(tmp_path:
     card["config"] = cfg.model_dump(mode="json")
     path = tmp_path / "exported.safetensors"
     save_seg_checkpoint(path, build_seg_model(card).eval(), card)
+    for out in (tmp_path, tmp_path / "exported.safetensors" / "x.safetensors"):  # said before any work (a review)
+        assert fingerprint_main([str(path), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: --out {out}") and ("is a folder" in err or "cannot make its folder" in err)
     assert fingerprint_main([str(path)]) == 2
     assert "data set folder <elsewhere>/labeled is not on this machine: pass --data-root DIR" in capsys.readouterr().err
     assert fingerprint_main([str(path), "--data-root", str(tmp_path)]) == 0

@@ -150,3 +150,13 @@ def test_a_device_out_of_memory_names_the_settings_to_lower(tmp_path) -> None:
         assert error.endswith("OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB")
     finally:
         unlock_run(run)
+
+
+def test_a_runs_folder_that_cannot_take_a_run_is_one_line(tmp_path) -> None:
+    """A review: a read-only runs folder, or a file of that name, ended a trainer in a traceback after its data."""
+    from core.store.runs import RunsRootError
+
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(RunsRootError, match=r"the runs folder .*afile cannot take a new run \(.*\): give another with "
+                                            "--runs-root or FALSE_WB_RUNS"):
+        create_run("x", "name: x\n", tmp_path / "afile")

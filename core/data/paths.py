@@ -181,9 +181,14 @@ def one_builder(final: Path, what: str) -> Iterator[None]:
     cores. The lock is the OS's (``flock``): a builder killed by any signal releases it."""
     from ..phases import check_stop, phase_bar  # the data layer's bars; phases imports nothing of it
 
-    final.parent.mkdir(parents=True, exist_ok=True)
     path = final.parent / f".{final.name}.build-lock"
-    with open(path, "a+") as f:
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        f = open(path, "a+")
+    except OSError as err:  # one line, not a traceback (a review: a read-only FALSE_WB_DATA)
+        raise DataError(f"the data folder {final.parent} cannot be written ({err.strerror or err}): set FALSE_WB_DATA "
+                        "to a folder this user can write") from None
+    with f:
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

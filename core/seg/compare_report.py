@@ -10,11 +10,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..data.labeled import SegSplits
+from ..store.out_target import check_out_file
 from ..store.portable import portable, portable_path
 from ..store.runs import atomic_write_bytes, atomic_write_json, read_jsonl
 from ..analysis.stats import mean_sd, paired_difference
@@ -330,16 +330,11 @@ def check_out(out: str | None) -> None:
     if not out:
         return
     path = Path(out)
-    if path.is_dir():
-        raise ValueError(f"--out {out} is a folder: give a Markdown file name, e.g. {path / 'comparison.md'}")
-    if path.with_suffix(".json").is_dir():
-        raise ValueError(f"--out {out}: its JSON's name {path.with_suffix('.json')} is a folder")
+    check_out_file(path, example="comparison.md", beside=(".json", "JSON"))
     if path.suffix == ".json":
         raise ValueError(f"--out {out}: give a Markdown file name (its JSON is written beside it as NAME.json)")
     if not path.parent.is_dir():
         raise ValueError(f"--out {out}: its folder {path.parent} does not exist")
-    if not os.access(path.parent, os.W_OK) or path.exists() and not os.access(path, os.W_OK):
-        raise ValueError(f"--out {out}: not writable here")
 
 
 def write_out(path: Path, md: str, result: dict[str, Any], log: Any, given: bool) -> None:

@@ -28,6 +28,7 @@ from ..config import ConfigError, FinetuneConfig, load_config, validate_config
 from ..data import DataError
 from .domain import DATA_KINDS, MAX_TILES, fingerprint
 from ..store.file_versions import file_sha256
+from ..store.out_target import check_out_file
 from ..store.portable import portable
 from ..store.runs import REPO_ROOT, atomic_write_json
 from ..data.labeled import SegSplits
@@ -202,7 +203,9 @@ def add_domain(path: Path, config: Path | None = None, out: Path | None = None,
 
 def main(argv: list[str] | None = None) -> int:
     args = fingerprint_parser().parse_args(argv)
-    try:
+    try:  # the card goes into the file (or its copy) and beside it: both asked before minutes of work (a review)
+        check_out_file(args.out or args.checkpoint, "--out" if args.out else "the checkpoint", "model.safetensors",
+                       (".json", "card"))
         if args.scene_digests:
             if args.out:
                 raise ValueError("--scene-digests adds to the checkpoint itself; leave out --out (copy it first)")

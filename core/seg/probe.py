@@ -2,7 +2,7 @@
 
     python -m core.probe --config configs/probe_dglc_cpu.yaml model.init=runs/<pretraining-run> [--out probe.json]
     python -m core.probe --run-dir RUN_DIR     # a run folder made by the workbench's launcher (core.store.launch)
-    python -m core.probe --resume RUN_DIR      # the same probe again in its folder (a probe keeps no checkpoint)
+    python -m core.probe --resume RUN_DIR      # a stopped probe again in its folder (it keeps no checkpoint)
 
 Why: fine-tuning DeepLabV3+ costs seconds per step on a CPU, so comparing several pretraining methods over
 several seeds that way does not fit in an hour. A linear probe measures the same thing the paper's frozen
@@ -21,18 +21,16 @@ Seeds: ``seed`` draws a random encoder (``model.init=random``), the head's start
 Every probe has a run folder (new under ``runs/``, or ``--run-dir``, ``--resume``), like fine-tuning: ``status.json``
 (state, epoch of the head, the phases: features, test scenes), ``metrics.jsonl`` (loss and lr per epoch) and
 ``test_metrics.json`` (the record below, in the shape of fine-tuning's). A Stop ends it where it is: it is minutes
-long and keeps no checkpoint, so a resume runs it again from the start.
-"""
+long and keeps no checkpoint, so a resume runs it again from the start, with its settings (a completed one only
+with another length or test window)."""
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,8 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..cli_args import parse_run_args, probe_parser
-from ..config import ConfigError, ProbeConfig, config_to_yaml, load_config
+from ..config import ProbeConfig
 from ..console import say
 from ..data import DataError
 from ..data.labeled import SegSplits, neighbours_note
@@ -50,11 +47,10 @@ from ..data.seg_augment import eval_transform
 from ..host_memory import keep_freed_host_memory
 from ..imaging.bands import bands_of, is_rgb
 from ..device import pick_device
-from .metrics import SegScores, confusion_matrix, iou_lines, scores_from_confusion, scores_text
+from .metrics import SegScores, confusion_matrix, scores_from_confusion
 from ..phases import phase_bar
 from ..store.lifecycle import RunLife, StopFlag
-from ..store.run_lock import lock_run
-from ..store.runs import Run, atomic_write_json, create_run
+from ..store.runs import Run, atomic_write_json
 from .lineage import init_note
 from .scene_eval import SceneEval, evaluate_scenes
 from ..ssl.optim import ADAMW_FOREACH
@@ -338,57 +334,11 @@ class ProbeTrainer:
         return [n for n in notes if n]
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    return parse_run_args(probe_parser(), argv)
-
-
-def start(args: argparse.Namespace, env: Any = None) -> ProbeTrainer:  # env: one process, no ranks
-    """The probe of a launcher-made or a resumed run folder (``train_from_cli``'s start)."""
-    from ..config import apply_overrides, validate_config
-    from ..store.lifecycle import prepared_run
-    from ..store.resume import open_for_resume, refuse_other_kind
-    from ..store.run_lock import RunBusyError
-    from ..store.runs import open_run_arg
-
-    if args.resume:
-        refuse_other_kind(open_run_arg(args.resume), "probe")  # before the lock and any truncation of its records
-        run, _ = open_for_resume(args.resume)
-        raw = run.stored_config()
-    elif args.run_dir:
-        run = prepared_run(args.run_dir)
-        if run.metrics() or (run.path / RESULT).exists():  # left as it is (an early error would mark it failed)
-            raise RunBusyError(f"run {run.path} has already been probed; run it again with --resume")
-        lock_run(run)
-        raw = run.config()
-    else:  # a new probe gets its folder as fine-tuning does (it was only printed): the Runs page and `runs` list it
-        if not args.config and not args.overrides:
-            raise ConfigError("give --config FILE (see configs/probe_*.yaml), --run-dir RUN_DIR or --resume RUN_DIR")
-        cfg = load_config(args.config, args.overrides, ProbeConfig)
-        trainer = ProbeTrainer(cfg, None, progress=not args.no_progress)  # data first: a wrong set makes no folder
-        trainer.run = create_run(cfg.name or "probe", config_to_yaml(cfg),
-                                 Path(args.runs_root) if args.runs_root else None, kind="probe")
-        lock_run(trainer.run)
-        return trainer
-    cfg = validate_config(apply_overrides(raw, args.overrides), ProbeConfig)
-    return ProbeTrainer(cfg, run, progress=not args.no_progress)
-
-
 def main(argv: list[str] | None = None) -> int:
-    from ..store.lifecycle import train_from_cli
+    """``python -m core.probe`` (its command line: ``core.seg.probe_cli``)."""
+    from .probe_cli import main as cli_main
 
-    args = parse_args(argv)
-    code, trainer = train_from_cli(argv, lambda _argv: args, start, "the probe")
-    result = trainer.run.read_json(RESULT) if trainer is not None else None
-    if result is not None:
-        seconds = result.get("seconds") or {}
-        say(f"{result['split']} ({len(result.get('scenes') or [])} whole scenes): "
-            f"{scores_text(result['miou'], result['oa'], result['kappa'])}  ({seconds.get('total', 0):.0f} s: "
-            f"features {seconds.get('features', 0):.0f}, head {seconds.get('head', 0):.0f}, "
-            f"test {seconds.get('evaluation', 0):.0f})")
-        say("\n".join(iou_lines(result["iou"])))
-        if args.out:
-            atomic_write_json(Path(args.out), result)
-    return code
+    return cli_main(argv)
 
 
 if __name__ == "__main__":  # as the app's launcher starts it: a training process (core/host_memory.py)

@@ -9,7 +9,6 @@ beside it, including the sha256 of the file.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from safetensors.torch import load_file
 from ..cli_args import export_parser
 from ..console import say
 from .checkpoint import CheckpointError, read_metadata, write_safetensors
+from .out_target import OutTargetError, check_out_file
 from .portable import portable
 from .runs import NotARunError, atomic_write_json, open_run_arg
 from ..seg.lineage import KEY, run_pretrain_scenes
@@ -72,18 +72,14 @@ def check_target(out: Path) -> bool:
     """Refuse an ``--out`` that is no ``.safetensors`` name (the card goes beside it as ``NAME.json``: a review's
     ``--out model.json`` wrote the model, then its card over it), a folder, or one under a file or in a folder that
     cannot be written; nothing is made yet. Returns whether a file is replaced."""
-    if out.is_dir():
-        raise ExportTargetError(f"--out {out} is a folder: give a file name in it, e.g. {out / 'model.safetensors'}")
-    if out.with_suffix(".json").is_dir():
-        raise ExportTargetError(f"--out {out}: its card's name {out.with_suffix('.json')} is a folder")
+    try:
+        replaced = check_out_file(out, example="model.safetensors", beside=(".json", "card"))
+    except OutTargetError as err:
+        raise ExportTargetError(str(err)) from None
     if out.suffix != ".safetensors":
         raise ExportTargetError(f"--out {out}: give a file name ending in .safetensors (its card is written beside "
                                 f"it as {out.with_suffix('.json').name})")
-    above = next(p for p in out.absolute().parents if p.exists())  # made only once the run is read (export_checkpoint)
-    if not above.is_dir() or not os.access(above, os.W_OK):
-        raise ExportTargetError(f"--out {out}: cannot make its folder {out.parent} ({above} is "
-                                f"{'a file' if not above.is_dir() else 'not writable'})")
-    return out.exists()
+    return replaced
 
 
 def _read_json(p: Path) -> Any:

@@ -279,6 +279,10 @@ def _slug(text: str) -> str:
 STAGING_PREFIX = ".creating-"
 
 
+class RunsRootError(ValueError):
+    """A runs folder in which no run folder can be made (read-only, a file, on a full disk)."""
+
+
 def create_run(name: str, config_yaml: str, root: Path | None = None, **status: Any) -> Run:
     """Make a new, uniquely named run folder, whole or not at all.
 
@@ -287,9 +291,13 @@ def create_run(name: str, config_yaml: str, root: Path | None = None, **status: 
     non-empty one fails, and the next name is tried. ``status`` fields (e.g. ``state="starting"``,
     ``kind="pretrain"``) go into the first status.json."""
     root = Path(root) if root else runs_root()
-    root.mkdir(parents=True, exist_ok=True)
-    remove_stale_staging(root)
-    stage = Path(tempfile.mkdtemp(dir=root, prefix=STAGING_PREFIX))
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        remove_stale_staging(root)
+        stage = Path(tempfile.mkdtemp(dir=root, prefix=STAGING_PREFIX))
+    except OSError as err:  # one line, not a traceback (a review: a read-only folder, a file of that name)
+        raise RunsRootError(f"the runs folder {root} cannot take a new run ({err.strerror or err}): give another "
+                            "with --runs-root or FALSE_WB_RUNS") from None
     try:
         atomic_write_bytes(stage / "config.yaml", config_yaml.encode())
         (stage / "checkpoints").mkdir()
