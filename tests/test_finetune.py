@@ -101,6 +101,10 @@ def test_a_stop_during_the_final_test_ends_it_and_a_resume_tests(roots: Path, mo
     monkeypatch.undo()
     assert finetune_main(["--resume", str(run.path), "--no-progress"]) == 0
     assert run.state() == "completed" and (run.path / "test_metrics.json").exists() and run.status()["step"] == 2
+    # trained on to 3: config.yaml says so, and a plain resume of the finished run is refused (a review's trained on)
+    assert finetune_main(["--resume", str(run.path), "--no-progress", "train.max_steps=3"]) == 0
+    assert run.status()["step"] == 3 and run.config()["train"]["max_steps"] == 3
+    assert finetune_main(["--resume", str(run.path), "--no-progress"]) == 2 and run.status()["step"] == 3
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ from ..host_memory import keep_freed_host_memory
 from ..store.lifecycle import prepared_run, train_from_cli
 from ..store.resume import open_for_resume, refuse_if_complete, resume_config
 from ..store.run_lock import lock_run
-from ..store.runs import Run, create_run
+from ..store.runs import Run, atomic_write_bytes, create_run
 from .finetune import FinetuneTrainer
 from .metrics import scores_text
 
@@ -35,6 +35,8 @@ def start(args: argparse.Namespace, env: DistEnv | None = None) -> FinetuneTrain
         for change in changed if env.main else []:
             run.log(f"resumed with {change}")
         refuse_if_complete(run, cfg.train.max_steps)
+        if changed and env.main:  # its length too: a later plain resume of the finished run trained on (a review)
+            atomic_write_bytes(run.path / "config.yaml", config_to_yaml(cfg).encode())
         trainer = FinetuneTrainer(cfg, run, progress=progress, env=env)
         if ckpt is not None:
             trainer.restore(ckpt)
