@@ -91,3 +91,18 @@ def test_probe_trains_a_linear_head_and_tests_whole_scenes(deepglobe) -> None:
     assert again.test.scores.confusion == first.test.scores.confusion
     other = run_probe(cfg.model_copy(update={"seed": 2}), progress=False)  # another random encoder
     assert other.test.scores.confusion != first.test.scores.confusion
+
+
+def test_a_tile_smaller_than_the_padding_is_padded_by_its_edge() -> None:
+    """A review: data.tile_size=16 ended fine-tuning in torch's "Padding size should be less than the corresponding
+    input dimension" (a mirror of 16 px cannot fill 16 more)."""
+    import torch
+
+    from core.seg.scene_eval import _pad_to
+
+    x = torch.arange(16.0).reshape(1, 1, 4, 4)
+    padded, h, w = _pad_to(x, 8)
+    assert padded.shape[-2:] == (8, 8) and (h, w) == (4, 4) and torch.equal(padded[..., :4, :4], x)
+    assert torch.equal(padded[..., 7, :4], x[..., 3, :])  # the last row repeated
+    mirrored, _, _ = _pad_to(torch.arange(36.0).reshape(1, 1, 6, 6), 8)  # enough pixels: mirrored, as before
+    assert torch.equal(mirrored[..., 6, :6], torch.arange(36.0).reshape(6, 6)[4])

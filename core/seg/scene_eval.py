@@ -87,8 +87,8 @@ def evaluate_scenes(model: nn.Module, split: SceneTiles, num_classes: int, ignor
 def _pad_to(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, int]:
     h, w = x.shape[-2:]
     ph, pw = (-h) % multiple, (-w) % multiple
-    if ph or pw:
-        x = F.pad(x, (0, pw, 0, ph), mode="reflect")
+    if ph or pw:  # a mirror needs more pixels than it pads: a 16 px tile padded to 32 repeats its edge (a review)
+        x = F.pad(x, (0, pw, 0, ph), mode="reflect" if ph < h and pw < w else "replicate")
     return x, h, w
 
 
