@@ -103,6 +103,6 @@ def test_a_tile_smaller_than_the_padding_is_padded_by_its_edge() -> None:
     x = torch.arange(16.0).reshape(1, 1, 4, 4)
     padded, h, w = _pad_to(x, 8)
     assert padded.shape[-2:] == (8, 8) and (h, w) == (4, 4) and torch.equal(padded[..., :4, :4], x)
-    assert torch.equal(padded[..., 7, :4], x[..., 3, :])  # the last row repeated
+    assert torch.equal(padded[0, 0, 7, :4], x[0, 0, 3])  # the last row repeated
     mirrored, _, _ = _pad_to(torch.arange(36.0).reshape(1, 1, 6, 6), 8)  # enough pixels: mirrored, as before
-    assert torch.equal(mirrored[..., 6, :6], torch.arange(36.0).reshape(6, 6)[4])
+    assert torch.equal(mirrored[0, 0, 6, :6], torch.arange(36.0).reshape(6, 6)[4])
