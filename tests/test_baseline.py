@@ -257,6 +257,13 @@ def test_a_probe_of_a_wrong_model_init_is_one_line_and_leaves_no_folder(tmp_path
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: model.init: no such run folder or checkpoint: no-such-run") and "\n" not in err
     assert not tmp_path.exists() or not any(tmp_path.iterdir())
+    (tmp_path / "text.safetensors").write_text("not weights")  # a file that is none: the same, naming model.init
+    assert probe_main(["--config", str(REPO_ROOT / "configs/probe_demo_cpu.yaml"), "--runs-root", str(tmp_path / "r"),
+                       "--no-progress", "data.num_tiles=24", "data.tile_size=64",
+                       f"model.init={tmp_path / 'text.safetensors'}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: model.init: ") and "not a readable safetensors file" in err and "\n" not in err
+    assert not (tmp_path / "r").exists()
 
 
 def test_an_out_file_that_cannot_be_written_is_refused_before_the_probe(tmp_path: Path, capsys) -> None:

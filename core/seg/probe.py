@@ -104,7 +104,7 @@ def build_probe_encoder(cfg: ProbeConfig, bands: Sequence[str] | None = None) ->
     path = resolve_init(cfg.model.init)
     torch.manual_seed(cfg.seed)
     rgb = bands is None or is_rgb(bands)
-    encoder = build_encoder(cfg.model.encoder, path, None if rgb else bands)
+    encoder = build_encoder(cfg.model.encoder, path, None if rgb else bands, field="model.init")
     key = f"random-{cfg.model.encoder}-seed{cfg.seed}" if path is None else file_sha256(path)
     if not rgb:
         key += "-" + "-".join(bands)
@@ -297,6 +297,7 @@ class ProbeTrainer:
         self.init = resolve_init(cfg.model.init)  # a wrong model.init: one line and exit 2, before any folder
         check_encoder_name("model.init", self.init, cfg.model.encoder)  # as is another encoder's weights
         self.splits = checked_splits(cfg, progress=progress, probe=True)  # what the launch form checks too
+        build_probe_encoder(cfg, bands_of(self.splits.train))  # its weights read: a bad file is one line, no folder
 
     def fit(self, stop: StopFlag | None = None) -> str:
         (self.run.path / RESULT).unlink(missing_ok=True)  # a resumed probe starts again: no stale score meanwhile

@@ -22,14 +22,16 @@ from ..store.checkpoint import CheckpointError, check_weights, not_found
 from .resnet import ResNetEncoder
 
 
-def build_encoder(name: str, weights: str | Path | None = None, bands: Sequence[str] | None = None) -> nn.Module:
+def build_encoder(name: str, weights: str | Path | None = None, bands: Sequence[str] | None = None,
+                  field: str = "model.weights") -> nn.Module:
     """A ResNet encoder (smp's, rebuilt) for ``bands`` (default R, G, B), random or loaded from a local safetensors
-    file (encoder keys, or ``encoder.``-prefixed); an RGB checkpoint loads into more bands by ``adapt_first_conv``."""
+    file (encoder keys, or ``encoder.``-prefixed); an RGB checkpoint loads into more bands by ``adapt_first_conv``.
+    Errors name ``field``, the setting ``weights`` came from."""
     if name not in ENCODERS:
         raise ValueError(f"model.encoder: unknown encoder {name!r}; choose one of {', '.join(ENCODERS)}")
     encoder = ResNetEncoder(name, in_channels=3 if bands is None else len(bands))
     if weights is not None:
-        load_encoder_weights(encoder, weights, bands=bands)
+        load_encoder_weights(encoder, weights, field=field, bands=bands)
     return encoder
 
 
