@@ -104,6 +104,15 @@ def test_an_encoder_given_to_evaluate_says_to_fine_tune_it_first(tmp_path: Path,
     err = capsys.readouterr().err
     assert "is not a segmentation checkpoint (its card says kind='encoder'); it is a pretrained encoder" in err
     assert "fine-tune it first (python -m core.finetune" in err
+    run = tmp_path / "run"  # the run folder itself: no circle through its encoder file (a review)
+    _weights(run / "checkpoints" / "encoder.safetensors", {"kind": "encoder"})
+    assert evaluate_main([str(run), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "it is a pretraining run: its encoder is no segmentation model, fine-tune it first" in err
+    assert "give " not in err
+    bare = _weights(tmp_path / "bare.safetensors", None)  # no card at all: said so, not "kind=None"
+    assert evaluate_main([str(bare), "--no-progress"]) == 2
+    assert "(it has no card: not made by the workbench)" in capsys.readouterr().err
 
 
 def test_a_pretraining_that_goes_on_from_another_encoder_records_what_both_read(tmp_path: Path) -> None:

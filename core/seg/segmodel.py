@@ -152,7 +152,8 @@ def check_card(card: Any, path: Path, expect_classes: list[str] | None = None) -
         how = ("; it is a pretrained encoder with no segmentation head: fine-tune it first (python -m core.finetune "
                "... model.init=<it or its run>) and give the fine-tuning run's checkpoints/best.safetensors"
                if kind in ("pretrain", "encoder") else "")
-        raise CheckpointError(f"{path} is not a segmentation checkpoint (its card says kind={kind!r}){how}")
+        said = f"its card says kind={kind!r}" if isinstance(card, dict) else "it has no card: not made by the workbench"
+        raise CheckpointError(f"{path} is not a segmentation checkpoint ({said}){how}")
     for key in ("arch", "encoder", "classes"):
         if key not in card:
             raise CheckpointError(f"{path}: its card has no {key!r}")
@@ -203,6 +204,13 @@ def load_seg_model(path: str | Path, expect_classes: list[str] | None = None,
                    device: str | torch.device = "cpu") -> tuple[SegModel, dict[str, Any]]:
     """Load a segmentation checkpoint after checking its card; the model comes back in eval mode."""
     path = Path(path)
+    if path.is_dir():  # a run folder: its model, or why it has none (its encoder was offered, then refused: a review)
+        model_file = next((f for f in (path / "checkpoints" / "best.safetensors", path / "best.safetensors")
+                           if f.is_file()), None)
+        pretrained = (path / "checkpoints" / "encoder.safetensors").is_file()
+        raise CheckpointError(f"{path} is a folder, not a checkpoint file" + (
+            f"; give {model_file}" if model_file else "; it is a pretraining run: its encoder is no segmentation model, "
+            f"fine-tune it first (python -m core.finetune --config ... model.init={path})" if pretrained else ""))
     meta = read_metadata(path)
     card = check_card(meta.get("card"), path, expect_classes)
     with torch.device("meta"):  # no random weights made only to be overwritten (0.2 s for a ResNet-18 model)
