@@ -45,12 +45,12 @@ def test_the_cli_refuses_a_bomb_from_its_header_and_segments_the_rest(tmp_path: 
     err = capsys.readouterr().err
     assert code == 2 and time.perf_counter() - t0 < 60  # 2: some image failed; the others are written
     [line] = [x for x in err.splitlines() if "bomb.png" in x]
-    assert "image too large (10000x9999 = 100.0 megapixels; the pixel budget is 50)" in line
+    assert "image too large (10000x9999 = 100.0 megapixels; the pixel budget is 50 megapixels)" in line
     assert "before decoding" in line and "--max-megapixels" in line
     assert (tmp_path / "out" / "ok_mask.png").is_file() and not (tmp_path / "out" / "bomb_mask.png").exists()
     assert segment_main([str(ok), "--checkpoint", SYNTH, "--out", str(tmp_path / "o2"), "--max-megapixels",
                          "0.001", "--no-progress"]) == 2  # 3072 px > 1000: the budget is the user's to set
-    assert "the pixel budget is 0.001" in capsys.readouterr().err
+    assert "the pixel budget is 0.001 megapixels" in capsys.readouterr().err
 
 
 def test_the_segment_page_refuses_a_bomb_and_segments_the_other_file(empty_store: Path) -> None:

@@ -216,8 +216,10 @@ def test_folder_errors_name_the_path(tmp_path, monkeypatch):
     huge.mkdir()
     Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(huge / "bomb.png")
     monkeypatch.setattr("core.data.folder.MAX_PIXELS", 1000)
-    with pytest.warns(UserWarning, match="too large"), pytest.raises(DataError):
+    with pytest.warns(UserWarning, match="too large") as said, pytest.raises(DataError):
         ImageFolderTiles(huge, tile_size=32, progress=False)
+    text = " ".join(str(w.message) for w in said)  # training has no budget flag to raise: not sent to one
+    assert "cut it into smaller files to train on it" in text and "--max-megapixels" not in text
 
 
 # ------------------------------------------------------------------------------------------------ augment

@@ -27,13 +27,14 @@ from ..phases import phase_bar
 from ..imaging.raster import READER_MODULES, dataset_stretch, read_raster
 from .code_version import code_version
 from ..imaging.bands import BandError, describe
-from ..imaging.imageio import ImageError
+from ..imaging.imageio import ImageError, PixelBudgetError
 from .paths import (CachedTiles, DataError, check_free_space, data_root, leads_outside, publish_dir,
                     remove_dead_temps, temp_dir_for, IDENTITY_FILE, cache_identity, lease, one_builder,
                     remove_superseded)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 MAX_PIXELS = 178_956_970  # PIL's decompression-bomb error limit; our own check, whatever PIL is set to
+TRAIN_TOO_LARGE = "cut it into smaller files to train on it (the tiles are cut from whole images in memory)"
 TILING_MODULES = (*READER_MODULES, "core.data.folder")  # what decides the cached tiles: the key holds their code's version
 
 
@@ -66,6 +67,8 @@ def load_rgb(path: Path) -> np.ndarray:
     why (a file that holds no data at all is one: 64 empty tiles would be trained on without a word)."""
     try:
         got = read_raster(path, max_pixels=MAX_PIXELS)
+    except PixelBudgetError as err:  # training has no budget flag (a review was sent to --max-megapixels)
+        raise _Unreadable(err.with_hint(TRAIN_TOO_LARGE)) from None
     except ImageError as err:
         raise _Unreadable(str(err)) from None
     if _all_nodata(got.declared_nodata, got.nodata_value_pixels):
@@ -77,6 +80,8 @@ def load_bands(path: Path, bands: list, stretch: list | None) -> tuple[np.ndarra
     """The asked-for bands of one file as (H, W, C) uint8 and their names; _Unreadable names the missing band."""
     try:
         got = read_raster(path, bands, max_pixels=MAX_PIXELS, stretch=stretch)
+    except PixelBudgetError as err:
+        raise _Unreadable(err.with_hint(TRAIN_TOO_LARGE)) from None
     except (BandError, ImageError) as err:
         raise _Unreadable(str(err).removeprefix(f"{path.name}: ")) from None
     if _all_nodata(got.declared_nodata):

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ..imaging.imageio import ImageError, need_rasterio
+from ..imaging.imageio import ImageError, PixelBudgetError, need_rasterio
 from ..imaging.raster import read_raster
 from .paths import DataError
 
@@ -77,6 +77,8 @@ def read_rgb(path: Path) -> np.ndarray:
     their 2-98 percentiles, grey replicated, alpha dropped); no EXIF rotation, as the masks are not rotated."""
     try:
         return read_raster(path, max_pixels=MAX_PIXELS).pixels
+    except PixelBudgetError as err:  # training has no budget flag
+        raise DataError(f"cannot read image {path}: {err.with_hint('cut it into smaller files')}") from None
     except ImageError as err:
         raise DataError(f"cannot read image {path}: {err}") from None
 

@@ -110,7 +110,7 @@ def _check_size(width: int, height: int, max_pixels: int) -> None:
         raise ImageError(f"image too small ({width}x{height} pixels; at least {MIN_SIDE}x{MIN_SIDE} needed)")
     if width * height > max_pixels:
         raise PixelBudgetError(f"image too large ({width}x{height} = {width * height / 1e6:.1f} megapixels; the "
-                               f"pixel budget is {max_pixels / 1e6:g}): refused from its header, before decoding")
+                               f"pixel budget is {max_pixels / 1e6:g} megapixels): refused from its header, before decoding")
 
 
 def _percentiles(sample: np.ndarray) -> tuple[float, float] | None:
