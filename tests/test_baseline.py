@@ -213,7 +213,9 @@ def test_a_probe_runs_in_a_run_folder_and_again_on_resume(tmp_path: Path, monkey
     assert probe_main(["--resume", str(run.path), "--no-progress"]) == 2
     assert "is complete" in capsys.readouterr().err
     assert probe_main(["--resume", str(run.path), "--no-progress", "train.lr=0.5"]) == 2
-    assert "a resumed run keeps the settings" in capsys.readouterr().err and run.config()["train"]["lr"] == cfg.train.lr
+    err = capsys.readouterr().err  # and where such settings go: a new probe, not a pretraining run's encoder file
+    assert "a resumed run keeps the settings" in err and run.config()["train"]["lr"] == cfg.train.lr
+    assert "python -m core.probe --config ... with the same model.init" in err and "model.weights" not in err
     assert probe_main(["--resume", str(run.path), "--no-progress", "train.epochs=3"]) == 0  # longer: probed again
     assert [m["step"] for m in run.metrics()] == [1, 2, 3]  # the records of the first pass are gone, not doubled
     assert run.config()["train"]["epochs"] == 3 and "resumed with train.epochs: 2 -> 3" in run.log_text()

@@ -80,7 +80,7 @@ def test_finetune_from_pretraining_run_writes_everything(roots: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_stop_during_the_final_test_ends_it_and_a_resume_tests(roots: Path, monkeypatch) -> None:
+def test_a_stop_during_the_final_test_ends_it_and_a_resume_tests(roots: Path, monkeypatch, capsys) -> None:
     """A Stop after the last step (the review: a SIGTERM during testing was ignored for minutes and the run said
     "completed"): the test ends at its next scene, the run is stopped at its last step, and a resume tests."""
     import os
@@ -105,6 +105,9 @@ def test_a_stop_during_the_final_test_ends_it_and_a_resume_tests(roots: Path, mo
     assert finetune_main(["--resume", str(run.path), "--no-progress", "train.max_steps=3"]) == 0
     assert run.status()["step"] == 3 and run.config()["train"]["max_steps"] == 3
     assert finetune_main(["--resume", str(run.path), "--no-progress"]) == 2 and run.status()["step"] == 3
+    capsys.readouterr()
+    assert finetune_main(["--resume", str(run.path), "--no-progress", "train.lr=0.5"]) == 2
+    assert "model.init=<run>/checkpoints/best.safetensors" in capsys.readouterr().err  # its own way on, not encoder's
 
 
 @pytest.mark.slow

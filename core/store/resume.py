@@ -68,7 +68,18 @@ RESUME_SETTINGS = ("name", "train.max_steps", "train.epochs", "train.log_every",
                    "train.compile", "train.trackers", "train.mlflow_uri", "data.root")
 
 
-def refuse_changed_settings(before: Any, after: Any, allowed: Iterable[str] = RESUME_SETTINGS) -> list[str]:
+# where a run's settings can go on instead, in a new run of the same kind (a fine-tuning run was pointed to its
+# encoder export, which only pretraining runs have: a review)
+GO_ON_WITH = {
+    "pretrain": "from this run's encoder: model.weights=<run>/checkpoints/encoder.safetensors to pretrain on, "
+                "model.init=<run> to fine-tune",
+    "finetune": "from this run's model: model.init=<run>/checkpoints/best.safetensors",
+    "probe": "python -m core.probe --config ... with the same model.init",
+}
+
+
+def refuse_changed_settings(before: Any, after: Any, allowed: Iterable[str] = RESUME_SETTINGS,
+                            kind: str = "pretrain") -> list[str]:
     """The settings a resume's overrides change, as "key: old -> new"; ``ResumeRefused`` naming the first that a
     resume may not change. Why: a resume with train.batch_size=24 ran, rewrote config.yaml as if every step had used
     24, and the false-negative report then failed on the first steps' batches, blaming the data."""
@@ -81,9 +92,8 @@ def refuse_changed_settings(before: Any, after: Any, allowed: Iterable[str] = RE
                             f"({old.get(refused[0])!r}, asked {new.get(refused[0])!r}"
                             + (f"; also {', '.join(refused[1:])}" if len(refused) > 1 else "")
                             + "); on resume only the length, reporting, checkpoints, test window, data folder, "
-                            "device and trackers may change. Start a new run for other settings (from this run's "
-                            "encoder: model.weights=<run>/checkpoints/encoder.safetensors to pretrain on, "
-                            "model.init=<run> to fine-tune)")
+                            "device and trackers may change. Start a new run for other settings ("
+                            + GO_ON_WITH.get(kind, GO_ON_WITH["pretrain"]) + ")")
     return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed]
 
 
@@ -120,8 +130,8 @@ def resume_config(path: str | Path, overrides: list[str], validate: Any, upgrade
     try:
         before: Any = validate(raw)
     except (ConfigError, ValueError):  # a stored config only the overrides make valid again: its raw settings
-        return cfg, refuse_changed_settings(raw, after)
-    return cfg, refuse_changed_settings(before, cfg)
+        return cfg, refuse_changed_settings(raw, after, kind=kind)
+    return cfg, refuse_changed_settings(before, cfg, kind=kind)
 
 
 def _plain(cfg: Any) -> dict[str, Any]:
