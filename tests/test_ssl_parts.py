@@ -198,6 +198,9 @@ def test_a_knn_monitor_that_never_measures_in_the_run_is_said(tmp_path) -> None:
     other = create_run("knn-ok", "{}", tmp_path, kind="pretrain")
     log_start(RunLife(other, lambda: 0, 60), cfg, [], "cpu (fp32)", "0->60", "kNN monitor every 50 steps: ...")
     assert "never measures" not in other.log_text()
+    resumed = create_run("knn-on", "{}", tmp_path, kind="pretrain")  # its earlier values stand: no "never" (a review)
+    log_start(RunLife(resumed, lambda: 10, 12), cfg, [], "cpu (fp32)", "10->12", "kNN monitor every 50 steps: ...")
+    assert "never measures" not in resumed.log_text()
 
 
 def test_one_precision_policy_for_training_and_inference(monkeypatch) -> None:

@@ -53,7 +53,8 @@ def log_start(life: RunLife, cfg: PretrainConfig, dataset: TileSet, where: str, 
     if knn_note:
         life.log(knn_note)
         every, total = cfg.train.knn_every, int(steps.rpartition("->")[2] or 0)
-        if knn_note.startswith("kNN monitor every") and 0 < total < every:  # the demo's 50 in a 40-step run
+        # the demo's 50 in a 40-step run; a resume's earlier values stand (it said "never" above one: a review)
+        if knn_note.startswith("kNN monitor every") and 0 < total < every and steps.startswith("0->"):
             never = (f"the kNN monitor never measures in this run ({total} steps, every {every}): give "
                      f"train.knn_every={total} or fewer to see it")
             warnings.warn(never, stacklevel=2)  # the terminal too (a review found these in log.txt only)
