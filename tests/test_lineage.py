@@ -129,3 +129,26 @@ def test_a_pretraining_that_goes_on_from_another_encoder_records_what_both_read(
     assert data_record(cfg(known), Tiles([1]))[KEY] == ["a", "b", "t"]
     unknown = _weights(tmp_path / "old.safetensors", {"kind": "encoder"})
     assert data_record(cfg(unknown), Tiles([1]))[KEY] is None
+
+
+def test_an_encoder_of_a_run_still_training_is_said_to_be_its_last_checkpoints(tmp_path: Path) -> None:
+    """A review fine-tuned from a half-trained pretraining run without a word."""
+    import os
+
+    import pytest
+
+    from core.seg.encoder_init import resolve_init
+    from core.store.runs import create_run
+
+    run = create_run("live", "name: live\n", tmp_path, kind="pretrain", state="running", pid=os.getpid(),
+                     step=40, total_steps=300)
+    _weights(run.path / "checkpoints" / "encoder.safetensors", {"kind": "encoder"})
+    with pytest.warns(UserWarning, match=r"model.init: run .*live is still training \(step 40 of 300\): its encoder "
+                                         "is the one of its last checkpoint"):
+        assert resolve_init(str(run.path)) == run.path / "checkpoints" / "encoder.safetensors"
+    run.write_status(state="completed")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        resolve_init(str(run.path))  # finished: nothing to say

@@ -5,10 +5,11 @@ fine-tuning trainer (and with it segmentation-models-pytorch, timm and torchvisi
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from ..config import ConfigError
-from ..store.runs import NotARunError, runs_named, runs_root
+from ..store.runs import NotARunError, Run, runs_named, runs_root
 
 
 def resolve_init(init: str) -> Path | None:
@@ -25,6 +26,7 @@ def resolve_init(init: str) -> Path | None:
         if not enc.is_file():
             raise NotARunError(f"model.init: {p} is not a pretraining run with an encoder checkpoint "
                                "(checkpoints/encoder.safetensors)")
+        _say_if_live(Run(p))
         return enc
     if not p.is_file():
         raise ConfigError(f"model.init: no such run folder or checkpoint: {p}, nor a run of that name in {runs_root()}")
@@ -45,3 +47,13 @@ def _named_run(p: Path) -> Path | None:
         raise ConfigError(f"model.init: {len(named)} runs are named {name[0]!r}: "
                           + ", ".join(r.id for r in reversed(named[-5:])) + "; give one of these")
     return named[0].path if named else None
+
+
+def _say_if_live(run: Run) -> None:
+    """A run still training gives the encoder of its last checkpoint, not of its end: said (a review fine-tuned from
+    a half-trained run without a word)."""
+    if run.is_live():
+        status = run.status()
+        warnings.warn(f"model.init: run {run.path.name} is still training (step {status.get('step')} of "
+                      f"{status.get('total_steps')}): its encoder is the one of its last checkpoint, not of its end",
+                      stacklevel=3)
