@@ -298,3 +298,13 @@ def test_the_out_file_of_a_resume_is_skipped_or_one_line_when_it_cannot_be_writt
     assert said[-1].startswith(f"could not write {tmp_path / 'table.md'}: ") and "table.md" in said[-1]
     write_out(tmp_path / "ok.md", "## Generated\n", {"a": 1}, said.append, given=False)
     assert (tmp_path / "ok.md").read_text() == "## Generated\n" and said[-1].startswith("wrote ")
+
+
+def test_a_crop_larger_than_its_tiles_is_said(roots: Path) -> None:
+    """Pretraining said a view larger than its tile; fine-tuning padded such crops without a word (a review)."""
+    from core.config import FinetuneConfig, load_config
+    from core.seg.data_check import checked_splits
+
+    cfg = load_config(ROOT / "configs/finetune_demo_cpu.yaml", [*TINY_DATA, "data.crop_size=96"], FinetuneConfig)
+    with pytest.warns(UserWarning, match="data.crop_size 96 is larger than data.tile_size 64: every crop is padded"):
+        checked_splits(cfg)

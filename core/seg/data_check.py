@@ -6,6 +6,7 @@ in the Runs table (a review made three). The trainer, the probe and the form now
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from ..data import DataError
@@ -21,6 +22,10 @@ def checked_splits(cfg: Any, progress: bool = False, probe: bool = False) -> Seg
         raise DataError(f"data: the {cfg.data.name} set gave no training tiles")
     if probe:
         return splits
+    if cfg.data.crop_size > cfg.data.tile_size:  # said as pretraining says a view larger than its tile (a review)
+        warnings.warn(f"data.crop_size {cfg.data.crop_size} is larger than data.tile_size {cfg.data.tile_size}: every "
+                      "crop is padded with a mirror of its tile whose labels are ignored, so part of each step learns "
+                      f"nothing; give data.crop_size <= {cfg.data.tile_size}", stacklevel=2)
     if len(splits.val) == 0 and cfg.train.average_from is None:
         raise DataError(f"data: {cfg.data.name} gave no validation tiles; give data.val_fraction or data.val_scenes, "
                         "or set train.average_from (no validation: the weight average is the model)")
