@@ -143,6 +143,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def count_or_none(text: str) -> int:
+    """A count that may be 0 (none); a negative one was taken as none without a word (a review)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or a positive integer, got {text!r}")
+    return value
+
+
 def _megapixels(text: str) -> float:
     from .imaging.budget import max_pixels
 
@@ -244,7 +255,7 @@ def track_parser(prog: str = "false-wb track") -> argparse.ArgumentParser:
                    help="a tracker (repeat for both): tensorboard writes event files into the run folder, mlflow "
                         "logs into a local store beside the runs or --mlflow-uri")
     p.add_argument("--mlflow-uri", help="an MLflow tracking URI (default: the local store <runs root>/mlruns)")
-    p.add_argument("--pictures", type=int, default=8, metavar="N",
+    p.add_argument("--pictures", type=count_or_none, default=8, metavar="N",
                    help="a pretraining run's flagged pairs at up to N steps (rebuilds its data set; 0: none)")
     return p
 

@@ -164,3 +164,9 @@ def test_every_command_prints_a_warning_as_one_line(monkeypatch) -> None:
     assert cli.main(["runs"]) == 0 and seen == ["warning: slow\n"]
     assert warnings.formatwarning("slow", UserWarning, "x.py", 3) != "warning: slow\n"  # restored after
     assert hasattr(compare.main, "__wrapped__")  # python -m core.compare, as the app starts it, too
+
+
+def test_a_negative_picture_count_is_refused(capsys) -> None:
+    """``track --pictures -1`` was taken as none without a word (a review)."""
+    assert main(["track", "some-run", "--to", "tensorboard", "--pictures", "-1"]) == 2
+    assert "--pictures: must be 0 or a positive integer, got '-1'" in capsys.readouterr().err
