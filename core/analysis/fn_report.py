@@ -34,9 +34,10 @@ from .fn_scoring import NO_CLASS, base_rate, dominant_classes, load_pairs, run_c
 from ..store.runs import Run, atomic_write_json, read_json_file
 
 CACHE_NAME = "flag_quality.json"
-REPORT_VERSION = 7  # 2: cross-scene among other scenes; 3: any detector; 5: picks or tile pairs once per step;
+REPORT_VERSION = 8  # 2: cross-scene among other scenes; 3: any detector; 5: picks or tile pairs once per step;
 # 6: figures kept to 6 decimals (printed at 3, a bound kept at 4 was rounded twice); 7: intervals over the effective
-# number of distinct tile pairs, random and the oracle exact (core.analysis.proportions)
+# number of distinct tile pairs, random and the oracle exact (core.analysis.proportions); 8: cross-scene by place
+# (``core.data.seg_subset.place_ids``: a Dubai tile's parts are one place)
 PARTIAL = "partial"  # the cache's slot for a report over the first steps only (a comparison's shared steps)
 LIGHT = "without_encoder"  # the slot of a report made without the encoder (--no-encoder): never replaces the full one
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
