@@ -211,7 +211,18 @@ def test_a_probe_runs_in_a_run_folder_and_again_on_resume(tmp_path: Path, monkey
     capsys.readouterr()
     # a review: a completed probe resumed reran, and with train.lr=0.5 overwrote its score under a config of 0.01
     assert probe_main(["--resume", str(run.path), "--no-progress"]) == 2
-    assert "is complete" in capsys.readouterr().err
+    assert "is complete" in capsys.readouterr().err and [m["step"] for m in run.metrics()] == [1, 2]  # records kept
+    import core.seg.probe_cli as probe_cli
+    from core.data import DataError
+
+    def unreadable(*args, **kwargs):  # e.g. a data folder gone: refused after the lock, before the config is written
+        raise DataError("data: the set gave no training tiles")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(probe_cli, "ProbeTrainer", unreadable)
+        assert probe_main(["--resume", str(run.path), "--no-progress", "train.epochs=3"]) == 2
+    assert run.config()["train"]["epochs"] == 2  # config.yaml as it was: it says what test_metrics.json is of
+    capsys.readouterr()
     assert probe_main(["--resume", str(run.path), "--no-progress", "train.lr=0.5"]) == 2
     err = capsys.readouterr().err  # and where such settings go: a new probe, not a pretraining run's encoder file
     assert "a resumed run keeps the settings" in err and run.config()["train"]["lr"] == cfg.train.lr

@@ -127,13 +127,14 @@ def test_the_baseline_is_the_best_constant_answer_on_the_queries(monkeypatch) ->
 
 def test_queries_are_whole_places_not_parts_of_one(monkeypatch) -> None:
     """A review: a Dubai tile's 9 parts are 9 scenes, so the "other scenes" of a query were its own tile's other
-    parts. The monitor asks ``place_ids``: the class table's folders where it groups by folder."""
+    parts. The monitor asks ``place_ids``: the class table's folders where it says they are one picture."""
     from types import SimpleNamespace
 
     import core.ssl.knn_monitor as knn
 
     labels = np.arange(40) % 3
-    parts = SimpleNamespace(scene_ids=np.arange(40), split_info=lambda: {"group": np.arange(40) // 8})  # 5 tiles
+    parts = SimpleNamespace(scene_ids=np.arange(40), scene_names=[f"tile_{i // 8}/part_{i}" for i in range(40)],
+                            table=SimpleNamespace(places="folder", group_by="file"))  # 5 tiles of 8 parts
     monkeypatch.setattr(knn, "dominant_classes", lambda dataset: labels)
     monitor = knn.KnnMonitor(parts, every=1, input_size=32, seed=0, device="cpu")
     tiles = np.arange(40) // 8

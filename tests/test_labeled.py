@@ -338,12 +338,16 @@ def test_the_places_of_tiles_are_their_folders_when_grouped_by_folder(folder):
                         val_fraction=0.0)
     by_file = build_seg_splits(cfg, progress=False).train_all
     assert np.array_equal(place_ids(by_file), by_file.scene_ids) and len(np.unique(place_ids(by_file))) == 6
-    table.write_text(TABLE + "group_by: folder\n")
-    by_folder = build_seg_splits(cfg, progress=False).train_all
-    places, names = place_ids(by_folder), by_folder.scene_names
-    assert len(np.unique(places)) == 2 and len(np.unique(by_folder.scene_ids)) == 6
-    for p in np.unique(places):  # one place: the parts of one folder, tile_0's or tile_1's
-        assert len({names[s].split("/")[0] for s in by_folder.scene_ids[places == p]}) == 1
+    for extra in ("places: folder\n", "group_by: folder\n"):  # parts of one picture; split by file or by folder
+        table.write_text(TABLE + extra)
+        tiles = build_seg_splits(cfg, progress=False).train_all
+        places, names = place_ids(tiles), tiles.scene_names
+        assert len(np.unique(places)) == 2 and len(np.unique(tiles.scene_ids)) == 6, extra
+        for p in np.unique(places):  # one place: the parts of one folder, tile_0's or tile_1's
+            assert len({names[s].split("/")[0] for s in tiles.scene_ids[places == p]}) == 1
+    with pytest.raises(ValueError, match="places must be 'scene' or 'folder'"):
+        table.write_text(TABLE + "places: tile\n")
+        build_seg_splits(cfg, progress=False)
 
 
 def test_test_images_whose_folder_also_trains_are_said_to_be_no_unseen_scenes(folder):

@@ -217,7 +217,7 @@ def test_the_knn_monitor_is_plotted_beside_the_loss(populated_store: Path) -> No
     traces = {t["name"]: {k: _values(t[k]) for k in ("x", "y")} for t in knn_chart["data"]}
     assert traces["kNN accuracy"] == {"x": [0, 8, 16], "y": [m["knn_acc"] for m in knn]}  # in words, not keys
     assert traces["majority class"]["y"] == [m["knn_baseline"] for m in knn]
-    said = "what the encoder has learned is the gap between them"  # low lines are read against the dashed one
+    said = "What the encoder has learned is its rise from step 0"  # read against step 0 and the dashed line
     assert sum(said in c.value for c in at.caption) == 1
     reading = next(c.value for c in at.caption if said in c.value)  # and the last value read against both references
     assert reading.startswith(f"📏 Step 16: kNN accuracy {100 * knn[-1]['knn_acc']:.1f} % (95 % ")
@@ -515,7 +515,7 @@ def test_a_knn_value_recorded_once_beside_a_loss_curve_is_a_value_not_a_lone_dot
     assert "Loss" in titles and not any(t.startswith("kNN") for t in titles), titles
     said = next(c.value for c in at.caption if c.value.startswith("Recorded once in this run"))
     assert said.endswith(": kNN accuracy 43.2%, majority class 30.1% (step 50)."), said
-    assert any("what the encoder has learned is the gap between them" in c.value for c in at.caption)  # still said
+    assert any("What the encoder has learned is its rise from step 0" in c.value for c in at.caption)  # still said
 
 
 def test_the_length_field_not_read_is_greyed_and_a_run_inside_its_warm_up_is_said(empty_store: Path) -> None:

@@ -160,3 +160,17 @@ def test_a_runs_folder_that_cannot_take_a_run_is_one_line(tmp_path) -> None:
     with pytest.raises(RunsRootError, match=r"the runs folder .*afile cannot take a new run \(.*\): give another with "
                                             "--runs-root or FALSE_WB_RUNS"):
         create_run("x", "name: x\n", tmp_path / "afile")
+
+
+def test_a_resume_with_no_checkpoint_starts_its_records_afresh(tmp_path) -> None:
+    """Its step-0 kNN record (the untrained encoder) too: a second one was written beside it (a diff review)."""
+    import json
+
+    run = create_run("r0", "name: r0\n", tmp_path, kind="pretrain", state=STOPPED, pid=DEAD_PID)
+    (run.path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in (
+        {"step": 0, "knn_acc": 0.2}, {"step": 3, "loss": 4.0})))
+    resumed, checkpoint = open_for_resume(run.path)
+    try:
+        assert checkpoint is None and resumed.metrics() == []
+    finally:
+        unlock_run(resumed)

@@ -37,9 +37,9 @@ REFRESH_S = 2.0
 KNN_TITLE = "kNN accuracy across scenes (dashed: the majority class)"
 KNN_NOTE = ("How to read it: each query tile's dominant class, voted by its 20 nearest bank tiles, which come from other "
             "scenes where the data has several. The dashed line always answers the query tiles' most common class (the "
-            "best any constant answer can do); where "
-            "the scenes' land cover differs, both lines are low, and what the encoder has learned is the gap between "
-            "them, not the height.")
+            "best any constant answer can do); where the scenes' land cover differs, both lines are low. What the "
+            "encoder has learned is its rise from step 0 (the untrained encoder), read against the dashed line, not "
+            "the height.")
 SHARES = {"miou", "knn_acc"}  # charted values in [0, 1], shown in percent
 LEGEND_NAMES = {"knn_acc": "kNN accuracy", "knn_baseline": "majority class"}  # record keys, as said in a legend
 

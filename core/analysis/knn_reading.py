@@ -31,7 +31,7 @@ def knn_reading(records: list) -> str | None:
                  f", level with the majority class ({100 * base:.1f} %) within noise")
     start = next((m for m in rows if m.get("step") == 0), None)
     if start is not None and start is not last and n:
-        diff, d_low, d_high = shares_difference(acc, n, float(start["knn_acc"]), n)
+        diff, d_low, d_high = shares_difference(acc, n, float(start["knn_acc"]), int(start.get("knn_queries") or n))
         verdict = "within noise of" if d_low <= 0 <= d_high else "above" if diff > 0 else "below"
         said += (f"; {verdict} the untrained encoder's {100 * start['knn_acc']:.1f} % at step 0 ({100 * diff:+.1f} "
                  f"points, 95 % {100 * d_low:+.1f} to {100 * d_high:+.1f}, as if unpaired: the cautious side)")

@@ -27,7 +27,7 @@ MASK_SUFFIXES = ("_mask", "_masks", "_label", "_labels", "_gt", "_seg", "_segmen
                  "-label")
 TABLE_KEYS = {"name", "description", "source", "classes", "ignore_index", "ignore_colors", "ignore_values",
               "mask_format", "color_tolerance", "images", "masks", "mask_suffixes", "image_suffixes", "group_by",
-              "domain"}
+              "places", "domain"}
 
 
 @dataclass
@@ -46,6 +46,9 @@ class ClassTable:
     mask_suffixes: list[str] = field(default_factory=lambda: list(MASK_SUFFIXES))
     image_suffixes: list[str] = field(default_factory=lambda: ["_sat", "_image", "_img", "_rgb"])
     group_by: str = "file"
+    # where tiles are neighbours, for figures across scenes (``seg_subset.place_ids``): "folder" when the images of
+    # one folder are cut from one picture (a Dubai tile's 9 parts), though the split may still take them one by one
+    places: str = "scene"
     name: str = "folder"
     domain: dict = field(default_factory=dict)  # platform, gsd_m, region, source: what model cards state
 
@@ -135,6 +138,10 @@ def _parse_table(p: Path, raw: Any) -> ClassTable:
     group_by = raw.get("group_by", "file")
     if group_by not in ("file", "folder"):
         raise ValueError(f"group_by must be 'file' or 'folder', got {group_by!r}")
+    places = raw.get("places", "scene")
+    if places not in ("scene", "folder"):
+        raise ValueError(f"places must be 'scene' or 'folder' (the images of a folder cut from one picture), got "
+                         f"{places!r}")
     domain = raw.get("domain") or {}
     if not isinstance(domain, dict):
         raise ValueError(f"domain must be a mapping (platform, gsd_m, region, source, data_kind), got {domain!r}")
@@ -145,7 +152,7 @@ def _parse_table(p: Path, raw: Any) -> ClassTable:
         raise ValueError(f"domain.data_kind must be 'real' (imagery of the ground) or 'generated' (made by a "
                          f"program), got {domain.get('data_kind')!r}")
     table = ClassTable(p, classes, values, ignore, ignore_colors, [int(v) for v in ignore_values], fmt, tol,
-                       group_by=group_by, name=str(raw.get("name") or "folder"), domain=dict(domain))
+                       group_by=group_by, places=places, name=str(raw.get("name") or "folder"), domain=dict(domain))
     for key in ("images", "masks"):
         if key in raw:
             if not isinstance(raw[key], str) or not raw[key]:

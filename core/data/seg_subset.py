@@ -103,15 +103,21 @@ class SegSubset(torch.utils.data.Dataset):
 
 def place_ids(tiles: object) -> np.ndarray | None:
     """The place of every tile, (N,) int64, or None where the set does not know its scenes. Tiles of one place are
-    neighbours: a folder of images cut from one picture (a class table's ``group_by: folder``: a Dubai tile's 9
-    parts), else a scene. Why not :attr:`scene_ids`: "across scenes" figures (the kNN monitor's queries, the flags'
-    cross-scene precision, the Embeddings page's kNN) held neighbouring parts of one Dubai tile as other scenes, so
-    their pairs counted as found across scenes (a review)."""
+    neighbours: the images of one folder where the class table says they are cut from one picture (``places:
+    folder``, or ``group_by: folder``: a Dubai tile's 9 parts), else each scene is its own (ids as ``scene_ids``,
+    so a seeded choice of places is the one it was). Why not :attr:`scene_ids` alone: "across scenes" figures (the
+    kNN monitor's queries, the flags' cross-scene precision, the Embeddings page's kNN) held neighbouring parts of
+    one Dubai tile as other scenes (a review)."""
     if isinstance(tiles, SegSubset):
         inner = place_ids(tiles.base)
         return None if inner is None else inner[tiles.indices]
-    split_info = getattr(tiles, "split_info", None)
-    if callable(split_info):
-        return np.asarray(split_info()["group"], np.int64)
     scenes = getattr(tiles, "scene_ids", None)
-    return None if scenes is None else np.asarray(scenes, np.int64)
+    if scenes is None:
+        return None
+    scenes = np.asarray(scenes, np.int64)
+    table = getattr(tiles, "table", None)
+    if "folder" not in (getattr(table, "places", None), getattr(table, "group_by", None)):
+        return scenes
+    folders = [n.rsplit("/", 1)[0] if "/" in n else "." for n in tiles.scene_names]
+    first: dict[str, int] = {}  # numbered in scene order
+    return np.asarray([first.setdefault(f, len(first)) for f in folders], np.int64)[scenes]

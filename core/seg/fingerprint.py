@@ -194,6 +194,7 @@ def add_domain(path: Path, config: Path | None = None, out: Path | None = None,
     card["domain"] = domain_section(cfg.data, splits, model, card["classes"])
     target = out or path
     if target != path:
+        target.parent.mkdir(parents=True, exist_ok=True)  # asked before the work: check_out_file
         target.write_bytes(Path(path).read_bytes())
         if path.with_suffix(".json").exists():
             target.with_suffix(".json").write_text(path.with_suffix(".json").read_text())
@@ -204,8 +205,9 @@ def add_domain(path: Path, config: Path | None = None, out: Path | None = None,
 def main(argv: list[str] | None = None) -> int:
     args = fingerprint_parser().parse_args(argv)
     try:  # the card goes into the file (or its copy) and beside it: both asked before minutes of work (a review)
-        check_out_file(args.out or args.checkpoint, "--out" if args.out else "the checkpoint", "model.safetensors",
-                       (".json", "card"))
+        if args.out or not Path(args.checkpoint).is_dir():  # a run folder: load_seg_model names its model
+            check_out_file(args.out or args.checkpoint, "--out" if args.out else "the checkpoint", "model.safetensors",
+                           (".json", "card"))
         if args.scene_digests:
             if args.out:
                 raise ValueError("--scene-digests adds to the checkpoint itself; leave out --out (copy it first)")

@@ -13,7 +13,7 @@ from ..store.lifecycle import prepared_run, train_from_cli
 from ..store.out_target import check_out_file
 from ..store.resume import open_for_resume, resume_config
 from ..store.run_lock import RunBusyError, lock_run
-from ..store.runs import atomic_write_bytes, atomic_write_json, create_run
+from ..store.runs import atomic_write_bytes, atomic_write_json, create_run, open_run_arg
 from .metrics import iou_lines, scores_text
 from .probe import RESULT, ProbeTrainer
 
@@ -29,14 +29,16 @@ def start(args: argparse.Namespace, env: Any = None) -> ProbeTrainer:  # env: on
     if args.resume:  # the settings its result was made with stay (a review's lr=0.5 rescored a run saying 0.01)
         cfg, changed = resume_config(args.resume, args.overrides, lambda raw: validate_config(raw, ProbeConfig),
                                      kind="probe")
+        if open_run_arg(args.resume).status().get("state") == "completed" and not changed:  # before any truncation
+            raise ConfigError(f"the probe {Path(args.resume).name} is complete (its scores: {RESULT}); a resume that "
+                              "changes what a resume may (its length, test window, data folder, device) probes it "
+                              "again, other settings are a new probe (--config)")
         run, _ = open_for_resume(args.resume)
-        if run.status().get("state") == "completed" and not changed:
-            raise ConfigError(f"the probe {run.path.name} is complete (its scores: {RESULT}); a resume with another "
-                              "train.epochs or test window probes it again, other settings are a new probe (--config)")
+        trainer = ProbeTrainer(cfg, run, progress=not args.no_progress)  # its data and weights read: then the config
         for change in changed:
             run.log(f"resumed with {change}")
         atomic_write_bytes(run.path / "config.yaml", config_to_yaml(cfg).encode())  # what the new result is of
-        return ProbeTrainer(cfg, run, progress=not args.no_progress)
+        return trainer
     if args.run_dir:
         run = prepared_run(args.run_dir)
         if run.metrics() or (run.path / RESULT).exists():  # left as it is (an early error would mark it failed)

@@ -28,7 +28,7 @@ def open_for_resume(path: str | Path) -> tuple[Run, Path | None]:
     lock_run(run)  # before anything is read or truncated; it also removes the temp files of a killed writer
     ckpt = run.last_checkpoint()
     if ckpt is None:
-        run.truncate_after(0)
+        run.truncate_after(-1)  # every record goes, step 0's too (the kNN monitor's untrained encoder)
         run.log("no checkpoint yet: starting again from step 0")
         return run, None
     read_metadata(ckpt)  # readable? (one line if not)
