@@ -599,6 +599,12 @@ def test_evaluate_scores_the_scenes_the_card_names(tmp_path: Path, capsys) -> No
     assert res["method"].startswith("whole scenes, flip TTA, window") and 0 <= res["miou"] <= 1
     assert evaluate_main([str(path), "--no-progress", "--tta", "--write-card"]) == 2  # the card's figures: no TTA
     assert "--write-card" in capsys.readouterr().err and read_metadata(path)["card"]["evaluation"] == ev
+    for sub in ("images", "masks"):  # one test scene gone: a score on the others is no card figure
+        (tmp_path / sub / "tile_3" / "p2.png").unlink()
+    assert evaluate_main([str(path), "--no-progress", "--write-card"]) == 2
+    err = capsys.readouterr().err
+    assert "--write-card: not the card's figure: 1 of the card's 3 test scenes are not in this data" in err
+    assert read_metadata(path)["card"]["evaluation"] == ev  # kept
     assert evaluate_main([str(tmp_path / "missing.safetensors"), "--no-progress"]) == 2
     assert capsys.readouterr().err.startswith("error: ")
     noval = cfg.model_dump(mode="json")

@@ -121,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         res = evaluate_checkpoint(args.checkpoint, args.split, args.data_root, args.config, not args.no_progress,
                                   args.tta)
+        if args.write_card and res.get("not_the_cards"):  # the card's figure is of its own scenes and files
+            raise ValueError(f"--write-card: {res['not_the_cards'].removeprefix('note: ')}; the card keeps its figure "
+                             "(score these apart, without --write-card)")
         if args.write_card:
             from ..store.checkpoint import read_metadata
             from .fingerprint import rewrite_card
