@@ -44,11 +44,15 @@ if not runs:
 else:
     st.subheader("Runs at a glance")
     frame = runs_frame(runs[:10])
-    st.dataframe(frame[["run", "kind", "state", "method", "progress", "metric", "value", "started"]],
+    # the final figure and what it is in one column: with both, "started" was pushed off the page (a review)
+    frame["result"] = [v if v == "—" else f"{v} ({m})" for v, m in zip(frame["value"], frame["metric"])]
+    st.dataframe(frame[["run", "kind", "state", "method", "progress", "result", "started"]],
                  hide_index=True, width="stretch", column_config={
                      "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0,
                                                                  format="percent", width="small"),
-                     "value": st.column_config.TextColumn("value", width="small"),
+                     "result": st.column_config.TextColumn("result", help="a pretraining run's last loss; a "
+                                                           "fine-tuning run's or a probe's test mIoU, its best "
+                                                           "validation mIoU until it is tested"),
                      # the year is in the run's name: the column fits beside the others (it was cut off)
                      "started": st.column_config.DatetimeColumn("started", format="MMM D, HH:mm", width="small")})
     if len(runs) > 10:

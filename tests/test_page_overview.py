@@ -83,3 +83,12 @@ def test_the_not_unseen_mark_reads_the_notes_the_engine_writes() -> None:
                               scenes={"train": ["tile_2/p1"], "test": ["tile_2/p5", "tile_3/p1"]})
     assert test_not_unseen({"not_unseen": neighbours_note(folders)})
     assert not test_not_unseen({}) and not test_not_unseen(None)
+
+
+def test_the_runs_at_a_glance_fit_with_their_result_in_one_column(populated_store: Path) -> None:
+    """With a metric and a value column, the start time was pushed off the page (a review)."""
+    at = open_page("overview")
+    glance = next(d.value for d in at.dataframe if "run" in d.value.columns)
+    assert list(glance.columns) == ["run", "kind", "state", "method", "progress", "result", "started"]
+    ft = glance[glance["kind"] == "finetune"]["result"].tolist()
+    assert ft and all(r.endswith("test mIoU)") and "%" in r for r in ft), ft
