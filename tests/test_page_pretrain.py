@@ -552,3 +552,21 @@ def test_picking_a_preset_sets_the_form_to_its_values(empty_store: Path) -> None
     at.button(key="pretrain-preset-reset").click().run()
     assert not at.exception and at.number_input(key="pre-demo_cpu-batch").value == 64
     assert not any("Session State" in w.value for w in at.warning)
+
+
+def test_the_warnings_a_run_gave_on_its_terminal_are_shown_with_it(empty_store: Path) -> None:
+    """A review's Pretrain-page run on Dubai split by image warned that its test images shared tiles with training
+    ones on the terminal (console.txt) only."""
+    from core.store.runs import create_run
+
+    run = create_run("warned", "method: simclr\nloss:\n  name: false\ndata:\n  name: synthetic\n", empty_store,
+                     kind="pretrain", state="completed")
+    (run.path / "console.txt").write_text("loading\nwarning: dubai: the test images share 4 folder(s) with training "
+                                          "images\nwarning: warm-up of 20 steps in a run of 20\n")
+    run.log("warning: warm-up of 20 steps in a run of 20")  # said in both: shown once
+    at = open_page("pretrain")
+    at.selectbox(key="pretrain-run").set_value(run.id).run()
+    box = next(e for e in at.expander if e.label.startswith("⚠️ The run gave"))
+    assert box.label == "⚠️ The run gave 2 warning(s)"
+    said = shown(" ".join(m.value for m in box.markdown))
+    assert "the test images share 4 folder(s)" in said and said.count("warm-up of 20 steps") == 1

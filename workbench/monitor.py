@@ -20,6 +20,7 @@ from core.store import launch
 from core.store.runs import NotARunError, Run, open_run
 from core.store.run_lock import RunBusyError
 from core.store.run_state import DIED, FAILED, LIVE_STATES, SHOWN_LIVE, STOPPED, STOPPING
+from core.store.run_summary import run_warnings
 from workbench.common import (AVERAGE_MIOU, STATE_ICONS, columns_figure, curve_frame, pair_counts_figure, pairs_frame,
                               kept_fragment, records_version, literal, show_error, show_treatment)
 
@@ -236,6 +237,10 @@ def run_header(run: Run) -> str:
         st.progress(min(1.0, step / total), text=f"{unit} {step} / {total}{left}")
     if status.get("error"):
         st.error(literal(str(status["error"])))
+    said = run_warnings(run)
+    if said:  # what the run warned on its terminal too (a Dubai split by image: only the terminal said it)
+        with st.expander(f"⚠️ The run gave {len(said)} warning(s)", expanded=state not in SHOWN_LIVE):
+            st.markdown("\n".join(f"- {literal(w)}" for w in said))
     if state == "died":
         st.warning("Its process is gone without a final status (killed, or the machine restarted). "
                    + ("Resume continues; finished units are kept." if run.kind() == "compare" else

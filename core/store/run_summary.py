@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config.strategy import method_and_strategy
-from .runs import Run
+from .runs import Run, tail_text
 
 
 # after a test score whose scenes an earlier stage read (the encoder's pretraining): every table that shows it says so
@@ -86,3 +86,20 @@ def last_record(path: Path) -> dict[str, Any] | None:
         if isinstance(rec, dict) and "loss" in rec:
             return rec
     return None
+
+
+WARNING_MARK = "warning: "
+
+
+def run_warnings(run: Run, limit: int = 8) -> list[str]:
+    """The distinct warnings a run gave (its ``log.txt`` and, for a launched run, the terminal's ``console.txt``),
+    oldest first. Why: a Pretrain-page run on Dubai split by image warned that its test images shared tiles with its
+    training ones, on the terminal only; the page showed nothing (a review)."""
+    seen: dict[str, None] = {}
+    for text in (run.log_text(), tail_text(run.path / "console.txt", 200_000)):
+        for line in text.splitlines():
+            at = line.find(WARNING_MARK)
+            if at >= 0 and (said := line[at + len(WARNING_MARK):].strip()):
+                seen.setdefault(said, None)
+    return list(seen)[:limit]
+
