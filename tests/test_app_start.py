@@ -29,8 +29,9 @@ def test_lists_runs_and_models(populated_store: Path) -> None:
     assert not at.exception and not errors(at)
     runs = at.dataframe[0].value
     assert len(runs) == 5 and any(r.endswith("tiny-ft") for r in runs["run"])
-    shown = dict(zip(runs["metric"], runs["value"]))  # an mIoU in percent, as the models table gives it
-    assert shown["test mIoU"].endswith(" %") and float(shown["last loss"]) > 0, shown
+    shown = {r.split(" (")[1].rstrip(")"): r.split(" (")[0] for r in runs["result"] if " (" in r}  # "51.2 % (test mIoU)"
+    assert shown["test mIoU"].endswith(" %") and float(shown["last loss"]) > 0, shown  # in percent, as the models'
+    assert all(r == "—" or r.endswith(")") for r in runs["result"]), list(runs["result"])  # a figure says what it is
     assert "Start here" not in texts(at)
     models = at.table[0].value
     assert any(m.startswith("run: ") and m.endswith("tiny-ft") for m in models.index)
