@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from core.config import SegDataConfig
+from core.config import ConfigError, DataConfig, FinetuneConfig, SegDataConfig, load_config
 from core.data.augment import IMAGENET_MEAN, IMAGENET_STD
 from core.data.labeled import (DeepGlobe, FolderSeg, LoveDA, Potsdam, SegTiles, SyntheticSeg, Vaihingen,
                                build_seg_splits, label_subset, load_class_table)
@@ -328,6 +328,31 @@ def test_folder_group_by_folder_and_nested_label_fractions(folder, tmp_path):
 
 
 
+def test_a_config_records_the_split_unit_the_class_table_gave_it(folder):
+    """``data.split_unit``: a table's ``group_by`` is written into the config at load, so a run's config.yaml keeps
+    the unit it was split by; editing the table later (the Dubai table went from file to folder) moves no old run's
+    tiles. Given explicitly, it overrides the table; a published set refuses it."""
+    root, table = folder
+    fields = dict(name="folder", root=str(root), class_table=str(table), tile_size=16, test_fraction=0.34,
+                  val_fraction=0.0)
+    by_file = SegDataConfig(**fields)
+    assert by_file.split_unit == "file" and DataConfig(**fields).as_seg().split_unit == "file"
+    with pytest.warns(UserWarning, match="share 2 folder"):
+        before = build_seg_splits(by_file, progress=False).scenes
+    table.write_text(TABLE + "group_by: folder\n")
+    with pytest.warns(UserWarning, match="share 2 folder"):  # the recorded unit, not the table's new one
+        assert build_seg_splits(by_file, progress=False).scenes == before
+    by_folder = SegDataConfig(**fields)
+    assert by_folder.split_unit == "folder" and SegDataConfig(**fields, split_unit="file").split_unit == "file"
+    tests = build_seg_splits(by_folder, progress=False).scenes["test"]
+    assert len({n.split("/")[0] for n in tests}) == 1 and len(tests) == 3  # one whole folder
+    with pytest.raises(ConfigError, match=r"data.split_unit applies to an image folder with a class table"):
+        load_config(None, ["data.name=deepglobe", "data.root=x", "data.split_unit=folder"], FinetuneConfig)
+    with pytest.raises(ConfigError, match=r"data.split_unit"):
+        load_config(None, ["data.name=folder", f"data.root={root}", f"data.class_table={table}",
+                           "data.split_unit=tile"], FinetuneConfig)
+
+
 def test_the_places_of_tiles_are_their_folders_when_grouped_by_folder(folder):
     """Cross-scene figures (the kNN monitor, flag precision, the Embeddings page's kNN) ask ``place_ids``: a review
     found neighbouring parts of one Dubai tile counted as other scenes."""
@@ -340,7 +365,7 @@ def test_the_places_of_tiles_are_their_folders_when_grouped_by_folder(folder):
     assert np.array_equal(place_ids(by_file), by_file.scene_ids) and len(np.unique(place_ids(by_file))) == 6
     for extra in ("places: folder\n", "group_by: folder\n"):  # parts of one picture; split by file or by folder
         table.write_text(TABLE + extra)
-        tiles = build_seg_splits(cfg, progress=False).train_all
+        tiles = build_seg_splits(SegDataConfig(**{**cfg.model_dump(), "split_unit": None}), progress=False).train_all
         places, names = place_ids(tiles), tiles.scene_names
         assert len(np.unique(places)) == 2 and len(np.unique(tiles.scene_ids)) == 6, extra
         for p in np.unique(places):  # one place: the parts of one folder, tile_0's or tile_1's
@@ -362,11 +387,11 @@ def test_test_images_whose_folder_also_trains_are_said_to_be_no_unseen_scenes(fo
     with pytest.warns(UserWarning, match=r"the test images share 2 folder\(s\) with training images \(tile_0, "
                                          r"tile_1\): parts of one scene on both sides"):
         s = build_seg_splits(cfg, progress=False)
-    assert neighbours_note(s).endswith("name whole folders in data.test_scenes, or set group_by: folder in the "
-                                       "class table")
+    assert neighbours_note(s).endswith("name whole folders in data.test_scenes, or split by folder "
+                                       "(data.split_unit=folder)")
     named = build_seg_splits(cfg.model_copy(update=dict(test_scenes=["tile_1"])), progress=False)
     assert neighbours_note(named) is None and named.scenes["test"] == [f"tile_1/part_{k}" for k in (1, 3, 5)]
-    table.write_text(TABLE + "group_by: folder\n")
+    cfg = cfg.model_copy(update=dict(split_unit="folder"))
     assert neighbours_note(build_seg_splits(cfg.model_copy(update=dict(test_fraction=0.5)), progress=False)) is None
     with pytest.warns(UserWarning, match="share 1 folder"):  # grouped by folder, but one image of a folder named
         one = build_seg_splits(cfg.model_copy(update=dict(test_scenes=["tile_1/part_1"])), progress=False)

@@ -94,7 +94,7 @@ def checkpoint_data(path: str | Path) -> DataConfig | None:
     """The data set the checkpoint was pretrained on (from its card), or None when the card does not say."""
     try:
         config = checkpoint_card(path).get("config") or {}
-        raw = upgrade_run_config(dict(config)).get("data") if isinstance(config, dict) else None
+        raw = upgrade_run_config(json.loads(json.dumps(config))).get("data") if isinstance(config, dict) else None
         return DataConfig.model_validate(raw) if isinstance(raw, dict) else None
     except (CheckpointError, ValueError):
         return None

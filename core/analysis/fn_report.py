@@ -134,11 +134,12 @@ def _check_labels(cfg: PretrainConfig, dataset: Any) -> np.ndarray:
 
 
 def _check_same_tiles(run: Run, dataset: Any) -> None:
-    record = read_json_file(run.path / "data.json") or {}
-    tiles = record.get("tiles")
-    if tiles is not None and int(tiles) != len(dataset):
-        raise FlagReportError(f"the run trained on {tiles} tiles but its data set now gives {len(dataset)}: the data "
-                              "or its split changed since the run, so its tile indices point at other tiles")
+    from ..ssl.run_start import check_same_data
+
+    try:
+        check_same_data(run.path, dataset)
+    except DataError as err:
+        raise FlagReportError(str(err)) from None
 
 
 def _encoder(run: Run, cfg: PretrainConfig, dataset: Any, progress: Progress | None) -> np.ndarray | None:

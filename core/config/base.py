@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
+import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent  # the presets in configs/ are found from any folder
@@ -123,6 +124,47 @@ def total_steps(max_steps: int | None, epochs: float | None, steps_per_epoch: in
         raise ConfigError(f"train.epochs: {epochs:g} epochs of {steps_per_epoch} steps are {steps:,} steps, more "
                           f"than {MAX_STEPS:,}")
     return steps
+
+
+SplitUnit = Literal["file", "folder"]
+SPLIT_UNIT_HELP = ("image folders with a class table: what the seeded split keeps whole, 'file' (each image) or "
+                   "'folder' (each folder of images, e.g. a Dubai tile cut into 9); unset: the class table's group_by, "
+                   "written into the run's config so that a later edit of the table cannot move its tiles")
+
+
+def table_split_unit(class_table: Any) -> str | None:
+    """The ``group_by`` of a class table file ('file' when it says none); None when the file cannot be read (building
+    the data set then says why, naming the file)."""
+    from ..store.file_versions import load_yaml
+
+    p = Path(str(class_table)).expanduser()
+    if not p.is_absolute() and not p.exists() and (REPO_ROOT / p).exists():
+        p = REPO_ROOT / p  # as core.data resolves it: configs/classes/... from any folder
+    try:
+        raw = load_yaml(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError):
+        return None
+    unit = raw.get("group_by", "file") if isinstance(raw, dict) else None
+    return unit if unit in get_args(SplitUnit) else None
+
+
+def fill_split_unit(raw: Any) -> Any:
+    """A labeled image folder's split unit written down at load (a new dict when it changes): the class table's
+    ``group_by`` where ``split_unit`` is unset."""
+    if (isinstance(raw, dict) and raw.get("name") == "folder" and raw.get("class_table")
+            and raw.get("split_unit") is None):
+        unit = table_split_unit(raw["class_table"])
+        if unit is not None:
+            return {**raw, "split_unit": unit}
+    return raw
+
+
+def check_split_unit(unit: str | None, name: str, class_table: str | None) -> None:
+    """``data.split_unit`` is refused where it means nothing: published sets keep their own scenes whole."""
+    if unit is not None and not (name == "folder" and class_table):
+        raise ValueError(f"data.split_unit applies to an image folder with a class table (name=folder and "
+                         f"data.class_table), not to {name}{' without a class table' if name == 'folder' else ''}: "
+                         "leave it unset")
 
 
 # seeds feed generators as seed * 1,000,003 + step * 97 + ...: kept far below 2^63 whatever the step

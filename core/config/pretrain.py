@@ -5,7 +5,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from .base import Bands, DeviceName, ENCODERS, Seed, Steps, StepsOrOff, _Section, _Tracked, distinct, held_out_scenes
+from ..store.old_runs import as_made
+from .base import (SPLIT_UNIT_HELP, Bands, DeviceName, ENCODERS, Seed, SplitUnit, Steps, StepsOrOff, _Section, _Tracked,
+                   check_split_unit, distinct, fill_split_unit, held_out_scenes)
 
 if TYPE_CHECKING:
     from .seg import SegDataConfig
@@ -120,12 +122,18 @@ class DataConfig(_Section):
                                   "folder; overrides val_fraction")
     pretrain_splits: list[Literal["train", "val", "test"]] = Field(
         default_factory=lambda: ["train"], description="labeled sets: the splits whose scenes are pretrained on")
+    split_unit: SplitUnit | None = Field(None, description=SPLIT_UNIT_HELP)
     bands: Bands = None
     image_size: int = Field(96, ge=16, le=4096, description="side of each augmented view")
     crop_scale_min: float = Field(0.2, gt=0.0, le=1.0)
     color_strength: float = Field(1.0, ge=0.0)
     blur_prob: float = Field(0.5, ge=0.0, le=1.0)
     seed: Seed = Field(0, description="synthetic generation and the scene split (not the training seed)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unit_from_table(cls, raw: Any) -> Any:
+        return fill_split_unit(raw)
 
     @field_validator("pretrain_splits")
     @classmethod
@@ -136,6 +144,7 @@ class DataConfig(_Section):
     @model_validator(mode="after")
     def _needs_root(self) -> "DataConfig":
         held_out_scenes(self.test_scenes, self.val_scenes, self.test_fraction, self.val_fraction)
+        check_split_unit(self.split_unit, self.name, self.class_table)
         if self.name == "folder" and not self.root:
             raise ValueError("name=folder needs data.root, the image folder to pretrain on")
         if self.name not in ("synthetic", "folder") and not self.root:
@@ -156,7 +165,8 @@ class DataConfig(_Section):
         return SegDataConfig(name=self.name, root=self.root, class_table=self.class_table, num_tiles=self.num_tiles,
                              tile_size=self.tile_size, tile_overlap=self.tile_overlap, val_fraction=self.val_fraction,
                              test_fraction=self.test_fraction, test_scenes=self.test_scenes,
-                             val_scenes=self.val_scenes, bands=self.bands, seed=self.seed)
+                             val_scenes=self.val_scenes, split_unit=self.split_unit, bands=self.bands,
+                             seed=self.seed)
 
 
 def upgrade_run_config(raw: dict[str, Any]) -> dict[str, Any]:
@@ -166,6 +176,7 @@ def upgrade_run_config(raw: dict[str, Any]) -> dict[str, Any]:
     with today's default (the training split) and their tile indices would point at other tiles. MoCo runs made
     before ``model.moco_shuffle_bn`` ran their keys without it.
     """
+    as_made(raw)  # data.split_unit
     data = raw.get("data")
     if isinstance(data, dict) and "pretrain_splits" not in data:
         data["pretrain_splits"] = list(SPLIT_NAMES)

@@ -1,11 +1,12 @@
 """The segmentation configs: fine-tuning (data, model, training) and the linear probe."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from .base import Bands, DeviceName, Seed, Steps, _Section, _Tracked, held_out_scenes
+from .base import (SPLIT_UNIT_HELP, Bands, DeviceName, Seed, SplitUnit, Steps, _Section, _Tracked, check_split_unit,
+                   fill_split_unit, held_out_scenes)
 from .pretrain import ModelConfig
 
 
@@ -29,6 +30,7 @@ class SegDataConfig(_Section):
                                    "name or folder (e.g. tile_3); overrides test_fraction")
     val_scenes: list[str] = Field(default_factory=list, description="labeled sets: scenes for validation, by name or "
                                   "folder; overrides val_fraction")
+    split_unit: SplitUnit | None = Field(None, description=SPLIT_UNIT_HELP)
     bands: Bands = None
     eroded: bool = Field(False, description="Potsdam/Vaihingen: use the eroded-boundary labels")
     colour_jitter: float = Field(1.0, ge=0.0, le=4.0, description="fine-tuning: strength of the photometric "
@@ -36,9 +38,15 @@ class SegDataConfig(_Section):
                                  "colours differ from the training scenes')")
     seed: Seed = 0
 
+    @model_validator(mode="before")
+    @classmethod
+    def _unit_from_table(cls, raw: Any) -> Any:
+        return fill_split_unit(raw)
+
     @model_validator(mode="after")
     def _needs_root(self) -> "SegDataConfig":
         held_out_scenes(self.test_scenes, self.val_scenes, self.test_fraction, self.val_fraction)
+        check_split_unit(self.split_unit, self.name, self.class_table)
         if self.name != "synthetic" and not self.root:
             raise ValueError(f"name={self.name} needs data.root, the data set folder")
         if self.name == "folder" and not self.class_table:

@@ -26,6 +26,7 @@ given seed the subsets are nested (1% within 5% within 10% within 100%).
 """
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -159,7 +160,11 @@ def build_seg_dataset(cfg: Any, progress: bool = True) -> Any:
     if cfg.name == "folder":
         if not cfg.class_table:
             raise DataError("data.class_table: name=folder needs a YAML table of class names and colours")
-        return FolderSeg(cfg.root, cfg.class_table, **common)
+        table = load_class_table(cfg.class_table)
+        unit = getattr(cfg, "split_unit", None)
+        if unit is not None and unit != table.group_by:  # the run's recorded unit, whatever the table says now
+            table = dataclasses.replace(table, group_by=unit)
+        return FolderSeg(cfg.root, table, **common)
     raise DataError(f"data.name: unknown segmentation data set {cfg.name!r}")
 
 
@@ -327,7 +332,7 @@ def neighbours_note(splits: SegSplits) -> str | None:
     return (f"{splits.name}: the test images share {len(shared)} folder(s) with training images ("
             f"{', '.join(shared[:3])}{' ...' if len(shared) > 3 else ''}): parts of one scene on both sides, so the "
             "test score is not on unseen scenes; name whole folders in data.test_scenes"
-            + (", or set group_by: folder in the class table" if table.group_by == "file" else ""))
+            + (", or split by folder (data.split_unit=folder)" if table.group_by == "file" else ""))
 
 
 def pretrain_tiles(data: Any, progress: bool = True) -> SegSubset:

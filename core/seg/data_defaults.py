@@ -20,7 +20,7 @@ from ..store.sources import SourceInfo
 
 # the data fields a preset reading a source's folder lends it (how it is labeled and split)
 FROM_PRESET = ("class_table", "tile_size", "tile_overlap", "val_fraction", "test_fraction", "test_scenes",
-               "val_scenes", "seed", "bands")
+               "val_scenes", "split_unit", "seed", "bands")
 
 
 def card_data(card: dict[str, Any]) -> DataConfig | None:

@@ -10,6 +10,7 @@ scenes and the names of the held-out test scenes, and ``fingerprint`` (``core.se
 """
 from __future__ import annotations
 
+import copy
 import json
 import sys
 from pathlib import Path
@@ -28,6 +29,7 @@ from ..config import ConfigError, FinetuneConfig, load_config, validate_config
 from ..data import DataError
 from .domain import DATA_KINDS, MAX_TILES, fingerprint
 from ..store.file_versions import file_sha256
+from ..store.old_runs import as_made
 from ..store.out_target import check_out_file
 from ..store.portable import portable
 from ..store.runs import REPO_ROOT, atomic_write_json
@@ -165,7 +167,7 @@ def training_config(card: dict[str, Any], path: Path, config: Path | None = None
     if config is not None:
         return load_config(config, None, FinetuneConfig)
     if isinstance(card.get("config"), dict):
-        return validate_config(card["config"], FinetuneConfig)
+        return validate_config(as_made(copy.deepcopy(card["config"])), FinetuneConfig)
     raise CheckpointError(f"{path}: its card names no training config; pass --config FINETUNE.yaml")
 
 

@@ -3,9 +3,9 @@
     python -m core.pretrain --config configs/demo_cpu.yaml [key=value ...] [--resume RUN_DIR]
     torchrun --nproc-per-node 4 -m core.pretrain --config configs/false_simclr_paper.yaml
 
-The loop below is the whole method; everything optional (AMP, channels_last, DDP, compile) is a named switch
-around it. A run is resumable: the data order and the augmentations of step s depend only on (seed, s), so a
-resumed run continues exactly where its last checkpoint left off.
+The loop below is the whole method; everything optional (AMP, channels_last, DDP, compile) is a named switch around
+it. A run is resumable: the data order and augmentations of step s depend only on (seed, s) and its tiles are checked
+to be the same (``run_start.check_same_data``), so a resumed run continues exactly where its last checkpoint left off.
 """
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ from .methods import StepExtra, StepLoss, method_step
 from .registry import get_method
 from .optim import build_optimizer, warm_up_note, warmup_cosine
 from .contrastive_info import stats_to_means
-from .run_start import log_start
+from .run_start import check_same_data, log_start
 from .step_feed import StepFeed
 from .step_records import StepRecords
 from ..store.lifecycle import RunLife, StopFlag, check_finite, prepared_run, train_from_cli
@@ -323,8 +323,7 @@ class Trainer:
                                if self.cfg.train.warmup_epochs is not None else "train.warmup_steps"))
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Command line
+# ------------------------------------------------------------------------------------------------- command line
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parse_run_args(pretrain_parser(), argv)
@@ -382,6 +381,7 @@ def start(args: argparse.Namespace, env: DistEnv) -> Trainer:
         trainer.run = run
         return trainer
     trainer = Trainer(cfg, run, env, progress=not args.no_progress)
+    check_same_data(run.path, trainer.dataset)  # before the run is touched
     trainer.restore(ckpt)
     if env.main:
         run.truncate_after(trainer.step)

@@ -8,7 +8,8 @@ from typing import Any
 from ..config import PretrainConfig
 from ..data.protocols import TileSet
 from ..store.lifecycle import RunLife
-from ..store.runs import atomic_write_json
+from ..data import DataError
+from ..store.runs import atomic_write_json, read_json_file
 
 
 def data_record(cfg: PretrainConfig, dataset: TileSet) -> dict[str, Any]:
@@ -29,6 +30,31 @@ def data_record(cfg: PretrainConfig, dataset: TileSet) -> dict[str, Any]:
         read = None if before is None else sorted(set(before) | set(read))
     return {"name": cfg.data.name, "tiles": len(dataset), "labeled": bool(getattr(dataset, "has_labels", False)),
             "pretrain_splits": used, "split_scenes": scenes, "pretrain_scenes": read}
+
+
+def check_same_data(run_path: Any, dataset: TileSet) -> None:
+    """DataError unless ``dataset`` gives the tiles the run at ``run_path`` trained on (its ``data.json``): the same
+    number and, for a labeled set, the same scenes in each split. A resume and a flag report read tile indices, so a
+    changed data folder, class table or split unit would quietly point them at other tiles."""
+    from pathlib import Path
+
+    record = read_json_file(Path(run_path) / "data.json") or {}
+    tiles = record.get("tiles")
+    if tiles is not None and int(tiles) != len(dataset):
+        raise DataError(f"the run trained on {tiles} tiles but its data set now gives {len(dataset)}: the data or "
+                        "its split changed since the run, so its tile indices point at other tiles")
+    before, now = record.get("split_scenes"), getattr(dataset, "split_scenes", None)
+    if not (isinstance(before, dict) and isinstance(now, dict)):
+        return
+    for split in sorted(set(before) | set(now)):
+        was, is_ = sorted(map(str, before.get(split) or [])), sorted(map(str, now.get(split) or []))
+        if was != is_:
+            odd = sorted(set(was) ^ set(is_))
+            raise DataError(f"the run's {split} split held {len(was)} scene(s), its data set now gives {len(is_)} "
+                            f"({', '.join(odd[:3])}{' ...' if len(odd) > 3 else ''} differ): its data, class table or "
+                            "split unit changed since the run, so its tile indices point at other tiles; put the data "
+                            f"back, or set data.split_unit in {Path(run_path) / 'config.yaml'} to the unit it was "
+                            "split by (file or folder)")
 
 
 def upsample_note(cfg: PretrainConfig) -> str | None:

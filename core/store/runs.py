@@ -31,6 +31,7 @@ from typing import Any, Callable, Iterable
 import yaml
 
 from .file_versions import json_file, load_yaml, yaml_file
+from .old_runs import as_made
 from .run_lock import RunBusyError, pid_alive, run_locked
 from .run_state import SHOWN_LIVE, next_status, shown_state
 from .run_create import STAGING_PREFIX, RunsRootError, create_run, remove_stale_staging  # noqa: F401 (read from here)
@@ -185,7 +186,7 @@ class Run:
             raise NotARunError(f"{where} is not valid YAML: {' '.join(str(err).split())}") from None
         if not isinstance(raw, dict) or not raw:
             raise NotARunError(f"{where} does not hold a config (a mapping of settings)")
-        return raw
+        return as_made(raw)
 
     def config(self) -> dict[str, Any]:
         """The run's config as a dict ({} when config.yaml is missing or unreadable); parsed once per file version
@@ -194,7 +195,7 @@ class Run:
             raw = yaml_file(self.path / "config.yaml")
         except (OSError, UnicodeDecodeError, yaml.YAMLError):
             return {}
-        return raw if isinstance(raw, dict) else {}
+        return as_made(raw) if isinstance(raw, dict) else {}
 
     def kind(self) -> str:
         """pretrain, finetune, compare or probe: from status.json, else from the shape of the config."""

@@ -1,0 +1,88 @@
+"""A run keeps the split it was made with: ``data.split_unit`` is recorded at load, runs made before it existed read
+as split image by image, and a resume or flag report whose data now splits otherwise stops in one line."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from core.ssl.pretrain import main
+from core.store.runs import Run, list_runs
+
+COLOURS = [(60, 16, 152), (132, 41, 246), (110, 193, 228)]
+TABLE = """
+classes:
+  - {name: building, color: [60, 16, 152]}
+  - {name: land, color: [132, 41, 246]}
+  - {name: road, color: [110, 193, 228]}
+"""
+TINY = ["model.encoder=resnet18", "model.proj_hidden=32", "model.proj_dim=16", "data.name=folder", "data.tile_size=16",
+        "data.image_size=16", "data.test_fraction=0.25", "data.val_fraction=0", "train.batch_size=4",
+        "train.optimizer=adamw", "train.lr=0.001", "train.warmup_steps=1", "train.ckpt_every=1", "seed=1"]
+pytestmark = pytest.mark.filterwarnings("ignore:.*share 2 folder")  # split by file on purpose
+
+
+@pytest.fixture()
+def labeled_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path, Path]:
+    """4 folders of 2 images (32 px, 4 tiles of 16 each) with colour masks, and a class table split by file."""
+    monkeypatch.setenv("FALSE_WB_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("FALSE_WB_DATA", str(tmp_path / "cache"))
+    root, rng = tmp_path / "aerial", np.random.default_rng(0)
+    for k in range(8):
+        sub = f"tile_{k // 2}"
+        for kind, arr in (("images", rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)),
+                          ("masks", np.array(COLOURS, np.uint8)[rng.integers(0, 3, (32, 32))])):
+            (root / kind / sub).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(arr).save(root / kind / sub / f"part_{k}.png")
+    table = tmp_path / "table.yaml"
+    table.write_text(TABLE + "group_by: file\n")
+    return tmp_path / "runs", root, table
+
+
+def _config(run: Run) -> dict:
+    return yaml.safe_load((run.path / "config.yaml").read_text())
+
+
+def test_a_run_keeps_its_split_when_the_class_table_changes(labeled_folder, capsys) -> None:
+    runs, root, table = labeled_folder
+    data = [f"data.root={root}", f"data.class_table={table}"]
+    assert main(["--no-progress", *TINY, *data, "train.max_steps=2"]) == 0
+    (run,) = list_runs(runs)
+    assert _config(run)["data"]["split_unit"] == "file"  # written down at the start
+    test_before = run.path.joinpath("data.json").read_text()
+    table.write_text(TABLE + "group_by: folder\n")  # the table now keeps folders whole: the run's unit stands
+    assert main(["--no-progress", "--resume", str(run.path), "train.max_steps=3"]) == 0
+    assert run.status()["step"] == 3 and run.path.joinpath("data.json").read_text() == test_before
+
+    raw = _config(run)  # a run made before data.split_unit existed was split by file, whatever the table says now
+    del raw["data"]["split_unit"]
+    (run.path / "config.yaml").write_text(yaml.safe_dump(raw))
+    assert Run(run.path).config()["data"]["split_unit"] == "file"
+    assert Run(run.path).stored_config()["data"]["split_unit"] == "file"
+    assert main(["--no-progress", "--resume", str(run.path), "train.max_steps=4"]) == 0
+
+    raw["data"]["split_unit"] = "folder"  # a config that no longer says how the run was split: refused, untouched
+    (run.path / "config.yaml").write_text(yaml.safe_dump(raw))
+    metrics = (run.path / "metrics.jsonl").read_text()
+    capsys.readouterr()
+    assert main(["--no-progress", "--resume", str(run.path), "train.max_steps=5"]) != 0
+    err = capsys.readouterr().err
+    assert "its data, class table or split unit changed since the run" in err and "data.split_unit in" in err, err
+    assert "Traceback" not in err and (run.path / "metrics.jsonl").read_text() == metrics
+
+
+def test_a_flag_report_of_a_run_whose_split_moved_is_refused(labeled_folder) -> None:
+    from core.analysis.fn_report import FlagReportError, flag_report
+
+    runs, root, table = labeled_folder
+    assert main(["--no-progress", *TINY, f"data.root={root}", f"data.class_table={table}", "train.max_steps=2",
+                 "loss.name=false", "loss.threshold=0.5"]) == 0
+    (run,) = list_runs(runs)
+    raw = _config(run)
+    raw["data"]["split_unit"] = "folder"
+    (run.path / "config.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(FlagReportError, match=r"the run's (test|train) split held \d+ scene\(s\)"):
+        flag_report(Run(run.path))
