@@ -433,6 +433,8 @@ def form_config() -> PretrainConfig:
                        if data_name == "folder" else None,
                        pretrain_splits=pretrain_splits, val_fraction=val_fraction, test_fraction=test_fraction,
                        bands=text_to_bands(bands_text))
+    if (raw["data"]["name"], raw["data"]["class_table"]) != (base.data.name, base.data.class_table):
+        raw["data"]["split_unit"] = None  # the new class table's own (none for a published set), not the preset's
     raw["train"].update(momentum=sgd_m, channels_last=channels_last, trackers=list(trackers))
     raw["train"].update(batch_size=int(batch), optimizer=optimizer, lr=lr, weight_decay=wd, warmup_steps=int(warmup),
                         ckpt_every=int(ckpt_every), knn_every=int(knn_every), device=device, precision=precision,

@@ -157,6 +157,7 @@ PRESET_FIELDS = {  # preset -> widget values the form must show once it is picke
                           "ft-name": "dglc-seg", "ft-fraction": 1.0},
     "finetune_dubai_cpu": {"ft-data": "folder", "ft-root": "../shared/data/dubai_aerial",
                            "ft-table": "configs/classes/dubai.yaml", "ft-test-scenes": "tile_3", "ft-steps": 300,
+                           "ft-split-unit": "file",
                            "ft-batch": 8, "ft-val": 0.1, "ft-class-weights": "balanced", "ft-name": "dubai-seg"},
     "finetune_paper_frozen": {"ft-data": "potsdam", "ft-root": "data/potsdam", "ft-protocol": "frozen",
                               "ft-steps": 1300, "ft-batch": 16, "ft-lr": 0.01, "ft-tile-size": 512, "ft-eval": 260},
@@ -222,6 +223,26 @@ def test_the_form_keeps_its_values_across_kinds_and_launches_what_it_shows(empty
     assert cfg.data.class_table == "configs/classes/dubai.yaml" and cfg.data.name == "folder"
     at.radio(key="ft-kind").set_value("finetune").run()
     assert at.session_state["ft-steps"] == 300 and at.session_state["ft-preset"] == "finetune_dubai_cpu"
+
+
+def test_the_split_unit_is_a_field_of_image_folders_only(empty_store: Path, monkeypatch) -> None:
+    """"Split by" shows the unit the Dubai preset splits by; another choice is launched as chosen, and a published
+    set launched from that preset is split by its own scenes (the preset's unit would be refused there)."""
+    seen = _capture_launches(monkeypatch)
+    at = open_page("finetune")
+    at.selectbox(key="ft-preset").set_value("finetune_dubai_cpu").run()
+    assert at.selectbox(key="ft-split-unit").value == "file" and not at.selectbox(key="ft-split-unit").disabled
+    at.selectbox(key="ft-split-unit").set_value("folder")
+    at.button(key="ft-launch").click().run()
+    assert seen[-1][1].data.split_unit == "folder"
+    at.selectbox(key="ft-split-unit").set_value("class table's")
+    at.button(key="ft-launch").click().run()
+    assert seen[-1][1].data.split_unit == "folder"  # the Dubai table keeps each tile whole
+    at.selectbox(key="ft-data").set_value("deepglobe").run()
+    assert at.selectbox(key="ft-split-unit").disabled
+    at.button(key="ft-launch").click().run()
+    assert errors(at) == ["Not launched: not started in this test"], errors(at)
+    assert seen[-1][1].data.name == "deepglobe" and seen[-1][1].data.split_unit is None
 
 
 

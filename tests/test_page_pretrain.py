@@ -298,6 +298,10 @@ def test_a_labeled_source_keeps_its_labels_through_use_for_pretraining(empty_sto
     seen = _capture_launches(monkeypatch)
     at.button(key="pretrain-launch").click().run()
     assert seen and seen[-1][0].data.class_table.endswith("configs/classes/dubai.yaml"), errors(at)
+    assert seen[-1][0].data.split_unit == "folder"  # the class table's unit, recorded in the run's config
+    next(s for s in at.selectbox if s.label == "Data set").set_value("synthetic").run()
+    at.button(key="pretrain-launch").click().run()  # a published or generated set: no folder unit to refuse
+    assert seen[-1][0].data.name == "synthetic" and seen[-1][0].data.split_unit is None, errors(at)
 
 
 def test_bands_typed_in_the_form_reach_the_run_and_a_bad_band_is_refused_beside_the_field(

@@ -86,3 +86,20 @@ def test_a_flag_report_of_a_run_whose_split_moved_is_refused(labeled_folder) -> 
     (run.path / "config.yaml").write_text(yaml.safe_dump(raw))
     with pytest.raises(FlagReportError, match=r"the run's (test|train) split held \d+ scene\(s\)"):
         flag_report(Run(run.path))
+
+
+def test_a_comparison_pretrains_an_image_folder_split_as_its_evaluation(labeled_folder) -> None:
+    """Pretraining units take the evaluation's split: its unit too, or a unit split by folder would pretrain on a
+    test image's neighbours of the same picture."""
+    from core.config import FinetuneConfig, PretrainConfig, load_config
+    from core.seg.compare_config import split_overrides
+
+    _, root, table = labeled_folder
+    data = [f"data.root={root}", f"data.class_table={table}"]
+    pretrain = load_config(None, ["data.name=folder", *data])
+    evaluation = load_config(None, ["data.name=folder", *data, "data.split_unit=folder"], FinetuneConfig)
+    extra = split_overrides(None, pretrain, evaluation)  # type: ignore[arg-type]
+    assert "data.split_unit=folder" in extra and pretrain.data.split_unit == "file"
+    assert load_config(None, ["data.name=folder", *data, *extra], PretrainConfig).data.split_unit == "folder"
+    unlabeled = load_config(None, ["data.name=folder", f"data.root={root}"])  # no table: no unit to give
+    assert not any(o.startswith("data.split_unit") for o in split_overrides(None, unlabeled, evaluation))

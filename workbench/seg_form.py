@@ -62,7 +62,8 @@ DATA = (Field("Data set", "ft-data", "data.name"),
         Field("Test share", "ft-test", "data.test_fraction", "float"),
         Field("Test scenes", "ft-test-scenes", "data.test_scenes", "scenes"),
         Field("Validation scenes", "ft-val-scenes", "data.val_scenes", "scenes"),
-        Field("Split seed", "ft-data-seed", "data.seed", "int"))
+        Field("Split seed", "ft-data-seed", "data.seed", "int"),
+        Field("Split by", "ft-split-unit", "data.split_unit", "unit"))
 DEVICE = {"finetune": Field("Device", "ft-device", "train.device"),  # each kind its own: a probe preset's device
           "probe": Field("Device", "pb-device", "train.device")}  # must not overwrite fine-tuning's (first visit)
 OWN = {
@@ -92,7 +93,11 @@ EXTRA_DATA = ("tile_overlap", "eroded")  # data settings with no field: kept fro
 STATE = ("ft-data-from", "ft-data-extra", "ft-trusted")  # where the data came from, hidden data settings, paths
 ENCODER_SPLIT = "ft-encoder-split"  # the data fields as the encoder's own split filled them
 # the fields that decide which scene lands in which split (bands, the class table or the tile size do not)
-SPLIT_KEYS = ("ft-data", "ft-root", "ft-tiles", "ft-val", "ft-test", "ft-test-scenes", "ft-val-scenes", "ft-data-seed")
+SPLIT_KEYS = ("ft-data", "ft-root", "ft-tiles", "ft-val", "ft-test", "ft-test-scenes", "ft-val-scenes", "ft-data-seed",
+              "ft-split-unit")
+TABLE_UNIT = "class table's"  # data.split_unit unset: the class table's group_by
+UNITS = {TABLE_UNIT: "as its class table says (group_by)", "file": "image by image",
+         "folder": "folder by folder (its images together)"}
 # taken as written (a preset's or an encoder card's own, not typed)
 
 
@@ -134,6 +139,8 @@ def to_widget(field: Field, value: Any) -> Any:
         return int(value if value is not None else 200)  # a preset given in epochs: the form counts steps
     if field.kind in ("float", "off0"):
         return float(value or 0.0)
+    if field.kind == "unit":
+        return value or TABLE_UNIT
     return value
 
 
@@ -150,6 +157,8 @@ def to_config(field: Field, value: Any) -> Any:
         return int(value)
     if field.kind == "float":
         return float(value)
+    if field.kind == "unit":
+        return None if value == TABLE_UNIT else value
     return value
 
 
@@ -403,11 +412,16 @@ def _shown_data() -> SegDataConfig | None:
 
 
 def _data_widgets(fe: FormErrors) -> None:
-    c1, c2, c3, c4 = fe.columns([1, 2, 2, 1])
+    c1, c2, c3, c0, c4 = fe.columns([1, 2, 2, 1, 1])
     c1.selectbox("Data set", list(SEG_DATASETS), key="ft-data")
     c2.text_input("Data set folder (not synthetic)", key="ft-root",
                   help="In its published layout: under the data root, an added data source, or a preset's own")
     c3.text_input("Class table (folder sets)", key="ft-table", help="e.g. configs/classes/dubai.yaml")
+    c0.selectbox("Split by", list(UNITS), key="ft-split-unit", format_func=lambda u: u if u == TABLE_UNIT else UNITS[u],
+                 disabled=st.session_state.get("ft-data") != "folder",
+                 help="Image folders: what a share of the scenes keeps together. Folder by folder, a test image never "
+                      "has training neighbours cut from the same picture (a Dubai tile's 9 images). Other data sets "
+                      "keep their own scenes whole.")
     c4.text_input("Bands", key="ft-bands", placeholder="the encoder's",
                   help=BANDS_HELP + ". Empty: the bands the chosen encoder was pretrained on (RGB for a random one)")
     c1, c2, c3, c4, c5, c6, c7 = fe.columns([1, 1, 1, 1, 2, 2, 1])
@@ -493,6 +507,8 @@ def form_config(mode: str, fe: FormErrors, preset_path: Any, init: str, entry: M
     raw["data"].update(st.session_state.get("ft-data-extra") or {})
     if raw["data"]["name"] == "synthetic":
         raw["data"]["root"] = None
+    if raw["data"]["name"] != "folder" or not raw["data"].get("class_table"):
+        raw["data"]["split_unit"] = None  # a published set keeps its own scenes whole (a folder preset's unit stays)
     if mode == "finetune":
         raw["train"]["epochs"] = None
     raw["model"]["init"] = init

@@ -144,6 +144,8 @@ def split_overrides(cfg: CompareConfig, pretrain: PretrainConfig, evaluation: An
     if p.name != e.name or (p.name != "synthetic" and not same_root):
         return []
     out = [f"data.seed={e.seed}", f"data.val_fraction={e.val_fraction}", f"data.test_fraction={e.test_fraction}"]
+    if e.split_unit is not None and p.class_table:  # an image folder's scenes, kept together as the evaluation does
+        out.append(f"data.split_unit={e.split_unit}")
     if p.name == "synthetic":
         out += [f"data.num_tiles={e.num_tiles}", f"data.tile_size={e.tile_size}"]
     return out

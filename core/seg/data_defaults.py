@@ -54,6 +54,8 @@ def describe(data: DataConfig | SegDataConfig) -> str:
         what = f"{data.name} at {data.root}" + (f" with {data.class_table}" if data.class_table else "")
     split = (f"test scenes {', '.join(data.test_scenes)}" if data.test_scenes else
              f"{data.test_fraction:.0%} of the scenes for test") + f", split seed {data.seed}"
+    if data.split_unit:
+        split += ", each folder kept whole" if data.split_unit == "folder" else ", image by image"
     bands = f", bands {', '.join(map(str, data.bands))}" if data.bands else ""
     return f"{what}{bands} ({split})"
 
