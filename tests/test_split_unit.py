@@ -103,3 +103,32 @@ def test_a_comparison_pretrains_an_image_folder_split_as_its_evaluation(labeled_
     assert load_config(None, ["data.name=folder", *data, *extra], PretrainConfig).data.split_unit == "folder"
     unlabeled = load_config(None, ["data.name=folder", f"data.root={root}"])  # no table: no unit to give
     assert not any(o.startswith("data.split_unit") for o in split_overrides(None, unlabeled, evaluation))
+
+
+@pytest.mark.slow
+def test_a_fine_tuning_resume_whose_split_moved_is_refused_before_the_run_is_touched(labeled_folder, capsys) -> None:
+    from core.seg.finetune_cli import main as finetune_main
+
+    runs, root, table = labeled_folder
+    assert finetune_main(["--no-progress", "data.name=folder", f"data.root={root}", f"data.class_table={table}",
+                          "data.tile_size=32", "data.crop_size=32", "data.val_fraction=0.25",
+                          "data.test_fraction=0.25", "train.batch_size=2", "train.max_steps=2", "train.eval_every=1",
+                          "train.test_tile=32"]) == 0
+    (run,) = list_runs(runs)
+    recorded = yaml.safe_load((run.path / "splits.json").read_text())["split_scenes"]
+    assert sum(len(v) for v in recorded.values()) == 8 and _config(run)["data"]["split_unit"] == "file"
+    raw = _config(run)
+    raw["data"]["split_unit"] = "folder"
+    (run.path / "config.yaml").write_text(yaml.safe_dump(raw))
+    before = {p.name: p.read_bytes() for p in run.path.iterdir() if p.is_file()}
+    capsys.readouterr()
+    assert finetune_main(["--no-progress", "--resume", str(run.path), "train.max_steps=3"]) != 0
+    err = capsys.readouterr().err
+    assert "split unit changed since the run" in err and "Traceback" not in err, err
+    after = {p.name: p.read_bytes() for p in run.path.iterdir() if p.is_file()}
+    kept = set(before) - {"status.json", "log.txt", ".lock"}  # the refusal is logged; the records stay
+    assert {k: after[k] for k in kept} == {k: before[k] for k in kept} and "splits.json" in kept
+    raw["data"]["split_unit"] = "file"  # set back as the message says: it goes on
+    (run.path / "config.yaml").write_text(yaml.safe_dump(raw))
+    assert finetune_main(["--no-progress", "--resume", str(run.path), "train.max_steps=3"]) == 0
+    assert run.status()["step"] == 3

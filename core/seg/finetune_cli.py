@@ -15,9 +15,13 @@ from ..host_memory import keep_freed_host_memory
 from ..store.lifecycle import prepared_run, train_from_cli
 from ..store.resume import open_for_resume, refuse_if_complete, resume_config
 from ..store.run_lock import lock_run
-from ..store.runs import Run, atomic_write_bytes, create_run
+from ..data.split_check import check_same_split
+from ..store.runs import Run, atomic_write_bytes, atomic_write_json, create_run, read_json_file
 from .finetune import FinetuneTrainer
 from .metrics import scores_text
+
+
+SPLITS = "splits.json"  # a fine-tuning run's scenes per split, as it started
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -25,19 +29,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def start(args: argparse.Namespace, env: DistEnv | None = None) -> FinetuneTrainer:
-    """The trainer of a resumed, a launcher-made or a new run (data built before a new folder is made)."""
-    env = env or DistEnv()
+    """The trainer of a resumed, a launcher-made or a new run (data built before a new folder is made), whose split
+    is written down (``splits.json``: the scenes of each split, which a resume must find again)."""
+    trainer = _trainer(args, env or DistEnv())
+    if trainer.env.main and trainer.run is not None:
+        atomic_write_json(trainer.run.path / SPLITS, {"split_scenes": trainer.splits.scenes})
+    return trainer
+
+
+def _trainer(args: argparse.Namespace, env: DistEnv) -> FinetuneTrainer:
     progress = not args.no_progress
     if args.resume:
         cfg, changed = resume_config(args.resume, args.overrides, lambda raw: validate_config(raw, FinetuneConfig),
                                      kind="finetune")
         run, ckpt = open_for_resume(args.resume)
+        refuse_if_complete(run, cfg.train.max_steps)
+        trainer = FinetuneTrainer(cfg, run, progress=progress, env=env)
+        if ckpt is not None:  # before the run is touched: its checkpoint learned these scenes
+            check_same_split((read_json_file(run.path / SPLITS) or {}).get("split_scenes"), trainer.splits.scenes,
+                             run.path / "config.yaml")
         for change in changed if env.main else []:
             run.log(f"resumed with {change}")
-        refuse_if_complete(run, cfg.train.max_steps)
         if changed and env.main:  # its length too: a later plain resume of the finished run trained on (a review)
             atomic_write_bytes(run.path / "config.yaml", config_to_yaml(cfg).encode())
-        trainer = FinetuneTrainer(cfg, run, progress=progress, env=env)
         if ckpt is not None:
             trainer.restore(ckpt)
             if env.main:

@@ -9,6 +9,7 @@ from ..config import PretrainConfig
 from ..data.protocols import TileSet
 from ..store.lifecycle import RunLife
 from ..data import DataError
+from ..data.split_check import check_same_split
 from ..store.runs import atomic_write_json, read_json_file
 
 
@@ -43,18 +44,8 @@ def check_same_data(run_path: Any, dataset: TileSet) -> None:
     if tiles is not None and int(tiles) != len(dataset):
         raise DataError(f"the run trained on {tiles} tiles but its data set now gives {len(dataset)}: the data or "
                         "its split changed since the run, so its tile indices point at other tiles")
-    before, now = record.get("split_scenes"), getattr(dataset, "split_scenes", None)
-    if not (isinstance(before, dict) and isinstance(now, dict)):
-        return
-    for split in sorted(set(before) | set(now)):
-        was, is_ = sorted(map(str, before.get(split) or [])), sorted(map(str, now.get(split) or []))
-        if was != is_:
-            odd = sorted(set(was) ^ set(is_))
-            raise DataError(f"the run's {split} split held {len(was)} scene(s), its data set now gives {len(is_)} "
-                            f"({', '.join(odd[:3])}{' ...' if len(odd) > 3 else ''} differ): its data, class table or "
-                            "split unit changed since the run, so its tile indices point at other tiles; put the data "
-                            f"back, or set data.split_unit in {Path(run_path) / 'config.yaml'} to the unit it was "
-                            "split by (file or folder)")
+    check_same_split(record.get("split_scenes"), getattr(dataset, "split_scenes", None),
+                     Path(run_path) / "config.yaml")
 
 
 def upsample_note(cfg: PretrainConfig) -> str | None:

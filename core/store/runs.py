@@ -8,6 +8,7 @@
         checkpoints/    last.safetensors (+ last.json card), written atomically
         log.txt         human-readable log
         data.json       pretraining: tiles, split scenes and the scenes trained on (to rebuild its batches)
+        splits.json     fine-tuning: the scenes of each split (a resume must find them again)
         flag_quality.json  pretraining: the cached flag report of core.analysis.fn_report
         units.jsonl     comparison: finished pretraining and evaluation units (kept by --resume)
         stop_request.json  the pid a Stop was sent to (launch.stop), so it is sent once
