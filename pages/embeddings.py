@@ -100,7 +100,7 @@ def data_choice(entries: list[ModelEntry]) -> tuple[DataConfig, int]:
             total = len(dataset_of(data)) if data.labeled else 5000
         except DataError as err:  # a class table whose layout is not this folder's
             c1.error(f"Class table: {' '.join(str(err).split())}")
-            data, note, total = data.model_copy(update={"class_table": None}), "its masks not read", 5000
+            data, note, total = data.model_copy(update={"class_table": None, "split_unit": None}), "its masks not read", 5000
         c1.caption(f"{'Labeled' if data.labeled else 'Unlabeled: coloured by cluster'}; {note}.")
         return _tiles_of(data, c2, total)
     if source == "synthetic" or own is None:

@@ -22,6 +22,7 @@ from core.analysis.pair_grid import class_names, pair_tiles
 from core.analysis.stats import share_relation
 from core.config import ConfigError, DataConfig, LossConfig
 from core.config.strategy import strategy_label, uses_labels
+from core.ssl.run_start import check_same_data
 from core.store.runs import Run
 from core.imaging.bands import bands_of
 from workbench.common import (BASE_RATE_MARGIN, STAY_NOTE, base_rate_line, dataset_of, go_to, kept_range, kept_valid,
@@ -374,6 +375,7 @@ def page() -> None:
     shown = filters(pairs, run, cfg.loss)
     try:
         dataset = dataset_of(cfg.data)
+        check_same_data(run.path, dataset, cfg.data.split_unit)  # the flags' tile indices are the run's tiles
     except Exception as err:  # noqa: BLE001 - a missing folder or broken cache is one line, not a traceback
         show_error(err, "data set")
         return

@@ -238,6 +238,12 @@ def test_the_split_unit_is_a_field_of_image_folders_only(empty_store: Path, monk
     at.selectbox(key="ft-split-unit").set_value("class table's")
     at.button(key="ft-launch").click().run()
     assert seen[-1][1].data.split_unit == "folder"  # the Dubai table keeps each tile whole
+    at.selectbox(key="ft-split-unit").set_value("file").run()
+    at.text_input(key="ft-table").set_value(" configs/classes/dubai.yaml").run()  # another table: its own unit
+    assert at.selectbox(key="ft-split-unit").value == "class table's"
+    at.text_input(key="ft-table").set_value("").run()
+    assert at.selectbox(key="ft-split-unit").disabled  # a folder without a class table is read unlabeled
+    at.text_input(key="ft-table").set_value("configs/classes/dubai.yaml").run()
     at.selectbox(key="ft-data").set_value("deepglobe").run()
     assert at.selectbox(key="ft-split-unit").disabled
     at.button(key="ft-launch").click().run()

@@ -9,8 +9,11 @@ import pytest
 import yaml
 from PIL import Image
 
+from core.config import SegDataConfig
 from core.ssl.pretrain import main
 from core.store.runs import Run, list_runs
+
+ROOT = Path(__file__).resolve().parent.parent
 
 COLOURS = [(60, 16, 152), (132, 41, 246), (110, 193, 228)]
 TABLE = """
@@ -57,21 +60,57 @@ def test_a_run_keeps_its_split_when_the_class_table_changes(labeled_folder, caps
     assert main(["--no-progress", "--resume", str(run.path), "train.max_steps=3"]) == 0
     assert run.status()["step"] == 3 and run.path.joinpath("data.json").read_text() == test_before
 
-    raw = _config(run)  # a run made before data.split_unit existed was split by file, whatever the table says now
+    raw = _config(run)  # a run made before data.split_unit existed, over a table of one's own: the table as it is
     del raw["data"]["split_unit"]
     (run.path / "config.yaml").write_text(yaml.safe_dump(raw))
-    assert Run(run.path).config()["data"]["split_unit"] == "file"
-    assert Run(run.path).stored_config()["data"]["split_unit"] == "file"
-    assert main(["--no-progress", "--resume", str(run.path), "train.max_steps=4"]) == 0
-
-    raw["data"]["split_unit"] = "folder"  # a config that no longer says how the run was split: refused, untouched
-    (run.path / "config.yaml").write_text(yaml.safe_dump(raw))
+    assert "split_unit" not in Run(run.path).stored_config()["data"]
     metrics = (run.path / "metrics.jsonl").read_text()
     capsys.readouterr()
-    assert main(["--no-progress", "--resume", str(run.path), "train.max_steps=5"]) != 0
+    assert main(["--no-progress", "--resume", str(run.path), "train.max_steps=4"]) != 0  # it now splits by folder
     err = capsys.readouterr().err
-    assert "its data, class table or split unit changed since the run" in err and "data.split_unit in" in err, err
+    assert "its data, class table or split unit changed since the run" in err, err
+    assert f"set data.split_unit: file in {run.path / 'config.yaml'} (it says folder)" in err, err
     assert "Traceback" not in err and (run.path / "metrics.jsonl").read_text() == metrics
+    raw["data"]["split_unit"] = "file"  # as the message says: it goes on
+    (run.path / "config.yaml").write_text(yaml.safe_dump(raw))
+    assert main(["--no-progress", "--resume", str(run.path), "train.max_steps=4"]) == 0
+
+
+def test_old_runs_and_cards_over_the_dubai_table_read_as_split_by_file(tmp_path: Path) -> None:
+    """The Dubai table said group_by: file until data.split_unit recorded the unit; it says folder now. A run or a
+    card made before reads as it was made; one that records its unit keeps it."""
+    from core.seg.fingerprint import training_config
+
+    data = {"name": "folder", "root": str(tmp_path), "class_table": "configs/classes/dubai.yaml"}
+    assert yaml.safe_load((ROOT / "configs/classes/dubai.yaml").read_text())["group_by"] == "folder"
+    folder = tmp_path / "run"
+    folder.mkdir()
+    for recorded, read in ((None, "file"), ("folder", "folder"), ("file", "file")):
+        section = {**data, **({"split_unit": recorded} if recorded else {})}
+        (folder / "config.yaml").write_text(yaml.safe_dump({"name": "x", "data": section}))
+        assert Run(folder).config()["data"]["split_unit"] == read
+        assert Run(folder).stored_config()["data"]["split_unit"] == read
+        card = {"config": {"data": dict(section), "train": {"max_steps": 2}}}
+        assert training_config(card, folder).data.split_unit == read, recorded
+        assert "split_unit" not in card["config"]["data"] or recorded  # the card itself is not rewritten
+    assert SegDataConfig(**data).split_unit == "folder"  # a new config: the table as it is
+
+
+def test_a_changed_tile_count_says_how_to_set_the_unit_back(tmp_path: Path) -> None:
+    """Folders of different sizes: another unit changes the number of tiles a pretraining reads, and the message
+    names the unit to set back (a review got the count message without it)."""
+    from core.data import DataError
+    from core.ssl.run_start import check_same_data
+
+    (tmp_path / "data.json").write_text('{"tiles": 24, "split_scenes": null}')
+
+    class Tiles(list):  # what the check reads of a data set: its length and split scenes
+        split_scenes = None
+
+    with pytest.raises(DataError, match=r"trained on 24 tiles but its data set now gives 28: .* set "
+                                        r"data.split_unit: file in .*config.yaml \(it says folder\)"):
+        check_same_data(tmp_path, Tiles(range(28)), "folder")
+    check_same_data(tmp_path, Tiles(range(24)), "folder")
 
 
 def test_a_flag_report_of_a_run_whose_split_moved_is_refused(labeled_folder) -> None:

@@ -416,9 +416,10 @@ def _data_widgets(fe: FormErrors) -> None:
     c1.selectbox("Data set", list(SEG_DATASETS), key="ft-data")
     c2.text_input("Data set folder (not synthetic)", key="ft-root",
                   help="In its published layout: under the data root, an added data source, or a preset's own")
-    c3.text_input("Class table (folder sets)", key="ft-table", help="e.g. configs/classes/dubai.yaml")
+    c3.text_input("Class table (folder sets)", key="ft-table", help="e.g. configs/classes/dubai.yaml",
+                  on_change=lambda: st.session_state.update({"ft-split-unit": TABLE_UNIT}))  # the new table's unit
     c0.selectbox("Split by", list(UNITS), key="ft-split-unit", format_func=lambda u: u if u == TABLE_UNIT else UNITS[u],
-                 disabled=st.session_state.get("ft-data") != "folder",
+                 disabled=st.session_state.get("ft-data") != "folder" or not st.session_state.get("ft-table"),
                  help="Image folders: what a share of the scenes keeps together. Folder by folder, a test image never "
                       "has training neighbours cut from the same picture (a Dubai tile's 9 images). Other data sets "
                       "keep their own scenes whole.")

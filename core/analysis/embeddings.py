@@ -4,9 +4,8 @@ Why these choices (measured on 2 shared CPU cores, 5,000 tiles, ResNet-18 featur
   - Neighbours are computed exactly here (cosine, one chunked matrix product in torch, under a second) and handed
     to umap-learn as ``precomputed_knn``. Its own NN-descent would need numba to compile pynndescent first: that
     compile alone took about 25 s of a cold UMAP, exact neighbours cost nothing to compile and are exact.
-  - ``random_state`` is fixed, which makes umap-learn run its layout in one thread. On two shared cores the
-    parallel layout saves little, and a map that is the same on every call is what a disk cache and a
-    side-by-side comparison need.
+  - ``random_state`` is fixed, which makes umap-learn run its layout in one thread. On two shared cores the parallel
+    layout saves little, and a map the same on every call is what a disk cache and a side-by-side comparison need.
   - ``n_epochs=200`` (umap-learn's own choice above 10,000 points; it uses 500 below): the layout is settled by
     then and the step costs 2.5x less. ``init="spectral"`` keeps the global arrangement of the clusters (random
     init scatters them); it costs about 1 s warm and 3 s of compile cold.
@@ -120,6 +119,7 @@ def data_identity(data: DataConfig) -> dict[str, Any]:
              "test_fraction": data.test_fraction, "seed": data.seed} if data.labeled else {}
     if data.bands is not None:  # RGB keys stay as they were
         split["bands"] = [str(b) for b in data.bands]
+    split |= {"split_unit": data.split_unit} if data.split_unit and data.labeled else {}  # other sets' keys stay
     if data.name == "synthetic":
         from ..data.synthetic import GENERATOR_VERSION
 
@@ -146,8 +146,8 @@ def same_tiles(a: DataConfig, b: DataConfig) -> bool:
     every = list(SPLIT_NAMES)
     if a.name == "synthetic" and a.pretrain_splits == every and b.pretrain_splits == every:
         return a.seed == b.seed  # no split applied: tile i is generated tile i, whatever the set size
-    if a.labeled and (a.pretrain_splits, a.val_fraction, a.test_fraction, a.seed, a.tile_overlap) != \
-            (b.pretrain_splits, b.val_fraction, b.test_fraction, b.seed, b.tile_overlap):
+    if a.labeled and (a.pretrain_splits, a.val_fraction, a.test_fraction, a.seed, a.tile_overlap, a.split_unit) != \
+            (b.pretrain_splits, b.val_fraction, b.test_fraction, b.seed, b.tile_overlap, b.split_unit):
         return False
     if a.name == "synthetic":
         return a.num_tiles == b.num_tiles

@@ -68,10 +68,12 @@ def cache_key(run: Run, cfg: PretrainConfig, use_encoder: bool, up_to: int | Non
 
 
 def data_dump(data: Any) -> dict[str, Any]:
-    """The data settings as a key: ``bands`` only when set, so reports cached before bands existed stay valid."""
+    """The data settings as a key: ``bands`` and ``split_unit`` only when set, so reports cached before they existed
+    stay valid."""
     raw = data.model_dump(mode="json")
-    if raw.get("bands") is None:
-        raw.pop("bands", None)
+    for late in ("bands", "split_unit"):
+        if raw.get(late) is None:
+            raw.pop(late, None)
     return raw
 
 
@@ -133,11 +135,11 @@ def _check_labels(cfg: PretrainConfig, dataset: Any) -> np.ndarray:
     return classes
 
 
-def _check_same_tiles(run: Run, dataset: Any) -> None:
+def _check_same_tiles(run: Run, dataset: Any, unit: str | None = None) -> None:
     from ..ssl.run_start import check_same_data
 
     try:
-        check_same_data(run.path, dataset)
+        check_same_data(run.path, dataset, unit)
     except DataError as err:
         raise FlagReportError(str(err)) from None
 
@@ -215,7 +217,7 @@ def compute_report(run: Run, use_encoder: bool = True, progress: Progress | None
     key = cache_key(run, cfg, use_encoder, up_to)
     dataset = _dataset(cfg)
     classes = _check_labels(cfg, dataset)
-    _check_same_tiles(run, dataset)
+    _check_same_tiles(run, dataset, getattr(cfg.data, "split_unit", None))
     world = int(run.status().get("world_size") or 1)
     order = BatchOrder(len(dataset), cfg.train.batch_size, cfg.seed, world)
     steps = moco_candidates(order, last_step, cfg.model.queue_size) if get_method(cfg.method).queue \

@@ -163,8 +163,8 @@ def check_split_unit(unit: str | None, name: str, class_table: str | None) -> No
     """``data.split_unit`` is refused where it means nothing: published sets keep their own scenes whole."""
     if unit is not None and not (name == "folder" and class_table):
         raise ValueError(f"data.split_unit applies to an image folder with a class table (name=folder and "
-                         f"data.class_table), not to {name}{' without a class table' if name == 'folder' else ''}: "
-                         "leave it unset")
+                         f"data.class_table), not to {name}{' without a class table' if name == 'folder' else ''}, "
+                         "which keeps its own scenes whole: remove it (data.split_unit=null)")
 
 
 # seeds feed generators as seed * 1,000,003 + step * 97 + ...: kept far below 2^63 whatever the step

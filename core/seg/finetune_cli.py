@@ -47,7 +47,7 @@ def _trainer(args: argparse.Namespace, env: DistEnv) -> FinetuneTrainer:
         trainer = FinetuneTrainer(cfg, run, progress=progress, env=env)
         if ckpt is not None:  # before the run is touched: its checkpoint learned these scenes
             check_same_split((read_json_file(run.path / SPLITS) or {}).get("split_scenes"), trainer.splits.scenes,
-                             run.path / "config.yaml")
+                             run.path / "config.yaml", cfg.data.split_unit)
         for change in changed if env.main else []:
             run.log(f"resumed with {change}")
         if changed and env.main:  # its length too: a later plain resume of the finished run trained on (a review)

@@ -381,7 +381,7 @@ def start(args: argparse.Namespace, env: DistEnv) -> Trainer:
         trainer.run = run
         return trainer
     trainer = Trainer(cfg, run, env, progress=not args.no_progress)
-    check_same_data(run.path, trainer.dataset)  # before the run is touched
+    check_same_data(run.path, trainer.dataset, cfg.data.split_unit)  # before the run is touched
     trainer.restore(ckpt)
     if env.main:
         run.truncate_after(trainer.step)

@@ -9,7 +9,7 @@ from ..config import PretrainConfig
 from ..data.protocols import TileSet
 from ..store.lifecycle import RunLife
 from ..data import DataError
-from ..data.split_check import check_same_split
+from ..data.split_check import check_same_split, set_back
 from ..store.runs import atomic_write_json, read_json_file
 
 
@@ -33,19 +33,21 @@ def data_record(cfg: PretrainConfig, dataset: TileSet) -> dict[str, Any]:
             "pretrain_splits": used, "split_scenes": scenes, "pretrain_scenes": read}
 
 
-def check_same_data(run_path: Any, dataset: TileSet) -> None:
-    """DataError unless ``dataset`` gives the tiles the run at ``run_path`` trained on (its ``data.json``): the same
-    number and, for a labeled set, the same scenes in each split. A resume and a flag report read tile indices, so a
-    changed data folder, class table or split unit would quietly point them at other tiles."""
+def check_same_data(run_path: Any, dataset: TileSet, unit: str | None = None) -> None:
+    """DataError unless ``dataset`` gives the tiles the run at ``run_path`` trained on (its ``data.json``): for a
+    labeled set the same scenes in each split, and the same number. A resume and a flag report read tile indices, so
+    a changed data folder, class table or split unit (``unit``: the one its config says now) would quietly point them
+    at other tiles."""
     from pathlib import Path
 
     record = read_json_file(Path(run_path) / "data.json") or {}
+    config = Path(run_path) / "config.yaml"
+    check_same_split(record.get("split_scenes"), getattr(dataset, "split_scenes", None), config, unit)
     tiles = record.get("tiles")
     if tiles is not None and int(tiles) != len(dataset):
         raise DataError(f"the run trained on {tiles} tiles but its data set now gives {len(dataset)}: the data or "
-                        "its split changed since the run, so its tile indices point at other tiles")
-    check_same_split(record.get("split_scenes"), getattr(dataset, "split_scenes", None),
-                     Path(run_path) / "config.yaml")
+                        f"its split changed since the run, so its tile indices point at other tiles; "
+                        f"{set_back(config, unit)}")
 
 
 def upsample_note(cfg: PretrainConfig) -> str | None:

@@ -1,19 +1,31 @@
 """Settings added after a run was made, read for that run as it was made: a run folder's ``config.yaml`` (and a
-card's config) is read through :func:`as_made` before it is validated, so a new setting's default, or a default
-taken from a file that may have changed since (a class table's ``group_by``), never moves an old run's tiles."""
+card's config) is read through :func:`as_made` before it is validated, so that a new setting's default, or one taken
+from a file this project changed since (a class table's ``group_by``), does not move an old run's tiles."""
 from __future__ import annotations
 
 from typing import Any
 
 
+# the project's class tables whose ``group_by`` changed, with what they said before (runs made then split so)
+CHANGED_TABLES = {"configs/classes/dubai.yaml": "file"}  # 'folder' since data.split_unit recorded the unit
+
+
 def legacy_split_unit(data: Any) -> None:
-    """A labeled image folder's ``data`` section written before ``data.split_unit`` existed (in place): it was split
-    image by image, whatever its class table says now (the shipped Dubai table said ``group_by: file`` until
-    ``split_unit`` recorded the unit; a pretraining run over a table of one's own that said ``folder`` then is
-    stopped by the tile check of its resume and flag report, ``core.ssl.run_start.check_same_data``)."""
-    if (isinstance(data, dict) and data.get("name") == "folder" and data.get("class_table")
+    """A labeled image folder's ``data`` section written before ``data.split_unit`` existed (in place): over a table
+    of this project whose ``group_by`` changed since, the unit it said then; over any other table, unset (its
+    ``group_by`` as it is now, as when the run was made unless someone edited it: a pretraining or fine-tuning run's
+    resume and flag report then stop on its recorded scenes, ``core.data.split_check``)."""
+    if not (isinstance(data, dict) and data.get("name") == "folder" and data.get("class_table")
             and "split_unit" not in data):
-        data["split_unit"] = "file"
+        return
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent.parent
+    given = Path(str(data["class_table"])).expanduser()
+    where = given if given.is_absolute() or given.exists() else repo / given
+    for table, unit in CHANGED_TABLES.items():
+        if where.resolve() == (repo / table).resolve():
+            data["split_unit"] = unit
 
 
 def as_made(raw: Any) -> Any:
@@ -24,4 +36,4 @@ def as_made(raw: Any) -> Any:
     return raw
 
 
-__all__ = ["as_made", "legacy_split_unit"]
+__all__ = ["CHANGED_TABLES", "as_made", "legacy_split_unit"]
