@@ -183,8 +183,9 @@ def scores(run: Run) -> None:
     c[2].metric("Kappa", f"{result['kappa']:.3f}")
     c[3].metric("Mean F1", f"{100 * result['mean_f1']:.1f} %")
     if result.get("evaluation_detail"):
-        named = (run.config().get("data") or {}).get(f"{split}_scenes")
-        scored = scored_scenes_text(result.get("scenes") or [], named, name_them=True)
+        data = run.config().get("data") or {}
+        scored = scored_scenes_text(result.get("scenes") or [], data.get(f"{split}_scenes"), name_them=True,
+                                    unit=data.get("split_unit"))
         st.caption(f"Scored on {result['evaluation_detail']}" + (f": {scored}" if scored else "") + ".")
     if result.get("not_unseen"):  # an image folder split image by image: its test images' neighbours trained
         note = str(result["not_unseen"])  # starts with a config field (model.init ...): its case kept

@@ -73,7 +73,8 @@ for entry in [e for e in every if id(e) not in left_out]:
     scenes = [str(s) for s in metrics.get("scenes") or []]
     on = metrics.get("split")
     if on and scenes:  # Dubai's 9 test images are one scene, tile_3: said so, not as 3 of 9 image names
-        count = scored_scenes_text(scenes, ((card.get("config") or {}).get("data") or {}).get("test_scenes"))
+        data = (card.get("config") or {}).get("data") or {}
+        count = scored_scenes_text(scenes, data.get("test_scenes"), unit=data.get("split_unit"))
         names = "" if "(" in count or len(scenes) > 3 else f" ({', '.join(scenes)})"  # "200 scenes": no 3 of them
         on = f"{on}: {count}{names}"
         if test_not_unseen(metrics):  # the record of this very score (a run's test_metrics.json), as Runs says it

@@ -308,3 +308,16 @@ def test_shares_held_out_that_leave_no_scene_to_train_are_refused(preset: str, k
     assert load_config(CONFIGS / preset, ["data.val_fraction=0.6", "data.test_fraction=0.3"], kind)
     assert load_config(CONFIGS / preset, ["data.val_fraction=0.6", "data.test_fraction=0.6",
                                           "data.test_scenes=[synthetic-1]"], kind)
+
+
+def test_a_section_check_naming_its_field_is_said_once_and_filed_under_that_field() -> None:
+    """A review read "data: data.split_unit applies to ...": the section's name before a message that names the
+    field; the form now puts the error beside that field, not the section."""
+    with pytest.raises(ConfigError) as err:
+        load_config(CONFIGS / "finetune_dglc_cpu.yaml", ["data.tile_overlap=300"], FinetuneConfig)
+    assert str(err.value) == "data.tile_overlap must be smaller than data.tile_size"
+    assert err.value.problems == [("data.tile_overlap", "data.tile_overlap must be smaller than data.tile_size")]
+    with pytest.raises(ConfigError) as err:
+        load_config(CONFIGS / "finetune_dglc_cpu.yaml", ["data.split_unit=folder"], FinetuneConfig)
+    assert str(err.value).startswith("data.split_unit applies to an image folder") and \
+        str(err.value).endswith("remove it (data.split_unit=null)")

@@ -325,7 +325,7 @@ def test_the_encoders_own_labeled_set_is_the_default(store_base: Path, tmp_path:
     assert f"pretraining data of run: {dg_run}" in shown(texts(at)) and "never reached the encoder" in shown(texts(at))
     at.number_input(key="ft-test").set_value(0.2).run()  # another split: no longer "as in its pretraining"
     said = shown(" ".join(w.value for w in at.warning))
-    assert "no longer split as the encoder's pretraining did (Test share 0.34 → 0.2)" in said
+    assert "no longer split as the encoder's pretraining did (Test share: 0.34 → 0.2)" in said
     assert "never reached the encoder" not in shown(texts(at))
     at.number_input(key="ft-test").set_value(0.34).run()
     assert not any("no longer split" in w.value for w in at.warning) and "never reached the encoder" in shown(texts(at))
@@ -343,6 +343,11 @@ def test_the_encoders_own_labeled_set_is_the_default(store_base: Path, tmp_path:
     assert "kept under preset finetune_demo_cpu" in shown(texts(at))
     at.selectbox(key="ft-init").set_value("random").run()  # a random encoder saw nothing: the fields stay
     assert at.session_state["ft-data"] == "synthetic"
+    at.selectbox(key="ft-init").set_value(str(runs / dg_run)).run()
+    at.number_input(key="ft-test").set_value(0.2).run()
+    assert any("Pick the encoder again" in w.value for w in at.warning)
+    at.selectbox(key="ft-init").set_value("random").run()  # no encoder to pick again: the warning goes (a review)
+    assert not any("no longer split" in w.value for w in at.warning)
     at.selectbox(key="ft-init").set_value(str(runs / dg_run)).run()
     at.radio(key="ft-kind").set_value("probe").run()  # the probe starts from the same data
     assert at.session_state["ft-data"] == "deepglobe"
@@ -707,3 +712,23 @@ def test_data_the_command_line_refuses_is_refused_by_the_form_before_any_run(emp
     assert len(summary) == 1 and "**Data set folder (not synthetic)**: cannot read" in summary[0], summary
     assert "x1.jpg" in summary[0] and seen == [] and list_runs(empty_store) == []
     assert any(m.value.startswith(":red[⚠ cannot read") for m in at.markdown)  # beside the folder's field
+
+
+def test_the_data_caption_says_what_changed_and_another_data_set_forgets_the_last_launch_errors(
+        empty_store: Path, monkeypatch) -> None:
+    """A review: the caption kept "image by image" after Split by changed; DeepGlobe's refusal stayed beside the
+    folder after switching back; picking the random encoder kept "Pick the encoder again to restore its split"."""
+    from workbench import seg_form
+
+    _capture_launches(monkeypatch)
+    monkeypatch.setattr(seg_form, "data_problem", lambda cfg, probe=False: "data.root: DeepGlobe: no *_sat.jpg images"
+                        if cfg.data.name == "deepglobe" else None)
+    at = open_page("finetune")
+    at.selectbox(key="ft-preset").set_value("finetune_dubai_cpu").run()
+    at.selectbox(key="ft-split-unit").set_value("folder").run()
+    assert "Changed since: Split by: image by image → folder by folder (its images together)." in shown(texts(at))
+    at.selectbox(key="ft-data").set_value("deepglobe").run()
+    at.button(key="ft-launch").click().run()
+    assert "no *_sat.jpg images" in shown(texts(at))
+    at.selectbox(key="ft-data").set_value("folder").run()
+    assert "no *_sat.jpg images" not in shown(texts(at)), texts(at)

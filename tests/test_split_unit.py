@@ -2,6 +2,7 @@
 as split image by image, and a resume or flag report whose data now splits otherwise stops in one line."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,9 @@ def test_a_run_keeps_its_split_when_the_class_table_changes(labeled_folder, caps
     assert main(["--no-progress", *TINY, *data, "train.max_steps=2"]) == 0
     (run,) = list_runs(runs)
     assert _config(run)["data"]["split_unit"] == "file"  # written down at the start
+    log = (run.path / "log.txt").read_text()  # the scenes the encoder never read, by name
+    assert re.search(r"scenes: train 6 scenes \(pretrained on\); val 0; test 2 scenes \(tile_\d/part_\d, tile_",
+                     log), log
     test_before = run.path.joinpath("data.json").read_text()
     table.write_text(TABLE + "group_by: folder\n")  # the table now keeps folders whole: the run's unit stands
     assert main(["--no-progress", "--resume", str(run.path), "train.max_steps=3"]) == 0

@@ -170,6 +170,9 @@ def test_scored_images_are_counted_as_scenes_only_when_each_is_one() -> None:
     assert scored_scenes_text(dubai, ["tile_3"], name_them=True) == "9 images of 1 scene (tile_3)"
     assert scored_scenes_text(dglc, None) == "3 scenes" and scored_scenes_text([], ["x"]) == ""
     assert scored_scenes_text(["a/1", "b/1", "b/2"], ["a", "b"]) == "3 images of 2 scenes (a, b)"
+    # whole folders held out by share (data.split_unit folder): each folder one scene; split by image: images
+    assert scored_scenes_text(["b/1", "a/1", "b/2"], None, unit="folder") == "3 images of 2 scenes (a, b)"
+    assert scored_scenes_text(["a/1", "b/1", "b/2"], None, unit="file") == "3 scenes"
 
 
 def test_final_metrics_read_as_every_table_gives_them() -> None:

@@ -92,12 +92,14 @@ PANEL_KEYS = ("ft-sources-open", "ft-source-pick")  # the data sources panel: op
 EXTRA_DATA = ("tile_overlap", "eroded")  # data settings with no field: kept from where the data fields came from
 STATE = ("ft-data-from", "ft-data-extra", "ft-trusted")  # where the data came from, hidden data settings, paths
 ENCODER_SPLIT = "ft-encoder-split"  # the data fields as the encoder's own split filled them
+FILLED_SPLIT = "ft-filled-split"  # the data fields as any source (preset, data source, encoder) last filled them
 # the fields that decide which scene lands in which split (bands, the class table or the tile size do not)
 SPLIT_KEYS = ("ft-data", "ft-root", "ft-tiles", "ft-val", "ft-test", "ft-test-scenes", "ft-val-scenes", "ft-data-seed",
               "ft-split-unit")
 TABLE_UNIT = "class table's"  # data.split_unit unset: the class table's group_by
 UNITS = {TABLE_UNIT: "as its class table says (group_by)", "file": "image by image",
          "folder": "folder by folder (its images together)"}
+SHORT = {TABLE_UNIT: "class table", "file": "image", "folder": "folder"}  # what the narrow select shows
 # taken as written (a preset's or an encoder card's own, not typed)
 
 
@@ -177,6 +179,7 @@ def fill_data(data: Any, came_from: str) -> None:
         st.session_state["ft-crop"] = int(data.tile_size)
     st.session_state["ft-data-from"] = came_from
     st.session_state.pop(ENCODER_SPLIT, None)  # a preset's or a source's data: no encoder's split to keep
+    st.session_state[FILLED_SPLIT] = {f.key: st.session_state.get(f.key) for f in DATA}  # the caption's "since"
     _trust(data.root, data.class_table)
 
 
@@ -207,7 +210,8 @@ def fill_encoder(entry: ModelEntry | None, under_preset: str | None = None) -> N
     encoder of unlabeled imagery leaves the data fields as they are and says so. ``under_preset``: a preset of that
     data set was picked, whose own split (or size: the synthetic set's scenes come from the same seeds) could put
     scenes the encoder saw into the test split; its recipe is taken, the data kept, and the caption says so."""
-    if entry is None:
+    if entry is None:  # random: no encoder split to keep (its warning would point to an encoder to pick again)
+        st.session_state.pop(ENCODER_SPLIT, None)
         return
     data = encoder_seg_data(entry.card)
     if data is None:
@@ -222,12 +226,16 @@ def fill_encoder(entry: ModelEntry | None, under_preset: str | None = None) -> N
     st.session_state[ENCODER_SPLIT] = {f.key: st.session_state.get(f.key) for f in DATA}  # what "as in" means
 
 
-def split_changes() -> list[str]:
-    """The data fields changed since they were filled with the encoder's split ("Test share 0.1 -> 0.2"): a review
+def split_changes(snapshot: str = ENCODER_SPLIT) -> list[str]:
+    """The data fields changed since they were filled with the encoder's split ("Test share: 0.1 → 0.2"): a review
     changed the test share under a caption still saying "split as in its pretraining", and the run then warned that
-    the encoder had read 200 of its validation scenes."""
-    filled = st.session_state.get(ENCODER_SPLIT) or {}
-    return [f"{f.label} {filled[f.key]!s} → {st.session_state.get(f.key)!s}" for f in DATA
+    the encoder had read 200 of its validation scenes. ``snapshot``: FILLED_SPLIT for any source's fields."""
+    filled = st.session_state.get(snapshot) or {}
+
+    def shown(key: str, value: Any) -> str:
+        return UNITS.get(value, str(value)) if key == "ft-split-unit" else str(value)
+
+    return [f"{f.label}: {shown(f.key, filled[f.key])} → {shown(f.key, st.session_state.get(f.key))}" for f in DATA
             if f.key in SPLIT_KEYS and f.key in filled and st.session_state.get(f.key) != filled[f.key]]
 
 
@@ -352,7 +360,9 @@ def draw(mode: str) -> None:
                    "scenes it read may now be in the test or validation split, and then its scores there are not on "
                    "unseen scenes (the run says which). Pick the encoder again to restore its split.", icon="⚠️")
     elif came_from:
-        st.caption(f"📍 Data fields from {literal(came_from)}.{shared_note(came_from, presets)}")
+        since = split_changes(FILLED_SPLIT)  # a caption naming a split the fields no longer make (a review)
+        since_text = f" Changed since: {'; '.join(since)}." if since else ""
+        st.caption(f"📍 Data fields from {literal(came_from)}.{literal(since_text)}{shared_note(came_from, presets)}")
         fraction = st.session_state.get("ft-fraction" if mode == "finetune" else "pb-fraction")
         if isinstance(fraction, (int, float)) and fraction < 1:  # a demo preset's 10 % stays: say so beside the data
             st.caption(f"✂️ Label fraction {fraction:.3g}: only that share of the set's labeled tiles trains unless "
@@ -411,18 +421,28 @@ def _shown_data() -> SegDataConfig | None:
         return None
 
 
+def _forget_launch_errors() -> None:
+    """Another data set: the last Launch's errors were about the one before (a review saw DeepGlobe's "no *_sat.jpg"
+    beside the folder after switching back to it)."""
+    for form in ("ft", "pb"):
+        st.session_state.pop(f"{form}-errors", None)
+        st.session_state.pop(f"{form}-refused-values", None)
+
+
 def _data_widgets(fe: FormErrors) -> None:
     c1, c2, c3, c0, c4 = fe.columns([1, 2, 2, 1, 1])
-    c1.selectbox("Data set", list(SEG_DATASETS), key="ft-data")
+    c1.selectbox("Data set", list(SEG_DATASETS), key="ft-data", on_change=_forget_launch_errors)
     c2.text_input("Data set folder (not synthetic)", key="ft-root",
                   help="In its published layout: under the data root, an added data source, or a preset's own")
     c3.text_input("Class table (folder sets)", key="ft-table", help="e.g. configs/classes/dubai.yaml",
                   on_change=lambda: st.session_state.update({"ft-split-unit": TABLE_UNIT}))  # the new table's unit
-    c0.selectbox("Split by", list(UNITS), key="ft-split-unit", format_func=lambda u: u if u == TABLE_UNIT else UNITS[u],
-                 disabled=st.session_state.get("ft-data") != "folder" or not st.session_state.get("ft-table"),
-                 help="Image folders: what a share of the scenes keeps together. Folder by folder, a test image never "
-                      "has training neighbours cut from the same picture (a Dubai tile's 9 images). Other data sets "
-                      "keep their own scenes whole.")
+    folder = st.session_state.get("ft-data") == "folder"
+    off = not folder or not st.session_state.get("ft-table")
+    c0.selectbox("Split by", list(UNITS), key="ft-split-unit", disabled=off,
+                 format_func=SHORT.get,  # distinct labels: a select tells its options apart by them
+                 help="Image folders: what a share of the scenes keeps together: the class table's group_by, each "
+                      "image, or each folder (its images together, so a test image never has training neighbours cut "
+                      "from the same picture: a Dubai tile's 9 images). Other data sets keep their own scenes whole.")
     c4.text_input("Bands", key="ft-bands", placeholder="the encoder's",
                   help=BANDS_HELP + ". Empty: the bands the chosen encoder was pretrained on (RGB for a random one)")
     c1, c2, c3, c4, c5, c6, c7 = fe.columns([1, 1, 1, 1, 2, 2, 1])

@@ -3,6 +3,7 @@ writing a config back as YAML."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,9 @@ def _problem(error: dict[str, Any], model: type[BaseModel] | None = None) -> tup
         msg = "unknown setting" + _did_you_mean(model, error["loc"])
     if error["type"] == "literal_error":
         msg = f"{msg}, got {error.get('input')!r}"
+    named = re.match(rf"{re.escape(field)}\.[a-z_]+\b", msg) if field else None
+    if named:  # a section's check that names its field ("data.tile_overlap must be ..."): that field, said once
+        field = named.group(0)
     return field, msg
 
 
@@ -93,7 +97,8 @@ def _did_you_mean(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> str:
 def _format_error(err: ValidationError, model: type[BaseModel] | None = None) -> str:
     """Every wrong setting with what is wrong with it (up to 5; a review fixed a file of three typos one run at a
     time: the others were named without their "did you mean" or their allowed values)."""
-    said = [f"{field or 'config'}: {msg}" for field, msg in (_problem(e, model) for e in err.errors())]
+    said = [msg if field and msg.startswith(field) else f"{field or 'config'}: {msg}"
+            for field, msg in (_problem(e, model) for e in err.errors())]
     rest = f"; and {len(said) - 5} more" if len(said) > 5 else ""
     return "; ".join(said[:5]) + rest
 

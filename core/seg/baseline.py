@@ -144,8 +144,9 @@ def _twin_baseline(twin: Run, raw: dict[str, Any], mine: dict[str, Any] | None, 
         return Baseline("other-scenes", twin, record, note=f"run {twin.id} was tested on other scenes (the data "
                         "changed since?): not comparable")
     scenes = record.get("scenes") or []
-    named = (raw.get("data") or {}).get("test_scenes")
-    where = f"the same test scenes ({scored_scenes_text(scenes, named)})" if which == "test" and scenes else \
+    data = raw.get("data") or {}
+    named = scored_scenes_text(scenes, data.get("test_scenes"), unit=data.get("split_unit"))
+    where = f"the same test scenes ({named})" if which == "test" and scenes else \
         "the same validation tiles" if which == "val" else f"the same {record.get('split', 'test')} tiles"
     return Baseline("done", twin, record, note=f"run {twin.id}: this run's config with a random encoder (seed "
                     f"{raw.get('seed', 0)}, one run), scored on {where}")

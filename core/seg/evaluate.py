@@ -97,16 +97,18 @@ def _reproduce(path: Path, split: str) -> str:
     return f"python -m core.evaluate {path.as_posix()} --split {split} [--data-root DIR]"
 
 
-def _named_scenes(path: Path, split: str) -> list[str]:
-    """The scenes the card's config names for ``split`` (Dubai's test scene tile_3 is a folder of 9 images)."""
+def _named_scenes(path: Path, split: str) -> tuple[list[str], str | None]:
+    """The scenes the card's config names for ``split`` (Dubai's test scene tile_3 is a folder of 9 images), and the
+    unit its image folder was split by."""
     from ..store.checkpoint import read_metadata
 
     try:
         data = (read_metadata(path)["card"].get("config") or {}).get("data") or {}
     except (CheckpointError, OSError, ValueError, AttributeError):
-        return []
+        return [], None
     named = data.get(f"{split}_scenes") if isinstance(data, dict) else None
-    return [str(n) for n in named] if isinstance(named, list) else []
+    unit = data.get("split_unit") if isinstance(data, dict) else None
+    return ([str(n) for n in named] if isinstance(named, list) else []), (str(unit) if unit else None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     scenes = ", ".join(res["scenes"][:SHOW_SCENES]) + (f" and {len(res['scenes']) - SHOW_SCENES} more (--json lists "
                                                       "them all)" if len(res["scenes"]) > SHOW_SCENES else "")
-    count = scored_scenes_text(res["scenes"], _named_scenes(args.checkpoint, res["split"]))  # 9 images of 1 scene
+    named, unit = _named_scenes(args.checkpoint, res["split"])
+    count = scored_scenes_text(res["scenes"], named, unit=unit)  # 9 images of 1 scene
     if res["split"] == "test":
         words, note = unseen_words(res["seen_in_pretraining"], len(res["scenes"]))
         what = f"{count}, {words.replace('scenes', 'which', 1)}"

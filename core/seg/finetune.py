@@ -367,7 +367,8 @@ class FinetuneTrainer:
         atomic_write_json(self.run.path / "test_metrics.json", {
             "split": result.split, "tiles": result.tiles, **result.how.record(), "classes": names,
             **scores.as_dict(names), **({"not_unseen": note} if (note := self._not_unseen()) else {})})
-        where = scored_scenes_text(result.how.scenes, getattr(self.cfg.data, f"{result.split}_scenes", None), True)
+        where = scored_scenes_text(result.how.scenes, getattr(self.cfg.data, f"{result.split}_scenes", None), True,
+                                   self.cfg.data.split_unit)
         self.run.log(f"{what} on {result.split} ({result.how.method}, {where}): mIoU "
                      f"{scores.miou:.4f} OA {scores.overall_accuracy:.4f} kappa {scores.kappa:.4f}")
         if best.exists():

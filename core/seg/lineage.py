@@ -102,7 +102,8 @@ def pretraining_note(card: dict[str, Any], scenes: dict[str, list[str]]) -> str 
     return (f"model.init has read {what} before (pretraining, or an earlier fine-tuning): its scores there are not "
             f"on unseen scenes. Either that pretraining read them (pretrain with data.pretrain_splits={splits} on "
             "this data set, or on a folder without them), or this run splits the scenes otherwise than it did (keep "
-            "its data.seed, data.num_tiles, data.val_fraction and data.test_fraction, or name data.test_scenes)")
+            "its data.seed, data.num_tiles, data.val_fraction, data.test_fraction and data.split_unit, and name as "
+            "data.test_scenes only scenes it held out)")
 
 
 def init_note(init: Path | None, scenes: dict[str, list[str]]) -> str | None:

@@ -195,15 +195,18 @@ def note_scene(seg: Any, name: str | Path, content: bytes | Path | None = None) 
 NAMED_AT_MOST = 6  # scenes a line names before "and N more"
 
 
-def scored_scenes_text(images: list[str], scenes: Any, name_them: bool = False) -> str:
+def scored_scenes_text(images: list[str], scenes: Any, name_them: bool = False, unit: str | None = None) -> str:
     """How many images were scored, and of how many scenes when a named scene is a folder of images (the 9 images of
-    Dubai's tile_3 are one scene, not nine: a remote-sensing reader counts independent scenes). ``name_them``: the
-    scenes' names too where a line does not list them after (a review read "3 scenes" of a share-based split and had
-    to open test_metrics.json to learn which)."""
+    Dubai's tile_3 are one scene, not nine: a remote-sensing reader counts independent scenes), or when a share of the
+    folders was held out (``unit``: the data's ``split_unit``, 'folder'). ``name_them``: the scenes' names too where a
+    line does not list them after (a review read "3 scenes" of a share-based split and had to open test_metrics.json
+    to learn which)."""
     if not images:
         return ""
     named = [str(n) for n in scenes] if isinstance(scenes, list) else []
     folders = [n for n in named if any(str(i).startswith(f"{n}/") for i in images)]
+    if not folders and unit == "folder":  # whole folders by share: each folder is one scene
+        folders = sorted({str(i).rsplit("/", 1)[0] for i in images if "/" in str(i)})
     if folders and len(folders) < len(images):
         return f"{len(images)} images of {len(folders)} scene{'s' if len(folders) > 1 else ''} ({', '.join(folders)})"
     text = f"{len(images)} scene{'s' if len(images) > 1 else ''}"

@@ -90,10 +90,13 @@ def log_start(life: RunLife, cfg: PretrainConfig, dataset: TileSet, where: str, 
         life.log(f"MoCo: the queue starts empty (its unfilled slots are no negatives), so step 1 has no negative "
                  f"and a loss of 0; it is full after about {fill} step(s) of {cfg.train.batch_size} keys")
     scenes = getattr(dataset, "split_scenes", None)
-    if scenes:
+    if scenes:  # which scenes the encoder never read, by name (a review found only counts, images called scenes)
+        from ..seg.scene_role import scored_scenes_text
+
         used = getattr(dataset, "pretrain_splits", [])
-        life.log("scenes: " + "; ".join(f"{k} {len(v)}{' (pretrained on)' if k in used else ''}"
-                                        for k, v in scenes.items()))
+        life.log("scenes: " + "; ".join(
+            f"{k} {scored_scenes_text(v, None, k not in used, getattr(cfg.data, 'split_unit', None)) or 0}"
+            f"{' (pretrained on)' if k in used else ''}" for k, v in scenes.items()))
     skipped = getattr(dataset, "skipped", [])
     for path, reason in skipped:
         life.log(f"skipped unreadable image {path}: {reason}")
