@@ -83,7 +83,8 @@ FIELDS = {  # the form's labels and the config fields they set: errors are shown
     "Data folder (all but synthetic)": "data.root", "Bands": "data.bands",
     "Class table (folder only, optional)": "data.class_table",
     "Pretrain on the scenes of": "data.pretrain_splits", "Validation share of scenes": "data.val_fraction",
-    "Test share of scenes": "data.test_fraction", "Batch size": "train.batch_size", "Steps": "train.max_steps",
+    "Test share of scenes": "data.test_fraction", "Test scenes": "data.test_scenes",
+    "Batch size": "train.batch_size", "Steps": "train.max_steps",
     "Epochs": "train.epochs", "Optimizer": "train.optimizer", "Base lr (batch 256)": "train.lr",
     "Weight decay": "train.weight_decay", "Warm-up steps": "train.warmup_steps",
     "Checkpoint every": "train.ckpt_every", "Seed": "seed", "Device": "train.device", "Precision": "train.precision",
@@ -169,6 +170,9 @@ def form_data_name() -> str | None:
     return tag or name
 
 
+SOURCE_SPLIT = "pretrain-source-split"  # a data source's split settings with no field here (while its data is chosen)
+
+
 def use_source(source: SourceInfo) -> None:
     """A data source's Use button: the form below reads that folder (its layout picks the data set kind), with the
     class table a preset reading the same folder gives its masks: without one, a labeled folder pretrains unlabeled
@@ -178,6 +182,14 @@ def use_source(source: SourceInfo) -> None:
     st.session_state[k("folder")] = source.path
     st.session_state[k("bands")] = bands_to_text(source.bands)
     st.session_state[k("class_table")] = data.class_table or ""
+    # the split a preset reading the folder makes (Dubai's: tile_3 for test), so that the encoder never reads the
+    # scenes its fine-tuning recipe tests on (a review pretrained on tile_3 from here)
+    st.session_state[k("test_scenes")] = ", ".join(data.test_scenes)
+    st.session_state[k("val_fraction")] = max(0.01, float(data.val_fraction))
+    st.session_state[k("test_fraction")] = float(data.test_fraction)
+    st.session_state[k("data_seed")] = int(data.seed)
+    st.session_state[SOURCE_SPLIT] = {"from": (data.name, data.root, data.class_table),
+                                      "split_unit": data.split_unit, "val_scenes": list(data.val_scenes)}
     bands = f" on its bands {', '.join(source.bands)}" if source.bands else ""
     fields = "Data set, Data folder, " + ("Class table and Bands" if source.kind == "folder" else "and Bands")
     labels = ""
@@ -347,7 +359,11 @@ with st.expander("Settings", expanded=not runs, key="pretrain-settings", on_chan
         class_table = c2.text_input("Class table (folder only, optional)", value=base.data.class_table or "",
                                     key=k("class_table"),
                                     help="A YAML table in configs/classes/: makes an images/ + masks/ folder labeled")
-        c1, c2, c3 = fe.columns([2, 1, 1])
+        c1, c2, c3, c4 = fe.columns([2, 1, 1, 2])
+        test_scenes = c4.text_input("Test scenes", value=", ".join(base.data.test_scenes), key=k("test_scenes"),
+                                    placeholder="by share", help="Scenes held out for the test, by name or folder, "
+                                    "comma-separated (e.g. tile_3): fine-tuning tests on them, so the encoder must "
+                                    "never read them. Empty: the test share of the scenes")
         pretrain_splits = c1.multiselect(
             "Pretrain on the scenes of", ["train", "val", "test"], default=base.data.pretrain_splits, key=k("splits"),
             help="Labeled sets are split by scene exactly as fine-tuning splits them; keep test out so that test "
@@ -433,8 +449,12 @@ def form_config() -> PretrainConfig:
                        if data_name == "folder" else None,
                        pretrain_splits=pretrain_splits, val_fraction=val_fraction, test_fraction=test_fraction,
                        bands=text_to_bands(bands_text))
+    raw["data"]["test_scenes"] = [t.strip() for t in test_scenes.split(",") if t.strip()]
     if (raw["data"]["name"], raw["data"]["class_table"]) != (base.data.name, base.data.class_table):
         raw["data"]["split_unit"] = None  # the new class table's own (none for a published set), not the preset's
+    split = st.session_state.get(SOURCE_SPLIT) or {}
+    if split and tuple(split["from"]) == (data_name, folder.strip(), class_table.strip() or None):
+        raw["data"].update(split_unit=split["split_unit"], val_scenes=split["val_scenes"])  # the source's split
     raw["train"].update(momentum=sgd_m, channels_last=channels_last, trackers=list(trackers))
     raw["train"].update(batch_size=int(batch), optimizer=optimizer, lr=lr, weight_decay=wd, warmup_steps=int(warmup),
                         ckpt_every=int(ckpt_every), knn_every=int(knn_every), device=device, precision=precision,

@@ -289,16 +289,22 @@ def test_a_labeled_source_keeps_its_labels_through_use_for_pretraining(empty_sto
     table = next(t for t in at.text_input if t.label.startswith("Class table"))
     assert table.value == "" and any("masks are not read until you give its class table" in w.value
                                      for w in at.warning), texts(at)
-    monkeypatch.setattr(defaults, "preset_reading",
-                        lambda folder: ("finetune_dubai_cpu", {"class_table": "configs/classes/dubai.yaml"}))
+    monkeypatch.setattr(defaults, "preset_reading", lambda folder: ("finetune_dubai_cpu", {
+        "class_table": "configs/classes/dubai.yaml", "test_scenes": ["tile_1/p1"], "split_unit": "file",
+        "val_fraction": 0.2}))
     at.button(key="pretrain-source-use").click().run()
     table = next(t for t in at.text_input if t.label.startswith("Class table"))
     assert table.value == "configs/classes/dubai.yaml", texts(at)
     assert any("read with the class table configs/classes/dubai.yaml" in s.value for s in at.success), texts(at)
+    assert next(t for t in at.text_input if t.label == "Test scenes").value == "tile_1/p1"
     seen = _capture_launches(monkeypatch)
     at.button(key="pretrain-launch").click().run()
     assert seen and seen[-1][0].data.class_table.endswith("configs/classes/dubai.yaml"), errors(at)
-    assert seen[-1][0].data.split_unit == "folder"  # the class table's unit, recorded in the run's config
+    data = seen[-1][0].data  # the split the preset reading the folder makes: its test scenes never pretrained on
+    assert (data.test_scenes, data.split_unit, data.val_fraction) == (["tile_1/p1"], "file", 0.2), data
+    table.set_value("").run()  # another class table (here none): the source's split unit goes with it
+    at.button(key="pretrain-launch").click().run()
+    assert seen[-1][0].data.split_unit is None and seen[-1][0].data.test_scenes == ["tile_1/p1"], errors(at)
     next(s for s in at.selectbox if s.label == "Data set").set_value("synthetic").run()
     at.button(key="pretrain-launch").click().run()  # a published or generated set: no folder unit to refuse
     assert seen[-1][0].data.name == "synthetic" and seen[-1][0].data.split_unit is None, errors(at)
