@@ -97,8 +97,10 @@ def test_segment_png_returns_overlay_legend_areas_and_mask(client, tmp_path: Pat
         assert np.array_equal(np.asarray(m.getpalette()[:3 * len(names)]).reshape(-1, 3),
                               palette(card["classes"])[:len(names)])
     assert Path(mask).name == "tile_mask.png" and labels.max() < len(names)
-    caution = ["caution"] if report["areas_relative_only"] else []  # out of domain: shares only, said beside them
-    assert table["headers"] == ["class", "pixels", "percent", *caution, "colour"]  # no pixel size, no square metres
+    # the same columns for every image (a client reads them by position); no pixel size: no square metres
+    assert table["headers"] == ["class", "pixels", "percent", "square_metres", "caution", "colour"]
+    assert {r[3] for r in table["data"]} == {None}
+    assert all((r[4] != "") == bool(report["areas_relative_only"]) for r in table["data"])  # out of domain: said
     assert report["areas_relative_only"] == (report["warning"] is not None)
     rows = table["data"]
     assert [r[0] for r in rows] == names
@@ -108,8 +110,8 @@ def test_segment_png_returns_overlay_legend_areas_and_mask(client, tmp_path: Pat
     assert [r[-1] for r in rows] == ["#{:02x}{:02x}{:02x}".format(*rgb) for rgb in palette(card["classes"])[:len(names)]]
     with open(extras[0], newline="") as f:
         table_csv = list(csv.reader(f))
-    if caution:  # the warning in a column of its own: any CSV reader reads the table whole
-        assert "shares" in report["warning"] and all(r[3].startswith("shares only") for r in rows)
+    if report["areas_relative_only"]:  # the warning in a column of its own: any CSV reader reads the table whole
+        assert "shares" in report["warning"] and all(r[4].startswith("shares only") for r in rows)
         assert table_csv[0] == ["class", "pixels", "percent", "square_metres", "warning"]
         assert {r[4] for r in table_csv[1:]} == {report["warning"]}
     else:
@@ -180,7 +182,7 @@ def test_geotiff_gets_square_metres_and_a_georeferenced_mask(client, tmp_path: P
     overlay, table, mask, extras, info = client.predict(handle_file(str(path)), api_name="/segment")
     assert Image.open(overlay).size == (120, 80)
     # noise fits no model's domain: shares only, the caution beside them, never square metres
-    assert table["headers"] == ["class", "pixels", "percent", "caution", "colour"]
+    assert table["headers"] == ["class", "pixels", "percent", "square_metres", "caution", "colour"]
     assert "georeferenced, 0.5 m/pixel" in info and "16-bit data rescaled" in info
     # a scene that fits a model (a generated one, tagged so, for the model trained on such scenes): square metres
     from core.data import generate_scene
@@ -192,7 +194,7 @@ def test_geotiff_gets_square_metres_and_a_georeferenced_mask(client, tmp_path: P
         dst.write(generate_scene(5, 256)[0].transpose(2, 0, 1))
         dst.update_tags(**{GENERATED_KEY: "core.data.generate_scene seed 5"})
     _, fit_table, _, _, fit_info = client.predict(handle_file(str(fits)), api_name="/segment")
-    assert fit_table["headers"] == ["class", "pixels", "percent", "square_metres", "colour"], fit_info
+    assert fit_table["headers"] == ["class", "pixels", "percent", "square_metres", "caution", "colour"], fit_info
     assert sum(r[3] for r in fit_table["data"]) == pytest.approx(256 * 256 * 0.25, rel=1e-3)
     tif = next(p for p in extras if p.endswith(".tif"))
     with rasterio.open(tif) as src:
@@ -296,6 +298,8 @@ def test_a_label_mask_of_any_kind_scores_the_kept_result(client, tmp_path: Path)
         report = json.loads(Path(report).read_text())
         assert report["label_score"]["labels"] == name  # the report again, the score in it (the downloads' says null)
         assert report["label_score"]["accuracy"] == pytest.approx((labels == pred).mean())
+        assert report["label_score"]["scene_check"].startswith("not recognised as a scene the model was trained on")
+        assert "a crop of one is not, so this is an unseen score only if" in summary
         assert table["headers"] == ["class", "IoU (%)", "label pixels"]
         assert f"pixel accuracy **{100 * (labels == pred).mean():.1f} %**" in summary, (name, summary)
         assert "- model **shipped: " in summary  # which model the score is of, for a client calling only /score

@@ -9,6 +9,7 @@ from PIL import Image
 
 from core.seg.infer import NODATA
 from core.seg.label_score import IGNORE, RIGHT, WRONG, LabelMaskError, difference_image, score_labels
+from core.seg.scene_role import NOT_RECOGNISED
 
 CLASSES = [{"name": "road", "color": [255, 255, 255]}, {"name": "building", "color": [0, 0, 255]},
            {"name": "tree", "color": [0, 255, 0]}]
@@ -221,6 +222,7 @@ def test_segment_labels_scores_each_image_into_its_report(checkpoint, tmp_path, 
         assert got["labels"].endswith(f"{kind}.png") and set(got["iou"]) == {"road", "building", "tree"}, kind
         assert got["miou"] == pytest.approx(expect.scores.miou) and got["accuracy"] == pytest.approx(accuracy), kind
         assert got["iou"] == reports[0]["iou"], kind
+        assert got["scene_check"] == NOT_RECOGNISED, kind  # not one of the model's scenes, which a crop would not be
     assert [r["read_as"] for r in reports] == ["class colours", "class colours (palette)", "class indices",
                                                "class indices"]
     # "-": an image without a mask among images with one (a review passed "-" and got "cannot be read")

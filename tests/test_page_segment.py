@@ -282,6 +282,12 @@ def test_a_score_on_a_scene_the_model_saw_is_said_beside_the_score(empty_store: 
     at.file_uploader(key="segment_files").set_value(("tile.png", png_bytes(64, 96), "image/png")).run()
     key = next(s for s in at.slider if s.key.startswith("opacity_")).key.removeprefix("opacity_")
     seg = next(iter(at.session_state["segment_results"].values())).seg
+    buf = io.BytesIO()
+    Image.fromarray(seg.mask).save(buf, format="PNG")
+    at.file_uploader(key=f"labels_{key}").set_value(("labels.png", buf.getvalue(), "image/png")).run()
+    # not one of the model's scenes: said to be so as far as the check sees (a crop of one it cannot: a review's 99 %)
+    assert any("Not recognised as a scene the model was trained on or watched" in c.value for c in at.caption)
+    at.file_uploader(key=f"labels_{key}").set_value(None).run()
     seg.notes.append("this image is training scene tile_2/image_part_001 of the model; the model was trained on it, "
                      "so its score is no unseen score")  # as scene_role.note_scene writes it
     buf = io.BytesIO()

@@ -57,6 +57,7 @@ from core.store.checkpoint import CheckpointError  # noqa: E402
 from core.imaging.imageio import ImageError, PixelBudgetError, generated_png, read_image  # noqa: E402
 from core.seg.infer import check_tile, overlap_pixels  # noqa: E402
 from core.seg.label_score import LabelMaskError, check_label_mask_size, score_label_file  # noqa: E402
+from core.seg.scene_role import unseen_check  # noqa: E402
 from core.seg.scene_role import note_scene  # noqa: E402
 from core.seg.segment import segment_choosing  # noqa: E402
 from core.seg.segmentation_result import Segmentation  # noqa: E402
@@ -201,7 +202,8 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
             except LabelMaskError as err:
                 raise gr.Error(f"{Path(labels).name}: {err}", print_exception=False) from None
             try:  # the report alone (a copy: the kept result stays without the score; another mask may score it)
-                report = write_report(replace(seg, label_score=scored.report(seg.classes, Path(labels).name)),
+                score = scored.report(seg.classes, Path(labels).name, unseen_check(seg.notes))
+                report = write_report(replace(seg, label_score=score),
                                       Path(name).stem or "image", outputs.new(), name)
             except OSError as err:
                 raise gr.Error(f"the report could not be written ({one_line(err)})", print_exception=True) from None

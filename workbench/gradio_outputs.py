@@ -19,6 +19,7 @@ from core.data.paths import scratch_dir, temp_dir_for
 from core.imaging.colours import display_rgb
 from core.seg.domain import FIT_SCALE
 from core.seg.label_score import LabelScore
+from core.seg.scene_role import NOT_RECOGNISED, seen_scene_note
 from core.seg.segmentation_result import Segmentation, shared_report
 from workbench.segment_view import areas_frame
 
@@ -26,13 +27,22 @@ DISPLAY_SIDE = 2048  # the overlay shown in the page is at most this many pixels
 KEEP_CALLS = 16  # output folders of this many recent calls are kept (gradio has copied older ones to its cache)
 
 
+API_AREA_COLUMNS = ["class", "pixels", "percent", "square_metres", "caution", "colour"]
+
+
 def api_areas(seg: Segmentation) -> Any:
-    """The area table as the page and the API give it: per class its pixels, percent, square metres (when the
-    pixel size is known) and the colour it is drawn in (hex), which is all the legend shows."""
-    frame = areas_frame(seg, "square_metres").round({"percent": 3, "square_metres": 1})
+    """The area table as the demo and its API give it: per class its pixels, percent, square metres (empty where the
+    pixel size is unknown or the image out of the model's domain), the caution of an out-of-domain result (else
+    empty) and the colour it is drawn in (hex), which is all the legend shows. The same columns for every image, so
+    a client reads them by position (a review's ``row[3]`` was a colour, an area or a caution by turns)."""
+    frame = areas_frame(seg, "square_metres")
+    for column, empty in (("square_metres", None), ("caution", "")):
+        if column not in frame:
+            frame[column] = empty
+    frame = frame.round({"percent": 3, "square_metres": 1})
     colours = {c.get("name"): display_rgb(c) or (0, 0, 0) for c in seg.classes}
     frame["colour"] = ["#{:02x}{:02x}{:02x}".format(*colours.get(name, (0, 0, 0))) for name in frame["class"]]
-    return frame
+    return frame[API_AREA_COLUMNS]
 
 
 LABEL_COLUMNS = ["class", "IoU (%)", "label pixels"]
@@ -54,6 +64,8 @@ def label_markdown(name: str, scored: LabelScore, seg: Segmentation) -> str:
     if seg.model:
         lines.append(f"- model {seg.model_line('**')}")
     lines += [f"- {n}" for n in seg.notes]
+    if not seen_scene_note(seg.notes):  # the notes say it when it is one of the model's scenes
+        lines.append(f"- {NOT_RECOGNISED}")
     if seg.warning:
         lines.insert(0, f"⚠️ **{seg.warning}**\n")
     return "\n".join(lines)

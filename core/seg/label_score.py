@@ -85,11 +85,13 @@ class LabelScore:
                 f"{held} class{'' if held == 1 else 'es'} the mask holds, the mean IoU is "
                 f"{100 * self.miou_of_mask_classes():.1f} %.")
 
-    def report(self, classes: list[dict[str, Any]], labels: str = "") -> dict[str, Any]:
+    def report(self, classes: list[dict[str, Any]], labels: str = "", scene: str | None = None) -> dict[str, Any]:
         """What a segmentation report's ``label_score`` holds: mIoU, pixel accuracy, IoU per class name (None where
         the class is in neither), how the mask was read, the shares left out, and the mIoU over the mask's own
-        classes with the predicted pixels of the classes it lacks."""
-        return {"labels": labels, "miou": float(self.scores.miou), "accuracy": float(self.scores.overall_accuracy),
+        classes with the predicted pixels of the classes it lacks; ``scene``: whether the score is unseen
+        (``scene_role.unseen_check``)."""
+        return {"labels": labels, "scene_check": scene,
+                "miou": float(self.scores.miou), "accuracy": float(self.scores.overall_accuracy),
                 "iou": {r["class"]: r["iou"] for r in self.iou_rows(classes)}, "read_as": self.how,
                 "left_out": round(self.left_out, 6), "unknown": round(self.unknown, 6),
                 "unknown_note": self.unknown_note(),

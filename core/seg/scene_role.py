@@ -175,6 +175,19 @@ def seen_scene_note(notes: list[str]) -> str | None:
     return next((n for n in notes if n.startswith("this image is ") and n.endswith("no unseen score")), None)
 
 
+NOT_RECOGNISED = ("not recognised as a scene the model was trained on or watched: whole files of its scenes and "
+                  "resized, re-encoded or turned copies are, a crop of one is not, so this is an unseen score only if "
+                  "the image is not cut from one of them")
+
+
+def unseen_check(notes: list[str]) -> str:
+    """What a score against a label mask says about being unseen: the image is one of the model's scenes, or it was
+    not recognised as one, which a crop would not be (a review scored a crop of a training scene: 99 % accuracy and
+    no word)."""
+    seen = seen_scene_note(notes)
+    return f"not an unseen score: {seen}" if seen else NOT_RECOGNISED
+
+
 def note_scene(seg: Any, name: str | Path, content: bytes | Path | None = None) -> None:
     """Add ``scene_note`` of the segmentation's model to its notes (a score on a scene the model saw is no unseen
     score: said in every output, the command line's, the page's and the demo's); its picture (``seg.rgb``) is

@@ -47,6 +47,7 @@ from ..imaging.imageio import ImageError, read_image
 from ..store.checkpoint import CheckpointError
 from .infer import overlap_pixels
 from .label_score import LabelMaskError, LabelScore, check_label_mask_size, score_label_file
+from .scene_role import unseen_check
 from .model_choice import ModelCache, given_model
 from .scene_role import note_scene
 from .segment import segment_choosing
@@ -127,7 +128,7 @@ def _score_labels(seg: Segmentation, mask: str) -> tuple[LabelScore | None, str 
         scored = score_label_file(seg.mask, mask, seg.classes, rule=seg.label_masks)
     except LabelMaskError as err:
         return None, str(err)
-    seg.label_score = scored.report(seg.classes, mask)
+    seg.label_score = scored.report(seg.classes, mask, unseen_check(seg.notes))
     return scored, None
 
 
