@@ -103,10 +103,11 @@ def test_the_near_tie_rule() -> None:
     assert _near_ties(0, [(0, d(0.021)), (1, d(0.0))], entries, groups) == []  # beyond all its tiles: no rival
     tie = _near_ties(0, [(0, d(0.0, 2.0)), (1, d(0.0, 3.0))], entries, groups)
     assert _tie_text(d(0.0, 2.0), tie, entries) == ("m1 fits it no better (domain fit 0 too): the nearer training "
-                                                    "tiles decided (relative distance, the report's fit: 2.00 vs 3.00)")
+                                                    "tiles decided (relative distance, the report's relative_distance: "
+                                                    "2.00 vs 3.00)")
     assert _tie_text(d(0.1, 2.0), [(1, d(0.1, 3.0))], entries) == \
         ("a near tie with m1 (0.100 vs 0.100), decided by the nearer training tiles (relative distance, the report's "
-         "fit: 2.00 vs 3.00)")
+         "relative_distance: 2.00 vs 3.00)")
     assert _tie_text(d(0.0, 2.0), [(1, d(0.0, 2.0))], entries) == \
         "a near tie with m1 (0.000 vs 0.000), equal in score and fit: the first listed was taken"
 

@@ -102,7 +102,7 @@ class DomainScore:
 
     def as_dict(self) -> dict[str, Any]:
         return {"known": self.known, "score": _round(self.score), "distance": _round(self.distance),
-                "fit": _round(self.fit), "colour_distance": _round(self.colour_distance),
+                "relative_distance": _round(self.fit), "colour_distance": _round(self.colour_distance),
                 "in_domain": self.in_domain, "reasons": list(self.reasons), "trained_on": self.trained_on}
 
 

@@ -264,13 +264,13 @@ def choose_model(image: Any, nodata: np.ndarray, pixel_size_m: float | None,
             continue
         scored[pick] = score_image(model, card, rgb_k, ~nodata_k, device, colour)
     ranked = sorted(scored.items(), key=_rank_key)
-    table = [{"name": entries[k].label, "score": d.as_dict()["score"], "fit": d.as_dict()["fit"],
+    table = [{"name": entries[k].label, "score": d.as_dict()["score"], "relative_distance": _round_fit(d),
               "in_domain": d.in_domain, "known": d.known} for k, d in ranked]
-    table += [{"name": entries[k].label, "score": None, "fit": None, "in_domain": None, "known": True,
+    table += [{"name": entries[k].label, "score": None, "relative_distance": None, "in_domain": None, "known": True,
                "skipped": f"not run: its colours alone cap its score at {c.share:.2f}, below another model of "
                           "its data"}
               for k, c in sorted(skipped.items(), key=lambda kc: (-kc[1].share, kc[1].half_fit))]
-    table += [{"name": entries[k].label, "score": None, "fit": None, "in_domain": None, "known": True,
+    table += [{"name": entries[k].label, "score": None, "relative_distance": None, "in_domain": None, "known": True,
                "skipped": "trained on generated scenes: never chosen for a real image"} for k in sorted(synthetic)]
     near = _near_ties(best_k, ranked, entries, groups)
     domain = best
@@ -340,9 +340,14 @@ def _near_ties(best_k: int, ranked: list[tuple[int, DomainScore]], entries: list
 
 
 def _fits(best: DomainScore, other: DomainScore) -> str:
-    """The two relative distances that broke a tie, under the name the report gives them (``domain.fit``): a review
-    looked for the printed figure under the report's ``distance``, which is the content half's raw distance."""
-    return f"relative distance, the report's fit: {best.fit:.2f} vs {other.fit:.2f}"
+    """The two relative distances that broke a tie, under the name the report gives them (``relative_distance``: a
+    review looked for the printed figure under ``distance``, the content half's raw distance, and read the key it had
+    before, ``fit``, as the page's "domain fit", which is ``score``)."""
+    return f"relative distance, the report's relative_distance: {best.fit:.2f} vs {other.fit:.2f}"
+
+
+def _round_fit(d: DomainScore) -> float | None:
+    return d.as_dict()["relative_distance"]
 
 
 def _tie_text(best: DomainScore, near: list[tuple[int, DomainScore]], entries: list[ModelEntry]) -> str:
