@@ -156,6 +156,7 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
             if seg is None:
                 seg = segment_choosing(
                     loaded, net.entries, net.cache, given=net.given, device=net.device, tile=tile,
+                    given_by="set when the demo was started (--checkpoint)",
                     overlap=float(overlap), tta=bool(tta), progress=deadline.wrap(
                         lambda done, total: progress((done, total), desc="Segmenting", unit="windows")))
                 with net.lock:

@@ -107,10 +107,11 @@ def _load_entry(cache: Any, entry: Any, device: torch.device) -> tuple[torch.nn.
 
 
 def segment_choosing(loaded: LoadedImage, entries: list[Any], cache: Any, *, given: Any = None,
-                     device: torch.device | None = None, resample: bool = True, borders: bool = True,
-                     **predict_options: Any) -> Segmentation:
-    """Segment with the model ``given`` (a ``ModelEntry``) or, when None, the best domain fit among ``entries``
-    (``core.seg.model_choice``); ``cache.load(path, device)`` gives (model, card). The choice goes into the result."""
+                     given_by: str = "chosen by the user", device: torch.device | None = None, resample: bool = True,
+                     borders: bool = True, **predict_options: Any) -> Segmentation:
+    """Segment with the model ``given`` (a ``ModelEntry``; ``given_by``: who chose it, as the result says it) or,
+    when None, the best domain fit among ``entries`` (``core.seg.model_choice``); ``cache.load(path, device)`` gives
+    (model, card). The choice goes into the result."""
     dev = device or torch.device("cpu")
     nodata = nodata_mask(loaded, borders=borders)
     if nodata.all():
@@ -119,7 +120,7 @@ def segment_choosing(loaded: LoadedImage, entries: list[Any], cache: Any, *, giv
     if given is not None:
         model, card = _load_entry(cache, given, dev)
         domain = score_for_model(model_pixels(loaded, card), nodata, loaded.pixel_size_m, model, card, dev, resample)
-        choice = Choice(given, domain, "given", "chosen by the user")
+        choice = Choice(given, domain, "given", given_by)
     else:
         choice = choose_model(loaded, nodata, loaded.pixel_size_m, entries, cache, dev, resample)
         model, card = _load_entry(cache, choice.entry, dev)

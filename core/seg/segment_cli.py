@@ -209,6 +209,7 @@ def _run(args: argparse.Namespace) -> int:
                 bar.update(done - bar.n)
 
             seg = segment_choosing(loaded, models.entries, models.cache, given=models.given, device=device,
+                                   given_by="given with --checkpoint",
                                    resample=not args.no_resample, borders=not args.keep_borders, tile=args.tile,
                                    overlap=args.overlap, batch_size=args.batch_size, tta=args.tta,
                                    progress=progress)
