@@ -34,6 +34,15 @@ def test_each_scene_the_card_names_is_recognised_from_the_files_path() -> None:
     assert "no unseen score" in scene_note(CARD, data / "tile_1/image_part_005.jpg")
     assert "which the model was not trained on" in scene_note(CARD, data / "tile_3/image_part_001.jpg")
     assert scene_note({}, data / "tile_2/image_part_003.jpg") is None  # a card that names no scenes
+    # held out of fine-tuning, but read by its encoder's pretraining (a review: DeepGlobe's validation scene 19627)
+    read = {**CARD, "pretrain_scenes": ["dg/train/3484_sat", "tile_1/image_part_005"]}
+    assert scene_note(read, data / "tile_1/image_part_005.jpg").endswith(
+        "its encoder was pretrained on it (unlabeled) and it was watched during the model's fine-tuning, so its "
+        "score is no unseen score")
+    assert scene_note(read, "/dg/train/3484_sat.jpg").endswith(
+        "the model was not fine-tuned on it, but its encoder was pretrained on it (unlabeled), so its score is no "
+        "unseen score")
+    assert "which the model was not trained on" in scene_note(read, data / "tile_3/image_part_001.jpg")
 
 
 def test_a_runs_card_without_a_list_of_training_scenes_knows_them_by_its_data_folder(tmp_path: Path) -> None:

@@ -166,7 +166,16 @@ def scene_note(card: dict[str, Any], path: str | Path, content: bytes | Path | N
     if found is None:
         return None
     role, name = found
-    return f"this image is {role} scene {name} of the model{copy}; {WORDS[role]}"
+    words = WORDS[role]
+    if role != "training":  # held out from fine-tuning, but the encoder may have read it (a review: validation scene
+        from .lineage import seen_in_pretraining  # 19627, whose note said nothing of its pretraining)
+
+        if seen_in_pretraining(card, [name]):
+            words = {"validation": "its encoder was pretrained on it (unlabeled) and it was watched during the "
+                                   "model's fine-tuning",
+                     "test": "the model was not fine-tuned on it, but its encoder was pretrained on it "
+                             "(unlabeled)"}[role] + ", so its score is no unseen score"
+    return f"this image is {role} scene {name} of the model{copy}; {words}"
 
 
 def seen_scene_note(notes: list[str]) -> str | None:
