@@ -64,7 +64,9 @@ runs = runs_of()
 st.caption(f"{len(runs)} run(s) in `{runs_root()}`")
 if not runs:
     st.info("No runs yet. Launch one on the **Pretrain** or **Fine-tune** page, or from a terminal: "
-            "`python -m core.pretrain --config configs/demo_cpu.yaml`.")
+            "`python -m core.pretrain --config configs/demo_cpu.yaml`. The shipped models (their cards, how they "
+            "were made and their scores) are on the **Overview** page; the runs that made them are not on this "
+            "machine.")
     st.stop()
 
 table = runs_frame(runs)

@@ -12,7 +12,7 @@ from tests.store import copy_store
 
 def test_renders_with_an_empty_store(empty_store: Path) -> None:
     at = open_page("runs")
-    assert not at.exception and "No runs yet" in texts(at)
+    assert not at.exception and "No runs yet" in texts(at) and "shipped models" in texts(at)
 
 
 def test_lists_filters_and_draws_runs(populated_store: Path) -> None:
