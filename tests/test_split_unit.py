@@ -153,10 +153,13 @@ def test_a_fine_tuning_resume_whose_split_moved_is_refused_before_the_run_is_tou
     from core.seg.finetune_cli import main as finetune_main
 
     runs, root, table = labeled_folder
-    assert finetune_main(["--no-progress", "data.name=folder", f"data.root={root}", f"data.class_table={table}",
-                          "data.tile_size=32", "data.crop_size=32", "data.val_fraction=0.25",
-                          "data.test_fraction=0.25", "train.batch_size=2", "train.max_steps=2", "train.eval_every=1",
-                          "train.test_tile=32"]) == 0
+    with pytest.warns(UserWarning, match="the test images share"):  # the split by image warns ...
+        assert finetune_main(["--no-progress", "data.name=folder", f"data.root={root}", f"data.class_table={table}",
+                              "data.tile_size=32", "data.crop_size=32", "data.val_fraction=0.25",
+                              "data.test_fraction=0.25", "train.batch_size=2", "train.max_steps=2",
+                              "train.eval_every=1", "train.test_tile=32"]) == 0
+    said = capsys.readouterr().err  # ... and fine-tuning does not print it again (the terminal had it twice: a review)
+    assert "the test images share" not in said, said
     (run,) = list_runs(runs)
     recorded = yaml.safe_load((run.path / "splits.json").read_text())["split_scenes"]
     assert sum(len(v) for v in recorded.values()) == 8 and _config(run)["data"]["split_unit"] == "file"

@@ -243,7 +243,7 @@ class FinetuneTrainer:
                      f"{len(self.splits.val)} val, {len(self.splits.test)} test tiles")
             for note in self._notes():
                 life.log(f"warning: {note}")
-                if main:  # on the terminal too, not only in log.txt
+                if main and note != neighbours_note(self.splits):  # the terminal too (the split warned that one)
                     print(f"warning: {note}", file=sys.stderr)
             if main and self.run is not None and not self.validating:
                 self.run.write_status(validation=False)  # the pages then wait for the test, not a validation
