@@ -18,6 +18,7 @@ from core.store.trackers import TRACKERS
 from workbench.form_errors import BANDS_HELP, FormErrors, bands_to_text, text_to_bands
 from workbench.sources_view import data_sources
 from core.store.sources import SourceInfo
+from core.seg import data_defaults
 from core.seg.data_defaults import source_data
 from workbench.common import (gpu_processes, has_records, index_of, kept_fragment, literal, pick_run, runs_of,
                               show_error)
@@ -173,25 +174,36 @@ def form_data_name() -> str | None:
 SOURCE_SPLIT = "pretrain-source-split"  # a data source's split settings with no field here (while its data is chosen)
 
 
+def _other_set() -> None:
+    """Another data set: the scenes named for the last one name none of it (a review launched DeepGlobe with
+    Dubai's tile_3 and was refused only once the run started)."""
+    st.session_state[k("test_scenes")] = ""
+    st.session_state.pop(SOURCE_SPLIT, None)
+
+
 def use_source(source: SourceInfo) -> None:
     """A data source's Use button: the form below reads that folder (its layout picks the data set kind), with the
     class table a preset reading the same folder gives its masks: without one, a labeled folder pretrains unlabeled
     (no kNN monitor, no flag precision, no oracle), which the message says."""
     data, _ = source_data(source)
+    split = data_defaults.preset_reading(source.path) is not None  # a preset's split: else the fields stay as typed
     st.session_state[k("data")] = source.kind
     st.session_state[k("folder")] = source.path
     st.session_state[k("bands")] = bands_to_text(source.bands)
     st.session_state[k("class_table")] = data.class_table or ""
     # the split a preset reading the folder makes (Dubai's: tile_3 for test), so that the encoder never reads the
     # scenes its fine-tuning recipe tests on (a review pretrained on tile_3 from here)
-    st.session_state[k("test_scenes")] = ", ".join(data.test_scenes)
-    st.session_state[k("val_fraction")] = max(0.01, float(data.val_fraction))
-    st.session_state[k("test_fraction")] = float(data.test_fraction)
-    st.session_state[k("data_seed")] = int(data.seed)
-    st.session_state[SOURCE_SPLIT] = {"from": (data.name, data.root, data.class_table),
-                                      "split_unit": data.split_unit, "val_scenes": list(data.val_scenes)}
+    st.session_state.pop(SOURCE_SPLIT, None)
+    if split:
+        st.session_state[k("test_scenes")] = ", ".join(data.test_scenes)
+        st.session_state[k("val_fraction")] = float(data.val_fraction)
+        st.session_state[k("test_fraction")] = float(data.test_fraction)
+        st.session_state[k("data_seed")] = int(data.seed)
+        st.session_state[SOURCE_SPLIT] = {"from": (data.name, data.root, data.class_table),
+                                          "split_unit": data.split_unit, "val_scenes": list(data.val_scenes)}
     bands = f" on its bands {', '.join(source.bands)}" if source.bands else ""
-    fields = "Data set, Data folder, " + ("Class table and Bands" if source.kind == "folder" else "and Bands")
+    fields = ", ".join(["Data set", "Data folder", *(["Class table"] if source.kind == "folder" else []),
+                        *(["Test scenes", "the shares of scenes", "Data seed"] if split else [])]) + " and Bands"
     labels = ""
     if source.kind == "folder" and source.labels:
         labels = (f" Its masks are read with the class table {data.class_table}." if data.class_table else
@@ -345,7 +357,7 @@ with st.expander("Settings", expanded=not runs, key="pretrain-settings", on_chan
         queue = c4.number_input("MoCo queue", 1, 1 << 20, int(base.model.queue_size), key=k("queue"))
         c1, c2, c3, c4 = fe.columns([5, 2, 2, 2])  # the data sets' names need the room
         data_name = c1.selectbox("Data set", list(PRETRAIN_DATASETS), index=index_of(list(PRETRAIN_DATASETS),
-                                 base.data.name), key=k("data"), format_func=DATASET_LABELS.get,
+                                 base.data.name), key=k("data"), format_func=DATASET_LABELS.get, on_change=_other_set,
                                  help="Labeled sets keep their labels to score the flags (the loss never sees them)")
         num_tiles = c2.number_input("Synthetic tiles", 2, 1_000_000, int(base.data.num_tiles), key=k("tiles"))
         tile_size = c3.number_input("Tile size (px)", 16, 4096, int(base.data.tile_size), key=k("tile_size"))
@@ -368,7 +380,7 @@ with st.expander("Settings", expanded=not runs, key="pretrain-settings", on_chan
             "Pretrain on the scenes of", ["train", "val", "test"], default=base.data.pretrain_splits, key=k("splits"),
             help="Labeled sets are split by scene exactly as fine-tuning splits them; keep test out so that test "
                  "scenes never reach the encoder")
-        val_fraction = c2.number_input("Validation share of scenes", 0.01, 0.99, float(base.data.val_fraction), 0.01,
+        val_fraction = c2.number_input("Validation share of scenes", 0.0, 0.99, float(base.data.val_fraction), 0.01,
                                        key=k("val_fraction"))
         test_fraction = c3.number_input("Test share of scenes", 0.0, 0.99, float(base.data.test_fraction), 0.01,
                                         key=k("test_fraction"))

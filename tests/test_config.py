@@ -310,6 +310,12 @@ def test_shares_held_out_that_leave_no_scene_to_train_are_refused(preset: str, k
                                           "data.test_scenes=[synthetic-1]"], kind)
 
 
+def test_scenes_named_for_an_unlabeled_folder_are_refused() -> None:
+    """A folder without a class table has no split: its every image is pretrained on, the named test scenes too."""
+    with pytest.raises(ConfigError, match=r"^data.test_scenes: an image folder without a class table has no split"):
+        load_config(CONFIGS / "demo_cpu.yaml", ["data.name=folder", "data.root=x", "data.test_scenes=[tile_3]"])
+
+
 def test_a_section_check_naming_its_field_is_said_once_and_filed_under_that_field() -> None:
     """A review read "data: data.split_unit applies to ...": the section's name before a message that names the
     field; the form now puts the error beside that field, not the section."""
@@ -321,3 +327,6 @@ def test_a_section_check_naming_its_field_is_said_once_and_filed_under_that_fiel
         load_config(CONFIGS / "finetune_dglc_cpu.yaml", ["data.split_unit=folder"], FinetuneConfig)
     assert str(err.value).startswith("data.split_unit applies to an image folder") and \
         str(err.value).endswith("remove it (data.split_unit=null)")
+    with pytest.raises(ConfigError) as err:  # a whole config's check names its field too
+        load_config(CONFIGS / "finetune_dglc_cpu.yaml", ["data.val_fraction=0"], FinetuneConfig)
+    assert err.value.problems[0][0] == "data.val_fraction" and str(err.value).startswith("data.val_fraction: 0 ")

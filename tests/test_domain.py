@@ -517,6 +517,7 @@ def test_bad_inputs_are_one_line_each_and_the_others_still_run(two_domains, tmp_
                           "pixel_size_used_m", "nodata_share", "warning", "notes"}
     assert small["model"]["how"] == "given" and small["domain"]["known"] is False  # 40 px: mirrored copies
     assert small["model"]["why"] == "given with --checkpoint"  # not "chosen by the user" (a review, of the demo)
+    assert small["version"] == 2 and "relative_distance" in small["domain"] and "fit" not in small["domain"]
     assert small["domain"]["reasons"][0].startswith("the image is too small")
     # a review: "a guess" stood only in a note, with no warning beside the shares in the page, the demo's table or
     # the CSV; now it is the warning, said once (no note repeats it)

@@ -299,7 +299,7 @@ def test_a_label_mask_of_any_kind_scores_the_kept_result(client, tmp_path: Path)
         assert report["label_score"]["labels"] == name  # the report again, the score in it (the downloads' says null)
         assert report["label_score"]["accuracy"] == pytest.approx((labels == pred).mean())
         assert report["label_score"]["scene_check"].startswith("not recognised as a scene the model was trained on")
-        assert "a crop of one is not, so this is an unseen score only if" in summary
+        assert "but a crop of one would not be, so this is an unseen score only if" in summary
         assert table["headers"] == ["class", "IoU (%)", "label pixels"]
         assert f"pixel accuracy **{100 * (labels == pred).mean():.1f} %**" in summary, (name, summary)
         assert "- model **shipped: " in summary  # which model the score is of, for a client calling only /score

@@ -302,9 +302,11 @@ def test_a_labeled_source_keeps_its_labels_through_use_for_pretraining(empty_sto
     assert seen and seen[-1][0].data.class_table.endswith("configs/classes/dubai.yaml"), errors(at)
     data = seen[-1][0].data  # the split the preset reading the folder makes: its test scenes never pretrained on
     assert (data.test_scenes, data.split_unit, data.val_fraction) == (["tile_1/p1"], "file", 0.2), data
-    table.set_value("").run()  # another class table (here none): the source's split unit goes with it
+    table.set_value("").run()  # no class table: no split, so scenes named for the test would be pretrained on
     at.button(key="pretrain-launch").click().run()
-    assert seen[-1][0].data.split_unit is None and seen[-1][0].data.test_scenes == ["tile_1/p1"], errors(at)
+    assert "an image folder without a class table has no split" in texts(at), texts(at)
+    next(s for s in at.selectbox if s.label == "Data set").set_value("synthetic").run()  # names of another set: gone
+    assert next(t for t in at.text_input if t.label == "Test scenes").value == ""
     next(s for s in at.selectbox if s.label == "Data set").set_value("synthetic").run()
     at.button(key="pretrain-launch").click().run()  # a published or generated set: no folder unit to refuse
     assert seen[-1][0].data.name == "synthetic" and seen[-1][0].data.split_unit is None, errors(at)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.seg.scene_role import scene_note, scene_role
+from core.seg.scene_role import NOT_RECOGNISED, scene_note, scene_role, unseen_check
 
 CARD = {"domain": {"training_scenes": 40, "validation_scenes": ["tile_1/image_part_005"],
                    "test_scenes": ["tile_3/image_part_001", "train/3484"]},
@@ -43,6 +43,9 @@ def test_each_scene_the_card_names_is_recognised_from_the_files_path() -> None:
         "the model was not fine-tuned on it, but its encoder was pretrained on it (unlabeled), so its score is no "
         "unseen score")
     assert "which the model was not trained on" in scene_note(read, data / "tile_3/image_part_001.jpg")
+    test = scene_note(CARD, data / "tile_3/image_part_001.jpg")  # what a label score says of a test scene: its note
+    assert unseen_check([test]) == test and unseen_check([]) == NOT_RECOGNISED
+    assert unseen_check([scene_note(read, data / "tile_1/image_part_005.jpg")]).startswith("not an unseen score: ")
 
 
 def test_a_runs_card_without_a_list_of_training_scenes_knows_them_by_its_data_folder(tmp_path: Path) -> None:

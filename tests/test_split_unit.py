@@ -117,6 +117,14 @@ def test_a_changed_tile_count_says_how_to_set_the_unit_back(tmp_path: Path) -> N
     check_same_data(tmp_path, Tiles(range(24)), "folder")
 
 
+def test_the_pretraining_log_names_a_test_folder_as_one_scene(labeled_folder) -> None:
+    runs, root, table = labeled_folder
+    assert main(["--no-progress", *TINY, f"data.root={root}", f"data.class_table={table}", "train.max_steps=1",
+                 "data.test_scenes=[tile_0]"]) == 0
+    (run,) = list_runs(runs)
+    assert "; test 2 images of 1 scene (tile_0)" in (run.path / "log.txt").read_text()
+
+
 def test_a_flag_report_of_a_run_whose_split_moved_is_refused(labeled_folder) -> None:
     from core.analysis.fn_report import FlagReportError, flag_report
 

@@ -63,7 +63,7 @@ from core.seg.segment import segment_choosing  # noqa: E402
 from core.seg.segmentation_result import Segmentation  # noqa: E402
 from workbench.gradio_args import CONCURRENCY, MAX_QUEUE, TIME_BUDGET_S, demo_parser  # noqa: E402
 from workbench.gradio_quiet import QuietDropdown, QuietSlider  # noqa: E402
-from workbench.gradio_outputs import (DISPLAY_SIDE, LABEL_COLUMNS, Outputs, api_areas, info_markdown,  # noqa: E402
+from workbench.gradio_outputs import (API_AREA_COLUMNS, DISPLAY_SIDE, LABEL_COLUMNS, Outputs, api_areas, info_markdown,  # noqa: E402
                                       label_markdown, label_table, overlay_file, write_downloads,
                                       write_report)
 from workbench.segment_view import legend_html, one_line, screen_copy  # noqa: E402
@@ -122,7 +122,7 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
         and the info box keeps the reason (the error message itself fades)."""
         with net.lock:
             why = failed.pop(getattr(request, "session_hash", None) or "", None)
-        empty = pd.DataFrame(columns=["class", "pixels", "percent", "colour"])
+        empty = pd.DataFrame(columns=API_AREA_COLUMNS)
         return None, empty, None, None, "❌ **Not segmented**" + (f": {why}" if why else ""), None
 
     def segmentation(path: str | None, tile: int, overlap: float, tta: bool, progress: gr.Progress,
@@ -263,7 +263,7 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
                                    buttons=["download", "fullscreen"])
                 legend = gr.HTML(label="Legend")
         with gr.Row():
-            areas = gr.Dataframe(pd.DataFrame(columns=["class", "pixels", "percent", "square_metres", "colour"]),
+            areas = gr.Dataframe(pd.DataFrame(columns=API_AREA_COLUMNS),
                                  label="Area per class", interactive=False, scale=3)  # not "1 2 3" before an upload
             with gr.Column(scale=2):
                 mask_file = gr.File(label="Mask (palette PNG: class indices in the class colours)", interactive=False)

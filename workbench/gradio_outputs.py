@@ -19,7 +19,7 @@ from core.data.paths import scratch_dir, temp_dir_for
 from core.imaging.colours import display_rgb
 from core.seg.domain import FIT_SCALE
 from core.seg.label_score import LabelScore
-from core.seg.scene_role import NOT_RECOGNISED, seen_scene_note
+from core.seg.scene_role import NOT_RECOGNISED, role_note
 from core.seg.segmentation_result import Segmentation, shared_report
 from workbench.segment_view import areas_frame
 
@@ -64,7 +64,7 @@ def label_markdown(name: str, scored: LabelScore, seg: Segmentation) -> str:
     if seg.model:
         lines.append(f"- model {seg.model_line('**')}")
     lines += [f"- {n}" for n in seg.notes]
-    if not seen_scene_note(seg.notes):  # the notes say it when it is one of the model's scenes
+    if not role_note(seg.notes):  # the notes say it when it is one of the model's scenes
         lines.append(f"- {NOT_RECOGNISED}")
     if seg.warning:
         lines.insert(0, f"⚠️ **{seg.warning}**\n")

@@ -19,7 +19,7 @@ import streamlit as st
 from PIL import Image
 
 from core.seg.label_score import LabelMaskError, LabelScore, difference_image, score_labels
-from core.seg.scene_role import NOT_RECOGNISED, seen_scene_note, unseen_check
+from core.seg.scene_role import NOT_RECOGNISED, role_note, seen_scene_note, unseen_check
 from core.seg.segmentation_result import Segmentation, shared_report
 from workbench.common import literal
 from workbench.segment_view import class_bar_marker, class_rgb, readable_class
@@ -138,7 +138,7 @@ def show_label_score(seg: Segmentation, key: str, preview_side: int, image: str 
         c3.metric("Left out", result.left_out_text(), help="ignore value, colours of no class, no data")
         if seen := seen_scene_note(seg.notes):  # a walkthrough read a training image's 43 % as an unseen score
             st.warning(f"Not an unseen score: {seen}.", icon="🔁")
-        else:  # a crop of a training scene is not recognised: said, not implied (a review's 99 %)
+        elif not role_note(seg.notes):  # a crop of a training scene is not recognised: said, not implied (a review)
             st.caption(f"🔍 {NOT_RECOGNISED[0].upper()}{NOT_RECOGNISED[1:]}.")
         rows = result.iou_rows(seg.classes)
         left, right = st.columns([3, 2], gap="large")

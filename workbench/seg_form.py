@@ -210,15 +210,15 @@ def fill_encoder(entry: ModelEntry | None, under_preset: str | None = None) -> N
     encoder of unlabeled imagery leaves the data fields as they are and says so. ``under_preset``: a preset of that
     data set was picked, whose own split (or size: the synthetic set's scenes come from the same seeds) could put
     scenes the encoder saw into the test split; its recipe is taken, the data kept, and the caption says so."""
-    if entry is None:  # random: no encoder split to keep (its warning would point to an encoder to pick again)
-        st.session_state.pop(ENCODER_SPLIT, None)
+    st.session_state.pop(ENCODER_SPLIT, None)  # none kept unless this encoder's own fills it below: a warning about
+    st.session_state.pop("ft-data-note", None)  # another's split would send the user to pick that one again
+    if entry is None:
         return
     data = encoder_seg_data(entry.card)
     if data is None:
         st.session_state["ft-data-note"] = (f"{entry.label} was pretrained on unlabeled images (or its card does not "
                                             "say on what): the data set below is yours to choose.")
         return
-    st.session_state.pop("ft-data-note", None)
     kept = (f" (kept under preset {under_preset}: its own split of this data set could test on scenes the encoder "
             "saw)" if under_preset else "")
     fill_data(data, f"the pretraining data of {entry.label}: {describe(data)}; split as in its pretraining, so its "

@@ -68,7 +68,7 @@ def _problem(error: dict[str, Any], model: type[BaseModel] | None = None) -> tup
         msg = "unknown setting" + _did_you_mean(model, error["loc"])
     if error["type"] == "literal_error":
         msg = f"{msg}, got {error.get('input')!r}"
-    named = re.match(rf"{re.escape(field)}\.[a-z_]+\b", msg) if field else None
+    named = re.match(rf"{re.escape(field)}\.[a-z_]+\b" if field else r"[a-z_]+\.[a-z_]+\b", msg)
     if named:  # a section's check that names its field ("data.tile_overlap must be ..."): that field, said once
         field = named.group(0)
     return field, msg

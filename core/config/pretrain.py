@@ -147,6 +147,10 @@ class DataConfig(_Section):
         check_split_unit(self.split_unit, self.name, self.class_table)
         if self.name == "folder" and not self.root:
             raise ValueError("name=folder needs data.root, the image folder to pretrain on")
+        if not self.labeled and (self.test_scenes or self.val_scenes):
+            raise ValueError(f"data.{'test' if self.test_scenes else 'val'}_scenes: an image folder without a class "
+                             "table has no split, so every image is pretrained on, those too; give data.class_table "
+                             "to hold them out, or remove them")
         if self.name not in ("synthetic", "folder") and not self.root:
             raise ValueError(f"name={self.name} needs data.root, the data set folder")
         if self.tile_overlap >= self.tile_size:

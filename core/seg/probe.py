@@ -316,7 +316,8 @@ class ProbeTrainer:
                      f"{len(self.splits.train)} training tiles, {self.cfg.train.epochs} epochs")
             for note in self._notes():
                 life.log(f"warning: {note}")
-                say(f"warning: {note}", err=True)  # on the terminal too, not only in log.txt
+                if note != neighbours_note(self.splits):  # the terminal too (the split warned that one itself)
+                    say(f"warning: {note}", err=True)
             result = run_probe(self.cfg, splits=self.splits, progress=self.progress, on_epoch=epoch_done)
             record = {**result.record(self.cfg), "class_table": self.splits.classes}  # colours for the app
             if notes := self._notes():  # its test images are no unseen scenes: the page says so

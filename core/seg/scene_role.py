@@ -184,17 +184,22 @@ def seen_scene_note(notes: list[str]) -> str | None:
     return next((n for n in notes if n.startswith("this image is ") and n.endswith("no unseen score")), None)
 
 
-NOT_RECOGNISED = ("not recognised as a scene the model was trained on or watched: whole files of its scenes and "
-                  "resized, re-encoded or turned copies are, a crop of one is not, so this is an unseen score only if "
-                  "the image is not cut from one of them")
+NOT_RECOGNISED = ("not recognised as a scene the model was trained on or watched (by its file's path, and where the "
+                  "card keeps them by its digest or thumbnail: a resized, re-encoded or turned copy too), but a crop "
+                  "of one would not be, so this is an unseen score only if the image is not cut from one of them")
+
+
+def role_note(notes: list[str]) -> str | None:
+    """The note (``scene_note``) that an image is one of the model's scenes, of any role."""
+    return next((n for n in notes if n.startswith("this image is ")), None)
 
 
 def unseen_check(notes: list[str]) -> str:
-    """What a score against a label mask says about being unseen: the image is one of the model's scenes, or it was
-    not recognised as one, which a crop would not be (a review scored a crop of a training scene: 99 % accuracy and
-    no word)."""
+    """What a score against a label mask says about being unseen: the image is one of the model's scenes (a training
+    or watched one: no unseen score; a test one: what its card says), or it was not recognised as one, which a crop
+    would not be (a review scored a crop of a training scene: 99 % accuracy and no word)."""
     seen = seen_scene_note(notes)
-    return f"not an unseen score: {seen}" if seen else NOT_RECOGNISED
+    return f"not an unseen score: {seen}" if seen else role_note(notes) or NOT_RECOGNISED
 
 
 def note_scene(seg: Any, name: str | Path, content: bytes | Path | None = None) -> None:

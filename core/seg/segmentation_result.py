@@ -21,7 +21,7 @@ from .domain import DomainScore
 from .infer import NODATA, colorize, overlay, palette
 from ..imaging.tiffio import write_mask_geotiff
 
-REPORT_VERSION = 1
+REPORT_VERSION = 2  # 2: a model's relative distance is "relative_distance" (it was "fit", read as the domain fit)
 
 
 NO_DATA_ROW = "no_data"  # the areas CSV's last row where pixels hold no data: counted, no share of its own

@@ -94,8 +94,12 @@ def log_start(life: RunLife, cfg: PretrainConfig, dataset: TileSet, where: str, 
         from ..seg.scene_role import scored_scenes_text
 
         used = getattr(dataset, "pretrain_splits", [])
+
+        def named(split: str) -> Any:  # a folder named as a test scene: its images are one scene
+            return getattr(cfg.data, f"{split}_scenes", None)
+
         life.log("scenes: " + "; ".join(
-            f"{k} {scored_scenes_text(v, None, k not in used, getattr(cfg.data, 'split_unit', None)) or 0}"
+            f"{k} {scored_scenes_text(v, named(k), k not in used, getattr(cfg.data, 'split_unit', None)) or 0}"
             f"{' (pretrained on)' if k in used else ''}" for k, v in scenes.items()))
     skipped = getattr(dataset, "skipped", [])
     for path, reason in skipped:
