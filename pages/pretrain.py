@@ -19,6 +19,7 @@ from workbench.form_errors import BANDS_HELP, FormErrors, bands_to_text, text_to
 from workbench.sources_view import data_sources
 from core.store.sources import SourceInfo
 from core.seg import data_defaults
+from core.seg.data_check import pretrain_data_problem
 from core.seg.data_defaults import source_data
 from workbench.common import (gpu_processes, has_records, index_of, kept_fragment, literal, pick_run, runs_of,
                               show_error)
@@ -482,6 +483,10 @@ fe.summary()
 if submitted:
     try:
         cfg = form_config()
+        with st.spinner("Reading the data…"):  # a scene or folder that is not there: refused here, not by the run
+            problem = pretrain_data_problem(cfg)
+        if problem:
+            raise ConfigError(problem, [(fe.named_field(problem) or "data.root", problem)])
         run = launch.launch("pretrain", cfg, name=cfg.name or default_name(cfg),
                             processes=int(processes) if device != "cpu" else 1)
     except ConfigError as err:

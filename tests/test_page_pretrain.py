@@ -302,6 +302,11 @@ def test_a_labeled_source_keeps_its_labels_through_use_for_pretraining(empty_sto
     assert seen and seen[-1][0].data.class_table.endswith("configs/classes/dubai.yaml"), errors(at)
     data = seen[-1][0].data  # the split the preset reading the folder makes: its test scenes never pretrained on
     assert (data.test_scenes, data.split_unit, data.val_fraction) == (["tile_1/p1"], "file", 0.2), data
+    launched = len(seen)
+    next(t for t in at.text_input if t.label == "Test scenes").set_value("tile_9").run()
+    at.button(key="pretrain-launch").click().run()  # read before launching: a scene that names nothing is refused
+    assert len(seen) == launched and "names no scene of dubai" in texts(at), texts(at)
+    next(t for t in at.text_input if t.label == "Test scenes").set_value("tile_1/p1").run()
     table.set_value("").run()  # no class table: no split, so scenes named for the test would be pretrained on
     at.button(key="pretrain-launch").click().run()
     assert "an image folder without a class table has no split" in texts(at), texts(at)

@@ -42,10 +42,25 @@ def data_problem(cfg: Any, probe: bool = False) -> str | None:
     The generated set is not read: nothing in it can be missing, and making it is the run's own first minute."""
     if cfg.data.name == "synthetic":
         return None
+    return _problem_of(lambda: checked_splits(cfg, probe=probe), cfg.data.root)
+
+
+def pretrain_data_problem(cfg: Any) -> str | None:
+    """``data_problem`` of a pretraining config: its tiles built as the run builds them (the folder, the class table,
+    the scenes named for test or validation), so that the Pretrain page refuses a scene that names nothing before a
+    run is started (a review launched one that failed in the background)."""
+    if cfg.data.name == "synthetic":
+        return None
+    from ..data import build_dataset
+
+    return _problem_of(lambda: build_dataset(cfg.data, progress=False), cfg.data.root)
+
+
+def _problem_of(read: Any, root: Any) -> str | None:
     try:
-        checked_splits(cfg, probe=probe)
+        read()
     except DataError as err:
         return " ".join(str(err).split())
     except OSError as err:
-        return f"data: {err.strerror or err} ({getattr(err, 'filename', '') or cfg.data.root})"
+        return f"data: {err.strerror or err} ({getattr(err, 'filename', '') or root})"
     return None
