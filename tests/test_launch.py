@@ -167,13 +167,14 @@ def test_a_comparison_launched_in_the_background_shows_its_table(empty_store: Pa
     from core.config import validate_config
     from tests.pages import open_page
 
+    from tests.test_finetune import TINY_PROBE
+
+    # probe units (a fine-tuning unit's path is test_finetune's and test_compare_jobs'): the launch, its table, the page
     cfg = validate_config({
         "name": "bg-compare", "pretrain_config": str(ROOT / "configs/demo_cpu.yaml"),
         "pretrain_overrides": [*TINY, "train.max_steps=1"],
-        "finetune_config": str(ROOT / "configs/finetune_demo_cpu.yaml"),
-        "finetune_overrides": ["data.num_tiles=24", "data.tile_size=48", "data.crop_size=48", "data.val_fraction=0.25",
-                               "data.test_fraction=0.25", "data.label_fraction=1.0", "train.batch_size=4",
-                               "train.max_steps=1", "train.eval_every=1"],
+        "eval": "probe", "probe_config": str(ROOT / "configs/probe_demo_cpu.yaml"),
+        "probe_overrides": [*TINY_PROBE, "train.epochs=1"],
         "methods": ["random", "simclr_false"], "pretrain_seeds": [0, 1], "seeds": [0]}, CompareConfig)
     run = launch.launch("compare", cfg)
     _wait(run, lambda: not run.is_live(), timeout=300)
