@@ -11,7 +11,8 @@ from typing import Annotated, Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-REPO_ROOT = Path(__file__).resolve().parent.parent.parent  # the presets in configs/ are found from any folder
+from ..repo import in_repo
+
 
 ENCODERS = ("resnet18", "resnet34", "resnet50", "resnet101")
 
@@ -137,11 +138,8 @@ def table_split_unit(class_table: Any) -> str | None:
     the data set then says why, naming the file)."""
     from ..store.file_versions import load_yaml
 
-    p = Path(str(class_table)).expanduser()
-    if not p.is_absolute() and not p.exists() and (REPO_ROOT / p).exists():
-        p = REPO_ROOT / p  # as core.data resolves it: configs/classes/... from any folder
     try:
-        raw = load_yaml(p.read_text(encoding="utf-8"))
+        raw = load_yaml(in_repo(str(class_table)).read_text(encoding="utf-8"))  # as core.data finds it
     except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError):
         return None
     unit = raw.get("group_by", "file") if isinstance(raw, dict) else None

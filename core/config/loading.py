@@ -10,8 +10,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from ..repo import REPO_ROOT
 from ..store.file_versions import load_yaml  # bounded: no aliases, 1 MiB, 32 levels
-from .base import REPO_ROOT, ConfigError
+from .base import ConfigError
 from .pretrain import PretrainConfig
 
 

@@ -20,8 +20,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..repo import REPO_ROOT
+
 ENV_VAR = "FALSE_WB_DATA"
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class DataError(ValueError):

@@ -28,7 +28,8 @@ import numpy as np
 import torch
 from ..phases import phase_bar
 
-from .paths import (REPO_ROOT, CachedTiles, DataError, check_free_space, data_root, leads_outside, publish_dir,
+from ..repo import in_repo
+from .paths import (CachedTiles, DataError, check_free_space, data_root, leads_outside, publish_dir,
                     remove_dead_temps, temp_dir_for, IDENTITY_FILE, cache_identity, lease, one_builder,
                     remove_superseded)
 from ..imaging.raster import READER_MODULES, dataset_stretch, read_raster
@@ -69,10 +70,7 @@ def _pad_to(img: np.ndarray, lab: np.ndarray, tile: int, ignore: int) -> tuple[n
 
 def resolve_root(root: str | Path) -> Path:
     """A data set folder: as given (``~`` expanded), else relative to the repository (configs say data/...)."""
-    p = Path(root).expanduser()
-    if not p.is_absolute() and not p.exists() and (REPO_ROOT / p).exists():
-        p = REPO_ROOT / p
-    return p.resolve()
+    return in_repo(root).resolve()
 
 
 # ------------------------------------------------------------------------------------------------ scenes

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..repo import REPO_ROOT, in_repo
 
 # the project's class tables whose ``group_by`` changed, with what they said before (runs made then split so)
 CHANGED_TABLES = {"configs/classes/dubai.yaml": "file"}  # 'folder' since data.split_unit recorded the unit
@@ -18,13 +19,9 @@ def legacy_split_unit(data: Any) -> None:
     if not (isinstance(data, dict) and data.get("name") == "folder" and data.get("class_table")
             and "split_unit" not in data):
         return
-    from pathlib import Path
-
-    repo = Path(__file__).resolve().parent.parent.parent
-    given = Path(str(data["class_table"])).expanduser()
-    where = given if given.is_absolute() or given.exists() else repo / given
+    where = in_repo(str(data["class_table"])).resolve()
     for table, unit in CHANGED_TABLES.items():
-        if where.resolve() == (repo / table).resolve():
+        if where == (REPO_ROOT / table).resolve():
             data["split_unit"] = unit
 
 

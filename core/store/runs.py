@@ -31,6 +31,7 @@ from typing import Any, Callable, Iterable
 
 import yaml
 
+from ..repo import REPO_ROOT  # noqa: F401 (read from here)
 from .file_versions import json_file, load_yaml, yaml_file
 from .old_runs import as_made
 from .run_lock import RunBusyError, pid_alive, run_locked
@@ -39,7 +40,6 @@ from .run_create import STAGING_PREFIX, RunsRootError, create_run, remove_stale_
 
 STOP_REQUEST = "stop_request.json"  # the app's Stop: its own file, as status.json belongs to the trainer
 KINDS = ("pretrain", "finetune", "compare", "probe")
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def runs_root() -> Path:
