@@ -10,5 +10,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 source scripts/browser.sh   # chromium for the browser tests, installed where it can be, else said
+# the suite starts some 100 Python processes (launched runs, torchrun ranks, kills): with PYTHONDONTWRITEBYTECODE set
+# (as on our CI machine), each compiled every module of the project it imports again, and each worker rewrote every
+# test file's asserts again; their caches (__pycache__/, ignored by git) are written once here instead
+unset PYTHONDONTWRITEBYTECODE
 # --no-loadscope-reorder: xdist would otherwise hand out the files with the most tests first, not the longest
 exec "${PYTHON:-python3}" -m pytest -q -n "${FALSE_WB_TEST_WORKERS:-2}" --dist loadfile --no-loadscope-reorder "$@"
