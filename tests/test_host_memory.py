@@ -40,6 +40,7 @@ def child(mode: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # two fresh processes: the full suite, not the fast tier
 def test_a_training_process_reuses_the_memory_its_last_step_freed() -> None:
     kept = child("keep")
     if not kept["applied"]:
@@ -86,6 +87,7 @@ print(json.dumps({"modules": list(MODULES.values()), "kept": kept}))
 """
 
 
+@pytest.mark.slow  # a fresh process importing every training module
 def test_every_module_the_launcher_starts_keeps_it() -> None:
     """The app's launcher (and a comparison's units, and torchrun's ranks) run the modules, not the dispatcher; a
     test calling a module's ``main`` in its own process does not change the process's malloc."""

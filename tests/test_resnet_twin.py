@@ -75,6 +75,7 @@ PROBE = ["data.num_tiles=16", "data.tile_size=64", "data.val_fraction=0.25", "da
          "train.epochs=1", "train.batch_size=8", "train.test_tile=64"]
 
 
+@pytest.mark.slow  # a fresh process that pretrains and probes: the full suite, not the fast tier
 def test_a_pretraining_run_and_a_probe_import_neither_smp_nor_timm_nor_torchvision(tmp_path: Path) -> None:
     """What this module exists for: a whole (tiny) pretraining run with the CPU presets' AdamW, checkpoint and export
     included, then a linear probe of its encoder (a comparison's evaluation unit), in one process."""
