@@ -3,8 +3,9 @@
 # Two pytest workers (pytest-xdist), each test file whole in one worker (its module fixtures, e.g. the browser
 # test's server, made once), the longest files first (tests/durations.json). Each worker, and the processes its
 # tests start, uses one torch thread (tests/conftest.py: two threads per worker on two cores made every convolution
-# wait). The suite is bound by CPU, not by waits (three workers were no faster, side by side): on 2 idle cores it
-# took 9-10 min, `-m "not slow"` 2.5-3, as this machine's speed varied over a day.
+# wait). The suite is bound by CPU, not by waits (three workers were no faster, side by side, and on 2026-12-07 they
+# held 17 of 24 GB between them and waited on the disk): from a fresh clone on 2 idle cores it took 520 s and 786 s
+# an hour apart (12.4 and 19.2 min of CPU for the same work), `-m "not slow"` 138 s, as this machine's speed varied.
 # FALSE_WB_TEST_WORKERS=0 runs them in one process; further arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
