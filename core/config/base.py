@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import math
 import re
-from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from ..repo import in_repo
-
 
 ENCODERS = ("resnet18", "resnet34", "resnet50", "resnet101")
 

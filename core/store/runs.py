@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterable
 
 import yaml
 
-from ..repo import REPO_ROOT  # noqa: F401 (read from here)
+from ..repo import REPO_ROOT
 from .file_versions import json_file, load_yaml, yaml_file
 from .old_runs import as_made
 from .run_lock import RunBusyError, pid_alive, run_locked
