@@ -57,7 +57,7 @@ def _peak_growths(batches: tuple[int, int], frozen: bool) -> list[float]:
     return [float(v) for v in out.stdout.split()[-len(batches):]]
 
 
-@pytest.mark.slow  # two fresh processes of two real steps each: about 10 s
+@pytest.mark.slow  # two fresh processes of two real steps each: 15-30 s together
 @pytest.mark.parametrize("frozen", [False, True])
 def test_the_estimate_follows_a_measured_step(frozen: bool) -> None:
     """What autograd saves per 256 px tile against what a real step's peak grows by per tile (8 tiles more,
