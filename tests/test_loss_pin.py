@@ -85,7 +85,10 @@ def test_a_false_run_gives_the_losses_of_before(tmp_path: Path, monkeypatch: pyt
     # A whole run's losses go through convolutions whose CPU kernels differ by processor (oneDNN picks them by
     # instruction set): the pins, taken on an earlier CI machine, read up to 5e-6 relative apart on an AMD EPYC one.
     # So runs match to 2e-5; the loss arithmetic itself is pinned bit for bit by the fixed batches above.
-    assert [m["loss"] for m in metrics] == pytest.approx([loss for loss, _, _ in PINNED_RUNS[method]], rel=2e-5, abs=0)
+    # Shuffle-BN normalises keys over sub-batches of 4, which magnifies those last bits: its third step read 1.8e-4
+    # (1.1e-4 with oneDNN held to AVX2) from its pin on the AMD EPYC machine of 2026-12-07 with the same code.
+    assert [m["loss"] for m in metrics] == pytest.approx([loss for loss, _, _ in PINNED_RUNS[method]],
+                                                         rel=RUN_TOLERANCE.get(method, 2e-5), abs=0)
 
 
 # measured with the code of commit ee057ef (before issue 27), on an earlier CI machine
@@ -93,6 +96,7 @@ PINNED_BATCHES: dict[str, tuple[str, int, int]] = {
     "info_nce": ("0x1.6a70e40000000p+0", 0, 0), "global": ("0x1.5ef5180000000p+0", 1, 1),
     "per_anchor_k2_sym": ("0x1.cdb7460000000p-1", 46, 46), "moco": ("0x1.1dc9180000000p-1", 12, 12),
     "moco_global": ("0x1.0c58620000000p+0", 1, 1)}
+RUN_TOLERANCE = {"moco_shuffle_bn": 1e-3}  # a formula change moves a step's loss by far more (the pins differ by 3-8 %)
 PINNED_RUNS: dict[str, list[tuple[float, int, int]]] = {
     "simclr": [(2.9493911266326904, 1, 1), (2.8201591968536377, 1, 0), (2.6090807914733887, 1, 1)],
     # MoCo's first step: the queue is still empty of keys, so there are no negatives (loss 0)
