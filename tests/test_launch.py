@@ -88,29 +88,26 @@ def _assert_reaped(run, pid: int) -> None:
     assert pid not in launch._CHILDREN and pid not in launch.reap()  # nothing left to collect
 
 
-def test_two_launches_at_once_get_two_folders_and_leave_no_zombie(empty_store: Path) -> None:
-    """Two tiny runs launched together; once finished, neither process stays a zombie under the launcher (the app
-    lives on after its runs)."""
-    cfg = load_config(ROOT / "configs/demo_cpu.yaml", [*TINY, "train.max_steps=1", "name=same"])
-    a = launch.launch("pretrain", cfg)
-    b = launch.launch("pretrain", cfg)
+def test_two_launches_at_once_get_two_folders_leave_no_zombie_and_a_failure_says_why(empty_store: Path) -> None:
+    """Two tiny runs launched together, one that completes and one that cannot start: two folders; once ended,
+    neither process stays a zombie under the launcher (the app lives on after its runs); the failed one says why,
+    and says it again when resumed (no checkpoint: it starts again from step 0)."""
+    ok = load_config(ROOT / "configs/demo_cpu.yaml", [*TINY, "train.max_steps=1", "name=same"])
+    too_big = load_config(ROOT / "configs/demo_cpu.yaml", [*TINY, "train.max_steps=1", "name=same",
+                                                           "train.batch_size=64"])
+    a = launch.launch("pretrain", ok)
+    b = launch.launch("pretrain", too_big)
     assert a.path != b.path and {r.path for r in list_runs(empty_store)} == {a.path, b.path}
     pids = {run.id: int(run.status()["pid"]) for run in (a, b)}
     for run in (a, b):
         _wait(run, lambda run=run: not run.is_live())
-        assert run.state() == "completed", launch.console_tail(run)
+    assert a.state() == "completed", launch.console_tail(a)
+    assert b.state() == "failed" and "larger than the data set" in b.status()["error"]
     for run in (a, b):
         _assert_reaped(run, pids[run.id])
-
-
-def test_a_run_that_cannot_start_says_why(empty_store: Path) -> None:
-    cfg = load_config(ROOT / "configs/demo_cpu.yaml", [*TINY, "train.max_steps=1", "train.batch_size=64"])
-    run = launch.launch("pretrain", cfg)
-    _wait(run, lambda: not run.is_live())
-    assert run.state() == "failed" and "larger than the data set" in run.status()["error"]
-    launch.resume(run)  # no checkpoint: it starts again from step 0, and says the same
-    _wait(run, lambda: not run.is_live())
-    assert run.state() == "failed" and "larger than the data set" in run.status()["error"]
+    launch.resume(b)
+    _wait(b, lambda: not b.is_live())
+    assert b.state() == "failed" and "larger than the data set" in b.status()["error"]
 
 
 def test_typed_paths_stay_under_the_roots(empty_store: Path, tmp_path: Path) -> None:

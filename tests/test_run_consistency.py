@@ -1,5 +1,6 @@
 """A run folder stays consistent whatever write a kill -9 lands on (issue 10): it resumes, ends with no temp file,
-cards that match their checkpoints and an encoder export from the same step; and fine-tuning resumes bit for bit.
+cards that match their checkpoints and an encoder export from the same step, and ends as a straight run ends; and
+fine-tuning resumes bit for bit.
 
 The kills are real: a child process whose ``os.replace`` (the last act of every atomic write) exits on the spot
 with ``os._exit`` at the chosen write, so nothing is cleaned up, as with kill -9."""
@@ -84,6 +85,16 @@ def test_a_kill_at_any_write_of_pretraining_leaves_a_run_that_resumes(tmp_path: 
     assert pretrain_main(["--resume", str(run.path), "--no-progress"]) == 0, what
     assert run.state() == "completed" and run.status()["step"] == 3
     assert_consistent(run.path, 3)
+    if (target, nth) == ("last.safetensors", 2):  # and it ends where a straight run ends (same threads: same kernels)
+        assert pretrain_main([*PRE, "--runs-root", str(tmp_path / "straight")]) == 0
+        [straight] = list_runs(tmp_path / "straight")
+        assert [m["step"] for m in run.metrics()] == [1, 2, 3]  # the records past the checkpoint dropped, none twice
+        a, b = load_file(str(straight.last_checkpoint())), load_file(str(run.last_checkpoint()))
+        for k in a:
+            if k.startswith("model."):
+                assert torch.allclose(a[k].float(), b[k].float(), atol=1e-5, rtol=1e-4), k
+        assert [m["loss"] for m in run.metrics()] == pytest.approx([m["loss"] for m in straight.metrics()],
+                                                                   rel=1e-4, abs=1e-5)
 
 
 def test_a_kill_inside_run_creation_leaves_no_half_run(tmp_path: Path) -> None:
