@@ -213,13 +213,15 @@ def evaluate_parser(prog: str = "false-wb evaluate") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=summary("core.seg.evaluate"))
     p.add_argument("checkpoint", type=Path, help="a checkpoint file, or a shipped model's name (dubai_seg)")
     p.add_argument("--split", choices=["test", "val"], default="test",
-                   help="the held-out scenes to score (test: the card's figures)")
-    p.add_argument("--data-root", default=None, help="where the data set is on this machine (else the card's)")
+                   help="the held-out scenes to score (default test: the card's figures)")
+    p.add_argument("--data-root", default=None, help="where the data set is on this machine (else the card's "
+                   "folder, a relative one under the repository)")
     p.add_argument("--config", type=Path, default=None, help="the fine-tuning config, when the card has none")
     p.add_argument("--tta", action="store_true",
                    help="average each window with its mirror image (as core.segment --tta; twice the work)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.add_argument("--write-card", action="store_true", help="store the result in the checkpoint's card")
+    p.add_argument("--write-card", action="store_true", help="store the result in the checkpoint's card: rewrites "
+                   "the checkpoint file itself (atomically, same weights), a shipped one too; refused with --tta")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 

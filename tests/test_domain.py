@@ -78,6 +78,8 @@ def test_auto_choice_picks_the_fitting_domain_and_warns_for_neither(two_domains)
     assert choice.domain.in_domain is False and choice.domain.score == 0.0
     assert choice.why.startswith("no domain fits this image, the closest of 2 model(s): domain fit 0.00")
     assert "colours are unlike any training tile" in choice.domain.warning()
+    # of the training tiles, not the data set (a data set's own validation scene may be unlike them: a review)
+    assert choice.domain.warning().startswith("This image is unlike the tiles the model was trained on")
 
 
 def test_a_card_without_fingerprint_is_unknown_never_an_error(two_domains, tmp_path: Path) -> None:
@@ -516,7 +518,7 @@ def test_bad_inputs_are_one_line_each_and_the_others_still_run(two_domains, tmp_
     assert set(small) >= {"version", "image", "model", "domain", "classes", "areas", "pixel_size_m",
                           "pixel_size_used_m", "nodata_share", "warning", "notes"}
     assert small["model"]["how"] == "given" and small["domain"]["known"] is False  # 40 px: mirrored copies
-    assert small["model"]["why"] == "given with --checkpoint"  # not "chosen by the user" (a review, of the demo)
+    assert small["model"]["why"] == "named with --checkpoint"  # not "chosen by the user" (a review, of the demo)
     assert small["version"] == 2 and "relative_distance" in small["domain"] and "fit" not in small["domain"]
     assert small["domain"]["reasons"][0].startswith("the image is too small")
     # a review: "a guess" stood only in a note, with no warning beside the shares in the page, the demo's table or

@@ -114,8 +114,9 @@ def test_segment_png_returns_overlay_legend_areas_and_mask(client, tmp_path: Pat
         assert "shares" in report["warning"] and all(r[4].startswith("shares only") for r in rows)
         assert table_csv[0] == ["class", "pixels", "percent", "square_metres", "warning"]
         assert {r[4] for r in table_csv[1:]} == {report["warning"]}
-    else:
-        assert table_csv[0] == ["class", "pixels", "percent", "square_metres"]
+    else:  # the same columns, the warning's empty: a batch's tables join into one
+        assert table_csv[0] == ["class", "pixels", "percent", "square_metres", "warning"]
+        assert {r[4] for r in table_csv[1:]} == {""}
     assert "**tile.png**: 96 × 80 pixels" in info
     assert ("- domain fit: the share of the model's own training tiles" in info) == (report["domain"]["score"]
                                                                                    is not None), info
@@ -300,6 +301,7 @@ def test_a_label_mask_of_any_kind_scores_the_kept_result(client, tmp_path: Path)
         assert report["label_score"]["accuracy"] == pytest.approx((labels == pred).mean())
         assert report["label_score"]["scene_check"].startswith("not recognised as a scene the model was trained on")
         assert "but a crop of one would not be, so this is an unseen score only if" in summary
+        assert f"**tile.png against {name}**: mIoU" in summary, summary  # headed by the image first, as /segment
         assert table["headers"] == ["class", "IoU (%)", "label pixels"]
         assert f"pixel accuracy **{100 * (labels == pred).mean():.1f} %**" in summary, (name, summary)
         assert "- model **shipped: " in summary  # which model the score is of, for a client calling only /score

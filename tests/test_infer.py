@@ -424,9 +424,10 @@ def test_cli_writes_everything_georeferenced(seg, tmp_path, capsys):
         assert m.crs.to_epsg() == 32618 and m.transform == transform
         assert (m.read(1) == mask).all()
     lines = (out / "scene_areas.csv").read_text().strip().splitlines()
-    assert lines[0] == "class,pixels,percent,square_metres" and len(lines) == 4
+    assert lines[0] == "class,pixels,percent,square_metres,warning" and len(lines) == 4  # always the same columns
     for line in lines[1:]:
-        name, pixels, _, sqm = line.split(",")
+        name, pixels, _, sqm, warning = line.split(",")
+        assert warning == ""
         assert float(sqm) == pytest.approx(int(pixels) * 0.0625, abs=1e-3)
     assert all(line.endswith(",") for line in (out / "grey_areas.csv").read_text().strip().splitlines()[1:])
     assert "replacing" not in captured.out

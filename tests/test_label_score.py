@@ -215,6 +215,9 @@ def test_segment_labels_scores_each_image_into_its_report(checkpoint, tmp_path, 
     lines = [line for line in out.out.splitlines() if line.startswith("  labels ")]
     accuracy = (pred["a"] == labels).mean()
     assert len(lines) == 4 and all(f"accuracy {100 * accuracy:.1f} %" in line for line in lines), lines
+    # on screen too, under each score: not one of the model's scenes, which a crop would not be (it stood only in
+    # the report: a review scored a crop of a training image at 78 % with no word)
+    assert out.out.count(f"  note: the image is {NOT_RECOGNISED}\n") == 4, out.out
     reports = [json.loads((tmp_path / "scored" / f"{stem}_report.json").read_text())["label_score"]
                for stem in ("a", "a-2", "a-3", "a-4")]
     expect = score_labels(pred["a"], masks["a_RGB"], CLASSES)

@@ -17,6 +17,7 @@ from core.seg.domain import training_data_kind, training_data_text
 from core.seg.fingerprint import rewrite_card
 from core.seg.model_choice import ModelCache, choose_model
 from core.seg.segment import segment_choosing
+from core.seg.resample import model_pixel_size, no_pixel_size_note
 from core.seg.segmentation_result import write_outputs
 from core.store.catalog import ModelEntry
 from core.store.checkpoint import CheckpointError
@@ -138,6 +139,15 @@ def test_an_out_of_domain_result_gives_shares_only_with_the_warning_in_every_out
     assert fit.model["name"] == sand.label and not fit.areas_relative_only, fit.model["why"]
     assert "caution" not in areas_frame(fit).columns and areas_frame(fit)["m²"].notna().all()
     assert not fit.areas_csv().startswith("#")
+    assert not [n for n in fit.notes if "pixel size" in n]
+    # the same without a pixel size in the file: shares, and a note that says why (an empty column said nothing)
+    plain = segment_choosing(loaded(scene("sand", 300, 300, 6)), [synthetic, sand], ModelCache(), tile=256)
+    assert not plain.areas_relative_only and all(a["square_metres"] is None for a in plain.areas)
+    gsd = model_pixel_size(sand.card)
+    assert [n for n in plain.notes if "pixel size" in n] == [no_pixel_size_note(gsd)]
+    assert no_pixel_size_note(0.5) == ("the file states no pixel size: areas are shares of the image only, not "
+                                       "square metres (the model's card states 0.5 m per pixel for its own imagery); "
+                                       "a georeferenced GeoTIFF gives them")
 
 
 def test_a_generated_scene_model_picked_by_hand_warns_on_a_real_image(models) -> None:

@@ -214,7 +214,9 @@ def build_demo(checkpoint: Path | None = None, *, max_megapixels: float | None =
             raise
         finally:
             give_back_memory()
-        return label_markdown(Path(labels).name, scored, seg), label_table(scored, seg.classes), report
+        # headed by the image, as /segment's answer is, then its mask (a review read only the mask's name)
+        heading = f"{Path(name).name} against {Path(labels).name}"
+        return label_markdown(heading, scored, seg), label_table(scored, seg.classes), report
 
     def no_label_score() -> tuple[str, Any, None]:
         return "", pd.DataFrame(columns=LABEL_COLUMNS), None

@@ -88,11 +88,13 @@ class DomainScore:
 
     def warning(self) -> str | None:
         """One sentence for the user when the image is out of the model's domain, or too small to be held against
-        it (None otherwise): what the model was trained on, why, and that areas are shares only. "Outside", not "far
-        from": a grey or very dark image is warned whatever its fit (a review read "far from" beside a fit of 0.40)."""
+        it (None otherwise): what the model was trained on, why, and that areas are shares only. "Unlike", not "far
+        from": a grey or very dark image is warned whatever its fit (a review read "far from" beside a fit of 0.40).
+        The tiles, not the data set: a scene of the model's own data set may still be unlike its training tiles (a
+        review read "outside what the model was trained on (DeepGlobe ...)" under a DeepGlobe validation scene)."""
         what = f" ({self.trained_on})" if self.trained_on else ""
         if self.in_domain is False:
-            return (f"This image is outside what the model was trained on{what}: " + "; ".join(self.reasons)
+            return (f"This image is unlike the tiles the model was trained on{what}: " + "; ".join(self.reasons)
                     + ". Treat its classes with care; areas are given as shares of the image only.")
         if self.unjudged_image:
             return (f"This image cannot be held against what the model was trained on{what}: "

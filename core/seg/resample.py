@@ -44,6 +44,13 @@ def pixel_size_reason(image_m: float | None, model_m: float | None, resampled: b
     return f"its pixel size is {image_m:.2g} m, the model's {model_m:.2g} m: {what}"
 
 
+def no_pixel_size_note(model_m: float | None) -> str:
+    """Why an image's areas have no square metres although it is in the model's domain."""
+    card = f" (the model's card states {model_m:.2g} m per pixel for its own imagery)" if model_m else ""
+    return ("the file states no pixel size: areas are shares of the image only, not square metres" + card
+            + "; a georeferenced GeoTIFF gives them")
+
+
 def resampled_size(width: int, height: int, factor: float, min_side: int = 32) -> tuple[int, int]:
     """(width, height) after scaling by ``factor``: what ``resample_rgb`` makes, known before decoding."""
     return max(min_side, int(round(width * factor))), max(min_side, int(round(height * factor)))

@@ -21,7 +21,8 @@ from ..imaging.imageio import ImageError, LoadedImage
 from .infer import NODATA, class_areas, predict
 from .model_choice import Choice, choose_model, image_is_generated, score_for_model
 from .nodata import nodata_mask, uniform_borders
-from .resample import model_pixel_size, pixel_size_reason, resample_factor, resample_mask, resample_rgb
+from .resample import (model_pixel_size, no_pixel_size_note, pixel_size_reason, resample_factor, resample_mask,
+                       resample_rgb)
 from .segmentation_result import Segmentation, write_outputs
 
 DARK_LEVEL = 48  # of 255: an image whose brightest pixels stay below this is said to be very dark
@@ -72,6 +73,8 @@ def segment_loaded(loaded: LoadedImage, model: torch.nn.Module, card: dict[str, 
             domain.in_domain = False
         else:
             notes.append(reason)
+    if loaded.pixel_size_m is None and domain.warning() is None:  # said, not left to an empty column (a review)
+        notes.append(no_pixel_size_note(model_m))
     if nodata.any():
         share = nodata.mean()  # a few pixels are said as pixels: "0.0 %" of them reads as none
         notes.append((f"{100 * share:.1f} % of the pixels hold no data: left out" if share >= 0.0005 else

@@ -11,7 +11,7 @@ Per image ``<stem>`` it writes into ``--out``: ``<stem>_mask.png`` (class indice
 classes' colours), ``<stem>_color.png``
 (class colours), ``<stem>_overlay.png`` (colours over the image at 50%), ``<stem>_areas.csv`` (class, pixels,
 percent of the pixels with data, square_metres when the pixel size is known and the image is in the model's domain,
-and a warning column when it is not; a last ``no_data`` row, with no percent, counts the pixels without data) and,
+and a warning column, filled when it is not; a last ``no_data`` row, with no percent, counts the pixels without data) and,
 for georeferenced input, ``<stem>_mask.tif`` (the mask with the input's CRS and transform, and a warning in its
 tags when there is one). Two inputs with the same stem get ``<stem>-2`` and so on. Images are read by
 the rules of ``core.imaging.imageio``; what was done to each file's bands is printed.
@@ -47,7 +47,7 @@ from ..imaging.imageio import ImageError, read_image
 from ..store.checkpoint import CheckpointError
 from .infer import overlap_pixels
 from .label_score import LabelMaskError, LabelScore, check_label_mask_size, score_label_file
-from .scene_role import unseen_check
+from .scene_role import NOT_RECOGNISED, role_note, unseen_check
 from .model_choice import ModelCache, given_model
 from .scene_role import note_scene
 from .segment import segment_choosing
@@ -209,7 +209,7 @@ def _run(args: argparse.Namespace) -> int:
                 bar.update(done - bar.n)
 
             seg = segment_choosing(loaded, models.entries, models.cache, given=models.given, device=device,
-                                   given_by="given with --checkpoint",
+                                   given_by="named with --checkpoint",
                                    resample=not args.no_resample, borders=not args.keep_borders, tile=args.tile,
                                    overlap=args.overlap, batch_size=args.batch_size, tta=args.tta,
                                    progress=progress)
@@ -254,6 +254,8 @@ def _run(args: argparse.Namespace) -> int:
             say(f"  labels {mask}: {scored.line()}")
             if (absent := scored.absent_note(seg.classes)) is not None:
                 say(f"  note: {absent}")
+            if not role_note(seg.notes):  # a recognised scene's note stands above; a crop is not recognised (a review
+                say(f"  note: the image is {NOT_RECOGNISED}")  # read a crop of a training image's 78 % unexplained)
         elif why is not None:
             _err(f"{path}: labels {mask}: {why}")
             unscored += 1

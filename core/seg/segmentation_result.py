@@ -32,10 +32,11 @@ def _write_areas(f: Any, areas: list[dict[str, Any]], warning: str | None = None
     Why a column: the ``# warning:`` first line it was holds commas, and any reader not told to skip comments
     (pandas.read_csv, csv.reader, a spreadsheet) split it into a table of junk, exactly when the warning mattered.
     ``percent`` is of the classified pixels; pixels without data follow in a ``no_data`` row with their count and no
-    percent (a review read 60.6 % water as a share of an image whose sixth held no data)."""
+    percent (a review read 60.6 % water as a share of an image whose sixth held no data). The column is always
+    there, empty without a warning: a batch's tables join into one (a review's in-domain and warned files differed)."""
     w = csv.writer(f)
-    w.writerow(["class", "pixels", "percent", "square_metres", *(["warning"] if warning else [])])
-    said = [" ".join(warning.split())] if warning else []
+    w.writerow(["class", "pixels", "percent", "square_metres", "warning"])
+    said = [" ".join(warning.split()) if warning else ""]
     for row in areas:
         sq = row["square_metres"]
         w.writerow([row["name"], row["pixels"], f"{row['percent']:.4f}", "" if sq is None else f"{sq:.4f}", *said])
