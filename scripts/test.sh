@@ -4,8 +4,9 @@
 # test's server, made once), the longest files first (tests/durations.json). Each worker, and the processes its
 # tests start, uses one torch thread (tests/conftest.py: two threads per worker on two cores made every convolution
 # wait). The suite is bound by CPU, not by waits (three workers were no faster, side by side, and on 2026-12-07 they
-# held 17 of 24 GB between them and waited on the disk): from a fresh clone on 2 idle cores it took 520-786 s within
-# two hours (12.4 to 19.2 min of CPU for the same work), `-m "not slow"` 138-162 s, as this machine's speed varied.
+# held 17 of 24 GB between them and waited on the disk): on 2 idle cores it took 446 s (a working copy) to 545 s
+# (a fresh clone) on 2026-12-07/08 (10.5 to 13.4 min of CPU for nearly the same work), `-m "not slow"` 131-162 s,
+# as this machine's speed varied.
 # FALSE_WB_TEST_WORKERS=0 runs them in one process; further arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
