@@ -11,8 +11,8 @@ Per image ``<stem>`` it writes into ``--out``: ``<stem>_mask.png`` (class indice
 classes' colours), ``<stem>_color.png``
 (class colours), ``<stem>_overlay.png`` (colours over the image at 50%), ``<stem>_areas.csv`` (class, pixels,
 percent of the pixels with data, square_metres when the pixel size is known and the image is in the model's domain,
-and a warning column, filled when it is not; a last ``no_data`` row, with no percent, counts the pixels without data) and,
-for georeferenced input, ``<stem>_mask.tif`` (the mask with the input's CRS and transform, and a warning in its
+and a warning column, filled when it is not; a last ``no_data`` row, with no percent, counts the pixels without
+data) and, for georeferenced input, ``<stem>_mask.tif`` (the mask with the input's CRS and transform, and a warning in its
 tags when there is one). Two inputs with the same stem get ``<stem>-2`` and so on. Images are read by
 the rules of ``core.imaging.imageio``; what was done to each file's bands is printed.
 
@@ -47,9 +47,8 @@ from ..imaging.imageio import ImageError, read_image
 from ..store.checkpoint import CheckpointError
 from .infer import overlap_pixels
 from .label_score import LabelMaskError, LabelScore, check_label_mask_size, score_label_file
-from .scene_role import NOT_RECOGNISED, role_note, unseen_check
 from .model_choice import ModelCache, given_model
-from .scene_role import note_scene
+from .scene_role import NOT_RECOGNISED, note_scene, role_note, unseen_check
 from .segment import segment_choosing
 from .segmentation_result import Segmentation, write_outputs
 from .segmodel import load_seg_model
@@ -254,8 +253,10 @@ def _run(args: argparse.Namespace) -> int:
             say(f"  labels {mask}: {scored.line()}")
             if (absent := scored.absent_note(seg.classes)) is not None:
                 say(f"  note: {absent}")
-            if not role_note(seg.notes):  # a recognised scene's note stands above; a crop is not recognised (a review
-                say(f"  note: the image is {NOT_RECOGNISED}")  # read a crop of a training image's 78 % unexplained)
+            # a recognised scene's note stands above; else say that a crop would not be recognised (a review read
+            # a crop of a training image scored at 78 % with no word on screen: it stood only in the report)
+            if not role_note(seg.notes):
+                say(f"  note: the image is {NOT_RECOGNISED}")
         elif why is not None:
             _err(f"{path}: labels {mask}: {why}")
             unscored += 1
