@@ -51,6 +51,15 @@ def test_a_method_scored_on_one_pretraining_seed_has_no_spread() -> None:
     assert _pm(two, "miou", 100, 2) == f"51.00 ± {100 * two['miou_sd']:.2f}" and two["miou_sd"] > 0
 
 
+def test_half_a_treated_pair_per_run_is_never_shown_as_none() -> None:
+    """A review read "0" treated pairs per run where one run of two calibrated a pair (round half to even): the very
+    figure of a treatment that never acted."""
+    from core.seg.compare_report import per_run_text
+
+    assert [per_run_text(c) for c in (0, 0.5, 1.0, 2.25, 99.96, 487.4, 10176)] == \
+        ["0", "0.5", "1", "2.2", "100.0", "487", "10176"]
+
+
 def test_a_variant_whose_treatment_touched_no_pair_says_so_whatever_its_treatment() -> None:
     """The note stood only under FALSE's presets: simclr+nearest+fncc, equally identical, had none; DCL treats no
     flagged pair and differs from its base anyway, so it never gets one. The interval's level stays a level."""

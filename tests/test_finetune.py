@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -188,6 +189,8 @@ def test_compare_crosses_seeds_reports_paired_intervals_and_resumes(roots: Path,
     assert all(u["evaluation"] == "whole scenes" for u in result["units"])
     assert "| SimCLR + FALSE (global) | SimCLR |" in table and "95 % interval" in table
     assert "Command: `python -m core.compare" in table
+    # the time with the machine's load (a review: "0.9 min on this machine" and no word of the load)
+    assert re.search(r" min on this machine, load average \d+\.\d on \d+ cores?\)\.", table), table[-400:]
     cmp_run = next(r for r in list_runs(roots) if r.kind() == "compare")
     for name in ("results.csv", "summary.csv", "comparison.json", "table.md", "units.jsonl"):
         assert (cmp_run.path / name).is_file(), name

@@ -543,8 +543,8 @@ def test_a_tile_pair_flagged_again_is_one_fact_in_the_interval() -> None:
     assert (p.total, p.distinct, p.value) == (200, 10, 0.5)
     lo, hi = p.ci
     assert lo == pytest.approx(0.237, abs=1e-3) and hi == pytest.approx(0.763, abs=1e-3)  # Wilson over 10 pairs
-    assert p.text() == "0.500 [0.237, 0.763] of 200 (10 distinct tile pairs, worth 10.0)"
-    assert entry_text("flags", p.to_json()) == "0.500 [0.237, 0.763] n=200 (10 distinct tile pairs, worth 10.0)"
+    assert p.text() == "0.500 [0.237, 0.763] of 200 (10 distinct tile pairs, effective n 10.0)"
+    assert entry_text("flags", p.to_json()) == "0.500 [0.237, 0.763] n=200 (10 distinct tile pairs, effective n 10.0)"
     uneven = Tally()  # the diff review: one right pair flagged at 30 steps beside 10 wrong ones flagged once
     for step in range(30):
         uneven.add_pick(0, 1, 1.0, "overall")

@@ -85,12 +85,13 @@ class Proportion:
 
 
 def repeat_words(entry: dict[str, Any]) -> str:
-    """" (10 distinct tile pairs, worth 1.8)" where picks repeat a pair; "" otherwise."""
+    """" (10 distinct tile pairs, effective n 1.8)" where picks repeat a pair; "" otherwise (a review read "worth
+    1.8" as unexplained: it is the sample size the interval stands on)."""
     distinct, total = entry.get("distinct"), entry.get("pairs")
     if distinct is None or not total or distinct >= total:
         return ""
     worth = entry.get("effective")
-    return f" ({distinct} distinct tile pairs" + (f", worth {worth:.1f}" if worth is not None else "") + ")"
+    return f" ({distinct} distinct tile pairs" + (f", effective n {worth:.1f}" if worth is not None else "") + ")"
 
 
 def _num(x: float) -> float | None:

@@ -32,7 +32,7 @@ from ..console import say
 from ..config import ConfigError, config_to_yaml, load_config, validate_config
 from ..data import DataError
 from ..host_memory import keep_freed_host_memory
-from ..phases import report_phases
+from ..phases import load_words, report_phases
 from ..store.lifecycle import StopFlag, phase_listener, plain_warnings, prepared_run, record_early_failure
 from ..store.runs import (NotARunError, Run, atomic_write_bytes, atomic_write_json, create_run,
                           open_run_arg, runs_root)
@@ -374,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         resumed = earlier.get("resumed_with")
         how_long = f"{minutes:.1f} min on this machine"
     else:
-        how_long = f"{minutes:.1f} min on this machine" + (" since the last resume" if args.resume else "")
+        how_long = f"{minutes:.1f} min on this machine{' since the last resume' if args.resume else ''}, {load_words()}"
     md = to_markdown(cfg, summary, diffs, facts, pre, rows)
     md += f"\nCommand: `{command}`" + (f", resumed with `{resumed}`" if resumed else "") + f" ({how_long}).\n"
     result = {"name": cfg.name, "eval": cfg.eval, "config": cfg.model_dump(mode="json"), "splits": facts,

@@ -229,7 +229,7 @@ def to_markdown(cfg: CompareConfig, summary: list[dict[str, Any]], diffs: list[d
     for r in summary:
         cal = r.get("calibrated_per_run")
         lines.append(f"| {r['label']} | {r['runs']} | {_pm(r, 'miou', 100, 2)} | {_pm(r, 'oa', 100, 2)} | "
-                     f"{_pm(r, 'kappa', 1, 3)} | {'' if cal is None else f'{cal:.0f}'} |")
+                     f"{_pm(r, 'kappa', 1, 3)} | {'' if cal is None else per_run_text(cal)} |")
     lines += ["", "sd: over pretraining seeds (each the mean over evaluation seeds). Treated pairs: the flagged pairs "
               "the method's treatment acted on during pretraining (FNCC reweighted, eliminate removed, attract made "
               "positives; a baseline's are 0).", ""]
@@ -259,9 +259,16 @@ def to_markdown(cfg: CompareConfig, summary: list[dict[str, Any]], diffs: list[d
                   f"{len(cfg.pretrain_seeds)} seeds. \"within noise\": the interval holds 0. Half-width: half the "
                   "interval; a true effect of its size is found about half the time, smaller ones less often (with "
                   "few seeds the half-width is itself a rough estimate)."
-                  + (" The oracle reads labels: its gain is the most that false-negative handling can give here, "
-                     "not a method." if oracle_bases else "")]
+                  + (" The oracle reads labels, so it is a reference, not a method: its gain estimates what "
+                     "perfect flags give here, measured with the same noise (a label-free method's estimate above it "
+                     "is noise, not a method beating perfect flags)." if oracle_bases else "")]
     return "\n".join(lines) + "\n"
+
+
+def per_run_text(count: float) -> str:
+    """A mean count per run, whole where it is, else to a tenth: half a pair in two runs read "0" (a review), the
+    very figure of a treatment that never acted."""
+    return f"{count:.0f}" if float(count).is_integer() or count >= 100 else f"{count:.1f}"
 
 
 def _pm(row: dict[str, Any], key: str, scale: float, places: int) -> str:
