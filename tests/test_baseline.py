@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -200,7 +201,9 @@ def test_a_probe_runs_in_a_run_folder_and_again_on_resume(tmp_path: Path, monkey
     said = capsys.readouterr().out.splitlines()
     scores = f"mIoU {100 * result['miou']:.1f} %  OA {100 * result['oa']:.1f} %  kappa {result['kappa']:.3f}"
     assert said[0] == f"completed: {run.path}; epoch 2, last logged loss {run.metrics()[-1]['loss']:.3f}"
-    assert said[1].startswith(f"test (6 whole scenes): {scores}  (") and said[2].startswith("  IoU ")
+    names = ", ".join(result["scenes"])  # by name on the line people copy; with the machine's load beside the time
+    assert said[1].startswith(f"test (whole scenes: 6 scenes ({names})): {scores}  (") and said[2].startswith("  IoU ")
+    assert re.search(r"; load average \d+\.\d on \d+ cores?\)$", said[1]), said[1]
     status = run.status()
     assert status["state"] == "completed" and status["step"] == status["total_steps"] == 2 and run.kind() == "probe"
     assert [m["step"] for m in run.metrics()] == [1, 2] and all(m["loss"] > 0 for m in run.metrics())
@@ -259,8 +262,10 @@ def test_a_new_probe_gets_a_run_folder_and_says_when_its_encoder_read_the_test_s
     assert run.id.endswith("probe-seen") and run.kind() == "probe" and run.state() == "completed"
     result = run.read_json("test_metrics.json")
     assert "model.init has read 6 of its test scenes" in result["not_unseen"]
-    err = capsys.readouterr().err
-    assert "warning: model.init has read 6 of its test scenes" in err and "warning: model.init" in run.log_text()
+    said = capsys.readouterr()
+    assert "warning: model.init has read 6 of its test scenes" in said.err and "warning: model.init" in run.log_text()
+    score_line = next(line for line in said.out.splitlines() if line.startswith("test (whole scenes"))
+    assert "; NOT an unseen score (the warning above)" in score_line  # on the line people copy, too
 
 
 def test_a_probe_of_a_wrong_model_init_is_one_line_and_leaves_no_folder(tmp_path: Path, capsys) -> None:

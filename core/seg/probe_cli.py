@@ -9,6 +9,7 @@ from typing import Any
 from ..cli_args import parse_run_args, probe_parser
 from ..config import ConfigError, ProbeConfig, apply_overrides, config_to_yaml, load_config, validate_config
 from ..console import say
+from ..phases import load_words
 from ..store.lifecycle import prepared_run, train_from_cli
 from ..store.out_target import check_out_file
 from ..store.resume import open_for_resume, resume_config
@@ -16,6 +17,7 @@ from ..store.run_lock import RunBusyError, lock_run
 from ..store.runs import atomic_write_bytes, atomic_write_json, create_run, open_run_arg
 from .metrics import iou_lines, scores_text
 from .probe import RESULT, ProbeTrainer
+from .scene_role import scored_scenes_text
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -63,10 +65,14 @@ def main(argv: list[str] | None = None) -> int:
     result = trainer.run.read_json(RESULT) if trainer is not None else None
     if result is not None:
         seconds = result.get("seconds") or {}
-        say(f"{result['split']} ({len(result.get('scenes') or [])} whole scenes): "
-            f"{scores_text(result['miou'], result['oa'], result['kappa'])}  ({seconds.get('total', 0):.0f} s: "
+        # the scenes by name, and the warning's verdict on the line people copy (a review: the leak warning stood
+        # above, the score line alone read as an unseen score)
+        scenes = scored_scenes_text(list(result.get("scenes") or []), None, name_them=True)
+        seen = "; NOT an unseen score (the warning above)" if result.get("not_unseen") else ""
+        say(f"{result['split']} (whole scenes: {scenes}): "
+            f"{scores_text(result['miou'], result['oa'], result['kappa'])}{seen}  ({seconds.get('total', 0):.0f} s: "
             f"features {seconds.get('features', 0):.0f}, head {seconds.get('head', 0):.0f}, "
-            f"test {seconds.get('evaluation', 0):.0f})")
+            f"test {seconds.get('evaluation', 0):.0f}; {load_words()})")
         say("\n".join(iou_lines(result["iou"])))
         if args.out:
             atomic_write_json(Path(args.out), result)
