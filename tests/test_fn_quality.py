@@ -21,6 +21,7 @@ from core.ssl import methods as methods_mod
 from core.ssl import pretrain as pretrain_mod
 from core.ssl.batch_order import BatchOrder
 from core.analysis.fn_compare import compare_flags
+from core.analysis.proportions import margin, margin_text
 from core.analysis.fn_report import CACHE_NAME, FlagReportError, cached_report, compute_report, flag_report, report_lines
 from core.analysis.fn_report_cli import main as report_main
 from core.analysis.fn_scoring import NO_CLASS, load_pairs
@@ -370,6 +371,13 @@ def test_every_detector_is_scored_from_the_shell_and_two_runs_compare_on_shared_
         assert report_main([str(run.path)]) == 0
         text = capsys.readouterr().out
         assert f"{detector} flags" in text and "FNSD" not in text
+        # read against each reference selector by the interval of the difference, in the text and the JSON alike
+        assert set(report["margins"]) == {"random", "colour", "encoder"}
+        for name, span in report["margins"].items():
+            assert span == {**dict(zip(("difference", "low", "high"), margin(report, name))),
+                            "within_noise": span["low"] <= 0 <= span["high"]}
+            assert f"flags vs {name}" in text and margin_text(margin(report, name)) in text
+        del report["margins"]  # the CLI's JSON adds them to the kept report, compared below
     assert reports["nearest"]["detector"]["label"] == "nearest + eliminate"
     assert reports["oracle"]["detector"]["label"] == "oracle (uses labels) + fncc"
     assert reports["oracle"]["precision"] == 1.0 and "reads the labels" in " ".join(reports["oracle"]["notes"])

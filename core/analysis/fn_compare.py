@@ -27,7 +27,7 @@ from .fn_quality import EXPECTED, SELECTORS, entry_ci, entry_text
 from .fn_report import (FlagReportError, Progress, cached_report, data_dump, flag_report, flagged_by, last_step_of,
                         no_detector_reason, report_detector)
 from .fn_scoring import run_config
-from .proportions import recall_text
+from .proportions import margin, margin_text, recall_text
 from .stats import proportion_difference, share_relation, signed_points
 
 VIEW_FIELDS = ("image_size", "crop_scale_min", "color_strength", "blur_prob")  # the views, not the tiles
@@ -224,23 +224,6 @@ class FlagComparison:
                 text += (f" {n}'s detector is the oracle: it reads the labels, so its precision is 100 % by "
                          f"construction; it is the ceiling, not a method to beat.")
         return text
-
-
-def margin(report: dict[str, Any], selector: str) -> tuple[float, float, float] | None:
-    """The flags' precision less a reference selector's (both on the run's own batches) with the 95 % interval of
-    that difference (random's exact expectation taken as a fixed value), or None."""
-    mine, other = report["selectors"].get("flags"), report["selectors"].get(selector)
-    if not mine or not other or not mine.get("pairs") or not other.get("pairs"):
-        return None
-    return proportion_difference(float(mine["precision"]), entry_ci("flags", mine), float(other["precision"]),
-                                 entry_ci(selector, other))
-
-
-def margin_text(span: tuple[float, float, float]) -> str:
-    """A table cell: "+12 points (difference +2 to +22)", "within noise" said when the interval holds 0."""
-    d, low, high = span
-    noise = ": within noise" if low <= 0 <= high else ""
-    return f"{signed_points(d)} points (difference {signed_points(low)} to {signed_points(high)}{noise})"
 
 
 def compare_flags(run_a: Run, run_b: Run, compute: bool = False, use_encoder: bool = True,

@@ -14,6 +14,7 @@ from ..console import bar_stream, say
 from ..store.runs import NotARunError, Run, open_run_arg
 from .fn_report import FlagReportError, flag_report, no_detector_reason, report_lines
 from .fn_scoring import run_config
+from .proportions import margins
 
 KIND_WORDS = {"finetune": "fine-tuning", "probe": "linear probe"}
 
@@ -57,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             report = flag_report(run, use_encoder=not args.no_encoder, refresh=args.refresh, progress=progress)
             text = "\n".join(report_lines(report))
+            report = {**report, "margins": margins(report)}  # the JSON says the differences the text says
         if current.get("bar") is not None:
             current["bar"].close()
     except (FlagReportError, NotARunError, ConfigError, ValueError) as err:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .stats import wilson_interval
+from .stats import proportion_difference, signed_points, wilson_interval
 
 EXPECTED = ("random", "oracle")  # exact expectations for the anchors: no sampling interval of their own
 
@@ -168,3 +168,35 @@ class Tally:
 
     def cross(self) -> Proportion:
         return self._of(self.x_hits, self.x_total, self.x_pairs)
+
+
+def margin(report: dict[str, Any], selector: str) -> tuple[float, float, float] | None:
+    """The flags' precision less a reference selector's (both on the run's own batches) with the 95 % interval of
+    that difference (random's exact expectation taken as a fixed value), or None."""
+    mine, other = report["selectors"].get("flags"), report["selectors"].get(selector)
+    if not mine or not other or not mine.get("pairs") or not other.get("pairs"):
+        return None
+    return proportion_difference(float(mine["precision"]), entry_ci("flags", mine), float(other["precision"]),
+                                 entry_ci(selector, other))
+
+
+def margin_text(span: tuple[float, float, float]) -> str:
+    """A table cell: "+12 points (difference +2 to +22)", "within noise" said when the interval holds 0."""
+    d, low, high = span
+    noise = ": within noise" if low <= 0 <= high else ""
+    return f"{signed_points(d)} points (difference {signed_points(low)} to {signed_points(high)}{noise})"
+
+
+REFERENCES = ("random", "colour", "encoder")  # the selectors a run's flags are read against, in that order
+
+
+def margins(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The flags' precision less each reference selector's on the same batches, with the 95 % interval of the
+    difference (fractions; ``within_noise`` when it holds 0): a single run's report said both precisions and left
+    the reader to guess whether they differ (a review)."""
+    out = {}
+    for name in REFERENCES:
+        if (span := margin(report, name)) is not None:
+            d, low, high = span
+            out[name] = {"difference": d, "low": low, "high": high, "within_noise": low <= 0 <= high}
+    return out
