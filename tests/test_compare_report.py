@@ -51,6 +51,24 @@ def test_a_method_scored_on_one_pretraining_seed_has_no_spread() -> None:
     assert _pm(two, "miou", 100, 2) == f"51.00 ± {100 * two['miou_sd']:.2f}" and two["miou_sd"] > 0
 
 
+def test_the_spread_over_evaluation_seeds_is_shown_beside_the_spread_of_the_means() -> None:
+    """A review read "6.19 ± 0.12" over four runs of 9.8, 2.7, 10.7 and 1.5 %: the sd of the per-pretraining-seed means
+    hid how far one fine-tuning seed swings. One evaluation seed: no such column."""
+    import math
+    import statistics
+
+    from core.seg.compare_report import _within_sd
+
+    crossed = [{"method": "simclr", "pretrain_seed": p, "seed": s, "miou": m, "oa": m, "kappa": m, "iou": {}}
+               for p, s, m in ((0, 0, 0.098), (0, 1, 0.027), (1, 0, 0.107), (1, 1, 0.015))]
+    (row,), _ = summarise(crossed, ["simclr"])
+    pooled = math.sqrt((statistics.variance([0.098, 0.027]) + statistics.variance([0.107, 0.015])) / 2)
+    assert row["miou_eval_sd"] == pytest.approx(pooled) and row["miou_eval_sd"] > 10 * row["miou_sd"]
+    assert _within_sd([[0.3], [0.4]]) is None
+    (one,), _ = summarise(rows("simclr", [0.30, 0.32]), ["simclr"])
+    assert one["miou_eval_sd"] is None
+
+
 def test_half_a_treated_pair_per_run_is_never_shown_as_none() -> None:
     """A review read "0" treated pairs per run where one run of two calibrated a pair (round half to even): the very
     figure of a treatment that never acted."""

@@ -188,6 +188,7 @@ def test_compare_crosses_seeds_reports_paired_intervals_and_resumes(roots: Path,
     assert result["splits"]["test"]["scenes"] == 8 and result["splits"]["train"]["tiles"] == 24
     assert all(u["evaluation"] == "whole scenes" for u in result["units"])
     assert "| SimCLR + FALSE (global) | SimCLR |" in table and "95 % interval" in table
+    assert "sd over evaluation seeds |" not in table  # one evaluation seed: no such column
     assert "Command: `python -m core.compare" in table
     # the time with the machine's load (a review: "0.9 min on this machine" and no word of the load)
     assert re.search(r" min on this machine, load average \d+\.\d on \d+ cores?\)\.", table), table[-400:]
