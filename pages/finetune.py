@@ -15,7 +15,7 @@ from core.store.catalog import config_presets
 from core.seg.baseline import scores_of
 from core.seg.compare import CompareConfig, check_presets
 from core.seg.compare_methods import all_methods, method_overrides
-from core.seg.compare_report import label, verdict_text
+from core.seg.compare_report import label, per_run_text, verdict_text
 from core.config import ConfigError, LossConfig, load_config, validate_config
 from core.imaging.colours import css_rgb
 from core.store.run_state import SHOWN_LIVE
@@ -282,8 +282,10 @@ def methods_table(result: dict[str, Any]) -> pd.DataFrame:
         sd = m.get("miou_sd")
         rows.append({"method": m["label"], "runs": m["runs"], "mIoU %": round(100 * m["miou_mean"], 2),
                      "± sd": None if sd is None else round(100 * sd, 2), "OA %": round(100 * m["oa_mean"], 2),
-                     "kappa": round(m["kappa_mean"], 3),
-                     "treated pairs / run": None if cal is None else round(cal)})
+                     "kappa": round(m["kappa_mean"], 3),  # half a pair a run is not none (round() said 0)
+                     "treated pairs / run": None if cal is None else float(per_run_text(cal))})
+        if m.get("miou_eval_sd") is not None:  # seeds crossed: how far one evaluation seed swings
+            rows[-1]["sd over evaluation seeds"] = round(100 * m["miou_eval_sd"], 2)
     return pd.DataFrame(rows)
 
 
