@@ -246,7 +246,9 @@ def to_markdown(cfg: CompareConfig, summary: list[dict[str, Any]], diffs: list[d
     lines += ["", "sd: over pretraining seeds (each the mean over evaluation seeds); the sd over evaluation seeds, "
               "where a method has several, is within a pretraining seed, pooled. Treated pairs: the flagged pairs "
               "the method's treatment acted on during pretraining (FNCC reweighted, eliminate removed, attract made "
-              "positives; a baseline's are 0).", ""]
+              "positives; a baseline's are 0), counted as pairs of the loss's rows (the run's fns.jsonl records; a "
+              "row is one view of a tile, so a tile pair can count more than once a step); the flag report counts "
+              "tile picks once a step instead.", ""]
     classes = list(summary[0].get("iou_mean") or {}) if summary else []
     if classes:
         lines += ["Mean IoU per class (%), over every run of a method:", "",
