@@ -28,7 +28,7 @@ from ..data import DataError, build_dataset
 from ..data.seg_subset import place_ids
 from .fn_quality import entry_text, score_flags
 from .tile_colours import COLOUR_METRIC, tile_colours
-from .proportions import margin_text, margins, recall_text
+from .proportions import REFERENCES, margin, margin_text, recall_text
 from .fn_units import moco_candidates, simclr_candidates
 from .fn_scoring import NO_CLASS, base_rate, dominant_classes, load_pairs, run_config
 from ..store.runs import Run, atomic_write_json, read_json_file
@@ -336,8 +336,9 @@ def report_lines(r: dict[str, Any]) -> list[str]:
         if name in r["selectors"]:
             x = f"   cross-scene {_fmt(cross.get(name), name)}" if name in cross else ""
             lines.append(f"  {selector_label(name, r):<34} {_fmt(r['selectors'][name], name)}{x}")
-    for name, span in margins(r).items():  # read against each reference by the interval of the difference
-        lines.append(f"  {'flags vs ' + name:<34} {margin_text((span['difference'], span['low'], span['high']))}")
+    for name in REFERENCES:  # read against each reference by the interval of the difference
+        if (span := margin(r, name)) is not None:
+            lines.append(f"  {'flags vs ' + name:<34} {margin_text(span)}")
     treated, acted = _fmt(r["calibrated"]), r.get("pairs_treated")
     if treated == "n/a" and r["pairs_flagged"] and acted == 0:  # none treated: the run was its base method in effect
         treated = (f"none: FNCC's gate opened for none of the {r['pairs_flagged']} flags (the run trained as its base "

@@ -165,8 +165,8 @@ def _within_sd(groups: list[list[float]]) -> float | None:
 
 
 def _against_the_oracle(diffs: list[dict[str, Any]]) -> None:
-    """Each label-free method's gain as a share of the best oracle gain over the same base: how much of the most that
-    false-negative handling can give at this scale it recovers (None without an oracle, or when the oracle gains
+    """Each label-free method's gain as a share of the best oracle gain over the same base: how much of what perfect
+    flags gave at this scale it recovers, both measured with noise (None without an oracle, or when the oracle gains
     nothing)."""
     best: dict[str, float] = {}
     for d in diffs:  # an oracle gain the design cannot tell from zero is no ceiling to take a share of
