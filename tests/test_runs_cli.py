@@ -69,3 +69,33 @@ def test_the_list_is_newest_first_with_each_runs_figure(tmp_path: Path, capsys) 
     assert capsys.readouterr().out.strip() == f"no runs with --state running in {tmp_path}"
     assert runs_main(["--runs-root", str(tmp_path / "none")]) == 0
     assert capsys.readouterr().out.strip().endswith("(no such folder: check --runs-root or $FALSE_WB_RUNS)")
+
+
+COMPARE = "name: cmp\npretrain_config: configs/demo_cpu.yaml\nmethods: [simclr, simclr_false_pa, simclr_false]\n"
+
+
+def test_a_comparison_row_names_its_methods_data_and_first_difference(tmp_path: Path, capsys) -> None:
+    """A review read "comparison" with no data and "units done (of 4): 4" on every comparison's row, beside a
+    progress column saying the same; and "simclr + FALSE" for FNSD's global and per-anchor runs alike."""
+    running = create_run("cmp", COMPARE, tmp_path, state="running", kind="compare", step=3, total_steps=12)
+    done = create_run("cmp", COMPARE, tmp_path, state="completed", kind="compare", step=12, total_steps=12)
+    (done.path / "comparison.json").write_text(json.dumps({
+        "splits": {"data": "synthetic"},
+        "methods": [{"method": "simclr", "label": "SimCLR", "miou_mean": 0.18},
+                    {"method": "simclr_false_pa", "label": "SimCLR + FALSE (per anchor)", "miou_mean": 0.16}],
+        "differences": [{"method": "simclr_false_pa", "base": "simclr", "verdict": "within noise",
+                         "miou_points": {"mean": -2.31}}, {"method": "simclr_false", "base": "simclr"}]}))
+    pa = create_run("pa", PRETRAIN.replace("method: simclr\n", "method: simclr\nloss:\n  selection: per_anchor\n"),
+                    tmp_path, state="completed", kind="pretrain")
+    rows = {r["run"]: r for r in (run.summary() for run in (running, done, pa))}
+    assert rows[done.id]["method"] == "comparison of simclr, simclr_false_pa, simclr_false"
+    assert rows[done.id]["data"] == "synthetic"
+    assert rows[pa.id]["method"] == "simclr + FALSE (per anchor)"
+    assert runs_main(["--runs-root", str(tmp_path)]) == 0
+    out = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert out[done.id].endswith("mIoU SimCLR + FALSE (per anchor) − SimCLR: -2.3 points (within noise); 1 more in "
+                                 "table.md")
+    assert out[running.id].split()[-7:] == ["3/12", "units", "units", "done", "(of", "12):", "3"]  # no result yet: how far it is
+    (done.path / "comparison.json").write_text(json.dumps({"methods": [{"method": "simclr", "label": "SimCLR",
+                                                                        "miou_mean": 0.182}], "differences": []}))
+    assert done.summary()["value"] == "SimCLR 18.2 %"  # one method: no pair to read

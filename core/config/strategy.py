@@ -17,7 +17,7 @@ def loss_name(loss: Mapping[str, Any] | None) -> str:
 
 def strategy_label(loss: Mapping[str, Any] | None) -> str:
     """``InfoNCE``, ``FALSE`` (fnsd + fncc), ``DCL (tau+ 0.1)``, or ``<detector> + <treatment>`` for the other
-    false-negative handlings, the oracle marked as reading labels."""
+    false-negative handlings, the oracle marked as reading labels; FNSD's per-anchor selection says so."""
     loss = loss or {}
     name = loss_name(loss)
     if name == "info_nce":
@@ -25,10 +25,12 @@ def strategy_label(loss: Mapping[str, Any] | None) -> str:
     if name == "dcl":
         return f"DCL (tau+ {loss.get('tau_plus', 0.1):g})"
     detector, treatment = loss.get("detector", "fnsd"), loss.get("treatment", "fncc")
+    # FNSD's per-anchor top-k, told apart from the reference's global selection (both read "FALSE" in a review)
+    per_anchor = " (per anchor)" if detector == "fnsd" and loss.get("selection") == "per_anchor" else ""
     if (detector, treatment) == ("fnsd", "fncc"):
-        return "FALSE"
+        return "FALSE" + per_anchor
     shown = ORACLE_MARK if detector == "oracle" else detector
-    return f"{shown} + {treatment}"
+    return f"{shown} + {treatment}{per_anchor}"
 
 
 def method_and_strategy(method: str, loss: Mapping[str, Any] | None) -> str:

@@ -42,13 +42,13 @@ def summary_row(run: Run) -> dict[str, Any]:
         model = cfg.get("model") or {}
         method, encoder, data = "linear probe", model.get("encoder"), (cfg.get("data") or {}).get("name")
     else:
-        method, encoder, data = "comparison", None, None
+        method, encoder, data = _methods_compared(cfg), None, None
     step, total = _count(s.get("step")) or 0, _count(s.get("total_steps"))
     best, metric = None, ("last loss" if kind == "pretrain" else "best val mIoU" if run.validates()
                           else "test mIoU (at the end)")
     test = run.read_json("test_metrics.json") if kind in ("finetune", "probe") else None
-    if kind == "compare":  # its scores are a table of methods: how far it is stands in their place
-        best, metric = step, f"units done (of {total})" if total else "units done"
+    if kind == "compare":  # its scores are a table of methods: its first difference, or how far it is
+        data, metric, best = _comparison_figure(run, step, total)
     elif kind == "pretrain":
         last = last_record(run.path / "metrics.jsonl")
         best = None if last is None else last.get("loss")
@@ -62,6 +62,39 @@ def summary_row(run: Run) -> dict[str, Any]:
             "metric": metric, "value": best,
             "started": s.get("started") or s.get("created"), "error": s.get("error")}
 
+
+
+def _methods_compared(cfg: dict[str, Any], most: int = 3) -> str:
+    """"comparison of simclr, simclr_false_pa": the config's method names, as ``--config``'s ``methods`` gives them
+    (a review read "comparison" on every comparison's row and could not tell them apart)."""
+    methods = [str(m) for m in cfg.get("methods") or []] if isinstance(cfg.get("methods"), list) else []
+    if not methods:
+        return "comparison"
+    more = f" +{len(methods) - most} more" if len(methods) > most else ""
+    return f"comparison of {', '.join(methods[:most])}{more}"
+
+
+def _comparison_figure(run: Run, step: int, total: int | None) -> tuple[str | None, str, Any]:
+    """(data set, metric, value) of a comparison's row: once ``comparison.json`` is written, its first paired
+    difference in mIoU points with its verdict ("+1.2 points (within noise)"); before, the units done. Why: the row
+    showed "units done (of 4): 4" beside a progress column that said the same, and no result."""
+    result = run.read_json("comparison.json") or {}
+    splits = result.get("splits") if isinstance(result.get("splits"), dict) else {}
+    data = splits.get("data") if isinstance(splits.get("data"), str) else None
+    diffs = [d for d in result.get("differences") or [] if isinstance(d, dict)]
+    points = (diffs[0].get("miou_points") or {}) if diffs else {}
+    if not isinstance(points, dict) or not isinstance(points.get("mean"), (int, float)):
+        scored = [m for m in result.get("methods") or [] if isinstance(m, dict)
+                  and isinstance(m.get("miou_mean"), (int, float))]
+        if scored and not diffs:  # one method, or none with a base: its best mean stands as the result
+            top = max(scored, key=lambda m: m["miou_mean"])
+            return data, "best mean mIoU", f"{top.get('label') or top.get('method')} {100 * top['miou_mean']:.1f} %"
+        return data, f"units done (of {total})" if total else "units done", step
+    labels = {m.get("method"): m.get("label") for m in result.get("methods") or [] if isinstance(m, dict)}
+    named = [labels.get(diffs[0].get(k)) or diffs[0].get(k) for k in ("method", "base")]
+    more = f"; {len(diffs) - 1} more in table.md" if len(diffs) > 1 else ""
+    return (data, f"mIoU {named[0]} − {named[1]}",
+            f"{points['mean']:+.1f} points ({diffs[0].get('verdict') or points.get('verdict') or 'no verdict'}){more}")
 
 
 def _count(value: Any) -> int | None:

@@ -30,10 +30,13 @@ def _made(row: dict[str, Any]) -> tuple[str, float]:
 def _figure(row: dict[str, Any]) -> str:
     """A row's figure in the words the pages use: a pretraining's last loss, a model's mIoU in percent."""
     value, metric = row.get("value"), str(row.get("metric") or "")
+    if isinstance(value, str):  # a comparison's difference, already in words
+        return f"{metric}: {value}"
     if not isinstance(value, (int, float)):
         return ""
-    if "mIoU" in metric:
-        return f"{metric} {100 * value:.1f} %"
+    if "mIoU" in metric:  # the figure beside its name, a caveat after it: "test mIoU 21.4 % (not an unseen ...)"
+        name, _, caveat = metric.partition(" (")
+        return f"{name} {100 * value:.1f} %" + (f" ({caveat}" if caveat else "")
     return f"{metric} {value:.3f}" if isinstance(value, float) else f"{metric}: {value}"
 
 
