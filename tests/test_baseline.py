@@ -267,6 +267,22 @@ def test_a_new_probe_gets_a_run_folder_and_says_when_its_encoder_read_the_test_s
     score_line = next(line for line in said.out.splitlines() if line.startswith("test (whole scenes"))
     assert "; NOT an unseen score (the warning above)" in score_line  # on the line people copy, too
 
+    # an encoder that read the validation scenes only (the DGLC presets pretrain on [train, val]): the test score
+    # stands, and the warning says so (a review read "NOT an unseen score" of test scenes no stage saw)
+    assert pretrain_main(["--config", str(REPO_ROOT / "configs/demo_cpu.yaml"), "--runs-root", str(tmp_path / "pv"),
+                          "--no-progress", *data, "data.image_size=32", "model.encoder=resnet18",
+                          "model.proj_hidden=16", "model.proj_dim=8", "train.batch_size=8", "train.max_steps=1",
+                          "train.knn_every=0", "data.pretrain_splits=[train,val]"]) == 0
+    (val_read,) = list_runs(tmp_path / "pv")
+    capsys.readouterr()
+    assert probe_main(["--config", str(REPO_ROOT / "configs/probe_demo_cpu.yaml"), "--runs-root",
+                       str(tmp_path / "runs"), "--no-progress", *data, "train.epochs=1", "train.batch_size=8",
+                       "train.test_tile=64", f"model.init={val_read.path}", "name=probe-val-seen"]) == 0
+    said = capsys.readouterr()
+    assert "of its val scenes" in said.err and "its test scenes are unseen, so the test score is one" in said.err
+    score_line = next(line for line in said.out.splitlines() if line.startswith("test (whole scenes"))
+    assert "NOT an unseen" not in score_line, score_line
+
 
 def test_a_probe_of_a_wrong_model_init_is_one_line_and_leaves_no_folder(tmp_path: Path, capsys) -> None:
     """Since every probe has a folder, a mistyped init made a failed run (exit 1) instead of the error it was."""

@@ -81,6 +81,9 @@ def test_the_words_for_a_test_split_and_the_fine_tuning_warning() -> None:
            "folder without them), or this run splits the scenes otherwise than it did (keep its data.seed" in note
     assert "[train] (or [train, val])" in pretraining_note(card, {"test": ["t2"]})  # validation scenes not read
     assert pretraining_note(card, {"test": ["t1"]}) is None and pretraining_note({}, {"test": ["t1"]}) is None
+    only_val = pretraining_note({KEY: ["v1"]}, {"val": ["v1"], "test": ["t1"]})
+    assert "1 of its val scenes (v1)" in only_val and "its test scenes are unseen" in only_val
+    assert "[train, val]" not in only_val  # the advice for a test leak, not for validation alone
 
 
 def test_the_model_table_says_never_saw_in_any_stage_only_when_no_stage_did() -> None:

@@ -14,6 +14,7 @@ from ..store.lifecycle import prepared_run, train_from_cli
 from ..store.out_target import check_out_file
 from ..store.resume import open_for_resume, resume_config
 from ..store.run_lock import RunBusyError, lock_run
+from ..store.run_summary import test_not_unseen
 from ..store.runs import atomic_write_bytes, atomic_write_json, create_run, open_run_arg
 from .metrics import iou_lines, scores_text
 from .probe import RESULT, ProbeTrainer
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         # the scenes by name, and the warning's verdict on the line people copy (a review: the leak warning stood
         # above, the score line alone read as an unseen score)
         scenes = scored_scenes_text(list(result.get("scenes") or []), None, name_them=True)
-        seen = "; NOT an unseen score (the warning above)" if result.get("not_unseen") else ""
+        seen = "; NOT an unseen score (the warning above)" if test_not_unseen(result) else ""  # not val alone
         say(f"{result['split']} (whole scenes: {scenes}): "
             f"{scores_text(result['miou'], result['oa'], result['kappa'])}{seen}  ({seconds.get('total', 0):.0f} s: "
             f"features {seconds.get('features', 0):.0f}, head {seconds.get('head', 0):.0f}, "
