@@ -36,6 +36,12 @@ def test_a_run_is_found_by_its_name_when_only_one_has_it(tmp_path: Path) -> None
     with pytest.raises(NotARunError, match="`false-wb runs` lists them"):
         open_run_arg("dubai", tmp_path)  # a name's prefix is not its name
     assert runs_named("demo-2", tmp_path) == []
+    # runs/<run>, as the README writes it, when the runs live elsewhere ($FALSE_WB_RUNS): a review's --resume,
+    # export and fn-report failed on it while model.init found it
+    assert open_run_arg(f"runs/{made['pre'].name}", tmp_path).path == made["pre"]
+    assert open_run_arg("runs/demo", tmp_path).path == made["pre"]
+    with pytest.raises(NotARunError, match=f"nor a run of that name in {tmp_path}"):
+        open_run_arg("runs/nothing", tmp_path)
 
 
 def test_a_name_ending_in_a_number_is_not_a_second_run_of_the_shorter_name(tmp_path: Path) -> None:

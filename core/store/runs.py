@@ -309,9 +309,13 @@ def find_run(run_id: str, root: Path | None = None) -> Run:
 
 def open_run_arg(text: str | Path, root: Path | None = None) -> Run:
     """A run as a command line names it: a run folder's path, or a run's name under the runs root (as the Runs page
-    lists it); NotARunError saying both where it looked."""
+    lists it), bare or as ``runs/<run>`` (as the README writes it, when ``FALSE_WB_RUNS`` puts the runs elsewhere: a
+    review's ``--resume runs/<id>`` failed there while ``model.init=runs/<id>`` worked); NotARunError saying both
+    where it looked."""
     path = Path(text)
-    if path.exists() or isinstance(text, Path) or "/" in str(text) or "\\" in str(text):
+    if not path.exists() and not isinstance(text, Path) and path.parts[:1] == ("runs",) and len(path.parts) == 2:
+        text = path.parts[1]  # runs/<run> not here: looked up under the runs root
+    elif path.exists() or isinstance(text, Path) or "/" in str(text) or "\\" in str(text):
         return open_run(path)
     where = Path(root) if root else runs_root()
     if (where / str(text)).is_dir():
