@@ -190,6 +190,10 @@ def test_a_resume_refuses_settings_that_change_the_run_and_logs_the_ones_it_take
     (run.path / "config.yaml").write_text(yaml.safe_dump(raw))
     assert main(["--resume", str(run.path), "--no-progress", "train.max_steps=4", "loss.topk=3"]) == 2
     assert "loss.topk: a resumed run keeps the settings" in capsys.readouterr().err
+    # a refused setting that also breaks a rule: named as refused, not as the rule ("loss.topk (14) is more than
+    # the negatives" was all a review read of a batch size changed on resume)
+    assert main(["--resume", str(run.path), "--no-progress", "train.max_steps=4", "train.batch_size=4"]) == 2
+    assert "train.batch_size: a resumed run keeps the settings" in capsys.readouterr().err
 
 
 def test_unreadable_image_is_skipped_and_logged(roots, tmp_path: Path) -> None:

@@ -135,6 +135,8 @@ def test_resuming_a_completed_run_without_more_steps_says_how_to_train_on(tmp_pa
     stopped = create_run("stop", "name: stop\n", tmp_path, kind="pretrain", state="stopped", pid=DEAD_PID)
     stopped.write_status(step=20)
     refuse_if_complete(stopped, 20)  # a stopped run at its last step still finishes (its test, its export)
+    with pytest.raises(ConfigError, match=r"train.max_steps=10 is below the step the run reached \(20\)"):
+        refuse_if_complete(stopped, 10)  # was marked completed at step 20, "steps 20->10" (a review)
 
 
 def test_a_device_out_of_memory_names_the_settings_to_lower(tmp_path) -> None:

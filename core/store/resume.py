@@ -44,14 +44,21 @@ def open_for_resume(path: str | Path) -> tuple[Run, Path | None]:
 
 
 def refuse_if_complete(run: Run, max_steps: int | None) -> None:
-    """A completed run resumed without more steps would only rebuild its data and say "completed" again: refused
-    in one line that says how to train on (``train.max_steps`` above the step it reached)."""
+    """A completed run resumed without more steps would only rebuild its data and say "completed" again, and a
+    stopped one given fewer steps than it ran was marked completed at the step it had reached, "steps 83->50" (a
+    review): both refused in one line that says how to train on (``train.max_steps`` above the step it reached)."""
     status = run.status()
     step = status.get("step")
-    if status.get("state") == "completed" and max_steps is not None and isinstance(step, int) and step >= max_steps:
+    if max_steps is None or not isinstance(step, int):
+        return
+    if status.get("state") == "completed" and step >= max_steps:
         raise ConfigError(f"train.max_steps: the run is complete at step {step}"
                           + (f" (train.max_steps={max_steps} asks for no more)" if max_steps < step else "")
                           + f"; to train on, resume it with train.max_steps=N (N above {step})")
+    if max_steps < step:
+        raise ConfigError(f"train.max_steps={max_steps} is below the step the run reached ({step}): a resume "
+                          f"cannot shorten it; resume with train.max_steps=N (N above {step}), or without it to "
+                          "finish as planned")
 
 
 class ResumeRefused(ConfigError):
@@ -126,7 +133,11 @@ def resume_config(path: str | Path, overrides: list[str], validate: Any, upgrade
     refuse_other_kind(run, kind)
     raw = upgrade(run.stored_config())
     after = apply_overrides(copy.deepcopy(raw), overrides)  # in place: the stored settings are kept apart
-    cfg = validate(after)
+    try:
+        cfg = validate(after)
+    except (ConfigError, ValueError):  # a refused setting is named as such first: a batch size changed on resume
+        refuse_changed_settings(raw, after, kind=kind)  # read "loss.topk (100) is more than the negatives"
+        raise
     try:
         before: Any = validate(raw)
     except (ConfigError, ValueError):  # a stored config only the overrides make valid again: its raw settings
