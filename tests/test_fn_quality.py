@@ -4,6 +4,7 @@ labels), two runs compared, and the report's refusals (no labels, data moved, no
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -22,7 +23,8 @@ from core.ssl import pretrain as pretrain_mod
 from core.ssl.batch_order import BatchOrder
 from core.analysis.fn_compare import compare_flags
 from core.analysis.proportions import margin, margin_text
-from core.analysis.fn_report import CACHE_NAME, FlagReportError, cached_report, compute_report, flag_report, report_lines
+from core.analysis.fn_report import (CACHE_NAME, FlagReportError, cached_report, compute_report, flag_report,
+                                     report_lines, selector_label)
 from core.analysis.fn_report_cli import main as report_main
 from core.analysis.fn_scoring import NO_CLASS, load_pairs
 from core.ssl.pretrain import main as pretrain_main
@@ -148,6 +150,15 @@ def test_rebuilt_batches_equal_the_trainers(roots: Path, monkeypatch: pytest.Mon
     light = flag_report(run, use_encoder=False)  # fn-report --no-encoder: kept beside the full report, not over it
     assert "encoder" not in light["selectors"]
     assert cached_report(run) == report and cached_report(run, use_encoder=False) == light
+    if method == "simclr" and detector == "fnsd":  # read while training: up to its last logged step, said so
+        for name in ("metrics.jsonl", "fns.jsonl"):  # the records of steps 6 and 7 still on the device
+            records = [json.loads(line) for line in (run.path / name).read_text().splitlines()]
+            (run.path / name).write_text("".join(json.dumps(r) + "\n" for r in records if r.get("step", 0) <= 5))
+        run.write_status(state="running", pid=os.getpid(), step=7)  # alive: this process
+        live = flag_report(run)  # not the cached report of the ended run
+        assert live["steps_rebuilt"] == 5 and live["live"], live["steps_rebuilt"]
+        assert any(n.startswith("the run is still training (step 7): scored up to step 5") for n in live["notes"])
+        assert selector_label("encoder", live) == "encoder nearest (step 7 encoder)"  # its checkpoint, not a final
 
 
 # ------------------------------------------------------------------------------------------------ selectors

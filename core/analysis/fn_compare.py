@@ -24,9 +24,9 @@ from ..config.strategy import strategy_label
 from ..ssl.registry import get_method
 from ..store.runs import Run, read_json_file
 from .fn_quality import EXPECTED, SELECTORS, entry_ci, entry_text
-from .fn_report import (FlagReportError, Progress, cached_report, data_dump, flag_report, flagged_by, last_step_of,
+from .fn_report import (FlagReportError, Progress, cached_report, data_dump, flag_report, flagged_by,
                         no_detector_reason, report_detector)
-from .fn_scoring import run_config
+from .fn_scoring import last_step_of, run_config
 from .proportions import margin, margin_text, recall_text
 from .stats import proportion_difference, share_relation, signed_points
 

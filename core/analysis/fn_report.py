@@ -30,7 +30,7 @@ from .fn_quality import entry_text, score_flags
 from .tile_colours import COLOUR_METRIC, tile_colours
 from .proportions import REFERENCES, margin, margin_text, recall_text
 from .fn_units import moco_candidates, simclr_candidates
-from .fn_scoring import NO_CLASS, base_rate, dominant_classes, load_pairs, run_config
+from .fn_scoring import NO_CLASS, base_rate, dominant_classes, last_step_of, load_pairs, run_config
 from ..store.runs import Run, atomic_write_json, read_json_file
 
 CACHE_NAME = "flag_quality.json"
@@ -64,6 +64,8 @@ def cache_key(run: Run, cfg: PretrainConfig, use_encoder: bool, up_to: int | Non
            "loss": cfg.loss.model_dump(mode="json")}
     if up_to is not None:
         key["up_to"] = int(up_to)
+    if run.is_live():  # a report read while training is made again once the run ends, its flags' file unchanged
+        key["live"] = True
     return key
 
 
@@ -185,13 +187,6 @@ def no_detector_reason(run: Run, cfg: PretrainConfig) -> str | None:
     return None
 
 
-def last_step_of(run: Run, pairs: Any | None = None) -> int:
-    """The last step the run trained (its status) or flagged at, whichever is later."""
-    pairs = load_pairs(run) if pairs is None else pairs
-    flagged = int(pairs["step"].max()) if len(pairs) else 0
-    return int(max(int(run.status().get("step") or 0), flagged))
-
-
 def compute_report(run: Run, use_encoder: bool = True, progress: Progress | None = None,
                    up_to: int | None = None) -> dict[str, Any]:
     """Score the run's flags and the reference selectors now; store and return the JSON report. ``up_to``: score
@@ -242,12 +237,17 @@ def compute_report(run: Run, use_encoder: bool = True, progress: Progress | None
     if detector["uses_labels"]:
         quality.notes.insert(0, ORACLE_NOTE)
     enc_step = _encoder_step(run) if enc is not None else None
-    if enc_step is not None and enc_step < last_step:
+    live = run.is_live()
+    if live:  # read while training: say how far, and that the encoder is a checkpoint's, not the final one
+        quality.notes.append(f"the run is still training (step {run.status().get('step')}): scored up to step "
+                             f"{last_step}, the last whose flags are written" + (
+                                 f"; the encoder selector reads its checkpoint of step {enc_step}" if enc_step else ""))
+    elif enc_step is not None and enc_step < last_step:
         quality.notes.append(f"the encoder selector reads the checkpoint of step {enc_step}, while the flags run to "
                              f"step {last_step}: the run ended early, without a checkpoint after it (killed or failed)")
     report = quality.to_json()
     report.update(run=run.id, method=cfg.method, data=cfg.data.name, step=last_step, world_size=world,
-                  up_to_step=up_to, detector=detector, strategy=detector["label"], encoder_step=enc_step)
+                  up_to_step=up_to, detector=detector, strategy=detector["label"], encoder_step=enc_step, live=live)
     _store(run, key, report, partial=up_to is not None)
     return report
 
@@ -297,8 +297,8 @@ def selector_label(name: str, report: dict[str, Any]) -> str:
     if name == "flags":
         return report_detector(report)["flags"]
     at, last = report.get("encoder_step"), report.get("step")
-    if name == "encoder" and isinstance(at, int) and isinstance(last, int) and at < last:
-        return f"encoder nearest (step {at} encoder)"  # a killed run's last checkpoint, not its final encoder
+    if name == "encoder" and isinstance(at, int) and isinstance(last, int) and (at < last or report.get("live")):
+        return f"encoder nearest (step {at} encoder)"  # a killed or live run's last checkpoint, not a final encoder
     return SELECTOR_LABELS[name]
 
 

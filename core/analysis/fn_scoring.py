@@ -79,6 +79,20 @@ def load_pairs(run: Run) -> pd.DataFrame:
     }).reset_index(drop=True)
 
 
+def last_step_of(run: Run, pairs: pd.DataFrame | None = None) -> int:
+    """The last step whose flags are all written: the run's last step (its status) or flag, whichever is later; for a
+    run still training, its last logged step, as the flags of the steps since wait on the device until the next log
+    (a review read "over 20 of 24 steps" of a live run whose detector flags at every step)."""
+    pairs = load_pairs(run) if pairs is None else pairs
+    flagged = int(pairs["step"].max()) if len(pairs) else 0
+    if run.is_live():
+        from ..store.run_summary import last_record
+
+        logged = (last_record(run.path / "metrics.jsonl") or {}).get("step")
+        return max(flagged, int(logged)) if isinstance(logged, (int, float)) else flagged
+    return int(max(int(run.status().get("step") or 0), flagged))
+
+
 def filter_pairs(pairs: pd.DataFrame, steps: tuple[int, int] | None = None, calibrated_only: bool = False,
                  sort_by: str = "distance") -> pd.DataFrame:
     """The pairs within a step range (inclusive), optionally calibrated ones only, in the order ``sort_by``."""
