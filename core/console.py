@@ -90,3 +90,8 @@ def plain_warnings() -> Iterator[None]:
         yield
     finally:
         warnings.formatwarning = previous
+
+
+def count(n: int, word: str) -> str:
+    """"1 scene", "2 scenes": a count with its noun in the number it takes (a review read "val 1 scenes")."""
+    return f"{n} {word}{'' if n == 1 else 's'}"

@@ -220,8 +220,10 @@ def score_flags(pairs: pd.DataFrame, steps: Iterable[StepCandidates], classes: n
     cross = {k: t.cross() for k, t in tallies.items()}
     notes = []
     if selection == "global":
-        notes.append(f"global selection: each reference selector picks, per step, as many {_unit_word(ordered)}s of "
-                     f"the batch as {flagged_by} flagged (the closest ones); random is a random pair of the batch")
+        made = ("pairs of the batch's tiles" if _unit_word(ordered) == "pair" else
+                "picks (an anchor tile's choice of a negative among the batch's)")  # not "as many picks of the batch"
+        notes.append(f"global selection: each reference selector makes, per step, as many {made} as {flagged_by} "
+                     "flagged (the closest ones); random makes them at random")
     else:
         notes.append(f"per-anchor selection: each reference selector picks, for each anchor tile, as many negative "
                      f"tiles as {flagged_by} flagged for it; a pair flagged from both sides is two picks, as it is "

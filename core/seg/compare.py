@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cli_args import compare_parser, parse_run_args
-from ..console import say
+from ..console import count, say
 from ..config import ConfigError, config_to_yaml, load_config, validate_config
 from ..data import DataError
 from ..host_memory import keep_freed_host_memory
@@ -332,8 +332,8 @@ def main(argv: list[str] | None = None) -> int:
         with report_phases(phase_listener(out_run.path)):  # generating its data, a unit's features: on its page
             comparison = Comparison(cfg, out_run, root, log, stop)
             facts = split_facts(comparison.eval_splits(), comparison.eval_data)
-            log(f"evaluation data {facts['data']}: " + ", ".join(f"{k} {facts[k]['scenes']} scenes / "
-                                                                 f"{facts[k]['tiles']} tiles" for k in
+            log(f"evaluation data {facts['data']}: " + ", ".join(f"{k} {count(facts[k]['scenes'], 'scene')} / "
+                                                                 f"{count(facts[k]['tiles'], 'tile')}" for k in
                                                                  ("train", "val", "test")))
             if comparison.extra:
                 log("pretraining splits its scenes as the evaluation does: " + " ".join(comparison.extra))

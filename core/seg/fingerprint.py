@@ -214,8 +214,10 @@ def main(argv: list[str] | None = None) -> int:
             if args.out:
                 raise ValueError("--scene-digests adds to the checkpoint itself; leave out --out (copy it first)")
             card = add_scene_digests(args.checkpoint, args.config, args.data_root)
-            say(f"{args.checkpoint}: digests and thumbnails of {len(card['domain']['scene_digests'])} scene files on "
-                "its card")
+            n = len(card["domain"]["scene_digests"])
+            why = "" if n else (" (its data set has no image files of its own: generated tiles, which no upload can "
+                                "be)")  # a review read "0 scene files" without a reason
+            say(f"{args.checkpoint}: digests and thumbnails of {n} scene files on its card{why}")
             return 0
         card = add_domain(args.checkpoint, args.config, args.out, args.data_root)
     except (CheckpointError, ConfigError, DataError, FileNotFoundError, ValueError) as err:
@@ -225,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     test = d["test_scenes"]
     shown = ", ".join(test[:6]) + (f" and {len(test) - 6} more" if len(test) > 6 else "") if test else "none"
     say(f"domain of {args.out or args.checkpoint}: {d['fingerprint']['note']}, {d['training_scenes']} training "
-          f"scenes, test scenes {shown}, gsd {d['gsd_m']} m")
+          f"scenes, test scenes {shown}, " + (f"gsd {d['gsd_m']} m" if d.get("gsd_m") else "no ground sample distance "
+                                               "given (the data set's makers publish none)"))
     return 0
 
 
