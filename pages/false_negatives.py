@@ -148,13 +148,15 @@ def selectors_figure(report: dict[str, Any]) -> go.Figure:
 
 
 def quality_verdict(report: dict[str, Any]) -> str:
-    """One sentence: where the run's detector stands between chance, the trivial colour selector and the ceiling."""
+    """One sentence: where the run's detector stands between chance, the trivial colour selector, the encoder's own
+    nearest neighbour (the README's question; a review found it left out) and the ceiling."""
     sel = report["selectors"]
     p, lo, hi = report["precision"], *report["precision_ci"]
     det = fn_report.report_detector(report)
     who = fn_report.flagged_by(det["name"], markdown=True)
     parts = [f"The pairs {who} flagged share their class {p:.0%} of the time (95 % interval {lo:.0%}–{hi:.0%})"]
-    for name, what in (("random", "a random negative"), ("colour", "the nearest tile by colour")):
+    for name, what in (("random", "a random negative"), ("colour", "the nearest tile by colour"),
+                       ("encoder", "the encoder's own nearest neighbour")):
         other = sel.get(name)
         if other and other["pairs"]:
             parts.append(share_relation(p, (lo, hi), other["precision"], fq.entry_ci(name, other), what))

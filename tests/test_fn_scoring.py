@@ -261,6 +261,8 @@ def test_never_calibrated_says_why_and_names_the_base_method() -> None:
     assert gate.negligible and gate.verdict() == (
         "Calibration never fired in 30 steps (FNSD flagged 30 pairs, but no flagged anchor's positive cosine reached "
         "the threshold 0.80: the highest was 0.62): this run is, in effect, MoCo v2.")
+    close = fn.treatment_effect(moco, counts({}, 30), steps=30, top_cos_pos=0.7959)  # "0.80 ... 0.80" read as met
+    assert "reached the threshold 0.80: the highest was 0.796)" in close.figures()
     nothing = fn.treatment_effect(moco, counts({}, 30, flagged=0), steps=30)
     assert nothing.figures() == "calibration never fired in 30 steps (FNSD flagged no pair)"
     assert "per-anchor selection" in nothing.advice()  # global is the default selection

@@ -140,6 +140,9 @@ def test_flags_are_scored_against_reference_selectors(store_base: Path, tmp_path
     colour = stored["selectors"]["colour"]  # above, below or level by the difference's interval, not by overlap
     assert share_relation(stored["precision"], stored["precision_ci"], colour["precision"], colour["ci"],
                           "the nearest tile by colour") in texts(at)
+    encoder = stored["selectors"]["encoder"]  # the README's question: against the encoder's own nearest neighbour too
+    assert share_relation(stored["precision"], stored["precision_ci"], encoder["precision"], encoder["ci"],
+                          "the encoder's own nearest neighbour") in texts(at)
     assert len(at.get("plotly_chart")) == 3  # counts, precision per bin, selectors
     again = open_page("false_negatives")  # a new session: the stored report is shown at once
     again.selectbox(key="fn-run").set_value(run_id).run()

@@ -232,8 +232,9 @@ class TreatmentEffect:
                 return text
             why = f"{_lower_first(who)} flagged {self.flagged} pair{_s(self.flagged)}, but no flagged anchor's " \
                   f"positive cosine reached the threshold {self.threshold:.2f}"
-            if self.top_cos_pos is not None:
-                why += f": the highest was {self.top_cos_pos:.2f}"
+            if self.top_cos_pos is not None:  # to the digits that show it below the gate ("0.90" read as 0.90 met)
+                digits = next((d for d in range(2, 7) if round(self.top_cos_pos, d) < self.threshold), 6)
+                why += f": the highest was {self.top_cos_pos:.{digits}f}"
             return f"{text} ({why})"
         return (f"{did} in {self.steps_calibrated} of {self.steps} step{_s(self.steps)} "
                 f"({amount(self.per_step)} {pairs}{'' if self.per_step == 1 else 's'} per step)")
