@@ -52,12 +52,22 @@ presets = config_presets("pretrain")
 names = list(presets)
 
 
-def preset_values(preset: str | None = None) -> None:
+def form_generation(preset: str | None) -> str:
+    """The session key counting the resets of ``preset``'s form (kept across pages: it starts with "pre-")."""
+    return f"pre-resets:{preset}"
+
+
+def preset_values(preset: str | None = None, drawn: bool = False) -> None:
     """The form of ``preset`` (the one just picked when None) back at the preset's values: its fields are kept
-    across pages per preset, so picking a preset again brought back the edits made under it (a review)."""
+    across pages per preset, so picking a preset again brought back the edits made under it (a review). ``drawn``:
+    the form is on screen (the reset button), so its fields get new keys (``k``): a widget whose state is only
+    deleted keeps showing, and later sends, what the browser holds (a review's reset changed the run name alone;
+    Steps and View size stayed as typed)."""
     chosen = preset or st.session_state.get("pre-preset")
     for key in [key for key in st.session_state if isinstance(key, str) and key.startswith(f"pre-{chosen}-")]:
         del st.session_state[key]
+    if drawn:
+        st.session_state[form_generation(chosen)] = st.session_state.get(form_generation(chosen), 0) + 1
 
 
 c_preset, c_reset = st.columns([4, 1], vertical_alignment="bottom")
@@ -65,7 +75,7 @@ preset = c_preset.selectbox("Start from a preset", names, index=names.index("dem
                             key="pre-preset", on_change=preset_values,
                             help="Files in configs/; every value below can be changed. Picking a preset sets the "
                                  "form to its values.")
-c_reset.button("↺ Preset values", key="pretrain-preset-reset", on_click=preset_values, args=(preset,),
+c_reset.button("↺ Preset values", key="pretrain-preset-reset", on_click=preset_values, args=(preset, True),
                help="Set every field below back to this preset's values")
 try:
     base: PretrainConfig = load_config(presets[preset])
@@ -120,8 +130,10 @@ TREATMENT_HELP = ("What the loss does with a flagged negative. FNCC (FALSE's cal
 
 
 def k(name: str) -> str:
-    """Widget keys depend on the preset: each preset's form is its own (``preset_values`` sets it back)."""
-    return f"pre-{preset}-{name}"
+    """Widget keys depend on the preset: each preset's form is its own; and on its resets (``preset_values``), so
+    that a reset draws new widgets at the preset's values."""
+    resets = st.session_state.get(form_generation(preset), 0)
+    return f"pre-{preset}-{name}" if not resets else f"pre-{preset}-{resets}-{name}"
 
 
 def default_name(cfg: PretrainConfig) -> str:

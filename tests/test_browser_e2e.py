@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core.config import load_config
 from core.data import generate_scene
 from core.store.runs import list_runs
 from tests.browser import (ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ROOT, pick_option, require_chromium,
@@ -276,6 +277,15 @@ def test_the_run_name_follows_the_loss_chosen_in_its_fragment(app, page) -> None
         wait_until_idle(page)
         time.sleep(1)
         assert name.input_value() == "my-baseline"
+        _fill(page, {"Steps": 7, "View size (px)": 48}, "my-baseline")
+        # the preset's values back in every field the browser shows: a review's click changed the run name alone,
+        # the browser kept showing (and later sent) the typed values of the fields whose state was only deleted
+        page.get_by_role("button", name="↺ Preset values").click()
+        wait_until_idle(page)
+        _field_shows(page, "Run name", "demo-false-simclr")
+        preset = load_config(ROOT / "configs/demo_cpu.yaml")
+        for label, value in (("Steps", preset.train.max_steps), ("View size (px)", preset.data.image_size)):
+            _field_shows(page, label, str(value))
         _no_exception(page)
 
 

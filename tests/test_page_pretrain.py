@@ -566,8 +566,13 @@ def test_picking_a_preset_sets_the_form_to_its_values(empty_store: Path) -> None
     assert at.number_input(key="pre-demo_cpu-batch").value == 64
     assert at.number_input(key="pre-demo_cpu-steps").value == 300
     at.number_input(key="pre-demo_cpu-batch").set_value(5).run()
-    at.button(key="pretrain-preset-reset").click().run()
-    assert not at.exception and at.number_input(key="pre-demo_cpu-batch").value == 64
+    at.button(key="pretrain-preset-reset").click().run()  # new widgets (new keys): the browser's values go too
+    assert not at.exception and at.number_input(key="pre-demo_cpu-1-batch").value == 64
+    assert "pre-demo_cpu-batch" not in at.session_state
+    at.number_input(key="pre-demo_cpu-1-steps").set_value(9).run()
+    at.switch_page("../pages/runs.py").run()
+    at.switch_page("../pages/pretrain.py").run()  # the reset's form, its edit kept across pages
+    assert at.number_input(key="pre-demo_cpu-1-steps").value == 9
     assert not any("Session State" in w.value for w in at.warning)
 
 
