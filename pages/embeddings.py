@@ -183,7 +183,7 @@ def describe(data: DataConfig, tiles: int | None = None) -> str:
 def scatter(emb: E.Embedding, colour_by: str, segments: Any | None, linked: list[int] | None = None) -> go.Figure:
     """One WebGL trace per colour group (so the legend names classes); each point carries its tile index. ``linked``:
     tiles selected in the other map, ringed here (the same tiles, where this encoder put them)."""
-    names = emb.meta.get("class_names") or []
+    names, colours = emb.meta.get("class_names") or [], emb.meta.get("class_colours") or []
     by_class = colour_by == "class" and emb.dominant is not None
     groups = emb.dominant if by_class else emb.clusters
     fig = go.Figure()
@@ -200,9 +200,11 @@ def scatter(emb: E.Embedding, colour_by: str, segments: Any | None, linked: list
         mask = groups == group
         name = (("no labeled pixel" if group < 0 else names[group] if group < len(names) else f"class {group}")
                 if by_class else f"cluster {group}")
-        fig.add_trace(go.Scattergl(
+        own = colours[group] if by_class and 0 <= group < len(colours) and colours[group] else None
+        fig.add_trace(go.Scattergl(  # a class in its own colour, as on the other pages; outlined (white classes)
             x=emb.coords[mask, 0], y=emb.coords[mask, 1], mode="markers", name=name,
-            marker=dict(size=5, color=PALETTE[n % len(PALETTE)], opacity=0.8),
+            marker=dict(size=5, color=own or PALETTE[n % len(PALETTE)], opacity=0.8,
+                        line=dict(color="rgba(60,60,60,0.6)", width=0.5 if own else 0)),
             customdata=emb.indices[mask], hovertemplate=f"tile #%{{customdata}}<br>{name}<extra></extra>"))
     if linked:
         rows = np.isin(emb.indices, np.asarray(linked))

@@ -70,6 +70,10 @@ def test_two_checkpoints_side_by_side_then_selection_then_cache(private_data: Pa
     other = json.loads(at.get("plotly_chart")[1].proto.spec)
     ring = next(t for t in other["data"] if str(t.get("name", "")).startswith("selected in the other map"))
     assert ring["name"] == "selected in the other map (2)"
+    from core.data.synthetic_canvas import CLASSES  # each class in its own colour, as the Fine-tune and Segment pages draw
+    drawn = {t["name"]: t["marker"]["color"] for t in other["data"] if t.get("mode") == "markers" and "marker" in t}
+    own = {name: f"rgb({r},{g},{b})" for name, (r, g, b) in CLASSES}
+    assert {n: c for n, c in drawn.items() if n in own} == {n: own[n] for n in drawn if n in own} != {}
     baselines = [m for m in at.metric if m.label == "majority class"]
     assert len(baselines) == 2 and all(0 < float(m.value) <= 1 for m in baselines)  # beside the accuracy
     colours = [m for m in at.metric if m.label == "colour statistics"]  # and what colour alone scores, the same way

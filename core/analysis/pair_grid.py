@@ -63,3 +63,15 @@ def class_names(dataset: Any) -> list[str]:
         return str(c[0]) if isinstance(c, (tuple, list)) else str(c)  # the synthetic table: (name, rgb)
 
     return [name(c) for c in (getattr(dataset, "classes", None) or [])]
+
+
+def class_colours(dataset: Any) -> list[str | None]:
+    """Each class's drawing colour as CSS (``core.imaging.colours``; None where it names none), so the embedding map
+    colours a class as the Fine-tune and Segment pages do (a review saw building green there, blue here)."""
+    from ..imaging.colours import css_rgb, display_rgb
+
+    out: list[str | None] = []
+    for c in getattr(dataset, "classes", None) or []:
+        cls = c if isinstance(c, dict) else {"color": c[1]} if isinstance(c, (tuple, list)) and len(c) > 1 else {}
+        out.append(css_rgb(cls) if display_rgb(cls) else None)
+    return out
