@@ -46,6 +46,7 @@ LAST = "segment_last"  # session_state: the result keys last on screen (shown ag
 KEEP_RESULTS = 8
 AUTO = "auto: best domain fit"
 SAMPLE = "segment_sample_seed"  # session_state: the seed of the generated sample tile on show, if any
+RESULT_TAB = "segment_tab"  # session_state: the image whose result tab is chosen
 SAMPLE_SIZE = 512
 FIRST_SAMPLE_SEED = 2  # a scene with roads, buildings and trees
 
@@ -312,7 +313,10 @@ def show_results(results: list[tuple[str, Result]]) -> None:
         return
     # keyed and tracked: the chosen tab stays chosen through the rerun a mask upload inside it starts (untracked
     # tabs went back to the first, showing another image's scores)
-    tabs = st.tabs(tab_names([r.name for _, r in good]), key="segment_tab", on_change="rerun")
+    names = tab_names([r.name for _, r in good])
+    if st.session_state.get(RESULT_TAB) not in names:  # a tab of an image since removed: the first
+        st.session_state.pop(RESULT_TAB, None)
+    tabs = st.tabs(names, key=RESULT_TAB, on_change="rerun")
     for tab, (k, r) in zip(tabs, good):
         with tab:
             show_result(r, k)
@@ -344,6 +348,8 @@ def _next_sample() -> None:
     """Show a (new) sample. The model choice stays the user's: auto sends the sample to the model that knows such
     scenes, and a model the user picked is kept for every image (with a note beside the sample)."""
     st.session_state[SAMPLE] = st.session_state.get(SAMPLE, FIRST_SAMPLE_SEED - 1) + 1
+    # its tab chosen: added last among the uploads' tabs, the sample seemed to do nothing (a review)
+    st.session_state[RESULT_TAB] = sample_upload(st.session_state[SAMPLE]).name
 
 
 def _drop_sample() -> None:

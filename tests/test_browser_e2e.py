@@ -136,6 +136,13 @@ def test_segment_an_uploaded_tile(app, page, tmp_path: Path) -> None:
         page.get_by_text("Overlay opacity").first.wait_for(timeout=10_000)
         _no_exception(page)
         page.screenshot(path=str(SHOTS / "segment-after-trip.png"), full_page=True)
+        # a generated sample beside the upload: its tab is the one shown (added last, it seemed to do nothing)
+        page.get_by_role("button", name=re.compile("Try a generated sample tile")).click()
+        page.get_by_role("tab", name=re.compile("sample_scene_")).wait_for(timeout=120_000)
+        settle(page, 120_000)
+        chosen = page.get_by_role("tab", selected=True)
+        assert "sample_scene_" in chosen.inner_text(), chosen.inner_text()
+        _no_exception(page)
 
 
 def test_embeddings_are_computed_and_drawn(app, page) -> None:
