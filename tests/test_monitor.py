@@ -1,6 +1,8 @@
 """The live run view's pure helpers (workbench.monitor) and the charts' own (workbench.common)."""
 from __future__ import annotations
 
+import os
+
 from workbench.monitor import percent_ticks
 
 
@@ -158,8 +160,9 @@ def test_the_launch_line_goes_once_its_run_is_stopped(tmp_path) -> None:
 
         watch(path, key="t", launched="Launched it. It keeps running if you close this tab.")
 
-    for state, said in (("completed", True), ("stopped", False), ("failed", False)):
-        run = create_run(f"r-{state}", "data:\n  name: synthetic\n", tmp_path / "runs", kind="finetune", state=state)
+    for state, said in (("running", True), ("completed", False), ("stopped", False), ("failed", False)):
+        run = create_run(f"r-{state}", "data:\n  name: synthetic\n", tmp_path / "runs", kind="finetune", state=state,
+                         pid=os.getpid())  # a live process: this one
         at = AppTest.from_function(page, args=(str(run.path),), default_timeout=60).run()
         assert not at.exception, at.exception
         assert any("Launched it" in s.value for s in at.success) == said, (state, [s.value for s in at.success])
