@@ -133,8 +133,8 @@ def test_a_false_runs_treatment_is_drawn_by_one_helper(tmp_path: Path, monkeypat
     finally:
         unlock_run(ahead)
     assert drawn == [("caption", "FNCC's treatment: calibration fired in 4 of 4 steps (2.00 calibrated pairs per "
-                                 "step). (Counted over the 4 steps written so far, of 14: flags are written every "
-                                 "logged step.)")], drawn
+                                 "step). (Counted over steps 1-4: the run is at step 14, and the flags of the steps "
+                                 "since are written at its next logged step.)")], drawn
     drawn.clear()
     seen: list = []
     monkeypatch.setattr(monitor, "show_treatment", lambda run, counts, top_cos_pos=None: seen.append(run.id))

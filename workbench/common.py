@@ -408,7 +408,8 @@ def records_behind(run: Run, counted: int) -> str | None:
     step = run.status().get("step") if run.is_live() else None
     if not isinstance(step, int) or step <= counted:
         return None
-    return f"(Counted over the {counted} steps written so far, of {step}: flags are written every logged step.)"
+    return (f"(Counted over steps 1-{counted}: the run is at step {step}, and the flags of the steps since are "
+            "written at its next logged step.)")  # "written so far, of 14" read hard (a review)
 
 
 AVERAGE_MIOU = "weight average"  # curve_frame's column for the validation mIoU of a run's averaged weights
