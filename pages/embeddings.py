@@ -316,6 +316,9 @@ def panel(n: int, entry: ModelEntry, emb: E.Embedding | None, other: E.Embedding
           colour_by: str, draw_pairs: bool) -> None:
     """One checkpoint's column: its number, its map, its flagged pairs and the tiles selected on it."""
     st.markdown(f"**{entry.label}** · {entry.card.get('method', '?')} + {card_strategy(entry.card)}")
+    step, total = entry.card.get("step"), entry.card.get("total_steps")
+    if isinstance(step, int) and isinstance(total, int) and step < total:  # a stopped or live run's checkpoint
+        st.caption(f"⚠️ The encoder of step {step} of {total}: the run's last checkpoint, not a finished run.")
     if emb is None:
         st.info("Not computed yet for these settings: press **Compute**.")
         return

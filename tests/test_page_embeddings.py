@@ -265,3 +265,19 @@ def test_a_labeled_folder_no_preset_reads_takes_its_class_table_here(private_dat
     at.text_input(key=key).set_value("configs/classes/dubai.yaml").run()
     assert not at.exception and not errors(at), errors(at)
     assert "Labeled; masks read with configs/classes/dubai.yaml" in texts(at)
+
+
+def test_an_unfinished_runs_encoder_says_its_step(store_base: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A review's map was of a run stopped at step 10 of 80, picked by default, with no word of it."""
+    runs = copy_store(store_base, tmp_path)
+    monkeypatch.setenv("FALSE_WB_RUNS", str(runs))
+    run = next(r for r in list_runs(runs) if r.id.endswith("tiny-infonce"))
+    card_path = run.checkpoint_dir / "encoder.json"
+    card = json.loads(card_path.read_text())
+    total = card["total_steps"]
+    card_path.write_text(json.dumps({**card, "step": 2}))
+    at = open_page("embeddings")
+    at.multiselect(key="emb-models").set_value([label_of(at, "tiny-infonce"), label_of(at, "tiny-false")]).run()
+    said = [c.value for c in at.caption if c.value.startswith("⚠️ The encoder of step")]
+    assert said == [f"⚠️ The encoder of step 2 of {total}: the run's last checkpoint, not a finished run."], said
