@@ -235,7 +235,7 @@ def test_a_folder_added_as_a_data_source_is_used_by_the_form(empty_store: Path, 
 
     mine = tmp_path / "elsewhere" / "my_tiles"
     mine.mkdir(parents=True)
-    for i in range(3):
+    for i in range(6):
         Image.fromarray(np.full((64, 64, 3), 40 * i, np.uint8)).save(mine / f"t{i}.png")
     at = open_page("pretrain")
     at.text_input(key="pre-demo_cpu-folder").set_value(str(mine)).run()  # a folder the synthetic set does not read
@@ -247,7 +247,7 @@ def test_a_folder_added_as_a_data_source_is_used_by_the_form(empty_store: Path, 
     assert "outside the folders" in summary and "data source" in summary  # says how to add it
     at.text_input(key="pretrain-source-path").set_value(str(mine))
     at.button(key="pretrain-source-add").click().run()
-    assert not at.exception and any("Added" in s.value and "3 image(s)" in s.value for s in at.success)
+    assert not at.exception and any("Added" in s.value and "6 image(s)" in s.value for s in at.success)
     at.button(key="pretrain-source-use").click().run()
     assert at.selectbox(key="pre-demo_cpu-data").value == "folder"
     assert at.text_input(key="pre-demo_cpu-folder").value == str(mine.resolve())
@@ -260,6 +260,9 @@ def test_a_folder_added_as_a_data_source_is_used_by_the_form(empty_store: Path, 
         raise OSError("not started in this test")
 
     monkeypatch.setattr(launch, "launch", fake_launch)
+    at.button(key="pretrain-launch").click().run()  # refused before launching: a batch the folder cannot fill
+    assert "is larger than the data set (6 tiles)" in errors(at)[0] and "cfg" not in seen, errors(at)
+    _set(at, batch=4)
     at.button(key="pretrain-launch").click().run()
     assert seen["cfg"].data.name == "folder" and seen["cfg"].data.root == str(mine.resolve())
     assert seen["cfg"].name == "my_tiles-simclr-false"
@@ -279,7 +282,7 @@ def test_a_labeled_source_keeps_its_labels_through_use_for_pretraining(empty_sto
     labeled = tmp_path / "elsewhere" / "aerial"
     for part in ("images", "masks"):
         (labeled / part / "tile_1").mkdir(parents=True)
-    for i in range(2):
+    for i in range(4):
         Image.fromarray(np.full((64, 64, 3), 60 * i, np.uint8)).save(labeled / "images" / "tile_1" / f"p{i}.jpg")
         Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(labeled / "masks" / "tile_1" / f"p{i}.png")
     at = open_page("pretrain")
@@ -297,6 +300,7 @@ def test_a_labeled_source_keeps_its_labels_through_use_for_pretraining(empty_sto
     assert table.value == "configs/classes/dubai.yaml", texts(at)
     assert any("read with the class table configs/classes/dubai.yaml" in s.value for s in at.success), texts(at)
     assert next(t for t in at.text_input if t.label == "Test scenes").value == "tile_1/p1"
+    _set(at, batch=2)  # the three training images fill it
     seen = _capture_launches(monkeypatch)
     at.button(key="pretrain-launch").click().run()
     assert seen and seen[-1][0].data.class_table.endswith("configs/classes/dubai.yaml"), errors(at)
@@ -345,7 +349,7 @@ def test_the_form_its_data_source_and_its_expanders_survive_a_page_trip(empty_st
     at.text_input(key="pretrain-source-path").set_value(str(mine))
     at.button(key="pretrain-source-add").click().run()
     at.button(key="pretrain-source-use").click().run()  # the data source fills the form
-    _set(at, batch=24, steps=7)
+    _set(at, batch=2, steps=7)
     at.text_input(key="pre-demo_cpu-name").set_value("kept")
     monkeypatch.setattr(launch, "launch", lambda *a, **k: (_ for _ in ()).throw(OSError("not started here")))
     at.button(key="pretrain-launch").click().run()  # a form's values reach the app when it is submitted
@@ -360,7 +364,7 @@ def test_the_form_its_data_source_and_its_expanders_survive_a_page_trip(empty_st
     assert not at.exception and not errors(at), errors(at)
     assert at.selectbox(key="pre-demo_cpu-data").value == "folder"
     assert at.text_input(key="pre-demo_cpu-folder").value == str(mine.resolve())
-    assert at.number_input(key="pre-demo_cpu-batch").value == 24 and at.number_input(key="pre-demo_cpu-steps").value == 7
+    assert at.number_input(key="pre-demo_cpu-batch").value == 2 and at.number_input(key="pre-demo_cpu-steps").value == 7
     assert at.text_input(key="pre-demo_cpu-name").value == "kept"
     expanders = {e.label.split(":")[0]: e.proto.expanded for e in at.expander}
     assert expanders == {"Settings": False, "📁 Data sources": True}, expanders

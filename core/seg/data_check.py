@@ -53,7 +53,13 @@ def pretrain_data_problem(cfg: Any) -> str | None:
         return None
     from ..data import build_dataset
 
-    return _problem_of(lambda: build_dataset(cfg.data, progress=False), cfg.data.root)
+    def read() -> None:  # and the batch it must fill, which the run checks once its data is built (a review's run
+        tiles = len(build_dataset(cfg.data, progress=False))  # of batch 64 on 41 tiles failed in the background)
+        if cfg.train.batch_size > tiles:
+            raise DataError(f"train.batch_size: {cfg.train.batch_size} is larger than the data set ({tiles} tiles); "
+                            f"give at most {tiles}, or more tiles (a smaller data.tile_size, fewer scenes held out)")
+
+    return _problem_of(read, cfg.data.root)
 
 
 def _problem_of(read: Any, root: Any) -> str | None:
