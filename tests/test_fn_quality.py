@@ -388,7 +388,8 @@ def test_every_detector_is_scored_from_the_shell_and_two_runs_compare_on_shared_
             assert span == {**dict(zip(("difference", "low", "high"), margin(report, name))),
                             "within_noise": span["low"] <= 0 <= span["high"]}
             assert f"flags vs {name}" in text and margin_text(margin(report, name)) in text
-        del report["margins"]  # the CLI's JSON adds them to the kept report, compared below
+        assert set(report["counted_in"]) >= {"pairs_flagged", "units_flagged", "pairs"}  # each count's unit named
+        del report["margins"], report["counted_in"]  # the CLI's JSON adds them to the kept report, compared below
     assert reports["nearest"]["detector"]["label"] == "nearest + eliminate"
     assert reports["oracle"]["detector"]["label"] == "oracle (uses labels) + fncc"
     assert reports["oracle"]["precision"] == 1.0 and "reads the labels" in " ".join(reports["oracle"]["notes"])

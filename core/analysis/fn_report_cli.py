@@ -17,6 +17,14 @@ from .fn_scoring import run_config
 from .proportions import margins
 
 KIND_WORDS = {"finetune": "fine-tuning", "probe": "linear probe"}
+# what each count of a flag report's JSON counts (a review read pairs_flagged 2560 beside pairs 2511 unexplained)
+COUNTED_IN = {
+    "pairs_flagged": "rows of the loss: an anchor view with a flagged negative (fns.jsonl's records)",
+    "pairs_treated": "rows of the loss the treatment acted on",
+    "units_flagged": "the report's unit (see 'unit'): a tile pick, or a tile pair, counted once a step",
+    "pairs": "units scored: units_flagged less those of a tile without a class (excluded_unlabeled)",
+    "calibrated.pairs": "units scored among those the treatment acted on",
+}
 
 
 def _unlabeled(run: Run) -> bool:
@@ -58,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             report = flag_report(run, use_encoder=not args.no_encoder, refresh=args.refresh, progress=progress)
             text = "\n".join(report_lines(report))
-            report = {**report, "margins": margins(report)}  # the JSON says the differences the text says
+            report = {**report, "margins": margins(report), "counted_in": COUNTED_IN}  # the text's differences too
         if current.get("bar") is not None:
             current["bar"].close()
     except (FlagReportError, NotARunError, ConfigError, ValueError) as err:
