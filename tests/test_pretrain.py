@@ -194,6 +194,8 @@ def test_a_resume_refuses_settings_that_change_the_run_and_logs_the_ones_it_take
     # the negatives" was all a review read of a batch size changed on resume)
     assert main(["--resume", str(run.path), "--no-progress", "train.max_steps=4", "train.batch_size=4"]) == 2
     assert "train.batch_size: a resumed run keeps the settings" in capsys.readouterr().err
+    assert main(["--resume", str(run.path), "--no-progress", "train.max_step=4"]) == 2  # a typo: said as one
+    assert "did you mean train.max_steps" in capsys.readouterr().err
 
 
 def test_unreadable_image_is_skipped_and_logged(roots, tmp_path: Path) -> None:

@@ -135,7 +135,18 @@ def test_resuming_a_completed_run_without_more_steps_says_how_to_train_on(tmp_pa
     stopped = create_run("stop", "name: stop\n", tmp_path, kind="pretrain", state="stopped", pid=DEAD_PID)
     stopped.write_status(step=20)
     refuse_if_complete(stopped, 20)  # a stopped run at its last step still finishes (its test, its export)
-    with pytest.raises(ConfigError, match=r"train.max_steps=10 is below the step the run reached \(20\)"):
+    refuse_if_complete(stopped, 10)  # no checkpoint: it starts again from step 0, which 10 steps lengthen
+    import json
+
+    import torch
+
+    from core.store.checkpoint import write_safetensors
+
+    stopped.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    write_safetensors(stopped.checkpoint_dir / "last.safetensors", {"w": torch.zeros(1)},
+                      {"card": json.dumps({"step": 18})})  # its status (20) ran ahead of its last checkpoint
+    refuse_if_complete(stopped, 19)  # continues from 18: one more step
+    with pytest.raises(ConfigError, match=r"train.max_steps=10 is below the step the run continues from \(18\)"):
         refuse_if_complete(stopped, 10)  # was marked completed at step 20, "steps 20->10" (a review)
 
 

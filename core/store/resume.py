@@ -55,9 +55,12 @@ def refuse_if_complete(run: Run, max_steps: int | None) -> None:
         raise ConfigError(f"train.max_steps: the run is complete at step {step}"
                           + (f" (train.max_steps={max_steps} asks for no more)" if max_steps < step else "")
                           + f"; to train on, resume it with train.max_steps=N (N above {step})")
-    if max_steps < step:
-        raise ConfigError(f"train.max_steps={max_steps} is below the step the run reached ({step}): a resume "
-                          f"cannot shorten it; resume with train.max_steps=N (N above {step}), or without it to "
+    ckpt = run.last_checkpoint()  # where the resume continues: its status may run ahead of it (a killed run)
+    card = (read_metadata(ckpt).get("card") or {}) if ckpt is not None else {}
+    at = card.get("step") if isinstance(card.get("step"), int) else 0
+    if max_steps < at:
+        raise ConfigError(f"train.max_steps={max_steps} is below the step the run continues from ({at}): a resume "
+                          f"cannot shorten it; resume with train.max_steps=N (N at least {at}), or without it to "
                           "finish as planned")
 
 
@@ -136,7 +139,8 @@ def resume_config(path: str | Path, overrides: list[str], validate: Any, upgrade
     try:
         cfg = validate(after)
     except (ConfigError, ValueError):  # a refused setting is named as such first: a batch size changed on resume
-        refuse_changed_settings(raw, after, kind=kind)  # read "loss.topk (100) is more than the negatives"
+        unknown = set(flat_settings(_plain(after))) - set(flat_settings(_plain(raw)))  # read "loss.topk (100) is
+        refuse_changed_settings(raw, after, (*RESUME_SETTINGS, *unknown), kind)  # more than ..."; a typo: its own
         raise
     try:
         before: Any = validate(raw)
