@@ -46,7 +46,8 @@ LAST = "segment_last"  # session_state: the result keys last on screen (shown ag
 KEEP_RESULTS = 8
 AUTO = "auto: best domain fit"
 SAMPLE = "segment_sample_seed"  # session_state: the seed of the generated sample tile on show, if any
-RESULT_TAB = "segment_tab"  # session_state: the image whose result tab is chosen
+RESULT_TAB = "segment_tab"  # session_state: the label of the result tab chosen
+TAB_TO_SHOW = "segment_tab_show"  # session_state: the id of an upload whose tab to choose once it is drawn
 SAMPLE_SIZE = 512
 FIRST_SAMPLE_SEED = 2  # a scene with roads, buildings and trees
 
@@ -314,7 +315,10 @@ def show_results(results: list[tuple[str, Result]]) -> None:
     # keyed and tracked: the chosen tab stays chosen through the rerun a mask upload inside it starts (untracked
     # tabs went back to the first, showing another image's scores)
     names = tab_names([r.name for _, r in good])
-    if st.session_state.get(RESULT_TAB) not in names:  # a tab of an image since removed: the first
+    show, ids = st.session_state.pop(TAB_TO_SHOW, None), [r.source for _, r in good]
+    if show in ids:
+        st.session_state[RESULT_TAB] = names[ids.index(show)]
+    elif st.session_state.get(RESULT_TAB) not in names:  # a tab of an image since removed: the first
         st.session_state.pop(RESULT_TAB, None)
     tabs = st.tabs(names, key=RESULT_TAB, on_change="rerun")
     for tab, (k, r) in zip(tabs, good):
@@ -348,8 +352,9 @@ def _next_sample() -> None:
     """Show a (new) sample. The model choice stays the user's: auto sends the sample to the model that knows such
     scenes, and a model the user picked is kept for every image (with a note beside the sample)."""
     st.session_state[SAMPLE] = st.session_state.get(SAMPLE, FIRST_SAMPLE_SEED - 1) + 1
-    # its tab chosen: added last among the uploads' tabs, the sample seemed to do nothing (a review)
-    st.session_state[RESULT_TAB] = sample_upload(st.session_state[SAMPLE]).name
+    # its tab chosen: added last among the uploads' tabs, the sample seemed to do nothing (a review); by its id, as
+    # tabs of files sharing a name are numbered
+    st.session_state[TAB_TO_SHOW] = sample_upload(st.session_state[SAMPLE]).id
 
 
 def _drop_sample() -> None:
