@@ -496,7 +496,7 @@ if submitted:
     try:
         cfg = form_config()
         with st.spinner("Reading the data…"):  # a scene or folder that is not there: refused here, not by the run
-            problem = pretrain_data_problem(cfg)
+            problem = pretrain_data_problem(cfg, int(processes) if device != "cpu" else 1)
         if problem:
             raise ConfigError(problem, [(fe.named_field(problem) or "data.root", problem)])
         run = launch.launch("pretrain", cfg, name=cfg.name or default_name(cfg),

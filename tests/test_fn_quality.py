@@ -70,6 +70,16 @@ def test_flagged_rows_amount_to_fewer_units() -> None:
                                                                            "calibrated", "rows"]
 
 
+def test_one_batch_rule_for_the_trainer_and_the_form() -> None:
+    """The Pretrain form refused batch 43 on 40 tiles that four ranks run, and let two ranks take a batch of 3."""
+    from core.ssl.batch_order import batch_problem
+
+    assert batch_problem(40, 43, world=4) is None  # 10 a rank, one step an epoch
+    assert "larger than the data set (40 tiles)" in batch_problem(40, 43)
+    assert "fewer than 2 per rank" in batch_problem(40, 3, world=2)
+    assert batch_problem(41, 41) is None and "give at most 40" in batch_problem(41, 44, world=4)
+
+
 def test_batch_order_is_the_distributed_sampler_split_over_ranks() -> None:
     one = BatchOrder(n_tiles=20, batch_size=8, seed=3)
     two = BatchOrder(n_tiles=20, batch_size=8, seed=3, world=2)

@@ -11,6 +11,7 @@ from typing import Any
 
 from ..data import DataError
 from ..data.labeled import SegSplits, build_seg_splits
+from ..ssl.batch_order import batch_problem
 
 
 def checked_splits(cfg: Any, progress: bool = False, probe: bool = False) -> SegSplits:
@@ -45,7 +46,7 @@ def data_problem(cfg: Any, probe: bool = False) -> str | None:
     return _problem_of(lambda: checked_splits(cfg, probe=probe), cfg.data.root)
 
 
-def pretrain_data_problem(cfg: Any) -> str | None:
+def pretrain_data_problem(cfg: Any, world: int = 1) -> str | None:
     """``data_problem`` of a pretraining config: its tiles built as the run builds them (the folder, the class table,
     the scenes named for test or validation), so that the Pretrain page refuses a scene that names nothing before a
     run is started (a review launched one that failed in the background)."""
@@ -53,11 +54,10 @@ def pretrain_data_problem(cfg: Any) -> str | None:
         return None
     from ..data import build_dataset
 
-    def read() -> None:  # and the batch it must fill, which the run checks once its data is built (a review's run
-        tiles = len(build_dataset(cfg.data, progress=False))  # of batch 64 on 41 tiles failed in the background)
-        if cfg.train.batch_size > tiles:
-            raise DataError(f"train.batch_size: {cfg.train.batch_size} is larger than the data set ({tiles} tiles); "
-                            f"give at most {tiles}, or more tiles (a smaller data.tile_size, fewer scenes held out)")
+    def read() -> None:  # and the batch it must fill over ``world`` ranks, as the run checks once its data is
+        tiles = len(build_dataset(cfg.data, progress=False))  # built (batch 64 on 41 tiles failed in the background)
+        if problem := batch_problem(tiles, cfg.train.batch_size, world):
+            raise DataError(problem)
 
     return _problem_of(read, cfg.data.root)
 

@@ -71,3 +71,14 @@ class BatchOrder:
     def batch(self, step: int) -> np.ndarray:
         """All tiles of ``step`` (0-based) in rank order: row r of the loss's first view is tile ``batch[r]``."""
         return np.asarray([i for r in range(self.world) for i in self.rank_batch(step, r)], np.int64)
+
+
+def batch_problem(n_tiles: int, batch_size: int, world: int = 1) -> str | None:
+    """Why ``batch_size`` over ``world`` ranks cannot train on ``n_tiles`` tiles, in one line naming the field, or
+    None. One rule for the trainer and the Pretrain form (which refused what four ranks would run)."""
+    if batch_size // world < 2:
+        return (f"train.batch_size: {batch_size} images over {world} ranks leaves fewer than 2 per rank")
+    if BatchOrder(n_tiles, batch_size, 0, world).steps_per_epoch < 1:
+        return (f"train.batch_size: {batch_size} is larger than the data set ({n_tiles} tiles); give at most "
+                f"{n_tiles - n_tiles % world}, or more tiles (a smaller data.tile_size, fewer scenes held out)")
+    return None

@@ -24,7 +24,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from .batch_order import BatchOrder
+from .batch_order import BatchOrder, batch_problem
 from ..cli_args import parse_run_args, pretrain_parser
 from ..host_memory import keep_freed_host_memory
 from ..step_memory import check_step_memory
@@ -80,14 +80,10 @@ class Trainer:
         if len(self.dataset) < 2:
             raise DataError(f"data: the data set has {len(self.dataset)} tile(s); pretraining needs at least 2")
         self.local_batch = cfg.train.batch_size // self.env.world
-        if self.local_batch < 2:
-            raise ConfigError(f"train.batch_size: {cfg.train.batch_size} images over {self.env.world} ranks "
-                              "leaves fewer than 2 per rank")
+        if problem := batch_problem(len(self.dataset), cfg.train.batch_size, self.env.world):
+            raise ConfigError(problem)
         self.order = BatchOrder(len(self.dataset), cfg.train.batch_size, cfg.seed, self.env.world)
         self.steps_per_epoch = self.order.steps_per_epoch
-        if self.steps_per_epoch < 1:
-            raise ConfigError(f"train.batch_size: {cfg.train.batch_size} is larger than the data set "
-                              f"({len(self.dataset)} tiles)")
         self.total_steps = total_steps(cfg.train.max_steps, cfg.train.epochs, self.steps_per_epoch)
         self.warmup_steps = cfg.train.warmup_steps if cfg.train.warmup_epochs is None \
             else round(cfg.train.warmup_epochs * self.steps_per_epoch)
