@@ -19,7 +19,7 @@ from core.phases import eta_seconds, phase_text, rough_duration
 from core.store import launch
 from core.store.runs import NotARunError, Run, open_run
 from core.store.run_lock import RunBusyError
-from core.store.run_state import LIVE_STATES, RUNNING, SHOWN_LIVE, STARTING, STOPPING
+from core.store.run_state import LIVE_STATES, SHOWN_LIVE, STOPPING
 from core.store.run_summary import run_warnings
 from workbench.common import (AVERAGE_MIOU, STATE_ICONS, columns_figure, curve_frame, pair_counts_figure, pairs_frame,
                               kept_fragment, records_version, literal, show_error, show_treatment)
@@ -267,7 +267,7 @@ def watch(run_path: str, key: str = "watch", extra: Callable[[Run], None] | None
         except NotARunError as err:
             show_error(err)
             return
-        if launched and run.state() in (STARTING, RUNNING):  # "it keeps running": while it does (not once done)
+        if launched and run.state() in LIVE_STATES:  # "it keeps running": while it does (not once done)
             st.success(launched)
         state = run_header(run)
         run_controls(run, state, key)

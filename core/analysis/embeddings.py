@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import fn_scoring
-from .pair_grid import class_colours, class_names
+from .pair_grid import class_css_colours, class_names
 from ..store.checkpoint import CheckpointError, not_found, read_metadata
 from ..config import SPLIT_NAMES, ConfigError, DataConfig, upgrade_run_config
 from ..data import build_dataset, data_root
@@ -311,7 +311,7 @@ def compute_embedding(checkpoint: str | Path, data: DataConfig, n_tiles: int, in
             "encoder": checkpoint_card(checkpoint).get("encoder"), "data": data.model_dump(mode="json"),
             "n_tiles": len(indices), "input_size": input_size, "umap": asdict(umap), "clusters": clusters,
             "precision": resolve_precision(precision, device), "device": str(device),
-            "class_names": class_names(dataset), "class_colours": class_colours(dataset),
+            "class_names": class_names(dataset), "class_colours": class_css_colours(dataset),
             "seconds": {k: round(v, 3) for k, v in times.items()}, "created": time.time()}
     emb = Embedding(key, indices, features, coords, dominant, groups, quality, meta)
     if use_cache:

@@ -240,7 +240,7 @@ def compute_report(run: Run, use_encoder: bool = True, progress: Progress | None
     live = run.is_live()
     if live:  # read while training: say how far, and that the encoder is a checkpoint's, not the final one
         quality.notes.append(f"the run is still training (step {run.status().get('step')}): scored up to step "
-                             f"{last_step}, the last whose flags are written" + (
+                             f"{last_step}" + (", the last whose flags are written" if up_to is None else "") + (
                                  f"; the encoder selector reads its checkpoint of step {enc_step}" if enc_step else ""))
     elif enc_step is not None and enc_step < last_step:
         quality.notes.append(f"the encoder selector reads the checkpoint of step {enc_step}, while the flags run to "

@@ -22,7 +22,8 @@ COUNTED_IN = {
     "pairs_flagged": "rows of the loss: an anchor view with a flagged negative (fns.jsonl's records)",
     "pairs_treated": "rows of the loss the treatment acted on",
     "units_flagged": "the report's unit (see 'unit'): a tile pick, or a tile pair, counted once a step",
-    "pairs": "units scored: units_flagged less those of a tile without a class (excluded_unlabeled)",
+    "pairs": "units scored: units_flagged less those of a tile without a class (excluded_unlabeled) or of a tile "
+             "with itself",
     "calibrated.pairs": "units scored among those the treatment acted on",
 }
 

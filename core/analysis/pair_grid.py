@@ -65,7 +65,7 @@ def class_names(dataset: Any) -> list[str]:
     return [name(c) for c in (getattr(dataset, "classes", None) or [])]
 
 
-def class_colours(dataset: Any) -> list[str | None]:
+def class_css_colours(dataset: Any) -> list[str | None]:
     """Each class's drawing colour as CSS (``core.imaging.colours``; None where it names none), so the embedding map
     colours a class as the Fine-tune and Segment pages do (a review saw building green there, blue here)."""
     from ..imaging.colours import css_rgb, display_rgb

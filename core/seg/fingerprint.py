@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     shown = ", ".join(test[:6]) + (f" and {len(test) - 6} more" if len(test) > 6 else "") if test else "none"
     say(f"domain of {args.out or args.checkpoint}: {d['fingerprint']['note']}, {d['training_scenes']} training "
           f"scenes, test scenes {shown}, " + (f"gsd {d['gsd_m']} m" if d.get("gsd_m") else "no ground sample distance "
-                                               "given (the data set's makers publish none)"))
+                                               "on its card"))
     return 0
 
 
