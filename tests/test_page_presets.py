@@ -27,7 +27,7 @@ def test_a_pretrain_preset_fills_the_form_and_launches_exactly_itself(empty_stor
     monkeypatch.setattr(launch, "launch", fake_launch)
     import core.seg.data_check as data_check  # a preset's data is ../shared/data or data/: tests never read it
 
-    monkeypatch.setattr(data_check, "pretrain_data_problem", lambda cfg: None)
+    monkeypatch.setattr(data_check, "pretrain_data_problem", lambda cfg, world=1: None)
     want: PretrainConfig = load_config(ROOT / f"configs/{preset}.yaml")
     at = open_page("pretrain")
     at.selectbox(key="pre-preset").set_value(preset).run()
