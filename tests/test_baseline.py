@@ -6,6 +6,7 @@ import json
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -239,48 +240,46 @@ def test_a_probe_runs_in_a_run_folder_and_again_on_resume(tmp_path: Path, monkey
     assert bad.status()["state"] == "failed" and "epochs" in bad.status()["error"]
 
 
-@pytest.mark.slow  # a pretraining run, then a probe of its encoder
+PROBE_DATA = ["data.num_tiles=24", "data.tile_size=64", "data.val_fraction=0.25", "data.test_fraction=0.25"]
+
+
+def _probe_of_an_encoder(tmp_path: Path, splits: str, name: str, capsys) -> tuple[Any, Any, str]:
+    """A one-step pretraining that read ``splits``, then a probe of its encoder named ``name``: (the probe's run, what
+    the probe said, its score line)."""
+    from core.ssl.pretrain import main as pretrain_main
+    from core.store.runs import list_runs
+
+    root = tmp_path / f"pre-{name}"
+    assert pretrain_main(["--config", str(REPO_ROOT / "configs/demo_cpu.yaml"), "--runs-root", str(root),
+                          "--no-progress", *PROBE_DATA, "data.image_size=32", "model.encoder=resnet18",
+                          "model.proj_hidden=16", "model.proj_dim=8", "train.batch_size=8", "train.max_steps=1",
+                          "train.knn_every=0", f"data.pretrain_splits={splits}"]) == 0
+    (encoder,) = list_runs(root)
+    capsys.readouterr()
+    assert probe_main(["--config", str(REPO_ROOT / "configs/probe_demo_cpu.yaml"), "--runs-root",
+                       str(tmp_path / "runs"), "--no-progress", *PROBE_DATA, "train.epochs=1", "train.batch_size=8",
+                       "train.test_tile=64", f"model.init={encoder.path}", f"name={name}"]) == 0
+    run = next(r for r in list_runs(tmp_path / "runs") if r.id.endswith(name))
+    said = capsys.readouterr()
+    return run, said, next(line for line in said.out.splitlines() if line.startswith("test (whole scenes"))
+
+
+@pytest.mark.slow  # a pretraining run, then a probe of its encoder (twice)
 def test_a_new_probe_gets_a_run_folder_and_says_when_its_encoder_read_the_test_scenes(tmp_path: Path, monkeypatch,
                                                                                       capsys) -> None:
     """A probe from ``--config`` printed its score and kept nothing (no folder, not in the Runs page); a frozen
     encoder pretrained on the probe's test scenes was scored there without a word (fine-tuning warned)."""
-    from core.ssl.pretrain import main as pretrain_main
-    from core.store.runs import list_runs
-
     monkeypatch.setenv("FALSE_WB_DATA", str(tmp_path / "data"))
-    data = ["data.num_tiles=24", "data.tile_size=64", "data.val_fraction=0.25", "data.test_fraction=0.25"]
-    assert pretrain_main(["--config", str(REPO_ROOT / "configs/demo_cpu.yaml"), "--runs-root", str(tmp_path / "pre"),
-                          "--no-progress", *data, "data.image_size=32", "model.encoder=resnet18",
-                          "model.proj_hidden=16", "model.proj_dim=8", "train.batch_size=8", "train.max_steps=1",
-                          "train.knn_every=0", "data.pretrain_splits=[train,val,test]"]) == 0
-    (encoder,) = list_runs(tmp_path / "pre")
-    capsys.readouterr()
-    assert probe_main(["--config", str(REPO_ROOT / "configs/probe_demo_cpu.yaml"), "--runs-root",
-                       str(tmp_path / "runs"), "--no-progress", *data, "train.epochs=1", "train.batch_size=8",
-                       "train.test_tile=64", f"model.init={encoder.path}", "name=probe-seen"]) == 0
-    (run,) = list_runs(tmp_path / "runs")
-    assert run.id.endswith("probe-seen") and run.kind() == "probe" and run.state() == "completed"
+    run, said, score_line = _probe_of_an_encoder(tmp_path, "[train,val,test]", "probe-seen", capsys)
+    assert run.kind() == "probe" and run.state() == "completed"
     result = run.read_json("test_metrics.json")
     assert "model.init has read 6 of its test scenes" in result["not_unseen"]
-    said = capsys.readouterr()
     assert "warning: model.init has read 6 of its test scenes" in said.err and "warning: model.init" in run.log_text()
-    score_line = next(line for line in said.out.splitlines() if line.startswith("test (whole scenes"))
     assert "; NOT an unseen score (the warning above)" in score_line  # on the line people copy, too
-
     # an encoder that read the validation scenes only (the DGLC presets pretrain on [train, val]): the test score
     # stands, and the warning says so (a review read "NOT an unseen score" of test scenes no stage saw)
-    assert pretrain_main(["--config", str(REPO_ROOT / "configs/demo_cpu.yaml"), "--runs-root", str(tmp_path / "pv"),
-                          "--no-progress", *data, "data.image_size=32", "model.encoder=resnet18",
-                          "model.proj_hidden=16", "model.proj_dim=8", "train.batch_size=8", "train.max_steps=1",
-                          "train.knn_every=0", "data.pretrain_splits=[train,val]"]) == 0
-    (val_read,) = list_runs(tmp_path / "pv")
-    capsys.readouterr()
-    assert probe_main(["--config", str(REPO_ROOT / "configs/probe_demo_cpu.yaml"), "--runs-root",
-                       str(tmp_path / "runs"), "--no-progress", *data, "train.epochs=1", "train.batch_size=8",
-                       "train.test_tile=64", f"model.init={val_read.path}", "name=probe-val-seen"]) == 0
-    said = capsys.readouterr()
+    _, said, score_line = _probe_of_an_encoder(tmp_path, "[train,val]", "probe-val-seen", capsys)
     assert "of its val scenes" in said.err and "its test scenes are unseen, so the test score is one" in said.err
-    score_line = next(line for line in said.out.splitlines() if line.startswith("test (whole scenes"))
     assert "NOT an unseen" not in score_line, score_line
 
 
