@@ -137,9 +137,18 @@ def k(name: str) -> str:
 
 
 def default_name(cfg: PretrainConfig) -> str:
-    """A run folder's name when none is typed: method and loss ("simclr-false"), with the detector and treatment
-    where they are not FALSE's ("simclr-false-nearest-eliminate")."""
-    return name_of(cfg.method, {"name": cfg.loss.name, "detector": cfg.loss.detector, "treatment": cfg.loss.treatment})
+    """A run folder's name when none is typed: data, method and loss ("demo-simclr-false"), with the detector and
+    treatment where they are not FALSE's ("demo-simclr-false-nearest-eliminate")."""
+    loss = {"name": cfg.loss.name, "detector": cfg.loss.detector, "treatment": cfg.loss.treatment}
+    return name_of(cfg.method, loss, form_data_name() or preset_data_tag())
+
+
+def preset_data_tag() -> str | None:
+    """The data part of the preset's own name ("demo" of "demo-simclr-false"), so that every name the form makes
+    reads data-method-loss: a walkthrough saw "demo-false-simclr" beside "simclr-info_nce" and
+    "dubai_aerial-simclr-false"."""
+    head, sep, _ = (base.name or "").partition(f"-{base.method}-")
+    return head if sep and head else None
 
 
 def name_of(method: str, loss: dict[str, Any], data: str | None = None) -> str:
@@ -151,14 +160,14 @@ def name_of(method: str, loss: dict[str, Any], data: str | None = None) -> str:
 
 def follow_name(method: str) -> bool:
     """The Run name field follows the method and loss until the user types a name: the preset's name while they are
-    the preset's, else one that says them. A review launched plain SimCLR as "demo-false-simclr", an untouched field,
+    the preset's, else one that says them. A review launched plain SimCLR as "demo-simclr-false", an untouched field,
     and every selector and legend called the baseline "false". Other data than the preset's is said first (a Dubai
-    folder's run was named "demo-false-simclr" beside the demo's own). True when it changed the field."""
+    folder's run was named "demo-simclr-false" beside the demo's own). True when it changed the field."""
     loss = st.session_state[LOSS_STATE]
     data = form_data_name()
     same = data is None and method == base.method and (loss["name"], loss["detector"], loss["treatment"]) == (
         base.loss.name, base.loss.detector, base.loss.treatment)
-    auto = (base.name or "") if same else name_of(method, loss, data)
+    auto = (base.name or "") if same else name_of(method, loss, data or preset_data_tag())
     last = st.session_state.get(k("name-auto"), base.name or "")
     st.session_state[k("name-auto")] = auto
     if k("name") not in st.session_state:  # the page's first run: the field is drawn below, with this name

@@ -265,7 +265,7 @@ def _field_shows(page, label: str, value: str, timeout_ms: float = 20_000) -> No
 
 def test_the_run_name_follows_the_loss_chosen_in_its_fragment(app, page) -> None:
     """The loss is drawn in a fragment, the Run name in the form: a change of loss reran the fragment alone and the
-    field kept "demo-false-simclr" until some other widget reran the page (AppTest reruns every time: only a
+    field kept "demo-simclr-false" until some other widget reran the page (AppTest reruns every time: only a
     browser sees it)."""
     url, _ = app
     with screenshot_on_failure(page, "pretrain-name-follows"):
@@ -273,10 +273,10 @@ def test_the_run_name_follows_the_loss_chosen_in_its_fragment(app, page) -> None
         page.get_by_text("Settings", exact=True).click()
         wait_until_idle(page)
         name = page.locator('input[aria-label="Run name"]')
-        _field_shows(page, "Run name", "demo-false-simclr")
+        _field_shows(page, "Run name", "demo-simclr-false")
         page.get_by_text("InfoNCE", exact=True).click()
         wait_until_idle(page)
-        _field_shows(page, "Run name", "simclr-info_nce")
+        _field_shows(page, "Run name", "demo-simclr-info_nce")
         name.fill("my-baseline")
         name.press("Tab")
         wait_until_idle(page)
@@ -289,7 +289,7 @@ def test_the_run_name_follows_the_loss_chosen_in_its_fragment(app, page) -> None
         # the browser kept showing (and later sent) the typed values of the fields whose state was only deleted
         page.get_by_role("button", name="↺ Preset values").click()
         wait_until_idle(page)
-        _field_shows(page, "Run name", "demo-false-simclr")
+        _field_shows(page, "Run name", "demo-simclr-false")
         preset = load_config(ROOT / "configs/demo_cpu.yaml")
         for label, value in (("Steps", preset.train.max_steps), ("View size (px)", preset.data.image_size)):
             _field_shows(page, label, str(value))

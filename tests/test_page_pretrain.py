@@ -239,7 +239,7 @@ def test_a_folder_added_as_a_data_source_is_used_by_the_form(empty_store: Path, 
         Image.fromarray(np.full((64, 64, 3), 40 * i, np.uint8)).save(mine / f"t{i}.png")
     at = open_page("pretrain")
     at.text_input(key="pre-demo_cpu-folder").set_value(str(mine)).run()  # a folder the synthetic set does not read
-    assert at.text_input(key="pre-demo_cpu-name").value == "demo-false-simclr"
+    assert at.text_input(key="pre-demo_cpu-name").value == "demo-simclr-false"
     at.selectbox(key="pre-demo_cpu-data").set_value("folder")
     at.text_input(key="pre-demo_cpu-folder").set_value(str(mine))
     at.button(key="pretrain-launch").click().run()
@@ -251,7 +251,7 @@ def test_a_folder_added_as_a_data_source_is_used_by_the_form(empty_store: Path, 
     at.button(key="pretrain-source-use").click().run()
     assert at.selectbox(key="pre-demo_cpu-data").value == "folder"
     assert at.text_input(key="pre-demo_cpu-folder").value == str(mine.resolve())
-    # the untouched name says the data when it is not the preset's (a Dubai run was named "demo-false-simclr")
+    # the untouched name says the data when it is not the preset's (a Dubai run was named "demo-simclr-false")
     assert at.text_input(key="pre-demo_cpu-name").value == "my_tiles-simclr-false"
     seen: dict = {}
 
@@ -409,22 +409,23 @@ def test_a_detector_and_a_treatment_picked_in_the_form_reach_the_config(empty_st
     assert (cfg.loss.name, cfg.loss.detector, cfg.loss.treatment) == ("false", "nearest", "eliminate")
     assert cfg.loss.topk == 3 and cfg.loss.similarity == pytest.approx(0.8)
     assert cfg.loss.alpha == 1.0 and cfg.loss.threshold == 0.9  # not drawn: the preset's values
-    # the untouched name follows the loss (it stayed "demo-false-simclr": a baseline launched as "false")
-    assert at.text_input(key="pre-demo_cpu-name").value == "simclr-false-nearest-eliminate"
-    assert name == cfg.name == "simclr-false-nearest-eliminate" and "simclr + nearest + eliminate" in shown(texts(at))
+    # the untouched name follows the loss (it stayed "demo-simclr-false": a baseline launched as "false")
+    assert at.text_input(key="pre-demo_cpu-name").value == "demo-simclr-false-nearest-eliminate"
+    assert name == cfg.name == "demo-simclr-false-nearest-eliminate"
+    assert "simclr + nearest + eliminate" in shown(texts(at))
     at.radio(key="pre-demo_cpu-loss").set_value("info_nce").run()
-    assert at.text_input(key="pre-demo_cpu-name").value == "simclr-info_nce"
+    assert at.text_input(key="pre-demo_cpu-name").value == "demo-simclr-info_nce"
     at.radio(key="pre-demo_cpu-loss").set_value("false").run()  # the preset's loss again: the preset's name
     at.selectbox(key="pre-demo_cpu-detector").set_value("fnsd").run()
     at.selectbox(key="pre-demo_cpu-treatment").set_value("fncc").run()
-    assert at.text_input(key="pre-demo_cpu-name").value == "demo-false-simclr"
+    assert at.text_input(key="pre-demo_cpu-name").value == "demo-simclr-false"
     at.text_input(key="pre-demo_cpu-name").set_value("mine").run()  # typed: it stays whatever the loss
     at.selectbox(key="pre-demo_cpu-detector").set_value("nearest").run()
     at.selectbox(key="pre-demo_cpu-treatment").set_value("eliminate").run()
     assert at.text_input(key="pre-demo_cpu-name").value == "mine"
     at.text_input(key="pre-demo_cpu-name").set_value("")
     at.button(key="pretrain-launch").click().run()
-    assert seen[-1][1] == "simclr-false-nearest-eliminate"  # a run without a typed name says its loss
+    assert seen[-1][1] == "demo-simclr-false-nearest-eliminate"  # a run without a typed name says its loss
     # DCL: no detector or treatment, its class prior instead; a prior out of (0, 1) is refused beneath its field
     at.radio(key="pre-demo_cpu-loss").set_value("dcl").run()
     assert not [s for s in at.selectbox if s.label in ("Detector", "Treatment")]

@@ -244,14 +244,14 @@ def test_torchrun_two_cpu_processes(roots, method: str, strategy: list[str]) -> 
 
 
 def test_a_preset_name_that_no_longer_says_the_loss_is_warned(roots, tmp_path: Path) -> None:
-    """demo_cpu.yaml with loss.name=info_nce made a run named "demo-false-simclr" (the review): said on the command
+    """demo_cpu.yaml with loss.name=info_nce made a run named "demo-simclr-false" (the review): said on the command
     line, unless name= renames it; other overrides keep the preset's name silently."""
     import warnings
 
     from core.ssl.pretrain import parse_args, prepare
 
     preset = ["--config", str(ROOT / "configs/demo_cpu.yaml")]
-    with pytest.warns(UserWarning, match="keeps the preset's name 'demo-false-simclr' although loss.name changed"):
+    with pytest.warns(UserWarning, match="keeps the preset's name 'demo-simclr-false' although loss.name changed"):
         prepare(parse_args([*preset, "loss.name=info_nce"]))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
