@@ -327,7 +327,7 @@ def _text(key: str, settings: dict[str, Any]) -> str:
 
 def _save_notes(run: Run) -> None:
     """The Save button's callback: it runs before the page is drawn again, so the table shows the new tags."""
-    tags, note = st.session_state[f"runs-tags-{run.id}"], st.session_state[f"runs-note-{run.id}"]
+    tags, note = st.session_state[f"runs-tags-{run.id}"].split(","), st.session_state[f"runs-note-{run.id}"]
     try:
         saved = write_notes(run, tags, note)
     except (ValueError, OSError) as err:
@@ -338,14 +338,16 @@ def _save_notes(run: Run) -> None:
 
 
 def notes_tab(run: Run, tags_of: dict[str, list[str]]) -> None:
-    """Tags (new ones typed in: every run's tags are offered) and a free note for one run, saved in its
-    ``notes.json``."""
+    """Tags, typed comma-separated, and a free note for one run, saved in its ``notes.json``. A text field and not a
+    multiselect: a tag typed there without Enter was dropped at Save with nothing said (a walkthrough); the tags in use
+    are named beneath it instead."""
     notes = read_notes(run)
+    in_use = all_tags([*tags_of.values(), notes["tags"]])
     with st.form(f"runs-notes-{run.id}", enter_to_submit=False, border=False):
-        st.multiselect("Tags", all_tags([*tags_of.values(), notes["tags"]]),
-                       default=notes["tags"], accept_new_options=True, key=f"runs-tags-{run.id}",
-                       placeholder="Type a tag and press Enter (a tag not entered is not saved)",
-                       help="Type a new tag and press Enter to add it; tags can filter the table above")
+        st.text_input("Tags", ", ".join(notes["tags"]), key=f"runs-tags-{run.id}", placeholder="e.g. keep, dubai",
+                      help="Comma-separated; tags can filter the table above")
+        if in_use:
+            st.caption("Tags in use: " + ", ".join(in_use))
         st.text_area("Note", notes["note"], key=f"runs-note-{run.id}", height=120)
         st.form_submit_button("Save tags and note", key=f"runs-notes-save-{run.id}", on_click=_save_notes,
                               args=(run,))
