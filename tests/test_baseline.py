@@ -144,9 +144,15 @@ def test_a_shipped_model_scores_only_on_exactly_the_runs_scenes() -> None:
                                                                    {"name": "potsdam", "root": "/p"})]
     got = {s.label: s for s in shipped_scores(record, data, models)}
     assert set(got) == {"same", "saw", "other"}  # potsdam is another data set
-    assert got["same"].miou == pytest.approx(0.61) and "same 2 test images" in got["same"].note
+    assert got["same"].miou == pytest.approx(0.61) and "the same 2 scenes; " in got["same"].note
     assert got["saw"].miou is None and "trained on 1 of these test images" in got["saw"].note
     assert got["other"].miou is None and "other images" in got["other"].note
+    # the images of a named scene are counted as the run's own score line counts them (it said "200 scenes" above
+    # "the same 200 test images")
+    data = {"name": "dubai", "root": "/d", "test_scenes": ["tile_3"]}
+    record = {**record, "scenes": ["tile_3/a", "tile_3/b"]}
+    tile = shipped_scores(record, data, [_entry("tile", ["tile_3/b", "tile_3/a"], [], 0.5, data)])[0]
+    assert "the same 2 images of 1 scene (tile_3); " in tile.note
 
 
 def test_a_shipped_score_of_another_recipe_says_where_the_recipe_differs() -> None:

@@ -225,8 +225,9 @@ def shipped_scores(record: dict[str, Any], data: dict[str, Any], models: list[Mo
             how = {"full": "full fine-tuning", "frozen": "frozen-encoder fine-tuning"}.get(
                 str(entry.card.get("protocol")), "fine-tuning")
             other = recipe_differences(entry.card.get("config") or {}, config, kind) if config is not None else ""
-            out.append(ShippedScore(name, entry.test_miou(), f"its card's test score on the same {len(scenes)} "
-                                    f"test images ({entry.card.get('arch', 'a segmentation model')}, {how})"
+            same = scored_scenes_text(scenes, data.get("test_scenes"), unit=data.get("split_unit"))  # as the line above
+            out.append(ShippedScore(name, entry.test_miou(), f"its card's test score on the same {same}; "
+                                    f"{entry.card.get('arch', 'a segmentation model')}, {how}"
                                     + (f"; {other}" if other else "")))
         else:
             out.append(ShippedScore(name, None, f"tested on {len(theirs)} other images: not comparable"))
