@@ -99,6 +99,7 @@ def test_two_launches_at_once_get_two_folders_leave_no_zombie_and_a_failure_says
     b = launch.launch("pretrain", too_big)
     assert a.path != b.path and {r.path for r in list_runs(empty_store)} == {a.path, b.path}
     pids = {run.id: int(run.status()["pid"]) for run in (a, b)}
+    assert all(abs(time.time() - run.status()["launched"]) < 60 for run in (a, b))  # "starting for 40 s" counts from it
     for run in (a, b):
         _wait(run, lambda run=run: not run.is_live())
     assert a.state() == "completed", launch.console_tail(a)

@@ -221,3 +221,13 @@ def test_a_probes_head_epochs_are_one_bar_with_one_time_left(tmp_path) -> None:
         texts = [str(p.proto.text) for p in at.get("progress")]
         assert len(texts) == bars, texts
         assert texts[0].startswith(phase["name"])
+
+
+def test_a_starting_run_says_for_how_long_and_how_busy_the_machine_is() -> None:
+    """A walkthrough at load 6 read "about 10-20 s" for over a minute of starting."""
+    from workbench.monitor import starting_text
+
+    said = starting_text({"state": "starting", "launched": 1000.0}, now=1075.0)
+    assert said.startswith("starting for 1 min 15 s: loading Python") and "on an idle machine" in said
+    assert "load average" in said or "load unknown" in said
+    assert starting_text({"state": "starting"}).startswith("starting: loading Python")  # launched before it was kept

@@ -15,7 +15,7 @@ import streamlit as st
 
 from core.analysis.fn_scoring import has_detector
 from core.analysis.knn_reading import knn_reading
-from core.phases import eta_seconds, phase_text, rough_duration
+from core.phases import elapsed_text, eta_seconds, load_words, phase_text, rough_duration
 from core.store import launch
 from core.store.runs import NotARunError, Run, open_run
 from core.store.run_lock import RunBusyError
@@ -210,6 +210,15 @@ def treatment(run: Run) -> None:
     show_treatment(run, pairs_frame(run))
 
 
+def starting_text(status: dict[str, Any], now: float | None = None) -> str:
+    """A run still starting, before its first phase: for how long, and how busy the machine is (a walkthrough at load
+    6 read "about 10-20 s" for over a minute)."""
+    since = status.get("launched")
+    took = f" for {elapsed_text((now or time.time()) - since)}" if isinstance(since, (int, float)) else ""
+    return (f"starting{took}: loading Python and the engine, 10-20 s on an idle machine and longer on a busy one "
+            f"({load_words()}) ...")
+
+
 def run_header(run: Run) -> str:
     """State (a pretraining run's method too, as the run tables name it: ``core.config.strategy``), the current phase
     (generating data, tiling, testing) and the step progress, each with its ETA, and the error line of a run;
@@ -224,7 +233,7 @@ def run_header(run: Run) -> str:
         done, of = int(phase.get("done") or 0), phase.get("total")
         st.progress(min(1.0, done / of) if of else 0.0, text=phase_text(phase))
     elif state == "starting":
-        st.caption("starting: loading Python and the engine (about 10-20 s) ...")
+        st.caption(starting_text(status))
     # a probe's head epochs are its steps: its phase bar already counts them, with its own time left (two bars with
     # two estimates, 5 s and 1 min, one above the other: a review)
     # (each is written on its own timer, so their counts may differ by an epoch: the kind and unit decide, not them)

@@ -89,7 +89,7 @@ def _spawn(run: Run, args: list[str], kind: str, processes: int = 1,
         proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     _reap_when_done(proc)
-    run.write_status(pid=proc.pid, host=socket.gethostname())
+    run.write_status(pid=proc.pid, host=socket.gethostname(), launched=time.time())  # the page: "starting for 40 s"
     return proc
 
 
