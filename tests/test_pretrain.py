@@ -183,6 +183,13 @@ def test_a_resume_refuses_settings_that_change_the_run_and_logs_the_ones_it_take
     assert main(["--resume", str(run.path), "--no-progress", "train.max_steps=3", "train.batch_size=8"]) == 0
     assert "resumed with train.max_steps: 2 -> 3" in (run.path / "log.txt").read_text()
     assert "batch_size: 8" in (run.path / "config.yaml").read_text()
+    # fewer steps than it ran, or epochs that make fewer: refused, and the log says no "resumed with" of them
+    assert main(["--resume", str(run.path), "--no-progress", "train.max_steps=2"]) == 2
+    assert "train.max_steps: the run is complete at step 3 (train.max_steps=2 asks" in capsys.readouterr().err
+    assert main(["--resume", str(run.path), "--no-progress", "train.max_steps=null", "train.epochs=0.01"]) == 2
+    assert "train.epochs: the run is complete at step 3 (train.epochs=0.01 (1 step) asks" in capsys.readouterr().err
+    assert "3 -> 2" not in (run.path / "log.txt").read_text() and run.state() == "completed"
+    assert "resumed with train.epochs" not in (run.path / "log.txt").read_text()  # refused once its data was built
     import yaml  # a stored config that today's rules refuse: its raw settings are held to, not waved through
 
     raw = yaml.safe_load((run.path / "config.yaml").read_text())

@@ -148,6 +148,11 @@ def test_resuming_a_completed_run_without_more_steps_says_how_to_train_on(tmp_pa
     refuse_if_complete(stopped, 19)  # continues from 18: one more step
     with pytest.raises(ConfigError, match=r"train.max_steps=10 is below the step the run continues from \(18\)"):
         refuse_if_complete(stopped, 10)  # was marked completed at step 20, "steps 20->10" (a review)
+    # a run set by epochs: the trainer passes the steps they make once its data is built (it was never refused)
+    with pytest.raises(ConfigError, match=r"train.epochs=0.5 \(10 steps\) is below the step the run continues from"):
+        refuse_if_complete(stopped, 10, epochs=0.5)
+    with pytest.raises(ConfigError, match=r"train.epochs: the run is complete at step 20 \(train.epochs=1 \(20 steps\)"):
+        refuse_if_complete(run, 20, epochs=1.0)
 
 
 def test_a_device_out_of_memory_names_the_settings_to_lower(tmp_path) -> None:

@@ -45,6 +45,8 @@ def _trainer(args: argparse.Namespace, env: DistEnv) -> FinetuneTrainer:
         run, ckpt = open_for_resume(args.resume)
         refuse_if_complete(run, cfg.train.max_steps)
         trainer = FinetuneTrainer(cfg, run, progress=progress, env=env)
+        if cfg.train.max_steps is None:  # set by epochs: their steps are known now that the data is built
+            refuse_if_complete(run, trainer.total_steps, cfg.train.epochs)
         if ckpt is not None:  # before the run is touched: its checkpoint learned these scenes
             check_same_split((read_json_file(run.path / SPLITS) or {}).get("split_scenes"), trainer.splits.scenes,
                              run.path / "config.yaml", cfg.data.split_unit)

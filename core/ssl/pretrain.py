@@ -10,10 +10,8 @@ to be the same (``run_start.check_same_data``), so a resumed run continues exact
 from __future__ import annotations
 
 import argparse
-import functools
 import sys
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +43,7 @@ from .methods import StepExtra, StepLoss, method_step
 from .registry import get_method
 from .optim import build_optimizer, warm_up_note, warmup_cosine
 from .contrastive_info import stats_to_means
-from .run_start import check_same_data, log_start
+from .run_start import check_same_data, log_start, warn_if_preset_name_stale
 from .step_feed import StepFeed
 from .step_records import StepRecords
 from ..store.lifecycle import RunLife, StopFlag, check_finite, prepared_run, train_from_cli
@@ -325,18 +323,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parse_run_args(pretrain_parser(), argv)
 
 
-NAMED_BY_PRESET = ("method", "loss.name", "loss.detector", "loss.treatment")  # what a preset's name usually says
-
-
 def prepare(args: argparse.Namespace, main: bool = True) -> tuple[PretrainConfig, Run | None, Path | None]:
     """Validate everything that can be checked before compute; touch no existing run folder (``main``: this is the
     first rank, which writes the run's log)."""
     if args.resume:
         cfg, changed = resume_config(args.resume, args.overrides, validate_config, upgrade_run_config)
         run, ckpt = open_for_resume(args.resume)
-        for change in changed if main else []:
-            run.log(f"resumed with {change}")
-        refuse_if_complete(run, cfg.train.max_steps)
+        refuse_if_complete(run, cfg.train.max_steps)  # before the log says "resumed with" a change it refuses
+        args.resumed_with = changed if main else []  # logged by start() once a length in epochs is checked too
         return cfg, run, ckpt
     if args.run_dir:
         run = prepared_run(args.run_dir)
@@ -345,22 +339,8 @@ def prepare(args: argparse.Namespace, main: bool = True) -> tuple[PretrainConfig
     if not args.config and not args.overrides:
         raise ConfigError("give --config FILE (see configs/) or --resume RUN_DIR")
     cfg = load_config(args.config, args.overrides)
-    named = [k for k in NAMED_BY_PRESET if any(o.split("=", 1)[0].strip() == k for o in args.overrides)]
-    preset = None
-    if named and args.config:  # a key set to the preset's own value is no change
-        try:
-            preset = load_config(args.config, [])
-        except ConfigError:  # a preset that only its overrides complete (data.root of a folder): every key counts
-            pass
-    changed = [k for k in named if preset is None or _setting(cfg, k) != _setting(preset, k)]
-    if cfg.name and changed and not any(o.startswith("name=") for o in args.overrides):
-        warnings.warn(f"the run keeps the preset's name {cfg.name!r} although {', '.join(changed)} changed; "
-                      "name=... gives it one that says so")
+    warn_if_preset_name_stale(cfg, args.config, args.overrides)
     return cfg, None, None
-
-
-def _setting(cfg: PretrainConfig, key: str) -> Any:
-    return functools.reduce(getattr, key.split("."), cfg)
 
 
 def start(args: argparse.Namespace, env: DistEnv) -> Trainer:
@@ -368,6 +348,7 @@ def start(args: argparse.Namespace, env: DistEnv) -> Trainer:
     cfg, run, ckpt = prepare(args, env.main)
     if ckpt is None:
         trainer = Trainer(cfg, None, env, progress=not args.no_progress)  # builds data: fails before a folder
+        _log_resumed(args, run)
         if run is None and env.main:
             run = create_run(cfg.name or f"{cfg.method}-{cfg.loss.name}", config_to_yaml(cfg),
                              Path(args.runs_root) if args.runs_root else None)
@@ -377,7 +358,10 @@ def start(args: argparse.Namespace, env: DistEnv) -> Trainer:
         trainer.run = run
         return trainer
     trainer = Trainer(cfg, run, env, progress=not args.no_progress)
+    if cfg.train.max_steps is None:  # set by epochs: their steps are known now that the data is built
+        refuse_if_complete(run, trainer.total_steps, cfg.train.epochs)
     check_same_data(run.path, trainer.dataset, cfg.data.split_unit)  # before the run is touched
+    _log_resumed(args, run)
     trainer.restore(ckpt)
     if env.main:
         run.truncate_after(trainer.step)
@@ -385,6 +369,11 @@ def start(args: argparse.Namespace, env: DistEnv) -> Trainer:
         if cfg != validate_config(upgrade_run_config(load_yaml(run.config_text()) or {})):
             atomic_write_bytes(run.path / "config.yaml", config_to_yaml(cfg).encode())
     return trainer
+
+
+def _log_resumed(args: argparse.Namespace, run: Run | None) -> None:
+    for change in getattr(args, "resumed_with", []) if run is not None else []:
+        run.log(f"resumed with {change}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,11 +1,13 @@
 """What a pretraining run writes when it starts: ``data.json`` (the tiles, splits and scenes it trains on, for
-whoever rebuilds its batches later) and the opening lines of its log (device, data, the scenes, skipped images)."""
+whoever rebuilds its batches later) and the opening lines of its log (device, data, the scenes, skipped images); and the warning of a preset's name that no
+longer says its run."""
 from __future__ import annotations
 
+import functools
 import warnings
 from typing import Any
 
-from ..config import PretrainConfig
+from ..config import ConfigError, PretrainConfig, load_config
 from ..data.protocols import TileSet
 from ..store.lifecycle import RunLife
 from ..data import DataError
@@ -109,3 +111,26 @@ def log_start(life: RunLife, cfg: PretrainConfig, dataset: TileSet, where: str, 
 
 
 __all__ = ["data_record", "log_start", "upsample_note"]
+
+
+NAMED_BY_PRESET = ("method", "loss.name", "loss.detector", "loss.treatment")  # what a preset's name usually says
+
+
+def warn_if_preset_name_stale(cfg: PretrainConfig, config: str | None, overrides: list[str]) -> None:
+    """demo_cpu.yaml with loss.name=info_nce made a run named "demo-simclr-false" (a review): warned, unless name=
+    renames it; a key set to the preset's own value is no change, and other overrides keep the name silently."""
+    named = [k for k in NAMED_BY_PRESET if any(o.split("=", 1)[0].strip() == k for o in overrides)]
+    preset = None
+    if named and config:
+        try:
+            preset = load_config(config, [])
+        except ConfigError:  # a preset that only its overrides complete (data.root of a folder): every key counts
+            pass
+    changed = [k for k in named if preset is None or _setting(cfg, k) != _setting(preset, k)]
+    if cfg.name and changed and not any(o.startswith("name=") for o in overrides):
+        warnings.warn(f"the run keeps the preset's name {cfg.name!r} although {', '.join(changed)} changed; "
+                      "name=... gives it one that says so")
+
+
+def _setting(cfg: PretrainConfig, key: str) -> Any:
+    return functools.reduce(getattr, key.split("."), cfg)

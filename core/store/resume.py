@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError
+from ..console import count
 from .checkpoint import CheckpointError, read_metadata, repair_card
 from .run_compare import flat_settings
 from .runs import Run, open_run_arg
@@ -43,25 +44,27 @@ def open_for_resume(path: str | Path) -> tuple[Run, Path | None]:
     return run, ckpt
 
 
-def refuse_if_complete(run: Run, max_steps: int | None) -> None:
+def refuse_if_complete(run: Run, max_steps: int | None, epochs: float | None = None) -> None:
     """A completed run resumed without more steps would only rebuild its data and say "completed" again, and a
     stopped one given fewer steps than it ran was marked completed at the step it had reached, "steps 83->50" (a
-    review): both refused in one line that says how to train on (``train.max_steps`` above the step it reached)."""
+    review): both refused in one line that says how to train on (``train.max_steps`` above the step it reached).
+    A run set by ``epochs`` (``max_steps`` None) is checked once its data is built: ``max_steps`` is then the steps
+    those epochs make, and the line names the epochs."""
     status = run.status()
     step = status.get("step")
     if max_steps is None or not isinstance(step, int):
         return
+    asked = f"train.max_steps={max_steps}" if epochs is None else f"train.epochs={epochs:g} ({count(max_steps, 'step')})"
     if status.get("state") == "completed" and step >= max_steps:
-        raise ConfigError(f"train.max_steps: the run is complete at step {step}"
-                          + (f" (train.max_steps={max_steps} asks for no more)" if max_steps < step else "")
+        raise ConfigError(f"{'train.max_steps' if epochs is None else 'train.epochs'}: the run is complete at step "
+                          f"{step}" + (f" ({asked} asks for no more)" if max_steps < step or epochs is not None else "")
                           + f"; to train on, resume it with train.max_steps=N (N above {step})")
     ckpt = run.last_checkpoint()  # where the resume continues: its status may run ahead of it (a killed run)
     card = (read_metadata(ckpt).get("card") or {}) if ckpt is not None else {}
     at = card.get("step") if isinstance(card.get("step"), int) else 0
     if max_steps < at:
-        raise ConfigError(f"train.max_steps={max_steps} is below the step the run continues from ({at}): a resume "
-                          f"cannot shorten it; resume with train.max_steps=N (N at least {at}), or without it to "
-                          "finish as planned")
+        raise ConfigError(f"{asked} is below the step the run continues from ({at}): a resume cannot shorten it; "
+                          f"resume with train.max_steps=N (N at least {at}), or without it to finish as planned")
 
 
 class ResumeRefused(ConfigError):
