@@ -14,21 +14,27 @@ from core.store.runs import NotARunError
 def test_a_run_is_found_by_its_folder_its_name_and_runs_slash_name(tmp_path: Path, monkeypatch) -> None:
     """A review: `model.init=<run name>` and the README's `model.init=runs/<run>` failed with FALSE_WB_RUNS set,
     while --resume, export and fn-report took the bare name."""
+    from core.store.runs import create_run
+
     root = tmp_path / "elsewhere"
-    encoder = root / "20261206-170742-tiny" / "checkpoints" / "encoder.safetensors"
-    encoder.parent.mkdir(parents=True)
+    run = create_run("tiny", "method: simclr\n", root, state="completed")
+    encoder = run.checkpoint_dir / "encoder.safetensors"
+    encoder.parent.mkdir(parents=True, exist_ok=True)
     encoder.write_bytes(b"weights")
     monkeypatch.setenv("FALSE_WB_RUNS", str(root))
     monkeypatch.chdir(tmp_path)
-    for init in (str(encoder.parent.parent), "20261206-170742-tiny", "runs/20261206-170742-tiny", str(encoder)):
+    for init in (str(run.path), run.id, f"runs/{run.id}", str(encoder)):
         assert resolve_init(init) == encoder, init
     assert resolve_init("random") is None
     with pytest.raises(ConfigError, match=f"no such run folder or checkpoint: nothing-here, nor a run of that name in "
                                           f"{root}"):
         resolve_init("nothing-here")
     (root / "empty-run").mkdir()
-    with pytest.raises(NotARunError, match="not a pretraining run with an encoder checkpoint"):
+    with pytest.raises(NotARunError, match="model.init: not a run folder \\(no config.yaml and status.json\\)"):
         resolve_init("empty-run")
+    (encoder).unlink()
+    with pytest.raises(NotARunError, match="not a pretraining run with an encoder checkpoint"):
+        resolve_init(run.id)
 
 
 def test_model_init_takes_the_name_a_run_was_made_with(tmp_path: Path, monkeypatch) -> None:
@@ -40,7 +46,7 @@ def test_model_init_takes_the_name_a_run_was_made_with(tmp_path: Path, monkeypat
     (made.checkpoint_dir / "encoder.safetensors").write_bytes(b"weights")
     assert resolve_init("dglc-false") == made.checkpoint_dir / "encoder.safetensors"
     twice = [create_run("twice", "method: simclr\n", tmp_path, state="completed") for _ in range(2)]
-    with pytest.raises(ConfigError, match=f"model.init: 2 runs are named 'twice': {twice[1].id}, {twice[0].id}; give"):
+    with pytest.raises(ConfigError, match=f"model.init: 2 runs are named 'twice' in {tmp_path}: {twice[1].id}, {twice[0].id}; give"):
         resolve_init("twice")
 
 

@@ -9,7 +9,7 @@ import warnings
 from pathlib import Path
 
 from ..config import ConfigError
-from ..store.runs import NotARunError, Run, runs_named, runs_root
+from ..store.runs import AmbiguousRunName, NoSuchRun, NotARunError, Run, open_run_arg, runs_root
 
 
 def resolve_init(init: str) -> Path | None:
@@ -20,7 +20,14 @@ def resolve_init(init: str) -> Path | None:
         return None
     p = Path(init)
     if not p.exists():
-        p = _named_run(p) or p
+        try:  # a run's name, bare or as runs/<run>, found as every command finds it
+            p = open_run_arg(init).path
+        except AmbiguousRunName as err:
+            raise ConfigError(f"model.init: {err}") from None
+        except NoSuchRun:
+            pass  # neither a run nor a file: said below
+        except NotARunError as err:  # a folder of that name that is no run
+            raise NotARunError(f"model.init: {err}") from None
     if p.is_dir():
         enc = p / "checkpoints" / "encoder.safetensors"
         if not enc.is_file():
@@ -31,22 +38,6 @@ def resolve_init(init: str) -> Path | None:
     if not p.is_file():
         raise ConfigError(f"model.init: no such run folder or checkpoint: {p}, nor a run of that name in {runs_root()}")
     return p
-
-
-def _named_run(p: Path) -> Path | None:
-    """A run folder's name under the runs root, or the ``name=`` one run was made with (as ``false-wb runs`` lists
-    it); two runs of that name: the error names them."""
-    name = p.parts[1:] if p.parts[:1] == ("runs",) else p.parts
-    if len(name) != 1:
-        return None
-    found = runs_root() / name[0]
-    if found.is_dir():
-        return found
-    named = runs_named(name[0])
-    if len(named) > 1:
-        raise ConfigError(f"model.init: {len(named)} runs are named {name[0]!r}: "
-                          + ", ".join(r.id for r in reversed(named[-5:])) + "; give one of these")
-    return named[0].path if named else None
 
 
 def _say_if_live(run: Run) -> None:

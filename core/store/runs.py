@@ -81,6 +81,14 @@ class NotARunError(ValueError):
     """A folder that is not a run folder was given where one is needed."""
 
 
+class AmbiguousRunName(NotARunError):
+    """A name that several runs were made with: the caller says it rather than falling back to a file path."""
+
+
+class NoSuchRun(NotARunError):
+    """Nothing of that path or name: a caller that also takes files (``model.init``) may look for one instead."""
+
+
 @dataclass
 class Run:
     """A run folder on disk."""
@@ -283,8 +291,9 @@ def open_run(path: str | Path) -> Run:
     """Open an existing run folder, or raise NotARunError saying why it is not one."""
     p = Path(path)
     if not p.is_dir():  # a file: a review gave a checkpoint and read "no such folder" of a file that exists
-        raise NotARunError(f"not a run folder (a file): {p}; give the run's folder (`false-wb runs` lists them)"
-                           if p.is_file() else f"not a run folder (no such folder): {p}")
+        if p.is_file():
+            raise NotARunError(f"not a run folder (a file): {p}; give the run's folder (`false-wb runs` lists them)")
+        raise NoSuchRun(f"not a run folder (no such folder): {p}")
     if not (p / "config.yaml").is_file() or not (p / "status.json").is_file():
         raise NotARunError(f"not a run folder (no config.yaml and status.json): {p}")
     return Run(p)
@@ -307,6 +316,8 @@ def find_run(run_id: str, root: Path | None = None) -> Run:
     return open_run(root / run_id)
 
 
+
+
 def open_run_arg(text: str | Path, root: Path | None = None) -> Run:
     """A run as a command line names it: a run folder's path, or a run's name under the runs root (as the Runs page
     lists it), bare or as ``runs/<run>`` (as the README writes it, when ``FALSE_WB_RUNS`` puts the runs elsewhere: a
@@ -325,8 +336,8 @@ def open_run_arg(text: str | Path, root: Path | None = None) -> Run:
         return named[0]
     if named:
         ids = ", ".join(r.id for r in reversed(named[-5:])) + (f" (and {len(named) - 5} older)" * (len(named) > 5))
-        raise NotARunError(f"{len(named)} runs are named {text!r} in {where}: {ids}; give one of these")
-    raise NotARunError(f"not a run folder (no such folder): {text}, nor a run of that name in {where} "
+        raise AmbiguousRunName(f"{len(named)} runs are named {text!r} in {where}: {ids}; give one of these")
+    raise NoSuchRun(f"not a run folder (no such folder): {text}, nor a run of that name in {where} "
                        "(`false-wb runs` lists them)")
 
 
