@@ -189,6 +189,7 @@ def test_resume_after_a_stop_keeps_the_finished_units(tmp_path: Path, fake_spawn
     units = read_jsonl(cmp_run.path / "units.jsonl")
     assert sorted((u["pretrain_seed"], u["seed"]) for u in units) == [(0, 0), (0, 1), (1, 0), (1, 1)]
     assert cmp_run.state() == "completed" and len(cmp_run.read_json("comparison.json")["units"]) == 4
+    assert (cmp_run.path / "comparison.json").stat().st_mtime >= cmp_run.status()["resumed"]  # its row: this result
 
 
 def test_a_stop_reaches_every_unit_running_at_once_and_a_resume_continues_each(empty_store: Path) -> None:

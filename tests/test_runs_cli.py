@@ -105,3 +105,12 @@ def test_a_comparison_row_names_its_methods_data_and_first_difference(tmp_path: 
     (done.path / "comparison.json").write_text(json.dumps({"methods": [{"method": "simclr", "label": "SimCLR",
                                                                         "miou_mean": 0.182}], "differences": []}))
     assert done.summary()["value"] == "SimCLR 18.2 %"  # one method: no pair to read
+    # resumed to add seeds: until the new result is written, the row says its result is the one of before
+    import os
+    import time
+
+    (running.path / "comparison.json").write_text((done.path / "comparison.json").read_text())
+    running.write_status(resumed=time.time() + 60)
+    assert running.summary()["metric"] == "best mean mIoU (before this resume)"
+    os.utime(running.path / "comparison.json", (time.time() + 120, time.time() + 120))  # written since
+    assert running.summary()["metric"] == "best mean mIoU"

@@ -254,12 +254,12 @@ def _load(args: argparse.Namespace) -> tuple[CompareConfig, Run, Path]:
             raise ResumeRefused(f"{args.overrides[0].split('=', 1)[0]}: a resumed comparison continues with its "
                                 "own config.yaml (its finished units are kept), so key=value overrides are not "
                                 "applied; start a new comparison to change its settings")
-        # a folder, its name, or the name= it was made with, as every --resume takes it
-        out = open_run_arg(args.resume, Path(args.runs_root) if args.runs_root else None)
+        out = open_run_arg(args.resume, Path(args.runs_root) if args.runs_root else None)  # a folder or a name
         refuse_other_kind(out, "compare")
         lock_run(out)  # one line (RunBusyError) when another process still writes it; a dead one holds no lock
         cfg = validate_config(out.config(), CompareConfig)
-        out.write_status(state="running", pid=os.getpid(), kind="compare", error=None, ended=None)
+        # resumed: a result written before it is shown as such while it runs (run_summary)
+        out.write_status(state="running", pid=os.getpid(), kind="compare", error=None, ended=None, resumed=time.time())
         out.log("resumed; finished units are kept")
         return cfg, out, out.path.parent
     if args.run_dir:

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config.strategy import method_and_strategy
+from .file_versions import read_once
+from .run_state import LIVE_STATES
 from .runs import Run, tail_text
 
 
@@ -48,7 +50,7 @@ def summary_row(run: Run) -> dict[str, Any]:
                           else "test mIoU (at the end)")
     test = run.read_json("test_metrics.json") if kind in ("finetune", "probe") else None
     if kind == "compare":  # its scores are a table of methods: its first difference, or how far it is
-        data, metric, best = _comparison_figure(run, step, total)
+        data, metric, best = _comparison_figure(run, step, total, s)
     elif kind == "pretrain":
         last = last_record(run.path / "metrics.jsonl")
         best = None if last is None else last.get("loss")
@@ -74,11 +76,31 @@ def _methods_compared(cfg: dict[str, Any], most: int = 3) -> str:
     return f"comparison of {', '.join(methods[:most])}{more}"
 
 
-def _comparison_figure(run: Run, step: int, total: int | None) -> tuple[str | None, str, Any]:
+def _comparison_figure(run: Run, step: int, total: int | None, status: dict[str, Any]) -> tuple[str | None, str, Any]:
     """(data set, metric, value) of a comparison's row: once ``comparison.json`` is written, its first paired
     difference in mIoU points with its verdict ("+1.2 points (within noise)"); before, the units done. Why: the row
-    showed "units done (of 4): 4" beside a progress column that said the same, and no result."""
-    result = run.read_json("comparison.json") or {}
+    showed "units done (of 4): 4" beside a progress column that said the same, and no result. A comparison resumed
+    since its result was written (to add seeds) is said to show the result of before the resume. The file (every
+    unit's row, tens of KB) is read once per version: every table of runs asks on every view."""
+    path = run.path / "comparison.json"
+    try:
+        data, metric, value = read_once(path, _result_figure, "run-summary-figure")
+        written = path.stat().st_mtime
+    except (OSError, ValueError):  # not written yet, or torn
+        data, metric, value, written = None, None, None, None
+    if metric is None:
+        return data, f"units done (of {total})" if total else "units done", step
+    resumed = status.get("resumed")
+    if status.get("state") in LIVE_STATES and isinstance(resumed, (int, float)) and written is not None \
+            and written < resumed:
+        metric += " (before this resume)"
+    return data, metric, value
+
+
+def _result_figure(path: Path) -> tuple[str | None, str | None, Any]:
+    """(data set, metric, value) of a ``comparison.json``; metric None when it holds no result to show."""
+    result = json.loads(path.read_text(encoding="utf-8"))
+    result = result if isinstance(result, dict) else {}
     splits = result.get("splits") if isinstance(result.get("splits"), dict) else {}
     data = splits.get("data") if isinstance(splits.get("data"), str) else None
     diffs = [d for d in result.get("differences") or [] if isinstance(d, dict)]
@@ -89,7 +111,7 @@ def _comparison_figure(run: Run, step: int, total: int | None) -> tuple[str | No
         if scored and not diffs:  # one method, or none with a base: its best mean stands as the result
             top = max(scored, key=lambda m: m["miou_mean"])
             return data, "best mean mIoU", f"{top.get('label') or top.get('method')} {100 * top['miou_mean']:.1f} %"
-        return data, f"units done (of {total})" if total else "units done", step
+        return data, None, None
     labels = {m.get("method"): m.get("label") for m in result.get("methods") or [] if isinstance(m, dict)}
     named = [labels.get(diffs[0].get(k)) or diffs[0].get(k) for k in ("method", "base")]
     more = f"; {len(diffs) - 1} more in table.md" if len(diffs) > 1 else ""
