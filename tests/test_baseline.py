@@ -203,7 +203,13 @@ def test_a_probe_runs_in_a_run_folder_and_again_on_resume(tmp_path: Path, monkey
                        "train.epochs=2", "train.batch_size=8", "train.test_tile=64"], ProbeConfig)
     run = create_run("probe", config_to_yaml(cfg), tmp_path / "runs", state="starting", kind="probe")
     capsys.readouterr()
+    import core.seg.probe as probe_module
+
+    built = []
+    real_build = probe_module.build_probe_encoder
+    monkeypatch.setattr(probe_module, "build_probe_encoder", lambda *a, **k: built.append(1) or real_build(*a, **k))
     assert probe_main(["--run-dir", str(run.path), "--no-progress"]) == 0
+    assert len(built) == 1  # its weights read once: checked when the trainer is made, then probed (it read them twice)
     result = run.read_json("test_metrics.json")  # in percent, as core.evaluate, core.finetune and the cards say it
     said = capsys.readouterr().out.splitlines()
     scores = f"mIoU {100 * result['miou']:.1f} %  OA {100 * result['oa']:.1f} %  kappa {result['kappa']:.3f}"

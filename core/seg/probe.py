@@ -225,15 +225,17 @@ class ProbeResult:
 
 
 def run_probe(cfg: ProbeConfig, splits: SegSplits | None = None, progress: bool = True,
-              on_epoch: EpochHook | None = None) -> ProbeResult:
+              on_epoch: EpochHook | None = None, encoder: tuple[nn.Module, str] | None = None) -> ProbeResult:
     """Probe one encoder: features, head, validation on tiles, test on whole scenes. Its long parts are phases
-    (``core.phases``): a run folder's watcher sees them with their progress even without a console bar."""
+    (``core.phases``): a run folder's watcher sees them with their progress even without a console bar.
+    ``encoder``: ``build_probe_encoder``'s answer where the caller has it already (the trainer reads the weights
+    when it is made, to fail before any folder; they were read a second time here)."""
     t0 = time.perf_counter()
     device = pick_device(cfg.train.device)
     splits = splits if splits is not None else checked_splits(cfg, progress=progress, probe=True)
     if len(splits.train) == 0:
         raise DataError(f"data: the {cfg.data.name} set gave no training tiles")
-    encoder, enc_key = build_probe_encoder(cfg, bands_of(splits.train))
+    encoder, enc_key = encoder if encoder is not None else build_probe_encoder(cfg, bands_of(splits.train))
     channels = _channels(encoder)
     model = ProbeModel(encoder, len(splits.classes), channels, cfg.model.input_scale).to(device)
     model.encoder.to(memory_format=torch.channels_last)
@@ -297,7 +299,8 @@ class ProbeTrainer:
         self.init = resolve_init(cfg.model.init)  # a wrong model.init: one line and exit 2, before any folder
         check_encoder_name("model.init", self.init, cfg.model.encoder)  # as is another encoder's weights
         self.splits = checked_splits(cfg, progress=progress, probe=True)  # what the launch form checks too
-        build_probe_encoder(cfg, bands_of(self.splits.train))  # its weights read: a bad file is one line, no folder
+        # its weights read now: a bad file is one line and no folder; fit() probes this encoder
+        self.encoder = build_probe_encoder(cfg, bands_of(self.splits.train))
 
     def fit(self, stop: StopFlag | None = None) -> str:
         (self.run.path / RESULT).unlink(missing_ok=True)  # a resumed probe starts again: no stale score meanwhile
@@ -318,7 +321,8 @@ class ProbeTrainer:
                 life.log(f"warning: {note}")
                 if note != neighbours_note(self.splits):  # the terminal too (the split warned that one itself)
                     say(f"warning: {note}", err=True)
-            result = run_probe(self.cfg, splits=self.splits, progress=self.progress, on_epoch=epoch_done)
+            result = run_probe(self.cfg, splits=self.splits, progress=self.progress, on_epoch=epoch_done,
+                               encoder=self.encoder)
             record = {**result.record(self.cfg), "class_table": self.splits.classes}  # colours for the app
             if notes := self._notes():  # its test images are no unseen scenes: the page says so
                 record["not_unseen"] = "; ".join(notes)
