@@ -188,3 +188,18 @@ def deepglobe_checkpoint(root: Path, path: Path, test: str, val: str) -> Path:
     torch.manual_seed(0)
     save_seg_checkpoint(path, build_seg_model(card).eval(), card)
     return path
+
+
+def test_an_image_of_a_folder_scene_is_called_an_image_of_that_scene() -> None:
+    """A walkthrough read "test scene tile_3/image_part_004" beside the card's "9 images of 1 scene (tile_3)"."""
+    from core.seg.scene_role import scene_note
+
+    card = {"config": {"data": {"test_scenes": ["tile_3"]}},
+            "domain": {"test_scenes": ["tile_3/a", "tile_3/b"]}, "evaluation": {"training_scenes": ["tile_1/a"]}}
+    assert scene_note(card, "x/tile_3/a.jpg").startswith(
+        "this image is tile_3/a, one of the images of the model's test scene tile_3; its card's test figures")
+    assert scene_note(card, "x/tile_1/a.jpg").startswith("this image is training image tile_1/a of the model; ")
+    flat = {"config": {"data": {"test_scenes": ["train/3"]}}, "domain": {"test_scenes": ["train/3"]},
+            "evaluation": {"training_scenes": ["train/1"]}}  # DeepGlobe: each image its own scene
+    assert scene_note(flat, "d/train/3.jpg").startswith("this image is test scene train/3 of the model; ")
+    assert scene_note(flat, "d/train/1.jpg").startswith("this image is training scene train/1 of the model; ")

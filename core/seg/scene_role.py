@@ -175,7 +175,23 @@ def scene_note(card: dict[str, Any], path: str | Path, content: bytes | Path | N
                                    "model's fine-tuning",
                      "test": "the model was not fine-tuned on it, but its encoder was pretrained on it "
                              "(unlabeled)"}[role] + ", so its score is no unseen score"
-    return f"this image is {role} scene {name} of the model{copy}; {words}"
+    return f"this image is {_image_words(card, role, name)}{copy}; {words}"
+
+
+def _image_words(card: dict[str, Any], role: str, name: str) -> str:
+    """"test scene 104113 of the model", or for an image of a folder the card names as a scene "tile_3/image_part_004,
+    one of the images of the model's test scene tile_3" (a walkthrough read "test scene tile_3/image_part_004" beside
+    the card's "9 images of 1 scene (tile_3)"); a training image beside such folders is called an image too."""
+    config = card.get("config") if isinstance(card.get("config"), dict) else {}
+    data = config.get("data") if isinstance(config.get("data"), dict) else {}
+    folders = [str(f) for key in ("test_scenes", "val_scenes") if isinstance(data.get(key), list) for f in data[key]]
+    folder = next((f for f in folders if name.startswith(f"{f}/")), None)
+    if folder is not None:
+        return f"{name}, one of the images of the model's {role} scene {folder}"
+    tests = _domain(card).get("test_scenes") or []
+    if role == "training" and any(str(t).startswith(f"{f}/") for f in folders for t in tests):
+        return f"training image {name} of the model"
+    return f"{role} scene {name} of the model"
 
 
 def seen_scene_note(notes: list[str]) -> str | None:
