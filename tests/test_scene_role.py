@@ -32,7 +32,7 @@ def test_each_scene_the_card_names_is_recognised_from_the_files_path() -> None:
         assert scene_role(CARD, other) is None, other
     assert "trained on it, so its score is no unseen score" in scene_note(CARD, data / "tile_2/image_part_003.png")
     assert "no unseen score" in scene_note(CARD, data / "tile_1/image_part_005.jpg")
-    assert "which the model was not trained on" in scene_note(CARD, data / "tile_3/image_part_001.jpg")
+    assert "the model was not trained on it; its card" in scene_note(CARD, data / "tile_3/image_part_001.jpg")
     assert scene_note({}, data / "tile_2/image_part_003.jpg") is None  # a card that names no scenes
     # held out of fine-tuning, but read by its encoder's pretraining (a review: DeepGlobe's validation scene 19627)
     read = {**CARD, "pretrain_scenes": ["dg/train/3484_sat", "tile_1/image_part_005"]}
@@ -42,7 +42,7 @@ def test_each_scene_the_card_names_is_recognised_from_the_files_path() -> None:
     assert scene_note(read, "/dg/train/3484_sat.jpg").endswith(
         "the model was not fine-tuned on it, but its encoder was pretrained on it (unlabeled), so its score is no "
         "unseen score")
-    assert "which the model was not trained on" in scene_note(read, data / "tile_3/image_part_001.jpg")
+    assert "the model was not trained on it; its card" in scene_note(read, data / "tile_3/image_part_001.jpg")
     test = scene_note(CARD, data / "tile_3/image_part_001.jpg")  # what a label score says of a test scene: its note
     assert unseen_check([test]) == test and unseen_check([]) == NOT_RECOGNISED
     assert unseen_check([scene_note(read, data / "tile_1/image_part_005.jpg")]).startswith("not an unseen score: ")
@@ -197,7 +197,8 @@ def test_an_image_of_a_folder_scene_is_called_an_image_of_that_scene() -> None:
     card = {"config": {"data": {"test_scenes": ["tile_3"]}},
             "domain": {"test_scenes": ["tile_3/a", "tile_3/b"]}, "evaluation": {"training_scenes": ["tile_1/a"]}}
     assert scene_note(card, "x/tile_3/a.jpg").startswith(
-        "this image is tile_3/a, one of the images of the model's test scene tile_3; its card's test figures")
+        "this image is tile_3/a, one of the images of the model's test scene tile_3; the model was not trained on it; "
+        "its card's test figures pool")
     assert scene_note(card, "x/tile_1/a.jpg").startswith("this image is training image tile_1/a of the model; ")
     flat = {"config": {"data": {"test_scenes": ["train/3"]}}, "domain": {"test_scenes": ["train/3"]},
             "evaluation": {"training_scenes": ["train/1"]}}  # DeepGlobe: each image its own scene
