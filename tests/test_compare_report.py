@@ -133,6 +133,19 @@ def test_composed_method_names_are_checked_and_labelled() -> None:
     assert label("simclr+oracle+fncc") == "SimCLR + oracle (uses labels) + fncc"
     with pytest.raises(ValueError, match="simclr\\+nearest\\+eliminate"):
         CompareConfig(pretrain_config="x.yaml", eval="probe", probe_config="p.yaml", methods=["simclr+psychic+fncc"])
+    # a variant without its base ran to the end with no paired difference and no word why (a walkthrough)
+    with pytest.raises(ValueError, match="simclr_false_pa is read against its base simclr, which is not among the "
+                                         "methods: add simclr"):
+        CompareConfig(pretrain_config="x.yaml", eval="probe", probe_config="p.yaml",
+                      methods=["random", "simclr_false_pa"])
+    with pytest.raises(ValueError, match="moco\\+nearest\\+eliminate is read against its base moco"):
+        CompareConfig(pretrain_config="x.yaml", eval="probe", probe_config="p.yaml",
+                      methods=["simclr", "moco+nearest+eliminate"])
+    CompareConfig(pretrain_config="x.yaml", eval="probe", probe_config="p.yaml", methods=["random", "simclr"])
+    from core.analysis.compare_flags import _delta
+
+    assert _delta(None, method="simclr") == "(base)" and _delta(None, method="simclr+nearest+eliminate") == \
+        "n/a (no paired difference)"
 
 
 def test_the_table_speaks_of_the_oracle_only_when_one_ran() -> None:

@@ -104,13 +104,13 @@ def test_a_comparison_row_names_its_methods_data_and_first_difference(tmp_path: 
     assert out[running.id].split()[-7:] == ["3/12", "units", "units", "done", "(of", "12):", "3"]  # no result yet: how far it is
     (done.path / "comparison.json").write_text(json.dumps({"methods": [{"method": "simclr", "label": "SimCLR",
                                                                         "miou_mean": 0.182}], "differences": []}))
-    assert done.summary()["value"] == "SimCLR 18.2 %"  # one method: no pair to read
+    assert done.summary()["value"] == "SimCLR 18.2 %"  # one method: no pair to read, no winner named
     # resumed to add seeds: until the new result is written, the row says its result is the one of before
     import os
     import time
 
     (running.path / "comparison.json").write_text((done.path / "comparison.json").read_text())
     running.write_status(resumed=time.time() + 60)
-    assert running.summary()["metric"] == "best mean mIoU (before this resume)"
+    assert running.summary()["metric"] == "mean mIoU (no paired difference) (before this resume)"
     os.utime(running.path / "comparison.json", (time.time() + 120, time.time() + 120))  # written since
-    assert running.summary()["metric"] == "best mean mIoU"
+    assert running.summary()["metric"] == "mean mIoU (no paired difference)"

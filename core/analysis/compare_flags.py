@@ -84,11 +84,13 @@ def _pct(entry: dict[str, Any]) -> str:
     return f"{100 * entry['mean']:.1f}{sd}"
 
 
-def _delta(d: dict[str, Any] | None, finished: bool = True) -> str:
+def _delta(d: dict[str, Any] | None, finished: bool = True, method: str = "") -> str:
     if not finished:
         return "n/a (unfinished)"
-    if not d:
-        return "(base)"
+    if not d:  # a variant without one: its base ran in no common pretraining seed (or, in an old config, not at all)
+        from ..seg.compare_report import base_of
+
+        return "(base)" if base_of(method) is None else "n/a (no paired difference)"
     return f"{d['mean']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}] {d['verdict']}"
 
 
@@ -111,7 +113,7 @@ def to_markdown(table: dict[str, Any]) -> str:
             cells = [_pct(row[scope][s]) for s in SELECTORS]
             pairs = row["pairs_per_run" if scope == "all" else "cross_scene_pairs_per_run"]
             lines.append(f"| {row['label']} | {row['runs']} | {pairs:.0f} | " + " | ".join(cells)
-                         + f" | {_delta(row['delta_miou_points'], table.get('finished', True))} |")
+                         + f" | {_delta(row['delta_miou_points'], table.get('finished', True), row['method'])} |")
         lines.append("")
     lines.append("flags: the detector's own picks during pretraining (on augmented views, with the encoder of that "
                  "step); the selectors pick on whole tiles (colour statistics; the run's final encoder; the labels). "

@@ -85,6 +85,18 @@ class CompareConfig(_Section):
         return distinct(v, 1, "evaluation seed")
 
     @model_validator(mode="after")
+    def _bases_present(self) -> "CompareConfig":
+        """A variant is read against its base (a bands comparison against its own first band set instead): a
+        walkthrough ran [random, simclr_false_pa] to the end with no paired difference and no word why."""
+        from .compare_report import base_of
+
+        for m in self.methods if len(self.bands) == 1 else []:
+            if (base := base_of(m)) is not None and base not in self.methods:
+                raise ValueError(f"methods: {m} is read against its base {base}, which is not among the methods: add "
+                                 f"{base} (without it the comparison gives no paired difference for it)")
+        return self
+
+    @model_validator(mode="after")
     def _eval_preset(self) -> "CompareConfig":
         if self.eval == "finetune" and not self.finetune_config:
             raise ValueError("eval: finetune needs finetune_config, a fine-tuning preset")
