@@ -312,3 +312,12 @@ def test_a_crop_larger_than_its_tiles_is_said(roots: Path) -> None:
     cfg = load_config(ROOT / "configs/finetune_demo_cpu.yaml", [*TINY_DATA, "data.crop_size=96"], FinetuneConfig)
     with pytest.warns(UserWarning, match="data.crop_size 96 is larger than data.tile_size 64: every crop is padded"):
         checked_splits(cfg)
+
+
+def test_a_wrong_model_init_is_refused_before_the_data_is_built(tmp_path: Path, monkeypatch, capsys) -> None:
+    """A walkthrough's typo in model.init waited for 2,000 tiles to be generated (over a minute) before its error."""
+    monkeypatch.setenv("FALSE_WB_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("FALSE_WB_RUNS", str(tmp_path / "runs"))
+    assert finetune_main(["--config", "configs/finetune_demo_cpu.yaml", "--no-progress", "model.init=nosuchrun"]) == 2
+    assert "model.init: no such run folder or checkpoint: nosuchrun" in capsys.readouterr().err
+    assert not (tmp_path / "data").exists() or not any((tmp_path / "data").rglob("*.npy"))  # nothing generated

@@ -78,11 +78,11 @@ class FinetuneTrainer:
         self.device = pick_device(tc.device, self.env.local_rank)
         self.precision = pick_precision(tc.precision, self.device)
         torch.manual_seed(cfg.seed)
+        init = resolve_init(cfg.model.init)  # a typo is one line before minutes of data generation (a walkthrough)
         self.splits = checked_splits(cfg, progress=self.progress)  # what the launch form checks too
         self.validating = len(self.splits.val) > 0  # else (data.val_fraction 0) the weight average is the model
         self.classes = self.splits.classes
         self.ignore_index = self.splits.ignore_index
-        init = resolve_init(cfg.model.init)
         self.pretrained_on = init_pretrain_scenes(init)  # None: not recorded
         self.card = make_card(arch=cfg.model.arch, encoder=cfg.model.encoder, classes=self.classes,
                               ignore_index=self.ignore_index, output_stride=cfg.model.output_stride,
