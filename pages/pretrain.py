@@ -12,7 +12,7 @@ from core.store import launch
 from core.store.catalog import config_presets, encoder_models
 from core.config import (ENCODERS, PRETRAIN_DATASETS, ConfigError, PretrainConfig, choices, load_config,
                          validate_config)
-from core.config.strategy import ORACLE_MARK, method_and_strategy, uses_labels
+from core.config.strategy import ORACLE_MARK, data_tag, method_and_strategy, run_name, uses_labels
 from core.ssl.registry import get_method, method_names
 from core.store.trackers import TRACKERS
 from workbench.form_errors import BANDS_HELP, FormErrors, bands_to_text, text_to_bands
@@ -140,22 +140,7 @@ def default_name(cfg: PretrainConfig) -> str:
     """A run folder's name when none is typed: data, method and loss ("demo-simclr-false"), with the detector and
     treatment where they are not FALSE's ("demo-simclr-false-nearest-eliminate")."""
     loss = {"name": cfg.loss.name, "detector": cfg.loss.detector, "treatment": cfg.loss.treatment}
-    return name_of(cfg.method, loss, form_data_name() or preset_data_tag())
-
-
-def preset_data_tag() -> str | None:
-    """The data part of the preset's own name ("demo" of "demo-simclr-false"), so that every name the form makes
-    reads data-method-loss: a walkthrough saw "demo-false-simclr" beside "simclr-info_nce" and
-    "dubai_aerial-simclr-false"."""
-    head, sep, _ = (base.name or "").partition(f"-{base.method}-")
-    return head if sep and head else None
-
-
-def name_of(method: str, loss: dict[str, Any], data: str | None = None) -> str:
-    parts = ([data] if data else []) + [method, str(loss["name"])]
-    if loss["name"] == "false" and (loss["detector"], loss["treatment"]) != ("fnsd", "fncc"):
-        parts += [str(loss["detector"]), str(loss["treatment"])]
-    return "-".join(parts)
+    return run_name(cfg.method, loss, form_data_name() or data_tag(base.name, base.method))
 
 
 def follow_name(method: str) -> bool:
@@ -167,7 +152,7 @@ def follow_name(method: str) -> bool:
     data = form_data_name()
     same = data is None and method == base.method and (loss["name"], loss["detector"], loss["treatment"]) == (
         base.loss.name, base.loss.detector, base.loss.treatment)
-    auto = (base.name or "") if same else name_of(method, loss, data or preset_data_tag())
+    auto = (base.name or "") if same else run_name(method, loss, data or data_tag(base.name, base.method))
     last = st.session_state.get(k("name-auto"), base.name or "")
     st.session_state[k("name-auto")] = auto
     if k("name") not in st.session_state:  # the page's first run: the field is drawn below, with this name
@@ -367,8 +352,8 @@ with st.expander("Settings", expanded=not runs, key="pretrain-settings", on_chan
         method = c1.radio("Method", methods, index=index_of(methods, base.method), key=k("method"),
                           format_func=lambda name: get_method(name).label or name, horizontal=True)
         follow_name(method)
-        run_name = c2.text_input("Run name", key=k("name"), help="A time stamp is put in front; two runs never share "
-                                 "a folder. Until you type one, it follows the method and loss")
+        typed_name = c2.text_input("Run name", key=k("name"), help="A time stamp is put in front; two runs never "
+                                   "share a folder. Until you type one, it follows the method and loss")
 
         st.subheader("Model and data")
         c1, c2, c3, c4 = fe.columns(4)
@@ -472,7 +457,7 @@ with st.expander("Settings", expanded=not runs, key="pretrain-settings", on_chan
 def form_config() -> PretrainConfig:
     """The form as a validated config: ConfigError names every wrong field, with the refused paths among them."""
     raw = base.model_dump(mode="json")
-    raw.update(method=method, seed=int(seed), name=run_name.strip() or None)
+    raw.update(method=method, seed=int(seed), name=typed_name.strip() or None)
     raw["loss"].update(st.session_state[LOSS_STATE])  # the loss section, drawn above in this run
     raw["model"].update(encoder=encoder, proj_dim=int(proj_dim), proj_hidden=int(proj_hidden), queue_size=int(queue),
                         moco_momentum=moco_m, weights=weights or None)

@@ -250,26 +250,28 @@ def test_torchrun_two_cpu_processes(roots, method: str, strategy: list[str]) -> 
     assert "DistributedDataParallel" not in p.stderr
 
 
-def test_a_preset_name_that_no_longer_says_the_loss_is_warned(roots, tmp_path: Path) -> None:
-    """demo_cpu.yaml with loss.name=info_nce made a run named "demo-simclr-false" (the review): said on the command
-    line, unless name= renames it; other overrides keep the preset's name silently."""
-    import warnings
-
+def test_a_preset_name_that_no_longer_says_the_loss_is_replaced(roots, tmp_path: Path, capsys) -> None:
+    """demo_cpu.yaml with loss.name=info_nce made a run named "demo-simclr-false" (a review), and with a warning only,
+    a walkthrough's InfoNCE, nearest and oracle runs all shared that name: the run is named as the Pretrain page
+    names it and the terminal says so, unless name= names it; other overrides keep the preset's name silently."""
     from core.ssl.pretrain import parse_args, prepare
 
     preset = ["--config", str(ROOT / "configs/demo_cpu.yaml")]
-    with pytest.warns(UserWarning, match="keeps the preset's name 'demo-simclr-false' although loss.name changed"):
-        prepare(parse_args([*preset, "loss.name=info_nce"]))
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert prepare(parse_args([*preset, "loss.name=info_nce", "name=infonce"]))[0].name == "infonce"
-        prepare(parse_args([*preset, "train.max_steps=3"]))
-        prepare(parse_args([*preset, "loss.detector=fnsd", "loss.name=false"]))  # the preset's own values: no change
+    assert prepare(parse_args([*preset, "loss.name=info_nce"]))[0].name == "demo-simclr-info_nce"
+    assert ("note: the run is named 'demo-simclr-info_nce', not the preset's 'demo-simclr-false', as loss.name "
+            "changed") in capsys.readouterr().err
+    cfg = prepare(parse_args([*preset, "method=moco", "loss.detector=nearest", "loss.treatment=eliminate"]))[0]
+    assert cfg.name == "demo-moco-false-nearest-eliminate"
+    capsys.readouterr()
+    assert prepare(parse_args([*preset, "loss.name=info_nce", "name=infonce"]))[0].name == "infonce"
+    assert prepare(parse_args([*preset, "train.max_steps=3"]))[0].name == "demo-simclr-false"
+    assert prepare(parse_args([*preset, "loss.detector=fnsd", "loss.name=false"]))[0].name == "demo-simclr-false"
+    assert capsys.readouterr().err == ""  # the preset's own values: no change, nothing said
     folder = tmp_path / "folder.yaml"  # a preset only its overrides complete (it was refused, naming data.root)
     folder.write_text("name: mine\ndata: {name: folder}\n")
     (tmp_path / "imgs").mkdir()
-    with pytest.warns(UserWarning, match="although loss.name changed"):
-        assert prepare(parse_args(["--config", str(folder), f"data.root={tmp_path / 'imgs'}", "loss.name=info_nce"]))
+    got = prepare(parse_args(["--config", str(folder), f"data.root={tmp_path / 'imgs'}", "loss.name=info_nce"]))[0]
+    assert got.name == "simclr-info_nce"  # "mine" says no data part to keep
 
 
 def test_export_encoder_is_small_and_loads(roots, tmp_path: Path) -> None:

@@ -64,3 +64,20 @@ def uses_labels(loss: Mapping[str, Any] | None) -> bool:
     """Whether the loss read labels (the oracle detector): a ceiling, not a label-free method."""
     loss = loss or {}
     return loss_name(loss) == "false" and loss.get("detector", "fnsd") == "oracle"
+
+
+def run_name(method: str, loss: Mapping[str, Any], data: str | None = None) -> str:
+    """A run's name as the Pretrain page and the command line make it: data, method, loss, and the detector and
+    treatment where they are not FALSE's ("demo-simclr-false-nearest-eliminate"). One order everywhere: a walkthrough
+    saw "demo-false-simclr" beside "simclr-info_nce" and "dubai_aerial-simclr-false"."""
+    name = loss_name(loss)
+    parts = ([data] if data else []) + [method, name]
+    if name == "false" and (loss.get("detector", "fnsd"), loss.get("treatment", "fncc")) != ("fnsd", "fncc"):
+        parts += [str(loss.get("detector", "fnsd")), str(loss.get("treatment", "fncc"))]
+    return "-".join(parts)
+
+
+def data_tag(preset_name: str | None, method: str) -> str | None:
+    """The data part of a preset's name that follows the pattern ("demo" of "demo-simclr-false"), else None."""
+    head, sep, _ = (preset_name or "").partition(f"-{method}-")
+    return head if sep and head else None

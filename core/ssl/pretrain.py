@@ -43,7 +43,7 @@ from .methods import StepExtra, StepLoss, method_step
 from .registry import get_method
 from .optim import build_optimizer, warm_up_note, warmup_cosine
 from .contrastive_info import stats_to_means
-from .run_start import check_same_data, log_start, warn_if_preset_name_stale
+from .run_start import check_same_data, log_start, name_for_overrides
 from .step_feed import StepFeed
 from .step_records import StepRecords
 from ..store.lifecycle import RunLife, StopFlag, check_finite, prepared_run, train_from_cli
@@ -339,7 +339,8 @@ def prepare(args: argparse.Namespace, main: bool = True) -> tuple[PretrainConfig
     if not args.config and not args.overrides:
         raise ConfigError("give --config FILE (see configs/) or --resume RUN_DIR")
     cfg = load_config(args.config, args.overrides)
-    warn_if_preset_name_stale(cfg, args.config, args.overrides)
+    if (name := name_for_overrides(cfg, args.config, args.overrides)) is not None:
+        cfg = cfg.model_copy(update={"name": name})
     return cfg, None, None
 
 

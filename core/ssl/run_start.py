@@ -8,6 +8,8 @@ import warnings
 from typing import Any
 
 from ..config import ConfigError, PretrainConfig, load_config
+from ..config.strategy import data_tag, run_name
+from ..console import say
 from ..data.protocols import TileSet
 from ..store.lifecycle import RunLife
 from ..data import DataError
@@ -116,9 +118,11 @@ __all__ = ["data_record", "log_start", "upsample_note"]
 NAMED_BY_PRESET = ("method", "loss.name", "loss.detector", "loss.treatment")  # what a preset's name usually says
 
 
-def warn_if_preset_name_stale(cfg: PretrainConfig, config: str | None, overrides: list[str]) -> None:
-    """demo_cpu.yaml with loss.name=info_nce made a run named "demo-simclr-false" (a review): warned, unless name=
-    renames it; a key set to the preset's own value is no change, and other overrides keep the name silently."""
+def name_for_overrides(cfg: PretrainConfig, config: str | None, overrides: list[str]) -> str | None:
+    """The name a run gets when its overrides change what its preset's name says (method, loss, detector,
+    treatment) and no name= is given: made as the Pretrain page makes it ("demo-simclr-info_nce"), and said. It
+    kept the preset's "demo-simclr-false" with a warning, and a walkthrough's InfoNCE, nearest and oracle runs then
+    shared one name (a lookup by name was ambiguous). A key set to the preset's own value is no change."""
     named = [k for k in NAMED_BY_PRESET if any(o.split("=", 1)[0].strip() == k for o in overrides)]
     preset = None
     if named and config:
@@ -127,9 +131,12 @@ def warn_if_preset_name_stale(cfg: PretrainConfig, config: str | None, overrides
         except ConfigError:  # a preset that only its overrides complete (data.root of a folder): every key counts
             pass
     changed = [k for k in named if preset is None or _setting(cfg, k) != _setting(preset, k)]
-    if cfg.name and changed and not any(o.startswith("name=") for o in overrides):
-        warnings.warn(f"the run keeps the preset's name {cfg.name!r} although {', '.join(changed)} changed; "
-                      "name=... gives it one that says so")
+    if not cfg.name or not changed or any(o.startswith("name=") for o in overrides):
+        return None
+    new = run_name(cfg.method, cfg.loss.model_dump(), data_tag(cfg.name, preset.method if preset else cfg.method))
+    say(f"note: the run is named {new!r}, not the preset's {cfg.name!r}, as {', '.join(changed)} changed "
+        "(name=... names it otherwise)", err=True)
+    return new
 
 
 def _setting(cfg: PretrainConfig, key: str) -> Any:
