@@ -56,15 +56,23 @@ def test_the_vote_weighs_the_nearest_bank_tiles() -> None:
 
 
 @pytest.mark.slow  # two runs or a run and its scoring: the full suite (the fast tier is kept under 3 minutes)
-def test_a_run_records_knn_accuracy_and_trains_exactly_as_without(tmp_path: Path, monkeypatch) -> None:
+def test_a_run_records_knn_accuracy_and_trains_exactly_as_without(tmp_path: Path, monkeypatch, capsys) -> None:
+    from core.analysis.knn_reading import knn_reading
+
     monkeypatch.setenv("FALSE_WB_DATA", str(tmp_path / "data"))
     curves = {}
     for every in (0, 2):
         runs = tmp_path / f"runs{every}"
         monkeypatch.setenv("FALSE_WB_RUNS", str(runs))
+        capsys.readouterr()
         assert main([*TINY, "train.log_every=3", f"train.knn_every={every}", f"name=knn{every}"]) == 0
         (run,) = list_runs(runs)
         curves[every] = {m["step"]: m for m in run.metrics()}
+        out = capsys.readouterr().out
+        # the closing lines read the kNN accuracy as the page does: interval, majority class, the untrained encoder
+        # (a walkthrough read "66.7 % (majority-class baseline 61.9 %)" as a gain; step 0 had scored 71.4 %)
+        assert (f"  {knn_reading(run.metrics())}" in out.splitlines()) == bool(every)
+        assert not every or "the untrained encoder's" in out
     with_knn = curves[2]
     # the monitor's steps are logged too, and step 0: the untrained encoder, the curve's own reference
     assert sorted(with_knn) == [0, 2, 3, 4] and sorted(curves[0]) == [3, 4] and "loss" not in with_knn[0]

@@ -358,6 +358,10 @@ def _train_from_cli(argv: list[str] | None, parse: Callable[[list[str] | None], 
         return code, None
     say(f"{state}: {trainer.run.path}" + _last_figures(trainer.run)
         + (f" (continue it with --resume {trainer.run.path})" if state == "stopped" else ""))
+    from ..analysis.knn_reading import knn_reading  # no torch: the page's words, interval and step-0 encoder too
+
+    if (reading := knn_reading(trainer.run.metrics())) is not None:  # a walkthrough read 66.7 % beside a
+        say(f"  {reading}")  # majority class of 61.9 % as a gain: its untrained encoder had scored 71.4 %
     # a stop exits 130 as an interrupted command does (it exited 0: `pretrain && finetune` went on with half a run);
     # under torchrun 0, or its agent would report the group as failed
     return (130 if state == "stopped" and not env.active else 0), trainer
@@ -377,8 +381,8 @@ def _resume_point(run: Run) -> str:
 
 
 def _last_figures(run: Any) -> str:
-    """The step the run stands at (its status: where ``--resume`` continues), its last logged loss and kNN accuracy,
-    for the closing line (a pretraining run has no score). The logged step is said apart when it is an earlier one:
+    """The step the run stands at (its status: where ``--resume`` continues) and its last logged loss, for the
+    closing line (a pretraining run has no score; its kNN reading follows on a line of its own). The logged step is said apart when it is an earlier one:
     a run stopped at step 24 that logs every 10 steps said "step 20" (now "step 24, last logged loss 4.862 at step
     20")."""
     records = [m for m in run.metrics() if isinstance(m, dict)]
@@ -389,7 +393,4 @@ def _last_figures(run: Any) -> str:
     unit = "epoch" if run.kind() == "probe" else "step"  # a probe's steps are its head's epochs
     at = (f"{unit} {step}, last logged loss {rows[-1]['loss']:.3f} at {unit} {logged}"
           if isinstance(step, int) and step != logged else f"{unit} {logged}, last logged loss {rows[-1]['loss']:.3f}")
-    knn = [m for m in records if m.get("knn_acc") is not None]
-    base = knn[-1].get("knn_baseline") if knn else None  # a kNN figure is read against what the queries' mode scores
-    return f"; {at}" + (f", kNN accuracy {100 * knn[-1]['knn_acc']:.1f} %" if knn else "") + (
-        f" (majority-class baseline {100 * base:.1f} %)" if isinstance(base, (int, float)) else "")
+    return f"; {at}"
