@@ -53,12 +53,17 @@ def test_one_labeled_tile_fine_tunes(roots: Path) -> None:
     assert trainer.fit() == "completed" and trainer.step == 2
 
 @pytest.mark.slow
-def test_finetune_from_pretraining_run_writes_everything(roots: Path) -> None:
+def test_finetune_from_pretraining_run_writes_everything(roots: Path, capsys) -> None:
     # the fine-tuning's split (an encoder pretrained on the default 10 % would have read some of its val scenes)
     assert pretrain_main([*TINY_PRE, "name=pre", "data.val_fraction=0.2", "data.test_fraction=0.2"]) == 0
     pre = _by_kind(roots, "pre")[0]
+    capsys.readouterr()
     assert finetune_main([*TINY_FT, f"model.init={pre.path}", "name=ft"]) == 0
     ft = _by_kind(roots, "ft")[0]
+    said = capsys.readouterr().out.splitlines()  # as the probe prints it: the scenes by name, every class's IoU
+    score = next(line for line in said if line.startswith("test (whole scenes: 8 scenes ("))
+    assert "mIoU " in score and "NOT an unseen score" not in score  # this encoder read none of its test scenes
+    assert sum(line.startswith("  IoU ") for line in said) == 6
     assert ft.status()["state"] == "completed"
     for name in ("confusion.json", "test_metrics.json", "checkpoints/best.safetensors", "checkpoints/last.safetensors"):
         assert (ft.path / name).exists(), name

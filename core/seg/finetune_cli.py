@@ -3,7 +3,6 @@ its test scores (a comparison's unit does the same in its process: ``core.seg.un
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from ..store.run_lock import lock_run
 from ..data.split_check import check_same_split
 from ..store.runs import Run, atomic_write_bytes, atomic_write_json, create_run, read_json_file
 from .finetune import FinetuneTrainer
-from .metrics import scores_text
+from .score_lines import score_lines
 
 
 SPLITS = "splits.json"  # a fine-tuning run's scenes per split, as it started
@@ -82,10 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     code, trainer = train_from_cli(argv, parse_args, start, "fine-tuning")
     if trainer is None:
         return code
-    test = trainer.run.path / "test_metrics.json"
-    if test.exists():
-        t = json.loads(test.read_text())
-        say(f"{t['split']} {scores_text(t['miou'], t['oa'], t['kappa'])}")
+    result = trainer.run.read_json("test_metrics.json")
+    if result is not None and isinstance(result.get("miou"), (int, float)):
+        data = trainer.cfg.data  # the scenes, the classes and whether unseen, as the probe prints them
+        say("\n".join(score_lines(result, data.test_scenes, data.split_unit)))
     return code
 
 

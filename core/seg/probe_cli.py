@@ -14,11 +14,9 @@ from ..store.lifecycle import prepared_run, train_from_cli
 from ..store.out_target import check_out_file
 from ..store.resume import open_for_resume, resume_config
 from ..store.run_lock import RunBusyError, lock_run
-from ..store.run_summary import test_not_unseen
 from ..store.runs import atomic_write_bytes, atomic_write_json, create_run, open_run_arg
-from .metrics import iou_lines, scores_text
 from .probe import RESULT, ProbeTrainer
-from .scene_role import scored_scenes_text
+from .score_lines import score_lines
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -68,13 +66,10 @@ def main(argv: list[str] | None = None) -> int:
         seconds = result.get("seconds") or {}
         # the scenes by name, and the warning's verdict on the line people copy (a review: the leak warning stood
         # above, the score line alone read as an unseen score)
-        scenes = scored_scenes_text(list(result.get("scenes") or []), None, name_them=True)
-        seen = "; NOT an unseen score (the warning above)" if test_not_unseen(result) else ""  # not val alone
-        say(f"{result['split']} (whole scenes: {scenes}): "
-            f"{scores_text(result['miou'], result['oa'], result['kappa'])}{seen}  ({seconds.get('total', 0):.0f} s: "
-            f"features {seconds.get('features', 0):.0f}, head {seconds.get('head', 0):.0f}, "
-            f"test {seconds.get('evaluation', 0):.0f}; {load_words()})")
-        say("\n".join(iou_lines(result["iou"])))
+        data = trainer.cfg.data
+        say("\n".join(score_lines(result, data.test_scenes, data.split_unit, after=(
+            f"  ({seconds.get('total', 0):.0f} s: features {seconds.get('features', 0):.0f}, head "
+            f"{seconds.get('head', 0):.0f}, test {seconds.get('evaluation', 0):.0f}; {load_words()})"))))
         if args.out:
             atomic_write_json(Path(args.out), result)
     return code
