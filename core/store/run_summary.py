@@ -38,11 +38,12 @@ def summary_row(run: Run) -> dict[str, Any]:
         data = (cfg.get("data") or {}).get("name")
     elif kind == "finetune":
         model = cfg.get("model") or {}
-        method = f"{model.get('arch', '?')} ({(cfg.get('train') or {}).get('protocol', '?')})"
+        method = f"{model.get('arch', '?')} ({(cfg.get('train') or {}).get('protocol', '?')}){_init_words(model)}"
         encoder, data = model.get("encoder"), (cfg.get("data") or {}).get("name")
     elif kind == "probe":
         model = cfg.get("model") or {}
-        method, encoder, data = "linear probe", model.get("encoder"), (cfg.get("data") or {}).get("name")
+        method, encoder = f"linear probe{_init_words(model)}", model.get("encoder")
+        data = (cfg.get("data") or {}).get("name")
     else:
         method, encoder, data = _methods_compared(cfg), None, None
     step, total = _count(s.get("step")) or 0, _count(s.get("total_steps"))
@@ -64,6 +65,19 @@ def summary_row(run: Run) -> dict[str, Any]:
             "metric": metric, "value": best,
             "started": s.get("started") or s.get("created"), "error": s.get("error")}
 
+
+
+def _init_words(model: dict[str, Any]) -> str:
+    """Where a fine-tuning or probe run's encoder came from, after its method: ", random encoder" or " of <run>" (a
+    walkthrough could not tell a random-init fine-tune from a pretrained one in `false-wb runs`)."""
+    init = model.get("init")
+    if not isinstance(init, str) or not init:
+        return ""
+    if init == "random":
+        return ", random encoder"
+    p = Path(init)
+    name = p.parent.parent.name if p.parts[-2:] == ("checkpoints", "encoder.safetensors") else p.name
+    return f" of {name}"
 
 
 def _methods_compared(cfg: dict[str, Any], most: int = 3) -> str:
