@@ -11,8 +11,8 @@ from core.store.runs import NotARunError, create_run, open_run_arg, runs_named
 from core.store.runs_cli import main as runs_main
 
 PRETRAIN = "method: simclr\ndata:\n  name: synthetic\nmodel:\n  encoder: resnet18\n"
-FINETUNE = ("model:\n  arch: deeplabv3plus\n  encoder: resnet18\n  init: /r/20261208-demo/checkpoints/encoder.safetensors"
-            "\ndata:\n  name: dubai\ntrain:\n  protocol: finetune\n")
+FINETUNE = ("model:\n  arch: deeplabv3plus\n  encoder: resnet18\n"
+            "  init: /r/20261208-demo/checkpoints/encoder.safetensors\ndata:\n  name: dubai\ntrain:\n  protocol: finetune\n")
 
 
 def _store(root: Path) -> dict[str, Path]:
@@ -64,7 +64,8 @@ def test_the_list_is_newest_first_with_each_runs_figure(tmp_path: Path, capsys) 
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["run", "kind", "state", "method", "data", "progress", "figure"]
     assert [line.split()[0] for line in lines[1:]] == [made["new"].name, made["pre"].name, made["old"].name]
-    assert "test mIoU 53.1 %" in lines[3] and "300/300 steps" in lines[3] and "deeplabv3plus (finetune) of 20261208-demo" in lines[3]
+    assert "test mIoU 53.1 %" in lines[3] and "300/300 steps" in lines[3]
+    assert "deeplabv3plus (finetune) of 20261208-demo" in lines[3]
     assert "last loss 4.812" in lines[2] and "stopped" in lines[2] and "7/40 steps" in lines[2]
     from core.store.run_summary import _init_words  # a random-init fine-tune told apart (a walkthrough)
 
