@@ -12,7 +12,8 @@ from core.store.runs_cli import main as runs_main
 
 PRETRAIN = "method: simclr\ndata:\n  name: synthetic\nmodel:\n  encoder: resnet18\n"
 FINETUNE = ("model:\n  arch: deeplabv3plus\n  encoder: resnet18\n"
-            "  init: /r/20261208-demo/checkpoints/encoder.safetensors\ndata:\n  name: dubai\ntrain:\n  protocol: finetune\n")
+            "  init: /r/20261208-demo/checkpoints/encoder.safetensors\n"
+            "data:\n  name: dubai\ntrain:\n  protocol: finetune\n")
 
 
 def _store(root: Path) -> dict[str, Path]:
