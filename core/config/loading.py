@@ -145,7 +145,11 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
 _OTHER_KIND = {"PretrainConfig": ((("model", "arch"), ("data", "crop_size"), ("data", "label_fraction")),
                                   "a fine-tuning config", "core.finetune"),
                "FinetuneConfig": ((("method",), ("loss",), ("model", "proj_dim"), ("model", "proj_hidden")),
-                                  "a pretraining config", "core.pretrain")}
+                                  "a pretraining config", "core.pretrain"),
+               "ProbeConfig": ((("method",), ("loss",), ("model", "proj_dim"), ("model", "proj_hidden")),
+                               "a pretraining config", "core.pretrain")}
+# a fine-tuning config given to the probe (the probe has no architecture, steps or protocol)
+_FINETUNE_MARKERS = (("model", "arch"), ("train", "max_steps"), ("train", "protocol"))
 
 
 def _right_command(raw: dict[str, Any], model: type[BaseModel]) -> None:
@@ -157,7 +161,12 @@ def _right_command(raw: dict[str, Any], model: type[BaseModel]) -> None:
     if "pretrain_config" in raw:
         raise ConfigError("this is a comparison config (pretrain_config is one of its settings): run it with "
                           "python -m core.compare")
-    if isinstance(raw.get("train"), dict) and "label_stride" in raw["train"]:
+    if model.__name__ == "ProbeConfig":
+        for section, key in _FINETUNE_MARKERS:
+            if isinstance(raw.get(section), dict) and key in raw[section] and not {"method", "loss"} & set(raw):
+                raise ConfigError(f"this is a fine-tuning config ({section}.{key} is one of its settings): run it "
+                                  "with python -m core.finetune, or probe with a probe preset (configs/probe_*.yaml)")
+    elif isinstance(raw.get("train"), dict) and "label_stride" in raw["train"]:
         raise ConfigError("this is a linear-probe config (train.label_stride is one of its settings): run it with "
                           "python -m core.probe")
     markers, what, command = found
