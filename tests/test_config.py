@@ -277,10 +277,10 @@ def test_an_epochs_override_sets_the_length_and_a_config_of_the_other_kind_names
                                  ("compare_cpu.yaml", PretrainConfig, "core.compare"),
                                  ("probe_demo_cpu.yaml", PretrainConfig, "core.probe"),
                                  ("probe_demo_cpu.yaml", FinetuneConfig, "core.probe"),
-                                 ("demo_cpu.yaml", ProbeConfig, "core.pretrain"),  # "unknown setting" x 12 (a walkthrough)
+                                 ("demo_cpu.yaml", ProbeConfig, "core.pretrain"),  # 12 unknown settings before
                                  ("compare_cpu.yaml", ProbeConfig, "core.compare"),
                                  ("finetune_demo_cpu.yaml", ProbeConfig, "core.finetune")):
-        with pytest.raises(ConfigError, match=f"^this is a .* config .*: run it with python -m {command}($|, or probe)"):
+        with pytest.raises(ConfigError, match=f"^this is a .* config .*: run it with python -m {command}($|, or )"):
             load_config(ROOT / "configs" / path, [], model)
 
 
