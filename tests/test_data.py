@@ -200,6 +200,9 @@ def test_folder_errors_name_the_path(tmp_path, monkeypatch):
     missing = tmp_path / "nope"
     with pytest.raises(DataError, match="data folder not found: .*nope"):
         ImageFolderTiles(missing)
+    (tmp_path / "a.png").write_bytes(b"")  # a path that exists: not "not found" (a walkthrough)
+    with pytest.raises(DataError, match="data.root is a file, not a folder: .*a.png"):
+        ImageFolderTiles(tmp_path / "a.png")
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "readme.md").write_text("no pictures here")

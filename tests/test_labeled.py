@@ -129,6 +129,9 @@ def test_potsdam_unknown_colours_warn_and_ignore(potsdam):
 def test_potsdam_layout_errors(potsdam, tmp_path):
     with pytest.raises(DataError, match="Potsdam: data set folder not found"):
         Potsdam(tmp_path / "nowhere")
+    (tmp_path / "file.zip").write_bytes(b"")
+    with pytest.raises(DataError, match="Potsdam: data.root is a file, not the data set's folder"):
+        Potsdam(tmp_path / "file.zip")
     (potsdam / "5_Labels_all" / "top_potsdam_2_10_label.tif").unlink()
     with pytest.raises(DataError, match=r"Potsdam: no label image for top_potsdam_2_10_RGB.tif in .*5_Labels_all"):
         Potsdam(potsdam, tile_size=T, progress=False)

@@ -155,6 +155,8 @@ class ImageFolderTiles(CachedTiles):
         if self._tile < 8 or self.stride < 1:
             raise DataError(f"data folder {self.folder}: need tile_size >= 8 and stride >= 1, "
                             f"got {tile_size} and {stride}")
+        if self.folder.is_file():  # "not found" of a path that exists misled a walkthrough
+            raise DataError(f"data.root is a file, not a folder: {self.folder}; give the folder that holds the images")
         if not self.folder.is_dir():
             raise DataError(f"data folder not found: {self.folder}")
         files = find_images(self.folder)

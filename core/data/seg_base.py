@@ -110,7 +110,8 @@ class SegTiles(CachedTiles):
             raise DataError(f"{self.title}: need tile_size >= 8 and 0 <= tile_overlap < tile_size, "
                             f"got {tile_size} and {tile_overlap}")
         if not self.root.is_dir():
-            raise DataError(f"{self.title}: data set folder not found: {self.root}")
+            raise DataError(f"{self.title}: data.root is a file, not the data set's folder: {self.root}"
+                            if self.root.is_file() else f"{self.title}: data set folder not found: {self.root}")
         if not 0 < len(self.classes) <= 255 or not len(self.classes) <= self.ignore_index <= 255:
             raise DataError(f"{self.title}: need 1-255 classes and an ignore_index in {len(self.classes)}..255")
         scenes = self.find_scenes()
