@@ -463,8 +463,8 @@ def test_runs_on_other_batches_are_compared_only_against_their_own_selectors() -
                           reports=(_report(0.6, 0.3, 0.5), _report(0.7, 0.5, 0.8)), recall_comparable=True)
     table = side.table()
     # random's precision is an exact expectation: the interval is the flags' own, shifted
-    assert table.loc["margin over its random", "A: FALSE"] == "+30 points (difference +25 to +35)"
-    assert table.loc["margin over its colour nearest", "B: FALSE"] == "-10 points (difference -17 to -3)"
+    assert table.loc["margin over its random", "A: FALSE"] == "+30 points (difference +25 to +35: flags better)"
+    assert table.loc["margin over its colour nearest", "B: FALSE"] == "-10 points (difference -17 to -3: flags worse)"
     assert table.loc["random (for its anchors)", "A: FALSE"] == "0.300 (expected) n=40"
     assert "encoder nearest (for its anchors)" not in table.index  # only each run against its own selectors
     assert "cross-scene precision of the flags" not in table.index

@@ -181,9 +181,10 @@ def margin(report: dict[str, Any], selector: str) -> tuple[float, float, float] 
 
 
 def margin_text(span: tuple[float, float, float]) -> str:
-    """A table cell: "+12 points (difference +2 to +22)", "within noise" said when the interval holds 0."""
+    """A table cell: "+12 points (difference +2 to +22: flags better)", "within noise" said when the interval holds
+    0 (a walkthrough saw a -20 to -3 margin carry no word beside cells that said theirs)."""
     d, low, high = span
-    noise = ": within noise" if low <= 0 <= high else ""
+    noise = ": within noise" if low <= 0 <= high else ": flags better" if low > 0 else ": flags worse"
     return f"{signed_points(d)} points (difference {signed_points(low)} to {signed_points(high)}{noise})"
 
 
