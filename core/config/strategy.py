@@ -45,7 +45,8 @@ HANDLING_KEYS = ("detector", "treatment", "selection", "topk", "similarity", "su
 
 def unread_loss_keys(loss: Mapping[str, Any] | None) -> set[str]:
     """The ``loss.*`` settings this loss does not read: a detector's settings under InfoNCE or DCL, DCL's prior
-    elsewhere, the similarity bound of a detector other than nearest or support, support's extra views elsewhere.
+    elsewhere, the similarity bound of a detector other than nearest or support, support's extra views elsewhere,
+    the selection of any detector but FNSD, the oracle's top-k, FNCC's alpha and gate under another treatment.
     Why: a config keeps every default, so an InfoNCE run "has" ``detector: fnsd``; tables that group or compare runs
     by it would put InfoNCE among the FNSD runs."""
     name = loss_name(loss)
@@ -57,6 +58,12 @@ def unread_loss_keys(loss: Mapping[str, Any] | None) -> set[str]:
         keys.add("similarity")
     if detector != "support":
         keys.add("support_views")
+    if detector != "fnsd":  # the other detectors pick per anchor; the oracle takes every same-class tile, no top-k
+        keys.add("selection")  # (a walkthrough's oracle run kept "selection: global" while its report said per anchor)
+    if detector == "oracle":
+        keys.add("topk")
+    if (loss or {}).get("treatment", "fncc") != "fncc":  # FNCC's weight and gate: the others treat every flag
+        keys.update(("alpha", "threshold"))
     return keys
 
 
