@@ -69,6 +69,8 @@ def test_finetune_from_pretraining_run_writes_everything(roots: Path, capsys) ->
     score = next(line for line in said if line.startswith("test (whole scenes: 8 scenes ("))
     assert "mIoU " in score and "NOT an unseen score" not in score  # this encoder read none of its test scenes
     assert sum(line.startswith("  IoU ") for line in said) == 6
+    hint = next(line for line in said if line.startswith("random-encoder baseline: no run of this recipe"))
+    assert f"--config {ft.path / 'config.yaml'} model.init=random name=baseline-ft gives it" in hint
     assert ft.status()["state"] == "completed"
     for name in ("confusion.json", "test_metrics.json", "checkpoints/best.safetensors", "checkpoints/last.safetensors"):
         assert (ft.path / name).exists(), name

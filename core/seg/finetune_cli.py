@@ -17,7 +17,7 @@ from ..store.run_lock import lock_run
 from ..data.split_check import check_same_split
 from ..store.runs import Run, atomic_write_bytes, atomic_write_json, create_run, read_json_file
 from .finetune import FinetuneTrainer
-from .score_lines import score_lines
+from .score_lines import baseline_line, score_lines
 
 
 SPLITS = "splits.json"  # a fine-tuning run's scenes per split, as it started
@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     if result is not None and isinstance(result.get("miou"), (int, float)):
         data = trainer.cfg.data  # the scenes, the classes and whether unseen, as the probe prints them
         say("\n".join(score_lines(result, data.test_scenes, data.split_unit)))
+        if (line := baseline_line(trainer.run, "finetune")) is not None:
+            say(line)
     return code
 
 

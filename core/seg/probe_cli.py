@@ -16,7 +16,7 @@ from ..store.resume import open_for_resume, resume_config
 from ..store.run_lock import RunBusyError, lock_run
 from ..store.runs import atomic_write_bytes, atomic_write_json, create_run, open_run_arg
 from .probe import RESULT, ProbeTrainer
-from .score_lines import score_lines
+from .score_lines import baseline_line, score_lines
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -70,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         say("\n".join(score_lines(result, data.test_scenes, data.split_unit, after=(
             f"  ({seconds.get('total', 0):.0f} s: features {seconds.get('features', 0):.0f}, head "
             f"{seconds.get('head', 0):.0f}, test {seconds.get('evaluation', 0):.0f}; {load_words()})"))))
+        if (line := baseline_line(trainer.run, "probe")) is not None:
+            say(line)
         if args.out:
             atomic_write_json(Path(args.out), result)
     return code

@@ -25,3 +25,25 @@ def score_lines(result: dict[str, Any], scenes: Any = None, unit: str | None = N
     elif isinstance(iou, list) and isinstance(result.get("classes"), list) and len(iou) == len(result["classes"]):
         lines += iou_lines({str(c): v for c, v in zip(result["classes"], iou) if isinstance(v, (int, float))})
     return lines
+
+
+def baseline_line(run: Any, kind: str) -> str | None:
+    """Beside a pretrained encoder's score: the same recipe's score from a random encoder on the same scenes, when a
+    run of it is in the same runs folder, else the command that makes one (a walkthrough's FALSE fine-tune scored
+    14.8 % with no word that a random encoder, run later, scored 15.4 %). None for a random encoder's own run."""
+    from ..store.runs import list_runs
+    from .baseline import random_baseline
+
+    found = random_baseline(run, list_runs(run.path.parent))
+    if found.state == "self":
+        return None
+    mine = run.read_json("test_metrics.json") or {}
+    theirs = (found.record or {}).get("miou")
+    if found.state == "done" and isinstance(theirs, (int, float)) and isinstance(mine.get("miou"), (int, float)):
+        diff = 100 * (mine["miou"] - theirs)
+        return (f"random-encoder baseline: mIoU {100 * theirs:.1f} % ({found.note}); this run {diff:+.1f} points, "
+                "one run each: no interval (core.compare crosses seeds for one)")
+    command = {"finetune": "core.finetune", "probe": "core.probe"}[kind]
+    name = f"baseline-{(run.config() or {}).get('name') or kind}"  # as the Fine-tune page's button names it
+    return (f"random-encoder baseline: {found.note}; python -m {command} --config {run.path / 'config.yaml'} "
+            f"model.init=random name={name} gives it (the Fine-tune page's baseline button too)")
