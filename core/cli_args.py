@@ -78,7 +78,7 @@ def compare_parser(prog: str = "false-wb compare") -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, metavar="N", help="units at once, each in its own process (the config's jobs "
                    "otherwise; capped to the cores, or GPUs x units_per_gpu)")
     p.add_argument("overrides", nargs="*", metavar="key=value",
-                   help="e.g. \"methods=[random,simclr_false]\" \"pretrain_seeds=[0,1]\"")
+                   help="e.g. \"methods=[simclr,simclr_false]\" \"pretrain_seeds=[0,1]\"")
     return p
 
 
