@@ -140,7 +140,12 @@ def default_name(cfg: PretrainConfig) -> str:
     """A run folder's name when none is typed: data, method and loss ("demo-simclr-false"), with the detector and
     treatment where they are not FALSE's ("demo-simclr-false-nearest-eliminate")."""
     loss = {"name": cfg.loss.name, "detector": cfg.loss.detector, "treatment": cfg.loss.treatment}
-    return run_name(cfg.method, loss, form_data_name() or data_tag(base.name, base.method))
+    return run_name(cfg.method, loss, form_data_name() or preset_tag())
+
+
+def preset_tag() -> str | None:
+    """The data part of the preset's name ("demo" of "demo-simclr-false"), kept in the names the form makes."""
+    return data_tag(base.name, base.method, base.loss.model_dump())
 
 
 def follow_name(method: str) -> bool:
@@ -152,7 +157,7 @@ def follow_name(method: str) -> bool:
     data = form_data_name()
     same = data is None and method == base.method and (loss["name"], loss["detector"], loss["treatment"]) == (
         base.loss.name, base.loss.detector, base.loss.treatment)
-    auto = (base.name or "") if same else run_name(method, loss, data or data_tag(base.name, base.method))
+    auto = (base.name or "") if same else run_name(method, loss, data or preset_tag())
     last = st.session_state.get(k("name-auto"), base.name or "")
     st.session_state[k("name-auto")] = auto
     if k("name") not in st.session_state:  # the page's first run: the field is drawn below, with this name

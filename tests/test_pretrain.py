@@ -273,6 +273,9 @@ def test_a_preset_name_that_no_longer_says_the_loss_is_replaced(roots, tmp_path:
     (tmp_path / "imgs").mkdir()
     got = prepare(parse_args(["--config", str(folder), f"data.root={tmp_path / 'imgs'}", "loss.name=info_nce"]))[0]
     assert got.name == "simclr-info_nce"  # "mine" says no data part to keep
+    paper = ["--config", str(ROOT / "configs/false_simclr_paper.yaml")]  # "false-simclr-paper": no data part in it
+    assert prepare(parse_args([*paper, "loss.name=info_nce"]))[0].name == "simclr-info_nce"
+    assert prepare(parse_args([*preset, "loss.name=dcl", " name=x"]))[0].name == "x"  # parsed as every key is
 
 
 def test_export_encoder_is_small_and_loads(roots, tmp_path: Path) -> None:

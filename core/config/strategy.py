@@ -84,7 +84,8 @@ def run_name(method: str, loss: Mapping[str, Any], data: str | None = None) -> s
     return "-".join(parts)
 
 
-def data_tag(preset_name: str | None, method: str) -> str | None:
-    """The data part of a preset's name that follows the pattern ("demo" of "demo-simclr-false"), else None."""
+def data_tag(preset_name: str | None, method: str, loss: Mapping[str, Any]) -> str | None:
+    """The data part of a preset's name made by ``run_name`` ("demo" of "demo-simclr-false", the preset's own method
+    and loss), else None: "false-simclr-paper" is no data-method-loss name, and its "false" no data set."""
     head, sep, _ = (preset_name or "").partition(f"-{method}-")
-    return head if sep and head else None
+    return head if sep and head and preset_name == run_name(method, loss, head) else None

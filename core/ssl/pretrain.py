@@ -36,7 +36,7 @@ from ..data import DataError, TwoViewAugment, build_dataset
 from ..imaging.bands import bands_of, is_rgb
 from ..distributed import DistEnv, agree, from_first
 from ..device import Precision, pick_device, pick_precision
-from ..config.strategy import method_and_strategy
+from ..config.strategy import method_and_strategy, run_name
 from .compiled import compiled, first_step_or_eager
 from .knn_monitor import KnnMonitor
 from .methods import StepExtra, StepLoss, method_step
@@ -351,7 +351,7 @@ def start(args: argparse.Namespace, env: DistEnv) -> Trainer:
         trainer = Trainer(cfg, None, env, progress=not args.no_progress)  # builds data: fails before a folder
         _log_resumed(args, run)
         if run is None and env.main:
-            run = create_run(cfg.name or f"{cfg.method}-{cfg.loss.name}", config_to_yaml(cfg),
+            run = create_run(cfg.name or run_name(cfg.method, cfg.loss.model_dump()), config_to_yaml(cfg),
                              Path(args.runs_root) if args.runs_root else None)
             lock_run(run)
         if env.active:

@@ -1,6 +1,6 @@
 """What a pretraining run writes when it starts: ``data.json`` (the tiles, splits and scenes it trains on, for
-whoever rebuilds its batches later) and the opening lines of its log (device, data, the scenes, skipped images); and the warning of a preset's name that no
-longer says its run."""
+whoever rebuilds its batches later) and the opening lines of its log (device, data, the scenes, skipped images); and
+its name where the overrides change what its preset's name says."""
 from __future__ import annotations
 
 import functools
@@ -112,8 +112,6 @@ def log_start(life: RunLife, cfg: PretrainConfig, dataset: TileSet, where: str, 
         life.log(f"{len(skipped)} unreadable image(s) skipped in total")
 
 
-__all__ = ["data_record", "log_start", "upsample_note"]
-
 
 NAMED_BY_PRESET = ("method", "loss.name", "loss.detector", "loss.treatment")  # what a preset's name usually says
 
@@ -131,9 +129,10 @@ def name_for_overrides(cfg: PretrainConfig, config: str | None, overrides: list[
         except ConfigError:  # a preset that only its overrides complete (data.root of a folder): every key counts
             pass
     changed = [k for k in named if preset is None or _setting(cfg, k) != _setting(preset, k)]
-    if not cfg.name or not changed or any(o.startswith("name=") for o in overrides):
+    if not cfg.name or not changed or any(o.split("=", 1)[0].strip() == "name" for o in overrides):
         return None
-    new = run_name(cfg.method, cfg.loss.model_dump(), data_tag(cfg.name, preset.method if preset else cfg.method))
+    tag = data_tag(cfg.name, preset.method, preset.loss.model_dump()) if preset is not None else None
+    new = run_name(cfg.method, cfg.loss.model_dump(), tag)
     say(f"note: the run is named {new!r}, not the preset's {cfg.name!r}, as {', '.join(changed)} changed "
         "(name=... names it otherwise)", err=True)
     return new
@@ -141,3 +140,6 @@ def name_for_overrides(cfg: PretrainConfig, config: str | None, overrides: list[
 
 def _setting(cfg: PretrainConfig, key: str) -> Any:
     return functools.reduce(getattr, key.split("."), cfg)
+
+
+__all__ = ["data_record", "log_start", "name_for_overrides", "upsample_note"]
