@@ -343,7 +343,10 @@ def test_the_command_line_reads_a_score_against_its_random_encoder_baseline(tmp_
     atomic_write_json(mine.path / "test_metrics.json", {"split": "test", "scenes": ["a", "b"], "miou": 0.148})
     assert "python -m core.finetune --config" in baseline_line(mine, "finetune")  # none yet: how to make it
     twin = baseline_config("finetune", cfg.model_dump(mode="json"))
-    base = create_run(twin.name, config_to_yaml(twin), tmp_path, state="completed", kind="finetune")
+    base = create_run(twin.name, config_to_yaml(twin), tmp_path, state="stopped", kind="finetune")
+    assert baseline_line(mine, "finetune").endswith(f"python -m core.finetune --resume {base.path} finishes it")
+    for state in ("starting", "running", "completed"):
+        base.write_status(state=state)
     atomic_write_json(base.path / "test_metrics.json", {"split": "test", "scenes": ["b", "a"], "miou": 0.154})
     line = baseline_line(mine, "finetune")
     assert line.startswith("random-encoder baseline: mIoU 15.4 % (run ") and "this run -0.6 points" in line

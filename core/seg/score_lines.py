@@ -44,6 +44,10 @@ def baseline_line(run: Any, kind: str) -> str | None:
         return (f"random-encoder baseline: mIoU {100 * theirs:.1f} % ({found.note}); this run {diff:+.1f} points, "
                 "one run each: no interval (core.compare crosses seeds for one)")
     command = {"finetune": "core.finetune", "probe": "core.probe"}[kind]
+    if found.state == "running":  # one exists: no second one (a review)
+        return f"random-encoder baseline: {found.note}; its score comes when it has finished"
+    if found.state == "unfinished" and found.run is not None:
+        return f"random-encoder baseline: {found.note}; python -m {command} --resume {found.run.path} finishes it"
     name = f"baseline-{(run.config() or {}).get('name') or kind}"  # as the Fine-tune page's button names it
     return (f"random-encoder baseline: {found.note}; python -m {command} --config {run.path / 'config.yaml'} "
             f"model.init=random name={name} gives it (the Fine-tune page's baseline button too)")
