@@ -282,6 +282,8 @@ def test_an_epochs_override_sets_the_length_and_a_config_of_the_other_kind_names
                                  ("finetune_demo_cpu.yaml", ProbeConfig, "core.finetune")):
         with pytest.raises(ConfigError, match=f"^this is a .* config .*: run it with python -m {command}($|, or )"):
             load_config(ROOT / "configs" / path, [], model)
+    with pytest.raises(ConfigError, match="^train.max_steps: unknown setting"):  # a slip, not another kind of config
+        load_config(ROOT / "configs/probe_demo_cpu.yaml", ["train.max_steps=10"], ProbeConfig)
 
 
 def test_a_misspelt_setting_is_answered_with_the_close_one_and_every_wrong_setting_is_counted() -> None:

@@ -136,8 +136,8 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
             raise ConfigError(f"config file {p} is empty; start from one of configs/*.yaml")
         if not isinstance(raw, dict):
             raise ConfigError(f"config file {p} must hold a mapping of settings")
+    _right_command(raw, model)  # the file's own settings: an override (train.max_steps=10 to a probe) is a slip
     apply_overrides(raw, overrides or [])
-    _right_command(raw, model)
     return validate_config(raw, model)
 
 
