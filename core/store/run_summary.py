@@ -38,14 +38,16 @@ def summary_row(run: Run) -> dict[str, Any]:
         data = (cfg.get("data") or {}).get("name")
     elif kind == "finetune":
         model = cfg.get("model") or {}
-        method = f"{model.get('arch', '?')} ({(cfg.get('train') or {}).get('protocol', '?')}){_init_words(model)}"
+        method = f"{model.get('arch', '?')} ({(cfg.get('train') or {}).get('protocol', '?')})"
         encoder, data = model.get("encoder"), (cfg.get("data") or {}).get("name")
     elif kind == "probe":
         model = cfg.get("model") or {}
-        method, encoder = f"linear probe{_init_words(model)}", model.get("encoder")
+        method, encoder = "linear probe", model.get("encoder")
         data = (cfg.get("data") or {}).get("name")
     else:
         method, encoder, data = _methods_compared(cfg), None, None
+    # where its encoder came from, apart from the method (a filter by method keeps one option per recipe)
+    init = _init_words(cfg.get("model") or {}) if kind in ("finetune", "probe") and isinstance(cfg, dict) else ""
     step, total = _count(s.get("step")) or 0, _count(s.get("total_steps"))
     best, metric = None, ("last loss" if kind == "pretrain" else "best val mIoU" if run.validates()
                           else "test mIoU (at the end)")
@@ -59,7 +61,7 @@ def summary_row(run: Run) -> dict[str, Any]:
         best, metric = test["miou"], "test mIoU" + (f" {NOT_UNSEEN}" if test_not_unseen(test) else "")
     elif s.get("best_miou") is not None:
         best = s.get("best_miou")
-    return {"run": run.id, "kind": kind, "state": run.state(), "method": method, "encoder": encoder,
+    return {"run": run.id, "kind": kind, "state": run.state(), "method": method, "init": init, "encoder": encoder,
             "data": data, "step": step, "total_steps": total,
             "progress": min(1.0, step / total) if total else (1.0 if s.get("state") == "completed" else 0.0),
             "metric": metric, "value": best,
@@ -68,8 +70,8 @@ def summary_row(run: Run) -> dict[str, Any]:
 
 
 def _init_words(model: dict[str, Any]) -> str:
-    """Where a fine-tuning or probe run's encoder came from, after its method: ", random encoder" or " of <run>" (a
-    walkthrough could not tell a random-init fine-tune from a pretrained one in `false-wb runs`)."""
+    """Where a fine-tuning or probe run's encoder came from, as `false-wb runs` writes it after the method: ", random
+    encoder" or " of <run>" (a walkthrough could not tell a random-init fine-tune from a pretrained one there)."""
     init = model.get("init")
     if not isinstance(init, str) or not init:
         return ""

@@ -49,8 +49,8 @@ def _steps(row: dict[str, Any]) -> str:
 
 
 def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
-    return [[str(r["run"]), str(r["kind"]), str(r["state"]), str(r["method"] or ""), str(r["data"] or ""),
-             _steps(r), _figure(r)] for r in rows]
+    return [[str(r["run"]), str(r["kind"]), str(r["state"]), str(r["method"] or "") + str(r.get("init") or ""),
+             str(r["data"] or ""), _steps(r), _figure(r)] for r in rows]
 
 
 def as_table(rows: list[dict[str, Any]]) -> str:
