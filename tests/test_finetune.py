@@ -54,8 +54,8 @@ def test_one_labeled_tile_fine_tunes(roots: Path) -> None:
     from core.seg.fingerprint import domain_section  # the fingerprint's note says how few of its tiles were labeled
 
     note = domain_section(cfg.data, trainer.splits, trainer.model, trainer.classes)["fingerprint"]["note"]
-    assert note == f"{len(trainer.splits.train_all)} of {len(trainer.splits.train_all)} training tiles, 1 of them " \
-        "labeled for fine-tuning"
+    n = len(trainer.splits.train_all)
+    assert note == f"{n} of {n} training tiles (1 of the {n} labeled for fine-tuning)"
 
 @pytest.mark.slow
 def test_finetune_from_pretraining_run_writes_everything(roots: Path, capsys) -> None:

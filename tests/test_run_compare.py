@@ -81,12 +81,12 @@ def test_a_loss_setting_its_loss_does_not_read_is_no_setting_of_the_run() -> Non
     assert run_settings(near) == {"loss.name": "false", "loss.detector": "nearest", "loss.similarity": 0.5}
     support = {"loss": {"name": "false", "detector": "support", "similarity": None, "support_views": 3}}
     assert run_settings(support)["loss.support_views"] == 3 and run_settings(support)["loss.similarity"] is None
-    # selection is FNSD's alone, top-k not the oracle's, alpha and the gate FNCC's (a walkthrough read "selection:
+    # selection is FNSD's alone, top-k not the oracle's, alpha FNCC's (a walkthrough read "selection:
     # global" in an oracle run's config beside "per anchor" in its report)
     oracle = {"loss": {"name": "false", "detector": "oracle", "treatment": "attract", "selection": "global", "topk": 3,
                        "alpha": 0.3, "threshold": 0.9, "symmetric": False}}
     assert run_settings(oracle) == {"loss.name": "false", "loss.detector": "oracle", "loss.treatment": "attract",
-                                    "loss.symmetric": False}
+                                    "loss.symmetric": False, "loss.threshold": 0.9}  # its gate's share is logged
     kept = run_settings({"loss": {**near["loss"], "treatment": "fncc", "topk": 2, "alpha": 0.5, "selection": "global"}})
     assert kept["loss.topk"] == 2 and kept["loss.alpha"] == 0.5 and "loss.selection" not in kept
 

@@ -192,3 +192,17 @@ def test_a_resume_with_no_checkpoint_starts_its_records_afresh(tmp_path) -> None
         assert checkpoint is None and resumed.metrics() == []
     finally:
         unlock_run(resumed)
+
+
+def test_a_new_length_says_what_it_does_to_the_learning_rate_schedule() -> None:
+    """Longer: stretched (the rate rises again after the old end); shorter: compressed (a review); a probe's epochs
+    are its head's, with no schedule to move."""
+    from core.store.resume import refuse_changed_settings
+
+    before = {"train": {"max_steps": 20, "log_every": 5}}
+    assert "schedule is stretched" in refuse_changed_settings(before, {"train": {"max_steps": 30, "log_every": 5}})[0]
+    assert "schedule is compressed" in refuse_changed_settings(before, {"train": {"max_steps": 10, "log_every": 5}})[0]
+    assert refuse_changed_settings(before, {"train": {"max_steps": 20, "log_every": 2}}) == [
+        "train.log_every: 5 -> 2"]
+    assert refuse_changed_settings({"train": {"epochs": 2}}, {"train": {"epochs": 3}}, kind="probe") == [
+        "train.epochs: 2 -> 3"]

@@ -46,7 +46,7 @@ HANDLING_KEYS = ("detector", "treatment", "selection", "topk", "similarity", "su
 def unread_loss_keys(loss: Mapping[str, Any] | None) -> set[str]:
     """The ``loss.*`` settings this loss does not read: a detector's settings under InfoNCE or DCL, DCL's prior
     elsewhere, the similarity bound of a detector other than nearest or support, support's extra views elsewhere,
-    the selection of any detector but FNSD, the oracle's top-k, FNCC's alpha and gate under another treatment.
+    the selection of any detector but FNSD, the oracle's top-k, FNCC's alpha under another treatment.
     Why: a config keeps every default, so an InfoNCE run "has" ``detector: fnsd``; tables that group or compare runs
     by it would put InfoNCE among the FNSD runs."""
     name = loss_name(loss)
@@ -62,8 +62,8 @@ def unread_loss_keys(loss: Mapping[str, Any] | None) -> set[str]:
         keys.add("selection")  # (a walkthrough's oracle run kept "selection: global" while its report said per anchor)
     if detector == "oracle":
         keys.add("topk")
-    if (loss or {}).get("treatment", "fncc") != "fncc":  # FNCC's weight and gate: the others treat every flag
-        keys.update(("alpha", "threshold"))
+    if (loss or {}).get("treatment", "fncc") != "fncc":  # FNCC's weight (its gate still counts frac_above_threshold)
+        keys.add("alpha")
     return keys
 
 

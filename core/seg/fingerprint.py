@@ -83,7 +83,8 @@ def domain_section(data: Any, splits: SegSplits, model: torch.nn.Module, classes
     train = splits.train_all if splits.train_all is not None else splits.train
     tiles = training_tiles(train)
     names = bands_of(train)
-    labeled = f", {len(splits.train)} of them labeled for fine-tuning" if len(splits.train) < len(train) else ""
+    labeled = f" ({len(splits.train)} of the {len(train)} labeled for fine-tuning)" if len(splits.train) < len(train) \
+        else ""
     fp = fingerprint(model, tiles, device, note=f"{len(tiles)} of {len(train)} training tiles{labeled}",
                      bands=None if is_rgb(names) else names, progress=progress)
     return {**dataset_domain(data, splits.dataset), "classes": [c["name"] for c in classes],

@@ -28,7 +28,8 @@ WORDS = {"training": "the model was trained on it, so its score is no unseen sco
          "validation": "it was watched during the model's fine-tuning, so its score is no unseen score",
          # one image beside a card's pooled figure: a walkthrough read 18.2 % on one test scene beside the card's 38.4
          "test": "the model was not trained on it; its card's test figures pool the pixels of all its test scenes, "
-                 "so one image's mIoU (each class it lacks or misses counts) is not comparable to them"}
+                 "so one image's mIoU (a class predicted there but absent from it counts as 0) is not comparable "
+                 "to them"}
 
 
 def is_scene(parts: tuple[str, ...], scene: tuple[str, ...]) -> bool:

@@ -107,14 +107,20 @@ def refuse_changed_settings(before: Any, after: Any, allowed: Iterable[str] = RE
                             + "); on resume only the length, reporting, checkpoints, test window, data folder, "
                             "device and trackers may change. Start a new run for other settings ("
                             + GO_ON_WITH.get(kind, GO_ON_WITH["pretrain"]) + ")")
-    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" + (STRETCHED if k in LENGTH and kind != "probe" else "")
-            for k in changed]
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" + (_schedule_words(old.get(k), new.get(k))
+                                                         if k in LENGTH and kind != "probe" else "") for k in changed]
 
 
 LENGTH = ("train.max_steps", "train.epochs")
-# a walkthrough saw the learning rate climb from 6e-6 at the end of a 12-step cosine to 4e-5 after a resume to 18
-STRETCHED = (" (the learning-rate schedule is stretched to the new length: the steps still to run follow its new "
-             "curve, so the run is not what a fresh run of this length would be)")
+
+
+def _schedule_words(old: Any, new: Any) -> str:
+    """What a new length does to the learning-rate schedule (a walkthrough saw the rate climb from 6e-6 at the end of
+    a 12-step cosine to 4e-5 after a resume to 18; a shorter one compresses it instead)."""
+    how = ("stretched" if new > old else "compressed") if isinstance(old, (int, float)) and isinstance(
+        new, (int, float)) else "moved"
+    return (f" (the learning-rate schedule is {how} to the new length: the steps still to run follow its new curve, "
+            "so the run is not what a fresh run of this length would be)")
 
 
 # the command that continues a run of each kind (a linear probe's resume runs it again: it keeps no checkpoint)
