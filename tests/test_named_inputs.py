@@ -46,7 +46,8 @@ def test_model_init_takes_the_name_a_run_was_made_with(tmp_path: Path, monkeypat
     (made.checkpoint_dir / "encoder.safetensors").write_bytes(b"weights")
     assert resolve_init("dglc-false") == made.checkpoint_dir / "encoder.safetensors"
     twice = [create_run("twice", "method: simclr\n", tmp_path, state="completed") for _ in range(2)]
-    with pytest.raises(ConfigError, match=f"model.init: 2 runs are named 'twice' in {tmp_path}: {twice[1].id}, {twice[0].id}; give"):
+    with pytest.raises(ConfigError,
+                       match=f"model.init: 2 runs are named 'twice' in {tmp_path}: {twice[1].id}, {twice[0].id}; give"):
         resolve_init("twice")
 
 

@@ -151,7 +151,8 @@ def test_resuming_a_completed_run_without_more_steps_says_how_to_train_on(tmp_pa
     # a run set by epochs: the trainer passes the steps they make once its data is built (it was never refused)
     with pytest.raises(ConfigError, match=r"train.epochs=0.5 \(10 steps\) is below the step the run continues from"):
         refuse_if_complete(stopped, 10, epochs=0.5)
-    with pytest.raises(ConfigError, match=r"train.epochs: the run is complete at step 20 \(train.epochs=1 \(20 steps\)"):
+    with pytest.raises(ConfigError,
+                       match=r"train.epochs: the run is complete at step 20 \(train.epochs=1 \(20 steps\)"):
         refuse_if_complete(run, 20, epochs=1.0)
 
 

@@ -382,9 +382,9 @@ def _resume_point(run: Run) -> str:
 
 def _last_figures(run: Any) -> str:
     """The step the run stands at (its status: where ``--resume`` continues) and its last logged loss, for the
-    closing line (a pretraining run has no score; its kNN reading follows on a line of its own). The logged step is said apart when it is an earlier one:
-    a run stopped at step 24 that logs every 10 steps said "step 20" (now "step 24, last logged loss 4.862 at step
-    20")."""
+    closing line (a pretraining run has no score; its kNN reading follows on a line of its own). The logged step is
+    said apart when it is an earlier one: a run stopped at step 24 that logs every 10 steps said "step 20" (now "step
+    24, last logged loss 4.862 at step 20")."""
     records = [m for m in run.metrics() if isinstance(m, dict)]
     rows = [m for m in records if "loss" in m and "step" in m]
     if not rows:

@@ -54,7 +54,8 @@ def refuse_if_complete(run: Run, max_steps: int | None, epochs: float | None = N
     step = status.get("step")
     if max_steps is None or not isinstance(step, int):
         return
-    asked = f"train.max_steps={max_steps}" if epochs is None else f"train.epochs={epochs:g} ({count(max_steps, 'step')})"
+    asked = (f"train.max_steps={max_steps}" if epochs is None
+             else f"train.epochs={epochs:g} ({count(max_steps, 'step')})")
     if status.get("state") == "completed" and step >= max_steps:
         raise ConfigError(f"{'train.max_steps' if epochs is None else 'train.epochs'}: the run is complete at step "
                           f"{step}" + (f" ({asked} asks for no more)" if max_steps < step or epochs is not None else "")
