@@ -32,7 +32,7 @@ from core.seg.domain import FIT_SCALE
 from core.seg.scene_role import note_scene
 from core.seg.segment import segment_choosing
 from core.seg.segmentation_result import Segmentation, shared_report
-from workbench import kept_uploads
+from workbench import kept_uploads, shared_results
 from workbench.common import kept_default, literal, seg_model, show_error, tab_names
 from workbench.label_view import show_label_score
 from workbench.segment_view import (RELATIVE_NOTE, areas_frame, choice_parts, class_bar_marker, class_rgb,
@@ -157,7 +157,8 @@ def result_key(upload: Upload, entry: ModelEntry | None, entries: list[ModelEntr
 
 def process(uploads: list[Upload], entry: ModelEntry | None, entries: list[ModelEntry],
             settings: Settings) -> list[tuple[str, Result]]:
-    """Each upload's result, from session_state when it is there, else computed with a progress bar. The
+    """Each upload's result, from session_state when it is there, else from another session of this server
+    (``shared_results``: the same bytes under the same name), else computed with a progress bar. The
     ``KEEP_RESULTS`` most recent results stay, so a file uploaded again shows at once."""
     cache: dict[str, Result] = st.session_state.setdefault(RESULTS, {})
     by_key: dict[str, Upload] = {}
@@ -168,9 +169,15 @@ def process(uploads: list[Upload], entry: ModelEntry | None, entries: list[Model
     if todo:
         device = pick_device()
         for k, u in todo:
+            shared = f"{k}:{u.name}"  # the name too: the notes may name the file (a scene found by its path)
+            if (kept := shared_results.get(shared)) is not None:
+                cache[k] = kept
+                continue
             bar = st.progress(0.0, text=f"Reading {u.name}…")
             cache[k] = segment_upload(u, entry, entries, settings, device, bar)
             bar.empty()
+            if cache[k].error is None:
+                shared_results.put(shared, cache[k])
     for k in keys:  # most recent last
         cache[k] = cache.pop(k)
     for stale in list(cache)[:max(0, len(cache) - max(KEEP_RESULTS, len(keys)))]:

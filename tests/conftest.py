@@ -39,6 +39,16 @@ def _keep_main_module():
 
 
 @pytest.fixture(autouse=True)
+def _no_shared_segment_results():
+    """The Segment page shares results between the sessions of one server (``workbench.shared_results``), and every
+    AppTest of a worker is one server: each test starts from none, as its counts of model runs expect."""
+    shared = sys.modules.get("workbench.shared_results")
+    if shared is not None:
+        shared.clear()
+    yield
+
+
+@pytest.fixture(autouse=True)
 def _system_malloc_kept():
     """Only a training process's entry keeps freed host memory (``core.host_memory``), never a library call: a test
     calling a command's ``main`` in this process must leave the worker's malloc as it was."""

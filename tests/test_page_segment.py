@@ -483,3 +483,28 @@ def test_a_refused_mask_is_kept_only_when_it_could_still_score_its_image() -> No
         with mem.open(driver="GTiff", width=20, height=10, count=1, dtype="float32") as dst:
             dst.write(np.zeros((1, 10, 20), np.float32))  # float32: a TIFF Pillow does not open
         assert fits_image(mem.read(), (10, 20))
+
+
+def test_another_session_gets_the_result_of_the_same_file_without_running_the_model(
+        empty_store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A walkthrough's new browser session segmented a 6-megapixel scene again (45-62 s) that another had done: the
+    server keeps results by content, name, model and settings, and hands each session its own copy."""
+    calls = count_predictions(monkeypatch)
+    tile = png_bytes(64, 96)
+    first = open_page()
+    first.file_uploader(key="segment_files").set_value(("tile.png", tile, "image/png")).run()
+    assert len(calls) == 1 and len(first.image) == 1
+    second = open_page()  # another browser session of the same server
+    second.file_uploader(key="segment_files").set_value(("tile.png", tile, "image/png")).run()
+    assert not second.exception and len(calls) == 1 and len(second.image) == 1
+    assert areas(second).equals(areas(first))
+    third = open_page()  # another name: its own result (notes may name the file)
+    third.file_uploader(key="segment_files").set_value(("other.png", tile, "image/png")).run()
+    assert len(calls) == 2
+    from workbench import shared_results
+
+    a = {"x": np.zeros((10, 10), np.uint8)}
+    shared_results.put("k", a)
+    got = shared_results.get("k")
+    got["x"][0, 0] = 7  # a session's copy: the kept one is untouched
+    assert shared_results.get("k")["x"][0, 0] == 0 and shared_results.array_bytes(a) == 100
