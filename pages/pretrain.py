@@ -138,7 +138,7 @@ def k(name: str) -> str:
 
 def default_name(cfg: PretrainConfig) -> str:
     """A run folder's name when none is typed: data, method and loss ("demo-simclr-false"), with the detector and
-    treatment where they are not FALSE's ("demo-simclr-false-nearest-eliminate")."""
+    treatment where they are not FALSE's ("demo-simclr-nearest-eliminate")."""
     loss = {"name": cfg.loss.name, "detector": cfg.loss.detector, "treatment": cfg.loss.treatment}
     return run_name(cfg.method, loss, form_data_name() or preset_tag())
 

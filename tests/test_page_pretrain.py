@@ -410,8 +410,8 @@ def test_a_detector_and_a_treatment_picked_in_the_form_reach_the_config(empty_st
     assert cfg.loss.topk == 3 and cfg.loss.similarity == pytest.approx(0.8)
     assert cfg.loss.alpha == 1.0 and cfg.loss.threshold == 0.9  # not drawn: the preset's values
     # the untouched name follows the loss (it stayed "demo-simclr-false": a baseline launched as "false")
-    assert at.text_input(key="pre-demo_cpu-name").value == "demo-simclr-false-nearest-eliminate"
-    assert name == cfg.name == "demo-simclr-false-nearest-eliminate"
+    assert at.text_input(key="pre-demo_cpu-name").value == "demo-simclr-nearest-eliminate"
+    assert name == cfg.name == "demo-simclr-nearest-eliminate"
     assert "simclr + nearest + eliminate" in shown(texts(at))
     at.radio(key="pre-demo_cpu-loss").set_value("info_nce").run()
     assert at.text_input(key="pre-demo_cpu-name").value == "demo-simclr-info_nce"
@@ -425,7 +425,7 @@ def test_a_detector_and_a_treatment_picked_in_the_form_reach_the_config(empty_st
     assert at.text_input(key="pre-demo_cpu-name").value == "mine"
     at.text_input(key="pre-demo_cpu-name").set_value("")
     at.button(key="pretrain-launch").click().run()
-    assert seen[-1][1] == "demo-simclr-false-nearest-eliminate"  # a run without a typed name says its loss
+    assert seen[-1][1] == "demo-simclr-nearest-eliminate"  # a run without a typed name says its loss
     # DCL: no detector or treatment, its class prior instead; a prior out of (0, 1) is refused beneath its field
     at.radio(key="pre-demo_cpu-loss").set_value("dcl").run()
     assert not [s for s in at.selectbox if s.label in ("Detector", "Treatment")]

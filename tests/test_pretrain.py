@@ -262,7 +262,7 @@ def test_a_preset_name_that_no_longer_says_the_loss_is_replaced(roots, tmp_path:
     assert ("note: the run is named 'demo-simclr-info_nce', not the preset's 'demo-simclr-false', as loss.name "
             "changed") in capsys.readouterr().err
     cfg = prepare(parse_args([*preset, "method=moco", "loss.detector=nearest", "loss.treatment=eliminate"]))[0]
-    assert cfg.name == "demo-moco-false-nearest-eliminate"
+    assert cfg.name == "demo-moco-nearest-eliminate"
     capsys.readouterr()
     assert prepare(parse_args([*preset, "loss.name=info_nce", "name=infonce"]))[0].name == "infonce"
     assert prepare(parse_args([*preset, "train.max_steps=3"]))[0].name == "demo-simclr-false"

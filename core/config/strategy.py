@@ -74,14 +74,14 @@ def uses_labels(loss: Mapping[str, Any] | None) -> bool:
 
 
 def run_name(method: str, loss: Mapping[str, Any], data: str | None = None) -> str:
-    """A run's name as the Pretrain page and the command line make it: data, method, loss, and the detector and
-    treatment where they are not FALSE's ("demo-simclr-false-nearest-eliminate"). One order everywhere: a walkthrough
-    saw "demo-false-simclr" beside "simclr-info_nce" and "dubai_aerial-simclr-false"."""
+    """A run's name as the Pretrain page and the command line make it: data, method, then the loss ("info_nce",
+    "dcl", "false" for FALSE itself) or, for another false-negative handling, its detector and treatment
+    ("demo-simclr-nearest-eliminate": no "false" in a run that is not FALSE, as the tables name it). One order
+    everywhere: a walkthrough saw "demo-false-simclr" beside "simclr-info_nce" and "dubai_aerial-simclr-false"."""
     name = loss_name(loss)
-    parts = ([data] if data else []) + [method, name]
-    if name == "false" and (loss.get("detector", "fnsd"), loss.get("treatment", "fncc")) != ("fnsd", "fncc"):
-        parts += [str(loss.get("detector", "fnsd")), str(loss.get("treatment", "fncc"))]
-    return "-".join(parts)
+    handling = (str(loss.get("detector", "fnsd")), str(loss.get("treatment", "fncc")))
+    parts = ([data] if data else []) + [method]
+    return "-".join(parts + (list(handling) if name == "false" and handling != ("fnsd", "fncc") else [name]))
 
 
 def data_tag(preset_name: str | None, method: str, loss: Mapping[str, Any]) -> str | None:
