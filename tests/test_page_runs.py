@@ -107,6 +107,7 @@ def test_tags_and_notes_are_kept_and_filter_the_table(populated_store: Path, tmp
     assert not at.exception, at.exception
     assert (run.path / "notes.json").is_file()
     assert any(f"Saved {run.id}: 2 tag(s)" in m.value for m in at.success)
+    assert at.text_input(key=f"runs-tags-{run.id}").value == "keep, dubai"  # cleaned at once, not after a reload
     table = at.dataframe[0].value
     assert dict(zip(table["run"], table["tags"]))[run.id] == "keep, dubai"
     at.multiselect(key="runs-tags").set_value(["dubai"]).run()

@@ -333,6 +333,7 @@ def _save_notes(run: Run) -> None:
     except (ValueError, OSError) as err:
         st.session_state["runs-flash"] = ("error", f"Tags and note of {run.id} not saved: {err}")
         return
+    st.session_state[f"runs-tags-{run.id}"] = ", ".join(saved["tags"])  # the field shows what was kept, at once
     done = f"Saved {run.id}: {len(saved['tags'])} tag(s), a note of {len(saved['note'])} characters."
     st.session_state["runs-flash"] = ("success", done, "🏷️")
 
