@@ -299,12 +299,15 @@ def pair_caption(rec: Any, dominant: np.ndarray | None, names: list[str], thresh
                  treatment: str = "fncc") -> str:
     """A card's line: the candidate's cosine and the anchor-positive cosine (FNSD matched the one to the other), the
     distance D, and whether the treatment applied (FNCC: whether its gate opened, with the threshold)."""
-    pos = f"{rec.cos_pos:.3f}" if rec.cos_pos == rec.cos_pos else "?"  # NaN: a record without it
+    digits = 3  # FNSD flags a negative as similar to the anchor as its positive: to 3 decimals the two read the same
+    while digits < 6 and rec.cos_pos == rec.cos_pos and f"{rec.cos:.{digits}f}" == f"{rec.cos_pos:.{digits}f}":
+        digits += 1  # (a walkthrough read "0.661 · 0.661" on every card as a display bug)
+    pos = f"{rec.cos_pos:.{digits}f}" if rec.cos_pos == rec.cos_pos else "?"  # NaN: a record without it
     gate = "" if threshold is None or pos == "?" else \
         f" (cos_pos ≥ {threshold:.2f})" if rec.calibrated else f" (cos_pos < {threshold:.2f})"
     done = ("calibrated ✅" if rec.calibrated else "not calibrated") if treatment == "fncc" else \
         (f"treated ({treatment}) ✅" if rec.calibrated else "not treated")
-    text = (f"step {rec.step} · candidate cos {rec.cos:.3f} · anchor-positive cos_pos {pos} · "
+    text = (f"step {rec.step} · candidate cos {rec.cos:.{digits}f} · anchor-positive cos_pos {pos} · "
             f"D {rec.distance:.2e} · {done}{gate}")
     if dominant is not None:
         a, c = int(dominant[rec.anchor_index]), int(dominant[rec.candidate_index])
