@@ -62,6 +62,8 @@ def test_the_listener_writes_the_phase_into_the_run_status(tmp_path: Path) -> No
 def test_eta_is_the_pace_so_far() -> None:
     assert eta_seconds(0, 10, 0.0, now=5.0) is None and eta_seconds(3, None, 0.0, now=5.0) is None
     assert eta_seconds(2, 10, 100.0, now=110.0) == pytest.approx(40.0)
+    assert eta_seconds(16, 2000, 0.0, now=12.0) is None  # under 5 % done: the start-up is still in the pace
+    assert eta_seconds(100, 2000, 0.0, now=10.0) == pytest.approx(190.0)
 
 
 def test_the_live_view_shows_the_phase_and_an_eta_before_the_first_step(empty_store: Path) -> None:
