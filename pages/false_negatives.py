@@ -95,9 +95,15 @@ def precision_section(shown: pd.DataFrame, dataset: Any, data: DataConfig, detec
     c1, c2, c3 = st.columns(3)
     c1.metric("Precision", f"{report.precision:.3f}", help=f"{report.correct} of {report.pairs} flagged {unit}s "
               "share their dominant class (each once per step, however many of the tiles' views flagged it)")
-    c2.metric("Base rate", f"{report.base_rate:.3f}", help="chance that two distinct tiles drawn at random share "
-              f"their dominant class (exact, over all {report.n_tiles} tiles)")
+    c2.metric("Base rate (two random tiles of the set)", f"{report.base_rate:.3f}", help="chance that two distinct "
+              f"tiles drawn at random share their dominant class (exact, over all {report.n_tiles} tiles); the "
+              "reference selectors below pick a random negative of the same anchors instead, in the same batches")
     lo, hi = report.ci
+    side = ("above" if lo > report.base_rate else "below" if hi < report.base_rate else "level with")
+    st.caption(f"The flags' precision is {side} the base rate{' within noise' if side == 'level with' else ''} "
+               f"(95 % {lo:.3f}–{hi:.3f} against {report.base_rate:.3f}); the verdict against a random negative, the "
+               "colour nearest and the encoder's own nearest neighbour of the same batches comes from the scoring "
+               "below.")  # a walkthrough read 0.280 beside 0.360 with no word of which was ahead
     repeats = (f" over the {report.distinct} distinct tile pairs flagged (worth {report.effective:.1f}: a pair "
                "flagged at many steps is one fact)") if report.distinct < report.pairs else ""
     c3.metric("95 % interval", f"{lo:.3f}–{hi:.3f}", help=f"Wilson score interval of the precision{repeats}; "

@@ -61,7 +61,10 @@ def test_false_run_shows_counts_precision_and_gallery(populated_store: Path) -> 
     dominant = [dataset.dominant_class(i) for i in range(len(dataset))]
     correct = sum(dominant[r["anchor_index"]] == dominant[r["candidate_index"]] for r in records)
     assert shown["Precision"] == f"{correct / len(records):.3f}"
-    assert shown["Base rate"] == f"{fn.base_rate(fn.dominant_classes(dataset)):.3f}"
+    assert shown["Base rate (two random tiles of the set)"] == f"{fn.base_rate(fn.dominant_classes(dataset)):.3f}"
+    assert any(words in texts(at) for words in ("The flags' precision is above the base rate (95 %",
+                                                "The flags' precision is below the base rate (95 %",
+                                                "The flags' precision is level with the base rate within noise"))
     assert len(at.get("plotly_chart")) == 2  # counts over training, precision per step bin
     assert len(at.get("image")) == 2 * min(len(records), 12)  # anchor tile | candidate per pair
     assert "anchor #" in str(at.get("image")[0].proto) and "another augmented view" in texts(at)
