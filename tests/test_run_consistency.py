@@ -17,7 +17,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from core.ssl.pretrain import main as pretrain_main
 from core.store.runs import list_runs
 
 pytestmark = pytest.mark.slow  # real kills of real runs, seconds each: the full suite, not the fast tier
@@ -82,11 +81,13 @@ def test_a_kill_at_any_write_of_pretraining_leaves_a_run_that_resumes(tmp_path: 
     assert killed_at(target, nth, "pretrain", PRE, runs) == 137, what
     [run] = list_runs(runs)
     assert run.state() == "died" and not run.is_live()
-    assert pretrain_main(["--resume", str(run.path), "--no-progress"]) == 0, what
+    # the resume and the straight run in processes started as the killed one was: under xdist the test process's
+    # kernels differed from a fresh process's by 1e-4 after three steps on this machine (both at d5076f3 and after)
+    assert killed_at("no-such-file", 0, "pretrain", ["--resume", str(run.path), "--no-progress"], runs) == 0, what
     assert run.state() == "completed" and run.status()["step"] == 3
     assert_consistent(run.path, 3)
     if (target, nth) == ("last.safetensors", 2):  # and it ends where a straight run ends (same threads: same kernels)
-        assert pretrain_main([*PRE, "--runs-root", str(tmp_path / "straight")]) == 0
+        assert killed_at("no-such-file", 0, "pretrain", PRE, tmp_path / "straight") == 0
         [straight] = list_runs(tmp_path / "straight")
         assert [m["step"] for m in run.metrics()] == [1, 2, 3]  # the records past the checkpoint dropped, none twice
         a, b = load_file(str(straight.last_checkpoint())), load_file(str(run.last_checkpoint()))
