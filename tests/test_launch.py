@@ -251,6 +251,7 @@ def test_pretraining_on_two_processes_through_the_launcher_stops_and_resumes_tog
     assert "DistributedDataParallel" not in launch.console_tail(run)  # no DDP warning about the no_grad views
     pairs = run.flagged_pairs()  # rows of the gathered batch, named by their indices in the data set
     assert pairs and all(0 <= r["anchor_index"] < 24 and 0 <= r["candidate_index"] < 24 for r in pairs)
+    _wait(run, lambda: not run.is_live())  # its ranks may still be exiting (and holding its lock) a moment after
     delete_run(run)  # ended: it may go
     assert not run.path.exists()
 
